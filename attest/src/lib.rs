@@ -1,0 +1,1 @@
+//! Attestation evidence: SEV-SNP reports, RA-TLS extension, launch-measurement calculators, verification

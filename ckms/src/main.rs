@@ -1,0 +1,2 @@
+//! ckms: the KMS command-line client (KMIP operations, bootstrap, verify, attestation)
+fn main() {}

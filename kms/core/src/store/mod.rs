@@ -1,0 +1,105 @@
+//! The storage seam: what the KMS needs from a database.
+//!
+//! The store is designed for a **remote, shared, fallible** database (Redis with Findex): every
+//! call can fail, updates are compare-and-swap on a version so that several KMS nodes never lose
+//! each other's writes, and Locate is an index query over keywords. The store never interprets
+//! the record body: it is an opaque serialized object (key material, attributes, state, owner,
+//! grants) that an untrusted backend must encrypt before it leaves the process.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Version of a stored record. Starts at 1 on insert and grows by one on every update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(pub u64);
+
+/// One stored object.
+///
+/// `keywords` are the index terms Locate and the access-rights listings search on, written as
+/// `"<kind>=<value>"` (for example `tag=MyTag`, `type=SymmetricKey`, `owner=alice`,
+/// `grant=bob`). A backend must treat both `body` and `keywords` as secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Unique identifier of the object.
+    pub uid: String,
+    /// Serialized object, opaque to the store. Holds key material: zeroized on drop.
+    pub body: Vec<u8>,
+    /// Index terms of this version of the object.
+    pub keywords: Vec<String>,
+}
+
+impl fmt::Debug for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the body or keywords: they are secret.
+        f.debug_struct("Record")
+            .field("uid", &self.uid)
+            .field("body_len", &self.body.len())
+            .field("keywords", &self.keywords.len())
+            .finish()
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        wipe(&mut self.body);
+    }
+}
+
+/// Overwrite a buffer with zeros in a way the optimizer keeps.
+pub fn wipe(buf: &mut [u8]) {
+    for b in buf.iter_mut() {
+        // SAFETY-free volatile-ish write: a black_box'ed zeroing loop.
+        *b = 0;
+    }
+    core::hint::black_box(buf);
+}
+
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// `insert` of a uid that already exists.
+    AlreadyExists,
+    /// `update`/`delete` with a version that is no longer the current one (another writer won).
+    Conflict,
+    /// The uid does not exist (for `update`/`delete`).
+    NotFound,
+    /// The backend could not be reached or did not answer in time. Retrying later may work.
+    Unavailable(&'static str),
+    /// The backend answered with data that does not authenticate or parse (tampering, wrong
+    /// database secret, corruption).
+    Corrupt(&'static str),
+    /// Any other backend failure.
+    Backend(&'static str),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::AlreadyExists => f.write_str("object already exists"),
+            StoreError::Conflict => f.write_str("concurrent update conflict"),
+            StoreError::NotFound => f.write_str("object not found"),
+            StoreError::Unavailable(m) => write!(f, "storage unavailable: {m}"),
+            StoreError::Corrupt(m) => write!(f, "storage integrity error: {m}"),
+            StoreError::Backend(m) => write!(f, "storage error: {m}"),
+        }
+    }
+}
+
+impl core::error::Error for StoreError {}
+
+/// What the KMS needs from a database. Implementations are shared between threads.
+pub trait Store: Send + Sync {
+    /// Store a new record at version 1. Fails with [`StoreError::AlreadyExists`] if the uid is taken.
+    fn insert(&self, record: &Record) -> Result<Version, StoreError>;
+    /// Read a record and its current version.
+    fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError>;
+    /// Replace a record if its current version is `expected` (compare-and-swap); returns the new
+    /// version. The index is updated from the old keywords to the new ones.
+    fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError>;
+    /// Remove a record and its index entries if its current version is `expected`.
+    fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError>;
+    /// Uids of the records whose keywords include **all** of `all_of` (an empty query returns
+    /// every record). Hits that no longer resolve are filtered out by the implementation.
+    fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError>;
+}
