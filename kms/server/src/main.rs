@@ -1,2 +1,25 @@
-//! Host-mode KMS server: std TCP + rustls around the sans-IO kms core
-fn main() {}
+//! `kms-server` binary: parse the options and run [`kms_server::app::run`].
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    if std::env::args_os().any(|a| a == "--bootstrap") {
+        let args = kms_server::bootstrap::BootstrapArgs::parse();
+        return match kms_server::bootstrap::run(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kms-server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let args = kms_server::app::ServerArgs::parse();
+    match kms_server::app::run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kms-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -6,6 +6,8 @@
 //! the record body: it is an opaque serialized object (key material, attributes, state, owner,
 //! grants) that an untrusted backend must encrypt before it leaves the process.
 
+pub mod memory;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -48,11 +50,8 @@ impl Drop for Record {
 
 /// Overwrite a buffer with zeros in a way the optimizer keeps.
 pub fn wipe(buf: &mut [u8]) {
-    for b in buf.iter_mut() {
-        // SAFETY-free volatile-ish write: a black_box'ed zeroing loop.
-        *b = 0;
-    }
-    core::hint::black_box(buf);
+    // `zeroize` uses volatile writes plus a compiler fence, so the stores are not elided.
+    zeroize::Zeroize::zeroize(buf);
 }
 
 /// Why a store call failed.
@@ -102,4 +101,24 @@ pub trait Store: Send + Sync {
     /// Uids of the records whose keywords include **all** of `all_of` (an empty query returns
     /// every record). Hits that no longer resolve are filtered out by the implementation.
     fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError>;
+}
+
+/// A shared store is a store: lets a server pick its backend at run time
+/// (`Kms<Arc<dyn Store>>`).
+impl<T: Store + ?Sized> Store for alloc::sync::Arc<T> {
+    fn insert(&self, record: &Record) -> Result<Version, StoreError> {
+        (**self).insert(record)
+    }
+    fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
+        (**self).get(uid)
+    }
+    fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError> {
+        (**self).update(record, expected)
+    }
+    fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError> {
+        (**self).delete(uid, expected)
+    }
+    fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
+        (**self).search(all_of)
+    }
 }

@@ -1,0 +1,440 @@
+//! Verification of SEV-SNP evidence (feature `std`).
+//!
+//! [`verify_snp_report`] checks, in order, and stops at the first failure:
+//! 1. the report's format ([`AttestationReport::validate`]);
+//! 2. the certificate chain: ARK (a built-in AMD root, or a root the caller explicitly trusts)
+//!    → ASK/ASVK → VCEK/VLEK, each link RSASSA-PSS SHA-384 with matching names;
+//! 3. the VCEK against the report: its TCB extensions equal `REPORTED_TCB`, its hwID equals
+//!    `CHIP_ID` (VCEK only), and the report's `SIGNING_KEY` names the kind of certificate given;
+//! 4. the report signature: ECDSA P-384 over SHA-384 of bytes `[0, 0x2A0)`;
+//! 5. the [`Policy`]: the expected measurement (always), debug off unless allowed, minimum TCB,
+//!    expected `REPORT_DATA`, and optional host data, VMPL and guest SVN bounds.
+//!
+//! Success yields a [`VerifiedReport`], which only this module can construct.
+
+mod certs;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use subtle::ConstantTimeEq;
+use x509_cert::Certificate;
+
+pub use certs::{builtin, builtin_pems, oid};
+
+use crate::snp::report::{AttestationReport, Generation, ReportError, SigningKey, TcbVersion};
+
+/// Why verification failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The report is malformed.
+    Report(ReportError),
+    /// A certificate (named) does not parse or is inconsistent.
+    Certificate(&'static str),
+    /// A certificate (named) uses an algorithm other than AMD's.
+    UnsupportedAlgorithm(&'static str),
+    /// The chain's root is not one of AMD's published ARKs (and no custom root was given).
+    UntrustedRoot,
+    /// The chain PEM does not hold exactly one intermediate and at most one root.
+    ChainShape,
+    /// A certificate's issuer is not its parent's subject (the link is named).
+    NameChain(&'static str),
+    /// A certificate's signature does not verify (the link is named).
+    ChainSignature(&'static str),
+    /// A required VCEK extension is missing.
+    MissingExtension(&'static str),
+    /// A VCEK TCB component differs from the report's `REPORTED_TCB`.
+    TcbMismatch { field: &'static str, cert: u8, report: u8 },
+    /// The VCEK hwID differs from the report's `CHIP_ID`.
+    ChipIdMismatch,
+    /// The report's `SIGNING_KEY` does not match the certificate (VCEK vs VLEK) given.
+    SigningKeyMismatch,
+    /// The product of the report, the VCEK and the chain disagree.
+    ProductMismatch,
+    /// The report signature does not verify with the VCEK.
+    ReportSignature,
+    /// The guest policy allows debugging and the verification policy does not.
+    DebugAllowed,
+    /// `REPORTED_TCB` is below the minimum (component named).
+    TcbTooOld { field: &'static str, min: u8, got: u8 },
+    /// The measurement is not the expected one.
+    MeasurementMismatch,
+    /// `REPORT_DATA` is not the expected one.
+    ReportDataMismatch,
+    /// `HOST_DATA` is not the expected one.
+    HostDataMismatch,
+    /// The report was requested from a VMPL above the maximum.
+    VmplTooHigh(u32),
+    /// `GUEST_SVN` is below the minimum.
+    GuestSvnTooLow(u32),
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Report(e) => write!(f, "malformed report: {e}"),
+            Self::Certificate(w) => write!(f, "bad certificate: {w}"),
+            Self::UnsupportedAlgorithm(w) => write!(f, "unsupported algorithm in {w}"),
+            Self::UntrustedRoot => f.write_str("the chain's root is not an AMD ARK (give a trust root explicitly)"),
+            Self::ChainShape => f.write_str("the chain must hold one ASK/ASVK and at most one ARK"),
+            Self::NameChain(w) => write!(f, "issuer/subject mismatch in {w}"),
+            Self::ChainSignature(w) => write!(f, "signature of {w} does not verify"),
+            Self::MissingExtension(w) => write!(f, "VCEK lacks the {w} extension"),
+            Self::TcbMismatch { field, cert, report } => {
+                write!(f, "VCEK {field} is {cert} but the report's reported TCB has {report}")
+            }
+            Self::ChipIdMismatch => f.write_str("VCEK hwID differs from the report's chip id"),
+            Self::SigningKeyMismatch => f.write_str("report signing key kind does not match the certificate"),
+            Self::ProductMismatch => f.write_str("report, VCEK and chain are for different products"),
+            Self::ReportSignature => f.write_str("report signature does not verify with the VCEK"),
+            Self::DebugAllowed => f.write_str("guest policy allows debugging"),
+            Self::TcbTooOld { field, min, got } => write!(f, "reported TCB {field} {got} is below the minimum {min}"),
+            Self::MeasurementMismatch => f.write_str("measurement differs from the expected one"),
+            Self::ReportDataMismatch => f.write_str("report_data differs from the expected one"),
+            Self::HostDataMismatch => f.write_str("host_data differs from the expected one"),
+            Self::VmplTooHigh(v) => write!(f, "report requested from VMPL {v}"),
+            Self::GuestSvnTooLow(v) => write!(f, "guest SVN {v} is below the minimum"),
+        }
+    }
+}
+
+impl core::error::Error for VerifyError {}
+
+impl From<ReportError> for VerifyError {
+    fn from(e: ReportError) -> Self {
+        Self::Report(e)
+    }
+}
+
+/// Where the ARK and the intermediate (ASK or ASVK) come from.
+#[derive(Debug, Clone, Copy)]
+pub enum ChainSource<'a> {
+    /// AMD's ARK and ASK for this product, built in (VCEK-signed reports).
+    BuiltIn(Generation),
+    /// A PEM bundle as served by AMD's KDS (`cert_chain`: ASK or ASVK, then ARK; the ARK may be
+    /// left out). The root must be one of the built-in AMD ARKs.
+    AmdPem(&'a [u8]),
+    /// A root the caller explicitly trusts (e.g. an emulator's test ARK) and its intermediate,
+    /// each PEM or DER. Never used unless the caller asks for it.
+    TrustRoot {
+        /// The self-signed root.
+        ark: &'a [u8],
+        /// The intermediate it signed (ASK or ASVK).
+        intermediate: &'a [u8],
+    },
+}
+
+/// What to require of a report. Built with [`Policy::new`], which takes the expected
+/// measurement: there is no policy without one.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    measurement: [u8; 48],
+    report_data: Option<[u8; 64]>,
+    host_data: Option<[u8; 32]>,
+    allow_debug: bool,
+    min_tcb: Option<TcbVersion>,
+    max_vmpl: Option<u32>,
+    min_guest_svn: Option<u32>,
+}
+
+impl Policy {
+    /// A policy requiring `expected_measurement`, debug off, and nothing else.
+    pub fn new(expected_measurement: [u8; 48]) -> Self {
+        Self {
+            measurement: expected_measurement,
+            report_data: None,
+            host_data: None,
+            allow_debug: false,
+            min_tcb: None,
+            max_vmpl: None,
+            min_guest_svn: None,
+        }
+    }
+    /// Require this `REPORT_DATA`.
+    pub fn report_data(mut self, report_data: [u8; 64]) -> Self {
+        self.report_data = Some(report_data);
+        self
+    }
+    /// Require this `HOST_DATA`.
+    pub fn host_data(mut self, host_data: [u8; 32]) -> Self {
+        self.host_data = Some(host_data);
+        self
+    }
+    /// Accept guests whose policy allows debugging (their memory is readable by the host).
+    pub fn allow_debug(mut self, allow: bool) -> Self {
+        self.allow_debug = allow;
+        self
+    }
+    /// Require every component of `REPORTED_TCB` to be at least `min`.
+    pub fn min_tcb(mut self, min: TcbVersion) -> Self {
+        self.min_tcb = Some(min);
+        self
+    }
+    /// Require the report to come from VMPL `max` or a more privileged one.
+    pub fn max_vmpl(mut self, max: u32) -> Self {
+        self.max_vmpl = Some(max);
+        self
+    }
+    /// Require `GUEST_SVN >= min`.
+    pub fn min_guest_svn(mut self, min: u32) -> Self {
+        self.min_guest_svn = Some(min);
+        self
+    }
+    /// The expected measurement.
+    pub fn measurement(&self) -> &[u8; 48] {
+        &self.measurement
+    }
+}
+
+/// The root a verified report chains to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustAnchor {
+    /// AMD's ARK for this product.
+    Amd(Generation),
+    /// A root the caller supplied explicitly.
+    Custom,
+}
+
+/// A report that passed [`verify_snp_report`]. Only this module can build one.
+#[derive(Debug, Clone)]
+pub struct VerifiedReport {
+    report: AttestationReport,
+    generation: Generation,
+    anchor: TrustAnchor,
+    signing_key: SigningKey,
+    checks: Vec<String>,
+}
+
+impl VerifiedReport {
+    /// The verified report.
+    pub fn report(&self) -> &AttestationReport {
+        &self.report
+    }
+    /// The product whose TCB layout was used.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+    /// The root of trust.
+    pub fn anchor(&self) -> TrustAnchor {
+        self.anchor
+    }
+    /// VCEK or VLEK.
+    pub fn signing_key(&self) -> SigningKey {
+        self.signing_key
+    }
+    /// The measurement (equal to the policy's).
+    pub fn measurement(&self) -> &[u8; 48] {
+        &self.report.measurement
+    }
+    /// `REPORT_DATA`.
+    pub fn report_data(&self) -> &[u8; 64] {
+        &self.report.report_data
+    }
+    /// `REPORTED_TCB`, decoded.
+    pub fn reported_tcb(&self) -> TcbVersion {
+        self.report.reported_tcb(self.generation)
+    }
+    /// One line per check that passed, in order (for a human-readable summary).
+    pub fn checks(&self) -> &[String] {
+        &self.checks
+    }
+}
+
+/// Verify an SNP attestation report with its VCEK (or VLEK) certificate (DER or PEM).
+pub fn verify_snp_report(
+    report: &[u8],
+    vcek_der: &[u8],
+    chain: ChainSource<'_>,
+    policy: &Policy,
+) -> Result<VerifiedReport, VerifyError> {
+    use alloc::format;
+    let mut checks = Vec::new();
+    let report = AttestationReport::parse(report)?;
+    checks.push(format!("report format: version {}, ECDSA P-384 SHA-384", report.version.get()));
+
+    // Chain: root and intermediate.
+    let (ark, inter, anchor) = load_chain(chain)?;
+    certs::verify_rsa_link(&ark, &ark, "ARK (self-signed)")?;
+    certs::verify_rsa_link(&ark, &inter, "ASK/ASVK")?;
+    let vcek = certs::load_one(vcek_der, "VCEK")?;
+    certs::verify_rsa_link(&inter, &vcek, "VCEK/VLEK")?;
+    checks.push(match anchor {
+        TrustAnchor::Amd(g) => format!("certificate chain: AMD {} ARK -> ASK/ASVK -> VCEK/VLEK", g.name()),
+        TrustAnchor::Custom => String::from("certificate chain: caller-supplied root -> intermediate -> VCEK/VLEK"),
+    });
+
+    // Product: the report (v3+), the VCEK's productName and the AMD root must agree.
+    let from_report = report.generation();
+    let from_cert = certs::cert_generation(&vcek)?;
+    let from_chain = match anchor {
+        TrustAnchor::Amd(g) => Some(g),
+        TrustAnchor::Custom => None,
+    };
+    let mut generation = None;
+    for g in [from_report, from_cert, from_chain].into_iter().flatten() {
+        match generation {
+            None => generation = Some(g),
+            Some(prev) if prev != g => return Err(VerifyError::ProductMismatch),
+            Some(_) => {}
+        }
+    }
+    let generation = generation.unwrap_or(Generation::Milan);
+
+    // The certificate kind must be the one the report names.
+    let is_vlek = certs::extension(&vcek, &oid::CSP_ID)?.is_some();
+    let signing_key = report.signing_key();
+    match (signing_key, is_vlek) {
+        (SigningKey::Vcek, false) | (SigningKey::Vlek, true) => {}
+        _ => return Err(VerifyError::SigningKeyMismatch),
+    }
+
+    // TCB extensions equal REPORTED_TCB.
+    let cert_tcb = certs::cert_tcb(&vcek, generation)?;
+    let rep_tcb = report.reported_tcb(generation);
+    for (field, c, r) in [
+        ("fmcSPL", cert_tcb.fmc, rep_tcb.fmc),
+        ("blSPL", cert_tcb.bootloader, rep_tcb.bootloader),
+        ("teeSPL", cert_tcb.tee, rep_tcb.tee),
+        ("snpSPL", cert_tcb.snp, rep_tcb.snp),
+        ("ucodeSPL", cert_tcb.microcode, rep_tcb.microcode),
+    ] {
+        if c != r {
+            return Err(VerifyError::TcbMismatch { field, cert: c, report: r });
+        }
+    }
+    checks.push(format!(
+        "VCEK TCB = reported TCB ({} layout): fmc {} bl {} tee {} snp {} ucode {}",
+        generation.name(),
+        rep_tcb.fmc,
+        rep_tcb.bootloader,
+        rep_tcb.tee,
+        rep_tcb.snp,
+        rep_tcb.microcode
+    ));
+
+    // hwID = CHIP_ID (VCEK only; Turin's hwID is the first 8 bytes).
+    if !is_vlek {
+        let hwid = certs::extension(&vcek, &oid::HW_ID)?.ok_or(VerifyError::MissingExtension("hwID"))?;
+        let (head, tail) = report.chip_id.split_at_checked(hwid.len()).ok_or(VerifyError::ChipIdMismatch)?;
+        if hwid.is_empty() || head != hwid || tail.iter().any(|b| *b != 0) {
+            return Err(VerifyError::ChipIdMismatch);
+        }
+        checks.push(String::from("VCEK hwID = report chip_id"));
+    }
+
+    // The report signature.
+    let key = certs::p384_key(&vcek)?;
+    let rs = report.signature.to_be_rs().map_err(|_| VerifyError::ReportSignature)?;
+    let sig = p384::ecdsa::Signature::from_slice(&rs).map_err(|_| VerifyError::ReportSignature)?;
+    p384::ecdsa::signature::Verifier::verify(&key, report.signed_bytes(), &sig)
+        .map_err(|_| VerifyError::ReportSignature)?;
+    checks.push(String::from("report signature (ECDSA P-384, SHA-384 over bytes 0..0x2A0)"));
+
+    check_policy(&report, generation, policy, &mut checks)?;
+
+    Ok(VerifiedReport { report, generation, anchor, signing_key, checks })
+}
+
+/// The policy part of verification (after the signature has been checked).
+fn check_policy(
+    report: &AttestationReport,
+    generation: Generation,
+    policy: &Policy,
+    checks: &mut Vec<String>,
+) -> Result<(), VerifyError> {
+    use alloc::format;
+    let rep_tcb = report.reported_tcb(generation);
+    if report.policy().debug_allowed() && !policy.allow_debug {
+        return Err(VerifyError::DebugAllowed);
+    }
+    checks.push(format!("guest policy debug = {}", report.policy().debug_allowed()));
+    if let Some(min) = &policy.min_tcb {
+        for (field, m, g) in [
+            ("fmc", min.fmc, rep_tcb.fmc),
+            ("bootloader", min.bootloader, rep_tcb.bootloader),
+            ("tee", min.tee, rep_tcb.tee),
+            ("snp", min.snp, rep_tcb.snp),
+            ("microcode", min.microcode, rep_tcb.microcode),
+        ] {
+            if g < m {
+                return Err(VerifyError::TcbTooOld { field, min: m, got: g });
+            }
+        }
+        checks.push(String::from("reported TCB >= minimum TCB"));
+    }
+    if !bool::from(report.measurement.ct_eq(&policy.measurement)) {
+        return Err(VerifyError::MeasurementMismatch);
+    }
+    checks.push(String::from("measurement = expected measurement"));
+    if let Some(rd) = &policy.report_data {
+        if !bool::from(report.report_data.ct_eq(rd)) {
+            return Err(VerifyError::ReportDataMismatch);
+        }
+        checks.push(String::from("report_data = expected report_data"));
+    }
+    if let Some(hd) = &policy.host_data {
+        if !bool::from(report.host_data.ct_eq(hd)) {
+            return Err(VerifyError::HostDataMismatch);
+        }
+        checks.push(String::from("host_data = expected host_data"));
+    }
+    if let Some(max) = policy.max_vmpl {
+        let vmpl = report.vmpl.get();
+        if vmpl > max {
+            return Err(VerifyError::VmplTooHigh(vmpl));
+        }
+        checks.push(format!("VMPL {vmpl} <= {max}"));
+    }
+    if let Some(min) = policy.min_guest_svn {
+        let svn = report.guest_svn.get();
+        if svn < min {
+            return Err(VerifyError::GuestSvnTooLow(svn));
+        }
+        checks.push(format!("guest SVN {svn} >= {min}"));
+    }
+
+    Ok(())
+}
+
+fn load_chain(chain: ChainSource<'_>) -> Result<(Certificate, Certificate, TrustAnchor), VerifyError> {
+    match chain {
+        ChainSource::BuiltIn(g) => {
+            let (ark, ask) = builtin_pems(g);
+            Ok((certs::load_one(ark.as_bytes(), "ARK")?, certs::load_one(ask.as_bytes(), "ASK")?, TrustAnchor::Amd(g)))
+        }
+        ChainSource::AmdPem(pem) => {
+            let all = certs::load_pem_bundle(pem)?;
+            let (roots, inters): (Vec<_>, Vec<_>) = all.into_iter().partition(certs::is_self_issued);
+            let [inter] = <[Certificate; 1]>::try_from(inters).map_err(|_| VerifyError::ChainShape)?;
+            if roots.len() > 1 {
+                return Err(VerifyError::ChainShape);
+            }
+            match roots.into_iter().next() {
+                Some(ark) => {
+                    let g = certs::builtin_ark_generation(&ark)?.ok_or(VerifyError::UntrustedRoot)?;
+                    Ok((ark, inter, TrustAnchor::Amd(g)))
+                }
+                None => {
+                    // No root given: the built-in ARK whose subject issued the intermediate.
+                    for g in [Generation::Milan, Generation::Genoa, Generation::Turin] {
+                        let ark = certs::load_one(builtin_pems(g).0.as_bytes(), "ARK")?;
+                        if ark.tbs_certificate().subject() == inter.tbs_certificate().issuer() {
+                            return Ok((ark, inter, TrustAnchor::Amd(g)));
+                        }
+                    }
+                    Err(VerifyError::UntrustedRoot)
+                }
+            }
+        }
+        ChainSource::TrustRoot { ark, intermediate } => Ok((
+            certs::load_one(ark, "trust root")?,
+            certs::load_one(intermediate, "intermediate")?,
+            TrustAnchor::Custom,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,227 @@
+use super::*;
+use crate::test_util::milan_report;
+use alloc::vec;
+use der::Encode;
+
+const VCEK: &[u8] = include_bytes!("../../testdata/snp/vcek_milan.der");
+const CHAIN: &[u8] = include_bytes!("../../testdata/snp/cert_chain_milan");
+const TURIN_VCEK: &[u8] = include_bytes!("../../testdata/snp/vcek_turin.der");
+const TURIN_CHAIN: &[u8] = include_bytes!("../../testdata/snp/cert_chain_turin");
+
+fn measurement() -> [u8; 48] {
+    let r = milan_report();
+    r[0x90..0xC0].try_into().unwrap()
+}
+
+fn policy() -> Policy {
+    Policy::new(measurement())
+}
+
+#[test]
+fn real_milan_report_verifies() {
+    let report = milan_report();
+    for chain in [ChainSource::BuiltIn(Generation::Milan), ChainSource::AmdPem(CHAIN)] {
+        let v = verify_snp_report(&report, VCEK, chain, &policy()).unwrap();
+        assert_eq!(v.anchor(), TrustAnchor::Amd(Generation::Milan));
+        assert_eq!(v.generation(), Generation::Milan);
+        assert_eq!(v.signing_key(), SigningKey::Vcek);
+        assert_eq!(v.measurement(), &measurement());
+        assert_eq!(v.reported_tcb(), TcbVersion { fmc: 0, bootloader: 3, tee: 0, snp: 8, microcode: 0x73 });
+        assert!(v.checks().iter().any(|c| c.contains("report signature")));
+    }
+    // The ASK alone: the root is found among the built-in ARKs.
+    let ask_only = &CHAIN[..CHAIN.windows(5).rposition(|w| w == b"-----").unwrap() + 5];
+    let ask_end = core::str::from_utf8(ask_only).unwrap().find("-----END CERTIFICATE-----").unwrap() + 25;
+    let v = verify_snp_report(&report, VCEK, ChainSource::AmdPem(&CHAIN[..ask_end]), &policy()).unwrap();
+    assert_eq!(v.anchor(), TrustAnchor::Amd(Generation::Milan));
+    // Explicit root: same certificates, but recorded as custom.
+    let (ark, ask) = builtin_pems(Generation::Milan);
+    let v = verify_snp_report(
+        &report,
+        VCEK,
+        ChainSource::TrustRoot { ark: ark.as_bytes(), intermediate: ask.as_bytes() },
+        &policy(),
+    )
+    .unwrap();
+    assert_eq!(v.anchor(), TrustAnchor::Custom);
+    // The report in hex or the VCEK in PEM are the caller's business; DER works.
+}
+
+#[test]
+fn wrong_expectations_fail() {
+    let report = milan_report();
+    let chain = ChainSource::BuiltIn(Generation::Milan);
+    let mut m = measurement();
+    m[47] ^= 1;
+    assert_eq!(
+        verify_snp_report(&report, VCEK, chain, &Policy::new(m)).unwrap_err(),
+        VerifyError::MeasurementMismatch
+    );
+    assert_eq!(
+        verify_snp_report(&report, VCEK, chain, &policy().report_data([1; 64])).unwrap_err(),
+        VerifyError::ReportDataMismatch
+    );
+    let rd: [u8; 64] = report[0x50..0x90].try_into().unwrap();
+    assert!(verify_snp_report(&report, VCEK, chain, &policy().report_data(rd)).is_ok());
+    assert_eq!(
+        verify_snp_report(&report, VCEK, chain, &policy().host_data([1; 32])).unwrap_err(),
+        VerifyError::HostDataMismatch
+    );
+    let min = TcbVersion { fmc: 0, bootloader: 3, tee: 0, snp: 9, microcode: 0 };
+    assert_eq!(
+        verify_snp_report(&report, VCEK, chain, &policy().min_tcb(min)).unwrap_err(),
+        VerifyError::TcbTooOld { field: "snp", min: 9, got: 8 }
+    );
+    let min = TcbVersion { fmc: 0, bootloader: 3, tee: 0, snp: 8, microcode: 0x73 };
+    assert!(verify_snp_report(&report, VCEK, chain, &policy().min_tcb(min)).is_ok());
+    assert_eq!(
+        verify_snp_report(&report, VCEK, chain, &policy().min_guest_svn(1)).unwrap_err(),
+        VerifyError::GuestSvnTooLow(0)
+    );
+    assert!(verify_snp_report(&report, VCEK, chain, &policy().max_vmpl(0)).is_ok());
+}
+
+#[test]
+fn debug_policy() {
+    let mut report = AttestationReport::parse(&milan_report()).unwrap();
+    report.policy = (0x30000u64 | 1 << 19).into();
+    let mut checks = Vec::new();
+    assert_eq!(
+        check_policy(&report, Generation::Milan, &policy(), &mut checks).unwrap_err(),
+        VerifyError::DebugAllowed
+    );
+    assert!(check_policy(&report, Generation::Milan, &policy().allow_debug(true), &mut checks).is_ok());
+    report.vmpl = 2.into();
+    assert_eq!(
+        check_policy(&report, Generation::Milan, &policy().allow_debug(true).max_vmpl(1), &mut checks).unwrap_err(),
+        VerifyError::VmplTooHigh(2)
+    );
+}
+
+#[test]
+fn wrong_chain_fails() {
+    let report = milan_report();
+    for g in [Generation::Genoa, Generation::Turin] {
+        let e = verify_snp_report(&report, VCEK, ChainSource::BuiltIn(g), &policy()).unwrap_err();
+        assert!(matches!(e, VerifyError::NameChain(_) | VerifyError::ChainSignature(_)), "{g:?}: {e}");
+    }
+    // The Turin chain in PEM anchors to the Turin ARK, which did not sign the Milan VCEK.
+    assert!(verify_snp_report(&report, VCEK, ChainSource::AmdPem(TURIN_CHAIN), &policy()).is_err());
+    // A self-signed root that is not AMD's is refused unless given as TrustRoot: use the ASK
+    // in place of the ARK (not self-issued -> chain shape) and a bundle with two ARKs.
+    let (milan_ark, _) = builtin_pems(Generation::Milan);
+    let (genoa_ark, _) = builtin_pems(Generation::Genoa);
+    let two_roots = [milan_ark.as_bytes(), genoa_ark.as_bytes()].concat();
+    assert_eq!(
+        verify_snp_report(&report, VCEK, ChainSource::AmdPem(&two_roots), &policy()).unwrap_err(),
+        VerifyError::ChainShape
+    );
+    // Empty inputs.
+    assert!(verify_snp_report(&report, b"", ChainSource::AmdPem(CHAIN), &policy()).is_err());
+    assert!(verify_snp_report(&[], VCEK, ChainSource::AmdPem(CHAIN), &policy()).is_err());
+    assert!(verify_snp_report(&report, VCEK, ChainSource::AmdPem(b""), &policy()).is_err());
+}
+
+#[test]
+fn turin_chain_and_extensions() {
+    let chain = certs::load_pem_bundle(TURIN_CHAIN).unwrap();
+    let (ark, ask) = builtin_pems(Generation::Turin);
+    let ark = certs::load_one(ark.as_bytes(), "ARK").unwrap();
+    let ask = certs::load_one(ask.as_bytes(), "ASK").unwrap();
+    assert_eq!(chain.len(), 2);
+    assert_eq!(certs::builtin_ark_generation(&chain[1]).unwrap(), Some(Generation::Turin));
+    let vcek = certs::load_one(TURIN_VCEK, "VCEK").unwrap();
+    certs::verify_rsa_link(&ark, &ark, "ARK").unwrap();
+    certs::verify_rsa_link(&ark, &ask, "ASK").unwrap();
+    certs::verify_rsa_link(&ask, &vcek, "VCEK").unwrap();
+    assert_eq!(certs::cert_generation(&vcek).unwrap(), Some(Generation::Turin));
+    let tcb = certs::cert_tcb(&vcek, Generation::Turin).unwrap();
+    assert_eq!(tcb.fmc, 0);
+    assert_eq!(certs::extension(&vcek, &oid::HW_ID).unwrap().unwrap().len(), 8);
+    // The Milan VCEK says Milan and has a 64-byte hwID.
+    let m = certs::load_one(VCEK, "VCEK").unwrap();
+    assert_eq!(certs::cert_generation(&m).unwrap(), Some(Generation::Milan));
+    assert_eq!(certs::extension(&m, &oid::HW_ID).unwrap().unwrap().len(), 64);
+    assert!(certs::p384_key(&m).is_ok());
+    assert!(certs::p384_key(&ark).is_err());
+}
+
+/// Positions to flip in a buffer: every `step`-th byte, all of the first 64 (the DER headers of
+/// certificate, TBS, version, serial, algorithm) and the last 8, so that each region is hit.
+fn positions(len: usize, step: usize) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..len).step_by(step).collect();
+    p.extend(0..len.min(64));
+    p.extend(len.saturating_sub(8)..len);
+    p.sort_unstable();
+    p.dedup();
+    p
+}
+
+#[test]
+fn any_flipped_report_byte_fails() {
+    let report = milan_report();
+    let chain = ChainSource::BuiltIn(Generation::Milan);
+    // Every field of the signed part (step 7 hits every field of Table 23, the smallest being
+    // 1 byte wide at 0x188..0x18B, which the explicit list covers), and the whole r and s.
+    let mut pos = positions(report.len(), 7);
+    pos.extend(0x188..0x18B);
+    pos.extend(0x2A0..0x2A0 + 144);
+    pos.sort_unstable();
+    pos.dedup();
+    for p in pos {
+        let mut r = report.clone();
+        r[p] ^= 0x01;
+        assert!(verify_snp_report(&r, VCEK, chain, &policy()).is_err(), "report byte {p:#x}");
+    }
+}
+
+#[test]
+fn any_flipped_vcek_byte_fails() {
+    let report = milan_report();
+    let chain = ChainSource::BuiltIn(Generation::Milan);
+    for p in positions(VCEK.len(), 5) {
+        let mut v = VCEK.to_vec();
+        v[p] ^= 0x01;
+        assert!(verify_snp_report(&report, &v, chain, &policy()).is_err(), "VCEK byte {p}");
+    }
+}
+
+#[test]
+fn any_flipped_chain_byte_fails() {
+    let report = milan_report();
+    // The PEM text: flip base64 characters to other base64 characters, and structural bytes.
+    for p in positions(CHAIN.len(), 11) {
+        let mut c = CHAIN.to_vec();
+        c[p] = match c[p] {
+            b'A' => b'B',
+            b'/' => b'+',
+            // Whitespace is not significant in PEM: change it to a non-whitespace byte.
+            b'\n' => b'x',
+            x => x ^ 0x01,
+        };
+        assert!(
+            verify_snp_report(&report, VCEK, ChainSource::AmdPem(&c), &policy()).is_err(),
+            "chain byte {p} ({:?})",
+            CHAIN[p] as char
+        );
+    }
+}
+
+#[test]
+fn any_flipped_der_chain_byte_fails() {
+    // Flip the DER of ASK and ARK (given as an explicit root, so only signatures protect it).
+    let report = milan_report();
+    let chain = certs::load_pem_bundle(CHAIN).unwrap();
+    let ask = chain[0].to_der().unwrap();
+    let ark = chain[1].to_der().unwrap();
+    for (which, der) in [("ASK", &ask), ("ARK", &ark)] {
+        for p in positions(der.len(), 13) {
+            let mut d = der.clone();
+            d[p] ^= 0x01;
+            let (a, i) = if which == "ASK" { (ark.clone(), d) } else { (d, ask.clone()) };
+            let src = ChainSource::TrustRoot { ark: &a, intermediate: &i };
+            assert!(verify_snp_report(&report, VCEK, src, &policy()).is_err(), "{which} byte {p}");
+        }
+    }
+    let _ = vec![0u8];
+}

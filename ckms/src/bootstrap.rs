@@ -1,0 +1,332 @@
+//! `ckms bootstrap start`: provision a KMS that waits in bootstrap mode, trusting nothing but its attestation.
+//!
+//! 1. Fetch the server's certificate without trusting it ([`crate::verify::capture_certificate`]) and attest
+//!    it: the quote verifies, the measurement is the expected one, report_data binds the certificate's key.
+//! 2. Every later request goes over a connection pinned to that key ([`crate::pinned::PinnedKeyVerifier`]).
+//! 3. A fresh-nonce `GET /attestation` (the server is live, the report is not replayed).
+//! 4. `POST /csr`; sign it with a local CA (`--ca-cert` + `--ca-key`, P-256 CA keys) or write it out
+//!    (`--csr-out`) and stop; a second run with `--cert-in` continues with the CA's answer.
+//! 5. `POST /certificate`, `/redis-findex`, `/client-ca`, `/start`.
+//! 6. `ckms verify` against the started KMS.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64ct::{Base64, Encoding};
+use der::{Decode, DecodePem, Encode, EncodePem, pem::LineEnding};
+use serde_json::{Value, json};
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder};
+use x509_cert::certificate::{Certificate, TbsCertificate};
+use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
+use x509_cert::name::Name;
+use x509_cert::request::CertReq;
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::{Time, Validity};
+use zeroize::Zeroizing;
+
+use crate::cmd::{Ctx, Output};
+use crate::error::{CliError, read_file, write_file};
+use crate::http::HttpClient;
+use crate::verify::{self, ExpectationArgs, VerifyArgs, to_hex};
+
+/// `ckms bootstrap …`.
+#[derive(clap::Subcommand, Debug)]
+pub enum BootstrapCommand {
+    /// Attest a server in bootstrap mode, provision it, start it, verify it.
+    #[command(long_about = "Attest a KMS in bootstrap mode and provision it (zero-trust workflow).\n\n\
+Nothing is sent before the server's RA-TLS certificate and a fresh-nonce report are verified; every request \
+then goes over a TLS connection pinned to the attested key.\n\n\
+Examples:\n  \
+ckms --url https://127.0.0.1:9998 --ca-cert ca.pem bootstrap start --manifest manifest.json \\\n      \
+--subject CN=kms.example.com --dns kms.example.com --ca-key ca.key \\\n      \
+--redis-url redis://10.0.0.5:6379 --db-secret-file db.secret --client-ca users-ca.pem\n  \
+# external CA, in two steps:\n  \
+ckms --url https://kms:9998 bootstrap start --manifest m.json --subject CN=kms --csr-out kms.csr ...\n  \
+ckms --url https://kms:9998 bootstrap start --manifest m.json --cert-in kms-chain.pem --redis-url ... ")]
+    Start(StartArgs),
+}
+
+/// Options of `ckms bootstrap start`.
+#[derive(clap::Args, Debug)]
+pub struct StartArgs {
+    /// What to expect of the server.
+    #[command(flatten)]
+    pub expect: ExpectationArgs,
+    /// Subject of the API certificate (RFC 4514, e.g. `CN=kms.example.com,O=Example`).
+    #[arg(long, required_unless_present = "cert_in")]
+    pub subject: Option<String>,
+    /// DNS name for the API certificate (repeatable).
+    #[arg(long = "dns", value_name = "NAME")]
+    pub dns: Vec<String>,
+    /// IP address for the API certificate (repeatable).
+    #[arg(long = "ip", value_name = "ADDR")]
+    pub ip: Vec<String>,
+    /// Ask for the quote in the API certificate (if the CA copies the extension: no RA-TLS port needed).
+    #[arg(long)]
+    pub include_quote: bool,
+    /// Private key (PEM, P-256) of the local CA given with --ca-cert: sign the CSR here.
+    #[arg(long, value_name = "PEM", conflicts_with_all = ["csr_out", "cert_in"])]
+    pub ca_key: Option<PathBuf>,
+    /// Days of validity of a locally signed API certificate.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Write the CSR here and stop (external CA); continue later with --cert-in.
+    #[arg(long, value_name = "FILE", conflicts_with = "cert_in")]
+    pub csr_out: Option<PathBuf>,
+    /// The API certificate chain (PEM, leaf first) returned by the CA for an earlier --csr-out.
+    #[arg(long, value_name = "PEM")]
+    pub cert_in: Option<PathBuf>,
+    /// Redis URL for the Redis-with-Findex store.
+    #[arg(long, value_name = "URL", required_unless_present = "csr_out")]
+    pub redis_url: Option<String>,
+    /// File with the base64 of the 32-byte database secret.
+    #[arg(long, value_name = "FILE", required_unless_present = "csr_out")]
+    pub db_secret_file: Option<PathBuf>,
+    /// CA (PEM) that issues user certificates (mTLS on the KMS).
+    #[arg(long, value_name = "PEM")]
+    pub client_ca: Option<PathBuf>,
+    /// The RA-TLS port's URL, for the final `verify` (when the API certificate has no quote).
+    #[arg(long, value_name = "URL")]
+    pub ra_tls_url: Option<String>,
+}
+
+/// Runs `ckms bootstrap …`.
+pub fn run(ctx: &Ctx, command: BootstrapCommand) -> Result<Output, CliError> {
+    match command {
+        BootstrapCommand::Start(a) => start(ctx, &a),
+    }
+}
+
+fn post(client: &mut HttpClient, path: &str, body: &Value) -> Result<Value, CliError> {
+    let bytes = Zeroizing::new(serde_json::to_vec(body).map_err(|e| CliError::Usage(e.to_string()))?);
+    let resp = client.post(path, &bytes)?;
+    if resp.status != 200 {
+        let msg = serde_json::from_slice::<Value>(&resp.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| resp.text());
+        return Err(CliError::Server { status: resp.status, message: format!("{path}: {msg}") });
+    }
+    serde_json::from_slice(&resp.body).map_err(|e| CliError::Response(format!("{path}: {e}")))
+}
+
+fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
+    let exp = a.expect.load()?;
+    let url = ctx.settings.url.as_deref().ok_or_else(|| CliError::Usage("--url is required".into()))?;
+    let mut steps = Vec::new();
+
+    // 1. Attest the bootstrap certificate, trusting nothing yet.
+    let cert = verify::capture_certificate(url)?;
+    let attested = verify::attest_certificate(&cert, &exp, "bootstrap certificate")?;
+    steps.push(format!("bootstrap certificate attested (measurement {})", to_hex(attested.report.measurement())));
+
+    // 2. Pin, 3. fresh report.
+    let mut client = verify::pinned_client(url, &attested.spki_der, verify::identity(ctx)?)?;
+    let nonce = verify::fresh_nonce()?;
+    verify::fresh_attestation(&mut client, &attested.public_key, &nonce, &exp)?;
+    steps.push("fresh /attestation verified (nonce bound, same key)".to_owned());
+
+    // 4. Certificate.
+    let chain_pem = match (&a.cert_in, &a.csr_out) {
+        (Some(path), _) => String::from_utf8(read_file(path)?)
+            .map_err(|_| CliError::Usage(format!("{}: not PEM text", path.display())))?,
+        (None, csr_out) => {
+            let subject = a.subject.as_deref().ok_or_else(|| CliError::Usage("--subject is required".into()))?;
+            let csr = post(
+                &mut client,
+                "/csr",
+                &json!({"subject": subject, "dns_names": a.dns, "ip_addresses": a.ip, "include_quote": a.include_quote}),
+            )?;
+            let csr_pem = csr
+                .get("csr_pem")
+                .and_then(Value::as_str)
+                .ok_or_else(|| CliError::Response("/csr: no csr_pem".into()))?
+                .to_owned();
+            if let Some(out) = csr_out {
+                write_file(out, csr_pem.as_bytes())?;
+                steps.push(format!("CSR written to {}", out.display()));
+                let human = format!(
+                    "{}\nhave the CSR signed, then run again with --cert-in <chain.pem> and the database options",
+                    steps.join("\n")
+                );
+                return Ok(Output::new(human, json!({"steps": steps, "csr_pem": csr_pem})));
+            }
+            let (ca_cert, ca_key) = match (&ctx.settings.ca_cert, &a.ca_key) {
+                (Some(c), Some(k)) => (c, k),
+                _ => {
+                    return Err(CliError::Usage(
+                        "give --ca-cert and --ca-key (local CA), --csr-out FILE (external CA) or --cert-in FILE".into(),
+                    ));
+                }
+            };
+            let chain = sign_csr(&csr_pem, &read_file(ca_cert)?, &Zeroizing::new(read_file(ca_key)?), a.days)?;
+            steps.push(format!("CSR signed by the local CA {}", ca_cert.display()));
+            chain
+        }
+    };
+    let r = post(&mut client, "/certificate", &json!({"chain_pem": chain_pem}))?;
+    let has_quote = r.get("api_certificate_has_quote").and_then(Value::as_bool).unwrap_or(false);
+    steps.push(format!("API certificate accepted (quote inside: {has_quote})"));
+
+    // 5. Database, client CA, start.
+    let redis_url = a.redis_url.as_deref().ok_or_else(|| CliError::Usage("--redis-url is required".into()))?;
+    let secret_path =
+        a.db_secret_file.as_deref().ok_or_else(|| CliError::Usage("--db-secret-file is required".into()))?;
+    let secret = read_secret(secret_path)?;
+    let body = Zeroizing::new(json!({"url": redis_url, "db_secret": secret.as_str()}).to_string());
+    let resp = client.post("/redis-findex", body.as_bytes())?;
+    if resp.status != 200 {
+        let msg = serde_json::from_slice::<Value>(&resp.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| resp.text());
+        return Err(CliError::Server { status: resp.status, message: format!("/redis-findex: {msg}") });
+    }
+    steps.push("database configured".to_owned());
+    if let Some(ca) = &a.client_ca {
+        let pem = String::from_utf8(read_file(ca)?).map_err(|_| CliError::Usage(format!("{}: not PEM", ca.display())))?;
+        post(&mut client, "/client-ca", &json!({"ca_pem": pem}))?;
+        steps.push(format!("client CA {} set", ca.display()));
+    }
+    let started = post(&mut client, "/start", &json!({}))?;
+    steps.push(format!("started: {started}"));
+    drop(client);
+
+    // 6. Verify the running KMS.
+    let verify_args = VerifyArgs { ra_tls_url: a.ra_tls_url.clone(), expect: a.expect.clone() };
+    let verified = verify::verify(ctx, &verify_args).map_err(|e| match e {
+        CliError::Negative(m) => CliError::Negative(format!("the KMS started but {m}")),
+        other => other,
+    })?;
+    let human = format!("{}\n{}", steps.join("\n"), verified.human);
+    Ok(Output::new(human, json!({"steps": steps, "verify": verified.json})))
+}
+
+/// Reads a db secret file: base64 of exactly 32 bytes.
+fn read_secret(path: &std::path::Path) -> Result<Zeroizing<String>, CliError> {
+    let raw = Zeroizing::new(read_file(path)?);
+    let text = std::str::from_utf8(&raw).map_err(|_| CliError::Usage(format!("{}: not base64", path.display())))?;
+    let text = Zeroizing::new(text.trim().to_owned());
+    let bytes = Zeroizing::new(
+        Base64::decode_vec(&text).map_err(|_| CliError::Usage(format!("{}: not base64", path.display())))?,
+    );
+    if bytes.len() != 32 {
+        return Err(CliError::Usage(format!("{}: the secret must be 32 bytes (base64)", path.display())));
+    }
+    Ok(text)
+}
+
+/// Profile of a CA-issued leaf: the issuer is the CA's subject; extensions are the CSR's plus
+/// basicConstraints CA:FALSE and keyUsage digitalSignature.
+struct Issued {
+    subject: Name,
+    issuer: Name,
+    requested: Vec<Extension>,
+}
+
+impl BuilderProfile for Issued {
+    fn get_issuer(&self, _subject: &Name) -> Name {
+        self.issuer.clone()
+    }
+    fn get_subject(&self) -> Name {
+        self.subject.clone()
+    }
+    fn build_extensions(
+        &self,
+        _spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
+        tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        use x509_cert::ext::ToExtension;
+        let mut exts = vec![
+            (&BasicConstraints { ca: false, path_len_constraint: None }).to_extension(tbs.subject(), &[])?,
+            (&KeyUsage(KeyUsages::DigitalSignature.into())).to_extension(tbs.subject(), &[])?,
+        ];
+        exts.extend(self.requested.iter().filter(|e| exts_allowed(e)).cloned());
+        Ok(exts)
+    }
+}
+
+/// Requested extensions a local CA copies: subjectAltName, extendedKeyUsage, and the RA-TLS quotes.
+fn exts_allowed(e: &Extension) -> bool {
+    const SAN: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.17");
+    const EKU: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.29.37");
+    let s = e.extn_id.to_string();
+    e.extn_id == SAN
+        || e.extn_id == EKU
+        || s == attest::ratls::OID_SNP_QUOTE
+        || s == attest::ratls::OID_TDX_QUOTE
+}
+
+/// The extensions requested in a CSR (PKCS#9 extensionRequest, RFC 2985 §5.4.2).
+fn requested_extensions(csr: &CertReq) -> Result<Vec<Extension>, CliError> {
+    const EXTENSION_REQ: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.14");
+    let mut out = Vec::new();
+    for attr in csr.info.attributes.iter().filter(|a| a.oid == EXTENSION_REQ) {
+        for value in attr.values.iter() {
+            let exts: Vec<Extension> =
+                value.decode_as().map_err(|_| CliError::Response("CSR extensionRequest does not parse".into()))?;
+            out.extend(exts);
+        }
+    }
+    Ok(out)
+}
+
+/// Signs a PEM CSR with a local P-256 CA; returns the chain PEM (leaf then CA certificate).
+pub fn sign_csr(csr_pem: &str, ca_cert_pem: &[u8], ca_key_pem: &[u8], days: u32) -> Result<String, CliError> {
+    let csr = CertReq::from_pem(csr_pem.as_bytes()).map_err(|_| CliError::Response("the CSR does not parse".into()))?;
+    // The CSR must be signed by the key it names (RFC 2986 §3): the server holds that key.
+    let spki_der = csr.info.public_key.to_der().map_err(|_| CliError::Response("CSR key".into()))?;
+    let vk = <p256::ecdsa::VerifyingKey as spki::DecodePublicKey>::from_public_key_der(&spki_der)
+        .map_err(|_| CliError::Response("the CSR key is not P-256".into()))?;
+    let sig = p256::ecdsa::DerSignature::from_bytes(csr.signature.raw_bytes())
+        .map_err(|_| CliError::Response("CSR signature encoding".into()))?;
+    let info = csr.info.to_der().map_err(|_| CliError::Response("CSR encoding".into()))?;
+    signature::Verifier::verify(&vk, &info, &sig)
+        .map_err(|_| CliError::Negative("the CSR signature does not verify".into()))?;
+
+    let ca_text = std::str::from_utf8(ca_cert_pem).map_err(|_| CliError::Usage("CA certificate is not PEM".into()))?;
+    let ca = Certificate::from_pem(ca_text.trim().as_bytes())
+        .or_else(|_| {
+            // A bundle: use its first certificate.
+            let end = ca_text.find("-----END CERTIFICATE-----").map(|i| i + "-----END CERTIFICATE-----".len());
+            end.and_then(|e| ca_text.get(..e)).map_or(Err(der::Error::from(der::ErrorKind::Failed)), |first| {
+                Certificate::from_pem(first.trim().as_bytes())
+            })
+        })
+        .map_err(|_| CliError::Usage("the CA certificate does not parse (PEM)".into()))?;
+    let key_text = Zeroizing::new(
+        std::str::from_utf8(ca_key_pem).map_err(|_| CliError::Usage("CA key is not PEM".into()))?.to_owned(),
+    );
+    let ca_key = <p256::ecdsa::SigningKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_pem(&key_text)
+        .or_else(|_| p256::SecretKey::from_sec1_pem(&key_text).map(p256::ecdsa::SigningKey::from))
+        .map_err(|_| CliError::Usage("the CA key is not a P-256 private key (PKCS#8 or SEC1 PEM)".into()))?;
+
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let time = |d: Duration| -> Result<Time, CliError> {
+        der::DateTime::from_unix_duration(d).map(Time::from).map_err(|_| CliError::Usage("time out of range".into()))
+    };
+    let validity = Validity::new(
+        time(now.saturating_sub(Duration::from_secs(3600)))?,
+        time(now + Duration::from_secs(u64::from(days.max(1)) * 86_400))?,
+    );
+    let mut serial = [0u8; 16];
+    crate::http::provider().secure_random.fill(&mut serial).map_err(|_| CliError::Usage("no randomness".into()))?;
+    serial[0] = (serial[0] & 0x7F) | 0x01;
+    let serial = SerialNumber::new(&serial).map_err(|_| CliError::Usage("serial".into()))?;
+    let profile = Issued {
+        subject: csr.info.subject.clone(),
+        issuer: ca.tbs_certificate().subject().clone(),
+        requested: requested_extensions(&csr)?,
+    };
+    let spki = spki::SubjectPublicKeyInfoOwned::from_der(&spki_der).map_err(|_| CliError::Response("CSR key".into()))?;
+    let cert = CertificateBuilder::new(profile, serial, validity, spki)
+        .map_err(|e| CliError::Usage(format!("certificate: {e}")))?
+        .build::<_, p256::ecdsa::DerSignature>(&ca_key)
+        .map_err(|e| CliError::Usage(format!("signing: {e}")))?;
+    let mut chain = cert.to_pem(LineEnding::LF).map_err(|_| CliError::Usage("PEM".into()))?;
+    chain.push_str(&ca.to_pem(LineEnding::LF).map_err(|_| CliError::Usage("PEM".into()))?);
+    Ok(chain)
+}

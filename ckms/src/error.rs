@@ -1,0 +1,82 @@
+//! The error every command returns; `main` prints it on stderr and exits non-zero.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::http::HttpError;
+
+/// Why a command failed.
+#[derive(Debug)]
+pub enum CliError {
+    /// Configuration (URL, certificates, config file).
+    Config(ConfigError),
+    /// Network or TLS.
+    Http(HttpError),
+    /// The server answered with an error status; `message` is its body.
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The server's answer is not what the request calls for.
+    Response(String),
+    /// A local file could not be read or written.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Invalid arguments that clap cannot check.
+    Usage(String),
+    /// The operation ran, and its answer is negative (e.g. a signature that does not verify).
+    Negative(String),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Config(e) => write!(f, "{e}"),
+            CliError::Http(e) => write!(f, "cannot talk to the KMS: {e}"),
+            CliError::Server { status, message } => {
+                write!(f, "the KMS refused the request (HTTP {status}): {message}")
+            }
+            CliError::Response(m) => write!(f, "unexpected answer from the KMS: {m}"),
+            CliError::File { path, source } => write!(f, "{}: {source}", path.display()),
+            CliError::Usage(m) => write!(f, "{m}"),
+            CliError::Negative(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::Config(e)
+    }
+}
+
+impl From<HttpError> for CliError {
+    fn from(e: HttpError) -> Self {
+        CliError::Http(e)
+    }
+}
+
+/// Read a whole file.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::File {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Write a whole file.
+pub fn write_file(path: &std::path::Path, data: &[u8]) -> Result<(), CliError> {
+    std::fs::write(path, data).map_err(|source| CliError::File {
+        path: path.to_owned(),
+        source,
+    })
+}

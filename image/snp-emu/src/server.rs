@@ -1,0 +1,86 @@
+//! Request dispatch (sans-IO) and the unix-socket serving loop.
+
+use std::{
+    io::{self, Read, Write},
+    os::unix::net::{UnixListener, UnixStream},
+};
+
+use attest::snp::guest_msg::GuestMsgError;
+
+use crate::{
+    frame::{self, Cmd, Decoder, Event, REQ_MAGIC, RSP_MAGIC, Status},
+    psp::{PAGE_SIZE, Psp, RequestError},
+};
+
+fn reply(cmd: u8, status: Status, payload: &[u8]) -> Vec<u8> {
+    frame::encode(RSP_MAGIC, cmd, status as u16, payload)
+}
+
+/// Answers one decoded event with one reply frame.
+pub fn handle(psp: &mut Psp, event: Event) -> Vec<u8> {
+    let (cmd, payload) = match event {
+        Event::Garbage => return reply(Cmd::Invalid as u8, Status::BadFrame, &[]),
+        Event::Frame { cmd, payload, .. } => (cmd, payload),
+    };
+    match Cmd::from_u8(cmd) {
+        None | Some(Cmd::Invalid) => reply(cmd, Status::UnknownCommand, &[]),
+        Some(Cmd::GetVmpck | Cmd::GetCerts) if !payload.is_empty() => reply(cmd, Status::BadLength, &[]),
+        Some(Cmd::GetVmpck) => match psp.take_vmpck() {
+            Some(key) => reply(cmd, Status::Ok, key.as_slice()),
+            None => reply(cmd, Status::VmpckTaken, &[]),
+        },
+        Some(Cmd::GetCerts) => reply(cmd, Status::Ok, &psp.cert_table()),
+        Some(Cmd::GuestRequest) if payload.len() != PAGE_SIZE => reply(cmd, Status::BadLength, &[]),
+        Some(Cmd::GuestRequest) => match psp.guest_request(&payload) {
+            Ok(page) => reply(cmd, Status::Ok, &page[..]),
+            Err(RequestError::Msg(GuestMsgError::SeqnoMismatch { .. } | GuestMsgError::SeqnoExhausted)) => {
+                reply(cmd, Status::BadSeqno, &[])
+            }
+            Err(RequestError::Msg(GuestMsgError::AuthFailed)) => reply(cmd, Status::AuthFailed, &[]),
+            Err(_) => reply(cmd, Status::BadMessage, &[]),
+        },
+    }
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Garbage => "garbage".into(),
+        Event::Frame { cmd, payload, .. } => format!("cmd {cmd} ({} bytes)", payload.len()),
+    }
+}
+
+/// Serves one connection until the peer closes it.
+pub fn serve_connection(psp: &mut Psp, stream: &mut UnixStream) -> io::Result<()> {
+    let mut dec = Decoder::new(REQ_MAGIC);
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        dec.push(buf.get(..n).unwrap_or_default());
+        while let Some(event) = dec.next_event() {
+            let what = describe(&event);
+            let out = handle(psp, event);
+            let status = u16::from_le_bytes([out[6], out[7]]);
+            eprintln!(
+                "snp-emu: {what} -> {}",
+                Status::from_u16(status).map_or_else(|| status.to_string(), |s| s.to_string())
+            );
+            stream.write_all(&out)?;
+        }
+    }
+}
+
+/// Accepts connections one at a time, forever; state (VMPCK handout, sequence numbers) lives
+/// for the emulator's lifetime, not the connection's.
+pub fn serve(psp: &mut Psp, listener: &UnixListener) -> io::Result<()> {
+    loop {
+        let (mut stream, _) = listener.accept()?;
+        eprintln!("snp-emu: connection accepted");
+        match serve_connection(psp, &mut stream) {
+            Ok(()) => eprintln!("snp-emu: connection closed"),
+            Err(e) => eprintln!("snp-emu: connection error: {e}"),
+        }
+    }
+}

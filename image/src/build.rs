@@ -1,0 +1,206 @@
+//! `image build`: build the kernel from `kernel/`, write `kms.efi` and `manifest.json`.
+//!
+//! The kernel is built by `kernel/build.sh` (the kernel's own documented build: freestanding flags, path
+//! remapping, PE conversion, PE timestamp zeroed). This module adds the manifest and the output directory.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::manifest::{Manifest, ManifestError, ManifestInputs};
+
+/// The largest image we accept (issue 6: "the image is at most 4 MiB").
+pub const MAX_IMAGE_SIZE: u64 = 4 * 1024 * 1024;
+/// File name of the kernel in the image directory.
+pub const KERNEL_FILE: &str = "kms.efi";
+/// File name of the manifest in the image directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The pinned firmware descriptor, relative to the repository root.
+pub const DEFAULT_FIRMWARE: &str = "ovmf-config/amdsev-suffix.bin";
+/// The default kernel command line: DHCP with QEMU user networking's address as fallback, emulated
+/// attestation through `snp-emu`.
+pub const DEFAULT_CMDLINE: &str = "ckms.ip=dhcp,fallback=10.0.2.15/24,gw=10.0.2.2 ckms.attestation=emulated";
+/// Default kernel features: the emulated attestation backend (needed under TCG).
+pub const DEFAULT_FEATURES: &[&str] = &["emulated-attestation"];
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Repository root (holds `kernel/` and `ovmf-config/`).
+    pub repo: PathBuf,
+    /// Output directory (`target/image`).
+    pub out_dir: PathBuf,
+    /// Kernel command line recorded in the manifest and measured.
+    pub cmdline: String,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// vCPU model name.
+    pub vcpu_type: String,
+    /// Guest features (`SEV_FEATURES`).
+    pub guest_features: u64,
+    /// Firmware descriptor; `None`: [`DEFAULT_FIRMWARE`].
+    pub firmware: Option<PathBuf>,
+    /// Kernel cargo features.
+    pub kernel_features: Vec<String>,
+    /// Cargo target directory for the kernel build; `None`: `kernel/target`.
+    pub cargo_target_dir: Option<PathBuf>,
+}
+
+impl BuildOptions {
+    /// Defaults for the repository at `repo`, output in `repo/target/image`.
+    pub fn new(repo: impl Into<PathBuf>) -> Self {
+        let repo = repo.into();
+        Self {
+            out_dir: repo.join("target/image"),
+            repo,
+            cmdline: DEFAULT_CMDLINE.to_owned(),
+            vcpus: 1,
+            vcpu_type: "EPYC-v4".to_owned(),
+            guest_features: 0x1,
+            firmware: None,
+            kernel_features: DEFAULT_FEATURES.iter().map(|s| (*s).to_owned()).collect(),
+            cargo_target_dir: None,
+        }
+    }
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// `out_dir/kms.efi`.
+    pub kernel: PathBuf,
+    /// `out_dir/manifest.json`.
+    pub manifest_path: PathBuf,
+    /// The manifest.
+    pub manifest: Manifest,
+}
+
+/// Errors of [`build`].
+#[derive(Debug)]
+pub enum BuildError {
+    /// A file could not be read or written.
+    Io(PathBuf, io::Error),
+    /// `kernel/build.sh` failed or printed no image path.
+    KernelBuild(String),
+    /// The kernel is larger than [`MAX_IMAGE_SIZE`].
+    TooLarge(u64),
+    /// The manifest could not be computed.
+    Manifest(ManifestError),
+    /// The command line cannot be passed to QEMU's `-append` (non-ASCII, NUL or newline).
+    BadCmdline,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            Self::KernelBuild(what) => write!(f, "kernel build failed: {what}"),
+            Self::TooLarge(n) => write!(f, "kernel image is {n} bytes, over the {MAX_IMAGE_SIZE}-byte limit"),
+            Self::Manifest(e) => write!(f, "{e}"),
+            Self::BadCmdline => f.write_str("command line must be printable ASCII"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(_, e) => Some(e),
+            Self::Manifest(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn read(p: &Path) -> Result<Vec<u8>, BuildError> {
+    fs::read(p).map_err(|e| BuildError::Io(p.to_owned(), e))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(|e| BuildError::Io(tmp.clone(), e))?;
+    fs::rename(&tmp, path).map_err(|e| BuildError::Io(path.to_owned(), e))
+}
+
+/// Runs `kernel/build.sh` and returns the path of the PE it built.
+pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf, BuildError> {
+    let script = opts.repo.join("kernel/build.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).current_dir(opts.repo.join("kernel")).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    if !opts.kernel_features.is_empty() {
+        cmd.arg("--features").arg(opts.kernel_features.join(","));
+    }
+    match &opts.cargo_target_dir {
+        Some(dir) => cmd.env("CARGO_TARGET_DIR", dir),
+        // The caller's target dir belongs to the host workspace; the kernel keeps its own.
+        None => cmd.env_remove("CARGO_TARGET_DIR"),
+    };
+    // Flags meant for host builds must not leak into the freestanding build.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WRAPPER"] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().map_err(|e| BuildError::Io(script.clone(), e))?;
+    if !out.status.success() {
+        return Err(BuildError::KernelBuild(format!("{} exited with {}", script.display(), out.status)));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    if line.is_empty() {
+        return Err(BuildError::KernelBuild("build.sh printed no image path".into()));
+    }
+    let path = PathBuf::from(line);
+    Ok(if path.is_absolute() { path } else { opts.repo.join("kernel").join(path) })
+}
+
+/// Writes the image directory for an already built kernel: copies it and computes the manifest.
+pub fn write_image(opts: &BuildOptions, kernel_path: &Path) -> Result<Built, BuildError> {
+    if !opts.cmdline.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(BuildError::BadCmdline);
+    }
+    let kernel = read(kernel_path)?;
+    let size = kernel.len() as u64;
+    if size > MAX_IMAGE_SIZE {
+        return Err(BuildError::TooLarge(size));
+    }
+    let fw_path = opts.firmware.clone().unwrap_or_else(|| opts.repo.join(DEFAULT_FIRMWARE));
+    let firmware = read(&fw_path)?;
+    let fw_name = fw_path.file_name().and_then(|n| n.to_str()).unwrap_or("firmware.bin");
+    let manifest = Manifest::compute(&ManifestInputs {
+        kernel_file: KERNEL_FILE,
+        kernel: &kernel,
+        kernel_features: &opts.kernel_features,
+        firmware_name: fw_name,
+        firmware: &firmware,
+        cmdline: &opts.cmdline,
+        vcpus: opts.vcpus,
+        vcpu_type: &opts.vcpu_type,
+        guest_features: opts.guest_features,
+    })
+    .map_err(BuildError::Manifest)?;
+    fs::create_dir_all(&opts.out_dir).map_err(|e| BuildError::Io(opts.out_dir.clone(), e))?;
+    let kernel_out = opts.out_dir.join(KERNEL_FILE);
+    let manifest_path = opts.out_dir.join(MANIFEST_FILE);
+    write_atomic(&kernel_out, &kernel)?;
+    write_atomic(&manifest_path, manifest.to_json().as_bytes())?;
+    // The runner hands the same descriptor to snp-emu, so the image directory is self-contained.
+    write_atomic(&opts.out_dir.join(fw_name), &firmware)?;
+    Ok(Built { kernel: kernel_out, manifest_path, manifest })
+}
+
+/// `image build`: builds the kernel and writes `kms.efi`, `manifest.json` and the firmware descriptor into
+/// `opts.out_dir`.
+pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
+    let kernel = build_kernel(opts)?;
+    write_image(opts, &kernel)
+}
+
+/// Finds the repository root: the first ancestor of `start` holding `kernel/build.sh` and `ovmf-config/`.
+pub fn find_repo(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join("kernel/build.sh").is_file() && d.join("ovmf-config").is_dir())
+        .map(Path::to_path_buf)
+}

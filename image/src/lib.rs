@@ -1,0 +1,18 @@
+//! `image`: build the unikernel image and its manifest, and run it under QEMU.
+//!
+//! Modules, lowest first:
+//! - [`manifest`]: `manifest.json` (kernel and firmware hashes, command line, vCPUs, SNP launch digest from
+//!   `attest::measure::snp`), parse and emit.
+//! - [`build`]: `image build` — runs `kernel/build.sh`, writes `kms.efi`, `manifest.json` and a copy of the
+//!   firmware descriptor into the image directory.
+//! - [`run`]: `image run` — [`run::Vm`] starts `snp-emu` and QEMU (TCG, user networking restricted to
+//!   127.0.0.1 forwards), watches the console, and stops both on drop.
+//!
+//! The binary (`src/main.rs`) is a thin clap front end. This crate is host-only (std); it does not build
+//! OVMF, and it does not run on SNP/TDX hardware (QEMU here has no SEV/TDX support).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod build;
+pub mod manifest;
+pub mod run;

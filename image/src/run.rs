@@ -1,0 +1,468 @@
+//! `image run`: boot the image under QEMU (TCG) next to `snp-emu`, and stop both when done.
+//!
+//! [`Vm::start`] starts the emulator (if asked) on a unix socket in a private temp directory, then QEMU with
+//! COM1 on a pipe (the console, copied to a log file and kept in memory for [`Vm::wait_for_line`]) and COM2
+//! connected to the emulator's socket. Networking is QEMU user mode with `restrict=on`: the guest reaches
+//! nothing but the forwards set up here, all bound to 127.0.0.1. Dropping the [`Vm`] kills both processes by
+//! PID and removes the temp directory.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::manifest::{Manifest, ManifestError};
+
+/// Debian's OVMF (plain OvmfX64), which QEMU TCG boots here.
+pub const DEFAULT_BIOS: &str = "/usr/share/ovmf/OVMF.fd";
+/// The line prefix the kernel prints when its services listen (see image/README.md, "Console contract").
+pub const READY_PREFIX: &str = "ckms: ready";
+/// Guest port of the main (bootstrap, then KMS) service.
+pub const GUEST_PORT: u16 = 9998;
+/// Guest port of the RA-TLS service.
+pub const GUEST_RATLS_PORT: u16 = 9999;
+/// Address under which the guest reaches the host's Redis (QEMU `guestfwd`).
+pub const GUEST_REDIS: &str = "10.0.2.100:6379";
+
+/// How to run the image.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Directory written by `image build` (`kms.efi`, `manifest.json`, the firmware descriptor).
+    pub image_dir: PathBuf,
+    /// Command line to boot with instead of the manifest's (the measurement then differs).
+    pub cmdline: Option<String>,
+    /// Guest memory, QEMU syntax.
+    pub memory: String,
+    /// Host port forwarded to guest port 9998 (`None` or 0: a free port).
+    pub port: Option<u16>,
+    /// Host port forwarded to guest port 9999 (`None`: no forward; 0: a free port).
+    pub ratls_port: Option<u16>,
+    /// Host port of Redis, reachable from the guest at 10.0.2.100:6379 (`None`: no forward).
+    pub redis_port: Option<u16>,
+    /// Path of the `snp-emu` binary (`None`: no emulator; COM2 stays unconnected).
+    pub snp_emu: Option<PathBuf>,
+    /// Firmware QEMU boots.
+    pub bios: PathBuf,
+    /// QEMU binary.
+    pub qemu: PathBuf,
+    /// QEMU CPU model (TCG needs one with RDRAND/RDSEED, e.g. `max`).
+    pub cpu: String,
+    /// Console log file (`None`: `console.log` in the temp directory).
+    pub log: Option<PathBuf>,
+    /// Also copy the console to our stderr.
+    pub echo_console: bool,
+}
+
+impl RunOptions {
+    /// Defaults for the image in `image_dir`: 128 MiB, free ports, no Redis, no emulator.
+    pub fn new(image_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            image_dir: image_dir.into(),
+            cmdline: None,
+            memory: "128M".to_owned(),
+            port: None,
+            ratls_port: None,
+            redis_port: None,
+            snp_emu: None,
+            bios: PathBuf::from(DEFAULT_BIOS),
+            qemu: PathBuf::from("qemu-system-x86_64"),
+            cpu: "max".to_owned(),
+            log: None,
+            echo_console: false,
+        }
+    }
+}
+
+/// Errors of [`Vm`].
+#[derive(Debug)]
+pub enum RunError {
+    /// A file or process operation failed.
+    Io(String, io::Error),
+    /// The image directory's manifest is invalid.
+    Manifest(ManifestError),
+    /// The command line cannot be passed to QEMU (non-printable or non-ASCII).
+    BadCmdline,
+    /// `snp-emu` exited or did not create its socket.
+    Emulator(String),
+    /// QEMU exited before the awaited line appeared.
+    Exited {
+        /// QEMU's exit status.
+        status: Option<ExitStatus>,
+        /// The last console lines and QEMU's stderr.
+        context: String,
+    },
+    /// The awaited line did not appear in time.
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// The last console lines.
+        context: String,
+    },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(what, e) => write!(f, "{what}: {e}"),
+            Self::Manifest(e) => write!(f, "{e}"),
+            Self::BadCmdline => f.write_str("command line must be printable ASCII"),
+            Self::Emulator(what) => write!(f, "snp-emu: {what}"),
+            Self::Exited { status, context } => {
+                write!(f, "QEMU exited")?;
+                if let Some(s) = status {
+                    write!(f, " ({s})")?;
+                }
+                write!(f, "; last output:\n{context}")
+            }
+            Self::Timeout { what, context } => write!(f, "timed out waiting for {what}; last output:\n{context}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
+    let what = what.into();
+    move |e| RunError::Io(what, e)
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; QEMU binds it right after).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+#[derive(Default)]
+struct Console {
+    lines: Vec<String>,
+    eof: bool,
+}
+
+type Shared = Arc<(Mutex<Console>, Condvar)>;
+
+/// A running VM (QEMU, and `snp-emu` when asked). Dropping it stops both.
+pub struct Vm {
+    qemu: Option<Child>,
+    emulator: Option<Child>,
+    console: Shared,
+    reader: Option<thread::JoinHandle<()>>,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+    manifest: Manifest,
+    cmdline: String,
+    /// 127.0.0.1 port forwarded to guest 9998.
+    pub port: u16,
+    /// 127.0.0.1 port forwarded to guest 9999, if any.
+    pub ratls_port: Option<u16>,
+    started: Instant,
+}
+
+impl fmt::Debug for Vm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vm").field("port", &self.port).field("log", &self.log).finish_non_exhaustive()
+    }
+}
+
+fn stop_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        // Child::kill sends SIGKILL to exactly this PID.
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl Vm {
+    /// Starts the emulator (if configured) and QEMU. Returns once QEMU runs; use [`Vm::wait_ready`].
+    pub fn start(opts: &RunOptions) -> Result<Self, RunError> {
+        let manifest_path = opts.image_dir.join(crate::build::MANIFEST_FILE);
+        let text = fs::read_to_string(&manifest_path).map_err(io_err(manifest_path.display().to_string()))?;
+        let manifest = Manifest::from_json(&text).map_err(RunError::Manifest)?;
+        let cmdline = opts.cmdline.clone().unwrap_or_else(|| manifest.cmdline.clone());
+        if !cmdline.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(RunError::BadCmdline);
+        }
+        let kernel = opts.image_dir.join(&manifest.kernel.file);
+        let dir = tempfile::Builder::new().prefix("ckms-vm-").tempdir().map_err(io_err("temp dir"))?;
+        let log = opts.log.clone().unwrap_or_else(|| dir.path().join("console.log"));
+        let port = match opts.port {
+            Some(p) if p != 0 => p,
+            _ => free_port().map_err(io_err("free port"))?,
+        };
+        let ratls_port = match opts.ratls_port {
+            None => None,
+            Some(0) => Some(free_port().map_err(io_err("free port"))?),
+            Some(p) => Some(p),
+        };
+
+        let mut vm = Self {
+            qemu: None,
+            emulator: None,
+            console: Arc::default(),
+            reader: None,
+            dir,
+            log,
+            manifest,
+            cmdline,
+            port,
+            ratls_port,
+            started: Instant::now(),
+        };
+        let socket = vm.dir.path().join("snp-emu.sock");
+        if let Some(emu) = &opts.snp_emu {
+            vm.start_emulator(emu, &opts.image_dir, &kernel, &socket)?;
+        }
+        vm.start_qemu(opts, &kernel, opts.snp_emu.is_some().then_some(socket.as_path()))?;
+        Ok(vm)
+    }
+
+    fn start_emulator(&mut self, emu: &Path, image_dir: &Path, kernel: &Path, socket: &Path) -> Result<(), RunError> {
+        let firmware = image_dir.join(&self.manifest.firmware.name);
+        let err_log = self.dir.path().join("snp-emu.log");
+        let err_file = File::create(&err_log).map_err(io_err("snp-emu log"))?;
+        let child = Command::new(emu)
+            .arg("serve")
+            .arg("--socket")
+            .arg(socket)
+            .arg("--firmware")
+            .arg(&firmware)
+            .arg("--kernel")
+            .arg(kernel)
+            .arg("--cmdline")
+            .arg(&self.cmdline)
+            .arg("--vcpus")
+            .arg(self.manifest.vcpus.to_string())
+            .arg("--vcpu-type")
+            .arg(&self.manifest.vcpu_type)
+            .arg("--guest-features")
+            .arg(&self.manifest.guest_features)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err_file)
+            .spawn()
+            .map_err(io_err(format!("starting {}", emu.display())))?;
+        self.emulator = Some(child);
+        // QEMU connects to the socket as a client when it starts: wait until it exists.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            if let Some(c) = self.emulator.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                let log = fs::read_to_string(&err_log).unwrap_or_default();
+                return Err(RunError::Emulator(format!("exited with {status}: {}", log.trim())));
+            }
+            if Instant::now() > deadline {
+                return Err(RunError::Emulator("socket did not appear within 20 s".into()));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn start_qemu(&mut self, opts: &RunOptions, kernel: &Path, socket: Option<&Path>) -> Result<(), RunError> {
+        let mut netdev = format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:{GUEST_PORT}", self.port);
+        if let Some(p) = self.ratls_port {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{p}-:{GUEST_RATLS_PORT}"));
+        }
+        if let Some(r) = opts.redis_port {
+            netdev.push_str(&format!(",guestfwd=tcp:{GUEST_REDIS}-tcp:127.0.0.1:{r}"));
+        }
+        let mut cmd = Command::new(&opts.qemu);
+        cmd.args(["-machine", "q35", "-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none"])
+            .args(["-no-reboot", "-cpu", &opts.cpu, "-m", &opts.memory])
+            .args(["-smp", &self.manifest.vcpus.to_string()])
+            .arg("-bios")
+            .arg(&opts.bios)
+            .arg("-kernel")
+            .arg(kernel)
+            .args(["-append", &self.cmdline])
+            .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0,disable-legacy=on"])
+            // COM1: the console, on our pipe.
+            .args(["-chardev", "stdio,id=com1,signal=off", "-serial", "chardev:com1"]);
+        // COM2: the emulated secure processor (or nothing).
+        match socket {
+            Some(s) => {
+                let path = s.to_str().ok_or_else(|| RunError::Emulator("socket path is not UTF-8".into()))?;
+                if path.contains(',') {
+                    return Err(RunError::Emulator("socket path contains a comma".into()));
+                }
+                cmd.args(["-chardev", &format!("socket,id=com2,path={path}"), "-serial", "chardev:com2"]);
+            }
+            None => {
+                cmd.args(["-serial", "null"]);
+            }
+        }
+        cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        let stderr = File::create(self.dir.path().join("qemu.stderr")).map_err(io_err("qemu stderr file"))?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+        let mut child = cmd.spawn().map_err(io_err(format!("starting {}", opts.qemu.display())))?;
+        self.started = Instant::now();
+        let stdout = child.stdout.take().ok_or_else(|| RunError::Io("qemu stdout".into(), io::ErrorKind::Other.into()))?;
+        self.qemu = Some(child);
+
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(io_err(self.log.display().to_string()))?;
+        let console = Arc::clone(&self.console);
+        let echo = opts.echo_console;
+        self.reader = Some(thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let _ = log.write_all(&buf);
+                        let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_owned();
+                        if echo {
+                            eprintln!("{line}");
+                        }
+                        let (lock, cv) = &*console;
+                        if let Ok(mut c) = lock.lock() {
+                            c.lines.push(line);
+                        }
+                        cv.notify_all();
+                    }
+                }
+            }
+            let _ = log.flush();
+            let (lock, cv) = &*console;
+            if let Ok(mut c) = lock.lock() {
+                c.eof = true;
+            }
+            cv.notify_all();
+        }));
+        Ok(())
+    }
+
+    fn context(&self) -> String {
+        let lines = self.console_lines();
+        let start = lines.len().saturating_sub(20);
+        let mut s = lines[start..].join("\n");
+        let stderr = fs::read_to_string(self.dir.path().join("qemu.stderr")).unwrap_or_default();
+        if !stderr.trim().is_empty() {
+            s.push_str("\n[qemu stderr] ");
+            s.push_str(stderr.trim());
+        }
+        let emu = fs::read_to_string(self.dir.path().join("snp-emu.log")).unwrap_or_default();
+        if !emu.trim().is_empty() {
+            s.push_str("\n[snp-emu] ");
+            s.push_str(emu.trim());
+        }
+        s
+    }
+
+    /// Every console line so far.
+    pub fn console_lines(&self) -> Vec<String> {
+        let (lock, _) = &*self.console;
+        lock.lock().map(|c| c.lines.clone()).unwrap_or_default()
+    }
+
+    /// Waits until a console line (from the start of the boot) satisfies `pred` and returns it.
+    pub fn wait_for_line(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String, RunError> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0;
+        let (lock, cv) = &*Arc::clone(&self.console);
+        let mut guard = lock.lock().map_err(|_| RunError::Io("console lock".into(), io::ErrorKind::Other.into()))?;
+        loop {
+            if let Some(l) = guard.lines.get(seen..).and_then(|new| new.iter().find(|l| pred(l))) {
+                return Ok(l.clone());
+            }
+            seen = guard.lines.len();
+            if guard.eof {
+                drop(guard);
+                let status = self.qemu.as_mut().and_then(|c| c.wait().ok());
+                return Err(RunError::Exited { status, context: self.context() });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(guard);
+                return Err(RunError::Timeout { what: what.to_owned(), context: self.context() });
+            }
+            guard = cv
+                .wait_timeout(guard, deadline - now)
+                .map_err(|_| RunError::Io("console lock".into(), io::ErrorKind::Other.into()))?
+                .0;
+        }
+    }
+
+    /// Waits for the kernel's ready line ([`READY_PREFIX`]) and returns it.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<String, RunError> {
+        self.wait_for_line("the kernel's ready line", timeout, |l| l.starts_with(READY_PREFIX))
+    }
+
+    /// Waits for QEMU to exit (the kernel stops the VM through `isa-debug-exit` or a triple fault).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, RunError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.qemu.as_mut()
+                && let Some(status) = c.try_wait().map_err(io_err("waiting for QEMU"))?
+            {
+                // Let the reader drain the pipe.
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(RunError::Timeout { what: "QEMU to exit".into(), context: self.context() });
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether QEMU is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.qemu.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Time since QEMU was started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// 127.0.0.1:port forwarded to guest port 9998.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// The console log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The command line the VM was booted with.
+    pub fn cmdline(&self) -> &str {
+        &self.cmdline
+    }
+
+    /// The image's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Stops QEMU and the emulator.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        stop_child(&mut self.qemu);
+        stop_child(&mut self.emulator);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,119 @@
+//! Our own 4-level page tables: an identity map of RAM and low MMIO with 2 MiB pages, plus
+//! uncached identity mappings of device BARs added on demand (Intel SDM vol. 3A, 4.5).
+//!
+//! Table pages come from the kernel heap, which is itself identity-mapped (by the firmware's
+//! tables before the switch, by ours after), so a table's virtual address is its physical
+//! address.
+
+use alloc::alloc::{alloc_zeroed, Layout};
+use core::arch::asm;
+
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const WRITE_THROUGH: u64 = 1 << 3;
+const CACHE_DISABLE: u64 = 1 << 4;
+const HUGE: u64 = 1 << 7;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+const SIZE_2M: u64 = 2 << 20;
+
+/// Paging failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagingError {
+    /// No memory for a table page.
+    OutOfMemory,
+    /// The range wraps or lies beyond 4-level paging's 256 TiB.
+    BadRange,
+}
+
+impl core::fmt::Display for PagingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::OutOfMemory => "out of memory for page tables",
+            Self::BadRange => "address range not mappable",
+        })
+    }
+}
+
+struct Root(u64);
+
+static ROOT: spin::Mutex<Option<Root>> = spin::Mutex::new(None);
+
+fn new_table() -> Result<*mut u64, PagingError> {
+    let layout = Layout::from_size_align(4096, 4096).map_err(|_| PagingError::OutOfMemory)?;
+    // SAFETY: non-zero size layout.
+    let p = unsafe { alloc_zeroed(layout) };
+    if p.is_null() { Err(PagingError::OutOfMemory) } else { Ok(p.cast()) }
+}
+
+/// Returns the next-level table behind `table[index]`, creating it when absent.
+///
+/// # Safety
+/// `table` must be a live page table page of ours (identity-mapped).
+unsafe fn next(table: *mut u64, index: usize) -> Result<Option<*mut u64>, PagingError> {
+    // SAFETY: `index < 512` (callers mask it) and `table` is a 512-entry table.
+    let entry = unsafe { table.add(index) };
+    // SAFETY: as above.
+    let value = unsafe { entry.read_volatile() };
+    if value & PRESENT != 0 {
+        if value & HUGE != 0 {
+            return Ok(None); // already covered by a large page
+        }
+        return Ok(Some((value & ADDR_MASK) as *mut u64));
+    }
+    let t = new_table()?;
+    // SAFETY: as above; the new table is zeroed (all entries not present).
+    unsafe { entry.write_volatile(t as u64 | PRESENT | WRITABLE) };
+    Ok(Some(t))
+}
+
+/// Identity-maps `[start, end)` rounded out to 2 MiB with `flags`.
+fn map_range(root: u64, start: u64, end: u64, flags: u64) -> Result<(), PagingError> {
+    if end <= start || end > (1 << 47) {
+        return Err(PagingError::BadRange);
+    }
+    let mut addr = start & !(SIZE_2M - 1);
+    while addr < end {
+        let i4 = ((addr >> 39) & 511) as usize;
+        let i3 = ((addr >> 30) & 511) as usize;
+        let i2 = ((addr >> 21) & 511) as usize;
+        // SAFETY: `root` and every table reached from it are ours (created by `new_table`).
+        unsafe {
+            if let Some(pdpt) = next(root as *mut u64, i4)? {
+                if let Some(pd) = next(pdpt, i3)? {
+                    let e = pd.add(i2);
+                    if e.read_volatile() & PRESENT == 0 {
+                        e.write_volatile(addr | PRESENT | WRITABLE | HUGE | flags);
+                    }
+                }
+            }
+        }
+        addr += SIZE_2M;
+    }
+    Ok(())
+}
+
+/// Builds the identity map of `[0, limit)` (write-back; the firmware's MTRRs keep MMIO holes
+/// uncached) and switches CR3 to it.
+pub fn init(limit: u64) -> Result<(), PagingError> {
+    let root = new_table()? as u64;
+    map_range(root, 0, limit, 0)?;
+    // SAFETY: the new tables identity-map everything below `limit`, which covers this code,
+    // the stacks, the heap and every structure in use (all below the highest RAM address),
+    // exactly as the firmware's tables did, so execution continues unchanged.
+    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+    *ROOT.lock() = Some(Root(root));
+    Ok(())
+}
+
+/// Identity-maps a device region uncached (e.g. a PCI BAR above 4 GiB).
+pub fn map_mmio(phys: u64, len: u64) -> Result<(), PagingError> {
+    let end = phys.checked_add(len).ok_or(PagingError::BadRange)?;
+    let guard = ROOT.lock();
+    let Some(root) = guard.as_ref() else { return Err(PagingError::BadRange) };
+    map_range(root.0, phys, end, WRITE_THROUGH | CACHE_DISABLE)?;
+    // New mappings only (never changed ones), but flush anyway to be plain about it.
+    // SAFETY: reloading CR3 with the same root only flushes the TLB.
+    unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! COM1 console (16550 UART at I/O port 0x3F8) and the `log` backend with levels.
+//!
+//! Lines look like `[    1.234567] INFO  message` (seconds since boot, once the clock is
+//! calibrated; zeros before). The exception path writes through [`emergency`], which takes no
+//! lock, so a fault inside the logger still gets reported.
+
+use core::fmt::{self, Write};
+
+use crate::arch::port;
+
+const COM1: u16 = 0x3f8;
+
+/// A 16550-compatible UART at an I/O base (register layout: PC16550D datasheet, table 2).
+#[derive(Clone, Copy)]
+pub struct Uart {
+    base: u16,
+}
+
+impl Uart {
+    /// The UART at `base`. Nothing is touched until [`Uart::init`].
+    pub const fn new(base: u16) -> Self {
+        Self { base }
+    }
+
+    /// 115200 8N1, FIFOs on, interrupts off.
+    pub fn init(&self) {
+        let b = self.base;
+        port::outb(b + 1, 0x00); // IER: no interrupts
+        port::outb(b + 3, 0x80); // LCR: DLAB
+        port::outb(b, 0x01); // divisor 1 = 115200
+        port::outb(b + 1, 0x00);
+        port::outb(b + 3, 0x03); // 8N1
+        port::outb(b + 2, 0xc7); // FIFO on, cleared, 14-byte threshold
+        port::outb(b + 4, 0x03); // DTR | RTS
+    }
+
+    /// Writes one byte, waiting for the transmit holding register.
+    pub fn write_byte(&self, byte: u8) {
+        let mut spins = 0u32;
+        while port::inb(self.base + 5) & 0x20 == 0 && spins < 1_000_000 {
+            spins += 1;
+            core::hint::spin_loop();
+        }
+        port::outb(self.base, byte);
+    }
+
+    /// Reads one byte if one is waiting.
+    pub fn try_read_byte(&self) -> Option<u8> {
+        if port::inb(self.base + 5) & 0x01 != 0 { Some(port::inb(self.base)) } else { None }
+    }
+
+    /// Writes all bytes.
+    pub fn write_all(&self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_byte(b);
+        }
+    }
+}
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                self.write_byte(b'\r');
+            }
+            self.write_byte(b);
+        }
+        Ok(())
+    }
+}
+
+static CONSOLE: spin::Mutex<Uart> = spin::Mutex::new(Uart::new(COM1));
+
+/// Initialises COM1.
+pub fn init() {
+    CONSOLE.lock().init();
+}
+
+/// Prints to the console (no level, no prefix). Used for the lines tests wait for.
+pub fn print(args: fmt::Arguments<'_>) {
+    let _ = CONSOLE.lock().write_fmt(args);
+}
+
+/// Writes to COM1 without taking the console lock: for exception and panic reports only.
+pub fn emergency(args: fmt::Arguments<'_>) {
+    let _ = Uart::new(COM1).write_fmt(args);
+}
+
+/// `println!` to the console.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::console::print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let micros = crate::time::Instant::now().micros_since_boot();
+        let mut c = CONSOLE.lock();
+        let _ = write!(
+            c,
+            "[{:5}.{:06}] {:5} {}\n",
+            micros / 1_000_000,
+            micros % 1_000_000,
+            record.level(),
+            record.args()
+        );
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Installs the logger at `level`.
+pub fn init_logger(level: log::LevelFilter) {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}

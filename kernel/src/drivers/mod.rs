@@ -1,0 +1,4 @@
+//! Device drivers: PCI configuration access and enumeration, virtio-net.
+
+pub mod pci;
+pub mod virtio_net;

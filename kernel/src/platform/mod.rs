@@ -1,0 +1,195 @@
+//! The platform seam: one trait, [`PlatformOps`], and the backend chosen at run time.
+//!
+//! One image boots on SEV-SNP, TDX and ordinary (TCG) VMs, so the backend is data
+//! ([`Platform`]), picked once at boot by [`select`]:
+//! - [`snp`] / [`tdx`]: detected from the CPU (SEV status MSR / CPUID leaf 0x21). Their
+//!   backends are not implemented yet, so detection stops the boot with a clear message
+//!   rather than running unprotected code paths (port I/O and shared DMA would be wrong).
+//! - [`emulated`]: the `snp-emu` firmware emulator over COM2; compiled in only with the
+//!   `emulated-attestation` feature and used only when the measured command line says
+//!   `ckms.attestation=emulated`.
+//! - [`none`]: no attestation, no derived key.
+//!
+//! Backends report what they can do ([`Capabilities`]) instead of callers inferring it.
+//! DMA memory is made host-visible through [`share`] / [`unshare`]: identity on `none` and
+//! `emulated` (no memory encryption), shared pages on SNP/TDX once those exist.
+
+#[cfg(feature = "emulated-attestation")]
+pub mod emulated;
+pub mod none;
+pub mod snp;
+pub mod tdx;
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use bootparams::cmdline::AttestationMode;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Which backend runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlatformKind {
+    /// No confidential computing.
+    None,
+    /// `snp-emu` over COM2.
+    Emulated,
+}
+
+impl fmt::Display for PlatformKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Emulated => "emulated",
+        })
+    }
+}
+
+/// What a backend can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Produces attestation reports.
+    pub attestation: bool,
+    /// Provides a measurement-bound derived (sealing) key.
+    pub derived_key: bool,
+    /// Guest memory is encrypted (DMA needs shared pages).
+    pub memory_encryption: bool,
+}
+
+/// Platform failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlatformError {
+    /// The backend does not offer this operation.
+    NotSupported,
+    /// The transport to the firmware failed (`&'static str` says where).
+    Transport(&'static str),
+    /// The firmware answered with an error status.
+    Firmware(u32),
+    /// The firmware's answer was malformed or failed authentication.
+    Protocol(&'static str),
+}
+
+impl fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotSupported => f.write_str("not supported by this platform"),
+            Self::Transport(w) => write!(f, "firmware transport: {w}"),
+            Self::Firmware(s) => write!(f, "firmware status {s:#x}"),
+            Self::Protocol(w) => write!(f, "firmware protocol: {w}"),
+        }
+    }
+}
+
+impl core::error::Error for PlatformError {}
+
+/// A 32-byte key derived by the platform firmware; wiped on drop, never printed.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct DerivedKey(pub [u8; 32]);
+
+impl fmt::Debug for DerivedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DerivedKey(..)")
+    }
+}
+
+/// The operations every backend provides.
+pub trait PlatformOps {
+    /// Which backend this is.
+    fn kind(&self) -> PlatformKind;
+    /// What it can do.
+    fn capabilities(&self) -> Capabilities;
+    /// An attestation report binding `report_data` (SNP: the 0x4A0-byte report).
+    fn attestation_report(&mut self, report_data: &[u8; 64]) -> Result<Vec<u8>, PlatformError>;
+    /// The measurement-bound derived key, `None` where the platform has none.
+    fn derived_key(&mut self) -> Result<Option<DerivedKey>, PlatformError>;
+}
+
+/// The selected backend.
+pub enum Platform {
+    /// No attestation.
+    None(none::NoPlatform),
+    /// `snp-emu` over COM2.
+    #[cfg(feature = "emulated-attestation")]
+    Emulated(emulated::Emulated),
+}
+
+impl Platform {
+    /// The backend as the trait.
+    pub fn ops(&mut self) -> &mut dyn PlatformOps {
+        match self {
+            Self::None(p) => p,
+            #[cfg(feature = "emulated-attestation")]
+            Self::Emulated(p) => p,
+        }
+    }
+}
+
+/// Why no backend could be selected: the boot stops with this message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectError {
+    /// SEV-SNP hardware detected; backend missing.
+    SnpNotImplemented,
+    /// SEV or SEV-ES without SNP.
+    SevWithoutSnp,
+    /// TDX detected; backend missing.
+    TdxNotImplemented,
+    /// `ckms.attestation=emulated` in an image built without the feature.
+    EmulationNotBuilt,
+    /// The emulator did not answer on COM2.
+    Emulator(PlatformError),
+}
+
+impl fmt::Display for SelectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SnpNotImplemented => f.write_str("SEV-SNP hardware backend not implemented yet"),
+            Self::SevWithoutSnp => f.write_str("SEV/SEV-ES without SNP is not supported"),
+            Self::TdxNotImplemented => f.write_str("TDX hardware backend not implemented yet"),
+            Self::EmulationNotBuilt => f.write_str(
+                "ckms.attestation=emulated, but this image was built without the emulated-attestation feature",
+            ),
+            Self::Emulator(e) => write!(f, "emulated attestation: {e}"),
+        }
+    }
+}
+
+static KIND: spin::Once<PlatformKind> = spin::Once::new();
+
+/// Detects the hardware, then picks the backend the command line asks for.
+pub fn select(mode: AttestationMode) -> Result<Platform, SelectError> {
+    match snp::detect() {
+        snp::SevState::Snp => return Err(SelectError::SnpNotImplemented),
+        snp::SevState::SevOnly => return Err(SelectError::SevWithoutSnp),
+        snp::SevState::Absent => {}
+    }
+    if tdx::detect() {
+        return Err(SelectError::TdxNotImplemented);
+    }
+    let platform = match mode {
+        AttestationMode::None => Platform::None(none::NoPlatform),
+        #[cfg(feature = "emulated-attestation")]
+        AttestationMode::Emulated => {
+            Platform::Emulated(emulated::Emulated::connect().map_err(SelectError::Emulator)?)
+        }
+        #[cfg(not(feature = "emulated-attestation"))]
+        AttestationMode::Emulated => return Err(SelectError::EmulationNotBuilt),
+    };
+    let mut p = platform;
+    let kind = p.ops().kind();
+    KIND.call_once(|| kind);
+    Ok(p)
+}
+
+/// Makes `[addr, addr + len)` visible to the host for device DMA. Identity (nothing to do)
+/// on the backends that exist: their memory is not encrypted.
+pub fn share(_addr: u64, _len: usize) -> Result<(), PlatformError> {
+    match KIND.get() {
+        Some(PlatformKind::None | PlatformKind::Emulated) | None => Ok(()),
+    }
+}
+
+/// Makes a region private again after DMA. Identity on the existing backends.
+pub fn unshare(_addr: u64, _len: usize) -> Result<(), PlatformError> {
+    match KIND.get() {
+        Some(PlatformKind::None | PlatformKind::Emulated) | None => Ok(()),
+    }
+}

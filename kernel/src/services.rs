@@ -1,0 +1,99 @@
+//! Test services selected by `ckms.test=` (the KMS itself comes with the next issue).
+//!
+//! - [`Echo`]: a TCP echo server on the KMS port, for the transfer test.
+//! - [`attest_selftest`]: obtains a report for `ckms.test_report_data` and prints it.
+
+use alloc::vec::Vec;
+
+use netstack::{ConnId, ListenerId, TcpError};
+
+use crate::net::{NetStack, Service};
+
+/// Most concurrent echo connections.
+const MAX_CONNECTIONS: usize = 16;
+/// Bytes read per connection before they are written back.
+const CHUNK: usize = 16 * 1024;
+
+struct Conn {
+    id: ConnId,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+/// TCP echo: every byte received is sent back, until the peer closes.
+pub struct Echo {
+    listener: ListenerId,
+    conns: Vec<Conn>,
+}
+
+impl Echo {
+    /// Listens on `port`.
+    pub fn new(stack: &mut NetStack, port: u16) -> Result<Self, netstack::StackError> {
+        let listener = stack.listen(port, 4)?;
+        Ok(Self { listener, conns: Vec::new() })
+    }
+}
+
+impl Service for Echo {
+    fn poll(&mut self, stack: &mut NetStack, _now: netstack::Instant) {
+        while self.conns.len() < MAX_CONNECTIONS {
+            let Some(id) = stack.accept(self.listener) else { break };
+            log::debug!("echo: connection {:?} from {:?}", id, stack.remote_endpoint(id));
+            self.conns.push(Conn { id, buf: alloc::vec![0; CHUNK], start: 0, end: 0, eof: false });
+        }
+        self.conns.retain_mut(|c| {
+            loop {
+                if c.start == c.end && !c.eof {
+                    c.start = 0;
+                    c.end = 0;
+                    match stack.read(c.id, &mut c.buf) {
+                        Ok(0) => c.eof = true,
+                        Ok(n) => c.end = n,
+                        Err(TcpError::WouldBlock) => {}
+                        Err(e) => {
+                            log::debug!("echo: read: {e}");
+                            let _ = stack.abort(c.id);
+                            return false;
+                        }
+                    }
+                }
+                if c.start < c.end {
+                    let pending = c.buf.get(c.start..c.end).unwrap_or(&[]);
+                    match stack.write(c.id, pending) {
+                        Ok(n) => c.start += n,
+                        Err(TcpError::WouldBlock) => return true,
+                        Err(e) => {
+                            log::debug!("echo: write: {e}");
+                            let _ = stack.abort(c.id);
+                            return false;
+                        }
+                    }
+                    continue;
+                }
+                if c.eof {
+                    let _ = stack.close(c.id);
+                    return false;
+                }
+                return true;
+            }
+        });
+    }
+}
+
+/// The `attest` self-test: asks the platform for a report binding `report_data` and prints
+/// it as one console line, `ckms: attest report=<hex>` (or `ckms: attest error=<message>`).
+pub fn attest_selftest(platform: &mut dyn crate::platform::PlatformOps, report_data: &[u8; 64]) {
+    match platform.attestation_report(report_data) {
+        Ok(report) => {
+            let mut line = alloc::string::String::with_capacity(report.len() * 2);
+            for b in &report {
+                use core::fmt::Write;
+                let _ = write!(line, "{b:02x}");
+            }
+            crate::println!("ckms: attest report={line}");
+        }
+        Err(e) => crate::println!("ckms: attest error={e}"),
+    }
+}

@@ -1,0 +1,91 @@
+//! Crypto facade: every primitive the KMS uses, behind one small API, so the choice of
+//! implementation stays local to this module (RustCrypto crates today).
+//!
+//! - [`Random`]: randomness is an input (the unikernel's RDRAND/ChaCha20 generator, the host's
+//!   OS generator); nothing here draws entropy by itself.
+//! - [`aead`]: AES-GCM (128/192/256), AES-GCM-SIV (128/256), ChaCha20-Poly1305, detached tags.
+//! - [`asym`]: ECDSA P-256/P-384 (SHA-256/SHA-384) and Ed25519: key generation, PKCS#8 / SPKI
+//!   encoding, raw import/export, sign and verify.
+//!
+//! Secret key material is held in [`zeroize::Zeroizing`] buffers and never printed.
+
+pub mod aead;
+pub mod asym;
+
+use core::fmt;
+
+/// A source of cryptographically secure random bytes, provided by the caller.
+pub trait Random {
+    /// Fill `buf` with random bytes.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError>;
+}
+
+/// The random source failed (for example RDRAND kept returning CF=0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RngError;
+
+impl fmt::Display for RngError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("random number generator failure")
+    }
+}
+
+impl core::error::Error for RngError {}
+
+/// Why a cryptographic operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoError {
+    /// The random source failed.
+    Rng,
+    /// A key has the wrong length or encoding for the algorithm.
+    InvalidKey,
+    /// The nonce/IV has the wrong length.
+    InvalidNonce,
+    /// The authentication tag has the wrong length.
+    InvalidTag,
+    /// AEAD decryption failed: the ciphertext, tag, nonce or associated data is not authentic.
+    AuthenticationFailed,
+    /// A signature could not be parsed.
+    InvalidSignature,
+    /// The algorithm or combination is not supported.
+    Unsupported,
+    /// Encoding a key failed.
+    Encoding,
+}
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CryptoError::Rng => "random number generator failure",
+            CryptoError::InvalidKey => "invalid key material for the algorithm",
+            CryptoError::InvalidNonce => "invalid nonce length",
+            CryptoError::InvalidTag => "invalid authentication tag length",
+            CryptoError::AuthenticationFailed => "decryption failed: data is not authentic",
+            CryptoError::InvalidSignature => "malformed signature",
+            CryptoError::Unsupported => "unsupported cryptographic algorithm or parameters",
+            CryptoError::Encoding => "key encoding failed",
+        })
+    }
+}
+
+impl core::error::Error for CryptoError {}
+
+impl From<RngError> for CryptoError {
+    fn from(_: RngError) -> Self {
+        CryptoError::Rng
+    }
+}
+
+/// Constant-time equality of two byte strings (length is not secret).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&sha2::Sha256::digest(data));
+    out
+}

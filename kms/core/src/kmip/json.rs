@@ -1,0 +1,535 @@
+//! JSON TTLV: the KMIP JSON encoding of TTLV items, in the dialect of the Cosmian KMS.
+//!
+//! Each item is `{"tag": "<Name>", "type": "<ItemType>", "value": ...}` (the `type` may be
+//! omitted for a Structure). Values: Structure = array of items; Integer = number (or `0x` +
+//! 8/16 hex digits); LongInteger = `0x` + 16 upper-case hex digits (numbers accepted);
+//! BigInteger = `0x` + hex of big-endian two's complement; Enumeration = name or `0x` + 8 hex
+//! digits (numbers accepted); Boolean = bool; TextString = string; ByteString = hex (upper-case
+//! when emitted); DateTime = RFC 3339 (or `0x` + 16 hex digits of seconds); Interval = number;
+//! DateTimeExtended = `0x` + hex of microseconds (8 or 16 bytes).
+//!
+//! Parsing enforces [`Limits`] (input size, nesting depth, item count) and returns typed
+//! [`JsonError`]s; emitting is infallible.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use serde_json::Value as J;
+
+use super::ttlv::{EnumValue, Ttlv, Value, tag_name};
+
+/// Resource limits applied while parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum input size in bytes.
+    pub max_bytes: usize,
+    /// Maximum Structure nesting depth (the top-level item is depth 1).
+    pub max_depth: usize,
+    /// Maximum total number of items.
+    pub max_items: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // serde_json itself stops at 128 levels of JSON nesting; a TTLV level is 2 JSON levels.
+        Limits { max_bytes: 4 * 1024 * 1024, max_depth: 32, max_items: 100_000 }
+    }
+}
+
+/// Why a JSON TTLV document was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonError {
+    /// Input larger than [`Limits::max_bytes`].
+    TooLarge,
+    /// Not JSON (syntax error, bad UTF-8, or deeper than serde_json's recursion limit).
+    Syntax,
+    /// Nesting deeper than [`Limits::max_depth`].
+    TooDeep,
+    /// More items than [`Limits::max_items`].
+    TooManyItems,
+    /// An item is not an object with `tag` and `value`.
+    NotAnItem,
+    /// `tag` is not a string, or an unknown `0x` code malformed.
+    BadTag,
+    /// `type` is not one of the KMIP item types.
+    UnknownType,
+    /// The value does not match its declared type (names the type).
+    BadValue(&'static str),
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JsonError::TooLarge => f.write_str("JSON TTLV document too large"),
+            JsonError::Syntax => f.write_str("malformed JSON"),
+            JsonError::TooDeep => f.write_str("JSON TTLV nesting too deep"),
+            JsonError::TooManyItems => f.write_str("too many TTLV items"),
+            JsonError::NotAnItem => f.write_str("a TTLV item must be an object with tag and value"),
+            JsonError::BadTag => f.write_str("invalid TTLV tag"),
+            JsonError::UnknownType => f.write_str("unknown TTLV item type"),
+            JsonError::BadValue(t) => write!(f, "invalid value for a TTLV {t}"),
+        }
+    }
+}
+
+impl core::error::Error for JsonError {}
+
+/// Parse one JSON TTLV item.
+pub fn from_slice(input: &[u8], limits: &Limits) -> Result<Ttlv, JsonError> {
+    if input.len() > limits.max_bytes {
+        return Err(JsonError::TooLarge);
+    }
+    let v: J = serde_json::from_slice(input).map_err(|_| JsonError::Syntax)?;
+    let mut count = 0usize;
+    item(&v, 1, limits, &mut count)
+}
+
+fn item(v: &J, depth: usize, limits: &Limits, count: &mut usize) -> Result<Ttlv, JsonError> {
+    if depth > limits.max_depth {
+        return Err(JsonError::TooDeep);
+    }
+    *count = count.checked_add(1).ok_or(JsonError::TooManyItems)?;
+    if *count > limits.max_items {
+        return Err(JsonError::TooManyItems);
+    }
+    let obj = v.as_object().ok_or(JsonError::NotAnItem)?;
+    let tag = obj.get("tag").and_then(J::as_str).ok_or(JsonError::BadTag)?;
+    let tag = normalize_tag(tag)?;
+    let value = obj.get("value").ok_or(JsonError::NotAnItem)?;
+    let ty = match obj.get("type") {
+        None => "Structure",
+        Some(t) => t.as_str().ok_or(JsonError::UnknownType)?,
+    };
+    let value = match ty {
+        "Structure" => {
+            let arr = value.as_array().ok_or(JsonError::BadValue("Structure"))?;
+            let mut children = Vec::with_capacity(arr.len().min(64));
+            for c in arr {
+                children.push(item(c, depth + 1, limits, count)?);
+            }
+            Value::Structure(children)
+        }
+        "Integer" => {
+            let x = integer(value, "Integer")?;
+            Value::Integer(i32::try_from(x).map_err(|_| JsonError::BadValue("Integer"))?)
+        }
+        "LongInteger" => Value::LongInteger(integer(value, "LongInteger")?),
+        "BigInteger" => {
+            let s = value.as_str().ok_or(JsonError::BadValue("BigInteger"))?;
+            let h = s.strip_prefix("0x").ok_or(JsonError::BadValue("BigInteger"))?;
+            Value::BigInteger(unhex(h).ok_or(JsonError::BadValue("BigInteger"))?)
+        }
+        "Enumeration" => Value::Enumeration(match value {
+            J::String(s) => match s.strip_prefix("0x") {
+                Some(h) => EnumValue::Code(hex_u32(h).ok_or(JsonError::BadValue("Enumeration"))?),
+                None if !s.is_empty() => EnumValue::Name(s.clone()),
+                None => return Err(JsonError::BadValue("Enumeration")),
+            },
+            J::Number(n) => EnumValue::Code(
+                n.as_u64()
+                    .and_then(|x| u32::try_from(x).ok())
+                    .ok_or(JsonError::BadValue("Enumeration"))?,
+            ),
+            _ => return Err(JsonError::BadValue("Enumeration")),
+        }),
+        "Boolean" => Value::Boolean(value.as_bool().ok_or(JsonError::BadValue("Boolean"))?),
+        "TextString" => {
+            Value::TextString(value.as_str().ok_or(JsonError::BadValue("TextString"))?.into())
+        }
+        "ByteString" => {
+            let s = value.as_str().ok_or(JsonError::BadValue("ByteString"))?;
+            Value::ByteString(unhex(s).ok_or(JsonError::BadValue("ByteString"))?)
+        }
+        "DateTime" => {
+            let s = value.as_str().ok_or(JsonError::BadValue("DateTime"))?;
+            Value::DateTime(match s.strip_prefix("0x") {
+                Some(h) => i64::from_be_bytes(
+                    unhex(h)
+                        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                        .ok_or(JsonError::BadValue("DateTime"))?,
+                ),
+                None => parse_rfc3339(s).ok_or(JsonError::BadValue("DateTime"))?,
+            })
+        }
+        "Interval" => Value::Interval(
+            value
+                .as_u64()
+                .and_then(|x| u32::try_from(x).ok())
+                .ok_or(JsonError::BadValue("Interval"))?,
+        ),
+        "DateTimeExtended" => {
+            let s = value.as_str().ok_or(JsonError::BadValue("DateTimeExtended"))?;
+            let h = s.strip_prefix("0x").ok_or(JsonError::BadValue("DateTimeExtended"))?;
+            let b = unhex(h).ok_or(JsonError::BadValue("DateTimeExtended"))?;
+            let micros = match b.len() {
+                8 => i64::from_be_bytes(b.as_slice().try_into().map_err(|_| JsonError::BadValue("DateTimeExtended"))?),
+                16 => {
+                    let x = i128::from_be_bytes(b.as_slice().try_into().map_err(|_| JsonError::BadValue("DateTimeExtended"))?);
+                    i64::try_from(x).map_err(|_| JsonError::BadValue("DateTimeExtended"))?
+                }
+                _ => return Err(JsonError::BadValue("DateTimeExtended")),
+            };
+            Value::DateTimeExtended(micros)
+        }
+        _ => return Err(JsonError::UnknownType),
+    };
+    Ok(Ttlv { tag, value })
+}
+
+fn normalize_tag(tag: &str) -> Result<String, JsonError> {
+    if let Some(h) = tag.strip_prefix("0x") {
+        let code = hex_u32(h).ok_or(JsonError::BadTag)?;
+        if code > 0xFF_FFFF {
+            return Err(JsonError::BadTag);
+        }
+        return Ok(match tag_name(code) {
+            Some(n) => n.into(),
+            None => alloc::format!("0x{code:06X}"),
+        });
+    }
+    if tag.is_empty() || tag.len() > 128 {
+        return Err(JsonError::BadTag);
+    }
+    Ok(tag.into())
+}
+
+fn integer(v: &J, ty: &'static str) -> Result<i64, JsonError> {
+    match v {
+        J::Number(n) => n.as_i64().ok_or(JsonError::BadValue(ty)),
+        J::String(s) => {
+            let h = s.strip_prefix("0x").ok_or(JsonError::BadValue(ty))?;
+            let b = unhex(h).ok_or(JsonError::BadValue(ty))?;
+            match b.len() {
+                4 => Ok(i64::from(i32::from_be_bytes(b.as_slice().try_into().map_err(|_| JsonError::BadValue(ty))?))),
+                8 => Ok(i64::from_be_bytes(b.as_slice().try_into().map_err(|_| JsonError::BadValue(ty))?)),
+                _ => Err(JsonError::BadValue(ty)),
+            }
+        }
+        _ => Err(JsonError::BadValue(ty)),
+    }
+}
+
+fn hex_u32(h: &str) -> Option<u32> {
+    if h.is_empty() || h.len() > 8 {
+        return None;
+    }
+    u32::from_str_radix(h, 16).ok()
+}
+
+/// Decode hex (either case); `None` on odd length or a non-hex digit.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    let nib = |c: u8| -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    };
+    let mut out = Vec::with_capacity(b.len() / 2);
+    for pair in b.chunks_exact(2) {
+        let (hi, lo) = (pair.first()?, pair.get(1)?);
+        out.push(nib(*hi)? << 4 | nib(*lo)?);
+    }
+    Some(out)
+}
+
+/// Encode upper-case hex.
+pub fn hex_upper(b: &[u8], out: &mut Vec<u8>) {
+    const D: &[u8; 16] = b"0123456789ABCDEF";
+    for x in b {
+        out.push(D[usize::from(x >> 4)]);
+        out.push(D[usize::from(x & 15)]);
+    }
+}
+
+/// Serialize one item as compact JSON.
+pub fn to_vec(t: &Ttlv) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    emit(t, &mut out);
+    out
+}
+
+/// Append one item as compact JSON to `out`.
+pub fn emit(t: &Ttlv, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"tag\":");
+    json_str(&t.tag, out);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(t.value.type_name().as_bytes());
+    out.extend_from_slice(b"\",\"value\":");
+    match &t.value {
+        Value::Structure(c) => {
+            out.push(b'[');
+            for (i, x) in c.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                emit(x, out);
+            }
+            out.push(b']');
+        }
+        Value::Integer(v) => out.extend_from_slice(alloc::format!("{v}").as_bytes()),
+        Value::LongInteger(v) => {
+            out.extend_from_slice(b"\"0x");
+            hex_upper(&v.to_be_bytes(), out);
+            out.push(b'"');
+        }
+        Value::BigInteger(b) => {
+            out.extend_from_slice(b"\"0x");
+            hex_upper(b, out);
+            out.push(b'"');
+        }
+        Value::Enumeration(EnumValue::Name(n)) => json_str(n, out),
+        Value::Enumeration(EnumValue::Code(c)) => {
+            out.extend_from_slice(b"\"0x");
+            hex_upper(&c.to_be_bytes(), out);
+            out.push(b'"');
+        }
+        Value::Boolean(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
+        Value::TextString(s) => json_str(s, out),
+        Value::ByteString(b) => {
+            out.push(b'"');
+            hex_upper(b, out);
+            out.push(b'"');
+        }
+        Value::DateTime(s) => {
+            out.push(b'"');
+            out.extend_from_slice(format_rfc3339(*s).as_bytes());
+            out.push(b'"');
+        }
+        Value::Interval(v) => out.extend_from_slice(alloc::format!("{v}").as_bytes()),
+        Value::DateTimeExtended(v) => {
+            out.extend_from_slice(b"\"0x");
+            hex_upper(&v.to_be_bytes(), out);
+            out.push(b'"');
+        }
+    }
+    out.push(b'}');
+}
+
+/// Append a JSON string literal (RFC 8259 §7 escaping).
+pub fn json_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(alloc::format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+// --- RFC 3339 date-time <-> POSIX seconds (proleptic Gregorian, days-from-civil) ---
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Format POSIX seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    alloc::format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Parse an RFC 3339 `date-time` (§5.6): `YYYY-MM-DD[Tt ]HH:MM:SS[.frac](Z|±HH:MM)`.
+/// Fractional seconds are dropped.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: core::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        core::str::from_utf8(part).ok()?.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
+        return None;
+    }
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            if b.get(i + 3) != Some(&b':') || oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' { o } else { -o }
+        }
+        _ => return None,
+    };
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se.min(59) - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn lim() -> Limits {
+        Limits::default()
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        let t = Ttlv::structure(
+            "RequestMessage",
+            vec![
+                Ttlv::int("BatchCount", -7),
+                Ttlv::new("LongInteger", Value::LongInteger(-2)),
+                Ttlv::new("Modulus", Value::BigInteger(vec![0x00, 0xFF, 0x10])),
+                Ttlv::enumeration("ObjectType", "SymmetricKey"),
+                Ttlv::new("State", Value::Enumeration(EnumValue::Code(2))),
+                Ttlv::boolean("Fresh", true),
+                Ttlv::text("Name", "a \"quoted\"\n\u{1}é"),
+                Ttlv::bytes("Data", &[0xde, 0xad, 0xbe, 0xef]),
+                Ttlv::datetime("ActivationDate", 1_700_000_000),
+                Ttlv::new("LeaseTime", Value::Interval(86_400)),
+                Ttlv::new("TimeStamp", Value::DateTimeExtended(1_700_000_000_123_456)),
+                Ttlv::structure("Empty", vec![]),
+            ],
+        );
+        let j = to_vec(&t);
+        let back = from_slice(&j, &lim()).unwrap();
+        assert_eq!(back, t);
+        let s = core::str::from_utf8(&j).unwrap();
+        assert!(s.contains(r#""value":"DEADBEEF""#), "{s}");
+        assert!(s.contains(r#""value":"0xFFFFFFFFFFFFFFFE""#), "{s}");
+        assert!(s.contains(r#""value":"2023-11-14T22:13:20Z""#), "{s}");
+        assert!(s.contains(r#""value":"0x00000002""#), "{s}");
+    }
+
+    #[test]
+    fn accepts_cosmian_variants() {
+        // Structure without "type", hex tag, hex integer, lower-case hex bytes, 16-byte
+        // DateTimeExtended, DateTime with fraction and offset, numeric enumeration.
+        let j = br#"{"tag":"0x420094","value":[
+            {"tag":"CryptographicLength","type":"Integer","value":"0x00000100"},
+            {"tag":"Data","type":"ByteString","value":"abcdef"},
+            {"tag":"TimeStamp","type":"DateTimeExtended","value":"0x00000000000000000000000000000001"},
+            {"tag":"ActivationDate","type":"DateTime","value":"2024-02-29T12:00:00.5+01:00"},
+            {"tag":"ObjectType","type":"Enumeration","value":2}]}"#;
+        let t = from_slice(j, &lim()).unwrap();
+        assert_eq!(t.tag, "UniqueIdentifier");
+        assert_eq!(t.get("CryptographicLength").unwrap().value, Value::Integer(256));
+        assert_eq!(t.get("Data").unwrap().value, Value::ByteString(vec![0xab, 0xcd, 0xef]));
+        assert_eq!(t.get("TimeStamp").unwrap().value, Value::DateTimeExtended(1));
+        assert_eq!(
+            t.get("ActivationDate").unwrap().value,
+            Value::DateTime(days_from_civil(2024, 2, 29) * 86400 + 11 * 3600)
+        );
+        assert_eq!(t.get("ObjectType").unwrap().value, Value::Enumeration(EnumValue::Code(2)));
+    }
+
+    #[test]
+    fn rejects_bad_input_with_typed_errors() {
+        let l = lim();
+        assert_eq!(from_slice(b"{", &l), Err(JsonError::Syntax));
+        assert_eq!(from_slice(b"[]", &l), Err(JsonError::NotAnItem));
+        assert_eq!(from_slice(br#"{"tag":1,"value":1}"#, &l), Err(JsonError::BadTag));
+        assert_eq!(from_slice(br#"{"tag":"X","type":"Float","value":1}"#, &l), Err(JsonError::UnknownType));
+        assert_eq!(
+            from_slice(br#"{"tag":"X","type":"Integer","value":4294967296}"#, &l),
+            Err(JsonError::BadValue("Integer"))
+        );
+        assert_eq!(
+            from_slice(br#"{"tag":"X","type":"ByteString","value":"ABC"}"#, &l),
+            Err(JsonError::BadValue("ByteString"))
+        );
+        assert_eq!(
+            from_slice(br#"{"tag":"X","type":"DateTime","value":"2024-13-01T00:00:00Z"}"#, &l),
+            Err(JsonError::BadValue("DateTime"))
+        );
+        assert_eq!(
+            from_slice(br#"{"tag":"X","type":"Boolean","value":"true"}"#, &l),
+            Err(JsonError::BadValue("Boolean"))
+        );
+        let small = Limits { max_bytes: 10, ..l };
+        assert_eq!(from_slice(br#"{"tag":"X","value":[]}"#, &small), Err(JsonError::TooLarge));
+        let mut deep = String::new();
+        for _ in 0..40 {
+            deep.push_str(r#"{"tag":"S","value":["#);
+        }
+        for _ in 0..40 {
+            deep.push_str("]}");
+        }
+        assert_eq!(from_slice(deep.as_bytes(), &l), Err(JsonError::TooDeep));
+        let few = Limits { max_items: 2, ..l };
+        assert_eq!(
+            from_slice(br#"{"tag":"S","value":[{"tag":"A","type":"Integer","value":1},{"tag":"B","type":"Integer","value":1}]}"#, &few),
+            Err(JsonError::TooManyItems)
+        );
+    }
+
+    #[test]
+    fn rfc3339_edges() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1));
+        for s in [951_782_400i64, 4_102_444_800, 1_709_208_000] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(s)), Some(s));
+        }
+        assert_eq!(parse_rfc3339("2024-01-01T00:00:00"), None);
+        assert_eq!(parse_rfc3339("2024-01-01T00:00:00Zjunk"), None);
+    }
+}

@@ -1,0 +1,548 @@
+//! Typed KMIP 2.1 operation payloads (KMIP 2.1 §6.1), parsed from and emitted to [`Ttlv`].
+//!
+//! A request payload is parsed from the children of either a top-level operation item
+//! (`{"tag":"Create", ...}`) or a batch item's `RequestPayload`; a response payload is
+//! emitted under its `<Operation>Response` tag, or as a `ResponsePayload` inside a batch.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use super::ttlv::{FieldError, Ttlv, Value};
+use super::types::*;
+
+/// How a request spelled the nonce tag; responses answer in the same spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonceSpelling {
+    /// `IVCounterNonce` (KMIP 2.1).
+    #[default]
+    Spec,
+    /// `IvCounterNonce` (older Cosmian clients).
+    Cosmian,
+}
+
+impl NonceSpelling {
+    /// The tag to use.
+    pub fn tag(self) -> &'static str {
+        match self {
+            NonceSpelling::Spec => "IVCounterNonce",
+            NonceSpelling::Cosmian => "IvCounterNonce",
+        }
+    }
+}
+
+/// KMIP 2.1 §7.6 Cryptographic Parameters (subset).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CryptographicParameters {
+    /// Block Cipher Mode.
+    pub block_cipher_mode: Option<BlockCipherMode>,
+    /// Cryptographic Algorithm.
+    pub cryptographic_algorithm: Option<CryptographicAlgorithm>,
+    /// Hashing Algorithm.
+    pub hashing_algorithm: Option<HashingAlgorithm>,
+    /// Digital Signature Algorithm.
+    pub digital_signature_algorithm: Option<DigitalSignatureAlgorithm>,
+    /// Tag length in bytes.
+    pub tag_length: Option<i32>,
+}
+
+impl CryptographicParameters {
+    /// Parse the optional `CryptographicParameters` child of `t`.
+    pub fn opt(t: &Ttlv) -> Result<Option<Self>, FieldError> {
+        let Some(c) = t.get("CryptographicParameters") else { return Ok(None) };
+        Ok(Some(CryptographicParameters {
+            block_cipher_mode: BlockCipherMode::opt(c)?,
+            cryptographic_algorithm: CryptographicAlgorithm::opt(c)?,
+            hashing_algorithm: HashingAlgorithm::opt(c)?,
+            digital_signature_algorithm: DigitalSignatureAlgorithm::opt(c)?,
+            tag_length: c.opt_int("TagLength")?,
+        }))
+    }
+}
+
+fn uid_opt(t: &Ttlv) -> Result<Option<String>, FieldError> {
+    Ok(t.opt_text("UniqueIdentifier")?.map(ToString::to_string))
+}
+
+fn attrs_opt(t: &Ttlv, tag: &'static str) -> Result<Attributes, FieldError> {
+    match t.get(tag) {
+        Some(a) => Attributes::parse(a),
+        None => Ok(Attributes::default()),
+    }
+}
+
+/// The key material of an object carried in a request or response (KMIP 2.1 §2.1.3 Key Block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBlock {
+    /// Key Format Type.
+    pub key_format_type: KeyFormatType,
+    /// Key material bytes (the `Key` of a TransparentSymmetricKey, otherwise the ByteString).
+    pub material: Vec<u8>,
+    /// Recommended curve for transparent EC formats.
+    pub curve: Option<RecommendedCurve>,
+    /// Cryptographic Algorithm.
+    pub cryptographic_algorithm: Option<CryptographicAlgorithm>,
+    /// Cryptographic Length.
+    pub cryptographic_length: Option<i32>,
+    /// Attributes embedded in the Key Value (Cosmian puts them there).
+    pub attributes: Option<Attributes>,
+}
+
+impl Drop for KeyBlock {
+    fn drop(&mut self) {
+        crate::store::wipe(&mut self.material);
+    }
+}
+
+const OBJECT_TAGS: &[&str] = &["Object", "SymmetricKey", "PrivateKey", "PublicKey", "SecretData"];
+
+impl KeyBlock {
+    /// Parse the object (`Object`, or `SymmetricKey`/`PrivateKey`/... in the spec dialect).
+    pub fn parse_object(parent: &Ttlv) -> Result<Self, FieldError> {
+        let obj = OBJECT_TAGS
+            .iter()
+            .find_map(|t| parent.get(t))
+            .ok_or(FieldError::Missing("Object"))?;
+        let kb = obj.req("KeyBlock")?;
+        if kb.get("KeyWrappingData").is_some() {
+            return Err(FieldError::Invalid("KeyWrappingData"));
+        }
+        let key_format_type = KeyFormatType::parse(kb.req("KeyFormatType")?)?;
+        let kv = kb.req("KeyValue")?;
+        // KMIP 2.1 §2.1.4: Key Value is a Structure, or a ByteString when wrapped.
+        let km = kv.req("KeyMaterial")?;
+        let mut curve = None;
+        let material = match (&km.value, key_format_type) {
+            (Value::ByteString(b), _) => b.clone(),
+            (Value::Structure(_), KeyFormatType::TransparentSymmetricKey) => {
+                km.req("Key")?.as_bytes("Key")?.to_vec()
+            }
+            (Value::Structure(_), KeyFormatType::TransparentECPrivateKey) => {
+                curve = RecommendedCurve::opt(km)?;
+                match &km.req("D")?.value {
+                    Value::BigInteger(b) => b.clone(),
+                    Value::ByteString(b) => b.clone(),
+                    _ => return Err(FieldError::WrongType("D")),
+                }
+            }
+            (Value::Structure(_), KeyFormatType::TransparentECPublicKey) => {
+                curve = RecommendedCurve::opt(km)?;
+                km.req("QString")?.as_bytes("QString")?.to_vec()
+            }
+            _ => return Err(FieldError::Invalid("KeyMaterial")),
+        };
+        let attributes = kv.get("Attributes").map(Attributes::parse).transpose()?;
+        Ok(KeyBlock {
+            key_format_type,
+            material,
+            curve,
+            cryptographic_algorithm: CryptographicAlgorithm::opt(kb)?,
+            cryptographic_length: kb.opt_int("CryptographicLength")?,
+            attributes,
+        })
+    }
+
+    /// Emit as `Object { KeyBlock { ... } }`.
+    pub fn to_object(&self) -> Ttlv {
+        let km = match self.key_format_type {
+            KeyFormatType::TransparentSymmetricKey => Ttlv::structure(
+                "KeyMaterial",
+                alloc::vec![Ttlv::bytes("Key", &self.material)],
+            ),
+            KeyFormatType::TransparentECPrivateKey => {
+                let mut v = Vec::new();
+                if let Some(c) = self.curve {
+                    v.push(c.to_ttlv());
+                }
+                let mut d = alloc::vec![0u8];
+                d.extend_from_slice(&self.material);
+                v.push(Ttlv::new("D", Value::BigInteger(d)));
+                Ttlv::structure("KeyMaterial", v)
+            }
+            KeyFormatType::TransparentECPublicKey => {
+                let mut v = Vec::new();
+                if let Some(c) = self.curve {
+                    v.push(c.to_ttlv());
+                }
+                v.push(Ttlv::bytes("QString", &self.material));
+                Ttlv::structure("KeyMaterial", v)
+            }
+            _ => Ttlv::bytes("KeyMaterial", &self.material),
+        };
+        let mut kv = alloc::vec![km];
+        if let Some(a) = &self.attributes {
+            kv.push(a.to_ttlv("Attributes"));
+        }
+        let mut kb = alloc::vec![self.key_format_type.to_ttlv(), Ttlv::structure("KeyValue", kv)];
+        if let Some(a) = self.cryptographic_algorithm {
+            kb.push(a.to_ttlv());
+        }
+        if let Some(l) = self.cryptographic_length {
+            kb.push(Ttlv::int("CryptographicLength", l));
+        }
+        Ttlv::structure("Object", alloc::vec![Ttlv::structure("KeyBlock", kb)])
+    }
+}
+
+/// A parsed request payload.
+#[derive(Debug)]
+#[allow(missing_docs)]
+pub enum Request {
+    Create { object_type: ObjectType, attributes: Attributes },
+    CreateKeyPair { common: Attributes, private: Attributes, public: Attributes },
+    /// Register (spec) and Import (Cosmian) share a shape; `replace` only exists for Import.
+    Register {
+        import: bool,
+        uid: Option<String>,
+        object_type: ObjectType,
+        replace: bool,
+        attributes: Attributes,
+        key: KeyBlock,
+    },
+    Get { uid: Option<String>, key_format_type: Option<KeyFormatType>, export: bool },
+    GetAttributes { uid: Option<String>, references: Vec<String> },
+    GetAttributeList { uid: Option<String> },
+    AddAttribute { uid: Option<String>, attribute: Ttlv },
+    SetAttribute { uid: Option<String>, attribute: Ttlv },
+    DeleteAttribute { uid: Option<String>, current: Option<Ttlv>, reference: Option<String> },
+    Locate { max_items: Option<i32>, offset_items: Option<i32>, attributes: Attributes },
+    Activate { uid: Option<String> },
+    Revoke { uid: Option<String>, reason: RevocationReasonCode, compromise_date: Option<i64> },
+    Destroy { uid: Option<String> },
+    ReKey { uid: Option<String>, attributes: Attributes },
+    Encrypt {
+        uid: Option<String>,
+        params: Option<CryptographicParameters>,
+        data: Vec<u8>,
+        nonce: Option<Vec<u8>>,
+        aad: Option<Vec<u8>>,
+        spelling: NonceSpelling,
+    },
+    Decrypt {
+        uid: Option<String>,
+        params: Option<CryptographicParameters>,
+        data: Vec<u8>,
+        nonce: Option<Vec<u8>>,
+        tag: Option<Vec<u8>>,
+        aad: Option<Vec<u8>>,
+        spelling: NonceSpelling,
+    },
+    Sign { uid: Option<String>, params: Option<CryptographicParameters>, data: Vec<u8> },
+    SignatureVerify {
+        uid: Option<String>,
+        params: Option<CryptographicParameters>,
+        data: Vec<u8>,
+        signature: Vec<u8>,
+    },
+    Query { functions: Vec<QueryFunction> },
+    DiscoverVersions,
+}
+
+fn nonce(t: &Ttlv) -> Result<(Option<Vec<u8>>, NonceSpelling), FieldError> {
+    if let Some(n) = t.opt_bytes("IVCounterNonce")? {
+        return Ok((Some(n.to_vec()), NonceSpelling::Spec));
+    }
+    if let Some(n) = t.opt_bytes("IvCounterNonce")? {
+        return Ok((Some(n.to_vec()), NonceSpelling::Cosmian));
+    }
+    Ok((None, NonceSpelling::Spec))
+}
+
+/// Why a request could not be turned into a typed operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// The operation is not one we implement.
+    UnknownOperation,
+    /// A field is missing, has the wrong type or an invalid value.
+    Field(FieldError),
+}
+
+impl From<FieldError> for RequestError {
+    fn from(e: FieldError) -> Self {
+        RequestError::Field(e)
+    }
+}
+
+impl Request {
+    /// Parse the payload `p` of operation `op`.
+    pub fn parse(op: Operation, p: &Ttlv) -> Result<Self, RequestError> {
+        if !matches!(p.value, Value::Structure(_)) {
+            return Err(FieldError::WrongType("RequestPayload").into());
+        }
+        Ok(match op {
+            Operation::Create => Request::Create {
+                object_type: ObjectType::parse(p.req("ObjectType")?)?,
+                attributes: attrs_opt(p, "Attributes")?,
+            },
+            Operation::CreateKeyPair => Request::CreateKeyPair {
+                common: attrs_opt(p, "CommonAttributes")?,
+                private: attrs_opt(p, "PrivateKeyAttributes")?,
+                public: attrs_opt(p, "PublicKeyAttributes")?,
+            },
+            Operation::Register | Operation::Import => Request::Register {
+                import: op == Operation::Import,
+                uid: uid_opt(p)?,
+                object_type: ObjectType::parse(p.req("ObjectType")?)?,
+                replace: p.opt_bool("ReplaceExisting")?.unwrap_or(false),
+                attributes: attrs_opt(p, "Attributes")?,
+                key: KeyBlock::parse_object(p)?,
+            },
+            Operation::Get | Operation::Export => Request::Get {
+                uid: uid_opt(p)?,
+                key_format_type: KeyFormatType::opt(p)?,
+                export: op == Operation::Export,
+            },
+            Operation::GetAttributes => {
+                let mut references = Vec::new();
+                for r in p.all("AttributeReference") {
+                    references.push(match &r.value {
+                        Value::Enumeration(super::ttlv::EnumValue::Name(n)) => n.clone(),
+                        Value::TextString(n) => n.clone(),
+                        Value::Structure(_) => r.req("AttributeName")?.as_text("AttributeName")?.to_string(),
+                        _ => return Err(FieldError::WrongType("AttributeReference").into()),
+                    });
+                }
+                Request::GetAttributes { uid: uid_opt(p)?, references }
+            }
+            Operation::GetAttributeList => Request::GetAttributeList { uid: uid_opt(p)? },
+            Operation::AddAttribute | Operation::SetAttribute | Operation::ModifyAttribute => {
+                let na = p.req("NewAttribute")?;
+                // KMIP 2.1: New Attribute is a Structure holding one attribute.
+                let attribute = match na.children() {
+                    [one] => one.clone(),
+                    _ => return Err(FieldError::Invalid("NewAttribute").into()),
+                };
+                if op == Operation::AddAttribute {
+                    Request::AddAttribute { uid: uid_opt(p)?, attribute }
+                } else {
+                    Request::SetAttribute { uid: uid_opt(p)?, attribute }
+                }
+            }
+            Operation::DeleteAttribute => {
+                let current = match p.get("CurrentAttribute") {
+                    Some(c) => match c.children() {
+                        [one] => Some(one.clone()),
+                        _ => return Err(FieldError::Invalid("CurrentAttribute").into()),
+                    },
+                    None => None,
+                };
+                let reference = match p.get("AttributeReference") {
+                    Some(r) => Some(match &r.value {
+                        Value::Enumeration(super::ttlv::EnumValue::Name(n)) => n.clone(),
+                        Value::TextString(n) => n.clone(),
+                        Value::Structure(_) => r.req("AttributeName")?.as_text("AttributeName")?.to_string(),
+                        _ => return Err(FieldError::WrongType("AttributeReference").into()),
+                    }),
+                    None => None,
+                };
+                if current.is_none() && reference.is_none() {
+                    return Err(FieldError::Missing("CurrentAttribute").into());
+                }
+                Request::DeleteAttribute { uid: uid_opt(p)?, current, reference }
+            }
+            Operation::Locate => Request::Locate {
+                max_items: p.opt_int("MaximumItems")?,
+                offset_items: p.opt_int("OffsetItems")?,
+                attributes: attrs_opt(p, "Attributes")?,
+            },
+            Operation::Activate => Request::Activate { uid: uid_opt(p)? },
+            Operation::Revoke => {
+                let (reason, compromise_date) = match p.get("RevocationReason") {
+                    Some(r) => (
+                        match r.get("RevocationReasonCode") {
+                            Some(c) => RevocationReasonCode::parse(c)?,
+                            None => RevocationReasonCode::Unspecified,
+                        },
+                        p.opt_datetime("CompromiseOccurrenceDate")?,
+                    ),
+                    None => (RevocationReasonCode::Unspecified, None),
+                };
+                Request::Revoke { uid: uid_opt(p)?, reason, compromise_date }
+            }
+            Operation::Destroy => Request::Destroy { uid: uid_opt(p)? },
+            Operation::ReKey => Request::ReKey { uid: uid_opt(p)?, attributes: attrs_opt(p, "Attributes")? },
+            Operation::Encrypt => {
+                let (nonce, spelling) = nonce(p)?;
+                Request::Encrypt {
+                    uid: uid_opt(p)?,
+                    params: CryptographicParameters::opt(p)?,
+                    data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+                    nonce,
+                    aad: p.opt_bytes("AuthenticatedEncryptionAdditionalData")?.map(<[u8]>::to_vec),
+                    spelling,
+                }
+            }
+            Operation::Decrypt => {
+                let (nonce, spelling) = nonce(p)?;
+                Request::Decrypt {
+                    uid: uid_opt(p)?,
+                    params: CryptographicParameters::opt(p)?,
+                    data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+                    nonce,
+                    tag: p.opt_bytes("AuthenticatedEncryptionTag")?.map(<[u8]>::to_vec),
+                    aad: p.opt_bytes("AuthenticatedEncryptionAdditionalData")?.map(<[u8]>::to_vec),
+                    spelling,
+                }
+            }
+            Operation::Sign => Request::Sign {
+                uid: uid_opt(p)?,
+                params: CryptographicParameters::opt(p)?,
+                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+            },
+            Operation::SignatureVerify => Request::SignatureVerify {
+                uid: uid_opt(p)?,
+                params: CryptographicParameters::opt(p)?,
+                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+                signature: p.req("SignatureData")?.as_bytes("SignatureData")?.to_vec(),
+            },
+            Operation::Query => {
+                let mut functions = Vec::new();
+                for f in p.all("QueryFunction") {
+                    functions.push(QueryFunction::parse(f)?);
+                }
+                Request::Query { functions }
+            }
+            Operation::DiscoverVersions => Request::DiscoverVersions,
+        })
+    }
+}
+
+/// A response payload, emitted under `<Operation>Response` (or `ResponsePayload`).
+#[derive(Debug)]
+#[allow(missing_docs)]
+pub enum Response {
+    Create { object_type: ObjectType, uid: String },
+    CreateKeyPair { private_uid: String, public_uid: String },
+    Register { import: bool, uid: String },
+    Get { export: bool, object_type: ObjectType, uid: String, attributes: Option<Attributes>, key: KeyBlock },
+    GetAttributes { uid: String, attributes: Attributes },
+    GetAttributeList { uid: String, references: Vec<Ttlv> },
+    AddAttribute { uid: String },
+    SetAttribute { uid: String },
+    DeleteAttribute { uid: String },
+    Locate { total: i32, uids: Vec<String> },
+    Activate { uid: String },
+    Revoke { uid: String },
+    Destroy { uid: String },
+    ReKey { uid: String },
+    Encrypt { uid: String, data: Vec<u8>, nonce: Vec<u8>, tag: Vec<u8>, spelling: NonceSpelling },
+    Decrypt { uid: String, data: Vec<u8> },
+    Sign { uid: String, signature: Vec<u8> },
+    SignatureVerify { uid: String, valid: bool },
+    Query { operations: Vec<Operation>, object_types: Vec<ObjectType>, vendor: String, server: String },
+    DiscoverVersions,
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        if let Response::Decrypt { data, .. } = self {
+            crate::store::wipe(data);
+        }
+    }
+}
+
+impl Response {
+    /// The operation this answers.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Response::Create { .. } => Operation::Create,
+            Response::CreateKeyPair { .. } => Operation::CreateKeyPair,
+            Response::Register { import: true, .. } => Operation::Import,
+            Response::Register { .. } => Operation::Register,
+            Response::Get { export: true, .. } => Operation::Export,
+            Response::Get { .. } => Operation::Get,
+            Response::GetAttributes { .. } => Operation::GetAttributes,
+            Response::GetAttributeList { .. } => Operation::GetAttributeList,
+            Response::AddAttribute { .. } => Operation::AddAttribute,
+            Response::SetAttribute { .. } => Operation::SetAttribute,
+            Response::DeleteAttribute { .. } => Operation::DeleteAttribute,
+            Response::Locate { .. } => Operation::Locate,
+            Response::Activate { .. } => Operation::Activate,
+            Response::Revoke { .. } => Operation::Revoke,
+            Response::Destroy { .. } => Operation::Destroy,
+            Response::ReKey { .. } => Operation::ReKey,
+            Response::Encrypt { .. } => Operation::Encrypt,
+            Response::Decrypt { .. } => Operation::Decrypt,
+            Response::Sign { .. } => Operation::Sign,
+            Response::SignatureVerify { .. } => Operation::SignatureVerify,
+            Response::Query { .. } => Operation::Query,
+            Response::DiscoverVersions => Operation::DiscoverVersions,
+        }
+    }
+
+    /// Emit under `tag` (`None` = `<Operation>Response`).
+    pub fn to_ttlv(&self, tag: Option<&str>) -> Ttlv {
+        let name = alloc::format!("{}Response", self.operation().name());
+        let tag = tag.unwrap_or(&name);
+        let uid = |u: &str| Ttlv::text("UniqueIdentifier", u);
+        let v = match self {
+            Response::Create { object_type, uid: u } => alloc::vec![object_type.to_ttlv(), uid(u)],
+            Response::CreateKeyPair { private_uid, public_uid } => alloc::vec![
+                Ttlv::text("PrivateKeyUniqueIdentifier", private_uid),
+                Ttlv::text("PublicKeyUniqueIdentifier", public_uid),
+            ],
+            Response::Get { object_type, uid: u, attributes, key, .. } => {
+                let mut v = alloc::vec![object_type.to_ttlv(), uid(u)];
+                if let Some(a) = attributes {
+                    v.push(a.to_ttlv("Attributes"));
+                }
+                v.push(key.to_object());
+                v
+            }
+            Response::GetAttributes { uid: u, attributes } => {
+                alloc::vec![uid(u), attributes.to_ttlv("Attributes")]
+            }
+            Response::GetAttributeList { uid: u, references } => {
+                let mut v = alloc::vec![uid(u)];
+                v.extend(references.iter().cloned());
+                v
+            }
+            Response::Register { uid: u, .. }
+            | Response::AddAttribute { uid: u }
+            | Response::SetAttribute { uid: u }
+            | Response::DeleteAttribute { uid: u }
+            | Response::Activate { uid: u }
+            | Response::Revoke { uid: u }
+            | Response::Destroy { uid: u }
+            | Response::ReKey { uid: u } => alloc::vec![uid(u)],
+            Response::Locate { total, uids } => {
+                let mut v = alloc::vec![Ttlv::int("LocatedItems", *total)];
+                v.extend(uids.iter().map(|u| uid(u)));
+                v
+            }
+            Response::Encrypt { uid: u, data, nonce, tag, spelling } => alloc::vec![
+                uid(u),
+                Ttlv::bytes("Data", data),
+                Ttlv::bytes(spelling.tag(), nonce),
+                Ttlv::bytes("AuthenticatedEncryptionTag", tag),
+            ],
+            Response::Decrypt { uid: u, data } => alloc::vec![uid(u), Ttlv::bytes("Data", data)],
+            Response::Sign { uid: u, signature } => {
+                alloc::vec![uid(u), Ttlv::bytes("SignatureData", signature)]
+            }
+            Response::SignatureVerify { uid: u, valid } => alloc::vec![
+                uid(u),
+                Ttlv::enumeration("ValidityIndicator", if *valid { "Valid" } else { "Invalid" }),
+            ],
+            Response::Query { operations, object_types, vendor, server } => {
+                let mut v: Vec<Ttlv> = operations.iter().map(|o| o.to_ttlv()).collect();
+                v.extend(object_types.iter().map(|o| o.to_ttlv()));
+                v.push(Ttlv::text("VendorIdentification", vendor));
+                v.push(Ttlv::structure(
+                    "ServerInformation",
+                    alloc::vec![Ttlv::text("ServerName", server)],
+                ));
+                v
+            }
+            Response::DiscoverVersions => alloc::vec![Ttlv::structure(
+                "ProtocolVersion",
+                alloc::vec![Ttlv::int("ProtocolVersionMajor", 2), Ttlv::int("ProtocolVersionMinor", 1)],
+            )],
+        };
+        Ttlv::structure(tag, v)
+    }
+}
+
+/// The operation named by a top-level item tag (`Create`), if any.
+pub fn operation_from_tag(tag: &str) -> Option<Operation> {
+    Operation::ALL.iter().copied().find(|o| o.name() == tag)
+}

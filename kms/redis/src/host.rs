@@ -1,0 +1,257 @@
+//! Host (std) transport: TCP with connect/read/write timeouts, a mutex-protected pool of
+//! clients, and [`RedisFindexStore::connect`].
+
+use crate::client::{Client, Transport};
+use crate::resp::Limits;
+use crate::store::{OpenError, Pool, RedisFindexStore};
+use crate::url::{RedisUrl, UrlError};
+use alloc::vec::Vec;
+use core::fmt;
+use embedded_io::ErrorKind;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A std TCP stream seen through `embedded-io`.
+pub struct Tcp(TcpStream);
+
+impl embedded_io::ErrorType for Tcp {
+    type Error = std::io::Error;
+}
+
+impl embedded_io::Read for Tcp {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, std::io::Error> {
+        loop {
+            match std::io::Read::read(&mut self.0, buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // Socket read timeouts surface as WouldBlock on Unix: report them as timeouts.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+impl embedded_io::Write for Tcp {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, std::io::Error> {
+        match std::io::Write::write(&mut self.0, buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+            r => r,
+        }
+    }
+    fn flush(&mut self) -> Result<(), std::io::Error> {
+        std::io::Write::flush(&mut self.0)
+    }
+}
+
+/// TCP transport with timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpTransport {
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Read and write timeout of every socket operation.
+    pub io_timeout: Duration,
+}
+
+fn kind(e: &std::io::Error) -> ErrorKind {
+    embedded_io::Error::kind(e)
+}
+
+impl Transport for TcpTransport {
+    type Stream = Tcp;
+    fn connect(&self, host: &str, port: u16) -> Result<Tcp, ErrorKind> {
+        let addrs = (host, port).to_socket_addrs().map_err(|e| kind(&e))?;
+        let mut last = ErrorKind::NotFound;
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, self.connect_timeout) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(self.io_timeout)).map_err(|e| kind(&e))?;
+                    s.set_write_timeout(Some(self.io_timeout)).map_err(|e| kind(&e))?;
+                    s.set_nodelay(true).map_err(|e| kind(&e))?;
+                    return Ok(Tcp(s));
+                }
+                Err(e) => last = kind(&e),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Options of [`RedisFindexStore::connect`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions {
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Per-operation socket timeout (a stalled Redis fails requests after this long).
+    pub io_timeout: Duration,
+    /// Idle connections kept for reuse (more are opened under load, then closed).
+    pub max_idle: usize,
+    /// Reply limits.
+    pub limits: Limits,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(3),
+            io_timeout: Duration::from_secs(5),
+            max_idle: 32,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A pool of clients behind a `Mutex` (held only to take or return a client).
+pub struct StdPool {
+    idle: Mutex<Vec<Client<TcpTransport>>>,
+    url: RedisUrl,
+    transport: TcpTransport,
+    limits: Limits,
+    max_idle: usize,
+    stats: Mutex<(u64, u64)>,
+}
+
+impl fmt::Debug for StdPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StdPool").field("url", &self.url).finish()
+    }
+}
+
+impl StdPool {
+    /// A pool for a URL (connects lazily).
+    pub fn new(url: RedisUrl, opts: &ConnectOptions) -> Self {
+        StdPool {
+            idle: Mutex::new(Vec::new()),
+            url,
+            transport: TcpTransport { connect_timeout: opts.connect_timeout, io_timeout: opts.io_timeout },
+            limits: opts.limits,
+            max_idle: opts.max_idle,
+            stats: Mutex::new((0, 0)),
+        }
+    }
+
+    /// (connections opened, request round trips) by clients that were returned to the pool.
+    pub fn stats(&self) -> (u64, u64) {
+        self.stats.lock().map(|s| *s).unwrap_or((0, 0))
+    }
+}
+
+impl Pool for StdPool {
+    type Transport = TcpTransport;
+
+    fn acquire(&self) -> Client<TcpTransport> {
+        let reused = self.idle.lock().ok().and_then(|mut v| v.pop());
+        reused.unwrap_or_else(|| Client::new(self.transport, self.url.clone(), self.limits))
+    }
+
+    fn release(&self, mut client: Client<TcpTransport>) {
+        if let Ok(mut s) = self.stats.lock() {
+            s.0 += client.connects;
+            s.1 += client.round_trips;
+        }
+        client.connects = 0;
+        client.round_trips = 0;
+        if !client.is_connected() {
+            return;
+        }
+        if let Ok(mut v) = self.idle.lock() {
+            if v.len() < self.max_idle {
+                v.push(client);
+            }
+        }
+    }
+}
+
+/// Why [`RedisFindexStore::connect`] failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// The URL does not parse.
+    Url(UrlError),
+    /// Opening the store failed (Redis down, wrong secret, ...).
+    Open(OpenError),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Url(e) => write!(f, "{e}"),
+            ConnectError::Open(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl core::error::Error for ConnectError {}
+
+impl RedisFindexStore<StdPool> {
+    /// Connect to `redis://[user:pass@]host:port[/db]` with the 32-byte database secret.
+    /// Refuses a database created with another secret ([`OpenError::WrongSecret`]).
+    pub fn connect(url: &str, db_secret: &[u8; 32], opts: ConnectOptions) -> Result<Self, ConnectError> {
+        let url = RedisUrl::parse(url).map_err(ConnectError::Url)?;
+        RedisFindexStore::open(StdPool::new(url, &opts), db_secret).map_err(ConnectError::Open)
+    }
+}
+
+/// Why the database secret file was refused.
+#[derive(Debug)]
+pub enum SecretFileError {
+    /// The file could not be read (missing, permissions, ...).
+    Read(std::io::Error),
+    /// The content is not standard base64.
+    Encoding,
+    /// The decoded secret is not 32 bytes.
+    Length(usize),
+}
+
+impl fmt::Display for SecretFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretFileError::Read(e) => write!(f, "cannot read the database secret file: {e}"),
+            SecretFileError::Encoding => f.write_str("the database secret file must hold the secret in base64"),
+            SecretFileError::Length(n) => {
+                write!(f, "the database secret must be 32 bytes (base64 of 32 random bytes), found {n} bytes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SecretFileError {}
+
+/// Read a database secret file: the base64 (RFC 4648, padded) of 32 bytes, surrounding
+/// whitespace ignored. Decoding is constant-time (`base64ct`); buffers are zeroized.
+pub fn read_secret_file(path: &std::path::Path) -> Result<zeroize::Zeroizing<[u8; 32]>, SecretFileError> {
+    let text = zeroize::Zeroizing::new(std::fs::read(path).map_err(SecretFileError::Read)?);
+    decode_secret(&text)
+}
+
+/// Decode the base64 text of a 32-byte secret (see [`read_secret_file`]).
+pub fn decode_secret(text: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>, SecretFileError> {
+    use base64ct::{Base64, Encoding};
+    let trimmed = text.trim_ascii();
+    let mut buf = zeroize::Zeroizing::new([0u8; 64]);
+    let n = Base64::decode(trimmed, &mut buf[..]).map_err(|_| SecretFileError::Encoding)?.len();
+    if n != 32 {
+        return Err(SecretFileError::Length(n));
+    }
+    let mut out = zeroize::Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(&buf[..32]);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn secret_decoding() {
+        let ok = b"QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=\n";
+        assert_eq!(*decode_secret(ok).unwrap(), [0x42; 32]);
+        assert!(matches!(decode_secret(b"QkJC"), Err(SecretFileError::Length(3))));
+        assert!(matches!(decode_secret(b"not base64!"), Err(SecretFileError::Encoding)));
+        assert!(matches!(decode_secret(b""), Err(SecretFileError::Length(0))));
+        let e = read_secret_file(std::path::Path::new("/nonexistent/secret")).unwrap_err();
+        assert!(e.to_string().contains("cannot read the database secret file"));
+    }
+}

@@ -1,0 +1,523 @@
+//! [`RedisFindexStore`]: `kms::store::Store` on Redis, with sealed records and a Findex index.
+//!
+//! Redis layout (all keys and values opaque to Redis):
+//! - `kms:canary` → a fixed plaintext sealed under the canary key: detects another secret.
+//! - `kms:o:<hex PRF(uid)>` → `version ‖ AES-256-GCM-SIV(record)` or an 8-byte tombstone.
+//! - `kms:f:<hex token>` → a 32-byte XTS-encrypted Findex word (list header or values).
+//!
+//! Write ordering (a crash between steps never shows a half-written object):
+//! - insert: index `Insert(v)` entries, then the object (CAS "absent").
+//! - update: GET, index inserts for added keywords, object CAS on the version, then index
+//!   `Delete(v)` entries for removed keywords.
+//! - delete: GET, object CAS to a tombstone, then index `Delete` entries.
+//!
+//! Search reads the lists (2 round trips for any number of keywords), intersects them, reads the
+//! candidate objects in one `MGET` and keeps those whose current record still carries every
+//! keyword: index hits that do not resolve, were left by a crash or a lost CAS, or were tampered
+//! with are filtered out.
+
+use crate::client::{Client, ClientError, Command, Transport};
+use crate::findex::{Entry, Findex, FindexError, GuardedWrite, Memory, Op, Token, WORD_LEN, Word};
+use crate::keys::KeySet;
+use crate::resp::Reply;
+use crate::seal::{self, CANARY_KEY, OBJECT_PREFIX, SealError, Sealer, Stored, index_key};
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use kms::store::{Record, Store, StoreError, Version};
+
+/// Guarded write of Findex words. KEYS[1] guard, ARGV[1] expected word ("" = absent),
+/// KEYS[2..] / ARGV[2..] bindings. Returns the word seen at the guard (nil if absent).
+pub const LUA_GUARDED_WRITE: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+local ok
+if cur then ok = (cur == ARGV[1]) else ok = (ARGV[1] == '') end
+if ok then
+  for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i]) end
+end
+return cur
+"#;
+
+/// Object compare-and-swap. KEYS[1] object key; ARGV[1] expectation: "" = absent,
+/// "T" .. 8 bytes = this tombstone, 8 bytes = live at this version; ARGV[2] new value.
+/// Returns 1 written, 0 conflict (or exists), -1 not found, or the tombstone (bulk) when an
+/// insert expected "absent" and found one.
+pub const LUA_OBJECT_CAS: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+local e = ARGV[1]
+if e == '' then
+  if cur then
+    if string.len(cur) == 8 then return cur end
+    return 0
+  end
+elseif string.sub(e, 1, 1) == 'T' and string.len(e) == 9 then
+  if not cur then return -1 end
+  if string.len(cur) ~= 8 then return 0 end
+  if cur ~= string.sub(e, 2) then return 0 end
+else
+  if not cur or string.len(cur) == 8 then return -1 end
+  if string.sub(cur, 1, 8) ~= e then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"#;
+
+/// Why the store could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// The database was created with another secret (its canary does not open).
+    WrongSecret,
+    /// Redis could not be reached or refused the session set-up.
+    Unavailable(ClientError),
+    /// Redis answered something unexpected.
+    Backend(&'static str),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::WrongSecret => f.write_str(
+                "the Redis database was created with a different database secret (canary does not decrypt): \
+                 refusing to use it",
+            ),
+            OpenError::Unavailable(e) => write!(f, "Redis unavailable: {e}"),
+            OpenError::Backend(m) => write!(f, "Redis error: {m}"),
+        }
+    }
+}
+
+impl core::error::Error for OpenError {}
+
+/// Hands out Redis clients; implementations provide the locking (std `Mutex` on the host).
+pub trait Pool: Send + Sync {
+    /// The transport of the clients.
+    type Transport: Transport;
+    /// Take an idle client or make a new one (connecting lazily).
+    fn acquire(&self) -> Client<Self::Transport>;
+    /// Give a client back.
+    fn release(&self, client: Client<Self::Transport>);
+}
+
+struct Scripts {
+    guarded: usize,
+    cas: usize,
+}
+
+struct Lease<'a, P: Pool> {
+    pool: &'a P,
+    client: Option<Client<P::Transport>>,
+    scripts: Scripts,
+}
+
+impl<P: Pool> Lease<'_, P> {
+    fn c(&mut self) -> Result<&mut Client<P::Transport>, StoreError> {
+        self.client.as_mut().ok_or(StoreError::Backend("no client"))
+    }
+}
+
+impl<P: Pool> Drop for Lease<'_, P> {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            self.pool.release(c);
+        }
+    }
+}
+
+/// Map a client failure to the store's error (never echoes data).
+pub fn unavailable(e: &ClientError) -> StoreError {
+    match e {
+        ClientError::Io(embedded_io::ErrorKind::TimedOut) | ClientError::Connect(embedded_io::ErrorKind::TimedOut) => {
+            StoreError::Unavailable("Redis did not answer in time")
+        }
+        ClientError::Connect(_) => StoreError::Unavailable("cannot connect to Redis"),
+        ClientError::Io(_) | ClientError::Closed => StoreError::Unavailable("Redis connection lost"),
+        ClientError::Protocol(_) => StoreError::Corrupt("malformed Redis reply"),
+        ClientError::Auth => StoreError::Unavailable("Redis refused AUTH"),
+        ClientError::Select => StoreError::Unavailable("Redis refused SELECT"),
+        ClientError::Script => StoreError::Backend("Redis refused to load a Lua script"),
+    }
+}
+
+fn reply_error(r: &Reply) -> StoreError {
+    match r {
+        Reply::Error(e) if e.starts_with("OOM") => StoreError::Backend("Redis is out of memory"),
+        Reply::Error(e) if e.starts_with("READONLY") => StoreError::Backend("Redis is a read-only replica"),
+        Reply::Error(e) if e.starts_with("MISCONF") => StoreError::Backend("Redis cannot persist (MISCONF)"),
+        Reply::Error(e) if e.starts_with("NOAUTH") || e.starts_with("NOPERM") => {
+            StoreError::Backend("Redis refused the command (ACL)")
+        }
+        Reply::Error(_) => StoreError::Backend("Redis refused a command"),
+        _ => StoreError::Corrupt("unexpected Redis reply"),
+    }
+}
+
+fn seal_err(e: SealError) -> StoreError {
+    match e {
+        SealError::Malformed => StoreError::Corrupt("stored object is malformed"),
+        SealError::Authentication => StoreError::Corrupt("stored object does not authenticate (tampered or wrong secret)"),
+        SealError::WrongUid => StoreError::Corrupt("stored object belongs to another uid"),
+    }
+}
+
+fn findex_err(e: FindexError<StoreError>) -> StoreError {
+    match e {
+        FindexError::Memory(e) => e,
+        FindexError::Corrupt(m) => StoreError::Corrupt(m),
+        FindexError::EntryTooLong => StoreError::Backend("uid too long for the index"),
+        FindexError::Contention => StoreError::Unavailable("index contention: too many retries"),
+    }
+}
+
+/// Findex memory on a Redis client: `MGET` and the guarded-write script, pipelined.
+pub struct RedisMemory<'a, T: Transport> {
+    client: &'a mut Client<T>,
+    script: usize,
+}
+
+/// Most keys per `MGET` (a pipeline carries several).
+const MGET_CHUNK: usize = 4096;
+
+fn word_of(r: Reply) -> Result<Option<Word>, StoreError> {
+    match r {
+        Reply::Nil => Ok(None),
+        Reply::Bulk(b) => <[u8; WORD_LEN]>::try_from(b.as_slice())
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("index word has the wrong size")),
+        other => Err(reply_error(&other)),
+    }
+}
+
+impl<T: Transport> Memory for RedisMemory<'_, T> {
+    type Error = StoreError;
+
+    fn batch_read(&mut self, tokens: &[Token]) -> Result<Vec<Option<Word>>, StoreError> {
+        let cmds: Vec<Command> = tokens
+            .chunks(MGET_CHUNK)
+            .map(|c| {
+                let mut a = vec![b"MGET".to_vec()];
+                a.extend(c.iter().map(index_key));
+                Command::Plain(a)
+            })
+            .collect();
+        let replies = self.client.pipeline(&cmds).map_err(|e| unavailable(&e))?;
+        let mut out = Vec::with_capacity(tokens.len());
+        for (r, c) in replies.into_iter().zip(tokens.chunks(MGET_CHUNK)) {
+            match r {
+                Reply::Array(items) if items.len() == c.len() => {
+                    for it in items {
+                        out.push(word_of(it)?);
+                    }
+                }
+                other => return Err(reply_error(&other)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn batch_guarded_write(&mut self, writes: &[GuardedWrite]) -> Result<Vec<Option<Word>>, StoreError> {
+        let cmds: Vec<Command> = writes
+            .iter()
+            .map(|w| {
+                let mut keys = vec![index_key(&w.guard)];
+                let mut args = vec![w.expected.map(|e| e.to_vec()).unwrap_or_default()];
+                for (t, word) in &w.bindings {
+                    keys.push(index_key(t));
+                    args.push(word.to_vec());
+                }
+                Command::Script { script: self.script, keys, args }
+            })
+            .collect();
+        let replies = self.client.pipeline(&cmds).map_err(|e| unavailable(&e))?;
+        replies.into_iter().map(word_of).collect()
+    }
+}
+
+/// The Redis-with-Findex store. `P` supplies connections (see `crate::host::StdPool`).
+pub struct RedisFindexStore<P: Pool> {
+    pool: P,
+    sealer: Sealer,
+    findex: Findex,
+}
+
+impl<P: Pool> fmt::Debug for RedisFindexStore<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RedisFindexStore(<keys redacted>)")
+    }
+}
+
+enum Cas {
+    Written,
+    Conflict,
+    NotFound,
+    Tombstone(Version),
+}
+
+impl<P: Pool> RedisFindexStore<P> {
+    /// Open the store: derive the keys, check the canary (creating it on an empty database).
+    /// Fails with [`OpenError::WrongSecret`] when the database belongs to another secret.
+    pub fn open(pool: P, db_secret: &[u8; 32]) -> Result<Self, OpenError> {
+        let keys = KeySet::derive(db_secret);
+        let store = RedisFindexStore { pool, sealer: Sealer::new(&keys), findex: Findex::new(&keys.findex) };
+        store.check_canary()?;
+        Ok(store)
+    }
+
+    /// The pool (tests read connection counters through it).
+    pub fn pool(&self) -> &P {
+        &self.pool
+    }
+
+    fn check_canary(&self) -> Result<(), OpenError> {
+        let mut l = self.lease();
+        let c = l.c().map_err(|_| OpenError::Backend("no client"))?;
+        let canary = self.sealer.canary();
+        // SET NX then GET in one round trip: whoever created it first, we verify what is there.
+        let r = c
+            .pipeline(&[
+                Command::new(&[b"SET", CANARY_KEY, &canary, b"NX"]),
+                Command::new(&[b"GET", CANARY_KEY]),
+            ])
+            .map_err(OpenError::Unavailable)?;
+        match r.get(1) {
+            Some(Reply::Bulk(v)) if self.sealer.canary_matches(v) => Ok(()),
+            Some(Reply::Bulk(_)) => Err(OpenError::WrongSecret),
+            Some(Reply::Error(_)) => Err(OpenError::Backend("Redis refused to store the canary")),
+            _ => Err(OpenError::Backend("unexpected reply reading the canary")),
+        }
+    }
+
+    fn lease(&self) -> Lease<'_, P> {
+        let mut client = self.pool.acquire();
+        let scripts =
+            Scripts { guarded: client.register_script(LUA_GUARDED_WRITE), cas: client.register_script(LUA_OBJECT_CAS) };
+        Lease { pool: &self.pool, client: Some(client), scripts }
+    }
+
+    fn read(&self, l: &mut Lease<'_, P>, uid: &str) -> Result<Option<Stored>, StoreError> {
+        let key = self.sealer.object_key(uid);
+        match l.c()?.request(&[b"GET", &key]).map_err(|e| unavailable(&e))? {
+            Reply::Nil => Ok(None),
+            Reply::Bulk(v) => self.sealer.open(uid, &v).map(Some).map_err(seal_err),
+            other => Err(reply_error(&other)),
+        }
+    }
+
+    fn cas(&self, l: &mut Lease<'_, P>, uid: &str, expect: Vec<u8>, value: Vec<u8>) -> Result<Cas, StoreError> {
+        let key = self.sealer.object_key(uid);
+        let script = l.scripts.cas;
+        let cmd = Command::Script { script, keys: vec![key], args: vec![expect, value] };
+        let mut r = l.c()?.pipeline(&[cmd]).map_err(|e| unavailable(&e))?;
+        match r.pop() {
+            Some(Reply::Integer(1)) => Ok(Cas::Written),
+            Some(Reply::Integer(0)) => Ok(Cas::Conflict),
+            Some(Reply::Integer(-1)) => Ok(Cas::NotFound),
+            Some(Reply::Bulk(t)) => seal::version_of(&t).map(Cas::Tombstone).ok_or(StoreError::Corrupt("bad tombstone")),
+            Some(other) => Err(reply_error(&other)),
+            None => Err(StoreError::Unavailable("Redis connection lost")),
+        }
+    }
+
+    fn index(&self, l: &mut Lease<'_, P>, op: Op, version: Version, uid: &str, keywords: &[&String]) -> Result<(), StoreError> {
+        if keywords.is_empty() {
+            return Ok(());
+        }
+        let changes: Vec<(&[u8], Entry)> = keywords
+            .iter()
+            .map(|k| (k.as_bytes(), Entry { op, version: version.0, uid: uid.as_bytes().to_vec() }))
+            .collect();
+        let script = l.scripts.guarded;
+        let mut mem = RedisMemory { client: l.c()?, script };
+        self.findex.append(&mut mem, &changes).map_err(findex_err)
+    }
+
+    fn all_uids(&self, l: &mut Lease<'_, P>) -> Result<Vec<String>, StoreError> {
+        // SCAN the object keys, then MGET them; the uid is only known after opening.
+        let mut cursor = b"0".to_vec();
+        let mut keys = Vec::new();
+        let mut pattern = OBJECT_PREFIX.to_vec();
+        pattern.push(b'*');
+        loop {
+            let r = l.c()?.request(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"1000"]).map_err(|e| unavailable(&e))?;
+            let Reply::Array(mut parts) = r else { return Err(reply_error(&r)) };
+            let (Some(Reply::Array(batch)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop()) else {
+                return Err(StoreError::Corrupt("unexpected SCAN reply"));
+            };
+            for k in batch {
+                if let Reply::Bulk(k) = k {
+                    keys.push(k);
+                }
+            }
+            if next == b"0" {
+                break;
+            }
+            cursor = next;
+            if keys.len() > 10_000_000 {
+                return Err(StoreError::Backend("too many objects to list"));
+            }
+        }
+        let mut out = Vec::new();
+        for chunk in keys.chunks(MGET_CHUNK) {
+            let mut a: Vec<&[u8]> = vec![b"MGET"];
+            a.extend(chunk.iter().map(|k| k.as_slice()));
+            let r = l.c()?.request(&a).map_err(|e| unavailable(&e))?;
+            let Reply::Array(vals) = r else { return Err(reply_error(&r)) };
+            for (v, k) in vals.into_iter().zip(chunk) {
+                let Reply::Bulk(v) = v else { continue };
+                if let Stored::Live(r, _) = self.sealer.open_at(k, &v).map_err(seal_err)? {
+                    out.push(r.uid.clone());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+}
+
+impl<P: Pool> Store for RedisFindexStore<P> {
+    fn insert(&self, record: &Record) -> Result<Version, StoreError> {
+        let mut l = self.lease();
+        let kws: Vec<&String> = dedup(&record.keywords);
+        let mut version = Version(1);
+        self.index(&mut l, Op::Insert, version, &record.uid, &kws)?;
+        let mut expect = Vec::new();
+        for _ in 0..8 {
+            let value = self.sealer.seal(record, version).map_err(seal_err)?;
+            match self.cas(&mut l, &record.uid, expect.clone(), value)? {
+                Cas::Written => return Ok(version),
+                Cas::Conflict => return Err(StoreError::AlreadyExists),
+                Cas::NotFound => {
+                    // The tombstone vanished between our two tries: start again from "absent".
+                    expect = Vec::new();
+                    version = Version(1);
+                }
+                Cas::Tombstone(t) => {
+                    // Re-insert of a deleted uid: continue its version numbering so the old
+                    // incarnation's index entries stay obsolete.
+                    version = t;
+                    self.index(&mut l, Op::Insert, version, &record.uid, &kws)?;
+                    expect = vec![b'T'];
+                    expect.extend_from_slice(&t.0.to_be_bytes());
+                }
+            }
+        }
+        Err(StoreError::Unavailable("insert contention: too many retries"))
+    }
+
+    fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
+        let mut l = self.lease();
+        match self.read(&mut l, uid)? {
+            Some(Stored::Live(r, v)) => Ok(Some((r, v))),
+            _ => Ok(None),
+        }
+    }
+
+    fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError> {
+        let mut l = self.lease();
+        let old = match self.read(&mut l, &record.uid)? {
+            Some(Stored::Live(r, v)) => {
+                if v != expected {
+                    return Err(StoreError::Conflict);
+                }
+                r
+            }
+            _ => return Err(StoreError::NotFound),
+        };
+        let next = Version(expected.0.checked_add(1).ok_or(StoreError::Backend("version overflow"))?);
+        let old_set: BTreeSet<&String> = old.keywords.iter().collect();
+        let new_set: BTreeSet<&String> = record.keywords.iter().collect();
+        let added: Vec<&String> = new_set.difference(&old_set).copied().collect();
+        let removed: Vec<&String> = old_set.difference(&new_set).copied().collect();
+        self.index(&mut l, Op::Insert, next, &record.uid, &added)?;
+        let value = self.sealer.seal(record, next).map_err(seal_err)?;
+        match self.cas(&mut l, &record.uid, expected.0.to_be_bytes().to_vec(), value)? {
+            Cas::Written => {}
+            Cas::Conflict => return Err(StoreError::Conflict),
+            Cas::NotFound | Cas::Tombstone(_) => return Err(StoreError::NotFound),
+        }
+        // The object is committed; a failure now leaves stale hits that search filters out.
+        let _ = self.index(&mut l, Op::Delete, next, &record.uid, &removed);
+        Ok(next)
+    }
+
+    fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError> {
+        let mut l = self.lease();
+        let old = match self.read(&mut l, uid)? {
+            Some(Stored::Live(r, v)) => {
+                if v != expected {
+                    return Err(StoreError::Conflict);
+                }
+                r
+            }
+            _ => return Err(StoreError::NotFound),
+        };
+        let gone = Version(expected.0.checked_add(1).ok_or(StoreError::Backend("version overflow"))?);
+        match self.cas(&mut l, uid, expected.0.to_be_bytes().to_vec(), seal::tombstone(gone))? {
+            Cas::Written => {}
+            Cas::Conflict => return Err(StoreError::Conflict),
+            Cas::NotFound | Cas::Tombstone(_) => return Err(StoreError::NotFound),
+        }
+        let kws: Vec<&String> = dedup(&old.keywords);
+        let _ = self.index(&mut l, Op::Delete, gone, uid, &kws);
+        Ok(())
+    }
+
+    fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut l = self.lease();
+        if all_of.is_empty() {
+            return self.all_uids(&mut l);
+        }
+        let kws: Vec<&[u8]> = all_of.iter().map(|k| k.as_bytes()).collect();
+        let script = l.scripts.guarded;
+        let hits = {
+            let mut mem = RedisMemory { client: l.c()?, script };
+            self.findex.search(&mut mem, &kws).map_err(findex_err)?
+        };
+        // Intersect, smallest list first.
+        let mut lists: Vec<&BTreeMap<Vec<u8>, u64>> = hits.iter().collect();
+        lists.sort_by_key(|h| h.len());
+        let Some((first, rest)) = lists.split_first() else { return Ok(Vec::new()) };
+        let candidates: Vec<String> = first
+            .keys()
+            .filter(|u| rest.iter().all(|h| h.contains_key(*u)))
+            .filter_map(|u| String::from_utf8(u.clone()).ok())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Resolve: one MGET per chunk, all in one pipeline.
+        let cmds: Vec<Command> = candidates
+            .chunks(MGET_CHUNK)
+            .map(|c| {
+                let mut a = vec![b"MGET".to_vec()];
+                a.extend(c.iter().map(|u| self.sealer.object_key(u)));
+                Command::Plain(a)
+            })
+            .collect();
+        let replies = l.c()?.pipeline(&cmds).map_err(|e| unavailable(&e))?;
+        let mut out = Vec::new();
+        for (r, chunk) in replies.into_iter().zip(candidates.chunks(MGET_CHUNK)) {
+            let Reply::Array(vals) = r else { return Err(reply_error(&r)) };
+            if vals.len() != chunk.len() {
+                return Err(StoreError::Corrupt("MGET answered the wrong number of values"));
+            }
+            for (v, uid) in vals.into_iter().zip(chunk) {
+                let Reply::Bulk(v) = v else { continue };
+                if let Stored::Live(rec, _) = self.sealer.open(uid, &v).map_err(seal_err)? {
+                    if all_of.iter().all(|k| rec.keywords.contains(k)) {
+                        out.push(uid.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn dedup(k: &[String]) -> Vec<&String> {
+    let s: BTreeSet<&String> = k.iter().collect();
+    s.into_iter().collect()
+}

@@ -1,0 +1,374 @@
+//! `RedisFindexStore` against a real redis-server: store semantics, nothing in the clear, wrong
+//! secret, faults (kill -9 and restart, CLIENT PAUSE), script cache flush, AUTH/SELECT, many
+//! concurrent writers.
+
+mod common;
+
+use common::RedisServer;
+use kms::store::{Record, Store, StoreError, Version};
+use kms_redis::host::ConnectOptions;
+use kms_redis::resp::Reply;
+use kms_redis::{ConnectError, OpenError, RedisFindexStore, StdPool};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SECRET: [u8; 32] = [0x42; 32];
+
+fn rec(uid: &str, body: &[u8], kws: &[&str]) -> Record {
+    Record { uid: uid.into(), body: body.to_vec(), keywords: kws.iter().map(|s| s.to_string()).collect() }
+}
+
+fn kw(k: &[&str]) -> Vec<String> {
+    k.iter().map(|s| s.to_string()).collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn open(r: &RedisServer) -> RedisFindexStore<StdPool> {
+    RedisFindexStore::connect(&r.url(), &SECRET, ConnectOptions::default()).expect("connect")
+}
+
+#[test]
+fn store_semantics() {
+    let r = RedisServer::start();
+    let s = open(&r);
+    assert_eq!(s.insert(&rec("a", b"A1", &["tag=x", "type=SymmetricKey"])), Ok(Version(1)));
+    assert_eq!(s.insert(&rec("b", b"B1", &["tag=x", "tag=y"])), Ok(Version(1)));
+    assert_eq!(s.insert(&rec("a", b"again", &[])), Err(StoreError::AlreadyExists));
+    let (got, v) = s.get("a").unwrap().unwrap();
+    assert_eq!((got.body.as_slice(), v), (b"A1".as_slice(), Version(1)));
+    assert_eq!(got.keywords, kw(&["tag=x", "type=SymmetricKey"]));
+    assert!(s.get("missing").unwrap().is_none());
+
+    assert_eq!(sorted(s.search(&kw(&["tag=x"])).unwrap()), kw(&["a", "b"]));
+    assert_eq!(s.search(&kw(&["tag=x", "tag=y"])).unwrap(), kw(&["b"]));
+    assert_eq!(s.search(&kw(&["tag=x", "type=SymmetricKey"])).unwrap(), kw(&["a"]));
+    assert!(s.search(&kw(&["tag=nope"])).unwrap().is_empty());
+    assert_eq!(sorted(s.search(&[]).unwrap()), kw(&["a", "b"]));
+
+    // CAS: update at the current version wins once; the stale writer gets Conflict.
+    assert_eq!(s.update(&rec("a", b"A2", &["tag=z", "type=SymmetricKey"]), Version(1)), Ok(Version(2)));
+    assert_eq!(s.update(&rec("a", b"A2'", &["tag=x"]), Version(1)), Err(StoreError::Conflict));
+    assert_eq!(s.update(&rec("zz", b"", &[]), Version(1)), Err(StoreError::NotFound));
+    assert_eq!(s.search(&kw(&["tag=x"])).unwrap(), kw(&["b"]), "re-tag removes the old tag");
+    assert_eq!(s.search(&kw(&["tag=z"])).unwrap(), kw(&["a"]));
+    // tag removed then added back
+    assert_eq!(s.update(&rec("a", b"A3", &["tag=x"]), Version(2)), Ok(Version(3)));
+    assert_eq!(sorted(s.search(&kw(&["tag=x"])).unwrap()), kw(&["a", "b"]));
+    assert!(s.search(&kw(&["tag=z"])).unwrap().is_empty());
+
+    // delete: CAS on the version; the object disappears from search
+    assert_eq!(s.delete("b", Version(7)), Err(StoreError::Conflict));
+    assert_eq!(s.delete("b", Version(1)), Ok(()));
+    assert_eq!(s.delete("b", Version(1)), Err(StoreError::NotFound));
+    assert!(s.get("b").unwrap().is_none());
+    assert_eq!(s.search(&kw(&["tag=x"])).unwrap(), kw(&["a"]));
+    assert!(s.search(&kw(&["tag=y"])).unwrap().is_empty());
+    assert_eq!(s.search(&[]).unwrap(), kw(&["a"]));
+
+    // re-insert of a deleted uid: found again, old tags stay gone
+    let v = s.insert(&rec("b", b"B2", &["tag=w"])).unwrap();
+    assert!(v >= Version(1));
+    assert_eq!(s.get("b").unwrap().unwrap().1, v);
+    assert_eq!(s.search(&kw(&["tag=w"])).unwrap(), kw(&["b"]));
+    assert!(s.search(&kw(&["tag=y"])).unwrap().is_empty());
+    assert_eq!(s.update(&rec("b", b"B3", &["tag=y"]), v), Ok(Version(v.0 + 1)));
+    assert_eq!(s.search(&kw(&["tag=y"])).unwrap(), kw(&["b"]));
+
+    // a second store on the same Redis sees everything (shared database)
+    let s2 = open(&r);
+    assert_eq!(s2.get("a").unwrap().unwrap().0.body, b"A3");
+}
+
+fn contains_any(hay: &[u8], needles: &[Vec<u8>]) -> Option<usize> {
+    needles.iter().position(|n| hay.windows(n.len()).any(|w| w == n.as_slice()))
+}
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in data.chunks(3) {
+        let n = c.iter().enumerate().fold(0u32, |a, (i, b)| a | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=c.len() {
+            s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    s
+}
+
+#[test]
+fn nothing_in_the_clear() {
+    let r = RedisServer::start();
+    let s = open(&r);
+    let key_bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+    let mut needles: Vec<Vec<u8>> = Vec::new();
+    for i in 0..20 {
+        let tag = format!("SecretTag{i}-Finance");
+        let name = format!("PayrollMasterKey{i}");
+        let uid = format!("0b5d2f4e-uid-{i:04}");
+        let mut body = b"{\"KeyMaterial\":\"".to_vec();
+        body.extend_from_slice(&key_bytes);
+        body.extend_from_slice(format!("\",\"Name\":\"{name}\"}}").as_bytes());
+        let kws = [format!("tag={tag}"), format!("name={name}"), "owner=alice-owner".into(), "type=SymmetricKey".into()];
+        let record = Record { uid: uid.clone(), body, keywords: kws.to_vec() };
+        let v = s.insert(&record).unwrap();
+        if i % 2 == 0 {
+            let mut r2 = record.clone();
+            r2.keywords.push(format!("tag=Retag{i}-Finance"));
+            s.update(&r2, v).unwrap();
+        }
+        for t in [tag.as_str(), name.as_str(), uid.as_str()] {
+            needles.push(t.as_bytes().to_vec());
+            needles.push(hex(t.as_bytes()).into_bytes());
+            needles.push(b64(t.as_bytes()).into_bytes());
+        }
+    }
+    for n in ["alice-owner", "SymmetricKey", "Finance", "KeyMaterial", "tag=", "owner="] {
+        needles.push(n.as_bytes().to_vec());
+        needles.push(b64(n.as_bytes()).into_bytes());
+        needles.push(hex(n.as_bytes()).into_bytes());
+    }
+    // key material: raw, hex (both cases), base64, and any 8-byte window of it raw
+    needles.push(key_bytes.clone());
+    needles.push(hex(&key_bytes).into_bytes());
+    needles.push(hex(&key_bytes).to_uppercase().into_bytes());
+    needles.push(b64(&key_bytes).into_bytes());
+    for w in key_bytes.windows(8) {
+        needles.push(w.to_vec());
+    }
+    // sanity: the search still works, so the data is there
+    assert_eq!(s.search(&kw(&["tag=SecretTag3-Finance"])).unwrap(), kw(&["0b5d2f4e-uid-0003"]));
+    let dump = r.dump();
+    assert!(dump.len() > 40, "expected objects and index words, got {}", dump.len());
+    for (k, v) in &dump {
+        if let Some(i) = contains_any(k, &needles) {
+            panic!("key {:?} contains needle {:?}", String::from_utf8_lossy(k), String::from_utf8_lossy(&needles[i]));
+        }
+        if let Some(i) = contains_any(v, &needles) {
+            panic!("value of {:?} contains needle {:?}", String::from_utf8_lossy(k), String::from_utf8_lossy(&needles[i]));
+        }
+    }
+    // The AOF file is what Redis writes to disk: same check on it.
+    let mut aof = Vec::new();
+    collect_files(&r.dir, &mut aof);
+    assert!(!aof.is_empty());
+    if let Some(i) = contains_any(&aof, &needles) {
+        panic!("AOF contains needle {:?}", String::from_utf8_lossy(&needles[i]));
+    }
+}
+
+fn collect_files(dir: &std::path::Path, out: &mut Vec<u8>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else if p.file_name().is_some_and(|n| n != "redis.log") {
+            out.extend(std::fs::read(&p).unwrap());
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn wrong_secret_is_refused() {
+    let r = RedisServer::start();
+    let s = open(&r);
+    s.insert(&rec("k", b"v", &["tag=t"])).unwrap();
+    drop(s);
+    let other = [0x43u8; 32];
+    match RedisFindexStore::connect(&r.url(), &other, ConnectOptions::default()) {
+        Err(ConnectError::Open(OpenError::WrongSecret)) => {}
+        other => panic!("expected WrongSecret, got {:?}", other.map(|_| ())),
+    }
+    let msg = ConnectError::Open(OpenError::WrongSecret).to_string();
+    assert!(msg.contains("different database secret"), "{msg}");
+    // same secret still works and finds the data
+    assert_eq!(open(&r).search(&kw(&["tag=t"])).unwrap(), kw(&["k"]));
+}
+
+#[test]
+fn unreachable_redis_is_a_clear_error() {
+    let port = common::free_port();
+    let opts = ConnectOptions { connect_timeout: Duration::from_millis(500), ..Default::default() };
+    let e = RedisFindexStore::connect(&format!("redis://127.0.0.1:{port}"), &SECRET, opts).unwrap_err();
+    assert!(e.to_string().contains("cannot connect to Redis"), "{e}");
+    assert!(matches!(
+        RedisFindexStore::connect("redis://127.0.0.1:0", &SECRET, opts),
+        Err(ConnectError::Url(_))
+    ));
+}
+
+#[test]
+fn reconnects_after_kill9_and_keeps_acknowledged_writes() {
+    let mut r = RedisServer::start();
+    let opts = ConnectOptions { io_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), ..Default::default() };
+    let s = RedisFindexStore::connect(&r.url(), &SECRET, opts).unwrap();
+    let mut acked = Vec::new();
+    for i in 0..50 {
+        let uid = format!("obj-{i}");
+        s.insert(&rec(&uid, format!("body{i}").as_bytes(), &["tag=durable"])).unwrap();
+        acked.push(uid);
+    }
+    r.kill9();
+    // During the outage: clean storage errors, no hang.
+    for i in 0..3 {
+        match s.get(&format!("obj-{i}")) {
+            Err(StoreError::Unavailable(m)) => assert!(m.contains("Redis"), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(matches!(s.insert(&rec("during", b"x", &["tag=durable"])), Err(StoreError::Unavailable(_))));
+    }
+    r.restart();
+    // Same store object: reconnects by itself; every acknowledged write is there.
+    for (i, uid) in acked.iter().enumerate() {
+        let (got, _) = s.get(uid).unwrap().expect("acknowledged write lost");
+        assert_eq!(got.body, format!("body{i}").as_bytes());
+    }
+    assert_eq!(sorted(s.search(&kw(&["tag=durable"])).unwrap()), sorted(acked.clone()));
+    s.insert(&rec("after", b"y", &["tag=durable"])).unwrap();
+}
+
+#[test]
+fn client_pause_times_out_cleanly() {
+    let r = RedisServer::start();
+    let opts = ConnectOptions { io_timeout: Duration::from_millis(400), ..Default::default() };
+    let s = RedisFindexStore::connect(&r.url(), &SECRET, opts).unwrap();
+    s.insert(&rec("p", b"v", &["tag=p"])).unwrap();
+    let mut admin = r.admin();
+    assert!(matches!(admin.request(&[b"CLIENT", b"PAUSE", b"3000", b"ALL"]).unwrap(), Reply::Status(_)));
+    let e = s.get("p").unwrap_err();
+    assert_eq!(e, StoreError::Unavailable("Redis did not answer in time"));
+    let e = s.update(&rec("p", b"w", &["tag=q"]), Version(1)).unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    admin.request(&[b"CLIENT", b"UNPAUSE"]).unwrap();
+    // After the stall the store works again (new connections; the stale replies are discarded).
+    assert_eq!(s.get("p").unwrap().unwrap().0.body, b"v");
+    assert_eq!(s.update(&rec("p", b"w", &["tag=q"]), Version(1)), Ok(Version(2)));
+}
+
+#[test]
+fn script_cache_flush_is_survived() {
+    let r = RedisServer::start();
+    let s = open(&r);
+    s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
+    r.admin().request(&[b"SCRIPT", b"FLUSH"]).unwrap();
+    // EVALSHA answers NOSCRIPT: the client reloads and retries.
+    assert_eq!(s.update(&rec("a", b"2", &["tag=b"]), Version(1)), Ok(Version(2)));
+    assert_eq!(s.search(&kw(&["tag=b"])).unwrap(), kw(&["a"]));
+}
+
+#[test]
+fn auth_and_select_from_url() {
+    let r = RedisServer::start_with(&["--requirepass", "s3cret-pw"]);
+    let bad = RedisFindexStore::connect(&format!("redis://:wrong@127.0.0.1:{}/2", r.port), &SECRET, ConnectOptions::default());
+    assert!(bad.unwrap_err().to_string().contains("AUTH"));
+    let url = format!("redis://default:s3cret-pw@127.0.0.1:{}/2", r.port);
+    let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
+    s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
+    // Everything went to database 2.
+    let mut admin = kms_redis::client::Client::new(
+        kms_redis::host::TcpTransport { connect_timeout: Duration::from_secs(2), io_timeout: Duration::from_secs(2) },
+        kms_redis::url::RedisUrl::parse(&format!("redis://:s3cret-pw@127.0.0.1:{}", r.port)).unwrap(),
+        Default::default(),
+    );
+    assert_eq!(admin.request(&[b"DBSIZE"]).unwrap(), Reply::Integer(0));
+    admin.request(&[b"SELECT", b"2"]).unwrap();
+    assert!(matches!(admin.request(&[b"DBSIZE"]).unwrap(), Reply::Integer(n) if n > 2));
+}
+
+#[test]
+fn round_trips_per_operation() {
+    let r = RedisServer::start();
+    let s = open(&r);
+    s.insert(&rec("a", b"1", &["tag=a", "tag=b", "tag=c", "type=T"])).unwrap();
+    let rt = |f: &dyn Fn()| {
+        let before = s.pool().stats().1;
+        f();
+        s.pool().stats().1 - before
+    };
+    assert_eq!(rt(&|| drop(s.get("a").unwrap())), 1, "get = one GET");
+    assert_eq!(rt(&|| drop(s.search(&kw(&["tag=a"])).unwrap())), 3, "search = headers, values, objects");
+    assert_eq!(rt(&|| drop(s.search(&kw(&["tag=a", "tag=b", "tag=c"])).unwrap())), 3, "constant in the tag count");
+    assert_eq!(rt(&|| { let _ = s.insert(&rec("b", b"1", &["tag=a", "tag=b"])).unwrap(); }), 3, "insert = headers, guarded writes, CAS");
+    assert_eq!(rt(&|| { let _ = s.update(&rec("b", b"2", &["tag=a", "tag=b"]), Version(1)).unwrap(); }), 2, "same keywords: GET + CAS");
+}
+
+#[test]
+fn concurrent_writers_lose_no_update() {
+    let r = RedisServer::start();
+    let s = Arc::new(open(&r));
+    const THREADS: usize = 16;
+    const PER: usize = 20;
+    s.insert(&rec("counter", &0u64.to_be_bytes(), &["tag=shared"])).unwrap();
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                let mut mine = BTreeSet::new();
+                for i in 0..PER {
+                    // each thread creates its own objects, all under one hot tag
+                    let uid = format!("t{t}-o{i}");
+                    s.insert(&rec(&uid, b"x", &["tag=shared", &format!("tag=thread{t}")])).unwrap();
+                    mine.insert(uid);
+                    // and increments the shared counter with a CAS retry loop
+                    loop {
+                        let (cur, v) = s.get("counter").unwrap().unwrap();
+                        let n = u64::from_be_bytes(cur.body[..8].try_into().unwrap()) + 1;
+                        match s.update(&rec("counter", &n.to_be_bytes(), &["tag=shared"]), v) {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict) => continue,
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                }
+                // re-tag half of them
+                for i in (0..PER).step_by(2) {
+                    let uid = format!("t{t}-o{i}");
+                    let (_, v) = s.get(&uid).unwrap().unwrap();
+                    s.update(&rec(&uid, b"y", &["tag=shared", "tag=retagged"]), v).unwrap();
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: BTreeSet<String> = BTreeSet::new();
+    for h in handles {
+        all.extend(h.join().unwrap());
+    }
+    let (c, _) = s.get("counter").unwrap().unwrap();
+    assert_eq!(u64::from_be_bytes(c.body[..8].try_into().unwrap()), (THREADS * PER) as u64);
+    let mut expected_shared: BTreeSet<String> = all.clone();
+    expected_shared.insert("counter".into());
+    assert_eq!(s.search(&kw(&["tag=shared"])).unwrap().into_iter().collect::<BTreeSet<_>>(), expected_shared);
+    let retagged: BTreeSet<String> = all.iter().filter(|u| u.rsplit('o').next().unwrap().parse::<usize>().unwrap() % 2 == 0).cloned().collect();
+    assert_eq!(s.search(&kw(&["tag=retagged"])).unwrap().into_iter().collect::<BTreeSet<_>>(), retagged);
+    for t in 0..THREADS {
+        let expect: BTreeSet<String> = (1..PER).step_by(2).map(|i| format!("t{t}-o{i}")).collect();
+        assert_eq!(s.search(&kw(&[&format!("tag=thread{t}")])).unwrap().into_iter().collect::<BTreeSet<_>>(), expect);
+    }
+}
+
+#[test]
+fn least_privilege_acl_user_from_the_docs_is_enough() {
+    // The ACL line recommended in docs/redis.md.
+    let acl = "kms on >kms-pw ~kms:* +get +set +mget +scan +evalsha +script|load +select";
+    let mut args = vec!["--user"];
+    args.extend(acl.split(' '));
+    let r = RedisServer::start_with(&args);
+    let url = format!("redis://kms:kms-pw@127.0.0.1:{}/0", r.port);
+    let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
+    s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
+    let (_, v) = s.get("a").unwrap().unwrap();
+    s.update(&rec("a", b"2", &["tag=b"]), v).unwrap();
+    assert_eq!(s.search(&kw(&["tag=b"])).unwrap(), kw(&["a"]));
+    assert_eq!(s.search(&[]).unwrap(), kw(&["a"]));
+    s.delete("a", Version(2)).unwrap();
+    assert!(s.search(&kw(&["tag=b"])).unwrap().is_empty());
+}

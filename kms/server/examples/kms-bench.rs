@@ -1,0 +1,224 @@
+//! Benchmark: KMIP Encrypt (64 bytes) and Create over keep-alive HTTPS (mTLS) against the host
+//! server with the memory store, at concurrency 1 and 16, next to in-process floors measured in
+//! the same run (AES-256-GCM through the KMS's own crypto facade; the KMS core's KMIP dispatch
+//! without HTTP/TLS).
+//!
+//! Run: `cargo run --release -p kms-server --example kms-bench -- [--seconds N]`
+//!
+//! The server runs in this process (same `serve` + `KmsHandler` code as the `kms-server`
+//! binary, on its own threads); clients are `ckms`'s HTTP client, one keep-alive connection
+//! per client thread.
+
+#[path = "../tests/common/pki.rs"]
+#[allow(dead_code)]
+mod pki;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ckms::http::{ClientIdentity, HttpClient, client_config, load_certs};
+use ckms::kmip::{TtlvExt, hex_upper};
+use kms::crypto::Random;
+use kms::crypto::aead::{AeadAlg, encrypt};
+use kms::http::Limits;
+use kms::{Kms, KmsConfig};
+use kms_server::kms_handler::{KmsHandler, OsRandom, unix_now};
+use kms_server::serve::{IdentityPolicy, ServeOptions, serve};
+use kms_server::store::{Database, DatabaseArgs, open_store};
+use kms_server::tls::{load_certs as server_certs, load_key, server_config};
+
+const CREATE: &str = r#"{"tag":"Create","type":"Structure","value":[
+  {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+  {"tag":"Attributes","type":"Structure","value":[
+    {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+    {"tag":"CryptographicLength","type":"Integer","value":256},
+    {"tag":"CryptographicUsageMask","type":"Integer","value":12}]}]}"#;
+
+fn encrypt_body(uid: &str) -> String {
+    format!(
+        r#"{{"tag":"Encrypt","type":"Structure","value":[
+  {{"tag":"UniqueIdentifier","type":"TextString","value":"{uid}"}},
+  {{"tag":"CryptographicParameters","type":"Structure","value":[
+    {{"tag":"BlockCipherMode","type":"Enumeration","value":"GCM"}},
+    {{"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"}}]}},
+  {{"tag":"Data","type":"ByteString","value":"{}"}}]}}"#,
+        hex_upper(&[0xA5; 64])
+    )
+}
+
+fn activate_body(uid: &str) -> String {
+    format!(
+        r#"{{"tag":"Activate","type":"Structure","value":[{{"tag":"UniqueIdentifier","type":"TextString","value":"{uid}"}}]}}"#
+    )
+}
+
+/// Run `op` on `threads` threads for `secs`; total operations per second.
+fn measure<S: Send + 'static>(
+    threads: usize,
+    secs: f64,
+    setup: impl Fn() -> S + Sync + Send + 'static,
+    op: impl Fn(&mut S) + Sync + Send + 'static,
+) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let setup = Arc::new(setup);
+    let op = Arc::new(op);
+    let barrier = Arc::new(std::sync::Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (stop, count, setup, op, barrier) =
+                (stop.clone(), count.clone(), setup.clone(), op.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut state = setup();
+                op(&mut state); // warm-up (connection, handshake)
+                barrier.wait();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    op(&mut state);
+                    n += 1;
+                }
+                count.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().expect("bench thread");
+    }
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn post_ok(c: &mut HttpClient, body: &str) -> serde_json::Value {
+    let r = c.post("/kmip/2_1", body.as_bytes()).expect("request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    serde_json::from_slice(&r.body).expect("JSON")
+}
+
+fn main() {
+    let mut secs = 3.0;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--seconds" => {
+                secs = args.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+                    eprintln!("--seconds needs a number");
+                    std::process::exit(2)
+                })
+            }
+            _ => {
+                eprintln!("usage: kms-bench [--seconds N]");
+                std::process::exit(2)
+            }
+        }
+    }
+
+    // PKI and server (memory store, mTLS).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = pki::Pki::new(dir.path(), "bench");
+    let user = pki.client(Some("bench"));
+    let tls = server_config(
+        server_certs(&pki.server.cert).expect("cert"),
+        load_key(&pki.server.key).expect("key"),
+        Some(server_certs(&pki.ca_cert).expect("ca")),
+    )
+    .expect("server TLS");
+    let store = open_store(&DatabaseArgs {
+        database: Database::Memory,
+    })
+    .expect("store");
+    let kms = Arc::new(Kms::new(store, KmsConfig::default()));
+    let handler = Arc::new(KmsHandler::new(kms.clone(), Limits::DEFAULT));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let options = ServeOptions {
+            identity: IdentityPolicy::ClientCertCn,
+            ..ServeOptions::default()
+        };
+        serve(listener, tls, handler, options).expect("serve")
+    });
+
+    let client_tls = client_config(
+        load_certs(&pki.ca_cert).expect("ca"),
+        Some(ClientIdentity::from_pem_files(&user.cert, &user.key).expect("identity")),
+    )
+    .expect("client TLS");
+    let new_client = {
+        let (url, tls) = (url.clone(), client_tls.clone());
+        move || HttpClient::new(&url, tls.clone()).expect("client")
+    };
+
+    // One active AES-256 key for Encrypt.
+    let mut c = new_client();
+    let created = post_ok(&mut c, CREATE);
+    let uid = created
+        .child("UniqueIdentifier")
+        .and_then(TtlvExt::text)
+        .expect("uid")
+        .to_owned();
+    post_ok(&mut c, &activate_body(&uid));
+    let enc_body = Arc::new(encrypt_body(&uid));
+
+    println!("kms-bench: {secs} s per row, server at {url} (memory store, mTLS, TLS 1.3)\n");
+    let mut rows: Vec<(String, f64)> = Vec::new();
+
+    // Floors.
+    let floor = measure(
+        1,
+        secs,
+        || (OsRandom(ring::rand::SystemRandom::new()), [7u8; 32]),
+        |(rng, key)| {
+            let mut nonce = [0u8; 12];
+            rng.fill(&mut nonce).expect("rng");
+            let out = encrypt(AeadAlg::AesGcm, key, &nonce, b"", &[0xA5; 64]).expect("encrypt");
+            std::hint::black_box(out);
+        },
+    );
+    rows.push(("floor: AES-256-GCM 64 B in-process (kms::crypto), 1 thread".into(), floor));
+    let core = {
+        let (kms, body) = (kms.clone(), enc_body.clone());
+        measure(
+            1,
+            secs,
+            || OsRandom(ring::rand::SystemRandom::new()),
+            move |rng| {
+                let mut env = kms::Env {
+                    now: unix_now(),
+                    rng,
+                };
+                let out = kms.kmip_json(&mut env, "bench", body.as_bytes()).expect("kmip");
+                std::hint::black_box(out);
+            },
+        )
+    };
+    rows.push(("in-process Kms::kmip_json Encrypt 64 B, 1 thread".into(), core));
+
+    for threads in [1usize, 16] {
+        let body = enc_body.clone();
+        let r = measure(threads, secs, new_client.clone(), move |c| {
+            let resp = c.post("/kmip/2_1", body.as_bytes()).expect("request");
+            assert_eq!(resp.status, 200);
+        });
+        rows.push((format!("HTTPS Encrypt 64 B, concurrency {threads}"), r));
+        let r = measure(threads, secs, new_client.clone(), |c| {
+            let resp = c.post("/kmip/2_1", CREATE.as_bytes()).expect("request");
+            assert_eq!(resp.status, 200);
+        });
+        rows.push((format!("HTTPS Create AES-256, concurrency {threads}"), r));
+    }
+
+    println!("{:<62} {:>12} {:>14}", "workload", "ops/s", "floor / ops/s");
+    println!("{}", "-".repeat(90));
+    for (name, ops) in &rows {
+        println!("{name:<62} {ops:>12.0} {:>13.1}x", floor / ops);
+    }
+    println!(
+        "\ncpus: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+}

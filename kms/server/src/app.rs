@@ -1,0 +1,134 @@
+//! Command-line options and start-up of the host server.
+
+use std::fmt;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kms::http::Limits;
+use kms::{Kms, KmsConfig};
+
+use crate::kms_handler::KmsHandler;
+use crate::serve::{IdentityPolicy, ServeOptions, serve};
+use crate::store::{DatabaseArgs, OpenStoreError, open_store};
+use crate::tls::{TlsConfigError, load_certs, load_key, server_config};
+
+/// The user every request runs as under `--insecure-no-auth`.
+pub const INSECURE_USER: &str = "admin";
+
+/// Options of `kms-server`.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(
+    name = "kms-server",
+    version,
+    about = "KMIP 2.1 (JSON TTLV, Cosmian dialect) key management server over HTTPS",
+    long_about = "KMIP 2.1 (JSON TTLV, Cosmian dialect) key management server over HTTPS.\n\n\
+TLS is always on. Clients authenticate with a certificate issued by --client-ca; the subject CN of \
+that certificate is the user identity (owner of the objects it creates, subject of access rights).\n\n\
+Examples:\n  \
+kms-server --tls-cert server.pem --tls-key server.key --client-ca ca.pem --port 9998\n  \
+kms-server --tls-cert server.pem --tls-key server.key --insecure-no-auth   # development only\n\n\
+On start it prints one line to stdout: `kms-server listening on <ip>:<port>`.",
+    group(clap::ArgGroup::new("auth").required(true).args(["client_ca", "insecure_no_auth"]))
+)]
+pub struct ServerArgs {
+    /// TCP port (0 picks a free port; the ready line tells which).
+    #[arg(long, default_value_t = 9998)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+    /// Server certificate chain (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: PathBuf,
+    /// Server private key (PEM: PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: PathBuf,
+    /// CA certificate(s) (PEM) that issue client certificates: enables mandatory mTLS.
+    #[arg(long, value_name = "PEM")]
+    pub client_ca: Option<PathBuf>,
+    /// DEVELOPMENT ONLY: no client authentication, every request runs as `admin`.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Storage backend and its options.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Largest request body accepted (bytes); larger requests get 413.
+    #[arg(long, default_value_t = Limits::DEFAULT.max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Most connections served at once.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    #[arg(long, default_value_t = 60)]
+    pub read_timeout_secs: u64,
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// TLS material or configuration.
+    Tls(TlsConfigError),
+    /// Store could not be opened.
+    Store(OpenStoreError),
+    /// Binding or serving the socket.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Tls(e) => write!(f, "TLS: {e}"),
+            StartError::Store(e) => write!(f, "{e}"),
+            StartError::Io(e) => write!(f, "network: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Start the server described by `args` and serve until a fatal error.
+pub fn run(args: ServerArgs) -> Result<(), StartError> {
+    let certs = load_certs(&args.tls_cert).map_err(StartError::Tls)?;
+    let key = load_key(&args.tls_key).map_err(StartError::Tls)?;
+    let client_ca = match &args.client_ca {
+        Some(p) => Some(load_certs(p).map_err(StartError::Tls)?),
+        None => None,
+    };
+    let tls = server_config(certs, key, client_ca).map_err(StartError::Tls)?;
+    let identity = if args.insecure_no_auth {
+        eprintln!(
+            "\n************************************************************************\n\
+             * WARNING: --insecure-no-auth: clients are NOT authenticated.          *\n\
+             * Every request runs as user `{INSECURE_USER}`. Never use this in production. *\n\
+             ************************************************************************\n"
+        );
+        IdentityPolicy::Fixed(INSECURE_USER.into())
+    } else {
+        IdentityPolicy::ClientCertCn
+    };
+    let store = open_store(&args.database).map_err(StartError::Store)?;
+    let kms = Arc::new(Kms::new(store, KmsConfig::default()));
+    let limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        ..Limits::DEFAULT
+    };
+    let handler = Arc::new(KmsHandler::new(kms, limits));
+    let listener =
+        TcpListener::bind(SocketAddr::new(args.bind, args.port)).map_err(StartError::Io)?;
+    let local = listener.local_addr().map_err(StartError::Io)?;
+    // The machine-readable ready line: scripts and tests wait for it.
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "kms-server listening on {local}")
+        .and_then(|()| stdout.flush())
+        .map_err(StartError::Io)?;
+    let options = ServeOptions {
+        identity,
+        read_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
+        write_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
+        max_connections: args.max_connections.max(1),
+    };
+    serve(listener, tls, handler, options).map_err(StartError::Io)
+}

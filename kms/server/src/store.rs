@@ -1,0 +1,81 @@
+//! Choice and opening of the storage backend (`--database`).
+//!
+//! Adding a backend: a variant of [`Database`], its options in [`DatabaseArgs`], and an arm in
+//! [`open_store`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use kms::store::Store;
+use kms::store::memory::MemoryStore;
+
+/// Storage backends.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// In-process and volatile: everything is lost when the server stops. For tests and development.
+    Memory,
+    /// Redis with application-level encryption and a Findex index (`--redis-url`,
+    /// `--db-secret-file`); several servers may share one Redis.
+    RedisFindex,
+}
+
+/// Command-line options that select and configure the store.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// Storage backend.
+    #[arg(long, value_enum, default_value = "memory")]
+    pub database: Database,
+    /// Redis URL for `--database redis-findex`: `redis://[user:pass@]host:port[/db]`.
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// File holding the base64 of the 32-byte database secret (`--database redis-findex`).
+    #[arg(long, value_name = "FILE")]
+    pub db_secret_file: Option<std::path::PathBuf>,
+    /// Seconds a Redis request may take before it fails with a storage error.
+    #[arg(long, default_value_t = 5)]
+    pub redis_timeout_secs: u64,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug)]
+pub enum OpenStoreError {
+    /// Missing or inconsistent options for the chosen backend.
+    Config(String),
+    /// The backend refused or could not be reached.
+    Backend(String),
+}
+
+impl fmt::Display for OpenStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenStoreError::Config(m) => write!(f, "database configuration: {m}"),
+            OpenStoreError::Backend(m) => write!(f, "database: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenStoreError {}
+
+/// Open the store selected by `args`.
+pub fn open_store(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenStoreError> {
+    match args.database {
+        Database::Memory => Ok(Arc::new(MemoryStore::new())),
+        Database::RedisFindex => open_redis_findex(args),
+    }
+}
+
+fn open_redis_findex(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenStoreError> {
+    let url = args.redis_url.as_deref().ok_or_else(|| {
+        OpenStoreError::Config("--database redis-findex needs --redis-url redis://host:port[/db]".into())
+    })?;
+    let path = args.db_secret_file.as_deref().ok_or_else(|| {
+        OpenStoreError::Config("--database redis-findex needs --db-secret-file FILE (base64 of 32 bytes)".into())
+    })?;
+    let secret = kms_redis::host::read_secret_file(path)
+        .map_err(|e| OpenStoreError::Config(format!("{e} ({})", path.display())))?;
+    let timeout = std::time::Duration::from_secs(args.redis_timeout_secs.max(1));
+    let opts = kms_redis::ConnectOptions { io_timeout: timeout, ..Default::default() };
+    let store = kms_redis::RedisFindexStore::connect(url, &secret, opts)
+        .map_err(|e| OpenStoreError::Backend(e.to_string()))?;
+    Ok(Arc::new(store))
+}
