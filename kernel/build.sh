@@ -1,19 +1,39 @@
 #!/usr/bin/env bash
-# Builds the KMS unikernel as a UEFI PE: kernel/target/x86_64-unknown-linux-gnu/release/kms.efi
-# (or under $CARGO_TARGET_DIR). Extra arguments go to cargo, e.g. --features emulated-attestation.
-# Deterministic: no paths (remapped), no debug info, stripped, PE timestamp 0.
+# Builds the KMS unikernel as a UEFI PE and prints its path:
+#   $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/image/kms.efi   (default: kernel/target/...)
+# Extra arguments go to cargo, e.g. --features emulated-attestation.
+#
+# Reproducible: the sources are copied to a fixed build path first (cargo hashes the absolute
+# path of path dependencies outside the kernel workspace, such as ../netstack, into symbol
+# names), paths are remapped, there is no debug info, the binary is stripped and the PE
+# timestamp is 0. Two checkouts of the same commit in different directories give identical
+# bytes.
 set -euo pipefail
 cd "$(dirname "$0")"
 KERNEL_DIR="$(pwd)"
 REPO_DIR="$(dirname "$KERNEL_DIR")"
-CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$KERNEL_DIR/target}"
-OUT_DIR="$TARGET_DIR/x86_64-unknown-linux-gnu/release"
+BUILD_ROOT="${CKMS_KERNEL_BUILD_ROOT:-/tmp/ckms-kernel-build}"
+CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
+OUT_DIR="$TARGET_DIR/x86_64-unknown-linux-gnu/image"
 export SOURCE_DATE_EPOCH=0
+mkdir -p "$BUILD_ROOT" "$TARGET_DIR"
+
+# One build at a time uses the build path.
+exec 9>"$BUILD_ROOT/lock"
+flock 9
+
+# Copy the repository sources (no target dirs, no .git), keeping mtimes so cargo's incremental
+# checks still work.
+SRC="$BUILD_ROOT/src"
+rm -rf "$SRC"
+mkdir -p "$SRC"
+tar -C "$REPO_DIR" --exclude=./.git --exclude=target --exclude=./.tmp -cf - . | tar -C "$SRC" -xf -
 
 # Remap every absolute path that could end up in the binary (panic locations).
-FLAGS="['--remap-path-prefix=$KERNEL_DIR=/kernel','--remap-path-prefix=$REPO_DIR=/src','--remap-path-prefix=$CARGO_HOME_DIR=/cargo']"
-cargo build --release --locked --config "target.x86_64-unknown-linux-gnu.rustflags=$FLAGS" "$@" >&2
+FLAGS="['--remap-path-prefix=$SRC/kernel=/kernel','--remap-path-prefix=$SRC=/src','--remap-path-prefix=$CARGO_HOME_DIR=/cargo']"
+(cd "$SRC/kernel" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --profile image --locked \
+  --config "target.x86_64-unknown-linux-gnu.rustflags=$FLAGS" "$@" >&2)
 
 ELF="$OUT_DIR/kms"
 EFI="$OUT_DIR/kms.efi"
@@ -33,8 +53,8 @@ fi
 objcopy -j .text -j .reloc -j .rodata -j .data -j .rela \
   --target efi-app-x86_64 --subsystem=10 "$ELF" "$EFI.tmp"
 
-# PE TimeDateStamp (COFF header + 4) must be 0 for reproducibility; binutils honours
-# SOURCE_DATE_EPOCH, this makes it independent of the binutils version.
+# PE TimeDateStamp (COFF header + 4) must be 0; binutils honours SOURCE_DATE_EPOCH, this makes
+# it independent of the binutils version.
 python3 - "$EFI.tmp" <<'PY'
 import struct, sys
 p = sys.argv[1]

@@ -184,9 +184,11 @@ fn agrees_with_sev_snp_measure() {
         cases += 1;
     }
 
-    // A whole firmware image, if the distribution's OVMF is installed (no kernel-hashes section).
+    // A whole firmware image: the distribution's OVMF (Debian package `ovmf`, a test
+    // prerequisite; it has SEV metadata but no kernel-hashes section).
     let ovmf_fd = Path::new("/usr/share/ovmf/OVMF.fd");
-    if let Ok(fw) = std::fs::read(ovmf_fd) {
+    {
+        let fw = std::fs::read(ovmf_fd).expect("install the Debian package ovmf");
         let ours = launch_digest(&SnpLaunch {
             firmware: &fw,
             kernel: b"",

@@ -208,10 +208,10 @@ fn pem_blocks(text: &str) -> Vec<String> {
             c.push_str(line);
             c.push('\n');
         }
-        if line.starts_with("-----END ") {
-            if let Some(c) = cur.take() {
-                out.push(c);
-            }
+        if line.starts_with("-----END ")
+            && let Some(c) = cur.take()
+        {
+            out.push(c);
         }
     }
     out

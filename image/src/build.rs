@@ -21,7 +21,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const DEFAULT_FIRMWARE: &str = "ovmf-config/amdsev-suffix.bin";
 /// The default kernel command line: DHCP with QEMU user networking's address as fallback, emulated
 /// attestation through `snp-emu`.
-pub const DEFAULT_CMDLINE: &str = "ckms.ip=dhcp,fallback=10.0.2.15/24,gw=10.0.2.2 ckms.attestation=emulated";
+pub const DEFAULT_CMDLINE: &str =
+    "ckms.ip=dhcp,fallback=10.0.2.15/24,gw=10.0.2.2 ckms.attestation=emulated";
 /// Default kernel features: the emulated attestation backend (needed under TCG).
 pub const DEFAULT_FEATURES: &[&str] = &["emulated-attestation"];
 
@@ -97,7 +98,10 @@ impl fmt::Display for BuildError {
         match self {
             Self::Io(p, e) => write!(f, "{}: {e}", p.display()),
             Self::KernelBuild(what) => write!(f, "kernel build failed: {what}"),
-            Self::TooLarge(n) => write!(f, "kernel image is {n} bytes, over the {MAX_IMAGE_SIZE}-byte limit"),
+            Self::TooLarge(n) => write!(
+                f,
+                "kernel image is {n} bytes, over the {MAX_IMAGE_SIZE}-byte limit"
+            ),
             Self::Manifest(e) => write!(f, "{e}"),
             Self::BadCmdline => f.write_str("command line must be printable ASCII"),
         }
@@ -129,7 +133,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
 pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf, BuildError> {
     let script = opts.repo.join("kernel/build.sh");
     let mut cmd = Command::new("bash");
-    cmd.arg(&script).current_dir(opts.repo.join("kernel")).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.arg(&script)
+        .current_dir(opts.repo.join("kernel"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     if !opts.kernel_features.is_empty() {
         cmd.arg("--features").arg(opts.kernel_features.join(","));
     }
@@ -139,20 +146,42 @@ pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf, BuildError> {
         None => cmd.env_remove("CARGO_TARGET_DIR"),
     };
     // Flags meant for host builds must not leak into the freestanding build.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WRAPPER"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
-    let out = cmd.output().map_err(|e| BuildError::Io(script.clone(), e))?;
+    let out = cmd
+        .output()
+        .map_err(|e| BuildError::Io(script.clone(), e))?;
     if !out.status.success() {
-        return Err(BuildError::KernelBuild(format!("{} exited with {}", script.display(), out.status)));
+        return Err(BuildError::KernelBuild(format!(
+            "{} exited with {}",
+            script.display(),
+            out.status
+        )));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim();
     if line.is_empty() {
-        return Err(BuildError::KernelBuild("build.sh printed no image path".into()));
+        return Err(BuildError::KernelBuild(
+            "build.sh printed no image path".into(),
+        ));
     }
     let path = PathBuf::from(line);
-    Ok(if path.is_absolute() { path } else { opts.repo.join("kernel").join(path) })
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        opts.repo.join("kernel").join(path)
+    })
 }
 
 /// Writes the image directory for an already built kernel: copies it and computes the manifest.
@@ -165,9 +194,15 @@ pub fn write_image(opts: &BuildOptions, kernel_path: &Path) -> Result<Built, Bui
     if size > MAX_IMAGE_SIZE {
         return Err(BuildError::TooLarge(size));
     }
-    let fw_path = opts.firmware.clone().unwrap_or_else(|| opts.repo.join(DEFAULT_FIRMWARE));
+    let fw_path = opts
+        .firmware
+        .clone()
+        .unwrap_or_else(|| opts.repo.join(DEFAULT_FIRMWARE));
     let firmware = read(&fw_path)?;
-    let fw_name = fw_path.file_name().and_then(|n| n.to_str()).unwrap_or("firmware.bin");
+    let fw_name = fw_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("firmware.bin");
     let manifest = Manifest::compute(&ManifestInputs {
         kernel_file: KERNEL_FILE,
         kernel: &kernel,
@@ -187,7 +222,11 @@ pub fn write_image(opts: &BuildOptions, kernel_path: &Path) -> Result<Built, Bui
     write_atomic(&manifest_path, manifest.to_json().as_bytes())?;
     // The runner hands the same descriptor to snp-emu, so the image directory is self-contained.
     write_atomic(&opts.out_dir.join(fw_name), &firmware)?;
-    Ok(Built { kernel: kernel_out, manifest_path, manifest })
+    Ok(Built {
+        kernel: kernel_out,
+        manifest_path,
+        manifest,
+    })
 }
 
 /// `image build`: builds the kernel and writes `kms.efi`, `manifest.json` and the firmware descriptor into

@@ -99,7 +99,8 @@ fn repo(cli: &Option<PathBuf>) -> Result<PathBuf, String> {
         return Ok(r.clone());
     }
     let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
-    build::find_repo(&cwd).ok_or_else(|| "not inside the repository (no kernel/build.sh above); use --repo".into())
+    build::find_repo(&cwd)
+        .ok_or_else(|| "not inside the repository (no kernel/build.sh above); use --repo".into())
 }
 
 fn do_build(repo: PathBuf, a: BuildArgs) -> Result<(), String> {
@@ -113,9 +114,19 @@ fn do_build(repo: PathBuf, a: BuildArgs) -> Result<(), String> {
     opts.guest_features = a.guest_features;
     opts.firmware = a.firmware;
     opts.cargo_target_dir = a.kernel_target_dir;
-    opts.kernel_features = a.features.split(',').filter(|f| !f.is_empty()).map(str::to_owned).collect();
+    opts.kernel_features = a
+        .features
+        .split(',')
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect();
     let built = build::build(&opts).map_err(|e| e.to_string())?;
-    println!("kernel:   {} ({} bytes, sha256 {})", built.kernel.display(), built.manifest.kernel.size, built.manifest.kernel.sha256);
+    println!(
+        "kernel:   {} ({} bytes, sha256 {})",
+        built.kernel.display(),
+        built.manifest.kernel.size,
+        built.manifest.kernel.sha256
+    );
     println!("manifest: {}", built.manifest_path.display());
     println!("cmdline:  {}", built.manifest.cmdline);
     println!("SNP launch digest: {}", built.manifest.snp.launch_digest);
@@ -150,13 +161,18 @@ fn do_run(repo: PathBuf, a: RunArgs) -> Result<(), String> {
 
     let mut vm = Vm::start(&opts).map_err(|e| e.to_string())?;
     eprintln!("image: console -> {}", vm.log_path().display());
-    let ready = vm.wait_ready(Duration::from_secs(a.timeout)).map_err(|e| e.to_string())?;
-    eprintln!("image: {ready}  ({:.1} s after start)", vm.uptime().as_secs_f64());
+    let ready = vm
+        .wait_ready(Duration::from_secs(a.timeout))
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "image: {ready}  ({:.1} s after start)",
+        vm.uptime().as_secs_f64()
+    );
     println!("ckms service: https://{}", vm.addr());
     if let Some(p) = vm.ratls_port {
         println!("RA-TLS:       https://127.0.0.1:{p}");
     }
-    eprintln!("image: running; Ctrl-C stops QEMU and snp-emu");
+    eprintln!("image: running; Ctrl-C (or SIGTERM) stops QEMU and snp-emu");
     loop {
         if rx.recv_timeout(Duration::from_millis(200)).is_ok() {
             eprintln!("image: stopping");
@@ -164,8 +180,15 @@ fn do_run(repo: PathBuf, a: RunArgs) -> Result<(), String> {
             return Ok(());
         }
         if !vm.is_running() {
-            let status = vm.wait_exit(Duration::from_secs(1)).map_err(|e| e.to_string())?;
-            return Err(format!("QEMU exited ({status}); see {}", opts.log.as_ref().map_or_else(String::new, |l| l.display().to_string())));
+            let status = vm
+                .wait_exit(Duration::from_secs(1))
+                .map_err(|e| e.to_string())?;
+            return Err(format!(
+                "QEMU exited ({status}); see {}",
+                opts.log
+                    .as_ref()
+                    .map_or_else(String::new, |l| l.display().to_string())
+            ));
         }
     }
 }

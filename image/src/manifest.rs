@@ -145,8 +145,8 @@ pub fn parse_u64(s: &str) -> Result<u64, String> {
 impl Manifest {
     /// Computes the manifest, including the SNP launch digest (QEMU VMM).
     pub fn compute(i: &ManifestInputs<'_>) -> Result<Self, ManifestError> {
-        let vcpu_type =
-            VcpuType::from_str(i.vcpu_type).map_err(|_| ManifestError::UnknownVcpuType(i.vcpu_type.to_owned()))?;
+        let vcpu_type = VcpuType::from_str(i.vcpu_type)
+            .map_err(|_| ManifestError::UnknownVcpuType(i.vcpu_type.to_owned()))?;
         let vmm = VmmType::Qemu;
         let digest = launch_digest(&SnpLaunch {
             firmware: i.firmware,
@@ -169,11 +169,17 @@ impl Manifest {
             },
             kernel_features: i.kernel_features.to_vec(),
             cmdline: i.cmdline.to_owned(),
-            firmware: FirmwareInfo { name: i.firmware_name.to_owned(), sha256: sha256_hex(i.firmware) },
+            firmware: FirmwareInfo {
+                name: i.firmware_name.to_owned(),
+                sha256: sha256_hex(i.firmware),
+            },
             vcpus: i.vcpus,
             vcpu_type: vcpu_type.to_string(),
             guest_features: format!("{:#x}", i.guest_features),
-            snp: SnpInfo { launch_digest: hex::encode(digest), vmm: vmm.to_string() },
+            snp: SnpInfo {
+                launch_digest: hex::encode(digest),
+                vmm: vmm.to_string(),
+            },
         })
     }
 
@@ -194,15 +200,32 @@ impl Manifest {
         if m.vcpus == 0 {
             return Err(ManifestError::Field("vcpus is zero"));
         }
-        if m.kernel.file.is_empty() || m.kernel.file.contains(['/', '\\']) || m.kernel.file.starts_with('.') {
-            return Err(ManifestError::Field("kernel.file must be a plain file name"));
+        if m.kernel.file.is_empty()
+            || m.kernel.file.contains(['/', '\\'])
+            || m.kernel.file.starts_with('.')
+        {
+            return Err(ManifestError::Field(
+                "kernel.file must be a plain file name",
+            ));
         }
-        if m.firmware.name.is_empty() || m.firmware.name.contains(['/', '\\']) || m.firmware.name.starts_with('.') {
-            return Err(ManifestError::Field("firmware.name must be a plain file name"));
+        if m.firmware.name.is_empty()
+            || m.firmware.name.contains(['/', '\\'])
+            || m.firmware.name.starts_with('.')
+        {
+            return Err(ManifestError::Field(
+                "firmware.name must be a plain file name",
+            ));
         }
-        let is_hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if !is_hex(&m.kernel.sha256, 64) || !is_hex(&m.firmware.sha256, 64) || !is_hex(&m.snp.launch_digest, 96) {
-            return Err(ManifestError::Field("hash is not lowercase hex of the right length"));
+        let is_hex = |s: &str, n: usize| {
+            s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        };
+        if !is_hex(&m.kernel.sha256, 64)
+            || !is_hex(&m.firmware.sha256, 64)
+            || !is_hex(&m.snp.launch_digest, 96)
+        {
+            return Err(ManifestError::Field(
+                "hash is not lowercase hex of the right length",
+            ));
         }
         parse_u64(&m.guest_features).map_err(|_| ManifestError::Field("guest_features"))?;
         Ok(m)
@@ -243,7 +266,10 @@ mod tests {
             m.snp.launch_digest,
             "6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa"
         );
-        assert_eq!(m.firmware.sha256, "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c");
+        assert_eq!(
+            m.firmware.sha256,
+            "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c"
+        );
         assert_eq!(m.guest_features, "0x1");
         assert_eq!(m.vcpu_type, "EPYC-v4");
     }
@@ -254,8 +280,10 @@ mod tests {
         let text = a.to_json();
         assert!(text.starts_with("{\n  \"_generated\": "), "{text}");
         assert_eq!(Manifest::from_json(&text).expect("parse"), a);
-        let other_cmdline = Manifest::compute(&inputs(b"kernel bytes", "ckms.ip=dhcp ")).expect("compute");
-        let other_kernel = Manifest::compute(&inputs(b"kernel bytez", "ckms.ip=dhcp")).expect("compute");
+        let other_cmdline =
+            Manifest::compute(&inputs(b"kernel bytes", "ckms.ip=dhcp ")).expect("compute");
+        let other_kernel =
+            Manifest::compute(&inputs(b"kernel bytez", "ckms.ip=dhcp")).expect("compute");
         assert_ne!(a.snp.launch_digest, other_cmdline.snp.launch_digest);
         assert_ne!(a.snp.launch_digest, other_kernel.snp.launch_digest);
         assert_ne!(a.snp.launch_digest, other_cmdline.snp.launch_digest);
@@ -264,7 +292,13 @@ mod tests {
     #[test]
     fn rejects_bad_manifests() {
         let good = Manifest::compute(&inputs(b"k", "x")).expect("compute");
-        assert!(Manifest::compute(&ManifestInputs { vcpu_type: "Pentium", ..inputs(b"k", "x") }).is_err());
+        assert!(
+            Manifest::compute(&ManifestInputs {
+                vcpu_type: "Pentium",
+                ..inputs(b"k", "x")
+            })
+            .is_err()
+        );
         let mut m = good.clone();
         m.kernel.file = "../../etc/passwd".into();
         assert!(Manifest::from_json(&m.to_json()).is_err());

@@ -119,7 +119,9 @@ impl fmt::Display for RunError {
                 }
                 write!(f, "; last output:\n{context}")
             }
-            Self::Timeout { what, context } => write!(f, "timed out waiting for {what}; last output:\n{context}"),
+            Self::Timeout { what, context } => {
+                write!(f, "timed out waiting for {what}; last output:\n{context}")
+            }
         }
     }
 }
@@ -133,7 +135,9 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
 
 /// A free TCP port on 127.0.0.1 (bound and released; QEMU binds it right after).
 pub fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }
 
 #[derive(Default)]
@@ -163,7 +167,10 @@ pub struct Vm {
 
 impl fmt::Debug for Vm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Vm").field("port", &self.port).field("log", &self.log).finish_non_exhaustive()
+        f.debug_struct("Vm")
+            .field("port", &self.port)
+            .field("log", &self.log)
+            .finish_non_exhaustive()
     }
 }
 
@@ -179,15 +186,25 @@ impl Vm {
     /// Starts the emulator (if configured) and QEMU. Returns once QEMU runs; use [`Vm::wait_ready`].
     pub fn start(opts: &RunOptions) -> Result<Self, RunError> {
         let manifest_path = opts.image_dir.join(crate::build::MANIFEST_FILE);
-        let text = fs::read_to_string(&manifest_path).map_err(io_err(manifest_path.display().to_string()))?;
+        let text = fs::read_to_string(&manifest_path)
+            .map_err(io_err(manifest_path.display().to_string()))?;
         let manifest = Manifest::from_json(&text).map_err(RunError::Manifest)?;
-        let cmdline = opts.cmdline.clone().unwrap_or_else(|| manifest.cmdline.clone());
+        let cmdline = opts
+            .cmdline
+            .clone()
+            .unwrap_or_else(|| manifest.cmdline.clone());
         if !cmdline.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             return Err(RunError::BadCmdline);
         }
         let kernel = opts.image_dir.join(&manifest.kernel.file);
-        let dir = tempfile::Builder::new().prefix("ckms-vm-").tempdir().map_err(io_err("temp dir"))?;
-        let log = opts.log.clone().unwrap_or_else(|| dir.path().join("console.log"));
+        let dir = tempfile::Builder::new()
+            .prefix("ckms-vm-")
+            .tempdir()
+            .map_err(io_err("temp dir"))?;
+        let log = opts
+            .log
+            .clone()
+            .unwrap_or_else(|| dir.path().join("console.log"));
         let port = match opts.port {
             Some(p) if p != 0 => p,
             _ => free_port().map_err(io_err("free port"))?,
@@ -215,11 +232,21 @@ impl Vm {
         if let Some(emu) = &opts.snp_emu {
             vm.start_emulator(emu, &opts.image_dir, &kernel, &socket)?;
         }
-        vm.start_qemu(opts, &kernel, opts.snp_emu.is_some().then_some(socket.as_path()))?;
+        vm.start_qemu(
+            opts,
+            &kernel,
+            opts.snp_emu.is_some().then_some(socket.as_path()),
+        )?;
         Ok(vm)
     }
 
-    fn start_emulator(&mut self, emu: &Path, image_dir: &Path, kernel: &Path, socket: &Path) -> Result<(), RunError> {
+    fn start_emulator(
+        &mut self,
+        emu: &Path,
+        image_dir: &Path,
+        kernel: &Path,
+        socket: &Path,
+    ) -> Result<(), RunError> {
         let firmware = image_dir.join(&self.manifest.firmware.name);
         let err_log = self.dir.path().join("snp-emu.log");
         let err_file = File::create(&err_log).map_err(io_err("snp-emu log"))?;
@@ -252,18 +279,31 @@ impl Vm {
                 && let Ok(Some(status)) = c.try_wait()
             {
                 let log = fs::read_to_string(&err_log).unwrap_or_default();
-                return Err(RunError::Emulator(format!("exited with {status}: {}", log.trim())));
+                return Err(RunError::Emulator(format!(
+                    "exited with {status}: {}",
+                    log.trim()
+                )));
             }
             if Instant::now() > deadline {
-                return Err(RunError::Emulator("socket did not appear within 20 s".into()));
+                return Err(RunError::Emulator(
+                    "socket did not appear within 20 s".into(),
+                ));
             }
             thread::sleep(Duration::from_millis(20));
         }
         Ok(())
     }
 
-    fn start_qemu(&mut self, opts: &RunOptions, kernel: &Path, socket: Option<&Path>) -> Result<(), RunError> {
-        let mut netdev = format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:{GUEST_PORT}", self.port);
+    fn start_qemu(
+        &mut self,
+        opts: &RunOptions,
+        kernel: &Path,
+        socket: Option<&Path>,
+    ) -> Result<(), RunError> {
+        let mut netdev = format!(
+            "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:{GUEST_PORT}",
+            self.port
+        );
         if let Some(p) = self.ratls_port {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{p}-:{GUEST_RATLS_PORT}"));
         }
@@ -271,41 +311,76 @@ impl Vm {
             netdev.push_str(&format!(",guestfwd=tcp:{GUEST_REDIS}-tcp:127.0.0.1:{r}"));
         }
         let mut cmd = Command::new(&opts.qemu);
-        cmd.args(["-machine", "q35", "-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-no-reboot", "-cpu", &opts.cpu, "-m", &opts.memory])
-            .args(["-smp", &self.manifest.vcpus.to_string()])
-            .arg("-bios")
-            .arg(&opts.bios)
-            .arg("-kernel")
-            .arg(kernel)
-            .args(["-append", &self.cmdline])
-            .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0,disable-legacy=on"])
-            // COM1: the console, on our pipe.
-            .args(["-chardev", "stdio,id=com1,signal=off", "-serial", "chardev:com1"]);
+        cmd.args([
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+        ])
+        .args(["-no-reboot", "-cpu", &opts.cpu, "-m", &opts.memory])
+        .args(["-smp", &self.manifest.vcpus.to_string()])
+        .arg("-bios")
+        .arg(&opts.bios)
+        .arg("-kernel")
+        .arg(kernel)
+        .args(["-append", &self.cmdline])
+        .args([
+            "-netdev",
+            &netdev,
+            "-device",
+            "virtio-net-pci,netdev=n0,disable-legacy=on",
+        ])
+        // COM1: the console, on our pipe.
+        .args([
+            "-chardev",
+            "stdio,id=com1,signal=off",
+            "-serial",
+            "chardev:com1",
+        ]);
         // COM2: the emulated secure processor (or nothing).
         match socket {
             Some(s) => {
-                let path = s.to_str().ok_or_else(|| RunError::Emulator("socket path is not UTF-8".into()))?;
+                let path = s
+                    .to_str()
+                    .ok_or_else(|| RunError::Emulator("socket path is not UTF-8".into()))?;
                 if path.contains(',') {
                     return Err(RunError::Emulator("socket path contains a comma".into()));
                 }
-                cmd.args(["-chardev", &format!("socket,id=com2,path={path}"), "-serial", "chardev:com2"]);
+                cmd.args([
+                    "-chardev",
+                    &format!("socket,id=com2,path={path}"),
+                    "-serial",
+                    "chardev:com2",
+                ]);
             }
             None => {
                 cmd.args(["-serial", "null"]);
             }
         }
         cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-        let stderr = File::create(self.dir.path().join("qemu.stderr")).map_err(io_err("qemu stderr file"))?;
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
-        let mut child = cmd.spawn().map_err(io_err(format!("starting {}", opts.qemu.display())))?;
+        let stderr = File::create(self.dir.path().join("qemu.stderr"))
+            .map_err(io_err("qemu stderr file"))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let mut child = cmd
+            .spawn()
+            .map_err(io_err(format!("starting {}", opts.qemu.display())))?;
         self.started = Instant::now();
-        let stdout = child.stdout.take().ok_or_else(|| RunError::Io("qemu stdout".into(), io::ErrorKind::Other.into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| RunError::Io("qemu stdout".into(), io::ErrorKind::Other.into()))?;
         self.qemu = Some(child);
 
         let mut log = OpenOptions::new()
             .create(true)
-            .append(true)
+            .write(true)
+            .truncate(true)
             .open(&self.log)
             .map_err(io_err(self.log.display().to_string()))?;
         let console = Arc::clone(&self.console);
@@ -319,7 +394,9 @@ impl Vm {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let _ = log.write_all(&buf);
-                        let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_owned();
+                        let line = String::from_utf8_lossy(&buf)
+                            .trim_end_matches(['\r', '\n'])
+                            .to_owned();
                         if echo {
                             eprintln!("{line}");
                         }
@@ -365,25 +442,42 @@ impl Vm {
     }
 
     /// Waits until a console line (from the start of the boot) satisfies `pred` and returns it.
-    pub fn wait_for_line(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String, RunError> {
+    pub fn wait_for_line(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String, RunError> {
         let deadline = Instant::now() + timeout;
         let mut seen = 0;
         let (lock, cv) = &*Arc::clone(&self.console);
-        let mut guard = lock.lock().map_err(|_| RunError::Io("console lock".into(), io::ErrorKind::Other.into()))?;
+        let mut guard = lock
+            .lock()
+            .map_err(|_| RunError::Io("console lock".into(), io::ErrorKind::Other.into()))?;
         loop {
-            if let Some(l) = guard.lines.get(seen..).and_then(|new| new.iter().find(|l| pred(l))) {
+            if let Some(l) = guard
+                .lines
+                .get(seen..)
+                .and_then(|new| new.iter().find(|l| pred(l)))
+            {
                 return Ok(l.clone());
             }
             seen = guard.lines.len();
             if guard.eof {
                 drop(guard);
                 let status = self.qemu.as_mut().and_then(|c| c.wait().ok());
-                return Err(RunError::Exited { status, context: self.context() });
+                return Err(RunError::Exited {
+                    status,
+                    context: self.context(),
+                });
             }
             let now = Instant::now();
             if now >= deadline {
                 drop(guard);
-                return Err(RunError::Timeout { what: what.to_owned(), context: self.context() });
+                return Err(RunError::Timeout {
+                    what: what.to_owned(),
+                    context: self.context(),
+                });
             }
             guard = cv
                 .wait_timeout(guard, deadline - now)
@@ -394,7 +488,9 @@ impl Vm {
 
     /// Waits for the kernel's ready line ([`READY_PREFIX`]) and returns it.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<String, RunError> {
-        self.wait_for_line("the kernel's ready line", timeout, |l| l.starts_with(READY_PREFIX))
+        self.wait_for_line("the kernel's ready line", timeout, |l| {
+            l.starts_with(READY_PREFIX)
+        })
     }
 
     /// Waits for QEMU to exit (the kernel stops the VM through `isa-debug-exit` or a triple fault).
@@ -411,7 +507,10 @@ impl Vm {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                return Err(RunError::Timeout { what: "QEMU to exit".into(), context: self.context() });
+                return Err(RunError::Timeout {
+                    what: "QEMU to exit".into(),
+                    context: self.context(),
+                });
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -419,7 +518,9 @@ impl Vm {
 
     /// Whether QEMU is still running.
     pub fn is_running(&mut self) -> bool {
-        self.qemu.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.qemu
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Time since QEMU was started.

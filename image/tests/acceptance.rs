@@ -17,7 +17,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use attest::snp::report::AttestationReport;
-use image::build::{self, BuildOptions, DEFAULT_CMDLINE, KERNEL_FILE, MANIFEST_FILE, MAX_IMAGE_SIZE};
+use image::build::{
+    self, BuildOptions, DEFAULT_CMDLINE, KERNEL_FILE, MANIFEST_FILE, MAX_IMAGE_SIZE,
+};
 use image::manifest::{Manifest, ManifestInputs};
 use image::run::{RunOptions, Vm};
 use sha2::{Digest, Sha512};
@@ -28,7 +30,10 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 const ECHO_BYTES: usize = 100 << 20;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("image/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("image/ has a parent")
+        .to_path_buf()
 }
 
 /// The report_data the attest self-test asks for: SHA-512 of a fixed label.
@@ -38,7 +43,10 @@ fn chosen_report_data() -> [u8; 64] {
 
 /// The command line the test image is built (and measured) with.
 fn attest_cmdline() -> String {
-    format!("{DEFAULT_CMDLINE} ckms.test=attest ckms.test_report_data={}", hex::encode(chosen_report_data()))
+    format!(
+        "{DEFAULT_CMDLINE} ckms.test=attest ckms.test_report_data={}",
+        hex::encode(chosen_report_data())
+    )
 }
 
 fn echo_cmdline() -> String {
@@ -86,11 +94,19 @@ fn images() -> &'static Images {
             opts.cmdline = attest_cmdline();
             opts.cargo_target_dir = Some(dir.join("kernel-target"));
             let t = Instant::now();
-            let built = build::build(&opts).unwrap_or_else(|e| panic!("image build in {}: {e}", src.display()));
-            eprintln!("image build {tag}: {:.0} s, {} bytes", t.elapsed().as_secs_f64(), built.manifest.kernel.size);
+            let built = build::build(&opts)
+                .unwrap_or_else(|e| panic!("image build in {}: {e}", src.display()));
+            eprintln!(
+                "image build {tag}: {:.0} s, {} bytes",
+                t.elapsed().as_secs_f64(),
+                built.manifest.kernel.size
+            );
             opts.out_dir
         };
-        Images { a: build_in("a"), b: build_in("b-other-dir") }
+        Images {
+            a: build_in("a"),
+            b: build_in("b-other-dir"),
+        }
     })
 }
 
@@ -103,8 +119,16 @@ fn vm_lock() -> MutexGuard<'static, ()> {
 fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/acceptance-<hash> -> target/<profile>/<name>
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join(name);
-    assert!(bin.is_file(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
     bin
 }
 
@@ -117,13 +141,16 @@ fn run_options(image_dir: &Path, cmdline: Option<String>) -> RunOptions {
 }
 
 fn manifest(dir: &Path) -> Manifest {
-    Manifest::from_json(&fs::read_to_string(dir.join(MANIFEST_FILE)).expect("read manifest")).expect("parse manifest")
+    Manifest::from_json(&fs::read_to_string(dir.join(MANIFEST_FILE)).expect("read manifest"))
+        .expect("parse manifest")
 }
 
 /// Waits for the `ckms: attest report=<hex>` line and parses the report.
 fn attest_report(vm: &mut Vm) -> (Vec<u8>, AttestationReport) {
     let line = vm
-        .wait_for_line("the attestation report", Duration::from_secs(120), |l| l.starts_with("ckms: attest "))
+        .wait_for_line("the attestation report", Duration::from_secs(120), |l| {
+            l.starts_with("ckms: attest ")
+        })
         .unwrap_or_else(|e| panic!("{e}"));
     let hex_report = line
         .strip_prefix("ckms: attest report=")
@@ -139,17 +166,31 @@ fn build_is_reproducible_and_within_limits() {
     for file in [KERNEL_FILE, MANIFEST_FILE] {
         let a = fs::read(imgs.a.join(file)).expect("read a");
         let b = fs::read(imgs.b.join(file)).expect("read b");
-        assert!(a == b, "{file} differs between two builds in different directories");
+        assert!(
+            a == b,
+            "{file} differs between two builds in different directories"
+        );
     }
     let m = manifest(&imgs.a);
     let kernel = fs::read(imgs.a.join(KERNEL_FILE)).expect("read kernel");
-    assert!(kernel.len() as u64 <= MAX_IMAGE_SIZE, "image is {} bytes", kernel.len());
+    assert!(
+        kernel.len() as u64 <= MAX_IMAGE_SIZE,
+        "image is {} bytes",
+        kernel.len()
+    );
     assert_eq!(m.kernel.size, kernel.len() as u64);
     assert_eq!(m.kernel.sha256, image::manifest::sha256_hex(&kernel));
     assert_eq!(m.cmdline, attest_cmdline());
     assert_eq!(m.firmware.name, "amdsev-suffix.bin");
-    assert_eq!(m.firmware.sha256, "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c");
-    eprintln!("image: {} bytes, launch digest {}", kernel.len(), m.snp.launch_digest);
+    assert_eq!(
+        m.firmware.sha256,
+        "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c"
+    );
+    eprintln!(
+        "image: {} bytes, launch digest {}",
+        kernel.len(),
+        m.snp.launch_digest
+    );
 }
 
 #[test]
@@ -159,26 +200,60 @@ fn boots_with_dhcp_and_attests_its_own_measurement() {
     let m = manifest(&imgs.a);
     let t0 = Instant::now();
     let mut vm = Vm::start(&run_options(&imgs.a, None)).unwrap_or_else(|e| panic!("{e}"));
-    let ready = vm.wait_ready(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("boot-to-ready under TCG: {:.1} s ({ready})", t0.elapsed().as_secs_f64());
+    let ready = vm
+        .wait_ready(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "boot-to-ready under TCG: {:.1} s ({ready})",
+        t0.elapsed().as_secs_f64()
+    );
     assert!(ready.contains("ip=10.0.2.15"), "{ready}");
     let lines = vm.console_lines();
     let dhcp = lines.iter().find(|l| l.contains("net: 10.0.2.15/24 (dhcp"));
-    assert!(dhcp.is_some(), "no DHCP address line in the console:\n{}", lines.join("\n"));
+    assert!(
+        dhcp.is_some(),
+        "no DHCP address line in the console:\n{}",
+        lines.join("\n")
+    );
 
     let (bytes, report) = attest_report(&mut vm);
-    assert_eq!(report.report_data, chosen_report_data(), "report_data is not the one the guest chose");
-    assert_eq!(hex::encode(report.measurement), m.snp.launch_digest, "measurement differs from the manifest");
+    assert_eq!(
+        report.report_data,
+        chosen_report_data(),
+        "report_data is not the one the guest chose"
+    );
+    assert_eq!(
+        hex::encode(report.measurement),
+        m.snp.launch_digest,
+        "measurement differs from the manifest"
+    );
 
     // The host verifies it with the CLI, against the manifest's digest and the emulator's test chain.
     let dir = tempfile::tempdir().expect("tempdir");
     let report_path = dir.path().join("report.bin");
     fs::write(&report_path, &bytes).expect("write report");
+    let chain = dir.path().join("chain");
+    let export = Command::new(workspace_bin("snp-emu"))
+        .arg("export-chain")
+        .arg(&chain)
+        .output()
+        .expect("snp-emu");
+    assert!(
+        export.status.success(),
+        "snp-emu export-chain: {}",
+        String::from_utf8_lossy(&export.stderr)
+    );
     let out = Command::new(workspace_bin("ckms"))
         .args(["attestation", "verify-report", "--report"])
         .arg(&report_path)
-        .args(["--measurement", &m.snp.launch_digest, "--report-data", &hex::encode(chosen_report_data())])
-        .arg("--allow-test-root")
+        .arg("--vcek")
+        .arg(chain.join("vcek.der"))
+        .arg("--chain")
+        .arg(chain.join("cert_chain"))
+        .arg("--trust-root")
+        .arg(chain.join("ark.pem"))
+        .args(["--expected-measurement", &m.snp.launch_digest])
+        .args(["--report-data", &hex::encode(chosen_report_data())])
         .output()
         .expect("run ckms");
     assert!(
@@ -195,11 +270,16 @@ fn changed_command_line_changes_the_measurement() {
     let _vm = vm_lock();
     let m = manifest(&imgs.a);
     let changed = format!("{} ckms.log=debug", m.cmdline);
-    let mut vm = Vm::start(&run_options(&imgs.a, Some(changed.clone()))).unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_ready(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let mut vm =
+        Vm::start(&run_options(&imgs.a, Some(changed.clone()))).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_ready(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
     let (_, report) = attest_report(&mut vm);
     let measured = hex::encode(report.measurement);
-    assert_ne!(measured, m.snp.launch_digest, "a changed command line kept the manifest's measurement");
+    assert_ne!(
+        measured, m.snp.launch_digest,
+        "a changed command line kept the manifest's measurement"
+    );
     // ... and it is exactly the digest of the changed launch.
     let kernel = fs::read(imgs.a.join(KERNEL_FILE)).expect("kernel");
     let firmware = fs::read(imgs.a.join(&m.firmware.name)).expect("firmware");
@@ -225,10 +305,17 @@ fn malformed_command_line_stops_the_boot() {
     let bad = format!("{DEFAULT_CMDLINE} ckms.bogus=1");
     let mut vm = Vm::start(&run_options(&imgs.a, Some(bad))).unwrap_or_else(|e| panic!("{e}"));
     let line = vm
-        .wait_for_line("the refusal", BOOT_TIMEOUT, |l| l.starts_with("ckms: boot stopped:") || l.starts_with("ckms: ready"))
+        .wait_for_line("the refusal", BOOT_TIMEOUT, |l| {
+            l.starts_with("ckms: boot stopped:") || l.starts_with("ckms: ready")
+        })
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(line.starts_with("ckms: boot stopped:") && line.contains("ckms.bogus=1"), "{line}");
-    let status = vm.wait_exit(Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        line.starts_with("ckms: boot stopped:") && line.contains("ckms.bogus=1"),
+        "{line}"
+    );
+    let status = vm
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!status.success(), "QEMU exit status {status}");
 }
 
@@ -250,10 +337,14 @@ impl Pattern {
 fn echo_service_moves_100_mib_each_way() {
     let imgs = images();
     let _vm = vm_lock();
-    let mut vm = Vm::start(&run_options(&imgs.a, Some(echo_cmdline()))).unwrap_or_else(|e| panic!("{e}"));
-    vm.wait_ready(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let mut vm =
+        Vm::start(&run_options(&imgs.a, Some(echo_cmdline()))).unwrap_or_else(|e| panic!("{e}"));
+    vm.wait_ready(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
     let stream = TcpStream::connect(vm.addr()).expect("connect through hostfwd");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let mut writer = stream.try_clone().expect("clone");
     let t = Instant::now();
     let sender = thread::spawn(move || {
@@ -288,7 +379,11 @@ fn echo_service_moves_100_mib_each_way() {
                 offset = 0;
             }
             let take = pending.min(n - i);
-            assert!(got[i..i + take] == want[offset..offset + take], "echo corrupted at byte {}", received + i);
+            assert!(
+                got[i..i + take] == want[offset..offset + take],
+                "echo corrupted at byte {}",
+                received + i
+            );
             i += take;
             offset += take;
             pending -= take;
@@ -298,7 +393,10 @@ fn echo_service_moves_100_mib_each_way() {
     sender.join().expect("sender");
     let secs = t.elapsed().as_secs_f64();
     let mib = (ECHO_BYTES >> 20) as f64;
-    eprintln!("echo: {mib} MiB each way in {secs:.1} s = {:.1} MiB/s each way", mib / secs);
+    eprintln!(
+        "echo: {mib} MiB each way in {secs:.1} s = {:.1} MiB/s each way",
+        mib / secs
+    );
     // After our FIN the guest closes too.
     let mut rest = [0u8; 1];
     assert_eq!(reader.read(&mut rest).expect("eof"), 0);

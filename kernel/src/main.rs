@@ -143,6 +143,10 @@ extern "C" fn kernel_main(info: usize) -> ! {
         Ok(hz) => log::info!("clock: tsc {} kHz; rtc (untrusted) {:?} unix", hz / 1000, time::rtc_unix_seconds()),
         Err(e) => refuse(format_args!("clock calibration: {e}")),
     }
+    match arch::apic::init() {
+        Some(per_ms) => log::info!("apic: timer {} kHz (idle wake-ups only)", per_ms),
+        None => log::warn!("apic: no usable local APIC timer; the idle loop spins"),
+    }
 
     // 6. Platform: SNP/TDX detection (refused until implemented), then the attestation mode.
     let mut platform = match platform::select(cfg.attestation) {

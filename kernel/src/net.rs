@@ -63,11 +63,36 @@ pub fn up(nic: VirtioNic, cfg: &BootConfig) -> Result<NetStack, NetError> {
     }
 }
 
+/// Idle for this long without network activity before halting between polls.
+const IDLE_AFTER_US: u64 = 2_000;
+/// Longest halt: a received frame waits at most this long (the NIC is polled, not
+/// interrupt-driven).
+const MAX_HALT_US: u64 = 1_000;
+
+/// Halts the CPU briefly when the stack has been quiet, so an idle guest does not spin a host
+/// core; never while frames are flowing.
+fn maybe_idle(stack: &mut NetStack, active: bool, last_active: &mut Instant) {
+    let t = Instant::now();
+    if active {
+        *last_active = t;
+        return;
+    }
+    if t.micros_since(*last_active) < IDLE_AFTER_US {
+        crate::arch::relax();
+        return;
+    }
+    let delay = stack.poll_delay(now()).map_or(MAX_HALT_US, |d| d.total_micros().min(MAX_HALT_US));
+    if delay > 0 {
+        crate::arch::apic::idle(delay);
+    }
+}
+
 /// Runs the services forever.
 pub fn serve(stack: &mut NetStack, mut services: Vec<Box<dyn Service>>) -> ! {
+    let mut last_active = Instant::now();
     loop {
         let now = now();
-        stack.poll(now);
+        let active = stack.poll(now);
         while let Some(event) = stack.take_event() {
             match event {
                 NetEvent::Configured(settings) => log::info!("net: {settings}"),
@@ -78,6 +103,6 @@ pub fn serve(stack: &mut NetStack, mut services: Vec<Box<dyn Service>>) -> ! {
         for s in services.iter_mut() {
             s.poll(stack, now);
         }
-        crate::arch::relax();
+        maybe_idle(stack, active, &mut last_active);
     }
 }

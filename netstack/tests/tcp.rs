@@ -378,3 +378,30 @@ fn vanished_peer_is_reset_after_the_idle_timeout_but_quiet_peers_stay() {
     }
     assert_eq!(net.a.state(server), Ok(ConnState::Reset));
 }
+
+#[test]
+fn unlisten_refuses_new_connections_and_frees_the_port() {
+    let mut net = Net::new(None, Limits::default(), Limits::default());
+    let l = net.a.listen(PORT, 3).expect("listen");
+    assert_eq!(net.a.listen(PORT, 1), Err(netstack::StackError::PortInUse));
+    assert_eq!(net.a.tcp_sockets(), 3);
+    net.a.unlisten(l).expect("unlisten");
+    assert_eq!(
+        net.a.unlisten(l),
+        Err(netstack::StackError::InvalidListener)
+    );
+    let refused = net.b.connect(endpoint(1, PORT)).expect("connect");
+    for _ in 0..100 {
+        net.step();
+    }
+    assert_eq!(net.b.state(refused), Ok(ConnState::Reset));
+    assert_eq!(net.a.tcp_sockets(), 0, "the listener's sockets are freed");
+    // The port can be listened on again, and the new listener serves.
+    let l2 = net.a.listen(PORT, 1).expect("listen again");
+    let client = net.b.connect(endpoint(1, PORT)).expect("connect");
+    for _ in 0..100 {
+        net.step();
+    }
+    assert!(net.a.accept(l2).is_some());
+    assert_eq!(net.b.state(client), Ok(ConnState::Established));
+}

@@ -42,7 +42,7 @@ SPKI (`PUBLIC KEY`) public key.\n\nExample:\n  openssl genpkey -algorithm ed2551
     Import(EcImportArgs),
     /// Export a key (DER: PKCS#8 private key or SPKI public key, or the KMIP JSON object).
     #[command(long_about = "Export a private key (PKCS#8 DER) or a public key (SPKI DER) to a file.\n\n\
-Example:\n  ckms ec keys export <public key id> pub.der")]
+Example:\n  ckms ec keys export --key-id <public key id> pub.der")]
     Export(EcExportArgs),
     /// Revoke a key.
     Revoke(RevokeArgs),
@@ -103,6 +103,7 @@ pub struct EcImportArgs {
 #[derive(Args, Debug)]
 pub struct EcExportArgs {
     /// Key unique identifier.
+    #[arg(long = "key-id", short = 'k')]
     pub key_id: Option<String>,
     /// Output file.
     pub file: PathBuf,
@@ -225,10 +226,14 @@ fn import(ctx: &Ctx, a: &EcImportArgs) -> Result<Output, CliError> {
     } else {
         // DER: a PKCS#8 PrivateKeyInfo starts with SEQUENCE { INTEGER version, ... }, an SPKI
         // with SEQUENCE { SEQUENCE AlgorithmIdentifier, ... } (RFC 5958 §2, RFC 5280 §4.1).
-        let second_is_integer = data.get(2).map(|len_byte| {
-            let skip = if len_byte & 0x80 != 0 { usize::from(len_byte & 0x7F) } else { 0 };
-            data.get(2 + 1 + skip) == Some(&0x02)
-        });
+        let second_is_integer = match (data.first(), data.get(1)) {
+            (Some(0x30), Some(len)) => {
+                // Short-form length: the first element follows at 2; long form 0x8N: at 2 + N.
+                let skip = if len & 0x80 != 0 { usize::from(len & 0x7F) } else { 0 };
+                Some(data.get(2 + skip) == Some(&0x02))
+            }
+            _ => None,
+        };
         match second_is_integer {
             Some(true) => ("PrivateKey", "PKCS8", data.clone(), "sign"),
             Some(false) => ("PublicKey", "X509", data.clone(), "verify"),

@@ -47,7 +47,7 @@ Example:\n  head -c 32 /dev/urandom > k.bin && ckms sym keys import k.bin --tag 
     Import(ImportArgs),
     /// Export a key to a file (raw bytes or the KMIP JSON object).
     #[command(long_about = "Export a key from the KMS into a file.\n\n\
-Examples:\n  ckms sym keys export 3f2a... k.bin\n  ckms sym keys export --tag payroll k.json --format json")]
+Examples:\n  ckms sym keys export --key-id 3f2a... k.bin\n  ckms sym keys export --tag payroll k.json --format json")]
     Export(ExportArgs),
     /// Revoke a key: it can no longer be used to encrypt.
     Revoke(RevokeArgs),
@@ -150,6 +150,7 @@ pub enum ExportFormat {
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// Key unique identifier.
+    #[arg(long = "key-id", short = 'k')]
     pub key_id: Option<String>,
     /// Output file.
     pub file: PathBuf,

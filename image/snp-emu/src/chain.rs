@@ -17,7 +17,7 @@ use std::{fmt, fs, path::Path, time::Duration};
 
 use der::{
     Decode, DecodePem, Encode, EncodePem, Sequence,
-    asn1::{BitString, Ia5String, Int, ObjectIdentifier, OctetString, UtcTime, Uint},
+    asn1::{BitString, Ia5String, ObjectIdentifier, OctetString, UtcTime, Uint},
     pem::LineEnding,
 };
 use p384::{
@@ -193,7 +193,7 @@ impl fmt::Debug for Chain {
 struct Tbs {
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
     version: u8,
-    serial: Int,
+    serial: Uint,
     signature: AlgorithmIdentifierOwned,
     issuer: Name,
     validity: Validity,
@@ -229,9 +229,9 @@ fn ext_der<T: Encode>(id: ObjectIdentifier, critical: bool, value: &T) -> Result
     Ok(Extension { extn_id: id, critical, extn_value: OctetString::new(value.to_der()?)? })
 }
 
-fn serial(v: u32) -> Result<Int, ChainError> {
-    let u = Uint::new(&v.to_be_bytes())?;
-    Ok(Int::new(u.as_bytes())?)
+/// A non-negative DER INTEGER (`Uint` adds the leading zero byte values >= 0x80 need).
+fn serial(v: u32) -> Result<Uint, ChainError> {
+    Ok(Uint::new(&v.to_be_bytes())?)
 }
 
 fn sign_pss(
@@ -305,7 +305,7 @@ pub fn generate(seed: &str, tcb: Tcb) -> Result<(Chain, String), ChainError> {
     let ask_der = sign_pss(ask_tbs, &ark_signer, &mut rng)?;
 
     // VCEK: leaf, signed by the ASK, with AMD's extensions in AMD's order.
-    let int = |v: u8| -> Result<Int, ChainError> { serial(u32::from(v)) };
+    let int = |v: u8| -> Result<Uint, ChainError> { serial(u32::from(v)) };
     let vcek_tbs = Tbs {
         version: 2,
         serial: serial(0)?,
@@ -336,12 +336,8 @@ pub fn generate(seed: &str, tcb: Tcb) -> Result<(Chain, String), ChainError> {
 
 fn u8_ext(cert: &Certificate, id: ObjectIdentifier) -> Result<u8, ChainError> {
     let ext = find_ext(cert, id)?;
-    let i = Int::from_der(ext.extn_value.as_bytes())?;
-    match i.as_bytes() {
-        [v] => Ok(*v),
-        [0, v] => Ok(*v),
-        _ => Err(ChainError::Inconsistent("SPL extension out of range")),
-    }
+    let v = u32::from_der(ext.extn_value.as_bytes())?;
+    u8::try_from(v).map_err(|_| ChainError::Inconsistent("SPL extension out of range"))
 }
 
 fn find_ext(cert: &Certificate, id: ObjectIdentifier) -> Result<&Extension, ChainError> {

@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Compute the launch digest of the given launch and serve guest requests on a unix socket.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write the test chain: ark.pem, ask.pem, vcek.der, vcek.pem, cert_chain (ASK then ARK).
     ExportChain {
         /// Output directory (created if missing).
@@ -177,10 +177,10 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     let mut psp =
         Psp::new(chain, info, root_secret, Zeroizing::new(random32()?)).map_err(|e| format!("launch: {e}"))?;
 
-    if let Ok(meta) = fs::symlink_metadata(&a.socket) {
-        if meta.file_type().is_socket() {
-            fs::remove_file(&a.socket).map_err(|e| format!("{}: {e}", a.socket.display()))?;
-        }
+    if let Ok(meta) = fs::symlink_metadata(&a.socket)
+        && meta.file_type().is_socket()
+    {
+        fs::remove_file(&a.socket).map_err(|e| format!("{}: {e}", a.socket.display()))?;
     }
     let listener = UnixListener::bind(&a.socket).map_err(|e| format!("{}: {e}", a.socket.display()))?;
     let mut out = std::io::stdout().lock();
@@ -194,7 +194,7 @@ fn serve(a: ServeArgs) -> Result<(), String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
-        Command::Serve(a) => serve(a),
+        Command::Serve(a) => serve(*a),
         Command::ExportChain { dir, chain_dir } => {
             load_chain(chain_dir.as_ref())?.export(&dir).map_err(|e| format!("export: {e}"))
         }

@@ -12,12 +12,30 @@ use crate::{
     psp::{PAGE_SIZE, Psp, RequestError},
 };
 
-fn reply(cmd: u8, status: Status, payload: &[u8]) -> Vec<u8> {
-    frame::encode(RSP_MAGIC, cmd, status as u16, payload)
+/// One reply frame.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The command it answers (0 for garbage).
+    pub cmd: u8,
+    /// The status.
+    pub status: Status,
+    /// The payload (empty unless `status` is `Ok`).
+    pub payload: Vec<u8>,
 }
 
-/// Answers one decoded event with one reply frame.
-pub fn handle(psp: &mut Psp, event: Event) -> Vec<u8> {
+impl Reply {
+    /// The wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        frame::encode(RSP_MAGIC, self.cmd, self.status as u16, &self.payload)
+    }
+}
+
+fn reply(cmd: u8, status: Status, payload: &[u8]) -> Reply {
+    Reply { cmd, status, payload: payload.to_vec() }
+}
+
+/// Answers one decoded event with one reply.
+pub fn handle(psp: &mut Psp, event: Event) -> Reply {
     let (cmd, payload) = match event {
         Event::Garbage => return reply(Cmd::Invalid as u8, Status::BadFrame, &[]),
         Event::Frame { cmd, payload, .. } => (cmd, payload),
@@ -61,13 +79,9 @@ pub fn serve_connection(psp: &mut Psp, stream: &mut UnixStream) -> io::Result<()
         dec.push(buf.get(..n).unwrap_or_default());
         while let Some(event) = dec.next_event() {
             let what = describe(&event);
-            let out = handle(psp, event);
-            let status = u16::from_le_bytes([out[6], out[7]]);
-            eprintln!(
-                "snp-emu: {what} -> {}",
-                Status::from_u16(status).map_or_else(|| status.to_string(), |s| s.to_string())
-            );
-            stream.write_all(&out)?;
+            let reply = handle(psp, event);
+            eprintln!("snp-emu: {what} -> {}", reply.status);
+            stream.write_all(&reply.encode())?;
         }
     }
 }

@@ -263,3 +263,18 @@ fn report_verifies_with_attest_only_under_the_explicit_test_root() {
         VerifyError::ReportDataMismatch
     );
 }
+
+#[test]
+fn gen_chain_reproduces_the_committed_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_snp-emu"))
+        .args(["gen-chain", "--seed", "snp-emu-test-chain-v1", "--out"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    for f in ["ark.pem", "ask.pem", "vcek.der", "vcek_key.pem", "cert_chain"] {
+        assert_eq!(std::fs::read(dir.path().join(f)).unwrap(), std::fs::read(fixtures.join(f)).unwrap(), "{f}");
+    }
+}

@@ -173,8 +173,9 @@ struct Pointer {
     base: u64,
 }
 
-/// Builds and loads the IDT. Must follow [`gdt::init`] (the gates use its code selector and
-/// IST stacks).
+/// Builds and loads the IDT: the 32 exception gates, plus the local APIC timer and spurious
+/// vectors (used only while [`super::apic::idle`] halts). Must follow [`gdt::init`] (the gates
+/// use its code selector and IST stacks).
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut entries = [Entry::MISSING; 256];
@@ -182,6 +183,15 @@ pub fn init() {
             let ist = if i == 8 { gdt::IST_DOUBLE_FAULT } else { gdt::IST_EXCEPTION };
             if let Some(e) = entries.get_mut(i) {
                 *e = Entry::gate(*stub as usize as u64, ist);
+            }
+        }
+        let gates: [(u8, unsafe extern "C" fn()); 2] = [
+            (super::apic::TIMER_VECTOR, super::apic::timer_stub),
+            (super::apic::SPURIOUS_VECTOR, super::apic::spurious_stub),
+        ];
+        for (vector, stub) in gates {
+            if let Some(e) = entries.get_mut(usize::from(vector)) {
+                *e = Entry::gate(stub as usize as u64, gdt::IST_EXCEPTION);
             }
         }
         Idt(entries)

@@ -1,5 +1,6 @@
 //! x86-64 specifics: CPU registers and instructions, descriptor tables, exceptions, paging.
 
+pub mod apic;
 pub mod gdt;
 pub mod idt;
 pub mod paging;

@@ -68,7 +68,11 @@ rights! {
 
 /// The rights of a mask, in a stable order.
 pub fn mask_rights(mask: u32) -> Vec<Right> {
-    Right::ALL.iter().copied().filter(|r| mask & r.bit() != 0).collect()
+    Right::ALL
+        .iter()
+        .copied()
+        .filter(|r| mask & r.bit() != 0)
+        .collect()
 }
 
 /// The right an operation on an existing object needs (`None`: not object-scoped).
@@ -168,7 +172,10 @@ pub struct ObtainedAccess {
 
 /// Names of the rights in `mask`.
 pub fn mask_names(mask: u32) -> Vec<String> {
-    mask_rights(mask).into_iter().map(|r| r.name().to_string()).collect()
+    mask_rights(mask)
+        .into_iter()
+        .map(|r| r.name().to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -178,14 +185,23 @@ mod tests {
     #[test]
     fn names_and_aliases() {
         assert_eq!(Right::from_name("get"), Some(Right::Get));
-        assert_eq!(Right::from_name("GetAttributes"), Some(Right::GetAttributes));
-        assert_eq!(Right::from_name("get_attributes"), Some(Right::GetAttributes));
+        assert_eq!(
+            Right::from_name("GetAttributes"),
+            Some(Right::GetAttributes)
+        );
+        assert_eq!(
+            Right::from_name("get_attributes"),
+            Some(Right::GetAttributes)
+        );
         assert_eq!(Right::from_name("verify"), Some(Right::SignatureVerify));
         assert_eq!(Right::from_name("fly"), None);
         for r in Right::ALL {
             assert_eq!(Right::from_name(r.name()), Some(*r));
         }
-        assert_eq!(mask_names(Right::Get.bit() | Right::Decrypt.bit()), ["get", "decrypt"]);
+        assert_eq!(
+            mask_names(Right::Get.bit() | Right::Decrypt.bit()),
+            ["get", "decrypt"]
+        );
     }
 
     #[test]

@@ -67,7 +67,10 @@ pub enum KmsError {
 impl KmsError {
     /// A KMIP error with a fixed message.
     pub const fn kmip(reason: ResultReason, msg: &'static str) -> Self {
-        KmsError::Kmip(KmipError { reason, detail: Detail::Msg(msg) })
+        KmsError::Kmip(KmipError {
+            reason,
+            detail: Detail::Msg(msg),
+        })
     }
 
     /// The HTTP status this error is answered with.
@@ -125,16 +128,20 @@ impl From<FieldError> for KmsError {
             FieldError::WrongType(_) => ResultReason::InvalidField,
             FieldError::Invalid(_) => ResultReason::InvalidField,
         };
-        KmsError::Kmip(KmipError { reason, detail: Detail::Field(e) })
+        KmsError::Kmip(KmipError {
+            reason,
+            detail: Detail::Field(e),
+        })
     }
 }
 
 impl From<RequestError> for KmsError {
     fn from(e: RequestError) -> Self {
         match e {
-            RequestError::UnknownOperation => {
-                KmsError::kmip(ResultReason::OperationNotSupported, "operation not supported")
-            }
+            RequestError::UnknownOperation => KmsError::kmip(
+                ResultReason::OperationNotSupported,
+                "operation not supported",
+            ),
             RequestError::Field(f) => f.into(),
         }
     }
@@ -162,12 +169,17 @@ impl From<CryptoError> for KmsError {
                 detail: Detail::Crypto(e),
             }),
             CryptoError::InvalidNonce | CryptoError::InvalidTag | CryptoError::InvalidSignature => {
-                KmsError::Kmip(KmipError { reason: ResultReason::InvalidField, detail: Detail::Crypto(e) })
+                KmsError::Kmip(KmipError {
+                    reason: ResultReason::InvalidField,
+                    detail: Detail::Crypto(e),
+                })
             }
-            CryptoError::InvalidKey | CryptoError::AuthenticationFailed => KmsError::Kmip(KmipError {
-                reason: ResultReason::CryptographicFailure,
-                detail: Detail::Crypto(e),
-            }),
+            CryptoError::InvalidKey | CryptoError::AuthenticationFailed => {
+                KmsError::Kmip(KmipError {
+                    reason: ResultReason::CryptographicFailure,
+                    detail: Detail::Crypto(e),
+                })
+            }
         }
     }
 }

@@ -94,11 +94,15 @@ impl<'a> Reader<'a> {
     }
     fn u16(&mut self) -> Result<u16, DecodeError> {
         let b = self.take(2)?;
-        Ok(u16::from_be_bytes(b.try_into().map_err(|_| DecodeError::Truncated)?))
+        Ok(u16::from_be_bytes(
+            b.try_into().map_err(|_| DecodeError::Truncated)?,
+        ))
     }
     fn u32(&mut self) -> Result<u32, DecodeError> {
         let b = self.take(4)?;
-        Ok(u32::from_be_bytes(b.try_into().map_err(|_| DecodeError::Truncated)?))
+        Ok(u32::from_be_bytes(
+            b.try_into().map_err(|_| DecodeError::Truncated)?,
+        ))
     }
     fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = usize::try_from(self.u32()?).map_err(|_| DecodeError::Truncated)?;
@@ -106,7 +110,9 @@ impl<'a> Reader<'a> {
     }
     fn str(&mut self) -> Result<String, DecodeError> {
         let b = self.bytes()?;
-        core::str::from_utf8(b).map(ToString::to_string).map_err(|_| DecodeError::Invalid("utf-8"))
+        core::str::from_utf8(b)
+            .map(ToString::to_string)
+            .map_err(|_| DecodeError::Invalid("utf-8"))
     }
 }
 
@@ -140,7 +146,10 @@ impl ManagedObject {
         if user == self.owner {
             return u32::MAX;
         }
-        self.grants.iter().find(|(u, _)| u == user).map_or(0, |(_, m)| *m)
+        self.grants
+            .iter()
+            .find(|(u, _)| u == user)
+            .map_or(0, |(_, m)| *m)
     }
 
     /// Index terms for the store.
@@ -192,8 +201,15 @@ impl ManagedObject {
             put_bytes(&mut b, u.as_bytes());
             b.extend_from_slice(&m.to_be_bytes());
         }
-        put_bytes(&mut b, &json::to_vec(&self.attributes.to_ttlv("Attributes")));
-        Record { uid: self.uid.clone(), body: b, keywords: self.keywords() }
+        put_bytes(
+            &mut b,
+            &json::to_vec(&self.attributes.to_ttlv("Attributes")),
+        );
+        Record {
+            uid: self.uid.clone(),
+            body: b,
+            keywords: self.keywords(),
+        }
     }
 
     /// Deserialize from a store record.
@@ -202,8 +218,8 @@ impl ManagedObject {
         if rd.take(4)? != MAGIC {
             return Err(DecodeError::Magic);
         }
-        let object_type =
-            ObjectType::from_code(u32::from(rd.u8()?)).ok_or(DecodeError::Invalid("object type"))?;
+        let object_type = ObjectType::from_code(u32::from(rd.u8()?))
+            .ok_or(DecodeError::Invalid("object type"))?;
         let state = State::from_code(u32::from(rd.u8()?)).ok_or(DecodeError::Invalid("state"))?;
         let owner = rd.str()?;
         let material = match rd.u8()? {
@@ -219,12 +235,21 @@ impl ManagedObject {
             grants.push((u, m));
         }
         let attrs = rd.bytes()?;
-        let t = json::from_slice(attrs, &Limits::default()).map_err(|_| DecodeError::Invalid("attributes"))?;
+        let t = json::from_slice(attrs, &Limits::default())
+            .map_err(|_| DecodeError::Invalid("attributes"))?;
         let attributes = Attributes::parse(&t).map_err(|_| DecodeError::Invalid("attributes"))?;
         if !rd.buf.is_empty() {
             return Err(DecodeError::Invalid("trailing bytes"));
         }
-        Ok(ManagedObject { uid: r.uid.clone(), object_type, state, owner, material, grants, attributes })
+        Ok(ManagedObject {
+            uid: r.uid.clone(),
+            object_type,
+            state,
+            owner,
+            material,
+            grants,
+            attributes,
+        })
     }
 
     /// Cryptographic algorithm attribute.
@@ -262,7 +287,10 @@ mod tests {
         let r = o.to_record();
         let back = ManagedObject::from_record(&r).unwrap();
         assert_eq!(back.owner, "alice");
-        assert_eq!(back.material.as_deref().map(Vec::as_slice), Some(&[1u8; 32][..]));
+        assert_eq!(
+            back.material.as_deref().map(Vec::as_slice),
+            Some(&[1u8; 32][..])
+        );
         assert_eq!(back.grants, o.grants);
         assert_eq!(back.attributes, o.attributes);
         assert!(r.keywords.contains(&"tag=t1".into()));
@@ -280,7 +308,11 @@ mod tests {
     fn truncated_records_are_rejected() {
         let r = obj().to_record();
         for cut in [0, 3, 4, 6, 10, r.body.len() - 1] {
-            let t = Record { uid: r.uid.clone(), body: r.body[..cut].to_vec(), keywords: vec![] };
+            let t = Record {
+                uid: r.uid.clone(),
+                body: r.body[..cut].to_vec(),
+                keywords: vec![],
+            };
             assert!(ManagedObject::from_record(&t).is_err(), "cut {cut}");
         }
     }

@@ -11,10 +11,10 @@ use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
 use crate::access::{self, ObtainedAccess, OwnedObject, Right, SuccessResponse, UserAccess};
+use crate::crypto::Random;
 use crate::crypto::aead::{self, AeadAlg};
 use crate::crypto::asym::{self, Curve};
-use crate::crypto::Random;
-use crate::error::{KmsError, Detail, KmipError};
+use crate::error::{KmipError, KmsError};
 use crate::kmip::json::{self, Limits};
 use crate::kmip::ops::{CryptographicParameters, KeyBlock, Request, Response, operation_from_tag};
 use crate::kmip::ttlv::{Ttlv, Value};
@@ -71,9 +71,14 @@ const fn kerr(reason: ResultReason, msg: &'static str) -> KmsError {
 }
 
 const NOT_FOUND: KmsError = kerr(ResultReason::ItemNotFound, "object not found");
-const DENIED: KmsError =
-    kerr(ResultReason::PermissionDenied, "permission denied: the user has no right for this operation on this object");
-const DESTROYED: KmsError = kerr(ResultReason::ObjectDestroyed, "the object is destroyed: its key material is gone");
+const DENIED: KmsError = kerr(
+    ResultReason::PermissionDenied,
+    "permission denied: the user has no right for this operation on this object",
+);
+const DESTROYED: KmsError = kerr(
+    ResultReason::ObjectDestroyed,
+    "the object is destroyed: its key material is gone",
+);
 
 /// System tags the Cosmian KMS puts on objects by type.
 fn system_tag(t: ObjectType) -> Option<&'static str> {
@@ -93,7 +98,9 @@ fn is_system_tag(t: &str) -> bool {
 fn new_uid(env: &mut Env) -> KResult<String> {
     // RFC 9562 §5.4 UUID version 4.
     let mut b = [0u8; 16];
-    env.rng.fill(&mut b).map_err(|_| KmsError::Internal("random number generator failure"))?;
+    env.rng
+        .fill(&mut b)
+        .map_err(|_| KmsError::Internal("random number generator failure"))?;
     b[6] = (b[6] & 0x0F) | 0x40;
     b[8] = (b[8] & 0x3F) | 0x80;
     let mut s = String::with_capacity(36);
@@ -107,7 +114,11 @@ fn new_uid(env: &mut Env) -> KResult<String> {
 }
 
 fn check_uid(uid: &str) -> KResult<()> {
-    if uid.is_empty() || uid.len() > 256 || uid.starts_with('[') || uid.chars().any(char::is_control) {
+    if uid.is_empty()
+        || uid.len() > 256
+        || uid.starts_with('[')
+        || uid.chars().any(char::is_control)
+    {
         return Err(kerr(ResultReason::InvalidField, "invalid UniqueIdentifier"));
     }
     Ok(())
@@ -126,9 +137,22 @@ fn merge(base: &Attributes, over: &Attributes) -> Attributes {
     macro_rules! or {
         ($($f:ident),*) => { $( if over.$f.is_some() { a.$f = over.$f.clone(); } )* };
     }
-    or!(unique_identifier, object_type, cryptographic_algorithm, cryptographic_length,
-        cryptographic_usage_mask, key_format_type, recommended_curve, state, activation_date,
-        deactivation_date, compromise_date, destroy_date, initial_date, last_change_date);
+    or!(
+        unique_identifier,
+        object_type,
+        cryptographic_algorithm,
+        cryptographic_length,
+        cryptographic_usage_mask,
+        key_format_type,
+        recommended_curve,
+        state,
+        activation_date,
+        deactivation_date,
+        compromise_date,
+        destroy_date,
+        initial_date,
+        last_change_date
+    );
     for n in &over.names {
         if !a.names.contains(n) {
             a.names.push(n.clone());
@@ -141,7 +165,8 @@ fn merge(base: &Attributes, over: &Attributes) -> Attributes {
     }
     a.links.extend(over.links.iter().cloned());
     for v in &over.vendor_attributes {
-        a.vendor_attributes.retain(|x| !(x.vendor == v.vendor && x.name == v.name));
+        a.vendor_attributes
+            .retain(|x| !(x.vendor == v.vendor && x.name == v.name));
         a.vendor_attributes.push(v.clone());
     }
     for o in &over.other {
@@ -155,9 +180,8 @@ fn curve_of(a: &Attributes) -> Option<Curve> {
     match (a.recommended_curve, a.cryptographic_algorithm) {
         (Some(RecommendedCurve::P256), _) => Some(Curve::P256),
         (Some(RecommendedCurve::P384), _) => Some(Curve::P384),
-        (Some(RecommendedCurve::CURVEED25519), _) | (None, Some(CryptographicAlgorithm::Ed25519)) => {
-            Some(Curve::Ed25519)
-        }
+        (Some(RecommendedCurve::CURVEED25519), _)
+        | (None, Some(CryptographicAlgorithm::Ed25519)) => Some(Curve::Ed25519),
         _ => None,
     }
 }
@@ -173,16 +197,25 @@ fn curve_enum(c: Curve) -> RecommendedCurve {
 fn curve_alg(c: Curve, asked: Option<CryptographicAlgorithm>) -> CryptographicAlgorithm {
     match (c, asked) {
         (Curve::Ed25519, _) => CryptographicAlgorithm::Ed25519,
-        (_, Some(CryptographicAlgorithm::EC)) => CryptographicAlgorithm::EC,
+        (_, Some(a @ (CryptographicAlgorithm::EC | CryptographicAlgorithm::ECDH))) => a,
         _ => CryptographicAlgorithm::ECDSA,
     }
 }
 
 /// Read-only attributes that Add/Set/DeleteAttribute refuse to touch.
 const READ_ONLY: &[&str] = &[
-    "UniqueIdentifier", "ObjectType", "State", "CryptographicAlgorithm", "CryptographicLength",
-    "KeyFormatType", "InitialDate", "LastChangeDate", "DestroyDate", "CompromiseDate",
-    "RecommendedCurve", "CryptographicDomainParameters",
+    "UniqueIdentifier",
+    "ObjectType",
+    "State",
+    "CryptographicAlgorithm",
+    "CryptographicLength",
+    "KeyFormatType",
+    "InitialDate",
+    "LastChangeDate",
+    "DestroyDate",
+    "CompromiseDate",
+    "RecommendedCurve",
+    "CryptographicDomainParameters",
 ];
 
 impl<S: Store> Kms<S> {
@@ -236,7 +269,10 @@ impl<S: Store> Kms<S> {
         if let Some(pv) = header.get("ProtocolVersion") {
             let major = pv.opt_int("ProtocolVersionMajor")?.unwrap_or(2);
             if major != 2 {
-                return Err(kerr(ResultReason::UnsupportedProtocolVersion, "only KMIP 2.x JSON is supported"));
+                return Err(kerr(
+                    ResultReason::UnsupportedProtocolVersion,
+                    "only KMIP 2.x JSON is supported",
+                ));
             }
         }
         let stop_on_error = match header.get("BatchErrorContinuationOption") {
@@ -256,7 +292,10 @@ impl<S: Store> Kms<S> {
             alloc::vec![
                 Ttlv::structure(
                     "ProtocolVersion",
-                    alloc::vec![Ttlv::int("ProtocolVersionMajor", 2), Ttlv::int("ProtocolVersionMinor", 1)],
+                    alloc::vec![
+                        Ttlv::int("ProtocolVersionMajor", 2),
+                        Ttlv::int("ProtocolVersionMinor", 1)
+                    ],
                 ),
                 Ttlv::datetime("TimeStamp", env.now),
                 Ttlv::int("BatchCount", i32::try_from(items.len()).unwrap_or(i32::MAX)),
@@ -267,13 +306,23 @@ impl<S: Store> Kms<S> {
             let id = item.get("UniqueBatchItemID").cloned();
             let op_item = item.get("Operation").cloned();
             let result = if failed && stop_on_error {
-                Err(kerr(ResultReason::OperationCanceledByRequester, "not executed: an earlier batch item failed"))
+                Err(kerr(
+                    ResultReason::OperationCanceledByRequester,
+                    "not executed: an earlier batch item failed",
+                ))
             } else {
                 match item.get("Operation").map(Operation::parse) {
-                    None => Err(KmsError::from(crate::kmip::ttlv::FieldError::Missing("Operation"))),
-                    Some(Err(_)) => Err(kerr(ResultReason::OperationNotSupported, "unknown or unsupported operation")),
+                    None => Err(KmsError::from(crate::kmip::ttlv::FieldError::Missing(
+                        "Operation",
+                    ))),
+                    Some(Err(_)) => Err(kerr(
+                        ResultReason::OperationNotSupported,
+                        "unknown or unsupported operation",
+                    )),
                     Some(Ok(op)) => match item.get("RequestPayload") {
-                        None => Err(crate::kmip::ttlv::FieldError::Missing("RequestPayload").into()),
+                        None => {
+                            Err(crate::kmip::ttlv::FieldError::Missing("RequestPayload").into())
+                        }
                         Some(p) => self.execute(env, user, op, p),
                     },
                 }
@@ -302,22 +351,58 @@ impl<S: Store> Kms<S> {
         Ok(Ttlv::structure("ResponseMessage", out))
     }
 
-    fn execute(&self, env: &mut Env, user: &str, op: Operation, payload: &Ttlv) -> KResult<Response> {
+    fn execute(
+        &self,
+        env: &mut Env,
+        user: &str,
+        op: Operation,
+        payload: &Ttlv,
+    ) -> KResult<Response> {
         let req = Request::parse(op, payload)?;
         match req {
-            Request::Create { object_type, attributes } => self.create(env, user, object_type, &attributes),
-            Request::CreateKeyPair { common, private, public } => {
-                self.create_key_pair(env, user, &common, &private, &public)
-            }
-            Request::Register { import, uid, object_type, replace, attributes, mut key } => {
-                self.register(env, user, import, uid, object_type, replace, &attributes, &mut key)
-            }
-            Request::Get { uid, key_format_type, export } => self.get(env, user, uid.as_deref(), key_format_type, export),
+            Request::Create {
+                object_type,
+                attributes,
+            } => self.create(env, user, object_type, &attributes),
+            Request::CreateKeyPair {
+                common,
+                private,
+                public,
+            } => self.create_key_pair(env, user, &common, &private, &public),
+            Request::Register {
+                import,
+                uid,
+                object_type,
+                replace,
+                attributes,
+                mut key,
+            } => self.register(
+                env,
+                user,
+                import,
+                uid,
+                object_type,
+                replace,
+                &attributes,
+                &mut key,
+            ),
+            Request::Get {
+                uid,
+                key_format_type,
+                export,
+            } => self.get(env, user, uid.as_deref(), key_format_type, export),
             Request::GetAttributes { uid, references } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), Right::GetAttributes)?;
                 let all = self.full_attributes(&o, env.now);
-                let attributes = if references.is_empty() { all } else { filter_attributes(&all, &references) };
-                Ok(Response::GetAttributes { uid: o.uid.clone(), attributes })
+                let attributes = if references.is_empty() {
+                    all
+                } else {
+                    filter_attributes(&all, &references)
+                };
+                Ok(Response::GetAttributes {
+                    uid: o.uid.clone(),
+                    attributes,
+                })
             }
             Request::GetAttributeList { uid } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), Right::GetAttributes)?;
@@ -328,25 +413,38 @@ impl<S: Store> Kms<S> {
                     if c.tag == "VendorAttributes" {
                         for v in c.children() {
                             let mut s = alloc::vec![];
-                            if let Some(x) = v.get("VendorIdentification") { s.push(x.clone()); }
-                            if let Some(x) = v.get("AttributeName") { s.push(x.clone()); }
+                            if let Some(x) = v.get("VendorIdentification") {
+                                s.push(x.clone());
+                            }
+                            if let Some(x) = v.get("AttributeName") {
+                                s.push(x.clone());
+                            }
                             references.push(Ttlv::structure("AttributeReference", s));
                         }
                     } else if seen.insert(c.tag.clone()) {
                         references.push(Ttlv::enumeration("AttributeReference", &c.tag));
                     }
                 }
-                Ok(Response::GetAttributeList { uid: o.uid.clone(), references })
+                Ok(Response::GetAttributeList {
+                    uid: o.uid.clone(),
+                    references,
+                })
             }
             Request::AddAttribute { uid, attribute } => {
-                let o = self.modify_attribute(env, user, uid.as_deref(), AttrEdit::Add(&attribute))?;
+                let o =
+                    self.modify_attribute(env, user, uid.as_deref(), AttrEdit::Add(&attribute))?;
                 Ok(Response::AddAttribute { uid: o })
             }
             Request::SetAttribute { uid, attribute } => {
-                let o = self.modify_attribute(env, user, uid.as_deref(), AttrEdit::Set(&attribute))?;
+                let o =
+                    self.modify_attribute(env, user, uid.as_deref(), AttrEdit::Set(&attribute))?;
                 Ok(Response::SetAttribute { uid: o })
             }
-            Request::DeleteAttribute { uid, current, reference } => {
+            Request::DeleteAttribute {
+                uid,
+                current,
+                reference,
+            } => {
                 let o = self.modify_attribute(
                     env,
                     user,
@@ -355,22 +453,37 @@ impl<S: Store> Kms<S> {
                 )?;
                 Ok(Response::DeleteAttribute { uid: o })
             }
-            Request::Locate { max_items, offset_items, attributes } => {
-                self.locate(env, user, max_items, offset_items, &attributes)
-            }
+            Request::Locate {
+                max_items,
+                offset_items,
+                attributes,
+            } => self.locate(env, user, max_items, offset_items, &attributes),
             Request::Activate { uid } => {
                 let now = env.now;
-                let (uid, _) = self.update(user, uid.as_deref(), Right::Activate, |o| {
-                    if o.effective_state(now) != State::PreActive {
-                        return Err(kerr(ResultReason::WrongKeyLifecycleState, "only a PreActive object can be activated"));
-                    }
-                    o.state = State::Active;
-                    o.attributes.activation_date = Some(now);
-                    Ok(())
-                }, now)?;
+                let (uid, _) = self.update(
+                    user,
+                    uid.as_deref(),
+                    Right::Activate,
+                    |o| {
+                        if o.effective_state(now) != State::PreActive {
+                            return Err(kerr(
+                                ResultReason::WrongKeyLifecycleState,
+                                "only a PreActive object can be activated",
+                            ));
+                        }
+                        o.state = State::Active;
+                        o.attributes.activation_date = Some(now);
+                        Ok(())
+                    },
+                    now,
+                )?;
                 Ok(Response::Activate { uid })
             }
-            Request::Revoke { uid, reason, compromise_date } => {
+            Request::Revoke {
+                uid,
+                reason,
+                compromise_date,
+            } => {
                 let uid = self.revoke(env, user, uid.as_deref(), reason, compromise_date)?;
                 Ok(Response::Revoke { uid })
             }
@@ -378,24 +491,52 @@ impl<S: Store> Kms<S> {
                 let uid = self.destroy(env, user, uid.as_deref())?;
                 Ok(Response::Destroy { uid })
             }
-            Request::ReKey { uid, attributes } => self.rekey(env, user, uid.as_deref(), &attributes),
-            Request::Encrypt { uid, params, data, nonce, aad, spelling } => {
+            Request::ReKey { uid, attributes } => {
+                self.rekey(env, user, uid.as_deref(), &attributes)
+            }
+            Request::Encrypt {
+                uid,
+                params,
+                data,
+                nonce,
+                aad,
+                spelling,
+            } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), Right::Encrypt)?;
-                let (alg, key) = self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
+                let (alg, key) =
+                    self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
                 let nonce = match nonce {
                     Some(n) => n,
                     None => {
                         let mut n = alloc::vec![0u8; aead::NONCE_LEN];
-                        env.rng.fill(&mut n).map_err(|_| KmsError::Internal("random number generator failure"))?;
+                        env.rng
+                            .fill(&mut n)
+                            .map_err(|_| KmsError::Internal("random number generator failure"))?;
                         n
                     }
                 };
-                let (ct, tag) = aead::encrypt(alg, key, &nonce, aad.as_deref().unwrap_or(&[]), &data)?;
-                Ok(Response::Encrypt { uid: o.uid.clone(), data: ct, nonce, tag: tag.to_vec(), spelling })
+                let (ct, tag) =
+                    aead::encrypt(alg, key, &nonce, aad.as_deref().unwrap_or(&[]), &data)?;
+                Ok(Response::Encrypt {
+                    uid: o.uid.clone(),
+                    data: ct,
+                    nonce,
+                    tag: tag.to_vec(),
+                    spelling,
+                })
             }
-            Request::Decrypt { uid, params, data, nonce, tag, aad, .. } => {
+            Request::Decrypt {
+                uid,
+                params,
+                data,
+                nonce,
+                tag,
+                aad,
+                ..
+            } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), Right::Decrypt)?;
-                let (alg, key) = self.symmetric_for(&o, env.now, usage::DECRYPT, params.as_ref())?;
+                let (alg, key) =
+                    self.symmetric_for(&o, env.now, usage::DECRYPT, params.as_ref())?;
                 let aad = aad.as_deref().unwrap_or(&[]);
                 let pt = match (nonce, tag) {
                     (Some(n), Some(t)) => aead::decrypt(alg, key, &n, aad, &data, &t)?,
@@ -403,37 +544,70 @@ impl<S: Store> Kms<S> {
                     (None, None) => {
                         let min = aead::NONCE_LEN + aead::TAG_LEN;
                         if data.len() < min {
-                            return Err(kerr(ResultReason::InvalidField, "Data is shorter than nonce and tag"));
+                            return Err(kerr(
+                                ResultReason::InvalidField,
+                                "Data is shorter than nonce and tag",
+                            ));
                         }
                         let (n, rest) = data.split_at(aead::NONCE_LEN);
                         let (c, t) = rest.split_at(rest.len() - aead::TAG_LEN);
                         aead::decrypt(alg, key, n, aad, c, t)?
                     }
-                    _ => return Err(kerr(ResultReason::MissingData, "IVCounterNonce and AuthenticatedEncryptionTag go together")),
+                    _ => {
+                        return Err(kerr(
+                            ResultReason::MissingData,
+                            "IVCounterNonce and AuthenticatedEncryptionTag go together",
+                        ));
+                    }
                 };
-                Ok(Response::Decrypt { uid: o.uid.clone(), data: pt })
+                Ok(Response::Decrypt {
+                    uid: o.uid.clone(),
+                    data: pt,
+                })
             }
             Request::Sign { uid, params, data } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), Right::Sign)?;
                 if o.object_type != ObjectType::PrivateKey {
-                    return Err(kerr(ResultReason::InvalidObjectType, "Sign needs a private key"));
+                    return Err(kerr(
+                        ResultReason::InvalidObjectType,
+                        "Sign needs a private key",
+                    ));
                 }
                 self.usable(&o, env.now, usage::SIGN)?;
-                let curve = curve_of(&o.attributes).ok_or(kerr(ResultReason::CryptographicFailure, "unknown key curve"))?;
+                let curve = curve_of(&o.attributes).ok_or(kerr(
+                    ResultReason::CryptographicFailure,
+                    "unknown key curve",
+                ))?;
                 check_sig_params(curve, params.as_ref())?;
                 let material = o.material.as_ref().ok_or(DESTROYED)?;
                 let signature = asym::sign(curve, material, &data)?;
-                Ok(Response::Sign { uid: o.uid.clone(), signature })
+                Ok(Response::Sign {
+                    uid: o.uid.clone(),
+                    signature,
+                })
             }
-            Request::SignatureVerify { uid, params, data, signature } => {
+            Request::SignatureVerify {
+                uid,
+                params,
+                data,
+                signature,
+            } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), Right::SignatureVerify)?;
                 let mask = match o.object_type {
                     ObjectType::PublicKey => usage::VERIFY,
                     ObjectType::PrivateKey => usage::VERIFY | usage::SIGN,
-                    _ => return Err(kerr(ResultReason::InvalidObjectType, "SignatureVerify needs a public or private key")),
+                    _ => {
+                        return Err(kerr(
+                            ResultReason::InvalidObjectType,
+                            "SignatureVerify needs a public or private key",
+                        ));
+                    }
                 };
                 self.usable(&o, env.now, mask)?;
-                let curve = curve_of(&o.attributes).ok_or(kerr(ResultReason::CryptographicFailure, "unknown key curve"))?;
+                let curve = curve_of(&o.attributes).ok_or(kerr(
+                    ResultReason::CryptographicFailure,
+                    "unknown key curve",
+                ))?;
                 check_sig_params(curve, params.as_ref())?;
                 let material = o.material.as_ref().ok_or(DESTROYED)?;
                 let spki = if o.object_type == ObjectType::PrivateKey {
@@ -446,17 +620,28 @@ impl<S: Store> Kms<S> {
                     Err(crate::crypto::CryptoError::InvalidSignature) => false,
                     Err(e) => return Err(e.into()),
                 };
-                Ok(Response::SignatureVerify { uid: o.uid.clone(), valid })
+                Ok(Response::SignatureVerify {
+                    uid: o.uid.clone(),
+                    valid,
+                })
             }
             Request::Query { functions } => {
                 let all = functions.is_empty();
                 let operations = if all || functions.contains(&QueryFunction::QueryOperations) {
-                    Operation::ALL.iter().copied().filter(|o| *o != Operation::ModifyAttribute).collect()
+                    Operation::ALL
+                        .iter()
+                        .copied()
+                        .filter(|o| *o != Operation::ModifyAttribute)
+                        .collect()
                 } else {
                     Vec::new()
                 };
                 let object_types = if all || functions.contains(&QueryFunction::QueryObjects) {
-                    alloc::vec![ObjectType::SymmetricKey, ObjectType::PrivateKey, ObjectType::PublicKey]
+                    alloc::vec![
+                        ObjectType::SymmetricKey,
+                        ObjectType::PrivateKey,
+                        ObjectType::PublicKey
+                    ]
                 } else {
                     Vec::new()
                 };
@@ -493,8 +678,16 @@ impl<S: Store> Kms<S> {
     }
 
     /// Find the object `uid` names (a uid, or `["tag", ...]`) and check `user` holds `right`.
-    fn resolve(&self, user: &str, uid: Option<&str>, right: Right) -> KResult<(ManagedObject, Version)> {
-        let uid = uid.ok_or(kerr(ResultReason::MissingData, "UniqueIdentifier is required (ID placeholders are not supported)"))?;
+    fn resolve(
+        &self,
+        user: &str,
+        uid: Option<&str>,
+        right: Right,
+    ) -> KResult<(ManagedObject, Version)> {
+        let uid = uid.ok_or(kerr(
+            ResultReason::MissingData,
+            "UniqueIdentifier is required (ID placeholders are not supported)",
+        ))?;
         let allowed = |o: &ManagedObject| {
             let m = o.rights_of(user);
             m & right.bit() != 0
@@ -502,20 +695,31 @@ impl<S: Store> Kms<S> {
                 || (matches!(right, Right::Export | Right::GetAttributes) && m & Right::Get.bit() != 0)
         };
         if uid.starts_with('[') {
-            let tags = parse_tags(uid.as_bytes()).map_err(|_| kerr(ResultReason::InvalidField, "invalid tag list in UniqueIdentifier"))?;
+            let tags = parse_tags(uid.as_bytes()).map_err(|_| {
+                kerr(
+                    ResultReason::InvalidField,
+                    "invalid tag list in UniqueIdentifier",
+                )
+            })?;
             if tags.is_empty() {
-                return Err(kerr(ResultReason::InvalidField, "empty tag list in UniqueIdentifier"));
+                return Err(kerr(
+                    ResultReason::InvalidField,
+                    "empty tag list in UniqueIdentifier",
+                ));
             }
             let kw: Vec<String> = tags.iter().map(|t| alloc::format!("tag={t}")).collect();
             let mut found = None;
             for u in self.visible(user, &kw)? {
-                if let Some((o, v)) = self.load(&u)? {
-                    if allowed(&o) {
-                        if found.is_some() {
-                            return Err(kerr(ResultReason::InvalidField, "these tags select more than one object"));
-                        }
-                        found = Some((o, v));
+                if let Some((o, v)) = self.load(&u)?
+                    && allowed(&o)
+                {
+                    if found.is_some() {
+                        return Err(kerr(
+                            ResultReason::InvalidField,
+                            "these tags select more than one object",
+                        ));
                     }
+                    found = Some((o, v));
                 }
             }
             return found.ok_or(NOT_FOUND);
@@ -554,7 +758,10 @@ impl<S: Store> Kms<S> {
     fn insert(&self, o: &ManagedObject) -> KResult<()> {
         match self.store.insert(&o.to_record()) {
             Ok(_) => Ok(()),
-            Err(StoreError::AlreadyExists) => Err(kerr(ResultReason::ObjectAlreadyExists, "an object with this UniqueIdentifier exists")),
+            Err(StoreError::AlreadyExists) => Err(kerr(
+                ResultReason::ObjectAlreadyExists,
+                "an object with this UniqueIdentifier exists",
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -572,14 +779,27 @@ impl<S: Store> Kms<S> {
     fn usable(&self, o: &ManagedObject, now: i64, mask: u32) -> KResult<()> {
         match o.effective_state(now) {
             State::Active => {}
-            State::PreActive => return Err(kerr(ResultReason::WrongKeyLifecycleState, "the key is not active yet (PreActive): activate it first")),
-            State::Deactivated | State::Compromised => return Err(kerr(ResultReason::WrongKeyLifecycleState, "the key is revoked")),
+            State::PreActive => {
+                return Err(kerr(
+                    ResultReason::WrongKeyLifecycleState,
+                    "the key is not active yet (PreActive): activate it first",
+                ));
+            }
+            State::Deactivated | State::Compromised => {
+                return Err(kerr(
+                    ResultReason::WrongKeyLifecycleState,
+                    "the key is revoked",
+                ));
+            }
             State::Destroyed | State::DestroyedCompromised => return Err(DESTROYED),
         }
-        if let Some(m) = o.attributes.cryptographic_usage_mask {
-            if m & mask == 0 {
-                return Err(kerr(ResultReason::IncompatibleCryptographicUsageMask, "the key's usage mask does not allow this operation"));
-            }
+        if let Some(m) = o.attributes.cryptographic_usage_mask
+            && m & mask == 0
+        {
+            return Err(kerr(
+                ResultReason::IncompatibleCryptographicUsageMask,
+                "the key's usage mask does not allow this operation",
+            ));
         }
         Ok(())
     }
@@ -592,18 +812,28 @@ impl<S: Store> Kms<S> {
         params: Option<&CryptographicParameters>,
     ) -> KResult<(AeadAlg, &'o [u8])> {
         if o.object_type != ObjectType::SymmetricKey {
-            return Err(kerr(ResultReason::InvalidObjectType, "only symmetric keys encrypt and decrypt here"));
+            return Err(kerr(
+                ResultReason::InvalidObjectType,
+                "only symmetric keys encrypt and decrypt here",
+            ));
         }
         self.usable(o, now, mask)?;
         let key = o.material.as_ref().ok_or(DESTROYED)?;
-        let unsupported = kerr(ResultReason::UnsupportedCryptographicParameters, "unsupported cryptographic parameters for this key");
+        let unsupported = kerr(
+            ResultReason::UnsupportedCryptographicParameters,
+            "unsupported cryptographic parameters for this key",
+        );
         let p = params.cloned().unwrap_or_default();
-        if p.tag_length.is_some_and(|t| usize::try_from(t).ok() != Some(aead::TAG_LEN)) {
+        if p.tag_length
+            .is_some_and(|t| usize::try_from(t).ok() != Some(aead::TAG_LEN))
+        {
             return Err(unsupported);
         }
         let alg = match o.algorithm() {
             Some(CryptographicAlgorithm::AES) => {
-                if p.cryptographic_algorithm.is_some_and(|a| a != CryptographicAlgorithm::AES) {
+                if p.cryptographic_algorithm
+                    .is_some_and(|a| a != CryptographicAlgorithm::AES)
+                {
                     return Err(unsupported);
                 }
                 match p.block_cipher_mode {
@@ -614,7 +844,10 @@ impl<S: Store> Kms<S> {
             }
             Some(CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305) => {
                 if p.cryptographic_algorithm.is_some_and(|a| {
-                    !matches!(a, CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305)
+                    !matches!(
+                        a,
+                        CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305
+                    )
                 }) || !matches!(p.block_cipher_mode, None | Some(BlockCipherMode::AEAD))
                 {
                     return Err(unsupported);
@@ -649,27 +882,55 @@ impl<S: Store> Kms<S> {
         a.last_change_date = Some(env.now);
         a.destroy_date = None;
         a.compromise_date = None;
-        if let Some(t) = system_tag(object_type) {
-            if !a.tags.iter().any(|x| x == t) {
-                a.tags.push(t.into());
-            }
+        if let Some(t) = system_tag(object_type)
+            && !a.tags.iter().any(|x| x == t)
+        {
+            a.tags.push(t.into());
         }
         Ok((uid, a))
     }
 
-    fn create(&self, env: &mut Env, user: &str, object_type: ObjectType, attrs: &Attributes) -> KResult<Response> {
+    fn create(
+        &self,
+        env: &mut Env,
+        user: &str,
+        object_type: ObjectType,
+        attrs: &Attributes,
+    ) -> KResult<Response> {
         if object_type != ObjectType::SymmetricKey {
-            return Err(kerr(ResultReason::InvalidObjectType, "Create makes symmetric keys; use CreateKeyPair for key pairs"));
+            return Err(kerr(
+                ResultReason::InvalidObjectType,
+                "Create makes symmetric keys; use CreateKeyPair for key pairs",
+            ));
         }
-        let alg = attrs.cryptographic_algorithm.ok_or(kerr(ResultReason::MissingData, "CryptographicAlgorithm is required"))?;
+        let alg = attrs.cryptographic_algorithm.ok_or(kerr(
+            ResultReason::MissingData,
+            "CryptographicAlgorithm is required",
+        ))?;
         let bits = match (alg, attrs.cryptographic_length) {
             (CryptographicAlgorithm::AES, None) => 256,
             (CryptographicAlgorithm::AES, Some(l @ (128 | 192 | 256))) => l,
-            (CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305, None | Some(256)) => 256,
-            (CryptographicAlgorithm::AES | CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305, _) => {
-                return Err(kerr(ResultReason::InvalidField, "unsupported CryptographicLength for this algorithm"))
+            (
+                CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305,
+                None | Some(256),
+            ) => 256,
+            (
+                CryptographicAlgorithm::AES
+                | CryptographicAlgorithm::ChaCha20
+                | CryptographicAlgorithm::ChaCha20Poly1305,
+                _,
+            ) => {
+                return Err(kerr(
+                    ResultReason::InvalidField,
+                    "unsupported CryptographicLength for this algorithm",
+                ));
             }
-            _ => return Err(kerr(ResultReason::UnsupportedCryptographicParameters, "Create supports AES and ChaCha20 keys")),
+            _ => {
+                return Err(kerr(
+                    ResultReason::UnsupportedCryptographicParameters,
+                    "Create supports AES and ChaCha20 keys",
+                ));
+            }
         };
         let (uid, mut a) = self.prepare_attributes(env, attrs, object_type)?;
         a.cryptographic_length = Some(bits);
@@ -677,9 +938,12 @@ impl<S: Store> Kms<S> {
             Some(KeyFormatType::Raw) => KeyFormatType::Raw,
             _ => KeyFormatType::TransparentSymmetricKey,
         });
-        a.cryptographic_usage_mask.get_or_insert(usage::ENCRYPT | usage::DECRYPT | usage::WRAP_KEY | usage::UNWRAP_KEY);
+        a.cryptographic_usage_mask
+            .get_or_insert(usage::ENCRYPT | usage::DECRYPT | usage::WRAP_KEY | usage::UNWRAP_KEY);
         let mut key = Zeroizing::new(alloc::vec![0u8; usize::try_from(bits / 8).unwrap_or(32)]);
-        env.rng.fill(&mut key).map_err(|_| KmsError::Internal("random number generator failure"))?;
+        env.rng
+            .fill(&mut key)
+            .map_err(|_| KmsError::Internal("random number generator failure"))?;
         let o = ManagedObject {
             uid: uid.clone(),
             object_type,
@@ -703,24 +967,65 @@ impl<S: Store> Kms<S> {
     ) -> KResult<Response> {
         let pa = merge(common, private);
         let qa = merge(common, public);
-        let curve = match (pa.cryptographic_algorithm, pa.recommended_curve) {
-            (Some(CryptographicAlgorithm::Ed25519), None | Some(RecommendedCurve::CURVEED25519)) => Curve::Ed25519,
-            (Some(CryptographicAlgorithm::EC | CryptographicAlgorithm::ECDSA) | None, Some(RecommendedCurve::CURVEED25519)) => Curve::Ed25519,
-            (Some(CryptographicAlgorithm::EC | CryptographicAlgorithm::ECDSA), None | Some(RecommendedCurve::P256)) => Curve::P256,
-            (Some(CryptographicAlgorithm::EC | CryptographicAlgorithm::ECDSA) | None, Some(RecommendedCurve::P384)) => Curve::P384,
-            (None, Some(RecommendedCurve::P256)) => Curve::P256,
-            (None, None) => return Err(kerr(ResultReason::MissingData, "CryptographicAlgorithm or RecommendedCurve is required")),
-            _ => return Err(kerr(ResultReason::UnsupportedCryptographicParameters, "CreateKeyPair supports ECDSA P-256/P-384 and Ed25519")),
+        // The Cosmian CLI asks for EC keys as `ECDH`; the spec uses `EC` or `ECDSA`.
+        let ec = |a: Option<CryptographicAlgorithm>| {
+            matches!(
+                a,
+                None | Some(
+                    CryptographicAlgorithm::EC
+                        | CryptographicAlgorithm::ECDSA
+                        | CryptographicAlgorithm::ECDH
+                )
+            )
+        };
+        let (alg, rc) = (pa.cryptographic_algorithm, pa.recommended_curve);
+        let curve = match rc {
+            _ if alg == Some(CryptographicAlgorithm::Ed25519)
+                && matches!(rc, None | Some(RecommendedCurve::CURVEED25519)) =>
+            {
+                Curve::Ed25519
+            }
+            Some(RecommendedCurve::CURVEED25519) if ec(alg) => Curve::Ed25519,
+            Some(RecommendedCurve::P256) if ec(alg) => Curve::P256,
+            Some(RecommendedCurve::P384) if ec(alg) => Curve::P384,
+            None if alg.is_some() && ec(alg) => Curve::P256,
+            None if alg.is_none() => {
+                return Err(kerr(
+                    ResultReason::MissingData,
+                    "CryptographicAlgorithm or RecommendedCurve is required",
+                ));
+            }
+            _ => {
+                return Err(kerr(
+                    ResultReason::UnsupportedCryptographicParameters,
+                    "CreateKeyPair supports ECDSA P-256/P-384 and Ed25519",
+                ));
+            }
         };
         let kp = asym::generate(curve, env.rng)?;
         let (sk_uid, mut sa) = self.prepare_attributes(env, &pa, ObjectType::PrivateKey)?;
         let (pk_uid, mut pb) = self.prepare_attributes(env, &qa, ObjectType::PublicKey)?;
         if sk_uid == pk_uid {
-            return Err(kerr(ResultReason::InvalidField, "the two keys need different UniqueIdentifiers"));
+            return Err(kerr(
+                ResultReason::InvalidField,
+                "the two keys need different UniqueIdentifiers",
+            ));
         }
         for (a, kft, mask, link, other) in [
-            (&mut sa, KeyFormatType::PKCS8, usage::SIGN, LinkType::PublicKeyLink, &pk_uid),
-            (&mut pb, KeyFormatType::X509, usage::VERIFY, LinkType::PrivateKeyLink, &sk_uid),
+            (
+                &mut sa,
+                KeyFormatType::PKCS8,
+                usage::SIGN,
+                LinkType::PublicKeyLink,
+                &pk_uid,
+            ),
+            (
+                &mut pb,
+                KeyFormatType::X509,
+                usage::VERIFY,
+                LinkType::PrivateKeyLink,
+                &sk_uid,
+            ),
         ] {
             a.cryptographic_algorithm = Some(curve_alg(curve, pa.cryptographic_algorithm));
             a.cryptographic_length = Some(curve.bits());
@@ -728,7 +1033,10 @@ impl<S: Store> Kms<S> {
             a.key_format_type = Some(kft);
             a.cryptographic_usage_mask.get_or_insert(mask);
             a.links.retain(|l| l.link_type != link);
-            a.links.push(Link { link_type: link, uid: other.clone() });
+            a.links.push(Link {
+                link_type: link,
+                uid: other.clone(),
+            });
         }
         let sk = ManagedObject {
             uid: sk_uid.clone(),
@@ -756,7 +1064,10 @@ impl<S: Store> Kms<S> {
             }
             return Err(e);
         }
-        Ok(Response::CreateKeyPair { private_uid: sk_uid, public_uid: pk_uid })
+        Ok(Response::CreateKeyPair {
+            private_uid: sk_uid,
+            public_uid: pk_uid,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -786,31 +1097,54 @@ impl<S: Store> Kms<S> {
         }
         let raw = Zeroizing::new(core::mem::take(&mut key.material));
         let kft = key.key_format_type;
-        let unsupported_format = kerr(ResultReason::KeyFormatTypeNotSupported, "unsupported key format for this object type");
+        let unsupported_format = kerr(
+            ResultReason::KeyFormatTypeNotSupported,
+            "unsupported key format for this object type",
+        );
         let material: Zeroizing<Vec<u8>> = match object_type {
             ObjectType::SymmetricKey => {
-                if !matches!(kft, KeyFormatType::Raw | KeyFormatType::TransparentSymmetricKey) {
+                if !matches!(
+                    kft,
+                    KeyFormatType::Raw | KeyFormatType::TransparentSymmetricKey
+                ) {
                     return Err(unsupported_format);
                 }
-                let alg = *attrs.cryptographic_algorithm.get_or_insert(CryptographicAlgorithm::AES);
+                let alg = *attrs
+                    .cryptographic_algorithm
+                    .get_or_insert(CryptographicAlgorithm::AES);
                 let ok = match alg {
                     CryptographicAlgorithm::AES => matches!(raw.len(), 16 | 24 | 32),
-                    CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305 => raw.len() == 32,
-                    _ => return Err(kerr(ResultReason::UnsupportedCryptographicParameters, "symmetric keys must be AES or ChaCha20")),
+                    CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305 => {
+                        raw.len() == 32
+                    }
+                    _ => {
+                        return Err(kerr(
+                            ResultReason::UnsupportedCryptographicParameters,
+                            "symmetric keys must be AES or ChaCha20",
+                        ));
+                    }
                 };
                 if !ok {
-                    return Err(kerr(ResultReason::InvalidField, "key length does not fit the algorithm"));
+                    return Err(kerr(
+                        ResultReason::InvalidField,
+                        "key length does not fit the algorithm",
+                    ));
                 }
                 attrs.cryptographic_length = Some(i32::try_from(raw.len() * 8).unwrap_or(0));
                 attrs.key_format_type = Some(kft);
-                attrs.cryptographic_usage_mask.get_or_insert(usage::ENCRYPT | usage::DECRYPT);
+                attrs
+                    .cryptographic_usage_mask
+                    .get_or_insert(usage::ENCRYPT | usage::DECRYPT);
                 raw
             }
             ObjectType::PrivateKey => {
                 let (curve, kp) = match kft {
                     KeyFormatType::PKCS8 => asym::from_pkcs8(curve_of(&attrs), &raw)?,
                     KeyFormatType::Raw | KeyFormatType::TransparentECPrivateKey => {
-                        let c = curve_of(&attrs).ok_or(kerr(ResultReason::MissingData, "a raw private key needs RecommendedCurve"))?;
+                        let c = curve_of(&attrs).ok_or(kerr(
+                            ResultReason::MissingData,
+                            "a raw private key needs RecommendedCurve",
+                        ))?;
                         // Transparent D is a BigInteger: strip sign padding / left-pad.
                         let want = c.private_len();
                         let trimmed: &[u8] = {
@@ -821,13 +1155,18 @@ impl<S: Store> Kms<S> {
                             s
                         };
                         let mut buf = Zeroizing::new(alloc::vec![0u8; want]);
-                        let off = want.checked_sub(trimmed.len()).ok_or(kerr(ResultReason::InvalidField, "private key too long"))?;
-                        buf.get_mut(off..).ok_or(kerr(ResultReason::InvalidField, "private key too long"))?.copy_from_slice(trimmed);
+                        let off = want
+                            .checked_sub(trimmed.len())
+                            .ok_or(kerr(ResultReason::InvalidField, "private key too long"))?;
+                        buf.get_mut(off..)
+                            .ok_or(kerr(ResultReason::InvalidField, "private key too long"))?
+                            .copy_from_slice(trimmed);
                         (c, asym::from_raw_private(c, &buf)?)
                     }
                     _ => return Err(unsupported_format),
                 };
-                attrs.cryptographic_algorithm = Some(curve_alg(curve, attrs.cryptographic_algorithm));
+                attrs.cryptographic_algorithm =
+                    Some(curve_alg(curve, attrs.cryptographic_algorithm));
                 attrs.recommended_curve = Some(curve_enum(curve));
                 attrs.cryptographic_length = Some(curve.bits());
                 attrs.key_format_type = Some(KeyFormatType::PKCS8);
@@ -836,21 +1175,32 @@ impl<S: Store> Kms<S> {
             }
             ObjectType::PublicKey => {
                 let (curve, spki) = match kft {
-                    KeyFormatType::X509 | KeyFormatType::PKCS8 => asym::public_from_spki(curve_of(&attrs), &raw)?,
+                    KeyFormatType::X509 | KeyFormatType::PKCS8 => {
+                        asym::public_from_spki(curve_of(&attrs), &raw)?
+                    }
                     KeyFormatType::Raw | KeyFormatType::TransparentECPublicKey => {
-                        let c = curve_of(&attrs).ok_or(kerr(ResultReason::MissingData, "a raw public key needs RecommendedCurve"))?;
+                        let c = curve_of(&attrs).ok_or(kerr(
+                            ResultReason::MissingData,
+                            "a raw public key needs RecommendedCurve",
+                        ))?;
                         (c, asym::public_from_raw(c, &raw)?)
                     }
                     _ => return Err(unsupported_format),
                 };
-                attrs.cryptographic_algorithm = Some(curve_alg(curve, attrs.cryptographic_algorithm));
+                attrs.cryptographic_algorithm =
+                    Some(curve_alg(curve, attrs.cryptographic_algorithm));
                 attrs.recommended_curve = Some(curve_enum(curve));
                 attrs.cryptographic_length = Some(curve.bits());
                 attrs.key_format_type = Some(KeyFormatType::X509);
                 attrs.cryptographic_usage_mask.get_or_insert(usage::VERIFY);
                 Zeroizing::new(spki)
             }
-            _ => return Err(kerr(ResultReason::InvalidObjectType, "only symmetric, private and public keys can be registered")),
+            _ => {
+                return Err(kerr(
+                    ResultReason::InvalidObjectType,
+                    "only symmetric, private and public keys can be registered",
+                ));
+            }
         };
         let (uid, a) = self.prepare_attributes(env, &attrs, object_type)?;
         let mut o = ManagedObject {
@@ -864,59 +1214,93 @@ impl<S: Store> Kms<S> {
         };
         match self.insert(&o) {
             Ok(()) => {}
-            Err(KmsError::Kmip(KmipError { reason: ResultReason::ObjectAlreadyExists, .. })) if import && replace => {
+            Err(KmsError::Kmip(KmipError {
+                reason: ResultReason::ObjectAlreadyExists,
+                ..
+            })) if import && replace => {
                 let now = env.now;
-                self.update(user, Some(&uid), Right::Import, |old| {
-                    o.owner = old.owner.clone();
-                    o.grants = old.grants.clone();
-                    *old = o.clone();
-                    Ok(())
-                }, now)?;
+                self.update(
+                    user,
+                    Some(&uid),
+                    Right::Import,
+                    |old| {
+                        o.owner = old.owner.clone();
+                        o.grants = old.grants.clone();
+                        *old = o.clone();
+                        Ok(())
+                    },
+                    now,
+                )?;
             }
             Err(e) => return Err(e),
         }
         Ok(Response::Register { import, uid })
     }
 
-    fn get(&self, env: &mut Env, user: &str, uid: Option<&str>, kft: Option<KeyFormatType>, export: bool) -> KResult<Response> {
+    fn get(
+        &self,
+        env: &mut Env,
+        user: &str,
+        uid: Option<&str>,
+        kft: Option<KeyFormatType>,
+        export: bool,
+    ) -> KResult<Response> {
         let (o, _) = self.resolve(user, uid, if export { Right::Export } else { Right::Get })?;
         let material = o.material.as_ref().ok_or(DESTROYED)?;
-        let unsupported = kerr(ResultReason::KeyFormatTypeNotSupported, "this key cannot be exported in that format");
+        let unsupported = kerr(
+            ResultReason::KeyFormatTypeNotSupported,
+            "this key cannot be exported in that format",
+        );
         let curve = curve_of(&o.attributes);
-        let (format, bytes, tcurve): (KeyFormatType, Zeroizing<Vec<u8>>, Option<RecommendedCurve>) = match o.object_type {
-            ObjectType::SymmetricKey => {
-                let f = kft.or(o.attributes.key_format_type).unwrap_or(KeyFormatType::TransparentSymmetricKey);
-                if !matches!(f, KeyFormatType::Raw | KeyFormatType::TransparentSymmetricKey) {
-                    return Err(unsupported);
-                }
-                (f, material.clone(), None)
-            }
-            ObjectType::PrivateKey => {
-                let c = curve.ok_or(unsupported.clone())?;
-                match kft.unwrap_or(KeyFormatType::PKCS8) {
-                    KeyFormatType::PKCS8 => (KeyFormatType::PKCS8, material.clone(), None),
-                    KeyFormatType::Raw => (KeyFormatType::Raw, asym::raw_private(c, material)?, None),
-                    KeyFormatType::TransparentECPrivateKey if c != Curve::Ed25519 => {
-                        (KeyFormatType::TransparentECPrivateKey, asym::raw_private(c, material)?, Some(curve_enum(c)))
+        let (format, bytes, tcurve): (KeyFormatType, Zeroizing<Vec<u8>>, Option<RecommendedCurve>) =
+            match o.object_type {
+                ObjectType::SymmetricKey => {
+                    // Raw is KMIP's default for symmetric keys, and what the Cosmian KMS answers.
+                    let f = kft.unwrap_or(KeyFormatType::Raw);
+                    if !matches!(
+                        f,
+                        KeyFormatType::Raw | KeyFormatType::TransparentSymmetricKey
+                    ) {
+                        return Err(unsupported);
                     }
-                    _ => return Err(unsupported),
+                    (f, material.clone(), None)
                 }
-            }
-            ObjectType::PublicKey => {
-                let c = curve.ok_or(unsupported.clone())?;
-                match kft.unwrap_or(KeyFormatType::X509) {
-                    f @ (KeyFormatType::X509 | KeyFormatType::PKCS8) => (f, material.clone(), None),
-                    KeyFormatType::Raw => (KeyFormatType::Raw, Zeroizing::new(asym::raw_public(c, material)?), None),
-                    KeyFormatType::TransparentECPublicKey if c != Curve::Ed25519 => (
-                        KeyFormatType::TransparentECPublicKey,
-                        Zeroizing::new(asym::raw_public(c, material)?),
-                        Some(curve_enum(c)),
-                    ),
-                    _ => return Err(unsupported),
+                ObjectType::PrivateKey => {
+                    let c = curve.ok_or(unsupported.clone())?;
+                    match kft.unwrap_or(KeyFormatType::PKCS8) {
+                        KeyFormatType::PKCS8 => (KeyFormatType::PKCS8, material.clone(), None),
+                        KeyFormatType::Raw => {
+                            (KeyFormatType::Raw, asym::raw_private(c, material)?, None)
+                        }
+                        KeyFormatType::TransparentECPrivateKey if c != Curve::Ed25519 => (
+                            KeyFormatType::TransparentECPrivateKey,
+                            asym::raw_private(c, material)?,
+                            Some(curve_enum(c)),
+                        ),
+                        _ => return Err(unsupported),
+                    }
                 }
-            }
-            _ => return Err(unsupported),
-        };
+                ObjectType::PublicKey => {
+                    let c = curve.ok_or(unsupported.clone())?;
+                    match kft.unwrap_or(KeyFormatType::X509) {
+                        f @ (KeyFormatType::X509 | KeyFormatType::PKCS8) => {
+                            (f, material.clone(), None)
+                        }
+                        KeyFormatType::Raw => (
+                            KeyFormatType::Raw,
+                            Zeroizing::new(asym::raw_public(c, material)?),
+                            None,
+                        ),
+                        KeyFormatType::TransparentECPublicKey if c != Curve::Ed25519 => (
+                            KeyFormatType::TransparentECPublicKey,
+                            Zeroizing::new(asym::raw_public(c, material)?),
+                            Some(curve_enum(c)),
+                        ),
+                        _ => return Err(unsupported),
+                    }
+                }
+                _ => return Err(unsupported),
+            };
         let full = self.full_attributes(&o, env.now);
         let key = KeyBlock {
             key_format_type: format,
@@ -935,96 +1319,128 @@ impl<S: Store> Kms<S> {
         })
     }
 
-    fn modify_attribute(&self, env: &mut Env, user: &str, uid: Option<&str>, edit: AttrEdit<'_>) -> KResult<String> {
+    fn modify_attribute(
+        &self,
+        env: &mut Env,
+        user: &str,
+        uid: Option<&str>,
+        edit: AttrEdit<'_>,
+    ) -> KResult<String> {
         let now = env.now;
         let target = match edit {
             AttrEdit::Add(a) | AttrEdit::Set(a) | AttrEdit::Delete(Some(a), _) => a.tag.as_str(),
             AttrEdit::Delete(None, Some(r)) => r,
-            AttrEdit::Delete(None, None) => return Err(kerr(ResultReason::MissingData, "no attribute named")),
+            AttrEdit::Delete(None, None) => {
+                return Err(kerr(ResultReason::MissingData, "no attribute named"));
+            }
         };
         if READ_ONLY.contains(&target) {
-            return Err(kerr(ResultReason::InvalidField, "this attribute is read-only"));
+            return Err(kerr(
+                ResultReason::InvalidField,
+                "this attribute is read-only",
+            ));
         }
-        let (uid, ()) = self.update(user, uid, Right::SetAttribute, |o| {
-            let a = &mut o.attributes;
-            match edit {
-                AttrEdit::Add(item) => {
-                    let mut single = Attributes::default();
-                    single.absorb(item)?;
-                    let clash = (single.activation_date.is_some() && a.activation_date.is_some())
-                        || (single.deactivation_date.is_some() && a.deactivation_date.is_some())
-                        || (single.cryptographic_usage_mask.is_some() && a.cryptographic_usage_mask.is_some())
-                        || single.other.iter().any(|x| a.other.iter().any(|y| y.tag == x.tag));
-                    if clash {
-                        return Err(kerr(ResultReason::InvalidField, "the attribute is already set: use SetAttribute"));
-                    }
-                    *a = merge(a, &single);
-                }
-                AttrEdit::Set(item) => {
-                    let mut single = Attributes::default();
-                    single.absorb(item)?;
-                    if item.tag == "Name" {
-                        a.names.clear();
-                    }
-                    if matches!(item.tag.as_str(), "VendorAttribute" | "VendorAttributes") && !single.tags.is_empty() {
-                        a.tags.retain(|t| is_system_tag(t));
-                    }
-                    if item.tag == "Link" {
-                        for l in &single.links {
-                            a.links.retain(|x| x.link_type != l.link_type);
+        let (uid, ()) = self.update(
+            user,
+            uid,
+            Right::SetAttribute,
+            |o| {
+                let a = &mut o.attributes;
+                match edit {
+                    AttrEdit::Add(item) => {
+                        let mut single = Attributes::default();
+                        single.absorb(item)?;
+                        let clash = (single.activation_date.is_some()
+                            && a.activation_date.is_some())
+                            || (single.deactivation_date.is_some()
+                                && a.deactivation_date.is_some())
+                            || (single.cryptographic_usage_mask.is_some()
+                                && a.cryptographic_usage_mask.is_some())
+                            || single
+                                .other
+                                .iter()
+                                .any(|x| a.other.iter().any(|y| y.tag == x.tag));
+                        if clash {
+                            return Err(kerr(
+                                ResultReason::InvalidField,
+                                "the attribute is already set: use SetAttribute",
+                            ));
                         }
+                        *a = merge(a, &single);
                     }
-                    *a = merge(a, &single);
-                }
-                AttrEdit::Delete(Some(item), _) => {
-                    let mut single = Attributes::default();
-                    single.absorb(item)?;
-                    a.names.retain(|n| !single.names.contains(n));
-                    a.tags.retain(|t| !single.tags.contains(t) || is_system_tag(t));
-                    a.links.retain(|l| !single.links.contains(l));
-                    for v in &single.vendor_attributes {
-                        a.vendor_attributes.retain(|x| !(x.vendor == v.vendor && x.name == v.name));
-                    }
-                    if single.activation_date.is_some() {
-                        a.activation_date = None;
-                    }
-                    if single.deactivation_date.is_some() {
-                        a.deactivation_date = None;
-                    }
-                    if single.cryptographic_usage_mask.is_some() {
-                        a.cryptographic_usage_mask = None;
-                    }
-                    a.other.retain(|x| x.tag != item.tag);
-                }
-                AttrEdit::Delete(None, Some(name)) => match name {
-                    "Name" => a.names.clear(),
-                    "tag" | "VendorAttribute" | "VendorAttributes" => {
-                        a.tags.retain(|t| is_system_tag(t));
-                        if name != "tag" {
-                            a.vendor_attributes.clear();
+                    AttrEdit::Set(item) => {
+                        let mut single = Attributes::default();
+                        single.absorb(item)?;
+                        if item.tag == "Name" {
+                            a.names.clear();
                         }
-                    }
-                    "Link" => a.links.clear(),
-                    "ActivationDate" => a.activation_date = None,
-                    "DeactivationDate" => a.deactivation_date = None,
-                    "CryptographicUsageMask" => a.cryptographic_usage_mask = None,
-                    other => {
-                        let before = a.other.len();
-                        a.other.retain(|x| x.tag != other);
-                        a.vendor_attributes.retain(|x| x.name != other);
-                        if a.other.len() == before {
-                            // Nothing named so: KMIP 2.1 §6.1.13 says Attribute Not Found.
+                        if matches!(item.tag.as_str(), "VendorAttribute" | "VendorAttributes")
+                            && !single.tags.is_empty()
+                        {
+                            a.tags.retain(|t| is_system_tag(t));
                         }
+                        if item.tag == "Link" {
+                            for l in &single.links {
+                                a.links.retain(|x| x.link_type != l.link_type);
+                            }
+                        }
+                        *a = merge(a, &single);
                     }
-                },
-                AttrEdit::Delete(None, None) => {}
-            }
-            // An Activation Date set in the past on a PreActive object makes it Active.
-            if o.state == State::PreActive && o.attributes.activation_date.is_some_and(|d| d <= now) {
-                o.state = State::Active;
-            }
-            Ok(())
-        }, now)?;
+                    AttrEdit::Delete(Some(item), _) => {
+                        let mut single = Attributes::default();
+                        single.absorb(item)?;
+                        a.names.retain(|n| !single.names.contains(n));
+                        a.tags
+                            .retain(|t| !single.tags.contains(t) || is_system_tag(t));
+                        a.links.retain(|l| !single.links.contains(l));
+                        for v in &single.vendor_attributes {
+                            a.vendor_attributes
+                                .retain(|x| !(x.vendor == v.vendor && x.name == v.name));
+                        }
+                        if single.activation_date.is_some() {
+                            a.activation_date = None;
+                        }
+                        if single.deactivation_date.is_some() {
+                            a.deactivation_date = None;
+                        }
+                        if single.cryptographic_usage_mask.is_some() {
+                            a.cryptographic_usage_mask = None;
+                        }
+                        a.other.retain(|x| x.tag != item.tag);
+                    }
+                    AttrEdit::Delete(None, Some(name)) => match name {
+                        "Name" => a.names.clear(),
+                        "tag" | "VendorAttribute" | "VendorAttributes" => {
+                            a.tags.retain(|t| is_system_tag(t));
+                            if name != "tag" {
+                                a.vendor_attributes.clear();
+                            }
+                        }
+                        "Link" => a.links.clear(),
+                        "ActivationDate" => a.activation_date = None,
+                        "DeactivationDate" => a.deactivation_date = None,
+                        "CryptographicUsageMask" => a.cryptographic_usage_mask = None,
+                        other => {
+                            let before = a.other.len();
+                            a.other.retain(|x| x.tag != other);
+                            a.vendor_attributes.retain(|x| x.name != other);
+                            if a.other.len() == before {
+                                // Nothing named so: KMIP 2.1 §6.1.13 says Attribute Not Found.
+                            }
+                        }
+                    },
+                    AttrEdit::Delete(None, None) => {}
+                }
+                // An Activation Date set in the past on a PreActive object makes it Active.
+                if o.state == State::PreActive
+                    && o.attributes.activation_date.is_some_and(|d| d <= now)
+                {
+                    o.state = State::Active;
+                }
+                Ok(())
+            },
+            now,
+        )?;
         Ok(uid)
     }
 
@@ -1058,10 +1474,10 @@ impl<S: Store> Kms<S> {
                 let cands = self.candidates(user, &kw, a.object_type.is_none())?;
                 let mut out = Vec::new();
                 for u in cands {
-                    if let Some((o, _)) = self.load(&u)? {
-                        if o.effective_state(env.now) == s {
-                            out.push(u);
-                        }
+                    if let Some((o, _)) = self.load(&u)?
+                        && o.effective_state(env.now) == s
+                    {
+                        out.push(u);
                     }
                 }
                 out
@@ -1086,7 +1502,11 @@ impl<S: Store> Kms<S> {
             return self.visible(user, kw);
         }
         let mut out = Vec::new();
-        for t in [ObjectType::SymmetricKey, ObjectType::PrivateKey, ObjectType::PublicKey] {
+        for t in [
+            ObjectType::SymmetricKey,
+            ObjectType::PrivateKey,
+            ObjectType::PublicKey,
+        ] {
             let mut q = kw.to_vec();
             q.push(alloc::format!("type={}", t.name()));
             out.extend(self.visible(user, &q)?);
@@ -1094,15 +1514,28 @@ impl<S: Store> Kms<S> {
         Ok(out)
     }
 
-    fn revoke(&self, env: &mut Env, user: &str, uid: Option<&str>, reason: RevocationReasonCode, compromise: Option<i64>) -> KResult<String> {
+    fn revoke(
+        &self,
+        env: &mut Env,
+        user: &str,
+        uid: Option<&str>,
+        reason: RevocationReasonCode,
+        compromise: Option<i64>,
+    ) -> KResult<String> {
         let now = env.now;
-        let compromised = matches!(reason, RevocationReasonCode::KeyCompromise | RevocationReasonCode::CACompromise);
+        let compromised = matches!(
+            reason,
+            RevocationReasonCode::KeyCompromise | RevocationReasonCode::CACompromise
+        );
         let apply = |o: &mut ManagedObject| -> KResult<Vec<String>> {
             let next = match (o.effective_state(now), compromised) {
                 (State::PreActive | State::Active | State::Deactivated, true) => State::Compromised,
                 (State::PreActive | State::Active, false) => State::Deactivated,
                 (State::Deactivated | State::Compromised, _) => {
-                    return Err(kerr(ResultReason::WrongKeyLifecycleState, "the object is already revoked"))
+                    return Err(kerr(
+                        ResultReason::WrongKeyLifecycleState,
+                        "the object is already revoked",
+                    ));
                 }
                 (State::Destroyed | State::DestroyedCompromised, _) => return Err(DESTROYED),
             };
@@ -1128,7 +1561,10 @@ impl<S: Store> Kms<S> {
         let apply = |o: &mut ManagedObject| -> KResult<Vec<String>> {
             o.state = match o.effective_state(now) {
                 State::Active => {
-                    return Err(kerr(ResultReason::WrongKeyLifecycleState, "the object is active: revoke it before destroying it"))
+                    return Err(kerr(
+                        ResultReason::WrongKeyLifecycleState,
+                        "the object is active: revoke it before destroying it",
+                    ));
                 }
                 State::PreActive | State::Deactivated => State::Destroyed,
                 State::Compromised => State::DestroyedCompromised,
@@ -1146,11 +1582,20 @@ impl<S: Store> Kms<S> {
         Ok(uid)
     }
 
-    fn rekey(&self, env: &mut Env, user: &str, uid: Option<&str>, attrs: &Attributes) -> KResult<Response> {
+    fn rekey(
+        &self,
+        env: &mut Env,
+        user: &str,
+        uid: Option<&str>,
+        attrs: &Attributes,
+    ) -> KResult<Response> {
         let now = env.now;
         let (old, _) = self.resolve(user, uid, Right::Rekey)?;
         if old.object_type != ObjectType::SymmetricKey {
-            return Err(kerr(ResultReason::InvalidObjectType, "ReKey renews symmetric keys only"));
+            return Err(kerr(
+                ResultReason::InvalidObjectType,
+                "ReKey renews symmetric keys only",
+            ));
         }
         let len = old.material.as_ref().ok_or(DESTROYED)?.len();
         let new_uid = match &attrs.unique_identifier {
@@ -1161,16 +1606,32 @@ impl<S: Store> Kms<S> {
             None => new_uid(env)?,
         };
         let mut key = Zeroizing::new(alloc::vec![0u8; len]);
-        env.rng.fill(&mut key).map_err(|_| KmsError::Internal("random number generator failure"))?;
-        let mut a = merge(&old.attributes, &Attributes { unique_identifier: None, ..attrs.clone() });
+        env.rng
+            .fill(&mut key)
+            .map_err(|_| KmsError::Internal("random number generator failure"))?;
+        let mut a = merge(
+            &old.attributes,
+            &Attributes {
+                unique_identifier: None,
+                ..attrs.clone()
+            },
+        );
         a.initial_date = Some(now);
         a.last_change_date = Some(now);
         a.activation_date = Some(now);
         a.deactivation_date = None;
         a.compromise_date = None;
         a.destroy_date = None;
-        a.links.retain(|l| !matches!(l.link_type, LinkType::ReplacedObjectLink | LinkType::ReplacementObjectLink));
-        a.links.push(Link { link_type: LinkType::ReplacedObjectLink, uid: old.uid.clone() });
+        a.links.retain(|l| {
+            !matches!(
+                l.link_type,
+                LinkType::ReplacedObjectLink | LinkType::ReplacementObjectLink
+            )
+        });
+        a.links.push(Link {
+            link_type: LinkType::ReplacedObjectLink,
+            uid: old.uid.clone(),
+        });
         let new = ManagedObject {
             uid: new_uid.clone(),
             object_type: ObjectType::SymmetricKey,
@@ -1184,13 +1645,24 @@ impl<S: Store> Kms<S> {
         // The old key keeps its material and state (old data stays decryptable) but hands its
         // tags and names to the new key, so `["tag"]` keeps selecting one object.
         let nu = new_uid.clone();
-        self.update(user, Some(&old.uid), Right::Rekey, |o| {
-            o.attributes.tags.retain(|t| is_system_tag(t));
-            o.attributes.names.clear();
-            o.attributes.links.retain(|l| l.link_type != LinkType::ReplacementObjectLink);
-            o.attributes.links.push(Link { link_type: LinkType::ReplacementObjectLink, uid: nu.clone() });
-            Ok(())
-        }, now)?;
+        self.update(
+            user,
+            Some(&old.uid),
+            Right::Rekey,
+            |o| {
+                o.attributes.tags.retain(|t| is_system_tag(t));
+                o.attributes.names.clear();
+                o.attributes
+                    .links
+                    .retain(|l| l.link_type != LinkType::ReplacementObjectLink);
+                o.attributes.links.push(Link {
+                    link_type: LinkType::ReplacementObjectLink,
+                    uid: nu.clone(),
+                });
+                Ok(())
+            },
+            now,
+        )?;
         Ok(Response::ReKey { uid: new_uid })
     }
 
@@ -1203,36 +1675,56 @@ impl<S: Store> Kms<S> {
         let (o, v) = if uid.starts_with('[') {
             match self.resolve(user, Some(uid), Right::Get) {
                 Ok(x) => x,
-                Err(KmsError::Kmip(KmipError { reason: ResultReason::ItemNotFound, .. })) => {
-                    return Err(KmsError::UnknownObject)
-                }
+                Err(KmsError::Kmip(KmipError {
+                    reason: ResultReason::ItemNotFound,
+                    ..
+                })) => return Err(KmsError::UnknownObject),
                 Err(e) => return Err(e),
             }
         } else {
             self.load(uid)?.ok_or(KmsError::UnknownObject)?
         };
         if o.owner != user {
-            return Err(kerr(ResultReason::PermissionDenied, "only the owner of an object manages its access rights"));
+            return Err(kerr(
+                ResultReason::PermissionDenied,
+                "only the owner of an object manages its access rights",
+            ));
         }
         Ok((o, v))
     }
 
-    fn edit_grants(&self, user: &str, uid: &str, grantee: &str, ops: &[String], add: bool) -> KResult<String> {
+    fn edit_grants(
+        &self,
+        user: &str,
+        uid: &str,
+        grantee: &str,
+        ops: &[String],
+        add: bool,
+    ) -> KResult<String> {
         if grantee.is_empty() {
             return Err(kerr(ResultReason::MissingData, "user_id is required"));
         }
         if ops.is_empty() {
-            return Err(kerr(ResultReason::MissingData, "operation_types is required"));
+            return Err(kerr(
+                ResultReason::MissingData,
+                "operation_types is required",
+            ));
         }
         let mut mask = 0u32;
         for op in ops {
-            let r = Right::from_name(op).ok_or(kerr(ResultReason::InvalidField, "unknown operation type in access request"))?;
+            let r = Right::from_name(op).ok_or(kerr(
+                ResultReason::InvalidField,
+                "unknown operation type in access request",
+            ))?;
             mask |= r.bit();
         }
         for _ in 0..self.config.max_cas_retries {
             let (mut o, v) = self.owned_object(user, uid)?;
             if grantee == o.owner {
-                return Err(kerr(ResultReason::InvalidField, "the owner already holds every right"));
+                return Err(kerr(
+                    ResultReason::InvalidField,
+                    "the owner already holds every right",
+                ));
             }
             match o.grants.iter_mut().find(|(u, _)| u == grantee) {
                 Some((_, m)) if add => *m |= mask,
@@ -1252,15 +1744,33 @@ impl<S: Store> Kms<S> {
     }
 
     /// `POST /access/grant`: the owner `user` gives `grantee` the rights named in `ops`.
-    pub fn grant_access(&self, _env: &mut Env, user: &str, uid: &str, grantee: &str, ops: &[String]) -> KResult<SuccessResponse> {
+    pub fn grant_access(
+        &self,
+        _env: &mut Env,
+        user: &str,
+        uid: &str,
+        grantee: &str,
+        ops: &[String],
+    ) -> KResult<SuccessResponse> {
         let uid = self.edit_grants(user, uid, grantee, ops, true)?;
-        Ok(SuccessResponse { success: alloc::format!("Access for {grantee} successfully added to object {uid}") })
+        Ok(SuccessResponse {
+            success: alloc::format!("Access for {grantee} successfully added to object {uid}"),
+        })
     }
 
     /// `POST /access/revoke`: the owner `user` takes the rights named in `ops` from `grantee`.
-    pub fn revoke_access(&self, _env: &mut Env, user: &str, uid: &str, grantee: &str, ops: &[String]) -> KResult<SuccessResponse> {
+    pub fn revoke_access(
+        &self,
+        _env: &mut Env,
+        user: &str,
+        uid: &str,
+        grantee: &str,
+        ops: &[String],
+    ) -> KResult<SuccessResponse> {
         let uid = self.edit_grants(user, uid, grantee, ops, false)?;
-        Ok(SuccessResponse { success: alloc::format!("Access for {grantee} successfully deleted from object {uid}") })
+        Ok(SuccessResponse {
+            success: alloc::format!("Access for {grantee} successfully deleted from object {uid}"),
+        })
     }
 
     /// `GET /access/list/{uid}`: who holds which rights on an object (owner only).
@@ -1268,7 +1778,10 @@ impl<S: Store> Kms<S> {
         let (o, _) = self.owned_object(user, uid)?;
         Ok(o.grants
             .iter()
-            .map(|(u, m)| UserAccess { user_id: u.clone(), operations: access::mask_names(*m) })
+            .map(|(u, m)| UserAccess {
+                user_id: u.clone(),
+                operations: access::mask_names(*m),
+            })
             .collect())
     }
 
@@ -1296,8 +1809,12 @@ impl<S: Store> Kms<S> {
                 if let Some(k) = o.attributes.key_format_type {
                     m.insert("KeyFormatType".into(), k.name().into());
                 }
-                let tags: Vec<serde_json::Value> =
-                    o.attributes.tags.iter().map(|t| serde_json::Value::from(t.as_str())).collect();
+                let tags: Vec<serde_json::Value> = o
+                    .attributes
+                    .tags
+                    .iter()
+                    .map(|t| serde_json::Value::from(t.as_str()))
+                    .collect();
                 m.insert("tags".into(), serde_json::Value::Array(tags));
                 out.push(OwnedObject {
                     object_id: o.uid.clone(),
@@ -1320,7 +1837,11 @@ impl<S: Store> Kms<S> {
         uids.sort();
         for u in uids {
             if let Some((o, _)) = self.load(&u)? {
-                let m = o.grants.iter().find(|(g, _)| g == user).map_or(0, |(_, m)| *m);
+                let m = o
+                    .grants
+                    .iter()
+                    .find(|(g, _)| g == user)
+                    .map_or(0, |(_, m)| *m);
                 if m == 0 {
                     continue;
                 }
@@ -1345,7 +1866,13 @@ impl<S: Store> Kms<S> {
     /// `POST /access/revoke` with its JSON body; returns the JSON answer.
     pub fn revoke_access_json(&self, env: &mut Env, user: &str, body: &[u8]) -> KResult<Vec<u8>> {
         let r = parse_access(body)?;
-        to_json(&self.revoke_access(env, user, &r.unique_identifier, &r.user_id, &r.operations())?)
+        to_json(&self.revoke_access(
+            env,
+            user,
+            &r.unique_identifier,
+            &r.user_id,
+            &r.operations(),
+        )?)
     }
 }
 
@@ -1353,7 +1880,8 @@ fn parse_access(body: &[u8]) -> KResult<access::AccessRequest> {
     if body.len() > 64 * 1024 {
         return Err(KmsError::TooLarge);
     }
-    serde_json::from_slice(body).map_err(|_| KmsError::Malformed(crate::kmip::json::JsonError::Syntax))
+    serde_json::from_slice(body)
+        .map_err(|_| KmsError::Malformed(crate::kmip::json::JsonError::Syntax))
 }
 
 /// Serialize an access-rights answer.
@@ -1365,34 +1893,60 @@ fn pair_links(o: &ManagedObject) -> Vec<String> {
     o.attributes
         .links
         .iter()
-        .filter(|l| matches!(l.link_type, LinkType::PublicKeyLink | LinkType::PrivateKeyLink))
+        .filter(|l| {
+            matches!(
+                l.link_type,
+                LinkType::PublicKeyLink | LinkType::PrivateKeyLink
+            )
+        })
         .map(|l| l.uid.clone())
         .collect()
 }
 
 fn check_sig_params(curve: Curve, p: Option<&CryptographicParameters>) -> KResult<()> {
     let Some(p) = p else { return Ok(()) };
-    let bad = kerr(ResultReason::UnsupportedCryptographicParameters, "signature parameters do not match the key");
-    let ok_hash = match (curve, p.hashing_algorithm) {
-        (_, None) => true,
-        (Curve::P256, Some(HashingAlgorithm::SHA256)) | (Curve::P384, Some(HashingAlgorithm::SHA384)) => true,
-        (Curve::Ed25519, Some(HashingAlgorithm::SHA512)) => true,
-        _ => false,
-    };
-    let ok_dsa = match (curve, p.digital_signature_algorithm) {
-        (_, None) => true,
-        (Curve::P256, Some(DigitalSignatureAlgorithm::ECDSAWithSHA256))
-        | (Curve::P384, Some(DigitalSignatureAlgorithm::ECDSAWithSHA384))
-        | (Curve::Ed25519, Some(DigitalSignatureAlgorithm::Ed25519)) => true,
-        _ => false,
-    };
-    let ok_alg = match (curve, p.cryptographic_algorithm) {
-        (_, None) => true,
-        (Curve::P256 | Curve::P384, Some(CryptographicAlgorithm::ECDSA | CryptographicAlgorithm::EC)) => true,
-        (Curve::Ed25519, Some(CryptographicAlgorithm::Ed25519)) => true,
-        _ => false,
-    };
-    if ok_hash && ok_dsa && ok_alg { Ok(()) } else { Err(bad) }
+    let bad = kerr(
+        ResultReason::UnsupportedCryptographicParameters,
+        "signature parameters do not match the key",
+    );
+    let ok_hash = matches!(
+        (curve, p.hashing_algorithm),
+        (_, None)
+            | (Curve::P256, Some(HashingAlgorithm::SHA256))
+            | (Curve::P384, Some(HashingAlgorithm::SHA384))
+            | (Curve::Ed25519, Some(HashingAlgorithm::SHA512))
+    );
+    let ok_dsa = matches!(
+        (curve, p.digital_signature_algorithm),
+        (_, None)
+            | (
+                Curve::P256,
+                Some(DigitalSignatureAlgorithm::ECDSAWithSHA256)
+            )
+            | (
+                Curve::P384,
+                Some(DigitalSignatureAlgorithm::ECDSAWithSHA384)
+            )
+            | (Curve::Ed25519, Some(DigitalSignatureAlgorithm::Ed25519))
+    );
+    let ok_alg = matches!(
+        (curve, p.cryptographic_algorithm),
+        (_, None)
+            | (
+                Curve::P256 | Curve::P384,
+                Some(
+                    CryptographicAlgorithm::ECDSA
+                        | CryptographicAlgorithm::EC
+                        | CryptographicAlgorithm::ECDH
+                )
+            )
+            | (Curve::Ed25519, Some(CryptographicAlgorithm::Ed25519))
+    );
+    if ok_hash && ok_dsa && ok_alg {
+        Ok(())
+    } else {
+        Err(bad)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -1409,12 +1963,23 @@ fn filter_attributes(a: &Attributes, refs: &[String]) -> Attributes {
     macro_rules! keep {
         ($($f:ident = $n:literal),*) => { $( if has($n) { f.$f = a.$f.clone(); } )* };
     }
-    keep!(unique_identifier = "UniqueIdentifier", object_type = "ObjectType",
-        cryptographic_algorithm = "CryptographicAlgorithm", cryptographic_length = "CryptographicLength",
-        cryptographic_usage_mask = "CryptographicUsageMask", key_format_type = "KeyFormatType",
-        state = "State", activation_date = "ActivationDate", deactivation_date = "DeactivationDate",
-        compromise_date = "CompromiseDate", destroy_date = "DestroyDate", initial_date = "InitialDate",
-        last_change_date = "LastChangeDate", names = "Name", links = "Link");
+    keep!(
+        unique_identifier = "UniqueIdentifier",
+        object_type = "ObjectType",
+        cryptographic_algorithm = "CryptographicAlgorithm",
+        cryptographic_length = "CryptographicLength",
+        cryptographic_usage_mask = "CryptographicUsageMask",
+        key_format_type = "KeyFormatType",
+        state = "State",
+        activation_date = "ActivationDate",
+        deactivation_date = "DeactivationDate",
+        compromise_date = "CompromiseDate",
+        destroy_date = "DestroyDate",
+        initial_date = "InitialDate",
+        last_change_date = "LastChangeDate",
+        names = "Name",
+        links = "Link"
+    );
     if has("RecommendedCurve") || has("CryptographicDomainParameters") {
         f.recommended_curve = a.recommended_curve;
     }
@@ -1429,9 +1994,4 @@ fn filter_attributes(a: &Attributes, refs: &[String]) -> Attributes {
         .collect();
     f.other = a.other.iter().filter(|o| has(&o.tag)).cloned().collect();
     f
-}
-
-#[allow(dead_code)]
-fn detail(d: Detail) -> Detail {
-    d
 }

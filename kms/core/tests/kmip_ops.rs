@@ -35,10 +35,17 @@ struct T {
 
 impl T {
     fn new() -> Self {
-        T { kms: Kms::new(MemoryStore::new(), KmsConfig::default()), rng: TestRng(0x1234_5678_9abc_def1), now: NOW }
+        T {
+            kms: Kms::new(MemoryStore::new(), KmsConfig::default()),
+            rng: TestRng(0x1234_5678_9abc_def1),
+            now: NOW,
+        }
     }
     fn call_raw(&mut self, user: &str, body: &[u8]) -> Result<Value, KmsError> {
-        let mut env = Env { now: self.now, rng: &mut self.rng };
+        let mut env = Env {
+            now: self.now,
+            rng: &mut self.rng,
+        };
         let out = self.kms.kmip_json(&mut env, user, body)?;
         Ok(serde_json::from_slice(&out).expect("response is JSON"))
     }
@@ -57,9 +64,6 @@ impl T {
             Err(e) => e,
         }
     }
-    fn env(&mut self) -> Env<'_> {
-        Env { now: self.now, rng: &mut self.rng }
-    }
 }
 
 fn reason(e: &KmsError) -> ResultReason {
@@ -74,7 +78,10 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn field<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
@@ -82,7 +89,10 @@ fn field<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
 }
 
 fn text(v: &Value, tag: &str) -> String {
-    field(v, tag).unwrap_or_else(|| panic!("no {tag} in {v}"))["value"].as_str().unwrap().to_string()
+    field(v, tag).unwrap_or_else(|| panic!("no {tag} in {v}"))["value"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn bytes(v: &Value, tag: &str) -> Vec<u8> {
@@ -106,7 +116,8 @@ fn create_sym(alg: &str, bits: i64, mask: i64, tags: &[&str], activate: bool) ->
         json!({"tag":"KeyFormatType","type":"Enumeration","value":"TransparentSymmetricKey"}),
     ];
     if activate {
-        attrs.push(json!({"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}));
+        attrs
+            .push(json!({"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}));
     }
     if !tags.is_empty() {
         attrs.push(tag_attr(tags));
@@ -143,8 +154,10 @@ fn create_pair(alg: &str, curve: Option<&str>, tags: &[&str]) -> Value {
         json!({"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}),
     ];
     if let Some(c) = curve {
-        common.push(json!({"tag":"CryptographicDomainParameters","type":"Structure","value":[
-            {"tag":"RecommendedCurve","type":"Enumeration","value":c}]}));
+        common.push(
+            json!({"tag":"CryptographicDomainParameters","type":"Structure","value":[
+            {"tag":"RecommendedCurve","type":"Enumeration","value":c}]}),
+        );
     }
     if !tags.is_empty() {
         common.push(tag_attr(tags));
@@ -156,7 +169,13 @@ fn create_pair(alg: &str, curve: Option<&str>, tags: &[&str]) -> Value {
 #[test]
 fn aes_create_encrypt_decrypt_by_tag_all_sizes_and_modes() {
     let mut t = T::new();
-    for (bits, mode) in [(128, "GCM"), (192, "GCM"), (256, "GCM"), (128, "GCMSIV"), (256, "GCMSIV")] {
+    for (bits, mode) in [
+        (128, "GCM"),
+        (192, "GCM"),
+        (256, "GCM"),
+        (128, "GCMSIV"),
+        (256, "GCMSIV"),
+    ] {
         let tag = format!("k{bits}{mode}");
         let r = t.ok("alice", create_sym("AES", bits, 2108, &[&tag], true));
         assert_eq!(r["tag"], "CreateResponse");
@@ -166,9 +185,16 @@ fn aes_create_encrypt_decrypt_by_tag_all_sizes_and_modes() {
         let params = json!({"tag":"CryptographicParameters","type":"Structure","value":[
             {"tag":"BlockCipherMode","type":"Enumeration","value":mode},
             {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"}]});
-        let e = t.ok("alice", encrypt(&by_tag, b"secret message", vec![params.clone()]));
+        let e = t.ok(
+            "alice",
+            encrypt(&by_tag, b"secret message", vec![params.clone()]),
+        );
         assert_eq!(text(&e, "UniqueIdentifier"), uid);
-        let (ct, nonce, tg) = (bytes(&e, "Data"), bytes(&e, "IVCounterNonce"), bytes(&e, "AuthenticatedEncryptionTag"));
+        let (ct, nonce, tg) = (
+            bytes(&e, "Data"),
+            bytes(&e, "IVCounterNonce"),
+            bytes(&e, "AuthenticatedEncryptionTag"),
+        );
         assert_eq!((ct.len(), nonce.len(), tg.len()), (14, 12, 16));
         let mut req = decrypt(&uid, &ct, "IVCounterNonce", &nonce, &tg);
         req["value"].as_array_mut().unwrap().push(params);
@@ -186,20 +212,35 @@ fn aes_create_encrypt_decrypt_by_tag_all_sizes_and_modes() {
 #[test]
 fn chacha20_and_nonce_spelling() {
     let mut t = T::new();
-    let uid = text(&t.ok("alice", create_sym("ChaCha20", 256, 12, &[], true)), "UniqueIdentifier");
+    let uid = text(
+        &t.ok("alice", create_sym("ChaCha20", 256, 12, &[], true)),
+        "UniqueIdentifier",
+    );
     // The client supplies its nonce with the older spelling: the answer uses it too.
     let e = t.ok("alice", encrypt(&uid, b"hi", vec![json!({"tag":"IvCounterNonce","type":"ByteString","value":"000102030405060708090A0B"})]));
     assert!(field(&e, "IVCounterNonce").is_none());
     assert_eq!(bytes(&e, "IvCounterNonce"), (0..12).collect::<Vec<u8>>());
-    let d = t.ok("alice", decrypt(&uid, &bytes(&e, "Data"), "IvCounterNonce", &bytes(&e, "IvCounterNonce"), &bytes(&e, "AuthenticatedEncryptionTag")));
+    let d = t.ok(
+        "alice",
+        decrypt(
+            &uid,
+            &bytes(&e, "Data"),
+            "IvCounterNonce",
+            &bytes(&e, "IvCounterNonce"),
+            &bytes(&e, "AuthenticatedEncryptionTag"),
+        ),
+    );
     assert_eq!(bytes(&d, "Data"), b"hi");
     // nonce ‖ ciphertext ‖ tag in Data alone also decrypts.
     let mut blob = bytes(&e, "IvCounterNonce");
     blob.extend(bytes(&e, "Data"));
     blob.extend(bytes(&e, "AuthenticatedEncryptionTag"));
-    let d = t.ok("alice", json!({"tag":"Decrypt","type":"Structure","value":[
+    let d = t.ok(
+        "alice",
+        json!({"tag":"Decrypt","type":"Structure","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"Data","type":"ByteString","value":hex(&blob)}]}));
+        {"tag":"Data","type":"ByteString","value":hex(&blob)}]}),
+    );
     assert_eq!(bytes(&d, "Data"), b"hi");
     // Wrong lengths are refused.
     let e = t.err("alice", create_sym("ChaCha20", 128, 12, &[], true));
@@ -209,19 +250,31 @@ fn chacha20_and_nonce_spelling() {
 #[test]
 fn lifecycle_preactive_activate_revoke_destroy() {
     let mut t = T::new();
-    let uid = text(&t.ok("alice", create_sym("AES", 256, 12, &["life"], false)), "UniqueIdentifier");
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &["life"], false)),
+        "UniqueIdentifier",
+    );
     let e = t.err("alice", encrypt(&uid, b"x", vec![]));
     assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
     let a = t.ok("alice", uid_req("Activate", &uid));
     assert_eq!(text(&a, "UniqueIdentifier"), uid);
-    assert_eq!(reason(&t.err("alice", uid_req("Activate", &uid))), ResultReason::WrongKeyLifecycleState);
+    assert_eq!(
+        reason(&t.err("alice", uid_req("Activate", &uid))),
+        ResultReason::WrongKeyLifecycleState
+    );
     t.ok("alice", encrypt(&uid, b"x", vec![]));
     // An active key cannot be destroyed.
-    assert_eq!(reason(&t.err("alice", uid_req("Destroy", &uid))), ResultReason::WrongKeyLifecycleState);
-    t.ok("alice", json!({"tag":"Revoke","type":"Structure","value":[
+    assert_eq!(
+        reason(&t.err("alice", uid_req("Destroy", &uid))),
+        ResultReason::WrongKeyLifecycleState
+    );
+    t.ok(
+        "alice",
+        json!({"tag":"Revoke","type":"Structure","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
         {"tag":"RevocationReason","type":"Structure","value":[
-            {"tag":"RevocationReasonCode","type":"Enumeration","value":"CessationOfOperation"}]}]}));
+            {"tag":"RevocationReasonCode","type":"Enumeration","value":"CessationOfOperation"}]}]}),
+    );
     let e = t.err("alice", encrypt(&uid, b"x", vec![]));
     assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
     assert!(e.to_string().contains("revoked"), "{e}");
@@ -233,13 +286,25 @@ fn lifecycle_preactive_activate_revoke_destroy() {
     let (rec, _) = t.kms.store().get(&uid).unwrap().unwrap();
     let o = ManagedObject::from_record(&rec).unwrap();
     assert!(o.material.is_none());
-    assert_eq!(reason(&t.err("alice", uid_req("Get", &uid))), ResultReason::ObjectDestroyed);
-    assert_eq!(reason(&t.err("alice", encrypt(&uid, b"x", vec![]))), ResultReason::ObjectDestroyed);
+    assert_eq!(
+        reason(&t.err("alice", uid_req("Get", &uid))),
+        ResultReason::ObjectDestroyed
+    );
+    assert_eq!(
+        reason(&t.err("alice", encrypt(&uid, b"x", vec![]))),
+        ResultReason::ObjectDestroyed
+    );
     // Destroyed objects leave the tag index; only a Locate by state finds them.
-    let l = t.ok("alice", json!({"tag":"Locate","value":[{"tag":"Attributes","value":[tag_attr(&["life"])]}]}));
+    let l = t.ok(
+        "alice",
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[tag_attr(&["life"])]}]}),
+    );
     assert_eq!(field(&l, "LocatedItems").unwrap()["value"], 0);
-    let l = t.ok("alice", json!({"tag":"Locate","value":[{"tag":"Attributes","value":[
-        {"tag":"State","type":"Enumeration","value":"Destroyed"}]}]}));
+    let l = t.ok(
+        "alice",
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[
+        {"tag":"State","type":"Enumeration","value":"Destroyed"}]}]}),
+    );
     assert_eq!(text(&l, "UniqueIdentifier"), uid);
 }
 
@@ -253,7 +318,10 @@ fn activation_date_in_the_future_then_reached() {
             {"tag":"CryptographicLength","type":"Integer","value":128},
             {"tag":"ActivationDate","type":"DateTime","value":"2030-01-01T00:00:00Z"}]}]});
     let uid = text(&t.ok("alice", req), "UniqueIdentifier");
-    assert_eq!(reason(&t.err("alice", encrypt(&uid, b"x", vec![]))), ResultReason::WrongKeyLifecycleState);
+    assert_eq!(
+        reason(&t.err("alice", encrypt(&uid, b"x", vec![]))),
+        ResultReason::WrongKeyLifecycleState
+    );
     t.now = 1_900_000_000;
     t.ok("alice", encrypt(&uid, b"x", vec![]));
 }
@@ -262,53 +330,75 @@ fn activation_date_in_the_future_then_reached() {
 fn usage_mask_is_enforced() {
     let mut t = T::new();
     // Decrypt (8) only.
-    let uid = text(&t.ok("alice", create_sym("AES", 256, 8, &[], true)), "UniqueIdentifier");
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 8, &[], true)),
+        "UniqueIdentifier",
+    );
     let e = t.err("alice", encrypt(&uid, b"x", vec![]));
     assert_eq!(reason(&e), ResultReason::IncompatibleCryptographicUsageMask);
     // Sign-only private key cannot verify through its public half if that lacks Verify.
-    let r = t.ok("alice", json!({"tag":"CreateKeyPair","value":[
+    let r = t.ok(
+        "alice",
+        json!({"tag":"CreateKeyPair","value":[
         {"tag":"CommonAttributes","value":[
             {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"ECDSA"},
             {"tag":"RecommendedCurve","type":"Enumeration","value":"P_256"},
             {"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}]},
         {"tag":"PublicKeyAttributes","value":[
-            {"tag":"CryptographicUsageMask","type":"Integer","value":4}]}]}));
+            {"tag":"CryptographicUsageMask","type":"Integer","value":4}]}]}),
+    );
     let pk = text(&r, "PublicKeyUniqueIdentifier");
-    let e = t.err("alice", json!({"tag":"SignatureVerify","value":[
+    let e = t.err(
+        "alice",
+        json!({"tag":"SignatureVerify","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":pk},
         {"tag":"Data","type":"ByteString","value":"00"},
-        {"tag":"SignatureData","type":"ByteString","value":"00"}]}));
+        {"tag":"SignatureData","type":"ByteString","value":"00"}]}),
+    );
     assert_eq!(reason(&e), ResultReason::IncompatibleCryptographicUsageMask);
 }
 
 #[test]
 fn key_pairs_sign_verify_export_import() {
     let mut t = T::new();
-    for (alg, curve, hash) in [("ECDSA", Some("P256"), "SHA256"), ("EC", Some("P_384"), "SHA_384"), ("Ed25519", None, "SHA512")] {
+    for (alg, curve, hash) in [
+        ("ECDSA", Some("P256"), "SHA256"),
+        ("EC", Some("P_384"), "SHA_384"),
+        ("Ed25519", None, "SHA512"),
+    ] {
         let tag = format!("pair-{alg}");
         let r = t.ok("alice", create_pair(alg, curve, &[&tag]));
         let sk = text(&r, "PrivateKeyUniqueIdentifier");
         let pk = text(&r, "PublicKeyUniqueIdentifier");
         let params = json!({"tag":"CryptographicParameters","value":[
             {"tag":"HashingAlgorithm","type":"Enumeration","value":hash}]});
-        let s = t.ok("alice", json!({"tag":"Sign","value":[
+        let s = t.ok(
+            "alice",
+            json!({"tag":"Sign","value":[
             {"tag":"UniqueIdentifier","type":"TextString","value":sk},
             params.clone(),
-            {"tag":"Data","type":"ByteString","value":hex(b"to be signed")}]}));
+            {"tag":"Data","type":"ByteString","value":hex(b"to be signed")}]}),
+        );
         let sig = bytes(&s, "SignatureData");
         let verify = |t: &mut T, uid: &str, data: &[u8]| {
-            let v = t.ok("alice", json!({"tag":"SignatureVerify","value":[
+            let v = t.ok(
+                "alice",
+                json!({"tag":"SignatureVerify","value":[
                 {"tag":"UniqueIdentifier","type":"TextString","value":uid},
                 {"tag":"Data","type":"ByteString","value":hex(data)},
-                {"tag":"SignatureData","type":"ByteString","value":hex(&sig)}]}));
+                {"tag":"SignatureData","type":"ByteString","value":hex(&sig)}]}),
+            );
             text(&v, "ValidityIndicator")
         };
         assert_eq!(verify(&mut t, &pk, b"to be signed"), "Valid");
         assert_eq!(verify(&mut t, &pk, b"to be signeD"), "Invalid");
         // Export the private key as PKCS#8, import it under a new uid, sign again, verify.
-        let g = t.ok("alice", json!({"tag":"Export","value":[
+        let g = t.ok(
+            "alice",
+            json!({"tag":"Export","value":[
             {"tag":"UniqueIdentifier","type":"TextString","value":sk},
-            {"tag":"KeyFormatType","type":"Enumeration","value":"PKCS8"}]}));
+            {"tag":"KeyFormatType","type":"Enumeration","value":"PKCS8"}]}),
+        );
         assert_eq!(g["tag"], "ExportResponse");
         let obj = field(&g, "Object").unwrap();
         let kb = field(obj, "KeyBlock").unwrap();
@@ -326,21 +416,30 @@ fn key_pairs_sign_verify_export_import() {
                 {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex(&der)}]}]}]}]}));
         let imported = text(&imp, "UniqueIdentifier");
         assert_eq!(imported, format!("imported-{alg}"));
-        let s2 = t.ok("alice", json!({"tag":"Sign","value":[
+        let s2 = t.ok(
+            "alice",
+            json!({"tag":"Sign","value":[
             {"tag":"UniqueIdentifier","type":"TextString","value":imported},
-            {"tag":"Data","type":"ByteString","value":hex(b"again")}]}));
-        let v = t.ok("alice", json!({"tag":"SignatureVerify","value":[
+            {"tag":"Data","type":"ByteString","value":hex(b"again")}]}),
+        );
+        let v = t.ok(
+            "alice",
+            json!({"tag":"SignatureVerify","value":[
             {"tag":"UniqueIdentifier","type":"TextString","value":pk},
             {"tag":"Data","type":"ByteString","value":hex(b"again")},
-            {"tag":"SignatureData","type":"ByteString","value":text(&s2, "SignatureData")}]}));
+            {"tag":"SignatureData","type":"ByteString","value":text(&s2, "SignatureData")}]}),
+        );
         assert_eq!(text(&v, "ValidityIndicator"), "Valid");
         // Public key: SPKI (X509) by default, raw on request; re-import the raw form.
         let g = t.ok("alice", uid_req("Get", &pk));
         let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
         assert_eq!(text(kb, "KeyFormatType"), "X509");
-        let g = t.ok("alice", json!({"tag":"Get","value":[
+        let g = t.ok(
+            "alice",
+            json!({"tag":"Get","value":[
             {"tag":"UniqueIdentifier","type":"TextString","value":pk},
-            {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"}]}));
+            {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"}]}),
+        );
         let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
         let raw = bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial");
         let curve_name = curve.unwrap_or("CURVEED25519");
@@ -356,9 +455,12 @@ fn key_pairs_sign_verify_export_import() {
         let pk2 = text(&r, "UniqueIdentifier");
         assert_eq!(verify(&mut t, &pk2, b"to be signed"), "Valid");
         // Signing with the public key is refused.
-        let e = t.err("alice", json!({"tag":"Sign","value":[
+        let e = t.err(
+            "alice",
+            json!({"tag":"Sign","value":[
             {"tag":"UniqueIdentifier","type":"TextString","value":pk},
-            {"tag":"Data","type":"ByteString","value":"00"}]}));
+            {"tag":"Data","type":"ByteString","value":"00"}]}),
+        );
         assert_eq!(reason(&e), ResultReason::InvalidObjectType);
     }
     // Mismatched signature parameters.
@@ -374,7 +476,9 @@ fn key_pairs_sign_verify_export_import() {
 fn register_symmetric_and_get_formats() {
     let mut t = T::new();
     let key: Vec<u8> = (0..32).collect();
-    let r = t.ok("alice", json!({"tag":"Register","value":[
+    let r = t.ok(
+        "alice",
+        json!({"tag":"Register","value":[
         {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
         {"tag":"Attributes","value":[
             {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
@@ -382,25 +486,43 @@ fn register_symmetric_and_get_formats() {
         {"tag":"SymmetricKey","value":[{"tag":"KeyBlock","value":[
             {"tag":"KeyFormatType","type":"Enumeration","value":"TransparentSymmetricKey"},
             {"tag":"KeyValue","value":[{"tag":"KeyMaterial","value":[
-                {"tag":"Key","type":"ByteString","value":hex(&key)}]}]}]}]}]}));
+                {"tag":"Key","type":"ByteString","value":hex(&key)}]}]}]}]}]}),
+    );
     let uid = text(&r, "UniqueIdentifier");
+    // Raw by default (as the Cosmian KMS answers), TransparentSymmetricKey on request.
     let g = t.ok("alice", uid_req("Get", &uid));
     assert_eq!(g["tag"], "GetResponse");
     assert_eq!(text(&g, "ObjectType"), "SymmetricKey");
+    let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+    assert_eq!(text(kb, "KeyFormatType"), "Raw");
+    assert_eq!(bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial"), key);
+    let g = t.ok(
+        "alice",
+        json!({"tag":"Get","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+        {"tag":"KeyFormatType","type":"Enumeration","value":"TransparentSymmetricKey"},
+        {"tag":"KeyWrapType","type":"Enumeration","value":"AsRegistered"}]}),
+    );
     let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
     assert_eq!(text(kb, "CryptographicAlgorithm"), "AES");
     assert_eq!(field(kb, "CryptographicLength").unwrap()["value"], 256);
     let km = field(field(kb, "KeyValue").unwrap(), "KeyMaterial").unwrap();
     assert_eq!(bytes(km, "Key"), key);
-    let g = t.ok("alice", json!({"tag":"Get","value":[
+    let g = t.ok(
+        "alice",
+        json!({"tag":"Get","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"KeyFormatType","type":"Enumeration","value":"0x00000001"}]}));
+        {"tag":"KeyFormatType","type":"Enumeration","value":"0x00000001"}]}),
+    );
     let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
     assert_eq!(text(kb, "KeyFormatType"), "Raw");
     assert_eq!(bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial"), key);
-    let e = t.err("alice", json!({"tag":"Get","value":[
+    let e = t.err(
+        "alice",
+        json!({"tag":"Get","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"KeyFormatType","type":"Enumeration","value":"PKCS8"}]}));
+        {"tag":"KeyFormatType","type":"Enumeration","value":"PKCS8"}]}),
+    );
     assert_eq!(reason(&e), ResultReason::KeyFormatTypeNotSupported);
     // A known-answer check through the KMS: AES-256-GCM of empty data with a zero key.
     let zero = t.ok("alice", json!({"tag":"Register","value":[
@@ -409,10 +531,19 @@ fn register_symmetric_and_get_formats() {
         {"tag":"Object","value":[{"tag":"KeyBlock","value":[
             {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"},
             {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex(&[0; 32])}]}]}]}]}));
-    let e = t.ok("alice", encrypt(&text(&zero, "UniqueIdentifier"), b"", vec![
-        json!({"tag":"IVCounterNonce","type":"ByteString","value":hex(&[0; 12])})]));
+    let e = t.ok(
+        "alice",
+        encrypt(
+            &text(&zero, "UniqueIdentifier"),
+            b"",
+            vec![json!({"tag":"IVCounterNonce","type":"ByteString","value":hex(&[0; 12])})],
+        ),
+    );
     // AES-256-GCM, K = 0^256, IV = 0^96, P = A = empty (McGrew & Viega test case 13).
-    assert_eq!(text(&e, "AuthenticatedEncryptionTag"), "530F8AFBC74536B9A963B4F1C4CB738B");
+    assert_eq!(
+        text(&e, "AuthenticatedEncryptionTag"),
+        "530F8AFBC74536B9A963B4F1C4CB738B"
+    );
     // Wrong key sizes and object types.
     let e = t.err("alice", json!({"tag":"Register","value":[
         {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
@@ -426,16 +557,27 @@ fn register_symmetric_and_get_formats() {
 #[test]
 fn attributes_get_list_add_set_delete() {
     let mut t = T::new();
-    let uid = text(&t.ok("alice", create_sym("AES", 256, 12, &["a1"], true)), "UniqueIdentifier");
-    let nm = |v: &str| json!({"tag":"Name","value":[
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &["a1"], true)),
+        "UniqueIdentifier",
+    );
+    let nm = |v: &str| {
+        json!({"tag":"Name","value":[
         {"tag":"NameValue","type":"TextString","value":v},
-        {"tag":"NameType","type":"Enumeration","value":"UninterpretedTextString"}]});
-    t.ok("alice", json!({"tag":"AddAttribute","value":[
+        {"tag":"NameType","type":"Enumeration","value":"UninterpretedTextString"}]})
+    };
+    t.ok(
+        "alice",
+        json!({"tag":"AddAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"NewAttribute","value":[nm("first")]}]}));
-    t.ok("alice", json!({"tag":"SetAttribute","value":[
+        {"tag":"NewAttribute","value":[nm("first")]}]}),
+    );
+    t.ok(
+        "alice",
+        json!({"tag":"SetAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"NewAttribute","value":[tag_attr(&["b1", "b2"])]}]}));
+        {"tag":"NewAttribute","value":[tag_attr(&["b1", "b2"])]}]}),
+    );
     t.ok("alice", json!({"tag":"AddAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
         {"tag":"NewAttribute","value":[{"tag":"Description","type":"TextString","value":"hello"}]}]}));
@@ -456,60 +598,134 @@ fn attributes_get_list_add_set_delete() {
     let tags: Vec<String> = serde_json::from_slice(&bytes(va, "AttributeValue")).unwrap();
     assert_eq!(tags, ["_kk", "b1", "b2"]);
     // Filtered GetAttributes.
-    let ga = t.ok("alice", json!({"tag":"GetAttributes","value":[
+    let ga = t.ok(
+        "alice",
+        json!({"tag":"GetAttributes","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"AttributeReference","type":"Enumeration","value":"CryptographicLength"}]}));
+        {"tag":"AttributeReference","type":"Enumeration","value":"CryptographicLength"}]}),
+    );
     let a = field(&ga, "Attributes").unwrap();
     assert_eq!(a["value"].as_array().unwrap().len(), 1);
     assert_eq!(field(a, "CryptographicLength").unwrap()["value"], 256);
     let gl = t.ok("alice", uid_req("GetAttributeList", &uid));
-    let refs: Vec<&str> = gl["value"].as_array().unwrap().iter()
+    let refs: Vec<&str> = gl["value"]
+        .as_array()
+        .unwrap()
+        .iter()
         .filter(|c| c["tag"] == "AttributeReference" && c["type"] == "Enumeration")
-        .map(|c| c["value"].as_str().unwrap()).collect();
-    assert!(refs.contains(&"CryptographicAlgorithm") && refs.contains(&"Name") && refs.contains(&"State"), "{refs:?}");
-    t.ok("alice", json!({"tag":"DeleteAttribute","value":[
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        refs.contains(&"CryptographicAlgorithm")
+            && refs.contains(&"Name")
+            && refs.contains(&"State"),
+        "{refs:?}"
+    );
+    t.ok(
+        "alice",
+        json!({"tag":"DeleteAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"CurrentAttribute","value":[nm("first")]}]}));
-    t.ok("alice", json!({"tag":"DeleteAttribute","value":[
+        {"tag":"CurrentAttribute","value":[nm("first")]}]}),
+    );
+    t.ok(
+        "alice",
+        json!({"tag":"DeleteAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"AttributeReference","type":"Enumeration","value":"Description"}]}));
-    let s = field(&t.ok("alice", uid_req("GetAttributes", &uid)), "Attributes").unwrap().to_string();
+        {"tag":"AttributeReference","type":"Enumeration","value":"Description"}]}),
+    );
+    let s = field(&t.ok("alice", uid_req("GetAttributes", &uid)), "Attributes")
+        .unwrap()
+        .to_string();
     assert!(!s.contains("first") && !s.contains("hello"), "{s}");
     // Locate by the new name after SetAttribute.
-    t.ok("alice", json!({"tag":"SetAttribute","value":[
+    t.ok(
+        "alice",
+        json!({"tag":"SetAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"NewAttribute","value":[nm("named")]}]}));
-    let l = t.ok("alice", json!({"tag":"Locate","value":[{"tag":"Attributes","value":[nm("named")]}]}));
+        {"tag":"NewAttribute","value":[nm("named")]}]}),
+    );
+    let l = t.ok(
+        "alice",
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[nm("named")]}]}),
+    );
     assert_eq!(text(&l, "UniqueIdentifier"), uid);
 }
 
 #[test]
 fn locate_filters_and_paging() {
     let mut t = T::new();
-    let a = text(&t.ok("alice", create_sym("AES", 256, 12, &["x", "y"], true)), "UniqueIdentifier");
-    let b = text(&t.ok("alice", create_sym("ChaCha20", 256, 12, &["x"], false)), "UniqueIdentifier");
+    let a = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &["x", "y"], true)),
+        "UniqueIdentifier",
+    );
+    let b = text(
+        &t.ok("alice", create_sym("ChaCha20", 256, 12, &["x"], false)),
+        "UniqueIdentifier",
+    );
     let p = t.ok("alice", create_pair("ECDSA", Some("P256"), &["x"]));
     t.ok("bob", create_sym("AES", 256, 12, &["x"], true));
     let locate = |t: &mut T, attrs: Vec<Value>, extra: Vec<Value>| -> (i64, Vec<String>) {
         let mut v = extra;
         v.push(json!({"tag":"Attributes","value":attrs}));
         let r = t.ok("alice", json!({"tag":"Locate","value":v}));
-        let n = field(&r, "LocatedItems").unwrap()["value"].as_i64().unwrap();
-        let mut u: Vec<String> = r["value"].as_array().unwrap().iter()
-            .filter(|c| c["tag"] == "UniqueIdentifier").map(|c| c["value"].as_str().unwrap().to_string()).collect();
+        let n = field(&r, "LocatedItems").unwrap()["value"]
+            .as_i64()
+            .unwrap();
+        let mut u: Vec<String> = r["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["tag"] == "UniqueIdentifier")
+            .map(|c| c["value"].as_str().unwrap().to_string())
+            .collect();
         u.sort();
         (n, u)
     };
-    assert_eq!(locate(&mut t, vec![tag_attr(&["x"])], vec![]).0, 4, "alice sees her 4 objects, not bob's");
-    assert_eq!(locate(&mut t, vec![tag_attr(&["x", "y"])], vec![]).1, vec![a.clone()]);
-    assert_eq!(locate(&mut t, vec![json!({"tag":"CryptographicAlgorithm","type":"Enumeration","value":"ChaCha20"})], vec![]).1, vec![b.clone()]);
-    assert_eq!(locate(&mut t, vec![json!({"tag":"ObjectType","type":"Enumeration","value":"PrivateKey"})], vec![]).1,
-        vec![text(&p, "PrivateKeyUniqueIdentifier")]);
-    assert_eq!(locate(&mut t, vec![json!({"tag":"State","type":"Enumeration","value":"PreActive"})], vec![]).1, vec![b.clone()]);
+    assert_eq!(
+        locate(&mut t, vec![tag_attr(&["x"])], vec![]).0,
+        4,
+        "alice sees her 4 objects, not bob's"
+    );
+    assert_eq!(
+        locate(&mut t, vec![tag_attr(&["x", "y"])], vec![]).1,
+        vec![a.clone()]
+    );
+    assert_eq!(
+        locate(
+            &mut t,
+            vec![json!({"tag":"CryptographicAlgorithm","type":"Enumeration","value":"ChaCha20"})],
+            vec![]
+        )
+        .1,
+        vec![b.clone()]
+    );
+    assert_eq!(
+        locate(
+            &mut t,
+            vec![json!({"tag":"ObjectType","type":"Enumeration","value":"PrivateKey"})],
+            vec![]
+        )
+        .1,
+        vec![text(&p, "PrivateKeyUniqueIdentifier")]
+    );
+    assert_eq!(
+        locate(
+            &mut t,
+            vec![json!({"tag":"State","type":"Enumeration","value":"PreActive"})],
+            vec![]
+        )
+        .1,
+        vec![b.clone()]
+    );
     assert_eq!(locate(&mut t, vec![tag_attr(&["_kk"])], vec![]).0, 2);
-    let (n, page) = locate(&mut t, vec![], vec![
-        json!({"tag":"MaximumItems","type":"Integer","value":2}),
-        json!({"tag":"OffsetItems","type":"Integer","value":1})]);
+    let (n, page) = locate(
+        &mut t,
+        vec![],
+        vec![
+            json!({"tag":"MaximumItems","type":"Integer","value":2}),
+            json!({"tag":"OffsetItems","type":"Integer","value":1}),
+        ],
+    );
     assert_eq!((n, page.len()), (4, 2));
     // A tag list that matches several objects cannot name one object.
     let e = t.err("alice", encrypt("[\"x\"]", b"x", vec![]));
@@ -521,7 +737,10 @@ fn locate_filters_and_paging() {
 #[test]
 fn rekey_moves_tags_and_keeps_old_key_usable() {
     let mut t = T::new();
-    let old = text(&t.ok("alice", create_sym("AES", 128, 12, &["rk"], true)), "UniqueIdentifier");
+    let old = text(
+        &t.ok("alice", create_sym("AES", 128, 12, &["rk"], true)),
+        "UniqueIdentifier",
+    );
     let e = t.ok("alice", encrypt(&old, b"before", vec![]));
     let r = t.ok("alice", uid_req("ReKey", "[\"rk\"]"));
     assert_eq!(r["tag"], "ReKeyResponse");
@@ -529,12 +748,24 @@ fn rekey_moves_tags_and_keeps_old_key_usable() {
     assert_ne!(new, old);
     let e2 = t.ok("alice", encrypt("[\"rk\"]", b"after", vec![]));
     assert_eq!(text(&e2, "UniqueIdentifier"), new);
-    let d = t.ok("alice", decrypt(&old, &bytes(&e, "Data"), "IVCounterNonce", &bytes(&e, "IVCounterNonce"), &bytes(&e, "AuthenticatedEncryptionTag")));
+    let d = t.ok(
+        "alice",
+        decrypt(
+            &old,
+            &bytes(&e, "Data"),
+            "IVCounterNonce",
+            &bytes(&e, "IVCounterNonce"),
+            &bytes(&e, "AuthenticatedEncryptionTag"),
+        ),
+    );
     assert_eq!(bytes(&d, "Data"), b"before");
     let g = t.ok("alice", uid_req("GetAttributes", &new)).to_string();
     assert!(g.contains("ReplacedObjectLink") && g.contains(&old), "{g}");
-    let g = t.ok("alice", json!({"tag":"Get","value":[
-        {"tag":"UniqueIdentifier","type":"TextString","value":new}]}));
+    let g = t.ok(
+        "alice",
+        json!({"tag":"Get","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":new}]}),
+    );
     let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
     assert_eq!(field(kb, "CryptographicLength").unwrap()["value"], 128);
 }
@@ -542,34 +773,93 @@ fn rekey_moves_tags_and_keeps_old_key_usable() {
 #[test]
 fn access_rights_like_cosmian() {
     let mut t = T::new();
-    let uid = text(&t.ok("alice", create_sym("AES", 256, 12, &["shared"], true)), "UniqueIdentifier");
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &["shared"], true)),
+        "UniqueIdentifier",
+    );
     // Bob has no right at all.
     let e = t.err("bob", encrypt(&uid, b"x", vec![]));
     assert_eq!(reason(&e), ResultReason::PermissionDenied);
     assert_eq!(e.http_status(), 422);
-    assert_eq!(reason(&t.err("bob", uid_req("Get", &uid))), ResultReason::PermissionDenied);
+    assert_eq!(
+        reason(&t.err("bob", uid_req("Get", &uid))),
+        ResultReason::PermissionDenied
+    );
     // By tag, bob cannot even see it.
-    assert_eq!(reason(&t.err("bob", encrypt("[\"shared\"]", b"x", vec![]))), ResultReason::ItemNotFound);
+    assert_eq!(
+        reason(&t.err("bob", encrypt("[\"shared\"]", b"x", vec![]))),
+        ResultReason::ItemNotFound
+    );
     // Only the owner grants.
-    let e = t.kms.grant_access(&mut Env { now: NOW, rng: &mut TestRng(1) }, "bob", &uid, "bob", &["encrypt".into()]).unwrap_err();
+    let e = t
+        .kms
+        .grant_access(
+            &mut Env {
+                now: NOW,
+                rng: &mut TestRng(1),
+            },
+            "bob",
+            &uid,
+            "bob",
+            &["encrypt".into()],
+        )
+        .unwrap_err();
     assert_eq!(reason(&e), ResultReason::PermissionDenied);
-    let ok = t.kms.grant_access_json(&mut t.env(), "alice", format!(
+    let ok = t.kms.grant_access_json(&mut Env { now: NOW, rng: &mut TestRng(7) }, "alice", format!(
         r#"{{"unique_identifier":"{uid}","user_id":"bob","operation_types":["encrypt","get_attributes"]}}"#).as_bytes()).unwrap();
     let ok: Value = serde_json::from_slice(&ok).unwrap();
     assert!(ok["success"].as_str().unwrap().contains("bob"));
-    t.kms.grant_access_json(&mut t.env(), "alice", format!(
-        r#"{{"unique_identifier":"{uid}","user_id":"carol","operation_type":"decrypt"}}"#).as_bytes()).unwrap();
+    t.kms
+        .grant_access_json(
+            &mut Env {
+                now: NOW,
+                rng: &mut TestRng(7),
+            },
+            "alice",
+            format!(
+                r#"{{"unique_identifier":"{uid}","user_id":"carol","operation_type":"decrypt"}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
     let e = t.ok("bob", encrypt("[\"shared\"]", b"x", vec![]));
-    let e = t.err("bob", decrypt(&uid, &bytes(&e, "Data"), "IVCounterNonce", &bytes(&e, "IVCounterNonce"), &bytes(&e, "AuthenticatedEncryptionTag")));
+    let e = t.err(
+        "bob",
+        decrypt(
+            &uid,
+            &bytes(&e, "Data"),
+            "IVCounterNonce",
+            &bytes(&e, "IVCounterNonce"),
+            &bytes(&e, "AuthenticatedEncryptionTag"),
+        ),
+    );
     assert_eq!(reason(&e), ResultReason::PermissionDenied);
     t.ok("bob", uid_req("GetAttributes", &uid));
-    assert_eq!(reason(&t.err("bob", uid_req("Destroy", &uid))), ResultReason::PermissionDenied);
+    assert_eq!(
+        reason(&t.err("bob", uid_req("Destroy", &uid))),
+        ResultReason::PermissionDenied
+    );
     let list = serde_json::to_value(t.kms.list_access("alice", &uid).unwrap()).unwrap();
-    assert_eq!(list, json!([{"user_id":"bob","operations":["encrypt","get_attributes"]},{"user_id":"carol","operations":["decrypt"]}]));
-    assert_eq!(reason(&t.kms.list_access("bob", &uid).unwrap_err()), ResultReason::PermissionDenied);
-    assert_eq!(t.kms.list_access("alice", "no-such-object").unwrap_err().http_status(), 404);
+    assert_eq!(
+        list,
+        json!([{"user_id":"bob","operations":["encrypt","get_attributes"]},{"user_id":"carol","operations":["decrypt"]}])
+    );
+    assert_eq!(
+        reason(&t.kms.list_access("bob", &uid).unwrap_err()),
+        ResultReason::PermissionDenied
+    );
+    assert_eq!(
+        t.kms
+            .list_access("alice", "no-such-object")
+            .unwrap_err()
+            .http_status(),
+        404
+    );
     let obtained = serde_json::to_value(t.kms.obtained("bob").unwrap()).unwrap();
-    assert_eq!(obtained, json!([{"object_id":uid,"owner_id":"alice","state":"Active","operations":["encrypt","get_attributes"],"is_wrapped":false}]));
+    assert_eq!(
+        obtained,
+        json!([{"object_id":uid,"owner_id":"alice","state":"Active","operations":["encrypt","get_attributes"],"is_wrapped":false}])
+    );
     let owned = serde_json::to_value(t.kms.owned("alice").unwrap()).unwrap();
     assert_eq!(owned[0]["object_id"], uid);
     assert_eq!(owned[0]["state"], "Active");
@@ -577,14 +867,53 @@ fn access_rights_like_cosmian() {
     assert_eq!(owned[0]["is_wrapped"], false);
     assert_eq!(t.kms.owned("bob").unwrap().len(), 0);
     // Bob locates what was shared with him.
-    let l = t.ok("bob", json!({"tag":"Locate","value":[{"tag":"Attributes","value":[tag_attr(&["shared"])]}]}));
+    let l = t.ok(
+        "bob",
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[tag_attr(&["shared"])]}]}),
+    );
     assert_eq!(text(&l, "UniqueIdentifier"), uid);
-    t.kms.revoke_access(&mut t.env(), "alice", &uid, "bob", &["encrypt".into(), "get_attributes".into()]).unwrap();
-    assert_eq!(reason(&t.err("bob", encrypt(&uid, b"x", vec![]))), ResultReason::PermissionDenied);
+    t.kms
+        .revoke_access(
+            &mut Env {
+                now: NOW,
+                rng: &mut TestRng(7),
+            },
+            "alice",
+            &uid,
+            "bob",
+            &["encrypt".into(), "get_attributes".into()],
+        )
+        .unwrap();
+    assert_eq!(
+        reason(&t.err("bob", encrypt(&uid, b"x", vec![]))),
+        ResultReason::PermissionDenied
+    );
     assert!(t.kms.obtained("bob").unwrap().is_empty());
-    let e = t.kms.grant_access(&mut t.env(), "alice", &uid, "bob", &["fly".into()]).unwrap_err();
+    let e = t
+        .kms
+        .grant_access(
+            &mut Env {
+                now: NOW,
+                rng: &mut TestRng(7),
+            },
+            "alice",
+            &uid,
+            "bob",
+            &["fly".into()],
+        )
+        .unwrap_err();
     assert_eq!(reason(&e), ResultReason::InvalidField);
-    let e = t.kms.grant_access_json(&mut t.env(), "alice", b"{not json").unwrap_err();
+    let e = t
+        .kms
+        .grant_access_json(
+            &mut Env {
+                now: NOW,
+                rng: &mut TestRng(7),
+            },
+            "alice",
+            b"{not json",
+        )
+        .unwrap_err();
     assert_eq!(e.http_status(), 400);
 }
 
@@ -597,15 +926,21 @@ fn malformed_and_unknown_requests() {
     assert_eq!(reason(&e), ResultReason::OperationNotSupported);
     assert_eq!(e.http_status(), 422);
     // Wrong item types.
-    let e = t.err("alice", json!({"tag":"Create","value":[
-        {"tag":"ObjectType","type":"TextString","value":"SymmetricKey"}]}));
+    let e = t.err(
+        "alice",
+        json!({"tag":"Create","value":[
+        {"tag":"ObjectType","type":"TextString","value":"SymmetricKey"}]}),
+    );
     assert_eq!(reason(&e), ResultReason::InvalidField);
     assert!(e.to_string().contains("ObjectType"), "{e}");
     let e = t.err("alice", json!({"tag":"Create","value":[
         {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
         {"tag":"Attributes","value":[{"tag":"CryptographicLength","type":"TextString","value":"256"}]}]}));
     assert_eq!(reason(&e), ResultReason::InvalidField);
-    let e = t.err("alice", json!({"tag":"Encrypt","value":[{"tag":"Data","type":"ByteString","value":"00"}]}));
+    let e = t.err(
+        "alice",
+        json!({"tag":"Encrypt","value":[{"tag":"Data","type":"ByteString","value":"00"}]}),
+    );
     assert_eq!(reason(&e), ResultReason::MissingData);
     let e = t.err("alice", json!({"tag":"Create","type":"Integer","value":1}));
     assert_eq!(reason(&e), ResultReason::InvalidField);
@@ -641,15 +976,29 @@ fn batch_request_message() {
             {"tag":"Operation","type":"Enumeration","value":"Locate"},
             {"tag":"RequestPayload","value":[{"tag":"Attributes","value":[tag_attr(&["b"])]}]}]}]}));
     assert_eq!(r["tag"], "ResponseMessage");
-    let items: Vec<&Value> = r["value"].as_array().unwrap().iter().filter(|c| c["tag"] == "BatchItem").collect();
+    let items: Vec<&Value> = r["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tag"] == "BatchItem")
+        .collect();
     assert_eq!(items.len(), 3);
     assert_eq!(text(items[0], "ResultStatus"), "Success");
     assert_eq!(text(items[0], "UniqueBatchItemID"), "01");
-    let created = text(field(items[0], "ResponsePayload").unwrap(), "UniqueIdentifier");
+    let created = text(
+        field(items[0], "ResponsePayload").unwrap(),
+        "UniqueIdentifier",
+    );
     assert_eq!(text(items[1], "ResultStatus"), "OperationFailed");
     assert_eq!(text(items[1], "ResultReason"), "ItemNotFound");
     assert!(text(items[1], "ResultMessage").contains("not found"));
-    assert_eq!(text(field(items[2], "ResponsePayload").unwrap(), "UniqueIdentifier"), created);
+    assert_eq!(
+        text(
+            field(items[2], "ResponsePayload").unwrap(),
+            "UniqueIdentifier"
+        ),
+        created
+    );
     let header = field(&r, "ResponseHeader").unwrap();
     assert_eq!(field(header, "BatchCount").unwrap()["value"], 3);
 }
@@ -657,12 +1006,29 @@ fn batch_request_message() {
 #[test]
 fn query_and_discover_versions() {
     let mut t = T::new();
-    let q = t.ok("alice", json!({"tag":"Query","value":[
+    let q = t.ok(
+        "alice",
+        json!({"tag":"Query","value":[
         {"tag":"QueryFunction","type":"Enumeration","value":"QueryOperations"},
-        {"tag":"QueryFunction","type":"Enumeration","value":"QueryObjects"}]}));
-    let ops: Vec<&str> = q["value"].as_array().unwrap().iter().filter(|c| c["tag"] == "Operation")
-        .map(|c| c["value"].as_str().unwrap()).collect();
-    for op in ["Create", "CreateKeyPair", "Encrypt", "Decrypt", "Sign", "SignatureVerify", "Locate", "ReKey"] {
+        {"tag":"QueryFunction","type":"Enumeration","value":"QueryObjects"}]}),
+    );
+    let ops: Vec<&str> = q["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tag"] == "Operation")
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    for op in [
+        "Create",
+        "CreateKeyPair",
+        "Encrypt",
+        "Decrypt",
+        "Sign",
+        "SignatureVerify",
+        "Locate",
+        "ReKey",
+    ] {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
     let d = t.ok("alice", json!({"tag":"DiscoverVersions","value":[]}));
@@ -674,7 +1040,10 @@ fn query_and_discover_versions() {
 #[test]
 fn concurrent_grants_are_all_kept() {
     let mut t = T::new();
-    let uid = text(&t.ok("alice", create_sym("AES", 256, 12, &[], true)), "UniqueIdentifier");
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &[], true)),
+        "UniqueIdentifier",
+    );
     let kms = Arc::new(t.kms);
     let threads: Vec<_> = (0..8)
         .map(|i| {
@@ -682,9 +1051,13 @@ fn concurrent_grants_are_all_kept() {
             let uid = uid.clone();
             std::thread::spawn(move || {
                 let mut rng = TestRng(i + 1);
-                let mut env = Env { now: NOW, rng: &mut rng };
+                let mut env = Env {
+                    now: NOW,
+                    rng: &mut rng,
+                };
                 for op in ["get", "encrypt", "decrypt"] {
-                    kms.grant_access(&mut env, "alice", &uid, &format!("user{i}"), &[op.into()]).unwrap();
+                    kms.grant_access(&mut env, "alice", &uid, &format!("user{i}"), &[op.into()])
+                        .unwrap();
                 }
             })
         })
@@ -694,5 +1067,8 @@ fn concurrent_grants_are_all_kept() {
     }
     let list = kms.list_access("alice", &uid).unwrap();
     assert_eq!(list.len(), 8);
-    assert!(list.iter().all(|u| u.operations == ["get", "encrypt", "decrypt"]));
+    assert!(
+        list.iter()
+            .all(|u| u.operations == ["get", "encrypt", "decrypt"])
+    );
 }

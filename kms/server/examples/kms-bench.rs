@@ -23,10 +23,11 @@ use ckms::kmip::{TtlvExt, hex_upper};
 use kms::crypto::Random;
 use kms::crypto::aead::{AeadAlg, encrypt};
 use kms::http::Limits;
+use kms::store::Store;
+use kms::store::memory::MemoryStore;
 use kms::{Kms, KmsConfig};
 use kms_server::kms_handler::{KmsHandler, OsRandom, unix_now};
 use kms_server::serve::{IdentityPolicy, ServeOptions, serve};
-use kms_server::store::{Database, DatabaseArgs, open_store};
 use kms_server::tls::{load_certs as server_certs, load_key, server_config};
 
 const CREATE: &str = r#"{"tag":"Create","type":"Structure","value":[
@@ -127,10 +128,7 @@ fn main() {
         Some(server_certs(&pki.ca_cert).expect("ca")),
     )
     .expect("server TLS");
-    let store = open_store(&DatabaseArgs {
-        database: Database::Memory,
-    })
-    .expect("store");
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let kms = Arc::new(Kms::new(store, KmsConfig::default()));
     let handler = Arc::new(KmsHandler::new(kms.clone(), Limits::DEFAULT));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -559,17 +559,10 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
                 Some((tls, handler, options)) => serve_connection(stream, tls, &*handler, &options),
                 None => serve_bootstrap_connection(stream, &shared),
             };
-            if let Err(e) = result {
-                if !matches!(
-                    e.kind(),
-                    io::ErrorKind::UnexpectedEof
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::BrokenPipe
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                ) {
-                    eprintln!("kms-server: connection: {e}");
-                }
+            if let Err(e) = result
+                && !is_quiet(&e)
+            {
+                eprintln!("kms-server: connection: {e}");
             }
         });
         if let Err(e) = spawned {
@@ -577,6 +570,21 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Connection ends not worth a log line: the peer went away, timed out, or aborted the handshake on purpose
+/// (`ckms` fetches the bootstrap certificate with a connection it aborts before using it).
+fn is_quiet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::TimedOut
+    ) || e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).is_some_and(|r| {
+        matches!(r, rustls::Error::AlertReceived(_))
+    })
 }
 
 fn bootstrap_tls_plain(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, BootstrapStartError> {
@@ -653,16 +661,15 @@ fn serve_bootstrap_connection(mut tcp: TcpStream, shared: &Shared) -> io::Result
                 (core_bootstrap::Response::error(&err), true, None)
             }
         };
+        // The KMS takes over the port before the client learns that /start succeeded, so its next
+        // connection already reaches the KMS.
+        if let Some(started) = started {
+            start_kms(shared, started);
+        }
         let mut out = Vec::new();
         to_http(resp, close).encode(&mut out);
         stream.write_all(&out)?;
         stream.flush()?;
-        if let Some(started) = started {
-            stream.conn.send_close_notify();
-            let _ = stream.conn.complete_io(stream.sock);
-            start_kms(shared, started);
-            return Ok(());
-        }
         if close {
             stream.conn.send_close_notify();
             let _ = stream.conn.complete_io(stream.sock);

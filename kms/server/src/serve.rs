@@ -100,12 +100,12 @@ pub fn serve<H: Handler>(
             .spawn(move || {
                 let _guard = guard;
                 let peer = stream.peer_addr().ok();
-                if let Err(e) = serve_connection(stream, tls, &*handler, &options) {
-                    if !is_quiet(&e) {
-                        match peer {
-                            Some(p) => eprintln!("kms-server: connection from {p}: {e}"),
-                            None => eprintln!("kms-server: connection: {e}"),
-                        }
+                if let Err(e) = serve_connection(stream, tls, &*handler, &options)
+                    && !is_quiet(&e)
+                {
+                    match peer {
+                        Some(p) => eprintln!("kms-server: connection from {p}: {e}"),
+                        None => eprintln!("kms-server: connection: {e}"),
                     }
                 }
             });

@@ -12,7 +12,7 @@
 //! This is the algorithm of the `sev-snp-measure` tool (PyPI), including its EC2 and GCE
 //! variants; the tests check both its published vectors and the tool itself on random inputs.
 
-mod ovmf;
+pub(crate) mod ovmf;
 pub mod vmsa;
 
 use core::fmt;

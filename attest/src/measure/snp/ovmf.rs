@@ -213,7 +213,7 @@ impl<'a> Ovmf<'a> {
 
 /// Read the GUIDed table backwards from its footer entry. Returns an empty table when the footer
 /// GUID is absent (an image without one has nothing for SEV to measure beyond its pages).
-fn parse_footer_table(data: &[u8]) -> Result<Vec<([u8; 16], &[u8])>, OvmfError> {
+pub(crate) fn parse_footer_table(data: &[u8]) -> Result<Vec<([u8; 16], &[u8])>, OvmfError> {
     let mut table = Vec::new();
     let Some(footer_start) = data.len().checked_sub(TABLE_END_FROM_FILE_END + ENTRY_HEADER) else {
         return Ok(table);

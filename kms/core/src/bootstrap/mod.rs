@@ -55,7 +55,7 @@ impl DbSecret {
         let decoded = Base64::decode(text.trim().as_bytes(), out.as_mut_slice())
             .map_err(|_| BootstrapError::BadRequest("db_secret is not base64"))?;
         let bytes: &[u8; 32] =
-            (&*decoded).try_into().map_err(|_| BootstrapError::BadRequest("db_secret must be exactly 32 bytes"))?;
+            decoded.try_into().map_err(|_| BootstrapError::BadRequest("db_secret must be exactly 32 bytes"))?;
         let mut secret = Zeroizing::new([0u8; 32]);
         secret.copy_from_slice(bytes);
         Ok(DbSecret(secret))

@@ -293,10 +293,10 @@ pub fn validate_api_chain(key: &BootstrapKey, chain_pem: &str) -> Result<ApiChai
         return Err(X509Error::LeafKeyMismatch);
     }
     for (n, pair) in certs.windows(2).enumerate() {
-        if let [child, parent] = pair {
-            if child.tbs_certificate().issuer() != parent.tbs_certificate().subject() {
-                return Err(X509Error::ChainBroken(n));
-            }
+        if let [child, parent] = pair
+            && child.tbs_certificate().issuer() != parent.tbs_certificate().subject()
+        {
+            return Err(X509Error::ChainBroken(n));
         }
     }
     let mut der = Vec::with_capacity(certs.len());

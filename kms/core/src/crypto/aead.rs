@@ -34,7 +34,8 @@ fn seal<C: AeadInOut + KeyInit>(
     data: &mut [u8],
 ) -> Result<[u8; TAG_LEN], CryptoError> {
     let cipher = C::new_from_slice(key).map_err(|_| CryptoError::InvalidKey)?;
-    let nonce = aes_gcm::aead::Nonce::<C>::try_from(nonce).map_err(|_| CryptoError::InvalidNonce)?;
+    let nonce =
+        aes_gcm::aead::Nonce::<C>::try_from(nonce).map_err(|_| CryptoError::InvalidNonce)?;
     let tag = cipher
         .encrypt_inout_detached(&nonce, aad, data.into())
         .map_err(|_| CryptoError::Unsupported)?;
@@ -54,7 +55,8 @@ fn open<C: AeadInOut + KeyInit>(
     tag: &[u8],
 ) -> Result<(), CryptoError> {
     let cipher = C::new_from_slice(key).map_err(|_| CryptoError::InvalidKey)?;
-    let nonce = aes_gcm::aead::Nonce::<C>::try_from(nonce).map_err(|_| CryptoError::InvalidNonce)?;
+    let nonce =
+        aes_gcm::aead::Nonce::<C>::try_from(nonce).map_err(|_| CryptoError::InvalidNonce)?;
     let tag = aes_gcm::aead::Tag::<C>::try_from(tag).map_err(|_| CryptoError::InvalidTag)?;
     cipher
         .decrypt_inout_detached(&nonce, aad, data.into(), &tag)

@@ -49,8 +49,10 @@ macro_rules! ec_impl {
 
             fn pair(sk: &SecretKey) -> Result<KeyPair, CryptoError> {
                 let der = sk.to_pkcs8_der().map_err(|_| CryptoError::Encoding)?;
-                let spki =
-                    sk.public_key().to_public_key_der().map_err(|_| CryptoError::Encoding)?;
+                let spki = sk
+                    .public_key()
+                    .to_public_key_der()
+                    .map_err(|_| CryptoError::Encoding)?;
                 Ok(KeyPair {
                     private_pkcs8: Zeroizing::new(der.as_bytes().to_vec()),
                     public_spki: spki.as_bytes().to_vec(),
@@ -69,13 +71,21 @@ macro_rules! ec_impl {
 
             pub fn spki_from_point(raw: &[u8]) -> Result<Vec<u8>, CryptoError> {
                 let pk = PublicKey::from_sec1_bytes(raw).map_err(|_| CryptoError::InvalidKey)?;
-                Ok(pk.to_public_key_der().map_err(|_| CryptoError::Encoding)?.as_bytes().to_vec())
+                Ok(pk
+                    .to_public_key_der()
+                    .map_err(|_| CryptoError::Encoding)?
+                    .as_bytes()
+                    .to_vec())
             }
 
             pub fn spki_canonical(der: &[u8]) -> Result<Vec<u8>, CryptoError> {
                 let pk =
                     PublicKey::from_public_key_der(der).map_err(|_| CryptoError::InvalidKey)?;
-                Ok(pk.to_public_key_der().map_err(|_| CryptoError::Encoding)?.as_bytes().to_vec())
+                Ok(pk
+                    .to_public_key_der()
+                    .map_err(|_| CryptoError::Encoding)?
+                    .as_bytes()
+                    .to_vec())
             }
 
             pub fn point(spki: &[u8]) -> Result<Vec<u8>, CryptoError> {
@@ -93,8 +103,8 @@ macro_rules! ec_impl {
 
             pub fn verify(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<bool, CryptoError> {
                 use $crate_::ecdsa::signature::Verifier;
-                let vk = VerifyingKey::from_public_key_der(spki)
-                    .map_err(|_| CryptoError::InvalidKey)?;
+                let vk =
+                    VerifyingKey::from_public_key_der(spki).map_err(|_| CryptoError::InvalidKey)?;
                 let sig = if sig.len() == 2 * $len {
                     Signature::from_slice(sig)
                 } else {
@@ -121,7 +131,10 @@ mod ed_impl {
 
     fn pair(sk: &SigningKey) -> Result<KeyPair, CryptoError> {
         let der = sk.to_pkcs8_der().map_err(|_| CryptoError::Encoding)?;
-        let spki = sk.verifying_key().to_public_key_der().map_err(|_| CryptoError::Encoding)?;
+        let spki = sk
+            .verifying_key()
+            .to_public_key_der()
+            .map_err(|_| CryptoError::Encoding)?;
         Ok(KeyPair {
             private_pkcs8: Zeroizing::new(der.as_bytes().to_vec()),
             public_spki: spki.as_bytes().to_vec(),
@@ -141,12 +154,20 @@ mod ed_impl {
     pub fn spki_from_point(raw: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let pk: &[u8; 32] = raw.try_into().map_err(|_| CryptoError::InvalidKey)?;
         let vk = VerifyingKey::from_bytes(pk).map_err(|_| CryptoError::InvalidKey)?;
-        Ok(vk.to_public_key_der().map_err(|_| CryptoError::Encoding)?.as_bytes().to_vec())
+        Ok(vk
+            .to_public_key_der()
+            .map_err(|_| CryptoError::Encoding)?
+            .as_bytes()
+            .to_vec())
     }
 
     pub fn spki_canonical(der: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let vk = VerifyingKey::from_public_key_der(der).map_err(|_| CryptoError::InvalidKey)?;
-        Ok(vk.to_public_key_der().map_err(|_| CryptoError::Encoding)?.as_bytes().to_vec())
+        Ok(vk
+            .to_public_key_der()
+            .map_err(|_| CryptoError::Encoding)?
+            .as_bytes()
+            .to_vec())
     }
 
     pub fn point(spki: &[u8]) -> Result<Vec<u8>, CryptoError> {
@@ -327,7 +348,10 @@ mod tests {
             assert_eq!(&kp3.private_pkcs8[..], &kp.private_pkcs8[..]);
             let point = raw_public(c, &kp.public_spki).unwrap();
             assert_eq!(public_from_raw(c, &point).unwrap(), kp.public_spki);
-            assert_eq!(public_from_spki(None, &kp.public_spki).unwrap(), (c, kp.public_spki.clone()));
+            assert_eq!(
+                public_from_spki(None, &kp.public_spki).unwrap(),
+                (c, kp.public_spki.clone())
+            );
         }
     }
 

@@ -32,7 +32,11 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // serde_json itself stops at 128 levels of JSON nesting; a TTLV level is 2 JSON levels.
-        Limits { max_bytes: 4 * 1024 * 1024, max_depth: 32, max_items: 100_000 }
+        Limits {
+            max_bytes: 4 * 1024 * 1024,
+            max_depth: 32,
+            max_items: 100_000,
+        }
     }
 }
 
@@ -93,7 +97,10 @@ fn item(v: &J, depth: usize, limits: &Limits, count: &mut usize) -> Result<Ttlv,
         return Err(JsonError::TooManyItems);
     }
     let obj = v.as_object().ok_or(JsonError::NotAnItem)?;
-    let tag = obj.get("tag").and_then(J::as_str).ok_or(JsonError::BadTag)?;
+    let tag = obj
+        .get("tag")
+        .and_then(J::as_str)
+        .ok_or(JsonError::BadTag)?;
     let tag = normalize_tag(tag)?;
     let value = obj.get("value").ok_or(JsonError::NotAnItem)?;
     let ty = match obj.get("type") {
@@ -116,7 +123,9 @@ fn item(v: &J, depth: usize, limits: &Limits, count: &mut usize) -> Result<Ttlv,
         "LongInteger" => Value::LongInteger(integer(value, "LongInteger")?),
         "BigInteger" => {
             let s = value.as_str().ok_or(JsonError::BadValue("BigInteger"))?;
-            let h = s.strip_prefix("0x").ok_or(JsonError::BadValue("BigInteger"))?;
+            let h = s
+                .strip_prefix("0x")
+                .ok_or(JsonError::BadValue("BigInteger"))?;
             Value::BigInteger(unhex(h).ok_or(JsonError::BadValue("BigInteger"))?)
         }
         "Enumeration" => Value::Enumeration(match value {
@@ -133,9 +142,12 @@ fn item(v: &J, depth: usize, limits: &Limits, count: &mut usize) -> Result<Ttlv,
             _ => return Err(JsonError::BadValue("Enumeration")),
         }),
         "Boolean" => Value::Boolean(value.as_bool().ok_or(JsonError::BadValue("Boolean"))?),
-        "TextString" => {
-            Value::TextString(value.as_str().ok_or(JsonError::BadValue("TextString"))?.into())
-        }
+        "TextString" => Value::TextString(
+            value
+                .as_str()
+                .ok_or(JsonError::BadValue("TextString"))?
+                .into(),
+        ),
         "ByteString" => {
             let s = value.as_str().ok_or(JsonError::BadValue("ByteString"))?;
             Value::ByteString(unhex(s).ok_or(JsonError::BadValue("ByteString"))?)
@@ -158,13 +170,25 @@ fn item(v: &J, depth: usize, limits: &Limits, count: &mut usize) -> Result<Ttlv,
                 .ok_or(JsonError::BadValue("Interval"))?,
         ),
         "DateTimeExtended" => {
-            let s = value.as_str().ok_or(JsonError::BadValue("DateTimeExtended"))?;
-            let h = s.strip_prefix("0x").ok_or(JsonError::BadValue("DateTimeExtended"))?;
+            let s = value
+                .as_str()
+                .ok_or(JsonError::BadValue("DateTimeExtended"))?;
+            let h = s
+                .strip_prefix("0x")
+                .ok_or(JsonError::BadValue("DateTimeExtended"))?;
             let b = unhex(h).ok_or(JsonError::BadValue("DateTimeExtended"))?;
             let micros = match b.len() {
-                8 => i64::from_be_bytes(b.as_slice().try_into().map_err(|_| JsonError::BadValue("DateTimeExtended"))?),
+                8 => i64::from_be_bytes(
+                    b.as_slice()
+                        .try_into()
+                        .map_err(|_| JsonError::BadValue("DateTimeExtended"))?,
+                ),
                 16 => {
-                    let x = i128::from_be_bytes(b.as_slice().try_into().map_err(|_| JsonError::BadValue("DateTimeExtended"))?);
+                    let x = i128::from_be_bytes(
+                        b.as_slice()
+                            .try_into()
+                            .map_err(|_| JsonError::BadValue("DateTimeExtended"))?,
+                    );
                     i64::try_from(x).map_err(|_| JsonError::BadValue("DateTimeExtended"))?
                 }
                 _ => return Err(JsonError::BadValue("DateTimeExtended")),
@@ -200,8 +224,16 @@ fn integer(v: &J, ty: &'static str) -> Result<i64, JsonError> {
             let h = s.strip_prefix("0x").ok_or(JsonError::BadValue(ty))?;
             let b = unhex(h).ok_or(JsonError::BadValue(ty))?;
             match b.len() {
-                4 => Ok(i64::from(i32::from_be_bytes(b.as_slice().try_into().map_err(|_| JsonError::BadValue(ty))?))),
-                8 => Ok(i64::from_be_bytes(b.as_slice().try_into().map_err(|_| JsonError::BadValue(ty))?)),
+                4 => Ok(i64::from(i32::from_be_bytes(
+                    b.as_slice()
+                        .try_into()
+                        .map_err(|_| JsonError::BadValue(ty))?,
+                ))),
+                8 => Ok(i64::from_be_bytes(
+                    b.as_slice()
+                        .try_into()
+                        .map_err(|_| JsonError::BadValue(ty))?,
+                )),
                 _ => Err(JsonError::BadValue(ty)),
             }
         }
@@ -219,7 +251,7 @@ fn hex_u32(h: &str) -> Option<u32> {
 /// Decode hex (either case); `None` on odd length or a non-hex digit.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     let nib = |c: u8| -> Option<u8> {
@@ -383,7 +415,10 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         core::str::from_utf8(part).ok()?.parse().ok()
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !matches!(b.get(10), Some(b'T' | b't' | b' ')) {
+    if b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || !matches!(b.get(10), Some(b'T' | b't' | b' '))
+    {
         return None;
     }
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -470,14 +505,26 @@ mod tests {
             {"tag":"ObjectType","type":"Enumeration","value":2}]}"#;
         let t = from_slice(j, &lim()).unwrap();
         assert_eq!(t.tag, "UniqueIdentifier");
-        assert_eq!(t.get("CryptographicLength").unwrap().value, Value::Integer(256));
-        assert_eq!(t.get("Data").unwrap().value, Value::ByteString(vec![0xab, 0xcd, 0xef]));
-        assert_eq!(t.get("TimeStamp").unwrap().value, Value::DateTimeExtended(1));
+        assert_eq!(
+            t.get("CryptographicLength").unwrap().value,
+            Value::Integer(256)
+        );
+        assert_eq!(
+            t.get("Data").unwrap().value,
+            Value::ByteString(vec![0xab, 0xcd, 0xef])
+        );
+        assert_eq!(
+            t.get("TimeStamp").unwrap().value,
+            Value::DateTimeExtended(1)
+        );
         assert_eq!(
             t.get("ActivationDate").unwrap().value,
             Value::DateTime(days_from_civil(2024, 2, 29) * 86400 + 11 * 3600)
         );
-        assert_eq!(t.get("ObjectType").unwrap().value, Value::Enumeration(EnumValue::Code(2)));
+        assert_eq!(
+            t.get("ObjectType").unwrap().value,
+            Value::Enumeration(EnumValue::Code(2))
+        );
     }
 
     #[test]
@@ -485,8 +532,14 @@ mod tests {
         let l = lim();
         assert_eq!(from_slice(b"{", &l), Err(JsonError::Syntax));
         assert_eq!(from_slice(b"[]", &l), Err(JsonError::NotAnItem));
-        assert_eq!(from_slice(br#"{"tag":1,"value":1}"#, &l), Err(JsonError::BadTag));
-        assert_eq!(from_slice(br#"{"tag":"X","type":"Float","value":1}"#, &l), Err(JsonError::UnknownType));
+        assert_eq!(
+            from_slice(br#"{"tag":1,"value":1}"#, &l),
+            Err(JsonError::BadTag)
+        );
+        assert_eq!(
+            from_slice(br#"{"tag":"X","type":"Float","value":1}"#, &l),
+            Err(JsonError::UnknownType)
+        );
         assert_eq!(
             from_slice(br#"{"tag":"X","type":"Integer","value":4294967296}"#, &l),
             Err(JsonError::BadValue("Integer"))
@@ -496,7 +549,10 @@ mod tests {
             Err(JsonError::BadValue("ByteString"))
         );
         assert_eq!(
-            from_slice(br#"{"tag":"X","type":"DateTime","value":"2024-13-01T00:00:00Z"}"#, &l),
+            from_slice(
+                br#"{"tag":"X","type":"DateTime","value":"2024-13-01T00:00:00Z"}"#,
+                &l
+            ),
             Err(JsonError::BadValue("DateTime"))
         );
         assert_eq!(
@@ -504,7 +560,10 @@ mod tests {
             Err(JsonError::BadValue("Boolean"))
         );
         let small = Limits { max_bytes: 10, ..l };
-        assert_eq!(from_slice(br#"{"tag":"X","value":[]}"#, &small), Err(JsonError::TooLarge));
+        assert_eq!(
+            from_slice(br#"{"tag":"X","value":[]}"#, &small),
+            Err(JsonError::TooLarge)
+        );
         let mut deep = String::new();
         for _ in 0..40 {
             deep.push_str(r#"{"tag":"S","value":["#);

@@ -48,7 +48,9 @@ pub struct CryptographicParameters {
 impl CryptographicParameters {
     /// Parse the optional `CryptographicParameters` child of `t`.
     pub fn opt(t: &Ttlv) -> Result<Option<Self>, FieldError> {
-        let Some(c) = t.get("CryptographicParameters") else { return Ok(None) };
+        let Some(c) = t.get("CryptographicParameters") else {
+            return Ok(None);
+        };
         Ok(Some(CryptographicParameters {
             block_cipher_mode: BlockCipherMode::opt(c)?,
             cryptographic_algorithm: CryptographicAlgorithm::opt(c)?,
@@ -93,7 +95,13 @@ impl Drop for KeyBlock {
     }
 }
 
-const OBJECT_TAGS: &[&str] = &["Object", "SymmetricKey", "PrivateKey", "PublicKey", "SecretData"];
+const OBJECT_TAGS: &[&str] = &[
+    "Object",
+    "SymmetricKey",
+    "PrivateKey",
+    "PublicKey",
+    "SecretData",
+];
 
 impl KeyBlock {
     /// Parse the object (`Object`, or `SymmetricKey`/`PrivateKey`/... in the spec dialect).
@@ -172,7 +180,10 @@ impl KeyBlock {
         if let Some(a) = &self.attributes {
             kv.push(a.to_ttlv("Attributes"));
         }
-        let mut kb = alloc::vec![self.key_format_type.to_ttlv(), Ttlv::structure("KeyValue", kv)];
+        let mut kb = alloc::vec![
+            self.key_format_type.to_ttlv(),
+            Ttlv::structure("KeyValue", kv)
+        ];
         if let Some(a) = self.cryptographic_algorithm {
             kb.push(a.to_ttlv());
         }
@@ -187,8 +198,15 @@ impl KeyBlock {
 #[derive(Debug)]
 #[allow(missing_docs)]
 pub enum Request {
-    Create { object_type: ObjectType, attributes: Attributes },
-    CreateKeyPair { common: Attributes, private: Attributes, public: Attributes },
+    Create {
+        object_type: ObjectType,
+        attributes: Attributes,
+    },
+    CreateKeyPair {
+        common: Attributes,
+        private: Attributes,
+        public: Attributes,
+    },
     /// Register (spec) and Import (Cosmian) share a shape; `replace` only exists for Import.
     Register {
         import: bool,
@@ -198,17 +216,51 @@ pub enum Request {
         attributes: Attributes,
         key: KeyBlock,
     },
-    Get { uid: Option<String>, key_format_type: Option<KeyFormatType>, export: bool },
-    GetAttributes { uid: Option<String>, references: Vec<String> },
-    GetAttributeList { uid: Option<String> },
-    AddAttribute { uid: Option<String>, attribute: Ttlv },
-    SetAttribute { uid: Option<String>, attribute: Ttlv },
-    DeleteAttribute { uid: Option<String>, current: Option<Ttlv>, reference: Option<String> },
-    Locate { max_items: Option<i32>, offset_items: Option<i32>, attributes: Attributes },
-    Activate { uid: Option<String> },
-    Revoke { uid: Option<String>, reason: RevocationReasonCode, compromise_date: Option<i64> },
-    Destroy { uid: Option<String> },
-    ReKey { uid: Option<String>, attributes: Attributes },
+    Get {
+        uid: Option<String>,
+        key_format_type: Option<KeyFormatType>,
+        export: bool,
+    },
+    GetAttributes {
+        uid: Option<String>,
+        references: Vec<String>,
+    },
+    GetAttributeList {
+        uid: Option<String>,
+    },
+    AddAttribute {
+        uid: Option<String>,
+        attribute: Ttlv,
+    },
+    SetAttribute {
+        uid: Option<String>,
+        attribute: Ttlv,
+    },
+    DeleteAttribute {
+        uid: Option<String>,
+        current: Option<Ttlv>,
+        reference: Option<String>,
+    },
+    Locate {
+        max_items: Option<i32>,
+        offset_items: Option<i32>,
+        attributes: Attributes,
+    },
+    Activate {
+        uid: Option<String>,
+    },
+    Revoke {
+        uid: Option<String>,
+        reason: RevocationReasonCode,
+        compromise_date: Option<i64>,
+    },
+    Destroy {
+        uid: Option<String>,
+    },
+    ReKey {
+        uid: Option<String>,
+        attributes: Attributes,
+    },
     Encrypt {
         uid: Option<String>,
         params: Option<CryptographicParameters>,
@@ -226,14 +278,20 @@ pub enum Request {
         aad: Option<Vec<u8>>,
         spelling: NonceSpelling,
     },
-    Sign { uid: Option<String>, params: Option<CryptographicParameters>, data: Vec<u8> },
+    Sign {
+        uid: Option<String>,
+        params: Option<CryptographicParameters>,
+        data: Vec<u8>,
+    },
     SignatureVerify {
         uid: Option<String>,
         params: Option<CryptographicParameters>,
         data: Vec<u8>,
         signature: Vec<u8>,
     },
-    Query { functions: Vec<QueryFunction> },
+    Query {
+        functions: Vec<QueryFunction>,
+    },
     DiscoverVersions,
 }
 
@@ -297,11 +355,17 @@ impl Request {
                     references.push(match &r.value {
                         Value::Enumeration(super::ttlv::EnumValue::Name(n)) => n.clone(),
                         Value::TextString(n) => n.clone(),
-                        Value::Structure(_) => r.req("AttributeName")?.as_text("AttributeName")?.to_string(),
+                        Value::Structure(_) => r
+                            .req("AttributeName")?
+                            .as_text("AttributeName")?
+                            .to_string(),
                         _ => return Err(FieldError::WrongType("AttributeReference").into()),
                     });
                 }
-                Request::GetAttributes { uid: uid_opt(p)?, references }
+                Request::GetAttributes {
+                    uid: uid_opt(p)?,
+                    references,
+                }
             }
             Operation::GetAttributeList => Request::GetAttributeList { uid: uid_opt(p)? },
             Operation::AddAttribute | Operation::SetAttribute | Operation::ModifyAttribute => {
@@ -312,9 +376,15 @@ impl Request {
                     _ => return Err(FieldError::Invalid("NewAttribute").into()),
                 };
                 if op == Operation::AddAttribute {
-                    Request::AddAttribute { uid: uid_opt(p)?, attribute }
+                    Request::AddAttribute {
+                        uid: uid_opt(p)?,
+                        attribute,
+                    }
                 } else {
-                    Request::SetAttribute { uid: uid_opt(p)?, attribute }
+                    Request::SetAttribute {
+                        uid: uid_opt(p)?,
+                        attribute,
+                    }
                 }
             }
             Operation::DeleteAttribute => {
@@ -329,7 +399,10 @@ impl Request {
                     Some(r) => Some(match &r.value {
                         Value::Enumeration(super::ttlv::EnumValue::Name(n)) => n.clone(),
                         Value::TextString(n) => n.clone(),
-                        Value::Structure(_) => r.req("AttributeName")?.as_text("AttributeName")?.to_string(),
+                        Value::Structure(_) => r
+                            .req("AttributeName")?
+                            .as_text("AttributeName")?
+                            .to_string(),
                         _ => return Err(FieldError::WrongType("AttributeReference").into()),
                     }),
                     None => None,
@@ -337,7 +410,11 @@ impl Request {
                 if current.is_none() && reference.is_none() {
                     return Err(FieldError::Missing("CurrentAttribute").into());
                 }
-                Request::DeleteAttribute { uid: uid_opt(p)?, current, reference }
+                Request::DeleteAttribute {
+                    uid: uid_opt(p)?,
+                    current,
+                    reference,
+                }
             }
             Operation::Locate => Request::Locate {
                 max_items: p.opt_int("MaximumItems")?,
@@ -356,10 +433,17 @@ impl Request {
                     ),
                     None => (RevocationReasonCode::Unspecified, None),
                 };
-                Request::Revoke { uid: uid_opt(p)?, reason, compromise_date }
+                Request::Revoke {
+                    uid: uid_opt(p)?,
+                    reason,
+                    compromise_date,
+                }
             }
             Operation::Destroy => Request::Destroy { uid: uid_opt(p)? },
-            Operation::ReKey => Request::ReKey { uid: uid_opt(p)?, attributes: attrs_opt(p, "Attributes")? },
+            Operation::ReKey => Request::ReKey {
+                uid: uid_opt(p)?,
+                attributes: attrs_opt(p, "Attributes")?,
+            },
             Operation::Encrypt => {
                 let (nonce, spelling) = nonce(p)?;
                 Request::Encrypt {
@@ -367,7 +451,9 @@ impl Request {
                     params: CryptographicParameters::opt(p)?,
                     data: p.req("Data")?.as_bytes("Data")?.to_vec(),
                     nonce,
-                    aad: p.opt_bytes("AuthenticatedEncryptionAdditionalData")?.map(<[u8]>::to_vec),
+                    aad: p
+                        .opt_bytes("AuthenticatedEncryptionAdditionalData")?
+                        .map(<[u8]>::to_vec),
                     spelling,
                 }
             }
@@ -378,8 +464,12 @@ impl Request {
                     params: CryptographicParameters::opt(p)?,
                     data: p.req("Data")?.as_bytes("Data")?.to_vec(),
                     nonce,
-                    tag: p.opt_bytes("AuthenticatedEncryptionTag")?.map(<[u8]>::to_vec),
-                    aad: p.opt_bytes("AuthenticatedEncryptionAdditionalData")?.map(<[u8]>::to_vec),
+                    tag: p
+                        .opt_bytes("AuthenticatedEncryptionTag")?
+                        .map(<[u8]>::to_vec),
+                    aad: p
+                        .opt_bytes("AuthenticatedEncryptionAdditionalData")?
+                        .map(<[u8]>::to_vec),
                     spelling,
                 }
             }
@@ -406,29 +496,89 @@ impl Request {
     }
 }
 
+// `Get` carries the key block inline: responses are built once and emitted right away.
+#[allow(clippy::large_enum_variant)]
 /// A response payload, emitted under `<Operation>Response` (or `ResponsePayload`).
 #[derive(Debug)]
 #[allow(missing_docs)]
 pub enum Response {
-    Create { object_type: ObjectType, uid: String },
-    CreateKeyPair { private_uid: String, public_uid: String },
-    Register { import: bool, uid: String },
-    Get { export: bool, object_type: ObjectType, uid: String, attributes: Option<Attributes>, key: KeyBlock },
-    GetAttributes { uid: String, attributes: Attributes },
-    GetAttributeList { uid: String, references: Vec<Ttlv> },
-    AddAttribute { uid: String },
-    SetAttribute { uid: String },
-    DeleteAttribute { uid: String },
-    Locate { total: i32, uids: Vec<String> },
-    Activate { uid: String },
-    Revoke { uid: String },
-    Destroy { uid: String },
-    ReKey { uid: String },
-    Encrypt { uid: String, data: Vec<u8>, nonce: Vec<u8>, tag: Vec<u8>, spelling: NonceSpelling },
-    Decrypt { uid: String, data: Vec<u8> },
-    Sign { uid: String, signature: Vec<u8> },
-    SignatureVerify { uid: String, valid: bool },
-    Query { operations: Vec<Operation>, object_types: Vec<ObjectType>, vendor: String, server: String },
+    Create {
+        object_type: ObjectType,
+        uid: String,
+    },
+    CreateKeyPair {
+        private_uid: String,
+        public_uid: String,
+    },
+    Register {
+        import: bool,
+        uid: String,
+    },
+    Get {
+        export: bool,
+        object_type: ObjectType,
+        uid: String,
+        attributes: Option<Attributes>,
+        key: KeyBlock,
+    },
+    GetAttributes {
+        uid: String,
+        attributes: Attributes,
+    },
+    GetAttributeList {
+        uid: String,
+        references: Vec<Ttlv>,
+    },
+    AddAttribute {
+        uid: String,
+    },
+    SetAttribute {
+        uid: String,
+    },
+    DeleteAttribute {
+        uid: String,
+    },
+    Locate {
+        total: i32,
+        uids: Vec<String>,
+    },
+    Activate {
+        uid: String,
+    },
+    Revoke {
+        uid: String,
+    },
+    Destroy {
+        uid: String,
+    },
+    ReKey {
+        uid: String,
+    },
+    Encrypt {
+        uid: String,
+        data: Vec<u8>,
+        nonce: Vec<u8>,
+        tag: Vec<u8>,
+        spelling: NonceSpelling,
+    },
+    Decrypt {
+        uid: String,
+        data: Vec<u8>,
+    },
+    Sign {
+        uid: String,
+        signature: Vec<u8>,
+    },
+    SignatureVerify {
+        uid: String,
+        valid: bool,
+    },
+    Query {
+        operations: Vec<Operation>,
+        object_types: Vec<ObjectType>,
+        vendor: String,
+        server: String,
+    },
     DiscoverVersions,
 }
 
@@ -475,12 +625,24 @@ impl Response {
         let tag = tag.unwrap_or(&name);
         let uid = |u: &str| Ttlv::text("UniqueIdentifier", u);
         let v = match self {
-            Response::Create { object_type, uid: u } => alloc::vec![object_type.to_ttlv(), uid(u)],
-            Response::CreateKeyPair { private_uid, public_uid } => alloc::vec![
+            Response::Create {
+                object_type,
+                uid: u,
+            } => alloc::vec![object_type.to_ttlv(), uid(u)],
+            Response::CreateKeyPair {
+                private_uid,
+                public_uid,
+            } => alloc::vec![
                 Ttlv::text("PrivateKeyUniqueIdentifier", private_uid),
                 Ttlv::text("PublicKeyUniqueIdentifier", public_uid),
             ],
-            Response::Get { object_type, uid: u, attributes, key, .. } => {
+            Response::Get {
+                object_type,
+                uid: u,
+                attributes,
+                key,
+                ..
+            } => {
                 let mut v = alloc::vec![object_type.to_ttlv(), uid(u)];
                 if let Some(a) = attributes {
                     v.push(a.to_ttlv("Attributes"));
@@ -509,7 +671,13 @@ impl Response {
                 v.extend(uids.iter().map(|u| uid(u)));
                 v
             }
-            Response::Encrypt { uid: u, data, nonce, tag, spelling } => alloc::vec![
+            Response::Encrypt {
+                uid: u,
+                data,
+                nonce,
+                tag,
+                spelling,
+            } => alloc::vec![
                 uid(u),
                 Ttlv::bytes("Data", data),
                 Ttlv::bytes(spelling.tag(), nonce),
@@ -521,9 +689,17 @@ impl Response {
             }
             Response::SignatureVerify { uid: u, valid } => alloc::vec![
                 uid(u),
-                Ttlv::enumeration("ValidityIndicator", if *valid { "Valid" } else { "Invalid" }),
+                Ttlv::enumeration(
+                    "ValidityIndicator",
+                    if *valid { "Valid" } else { "Invalid" }
+                ),
             ],
-            Response::Query { operations, object_types, vendor, server } => {
+            Response::Query {
+                operations,
+                object_types,
+                vendor,
+                server,
+            } => {
                 let mut v: Vec<Ttlv> = operations.iter().map(|o| o.to_ttlv()).collect();
                 v.extend(object_types.iter().map(|o| o.to_ttlv()));
                 v.push(Ttlv::text("VendorIdentification", vendor));
@@ -535,7 +711,10 @@ impl Response {
             }
             Response::DiscoverVersions => alloc::vec![Ttlv::structure(
                 "ProtocolVersion",
-                alloc::vec![Ttlv::int("ProtocolVersionMajor", 2), Ttlv::int("ProtocolVersionMinor", 1)],
+                alloc::vec![
+                    Ttlv::int("ProtocolVersionMajor", 2),
+                    Ttlv::int("ProtocolVersionMinor", 1)
+                ],
             )],
         };
         Ttlv::structure(tag, v)

@@ -77,7 +77,11 @@ impl fmt::Debug for Ttlv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Byte strings may be key material: print lengths only.
         match &self.value {
-            Value::Structure(c) => f.debug_struct("Ttlv").field("tag", &self.tag).field("children", c).finish(),
+            Value::Structure(c) => f
+                .debug_struct("Ttlv")
+                .field("tag", &self.tag)
+                .field("children", c)
+                .finish(),
             Value::ByteString(b) => write!(f, "{}: ByteString[{}]", self.tag, b.len()),
             Value::BigInteger(b) => write!(f, "{}: BigInteger[{}]", self.tag, b.len()),
             Value::TextString(s) => write!(f, "{}: {:?}", self.tag, s),
@@ -94,7 +98,13 @@ impl fmt::Debug for Ttlv {
 
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&Ttlv { tag: String::new(), value: self.clone() }, f)
+        fmt::Debug::fmt(
+            &Ttlv {
+                tag: String::new(),
+                value: self.clone(),
+            },
+            f,
+        )
     }
 }
 
@@ -134,7 +144,10 @@ impl core::error::Error for FieldError {}
 impl Ttlv {
     /// A new item.
     pub fn new(tag: &str, value: Value) -> Self {
-        Ttlv { tag: String::from(tag), value }
+        Ttlv {
+            tag: String::from(tag),
+            value,
+        }
     }
     /// A Structure.
     pub fn structure(tag: &str, children: Vec<Ttlv>) -> Self {

@@ -12,8 +12,12 @@ use alloc::vec::Vec;
 use super::ttlv::{EnumValue, FieldError, Ttlv, Value};
 
 fn norm_eq(a: &str, b: &str) -> bool {
-    let mut x = a.bytes().filter(|c| !matches!(c, b'_' | b'-' | b'.' | b' '));
-    let mut y = b.bytes().filter(|c| !matches!(c, b'_' | b'-' | b'.' | b' '));
+    let mut x = a
+        .bytes()
+        .filter(|c| !matches!(c, b'_' | b'-' | b'.' | b' '));
+    let mut y = b
+        .bytes()
+        .filter(|c| !matches!(c, b'_' | b'-' | b'.' | b' '));
     loop {
         match (x.next(), y.next()) {
             (None, None) => return true,
@@ -324,10 +328,20 @@ pub fn tags_json(tags: &[String]) -> Vec<u8> {
 }
 
 fn parse_vendor(t: &Ttlv) -> Result<VendorAttribute, FieldError> {
-    let vendor = t.req("VendorIdentification")?.as_text("VendorIdentification")?.to_string();
-    let name = t.req("AttributeName")?.as_text("AttributeName")?.to_string();
+    let vendor = t
+        .req("VendorIdentification")?
+        .as_text("VendorIdentification")?
+        .to_string();
+    let name = t
+        .req("AttributeName")?
+        .as_text("AttributeName")?
+        .to_string();
     let value = t.req("AttributeValue")?.clone();
-    Ok(VendorAttribute { vendor, name, value })
+    Ok(VendorAttribute {
+        vendor,
+        name,
+        value,
+    })
 }
 
 impl VendorAttribute {
@@ -391,6 +405,14 @@ impl Attributes {
             "DestroyDate" => self.destroy_date = Some(c.as_datetime("DestroyDate")?),
             "InitialDate" => self.initial_date = Some(c.as_datetime("InitialDate")?),
             "LastChangeDate" => self.last_change_date = Some(c.as_datetime("LastChangeDate")?),
+            // The Cosmian KMS wraps list attributes: `Name{Name{...}, Name{...}}`.
+            "Name" | "Link" if c.get(&c.tag).is_some() => {
+                for x in c.children() {
+                    if x.tag == c.tag {
+                        self.absorb(x)?;
+                    }
+                }
+            }
             "Name" => {
                 let v = match &c.value {
                     Value::TextString(s) => s.clone(),
@@ -402,11 +424,19 @@ impl Attributes {
             }
             "Link" => {
                 let link_type = LinkType::parse(c.req("LinkType")?)?;
-                let uid = c.req("LinkedObjectIdentifier")?.as_text("LinkedObjectIdentifier")?;
-                self.links.push(Link { link_type, uid: uid.to_string() });
+                let uid = c
+                    .req("LinkedObjectIdentifier")?
+                    .as_text("LinkedObjectIdentifier")?;
+                self.links.push(Link {
+                    link_type,
+                    uid: uid.to_string(),
+                });
             }
-            // KMIP 2.1 spells it VendorAttribute; Cosmian wraps them in VendorAttributes.
-            "VendorAttribute" | "VendorAttributes" => {
+            // KMIP 2.1 spells it VendorAttribute; Cosmian wraps them in VendorAttributes; some
+            // Cosmian-derived clients send a bare `Attribute` with the vendor fields.
+            "VendorAttribute" | "VendorAttributes" | "Attribute"
+                if c.tag != "Attribute" || c.get("VendorIdentification").is_some() =>
+            {
                 let items: Vec<&Ttlv> = if c.get("VendorIdentification").is_some() {
                     alloc::vec![c]
                 } else {
@@ -426,7 +456,8 @@ impl Attributes {
                             }
                         }
                     } else {
-                        self.vendor_attributes.retain(|x| !(x.vendor == va.vendor && x.name == va.name));
+                        self.vendor_attributes
+                            .retain(|x| !(x.vendor == va.vendor && x.name == va.name));
                         self.vendor_attributes.push(va);
                     }
                 }
@@ -479,7 +510,10 @@ impl Attributes {
             v.push(x.to_ttlv());
         }
         if let Some(x) = self.recommended_curve {
-            v.push(Ttlv::structure("CryptographicDomainParameters", alloc::vec![x.to_ttlv()]));
+            v.push(Ttlv::structure(
+                "CryptographicDomainParameters",
+                alloc::vec![x.to_ttlv()],
+            ));
         }
         if let Some(x) = self.state {
             v.push(x.to_ttlv());
@@ -496,20 +530,38 @@ impl Attributes {
                 v.push(Ttlv::datetime(tag, d));
             }
         }
-        for n in &self.names {
-            v.push(Ttlv::structure(
-                "Name",
-                alloc::vec![
-                    Ttlv::text("NameValue", n),
-                    NameType::UninterpretedTextString.to_ttlv(),
-                ],
-            ));
+        // List attributes in the Cosmian shape: one wrapper holding the items.
+        if !self.names.is_empty() {
+            let items = self
+                .names
+                .iter()
+                .map(|n| {
+                    Ttlv::structure(
+                        "Name",
+                        alloc::vec![
+                            Ttlv::text("NameValue", n),
+                            NameType::UninterpretedTextString.to_ttlv(),
+                        ],
+                    )
+                })
+                .collect();
+            v.push(Ttlv::structure("Name", items));
         }
-        for l in &self.links {
-            v.push(Ttlv::structure(
-                "Link",
-                alloc::vec![l.link_type.to_ttlv(), Ttlv::text("LinkedObjectIdentifier", &l.uid)],
-            ));
+        if !self.links.is_empty() {
+            let items = self
+                .links
+                .iter()
+                .map(|l| {
+                    Ttlv::structure(
+                        "Link",
+                        alloc::vec![
+                            l.link_type.to_ttlv(),
+                            Ttlv::text("LinkedObjectIdentifier", &l.uid)
+                        ],
+                    )
+                })
+                .collect();
+            v.push(Ttlv::structure("Link", items));
         }
         let mut vendor = Vec::new();
         if !self.tags.is_empty() {
@@ -533,14 +585,35 @@ mod tests {
 
     #[test]
     fn enum_names_and_codes() {
-        assert_eq!(HashingAlgorithm::from_name("SHA_256"), Some(HashingAlgorithm::SHA256));
-        assert_eq!(HashingAlgorithm::from_name("sha256"), Some(HashingAlgorithm::SHA256));
-        assert_eq!(RecommendedCurve::from_name("P_256"), Some(RecommendedCurve::P256));
+        assert_eq!(
+            HashingAlgorithm::from_name("SHA_256"),
+            Some(HashingAlgorithm::SHA256)
+        );
+        assert_eq!(
+            HashingAlgorithm::from_name("sha256"),
+            Some(HashingAlgorithm::SHA256)
+        );
+        assert_eq!(
+            RecommendedCurve::from_name("P_256"),
+            Some(RecommendedCurve::P256)
+        );
         assert_eq!(KeyFormatType::from_name("X_509"), Some(KeyFormatType::X509));
-        assert_eq!(KeyFormatType::from_name("PKCS_8"), Some(KeyFormatType::PKCS8));
-        assert_eq!(CryptographicAlgorithm::from_name("DES3"), Some(CryptographicAlgorithm::THREE_DES));
-        assert_eq!(CryptographicAlgorithm::from_code(3), Some(CryptographicAlgorithm::AES));
-        assert_eq!(BlockCipherMode::from_code(0x8000_0002), Some(BlockCipherMode::GCMSIV));
+        assert_eq!(
+            KeyFormatType::from_name("PKCS_8"),
+            Some(KeyFormatType::PKCS8)
+        );
+        assert_eq!(
+            CryptographicAlgorithm::from_name("DES3"),
+            Some(CryptographicAlgorithm::THREE_DES)
+        );
+        assert_eq!(
+            CryptographicAlgorithm::from_code(3),
+            Some(CryptographicAlgorithm::AES)
+        );
+        assert_eq!(
+            BlockCipherMode::from_code(0x8000_0002),
+            Some(BlockCipherMode::GCMSIV)
+        );
         assert_eq!(State::from_name("Nope"), None);
         for s in State::ALL {
             assert_eq!(State::from_code(s.code()), Some(*s));
@@ -559,7 +632,10 @@ mod tests {
             activation_date: Some(1000),
             names: vec!["n1".into()],
             tags: vec!["MyTag".into(), "t\"2".into()],
-            links: vec![Link { link_type: LinkType::PublicKeyLink, uid: "u".into() }],
+            links: vec![Link {
+                link_type: LinkType::PublicKeyLink,
+                uid: "u".into(),
+            }],
             vendor_attributes: vec![VendorAttribute {
                 vendor: "acme".into(),
                 name: "x".into(),
@@ -577,10 +653,50 @@ mod tests {
     }
 
     #[test]
+    fn cosmian_list_wrappers_and_bare_vendor_attribute() {
+        let link = |u: &str| {
+            Ttlv::structure(
+                "Link",
+                vec![
+                    Ttlv::enumeration("LinkType", "ParentLink"),
+                    Ttlv::text("LinkedObjectIdentifier", u),
+                ],
+            )
+        };
+        let t = Ttlv::structure(
+            "Attributes",
+            vec![
+                Ttlv::structure("Link", vec![link("a"), link("b")]),
+                Ttlv::structure(
+                    "Attribute",
+                    vec![
+                        Ttlv::text("VendorIdentification", "cosmian"),
+                        Ttlv::text("AttributeName", "tag"),
+                        Ttlv::text("AttributeValue", "[\"bench\",\"disk\"]"),
+                    ],
+                ),
+            ],
+        );
+        let a = Attributes::parse(&t).unwrap();
+        assert_eq!(a.links.len(), 2);
+        assert_eq!(a.links[1].uid, "b");
+        assert_eq!(a.tags, ["bench", "disk"]);
+    }
+
+    #[test]
     fn wrong_types_are_typed_errors() {
         let t = Ttlv::structure("Attributes", vec![Ttlv::text("CryptographicLength", "256")]);
-        assert_eq!(Attributes::parse(&t), Err(FieldError::WrongType("CryptographicLength")));
-        let t = Ttlv::structure("Attributes", vec![Ttlv::enumeration("CryptographicAlgorithm", "Rot13")]);
-        assert_eq!(Attributes::parse(&t), Err(FieldError::Invalid("CryptographicAlgorithm")));
+        assert_eq!(
+            Attributes::parse(&t),
+            Err(FieldError::WrongType("CryptographicLength"))
+        );
+        let t = Ttlv::structure(
+            "Attributes",
+            vec![Ttlv::enumeration("CryptographicAlgorithm", "Rot13")],
+        );
+        assert_eq!(
+            Attributes::parse(&t),
+            Err(FieldError::Invalid("CryptographicAlgorithm"))
+        );
     }
 }

@@ -65,7 +65,8 @@ impl Store for MemoryStore {
             return Err(StoreError::AlreadyExists);
         }
         g.index_add(&record.uid, &record.keywords);
-        g.records.insert(record.uid.clone(), (record.clone(), Version(1)));
+        g.records
+            .insert(record.uid.clone(), (record.clone(), Version(1)));
         Ok(Version(1))
     }
 
@@ -80,7 +81,12 @@ impl Store for MemoryStore {
             Some((_, v)) if *v != expected => return Err(StoreError::Conflict),
             Some((r, _)) => r.keywords.clone(),
         };
-        let next = Version(expected.0.checked_add(1).ok_or(StoreError::Backend("version overflow"))?);
+        let next = Version(
+            expected
+                .0
+                .checked_add(1)
+                .ok_or(StoreError::Backend("version overflow"))?,
+        );
         g.index_remove(&record.uid, &old_keywords);
         g.index_add(&record.uid, &record.keywords);
         g.records.insert(record.uid.clone(), (record.clone(), next));
@@ -105,10 +111,15 @@ impl Store for MemoryStore {
         let Some((first, rest)) = all_of.split_first() else {
             return Ok(g.records.keys().cloned().collect());
         };
-        let Some(base) = g.index.get(first) else { return Ok(Vec::new()) };
+        let Some(base) = g.index.get(first) else {
+            return Ok(Vec::new());
+        };
         Ok(base
             .iter()
-            .filter(|uid| rest.iter().all(|k| g.index.get(k).is_some_and(|s| s.contains(*uid))))
+            .filter(|uid| {
+                rest.iter()
+                    .all(|k| g.index.get(k).is_some_and(|s| s.contains(*uid)))
+            })
             .cloned()
             .collect())
     }
@@ -120,7 +131,11 @@ mod tests {
     use alloc::vec;
 
     fn rec(uid: &str, kw: &[&str]) -> Record {
-        Record { uid: uid.into(), body: vec![1, 2, 3], keywords: kw.iter().map(|s| String::from(*s)).collect() }
+        Record {
+            uid: uid.into(),
+            body: vec![1, 2, 3],
+            keywords: kw.iter().map(|s| String::from(*s)).collect(),
+        }
     }
 
     #[test]
@@ -132,16 +147,31 @@ mod tests {
         let mut hits = s.search(&["tag=x".into()]).unwrap();
         hits.sort();
         assert_eq!(hits, vec![String::from("a"), String::from("b")]);
-        assert_eq!(s.search(&["tag=x".into(), "owner=u".into()]).unwrap(), vec![String::from("a")]);
+        assert_eq!(
+            s.search(&["tag=x".into(), "owner=u".into()]).unwrap(),
+            vec![String::from("a")]
+        );
         assert_eq!(s.update(&rec("a", &["tag=y"]), Version(1)), Ok(Version(2)));
-        assert_eq!(s.update(&rec("a", &["tag=z"]), Version(1)), Err(StoreError::Conflict));
-        assert_eq!(s.search(&["tag=x".into()]).unwrap(), vec![String::from("b")]);
-        assert_eq!(s.search(&["tag=y".into()]).unwrap(), vec![String::from("a")]);
+        assert_eq!(
+            s.update(&rec("a", &["tag=z"]), Version(1)),
+            Err(StoreError::Conflict)
+        );
+        assert_eq!(
+            s.search(&["tag=x".into()]).unwrap(),
+            vec![String::from("b")]
+        );
+        assert_eq!(
+            s.search(&["tag=y".into()]).unwrap(),
+            vec![String::from("a")]
+        );
         assert_eq!(s.delete("a", Version(1)), Err(StoreError::Conflict));
         assert_eq!(s.delete("a", Version(2)), Ok(()));
         assert_eq!(s.get("a"), Ok(None));
         assert_eq!(s.search(&["tag=y".into()]).unwrap(), Vec::<String>::new());
         assert_eq!(s.search(&[]).unwrap(), vec![String::from("b")]);
-        assert_eq!(s.update(&rec("zz", &[]), Version(1)), Err(StoreError::NotFound));
+        assert_eq!(
+            s.update(&rec("zz", &[]), Version(1)),
+            Err(StoreError::NotFound)
+        );
     }
 }

@@ -8,8 +8,11 @@ use serde_json::{Value, json};
 
 use super::{Harness, kmip, ok_json};
 
+/// A scenario: runs against a started server.
+pub type Scenario = fn(&mut Harness);
+
 /// Every scenario, by name.
-pub const SCENARIOS: &[(&str, fn(&mut Harness))] = &[
+pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("version_and_health", version_and_health),
     ("formats_examples_verbatim", formats_examples_verbatim),
     ("batch_request_message", batch_request_message),
@@ -353,7 +356,7 @@ fn ckms_symmetric_round_trip(h: &mut Harness) {
 
     // Export raw, re-import, and decrypt with the imported copy.
     let raw = h.path("key.bin").display().to_string();
-    h.ckms("carol", &["sym", "keys", "export", &uid, &raw]).expect_ok("export");
+    h.ckms("carol", &["sym", "keys", "export", "--key-id", &uid, &raw]).expect_ok("export");
     assert_eq!(std::fs::read(&raw).unwrap().len(), 32);
     let imported = h
         .ckms("carol", &["--json", "sym", "keys", "import", &raw, "--tag", "imported"])
@@ -419,7 +422,7 @@ fn ckms_ec_round_trip(h: &mut Harness) {
 
         // Export the public key (SPKI DER) and import it back as a new object.
         let der = h.path(&format!("{curve}-pub.der")).display().to_string();
-        h.ckms("dave", &["ec", "keys", "export", &public, &der]).expect_ok("export public");
+        h.ckms("dave", &["ec", "keys", "export", "--key-id", &public, &der]).expect_ok("export public");
         let imported = h
             .ckms("dave", &["--json", "ec", "keys", "import", &der, "--curve", curve])
             .json("import public");
@@ -429,7 +432,7 @@ fn ckms_ec_round_trip(h: &mut Harness) {
 
         // Private key export (PKCS#8) and import.
         let p8 = h.path(&format!("{curve}-priv.der")).display().to_string();
-        h.ckms("dave", &["ec", "keys", "export", &private, &p8]).expect_ok("export private");
+        h.ckms("dave", &["ec", "keys", "export", "--key-id", &private, &p8]).expect_ok("export private");
         let priv2 = h
             .ckms("dave", &["--json", "ec", "keys", "import", &p8, "--curve", curve])
             .json("import private")["unique_identifier"]
@@ -511,7 +514,7 @@ fn ckms_errors(h: &mut Harness) {
         .expect_err("missing input file");
     assert!(err.contains("/nonexistent/file"), "{err}");
     let err = h
-        .ckms("erin", &["sym", "keys", "export", "no-such-key", "/tmp/never-written"])
+        .ckms("erin", &["sym", "keys", "export", "--key-id", "no-such-key", "/tmp/never-written"])
         .expect_err("export of an unknown key");
     assert!(err.contains("HTTP"), "{err}");
     let err = h.ckms("erin", &["sym", "encrypt", "-i", "a", "-o", "b"]).expect_err("no key");

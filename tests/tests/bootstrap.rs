@@ -1,0 +1,627 @@
+//! Zero-trust workflow end to end in host mode: `snp-emu` as the platform, a real `redis-server`, the real
+//! `kms-server --bootstrap` and `ckms` binaries. Build them first: `cargo build --workspace --bins`.
+//!
+//! Each test starts its own processes on free loopback ports in a temporary directory; guards stop them by
+//! PID when the test ends (also on failure).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64ct::{Base64, Encoding};
+use sha2::Digest;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
+
+// ------------------------------------------------------------------------------------------------
+// Processes
+
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} missing: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// Kills and reaps its child on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Reads stdout lines until one starts with `prefix`; returns the rest of that line.
+fn wait_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, prefix: &str, what: &str) -> String {
+    for line in lines {
+        let line = line.expect("read stdout");
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return rest.trim().to_owned();
+        }
+    }
+    panic!("{what} exited before printing {prefix:?}");
+}
+
+struct Redis {
+    _guard: Guard,
+    port: u16,
+}
+
+impl Redis {
+    fn start(dir: &Path) -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let guard = Guard(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { _guard: guard, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+/// `snp-emu serve` for one "VM".
+struct Emu {
+    _guard: Guard,
+    socket: PathBuf,
+    measurement: String,
+}
+
+impl Emu {
+    fn start(dir: &Path, name: &str, cmdline: &str, secret_file: Option<&Path>) -> Emu {
+        let socket = dir.join(format!("{name}.sock"));
+        let kernel = dir.join("kernel.bin");
+        if !kernel.exists() {
+            std::fs::write(&kernel, b"stand-in kernel for the emulated launch measurement").expect("kernel");
+        }
+        let firmware = Path::new(env!("CARGO_MANIFEST_DIR")).join("../attest/testdata/snp/ovmf_AmdSev_suffix.bin");
+        let mut cmd = Command::new(bin("snp-emu"));
+        cmd.arg("serve").arg("--socket").arg(&socket).arg("--firmware").arg(firmware).arg("--kernel").arg(&kernel);
+        cmd.args(["--cmdline", cmdline]);
+        if let Some(s) = secret_file {
+            cmd.arg("--secret-file").arg(s);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("snp-emu");
+        let stdout = child.stdout.take().expect("stdout");
+        let guard = Guard(child);
+        let mut lines = BufReader::new(stdout).lines();
+        let measurement = wait_line(&mut lines, "measurement ", "snp-emu");
+        wait_line(&mut lines, "listening", "snp-emu");
+        std::thread::spawn(move || lines.for_each(drop));
+        Emu { _guard: guard, socket, measurement }
+    }
+}
+
+/// `kms-server --bootstrap`.
+struct Server {
+    guard: Guard,
+    main: u16,
+    ratls: u16,
+}
+
+impl Server {
+    fn start(emu: &Emu, extra: &[&str]) -> Server {
+        let mut child = Command::new(bin("kms-server"))
+            .arg("--bootstrap")
+            .arg("--attestation")
+            .arg(format!("emulated:{}", emu.socket.display()))
+            .args(["--bootstrap-port", "0", "--ratls-port", "0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("kms-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let guard = Guard(child);
+        let mut lines = BufReader::new(stdout).lines();
+        let port = |addr: String| addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        let main = port(wait_line(&mut lines, "kms-server bootstrap listening on ", "kms-server"));
+        let ratls = port(wait_line(&mut lines, "kms-server ra-tls listening on ", "kms-server"));
+        std::thread::spawn(move || lines.for_each(drop));
+        Server { guard, main, ratls }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.main)
+    }
+
+    fn ratls_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.ratls)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Certificates and files
+
+struct Pki {
+    dir: PathBuf,
+    ca_key: KeyPair,
+    ca_params: CertificateParams,
+}
+
+impl Pki {
+    /// A P-256 CA; its certificate and key are written to `ca.pem` / `ca.key`.
+    fn new(dir: &Path) -> Pki {
+        let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "Test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
+        std::fs::write(dir.join("ca.key"), ca_key.serialize_pem()).expect("write");
+        Pki { dir: dir.to_owned(), ca_key, ca_params }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A client certificate `CN=<cn>` issued by the CA, written to `<cn>.pem` / `<cn>.key`; returns the
+    /// SHA-256 (hex) of its SubjectPublicKeyInfo.
+    fn client(&self, cn: &str) -> String {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).expect("sign");
+        std::fs::write(self.path(&format!("{cn}.pem")), cert.pem()).expect("write");
+        std::fs::write(self.path(&format!("{cn}.key")), key.serialize_pem()).expect("write");
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        sha256_hex(&spki)
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_secret(dir: &Path, name: &str, byte: u8) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, Base64::encode_string(&[byte; 32])).expect("secret");
+    path
+}
+
+fn ckms(args: &[&str]) -> Output {
+    Command::new(bin("ckms")).args(args).output().expect("ckms")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The common part of `ckms bootstrap start` (global options first).
+struct Provision<'a> {
+    server: &'a Server,
+    pki: &'a Pki,
+    measurement: String,
+    trust_root: Option<PathBuf>,
+    client: Option<&'a str>,
+    redis: String,
+    secret: PathBuf,
+}
+
+impl Provision<'_> {
+    fn args(&self) -> Vec<String> {
+        let mut a = vec!["--url".to_owned(), self.server.url(), "--ca-cert".into(), s(&self.pki.path("ca.pem"))];
+        if let Some(cn) = self.client {
+            a.extend(["--client-cert".into(), s(&self.pki.path(&format!("{cn}.pem")))]);
+            a.extend(["--client-key".into(), s(&self.pki.path(&format!("{cn}.key")))]);
+        }
+        a.extend(["bootstrap".into(), "start".into(), "--expected-measurement".into(), self.measurement.clone()]);
+        if let Some(t) = &self.trust_root {
+            a.extend(["--trust-root".into(), s(t)]);
+        }
+        a.extend(["--subject".into(), "CN=kms.test".into(), "--ip".into(), "127.0.0.1".into()]);
+        a.extend(["--ca-key".into(), s(&self.pki.path("ca.key"))]);
+        a.extend(["--redis-url".into(), self.redis.clone(), "--db-secret-file".into(), s(&self.secret)]);
+        a.extend(["--client-ca".into(), s(&self.pki.path("ca.pem"))]);
+        a.extend(["--ra-tls-url".into(), self.server.ratls_url()]);
+        a
+    }
+
+    fn run(&self) -> Output {
+        let args = self.args();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ckms(&refs)
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Everything a test needs: temp dir, Redis, emulator (with its exported test ARK), CA, one server.
+struct Env {
+    dir: tempfile::TempDir,
+    redis: Redis,
+    emu: Emu,
+    pki: Pki,
+    ark: PathBuf,
+    secret: PathBuf,
+}
+
+const CMDLINE: &str = "console=ttyS0 ckms.attestation=emulated";
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let redis = Redis::start(dir.path());
+        let emu = Emu::start(dir.path(), "vm1", CMDLINE, None);
+        let chain = dir.path().join("chain");
+        let out = Command::new(bin("snp-emu")).arg("export-chain").arg(&chain).output().expect("export-chain");
+        assert!(out.status.success(), "export-chain: {}", stderr(&out));
+        let pki = Pki::new(dir.path());
+        pki.client("admin");
+        let secret = write_secret(dir.path(), "db.secret", 0x5A);
+        Env { ark: chain.join("ark.pem"), dir, redis, emu, pki, secret }
+    }
+
+    fn provision<'a>(&'a self, server: &'a Server) -> Provision<'a> {
+        Provision {
+            server,
+            pki: &self.pki,
+            measurement: self.emu.measurement.clone(),
+            trust_root: Some(self.ark.clone()),
+            client: Some("admin"),
+            redis: self.redis.url(),
+            secret: self.secret.clone(),
+        }
+    }
+
+    /// `ckms` as user `admin` against the started KMS.
+    fn kms(&self, server: &Server, args: &[&str]) -> Output {
+        let mut a = vec![
+            "--url".to_owned(),
+            server.url(),
+            "--ca-cert".into(),
+            s(&self.pki.path("ca.pem")),
+            "--client-cert".into(),
+            s(&self.pki.path("admin.pem")),
+            "--client-key".into(),
+            s(&self.pki.path("admin.key")),
+        ];
+        a.extend(args.iter().map(|x| (*x).to_owned()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        ckms(&refs)
+    }
+}
+
+fn assert_fails_with(o: &Output, needle: &str) {
+    assert!(!o.status.success(), "expected failure containing {needle:?}; stdout: {}", stdout(o));
+    assert!(stderr(o).contains(needle), "expected {needle:?} in stderr:\n{}", stderr(o));
+}
+
+fn assert_ok(o: &Output, what: &str) {
+    assert!(o.status.success(), "{what} failed:\nstdout: {}\nstderr: {}", stdout(o), stderr(o));
+}
+
+/// A client pinned to the server's attested bootstrap key (the way `ckms` talks to it).
+fn pinned(env: &Env, server: &Server, client: Option<&str>) -> (ckms::http::HttpClient, ckms::verify::AttestedKey) {
+    let exp = ckms::verify::Expectation {
+        measurement: hex48(&env.emu.measurement),
+        trust_root: Some(std::fs::read(&env.ark).expect("ark")),
+    };
+    let cert = ckms::verify::capture_certificate(&server.url()).expect("capture");
+    let attested = ckms::verify::attest_certificate(&cert, &exp, "bootstrap certificate").expect("attest");
+    let identity = client.map(|cn| {
+        ckms::http::ClientIdentity::from_pem_files(
+            &env.pki.path(&format!("{cn}.pem")),
+            &env.pki.path(&format!("{cn}.key")),
+        )
+        .expect("identity")
+    });
+    let http = ckms::verify::pinned_client(&server.url(), &attested.spki_der, identity).expect("pinned");
+    (http, attested)
+}
+
+fn hex48(h: &str) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    out
+}
+
+fn error_of(r: &ckms::http::HttpResponse) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON error body");
+    v["error"].as_str().expect("error field").to_owned()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tests
+
+/// Fresh Redis → attested provisioning → KMS operations through ckms → verify; then the bootstrap API is
+/// gone; then a restarted server (same image, same Redis and secret) is re-provisioned and finds its keys.
+#[test]
+fn full_workflow_then_restart_finds_keys() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    let out = env.provision(&server).run();
+    assert_ok(&out, "bootstrap start");
+    let text = stdout(&out);
+    assert!(text.contains("bootstrap certificate attested"), "{text}");
+    assert!(text.contains("[ok] same key on both ports"), "{text}");
+    assert!(text.contains("[ok] fresh attestation"), "{text}");
+
+    // KMS operations as admin.
+    let created = env.kms(&server, &["--json", "sym", "keys", "create", "--tag", "bootstrap-e2e"]);
+    assert_ok(&created, "sym keys create");
+    let plain = env.dir.path().join("plain.txt");
+    std::fs::write(&plain, b"attested secrets").expect("write");
+    let enc = env.dir.path().join("plain.enc");
+    let o = env.kms(&server, &["sym", "encrypt", "--tag", "bootstrap-e2e", "-i", &s(&plain), "-o", &s(&enc)]);
+    assert_ok(&o, "sym encrypt");
+
+    // ckms verify, standalone, passes; the bootstrap endpoints are gone from the main port.
+    let verify = ckms(&[
+        "--url", &server.url(), "--ca-cert", &s(&env.pki.path("ca.pem")),
+        "--client-cert", &s(&env.pki.path("admin.pem")), "--client-key", &s(&env.pki.path("admin.key")),
+        "verify", "--ra-tls-url", &server.ratls_url(), "--expected-measurement", &env.emu.measurement,
+        "--trust-root", &s(&env.ark),
+    ]);
+    assert_ok(&verify, "verify");
+    assert!(stdout(&verify).contains("verified"));
+
+    // Restart: a new emulator for the same image (same measurement, same derived key) and a new server.
+    drop(server);
+    let emu2 = Emu::start(env.dir.path(), "vm1-restart", CMDLINE, None);
+    assert_eq!(emu2.measurement, env.emu.measurement);
+    let server2 = Server::start(&emu2, &[]);
+    let out = env.provision(&server2).run();
+    assert_ok(&out, "bootstrap start after restart");
+    let dec = env.dir.path().join("plain.dec");
+    let o = env.kms(&server2, &["sym", "decrypt", "--tag", "bootstrap-e2e", "-i", &s(&enc), "-o", &s(&dec)]);
+    assert_ok(&o, "sym decrypt after restart");
+    assert_eq!(std::fs::read(&dec).expect("read"), b"attested secrets");
+}
+
+#[test]
+fn bootstrap_endpoints_are_gone_after_start_and_attestation_stays() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    assert_ok(&env.provision(&server).run(), "bootstrap start");
+    // The main port now presents the API certificate (CA-verified) and serves the KMS.
+    let tls = ckms::http::client_config(
+        ckms::http::load_certs(&env.pki.path("ca.pem")).expect("ca"),
+        Some(
+            ckms::http::ClientIdentity::from_pem_files(&env.pki.path("admin.pem"), &env.pki.path("admin.key"))
+                .expect("id"),
+        ),
+    )
+    .expect("tls");
+    let mut http = ckms::http::HttpClient::new(&server.url(), tls).expect("client");
+    for path in ["/csr", "/certificate", "/redis-findex", "/client-ca", "/start"] {
+        let r = http.post(path, b"{}").expect("post");
+        assert_eq!(r.status, 404, "{path} after start: {}", r.text());
+    }
+    let nonce = "ab".repeat(32);
+    let r = http.get(&format!("/attestation?nonce={nonce}")).expect("attestation");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["nonce"], nonce.as_str());
+}
+
+#[test]
+fn wrong_expected_measurement_is_refused() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    let mut p = env.provision(&server);
+    p.measurement = "00".repeat(48);
+    let out = p.run();
+    assert_fails_with(&out, "measurement differs from the expected one");
+    // Nothing was provisioned: /start is still refused as not ready.
+    let (mut http, _) = pinned(&env, &server, None);
+    let r = http.post("/start", b"{}").expect("post");
+    assert_eq!(r.status, 409);
+}
+
+#[test]
+fn emulator_root_is_not_trusted_by_default() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    let mut p = env.provision(&server);
+    p.trust_root = None;
+    assert_fails_with(&p.run(), "does not end at an AMD root");
+}
+
+#[test]
+fn manifest_or_measurement_is_required() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    let out = ckms(&["--url", &server.url(), "verify", "--trust-root", &s(&env.ark)]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--manifest"), "{}", stderr(&out));
+    // A manifest works like --expected-measurement.
+    let manifest = env.dir.path().join("manifest.json");
+    std::fs::write(&manifest, format!(r#"{{"snp": {{"launch_digest": "{}"}}}}"#, env.emu.measurement)).expect("w");
+    let mut p = env.provision(&server);
+    let mut args = p.args();
+    let i = args.iter().position(|a| a == "--expected-measurement").expect("flag");
+    args[i] = "--manifest".into();
+    args[i + 1] = s(&manifest);
+    p.measurement.clear();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_ok(&ckms(&refs), "bootstrap start with --manifest");
+}
+
+/// A certificate that carries a genuine quote (valid signature, right measurement) for another key: the
+/// binding check must refuse it.
+#[test]
+fn quote_not_binding_the_key_is_refused() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    let genuine = ckms::verify::capture_certificate(&server.url()).expect("capture");
+    let quote = ckms::verify::quote_of(&genuine).expect("parse").expect("quote");
+
+    // Same quote, another key.
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    params.custom_extensions =
+        vec![rcgen::CustomExtension::from_oid_content(&[1, 2, 840, 113741, 1337, 7], quote)];
+    let forged = params.self_signed(&key).expect("forge");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![forged.der().clone()],
+                rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            )
+            .expect("config"),
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut conn = rustls::ServerConnection::new(config.clone()).expect("conn");
+            let mut stream = stream;
+            let _ = conn.complete_io(&mut stream);
+        }
+    });
+    let fake = format!("https://127.0.0.1:{port}");
+    let out = ckms(&[
+        "--url", &fake, "bootstrap", "start", "--expected-measurement", &env.emu.measurement,
+        "--trust-root", &s(&env.ark), "--subject", "CN=x", "--csr-out", &s(&env.dir.path().join("x.csr")),
+    ]);
+    assert_fails_with(&out, "report_data does not bind the server's TLS public key");
+}
+
+#[test]
+fn certificate_for_another_key_and_early_start_are_refused() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    let (mut http, _) = pinned(&env, &server, None);
+    let r = http.post("/start", b"{}").expect("post");
+    assert_eq!(r.status, 409);
+    assert_eq!(error_of(&r), "not ready: post the API certificate and the database first");
+
+    // A CA-issued certificate for a key that is not the server's.
+    let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    params.distinguished_name.push(DnType::CommonName, "kms.test");
+    let issuer = Issuer::from_params(&env.pki.ca_params, &env.pki.ca_key);
+    let cert = params.signed_by(&other, &issuer).expect("sign");
+    let body = serde_json::json!({"chain_pem": cert.pem()}).to_string();
+    let r = http.post("/certificate", body.as_bytes()).expect("post");
+    assert_eq!(r.status, 422);
+    assert_eq!(error_of(&r), "the leaf certificate's public key is not this server's bootstrap key");
+
+    // Database before certificate, then a wrong Redis: refused, the server keeps waiting.
+    let db = serde_json::json!({"url": env.redis.url(), "db_secret": Base64::encode_string(&[1u8; 32])}).to_string();
+    let r = http.post("/redis-findex", db.as_bytes()).expect("post");
+    assert_eq!((r.status, error_of(&r)), (409, "post the API certificate first".to_owned()));
+    let r = http.post("/start", b"{}").expect("post");
+    assert_eq!(r.status, 409);
+}
+
+#[test]
+fn database_checks_refuse_unreachable_redis_and_wrong_secret() {
+    let env = Env::new();
+    // First provisioning creates the database with secret A.
+    let server = Server::start(&env.emu, &[]);
+    assert_ok(&env.provision(&server).run(), "bootstrap start");
+    drop(server);
+    let emu2 = Emu::start(env.dir.path(), "vm1-b", CMDLINE, None);
+    let server2 = Server::start(&emu2, &[]);
+    let mut p = env.provision(&server2);
+    p.secret = write_secret(env.dir.path(), "other.secret", 0x11);
+    assert_fails_with(&p.run(), "wrong db_secret");
+    let mut p = env.provision(&server2);
+    p.redis = format!("redis://127.0.0.1:{}", free_port());
+    assert_fails_with(&p.run(), "Redis does not answer");
+    // Still waiting: the right configuration goes through.
+    assert_ok(&env.provision(&server2).run(), "bootstrap start after refusals");
+}
+
+#[test]
+fn only_the_pinned_provisioner_may_provision() {
+    let env = Env::new();
+    let provisioner = env.pki.client("provisioner");
+    env.pki.client("mallory");
+    let server = Server::start(&env.emu, &["--provisioner-spki-sha256", &provisioner]);
+    for client in [None, Some("mallory")] {
+        let mut p = env.provision(&server);
+        p.client = client;
+        assert_fails_with(&p.run(), "provisioning is restricted: the client certificate is not the provisioner's");
+    }
+    let mut p = env.provision(&server);
+    p.client = Some("provisioner");
+    // The final verify talks to the KMS as `provisioner` (a certificate of the client CA too).
+    assert_ok(&p.run(), "bootstrap start as the provisioner");
+}
+
+#[test]
+fn replayed_attestation_is_refused() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    let (mut http, attested) = pinned(&env, &server, None);
+    let exp = ckms::verify::Expectation {
+        measurement: hex48(&env.emu.measurement),
+        trust_root: Some(std::fs::read(&env.ark).expect("ark")),
+    };
+    let old_nonce = [7u8; 32];
+    ckms::verify::fresh_attestation(&mut http, &attested.public_key, &old_nonce, &exp).expect("first answer verifies");
+    // The same (genuine) answer replayed to a verifier that asked with another nonce.
+    let r = http.get(&format!("/attestation?nonce={}", "07".repeat(32))).expect("get");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    let quote = Base64::decode_vec(v["quote"].as_str().expect("quote")).expect("b64");
+    let new_nonce = [8u8; 32];
+    let err = ckms::verify::verify_quote(&quote, &attested.public_key, &new_nonce, &exp, "/attestation")
+        .expect_err("replay must fail");
+    assert!(err.0.contains("stale or replayed"), "{err}");
+}
+
+/// `ckms verify` against an API port and an RA-TLS port of another server (same image, another chip): both
+/// quotes verify, but the keys differ.
+#[test]
+fn two_ports_with_different_keys_fail_verify() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    assert_ok(&env.provision(&server).run(), "bootstrap start");
+    let chip_b = env.dir.path().join("chip-b.secret");
+    std::fs::write(&chip_b, b"another chip").expect("write");
+    let emu_b = Emu::start(env.dir.path(), "vm-b", CMDLINE, Some(&chip_b));
+    assert_eq!(emu_b.measurement, env.emu.measurement);
+    let other = Server::start(&emu_b, &[]);
+    let out = ckms(&[
+        "--url", &server.url(), "--ca-cert", &s(&env.pki.path("ca.pem")),
+        "--client-cert", &s(&env.pki.path("admin.pem")), "--client-key", &s(&env.pki.path("admin.key")),
+        "verify", "--ra-tls-url", &other.ratls_url(), "--expected-measurement", &env.emu.measurement,
+        "--trust-root", &s(&env.ark),
+    ]);
+    assert_fails_with(&out, "the RA-TLS certificate and the API certificate carry different public keys");
+    drop(other.guard);
+}
