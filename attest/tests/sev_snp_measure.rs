@@ -108,7 +108,7 @@ fn hex(b: &[u8]) -> String {
 fn agrees_with_sev_snp_measure() {
     let tmp = TempDir::new();
     let tool = Tool::find(&tmp.0);
-    let seed = std::env::var("ATTEST_XCHECK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_0F_A77E57u64);
+    let seed = std::env::var("ATTEST_XCHECK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_0FA7_7E57_u64);
     eprintln!("cross-check seed {seed:#x}");
     let mut rng = Rng(seed | 1);
 

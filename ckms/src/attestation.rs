@@ -324,3 +324,26 @@ fn describe(e: &VerifyError) -> String {
         _ => e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_blocks_split_a_bundle() {
+        let a = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let b = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n";
+        assert_eq!(pem_blocks(&format!("junk\n{a}\n{b}")), vec![a.to_string(), b.to_string()]);
+        assert!(pem_blocks("no pem here").is_empty());
+    }
+
+    #[test]
+    fn hex_arguments_are_length_checked() {
+        assert_eq!(parse_hex::<2>("0x0aff", "x").unwrap(), [0x0a, 0xff]);
+        assert!(parse_hex::<2>("0aff00", "x").is_err());
+        assert!(parse_hex::<2>("zz00", "x").is_err());
+        assert_eq!(parse_u64("0x21").unwrap(), 0x21);
+        assert_eq!(parse_u64("33").unwrap(), 33);
+        assert!(parse_u64("0xg").is_err());
+    }
+}

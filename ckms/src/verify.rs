@@ -432,3 +432,93 @@ fn api_leaf(ctx: &Ctx, url: &str, ca: &Path) -> Result<Vec<u8>, CliError> {
         None => Err(result.err().map_or_else(|| CliError::Response("no server certificate".into()), CliError::from)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attest::ratls::{CertEntry, encode_snp_quote};
+    use snp_emu::chain::Chain;
+    use snp_emu::psp::{LaunchInfo, Psp};
+    use zeroize::Zeroizing;
+
+    const MEASUREMENT: [u8; 48] = [0x4D; 48];
+
+    /// The emulator's PSP in-process: real signed reports and the real test chain.
+    fn psp() -> Psp {
+        let chain = Chain::builtin().expect("builtin chain");
+        let launch = LaunchInfo {
+            measurement: MEASUREMENT,
+            policy: 0x30000,
+            host_data: [0; 32],
+            report_version: 3,
+            platform_info: 0,
+            report_id: [1; 32],
+        };
+        Psp::new(chain, launch, Zeroizing::new([2; 32]), Zeroizing::new([3; 32])).expect("psp")
+    }
+
+    fn quote(psp: &Psp, key: &[u8; 65], nonce: &[u8; 32]) -> Vec<u8> {
+        let rd = attest::ratls::report_data_for_key(key, nonce);
+        let report = psp.report(&rd, 0).expect("report").to_bytes();
+        let c = psp.chain();
+        let certs = [
+            CertEntry::new(CertKind::Vcek, c.vcek_der.clone()),
+            CertEntry::new(CertKind::Ask, c.ask_der.clone()),
+            CertEntry::new(CertKind::Ark, c.ark_der.clone()),
+        ];
+        encode_snp_quote(&report, &certs)
+    }
+
+    fn expect(psp: &Psp) -> Expectation {
+        Expectation { measurement: MEASUREMENT, trust_root: Some(psp.chain().ark_der.clone()) }
+    }
+
+    const KEY: [u8; 65] = [4; 65];
+
+    #[test]
+    fn genuine_quote_verifies_with_the_explicit_root() {
+        let p = psp();
+        let nonce = [9; 32];
+        let v = verify_quote(&quote(&p, &KEY, &nonce), &KEY, &nonce, &expect(&p), "t").expect("verifies");
+        assert_eq!(v.anchor(), attest::verify::TrustAnchor::Custom);
+        assert_eq!(v.measurement(), &MEASUREMENT);
+    }
+
+    #[test]
+    fn each_failure_names_its_check() {
+        let p = psp();
+        let exp = expect(&p);
+        let nonce = [9; 32];
+        let q = quote(&p, &KEY, &nonce);
+        let wrong = Expectation { measurement: [0; 48], ..exp.clone() };
+        let e = verify_quote(&q, &KEY, &nonce, &wrong, "t").unwrap_err();
+        assert!(e.0.contains("measurement differs from the expected one"), "{e}");
+        let no_root = Expectation { trust_root: None, ..exp.clone() };
+        let e = verify_quote(&q, &KEY, &nonce, &no_root, "t").unwrap_err();
+        assert!(e.0.contains("does not end at an AMD root"), "{e}");
+        let e = verify_quote(&q, &[5; 65], &nonce, &exp, "t").unwrap_err();
+        assert!(e.0.contains("does not bind the server's TLS public key"), "{e}");
+        let e = verify_quote(&q, &KEY, &[8; 32], &exp, "t").unwrap_err();
+        assert!(e.0.contains("stale or replayed"), "{e}");
+        let e = verify_quote(&q, &KEY, &[0; 32], &exp, "t").unwrap_err();
+        assert!(e.0.contains("is not zero"), "{e}");
+        // Any flipped bit in the signed part or the signature fails.
+        for at in [0x50, 0x90, 0x2A0, 0x2A8] {
+            let mut bad = q.clone();
+            bad[at] ^= 1;
+            assert!(verify_quote(&bad, &KEY, &nonce, &exp, "t").is_err(), "flip at {at:#x}");
+        }
+        let e = verify_quote(&q[..100], &KEY, &nonce, &exp, "t").unwrap_err();
+        assert!(e.0.contains("quote does not parse"), "{e}");
+    }
+
+    #[test]
+    fn expectation_needs_a_measurement() {
+        let args = ExpectationArgs { manifest: None, expected_measurement: None, trust_root: None };
+        assert!(args.load().is_err());
+        let args = ExpectationArgs { manifest: None, expected_measurement: Some("ab".repeat(47)), trust_root: None };
+        assert!(args.load().is_err());
+        let args = ExpectationArgs { manifest: None, expected_measurement: Some("AB".repeat(48)), trust_root: None };
+        assert_eq!(args.load().unwrap().measurement, [0xAB; 48]);
+    }
+}

@@ -5,6 +5,8 @@
 //!   `attest::measure::snp`), parse and emit.
 //! - [`build`]: `image build` — runs `kernel/build.sh`, writes `kms.efi`, `manifest.json` and a copy of the
 //!   firmware descriptor into the image directory.
+//! - [`relay`]: `image relay` — the per-connection stdin/stdout ↔ loopback TCP relay QEMU can run for the
+//!   guest's Redis connections.
 //! - [`run`]: `image run` — [`run::Vm`] starts `snp-emu` and QEMU (TCG, user networking restricted to
 //!   127.0.0.1 forwards), watches the console, and stops both on drop.
 //!
@@ -15,4 +17,5 @@
 
 pub mod build;
 pub mod manifest;
+pub mod relay;
 pub mod run;

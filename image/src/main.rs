@@ -27,6 +27,11 @@ enum Cmd {
     Build(BuildArgs),
     /// Boot the image under QEMU (TCG) with snp-emu; stop everything on exit or Ctrl-C.
     Run(RunArgs),
+    /// Copy stdin/stdout to a loopback TCP address (QEMU runs this per guest Redis connection).
+    Relay {
+        /// Target, e.g. 127.0.0.1:6379 (loopback only).
+        target: String,
+    },
 }
 
 #[derive(Args)]
@@ -65,15 +70,23 @@ struct RunArgs {
     /// Host port of a local Redis; the guest reaches it at 10.0.2.100:6379.
     #[arg(long)]
     redis: Option<u16>,
+    /// Give each guest Redis connection its own host connection (QEMU runs `image relay` per connection)
+    /// instead of one shared connection opened at start.
+    #[arg(long, requires = "redis")]
+    redis_relay: bool,
     /// Host port forwarded to guest port 9998 (default: a free port).
     #[arg(long)]
     port: Option<u16>,
     /// Host port forwarded to guest port 9999 (RA-TLS); 0 picks a free one.
     #[arg(long)]
     ratls_port: Option<u16>,
-    /// Start snp-emu on COM2 (found next to this binary unless --snp-emu-bin is given).
+    /// Start snp-emu on COM2 (found next to this binary unless --snp-emu-bin is given). The default when
+    /// the command line says `ckms.attestation=emulated`.
     #[arg(long)]
     snp_emu: bool,
+    /// Do not start snp-emu even if the command line asks for emulated attestation.
+    #[arg(long, conflicts_with_all = ["snp_emu", "snp_emu_bin"])]
+    no_snp_emu: bool,
     /// Path of the snp-emu binary.
     #[arg(long)]
     snp_emu_bin: Option<PathBuf>,
@@ -141,9 +154,17 @@ fn do_run(repo: PathBuf, a: RunArgs) -> Result<(), String> {
     opts.port = a.port;
     opts.ratls_port = a.ratls_port;
     opts.redis_port = a.redis;
+    if a.redis_relay {
+        opts.redis_relay =
+            Some(std::env::current_exe().map_err(|e| format!("locating image: {e}"))?);
+    }
     opts.echo_console = a.echo;
     opts.log = Some(a.log.unwrap_or_else(|| image_dir.join("console.log")));
-    if a.snp_emu || a.snp_emu_bin.is_some() {
+    let emulated = match &opts.cmdline {
+        Some(c) => c.split(' ').any(|item| item == "ckms.attestation=emulated"),
+        None => image::run::manifest_wants_emulator(&image_dir),
+    };
+    if !a.no_snp_emu && (a.snp_emu || a.snp_emu_bin.is_some() || emulated) {
         let bin = match a.snp_emu_bin {
             Some(b) => b,
             None => std::env::current_exe()
@@ -195,9 +216,20 @@ fn do_run(repo: PathBuf, a: RunArgs) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Relay { target } = &cli.command {
+        // No repository needed; stdout carries data, so errors go to stderr only.
+        return match image::relay::relay(target) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("image relay: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = repo(&cli.repo).and_then(|r| match cli.command {
         Cmd::Build(a) => do_build(r, a),
         Cmd::Run(a) => do_run(r, a),
+        Cmd::Relay { .. } => Ok(()),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

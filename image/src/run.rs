@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub ratls_port: Option<u16>,
     /// Host port of Redis, reachable from the guest at 10.0.2.100:6379 (`None`: no forward).
     pub redis_port: Option<u16>,
+    /// An `image` binary to run as `image relay` for each guest connection to Redis (`guestfwd=…-cmd:`).
+    /// `None`: QEMU's `guestfwd=…-tcp:` form, one host connection opened at start (Redis must be up).
+    pub redis_relay: Option<PathBuf>,
     /// Path of the `snp-emu` binary (`None`: no emulator; COM2 stays unconnected).
     pub snp_emu: Option<PathBuf>,
     /// Firmware QEMU boots.
@@ -68,6 +71,7 @@ impl RunOptions {
             port: None,
             ratls_port: None,
             redis_port: None,
+            redis_relay: None,
             snp_emu: None,
             bios: PathBuf::from(DEFAULT_BIOS),
             qemu: PathBuf::from("qemu-system-x86_64"),
@@ -131,6 +135,19 @@ impl std::error::Error for RunError {}
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
     let what = what.into();
     move |e| RunError::Io(what, e)
+}
+
+/// Whether the manifest in `image_dir` has a command line with `ckms.attestation=emulated` (false if the
+/// manifest cannot be read; [`Vm::start`] reports that).
+pub fn manifest_wants_emulator(image_dir: &Path) -> bool {
+    fs::read_to_string(image_dir.join(crate::build::MANIFEST_FILE))
+        .ok()
+        .and_then(|t| Manifest::from_json(&t).ok())
+        .is_some_and(|m| {
+            m.cmdline
+                .split(' ')
+                .any(|item| item == "ckms.attestation=emulated")
+        })
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; QEMU binds it right after).
@@ -307,8 +324,26 @@ impl Vm {
         if let Some(p) = self.ratls_port {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{p}-:{GUEST_RATLS_PORT}"));
         }
-        if let Some(r) = opts.redis_port {
-            netdev.push_str(&format!(",guestfwd=tcp:{GUEST_REDIS}-tcp:127.0.0.1:{r}"));
+        match (opts.redis_port, &opts.redis_relay) {
+            (Some(r), None) => {
+                netdev.push_str(&format!(",guestfwd=tcp:{GUEST_REDIS}-tcp:127.0.0.1:{r}"))
+            }
+            (Some(r), Some(bin)) => {
+                // QEMU splits the option at commas and slirp the command at spaces.
+                let bin = bin
+                    .to_str()
+                    .filter(|b| !b.contains([',', ' ']))
+                    .ok_or_else(|| {
+                        RunError::Io(
+                            "relay binary path".into(),
+                            io::Error::other("path must be UTF-8 without ',' or ' '"),
+                        )
+                    })?;
+                netdev.push_str(&format!(
+                    ",guestfwd=tcp:{GUEST_REDIS}-cmd:{bin} relay 127.0.0.1:{r}"
+                ));
+            }
+            (None, _) => {}
         }
         let mut cmd = Command::new(&opts.qemu);
         cmd.args([

@@ -84,11 +84,16 @@ fn images() -> &'static Images {
     static IMAGES: OnceLock<Images> = OnceLock::new();
     IMAGES.get_or_init(|| {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-acceptance");
-        let build_in = |tag: &str| {
-            let dir = base.join(tag);
+        // One snapshot of the working tree, copied again into a second directory: both builds see the same
+        // sources even if the tree changes meanwhile.
+        let (a, b) = (base.join("a"), base.join("b-other-dir"));
+        for d in [&a, &b] {
+            let _ = fs::remove_dir_all(d.join("src"));
+        }
+        copy_tree(&repo(), &a.join("src")).expect("copy source tree");
+        copy_tree(&a.join("src"), &b.join("src")).expect("copy source tree");
+        let build_in = |dir: &Path| {
             let src = dir.join("src");
-            let _ = fs::remove_dir_all(&src);
-            copy_tree(&repo(), &src).expect("copy source tree");
             let mut opts = BuildOptions::new(&src);
             opts.out_dir = dir.join("out");
             opts.cmdline = attest_cmdline();
@@ -97,15 +102,16 @@ fn images() -> &'static Images {
             let built = build::build(&opts)
                 .unwrap_or_else(|e| panic!("image build in {}: {e}", src.display()));
             eprintln!(
-                "image build {tag}: {:.0} s, {} bytes",
+                "image build in {}: {:.0} s, {} bytes",
+                dir.display(),
                 t.elapsed().as_secs_f64(),
                 built.manifest.kernel.size
             );
             opts.out_dir
         };
         Images {
-            a: build_in("a"),
-            b: build_in("b-other-dir"),
+            a: build_in(&a),
+            b: build_in(&b),
         }
     })
 }

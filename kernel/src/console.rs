@@ -45,11 +45,17 @@ impl Uart {
     }
 
     /// Reads one byte if one is waiting.
+    #[cfg(feature = "emulated-attestation")]
     pub fn try_read_byte(&self) -> Option<u8> {
-        if port::inb(self.base + 5) & 0x01 != 0 { Some(port::inb(self.base)) } else { None }
+        if port::inb(self.base + 5) & 0x01 != 0 {
+            Some(port::inb(self.base))
+        } else {
+            None
+        }
     }
 
     /// Writes all bytes.
+    #[cfg(feature = "emulated-attestation")]
     pub fn write_all(&self, bytes: &[u8]) {
         for &b in bytes {
             self.write_byte(b);
@@ -107,9 +113,9 @@ impl log::Log for Logger {
         }
         let micros = crate::time::Instant::now().micros_since_boot();
         let mut c = CONSOLE.lock();
-        let _ = write!(
+        let _ = writeln!(
             c,
-            "[{:5}.{:06}] {:5} {}\n",
+            "[{:5}.{:06}] {:5} {}",
             micros / 1_000_000,
             micros % 1_000_000,
             record.level(),

@@ -45,10 +45,19 @@ impl core::fmt::Display for NetError {
 /// Brings the interface up and waits until it has an address.
 pub fn up(nic: VirtioNic, cfg: &BootConfig) -> Result<NetStack, NetError> {
     let random_seed = crate::rng::u64().map_err(NetError::Rng)?;
-    let mut stack = Stack::new(nic, Config { ipv4: cfg.ip, random_seed, limits: Limits::default() }, now())
-        .map_err(NetError::Stack)?;
+    let mut stack = Stack::new(
+        nic,
+        Config {
+            ipv4: cfg.ip,
+            random_seed,
+            limits: Limits::default(),
+        },
+        now(),
+    )
+    .map_err(NetError::Stack)?;
+    let mut last_active = Instant::now();
     loop {
-        stack.poll(now());
+        let active = stack.poll(now());
         while let Some(event) = stack.take_event() {
             match event {
                 NetEvent::Configured(settings) => {
@@ -59,12 +68,12 @@ pub fn up(nic: VirtioNic, cfg: &BootConfig) -> Result<NetStack, NetError> {
                 NetEvent::Deconfigured => log::warn!("net: address lost"),
             }
         }
-        crate::arch::relax();
+        maybe_idle(&mut stack, active, &mut last_active);
     }
 }
 
 /// Idle for this long without network activity before halting between polls.
-const IDLE_AFTER_US: u64 = 2_000;
+const IDLE_AFTER_US: u64 = 10_000;
 /// Longest halt: a received frame waits at most this long (the NIC is polled, not
 /// interrupt-driven).
 const MAX_HALT_US: u64 = 1_000;
@@ -81,7 +90,9 @@ fn maybe_idle(stack: &mut NetStack, active: bool, last_active: &mut Instant) {
         crate::arch::relax();
         return;
     }
-    let delay = stack.poll_delay(now()).map_or(MAX_HALT_US, |d| d.total_micros().min(MAX_HALT_US));
+    let delay = stack
+        .poll_delay(now())
+        .map_or(MAX_HALT_US, |d| d.total_micros().min(MAX_HALT_US));
     if delay > 0 {
         crate::arch::apic::idle(delay);
     }

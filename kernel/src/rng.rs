@@ -51,14 +51,18 @@ pub struct HwRng {
 fn rdseed64() -> Option<u64> {
     let (v, ok): (u64, u8);
     // SAFETY: only called when CPUID reports RDSEED; writes the two named registers.
-    unsafe { core::arch::asm!("rdseed {}", "setc {}", out(reg) v, out(reg_byte) ok, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("rdseed {}", "setc {}", out(reg) v, out(reg_byte) ok, options(nomem, nostack))
+    };
     (ok != 0).then_some(v)
 }
 
 fn rdrand64() -> Option<u64> {
     let (v, ok): (u64, u8);
     // SAFETY: only called when CPUID reports RDRAND; writes the two named registers.
-    unsafe { core::arch::asm!("rdrand {}", "setc {}", out(reg) v, out(reg_byte) ok, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("rdrand {}", "setc {}", out(reg) v, out(reg_byte) ok, options(nomem, nostack))
+    };
     (ok != 0).then_some(v)
 }
 
@@ -127,7 +131,12 @@ impl Csprng {
         let mut seed = hw.seed()?;
         let chacha = ChaCha20Rng::from_seed(seed);
         seed.zeroize();
-        Ok(Self { hw, chacha, since_reseed: 0, last_reseed: Instant::now() })
+        Ok(Self {
+            hw,
+            chacha,
+            since_reseed: 0,
+            last_reseed: Instant::now(),
+        })
     }
 
     fn reseed(&mut self) -> Result<(), RngError> {
@@ -170,7 +179,10 @@ pub fn init() -> Result<&'static str, RngError> {
 
 /// Fills `buf` from the kernel generator.
 pub fn fill(buf: &mut [u8]) -> Result<(), RngError> {
-    RNG.lock().as_mut().ok_or(RngError::NotInitialised)?.fill(buf)
+    RNG.lock()
+        .as_mut()
+        .ok_or(RngError::NotInitialised)?
+        .fill(buf)
 }
 
 /// A random `u64`.

@@ -174,14 +174,3 @@ pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
     }
     n
 }
-
-/// Referenced by the precompiled `core`/`alloc` (built with unwinding); never called with
-/// `panic = "abort"`.
-#[unsafe(no_mangle)]
-pub extern "C" fn _Unwind_Resume() -> ! {
-    crate::arch::stop(crate::arch::ExitCode::Fault)
-}
-
-/// See [`_Unwind_Resume`].
-#[unsafe(no_mangle)]
-pub extern "C" fn rust_eh_personality() {}

@@ -2,12 +2,59 @@
 //!
 //! - [`Echo`]: a TCP echo server on the KMS port, for the transfer test.
 //! - [`attest_selftest`]: obtains a report for `ckms.test_report_data` and prints it.
+//! - [`fault`]: reads from page 0 (unmapped), so the guard page and the exception report can
+//!   be checked.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
+use bootparams::cmdline::{BootConfig, TestService};
 use netstack::{ConnId, ListenerId, TcpError};
 
 use crate::net::{NetStack, Service};
+use crate::platform::PlatformOps;
+
+/// Starts what the command line asks for, prints the ready line, runs the one-shot
+/// self-tests, and returns the services for the poll loop.
+pub fn start(
+    stack: &mut NetStack,
+    cfg: &BootConfig,
+    platform: &mut dyn PlatformOps,
+) -> Vec<Box<dyn Service>> {
+    let mut services: Vec<Box<dyn Service>> = Vec::new();
+    match cfg.test {
+        Some(TestService::Echo) => match Echo::new(stack, cfg.port) {
+            Ok(echo) => services.push(Box::new(echo)),
+            Err(e) => crate::refuse(format_args!("echo service: {e}")),
+        },
+        Some(TestService::Attest | TestService::Fault) => {}
+        None => log::warn!("no KMS service in this build yet: only the network is up"),
+    }
+    let ip = stack.ipv4_address().map(|a| a.octets()).unwrap_or([0; 4]);
+    crate::println!(
+        "ckms: ready ip={}.{}.{}.{} port={} measurement-mode={} boot-ms={}",
+        ip[0],
+        ip[1],
+        ip[2],
+        ip[3],
+        cfg.port,
+        platform.kind(),
+        crate::time::Instant::now().millis_since_boot()
+    );
+    match (cfg.test, cfg.test_report_data) {
+        (Some(TestService::Attest), Some(rd)) => attest_selftest(platform, &rd),
+        (Some(TestService::Fault), _) => fault(),
+        _ => {}
+    }
+    let hs = crate::mm::stats();
+    log::info!(
+        "heap: {} KiB in use, peak {} KiB of {} KiB",
+        hs.in_use / 1024,
+        hs.peak / 1024,
+        hs.capacity / 1024
+    );
+    services
+}
 
 /// Most concurrent echo connections.
 const MAX_CONNECTIONS: usize = 16;
@@ -32,16 +79,31 @@ impl Echo {
     /// Listens on `port`.
     pub fn new(stack: &mut NetStack, port: u16) -> Result<Self, netstack::StackError> {
         let listener = stack.listen(port, 4)?;
-        Ok(Self { listener, conns: Vec::new() })
+        Ok(Self {
+            listener,
+            conns: Vec::new(),
+        })
     }
 }
 
 impl Service for Echo {
     fn poll(&mut self, stack: &mut NetStack, _now: netstack::Instant) {
         while self.conns.len() < MAX_CONNECTIONS {
-            let Some(id) = stack.accept(self.listener) else { break };
-            log::debug!("echo: connection {:?} from {:?}", id, stack.remote_endpoint(id));
-            self.conns.push(Conn { id, buf: alloc::vec![0; CHUNK], start: 0, end: 0, eof: false });
+            let Some(id) = stack.accept(self.listener) else {
+                break;
+            };
+            log::debug!(
+                "echo: connection {:?} from {:?}",
+                id,
+                stack.remote_endpoint(id)
+            );
+            self.conns.push(Conn {
+                id,
+                buf: alloc::vec![0; CHUNK],
+                start: 0,
+                end: 0,
+                eof: false,
+            });
         }
         self.conns.retain_mut(|c| {
             loop {
@@ -84,7 +146,7 @@ impl Service for Echo {
 
 /// The `attest` self-test: asks the platform for a report binding `report_data` and prints
 /// it as one console line, `ckms: attest report=<hex>` (or `ckms: attest error=<message>`).
-pub fn attest_selftest(platform: &mut dyn crate::platform::PlatformOps, report_data: &[u8; 64]) {
+pub fn attest_selftest(platform: &mut dyn PlatformOps, report_data: &[u8; 64]) {
     match platform.attestation_report(report_data) {
         Ok(report) => {
             let mut line = alloc::string::String::with_capacity(report.len() * 2);
@@ -96,4 +158,30 @@ pub fn attest_selftest(platform: &mut dyn crate::platform::PlatformOps, report_d
         }
         Err(e) => crate::println!("ckms: attest error={e}"),
     }
+    // The derived key must be stable for this launch; only the comparison is printed.
+    let verdict = match (platform.derived_key(), platform.derived_key()) {
+        (Ok(Some(a)), Ok(Some(b))) => {
+            let diff =
+                a.0.iter()
+                    .zip(b.0.iter())
+                    .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+            if diff == 0 {
+                "consistent"
+            } else {
+                "inconsistent"
+            }
+        }
+        (Ok(None), _) | (_, Ok(None)) => "none",
+        (Err(_), _) | (_, Err(_)) => "error",
+    };
+    crate::println!("ckms: attest derived-key={verdict}");
+}
+
+/// The `fault` test: a page fault whose report the host can check.
+pub fn fault() -> ! {
+    crate::println!(
+        "ckms: test fault: reading {:#x}",
+        crate::arch::UNMAPPED_TEST_ADDRESS
+    );
+    crate::arch::read_unmapped()
 }

@@ -51,7 +51,9 @@ impl Instant {
             return Self { micros: 0 };
         }
         let ticks = rdtsc().saturating_sub(TSC_ZERO.load(Ordering::Relaxed));
-        Self { micros: ((u128::from(ticks) << 16) / u128::from(q16)) as u64 }
+        Self {
+            micros: ((u128::from(ticks) << 16) / u128::from(q16)) as u64,
+        }
     }
 
     /// Microseconds since boot.
@@ -73,18 +75,17 @@ impl Instant {
 /// Calibrates the TSC over a 50 ms PIT channel-2 one-shot (mode 0, gate through port 0x61).
 pub fn calibrate() -> Result<u64, TimeError> {
     const COUNT: u64 = PIT_HZ / 20; // 50 ms
-    // Gate on, speaker off.
-    let ctl = port::inb(0x61);
-    port::outb(0x61, (ctl & !0x02) | 0x01);
-    // Channel 2, lobyte/hibyte, mode 0 (interrupt on terminal count), binary.
+    // Gate off (counting held), speaker off.
+    let ctl = port::inb(0x61) & !0x03;
+    port::outb(0x61, ctl);
+    // Channel 2, lobyte/hibyte, mode 0 (interrupt on terminal count), binary: OUT2 goes low
+    // now and high when the count reaches zero.
     port::outb(0x43, 0b1011_0000);
     port::outb(0x42, (COUNT & 0xff) as u8);
     port::outb(0x42, (COUNT >> 8) as u8);
-    // Restart the count by toggling the gate.
-    let ctl = port::inb(0x61);
-    port::outb(0x61, ctl & !0x01);
-    port::outb(0x61, ctl | 0x01);
+    // Gate on: the count-down starts.
     let start = rdtsc();
+    port::outb(0x61, ctl | 0x01);
     let mut spins: u64 = 0;
     while port::inb(0x61) & 0x20 == 0 {
         spins += 1;

@@ -11,7 +11,7 @@ use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr;
 
-use bootparams::memmap::{MemoryRegion, MAX_REGIONS};
+use bootparams::memmap::{MAX_REGIONS, MemoryRegion};
 
 /// `EFI_STATUS`.
 pub type Status = usize;
@@ -51,21 +51,41 @@ impl core::fmt::Display for Guid {
 }
 
 /// `EFI_LOADED_IMAGE_PROTOCOL_GUID` (UEFI 2.10, 9.1).
-const LOADED_IMAGE_GUID: Guid =
-    Guid::new(0x5b1b31a1, 0x9562, 0x11d2, [0x8e, 0x3f, 0x00, 0xa0, 0xc9, 0x69, 0x72, 0x3b]);
+const LOADED_IMAGE_GUID: Guid = Guid::new(
+    0x5b1b31a1,
+    0x9562,
+    0x11d2,
+    [0x8e, 0x3f, 0x00, 0xa0, 0xc9, 0x69, 0x72, 0x3b],
+);
 /// `EFI_ACPI_20_TABLE_GUID` (UEFI 2.10, 4.6.1.1).
-pub const ACPI_20_GUID: Guid =
-    Guid::new(0x8868e871, 0xe4f1, 0x11d3, [0xbc, 0x22, 0x00, 0x80, 0xc7, 0x3c, 0x88, 0x81]);
+pub const ACPI_20_GUID: Guid = Guid::new(
+    0x8868e871,
+    0xe4f1,
+    0x11d3,
+    [0xbc, 0x22, 0x00, 0x80, 0xc7, 0x3c, 0x88, 0x81],
+);
 /// `ACPI_TABLE_GUID` (ACPI 1.0 RSDP).
-pub const ACPI_10_GUID: Guid =
-    Guid::new(0xeb9d2d30, 0x2d88, 0x11d3, [0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d]);
+pub const ACPI_10_GUID: Guid = Guid::new(
+    0xeb9d2d30,
+    0x2d88,
+    0x11d3,
+    [0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d],
+);
 /// EDK2 `gConfidentialComputingSevSnpBlobGuid`: the SEV-SNP "CC blob" (secrets and CPUID
 /// page addresses), published by OVMF when it runs as an SNP guest.
-pub const SEV_SNP_CC_BLOB_GUID: Guid =
-    Guid::new(0x067b1f5f, 0xcf26, 0x44c5, [0x85, 0x54, 0x93, 0xd7, 0x77, 0x91, 0x2d, 0x42]);
+pub const SEV_SNP_CC_BLOB_GUID: Guid = Guid::new(
+    0x067b1f5f,
+    0xcf26,
+    0x44c5,
+    [0x85, 0x54, 0x93, 0xd7, 0x77, 0x91, 0x2d, 0x42],
+);
 /// EDK2 `gConfidentialComputingSecretGuid`: the launch-secret area.
-pub const COCO_SECRET_GUID: Guid =
-    Guid::new(0xadf956ad, 0xe98c, 0x484c, [0xae, 0x11, 0xb5, 0x1c, 0x7d, 0x33, 0x64, 0x47]);
+pub const COCO_SECRET_GUID: Guid = Guid::new(
+    0xadf956ad,
+    0xe98c,
+    0x484c,
+    [0xae, 0x11, 0xb5, 0x1c, 0x7d, 0x33, 0x64, 0x47],
+);
 
 /// `EFI_TABLE_HEADER`.
 #[repr(C)]
@@ -232,6 +252,8 @@ pub struct BootInfo {
     pub boot_stack_top: u64,
     /// Tops of the interrupt stacks.
     pub ist_tops: [u64; IST_STACKS],
+    /// The page below each stack (boot stack first), to be unmapped as a guard.
+    pub stack_guards: [u64; 1 + IST_STACKS],
     /// Memory we allocated as LoaderData (stacks, this struct, the map buffer).
     pub loader_allocations: u64,
 }
@@ -242,7 +264,10 @@ impl BootInfo {
         if let Some(e) = self.cmdline_error {
             return Err(e);
         }
-        let bytes = self.cmdline.get(..self.cmdline_len).ok_or(CmdlineError::TooLong)?;
+        let bytes = self
+            .cmdline
+            .get(..self.cmdline_len)
+            .ok_or(CmdlineError::TooLong)?;
         core::str::from_utf8(bytes).map_err(|_| CmdlineError::NotAscii)
     }
 
@@ -253,7 +278,9 @@ impl BootInfo {
 
     /// The configuration tables (GUID, address) we kept.
     pub fn config_tables(&self) -> &[(Guid, u64)] {
-        self.config_tables.get(..self.config_table_count).unwrap_or(&[])
+        self.config_tables
+            .get(..self.config_table_count)
+            .unwrap_or(&[])
     }
 }
 
@@ -265,7 +292,11 @@ pub enum ExitError {
 }
 
 fn check(what: &'static str, status: Status) -> Result<(), ExitError> {
-    if status == EFI_SUCCESS { Ok(()) } else { Err(ExitError::Firmware(what, status)) }
+    if status == EFI_SUCCESS {
+        Ok(())
+    } else {
+        Err(ExitError::Firmware(what, status))
+    }
 }
 
 /// Converts UCS-2 LoadOptions into the ASCII command line (trailing NULs and the spaces
@@ -275,7 +306,7 @@ fn save_cmdline(info: &mut BootInfo, options: *const u16, size_bytes: u32) {
     if options.is_null() || size_bytes == 0 {
         return;
     }
-    if size_bytes % 2 != 0 {
+    if !size_bytes.is_multiple_of(2) {
         info.cmdline_error = Some(CmdlineError::Malformed);
         return;
     }
@@ -309,7 +340,10 @@ fn save_cmdline(info: &mut BootInfo, options: *const u16, size_bytes: u32) {
 /// services must still be active. After return, no boot service may be called and no
 /// memory other than `EfiLoaderCode/Data` and the types the memory map marks free may be
 /// relied on.
-pub unsafe fn save_and_exit(image: Handle, st: *const SystemTable) -> Result<&'static mut BootInfo, ExitError> {
+pub unsafe fn save_and_exit(
+    image: Handle,
+    st: *const SystemTable,
+) -> Result<&'static mut BootInfo, ExitError> {
     // SAFETY: `st` is the firmware's system table (caller contract), valid until exit.
     let st = unsafe { &*st };
     // SAFETY: boot services are active, so the table pointer is valid.
@@ -320,7 +354,12 @@ pub unsafe fn save_and_exit(image: Handle, st: *const SystemTable) -> Result<&'s
     let mut info_addr = 0u64;
     // SAFETY: a plain allocation request with a valid out-pointer.
     check("AllocatePages(BootInfo)", unsafe {
-        (bs.allocate_pages)(ALLOCATE_ANY_PAGES, EFI_LOADER_DATA, info_pages, &mut info_addr)
+        (bs.allocate_pages)(
+            ALLOCATE_ANY_PAGES,
+            EFI_LOADER_DATA,
+            info_pages,
+            &mut info_addr,
+        )
     })?;
     let info_ptr = info_addr as *mut BootInfo;
     // SAFETY: freshly allocated, page-aligned and large enough. All-zero bytes are valid for
@@ -352,9 +391,7 @@ pub unsafe fn save_and_exit(image: Handle, st: *const SystemTable) -> Result<&'s
         // SAFETY: the system table advertises `number_of_table_entries` entries.
         let t = unsafe { &*st.configuration_table.add(i) };
         let addr = t.vendor_table as u64;
-        if t.vendor_guid == ACPI_20_GUID {
-            info.rsdp = Some(addr);
-        } else if t.vendor_guid == ACPI_10_GUID && info.rsdp.is_none() {
+        if t.vendor_guid == ACPI_20_GUID || (t.vendor_guid == ACPI_10_GUID && info.rsdp.is_none()) {
             info.rsdp = Some(addr);
         } else if t.vendor_guid == SEV_SNP_CC_BLOB_GUID {
             info.snp_cc_blob = Some(addr);
@@ -367,22 +404,30 @@ pub unsafe fn save_and_exit(image: Handle, st: *const SystemTable) -> Result<&'s
         }
     }
 
-    // Stacks: one boot stack and the IST stacks, with no guard pages yet (page tables are
-    // ours only later).
-    let mut alloc_stack = |size: usize| -> Result<u64, ExitError> {
+    // Stacks: one boot stack and the IST stacks, each with one extra page below it that
+    // becomes a guard page once the kernel's page tables are in place.
+    let mut alloc_stack = |size: usize| -> Result<(u64, u64), ExitError> {
         let mut base = 0u64;
         // SAFETY: plain allocation with a valid out-pointer.
         check("AllocatePages(stack)", unsafe {
-            (bs.allocate_pages)(ALLOCATE_ANY_PAGES, EFI_LOADER_DATA, size / 4096, &mut base)
+            (bs.allocate_pages)(
+                ALLOCATE_ANY_PAGES,
+                EFI_LOADER_DATA,
+                size / 4096 + 1,
+                &mut base,
+            )
         })?;
-        info.loader_allocations += size as u64;
-        Ok(base + size as u64)
+        info.loader_allocations += size as u64 + 4096;
+        Ok((base, base + 4096 + size as u64))
     };
-    info.boot_stack_top = alloc_stack(BOOT_STACK_SIZE)?;
+    let (guard, top) = alloc_stack(BOOT_STACK_SIZE)?;
+    info.boot_stack_top = top;
+    info.stack_guards[0] = guard;
     for i in 0..IST_STACKS {
-        let top = alloc_stack(IST_STACK_SIZE)?;
-        if let Some(slot) = info.ist_tops.get_mut(i) {
-            *slot = top;
+        let (guard, top) = alloc_stack(IST_STACK_SIZE)?;
+        if let (Some(t), Some(g)) = (info.ist_tops.get_mut(i), info.stack_guards.get_mut(i + 1)) {
+            *t = top;
+            *g = guard;
         }
     }
 
@@ -394,7 +439,13 @@ pub unsafe fn save_and_exit(image: Handle, st: *const SystemTable) -> Result<&'s
     let mut desc_version = 0u32;
     // SAFETY: a size query with a zero-length buffer.
     let status = unsafe {
-        (bs.get_memory_map)(&mut map_size, ptr::null_mut(), &mut key, &mut desc_size, &mut desc_version)
+        (bs.get_memory_map)(
+            &mut map_size,
+            ptr::null_mut(),
+            &mut key,
+            &mut desc_size,
+            &mut desc_version,
+        )
     };
     if status != EFI_BUFFER_TOO_SMALL {
         check("GetMemoryMap(size)", status)?;
@@ -402,14 +453,22 @@ pub unsafe fn save_and_exit(image: Handle, st: *const SystemTable) -> Result<&'s
     let capacity = map_size + 16 * desc_size.max(size_of::<MemoryDescriptor>());
     let mut buf: *mut u8 = ptr::null_mut();
     // SAFETY: plain pool allocation with a valid out-pointer.
-    check("AllocatePool(memory map)", unsafe { (bs.allocate_pool)(EFI_LOADER_DATA, capacity, &mut buf) })?;
+    check("AllocatePool(memory map)", unsafe {
+        (bs.allocate_pool)(EFI_LOADER_DATA, capacity, &mut buf)
+    })?;
     info.loader_allocations += capacity as u64;
     let mut attempts = 0;
     loop {
         map_size = capacity;
         // SAFETY: `buf` holds `capacity` bytes.
         check("GetMemoryMap", unsafe {
-            (bs.get_memory_map)(&mut map_size, buf, &mut key, &mut desc_size, &mut desc_version)
+            (bs.get_memory_map)(
+                &mut map_size,
+                buf,
+                &mut key,
+                &mut desc_size,
+                &mut desc_version,
+            )
         })?;
         // SAFETY: valid image handle; `key` is from the map just read. No allocation happens
         // between the two calls.
@@ -425,10 +484,14 @@ pub unsafe fn save_and_exit(image: Handle, st: *const SystemTable) -> Result<&'s
     }
 
     // Boot services are gone; copy the map (firmware stride `desc_size`) into BootInfo.
-    let count = if desc_size == 0 { 0 } else { map_size / desc_size };
+    let count = map_size.checked_div(desc_size).unwrap_or(0);
     for i in 0..count {
         // SAFETY: the firmware wrote `map_size` bytes of descriptors with stride `desc_size`.
-        let d = unsafe { buf.add(i * desc_size).cast::<MemoryDescriptor>().read_unaligned() };
+        let d = unsafe {
+            buf.add(i * desc_size)
+                .cast::<MemoryDescriptor>()
+                .read_unaligned()
+        };
         match info.memory_map.get_mut(info.memory_map_len) {
             Some(slot) => {
                 *slot = MemoryRegion {

@@ -1,4 +1,4 @@
-//! The adapter from a [`Nic`] to smoltcp's [`phy::Device`](smoltcp::phy::Device).
+//! The adapter from a [`Nic`] to smoltcp's [`smoltcp::phy::Device`].
 //!
 //! smoltcp asks for a token pair on receive (so it can answer an ARP request or a TCP segment right away) and
 //! builds outgoing frames inside a closure. The adapter owns one receive and one transmit buffer, each the size

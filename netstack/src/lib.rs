@@ -37,7 +37,7 @@ pub mod tcp;
 pub use config::{ConfigError, Ipv4Mode, Ipv4Settings, Ipv4Source, StaticIpv4};
 pub use device::NicStats;
 pub use nic::{Nic, NicError};
-pub use stack::{Config, Limits, NetEvent, Stack, StackError};
+pub use stack::{Config, Limits, ListenerStats, NetEvent, Stack, StackError};
 pub use tcp::{ConnId, ConnState, ListenerId, TcpError, TcpStream};
 
 /// smoltcp's time and address types, re-exported so callers need not depend on smoltcp themselves.

@@ -43,6 +43,9 @@ pub struct Limits {
     /// A connection closed by the application is freed at the latest this long after the close, even if the
     /// peer never finishes the shutdown.
     pub close_linger: Duration,
+    /// A listener's socket still in the handshake (SYN received, no ACK yet) this long is reset and listens
+    /// again, so half-open connections (a SYN flood, a vanished client) cannot hold sockets for long.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -54,6 +57,7 @@ impl Default for Limits {
             timeout: Some(Duration::from_secs(60)),
             keep_alive: Some(Duration::from_secs(20)),
             close_linger: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -108,6 +112,19 @@ impl fmt::Display for StackError {
 
 impl core::error::Error for StackError {}
 
+/// Socket counts of one listener ([`Stack::listener_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenerStats {
+    /// Waiting for a SYN.
+    pub listening: usize,
+    /// SYN received, handshake not finished.
+    pub handshaking: usize,
+    /// Established, waiting for [`Stack::accept`].
+    pub ready: usize,
+    /// Reset or aborted, about to listen again.
+    pub closing: usize,
+}
+
 /// A change of the interface's IPv4 configuration, reported by [`Stack::take_event`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetEvent {
@@ -131,7 +148,14 @@ struct Listener {
     port: u16,
     backlog: usize,
     /// Sockets owned by the listener: listening, in the handshake, or established but not yet accepted.
-    sockets: Vec<SocketHandle>,
+    sockets: Vec<ListenSlot>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ListenSlot {
+    handle: SocketHandle,
+    /// When the socket was first seen in SYN-RECEIVED.
+    handshake_since: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -396,17 +420,33 @@ impl<N: Nic> Stack<N> {
     }
 
     fn refill_listeners(&mut self) {
+        let now = self.now;
+        let handshake_timeout = self.limits.handshake_timeout;
         for i in 0..self.listeners.len() {
             let Some(Some(l)) = self.listeners.get_mut(i) else {
                 continue;
             };
             let port = l.port;
             let mut listening = 0;
-            for &h in &l.sockets {
-                let s = self.sockets.get_mut::<tcp::Socket>(h);
-                if s.state() == tcp::State::Closed {
-                    // Reset before it was accepted: listen again. Cannot fail on a closed socket.
-                    let _ = s.listen(port);
+            for slot in &mut l.sockets {
+                let s = self.sockets.get_mut::<tcp::Socket>(slot.handle);
+                match s.state() {
+                    tcp::State::SynReceived => match slot.handshake_since {
+                        None => slot.handshake_since = Some(now),
+                        Some(since) if now >= later(since, handshake_timeout) => {
+                            // The RST goes out with the next egress; the socket listens again after that.
+                            s.abort();
+                            slot.handshake_since = None;
+                        }
+                        Some(_) => {}
+                    },
+                    // Reset before it was accepted (and any RST of ours is out): listen again. Cannot fail
+                    // on a closed socket.
+                    tcp::State::Closed if s.remote_endpoint().is_none() => {
+                        let _ = s.listen(port);
+                        slot.handshake_since = None;
+                    }
+                    _ => slot.handshake_since = None,
                 }
                 if s.state() == tcp::State::Listen {
                     listening += 1;
@@ -418,7 +458,10 @@ impl<N: Nic> Stack<N> {
                 // Port is non-zero (checked in `listen`): cannot fail on a new socket.
                 let _ = self.sockets.get_mut::<tcp::Socket>(h).listen(port);
                 if let Some(Some(l)) = self.listeners.get_mut(i) {
-                    l.sockets.push(h);
+                    l.sockets.push(ListenSlot {
+                        handle: h,
+                        handshake_since: None,
+                    });
                 }
             }
         }
@@ -436,6 +479,11 @@ impl<N: Nic> Stack<N> {
         }
         for &(_, deadline) in &self.closing {
             consider(deadline);
+        }
+        for slot in self.listeners.iter().flatten().flat_map(|l| &l.sockets) {
+            if let Some(since) = slot.handshake_since {
+                consider(later(since, self.limits.handshake_timeout));
+            }
         }
         at.map(|t| if t > now { t - now } else { Duration::ZERO })
     }
@@ -494,7 +542,10 @@ impl<N: Nic> Stack<N> {
             *slot = Some(Listener {
                 port,
                 backlog,
-                sockets: vec![h],
+                sockets: vec![ListenSlot {
+                    handle: h,
+                    handshake_since: None,
+                }],
             });
         }
         self.refill_listeners();
@@ -509,7 +560,7 @@ impl<N: Nic> Stack<N> {
             .and_then(Option::take)
             .ok_or(StackError::InvalidListener)?;
         let deadline = self.now;
-        for h in l.sockets {
+        for ListenSlot { handle: h, .. } in l.sockets {
             self.sockets.get_mut::<tcp::Socket>(h).abort();
             // Freed by the next poll, after the RST (if any) went out.
             self.closing.push((h, deadline));
@@ -517,17 +568,33 @@ impl<N: Nic> Stack<N> {
         Ok(())
     }
 
+    /// What the listener's sockets are doing, or `None` for an unknown listener.
+    pub fn listener_stats(&self, id: ListenerId) -> Option<ListenerStats> {
+        let l = self.listeners.get(id.0)?.as_ref()?;
+        let mut stats = ListenerStats::default();
+        for slot in &l.sockets {
+            match self.sockets.get::<tcp::Socket>(slot.handle).state() {
+                tcp::State::Listen => stats.listening += 1,
+                tcp::State::SynReceived => stats.handshaking += 1,
+                tcp::State::Established | tcp::State::CloseWait => stats.ready += 1,
+                _ => stats.closing += 1,
+            }
+        }
+        Some(stats)
+    }
+
     /// Takes one connection that finished its handshake on the listener, if any.
     pub fn accept(&mut self, id: ListenerId) -> Option<ConnId> {
         let l = self.listeners.get_mut(id.0)?.as_mut()?;
         let sockets = &self.sockets;
-        let pos = l.sockets.iter().position(|&h| {
+        let pos = l.sockets.iter().position(|slot| {
+            let h = slot.handle;
             matches!(
                 sockets.get::<tcp::Socket>(h).state(),
                 tcp::State::Established | tcp::State::CloseWait
             )
         })?;
-        let h = l.sockets.swap_remove(pos);
+        let h = l.sockets.swap_remove(pos).handle;
         Some(self.insert_conn(h))
     }
 

@@ -405,3 +405,50 @@ fn unlisten_refuses_new_connections_and_frees_the_port() {
     assert!(net.a.accept(l2).is_some());
     assert_eq!(net.b.state(client), Ok(ConnState::Established));
 }
+
+#[test]
+fn half_open_handshakes_are_reset_after_the_handshake_timeout() {
+    let mut net = Net::new(None, Limits::default(), Limits::default());
+    let l = net.a.listen(PORT, 2).expect("listen");
+    // b sends its SYN and vanishes before completing the handshake.
+    let _ghost = net.b.connect(endpoint(1, PORT)).expect("connect");
+    // ARP request, ARP reply, SYN; stop as soon as a has answered the SYN.
+    for _ in 0..5 {
+        net.b.poll(net.now);
+        net.a.poll(net.now);
+        if net.a.listener_stats(l).expect("stats").handshaking == 1 {
+            break;
+        }
+    }
+    let stats = net.a.listener_stats(l).expect("stats");
+    assert_eq!((stats.handshaking, stats.listening), (1, 2), "{stats:?}");
+    let start = net.now;
+    let mut at_9s = None;
+    while net.now < start + netstack::Duration::from_secs(11) {
+        net.a.poll(net.now);
+        if at_9s.is_none() && net.now >= start + netstack::Duration::from_secs(9) {
+            at_9s = net.a.listener_stats(l);
+        }
+        net.now += netstack::Duration::from_millis(100);
+    }
+    assert_eq!(
+        at_9s.map(|s| s.handshaking),
+        Some(1),
+        "reset too early: {at_9s:?}"
+    );
+    let stats = net.a.listener_stats(l).expect("stats");
+    assert_eq!(
+        stats,
+        netstack::ListenerStats {
+            listening: 3,
+            handshaking: 0,
+            ready: 0,
+            closing: 0
+        }
+    );
+    assert_eq!(
+        net.a.tcp_sockets(),
+        3,
+        "no socket leaked or added beyond the freed one"
+    );
+}

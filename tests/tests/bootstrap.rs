@@ -223,7 +223,8 @@ fn stdout(o: &Output) -> String {
 
 /// The common part of `ckms bootstrap start` (global options first).
 struct Provision<'a> {
-    server: &'a Server,
+    url: String,
+    ratls_url: String,
     pki: &'a Pki,
     measurement: String,
     trust_root: Option<PathBuf>,
@@ -234,7 +235,7 @@ struct Provision<'a> {
 
 impl Provision<'_> {
     fn args(&self) -> Vec<String> {
-        let mut a = vec!["--url".to_owned(), self.server.url(), "--ca-cert".into(), s(&self.pki.path("ca.pem"))];
+        let mut a = vec!["--url".to_owned(), self.url.clone(), "--ca-cert".into(), s(&self.pki.path("ca.pem"))];
         if let Some(cn) = self.client {
             a.extend(["--client-cert".into(), s(&self.pki.path(&format!("{cn}.pem")))]);
             a.extend(["--client-key".into(), s(&self.pki.path(&format!("{cn}.key")))]);
@@ -247,7 +248,7 @@ impl Provision<'_> {
         a.extend(["--ca-key".into(), s(&self.pki.path("ca.key"))]);
         a.extend(["--redis-url".into(), self.redis.clone(), "--db-secret-file".into(), s(&self.secret)]);
         a.extend(["--client-ca".into(), s(&self.pki.path("ca.pem"))]);
-        a.extend(["--ra-tls-url".into(), self.server.ratls_url()]);
+        a.extend(["--ra-tls-url".into(), self.ratls_url.clone()]);
         a
     }
 
@@ -288,9 +289,14 @@ impl Env {
         Env { ark: chain.join("ark.pem"), dir, redis, emu, pki, secret }
     }
 
-    fn provision<'a>(&'a self, server: &'a Server) -> Provision<'a> {
+    fn provision(&self, server: &Server) -> Provision<'_> {
+        self.provision_url(server.url(), server.ratls_url())
+    }
+
+    fn provision_url(&self, url: String, ratls_url: String) -> Provision<'_> {
         Provision {
-            server,
+            url,
+            ratls_url,
             pki: &self.pki,
             measurement: self.emu.measurement.clone(),
             trust_root: Some(self.ark.clone()),
@@ -623,5 +629,98 @@ fn two_ports_with_different_keys_fail_verify() {
         "--trust-root", &s(&env.ark),
     ]);
     assert_fails_with(&out, "the RA-TLS certificate and the API certificate carry different public keys");
+
+    // A connection pinned to the first server's attested key refuses the second server outright.
+    let exp = ckms::verify::Expectation {
+        measurement: hex48(&env.emu.measurement),
+        trust_root: Some(std::fs::read(&env.ark).expect("ark")),
+    };
+    let cert = ckms::verify::capture_certificate(&server.ratls_url()).expect("capture");
+    let attested = ckms::verify::attest_certificate(&cert, &exp, "RA-TLS certificate").expect("attest");
+    let mut same = ckms::verify::pinned_client(&server.ratls_url(), &attested.spki_der, None).expect("client");
+    let r = same.get(&format!("/attestation?nonce={}", "11".repeat(32))).expect("same key is accepted");
+    assert_eq!(r.status, 200);
+    let mut http = ckms::verify::pinned_client(&other.ratls_url(), &attested.spki_der, None).expect("client");
+    let err = http.get("/attestation").expect_err("pinned key must refuse another key");
+    assert!(err.to_string().contains("not the attested key"), "{err}");
     drop(other.guard);
+}
+
+/// With `--include-quote` the API certificate is itself an RA-TLS certificate: `verify` needs no RA-TLS port,
+/// and the server closes it at `/start`.
+#[test]
+fn api_certificate_with_quote_closes_the_ratls_port() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    let mut args = env.provision(&server).args();
+    let i = args.iter().position(|a| a == "--ra-tls-url").expect("flag");
+    args.drain(i..i + 2);
+    args.push("--include-quote".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ckms(&refs);
+    assert_ok(&out, "bootstrap start --include-quote");
+    let text = stdout(&out);
+    assert!(text.contains("quote inside: true"), "{text}");
+    assert!(text.contains("[ok] quote in the API certificate"), "{text}");
+    let refused = TcpStream::connect(("127.0.0.1", server.ratls)).expect_err("RA-TLS port must be closed");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+/// External CA in two steps: `--csr-out`, the CA signs, `--cert-in`.
+#[test]
+fn two_step_csr_flow_with_an_external_ca() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    let csr = env.dir.path().join("kms.csr");
+    let out = ckms(&[
+        "--url", &server.url(), "bootstrap", "start", "--expected-measurement", &env.emu.measurement,
+        "--trust-root", &s(&env.ark), "--subject", "CN=kms.test", "--ip", "127.0.0.1", "--csr-out", &s(&csr),
+    ]);
+    assert_ok(&out, "bootstrap start --csr-out");
+    // The "external" CA: same P-256 CA, signing outside the bootstrap run.
+    let chain = ckms::bootstrap::sign_csr(
+        &std::fs::read_to_string(&csr).expect("csr"),
+        &std::fs::read(env.pki.path("ca.pem")).expect("ca"),
+        &std::fs::read(env.pki.path("ca.key")).expect("key"),
+        30,
+    )
+    .expect("sign");
+    let chain_path = env.dir.path().join("chain.pem");
+    std::fs::write(&chain_path, chain).expect("write");
+    let mut args = env.provision(&server).args();
+    let i = args.iter().position(|a| a == "--subject").expect("flag");
+    args.drain(i..i + 6); // --subject … --ip … --ca-key …
+    args.extend(["--cert-in".to_owned(), s(&chain_path)]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ckms(&refs);
+    assert_ok(&out, "bootstrap start --cert-in");
+    assert!(stdout(&out).contains("verified"), "{}", stdout(&out));
+}
+
+/// `--attestation none`: the server runs (random key, loud warning) but nothing can attest it, so `ckms`
+/// sends it nothing.
+#[test]
+fn server_without_attestation_is_not_provisioned() {
+    let env = Env::new();
+    let mut child = Command::new(bin("kms-server"))
+        .args(["--bootstrap", "--attestation", "none", "--bootstrap-port", "0", "--ratls-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kms-server");
+    let stdout_pipe = child.stdout.take().expect("stdout");
+    let mut stderr_pipe = child.stderr.take().expect("stderr");
+    let guard = Guard(child);
+    let mut lines = BufReader::new(stdout_pipe).lines();
+    let addr = wait_line(&mut lines, "kms-server bootstrap listening on ", "kms-server");
+    let ratls = wait_line(&mut lines, "kms-server ra-tls listening on ", "kms-server");
+    let mut p = env.provision_url(format!("https://{addr}"), format!("https://{ratls}"));
+    p.client = None;
+    let args = p.args();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_fails_with(&ckms(&refs), "the certificate carries no RA-TLS quote");
+    drop(guard);
+    let mut warning = String::new();
+    stderr_pipe.read_to_string(&mut warning).expect("stderr");
+    assert!(warning.contains("WARNING: --attestation none: NO ATTESTATION"), "{warning}");
 }

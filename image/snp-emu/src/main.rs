@@ -1,14 +1,18 @@
 //! `snp-emu`: the emulated AMD secure processor's command line.
 //!
 //! - `snp-emu serve --socket PATH --firmware F --kernel K --cmdline C ...`: compute the launch
-//!   digest, print it, and serve the protocol of `docs/snp-emu.md` on a unix socket.
+//!   digest, print it, and serve the protocol of `docs/snp-emu.md` on a unix socket (or, with
+//!   `--connect PATH`, over one connection to a socket QEMU listens on).
 //! - `snp-emu export-chain DIR`: write the test chain (ark.pem, ask.pem, vcek.der, vcek.pem,
 //!   cert_chain).
 //! - `snp-emu gen-chain [--seed S] [--out DIR]`: regenerate the fixture chain deterministically.
 use std::{
     fs,
     io::Write,
-    os::unix::{fs::FileTypeExt, net::UnixListener},
+    os::unix::{
+        fs::FileTypeExt,
+        net::{UnixListener, UnixStream},
+    },
     path::PathBuf,
     process::ExitCode,
 };
@@ -55,9 +59,14 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Unix socket path to listen on (a stale socket there is removed).
+    /// Unix socket path to listen on (a stale socket there is removed). QEMU connects to it:
+    /// `-chardev socket,id=snp,path=PATH -serial ... -serial chardev:snp`.
+    #[arg(long, required_unless_present = "connect", conflicts_with = "connect")]
+    socket: Option<PathBuf>,
+    /// Instead of listening, connect to a unix socket QEMU listens on (`server=on,wait=off`);
+    /// retried for 30 s, and the emulator exits when that connection closes.
     #[arg(long)]
-    socket: PathBuf,
+    connect: Option<PathBuf>,
     /// OVMF image or AmdSev suffix descriptor.
     #[arg(long)]
     firmware: PathBuf,
@@ -177,19 +186,42 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     let mut psp =
         Psp::new(chain, info, root_secret, Zeroizing::new(random32()?)).map_err(|e| format!("launch: {e}"))?;
 
-    if let Ok(meta) = fs::symlink_metadata(&a.socket)
-        && meta.file_type().is_socket()
-    {
-        fs::remove_file(&a.socket).map_err(|e| format!("{}: {e}", a.socket.display()))?;
-    }
-    let listener = UnixListener::bind(&a.socket).map_err(|e| format!("{}: {e}", a.socket.display()))?;
     let mut out = std::io::stdout().lock();
     // The first stdout line is the measurement, for scripts; then a ready line.
     let _ = writeln!(out, "measurement {}", hex::encode(measurement));
-    let _ = writeln!(out, "listening {}", a.socket.display());
+    let _ = out.flush();
+    if let Some(path) = &a.connect {
+        let mut stream = connect_with_retry(path)?;
+        let _ = writeln!(out, "connected {}", path.display());
+        let _ = out.flush();
+        drop(out);
+        return server::serve_connection(&mut psp, &mut stream).map_err(|e| format!("serve: {e}"));
+    }
+    let Some(socket) = &a.socket else {
+        return Err("--socket or --connect is required".into());
+    };
+    if let Ok(meta) = fs::symlink_metadata(socket)
+        && meta.file_type().is_socket()
+    {
+        fs::remove_file(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+    }
+    let listener = UnixListener::bind(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+    let _ = writeln!(out, "listening {}", socket.display());
     let _ = out.flush();
     drop(out);
     server::serve(&mut psp, &listener).map_err(|e| format!("serve: {e}"))
+}
+
+fn connect_with_retry(path: &PathBuf) -> Result<UnixStream, String> {
+    let mut last = None;
+    for _ in 0..300 {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(format!("{}: {}", path.display(), last.map_or_else(String::new, |e| e.to_string())))
 }
 
 fn run(cli: Cli) -> Result<(), String> {

@@ -304,7 +304,7 @@ impl Psp {
     }
 
     /// The certificate table of the extended guest request (GHCB spec #56421, "SNP Extended Guest
-    /// Request"): entries {GUID[16], offset u32, length u32} ended by an all-zero entry, then the
+    /// Request"): entries `{GUID[16], offset u32, length u32}` ended by an all-zero entry, then the
     /// DER certificates; offsets count from the table start.
     pub fn cert_table(&self) -> Vec<u8> {
         let certs: [(&[u8; 16], &[u8]); 3] = [

@@ -98,3 +98,51 @@ pub fn serve(psp: &mut Psp, listener: &UnixListener) -> io::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        chain::Chain,
+        psp::{LaunchInfo, Psp},
+    };
+    use zeroize::Zeroizing;
+
+    fn psp() -> Psp {
+        let chain = Chain::builtin().unwrap();
+        let root = chain.derive_root_secret();
+        let launch = LaunchInfo {
+            measurement: [0; 48],
+            policy: 0x30000,
+            host_data: [0; 32],
+            report_version: 3,
+            platform_info: 1,
+            report_id: [0; 32],
+        };
+        Psp::new(chain, launch, root, Zeroizing::new([5; 32])).unwrap()
+    }
+
+    fn frame(cmd: u8, payload: &[u8]) -> Event {
+        Event::Frame { cmd, status: 0, payload: payload.to_vec() }
+    }
+
+    #[test]
+    fn dispatch() {
+        let mut p = psp();
+        assert_eq!(handle(&mut p, Event::Garbage), reply(0, Status::BadFrame, &[]));
+        assert_eq!(handle(&mut p, frame(0, b"")).status, Status::UnknownCommand);
+        assert_eq!(handle(&mut p, frame(9, b"")).status, Status::UnknownCommand);
+        assert_eq!(handle(&mut p, frame(1, b"x")).status, Status::BadLength);
+        assert_eq!(handle(&mut p, frame(3, b"x")).status, Status::BadLength);
+        assert_eq!(handle(&mut p, frame(2, &[0; 4095])).status, Status::BadLength);
+        assert_eq!(handle(&mut p, frame(2, &[0; 4096])).status, Status::BadMessage);
+        assert_eq!(handle(&mut p, frame(1, b"")), reply(1, Status::Ok, &[5; 32]));
+        assert_eq!(handle(&mut p, frame(1, b"")), reply(1, Status::VmpckTaken, &[]));
+        let certs = handle(&mut p, frame(3, b""));
+        assert_eq!(certs.status, Status::Ok);
+        assert_eq!(certs.payload, p.cert_table());
+        let wire = certs.encode();
+        assert_eq!(&wire[..8], b"SNPR\x01\x03\x00\x00");
+        assert_eq!(wire.len(), 12 + certs.payload.len());
+    }
+}

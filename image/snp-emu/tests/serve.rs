@@ -278,3 +278,33 @@ fn gen_chain_reproduces_the_committed_fixtures() {
         assert_eq!(std::fs::read(dir.path().join(f)).unwrap(), std::fs::read(fixtures.join(f)).unwrap(), "{f}");
     }
 }
+
+#[test]
+fn connect_mode_serves_one_connection_to_a_listening_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    let kpath = dir.path().join("kernel");
+    std::fs::write(&kpath, b"kernel").unwrap();
+    let socket = dir.path().join("qemu.sock");
+    // The test plays QEMU with `-chardev socket,server=on`: it listens, the emulator connects.
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_snp-emu"))
+        .args(["serve", "--connect"])
+        .arg(&socket)
+        .args(["--firmware", FIRMWARE, "--kernel"])
+        .arg(&kpath)
+        .args(["--cmdline", "c"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut emu = Emu { child, socket: socket.clone(), measurement: String::new(), _dir: dir };
+    let (stream, _) = listener.accept().unwrap();
+    let mut c = Client::new(stream);
+    c.get_vmpck().unwrap();
+    let report = c.report(&[9; 64], 0).unwrap();
+    assert_eq!(hex::encode(report.measurement), expected_digest(b"kernel", "c"));
+    drop(c);
+    // The connection is gone: the emulator exits by itself.
+    assert!(emu.child.wait().unwrap().success());
+    emu.measurement = hex::encode(report.measurement);
+}

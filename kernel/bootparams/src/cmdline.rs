@@ -15,7 +15,7 @@
 //! | `ckms.provisioner` | `sha256:<64 hex>`: SPKI hash of the only client allowed to provision | none |
 //! | `ckms.attestation` | `none` or `emulated` | `none` |
 //! | `ckms.log` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `info` |
-//! | `ckms.test` | `echo` or `attest`: run a test service instead of the KMS | none |
+//! | `ckms.test` | `echo`, `attest` or `fault`: run a test service instead of the KMS | none |
 //! | `ckms.test_report_data` | 128 hex digits: report_data for the `attest` self-test | none |
 
 use core::fmt;
@@ -60,6 +60,8 @@ pub enum TestService {
     Echo,
     /// Print an attestation report for `ckms.test_report_data` on the console.
     Attest,
+    /// Raise a page fault after boot, to exercise the exception report.
+    Fault,
 }
 
 /// The parsed command line.
@@ -86,7 +88,10 @@ pub struct BootConfig {
 impl Default for BootConfig {
     fn default() -> Self {
         Self {
-            ip: Ipv4Mode::Dhcp { fallback: None, timeout: netstack::config::DEFAULT_DHCP_TIMEOUT },
+            ip: Ipv4Mode::Dhcp {
+                fallback: None,
+                timeout: netstack::config::DEFAULT_DHCP_TIMEOUT,
+            },
             port: DEFAULT_PORT,
             ratls_port: DEFAULT_RATLS_PORT,
             provisioner: None,
@@ -202,14 +207,23 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
                 ip_item = Some(item);
             }
             1 => {
-                let a = parse_gateway(value).ok_or(err(ErrorKind::BadValue("a unicast IPv4 address")))?;
+                let a = parse_gateway(value)
+                    .ok_or(err(ErrorKind::BadValue("a unicast IPv4 address")))?;
                 gw = Some((item, a));
             }
             2 => cfg.port = parse_port(value).ok_or(err(ErrorKind::BadValue("a port 1-65535")))?,
-            3 => cfg.ratls_port = parse_port(value).ok_or(err(ErrorKind::BadValue("a port 1-65535")))?,
+            3 => {
+                cfg.ratls_port =
+                    parse_port(value).ok_or(err(ErrorKind::BadValue("a port 1-65535")))?
+            }
             4 => {
-                let hex = value.strip_prefix("sha256:").ok_or(err(ErrorKind::BadValue("sha256:<64 hex digits>")))?;
-                cfg.provisioner = Some(parse_hex::<32>(hex).ok_or(err(ErrorKind::BadValue("sha256:<64 hex digits>")))?);
+                let hex = value
+                    .strip_prefix("sha256:")
+                    .ok_or(err(ErrorKind::BadValue("sha256:<64 hex digits>")))?;
+                cfg.provisioner = Some(
+                    parse_hex::<32>(hex)
+                        .ok_or(err(ErrorKind::BadValue("sha256:<64 hex digits>")))?,
+                );
             }
             5 => {
                 cfg.attestation = match value {
@@ -226,14 +240,19 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
                     "info" => LogLevel::Info,
                     "debug" => LogLevel::Debug,
                     "trace" => LogLevel::Trace,
-                    _ => return Err(err(ErrorKind::BadValue("off, error, warn, info, debug or trace"))),
+                    _ => {
+                        return Err(err(ErrorKind::BadValue(
+                            "off, error, warn, info, debug or trace",
+                        )));
+                    }
                 }
             }
             7 => {
                 cfg.test = Some(match value {
                     "echo" => TestService::Echo,
                     "attest" => TestService::Attest,
-                    _ => return Err(err(ErrorKind::BadValue("echo or attest"))),
+                    "fault" => TestService::Fault,
+                    _ => return Err(err(ErrorKind::BadValue("echo, attest or fault"))),
                 })
             }
             _ => {
@@ -243,13 +262,18 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
         }
     }
     if let Some((item, gateway)) = gw {
-        let conflict = |why| ParseError { item, kind: ErrorKind::Conflict(why) };
+        let conflict = |why| ParseError {
+            item,
+            kind: ErrorKind::Conflict(why),
+        };
         let target = match &mut cfg.ip {
             Ipv4Mode::Static(s) => Some(s),
             Ipv4Mode::Dhcp { fallback, .. } => fallback.as_mut(),
         };
         let Some(target) = target else {
-            return Err(conflict("ckms.gw needs a static or fallback address in ckms.ip"));
+            return Err(conflict(
+                "ckms.gw needs a static or fallback address in ckms.ip",
+            ));
         };
         if target.gateway.is_some() {
             return Err(conflict("gateway given both in ckms.ip and ckms.gw"));
@@ -258,7 +282,10 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
     }
     let _ = ip_item;
     if cfg.port == cfg.ratls_port {
-        return Err(ParseError { item: "ckms.ratls_port", kind: ErrorKind::Conflict("must differ from ckms.port") });
+        return Err(ParseError {
+            item: "ckms.ratls_port",
+            kind: ErrorKind::Conflict("must differ from ckms.port"),
+        });
     }
     match (cfg.test, cfg.test_report_data.is_some()) {
         (Some(TestService::Attest), false) => {
@@ -267,7 +294,7 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
                 kind: ErrorKind::Conflict("needs ckms.test_report_data"),
             });
         }
-        (Some(TestService::Echo) | None, true) => {
+        (Some(TestService::Echo | TestService::Fault) | None, true) => {
             return Err(ParseError {
                 item: "ckms.test_report_data",
                 kind: ErrorKind::Conflict("only meaningful with ckms.test=attest"),
@@ -317,7 +344,9 @@ mod tests {
     fn dhcp_with_fallback_and_separate_gateway() {
         let c = parse("ckms.ip=dhcp,fallback=10.0.2.15/24 ckms.gw=10.0.2.2").unwrap();
         match c.ip {
-            Ipv4Mode::Dhcp { fallback: Some(f), .. } => {
+            Ipv4Mode::Dhcp {
+                fallback: Some(f), ..
+            } => {
                 assert_eq!(f.gateway, Some(Ipv4Address::new(10, 0, 2, 2)))
             }
             other => panic!("unexpected {other:?}"),
@@ -343,20 +372,76 @@ mod tests {
             ("ckms.bogus=1", "ckms.bogus=1", ErrorKind::UnknownKey),
             ("console=ttyS0", "console=ttyS0", ErrorKind::UnknownKey),
             ("ckms.port", "ckms.port", ErrorKind::NotKeyValue),
-            ("ckms.port=1 ckms.port=2", "ckms.port=2", ErrorKind::Duplicate),
-            ("ckms.port=0", "ckms.port=0", ErrorKind::BadValue("a port 1-65535")),
-            ("ckms.port=65536", "ckms.port=65536", ErrorKind::BadValue("a port 1-65535")),
-            ("ckms.port=+80", "ckms.port=+80", ErrorKind::BadValue("a port 1-65535")),
-            ("ckms.port=080", "ckms.port=080", ErrorKind::BadValue("a port 1-65535")),
-            ("ckms.attestation=snp", "ckms.attestation=snp", ErrorKind::BadValue("none or emulated")),
-            ("ckms.provisioner=abcd", "ckms.provisioner=abcd", ErrorKind::BadValue("sha256:<64 hex digits>")),
-            ("ckms.provisioner=sha256:zz", "ckms.provisioner=sha256:zz", ErrorKind::BadValue("sha256:<64 hex digits>")),
-            ("ckms.log=loud", "ckms.log=loud", ErrorKind::BadValue("off, error, warn, info, debug or trace")),
-            ("ckms.gw=10.0.2.2", "ckms.gw=10.0.2.2", ErrorKind::Conflict("ckms.gw needs a static or fallback address in ckms.ip")),
-            ("ckms.gw=255.255.255.255", "ckms.gw=255.255.255.255", ErrorKind::BadValue("a unicast IPv4 address")),
-            ("ckms.ratls_port=9998", "ckms.ratls_port", ErrorKind::Conflict("must differ from ckms.port")),
-            ("ckms.test=fuzz", "ckms.test=fuzz", ErrorKind::BadValue("echo or attest")),
-            ("ckms.ip=10.0.2.15", "ckms.ip=10.0.2.15", ErrorKind::BadIp(netstack::ConfigError::BadPrefix)),
+            (
+                "ckms.port=1 ckms.port=2",
+                "ckms.port=2",
+                ErrorKind::Duplicate,
+            ),
+            (
+                "ckms.port=0",
+                "ckms.port=0",
+                ErrorKind::BadValue("a port 1-65535"),
+            ),
+            (
+                "ckms.port=65536",
+                "ckms.port=65536",
+                ErrorKind::BadValue("a port 1-65535"),
+            ),
+            (
+                "ckms.port=+80",
+                "ckms.port=+80",
+                ErrorKind::BadValue("a port 1-65535"),
+            ),
+            (
+                "ckms.port=080",
+                "ckms.port=080",
+                ErrorKind::BadValue("a port 1-65535"),
+            ),
+            (
+                "ckms.attestation=snp",
+                "ckms.attestation=snp",
+                ErrorKind::BadValue("none or emulated"),
+            ),
+            (
+                "ckms.provisioner=abcd",
+                "ckms.provisioner=abcd",
+                ErrorKind::BadValue("sha256:<64 hex digits>"),
+            ),
+            (
+                "ckms.provisioner=sha256:zz",
+                "ckms.provisioner=sha256:zz",
+                ErrorKind::BadValue("sha256:<64 hex digits>"),
+            ),
+            (
+                "ckms.log=loud",
+                "ckms.log=loud",
+                ErrorKind::BadValue("off, error, warn, info, debug or trace"),
+            ),
+            (
+                "ckms.gw=10.0.2.2",
+                "ckms.gw=10.0.2.2",
+                ErrorKind::Conflict("ckms.gw needs a static or fallback address in ckms.ip"),
+            ),
+            (
+                "ckms.gw=255.255.255.255",
+                "ckms.gw=255.255.255.255",
+                ErrorKind::BadValue("a unicast IPv4 address"),
+            ),
+            (
+                "ckms.ratls_port=9998",
+                "ckms.ratls_port",
+                ErrorKind::Conflict("must differ from ckms.port"),
+            ),
+            (
+                "ckms.test=fuzz",
+                "ckms.test=fuzz",
+                ErrorKind::BadValue("echo, attest or fault"),
+            ),
+            (
+                "ckms.ip=10.0.2.15",
+                "ckms.ip=10.0.2.15",
+                ErrorKind::BadIp(netstack::ConfigError::BadPrefix),
+            ),
         ];
         for (line, item, kind) in cases {
             let e = parse(line).unwrap_err();

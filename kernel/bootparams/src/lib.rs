@@ -3,6 +3,8 @@
 //!
 //! Modules, in dependency order:
 //! - [`cmdline`]: the strict parser of the measured `ckms.*` command line.
+//! - [`emu_frame`]: framing of the `snp-emu` serial protocol (the emulated attestation
+//!   backend's transport).
 //! - [`memmap`]: UEFI memory-map classification and heap planning (unaccepted memory is
 //!   counted and never used).
 //! - [`pci`]: PCI configuration-space header parsing (type 0 headers, BARs, capabilities).
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cmdline;
+pub mod emu_frame;
 pub mod memmap;
 pub mod pci;
 pub mod rtc;

@@ -30,14 +30,14 @@ pub struct MemoryRegion {
 }
 
 impl MemoryRegion {
-    /// Length in bytes, `None` on overflow.
-    pub fn len(&self) -> Option<u64> {
+    /// Size in bytes, `None` on overflow.
+    pub fn size(&self) -> Option<u64> {
         self.pages.checked_mul(PAGE)
     }
 
     /// End address (exclusive), `None` on overflow.
     pub fn end(&self) -> Option<u64> {
-        self.start.checked_add(self.len()?)
+        self.start.checked_add(self.size()?)
     }
 
     /// The classified type.
@@ -108,7 +108,7 @@ pub struct Summary {
 pub fn summarize(regions: &[MemoryRegion]) -> Summary {
     let mut s = Summary::default();
     for r in regions {
-        let (Some(len), Some(end)) = (r.len(), r.end()) else {
+        let (Some(len), Some(end)) = (r.size(), r.end()) else {
             s.malformed += 1;
             continue;
         };
@@ -177,9 +177,10 @@ pub fn plan_heap(regions: &[MemoryRegion], max_bytes: u64) -> HeapPlan {
         }
         // Free memory must not overlap any other entry: a map that claims so is malformed
         // in that spot, and the spot is left alone.
-        let overlaps = regions.iter().enumerate().any(|(j, o)| {
-            j != i && o.end().is_some_and(|oe| o.start < end && r.start < oe)
-        });
+        let overlaps = regions
+            .iter()
+            .enumerate()
+            .any(|(j, o)| j != i && o.end().is_some_and(|oe| o.start < end && r.start < oe));
         if overlaps {
             plan.skipped = plan.skipped.saturating_add(end - r.start);
             continue;
@@ -210,7 +211,10 @@ pub fn plan_heap(regions: &[MemoryRegion], max_bytes: u64) -> HeapPlan {
             continue;
         }
         if let Some(slot) = plan.spans.get_mut(plan.count) {
-            *slot = Span { start: c.start, len: take };
+            *slot = Span {
+                start: c.start,
+                len: take,
+            };
             plan.count += 1;
         }
         plan.skipped = plan.skipped.saturating_add(c.len - take);
@@ -224,7 +228,12 @@ mod tests {
     use super::*;
 
     fn r(kind: u32, start: u64, pages: u64) -> MemoryRegion {
-        MemoryRegion { kind, start, pages, attribute: 0xf }
+        MemoryRegion {
+            kind,
+            start,
+            pages,
+            attribute: 0xf,
+        }
     }
 
     /// Shape of OVMF's map for a 128 MiB q35 guest (abridged).
@@ -258,7 +267,16 @@ mod tests {
         let plan = plan_heap(&ovmf_like(), u64::MAX);
         assert_eq!(
             plan.spans(),
-            &[Span { start: 0x90_0000, len: 0x6000 * 4096 }, Span { start: 0x10_0000, len: 0x700 * 4096 }]
+            &[
+                Span {
+                    start: 0x90_0000,
+                    len: 0x6000 * 4096
+                },
+                Span {
+                    start: 0x10_0000,
+                    len: 0x700 * 4096
+                }
+            ]
         );
         assert_eq!(plan.skipped, 0x9f * 4096);
     }
@@ -266,7 +284,13 @@ mod tests {
     #[test]
     fn heap_respects_cap() {
         let plan = plan_heap(&ovmf_like(), 1 << 20);
-        assert_eq!(plan.spans(), &[Span { start: 0x90_0000, len: 1 << 20 }]);
+        assert_eq!(
+            plan.spans(),
+            &[Span {
+                start: 0x90_0000,
+                len: 1 << 20
+            }]
+        );
         assert_eq!(plan.total(), 1 << 20);
     }
 
@@ -276,16 +300,22 @@ mod tests {
         let s = summarize(&map);
         assert_eq!(s.unaccepted, 0x10000 * 4096);
         let plan = plan_heap(&map, u64::MAX);
-        assert_eq!(plan.spans(), &[Span { start: 0x10_0000, len: 0x100 * 4096 }]);
+        assert_eq!(
+            plan.spans(),
+            &[Span {
+                start: 0x10_0000,
+                len: 0x100 * 4096
+            }]
+        );
     }
 
     #[test]
     fn overlapping_and_overflowing_entries_are_refused() {
         let map = [
             r(7, 0x10_0000, 0x100),
-            r(4, 0x18_0000, 0x10), // overlaps the free entry
+            r(4, 0x18_0000, 0x10),    // overlaps the free entry
             r(7, u64::MAX - 4095, 2), // end overflows
-            r(7, 0x20_0001, 0x100), // misaligned
+            r(7, 0x20_0001, 0x100),   // misaligned
         ];
         let plan = plan_heap(&map, u64::MAX);
         assert!(plan.spans().is_empty());

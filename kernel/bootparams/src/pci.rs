@@ -78,7 +78,13 @@ impl Header {
         let header_type = ht & 0x7f;
         let mut raw_bars = [0u32; 6];
         // Type 1 (bridge) headers have only BAR0 and BAR1.
-        let count = if header_type == 0 { 6 } else if header_type == 1 { 2 } else { 0 };
+        let count = if header_type == 0 {
+            6
+        } else if header_type == 1 {
+            2
+        } else {
+            0
+        };
         for (i, bar) in raw_bars.iter_mut().enumerate().take(count) {
             *bar = dw[4 + i];
         }
@@ -100,13 +106,13 @@ impl Header {
     /// Decodes BAR `index` (0..6); `None` for an index out of range.
     pub fn bar(&self, index: usize) -> Option<Bar> {
         let raw = *self.raw_bars.get(index)?;
-        if index > 0 {
-            if let Some(prev) = self.raw_bars.get(index - 1) {
-                // The upper half of a 64-bit BAR, unless that BAR is itself an upper half.
-                if prev & 0x7 == 0x4 && !matches!(self.bar(index - 1), Some(Bar::Upper)) {
-                    return Some(Bar::Upper);
-                }
-            }
+        // The upper half of a 64-bit BAR, unless that BAR is itself an upper half.
+        if index > 0
+            && let Some(prev) = self.raw_bars.get(index - 1)
+            && prev & 0x7 == 0x4
+            && !matches!(self.bar(index - 1), Some(Bar::Upper))
+        {
+            return Some(Bar::Upper);
         }
         if raw == 0 {
             return Some(Bar::None);
@@ -116,11 +122,17 @@ impl Header {
         }
         let prefetchable = raw & 0x8 != 0;
         Some(match (raw >> 1) & 0x3 {
-            0 => Bar::Memory32 { address: raw & !0xf, prefetchable },
+            0 => Bar::Memory32 {
+                address: raw & !0xf,
+                prefetchable,
+            },
             2 => {
                 let high = self.raw_bars.get(index + 1).copied();
                 match high {
-                    Some(h) => Bar::Memory64 { address: (u64::from(h) << 32) | u64::from(raw & !0xf), prefetchable },
+                    Some(h) => Bar::Memory64 {
+                        address: (u64::from(h) << 32) | u64::from(raw & !0xf),
+                        prefetchable,
+                    },
                     None => Bar::Invalid,
                 }
             }
@@ -138,26 +150,54 @@ impl Header {
 mod tests {
     use super::*;
 
-    /// Configuration space of QEMU's `virtio-net-pci,disable-legacy=on` on q35 after OVMF
-    /// assigned its BARs (BAR1 32-bit MMIO for MSI-X, BAR4/5 64-bit prefetchable).
+    /// Header of QEMU 7.2's `virtio-net-pci,disable-legacy=on` on q35 with the BARs OVMF
+    /// assigned in a 128 MiB guest (as the kernel logs them): BAR1 32-bit MMIO (MSI-X),
+    /// BAR4/5 one 64-bit prefetchable BAR above 4 GiB.
     const VIRTIO_NET: [u32; 16] = [
-        0x1041_1af4, 0x0010_0507, 0x0200_0001, 0x0000_0000,
-        0x0000_0000, 0xc100_0000, 0x0000_0000, 0x0000_0000,
-        0x0000_000c, 0x0000_0080, 0x0000_0000, 0x1100_1af4,
-        0x0000_0000, 0x0000_0040, 0x0000_0000, 0x0000_010b,
+        0x1041_1af4,
+        0x0010_0507,
+        0x0200_0001,
+        0x0000_0000,
+        0x0000_0000,
+        0xc104_1000,
+        0x0000_0000,
+        0x0000_0000,
+        0x0000_000c,
+        0x0000_00e0,
+        0x0000_0000,
+        0x1100_1af4,
+        0x0000_0000,
+        0x0000_0040,
+        0x0000_0000,
+        0x0000_010b,
     ];
 
     #[test]
     fn virtio_net_header() {
         let h = Header::parse(&VIRTIO_NET).unwrap();
         assert!(h.is_virtio_net());
-        assert_eq!((h.class, h.subclass, h.prog_if, h.revision), (0x02, 0x00, 0x00, 0x01));
+        assert_eq!(
+            (h.class, h.subclass, h.prog_if, h.revision),
+            (0x02, 0x00, 0x00, 0x01)
+        );
         assert_eq!(h.command, 0x0507);
         assert_eq!(h.header_type, 0);
         assert!(!h.multifunction);
         assert_eq!(h.bar(0), Some(Bar::None));
-        assert_eq!(h.bar(1), Some(Bar::Memory32 { address: 0xc100_0000, prefetchable: false }));
-        assert_eq!(h.bar(4), Some(Bar::Memory64 { address: 0x80_0000_0000, prefetchable: true }));
+        assert_eq!(
+            h.bar(1),
+            Some(Bar::Memory32 {
+                address: 0xc104_1000,
+                prefetchable: false
+            })
+        );
+        assert_eq!(
+            h.bar(4),
+            Some(Bar::Memory64 {
+                address: 0xe0_0000_0000,
+                prefetchable: true
+            })
+        );
         assert_eq!(h.bar(5), Some(Bar::Upper));
         assert_eq!(h.bar(6), None);
     }

@@ -26,7 +26,11 @@ pub struct RtcRegisters {
 
 fn bcd(v: u8) -> Option<u8> {
     let (hi, lo) = (v >> 4, v & 0x0f);
-    if hi > 9 || lo > 9 { None } else { Some(hi * 10 + lo) }
+    if hi > 9 || lo > 9 {
+        None
+    } else {
+        Some(hi * 10 + lo)
+    }
 }
 
 impl RtcRegisters {
@@ -54,7 +58,12 @@ impl RtcRegisters {
         let month = conv(self.month)?;
         let day = conv(self.day)?;
         let (minute, second) = (conv(self.minutes)?, conv(self.seconds)?);
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
             return None;
         }
         let days = days_from_civil(year, month, day);
@@ -88,8 +97,14 @@ mod tests {
     fn bcd_24h() {
         // 2026-11-29 08:15:25, BCD, 24-hour (QEMU's default status B = 0x02).
         let r = RtcRegisters {
-            seconds: 0x25, minutes: 0x15, hours: 0x08, day: 0x29, month: 0x11, year: 0x26,
-            century: 0x20, status_b: 0x02,
+            seconds: 0x25,
+            minutes: 0x15,
+            hours: 0x08,
+            day: 0x29,
+            month: 0x11,
+            year: 0x26,
+            century: 0x20,
+            status_b: 0x02,
         };
         assert_eq!(r.unix_seconds(), Some(1_795_940_125));
     }
@@ -97,8 +112,14 @@ mod tests {
     #[test]
     fn binary_12h_pm() {
         let r = RtcRegisters {
-            seconds: 0, minutes: 0, hours: 0x80 | 12, day: 1, month: 1, year: 70,
-            century: 19, status_b: 0x04,
+            seconds: 0,
+            minutes: 0,
+            hours: 0x80 | 12,
+            day: 1,
+            month: 1,
+            year: 70,
+            century: 19,
+            status_b: 0x04,
         };
         assert_eq!(r.unix_seconds(), Some(12 * 3600));
     }
@@ -106,7 +127,14 @@ mod tests {
     #[test]
     fn garbage_is_refused() {
         let mut r = RtcRegisters {
-            seconds: 0x99, minutes: 0, hours: 0, day: 1, month: 1, year: 0, century: 0x20, status_b: 0x02,
+            seconds: 0x99,
+            minutes: 0,
+            hours: 0,
+            day: 1,
+            month: 1,
+            year: 0,
+            century: 0x20,
+            status_b: 0x02,
         };
         assert_eq!(r.unix_seconds(), None);
         r.seconds = 0x1a; // not BCD

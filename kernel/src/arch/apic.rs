@@ -44,7 +44,9 @@ fn read(reg: u32) -> u32 {
 fn write(reg: u32, value: u32) {
     if X2APIC.load(Ordering::Relaxed) {
         // SAFETY: as in `read`; APIC register writes do not touch memory.
-        unsafe { asm!("wrmsr", in("ecx") 0x800 + (reg >> 4), in("eax") value, in("edx") 0u32, options(nostack)) };
+        unsafe {
+            asm!("wrmsr", in("ecx") 0x800 + (reg >> 4), in("eax") value, in("edx") 0u32, options(nostack))
+        };
     } else {
         let base = MMIO_BASE.load(Ordering::Relaxed);
         // SAFETY: as in `read`.

@@ -78,7 +78,10 @@ pub fn init(ist_tops: &[u64; 2]) {
         ])
     });
     let gdt_ptr = core::ptr::from_ref(gdt) as u64;
-    let ptr = Pointer { limit: (size_of::<Gdt>() - 1) as u16, base: gdt_ptr };
+    let ptr = Pointer {
+        limit: (size_of::<Gdt>() - 1) as u16,
+        base: gdt_ptr,
+    };
     // SAFETY: the GDT is valid and static; CS is reloaded through a far return to the new
     // code selector, data segments and TR are loaded with the new selectors.
     unsafe {

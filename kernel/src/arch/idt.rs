@@ -88,22 +88,55 @@ stubs! {
 }
 
 const NAMES: [&str; 32] = [
-    "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow",
-    "#BR bound range", "#UD invalid opcode", "#NM device not available", "#DF double fault",
-    "coprocessor segment overrun", "#TS invalid TSS", "#NP segment not present",
-    "#SS stack fault", "#GP general protection", "#PF page fault", "reserved",
-    "#MF x87 floating point", "#AC alignment check", "#MC machine check",
-    "#XM SIMD floating point", "#VE virtualization exception", "#CP control protection",
-    "reserved", "reserved", "reserved", "reserved", "reserved", "reserved",
-    "#HV hypervisor injection", "#VC VMM communication", "#SX security", "reserved",
+    "#DE divide error",
+    "#DB debug",
+    "NMI",
+    "#BP breakpoint",
+    "#OF overflow",
+    "#BR bound range",
+    "#UD invalid opcode",
+    "#NM device not available",
+    "#DF double fault",
+    "coprocessor segment overrun",
+    "#TS invalid TSS",
+    "#NP segment not present",
+    "#SS stack fault",
+    "#GP general protection",
+    "#PF page fault",
+    "reserved",
+    "#MF x87 floating point",
+    "#AC alignment check",
+    "#MC machine check",
+    "#XM SIMD floating point",
+    "#VE virtualization exception",
+    "#CP control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "#HV hypervisor injection",
+    "#VC VMM communication",
+    "#SX security",
+    "reserved",
 ];
 
 extern "C" fn exception(frame: &mut Frame) {
-    let name = NAMES.get(frame.vector as usize).copied().unwrap_or("unknown");
+    let name = NAMES
+        .get(frame.vector as usize)
+        .copied()
+        .unwrap_or("unknown");
     let e = crate::console::emergency;
-    e(format_args!("\n*** CPU exception {} ({}), error code {:#x}\n", frame.vector, name, frame.error_code));
+    e(format_args!(
+        "\n*** CPU exception {} ({}), error code {:#x}\n",
+        frame.vector, name, frame.error_code
+    ));
     if frame.vector == 14 {
-        e(format_args!("    cr2 {:#018x} (faulting address)\n", super::cr2()));
+        e(format_args!(
+            "    cr2 {:#018x} (faulting address)\n",
+            super::cr2()
+        ));
     }
     e(format_args!(
         "    rip {:#018x} cs {:#x} rflags {:#x} rsp {:#018x} ss {:#x}\n",
@@ -123,9 +156,16 @@ extern "C" fn exception(frame: &mut Frame) {
     ));
     e(format_args!(
         "    r13 {:#018x} r14 {:#018x} r15 {:#018x} cr3 {:#018x}\n",
-        frame.r13, frame.r14, frame.r15, super::cr3()
+        frame.r13,
+        frame.r14,
+        frame.r15,
+        super::cr3()
     ));
-    e(format_args!("    image base {:#x}: rip offset {:#x}\n", crate::image_base(), frame.rip.wrapping_sub(crate::image_base())));
+    e(format_args!(
+        "    image base {:#x}: rip offset {:#x}\n",
+        crate::image_base(),
+        frame.rip.wrapping_sub(crate::image_base())
+    ));
     e(format_args!("ckms: stopped after a CPU exception\n"));
     super::stop(super::ExitCode::Fault);
 }
@@ -146,8 +186,15 @@ struct Entry {
 const _: () = assert!(size_of::<Entry>() == 16);
 
 impl Entry {
-    const MISSING: Self =
-        Self { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
+    const MISSING: Self = Self {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        type_attr: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
 
     fn gate(handler: u64, ist: u8) -> Self {
         Self {
@@ -180,7 +227,11 @@ pub fn init() {
     let idt = IDT.call_once(|| {
         let mut entries = [Entry::MISSING; 256];
         for (i, stub) in STUBS.iter().enumerate() {
-            let ist = if i == 8 { gdt::IST_DOUBLE_FAULT } else { gdt::IST_EXCEPTION };
+            let ist = if i == 8 {
+                gdt::IST_DOUBLE_FAULT
+            } else {
+                gdt::IST_EXCEPTION
+            };
             if let Some(e) = entries.get_mut(i) {
                 *e = Entry::gate(*stub as usize as u64, ist);
             }
@@ -196,7 +247,10 @@ pub fn init() {
         }
         Idt(entries)
     });
-    let ptr = Pointer { limit: (size_of::<Idt>() - 1) as u16, base: core::ptr::from_ref(idt) as u64 };
+    let ptr = Pointer {
+        limit: (size_of::<Idt>() - 1) as u16,
+        base: core::ptr::from_ref(idt) as u64,
+    };
     // SAFETY: the IDT is static and every present gate points to a stub above.
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) };
 }

@@ -48,7 +48,9 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
 pub unsafe fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: caller guarantees the MSR exists; reading it has no side effect on memory.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -108,7 +110,9 @@ pub fn relax() {
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: `rdtsc` only writes edx:eax.
-    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -117,8 +121,6 @@ pub fn rdtsc() -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ExitCode {
-    /// Orderly stop requested by a test (QEMU status 33).
-    Success = 0x10,
     /// The boot configuration was refused (bad command line, missing hardware RNG,
     /// unsupported platform): QEMU status 35.
     ConfigRefused = 0x11,
@@ -154,4 +156,19 @@ pub unsafe fn run_on_stack(top: u64, f: extern "C" fn(usize) -> !, arg: usize) -
             options(noreturn),
         )
     }
+}
+
+/// An address in page 0, which the kernel keeps unmapped (a null-pointer guard).
+pub const UNMAPPED_TEST_ADDRESS: u64 = 0x10;
+
+/// Reads [`UNMAPPED_TEST_ADDRESS`]: the page-fault handler prints its report and stops the VM.
+/// For the `ckms.test=fault` self-test (it checks the guard page and the exception path).
+pub fn read_unmapped() -> ! {
+    // SAFETY: deliberately faults (page 0 is not present); the #PF handler stops the VM and
+    // never returns here. An asm load, not a Rust null dereference, so no UB is involved.
+    unsafe {
+        asm!("mov {tmp}, qword ptr [{addr}]", addr = in(reg) UNMAPPED_TEST_ADDRESS, tmp = out(reg) _,
+            options(nostack, readonly));
+    }
+    stop(ExitCode::Fault)
 }

@@ -5,7 +5,7 @@
 //! tables before the switch, by ours after), so a table's virtual address is its physical
 //! address.
 
-use alloc::alloc::{alloc_zeroed, Layout};
+use alloc::alloc::{Layout, alloc_zeroed};
 use core::arch::asm;
 
 const PRESENT: u64 = 1 << 0;
@@ -43,7 +43,11 @@ fn new_table() -> Result<*mut u64, PagingError> {
     let layout = Layout::from_size_align(4096, 4096).map_err(|_| PagingError::OutOfMemory)?;
     // SAFETY: non-zero size layout.
     let p = unsafe { alloc_zeroed(layout) };
-    if p.is_null() { Err(PagingError::OutOfMemory) } else { Ok(p.cast()) }
+    if p.is_null() {
+        Err(PagingError::OutOfMemory)
+    } else {
+        Ok(p.cast())
+    }
 }
 
 /// Returns the next-level table behind `table[index]`, creating it when absent.
@@ -79,12 +83,12 @@ fn map_range(root: u64, start: u64, end: u64, flags: u64) -> Result<(), PagingEr
         let i2 = ((addr >> 21) & 511) as usize;
         // SAFETY: `root` and every table reached from it are ours (created by `new_table`).
         unsafe {
-            if let Some(pdpt) = next(root as *mut u64, i4)? {
-                if let Some(pd) = next(pdpt, i3)? {
-                    let e = pd.add(i2);
-                    if e.read_volatile() & PRESENT == 0 {
-                        e.write_volatile(addr | PRESENT | WRITABLE | HUGE | flags);
-                    }
+            if let Some(pdpt) = next(root as *mut u64, i4)?
+                && let Some(pd) = next(pdpt, i3)?
+            {
+                let e = pd.add(i2);
+                if e.read_volatile() & PRESENT == 0 {
+                    e.write_volatile(addr | PRESENT | WRITABLE | HUGE | flags);
                 }
             }
         }
@@ -106,11 +110,61 @@ pub fn init(limit: u64) -> Result<(), PagingError> {
     Ok(())
 }
 
+/// Makes the 4 KiB page at `addr` not present (a guard page: any access faults), splitting
+/// the 2 MiB page that covers it into 4 KiB pages with the same attributes.
+pub fn unmap_page(addr: u64) -> Result<(), PagingError> {
+    if !addr.is_multiple_of(4096) || addr >= (1 << 47) {
+        return Err(PagingError::BadRange);
+    }
+    let guard = ROOT.lock();
+    let Some(root) = guard.as_ref() else {
+        return Err(PagingError::BadRange);
+    };
+    let i4 = ((addr >> 39) & 511) as usize;
+    let i3 = ((addr >> 30) & 511) as usize;
+    let i2 = ((addr >> 21) & 511) as usize;
+    let i1 = ((addr >> 12) & 511) as usize;
+    // SAFETY: every table reached from our root is ours. Splitting replaces a 2 MiB mapping
+    // by 512 4 KiB mappings of the same frames with the same flags, so nothing but the
+    // guard page changes for code running now.
+    unsafe {
+        let Some(pdpt) = next(root.0 as *mut u64, i4)? else {
+            return Err(PagingError::BadRange);
+        };
+        let Some(pd) = next(pdpt, i3)? else {
+            return Err(PagingError::BadRange);
+        };
+        let pde = pd.add(i2);
+        let value = pde.read_volatile();
+        if value & PRESENT == 0 {
+            return Err(PagingError::BadRange);
+        }
+        let pt = if value & HUGE != 0 {
+            let pt = new_table()?;
+            let base = value & ADDR_MASK & !(SIZE_2M - 1);
+            let flags = value & (WRITABLE | WRITE_THROUGH | CACHE_DISABLE);
+            for i in 0..512u64 {
+                pt.add(i as usize)
+                    .write_volatile((base + i * 4096) | PRESENT | flags);
+            }
+            pde.write_volatile(pt as u64 | PRESENT | WRITABLE);
+            pt
+        } else {
+            (value & ADDR_MASK) as *mut u64
+        };
+        pt.add(i1).write_volatile(0);
+        asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags));
+    }
+    Ok(())
+}
+
 /// Identity-maps a device region uncached (e.g. a PCI BAR above 4 GiB).
 pub fn map_mmio(phys: u64, len: u64) -> Result<(), PagingError> {
     let end = phys.checked_add(len).ok_or(PagingError::BadRange)?;
     let guard = ROOT.lock();
-    let Some(root) = guard.as_ref() else { return Err(PagingError::BadRange) };
+    let Some(root) = guard.as_ref() else {
+        return Err(PagingError::BadRange);
+    };
     map_range(root.0, phys, end, WRITE_THROUGH | CACHE_DISABLE)?;
     // New mappings only (never changed ones), but flush anyway to be plain about it.
     // SAFETY: reloading CR3 with the same root only flushes the TLB.

@@ -63,12 +63,25 @@ pub fn enumerate() -> Vec<Function> {
     let mut found = Vec::new();
     for bus in 0..=255u8 {
         for device in 0..32u8 {
-            let df0 = DeviceFunction { bus, device, function: 0 };
-            let Some(h0) = read_header(&cam, df0) else { continue };
+            let df0 = DeviceFunction {
+                bus,
+                device,
+                function: 0,
+            };
+            let Some(h0) = read_header(&cam, df0) else {
+                continue;
+            };
             let functions = if h0.multifunction { 8 } else { 1 };
-            found.push(Function { df: df0, header: h0 });
+            found.push(Function {
+                df: df0,
+                header: h0,
+            });
             for function in 1..functions {
-                let df = DeviceFunction { bus, device, function };
+                let df = DeviceFunction {
+                    bus,
+                    device,
+                    function,
+                };
                 if let Some(header) = read_header(&cam, df) {
                     found.push(Function { df, header });
                 }

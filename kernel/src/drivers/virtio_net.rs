@@ -6,14 +6,17 @@
 //! host-visible bounce pages on SNP/TDX later. Received frames are copied into the stack's
 //! private buffer before smoltcp parses them.
 
-use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
 use core::ptr::NonNull;
 
 use netstack::{Nic, NicError};
-use virtio_drivers::device::net::VirtIONet;
-use virtio_drivers::transport::pci::bus::{Command, DeviceFunction, PciRoot};
+use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+use virtio_drivers::transport::pci::bus::{Command, DeviceFunction, PciRoot};
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
 use super::pci::PortCam;
 use crate::arch::paging;
@@ -38,7 +41,9 @@ fn dma_layout(pages: usize) -> Option<Layout> {
 // valid for device access once the platform shared it.
 unsafe impl Hal for KernelHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let Some(layout) = dma_layout(pages) else { return (0, NonNull::dangling()) };
+        let Some(layout) = dma_layout(pages) else {
+            return (0, NonNull::dangling());
+        };
         // SAFETY: non-zero size (virtio-drivers never asks for 0 pages; checked by layout).
         let p = unsafe { alloc_zeroed(layout) };
         let Some(ptr) = NonNull::new(p) else {
@@ -54,7 +59,9 @@ unsafe impl Hal for KernelHal {
     }
 
     unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        let Some(layout) = dma_layout(pages) else { return -1 };
+        let Some(layout) = dma_layout(pages) else {
+            return -1;
+        };
         if crate::platform::unshare(vaddr.as_ptr() as u64, layout.size()).is_err() {
             return -1;
         }
@@ -99,22 +106,76 @@ impl core::fmt::Display for VirtioNetError {
     }
 }
 
-/// A virtio-net device.
+/// Frames in flight towards the device at most (each holds one transmit buffer).
+const TX_BUFFERS: usize = QUEUE_SIZE / 2;
+/// Transmit buffer size (virtio_net_hdr + a 1514-byte frame).
+const TX_BUFFER_LEN: usize = 2048;
+
+/// A virtio-net device, driven without blocking: receive buffers stay posted, transmitted
+/// frames are reaped when the device reports them used.
 pub struct VirtioNic {
-    net: VirtIONet<KernelHal, PciTransport, QUEUE_SIZE>,
+    net: VirtIONetRaw<KernelHal, PciTransport, QUEUE_SIZE>,
+    /// Posted receive buffers, by descriptor token.
+    rx: Vec<Option<Box<[u8]>>>,
+    /// Transmit buffers the device still owns, by descriptor token.
+    tx_in_flight: Vec<Option<Box<[u8]>>>,
+    /// Transmit buffers ready for use.
+    tx_free: Vec<Box<[u8]>>,
 }
 
 impl VirtioNic {
     /// Brings up the device at `df`: enables memory decoding and bus mastering, negotiates
-    /// features, fills the receive queue.
+    /// features, posts every receive buffer.
     pub fn new(df: DeviceFunction) -> Result<Self, VirtioNetError> {
         let mut root = PciRoot::new(PortCam);
         let (_, command) = root.get_status_command(df);
         root.set_command(df, command | Command::MEMORY_SPACE | Command::BUS_MASTER);
         let transport =
             PciTransport::new::<KernelHal, _>(&mut root, df).map_err(VirtioNetError::Transport)?;
-        let net = VirtIONet::new(transport, RX_BUFFER_LEN).map_err(VirtioNetError::Device)?;
-        Ok(Self { net })
+        let net = VirtIONetRaw::new(transport).map_err(VirtioNetError::Device)?;
+        let mut nic = Self {
+            net,
+            rx: (0..QUEUE_SIZE).map(|_| None).collect(),
+            tx_in_flight: (0..QUEUE_SIZE).map(|_| None).collect(),
+            tx_free: (0..TX_BUFFERS)
+                .map(|_| vec![0u8; TX_BUFFER_LEN].into_boxed_slice())
+                .collect(),
+        };
+        for _ in 0..QUEUE_SIZE {
+            nic.post_rx(vec![0u8; RX_BUFFER_LEN].into_boxed_slice())
+                .map_err(VirtioNetError::Device)?;
+        }
+        Ok(nic)
+    }
+
+    /// Hands a receive buffer to the device.
+    fn post_rx(&mut self, mut buf: Box<[u8]>) -> Result<(), virtio_drivers::Error> {
+        // SAFETY: the buffer is kept in `self.rx` (its heap allocation does not move) and not
+        // touched until the device returns its token, then passed back unchanged to
+        // `receive_complete`.
+        let token = unsafe { self.net.receive_begin(&mut buf) }?;
+        let slot = self
+            .rx
+            .get_mut(usize::from(token))
+            .ok_or(virtio_drivers::Error::WrongToken)?;
+        *slot = Some(buf);
+        Ok(())
+    }
+
+    /// Takes back the transmit buffers the device is done with.
+    fn reap_tx(&mut self) -> Result<(), NicError> {
+        while let Some(token) = self.net.poll_transmit() {
+            let buf = self
+                .tx_in_flight
+                .get_mut(usize::from(token))
+                .and_then(Option::take)
+                .ok_or(NicError::Device("transmit token without buffer"))?;
+            // SAFETY: `buf` is the buffer `transmit_begin` returned this token for.
+            unsafe { self.net.transmit_complete(token, &buf) }
+                .map_err(|_| NicError::Device("transmit complete"))?;
+            self.tx_free.push(buf);
+        }
+        Ok(())
     }
 }
 
@@ -128,34 +189,81 @@ impl Nic for VirtioNic {
     }
 
     fn receive(&mut self, frame: &mut [u8]) -> Result<Option<usize>, NicError> {
-        let rx = match self.net.receive() {
-            Ok(rx) => rx,
-            Err(virtio_drivers::Error::NotReady) => return Ok(None),
-            Err(_) => return Err(NicError::Device("receive")),
+        let Some(token) = self.net.poll_receive() else {
+            return Ok(None);
         };
-        let packet = rx.packet();
-        let len = packet.len();
-        let result = match frame.get_mut(..len) {
-            Some(dst) => {
-                dst.copy_from_slice(packet);
-                Ok(Some(len))
-            }
-            None => Err(NicError::FrameTooLarge { len }),
+        let mut buf = self
+            .rx
+            .get_mut(usize::from(token))
+            .and_then(Option::take)
+            .ok_or(NicError::Device("receive token without buffer"))?;
+        // SAFETY: `buf` is the buffer `receive_begin` returned this token for.
+        let done = unsafe { self.net.receive_complete(token, &mut buf) };
+        // Copy out of the (host-visible) DMA buffer before anything parses the frame.
+        let result = match done {
+            Ok((header, len)) => match (
+                buf.get(header..header.saturating_add(len)),
+                frame.get_mut(..len),
+            ) {
+                (Some(src), Some(dst)) => {
+                    dst.copy_from_slice(src);
+                    Ok(Some(len))
+                }
+                (None, _) => Err(NicError::Device("received length beyond the buffer")),
+                (_, None) => Err(NicError::FrameTooLarge { len }),
+            },
+            Err(_) => Err(NicError::Device("receive complete")),
         };
-        self.net.recycle_rx_buffer(rx).map_err(|_| NicError::Device("recycle"))?;
+        self.post_rx(buf)
+            .map_err(|_| NicError::Device("repost receive buffer"))?;
         result
     }
 
     fn can_transmit(&mut self) -> bool {
-        self.net.can_send()
+        self.reap_tx().is_ok() && !self.tx_free.is_empty() && self.net.can_send()
     }
 
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
+        self.reap_tx()?;
         if !self.net.can_send() {
             return Err(NicError::QueueFull);
         }
-        let mut tx = self.net.new_tx_buffer(frame.len());
-        tx.packet_mut().copy_from_slice(frame);
-        self.net.send(tx).map_err(|_| NicError::Device("send"))
+        let mut buf = self.tx_free.pop().ok_or(NicError::QueueFull)?;
+        let header = self
+            .net
+            .fill_buffer_header(&mut buf)
+            .map_err(|_| NicError::Device("header"))?;
+        let end = header.checked_add(frame.len()).filter(|e| *e <= buf.len());
+        let Some(end) = end else {
+            self.tx_free.push(buf);
+            return Err(NicError::FrameTooLarge { len: frame.len() });
+        };
+        if let Some(dst) = buf.get_mut(header..end) {
+            dst.copy_from_slice(frame);
+        }
+        let started = {
+            let data = buf.get(..end).unwrap_or(&[]);
+            // SAFETY: `buf` moves into `tx_in_flight` (its heap allocation does not move) and
+            // is not touched until `reap_tx` sees the token used and passes it back.
+            unsafe { self.net.transmit_begin(data) }
+        };
+        match started {
+            Ok(token) => match self.tx_in_flight.get_mut(usize::from(token)) {
+                Some(slot) => {
+                    *slot = Some(buf);
+                    Ok(())
+                }
+                None => {
+                    // The device owns the buffer now; leak it rather than free memory it may
+                    // still read. (virtio-drivers never returns a token >= QUEUE_SIZE.)
+                    Box::leak(buf);
+                    Err(NicError::Device("transmit token out of range"))
+                }
+            },
+            Err(_) => {
+                self.tx_free.push(buf);
+                Err(NicError::QueueFull)
+            }
+        }
     }
 }

@@ -32,6 +32,7 @@ pub enum PlatformKind {
     /// No confidential computing.
     None,
     /// `snp-emu` over COM2.
+    #[cfg(feature = "emulated-attestation")]
     Emulated,
 }
 
@@ -39,6 +40,7 @@ impl fmt::Display for PlatformKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::None => "none",
+            #[cfg(feature = "emulated-attestation")]
             Self::Emulated => "emulated",
         })
     }
@@ -55,8 +57,10 @@ pub struct Capabilities {
     pub memory_encryption: bool,
 }
 
-/// Platform failures.
+/// Platform failures. (Without `emulated-attestation`, only `NotSupported` occurs until the
+/// SNP/TDX backends exist.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "emulated-attestation"), allow(dead_code))]
 pub enum PlatformError {
     /// The backend does not offer this operation.
     NotSupported,
@@ -133,8 +137,10 @@ pub enum SelectError {
     /// TDX detected; backend missing.
     TdxNotImplemented,
     /// `ckms.attestation=emulated` in an image built without the feature.
+    #[cfg(not(feature = "emulated-attestation"))]
     EmulationNotBuilt,
     /// The emulator did not answer on COM2.
+    #[cfg(feature = "emulated-attestation")]
     Emulator(PlatformError),
 }
 
@@ -144,15 +150,15 @@ impl fmt::Display for SelectError {
             Self::SnpNotImplemented => f.write_str("SEV-SNP hardware backend not implemented yet"),
             Self::SevWithoutSnp => f.write_str("SEV/SEV-ES without SNP is not supported"),
             Self::TdxNotImplemented => f.write_str("TDX hardware backend not implemented yet"),
+            #[cfg(not(feature = "emulated-attestation"))]
             Self::EmulationNotBuilt => f.write_str(
                 "ckms.attestation=emulated, but this image was built without the emulated-attestation feature",
             ),
+            #[cfg(feature = "emulated-attestation")]
             Self::Emulator(e) => write!(f, "emulated attestation: {e}"),
         }
     }
 }
-
-static KIND: spin::Once<PlatformKind> = spin::Once::new();
 
 /// Detects the hardware, then picks the backend the command line asks for.
 pub fn select(mode: AttestationMode) -> Result<Platform, SelectError> {
@@ -164,7 +170,7 @@ pub fn select(mode: AttestationMode) -> Result<Platform, SelectError> {
     if tdx::detect() {
         return Err(SelectError::TdxNotImplemented);
     }
-    let platform = match mode {
+    Ok(match mode {
         AttestationMode::None => Platform::None(none::NoPlatform),
         #[cfg(feature = "emulated-attestation")]
         AttestationMode::Emulated => {
@@ -172,24 +178,20 @@ pub fn select(mode: AttestationMode) -> Result<Platform, SelectError> {
         }
         #[cfg(not(feature = "emulated-attestation"))]
         AttestationMode::Emulated => return Err(SelectError::EmulationNotBuilt),
-    };
-    let mut p = platform;
-    let kind = p.ops().kind();
-    KIND.call_once(|| kind);
-    Ok(p)
+    })
 }
 
 /// Makes `[addr, addr + len)` visible to the host for device DMA. Identity (nothing to do)
 /// on the backends that exist: their memory is not encrypted.
+///
+/// Every backend that exists runs without memory encryption, so this is the identity. The
+/// SNP/TDX backends will convert the pages here (page-state change / MapGPA), which is why
+/// all DMA memory already goes through it.
 pub fn share(_addr: u64, _len: usize) -> Result<(), PlatformError> {
-    match KIND.get() {
-        Some(PlatformKind::None | PlatformKind::Emulated) | None => Ok(()),
-    }
+    Ok(())
 }
 
 /// Makes a region private again after DMA. Identity on the existing backends.
 pub fn unshare(_addr: u64, _len: usize) -> Result<(), PlatformError> {
-    match KIND.get() {
-        Some(PlatformKind::None | PlatformKind::Emulated) | None => Ok(()),
-    }
+    Ok(())
 }

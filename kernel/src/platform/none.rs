@@ -13,7 +13,11 @@ impl PlatformOps for NoPlatform {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { attestation: false, derived_key: false, memory_encryption: false }
+        Capabilities {
+            attestation: false,
+            derived_key: false,
+            memory_encryption: false,
+        }
     }
 
     fn attestation_report(&mut self, _report_data: &[u8; 64]) -> Result<Vec<u8>, PlatformError> {

@@ -1,8 +1,51 @@
 //! `kms`: the no_std + alloc, sans-IO core of the key management service.
 //!
-//! Modules in dependency order: `store` (the storage seam), `crypto`, `kmip` (JSON TTLV codec,
-//! types, operations), `access`, `http` (HTTP/1.1 framing), `server` (per-connection sans-IO driver
-//! and router). This crate does no I/O and reads no clock: time and randomness are inputs ([`Env`]).
+//! Modules in dependency order:
+//! - [`store`]: the storage seam (versioned records, compare-and-swap, keyword index) and
+//!   [`store::memory::MemoryStore`];
+//! - [`crypto`]: the one crypto facade (AEADs, ECDSA P-256/P-384, Ed25519, [`crypto::Random`]);
+//! - [`kmip`]: KMIP 2.1 JSON TTLV: data model, codec with limits, enumerations/attributes,
+//!   typed operation payloads;
+//! - [`object`]: a managed object and its record serialization; [`access`]: rights and the
+//!   `/access/*` JSON shapes; [`error`]: [`KmsError`] and its HTTP/KMIP mapping;
+//! - [`Kms`]: operation semantics (lifecycle, usage masks, access rights) over a store;
+//! - `http` (HTTP/1.1 framing), `server` (per-connection driver and router), `bootstrap`.
+//!
+//! This crate does no I/O and reads no clock: time and randomness are inputs ([`Env`]). It
+//! does not do KMIP binary TTLV, key wrapping, certificates as KMIP objects, or RSA.
+//!
+//! ```
+//! use kms::crypto::{Random, RngError};
+//! use kms::store::memory::MemoryStore;
+//! use kms::{Env, Kms, KmsConfig};
+//!
+//! struct NotRandom(u8); // tests only: use a real CSPRNG
+//! impl Random for NotRandom {
+//!     fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
+//!         buf.iter_mut().for_each(|b| { self.0 = self.0.wrapping_add(97); *b = self.0 });
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let kms = Kms::new(MemoryStore::new(), KmsConfig::default());
+//! let mut rng = NotRandom(1);
+//! let mut env = Env { now: 1_750_000_000, rng: &mut rng };
+//! let create = br#"{"tag":"Create","value":[
+//!   {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+//!   {"tag":"Attributes","value":[
+//!     {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+//!     {"tag":"CryptographicLength","type":"Integer","value":256},
+//!     {"tag":"ActivationDate","type":"DateTime","value":"2025-01-01T00:00:00Z"}]}]}"#;
+//! let out = kms.kmip_json(&mut env, "alice", create).unwrap();
+//! assert!(out.starts_with(br#"{"tag":"CreateResponse""#));
+//! // Bob has no right on alice's key.
+//! let uid = String::from_utf8(out).unwrap();
+//! let uid = uid.split("\"UniqueIdentifier\",\"type\":\"TextString\",\"value\":\"").nth(1).unwrap();
+//! let uid = &uid[..36];
+//! let get = format!(r#"{{"tag":"Get","value":[{{"tag":"UniqueIdentifier","type":"TextString","value":"{uid}"}}]}}"#);
+//! assert_eq!(kms.kmip_json(&mut env, "bob", get.as_bytes()).unwrap_err().http_status(), 422);
+//! assert!(kms.kmip_json(&mut env, "alice", get.as_bytes()).is_ok());
+//! ```
 #![no_std]
 #![warn(missing_docs)]
 
@@ -17,6 +60,8 @@ pub mod kmip;
 pub mod object;
 pub mod server;
 pub mod store;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod service;
 
 pub use error::KmsError;

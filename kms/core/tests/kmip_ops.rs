@@ -1072,3 +1072,38 @@ fn concurrent_grants_are_all_kept() {
             .all(|u| u.operations == ["get", "encrypt", "decrypt"])
     );
 }
+
+#[test]
+fn kms_is_shareable_between_threads() {
+    fn assert_sync_send<T: Sync + Send>() {}
+    assert_sync_send::<Kms<MemoryStore>>();
+}
+
+/// Every single-byte corruption of valid requests gets an answer or an error, never a panic.
+#[test]
+fn mutated_requests_never_panic() {
+    let mut t = T::new();
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &["m"], true)),
+        "UniqueIdentifier",
+    );
+    let seeds = [
+        create_sym("AES", 256, 2108, &["z"], true).to_string(),
+        encrypt(&uid, b"abc", vec![json!({"tag":"IVCounterNonce","type":"ByteString","value":"000102030405060708090A0B"})]).to_string(),
+        uid_req("GetAttributes", "[\"m\"]").to_string(),
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[tag_attr(&["m"])]}]}).to_string(),
+    ];
+    let mut n = 0;
+    for s in &seeds {
+        let b = s.as_bytes();
+        for i in 0..b.len() {
+            for v in [b'"', b'0', b'}', 0xFF] {
+                let mut m = b.to_vec();
+                m[i] = v;
+                let _ = t.call_raw("alice", &m);
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 500);
+}

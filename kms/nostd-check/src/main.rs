@@ -1,6 +1,8 @@
 //! `kms-nostd-check`: a freestanding x86-64 Linux binary (no std, no libc, no C runtime) that
 //! links the `kms` core and drives it: Create an AES key, Encrypt and Decrypt through
-//! `Kms::kmip_json`, CreateKeyPair and Sign, over a `MemoryStore` and a dummy RNG.
+//! `Kms::kmip_json`, CreateKeyPair and Sign, over a `MemoryStore` and a dummy RNG; then, with
+//! the `tls` feature, a full TLS 1.3 handshake (rustls unbuffered client, ring, RDRAND via the
+//! `getrandom-rdrand` patch) against `kms::tls::HttpsConn` and `GET /health` through it.
 //!
 //! If the core (or anything it depends on) needed std, this would not link; if it pulled a
 //! dynamic dependency, `scripts/nostd-check` finds undefined symbols or an INTERP segment.
@@ -136,8 +138,129 @@ fn run() -> Result<(), &'static str> {
     Ok(())
 }
 
+// ------------------------------------------------------------------ TLS (feature `tls`)
+
+const CA_DER: &[u8] = include_bytes!("../data/ca.der");
+const SERVER_DER: &[u8] = include_bytes!("../data/server.der");
+const SERVER_KEY_PKCS8: &[u8] = include_bytes!("../data/server.key.pk8.der");
+/// Inside the fixtures' validity (2026-11-29 .. 2126).
+const TLS_NOW: i64 = 1_830_000_000;
+
+/// Client side: moves the client's records out and the server's in, and collects plaintext.
+fn client_step(
+    client: &mut rustls::client::UnbufferedClientConnection,
+    incoming: &mut alloc::vec::Vec<u8>,
+    outgoing: &mut alloc::vec::Vec<u8>,
+    request: &mut Option<&[u8]>,
+    plaintext: &mut alloc::vec::Vec<u8>,
+) -> Result<(), &'static str> {
+    use rustls::unbuffered::ConnectionState;
+    for _ in 0..64 {
+        let status = client.process_tls_records(incoming);
+        let discard = status.discard;
+        let mut done = false;
+        match status.state.map_err(|_| "client: TLS error")? {
+            ConnectionState::ReadTraffic(mut r) => {
+                while let Some(rec) = r.next_record() {
+                    plaintext.extend_from_slice(rec.map_err(|_| "client: bad record")?.payload);
+                }
+            }
+            ConnectionState::EncodeTlsData(mut e) => {
+                let mut buf = [0u8; 4096];
+                let n = e.encode(&mut buf).map_err(|_| "client: encode")?;
+                outgoing.extend_from_slice(buf.get(..n).ok_or("client: encode length")?);
+            }
+            ConnectionState::TransmitTlsData(t) => t.done(),
+            ConnectionState::WriteTraffic(mut w) => {
+                if let Some(req) = request.take() {
+                    let mut buf = [0u8; 4096];
+                    let n = w.encrypt(req, &mut buf).map_err(|_| "client: encrypt")?;
+                    outgoing.extend_from_slice(buf.get(..n).ok_or("client: encrypt length")?);
+                } else {
+                    done = true;
+                }
+            }
+            _ => done = true,
+        }
+        incoming.drain(..discard.min(incoming.len()));
+        if done {
+            return Ok(());
+        }
+    }
+    Err("client: no progress")
+}
+
+/// A full TLS 1.3 handshake (rustls client, unbuffered) against `kms::tls::HttpsConn` with the
+/// ring provider and RDRAND randomness, then `GET /health` through it.
+fn tls_check(kms: &Kms<MemoryStore>, env: &mut Env<'_>) -> Result<(), &'static str> {
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+    use kms::server::Action;
+    use kms::tls::{ClientAuth, HttpsConn, SharedClock, TlsConfig, TlsLimits};
+
+    let clock = Arc::new(SharedClock::new());
+    clock.set(TLS_NOW);
+    let chain = alloc::vec![Vec::from(SERVER_DER), Vec::from(CA_DER)];
+    let config = TlsConfig::new(&chain, SERVER_KEY_PKCS8, ClientAuth::None, clock, TlsLimits::default())
+        .map_err(|_| "TLS server config")?;
+
+    #[derive(Debug)]
+    struct Fixed;
+    impl rustls::time_provider::TimeProvider for Fixed {
+        fn current_time(&self) -> Option<rustls::pki_types::UnixTime> {
+            Some(rustls::pki_types::UnixTime::since_unix_epoch(core::time::Duration::from_secs(
+                TLS_NOW as u64,
+            )))
+        }
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(CA_DER))
+        .map_err(|_| "TLS root")?;
+    let client_config = rustls::ClientConfig::builder_with_details(
+        Arc::new(rustls::crypto::ring::default_provider()),
+        Arc::new(Fixed),
+    )
+    .with_safe_default_protocol_versions()
+    .map_err(|_| "TLS client versions")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("kms.test").map_err(|_| "server name")?;
+    let mut client = rustls::client::UnbufferedClientConnection::new(Arc::new(client_config), name)
+        .map_err(|_| "TLS client")?;
+
+    let mut server = HttpsConn::new(&config, kms::http::Limits::DEFAULT, None).map_err(|_| "TLS conn")?;
+    let mut request: Option<&[u8]> = Some(b"GET /health HTTP/1.1\r\nHost: kms.test\r\n\r\n");
+    let (mut to_client, mut to_server, mut answer) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..16 {
+        client_step(&mut client, &mut to_client, &mut to_server, &mut request, &mut answer)?;
+        if !to_server.is_empty() {
+            if server.on_ciphertext(kms, env, &to_server) == Action::Close {
+                return Err("TLS server closed the connection");
+            }
+            to_server.clear();
+        }
+        to_client.extend_from_slice(server.pending_tls());
+        let n = server.pending_tls().len();
+        server.consume_tls(n);
+        if answer.starts_with(b"HTTP/1.1 200") {
+            return Ok(());
+        }
+    }
+    Err("no HTTP answer through TLS")
+}
+
 fn main() -> i32 {
-    match run() {
+    let tls = {
+        let kms = Kms::new(MemoryStore::new(), KmsConfig::default());
+        let mut rng = DummyRng(7);
+        let mut env = Env {
+            now: TLS_NOW,
+            rng: &mut rng,
+        };
+        tls_check(&kms, &mut env)
+    };
+    match run().and(tls) {
         Ok(()) => {
             write(b"nostd-check: ok\n");
             0

@@ -135,3 +135,30 @@ pub fn subject_common_name(cert: &CertificateDer<'_>) -> Option<String> {
     }
     found.filter(|cn| !cn.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+
+    fn cert_with(dn: &[(DnType, &str)]) -> CertificateDer<'static> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        for (t, v) in dn {
+            params.distinguished_name.push(t.clone(), *v);
+        }
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn common_name_is_the_identity() {
+        let c = cert_with(&[(DnType::OrganizationName, "Org"), (DnType::CommonName, "alice")]);
+        assert_eq!(subject_common_name(&c).as_deref(), Some("alice"));
+        let c = cert_with(&[(DnType::OrganizationName, "Org")]);
+        assert_eq!(subject_common_name(&c), None);
+        let c = cert_with(&[(DnType::CommonName, "")]);
+        assert_eq!(subject_common_name(&c), None);
+        assert_eq!(subject_common_name(&CertificateDer::from(vec![0x30, 0x00])), None);
+    }
+}

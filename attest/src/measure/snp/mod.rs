@@ -458,7 +458,7 @@ fn update_metadata_pages(
     vmm: VmmType,
 ) -> Result<(), MeasureError> {
     let pages = |size: u32| -> Result<u64, MeasureError> {
-        if size % 4096 == 0 { Ok(u64::from(size)) } else { Err(MeasureError::UnalignedSection) }
+        if size.is_multiple_of(4096) { Ok(u64::from(size)) } else { Err(MeasureError::UnalignedSection) }
     };
     for s in ovmf.sections() {
         let gpa = u64::from(s.gpa);

@@ -120,14 +120,14 @@ pub struct Section {
 #[derive(Debug, Clone)]
 pub struct Ovmf<'a> {
     data: &'a [u8],
-    table: Vec<([u8; 16], &'a [u8])>,
+    table: FooterTable<'a>,
     sections: Vec<Section>,
 }
 
 impl<'a> Ovmf<'a> {
     /// Parse the footer table and the SEV metadata of `data` (the whole image, or its suffix).
     pub fn parse(data: &'a [u8]) -> Result<Self, OvmfError> {
-        if data.is_empty() || data.len() % 4096 != 0 || data.len() as u64 > 1 << 32 {
+        if data.is_empty() || !data.len().is_multiple_of(4096) || data.len() as u64 > 1 << 32 {
             return Err(OvmfError::BadImageSize(data.len()));
         }
         let table = parse_footer_table(data)?;
@@ -211,9 +211,12 @@ impl<'a> Ovmf<'a> {
     }
 }
 
+/// The footer table: (GUID, value) pairs, last entry of the file first.
+pub(crate) type FooterTable<'a> = Vec<([u8; 16], &'a [u8])>;
+
 /// Read the GUIDed table backwards from its footer entry. Returns an empty table when the footer
 /// GUID is absent (an image without one has nothing for SEV to measure beyond its pages).
-pub(crate) fn parse_footer_table(data: &[u8]) -> Result<Vec<([u8; 16], &[u8])>, OvmfError> {
+pub(crate) fn parse_footer_table(data: &[u8]) -> Result<FooterTable<'_>, OvmfError> {
     let mut table = Vec::new();
     let Some(footer_start) = data.len().checked_sub(TABLE_END_FROM_FILE_END + ENTRY_HEADER) else {
         return Ok(table);

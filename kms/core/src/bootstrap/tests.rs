@@ -458,3 +458,47 @@ fn db_secret_parsing_and_debug() {
     assert!(DbSecret::from_base64(&Base64::encode_string(&[1u8; 33])).is_err());
     assert!(DbSecret::from_base64("!!!").is_err());
 }
+
+/// Arbitrary bytes on every route never panic and always give a JSON answer; the machine keeps its state.
+#[test]
+fn garbage_bodies_never_panic() {
+    let mut h = Harness::new();
+    let mut b = h.bootstrap(ProvisionerPolicy::Open);
+    // xorshift: deterministic pseudo-random bodies
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let seeds: [&[u8]; 6] = [
+        br#"{"subject":"CN=a","dns_names":[1]}"#,
+        br#"{"chain_pem":"-----BEGIN CERTIFICATE-----\n"}"#,
+        br#"{"url":"redis://","db_secret":"===="}"#,
+        br#"{"ca_pem":""}"#,
+        b"\xff\xfe\x00",
+        b"",
+    ];
+    for round in 0..400 {
+        let path = ["/csr", "/certificate", "/redis-findex", "/client-ca", "/start", "/attestation?nonce=zz"]
+            [(next() % 6) as usize];
+        let mut body = seeds[round % seeds.len()].to_vec();
+        for _ in 0..(next() % 64) {
+            let at = (next() as usize) % (body.len() + 1);
+            body.insert(at, next() as u8);
+        }
+        let method = if path.starts_with("/attestation") { "GET" } else { "POST" };
+        let req = Request { method, target: path, body: &body, client_spki_der: None };
+        match b.handle(&req, &mut Context { evidence: &mut h.ev, probe: &mut h.probe }) {
+            Step::Continue(next_b, r) => {
+                assert!(r.status >= 400, "{path}: {}", String::from_utf8_lossy(&r.body));
+                let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON error");
+                assert!(v["error"].is_string());
+                assert_eq!(next_b.phase().name(), "awaiting certificate");
+                b = next_b;
+            }
+            Step::Start(..) => panic!("garbage started the server"),
+        }
+    }
+}

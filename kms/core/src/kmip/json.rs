@@ -11,9 +11,12 @@
 //! Parsing enforces [`Limits`] (input size, nesting depth, item count) and returns typed
 //! [`JsonError`]s; emitting is infallible.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::fmt;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as J;
 
 use super::ttlv::{EnumValue, Ttlv, Value, tag_name};
@@ -79,43 +82,270 @@ impl fmt::Display for JsonError {
 impl core::error::Error for JsonError {}
 
 /// Parse one JSON TTLV item.
+///
+/// The document is streamed into the TTLV tree (no intermediate `serde_json::Value` for the
+/// common `tag, type, value` key order); limits are checked as items are met, so an oversized
+/// or too deep document is refused before it is built.
 pub fn from_slice(input: &[u8], limits: &Limits) -> Result<Ttlv, JsonError> {
     if input.len() > limits.max_bytes {
         return Err(JsonError::TooLarge);
     }
-    let v: J = serde_json::from_slice(input).map_err(|_| JsonError::Syntax)?;
-    let mut count = 0usize;
-    item(&v, 1, limits, &mut count)
+    let ctx = Ctx {
+        limits,
+        count: Cell::new(0),
+        err: Cell::new(None),
+    };
+    let mut de = serde_json::Deserializer::from_slice(input);
+    let r = ItemSeed {
+        ctx: &ctx,
+        depth: 1,
+    }
+    .deserialize(&mut de)
+    .and_then(|t| de.end().map(|()| t));
+    r.map_err(|_| ctx.err.get().unwrap_or(JsonError::Syntax))
 }
 
-fn item(v: &J, depth: usize, limits: &Limits, count: &mut usize) -> Result<Ttlv, JsonError> {
-    if depth > limits.max_depth {
-        return Err(JsonError::TooDeep);
+struct Ctx<'l> {
+    limits: &'l Limits,
+    count: Cell<usize>,
+    /// The typed reason behind a serde error we raised ourselves.
+    err: Cell<Option<JsonError>>,
+}
+
+impl Ctx<'_> {
+    fn fail<E: de::Error>(&self, e: JsonError) -> E {
+        self.err.set(Some(e));
+        E::custom("invalid JSON TTLV")
     }
-    *count = count.checked_add(1).ok_or(JsonError::TooManyItems)?;
-    if *count > limits.max_items {
-        return Err(JsonError::TooManyItems);
-    }
-    let obj = v.as_object().ok_or(JsonError::NotAnItem)?;
-    let tag = obj
-        .get("tag")
-        .and_then(J::as_str)
-        .ok_or(JsonError::BadTag)?;
-    let tag = normalize_tag(tag)?;
-    let value = obj.get("value").ok_or(JsonError::NotAnItem)?;
-    let ty = match obj.get("type") {
-        None => "Structure",
-        Some(t) => t.as_str().ok_or(JsonError::UnknownType)?,
-    };
-    let value = match ty {
-        "Structure" => {
-            let arr = value.as_array().ok_or(JsonError::BadValue("Structure"))?;
-            let mut children = Vec::with_capacity(arr.len().min(64));
-            for c in arr {
-                children.push(item(c, depth + 1, limits, count)?);
-            }
-            Value::Structure(children)
+    fn enter<E: de::Error>(&self, depth: usize) -> Result<(), E> {
+        if depth > self.limits.max_depth {
+            return Err(self.fail(JsonError::TooDeep));
         }
+        let n = self.count.get().saturating_add(1);
+        self.count.set(n);
+        if n > self.limits.max_items {
+            return Err(self.fail(JsonError::TooManyItems));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ItemSeed<'c, 'l> {
+    ctx: &'c Ctx<'l>,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemSeed<'_, '_> {
+    type Value = Ttlv;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Ttlv, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
+    type Value = Ttlv;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON TTLV item")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ttlv, A::Error> {
+        let ctx = self.ctx;
+        ctx.enter(self.depth)?;
+        let mut tag: Option<String> = None;
+        let mut ty: Option<String> = None;
+        let mut value: Option<Value> = None;
+        let mut pending: Option<Pending> = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "tag" => match map.next_value::<J>()? {
+                    J::String(t) => tag = Some(normalize_tag(&t).map_err(|e| ctx.fail(e))?),
+                    _ => return Err(ctx.fail(JsonError::BadTag)),
+                },
+                "type" => match map.next_value::<J>()? {
+                    J::String(t) => ty = Some(t),
+                    _ => return Err(ctx.fail(JsonError::UnknownType)),
+                },
+                "value" => match &ty {
+                    Some(t) if t == "Structure" => {
+                        value = Some(Value::Structure(map.next_value_seed(StructSeed {
+                            ctx,
+                            depth: self.depth,
+                        })?))
+                    }
+                    Some(t) => {
+                        let j = map.next_value::<J>()?;
+                        value = Some(scalar(t, &j).map_err(|e| ctx.fail(e))?);
+                    }
+                    // `type` after `value`, or absent (a Structure in Cosmian's newer clients):
+                    // stream an array as children, keep a scalar and convert it at the end.
+                    None => {
+                        pending = Some(map.next_value_seed(PendingSeed {
+                            ctx,
+                            depth: self.depth,
+                        })?)
+                    }
+                },
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let tag = tag.ok_or_else(|| ctx.fail(JsonError::BadTag))?;
+        let value = match (value, pending) {
+            (Some(v), _) => v,
+            (None, Some(Pending::Children(c))) => match ty.as_deref() {
+                None | Some("Structure") => Value::Structure(c),
+                Some(t) => {
+                    return Err(ctx.fail(
+                        scalar(t, &J::Array(Vec::new()))
+                            .err()
+                            .unwrap_or(JsonError::UnknownType),
+                    ));
+                }
+            },
+            (None, Some(Pending::Scalar(j))) => match ty.as_deref() {
+                None | Some("Structure") => return Err(ctx.fail(JsonError::BadValue("Structure"))),
+                Some(t) => scalar(t, &j).map_err(|e| ctx.fail(e))?,
+            },
+            (None, None) => return Err(ctx.fail(JsonError::NotAnItem)),
+        };
+        Ok(Ttlv { tag, value })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Ttlv, A::Error> {
+        Err(self.ctx.fail(JsonError::NotAnItem))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Ttlv, E> {
+        Err(self.ctx.fail(JsonError::NotAnItem))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Ttlv, E> {
+        Err(self.ctx.fail(JsonError::NotAnItem))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Ttlv, E> {
+        Err(self.ctx.fail(JsonError::NotAnItem))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Ttlv, E> {
+        Err(self.ctx.fail(JsonError::NotAnItem))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Ttlv, E> {
+        Err(self.ctx.fail(JsonError::NotAnItem))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Ttlv, E> {
+        Err(self.ctx.fail(JsonError::NotAnItem))
+    }
+}
+
+struct StructSeed<'c, 'l> {
+    ctx: &'c Ctx<'l>,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for StructSeed<'_, '_> {
+    type Value = Vec<Ttlv>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Ttlv>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StructSeed<'_, '_> {
+    type Value = Vec<Ttlv>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of JSON TTLV items")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Ttlv>, A::Error> {
+        let mut children = Vec::new();
+        while let Some(c) = seq.next_element_seed(ItemSeed {
+            ctx: self.ctx,
+            depth: self.depth + 1,
+        })? {
+            children.push(c);
+        }
+        Ok(children)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<Ttlv>, A::Error> {
+        Err(self.ctx.fail(JsonError::BadValue("Structure")))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<Ttlv>, E> {
+        Err(self.ctx.fail(JsonError::BadValue("Structure")))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Vec<Ttlv>, E> {
+        Err(self.ctx.fail(JsonError::BadValue("Structure")))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<Ttlv>, E> {
+        Err(self.ctx.fail(JsonError::BadValue("Structure")))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Vec<Ttlv>, E> {
+        Err(self.ctx.fail(JsonError::BadValue("Structure")))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Vec<Ttlv>, E> {
+        Err(self.ctx.fail(JsonError::BadValue("Structure")))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Vec<Ttlv>, E> {
+        Err(self.ctx.fail(JsonError::BadValue("Structure")))
+    }
+}
+
+enum Pending {
+    Children(Vec<Ttlv>),
+    Scalar(J),
+}
+
+struct PendingSeed<'c, 'l> {
+    ctx: &'c Ctx<'l>,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for PendingSeed<'_, '_> {
+    type Value = Pending;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Pending, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PendingSeed<'_, '_> {
+    type Value = Pending;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON TTLV value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Pending, A::Error> {
+        StructSeed {
+            ctx: self.ctx,
+            depth: self.depth,
+        }
+        .visit_seq(seq)
+        .map(Pending::Children)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Pending, A::Error> {
+        Err(self.ctx.fail(JsonError::BadValue("Structure")))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Pending, E> {
+        Ok(Pending::Scalar(J::String(v.into())))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Pending, E> {
+        Ok(Pending::Scalar(J::from(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Pending, E> {
+        Ok(Pending::Scalar(J::from(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Pending, E> {
+        Ok(Pending::Scalar(J::from(v)))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Pending, E> {
+        Ok(Pending::Scalar(J::Bool(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Pending, E> {
+        Ok(Pending::Scalar(J::Null))
+    }
+}
+
+/// A non-Structure value of item type `ty`.
+fn scalar(ty: &str, value: &J) -> Result<Value, JsonError> {
+    Ok(match ty {
         "Integer" => {
             let x = integer(value, "Integer")?;
             Value::Integer(i32::try_from(x).map_err(|_| JsonError::BadValue("Integer"))?)
@@ -195,9 +425,9 @@ fn item(v: &J, depth: usize, limits: &Limits, count: &mut usize) -> Result<Ttlv,
             };
             Value::DateTimeExtended(micros)
         }
+        "Structure" => return Err(JsonError::BadValue("Structure")),
         _ => return Err(JsonError::UnknownType),
-    };
-    Ok(Ttlv { tag, value })
+    })
 }
 
 fn normalize_tag(tag: &str) -> Result<String, JsonError> {
@@ -528,6 +758,46 @@ mod tests {
     }
 
     #[test]
+    fn any_key_order() {
+        let l = lim();
+        let t = from_slice(
+            br#"{"value":[{"value":5,"type":"Integer","tag":"A"},{"type":"TextString","value":"x","tag":"B"}],"tag":"S"}"#,
+            &l,
+        )
+        .unwrap();
+        assert_eq!(t.tag, "S");
+        assert_eq!(t.get("A").unwrap().value, Value::Integer(5));
+        assert_eq!(t.get("B").unwrap().value, Value::TextString("x".into()));
+        let t = from_slice(
+            br#"{"value":[],"type":"Structure","tag":"S","extra":{"a":[1]}}"#,
+            &l,
+        )
+        .unwrap();
+        assert_eq!(t.value, Value::Structure(vec![]));
+        assert_eq!(
+            from_slice(br#"{"tag":"S","value":[1]}"#, &l),
+            Err(JsonError::NotAnItem)
+        );
+        assert_eq!(
+            from_slice(br#"{"value":[],"type":"Integer","tag":"A"}"#, &l),
+            Err(JsonError::BadValue("Integer"))
+        );
+        assert_eq!(
+            from_slice(br#"{"tag":"A","type":"Integer","value":[]}"#, &l),
+            Err(JsonError::BadValue("Integer"))
+        );
+        assert_eq!(
+            from_slice(br#"{"tag":"A","value":"x"}"#, &l),
+            Err(JsonError::BadValue("Structure"))
+        );
+        assert_eq!(from_slice(br#"{"tag":"A"}"#, &l), Err(JsonError::NotAnItem));
+        assert_eq!(
+            from_slice(br#"{"tag":"A","value":[]} trailing"#, &l),
+            Err(JsonError::Syntax)
+        );
+    }
+
+    #[test]
     fn rejects_bad_input_with_typed_errors() {
         let l = lim();
         assert_eq!(from_slice(b"{", &l), Err(JsonError::Syntax));
@@ -577,6 +847,54 @@ mod tests {
             from_slice(br#"{"tag":"S","value":[{"tag":"A","type":"Integer","value":1},{"tag":"B","type":"Integer","value":1}]}"#, &few),
             Err(JsonError::TooManyItems)
         );
+    }
+
+    /// Deterministic pseudo-random TTLV trees survive emit → parse unchanged.
+    #[test]
+    fn random_trees_round_trip() {
+        struct X(u64);
+        impl X {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0
+            }
+        }
+        fn tree(x: &mut X, depth: usize) -> Ttlv {
+            let tag =
+                ["Data", "Key", "ObjectType", "0x540001", "Weird\"Tag"][x.next() as usize % 5];
+            let tag = if tag == "0x540001" { "0x540001" } else { tag };
+            let value = match x.next() % if depth > 4 { 10 } else { 11 } {
+                0 => Value::Integer(x.next() as i32),
+                1 => Value::LongInteger(x.next() as i64),
+                2 => Value::BigInteger((0..x.next() % 20).map(|_| x.next() as u8).collect()),
+                3 => Value::Enumeration(EnumValue::Code(x.next() as u32)),
+                4 => Value::Boolean(x.next() % 2 == 0),
+                5 => Value::TextString(
+                    (0..x.next() % 8)
+                        .map(|_| char::from_u32((x.next() % 0x3000) as u32).unwrap_or('?'))
+                        .collect(),
+                ),
+                6 => Value::ByteString((0..x.next() % 40).map(|_| x.next() as u8).collect()),
+                7 => Value::DateTime((x.next() % 8_000_000_000) as i64 - 1_000_000_000),
+                8 => Value::Interval(x.next() as u32),
+                9 => Value::DateTimeExtended(x.next() as i64 >> 1),
+                _ => Value::Structure((0..x.next() % 5).map(|_| tree(x, depth + 1)).collect()),
+            };
+            Ttlv::new(tag, value)
+        }
+        let mut x = X(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..300 {
+            let t = tree(&mut x, 0);
+            let j = to_vec(&t);
+            assert_eq!(
+                from_slice(&j, &lim()).unwrap(),
+                t,
+                "{}",
+                String::from_utf8_lossy(&j)
+            );
+        }
     }
 
     #[test]

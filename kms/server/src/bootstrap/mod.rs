@@ -13,34 +13,41 @@
 //! - `--ratls-port` (9999): the bootstrap certificate and `GET /attestation` only. It is open from the start
 //!   and closed at `/start` when the API certificate itself carries a quote.
 
+//!
+//! Modules: [`platform`] (snp-emu, none, Redis check), [`tls`] (bootstrap certificate, pinned-provisioner
+//! verifier), [`attesting`] (`GET /attestation` beside the KMS); this file holds the options, start-up and
+//! the accept loops.
+
+mod attesting;
+pub mod platform;
+mod tls;
+
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use der::{Decode, Encode};
-use kms::bootstrap::platform::{
-    CertTableEntry, DatabaseProbe, Evidence, EvidenceError, Platform, ProbeError, parse_cert_table,
-};
-use kms::bootstrap::{self as core_bootstrap, Bootstrap, DbSecret, Identity, ProvisionerPolicy, Started, Step};
-use kms::http::{Limits, Method, parse_request};
-use kms::server::Action;
+use kms::bootstrap::platform::Evidence;
+use kms::bootstrap::{self as core_bootstrap, Bootstrap, Identity, ProvisionerPolicy, Started, Step};
+use kms::http::{Limits, parse_request};
 use kms::{Kms, KmsConfig};
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::pki_types::CertificateDer;
 use zeroize::{Zeroize, Zeroizing};
 
+pub use attesting::{AttestingHandler, AttestingSession};
+pub use platform::{EmulatedEvidence, NoEvidence, RedisOpener, RedisProbe, StoreOpener};
+
 use crate::app::INSECURE_USER;
-use crate::kms_handler::{KmsHandler, KmsSession, unix_now};
-use crate::serve::{Handler, IdentityPolicy, ServeOptions, Session, serve_connection};
-use crate::tls::{provider, server_config};
+use crate::kms_handler::{KmsHandler, unix_now};
+use crate::serve::{IdentityPolicy, ServeOptions, serve_connection};
+use crate::tls::server_config;
+use attesting::{method_name, to_http};
+use platform::SharedEvidence;
+use tls::{bootstrap_tls, client_spki, key_der};
 
 /// Where attestation evidence comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,313 +137,6 @@ impl fmt::Display for BootstrapStartError {
 
 impl std::error::Error for BootstrapStartError {}
 
-// ---------------------------------------------------------------------------------------------------------
-// Platform backends
-
-/// MSG_KEY_REQ GUEST_FIELD_SELECT (SEV-SNP ABI spec 56860, Table 18): guest policy and launch measurement, so
-/// the derived key changes when the image or its policy changes.
-const KEY_FIELDS: u64 =
-    attest::snp::guest_msg::field_select::GUEST_POLICY | attest::snp::guest_msg::field_select::MEASUREMENT;
-
-/// `snp-emu` over its unix socket, speaking real SNP guest messages with VMPCK0.
-pub struct EmulatedEvidence {
-    client: snp_emu::client::Client<UnixStream>,
-}
-
-impl EmulatedEvidence {
-    /// Connects and fetches VMPCK0 (the emulator hands it out once per lifetime, as the secrets page would).
-    pub fn connect(path: &std::path::Path) -> Result<Self, String> {
-        let stream = UnixStream::connect(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
-        let mut client = snp_emu::client::Client::new(stream);
-        client.get_vmpck().map_err(|e| format!("GET_VMPCK: {e}"))?;
-        Ok(EmulatedEvidence { client })
-    }
-}
-
-fn client_error(e: snp_emu::client::ClientError) -> EvidenceError {
-    use snp_emu::client::ClientError as C;
-    match e {
-        C::Io(_) | C::Closed => EvidenceError::Transport("snp-emu socket"),
-        C::Status(s) => EvidenceError::Firmware(u32::from(s)),
-        C::BadReply(w) => EvidenceError::Malformed(w),
-        C::Msg(_) => EvidenceError::Malformed("guest message failed (VMPCK wiped or firmware error)"),
-        C::NoVmpck => EvidenceError::Transport("no VMPCK (wiped after a failed guest request)"),
-    }
-}
-
-impl Evidence for EmulatedEvidence {
-    fn platform(&self) -> Platform {
-        Platform::SevSnp
-    }
-
-    fn report(&mut self, report_data: &[u8; 64]) -> Result<Vec<u8>, EvidenceError> {
-        self.client.report(report_data, 0).map(|r| r.to_bytes().to_vec()).map_err(client_error)
-    }
-
-    fn cert_table(&mut self) -> Result<Vec<CertTableEntry>, EvidenceError> {
-        let table = self.client.certs().map_err(client_error)?;
-        parse_cert_table(&table)
-    }
-
-    fn derived_key(&mut self) -> Result<Option<Zeroizing<[u8; 32]>>, EvidenceError> {
-        let req = attest::snp::guest_msg::KeyReq::new(KEY_FIELDS, 0);
-        let key = self.client.derived_key(&req).map_err(client_error)?;
-        Ok(Some(Zeroizing::new(key.0)))
-    }
-}
-
-/// No platform.
-pub struct NoEvidence;
-
-impl Evidence for NoEvidence {
-    fn platform(&self) -> Platform {
-        Platform::None
-    }
-    fn report(&mut self, _: &[u8; 64]) -> Result<Vec<u8>, EvidenceError> {
-        Err(EvidenceError::Unsupported)
-    }
-    fn cert_table(&mut self) -> Result<Vec<CertTableEntry>, EvidenceError> {
-        Ok(Vec::new())
-    }
-    fn derived_key(&mut self) -> Result<Option<Zeroizing<[u8; 32]>>, EvidenceError> {
-        Ok(None)
-    }
-}
-
-type SharedEvidence = Arc<Mutex<Box<dyn Evidence + Send>>>;
-
-// ---------------------------------------------------------------------------------------------------------
-// Database
-
-/// Opens the Redis-with-Findex store for a URL and secret; used by the probe and at `/start`.
-pub trait StoreOpener: Send + Sync {
-    /// Connects (and checks the secret against an existing database).
-    fn open(&self, url: &str, secret: &DbSecret) -> Result<Arc<dyn kms::store::Store>, ProbeError>;
-}
-
-/// The real store: `kms_redis::RedisFindexStore`.
-pub struct RedisOpener;
-
-impl StoreOpener for RedisOpener {
-    fn open(&self, url: &str, secret: &DbSecret) -> Result<Arc<dyn kms::store::Store>, ProbeError> {
-        let opts = kms_redis::ConnectOptions { io_timeout: Duration::from_secs(10), ..Default::default() };
-        match kms_redis::RedisFindexStore::connect(url, secret.expose(), opts) {
-            Ok(store) => Ok(Arc::new(store)),
-            Err(kms_redis::host::ConnectError::Url(_)) => Err(ProbeError::BadUrl),
-            Err(kms_redis::host::ConnectError::Open(kms_redis::OpenError::WrongSecret)) => Err(ProbeError::WrongSecret),
-            Err(kms_redis::host::ConnectError::Open(kms_redis::OpenError::Unavailable(_))) => {
-                Err(ProbeError::Unreachable)
-            }
-            Err(kms_redis::host::ConnectError::Open(_)) => Err(ProbeError::Storage),
-        }
-    }
-}
-
-/// The [`DatabaseProbe`] of the host: open the store (connect, AUTH, secret check) and drop it.
-pub struct RedisProbe<'a>(pub &'a dyn StoreOpener);
-
-impl DatabaseProbe for RedisProbe<'_> {
-    fn probe(&mut self, url: &str, secret: &DbSecret) -> Result<(), ProbeError> {
-        self.0.open(url, secret).map(drop)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// TLS
-
-/// Client-certificate verifier of the bootstrap port when a provisioner is pinned: it asks for a certificate,
-/// does not require one (so `/attestation` stays public), accepts any well-formed certificate, and checks
-/// the handshake signature with its key (proof of possession). The pin itself is checked by the core
-/// ([`ProvisionerPolicy::authorize`]) on the SubjectPublicKeyInfo this handshake proved.
-#[derive(Debug)]
-struct PossessionOnly {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ClientCertVerifier for PossessionOnly {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        x509_cert::Certificate::from_der(end_entity.as_ref())
-            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
-        Ok(ClientCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn key_der(identity: &Identity) -> Result<PrivateKeyDer<'static>, BootstrapStartError> {
-    let pkcs8 = identity.key().to_pkcs8_der().map_err(|e| BootstrapStartError::Config(e.to_string()))?;
-    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.to_vec())))
-}
-
-fn bootstrap_tls(identity: &Identity, pinned: bool) -> Result<Arc<rustls::ServerConfig>, BootstrapStartError> {
-    let provider = provider();
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| BootstrapStartError::Tls(e.to_string()))?;
-    let builder = if pinned {
-        builder.with_client_cert_verifier(Arc::new(PossessionOnly { provider }))
-    } else {
-        builder.with_no_client_auth()
-    };
-    let cert = CertificateDer::from(identity.certificate_der().to_vec());
-    let mut config =
-        builder.with_single_cert(vec![cert], key_der(identity)?).map_err(|e| BootstrapStartError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// SubjectPublicKeyInfo DER of the client's (handshake-verified) certificate.
-fn client_spki(conn: &rustls::ServerConnection) -> Option<Vec<u8>> {
-    let leaf = conn.peer_certificates()?.first()?;
-    let cert = x509_cert::Certificate::from_der(leaf.as_ref()).ok()?;
-    cert.tbs_certificate().subject_public_key_info().to_der().ok()
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Serving
-
-fn to_http(r: core_bootstrap::Response, close: bool) -> kms::http::Response {
-    let mut resp = kms::http::Response::json(r.status, r.body);
-    resp.close = close;
-    resp
-}
-
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Get => "GET",
-        Method::Head => "HEAD",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Delete => "DELETE",
-        Method::Other => "OTHER",
-    }
-}
-
-/// `GET /attestation` wrapped around a KMS session (main port after start) or alone (RA-TLS port).
-pub struct AttestingHandler {
-    kms: Option<KmsHandler>,
-    identity: Arc<Identity>,
-    evidence: SharedEvidence,
-    limits: Limits,
-}
-
-impl Handler for AttestingHandler {
-    type Session = AttestingSession;
-    fn session(&self) -> AttestingSession {
-        AttestingSession {
-            kms: self.kms.as_ref().map(KmsHandler::session),
-            identity: self.identity.clone(),
-            evidence: self.evidence.clone(),
-            limits: self.limits,
-            buf: Vec::new(),
-        }
-    }
-}
-
-/// One connection of [`AttestingHandler`]: frames requests, answers `GET /attestation` itself and passes
-/// every other complete request to the KMS session (or answers 404 on the RA-TLS port).
-pub struct AttestingSession {
-    kms: Option<KmsSession>,
-    identity: Arc<Identity>,
-    evidence: SharedEvidence,
-    limits: Limits,
-    buf: Vec<u8>,
-}
-
-impl AttestingSession {
-    fn attestation(&self, query: &str) -> core_bootstrap::Response {
-        match self.evidence.lock() {
-            Ok(mut ev) => core_bootstrap::routes::attestation_response(&self.identity, ev.as_mut(), query),
-            Err(_) => core_bootstrap::Response::error(&core_bootstrap::BootstrapError::Evidence(
-                EvidenceError::Transport("platform lock poisoned"),
-            )),
-        }
-    }
-}
-
-impl Session for AttestingSession {
-    fn on_bytes(&mut self, user: Option<&str>, input: &[u8], out: &mut Vec<u8>) -> Action {
-        self.buf.extend_from_slice(input);
-        loop {
-            match parse_request(&self.buf, &self.limits) {
-                Ok(Some((req, used))) => {
-                    let mut chunk: Vec<u8> = self.buf.drain(..used.min(self.buf.len())).collect();
-                    let close = !req.keep_alive;
-                    let action = if req.method == Method::Get && req.path == "/attestation" {
-                        to_http(self.attestation(req.query.as_deref().unwrap_or("")), close).encode(out);
-                        if close { Action::Close } else { Action::Continue }
-                    } else if let Some(kms) = self.kms.as_mut() {
-                        kms.on_bytes(user, &chunk, out)
-                    } else {
-                        let err = core_bootstrap::BootstrapError::NotFound;
-                        to_http(core_bootstrap::Response::error(&err), close).encode(out);
-                        if close { Action::Close } else { Action::Continue }
-                    };
-                    chunk.zeroize();
-                    if action == Action::Close {
-                        self.buf.zeroize();
-                        return Action::Close;
-                    }
-                }
-                Ok(None) => return Action::Continue,
-                Err(e) => {
-                    let mut rest = std::mem::take(&mut self.buf);
-                    let action = match self.kms.as_mut() {
-                        Some(kms) => kms.on_bytes(user, &rest, out),
-                        None => {
-                            let mut r = kms::http::Response::text(e.status(), &e.to_string());
-                            r.close = true;
-                            r.encode(out);
-                            Action::Close
-                        }
-                    };
-                    rest.zeroize();
-                    return action;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for AttestingSession {
-    fn drop(&mut self) {
-        self.buf.zeroize();
-    }
-}
-
-/// What the main port serves.
 enum Mode {
     Bootstrap,
     Kms { tls: Arc<rustls::ServerConfig>, handler: Arc<AttestingHandler>, options: ServeOptions },
@@ -454,6 +154,7 @@ struct Shared {
     main_addr: SocketAddr,
     ratls_addr: SocketAddr,
     ratls_closed: AtomicBool,
+    ratls_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn options(args: &BootstrapArgs, identity: IdentityPolicy) -> ServeOptions {
@@ -470,7 +171,7 @@ pub fn run(args: BootstrapArgs) -> Result<(), BootstrapStartError> {
     run_with(args, Arc::new(RedisOpener))
 }
 
-/// [`run`] with another store opener (tests use the memory store through this).
+/// [`run`] with another way to open the store (the seam the `/redis-findex` check and `/start` share).
 pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(), BootstrapStartError> {
     let mut evidence: Box<dyn Evidence + Send> = match &args.attestation {
         AttestationSource::Emulated(path) => {
@@ -506,8 +207,8 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
         },
         hex(&identity.key().public_key_hash()),
     );
+    let ratls_tls = bootstrap_tls(&identity, false)?;
     let bootstrap_tls = bootstrap_tls(&identity, matches!(policy, ProvisionerPolicy::Pinned(_)))?;
-    let ratls_tls = bootstrap_tls_plain(&identity)?;
 
     let main = TcpListener::bind(SocketAddr::new(args.bind, args.bootstrap_port)).map_err(BootstrapStartError::Io)?;
     let ratls = TcpListener::bind(SocketAddr::new(args.bind, args.ratls_port)).map_err(BootstrapStartError::Io)?;
@@ -525,6 +226,7 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
         main_addr,
         ratls_addr,
         ratls_closed: AtomicBool::new(false),
+        ratls_thread: Mutex::new(None),
     });
 
     let mut stdout = io::stdout();
@@ -535,11 +237,13 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
 
     let ratls_handler = Arc::new(AttestingHandler { kms: None, identity, evidence, limits: Limits::DEFAULT });
     let ratls_shared = shared.clone();
-    std::thread::Builder::new()
+    let ratls_thread = std::thread::Builder::new()
         .name("kms-ratls".into())
         .spawn(move || serve_ratls(ratls, ratls_tls, ratls_handler, ratls_shared))
         .map_err(BootstrapStartError::Io)?;
+    *shared.ratls_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(ratls_thread);
 
+    let active = Arc::new(AtomicUsize::new(0));
     for stream in main.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -549,8 +253,13 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
                 continue;
             }
         };
+        let Some(slot) = Slot::take(&active, args.max_connections) else {
+            drop(stream);
+            continue;
+        };
         let shared = shared.clone();
         let spawned = std::thread::Builder::new().name("kms-conn".into()).spawn(move || {
+            let _slot = slot;
             let kms = match &*shared.mode.read().unwrap_or_else(|p| p.into_inner()) {
                 Mode::Bootstrap => None,
                 Mode::Kms { tls, handler, options } => Some((tls.clone(), handler.clone(), options.clone())),
@@ -587,8 +296,24 @@ fn is_quiet(e: &io::Error) -> bool {
     })
 }
 
-fn bootstrap_tls_plain(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, BootstrapStartError> {
-    bootstrap_tls(identity, false)
+/// One of at most `max` concurrent connections; released on drop. Beyond the cap, new connections are closed
+/// at once (before TLS), as in [`crate::serve::serve`].
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        if active.fetch_add(1, Ordering::AcqRel) >= max.max(1) {
+            active.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(active.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn serve_ratls(
@@ -598,13 +323,16 @@ fn serve_ratls(
     shared: Arc<Shared>,
 ) {
     let opts = options(&shared.args, IdentityPolicy::Fixed(String::new()));
+    let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if shared.ratls_closed.load(Ordering::Acquire) {
             break;
         }
         let Ok(stream) = stream else { continue };
+        let Some(slot) = Slot::take(&active, opts.max_connections) else { continue };
         let (tls, handler, opts) = (tls.clone(), handler.clone(), opts.clone());
         let _ = std::thread::Builder::new().name("kms-ratls-conn".into()).spawn(move || {
+            let _slot = slot;
             let _ = serve_connection(stream, tls, &*handler, &opts);
         });
     }
@@ -707,8 +435,12 @@ fn start_kms(shared: &Shared, started: Started) {
             println!("kms-server started: KMS listening on {}", shared.main_addr);
             if has_quote {
                 shared.ratls_closed.store(true, Ordering::Release);
-                // Wake the RA-TLS accept loop so it sees the flag and drops its listener.
+                // Wake the RA-TLS accept loop so it sees the flag and drops its listener; wait for it, so
+                // the port is closed before the provisioner hears that /start succeeded.
                 let _ = TcpStream::connect(shared.ratls_addr);
+                if let Some(t) = shared.ratls_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let _ = t.join();
+                }
             }
             let _ = io::stdout().flush();
         }
@@ -753,4 +485,74 @@ fn build_kms(shared: &Shared, started: &Started) -> Result<Mode, String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kms::store::memory::MemoryStore;
+
+    #[test]
+    fn attestation_source_parses() {
+        assert_eq!("none".parse::<AttestationSource>(), Ok(AttestationSource::None));
+        assert_eq!(
+            "emulated:/run/snp.sock".parse::<AttestationSource>(),
+            Ok(AttestationSource::Emulated(PathBuf::from("/run/snp.sock")))
+        );
+        for bad in ["emulated:", "snp", "", "emulated"] {
+            assert!(bad.parse::<AttestationSource>().is_err(), "{bad}");
+        }
+    }
+
+    fn session(with_kms: bool) -> AttestingSession {
+        let mut ev = NoEvidence;
+        let identity = Arc::new(Identity::create(&mut ev, [1; 32], 1_790_000_000).unwrap());
+        let kms = with_kms.then(|| {
+            let store: Arc<dyn kms::store::Store> = Arc::new(MemoryStore::new());
+            KmsHandler::new(Arc::new(Kms::new(store, KmsConfig::default())), Limits::DEFAULT)
+        });
+        let handler = AttestingHandler {
+            kms,
+            identity,
+            evidence: Arc::new(Mutex::new(Box::new(NoEvidence))),
+            limits: Limits::DEFAULT,
+        };
+        handler.session()
+    }
+
+    fn statuses(out: &[u8]) -> Vec<u16> {
+        let text = String::from_utf8_lossy(out);
+        text.match_indices("HTTP/1.1 ")
+            .filter_map(|(i, _)| text.get(i + 9..i + 12).and_then(|s| s.parse().ok()))
+            .collect()
+    }
+
+    #[test]
+    fn attestation_is_answered_and_the_rest_goes_to_the_kms_in_order() {
+        let mut s = session(true);
+        let nonce = "00".repeat(32);
+        let pipelined = format!(
+            "GET /attestation?nonce={nonce} HTTP/1.1\r\nhost: x\r\n\r\nGET /version HTTP/1.1\r\nhost: x\r\n\r\n\
+             POST /csr HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{{}}"
+        );
+        let mut out = Vec::new();
+        // Byte by byte: framing must not depend on how TCP splits the stream.
+        for b in pipelined.as_bytes() {
+            assert_eq!(s.on_bytes(Some("admin"), std::slice::from_ref(b), &mut out), Action::Continue);
+        }
+        // 501: no platform (`none`); 200: the KMS's /version; 404: no bootstrap API after start.
+        assert_eq!(statuses(&out), vec![501, 200, 404]);
+    }
+
+    #[test]
+    fn ratls_port_serves_only_attestation() {
+        let mut s = session(false);
+        let mut out = Vec::new();
+        let req = b"GET /version HTTP/1.1\r\nhost: x\r\n\r\nGET /attestation HTTP/1.1\r\nhost: x\r\n\r\n";
+        assert_eq!(s.on_bytes(None, req, &mut out), Action::Continue);
+        assert_eq!(statuses(&out), vec![404, 400]);
+        let mut out = Vec::new();
+        assert_eq!(s.on_bytes(None, b"NOT HTTP\r\n\r\n", &mut out), Action::Close);
+        assert_eq!(statuses(&out), vec![400]);
+    }
 }

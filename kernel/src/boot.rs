@@ -1,0 +1,171 @@
+//! The boot steps [`crate::kernel_main`] runs in order. Each either succeeds or stops the
+//! boot with a message ([`crate::refuse`]): before the network is up there is nobody to
+//! report an error to but the console.
+
+use bootparams::cmdline::{self, BootConfig, LogLevel};
+
+use crate::drivers::{pci, virtio_net::VirtioNic};
+use crate::net::NetStack;
+use crate::platform::{self, Platform};
+use crate::uefi::BootInfo;
+use crate::{arch, console, mm, net, refuse, rng, time};
+
+/// CPU state of our own: SSE on, PIC masked, GDT/TSS with IST stacks, IDT.
+pub fn cpu(info: &BootInfo) {
+    arch::enable_sse();
+    arch::mask_pic();
+    arch::gdt::init(&info.ist_tops);
+    arch::idt::init();
+}
+
+fn level_filter(level: LogLevel) -> log::LevelFilter {
+    match level {
+        LogLevel::Off => log::LevelFilter::Off,
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+        LogLevel::Trace => log::LevelFilter::Trace,
+    }
+}
+
+/// Parses the command line strictly and sets the log level it asks for.
+pub fn command_line(info: &BootInfo) -> BootConfig {
+    let line = match info.cmdline() {
+        Ok(line) => line,
+        Err(e) => refuse(format_args!("{e}")),
+    };
+    let cfg = match cmdline::parse(line) {
+        Ok(cfg) => cfg,
+        Err(e) => refuse(format_args!("{e}")),
+    };
+    console::init_logger(level_filter(cfg.log));
+    log::info!("cmdline: \"{line}\"");
+    cfg
+}
+
+/// Heap from the memory map, then our page tables and guard pages.
+pub fn memory(info: &BootInfo) {
+    let map = info.memory_map();
+    let summary = bootparams::memmap::summarize(map);
+    log::info!(
+        "memory: {} entries, free {} KiB, loader {} KiB, boot services {} KiB (kept), unaccepted {} KiB (not used)",
+        map.len(),
+        summary.free / 1024,
+        summary.loader / 1024,
+        summary.boot_services / 1024,
+        summary.unaccepted / 1024,
+    );
+    if summary.unaccepted > 0 {
+        log::warn!(
+            "memory: {} KiB were not accepted by the firmware and stay unused",
+            summary.unaccepted / 1024
+        );
+    }
+    if info.memory_map_dropped > 0 || summary.malformed > 0 {
+        log::warn!(
+            "memory: {} entries dropped, {} malformed",
+            info.memory_map_dropped,
+            summary.malformed
+        );
+    }
+    let plan = bootparams::memmap::plan_heap(map, u64::MAX);
+    // SAFETY: the plan holds only EfiConventionalMemory, free after ExitBootServices and
+    // identity-mapped by the firmware's page tables (and by ours below).
+    let heap = unsafe { mm::init(&plan) };
+    if heap == 0 {
+        refuse(format_args!("no free memory for the heap"));
+    }
+    log::info!("heap: {} KiB in {} spans", heap / 1024, plan.spans().len());
+
+    let limit = summary.ram_top.max(4 << 30).next_multiple_of(1 << 30);
+    if let Err(e) = arch::paging::init(limit) {
+        refuse(format_args!("page tables: {e}"));
+    }
+    // Guard pages: page 0 (null dereferences fault) and the page below every stack
+    // (overflows fault on an IST stack and get reported instead of corrupting memory).
+    for page in core::iter::once(0).chain(info.stack_guards) {
+        if let Err(e) = arch::paging::unmap_page(page) {
+            refuse(format_args!("guard page at {page:#x}: {e}"));
+        }
+    }
+    log::debug!(
+        "firmware: {} configuration tables, rsdp {:x?}, snp cc blob {:x?}, coco secret {:x?}",
+        info.config_table_total,
+        info.rsdp,
+        info.snp_cc_blob,
+        info.coco_secret
+    );
+    for (guid, addr) in info.config_tables() {
+        log::debug!("firmware: table {guid} at {addr:#x}");
+    }
+}
+
+/// TSC calibration against the PIT; the RTC only for the (untrusted) date; the APIC timer.
+pub fn clocks() {
+    match time::calibrate() {
+        Ok(hz) => log::info!(
+            "clock: tsc {} kHz; rtc (untrusted) {:?} unix",
+            hz / 1000,
+            time::rtc_unix_seconds()
+        ),
+        Err(e) => refuse(format_args!("clock calibration: {e}")),
+    }
+    match arch::apic::init() {
+        Some(per_ms) => log::info!("apic: timer {per_ms} kHz (idle wake-ups only)"),
+        None => log::warn!("apic: no usable local APIC timer; the idle loop spins"),
+    }
+}
+
+/// Detects SNP/TDX (refused until implemented) and selects the attestation backend.
+pub fn platform(cfg: &BootConfig) -> Platform {
+    let mut platform = match platform::select(cfg.attestation) {
+        Ok(p) => p,
+        Err(e) => refuse(format_args!("{e}")),
+    };
+    let ops = platform.ops();
+    log::info!("platform: {} ({:?})", ops.kind(), ops.capabilities());
+    platform
+}
+
+/// Seeds the kernel CSPRNG from RDSEED/RDRAND.
+pub fn entropy() {
+    match rng::init() {
+        Ok(source) => log::info!("rng: chacha20 seeded from {source}"),
+        Err(e) => refuse(format_args!("{e}")),
+    }
+}
+
+/// PCI scan, virtio-net bring-up, then the network stack with an address.
+pub fn network(cfg: &BootConfig) -> NetStack {
+    let functions = pci::enumerate();
+    for f in &functions {
+        let h = &f.header;
+        log::debug!(
+            "pci: {:02x}:{:02x}.{} {:04x}:{:04x} class {:02x}.{:02x}",
+            f.df.bus,
+            f.df.device,
+            f.df.function,
+            h.vendor,
+            h.device,
+            h.class,
+            h.subclass
+        );
+    }
+    let Some(nic_fn) = functions.iter().find(|f| f.header.is_virtio_net()) else {
+        refuse(format_args!(
+            "no virtio-net device (modern PCI, disable-legacy=on) found"
+        ));
+    };
+    for i in 0..6 {
+        log::debug!("pci: virtio-net BAR{i}: {:x?}", nic_fn.header.bar(i));
+    }
+    let nic = match VirtioNic::new(nic_fn.df) {
+        Ok(nic) => nic,
+        Err(e) => refuse(format_args!("{e}")),
+    };
+    match net::up(nic, cfg) {
+        Ok(s) => s,
+        Err(e) => refuse(format_args!("{e}")),
+    }
+}
