@@ -6,15 +6,17 @@
 //! - [`snp`]: AMD SEV-SNP wire formats: [`snp::report`] (the 0x4A0-byte attestation report, TCB and
 //!   policy decoding) and [`snp::guest_msg`] (the encrypted guest-request envelope with sequence
 //!   numbers, and the `MSG_REPORT_*` / `MSG_KEY_*` payloads).
-//! - [`tdx`]: Intel TDX quote v4 parsing (header, TD report body).
+//! - [`tdx`]: Intel TDX quote v4 parsing (header, TD report body); with feature `tdx-verify`,
+//!   verification against Intel collateral through `dcap-qvl`.
 //! - [`ratls`]: the RA-TLS certificate extension (OIDs, SNP quote encoding) and the binding of a
 //!   TLS public key into `report_data`.
 //! - [`measure`]: expected launch measurements computed from the inputs of a launch:
 //!   [`measure::snp`] (OVMF metadata, kernel hashes, VMSAs; agrees with `sev-snp-measure`) and
 //!   [`measure::tdx`] (MRTD from TDVF metadata).
 //! - `verify` (feature `std`): certificate chains ARK → ASK → VCEK / ARK → ASVK → VLEK with AMD's
-//!   roots built in, the report signature, and a [`verify::Policy`](crate#verification) that always
-//!   names the expected measurement; the result is a `VerifiedReport` only `verify` can build.
+//!   roots built in, the report signature, and a `Policy` that always names the expected
+//!   measurement; the result is a `VerifiedReport` only `verify` can build. `verify::ratls`
+//!   does the same for an RA-TLS certificate and checks its key binding.
 //!
 //! The core is `no_std` + `alloc` and has no `unsafe`. Everything that parses takes untrusted
 //! bytes and returns typed errors; nothing panics on input.
@@ -54,9 +56,10 @@
 //!
 //! # Not done here
 //!
-//! No I/O: fetching certificates from AMD's KDS, talking to `/dev/sev-guest` or the GHCB, and
-//! TDX guest calls belong to the callers. SEV and SEV-ES (non-SNP) digests and SVSM launches are
-//! not computed.
+//! No I/O: fetching certificates from AMD's KDS or collateral from Intel's PCS, talking to
+//! `/dev/sev-guest` or the GHCB, and TDX guest calls belong to the callers. SEV and SEV-ES
+//! (non-SNP) digests and SVSM launches are not computed; AMD certificate validity dates and
+//! CRLs are not checked.
 #![no_std]
 #![forbid(unsafe_code)]
 

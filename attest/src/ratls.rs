@@ -63,8 +63,12 @@ impl fmt::Display for RaTlsError {
         match self {
             Self::Truncated(what) => write!(f, "SNP quote truncated in {what}"),
             Self::TrailingBytes => f.write_str("SNP quote has trailing bytes"),
-            Self::TooManyEntries(n) => write!(f, "SNP quote has too many certificate entries ({n})"),
-            Self::BadEntryLength(n) => write!(f, "SNP quote certificate entry has a bad length ({n})"),
+            Self::TooManyEntries(n) => {
+                write!(f, "SNP quote has too many certificate entries ({n})")
+            }
+            Self::BadEntryLength(n) => {
+                write!(f, "SNP quote certificate entry has a bad length ({n})")
+            }
             Self::Report(e) => write!(f, "SNP quote report: {e}"),
             Self::BindingMismatch => f.write_str("report_data does not bind the certificate key"),
         }
@@ -106,13 +110,33 @@ pub enum CertKind {
 /// GUIDs of the certificate table, in their on-wire (EFI, mixed-endian) byte order.
 pub mod guid {
     /// `c0b406a4-a803-4952-9743-3fb6014cd0ae`
-    pub const ARK: [u8; 16] = super::guid_le(0xc0b406a4, 0xa803, 0x4952, [0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0, 0xae]);
+    pub const ARK: [u8; 16] = super::guid_le(
+        0xc0b406a4,
+        0xa803,
+        0x4952,
+        [0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0, 0xae],
+    );
     /// `4ab7b379-bbac-4fe4-a02f-05aef327c782`
-    pub const ASK: [u8; 16] = super::guid_le(0x4ab7b379, 0xbbac, 0x4fe4, [0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7, 0x82]);
+    pub const ASK: [u8; 16] = super::guid_le(
+        0x4ab7b379,
+        0xbbac,
+        0x4fe4,
+        [0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7, 0x82],
+    );
     /// `63da758d-e664-4564-adc5-f4b93be8accd`
-    pub const VCEK: [u8; 16] = super::guid_le(0x63da758d, 0xe664, 0x4564, [0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd]);
+    pub const VCEK: [u8; 16] = super::guid_le(
+        0x63da758d,
+        0xe664,
+        0x4564,
+        [0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd],
+    );
     /// `a8074bc2-a25a-483e-aae6-39c045a0b8a1`
-    pub const VLEK: [u8; 16] = super::guid_le(0xa8074bc2, 0xa25a, 0x483e, [0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0, 0xb8, 0xa1]);
+    pub const VLEK: [u8; 16] = super::guid_le(
+        0xa8074bc2,
+        0xa25a,
+        0x483e,
+        [0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0, 0xb8, 0xa1],
+    );
     /// `00000000-0000-0000-0000-000000000000`: terminates a table in guest memory.
     pub const END: [u8; 16] = [0; 16];
 }
@@ -122,7 +146,10 @@ pub const fn guid_le(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> [u8; 16] {
     let a = d1.to_le_bytes();
     let b = d2.to_le_bytes();
     let c = d3.to_le_bytes();
-    [a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d4[0], d4[1], d4[2], d4[3], d4[4], d4[5], d4[6], d4[7]]
+    [
+        a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d4[0], d4[1], d4[2], d4[3], d4[4], d4[5],
+        d4[6], d4[7],
+    ]
 }
 
 /// One certificate-table entry: a GUID naming the certificate and its DER bytes.
@@ -161,7 +188,10 @@ impl CertEntry {
 
 impl fmt::Debug for CertEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertEntry").field("kind", &self.kind()).field("der_len", &self.der.len()).finish()
+        f.debug_struct("CertEntry")
+            .field("kind", &self.kind())
+            .field("der_len", &self.der.len())
+            .finish()
     }
 }
 
@@ -177,7 +207,10 @@ pub struct SnpQuote {
 impl SnpQuote {
     /// The first entry of a given kind.
     pub fn cert(&self, kind: CertKind) -> Option<&[u8]> {
-        self.certs.iter().find(|c| c.kind() == kind).map(|c| c.der.as_slice())
+        self.certs
+            .iter()
+            .find(|c| c.kind() == kind)
+            .map(|c| c.der.as_slice())
     }
 
     /// Re-encode (emit).
@@ -204,8 +237,9 @@ pub fn encode_snp_quote(report: &[u8], certs: &[CertEntry]) -> Vec<u8> {
 
 /// Decode an SNP quote (untrusted bytes): the report is format-validated, every length checked.
 pub fn parse_snp_quote(bytes: &[u8]) -> Result<SnpQuote, RaTlsError> {
-    let (report_bytes, mut rest) =
-        bytes.split_at_checked(REPORT_SIZE).ok_or(RaTlsError::Truncated("report"))?;
+    let (report_bytes, mut rest) = bytes
+        .split_at_checked(REPORT_SIZE)
+        .ok_or(RaTlsError::Truncated("report"))?;
     let report = AttestationReport::parse(report_bytes)?;
     let count = take_u32(&mut rest, "certificate count")?;
     if count as usize > MAX_CERT_ENTRIES {
@@ -217,12 +251,17 @@ pub fn parse_snp_quote(bytes: &[u8]) -> Result<SnpQuote, RaTlsError> {
         if (len as usize) < 16 || len as usize > MAX_CERT_ENTRY_LEN {
             return Err(RaTlsError::BadEntryLength(len));
         }
-        let (entry, tail) = rest.split_at_checked(len as usize).ok_or(RaTlsError::Truncated("entry"))?;
+        let (entry, tail) = rest
+            .split_at_checked(len as usize)
+            .ok_or(RaTlsError::Truncated("entry"))?;
         rest = tail;
         let (g, der) = entry.split_at(16);
         let mut guid = [0u8; 16];
         guid.copy_from_slice(g);
-        certs.push(CertEntry { guid, der: der.to_vec() });
+        certs.push(CertEntry {
+            guid,
+            der: der.to_vec(),
+        });
     }
     if !rest.is_empty() {
         return Err(RaTlsError::TrailingBytes);
@@ -231,7 +270,9 @@ pub fn parse_snp_quote(bytes: &[u8]) -> Result<SnpQuote, RaTlsError> {
 }
 
 fn take_u32(rest: &mut &[u8], what: &'static str) -> Result<u32, RaTlsError> {
-    let (head, tail) = rest.split_first_chunk::<4>().ok_or(RaTlsError::Truncated(what))?;
+    let (head, tail) = rest
+        .split_first_chunk::<4>()
+        .ok_or(RaTlsError::Truncated(what))?;
     *rest = tail;
     Ok(u32::from_le_bytes(*head))
 }
@@ -252,7 +293,11 @@ pub fn check_report_data_binding(
     nonce: &[u8; 32],
 ) -> Result<(), RaTlsError> {
     let expected = report_data_for_key(uncompressed_p256_pubkey, nonce);
-    if bool::from(expected.ct_eq(report_data)) { Ok(()) } else { Err(RaTlsError::BindingMismatch) }
+    if bool::from(expected.ct_eq(report_data)) {
+        Ok(())
+    } else {
+        Err(RaTlsError::BindingMismatch)
+    }
 }
 
 #[cfg(test)]
@@ -278,9 +323,15 @@ mod tests {
     #[test]
     fn quote_round_trip() {
         let report = milan_report();
-        let certs = vec![CertEntry::new(CertKind::Vcek, vcek()), CertEntry::new(CertKind::Ark, vec![1, 2, 3])];
+        let certs = vec![
+            CertEntry::new(CertKind::Vcek, vcek()),
+            CertEntry::new(CertKind::Ark, vec![1, 2, 3]),
+        ];
         let q = encode_snp_quote(&report, &certs);
-        assert_eq!(q.len(), REPORT_SIZE + 4 + (4 + 16 + vcek().len()) + (4 + 16 + 3));
+        assert_eq!(
+            q.len(),
+            REPORT_SIZE + 4 + (4 + 16 + vcek().len()) + (4 + 16 + 3)
+        );
         assert_eq!(q[REPORT_SIZE..REPORT_SIZE + 4], 2u32.to_le_bytes());
         let parsed = parse_snp_quote(&q).unwrap();
         assert_eq!(parsed.certs, certs);
@@ -302,16 +353,28 @@ mod tests {
         }
         let mut long = q.clone();
         long.push(0);
-        assert_eq!(parse_snp_quote(&long).unwrap_err(), RaTlsError::TrailingBytes);
+        assert_eq!(
+            parse_snp_quote(&long).unwrap_err(),
+            RaTlsError::TrailingBytes
+        );
         let mut many = q.clone();
         many[REPORT_SIZE..REPORT_SIZE + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(parse_snp_quote(&many).unwrap_err(), RaTlsError::TooManyEntries(u32::MAX));
+        assert_eq!(
+            parse_snp_quote(&many).unwrap_err(),
+            RaTlsError::TooManyEntries(u32::MAX)
+        );
         let mut short = q.clone();
         short[REPORT_SIZE + 4..REPORT_SIZE + 8].copy_from_slice(&15u32.to_le_bytes());
-        assert_eq!(parse_snp_quote(&short).unwrap_err(), RaTlsError::BadEntryLength(15));
+        assert_eq!(
+            parse_snp_quote(&short).unwrap_err(),
+            RaTlsError::BadEntryLength(15)
+        );
         let mut huge = q.clone();
         huge[REPORT_SIZE + 4..REPORT_SIZE + 8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(parse_snp_quote(&huge).unwrap_err(), RaTlsError::BadEntryLength(u32::MAX));
+        assert_eq!(
+            parse_snp_quote(&huge).unwrap_err(),
+            RaTlsError::BadEntryLength(u32::MAX)
+        );
         let mut bad_report = q;
         bad_report[0] = 9;
         assert_eq!(
@@ -331,16 +394,25 @@ mod tests {
         assert_eq!(rd[..32], Sha256::digest(pk)[..]);
         assert_eq!(rd[32..], nonce);
         check_report_data_binding(&rd, &pk, &nonce).unwrap();
-        assert_eq!(check_report_data_binding(&rd, &pk, &[0; 32]), Err(RaTlsError::BindingMismatch));
+        assert_eq!(
+            check_report_data_binding(&rd, &pk, &[0; 32]),
+            Err(RaTlsError::BindingMismatch)
+        );
         let mut pk2 = pk;
         pk2[64] ^= 1;
-        assert_eq!(check_report_data_binding(&rd, &pk2, &nonce), Err(RaTlsError::BindingMismatch));
+        assert_eq!(
+            check_report_data_binding(&rd, &pk2, &nonce),
+            Err(RaTlsError::BindingMismatch)
+        );
     }
 
     #[test]
     fn guid_bytes() {
         assert_eq!(guid::VCEK[..4], [0x8d, 0x75, 0xda, 0x63]);
         assert_eq!(guid::VCEK[4..6], [0x64, 0xe6]);
-        assert_eq!(guid::VCEK[8..], [0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd]);
+        assert_eq!(
+            guid::VCEK[8..],
+            [0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd]
+        );
     }
 }

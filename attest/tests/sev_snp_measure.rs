@@ -18,7 +18,10 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let p = std::env::temp_dir().join(format!("attest-xcheck-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
@@ -40,7 +43,10 @@ struct Tool {
 impl Tool {
     fn find(tmp: &Path) -> Tool {
         if let Some(p) = std::env::var_os("SEV_SNP_MEASURE") {
-            return Tool { program: PathBuf::from(p), prefix: vec![] };
+            return Tool {
+                program: PathBuf::from(p),
+                prefix: vec![],
+            };
         }
         let importable = Command::new("python3")
             .args(["-c", "import sevsnpmeasure.cli"])
@@ -48,11 +54,23 @@ impl Tool {
             .map(|o| o.status.success())
             .unwrap_or(false);
         if importable {
-            return Tool { program: "python3".into(), prefix: vec!["-m".into(), "sevsnpmeasure.cli".into()] };
+            return Tool {
+                program: "python3".into(),
+                prefix: vec!["-m".into(), "sevsnpmeasure.cli".into()],
+            };
         }
         let venv = tmp.join("venv");
-        let ok = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().map(|s| s.success()).unwrap_or(false);
-        assert!(ok, "cannot create a Python venv for sev-snp-measure (set SEV_SNP_MEASURE to an installed tool)");
+        let ok = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "cannot create a Python venv for sev-snp-measure (set SEV_SNP_MEASURE to an installed tool)"
+        );
         let out = Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
             .arg(format!("sev-snp-measure=={TOOL_VERSION}"))
@@ -63,11 +81,18 @@ impl Tool {
             "pip install sev-snp-measure=={TOOL_VERSION} failed (is PyPI reachable? or set SEV_SNP_MEASURE):\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Tool { program: venv.join("bin/sev-snp-measure"), prefix: vec![] }
+        Tool {
+            program: venv.join("bin/sev-snp-measure"),
+            prefix: vec![],
+        }
     }
 
     fn run(&self, args: &[String]) -> String {
-        let out = Command::new(&self.program).args(&self.prefix).args(args).output().expect("run sev-snp-measure");
+        let out = Command::new(&self.program)
+            .args(&self.prefix)
+            .args(args)
+            .output()
+            .expect("run sev-snp-measure");
         assert!(
             out.status.success(),
             "sev-snp-measure {args:?} failed: {}",
@@ -96,7 +121,9 @@ impl Rng {
     }
     fn cmdline(&mut self) -> String {
         let len = self.below(80) as usize;
-        (0..len).map(|_| (b' ' + self.below(95) as u8) as char).collect()
+        (0..len)
+            .map(|_| (b' ' + self.below(95) as u8) as char)
+            .collect()
     }
 }
 
@@ -108,7 +135,10 @@ fn hex(b: &[u8]) -> String {
 fn agrees_with_sev_snp_measure() {
     let tmp = TempDir::new();
     let tool = Tool::find(&tmp.0);
-    let seed = std::env::var("ATTEST_XCHECK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_0FA7_7E57_u64);
+    let seed = std::env::var("ATTEST_XCHECK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_0FA7_7E57_u64);
     eprintln!("cross-check seed {seed:#x}");
     let mut rng = Rng(seed | 1);
 
@@ -119,8 +149,18 @@ fn agrees_with_sev_snp_measure() {
 
     // Firmware-only digests.
     for (path, bytes) in [(&amdsev, AMDSEV), (&ovmfx64, OVMFX64)] {
-        let theirs = tool.run(&["--mode".into(), "snp:ovmf-hash".into(), "--ovmf".into(), path.display().to_string()]);
-        assert_eq!(theirs, hex(&firmware_digest(bytes).unwrap()), "ovmf hash of {}", path.display());
+        let theirs = tool.run(&[
+            "--mode".into(),
+            "snp:ovmf-hash".into(),
+            "--ovmf".into(),
+            path.display().to_string(),
+        ]);
+        assert_eq!(
+            theirs,
+            hex(&firmware_digest(bytes).unwrap()),
+            "ovmf hash of {}",
+            path.display()
+        );
     }
 
     let vmms = [VmmType::Qemu, VmmType::Ec2, VmmType::Gce];
@@ -136,10 +176,26 @@ fn agrees_with_sev_snp_measure() {
             _ => rng.next(),
         };
         let with_kernel = i % 6 != 5;
-        let (fw_path, fw) = if with_kernel { (&amdsev, AMDSEV) } else { (&ovmfx64, OVMFX64) };
-        let kernel = if with_kernel { rng.bytes(70_000) } else { vec![] };
-        let initrd = if with_kernel && rng.below(2) == 0 { rng.bytes(20_000) } else { vec![] };
-        let cmdline = if with_kernel { rng.cmdline() } else { String::new() };
+        let (fw_path, fw) = if with_kernel {
+            (&amdsev, AMDSEV)
+        } else {
+            (&ovmfx64, OVMFX64)
+        };
+        let kernel = if with_kernel {
+            rng.bytes(70_000)
+        } else {
+            vec![]
+        };
+        let initrd = if with_kernel && rng.below(2) == 0 {
+            rng.bytes(20_000)
+        } else {
+            vec![]
+        };
+        let cmdline = if with_kernel {
+            rng.cmdline()
+        } else {
+            String::new()
+        };
 
         let ours = launch_digest(&SnpLaunch {
             firmware: fw,

@@ -109,7 +109,10 @@ impl Settings {
 
     /// The TLS client configuration these settings describe.
     pub fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
-        let ca = self.ca_cert.as_deref().ok_or(ConfigError::Missing("ca_cert"))?;
+        let ca = self
+            .ca_cert
+            .as_deref()
+            .ok_or(ConfigError::Missing("ca_cert"))?;
         let ca = http::load_certs(ca).map_err(ConfigError::Http)?;
         let identity = match (&self.client_cert, &self.client_key) {
             (Some(c), Some(k)) => {

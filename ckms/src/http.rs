@@ -396,9 +396,15 @@ mod tests {
     #[test]
     fn urls() {
         let u = ServerUrl::parse("https://127.0.0.1:9998").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.prefix.as_str()), ("127.0.0.1", 9998, ""));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.prefix.as_str()),
+            ("127.0.0.1", 9998, "")
+        );
         let u = ServerUrl::parse("https://kms.example/api/").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.prefix.as_str()), ("kms.example", 443, "/api"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.prefix.as_str()),
+            ("kms.example", 443, "/api")
+        );
         let u = ServerUrl::parse("https://[::1]:8443").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
         assert!(ServerUrl::parse("http://x").is_err());

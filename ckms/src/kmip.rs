@@ -198,8 +198,14 @@ mod tests {
                 item::text("UniqueIdentifier", "u1"),
             ],
         );
-        assert_eq!(v.child("UniqueIdentifier").and_then(TtlvExt::text), Some("u1"));
-        assert_eq!(v.find("ObjectType").and_then(TtlvExt::text), Some("SymmetricKey"));
+        assert_eq!(
+            v.child("UniqueIdentifier").and_then(TtlvExt::text),
+            Some("u1")
+        );
+        assert_eq!(
+            v.find("ObjectType").and_then(TtlvExt::text),
+            Some("SymmetricKey")
+        );
         assert!(v.child("Nope").is_none());
     }
 }

@@ -81,8 +81,9 @@ struct Images {
 /// Builds the image twice, from two copies of the tree in two different directories (each with its own
 /// kernel target directory). Done once per test run.
 fn images() -> &'static Images {
-    static IMAGES: OnceLock<Images> = OnceLock::new();
-    IMAGES.get_or_init(|| {
+    // A failed build is remembered, so the other tests fail at once instead of building again.
+    static IMAGES: OnceLock<Result<Images, String>> = OnceLock::new();
+    let result = IMAGES.get_or_init(|| {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-acceptance");
         // One snapshot of the working tree, copied again into a second directory: both builds see the same
         // sources even if the tree changes meanwhile.
@@ -90,9 +91,9 @@ fn images() -> &'static Images {
         for d in [&a, &b] {
             let _ = fs::remove_dir_all(d.join("src"));
         }
-        copy_tree(&repo(), &a.join("src")).expect("copy source tree");
-        copy_tree(&a.join("src"), &b.join("src")).expect("copy source tree");
-        let build_in = |dir: &Path| {
+        copy_tree(&repo(), &a.join("src")).map_err(|e| format!("copy source tree: {e}"))?;
+        copy_tree(&a.join("src"), &b.join("src")).map_err(|e| format!("copy source tree: {e}"))?;
+        let build_in = |dir: &Path| -> Result<PathBuf, String> {
             let src = dir.join("src");
             let mut opts = BuildOptions::new(&src);
             opts.out_dir = dir.join("out");
@@ -100,20 +101,24 @@ fn images() -> &'static Images {
             opts.cargo_target_dir = Some(dir.join("kernel-target"));
             let t = Instant::now();
             let built = build::build(&opts)
-                .unwrap_or_else(|e| panic!("image build in {}: {e}", src.display()));
+                .map_err(|e| format!("image build in {}: {e}", src.display()))?;
             eprintln!(
                 "image build in {}: {:.0} s, {} bytes",
                 dir.display(),
                 t.elapsed().as_secs_f64(),
                 built.manifest.kernel.size
             );
-            opts.out_dir
+            Ok(opts.out_dir)
         };
-        Images {
-            a: build_in(&a),
-            b: build_in(&b),
-        }
-    })
+        Ok(Images {
+            a: build_in(&a)?,
+            b: build_in(&b)?,
+        })
+    });
+    match result {
+        Ok(images) => images,
+        Err(e) => panic!("{e}"),
+    }
 }
 
 fn vm_lock() -> MutexGuard<'static, ()> {

@@ -93,6 +93,8 @@ pub enum StackError {
     NoLocalPort,
     /// The listener id is unknown.
     InvalidListener,
+    /// The socket buffers could not be allocated.
+    OutOfMemory,
 }
 
 impl fmt::Display for StackError {
@@ -106,6 +108,7 @@ impl fmt::Display for StackError {
             Self::Unaddressable => f.write_str("address cannot be used for a connection"),
             Self::NoLocalPort => f.write_str("no free local port"),
             Self::InvalidListener => f.write_str("unknown listener"),
+            Self::OutOfMemory => f.write_str("out of memory for socket buffers"),
         }
     }
 }
@@ -208,6 +211,15 @@ fn check_limits(l: &Limits) -> Result<(), StackError> {
         ));
     }
     Ok(())
+}
+
+/// A zeroed buffer, or [`StackError::OutOfMemory`] instead of the allocator's abort.
+fn zeroed_buffer(len: usize) -> Result<Vec<u8>, StackError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| StackError::OutOfMemory)?;
+    v.resize(len, 0);
+    Ok(v)
 }
 
 /// `now + d`, saturating (smoltcp's `Add` would overflow on absurd durations).
@@ -409,8 +421,8 @@ impl<N: Nic> Stack<N> {
             return Err(StackError::TooManySockets);
         }
         let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; self.limits.rx_buffer]),
-            tcp::SocketBuffer::new(vec![0; self.limits.tx_buffer]),
+            tcp::SocketBuffer::new(zeroed_buffer(self.limits.rx_buffer)?),
+            tcp::SocketBuffer::new(zeroed_buffer(self.limits.tx_buffer)?),
         );
         s.set_timeout(self.limits.timeout);
         s.set_keep_alive(self.limits.keep_alive);

@@ -26,8 +26,12 @@ use super::snp::ovmf::{OvmfError, parse_footer_table};
 use crate::ratls::guid_le;
 
 /// `e47a6535-984a-4798-865e-4685a7bf8ec2`: u32 offset (from the image end) of the TDVF descriptor.
-pub const TDX_METADATA_GUID: [u8; 16] =
-    guid_le(0xe47a6535, 0x984a, 0x4798, [0x86, 0x5e, 0x46, 0x85, 0xa7, 0xbf, 0x8e, 0xc2]);
+pub const TDX_METADATA_GUID: [u8; 16] = guid_le(
+    0xe47a6535,
+    0x984a,
+    0x4798,
+    [0x86, 0x5e, 0x46, 0x85, 0xa7, 0xbf, 0x8e, 0xc2],
+);
 /// Section attribute: extend MRTD with the section's contents.
 pub const ATTR_MR_EXTEND: u32 = 1 << 0;
 /// Section attribute: pages are added later with TDH.MEM.PAGE.AUG (not measured).
@@ -130,12 +134,32 @@ pub struct TdvfSection {
 /// The TDVF sections of an image, checked against the image's bounds.
 pub fn tdvf_sections(image: &[u8]) -> Result<Vec<TdvfSection>, TdxMeasureError> {
     let table = parse_footer_table(image)?;
-    let entry = table.iter().find(|(g, _)| *g == TDX_METADATA_GUID).map(|(_, v)| *v).ok_or(TdxMeasureError::NoTdxMetadata)?;
-    let off = entry.first_chunk::<4>().map(|c| u32::from_le_bytes(*c) as usize).ok_or(TdxMeasureError::BadDescriptor("entry"))?;
-    let start = image.len().checked_sub(off).ok_or(TdxMeasureError::BadDescriptor("offset"))?;
-    let desc = image.get(start..).ok_or(TdxMeasureError::BadDescriptor("offset"))?;
-    let u32_at = |b: &[u8], at: usize| b.get(at..at + 4).and_then(|s| s.try_into().ok()).map(u32::from_le_bytes);
-    let u64_at = |b: &[u8], at: usize| b.get(at..at + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+    let entry = table
+        .iter()
+        .find(|(g, _)| *g == TDX_METADATA_GUID)
+        .map(|(_, v)| *v)
+        .ok_or(TdxMeasureError::NoTdxMetadata)?;
+    let off = entry
+        .first_chunk::<4>()
+        .map(|c| u32::from_le_bytes(*c) as usize)
+        .ok_or(TdxMeasureError::BadDescriptor("entry"))?;
+    let start = image
+        .len()
+        .checked_sub(off)
+        .ok_or(TdxMeasureError::BadDescriptor("offset"))?;
+    let desc = image
+        .get(start..)
+        .ok_or(TdxMeasureError::BadDescriptor("offset"))?;
+    let u32_at = |b: &[u8], at: usize| {
+        b.get(at..at + 4)
+            .and_then(|s| s.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    let u64_at = |b: &[u8], at: usize| {
+        b.get(at..at + 8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
     if desc.get(..4) != Some(b"TDVF".as_slice()) {
         return Err(TdxMeasureError::BadDescriptor("signature"));
     }
@@ -145,11 +169,15 @@ pub fn tdvf_sections(image: &[u8]) -> Result<Vec<TdvfSection>, TdxMeasureError> 
     if version != 1 {
         return Err(TdxMeasureError::BadDescriptor("version"));
     }
-    let needed = count.checked_mul(SECTION_LEN).and_then(|n| n.checked_add(DESCRIPTOR_HEADER));
+    let needed = count
+        .checked_mul(SECTION_LEN)
+        .and_then(|n| n.checked_add(DESCRIPTOR_HEADER));
     if needed.is_none_or(|n| n > length) {
         return Err(TdxMeasureError::BadDescriptor("section count"));
     }
-    let body = desc.get(DESCRIPTOR_HEADER..length).ok_or(TdxMeasureError::BadDescriptor("length"))?;
+    let body = desc
+        .get(DESCRIPTOR_HEADER..length)
+        .ok_or(TdxMeasureError::BadDescriptor("length"))?;
     let mut out = Vec::with_capacity(count);
     for (i, s) in body.chunks_exact(SECTION_LEN).take(count).enumerate() {
         let bad = TdxMeasureError::BadSection(i);
@@ -166,7 +194,10 @@ pub fn tdvf_sections(image: &[u8]) -> Result<Vec<TdvfSection>, TdxMeasureError> 
             || u64::from(sec.raw_data_size) > sec.memory_data_size
             || !sec.memory_address.is_multiple_of(4096)
             || !sec.memory_data_size.is_multiple_of(4096)
-            || sec.memory_address.checked_add(sec.memory_data_size).is_none()
+            || sec
+                .memory_address
+                .checked_add(sec.memory_data_size)
+                .is_none()
         {
             return Err(bad);
         }
@@ -224,8 +255,14 @@ pub fn mrtd(image: &[u8]) -> Result<[u8; 48], TdxMeasureError> {
         return Err(TdxMeasureError::TooManyPages);
     }
     let mut m = Mrtd::new();
-    for s in sections.iter().filter(|s| s.attributes & ATTR_PAGE_AUG == 0) {
-        let data = image.get(s.data_offset as usize..).and_then(|d| d.get(..s.raw_data_size as usize)).unwrap_or(&[]);
+    for s in sections
+        .iter()
+        .filter(|s| s.attributes & ATTR_PAGE_AUG == 0)
+    {
+        let data = image
+            .get(s.data_offset as usize..)
+            .and_then(|d| d.get(..s.raw_data_size as usize))
+            .unwrap_or(&[]);
         let mut off = 0u64;
         while off < s.memory_data_size {
             let gpa = s.memory_address + off;
@@ -257,7 +294,9 @@ pub fn rtmr_extend(rtmr: &[u8; 48], digest: &[u8; 48]) -> [u8; 48] {
 
 /// Replay a sequence of event digests into an RTMR starting from zero.
 pub fn rtmr_replay<'a>(digests: impl IntoIterator<Item = &'a [u8; 48]>) -> [u8; 48] {
-    digests.into_iter().fold([0u8; 48], |r, d| rtmr_extend(&r, d))
+    digests
+        .into_iter()
+        .fold([0u8; 48], |r, d| rtmr_extend(&r, d))
 }
 
 #[cfg(test)]
@@ -297,7 +336,8 @@ mod tests {
         let table_start = end - footer_len - tdx_entry_len;
         let off_from_end = (img.len() - d) as u32;
         img[table_start..table_start + 4].copy_from_slice(&off_from_end.to_le_bytes());
-        img[table_start + 4..table_start + 6].copy_from_slice(&(tdx_entry_len as u16).to_le_bytes());
+        img[table_start + 4..table_start + 6]
+            .copy_from_slice(&(tdx_entry_len as u16).to_le_bytes());
         img[table_start + 6..table_start + 22].copy_from_slice(&TDX_METADATA_GUID);
         let f = end - footer_len;
         img[f..f + 2].copy_from_slice(&((footer_len + tdx_entry_len) as u16).to_le_bytes());
@@ -334,17 +374,29 @@ mod tests {
     #[test]
     fn hostile_descriptors() {
         let good = image();
-        assert_eq!(tdvf_sections(&[0u8; 4096]).unwrap_err(), TdxMeasureError::NoTdxMetadata);
+        assert_eq!(
+            tdvf_sections(&[0u8; 4096]).unwrap_err(),
+            TdxMeasureError::NoTdxMetadata
+        );
         let d = 0x2000;
         let mut img = good.clone();
         img[d] = b'X';
-        assert_eq!(tdvf_sections(&img).unwrap_err(), TdxMeasureError::BadDescriptor("signature"));
+        assert_eq!(
+            tdvf_sections(&img).unwrap_err(),
+            TdxMeasureError::BadDescriptor("signature")
+        );
         let mut img = good.clone();
         img[d + 12..d + 16].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(tdvf_sections(&img).unwrap_err(), TdxMeasureError::BadDescriptor("section count"));
+        assert_eq!(
+            tdvf_sections(&img).unwrap_err(),
+            TdxMeasureError::BadDescriptor("section count")
+        );
         let mut img = good.clone();
         img[d + 16 + 4..d + 16 + 8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(tdvf_sections(&img).unwrap_err(), TdxMeasureError::BadSection(0));
+        assert_eq!(
+            tdvf_sections(&img).unwrap_err(),
+            TdxMeasureError::BadSection(0)
+        );
         let mut img = good.clone();
         img[d + 48 + 16..d + 48 + 24].copy_from_slice(&(1u64 << 40).to_le_bytes());
         assert_eq!(mrtd(&img).unwrap_err(), TdxMeasureError::TooManyPages);
@@ -362,9 +414,13 @@ mod tests {
     fn debian_ovmf_has_tdvf_metadata() {
         // The distribution's OVMF (Debian package `ovmf`, a test prerequisite) carries TDX
         // metadata: BFV (extended), CFV and temporary memory/HOB sections.
-        let img = std::fs::read("/usr/share/ovmf/OVMF.fd").expect("install the Debian package ovmf");
+        let img =
+            std::fs::read("/usr/share/ovmf/OVMF.fd").expect("install the Debian package ovmf");
         let secs = tdvf_sections(&img).unwrap();
-        assert!(secs.iter().any(|s| s.kind == TdvfSectionType::Bfv && s.attributes & ATTR_MR_EXTEND != 0));
+        assert!(
+            secs.iter()
+                .any(|s| s.kind == TdvfSectionType::Bfv && s.attributes & ATTR_MR_EXTEND != 0)
+        );
         assert!(secs.iter().any(|s| s.kind == TdvfSectionType::TdHob));
         assert_ne!(mrtd(&img).unwrap(), [0; 48]);
     }
@@ -375,6 +431,9 @@ mod tests {
         let mut cat = [0u8; 96];
         cat[48..].copy_from_slice(&d);
         assert_eq!(rtmr_replay([&d]), <[u8; 48]>::from(Sha384::digest(cat)));
-        assert_eq!(rtmr_replay([&d, &d]), rtmr_extend(&rtmr_extend(&[0; 48], &d), &d));
+        assert_eq!(
+            rtmr_replay([&d, &d]),
+            rtmr_extend(&rtmr_extend(&[0; 48], &d), &d)
+        );
     }
 }

@@ -22,7 +22,6 @@ use core::mem::{offset_of, size_of};
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
-type Nonce = aes_gcm::Nonce<aes_gcm::aead::consts::U12>;
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -43,6 +42,8 @@ pub const HDR_VERSION: u8 = 1;
 const AAD_START: usize = 0x30;
 /// GCM tag length used in `AUTHTAG`.
 const TAG_LEN: usize = 16;
+/// The 96-bit GCM nonce.
+type Nonce = aes_gcm::Nonce<aes_gcm::aead::consts::U12>;
 
 /// Firmware status: success.
 pub const STATUS_SUCCESS: u32 = 0;
@@ -88,10 +89,15 @@ impl fmt::Display for GuestMsgError {
         match self {
             Self::Truncated => f.write_str("guest message truncated"),
             Self::BadHeader(what) => write!(f, "guest message header: bad {what}"),
-            Self::PayloadTooLarge(n) => write!(f, "guest message payload of {n} bytes does not fit a page"),
+            Self::PayloadTooLarge(n) => {
+                write!(f, "guest message payload of {n} bytes does not fit a page")
+            }
             Self::AuthFailed => f.write_str("guest message authentication failed"),
             Self::SeqnoMismatch { expected, got } => {
-                write!(f, "guest message sequence number {got}, expected {expected}")
+                write!(
+                    f,
+                    "guest message sequence number {got}, expected {expected}"
+                )
             }
             Self::SeqnoExhausted => f.write_str("guest message sequence numbers exhausted"),
             Self::UnexpectedType { expected, got } => {
@@ -326,7 +332,10 @@ pub fn open(key: &Vmpck, bytes: &[u8]) -> Result<Opened, GuestMsgError> {
     let seqno = hdr.msg_seqno.get();
     let mut payload = ct.to_vec();
     let tag = Tag::try_from(&hdr.auth_tag[..TAG_LEN]).map_err(|_| GuestMsgError::Truncated)?;
-    let aad = hdr.as_bytes().get(AAD_START..).ok_or(GuestMsgError::Truncated)?;
+    let aad = hdr
+        .as_bytes()
+        .get(AAD_START..)
+        .ok_or(GuestMsgError::Truncated)?;
     key.cipher()
         .decrypt_inout_detached(&nonce(seqno), aad, payload.as_mut_slice().into(), &tag)
         .map_err(|_| GuestMsgError::AuthFailed)?;
@@ -368,7 +377,8 @@ impl ReportReq {
 
     /// Parse a payload (exact size, reserved bytes zero).
     pub fn parse(b: &[u8]) -> Result<Self, GuestMsgError> {
-        let r = Self::read_from_bytes(b).map_err(|_| GuestMsgError::BadPayload("MSG_REPORT_REQ"))?;
+        let r =
+            Self::read_from_bytes(b).map_err(|_| GuestMsgError::BadPayload("MSG_REPORT_REQ"))?;
         if r.key_sel.get() > 2 || r._reserved_0.iter().any(|x| *x != 0) {
             return Err(GuestMsgError::BadPayload("MSG_REPORT_REQ"));
         }
@@ -412,7 +422,8 @@ impl ReportRsp {
 
     /// Parse a payload and return the validated report (non-zero status is an error).
     pub fn parse_report(b: &[u8]) -> Result<AttestationReport, GuestMsgError> {
-        let r = Self::read_from_bytes(b).map_err(|_| GuestMsgError::BadPayload("MSG_REPORT_RSP"))?;
+        let r =
+            Self::read_from_bytes(b).map_err(|_| GuestMsgError::BadPayload("MSG_REPORT_RSP"))?;
         if r.status.get() != STATUS_SUCCESS {
             return Err(GuestMsgError::FirmwareStatus(r.status.get()));
         }
@@ -512,7 +523,9 @@ impl Drop for KeyRsp {
 
 impl fmt::Debug for KeyRsp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRsp").field("status", &self.status.get()).finish_non_exhaustive()
+        f.debug_struct("KeyRsp")
+            .field("status", &self.status.get())
+            .finish_non_exhaustive()
     }
 }
 
@@ -559,7 +572,12 @@ pub struct GuestMessenger {
 impl GuestMessenger {
     /// A messenger for VMPCK `vmpck_id` (0–3); sequence numbers start at 1.
     pub fn new(key: Vmpck, vmpck_id: u8) -> Self {
-        Self { key: Some(key), vmpck_id, seqno: 0, pending: None }
+        Self {
+            key: Some(key),
+            vmpck_id,
+            seqno: 0,
+            pending: None,
+        }
     }
 
     /// Whether the key is still usable.
@@ -573,13 +591,24 @@ impl GuestMessenger {
     }
 
     /// Seal a request with the next sequence number.
-    pub fn request(&mut self, msg_type: MsgType, msg_version: u8, payload: &[u8]) -> Result<Vec<u8>, GuestMsgError> {
+    pub fn request(
+        &mut self,
+        msg_type: MsgType,
+        msg_version: u8,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, GuestMsgError> {
         let key = self.key.as_ref().ok_or(GuestMsgError::KeyWiped)?;
         if self.pending.is_some() {
             return Err(GuestMsgError::RequestPending);
         }
-        let seqno = self.seqno.checked_add(1).filter(|s| s.checked_add(1).is_some()).ok_or(GuestMsgError::SeqnoExhausted)?;
-        let rsp_type = msg_type.response().ok_or(GuestMsgError::BadHeader("MSG_TYPE"))?;
+        let seqno = self
+            .seqno
+            .checked_add(1)
+            .filter(|s| s.checked_add(1).is_some())
+            .ok_or(GuestMsgError::SeqnoExhausted)?;
+        let rsp_type = msg_type
+            .response()
+            .ok_or(GuestMsgError::BadHeader("MSG_TYPE"))?;
         let msg = seal(key, self.vmpck_id, seqno, msg_type, msg_version, payload)?;
         self.pending = Some((seqno, rsp_type, msg_version));
         Ok(msg)
@@ -592,10 +621,16 @@ impl GuestMessenger {
         let result = open(key, bytes).and_then(|o| {
             let expected = req_seqno + 1;
             if o.seqno != expected {
-                return Err(GuestMsgError::SeqnoMismatch { expected, got: o.seqno });
+                return Err(GuestMsgError::SeqnoMismatch {
+                    expected,
+                    got: o.seqno,
+                });
             }
             if o.msg_type != rsp_type {
-                return Err(GuestMsgError::UnexpectedType { expected: rsp_type.to_u8(), got: o.msg_type.to_u8() });
+                return Err(GuestMsgError::UnexpectedType {
+                    expected: rsp_type.to_u8(),
+                    got: o.msg_type.to_u8(),
+                });
             }
             if o.msg_version != version || o.vmpck_id != self.vmpck_id {
                 return Err(GuestMsgError::BadHeader("MSG_VERSION/MSG_VMPCK"));
@@ -627,8 +662,16 @@ impl GuestMessenger {
     }
 
     /// Seal a `MSG_REPORT_REQ`.
-    pub fn report_request(&mut self, report_data: [u8; 64], vmpl: u32) -> Result<Vec<u8>, GuestMsgError> {
-        self.request(MsgType::ReportReq, 1, ReportReq::new(report_data, vmpl).as_bytes())
+    pub fn report_request(
+        &mut self,
+        report_data: [u8; 64],
+        vmpl: u32,
+    ) -> Result<Vec<u8>, GuestMsgError> {
+        self.request(
+            MsgType::ReportReq,
+            1,
+            ReportReq::new(report_data, vmpl).as_bytes(),
+        )
     }
 
     /// Open a `MSG_REPORT_RSP` and return its (format-validated) report.
@@ -645,7 +688,8 @@ impl GuestMessenger {
     /// Open a `MSG_KEY_RSP` and return the derived key.
     pub fn key_response(&mut self, bytes: &[u8]) -> Result<DerivedKey, GuestMsgError> {
         let o = self.response(bytes)?;
-        let rsp = KeyRsp::read_from_bytes(&o.payload).map_err(|_| GuestMsgError::BadPayload("MSG_KEY_RSP"))?;
+        let rsp = KeyRsp::read_from_bytes(&o.payload)
+            .map_err(|_| GuestMsgError::BadPayload("MSG_KEY_RSP"))?;
         if rsp.status.get() != STATUS_SUCCESS {
             return Err(GuestMsgError::FirmwareStatus(rsp.status.get()));
         }
@@ -666,7 +710,12 @@ pub struct FirmwareMessenger {
 impl FirmwareMessenger {
     /// A firmware context for VMPCK `vmpck_id`.
     pub fn new(key: Vmpck, vmpck_id: u8) -> Self {
-        Self { key, vmpck_id, seqno: 0, pending: None }
+        Self {
+            key,
+            vmpck_id,
+            seqno: 0,
+            pending: None,
+        }
     }
 
     /// The last sequence number used.
@@ -677,14 +726,23 @@ impl FirmwareMessenger {
     /// Authenticate and decrypt a request. A request that fails leaves the state unchanged.
     pub fn open_request(&mut self, bytes: &[u8]) -> Result<Opened, GuestMsgError> {
         let o = open(&self.key, bytes)?;
-        let expected = self.seqno.checked_add(1).ok_or(GuestMsgError::SeqnoExhausted)?;
+        let expected = self
+            .seqno
+            .checked_add(1)
+            .ok_or(GuestMsgError::SeqnoExhausted)?;
         if o.seqno != expected {
-            return Err(GuestMsgError::SeqnoMismatch { expected, got: o.seqno });
+            return Err(GuestMsgError::SeqnoMismatch {
+                expected,
+                got: o.seqno,
+            });
         }
         if o.vmpck_id != self.vmpck_id {
             return Err(GuestMsgError::BadHeader("MSG_VMPCK"));
         }
-        let rsp = o.msg_type.response().ok_or(GuestMsgError::BadHeader("MSG_TYPE"))?;
+        let rsp = o
+            .msg_type
+            .response()
+            .ok_or(GuestMsgError::BadHeader("MSG_TYPE"))?;
         self.seqno = expected;
         self.pending = Some((expected, rsp, o.msg_version));
         Ok(o)
@@ -708,7 +766,10 @@ mod tests {
 
     fn pair() -> (GuestMessenger, FirmwareMessenger) {
         let k = [0x42u8; 32];
-        (GuestMessenger::new(Vmpck::new(k), 0), FirmwareMessenger::new(Vmpck::new(k), 0))
+        (
+            GuestMessenger::new(Vmpck::new(k), 0),
+            FirmwareMessenger::new(Vmpck::new(k), 0),
+        )
     }
 
     #[test]
@@ -723,7 +784,10 @@ mod tests {
         // Ciphertext differs from plaintext; opening recovers it.
         assert_ne!(msg[HEADER_SIZE..], [0xAA; 0x60]);
         let o = open(&key, &msg).unwrap();
-        assert_eq!((o.seqno, o.msg_type, o.vmpck_id), (7, MsgType::ReportReq, 2));
+        assert_eq!(
+            (o.seqno, o.msg_type, o.vmpck_id),
+            (7, MsgType::ReportReq, 2)
+        );
         assert_eq!(o.payload, [0xAA; 0x60]);
         // Independent check of the construction: AES-256-GCM, IV = seqno LE, AAD = header[0x30..].
         let mut body = [0xAAu8; 0x60];
@@ -742,7 +806,18 @@ mod tests {
     fn tampering_fails_authentication() {
         let key = Vmpck::new([1; 32]);
         let msg = seal(&key, 0, 1, MsgType::KeyReq, 1, &[0; 0x20]).unwrap();
-        for pos in [0, 15, 0x20, 0x34, 0x35, 0x38, 0x3D, 0x5F, 0x60, msg.len() - 1] {
+        for pos in [
+            0,
+            15,
+            0x20,
+            0x34,
+            0x35,
+            0x38,
+            0x3D,
+            0x5F,
+            0x60,
+            msg.len() - 1,
+        ] {
             let mut m = msg.clone();
             m[pos] ^= 0x01;
             assert!(open(&key, &m).is_err(), "pos {pos:#x}");
@@ -751,9 +826,18 @@ mod tests {
         let mut m = msg.clone();
         m[20] ^= 1;
         assert!(open(&key, &m).is_ok());
-        assert_eq!(open(&Vmpck::new([2; 32]), &msg).unwrap_err(), GuestMsgError::AuthFailed);
-        assert_eq!(open(&key, &msg[..HEADER_SIZE - 1]).unwrap_err(), GuestMsgError::Truncated);
-        assert_eq!(open(&key, &msg[..msg.len() - 1]).unwrap_err(), GuestMsgError::Truncated);
+        assert_eq!(
+            open(&Vmpck::new([2; 32]), &msg).unwrap_err(),
+            GuestMsgError::AuthFailed
+        );
+        assert_eq!(
+            open(&key, &msg[..HEADER_SIZE - 1]).unwrap_err(),
+            GuestMsgError::Truncated
+        );
+        assert_eq!(
+            open(&key, &msg[..msg.len() - 1]).unwrap_err(),
+            GuestMsgError::Truncated
+        );
         assert!(seal(&key, 0, 1, MsgType::KeyReq, 1, &[0; MAX_PAYLOAD + 1]).is_err());
     }
 
@@ -768,7 +852,9 @@ mod tests {
             assert_eq!(o.msg_type, MsgType::ReportReq);
             let rr = ReportReq::parse(&o.payload).unwrap();
             assert_eq!(rr.report_data, [round as u8; 64]);
-            let rsp = fw.seal_response(ReportRsp::success(report).as_bytes()).unwrap();
+            let rsp = fw
+                .seal_response(ReportRsp::success(report).as_bytes())
+                .unwrap();
             assert_eq!(rsp[0x20..0x28], (2 * round + 2).to_le_bytes());
             let got = guest.report_response(&rsp).unwrap();
             assert_eq!(got.as_bytes(), report.as_bytes());
@@ -780,17 +866,26 @@ mod tests {
     #[test]
     fn key_exchange() {
         let (mut guest, mut fw) = pair();
-        let req = guest.key_request(&KeyReq::new(field_select::MEASUREMENT, 0)).unwrap();
+        let req = guest
+            .key_request(&KeyReq::new(field_select::MEASUREMENT, 0))
+            .unwrap();
         let o = fw.open_request(&req).unwrap();
         let kr = KeyReq::parse(&o.payload).unwrap();
         assert_eq!(kr.guest_field_select.get(), field_select::MEASUREMENT);
-        let rsp = fw.seal_response(KeyRsp::success([9; 32]).as_bytes()).unwrap();
+        let rsp = fw
+            .seal_response(KeyRsp::success([9; 32]).as_bytes())
+            .unwrap();
         assert_eq!(guest.key_response(&rsp).unwrap().0, [9; 32]);
         // A firmware error status is reported, and (being a valid message) keeps the key.
         let req = guest.key_request(&KeyReq::new(0, 0)).unwrap();
         fw.open_request(&req).unwrap();
-        let rsp = fw.seal_response(KeyRsp::error(STATUS_INVALID_PARAM).as_bytes()).unwrap();
-        assert_eq!(guest.key_response(&rsp).unwrap_err(), GuestMsgError::FirmwareStatus(0x16));
+        let rsp = fw
+            .seal_response(KeyRsp::error(STATUS_INVALID_PARAM).as_bytes())
+            .unwrap();
+        assert_eq!(
+            guest.key_response(&rsp).unwrap_err(),
+            GuestMsgError::FirmwareStatus(0x16)
+        );
         assert!(guest.is_usable());
         let mut bad = KeyReq::new(1 << 40, 0).as_bytes().to_vec();
         assert!(KeyReq::parse(&bad).is_err());
@@ -804,24 +899,37 @@ mod tests {
         let req = guest.report_request([0; 64], 0).unwrap();
         fw.open_request(&req).unwrap();
         let report = AttestationReport::parse(&milan_report()).unwrap();
-        let rsp = fw.seal_response(ReportRsp::success(report).as_bytes()).unwrap();
+        let rsp = fw
+            .seal_response(ReportRsp::success(report).as_bytes())
+            .unwrap();
         guest.report_response(&rsp).unwrap();
         // Replay of the old response to a new request: wrong seqno -> key wiped.
         let _req2 = guest.report_request([0; 64], 0).unwrap();
         assert_eq!(
             guest.report_response(&rsp).unwrap_err(),
-            GuestMsgError::SeqnoMismatch { expected: 4, got: 2 }
+            GuestMsgError::SeqnoMismatch {
+                expected: 4,
+                got: 2
+            }
         );
         assert!(!guest.is_usable());
-        assert_eq!(guest.report_request([0; 64], 0).unwrap_err(), GuestMsgError::KeyWiped);
+        assert_eq!(
+            guest.report_request([0; 64], 0).unwrap_err(),
+            GuestMsgError::KeyWiped
+        );
 
         // A tampered response also wipes.
         let (mut guest, mut fw) = pair();
         let req = guest.report_request([0; 64], 0).unwrap();
         fw.open_request(&req).unwrap();
-        let mut rsp = fw.seal_response(ReportRsp::success(report).as_bytes()).unwrap();
+        let mut rsp = fw
+            .seal_response(ReportRsp::success(report).as_bytes())
+            .unwrap();
         rsp[HEADER_SIZE + 100] ^= 1;
-        assert_eq!(guest.report_response(&rsp).unwrap_err(), GuestMsgError::AuthFailed);
+        assert_eq!(
+            guest.report_response(&rsp).unwrap_err(),
+            GuestMsgError::AuthFailed
+        );
         assert!(!guest.is_usable());
     }
 
@@ -829,14 +937,37 @@ mod tests {
     fn firmware_rejects_bad_seqno_and_keeps_serving() {
         let (mut guest, mut fw) = pair();
         let key = Vmpck::new([0x42; 32]);
-        let stale = seal(&key, 0, 5, MsgType::ReportReq, 1, ReportReq::new([0; 64], 0).as_bytes()).unwrap();
-        assert_eq!(fw.open_request(&stale).unwrap_err(), GuestMsgError::SeqnoMismatch { expected: 1, got: 5 });
-        assert_eq!(fw.open_request(&[0; 10]).unwrap_err(), GuestMsgError::Truncated);
-        assert_eq!(fw.seal_response(&[]).unwrap_err(), GuestMsgError::NoRequestPending);
+        let stale = seal(
+            &key,
+            0,
+            5,
+            MsgType::ReportReq,
+            1,
+            ReportReq::new([0; 64], 0).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            fw.open_request(&stale).unwrap_err(),
+            GuestMsgError::SeqnoMismatch {
+                expected: 1,
+                got: 5
+            }
+        );
+        assert_eq!(
+            fw.open_request(&[0; 10]).unwrap_err(),
+            GuestMsgError::Truncated
+        );
+        assert_eq!(
+            fw.seal_response(&[]).unwrap_err(),
+            GuestMsgError::NoRequestPending
+        );
         let req = guest.report_request([0; 64], 0).unwrap();
         assert!(fw.open_request(&req).is_ok());
         // Only one outstanding request on the guest side.
-        assert_eq!(guest.report_request([0; 64], 0).unwrap_err(), GuestMsgError::RequestPending);
+        assert_eq!(
+            guest.report_request([0; 64], 0).unwrap_err(),
+            GuestMsgError::RequestPending
+        );
         guest.abandon();
         assert!(!guest.is_usable());
     }

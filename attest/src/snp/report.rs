@@ -47,9 +47,14 @@ pub enum ReportError {
 impl fmt::Display for ReportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Length { got } => write!(f, "attestation report must be {REPORT_SIZE} bytes, got {got}"),
+            Self::Length { got } => write!(
+                f,
+                "attestation report must be {REPORT_SIZE} bytes, got {got}"
+            ),
             Self::UnsupportedVersion(v) => write!(f, "unsupported attestation report version {v}"),
-            Self::UnsupportedSignatureAlgo(a) => write!(f, "unsupported report signature algorithm {a}"),
+            Self::UnsupportedSignatureAlgo(a) => {
+                write!(f, "unsupported report signature algorithm {a}")
+            }
             Self::ReservedNotZero(what) => write!(f, "reserved field {what} is not zero"),
             Self::SignatureRange => f.write_str("report signature component out of range"),
         }
@@ -125,20 +130,46 @@ impl TcbVersion {
     pub fn decode(raw: u64, generation: Generation) -> Self {
         let b = raw.to_le_bytes();
         match generation {
-            Generation::Milan | Generation::Genoa => {
-                Self { fmc: 0, bootloader: b[0], tee: b[1], snp: b[6], microcode: b[7] }
-            }
-            Generation::Turin => Self { fmc: b[0], bootloader: b[1], tee: b[2], snp: b[3], microcode: b[7] },
+            Generation::Milan | Generation::Genoa => Self {
+                fmc: 0,
+                bootloader: b[0],
+                tee: b[1],
+                snp: b[6],
+                microcode: b[7],
+            },
+            Generation::Turin => Self {
+                fmc: b[0],
+                bootloader: b[1],
+                tee: b[2],
+                snp: b[3],
+                microcode: b[7],
+            },
         }
     }
 
     /// Encode back to the raw u64 for a product generation (`fmc` is dropped before Turin).
     pub fn encode(&self, generation: Generation) -> u64 {
         let b = match generation {
-            Generation::Milan | Generation::Genoa => {
-                [self.bootloader, self.tee, 0, 0, 0, 0, self.snp, self.microcode]
-            }
-            Generation::Turin => [self.fmc, self.bootloader, self.tee, self.snp, 0, 0, 0, self.microcode],
+            Generation::Milan | Generation::Genoa => [
+                self.bootloader,
+                self.tee,
+                0,
+                0,
+                0,
+                0,
+                self.snp,
+                self.microcode,
+            ],
+            Generation::Turin => [
+                self.fmc,
+                self.bootloader,
+                self.tee,
+                self.snp,
+                0,
+                0,
+                0,
+                self.microcode,
+            ],
         };
         u64::from_le_bytes(b)
     }
@@ -264,7 +295,11 @@ const _: () = assert!(size_of::<Signature>() == 0x200);
 impl Signature {
     /// Build a signature from big-endian 48-byte r and s (as P-384 libraries produce them).
     pub fn from_be(r: &[u8; 48], s: &[u8; 48]) -> Self {
-        let mut sig = Signature { r: [0; 72], s: [0; 72], _reserved_0: [0; 368] };
+        let mut sig = Signature {
+            r: [0; 72],
+            s: [0; 72],
+            _reserved_0: [0; 368],
+        };
         for (d, v) in sig.r.iter_mut().zip(r.iter().rev()) {
             *d = *v;
         }
@@ -292,7 +327,10 @@ impl Signature {
 
 impl fmt::Debug for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signature").field("r", &Hex(&self.r[..48])).field("s", &Hex(&self.s[..48])).finish()
+        f.debug_struct("Signature")
+            .field("r", &Hex(&self.r[..48]))
+            .field("s", &Hex(&self.s[..48]))
+            .finish()
     }
 }
 
@@ -405,7 +443,8 @@ impl AttestationReport {
 
     /// Parse and validate: the usual entry point for untrusted bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, ReportError> {
-        let report = Self::read_from_bytes(bytes).map_err(|_| ReportError::Length { got: bytes.len() })?;
+        let report =
+            Self::read_from_bytes(bytes).map_err(|_| ReportError::Length { got: bytes.len() })?;
         report.validate()?;
         Ok(report)
     }
@@ -525,9 +564,18 @@ impl fmt::Debug for AttestationReport {
             .field("guest_svn", &self.guest_svn.get())
             .field("policy", &format_args!("{:#x}", self.policy.get()))
             .field("vmpl", &self.vmpl.get())
-            .field("current_tcb", &format_args!("{:#018x}", self.current_tcb.get()))
-            .field("reported_tcb", &format_args!("{:#018x}", self.reported_tcb.get()))
-            .field("platform_info", &format_args!("{:#x}", self.platform_info.get()))
+            .field(
+                "current_tcb",
+                &format_args!("{:#018x}", self.current_tcb.get()),
+            )
+            .field(
+                "reported_tcb",
+                &format_args!("{:#018x}", self.reported_tcb.get()),
+            )
+            .field(
+                "platform_info",
+                &format_args!("{:#x}", self.platform_info.get()),
+            )
             .field("flags", &format_args!("{:#x}", self.flags.get()))
             .field("report_data", &Hex(&self.report_data))
             .field("measurement", &Hex(&self.measurement))
@@ -559,7 +607,7 @@ impl fmt::Display for Hex<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{hex, milan_report};
+    use crate::test_util::milan_report;
 
     #[test]
     fn deconstruct_real_milan_report() {
@@ -573,8 +621,20 @@ mod tests {
         assert_eq!(r.signing_key(), SigningKey::Vcek);
         assert_eq!(r.generation(), None);
         let tcb = r.reported_tcb(Generation::Milan);
-        assert_eq!(tcb, TcbVersion { fmc: 0, bootloader: 3, tee: 0, snp: 8, microcode: 0x73 });
-        assert_eq!(TcbVersion::encode(&tcb, Generation::Milan), r.reported_tcb.get());
+        assert_eq!(
+            tcb,
+            TcbVersion {
+                fmc: 0,
+                bootloader: 3,
+                tee: 0,
+                snp: 8,
+                microcode: 0x73
+            }
+        );
+        assert_eq!(
+            TcbVersion::encode(&tcb, Generation::Milan),
+            r.reported_tcb.get()
+        );
         assert_eq!(r.measurement[..], bytes[0x90..0xC0]);
         assert_eq!(r.chip_id[..], bytes[0x1A0..0x1E0]);
         assert!(r.platform_info().smt_enabled());
@@ -639,7 +699,10 @@ mod tests {
         for len in [0, 1, REPORT_SIZE - 1, REPORT_SIZE + 1] {
             let mut b = bytes.clone();
             b.resize(len, 0);
-            assert_eq!(AttestationReport::parse(&b).unwrap_err(), ReportError::Length { got: len });
+            assert_eq!(
+                AttestationReport::parse(&b).unwrap_err(),
+                ReportError::Length { got: len }
+            );
         }
     }
 
@@ -652,15 +715,31 @@ mod tests {
             (0x34, 2, ReportError::UnsupportedSignatureAlgo(2)),
             (0x4C, 1, ReportError::ReservedNotZero("0x4C")),
             (0x190, 1, ReportError::ReservedNotZero("0x18B..0x1A0")),
-            (0x188, 0x19, ReportError::ReservedNotZero("0x188..0x18B (version 2)")),
-            (0x1F8, 1, ReportError::ReservedNotZero("0x1F8..0x208 (version < 5)")),
+            (
+                0x188,
+                0x19,
+                ReportError::ReservedNotZero("0x188..0x18B (version 2)"),
+            ),
+            (
+                0x1F8,
+                1,
+                ReportError::ReservedNotZero("0x1F8..0x208 (version < 5)"),
+            ),
             (0x250, 1, ReportError::ReservedNotZero("0x208..0x2A0")),
-            (0x2A0 + 0x100, 1, ReportError::ReservedNotZero("signature 0x90..0x200")),
+            (
+                0x2A0 + 0x100,
+                1,
+                ReportError::ReservedNotZero("signature 0x90..0x200"),
+            ),
         ];
         for (off, val, err) in cases {
             let mut b = good.clone();
             b[*off] = *val;
-            assert_eq!(AttestationReport::parse(&b).unwrap_err(), *err, "offset {off:#x}");
+            assert_eq!(
+                AttestationReport::parse(&b).unwrap_err(),
+                *err,
+                "offset {off:#x}"
+            );
         }
         // Version 3 with a Genoa CPUID is fine and identifies the product.
         let mut b = good.clone();
@@ -673,20 +752,52 @@ mod tests {
         let mut b = good;
         b[0x2A0 + 60] = 1;
         let r = AttestationReport::parse(&b).unwrap();
-        assert_eq!(r.signature.to_be_rs().unwrap_err(), ReportError::SignatureRange);
-        let _ = hex("00");
+        assert_eq!(
+            r.signature.to_be_rs().unwrap_err(),
+            ReportError::SignatureRange
+        );
     }
 
     #[test]
     fn turin_tcb_layout() {
         let raw = u64::from_le_bytes([1, 2, 3, 4, 0, 0, 0, 5]);
         let t = TcbVersion::decode(raw, Generation::Turin);
-        assert_eq!(t, TcbVersion { fmc: 1, bootloader: 2, tee: 3, snp: 4, microcode: 5 });
+        assert_eq!(
+            t,
+            TcbVersion {
+                fmc: 1,
+                bootloader: 2,
+                tee: 3,
+                snp: 4,
+                microcode: 5
+            }
+        );
         assert_eq!(t.encode(Generation::Turin), raw);
         let m = TcbVersion::decode(raw, Generation::Milan);
-        assert_eq!(m, TcbVersion { fmc: 0, bootloader: 1, tee: 2, snp: 0, microcode: 5 });
-        assert!(t.meets(&TcbVersion { fmc: 1, bootloader: 2, tee: 3, snp: 4, microcode: 5 }));
-        assert!(!t.meets(&TcbVersion { fmc: 0, bootloader: 0, tee: 0, snp: 5, microcode: 0 }));
+        assert_eq!(
+            m,
+            TcbVersion {
+                fmc: 0,
+                bootloader: 1,
+                tee: 2,
+                snp: 0,
+                microcode: 5
+            }
+        );
+        assert!(t.meets(&TcbVersion {
+            fmc: 1,
+            bootloader: 2,
+            tee: 3,
+            snp: 4,
+            microcode: 5
+        }));
+        assert!(!t.meets(&TcbVersion {
+            fmc: 0,
+            bootloader: 0,
+            tee: 0,
+            snp: 5,
+            microcode: 0
+        }));
     }
 
     #[test]

@@ -51,7 +51,9 @@ impl fmt::Display for QuoteError {
             Self::UnsupportedVersion(v) => write!(f, "unsupported TDX quote version {v}"),
             Self::UnsupportedKeyType(k) => write!(f, "unsupported attestation key type {k}"),
             Self::NotTdx(t) => write!(f, "TEE type {t:#x} is not TDX"),
-            Self::SignatureTooLarge(n) => write!(f, "quote signature data of {n} bytes is too large"),
+            Self::SignatureTooLarge(n) => {
+                write!(f, "quote signature data of {n} bytes is too large")
+            }
         }
     }
 }
@@ -169,7 +171,8 @@ impl fmt::Debug for Quote<'_> {
 impl<'a> Quote<'a> {
     /// Parse a v4 TDX quote (trailing zero padding is ignored).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, QuoteError> {
-        let (header, rest) = QuoteHeader::ref_from_prefix(bytes).map_err(|_| QuoteError::Truncated)?;
+        let (header, rest) =
+            QuoteHeader::ref_from_prefix(bytes).map_err(|_| QuoteError::Truncated)?;
         if header.version.get() != QUOTE_VERSION_4 {
             return Err(QuoteError::UnsupportedVersion(header.version.get()));
         }
@@ -185,13 +188,20 @@ impl<'a> Quote<'a> {
         if len as usize > MAX_SIGNATURE_DATA {
             return Err(QuoteError::SignatureTooLarge(len));
         }
-        let (signature_data, tail) = rest.split_at_checked(len as usize).ok_or(QuoteError::Truncated)?;
+        let (signature_data, tail) = rest
+            .split_at_checked(len as usize)
+            .ok_or(QuoteError::Truncated)?;
         // Quotes copied out of a fixed-size GetQuote buffer carry zero padding: accept only that.
         if tail.iter().any(|b| *b != 0) {
             return Err(QuoteError::TrailingBytes);
         }
         let signed = bytes.get(..48 + 584).ok_or(QuoteError::Truncated)?;
-        Ok(Self { header, body, signature_data, signed })
+        Ok(Self {
+            header,
+            body,
+            signature_data,
+            signed,
+        })
     }
 }
 
@@ -224,19 +234,29 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         for len in [0, 47, 48, 631, 635, QUOTE.len() - 71] {
-            assert_eq!(Quote::parse(&QUOTE[..len]).unwrap_err(), QuoteError::Truncated, "len {len}");
+            assert_eq!(
+                Quote::parse(&QUOTE[..len]).unwrap_err(),
+                QuoteError::Truncated,
+                "len {len}"
+            );
         }
         let mut q = QUOTE.to_vec();
         q.push(1);
         assert_eq!(Quote::parse(&q).unwrap_err(), QuoteError::TrailingBytes);
         let mut q = QUOTE.to_vec();
         q[0] = 5;
-        assert_eq!(Quote::parse(&q).unwrap_err(), QuoteError::UnsupportedVersion(5));
+        assert_eq!(
+            Quote::parse(&q).unwrap_err(),
+            QuoteError::UnsupportedVersion(5)
+        );
         let mut q = QUOTE.to_vec();
         q[4] = 0;
         assert_eq!(Quote::parse(&q).unwrap_err(), QuoteError::NotTdx(0));
         let mut q = QUOTE.to_vec();
         q[632..636].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(Quote::parse(&q).unwrap_err(), QuoteError::SignatureTooLarge(u32::MAX));
+        assert_eq!(
+            Quote::parse(&q).unwrap_err(),
+            QuoteError::SignatureTooLarge(u32::MAX)
+        );
     }
 }

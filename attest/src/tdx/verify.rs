@@ -163,7 +163,11 @@ pub fn verify_tdx_quote(
     {
         return Err(TdxVerifyError::ReportDataMismatch);
     }
-    Ok(VerifiedTdxQuote { body, tcb_status: verified.status, advisory_ids: verified.advisory_ids })
+    Ok(VerifiedTdxQuote {
+        body,
+        tcb_status: verified.status,
+        advisory_ids: verified.advisory_ids,
+    })
 }
 
 #[cfg(test)]
@@ -185,7 +189,10 @@ mod tests {
         assert_eq!(v.tcb_status(), "UpToDate");
         assert_eq!(v.body().mr_td, mr_td());
         let body = *Quote::parse(QUOTE).unwrap().body;
-        let p = TdxPolicy::new(mr_td()).rtmr(0, body.rtmr[0]).rtmr(3, body.rtmr[3]).report_data(body.report_data);
+        let p = TdxPolicy::new(mr_td())
+            .rtmr(0, body.rtmr[0])
+            .rtmr(3, body.rtmr[3])
+            .report_data(body.report_data);
         assert!(verify_tdx_quote(QUOTE, COLLATERAL, NOW, &p).is_ok());
     }
 
@@ -193,11 +200,20 @@ mod tests {
     fn policy_mismatches_fail() {
         let mut m = mr_td();
         m[0] ^= 1;
-        assert_eq!(verify_tdx_quote(QUOTE, COLLATERAL, NOW, &TdxPolicy::new(m)).unwrap_err(), TdxVerifyError::MrTdMismatch);
+        assert_eq!(
+            verify_tdx_quote(QUOTE, COLLATERAL, NOW, &TdxPolicy::new(m)).unwrap_err(),
+            TdxVerifyError::MrTdMismatch
+        );
         let p = TdxPolicy::new(mr_td()).rtmr(2, [7; 48]);
-        assert_eq!(verify_tdx_quote(QUOTE, COLLATERAL, NOW, &p).unwrap_err(), TdxVerifyError::RtmrMismatch(2));
+        assert_eq!(
+            verify_tdx_quote(QUOTE, COLLATERAL, NOW, &p).unwrap_err(),
+            TdxVerifyError::RtmrMismatch(2)
+        );
         let p = TdxPolicy::new(mr_td()).report_data([7; 64]);
-        assert_eq!(verify_tdx_quote(QUOTE, COLLATERAL, NOW, &p).unwrap_err(), TdxVerifyError::ReportDataMismatch);
+        assert_eq!(
+            verify_tdx_quote(QUOTE, COLLATERAL, NOW, &p).unwrap_err(),
+            TdxVerifyError::ReportDataMismatch
+        );
     }
 
     #[test]
@@ -207,10 +223,21 @@ mod tests {
             let mut q = QUOTE.to_vec();
             q[pos] ^= 1;
             let e = verify_tdx_quote(&q, COLLATERAL, NOW, &TdxPolicy::new(mr_td()));
-            assert!(matches!(e, Err(TdxVerifyError::Dcap(_))), "pos {pos}: {e:?}");
+            assert!(
+                matches!(e, Err(TdxVerifyError::Dcap(_))),
+                "pos {pos}: {e:?}"
+            );
         }
         // After the collateral's nextUpdate.
-        assert!(verify_tdx_quote(QUOTE, COLLATERAL, NOW + 60 * 86_400, &TdxPolicy::new(mr_td())).is_err());
+        assert!(
+            verify_tdx_quote(
+                QUOTE,
+                COLLATERAL,
+                NOW + 60 * 86_400,
+                &TdxPolicy::new(mr_td())
+            )
+            .is_err()
+        );
         assert_eq!(
             verify_tdx_quote(QUOTE, b"{}", NOW, &TdxPolicy::new(mr_td())).unwrap_err(),
             TdxVerifyError::Collateral

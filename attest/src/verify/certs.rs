@@ -118,7 +118,11 @@ pub(crate) fn load_pem_bundle(pem: &[u8]) -> Result<Vec<Certificate>, VerifyErro
         if !rest.starts_with(BEGIN) {
             return Err(err);
         }
-        let end = rest.windows(END.len()).position(|w| w == END).ok_or(err.clone())? + END.len();
+        let end = rest
+            .windows(END.len())
+            .position(|w| w == END)
+            .ok_or(err.clone())?
+            + END.len();
         let (block, tail) = rest.split_at(end);
         let (label, der) = der::pem::decode_vec(block).map_err(|_| err.clone())?;
         if label != "CERTIFICATE" {
@@ -142,7 +146,11 @@ pub(crate) fn builtin_ark_generation(ark: &Certificate) -> Result<Option<Generat
     let der = ark.to_der().map_err(|_| VerifyError::Certificate("ARK"))?;
     for g in ALL_GENERATIONS {
         let builtin = load_one(builtin_pems(g).0.as_bytes(), "built-in ARK")?;
-        if builtin.to_der().map_err(|_| VerifyError::Certificate("built-in ARK"))? == der {
+        if builtin
+            .to_der()
+            .map_err(|_| VerifyError::Certificate("built-in ARK"))?
+            == der
+        {
             return Ok(Some(g));
         }
     }
@@ -152,7 +160,10 @@ pub(crate) fn builtin_ark_generation(ark: &Certificate) -> Result<Option<Generat
 /// The RSA public key of a CA certificate (ARK, ASK, ASVK).
 fn rsa_key(c: &Certificate, which: &'static str) -> Result<PublicKey, VerifyError> {
     let spki = c.tbs_certificate().subject_public_key_info();
-    let bits = spki.subject_public_key.as_bytes().ok_or(VerifyError::Certificate(which))?;
+    let bits = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or(VerifyError::Certificate(which))?;
     PublicKey::from_pkcs1_der(bits).map_err(|_| VerifyError::Certificate(which))
 }
 
@@ -166,10 +177,15 @@ fn check_pss_sha384(c: &Certificate, which: &'static str) -> Result<(), VerifyEr
     if outer.oid != OID_RSASSA_PSS {
         return Err(VerifyError::UnsupportedAlgorithm(which));
     }
-    let params_der = outer.parameters.as_ref().ok_or(VerifyError::UnsupportedAlgorithm(which))?;
-    let params_der = params_der.to_der().map_err(|_| VerifyError::Certificate(which))?;
-    let params: RsaPssParams<Any> =
-        RsaPssParams::from_der(&params_der).map_err(|_| VerifyError::UnsupportedAlgorithm(which))?;
+    let params_der = outer
+        .parameters
+        .as_ref()
+        .ok_or(VerifyError::UnsupportedAlgorithm(which))?;
+    let params_der = params_der
+        .to_der()
+        .map_err(|_| VerifyError::Certificate(which))?;
+    let params: RsaPssParams<Any> = RsaPssParams::from_der(&params_der)
+        .map_err(|_| VerifyError::UnsupportedAlgorithm(which))?;
     if !hash_ok(&params.hash)
         || params.mask_gen.oid != OID_MGF1
         || !params.mask_gen.parameters.as_ref().is_some_and(hash_ok)
@@ -196,10 +212,19 @@ pub(crate) fn verify_rsa_link(
     }
     check_pss_sha384(subject, which)?;
     let key = rsa_key(issuer, which)?;
-    let tbs = subject.tbs_certificate().to_der().map_err(|_| VerifyError::Certificate(which))?;
-    let sig_bytes = subject.signature().as_bytes().ok_or(VerifyError::Certificate(which))?;
-    let sig = pss::Signature::try_from(sig_bytes).map_err(|_| VerifyError::ChainSignature(which))?;
-    pss::VerifyingKey::<Sha384>::new(key).verify(&tbs, &sig).map_err(|_| VerifyError::ChainSignature(which))
+    let tbs = subject
+        .tbs_certificate()
+        .to_der()
+        .map_err(|_| VerifyError::Certificate(which))?;
+    let sig_bytes = subject
+        .signature()
+        .as_bytes()
+        .ok_or(VerifyError::Certificate(which))?;
+    let sig =
+        pss::Signature::try_from(sig_bytes).map_err(|_| VerifyError::ChainSignature(which))?;
+    pss::VerifyingKey::<Sha384>::new(key)
+        .verify(&tbs, &sig)
+        .map_err(|_| VerifyError::ChainSignature(which))
 }
 
 /// The P-384 ECDSA key of a VCEK/VLEK.
@@ -208,19 +233,33 @@ pub(crate) fn p384_key(c: &Certificate) -> Result<P384VerifyingKey, VerifyError>
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY {
         return Err(VerifyError::UnsupportedAlgorithm("VCEK key"));
     }
-    let curve: Option<ObjectIdentifier> =
-        spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    let curve: Option<ObjectIdentifier> = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
     if curve != Some(OID_SECP384R1) {
         return Err(VerifyError::UnsupportedAlgorithm("VCEK key"));
     }
-    let bits = spki.subject_public_key.as_bytes().ok_or(VerifyError::Certificate("VCEK"))?;
+    let bits = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or(VerifyError::Certificate("VCEK"))?;
     P384VerifyingKey::from_sec1_bytes(bits).map_err(|_| VerifyError::Certificate("VCEK"))
 }
 
 /// The raw value (extnValue contents) of an extension, if present exactly once.
-pub(crate) fn extension<'c>(c: &'c Certificate, id: &ObjectIdentifier) -> Result<Option<&'c [u8]>, VerifyError> {
+pub(crate) fn extension<'c>(
+    c: &'c Certificate,
+    id: &ObjectIdentifier,
+) -> Result<Option<&'c [u8]>, VerifyError> {
     let mut found = None;
-    for e in c.tbs_certificate().extensions().map(|v| v.as_slice()).unwrap_or(&[]) {
+    for e in c
+        .tbs_certificate()
+        .extensions()
+        .map(|v| v.as_slice())
+        .unwrap_or(&[])
+    {
         if e.extn_id == *id {
             if found.is_some() {
                 return Err(VerifyError::Certificate("duplicate extension"));
@@ -232,10 +271,18 @@ pub(crate) fn extension<'c>(c: &'c Certificate, id: &ObjectIdentifier) -> Result
 }
 
 /// A small DER INTEGER extension value (an SPL) as u8.
-fn spl(c: &Certificate, id: &ObjectIdentifier, name: &'static str) -> Result<Option<u8>, VerifyError> {
-    let Some(v) = extension(c, id)? else { return Ok(None) };
+fn spl(
+    c: &Certificate,
+    id: &ObjectIdentifier,
+    name: &'static str,
+) -> Result<Option<u8>, VerifyError> {
+    let Some(v) = extension(c, id)? else {
+        return Ok(None);
+    };
     let n = u32::from_der(v).map_err(|_| VerifyError::Certificate(name))?;
-    u8::try_from(n).map(Some).map_err(|_| VerifyError::Certificate(name))
+    u8::try_from(n)
+        .map(Some)
+        .map_err(|_| VerifyError::Certificate(name))
 }
 
 /// The TCB a VCEK/VLEK was issued for (57230 Table 9). `fmc` is required from Turin on.
@@ -256,8 +303,11 @@ pub(crate) fn cert_tcb(c: &Certificate, generation: Generation) -> Result<TcbVer
 
 /// The product named by the VCEK's productName extension ("Milan-B0", "Genoa", "Turin", ...).
 pub(crate) fn cert_generation(c: &Certificate) -> Result<Option<Generation>, VerifyError> {
-    let Some(v) = extension(c, &oid::PRODUCT_NAME)? else { return Ok(None) };
-    let name = der::asn1::Ia5StringRef::from_der(v).map_err(|_| VerifyError::Certificate("productName"))?;
+    let Some(v) = extension(c, &oid::PRODUCT_NAME)? else {
+        return Ok(None);
+    };
+    let name = der::asn1::Ia5StringRef::from_der(v)
+        .map_err(|_| VerifyError::Certificate("productName"))?;
     let base = name.as_str().split('-').next().unwrap_or("");
     Ok(base.parse().ok())
 }

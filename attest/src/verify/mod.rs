@@ -49,7 +49,11 @@ pub enum VerifyError {
     /// A required VCEK extension is missing.
     MissingExtension(&'static str),
     /// A VCEK TCB component differs from the report's `REPORTED_TCB`.
-    TcbMismatch { field: &'static str, cert: u8, report: u8 },
+    TcbMismatch {
+        field: &'static str,
+        cert: u8,
+        report: u8,
+    },
     /// The VCEK hwID differs from the report's `CHIP_ID`.
     ChipIdMismatch,
     /// The report's `SIGNING_KEY` does not match the certificate (VCEK vs VLEK) given.
@@ -61,7 +65,11 @@ pub enum VerifyError {
     /// The guest policy allows debugging and the verification policy does not.
     DebugAllowed,
     /// `REPORTED_TCB` is below the minimum (component named).
-    TcbTooOld { field: &'static str, min: u8, got: u8 },
+    TcbTooOld {
+        field: &'static str,
+        min: u8,
+        got: u8,
+    },
     /// The measurement is not the expected one.
     MeasurementMismatch,
     /// `REPORT_DATA` is not the expected one.
@@ -80,20 +88,35 @@ impl fmt::Display for VerifyError {
             Self::Report(e) => write!(f, "malformed report: {e}"),
             Self::Certificate(w) => write!(f, "bad certificate: {w}"),
             Self::UnsupportedAlgorithm(w) => write!(f, "unsupported algorithm in {w}"),
-            Self::UntrustedRoot => f.write_str("the chain's root is not an AMD ARK (give a trust root explicitly)"),
+            Self::UntrustedRoot => {
+                f.write_str("the chain's root is not an AMD ARK (give a trust root explicitly)")
+            }
             Self::ChainShape => f.write_str("the chain must hold one ASK/ASVK and at most one ARK"),
             Self::NameChain(w) => write!(f, "issuer/subject mismatch in {w}"),
             Self::ChainSignature(w) => write!(f, "signature of {w} does not verify"),
             Self::MissingExtension(w) => write!(f, "VCEK lacks the {w} extension"),
-            Self::TcbMismatch { field, cert, report } => {
-                write!(f, "VCEK {field} is {cert} but the report's reported TCB has {report}")
+            Self::TcbMismatch {
+                field,
+                cert,
+                report,
+            } => {
+                write!(
+                    f,
+                    "VCEK {field} is {cert} but the report's reported TCB has {report}"
+                )
             }
             Self::ChipIdMismatch => f.write_str("VCEK hwID differs from the report's chip id"),
-            Self::SigningKeyMismatch => f.write_str("report signing key kind does not match the certificate"),
-            Self::ProductMismatch => f.write_str("report, VCEK and chain are for different products"),
+            Self::SigningKeyMismatch => {
+                f.write_str("report signing key kind does not match the certificate")
+            }
+            Self::ProductMismatch => {
+                f.write_str("report, VCEK and chain are for different products")
+            }
             Self::ReportSignature => f.write_str("report signature does not verify with the VCEK"),
             Self::DebugAllowed => f.write_str("guest policy allows debugging"),
-            Self::TcbTooOld { field, min, got } => write!(f, "reported TCB {field} {got} is below the minimum {min}"),
+            Self::TcbTooOld { field, min, got } => {
+                write!(f, "reported TCB {field} {got} is below the minimum {min}")
+            }
             Self::MeasurementMismatch => f.write_str("measurement differs from the expected one"),
             Self::ReportDataMismatch => f.write_str("report_data differs from the expected one"),
             Self::HostDataMismatch => f.write_str("host_data differs from the expected one"),
@@ -255,7 +278,10 @@ pub fn verify_snp_report(
     use alloc::format;
     let mut checks = Vec::new();
     let report = AttestationReport::parse(report)?;
-    checks.push(format!("report format: version {}, ECDSA P-384 SHA-384", report.version.get()));
+    checks.push(format!(
+        "report format: version {}, ECDSA P-384 SHA-384",
+        report.version.get()
+    ));
 
     // Chain: root and intermediate.
     let (ark, inter, anchor) = load_chain(chain)?;
@@ -264,8 +290,13 @@ pub fn verify_snp_report(
     let vcek = certs::load_one(vcek_der, "VCEK")?;
     certs::verify_rsa_link(&inter, &vcek, "VCEK/VLEK")?;
     checks.push(match anchor {
-        TrustAnchor::Amd(g) => format!("certificate chain: AMD {} ARK -> ASK/ASVK -> VCEK/VLEK", g.name()),
-        TrustAnchor::Custom => String::from("certificate chain: caller-supplied root -> intermediate -> VCEK/VLEK"),
+        TrustAnchor::Amd(g) => format!(
+            "certificate chain: AMD {} ARK -> ASK/ASVK -> VCEK/VLEK",
+            g.name()
+        ),
+        TrustAnchor::Custom => {
+            String::from("certificate chain: caller-supplied root -> intermediate -> VCEK/VLEK")
+        }
     });
 
     // Product: the report (v3+), the VCEK's productName and the AMD root must agree.
@@ -304,7 +335,11 @@ pub fn verify_snp_report(
         ("ucodeSPL", cert_tcb.microcode, rep_tcb.microcode),
     ] {
         if c != r {
-            return Err(VerifyError::TcbMismatch { field, cert: c, report: r });
+            return Err(VerifyError::TcbMismatch {
+                field,
+                cert: c,
+                report: r,
+            });
         }
     }
     checks.push(format!(
@@ -319,8 +354,12 @@ pub fn verify_snp_report(
 
     // hwID = CHIP_ID (VCEK only; Turin's hwID is the first 8 bytes).
     if !is_vlek {
-        let hwid = certs::extension(&vcek, &oid::HW_ID)?.ok_or(VerifyError::MissingExtension("hwID"))?;
-        let (head, tail) = report.chip_id.split_at_checked(hwid.len()).ok_or(VerifyError::ChipIdMismatch)?;
+        let hwid =
+            certs::extension(&vcek, &oid::HW_ID)?.ok_or(VerifyError::MissingExtension("hwID"))?;
+        let (head, tail) = report
+            .chip_id
+            .split_at_checked(hwid.len())
+            .ok_or(VerifyError::ChipIdMismatch)?;
         if hwid.is_empty() || head != hwid || tail.iter().any(|b| *b != 0) {
             return Err(VerifyError::ChipIdMismatch);
         }
@@ -329,15 +368,26 @@ pub fn verify_snp_report(
 
     // The report signature.
     let key = certs::p384_key(&vcek)?;
-    let rs = report.signature.to_be_rs().map_err(|_| VerifyError::ReportSignature)?;
+    let rs = report
+        .signature
+        .to_be_rs()
+        .map_err(|_| VerifyError::ReportSignature)?;
     let sig = p384::ecdsa::Signature::from_slice(&rs).map_err(|_| VerifyError::ReportSignature)?;
     p384::ecdsa::signature::Verifier::verify(&key, report.signed_bytes(), &sig)
         .map_err(|_| VerifyError::ReportSignature)?;
-    checks.push(String::from("report signature (ECDSA P-384, SHA-384 over bytes 0..0x2A0)"));
+    checks.push(String::from(
+        "report signature (ECDSA P-384, SHA-384 over bytes 0..0x2A0)",
+    ));
 
     check_policy(&report, generation, policy, &mut checks)?;
 
-    Ok(VerifiedReport { report, generation, anchor, signing_key, checks })
+    Ok(VerifiedReport {
+        report,
+        generation,
+        anchor,
+        signing_key,
+        checks,
+    })
 }
 
 /// The policy part of verification (after the signature has been checked).
@@ -352,7 +402,10 @@ fn check_policy(
     if report.policy().debug_allowed() && !policy.allow_debug {
         return Err(VerifyError::DebugAllowed);
     }
-    checks.push(format!("guest policy debug = {}", report.policy().debug_allowed()));
+    checks.push(format!(
+        "guest policy debug = {}",
+        report.policy().debug_allowed()
+    ));
     if let Some(min) = &policy.min_tcb {
         for (field, m, g) in [
             ("fmc", min.fmc, rep_tcb.fmc),
@@ -362,7 +415,11 @@ fn check_policy(
             ("microcode", min.microcode, rep_tcb.microcode),
         ] {
             if g < m {
-                return Err(VerifyError::TcbTooOld { field, min: m, got: g });
+                return Err(VerifyError::TcbTooOld {
+                    field,
+                    min: m,
+                    got: g,
+                });
             }
         }
         checks.push(String::from("reported TCB >= minimum TCB"));
@@ -401,22 +458,31 @@ fn check_policy(
     Ok(())
 }
 
-fn load_chain(chain: ChainSource<'_>) -> Result<(Certificate, Certificate, TrustAnchor), VerifyError> {
+fn load_chain(
+    chain: ChainSource<'_>,
+) -> Result<(Certificate, Certificate, TrustAnchor), VerifyError> {
     match chain {
         ChainSource::BuiltIn(g) => {
             let (ark, ask) = builtin_pems(g);
-            Ok((certs::load_one(ark.as_bytes(), "ARK")?, certs::load_one(ask.as_bytes(), "ASK")?, TrustAnchor::Amd(g)))
+            Ok((
+                certs::load_one(ark.as_bytes(), "ARK")?,
+                certs::load_one(ask.as_bytes(), "ASK")?,
+                TrustAnchor::Amd(g),
+            ))
         }
         ChainSource::AmdPem(pem) => {
             let all = certs::load_pem_bundle(pem)?;
-            let (roots, inters): (Vec<_>, Vec<_>) = all.into_iter().partition(certs::is_self_issued);
-            let [inter] = <[Certificate; 1]>::try_from(inters).map_err(|_| VerifyError::ChainShape)?;
+            let (roots, inters): (Vec<_>, Vec<_>) =
+                all.into_iter().partition(certs::is_self_issued);
+            let [inter] =
+                <[Certificate; 1]>::try_from(inters).map_err(|_| VerifyError::ChainShape)?;
             if roots.len() > 1 {
                 return Err(VerifyError::ChainShape);
             }
             match roots.into_iter().next() {
                 Some(ark) => {
-                    let g = certs::builtin_ark_generation(&ark)?.ok_or(VerifyError::UntrustedRoot)?;
+                    let g =
+                        certs::builtin_ark_generation(&ark)?.ok_or(VerifyError::UntrustedRoot)?;
                     Ok((ark, inter, TrustAnchor::Amd(g)))
                 }
                 None => {

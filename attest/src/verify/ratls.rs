@@ -12,7 +12,9 @@ use der::asn1::ObjectIdentifier;
 use x509_cert::Certificate;
 
 use super::{ChainSource, Policy, VerifiedReport, VerifyError, certs, verify_snp_report};
-use crate::ratls::{CertKind, OID_SNP_QUOTE, OID_TDX_QUOTE, check_report_data_binding, parse_snp_quote};
+use crate::ratls::{
+    CertKind, OID_SNP_QUOTE, OID_TDX_QUOTE, check_report_data_binding, parse_snp_quote,
+};
 
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
@@ -38,7 +40,8 @@ pub struct RaTlsEvidence {
 /// Extract the public key and the quote from an RA-TLS certificate (DER). Exactly one quote
 /// extension must be present.
 pub fn extract_evidence(cert_der: &[u8]) -> Result<RaTlsEvidence, VerifyError> {
-    let cert = Certificate::from_der(cert_der).map_err(|_| VerifyError::Certificate("RA-TLS certificate"))?;
+    let cert = Certificate::from_der(cert_der)
+        .map_err(|_| VerifyError::Certificate("RA-TLS certificate"))?;
     let snp = ObjectIdentifier::new(OID_SNP_QUOTE).map_err(|_| VerifyError::Certificate("OID"))?;
     let tdx = ObjectIdentifier::new(OID_TDX_QUOTE).map_err(|_| VerifyError::Certificate("OID"))?;
     let snp_q = certs::extension(&cert, &snp)?;
@@ -49,13 +52,23 @@ pub fn extract_evidence(cert_der: &[u8]) -> Result<RaTlsEvidence, VerifyError> {
         _ => return Err(VerifyError::MissingExtension("exactly one RA-TLS quote")),
     };
     let spki = cert.tbs_certificate().subject_public_key_info();
-    let curve: Option<ObjectIdentifier> =
-        spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
+    let curve: Option<ObjectIdentifier> = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
     if spki.algorithm.oid != OID_EC_PUBLIC_KEY || curve != Some(OID_PRIME256V1) {
-        return Err(VerifyError::UnsupportedAlgorithm("RA-TLS key (P-256 required)"));
+        return Err(VerifyError::UnsupportedAlgorithm(
+            "RA-TLS key (P-256 required)",
+        ));
     }
-    let key = spki.subject_public_key.as_bytes().ok_or(VerifyError::Certificate("RA-TLS key"))?;
-    let public_key: [u8; 65] = key.try_into().map_err(|_| VerifyError::Certificate("RA-TLS key (uncompressed)"))?;
+    let key = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or(VerifyError::Certificate("RA-TLS key"))?;
+    let public_key: [u8; 65] = key
+        .try_into()
+        .map_err(|_| VerifyError::Certificate("RA-TLS key (uncompressed)"))?;
     if public_key[0] != 0x04 {
         return Err(VerifyError::Certificate("RA-TLS key (uncompressed)"));
     }
@@ -122,11 +135,29 @@ mod tests {
     /// A minimal X.509 v3 certificate (unsigned: extraction does not check the self-signature).
     fn cert(key: &[u8; 65], exts: &[(&str, &[u8])]) -> Vec<u8> {
         let alg = tlv(0x30, &oid("1.2.840.10045.4.3.2"));
-        let name = tlv(0x30, &tlv(0x31, &tlv(0x30, &[oid("2.5.4.3"), tlv(0x0C, b"kms")].concat())));
-        let validity = tlv(0x30, &[tlv(0x17, b"250101000000Z"), tlv(0x17, b"350101000000Z")].concat());
-        let spki_alg = tlv(0x30, &[oid("1.2.840.10045.2.1"), oid("1.2.840.10045.3.1.7")].concat());
-        let spki = tlv(0x30, &[spki_alg, tlv(0x03, &[&[0u8][..], key].concat())].concat());
-        let ext_list: Vec<u8> = exts.iter().flat_map(|(o, v)| tlv(0x30, &[oid(o), tlv(0x04, v)].concat())).collect();
+        let name = tlv(
+            0x30,
+            &tlv(
+                0x31,
+                &tlv(0x30, &[oid("2.5.4.3"), tlv(0x0C, b"kms")].concat()),
+            ),
+        );
+        let validity = tlv(
+            0x30,
+            &[tlv(0x17, b"250101000000Z"), tlv(0x17, b"350101000000Z")].concat(),
+        );
+        let spki_alg = tlv(
+            0x30,
+            &[oid("1.2.840.10045.2.1"), oid("1.2.840.10045.3.1.7")].concat(),
+        );
+        let spki = tlv(
+            0x30,
+            &[spki_alg, tlv(0x03, &[&[0u8][..], key].concat())].concat(),
+        );
+        let ext_list: Vec<u8> = exts
+            .iter()
+            .flat_map(|(o, v)| tlv(0x30, &[oid(o), tlv(0x04, v)].concat()))
+            .collect();
         let tbs = tlv(
             0x30,
             &[
@@ -156,16 +187,24 @@ mod tests {
 
     #[test]
     fn extract_snp_and_tdx() {
-        let q = encode_snp_quote(&milan_report(), &[CertEntry::new(CertKind::Vcek, VCEK.to_vec())]);
+        let q = encode_snp_quote(
+            &milan_report(),
+            &[CertEntry::new(CertKind::Vcek, VCEK.to_vec())],
+        );
         let c = cert(&key(), &[(OID_SNP_QUOTE, &q)]);
         let ev = extract_evidence(&c).unwrap();
         assert_eq!(ev.public_key, key());
         assert_eq!(ev.quote, RaTlsQuote::Snp(q.clone()));
         let c = cert(&key(), &[(OID_TDX_QUOTE, b"tdx")]);
-        assert_eq!(extract_evidence(&c).unwrap().quote, RaTlsQuote::Tdx(b"tdx".to_vec()));
+        assert_eq!(
+            extract_evidence(&c).unwrap().quote,
+            RaTlsQuote::Tdx(b"tdx".to_vec())
+        );
         // None, or both: refused.
         assert!(extract_evidence(&cert(&key(), &[("2.5.29.14", b"\x04\x00")])).is_err());
-        assert!(extract_evidence(&cert(&key(), &[(OID_SNP_QUOTE, &q), (OID_TDX_QUOTE, b"x")])).is_err());
+        assert!(
+            extract_evidence(&cert(&key(), &[(OID_SNP_QUOTE, &q), (OID_TDX_QUOTE, b"x")])).is_err()
+        );
         let mut compressed = key();
         compressed[0] = 2;
         assert!(extract_evidence(&cert(&compressed, &[(OID_SNP_QUOTE, &q)])).is_err());
@@ -175,7 +214,10 @@ mod tests {
     #[test]
     fn snp_binding_is_checked() {
         // The real Milan report verifies, but its report_data does not bind our key.
-        let q = encode_snp_quote(&milan_report(), &[CertEntry::new(CertKind::Vcek, VCEK.to_vec())]);
+        let q = encode_snp_quote(
+            &milan_report(),
+            &[CertEntry::new(CertKind::Vcek, VCEK.to_vec())],
+        );
         let c = cert(&key(), &[(OID_SNP_QUOTE, &q)]);
         let chain = ChainSource::BuiltIn(Generation::Milan);
         let policy = Policy::new(measurement());
@@ -183,7 +225,10 @@ mod tests {
             verify_ratls_snp(&c, None, chain, &policy, &[0; 32]).unwrap_err(),
             VerifyError::ReportDataMismatch
         );
-        assert_ne!(milan_report()[0x50..0x90], report_data_for_key(&key(), &[0; 32]));
+        assert_ne!(
+            milan_report()[0x50..0x90],
+            report_data_for_key(&key(), &[0; 32])
+        );
         // Without a VCEK in the quote or from the caller.
         let q = encode_snp_quote(&milan_report(), &[]);
         let c = cert(&key(), &[(OID_SNP_QUOTE, &q)]);

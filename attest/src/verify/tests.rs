@@ -1,6 +1,5 @@
 use super::*;
 use crate::test_util::milan_report;
-use alloc::vec;
 use der::Encode;
 
 const VCEK: &[u8] = include_bytes!("../../testdata/snp/vcek_milan.der");
@@ -20,26 +19,51 @@ fn policy() -> Policy {
 #[test]
 fn real_milan_report_verifies() {
     let report = milan_report();
-    for chain in [ChainSource::BuiltIn(Generation::Milan), ChainSource::AmdPem(CHAIN)] {
+    for chain in [
+        ChainSource::BuiltIn(Generation::Milan),
+        ChainSource::AmdPem(CHAIN),
+    ] {
         let v = verify_snp_report(&report, VCEK, chain, &policy()).unwrap();
         assert_eq!(v.anchor(), TrustAnchor::Amd(Generation::Milan));
         assert_eq!(v.generation(), Generation::Milan);
         assert_eq!(v.signing_key(), SigningKey::Vcek);
         assert_eq!(v.measurement(), &measurement());
-        assert_eq!(v.reported_tcb(), TcbVersion { fmc: 0, bootloader: 3, tee: 0, snp: 8, microcode: 0x73 });
+        assert_eq!(
+            v.reported_tcb(),
+            TcbVersion {
+                fmc: 0,
+                bootloader: 3,
+                tee: 0,
+                snp: 8,
+                microcode: 0x73
+            }
+        );
         assert!(v.checks().iter().any(|c| c.contains("report signature")));
     }
     // The ASK alone: the root is found among the built-in ARKs.
     let ask_only = &CHAIN[..CHAIN.windows(5).rposition(|w| w == b"-----").unwrap() + 5];
-    let ask_end = core::str::from_utf8(ask_only).unwrap().find("-----END CERTIFICATE-----").unwrap() + 25;
-    let v = verify_snp_report(&report, VCEK, ChainSource::AmdPem(&CHAIN[..ask_end]), &policy()).unwrap();
+    let ask_end = core::str::from_utf8(ask_only)
+        .unwrap()
+        .find("-----END CERTIFICATE-----")
+        .unwrap()
+        + 25;
+    let v = verify_snp_report(
+        &report,
+        VCEK,
+        ChainSource::AmdPem(&CHAIN[..ask_end]),
+        &policy(),
+    )
+    .unwrap();
     assert_eq!(v.anchor(), TrustAnchor::Amd(Generation::Milan));
     // Explicit root: same certificates, but recorded as custom.
     let (ark, ask) = builtin_pems(Generation::Milan);
     let v = verify_snp_report(
         &report,
         VCEK,
-        ChainSource::TrustRoot { ark: ark.as_bytes(), intermediate: ask.as_bytes() },
+        ChainSource::TrustRoot {
+            ark: ark.as_bytes(),
+            intermediate: ask.as_bytes(),
+        },
         &policy(),
     )
     .unwrap();
@@ -67,12 +91,28 @@ fn wrong_expectations_fail() {
         verify_snp_report(&report, VCEK, chain, &policy().host_data([1; 32])).unwrap_err(),
         VerifyError::HostDataMismatch
     );
-    let min = TcbVersion { fmc: 0, bootloader: 3, tee: 0, snp: 9, microcode: 0 };
+    let min = TcbVersion {
+        fmc: 0,
+        bootloader: 3,
+        tee: 0,
+        snp: 9,
+        microcode: 0,
+    };
     assert_eq!(
         verify_snp_report(&report, VCEK, chain, &policy().min_tcb(min)).unwrap_err(),
-        VerifyError::TcbTooOld { field: "snp", min: 9, got: 8 }
+        VerifyError::TcbTooOld {
+            field: "snp",
+            min: 9,
+            got: 8
+        }
     );
-    let min = TcbVersion { fmc: 0, bootloader: 3, tee: 0, snp: 8, microcode: 0x73 };
+    let min = TcbVersion {
+        fmc: 0,
+        bootloader: 3,
+        tee: 0,
+        snp: 8,
+        microcode: 0x73,
+    };
     assert!(verify_snp_report(&report, VCEK, chain, &policy().min_tcb(min)).is_ok());
     assert_eq!(
         verify_snp_report(&report, VCEK, chain, &policy().min_guest_svn(1)).unwrap_err(),
@@ -90,10 +130,24 @@ fn debug_policy() {
         check_policy(&report, Generation::Milan, &policy(), &mut checks).unwrap_err(),
         VerifyError::DebugAllowed
     );
-    assert!(check_policy(&report, Generation::Milan, &policy().allow_debug(true), &mut checks).is_ok());
+    assert!(
+        check_policy(
+            &report,
+            Generation::Milan,
+            &policy().allow_debug(true),
+            &mut checks
+        )
+        .is_ok()
+    );
     report.vmpl = 2.into();
     assert_eq!(
-        check_policy(&report, Generation::Milan, &policy().allow_debug(true).max_vmpl(1), &mut checks).unwrap_err(),
+        check_policy(
+            &report,
+            Generation::Milan,
+            &policy().allow_debug(true).max_vmpl(1),
+            &mut checks
+        )
+        .unwrap_err(),
         VerifyError::VmplTooHigh(2)
     );
 }
@@ -103,7 +157,13 @@ fn wrong_chain_fails() {
     let report = milan_report();
     for g in [Generation::Genoa, Generation::Turin] {
         let e = verify_snp_report(&report, VCEK, ChainSource::BuiltIn(g), &policy()).unwrap_err();
-        assert!(matches!(e, VerifyError::NameChain(_) | VerifyError::ChainSignature(_)), "{g:?}: {e}");
+        assert!(
+            matches!(
+                e,
+                VerifyError::NameChain(_) | VerifyError::ChainSignature(_)
+            ),
+            "{g:?}: {e}"
+        );
     }
     // The Turin chain in PEM anchors to the Turin ARK, which did not sign the Milan VCEK.
     assert!(verify_snp_report(&report, VCEK, ChainSource::AmdPem(TURIN_CHAIN), &policy()).is_err());
@@ -129,19 +189,31 @@ fn turin_chain_and_extensions() {
     let ark = certs::load_one(ark.as_bytes(), "ARK").unwrap();
     let ask = certs::load_one(ask.as_bytes(), "ASK").unwrap();
     assert_eq!(chain.len(), 2);
-    assert_eq!(certs::builtin_ark_generation(&chain[1]).unwrap(), Some(Generation::Turin));
+    assert_eq!(
+        certs::builtin_ark_generation(&chain[1]).unwrap(),
+        Some(Generation::Turin)
+    );
     let vcek = certs::load_one(TURIN_VCEK, "VCEK").unwrap();
     certs::verify_rsa_link(&ark, &ark, "ARK").unwrap();
     certs::verify_rsa_link(&ark, &ask, "ASK").unwrap();
     certs::verify_rsa_link(&ask, &vcek, "VCEK").unwrap();
-    assert_eq!(certs::cert_generation(&vcek).unwrap(), Some(Generation::Turin));
+    assert_eq!(
+        certs::cert_generation(&vcek).unwrap(),
+        Some(Generation::Turin)
+    );
     let tcb = certs::cert_tcb(&vcek, Generation::Turin).unwrap();
     assert_eq!(tcb.fmc, 0);
-    assert_eq!(certs::extension(&vcek, &oid::HW_ID).unwrap().unwrap().len(), 8);
+    assert_eq!(
+        certs::extension(&vcek, &oid::HW_ID).unwrap().unwrap().len(),
+        8
+    );
     // The Milan VCEK says Milan and has a 64-byte hwID.
     let m = certs::load_one(VCEK, "VCEK").unwrap();
     assert_eq!(certs::cert_generation(&m).unwrap(), Some(Generation::Milan));
-    assert_eq!(certs::extension(&m, &oid::HW_ID).unwrap().unwrap().len(), 64);
+    assert_eq!(
+        certs::extension(&m, &oid::HW_ID).unwrap().unwrap().len(),
+        64
+    );
     assert!(certs::p384_key(&m).is_ok());
     assert!(certs::p384_key(&ark).is_err());
 }
@@ -171,7 +243,10 @@ fn any_flipped_report_byte_fails() {
     for p in pos {
         let mut r = report.clone();
         r[p] ^= 0x01;
-        assert!(verify_snp_report(&r, VCEK, chain, &policy()).is_err(), "report byte {p:#x}");
+        assert!(
+            verify_snp_report(&r, VCEK, chain, &policy()).is_err(),
+            "report byte {p:#x}"
+        );
     }
 }
 
@@ -182,7 +257,10 @@ fn any_flipped_vcek_byte_fails() {
     for p in positions(VCEK.len(), 5) {
         let mut v = VCEK.to_vec();
         v[p] ^= 0x01;
-        assert!(verify_snp_report(&report, &v, chain, &policy()).is_err(), "VCEK byte {p}");
+        assert!(
+            verify_snp_report(&report, &v, chain, &policy()).is_err(),
+            "VCEK byte {p}"
+        );
     }
 }
 
@@ -218,10 +296,248 @@ fn any_flipped_der_chain_byte_fails() {
         for p in positions(der.len(), 13) {
             let mut d = der.clone();
             d[p] ^= 0x01;
-            let (a, i) = if which == "ASK" { (ark.clone(), d) } else { (d, ask.clone()) };
-            let src = ChainSource::TrustRoot { ark: &a, intermediate: &i };
-            assert!(verify_snp_report(&report, VCEK, src, &policy()).is_err(), "{which} byte {p}");
+            let (a, i) = if which == "ASK" {
+                (ark.clone(), d)
+            } else {
+                (d, ask.clone())
+            };
+            let src = ChainSource::TrustRoot {
+                ark: &a,
+                intermediate: &i,
+            };
+            assert!(
+                verify_snp_report(&report, VCEK, src, &policy()).is_err(),
+                "{which} byte {p}"
+            );
         }
     }
-    let _ = vec![0u8];
+}
+
+/// A report signed with the test chain's leaf key (testdata/snp/testchain).
+mod test_chain {
+    use super::*;
+    use crate::snp::report::Signature;
+    use crate::test_util::hex;
+    use p384::ecdsa::signature::Signer;
+    use zerocopy::IntoBytes;
+
+    const ARK: &[u8] = include_bytes!("../../testdata/snp/testchain/ark.pem");
+    const ASK: &[u8] = include_bytes!("../../testdata/snp/testchain/ask.pem");
+    const GENOA_VCEK: &[u8] = include_bytes!("../../testdata/snp/testchain/genoa_vcek.der");
+    const GENOA_VLEK: &[u8] = include_bytes!("../../testdata/snp/testchain/genoa_vlek.der");
+    const TURIN_VCEK: &[u8] = include_bytes!("../../testdata/snp/testchain/turin_vcek.der");
+
+    fn chain() -> ChainSource<'static> {
+        ChainSource::TrustRoot {
+            ark: ARK,
+            intermediate: ASK,
+        }
+    }
+
+    fn chip_id(n: usize) -> [u8; 64] {
+        let mut c = [0u8; 64];
+        for (i, b) in c.iter_mut().enumerate().take(n) {
+            *b = (i * 7 + 3) as u8;
+        }
+        c
+    }
+
+    /// A version-3 Genoa report matching `genoa_vcek.der`.
+    fn genoa_report() -> AttestationReport {
+        let mut r = AttestationReport::zeroed();
+        r.version = 3.into();
+        r.policy = 0x30000.into();
+        r.signature_algo = 1.into();
+        r.cpuid_fam_id = 0x19;
+        r.cpuid_mod_id = 0x11;
+        let tcb = TcbVersion {
+            fmc: 0,
+            bootloader: 7,
+            tee: 0,
+            snp: 14,
+            microcode: 72,
+        };
+        r.reported_tcb = tcb.encode(Generation::Genoa).into();
+        r.current_tcb = r.reported_tcb;
+        r.chip_id = chip_id(64);
+        r.measurement = [0x42; 48];
+        r.report_data = [0x24; 64];
+        r
+    }
+
+    fn sign(mut r: AttestationReport) -> Vec<u8> {
+        let scalar = hex(include_str!("../../testdata/snp/testchain/vcek_scalar.hex"));
+        let key = p384::ecdsa::SigningKey::from_slice(&scalar).unwrap();
+        let sig: p384::ecdsa::Signature = key.sign(r.signed_bytes());
+        let (rr, ss) = sig.split_bytes();
+        r.signature = Signature::from_be(&rr.into(), &ss.into());
+        r.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn custom_root_genoa_v3() {
+        let report = sign(genoa_report());
+        let v = verify_snp_report(
+            &report,
+            GENOA_VCEK,
+            chain(),
+            &Policy::new([0x42; 48]).report_data([0x24; 64]),
+        )
+        .unwrap();
+        assert_eq!(v.anchor(), TrustAnchor::Custom);
+        assert_eq!(v.generation(), Generation::Genoa);
+        assert_eq!(v.reported_tcb().snp, 14);
+        // The test root is not an AMD root: refused through every AMD path.
+        for src in [
+            ChainSource::BuiltIn(Generation::Genoa),
+            ChainSource::AmdPem(&[ASK, ARK].concat()),
+        ] {
+            assert!(verify_snp_report(&report, GENOA_VCEK, src, &Policy::new([0x42; 48])).is_err());
+        }
+        assert_eq!(
+            verify_snp_report(
+                &report,
+                GENOA_VCEK,
+                ChainSource::AmdPem(&[ASK, ARK].concat()),
+                &Policy::new([0x42; 48])
+            )
+            .unwrap_err(),
+            VerifyError::UntrustedRoot
+        );
+    }
+
+    #[test]
+    fn debug_guest_needs_allow_debug() {
+        let mut r = genoa_report();
+        r.policy = (0x30000u64 | 1 << 19).into();
+        let report = sign(r);
+        assert_eq!(
+            verify_snp_report(&report, GENOA_VCEK, chain(), &Policy::new([0x42; 48])).unwrap_err(),
+            VerifyError::DebugAllowed
+        );
+        assert!(
+            verify_snp_report(
+                &report,
+                GENOA_VCEK,
+                chain(),
+                &Policy::new([0x42; 48]).allow_debug(true)
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn tcb_and_chip_id_must_match_the_vcek() {
+        let mut r = genoa_report();
+        r.reported_tcb = TcbVersion {
+            fmc: 0,
+            bootloader: 7,
+            tee: 0,
+            snp: 15,
+            microcode: 72,
+        }
+        .encode(Generation::Genoa)
+        .into();
+        assert_eq!(
+            verify_snp_report(&sign(r), GENOA_VCEK, chain(), &Policy::new([0x42; 48])).unwrap_err(),
+            VerifyError::TcbMismatch {
+                field: "snpSPL",
+                cert: 14,
+                report: 15
+            }
+        );
+        let mut r = genoa_report();
+        r.chip_id[63] ^= 1;
+        assert_eq!(
+            verify_snp_report(&sign(r), GENOA_VCEK, chain(), &Policy::new([0x42; 48])).unwrap_err(),
+            VerifyError::ChipIdMismatch
+        );
+        // A version-3 report from a Milan CPU with a Genoa VCEK.
+        let mut r = genoa_report();
+        r.cpuid_mod_id = 0x01;
+        assert_eq!(
+            verify_snp_report(&sign(r), GENOA_VCEK, chain(), &Policy::new([0x42; 48])).unwrap_err(),
+            VerifyError::ProductMismatch
+        );
+    }
+
+    #[test]
+    fn vlek_path() {
+        // SIGNING_KEY = 1 (VLEK) in flags bits 4:2; no hwID check.
+        let mut r = genoa_report();
+        r.flags = (1u32 << 2).into();
+        r.chip_id = [0; 64];
+        let report = sign(r);
+        let v = verify_snp_report(&report, GENOA_VLEK, chain(), &Policy::new([0x42; 48])).unwrap();
+        assert_eq!(v.signing_key(), SigningKey::Vlek);
+        // A VLEK-signed report presented with the VCEK certificate, and the reverse.
+        assert_eq!(
+            verify_snp_report(&report, GENOA_VCEK, chain(), &Policy::new([0x42; 48])).unwrap_err(),
+            VerifyError::SigningKeyMismatch
+        );
+        let report = sign(genoa_report());
+        assert_eq!(
+            verify_snp_report(&report, GENOA_VLEK, chain(), &Policy::new([0x42; 48])).unwrap_err(),
+            VerifyError::SigningKeyMismatch
+        );
+    }
+
+    #[test]
+    fn turin_layout_and_short_hwid() {
+        let mut r = genoa_report();
+        r.version = 5.into();
+        r.cpuid_fam_id = 0x1A;
+        r.cpuid_mod_id = 0x02;
+        r.reported_tcb = TcbVersion {
+            fmc: 1,
+            bootloader: 2,
+            tee: 3,
+            snp: 4,
+            microcode: 5,
+        }
+        .encode(Generation::Turin)
+        .into();
+        r.chip_id = chip_id(8);
+        r.launch_mit_vector = 3.into();
+        let v = verify_snp_report(&sign(r), TURIN_VCEK, chain(), &Policy::new([0x42; 48])).unwrap();
+        assert_eq!(v.generation(), Generation::Turin);
+        assert_eq!(
+            v.reported_tcb(),
+            TcbVersion {
+                fmc: 1,
+                bootloader: 2,
+                tee: 3,
+                snp: 4,
+                microcode: 5
+            }
+        );
+        // The Milan/Genoa reading of the same bytes would not match the certificate.
+        let mut r2 = r;
+        r2.reported_tcb = TcbVersion {
+            fmc: 0,
+            bootloader: 2,
+            tee: 3,
+            snp: 4,
+            microcode: 5,
+        }
+        .encode(Generation::Turin)
+        .into();
+        assert_eq!(
+            verify_snp_report(&sign(r2), TURIN_VCEK, chain(), &Policy::new([0x42; 48]))
+                .unwrap_err(),
+            VerifyError::TcbMismatch {
+                field: "fmcSPL",
+                cert: 1,
+                report: 0
+            }
+        );
+        // Bytes after the 8-byte hwID must be zero.
+        let mut r3 = r;
+        r3.chip_id[8] = 1;
+        assert_eq!(
+            verify_snp_report(&sign(r3), TURIN_VCEK, chain(), &Policy::new([0x42; 48]))
+                .unwrap_err(),
+            VerifyError::ChipIdMismatch
+        );
+    }
 }

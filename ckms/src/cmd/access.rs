@@ -10,10 +10,12 @@ use crate::error::CliError;
 #[derive(Subcommand, Debug)]
 pub enum AccessCommand {
     /// Allow USER to run OPERATIONs on an object you own.
-    #[command(long_about = "Allow another user to run KMIP operations on an object you own.\n\n\
+    #[command(
+        long_about = "Allow another user to run KMIP operations on an object you own.\n\n\
 Operations: get, export, encrypt, decrypt, sign, signatureverify, revoke, destroy, rekey, \
 getattributes, ... (lower case KMIP operation names).\n\n\
-Example:\n  ckms access-rights grant bob 3f2a... encrypt decrypt")]
+Example:\n  ckms access-rights grant bob 3f2a... encrypt decrypt"
+    )]
     Grant {
         /// The user (client certificate CN) to allow.
         user: String,

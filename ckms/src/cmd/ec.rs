@@ -19,13 +19,17 @@ pub enum EcCommand {
     #[command(subcommand)]
     Keys(EcKeys),
     /// Sign a file with a private key held by the KMS.
-    #[command(long_about = "Sign a file with a private key held by the KMS; writes the signature \
-(ECDSA: DER; Ed25519: 64 bytes).\n\nExample:\n  ckms ec sign --key <private key id> -i doc.pdf -o doc.sig")]
+    #[command(
+        long_about = "Sign a file with a private key held by the KMS; writes the signature \
+(ECDSA: DER; Ed25519: 64 bytes).\n\nExample:\n  ckms ec sign --key <private key id> -i doc.pdf -o doc.sig"
+    )]
     Sign(SignArgs),
     /// Verify a signature with a public key held by the KMS (exit status 1 if invalid).
-    #[command(long_about = "Verify a signature with a public key held by the KMS.\n\n\
+    #[command(
+        long_about = "Verify a signature with a public key held by the KMS.\n\n\
 Prints `valid` or `invalid`; the exit status is 0 only for a valid signature.\n\n\
-Example:\n  ckms ec verify --key <public key id> -i doc.pdf -s doc.sig")]
+Example:\n  ckms ec verify --key <public key id> -i doc.pdf -s doc.sig"
+    )]
     Verify(VerifyArgs),
 }
 
@@ -33,16 +37,22 @@ Example:\n  ckms ec verify --key <public key id> -i doc.pdf -s doc.sig")]
 #[derive(Subcommand, Debug)]
 pub enum EcKeys {
     /// Create a key pair (activated at once); prints both ids.
-    #[command(long_about = "Create a key pair in the KMS and print the private and public key ids.\n\n\
-Examples:\n  ckms ec keys create --curve p256 --tag signing\n  ckms ec keys create --curve ed25519")]
+    #[command(
+        long_about = "Create a key pair in the KMS and print the private and public key ids.\n\n\
+Examples:\n  ckms ec keys create --curve p256 --tag signing\n  ckms ec keys create --curve ed25519"
+    )]
     Create(EcCreateArgs),
     /// Import a private key (PKCS#8) or a public key (SPKI), PEM or DER.
-    #[command(long_about = "Import an EC key from a PEM or DER file: a PKCS#8 private key or an \
-SPKI (`PUBLIC KEY`) public key.\n\nExample:\n  openssl genpkey -algorithm ed25519 -out k.pem && ckms ec keys import k.pem")]
+    #[command(
+        long_about = "Import an EC key from a PEM or DER file: a PKCS#8 private key or an \
+SPKI (`PUBLIC KEY`) public key.\n\nExample:\n  openssl genpkey -algorithm ed25519 -out k.pem && ckms ec keys import k.pem"
+    )]
     Import(EcImportArgs),
     /// Export a key (DER: PKCS#8 private key or SPKI public key, or the KMIP JSON object).
-    #[command(long_about = "Export a private key (PKCS#8 DER) or a public key (SPKI DER) to a file.\n\n\
-Example:\n  ckms ec keys export --key-id <public key id> pub.der")]
+    #[command(
+        long_about = "Export a private key (PKCS#8 DER) or a public key (SPKI DER) to a file.\n\n\
+Example:\n  ckms ec keys export --key-id <public key id> pub.der"
+    )]
     Export(EcExportArgs),
     /// Revoke a key.
     Revoke(RevokeArgs),
@@ -229,7 +239,11 @@ fn import(ctx: &Ctx, a: &EcImportArgs) -> Result<Output, CliError> {
         let second_is_integer = match (data.first(), data.get(1)) {
             (Some(0x30), Some(len)) => {
                 // Short-form length: the first element follows at 2; long form 0x8N: at 2 + N.
-                let skip = if len & 0x80 != 0 { usize::from(len & 0x7F) } else { 0 };
+                let skip = if len & 0x80 != 0 {
+                    usize::from(len & 0x7F)
+                } else {
+                    0
+                };
                 Some(data.get(2 + skip) == Some(&0x02))
             }
             _ => None,
@@ -237,7 +251,12 @@ fn import(ctx: &Ctx, a: &EcImportArgs) -> Result<Output, CliError> {
         match second_is_integer {
             Some(true) => ("PrivateKey", "PKCS8", data.clone(), "sign"),
             Some(false) => ("PublicKey", "X509", data.clone(), "verify"),
-            None => return Err(CliError::Usage(format!("{}: not a DER key", a.file.display()))),
+            None => {
+                return Err(CliError::Usage(format!(
+                    "{}: not a DER key",
+                    a.file.display()
+                )));
+            }
         }
     };
     let (alg, curve, length) = a.curve.kmip();
@@ -312,7 +331,10 @@ fn sign(ctx: &Ctx, a: &SignArgs) -> Result<Output, CliError> {
     let data = read_file(&a.input)?;
     let request = item::structure(
         "Sign",
-        vec![item::text("UniqueIdentifier", &uid), item::bytes("Data", &data)],
+        vec![
+            item::text("UniqueIdentifier", &uid),
+            item::bytes("Data", &data),
+        ],
     );
     let response = ctx.client()?.kmip(&request)?;
     let signature = response
@@ -342,10 +364,15 @@ fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<Output, CliError> {
     let validity = response
         .child("ValidityIndicator")
         .and_then(TtlvExt::text)
-        .ok_or_else(|| CliError::Response("SignatureVerifyResponse: no ValidityIndicator".into()))?;
+        .ok_or_else(|| {
+            CliError::Response("SignatureVerifyResponse: no ValidityIndicator".into())
+        })?;
     if validity == "Valid" {
         Ok(Output::new("valid", json!({"valid": true})))
     } else {
-        Err(CliError::Negative(format!("signature is {}", validity.to_lowercase())))
+        Err(CliError::Negative(format!(
+            "signature is {}",
+            validity.to_lowercase()
+        )))
     }
 }

@@ -94,10 +94,19 @@ pub fn response_uid(response: &Value, what: &str) -> Result<String, CliError> {
 }
 
 /// `Revoke{UniqueIdentifier, RevocationReason{RevocationReasonCode, RevocationMessage?}}`.
-pub fn revoke(ctx: &Ctx, uid: &str, reason: Option<&str>, compromised: bool) -> Result<Output, CliError> {
+pub fn revoke(
+    ctx: &Ctx,
+    uid: &str,
+    reason: Option<&str>,
+    compromised: bool,
+) -> Result<Output, CliError> {
     let mut rr = vec![item::enumeration(
         "RevocationReasonCode",
-        if compromised { "KeyCompromise" } else { "Unspecified" },
+        if compromised {
+            "KeyCompromise"
+        } else {
+            "Unspecified"
+        },
     )];
     if let Some(m) = reason {
         rr.push(item::text("RevocationMessage", m));

@@ -138,8 +138,16 @@ pub fn get_attributes(ctx: &Ctx, a: &GetAttributesArgs) -> Result<Output, CliErr
     let attrs = response
         .child("Attributes")
         .ok_or_else(|| CliError::Response("GetAttributesResponse: no Attributes".into()))?;
-    let mut lines = vec![format!("UniqueIdentifier: {}", response_uid(&response, "GetAttributesResponse")?)];
-    for a in attrs.get("value").and_then(Value::as_array).into_iter().flatten() {
+    let mut lines = vec![format!(
+        "UniqueIdentifier: {}",
+        response_uid(&response, "GetAttributesResponse")?
+    )];
+    for a in attrs
+        .get("value")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let tag = a.get("tag").and_then(Value::as_str).unwrap_or("?");
         if tag == "VendorAttributes" {
             continue;

@@ -27,8 +27,10 @@ Examples:\n  ckms sym encrypt --key 3f2a... -i secret.txt -o secret.enc\n  \
 ckms sym encrypt --tag payroll --mode chacha20-poly1305 -i a.bin -o a.enc")]
     Encrypt(CryptArgs),
     /// Decrypt a file produced by `ckms sym encrypt`.
-    #[command(long_about = "Decrypt a file in the `nonce ‖ ciphertext ‖ tag` format.\n\n\
-Example:\n  ckms sym decrypt --key 3f2a... -i secret.enc -o secret.txt")]
+    #[command(
+        long_about = "Decrypt a file in the `nonce ‖ ciphertext ‖ tag` format.\n\n\
+Example:\n  ckms sym decrypt --key 3f2a... -i secret.enc -o secret.txt"
+    )]
     Decrypt(CryptArgs),
 }
 
@@ -36,14 +38,18 @@ Example:\n  ckms sym decrypt --key 3f2a... -i secret.enc -o secret.txt")]
 #[derive(Subcommand, Debug)]
 pub enum SymKeys {
     /// Create a new symmetric key (activated at once).
-    #[command(long_about = "Create a new symmetric key in the KMS and print its id.\n\n\
+    #[command(
+        long_about = "Create a new symmetric key in the KMS and print its id.\n\n\
 The key is created with an activation date of now, so it can be used at once.\n\n\
 Examples:\n  ckms sym keys create\n  ckms sym keys create --algorithm aes --length 128 --tag payroll\n  \
-ckms sym keys create --algorithm chacha20 --usage encrypt")]
+ckms sym keys create --algorithm chacha20 --usage encrypt"
+    )]
     Create(CreateArgs),
     /// Import key bytes from a file.
-    #[command(long_about = "Import a symmetric key from a file of raw key bytes.\n\n\
-Example:\n  head -c 32 /dev/urandom > k.bin && ckms sym keys import k.bin --tag imported")]
+    #[command(
+        long_about = "Import a symmetric key from a file of raw key bytes.\n\n\
+Example:\n  head -c 32 /dev/urandom > k.bin && ckms sym keys import k.bin --tag imported"
+    )]
     Import(ImportArgs),
     /// Export a key to a file (raw bytes or the KMIP JSON object).
     #[command(long_about = "Export a key from the KMS into a file.\n\n\
@@ -262,8 +268,8 @@ fn create(ctx: &Ctx, a: &CreateArgs) -> Result<Output, CliError> {
 
 fn import(ctx: &Ctx, a: &ImportArgs) -> Result<Output, CliError> {
     let key = read_file(&a.file)?;
-    let length = i32::try_from(key.len() * 8)
-        .map_err(|_| CliError::Usage("key file too large".into()))?;
+    let length =
+        i32::try_from(key.len() * 8).map_err(|_| CliError::Usage("key file too large".into()))?;
     let mut attrs = common_attributes(a.algorithm, length, &a.usage, &a.tags)?;
     attrs.push(item::datetime("ActivationDate", now()));
     let object = item::structure(
@@ -274,7 +280,10 @@ fn import(ctx: &Ctx, a: &ImportArgs) -> Result<Output, CliError> {
                 item::enumeration("KeyFormatType", "TransparentSymmetricKey"),
                 item::structure(
                     "KeyValue",
-                    vec![item::structure("KeyMaterial", vec![item::bytes("Key", &key)])],
+                    vec![item::structure(
+                        "KeyMaterial",
+                        vec![item::bytes("Key", &key)],
+                    )],
                 ),
                 item::enumeration("CryptographicAlgorithm", algorithm_name(a.algorithm)),
                 item::integer("CryptographicLength", length),
@@ -390,7 +399,11 @@ fn encrypt(ctx: &Ctx, a: &CryptArgs) -> Result<Output, CliError> {
     out.extend_from_slice(&tag);
     write_file(&a.output, &out)?;
     Ok(Output::new(
-        format!("encrypted {} into {}", a.input.display(), a.output.display()),
+        format!(
+            "encrypted {} into {}",
+            a.input.display(),
+            a.output.display()
+        ),
         json!({"unique_identifier": response_uid(&response, "EncryptResponse")?, "file": a.output}),
     ))
 }
@@ -420,7 +433,11 @@ fn decrypt(ctx: &Ctx, a: &CryptArgs) -> Result<Output, CliError> {
         .ok_or_else(|| CliError::Response("DecryptResponse: no Data".into()))?;
     write_file(&a.output, &plaintext)?;
     Ok(Output::new(
-        format!("decrypted {} into {}", a.input.display(), a.output.display()),
+        format!(
+            "decrypted {} into {}",
+            a.input.display(),
+            a.output.display()
+        ),
         json!({"unique_identifier": response_uid(&response, "DecryptResponse")?, "file": a.output}),
     ))
 }

@@ -3,8 +3,10 @@
 //! Record body (version 1), all integers big-endian, every length checked on decode:
 //! `"KMO1" ‖ u8 object_type ‖ u8 state ‖ str owner ‖ u8 has_material ‖ [bytes material] ‖
 //! u16 n_grants ‖ n × (str user ‖ u32 rights) ‖ bytes attributes`, where `str`/`bytes` are a
-//! u32 length then the bytes, and `attributes` is the JSON TTLV of the object's `Attributes`
-//! structure (reusing the codec and its limits).
+//! u32 length then the bytes, and `attributes` is the object's `Attributes` structure as a
+//! compact TTLV item: `u8 item type ‖ u8 tag length ‖ tag ‖ value` with fixed-size big-endian
+//! numbers, `bytes` for strings, big integers and byte strings, `u32 count ‖ items` for a
+//! Structure, and an enumeration as `u8 0 ‖ str name` or `u8 1 ‖ u32 code` (nesting ≤ 32).
 //!
 //! Keywords (the store's index terms): `type=`, `alg=`, `state=`, `owner=`, `grant=`, `tag=`,
 //! `name=`. A destroyed object keeps only `state=`, `owner=` and `grant=`, so it drops out of
@@ -15,7 +17,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use zeroize::Zeroizing;
 
-use crate::kmip::json::{self, Limits};
+use crate::kmip::ttlv::{EnumValue, Ttlv, Value};
 use crate::kmip::types::{Attributes, CryptographicAlgorithm, ObjectType, State};
 use crate::store::Record;
 
@@ -122,6 +124,96 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+const MAX_DEPTH: usize = 32;
+
+fn put_ttlv(out: &mut Vec<u8>, t: &Ttlv) {
+    let ty: u8 = match &t.value {
+        Value::Structure(_) => 1,
+        Value::Integer(_) => 2,
+        Value::LongInteger(_) => 3,
+        Value::BigInteger(_) => 4,
+        Value::Enumeration(_) => 5,
+        Value::Boolean(_) => 6,
+        Value::TextString(_) => 7,
+        Value::ByteString(_) => 8,
+        Value::DateTime(_) => 9,
+        Value::Interval(_) => 10,
+        Value::DateTimeExtended(_) => 11,
+    };
+    out.push(ty);
+    // Tags are at most 128 bytes (checked by the JSON codec) and ASCII names here.
+    let tag = t.tag.as_bytes();
+    let n = u8::try_from(tag.len()).unwrap_or(u8::MAX);
+    out.push(n);
+    out.extend_from_slice(tag.get(..usize::from(n)).unwrap_or(tag));
+    match &t.value {
+        Value::Structure(c) => {
+            out.extend_from_slice(&u32::try_from(c.len()).unwrap_or(u32::MAX).to_be_bytes());
+            for x in c {
+                put_ttlv(out, x);
+            }
+        }
+        Value::Integer(v) => out.extend_from_slice(&v.to_be_bytes()),
+        Value::LongInteger(v) | Value::DateTime(v) | Value::DateTimeExtended(v) => {
+            out.extend_from_slice(&v.to_be_bytes())
+        }
+        Value::BigInteger(b) | Value::ByteString(b) => put_bytes(out, b),
+        Value::TextString(s) => put_bytes(out, s.as_bytes()),
+        Value::Enumeration(EnumValue::Name(n)) => {
+            out.push(0);
+            put_bytes(out, n.as_bytes());
+        }
+        Value::Enumeration(EnumValue::Code(c)) => {
+            out.push(1);
+            out.extend_from_slice(&c.to_be_bytes());
+        }
+        Value::Boolean(b) => out.push(u8::from(*b)),
+        Value::Interval(v) => out.extend_from_slice(&v.to_be_bytes()),
+    }
+}
+
+fn get_ttlv(r: &mut Reader<'_>, depth: usize) -> Result<Ttlv, DecodeError> {
+    if depth > MAX_DEPTH {
+        return Err(DecodeError::Invalid("nesting"));
+    }
+    let ty = r.u8()?;
+    let n = usize::from(r.u8()?);
+    let tag = core::str::from_utf8(r.take(n)?).map_err(|_| DecodeError::Invalid("utf-8"))?;
+    let i64v = |r: &mut Reader<'_>| -> Result<i64, DecodeError> {
+        let b = r.take(8)?;
+        Ok(i64::from_be_bytes(
+            b.try_into().map_err(|_| DecodeError::Truncated)?,
+        ))
+    };
+    let text = |r: &mut Reader<'_>| -> Result<String, DecodeError> { r.str() };
+    let value = match ty {
+        1 => {
+            let count = r.u32()?;
+            let mut c = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(64));
+            for _ in 0..count {
+                c.push(get_ttlv(r, depth + 1)?);
+            }
+            Value::Structure(c)
+        }
+        2 => Value::Integer(r.u32()? as i32),
+        3 => Value::LongInteger(i64v(r)?),
+        4 => Value::BigInteger(r.bytes()?.to_vec()),
+        5 => match r.u8()? {
+            0 => Value::Enumeration(EnumValue::Name(text(r)?)),
+            1 => Value::Enumeration(EnumValue::Code(r.u32()?)),
+            _ => return Err(DecodeError::Invalid("enumeration")),
+        },
+        6 => Value::Boolean(r.u8()? != 0),
+        7 => Value::TextString(text(r)?),
+        8 => Value::ByteString(r.bytes()?.to_vec()),
+        9 => Value::DateTime(i64v(r)?),
+        10 => Value::Interval(r.u32()?),
+        11 => Value::DateTimeExtended(i64v(r)?),
+        _ => return Err(DecodeError::Invalid("item type")),
+    };
+    Ok(Ttlv::new(tag, value))
+}
+
 impl ManagedObject {
     /// The state at time `now`: a PreActive object whose Activation Date has passed is Active,
     /// an Active object whose Deactivation Date has passed is Deactivated (KMIP 2.1 §3.22).
@@ -201,10 +293,11 @@ impl ManagedObject {
             put_bytes(&mut b, u.as_bytes());
             b.extend_from_slice(&m.to_be_bytes());
         }
-        put_bytes(
-            &mut b,
-            &json::to_vec(&self.attributes.to_ttlv("Attributes")),
-        );
+        put_bytes(&mut b, &{
+            let mut a = Vec::with_capacity(128);
+            put_ttlv(&mut a, &self.attributes.to_ttlv("Attributes"));
+            a
+        });
         Record {
             uid: self.uid.clone(),
             body: b,
@@ -235,8 +328,14 @@ impl ManagedObject {
             grants.push((u, m));
         }
         let attrs = rd.bytes()?;
-        let t = json::from_slice(attrs, &Limits::default())
-            .map_err(|_| DecodeError::Invalid("attributes"))?;
+        let t = {
+            let mut ar = Reader { buf: attrs };
+            let t = get_ttlv(&mut ar, 1)?;
+            if !ar.buf.is_empty() {
+                return Err(DecodeError::Invalid("attributes"));
+            }
+            t
+        };
         let attributes = Attributes::parse(&t).map_err(|_| DecodeError::Invalid("attributes"))?;
         if !rd.buf.is_empty() {
             return Err(DecodeError::Invalid("trailing bytes"));
@@ -302,6 +401,46 @@ mod tests {
         let k = d.keywords();
         assert!(!k.iter().any(|x| x.starts_with("tag=")));
         assert!(k.contains(&"state=Destroyed".into()));
+    }
+
+    #[test]
+    fn compact_ttlv_round_trips_every_type_and_limits_depth() {
+        let t = Ttlv::structure(
+            "S",
+            vec![
+                Ttlv::int("I", -5),
+                Ttlv::new("L", Value::LongInteger(-1)),
+                Ttlv::new("B", Value::BigInteger(vec![0, 0xFF])),
+                Ttlv::enumeration("E", "AES"),
+                Ttlv::new("C", Value::Enumeration(EnumValue::Code(0x8000_0002))),
+                Ttlv::boolean("O", true),
+                Ttlv::text("T", "héllo"),
+                Ttlv::bytes("Y", &[1, 2, 3]),
+                Ttlv::datetime("D", -86_400),
+                Ttlv::new("V", Value::Interval(7)),
+                Ttlv::new("X", Value::DateTimeExtended(123_456)),
+                Ttlv::structure("Empty", vec![]),
+            ],
+        );
+        let mut b = Vec::new();
+        put_ttlv(&mut b, &t);
+        assert_eq!(get_ttlv(&mut Reader { buf: &b }, 1).unwrap(), t);
+        for cut in 0..b.len() {
+            assert!(
+                get_ttlv(&mut Reader { buf: &b[..cut] }, 1).is_err(),
+                "cut {cut}"
+            );
+        }
+        let mut deep = Ttlv::structure("S", vec![]);
+        for _ in 0..40 {
+            deep = Ttlv::structure("S", vec![deep]);
+        }
+        let mut b = Vec::new();
+        put_ttlv(&mut b, &deep);
+        assert_eq!(
+            get_ttlv(&mut Reader { buf: &b }, 1),
+            Err(DecodeError::Invalid("nesting"))
+        );
     }
 
     #[test]

@@ -26,8 +26,8 @@ use alloc::vec::Vec;
 use zeroize::Zeroize;
 
 use crate::http::{HttpError, Limits, Method, Request, Response, parse_request, percent_decode};
-use crate::store::Store;
 use crate::service::to_json;
+use crate::store::Store;
 use crate::{Env, Kms};
 
 /// What the caller must do with the connection after [`Connection::on_bytes`].
@@ -128,7 +128,9 @@ fn route<S: Store>(kms: &Kms<S>, env: &mut Env<'_>, user: Option<&str>, req: &Re
     let path = req.path.as_str();
     // Public endpoints: liveness and version need no identity.
     match (req.method, path) {
-        (Method::Get, "/health") => return Response::json(200, Vec::from(&br#"{"status":"UP"}"#[..])),
+        (Method::Get, "/health") => {
+            return Response::json(200, Vec::from(&br#"{"status":"UP"}"#[..]));
+        }
         (Method::Get, "/version") => return Response::json(200, json_string(VERSION)),
         (_, "/health" | "/version") => return method_not_allowed(),
         _ => {}
@@ -190,9 +192,9 @@ mod tests {
     use alloc::vec::Vec;
 
     use super::*;
+    use crate::KmsConfig;
     use crate::crypto::{Random, RngError};
     use crate::store::memory::MemoryStore;
-    use crate::KmsConfig;
 
     /// Deterministic test generator (xorshift): tests only.
     struct TestRng(u64);
@@ -224,8 +226,13 @@ mod tests {
         }
         fn feed(&mut self, user: Option<&str>, input: &[u8]) -> (Action, Vec<u8>) {
             let mut out = Vec::new();
-            let mut env = Env { now: 1_700_000_000, rng: &mut self.rng };
-            let action = self.conn.on_bytes(&self.kms, &mut env, user, input, &mut out);
+            let mut env = Env {
+                now: 1_700_000_000,
+                rng: &mut self.rng,
+            };
+            let action = self
+                .conn
+                .on_bytes(&self.kms, &mut env, user, input, &mut out);
             (action, out)
         }
     }
@@ -236,7 +243,9 @@ mod tests {
         while !out.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; 8];
             let mut r = httparse::Response::new(&mut headers);
-            let httparse::Status::Complete(n) = r.parse(out).unwrap() else { panic!("partial") };
+            let httparse::Status::Complete(n) = r.parse(out).unwrap() else {
+                panic!("partial")
+            };
             let len: usize = r
                 .headers
                 .iter()
@@ -264,7 +273,8 @@ mod tests {
     #[test]
     fn byte_by_byte_pipelined_requests() {
         let mut f = Fixture::new(Limits::DEFAULT);
-        let input = b"GET /version HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let input =
+            b"GET /version HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\nConnection: close\r\n\r\n";
         let mut all = Vec::new();
         let mut last = Action::Continue;
         for b in input.iter() {
@@ -278,7 +288,10 @@ mod tests {
         assert_eq!(r[0], (200, format!("\"{VERSION}\"")));
         assert_eq!(r[1].0, 200);
         // Closed: nothing more is answered.
-        assert_eq!(f.feed(None, b"GET /health HTTP/1.1\r\n\r\n"), (Action::Close, Vec::new()));
+        assert_eq!(
+            f.feed(None, b"GET /health HTTP/1.1\r\n\r\n"),
+            (Action::Close, Vec::new())
+        );
     }
 
     #[test]
@@ -286,7 +299,10 @@ mod tests {
         let mut f = Fixture::new(Limits::DEFAULT);
         let (_, out) = f.feed(Some("alice"), b"GET /nope HTTP/1.1\r\n\r\n");
         assert_eq!(responses(&out)[0].0, 404);
-        let (_, out) = f.feed(None, b"POST /kmip/2_1 HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}");
+        let (_, out) = f.feed(
+            None,
+            b"POST /kmip/2_1 HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}",
+        );
         assert_eq!(responses(&out)[0].0, 401);
         let (_, out) = f.feed(Some(""), b"GET /access/owned HTTP/1.1\r\n\r\n");
         assert_eq!(responses(&out)[0].0, 401);
@@ -294,18 +310,29 @@ mod tests {
         assert_eq!(responses(&out)[0].0, 405);
         let (_, out) = f.feed(Some("alice"), b"GET /access/list/%ZZ HTTP/1.1\r\n\r\n");
         assert_eq!(responses(&out)[0].0, 400);
-        let (a, out) =
-            f.feed(Some("alice"), b"POST /access/grant HTTP/1.1\r\ncontent-length: 3\r\n\r\n{x}");
+        let (a, out) = f.feed(
+            Some("alice"),
+            b"POST /access/grant HTTP/1.1\r\ncontent-length: 3\r\n\r\n{x}",
+        );
         assert_eq!(a, Action::Continue);
         assert_eq!(responses(&out)[0].0, 400);
-        let (_, out) = f.feed(Some("alice"), b"GET /access/list/unknown-uid HTTP/1.1\r\n\r\n");
+        let (_, out) = f.feed(
+            Some("alice"),
+            b"GET /access/list/unknown-uid HTTP/1.1\r\n\r\n",
+        );
         assert_eq!(responses(&out)[0].0, 404);
     }
 
     #[test]
     fn malformed_and_oversized_close_the_connection() {
-        let mut f = Fixture::new(Limits { max_body_bytes: 10, ..Limits::DEFAULT });
-        let (a, out) = f.feed(Some("alice"), b"POST /kmip/2_1 HTTP/1.1\r\ncontent-length: 11\r\n\r\n");
+        let mut f = Fixture::new(Limits {
+            max_body_bytes: 10,
+            ..Limits::DEFAULT
+        });
+        let (a, out) = f.feed(
+            Some("alice"),
+            b"POST /kmip/2_1 HTTP/1.1\r\ncontent-length: 11\r\n\r\n",
+        );
         assert_eq!(a, Action::Close);
         let r = responses(&out);
         assert_eq!(r[0].0, 413);
@@ -325,8 +352,11 @@ mod tests {
             {"tag":"Attributes","type":"Structure","value":[
               {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
               {"tag":"CryptographicLength","type":"Integer","value":256}]}]}"#;
-        let mut req = format!("POST /kmip/2_1 HTTP/1.1\r\ncontent-length: {}\r\n\r\n", create.len())
-            .into_bytes();
+        let mut req = format!(
+            "POST /kmip/2_1 HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+            create.len()
+        )
+        .into_bytes();
         req.extend_from_slice(create);
         let (_, out) = f.feed(Some("alice"), &req);
         let (status, body) = responses(&out).remove(0);
@@ -343,9 +373,8 @@ mod tests {
             .map(String::from)
             .unwrap();
 
-        let grant = format!(
-            r#"{{"unique_identifier":"{uid}","user_id":"bob","operation_types":["get"]}}"#
-        );
+        let grant =
+            format!(r#"{{"unique_identifier":"{uid}","user_id":"bob","operation_types":["get"]}}"#);
         let req = format!(
             "POST /access/grant HTTP/1.1\r\ncontent-length: {}\r\n\r\n{grant}",
             grant.len()
@@ -359,7 +388,10 @@ mod tests {
         let (status, body) = responses(&out).remove(0);
         assert_eq!(status, 200);
         assert!(body.contains(&uid), "{body}");
-        let (_, out) = f.feed(Some("alice"), format!("GET /access/list/{uid} HTTP/1.1\r\n\r\n").as_bytes());
+        let (_, out) = f.feed(
+            Some("alice"),
+            format!("GET /access/list/{uid} HTTP/1.1\r\n\r\n").as_bytes(),
+        );
         let (status, body) = responses(&out).remove(0);
         assert_eq!(status, 200);
         assert!(body.contains("bob"), "{body}");

@@ -69,8 +69,13 @@ fn measure<S: Send + 'static>(
     let barrier = Arc::new(std::sync::Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let (stop, count, setup, op, barrier) =
-                (stop.clone(), count.clone(), setup.clone(), op.clone(), barrier.clone());
+            let (stop, count, setup, op, barrier) = (
+                stop.clone(),
+                count.clone(),
+                setup.clone(),
+                op.clone(),
+                barrier.clone(),
+            );
             std::thread::spawn(move || {
                 let mut state = setup();
                 op(&mut state); // warm-up (connection, handshake)
@@ -177,7 +182,10 @@ fn main() {
             std::hint::black_box(out);
         },
     );
-    rows.push(("floor: AES-256-GCM 64 B in-process (kms::crypto), 1 thread".into(), floor));
+    rows.push((
+        "floor: AES-256-GCM 64 B in-process (kms::crypto), 1 thread".into(),
+        floor,
+    ));
     let core = {
         let (kms, body) = (kms.clone(), enc_body.clone());
         measure(
@@ -189,12 +197,17 @@ fn main() {
                     now: unix_now(),
                     rng,
                 };
-                let out = kms.kmip_json(&mut env, "bench", body.as_bytes()).expect("kmip");
+                let out = kms
+                    .kmip_json(&mut env, "bench", body.as_bytes())
+                    .expect("kmip");
                 std::hint::black_box(out);
             },
         )
     };
-    rows.push(("in-process Kms::kmip_json Encrypt 64 B, 1 thread".into(), core));
+    rows.push((
+        "in-process Kms::kmip_json Encrypt 64 B, 1 thread".into(),
+        core,
+    ));
 
     for threads in [1usize, 16] {
         let body = enc_body.clone();

@@ -66,15 +66,22 @@ pub fn open_store(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenStoreError>
 
 fn open_redis_findex(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenStoreError> {
     let url = args.redis_url.as_deref().ok_or_else(|| {
-        OpenStoreError::Config("--database redis-findex needs --redis-url redis://host:port[/db]".into())
+        OpenStoreError::Config(
+            "--database redis-findex needs --redis-url redis://host:port[/db]".into(),
+        )
     })?;
     let path = args.db_secret_file.as_deref().ok_or_else(|| {
-        OpenStoreError::Config("--database redis-findex needs --db-secret-file FILE (base64 of 32 bytes)".into())
+        OpenStoreError::Config(
+            "--database redis-findex needs --db-secret-file FILE (base64 of 32 bytes)".into(),
+        )
     })?;
     let secret = kms_redis::host::read_secret_file(path)
         .map_err(|e| OpenStoreError::Config(format!("{e} ({})", path.display())))?;
     let timeout = std::time::Duration::from_secs(args.redis_timeout_secs.max(1));
-    let opts = kms_redis::ConnectOptions { io_timeout: timeout, ..Default::default() };
+    let opts = kms_redis::ConnectOptions {
+        io_timeout: timeout,
+        ..Default::default()
+    };
     let store = kms_redis::RedisFindexStore::connect(url, &secret, opts)
         .map_err(|e| OpenStoreError::Backend(e.to_string()))?;
     Ok(Arc::new(store))

@@ -153,12 +153,18 @@ mod tests {
 
     #[test]
     fn common_name_is_the_identity() {
-        let c = cert_with(&[(DnType::OrganizationName, "Org"), (DnType::CommonName, "alice")]);
+        let c = cert_with(&[
+            (DnType::OrganizationName, "Org"),
+            (DnType::CommonName, "alice"),
+        ]);
         assert_eq!(subject_common_name(&c).as_deref(), Some("alice"));
         let c = cert_with(&[(DnType::OrganizationName, "Org")]);
         assert_eq!(subject_common_name(&c), None);
         let c = cert_with(&[(DnType::CommonName, "")]);
         assert_eq!(subject_common_name(&c), None);
-        assert_eq!(subject_common_name(&CertificateDer::from(vec![0x30, 0x00])), None);
+        assert_eq!(
+            subject_common_name(&CertificateDer::from(vec![0x30, 0x00])),
+            None
+        );
     }
 }

@@ -44,7 +44,11 @@ fn transport_limits_and_malformed_http() {
     let mut head = b"POST /kmip/2_1 HTTP/1.1\r\nhost: x\r\ncontent-length: 5000\r\n\r\n".to_vec();
     head.extend(std::iter::repeat_n(b'{', 5000));
     let out = raw_exchange(&mut h, "alice", &head);
-    assert!(out.starts_with(b"HTTP/1.1 413 "), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 413 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 
     // Through the client API too.
     let mut c = h.client("alice");
@@ -53,14 +57,22 @@ fn transport_limits_and_malformed_http() {
 
     // Garbage instead of a request line: 400, then close.
     let out = raw_exchange(&mut h, "alice", b"\x01\x02 garbage\r\n\r\n");
-    assert!(out.starts_with(b"HTTP/1.1 400 "), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     // Chunked bodies are not supported: 411.
     let out = raw_exchange(
         &mut h,
         "alice",
         b"POST /kmip/2_1 HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
     );
-    assert!(out.starts_with(b"HTTP/1.1 411 "), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 411 "),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     // Two pipelined requests, the second asking to close: two responses, then EOF.
     let out = raw_exchange(
         &mut h,
@@ -81,7 +93,10 @@ fn client_authentication() {
     let mut h = Harness::start(&["--database", "memory"]);
     // No client certificate: the TLS handshake fails.
     let mut anonymous = client_for(&h.server.url(), &h.pki.ca_cert, None);
-    assert!(anonymous.get("/version").is_err(), "no client cert accepted");
+    assert!(
+        anonymous.get("/version").is_err(),
+        "no client cert accepted"
+    );
 
     // A certificate from another CA: rejected as well.
     let rogue = Pki::new(h.dir.path(), "rogue");

@@ -73,12 +73,16 @@ impl fmt::Display for MeasureError {
         match self {
             Self::Ovmf(e) => write!(f, "firmware: {e}"),
             Self::MissingResetBlock => f.write_str("firmware has no SEV-ES reset block"),
-            Self::KernelHashesUnsupported => {
-                f.write_str("kernel/initrd/cmdline given but the firmware has no SNP_KERNEL_HASHES section")
-            }
+            Self::KernelHashesUnsupported => f.write_str(
+                "kernel/initrd/cmdline given but the firmware has no SNP_KERNEL_HASHES section",
+            ),
             Self::MissingHashTableGpa => f.write_str("firmware has no SEV hash table GPA entry"),
-            Self::BadKernelHashesSection => f.write_str("SNP_KERNEL_HASHES section is not one page"),
-            Self::UnalignedSection => f.write_str("SEV metadata section size is not a multiple of 4 KiB"),
+            Self::BadKernelHashesSection => {
+                f.write_str("SNP_KERNEL_HASHES section is not one page")
+            }
+            Self::UnalignedSection => {
+                f.write_str("SEV metadata section size is not a multiple of 4 KiB")
+            }
             Self::NoVcpus => f.write_str("at least one vCPU is required"),
         }
     }
@@ -216,8 +220,16 @@ impl VcpuType {
     /// extended family.
     pub fn signature(self) -> u32 {
         let (family, model, stepping) = self.fms();
-        let (fam_low, fam_high) = if family > 0xF { (0xF, (family - 0xF) & 0xFF) } else { (family, 0) };
-        (fam_high << 20) | (((model >> 4) & 0xF) << 16) | (fam_low << 8) | ((model & 0xF) << 4) | (stepping & 0xF)
+        let (fam_low, fam_high) = if family > 0xF {
+            (0xF, (family - 0xF) & 0xFF)
+        } else {
+            (family, 0)
+        };
+        (fam_high << 20)
+            | (((model >> 4) & 0xF) << 16)
+            | (fam_low << 8)
+            | ((model & 0xF) << 4)
+            | (stepping & 0xF)
     }
 }
 
@@ -341,17 +353,33 @@ pub struct KernelHashes {
 }
 
 /// `9438d606-4f22-4cc9-b479-a793d411fd21`: header of the SEV hashes table.
-pub const SEV_HASH_TABLE_HEADER_GUID: [u8; 16] =
-    guid_le(0x9438d606, 0x4f22, 0x4cc9, [0xb4, 0x79, 0xa7, 0x93, 0xd4, 0x11, 0xfd, 0x21]);
+pub const SEV_HASH_TABLE_HEADER_GUID: [u8; 16] = guid_le(
+    0x9438d606,
+    0x4f22,
+    0x4cc9,
+    [0xb4, 0x79, 0xa7, 0x93, 0xd4, 0x11, 0xfd, 0x21],
+);
 /// `4de79437-abd2-427f-b835-d5b172d2045b`: kernel entry.
-pub const SEV_KERNEL_ENTRY_GUID: [u8; 16] =
-    guid_le(0x4de79437, 0xabd2, 0x427f, [0xb8, 0x35, 0xd5, 0xb1, 0x72, 0xd2, 0x04, 0x5b]);
+pub const SEV_KERNEL_ENTRY_GUID: [u8; 16] = guid_le(
+    0x4de79437,
+    0xabd2,
+    0x427f,
+    [0xb8, 0x35, 0xd5, 0xb1, 0x72, 0xd2, 0x04, 0x5b],
+);
 /// `44baf731-3a2f-4bd7-9af1-41e29169781d`: initrd entry.
-pub const SEV_INITRD_ENTRY_GUID: [u8; 16] =
-    guid_le(0x44baf731, 0x3a2f, 0x4bd7, [0x9a, 0xf1, 0x41, 0xe2, 0x91, 0x69, 0x78, 0x1d]);
+pub const SEV_INITRD_ENTRY_GUID: [u8; 16] = guid_le(
+    0x44baf731,
+    0x3a2f,
+    0x4bd7,
+    [0x9a, 0xf1, 0x41, 0xe2, 0x91, 0x69, 0x78, 0x1d],
+);
 /// `97d02dd8-bd20-4c94-aa78-e7714d36ab2a`: command-line entry.
-pub const SEV_CMDLINE_ENTRY_GUID: [u8; 16] =
-    guid_le(0x97d02dd8, 0xbd20, 0x4c94, [0xaa, 0x78, 0xe7, 0x71, 0x4d, 0x36, 0xab, 0x2a]);
+pub const SEV_CMDLINE_ENTRY_GUID: [u8; 16] = guid_le(
+    0x97d02dd8,
+    0xbd20,
+    0x4c94,
+    [0xaa, 0x78, 0xe7, 0x71, 0x4d, 0x36, 0xab, 0x2a],
+);
 
 /// Size of the hashes table: header (GUID, u16) and three entries (GUID, u16, SHA-256).
 const HASH_TABLE_LEN: usize = 18 + 3 * 50;
@@ -364,7 +392,11 @@ impl KernelHashes {
         let mut c = Sha256::new();
         c.update(cmdline.as_bytes());
         c.update([0u8]);
-        Self { cmdline: c.finalize().into(), initrd: Sha256::digest(initrd).into(), kernel: Sha256::digest(kernel).into() }
+        Self {
+            cmdline: c.finalize().into(),
+            initrd: Sha256::digest(initrd).into(),
+            kernel: Sha256::digest(kernel).into(),
+        }
     }
 
     /// The padded table (QEMU `target/i386/sev.c`, `SevHashTable` / `PaddedSevHashTable`).
@@ -417,7 +449,10 @@ pub fn launch_digest(launch: &SnpLaunch<'_>) -> Result<Digest384, MeasureError> 
 
 /// [`launch_digest`], optionally starting from a precomputed [`firmware_digest`] instead of
 /// hashing the firmware pages (the firmware is still parsed for its metadata).
-pub fn launch_digest_from(launch: &SnpLaunch<'_>, firmware_digest: Option<Digest384>) -> Result<Digest384, MeasureError> {
+pub fn launch_digest_from(
+    launch: &SnpLaunch<'_>,
+    firmware_digest: Option<Digest384>,
+) -> Result<Digest384, MeasureError> {
     if launch.vcpus == 0 {
         return Err(MeasureError::NoVcpus);
     }
@@ -431,7 +466,11 @@ pub fn launch_digest_from(launch: &SnpLaunch<'_>, firmware_digest: Option<Digest
         }
     };
     let hashes = if ovmf.has_section(SectionType::SnpKernelHashes) {
-        Some(KernelHashes::new(launch.kernel, launch.initrd, launch.cmdline))
+        Some(KernelHashes::new(
+            launch.kernel,
+            launch.initrd,
+            launch.cmdline,
+        ))
     } else if launch.kernel.is_empty() && launch.initrd.is_empty() && launch.cmdline.is_empty() {
         None
     } else {
@@ -439,8 +478,15 @@ pub fn launch_digest_from(launch: &SnpLaunch<'_>, firmware_digest: Option<Digest
     };
     update_metadata_pages(&mut ld, &ovmf, hashes.as_ref(), launch.vmm)?;
 
-    let ap_eip = ovmf.sev_es_reset_eip()?.ok_or(MeasureError::MissingResetBlock)?;
-    let bsp = vmsa::build(vmsa::BSP_EIP, launch.guest_features, launch.vcpu_type, launch.vmm);
+    let ap_eip = ovmf
+        .sev_es_reset_eip()?
+        .ok_or(MeasureError::MissingResetBlock)?;
+    let bsp = vmsa::build(
+        vmsa::BSP_EIP,
+        launch.guest_features,
+        launch.vcpu_type,
+        launch.vmm,
+    );
     ld.update_vmsa(&bsp);
     if launch.vcpus > 1 {
         let ap = vmsa::build(ap_eip, launch.guest_features, launch.vcpu_type, launch.vmm);
@@ -458,7 +504,11 @@ fn update_metadata_pages(
     vmm: VmmType,
 ) -> Result<(), MeasureError> {
     let pages = |size: u32| -> Result<u64, MeasureError> {
-        if size.is_multiple_of(4096) { Ok(u64::from(size)) } else { Err(MeasureError::UnalignedSection) }
+        if size.is_multiple_of(4096) {
+            Ok(u64::from(size))
+        } else {
+            Err(MeasureError::UnalignedSection)
+        }
     };
     for s in ovmf.sections() {
         let gpa = u64::from(s.gpa);
@@ -466,7 +516,9 @@ fn update_metadata_pages(
             SectionType::SnpSecMem if vmm == VmmType::Gce => {
                 ld.update_empty_pages(PageType::Unmeasured, gpa, pages(s.size)?)
             }
-            SectionType::SnpSecMem | SectionType::SvsmCaa => ld.update_empty_pages(PageType::Zero, gpa, pages(s.size)?),
+            SectionType::SnpSecMem | SectionType::SvsmCaa => {
+                ld.update_empty_pages(PageType::Zero, gpa, pages(s.size)?)
+            }
             SectionType::SnpSecrets => ld.update(PageType::Secrets, gpa, &[0; 48]),
             // EC2 adds the CPUID page after all other metadata pages.
             SectionType::Cpuid if vmm == VmmType::Ec2 => {}
@@ -476,8 +528,12 @@ fn update_metadata_pages(
                     if s.size != 4096 {
                         return Err(MeasureError::BadKernelHashesSection);
                     }
-                    let table_gpa = ovmf.sev_hashes_table_gpa()?.ok_or(MeasureError::MissingHashTableGpa)?;
-                    let page = h.page((table_gpa & 0xFFF) as usize).ok_or(MeasureError::BadKernelHashesSection)?;
+                    let table_gpa = ovmf
+                        .sev_hashes_table_gpa()?
+                        .ok_or(MeasureError::MissingHashTableGpa)?;
+                    let page = h
+                        .page((table_gpa & 0xFFF) as usize)
+                        .ok_or(MeasureError::BadKernelHashesSection)?;
                     ld.update_normal_pages(gpa, &page);
                 }
                 None => ld.update_empty_pages(PageType::Zero, gpa, pages(s.size)?),
@@ -485,7 +541,11 @@ fn update_metadata_pages(
         }
     }
     if vmm == VmmType::Ec2 {
-        for s in ovmf.sections().iter().filter(|s| s.kind == SectionType::Cpuid) {
+        for s in ovmf
+            .sections()
+            .iter()
+            .filter(|s| s.kind == SectionType::Cpuid)
+        {
             ld.update(PageType::Cpuid, u64::from(s.gpa), &[0; 48]);
         }
     }

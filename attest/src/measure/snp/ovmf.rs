@@ -13,17 +13,33 @@ use core::fmt;
 use crate::ratls::guid_le;
 
 /// `96b582de-1fb2-45f7-baea-a366c55a082d`: the entry that ends the footer table.
-pub const FOOTER_TABLE_GUID: [u8; 16] =
-    guid_le(0x96b582de, 0x1fb2, 0x45f7, [0xba, 0xea, 0xa3, 0x66, 0xc5, 0x5a, 0x08, 0x2d]);
+pub const FOOTER_TABLE_GUID: [u8; 16] = guid_le(
+    0x96b582de,
+    0x1fb2,
+    0x45f7,
+    [0xba, 0xea, 0xa3, 0x66, 0xc5, 0x5a, 0x08, 0x2d],
+);
 /// `dc886566-984a-4798-a75e-5585a7bf67cc`: u32 offset (from the end of the image) of the SEV metadata.
-pub const SEV_METADATA_GUID: [u8; 16] =
-    guid_le(0xdc886566, 0x984a, 0x4798, [0xa7, 0x5e, 0x55, 0x85, 0xa7, 0xbf, 0x67, 0xcc]);
+pub const SEV_METADATA_GUID: [u8; 16] = guid_le(
+    0xdc886566,
+    0x984a,
+    0x4798,
+    [0xa7, 0x5e, 0x55, 0x85, 0xa7, 0xbf, 0x67, 0xcc],
+);
 /// `7255371f-3a3b-4b04-927b-1da6efa8d454`: `{u32 gpa, u32 size}` of the kernel hashes table.
-pub const SEV_HASH_TABLE_RV_GUID: [u8; 16] =
-    guid_le(0x7255371f, 0x3a3b, 0x4b04, [0x92, 0x7b, 0x1d, 0xa6, 0xef, 0xa8, 0xd4, 0x54]);
+pub const SEV_HASH_TABLE_RV_GUID: [u8; 16] = guid_le(
+    0x7255371f,
+    0x3a3b,
+    0x4b04,
+    [0x92, 0x7b, 0x1d, 0xa6, 0xef, 0xa8, 0xd4, 0x54],
+);
 /// `00f771de-1a7e-4fcb-890e-68c77e2fb44e`: u32 reset address of the APs (SEV-ES and later).
-pub const SEV_ES_RESET_BLOCK_GUID: [u8; 16] =
-    guid_le(0x00f771de, 0x1a7e, 0x4fcb, [0x89, 0x0e, 0x68, 0xc7, 0x7e, 0x2f, 0xb4, 0x4e]);
+pub const SEV_ES_RESET_BLOCK_GUID: [u8; 16] = guid_le(
+    0x00f771de,
+    0x1a7e,
+    0x4fcb,
+    [0x89, 0x0e, 0x68, 0xc7, 0x7e, 0x2f, 0xb4, 0x4e],
+);
 
 /// Size of a footer-table entry header: u16 size then the GUID.
 const ENTRY_HEADER: usize = 18;
@@ -61,7 +77,10 @@ pub enum OvmfError {
 impl fmt::Display for OvmfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadImageSize(n) => write!(f, "firmware size {n} is not a non-zero multiple of 4 KiB up to 4 GiB"),
+            Self::BadImageSize(n) => write!(
+                f,
+                "firmware size {n} is not a non-zero multiple of 4 KiB up to 4 GiB"
+            ),
             Self::BadTableEntry => f.write_str("malformed OVMF footer table entry"),
             Self::DuplicateGuid => f.write_str("duplicate GUID in OVMF footer table"),
             Self::ShortEntry(what) => write!(f, "OVMF footer entry {what} is too short"),
@@ -131,7 +150,11 @@ impl<'a> Ovmf<'a> {
             return Err(OvmfError::BadImageSize(data.len()));
         }
         let table = parse_footer_table(data)?;
-        let mut ovmf = Ovmf { data, table, sections: Vec::new() };
+        let mut ovmf = Ovmf {
+            data,
+            table,
+            sections: Vec::new(),
+        };
         ovmf.sections = ovmf.parse_sev_metadata()?;
         Ok(ovmf)
     }
@@ -163,12 +186,16 @@ impl<'a> Ovmf<'a> {
 
     /// The AP reset address from the SEV-ES reset block, if present.
     pub fn sev_es_reset_eip(&self) -> Result<Option<u32>, OvmfError> {
-        self.table_entry(&SEV_ES_RESET_BLOCK_GUID).map(|e| read_u32(e, 0, "SEV-ES reset block")).transpose()
+        self.table_entry(&SEV_ES_RESET_BLOCK_GUID)
+            .map(|e| read_u32(e, 0, "SEV-ES reset block"))
+            .transpose()
     }
 
     /// GPA of the kernel hashes table, if the image reserves one.
     pub fn sev_hashes_table_gpa(&self) -> Result<Option<u32>, OvmfError> {
-        self.table_entry(&SEV_HASH_TABLE_RV_GUID).map(|e| read_u32(e, 0, "SEV hash table")).transpose()
+        self.table_entry(&SEV_HASH_TABLE_RV_GUID)
+            .map(|e| read_u32(e, 0, "SEV hash table"))
+            .transpose()
     }
 
     fn parse_sev_metadata(&self) -> Result<Vec<Section>, OvmfError> {
@@ -176,8 +203,16 @@ impl<'a> Ovmf<'a> {
             return Ok(Vec::new());
         };
         let offset_from_end = read_u32(entry, 0, "SEV metadata")? as usize;
-        let start = self.data.len().checked_sub(offset_from_end).ok_or(OvmfError::MetadataOutOfRange)?;
-        let header = self.data.get(start..).and_then(|h| h.get(..METADATA_HEADER)).ok_or(OvmfError::MetadataOutOfRange)?;
+        let start = self
+            .data
+            .len()
+            .checked_sub(offset_from_end)
+            .ok_or(OvmfError::MetadataOutOfRange)?;
+        let header = self
+            .data
+            .get(start..)
+            .and_then(|h| h.get(..METADATA_HEADER))
+            .ok_or(OvmfError::MetadataOutOfRange)?;
         if header.get(..4) != Some(b"ASEV".as_slice()) {
             return Err(OvmfError::BadMetadataSignature);
         }
@@ -187,13 +222,18 @@ impl<'a> Ovmf<'a> {
         if version != 1 {
             return Err(OvmfError::BadMetadataVersion(version));
         }
-        let end = start.checked_add(size).ok_or(OvmfError::MetadataOutOfRange)?;
+        let end = start
+            .checked_add(size)
+            .ok_or(OvmfError::MetadataOutOfRange)?;
         let items = self
             .data
             .get(start..end)
             .and_then(|m| m.get(METADATA_HEADER..))
             .ok_or(OvmfError::MetadataOutOfRange)?;
-        if count.checked_mul(SECTION_DESC).is_none_or(|n| n > items.len()) {
+        if count
+            .checked_mul(SECTION_DESC)
+            .is_none_or(|n| n > items.len())
+        {
             return Err(OvmfError::BadMetadataSize);
         }
         items
@@ -204,7 +244,8 @@ impl<'a> Ovmf<'a> {
                 Ok(Section {
                     gpa: read_u32(d, 0, "section")?,
                     size: read_u32(d, 4, "section")?,
-                    kind: SectionType::from_raw(raw_kind).ok_or(OvmfError::UnknownSectionType(raw_kind))?,
+                    kind: SectionType::from_raw(raw_kind)
+                        .ok_or(OvmfError::UnknownSectionType(raw_kind))?,
                 })
             })
             .collect()
@@ -218,7 +259,10 @@ pub(crate) type FooterTable<'a> = Vec<([u8; 16], &'a [u8])>;
 /// GUID is absent (an image without one has nothing for SEV to measure beyond its pages).
 pub(crate) fn parse_footer_table(data: &[u8]) -> Result<FooterTable<'_>, OvmfError> {
     let mut table = Vec::new();
-    let Some(footer_start) = data.len().checked_sub(TABLE_END_FROM_FILE_END + ENTRY_HEADER) else {
+    let Some(footer_start) = data
+        .len()
+        .checked_sub(TABLE_END_FROM_FILE_END + ENTRY_HEADER)
+    else {
         return Ok(table);
     };
     let Some((footer_size, footer_guid)) = entry_header(data, footer_start) else {
@@ -230,15 +274,22 @@ pub(crate) fn parse_footer_table(data: &[u8]) -> Result<FooterTable<'_>, OvmfErr
     let Some(table_size) = footer_size.checked_sub(ENTRY_HEADER) else {
         return Ok(table);
     };
-    let table_start = footer_start.checked_sub(table_size).ok_or(OvmfError::BadTableEntry)?;
-    let mut bytes = data.get(table_start..footer_start).ok_or(OvmfError::BadTableEntry)?;
+    let table_start = footer_start
+        .checked_sub(table_size)
+        .ok_or(OvmfError::BadTableEntry)?;
+    let mut bytes = data
+        .get(table_start..footer_start)
+        .ok_or(OvmfError::BadTableEntry)?;
     while bytes.len() >= ENTRY_HEADER {
-        let (size, guid) = entry_header(bytes, bytes.len() - ENTRY_HEADER).ok_or(OvmfError::BadTableEntry)?;
+        let (size, guid) =
+            entry_header(bytes, bytes.len() - ENTRY_HEADER).ok_or(OvmfError::BadTableEntry)?;
         if size < ENTRY_HEADER || size > bytes.len() {
             return Err(OvmfError::BadTableEntry);
         }
         let entry_start = bytes.len() - size;
-        let value = bytes.get(entry_start..bytes.len() - ENTRY_HEADER).ok_or(OvmfError::BadTableEntry)?;
+        let value = bytes
+            .get(entry_start..bytes.len() - ENTRY_HEADER)
+            .ok_or(OvmfError::BadTableEntry)?;
         if table.iter().any(|(g, _)| *g == guid) {
             return Err(OvmfError::DuplicateGuid);
         }
@@ -290,7 +341,10 @@ mod tests {
     #[test]
     fn bad_sizes() {
         assert_eq!(Ovmf::parse(&[]).unwrap_err(), OvmfError::BadImageSize(0));
-        assert_eq!(Ovmf::parse(&AMDSEV[1..]).unwrap_err(), OvmfError::BadImageSize(4095));
+        assert_eq!(
+            Ovmf::parse(&AMDSEV[1..]).unwrap_err(),
+            OvmfError::BadImageSize(4095)
+        );
         // A page of zeros has no footer table: nothing to find, no error.
         let o = Ovmf::parse(&[0u8; 4096]).unwrap();
         assert!(o.sections().is_empty());

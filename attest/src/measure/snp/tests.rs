@@ -22,11 +22,15 @@ fn launch(guest_features: u64) -> SnpLaunch<'static> {
 fn published_vectors() {
     assert_eq!(
         launch_digest(&launch(0x21)).unwrap()[..],
-        hex("803f691094946e42068aaa3a8f9e26a5c89f36f7b73ecfb28c653360fe4b3aba7e534442e7e1e17895dfe778d0228977")
+        hex(
+            "803f691094946e42068aaa3a8f9e26a5c89f36f7b73ecfb28c653360fe4b3aba7e534442e7e1e17895dfe778d0228977"
+        )
     );
     assert_eq!(
         launch_digest(&launch(0x1)).unwrap()[..],
-        hex("6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa")
+        hex(
+            "6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa"
+        )
     );
 }
 
@@ -35,11 +39,16 @@ fn firmware_only_digest() {
     let fw = firmware_digest(AMDSEV).unwrap();
     assert_eq!(
         fw[..],
-        hex("086e2e9149ebf45abdc3445fba5b2da8270bdbb04094d7a2c37faaa4b24af3aa16aff8c374c2a55c467a50da6d466b74")
+        hex(
+            "086e2e9149ebf45abdc3445fba5b2da8270bdbb04094d7a2c37faaa4b24af3aa16aff8c374c2a55c467a50da6d466b74"
+        )
     );
     // Continuing from the firmware digest gives the full digest.
     let l = launch(0x1);
-    assert_eq!(launch_digest_from(&l, Some(fw)).unwrap(), launch_digest(&l).unwrap());
+    assert_eq!(
+        launch_digest_from(&l, Some(fw)).unwrap(),
+        launch_digest(&l).unwrap()
+    );
 }
 
 #[test]
@@ -63,7 +72,10 @@ fn inputs_change_the_digest() {
 fn kernel_without_hashes_section() {
     let mut l = launch(0x1);
     l.firmware = OVMFX64;
-    assert_eq!(launch_digest(&l).unwrap_err(), MeasureError::KernelHashesUnsupported);
+    assert_eq!(
+        launch_digest(&l).unwrap_err(),
+        MeasureError::KernelHashesUnsupported
+    );
     l.cmdline = "";
     assert!(launch_digest(&l).is_ok());
     l.vcpus = 0;
@@ -73,7 +85,10 @@ fn kernel_without_hashes_section() {
 #[test]
 fn vcpu_names_and_signatures() {
     assert_eq!("EPYC-v4".parse::<VcpuType>().unwrap(), VcpuType::EpycV4);
-    assert_eq!("EPYC-Genoa-v1".parse::<VcpuType>().unwrap(), VcpuType::EpycGenoaV1);
+    assert_eq!(
+        "EPYC-Genoa-v1".parse::<VcpuType>().unwrap(),
+        VcpuType::EpycGenoaV1
+    );
     assert!("epyc".parse::<VcpuType>().is_err());
     // Family 17h model 1 stepping 2 -> 0x00800F12; family 19h model 11h -> 0x00A10F10.
     assert_eq!(VcpuType::Epyc.signature(), 0x0080_0F12);
@@ -93,7 +108,10 @@ fn hashes_table_layout() {
     assert_eq!(t[16..18], 168u16.to_le_bytes());
     assert_eq!(t[..4], [0x06, 0xd6, 0x38, 0x94]);
     // The command line is hashed with its NUL: SHA-256("\0").
-    assert_eq!(t[18 + 18..18 + 50], hex("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d")[..]);
+    assert_eq!(
+        t[18 + 18..18 + 50],
+        hex("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d")[..]
+    );
     assert!(h.page(4096 - 175).is_none());
     assert!(h.page(4096 - 176).is_some());
 }

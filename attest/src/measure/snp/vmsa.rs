@@ -46,9 +46,25 @@ const DEFAULT_G_PAT: u64 = 0x0007_0406_0007_0406;
 /// Build the VMSA page of a vCPU starting at `eip`.
 pub fn build(eip: u32, sev_features: u64, vcpu: VcpuType, vmm: VmmType) -> [u8; VMSA_SIZE] {
     let (cs_attr, ss_attr, tr_attr, rdx, mxcsr, fcw, g_pat) = match vmm {
-        VmmType::Qemu => (0x9B, 0x93, 0x8B, u64::from(vcpu.signature()), 0x1F80, 0x37F, DEFAULT_G_PAT),
+        VmmType::Qemu => (
+            0x9B,
+            0x93,
+            0x8B,
+            u64::from(vcpu.signature()),
+            0x1F80,
+            0x37F,
+            DEFAULT_G_PAT,
+        ),
         // EC2 marks the BSP's code segment not-accessed and reports a fixed family 6 signature.
-        VmmType::Ec2 => (if eip == BSP_EIP { 0x9A } else { 0x9B }, 0x92, 0x83, 0x600, 0, 0, DEFAULT_G_PAT),
+        VmmType::Ec2 => (
+            if eip == BSP_EIP { 0x9A } else { 0x9B },
+            0x92,
+            0x83,
+            0x600,
+            0,
+            0,
+            DEFAULT_G_PAT,
+        ),
         // GCE overwrites the default PAT.
         VmmType::Gce => (0x9B, 0x93, 0x8B, 0x600, 0, 0, 0x0007_0106),
     };
@@ -60,7 +76,13 @@ pub fn build(eip: u32, sev_features: u64, vcpu: VcpuType, vmm: VmmType) -> [u8; 
         put(&mut p, at + 8, &base.to_le_bytes());
     };
     seg(off::ES, 0, 0x93, 0xFFFF, 0);
-    seg(off::CS, 0xF000, cs_attr, 0xFFFF, u64::from(eip & 0xFFFF_0000));
+    seg(
+        off::CS,
+        0xF000,
+        cs_attr,
+        0xFFFF,
+        u64::from(eip & 0xFFFF_0000),
+    );
     seg(off::SS, 0, ss_attr, 0xFFFF, 0);
     seg(off::DS, 0, 0x93, 0xFFFF, 0);
     seg(off::FS, 0, 0x93, 0xFFFF, 0);

@@ -37,7 +37,7 @@ pub use attest::ratls::CertEntry as CertTableEntry;
 pub const MAX_CERT_TABLE_ENTRIES: usize = 16;
 
 /// Parses the certificate table returned by an extended guest request (GHCB spec 56421, §4.1.8.1): entries of
-/// {GUID[16], offset u32-LE, length u32-LE} (offset from the table start) ended by an all-zero entry, then the
+/// `{GUID[16], offset u32-LE, length u32-LE}` (offset from the table start) ended by an all-zero entry, then the
 /// certificates. Every offset and length is checked against the buffer.
 pub fn parse_cert_table(table: &[u8]) -> Result<Vec<CertTableEntry>, EvidenceError> {
     let mut out = Vec::new();

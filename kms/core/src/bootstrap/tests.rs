@@ -502,3 +502,24 @@ fn garbage_bodies_never_panic() {
         }
     }
 }
+
+#[test]
+fn api_bodies_round_trip_and_default() {
+    use api::*;
+    let csr: CsrRequest = serde_json::from_str(r#"{"subject":"CN=a"}"#).unwrap();
+    assert_eq!(csr, CsrRequest { subject: "CN=a".into(), dns_names: vec![], ip_addresses: vec![], include_quote: false });
+    let full = CsrRequest {
+        subject: "CN=b".into(),
+        dns_names: vec!["b.example".into()],
+        ip_addresses: vec!["::1".into()],
+        include_quote: true,
+    };
+    assert_eq!(serde_json::from_slice::<CsrRequest>(&serde_json::to_vec(&full).unwrap()).unwrap(), full);
+    let start = StartResponse { status: "started".into(), ra_tls_port: true, client_auth: false };
+    assert_eq!(serde_json::from_slice::<StartResponse>(&serde_json::to_vec(&start).unwrap()).unwrap(), start);
+    let att = AttestationResponse { platform: "sev-snp".into(), nonce: "00".into(), quote: "AA==".into() };
+    assert_eq!(serde_json::from_slice::<AttestationResponse>(&serde_json::to_vec(&att).unwrap()).unwrap(), att);
+    let db: RedisFindexRequest = serde_json::from_str(r#"{"url":"redis://u:p@h:1","db_secret":"c2VjcmV0"}"#).unwrap();
+    assert_eq!(alloc::format!("{db:?}"), "RedisFindexRequest { .. }");
+    assert!(serde_json::from_str::<CsrRequest>(r#"{"dns_names":[]}"#).is_err(), "subject is required");
+}

@@ -290,7 +290,11 @@ mod tests {
         let full = raw.len() - 4;
         // Every strict prefix shorter than the full request is incomplete, not an error.
         for cut in 0..full {
-            assert_eq!(parse_request(&raw[..cut], &LIMITS), Ok(None), "cut at {cut}");
+            assert_eq!(
+                parse_request(&raw[..cut], &LIMITS),
+                Ok(None),
+                "cut at {cut}"
+            );
         }
         let (req, used) = parse_request(raw, &LIMITS).unwrap().unwrap();
         assert_eq!(used, full);
@@ -353,7 +357,10 @@ mod tests {
             Err(HttpError::UnsupportedVersion)
         );
         assert_eq!(
-            parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", &LIMITS),
+            parse_request(
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &LIMITS
+            ),
             Err(HttpError::LengthRequired)
         );
     }

@@ -57,7 +57,11 @@ impl Response {
                 reason_phrase(self.status),
                 self.content_type,
                 self.body.len(),
-                if self.close { "connection: close\r\n" } else { "" },
+                if self.close {
+                    "connection: close\r\n"
+                } else {
+                    ""
+                },
             ),
         );
         out.extend_from_slice(&self.body);

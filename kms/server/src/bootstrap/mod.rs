@@ -12,10 +12,9 @@
 //!   not know them).
 //! - `--ratls-port` (9999): the bootstrap certificate and `GET /attestation` only. It is open from the start
 //!   and closed at `/start` when the API certificate itself carries a quote.
-
 //!
-//! Modules: [`platform`] (snp-emu, none, Redis check), [`tls`] (bootstrap certificate, pinned-provisioner
-//! verifier), [`attesting`] (`GET /attestation` beside the KMS); this file holds the options, start-up and
+//! Modules: [`platform`] (snp-emu, none, Redis check), `tls` (bootstrap certificate, pinned-provisioner
+//! verifier), `attesting` (`GET /attestation` beside the KMS); this file holds the options, start-up and
 //! the accept loops.
 
 mod attesting;
@@ -74,7 +73,7 @@ impl FromStr for AttestationSource {
 #[command(
     name = "kms-server --bootstrap",
     about = "Start in bootstrap mode: attest, get provisioned over RA-TLS, then serve the KMS",
-    long_about = "Start in bootstrap mode (zero-trust workflow, docs/operations.md).\n\n\
+    long_about = "Start in bootstrap mode (zero-trust workflow, docs/bootstrap.md).\n\n\
 The server derives its key pair from the platform's measurement-bound key, serves the bootstrap API \
 (GET /attestation, POST /csr, /certificate, /redis-findex, /client-ca, /start) over RA-TLS on \
 --bootstrap-port, and after /start serves the KMS on the same port.\n\n\
@@ -490,7 +489,6 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kms::store::memory::MemoryStore;
 
     #[test]
     fn attestation_source_parses() {
@@ -502,57 +500,5 @@ mod tests {
         for bad in ["emulated:", "snp", "", "emulated"] {
             assert!(bad.parse::<AttestationSource>().is_err(), "{bad}");
         }
-    }
-
-    fn session(with_kms: bool) -> AttestingSession {
-        let mut ev = NoEvidence;
-        let identity = Arc::new(Identity::create(&mut ev, [1; 32], 1_790_000_000).unwrap());
-        let kms = with_kms.then(|| {
-            let store: Arc<dyn kms::store::Store> = Arc::new(MemoryStore::new());
-            KmsHandler::new(Arc::new(Kms::new(store, KmsConfig::default())), Limits::DEFAULT)
-        });
-        let handler = AttestingHandler {
-            kms,
-            identity,
-            evidence: Arc::new(Mutex::new(Box::new(NoEvidence))),
-            limits: Limits::DEFAULT,
-        };
-        handler.session()
-    }
-
-    fn statuses(out: &[u8]) -> Vec<u16> {
-        let text = String::from_utf8_lossy(out);
-        text.match_indices("HTTP/1.1 ")
-            .filter_map(|(i, _)| text.get(i + 9..i + 12).and_then(|s| s.parse().ok()))
-            .collect()
-    }
-
-    #[test]
-    fn attestation_is_answered_and_the_rest_goes_to_the_kms_in_order() {
-        let mut s = session(true);
-        let nonce = "00".repeat(32);
-        let pipelined = format!(
-            "GET /attestation?nonce={nonce} HTTP/1.1\r\nhost: x\r\n\r\nGET /version HTTP/1.1\r\nhost: x\r\n\r\n\
-             POST /csr HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{{}}"
-        );
-        let mut out = Vec::new();
-        // Byte by byte: framing must not depend on how TCP splits the stream.
-        for b in pipelined.as_bytes() {
-            assert_eq!(s.on_bytes(Some("admin"), std::slice::from_ref(b), &mut out), Action::Continue);
-        }
-        // 501: no platform (`none`); 200: the KMS's /version; 404: no bootstrap API after start.
-        assert_eq!(statuses(&out), vec![501, 200, 404]);
-    }
-
-    #[test]
-    fn ratls_port_serves_only_attestation() {
-        let mut s = session(false);
-        let mut out = Vec::new();
-        let req = b"GET /version HTTP/1.1\r\nhost: x\r\n\r\nGET /attestation HTTP/1.1\r\nhost: x\r\n\r\n";
-        assert_eq!(s.on_bytes(None, req, &mut out), Action::Continue);
-        assert_eq!(statuses(&out), vec![404, 400]);
-        let mut out = Vec::new();
-        assert_eq!(s.on_bytes(None, b"NOT HTTP\r\n\r\n", &mut out), Action::Close);
-        assert_eq!(statuses(&out), vec![400]);
     }
 }

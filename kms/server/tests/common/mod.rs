@@ -114,7 +114,10 @@ impl CkmsRun {
     /// Stderr, asserting failure.
     pub fn expect_err(self, what: &str) -> String {
         assert!(!self.ok, "ckms {what} should have failed: {}", self.stdout);
-        assert!(!self.stderr.trim().is_empty(), "ckms {what}: no error message");
+        assert!(
+            !self.stderr.trim().is_empty(),
+            "ckms {what}: no error message"
+        );
         self.stderr
     }
 }
@@ -193,6 +196,24 @@ impl Harness {
         }
     }
 
+    /// Run `ckms` with only `args` and `envs` (no connection flags): for configuration tests.
+    pub fn ckms_bare(&self, args: &[&str], envs: &[(&str, &std::path::Path)]) -> CkmsRun {
+        let mut cmd = Command::new(ckms_binary());
+        cmd.args(args)
+            .env_remove("CKMS_CONF")
+            .env("HOME", self.dir.path())
+            .current_dir(self.dir.path());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run ckms");
+        CkmsRun {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// A path in the test's temp dir.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -201,9 +222,8 @@ impl Harness {
 
 /// An HTTPS client for `url` trusting `ca`, with an optional client certificate.
 pub fn client_for(url: &str, ca: &std::path::Path, files: Option<&CertFiles>) -> HttpClient {
-    let identity = files.map(|f| {
-        ClientIdentity::from_pem_files(&f.cert, &f.key).expect("client identity")
-    });
+    let identity =
+        files.map(|f| ClientIdentity::from_pem_files(&f.cert, &f.key).expect("client identity"));
     let tls = client_config(load_certs(ca).expect("CA"), identity).expect("TLS config");
     HttpClient::new(url, tls).expect("client")
 }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// PEM files of a certificate and its key.
@@ -50,7 +50,9 @@ impl Pki {
             .subject_alt_names
             .push(SanType::IpAddress([127, 0, 0, 1].into()));
         server.distinguished_name = DistinguishedName::new();
-        server.distinguished_name.push(DnType::CommonName, "kms-server");
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "kms-server");
         server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_key = KeyPair::generate().expect("server key");
         let server_cert = server.signed_by(&server_key, &issuer).expect("server cert");

@@ -23,6 +23,7 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("ckms_ec_round_trip", ckms_ec_round_trip),
     ("ckms_objects_and_access", ckms_objects_and_access),
     ("ckms_errors", ckms_errors),
+    ("ckms_config_file", ckms_config_file),
 ];
 
 /// Start a server with `extra_args` and run every scenario against it.
@@ -133,7 +134,10 @@ fn version_and_health(h: &mut Harness) {
 fn formats_examples_verbatim(h: &mut Harness) {
     let mut c = h.client("alice");
     let created = ok_json(kmip(&mut c, &create_aes_request("MyTag")), "Create");
-    assert_eq!(created.get("tag").and_then(Value::as_str), Some("CreateResponse"));
+    assert_eq!(
+        created.get("tag").and_then(Value::as_str),
+        Some("CreateResponse")
+    );
     assert_eq!(text_of(&created, "ObjectType"), "SymmetricKey");
     let uid = text_of(&created, "UniqueIdentifier").to_owned();
 
@@ -144,10 +148,19 @@ fn formats_examples_verbatim(h: &mut Harness) {
 
     // Encrypt by tag: `["MyTag"]` as the UniqueIdentifier.
     let plaintext = [0x5Au8; 64];
-    let enc = ok_json(kmip(&mut c, &encrypt_request("[\"MyTag\"]", &plaintext)), "Encrypt");
-    assert_eq!(enc.get("tag").and_then(Value::as_str), Some("EncryptResponse"));
+    let enc = ok_json(
+        kmip(&mut c, &encrypt_request("[\"MyTag\"]", &plaintext)),
+        "Encrypt",
+    );
+    assert_eq!(
+        enc.get("tag").and_then(Value::as_str),
+        Some("EncryptResponse")
+    );
     assert_eq!(text_of(&enc, "UniqueIdentifier"), uid);
-    let nonce = enc.child("IVCounterNonce").and_then(TtlvExt::bytes).expect("IVCounterNonce");
+    let nonce = enc
+        .child("IVCounterNonce")
+        .and_then(TtlvExt::bytes)
+        .expect("IVCounterNonce");
     let tag = enc
         .child("AuthenticatedEncryptionTag")
         .and_then(TtlvExt::bytes)
@@ -166,20 +179,40 @@ fn formats_examples_verbatim(h: &mut Harness) {
         let dec = ok_json(
             kmip(
                 &mut c,
-                &decrypt_request(&uid, spelling, &hex_upper(&nonce), &hex_upper(&data), &hex_upper(&tag)),
+                &decrypt_request(
+                    &uid,
+                    spelling,
+                    &hex_upper(&nonce),
+                    &hex_upper(&data),
+                    &hex_upper(&tag),
+                ),
             ),
             "Decrypt",
         );
-        assert_eq!(dec.child("Data").and_then(TtlvExt::bytes).unwrap(), plaintext);
+        assert_eq!(
+            dec.child("Data").and_then(TtlvExt::bytes).unwrap(),
+            plaintext
+        );
     }
     // A flipped ciphertext bit does not authenticate.
     let mut bad = data.clone();
     bad[0] ^= 1;
     let r = kmip(
         &mut c,
-        &decrypt_request(&uid, "IVCounterNonce", &hex_upper(&nonce), &hex_upper(&bad), &hex_upper(&tag)),
+        &decrypt_request(
+            &uid,
+            "IVCounterNonce",
+            &hex_upper(&nonce),
+            &hex_upper(&bad),
+            &hex_upper(&tag),
+        ),
     );
-    assert!(r.status == 422 || r.status == 500, "tampered decrypt: {} {}", r.status, r.text());
+    assert!(
+        r.status == 422 || r.status == 500,
+        "tampered decrypt: {} {}",
+        r.status,
+        r.text()
+    );
 }
 
 fn batch_request_message(h: &mut Harness) {
@@ -202,7 +235,10 @@ fn batch_request_message(h: &mut Harness) {
     let r = kmip(&mut c, &body);
     // A batch answers 200 with one result per item; the unknown operation fails on its own.
     let v = ok_json(r, "RequestMessage");
-    assert_eq!(v.get("tag").and_then(Value::as_str), Some("ResponseMessage"));
+    assert_eq!(
+        v.get("tag").and_then(Value::as_str),
+        Some("ResponseMessage")
+    );
     let items: Vec<&Value> = v.children("BatchItem").collect();
     assert_eq!(items.len(), 2, "{v}");
     assert_eq!(text_of(items[0], "ResultStatus"), "Success");
@@ -212,7 +248,10 @@ fn batch_request_message(h: &mut Harness) {
 fn malformed_and_wrong_requests(h: &mut Harness) {
     let mut c = h.client("alice");
     let cases: &[(&str, &str)] = &[
-        ("malformed JSON", r#"{"tag":"Create","type":"Structure","value":["#),
+        (
+            "malformed JSON",
+            r#"{"tag":"Create","type":"Structure","value":["#,
+        ),
         ("not TTLV", r#"{"hello":"world"}"#),
         (
             "wrong type (Integer given as text)",
@@ -228,7 +267,10 @@ fn malformed_and_wrong_requests(h: &mut Harness) {
               {"tag":"UniqueIdentifier","type":"TextString","value":"x"},
               {"tag":"Data","type":"ByteString","value":"not hex"}]}"#,
         ),
-        ("unknown operation", r#"{"tag":"Frobnicate","type":"Structure","value":[]}"#),
+        (
+            "unknown operation",
+            r#"{"tag":"Frobnicate","type":"Structure","value":[]}"#,
+        ),
         (
             "unknown object",
             r#"{"tag":"Get","type":"Structure","value":[
@@ -262,7 +304,10 @@ fn lifecycle_and_usage_rules(h: &mut Harness) {
     // Revoked keys cannot encrypt.
     let uid = active_key(h, "alice", "to-revoke");
     let mut c = h.client("alice");
-    ok_json(kmip(&mut c, &encrypt_request(&uid, b"data")), "Encrypt before revoke");
+    ok_json(
+        kmip(&mut c, &encrypt_request(&uid, b"data")),
+        "Encrypt before revoke",
+    );
     ok_json(kmip(&mut c, &revoke_request(&uid)), "Revoke");
     let r = kmip(&mut c, &encrypt_request(&uid, b"data"));
     assert_eq!(r.status, 422, "encrypt with a revoked key: {}", r.text());
@@ -288,7 +333,12 @@ fn access_rights(h: &mut Harness) {
 
     // Not the owner: refused.
     let r = kmip(&mut bob, &encrypt_request(&uid, b"x"));
-    assert!(matches!(r.status, 401 | 403 | 404 | 422), "non-owner encrypt: {} {}", r.status, r.text());
+    assert!(
+        matches!(r.status, 401 | 403 | 404 | 422),
+        "non-owner encrypt: {} {}",
+        r.status,
+        r.text()
+    );
     let r = bob
         .post(
             "/access/grant",
@@ -302,11 +352,16 @@ fn access_rights(h: &mut Harness) {
     // The owner grants encrypt.
     let grant = json!({"unique_identifier": uid, "user_id": "bob", "operation_types": ["encrypt"]});
     let g = ok_json(
-        alice.post("/access/grant", grant.to_string().as_bytes()).unwrap(),
+        alice
+            .post("/access/grant", grant.to_string().as_bytes())
+            .unwrap(),
         "grant",
     );
     assert!(g.get("success").is_some(), "{g}");
-    ok_json(kmip(&mut bob, &encrypt_request(&uid, b"x")), "bob encrypts after grant");
+    ok_json(
+        kmip(&mut bob, &encrypt_request(&uid, b"x")),
+        "bob encrypts after grant",
+    );
     // ... and only encrypt.
     let r = kmip(&mut bob, &revoke_request(&uid));
     assert_ne!(r.status, 200, "bob revoked alice's key: {}", r.text());
@@ -318,69 +373,124 @@ fn access_rights(h: &mut Harness) {
     let obtained = ok_json(bob.get("/access/obtained").unwrap(), "obtained");
     assert!(obtained.to_string().contains(&uid), "obtained: {obtained}");
     let bob_owned = ok_json(bob.get("/access/owned").unwrap(), "bob owned");
-    assert!(!bob_owned.to_string().contains(&uid), "bob owns alice's key: {bob_owned}");
+    assert!(
+        !bob_owned.to_string().contains(&uid),
+        "bob owns alice's key: {bob_owned}"
+    );
 
     // Older clients send a single `operation_type`.
     let revoke = json!({"unique_identifier": uid, "user_id": "bob", "operation_type": "encrypt"});
     ok_json(
-        alice.post("/access/revoke", revoke.to_string().as_bytes()).unwrap(),
+        alice
+            .post("/access/revoke", revoke.to_string().as_bytes())
+            .unwrap(),
         "revoke access",
     );
     let r = kmip(&mut bob, &encrypt_request(&uid, b"x"));
-    assert_ne!(r.status, 200, "bob still encrypts after revoke: {}", r.text());
+    assert_ne!(
+        r.status,
+        200,
+        "bob still encrypts after revoke: {}",
+        r.text()
+    );
 
     // Malformed access request body.
     let r = alice.post("/access/grant", b"{not json").unwrap();
-    assert!(matches!(r.status, 400 | 422), "bad grant body: {} {}", r.status, r.text());
+    assert!(
+        matches!(r.status, 400 | 422),
+        "bad grant body: {} {}",
+        r.status,
+        r.text()
+    );
 }
 
 fn ckms_symmetric_round_trip(h: &mut Harness) {
     let created = h
-        .ckms("carol", &["--json", "sym", "keys", "create", "--tag", "ckms-sym"])
+        .ckms(
+            "carol",
+            &["--json", "sym", "keys", "create", "--tag", "ckms-sym"],
+        )
         .json("sym keys create");
-    let uid = created["unique_identifier"].as_str().expect("uid").to_owned();
+    let uid = created["unique_identifier"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
 
     let plain = h.path("plain.txt");
     let content: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&plain, &content).unwrap();
     let enc = h.path("plain.enc");
     let dec = h.path("plain.dec");
-    let (p, e, d) = (plain.display().to_string(), enc.display().to_string(), dec.display().to_string());
-    h.ckms("carol", &["sym", "encrypt", "--key", &uid, "-i", &p, "-o", &e])
-        .expect_ok("sym encrypt");
+    let (p, e, d) = (
+        plain.display().to_string(),
+        enc.display().to_string(),
+        dec.display().to_string(),
+    );
+    h.ckms(
+        "carol",
+        &["sym", "encrypt", "--key", &uid, "-i", &p, "-o", &e],
+    )
+    .expect_ok("sym encrypt");
     let encrypted = std::fs::read(&enc).unwrap();
-    assert_eq!(encrypted.len(), 12 + content.len() + 16, "nonce ‖ ciphertext ‖ tag");
-    h.ckms("carol", &["sym", "decrypt", "--tag", "ckms-sym", "-i", &e, "-o", &d])
-        .expect_ok("sym decrypt by tag");
+    assert_eq!(
+        encrypted.len(),
+        12 + content.len() + 16,
+        "nonce ‖ ciphertext ‖ tag"
+    );
+    h.ckms(
+        "carol",
+        &["sym", "decrypt", "--tag", "ckms-sym", "-i", &e, "-o", &d],
+    )
+    .expect_ok("sym decrypt by tag");
     assert_eq!(std::fs::read(&dec).unwrap(), content);
 
     // Export raw, re-import, and decrypt with the imported copy.
     let raw = h.path("key.bin").display().to_string();
-    h.ckms("carol", &["sym", "keys", "export", "--key-id", &uid, &raw]).expect_ok("export");
+    h.ckms("carol", &["sym", "keys", "export", "--key-id", &uid, &raw])
+        .expect_ok("export");
     assert_eq!(std::fs::read(&raw).unwrap().len(), 32);
     let imported = h
-        .ckms("carol", &["--json", "sym", "keys", "import", &raw, "--tag", "imported"])
+        .ckms(
+            "carol",
+            &["--json", "sym", "keys", "import", &raw, "--tag", "imported"],
+        )
         .json("import");
     let uid2 = imported["unique_identifier"].as_str().unwrap().to_owned();
     assert_ne!(uid, uid2);
     std::fs::remove_file(&dec).unwrap();
-    h.ckms("carol", &["sym", "decrypt", "--key", &uid2, "-i", &e, "-o", &d])
-        .expect_ok("decrypt with imported key");
+    h.ckms(
+        "carol",
+        &["sym", "decrypt", "--key", &uid2, "-i", &e, "-o", &d],
+    )
+    .expect_ok("decrypt with imported key");
     assert_eq!(std::fs::read(&dec).unwrap(), content);
 
     // ChaCha20-Poly1305 and AES-GCM-SIV.
     let chacha = h
-        .ckms("carol", &["--json", "sym", "keys", "create", "--algorithm", "chacha20"])
+        .ckms(
+            "carol",
+            &["--json", "sym", "keys", "create", "--algorithm", "chacha20"],
+        )
         .json("create chacha20")["unique_identifier"]
         .as_str()
         .unwrap()
         .to_owned();
     for (key, mode) in [(&chacha, "chacha20-poly1305"), (&uid, "aes-gcm-siv")] {
-        h.ckms("carol", &["sym", "encrypt", "--key", key, "--mode", mode, "-i", &p, "-o", &e])
-            .expect_ok(mode);
+        h.ckms(
+            "carol",
+            &[
+                "sym", "encrypt", "--key", key, "--mode", mode, "-i", &p, "-o", &e,
+            ],
+        )
+        .expect_ok(mode);
         std::fs::remove_file(&dec).unwrap();
-        h.ckms("carol", &["sym", "decrypt", "--key", key, "--mode", mode, "-i", &e, "-o", &d])
-            .expect_ok(mode);
+        h.ckms(
+            "carol",
+            &[
+                "sym", "decrypt", "--key", key, "--mode", mode, "-i", &e, "-o", &d,
+            ],
+        )
+        .expect_ok(mode);
         assert_eq!(std::fs::read(&dec).unwrap(), content, "{mode}");
     }
 
@@ -389,13 +499,20 @@ fn ckms_symmetric_round_trip(h: &mut Harness) {
         .ckms("carol", &["--json", "sym", "keys", "rekey", &uid])
         .json("rekey");
     assert_ne!(rekeyed["unique_identifier"].as_str().unwrap(), uid);
-    h.ckms("carol", &["sym", "keys", "revoke", &uid2, "--reason", "test"])
-        .expect_ok("revoke");
+    h.ckms(
+        "carol",
+        &["sym", "keys", "revoke", &uid2, "--reason", "test"],
+    )
+    .expect_ok("revoke");
     let err = h
-        .ckms("carol", &["sym", "encrypt", "--key", &uid2, "-i", &p, "-o", &e])
+        .ckms(
+            "carol",
+            &["sym", "encrypt", "--key", &uid2, "-i", &p, "-o", &e],
+        )
         .expect_err("encrypt with revoked key");
     assert!(err.contains("422"), "{err}");
-    h.ckms("carol", &["sym", "keys", "destroy", &uid2]).expect_ok("destroy");
+    h.ckms("carol", &["sym", "keys", "destroy", &uid2])
+        .expect_ok("destroy");
 }
 
 fn ckms_ec_round_trip(h: &mut Harness) {
@@ -404,124 +521,306 @@ fn ckms_ec_round_trip(h: &mut Harness) {
     let other = h.path("other.txt");
     std::fs::write(&other, b"something else").unwrap();
     let sig = h.path("doc.sig");
-    let (doc, other, sig) = (doc.display().to_string(), other.display().to_string(), sig.display().to_string());
+    let (doc, other, sig) = (
+        doc.display().to_string(),
+        other.display().to_string(),
+        sig.display().to_string(),
+    );
     for curve in ["p256", "p384", "ed25519"] {
         let pair = h
-            .ckms("dave", &["--json", "ec", "keys", "create", "--curve", curve])
+            .ckms(
+                "dave",
+                &["--json", "ec", "keys", "create", "--curve", curve],
+            )
             .json("ec keys create");
-        let private = pair["private_key_unique_identifier"].as_str().unwrap().to_owned();
-        let public = pair["public_key_unique_identifier"].as_str().unwrap().to_owned();
-        h.ckms("dave", &["ec", "sign", "--key", &private, "-i", &doc, "-o", &sig])
-            .expect_ok("sign");
+        let private = pair["private_key_unique_identifier"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let public = pair["public_key_unique_identifier"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        h.ckms(
+            "dave",
+            &["ec", "sign", "--key", &private, "-i", &doc, "-o", &sig],
+        )
+        .expect_ok("sign");
         let out = h
-            .ckms("dave", &["ec", "verify", "--key", &public, "-i", &doc, "-s", &sig])
+            .ckms(
+                "dave",
+                &["ec", "verify", "--key", &public, "-i", &doc, "-s", &sig],
+            )
             .expect_ok("verify");
         assert!(out.contains("valid"), "{curve}: {out}");
-        h.ckms("dave", &["ec", "verify", "--key", &public, "-i", &other, "-s", &sig])
-            .expect_err("verify of another document");
+        h.ckms(
+            "dave",
+            &["ec", "verify", "--key", &public, "-i", &other, "-s", &sig],
+        )
+        .expect_err("verify of another document");
 
         // Export the public key (SPKI DER) and import it back as a new object.
         let der = h.path(&format!("{curve}-pub.der")).display().to_string();
-        h.ckms("dave", &["ec", "keys", "export", "--key-id", &public, &der]).expect_ok("export public");
+        h.ckms("dave", &["ec", "keys", "export", "--key-id", &public, &der])
+            .expect_ok("export public");
         let imported = h
-            .ckms("dave", &["--json", "ec", "keys", "import", &der, "--curve", curve])
+            .ckms(
+                "dave",
+                &["--json", "ec", "keys", "import", &der, "--curve", curve],
+            )
             .json("import public");
         let pub2 = imported["unique_identifier"].as_str().unwrap().to_owned();
-        h.ckms("dave", &["ec", "verify", "--key", &pub2, "-i", &doc, "-s", &sig])
-            .expect_ok("verify with imported public key");
+        h.ckms(
+            "dave",
+            &["ec", "verify", "--key", &pub2, "-i", &doc, "-s", &sig],
+        )
+        .expect_ok("verify with imported public key");
 
         // Private key export (PKCS#8) and import.
         let p8 = h.path(&format!("{curve}-priv.der")).display().to_string();
-        h.ckms("dave", &["ec", "keys", "export", "--key-id", &private, &p8]).expect_ok("export private");
+        h.ckms("dave", &["ec", "keys", "export", "--key-id", &private, &p8])
+            .expect_ok("export private");
         let priv2 = h
-            .ckms("dave", &["--json", "ec", "keys", "import", &p8, "--curve", curve])
+            .ckms(
+                "dave",
+                &["--json", "ec", "keys", "import", &p8, "--curve", curve],
+            )
             .json("import private")["unique_identifier"]
             .as_str()
             .unwrap()
             .to_owned();
-        h.ckms("dave", &["ec", "sign", "--key", &priv2, "-i", &doc, "-o", &sig])
-            .expect_ok("sign with imported private key");
-        h.ckms("dave", &["ec", "verify", "--key", &public, "-i", &doc, "-s", &sig])
-            .expect_ok("verify signature of the imported private key");
+        h.ckms(
+            "dave",
+            &["ec", "sign", "--key", &priv2, "-i", &doc, "-o", &sig],
+        )
+        .expect_ok("sign with imported private key");
+        h.ckms(
+            "dave",
+            &["ec", "verify", "--key", &public, "-i", &doc, "-s", &sig],
+        )
+        .expect_ok("verify signature of the imported private key");
 
-        h.ckms("dave", &["ec", "keys", "revoke", &private]).expect_ok("revoke");
-        h.ckms("dave", &["ec", "sign", "--key", &private, "-i", &doc, "-o", &sig])
-            .expect_err("sign with a revoked key");
-        h.ckms("dave", &["ec", "keys", "destroy", &private]).expect_ok("destroy");
+        h.ckms("dave", &["ec", "keys", "revoke", &private])
+            .expect_ok("revoke");
+        h.ckms(
+            "dave",
+            &["ec", "sign", "--key", &private, "-i", &doc, "-o", &sig],
+        )
+        .expect_err("sign with a revoked key");
+        h.ckms("dave", &["ec", "keys", "destroy", &private])
+            .expect_ok("destroy");
     }
 }
 
 fn ckms_objects_and_access(h: &mut Harness) {
     let uid = h
-        .ckms("erin", &["--json", "sym", "keys", "create", "--tag", "erin-a", "--tag", "erin-b"])
+        .ckms(
+            "erin",
+            &[
+                "--json", "sym", "keys", "create", "--tag", "erin-a", "--tag", "erin-b",
+            ],
+        )
         .json("create")["unique_identifier"]
         .as_str()
         .unwrap()
         .to_owned();
     let found = h
-        .ckms("erin", &["--json", "locate", "--tag", "erin-a", "--tag", "erin-b"])
+        .ckms(
+            "erin",
+            &["--json", "locate", "--tag", "erin-a", "--tag", "erin-b"],
+        )
         .json("locate");
     assert_eq!(found["unique_identifiers"], json!([uid]));
-    let none = h.ckms("erin", &["--json", "locate", "--tag", "no-such-tag"]).json("locate");
+    let none = h
+        .ckms("erin", &["--json", "locate", "--tag", "no-such-tag"])
+        .json("locate");
     assert_eq!(none["unique_identifiers"], json!([]));
     let by_type = h
-        .ckms("erin", &["--json", "locate", "--type", "SymmetricKey", "--algorithm", "AES", "--state", "Active"])
+        .ckms(
+            "erin",
+            &[
+                "--json",
+                "locate",
+                "--type",
+                "SymmetricKey",
+                "--algorithm",
+                "AES",
+                "--state",
+                "Active",
+            ],
+        )
         .json("locate by type");
-    assert!(by_type["unique_identifiers"].as_array().unwrap().contains(&json!(uid)));
+    assert!(
+        by_type["unique_identifiers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(uid))
+    );
 
     h.ckms("erin", &["set-attribute", &uid, "--name", "erin-backup"])
         .expect_ok("set-attribute");
-    let found = h.ckms("erin", &["--json", "locate", "--name", "erin-backup"]).json("locate by name");
+    let found = h
+        .ckms("erin", &["--json", "locate", "--name", "erin-backup"])
+        .json("locate by name");
     assert_eq!(found["unique_identifiers"], json!([uid]));
-    let attrs = h.ckms("erin", &["--json", "get-attributes", &uid]).json("get-attributes");
+    let attrs = h
+        .ckms("erin", &["--json", "get-attributes", &uid])
+        .json("get-attributes");
     assert_eq!(attrs["unique_identifier"], json!(uid));
     let text = attrs["attributes"].to_string();
-    assert!(text.contains("AES") && text.contains("erin-backup"), "{text}");
-    let human = h.ckms("erin", &["get-attributes", &uid]).expect_ok("get-attributes");
+    assert!(
+        text.contains("AES") && text.contains("erin-backup"),
+        "{text}"
+    );
+    let human = h
+        .ckms("erin", &["get-attributes", &uid])
+        .expect_ok("get-attributes");
     assert!(human.contains("CryptographicAlgorithm: AES"), "{human}");
 
     // Locate is scoped to what the caller may see.
-    let others = h.ckms("frank", &["--json", "locate", "--tag", "erin-a"]).json("locate other");
+    let others = h
+        .ckms("frank", &["--json", "locate", "--tag", "erin-a"])
+        .json("locate other");
     assert_eq!(others["unique_identifiers"], json!([]));
 
-    h.ckms("erin", &["access-rights", "grant", "frank", &uid, "encrypt", "get"])
-        .expect_ok("grant");
-    let list = h.ckms("erin", &["--json", "access-rights", "list", &uid]).json("list");
+    h.ckms(
+        "erin",
+        &["access-rights", "grant", "frank", &uid, "encrypt", "get"],
+    )
+    .expect_ok("grant");
+    let list = h
+        .ckms("erin", &["--json", "access-rights", "list", &uid])
+        .json("list");
     assert!(list.to_string().contains("frank"), "{list}");
-    let obtained = h.ckms("frank", &["--json", "access-rights", "obtained"]).json("obtained");
+    let obtained = h
+        .ckms("frank", &["--json", "access-rights", "obtained"])
+        .json("obtained");
     assert!(obtained.to_string().contains(&uid), "{obtained}");
-    let owned = h.ckms("erin", &["--json", "access-rights", "owned"]).json("owned");
+    let owned = h
+        .ckms("erin", &["--json", "access-rights", "owned"])
+        .json("owned");
     assert!(owned.to_string().contains(&uid), "{owned}");
     let f = h.path("frank.txt");
     std::fs::write(&f, b"frank").unwrap();
-    let (fi, fo) = (f.display().to_string(), h.path("frank.enc").display().to_string());
-    h.ckms("frank", &["sym", "encrypt", "--key", &uid, "-i", &fi, "-o", &fo])
-        .expect_ok("frank encrypts with a granted key");
+    let (fi, fo) = (
+        f.display().to_string(),
+        h.path("frank.enc").display().to_string(),
+    );
+    h.ckms(
+        "frank",
+        &["sym", "encrypt", "--key", &uid, "-i", &fi, "-o", &fo],
+    )
+    .expect_ok("frank encrypts with a granted key");
     h.ckms("frank", &["sym", "keys", "revoke", &uid])
         .expect_err("frank revokes erin's key");
-    h.ckms("erin", &["access-rights", "revoke", "frank", &uid, "encrypt", "get"])
-        .expect_ok("revoke access");
-    h.ckms("frank", &["sym", "encrypt", "--key", &uid, "-i", &fi, "-o", &fo])
-        .expect_err("frank encrypts after revoke");
+    h.ckms(
+        "erin",
+        &["access-rights", "revoke", "frank", &uid, "encrypt", "get"],
+    )
+    .expect_ok("revoke access");
+    h.ckms(
+        "frank",
+        &["sym", "encrypt", "--key", &uid, "-i", &fi, "-o", &fo],
+    )
+    .expect_err("frank encrypts after revoke");
 
-    let v = h.ckms("erin", &["server-version"]).expect_ok("server-version");
+    let v = h
+        .ckms("erin", &["server-version"])
+        .expect_ok("server-version");
     assert!(!v.trim().is_empty());
 }
 
 fn ckms_errors(h: &mut Harness) {
     let err = h
-        .ckms("erin", &["sym", "encrypt", "--key", "nope", "-i", "/nonexistent/file", "-o", "/tmp/x"])
+        .ckms(
+            "erin",
+            &[
+                "sym",
+                "encrypt",
+                "--key",
+                "nope",
+                "-i",
+                "/nonexistent/file",
+                "-o",
+                "/tmp/x",
+            ],
+        )
         .expect_err("missing input file");
     assert!(err.contains("/nonexistent/file"), "{err}");
     let err = h
-        .ckms("erin", &["sym", "keys", "export", "--key-id", "no-such-key", "/tmp/never-written"])
+        .ckms(
+            "erin",
+            &[
+                "sym",
+                "keys",
+                "export",
+                "--key-id",
+                "no-such-key",
+                "/tmp/never-written",
+            ],
+        )
         .expect_err("export of an unknown key");
     assert!(err.contains("HTTP"), "{err}");
-    let err = h.ckms("erin", &["sym", "encrypt", "-i", "a", "-o", "b"]).expect_err("no key");
+    let err = h
+        .ckms("erin", &["sym", "encrypt", "-i", "a", "-o", "b"])
+        .expect_err("no key");
     assert!(err.contains("--tag"), "{err}");
     let json_err = h
         .ckms("erin", &["--json", "sym", "keys", "destroy", "no-such-key"])
         .expect_err("json error");
     let v: Value = serde_json::from_str(json_err.trim()).expect("JSON error on stderr");
     assert!(v["error"].is_string());
+}
+
+fn ckms_config_file(h: &mut Harness) {
+    let files = h.user("gina");
+    // $CKMS_CONF, with paths relative to the file's directory.
+    let conf_dir = h.path("conf");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::copy(&h.pki.ca_cert, conf_dir.join("ca.pem")).unwrap();
+    std::fs::copy(&files.cert, conf_dir.join("gina.pem")).unwrap();
+    std::fs::copy(&files.key, conf_dir.join("gina.key")).unwrap();
+    let conf = conf_dir.join("ckms.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "url = \"{}\"\nca_cert = \"ca.pem\"\nclient_cert = \"gina.pem\"\nclient_key = \"gina.key\"\n",
+            h.server.url()
+        ),
+    )
+    .unwrap();
+    let created = h
+        .ckms_bare(
+            &["--json", "sym", "keys", "create"],
+            &[("CKMS_CONF", &conf)],
+        )
+        .json("create with $CKMS_CONF");
+    let uid = created["unique_identifier"].as_str().unwrap().to_owned();
+    // ~/.config/ckms/ckms.toml when $CKMS_CONF is unset (HOME is the test dir).
+    let home_conf = h.path(".config/ckms");
+    std::fs::create_dir_all(&home_conf).unwrap();
+    std::fs::copy(&conf, home_conf.join("ckms.toml")).unwrap();
+    for f in ["ca.pem", "gina.pem", "gina.key"] {
+        std::fs::copy(conf_dir.join(f), home_conf.join(f)).unwrap();
+    }
+    let owned = h
+        .ckms_bare(&["--json", "access-rights", "owned"], &[])
+        .json("owned with ~/.config");
+    assert!(owned.to_string().contains(&uid), "{owned}");
+    // A flag wins over the file: a wrong URL fails.
+    h.ckms_bare(&["--url", "https://127.0.0.1:1", "server-version"], &[])
+        .expect_err("flag overrides file");
+    // A broken file is an error with its path.
+    let bad = h.path("bad.toml");
+    std::fs::write(&bad, "url = [").unwrap();
+    let err = h
+        .ckms_bare(&["server-version"], &[("CKMS_CONF", &bad)])
+        .expect_err("broken config");
+    assert!(err.contains("bad.toml"), "{err}");
+    // No configuration at all: a message naming the missing setting.
+    let empty = tempfile::tempdir().unwrap();
+    let err = h
+        .ckms_bare(&["server-version"], &[("HOME", empty.path())])
+        .expect_err("no configuration");
+    assert!(err.contains("url"), "{err}");
 }
