@@ -35,7 +35,8 @@ use crate::verify::{self, ExpectationArgs, VerifyArgs, to_hex};
 #[derive(clap::Subcommand, Debug)]
 pub enum BootstrapCommand {
     /// Attest a server in bootstrap mode, provision it, start it, verify it.
-    #[command(long_about = "Attest a KMS in bootstrap mode and provision it (zero-trust workflow).\n\n\
+    #[command(
+        long_about = "Attest a KMS in bootstrap mode and provision it (zero-trust workflow).\n\n\
 Nothing is sent before the server's RA-TLS certificate and a fresh-nonce report are verified; every request \
 then goes over a TLS connection pinned to the attested key.\n\n\
 Examples:\n  \
@@ -44,7 +45,8 @@ ckms --url https://127.0.0.1:9998 --ca-cert ca.pem bootstrap start --manifest ma
 --redis-url redis://10.0.0.5:6379 --db-secret-file db.secret --client-ca users-ca.pem\n  \
 # external CA, in two steps:\n  \
 ckms --url https://kms:9998 bootstrap start --manifest m.json --subject CN=kms --csr-out kms.csr ...\n  \
-ckms --url https://kms:9998 bootstrap start --manifest m.json --cert-in kms-chain.pem --redis-url ... ")]
+ckms --url https://kms:9998 bootstrap start --manifest m.json --cert-in kms-chain.pem --redis-url ... "
+    )]
     Start(StartArgs),
 }
 
@@ -100,27 +102,38 @@ pub fn run(ctx: &Ctx, command: BootstrapCommand) -> Result<Output, CliError> {
 }
 
 fn post(client: &mut HttpClient, path: &str, body: &Value) -> Result<Value, CliError> {
-    let bytes = Zeroizing::new(serde_json::to_vec(body).map_err(|e| CliError::Usage(e.to_string()))?);
+    let bytes =
+        Zeroizing::new(serde_json::to_vec(body).map_err(|e| CliError::Usage(e.to_string()))?);
     let resp = client.post(path, &bytes)?;
     if resp.status != 200 {
         let msg = serde_json::from_slice::<Value>(&resp.body)
             .ok()
             .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_else(|| resp.text());
-        return Err(CliError::Server { status: resp.status, message: format!("{path}: {msg}") });
+        return Err(CliError::Server {
+            status: resp.status,
+            message: format!("{path}: {msg}"),
+        });
     }
     serde_json::from_slice(&resp.body).map_err(|e| CliError::Response(format!("{path}: {e}")))
 }
 
 fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
     let exp = a.expect.load()?;
-    let url = ctx.settings.url.as_deref().ok_or_else(|| CliError::Usage("--url is required".into()))?;
+    let url = ctx
+        .settings
+        .url
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("--url is required".into()))?;
     let mut steps = Vec::new();
 
     // 1. Attest the bootstrap certificate, trusting nothing yet.
     let cert = verify::capture_certificate(url)?;
     let attested = verify::attest_certificate(&cert, &exp, "bootstrap certificate")?;
-    steps.push(format!("bootstrap certificate attested (measurement {})", to_hex(attested.report.measurement())));
+    steps.push(format!(
+        "bootstrap certificate attested (measurement {})",
+        to_hex(attested.report.measurement())
+    ));
 
     // 2. Pin, 3. fresh report.
     let mut client = verify::pinned_client(url, &attested.spki_der, verify::identity(ctx)?)?;
@@ -133,7 +146,10 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
         (Some(path), _) => String::from_utf8(read_file(path)?)
             .map_err(|_| CliError::Usage(format!("{}: not PEM text", path.display())))?,
         (None, csr_out) => {
-            let subject = a.subject.as_deref().ok_or_else(|| CliError::Usage("--subject is required".into()))?;
+            let subject = a
+                .subject
+                .as_deref()
+                .ok_or_else(|| CliError::Usage("--subject is required".into()))?;
             let csr = post(
                 &mut client,
                 "/csr",
@@ -151,7 +167,10 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
                     "{}\nhave the CSR signed, then run again with --cert-in <chain.pem> and the database options",
                     steps.join("\n")
                 );
-                return Ok(Output::new(human, json!({"steps": steps, "csr_pem": csr_pem})));
+                return Ok(Output::new(
+                    human,
+                    json!({"steps": steps, "csr_pem": csr_pem}),
+                ));
             }
             let (ca_cert, ca_key) = match (&ctx.settings.ca_cert, &a.ca_key) {
                 (Some(c), Some(k)) => (c, k),
@@ -161,19 +180,38 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
                     ));
                 }
             };
-            let chain = sign_csr(&csr_pem, &read_file(ca_cert)?, &Zeroizing::new(read_file(ca_key)?), a.days)?;
+            let chain = sign_csr(
+                &csr_pem,
+                &read_file(ca_cert)?,
+                &Zeroizing::new(read_file(ca_key)?),
+                a.days,
+            )?;
             steps.push(format!("CSR signed by the local CA {}", ca_cert.display()));
             chain
         }
     };
-    let r = post(&mut client, "/certificate", &json!({"chain_pem": chain_pem}))?;
-    let has_quote = r.get("api_certificate_has_quote").and_then(Value::as_bool).unwrap_or(false);
-    steps.push(format!("API certificate accepted (quote inside: {has_quote})"));
+    let r = post(
+        &mut client,
+        "/certificate",
+        &json!({"chain_pem": chain_pem}),
+    )?;
+    let has_quote = r
+        .get("api_certificate_has_quote")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    steps.push(format!(
+        "API certificate accepted (quote inside: {has_quote})"
+    ));
 
     // 5. Database, client CA, start.
-    let redis_url = a.redis_url.as_deref().ok_or_else(|| CliError::Usage("--redis-url is required".into()))?;
-    let secret_path =
-        a.db_secret_file.as_deref().ok_or_else(|| CliError::Usage("--db-secret-file is required".into()))?;
+    let redis_url = a
+        .redis_url
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("--redis-url is required".into()))?;
+    let secret_path = a
+        .db_secret_file
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("--db-secret-file is required".into()))?;
     let secret = read_secret(secret_path)?;
     let body = Zeroizing::new(json!({"url": redis_url, "db_secret": secret.as_str()}).to_string());
     let resp = client.post("/redis-findex", body.as_bytes())?;
@@ -182,11 +220,15 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
             .ok()
             .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_else(|| resp.text());
-        return Err(CliError::Server { status: resp.status, message: format!("/redis-findex: {msg}") });
+        return Err(CliError::Server {
+            status: resp.status,
+            message: format!("/redis-findex: {msg}"),
+        });
     }
     steps.push("database configured".to_owned());
     if let Some(ca) = &a.client_ca {
-        let pem = String::from_utf8(read_file(ca)?).map_err(|_| CliError::Usage(format!("{}: not PEM", ca.display())))?;
+        let pem = String::from_utf8(read_file(ca)?)
+            .map_err(|_| CliError::Usage(format!("{}: not PEM", ca.display())))?;
         post(&mut client, "/client-ca", &json!({"ca_pem": pem}))?;
         steps.push(format!("client CA {} set", ca.display()));
     }
@@ -195,25 +237,36 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
     drop(client);
 
     // 6. Verify the running KMS.
-    let verify_args = VerifyArgs { ra_tls_url: a.ra_tls_url.clone(), expect: a.expect.clone() };
+    let verify_args = VerifyArgs {
+        ra_tls_url: a.ra_tls_url.clone(),
+        expect: a.expect.clone(),
+    };
     let verified = verify::verify(ctx, &verify_args).map_err(|e| match e {
         CliError::Negative(m) => CliError::Negative(format!("the KMS started but {m}")),
         other => other,
     })?;
     let human = format!("{}\n{}", steps.join("\n"), verified.human);
-    Ok(Output::new(human, json!({"steps": steps, "verify": verified.json})))
+    Ok(Output::new(
+        human,
+        json!({"steps": steps, "verify": verified.json}),
+    ))
 }
 
 /// Reads a db secret file: base64 of exactly 32 bytes.
 fn read_secret(path: &std::path::Path) -> Result<Zeroizing<String>, CliError> {
     let raw = Zeroizing::new(read_file(path)?);
-    let text = std::str::from_utf8(&raw).map_err(|_| CliError::Usage(format!("{}: not base64", path.display())))?;
+    let text = std::str::from_utf8(&raw)
+        .map_err(|_| CliError::Usage(format!("{}: not base64", path.display())))?;
     let text = Zeroizing::new(text.trim().to_owned());
     let bytes = Zeroizing::new(
-        Base64::decode_vec(&text).map_err(|_| CliError::Usage(format!("{}: not base64", path.display())))?,
+        Base64::decode_vec(&text)
+            .map_err(|_| CliError::Usage(format!("{}: not base64", path.display())))?,
     );
     if bytes.len() != 32 {
-        return Err(CliError::Usage(format!("{}: the secret must be 32 bytes (base64)", path.display())));
+        return Err(CliError::Usage(format!(
+            "{}: the secret must be 32 bytes (base64)",
+            path.display()
+        )));
     }
     Ok(text)
 }
@@ -241,7 +294,11 @@ impl BuilderProfile for Issued {
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         use x509_cert::ext::ToExtension;
         let mut exts = vec![
-            (&BasicConstraints { ca: false, path_len_constraint: None }).to_extension(tbs.subject(), &[])?,
+            (&BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            })
+                .to_extension(tbs.subject(), &[])?,
             (&KeyUsage(KeyUsages::DigitalSignature.into())).to_extension(tbs.subject(), &[])?,
         ];
         exts.extend(self.requested.iter().filter(|e| exts_allowed(e)).cloned());
@@ -262,12 +319,19 @@ fn exts_allowed(e: &Extension) -> bool {
 
 /// The extensions requested in a CSR (PKCS#9 extensionRequest, RFC 2985 §5.4.2).
 fn requested_extensions(csr: &CertReq) -> Result<Vec<Extension>, CliError> {
-    const EXTENSION_REQ: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.14");
+    const EXTENSION_REQ: der::asn1::ObjectIdentifier =
+        der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.14");
     let mut out = Vec::new();
-    for attr in csr.info.attributes.iter().filter(|a| a.oid == EXTENSION_REQ) {
+    for attr in csr
+        .info
+        .attributes
+        .iter()
+        .filter(|a| a.oid == EXTENSION_REQ)
+    {
         for value in attr.values.iter() {
-            let exts: Vec<Extension> =
-                value.decode_as().map_err(|_| CliError::Response("CSR extensionRequest does not parse".into()))?;
+            let exts: Vec<Extension> = value
+                .decode_as()
+                .map_err(|_| CliError::Response("CSR extensionRequest does not parse".into()))?;
             out.extend(exts);
         }
     }
@@ -275,45 +339,76 @@ fn requested_extensions(csr: &CertReq) -> Result<Vec<Extension>, CliError> {
 }
 
 /// Signs a PEM CSR with a local P-256 CA; returns the chain PEM (leaf then CA certificate).
-pub fn sign_csr(csr_pem: &str, ca_cert_pem: &[u8], ca_key_pem: &[u8], days: u32) -> Result<String, CliError> {
-    let csr = CertReq::from_pem(csr_pem.as_bytes()).map_err(|_| CliError::Response("the CSR does not parse".into()))?;
+pub fn sign_csr(
+    csr_pem: &str,
+    ca_cert_pem: &[u8],
+    ca_key_pem: &[u8],
+    days: u32,
+) -> Result<String, CliError> {
+    let csr = CertReq::from_pem(csr_pem.as_bytes())
+        .map_err(|_| CliError::Response("the CSR does not parse".into()))?;
     // The CSR must be signed by the key it names (RFC 2986 §3): the server holds that key.
-    let spki_der = csr.info.public_key.to_der().map_err(|_| CliError::Response("CSR key".into()))?;
+    let spki_der = csr
+        .info
+        .public_key
+        .to_der()
+        .map_err(|_| CliError::Response("CSR key".into()))?;
     let vk = <p256::ecdsa::VerifyingKey as spki::DecodePublicKey>::from_public_key_der(&spki_der)
         .map_err(|_| CliError::Response("the CSR key is not P-256".into()))?;
     let sig = p256::ecdsa::DerSignature::from_bytes(csr.signature.raw_bytes())
         .map_err(|_| CliError::Response("CSR signature encoding".into()))?;
-    let info = csr.info.to_der().map_err(|_| CliError::Response("CSR encoding".into()))?;
+    let info = csr
+        .info
+        .to_der()
+        .map_err(|_| CliError::Response("CSR encoding".into()))?;
     signature::Verifier::verify(&vk, &info, &sig)
         .map_err(|_| CliError::Negative("the CSR signature does not verify".into()))?;
 
-    let ca_text = std::str::from_utf8(ca_cert_pem).map_err(|_| CliError::Usage("CA certificate is not PEM".into()))?;
+    let ca_text = std::str::from_utf8(ca_cert_pem)
+        .map_err(|_| CliError::Usage("CA certificate is not PEM".into()))?;
     let ca = Certificate::from_pem(ca_text.trim().as_bytes())
         .or_else(|_| {
             // A bundle: use its first certificate.
-            let end = ca_text.find("-----END CERTIFICATE-----").map(|i| i + "-----END CERTIFICATE-----".len());
-            end.and_then(|e| ca_text.get(..e)).map_or(Err(der::Error::from(der::ErrorKind::Failed)), |first| {
-                Certificate::from_pem(first.trim().as_bytes())
-            })
+            let end = ca_text
+                .find("-----END CERTIFICATE-----")
+                .map(|i| i + "-----END CERTIFICATE-----".len());
+            end.and_then(|e| ca_text.get(..e))
+                .map_or(Err(der::Error::from(der::ErrorKind::Failed)), |first| {
+                    Certificate::from_pem(first.trim().as_bytes())
+                })
         })
         .map_err(|_| CliError::Usage("the CA certificate does not parse (PEM)".into()))?;
     let key_text = Zeroizing::new(
-        std::str::from_utf8(ca_key_pem).map_err(|_| CliError::Usage("CA key is not PEM".into()))?.to_owned(),
+        std::str::from_utf8(ca_key_pem)
+            .map_err(|_| CliError::Usage("CA key is not PEM".into()))?
+            .to_owned(),
     );
-    let ca_key = <p256::ecdsa::SigningKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_pem(&key_text)
-        .or_else(|_| p256::SecretKey::from_sec1_pem(&key_text).map(p256::ecdsa::SigningKey::from))
-        .map_err(|_| CliError::Usage("the CA key is not a P-256 private key (PKCS#8 or SEC1 PEM)".into()))?;
+    let ca_key =
+        <p256::ecdsa::SigningKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_pem(&key_text)
+            .or_else(|_| {
+                p256::SecretKey::from_sec1_pem(&key_text).map(p256::ecdsa::SigningKey::from)
+            })
+            .map_err(|_| {
+                CliError::Usage("the CA key is not a P-256 private key (PKCS#8 or SEC1 PEM)".into())
+            })?;
 
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let time = |d: Duration| -> Result<Time, CliError> {
-        der::DateTime::from_unix_duration(d).map(Time::from).map_err(|_| CliError::Usage("time out of range".into()))
+        der::DateTime::from_unix_duration(d)
+            .map(Time::from)
+            .map_err(|_| CliError::Usage("time out of range".into()))
     };
     let validity = Validity::new(
         time(now.saturating_sub(Duration::from_secs(3600)))?,
         time(now + Duration::from_secs(u64::from(days.max(1)) * 86_400))?,
     );
     let mut serial = [0u8; 16];
-    crate::http::provider().secure_random.fill(&mut serial).map_err(|_| CliError::Usage("no randomness".into()))?;
+    crate::http::provider()
+        .secure_random
+        .fill(&mut serial)
+        .map_err(|_| CliError::Usage("no randomness".into()))?;
     serial[0] = (serial[0] & 0x7F) | 0x01;
     let serial = SerialNumber::new(&serial).map_err(|_| CliError::Usage("serial".into()))?;
     let profile = Issued {
@@ -321,12 +416,18 @@ pub fn sign_csr(csr_pem: &str, ca_cert_pem: &[u8], ca_key_pem: &[u8], days: u32)
         issuer: ca.tbs_certificate().subject().clone(),
         requested: requested_extensions(&csr)?,
     };
-    let spki = spki::SubjectPublicKeyInfoOwned::from_der(&spki_der).map_err(|_| CliError::Response("CSR key".into()))?;
+    let spki = spki::SubjectPublicKeyInfoOwned::from_der(&spki_der)
+        .map_err(|_| CliError::Response("CSR key".into()))?;
     let cert = CertificateBuilder::new(profile, serial, validity, spki)
         .map_err(|e| CliError::Usage(format!("certificate: {e}")))?
         .build::<_, p256::ecdsa::DerSignature>(&ca_key)
         .map_err(|e| CliError::Usage(format!("signing: {e}")))?;
-    let mut chain = cert.to_pem(LineEnding::LF).map_err(|_| CliError::Usage("PEM".into()))?;
-    chain.push_str(&ca.to_pem(LineEnding::LF).map_err(|_| CliError::Usage("PEM".into()))?);
+    let mut chain = cert
+        .to_pem(LineEnding::LF)
+        .map_err(|_| CliError::Usage("PEM".into()))?;
+    chain.push_str(
+        &ca.to_pem(LineEnding::LF)
+            .map_err(|_| CliError::Usage("PEM".into()))?,
+    );
     Ok(chain)
 }

@@ -22,7 +22,10 @@ pub const CAPTURED: &str = "server certificate captured for attestation (connect
 /// DER SubjectPublicKeyInfo of a certificate.
 pub fn spki_of(cert_der: &[u8]) -> Option<Vec<u8>> {
     let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
-    cert.tbs_certificate().subject_public_key_info().to_der().ok()
+    cert.tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .ok()
 }
 
 /// Records the server's certificate chain and refuses the connection.
@@ -35,7 +38,10 @@ pub struct CaptureVerifier {
 impl CaptureVerifier {
     /// A fresh verifier.
     pub fn new(provider: Arc<CryptoProvider>) -> Self {
-        CaptureVerifier { provider, captured: Mutex::new(None) }
+        CaptureVerifier {
+            provider,
+            captured: Mutex::new(None),
+        }
     }
 
     /// The chain seen in the last handshake (leaf first).
@@ -67,7 +73,12 @@ impl ServerCertVerifier for CaptureVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -76,11 +87,18 @@ impl ServerCertVerifier for CaptureVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -112,7 +130,9 @@ impl ServerCertVerifier for PinnedKeyVerifier {
             Some(_) => Err(rustls::Error::General(
                 "server public key is not the attested key (pinned-key check failed)".into(),
             )),
-            None => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)),
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadEncoding,
+            )),
         }
     }
 
@@ -122,7 +142,12 @@ impl ServerCertVerifier for PinnedKeyVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -131,11 +156,18 @@ impl ServerCertVerifier for PinnedKeyVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -150,7 +182,10 @@ pub struct RecordingVerifier {
 impl RecordingVerifier {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn ServerCertVerifier>) -> Self {
-        RecordingVerifier { inner, seen: Mutex::new(None) }
+        RecordingVerifier {
+            inner,
+            seen: Mutex::new(None),
+        }
     }
 
     /// The leaf accepted by the last successful verification.
@@ -168,7 +203,13 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ok = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        let ok = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
         if let Ok(mut slot) = self.seen.lock() {
             *slot = Some(end_entity.as_ref().to_vec());
         }

@@ -30,7 +30,8 @@ use crate::http::{self, ClientIdentity, HttpClient, HttpError};
 use crate::pinned::{CAPTURED, CaptureVerifier, PinnedKeyVerifier, RecordingVerifier, spki_of};
 
 /// RA-TLS SEV-SNP quote extension OID.
-const OID_SNP: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap(attest::ratls::OID_SNP_QUOTE);
+const OID_SNP: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap(attest::ratls::OID_SNP_QUOTE);
 
 /// What the verifier expects of the server.
 #[derive(Debug, Clone)]
@@ -45,7 +46,11 @@ pub struct Expectation {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExpectationArgs {
     /// Image manifest (`image build` output): its `snp.launch_digest` is the expected measurement.
-    #[arg(long, value_name = "JSON", required_unless_present = "expected_measurement")]
+    #[arg(
+        long,
+        value_name = "JSON",
+        required_unless_present = "expected_measurement"
+    )]
     pub manifest: Option<PathBuf>,
     /// Expected SNP launch measurement, 96 hex digits.
     #[arg(long, value_name = "HEX", conflicts_with = "manifest")]
@@ -83,9 +88,15 @@ impl ExpectationArgs {
                 let text = crate::error::read_file(path)?;
                 let v: Value = serde_json::from_slice(&text)
                     .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", path.display())))?;
-                let digest = v.pointer("/snp/launch_digest").and_then(Value::as_str).ok_or_else(|| {
-                    CliError::Usage(format!("{}: no snp.launch_digest in the manifest", path.display()))
-                })?;
+                let digest = v
+                    .pointer("/snp/launch_digest")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "{}: no snp.launch_digest in the manifest",
+                            path.display()
+                        ))
+                    })?;
                 parse_hex::<48>(digest, "manifest snp.launch_digest")?
             }
             (None, None) => {
@@ -98,7 +109,10 @@ impl ExpectationArgs {
             Some(p) => Some(crate::error::read_file(p)?),
             None => None,
         };
-        Ok(Expectation { measurement, trust_root })
+        Ok(Expectation {
+            measurement,
+            trust_root,
+        })
     }
 }
 
@@ -123,8 +137,10 @@ fn fail(what: impl Into<String>) -> AttestationFailure {
 }
 
 fn pem_of(der_bytes: &[u8]) -> Result<String, AttestationFailure> {
-    let cert = x509_cert::Certificate::from_der(der_bytes).map_err(|_| fail("a certificate of the quote does not parse"))?;
-    cert.to_pem(LineEnding::LF).map_err(|_| fail("PEM encoding"))
+    let cert = x509_cert::Certificate::from_der(der_bytes)
+        .map_err(|_| fail("a certificate of the quote does not parse"))?;
+    cert.to_pem(LineEnding::LF)
+        .map_err(|_| fail("PEM encoding"))
 }
 
 /// Verifies an SNP quote whose report must carry SHA-256(`public_key`) ‖ `nonce`. `context` names the source
@@ -136,7 +152,8 @@ pub fn verify_quote(
     exp: &Expectation,
     context: &str,
 ) -> Result<VerifiedReport, AttestationFailure> {
-    let q = parse_snp_quote(quote).map_err(|e| fail(format!("{context}: quote does not parse: {e}")))?;
+    let q = parse_snp_quote(quote)
+        .map_err(|e| fail(format!("{context}: quote does not parse: {e}")))?;
     let report = q.report.to_bytes();
     let vcek = q
         .cert(CertKind::Vcek)
@@ -145,8 +162,15 @@ pub fn verify_quote(
     let ask = q.cert(CertKind::Ask);
     let mut amd_pem = String::new();
     let chain = match (&exp.trust_root, ask) {
-        (Some(root), Some(ask)) => ChainSource::TrustRoot { ark: root, intermediate: ask },
-        (Some(_), None) => return Err(fail(format!("{context}: the quote has no ASK to chain to the trust root"))),
+        (Some(root), Some(ask)) => ChainSource::TrustRoot {
+            ark: root,
+            intermediate: ask,
+        },
+        (Some(_), None) => {
+            return Err(fail(format!(
+                "{context}: the quote has no ASK to chain to the trust root"
+            )));
+        }
         (None, Some(ask)) => {
             amd_pem.push_str(&pem_of(ask)?);
             if let Some(ark) = q.cert(CertKind::Ark) {
@@ -156,7 +180,11 @@ pub fn verify_quote(
         }
         (None, None) => match q.report.generation() {
             Some(g) => ChainSource::BuiltIn(g),
-            None => return Err(fail(format!("{context}: the quote has no ASK and the report names no product"))),
+            None => {
+                return Err(fail(format!(
+                    "{context}: the quote has no ASK and the report names no product"
+                )));
+            }
         },
     };
     let policy = Policy::new(exp.measurement);
@@ -182,7 +210,9 @@ pub fn verify_quote(
         return Err(fail(if nonce.iter().all(|b| *b == 0) {
             format!("{context}: report_data[32..64] is not zero as a certificate's must be")
         } else {
-            format!("{context}: report_data does not carry this request's nonce (stale or replayed report)")
+            format!(
+                "{context}: report_data does not carry this request's nonce (stale or replayed report)"
+            )
         }));
     }
     Ok(verified)
@@ -190,14 +220,21 @@ pub fn verify_quote(
 
 /// The P-256 public key (uncompressed SEC1) of a certificate.
 pub fn p256_public_key(cert_der: &[u8]) -> Result<[u8; 65], AttestationFailure> {
-    let cert = x509_cert::Certificate::from_der(cert_der).map_err(|_| fail("server certificate does not parse"))?;
-    let bits = cert.tbs_certificate().subject_public_key_info().subject_public_key.raw_bytes();
-    bits.try_into().map_err(|_| fail("server key is not an uncompressed P-256 public key"))
+    let cert = x509_cert::Certificate::from_der(cert_der)
+        .map_err(|_| fail("server certificate does not parse"))?;
+    let bits = cert
+        .tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .raw_bytes();
+    bits.try_into()
+        .map_err(|_| fail("server key is not an uncompressed P-256 public key"))
 }
 
 /// The RA-TLS quote carried by a certificate.
 pub fn quote_of(cert_der: &[u8]) -> Result<Option<Vec<u8>>, AttestationFailure> {
-    let cert = x509_cert::Certificate::from_der(cert_der).map_err(|_| fail("server certificate does not parse"))?;
+    let cert = x509_cert::Certificate::from_der(cert_der)
+        .map_err(|_| fail("server certificate does not parse"))?;
     Ok(cert
         .tbs_certificate()
         .extensions()
@@ -217,13 +254,24 @@ pub struct AttestedKey {
 }
 
 /// Attests an RA-TLS certificate: its quote verifies and binds its key (zero nonce).
-pub fn attest_certificate(cert_der: &[u8], exp: &Expectation, context: &str) -> Result<AttestedKey, AttestationFailure> {
-    let quote = quote_of(cert_der)?
-        .ok_or_else(|| fail(format!("{context}: the certificate carries no RA-TLS quote (not an attested server)")))?;
+pub fn attest_certificate(
+    cert_der: &[u8],
+    exp: &Expectation,
+    context: &str,
+) -> Result<AttestedKey, AttestationFailure> {
+    let quote = quote_of(cert_der)?.ok_or_else(|| {
+        fail(format!(
+            "{context}: the certificate carries no RA-TLS quote (not an attested server)"
+        ))
+    })?;
     let public_key = p256_public_key(cert_der)?;
     let report = verify_quote(&quote, &public_key, &[0u8; 32], exp, context)?;
     let spki_der = spki_of(cert_der).ok_or_else(|| fail("server certificate does not parse"))?;
-    Ok(AttestedKey { spki_der, public_key, report })
+    Ok(AttestedKey {
+        spki_der,
+        public_key,
+        report,
+    })
 }
 
 /// Fetches a server's leaf certificate without trusting it (the handshake is aborted after the capture).
@@ -235,14 +283,28 @@ pub fn capture_certificate(url: &str) -> Result<Vec<u8>, CliError> {
     match client.get("/attestation") {
         Err(HttpError::Io(e)) if e.to_string().contains(CAPTURED) => {}
         Err(e) => return Err(e.into()),
-        Ok(_) => return Err(CliError::Response("capture connection unexpectedly succeeded".into())),
+        Ok(_) => {
+            return Err(CliError::Response(
+                "capture connection unexpectedly succeeded".into(),
+            ));
+        }
     }
-    let chain = verifier.take().ok_or_else(|| CliError::Response("the server sent no certificate".into()))?;
-    chain.into_iter().next().map(|c| c.as_ref().to_vec()).ok_or_else(|| CliError::Response("empty chain".into()))
+    let chain = verifier
+        .take()
+        .ok_or_else(|| CliError::Response("the server sent no certificate".into()))?;
+    chain
+        .into_iter()
+        .next()
+        .map(|c| c.as_ref().to_vec())
+        .ok_or_else(|| CliError::Response("empty chain".into()))
 }
 
 /// A client pinned to an attested key (with the optional client identity).
-pub fn pinned_client(url: &str, spki_der: &[u8], identity: Option<ClientIdentity>) -> Result<HttpClient, CliError> {
+pub fn pinned_client(
+    url: &str,
+    spki_der: &[u8],
+    identity: Option<ClientIdentity>,
+) -> Result<HttpClient, CliError> {
     let verifier = Arc::new(PinnedKeyVerifier::new(http::provider(), spki_der.to_vec()));
     let tls = http::client_config_with_verifier(verifier, identity)?;
     Ok(HttpClient::new(url, tls)?)
@@ -267,16 +329,25 @@ pub fn fresh_attestation(
 ) -> Result<VerifiedReport, CliError> {
     let resp = client.get(&format!("/attestation?nonce={}", to_hex(nonce)))?;
     if resp.status != 200 {
-        return Err(CliError::Server { status: resp.status, message: resp.text() });
+        return Err(CliError::Server {
+            status: resp.status,
+            message: resp.text(),
+        });
     }
-    let v: Value =
-        serde_json::from_slice(&resp.body).map_err(|e| CliError::Response(format!("/attestation: not JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(&resp.body)
+        .map_err(|e| CliError::Response(format!("/attestation: not JSON: {e}")))?;
     let quote = v
         .get("quote")
         .and_then(Value::as_str)
         .and_then(|q| Base64::decode_vec(q).ok())
         .ok_or_else(|| CliError::Response("/attestation: no base64 quote".into()))?;
-    Ok(verify_quote(&quote, public_key, nonce, exp, "/attestation")?)
+    Ok(verify_quote(
+        &quote,
+        public_key,
+        nonce,
+        exp,
+        "/attestation",
+    )?)
 }
 
 /// The client identity from the settings, if any.
@@ -284,7 +355,9 @@ pub fn identity(ctx: &Ctx) -> Result<Option<ClientIdentity>, CliError> {
     match (&ctx.settings.client_cert, &ctx.settings.client_key) {
         (Some(c), Some(k)) => Ok(Some(ClientIdentity::from_pem_files(c, k)?)),
         (None, None) => Ok(None),
-        _ => Err(CliError::Usage("--client-cert and --client-key go together".into())),
+        _ => Err(CliError::Usage(
+            "--client-cert and --client-key go together".into(),
+        )),
     }
 }
 
@@ -293,10 +366,12 @@ pub fn identity(ctx: &Ctx) -> Result<Option<ClientIdentity>, CliError> {
 
 /// `ckms verify`.
 #[derive(clap::Args, Debug, Clone)]
-#[command(long_about = "Verify a running KMS: the API certificate chain (against --ca-cert), the quote (in the \
+#[command(
+    long_about = "Verify a running KMS: the API certificate chain (against --ca-cert), the quote (in the \
 API certificate, or on the RA-TLS port with the same public key), and a fresh-nonce /attestation report.\n\n\
 Examples:\n  ckms verify --url https://kms:9998 --ra-tls-url https://kms:9999 --ca-cert ca.pem --manifest manifest.json\n  \
-ckms verify --url https://127.0.0.1:9998 --ca-cert ca.pem --expected-measurement <96 hex> --trust-root ark.pem")]
+ckms verify --url https://127.0.0.1:9998 --ca-cert ca.pem --expected-measurement <96 hex> --trust-root ark.pem"
+)]
 pub struct VerifyArgs {
     /// The RA-TLS port, needed when the API certificate carries no quote.
     #[arg(long, value_name = "URL")]
@@ -323,18 +398,33 @@ struct Report {
 
 impl Report {
     fn pass(&mut self, check: &str, detail: impl Into<String>) {
-        self.checks.push(Check { check: check.into(), ok: true, detail: detail.into() });
+        self.checks.push(Check {
+            check: check.into(),
+            ok: true,
+            detail: detail.into(),
+        });
     }
     fn fail(&mut self, check: &str, detail: impl Into<String>) -> String {
         let detail = detail.into();
-        self.checks.push(Check { check: check.into(), ok: false, detail: detail.clone() });
+        self.checks.push(Check {
+            check: check.into(),
+            ok: false,
+            detail: detail.clone(),
+        });
         format!("{check}: {detail}")
     }
     fn output(self, failure: Option<String>) -> Result<Output, CliError> {
         let human: Vec<String> = self
             .checks
             .iter()
-            .map(|c| format!("[{}] {}: {}", if c.ok { "ok" } else { "FAIL" }, c.check, c.detail))
+            .map(|c| {
+                format!(
+                    "[{}] {}: {}",
+                    if c.ok { "ok" } else { "FAIL" },
+                    c.check,
+                    c.detail
+                )
+            })
             .collect();
         match failure {
             None => Ok(Output::new(
@@ -352,18 +442,36 @@ impl Report {
 /// Runs `ckms verify`.
 pub fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output, CliError> {
     let exp = args.expect.load()?;
-    let url = ctx.settings.url.as_deref().ok_or_else(|| CliError::Usage("--url is required".into()))?;
+    let url = ctx
+        .settings
+        .url
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("--url is required".into()))?;
     let mut rep = Report { checks: Vec::new() };
     rep.pass("expected measurement", to_hex(&exp.measurement));
     let failure = run_verify(ctx, args, &exp, url, &mut rep).err();
     rep.output(failure)
 }
 
-fn run_verify(ctx: &Ctx, args: &VerifyArgs, exp: &Expectation, url: &str, rep: &mut Report) -> Result<(), String> {
+fn run_verify(
+    ctx: &Ctx,
+    args: &VerifyArgs,
+    exp: &Expectation,
+    url: &str,
+    rep: &mut Report,
+) -> Result<(), String> {
     // 1. The API certificate chain, by a normal CA-verified handshake.
-    let ca = ctx.settings.ca_cert.as_deref().ok_or_else(|| rep.fail("API certificate chain", "--ca-cert is required"))?;
-    let leaf = api_leaf(ctx, url, ca).map_err(|e| rep.fail("API certificate chain", e.to_string()))?;
-    rep.pass("API certificate chain", format!("{url} presents a certificate issued by {}", ca.display()));
+    let ca = ctx
+        .settings
+        .ca_cert
+        .as_deref()
+        .ok_or_else(|| rep.fail("API certificate chain", "--ca-cert is required"))?;
+    let leaf =
+        api_leaf(ctx, url, ca).map_err(|e| rep.fail("API certificate chain", e.to_string()))?;
+    rep.pass(
+        "API certificate chain",
+        format!("{url} presents a certificate issued by {}", ca.display()),
+    );
     let api_key = p256_public_key(&leaf).map_err(|e| rep.fail("API certificate key", e.0))?;
 
     // 2. The quote: in the API certificate, or on the RA-TLS port with the same key.
@@ -377,9 +485,13 @@ fn run_verify(ctx: &Ctx, args: &VerifyArgs, exp: &Expectation, url: &str, rep: &
         }
         None => {
             let ra = args.ra_tls_url.as_deref().ok_or_else(|| {
-                rep.fail("quote", "the API certificate carries no quote: give --ra-tls-url for the RA-TLS port")
+                rep.fail(
+                    "quote",
+                    "the API certificate carries no quote: give --ra-tls-url for the RA-TLS port",
+                )
             })?;
-            let cert = capture_certificate(ra).map_err(|e| rep.fail("RA-TLS certificate", e.to_string()))?;
+            let cert = capture_certificate(ra)
+                .map_err(|e| rep.fail("RA-TLS certificate", e.to_string()))?;
             let a = attest_certificate(&cert, exp, "RA-TLS certificate quote")
                 .map_err(|e| rep.fail("quote on the RA-TLS port", e.0))?;
             rep.pass("quote on the RA-TLS port", quote_summary(&a.report));
@@ -389,7 +501,10 @@ fn run_verify(ctx: &Ctx, args: &VerifyArgs, exp: &Expectation, url: &str, rep: &
                     "the RA-TLS certificate and the API certificate carry different public keys",
                 ));
             }
-            rep.pass("same key on both ports", format!("SHA-256 of the key {}", to_hex(&Sha256::digest(api_key))));
+            rep.pass(
+                "same key on both ports",
+                format!("SHA-256 of the key {}", to_hex(&Sha256::digest(api_key))),
+            );
             (ra.to_owned(), a)
         }
     };
@@ -401,7 +516,14 @@ fn run_verify(ctx: &Ctx, args: &VerifyArgs, exp: &Expectation, url: &str, rep: &
     let nonce = fresh_nonce().map_err(|e| rep.fail("fresh attestation", e.to_string()))?;
     let fresh = fresh_attestation(&mut client, &attested.public_key, &nonce, exp)
         .map_err(|e| rep.fail("fresh attestation", e.to_string()))?;
-    rep.pass("fresh attestation", format!("nonce {} answered; {}", to_hex(&nonce), quote_summary(&fresh)));
+    rep.pass(
+        "fresh attestation",
+        format!(
+            "nonce {} answered; {}",
+            to_hex(&nonce),
+            quote_summary(&fresh)
+        ),
+    );
     Ok(())
 }
 
@@ -410,7 +532,10 @@ fn quote_summary(r: &VerifiedReport) -> String {
         attest::verify::TrustAnchor::Amd(g) => format!("AMD {} root", g.name()),
         attest::verify::TrustAnchor::Custom => "the given --trust-root".into(),
     };
-    format!("signed by a VCEK chaining to {anchor}, measurement {}, key bound", to_hex(r.measurement()))
+    format!(
+        "signed by a VCEK chaining to {anchor}, measurement {}, key bound",
+        to_hex(r.measurement())
+    )
 }
 
 /// Connects with CA verification and returns the server's leaf certificate.
@@ -419,9 +544,12 @@ fn api_leaf(ctx: &Ctx, url: &str, ca: &Path) -> Result<Vec<u8>, CliError> {
     for c in http::load_certs(ca)? {
         roots.add(c).map_err(|e| HttpError::Tls(e.to_string()))?;
     }
-    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), http::provider())
-        .build()
-        .map_err(|e| HttpError::Tls(e.to_string()))?;
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        http::provider(),
+    )
+    .build()
+    .map_err(|e| HttpError::Tls(e.to_string()))?;
     let recorder = Arc::new(RecordingVerifier::new(webpki));
     let tls = http::client_config_with_verifier(recorder.clone(), identity(ctx)?)?;
     let mut client = HttpClient::new(url, tls)?;
@@ -429,7 +557,10 @@ fn api_leaf(ctx: &Ctx, url: &str, ca: &Path) -> Result<Vec<u8>, CliError> {
     let result = client.get("/version");
     match recorder.take() {
         Some(leaf) => Ok(leaf),
-        None => Err(result.err().map_or_else(|| CliError::Response("no server certificate".into()), CliError::from)),
+        None => Err(result.err().map_or_else(
+            || CliError::Response("no server certificate".into()),
+            CliError::from,
+        )),
     }
 }
 
@@ -454,7 +585,13 @@ mod tests {
             platform_info: 0,
             report_id: [1; 32],
         };
-        Psp::new(chain, launch, Zeroizing::new([2; 32]), Zeroizing::new([3; 32])).expect("psp")
+        Psp::new(
+            chain,
+            launch,
+            Zeroizing::new([2; 32]),
+            Zeroizing::new([3; 32]),
+        )
+        .expect("psp")
     }
 
     fn quote(psp: &Psp, key: &[u8; 65], nonce: &[u8; 32]) -> Vec<u8> {
@@ -470,7 +607,10 @@ mod tests {
     }
 
     fn expect(psp: &Psp) -> Expectation {
-        Expectation { measurement: MEASUREMENT, trust_root: Some(psp.chain().ark_der.clone()) }
+        Expectation {
+            measurement: MEASUREMENT,
+            trust_root: Some(psp.chain().ark_der.clone()),
+        }
     }
 
     const KEY: [u8; 65] = [4; 65];
@@ -479,7 +619,8 @@ mod tests {
     fn genuine_quote_verifies_with_the_explicit_root() {
         let p = psp();
         let nonce = [9; 32];
-        let v = verify_quote(&quote(&p, &KEY, &nonce), &KEY, &nonce, &expect(&p), "t").expect("verifies");
+        let v = verify_quote(&quote(&p, &KEY, &nonce), &KEY, &nonce, &expect(&p), "t")
+            .expect("verifies");
         assert_eq!(v.anchor(), attest::verify::TrustAnchor::Custom);
         assert_eq!(v.measurement(), &MEASUREMENT);
     }
@@ -490,14 +631,26 @@ mod tests {
         let exp = expect(&p);
         let nonce = [9; 32];
         let q = quote(&p, &KEY, &nonce);
-        let wrong = Expectation { measurement: [0; 48], ..exp.clone() };
+        let wrong = Expectation {
+            measurement: [0; 48],
+            ..exp.clone()
+        };
         let e = verify_quote(&q, &KEY, &nonce, &wrong, "t").unwrap_err();
-        assert!(e.0.contains("measurement differs from the expected one"), "{e}");
-        let no_root = Expectation { trust_root: None, ..exp.clone() };
+        assert!(
+            e.0.contains("measurement differs from the expected one"),
+            "{e}"
+        );
+        let no_root = Expectation {
+            trust_root: None,
+            ..exp.clone()
+        };
         let e = verify_quote(&q, &KEY, &nonce, &no_root, "t").unwrap_err();
         assert!(e.0.contains("does not end at an AMD root"), "{e}");
         let e = verify_quote(&q, &[5; 65], &nonce, &exp, "t").unwrap_err();
-        assert!(e.0.contains("does not bind the server's TLS public key"), "{e}");
+        assert!(
+            e.0.contains("does not bind the server's TLS public key"),
+            "{e}"
+        );
         let e = verify_quote(&q, &KEY, &[8; 32], &exp, "t").unwrap_err();
         assert!(e.0.contains("stale or replayed"), "{e}");
         let e = verify_quote(&q, &KEY, &[0; 32], &exp, "t").unwrap_err();
@@ -506,7 +659,10 @@ mod tests {
         for at in [0x50, 0x90, 0x2A0, 0x2A8] {
             let mut bad = q.clone();
             bad[at] ^= 1;
-            assert!(verify_quote(&bad, &KEY, &nonce, &exp, "t").is_err(), "flip at {at:#x}");
+            assert!(
+                verify_quote(&bad, &KEY, &nonce, &exp, "t").is_err(),
+                "flip at {at:#x}"
+            );
         }
         let e = verify_quote(&q[..100], &KEY, &nonce, &exp, "t").unwrap_err();
         assert!(e.0.contains("quote does not parse"), "{e}");
@@ -514,11 +670,23 @@ mod tests {
 
     #[test]
     fn expectation_needs_a_measurement() {
-        let args = ExpectationArgs { manifest: None, expected_measurement: None, trust_root: None };
+        let args = ExpectationArgs {
+            manifest: None,
+            expected_measurement: None,
+            trust_root: None,
+        };
         assert!(args.load().is_err());
-        let args = ExpectationArgs { manifest: None, expected_measurement: Some("ab".repeat(47)), trust_root: None };
+        let args = ExpectationArgs {
+            manifest: None,
+            expected_measurement: Some("ab".repeat(47)),
+            trust_root: None,
+        };
         assert!(args.load().is_err());
-        let args = ExpectationArgs { manifest: None, expected_measurement: Some("AB".repeat(48)), trust_root: None };
+        let args = ExpectationArgs {
+            manifest: None,
+            expected_measurement: Some("AB".repeat(48)),
+            trust_root: None,
+        };
         assert_eq!(args.load().unwrap().measurement, [0xAB; 48]);
     }
 }

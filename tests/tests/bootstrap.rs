@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
+};
 use sha2::Digest;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
 
 // ------------------------------------------------------------------------------------------------
 // Processes
@@ -22,7 +24,11 @@ fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
-    assert!(path.exists(), "{} missing: run `cargo build --workspace --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -37,11 +43,18 @@ impl Drop for Guard {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Reads stdout lines until one starts with `prefix`; returns the rest of that line.
-fn wait_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, prefix: &str, what: &str) -> String {
+fn wait_line(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    prefix: &str,
+    what: &str,
+) -> String {
     for line in lines {
         let line = line.expect("read stdout");
         if let Some(rest) = line.strip_prefix(prefix) {
@@ -60,7 +73,16 @@ impl Redis {
     fn start(dir: &Path) -> Redis {
         let port = free_port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -72,14 +94,20 @@ impl Redis {
         loop {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
                 let mut buf = [0u8; 7];
-                if s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
                     break;
                 }
             }
             assert!(Instant::now() < deadline, "redis-server did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Redis { _guard: guard, port }
+        Redis {
+            _guard: guard,
+            port,
+        }
     }
 
     fn url(&self) -> String {
@@ -99,23 +127,42 @@ impl Emu {
         let socket = dir.join(format!("{name}.sock"));
         let kernel = dir.join("kernel.bin");
         if !kernel.exists() {
-            std::fs::write(&kernel, b"stand-in kernel for the emulated launch measurement").expect("kernel");
+            std::fs::write(
+                &kernel,
+                b"stand-in kernel for the emulated launch measurement",
+            )
+            .expect("kernel");
         }
-        let firmware = Path::new(env!("CARGO_MANIFEST_DIR")).join("../attest/testdata/snp/ovmf_AmdSev_suffix.bin");
+        let firmware = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../attest/testdata/snp/ovmf_AmdSev_suffix.bin");
         let mut cmd = Command::new(bin("snp-emu"));
-        cmd.arg("serve").arg("--socket").arg(&socket).arg("--firmware").arg(firmware).arg("--kernel").arg(&kernel);
+        cmd.arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--firmware")
+            .arg(firmware)
+            .arg("--kernel")
+            .arg(&kernel);
         cmd.args(["--cmdline", cmdline]);
         if let Some(s) = secret_file {
             cmd.arg("--secret-file").arg(s);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("snp-emu");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("snp-emu");
         let stdout = child.stdout.take().expect("stdout");
         let guard = Guard(child);
         let mut lines = BufReader::new(stdout).lines();
         let measurement = wait_line(&mut lines, "measurement ", "snp-emu");
         wait_line(&mut lines, "listening", "snp-emu");
         std::thread::spawn(move || lines.for_each(drop));
-        Emu { _guard: guard, socket, measurement }
+        Emu {
+            _guard: guard,
+            socket,
+            measurement,
+        }
     }
 }
 
@@ -141,9 +188,22 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let guard = Guard(child);
         let mut lines = BufReader::new(stdout).lines();
-        let port = |addr: String| addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-        let main = port(wait_line(&mut lines, "kms-server bootstrap listening on ", "kms-server"));
-        let ratls = port(wait_line(&mut lines, "kms-server ra-tls listening on ", "kms-server"));
+        let port = |addr: String| {
+            addr.rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port")
+        };
+        let main = port(wait_line(
+            &mut lines,
+            "kms-server bootstrap listening on ",
+            "kms-server",
+        ));
+        let ratls = port(wait_line(
+            &mut lines,
+            "kms-server ra-tls listening on ",
+            "kms-server",
+        ));
         std::thread::spawn(move || lines.for_each(drop));
         Server { guard, main, ratls }
     }
@@ -172,11 +232,17 @@ impl Pki {
         let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "Test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Test CA");
         let ca = ca_params.self_signed(&ca_key).expect("ca");
         std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
         std::fs::write(dir.join("ca.key"), ca_key.serialize_pem()).expect("write");
-        Pki { dir: dir.to_owned(), ca_key, ca_params }
+        Pki {
+            dir: dir.to_owned(),
+            ca_key,
+            ca_params,
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -200,7 +266,10 @@ impl Pki {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn write_secret(dir: &Path, name: &str, byte: u8) -> PathBuf {
@@ -235,18 +304,44 @@ struct Provision<'a> {
 
 impl Provision<'_> {
     fn args(&self) -> Vec<String> {
-        let mut a = vec!["--url".to_owned(), self.url.clone(), "--ca-cert".into(), s(&self.pki.path("ca.pem"))];
+        let mut a = vec![
+            "--url".to_owned(),
+            self.url.clone(),
+            "--ca-cert".into(),
+            s(&self.pki.path("ca.pem")),
+        ];
         if let Some(cn) = self.client {
-            a.extend(["--client-cert".into(), s(&self.pki.path(&format!("{cn}.pem")))]);
-            a.extend(["--client-key".into(), s(&self.pki.path(&format!("{cn}.key")))]);
+            a.extend([
+                "--client-cert".into(),
+                s(&self.pki.path(&format!("{cn}.pem"))),
+            ]);
+            a.extend([
+                "--client-key".into(),
+                s(&self.pki.path(&format!("{cn}.key"))),
+            ]);
         }
-        a.extend(["bootstrap".into(), "start".into(), "--expected-measurement".into(), self.measurement.clone()]);
+        a.extend([
+            "bootstrap".into(),
+            "start".into(),
+            "--expected-measurement".into(),
+            self.measurement.clone(),
+        ]);
         if let Some(t) = &self.trust_root {
             a.extend(["--trust-root".into(), s(t)]);
         }
-        a.extend(["--subject".into(), "CN=kms.test".into(), "--ip".into(), "127.0.0.1".into()]);
+        a.extend([
+            "--subject".into(),
+            "CN=kms.test".into(),
+            "--ip".into(),
+            "127.0.0.1".into(),
+        ]);
         a.extend(["--ca-key".into(), s(&self.pki.path("ca.key"))]);
-        a.extend(["--redis-url".into(), self.redis.clone(), "--db-secret-file".into(), s(&self.secret)]);
+        a.extend([
+            "--redis-url".into(),
+            self.redis.clone(),
+            "--db-secret-file".into(),
+            s(&self.secret),
+        ]);
         a.extend(["--client-ca".into(), s(&self.pki.path("ca.pem"))]);
         a.extend(["--ra-tls-url".into(), self.ratls_url.clone()]);
         a
@@ -281,12 +376,23 @@ impl Env {
         let redis = Redis::start(dir.path());
         let emu = Emu::start(dir.path(), "vm1", CMDLINE, None);
         let chain = dir.path().join("chain");
-        let out = Command::new(bin("snp-emu")).arg("export-chain").arg(&chain).output().expect("export-chain");
+        let out = Command::new(bin("snp-emu"))
+            .arg("export-chain")
+            .arg(&chain)
+            .output()
+            .expect("export-chain");
         assert!(out.status.success(), "export-chain: {}", stderr(&out));
         let pki = Pki::new(dir.path());
         pki.client("admin");
         let secret = write_secret(dir.path(), "db.secret", 0x5A);
-        Env { ark: chain.join("ark.pem"), dir, redis, emu, pki, secret }
+        Env {
+            ark: chain.join("ark.pem"),
+            dir,
+            redis,
+            emu,
+            pki,
+            secret,
+        }
     }
 
     fn provision(&self, server: &Server) -> Provision<'_> {
@@ -325,22 +431,40 @@ impl Env {
 }
 
 fn assert_fails_with(o: &Output, needle: &str) {
-    assert!(!o.status.success(), "expected failure containing {needle:?}; stdout: {}", stdout(o));
-    assert!(stderr(o).contains(needle), "expected {needle:?} in stderr:\n{}", stderr(o));
+    assert!(
+        !o.status.success(),
+        "expected failure containing {needle:?}; stdout: {}",
+        stdout(o)
+    );
+    assert!(
+        stderr(o).contains(needle),
+        "expected {needle:?} in stderr:\n{}",
+        stderr(o)
+    );
 }
 
 fn assert_ok(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what} failed:\nstdout: {}\nstderr: {}", stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "{what} failed:\nstdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
 }
 
 /// A client pinned to the server's attested bootstrap key (the way `ckms` talks to it).
-fn pinned(env: &Env, server: &Server, client: Option<&str>) -> (ckms::http::HttpClient, ckms::verify::AttestedKey) {
+fn pinned(
+    env: &Env,
+    server: &Server,
+    client: Option<&str>,
+) -> (ckms::http::HttpClient, ckms::verify::AttestedKey) {
     let exp = ckms::verify::Expectation {
         measurement: hex48(&env.emu.measurement),
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
     };
     let cert = ckms::verify::capture_certificate(&server.url()).expect("capture");
-    let attested = ckms::verify::attest_certificate(&cert, &exp, "bootstrap certificate").expect("attest");
+    let attested =
+        ckms::verify::attest_certificate(&cert, &exp, "bootstrap certificate").expect("attest");
     let identity = client.map(|cn| {
         ckms::http::ClientIdentity::from_pem_files(
             &env.pki.path(&format!("{cn}.pem")),
@@ -348,7 +472,8 @@ fn pinned(env: &Env, server: &Server, client: Option<&str>) -> (ckms::http::Http
         )
         .expect("identity")
     });
-    let http = ckms::verify::pinned_client(&server.url(), &attested.spki_der, identity).expect("pinned");
+    let http =
+        ckms::verify::pinned_client(&server.url(), &attested.spki_der, identity).expect("pinned");
     (http, attested)
 }
 
@@ -382,20 +507,46 @@ fn full_workflow_then_restart_finds_keys() {
     assert!(text.contains("[ok] fresh attestation"), "{text}");
 
     // KMS operations as admin.
-    let created = env.kms(&server, &["--json", "sym", "keys", "create", "--tag", "bootstrap-e2e"]);
+    let created = env.kms(
+        &server,
+        &["--json", "sym", "keys", "create", "--tag", "bootstrap-e2e"],
+    );
     assert_ok(&created, "sym keys create");
     let plain = env.dir.path().join("plain.txt");
     std::fs::write(&plain, b"attested secrets").expect("write");
     let enc = env.dir.path().join("plain.enc");
-    let o = env.kms(&server, &["sym", "encrypt", "--tag", "bootstrap-e2e", "-i", &s(&plain), "-o", &s(&enc)]);
+    let o = env.kms(
+        &server,
+        &[
+            "sym",
+            "encrypt",
+            "--tag",
+            "bootstrap-e2e",
+            "-i",
+            &s(&plain),
+            "-o",
+            &s(&enc),
+        ],
+    );
     assert_ok(&o, "sym encrypt");
 
     // ckms verify, standalone, passes; the bootstrap endpoints are gone from the main port.
     let verify = ckms(&[
-        "--url", &server.url(), "--ca-cert", &s(&env.pki.path("ca.pem")),
-        "--client-cert", &s(&env.pki.path("admin.pem")), "--client-key", &s(&env.pki.path("admin.key")),
-        "verify", "--ra-tls-url", &server.ratls_url(), "--expected-measurement", &env.emu.measurement,
-        "--trust-root", &s(&env.ark),
+        "--url",
+        &server.url(),
+        "--ca-cert",
+        &s(&env.pki.path("ca.pem")),
+        "--client-cert",
+        &s(&env.pki.path("admin.pem")),
+        "--client-key",
+        &s(&env.pki.path("admin.key")),
+        "verify",
+        "--ra-tls-url",
+        &server.ratls_url(),
+        "--expected-measurement",
+        &env.emu.measurement,
+        "--trust-root",
+        &s(&env.ark),
     ]);
     assert_ok(&verify, "verify");
     assert!(stdout(&verify).contains("verified"));
@@ -408,7 +559,19 @@ fn full_workflow_then_restart_finds_keys() {
     let out = env.provision(&server2).run();
     assert_ok(&out, "bootstrap start after restart");
     let dec = env.dir.path().join("plain.dec");
-    let o = env.kms(&server2, &["sym", "decrypt", "--tag", "bootstrap-e2e", "-i", &s(&enc), "-o", &s(&dec)]);
+    let o = env.kms(
+        &server2,
+        &[
+            "sym",
+            "decrypt",
+            "--tag",
+            "bootstrap-e2e",
+            "-i",
+            &s(&enc),
+            "-o",
+            &s(&dec),
+        ],
+    );
     assert_ok(&o, "sym decrypt after restart");
     assert_eq!(std::fs::read(&dec).expect("read"), b"attested secrets");
 }
@@ -422,18 +585,29 @@ fn bootstrap_endpoints_are_gone_after_start_and_attestation_stays() {
     let tls = ckms::http::client_config(
         ckms::http::load_certs(&env.pki.path("ca.pem")).expect("ca"),
         Some(
-            ckms::http::ClientIdentity::from_pem_files(&env.pki.path("admin.pem"), &env.pki.path("admin.key"))
-                .expect("id"),
+            ckms::http::ClientIdentity::from_pem_files(
+                &env.pki.path("admin.pem"),
+                &env.pki.path("admin.key"),
+            )
+            .expect("id"),
         ),
     )
     .expect("tls");
     let mut http = ckms::http::HttpClient::new(&server.url(), tls).expect("client");
-    for path in ["/csr", "/certificate", "/redis-findex", "/client-ca", "/start"] {
+    for path in [
+        "/csr",
+        "/certificate",
+        "/redis-findex",
+        "/client-ca",
+        "/start",
+    ] {
         let r = http.post(path, b"{}").expect("post");
         assert_eq!(r.status, 404, "{path} after start: {}", r.text());
     }
     let nonce = "ab".repeat(32);
-    let r = http.get(&format!("/attestation?nonce={nonce}")).expect("attestation");
+    let r = http
+        .get(&format!("/attestation?nonce={nonce}"))
+        .expect("attestation");
     assert_eq!(r.status, 200, "{}", r.text());
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
     assert_eq!(v["nonce"], nonce.as_str());
@@ -466,15 +640,31 @@ fn emulator_root_is_not_trusted_by_default() {
 fn manifest_or_measurement_is_required() {
     let env = Env::new();
     let server = Server::start(&env.emu, &[]);
-    let out = ckms(&["--url", &server.url(), "verify", "--trust-root", &s(&env.ark)]);
+    let out = ckms(&[
+        "--url",
+        &server.url(),
+        "verify",
+        "--trust-root",
+        &s(&env.ark),
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--manifest"), "{}", stderr(&out));
     // A manifest works like --expected-measurement.
     let manifest = env.dir.path().join("manifest.json");
-    std::fs::write(&manifest, format!(r#"{{"snp": {{"launch_digest": "{}"}}}}"#, env.emu.measurement)).expect("w");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"{{"snp": {{"launch_digest": "{}"}}}}"#,
+            env.emu.measurement
+        ),
+    )
+    .expect("w");
     let mut p = env.provision(&server);
     let mut args = p.args();
-    let i = args.iter().position(|a| a == "--expected-measurement").expect("flag");
+    let i = args
+        .iter()
+        .position(|a| a == "--expected-measurement")
+        .expect("flag");
     args[i] = "--manifest".into();
     args[i + 1] = s(&manifest);
     p.measurement.clear();
@@ -489,26 +679,32 @@ fn quote_not_binding_the_key_is_refused() {
     let env = Env::new();
     let server = Server::start(&env.emu, &[]);
     let genuine = ckms::verify::capture_certificate(&server.url()).expect("capture");
-    let quote = ckms::verify::quote_of(&genuine).expect("parse").expect("quote");
+    let quote = ckms::verify::quote_of(&genuine)
+        .expect("parse")
+        .expect("quote");
 
     // Same quote, another key.
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
     let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
-    params.custom_extensions =
-        vec![rcgen::CustomExtension::from_oid_content(&[1, 2, 840, 113741, 1337, 7], quote)];
+    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        &[1, 2, 840, 113741, 1337, 7],
+        quote,
+    )];
     let forged = params.self_signed(&key).expect("forge");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![forged.der().clone()],
-                rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-            )
-            .expect("config"),
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![forged.der().clone()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .expect("config"),
     );
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -519,10 +715,23 @@ fn quote_not_binding_the_key_is_refused() {
     });
     let fake = format!("https://127.0.0.1:{port}");
     let out = ckms(&[
-        "--url", &fake, "bootstrap", "start", "--expected-measurement", &env.emu.measurement,
-        "--trust-root", &s(&env.ark), "--subject", "CN=x", "--csr-out", &s(&env.dir.path().join("x.csr")),
+        "--url",
+        &fake,
+        "bootstrap",
+        "start",
+        "--expected-measurement",
+        &env.emu.measurement,
+        "--trust-root",
+        &s(&env.ark),
+        "--subject",
+        "CN=x",
+        "--csr-out",
+        &s(&env.dir.path().join("x.csr")),
     ]);
-    assert_fails_with(&out, "report_data does not bind the server's TLS public key");
+    assert_fails_with(
+        &out,
+        "report_data does not bind the server's TLS public key",
+    );
 }
 
 #[test]
@@ -532,23 +741,36 @@ fn certificate_for_another_key_and_early_start_are_refused() {
     let (mut http, _) = pinned(&env, &server, None);
     let r = http.post("/start", b"{}").expect("post");
     assert_eq!(r.status, 409);
-    assert_eq!(error_of(&r), "not ready: post the API certificate and the database first");
+    assert_eq!(
+        error_of(&r),
+        "not ready: post the API certificate and the database first"
+    );
 
     // A CA-issued certificate for a key that is not the server's.
     let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
     let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
-    params.distinguished_name.push(DnType::CommonName, "kms.test");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kms.test");
     let issuer = Issuer::from_params(&env.pki.ca_params, &env.pki.ca_key);
     let cert = params.signed_by(&other, &issuer).expect("sign");
     let body = serde_json::json!({"chain_pem": cert.pem()}).to_string();
     let r = http.post("/certificate", body.as_bytes()).expect("post");
     assert_eq!(r.status, 422);
-    assert_eq!(error_of(&r), "the leaf certificate's public key is not this server's bootstrap key");
+    assert_eq!(
+        error_of(&r),
+        "the leaf certificate's public key is not this server's bootstrap key"
+    );
 
     // Database before certificate, then a wrong Redis: refused, the server keeps waiting.
-    let db = serde_json::json!({"url": env.redis.url(), "db_secret": Base64::encode_string(&[1u8; 32])}).to_string();
+    let db =
+        serde_json::json!({"url": env.redis.url(), "db_secret": Base64::encode_string(&[1u8; 32])})
+            .to_string();
     let r = http.post("/redis-findex", db.as_bytes()).expect("post");
-    assert_eq!((r.status, error_of(&r)), (409, "post the API certificate first".to_owned()));
+    assert_eq!(
+        (r.status, error_of(&r)),
+        (409, "post the API certificate first".to_owned())
+    );
     let r = http.post("/start", b"{}").expect("post");
     assert_eq!(r.status, 409);
 }
@@ -569,7 +791,10 @@ fn database_checks_refuse_unreachable_redis_and_wrong_secret() {
     p.redis = format!("redis://127.0.0.1:{}", free_port());
     assert_fails_with(&p.run(), "Redis does not answer");
     // Still waiting: the right configuration goes through.
-    assert_ok(&env.provision(&server2).run(), "bootstrap start after refusals");
+    assert_ok(
+        &env.provision(&server2).run(),
+        "bootstrap start after refusals",
+    );
 }
 
 #[test]
@@ -581,7 +806,10 @@ fn only_the_pinned_provisioner_may_provision() {
     for client in [None, Some("mallory")] {
         let mut p = env.provision(&server);
         p.client = client;
-        assert_fails_with(&p.run(), "provisioning is restricted: the client certificate is not the provisioner's");
+        assert_fails_with(
+            &p.run(),
+            "provisioning is restricted: the client certificate is not the provisioner's",
+        );
     }
     let mut p = env.provision(&server);
     p.client = Some("provisioner");
@@ -599,14 +827,23 @@ fn replayed_attestation_is_refused() {
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
     };
     let old_nonce = [7u8; 32];
-    ckms::verify::fresh_attestation(&mut http, &attested.public_key, &old_nonce, &exp).expect("first answer verifies");
+    ckms::verify::fresh_attestation(&mut http, &attested.public_key, &old_nonce, &exp)
+        .expect("first answer verifies");
     // The same (genuine) answer replayed to a verifier that asked with another nonce.
-    let r = http.get(&format!("/attestation?nonce={}", "07".repeat(32))).expect("get");
+    let r = http
+        .get(&format!("/attestation?nonce={}", "07".repeat(32)))
+        .expect("get");
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
     let quote = Base64::decode_vec(v["quote"].as_str().expect("quote")).expect("b64");
     let new_nonce = [8u8; 32];
-    let err = ckms::verify::verify_quote(&quote, &attested.public_key, &new_nonce, &exp, "/attestation")
-        .expect_err("replay must fail");
+    let err = ckms::verify::verify_quote(
+        &quote,
+        &attested.public_key,
+        &new_nonce,
+        &exp,
+        "/attestation",
+    )
+    .expect_err("replay must fail");
     assert!(err.0.contains("stale or replayed"), "{err}");
 }
 
@@ -623,12 +860,26 @@ fn two_ports_with_different_keys_fail_verify() {
     assert_eq!(emu_b.measurement, env.emu.measurement);
     let other = Server::start(&emu_b, &[]);
     let out = ckms(&[
-        "--url", &server.url(), "--ca-cert", &s(&env.pki.path("ca.pem")),
-        "--client-cert", &s(&env.pki.path("admin.pem")), "--client-key", &s(&env.pki.path("admin.key")),
-        "verify", "--ra-tls-url", &other.ratls_url(), "--expected-measurement", &env.emu.measurement,
-        "--trust-root", &s(&env.ark),
+        "--url",
+        &server.url(),
+        "--ca-cert",
+        &s(&env.pki.path("ca.pem")),
+        "--client-cert",
+        &s(&env.pki.path("admin.pem")),
+        "--client-key",
+        &s(&env.pki.path("admin.key")),
+        "verify",
+        "--ra-tls-url",
+        &other.ratls_url(),
+        "--expected-measurement",
+        &env.emu.measurement,
+        "--trust-root",
+        &s(&env.ark),
     ]);
-    assert_fails_with(&out, "the RA-TLS certificate and the API certificate carry different public keys");
+    assert_fails_with(
+        &out,
+        "the RA-TLS certificate and the API certificate carry different public keys",
+    );
 
     // A connection pinned to the first server's attested key refuses the second server outright.
     let exp = ckms::verify::Expectation {
@@ -636,12 +887,19 @@ fn two_ports_with_different_keys_fail_verify() {
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
     };
     let cert = ckms::verify::capture_certificate(&server.ratls_url()).expect("capture");
-    let attested = ckms::verify::attest_certificate(&cert, &exp, "RA-TLS certificate").expect("attest");
-    let mut same = ckms::verify::pinned_client(&server.ratls_url(), &attested.spki_der, None).expect("client");
-    let r = same.get(&format!("/attestation?nonce={}", "11".repeat(32))).expect("same key is accepted");
+    let attested =
+        ckms::verify::attest_certificate(&cert, &exp, "RA-TLS certificate").expect("attest");
+    let mut same =
+        ckms::verify::pinned_client(&server.ratls_url(), &attested.spki_der, None).expect("client");
+    let r = same
+        .get(&format!("/attestation?nonce={}", "11".repeat(32)))
+        .expect("same key is accepted");
     assert_eq!(r.status, 200);
-    let mut http = ckms::verify::pinned_client(&other.ratls_url(), &attested.spki_der, None).expect("client");
-    let err = http.get("/attestation").expect_err("pinned key must refuse another key");
+    let mut http =
+        ckms::verify::pinned_client(&other.ratls_url(), &attested.spki_der, None).expect("client");
+    let err = http
+        .get("/attestation")
+        .expect_err("pinned key must refuse another key");
     assert!(err.to_string().contains("not the attested key"), "{err}");
     drop(other.guard);
 }
@@ -662,7 +920,8 @@ fn api_certificate_with_quote_closes_the_ratls_port() {
     let text = stdout(&out);
     assert!(text.contains("quote inside: true"), "{text}");
     assert!(text.contains("[ok] quote in the API certificate"), "{text}");
-    let refused = TcpStream::connect(("127.0.0.1", server.ratls)).expect_err("RA-TLS port must be closed");
+    let refused =
+        TcpStream::connect(("127.0.0.1", server.ratls)).expect_err("RA-TLS port must be closed");
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
 }
 
@@ -673,8 +932,20 @@ fn two_step_csr_flow_with_an_external_ca() {
     let server = Server::start(&env.emu, &[]);
     let csr = env.dir.path().join("kms.csr");
     let out = ckms(&[
-        "--url", &server.url(), "bootstrap", "start", "--expected-measurement", &env.emu.measurement,
-        "--trust-root", &s(&env.ark), "--subject", "CN=kms.test", "--ip", "127.0.0.1", "--csr-out", &s(&csr),
+        "--url",
+        &server.url(),
+        "bootstrap",
+        "start",
+        "--expected-measurement",
+        &env.emu.measurement,
+        "--trust-root",
+        &s(&env.ark),
+        "--subject",
+        "CN=kms.test",
+        "--ip",
+        "127.0.0.1",
+        "--csr-out",
+        &s(&csr),
     ]);
     assert_ok(&out, "bootstrap start --csr-out");
     // The "external" CA: same P-256 CA, signing outside the bootstrap run.
@@ -703,7 +974,15 @@ fn two_step_csr_flow_with_an_external_ca() {
 fn server_without_attestation_is_not_provisioned() {
     let env = Env::new();
     let mut child = Command::new(bin("kms-server"))
-        .args(["--bootstrap", "--attestation", "none", "--bootstrap-port", "0", "--ratls-port", "0"])
+        .args([
+            "--bootstrap",
+            "--attestation",
+            "none",
+            "--bootstrap-port",
+            "0",
+            "--ratls-port",
+            "0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -712,7 +991,11 @@ fn server_without_attestation_is_not_provisioned() {
     let mut stderr_pipe = child.stderr.take().expect("stderr");
     let guard = Guard(child);
     let mut lines = BufReader::new(stdout_pipe).lines();
-    let addr = wait_line(&mut lines, "kms-server bootstrap listening on ", "kms-server");
+    let addr = wait_line(
+        &mut lines,
+        "kms-server bootstrap listening on ",
+        "kms-server",
+    );
     let ratls = wait_line(&mut lines, "kms-server ra-tls listening on ", "kms-server");
     let mut p = env.provision_url(format!("https://{addr}"), format!("https://{ratls}"));
     p.client = None;
@@ -722,5 +1005,8 @@ fn server_without_attestation_is_not_provisioned() {
     drop(guard);
     let mut warning = String::new();
     stderr_pipe.read_to_string(&mut warning).expect("stderr");
-    assert!(warning.contains("WARNING: --attestation none: NO ATTESTATION"), "{warning}");
+    assert!(
+        warning.contains("WARNING: --attestation none: NO ATTESTATION"),
+        "{warning}"
+    );
 }

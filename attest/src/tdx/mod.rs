@@ -1,8 +1,9 @@
-//! Intel TDX evidence: the DCAP quote v4 ([`quote`]), the MRTD of a TDVF image
-//! ([`crate::measure::tdx`]), and with feature `tdx-verify` quote verification against Intel
-//! collateral (`verify`).
+//! Intel TDX evidence: the DCAP quote v4 ([`quote`]), the TD's `TDREPORT` ([`report`]), and
+//! with feature `tdx-verify` quote verification against Intel collateral (`verify`). The MRTD
+//! of a TDVF image is computed in [`crate::measure::tdx`].
 
 pub mod quote;
+pub mod report;
 #[cfg(feature = "tdx-verify")]
 pub mod verify;
 

@@ -65,14 +65,21 @@ impl Sk {
     pub fn from_platform_key(derived_key: &[u8; 32]) -> Result<Self, KeyError> {
         let hk = Hkdf::<Sha256>::new(Some(SK_SALT), derived_key);
         let mut bytes = Zeroizing::new([0u8; 32]);
-        hk.expand(SK_INFO, bytes.as_mut_slice()).map_err(|_| KeyError::Hkdf)?;
-        Ok(Sk { bytes, origin: SkOrigin::PlatformDerived })
+        hk.expand(SK_INFO, bytes.as_mut_slice())
+            .map_err(|_| KeyError::Hkdf)?;
+        Ok(Sk {
+            bytes,
+            origin: SkOrigin::PlatformDerived,
+        })
     }
 
     /// Uses 32 random bytes (from the caller's RNG) as `sk`.
     pub fn from_random(random: [u8; 32]) -> Self {
         let mut random = random;
-        let sk = Sk { bytes: Zeroizing::new(random), origin: SkOrigin::Random };
+        let sk = Sk {
+            bytes: Zeroizing::new(random),
+            origin: SkOrigin::Random,
+        };
         random.zeroize();
         sk
     }
@@ -87,7 +94,10 @@ impl Sk {
         let hk = Hkdf::<Sha256>::from_prk(self.bytes.as_slice()).map_err(|_| KeyError::Hkdf)?;
         for counter in 0u8..=255 {
             let mut candidate = Zeroizing::new([0u8; 32]);
-            if hk.expand_multi_info(&[KEY_INFO, &[counter]], candidate.as_mut_slice()).is_err() {
+            if hk
+                .expand_multi_info(&[KEY_INFO, &[counter]], candidate.as_mut_slice())
+                .is_err()
+            {
                 return Err(KeyError::Hkdf);
             }
             if let Ok(signing) = SigningKey::from_slice(candidate.as_slice()) {
@@ -100,7 +110,9 @@ impl Sk {
 
 impl fmt::Debug for Sk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sk").field("origin", &self.origin).finish_non_exhaustive()
+        f.debug_struct("Sk")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -121,7 +133,11 @@ impl BootstrapKey {
         if let Some(src) = point.as_bytes().get(..65) {
             public.copy_from_slice(src);
         }
-        BootstrapKey { signing, public, origin }
+        BootstrapKey {
+            signing,
+            public,
+            origin,
+        }
     }
 
     /// The signing key (for certificate and CSR building, and for the TLS server).
@@ -153,14 +169,19 @@ impl BootstrapKey {
     /// PKCS#8 DER of the private key (RFC 5958), for the TLS server; wiped when dropped.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<alloc::vec::Vec<u8>>, KeyError> {
         use p256::pkcs8::EncodePrivateKey;
-        let doc = self.signing.to_pkcs8_der().map_err(|_| KeyError::Encoding)?;
+        let doc = self
+            .signing
+            .to_pkcs8_der()
+            .map_err(|_| KeyError::Encoding)?;
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     }
 }
 
 impl fmt::Debug for BootstrapKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BootstrapKey").field("origin", &self.origin).finish_non_exhaustive()
+        f.debug_struct("BootstrapKey")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -170,8 +191,14 @@ mod tests {
 
     #[test]
     fn same_platform_key_same_key_pair() {
-        let a = Sk::from_platform_key(&[7u8; 32]).unwrap().key_pair().unwrap();
-        let b = Sk::from_platform_key(&[7u8; 32]).unwrap().key_pair().unwrap();
+        let a = Sk::from_platform_key(&[7u8; 32])
+            .unwrap()
+            .key_pair()
+            .unwrap();
+        let b = Sk::from_platform_key(&[7u8; 32])
+            .unwrap()
+            .key_pair()
+            .unwrap();
         assert_eq!(a.public_uncompressed(), b.public_uncompressed());
         assert_eq!(a.public_uncompressed()[0], 0x04);
         assert_eq!(a.origin(), SkOrigin::PlatformDerived);
@@ -179,8 +206,14 @@ mod tests {
 
     #[test]
     fn other_platform_key_other_key_pair() {
-        let a = Sk::from_platform_key(&[7u8; 32]).unwrap().key_pair().unwrap();
-        let b = Sk::from_platform_key(&[8u8; 32]).unwrap().key_pair().unwrap();
+        let a = Sk::from_platform_key(&[7u8; 32])
+            .unwrap()
+            .key_pair()
+            .unwrap();
+        let b = Sk::from_platform_key(&[8u8; 32])
+            .unwrap()
+            .key_pair()
+            .unwrap();
         assert_ne!(a.public_uncompressed(), b.public_uncompressed());
     }
 
@@ -196,7 +229,10 @@ mod tests {
     fn report_data_binds_key_and_suffix() {
         let key = Sk::from_random([1u8; 32]).key_pair().unwrap();
         let rd = key.report_data(&[0xAB; 32]);
-        assert_eq!(&rd[..32], Sha256::digest(key.public_uncompressed()).as_slice());
+        assert_eq!(
+            &rd[..32],
+            Sha256::digest(key.public_uncompressed()).as_slice()
+        );
         assert_eq!(&rd[32..], &[0xAB; 32]);
         assert_eq!(key.origin(), SkOrigin::Random);
     }

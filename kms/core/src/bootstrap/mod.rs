@@ -54,8 +54,9 @@ impl DbSecret {
         let mut out = Zeroizing::new([0u8; 48]);
         let decoded = Base64::decode(text.trim().as_bytes(), out.as_mut_slice())
             .map_err(|_| BootstrapError::BadRequest("db_secret is not base64"))?;
-        let bytes: &[u8; 32] =
-            decoded.try_into().map_err(|_| BootstrapError::BadRequest("db_secret must be exactly 32 bytes"))?;
+        let bytes: &[u8; 32] = decoded
+            .try_into()
+            .map_err(|_| BootstrapError::BadRequest("db_secret must be exactly 32 bytes"))?;
         let mut secret = Zeroizing::new([0u8; 32]);
         secret.copy_from_slice(bytes);
         Ok(DbSecret(secret))
@@ -131,12 +132,16 @@ impl fmt::Display for BootstrapError {
             BootstrapError::MethodNotAllowed => f.write_str("method not allowed"),
             BootstrapError::BadJson(what) => write!(f, "body is not a valid {what} JSON object"),
             BootstrapError::BadRequest(what) => f.write_str(what),
-            BootstrapError::BodyTooLarge => write!(f, "body larger than {} bytes", routes::MAX_BODY),
-            BootstrapError::NotProvisioner => {
-                f.write_str("provisioning is restricted: the client certificate is not the provisioner's")
+            BootstrapError::BodyTooLarge => {
+                write!(f, "body larger than {} bytes", routes::MAX_BODY)
             }
+            BootstrapError::NotProvisioner => f.write_str(
+                "provisioning is restricted: the client certificate is not the provisioner's",
+            ),
             BootstrapError::Conflict(what) => f.write_str(what),
-            BootstrapError::NoQuote => f.write_str("this server has no attestation platform: no quote to include"),
+            BootstrapError::NoQuote => {
+                f.write_str("this server has no attestation platform: no quote to include")
+            }
             BootstrapError::X509(e) => write!(f, "{e}"),
             BootstrapError::Key(e) => write!(f, "{e}"),
             BootstrapError::Evidence(e) => write!(f, "{e}"),

@@ -43,25 +43,38 @@ pub fn parse_cert_table(table: &[u8]) -> Result<Vec<CertTableEntry>, EvidenceErr
     let mut out = Vec::new();
     let mut pos = 0usize;
     loop {
-        let end = pos.checked_add(24).ok_or(EvidenceError::Malformed("certificate table"))?;
-        let entry = table.get(pos..end).ok_or(EvidenceError::Malformed("certificate table not terminated"))?;
+        let end = pos
+            .checked_add(24)
+            .ok_or(EvidenceError::Malformed("certificate table"))?;
+        let entry = table
+            .get(pos..end)
+            .ok_or(EvidenceError::Malformed("certificate table not terminated"))?;
         let (guid, rest) = entry.split_at(16);
         if guid.iter().all(|b| *b == 0) {
             return Ok(out);
         }
         if out.len() == MAX_CERT_TABLE_ENTRIES {
-            return Err(EvidenceError::Malformed("certificate table has too many entries"));
+            return Err(EvidenceError::Malformed(
+                "certificate table has too many entries",
+            ));
         }
         let (off, len) = rest.split_at(4);
         let off = usize::try_from(u32::from_le_bytes([off[0], off[1], off[2], off[3]]))
             .map_err(|_| EvidenceError::Malformed("certificate offset"))?;
         let len = usize::try_from(u32::from_le_bytes([len[0], len[1], len[2], len[3]]))
             .map_err(|_| EvidenceError::Malformed("certificate length"))?;
-        let stop = off.checked_add(len).ok_or(EvidenceError::Malformed("certificate length"))?;
-        let der = table.get(off..stop).ok_or(EvidenceError::Malformed("certificate outside the table"))?;
+        let stop = off
+            .checked_add(len)
+            .ok_or(EvidenceError::Malformed("certificate length"))?;
+        let der = table
+            .get(off..stop)
+            .ok_or(EvidenceError::Malformed("certificate outside the table"))?;
         let mut g = [0u8; 16];
         g.copy_from_slice(guid);
-        out.push(CertTableEntry { guid: g, der: der.to_vec() });
+        out.push(CertTableEntry {
+            guid: g,
+            der: der.to_vec(),
+        });
         pos = end;
     }
 }
@@ -82,7 +95,9 @@ pub enum EvidenceError {
 impl fmt::Display for EvidenceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EvidenceError::Unsupported => f.write_str("this server runs without an attestation platform"),
+            EvidenceError::Unsupported => {
+                f.write_str("this server runs without an attestation platform")
+            }
             EvidenceError::Transport(what) => write!(f, "attestation transport failed: {what}"),
             EvidenceError::Firmware(status) => write!(f, "firmware returned status {status:#x}"),
             EvidenceError::Malformed(what) => write!(f, "malformed firmware answer: {what}"),
@@ -121,7 +136,9 @@ pub enum ProbeError {
 impl fmt::Display for ProbeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProbeError::BadUrl => f.write_str("the Redis URL is not redis://[user:pass@]host:port[/db]"),
+            ProbeError::BadUrl => {
+                f.write_str("the Redis URL is not redis://[user:pass@]host:port[/db]")
+            }
             ProbeError::Unreachable => f.write_str("Redis does not answer at that URL"),
             ProbeError::WrongSecret => {
                 f.write_str("the database holds data sealed under another secret: wrong db_secret")
@@ -177,7 +194,10 @@ mod tests {
         }
         let mut t2 = t.clone();
         t2[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(parse_cert_table(&t2), Err(EvidenceError::Malformed("certificate outside the table")));
+        assert_eq!(
+            parse_cert_table(&t2),
+            Err(EvidenceError::Malformed("certificate outside the table"))
+        );
         let mut many = Vec::new();
         for _ in 0..=MAX_CERT_TABLE_ENTRIES {
             many.extend_from_slice(&[9; 16]);

@@ -10,17 +10,17 @@ use base64ct::{Base64, Encoding};
 use serde::Serialize;
 
 use super::api::{
-    AttestationResponse, CertificateRequest, CertificateResponse, ClientCaRequest, CsrRequest, CsrResponse,
-    ErrorResponse, RedisFindexRequest, StartResponse, StatusResponse,
+    AttestationResponse, CertificateRequest, CertificateResponse, ClientCaRequest, CsrRequest,
+    CsrResponse, ErrorResponse, RedisFindexRequest, StartResponse, StatusResponse,
 };
 use super::platform::{DatabaseProbe, Evidence, Platform};
-use attest::ratls::encode_snp_quote;
 use super::state::{
-    AwaitingCertificate, ClientCa, DatabaseConfig, Identity, Phase, ProvisionerAuthorized, ProvisionerPolicy,
-    Started,
+    AwaitingCertificate, ClientCa, DatabaseConfig, Identity, Phase, ProvisionerAuthorized,
+    ProvisionerPolicy, Started,
 };
 use super::x509::{self, CsrParams};
 use super::{BootstrapError, DbSecret};
+use attest::ratls::encode_snp_quote;
 
 /// One HTTP request, already framed by the driver.
 #[derive(Debug, Clone, Copy)]
@@ -49,13 +49,21 @@ impl Response {
     fn json<T: Serialize>(status: u16, value: &T) -> Response {
         match serde_json::to_vec(value) {
             Ok(body) => Response { status, body },
-            Err(_) => Response { status: 500, body: br#"{"error":"response encoding failed"}"#.to_vec() },
+            Err(_) => Response {
+                status: 500,
+                body: br#"{"error":"response encoding failed"}"#.to_vec(),
+            },
         }
     }
 
     /// The `{"error": "..."}` answer for `err`.
     pub fn error(err: &BootstrapError) -> Response {
-        Response::json(err.http_status(), &ErrorResponse { error: err.to_string() })
+        Response::json(
+            err.http_status(),
+            &ErrorResponse {
+                error: err.to_string(),
+            },
+        )
     }
 }
 
@@ -91,7 +99,12 @@ pub const MAX_BODY: usize = 64 * 1024;
 impl Bootstrap {
     /// A bootstrap server in its first state.
     pub fn new(identity: Arc<Identity>, policy: ProvisionerPolicy) -> Self {
-        Bootstrap { identity, policy, client_ca: None, phase: Phase::AwaitingCertificate(AwaitingCertificate::new()) }
+        Bootstrap {
+            identity,
+            policy,
+            client_ca: None,
+            phase: Phase::AwaitingCertificate(AwaitingCertificate::new()),
+        }
     }
 
     /// The identity (certificate and key for the TLS server; shared with the RA-TLS port and `/attestation`).
@@ -128,14 +141,22 @@ impl Bootstrap {
                 }
                 self.post(&auth, path, req.body, cx)
             }
-            (_, "/attestation" | "/csr" | "/certificate" | "/redis-findex" | "/client-ca" | "/start") => {
-                Step::Continue(self, Response::error(&BootstrapError::MethodNotAllowed))
-            }
+            (
+                _,
+                "/attestation" | "/csr" | "/certificate" | "/redis-findex" | "/client-ca"
+                | "/start",
+            ) => Step::Continue(self, Response::error(&BootstrapError::MethodNotAllowed)),
             _ => Step::Continue(self, Response::error(&BootstrapError::NotFound)),
         }
     }
 
-    fn post(mut self, auth: &ProvisionerAuthorized, path: &str, body: &[u8], cx: &mut Context<'_>) -> Step {
+    fn post(
+        mut self,
+        auth: &ProvisionerAuthorized,
+        path: &str,
+        body: &[u8],
+        cx: &mut Context<'_>,
+    ) -> Step {
         let result = match path {
             "/csr" => self.csr(body).map(|r| Response::json(200, &r)),
             "/certificate" => return self.certificate(auth, body),
@@ -151,20 +172,33 @@ impl Bootstrap {
     }
 
     fn csr(&self, body: &[u8]) -> Result<CsrResponse, BootstrapError> {
-        let req: CsrRequest = serde_json::from_slice(body).map_err(|_| BootstrapError::BadJson("CsrRequest"))?;
+        let req: CsrRequest =
+            serde_json::from_slice(body).map_err(|_| BootstrapError::BadJson("CsrRequest"))?;
         if req.include_quote && self.identity.quote().is_none() {
             return Err(BootstrapError::NoQuote);
         }
-        let params = CsrParams { subject: &req.subject, dns_names: &req.dns_names, ip_addresses: &req.ip_addresses };
-        let quote = if req.include_quote { self.identity.quote() } else { None };
-        let csr_pem = x509::csr_pem(self.identity.key(), &params, quote).map_err(BootstrapError::X509)?;
+        let params = CsrParams {
+            subject: &req.subject,
+            dns_names: &req.dns_names,
+            ip_addresses: &req.ip_addresses,
+        };
+        let quote = if req.include_quote {
+            self.identity.quote()
+        } else {
+            None
+        };
+        let csr_pem =
+            x509::csr_pem(self.identity.key(), &params, quote).map_err(BootstrapError::X509)?;
         Ok(CsrResponse { csr_pem })
     }
 
     fn certificate(self, auth: &ProvisionerAuthorized, body: &[u8]) -> Step {
         let chain = serde_json::from_slice::<CertificateRequest>(body)
             .map_err(|_| BootstrapError::BadJson("CertificateRequest"))
-            .and_then(|r| x509::validate_api_chain(self.identity.key(), &r.chain_pem).map_err(BootstrapError::X509));
+            .and_then(|r| {
+                x509::validate_api_chain(self.identity.key(), &r.chain_pem)
+                    .map_err(BootstrapError::X509)
+            });
         let chain = match chain {
             Ok(c) => c,
             Err(e) => return Step::Continue(self, Response::error(&e)),
@@ -177,38 +211,82 @@ impl Bootstrap {
                 chain_length: chain.der.len(),
             },
         );
-        let Bootstrap { identity, policy, client_ca, phase } = self;
+        let Bootstrap {
+            identity,
+            policy,
+            client_ca,
+            phase,
+        } = self;
         let phase = match phase {
             Phase::AwaitingCertificate(s) => Phase::AwaitingDatabase(s.certificate(auth, chain)),
             Phase::AwaitingDatabase(s) => Phase::AwaitingDatabase(s.certificate(auth, chain)),
             Phase::Ready(s) => Phase::Ready(s.certificate(auth, chain)),
         };
-        Step::Continue(Bootstrap { identity, policy, client_ca, phase }, resp)
+        Step::Continue(
+            Bootstrap {
+                identity,
+                policy,
+                client_ca,
+                phase,
+            },
+            resp,
+        )
     }
 
-    fn database(self, auth: &ProvisionerAuthorized, body: &[u8], probe: &mut dyn DatabaseProbe) -> Step {
+    fn database(
+        self,
+        auth: &ProvisionerAuthorized,
+        body: &[u8],
+        probe: &mut dyn DatabaseProbe,
+    ) -> Step {
         if let Phase::AwaitingCertificate(_) = self.phase {
-            return Step::Continue(self, Response::error(&BootstrapError::Conflict("post the API certificate first")));
+            return Step::Continue(
+                self,
+                Response::error(&BootstrapError::Conflict("post the API certificate first")),
+            );
         }
         let db = serde_json::from_slice::<RedisFindexRequest>(body)
             .map_err(|_| BootstrapError::BadJson("RedisFindexRequest"))
             .and_then(|r| {
                 let secret = DbSecret::from_base64(&r.db_secret)?;
-                probe.probe(&r.url, &secret).map_err(BootstrapError::Probe)?;
-                Ok(DatabaseConfig { url: r.url.clone(), secret })
+                probe
+                    .probe(&r.url, &secret)
+                    .map_err(BootstrapError::Probe)?;
+                Ok(DatabaseConfig {
+                    url: r.url.clone(),
+                    secret,
+                })
             });
         let db = match db {
             Ok(db) => db,
             Err(e) => return Step::Continue(self, Response::error(&e)),
         };
-        let resp = Response::json(200, &StatusResponse { status: "database configured".into() });
-        let Bootstrap { identity, policy, client_ca, phase } = self;
+        let resp = Response::json(
+            200,
+            &StatusResponse {
+                status: "database configured".into(),
+            },
+        );
+        let Bootstrap {
+            identity,
+            policy,
+            client_ca,
+            phase,
+        } = self;
         let phase = match phase {
             Phase::AwaitingDatabase(s) => Phase::Ready(s.database(auth, db)),
             Phase::Ready(s) => Phase::Ready(s.database(auth, db)),
             other @ Phase::AwaitingCertificate(_) => other,
         };
-        Step::Continue(Bootstrap { identity, policy, client_ca, phase }, resp)
+        Step::Continue(
+            Bootstrap {
+                identity,
+                policy,
+                client_ca,
+                phase,
+            },
+            resp,
+        )
     }
 
     fn client_ca(&mut self, body: &[u8]) -> Result<StatusResponse, BootstrapError> {
@@ -217,15 +295,25 @@ impl Bootstrap {
         let certs = x509::parse_pem_chain(&req.ca_pem).map_err(BootstrapError::X509)?;
         let mut der = Vec::with_capacity(certs.len());
         for c in &certs {
-            der.push(der::Encode::to_der(c).map_err(|_| BootstrapError::X509(x509::X509Error::BadCertificate))?);
+            der.push(
+                der::Encode::to_der(c)
+                    .map_err(|_| BootstrapError::X509(x509::X509Error::BadCertificate))?,
+            );
         }
         let n = der.len();
         self.client_ca = Some(ClientCa { der });
-        Ok(StatusResponse { status: format!("client CA set ({n} certificate(s))") })
+        Ok(StatusResponse {
+            status: format!("client CA set ({n} certificate(s))"),
+        })
     }
 
     fn start(self, auth: &ProvisionerAuthorized) -> Step {
-        let Bootstrap { identity, policy, client_ca, phase } = self;
+        let Bootstrap {
+            identity,
+            policy,
+            client_ca,
+            phase,
+        } = self;
         match phase {
             Phase::Ready(ready) => {
                 let started = ready.start(auth, identity, client_ca);
@@ -241,10 +329,20 @@ impl Bootstrap {
             }
             phase => {
                 let why = match phase {
-                    Phase::AwaitingCertificate(_) => "not ready: post the API certificate and the database first",
+                    Phase::AwaitingCertificate(_) => {
+                        "not ready: post the API certificate and the database first"
+                    }
                     _ => "not ready: post the database configuration first",
                 };
-                Step::Continue(Bootstrap { identity, policy, client_ca, phase }, Response::error(&BootstrapError::Conflict(why)))
+                Step::Continue(
+                    Bootstrap {
+                        identity,
+                        policy,
+                        client_ca,
+                        phase,
+                    },
+                    Response::error(&BootstrapError::Conflict(why)),
+                )
             }
         }
     }
@@ -255,7 +353,9 @@ pub fn parse_nonce(query: &str) -> Result<[u8; 32], BootstrapError> {
     let value = query
         .split('&')
         .find_map(|kv| kv.strip_prefix("nonce="))
-        .ok_or(BootstrapError::BadRequest("missing nonce: GET /attestation?nonce=<64 hex digits>"))?;
+        .ok_or(BootstrapError::BadRequest(
+            "missing nonce: GET /attestation?nonce=<64 hex digits>",
+        ))?;
     let mut nonce = [0u8; 32];
     let n = base16ct::mixed::decode(value, &mut nonce)
         .map_err(|_| BootstrapError::BadRequest("nonce must be 64 hex digits"))?;
@@ -274,9 +374,13 @@ pub fn attestation(
 ) -> Result<AttestationResponse, BootstrapError> {
     let nonce = parse_nonce(query)?;
     if evidence.platform() == Platform::None {
-        return Err(BootstrapError::Evidence(super::platform::EvidenceError::Unsupported));
+        return Err(BootstrapError::Evidence(
+            super::platform::EvidenceError::Unsupported,
+        ));
     }
-    let report = evidence.report(&identity.key().report_data(&nonce)).map_err(BootstrapError::Evidence)?;
+    let report = evidence
+        .report(&identity.key().report_data(&nonce))
+        .map_err(BootstrapError::Evidence)?;
     let table = evidence.cert_table().map_err(BootstrapError::Evidence)?;
     let quote = encode_snp_quote(&report, &table);
     Ok(AttestationResponse {
@@ -287,7 +391,11 @@ pub fn attestation(
 }
 
 /// `GET /attestation` as a complete [`Response`] (for drivers after `/start`).
-pub fn attestation_response(identity: &Identity, evidence: &mut dyn Evidence, query: &str) -> Response {
+pub fn attestation_response(
+    identity: &Identity,
+    evidence: &mut dyn Evidence,
+    query: &str,
+) -> Response {
     match attestation(identity, evidence, query) {
         Ok(a) => Response::json(200, &a),
         Err(e) => Response::error(&e),

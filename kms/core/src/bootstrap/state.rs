@@ -18,9 +18,9 @@ use subtle::ConstantTimeEq;
 
 use super::keys::{BootstrapKey, Sk, SkOrigin};
 use super::platform::{Evidence, Platform};
-use attest::ratls::encode_snp_quote;
 use super::x509::{self, ApiChain, OID_SNP_QUOTE, QuoteExtension};
 use super::{BootstrapError, DbSecret};
+use attest::ratls::encode_snp_quote;
 
 /// The server's bootstrap identity: key pair, self-signed RA-TLS certificate and the quote in it.
 pub struct Identity {
@@ -34,7 +34,11 @@ impl Identity {
     /// Creates the identity: `sk` from the platform's derived key (or from `random_sk` when the platform has
     /// none), the key pair, a report with report_data = SHA-256(public key) ‖ zeros, and the certificate.
     /// `now` (untrusted unix seconds) only sets the certificate's validity window.
-    pub fn create(evidence: &mut dyn Evidence, random_sk: [u8; 32], now: i64) -> Result<Self, BootstrapError> {
+    pub fn create(
+        evidence: &mut dyn Evidence,
+        random_sk: [u8; 32],
+        now: i64,
+    ) -> Result<Self, BootstrapError> {
         let platform = evidence.platform();
         let sk = match platform {
             Platform::SevSnp => match evidence.derived_key().map_err(BootstrapError::Evidence)? {
@@ -46,14 +50,25 @@ impl Identity {
         let key = sk.key_pair().map_err(BootstrapError::Key)?;
         let quote = match platform {
             Platform::SevSnp => {
-                let report = evidence.report(&key.report_data(&[0u8; 32])).map_err(BootstrapError::Evidence)?;
+                let report = evidence
+                    .report(&key.report_data(&[0u8; 32]))
+                    .map_err(BootstrapError::Evidence)?;
                 let table = evidence.cert_table().map_err(BootstrapError::Evidence)?;
-                Some(QuoteExtension { oid: OID_SNP_QUOTE, quote: encode_snp_quote(&report, &table) })
+                Some(QuoteExtension {
+                    oid: OID_SNP_QUOTE,
+                    quote: encode_snp_quote(&report, &table),
+                })
             }
             Platform::None => None,
         };
-        let certificate_der = x509::bootstrap_certificate(&key, now, quote.as_ref()).map_err(BootstrapError::X509)?;
-        Ok(Identity { key, platform, certificate_der, quote })
+        let certificate_der =
+            x509::bootstrap_certificate(&key, now, quote.as_ref()).map_err(BootstrapError::X509)?;
+        Ok(Identity {
+            key,
+            platform,
+            certificate_der,
+            quote,
+        })
     }
 
     /// The key pair (bootstrap and API certificates share it).
@@ -84,7 +99,10 @@ impl Identity {
 
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Identity").field("platform", &self.platform).field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("Identity")
+            .field("platform", &self.platform)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,17 +121,23 @@ impl ProvisionerPolicy {
         let hex = text.trim();
         let hex = hex.strip_prefix("sha256:").unwrap_or(hex);
         let mut out = [0u8; 32];
-        let decoded = base16ct::mixed::decode(hex, &mut out)
-            .map_err(|_| BootstrapError::BadRequest("provisioner SPKI hash is not 64 hex digits"))?;
+        let decoded = base16ct::mixed::decode(hex, &mut out).map_err(|_| {
+            BootstrapError::BadRequest("provisioner SPKI hash is not 64 hex digits")
+        })?;
         if decoded.len() != 32 {
-            return Err(BootstrapError::BadRequest("provisioner SPKI hash is not 64 hex digits"));
+            return Err(BootstrapError::BadRequest(
+                "provisioner SPKI hash is not 64 hex digits",
+            ));
         }
         Ok(ProvisionerPolicy::Pinned(out))
     }
 
     /// Checks the TLS client. The driver passes the client certificate's SubjectPublicKeyInfo DER only after
     /// the TLS layer verified the handshake signature with that key.
-    pub fn authorize(&self, client_spki_der: Option<&[u8]>) -> Result<ProvisionerAuthorized, BootstrapError> {
+    pub fn authorize(
+        &self,
+        client_spki_der: Option<&[u8]>,
+    ) -> Result<ProvisionerAuthorized, BootstrapError> {
         match self {
             ProvisionerPolicy::Open => Ok(ProvisionerAuthorized(())),
             ProvisionerPolicy::Pinned(want) => {
@@ -223,7 +247,10 @@ impl AwaitingDatabase {
 
     /// Accepts the (probed) database.
     pub fn database(self, _auth: &ProvisionerAuthorized, db: DatabaseConfig) -> Ready {
-        Ready { chain: self.chain, db }
+        Ready {
+            chain: self.chain,
+            db,
+        }
     }
 
     /// The accepted chain.
@@ -240,12 +267,25 @@ impl Ready {
 
     /// Replaces the database.
     pub fn database(self, _auth: &ProvisionerAuthorized, db: DatabaseConfig) -> Ready {
-        Ready { chain: self.chain, db }
+        Ready {
+            chain: self.chain,
+            db,
+        }
     }
 
     /// Ends the bootstrap phase.
-    pub fn start(self, _auth: &ProvisionerAuthorized, identity: Arc<Identity>, client_ca: Option<ClientCa>) -> Started {
-        Started { identity, chain: self.chain, database: self.db, client_ca }
+    pub fn start(
+        self,
+        _auth: &ProvisionerAuthorized,
+        identity: Arc<Identity>,
+        client_ca: Option<ClientCa>,
+    ) -> Started {
+        Started {
+            identity,
+            chain: self.chain,
+            database: self.db,
+            client_ca,
+        }
     }
 
     /// The accepted chain.

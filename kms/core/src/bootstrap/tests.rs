@@ -20,7 +20,9 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 use zeroize::Zeroizing;
 
-use super::platform::{CertTableEntry, DatabaseProbe, Evidence, EvidenceError, Platform, ProbeError};
+use super::platform::{
+    CertTableEntry, DatabaseProbe, Evidence, EvidenceError, Platform, ProbeError,
+};
 use super::x509::{OID_SNP_QUOTE, quote_extension};
 use super::*;
 
@@ -36,7 +38,11 @@ struct TestEvidence {
 
 impl TestEvidence {
     fn snp(derived: u8) -> Self {
-        TestEvidence { platform: Platform::SevSnp, derived: [derived; 32], asked: Vec::new() }
+        TestEvidence {
+            platform: Platform::SevSnp,
+            derived: [derived; 32],
+            asked: Vec::new(),
+        }
     }
 }
 
@@ -54,7 +60,10 @@ impl Evidence for TestEvidence {
         Ok(r)
     }
     fn cert_table(&mut self) -> Result<Vec<CertTableEntry>, EvidenceError> {
-        Ok(vec![CertTableEntry { guid: [0x63; 16], der: vec![0x30, 0x00] }])
+        Ok(vec![CertTableEntry {
+            guid: [0x63; 16],
+            der: vec![0x30, 0x00],
+        }])
     }
     fn derived_key(&mut self) -> Result<Option<Zeroizing<[u8; 32]>>, EvidenceError> {
         Ok(match self.platform {
@@ -91,17 +100,47 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        Harness { ev: TestEvidence::snp(7), probe: TestProbe { good: [9; 32] } }
+        Harness {
+            ev: TestEvidence::snp(7),
+            probe: TestProbe { good: [9; 32] },
+        }
     }
     fn bootstrap(&mut self, policy: ProvisionerPolicy) -> Bootstrap {
-        Bootstrap::new(alloc::sync::Arc::new(Identity::create(&mut self.ev, [1; 32], NOW).unwrap()), policy)
+        Bootstrap::new(
+            alloc::sync::Arc::new(Identity::create(&mut self.ev, [1; 32], NOW).unwrap()),
+            policy,
+        )
     }
-    fn call(&mut self, b: Bootstrap, method: &str, target: &str, body: &str, spki: Option<&[u8]>) -> Step {
-        let req = Request { method, target, body: body.as_bytes(), client_spki_der: spki };
-        b.handle(&req, &mut Context { evidence: &mut self.ev, probe: &mut self.probe })
+    fn call(
+        &mut self,
+        b: Bootstrap,
+        method: &str,
+        target: &str,
+        body: &str,
+        spki: Option<&[u8]>,
+    ) -> Step {
+        let req = Request {
+            method,
+            target,
+            body: body.as_bytes(),
+            client_spki_der: spki,
+        };
+        b.handle(
+            &req,
+            &mut Context {
+                evidence: &mut self.ev,
+                probe: &mut self.probe,
+            },
+        )
     }
     /// Calls and expects to stay in bootstrap; returns the machine, status and JSON.
-    fn ok(&mut self, b: Bootstrap, method: &str, target: &str, body: &str) -> (Bootstrap, u16, serde_json::Value) {
+    fn ok(
+        &mut self,
+        b: Bootstrap,
+        method: &str,
+        target: &str,
+        body: &str,
+    ) -> (Bootstrap, u16, serde_json::Value) {
         match self.call(b, method, target, body, None) {
             Step::Continue(b, r) => (b, r.status, serde_json::from_slice(&r.body).unwrap()),
             Step::Start(..) => panic!("unexpected start"),
@@ -135,12 +174,22 @@ fn issue(spki: SubjectPublicKeyInfoOwned, ca_seed: u8, extra: Vec<Extension>) ->
     let ca_key = SigningKey::from_slice(&[ca_seed; 32]).unwrap();
     let ca_name = Name::from_str("CN=Test CA").unwrap();
     let validity = Validity::new(
-        Time::from(der::DateTime::from_unix_duration(core::time::Duration::from_secs(1_700_000_000)).unwrap()),
-        Time::from(der::DateTime::from_unix_duration(core::time::Duration::from_secs(1_900_000_000)).unwrap()),
+        Time::from(
+            der::DateTime::from_unix_duration(core::time::Duration::from_secs(1_700_000_000))
+                .unwrap(),
+        ),
+        Time::from(
+            der::DateTime::from_unix_duration(core::time::Duration::from_secs(1_900_000_000))
+                .unwrap(),
+        ),
     );
     let ca_spki = SubjectPublicKeyInfoOwned::from_key(ca_key.verifying_key()).unwrap();
     let ca = CertificateBuilder::new(
-        Issued { subject: ca_name.clone(), issuer: ca_name.clone(), extra: Vec::new() },
+        Issued {
+            subject: ca_name.clone(),
+            issuer: ca_name.clone(),
+            extra: Vec::new(),
+        },
         SerialNumber::new(&[1]).unwrap(),
         validity,
         ca_spki,
@@ -149,7 +198,11 @@ fn issue(spki: SubjectPublicKeyInfoOwned, ca_seed: u8, extra: Vec<Extension>) ->
     .build::<_, DerSignature>(&ca_key)
     .unwrap();
     let leaf = CertificateBuilder::new(
-        Issued { subject: Name::from_str("CN=kms.test").unwrap(), issuer: ca_name, extra },
+        Issued {
+            subject: Name::from_str("CN=kms.test").unwrap(),
+            issuer: ca_name,
+            extra,
+        },
         SerialNumber::new(&[2]).unwrap(),
         validity,
         spki,
@@ -185,7 +238,13 @@ fn bootstrap_certificate_carries_quote_binding_its_key() {
     assert_eq!(spki_der, x509::spki_der(b.identity().key()).unwrap());
     let q = quote_extension(&cert).expect("quote extension");
     assert_eq!(q.oid, OID_SNP_QUOTE);
-    let ext = cert.tbs_certificate().extensions().unwrap().iter().find(|e| e.extn_id == OID_SNP_QUOTE).unwrap();
+    let ext = cert
+        .tbs_certificate()
+        .extensions()
+        .unwrap()
+        .iter()
+        .find(|e| e.extn_id == OID_SNP_QUOTE)
+        .unwrap();
     assert!(!ext.critical);
     // report ‖ count 1 ‖ len 18 ‖ guid ‖ 30 00
     assert_eq!(q.quote.len(), 0x4A0 + 4 + 4 + 18);
@@ -194,7 +253,8 @@ fn bootstrap_certificate_carries_quote_binding_its_key() {
     assert_eq!(&rd[..32], key_hash.as_slice());
     assert_eq!(&rd[32..], &[0u8; 32]);
     // self-signed: the signature verifies with its own key
-    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(b.identity().key().public_uncompressed()).unwrap();
+    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(b.identity().key().public_uncompressed())
+        .unwrap();
     let sig = p256::ecdsa::DerSignature::from_bytes(cert.signature().raw_bytes()).unwrap();
     let tbs = der::Encode::to_der(cert.tbs_certificate()).unwrap();
     signature::Verifier::verify(&vk, &tbs, &sig).unwrap();
@@ -208,14 +268,24 @@ fn same_platform_key_same_bootstrap_key_across_restarts() {
     let ia = Identity::create(&mut a, [1; 32], NOW).unwrap();
     let ib = Identity::create(&mut b, [2; 32], NOW + 5).unwrap();
     let ic = Identity::create(&mut c, [1; 32], NOW).unwrap();
-    assert_eq!(ia.key().public_uncompressed(), ib.key().public_uncompressed());
-    assert_ne!(ia.key().public_uncompressed(), ic.key().public_uncompressed());
+    assert_eq!(
+        ia.key().public_uncompressed(),
+        ib.key().public_uncompressed()
+    );
+    assert_ne!(
+        ia.key().public_uncompressed(),
+        ic.key().public_uncompressed()
+    );
     assert_eq!(ia.sk_origin(), keys::SkOrigin::PlatformDerived);
 }
 
 #[test]
 fn platform_none_has_random_key_and_no_quote() {
-    let mut ev = TestEvidence { platform: Platform::None, derived: [0; 32], asked: Vec::new() };
+    let mut ev = TestEvidence {
+        platform: Platform::None,
+        derived: [0; 32],
+        asked: Vec::new(),
+    };
     let id = Identity::create(&mut ev, [5; 32], NOW).unwrap();
     assert_eq!(id.sk_origin(), keys::SkOrigin::Random);
     assert!(id.quote().is_none());
@@ -223,12 +293,38 @@ fn platform_none_has_random_key_and_no_quote() {
     assert!(quote_extension(&cert).is_none());
     let mut probe = TestProbe { good: [9; 32] };
     let b = Bootstrap::new(alloc::sync::Arc::new(id), ProvisionerPolicy::Open);
-    let req = Request { method: "GET", target: &alloc::format!("/attestation?nonce={}", "ab".repeat(32)), body: b"", client_spki_der: None };
-    let Step::Continue(b, r) = b.handle(&req, &mut Context { evidence: &mut ev, probe: &mut probe }) else { panic!() };
+    let req = Request {
+        method: "GET",
+        target: &alloc::format!("/attestation?nonce={}", "ab".repeat(32)),
+        body: b"",
+        client_spki_der: None,
+    };
+    let Step::Continue(b, r) = b.handle(
+        &req,
+        &mut Context {
+            evidence: &mut ev,
+            probe: &mut probe,
+        },
+    ) else {
+        panic!()
+    };
     assert_eq!(r.status, 501);
     let body = br#"{"subject":"CN=kms","include_quote":true}"#;
-    let req = Request { method: "POST", target: "/csr", body, client_spki_der: None };
-    let Step::Continue(_, r) = b.handle(&req, &mut Context { evidence: &mut ev, probe: &mut probe }) else { panic!() };
+    let req = Request {
+        method: "POST",
+        target: "/csr",
+        body,
+        client_spki_der: None,
+    };
+    let Step::Continue(_, r) = b.handle(
+        &req,
+        &mut Context {
+            evidence: &mut ev,
+            probe: &mut probe,
+        },
+    ) else {
+        panic!()
+    };
     assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
 }
 
@@ -242,13 +338,28 @@ fn attestation_puts_nonce_in_report_data() {
     assert_eq!(v["nonce"], nonce.as_str());
     assert_eq!(v["platform"], "sev-snp");
     let asked = h.ev.asked.last().unwrap();
-    assert_eq!(&asked[32..], base16ct::lower::decode_vec(&nonce).unwrap().as_slice());
-    assert_eq!(&asked[..32], b.identity().key().public_key_hash().as_slice());
+    assert_eq!(
+        &asked[32..],
+        base16ct::lower::decode_vec(&nonce).unwrap().as_slice()
+    );
+    assert_eq!(
+        &asked[..32],
+        b.identity().key().public_key_hash().as_slice()
+    );
     use base64ct::{Base64, Encoding};
     let quote = Base64::decode_vec(v["quote"].as_str().unwrap()).unwrap();
     assert_eq!(&quote[0x50..0x90], asked.as_slice());
-    for bad in ["/attestation", "/attestation?nonce=12", "/attestation?nonce=zz"] {
-        let (_, status, v) = h.ok(Harness::new().bootstrap(ProvisionerPolicy::Open), "GET", bad, "");
+    for bad in [
+        "/attestation",
+        "/attestation?nonce=12",
+        "/attestation?nonce=zz",
+    ] {
+        let (_, status, v) = h.ok(
+            Harness::new().bootstrap(ProvisionerPolicy::Open),
+            "GET",
+            bad,
+            "",
+        );
         assert_eq!(status, 400, "{bad}: {v}");
         assert!(v["error"].as_str().unwrap().contains("nonce"));
     }
@@ -264,10 +375,14 @@ fn csr_is_signed_by_bootstrap_key_with_names_and_optional_quote() {
     let csr = CertReq::from_pem(v["csr_pem"].as_str().unwrap().as_bytes()).unwrap();
     let spki = der::Encode::to_der(&csr.info.public_key).unwrap();
     assert_eq!(spki, x509::spki_der(b.identity().key()).unwrap());
-    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(b.identity().key().public_uncompressed()).unwrap();
+    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(b.identity().key().public_uncompressed())
+        .unwrap();
     let sig = p256::ecdsa::DerSignature::from_bytes(csr.signature.raw_bytes()).unwrap();
     signature::Verifier::verify(&vk, &der::Encode::to_der(&csr.info).unwrap(), &sig).unwrap();
-    assert_eq!(alloc::format!("{}", csr.info.subject), "CN=kms.example.com,O=Example");
+    assert_eq!(
+        alloc::format!("{}", csr.info.subject),
+        "CN=kms.example.com,O=Example"
+    );
     let attrs = der::Encode::to_der(&csr.info.attributes).unwrap();
     let contains = |needle: &[u8]| attrs.windows(needle.len()).any(|w| w == needle);
     assert!(contains(b"kms.example.com"));
@@ -279,9 +394,17 @@ fn csr_is_signed_by_bootstrap_key_with_names_and_optional_quote() {
     assert_eq!(status, 200, "{v}");
     let csr = CertReq::from_pem(v["csr_pem"].as_str().unwrap().as_bytes()).unwrap();
     let attrs = der::Encode::to_der(&csr.info.attributes).unwrap();
-    assert!(!attrs.windows(64).any(|w| w == &quote[0x50..0x90]), "no quote unless asked");
+    assert!(
+        !attrs.windows(64).any(|w| w == &quote[0x50..0x90]),
+        "no quote unless asked"
+    );
 
-    for bad in [r#"{"subject":"not a dn"}"#, r#"{"subject":"CN=x","ip_addresses":["300.1.1.1"]}"#, "[1]", "{"] {
+    for bad in [
+        r#"{"subject":"not a dn"}"#,
+        r#"{"subject":"CN=x","ip_addresses":["300.1.1.1"]}"#,
+        "[1]",
+        "{",
+    ] {
         let (_, status, v) = h.ok(fresh(), "POST", "/csr", bad);
         assert_eq!(status, 400, "{bad}: {v}");
     }
@@ -300,12 +423,29 @@ fn full_provisioning_sequence_starts_once() {
     let (chain, ca) = issue(our_spki(&b), 3, Vec::new());
 
     let (b, status, v) = h.ok(b, "POST", "/start", "");
-    assert_eq!((status, v["error"].as_str().unwrap()), (409, "not ready: post the API certificate and the database first"));
-    let db = alloc::format!(r#"{{"url":"redis://127.0.0.1:6379","db_secret":"{}"}}"#, secret_b64(9));
+    assert_eq!(
+        (status, v["error"].as_str().unwrap()),
+        (
+            409,
+            "not ready: post the API certificate and the database first"
+        )
+    );
+    let db = alloc::format!(
+        r#"{{"url":"redis://127.0.0.1:6379","db_secret":"{}"}}"#,
+        secret_b64(9)
+    );
     let (b, status, v) = h.ok(b, "POST", "/redis-findex", &db);
-    assert_eq!((status, v["error"].as_str().unwrap()), (409, "post the API certificate first"));
+    assert_eq!(
+        (status, v["error"].as_str().unwrap()),
+        (409, "post the API certificate first")
+    );
 
-    let (b, status, v) = h.ok(b, "POST", "/certificate", &alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(&chain)));
+    let (b, status, v) = h.ok(
+        b,
+        "POST",
+        "/certificate",
+        &alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(&chain)),
+    );
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["api_certificate_has_quote"], false);
     assert_eq!(v["chain_length"], 2);
@@ -314,20 +454,36 @@ fn full_provisioning_sequence_starts_once() {
     assert_eq!(status, 409);
 
     // database errors keep the state
-    let wrong = alloc::format!(r#"{{"url":"redis://127.0.0.1:6379","db_secret":"{}"}}"#, secret_b64(8));
+    let wrong = alloc::format!(
+        r#"{{"url":"redis://127.0.0.1:6379","db_secret":"{}"}}"#,
+        secret_b64(8)
+    );
     let (b, status, v) = h.ok(b, "POST", "/redis-findex", &wrong);
     assert_eq!(status, 422, "{v}");
     assert!(v["error"].as_str().unwrap().contains("wrong db_secret"));
-    let (b, status, _) = h.ok(b, "POST", "/redis-findex", r#"{"url":"redis://127.0.0.1:1","db_secret":"AAAA"}"#);
+    let (b, status, _) = h.ok(
+        b,
+        "POST",
+        "/redis-findex",
+        r#"{"url":"redis://127.0.0.1:1","db_secret":"AAAA"}"#,
+    );
     assert_eq!(status, 400, "short secret");
-    let unreachable = alloc::format!(r#"{{"url":"redis://127.0.0.1:1","db_secret":"{}"}}"#, secret_b64(9));
+    let unreachable = alloc::format!(
+        r#"{{"url":"redis://127.0.0.1:1","db_secret":"{}"}}"#,
+        secret_b64(9)
+    );
     let (b, status, _) = h.ok(b, "POST", "/redis-findex", &unreachable);
     assert_eq!(status, 502);
     let (b, status, v) = h.ok(b, "POST", "/redis-findex", &db);
     assert_eq!(status, 200, "{v}");
     assert_eq!(b.phase().name(), "ready");
 
-    let (b, status, v) = h.ok(b, "POST", "/client-ca", &alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&ca)));
+    let (b, status, v) = h.ok(
+        b,
+        "POST",
+        "/client-ca",
+        &alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&ca)),
+    );
     assert_eq!(status, 200, "{v}");
 
     match h.call(b, "POST", "/start", "", None) {
@@ -351,12 +507,28 @@ fn certificate_for_another_key_is_refused() {
     let mut h = Harness::new();
     let b = h.bootstrap(ProvisionerPolicy::Open);
     let other = SigningKey::from_slice(&[0x42; 32]).unwrap();
-    let (chain, _) = issue(SubjectPublicKeyInfoOwned::from_key(other.verifying_key()).unwrap(), 3, Vec::new());
-    let (b, status, v) = h.ok(b, "POST", "/certificate", &alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(&chain)));
+    let (chain, _) = issue(
+        SubjectPublicKeyInfoOwned::from_key(other.verifying_key()).unwrap(),
+        3,
+        Vec::new(),
+    );
+    let (b, status, v) = h.ok(
+        b,
+        "POST",
+        "/certificate",
+        &alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(&chain)),
+    );
     assert_eq!(status, 422);
-    assert_eq!(v["error"], "the leaf certificate's public key is not this server's bootstrap key");
+    assert_eq!(
+        v["error"],
+        "the leaf certificate's public key is not this server's bootstrap key"
+    );
     assert_eq!(b.phase().name(), "awaiting certificate");
-    for bad in [r#"{"chain_pem":"garbage"}"#, r#"{"chain_pem":"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}"#, r#"{}"#] {
+    for bad in [
+        r#"{"chain_pem":"garbage"}"#,
+        r#"{"chain_pem":"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}"#,
+        r#"{}"#,
+    ] {
         let (_, status, v) = h.ok(fresh(), "POST", "/certificate", bad);
         assert_eq!(status, 400, "{bad}: {v}");
     }
@@ -377,15 +549,33 @@ fn broken_chain_is_refused_and_quote_in_api_cert_is_seen() {
     // The leaf followed by a certificate whose subject is not the leaf's issuer ("CN=Test CA").
     let mut broken = String::from(leaf_only);
     broken.push_str(&unrelated_certificate());
-    let (b, status, v) = h.ok(b, "POST", "/certificate", &alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(&broken)));
+    let (b, status, v) = h.ok(
+        b,
+        "POST",
+        "/certificate",
+        &alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(&broken)),
+    );
     assert_eq!(status, 400, "{v}");
-    assert_eq!(v["error"], "certificate 0 of the chain is not issued by certificate 1");
-    let (b, status, v) = h.ok(b, "POST", "/certificate", &alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(&chain)));
+    assert_eq!(
+        v["error"],
+        "certificate 0 of the chain is not issued by certificate 1"
+    );
+    let (b, status, v) = h.ok(
+        b,
+        "POST",
+        "/certificate",
+        &alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(&chain)),
+    );
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["api_certificate_has_quote"], true);
-    let db = alloc::format!(r#"{{"url":"redis://127.0.0.1:6379","db_secret":"{}"}}"#, secret_b64(9));
+    let db = alloc::format!(
+        r#"{{"url":"redis://127.0.0.1:6379","db_secret":"{}"}}"#,
+        secret_b64(9)
+    );
     let (b, _, _) = h.ok(b, "POST", "/redis-findex", &db);
-    let Step::Start(started, r) = h.call(b, "POST", "/start", "", None) else { panic!() };
+    let Step::Start(started, r) = h.call(b, "POST", "/start", "", None) else {
+        panic!()
+    };
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["ra_tls_port"], false);
     assert_eq!(v["client_auth"], false);
@@ -402,10 +592,14 @@ fn unrelated_certificate() -> String {
 #[test]
 fn pinned_provisioner_only() {
     let admin = SigningKey::from_slice(&[0x11; 32]).unwrap();
-    let admin_spki = der::Encode::to_der(&SubjectPublicKeyInfoOwned::from_key(admin.verifying_key()).unwrap()).unwrap();
+    let admin_spki =
+        der::Encode::to_der(&SubjectPublicKeyInfoOwned::from_key(admin.verifying_key()).unwrap())
+            .unwrap();
     let intruder = SigningKey::from_slice(&[0x12; 32]).unwrap();
-    let intruder_spki =
-        der::Encode::to_der(&SubjectPublicKeyInfoOwned::from_key(intruder.verifying_key()).unwrap()).unwrap();
+    let intruder_spki = der::Encode::to_der(
+        &SubjectPublicKeyInfoOwned::from_key(intruder.verifying_key()).unwrap(),
+    )
+    .unwrap();
     let hex = base16ct::lower::encode_string(&Sha256::digest(&admin_spki));
     let policy = ProvisionerPolicy::pinned_from_hex(&alloc::format!("sha256:{hex}")).unwrap();
     assert_eq!(policy, ProvisionerPolicy::pinned_from_hex(&hex).unwrap());
@@ -415,19 +609,38 @@ fn pinned_provisioner_only() {
     let b = h.bootstrap(policy);
     let body = r#"{"subject":"CN=kms"}"#;
     for spki in [None, Some(intruder_spki.as_slice())] {
-        for path in ["/csr", "/certificate", "/redis-findex", "/client-ca", "/start"] {
-            let Step::Continue(_, r) = h.call(h_pinned(&hex), "POST", path, body, spki) else { panic!() };
+        for path in [
+            "/csr",
+            "/certificate",
+            "/redis-findex",
+            "/client-ca",
+            "/start",
+        ] {
+            let Step::Continue(_, r) = h.call(h_pinned(&hex), "POST", path, body, spki) else {
+                panic!()
+            };
             assert_eq!(r.status, 403, "{path}");
             let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-            assert_eq!(v["error"], "provisioning is restricted: the client certificate is not the provisioner's");
+            assert_eq!(
+                v["error"],
+                "provisioning is restricted: the client certificate is not the provisioner's"
+            );
         }
     }
     // attestation stays public
-    let Step::Continue(b, r) = h.call(b, "GET", &alloc::format!("/attestation?nonce={}", "00".repeat(32)), "", None) else {
+    let Step::Continue(b, r) = h.call(
+        b,
+        "GET",
+        &alloc::format!("/attestation?nonce={}", "00".repeat(32)),
+        "",
+        None,
+    ) else {
         panic!()
     };
     assert_eq!(r.status, 200);
-    let Step::Continue(_, r) = h.call(b, "POST", "/csr", body, Some(&admin_spki)) else { panic!() };
+    let Step::Continue(_, r) = h.call(b, "POST", "/csr", body, Some(&admin_spki)) else {
+        panic!()
+    };
     assert_eq!(r.status, 200);
 }
 
@@ -481,18 +694,43 @@ fn garbage_bodies_never_panic() {
         b"",
     ];
     for round in 0..400 {
-        let path = ["/csr", "/certificate", "/redis-findex", "/client-ca", "/start", "/attestation?nonce=zz"]
-            [(next() % 6) as usize];
+        let path = [
+            "/csr",
+            "/certificate",
+            "/redis-findex",
+            "/client-ca",
+            "/start",
+            "/attestation?nonce=zz",
+        ][(next() % 6) as usize];
         let mut body = seeds[round % seeds.len()].to_vec();
         for _ in 0..(next() % 64) {
             let at = (next() as usize) % (body.len() + 1);
             body.insert(at, next() as u8);
         }
-        let method = if path.starts_with("/attestation") { "GET" } else { "POST" };
-        let req = Request { method, target: path, body: &body, client_spki_der: None };
-        match b.handle(&req, &mut Context { evidence: &mut h.ev, probe: &mut h.probe }) {
+        let method = if path.starts_with("/attestation") {
+            "GET"
+        } else {
+            "POST"
+        };
+        let req = Request {
+            method,
+            target: path,
+            body: &body,
+            client_spki_der: None,
+        };
+        match b.handle(
+            &req,
+            &mut Context {
+                evidence: &mut h.ev,
+                probe: &mut h.probe,
+            },
+        ) {
             Step::Continue(next_b, r) => {
-                assert!(r.status >= 400, "{path}: {}", String::from_utf8_lossy(&r.body));
+                assert!(
+                    r.status >= 400,
+                    "{path}: {}",
+                    String::from_utf8_lossy(&r.body)
+                );
                 let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON error");
                 assert!(v["error"].is_string());
                 assert_eq!(next_b.phase().name(), "awaiting certificate");
@@ -507,19 +745,48 @@ fn garbage_bodies_never_panic() {
 fn api_bodies_round_trip_and_default() {
     use api::*;
     let csr: CsrRequest = serde_json::from_str(r#"{"subject":"CN=a"}"#).unwrap();
-    assert_eq!(csr, CsrRequest { subject: "CN=a".into(), dns_names: vec![], ip_addresses: vec![], include_quote: false });
+    assert_eq!(
+        csr,
+        CsrRequest {
+            subject: "CN=a".into(),
+            dns_names: vec![],
+            ip_addresses: vec![],
+            include_quote: false
+        }
+    );
     let full = CsrRequest {
         subject: "CN=b".into(),
         dns_names: vec!["b.example".into()],
         ip_addresses: vec!["::1".into()],
         include_quote: true,
     };
-    assert_eq!(serde_json::from_slice::<CsrRequest>(&serde_json::to_vec(&full).unwrap()).unwrap(), full);
-    let start = StartResponse { status: "started".into(), ra_tls_port: true, client_auth: false };
-    assert_eq!(serde_json::from_slice::<StartResponse>(&serde_json::to_vec(&start).unwrap()).unwrap(), start);
-    let att = AttestationResponse { platform: "sev-snp".into(), nonce: "00".into(), quote: "AA==".into() };
-    assert_eq!(serde_json::from_slice::<AttestationResponse>(&serde_json::to_vec(&att).unwrap()).unwrap(), att);
-    let db: RedisFindexRequest = serde_json::from_str(r#"{"url":"redis://u:p@h:1","db_secret":"c2VjcmV0"}"#).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<CsrRequest>(&serde_json::to_vec(&full).unwrap()).unwrap(),
+        full
+    );
+    let start = StartResponse {
+        status: "started".into(),
+        ra_tls_port: true,
+        client_auth: false,
+    };
+    assert_eq!(
+        serde_json::from_slice::<StartResponse>(&serde_json::to_vec(&start).unwrap()).unwrap(),
+        start
+    );
+    let att = AttestationResponse {
+        platform: "sev-snp".into(),
+        nonce: "00".into(),
+        quote: "AA==".into(),
+    };
+    assert_eq!(
+        serde_json::from_slice::<AttestationResponse>(&serde_json::to_vec(&att).unwrap()).unwrap(),
+        att
+    );
+    let db: RedisFindexRequest =
+        serde_json::from_str(r#"{"url":"redis://u:p@h:1","db_secret":"c2VjcmV0"}"#).unwrap();
     assert_eq!(alloc::format!("{db:?}"), "RedisFindexRequest { .. }");
-    assert!(serde_json::from_str::<CsrRequest>(r#"{"dns_names":[]}"#).is_err(), "subject is required");
+    assert!(
+        serde_json::from_str::<CsrRequest>(r#"{"dns_names":[]}"#).is_err(),
+        "subject is required"
+    );
 }

@@ -20,7 +20,9 @@ use spki::{EncodePublicKey, ObjectIdentifier, SubjectPublicKeyInfoOwned};
 use x509_cert::builder::{Builder, CertificateBuilder, profile::BuilderProfile};
 use x509_cert::certificate::{Certificate, TbsCertificate};
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName};
+use x509_cert::ext::pkix::{
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName,
+};
 use x509_cert::ext::{Extension, ToExtension};
 use x509_cert::name::Name;
 use x509_cert::request::RequestBuilder;
@@ -34,11 +36,14 @@ const ID_KP_SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.
 /// id-kp-clientAuth (RFC 5280 §4.2.1.12).
 const ID_KP_CLIENT_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
 /// RA-TLS SEV-SNP quote extension.
-pub const OID_SNP_QUOTE: ObjectIdentifier = ObjectIdentifier::new_unwrap(attest::ratls::OID_SNP_QUOTE);
+pub const OID_SNP_QUOTE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap(attest::ratls::OID_SNP_QUOTE);
 /// RA-TLS TDX quote extension.
-pub const OID_TDX_QUOTE: ObjectIdentifier = ObjectIdentifier::new_unwrap(attest::ratls::OID_TDX_QUOTE);
+pub const OID_TDX_QUOTE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap(attest::ratls::OID_TDX_QUOTE);
 /// RA-TLS SGX quote extension (recognised when looking for a quote; never produced here).
-pub const OID_SGX_QUOTE: ObjectIdentifier = ObjectIdentifier::new_unwrap(attest::ratls::OID_SGX_QUOTE);
+pub const OID_SGX_QUOTE: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap(attest::ratls::OID_SGX_QUOTE);
 
 /// Subject of the bootstrap certificate.
 pub const BOOTSTRAP_SUBJECT: &str = "CN=KMS bootstrap (RA-TLS)";
@@ -77,19 +82,29 @@ pub enum X509Error {
 impl fmt::Display for X509Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            X509Error::BadSubject => f.write_str("subject is not a distinguished name like \"CN=kms.example.com,O=Org\""),
+            X509Error::BadSubject => {
+                f.write_str("subject is not a distinguished name like \"CN=kms.example.com,O=Org\"")
+            }
             X509Error::BadDnsName => f.write_str("a DNS name is not ASCII (IA5) text"),
             X509Error::BadIpAddress => f.write_str("an IP address does not parse"),
             X509Error::BadTime => f.write_str("time out of the certificate range"),
             X509Error::Build(what) => write!(f, "certificate building failed: {what}"),
             X509Error::NoCertificate => f.write_str("no PEM CERTIFICATE block found"),
-            X509Error::BadCertificate => f.write_str("a CERTIFICATE block is not a valid X.509 certificate"),
-            X509Error::ChainTooLong => write!(f, "chain has more than {MAX_CHAIN_CERTS} certificates"),
+            X509Error::BadCertificate => {
+                f.write_str("a CERTIFICATE block is not a valid X.509 certificate")
+            }
+            X509Error::ChainTooLong => {
+                write!(f, "chain has more than {MAX_CHAIN_CERTS} certificates")
+            }
             X509Error::LeafKeyMismatch => {
                 f.write_str("the leaf certificate's public key is not this server's bootstrap key")
             }
             X509Error::ChainBroken(n) => {
-                write!(f, "certificate {n} of the chain is not issued by certificate {}", n + 1)
+                write!(
+                    f,
+                    "certificate {n} of the chain is not issued by certificate {}",
+                    n + 1
+                )
             }
         }
     }
@@ -111,7 +126,8 @@ impl QuoteExtension {
         Ok(Extension {
             extn_id: self.oid,
             critical: false,
-            extn_value: OctetString::new(self.quote.as_slice()).map_err(|_| X509Error::Build("quote too large"))?,
+            extn_value: OctetString::new(self.quote.as_slice())
+                .map_err(|_| X509Error::Build("quote too large"))?,
         })
     }
 }
@@ -138,21 +154,36 @@ impl BuilderProfile for SelfSigned {
         tbs: &TbsCertificate,
     ) -> x509_cert::builder::Result<Vec<Extension>> {
         let mut exts = Vec::new();
-        exts.push((&BasicConstraints { ca: false, path_len_constraint: None }).to_extension(tbs.subject(), &[])?);
-        exts.push((&KeyUsage(KeyUsages::DigitalSignature.into())).to_extension(tbs.subject(), &[])?);
-        exts.push((&ExtendedKeyUsage(alloc::vec![ID_KP_SERVER_AUTH])).to_extension(tbs.subject(), &[])?);
+        exts.push(
+            (&BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            })
+                .to_extension(tbs.subject(), &[])?,
+        );
+        exts.push(
+            (&KeyUsage(KeyUsages::DigitalSignature.into())).to_extension(tbs.subject(), &[])?,
+        );
+        exts.push(
+            (&ExtendedKeyUsage(alloc::vec![ID_KP_SERVER_AUTH])).to_extension(tbs.subject(), &[])?,
+        );
         exts.extend(self.extra.iter().cloned());
         Ok(exts)
     }
 }
 
 fn time_at(unix: u64) -> Result<Time, X509Error> {
-    let dt = der::DateTime::from_unix_duration(Duration::from_secs(unix)).map_err(|_| X509Error::BadTime)?;
+    let dt = der::DateTime::from_unix_duration(Duration::from_secs(unix))
+        .map_err(|_| X509Error::BadTime)?;
     Ok(Time::from(dt))
 }
 
 fn spki_of(key: &BootstrapKey) -> Result<SubjectPublicKeyInfoOwned, X509Error> {
-    let der = key.signing_key().verifying_key().to_public_key_der().map_err(|_| X509Error::Build("spki"))?;
+    let der = key
+        .signing_key()
+        .verifying_key()
+        .to_public_key_der()
+        .map_err(|_| X509Error::Build("spki"))?;
     SubjectPublicKeyInfoOwned::from_der(der.as_bytes()).map_err(|_| X509Error::Build("spki"))
 }
 
@@ -189,7 +220,9 @@ pub fn bootstrap_certificate(
         spki_of(key)?,
     )
     .map_err(|_| X509Error::Build("tbs"))?;
-    let cert = builder.build::<_, DerSignature>(key.signing_key()).map_err(|_| X509Error::Build("signature"))?;
+    let cert = builder
+        .build::<_, DerSignature>(key.signing_key())
+        .map_err(|_| X509Error::Build("signature"))?;
     cert.to_der().map_err(|_| X509Error::Build("encoding"))
 }
 
@@ -206,11 +239,17 @@ pub struct CsrParams<'a> {
 
 /// Builds a PKCS#10 CSR (PEM) for the API certificate, signed with the bootstrap key; with `quote`, the RA-TLS
 /// extension is requested too (so a CA that copies extensions issues an API RA-TLS certificate).
-pub fn csr_pem(key: &BootstrapKey, params: &CsrParams<'_>, quote: Option<&QuoteExtension>) -> Result<String, X509Error> {
+pub fn csr_pem(
+    key: &BootstrapKey,
+    params: &CsrParams<'_>,
+    quote: Option<&QuoteExtension>,
+) -> Result<String, X509Error> {
     let subject = Name::from_str(params.subject).map_err(|_| X509Error::BadSubject)?;
     let mut names = Vec::new();
     for dns in params.dns_names {
-        names.push(GeneralName::DnsName(Ia5String::new(dns.as_str()).map_err(|_| X509Error::BadDnsName)?));
+        names.push(GeneralName::DnsName(
+            Ia5String::new(dns.as_str()).map_err(|_| X509Error::BadDnsName)?,
+        ));
     }
     for ip in params.ip_addresses {
         let ip = IpAddr::from_str(ip.trim()).map_err(|_| X509Error::BadIpAddress)?;
@@ -218,16 +257,26 @@ pub fn csr_pem(key: &BootstrapKey, params: &CsrParams<'_>, quote: Option<&QuoteE
     }
     let mut builder = RequestBuilder::new(subject).map_err(|_| X509Error::BadSubject)?;
     if !names.is_empty() {
-        builder.add_extension(&SubjectAltName(names)).map_err(|_| X509Error::Build("subjectAltName"))?;
+        builder
+            .add_extension(&SubjectAltName(names))
+            .map_err(|_| X509Error::Build("subjectAltName"))?;
     }
     builder
-        .add_extension(&ExtendedKeyUsage(alloc::vec![ID_KP_SERVER_AUTH, ID_KP_CLIENT_AUTH]))
+        .add_extension(&ExtendedKeyUsage(alloc::vec![
+            ID_KP_SERVER_AUTH,
+            ID_KP_CLIENT_AUTH
+        ]))
         .map_err(|_| X509Error::Build("extendedKeyUsage"))?;
     if let Some(q) = quote {
-        builder.add_extension(q.to_extension()?).map_err(|_| X509Error::Build("quote extension"))?;
+        builder
+            .add_extension(q.to_extension()?)
+            .map_err(|_| X509Error::Build("quote extension"))?;
     }
-    let req = builder.build::<_, DerSignature>(key.signing_key()).map_err(|_| X509Error::Build("signature"))?;
-    req.to_pem(LineEnding::LF).map_err(|_| X509Error::Build("pem"))
+    let req = builder
+        .build::<_, DerSignature>(key.signing_key())
+        .map_err(|_| X509Error::Build("signature"))?;
+    req.to_pem(LineEnding::LF)
+        .map_err(|_| X509Error::Build("pem"))
 }
 
 /// Splits a PEM bundle into its `CERTIFICATE` blocks and decodes each one.
@@ -239,7 +288,9 @@ pub fn parse_pem_chain(pem: &str) -> Result<Vec<Certificate>, X509Error> {
     while let Some(start) = rest.find(BEGIN) {
         let tail = rest.get(start..).ok_or(X509Error::BadCertificate)?;
         let end = tail.find(END).ok_or(X509Error::BadCertificate)?;
-        let block_end = end.checked_add(END.len()).ok_or(X509Error::BadCertificate)?;
+        let block_end = end
+            .checked_add(END.len())
+            .ok_or(X509Error::BadCertificate)?;
         let block = tail.get(..block_end).ok_or(X509Error::BadCertificate)?;
         if certs.len() == MAX_CHAIN_CERTS {
             return Err(X509Error::ChainTooLong);
@@ -257,8 +308,13 @@ pub fn parse_pem_chain(pem: &str) -> Result<Vec<Certificate>, X509Error> {
 pub fn quote_extension(cert: &Certificate) -> Option<QuoteExtension> {
     let exts = cert.tbs_certificate().extensions()?;
     exts.iter()
-        .find(|e| e.extn_id == OID_SNP_QUOTE || e.extn_id == OID_TDX_QUOTE || e.extn_id == OID_SGX_QUOTE)
-        .map(|e| QuoteExtension { oid: e.extn_id, quote: e.extn_value.as_bytes().to_vec() })
+        .find(|e| {
+            e.extn_id == OID_SNP_QUOTE || e.extn_id == OID_TDX_QUOTE || e.extn_id == OID_SGX_QUOTE
+        })
+        .map(|e| QuoteExtension {
+            oid: e.extn_id,
+            quote: e.extn_value.as_bytes().to_vec(),
+        })
 }
 
 /// A posted API certificate chain that passed [`validate_api_chain`].
@@ -288,8 +344,15 @@ pub fn validate_api_chain(key: &BootstrapKey, chain_pem: &str) -> Result<ApiChai
     let certs = parse_pem_chain(chain_pem)?;
     let leaf = certs.first().ok_or(X509Error::NoCertificate)?;
     let ours = spki_der(key)?;
-    let theirs = leaf.tbs_certificate().subject_public_key_info().to_der().map_err(|_| X509Error::BadCertificate)?;
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(ours.as_slice(), theirs.as_slice())) {
+    let theirs = leaf
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|_| X509Error::BadCertificate)?;
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        ours.as_slice(),
+        theirs.as_slice(),
+    )) {
         return Err(X509Error::LeafKeyMismatch);
     }
     for (n, pair) in certs.windows(2).enumerate() {
@@ -314,5 +377,6 @@ pub fn validate_api_chain(key: &BootstrapKey, chain_pem: &str) -> Result<ApiChai
 /// PEM of one DER certificate.
 pub fn cert_pem(der: &[u8]) -> Result<String, X509Error> {
     let cert = Certificate::from_der(der).map_err(|_| X509Error::BadCertificate)?;
-    cert.to_pem(LineEnding::LF).map_err(|_| X509Error::Build("pem"))
+    cert.to_pem(LineEnding::LF)
+        .map_err(|_| X509Error::Build("pem"))
 }

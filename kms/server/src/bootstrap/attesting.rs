@@ -64,7 +64,9 @@ pub struct AttestingSession {
 impl AttestingSession {
     fn attestation(&self, query: &str) -> core_bootstrap::Response {
         match self.evidence.lock() {
-            Ok(mut ev) => core_bootstrap::routes::attestation_response(&self.identity, ev.as_mut(), query),
+            Ok(mut ev) => {
+                core_bootstrap::routes::attestation_response(&self.identity, ev.as_mut(), query)
+            }
             Err(_) => core_bootstrap::Response::error(&core_bootstrap::BootstrapError::Evidence(
                 EvidenceError::Transport("platform lock poisoned"),
             )),
@@ -81,14 +83,23 @@ impl Session for AttestingSession {
                     let mut chunk: Vec<u8> = self.buf.drain(..used.min(self.buf.len())).collect();
                     let close = !req.keep_alive;
                     let action = if req.method == Method::Get && req.path == "/attestation" {
-                        to_http(self.attestation(req.query.as_deref().unwrap_or("")), close).encode(out);
-                        if close { Action::Close } else { Action::Continue }
+                        to_http(self.attestation(req.query.as_deref().unwrap_or("")), close)
+                            .encode(out);
+                        if close {
+                            Action::Close
+                        } else {
+                            Action::Continue
+                        }
                     } else if let Some(kms) = self.kms.as_mut() {
                         kms.on_bytes(user, &chunk, out)
                     } else {
                         let err = core_bootstrap::BootstrapError::NotFound;
                         to_http(core_bootstrap::Response::error(&err), close).encode(out);
-                        if close { Action::Close } else { Action::Continue }
+                        if close {
+                            Action::Close
+                        } else {
+                            Action::Continue
+                        }
                     };
                     chunk.zeroize();
                     if action == Action::Close {
@@ -122,7 +133,6 @@ impl Drop for AttestingSession {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,7 +146,10 @@ mod tests {
         let identity = Arc::new(Identity::create(&mut ev, [1; 32], 1_790_000_000).unwrap());
         let kms = with_kms.then(|| {
             let store: Arc<dyn kms::store::Store> = Arc::new(MemoryStore::new());
-            KmsHandler::new(Arc::new(Kms::new(store, KmsConfig::default())), Limits::DEFAULT)
+            KmsHandler::new(
+                Arc::new(Kms::new(store, KmsConfig::default())),
+                Limits::DEFAULT,
+            )
         });
         let handler = AttestingHandler {
             kms,
@@ -165,7 +178,10 @@ mod tests {
         let mut out = Vec::new();
         // Byte by byte: framing must not depend on how TCP splits the stream.
         for b in pipelined.as_bytes() {
-            assert_eq!(s.on_bytes(Some("admin"), std::slice::from_ref(b), &mut out), Action::Continue);
+            assert_eq!(
+                s.on_bytes(Some("admin"), std::slice::from_ref(b), &mut out),
+                Action::Continue
+            );
         }
         // 501: no platform (`none`); 200: the KMS's /version; 404: no bootstrap API after start.
         assert_eq!(statuses(&out), vec![501, 200, 404]);
@@ -175,11 +191,15 @@ mod tests {
     fn ratls_port_serves_only_attestation() {
         let mut s = session(false);
         let mut out = Vec::new();
-        let req = b"GET /version HTTP/1.1\r\nhost: x\r\n\r\nGET /attestation HTTP/1.1\r\nhost: x\r\n\r\n";
+        let req =
+            b"GET /version HTTP/1.1\r\nhost: x\r\n\r\nGET /attestation HTTP/1.1\r\nhost: x\r\n\r\n";
         assert_eq!(s.on_bytes(None, req, &mut out), Action::Continue);
         assert_eq!(statuses(&out), vec![404, 400]);
         let mut out = Vec::new();
-        assert_eq!(s.on_bytes(None, b"NOT HTTP\r\n\r\n", &mut out), Action::Close);
+        assert_eq!(
+            s.on_bytes(None, b"NOT HTTP\r\n\r\n", &mut out),
+            Action::Close
+        );
         assert_eq!(statuses(&out), vec![400]);
     }
 }

@@ -31,7 +31,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use kms::bootstrap::platform::Evidence;
-use kms::bootstrap::{self as core_bootstrap, Bootstrap, Identity, ProvisionerPolicy, Started, Step};
+use kms::bootstrap::{
+    self as core_bootstrap, Bootstrap, Identity, ProvisionerPolicy, Started, Step,
+};
 use kms::http::{Limits, parse_request};
 use kms::{Kms, KmsConfig};
 use rustls::pki_types::CertificateDer;
@@ -61,7 +63,9 @@ impl FromStr for AttestationSource {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
-            Some(("emulated", path)) if !path.is_empty() => Ok(AttestationSource::Emulated(PathBuf::from(path))),
+            Some(("emulated", path)) if !path.is_empty() => {
+                Ok(AttestationSource::Emulated(PathBuf::from(path)))
+            }
             _ if s == "none" => Ok(AttestationSource::None),
             _ => Err(format!("expected emulated:SOCKET or none, got {s:?}")),
         }
@@ -138,7 +142,11 @@ impl std::error::Error for BootstrapStartError {}
 
 enum Mode {
     Bootstrap,
-    Kms { tls: Arc<rustls::ServerConfig>, handler: Arc<AttestingHandler>, options: ServeOptions },
+    Kms {
+        tls: Arc<rustls::ServerConfig>,
+        handler: Arc<AttestingHandler>,
+        options: ServeOptions,
+    },
 }
 
 /// State shared by the connection threads of bootstrap mode.
@@ -171,7 +179,10 @@ pub fn run(args: BootstrapArgs) -> Result<(), BootstrapStartError> {
 }
 
 /// [`run`] with another way to open the store (the seam the `/redis-findex` check and `/start` share).
-pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(), BootstrapStartError> {
+pub fn run_with(
+    args: BootstrapArgs,
+    opener: Arc<dyn StoreOpener>,
+) -> Result<(), BootstrapStartError> {
     let mut evidence: Box<dyn Evidence + Send> = match &args.attestation {
         AttestationSource::Emulated(path) => {
             Box::new(EmulatedEvidence::connect(path).map_err(BootstrapStartError::Platform)?)
@@ -188,7 +199,8 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
         }
     };
     let policy = match &args.provisioner_spki_sha256 {
-        Some(hex) => ProvisionerPolicy::pinned_from_hex(hex).map_err(|e| BootstrapStartError::Config(e.to_string()))?,
+        Some(hex) => ProvisionerPolicy::pinned_from_hex(hex)
+            .map_err(|e| BootstrapStartError::Config(e.to_string()))?,
         None => ProvisionerPolicy::Open,
     };
     let mut random = [0u8; 32];
@@ -201,7 +213,8 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
     eprintln!(
         "kms-server: bootstrap key from {} (public key SHA-256 {})",
         match identity.sk_origin() {
-            kms::bootstrap::keys::SkOrigin::PlatformDerived => "the platform's measurement-bound key",
+            kms::bootstrap::keys::SkOrigin::PlatformDerived =>
+                "the platform's measurement-bound key",
             kms::bootstrap::keys::SkOrigin::Random => "the RNG (not stable across restarts)",
         },
         hex(&identity.key().public_key_hash()),
@@ -209,8 +222,10 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
     let ratls_tls = bootstrap_tls(&identity, false)?;
     let bootstrap_tls = bootstrap_tls(&identity, matches!(policy, ProvisionerPolicy::Pinned(_)))?;
 
-    let main = TcpListener::bind(SocketAddr::new(args.bind, args.bootstrap_port)).map_err(BootstrapStartError::Io)?;
-    let ratls = TcpListener::bind(SocketAddr::new(args.bind, args.ratls_port)).map_err(BootstrapStartError::Io)?;
+    let main = TcpListener::bind(SocketAddr::new(args.bind, args.bootstrap_port))
+        .map_err(BootstrapStartError::Io)?;
+    let ratls = TcpListener::bind(SocketAddr::new(args.bind, args.ratls_port))
+        .map_err(BootstrapStartError::Io)?;
     let main_addr = main.local_addr().map_err(BootstrapStartError::Io)?;
     let ratls_addr = ratls.local_addr().map_err(BootstrapStartError::Io)?;
     let evidence: SharedEvidence = Arc::new(Mutex::new(evidence));
@@ -234,13 +249,21 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
         .and_then(|()| stdout.flush())
         .map_err(BootstrapStartError::Io)?;
 
-    let ratls_handler = Arc::new(AttestingHandler { kms: None, identity, evidence, limits: Limits::DEFAULT });
+    let ratls_handler = Arc::new(AttestingHandler {
+        kms: None,
+        identity,
+        evidence,
+        limits: Limits::DEFAULT,
+    });
     let ratls_shared = shared.clone();
     let ratls_thread = std::thread::Builder::new()
         .name("kms-ratls".into())
         .spawn(move || serve_ratls(ratls, ratls_tls, ratls_handler, ratls_shared))
         .map_err(BootstrapStartError::Io)?;
-    *shared.ratls_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(ratls_thread);
+    *shared
+        .ratls_thread
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(ratls_thread);
 
     let active = Arc::new(AtomicUsize::new(0));
     for stream in main.incoming() {
@@ -257,22 +280,30 @@ pub fn run_with(args: BootstrapArgs, opener: Arc<dyn StoreOpener>) -> Result<(),
             continue;
         };
         let shared = shared.clone();
-        let spawned = std::thread::Builder::new().name("kms-conn".into()).spawn(move || {
-            let _slot = slot;
-            let kms = match &*shared.mode.read().unwrap_or_else(|p| p.into_inner()) {
-                Mode::Bootstrap => None,
-                Mode::Kms { tls, handler, options } => Some((tls.clone(), handler.clone(), options.clone())),
-            };
-            let result = match kms {
-                Some((tls, handler, options)) => serve_connection(stream, tls, &*handler, &options),
-                None => serve_bootstrap_connection(stream, &shared),
-            };
-            if let Err(e) = result
-                && !is_quiet(&e)
-            {
-                eprintln!("kms-server: connection: {e}");
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("kms-conn".into())
+            .spawn(move || {
+                let _slot = slot;
+                let kms = match &*shared.mode.read().unwrap_or_else(|p| p.into_inner()) {
+                    Mode::Bootstrap => None,
+                    Mode::Kms {
+                        tls,
+                        handler,
+                        options,
+                    } => Some((tls.clone(), handler.clone(), options.clone())),
+                };
+                let result = match kms {
+                    Some((tls, handler, options)) => {
+                        serve_connection(stream, tls, &*handler, &options)
+                    }
+                    None => serve_bootstrap_connection(stream, &shared),
+                };
+                if let Err(e) = result
+                    && !is_quiet(&e)
+                {
+                    eprintln!("kms-server: connection: {e}");
+                }
+            });
         if let Err(e) = spawned {
             eprintln!("kms-server: cannot spawn a connection thread: {e}");
         }
@@ -290,9 +321,10 @@ fn is_quiet(e: &io::Error) -> bool {
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::WouldBlock
             | io::ErrorKind::TimedOut
-    ) || e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).is_some_and(|r| {
-        matches!(r, rustls::Error::AlertReceived(_))
-    })
+    ) || e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| matches!(r, rustls::Error::AlertReceived(_)))
 }
 
 /// One of at most `max` concurrent connections; released on drop. Beyond the cap, new connections are closed
@@ -328,14 +360,21 @@ fn serve_ratls(
             break;
         }
         let Ok(stream) = stream else { continue };
-        let Some(slot) = Slot::take(&active, opts.max_connections) else { continue };
+        let Some(slot) = Slot::take(&active, opts.max_connections) else {
+            continue;
+        };
         let (tls, handler, opts) = (tls.clone(), handler.clone(), opts.clone());
-        let _ = std::thread::Builder::new().name("kms-ratls-conn".into()).spawn(move || {
-            let _slot = slot;
-            let _ = serve_connection(stream, tls, &*handler, &opts);
-        });
+        let _ = std::thread::Builder::new()
+            .name("kms-ratls-conn".into())
+            .spawn(move || {
+                let _slot = slot;
+                let _ = serve_connection(stream, tls, &*handler, &opts);
+            });
     }
-    eprintln!("kms-server: RA-TLS port {} closed (the API certificate carries the quote)", shared.ratls_addr);
+    eprintln!(
+        "kms-server: RA-TLS port {} closed (the API certificate carries the quote)",
+        shared.ratls_addr
+    );
 }
 
 /// One bootstrap connection: TLS with the bootstrap certificate, then requests into the core.
@@ -344,12 +383,16 @@ fn serve_bootstrap_connection(mut tcp: TcpStream, shared: &Shared) -> io::Result
     tcp.set_read_timeout(Some(timeout))?;
     tcp.set_write_timeout(Some(timeout))?;
     tcp.set_nodelay(true)?;
-    let mut conn = rustls::ServerConnection::new(shared.bootstrap_tls.clone()).map_err(io::Error::other)?;
+    let mut conn =
+        rustls::ServerConnection::new(shared.bootstrap_tls.clone()).map_err(io::Error::other)?;
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp)?;
     }
     let spki = client_spki(&conn);
-    let limits = Limits { max_body_bytes: core_bootstrap::routes::MAX_BODY, ..Limits::DEFAULT };
+    let limits = Limits {
+        max_body_bytes: core_bootstrap::routes::MAX_BODY,
+        ..Limits::DEFAULT
+    };
     let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
     let mut buf: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
     let mut input = Zeroizing::new(vec![0u8; 16 * 1024]);
@@ -406,15 +449,27 @@ fn serve_bootstrap_connection(mut tcp: TcpStream, shared: &Shared) -> io::Result
 }
 
 /// Runs one request through the core state machine.
-fn handle(shared: &Shared, req: &core_bootstrap::Request<'_>) -> (core_bootstrap::Response, Option<Started>) {
+fn handle(
+    shared: &Shared,
+    req: &core_bootstrap::Request<'_>,
+) -> (core_bootstrap::Response, Option<Started>) {
     let mut slot = shared.machine.lock().unwrap_or_else(|p| p.into_inner());
     let Some(machine) = slot.take() else {
         // Started already: the bootstrap API is gone.
-        return (core_bootstrap::Response::error(&core_bootstrap::BootstrapError::NotFound), None);
+        return (
+            core_bootstrap::Response::error(&core_bootstrap::BootstrapError::NotFound),
+            None,
+        );
     };
     let mut ev = shared.evidence.lock().unwrap_or_else(|p| p.into_inner());
     let mut probe = RedisProbe(&*shared.opener);
-    let step = machine.handle(req, &mut core_bootstrap::Context { evidence: ev.as_mut(), probe: &mut probe });
+    let step = machine.handle(
+        req,
+        &mut core_bootstrap::Context {
+            evidence: ev.as_mut(),
+            probe: &mut probe,
+        },
+    );
     match step {
         Step::Continue(machine, resp) => {
             *slot = Some(machine);
@@ -437,7 +492,12 @@ fn start_kms(shared: &Shared, started: Started) {
                 // Wake the RA-TLS accept loop so it sees the flag and drops its listener; wait for it, so
                 // the port is closed before the provisioner hears that /start succeeded.
                 let _ = TcpStream::connect(shared.ratls_addr);
-                if let Some(t) = shared.ratls_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                if let Some(t) = shared
+                    .ratls_thread
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                {
                     let _ = t.join();
                 }
             }
@@ -451,14 +511,23 @@ fn start_kms(shared: &Shared, started: Started) {
 }
 
 fn build_kms(shared: &Shared, started: &Started) -> Result<Mode, String> {
-    let store = shared.opener.open(&started.database.url, &started.database.secret).map_err(|e| e.to_string())?;
+    let store = shared
+        .opener
+        .open(&started.database.url, &started.database.secret)
+        .map_err(|e| e.to_string())?;
     let kms = Arc::new(Kms::new(store, KmsConfig::default()));
-    let chain: Vec<CertificateDer<'static>> =
-        started.chain.der.iter().map(|d| CertificateDer::from(d.clone())).collect();
-    let client_ca = started
-        .client_ca
-        .as_ref()
-        .map(|ca| ca.der.iter().map(|d| CertificateDer::from(d.clone())).collect::<Vec<_>>());
+    let chain: Vec<CertificateDer<'static>> = started
+        .chain
+        .der
+        .iter()
+        .map(|d| CertificateDer::from(d.clone()))
+        .collect();
+    let client_ca = started.client_ca.as_ref().map(|ca| {
+        ca.der
+            .iter()
+            .map(|d| CertificateDer::from(d.clone()))
+            .collect::<Vec<_>>()
+    });
     let identity = if client_ca.is_some() {
         IdentityPolicy::ClientCertCn
     } else {
@@ -472,14 +541,21 @@ fn build_kms(shared: &Shared, started: &Started) -> Result<Mode, String> {
     };
     let key = key_der(&started.identity).map_err(|e| e.to_string())?;
     let tls = server_config(chain, key, client_ca).map_err(|e| e.to_string())?;
-    let limits = Limits { max_body_bytes: shared.args.max_body_bytes, ..Limits::DEFAULT };
+    let limits = Limits {
+        max_body_bytes: shared.args.max_body_bytes,
+        ..Limits::DEFAULT
+    };
     let handler = Arc::new(AttestingHandler {
         kms: Some(KmsHandler::new(kms, limits)),
         identity: shared.identity.clone(),
         evidence: shared.evidence.clone(),
         limits,
     });
-    Ok(Mode::Kms { tls, handler, options: options(&shared.args, identity) })
+    Ok(Mode::Kms {
+        tls,
+        handler,
+        options: options(&shared.args, identity),
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -492,7 +568,10 @@ mod tests {
 
     #[test]
     fn attestation_source_parses() {
-        assert_eq!("none".parse::<AttestationSource>(), Ok(AttestationSource::None));
+        assert_eq!(
+            "none".parse::<AttestationSource>(),
+            Ok(AttestationSource::None)
+        );
         assert_eq!(
             "emulated:/run/snp.sock".parse::<AttestationSource>(),
             Ok(AttestationSource::Emulated(PathBuf::from("/run/snp.sock")))

@@ -12,11 +12,10 @@ use kms::bootstrap::platform::{
 };
 use zeroize::Zeroizing;
 
-
 /// MSG_KEY_REQ GUEST_FIELD_SELECT (SEV-SNP ABI spec 56860, Table 18): guest policy and launch measurement, so
 /// the derived key changes when the image or its policy changes.
-const KEY_FIELDS: u64 =
-    attest::snp::guest_msg::field_select::GUEST_POLICY | attest::snp::guest_msg::field_select::MEASUREMENT;
+const KEY_FIELDS: u64 = attest::snp::guest_msg::field_select::GUEST_POLICY
+    | attest::snp::guest_msg::field_select::MEASUREMENT;
 
 /// `snp-emu` over its unix socket, speaking real SNP guest messages with VMPCK0.
 pub struct EmulatedEvidence {
@@ -27,7 +26,9 @@ impl EmulatedEvidence {
     /// Connects and fetches VMPCK0 (the emulator hands it out once per lifetime, as the secrets page would).
     pub fn connect(path: &std::path::Path) -> Result<Self, String> {
         let stream = UnixStream::connect(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
         let mut client = snp_emu::client::Client::new(stream);
         client.get_vmpck().map_err(|e| format!("GET_VMPCK: {e}"))?;
         Ok(EmulatedEvidence { client })
@@ -40,7 +41,9 @@ fn client_error(e: snp_emu::client::ClientError) -> EvidenceError {
         C::Io(_) | C::Closed => EvidenceError::Transport("snp-emu socket"),
         C::Status(s) => EvidenceError::Firmware(u32::from(s)),
         C::BadReply(w) => EvidenceError::Malformed(w),
-        C::Msg(_) => EvidenceError::Malformed("guest message failed (VMPCK wiped or firmware error)"),
+        C::Msg(_) => {
+            EvidenceError::Malformed("guest message failed (VMPCK wiped or firmware error)")
+        }
         C::NoVmpck => EvidenceError::Transport("no VMPCK (wiped after a failed guest request)"),
     }
 }
@@ -51,7 +54,10 @@ impl Evidence for EmulatedEvidence {
     }
 
     fn report(&mut self, report_data: &[u8; 64]) -> Result<Vec<u8>, EvidenceError> {
-        self.client.report(report_data, 0).map(|r| r.to_bytes().to_vec()).map_err(client_error)
+        self.client
+            .report(report_data, 0)
+            .map(|r| r.to_bytes().to_vec())
+            .map_err(client_error)
     }
 
     fn cert_table(&mut self) -> Result<Vec<CertTableEntry>, EvidenceError> {
@@ -87,7 +93,6 @@ impl Evidence for NoEvidence {
 /// The platform, shared by every connection (reports are requested one at a time).
 pub type SharedEvidence = Arc<Mutex<Box<dyn Evidence + Send>>>;
 
-
 /// Opens the Redis-with-Findex store for a URL and secret; used by the probe and at `/start`.
 pub trait StoreOpener: Send + Sync {
     /// Connects (and checks the secret against an existing database).
@@ -99,11 +104,16 @@ pub struct RedisOpener;
 
 impl StoreOpener for RedisOpener {
     fn open(&self, url: &str, secret: &DbSecret) -> Result<Arc<dyn kms::store::Store>, ProbeError> {
-        let opts = kms_redis::ConnectOptions { io_timeout: Duration::from_secs(10), ..Default::default() };
+        let opts = kms_redis::ConnectOptions {
+            io_timeout: Duration::from_secs(10),
+            ..Default::default()
+        };
         match kms_redis::RedisFindexStore::connect(url, secret.expose(), opts) {
             Ok(store) => Ok(Arc::new(store)),
             Err(kms_redis::host::ConnectError::Url(_)) => Err(ProbeError::BadUrl),
-            Err(kms_redis::host::ConnectError::Open(kms_redis::OpenError::WrongSecret)) => Err(ProbeError::WrongSecret),
+            Err(kms_redis::host::ConnectError::Open(kms_redis::OpenError::WrongSecret)) => {
+                Err(ProbeError::WrongSecret)
+            }
             Err(kms_redis::host::ConnectError::Open(kms_redis::OpenError::Unavailable(_))) => {
                 Err(ProbeError::Unreachable)
             }
@@ -120,4 +130,3 @@ impl DatabaseProbe for RedisProbe<'_> {
         self.0.open(url, secret).map(drop)
     }
 }
-

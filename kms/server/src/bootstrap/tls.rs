@@ -13,7 +13,6 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use super::BootstrapStartError;
 use crate::tls::provider;
 
-
 /// Client-certificate verifier of the bootstrap port when a provisioner is pinned: it asks for a certificate,
 /// does not require one (so `/attestation` stays public), accepts any well-formed certificate, and checks
 /// the handshake signature with its key (proof of possession). The pin itself is checked by the core
@@ -39,8 +38,9 @@ impl ClientCertVerifier for PossessionOnly {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        x509_cert::Certificate::from_der(end_entity.as_ref())
-            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        x509_cert::Certificate::from_der(end_entity.as_ref()).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
         Ok(ClientCertVerified::assertion())
     }
     fn verify_tls12_signature(
@@ -49,7 +49,12 @@ impl ClientCertVerifier for PossessionOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -57,19 +62,34 @@ impl ClientCertVerifier for PossessionOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
 pub(super) fn key_der(identity: &Identity) -> Result<PrivateKeyDer<'static>, BootstrapStartError> {
-    let pkcs8 = identity.key().to_pkcs8_der().map_err(|e| BootstrapStartError::Config(e.to_string()))?;
-    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.to_vec())))
+    let pkcs8 = identity
+        .key()
+        .to_pkcs8_der()
+        .map_err(|e| BootstrapStartError::Config(e.to_string()))?;
+    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        pkcs8.to_vec(),
+    )))
 }
 
-pub(super) fn bootstrap_tls(identity: &Identity, pinned: bool) -> Result<Arc<rustls::ServerConfig>, BootstrapStartError> {
+pub(super) fn bootstrap_tls(
+    identity: &Identity,
+    pinned: bool,
+) -> Result<Arc<rustls::ServerConfig>, BootstrapStartError> {
     let provider = provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -80,8 +100,9 @@ pub(super) fn bootstrap_tls(identity: &Identity, pinned: bool) -> Result<Arc<rus
         builder.with_no_client_auth()
     };
     let cert = CertificateDer::from(identity.certificate_der().to_vec());
-    let mut config =
-        builder.with_single_cert(vec![cert], key_der(identity)?).map_err(|e| BootstrapStartError::Tls(e.to_string()))?;
+    let mut config = builder
+        .with_single_cert(vec![cert], key_der(identity)?)
+        .map_err(|e| BootstrapStartError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -90,6 +111,8 @@ pub(super) fn bootstrap_tls(identity: &Identity, pinned: bool) -> Result<Arc<rus
 pub(super) fn client_spki(conn: &rustls::ServerConnection) -> Option<Vec<u8>> {
     let leaf = conn.peer_certificates()?.first()?;
     let cert = x509_cert::Certificate::from_der(leaf.as_ref()).ok()?;
-    cert.tbs_certificate().subject_public_key_info().to_der().ok()
+    cert.tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .ok()
 }
-
