@@ -431,3 +431,121 @@ pub fn sign_csr(
     );
     Ok(chain)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use der::asn1::{Ia5String, OctetString};
+    use p256::pkcs8::EncodePrivateKey;
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::request::RequestBuilder;
+
+    /// A self-signed P-256 CA: (certificate PEM, PKCS#8 key PEM).
+    fn ca() -> (String, String) {
+        struct Root(Name);
+        impl BuilderProfile for Root {
+            fn get_issuer(&self, _: &Name) -> Name {
+                self.0.clone()
+            }
+            fn get_subject(&self) -> Name {
+                self.0.clone()
+            }
+            fn build_extensions(
+                &self,
+                _: spki::SubjectPublicKeyInfoRef<'_>,
+                _: spki::SubjectPublicKeyInfoRef<'_>,
+                tbs: &TbsCertificate,
+            ) -> x509_cert::builder::Result<Vec<Extension>> {
+                use x509_cert::ext::ToExtension;
+                let bc = BasicConstraints {
+                    ca: true,
+                    path_len_constraint: None,
+                };
+                Ok(vec![(&bc).to_extension(tbs.subject(), &[])?])
+            }
+        }
+        let key = p256::ecdsa::SigningKey::from_slice(&[0x21; 32]).unwrap();
+        let name: Name = "CN=Unit CA".parse().unwrap();
+        let t = |s| Time::from(der::DateTime::from_unix_duration(Duration::from_secs(s)).unwrap());
+        let spki = spki::SubjectPublicKeyInfoOwned::from_key(key.verifying_key()).unwrap();
+        let cert = CertificateBuilder::new(
+            Root(name),
+            SerialNumber::new(&[1]).unwrap(),
+            Validity::new(t(1_700_000_000), t(2_000_000_000)),
+            spki,
+        )
+        .unwrap()
+        .build::<_, p256::ecdsa::DerSignature>(&key)
+        .unwrap();
+        let key_pem = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+        (cert.to_pem(LineEnding::LF).unwrap(), key_pem)
+    }
+
+    fn csr(quote: &[u8]) -> String {
+        let key = p256::ecdsa::SigningKey::from_slice(&[0x22; 32]).unwrap();
+        let mut b = RequestBuilder::new("CN=kms.unit".parse().unwrap()).unwrap();
+        let san = SubjectAltName(vec![GeneralName::DnsName(
+            Ia5String::new("kms.unit").unwrap(),
+        )]);
+        b.add_extension(&san).unwrap();
+        b.add_extension(Extension {
+            extn_id: attest::ratls::OID_SNP_QUOTE.parse().unwrap(),
+            critical: false,
+            extn_value: OctetString::new(quote).unwrap(),
+        })
+        .unwrap();
+        b.build::<_, p256::ecdsa::DerSignature>(&key)
+            .unwrap()
+            .to_pem(LineEnding::LF)
+            .unwrap()
+    }
+
+    #[test]
+    fn local_ca_copies_names_and_quote_and_signs() {
+        let (ca_pem, ca_key) = ca();
+        let quote = b"QUOTE-BYTES".to_vec();
+        let chain = sign_csr(&csr(&quote), ca_pem.as_bytes(), ca_key.as_bytes(), 10).unwrap();
+        let leaf_end = chain.find("-----END CERTIFICATE-----").unwrap() + 25;
+        let leaf = Certificate::from_pem(chain[..leaf_end].trim().as_bytes()).unwrap();
+        assert_eq!(leaf.tbs_certificate().subject().to_string(), "CN=kms.unit");
+        assert_eq!(leaf.tbs_certificate().issuer().to_string(), "CN=Unit CA");
+        let der = leaf.to_der().unwrap();
+        assert!(der.windows(8).any(|w| w == b"kms.unit"), "SAN copied");
+        assert!(der.windows(quote.len()).any(|w| w == quote), "quote copied");
+        assert_eq!(
+            crate::pinned::spki_of(&der).unwrap().len(),
+            91,
+            "P-256 SPKI of the CSR key"
+        );
+        // The CA's signature verifies with the CA key.
+        let ca = Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+        let ca_spki = ca
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .unwrap();
+        let vk =
+            <p256::ecdsa::VerifyingKey as spki::DecodePublicKey>::from_public_key_der(&ca_spki)
+                .unwrap();
+        let sig = p256::ecdsa::DerSignature::from_bytes(leaf.signature().raw_bytes()).unwrap();
+        signature::Verifier::verify(&vk, &leaf.tbs_certificate().to_der().unwrap(), &sig).unwrap();
+        assert!(chain.ends_with(&ca_pem), "chain = leaf then CA");
+    }
+
+    #[test]
+    fn tampered_csr_is_refused() {
+        let (ca_pem, ca_key) = ca();
+        let pem = csr(b"Q");
+        let mut req = CertReq::from_pem(pem.as_bytes()).unwrap();
+        req.info.subject = "CN=evil".parse().unwrap();
+        let tampered = req.to_pem(LineEnding::LF).unwrap();
+        let err = sign_csr(&tampered, ca_pem.as_bytes(), ca_key.as_bytes(), 10).unwrap_err();
+        assert!(
+            err.to_string().contains("CSR signature does not verify"),
+            "{err}"
+        );
+        let err = sign_csr(&pem, ca_pem.as_bytes(), b"not a key", 10).unwrap_err();
+        assert!(err.to_string().contains("not a P-256 private key"), "{err}");
+    }
+}

@@ -6,7 +6,7 @@ use bootparams::cmdline::{self, BootConfig, LogLevel};
 
 use crate::drivers::{pci, virtio_net::VirtioNic};
 use crate::net::NetStack;
-use crate::platform::{self, Platform};
+use crate::platform::{self, PlatformKind};
 use crate::uefi::BootInfo;
 use crate::{arch, console, mm, net, refuse, rng, time};
 
@@ -118,14 +118,15 @@ pub fn clocks() {
 }
 
 /// Detects SNP/TDX (refused until implemented) and selects the attestation backend.
-pub fn platform(cfg: &BootConfig) -> Platform {
-    let mut platform = match platform::select(cfg.attestation) {
-        Ok(p) => p,
+pub fn platform(cfg: &BootConfig) -> PlatformKind {
+    let kind = match platform::select(cfg.attestation) {
+        Ok(kind) => kind,
         Err(e) => refuse(format_args!("{e}")),
     };
-    let ops = platform.ops();
-    log::info!("platform: {} ({:?})", ops.kind(), ops.capabilities());
-    platform
+    if let Ok(caps) = platform::with(|p| p.capabilities()) {
+        log::info!("platform: {kind} ({caps:?})");
+    }
+    kind
 }
 
 /// Seeds the kernel CSPRNG from RDSEED/RDRAND.

@@ -83,13 +83,13 @@ extern "C" fn kernel_main(info: usize) -> ! {
     //    APIC timer for idle wake-ups.
     boot::clocks();
     // 6. Platform: SNP/TDX detection (refused until implemented), then the attestation mode.
-    let mut platform = boot::platform(&cfg);
+    let platform = boot::platform(&cfg);
     // 7. Entropy: refuse to run without a hardware source.
     boot::entropy();
     // 8. Devices: PCI scan, the virtio-net NIC, then the network stack with an address.
     let mut stack = boot::network(&cfg);
     // 9. Services, the ready line, and the poll loop.
-    let services = services::start(&mut stack, &cfg, platform.ops());
+    let services = services::start(&mut stack, &cfg, platform);
     net::serve(&mut stack, services)
 }
 

@@ -230,6 +230,22 @@ impl Vmpck {
     }
 }
 
+/// Offset of VMPCK0 in the SNP secrets page (56860 Table 73, "Secrets Page Format"); VMPCK1..3
+/// follow at 32-byte steps.
+pub const SECRETS_VMPCK0_OFFSET: usize = 0x20;
+
+impl Vmpck {
+    /// Copy VMPCK `index` (0–3) out of the secrets page (which must be at least 0xA0 bytes).
+    pub fn from_secrets_page(page: &[u8], index: u8) -> Option<Self> {
+        if index > 3 {
+            return None;
+        }
+        let at = SECRETS_VMPCK0_OFFSET + 32 * usize::from(index);
+        let key: [u8; 32] = page.get(at..at + 32)?.try_into().ok()?;
+        Some(Self(key))
+    }
+}
+
 impl fmt::Debug for Vmpck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Vmpck(..)")
@@ -970,6 +986,46 @@ mod tests {
         );
         guest.abandon();
         assert!(!guest.is_usable());
+    }
+
+    #[test]
+    fn vmpck_from_secrets_page() {
+        let mut page = [0u8; 4096];
+        for (i, b) in page.iter_mut().enumerate() {
+            *b = (i / 32) as u8;
+        }
+        let k2 = Vmpck::from_secrets_page(&page, 2).unwrap();
+        // VMPCK2 is at 0x60: every byte of that 32-byte slot is 3.
+        let msg = seal(&k2, 2, 1, MsgType::KeyReq, 1, &[0; 0x20]).unwrap();
+        assert!(open(&Vmpck::new([3; 32]), &msg).is_ok());
+        assert!(Vmpck::from_secrets_page(&page, 4).is_none());
+        assert!(Vmpck::from_secrets_page(&page[..0x9F], 3).is_none());
+        assert!(Vmpck::from_secrets_page(&page[..0xA0], 3).is_some());
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let key = Vmpck::new([3; 32]);
+        let good = seal(&key, 0, 1, MsgType::ReportReq, 1, &[0; 0x60]).unwrap();
+        let mut x: u32 = 0x1234_5678;
+        for len in [0, 1, 0x5F, 0x60, 0x61, 0x100, PAGE_SIZE, PAGE_SIZE + 1] {
+            let mut buf = alloc::vec![0u8; len];
+            for b in buf.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            // Keep a plausible header so the decryption path is reached too.
+            if len >= HEADER_SIZE {
+                buf[0x30..0x38].copy_from_slice(&good[0x30..0x38]);
+            }
+            assert!(open(&key, &buf).is_err());
+            let mut fw = FirmwareMessenger::new(key.clone(), 0);
+            assert!(fw.open_request(&buf).is_err());
+            assert!(ReportReq::parse(&buf).is_err() || len == 0x60);
+            assert!(KeyReq::parse(&buf).is_err() || len == 0x20);
+        }
     }
 
     #[test]

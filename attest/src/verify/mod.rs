@@ -269,6 +269,10 @@ impl VerifiedReport {
 }
 
 /// Verify an SNP attestation report with its VCEK (or VLEK) certificate (DER or PEM).
+///
+/// The product (which selects the TCB layout) comes from the report's CPUID fields (version 3
+/// and later), the VCEK's productName extension and the AMD root; they must agree. If none says
+/// (a version-2 report, a custom root and a VCEK without productName), Milan is assumed.
 pub fn verify_snp_report(
     report: &[u8],
     vcek_der: &[u8],

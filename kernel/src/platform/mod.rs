@@ -11,8 +11,10 @@
 //! - [`none`]: no attestation, no derived key.
 //!
 //! Backends report what they can do ([`Capabilities`]) instead of callers inferring it.
-//! DMA memory is made host-visible through [`share`] / [`unshare`]: identity on `none` and
-//! `emulated` (no memory encryption), shared pages on SNP/TDX once those exist.
+//! The selected backend is installed once by [`select`] and used through [`with`]. DMA
+//! memory is made host-visible through [`share`] / [`unshare`] (the trait's methods on the
+//! installed backend): identity on `none` and `emulated` (no memory encryption), shared pages
+//! on SNP/TDX once those exist.
 
 #[cfg(feature = "emulated-attestation")]
 pub mod emulated;
@@ -105,6 +107,11 @@ pub trait PlatformOps {
     fn attestation_report(&mut self, report_data: &[u8; 64]) -> Result<Vec<u8>, PlatformError>;
     /// The measurement-bound derived key, `None` where the platform has none.
     fn derived_key(&mut self) -> Result<Option<DerivedKey>, PlatformError>;
+    /// Makes `[addr, addr + len)` (page-aligned, identity-mapped) visible to the host for
+    /// device DMA. Identity where memory is not encrypted.
+    fn share(&self, addr: u64, len: usize) -> Result<(), PlatformError>;
+    /// Makes a shared region private again.
+    fn unshare(&self, addr: u64, len: usize) -> Result<(), PlatformError>;
 }
 
 /// The selected backend.
@@ -142,6 +149,8 @@ pub enum SelectError {
     /// The emulator did not answer on COM2.
     #[cfg(feature = "emulated-attestation")]
     Emulator(PlatformError),
+    /// A platform was already selected.
+    AlreadySelected,
 }
 
 impl fmt::Display for SelectError {
@@ -156,12 +165,37 @@ impl fmt::Display for SelectError {
             ),
             #[cfg(feature = "emulated-attestation")]
             Self::Emulator(e) => write!(f, "emulated attestation: {e}"),
+            Self::AlreadySelected => f.write_str("platform selected twice"),
         }
     }
 }
 
-/// Detects the hardware, then picks the backend the command line asks for.
-pub fn select(mode: AttestationMode) -> Result<Platform, SelectError> {
+/// The backend selected at boot. The DMA glue (a `virtio-drivers` `Hal`, static methods only)
+/// reaches it through [`share`] / [`unshare`]; everything else through [`with`].
+static PLATFORM: spin::Once<spin::Mutex<Platform>> = spin::Once::new();
+
+/// Detects the hardware, picks the backend the command line asks for and installs it.
+pub fn select(mode: AttestationMode) -> Result<PlatformKind, SelectError> {
+    if PLATFORM.is_completed() {
+        return Err(SelectError::AlreadySelected);
+    }
+    let mut platform = detect_and_create(mode)?;
+    let kind = platform.ops().kind();
+    PLATFORM.call_once(|| spin::Mutex::new(platform));
+    Ok(kind)
+}
+
+/// Runs `f` on the selected backend; `NotSupported` before [`select`].
+///
+/// `f` must not call [`share`] / [`unshare`] (the backend is locked meanwhile); a backend
+/// that needs shared pages for its own requests uses its `share` method directly.
+pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformError> {
+    let cell = PLATFORM.get().ok_or(PlatformError::NotSupported)?;
+    let mut guard = cell.lock();
+    Ok(f(guard.ops()))
+}
+
+fn detect_and_create(mode: AttestationMode) -> Result<Platform, SelectError> {
     match snp::detect() {
         snp::SevState::Snp => return Err(SelectError::SnpNotImplemented),
         snp::SevState::SevOnly => return Err(SelectError::SevWithoutSnp),
@@ -183,15 +217,13 @@ pub fn select(mode: AttestationMode) -> Result<Platform, SelectError> {
 
 /// Makes `[addr, addr + len)` visible to the host for device DMA. Identity (nothing to do)
 /// on the backends that exist: their memory is not encrypted.
-///
-/// Every backend that exists runs without memory encryption, so this is the identity. The
-/// SNP/TDX backends will convert the pages here (page-state change / MapGPA), which is why
-/// all DMA memory already goes through it.
-pub fn share(_addr: u64, _len: usize) -> Result<(), PlatformError> {
-    Ok(())
+/// All DMA memory goes through here, so the SNP/TDX backends can convert the pages
+/// (page-state change / MapGPA) when they exist.
+pub fn share(addr: u64, len: usize) -> Result<(), PlatformError> {
+    with(|p| p.share(addr, len))?
 }
 
 /// Makes a region private again after DMA. Identity on the existing backends.
-pub fn unshare(_addr: u64, _len: usize) -> Result<(), PlatformError> {
-    Ok(())
+pub fn unshare(addr: u64, len: usize) -> Result<(), PlatformError> {
+    with(|p| p.unshare(addr, len))?
 }

@@ -26,6 +26,10 @@ pub use ovmf::{Ovmf, OvmfError, Section, SectionType};
 /// A SHA-384 launch digest.
 pub type Digest384 = [u8; 48];
 
+/// Most pages the SEV metadata sections of one image may add (4 GiB): bounds the work a
+/// hostile image can cause.
+pub const MAX_METADATA_PAGES: u64 = 1 << 20;
+
 /// GPA the firmware records for VMSA pages: `-1` page-aligned with bits above 51 clear.
 pub const VMSA_GPA: u64 = 0xFFFF_FFFF_F000;
 
@@ -66,6 +70,8 @@ pub enum MeasureError {
     UnalignedSection,
     /// `vcpus` is zero.
     NoVcpus,
+    /// The metadata sections add more than [`MAX_METADATA_PAGES`] pages.
+    TooManyPages,
 }
 
 impl fmt::Display for MeasureError {
@@ -84,6 +90,7 @@ impl fmt::Display for MeasureError {
                 f.write_str("SEV metadata section size is not a multiple of 4 KiB")
             }
             Self::NoVcpus => f.write_str("at least one vCPU is required"),
+            Self::TooManyPages => f.write_str("SEV metadata sections add too many pages"),
         }
     }
 }
@@ -503,6 +510,14 @@ fn update_metadata_pages(
     hashes: Option<&KernelHashes>,
     vmm: VmmType,
 ) -> Result<(), MeasureError> {
+    let total: u64 = ovmf
+        .sections()
+        .iter()
+        .map(|s| u64::from(s.size).div_ceil(4096))
+        .sum();
+    if total > MAX_METADATA_PAGES {
+        return Err(MeasureError::TooManyPages);
+    }
     let pages = |size: u32| -> Result<u64, MeasureError> {
         if size.is_multiple_of(4096) {
             Ok(u64::from(size))

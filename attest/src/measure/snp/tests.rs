@@ -115,3 +115,32 @@ fn hashes_table_layout() {
     assert!(h.page(4096 - 175).is_none());
     assert!(h.page(4096 - 176).is_some());
 }
+
+#[test]
+fn hostile_section_sizes_are_bounded() {
+    let mut fw = AMDSEV.to_vec();
+    let asev = fw.windows(4).position(|w| w == b"ASEV").unwrap();
+    for i in 0..2 {
+        let size_at = asev + 16 + i * 12 + 4;
+        fw[size_at..size_at + 4].copy_from_slice(&0xFFFF_F000u32.to_le_bytes());
+    }
+    let mut l = launch(0x1);
+    l.firmware = &fw;
+    assert_eq!(launch_digest(&l).unwrap_err(), MeasureError::TooManyPages);
+    // An unaligned zero section is refused, not rounded.
+    let mut fw = AMDSEV.to_vec();
+    let o = Ovmf::parse(AMDSEV).unwrap();
+    let i = o
+        .sections()
+        .iter()
+        .position(|s| s.kind == SectionType::SnpSecMem)
+        .unwrap();
+    let size_at = asev + 16 + i * 12 + 4;
+    fw[size_at..size_at + 4].copy_from_slice(&4097u32.to_le_bytes());
+    let mut l = launch(0x1);
+    l.firmware = &fw;
+    assert_eq!(
+        launch_digest(&l).unwrap_err(),
+        MeasureError::UnalignedSection
+    );
+}

@@ -870,7 +870,7 @@ mod tests {
                 1 => Value::LongInteger(x.next() as i64),
                 2 => Value::BigInteger((0..x.next() % 20).map(|_| x.next() as u8).collect()),
                 3 => Value::Enumeration(EnumValue::Code(x.next() as u32)),
-                4 => Value::Boolean(x.next() % 2 == 0),
+                4 => Value::Boolean(x.next().is_multiple_of(2)),
                 5 => Value::TextString(
                     (0..x.next() % 8)
                         .map(|_| char::from_u32((x.next() % 0x3000) as u32).unwrap_or('?'))

@@ -351,8 +351,26 @@ const TAGS: &[(&str, u32)] = &[
     ("DataLength", 0x4200C4),
     ("RandomIV", 0x4200C5),
     ("ValidityIndicator", 0x42009B),
+    ("TagLength", 0x4200CE),
+    ("OffsetItems", 0x4200D4),
+    ("LocatedItems", 0x4200D5),
+    ("KeyWrapType", 0x4200F8),
+    ("Description", 0x4200FC),
+    ("Comment", 0x4200FD),
     ("AuthenticatedEncryptionAdditionalData", 0x4200FE),
     ("AuthenticatedEncryptionTag", 0x4200FF),
+    ("DigestedData", 0x420107),
+    ("ReplaceExisting", 0x420124),
+    ("Attributes", 0x420125),
+    ("CommonAttributes", 0x420126),
+    ("PrivateKeyAttributes", 0x420127),
+    ("PublicKeyAttributes", 0x420128),
+    ("ServerName", 0x42012D),
+    ("AttributeReference", 0x42013B),
+    ("CurrentAttribute", 0x42013C),
+    ("NewAttribute", 0x42013D),
+    ("D", 0x42002E),
+    ("QString", 0x420072),
 ];
 
 /// The 3-byte code of a tag name we know.
@@ -363,4 +381,32 @@ pub fn tag_code(name: &str) -> Option<u32> {
 /// The name of a tag code we know.
 pub fn tag_name(code: u32) -> Option<&'static str> {
     TAGS.iter().find(|(_, c)| *c == code).map(|(n, _)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_table_is_a_bijection() {
+        for (n, c) in TAGS {
+            assert_eq!(tag_code(n), Some(*c), "{n}");
+            assert_eq!(tag_name(*c), Some(*n), "{c:#x}");
+            assert!((0x42_0000..=0x42_FFFF).contains(c), "{n}");
+        }
+        assert_eq!(tag_code("UniqueIdentifier"), Some(0x42_0094));
+        assert_eq!(tag_name(0x42_0125), Some("Attributes"));
+    }
+
+    #[test]
+    fn accessors_report_typed_errors() {
+        let t = Ttlv::structure("S", alloc::vec![Ttlv::int("A", 1), Ttlv::text("B", "x")]);
+        assert_eq!(t.opt_int("A"), Ok(Some(1)));
+        assert_eq!(t.opt_text("A"), Err(FieldError::WrongType("A")));
+        assert_eq!(t.req("C").unwrap_err(), FieldError::Missing("C"));
+        assert_eq!(t.opt_bytes("Z"), Ok(None));
+        // Debug never prints byte strings.
+        let k = Ttlv::bytes("Key", &[0xAA; 4]);
+        assert_eq!(alloc::format!("{k:?}"), "Key: ByteString[4]");
+    }
 }

@@ -131,7 +131,7 @@ kmip_enum!(
     /// KMIP 2.1 §11.24 Hashing Algorithm (subset).
     HashingAlgorithm: "HashingAlgorithm" {
         SHA1 = 0x04, SHA224 = 0x05, SHA256 = 0x06, SHA384 = 0x07, SHA512 = 0x08,
-        SHA3256 = 0x0E | "SHA3_256", SHA3384 = 0x0F | "SHA3_384",
+        SHA3224 = 0x0E, SHA3256 = 0x0F, SHA3384 = 0x10, SHA3512 = 0x11,
     }
 );
 
