@@ -35,8 +35,9 @@ macro_rules! rights {
     };
 }
 
+// Names as the Cosmian KMS serializes its `KmipOperation` (serde `rename_all = "lowercase"`).
 rights! {
-    /// Get (and Export).
+    /// Get (and Export, GetAttributes).
     Get = 0x0001, "get";
     /// Export.
     Export = 0x0002, "export";
@@ -47,7 +48,7 @@ rights! {
     /// Sign.
     Sign = 0x0010, "sign";
     /// SignatureVerify.
-    SignatureVerify = 0x0020, "signature_verify" | "verify";
+    SignatureVerify = 0x0020, "signatureverify" | "verify";
     /// Destroy.
     Destroy = 0x0040, "destroy";
     /// Revoke.
@@ -55,15 +56,21 @@ rights! {
     /// ReKey.
     Rekey = 0x0100, "rekey";
     /// GetAttributes and GetAttributeList.
-    GetAttributes = 0x0200, "get_attributes";
+    GetAttributes = 0x0200, "getattributes";
     /// Locate (the object is listed by Locate).
     Locate = 0x0400, "locate";
     /// Activate.
     Activate = 0x0800, "activate";
-    /// AddAttribute, SetAttribute, DeleteAttribute.
-    SetAttribute = 0x1000, "set_attribute" | "addattribute" | "deleteattribute" | "modifyattribute";
+    /// SetAttribute.
+    SetAttribute = 0x1000, "setattribute";
     /// Import (replace an existing object).
     Import = 0x2000, "import";
+    /// AddAttribute.
+    AddAttribute = 0x4000, "addattribute";
+    /// ModifyAttribute.
+    ModifyAttribute = 0x8000, "modifyattribute";
+    /// DeleteAttribute.
+    DeleteAttribute = 0x1_0000, "deleteattribute";
 }
 
 /// The rights of a mask, in a stable order.
@@ -89,10 +96,10 @@ pub fn right_for(op: Operation) -> Option<Right> {
         Operation::ReKey => Right::Rekey,
         Operation::GetAttributes | Operation::GetAttributeList => Right::GetAttributes,
         Operation::Activate => Right::Activate,
-        Operation::AddAttribute
-        | Operation::SetAttribute
-        | Operation::ModifyAttribute
-        | Operation::DeleteAttribute => Right::SetAttribute,
+        Operation::AddAttribute => Right::AddAttribute,
+        Operation::SetAttribute => Right::SetAttribute,
+        Operation::ModifyAttribute => Right::ModifyAttribute,
+        Operation::DeleteAttribute => Right::DeleteAttribute,
         Operation::Import | Operation::Register => Right::Import,
         Operation::Locate => Right::Locate,
         _ => return None,

@@ -1340,10 +1340,15 @@ impl<S: Store> Kms<S> {
                 "this attribute is read-only",
             ));
         }
+        let right = match edit {
+            AttrEdit::Add(_) => Right::AddAttribute,
+            AttrEdit::Set(_) => Right::SetAttribute,
+            AttrEdit::Delete(..) => Right::DeleteAttribute,
+        };
         let (uid, ()) = self.update(
             user,
             uid,
-            Right::SetAttribute,
+            right,
             |o| {
                 let a = &mut o.attributes;
                 match edit {

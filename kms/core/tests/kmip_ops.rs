@@ -842,7 +842,7 @@ fn access_rights_like_cosmian() {
     let list = serde_json::to_value(t.kms.list_access("alice", &uid).unwrap()).unwrap();
     assert_eq!(
         list,
-        json!([{"user_id":"bob","operations":["encrypt","get_attributes"]},{"user_id":"carol","operations":["decrypt"]}])
+        json!([{"user_id":"bob","operations":["encrypt","getattributes"]},{"user_id":"carol","operations":["decrypt"]}])
     );
     assert_eq!(
         reason(&t.kms.list_access("bob", &uid).unwrap_err()),
@@ -858,7 +858,7 @@ fn access_rights_like_cosmian() {
     let obtained = serde_json::to_value(t.kms.obtained("bob").unwrap()).unwrap();
     assert_eq!(
         obtained,
-        json!([{"object_id":uid,"owner_id":"alice","state":"Active","operations":["encrypt","get_attributes"],"is_wrapped":false}])
+        json!([{"object_id":uid,"owner_id":"alice","state":"Active","operations":["encrypt","getattributes"],"is_wrapped":false}])
     );
     let owned = serde_json::to_value(t.kms.owned("alice").unwrap()).unwrap();
     assert_eq!(owned[0]["object_id"], uid);
@@ -1106,4 +1106,52 @@ fn mutated_requests_never_panic() {
         }
     }
     assert!(n > 500);
+}
+
+#[test]
+fn compromise_and_key_pair_cascade() {
+    let mut t = T::new();
+    let r = t.ok("alice", create_pair("Ed25519", None, &["cp"]));
+    let (sk, pk) = (
+        text(&r, "PrivateKeyUniqueIdentifier"),
+        text(&r, "PublicKeyUniqueIdentifier"),
+    );
+    // Reason given as a bare enumeration (Cosmian clients) and as a text message.
+    t.ok(
+        "alice",
+        json!({"tag":"Revoke","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":sk},
+        {"tag":"RevocationReason","type":"Enumeration","value":"KeyCompromise"}]}),
+    );
+    let state = |t: &mut T, uid: &str| {
+        let g = t.ok("alice", uid_req("GetAttributes", uid));
+        text(field(&g, "Attributes").unwrap(), "State")
+    };
+    assert_eq!(state(&mut t, &sk), "Compromised");
+    assert_eq!(state(&mut t, &pk), "Compromised", "the public half follows");
+    let e = t.err(
+        "alice",
+        json!({"tag":"SignatureVerify","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":pk},
+        {"tag":"Data","type":"ByteString","value":"00"},
+        {"tag":"SignatureData","type":"ByteString","value":"00"}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
+    t.ok("alice", uid_req("Destroy", &pk));
+    assert_eq!(state(&mut t, &sk), "DestroyedCompromised");
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 128, 12, &[], true)),
+        "UniqueIdentifier",
+    );
+    t.ok(
+        "alice",
+        json!({"tag":"Revoke","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+        {"tag":"RevocationReason","type":"TextString","value":"no longer needed"}]}),
+    );
+    assert_eq!(state(&mut t, &uid), "Deactivated");
+    assert_eq!(
+        reason(&t.err("alice", uid_req("Revoke", &uid))),
+        ResultReason::WrongKeyLifecycleState
+    );
 }

@@ -425,9 +425,13 @@ impl Request {
             Operation::Revoke => {
                 let (reason, compromise_date) = match p.get("RevocationReason") {
                     Some(r) => (
-                        match r.get("RevocationReasonCode") {
-                            Some(c) => RevocationReasonCode::parse(c)?,
-                            None => RevocationReasonCode::Unspecified,
+                        // KMIP 2.1 §7.21: a Structure with a code and a message. Cosmian
+                        // clients may send the message alone (TextString) or the code alone.
+                        match (&r.value, r.get("RevocationReasonCode")) {
+                            (_, Some(c)) => RevocationReasonCode::parse(c)?,
+                            (Value::Enumeration(e), None) => RevocationReasonCode::from_enum(e)
+                                .ok_or(FieldError::Invalid("RevocationReasonCode"))?,
+                            _ => RevocationReasonCode::Unspecified,
                         },
                         p.opt_datetime("CompromiseOccurrenceDate")?,
                     ),

@@ -1,4 +1,8 @@
-//! An in-memory [`Store`]: a map behind a spin lock, with an inverted keyword index.
+//! An in-memory [`Store`]: a map behind a lock, with an inverted keyword index.
+//!
+//! The lock is any [`lock_api::RawMutex`]: a spin lock by default (no_std, the unikernel); a
+//! host build can pick a blocking one (`MemoryStore::<parking_lot::RawMutex>::with_lock()`)
+//! so that threads do not spin while the holder is descheduled.
 //!
 //! Used by the host server's `--database memory`, by tests, and by the freestanding no_std
 //! check. Versions and compare-and-swap behave exactly as the trait documents, so code that is
@@ -7,7 +11,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
-use spin::Mutex;
+use lock_api::{Mutex, RawMutex};
 
 use super::{Record, Store, StoreError, Version};
 
@@ -36,15 +40,29 @@ impl Inner {
 }
 
 /// A process-local store. Cheap to create; all data is lost when it is dropped.
-#[derive(Default)]
-pub struct MemoryStore {
-    inner: Mutex<Inner>,
+pub struct MemoryStore<L: RawMutex = spin::Mutex<()>> {
+    inner: Mutex<L, Inner>,
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store behind a spin lock.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_lock()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<L: RawMutex> MemoryStore<L> {
+    /// An empty store behind a lock of type `L`.
+    pub fn with_lock() -> Self {
+        MemoryStore {
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// Number of records.
@@ -58,7 +76,7 @@ impl MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
+impl<L: RawMutex + Send + Sync> Store for MemoryStore<L> {
     fn insert(&self, record: &Record) -> Result<Version, StoreError> {
         let mut g = self.inner.lock();
         if g.records.contains_key(&record.uid) {
