@@ -1,0 +1,157 @@
+//! Lifecycle transitions (KMIP 2.1 §3.22 / §6.1): Revoke, Destroy, ReKey.
+
+use super::*;
+
+impl<S: Store> Kms<S> {
+    pub(super) fn revoke(
+        &self,
+        env: &mut Env,
+        user: &str,
+        uid: Option<&str>,
+        reason: RevocationReasonCode,
+        compromise: Option<i64>,
+    ) -> KResult<String> {
+        let now = env.now;
+        let compromised = matches!(
+            reason,
+            RevocationReasonCode::KeyCompromise | RevocationReasonCode::CACompromise
+        );
+        let apply = |o: &mut ManagedObject| -> KResult<Vec<String>> {
+            let next = match (o.effective_state(now), compromised) {
+                (State::PreActive | State::Active | State::Deactivated, true) => State::Compromised,
+                (State::PreActive | State::Active, false) => State::Deactivated,
+                (State::Deactivated | State::Compromised, _) => {
+                    return Err(kerr(
+                        ResultReason::WrongKeyLifecycleState,
+                        "the object is already revoked",
+                    ));
+                }
+                (State::Destroyed | State::DestroyedCompromised, _) => return Err(DESTROYED),
+            };
+            if next == State::Compromised {
+                o.attributes.compromise_date = Some(compromise.unwrap_or(now));
+            }
+            if o.attributes.deactivation_date.is_none_or(|d| d > now) {
+                o.attributes.deactivation_date = Some(now);
+            }
+            o.state = next;
+            Ok(pair_links(o))
+        };
+        let (uid, linked) = self.update(user, uid, Right::Revoke, apply, now)?;
+        // The other half of a key pair follows (KMIP 2.1 §6.1.48 leaves it to the server).
+        for l in linked {
+            let _ = self.update(user, Some(&l), Right::Revoke, apply, now);
+        }
+        Ok(uid)
+    }
+
+    pub(super) fn destroy(&self, env: &mut Env, user: &str, uid: Option<&str>) -> KResult<String> {
+        let now = env.now;
+        let apply = |o: &mut ManagedObject| -> KResult<Vec<String>> {
+            o.state = match o.effective_state(now) {
+                State::Active => {
+                    return Err(kerr(
+                        ResultReason::WrongKeyLifecycleState,
+                        "the object is active: revoke it before destroying it",
+                    ));
+                }
+                State::PreActive | State::Deactivated => State::Destroyed,
+                State::Compromised => State::DestroyedCompromised,
+                State::Destroyed | State::DestroyedCompromised => return Err(DESTROYED),
+            };
+            // Dropping the Zeroizing buffer wipes the key material.
+            o.material = None;
+            o.attributes.destroy_date = Some(now);
+            Ok(pair_links(o))
+        };
+        let (uid, linked) = self.update(user, uid, Right::Destroy, apply, now)?;
+        for l in linked {
+            let _ = self.update(user, Some(&l), Right::Destroy, apply, now);
+        }
+        Ok(uid)
+    }
+
+    pub(super) fn rekey(
+        &self,
+        env: &mut Env,
+        user: &str,
+        uid: Option<&str>,
+        attrs: &Attributes,
+    ) -> KResult<Response> {
+        let now = env.now;
+        let (old, _) = self.resolve(user, uid, Right::Rekey)?;
+        if old.object_type != ObjectType::SymmetricKey {
+            return Err(kerr(
+                ResultReason::InvalidObjectType,
+                "ReKey renews symmetric keys only",
+            ));
+        }
+        let len = old.material.as_ref().ok_or(DESTROYED)?.len();
+        let new_uid = match &attrs.unique_identifier {
+            Some(u) => {
+                check_uid(u)?;
+                u.clone()
+            }
+            None => new_uid(env)?,
+        };
+        let mut key = Zeroizing::new(alloc::vec![0u8; len]);
+        env.rng
+            .fill(&mut key)
+            .map_err(|_| KmsError::Internal("random number generator failure"))?;
+        let mut a = merge(
+            &old.attributes,
+            &Attributes {
+                unique_identifier: None,
+                ..attrs.clone()
+            },
+        );
+        a.initial_date = Some(now);
+        a.last_change_date = Some(now);
+        a.activation_date = Some(now);
+        a.deactivation_date = None;
+        a.compromise_date = None;
+        a.destroy_date = None;
+        a.links.retain(|l| {
+            !matches!(
+                l.link_type,
+                LinkType::ReplacedObjectLink | LinkType::ReplacementObjectLink
+            )
+        });
+        a.links.push(Link {
+            link_type: LinkType::ReplacedObjectLink,
+            uid: old.uid.clone(),
+        });
+        let new = ManagedObject {
+            uid: new_uid.clone(),
+            object_type: ObjectType::SymmetricKey,
+            state: State::Active,
+            owner: old.owner.clone(),
+            material: Some(key),
+            grants: old.grants.clone(),
+            attributes: a,
+        };
+        self.insert(&new)?;
+        // The old key keeps its material and state (old data stays decryptable) but hands its
+        // tags and names to the new key, so `["tag"]` keeps selecting one object.
+        let nu = new_uid.clone();
+        self.update(
+            user,
+            Some(&old.uid),
+            Right::Rekey,
+            |o| {
+                o.attributes.tags.retain(|t| is_system_tag(t));
+                o.attributes.names.clear();
+                o.attributes
+                    .links
+                    .retain(|l| l.link_type != LinkType::ReplacementObjectLink);
+                o.attributes.links.push(Link {
+                    link_type: LinkType::ReplacementObjectLink,
+                    uid: nu.clone(),
+                });
+                Ok(())
+            },
+            now,
+        )?;
+        Ok(Response::ReKey { uid: new_uid })
+    }
+}

@@ -1,0 +1,974 @@
+//! [`Kms`]: KMIP operation semantics over a [`Store`] — lifecycle, usage masks, access rights.
+//!
+//! Every method takes `&self` (the struct is `Sync`), the caller's identity, and an [`Env`]
+//! carrying the time and the random source. Each read-modify-write of an object is a
+//! compare-and-swap on the record version, retried a bounded number of times, so several KMS
+//! nodes can share one store.
+
+use alloc::collections::BTreeSet;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use zeroize::Zeroizing;
+
+use crate::access::{ObtainedAccess, OwnedObject, Right, SuccessResponse, UserAccess};
+use crate::crypto::Random;
+use crate::crypto::aead::{self, AeadAlg};
+use crate::crypto::asym::{self, Curve};
+use crate::error::{KmipError, KmsError};
+use crate::kmip::json::{self, Limits};
+use crate::kmip::ops::{CryptographicParameters, KeyBlock, Request, Response, operation_from_tag};
+use crate::kmip::ttlv::{Ttlv, Value};
+use crate::kmip::types::*;
+use crate::object::ManagedObject;
+use crate::store::{Store, StoreError, Version};
+
+mod lifecycle;
+mod objects;
+mod rights;
+
+pub use rights::to_json;
+
+/// Time and randomness, supplied by the caller for each call.
+pub struct Env<'a> {
+    /// Current time, POSIX seconds. Comes from an untrusted clock: it decides only when
+    /// activation/deactivation dates take effect, never anything security-critical.
+    pub now: i64,
+    /// The random source.
+    pub rng: &'a mut dyn Random,
+}
+
+/// Configuration of a [`Kms`].
+#[derive(Debug, Clone)]
+pub struct KmsConfig {
+    /// Limits on JSON TTLV request bodies.
+    pub json_limits: Limits,
+    /// Most batch items in one `RequestMessage`.
+    pub max_batch_items: usize,
+    /// Most compare-and-swap attempts for one object update.
+    pub max_cas_retries: usize,
+    /// Vendor identification reported by Query.
+    pub vendor: &'static str,
+    /// Server name reported by Query.
+    pub server_name: &'static str,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        KmsConfig {
+            json_limits: Limits::default(),
+            max_batch_items: 256,
+            max_cas_retries: 16,
+            vendor: "cvm-kms",
+            server_name: concat!("cvm-kms ", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// The key management service core.
+pub struct Kms<S: Store> {
+    store: S,
+    config: KmsConfig,
+}
+
+type KResult<T> = Result<T, KmsError>;
+
+const fn kerr(reason: ResultReason, msg: &'static str) -> KmsError {
+    KmsError::kmip(reason, msg)
+}
+
+const NOT_FOUND: KmsError = kerr(ResultReason::ItemNotFound, "object not found");
+const DENIED: KmsError = kerr(
+    ResultReason::PermissionDenied,
+    "permission denied: the user has no right for this operation on this object",
+);
+const DESTROYED: KmsError = kerr(
+    ResultReason::ObjectDestroyed,
+    "the object is destroyed: its key material is gone",
+);
+
+/// System tags the Cosmian KMS puts on objects by type.
+fn system_tag(t: ObjectType) -> Option<&'static str> {
+    match t {
+        ObjectType::SymmetricKey => Some("_kk"),
+        ObjectType::PrivateKey => Some("_sk"),
+        ObjectType::PublicKey => Some("_pk"),
+        ObjectType::Certificate => Some("_cert"),
+        _ => None,
+    }
+}
+
+fn is_system_tag(t: &str) -> bool {
+    t.starts_with('_')
+}
+
+fn new_uid(env: &mut Env) -> KResult<String> {
+    // RFC 9562 §5.4 UUID version 4.
+    let mut b = [0u8; 16];
+    env.rng
+        .fill(&mut b)
+        .map_err(|_| KmsError::Internal("random number generator failure"))?;
+    b[6] = (b[6] & 0x0F) | 0x40;
+    b[8] = (b[8] & 0x3F) | 0x80;
+    let mut s = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push_str(&alloc::format!("{x:02x}"));
+    }
+    Ok(s)
+}
+
+fn check_uid(uid: &str) -> KResult<()> {
+    if uid.is_empty()
+        || uid.len() > 256
+        || uid.starts_with('[')
+        || uid.chars().any(char::is_control)
+    {
+        return Err(kerr(ResultReason::InvalidField, "invalid UniqueIdentifier"));
+    }
+    Ok(())
+}
+
+fn initial_state(a: &Attributes, now: i64) -> State {
+    match a.activation_date {
+        Some(d) if d <= now => State::Active,
+        _ => State::PreActive,
+    }
+}
+
+/// Field-wise union: `over` wins for single values, lists are merged.
+fn merge(base: &Attributes, over: &Attributes) -> Attributes {
+    let mut a = base.clone();
+    macro_rules! or {
+        ($($f:ident),*) => { $( if over.$f.is_some() { a.$f = over.$f.clone(); } )* };
+    }
+    or!(
+        unique_identifier,
+        object_type,
+        cryptographic_algorithm,
+        cryptographic_length,
+        cryptographic_usage_mask,
+        key_format_type,
+        recommended_curve,
+        state,
+        activation_date,
+        deactivation_date,
+        compromise_date,
+        destroy_date,
+        initial_date,
+        last_change_date
+    );
+    for n in &over.names {
+        if !a.names.contains(n) {
+            a.names.push(n.clone());
+        }
+    }
+    for t in &over.tags {
+        if !a.tags.contains(t) {
+            a.tags.push(t.clone());
+        }
+    }
+    a.links.extend(over.links.iter().cloned());
+    for v in &over.vendor_attributes {
+        a.vendor_attributes
+            .retain(|x| !(x.vendor == v.vendor && x.name == v.name));
+        a.vendor_attributes.push(v.clone());
+    }
+    for o in &over.other {
+        a.other.retain(|x| x.tag != o.tag);
+        a.other.push(o.clone());
+    }
+    a
+}
+
+fn curve_of(a: &Attributes) -> Option<Curve> {
+    match (a.recommended_curve, a.cryptographic_algorithm) {
+        (Some(RecommendedCurve::P256), _) => Some(Curve::P256),
+        (Some(RecommendedCurve::P384), _) => Some(Curve::P384),
+        (Some(RecommendedCurve::CURVEED25519), _)
+        | (None, Some(CryptographicAlgorithm::Ed25519)) => Some(Curve::Ed25519),
+        _ => None,
+    }
+}
+
+fn curve_enum(c: Curve) -> RecommendedCurve {
+    match c {
+        Curve::P256 => RecommendedCurve::P256,
+        Curve::P384 => RecommendedCurve::P384,
+        Curve::Ed25519 => RecommendedCurve::CURVEED25519,
+    }
+}
+
+fn curve_alg(c: Curve, asked: Option<CryptographicAlgorithm>) -> CryptographicAlgorithm {
+    match (c, asked) {
+        (Curve::Ed25519, _) => CryptographicAlgorithm::Ed25519,
+        (_, Some(a @ (CryptographicAlgorithm::EC | CryptographicAlgorithm::ECDH))) => a,
+        _ => CryptographicAlgorithm::ECDSA,
+    }
+}
+
+/// Read-only attributes that Add/Set/DeleteAttribute refuse to touch.
+const READ_ONLY: &[&str] = &[
+    "UniqueIdentifier",
+    "ObjectType",
+    "State",
+    "CryptographicAlgorithm",
+    "CryptographicLength",
+    "KeyFormatType",
+    "InitialDate",
+    "LastChangeDate",
+    "DestroyDate",
+    "CompromiseDate",
+    "RecommendedCurve",
+    "CryptographicDomainParameters",
+];
+
+impl<S: Store> Kms<S> {
+    /// A KMS over `store`.
+    pub fn new(store: S, config: KmsConfig) -> Self {
+        Kms { store, config }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KmsConfig {
+        &self.config
+    }
+
+    /// Handle a `POST /kmip/2_1` body: one operation (`{"tag":"Create",...}`) answered with its
+    /// `...Response` payload, or a `RequestMessage` answered with a `ResponseMessage`.
+    pub fn kmip_json(&self, env: &mut Env, user: &str, body: &[u8]) -> KResult<Vec<u8>> {
+        if user.is_empty() {
+            return Err(KmsError::Unauthenticated);
+        }
+        if body.len() > self.config.json_limits.max_bytes {
+            return Err(KmsError::TooLarge);
+        }
+        let t = json::from_slice(body, &self.config.json_limits)?;
+        let out = self.kmip(env, user, &t)?;
+        Ok(json::to_vec(&out))
+    }
+
+    /// Handle a parsed request item (see [`Kms::kmip_json`]).
+    pub fn kmip(&self, env: &mut Env, user: &str, t: &Ttlv) -> KResult<Ttlv> {
+        if user.is_empty() {
+            return Err(KmsError::Unauthenticated);
+        }
+        if t.tag == "RequestMessage" {
+            return self.batch(env, user, t);
+        }
+        let op = operation_from_tag(&t.tag).ok_or(kerr(
+            ResultReason::OperationNotSupported,
+            "unknown or unsupported operation",
+        ))?;
+        let resp = self.execute(env, user, op, t)?;
+        Ok(resp.to_ttlv(None))
+    }
+
+    fn batch(&self, env: &mut Env, user: &str, msg: &Ttlv) -> KResult<Ttlv> {
+        let header = msg.req("RequestHeader")?;
+        if let Some(pv) = header.get("ProtocolVersion") {
+            let major = pv.opt_int("ProtocolVersionMajor")?.unwrap_or(2);
+            if major != 2 {
+                return Err(kerr(
+                    ResultReason::UnsupportedProtocolVersion,
+                    "only KMIP 2.x JSON is supported",
+                ));
+            }
+        }
+        let stop_on_error = match header.get("BatchErrorContinuationOption") {
+            // KMIP 2.1 §11.4: 1 Continue, 2 Stop, 3 Undo.
+            Some(o) => matches!(&o.value, Value::Enumeration(e) if matches!(e,
+                crate::kmip::ttlv::EnumValue::Code(2))
+                || matches!(e, crate::kmip::ttlv::EnumValue::Name(n) if n == "Stop")),
+            None => false,
+        };
+        let items: Vec<&Ttlv> = msg.all("BatchItem").collect();
+        if items.len() > self.config.max_batch_items {
+            return Err(kerr(ResultReason::InvalidMessage, "too many batch items"));
+        }
+        let mut out = Vec::with_capacity(items.len() + 1);
+        out.push(Ttlv::structure(
+            "ResponseHeader",
+            alloc::vec![
+                Ttlv::structure(
+                    "ProtocolVersion",
+                    alloc::vec![
+                        Ttlv::int("ProtocolVersionMajor", 2),
+                        Ttlv::int("ProtocolVersionMinor", 1)
+                    ],
+                ),
+                Ttlv::datetime("TimeStamp", env.now),
+                Ttlv::int("BatchCount", i32::try_from(items.len()).unwrap_or(i32::MAX)),
+            ],
+        ));
+        let mut failed = false;
+        for item in items {
+            let id = item.get("UniqueBatchItemID").cloned();
+            let op_item = item.get("Operation").cloned();
+            let result = if failed && stop_on_error {
+                Err(kerr(
+                    ResultReason::OperationCanceledByRequester,
+                    "not executed: an earlier batch item failed",
+                ))
+            } else {
+                match item.get("Operation").map(Operation::parse) {
+                    None => Err(KmsError::from(crate::kmip::ttlv::FieldError::Missing(
+                        "Operation",
+                    ))),
+                    Some(Err(_)) => Err(kerr(
+                        ResultReason::OperationNotSupported,
+                        "unknown or unsupported operation",
+                    )),
+                    Some(Ok(op)) => match item.get("RequestPayload") {
+                        None => {
+                            Err(crate::kmip::ttlv::FieldError::Missing("RequestPayload").into())
+                        }
+                        Some(p) => self.execute(env, user, op, p),
+                    },
+                }
+            };
+            let mut v = Vec::new();
+            if let Some(o) = op_item {
+                v.push(o);
+            }
+            if let Some(i) = id {
+                v.push(i);
+            }
+            match result {
+                Ok(resp) => {
+                    v.push(ResultStatus::Success.to_ttlv());
+                    v.push(resp.to_ttlv(Some("ResponsePayload")));
+                }
+                Err(e) => {
+                    failed = true;
+                    v.push(ResultStatus::OperationFailed.to_ttlv());
+                    v.push(e.result_reason().to_ttlv());
+                    v.push(Ttlv::text("ResultMessage", &e.to_string()));
+                }
+            }
+            out.push(Ttlv::structure("BatchItem", v));
+        }
+        Ok(Ttlv::structure("ResponseMessage", out))
+    }
+
+    fn execute(
+        &self,
+        env: &mut Env,
+        user: &str,
+        op: Operation,
+        payload: &Ttlv,
+    ) -> KResult<Response> {
+        let req = Request::parse(op, payload)?;
+        match req {
+            Request::Create {
+                object_type,
+                attributes,
+            } => self.create(env, user, object_type, &attributes),
+            Request::CreateKeyPair {
+                common,
+                private,
+                public,
+            } => self.create_key_pair(env, user, &common, &private, &public),
+            Request::Register {
+                import,
+                uid,
+                object_type,
+                replace,
+                attributes,
+                mut key,
+            } => self.register(
+                env,
+                user,
+                import,
+                uid,
+                object_type,
+                replace,
+                &attributes,
+                &mut key,
+            ),
+            Request::Get {
+                uid,
+                key_format_type,
+                export,
+            } => self.get(env, user, uid.as_deref(), key_format_type, export),
+            Request::GetAttributes { uid, references } => {
+                let (o, _) = self.resolve(user, uid.as_deref(), Right::GetAttributes)?;
+                let all = self.full_attributes(&o, env.now);
+                let attributes = if references.is_empty() {
+                    all
+                } else {
+                    filter_attributes(&all, &references)
+                };
+                Ok(Response::GetAttributes {
+                    uid: o.uid.clone(),
+                    attributes,
+                })
+            }
+            Request::GetAttributeList { uid } => {
+                let (o, _) = self.resolve(user, uid.as_deref(), Right::GetAttributes)?;
+                let all = self.full_attributes(&o, env.now).to_ttlv("Attributes");
+                let mut references = Vec::new();
+                let mut seen = BTreeSet::new();
+                for c in all.children() {
+                    if c.tag == "VendorAttributes" {
+                        for v in c.children() {
+                            let mut s = alloc::vec![];
+                            if let Some(x) = v.get("VendorIdentification") {
+                                s.push(x.clone());
+                            }
+                            if let Some(x) = v.get("AttributeName") {
+                                s.push(x.clone());
+                            }
+                            references.push(Ttlv::structure("AttributeReference", s));
+                        }
+                    } else if seen.insert(c.tag.clone()) {
+                        references.push(Ttlv::enumeration("AttributeReference", &c.tag));
+                    }
+                }
+                Ok(Response::GetAttributeList {
+                    uid: o.uid.clone(),
+                    references,
+                })
+            }
+            Request::AddAttribute { uid, attribute } => {
+                let o =
+                    self.modify_attribute(env, user, uid.as_deref(), AttrEdit::Add(&attribute))?;
+                Ok(Response::AddAttribute { uid: o })
+            }
+            Request::SetAttribute { uid, attribute } => {
+                let o =
+                    self.modify_attribute(env, user, uid.as_deref(), AttrEdit::Set(&attribute))?;
+                Ok(Response::SetAttribute { uid: o })
+            }
+            Request::DeleteAttribute {
+                uid,
+                current,
+                reference,
+            } => {
+                let o = self.modify_attribute(
+                    env,
+                    user,
+                    uid.as_deref(),
+                    AttrEdit::Delete(current.as_ref(), reference.as_deref()),
+                )?;
+                Ok(Response::DeleteAttribute { uid: o })
+            }
+            Request::Locate {
+                max_items,
+                offset_items,
+                attributes,
+            } => self.locate(env, user, max_items, offset_items, &attributes),
+            Request::Activate { uid } => {
+                let now = env.now;
+                let (uid, _) = self.update(
+                    user,
+                    uid.as_deref(),
+                    Right::Activate,
+                    |o| {
+                        if o.effective_state(now) != State::PreActive {
+                            return Err(kerr(
+                                ResultReason::WrongKeyLifecycleState,
+                                "only a PreActive object can be activated",
+                            ));
+                        }
+                        o.state = State::Active;
+                        o.attributes.activation_date = Some(now);
+                        Ok(())
+                    },
+                    now,
+                )?;
+                Ok(Response::Activate { uid })
+            }
+            Request::Revoke {
+                uid,
+                reason,
+                compromise_date,
+            } => {
+                let uid = self.revoke(env, user, uid.as_deref(), reason, compromise_date)?;
+                Ok(Response::Revoke { uid })
+            }
+            Request::Destroy { uid } => {
+                let uid = self.destroy(env, user, uid.as_deref())?;
+                Ok(Response::Destroy { uid })
+            }
+            Request::ReKey { uid, attributes } => {
+                self.rekey(env, user, uid.as_deref(), &attributes)
+            }
+            Request::Encrypt {
+                uid,
+                params,
+                data,
+                nonce,
+                aad,
+                spelling,
+            } => {
+                let (o, _) = self.resolve(user, uid.as_deref(), Right::Encrypt)?;
+                let (alg, key) =
+                    self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
+                let nonce = match nonce {
+                    Some(n) => n,
+                    None => {
+                        let mut n = alloc::vec![0u8; aead::NONCE_LEN];
+                        env.rng
+                            .fill(&mut n)
+                            .map_err(|_| KmsError::Internal("random number generator failure"))?;
+                        n
+                    }
+                };
+                let (ct, tag) =
+                    aead::encrypt(alg, key, &nonce, aad.as_deref().unwrap_or(&[]), &data)?;
+                Ok(Response::Encrypt {
+                    uid: o.uid.clone(),
+                    data: ct,
+                    nonce,
+                    tag: tag.to_vec(),
+                    spelling,
+                })
+            }
+            Request::Decrypt {
+                uid,
+                params,
+                data,
+                nonce,
+                tag,
+                aad,
+                ..
+            } => {
+                let (o, _) = self.resolve(user, uid.as_deref(), Right::Decrypt)?;
+                let (alg, key) =
+                    self.symmetric_for(&o, env.now, usage::DECRYPT, params.as_ref())?;
+                let aad = aad.as_deref().unwrap_or(&[]);
+                let pt = match (nonce, tag) {
+                    (Some(n), Some(t)) => aead::decrypt(alg, key, &n, aad, &data, &t)?,
+                    // Cosmian's file format: nonce ‖ ciphertext ‖ tag in Data.
+                    (None, None) => {
+                        let min = aead::NONCE_LEN + aead::TAG_LEN;
+                        if data.len() < min {
+                            return Err(kerr(
+                                ResultReason::InvalidField,
+                                "Data is shorter than nonce and tag",
+                            ));
+                        }
+                        let (n, rest) = data.split_at(aead::NONCE_LEN);
+                        let (c, t) = rest.split_at(rest.len() - aead::TAG_LEN);
+                        aead::decrypt(alg, key, n, aad, c, t)?
+                    }
+                    _ => {
+                        return Err(kerr(
+                            ResultReason::MissingData,
+                            "IVCounterNonce and AuthenticatedEncryptionTag go together",
+                        ));
+                    }
+                };
+                Ok(Response::Decrypt {
+                    uid: o.uid.clone(),
+                    data: pt,
+                })
+            }
+            Request::Sign { uid, params, data } => {
+                let (o, _) = self.resolve(user, uid.as_deref(), Right::Sign)?;
+                if o.object_type != ObjectType::PrivateKey {
+                    return Err(kerr(
+                        ResultReason::InvalidObjectType,
+                        "Sign needs a private key",
+                    ));
+                }
+                self.usable(&o, env.now, usage::SIGN)?;
+                let curve = curve_of(&o.attributes).ok_or(kerr(
+                    ResultReason::CryptographicFailure,
+                    "unknown key curve",
+                ))?;
+                check_sig_params(curve, params.as_ref())?;
+                let material = o.material.as_ref().ok_or(DESTROYED)?;
+                let signature = asym::sign(curve, material, &data)?;
+                Ok(Response::Sign {
+                    uid: o.uid.clone(),
+                    signature,
+                })
+            }
+            Request::SignatureVerify {
+                uid,
+                params,
+                data,
+                signature,
+            } => {
+                let (o, _) = self.resolve(user, uid.as_deref(), Right::SignatureVerify)?;
+                let mask = match o.object_type {
+                    ObjectType::PublicKey => usage::VERIFY,
+                    ObjectType::PrivateKey => usage::VERIFY | usage::SIGN,
+                    _ => {
+                        return Err(kerr(
+                            ResultReason::InvalidObjectType,
+                            "SignatureVerify needs a public or private key",
+                        ));
+                    }
+                };
+                self.usable(&o, env.now, mask)?;
+                let curve = curve_of(&o.attributes).ok_or(kerr(
+                    ResultReason::CryptographicFailure,
+                    "unknown key curve",
+                ))?;
+                check_sig_params(curve, params.as_ref())?;
+                let material = o.material.as_ref().ok_or(DESTROYED)?;
+                let spki = if o.object_type == ObjectType::PrivateKey {
+                    asym::from_pkcs8(Some(curve), material)?.1.public_spki
+                } else {
+                    material.to_vec()
+                };
+                let valid = match asym::verify(curve, &spki, &data, &signature) {
+                    Ok(v) => v,
+                    Err(crate::crypto::CryptoError::InvalidSignature) => false,
+                    Err(e) => return Err(e.into()),
+                };
+                Ok(Response::SignatureVerify {
+                    uid: o.uid.clone(),
+                    valid,
+                })
+            }
+            Request::Query { functions } => {
+                let all = functions.is_empty();
+                let operations = if all || functions.contains(&QueryFunction::QueryOperations) {
+                    Operation::ALL
+                        .iter()
+                        .copied()
+                        .filter(|o| *o != Operation::ModifyAttribute)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let object_types = if all || functions.contains(&QueryFunction::QueryObjects) {
+                    alloc::vec![
+                        ObjectType::SymmetricKey,
+                        ObjectType::PrivateKey,
+                        ObjectType::PublicKey
+                    ]
+                } else {
+                    Vec::new()
+                };
+                Ok(Response::Query {
+                    operations,
+                    object_types,
+                    vendor: self.config.vendor.into(),
+                    server: self.config.server_name.into(),
+                })
+            }
+            Request::DiscoverVersions => Ok(Response::DiscoverVersions),
+        }
+    }
+
+    // ---------------------------------------------------------------- object access
+
+    fn load(&self, uid: &str) -> KResult<Option<(ManagedObject, Version)>> {
+        match self.store.get(uid)? {
+            None => Ok(None),
+            Some((r, v)) => Ok(Some((ManagedObject::from_record(&r)?, v))),
+        }
+    }
+
+    /// Uids visible to `user` (owned or granted) matching every keyword.
+    fn visible(&self, user: &str, keywords: &[String]) -> KResult<Vec<String>> {
+        let mut q = keywords.to_vec();
+        q.push(alloc::format!("owner={user}"));
+        let mut uids: BTreeSet<String> = self.store.search(&q)?.into_iter().collect();
+        if let Some(last) = q.last_mut() {
+            *last = alloc::format!("grant={user}");
+        }
+        uids.extend(self.store.search(&q)?);
+        Ok(uids.into_iter().collect())
+    }
+
+    /// Find the object `uid` names (a uid, or `["tag", ...]`) and check `user` holds `right`.
+    fn resolve(
+        &self,
+        user: &str,
+        uid: Option<&str>,
+        right: Right,
+    ) -> KResult<(ManagedObject, Version)> {
+        let uid = uid.ok_or(kerr(
+            ResultReason::MissingData,
+            "UniqueIdentifier is required (ID placeholders are not supported)",
+        ))?;
+        let allowed = |o: &ManagedObject| {
+            let m = o.rights_of(user);
+            m & right.bit() != 0
+                // Get implies Export and GetAttributes, as in the Cosmian KMS.
+                || (matches!(right, Right::Export | Right::GetAttributes) && m & Right::Get.bit() != 0)
+        };
+        if uid.starts_with('[') {
+            let tags = parse_tags(uid.as_bytes()).map_err(|_| {
+                kerr(
+                    ResultReason::InvalidField,
+                    "invalid tag list in UniqueIdentifier",
+                )
+            })?;
+            if tags.is_empty() {
+                return Err(kerr(
+                    ResultReason::InvalidField,
+                    "empty tag list in UniqueIdentifier",
+                ));
+            }
+            let kw: Vec<String> = tags.iter().map(|t| alloc::format!("tag={t}")).collect();
+            let mut found = None;
+            for u in self.visible(user, &kw)? {
+                if let Some((o, v)) = self.load(&u)?
+                    && allowed(&o)
+                {
+                    if found.is_some() {
+                        return Err(kerr(
+                            ResultReason::InvalidField,
+                            "these tags select more than one object",
+                        ));
+                    }
+                    found = Some((o, v));
+                }
+            }
+            return found.ok_or(NOT_FOUND);
+        }
+        let (o, v) = self.load(uid)?.ok_or(NOT_FOUND)?;
+        if !allowed(&o) {
+            return Err(DENIED);
+        }
+        Ok((o, v))
+    }
+
+    /// Compare-and-swap update of one object with bounded retries; returns the uid and `f`'s
+    /// result.
+    fn update<R>(
+        &self,
+        user: &str,
+        uid: Option<&str>,
+        right: Right,
+        mut f: impl FnMut(&mut ManagedObject) -> KResult<R>,
+        now: i64,
+    ) -> KResult<(String, R)> {
+        for _ in 0..self.config.max_cas_retries {
+            let (mut o, v) = self.resolve(user, uid, right)?;
+            let r = f(&mut o)?;
+            o.attributes.last_change_date = Some(now);
+            match self.store.update(&o.to_record(), v) {
+                Ok(_) => return Ok((o.uid.clone(), r)),
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::NotFound) => return Err(NOT_FOUND),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KmsError::Store(StoreError::Conflict))
+    }
+
+    fn insert(&self, o: &ManagedObject) -> KResult<()> {
+        match self.store.insert(&o.to_record()) {
+            Ok(_) => Ok(()),
+            Err(StoreError::AlreadyExists) => Err(kerr(
+                ResultReason::ObjectAlreadyExists,
+                "an object with this UniqueIdentifier exists",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Attributes as reported to clients: stored attributes plus the server-held ones.
+    fn full_attributes(&self, o: &ManagedObject, now: i64) -> Attributes {
+        let mut a = o.attributes.clone();
+        a.unique_identifier = Some(o.uid.clone());
+        a.object_type = Some(o.object_type);
+        a.state = Some(o.effective_state(now));
+        a
+    }
+
+    /// Lifecycle and usage-mask checks before a cryptographic use.
+    fn usable(&self, o: &ManagedObject, now: i64, mask: u32) -> KResult<()> {
+        match o.effective_state(now) {
+            State::Active => {}
+            State::PreActive => {
+                return Err(kerr(
+                    ResultReason::WrongKeyLifecycleState,
+                    "the key is not active yet (PreActive): activate it first",
+                ));
+            }
+            State::Deactivated | State::Compromised => {
+                return Err(kerr(
+                    ResultReason::WrongKeyLifecycleState,
+                    "the key is revoked",
+                ));
+            }
+            State::Destroyed | State::DestroyedCompromised => return Err(DESTROYED),
+        }
+        if let Some(m) = o.attributes.cryptographic_usage_mask
+            && m & mask == 0
+        {
+            return Err(kerr(
+                ResultReason::IncompatibleCryptographicUsageMask,
+                "the key's usage mask does not allow this operation",
+            ));
+        }
+        Ok(())
+    }
+
+    fn symmetric_for<'o>(
+        &self,
+        o: &'o ManagedObject,
+        now: i64,
+        mask: u32,
+        params: Option<&CryptographicParameters>,
+    ) -> KResult<(AeadAlg, &'o [u8])> {
+        if o.object_type != ObjectType::SymmetricKey {
+            return Err(kerr(
+                ResultReason::InvalidObjectType,
+                "only symmetric keys encrypt and decrypt here",
+            ));
+        }
+        self.usable(o, now, mask)?;
+        let key = o.material.as_ref().ok_or(DESTROYED)?;
+        let unsupported = kerr(
+            ResultReason::UnsupportedCryptographicParameters,
+            "unsupported cryptographic parameters for this key",
+        );
+        let p = params.cloned().unwrap_or_default();
+        if p.tag_length
+            .is_some_and(|t| usize::try_from(t).ok() != Some(aead::TAG_LEN))
+        {
+            return Err(unsupported);
+        }
+        let alg = match o.algorithm() {
+            Some(CryptographicAlgorithm::AES) => {
+                if p.cryptographic_algorithm
+                    .is_some_and(|a| a != CryptographicAlgorithm::AES)
+                {
+                    return Err(unsupported);
+                }
+                match p.block_cipher_mode {
+                    None | Some(BlockCipherMode::GCM) => AeadAlg::AesGcm,
+                    Some(BlockCipherMode::GCMSIV) => AeadAlg::AesGcmSiv,
+                    _ => return Err(unsupported),
+                }
+            }
+            Some(CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305) => {
+                if p.cryptographic_algorithm.is_some_and(|a| {
+                    !matches!(
+                        a,
+                        CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305
+                    )
+                }) || !matches!(p.block_cipher_mode, None | Some(BlockCipherMode::AEAD))
+                {
+                    return Err(unsupported);
+                }
+                AeadAlg::ChaCha20Poly1305
+            }
+            _ => return Err(unsupported),
+        };
+        Ok((alg, key))
+    }
+}
+
+fn pair_links(o: &ManagedObject) -> Vec<String> {
+    o.attributes
+        .links
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.link_type,
+                LinkType::PublicKeyLink | LinkType::PrivateKeyLink
+            )
+        })
+        .map(|l| l.uid.clone())
+        .collect()
+}
+
+fn check_sig_params(curve: Curve, p: Option<&CryptographicParameters>) -> KResult<()> {
+    let Some(p) = p else { return Ok(()) };
+    let bad = kerr(
+        ResultReason::UnsupportedCryptographicParameters,
+        "signature parameters do not match the key",
+    );
+    let ok_hash = matches!(
+        (curve, p.hashing_algorithm),
+        (_, None)
+            | (Curve::P256, Some(HashingAlgorithm::SHA256))
+            | (Curve::P384, Some(HashingAlgorithm::SHA384))
+            | (Curve::Ed25519, Some(HashingAlgorithm::SHA512))
+    );
+    let ok_dsa = matches!(
+        (curve, p.digital_signature_algorithm),
+        (_, None)
+            | (
+                Curve::P256,
+                Some(DigitalSignatureAlgorithm::ECDSAWithSHA256)
+            )
+            | (
+                Curve::P384,
+                Some(DigitalSignatureAlgorithm::ECDSAWithSHA384)
+            )
+            | (Curve::Ed25519, Some(DigitalSignatureAlgorithm::Ed25519))
+    );
+    let ok_alg = matches!(
+        (curve, p.cryptographic_algorithm),
+        (_, None)
+            | (
+                Curve::P256 | Curve::P384,
+                Some(
+                    CryptographicAlgorithm::ECDSA
+                        | CryptographicAlgorithm::EC
+                        | CryptographicAlgorithm::ECDH
+                )
+            )
+            | (Curve::Ed25519, Some(CryptographicAlgorithm::Ed25519))
+    );
+    if ok_hash && ok_dsa && ok_alg {
+        Ok(())
+    } else {
+        Err(bad)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum AttrEdit<'a> {
+    Add(&'a Ttlv),
+    Set(&'a Ttlv),
+    Delete(Option<&'a Ttlv>, Option<&'a str>),
+}
+
+/// Keep only the attributes named in `refs` (tag names, or `tag` for the Cosmian tags).
+fn filter_attributes(a: &Attributes, refs: &[String]) -> Attributes {
+    let has = |n: &str| refs.iter().any(|r| r == n);
+    let mut f = Attributes::default();
+    macro_rules! keep {
+        ($($f:ident = $n:literal),*) => { $( if has($n) { f.$f = a.$f.clone(); } )* };
+    }
+    keep!(
+        unique_identifier = "UniqueIdentifier",
+        object_type = "ObjectType",
+        cryptographic_algorithm = "CryptographicAlgorithm",
+        cryptographic_length = "CryptographicLength",
+        cryptographic_usage_mask = "CryptographicUsageMask",
+        key_format_type = "KeyFormatType",
+        state = "State",
+        activation_date = "ActivationDate",
+        deactivation_date = "DeactivationDate",
+        compromise_date = "CompromiseDate",
+        destroy_date = "DestroyDate",
+        initial_date = "InitialDate",
+        last_change_date = "LastChangeDate",
+        names = "Name",
+        links = "Link"
+    );
+    if has("RecommendedCurve") || has("CryptographicDomainParameters") {
+        f.recommended_curve = a.recommended_curve;
+    }
+    if has("tag") || has("VendorAttribute") || has("VendorAttributes") {
+        f.tags = a.tags.clone();
+    }
+    f.vendor_attributes = a
+        .vendor_attributes
+        .iter()
+        .filter(|v| has(&v.name) || has("VendorAttribute") || has("VendorAttributes"))
+        .cloned()
+        .collect();
+    f.other = a.other.iter().filter(|o| has(&o.tag)).cloned().collect();
+    f
+}

@@ -1,0 +1,65 @@
+//! The network stack shared between the server loop and the Redis client, and the clock.
+//!
+//! One vCPU, no threads: the server loop and a blocking store call never run at the same time,
+//! but the store call happens *inside* request handling, so both reach the stack through a
+//! [`SharedStack`] lock that each holds only for one non-blocking stack operation (never across
+//! a call into the KMS). A second lock attempt while one is held is a logic error, reported as
+//! [`Busy`] instead of spinning forever: see [`SharedStack::with`].
+
+use alloc::sync::Arc;
+
+use netstack::{Duration, Instant, Nic, Stack};
+
+/// Monotonic time, wall-clock time and idling: the platform's clocks.
+pub trait Clock: Send + Sync {
+    /// Monotonic time since boot.
+    fn now(&self) -> Instant;
+    /// Untrusted wall-clock time (RTC), Unix seconds.
+    fn unix_seconds(&self) -> i64;
+    /// Waits at most `max` (or until an interrupt); may return at once.
+    fn idle(&self, max: Duration);
+}
+
+/// The stack behind a lock, shared by the server loop and the Redis transport.
+pub struct SharedStack<N: Nic> {
+    inner: spin::Mutex<Stack<N>>,
+}
+
+/// The stack was already locked: a re-entrant use (a bug), reported instead of deadlocking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+impl<N: Nic> SharedStack<N> {
+    /// Wraps a configured stack.
+    pub fn new(stack: Stack<N>) -> Arc<Self> {
+        Arc::new(SharedStack {
+            inner: spin::Mutex::new(stack),
+        })
+    }
+
+    /// Runs `f` with the stack. On one CPU the lock is never contended except by re-entrance,
+    /// which would deadlock a spin lock: `try_lock` turns it into [`Busy`].
+    pub fn with<R>(&self, f: impl FnOnce(&mut Stack<N>) -> R) -> Result<R, Busy> {
+        let mut guard = self.inner.try_lock().ok_or(Busy)?;
+        Ok(f(&mut guard))
+    }
+}
+
+/// Polls the stack once and idles until its next deadline (bounded by `max`).
+pub fn poll_and_idle<N: Nic>(stack: &SharedStack<N>, clock: &dyn Clock, max: Duration) {
+    let now = clock.now();
+    let delay = stack
+        .with(|s| {
+            s.poll(now);
+            s.poll_delay(clock.now())
+        })
+        .ok()
+        .flatten();
+    let wait = match delay {
+        Some(d) if d < max => d,
+        _ => max,
+    };
+    if wait > Duration::ZERO {
+        clock.idle(wait);
+    }
+}
