@@ -53,17 +53,13 @@ fi
 objcopy -j .text -j .reloc -j .rodata -j .data -j .rela \
   --target efi-app-x86_64 --subsystem=10 "$ELF" "$EFI.tmp"
 
-# PE TimeDateStamp (COFF header + 4) must be 0; binutils honours SOURCE_DATE_EPOCH, this makes
-# it independent of the binutils version.
-python3 - "$EFI.tmp" <<'PY'
-import struct, sys
-p = sys.argv[1]
-b = bytearray(open(p, 'rb').read())
-pe = struct.unpack_from('<I', b, 0x3c)[0]
-assert b[pe:pe+4] == b'PE\0\0', 'not a PE image'
-struct.pack_into('<I', b, pe + 8, 0)
-open(p, 'wb').write(bytes(b))
-PY
+# PE TimeDateStamp (COFF header + 4, PE/COFF spec 3.3) must be 0; binutils honours
+# SOURCE_DATE_EPOCH, this makes it independent of the binutils version.
+pe=$(od -An -t u4 -j 60 -N 4 "$EFI.tmp" | tr -d ' ')
+if [ "$(od -An -t x1 -j "$pe" -N 4 "$EFI.tmp" | tr -d ' ')" != "50450000" ]; then
+  echo "build.sh: $EFI.tmp is not a PE image" >&2; exit 1
+fi
+printf '\0\0\0\0' | dd of="$EFI.tmp" bs=1 seek=$((pe + 8)) conv=notrunc status=none
 mv "$EFI.tmp" "$EFI"
 size=$(stat -c %s "$EFI")
 if [ "$size" -gt $((4 * 1024 * 1024)) ]; then

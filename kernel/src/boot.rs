@@ -79,7 +79,12 @@ pub fn memory(info: &BootInfo) {
     log::info!("heap: {} KiB in {} spans", heap / 1024, plan.spans().len());
 
     let limit = summary.ram_top.max(4 << 30).next_multiple_of(1 << 30);
-    if let Err(e) = arch::paging::init(limit) {
+    let image = arch::paging::ImageLayout::current(info.image_base, info.image_size);
+    log::debug!(
+        "image: {image:x?}; {} KiB allocated before exit (stacks, boot info, map)",
+        info.loader_allocations / 1024
+    );
+    if let Err(e) = arch::paging::init(limit, &image) {
         refuse(format_args!("page tables: {e}"));
     }
     // Guard pages: page 0 (null dereferences fault) and the page below every stack

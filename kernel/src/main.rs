@@ -8,9 +8,9 @@
 //! ([`platform`]) → entropy ([`rng`]) → PCI, virtio-net and the network ([`drivers`],
 //! [`net`]) → services ([`services`]).
 //!
-//! The kernel runs on one CPU with interrupts disabled and polls its devices. It does not
-//! implement SMP, interrupts, W^X page permissions or the SNP/TDX backends (detected, then
-//! refused).
+//! The kernel runs on one CPU with interrupts disabled (but for idle wake-ups) and polls its
+//! devices. It does not implement SMP, device interrupts or the SNP/TDX backends (detected,
+//! then refused).
 #![no_std]
 #![no_main]
 

@@ -1,5 +1,7 @@
-//! Our own 4-level page tables: an identity map of RAM and low MMIO with 2 MiB pages, plus
-//! uncached identity mappings of device BARs added on demand (Intel SDM vol. 3A, 4.5).
+//! Our own 4-level page tables (Intel SDM vol. 3A, 4.5): an identity map of RAM and low MMIO
+//! with 2 MiB pages, no-execute everywhere except our `.text` (read-only, as are `.rodata` and
+//! the headers: W^X), 4 KiB guard pages (page 0, below each stack), and uncached identity
+//! mappings of device BARs added on demand.
 //!
 //! Table pages come from the kernel heap, which is itself identity-mapped (by the firmware's
 //! tables before the switch, by ours after), so a table's virtual address is its physical
@@ -13,6 +15,7 @@ const WRITABLE: u64 = 1 << 1;
 const WRITE_THROUGH: u64 = 1 << 3;
 const CACHE_DISABLE: u64 = 1 << 4;
 const HUGE: u64 = 1 << 7;
+const NO_EXECUTE: u64 = 1 << 63;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 const SIZE_2M: u64 = 2 << 20;
@@ -97,15 +100,122 @@ fn map_range(root: u64, start: u64, end: u64, flags: u64) -> Result<(), PagingEr
     Ok(())
 }
 
+/// Where our image's sections lie (page-aligned runtime addresses).
+#[derive(Clone, Copy, Debug)]
+pub struct ImageLayout {
+    /// Load address (PE headers).
+    pub base: u64,
+    /// Start of `.text`.
+    pub text_start: u64,
+    /// End of `.text`.
+    pub text_end: u64,
+    /// End of the read-only sections (`.reloc`, `.rodata`).
+    pub rodata_end: u64,
+    /// End of the image in memory.
+    pub end: u64,
+}
+
+impl ImageLayout {
+    /// The running image's layout, from the linker's section symbols (`link.ld`) and the
+    /// image size the loader reported.
+    pub fn current(base: u64, size: u64) -> Self {
+        unsafe extern "C" {
+            static __text_start: u8;
+            static __text_end: u8;
+            static __rodata_end: u8;
+        }
+        Self {
+            base,
+            text_start: (&raw const __text_start) as u64,
+            text_end: (&raw const __text_end) as u64,
+            rodata_end: (&raw const __rodata_end) as u64,
+            end: base.saturating_add(size).next_multiple_of(4096),
+        }
+    }
+}
+
+/// Sets the 4 KiB mapping of `addr` to `addr | flags`, splitting its 2 MiB page first.
+///
+/// # Safety
+/// `root` must be our root table, and the new permissions must not remove access that
+/// running code relies on.
+unsafe fn set_4k(root: u64, addr: u64, flags: u64) -> Result<(), PagingError> {
+    let i4 = ((addr >> 39) & 511) as usize;
+    let i3 = ((addr >> 30) & 511) as usize;
+    let i2 = ((addr >> 21) & 511) as usize;
+    let i1 = ((addr >> 12) & 511) as usize;
+    // SAFETY: all tables reached are ours (caller contract); indices are masked to 0..512.
+    unsafe {
+        let Some(pdpt) = next(root as *mut u64, i4)? else {
+            return Err(PagingError::BadRange);
+        };
+        let Some(pd) = next(pdpt, i3)? else {
+            return Err(PagingError::BadRange);
+        };
+        let pde = pd.add(i2);
+        let value = pde.read_volatile();
+        if value & PRESENT == 0 {
+            return Err(PagingError::BadRange);
+        }
+        let pt = if value & HUGE != 0 {
+            let pt = new_table()?;
+            let base = value & ADDR_MASK & !(SIZE_2M - 1);
+            let keep = value & (WRITABLE | WRITE_THROUGH | CACHE_DISABLE | NO_EXECUTE);
+            for i in 0..512u64 {
+                pt.add(i as usize)
+                    .write_volatile((base + i * 4096) | PRESENT | keep);
+            }
+            // The directory entry grants everything; the table entries restrict.
+            pde.write_volatile(pt as u64 | PRESENT | WRITABLE);
+            pt
+        } else {
+            (value & ADDR_MASK) as *mut u64
+        };
+        pt.add(i1).write_volatile(addr | flags);
+    }
+    Ok(())
+}
+
 /// Builds the identity map of `[0, limit)` (write-back; the firmware's MTRRs keep MMIO holes
-/// uncached) and switches CR3 to it.
-pub fn init(limit: u64) -> Result<(), PagingError> {
+/// uncached) with W^X: nothing is executable except our `.text`, which is read-only; the
+/// image headers, `.reloc` and `.rodata` are read-only. Then switches CR3 to it.
+pub fn init(limit: u64, image: &ImageLayout) -> Result<(), PagingError> {
     let root = new_table()? as u64;
-    map_range(root, 0, limit, 0)?;
-    // SAFETY: the new tables identity-map everything below `limit`, which covers this code,
-    // the stacks, the heap and every structure in use (all below the highest RAM address),
-    // exactly as the firmware's tables did, so execution continues unchanged.
-    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+    map_range(root, 0, limit, NO_EXECUTE)?;
+    let mut page = image.base;
+    while page < image.end {
+        let flags = if (image.text_start..image.text_end).contains(&page) {
+            PRESENT
+        } else if page < image.rodata_end {
+            PRESENT | NO_EXECUTE
+        } else {
+            PRESENT | WRITABLE | NO_EXECUTE
+        };
+        // SAFETY: `root` is ours and not loaded yet.
+        unsafe { set_4k(root, page, flags)? };
+        page += 4096;
+    }
+    // SAFETY: EFER.NXE (AMD APM vol. 2, 3.1.7; Intel SDM vol. 3A, 4.1.4) makes bit 63 mean
+    // no-execute, and CR0.WP makes read-only pages bind the kernel too. The new tables
+    // identity-map everything below `limit` (this code, the stacks, the heap and every
+    // structure in use) with execute permission exactly for our `.text`, where all code we
+    // run lives, and write permission everywhere but our read-only sections, which nothing
+    // writes after relocation; so execution continues unchanged.
+    unsafe {
+        asm!(
+            "mov ecx, 0xc0000080",
+            "rdmsr",
+            "or eax, 1 << 11",
+            "wrmsr",
+            "mov rax, cr0",
+            "or rax, 1 << 16",
+            "mov cr0, rax",
+            "mov cr3, {root}",
+            root = in(reg) root,
+            out("eax") _, out("ecx") _, out("edx") _,
+            options(nostack),
+        );
+    }
     *ROOT.lock() = Some(Root(root));
     Ok(())
 }
@@ -142,7 +252,7 @@ pub fn unmap_page(addr: u64) -> Result<(), PagingError> {
         let pt = if value & HUGE != 0 {
             let pt = new_table()?;
             let base = value & ADDR_MASK & !(SIZE_2M - 1);
-            let flags = value & (WRITABLE | WRITE_THROUGH | CACHE_DISABLE);
+            let flags = value & (WRITABLE | WRITE_THROUGH | CACHE_DISABLE | NO_EXECUTE);
             for i in 0..512u64 {
                 pt.add(i as usize)
                     .write_volatile((base + i * 4096) | PRESENT | flags);

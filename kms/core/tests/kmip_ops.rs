@@ -524,6 +524,14 @@ fn register_symmetric_and_get_formats() {
         {"tag":"KeyFormatType","type":"Enumeration","value":"PKCS8"}]}),
     );
     assert_eq!(reason(&e), ResultReason::KeyFormatTypeNotSupported);
+    let e = t.err(
+        "alice",
+        json!({"tag":"Get","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+        {"tag":"KeyWrappingSpecification","value":[
+            {"tag":"WrappingMethod","type":"Enumeration","value":"Encrypt"}]}]}),
+    );
+    assert!(e.to_string().contains("KeyWrappingSpecification"), "{e}");
     // A known-answer check through the KMS: AES-256-GCM of empty data with a zero key.
     let zero = t.ok("alice", json!({"tag":"Register","value":[
         {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
@@ -1154,4 +1162,43 @@ fn compromise_and_key_pair_cascade() {
         reason(&t.err("alice", uid_req("Revoke", &uid))),
         ResultReason::WrongKeyLifecycleState
     );
+}
+
+#[test]
+fn sign_digested_data() {
+    let mut t = T::new();
+    let r = t.ok("alice", create_pair("ECDSA", Some("P256"), &[]));
+    let (sk, pk) = (
+        text(&r, "PrivateKeyUniqueIdentifier"),
+        text(&r, "PublicKeyUniqueIdentifier"),
+    );
+    let digest = kms::crypto::sha256(b"hello");
+    let s = t.ok(
+        "alice",
+        json!({"tag":"Sign","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":sk},
+        {"tag":"DigestedData","type":"ByteString","value":hex(&digest)}]}),
+    );
+    // Verifiable as a signature over the message itself.
+    let v = t.ok(
+        "alice",
+        json!({"tag":"SignatureVerify","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":pk},
+        {"tag":"Data","type":"ByteString","value":hex(b"hello")},
+        {"tag":"SignatureData","type":"ByteString","value":text(&s, "SignatureData")}]}),
+    );
+    assert_eq!(text(&v, "ValidityIndicator"), "Valid");
+    let e = t.err(
+        "alice",
+        json!({"tag":"Sign","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":sk},
+        {"tag":"DigestedData","type":"ByteString","value":"00"}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::UnsupportedCryptographicParameters);
+    let e = t.err(
+        "alice",
+        json!({"tag":"Sign","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":sk}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::MissingData);
 }

@@ -62,7 +62,11 @@ fn tag_attr(tags: &[String]) -> Value {
 }
 
 fn tags(prefix: &str, i: usize) -> [String; 3] {
-    [format!("u-{prefix}-{i}"), format!("grp{}", i % 100), format!("kind{}", i % 10)]
+    [
+        format!("u-{prefix}-{i}"),
+        format!("grp{}", i % 100),
+        format!("kind{}", i % 10),
+    ]
 }
 
 struct KmsDriver<S: Store> {
@@ -73,8 +77,14 @@ struct KmsDriver<S: Store> {
 impl<S: Store + 'static> KmsDriver<S> {
     fn call(&self, req: &Value) -> Value {
         let mut rng = OsRng;
-        let mut env = Env { now: 1_800_000_000, rng: &mut rng };
-        match self.kms.kmip_json(&mut env, "bench", req.to_string().as_bytes()) {
+        let mut env = Env {
+            now: 1_800_000_000,
+            rng: &mut rng,
+        };
+        match self
+            .kms
+            .kmip_json(&mut env, "bench", req.to_string().as_bytes())
+        {
             Ok(out) => serde_json::from_slice(&out).expect("JSON response"),
             Err(e) => panic!("{req}: {e}"),
         }
@@ -99,7 +109,10 @@ impl<S: Store + 'static> KmsDriver<S> {
     }
 
     fn new(store: S) -> Self {
-        let mut d = KmsDriver { kms: Kms::new(store, KmsConfig::default()), uids: Vec::new() };
+        let mut d = KmsDriver {
+            kms: Kms::new(store, KmsConfig::default()),
+            uids: Vec::new(),
+        };
         d.uids = (0..PRELOADED).map(|i| d.create(&tags("pre", i))).collect();
         d
     }
@@ -107,7 +120,10 @@ impl<S: Store + 'static> KmsDriver<S> {
     fn located(&self, t: &[String]) -> usize {
         let r = self.call(&json!({"tag":"Locate","type":"Structure","value":[
             {"tag":"Attributes","type":"Structure","value":[tag_attr(t)]}]}));
-        r["value"].as_array().map(|a| a.iter().filter(|c| c["tag"] == "UniqueIdentifier").count()).unwrap_or(0)
+        r["value"]
+            .as_array()
+            .map(|a| a.iter().filter(|c| c["tag"] == "UniqueIdentifier").count())
+            .unwrap_or(0)
     }
 }
 
@@ -142,8 +158,20 @@ struct StoreDriver<S: Store>(S);
 
 fn record(i: usize, prefix: &str) -> Record {
     let mut keywords: Vec<String> = tags(prefix, i).iter().map(|t| format!("tag={t}")).collect();
-    keywords.extend(["type=SymmetricKey", "alg=AES", "state=Active", "owner=bench"].map(String::from));
-    Record { uid: format!("{prefix}-{i:08}"), body: vec![0x11; 300], keywords }
+    keywords.extend(
+        [
+            "type=SymmetricKey",
+            "alg=AES",
+            "state=Active",
+            "owner=bench",
+        ]
+        .map(String::from),
+    );
+    Record {
+        uid: format!("{prefix}-{i:08}"),
+        body: vec![0x11; 300],
+        keywords,
+    }
 }
 
 impl<S: Store + 'static> StoreDriver<S> {
@@ -166,7 +194,10 @@ impl<S: Store + 'static> Driver for StoreDriver<S> {
             Op::Get | Op::Encrypt => {
                 s.get(&format!("pre-{n:08}")).expect("get").expect("exists");
             }
-            Op::Locate1 => assert_eq!(s.search(&[format!("tag=u-pre-{n}")]).expect("search").len(), 1),
+            Op::Locate1 => assert_eq!(
+                s.search(&[format!("tag=u-pre-{n}")]).expect("search").len(),
+                1
+            ),
             Op::Locate3 => {
                 let q: Vec<String> = tags("pre", n).iter().map(|t| format!("tag={t}")).collect();
                 assert_eq!(s.search(&q).expect("search").len(), 1);
@@ -205,8 +236,14 @@ fn commandstats(url: &str) -> BTreeMap<String, u64> {
         connect_timeout: std::time::Duration::from_secs(3),
         io_timeout: std::time::Duration::from_secs(10),
     };
-    let mut c = kms_redis::client::Client::new(t, kms_redis::url::RedisUrl::parse(url).expect("url"), Default::default());
-    let Reply::Bulk(text) = c.request(&[b"INFO", b"commandstats"]).expect("INFO") else { panic!("INFO reply") };
+    let mut c = kms_redis::client::Client::new(
+        t,
+        kms_redis::url::RedisUrl::parse(url).expect("url"),
+        Default::default(),
+    );
+    let Reply::Bulk(text) = c.request(&[b"INFO", b"commandstats"]).expect("INFO") else {
+        panic!("INFO reply")
+    };
     let mut out = BTreeMap::new();
     for line in String::from_utf8_lossy(&text).lines() {
         if let Some(rest) = line.strip_prefix("cmdstat_") {
@@ -219,7 +256,14 @@ fn commandstats(url: &str) -> BTreeMap<String, u64> {
     out
 }
 
-fn table(level: &str, url: &str, memory: Arc<dyn Driver>, redis: Arc<dyn Driver>, pool: &StdPool, ops: usize) {
+fn table(
+    level: &str,
+    url: &str,
+    memory: Arc<dyn Driver>,
+    redis: Arc<dyn Driver>,
+    pool: &StdPool,
+    ops: usize,
+) {
     println!("\n{level} level ({ops} ops per cell, {PRELOADED} preloaded keys; ops/s)");
     println!(
         "{:<8} {:>4} {:>10} {:>9} {:>7} {:>7} {:>8}  Redis commands per op",
@@ -263,9 +307,16 @@ fn table(level: &str, url: &str, memory: Arc<dyn Driver>, redis: Arc<dyn Driver>
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let get = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let url = get("--redis-url").expect("--redis-url redis://127.0.0.1:PORT");
-    let ops: usize = get("--ops").map(|s| s.parse().expect("--ops N")).unwrap_or(2000);
+    let ops: usize = get("--ops")
+        .map(|s| s.parse().expect("--ops N"))
+        .unwrap_or(2000);
     let level = get("--level").unwrap_or_else(|| "both".into());
 
     if level != "store" {
@@ -275,11 +326,20 @@ fn main() {
         let memory: Arc<dyn Driver> = Arc::new(KmsDriver::new(MemoryStore::new()));
         let pool_owner = Arc::clone(&redis);
         let redis_dyn: Arc<dyn Driver> = redis;
-        table("KMS", &url, memory, redis_dyn, pool_owner.kms.store().pool(), ops);
+        table(
+            "KMS",
+            &url,
+            memory,
+            redis_dyn,
+            pool_owner.kms.store().pool(),
+            ops,
+        );
     }
     if level != "kms" {
         // Redis database 1, so both levels start from the same state.
-        let store = RedisFindexStore::connect(&format!("{url}/1"), &SECRET, ConnectOptions::default()).expect("connect");
+        let store =
+            RedisFindexStore::connect(&format!("{url}/1"), &SECRET, ConnectOptions::default())
+                .expect("connect");
         let redis = Arc::new(StoreDriver::new(store));
         let memory: Arc<dyn Driver> = Arc::new(StoreDriver::new(MemoryStore::new()));
         let pool_owner = Arc::clone(&redis);

@@ -44,7 +44,10 @@ pub enum ClientError {
 impl ClientError {
     /// True when the failure is a timeout.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, ClientError::Io(ErrorKind::TimedOut) | ClientError::Connect(ErrorKind::TimedOut))
+        matches!(
+            self,
+            ClientError::Io(ErrorKind::TimedOut) | ClientError::Connect(ErrorKind::TimedOut)
+        )
     }
 }
 
@@ -110,7 +113,16 @@ pub struct Client<T: Transport> {
 impl<T: Transport> Client<T> {
     /// A client that connects at its first request.
     pub fn new(transport: T, url: RedisUrl, limits: Limits) -> Self {
-        Client { transport, url, limits, conn: None, rx: Vec::new(), scripts: Vec::new(), connects: 0, round_trips: 0 }
+        Client {
+            transport,
+            url,
+            limits,
+            conn: None,
+            rx: Vec::new(),
+            scripts: Vec::new(),
+            connects: 0,
+            round_trips: 0,
+        }
     }
 
     /// Register a Lua script; it is loaded on every new connection and after `NOSCRIPT`.
@@ -138,8 +150,12 @@ impl<T: Transport> Client<T> {
     pub fn pipeline(&mut self, cmds: &[Command]) -> Result<Vec<Reply>, ClientError> {
         let mut replies = self.pipeline_with_retry(cmds)?;
         // NOSCRIPT: the script cache was flushed; reload and resend those commands (they did not run).
-        let again: Vec<usize> =
-            replies.iter().enumerate().filter(|(_, r)| r.is_error_code("NOSCRIPT")).map(|(i, _)| i).collect();
+        let again: Vec<usize> = replies
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_error_code("NOSCRIPT"))
+            .map(|(i, _)| i)
+            .collect();
         if !again.is_empty() {
             self.load_scripts()?;
             let resend: Vec<Command> = again.iter().filter_map(|i| cmds.get(*i).cloned()).collect();
@@ -183,7 +199,10 @@ impl<T: Transport> Client<T> {
             return Ok(false);
         }
         self.rx.clear();
-        let stream = self.transport.connect(&self.url.host, self.url.port).map_err(ClientError::Connect)?;
+        let stream = self
+            .transport
+            .connect(&self.url.host, self.url.port)
+            .map_err(ClientError::Connect)?;
         self.conn = Some(stream);
         self.connects += 1;
         let r = self.handshake();
@@ -224,8 +243,11 @@ impl<T: Transport> Client<T> {
         if self.scripts.is_empty() {
             return Ok(());
         }
-        let cmds: Vec<Command> =
-            self.scripts.iter().map(|s| Command::new(&[b"SCRIPT", b"LOAD", s.source.as_bytes()])).collect();
+        let cmds: Vec<Command> = self
+            .scripts
+            .iter()
+            .map(|s| Command::new(&[b"SCRIPT", b"LOAD", s.source.as_bytes()]))
+            .collect();
         let replies = self.exchange(&cmds).map_err(|(e, _)| e)?;
         for (s, r) in self.scripts.iter_mut().zip(replies) {
             match r {
@@ -255,7 +277,11 @@ impl<T: Transport> Client<T> {
                     encode_command(&mut out, &a);
                 }
                 Command::Script { script, keys, args } => {
-                    let sha = self.scripts.get(*script).and_then(|s| s.sha.as_deref()).unwrap_or(b"0");
+                    let sha = self
+                        .scripts
+                        .get(*script)
+                        .and_then(|s| s.sha.as_deref())
+                        .unwrap_or(b"0");
                     let nkeys = alloc::format!("{}", keys.len());
                     let mut a: Vec<&[u8]> = vec![b"EVALSHA", sha, nkeys.as_bytes()];
                     a.extend(keys.iter().map(|k| k.as_slice()));
@@ -265,7 +291,8 @@ impl<T: Transport> Client<T> {
             }
         }
         let conn = self.conn.as_mut().ok_or((ClientError::Closed, 0))?;
-        conn.write_all(&out).map_err(|e| (ClientError::Io(e.kind()), 0))?;
+        conn.write_all(&out)
+            .map_err(|e| (ClientError::Io(e.kind()), 0))?;
         conn.flush().map_err(|e| (ClientError::Io(e.kind()), 0))?;
         self.round_trips += 1;
         let mut replies = Vec::with_capacity(cmds.len());
@@ -281,7 +308,9 @@ impl<T: Transport> Client<T> {
                 Ok(Decoded::Incomplete) => {}
                 Err(e) => return Err((ClientError::Protocol(e), received.max(1))),
             }
-            let n = conn.read(&mut chunk).map_err(|e| (ClientError::Io(e.kind()), received))?;
+            let n = conn
+                .read(&mut chunk)
+                .map_err(|e| (ClientError::Io(e.kind()), received))?;
             if n == 0 {
                 return Err((ClientError::Closed, received));
             }

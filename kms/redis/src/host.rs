@@ -37,7 +37,9 @@ impl embedded_io::Read for Tcp {
 impl embedded_io::Write for Tcp {
     fn write(&mut self, buf: &[u8]) -> Result<usize, std::io::Error> {
         match std::io::Write::write(&mut self.0, buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+            }
             r => r,
         }
     }
@@ -67,8 +69,10 @@ impl Transport for TcpTransport {
         for a in addrs {
             match TcpStream::connect_timeout(&a, self.connect_timeout) {
                 Ok(s) => {
-                    s.set_read_timeout(Some(self.io_timeout)).map_err(|e| kind(&e))?;
-                    s.set_write_timeout(Some(self.io_timeout)).map_err(|e| kind(&e))?;
+                    s.set_read_timeout(Some(self.io_timeout))
+                        .map_err(|e| kind(&e))?;
+                    s.set_write_timeout(Some(self.io_timeout))
+                        .map_err(|e| kind(&e))?;
                     s.set_nodelay(true).map_err(|e| kind(&e))?;
                     return Ok(Tcp(s));
                 }
@@ -125,7 +129,10 @@ impl StdPool {
         StdPool {
             idle: Mutex::new(Vec::new()),
             url,
-            transport: TcpTransport { connect_timeout: opts.connect_timeout, io_timeout: opts.io_timeout },
+            transport: TcpTransport {
+                connect_timeout: opts.connect_timeout,
+                io_timeout: opts.io_timeout,
+            },
             limits: opts.limits,
             max_idle: opts.max_idle,
             stats: Mutex::new((0, 0)),
@@ -156,10 +163,10 @@ impl Pool for StdPool {
         if !client.is_connected() {
             return;
         }
-        if let Ok(mut v) = self.idle.lock() {
-            if v.len() < self.max_idle {
-                v.push(client);
-            }
+        if let Ok(mut v) = self.idle.lock()
+            && v.len() < self.max_idle
+        {
+            v.push(client);
         }
     }
 }
@@ -187,7 +194,11 @@ impl core::error::Error for ConnectError {}
 impl RedisFindexStore<StdPool> {
     /// Connect to `redis://[user:pass@]host:port[/db]` with the 32-byte database secret.
     /// Refuses a database created with another secret ([`OpenError::WrongSecret`]).
-    pub fn connect(url: &str, db_secret: &[u8; 32], opts: ConnectOptions) -> Result<Self, ConnectError> {
+    pub fn connect(
+        url: &str,
+        db_secret: &[u8; 32],
+        opts: ConnectOptions,
+    ) -> Result<Self, ConnectError> {
         let url = RedisUrl::parse(url).map_err(ConnectError::Url)?;
         RedisFindexStore::open(StdPool::new(url, &opts), db_secret).map_err(ConnectError::Open)
     }
@@ -208,9 +219,14 @@ impl fmt::Display for SecretFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretFileError::Read(e) => write!(f, "cannot read the database secret file: {e}"),
-            SecretFileError::Encoding => f.write_str("the database secret file must hold the secret in base64"),
+            SecretFileError::Encoding => {
+                f.write_str("the database secret file must hold the secret in base64")
+            }
             SecretFileError::Length(n) => {
-                write!(f, "the database secret must be 32 bytes (base64 of 32 random bytes), found {n} bytes")
+                write!(
+                    f,
+                    "the database secret must be 32 bytes (base64 of 32 random bytes), found {n} bytes"
+                )
             }
         }
     }
@@ -220,7 +236,9 @@ impl std::error::Error for SecretFileError {}
 
 /// Read a database secret file: the base64 (RFC 4648, padded) of 32 bytes, surrounding
 /// whitespace ignored. Decoding is constant-time (`base64ct`); buffers are zeroized.
-pub fn read_secret_file(path: &std::path::Path) -> Result<zeroize::Zeroizing<[u8; 32]>, SecretFileError> {
+pub fn read_secret_file(
+    path: &std::path::Path,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, SecretFileError> {
     let text = zeroize::Zeroizing::new(std::fs::read(path).map_err(SecretFileError::Read)?);
     decode_secret(&text)
 }
@@ -230,7 +248,9 @@ pub fn decode_secret(text: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>, Secret
     use base64ct::{Base64, Encoding};
     let trimmed = text.trim_ascii();
     let mut buf = zeroize::Zeroizing::new([0u8; 64]);
-    let n = Base64::decode(trimmed, &mut buf[..]).map_err(|_| SecretFileError::Encoding)?.len();
+    let n = Base64::decode(trimmed, &mut buf[..])
+        .map_err(|_| SecretFileError::Encoding)?
+        .len();
     if n != 32 {
         return Err(SecretFileError::Length(n));
     }
@@ -248,10 +268,22 @@ mod tests {
     fn secret_decoding() {
         let ok = b"QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=\n";
         assert_eq!(*decode_secret(ok).unwrap(), [0x42; 32]);
-        assert!(matches!(decode_secret(b"QkJC"), Err(SecretFileError::Length(3))));
-        assert!(matches!(decode_secret(b"not base64!"), Err(SecretFileError::Encoding)));
-        assert!(matches!(decode_secret(b""), Err(SecretFileError::Length(0))));
+        assert!(matches!(
+            decode_secret(b"QkJC"),
+            Err(SecretFileError::Length(3))
+        ));
+        assert!(matches!(
+            decode_secret(b"not base64!"),
+            Err(SecretFileError::Encoding)
+        ));
+        assert!(matches!(
+            decode_secret(b""),
+            Err(SecretFileError::Length(0))
+        ));
         let e = read_secret_file(std::path::Path::new("/nonexistent/secret")).unwrap_err();
-        assert!(e.to_string().contains("cannot read the database secret file"));
+        assert!(
+            e.to_string()
+                .contains("cannot read the database secret file")
+        );
     }
 }

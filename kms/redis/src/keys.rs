@@ -122,7 +122,9 @@ mod tests {
         let salt: [u8; 13] = core::array::from_fn(|i| i as u8);
         let info: [u8; 10] = core::array::from_fn(|i| 0xf0 + i as u8);
         let mut okm = [0u8; 42];
-        Hkdf::<Sha256>::new(Some(&salt), &ikm).expand(&info, &mut okm).unwrap();
+        Hkdf::<Sha256>::new(Some(&salt), &ikm)
+            .expand(&info, &mut okm)
+            .unwrap();
         assert_eq!(okm[..4], [0x3c, 0xb2, 0x5f, 0x25]);
         assert_eq!(okm[38..], [0x87, 0x18, 0x58, 0x65]);
     }

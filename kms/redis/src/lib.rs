@@ -8,7 +8,7 @@
 //! from the 32-byte database secret through HKDF-SHA256 ([`keys`]).
 //!
 //! Modules, in dependency order:
-//! - [`url`]: `redis://[user:pass@]host:port[/db]`.
+//! - [`url`]: URLs of the form `redis://[user:pass@]host:port[/db]`.
 //! - [`resp`]: sans-IO RESP2 framing with reply limits (`Incomplete` is not an error).
 //! - [`client`]: one connection over an `embedded-io` stream: AUTH, SELECT, pipelining,
 //!   `SCRIPT LOAD`/`EVALSHA` with reload on `NOSCRIPT`, reconnection.
@@ -52,6 +52,6 @@ pub mod seal;
 pub mod store;
 pub mod url;
 
-pub use store::{OpenError, Pool, RedisFindexStore};
 #[cfg(feature = "std")]
 pub use host::{ConnectError, ConnectOptions, StdPool};
+pub use store::{OpenError, Pool, RedisFindexStore};

@@ -78,7 +78,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_reply: 64 << 20, max_depth: 4, max_elements: 1 << 20 }
+        Limits {
+            max_reply: 64 << 20,
+            max_depth: 4,
+            max_elements: 1 << 20,
+        }
     }
 }
 
@@ -116,13 +120,17 @@ pub enum Decoded {
 
 /// Append one command (an array of bulk strings) to `out`.
 pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    let frames: Vec<BorrowedFrame<'_>> = args.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
+    let frames: Vec<BorrowedFrame<'_>> =
+        args.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
     let frame = BorrowedFrame::Array(&frames);
     let start = out.len();
     out.resize(start + frame.encode_len(false), 0);
     // The buffer was sized with `encode_len`, so encoding cannot run out of room; if the encoder
     // ever disagrees, drop the partial bytes instead of sending them.
-    match out.get_mut(start..).map(|buf| encode_borrowed(buf, &frame, false)) {
+    match out
+        .get_mut(start..)
+        .map(|buf| encode_borrowed(buf, &frame, false))
+    {
         Some(Ok(n)) => out.truncate(start + n),
         _ => out.truncate(start),
     }
@@ -136,7 +144,9 @@ pub fn decode_reply(buf: &[u8], limits: &Limits) -> Result<Decoded, RespError> {
     };
     let frame_bytes = buf.get(..len).ok_or(RespError::Malformed)?;
     match decode(frame_bytes) {
-        Ok(Some((frame, used))) if used == len => Ok(Decoded::Frame(Reply::from_frame(frame), used)),
+        Ok(Some((frame, used))) if used == len => {
+            Ok(Decoded::Frame(Reply::from_frame(frame), used))
+        }
         _ => Err(RespError::Malformed),
     }
 }
@@ -155,13 +165,21 @@ pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, RespError> {
             return Err(RespError::TooLarge);
         }
         let Some(&kind) = buf.get(pos) else {
-            return if buf.len() > limits.max_reply { Err(RespError::TooLarge) } else { Ok(None) };
+            return if buf.len() > limits.max_reply {
+                Err(RespError::TooLarge)
+            } else {
+                Ok(None)
+            };
         };
         let Some(line_end) = find_crlf(buf, pos + 1) else {
             if buf.len().saturating_sub(pos) > 64 * 1024 && kind != b'-' && kind != b'+' {
                 return Err(RespError::Malformed);
             }
-            return if buf.len() > limits.max_reply { Err(RespError::TooLarge) } else { Ok(None) };
+            return if buf.len() > limits.max_reply {
+                Err(RespError::TooLarge)
+            } else {
+                Ok(None)
+            };
         };
         let line = buf.get(pos + 1..line_end).ok_or(RespError::Malformed)?;
         pos = line_end + 2;
@@ -181,7 +199,10 @@ pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, RespError> {
                     if n > limits.max_reply {
                         return Err(RespError::TooLarge);
                     }
-                    let end = pos.checked_add(n).and_then(|e| e.checked_add(2)).ok_or(RespError::TooLarge)?;
+                    let end = pos
+                        .checked_add(n)
+                        .and_then(|e| e.checked_add(2))
+                        .ok_or(RespError::TooLarge)?;
                     if end > limits.max_reply.saturating_add(2) {
                         return Err(RespError::TooLarge);
                     }
@@ -265,9 +286,15 @@ mod tests {
         let wire: &[u8] = b"*3\r\n$3\r\nabc\r\n*2\r\n:-5\r\n$-1\r\n+OK\r\n-ERR x\r\n";
         let first_len = wire.len() - b"-ERR x\r\n".len();
         for cut in 0..first_len {
-            assert_eq!(decode_reply(&wire[..cut], &lim()), Ok(Decoded::Incomplete), "cut {cut}");
+            assert_eq!(
+                decode_reply(&wire[..cut], &lim()),
+                Ok(Decoded::Incomplete),
+                "cut {cut}"
+            );
         }
-        let Decoded::Frame(r, n) = decode_reply(wire, &lim()).unwrap() else { panic!() };
+        let Decoded::Frame(r, n) = decode_reply(wire, &lim()).unwrap() else {
+            panic!()
+        };
         assert_eq!(n, first_len);
         assert_eq!(
             r,
@@ -277,23 +304,46 @@ mod tests {
                 Reply::Status(b"OK".to_vec())
             ])
         );
-        let Decoded::Frame(e, _) = decode_reply(&wire[n..], &lim()).unwrap() else { panic!() };
+        let Decoded::Frame(e, _) = decode_reply(&wire[n..], &lim()).unwrap() else {
+            panic!()
+        };
         assert!(e.is_error_code("ERR"));
         // an encoded command is itself a valid RESP2 array
         let mut cmd = Vec::new();
         encode_command(&mut cmd, &[b"GET", b"\x00\xff"]);
-        let Decoded::Frame(c, _) = decode_reply(&cmd, &lim()).unwrap() else { panic!() };
-        assert_eq!(c, Reply::Array(vec![Reply::Bulk(b"GET".to_vec()), Reply::Bulk(vec![0, 255])]));
+        let Decoded::Frame(c, _) = decode_reply(&cmd, &lim()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            c,
+            Reply::Array(vec![
+                Reply::Bulk(b"GET".to_vec()),
+                Reply::Bulk(vec![0, 255])
+            ])
+        );
     }
 
     #[test]
     fn hostile_replies() {
-        let small = Limits { max_reply: 100, max_depth: 2, max_elements: 10 };
+        let small = Limits {
+            max_reply: 100,
+            max_depth: 2,
+            max_elements: 10,
+        };
         assert_eq!(decode_reply(b"$1000\r\n", &small), Err(RespError::TooLarge));
-        assert_eq!(decode_reply(b"$99999999999999999999\r\n", &small), Err(RespError::Malformed));
-        assert_eq!(decode_reply(b"*1\r\n*1\r\n*1\r\n:1\r\n", &small), Err(RespError::TooDeep));
+        assert_eq!(
+            decode_reply(b"$99999999999999999999\r\n", &small),
+            Err(RespError::Malformed)
+        );
+        assert_eq!(
+            decode_reply(b"*1\r\n*1\r\n*1\r\n:1\r\n", &small),
+            Err(RespError::TooDeep)
+        );
         assert_eq!(decode_reply(b"*11\r\n", &small), Err(RespError::TooLarge));
-        assert_eq!(decode_reply(b"$3\r\nabcXY", &small), Err(RespError::Malformed));
+        assert_eq!(
+            decode_reply(b"$3\r\nabcXY", &small),
+            Err(RespError::Malformed)
+        );
         assert_eq!(decode_reply(b"!3\r\n", &small), Err(RespError::Malformed));
         assert_eq!(decode_reply(b"$-2\r\n", &small), Err(RespError::Malformed));
         assert_eq!(decode_reply(b":abc\r\n", &small), Err(RespError::Malformed));

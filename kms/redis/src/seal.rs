@@ -155,7 +155,13 @@ impl Sealer {
         plain.extend_from_slice(&r.body);
         let ad = Self::ad(&self.object_key(&r.uid), v);
         let nonce = self.nonce(r.uid.as_bytes(), v);
-        let ct = self.aead.encrypt(&Nonce::from(nonce), Payload { msg: &plain, aad: &ad });
+        let ct = self.aead.encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &plain,
+                aad: &ad,
+            },
+        );
         wipe(&mut plain);
         let ct = ct.map_err(|_| SealError::Malformed)?;
         let mut out = Vec::with_capacity(20 + ct.len());
@@ -168,10 +174,10 @@ impl Sealer {
     /// Open the value stored at `uid`'s key.
     pub fn open(&self, uid: &str, value: &[u8]) -> Result<Stored, SealError> {
         let s = self.open_at(&self.object_key(uid), value)?;
-        if let Stored::Live(r, _) = &s {
-            if r.uid != uid {
-                return Err(SealError::WrongUid);
-            }
+        if let Stored::Live(r, _) = &s
+            && r.uid != uid
+        {
+            return Err(SealError::WrongUid);
         }
         Ok(s)
     }
@@ -183,7 +189,10 @@ impl Sealer {
         if rest.is_empty() {
             return Ok(Stored::Tombstone(v));
         }
-        let nonce: [u8; 12] = rest.get(..12).and_then(|n| n.try_into().ok()).ok_or(SealError::Malformed)?;
+        let nonce: [u8; 12] = rest
+            .get(..12)
+            .and_then(|n| n.try_into().ok())
+            .ok_or(SealError::Malformed)?;
         let ct = rest.get(12..).ok_or(SealError::Malformed)?;
         let ad = Self::ad(key, v);
         let mut plain = self
@@ -202,13 +211,25 @@ impl Sealer {
     /// The canary value (deterministic for a secret).
     pub fn canary(&self) -> Vec<u8> {
         self.canary
-            .encrypt(&Nonce::from([0u8; 12]), Payload { msg: CANARY_PLAIN, aad: CANARY_KEY })
+            .encrypt(
+                &Nonce::from([0u8; 12]),
+                Payload {
+                    msg: CANARY_PLAIN,
+                    aad: CANARY_KEY,
+                },
+            )
             .unwrap_or_default()
     }
 
     /// True if `value` is the canary of this secret.
     pub fn canary_matches(&self, value: &[u8]) -> bool {
-        match self.canary.decrypt(&Nonce::from([0u8; 12]), Payload { msg: value, aad: CANARY_KEY }) {
+        match self.canary.decrypt(
+            &Nonce::from([0u8; 12]),
+            Payload {
+                msg: value,
+                aad: CANARY_KEY,
+            },
+        ) {
             Ok(p) => p == CANARY_PLAIN,
             Err(_) => false,
         }
@@ -250,7 +271,11 @@ fn parse_plain(p: &[u8]) -> Result<Record, SealError> {
         keywords.push(String::from_utf8(take(n)?.to_vec()).map_err(|_| SealError::Malformed)?);
     }
     let body = p.get(at..).ok_or(SealError::Malformed)?.to_vec();
-    Ok(Record { uid, body, keywords })
+    Ok(Record {
+        uid,
+        body,
+        keywords,
+    })
 }
 
 #[cfg(test)]
@@ -260,7 +285,11 @@ mod tests {
     use alloc::vec;
 
     fn rec() -> Record {
-        Record { uid: "uid-1".to_string(), body: b"KEYBYTES".to_vec(), keywords: vec!["tag=x".to_string(), "owner=al".to_string()] }
+        Record {
+            uid: "uid-1".to_string(),
+            body: b"KEYBYTES".to_vec(),
+            keywords: vec!["tag=x".to_string(), "owner=al".to_string()],
+        }
     }
 
     #[test]
@@ -269,17 +298,25 @@ mod tests {
         let v = s.seal(&rec(), Version(3)).unwrap();
         assert_eq!(version_of(&v), Some(Version(3)));
         assert!(!v.windows(8).any(|w| w == b"KEYBYTES"));
-        let Stored::Live(r, ver) = s.open("uid-1", &v).unwrap() else { panic!() };
+        let Stored::Live(r, ver) = s.open("uid-1", &v).unwrap() else {
+            panic!()
+        };
         assert_eq!((r, ver), (rec(), Version(3)));
         // moved to another uid's key, or version prefix rewritten: refused
         assert_eq!(s.open("uid-2", &v).unwrap_err(), SealError::Authentication);
         let mut bumped = v.clone();
         bumped[7] = 4;
-        assert_eq!(s.open("uid-1", &bumped).unwrap_err(), SealError::Authentication);
+        assert_eq!(
+            s.open("uid-1", &bumped).unwrap_err(),
+            SealError::Authentication
+        );
         // other secret: refused
         let o = Sealer::new(&KeySet::derive(&[2; 32]));
         assert_eq!(o.open("uid-1", &v).unwrap_err(), SealError::Authentication);
-        assert!(matches!(s.open("uid-1", &tombstone(Version(9))).unwrap(), Stored::Tombstone(Version(9))));
+        assert!(matches!(
+            s.open("uid-1", &tombstone(Version(9))).unwrap(),
+            Stored::Tombstone(Version(9))
+        ));
         assert_eq!(s.open("uid-1", b"short").unwrap_err(), SealError::Malformed);
     }
 
@@ -289,17 +326,32 @@ mod tests {
         let k = s.object_key("uid-1");
         assert!(k.starts_with(OBJECT_PREFIX) && k.len() == OBJECT_PREFIX.len() + 32);
         assert_ne!(k, s.object_key("uid-2"));
-        assert_ne!(k, Sealer::new(&KeySet::derive(&[2; 32])).object_key("uid-1"));
+        assert_ne!(
+            k,
+            Sealer::new(&KeySet::derive(&[2; 32])).object_key("uid-1")
+        );
         assert!(s.canary_matches(&s.canary()));
         assert!(!Sealer::new(&KeySet::derive(&[2; 32])).canary_matches(&s.canary()));
-        assert_eq!(index_key(&[0xab; 16]), b"kms:f:abababababababababababababababab".to_vec());
+        assert_eq!(
+            index_key(&[0xab; 16]),
+            b"kms:f:abababababababababababababababab".to_vec()
+        );
     }
 
     #[test]
     fn malformed_plaintext_is_refused() {
-        assert_eq!(parse_plain(&[0, 0, 0, 9, b'a']).unwrap_err(), SealError::Malformed);
-        assert_eq!(parse_plain(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).unwrap_err(), SealError::Malformed);
+        assert_eq!(
+            parse_plain(&[0, 0, 0, 9, b'a']).unwrap_err(),
+            SealError::Malformed
+        );
+        assert_eq!(
+            parse_plain(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).unwrap_err(),
+            SealError::Malformed
+        );
         let r = parse_plain(&[0, 0, 0, 1, b'u', 0, 0, 0, 0, 1, 2]).unwrap();
-        assert_eq!((r.uid.as_str(), r.keywords.len(), r.body.as_slice()), ("u", 0, [1u8, 2].as_slice()));
+        assert_eq!(
+            (r.uid.as_str(), r.keywords.len(), r.body.as_slice()),
+            ("u", 0, [1u8, 2].as_slice())
+        );
     }
 }

@@ -128,11 +128,14 @@ impl<P: Pool> Drop for Lease<'_, P> {
 /// Map a client failure to the store's error (never echoes data).
 pub fn unavailable(e: &ClientError) -> StoreError {
     match e {
-        ClientError::Io(embedded_io::ErrorKind::TimedOut) | ClientError::Connect(embedded_io::ErrorKind::TimedOut) => {
+        ClientError::Io(embedded_io::ErrorKind::TimedOut)
+        | ClientError::Connect(embedded_io::ErrorKind::TimedOut) => {
             StoreError::Unavailable("Redis did not answer in time")
         }
         ClientError::Connect(_) => StoreError::Unavailable("cannot connect to Redis"),
-        ClientError::Io(_) | ClientError::Closed => StoreError::Unavailable("Redis connection lost"),
+        ClientError::Io(_) | ClientError::Closed => {
+            StoreError::Unavailable("Redis connection lost")
+        }
         ClientError::Protocol(_) => StoreError::Corrupt("malformed Redis reply"),
         ClientError::Auth => StoreError::Unavailable("Redis refused AUTH"),
         ClientError::Select => StoreError::Unavailable("Redis refused SELECT"),
@@ -143,8 +146,12 @@ pub fn unavailable(e: &ClientError) -> StoreError {
 fn reply_error(r: &Reply) -> StoreError {
     match r {
         Reply::Error(e) if e.starts_with("OOM") => StoreError::Backend("Redis is out of memory"),
-        Reply::Error(e) if e.starts_with("READONLY") => StoreError::Backend("Redis is a read-only replica"),
-        Reply::Error(e) if e.starts_with("MISCONF") => StoreError::Backend("Redis cannot persist (MISCONF)"),
+        Reply::Error(e) if e.starts_with("READONLY") => {
+            StoreError::Backend("Redis is a read-only replica")
+        }
+        Reply::Error(e) if e.starts_with("MISCONF") => {
+            StoreError::Backend("Redis cannot persist (MISCONF)")
+        }
         Reply::Error(e) if e.starts_with("NOAUTH") || e.starts_with("NOPERM") => {
             StoreError::Backend("Redis refused the command (ACL)")
         }
@@ -156,7 +163,9 @@ fn reply_error(r: &Reply) -> StoreError {
 fn seal_err(e: SealError) -> StoreError {
     match e {
         SealError::Malformed => StoreError::Corrupt("stored object is malformed"),
-        SealError::Authentication => StoreError::Corrupt("stored object does not authenticate (tampered or wrong secret)"),
+        SealError::Authentication => {
+            StoreError::Corrupt("stored object does not authenticate (tampered or wrong secret)")
+        }
         SealError::WrongUid => StoreError::Corrupt("stored object belongs to another uid"),
     }
 }
@@ -178,6 +187,8 @@ pub struct RedisMemory<'a, T: Transport> {
 
 /// Most keys per `MGET` (a pipeline carries several).
 const MGET_CHUNK: usize = 4096;
+/// Search reads every list up to this many words, and larger ones only if none is smaller.
+const SMALL_LIST_WORDS: u64 = 64;
 
 fn word_of(r: Reply) -> Result<Option<Word>, StoreError> {
     match r {
@@ -216,7 +227,10 @@ impl<T: Transport> Memory for RedisMemory<'_, T> {
         Ok(out)
     }
 
-    fn batch_guarded_write(&mut self, writes: &[GuardedWrite]) -> Result<Vec<Option<Word>>, StoreError> {
+    fn batch_guarded_write(
+        &mut self,
+        writes: &[GuardedWrite],
+    ) -> Result<Vec<Option<Word>>, StoreError> {
         let cmds: Vec<Command> = writes
             .iter()
             .map(|w| {
@@ -226,7 +240,11 @@ impl<T: Transport> Memory for RedisMemory<'_, T> {
                     keys.push(index_key(t));
                     args.push(word.to_vec());
                 }
-                Command::Script { script: self.script, keys, args }
+                Command::Script {
+                    script: self.script,
+                    keys,
+                    args,
+                }
             })
             .collect();
         let replies = self.client.pipeline(&cmds).map_err(|e| unavailable(&e))?;
@@ -259,7 +277,11 @@ impl<P: Pool> RedisFindexStore<P> {
     /// Fails with [`OpenError::WrongSecret`] when the database belongs to another secret.
     pub fn open(pool: P, db_secret: &[u8; 32]) -> Result<Self, OpenError> {
         let keys = KeySet::derive(db_secret);
-        let store = RedisFindexStore { pool, sealer: Sealer::new(&keys), findex: Findex::new(&keys.findex) };
+        let store = RedisFindexStore {
+            pool,
+            sealer: Sealer::new(&keys),
+            findex: Findex::new(&keys.findex),
+        };
         store.check_canary()?;
         Ok(store)
     }
@@ -290,45 +312,86 @@ impl<P: Pool> RedisFindexStore<P> {
 
     fn lease(&self) -> Lease<'_, P> {
         let mut client = self.pool.acquire();
-        let scripts =
-            Scripts { guarded: client.register_script(LUA_GUARDED_WRITE), cas: client.register_script(LUA_OBJECT_CAS) };
-        Lease { pool: &self.pool, client: Some(client), scripts }
+        let scripts = Scripts {
+            guarded: client.register_script(LUA_GUARDED_WRITE),
+            cas: client.register_script(LUA_OBJECT_CAS),
+        };
+        Lease {
+            pool: &self.pool,
+            client: Some(client),
+            scripts,
+        }
     }
 
     fn read(&self, l: &mut Lease<'_, P>, uid: &str) -> Result<Option<Stored>, StoreError> {
         let key = self.sealer.object_key(uid);
-        match l.c()?.request(&[b"GET", &key]).map_err(|e| unavailable(&e))? {
+        match l
+            .c()?
+            .request(&[b"GET", &key])
+            .map_err(|e| unavailable(&e))?
+        {
             Reply::Nil => Ok(None),
             Reply::Bulk(v) => self.sealer.open(uid, &v).map(Some).map_err(seal_err),
             other => Err(reply_error(&other)),
         }
     }
 
-    fn cas(&self, l: &mut Lease<'_, P>, uid: &str, expect: Vec<u8>, value: Vec<u8>) -> Result<Cas, StoreError> {
+    fn cas(
+        &self,
+        l: &mut Lease<'_, P>,
+        uid: &str,
+        expect: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<Cas, StoreError> {
         let key = self.sealer.object_key(uid);
         let script = l.scripts.cas;
-        let cmd = Command::Script { script, keys: vec![key], args: vec![expect, value] };
+        let cmd = Command::Script {
+            script,
+            keys: vec![key],
+            args: vec![expect, value],
+        };
         let mut r = l.c()?.pipeline(&[cmd]).map_err(|e| unavailable(&e))?;
         match r.pop() {
             Some(Reply::Integer(1)) => Ok(Cas::Written),
             Some(Reply::Integer(0)) => Ok(Cas::Conflict),
             Some(Reply::Integer(-1)) => Ok(Cas::NotFound),
-            Some(Reply::Bulk(t)) => seal::version_of(&t).map(Cas::Tombstone).ok_or(StoreError::Corrupt("bad tombstone")),
+            Some(Reply::Bulk(t)) => seal::version_of(&t)
+                .map(Cas::Tombstone)
+                .ok_or(StoreError::Corrupt("bad tombstone")),
             Some(other) => Err(reply_error(&other)),
             None => Err(StoreError::Unavailable("Redis connection lost")),
         }
     }
 
-    fn index(&self, l: &mut Lease<'_, P>, op: Op, version: Version, uid: &str, keywords: &[&String]) -> Result<(), StoreError> {
+    fn index(
+        &self,
+        l: &mut Lease<'_, P>,
+        op: Op,
+        version: Version,
+        uid: &str,
+        keywords: &[&String],
+    ) -> Result<(), StoreError> {
         if keywords.is_empty() {
             return Ok(());
         }
         let changes: Vec<(&[u8], Entry)> = keywords
             .iter()
-            .map(|k| (k.as_bytes(), Entry { op, version: version.0, uid: uid.as_bytes().to_vec() }))
+            .map(|k| {
+                (
+                    k.as_bytes(),
+                    Entry {
+                        op,
+                        version: version.0,
+                        uid: uid.as_bytes().to_vec(),
+                    },
+                )
+            })
             .collect();
         let script = l.scripts.guarded;
-        let mut mem = RedisMemory { client: l.c()?, script };
+        let mut mem = RedisMemory {
+            client: l.c()?,
+            script,
+        };
         self.findex.append(&mut mem, &changes).map_err(findex_err)
     }
 
@@ -339,9 +402,15 @@ impl<P: Pool> RedisFindexStore<P> {
         let mut pattern = OBJECT_PREFIX.to_vec();
         pattern.push(b'*');
         loop {
-            let r = l.c()?.request(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"1000"]).map_err(|e| unavailable(&e))?;
-            let Reply::Array(mut parts) = r else { return Err(reply_error(&r)) };
-            let (Some(Reply::Array(batch)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop()) else {
+            let r = l
+                .c()?
+                .request(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"1000"])
+                .map_err(|e| unavailable(&e))?;
+            let Reply::Array(mut parts) = r else {
+                return Err(reply_error(&r));
+            };
+            let (Some(Reply::Array(batch)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop())
+            else {
                 return Err(StoreError::Corrupt("unexpected SCAN reply"));
             };
             for k in batch {
@@ -362,7 +431,9 @@ impl<P: Pool> RedisFindexStore<P> {
             let mut a: Vec<&[u8]> = vec![b"MGET"];
             a.extend(chunk.iter().map(|k| k.as_slice()));
             let r = l.c()?.request(&a).map_err(|e| unavailable(&e))?;
-            let Reply::Array(vals) = r else { return Err(reply_error(&r)) };
+            let Reply::Array(vals) = r else {
+                return Err(reply_error(&r));
+            };
             for (v, k) in vals.into_iter().zip(chunk) {
                 let Reply::Bulk(v) = v else { continue };
                 if let Stored::Live(r, _) = self.sealer.open_at(k, &v).map_err(seal_err)? {
@@ -374,7 +445,6 @@ impl<P: Pool> RedisFindexStore<P> {
         out.dedup();
         Ok(out)
     }
-
 }
 
 impl<P: Pool> Store for RedisFindexStore<P> {
@@ -404,7 +474,9 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                 }
             }
         }
-        Err(StoreError::Unavailable("insert contention: too many retries"))
+        Err(StoreError::Unavailable(
+            "insert contention: too many retries",
+        ))
     }
 
     fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
@@ -426,14 +498,24 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             }
             _ => return Err(StoreError::NotFound),
         };
-        let next = Version(expected.0.checked_add(1).ok_or(StoreError::Backend("version overflow"))?);
+        let next = Version(
+            expected
+                .0
+                .checked_add(1)
+                .ok_or(StoreError::Backend("version overflow"))?,
+        );
         let old_set: BTreeSet<&String> = old.keywords.iter().collect();
         let new_set: BTreeSet<&String> = record.keywords.iter().collect();
         let added: Vec<&String> = new_set.difference(&old_set).copied().collect();
         let removed: Vec<&String> = old_set.difference(&new_set).copied().collect();
         self.index(&mut l, Op::Insert, next, &record.uid, &added)?;
         let value = self.sealer.seal(record, next).map_err(seal_err)?;
-        match self.cas(&mut l, &record.uid, expected.0.to_be_bytes().to_vec(), value)? {
+        match self.cas(
+            &mut l,
+            &record.uid,
+            expected.0.to_be_bytes().to_vec(),
+            value,
+        )? {
             Cas::Written => {}
             Cas::Conflict => return Err(StoreError::Conflict),
             Cas::NotFound | Cas::Tombstone(_) => return Err(StoreError::NotFound),
@@ -454,8 +536,18 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             }
             _ => return Err(StoreError::NotFound),
         };
-        let gone = Version(expected.0.checked_add(1).ok_or(StoreError::Backend("version overflow"))?);
-        match self.cas(&mut l, uid, expected.0.to_be_bytes().to_vec(), seal::tombstone(gone))? {
+        let gone = Version(
+            expected
+                .0
+                .checked_add(1)
+                .ok_or(StoreError::Backend("version overflow"))?,
+        );
+        match self.cas(
+            &mut l,
+            uid,
+            expected.0.to_be_bytes().to_vec(),
+            seal::tombstone(gone),
+        )? {
             Cas::Written => {}
             Cas::Conflict => return Err(StoreError::Conflict),
             Cas::NotFound | Cas::Tombstone(_) => return Err(StoreError::NotFound),
@@ -473,13 +565,37 @@ impl<P: Pool> Store for RedisFindexStore<P> {
         let kws: Vec<&[u8]> = all_of.iter().map(|k| k.as_bytes()).collect();
         let script = l.scripts.guarded;
         let hits = {
-            let mut mem = RedisMemory { client: l.c()?, script };
-            self.findex.search(&mut mem, &kws).map_err(findex_err)?
+            let mut mem = RedisMemory {
+                client: l.c()?,
+                script,
+            };
+            // Query plan: the headers give each list's size. Every result is in every list, and
+            // results are re-checked against their sealed record below, so reading only the
+            // small lists is enough: the smallest, plus any other list not much larger.
+            let lists = self.findex.lists(&mut mem, &kws).map_err(findex_err)?;
+            let Some(smallest) = lists.iter().map(|l| l.words).min() else {
+                return Ok(Vec::new());
+            };
+            if smallest == 0 {
+                return Ok(Vec::new());
+            }
+            let budget = smallest.max(SMALL_LIST_WORDS);
+            let mut chosen: Vec<_> = lists
+                .iter()
+                .copied()
+                .filter(|l| l.words <= budget)
+                .collect();
+            chosen.dedup_by_key(|l| l.address);
+            self.findex
+                .read_lists(&mut mem, &chosen)
+                .map_err(findex_err)?
         };
         // Intersect, smallest list first.
         let mut lists: Vec<&BTreeMap<Vec<u8>, u64>> = hits.iter().collect();
         lists.sort_by_key(|h| h.len());
-        let Some((first, rest)) = lists.split_first() else { return Ok(Vec::new()) };
+        let Some((first, rest)) = lists.split_first() else {
+            return Ok(Vec::new());
+        };
         let candidates: Vec<String> = first
             .keys()
             .filter(|u| rest.iter().all(|h| h.contains_key(*u)))
@@ -500,16 +616,20 @@ impl<P: Pool> Store for RedisFindexStore<P> {
         let replies = l.c()?.pipeline(&cmds).map_err(|e| unavailable(&e))?;
         let mut out = Vec::new();
         for (r, chunk) in replies.into_iter().zip(candidates.chunks(MGET_CHUNK)) {
-            let Reply::Array(vals) = r else { return Err(reply_error(&r)) };
+            let Reply::Array(vals) = r else {
+                return Err(reply_error(&r));
+            };
             if vals.len() != chunk.len() {
-                return Err(StoreError::Corrupt("MGET answered the wrong number of values"));
+                return Err(StoreError::Corrupt(
+                    "MGET answered the wrong number of values",
+                ));
             }
             for (v, uid) in vals.into_iter().zip(chunk) {
                 let Reply::Bulk(v) = v else { continue };
-                if let Stored::Live(rec, _) = self.sealer.open(uid, &v).map_err(seal_err)? {
-                    if all_of.iter().all(|k| rec.keywords.contains(k)) {
-                        out.push(uid.clone());
-                    }
+                if let Stored::Live(rec, _) = self.sealer.open(uid, &v).map_err(seal_err)?
+                    && all_of.iter().all(|k| rec.keywords.contains(k))
+                {
+                    out.push(uid.clone());
                 }
             }
         }

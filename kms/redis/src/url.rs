@@ -119,7 +119,11 @@ impl RedisUrl {
                     Some(i) => (&ui[..i], Some(&ui[i + 1..])),
                     None => (ui, None),
                 };
-                let user = if u.is_empty() { None } else { Some(percent_decode(u)?) };
+                let user = if u.is_empty() {
+                    None
+                } else {
+                    Some(percent_decode(u)?)
+                };
                 let password = match p {
                     Some(p) => Some(percent_decode(p)?),
                     None => None,
@@ -135,7 +139,13 @@ impl RedisUrl {
         } else {
             return Err(UrlError::Database);
         };
-        Ok(RedisUrl { host, port, user, password, db })
+        Ok(RedisUrl {
+            host,
+            port,
+            user,
+            password,
+            db,
+        })
     }
 }
 
@@ -149,7 +159,11 @@ fn split_host_port(hp: &str) -> Result<(String, u16), UrlError> {
             None if after.is_empty() => None,
             None => return Err(UrlError::Host),
         };
-        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return Err(UrlError::Host);
         }
         (host, port)
@@ -159,7 +173,9 @@ fn split_host_port(hp: &str) -> Result<(String, u16), UrlError> {
             None => (hp, None),
         };
         if host.is_empty()
-            || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
         {
             return Err(UrlError::Host);
         }
@@ -184,8 +200,14 @@ fn percent_decode(s: &str) -> Result<String, UrlError> {
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         if c == b'%' {
-            let hi = b.get(i + 1).and_then(|h| hex_val(*h)).ok_or(UrlError::Userinfo)?;
-            let lo = b.get(i + 2).and_then(|h| hex_val(*h)).ok_or(UrlError::Userinfo)?;
+            let hi = b
+                .get(i + 1)
+                .and_then(|h| hex_val(*h))
+                .ok_or(UrlError::Userinfo)?;
+            let lo = b
+                .get(i + 2)
+                .and_then(|h| hex_val(*h))
+                .ok_or(UrlError::Userinfo)?;
             out.push(hi << 4 | lo);
             i += 3;
         } else {
@@ -224,9 +246,15 @@ mod tests {
     #[test]
     fn defaults_and_password_only() {
         let u = RedisUrl::parse("redis://127.0.0.1").unwrap();
-        assert_eq!((u.port, u.db, u.user.is_none(), u.password.is_none()), (6379, 0, true, true));
+        assert_eq!(
+            (u.port, u.db, u.user.is_none(), u.password.is_none()),
+            (6379, 0, true, true)
+        );
         let u = RedisUrl::parse("redis://:pw@[::1]:7000/").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.user.is_none()), ("::1", 7000, true));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.user.is_none()),
+            ("::1", 7000, true)
+        );
         assert_eq!(u.password.as_deref(), Some("pw"));
     }
 
@@ -238,9 +266,15 @@ mod tests {
         assert_eq!(RedisUrl::parse("redis://h:70000"), Err(UrlError::Port));
         assert_eq!(RedisUrl::parse("redis://h:"), Err(UrlError::Port));
         assert_eq!(RedisUrl::parse("redis://h:1/x"), Err(UrlError::Database));
-        assert_eq!(RedisUrl::parse("redis://h:1/99999999999"), Err(UrlError::Database));
+        assert_eq!(
+            RedisUrl::parse("redis://h:1/99999999999"),
+            Err(UrlError::Database)
+        );
         assert_eq!(RedisUrl::parse("redis://u:%zz@h"), Err(UrlError::Userinfo));
-        assert_eq!(RedisUrl::parse("redis://h/0?x=1"), Err(UrlError::Unsupported));
+        assert_eq!(
+            RedisUrl::parse("redis://h/0?x=1"),
+            Err(UrlError::Unsupported)
+        );
         assert_eq!(RedisUrl::parse("redis://h h:1"), Err(UrlError::Host));
     }
 }

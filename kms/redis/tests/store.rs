@@ -16,7 +16,11 @@ use std::time::Duration;
 const SECRET: [u8; 32] = [0x42; 32];
 
 fn rec(uid: &str, body: &[u8], kws: &[&str]) -> Record {
-    Record { uid: uid.into(), body: body.to_vec(), keywords: kws.iter().map(|s| s.to_string()).collect() }
+    Record {
+        uid: uid.into(),
+        body: body.to_vec(),
+        keywords: kws.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 fn kw(k: &[&str]) -> Vec<String> {
@@ -36,9 +40,18 @@ fn open(r: &RedisServer) -> RedisFindexStore<StdPool> {
 fn store_semantics() {
     let r = RedisServer::start();
     let s = open(&r);
-    assert_eq!(s.insert(&rec("a", b"A1", &["tag=x", "type=SymmetricKey"])), Ok(Version(1)));
-    assert_eq!(s.insert(&rec("b", b"B1", &["tag=x", "tag=y"])), Ok(Version(1)));
-    assert_eq!(s.insert(&rec("a", b"again", &[])), Err(StoreError::AlreadyExists));
+    assert_eq!(
+        s.insert(&rec("a", b"A1", &["tag=x", "type=SymmetricKey"])),
+        Ok(Version(1))
+    );
+    assert_eq!(
+        s.insert(&rec("b", b"B1", &["tag=x", "tag=y"])),
+        Ok(Version(1))
+    );
+    assert_eq!(
+        s.insert(&rec("a", b"again", &[])),
+        Err(StoreError::AlreadyExists)
+    );
     let (got, v) = s.get("a").unwrap().unwrap();
     assert_eq!((got.body.as_slice(), v), (b"A1".as_slice(), Version(1)));
     assert_eq!(got.keywords, kw(&["tag=x", "type=SymmetricKey"]));
@@ -46,18 +59,40 @@ fn store_semantics() {
 
     assert_eq!(sorted(s.search(&kw(&["tag=x"])).unwrap()), kw(&["a", "b"]));
     assert_eq!(s.search(&kw(&["tag=x", "tag=y"])).unwrap(), kw(&["b"]));
-    assert_eq!(s.search(&kw(&["tag=x", "type=SymmetricKey"])).unwrap(), kw(&["a"]));
+    assert_eq!(
+        s.search(&kw(&["tag=x", "type=SymmetricKey"])).unwrap(),
+        kw(&["a"])
+    );
     assert!(s.search(&kw(&["tag=nope"])).unwrap().is_empty());
     assert_eq!(sorted(s.search(&[]).unwrap()), kw(&["a", "b"]));
 
     // CAS: update at the current version wins once; the stale writer gets Conflict.
-    assert_eq!(s.update(&rec("a", b"A2", &["tag=z", "type=SymmetricKey"]), Version(1)), Ok(Version(2)));
-    assert_eq!(s.update(&rec("a", b"A2'", &["tag=x"]), Version(1)), Err(StoreError::Conflict));
-    assert_eq!(s.update(&rec("zz", b"", &[]), Version(1)), Err(StoreError::NotFound));
-    assert_eq!(s.search(&kw(&["tag=x"])).unwrap(), kw(&["b"]), "re-tag removes the old tag");
+    assert_eq!(
+        s.update(
+            &rec("a", b"A2", &["tag=z", "type=SymmetricKey"]),
+            Version(1)
+        ),
+        Ok(Version(2))
+    );
+    assert_eq!(
+        s.update(&rec("a", b"A2'", &["tag=x"]), Version(1)),
+        Err(StoreError::Conflict)
+    );
+    assert_eq!(
+        s.update(&rec("zz", b"", &[]), Version(1)),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        s.search(&kw(&["tag=x"])).unwrap(),
+        kw(&["b"]),
+        "re-tag removes the old tag"
+    );
     assert_eq!(s.search(&kw(&["tag=z"])).unwrap(), kw(&["a"]));
     // tag removed then added back
-    assert_eq!(s.update(&rec("a", b"A3", &["tag=x"]), Version(2)), Ok(Version(3)));
+    assert_eq!(
+        s.update(&rec("a", b"A3", &["tag=x"]), Version(2)),
+        Ok(Version(3))
+    );
     assert_eq!(sorted(s.search(&kw(&["tag=x"])).unwrap()), kw(&["a", "b"]));
     assert!(s.search(&kw(&["tag=z"])).unwrap().is_empty());
 
@@ -76,7 +111,10 @@ fn store_semantics() {
     assert_eq!(s.get("b").unwrap().unwrap().1, v);
     assert_eq!(s.search(&kw(&["tag=w"])).unwrap(), kw(&["b"]));
     assert!(s.search(&kw(&["tag=y"])).unwrap().is_empty());
-    assert_eq!(s.update(&rec("b", b"B3", &["tag=y"]), v), Ok(Version(v.0 + 1)));
+    assert_eq!(
+        s.update(&rec("b", b"B3", &["tag=y"]), v),
+        Ok(Version(v.0 + 1))
+    );
     assert_eq!(s.search(&kw(&["tag=y"])).unwrap(), kw(&["b"]));
 
     // a second store on the same Redis sees everything (shared database)
@@ -85,14 +123,19 @@ fn store_semantics() {
 }
 
 fn contains_any(hay: &[u8], needles: &[Vec<u8>]) -> Option<usize> {
-    needles.iter().position(|n| hay.windows(n.len()).any(|w| w == n.as_slice()))
+    needles
+        .iter()
+        .position(|n| hay.windows(n.len()).any(|w| w == n.as_slice()))
 }
 
 fn b64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for c in data.chunks(3) {
-        let n = c.iter().enumerate().fold(0u32, |a, (i, b)| a | (u32::from(*b) << (16 - 8 * i)));
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |a, (i, b)| a | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=c.len() {
             s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -104,7 +147,9 @@ fn b64(data: &[u8]) -> String {
 fn nothing_in_the_clear() {
     let r = RedisServer::start();
     let s = open(&r);
-    let key_bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+    let key_bytes: Vec<u8> = (0u8..32)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
     let mut needles: Vec<Vec<u8>> = Vec::new();
     for i in 0..20 {
         let tag = format!("SecretTag{i}-Finance");
@@ -113,8 +158,17 @@ fn nothing_in_the_clear() {
         let mut body = b"{\"KeyMaterial\":\"".to_vec();
         body.extend_from_slice(&key_bytes);
         body.extend_from_slice(format!("\",\"Name\":\"{name}\"}}").as_bytes());
-        let kws = [format!("tag={tag}"), format!("name={name}"), "owner=alice-owner".into(), "type=SymmetricKey".into()];
-        let record = Record { uid: uid.clone(), body, keywords: kws.to_vec() };
+        let kws = [
+            format!("tag={tag}"),
+            format!("name={name}"),
+            "owner=alice-owner".into(),
+            "type=SymmetricKey".into(),
+        ];
+        let record = Record {
+            uid: uid.clone(),
+            body,
+            keywords: kws.to_vec(),
+        };
         let v = s.insert(&record).unwrap();
         if i % 2 == 0 {
             let mut r2 = record.clone();
@@ -127,7 +181,14 @@ fn nothing_in_the_clear() {
             needles.push(b64(t.as_bytes()).into_bytes());
         }
     }
-    for n in ["alice-owner", "SymmetricKey", "Finance", "KeyMaterial", "tag=", "owner="] {
+    for n in [
+        "alice-owner",
+        "SymmetricKey",
+        "Finance",
+        "KeyMaterial",
+        "tag=",
+        "owner=",
+    ] {
         needles.push(n.as_bytes().to_vec());
         needles.push(b64(n.as_bytes()).into_bytes());
         needles.push(hex(n.as_bytes()).into_bytes());
@@ -141,15 +202,30 @@ fn nothing_in_the_clear() {
         needles.push(w.to_vec());
     }
     // sanity: the search still works, so the data is there
-    assert_eq!(s.search(&kw(&["tag=SecretTag3-Finance"])).unwrap(), kw(&["0b5d2f4e-uid-0003"]));
+    assert_eq!(
+        s.search(&kw(&["tag=SecretTag3-Finance"])).unwrap(),
+        kw(&["0b5d2f4e-uid-0003"])
+    );
     let dump = r.dump();
-    assert!(dump.len() > 40, "expected objects and index words, got {}", dump.len());
+    assert!(
+        dump.len() > 40,
+        "expected objects and index words, got {}",
+        dump.len()
+    );
     for (k, v) in &dump {
         if let Some(i) = contains_any(k, &needles) {
-            panic!("key {:?} contains needle {:?}", String::from_utf8_lossy(k), String::from_utf8_lossy(&needles[i]));
+            panic!(
+                "key {:?} contains needle {:?}",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(&needles[i])
+            );
         }
         if let Some(i) = contains_any(v, &needles) {
-            panic!("value of {:?} contains needle {:?}", String::from_utf8_lossy(k), String::from_utf8_lossy(&needles[i]));
+            panic!(
+                "value of {:?} contains needle {:?}",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(&needles[i])
+            );
         }
     }
     // The AOF file is what Redis writes to disk: same check on it.
@@ -157,7 +233,10 @@ fn nothing_in_the_clear() {
     collect_files(&r.dir, &mut aof);
     assert!(!aof.is_empty());
     if let Some(i) = contains_any(&aof, &needles) {
-        panic!("AOF contains needle {:?}", String::from_utf8_lossy(&needles[i]));
+        panic!(
+            "AOF contains needle {:?}",
+            String::from_utf8_lossy(&needles[i])
+        );
     }
 }
 
@@ -196,8 +275,12 @@ fn wrong_secret_is_refused() {
 #[test]
 fn unreachable_redis_is_a_clear_error() {
     let port = common::free_port();
-    let opts = ConnectOptions { connect_timeout: Duration::from_millis(500), ..Default::default() };
-    let e = RedisFindexStore::connect(&format!("redis://127.0.0.1:{port}"), &SECRET, opts).unwrap_err();
+    let opts = ConnectOptions {
+        connect_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let e =
+        RedisFindexStore::connect(&format!("redis://127.0.0.1:{port}"), &SECRET, opts).unwrap_err();
     assert!(e.to_string().contains("cannot connect to Redis"), "{e}");
     assert!(matches!(
         RedisFindexStore::connect("redis://127.0.0.1:0", &SECRET, opts),
@@ -208,12 +291,17 @@ fn unreachable_redis_is_a_clear_error() {
 #[test]
 fn reconnects_after_kill9_and_keeps_acknowledged_writes() {
     let mut r = RedisServer::start();
-    let opts = ConnectOptions { io_timeout: Duration::from_secs(2), connect_timeout: Duration::from_secs(1), ..Default::default() };
+    let opts = ConnectOptions {
+        io_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
     let s = RedisFindexStore::connect(&r.url(), &SECRET, opts).unwrap();
     let mut acked = Vec::new();
     for i in 0..50 {
         let uid = format!("obj-{i}");
-        s.insert(&rec(&uid, format!("body{i}").as_bytes(), &["tag=durable"])).unwrap();
+        s.insert(&rec(&uid, format!("body{i}").as_bytes(), &["tag=durable"]))
+            .unwrap();
         acked.push(uid);
     }
     r.kill9();
@@ -223,7 +311,10 @@ fn reconnects_after_kill9_and_keeps_acknowledged_writes() {
             Err(StoreError::Unavailable(m)) => assert!(m.contains("Redis"), "{m}"),
             other => panic!("expected Unavailable, got {other:?}"),
         }
-        assert!(matches!(s.insert(&rec("during", b"x", &["tag=durable"])), Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            s.insert(&rec("during", b"x", &["tag=durable"])),
+            Err(StoreError::Unavailable(_))
+        ));
     }
     r.restart();
     // Same store object: reconnects by itself; every acknowledged write is there.
@@ -231,26 +322,42 @@ fn reconnects_after_kill9_and_keeps_acknowledged_writes() {
         let (got, _) = s.get(uid).unwrap().expect("acknowledged write lost");
         assert_eq!(got.body, format!("body{i}").as_bytes());
     }
-    assert_eq!(sorted(s.search(&kw(&["tag=durable"])).unwrap()), sorted(acked.clone()));
+    assert_eq!(
+        sorted(s.search(&kw(&["tag=durable"])).unwrap()),
+        sorted(acked.clone())
+    );
     s.insert(&rec("after", b"y", &["tag=durable"])).unwrap();
 }
 
 #[test]
 fn client_pause_times_out_cleanly() {
     let r = RedisServer::start();
-    let opts = ConnectOptions { io_timeout: Duration::from_millis(400), ..Default::default() };
+    let opts = ConnectOptions {
+        io_timeout: Duration::from_millis(400),
+        ..Default::default()
+    };
     let s = RedisFindexStore::connect(&r.url(), &SECRET, opts).unwrap();
     s.insert(&rec("p", b"v", &["tag=p"])).unwrap();
     let mut admin = r.admin();
-    assert!(matches!(admin.request(&[b"CLIENT", b"PAUSE", b"3000", b"ALL"]).unwrap(), Reply::Status(_)));
+    assert!(matches!(
+        admin
+            .request(&[b"CLIENT", b"PAUSE", b"3000", b"ALL"])
+            .unwrap(),
+        Reply::Status(_)
+    ));
     let e = s.get("p").unwrap_err();
     assert_eq!(e, StoreError::Unavailable("Redis did not answer in time"));
-    let e = s.update(&rec("p", b"w", &["tag=q"]), Version(1)).unwrap_err();
+    let e = s
+        .update(&rec("p", b"w", &["tag=q"]), Version(1))
+        .unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
     admin.request(&[b"CLIENT", b"UNPAUSE"]).unwrap();
     // After the stall the store works again (new connections; the stale replies are discarded).
     assert_eq!(s.get("p").unwrap().unwrap().0.body, b"v");
-    assert_eq!(s.update(&rec("p", b"w", &["tag=q"]), Version(1)), Ok(Version(2)));
+    assert_eq!(
+        s.update(&rec("p", b"w", &["tag=q"]), Version(1)),
+        Ok(Version(2))
+    );
 }
 
 #[test]
@@ -260,22 +367,33 @@ fn script_cache_flush_is_survived() {
     s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
     r.admin().request(&[b"SCRIPT", b"FLUSH"]).unwrap();
     // EVALSHA answers NOSCRIPT: the client reloads and retries.
-    assert_eq!(s.update(&rec("a", b"2", &["tag=b"]), Version(1)), Ok(Version(2)));
+    assert_eq!(
+        s.update(&rec("a", b"2", &["tag=b"]), Version(1)),
+        Ok(Version(2))
+    );
     assert_eq!(s.search(&kw(&["tag=b"])).unwrap(), kw(&["a"]));
 }
 
 #[test]
 fn auth_and_select_from_url() {
     let r = RedisServer::start_with(&["--requirepass", "s3cret-pw"]);
-    let bad = RedisFindexStore::connect(&format!("redis://:wrong@127.0.0.1:{}/2", r.port), &SECRET, ConnectOptions::default());
+    let bad = RedisFindexStore::connect(
+        &format!("redis://:wrong@127.0.0.1:{}/2", r.port),
+        &SECRET,
+        ConnectOptions::default(),
+    );
     assert!(bad.unwrap_err().to_string().contains("AUTH"));
     let url = format!("redis://default:s3cret-pw@127.0.0.1:{}/2", r.port);
     let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
     s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
     // Everything went to database 2.
     let mut admin = kms_redis::client::Client::new(
-        kms_redis::host::TcpTransport { connect_timeout: Duration::from_secs(2), io_timeout: Duration::from_secs(2) },
-        kms_redis::url::RedisUrl::parse(&format!("redis://:s3cret-pw@127.0.0.1:{}", r.port)).unwrap(),
+        kms_redis::host::TcpTransport {
+            connect_timeout: Duration::from_secs(2),
+            io_timeout: Duration::from_secs(2),
+        },
+        kms_redis::url::RedisUrl::parse(&format!("redis://:s3cret-pw@127.0.0.1:{}", r.port))
+            .unwrap(),
         Default::default(),
     );
     assert_eq!(admin.request(&[b"DBSIZE"]).unwrap(), Reply::Integer(0));
@@ -287,17 +405,40 @@ fn auth_and_select_from_url() {
 fn round_trips_per_operation() {
     let r = RedisServer::start();
     let s = open(&r);
-    s.insert(&rec("a", b"1", &["tag=a", "tag=b", "tag=c", "type=T"])).unwrap();
+    s.insert(&rec("a", b"1", &["tag=a", "tag=b", "tag=c", "type=T"]))
+        .unwrap();
     let rt = |f: &dyn Fn()| {
         let before = s.pool().stats().1;
         f();
         s.pool().stats().1 - before
     };
     assert_eq!(rt(&|| drop(s.get("a").unwrap())), 1, "get = one GET");
-    assert_eq!(rt(&|| drop(s.search(&kw(&["tag=a"])).unwrap())), 3, "search = headers, values, objects");
-    assert_eq!(rt(&|| drop(s.search(&kw(&["tag=a", "tag=b", "tag=c"])).unwrap())), 3, "constant in the tag count");
-    assert_eq!(rt(&|| { let _ = s.insert(&rec("b", b"1", &["tag=a", "tag=b"])).unwrap(); }), 3, "insert = headers, guarded writes, CAS");
-    assert_eq!(rt(&|| { let _ = s.update(&rec("b", b"2", &["tag=a", "tag=b"]), Version(1)).unwrap(); }), 2, "same keywords: GET + CAS");
+    assert_eq!(
+        rt(&|| drop(s.search(&kw(&["tag=a"])).unwrap())),
+        3,
+        "search = headers, values, objects"
+    );
+    assert_eq!(
+        rt(&|| drop(s.search(&kw(&["tag=a", "tag=b", "tag=c"])).unwrap())),
+        3,
+        "constant in the tag count"
+    );
+    assert_eq!(
+        rt(&|| {
+            let _ = s.insert(&rec("b", b"1", &["tag=a", "tag=b"])).unwrap();
+        }),
+        3,
+        "insert = headers, guarded writes, CAS"
+    );
+    assert_eq!(
+        rt(&|| {
+            let _ = s
+                .update(&rec("b", b"2", &["tag=a", "tag=b"]), Version(1))
+                .unwrap();
+        }),
+        2,
+        "same keywords: GET + CAS"
+    );
 }
 
 #[test]
@@ -306,7 +447,8 @@ fn concurrent_writers_lose_no_update() {
     let s = Arc::new(open(&r));
     const THREADS: usize = 16;
     const PER: usize = 20;
-    s.insert(&rec("counter", &0u64.to_be_bytes(), &["tag=shared"])).unwrap();
+    s.insert(&rec("counter", &0u64.to_be_bytes(), &["tag=shared"]))
+        .unwrap();
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let s = Arc::clone(&s);
@@ -315,7 +457,8 @@ fn concurrent_writers_lose_no_update() {
                 for i in 0..PER {
                     // each thread creates its own objects, all under one hot tag
                     let uid = format!("t{t}-o{i}");
-                    s.insert(&rec(&uid, b"x", &["tag=shared", &format!("tag=thread{t}")])).unwrap();
+                    s.insert(&rec(&uid, b"x", &["tag=shared", &format!("tag=thread{t}")]))
+                        .unwrap();
                     mine.insert(uid);
                     // and increments the shared counter with a CAS retry loop
                     loop {
@@ -332,7 +475,8 @@ fn concurrent_writers_lose_no_update() {
                 for i in (0..PER).step_by(2) {
                     let uid = format!("t{t}-o{i}");
                     let (_, v) = s.get(&uid).unwrap().unwrap();
-                    s.update(&rec(&uid, b"y", &["tag=shared", "tag=retagged"]), v).unwrap();
+                    s.update(&rec(&uid, b"y", &["tag=shared", "tag=retagged"]), v)
+                        .unwrap();
                 }
                 mine
             })
@@ -343,15 +487,40 @@ fn concurrent_writers_lose_no_update() {
         all.extend(h.join().unwrap());
     }
     let (c, _) = s.get("counter").unwrap().unwrap();
-    assert_eq!(u64::from_be_bytes(c.body[..8].try_into().unwrap()), (THREADS * PER) as u64);
+    assert_eq!(
+        u64::from_be_bytes(c.body[..8].try_into().unwrap()),
+        (THREADS * PER) as u64
+    );
     let mut expected_shared: BTreeSet<String> = all.clone();
     expected_shared.insert("counter".into());
-    assert_eq!(s.search(&kw(&["tag=shared"])).unwrap().into_iter().collect::<BTreeSet<_>>(), expected_shared);
-    let retagged: BTreeSet<String> = all.iter().filter(|u| u.rsplit('o').next().unwrap().parse::<usize>().unwrap() % 2 == 0).cloned().collect();
-    assert_eq!(s.search(&kw(&["tag=retagged"])).unwrap().into_iter().collect::<BTreeSet<_>>(), retagged);
+    assert_eq!(
+        s.search(&kw(&["tag=shared"]))
+            .unwrap()
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        expected_shared
+    );
+    let retagged: BTreeSet<String> = all
+        .iter()
+        .filter(|u| u.rsplit('o').next().unwrap().parse::<usize>().unwrap() % 2 == 0)
+        .cloned()
+        .collect();
+    assert_eq!(
+        s.search(&kw(&["tag=retagged"]))
+            .unwrap()
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        retagged
+    );
     for t in 0..THREADS {
         let expect: BTreeSet<String> = (1..PER).step_by(2).map(|i| format!("t{t}-o{i}")).collect();
-        assert_eq!(s.search(&kw(&[&format!("tag=thread{t}")])).unwrap().into_iter().collect::<BTreeSet<_>>(), expect);
+        assert_eq!(
+            s.search(&kw(&[&format!("tag=thread{t}")]))
+                .unwrap()
+                .into_iter()
+                .collect::<BTreeSet<_>>(),
+            expect
+        );
     }
 }
 
@@ -371,4 +540,70 @@ fn least_privilege_acl_user_from_the_docs_is_enough() {
     assert_eq!(s.search(&[]).unwrap(), kw(&["a"]));
     s.delete("a", Version(2)).unwrap();
     assert!(s.search(&kw(&["tag=b"])).unwrap().is_empty());
+}
+
+#[test]
+fn search_with_a_hot_keyword_uses_the_small_list_and_rechecks_records() {
+    let r = RedisServer::start();
+    let s = open(&r);
+    for i in 0..150 {
+        s.insert(&rec(
+            &format!("hot-{i}"),
+            b"x",
+            &["owner=hot", "type=SymmetricKey"],
+        ))
+        .unwrap();
+    }
+    s.insert(&rec(
+        "rare-hot",
+        b"x",
+        &["owner=hot", "tag=rare", "type=SymmetricKey"],
+    ))
+    .unwrap();
+    s.insert(&rec(
+        "rare-cold",
+        b"x",
+        &["owner=cold", "tag=rare", "type=SymmetricKey"],
+    ))
+    .unwrap();
+    assert_eq!(
+        s.search(&kw(&["tag=rare", "owner=hot"])).unwrap(),
+        kw(&["rare-hot"])
+    );
+    assert_eq!(
+        s.search(&kw(&["owner=hot", "tag=rare", "type=SymmetricKey"]))
+            .unwrap(),
+        kw(&["rare-hot"])
+    );
+    assert_eq!(
+        s.search(&kw(&["owner=cold", "tag=rare"])).unwrap(),
+        kw(&["rare-cold"])
+    );
+    assert!(
+        s.search(&kw(&["owner=nobody", "tag=rare"]))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.search(&kw(&["owner=hot"])).unwrap().len(), 151);
+    // An empty list answers after reading the headers alone.
+    let before = s.pool().stats().1;
+    assert!(
+        s.search(&kw(&["grant=nobody", "owner=hot"]))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.pool().stats().1 - before, 1);
+    // The rare object loses owner=hot: the small list still names it, the record check drops it.
+    let (_, v) = s.get("rare-hot").unwrap().unwrap();
+    s.update(&rec("rare-hot", b"x", &["owner=cold", "tag=rare"]), v)
+        .unwrap();
+    assert!(
+        s.search(&kw(&["tag=rare", "owner=hot"]))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        sorted(s.search(&kw(&["tag=rare", "owner=cold"])).unwrap()),
+        kw(&["rare-cold", "rare-hot"])
+    );
 }

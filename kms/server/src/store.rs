@@ -59,7 +59,8 @@ impl std::error::Error for OpenStoreError {}
 /// Open the store selected by `args`.
 pub fn open_store(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenStoreError> {
     match args.database {
-        Database::Memory => Ok(Arc::new(MemoryStore::new())),
+        // A blocking lock: the host server runs one thread per connection on few cores.
+        Database::Memory => Ok(Arc::new(MemoryStore::<parking_lot::RawMutex>::with_lock())),
         Database::RedisFindex => open_redis_findex(args),
     }
 }

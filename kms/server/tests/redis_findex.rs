@@ -85,12 +85,18 @@ fn ok(c: &mut HttpClient, req: &Value) -> Value {
 
 fn create(c: &mut HttpClient, tags: &[&str]) -> String {
     let r = ok(c, &create_aes(tags));
-    field(&r, "UniqueIdentifier").expect("uid")["value"].as_str().unwrap().to_string()
+    field(&r, "UniqueIdentifier").expect("uid")["value"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn locate(c: &mut HttpClient, tags: &[&str]) -> BTreeSet<String> {
-    let r = ok(c, &json!({"tag":"Locate","type":"Structure","value":[
-        {"tag":"Attributes","type":"Structure","value":[tag_attr(tags)]}]}));
+    let r = ok(
+        c,
+        &json!({"tag":"Locate","type":"Structure","value":[
+        {"tag":"Attributes","type":"Structure","value":[tag_attr(tags)]}]}),
+    );
     r["value"]
         .as_array()
         .into_iter()
@@ -101,25 +107,34 @@ fn locate(c: &mut HttpClient, tags: &[&str]) -> BTreeSet<String> {
 }
 
 fn set_tags(c: &mut HttpClient, uid: &str, tags: &[&str]) {
-    ok(c, &json!({"tag":"SetAttribute","type":"Structure","value":[
+    ok(
+        c,
+        &json!({"tag":"SetAttribute","type":"Structure","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"NewAttribute","type":"Structure","value":[tag_attr(tags)]}]}));
+        {"tag":"NewAttribute","type":"Structure","value":[tag_attr(tags)]}]}),
+    );
 }
 
 fn add_name(c: &mut HttpClient, uid: &str, name: &str) -> (u16, String) {
-    call(c, &json!({"tag":"AddAttribute","type":"Structure","value":[
+    call(
+        c,
+        &json!({"tag":"AddAttribute","type":"Structure","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
         {"tag":"NewAttribute","type":"Structure","value":[
             {"tag":"Name","type":"Structure","value":[
                 {"tag":"NameValue","type":"TextString","value":name},
-                {"tag":"NameType","type":"Enumeration","value":"UninterpretedTextString"}]}]}]}))
+                {"tag":"NameType","type":"Enumeration","value":"UninterpretedTextString"}]}]}]}),
+    )
 }
 
 fn destroy(c: &mut HttpClient, uid: &str) {
-    ok(c, &json!({"tag":"Revoke","type":"Structure","value":[
+    ok(
+        c,
+        &json!({"tag":"Revoke","type":"Structure","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
         {"tag":"RevocationReason","type":"Structure","value":[
-            {"tag":"RevocationReasonCode","type":"Enumeration","value":"CessationOfOperation"}]}]}));
+            {"tag":"RevocationReasonCode","type":"Enumeration","value":"CessationOfOperation"}]}]}),
+    );
     ok(c, &uid_req("Destroy", uid));
 }
 
@@ -152,14 +167,22 @@ fn two_servers_eight_clients_each_one_redis() {
     let alice = h.user("alice");
     let ca = h.pki.ca_cert.clone();
     let urls = [h.server.url(), server_b.url()];
-    let shared = create(&mut client_for(&urls[0], &ca, Some(&alice)), &["shared-obj"]);
+    let shared = create(
+        &mut client_for(&urls[0], &ca, Some(&alice)),
+        &["shared-obj"],
+    );
 
     const CLIENTS: usize = 16; // 8 per server
     const KEYS: usize = 6;
     let alice = Arc::new(alice);
     let handles: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let (url, ca, alice, shared) = (urls[c % 2].clone(), ca.clone(), Arc::clone(&alice), shared.clone());
+            let (url, ca, alice, shared) = (
+                urls[c % 2].clone(),
+                ca.clone(),
+                Arc::clone(&alice),
+                shared.clone(),
+            );
             std::thread::spawn(move || {
                 let mut cl = client_for(&url, &ca, Some(&alice));
                 let me = format!("client{c}");
@@ -175,7 +198,10 @@ fn two_servers_eight_clients_each_one_redis() {
             })
         })
         .collect();
-    let all: Vec<Vec<String>> = handles.into_iter().map(|h| h.join().expect("client thread")).collect();
+    let all: Vec<Vec<String>> = handles
+        .into_iter()
+        .map(|h| h.join().expect("client thread"))
+        .collect();
 
     // Check through both servers: Locate per tag returns exactly the expected set.
     for url in &urls {
@@ -183,20 +209,33 @@ fn two_servers_eight_clients_each_one_redis() {
         let mut run = BTreeSet::new();
         let mut retagged = BTreeSet::new();
         for (c, uids) in all.iter().enumerate() {
-            let mine: BTreeSet<String> = [&uids[0], &uids[3], &uids[4], &uids[5]].into_iter().cloned().collect();
-            assert_eq!(locate(&mut cl, &[&format!("client{c}")]), mine, "tag client{c} via {url}");
+            let mine: BTreeSet<String> = [&uids[0], &uids[3], &uids[4], &uids[5]]
+                .into_iter()
+                .cloned()
+                .collect();
+            assert_eq!(
+                locate(&mut cl, &[&format!("client{c}")]),
+                mine,
+                "tag client{c} via {url}"
+            );
             run.extend(uids[3..].iter().cloned());
             retagged.insert(uids[0].clone());
             retagged.insert(uids[1].clone());
         }
         assert_eq!(locate(&mut cl, &["run"]), run);
         assert_eq!(locate(&mut cl, &["retagged"]), retagged);
-        assert_eq!(locate(&mut cl, &["client3", "retagged"]), BTreeSet::from([all[3][0].clone()]));
+        assert_eq!(
+            locate(&mut cl, &["client3", "retagged"]),
+            BTreeSet::from([all[3][0].clone()])
+        );
         // no update lost: the shared object carries all 16 names
         let ga = ok(&mut cl, &uid_req("GetAttributes", &shared));
         let text = ga.to_string();
         for c in 0..CLIENTS {
-            assert!(text.contains(&format!("\"name-of-client{c}\"")), "name of client{c} lost: {text}");
+            assert!(
+                text.contains(&format!("\"name-of-client{c}\"")),
+                "name of client{c} lost: {text}"
+            );
         }
         // destroyed keys are gone for Get
         let (status, _) = call(&mut cl, &uid_req("Get", &all[5][2]));
@@ -229,7 +268,10 @@ fn restart_same_secret_finds_objects_other_secret_refused() {
     let again = ServerProcess::start(&server_args(&secret, &h));
     let alice = h.user("alice");
     let mut c2 = client_for(&again.url(), &h.pki.ca_cert, Some(&alice));
-    assert_eq!(locate(&mut c2, &["persist-me"]), BTreeSet::from([uid.clone()]));
+    assert_eq!(
+        locate(&mut c2, &["persist-me"]),
+        BTreeSet::from([uid.clone()])
+    );
     ok(&mut c2, &uid_req("Get", &uid));
 
     // Another secret: refuses to start, with a clear message.
@@ -238,7 +280,10 @@ fn restart_same_secret_finds_objects_other_secret_refused() {
     assert!(out.contains("different database secret"), "{out}");
     // Missing, short and unreadable secrets: refused with a clear message.
     let out = run_server_expect_exit(&server_args(&redis.dir.join("nope.b64"), &h));
-    assert!(out.contains("cannot read the database secret file"), "{out}");
+    assert!(
+        out.contains("cannot read the database secret file"),
+        "{out}"
+    );
     let short = write_secret(&redis.dir, "short.b64", "QkJC");
     let out = run_server_expect_exit(&server_args(&short, &h));
     assert!(out.contains("must be 32 bytes"), "{out}");
@@ -252,7 +297,10 @@ fn run_server_expect_exit(args: &[String]) -> String {
         .stdin(Stdio::null())
         .output()
         .expect("run kms-server");
-    assert!(!out.status.success(), "kms-server should have refused to start");
+    assert!(
+        !out.status.success(),
+        "kms-server should have refused to start"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("listening"), "it started: {stdout}");
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -284,17 +332,24 @@ fn redis_killed_and_stalled_under_a_running_server() {
     }
     redis.restart();
     // The server reconnects by itself; every acknowledged write is there.
-    assert_eq!(locate(&mut cl, &["durable"]), acked.iter().cloned().collect());
+    assert_eq!(
+        locate(&mut cl, &["durable"]),
+        acked.iter().cloned().collect()
+    );
     for u in &acked {
         ok(&mut cl, &uid_req("Get", u));
     }
 
     // Stall: requests time out cleanly (--redis-timeout-secs 1), then work again.
     let mut admin = redis.admin();
-    admin.request(&[b"CLIENT", b"PAUSE", b"4000", b"ALL"]).expect("CLIENT PAUSE");
+    admin
+        .request(&[b"CLIENT", b"PAUSE", b"4000", b"ALL"])
+        .expect("CLIENT PAUSE");
     let (status, body) = call(&mut cl, &uid_req("Get", &acked[1]));
     assert_storage_error(status, &body);
     assert!(body.contains("did not answer in time"), "{body}");
-    admin.request(&[b"CLIENT", b"UNPAUSE"]).expect("CLIENT UNPAUSE");
+    admin
+        .request(&[b"CLIENT", b"UNPAUSE"])
+        .expect("CLIENT UNPAUSE");
     ok(&mut cl, &uid_req("Get", &acked[1]));
 }

@@ -101,6 +101,32 @@ macro_rules! ec_impl {
                 Ok(sig.to_der().as_bytes().to_vec())
             }
 
+            pub fn sign_digest(pkcs8: &[u8], digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
+                use $crate_::ecdsa::signature::hazmat::PrehashSigner;
+                if digest.len() != $len {
+                    return Err(CryptoError::Unsupported);
+                }
+                let sk = SigningKey::from_pkcs8_der(pkcs8).map_err(|_| CryptoError::InvalidKey)?;
+                let sig: Signature = sk.sign_prehash(digest).map_err(|_| CryptoError::InvalidKey)?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+
+            pub fn verify_digest(spki: &[u8], digest: &[u8], sig: &[u8]) -> Result<bool, CryptoError> {
+                use $crate_::ecdsa::signature::hazmat::PrehashVerifier;
+                if digest.len() != $len {
+                    return Err(CryptoError::Unsupported);
+                }
+                let vk = VerifyingKey::from_public_key_der(spki)
+                    .map_err(|_| CryptoError::InvalidKey)?;
+                let sig = if sig.len() == 2 * $len {
+                    Signature::from_slice(sig)
+                } else {
+                    Signature::from_der(sig)
+                }
+                .map_err(|_| CryptoError::InvalidSignature)?;
+                Ok(vk.verify_prehash(digest, &sig).is_ok())
+            }
+
             pub fn verify(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<bool, CryptoError> {
                 use $crate_::ecdsa::signature::Verifier;
                 let vk =
@@ -305,6 +331,30 @@ pub fn sign(curve: Curve, pkcs8: &[u8], msg: &[u8]) -> Result<Vec<u8>, CryptoErr
     }
 }
 
+/// Sign a digest computed by the caller (SHA-256 for P-256, SHA-384 for P-384; ECDSA only:
+/// Ed25519 signs messages, not digests).
+pub fn sign_digest(curve: Curve, pkcs8: &[u8], digest: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    match curve {
+        Curve::P256 => p256_impl::sign_digest(pkcs8, digest),
+        Curve::P384 => p384_impl::sign_digest(pkcs8, digest),
+        Curve::Ed25519 => Err(CryptoError::Unsupported),
+    }
+}
+
+/// Verify `sig` over a digest computed by the caller (ECDSA only).
+pub fn verify_digest(
+    curve: Curve,
+    spki: &[u8],
+    digest: &[u8],
+    sig: &[u8],
+) -> Result<bool, CryptoError> {
+    match curve {
+        Curve::P256 => p256_impl::verify_digest(spki, digest, sig),
+        Curve::P384 => p384_impl::verify_digest(spki, digest, sig),
+        Curve::Ed25519 => Err(CryptoError::Unsupported),
+    }
+}
+
 /// Verify `sig` over `msg` with an SPKI public key. `Ok(false)` = a well-formed but wrong
 /// signature.
 pub fn verify(curve: Curve, spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<bool, CryptoError> {
@@ -353,6 +403,32 @@ mod tests {
                 (c, kp.public_spki.clone())
             );
         }
+    }
+
+    #[test]
+    fn digest_signatures_match_message_signatures() {
+        use sha2::Digest;
+        let mut rng = Counter(9);
+        let kp = generate(Curve::P256, &mut rng).unwrap();
+        let h = sha2::Sha256::digest(b"msg");
+        let sig = sign(Curve::P256, &kp.private_pkcs8, b"msg").unwrap();
+        assert!(verify_digest(Curve::P256, &kp.public_spki, &h, &sig).unwrap());
+        let sig2 = sign_digest(Curve::P256, &kp.private_pkcs8, &h).unwrap();
+        // RFC 6979: same key, same digest, same signature.
+        assert_eq!(sig, sig2);
+        assert_eq!(
+            sign_digest(Curve::P256, &kp.private_pkcs8, &h[..31]),
+            Err(CryptoError::Unsupported)
+        );
+        let kp = generate(Curve::P384, &mut rng).unwrap();
+        let h = sha2::Sha384::digest(b"msg");
+        let sig = sign_digest(Curve::P384, &kp.private_pkcs8, &h).unwrap();
+        assert!(verify(Curve::P384, &kp.public_spki, b"msg", &sig).unwrap());
+        let kp = generate(Curve::Ed25519, &mut rng).unwrap();
+        assert_eq!(
+            sign_digest(Curve::Ed25519, &kp.private_pkcs8, &[0; 32]),
+            Err(CryptoError::Unsupported)
+        );
     }
 
     #[test]

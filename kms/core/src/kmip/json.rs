@@ -175,8 +175,10 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
                         })?))
                     }
                     Some(t) => {
-                        let j = map.next_value::<J>()?;
-                        value = Some(scalar(t, &j).map_err(|e| ctx.fail(e))?);
+                        let mut j = map.next_value::<J>()?;
+                        let v = scalar(t, &j);
+                        wipe_json(&mut j);
+                        value = Some(v.map_err(|e| ctx.fail(e))?);
                     }
                     // `type` after `value`, or absent (a Structure in Cosmian's newer clients):
                     // stream an array as children, keep a scalar and convert it at the end.
@@ -205,10 +207,14 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
                     ));
                 }
             },
-            (None, Some(Pending::Scalar(j))) => match ty.as_deref() {
-                None | Some("Structure") => return Err(ctx.fail(JsonError::BadValue("Structure"))),
-                Some(t) => scalar(t, &j).map_err(|e| ctx.fail(e))?,
-            },
+            (None, Some(Pending::Scalar(mut j))) => {
+                let v = match ty.as_deref() {
+                    None | Some("Structure") => Err(JsonError::BadValue("Structure")),
+                    Some(t) => scalar(t, &j),
+                };
+                wipe_json(&mut j);
+                v.map_err(|e| ctx.fail(e))?
+            }
             (None, None) => return Err(ctx.fail(JsonError::NotAnItem)),
         };
         Ok(Ttlv { tag, value })
@@ -340,6 +346,13 @@ impl<'de> Visitor<'de> for PendingSeed<'_, '_> {
     }
     fn visit_unit<E: de::Error>(self) -> Result<Pending, E> {
         Ok(Pending::Scalar(J::Null))
+    }
+}
+
+/// Byte strings arrive as hex text (key material, plaintexts): wipe the transient copy.
+fn wipe_json(j: &mut J) {
+    if let J::String(s) = j {
+        zeroize::Zeroize::zeroize(s);
     }
 }
 

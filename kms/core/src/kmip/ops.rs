@@ -194,6 +194,27 @@ impl KeyBlock {
     }
 }
 
+/// What Sign / SignatureVerify sign: the message (`Data`), or its hash (`DigestedData`,
+/// KMIP 2.1 §6.1.50).
+#[derive(Debug)]
+pub enum SignInput {
+    /// The message itself.
+    Data(Vec<u8>),
+    /// The message's digest, computed by the client.
+    Digest(Vec<u8>),
+}
+
+impl SignInput {
+    fn parse(p: &Ttlv) -> Result<Self, FieldError> {
+        match (p.opt_bytes("Data")?, p.opt_bytes("DigestedData")?) {
+            (Some(d), None) => Ok(SignInput::Data(d.to_vec())),
+            (None, Some(h)) => Ok(SignInput::Digest(h.to_vec())),
+            (None, None) => Err(FieldError::Missing("Data")),
+            (Some(_), Some(_)) => Err(FieldError::Invalid("DigestedData")),
+        }
+    }
+}
+
 /// A parsed request payload.
 #[derive(Debug)]
 #[allow(missing_docs)]
@@ -281,12 +302,12 @@ pub enum Request {
     Sign {
         uid: Option<String>,
         params: Option<CryptographicParameters>,
-        data: Vec<u8>,
+        input: SignInput,
     },
     SignatureVerify {
         uid: Option<String>,
         params: Option<CryptographicParameters>,
-        data: Vec<u8>,
+        input: SignInput,
         signature: Vec<u8>,
     },
     Query {
@@ -344,6 +365,10 @@ impl Request {
                 attributes: attrs_opt(p, "Attributes")?,
                 key: KeyBlock::parse_object(p)?,
             },
+            // Wrapped export is not implemented: refuse rather than hand out the plain key.
+            Operation::Get | Operation::Export if p.get("KeyWrappingSpecification").is_some() => {
+                return Err(FieldError::Invalid("KeyWrappingSpecification").into());
+            }
             Operation::Get | Operation::Export => Request::Get {
                 uid: uid_opt(p)?,
                 key_format_type: KeyFormatType::opt(p)?,
@@ -480,12 +505,12 @@ impl Request {
             Operation::Sign => Request::Sign {
                 uid: uid_opt(p)?,
                 params: CryptographicParameters::opt(p)?,
-                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+                input: SignInput::parse(p)?,
             },
             Operation::SignatureVerify => Request::SignatureVerify {
                 uid: uid_opt(p)?,
                 params: CryptographicParameters::opt(p)?,
-                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+                input: SignInput::parse(p)?,
                 signature: p.req("SignatureData")?.as_bytes("SignatureData")?.to_vec(),
             },
             Operation::Query => {

@@ -16,7 +16,9 @@ use crate::crypto::aead::{self, AeadAlg};
 use crate::crypto::asym::{self, Curve};
 use crate::error::{KmipError, KmsError};
 use crate::kmip::json::{self, Limits};
-use crate::kmip::ops::{CryptographicParameters, KeyBlock, Request, Response, operation_from_tag};
+use crate::kmip::ops::{
+    CryptographicParameters, KeyBlock, Request, Response, SignInput, operation_from_tag,
+};
 use crate::kmip::ttlv::{Ttlv, Value};
 use crate::kmip::types::*;
 use crate::object::ManagedObject;
@@ -508,6 +510,8 @@ impl<S: Store> Kms<S> {
                 aad,
                 spelling,
             } => {
+                // The plaintext is wiped whichever way this returns.
+                let data = Zeroizing::new(data);
                 let (o, _) = self.resolve(user, uid.as_deref(), Right::Encrypt)?;
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
@@ -571,7 +575,7 @@ impl<S: Store> Kms<S> {
                     data: pt,
                 })
             }
-            Request::Sign { uid, params, data } => {
+            Request::Sign { uid, params, input } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), Right::Sign)?;
                 if o.object_type != ObjectType::PrivateKey {
                     return Err(kerr(
@@ -586,7 +590,10 @@ impl<S: Store> Kms<S> {
                 ))?;
                 check_sig_params(curve, params.as_ref())?;
                 let material = o.material.as_ref().ok_or(DESTROYED)?;
-                let signature = asym::sign(curve, material, &data)?;
+                let signature = match &input {
+                    SignInput::Data(d) => asym::sign(curve, material, d)?,
+                    SignInput::Digest(h) => asym::sign_digest(curve, material, h)?,
+                };
                 Ok(Response::Sign {
                     uid: o.uid.clone(),
                     signature,
@@ -595,7 +602,7 @@ impl<S: Store> Kms<S> {
             Request::SignatureVerify {
                 uid,
                 params,
-                data,
+                input,
                 signature,
             } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), Right::SignatureVerify)?;
@@ -621,7 +628,11 @@ impl<S: Store> Kms<S> {
                 } else {
                     material.to_vec()
                 };
-                let valid = match asym::verify(curve, &spki, &data, &signature) {
+                let checked = match &input {
+                    SignInput::Data(d) => asym::verify(curve, &spki, d, &signature),
+                    SignInput::Digest(h) => asym::verify_digest(curve, &spki, h, &signature),
+                };
+                let valid = match checked {
                     Ok(v) => v,
                     Err(crate::crypto::CryptoError::InvalidSignature) => false,
                     Err(e) => return Err(e.into()),

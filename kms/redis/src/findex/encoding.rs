@@ -108,7 +108,11 @@ pub fn decode_words(words: &[Word]) -> Result<Vec<Entry>, DecodeError> {
         let payload = bytes.get(start..start + len).ok_or(DecodeError)?;
         let mut v = [0u8; 8];
         v.copy_from_slice(payload.get(..8).ok_or(DecodeError)?);
-        out.push(Entry { op, version: u64::from_be_bytes(v), uid: payload.get(8..).ok_or(DecodeError)?.to_vec() });
+        out.push(Entry {
+            op,
+            version: u64::from_be_bytes(v),
+            uid: payload.get(8..).ok_or(DecodeError)?.to_vec(),
+        });
         pos = start + len;
     }
     Ok(out)
@@ -122,15 +126,35 @@ mod tests {
     #[test]
     fn round_trip_across_words_and_batches() {
         let es = vec![
-            Entry { op: Op::Insert, version: 1, uid: b"0123456789abcdef0123456789abcdef-uuid".to_vec() },
-            Entry { op: Op::Delete, version: 7, uid: b"x".to_vec() },
-            Entry { op: Op::Insert, version: u64::MAX, uid: vec![] },
+            Entry {
+                op: Op::Insert,
+                version: 1,
+                uid: b"0123456789abcdef0123456789abcdef-uuid".to_vec(),
+            },
+            Entry {
+                op: Op::Delete,
+                version: 7,
+                uid: b"x".to_vec(),
+            },
+            Entry {
+                op: Op::Insert,
+                version: u64::MAX,
+                uid: vec![],
+            },
         ];
         for lead in 0..WORD_LEN + 2 {
             // a first batch of varying size, then our batch: exercise every alignment
             let mut s1 = Vec::new();
             if lead >= 10 {
-                push_entry(&mut s1, &Entry { op: Op::Insert, version: 9, uid: vec![b'p'; lead - 10] }).unwrap();
+                push_entry(
+                    &mut s1,
+                    &Entry {
+                        op: Op::Insert,
+                        version: 9,
+                        uid: vec![b'p'; lead - 10],
+                    },
+                )
+                .unwrap();
             }
             let mut words = to_words(&s1);
             let mut s2 = Vec::new();
@@ -146,7 +170,15 @@ mod tests {
     #[test]
     fn exact_bytes() {
         let mut s = Vec::new();
-        push_entry(&mut s, &Entry { op: Op::Delete, version: 2, uid: b"ab".to_vec() }).unwrap();
+        push_entry(
+            &mut s,
+            &Entry {
+                op: Op::Delete,
+                version: 2,
+                uid: b"ab".to_vec(),
+            },
+        )
+        .unwrap();
         assert_eq!(s, [0x80, 10, 0, 0, 0, 0, 0, 0, 0, 2, b'a', b'b']);
         let w = to_words(&s);
         assert_eq!(w.len(), 1);
@@ -155,7 +187,17 @@ mod tests {
 
     #[test]
     fn refuses_bad_input() {
-        assert_eq!(push_entry(&mut Vec::new(), &Entry { op: Op::Insert, version: 0, uid: vec![0; MAX_UID + 1] }), Err(TooLong));
+        assert_eq!(
+            push_entry(
+                &mut Vec::new(),
+                &Entry {
+                    op: Op::Insert,
+                    version: 0,
+                    uid: vec![0; MAX_UID + 1]
+                }
+            ),
+            Err(TooLong)
+        );
         let mut w = [0u8; WORD_LEN];
         w[0] = 0xC0; // op 3
         w[1] = 9;

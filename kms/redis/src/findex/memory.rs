@@ -29,7 +29,10 @@ pub trait Memory {
     fn batch_read(&mut self, tokens: &[Token]) -> Result<Vec<Option<Word>>, Self::Error>;
     /// Perform guarded writes (each atomic on its own) and return the word each guard held
     /// before (equal to `expected` exactly when the write happened).
-    fn batch_guarded_write(&mut self, writes: &[GuardedWrite]) -> Result<Vec<Option<Word>>, Self::Error>;
+    fn batch_guarded_write(
+        &mut self,
+        writes: &[GuardedWrite],
+    ) -> Result<Vec<Option<Word>>, Self::Error>;
 }
 
 /// Hook run before each guarded write (tests use it to simulate a concurrent writer).
@@ -63,7 +66,10 @@ impl Memory for InMemory {
         Ok(tokens.iter().map(|t| self.words.get(t).copied()).collect())
     }
 
-    fn batch_guarded_write(&mut self, writes: &[GuardedWrite]) -> Result<Vec<Option<Word>>, Self::Error> {
+    fn batch_guarded_write(
+        &mut self,
+        writes: &[GuardedWrite],
+    ) -> Result<Vec<Option<Word>>, Self::Error> {
         if let Some(mut hook) = self.before_write.take() {
             hook(self);
         }

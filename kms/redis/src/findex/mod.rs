@@ -114,7 +114,11 @@ impl Findex {
         k.zeroize();
         k1.zeroize();
         k2.zeroize();
-        Findex { keyword_key: Key32(kw), token, xts }
+        Findex {
+            keyword_key: Key32(kw),
+            token,
+            xts,
+        }
     }
 
     /// Address of a keyword's header word.
@@ -165,7 +169,11 @@ impl Findex {
 
     /// Append entries to the lists of their keywords (lock-free, one guarded write per keyword,
     /// all keywords in one batch per round).
-    pub fn append<M: Memory>(&self, mem: &mut M, changes: &[(&[u8], Entry)]) -> Result<(), FindexError<M::Error>> {
+    pub fn append<M: Memory>(
+        &self,
+        mem: &mut M,
+        changes: &[(&[u8], Entry)],
+    ) -> Result<(), FindexError<M::Error>> {
         // Group by keyword, keeping order.
         let mut lists: BTreeMap<u128, Vec<u8>> = BTreeMap::new();
         for (kw, entry) in changes {
@@ -180,9 +188,13 @@ impl Findex {
             return Ok(());
         }
         let header_tokens: Vec<Token> = pending.iter().map(|p| p.1).collect();
-        let mut seen: Vec<Option<Word>> = mem.batch_read(&header_tokens).map_err(FindexError::Memory)?;
+        let mut seen: Vec<Option<Word>> = mem
+            .batch_read(&header_tokens)
+            .map_err(FindexError::Memory)?;
         if seen.len() != pending.len() {
-            return Err(FindexError::Corrupt("memory answered the wrong number of words"));
+            return Err(FindexError::Corrupt(
+                "memory answered the wrong number of words",
+            ));
         }
         for _ in 0..MAX_ATTEMPTS {
             let mut writes = Vec::with_capacity(pending.len());
@@ -194,16 +206,27 @@ impl Findex {
                     .ok_or(FindexError::Corrupt("index list too long"))?;
                 let mut bindings = Vec::with_capacity(words.len() + 1);
                 for (i, w) in words.iter().enumerate() {
-                    let a = addr.wrapping_add(1).wrapping_add(u128::from(n)).wrapping_add(i as u128);
+                    let a = addr
+                        .wrapping_add(1)
+                        .wrapping_add(u128::from(n))
+                        .wrapping_add(i as u128);
                     let t = self.token(a);
                     bindings.push((t, self.encrypt_word(&t, *w)));
                 }
                 bindings.push((*tok, self.header_word(tok, new_n)));
-                writes.push(GuardedWrite { guard: *tok, expected: *old, bindings });
+                writes.push(GuardedWrite {
+                    guard: *tok,
+                    expected: *old,
+                    bindings,
+                });
             }
-            let results = mem.batch_guarded_write(&writes).map_err(FindexError::Memory)?;
+            let results = mem
+                .batch_guarded_write(&writes)
+                .map_err(FindexError::Memory)?;
             if results.len() != writes.len() {
-                return Err(FindexError::Corrupt("memory answered the wrong number of words"));
+                return Err(FindexError::Corrupt(
+                    "memory answered the wrong number of words",
+                ));
             }
             // Keep the lists whose guard did not match, with the header the memory saw.
             let mut next_pending = Vec::new();
@@ -224,24 +247,64 @@ impl Findex {
     }
 
     /// Live uids of each keyword (same order as `keywords`): two memory batches in all.
-    pub fn search<M: Memory>(&self, mem: &mut M, keywords: &[&[u8]]) -> Result<Vec<Hits>, FindexError<M::Error>> {
+    pub fn search<M: Memory>(
+        &self,
+        mem: &mut M,
+        keywords: &[&[u8]],
+    ) -> Result<Vec<Hits>, FindexError<M::Error>> {
+        let lists = self.lists(mem, keywords)?;
+        self.read_lists(mem, &lists)
+    }
+
+    /// First phase of a search: read the list headers of the keywords (one memory batch). The
+    /// sizes let a caller read only the lists worth reading (see [`Findex::read_lists`]).
+    pub fn lists<M: Memory>(
+        &self,
+        mem: &mut M,
+        keywords: &[&[u8]],
+    ) -> Result<Vec<List>, FindexError<M::Error>> {
         let addrs: Vec<u128> = keywords.iter().map(|k| self.address(k)).collect();
         let header_tokens: Vec<Token> = addrs.iter().map(|a| self.token(*a)).collect();
-        let headers = mem.batch_read(&header_tokens).map_err(FindexError::Memory)?;
+        let headers = mem
+            .batch_read(&header_tokens)
+            .map_err(FindexError::Memory)?;
         if headers.len() != addrs.len() {
-            return Err(FindexError::Corrupt("memory answered the wrong number of words"));
+            return Err(FindexError::Corrupt(
+                "memory answered the wrong number of words",
+            ));
         }
-        let mut counts = Vec::with_capacity(addrs.len());
+        let mut out = Vec::with_capacity(addrs.len());
+        for ((address, tok), h) in addrs
+            .into_iter()
+            .zip(header_tokens.iter())
+            .zip(headers.iter())
+        {
+            out.push(List {
+                address,
+                words: self.header_count(tok, h.as_ref())?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Second phase: read and decode the value words of the given lists (one memory batch).
+    pub fn read_lists<M: Memory>(
+        &self,
+        mem: &mut M,
+        lists: &[List],
+    ) -> Result<Vec<Hits>, FindexError<M::Error>> {
+        let total = lists
+            .iter()
+            .try_fold(0u64, |acc, l| acc.checked_add(l.words));
+        if total.is_none_or(|t| t > MAX_LIST_WORDS) {
+            return Err(FindexError::Corrupt("index lists too long"));
+        }
         let mut value_tokens = Vec::new();
-        for ((addr, tok), h) in addrs.iter().zip(header_tokens.iter()).zip(headers.iter()) {
-            let n = self.header_count(tok, h.as_ref())?;
-            if (value_tokens.len() as u64).saturating_add(n) > MAX_LIST_WORDS {
-                return Err(FindexError::Corrupt("index lists too long"));
+        for l in lists {
+            for i in 0..l.words {
+                value_tokens
+                    .push(self.token(l.address.wrapping_add(1).wrapping_add(u128::from(i))));
             }
-            for i in 0..n {
-                value_tokens.push(self.token(addr.wrapping_add(1).wrapping_add(u128::from(i))));
-            }
-            counts.push(n as usize);
         }
         let values = if value_tokens.is_empty() {
             Vec::new()
@@ -249,11 +312,14 @@ impl Findex {
             mem.batch_read(&value_tokens).map_err(FindexError::Memory)?
         };
         if values.len() != value_tokens.len() {
-            return Err(FindexError::Corrupt("memory answered the wrong number of words"));
+            return Err(FindexError::Corrupt(
+                "memory answered the wrong number of words",
+            ));
         }
-        let mut out = Vec::with_capacity(keywords.len());
+        let mut out = Vec::with_capacity(lists.len());
         let mut at = 0usize;
-        for n in counts {
+        for l in lists {
+            let n = l.words as usize;
             let mut plain = Vec::with_capacity(n);
             for i in at..at + n {
                 let (Some(Some(w)), Some(t)) = (values.get(i), value_tokens.get(i)) else {
@@ -262,11 +328,21 @@ impl Findex {
                 plain.push(self.decrypt_word(t, *w));
             }
             at += n;
-            let entries = encoding::decode_words(&plain).map_err(|_| FindexError::Corrupt("index entry does not decode"))?;
+            let entries = encoding::decode_words(&plain)
+                .map_err(|_| FindexError::Corrupt("index entry does not decode"))?;
             out.push(live(&entries));
         }
         Ok(out)
     }
+}
+
+/// A keyword's list as its header describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct List {
+    /// Address of the header word.
+    pub address: u128,
+    /// Number of value words.
+    pub words: u64,
 }
 
 /// Apply a list's entries: a uid is live when one of its inserts is at or above its highest
@@ -299,26 +375,51 @@ mod tests {
     }
 
     fn ins(uid: &str, v: u64) -> Entry {
-        Entry { op: Op::Insert, version: v, uid: uid.as_bytes().to_vec() }
+        Entry {
+            op: Op::Insert,
+            version: v,
+            uid: uid.as_bytes().to_vec(),
+        }
     }
     fn del(uid: &str, v: u64) -> Entry {
-        Entry { op: Op::Delete, version: v, uid: uid.as_bytes().to_vec() }
+        Entry {
+            op: Op::Delete,
+            version: v,
+            uid: uid.as_bytes().to_vec(),
+        }
     }
 
     #[test]
     fn insert_search_delete() {
         let f = fx();
         let mut m = InMemory::default();
-        f.append(&mut m, &[(b"tag=a", ins("u1", 1)), (b"tag=b", ins("u1", 1)), (b"tag=a", ins("u2", 1))]).unwrap();
+        f.append(
+            &mut m,
+            &[
+                (b"tag=a", ins("u1", 1)),
+                (b"tag=b", ins("u1", 1)),
+                (b"tag=a", ins("u2", 1)),
+            ],
+        )
+        .unwrap();
         let r = f.search(&mut m, &[b"tag=a", b"tag=b", b"tag=c"]).unwrap();
-        assert_eq!(r[0].keys().cloned().collect::<Vec<_>>(), vec![b"u1".to_vec(), b"u2".to_vec()]);
-        assert_eq!(r[1].keys().cloned().collect::<Vec<_>>(), vec![b"u1".to_vec()]);
+        assert_eq!(
+            r[0].keys().cloned().collect::<Vec<_>>(),
+            vec![b"u1".to_vec(), b"u2".to_vec()]
+        );
+        assert_eq!(
+            r[1].keys().cloned().collect::<Vec<_>>(),
+            vec![b"u1".to_vec()]
+        );
         assert!(r[2].is_empty());
         // u1 loses tag=a at version 2, gets it back at version 3
         f.append(&mut m, &[(b"tag=a", del("u1", 2))]).unwrap();
         assert_eq!(f.search(&mut m, &[b"tag=a"]).unwrap()[0].len(), 1);
         f.append(&mut m, &[(b"tag=a", ins("u1", 3))]).unwrap();
-        assert_eq!(f.search(&mut m, &[b"tag=a"]).unwrap()[0].get(b"u1".as_slice()), Some(&3));
+        assert_eq!(
+            f.search(&mut m, &[b"tag=a"]).unwrap()[0].get(b"u1".as_slice()),
+            Some(&3)
+        );
     }
 
     #[test]
@@ -334,7 +435,8 @@ mod tests {
     fn memory_sees_no_plaintext_and_words_are_keyed() {
         let f = fx();
         let mut m = InMemory::default();
-        f.append(&mut m, &[(b"tag=SECRETTAG", ins("uid-PLAIN", 1))]).unwrap();
+        f.append(&mut m, &[(b"tag=SECRETTAG", ins("uid-PLAIN", 1))])
+            .unwrap();
         for (k, v) in m.iter() {
             for needle in [b"SECRETTAG".as_slice(), b"uid-PLAIN", b"tag="] {
                 assert!(!k.windows(needle.len()).any(|w| w == needle));
@@ -368,7 +470,10 @@ mod tests {
         f.append(&mut m, &[(b"k", ins("u", 1))]).unwrap();
         let tok = f.token(f.address(b"k"));
         m.poke(tok, [0xAA; WORD_LEN]);
-        assert!(matches!(f.search(&mut m, &[b"k"]), Err(FindexError::Corrupt(_))));
+        assert!(matches!(
+            f.search(&mut m, &[b"k"]),
+            Err(FindexError::Corrupt(_))
+        ));
         // a value word replaced by garbage: decodes to junk or fails, never panics
         let f2 = fx();
         let mut m2 = InMemory::default();

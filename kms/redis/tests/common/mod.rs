@@ -55,15 +55,31 @@ impl RedisServer {
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.join("redis.log")).expect("log file");
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--protected-mode", "yes"])
-            .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
-            .args(["--daemonize", "no", "--logfile", ""])
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        let child = cmd.spawn().expect("redis-server must be installed (apt-get install redis-server)");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--protected-mode",
+            "yes",
+        ])
+        .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")])
+        .args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ])
+        .args(["--daemonize", "no", "--logfile", ""])
+        .args(&self.extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+        let child = cmd
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
         self.child = Some(child);
         self.wait_ready();
     }
@@ -74,7 +90,10 @@ impl RedisServer {
             if self.ping() {
                 return;
             }
-            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
                 panic!("redis-server did not start ({exited:?}); its log:\n{log}");
@@ -99,7 +118,9 @@ impl RedisServer {
 
     /// PING over a fresh socket; true on `+PONG` (or `-NOAUTH` when a password is set).
     pub fn ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         if s.write_all(b"PING\r\n").is_err() {
             return false;
@@ -110,8 +131,15 @@ impl RedisServer {
 
     /// A client of the crate under test for administrative commands (SCAN, CLIENT PAUSE, ...).
     pub fn admin(&self) -> Client<TcpTransport> {
-        let t = TcpTransport { connect_timeout: Duration::from_secs(3), io_timeout: Duration::from_secs(10) };
-        Client::new(t, RedisUrl::parse(&self.url()).expect("url"), Limits::default())
+        let t = TcpTransport {
+            connect_timeout: Duration::from_secs(3),
+            io_timeout: Duration::from_secs(10),
+        };
+        Client::new(
+            t,
+            RedisUrl::parse(&self.url()).expect("url"),
+            Limits::default(),
+        )
     }
 
     /// Every (key, value) of the current database, values of string keys only.
@@ -120,10 +148,16 @@ impl RedisServer {
         let mut cursor = b"0".to_vec();
         let mut keys = Vec::new();
         loop {
-            let Reply::Array(mut parts) = c.request(&[b"SCAN", &cursor, b"COUNT", b"1000"]).expect("scan") else {
+            let Reply::Array(mut parts) = c
+                .request(&[b"SCAN", &cursor, b"COUNT", b"1000"])
+                .expect("scan")
+            else {
                 panic!("SCAN reply")
             };
-            let (Some(Reply::Array(batch)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop()) else { panic!() };
+            let (Some(Reply::Array(batch)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop())
+            else {
+                panic!()
+            };
             for k in batch {
                 if let Reply::Bulk(k) = k {
                     keys.push(k);
@@ -138,7 +172,10 @@ impl RedisServer {
             .map(|k| {
                 let v = match c.request(&[b"GET", &k]).expect("get") {
                     Reply::Bulk(v) => v,
-                    other => panic!("non-string key {:?}: {other:?}", String::from_utf8_lossy(&k)),
+                    other => panic!(
+                        "non-string key {:?}: {other:?}",
+                        String::from_utf8_lossy(&k)
+                    ),
                 };
                 (k, v)
             })

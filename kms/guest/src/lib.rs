@@ -1,0 +1,28 @@
+//! `kms-guest`: the KMS service of the unikernel, over netstack, no_std.
+//!
+//! The kernel brings up the NIC, the stack, clocks, RNG and the attestation platform, then
+//! hands them to [`Server`] and calls [`Server::step`] in its poll loop. Everything above TCP is
+//! here and in the sans-IO cores it drives, so the same code is built and unit-tested on the host.
+//!
+//! Modules, lowest first:
+//! - [`net`]: [`net::SharedStack`] (the stack behind a lock, shared by the server loop and the
+//!   Redis transport) and the platform [`net::Clock`].
+//! - [`redis`]: a blocking RESP transport for `kms-redis` over netstack TCP, with timeouts, and
+//!   the image's client pool.
+//! - [`server`]: listeners → `kms::tls` → the bootstrap API (`kms::bootstrap`), then the KMS
+//!   (`kms::server::Connection`) on `RedisFindexStore` over [`redis`]; connection, request,
+//!   buffer and reply limits; idle timeouts.
+//!
+//! It does no attestation itself (the kernel passes a `kms::bootstrap::platform::Evidence`),
+//! reads no clock directly, and has no DNS (the Redis host is an IPv4 literal).
+#![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod net;
+pub mod redis;
+pub mod server;
+
+pub use net::{Clock, SharedStack};
+pub use server::{Limits, Server, ServiceError, Settings, Stats};

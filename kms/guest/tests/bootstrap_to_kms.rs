@@ -1,0 +1,624 @@
+//! The image's service on the host: `kms_guest::Server` on a netstack `Stack` joined by an
+//! in-memory cable to a second stack (the "world"), which carries a rustls client and a byte
+//! proxy to a real `redis-server`. The whole chain runs: TLS (unbuffered) → bootstrap API
+//! (CSR, certificate, Redis probe over netstack, client CA, start) → the KMS with mTLS on
+//! Redis-with-Findex over netstack; plus garbage, oversized bodies, idle connections and the
+//! connection limit.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use kms::bootstrap::ProvisionerPolicy;
+use kms::bootstrap::platform::{CertTableEntry, Evidence, EvidenceError, Platform};
+use kms::crypto::{Random, RngError};
+use kms_guest::server::Limits as ServiceLimits;
+use kms_guest::{Clock, Server, Settings, SharedStack};
+use netstack::{
+    Config, ConnId, Duration, Instant, IpEndpoint, Ipv4Address, Ipv4Cidr, Ipv4Mode, ListenerId, Nic, NicError,
+    Stack, StaticIpv4, TcpError,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+// ------------------------------------------------------------------------------- the cable
+
+type Queue = Arc<Mutex<VecDeque<Vec<u8>>>>;
+
+struct PipeNic {
+    mac: [u8; 6],
+    rx: Queue,
+    tx: Queue,
+}
+
+impl Nic for PipeNic {
+    fn mac_address(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn mtu(&self) -> usize {
+        1500
+    }
+    fn receive(&mut self, frame: &mut [u8]) -> Result<Option<usize>, NicError> {
+        let Some(f) = self.rx.lock().unwrap().pop_front() else { return Ok(None) };
+        let dst = frame.get_mut(..f.len()).ok_or(NicError::FrameTooLarge { len: f.len() })?;
+        dst.copy_from_slice(&f);
+        Ok(Some(f.len()))
+    }
+    fn can_transmit(&mut self) -> bool {
+        self.tx.lock().unwrap().len() < 512
+    }
+    fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
+        self.tx.lock().unwrap().push_back(frame.to_vec());
+        Ok(())
+    }
+}
+
+fn stack(nic: PipeNic, last: u8, max_sockets: usize) -> Stack<PipeNic> {
+    let config = Config {
+        ipv4: Ipv4Mode::Static(StaticIpv4 {
+            address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, last), 24),
+            gateway: None,
+        }),
+        random_seed: u64::from(last) * 7919,
+        limits: netstack::Limits {
+            max_sockets,
+            ..netstack::Limits::default()
+        },
+    };
+    Stack::new(nic, config, now()).unwrap()
+}
+
+fn now() -> Instant {
+    static START: std::sync::OnceLock<StdInstant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(StdInstant::now);
+    Instant::from_micros(start.elapsed().as_micros() as i64 + 1_000_000)
+}
+
+// ------------------------------------------------------------------------------- real Redis
+
+struct Redis {
+    port: u16,
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("kms-guest-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--dir", dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        let deadline = StdInstant::now() + StdDuration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(StdInstant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(StdDuration::from_millis(20));
+        }
+        Redis { port, child, dir }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// ------------------------------------------------------------------------------- the world
+
+/// Everything outside the guest: a stack at 10.0.2.2 with a Redis proxy on port 6379.
+struct World {
+    stack: Stack<PipeNic>,
+    redis_port: u16,
+    redis_listener: ListenerId,
+    proxies: Vec<Proxy>,
+}
+
+struct Proxy {
+    conn: ConnId,
+    tcp: TcpStream,
+    to_guest: Vec<u8>,
+}
+
+impl World {
+    fn pump(&mut self) {
+        let t = now();
+        self.stack.poll(t);
+        while let Some(conn) = self.stack.accept(self.redis_listener) {
+            let tcp = TcpStream::connect(("127.0.0.1", self.redis_port)).unwrap();
+            tcp.set_nonblocking(true).unwrap();
+            self.proxies.push(Proxy { conn, tcp, to_guest: Vec::new() });
+        }
+        let mut buf = vec![0u8; 65536];
+        let stack = &mut self.stack;
+        self.proxies.retain_mut(|p| {
+            loop {
+                match stack.read(p.conn, &mut buf) {
+                    Ok(0) => return false,
+                    Ok(n) => {
+                        p.tcp.set_nonblocking(false).unwrap();
+                        p.tcp.write_all(&buf[..n]).unwrap();
+                        p.tcp.set_nonblocking(true).unwrap();
+                    }
+                    Err(TcpError::WouldBlock) => break,
+                    Err(_) => return false,
+                }
+            }
+            loop {
+                match p.tcp.read(&mut buf) {
+                    Ok(0) => {
+                        let _ = stack.close(p.conn);
+                        return false;
+                    }
+                    Ok(n) => p.to_guest.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => return false,
+                }
+            }
+            if !p.to_guest.is_empty() {
+                match stack.write(p.conn, &p.to_guest) {
+                    Ok(n) => {
+                        p.to_guest.drain(..n);
+                    }
+                    Err(TcpError::WouldBlock) => {}
+                    Err(_) => return false,
+                }
+            }
+            true
+        });
+        self.stack.poll(now());
+    }
+}
+
+/// The guest's clock: real time; idling pumps the world (so Redis replies arrive while the
+/// guest blocks in a store call).
+struct TestClock(Arc<Mutex<World>>);
+
+impl Clock for TestClock {
+    fn now(&self) -> Instant {
+        now()
+    }
+    fn unix_seconds(&self) -> i64 {
+        1_800_000_000
+    }
+    fn idle(&self, max: Duration) {
+        if let Ok(mut w) = self.0.try_lock() {
+            w.pump();
+        }
+        std::thread::sleep(StdDuration::from_micros(max.total_micros().min(200)));
+    }
+}
+
+/// The `none` platform: no reports, random sk.
+struct NoPlatform;
+
+impl Evidence for NoPlatform {
+    fn platform(&self) -> Platform {
+        Platform::None
+    }
+    fn report(&mut self, _: &[u8; 64]) -> Result<Vec<u8>, EvidenceError> {
+        Err(EvidenceError::Unsupported)
+    }
+    fn cert_table(&mut self) -> Result<Vec<CertTableEntry>, EvidenceError> {
+        Ok(Vec::new())
+    }
+    fn derived_key(&mut self) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, EvidenceError> {
+        Ok(None)
+    }
+}
+
+struct TestRng(u64);
+impl Random for TestRng {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
+        for b in buf {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = (self.0 >> 24) as u8;
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------------------- harness
+
+struct Harness {
+    _redis: Redis,
+    world: Arc<Mutex<World>>,
+    server: Server<PipeNic, NoPlatform>,
+    rng: TestRng,
+    redis_url: String,
+}
+
+const PORT: u16 = 9998;
+const RATLS_PORT: u16 = 9999;
+
+impl Harness {
+    fn new(limits: ServiceLimits, provisioner: ProvisionerPolicy) -> Harness {
+        let redis = Redis::start();
+        let a: Queue = Arc::default();
+        let b: Queue = Arc::default();
+        let guest = stack(PipeNic { mac: [2, 0, 0, 0, 0, 1], rx: a.clone(), tx: b.clone() }, 1, 64);
+        let mut world_stack = stack(PipeNic { mac: [2, 0, 0, 0, 0, 2], rx: b, tx: a }, 2, 64);
+        let redis_listener = world_stack.listen(6379, 4).unwrap();
+        let world = Arc::new(Mutex::new(World {
+            stack: world_stack,
+            redis_port: redis.port,
+            redis_listener,
+            proxies: Vec::new(),
+        }));
+        let clock: Arc<dyn Clock> = Arc::new(TestClock(world.clone()));
+        let settings = Settings {
+            port: PORT,
+            ratls_port: RATLS_PORT,
+            provisioner,
+            limits,
+        };
+        let server = Server::new(SharedStack::new(guest), clock, NoPlatform, settings, [9u8; 32]).unwrap();
+        Harness {
+            _redis: redis,
+            world,
+            server,
+            rng: TestRng(0x9e37_79b9_7f4a_7c15),
+            redis_url: "redis://10.0.2.2:6379".into(),
+        }
+    }
+
+    fn step(&mut self) {
+        self.server.step(&mut self.rng);
+        self.world.lock().unwrap().pump();
+    }
+
+    fn tcp_connect(&mut self, port: u16) -> ConnId {
+        let remote = IpEndpoint::new(Ipv4Address::new(10, 0, 2, 1).into(), port);
+        let c = self.world.lock().unwrap().stack.connect(remote).unwrap();
+        for _ in 0..10_000 {
+            self.step();
+            if self.world.lock().unwrap().stack.state(c) == Ok(netstack::ConnState::Established) {
+                return c;
+            }
+        }
+        panic!("TCP connect to {port} did not complete");
+    }
+
+    /// Sends `request` over a TLS client on TCP `conn`; returns the HTTP response (or what
+    /// arrived before the server closed) and whether the server closed.
+    fn exchange(&mut self, tls: &mut rustls::ClientConnection, conn: ConnId, request: &[u8]) -> (String, bool) {
+        if !request.is_empty() {
+            tls.writer().write_all(request).unwrap();
+        }
+        let mut answer = Vec::new();
+        let mut closed = false;
+        let mut out = Vec::new();
+        let deadline = StdInstant::now() + StdDuration::from_secs(60);
+        let mut buf = vec![0u8; 65536];
+        while StdInstant::now() < deadline {
+            {
+                let mut w = self.world.lock().unwrap();
+                while tls.wants_write() {
+                    tls.write_tls(&mut out).unwrap();
+                }
+                if !out.is_empty() && !closed {
+                    match w.stack.write(conn, &out) {
+                        Ok(n) => {
+                            out.drain(..n);
+                        }
+                        Err(TcpError::WouldBlock) => {}
+                        Err(_) => closed = true,
+                    }
+                }
+                loop {
+                    match w.stack.read(conn, &mut buf) {
+                        Ok(0) => {
+                            closed = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            let mut rd = &buf[..n];
+                            while !rd.is_empty() {
+                                tls.read_tls(&mut rd).unwrap();
+                                if tls.process_new_packets().is_err() {
+                                    closed = true;
+                                    break;
+                                }
+                            }
+                        }
+                        Err(TcpError::WouldBlock) => break,
+                        Err(_) => {
+                            closed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = tls.reader().read_to_end(&mut answer);
+            if complete(&answer) || closed {
+                break;
+            }
+            self.step();
+        }
+        (String::from_utf8_lossy(&answer).into_owned(), closed)
+    }
+}
+
+/// A full HTTP/1.1 response (head and Content-Length body) is in `buf`.
+fn complete(buf: &[u8]) -> bool {
+    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+        .unwrap_or(0);
+    buf.len() >= head_end + 4 + len
+}
+
+fn post(path: &str, body: &str) -> Vec<u8> {
+    format!("POST {path} HTTP/1.1\r\nHost: kms\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        .into_bytes()
+}
+
+fn body(resp: &str) -> serde_json::Value {
+    let at = resp.find("\r\n\r\n").expect("head") + 4;
+    serde_json::from_str(&resp[at..]).unwrap_or_else(|e| panic!("{e}: {resp}"))
+}
+
+/// A client that trusts exactly one certificate (the bootstrap certificate is self-signed: the
+/// real `ckms` pins it after attestation; here the test pins it by DER as its only root).
+fn client(roots_der: &[Vec<u8>], cert: Option<(&[Vec<u8>], &[u8])>) -> rustls::ClientConnection {
+    let mut roots = rustls::RootCertStore::empty();
+    for r in roots_der {
+        roots.add(CertificateDer::from(r.clone())).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match cert {
+        Some((chain, key)) => b
+            .with_client_auth_cert(
+                chain.iter().map(|c| CertificateDer::from(c.clone())).collect(),
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    let mut c = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("kms.test").unwrap()).unwrap();
+    c.set_buffer_limit(None);
+    c
+}
+
+/// Accepts the bootstrap certificate whatever it is (test only: the real client attests it).
+#[derive(Debug)]
+struct AcceptAny;
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &rustls::crypto::ring::default_provider().signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &rustls::crypto::ring::default_provider().signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn bootstrap_client(cert: Option<(&[Vec<u8>], &[u8])>) -> rustls::ClientConnection {
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny));
+    let cfg = match cert {
+        Some((chain, key)) => b
+            .with_client_auth_cert(
+                chain.iter().map(|c| CertificateDer::from(c.clone())).collect(),
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    let mut c = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("kms.test").unwrap()).unwrap();
+    c.set_buffer_limit(None);
+    c
+}
+
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    der: Vec<u8>,
+    pem: String,
+}
+
+impl Ca {
+    fn new(cn: &str) -> Ca {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        Ca { der: cert.der().to_vec(), pem: cert.pem(), params, key }
+    }
+    fn issue(&self, cn: &str) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let cert = p.signed_by(&key, &rcgen::Issuer::from_params(&self.params, &self.key)).unwrap();
+        (vec![cert.der().to_vec()], key.serialize_der())
+    }
+    fn sign_csr(&self, csr_pem: &str) -> String {
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).unwrap();
+        let cert = csr.signed_by(&rcgen::Issuer::from_params(&self.params, &self.key)).unwrap();
+        format!("{}{}", cert.pem(), self.pem)
+    }
+}
+
+const CREATE: &str = r#"{"tag":"Create","value":[
+  {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+  {"tag":"Attributes","value":[
+    {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+    {"tag":"CryptographicLength","type":"Integer","value":256},
+    {"tag":"ActivationDate","type":"DateTime","value":"2025-01-01T00:00:00Z"}]}]}"#;
+
+#[test]
+fn bootstrap_then_kms_on_redis_over_netstack() {
+    let admin_ca = Ca::new("provisioner CA");
+    let (admin_chain, admin_key) = admin_ca.issue("admin");
+    let spki = kms::tls::spki_der(&admin_chain[0]).unwrap();
+    let pin = {
+        use sha2::Digest;
+        let h: [u8; 32] = sha2::Sha256::digest(&spki).into();
+        h
+    };
+    let mut h = Harness::new(ServiceLimits::default(), ProvisionerPolicy::Pinned(pin));
+    let server_ca = Ca::new("server CA");
+    let users = Ca::new("users CA");
+
+    // Someone else cannot provision (pinned SPKI): refused with 403-style error, before anything.
+    let (intruder_chain, intruder_key) = admin_ca.issue("admin");
+    let c = h.tcp_connect(PORT);
+    let mut tls = bootstrap_client(Some((&intruder_chain, &intruder_key)));
+    let (resp, closed) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
+    assert!(closed && resp.is_empty(), "intruder got {resp:?}");
+
+    // The provisioner: CSR, certificate, database, client CA, start.
+    let c = h.tcp_connect(PORT);
+    let mut tls = bootstrap_client(Some((&admin_chain, &admin_key)));
+    let (resp, _) = h.exchange(
+        &mut tls,
+        c,
+        &post("/csr", r#"{"subject":"CN=kms.test","dns_names":["kms.test"]}"#),
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let csr = body(&resp)["csr_pem"].as_str().unwrap().to_string();
+    let chain_pem = server_ca.sign_csr(&csr);
+    let req = serde_json::json!({ "chain_pem": chain_pem }).to_string();
+    let (resp, _) = h.exchange(&mut tls, c, &post("/certificate", &req));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let (resp, _) = h.exchange(&mut tls, c, &post("/start", ""));
+    assert!(resp.starts_with("HTTP/1.1 409"), "start before the database: {resp}");
+    let secret = <base64ct::Base64 as base64ct::Encoding>::encode_string(&[42u8; 32]);
+    let bad = serde_json::json!({ "url": "redis://10.0.2.2:6380", "db_secret": secret }).to_string();
+    let (resp, _) = h.exchange(&mut tls, c, &post("/redis-findex", &bad));
+    assert!(!resp.starts_with("HTTP/1.1 200"), "unreachable Redis accepted: {resp}");
+    let good = serde_json::json!({ "url": h.redis_url, "db_secret": secret }).to_string();
+    let (resp, _) = h.exchange(&mut tls, c, &post("/redis-findex", &good));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let ca = serde_json::json!({ "ca_pem": users.pem }).to_string();
+    let (resp, _) = h.exchange(&mut tls, c, &post("/client-ca", &ca));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let (resp, _) = h.exchange(&mut tls, c, &post("/start", ""));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    for _ in 0..100 {
+        h.step();
+    }
+    assert!(h.server.serving());
+
+    // The KMS: mTLS with a user certificate, the server certificate chains to the server CA.
+    let (alice_chain, alice_key) = users.issue("alice");
+    let c = h.tcp_connect(PORT);
+    let mut tls = client(&[server_ca.der.clone()], Some((&alice_chain, &alice_key)));
+    let (resp, _) = h.exchange(&mut tls, c, &post("/kmip/2_1", CREATE));
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("CreateResponse"), "{resp}");
+    let marker = r#""UniqueIdentifier","type":"TextString","value":""#;
+    let at = resp.find(marker).unwrap() + marker.len();
+    let uid = resp[at..at + 36].to_string();
+    let get = format!(r#"{{"tag":"Get","value":[{{"tag":"UniqueIdentifier","type":"TextString","value":"{uid}"}}]}}"#);
+    let (resp, _) = h.exchange(&mut tls, c, &post("/kmip/2_1", &get));
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("GetResponse"), "{resp}");
+
+    // The key is in Redis (sealed): a second KMS on the same Redis and secret would find it;
+    // here: another user cannot read it.
+    let (bob_chain, bob_key) = users.issue("bob");
+    let c2 = h.tcp_connect(PORT);
+    let mut tls2 = client(&[server_ca.der.clone()], Some((&bob_chain, &bob_key)));
+    let (resp, _) = h.exchange(&mut tls2, c2, &post("/kmip/2_1", &get));
+    assert!(resp.starts_with("HTTP/1.1 422"), "{resp}");
+
+    // No client certificate: the handshake is refused.
+    let c3 = h.tcp_connect(PORT);
+    let mut tls3 = client(&[server_ca.der.clone()], None);
+    let (resp, closed) = h.exchange(&mut tls3, c3, b"GET /health HTTP/1.1\r\n\r\n");
+    assert!(closed && resp.is_empty(), "{resp}");
+
+    // Garbage on the KMS port: closed; the service keeps serving alice.
+    let c4 = h.tcp_connect(PORT);
+    h.world.lock().unwrap().stack.write(c4, b"\x16\x03\x01\xff\xffgarbage garbage").unwrap();
+    for _ in 0..200 {
+        h.step();
+    }
+    let (resp, _) = h.exchange(&mut tls, c, &post("/kmip/2_1", &get));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(h.server.stats().accepted >= 6);
+}
+
+#[test]
+fn limits_refuse_cleanly() {
+    let limits = ServiceLimits {
+        max_connections: 2,
+        idle_timeout: Duration::from_millis(300),
+        ..ServiceLimits::default()
+    };
+    let mut h = Harness::new(limits, ProvisionerPolicy::Open);
+    // An oversized bootstrap body: 413 then close.
+    let c = h.tcp_connect(PORT);
+    let mut tls = bootstrap_client(None);
+    let big = "x".repeat(kms::bootstrap::routes::MAX_BODY + 1);
+    let (resp, _) = h.exchange(&mut tls, c, &post("/csr", &big));
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+
+    // Two idle connections fill the table; a third is closed at once.
+    let a = h.tcp_connect(PORT);
+    let b = h.tcp_connect(PORT);
+    let _ = (a, b);
+    for _ in 0..50 {
+        h.step();
+    }
+    let refused_before = h.server.stats().refused;
+    let _c = h.tcp_connect(PORT);
+    for _ in 0..50 {
+        h.step();
+    }
+    assert!(h.server.stats().refused > refused_before, "{:?}", h.server.stats());
+
+    // Idle (slowloris) connections are closed after the idle timeout; then new clients get in.
+    let t0 = StdInstant::now();
+    while h.server.connections() > 0 && t0.elapsed() < StdDuration::from_secs(20) {
+        h.step();
+        std::thread::sleep(StdDuration::from_millis(5));
+    }
+    assert_eq!(h.server.connections(), 0);
+    assert!(h.server.stats().idle_closed >= 2);
+    let c = h.tcp_connect(PORT);
+    let mut tls = bootstrap_client(None);
+    let (resp, _) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
