@@ -133,7 +133,7 @@ fn main() {
         Some(server_certs(&pki.ca_cert).expect("ca")),
     )
     .expect("server TLS");
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::<parking_lot::RawMutex>::with_lock());
     let kms = Arc::new(Kms::new(store, KmsConfig::default()));
     let handler = Arc::new(KmsHandler::new(kms.clone(), Limits::DEFAULT));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
