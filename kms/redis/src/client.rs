@@ -39,6 +39,8 @@ pub enum ClientError {
     Select,
     /// `SCRIPT LOAD` failed, or `EVALSHA` still answered `NOSCRIPT` after a reload.
     Script,
+    /// Redis is still loading its dataset after a restart (`-LOADING`): retry later.
+    Loading,
 }
 
 impl ClientError {
@@ -62,6 +64,7 @@ impl fmt::Display for ClientError {
             ClientError::Auth => f.write_str("Redis refused AUTH"),
             ClientError::Select => f.write_str("Redis refused SELECT"),
             ClientError::Script => f.write_str("Redis refused to load a script"),
+            ClientError::Loading => f.write_str("Redis is loading its dataset"),
         }
     }
 }
@@ -252,6 +255,7 @@ impl<T: Transport> Client<T> {
         for (s, r) in self.scripts.iter_mut().zip(replies) {
             match r {
                 Reply::Bulk(sha) if sha.len() == 40 => s.sha = Some(sha),
+                r if r.is_error_code("LOADING") => return Err(ClientError::Loading),
                 _ => return Err(ClientError::Script),
             }
         }

@@ -140,11 +140,14 @@ pub fn unavailable(e: &ClientError) -> StoreError {
         ClientError::Auth => StoreError::Unavailable("Redis refused AUTH"),
         ClientError::Select => StoreError::Unavailable("Redis refused SELECT"),
         ClientError::Script => StoreError::Backend("Redis refused to load a Lua script"),
+        ClientError::Loading => StoreError::Unavailable("Redis is loading its dataset"),
     }
 }
 
 fn reply_error(r: &Reply) -> StoreError {
     match r {
+        Reply::Error(e) if e.starts_with("LOADING") => StoreError::Unavailable("Redis is loading its dataset"),
+        Reply::Error(e) if e.starts_with("BUSY") => StoreError::Unavailable("Redis is busy running a script"),
         Reply::Error(e) if e.starts_with("OOM") => StoreError::Backend("Redis is out of memory"),
         Reply::Error(e) if e.starts_with("READONLY") => {
             StoreError::Backend("Redis is a read-only replica")
@@ -305,6 +308,7 @@ impl<P: Pool> RedisFindexStore<P> {
         match r.get(1) {
             Some(Reply::Bulk(v)) if self.sealer.canary_matches(v) => Ok(()),
             Some(Reply::Bulk(_)) => Err(OpenError::WrongSecret),
+            Some(r) if r.is_error_code("LOADING") => Err(OpenError::Unavailable(ClientError::Loading)),
             Some(Reply::Error(_)) => Err(OpenError::Backend("Redis refused to store the canary")),
             _ => Err(OpenError::Backend("unexpected reply reading the canary")),
         }
