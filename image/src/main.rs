@@ -48,7 +48,8 @@ struct BuildArgs {
     /// SEV_FEATURES of the VMSAs.
     #[arg(long, default_value = "0x1", value_parser = parse_u64)]
     guest_features: u64,
-    /// Firmware descriptor or OVMF file to measure with (default: ovmf-config/amdsev-suffix.bin).
+    /// Firmware to measure with: a whole AmdSevX64 OVMF (from ovmf-config/build-amdsev.sh; `image run`
+    /// then boots it) or the 4 KiB descriptor (default: ovmf-config/amdsev-suffix.bin; measured only).
     #[arg(long)]
     firmware: Option<PathBuf>,
     /// Kernel cargo features (comma-separated; empty for none).
@@ -105,6 +106,13 @@ struct RunArgs {
     /// Also print the console on stderr.
     #[arg(long)]
     echo: bool,
+    /// Boot Debian's plain OVMF even when the manifest's firmware is a bootable AmdSevX64 OVMF (which is
+    /// then measured but does not run, and nothing checks the kernel hashes).
+    #[arg(long)]
+    plain_ovmf: bool,
+    /// The plain OVMF to boot when the manifest's firmware is not bootable or with --plain-ovmf.
+    #[arg(long, default_value = image::run::DEFAULT_BIOS)]
+    bios: PathBuf,
 }
 
 fn repo(cli: &Option<PathBuf>) -> Result<PathBuf, String> {
@@ -142,6 +150,10 @@ fn do_build(repo: PathBuf, a: BuildArgs) -> Result<(), String> {
     );
     println!("manifest: {}", built.manifest_path.display());
     println!("cmdline:  {}", built.manifest.cmdline);
+    println!(
+        "firmware: {} ({}, sha256 {})",
+        built.manifest.firmware.name, built.manifest.firmware.kind, built.manifest.firmware.sha256
+    );
     println!("SNP launch digest: {}", built.manifest.snp.launch_digest);
     Ok(())
 }
@@ -159,6 +171,8 @@ fn do_run(repo: PathBuf, a: RunArgs) -> Result<(), String> {
             Some(std::env::current_exe().map_err(|e| format!("locating image: {e}"))?);
     }
     opts.echo_console = a.echo;
+    opts.plain_ovmf = a.plain_ovmf;
+    opts.bios = a.bios;
     opts.log = Some(a.log.unwrap_or_else(|| image_dir.join("console.log")));
     let emulated = match &opts.cmdline {
         Some(c) => c.split(' ').any(|item| item == "ckms.attestation=emulated"),
@@ -181,6 +195,7 @@ fn do_run(repo: PathBuf, a: RunArgs) -> Result<(), String> {
     .map_err(|e| format!("Ctrl-C handler: {e}"))?;
 
     let mut vm = Vm::start(&opts).map_err(|e| e.to_string())?;
+    eprintln!("image: firmware: {}", vm.boot());
     eprintln!("image: console -> {}", vm.log_path().display());
     let ready = vm
         .wait_ready(Duration::from_secs(a.timeout))

@@ -34,6 +34,10 @@ pub struct FirmwareInfo {
     pub name: String,
     /// SHA-256, lowercase hex.
     pub sha256: String,
+    /// What the file is, and so what `image run` boots (see [`crate::firmware`]): `amdsev-ovmf` (a whole
+    /// AmdSevX64 OVMF: booted with `-bios` and the kernel-hashes table, so the measurement describes what
+    /// booted) or `amdsev-suffix` (a 4 KiB descriptor: measured only; QEMU boots Debian's plain OVMF).
+    pub kind: String,
 }
 
 /// SEV-SNP values.
@@ -101,6 +105,8 @@ pub enum ManifestError {
     UnknownVcpuType(String),
     /// The launch digest could not be computed.
     Measure(attest::measure::snp::MeasureError),
+    /// The firmware does not check kernel hashes (or its metadata is malformed).
+    Firmware(crate::firmware::FirmwareError),
     /// The JSON is malformed or does not match the layout.
     Json(serde_json::Error),
     /// A field has an invalid value.
@@ -112,6 +118,7 @@ impl fmt::Display for ManifestError {
         match self {
             Self::UnknownVcpuType(t) => write!(f, "unknown vCPU type {t:?}"),
             Self::Measure(e) => write!(f, "launch digest: {e}"),
+            Self::Firmware(e) => write!(f, "{e}"),
             Self::Json(e) => write!(f, "manifest JSON: {e}"),
             Self::Field(what) => write!(f, "manifest field: {what}"),
         }
@@ -122,6 +129,7 @@ impl std::error::Error for ManifestError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Measure(e) => Some(e),
+            Self::Firmware(e) => Some(e),
             Self::Json(e) => Some(e),
             _ => None,
         }
@@ -148,6 +156,7 @@ impl Manifest {
         let vcpu_type = VcpuType::from_str(i.vcpu_type)
             .map_err(|_| ManifestError::UnknownVcpuType(i.vcpu_type.to_owned()))?;
         let vmm = VmmType::Qemu;
+        let kind = crate::firmware::classify(i.firmware).map_err(ManifestError::Firmware)?;
         let digest = launch_digest(&SnpLaunch {
             firmware: i.firmware,
             kernel: i.kernel,
@@ -172,6 +181,7 @@ impl Manifest {
             firmware: FirmwareInfo {
                 name: i.firmware_name.to_owned(),
                 sha256: sha256_hex(i.firmware),
+                kind: kind.as_str().to_owned(),
             },
             vcpus: i.vcpus,
             vcpu_type: vcpu_type.to_string(),
@@ -214,6 +224,11 @@ impl Manifest {
         {
             return Err(ManifestError::Field(
                 "firmware.name must be a plain file name",
+            ));
+        }
+        if crate::firmware::FirmwareKind::from_manifest(&m.firmware.kind).is_none() {
+            return Err(ManifestError::Field(
+                "firmware.kind must be amdsev-ovmf or amdsev-suffix",
             ));
         }
         let is_hex = |s: &str, n: usize| {
@@ -270,6 +285,7 @@ mod tests {
             m.firmware.sha256,
             "8f765dfabc127fc0a938a0744a3103ec15864d7d794eb4c398aa976b6d6ab16c"
         );
+        assert_eq!(m.firmware.kind, "amdsev-suffix");
         assert_eq!(m.guest_features, "0x1");
         assert_eq!(m.vcpu_type, "EPYC-v4");
     }
@@ -304,6 +320,9 @@ mod tests {
         assert!(Manifest::from_json(&m.to_json()).is_err());
         let mut m = good.clone();
         m.snp.launch_digest.pop();
+        assert!(Manifest::from_json(&m.to_json()).is_err());
+        let mut m = good.clone();
+        m.firmware.kind = "plain".into();
         assert!(Manifest::from_json(&m.to_json()).is_err());
         let mut m = good;
         m.format = 2;

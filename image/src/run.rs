@@ -5,6 +5,13 @@
 //! connected to the emulator's socket. Networking is QEMU user mode with `restrict=on`: the guest reaches
 //! nothing but the forwards set up here, all bound to 127.0.0.1. Dropping the [`Vm`] kills both processes by
 //! PID and removes the temp directory.
+//!
+//! Firmware ([`Boot`]): when the manifest's firmware is a whole AmdSevX64 OVMF (`firmware.kind` =
+//! `amdsev-ovmf`), QEMU boots *that* file (`-bios`) and gets the SEV kernel-hashes table that QEMU writes on
+//! SNP hardware (`kernel-hashes=on`), loaded with `-device loader` at the GPA the firmware's metadata names
+//! ([`crate::firmware::HashesTable`]). OVMF then checks kernel and command line against it exactly as on SNP,
+//! and `snp-emu` measures the same firmware, so the emulated measurement describes what booted. With the 4 KiB
+//! descriptor (or `plain_ovmf`), QEMU boots Debian's plain OVMF, which checks nothing.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -16,7 +23,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::manifest::{Manifest, ManifestError};
+use attest::measure::snp::KernelHashes;
+
+use crate::firmware::{FirmwareKind, HashesTable};
+use crate::manifest::{Manifest, ManifestError, sha256_hex};
 
 /// Debian's OVMF (plain OvmfX64), which QEMU TCG boots here.
 pub const DEFAULT_BIOS: &str = "/usr/share/ovmf/OVMF.fd";
@@ -49,8 +59,11 @@ pub struct RunOptions {
     pub redis_relay: Option<PathBuf>,
     /// Path of the `snp-emu` binary (`None`: no emulator; COM2 stays unconnected).
     pub snp_emu: Option<PathBuf>,
-    /// Firmware QEMU boots.
+    /// Plain firmware QEMU boots when the manifest's firmware is not bootable or `plain_ovmf` is set.
     pub bios: PathBuf,
+    /// Boot `bios` even when the manifest's firmware is a bootable AmdSevX64 OVMF (then the emulated
+    /// measurement describes that firmware, not the one that ran).
+    pub plain_ovmf: bool,
     /// QEMU binary.
     pub qemu: PathBuf,
     /// QEMU CPU model (TCG needs one with RDRAND/RDSEED, e.g. `max`).
@@ -74,6 +87,7 @@ impl RunOptions {
             redis_relay: None,
             snp_emu: None,
             bios: PathBuf::from(DEFAULT_BIOS),
+            plain_ovmf: false,
             qemu: PathBuf::from("qemu-system-x86_64"),
             cpu: "max".to_owned(),
             log: None,
@@ -100,6 +114,8 @@ pub enum RunError {
         /// The last console lines and QEMU's stderr.
         context: String,
     },
+    /// The image directory's firmware does not match the manifest or cannot hold a kernel-hashes table.
+    Firmware(String),
     /// The awaited line did not appear in time.
     Timeout {
         /// What was awaited.
@@ -116,6 +132,7 @@ impl fmt::Display for RunError {
             Self::Manifest(e) => write!(f, "{e}"),
             Self::BadCmdline => f.write_str("command line must be printable ASCII"),
             Self::Emulator(what) => write!(f, "snp-emu: {what}"),
+            Self::Firmware(what) => write!(f, "firmware: {what}"),
             Self::Exited { status, context } => {
                 write!(f, "QEMU exited")?;
                 if let Some(s) = status {
@@ -157,6 +174,105 @@ pub fn free_port() -> io::Result<u16> {
         .port())
 }
 
+/// Which firmware QEMU boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// The manifest's AmdSevX64 OVMF, with the kernel-hashes table injected: the measured firmware ran.
+    AmdSev {
+        /// The firmware file (in the image directory).
+        firmware: PathBuf,
+        /// Its SHA-256 (hex), equal to the manifest's.
+        sha256: String,
+        /// Where the table was loaded.
+        table_gpa: u64,
+    },
+    /// A plain OVMF that does not check kernel hashes: the measurement covers kernel and command line, but
+    /// describes the manifest's firmware, not this one.
+    Plain {
+        /// The firmware file.
+        bios: PathBuf,
+        /// The manifest's `firmware.kind`.
+        measured_kind: String,
+    },
+}
+
+impl fmt::Display for Boot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AmdSev {
+                firmware,
+                sha256,
+                table_gpa,
+            } => write!(
+                f,
+                "AmdSevX64 OVMF {} (sha256 {sha256}), kernel-hashes table injected at {table_gpa:#x}; \
+                 the measured firmware is the one that boots",
+                firmware.display()
+            ),
+            Self::Plain {
+                bios,
+                measured_kind,
+            } => write!(
+                f,
+                "plain OVMF {} (checks no kernel hashes); the measurement uses the manifest's {measured_kind} \
+                 firmware, not this one",
+                bios.display()
+            ),
+        }
+    }
+}
+
+/// Decides what to boot for `manifest`, and for an AmdSev boot writes the hashes table to `dir/hashes-table.bin`.
+///
+/// The table holds the manifest's kernel SHA-256 (what the deployment expects) and the command line being
+/// booted. A kernel file that differs from the manifest is therefore refused by OVMF, as on SNP hardware when
+/// the measured table does not describe the kernel the host passes.
+fn choose_boot(
+    opts: &RunOptions,
+    manifest: &Manifest,
+    cmdline: &str,
+    dir: &Path,
+) -> Result<(Boot, Option<PathBuf>), RunError> {
+    let plain = || Boot::Plain {
+        bios: opts.bios.clone(),
+        measured_kind: manifest.firmware.kind.clone(),
+    };
+    if opts.plain_ovmf
+        || FirmwareKind::from_manifest(&manifest.firmware.kind) != Some(FirmwareKind::AmdSevOvmf)
+    {
+        return Ok((plain(), None));
+    }
+    let path = opts.image_dir.join(&manifest.firmware.name);
+    let bytes = fs::read(&path).map_err(io_err(path.display().to_string()))?;
+    let sha256 = sha256_hex(&bytes);
+    if sha256 != manifest.firmware.sha256 {
+        return Err(RunError::Firmware(format!(
+            "{} has sha256 {sha256}, the manifest says {}",
+            path.display(),
+            manifest.firmware.sha256
+        )));
+    }
+    let mut kernel = [0u8; 32];
+    hex::decode_to_slice(&manifest.kernel.sha256, &mut kernel)
+        .map_err(|_| RunError::Manifest(ManifestError::Field("kernel.sha256")))?;
+    let hashes = KernelHashes {
+        kernel,
+        ..KernelHashes::new(&[], &[], cmdline)
+    };
+    let table =
+        HashesTable::new(&bytes, &hashes).map_err(|e| RunError::Firmware(e.to_string()))?;
+    let table_path = dir.join("hashes-table.bin");
+    fs::write(&table_path, &table.bytes).map_err(io_err("hashes table file"))?;
+    Ok((
+        Boot::AmdSev {
+            firmware: path,
+            sha256,
+            table_gpa: table.gpa,
+        },
+        Some(table_path),
+    ))
+}
+
 #[derive(Default)]
 struct Console {
     lines: Vec<String>,
@@ -175,6 +291,8 @@ pub struct Vm {
     log: PathBuf,
     manifest: Manifest,
     cmdline: String,
+    boot: Boot,
+    table: Option<PathBuf>,
     /// 127.0.0.1 port forwarded to guest 9998.
     pub port: u16,
     /// 127.0.0.1 port forwarded to guest 9999, if any.
@@ -232,6 +350,7 @@ impl Vm {
             Some(p) => Some(p),
         };
 
+        let (boot, table) = choose_boot(opts, &manifest, &cmdline, dir.path())?;
         let mut vm = Self {
             qemu: None,
             emulator: None,
@@ -241,6 +360,8 @@ impl Vm {
             log,
             manifest,
             cmdline,
+            boot,
+            table,
             port,
             ratls_port,
             started: Instant::now(),
@@ -359,8 +480,22 @@ impl Vm {
         .args(["-no-reboot", "-cpu", &opts.cpu, "-m", &opts.memory])
         .args(["-smp", &self.manifest.vcpus.to_string()])
         .arg("-bios")
-        .arg(&opts.bios)
-        .arg("-kernel")
+        .arg(match &self.boot {
+            Boot::AmdSev { firmware, .. } => firmware,
+            Boot::Plain { bios, .. } => bios,
+        });
+        if let (Boot::AmdSev { table_gpa, .. }, Some(table)) = (&self.boot, &self.table) {
+            let path = table
+                .to_str()
+                .filter(|p| !p.contains(','))
+                .ok_or_else(|| RunError::Firmware("table path is not UTF-8 or has a comma".into()))?;
+            // Written into guest RAM at reset, where QEMU's kernel-hashes=on would put it on SNP.
+            cmd.args([
+                "-device",
+                &format!("loader,file={path},addr={table_gpa:#x},force-raw=on"),
+            ]);
+        }
+        cmd.arg("-kernel")
         .arg(kernel)
         .args(["-append", &self.cmdline])
         .args([
@@ -576,6 +711,11 @@ impl Vm {
     /// The command line the VM was booted with.
     pub fn cmdline(&self) -> &str {
         &self.cmdline
+    }
+
+    /// Which firmware QEMU booted.
+    pub fn boot(&self) -> &Boot {
+        &self.boot
     }
 
     /// The image's manifest.

@@ -20,6 +20,7 @@ mod arch;
 mod boot;
 mod console;
 mod drivers;
+mod kms_service;
 mod mm;
 mod net;
 mod platform;
@@ -88,7 +89,11 @@ extern "C" fn kernel_main(info: usize) -> ! {
     boot::entropy();
     // 8. Devices: PCI scan, the virtio-net NIC, then the network stack with an address.
     let mut stack = boot::network(&cfg);
-    // 9. Services, the ready line, and the poll loop.
+    // 9. The KMS (bootstrap first, then KMIP on Redis) unless a test service was asked for.
+    if cfg.test.is_none() {
+        kms_service::run(stack, &cfg, platform);
+    }
+    // 10. Test services, the ready line, and the poll loop.
     let services = services::start(&mut stack, &cfg, platform);
     net::serve(&mut stack, services)
 }

@@ -31,6 +31,8 @@ pub const MAX_PAYLOAD: usize = 16 * 1024;
 pub const CMD_GET_VMPCK: u8 = 1;
 /// `GUEST_REQUEST`: one 4 KiB SNP guest-message page each way.
 pub const CMD_GUEST_REQUEST: u8 = 2;
+/// `GET_CERTS`: the certificate table (VCEK, ASK, ARK; GHCB spec 56421 §4.1.8.1 layout).
+pub const CMD_GET_CERTS: u8 = 3;
 /// The command of replies to unframed bytes.
 pub const CMD_INVALID: u8 = 0;
 

@@ -2,7 +2,7 @@
 //!
 //! Wire format: the emulator's framing (`bootparams::emu_frame`, host-tested). Commands:
 //! `GET_VMPCK` (answered once per emulator lifetime), `GUEST_REQUEST` (one 4 KiB SNP
-//! guest-message page each way).
+//! guest-message page each way), `GET_CERTS` (the certificate table).
 //!
 //! The guest-message envelope is the real one (AMD SEV-SNP ABI spec 56860, §8.26,
 //! `attest::snp::guest_msg`): AES-256-GCM under VMPCK0 with sequence numbers, so this code
@@ -161,6 +161,11 @@ impl PlatformOps for Emulated {
             .key_response(&rsp)
             .map_err(|_| PlatformError::Protocol("key response rejected"))?;
         Ok(Some(DerivedKey(key.0)))
+    }
+
+    fn cert_table(&mut self) -> Result<Vec<u8>, PlatformError> {
+        // Hardware returns it with the extended report request; the emulator has its own command.
+        call(&self.uart, emu_frame::CMD_GET_CERTS, &[])
     }
 
     fn share(&self, _addr: u64, _len: usize) -> Result<(), PlatformError> {

@@ -107,6 +107,11 @@ pub trait PlatformOps {
     fn attestation_report(&mut self, report_data: &[u8; 64]) -> Result<Vec<u8>, PlatformError>;
     /// The measurement-bound derived key, `None` where the platform has none.
     fn derived_key(&mut self) -> Result<Option<DerivedKey>, PlatformError>;
+    /// The certificate table that comes with reports (SNP extended guest request: VCEK and its
+    /// chain, GHCB spec 56421 §4.1.8.1), raw; empty where the platform has none.
+    fn cert_table(&mut self) -> Result<Vec<u8>, PlatformError> {
+        Ok(Vec::new())
+    }
     /// Makes `[addr, addr + len)` (page-aligned, identity-mapped) visible to the host for
     /// device DMA. Identity where memory is not encrypted.
     fn share(&self, addr: u64, len: usize) -> Result<(), PlatformError>;

@@ -39,6 +39,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// A connection with no byte received for this long is closed.
     pub idle_timeout: Duration,
+    /// With the table full, a new connection replaces the longest-quiet one if that one has
+    /// been quiet this long (else the new one is closed).
+    pub evict_after: Duration,
     /// HTTP framing of the KMS port (body size → 413).
     pub http: HttpLimits,
     /// TLS buffers per connection.
@@ -56,6 +59,7 @@ impl Default for Limits {
         Limits {
             max_connections: 32,
             idle_timeout: Duration::from_secs(30),
+            evict_after: Duration::from_secs(2),
             http: HttpLimits {
                 max_body_bytes: 1024 * 1024,
                 ..HttpLimits::DEFAULT
@@ -132,6 +136,8 @@ pub struct Stats {
     pub refused: u64,
     /// Connections closed for idleness.
     pub idle_closed: u64,
+    /// Quiet connections closed to make room for a new one (table full).
+    pub evicted: u64,
     /// Connections whose TLS failed (garbage, bad certificate, ...).
     pub tls_failed: u64,
 }
@@ -323,9 +329,12 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
             let Some(l) = *l else { continue };
             while let Ok(Some(id)) = self.stack.with(|s| s.accept(l)) {
                 self.stats.accepted += 1;
-                if self.conns.len() >= self.settings.limits.max_connections {
+                if self.conns.len() >= self.settings.limits.max_connections && !self.evict_idle(now) {
                     self.stats.refused += 1;
-                    log::warn!("connection limit ({}) reached: closing a new connection", self.settings.limits.max_connections);
+                    log::warn!(
+                        "connection limit ({}) reached: closing a new connection",
+                        self.settings.limits.max_connections
+                    );
                     let _ = self.stack.with(|s| s.abort(id));
                     continue;
                 }
@@ -342,6 +351,27 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
                     }
                 }
             }
+        }
+    }
+
+    /// With the table full, closes the connection that has been quiet longest, if it has been
+    /// quiet for at least [`Limits::evict_after`]: idle clients (slowloris) cannot lock others
+    /// out, busy ones are never cut.
+    fn evict_idle(&mut self, now: Instant) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| c.last_input)
+            .map(|(i, c)| (i, c.last_input));
+        match oldest {
+            Some((i, last)) if now - last >= self.settings.limits.evict_after => {
+                let c = self.conns.swap_remove(i);
+                let _ = self.stack.with(|s| s.abort(c.id));
+                self.stats.evicted += 1;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -585,6 +585,7 @@ fn limits_refuse_cleanly() {
     let limits = ServiceLimits {
         max_connections: 2,
         idle_timeout: Duration::from_millis(300),
+        evict_after: Duration::from_secs(3600),
         ..ServiceLimits::default()
     };
     let mut h = Harness::new(limits, ProvisionerPolicy::Open);
@@ -621,4 +622,31 @@ fn limits_refuse_cleanly() {
     let mut tls = bootstrap_client(None);
     let (resp, _) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
+#[test]
+fn idle_connections_make_room_for_new_clients() {
+    let limits = ServiceLimits {
+        max_connections: 2,
+        idle_timeout: Duration::from_secs(3600),
+        evict_after: Duration::from_millis(200),
+        ..ServiceLimits::default()
+    };
+    let mut h = Harness::new(limits, ProvisionerPolicy::Open);
+    // Two slowloris connections: a partial TLS record each, then silence.
+    for _ in 0..2 {
+        let c = h.tcp_connect(PORT);
+        h.world.lock().unwrap().stack.write(c, b"\x16\x03\x01\x02").unwrap();
+    }
+    for _ in 0..50 {
+        h.step();
+    }
+    assert_eq!(h.server.connections(), 2);
+    std::thread::sleep(StdDuration::from_millis(300));
+    // A real client still gets served: the quietest slowloris connection makes room.
+    let c = h.tcp_connect(PORT);
+    let mut tls = bootstrap_client(None);
+    let (resp, _) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(h.server.stats().evicted >= 1, "{:?}", h.server.stats());
 }

@@ -324,12 +324,3 @@ impl<T: Transport> Client<T> {
         Ok(replies)
     }
 }
-
-/// Error text of an error reply, for callers that want to report it (never contains our data:
-/// Redis error replies echo command names, not values).
-pub fn error_text(r: &Reply) -> Option<&str> {
-    match r {
-        Reply::Error(e) => Some(e.as_str()),
-        _ => None,
-    }
-}

@@ -3,12 +3,14 @@
 
 use crate::client::{Client, Transport};
 use crate::resp::Limits;
-use crate::store::{OpenError, Pool, RedisFindexStore};
+use crate::store::{AppendBatcher, Changes, OpenError, Pool, RedisFindexStore};
 use crate::url::{RedisUrl, UrlError};
 use alloc::vec::Vec;
 use core::fmt;
 use embedded_io::ErrorKind;
+use kms::store::StoreError;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Condvar;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -94,6 +96,8 @@ pub struct ConnectOptions {
     pub max_idle: usize,
     /// Reply limits.
     pub limits: Limits,
+    /// Merge the index appends of concurrent requests of this process (group commit).
+    pub group_commit: bool,
 }
 
 impl Default for ConnectOptions {
@@ -103,6 +107,7 @@ impl Default for ConnectOptions {
             io_timeout: Duration::from_secs(5),
             max_idle: 32,
             limits: Limits::default(),
+            group_commit: true,
         }
     }
 }
@@ -115,6 +120,7 @@ pub struct StdPool {
     limits: Limits,
     max_idle: usize,
     stats: Mutex<(u64, u64)>,
+    batcher: Option<GroupCommit>,
 }
 
 impl fmt::Debug for StdPool {
@@ -136,6 +142,7 @@ impl StdPool {
             limits: opts.limits,
             max_idle: opts.max_idle,
             stats: Mutex::new((0, 0)),
+            batcher: opts.group_commit.then(GroupCommit::default),
         }
     }
 
@@ -153,6 +160,10 @@ impl Pool for StdPool {
         reused.unwrap_or_else(|| Client::new(self.transport, self.url.clone(), self.limits))
     }
 
+    fn batcher(&self) -> Option<&dyn AppendBatcher> {
+        self.batcher.as_ref().map(|b| b as &dyn AppendBatcher)
+    }
+
     fn release(&self, mut client: Client<TcpTransport>) {
         if let Ok(mut s) = self.stats.lock() {
             s.0 += client.connects;
@@ -168,6 +179,133 @@ impl Pool for StdPool {
         {
             v.push(client);
         }
+    }
+}
+
+/// [`AppendBatcher`] on a `Mutex` + `Condvar`: the first caller to find no batch in flight
+/// becomes the leader of everything queued so far; the others wait for their batch's result.
+#[derive(Default)]
+pub struct GroupCommit {
+    state: Mutex<BatchState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct BatchState {
+    /// Changes of the batch being gathered, its number and how many callers it holds.
+    queue: Changes,
+    open: u64,
+    open_callers: usize,
+    /// A leader is appending a batch.
+    busy: bool,
+    /// Finished batches whose callers have not all read the result: (number, result, unread).
+    results: Vec<(u64, Result<(), StoreError>, usize)>,
+}
+
+impl AppendBatcher for GroupCommit {
+    fn submit(
+        &self,
+        changes: Changes,
+        run: &mut dyn FnMut(&Changes) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let poisoned = || StoreError::Backend("index batcher lock poisoned");
+        let mut st = self.state.lock().map_err(|_| poisoned())?;
+        let mine = st.open;
+        st.queue.extend(changes);
+        st.open_callers += 1;
+        loop {
+            if let Some(i) = st.results.iter().position(|(n, _, _)| *n == mine) {
+                let entry = st.results.get_mut(i).ok_or_else(poisoned)?;
+                entry.2 = entry.2.saturating_sub(1);
+                let r = entry.1.clone();
+                if entry.2 == 0 {
+                    let _ = st.results.swap_remove(i);
+                }
+                return r;
+            }
+            if !st.busy {
+                // Lead the open batch: it is batch `mine` (ours is not finished, and a batch
+                // is only taken by a leader, which then finishes it before `busy` clears).
+                st.busy = true;
+                let batch = core::mem::take(&mut st.queue);
+                let callers = core::mem::take(&mut st.open_callers);
+                let number = st.open;
+                st.open += 1;
+                drop(st);
+                let r = run(&batch);
+                st = self.state.lock().map_err(|_| poisoned())?;
+                st.busy = false;
+                st.results.push((number, r, callers));
+                self.done.notify_all();
+                continue;
+            }
+            st = self.done.wait(st).map_err(|_| poisoned())?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use crate::findex::{Entry, Op};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn group_commit_appends_everything_once_and_shares_results() {
+        let g = Arc::new(GroupCommit::default());
+        let appended = Arc::new(Mutex::new(Vec::new()));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..16u64)
+            .map(|t| {
+                let (g, appended, runs) =
+                    (Arc::clone(&g), Arc::clone(&appended), Arc::clone(&runs));
+                std::thread::spawn(move || {
+                    for i in 0..50u64 {
+                        let e = Entry {
+                            op: Op::Insert,
+                            version: t * 1000 + i,
+                            uid: alloc::vec![1],
+                        };
+                        let fail = t == 3 && i == 7;
+                        let r =
+                            g.submit(alloc::vec![(b"k".to_vec(), e)], &mut |batch: &Changes| {
+                                runs.fetch_add(1, Ordering::SeqCst);
+                                std::thread::yield_now();
+                                if batch.iter().any(|(_, e)| e.version == 3007) {
+                                    return Err(StoreError::Unavailable("injected"));
+                                }
+                                appended
+                                    .lock()
+                                    .unwrap()
+                                    .extend(batch.iter().map(|(_, e)| e.version));
+                                Ok(())
+                            });
+                        let injected = StoreError::Unavailable("injected");
+                        match r {
+                            // the failing batch fails every caller in it, and only those
+                            Err(e) => assert_eq!(e, injected),
+                            Ok(()) => {
+                                assert!(!fail);
+                                assert!(appended.lock().unwrap().contains(&(t * 1000 + i)));
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let a = appended.lock().unwrap();
+        let unique: std::collections::BTreeSet<_> = a.iter().collect();
+        assert_eq!(unique.len(), a.len(), "no change appended twice");
+        assert!(!a.contains(&3007));
+        assert!(
+            g.state.lock().unwrap().results.is_empty(),
+            "every result was read"
+        );
+        assert!(runs.load(Ordering::SeqCst) <= 16 * 50);
     }
 }
 

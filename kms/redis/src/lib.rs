@@ -16,8 +16,8 @@
 //! - [`findex`]: the searchable index, generic over a small memory trait.
 //! - [`seal`]: sealed object records, tombstones, the wrong-secret canary.
 //! - [`store`]: [`RedisFindexStore`], the `kms::store::Store` implementation.
-//! - `host` (feature `std`): TCP transport with timeouts, a connection pool,
-//!   `RedisFindexStore::connect`, the secret-file reader.
+//! - `host` (feature `std`): TCP transport with timeouts, a connection pool with group commit
+//!   of concurrent index appends, `RedisFindexStore::connect`, the secret-file reader.
 //!
 //! It does not: talk TLS to Redis, support Redis Cluster, compact the index, or detect a Redis
 //! that rolls a whole object back to an older version it once held (see `docs/redis.md`).

@@ -28,8 +28,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use kms::store::{Record, Store, StoreError, Version};
 
-/// Guarded write of Findex words. KEYS[1] guard, ARGV[1] expected word ("" = absent),
-/// KEYS[2..] / ARGV[2..] bindings. Returns the word seen at the guard (nil if absent).
+/// Guarded write of Findex words. `KEYS[1]` guard, `ARGV[1]` expected word (`""` = absent),
+/// `KEYS[2..]` / `ARGV[2..]` bindings. Returns the word seen at the guard (nil if absent).
 pub const LUA_GUARDED_WRITE: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 local ok
@@ -40,8 +40,8 @@ end
 return cur
 "#;
 
-/// Object compare-and-swap. KEYS[1] object key; ARGV[1] expectation: "" = absent,
-/// "T" .. 8 bytes = this tombstone, 8 bytes = live at this version; ARGV[2] new value.
+/// Object compare-and-swap. `KEYS[1]` object key; `ARGV[1]` expectation: `""` = absent,
+/// `"T"` + 8 bytes = this tombstone, 8 bytes = live at this version; `ARGV[2]` new value.
 /// Returns 1 written, 0 conflict (or exists), -1 not found, or the tombstone (bulk) when an
 /// insert expected "absent" and found one.
 pub const LUA_OBJECT_CAS: &str = r#"
@@ -98,6 +98,28 @@ pub trait Pool: Send + Sync {
     fn acquire(&self) -> Client<Self::Transport>;
     /// Give a client back.
     fn release(&self, client: Client<Self::Transport>);
+    /// Optional group commit of index appends between the threads of this process
+    /// ([`AppendBatcher`]); `None` appends each caller's entries on its own.
+    fn batcher(&self) -> Option<&dyn AppendBatcher> {
+        None
+    }
+}
+
+/// Index changes: (keyword, entry).
+pub type Changes = Vec<(Vec<u8>, Entry)>;
+
+/// Group commit of Findex appends: concurrent callers in one process hand their changes to one
+/// leader, which appends them all with one guarded write per keyword. Without it, writers that
+/// share a hot keyword (`owner=…`, `type=…`) retry each other's compare-and-swap many times.
+pub trait AppendBatcher: Send + Sync {
+    /// Append `changes` merged with those of concurrent callers. `run` performs one append of a
+    /// merged batch; it is called by exactly one caller per batch. Returns when the batch that
+    /// holds `changes` is appended (or failed: then every caller of that batch gets the error).
+    fn submit(
+        &self,
+        changes: Changes,
+        run: &mut dyn FnMut(&Changes) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
 }
 
 struct Scripts {
@@ -146,8 +168,12 @@ pub fn unavailable(e: &ClientError) -> StoreError {
 
 fn reply_error(r: &Reply) -> StoreError {
     match r {
-        Reply::Error(e) if e.starts_with("LOADING") => StoreError::Unavailable("Redis is loading its dataset"),
-        Reply::Error(e) if e.starts_with("BUSY") => StoreError::Unavailable("Redis is busy running a script"),
+        Reply::Error(e) if e.starts_with("LOADING") => {
+            StoreError::Unavailable("Redis is loading its dataset")
+        }
+        Reply::Error(e) if e.starts_with("BUSY") => {
+            StoreError::Unavailable("Redis is busy running a script")
+        }
         Reply::Error(e) if e.starts_with("OOM") => StoreError::Backend("Redis is out of memory"),
         Reply::Error(e) if e.starts_with("READONLY") => {
             StoreError::Backend("Redis is a read-only replica")
@@ -308,7 +334,9 @@ impl<P: Pool> RedisFindexStore<P> {
         match r.get(1) {
             Some(Reply::Bulk(v)) if self.sealer.canary_matches(v) => Ok(()),
             Some(Reply::Bulk(_)) => Err(OpenError::WrongSecret),
-            Some(r) if r.is_error_code("LOADING") => Err(OpenError::Unavailable(ClientError::Loading)),
+            Some(r) if r.is_error_code("LOADING") => {
+                Err(OpenError::Unavailable(ClientError::Loading))
+            }
             Some(Reply::Error(_)) => Err(OpenError::Backend("Redis refused to store the canary")),
             _ => Err(OpenError::Backend("unexpected reply reading the canary")),
         }
@@ -378,25 +406,34 @@ impl<P: Pool> RedisFindexStore<P> {
         if keywords.is_empty() {
             return Ok(());
         }
-        let changes: Vec<(&[u8], Entry)> = keywords
+        let changes: Changes = keywords
             .iter()
             .map(|k| {
-                (
-                    k.as_bytes(),
-                    Entry {
-                        op,
-                        version: version.0,
-                        uid: uid.as_bytes().to_vec(),
-                    },
-                )
+                let entry = Entry {
+                    op,
+                    version: version.0,
+                    uid: uid.as_bytes().to_vec(),
+                };
+                (k.as_bytes().to_vec(), entry)
             })
             .collect();
         let script = l.scripts.guarded;
-        let mut mem = RedisMemory {
-            client: l.c()?,
-            script,
+        let client = l.c()?;
+        let mut run = |batch: &Changes| {
+            let refs: Vec<(&[u8], Entry)> = batch
+                .iter()
+                .map(|(k, e)| (k.as_slice(), e.clone()))
+                .collect();
+            let mut mem = RedisMemory {
+                client: &mut *client,
+                script,
+            };
+            self.findex.append(&mut mem, &refs).map_err(findex_err)
         };
-        self.findex.append(&mut mem, &changes).map_err(findex_err)
+        match self.pool.batcher() {
+            Some(b) => b.submit(changes, &mut run),
+            None => run(&changes),
+        }
     }
 
     fn all_uids(&self, l: &mut Lease<'_, P>) -> Result<Vec<String>, StoreError> {

@@ -32,7 +32,10 @@ fn b64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for c in data.chunks(3) {
-        let n = c.iter().enumerate().fold(0u32, |a, (i, b)| a | (u32::from(*b) << (16 - 8 * i)));
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |a, (i, b)| a | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=c.len() {
             s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
@@ -56,7 +59,12 @@ fn name(n: &str) -> Value {
 }
 
 fn uid_of(v: &Value) -> String {
-    v["value"].as_array().unwrap().iter().find(|c| c["tag"] == "UniqueIdentifier").unwrap()["value"]
+    v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tag"] == "UniqueIdentifier")
+        .unwrap()["value"]
         .as_str()
         .unwrap()
         .to_string()
@@ -69,8 +77,13 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
     let kms = Kms::new(store, KmsConfig::default());
     let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
     let mut call = |user: &str, req: Value| -> Value {
-        let mut env = Env { now: 1_800_000_000, rng: &mut rng };
-        let out = kms.kmip_json(&mut env, user, req.to_string().as_bytes()).unwrap_or_else(|e| panic!("{req}: {e}"));
+        let mut env = Env {
+            now: 1_800_000_000,
+            rng: &mut rng,
+        };
+        let out = kms
+            .kmip_json(&mut env, user, req.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{req}: {e}"));
         serde_json::from_slice(&out).unwrap()
     };
 
@@ -83,10 +96,18 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
     }
     let mut registered = Vec::new();
     for i in 0..8u8 {
-        let key: Vec<u8> = (0..32u8).map(|j| j.wrapping_mul(29).wrapping_add(i.wrapping_mul(71)).wrapping_add(5)).collect();
+        let key: Vec<u8> = (0..32u8)
+            .map(|j| {
+                j.wrapping_mul(29)
+                    .wrapping_add(i.wrapping_mul(71))
+                    .wrapping_add(5)
+            })
+            .collect();
         let tag = format!("TopSecretProject{i}");
         let nm = format!("HrPayrollMaster{i}");
-        let reg = call("carol-owner", json!({"tag":"Register","type":"Structure","value":[
+        let reg = call(
+            "carol-owner",
+            json!({"tag":"Register","type":"Structure","value":[
             {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
             {"tag":"Attributes","type":"Structure","value":[
                 {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
@@ -95,7 +116,8 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
             {"tag":"SymmetricKey","type":"Structure","value":[{"tag":"KeyBlock","type":"Structure","value":[
                 {"tag":"KeyFormatType","type":"Enumeration","value":"TransparentSymmetricKey"},
                 {"tag":"KeyValue","type":"Structure","value":[{"tag":"KeyMaterial","type":"Structure","value":[
-                    {"tag":"Key","type":"ByteString","value":hex(&key)}]}]}]}]}]}));
+                    {"tag":"Key","type":"ByteString","value":hex(&key)}]}]}]}]}]}),
+        );
         let uid = uid_of(&reg);
         for w in key.windows(8) {
             needles.push(w.to_vec());
@@ -110,17 +132,23 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
     let mut created = Vec::new();
     for i in 0..4 {
         let tag = format!("GeneratedKeyTag{i}");
-        let c = call("carol-owner", json!({"tag":"Create","type":"Structure","value":[
+        let c = call(
+            "carol-owner",
+            json!({"tag":"Create","type":"Structure","value":[
             {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
             {"tag":"Attributes","type":"Structure","value":[
                 {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
                 {"tag":"CryptographicLength","type":"Integer","value":256},
                 {"tag":"CryptographicUsageMask","type":"Integer","value":2108},
                 {"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"},
-                tag_attr(&[&tag])]}]}));
+                tag_attr(&[&tag])]}]}),
+        );
         let uid = uid_of(&c);
-        let g = call("carol-owner", json!({"tag":"Get","type":"Structure","value":[
-            {"tag":"UniqueIdentifier","type":"TextString","value":uid}]}));
+        let g = call(
+            "carol-owner",
+            json!({"tag":"Get","type":"Structure","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid}]}),
+        );
         let text = g.to_string();
         // the Raw key material: the longest upper-case hex string of 64 characters
         let key_hex = text
@@ -128,25 +156,44 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
             .find(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
             .expect("key material in Get response")
             .to_string();
-        let key: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+        let key: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
         push(&mut needles, &key);
         push(&mut needles, tag.as_bytes());
         push(&mut needles, uid.as_bytes());
         created.push(uid);
     }
-    for s in ["carol-owner", "TopSecretProject", "HrPayrollMaster", "GeneratedKeyTag", "SymmetricKey", "owner=", "tag="] {
+    for s in [
+        "carol-owner",
+        "TopSecretProject",
+        "HrPayrollMaster",
+        "GeneratedKeyTag",
+        "SymmetricKey",
+        "owner=",
+        "tag=",
+    ] {
         push(&mut needles, s.as_bytes());
     }
 
     // The data is there and usable: Locate by tag, Get by tag placeholder.
     for (uid, tag, key) in &registered {
-        let l = call("carol-owner", json!({"tag":"Locate","type":"Structure","value":[
-            {"tag":"Attributes","type":"Structure","value":[tag_attr(&[tag])]}]}));
+        let l = call(
+            "carol-owner",
+            json!({"tag":"Locate","type":"Structure","value":[
+            {"tag":"Attributes","type":"Structure","value":[tag_attr(&[tag])]}]}),
+        );
         assert!(l.to_string().contains(uid.as_str()), "{l}");
         let by_tag = serde_json::to_string(&[tag]).unwrap();
-        let g = call("carol-owner", json!({"tag":"Get","type":"Structure","value":[
-            {"tag":"UniqueIdentifier","type":"TextString","value":by_tag}]}));
-        assert!(g.to_string().contains(&hex(key)), "Get by tag returns the key");
+        let g = call(
+            "carol-owner",
+            json!({"tag":"Get","type":"Structure","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":by_tag}]}),
+        );
+        assert!(
+            g.to_string().contains(&hex(key)),
+            "Get by tag returns the key"
+        );
     }
 
     let dump = r.dump();
@@ -154,8 +201,18 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
     for (k, v) in &dump {
         for n in &needles {
             let hit = |h: &[u8]| h.windows(n.len()).any(|w| w == n.as_slice());
-            assert!(!hit(k), "key {:?} contains {:?}", String::from_utf8_lossy(k), String::from_utf8_lossy(n));
-            assert!(!hit(v), "value of {:?} contains {:?}", String::from_utf8_lossy(k), String::from_utf8_lossy(n));
+            assert!(
+                !hit(k),
+                "key {:?} contains {:?}",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(n)
+            );
+            assert!(
+                !hit(v),
+                "value of {:?} contains {:?}",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(n)
+            );
         }
     }
 }

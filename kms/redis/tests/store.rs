@@ -627,7 +627,11 @@ fn kill9_during_concurrent_load_keeps_every_acknowledged_write() {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let uid = format!("w{t}-{i}");
                     i += 1;
-                    match s.insert(&rec(&uid, uid.as_bytes(), &["tag=load", &format!("tag=w{t}")])) {
+                    match s.insert(&rec(
+                        &uid,
+                        uid.as_bytes(),
+                        &["tag=load", &format!("tag=w{t}")],
+                    )) {
                         Ok(_) => acked.push(uid),
                         Err(StoreError::Unavailable(_)) => failed += 1,
                         Err(e) => panic!("unexpected error during the outage: {e:?}"),
@@ -657,7 +661,10 @@ fn kill9_during_concurrent_load_keeps_every_acknowledged_write() {
     // Every acknowledged insert is present and findable; nothing half-written is visible.
     let found: BTreeSet<String> = s.search(&kw(&["tag=load"])).unwrap().into_iter().collect();
     for uid in &acked {
-        let (got, _) = s.get(uid).unwrap().unwrap_or_else(|| panic!("acknowledged {uid} lost"));
+        let (got, _) = s
+            .get(uid)
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged {uid} lost"));
         assert_eq!(got.body, uid.as_bytes());
         assert!(found.contains(uid), "{uid} not found by tag");
     }

@@ -2,7 +2,7 @@
 //!
 //! An entry is a 2-byte big-endian metadata field `op (2 bits) | length (14 bits)` followed by
 //! `length` payload bytes: an 8-byte big-endian version and the uid. Entries of one append are
-//! packed back to back across [`WORD_LEN`](super::WORD_LEN)-byte words; the last word is padded
+//! packed back to back across [`super::WORD_LEN`]-byte words; the last word is padded
 //! with zeros, and a metadata field never starts in the last byte of a word. Metadata `0` is
 //! padding: the decoder skips to the next word.
 
