@@ -8,8 +8,12 @@
 # Prints the path of OUTDIR/OVMF.fd as its last stdout line (progress goes to stderr). If OUTDIR/OVMF.fd
 # already has the pinned SHA-256 nothing is built (a cache: CI builds it once per run, ~4 min on 2 cores).
 # Needs: Debian 12 (bookworm), root (or the build packages installed), deb.debian.org reachable.
-# Environment: OVMF_WORK (scratch dir, default OUTDIR/work; the source tarballs are kept in OVMF_WORK/src so a
-# rebuild does not download them again), OVMF_KEEP_WORK=1 (keep the unpacked tree and logs after success).
+# Environment: OVMF_WORK (scratch dir, default OUTDIR/work: the source tarballs are kept in OVMF_WORK/src so a
+# rebuild does not download them again, and the build logs), OVMF_KEEP_WORK=1 (keep the unpacked tree).
+#
+# The tree is always unpacked and built at one fixed path, $TREE (one build at a time, under a lock): GenFw
+# --zero blanks the PE debug-directory entry of every module but keeps its size, which is that of the absolute
+# .dll path, so the path's length changes the firmware bytes (found here: two directories, two hashes).
 set -euo pipefail
 
 EDK2_VER=2025.02-8+deb13u1
@@ -17,6 +21,9 @@ ORIG_TAR=edk2_2025.02.orig.tar.xz
 ORIG_SHA=b63b6053d6d89c74d9291f9e96fde1584be99e6fb9c169ba9511505129d6b049
 DEB_TAR=edk2_${EDK2_VER}.debian.tar.xz
 DEB_SHA=e2a7f6fc58640818416a028d6d5e9dfc255697a7cdc60c14566c236df6bd9b08
+
+TREE_ROOT=/var/tmp/ckms-edk2
+TREE=$TREE_ROOT/edk2-2025.02
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -75,10 +82,13 @@ if ! have_sources; then
   Debian keeps only the current trixie revision: if $EDK2_VER is gone, put the two tarballs there by hand."
 fi
 
-log "unpacking and applying Debian's patch series"
-rm -rf "$W/edk2-2025.02"
-tar -C "$W" -xf "$W/src/$ORIG_TAR"
-cd "$W/edk2-2025.02"
+mkdir -p "$TREE_ROOT"
+exec 9> "$TREE_ROOT.lock"
+flock 9                                  # the fixed build path is shared: one build at a time
+log "unpacking into $TREE and applying Debian's patch series"
+rm -rf "$TREE"
+tar -C "$TREE_ROOT" -xf "$W/src/$ORIG_TAR"
+cd "$TREE"
 tar -xf "$W/src/$DEB_TAR"
 while read -r p; do
   case "$p" in ''|'#'*) continue ;; esac
@@ -110,6 +120,6 @@ fi
 cp "$built" "$FD.tmp"
 mv "$FD.tmp" "$FD"
 cd "$OUT"
-[ "${OVMF_KEEP_WORK:-0}" = 1 ] || rm -rf "$W/edk2-2025.02" "$W/apt"
+[ "${OVMF_KEEP_WORK:-0}" = 1 ] || rm -rf "$TREE" "$W/apt"
 log "built $FD (sha256 $got) in $(( $(date +%s) - started )) s"
 echo "$FD"

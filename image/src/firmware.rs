@@ -203,9 +203,19 @@ mod tests {
         assert_eq!(t.bytes.get(16..18), Some(&168u16.to_le_bytes()[..]));
         let cmdline_hash = Sha256::digest(b"a b\0");
         assert_eq!(t.bytes.get(18 + 18..18 + 50), Some(&cmdline_hash[..]));
-        assert_eq!(t.bytes.get(68 + 18..68 + 50), Some(&Sha256::digest(b"")[..]));
-        assert_eq!(t.bytes.get(118 + 18..118 + 50), Some(&Sha256::digest(b"kernel")[..]));
-        assert!(t.bytes.get(168..).is_some_and(|p| p.iter().all(|&b| b == 0)));
+        assert_eq!(
+            t.bytes.get(68 + 18..68 + 50),
+            Some(&Sha256::digest(b"")[..])
+        );
+        assert_eq!(
+            t.bytes.get(118 + 18..118 + 50),
+            Some(&Sha256::digest(b"kernel")[..])
+        );
+        assert!(
+            t.bytes
+                .get(168..)
+                .is_some_and(|p| p.iter().all(|&b| b == 0))
+        );
         let other = HashesTable::for_boot(SUFFIX, b"kernel!", "a b").expect("table");
         assert_ne!(t.bytes, other.bytes);
     }

@@ -259,8 +259,7 @@ fn choose_boot(
         kernel,
         ..KernelHashes::new(&[], &[], cmdline)
     };
-    let table =
-        HashesTable::new(&bytes, &hashes).map_err(|e| RunError::Firmware(e.to_string()))?;
+    let table = HashesTable::new(&bytes, &hashes).map_err(|e| RunError::Firmware(e.to_string()))?;
     let table_path = dir.join("hashes-table.bin");
     fs::write(&table_path, &table.bytes).map_err(io_err("hashes table file"))?;
     Ok((
@@ -485,10 +484,9 @@ impl Vm {
             Boot::Plain { bios, .. } => bios,
         });
         if let (Boot::AmdSev { table_gpa, .. }, Some(table)) = (&self.boot, &self.table) {
-            let path = table
-                .to_str()
-                .filter(|p| !p.contains(','))
-                .ok_or_else(|| RunError::Firmware("table path is not UTF-8 or has a comma".into()))?;
+            let path = table.to_str().filter(|p| !p.contains(',')).ok_or_else(|| {
+                RunError::Firmware("table path is not UTF-8 or has a comma".into())
+            })?;
             // Written into guest RAM at reset, where QEMU's kernel-hashes=on would put it on SNP.
             cmd.args([
                 "-device",
@@ -496,21 +494,21 @@ impl Vm {
             ]);
         }
         cmd.arg("-kernel")
-        .arg(kernel)
-        .args(["-append", &self.cmdline])
-        .args([
-            "-netdev",
-            &netdev,
-            "-device",
-            "virtio-net-pci,netdev=n0,disable-legacy=on",
-        ])
-        // COM1: the console, on our pipe.
-        .args([
-            "-chardev",
-            "stdio,id=com1,signal=off",
-            "-serial",
-            "chardev:com1",
-        ]);
+            .arg(kernel)
+            .args(["-append", &self.cmdline])
+            .args([
+                "-netdev",
+                &netdev,
+                "-device",
+                "virtio-net-pci,netdev=n0,disable-legacy=on",
+            ])
+            // COM1: the console, on our pipe.
+            .args([
+                "-chardev",
+                "stdio,id=com1,signal=off",
+                "-serial",
+                "chardev:com1",
+            ]);
         // COM2: the emulated secure processor (or nothing).
         match socket {
             Some(s) => {

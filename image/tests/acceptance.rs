@@ -436,7 +436,10 @@ fn amdsev_firmware() -> &'static Path {
             .output()
             .map_err(|e| format!("running ovmf-config/build-amdsev.sh: {e}"))?;
         if !out.status.success() {
-            return Err(format!("ovmf-config/build-amdsev.sh failed ({})", out.status));
+            return Err(format!(
+                "ovmf-config/build-amdsev.sh failed ({})",
+                out.status
+            ));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let path = stdout
@@ -486,15 +489,27 @@ fn amdsev_ovmf_boots_and_attests_exactly_what_booted() {
     let pinned = fs::read_to_string(repo().join("ovmf-config/amdsev-ovmf.sha256")).expect("pin");
     assert_eq!(m.firmware.name, "OVMF.fd");
     assert_eq!(m.firmware.kind, image::firmware::KIND_OVMF);
-    assert_eq!(Some(m.firmware.sha256.as_str()), pinned.split_whitespace().next());
+    assert_eq!(
+        Some(m.firmware.sha256.as_str()),
+        pinned.split_whitespace().next()
+    );
     // Computed over the whole 4 MiB firmware: not the descriptor's digest.
-    assert_eq!(fs::metadata(dir.join("OVMF.fd")).expect("fw").len(), 4 << 20);
+    assert_eq!(
+        fs::metadata(dir.join("OVMF.fd")).expect("fw").len(),
+        4 << 20
+    );
     assert_ne!(m.snp.launch_digest, manifest(&images().a).snp.launch_digest);
 
     let t0 = Instant::now();
     let mut vm = Vm::start(&run_options(dir, None)).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        matches!(vm.boot(), image::run::Boot::AmdSev { table_gpa: 0x810c00, .. }),
+        matches!(
+            vm.boot(),
+            image::run::Boot::AmdSev {
+                table_gpa: 0x810c00,
+                ..
+            }
+        ),
         "{}",
         vm.boot()
     );
@@ -538,7 +553,9 @@ fn amdsev_ovmf_refuses_a_tampered_kernel() {
     // OVMF refused to start the kernel at all: not one line from it.
     let lines = vm.console_lines();
     assert!(
-        !lines.iter().any(|l| l.starts_with("ckms") || l.contains("INFO")),
+        !lines
+            .iter()
+            .any(|l| l.starts_with("ckms") || l.contains("INFO")),
         "the tampered kernel ran:\n{}",
         lines.join("\n")
     );

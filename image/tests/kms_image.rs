@@ -180,6 +180,9 @@ fn bootstrap_verify_and_kmip_in_the_image() {
     // A user: key, encrypt, decrypt, locate.
     let created = ok(ckms(&vm, &dir, &["sym", "keys", "create", "--tag", "e2e"]));
     let uid = created.split_whitespace().last().expect("uid").to_string();
+    // ckms sets ActivationDate to the host's current second; the guest's clock is the RTC, one
+    // second resolution with its own phase, so a key can look pre-active for up to a second.
+    std::thread::sleep(Duration::from_millis(1100));
     fs::write(dir.join("plain.txt"), b"the unikernel keeps secrets").expect("write");
     ok(ckms(&vm, &dir, &["sym", "encrypt", "--tag", "e2e", "-i", "plain.txt", "-o", "plain.enc"]));
     ok(ckms(&vm, &dir, &["sym", "decrypt", "--tag", "e2e", "-i", "plain.enc", "-o", "plain.dec"]));

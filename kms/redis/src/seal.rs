@@ -4,7 +4,7 @@
 //! ciphertext ‖ tag`.
 //! The clear version lets the compare-and-swap script compare versions without keys; it is also
 //! bound into the associated data, so Redis cannot present an old ciphertext under a new version
-//! (it can still roll a whole value back: see docs/redis.md). A value of exactly 8 bytes is a
+//! (it can still roll a whole value back: see docs/security.md). A value of exactly 8 bytes is a
 //! *tombstone*: the object was deleted and the next insert of that uid continues from that
 //! version, so index entries of the old incarnation stay obsolete.
 //!

@@ -526,7 +526,7 @@ fn concurrent_writers_lose_no_update() {
 
 #[test]
 fn least_privilege_acl_user_from_the_docs_is_enough() {
-    // The ACL line recommended in docs/redis.md.
+    // The ACL line recommended in docs/security.md.
     let acl = "kms on >kms-pw ~kms:* +get +set +mget +scan +evalsha +script|load +select";
     let mut args = vec!["--user"];
     args.extend(acl.split(' '));

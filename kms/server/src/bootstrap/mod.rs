@@ -77,7 +77,7 @@ impl FromStr for AttestationSource {
 #[command(
     name = "kms-server --bootstrap",
     about = "Start in bootstrap mode: attest, get provisioned over RA-TLS, then serve the KMS",
-    long_about = "Start in bootstrap mode (zero-trust workflow, docs/bootstrap.md).\n\n\
+    long_about = "Start in bootstrap mode (zero-trust workflow, docs/operations.md).\n\n\
 The server derives its key pair from the platform's measurement-bound key, serves the bootstrap API \
 (GET /attestation, POST /csr, /certificate, /redis-findex, /client-ca, /start) over RA-TLS on \
 --bootstrap-port, and after /start serves the KMS on the same port.\n\n\
