@@ -129,7 +129,7 @@ pub struct EcExportArgs {
 #[derive(Args, Debug)]
 pub struct SignArgs {
     /// Private key id.
-    #[arg(long, short = 'k')]
+    #[arg(long = "key-id", short = 'k', visible_alias = "key")]
     pub key: Option<String>,
     /// Select the key by tag instead (repeatable).
     #[arg(long = "tag", short = 't')]
@@ -146,7 +146,7 @@ pub struct SignArgs {
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// Public key id.
-    #[arg(long, short = 'k')]
+    #[arg(long = "key-id", short = 'k', visible_alias = "key")]
     pub key: Option<String>,
     /// Select the key by tag instead (repeatable).
     #[arg(long = "tag", short = 't')]

@@ -23,13 +23,13 @@ pub enum SymCommand {
     /// Encrypt a file with a key held by the KMS: writes `nonce ‖ ciphertext ‖ tag`.
     #[command(long_about = "Encrypt a file with a key held by the KMS.\n\n\
 The output file is `nonce (12 bytes) ‖ ciphertext ‖ tag (16 bytes)`.\n\n\
-Examples:\n  ckms sym encrypt --key 3f2a... -i secret.txt -o secret.enc\n  \
+Examples:\n  ckms sym encrypt --key-id 3f2a... -i secret.txt -o secret.enc\n  \
 ckms sym encrypt --tag payroll --mode chacha20-poly1305 -i a.bin -o a.enc")]
     Encrypt(CryptArgs),
     /// Decrypt a file produced by `ckms sym encrypt`.
     #[command(
         long_about = "Decrypt a file in the `nonce ‖ ciphertext ‖ tag` format.\n\n\
-Example:\n  ckms sym decrypt --key 3f2a... -i secret.enc -o secret.txt"
+Example:\n  ckms sym decrypt --key-id 3f2a... -i secret.enc -o secret.txt"
     )]
     Decrypt(CryptArgs),
 }
@@ -183,7 +183,7 @@ pub enum AeadMode {
 #[derive(Args, Debug)]
 pub struct CryptArgs {
     /// Key unique identifier.
-    #[arg(long, short = 'k')]
+    #[arg(long = "key-id", short = 'k', visible_alias = "key")]
     pub key: Option<String>,
     /// Select the key by tag instead (repeatable).
     #[arg(long = "tag", short = 't')]

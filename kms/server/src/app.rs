@@ -30,7 +30,10 @@ that certificate is the user identity (owner of the objects it creates, subject 
 Examples:\n  \
 kms-server --tls-cert server.pem --tls-key server.key --client-ca ca.pem --port 9998\n  \
 kms-server --tls-cert server.pem --tls-key server.key --insecure-no-auth   # development only\n\n\
-On start it prints one line to stdout: `kms-server listening on <ip>:<port>`.",
+On start it prints one line to stdout: `kms-server listening on <ip>:<port>`.\n\n\
+Zero-trust mode: `kms-server --bootstrap --attestation emulated:SOCKET|none ...` starts with no key, no \
+certificate and no database; an administrator attests and provisions it with `ckms bootstrap start` \
+(see `kms-server --bootstrap --help` and docs/operations.md).",
     group(clap::ArgGroup::new("auth").required(true).args(["client_ca", "insecure_no_auth"]))
 )]
 pub struct ServerArgs {
