@@ -314,9 +314,9 @@ impl Bootstrap {
             client_ca,
             phase,
         } = self;
-        match phase {
-            Phase::Ready(ready) => {
-                let started = ready.start(auth, identity, client_ca);
+        match (phase, client_ca) {
+            (Phase::Ready(ready), Some(ca)) => {
+                let started = ready.start(auth, identity, Some(ca));
                 let resp = Response::json(
                     200,
                     &StartResponse {
@@ -327,12 +327,16 @@ impl Bootstrap {
                 );
                 Step::Start(started, resp)
             }
-            phase => {
+            (phase, client_ca) => {
+                // Safe default: a KMS whose users cannot authenticate is never started.
                 let why = match phase {
                     Phase::AwaitingCertificate(_) => {
                         "not ready: post the API certificate and the database first"
                     }
-                    _ => "not ready: post the database configuration first",
+                    Phase::AwaitingDatabase(_) => "not ready: post the database configuration first",
+                    Phase::Ready(_) => {
+                        "not ready: post the client CA first (users authenticate with its certificates)"
+                    }
                 };
                 Step::Continue(
                     Bootstrap {

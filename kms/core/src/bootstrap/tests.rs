@@ -544,7 +544,7 @@ fn broken_chain_is_refused_and_quote_in_api_cert_is_seen() {
         critical: false,
         extn_value: der::asn1::OctetString::new(quote.quote.clone()).unwrap(),
     };
-    let (chain, _) = issue(our_spki(&b), 3, vec![ext]);
+    let (chain, ca) = issue(our_spki(&b), 3, vec![ext]);
     let leaf_only = &chain[..chain.find("-----END CERTIFICATE-----").unwrap() + 26];
     // The leaf followed by a certificate whose subject is not the leaf's issuer ("CN=Test CA").
     let mut broken = String::from(leaf_only);
@@ -573,12 +573,28 @@ fn broken_chain_is_refused_and_quote_in_api_cert_is_seen() {
         secret_b64(9)
     );
     let (b, _, _) = h.ok(b, "POST", "/redis-findex", &db);
+    // Safe default: never start a KMS whose users cannot authenticate.
+    let (b, status, v) = h.ok(b, "POST", "/start", "");
+    assert_eq!(
+        (status, v["error"].as_str().unwrap()),
+        (
+            409,
+            "not ready: post the client CA first (users authenticate with its certificates)"
+        )
+    );
+    let (b, status, v) = h.ok(
+        b,
+        "POST",
+        "/client-ca",
+        &alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&ca)),
+    );
+    assert_eq!(status, 200, "{v}");
     let Step::Start(started, r) = h.call(b, "POST", "/start", "", None) else {
         panic!()
     };
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["ra_tls_port"], false);
-    assert_eq!(v["client_auth"], false);
+    assert_eq!(v["client_auth"], true);
     assert!(!started.needs_ra_tls_port());
 }
 

@@ -42,7 +42,6 @@ use zeroize::{Zeroize, Zeroizing};
 pub use attesting::{AttestingHandler, AttestingSession};
 pub use platform::{EmulatedEvidence, NoEvidence, RedisOpener, RedisProbe, StoreOpener};
 
-use crate::app::INSECURE_USER;
 use crate::kms_handler::{KmsHandler, unix_now};
 use crate::serve::{IdentityPolicy, ServeOptions, serve_connection};
 use crate::tls::server_config;
@@ -528,17 +527,11 @@ fn build_kms(shared: &Shared, started: &Started) -> Result<Mode, String> {
             .map(|d| CertificateDer::from(d.clone()))
             .collect::<Vec<_>>()
     });
-    let identity = if client_ca.is_some() {
-        IdentityPolicy::ClientCertCn
-    } else {
-        eprintln!(
-            "\n************************************************************************\n\
-             * WARNING: no client CA was provisioned: clients are NOT authenticated. *\n\
-             * Every request runs as user `{INSECURE_USER}`.                               *\n\
-             ************************************************************************\n"
-        );
-        IdentityPolicy::Fixed(INSECURE_USER.into())
-    };
+    // The core refuses `/start` without a client CA; never serve unauthenticated after bootstrap.
+    if client_ca.is_none() {
+        return Err("no client CA was provisioned: refusing to serve unauthenticated clients".into());
+    }
+    let identity = IdentityPolicy::ClientCertCn;
     let key = key_der(&started.identity).map_err(|e| e.to_string())?;
     let tls = server_config(chain, key, client_ca).map_err(|e| e.to_string())?;
     let limits = Limits {
