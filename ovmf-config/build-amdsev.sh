@@ -6,12 +6,12 @@
 #   ovmf-config/build-amdsev.sh [OUTDIR]      # default OUTDIR: <repo>/target/ovmf/AmdSev
 #
 # Prints the path of OUTDIR/OVMF.fd as its last stdout line (progress goes to stderr). If OUTDIR/OVMF.fd
-# already has the pinned SHA-256 nothing is built (a cache: CI builds it once per run, ~4 min on 2 cores).
+# already has the pinned SHA-256 nothing is built (a cache: CI builds it once per run, 5-8 min on 2 cores).
 # Needs: Debian 12 (bookworm), root (or the build packages installed), deb.debian.org reachable.
 # Environment: OVMF_WORK (scratch dir, default OUTDIR/work: the source tarballs are kept in OVMF_WORK/src so a
 # rebuild does not download them again, and the build logs), OVMF_KEEP_WORK=1 (keep the unpacked tree).
 #
-# The tree is always unpacked and built at one fixed path, $TREE (one build at a time, under a lock): GenFw
+# The tree is always unpacked and built at one fixed path, /var/tmp/ckms-edk2 (one build at a time, locked): GenFw
 # --zero blanks the PE debug-directory entry of every module but keeps its size, which is that of the absolute
 # .dll path, so the path's length changes the firmware bytes (found here: two directories, two hashes).
 set -euo pipefail
