@@ -32,6 +32,30 @@ fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// Copies the working tree without build outputs, git metadata and fuzzing corpora; files that
+/// vanish while copying (a fuzzer at work) are skipped.
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(dst)?;
+    for entry in fs::read_dir(src)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if matches!(name.to_str(), Some("target" | ".git" | ".tmp" | "fuzz")) {
+            continue;
+        }
+        let to = dst.join(&name);
+        let copied = match entry.file_type()? {
+            t if t.is_dir() => copy_tree(&entry.path(), &to),
+            t if t.is_file() => fs::copy(entry.path(), &to).map(drop),
+            _ => Ok(()),
+        };
+        match copied {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
@@ -156,7 +180,10 @@ fn bootstrap_verify_and_kmip_in_the_image() {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kms-image");
     let _ = fs::remove_dir_all(&base);
     fs::create_dir_all(&base).expect("mkdir");
-    let mut opts = BuildOptions::new(repo());
+    // Build from a snapshot of the tree (other work may change files meanwhile).
+    let src = base.join("src");
+    copy_tree(&repo(), &src).expect("copy the source tree");
+    let mut opts = BuildOptions::new(&src);
     opts.out_dir = base.join("out");
     opts.cargo_target_dir = Some(base.join("kernel-target"));
     let t = Instant::now();

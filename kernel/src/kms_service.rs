@@ -86,6 +86,9 @@ impl Evidence for KernelEvidence {
     }
 }
 
+/// Period of the heap and connection counters line on the console.
+const STATS_EVERY_US: u64 = 30 * 1_000_000;
+
 /// Runs the bootstrap phase and then the KMS on `stack`, forever.
 pub fn run(stack: NetStack, cfg: &BootConfig, kind: PlatformKind) -> ! {
     let attests = platform::with(|p| p.capabilities().attestation).unwrap_or(false);
@@ -131,8 +134,25 @@ pub fn run(stack: NetStack, cfg: &BootConfig, kind: PlatformKind) -> ! {
     );
     let mut rng = KernelRng;
     let mut was_serving = false;
+    let mut last_report = crate::time::Instant::now();
     loop {
         let wait = server.step(&mut rng);
+        if crate::time::Instant::now().micros_since(last_report) > STATS_EVERY_US {
+            last_report = crate::time::Instant::now();
+            let hs = crate::mm::stats();
+            let st = server.stats();
+            log::info!(
+                "kms: heap {} KiB in use, peak {} KiB; connections {} open, {} accepted, {} refused, {} evicted, {} idle-closed, {} TLS failures",
+                hs.in_use / 1024,
+                hs.peak / 1024,
+                server.connections(),
+                st.accepted,
+                st.refused,
+                st.evicted,
+                st.idle_closed,
+                st.tls_failed
+            );
+        }
         if !was_serving && server.serving() {
             was_serving = true;
             let hs = crate::mm::stats();
@@ -148,15 +168,4 @@ pub fn run(stack: NetStack, cfg: &BootConfig, kind: PlatformKind) -> ! {
             crate::arch::apic::idle(us);
         }
     }
-}
-
-/// Referenced by the precompiled `alloc`/`core` (built with unwinding) once formatting code
-/// from the KMS crates is linked; never called with `panic = "abort"`.
-#[unsafe(no_mangle)]
-pub extern "C" fn rust_eh_personality() {}
-
-/// See [`rust_eh_personality`]; stops the VM if it is ever reached.
-#[unsafe(no_mangle)]
-pub extern "C" fn _Unwind_Resume() -> ! {
-    crate::arch::stop(crate::arch::ExitCode::Fault)
 }

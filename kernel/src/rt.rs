@@ -174,3 +174,14 @@ pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
     }
     n
 }
+
+/// Referenced by the precompiled `alloc`/`core` (built with unwinding) once formatting code
+/// from the KMS crates is linked; never called with `panic = "abort"`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rust_eh_personality() {}
+
+/// See [`rust_eh_personality`]; stops the VM if it is ever reached.
+#[unsafe(no_mangle)]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    crate::arch::stop(crate::arch::ExitCode::Fault)
+}

@@ -109,12 +109,12 @@ mod bench {
                 }
                 to_s.clear();
                 let mut buf = [0u8; 512];
-                if let Ok(n) = s.reader().read(&mut buf) {
-                    if n > 0 {
-                        s.writer()
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"UP\"}")
-                            .unwrap();
-                    }
+                if let Ok(n) = s.reader().read(&mut buf)
+                    && n > 0
+                {
+                    s.writer()
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"UP\"}")
+                        .unwrap();
                 }
                 while s.wants_write() {
                     s.write_tls(&mut to_c).unwrap();

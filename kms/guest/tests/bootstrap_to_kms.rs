@@ -545,7 +545,7 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
     // The KMS: mTLS with a user certificate, the server certificate chains to the server CA.
     let (alice_chain, alice_key) = users.issue("alice");
     let c = h.tcp_connect(PORT);
-    let mut tls = client(&[server_ca.der.clone()], Some((&alice_chain, &alice_key)));
+    let mut tls = client(std::slice::from_ref(&server_ca.der), Some((&alice_chain, &alice_key)));
     let (resp, _) = h.exchange(&mut tls, c, &post("/kmip/2_1", CREATE));
     assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("CreateResponse"), "{resp}");
     let marker = r#""UniqueIdentifier","type":"TextString","value":""#;
@@ -559,13 +559,13 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
     // here: another user cannot read it.
     let (bob_chain, bob_key) = users.issue("bob");
     let c2 = h.tcp_connect(PORT);
-    let mut tls2 = client(&[server_ca.der.clone()], Some((&bob_chain, &bob_key)));
+    let mut tls2 = client(std::slice::from_ref(&server_ca.der), Some((&bob_chain, &bob_key)));
     let (resp, _) = h.exchange(&mut tls2, c2, &post("/kmip/2_1", &get));
     assert!(resp.starts_with("HTTP/1.1 422"), "{resp}");
 
     // No client certificate: the handshake is refused.
     let c3 = h.tcp_connect(PORT);
-    let mut tls3 = client(&[server_ca.der.clone()], None);
+    let mut tls3 = client(std::slice::from_ref(&server_ca.der), None);
     let (resp, closed) = h.exchange(&mut tls3, c3, b"GET /health HTTP/1.1\r\n\r\n");
     assert!(closed && resp.is_empty(), "{resp}");
 

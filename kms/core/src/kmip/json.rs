@@ -5,7 +5,8 @@
 //! 8/16 hex digits); LongInteger = `0x` + 16 upper-case hex digits (numbers accepted);
 //! BigInteger = `0x` + hex of big-endian two's complement; Enumeration = name or `0x` + 8 hex
 //! digits (numbers accepted); Boolean = bool; TextString = string; ByteString = hex (upper-case
-//! when emitted); DateTime = RFC 3339 (or `0x` + 16 hex digits of seconds); Interval = number;
+//! when emitted); DateTime = RFC 3339 (or `0x` + 16 hex digits of seconds, the form emitted
+//! for years outside 0000..=9999); Interval = number;
 //! DateTimeExtended = `0x` + hex of microseconds (8 or 16 bytes).
 //!
 //! Parsing enforces [`Limits`] (input size, nesting depth, item count) and returns typed
@@ -571,6 +572,13 @@ pub fn emit(t: &Ttlv, out: &mut Vec<u8>) {
             hex_upper(b, out);
             out.push(b'"');
         }
+        // RFC 3339 §5.6 has four-digit years only: a time outside 0000..=9999 (reachable from a
+        // `0x` value or a negative offset on year 0000) is emitted in the `0x` form, so it parses back.
+        Value::DateTime(s) if !RFC3339_SECS.contains(s) => {
+            out.extend_from_slice(b"\"0x");
+            hex_upper(&s.to_be_bytes(), out);
+            out.push(b'"');
+        }
         Value::DateTime(s) => {
             out.push(b'"');
             out.extend_from_slice(format_rfc3339(*s).as_bytes());
@@ -633,7 +641,11 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Format POSIX seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+/// The seconds [`format_rfc3339`] can write with a four-digit year: 0000-01-01T00:00:00Z to
+/// 9999-12-31T23:59:59Z.
+const RFC3339_SECS: core::ops::RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
+
+/// Format POSIX seconds as `YYYY-MM-DDTHH:MM:SSZ` (years outside 0000..=9999 are not RFC 3339).
 pub fn format_rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -921,5 +933,43 @@ mod tests {
         }
         assert_eq!(parse_rfc3339("2024-01-01T00:00:00"), None);
         assert_eq!(parse_rfc3339("2024-01-01T00:00:00Zjunk"), None);
+        assert_eq!(
+            format_rfc3339(*RFC3339_SECS.start()),
+            "0000-01-01T00:00:00Z"
+        );
+        assert_eq!(format_rfc3339(*RFC3339_SECS.end()), "9999-12-31T23:59:59Z");
+    }
+
+    /// Found by `fuzz/` (kmip_json): a DateTime outside years 0000..=9999 was emitted as a
+    /// string with a 5+ digit or negative year that the parser (rightly) refuses.
+    #[test]
+    fn datetime_out_of_rfc3339_range_round_trips() {
+        for v in [
+            "0x7FFFFFFFFFFFFFFF",
+            "0x8000000000000000",
+            "0x000000E8D4A51000",
+            "0000-01-01T00:00:00+23:59",
+            "9999-12-31T23:59:59-00:01",
+        ] {
+            let doc =
+                alloc::format!(r#"{{"tag":"ActivationDate","type":"DateTime","value":"{v}"}}"#);
+            let t = from_slice(doc.as_bytes(), &lim()).unwrap();
+            let j = to_vec(&t);
+            assert_eq!(
+                from_slice(&j, &lim()).unwrap(),
+                t,
+                "{}",
+                String::from_utf8_lossy(&j)
+            );
+        }
+        let t = from_slice(
+            br#"{"tag":"ActivationDate","type":"DateTime","value":"0x8000000000000000"}"#,
+            &lim(),
+        )
+        .unwrap();
+        assert_eq!(
+            to_vec(&t),
+            br#"{"tag":"ActivationDate","type":"DateTime","value":"0x8000000000000000"}"#
+        );
     }
 }
