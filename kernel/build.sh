@@ -28,7 +28,7 @@ flock 9
 SRC="$BUILD_ROOT/src"
 rm -rf "$SRC"
 mkdir -p "$SRC"
-tar -C "$REPO_DIR" --exclude=./.git --exclude=target --exclude=./.tmp -cf - . | tar -C "$SRC" -xf -
+tar -C "$REPO_DIR" --exclude=./.git --exclude=target --exclude=./.tmp --exclude=./fuzz -cf - . | tar -C "$SRC" -xf -
 
 # Remap every absolute path that could end up in the binary (panic locations).
 FLAGS="['--remap-path-prefix=$SRC/kernel=/kernel','--remap-path-prefix=$SRC=/src','--remap-path-prefix=$CARGO_HOME_DIR=/cargo']"

@@ -116,6 +116,10 @@ pub fn clocks() {
         ),
         Err(e) => refuse(format_args!("clock calibration: {e}")),
     }
+    match time::sync_wall_clock() {
+        Some(secs) => log::info!("clock: wall clock aligned to an rtc (untrusted) edge at {secs} unix"),
+        None => log::warn!("clock: no rtc update edge seen; the wall clock reads the rtc directly"),
+    }
     match arch::apic::init() {
         Some(per_ms) => log::info!("apic: timer {per_ms} kHz (idle wake-ups only)"),
         None => log::warn!("apic: no usable local APIC timer; the idle loop spins"),

@@ -21,7 +21,7 @@ use crate::platform::{self, PlatformError, PlatformKind};
 // of `kms-redis` is `Send + Sync` (it is shared through the KMS, which is `Sync`).
 unsafe impl Send for VirtioNic {}
 
-/// Monotonic TSC clock, the RTC (untrusted) and `hlt` until the APIC timer.
+/// Monotonic TSC clock, the RTC-aligned wall clock (untrusted) and `hlt` until the APIC timer.
 struct KernelClock;
 
 impl Clock for KernelClock {
@@ -29,7 +29,7 @@ impl Clock for KernelClock {
         crate::net::now()
     }
     fn unix_seconds(&self) -> i64 {
-        crate::time::rtc_unix_seconds().unwrap_or(0)
+        crate::time::wall_unix_seconds().unwrap_or(0)
     }
     fn idle(&self, max: netstack::Duration) {
         let us = max.total_micros().min(1_000);

@@ -6,8 +6,19 @@
 //! date), fine for log lines and certificate validity hints, never for security decisions
 //! that must advance (replay windows, key expiry enforcement against a rollback).
 //! Under SNP/TDX the TSC is the guest's own (SecureTSC / TDX TSC); under TCG it is QEMU's.
+//!
+//! The wall clock ([`wall_unix_seconds`]) is the RTC extended by the TSC: [`sync_wall_clock`]
+//! waits once, at boot, for the RTC's seconds register to change and takes that edge as the
+//! start of an RTC second; afterwards wall time is that second plus the TSC time since the
+//! edge (sub-second, no port I/O per call). Every [`WALL_RECHECK_US`] the RTC is read again
+//! and the wall time is clamped into the RTC's current second, so TSC calibration error does
+//! not accumulate. QEMU seeds its RTC from the host's time truncated to the second
+//! (`rtc_set_date_from_host`, hw/rtc/mc146818rtc.c), so the RTC's seconds lag the host's by a
+//! fixed unknown fraction: true time is in `[wall, wall + 1 s)`, and [`wall_unix_seconds`]
+//! returns the ceiling of the wall time, never earlier than a client's truncated clock
+//! (e.g. an Activation Date set to the client's current second) and at most 1 s ahead.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use crate::arch::{port, rdtsc};
 
@@ -147,4 +158,73 @@ pub fn rtc_unix_seconds() -> Option<i64> {
         last = now;
     }
     None
+}
+
+/// Unix microseconds minus monotonic microseconds (valid once [`WALL_SYNCED`]).
+static WALL_OFFSET_US: AtomicI64 = AtomicI64::new(0);
+/// Whether [`sync_wall_clock`] found an RTC edge.
+static WALL_SYNCED: AtomicBool = AtomicBool::new(false);
+/// Monotonic microseconds of the last comparison with the RTC.
+static WALL_CHECKED_US: AtomicU64 = AtomicU64::new(0);
+
+/// How often the TSC-extended wall clock is clamped back into the RTC's second.
+pub const WALL_RECHECK_US: u64 = 5_000_000;
+
+const US_PER_S: i64 = 1_000_000;
+
+/// Aligns the wall clock to an RTC update edge (requires calibration): polls the RTC seconds
+/// register until it changes (at most ~1.2 s), then reads the full date. Returns the RTC's
+/// Unix time at the edge; `None` (the wall clock then reads the RTC directly) when the RTC
+/// does not tick or cannot be read.
+pub fn sync_wall_clock() -> Option<i64> {
+    let start = Instant::now();
+    let first = cmos(0x00);
+    let edge = loop {
+        // Skip reads during an update cycle (register A bit 7: UIP).
+        if cmos(0x0a) & 0x80 == 0 && cmos(0x00) != first {
+            break Instant::now();
+        }
+        if Instant::now().micros_since(start) > 1_200_000 {
+            return None;
+        }
+        crate::arch::relax();
+    };
+    let secs = rtc_unix_seconds()?;
+    let edge_us = i64::try_from(edge.micros_since_boot()).ok()?;
+    WALL_OFFSET_US.store(secs.checked_mul(US_PER_S)?.checked_sub(edge_us)?, Ordering::Relaxed);
+    WALL_CHECKED_US.store(edge.micros_since_boot(), Ordering::Relaxed);
+    WALL_SYNCED.store(true, Ordering::Relaxed);
+    Some(secs)
+}
+
+/// Wall-clock Unix time in microseconds (RTC second + TSC), clamped into the RTC's current
+/// second every [`WALL_RECHECK_US`]. **Untrusted** (host-controlled). Before a successful
+/// [`sync_wall_clock`], the RTC's start of second.
+pub fn wall_unix_micros() -> Option<i64> {
+    if !WALL_SYNCED.load(Ordering::Relaxed) {
+        return rtc_unix_seconds()?.checked_mul(US_PER_S);
+    }
+    let now = Instant::now().micros_since_boot();
+    let now_us = i64::try_from(now).ok()?;
+    let mut offset = WALL_OFFSET_US.load(Ordering::Relaxed);
+    if now.saturating_sub(WALL_CHECKED_US.load(Ordering::Relaxed)) >= WALL_RECHECK_US {
+        WALL_CHECKED_US.store(now, Ordering::Relaxed);
+        if let Some(rtc_us) = rtc_unix_seconds().and_then(|r| r.checked_mul(US_PER_S)) {
+            let wall = now_us.checked_add(offset)?;
+            if wall < rtc_us {
+                offset = offset.checked_add(rtc_us - wall)?;
+            } else if wall >= rtc_us.checked_add(US_PER_S)? {
+                offset = offset.checked_sub(wall - (rtc_us + US_PER_S - 1))?;
+            }
+            WALL_OFFSET_US.store(offset, Ordering::Relaxed);
+        }
+    }
+    now_us.checked_add(offset)
+}
+
+/// Wall-clock Unix seconds: the ceiling of [`wall_unix_micros`] (see the module doc).
+/// **Untrusted** (host-controlled).
+pub fn wall_unix_seconds() -> Option<i64> {
+    let us = wall_unix_micros()?;
+    Some(us.checked_add(US_PER_S - 1)?.div_euclid(US_PER_S))
 }

@@ -9,7 +9,10 @@
 //! Phases: *bootstrap* (port `port`, bootstrap certificate, [`ProvisionerPolicy`]) until
 //! `POST /start` succeeds; then the store is opened on Redis (blocking, over the same stack) and
 //! the KMS serves on `port` with the API certificate, plus the RA-TLS port when the API
-//! certificate carries no quote (`GET /attestation` and the bootstrap certificate).
+//! certificate carries no quote (`GET /attestation` and the bootstrap certificate). After `/start`
+//! the main port also answers `GET /attestation` itself (a fresh report bound to the same key);
+//! client certificates are then optional at the TLS layer so that this stays public, and every
+//! KMS route still requires one (401 without).
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -21,8 +24,8 @@ use kms::bootstrap::platform::{DatabaseProbe, Evidence, ProbeError};
 use kms::bootstrap::{self as boot, Bootstrap, DbSecret, Identity, ProvisionerPolicy, Started, Step};
 use kms::crypto::Random;
 use kms::http::{HttpError, Limits as HttpLimits, Method, Response, parse_request};
-use kms::server::Action;
-use kms::tls::{ClientAuth, HttpsConn, SharedClock, TlsConfig, TlsConn, TlsError, TlsLimits};
+use kms::server::{Action, Connection as HttpConn};
+use kms::tls::{ClientAuth, SharedClock, TlsConfig, TlsConn, TlsError, TlsLimits, TlsState};
 use kms::{Env, Kms, KmsConfig};
 use kms_redis::url::RedisUrl;
 use kms_redis::{OpenError, RedisFindexStore};
@@ -164,8 +167,26 @@ struct ApiConn {
     close_after_write: bool,
 }
 
+/// A KMS-port connection after `/start`: TLS, request framing (`GET /attestation` is answered
+/// here), the KMS HTTP connection for every other request.
+struct KmsConn {
+    tls: TlsConn,
+    http: HttpConn,
+    limits: HttpLimits,
+    fallback_user: Option<String>,
+    user: Option<String>,
+    pending: Vec<u8>,
+    close_after_write: bool,
+}
+
+impl Drop for KmsConn {
+    fn drop(&mut self) {
+        self.pending.zeroize();
+    }
+}
+
 enum Kind {
-    Kms(Box<HttpsConn>),
+    Kms(Box<KmsConn>),
     Bootstrap(Box<ApiConn>),
     RaTls(Box<ApiConn>),
 }
@@ -180,13 +201,13 @@ struct Conn {
 impl Conn {
     fn pending_tls(&self) -> &[u8] {
         match &self.kind {
-            Kind::Kms(c) => c.pending_tls(),
+            Kind::Kms(c) => c.tls.pending_tls(),
             Kind::Bootstrap(c) | Kind::RaTls(c) => c.tls.pending_tls(),
         }
     }
     fn consume_tls(&mut self, n: usize) {
         match &mut self.kind {
-            Kind::Kms(c) => c.consume_tls(n),
+            Kind::Kms(c) => c.tls.consume_tls(n),
             Kind::Bootstrap(c) | Kind::RaTls(c) => c.tls.consume_tls(n),
         }
     }
@@ -387,11 +408,15 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
                 pending: Vec::new(),
                 close_after_write: false,
             }))),
-            Phase::Serving { tls, fallback_user, .. } => Ok(Kind::Kms(Box::new(HttpsConn::new(
-                tls,
-                self.settings.limits.http,
-                fallback_user.clone(),
-            )?))),
+            Phase::Serving { tls, fallback_user, .. } => Ok(Kind::Kms(Box::new(KmsConn {
+                tls: TlsConn::new(tls)?,
+                http: HttpConn::new(self.settings.limits.http),
+                limits: self.settings.limits.http,
+                fallback_user: fallback_user.clone(),
+                user: None,
+                pending: Vec::new(),
+                close_after_write: false,
+            }))),
         }
     }
 
@@ -465,7 +490,19 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
         let close = match (&mut conn.kind, &mut self.phase) {
             (Kind::Kms(c), Phase::Serving { kms, .. }) => {
                 let mut env = Env { now: unix, rng };
-                c.on_ciphertext(kms, &mut env, input) == Action::Close
+                let identity = self.identity.clone();
+                let evidence = &mut self.evidence;
+                kms_input(c, input, &mut self.stats, |http, chunk, req, user, out| match req {
+                    Some(req) if req.method == Method::Get && req.path == "/attestation" => {
+                        let query = req.query.as_deref().unwrap_or("");
+                        let r = boot::routes::attestation_response(&identity, evidence, query);
+                        let mut resp = Response::json(r.status, r.body);
+                        resp.close = !req.keep_alive;
+                        resp.encode(out);
+                        if resp.close { Action::Close } else { Action::Continue }
+                    }
+                    _ => http.on_bytes(&**kms, &mut env, user, chunk, out),
+                })
             }
             (Kind::RaTls(c), _) => {
                 let identity = self.identity.clone();
@@ -570,9 +607,11 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
         let key = started.identity.key().to_pkcs8_der().map_err(|_| ServiceError::Key)?;
         let (auth, fallback_user) = match &started.client_ca {
             Some(ca) => (
+                // Optional at the TLS layer so `GET /attestation` stays public; every KMS route
+                // answers 401 without a verified client certificate.
                 ClientAuth::WebPki {
                     roots: ca.der.clone(),
-                    mandatory: true,
+                    mandatory: false,
                 },
                 None,
             ),
@@ -679,6 +718,53 @@ fn api_input(
         return true;
     }
     if close {
+        let _ = c.tls.send_close_notify();
+        c.close_after_write = true;
+    }
+    close || c.tls.is_finished()
+}
+
+/// Runs the TLS input of a KMS connection: frames requests, hands each one (its exact bytes, the
+/// parsed request or `None` when it cannot be framed, the user) to `handle`, which writes the
+/// response. True when the connection should close after its output.
+fn kms_input(
+    c: &mut KmsConn,
+    input: &[u8],
+    stats: &mut Stats,
+    mut handle: impl FnMut(&mut HttpConn, &[u8], Option<&kms::http::Request>, Option<&str>, &mut Vec<u8>) -> Action,
+) -> bool {
+    if c.tls.read_tls(input, &mut c.pending).is_err() {
+        stats.tls_failed += 1;
+        return true;
+    }
+    if c.user.is_none() && c.tls.state() != TlsState::Handshaking {
+        c.user = c.tls.peer_common_name().or_else(|| c.fallback_user.clone());
+    }
+    let mut out = Vec::new();
+    let mut close = c.close_after_write;
+    while !close {
+        match parse_request(&c.pending, &c.limits) {
+            Ok(None) => break,
+            Ok(Some((req, used))) => {
+                let mut chunk: Vec<u8> = c.pending.drain(..used.min(c.pending.len())).collect();
+                close = handle(&mut c.http, &chunk, Some(&req), c.user.as_deref(), &mut out) == Action::Close;
+                chunk.zeroize();
+            }
+            Err(_) => {
+                // The KMS connection answers the framing error (400, 413, ...) and closes.
+                let mut rest = core::mem::take(&mut c.pending);
+                let _ = handle(&mut c.http, &rest, None, c.user.as_deref(), &mut out);
+                rest.zeroize();
+                close = true;
+            }
+        }
+    }
+    let written = c.tls.write_plaintext(&out);
+    out.zeroize();
+    if written.is_err() {
+        return true;
+    }
+    if close && !c.close_after_write {
         let _ = c.tls.send_close_notify();
         c.close_after_write = true;
     }

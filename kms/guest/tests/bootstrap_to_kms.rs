@@ -563,11 +563,22 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
     let (resp, _) = h.exchange(&mut tls2, c2, &post("/kmip/2_1", &get));
     assert!(resp.starts_with("HTTP/1.1 422"), "{resp}");
 
-    // No client certificate: the handshake is refused.
+    // No client certificate: the handshake succeeds (so `GET /attestation` stays public), the
+    // KMS routes answer 401, and `/attestation` is answered by the attestation route (this
+    // harness has no platform: 501 "unsupported"; the VM test checks a real report).
     let c3 = h.tcp_connect(PORT);
     let mut tls3 = client(std::slice::from_ref(&server_ca.der), None);
-    let (resp, closed) = h.exchange(&mut tls3, c3, b"GET /health HTTP/1.1\r\n\r\n");
-    assert!(closed && resp.is_empty(), "{resp}");
+    let (resp, _) = h.exchange(&mut tls3, c3, &post("/kmip/2_1", &get));
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    let nonce = "ab".repeat(32);
+    let req = format!("GET /attestation?nonce={nonce} HTTP/1.1\r\nhost: kms\r\n\r\n");
+    let (resp, _) = h.exchange(&mut tls3, c3, req.as_bytes());
+    assert!(resp.starts_with("HTTP/1.1 501") && resp.contains("error"), "{resp}");
+    // Alice's connection too, between KMIP requests.
+    let (resp, _) = h.exchange(&mut tls, c, req.as_bytes());
+    assert!(resp.starts_with("HTTP/1.1 501") && resp.contains("error"), "{resp}");
+    let (resp, _) = h.exchange(&mut tls, c, b"GET /bootstrap HTTP/1.1\r\nhost: kms\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
 
     // Garbage on the KMS port: closed; the service keeps serving alice.
     let c4 = h.tcp_connect(PORT);

@@ -8,12 +8,20 @@
 //! The server runs in this process (same `serve` + `KmsHandler` code as the `kms-server`
 //! binary, on its own threads); clients are `ckms`'s HTTP client, one keep-alive connection
 //! per client thread.
+//!
+//! Against an already running, provisioned KMS (used by `scripts/bench-vm` for the image and
+//! the host server): `kms-bench --url https://127.0.0.1:P --ca-cert CA.pem --client-cert C.pem
+//! --client-key C.key [--concurrency 1,4] [--seconds N] [--tsv]` measures Encrypt 64 B and
+//! Create over keep-alive connections and full mTLS handshakes/s (a new connection per
+//! `GET /health`, client-side resumption off), at each concurrency; no floors. `--tsv` prints
+//! `workload<TAB>concurrency<TAB>ops/s<TAB>errors` lines only.
 
 #[path = "../tests/common/pki.rs"]
 #[allow(dead_code)]
 mod pki;
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -105,22 +113,160 @@ fn post_ok(c: &mut HttpClient, body: &str) -> serde_json::Value {
     serde_json::from_slice(&r.body).expect("JSON")
 }
 
+/// A KMS already running elsewhere and the client identity to use with it.
+struct Remote {
+    url: String,
+    ca_cert: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    concurrency: Vec<usize>,
+    tsv: bool,
+}
+
+const USAGE: &str = "usage: kms-bench [--seconds N]\n       kms-bench --url URL --ca-cert PEM --client-cert PEM \
+--client-key PEM [--concurrency 1,4] [--seconds N] [--tsv]";
+
+fn usage() -> ! {
+    eprintln!("{USAGE}");
+    std::process::exit(2)
+}
+
+/// Client side of one remote workload: runs `op` on `threads` keep-alive clients, counting
+/// failed requests instead of stopping (the first failure is printed).
+fn remote_row<S: Send + 'static>(
+    threads: usize,
+    secs: f64,
+    setup: impl Fn() -> S + Sync + Send + 'static,
+    op: impl Fn(&mut S) -> Result<(), String> + Sync + Send + 'static,
+) -> (f64, u64) {
+    let errors = Arc::new(AtomicU64::new(0));
+    let errs = errors.clone();
+    let ops = measure(threads, secs, setup, move |s| {
+        if let Err(e) = op(s)
+            && errs.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            eprintln!("kms-bench: request failed: {e}");
+        }
+    });
+    (ops, errors.load(Ordering::Relaxed))
+}
+
+fn run_remote(r: &Remote, secs: f64) {
+    fn load<T>(what: &str, res: Result<T, ckms::http::HttpError>) -> T {
+        res.unwrap_or_else(|e| {
+            eprintln!("kms-bench: {what}: {e}");
+            std::process::exit(1)
+        })
+    }
+    let identity = load(
+        "client certificate",
+        ClientIdentity::from_pem_files(&r.client_cert, &r.client_key),
+    );
+    let tls = load(
+        "client TLS",
+        client_config(
+            load("CA certificate", load_certs(&r.ca_cert)),
+            Some(identity),
+        ),
+    );
+    // Full handshakes: no session resumption from the client.
+    let mut fresh = (*tls).clone();
+    fresh.resumption = rustls::client::Resumption::disabled();
+    let fresh = Arc::new(fresh);
+
+    let mut c = load("client", HttpClient::new(&r.url, tls.clone()));
+    let created = post_ok(&mut c, CREATE);
+    let uid = created
+        .child("UniqueIdentifier")
+        .and_then(TtlvExt::text)
+        .expect("uid")
+        .to_owned();
+    post_ok(&mut c, &activate_body(&uid));
+    let enc_body = Arc::new(encrypt_body(&uid));
+    if !r.tsv {
+        println!("kms-bench: {secs} s per row against {} (mTLS)\n", r.url);
+    }
+
+    let status_ok = |resp: Result<ckms::http::HttpResponse, ckms::http::HttpError>| match resp {
+        Ok(x) if x.status == 200 => Ok(()),
+        Ok(x) => Err(format!("HTTP {}: {}", x.status, x.text())),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut rows: Vec<(&str, usize, f64, u64)> = Vec::new();
+    for &threads in &r.concurrency {
+        let (url, t) = (r.url.clone(), tls.clone());
+        let keep_alive = move || HttpClient::new(&url, t.clone()).expect("client");
+        let body = enc_body.clone();
+        let (ops, err) = remote_row(threads, secs, keep_alive.clone(), move |c| {
+            status_ok(c.post("/kmip/2_1", body.as_bytes()))
+        });
+        rows.push(("encrypt", threads, ops, err));
+        let (ops, err) = remote_row(threads, secs, keep_alive, move |c| {
+            status_ok(c.post("/kmip/2_1", CREATE.as_bytes()))
+        });
+        rows.push(("create", threads, ops, err));
+        let (url, t) = (r.url.clone(), fresh.clone());
+        let (ops, err) = remote_row(
+            threads,
+            secs,
+            move || (url.clone(), t.clone()),
+            move |(url, t)| {
+                let mut c = HttpClient::new(url, t.clone()).map_err(|e| e.to_string())?;
+                status_ok(c.get("/health"))
+            },
+        );
+        rows.push(("handshake", threads, ops, err));
+    }
+    for (name, threads, ops, err) in rows {
+        if r.tsv {
+            println!("{name}\t{threads}\t{ops:.1}\t{err}");
+        } else {
+            println!("{name:<10} concurrency {threads:>2} {ops:>10.1} ops/s  {err} errors");
+        }
+    }
+}
+
 fn main() {
     let mut secs = 3.0;
+    let mut url = None;
+    let (mut ca_cert, mut client_cert, mut client_key) = (None, None, None);
+    let mut concurrency = vec![1usize, 4];
+    let mut tsv = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| usage());
         match a.as_str() {
-            "--seconds" => {
-                secs = args.next().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-                    eprintln!("--seconds needs a number");
-                    std::process::exit(2)
-                })
+            "--seconds" => secs = value().parse().unwrap_or_else(|_| usage()),
+            "--url" => url = Some(value()),
+            "--ca-cert" => ca_cert = Some(PathBuf::from(value())),
+            "--client-cert" => client_cert = Some(PathBuf::from(value())),
+            "--client-key" => client_key = Some(PathBuf::from(value())),
+            "--concurrency" => {
+                concurrency = value()
+                    .split(',')
+                    .map(|n| n.parse().ok().filter(|&n: &usize| n > 0))
+                    .collect::<Option<_>>()
+                    .unwrap_or_else(|| usage())
             }
-            _ => {
-                eprintln!("usage: kms-bench [--seconds N]");
-                std::process::exit(2)
-            }
+            "--tsv" => tsv = true,
+            _ => usage(),
         }
+    }
+    if let Some(url) = url {
+        let (Some(ca_cert), Some(client_cert), Some(client_key)) =
+            (ca_cert, client_cert, client_key)
+        else {
+            usage()
+        };
+        let remote = Remote {
+            url,
+            ca_cert,
+            client_cert,
+            client_key,
+            concurrency,
+            tsv,
+        };
+        return run_remote(&remote, secs);
     }
 
     // PKI and server (memory store, mTLS).

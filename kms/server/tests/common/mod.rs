@@ -1,6 +1,7 @@
-//! Test harness: a PKI, a `kms-server` child process on a free loopback port, HTTPS clients
-//! and the `ckms` binary, plus the KMIP suite ([`suite`]) that any `--database` can be run
-//! against.
+//! Test harness: a PKI, a `kms-server` child process on a free loopback port (or an external
+//! server, e.g. the unikernel under QEMU: [`Harness::external`]), HTTPS clients and the `ckms`
+//! binary, plus the KMIP suite ([`suite`]) that any `--database` can be run against. The
+//! image's VM test includes this module by path (`image/tests/kms_image.rs`).
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod pki;
@@ -8,17 +9,17 @@ pub mod suite;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use ckms::http::{ClientIdentity, HttpClient, HttpResponse, client_config, load_certs};
 use pki::{CertFiles, Pki};
 
-/// A running `kms-server`, killed on drop.
+/// A running `kms-server`, killed on drop; or an external server (not ours to stop).
 pub struct ServerProcess {
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
+    child: Option<Child>,
+    _stdout: Option<BufReader<ChildStdout>>,
     /// Where it listens.
     pub addr: SocketAddr,
 }
@@ -26,7 +27,10 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Start `kms-server` with `args` plus `--port 0`; wait for its ready line.
     pub fn start(args: &[String]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kms-server"))
+        let bin = option_env!("CARGO_BIN_EXE_kms-server")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| sibling_binary("kms-server"));
+        let mut child = Command::new(bin)
             .args(args)
             .args(["--port", "0", "--bind", "127.0.0.1"])
             .stdin(Stdio::null())
@@ -49,8 +53,17 @@ impl ServerProcess {
             }
         };
         ServerProcess {
-            child,
-            _stdout: stdout,
+            child: Some(child),
+            _stdout: Some(stdout),
+            addr,
+        }
+    }
+
+    /// A server started elsewhere, listening on `addr`.
+    pub fn external(addr: SocketAddr) -> ServerProcess {
+        ServerProcess {
+            child: None,
+            _stdout: None,
             addr,
         }
     }
@@ -60,30 +73,40 @@ impl ServerProcess {
         format!("https://{}", self.addr)
     }
 
-    /// Whether the process is still running.
+    /// Whether the process is still running (external: whether it accepts connections).
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => TcpStream::connect(self.addr).is_ok(),
+        }
     }
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
 /// The `ckms` binary, built next to this test executable (`cargo build -p ckms` first).
 pub fn ckms_binary() -> PathBuf {
+    sibling_binary("ckms")
+}
+
+/// A workspace binary next to this test executable (`cargo build --workspace --bins` first).
+pub fn sibling_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target directory");
-    let bin = dir.join("ckms");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
-        "{} not found: build it first with `cargo build -p ckms`",
+        "{} not found: build it first with `cargo build --workspace --bins`",
         bin.display()
     );
     bin
@@ -152,6 +175,17 @@ impl Harness {
             dir,
             pki,
             server,
+            users: HashMap::new(),
+        }
+    }
+
+    /// A harness around a server started elsewhere at `addr` whose certificate chains to
+    /// `pki`'s CA and which trusts `pki`'s CA for client certificates.
+    pub fn external(dir: tempfile::TempDir, pki: Pki, addr: SocketAddr) -> Harness {
+        Harness {
+            dir,
+            pki,
+            server: ServerProcess::external(addr),
             users: HashMap::new(),
         }
     }

@@ -23,6 +23,8 @@ pub struct Pki {
     issuer: Issuer<'static, KeyPair>,
     /// The CA certificate (PEM).
     pub ca_cert: PathBuf,
+    /// The CA key (PEM, PKCS#8), for tools that issue server certificates (`ckms bootstrap`).
+    pub ca_key: PathBuf,
     /// The server's certificate and key.
     pub server: CertFiles,
 }
@@ -43,6 +45,8 @@ impl Pki {
         let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
         let ca_path = dir.join(format!("{ca_name}-ca.pem"));
         write(&ca_path, &ca_cert.pem());
+        let ca_key_path = dir.join(format!("{ca_name}-ca.key"));
+        write(&ca_key_path, &ca_key.serialize_pem());
         let issuer = Issuer::new(ca, ca_key);
 
         let mut server = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
@@ -66,6 +70,7 @@ impl Pki {
             dir: dir.to_owned(),
             issuer,
             ca_cert: ca_path,
+            ca_key: ca_key_path,
             server: files,
         }
     }
