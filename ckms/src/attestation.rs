@@ -26,8 +26,10 @@ use crate::error::{CliError, read_file};
 #[derive(Subcommand, Debug)]
 pub enum AttestationCommand {
     /// Print the SEV-SNP launch digest of an image (what MEASUREMENT must be).
-    #[command(long_about = "Compute the SEV-SNP launch digest (MEASUREMENT) of a direct-boot launch.\n\n\
-Example:\n  ckms attestation measure --firmware OVMF.fd --kernel kms.efi --cmdline 'ckms.attestation=snp' \\\n      --vcpus 2 --vcpu-type EPYC-v4")]
+    #[command(
+        long_about = "Compute the SEV-SNP launch digest (MEASUREMENT) of a direct-boot launch.\n\n\
+Example:\n  ckms attestation measure --firmware OVMF.fd --kernel kms.efi --cmdline 'ckms.attestation=snp' \\\n      --vcpus 2 --vcpu-type EPYC-v4"
+    )]
     Measure(MeasureArgs),
     /// Verify an SEV-SNP attestation report: chain, signature, TCB, chip id, policy, measurement.
     #[command(long_about = "Verify an SEV-SNP attestation report.\n\n\
@@ -136,7 +138,10 @@ pub fn measure(a: &MeasureArgs) -> Result<Output, CliError> {
         .vcpu_type
         .parse()
         .map_err(|_| CliError::Usage(format!("unknown vCPU type `{}`", a.vcpu_type)))?;
-    let vmm: VmmType = a.vmm.parse().map_err(|_| CliError::Usage(format!("unknown VMM `{}` (qemu, ec2, gce)", a.vmm)))?;
+    let vmm: VmmType = a
+        .vmm
+        .parse()
+        .map_err(|_| CliError::Usage(format!("unknown VMM `{}` (qemu, ec2, gce)", a.vmm)))?;
     let guest_features = parse_u64(&a.guest_features)?;
     let launch = SnpLaunch {
         firmware: &firmware,
@@ -148,8 +153,10 @@ pub fn measure(a: &MeasureArgs) -> Result<Output, CliError> {
         guest_features,
         vmm,
     };
-    let digest = launch_digest(&launch).map_err(|e| CliError::Usage(format!("cannot measure: {e}")))?;
-    let ovmf = firmware_digest(&firmware).map_err(|e| CliError::Usage(format!("cannot measure: {e}")))?;
+    let digest =
+        launch_digest(&launch).map_err(|e| CliError::Usage(format!("cannot measure: {e}")))?;
+    let ovmf =
+        firmware_digest(&firmware).map_err(|e| CliError::Usage(format!("cannot measure: {e}")))?;
     let mut cmdline_nul = a.cmdline.as_bytes().to_vec();
     cmdline_nul.push(0);
     let digest_hex = hex::encode(digest);
@@ -173,12 +180,22 @@ pub fn measure(a: &MeasureArgs) -> Result<Output, CliError> {
 /// The report bytes and, for a quote, its certificate entries' VCEK.
 fn load_report(path: &Path) -> Result<(Vec<u8>, Option<Vec<u8>>), CliError> {
     let raw = read_file(path)?;
-    let bytes = if raw.len() >= REPORT_SIZE && !raw.iter().all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace()) {
+    let bytes = if raw.len() >= REPORT_SIZE
+        && !raw
+            .iter()
+            .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace())
+    {
         raw
     } else {
-        let text: String = String::from_utf8_lossy(&raw).chars().filter(|c| !c.is_whitespace()).collect();
+        let text: String = String::from_utf8_lossy(&raw)
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         hex::decode(text).map_err(|_| {
-            CliError::Usage(format!("{}: neither a binary report nor hex text", path.display()))
+            CliError::Usage(format!(
+                "{}: neither a binary report nor hex text",
+                path.display()
+            ))
         })?
     };
     if bytes.len() == REPORT_SIZE {
@@ -192,7 +209,10 @@ fn load_report(path: &Path) -> Result<(Vec<u8>, Option<Vec<u8>>), CliError> {
         ))
     })?;
     let vcek = quote.cert(CertKind::Vcek).map(<[u8]>::to_vec);
-    let report = bytes.get(..REPORT_SIZE).map(<[u8]>::to_vec).unwrap_or_default();
+    let report = bytes
+        .get(..REPORT_SIZE)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
     Ok((report, vcek))
 }
 
@@ -248,31 +268,45 @@ pub fn verify_report(a: &VerifyArgs) -> Result<Output, CliError> {
         (Some(root), Some(chain), _) => {
             let blocks = pem_blocks(&String::from_utf8_lossy(chain));
             let Some(first) = blocks.first() else {
-                return Err(CliError::Usage("--chain: no PEM certificate in the file".into()));
+                return Err(CliError::Usage(
+                    "--chain: no PEM certificate in the file".into(),
+                ));
             };
             if let Some(ark) = blocks.get(1) {
                 let given = pem_blocks(&String::from_utf8_lossy(root));
                 if given.first().is_some_and(|r| r != ark) {
                     return Err(CliError::Negative(
-                        "verification failed: the chain's ARK is not the --trust-root certificate".into(),
+                        "verification failed: the chain's ARK is not the --trust-root certificate"
+                            .into(),
                     ));
                 }
             }
             intermediate = first.clone().into_bytes();
-            ChainSource::TrustRoot { ark: root, intermediate: &intermediate }
+            ChainSource::TrustRoot {
+                ark: root,
+                intermediate: &intermediate,
+            }
         }
         (Some(_), None, _) => {
-            return Err(CliError::Usage("--trust-root needs --chain with the intermediate (ASK) certificate".into()));
+            return Err(CliError::Usage(
+                "--trust-root needs --chain with the intermediate (ASK) certificate".into(),
+            ));
         }
         (None, Some(chain), _) => ChainSource::AmdPem(chain),
-        (None, None, Some(p)) => ChainSource::BuiltIn(
-            p.parse::<Generation>().map_err(|()| CliError::Usage(format!("unknown product `{p}` (milan, genoa, turin)")))?,
-        ),
+        (None, None, Some(p)) => ChainSource::BuiltIn(p.parse::<Generation>().map_err(|()| {
+            CliError::Usage(format!("unknown product `{p}` (milan, genoa, turin)"))
+        })?),
         (None, None, None) => {
             // The product from the report's CPUID fields (version 3 and later).
-            let g = AttestationReport::parse(&report).ok().and_then(|r| r.generation()).ok_or_else(|| {
-                CliError::Usage("the product is not in the report: give --product, --chain or --trust-root".into())
-            })?;
+            let g = AttestationReport::parse(&report)
+                .ok()
+                .and_then(|r| r.generation())
+                .ok_or_else(|| {
+                    CliError::Usage(
+                        "the product is not in the report: give --product, --chain or --trust-root"
+                            .into(),
+                    )
+                })?;
             ChainSource::BuiltIn(g)
         }
     };
@@ -292,9 +326,19 @@ pub fn verify_report(a: &VerifyArgs) -> Result<Output, CliError> {
                 human.push('\n');
             }
             human.push_str(&format!("  root of trust: {anchor}\n"));
-            human.push_str(&format!("  measurement:   {}\n", hex::encode(v.measurement())));
-            human.push_str(&format!("  report_data:   {}\n", hex::encode(v.report_data())));
-            human.push_str(&format!("  policy:        {:#x}, VMPL {}", r.policy.get(), r.vmpl.get()));
+            human.push_str(&format!(
+                "  measurement:   {}\n",
+                hex::encode(v.measurement())
+            ));
+            human.push_str(&format!(
+                "  report_data:   {}\n",
+                hex::encode(v.report_data())
+            ));
+            human.push_str(&format!(
+                "  policy:        {:#x}, VMPL {}",
+                r.policy.get(),
+                r.vmpl.get()
+            ));
             Ok(Output::new(
                 human,
                 json!({
@@ -312,7 +356,10 @@ pub fn verify_report(a: &VerifyArgs) -> Result<Output, CliError> {
                 }),
             ))
         }
-        Err(e) => Err(CliError::Negative(format!("attestation report verification failed: {}", describe(&e)))),
+        Err(e) => Err(CliError::Negative(format!(
+            "attestation report verification failed: {}",
+            describe(&e)
+        ))),
     }
 }
 
@@ -333,7 +380,10 @@ mod tests {
     fn pem_blocks_split_a_bundle() {
         let a = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let b = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n";
-        assert_eq!(pem_blocks(&format!("junk\n{a}\n{b}")), vec![a.to_string(), b.to_string()]);
+        assert_eq!(
+            pem_blocks(&format!("junk\n{a}\n{b}")),
+            vec![a.to_string(), b.to_string()]
+        );
         assert!(pem_blocks("no pem here").is_empty());
     }
 

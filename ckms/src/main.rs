@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
 use ckms::cmd::{self, Ctx, Output};
 use ckms::config::{self, Settings};
 use ckms::error::CliError;
+use clap::{Parser, Subcommand};
 
 const LONG_ABOUT: &str = "\
 ckms talks to the KMS over HTTPS (KMIP 2.1 JSON, Cosmian dialect).
@@ -120,7 +120,10 @@ fn settings(cli: &Cli) -> Result<Settings, CliError> {
     };
     let (path, required) = match &cli.conf {
         Some(p) => (Some(p.clone()), true),
-        None => (config::default_path(), std::env::var_os("CKMS_CONF").is_some()),
+        None => (
+            config::default_path(),
+            std::env::var_os("CKMS_CONF").is_some(),
+        ),
     };
     let file = match &path {
         Some(p) => Settings::from_file(p, required)?,
@@ -140,7 +143,10 @@ fn main() -> ExitCode {
     match result {
         Ok(out) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&out.json).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out.json).unwrap_or_default()
+                );
             } else {
                 println!("{}", out.human);
             }

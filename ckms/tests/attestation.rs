@@ -14,11 +14,12 @@ use snp_emu::{
 };
 use zeroize::Zeroizing;
 
-const MILAN_MEASUREMENT: &str =
-    "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f";
+const MILAN_MEASUREMENT: &str = "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f";
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn ckms(args: &[&str]) -> Output {
@@ -32,7 +33,11 @@ fn ckms(args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn p(path: &Path) -> &str {
@@ -44,8 +49,16 @@ fn milan_vector_verifies_with_builtin_and_kds_chain() {
     let report = data("report_milan.hex");
     let vcek = data("vcek_milan.der");
     let ok = ckms(&[
-        "attestation", "verify-report", "--report", p(&report), "--vcek", p(&vcek),
-        "--product", "milan", "--expected-measurement", MILAN_MEASUREMENT,
+        "attestation",
+        "verify-report",
+        "--report",
+        p(&report),
+        "--vcek",
+        p(&vcek),
+        "--product",
+        "milan",
+        "--expected-measurement",
+        MILAN_MEASUREMENT,
     ]);
     assert!(ok.status.success(), "{}", text(&ok));
     let out = text(&ok);
@@ -54,8 +67,17 @@ fn milan_vector_verifies_with_builtin_and_kds_chain() {
     assert!(out.contains("report signature"), "{out}");
 
     let kds = ckms(&[
-        "--json", "attestation", "verify-report", "--report", p(&report), "--vcek", p(&vcek),
-        "--chain", p(&data("cert_chain_milan")), "--expected-measurement", MILAN_MEASUREMENT,
+        "--json",
+        "attestation",
+        "verify-report",
+        "--report",
+        p(&report),
+        "--vcek",
+        p(&vcek),
+        "--chain",
+        p(&data("cert_chain_milan")),
+        "--expected-measurement",
+        MILAN_MEASUREMENT,
     ]);
     assert!(kds.status.success(), "{}", text(&kds));
     let v: serde_json::Value = serde_json::from_slice(&kds.stdout).unwrap();
@@ -71,15 +93,33 @@ fn milan_vector_fails_with_wrong_measurement_or_report_data_or_tampering() {
     let mut wrong = MILAN_MEASUREMENT.to_string();
     wrong.replace_range(0..2, "7b");
     let bad = ckms(&[
-        "attestation", "verify-report", "--report", p(&report), "--vcek", p(&vcek),
-        "--product", "milan", "--expected-measurement", &wrong,
+        "attestation",
+        "verify-report",
+        "--report",
+        p(&report),
+        "--vcek",
+        p(&vcek),
+        "--product",
+        "milan",
+        "--expected-measurement",
+        &wrong,
     ]);
     assert!(!bad.status.success());
     assert!(text(&bad).contains("measurement differs"), "{}", text(&bad));
 
     let bad_rd = ckms(&[
-        "attestation", "verify-report", "--report", p(&report), "--vcek", p(&vcek),
-        "--product", "milan", "--expected-measurement", MILAN_MEASUREMENT, "--report-data", &"00".repeat(64),
+        "attestation",
+        "verify-report",
+        "--report",
+        p(&report),
+        "--vcek",
+        p(&vcek),
+        "--product",
+        "milan",
+        "--expected-measurement",
+        MILAN_MEASUREMENT,
+        "--report-data",
+        &"00".repeat(64),
     ]);
     assert!(!bad_rd.status.success());
     assert!(text(&bad_rd).contains("report_data"), "{}", text(&bad_rd));
@@ -91,15 +131,31 @@ fn milan_vector_fails_with_wrong_measurement_or_report_data_or_tampering() {
     let tampered = dir.path().join("tampered.bin");
     std::fs::write(&tampered, &bin).unwrap();
     let bad_sig = ckms(&[
-        "attestation", "verify-report", "--report", p(&tampered), "--vcek", p(&vcek),
-        "--product", "milan", "--expected-measurement", MILAN_MEASUREMENT,
+        "attestation",
+        "verify-report",
+        "--report",
+        p(&tampered),
+        "--vcek",
+        p(&vcek),
+        "--product",
+        "milan",
+        "--expected-measurement",
+        MILAN_MEASUREMENT,
     ]);
     assert!(!bad_sig.status.success());
     assert!(text(&bad_sig).contains("signature"), "{}", text(&bad_sig));
     // Genoa's root does not sign a Milan VCEK.
     let genoa = ckms(&[
-        "attestation", "verify-report", "--report", p(&report), "--vcek", p(&vcek),
-        "--product", "genoa", "--expected-measurement", MILAN_MEASUREMENT,
+        "attestation",
+        "verify-report",
+        "--report",
+        p(&report),
+        "--vcek",
+        p(&vcek),
+        "--product",
+        "genoa",
+        "--expected-measurement",
+        MILAN_MEASUREMENT,
     ]);
     assert!(!genoa.status.success(), "{}", text(&genoa));
 }
@@ -130,12 +186,32 @@ fn emulator_report_verifies_only_with_trust_root() {
     let (report, m) = emulator_evidence(dir.path(), rd);
     let report_path = dir.path().join("report.bin");
     std::fs::write(&report_path, &report).unwrap();
-    let (ark, chain, vcek) = (dir.path().join("ark.pem"), dir.path().join("cert_chain"), dir.path().join("vcek.der"));
+    let (ark, chain, vcek) = (
+        dir.path().join("ark.pem"),
+        dir.path().join("cert_chain"),
+        dir.path().join("vcek.der"),
+    );
     let rd_hex = hex::encode(rd);
-    let base = ["attestation", "verify-report", "--report", p(&report_path), "--vcek", p(&vcek)];
+    let base = [
+        "attestation",
+        "verify-report",
+        "--report",
+        p(&report_path),
+        "--vcek",
+        p(&vcek),
+    ];
 
     let mut args = base.to_vec();
-    args.extend(["--chain", p(&chain), "--trust-root", p(&ark), "--expected-measurement", &m, "--report-data", &rd_hex]);
+    args.extend([
+        "--chain",
+        p(&chain),
+        "--trust-root",
+        p(&ark),
+        "--expected-measurement",
+        &m,
+        "--report-data",
+        &rd_hex,
+    ]);
     let ok = ckms(&args);
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(text(&ok).contains("caller-supplied root"), "{}", text(&ok));
@@ -145,7 +221,11 @@ fn emulator_report_verifies_only_with_trust_root() {
     args.extend(["--chain", p(&chain), "--expected-measurement", &m]);
     let untrusted = ckms(&args);
     assert!(!untrusted.status.success());
-    assert!(text(&untrusted).contains("--trust-root"), "{}", text(&untrusted));
+    assert!(
+        text(&untrusted).contains("--trust-root"),
+        "{}",
+        text(&untrusted)
+    );
     // Against AMD's built-in Milan root (given explicitly or inferred from the report): fails.
     let mut args = base.to_vec();
     args.extend(["--product", "milan", "--expected-measurement", &m]);
@@ -156,7 +236,14 @@ fn emulator_report_verifies_only_with_trust_root() {
     // Trusted root but wrong expectations.
     let zeros = "00".repeat(48);
     let mut args = base.to_vec();
-    args.extend(["--chain", p(&chain), "--trust-root", p(&ark), "--expected-measurement", &zeros]);
+    args.extend([
+        "--chain",
+        p(&chain),
+        "--trust-root",
+        p(&ark),
+        "--expected-measurement",
+        &zeros,
+    ]);
     let wrong = ckms(&args);
     assert!(!wrong.status.success());
     assert!(text(&wrong).contains("measurement"), "{}", text(&wrong));
@@ -171,8 +258,16 @@ fn emulator_quote_carries_its_vcek() {
     let qpath = dir.path().join("quote.hex");
     std::fs::write(&qpath, hex::encode(quote)).unwrap();
     let out = ckms(&[
-        "attestation", "verify-report", "--report", p(&qpath), "--chain", p(&dir.path().join("cert_chain")),
-        "--trust-root", p(&dir.path().join("ark.pem")), "--expected-measurement", &m,
+        "attestation",
+        "verify-report",
+        "--report",
+        p(&qpath),
+        "--chain",
+        p(&dir.path().join("cert_chain")),
+        "--trust-root",
+        p(&dir.path().join("ark.pem")),
+        "--expected-measurement",
+        &m,
     ]);
     assert!(out.status.success(), "{}", text(&out));
 }
@@ -184,26 +279,71 @@ fn measure_matches_known_digests() {
     std::fs::write(&empty, b"").unwrap();
     let fw = data("ovmf_AmdSev_suffix.bin");
     for (features, expected) in [
-        ("0x1", "6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa"),
-        ("0x21", "803f691094946e42068aaa3a8f9e26a5c89f36f7b73ecfb28c653360fe4b3aba7e534442e7e1e17895dfe778d0228977"),
+        (
+            "0x1",
+            "6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa",
+        ),
+        (
+            "0x21",
+            "803f691094946e42068aaa3a8f9e26a5c89f36f7b73ecfb28c653360fe4b3aba7e534442e7e1e17895dfe778d0228977",
+        ),
     ] {
         let out = ckms(&[
-            "attestation", "measure", "--firmware", p(&fw), "--kernel", p(&empty), "--initrd", p(&empty),
-            "--cmdline", "console=ttyS0 loglevel=7", "--vcpus", "1", "--vcpu-type", "EPYC-v4",
-            "--guest-features", features, "--vmm", "qemu",
+            "attestation",
+            "measure",
+            "--firmware",
+            p(&fw),
+            "--kernel",
+            p(&empty),
+            "--initrd",
+            p(&empty),
+            "--cmdline",
+            "console=ttyS0 loglevel=7",
+            "--vcpus",
+            "1",
+            "--vcpu-type",
+            "EPYC-v4",
+            "--guest-features",
+            features,
+            "--vmm",
+            "qemu",
         ]);
         assert!(out.status.success(), "{}", text(&out));
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
     }
     let out = ckms(&[
-        "--json", "attestation", "measure", "--firmware", p(&fw), "--kernel", p(&empty),
-        "--cmdline", "console=ttyS0 loglevel=7",
+        "--json",
+        "attestation",
+        "measure",
+        "--firmware",
+        p(&fw),
+        "--kernel",
+        p(&empty),
+        "--cmdline",
+        "console=ttyS0 loglevel=7",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["launch_digest"], "6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa");
+    assert_eq!(
+        v["launch_digest"],
+        "6d287813eb5222d770f75005c664e34c204f385ce832cc2ce7d0d6f354454362f390ef83a92046c042e706363b4b08fa"
+    );
     // SHA-256 of the empty kernel.
-    assert_eq!(v["kernel"]["sha256"], "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    let bad = ckms(&["attestation", "measure", "--firmware", p(&fw), "--kernel", p(&empty), "--cmdline", "x", "--vcpu-type", "Pentium"]);
+    assert_eq!(
+        v["kernel"]["sha256"],
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    let bad = ckms(&[
+        "attestation",
+        "measure",
+        "--firmware",
+        p(&fw),
+        "--kernel",
+        p(&empty),
+        "--cmdline",
+        "x",
+        "--vcpu-type",
+        "Pentium",
+    ]);
     assert!(!bad.status.success());
 }

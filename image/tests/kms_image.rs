@@ -37,13 +37,24 @@ use image::run::{RunOptions, Vm};
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("image/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("image/ has a parent")
+        .to_path_buf()
 }
 
 fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join(name);
-    assert!(bin.is_file(), "{} is missing: run `cargo build --workspace --bins` first", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
     bin
 }
 
@@ -72,7 +83,11 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A redis-server on a free loopback port, killed by PID on drop.
@@ -85,7 +100,16 @@ impl Redis {
     fn start(dir: &Path) -> Redis {
         let port = free_port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
@@ -150,8 +174,13 @@ fn start_vm(image_dir: &Path, redis: u16) -> Vm {
     opts.ratls_port = Some(0);
     let t = Instant::now();
     let mut vm = Vm::start(&opts).unwrap_or_else(|e| panic!("{e}"));
-    let ready = vm.wait_ready(BOOT_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("boot-to-ready (KMS bootstrap) under TCG: {:.1} s ({ready})", t.elapsed().as_secs_f64());
+    let ready = vm
+        .wait_ready(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "boot-to-ready (KMS bootstrap) under TCG: {:.1} s ({ready})",
+        t.elapsed().as_secs_f64()
+    );
     vm
 }
 
@@ -159,11 +188,30 @@ fn provision(vm: &Vm, dir: &Path, image_dir: &Path) -> String {
     let ratls = vm.ratls_port.expect("RA-TLS port forwarded");
     let out = run(Command::new(workspace_bin("ckms"))
         .current_dir(dir)
-        .args(["bootstrap", "start", "--url", &format!("https://{}", vm.addr())])
+        .args([
+            "bootstrap",
+            "start",
+            "--url",
+            &format!("https://{}", vm.addr()),
+        ])
         .arg("--manifest")
         .arg(image_dir.join("manifest.json"))
-        .args(["--trust-root", "chain/ark.pem", "--subject", "CN=kms.test", "--ip", "127.0.0.1"])
-        .args(["--ca-cert", "ca.pem", "--ca-key", "ca.key", "--redis-url", "redis://10.0.2.100:6379"])
+        .args([
+            "--trust-root",
+            "chain/ark.pem",
+            "--subject",
+            "CN=kms.test",
+            "--ip",
+            "127.0.0.1",
+        ])
+        .args([
+            "--ca-cert",
+            "ca.pem",
+            "--ca-key",
+            "ca.key",
+            "--redis-url",
+            "redis://10.0.2.100:6379",
+        ])
         .args(["--db-secret-file", "db.secret", "--client-ca", "users.pem"])
         .args(["--ra-tls-url", &format!("https://127.0.0.1:{ratls}")]));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -173,7 +221,12 @@ fn ckms(vm: &Vm, dir: &Path, args: &[&str]) -> Output {
     Command::new(workspace_bin("ckms"))
         .current_dir(dir)
         .env_remove("CKMS_CONF")
-        .args(["--url", &format!("https://{}", vm.addr()), "--ca-cert", "ca.pem"])
+        .args([
+            "--url",
+            &format!("https://{}", vm.addr()),
+            "--ca-cert",
+            "ca.pem",
+        ])
         .args(["--client-cert", "alice.pem", "--client-key", "alice.key"])
         .args(args)
         .output()
@@ -213,7 +266,8 @@ fn setup() -> &'static Setup {
         let mut opts = BuildOptions::new(&src);
         opts.out_dir = base.join("out");
         // Outside `base` (which is wiped): later runs rebuild the kernel incrementally.
-        opts.cargo_target_dir = Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("kms-image-kernel-target"));
+        opts.cargo_target_dir =
+            Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("kms-image-kernel-target"));
         let t = Instant::now();
         build::build(&opts).unwrap_or_else(|e| panic!("image build: {e}"));
         eprintln!("image build: {:.0} s", t.elapsed().as_secs_f64());
@@ -221,7 +275,9 @@ fn setup() -> &'static Setup {
         let dir = base.join("work");
         fs::create_dir_all(&dir).expect("mkdir");
         pki(&dir);
-        run(Command::new(workspace_bin("snp-emu")).arg("export-chain").arg(dir.join("chain")));
+        run(Command::new(workspace_bin("snp-emu"))
+            .arg("export-chain")
+            .arg(dir.join("chain")));
         Setup {
             base,
             image_dir,
@@ -249,7 +305,12 @@ fn verify(vm: &Vm, dir: &Path, manifest: &Path) -> Output {
     Command::new(workspace_bin("ckms"))
         .current_dir(dir)
         .env_remove("CKMS_CONF")
-        .args(["--url", &format!("https://{}", vm.addr()), "--ca-cert", "ca.pem"])
+        .args([
+            "--url",
+            &format!("https://{}", vm.addr()),
+            "--ca-cert",
+            "ca.pem",
+        ])
         .args(["--client-cert", "alice.pem", "--client-key", "alice.key"])
         .arg("verify")
         .arg("--manifest")
@@ -261,7 +322,11 @@ fn verify(vm: &Vm, dir: &Path, manifest: &Path) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Boots the image variant in `variant` (same kernel build, its own manifest), provisions it
@@ -270,7 +335,10 @@ fn text(out: &Output) -> String {
 fn variant_fails_verification(variant: &Path) {
     let s = setup();
     let _vm = vm_lock();
-    let redis = redis(&format!("redis-{}", variant.file_name().and_then(|n| n.to_str()).unwrap_or("v")));
+    let redis = redis(&format!(
+        "redis-{}",
+        variant.file_name().and_then(|n| n.to_str()).unwrap_or("v")
+    ));
     let vm = start_vm(variant, redis.port);
     let out = provision(&vm, &s.dir, variant);
     assert!(out.contains("verified"), "{out}");
@@ -280,8 +348,14 @@ fn variant_fails_verification(variant: &Path) {
     // ... the original one does not.
     let orig = verify(&vm, &s.dir, &s.image_dir.join("manifest.json"));
     let msg = text(&orig);
-    assert!(!orig.status.success(), "verify passed against the original manifest:\n{msg}");
-    assert!(msg.contains("measurement differs from the expected one"), "{msg}");
+    assert!(
+        !orig.status.success(),
+        "verify passed against the original manifest:\n{msg}"
+    );
+    assert!(
+        msg.contains("measurement differs from the expected one"),
+        "{msg}"
+    );
     vm.stop();
 }
 
@@ -301,15 +375,32 @@ fn kmip_suite_against_the_image() {
     // The suite's CA signs the VM's API certificate and is its client CA.
     let out = run(Command::new(workspace_bin("ckms"))
         .current_dir(&s.dir)
-        .args(["bootstrap", "start", "--url", &format!("https://{}", vm.addr())])
+        .args([
+            "bootstrap",
+            "start",
+            "--url",
+            &format!("https://{}", vm.addr()),
+        ])
         .arg("--manifest")
         .arg(s.image_dir.join("manifest.json"))
-        .args(["--trust-root", "chain/ark.pem", "--subject", "CN=kms.test", "--ip", "127.0.0.1"])
+        .args([
+            "--trust-root",
+            "chain/ark.pem",
+            "--subject",
+            "CN=kms.test",
+            "--ip",
+            "127.0.0.1",
+        ])
         .arg("--ca-cert")
         .arg(&pki.ca_cert)
         .arg("--ca-key")
         .arg(&pki.ca_key)
-        .args(["--redis-url", "redis://10.0.2.100:6379", "--db-secret-file", "db.secret"])
+        .args([
+            "--redis-url",
+            "redis://10.0.2.100:6379",
+            "--db-secret-file",
+            "db.secret",
+        ])
         .arg("--client-ca")
         .arg(&pki.ca_cert)
         .args(["--ra-tls-url", &format!("https://127.0.0.1:{ratls}")]));
@@ -318,8 +409,14 @@ fn kmip_suite_against_the_image() {
     for (name, scenario) in common::suite::SCENARIOS {
         let t = Instant::now();
         scenario(&mut h);
-        eprintln!("scenario {name} against the VM: {:.1} s", t.elapsed().as_secs_f64());
-        assert!(h.server.is_running(), "the VM stopped serving during {name}");
+        eprintln!(
+            "scenario {name} against the VM: {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        assert!(
+            h.server.is_running(),
+            "the VM stopped serving during {name}"
+        );
     }
     vm.stop();
 }
@@ -329,22 +426,39 @@ fn kmip_suite_against_the_image() {
 fn main_port_attestation(vm: &Vm, dir: &Path, image_dir: &Path) {
     let nonce: String = (0..32).map(|i| format!("{:02x}", 0xa0 ^ i)).collect();
     let url = format!("https://{}/attestation?nonce={nonce}", vm.addr());
-    let out = run(Command::new("curl").current_dir(dir).args(["-sS", "--fail", "--cacert", "ca.pem", &url]));
+    let out = run(Command::new("curl")
+        .current_dir(dir)
+        .args(["-sS", "--fail", "--cacert", "ca.pem", &url]));
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("attestation JSON");
     assert_eq!(body["nonce"], nonce.as_str(), "{body}");
     let quote_b64 = body["quote"].as_str().expect("quote");
-    let decoded = run(Command::new("sh").arg("-ec").arg(format!("printf %s '{quote_b64}' | base64 -d")));
+    let decoded = run(Command::new("sh")
+        .arg("-ec")
+        .arg(format!("printf %s '{quote_b64}' | base64 -d")));
     let quote = attest::ratls::parse_snp_quote(&decoded.stdout).expect("an SNP quote");
     let manifest = image::manifest::Manifest::from_json(
         &fs::read_to_string(image_dir.join("manifest.json")).expect("manifest"),
     )
     .expect("manifest");
-    assert_eq!(hex::encode(quote.report.measurement), manifest.snp.launch_digest);
+    assert_eq!(
+        hex::encode(quote.report.measurement),
+        manifest.snp.launch_digest
+    );
     assert_eq!(hex::encode(&quote.report.report_data[32..]), nonce);
     // Without a client certificate the KMS routes stay closed.
     let kmip = Command::new("curl")
         .current_dir(dir)
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", "ca.pem", "-X", "POST"])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            "ca.pem",
+            "-X",
+            "POST",
+        ])
         .arg(format!("https://{}/kmip/2_1", vm.addr()))
         .output()
         .expect("curl");
@@ -378,9 +492,13 @@ fn verify_fails_for_a_changed_kernel() {
     fs::write(&tampered, &kernel).expect("write kernel");
     let mut opts = s.opts.clone();
     opts.out_dir = s.base.join("out-kernel");
-    let built = build::write_image(&opts, &tampered).unwrap_or_else(|e| panic!("variant image: {e}"));
+    let built =
+        build::write_image(&opts, &tampered).unwrap_or_else(|e| panic!("variant image: {e}"));
     let orig = fs::read_to_string(s.image_dir.join("manifest.json")).expect("manifest");
-    assert!(!orig.contains(&built.manifest.kernel.sha256), "the kernel hash did not change");
+    assert!(
+        !orig.contains(&built.manifest.kernel.sha256),
+        "the kernel hash did not change"
+    );
     variant_fails_verification(&opts.out_dir);
 }
 
@@ -394,7 +512,12 @@ fn bootstrap_verify_and_kmip_in_the_image() {
     let vm = start_vm(&image_dir, redis.port);
     let out = provision(&vm, &dir, &image_dir);
     assert!(out.contains("verified"), "{out}");
-    assert!(vm.console_lines().iter().any(|l| l.contains("ckms: kms started")), "no start line");
+    assert!(
+        vm.console_lines()
+            .iter()
+            .any(|l| l.contains("ckms: kms started")),
+        "no start line"
+    );
     let verified = verify(&vm, &dir, &image_dir.join("manifest.json"));
     assert!(verified.status.success(), "{}", text(&verified));
     main_port_attestation(&vm, &dir, &image_dir);
@@ -405,9 +528,38 @@ fn bootstrap_verify_and_kmip_in_the_image() {
     // Used at once: ckms sets ActivationDate to the host's current second, and the guest's wall
     // clock (RTC edge + TSC, rounded up) is never behind it (kernel/src/time.rs).
     fs::write(dir.join("plain.txt"), b"the unikernel keeps secrets").expect("write");
-    ok(ckms(&vm, &dir, &["sym", "encrypt", "--tag", "e2e", "-i", "plain.txt", "-o", "plain.enc"]));
-    ok(ckms(&vm, &dir, &["sym", "decrypt", "--tag", "e2e", "-i", "plain.enc", "-o", "plain.dec"]));
-    assert_eq!(fs::read(dir.join("plain.dec")).expect("read"), b"the unikernel keeps secrets");
+    ok(ckms(
+        &vm,
+        &dir,
+        &[
+            "sym",
+            "encrypt",
+            "--tag",
+            "e2e",
+            "-i",
+            "plain.txt",
+            "-o",
+            "plain.enc",
+        ],
+    ));
+    ok(ckms(
+        &vm,
+        &dir,
+        &[
+            "sym",
+            "decrypt",
+            "--tag",
+            "e2e",
+            "-i",
+            "plain.enc",
+            "-o",
+            "plain.dec",
+        ],
+    ));
+    assert_eq!(
+        fs::read(dir.join("plain.dec")).expect("read"),
+        b"the unikernel keeps secrets"
+    );
 
     // Hostile clients: TLS garbage, a plain-HTTP request, idle (slowloris) connections filling
     // the connection table. The KMS keeps serving.
@@ -415,11 +567,17 @@ fn bootstrap_verify_and_kmip_in_the_image() {
     garbage.write_all(&[0x16, 3, 1, 0xff, 0xff]).expect("write");
     garbage.write_all(&[0xa5; 4096]).expect("write");
     let mut plain = TcpStream::connect(vm.addr()).expect("connect");
-    plain.write_all(b"POST /kmip/2_1 HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n").expect("write");
-    plain.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    plain
+        .write_all(b"POST /kmip/2_1 HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n")
+        .expect("write");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     let mut sink = Vec::new();
     let _ = plain.read_to_end(&mut sink); // closed by the guest (after an alert)
-    let idle: Vec<TcpStream> = (0..40).filter_map(|_| TcpStream::connect(vm.addr()).ok()).collect();
+    let idle: Vec<TcpStream> = (0..40)
+        .filter_map(|_| TcpStream::connect(vm.addr()).ok())
+        .collect();
     std::thread::sleep(Duration::from_secs(3));
     let located = ok(ckms(&vm, &dir, &["locate", "--tag", "e2e"]));
     assert!(located.contains(&uid), "{located}");
@@ -431,8 +589,28 @@ fn bootstrap_verify_and_kmip_in_the_image() {
     let vm = start_vm(&image_dir, redis.port);
     let out = provision(&vm, &dir, &image_dir);
     assert!(out.contains("verified"), "{out}");
-    ok(ckms(&vm, &dir, &["sym", "decrypt", "--tag", "e2e", "-i", "plain.enc", "-o", "plain2.dec"]));
-    assert_eq!(fs::read(dir.join("plain2.dec")).expect("read"), b"the unikernel keeps secrets");
-    let heap = vm.console_lines().into_iter().filter(|l| l.contains("heap")).collect::<Vec<_>>();
+    ok(ckms(
+        &vm,
+        &dir,
+        &[
+            "sym",
+            "decrypt",
+            "--tag",
+            "e2e",
+            "-i",
+            "plain.enc",
+            "-o",
+            "plain2.dec",
+        ],
+    ));
+    assert_eq!(
+        fs::read(dir.join("plain2.dec")).expect("read"),
+        b"the unikernel keeps secrets"
+    );
+    let heap = vm
+        .console_lines()
+        .into_iter()
+        .filter(|l| l.contains("heap"))
+        .collect::<Vec<_>>();
     eprintln!("guest heap lines: {heap:?}");
 }

@@ -117,7 +117,9 @@ pub fn clocks() {
         Err(e) => refuse(format_args!("clock calibration: {e}")),
     }
     match time::sync_wall_clock() {
-        Some(secs) => log::info!("clock: wall clock aligned to an rtc (untrusted) edge at {secs} unix"),
+        Some(secs) => {
+            log::info!("clock: wall clock aligned to an rtc (untrusted) edge at {secs} unix")
+        }
         None => log::warn!("clock: no rtc update edge seen; the wall clock reads the rtc directly"),
     }
     match arch::apic::init() {

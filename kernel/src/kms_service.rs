@@ -7,7 +7,9 @@ use alloc::vec::Vec;
 
 use bootparams::cmdline::BootConfig;
 use kms::bootstrap::ProvisionerPolicy;
-use kms::bootstrap::platform::{CertTableEntry, Evidence, EvidenceError, Platform, parse_cert_table};
+use kms::bootstrap::platform::{
+    CertTableEntry, Evidence, EvidenceError, Platform, parse_cert_table,
+};
 use kms::crypto::{Random, RngError};
 use kms_guest::{Clock, Server, Settings, SharedStack};
 use zeroize::Zeroizing;
@@ -74,14 +76,18 @@ impl Evidence for KernelEvidence {
             .map_err(evidence_error)
     }
     fn cert_table(&mut self) -> Result<Vec<CertTableEntry>, EvidenceError> {
-        let raw = platform::with(|p| p.cert_table()).map_err(evidence_error)?.map_err(evidence_error)?;
+        let raw = platform::with(|p| p.cert_table())
+            .map_err(evidence_error)?
+            .map_err(evidence_error)?;
         if raw.is_empty() {
             return Ok(Vec::new());
         }
         parse_cert_table(&raw)
     }
     fn derived_key(&mut self) -> Result<Option<Zeroizing<[u8; 32]>>, EvidenceError> {
-        let key = platform::with(|p| p.derived_key()).map_err(evidence_error)?.map_err(evidence_error)?;
+        let key = platform::with(|p| p.derived_key())
+            .map_err(evidence_error)?
+            .map_err(evidence_error)?;
         Ok(key.map(|k| Zeroizing::new(k.0)))
     }
 }
@@ -93,7 +99,11 @@ const STATS_EVERY_US: u64 = 30 * 1_000_000;
 pub fn run(stack: NetStack, cfg: &BootConfig, kind: PlatformKind) -> ! {
     let attests = platform::with(|p| p.capabilities().attestation).unwrap_or(false);
     let evidence = KernelEvidence {
-        kind: if attests { Platform::SevSnp } else { Platform::None },
+        kind: if attests {
+            Platform::SevSnp
+        } else {
+            Platform::None
+        },
     };
     let provisioner = match cfg.provisioner {
         Some(hash) => ProvisionerPolicy::Pinned(hash),
@@ -120,7 +130,11 @@ pub fn run(stack: NetStack, cfg: &BootConfig, kind: PlatformKind) -> ! {
     log::info!(
         "bootstrap: RA-TLS on port {}, provisioner {}",
         cfg.port,
-        if cfg.provisioner.is_some() { "pinned by the command line" } else { "open" }
+        if cfg.provisioner.is_some() {
+            "pinned by the command line"
+        } else {
+            "open"
+        }
     );
     crate::println!(
         "ckms: ready ip={}.{}.{}.{} port={} measurement-mode={} boot-ms={}",

@@ -191,7 +191,10 @@ pub fn sync_wall_clock() -> Option<i64> {
     };
     let secs = rtc_unix_seconds()?;
     let edge_us = i64::try_from(edge.micros_since_boot()).ok()?;
-    WALL_OFFSET_US.store(secs.checked_mul(US_PER_S)?.checked_sub(edge_us)?, Ordering::Relaxed);
+    WALL_OFFSET_US.store(
+        secs.checked_mul(US_PER_S)?.checked_sub(edge_us)?,
+        Ordering::Relaxed,
+    );
     WALL_CHECKED_US.store(edge.micros_since_boot(), Ordering::Relaxed);
     WALL_SYNCED.store(true, Ordering::Relaxed);
     Some(secs)

@@ -17,7 +17,7 @@ use std::{fmt, fs, path::Path, time::Duration};
 
 use der::{
     Decode, DecodePem, Encode, EncodePem, Sequence,
-    asn1::{BitString, Ia5String, ObjectIdentifier, OctetString, UtcTime, Uint},
+    asn1::{BitString, Ia5String, ObjectIdentifier, OctetString, Uint, UtcTime},
     pem::LineEnding,
 };
 use p384::{
@@ -27,7 +27,7 @@ use p384::{
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use rsa::{
-    pss::{SigningKey as PssSigningKey, Signature as PssSignature},
+    pss::{Signature as PssSignature, SigningKey as PssSigningKey},
     sha2::Sha384,
     signature::{RandomizedSigner, SignatureEncoding},
 };
@@ -58,7 +58,8 @@ const FIXTURE_VCEK_KEY: &str = include_str!("../fixtures/vcek_key.pem");
 pub mod oid {
     use der::asn1::ObjectIdentifier;
     /// structVersion.
-    pub const STRUCT_VERSION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.1");
+    pub const STRUCT_VERSION: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.1");
     /// productName (IA5String, e.g. `Milan-B0`).
     pub const PRODUCT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.3704.1.2");
     /// Boot loader security patch level.
@@ -97,17 +98,36 @@ pub struct Tcb {
 
 impl Tcb {
     /// The TCB the test VCEK is issued for.
-    pub const TEST: Tcb = Tcb { bootloader: 4, tee: 0, snp: 22, microcode: 213 };
+    pub const TEST: Tcb = Tcb {
+        bootloader: 4,
+        tee: 0,
+        snp: 22,
+        microcode: 213,
+    };
 
     /// The 64-bit TCB_VERSION value.
     pub fn to_u64(self) -> u64 {
-        u64::from_le_bytes([self.bootloader, self.tee, 0, 0, 0, 0, self.snp, self.microcode])
+        u64::from_le_bytes([
+            self.bootloader,
+            self.tee,
+            0,
+            0,
+            0,
+            0,
+            self.snp,
+            self.microcode,
+        ])
     }
 
     /// Decodes a 64-bit TCB_VERSION value (reserved bytes ignored).
     pub fn from_u64(v: u64) -> Tcb {
         let b = v.to_le_bytes();
-        Tcb { bootloader: b[0], tee: b[1], snp: b[6], microcode: b[7] }
+        Tcb {
+            bootloader: b[0],
+            tee: b[1],
+            snp: b[6],
+            microcode: b[7],
+        }
     }
 }
 
@@ -212,9 +232,8 @@ struct Cert {
 
 fn name(cn: &str) -> Result<Name, ChainError> {
     // RFC 4514 strings list the last RDN first: this encodes OU, C, L, ST, O, CN like AMD's.
-    let s = format!(
-        "CN={cn},O=snp-emu test chain (not AMD),ST=CA,L=Santa Clara,C=US,OU=Engineering"
-    );
+    let s =
+        format!("CN={cn},O=snp-emu test chain (not AMD),ST=CA,L=Santa Clara,C=US,OU=Engineering");
     s.parse::<Name>().map_err(ChainError::Der)
 }
 
@@ -225,8 +244,16 @@ fn validity() -> Result<Validity, ChainError> {
     Ok(Validity::new(Time::UtcTime(nb), Time::UtcTime(na)))
 }
 
-fn ext_der<T: Encode>(id: ObjectIdentifier, critical: bool, value: &T) -> Result<Extension, ChainError> {
-    Ok(Extension { extn_id: id, critical, extn_value: OctetString::new(value.to_der()?)? })
+fn ext_der<T: Encode>(
+    id: ObjectIdentifier,
+    critical: bool,
+    value: &T,
+) -> Result<Extension, ChainError> {
+    Ok(Extension {
+        extn_id: id,
+        critical,
+        extn_value: OctetString::new(value.to_der()?)?,
+    })
 }
 
 /// A non-negative DER INTEGER (`Uint` adds the leading zero byte values >= 0x80 need).
@@ -241,16 +268,23 @@ fn sign_pss(
 ) -> Result<Vec<u8>, ChainError> {
     let algorithm = tbs.signature.clone();
     let msg = tbs.to_der()?;
-    let sig: PssSignature =
-        key.try_sign_with_rng(rng, &msg).map_err(|_| ChainError::Signature)?;
-    let cert = Cert { tbs, algorithm, signature: BitString::from_bytes(&sig.to_bytes())? };
+    let sig: PssSignature = key
+        .try_sign_with_rng(rng, &msg)
+        .map_err(|_| ChainError::Signature)?;
+    let cert = Cert {
+        tbs,
+        algorithm,
+        signature: BitString::from_bytes(&sig.to_bytes())?,
+    };
     Ok(cert.to_der()?)
 }
 
 /// Generates the whole chain deterministically from `seed` (slow: two RSA-4096 keys).
 pub fn generate(seed: &str, tcb: Tcb) -> Result<(Chain, String), ChainError> {
     let mut rng_seed = [0u8; 32];
-    rng_seed.copy_from_slice(&Sha256::digest(format!("snp-emu chain seed\0{seed}").as_bytes()));
+    rng_seed.copy_from_slice(&Sha256::digest(
+        format!("snp-emu chain seed\0{seed}").as_bytes(),
+    ));
     let mut rng = ChaCha20Rng::from_seed(rng_seed);
 
     let ark_priv = rsa::PrivateKey::new(&mut rng, 4096)?;
@@ -278,7 +312,10 @@ pub fn generate(seed: &str, tcb: Tcb) -> Result<(Chain, String), ChainError> {
             ext_der(
                 der::oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS,
                 true,
-                &BasicConstraints { ca: true, path_len_constraint: None },
+                &BasicConstraints {
+                    ca: true,
+                    path_len_constraint: None,
+                },
             )?,
         ],
     };
@@ -297,9 +334,16 @@ pub fn generate(seed: &str, tcb: Tcb) -> Result<(Chain, String), ChainError> {
             ext_der(
                 der::oid::db::rfc5280::ID_CE_BASIC_CONSTRAINTS,
                 true,
-                &BasicConstraints { ca: true, path_len_constraint: Some(0) },
+                &BasicConstraints {
+                    ca: true,
+                    path_len_constraint: Some(0),
+                },
             )?,
-            ext_der(der::oid::db::rfc5280::ID_CE_KEY_USAGE, true, &KeyUsage(KeyUsages::KeyCertSign.into()))?,
+            ext_der(
+                der::oid::db::rfc5280::ID_CE_KEY_USAGE,
+                true,
+                &KeyUsage(KeyUsages::KeyCertSign.into()),
+            )?,
         ],
     };
     let ask_der = sign_pss(ask_tbs, &ark_signer, &mut rng)?;
@@ -325,12 +369,25 @@ pub fn generate(seed: &str, tcb: Tcb) -> Result<(Chain, String), ChainError> {
             ext_der(oid::SPL_7, false, &int(0)?)?,
             ext_der(oid::SNP_SPL, false, &int(tcb.snp)?)?,
             ext_der(oid::UCODE_SPL, false, &int(tcb.microcode)?)?,
-            Extension { extn_id: oid::HW_ID, critical: false, extn_value: OctetString::new(chip_id)? },
+            Extension {
+                extn_id: oid::HW_ID,
+                critical: false,
+                extn_value: OctetString::new(chip_id)?,
+            },
         ],
     };
     let vcek_der = sign_pss(vcek_tbs, &ask_signer, &mut rng)?;
-    let key_pem = vcek_key.to_pkcs8_pem(LineEnding::LF).map_err(|_| ChainError::Signature)?;
-    let chain = Chain { ark_der, ask_der, vcek_der, vcek_key, chip_id, tcb };
+    let key_pem = vcek_key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|_| ChainError::Signature)?;
+    let chain = Chain {
+        ark_der,
+        ask_der,
+        vcek_der,
+        vcek_key,
+        chip_id,
+        tcb,
+    };
     Ok((chain, key_pem.to_string()))
 }
 
@@ -352,7 +409,12 @@ impl Chain {
     pub fn builtin() -> Result<Chain, ChainError> {
         let ark = Certificate::from_pem(FIXTURE_ARK)?;
         let ask = Certificate::from_pem(FIXTURE_ASK)?;
-        Chain::from_parts(ark.to_der()?, ask.to_der()?, FIXTURE_VCEK.to_vec(), FIXTURE_VCEK_KEY)
+        Chain::from_parts(
+            ark.to_der()?,
+            ask.to_der()?,
+            FIXTURE_VCEK.to_vec(),
+            FIXTURE_VCEK_KEY,
+        )
     }
 
     /// Loads a chain from a directory written by `snp-emu gen-chain` (ark.pem, ask.pem,
@@ -365,13 +427,21 @@ impl Chain {
         Chain::from_parts(ark.to_der()?, ask.to_der()?, vcek, &key)
     }
 
-    fn from_parts(ark_der: Vec<u8>, ask_der: Vec<u8>, vcek_der: Vec<u8>, key_pem: &str) -> Result<Chain, ChainError> {
-        let vcek_key = VcekKey::from_pkcs8_pem(key_pem).map_err(|_| ChainError::Inconsistent("VCEK key PEM"))?;
+    fn from_parts(
+        ark_der: Vec<u8>,
+        ask_der: Vec<u8>,
+        vcek_der: Vec<u8>,
+        key_pem: &str,
+    ) -> Result<Chain, ChainError> {
+        let vcek_key = VcekKey::from_pkcs8_pem(key_pem)
+            .map_err(|_| ChainError::Inconsistent("VCEK key PEM"))?;
         let cert = Certificate::from_der(&vcek_der)?;
         let cert_pub = cert.tbs_certificate().subject_public_key_info().to_der()?;
         let key_pub = vcek_key.verifying_key().to_public_key_der()?;
         if cert_pub != key_pub.as_bytes() {
-            return Err(ChainError::Inconsistent("VCEK key does not match the VCEK certificate"));
+            return Err(ChainError::Inconsistent(
+                "VCEK key does not match the VCEK certificate",
+            ));
         }
         let hw = find_ext(&cert, oid::HW_ID)?;
         let chip_id: [u8; 64] = hw
@@ -385,7 +455,14 @@ impl Chain {
             snp: u8_ext(&cert, oid::SNP_SPL)?,
             microcode: u8_ext(&cert, oid::UCODE_SPL)?,
         };
-        Ok(Chain { ark_der, ask_der, vcek_der, vcek_key, chip_id, tcb })
+        Ok(Chain {
+            ark_der,
+            ask_der,
+            vcek_der,
+            vcek_key,
+            chip_id,
+            tcb,
+        })
     }
 
     /// The VCEK signing key.
@@ -448,11 +525,16 @@ mod tests {
     fn verify_pss(issuer: &[u8], subject: &[u8]) -> bool {
         let issuer = Certificate::from_der(issuer).unwrap();
         let subject = Certificate::from_der(subject).unwrap();
-        let spki = issuer.tbs_certificate().subject_public_key_info().to_der().unwrap();
+        let spki = issuer
+            .tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .unwrap();
         let key = rsa::PublicKey::from_public_key_der(&spki).unwrap();
         let vk = VerifyingKey::<Sha384>::new_with_salt_len(key, 48);
         let sig = PssSignature::try_from(subject.signature().raw_bytes()).unwrap();
-        vk.verify(&subject.tbs_certificate().to_der().unwrap(), &sig).is_ok()
+        vk.verify(&subject.tbs_certificate().to_der().unwrap(), &sig)
+            .is_ok()
     }
 
     #[test]
@@ -461,7 +543,10 @@ mod tests {
         assert!(verify_pss(&c.ark_der, &c.ark_der), "ARK self-signature");
         assert!(verify_pss(&c.ark_der, &c.ask_der), "ASK signed by ARK");
         assert!(verify_pss(&c.ask_der, &c.vcek_der), "VCEK signed by ASK");
-        assert!(!verify_pss(&c.ask_der, &c.ask_der), "ASK is not self-signed");
+        assert!(
+            !verify_pss(&c.ask_der, &c.ask_der),
+            "ASK is not self-signed"
+        );
         assert_eq!(c.tcb, Tcb::TEST);
         let mut bad = c.vcek_der.clone();
         let n = bad.len() - 10;
@@ -471,7 +556,12 @@ mod tests {
 
     #[test]
     fn tcb_layout() {
-        let t = Tcb { bootloader: 3, tee: 0, snp: 8, microcode: 0x73 };
+        let t = Tcb {
+            bootloader: 3,
+            tee: 0,
+            snp: 8,
+            microcode: 0x73,
+        };
         // reported_tcb of the real Milan vector: 03 00 00 00 00 00 08 73.
         assert_eq!(t.to_u64().to_le_bytes(), [3, 0, 0, 0, 0, 0, 8, 0x73]);
         assert_eq!(Tcb::from_u64(t.to_u64()), t);

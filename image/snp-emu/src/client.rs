@@ -72,7 +72,11 @@ pub struct Client<S> {
 impl<S: Read + Write> Client<S> {
     /// A client over `stream`.
     pub fn new(stream: S) -> Self {
-        Client { stream, dec: Decoder::new(RSP_MAGIC), messenger: None }
+        Client {
+            stream,
+            dec: Decoder::new(RSP_MAGIC),
+            messenger: None,
+        }
     }
 
     /// Continues the session over a new stream (the emulator keeps its state across connections,
@@ -93,8 +97,14 @@ impl<S: Read + Write> Client<S> {
         let mut buf = [0u8; 8192];
         loop {
             match self.dec.next_event() {
-                Some(Event::Frame { cmd, status, payload }) => return Ok((cmd, status, payload)),
-                Some(Event::Garbage) => return Err(ClientError::BadReply("undecodable reply bytes")),
+                Some(Event::Frame {
+                    cmd,
+                    status,
+                    payload,
+                }) => return Ok((cmd, status, payload)),
+                Some(Event::Garbage) => {
+                    return Err(ClientError::BadReply("undecodable reply bytes"));
+                }
                 None => {}
             }
             let n = self.stream.read(&mut buf)?;
@@ -121,14 +131,19 @@ impl<S: Read + Write> Client<S> {
     /// GET_VMPCK: fetches VMPCK0 (works once per emulator lifetime).
     pub fn get_vmpck(&mut self) -> Result<(), ClientError> {
         let key = Zeroizing::new(self.call(Cmd::GetVmpck, &[])?);
-        let key: [u8; 32] = key.as_slice().try_into().map_err(|_| ClientError::BadReply("VMPCK is not 32 bytes"))?;
+        let key: [u8; 32] = key
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::BadReply("VMPCK is not 32 bytes"))?;
         self.messenger = Some(GuestMessenger::new(Vmpck::new(key), 0));
         Ok(())
     }
 
     /// Whether the VMPCK is held and usable (it is wiped after a failed exchange).
     pub fn has_vmpck(&self) -> bool {
-        self.messenger.as_ref().is_some_and(GuestMessenger::is_usable)
+        self.messenger
+            .as_ref()
+            .is_some_and(GuestMessenger::is_usable)
     }
 
     /// GET_CERTS: the certificate table.
@@ -153,16 +168,36 @@ impl<S: Read + Write> Client<S> {
     }
 
     /// MSG_REPORT_REQ: an attestation report with `report_data` at VMPL `vmpl`.
-    pub fn report(&mut self, report_data: &[u8; 64], vmpl: u32) -> Result<AttestationReport, ClientError> {
-        let msg = self.messenger.as_mut().ok_or(ClientError::NoVmpck)?.report_request(*report_data, vmpl)?;
+    pub fn report(
+        &mut self,
+        report_data: &[u8; 64],
+        vmpl: u32,
+    ) -> Result<AttestationReport, ClientError> {
+        let msg = self
+            .messenger
+            .as_mut()
+            .ok_or(ClientError::NoVmpck)?
+            .report_request(*report_data, vmpl)?;
         let rsp = self.exchange(msg)?;
-        Ok(self.messenger.as_mut().ok_or(ClientError::NoVmpck)?.report_response(&rsp)?)
+        Ok(self
+            .messenger
+            .as_mut()
+            .ok_or(ClientError::NoVmpck)?
+            .report_response(&rsp)?)
     }
 
     /// MSG_KEY_REQ: a 32-byte key bound to the selected guest fields.
     pub fn derived_key(&mut self, req: &KeyReq) -> Result<DerivedKey, ClientError> {
-        let msg = self.messenger.as_mut().ok_or(ClientError::NoVmpck)?.key_request(req)?;
+        let msg = self
+            .messenger
+            .as_mut()
+            .ok_or(ClientError::NoVmpck)?
+            .key_request(req)?;
         let rsp = self.exchange(msg)?;
-        Ok(self.messenger.as_mut().ok_or(ClientError::NoVmpck)?.key_response(&rsp)?)
+        Ok(self
+            .messenger
+            .as_mut()
+            .ok_or(ClientError::NoVmpck)?
+            .key_response(&rsp)?)
     }
 }

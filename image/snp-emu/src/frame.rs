@@ -137,10 +137,18 @@ impl Header {
     /// Decodes a header with the given magic; `None` if the magic, version or length is wrong.
     pub fn decode(b: &[u8; HEADER_LEN], magic: [u8; 4]) -> Option<Header> {
         let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-        if b[..4] != magic || b[4] != VERSION || usize::try_from(len).map_or(true, |l| l > MAX_PAYLOAD) {
+        if b[..4] != magic
+            || b[4] != VERSION
+            || usize::try_from(len).map_or(true, |l| l > MAX_PAYLOAD)
+        {
             return None;
         }
-        Some(Header { magic, cmd: b[5], status: u16::from_le_bytes([b[6], b[7]]), len })
+        Some(Header {
+            magic,
+            cmd: b[5],
+            status: u16::from_le_bytes([b[6], b[7]]),
+            len,
+        })
     }
 }
 
@@ -148,7 +156,15 @@ impl Header {
 pub fn encode(magic: [u8; 4], cmd: u8, status: u16, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&Header { magic, cmd, status, len }.encode());
+    out.extend_from_slice(
+        &Header {
+            magic,
+            cmd,
+            status,
+            len,
+        }
+        .encode(),
+    );
     out.extend_from_slice(payload);
     out
 }
@@ -181,7 +197,11 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder for frames starting with `magic`.
     pub fn new(magic: [u8; 4]) -> Decoder {
-        Decoder { magic, buf: Vec::new(), in_garbage: false }
+        Decoder {
+            magic,
+            buf: Vec::new(),
+            in_garbage: false,
+        }
     }
 
     /// Appends received bytes.
@@ -223,7 +243,11 @@ impl Decoder {
             let payload = self.buf.get(HEADER_LEN..total)?.to_vec();
             self.buf.drain(..total);
             self.in_garbage = false;
-            return Some(Event::Frame { cmd: h.cmd, status: h.status, payload });
+            return Some(Event::Frame {
+                cmd: h.cmd,
+                status: h.status,
+                payload,
+            });
         }
     }
 }
@@ -250,10 +274,18 @@ mod tests {
 
     #[test]
     fn header_round_trip() {
-        let h = Header { magic: RSP_MAGIC, cmd: 2, status: 6, len: 4096 };
+        let h = Header {
+            magic: RSP_MAGIC,
+            cmd: 2,
+            status: 6,
+            len: 4096,
+        };
         assert_eq!(Header::decode(&h.encode(), RSP_MAGIC), Some(h));
         assert_eq!(Header::decode(&h.encode(), REQ_MAGIC), None);
-        let big = Header { len: MAX_PAYLOAD as u32 + 1, ..h };
+        let big = Header {
+            len: MAX_PAYLOAD as u32 + 1,
+            ..h
+        };
         assert_eq!(Header::decode(&big.encode(), RSP_MAGIC), None);
     }
 
@@ -272,8 +304,16 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                Event::Frame { cmd: 1, status: 0, payload: vec![] },
-                Event::Frame { cmd: 2, status: 0, payload: vec![9u8; 300] }
+                Event::Frame {
+                    cmd: 1,
+                    status: 0,
+                    payload: vec![]
+                },
+                Event::Frame {
+                    cmd: 2,
+                    status: 0,
+                    payload: vec![9u8; 300]
+                }
             ]
         );
         assert_eq!(d.buffered(), 0);
@@ -288,13 +328,34 @@ mod tests {
         d.push(b"Xmore garbage");
         assert_eq!(d.next_event(), None, "same garbage run: no second report");
         d.push(&frame(3, b""));
-        assert_eq!(d.next_event(), Some(Event::Frame { cmd: 3, status: 0, payload: vec![] }));
+        assert_eq!(
+            d.next_event(),
+            Some(Event::Frame {
+                cmd: 3,
+                status: 0,
+                payload: vec![]
+            })
+        );
         // A header with an absurd length is garbage too, and the following frame decodes.
-        let mut bad = Header { magic: REQ_MAGIC, cmd: 2, status: 0, len: u32::MAX }.encode().to_vec();
+        let mut bad = Header {
+            magic: REQ_MAGIC,
+            cmd: 2,
+            status: 0,
+            len: u32::MAX,
+        }
+        .encode()
+        .to_vec();
         bad.extend(frame(1, b""));
         d.push(&bad);
         assert_eq!(d.next_event(), Some(Event::Garbage));
-        assert_eq!(d.next_event(), Some(Event::Frame { cmd: 1, status: 0, payload: vec![] }));
+        assert_eq!(
+            d.next_event(),
+            Some(Event::Frame {
+                cmd: 1,
+                status: 0,
+                payload: vec![]
+            })
+        );
         assert_eq!(d.next_event(), None);
     }
 }

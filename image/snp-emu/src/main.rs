@@ -28,7 +28,10 @@ use snp_emu::{
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
-#[command(name = "snp-emu", about = "Emulated AMD SEV-SNP secure processor (test chain, reports, derived keys)")]
+#[command(
+    name = "snp-emu",
+    about = "Emulated AMD SEV-SNP secure processor (test chain, reports, derived keys)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Command,
@@ -117,7 +120,10 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 }
 
 fn parse_hex_u64(s: &str) -> Result<u64, String> {
-    let h = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    let h = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
     u64::from_str_radix(h, 16).map_err(|_| format!("not a hex number: {s}"))
 }
 
@@ -146,8 +152,14 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         Some(p) => read(p)?,
         None => Vec::new(),
     };
-    let vcpu_type: VcpuType = a.vcpu_type.parse().map_err(|_| format!("unknown vCPU type {}", a.vcpu_type))?;
-    let vmm: VmmType = a.vmm.parse().map_err(|_| format!("unknown VMM type {}", a.vmm))?;
+    let vcpu_type: VcpuType = a
+        .vcpu_type
+        .parse()
+        .map_err(|_| format!("unknown vCPU type {}", a.vcpu_type))?;
+    let vmm: VmmType = a
+        .vmm
+        .parse()
+        .map_err(|_| format!("unknown VMM type {}", a.vmm))?;
     let launch = SnpLaunch {
         firmware: &firmware,
         kernel: &kernel,
@@ -161,7 +173,8 @@ fn serve(a: ServeArgs) -> Result<(), String> {
     let measurement = launch_digest(&launch).map_err(|e| format!("launch digest: {e}"))?;
     let mut host_data = [0u8; 32];
     if let Some(h) = &a.host_data {
-        hex::decode_to_slice(h, &mut host_data).map_err(|_| "--host-data: 64 hex digits".to_string())?;
+        hex::decode_to_slice(h, &mut host_data)
+            .map_err(|_| "--host-data: 64 hex digits".to_string())?;
     }
     let chain = load_chain(a.chain_dir.as_ref())?;
     let root_secret = match &a.secret_file {
@@ -183,8 +196,8 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         platform_info: 1, // SMT enabled
         report_id: random32()?,
     };
-    let mut psp =
-        Psp::new(chain, info, root_secret, Zeroizing::new(random32()?)).map_err(|e| format!("launch: {e}"))?;
+    let mut psp = Psp::new(chain, info, root_secret, Zeroizing::new(random32()?))
+        .map_err(|e| format!("launch: {e}"))?;
 
     let mut out = std::io::stdout().lock();
     // The first stdout line is the measurement, for scripts; then a ready line.
@@ -221,15 +234,19 @@ fn connect_with_retry(path: &PathBuf) -> Result<UnixStream, String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    Err(format!("{}: {}", path.display(), last.map_or_else(String::new, |e| e.to_string())))
+    Err(format!(
+        "{}: {}",
+        path.display(),
+        last.map_or_else(String::new, |e| e.to_string())
+    ))
 }
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
         Command::Serve(a) => serve(*a),
-        Command::ExportChain { dir, chain_dir } => {
-            load_chain(chain_dir.as_ref())?.export(&dir).map_err(|e| format!("export: {e}"))
-        }
+        Command::ExportChain { dir, chain_dir } => load_chain(chain_dir.as_ref())?
+            .export(&dir)
+            .map_err(|e| format!("export: {e}")),
         Command::GenChain { seed, out } => chain::generate(&seed, Tcb::TEST)
             .and_then(|(c, key)| c.write_fixtures(&out, &key))
             .map_err(|e| format!("gen-chain: {e}")),

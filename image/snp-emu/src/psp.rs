@@ -67,8 +67,12 @@ pub enum LaunchError {
 impl fmt::Display for LaunchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LaunchError::PolicyReserved => f.write_str("guest policy bit 17 (reserved, must be one) is clear"),
-            LaunchError::ReportVersion(v) => write!(f, "report version {v} is not emitted (2 or 3)"),
+            LaunchError::PolicyReserved => {
+                f.write_str("guest policy bit 17 (reserved, must be one) is clear")
+            }
+            LaunchError::ReportVersion(v) => {
+                write!(f, "report version {v} is not emitted (2 or 3)")
+            }
         }
     }
 }
@@ -143,7 +147,14 @@ impl Psp {
             return Err(LaunchError::ReportVersion(launch.report_version));
         }
         let firmware = FirmwareMessenger::new(Vmpck::new(*vmpck0), 0);
-        Ok(Psp { chain, launch, root_secret, vmpck0, vmpck_handed_out: false, firmware })
+        Ok(Psp {
+            chain,
+            launch,
+            root_secret,
+            vmpck0,
+            vmpck_handed_out: false,
+            firmware,
+        })
     }
 
     /// The chain the reports are signed with.
@@ -180,14 +191,22 @@ impl Psp {
             t @ (MsgType::ReportReq | MsgType::KeyReq) => t,
             _ => return Err(RequestError::MsgType(msg_type)),
         };
-        let opened = self.firmware.open_request(page).map_err(RequestError::Msg)?;
+        let opened = self
+            .firmware
+            .open_request(page)
+            .map_err(RequestError::Msg)?;
         let rsp = match msg_type {
             MsgType::ReportReq => self.report_response(&opened.payload),
             _ => self.key_response(&opened.payload),
         };
-        let sealed = self.firmware.seal_response(&rsp).map_err(RequestError::Msg)?;
+        let sealed = self
+            .firmware
+            .seal_response(&rsp)
+            .map_err(RequestError::Msg)?;
         let mut out = Box::new([0u8; PAGE_SIZE]);
-        let dst = out.get_mut(..sealed.len()).ok_or(RequestError::PageSize(sealed.len()))?;
+        let dst = out
+            .get_mut(..sealed.len())
+            .ok_or(RequestError::PageSize(sealed.len()))?;
         dst.copy_from_slice(&sealed);
         Ok(out)
     }
@@ -298,8 +317,12 @@ impl Psp {
             info.extend_from_slice(&tcb.to_le_bytes());
         }
         let mut key = Zeroizing::new([0u8; 32]);
-        let hk = Hkdf::<Sha256>::new(Some(b"snp-emu VCEK-rooted derived key"), self.root_secret.as_slice());
-        hk.expand(&info, key.as_mut_slice()).map_err(|_| STATUS_INVALID_PARAM)?;
+        let hk = Hkdf::<Sha256>::new(
+            Some(b"snp-emu VCEK-rooted derived key"),
+            self.root_secret.as_slice(),
+        );
+        hk.expand(&info, key.as_mut_slice())
+            .map_err(|_| STATUS_INVALID_PARAM)?;
         Ok(key)
     }
 
@@ -354,7 +377,8 @@ mod tests {
     fn verify(vk: &VerifyingKey, report: &AttestationReport) -> bool {
         let rs = report.signature.to_be_rs().unwrap();
         let sig = EcdsaSignature::from_slice(&rs).unwrap();
-        vk.verify_prehash(&Sha384::digest(report.signed_bytes()), &sig).is_ok()
+        vk.verify_prehash(&Sha384::digest(report.signed_bytes()), &sig)
+            .is_ok()
     }
 
     fn page(msg: Vec<u8>) -> Vec<u8> {
@@ -380,7 +404,11 @@ mod tests {
         assert_eq!(&bytes[0x180..0x188], &Tcb::TEST.to_u64().to_le_bytes());
         assert_eq!(&bytes[0x1A0..0x1E0], &psp.chain().chip_id);
         // Little-endian r and s, each zero-padded from 48 to 72 bytes.
-        assert!(bytes[SIGNED_LEN + 48..SIGNED_LEN + 72].iter().all(|b| *b == 0));
+        assert!(
+            bytes[SIGNED_LEN + 48..SIGNED_LEN + 72]
+                .iter()
+                .all(|b| *b == 0)
+        );
         assert!(bytes[SIGNED_LEN + 144..].iter().all(|b| *b == 0));
         let vk = *psp.chain().vcek_public();
         assert!(verify(&vk, &parsed));
@@ -403,12 +431,20 @@ mod tests {
         let rsp = psp.guest_request(&page(req)).unwrap();
         let report = guest.report_response(&rsp[..]).unwrap();
         assert_eq!(report.report_data, [3; 64]);
-        let req = guest.key_request(&KeyReq::new(field_select::MEASUREMENT, 0)).unwrap();
+        let req = guest
+            .key_request(&KeyReq::new(field_select::MEASUREMENT, 0))
+            .unwrap();
         let rsp = psp.guest_request(&page(req)).unwrap();
         let k1 = guest.key_response(&rsp[..]).unwrap();
-        let req = guest.key_request(&KeyReq::new(field_select::MEASUREMENT, 0)).unwrap();
+        let req = guest
+            .key_request(&KeyReq::new(field_select::MEASUREMENT, 0))
+            .unwrap();
         let rsp = psp.guest_request(&page(req)).unwrap();
-        assert_eq!(k1.0, guest.key_response(&rsp[..]).unwrap().0, "same inputs, same key");
+        assert_eq!(
+            k1.0,
+            guest.key_response(&rsp[..]).unwrap().0,
+            "same inputs, same key"
+        );
         assert_eq!(guest.seqno(), 6);
     }
 
@@ -422,20 +458,43 @@ mod tests {
         // The first request must use seqno 1.
         assert!(matches!(
             psp.guest_request(&req(2, KEY, 0, MsgType::ReportReq)),
-            Err(RequestError::Msg(GuestMsgError::SeqnoMismatch { expected: 1, got: 2 }))
+            Err(RequestError::Msg(GuestMsgError::SeqnoMismatch {
+                expected: 1,
+                got: 2
+            }))
         ));
-        let rsp = psp.guest_request(&req(1, KEY, 0, MsgType::ReportReq)).unwrap();
-        assert_eq!(guest_msg::open(&Vmpck::new(KEY), &rsp[..]).unwrap().seqno, 2);
+        let rsp = psp
+            .guest_request(&req(1, KEY, 0, MsgType::ReportReq))
+            .unwrap();
+        assert_eq!(
+            guest_msg::open(&Vmpck::new(KEY), &rsp[..]).unwrap().seqno,
+            2
+        );
         // Replay of 1 fails; a wrong key fails and does not move the counter; 3 then works.
-        assert!(psp.guest_request(&req(1, KEY, 0, MsgType::ReportReq)).is_err());
+        assert!(
+            psp.guest_request(&req(1, KEY, 0, MsgType::ReportReq))
+                .is_err()
+        );
         assert_eq!(
             psp.guest_request(&req(3, [9; 32], 0, MsgType::ReportReq)),
             Err(RequestError::Msg(GuestMsgError::AuthFailed))
         );
-        assert_eq!(psp.guest_request(&req(3, KEY, 1, MsgType::ReportReq)), Err(RequestError::UnknownVmpck(1)));
-        assert_eq!(psp.guest_request(&req(3, KEY, 0, MsgType::CpuidReq)), Err(RequestError::MsgType(1)));
-        assert_eq!(psp.guest_request(&[0u8; 100]), Err(RequestError::PageSize(100)));
-        assert!(psp.guest_request(&req(3, KEY, 0, MsgType::ReportReq)).is_ok());
+        assert_eq!(
+            psp.guest_request(&req(3, KEY, 1, MsgType::ReportReq)),
+            Err(RequestError::UnknownVmpck(1))
+        );
+        assert_eq!(
+            psp.guest_request(&req(3, KEY, 0, MsgType::CpuidReq)),
+            Err(RequestError::MsgType(1))
+        );
+        assert_eq!(
+            psp.guest_request(&[0u8; 100]),
+            Err(RequestError::PageSize(100))
+        );
+        assert!(
+            psp.guest_request(&req(3, KEY, 0, MsgType::ReportReq))
+                .is_ok()
+        );
     }
 
     fn status(psp: &mut Psp, guest: &mut GuestMessenger, t: MsgType, body: &[u8]) -> u32 {
@@ -450,20 +509,38 @@ mod tests {
         let mut psp = psp_with([1; 48]);
         let mut g = GuestMessenger::new(Vmpck::new(KEY), 0);
         let vmpl4 = ReportReq::new([0; 64], 4);
-        assert_eq!(status(&mut psp, &mut g, MsgType::ReportReq, vmpl4.as_bytes()), STATUS_INVALID_PARAM);
-        assert_eq!(status(&mut psp, &mut g, MsgType::ReportReq, &[0u8; 0x20]), STATUS_INVALID_PARAM);
+        assert_eq!(
+            status(&mut psp, &mut g, MsgType::ReportReq, vmpl4.as_bytes()),
+            STATUS_INVALID_PARAM
+        );
+        assert_eq!(
+            status(&mut psp, &mut g, MsgType::ReportReq, &[0u8; 0x20]),
+            STATUS_INVALID_PARAM
+        );
         let mut vlek = ReportReq::new([0; 64], 0);
         vlek.key_sel = 2.into();
-        assert_eq!(status(&mut psp, &mut g, MsgType::ReportReq, vlek.as_bytes()), STATUS_INVALID_KEY_SELECTION);
+        assert_eq!(
+            status(&mut psp, &mut g, MsgType::ReportReq, vlek.as_bytes()),
+            STATUS_INVALID_KEY_SELECTION
+        );
         let mut vmrk = KeyReq::new(0, 0);
         vmrk.root_key_select = 1.into();
-        assert_eq!(status(&mut psp, &mut g, MsgType::KeyReq, vmrk.as_bytes()), STATUS_INVALID_KEY_SELECTION);
+        assert_eq!(
+            status(&mut psp, &mut g, MsgType::KeyReq, vmrk.as_bytes()),
+            STATUS_INVALID_KEY_SELECTION
+        );
         let mut newer_tcb = KeyReq::new(field_select::TCB_VERSION, 0);
         newer_tcb.tcb_version = (Tcb::TEST.to_u64() + (1 << 56)).into();
-        assert_eq!(status(&mut psp, &mut g, MsgType::KeyReq, newer_tcb.as_bytes()), STATUS_INVALID_PARAM);
+        assert_eq!(
+            status(&mut psp, &mut g, MsgType::KeyReq, newer_tcb.as_bytes()),
+            STATUS_INVALID_PARAM
+        );
         let mut older_tcb = KeyReq::new(field_select::TCB_VERSION, 0);
         older_tcb.tcb_version = (Tcb::TEST.to_u64() - 1).into();
-        assert_eq!(status(&mut psp, &mut g, MsgType::KeyReq, older_tcb.as_bytes()), 0);
+        assert_eq!(
+            status(&mut psp, &mut g, MsgType::KeyReq, older_tcb.as_bytes()),
+            0
+        );
     }
 
     #[test]
@@ -475,7 +552,10 @@ mod tests {
         assert_ne!(key([1; 48], &with_m), key([2; 48], &with_m));
         assert_eq!(key([1; 48], &without), key([2; 48], &without));
         assert_ne!(key([1; 48], &with_m), key([1; 48], &without));
-        assert_ne!(key([1; 48], &with_m), key([1; 48], &KeyReq::new(field_select::MEASUREMENT, 1)));
+        assert_ne!(
+            key([1; 48], &with_m),
+            key([1; 48], &KeyReq::new(field_select::MEASUREMENT, 1))
+        );
     }
 
     #[test]

@@ -31,7 +31,11 @@ impl Reply {
 }
 
 fn reply(cmd: u8, status: Status, payload: &[u8]) -> Reply {
-    Reply { cmd, status, payload: payload.to_vec() }
+    Reply {
+        cmd,
+        status,
+        payload: payload.to_vec(),
+    }
 }
 
 /// Answers one decoded event with one reply.
@@ -42,7 +46,9 @@ pub fn handle(psp: &mut Psp, event: Event) -> Reply {
     };
     match Cmd::from_u8(cmd) {
         None | Some(Cmd::Invalid) => reply(cmd, Status::UnknownCommand, &[]),
-        Some(Cmd::GetVmpck | Cmd::GetCerts) if !payload.is_empty() => reply(cmd, Status::BadLength, &[]),
+        Some(Cmd::GetVmpck | Cmd::GetCerts) if !payload.is_empty() => {
+            reply(cmd, Status::BadLength, &[])
+        }
         Some(Cmd::GetVmpck) => match psp.take_vmpck() {
             Some(key) => reply(cmd, Status::Ok, key.as_slice()),
             None => reply(cmd, Status::VmpckTaken, &[]),
@@ -51,10 +57,12 @@ pub fn handle(psp: &mut Psp, event: Event) -> Reply {
         Some(Cmd::GuestRequest) if payload.len() != PAGE_SIZE => reply(cmd, Status::BadLength, &[]),
         Some(Cmd::GuestRequest) => match psp.guest_request(&payload) {
             Ok(page) => reply(cmd, Status::Ok, &page[..]),
-            Err(RequestError::Msg(GuestMsgError::SeqnoMismatch { .. } | GuestMsgError::SeqnoExhausted)) => {
-                reply(cmd, Status::BadSeqno, &[])
+            Err(RequestError::Msg(
+                GuestMsgError::SeqnoMismatch { .. } | GuestMsgError::SeqnoExhausted,
+            )) => reply(cmd, Status::BadSeqno, &[]),
+            Err(RequestError::Msg(GuestMsgError::AuthFailed)) => {
+                reply(cmd, Status::AuthFailed, &[])
             }
-            Err(RequestError::Msg(GuestMsgError::AuthFailed)) => reply(cmd, Status::AuthFailed, &[]),
             Err(_) => reply(cmd, Status::BadMessage, &[]),
         },
     }
@@ -123,21 +131,40 @@ mod tests {
     }
 
     fn frame(cmd: u8, payload: &[u8]) -> Event {
-        Event::Frame { cmd, status: 0, payload: payload.to_vec() }
+        Event::Frame {
+            cmd,
+            status: 0,
+            payload: payload.to_vec(),
+        }
     }
 
     #[test]
     fn dispatch() {
         let mut p = psp();
-        assert_eq!(handle(&mut p, Event::Garbage), reply(0, Status::BadFrame, &[]));
+        assert_eq!(
+            handle(&mut p, Event::Garbage),
+            reply(0, Status::BadFrame, &[])
+        );
         assert_eq!(handle(&mut p, frame(0, b"")).status, Status::UnknownCommand);
         assert_eq!(handle(&mut p, frame(9, b"")).status, Status::UnknownCommand);
         assert_eq!(handle(&mut p, frame(1, b"x")).status, Status::BadLength);
         assert_eq!(handle(&mut p, frame(3, b"x")).status, Status::BadLength);
-        assert_eq!(handle(&mut p, frame(2, &[0; 4095])).status, Status::BadLength);
-        assert_eq!(handle(&mut p, frame(2, &[0; 4096])).status, Status::BadMessage);
-        assert_eq!(handle(&mut p, frame(1, b"")), reply(1, Status::Ok, &[5; 32]));
-        assert_eq!(handle(&mut p, frame(1, b"")), reply(1, Status::VmpckTaken, &[]));
+        assert_eq!(
+            handle(&mut p, frame(2, &[0; 4095])).status,
+            Status::BadLength
+        );
+        assert_eq!(
+            handle(&mut p, frame(2, &[0; 4096])).status,
+            Status::BadMessage
+        );
+        assert_eq!(
+            handle(&mut p, frame(1, b"")),
+            reply(1, Status::Ok, &[5; 32])
+        );
+        assert_eq!(
+            handle(&mut p, frame(1, b"")),
+            reply(1, Status::VmpckTaken, &[])
+        );
         let certs = handle(&mut p, frame(3, b""));
         assert_eq!(certs.status, Status::Ok);
         assert_eq!(certs.payload, p.cert_table());

@@ -21,7 +21,10 @@ use snp_emu::{
 };
 use x509_cert::{Certificate, der::Decode};
 
-const FIRMWARE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ovmf_AmdSev_suffix.bin");
+const FIRMWARE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/ovmf_AmdSev_suffix.bin"
+);
 
 /// A running emulator, killed (by PID) on drop.
 struct Emu {
@@ -49,7 +52,16 @@ impl Emu {
             .arg(&socket)
             .args(["--firmware", FIRMWARE, "--kernel"])
             .arg(&kpath)
-            .args(["--cmdline", cmdline, "--vcpus", "1", "--vcpu-type", "EPYC-v4", "--guest-features", "0x1"])
+            .args([
+                "--cmdline",
+                cmdline,
+                "--vcpus",
+                "1",
+                "--vcpu-type",
+                "EPYC-v4",
+                "--guest-features",
+                "0x1",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -58,7 +70,12 @@ impl Emu {
         let first = lines.next().unwrap().unwrap();
         let measurement = first.strip_prefix("measurement ").unwrap().to_string();
         assert!(lines.next().unwrap().unwrap().starts_with("listening "));
-        Emu { child, socket, measurement, _dir: dir }
+        Emu {
+            child,
+            socket,
+            measurement,
+            _dir: dir,
+        }
     }
 
     fn connect(&self) -> Client<UnixStream> {
@@ -107,7 +124,10 @@ fn vcek_key(vcek_der: &[u8]) -> VerifyingKey {
 #[test]
 fn report_with_chosen_report_data_is_signed_by_the_exported_vcek() {
     let emu = Emu::start(b"kernel A", "console=ttyS0 ckms.attestation=emulated");
-    assert_eq!(emu.measurement, expected_digest(b"kernel A", "console=ttyS0 ckms.attestation=emulated"));
+    assert_eq!(
+        emu.measurement,
+        expected_digest(b"kernel A", "console=ttyS0 ckms.attestation=emulated")
+    );
     let mut c = emu.connect();
     c.get_vmpck().unwrap();
     let rd: [u8; 64] = core::array::from_fn(|i| i as u8);
@@ -122,9 +142,16 @@ fn report_with_chosen_report_data_is_signed_by_the_exported_vcek() {
     assert_eq!(kinds, vec![guid::VCEK, guid::ASK, guid::ARK]);
     // The table carries the same chain `export-chain` writes.
     let dir = tempfile::tempdir().unwrap();
-    let st = Command::new(env!("CARGO_BIN_EXE_snp-emu")).arg("export-chain").arg(dir.path()).status().unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_snp-emu"))
+        .arg("export-chain")
+        .arg(dir.path())
+        .status()
+        .unwrap();
     assert!(st.success());
-    assert_eq!(std::fs::read(dir.path().join("vcek.der")).unwrap(), certs[0].1);
+    assert_eq!(
+        std::fs::read(dir.path().join("vcek.der")).unwrap(),
+        certs[0].1
+    );
     assert_eq!(report.chip_id.to_vec(), chip_id_of(&certs[0].1));
 
     let vk = vcek_key(&certs[0].1);
@@ -133,13 +160,19 @@ fn report_with_chosen_report_data_is_signed_by_the_exported_vcek() {
     assert!(vk.verify_prehash(&digest, &sig).is_ok());
     let mut tampered = report;
     tampered.report_data[0] ^= 1;
-    assert!(vk.verify_prehash(&Sha384::digest(tampered.signed_bytes()), &sig).is_err());
+    assert!(
+        vk.verify_prehash(&Sha384::digest(tampered.signed_bytes()), &sig)
+            .is_err()
+    );
 }
 
 fn chip_id_of(vcek_der: &[u8]) -> Vec<u8> {
     let cert = Certificate::from_der(vcek_der).unwrap();
     let ext = cert.tbs_certificate().extensions().unwrap();
-    let hw = ext.iter().find(|e| e.extn_id.to_string() == "1.3.6.1.4.1.3704.1.4").unwrap();
+    let hw = ext
+        .iter()
+        .find(|e| e.extn_id.to_string() == "1.3.6.1.4.1.3704.1.4")
+        .unwrap();
     hw.extn_value.as_bytes().to_vec()
 }
 
@@ -147,15 +180,32 @@ fn key_for(kernel: &[u8], cmdline: &str) -> [u8; 32] {
     let emu = Emu::start(kernel, cmdline);
     let mut c = emu.connect();
     c.get_vmpck().unwrap();
-    c.derived_key(&KeyReq::new(field_select::MEASUREMENT | field_select::GUEST_POLICY, 0)).unwrap().0
+    c.derived_key(&KeyReq::new(
+        field_select::MEASUREMENT | field_select::GUEST_POLICY,
+        0,
+    ))
+    .unwrap()
+    .0
 }
 
 #[test]
 fn derived_key_follows_kernel_and_cmdline() {
     let base = key_for(b"kernel A", "console=ttyS0");
-    assert_eq!(base, key_for(b"kernel A", "console=ttyS0"), "same launch, same key (new VMPCK, new emulator)");
-    assert_ne!(base, key_for(b"kernel B", "console=ttyS0"), "kernel changed");
-    assert_ne!(base, key_for(b"kernel A", "console=ttyS0 x=1"), "cmdline changed");
+    assert_eq!(
+        base,
+        key_for(b"kernel A", "console=ttyS0"),
+        "same launch, same key (new VMPCK, new emulator)"
+    );
+    assert_ne!(
+        base,
+        key_for(b"kernel B", "console=ttyS0"),
+        "kernel changed"
+    );
+    assert_ne!(
+        base,
+        key_for(b"kernel A", "console=ttyS0 x=1"),
+        "cmdline changed"
+    );
 }
 
 #[test]
@@ -165,28 +215,47 @@ fn garbage_gets_an_error_and_the_session_continues() {
     c.get_vmpck().unwrap();
     c.send_raw(b"this is not a frame").unwrap();
     let (cmd, status, payload) = c.read_reply().unwrap();
-    assert_eq!((cmd, status, payload.len()), (Cmd::Invalid as u8, Status::BadFrame as u16, 0));
+    assert_eq!(
+        (cmd, status, payload.len()),
+        (Cmd::Invalid as u8, Status::BadFrame as u16, 0)
+    );
     // Unknown command, wrong page size, VMPCK handed out only once.
     c.send_raw(&frame::encode(REQ_MAGIC, 99, 0, b"")).unwrap();
     assert_eq!(c.read_reply().unwrap().1, Status::UnknownCommand as u16);
-    c.send_raw(&frame::encode(REQ_MAGIC, Cmd::GuestRequest as u8, 0, &[0u8; 100])).unwrap();
+    c.send_raw(&frame::encode(
+        REQ_MAGIC,
+        Cmd::GuestRequest as u8,
+        0,
+        &[0u8; 100],
+    ))
+    .unwrap();
     assert_eq!(c.read_reply().unwrap().1, Status::BadLength as u16);
     // A page of zeros is not a valid message (ALGO 0): refused, counter unchanged.
-    c.send_raw(&frame::encode(REQ_MAGIC, Cmd::GuestRequest as u8, 0, &[0u8; 4096])).unwrap();
+    c.send_raw(&frame::encode(
+        REQ_MAGIC,
+        Cmd::GuestRequest as u8,
+        0,
+        &[0u8; 4096],
+    ))
+    .unwrap();
     assert_eq!(c.read_reply().unwrap().1, Status::BadMessage as u16);
-    assert!(matches!(c.call(Cmd::GetVmpck, &[]), Err(ClientError::Status(s)) if s == Status::VmpckTaken as u16));
+    assert!(
+        matches!(c.call(Cmd::GetVmpck, &[]), Err(ClientError::Status(s)) if s == Status::VmpckTaken as u16)
+    );
     let report = c.report(&[7; 64], 0).unwrap();
     assert_eq!(report.report_data, [7; 64]);
 
     // The connection drops; the emulator accepts the next one and keeps its state.
     c.replace_stream(UnixStream::connect(&emu.socket).unwrap());
-    assert!(matches!(c.call(Cmd::GetVmpck, &[]), Err(ClientError::Status(s)) if s == Status::VmpckTaken as u16));
+    assert!(
+        matches!(c.call(Cmd::GetVmpck, &[]), Err(ClientError::Status(s)) if s == Status::VmpckTaken as u16)
+    );
     assert_eq!(c.report(&[8; 64], 0).unwrap().report_data, [8; 64]);
 }
 
 #[test]
 fn wrong_key_or_replayed_seqno_is_refused_like_the_psp() {
-    use attest::snp::guest_msg::{GuestMessenger, Vmpck, seal, MsgType, ReportReq};
+    use attest::snp::guest_msg::{GuestMessenger, MsgType, ReportReq, Vmpck, seal};
     use zerocopy::IntoBytes;
     let emu = Emu::start(b"k", "c");
     let mut c = emu.connect();
@@ -198,7 +267,18 @@ fn wrong_key_or_replayed_seqno_is_refused_like_the_psp() {
     };
     let body = ReportReq::new([1; 64], 0);
     // Wrong key: AUTH_FAILED, and the firmware counter does not move.
-    c.send_raw(&page(seal(&Vmpck::new([0; 32]), 0, 1, MsgType::ReportReq, 1, body.as_bytes()).unwrap())).unwrap();
+    c.send_raw(&page(
+        seal(
+            &Vmpck::new([0; 32]),
+            0,
+            1,
+            MsgType::ReportReq,
+            1,
+            body.as_bytes(),
+        )
+        .unwrap(),
+    ))
+    .unwrap();
     assert_eq!(c.read_reply().unwrap().1, Status::AuthFailed as u16);
     let mut g = GuestMessenger::new(Vmpck::new(key), 0);
     let req = g.report_request([2; 64], 0).unwrap();
@@ -216,7 +296,6 @@ fn wrong_key_or_replayed_seqno_is_refused_like_the_psp() {
     assert_eq!(g.report_response(&rsp).unwrap().report_data, [3; 64]);
 }
 
-
 #[test]
 fn report_verifies_with_attest_only_under_the_explicit_test_root() {
     use attest::{
@@ -229,7 +308,11 @@ fn report_verifies_with_attest_only_under_the_explicit_test_root() {
     let rd = [0xC3; 64];
     let report = c.report(&rd, 0).unwrap().to_bytes();
     let dir = tempfile::tempdir().unwrap();
-    let st = Command::new(env!("CARGO_BIN_EXE_snp-emu")).arg("export-chain").arg(dir.path()).status().unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_snp-emu"))
+        .arg("export-chain")
+        .arg(dir.path())
+        .status()
+        .unwrap();
     assert!(st.success());
     let ark = std::fs::read(dir.path().join("ark.pem")).unwrap();
     let ask = std::fs::read(dir.path().join("ask.pem")).unwrap();
@@ -238,8 +321,16 @@ fn report_verifies_with_attest_only_under_the_explicit_test_root() {
     let measurement: [u8; 48] = hex::decode(&emu.measurement).unwrap().try_into().unwrap();
     let policy = Policy::new(measurement).report_data(rd);
 
-    let v = verify_snp_report(&report, &vcek, ChainSource::TrustRoot { ark: &ark, intermediate: &ask }, &policy)
-        .unwrap();
+    let v = verify_snp_report(
+        &report,
+        &vcek,
+        ChainSource::TrustRoot {
+            ark: &ark,
+            intermediate: &ask,
+        },
+        &policy,
+    )
+    .unwrap();
     assert_eq!(v.anchor(), TrustAnchor::Custom);
     assert_eq!(v.report_data(), &rd);
     assert_eq!(v.generation(), Generation::Milan);
@@ -249,9 +340,20 @@ fn report_verifies_with_attest_only_under_the_explicit_test_root() {
         verify_snp_report(&report, &vcek, ChainSource::AmdPem(&chain), &policy).unwrap_err(),
         VerifyError::UntrustedRoot
     );
-    assert!(verify_snp_report(&report, &vcek, ChainSource::BuiltIn(Generation::Milan), &policy).is_err());
+    assert!(
+        verify_snp_report(
+            &report,
+            &vcek,
+            ChainSource::BuiltIn(Generation::Milan),
+            &policy
+        )
+        .is_err()
+    );
     // Wrong expectations fail.
-    let trust = ChainSource::TrustRoot { ark: &ark, intermediate: &ask };
+    let trust = ChainSource::TrustRoot {
+        ark: &ark,
+        intermediate: &ask,
+    };
     let mut other = measurement;
     other[0] ^= 1;
     assert_eq!(
@@ -259,7 +361,13 @@ fn report_verifies_with_attest_only_under_the_explicit_test_root() {
         VerifyError::MeasurementMismatch
     );
     assert_eq!(
-        verify_snp_report(&report, &vcek, trust, &Policy::new(measurement).report_data([0; 64])).unwrap_err(),
+        verify_snp_report(
+            &report,
+            &vcek,
+            trust,
+            &Policy::new(measurement).report_data([0; 64])
+        )
+        .unwrap_err(),
         VerifyError::ReportDataMismatch
     );
 }
@@ -274,8 +382,18 @@ fn gen_chain_reproduces_the_committed_fixtures() {
         .unwrap();
     assert!(st.success());
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    for f in ["ark.pem", "ask.pem", "vcek.der", "vcek_key.pem", "cert_chain"] {
-        assert_eq!(std::fs::read(dir.path().join(f)).unwrap(), std::fs::read(fixtures.join(f)).unwrap(), "{f}");
+    for f in [
+        "ark.pem",
+        "ask.pem",
+        "vcek.der",
+        "vcek_key.pem",
+        "cert_chain",
+    ] {
+        assert_eq!(
+            std::fs::read(dir.path().join(f)).unwrap(),
+            std::fs::read(fixtures.join(f)).unwrap(),
+            "{f}"
+        );
     }
 }
 
@@ -297,12 +415,20 @@ fn connect_mode_serves_one_connection_to_a_listening_qemu() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut emu = Emu { child, socket: socket.clone(), measurement: String::new(), _dir: dir };
+    let mut emu = Emu {
+        child,
+        socket: socket.clone(),
+        measurement: String::new(),
+        _dir: dir,
+    };
     let (stream, _) = listener.accept().unwrap();
     let mut c = Client::new(stream);
     c.get_vmpck().unwrap();
     let report = c.report(&[9; 64], 0).unwrap();
-    assert_eq!(hex::encode(report.measurement), expected_digest(b"kernel", "c"));
+    assert_eq!(
+        hex::encode(report.measurement),
+        expected_digest(b"kernel", "c")
+    );
     drop(c);
     // The connection is gone: the emulator exits by itself.
     assert!(emu.child.wait().unwrap().success());

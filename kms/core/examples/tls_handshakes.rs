@@ -30,7 +30,11 @@ mod bench {
         }
     }
 
-    fn client_round(client: &mut rustls::ClientConnection, to_server: &mut Vec<u8>, from_server: &[u8]) {
+    fn client_round(
+        client: &mut rustls::ClientConnection,
+        to_server: &mut Vec<u8>,
+        from_server: &[u8],
+    ) {
         let mut rd = from_server;
         while !rd.is_empty() {
             client.read_tls(&mut rd).unwrap();
@@ -57,7 +61,10 @@ mod bench {
     }
 
     pub fn main() {
-        let seconds: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+        let seconds: f64 = std::env::args()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3.0);
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -113,7 +120,9 @@ mod bench {
                     && n > 0
                 {
                     s.writer()
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"UP\"}")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"UP\"}",
+                        )
                         .unwrap();
                 }
                 while s.wants_write() {
@@ -131,7 +140,14 @@ mod bench {
         // (b) kms::tls::HttpsConn with the KMS router behind it.
         let clock = Arc::new(SharedClock::new());
         clock.set(1_750_000_000);
-        let config = TlsConfig::new(&chain, &key_der, ClientAuth::None, clock, TlsLimits::default()).unwrap();
+        let config = TlsConfig::new(
+            &chain,
+            &key_der,
+            ClientAuth::None,
+            clock,
+            TlsLimits::default(),
+        )
+        .unwrap();
         let kms = Kms::new(MemoryStore::new(), KmsConfig::default());
         let mut rng = Counter(1);
         let ours_rate = rate(seconds, || {
@@ -156,9 +172,14 @@ mod bench {
             }
             panic!("kms::tls: no answer");
         });
-        println!("TLS 1.3 handshakes + GET /health per second, client and server on one thread ({seconds} s each):");
+        println!(
+            "TLS 1.3 handshakes + GET /health per second, client and server on one thread ({seconds} s each):"
+        );
         println!("  std rustls ServerConnection : {std_rate:8.0}/s");
-        println!("  kms::tls::HttpsConn         : {ours_rate:8.0}/s  (ratio {:.2})", ours_rate / std_rate);
+        println!(
+            "  kms::tls::HttpsConn         : {ours_rate:8.0}/s  (ratio {:.2})",
+            ours_rate / std_rate
+        );
     }
 }
 

@@ -51,18 +51,18 @@
 
 extern crate alloc;
 
-pub mod bootstrap;
 pub mod access;
+pub mod bootstrap;
 pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod kmip;
 pub mod object;
 pub mod server;
+mod service;
 pub mod store;
 #[cfg(feature = "tls")]
 pub mod tls;
-mod service;
 
 pub use error::KmsError;
 pub use service::{Env, Kms, KmsConfig};

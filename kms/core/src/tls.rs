@@ -31,7 +31,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixT
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, UnbufferedServerConnection, WebPkiClientVerifier};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
-use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -69,9 +71,13 @@ impl fmt::Display for TlsError {
             TlsError::Config(e) => write!(f, "TLS configuration refused: {e}"),
             TlsError::BadInput(m) => write!(f, "TLS configuration input: {m}"),
             TlsError::Protocol(e) => write!(f, "TLS: {e}"),
-            TlsError::IncomingTooLarge => f.write_str("TLS: peer message exceeds the incoming buffer limit"),
+            TlsError::IncomingTooLarge => {
+                f.write_str("TLS: peer message exceeds the incoming buffer limit")
+            }
             TlsError::OutgoingFull => f.write_str("TLS: outgoing buffer limit reached"),
-            TlsError::NotReady => f.write_str("TLS: application data before the handshake completed"),
+            TlsError::NotReady => {
+                f.write_str("TLS: application data before the handshake completed")
+            }
             TlsError::Closed => f.write_str("TLS: connection closed"),
         }
     }
@@ -101,7 +107,8 @@ impl SharedClock {
 
     /// Sets the current time (Unix seconds); negative values mean "unknown".
     pub fn set(&self, unix_seconds: i64) {
-        self.0.store(u64::try_from(unix_seconds).unwrap_or(0), Ordering::Relaxed);
+        self.0
+            .store(u64::try_from(unix_seconds).unwrap_or(0), Ordering::Relaxed);
     }
 }
 
@@ -120,7 +127,9 @@ struct ClockTime(Arc<dyn Clock>);
 
 impl rustls::time_provider::TimeProvider for ClockTime {
     fn current_time(&self) -> Option<UnixTime> {
-        self.0.unix_seconds().map(|s| UnixTime::since_unix_epoch(Duration::from_secs(s)))
+        self.0
+            .unix_seconds()
+            .map(|s| UnixTime::since_unix_epoch(Duration::from_secs(s)))
     }
 }
 
@@ -199,28 +208,42 @@ impl TlsConfig {
             return Err(TlsError::BadInput("max_incoming is below one TLS record"));
         }
         let provider = provider();
-        let builder = ServerConfig::builder_with_details(provider.clone(), Arc::new(ClockTime(clock)))
-            .with_safe_default_protocol_versions()
-            .map_err(TlsError::Config)?;
+        let builder =
+            ServerConfig::builder_with_details(provider.clone(), Arc::new(ClockTime(clock)))
+                .with_safe_default_protocol_versions()
+                .map_err(TlsError::Config)?;
         let builder = match client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
             ClientAuth::WebPki { roots, mandatory } => {
                 let mut store = RootCertStore::empty();
                 for ca in roots {
-                    store.add(CertificateDer::from(ca)).map_err(TlsError::Config)?;
+                    store
+                        .add(CertificateDer::from(ca))
+                        .map_err(TlsError::Config)?;
                 }
                 let b = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider);
-                let b = if mandatory { b } else { b.allow_unauthenticated() };
-                let verifier = b.build().map_err(|_| TlsError::BadInput("client CA set refused"))?;
+                let b = if mandatory {
+                    b
+                } else {
+                    b.allow_unauthenticated()
+                };
+                let verifier = b
+                    .build()
+                    .map_err(|_| TlsError::BadInput("client CA set refused"))?;
                 builder.with_client_cert_verifier(verifier)
             }
             ClientAuth::PinnedSpki(sha256) => {
                 builder.with_client_cert_verifier(Arc::new(PinnedSpkiVerifier { sha256, provider }))
             }
         };
-        let chain = cert_chain.iter().map(|c| CertificateDer::from(c.clone())).collect();
+        let chain = cert_chain
+            .iter()
+            .map(|c| CertificateDer::from(c.clone()))
+            .collect();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8.to_vec()));
-        let mut config = builder.with_single_cert(chain, key).map_err(TlsError::Config)?;
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(TlsError::Config)?;
         config.alpn_protocols = alloc::vec![b"http/1.1".to_vec()];
         // Bounded memory, same behaviour with and without std: no session cache, no tickets.
         config.session_storage = Arc::new(NoServerSessionStorage {});
@@ -264,13 +287,16 @@ impl ClientCertVerifier for PinnedSpkiVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let spki = spki_der(end_entity.as_ref())
-            .ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        let spki = spki_der(end_entity.as_ref()).ok_or(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::BadEncoding,
+        ))?;
         let got: [u8; 32] = Sha256::digest(&spki).into();
         if bool::from(got.ct_eq(&self.sha256)) {
             Ok(ClientCertVerified::assertion())
         } else {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
         }
     }
     fn verify_tls12_signature(
@@ -279,7 +305,12 @@ impl ClientCertVerifier for PinnedSpkiVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -287,10 +318,17 @@ impl ClientCertVerifier for PinnedSpkiVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -300,7 +338,10 @@ impl ClientCertVerifier for PinnedSpkiVerifier {
 /// SubjectPublicKeyInfo DER of a certificate (DER).
 pub fn spki_der(cert_der: &[u8]) -> Option<Vec<u8>> {
     let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
-    cert.tbs_certificate().subject_public_key_info().to_der().ok()
+    cert.tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .ok()
 }
 
 /// The subject common name (X.520 commonName, OID 2.5.4.3; RFC 5280 §4.1.2.6) of a certificate:
@@ -318,8 +359,14 @@ pub fn subject_common_name(cert_der: &[u8]) -> Option<String> {
             let text = v
                 .decode_as::<der::asn1::Utf8StringRef<'_>>()
                 .map(|s| String::from(s.as_str()))
-                .or_else(|_| v.decode_as::<der::asn1::PrintableStringRef<'_>>().map(|s| String::from(s.as_str())))
-                .or_else(|_| v.decode_as::<der::asn1::Ia5StringRef<'_>>().map(|s| String::from(s.as_str())))
+                .or_else(|_| {
+                    v.decode_as::<der::asn1::PrintableStringRef<'_>>()
+                        .map(|s| String::from(s.as_str()))
+                })
+                .or_else(|_| {
+                    v.decode_as::<der::asn1::Ia5StringRef<'_>>()
+                        .map(|s| String::from(s.as_str()))
+                })
                 .ok()?;
             found = Some(text);
         }
@@ -382,7 +429,8 @@ impl TlsConn {
     /// A new connection waiting for a ClientHello.
     pub fn new(config: &TlsConfig) -> Result<Self, TlsError> {
         Ok(TlsConn {
-            conn: UnbufferedServerConnection::new(config.inner.clone()).map_err(TlsError::Config)?,
+            conn: UnbufferedServerConnection::new(config.inner.clone())
+                .map_err(TlsError::Config)?,
             limits: config.limits,
             incoming: Vec::new(),
             outgoing: Vec::new(),
@@ -497,9 +545,15 @@ impl TlsConn {
 
     /// Drives rustls' state machine until it needs more input (or, with `app_data`, until that
     /// data is encrypted; with `close`, until close_notify is queued).
-    fn pump(&mut self, plaintext: &mut Vec<u8>, mut app_data: Option<&[u8]>, mut close: bool) -> Result<(), TlsError> {
+    fn pump(
+        &mut self,
+        plaintext: &mut Vec<u8>,
+        mut app_data: Option<&[u8]>,
+        mut close: bool,
+    ) -> Result<(), TlsError> {
         for _ in 0..MAX_STEPS {
-            let UnbufferedStatus { mut discard, state } = self.conn.process_tls_records(&mut self.incoming);
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut self.incoming);
             let outcome = match state {
                 Err(e) => Err(TlsError::Protocol(e)),
                 Ok(ConnectionState::ReadTraffic(mut r)) => {
@@ -519,7 +573,9 @@ impl TlsConn {
                     res
                 }
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    encode_into(&mut self.outgoing, self.limits.max_outgoing, |buf| match e.encode(buf) {
+                    encode_into(&mut self.outgoing, self.limits.max_outgoing, |buf| match e
+                        .encode(buf)
+                    {
                         Ok(n) => Ok(n),
                         Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
                         Err(_) => Err(None),
@@ -542,7 +598,9 @@ impl TlsConn {
                 Ok(ConnectionState::WriteTraffic(mut w)) => {
                     self.handshaking = false;
                     if let Some(data) = app_data.take() {
-                        encode_into(&mut self.outgoing, self.limits.max_outgoing, |buf| match w.encrypt(data, buf) {
+                        encode_into(&mut self.outgoing, self.limits.max_outgoing, |buf| match w
+                            .encrypt(data, buf)
+                        {
                             Ok(n) => Ok(n),
                             Err(EncryptError::InsufficientSize(s)) => Err(Some(s.required_size)),
                             Err(_) => Err(None),
@@ -550,12 +608,12 @@ impl TlsConn {
                         .map(|()| Next::Again)
                     } else if close {
                         close = false;
-                        encode_into(&mut self.outgoing, self.limits.max_outgoing, |buf| {
-                            match w.queue_close_notify(buf) {
-                                Ok(n) => Ok(n),
-                                Err(EncryptError::InsufficientSize(s)) => Err(Some(s.required_size)),
-                                Err(_) => Err(None),
-                            }
+                        encode_into(&mut self.outgoing, self.limits.max_outgoing, |buf| match w
+                            .queue_close_notify(buf)
+                        {
+                            Ok(n) => Ok(n),
+                            Err(EncryptError::InsufficientSize(s)) => Err(Some(s.required_size)),
+                            Err(_) => Err(None),
                         })
                         .map(|()| Next::Stop)
                     } else {
@@ -571,14 +629,20 @@ impl TlsConn {
                     Ok(Next::Stop)
                 }
                 // Early data is disabled (max_early_data_size = 0); anything else is unknown.
-                Ok(_) => Err(TlsError::Protocol(rustls::Error::General(String::from("unexpected TLS state")))),
+                Ok(_) => Err(TlsError::Protocol(rustls::Error::General(String::from(
+                    "unexpected TLS state",
+                )))),
             };
             let discard = discard.min(self.incoming.len());
             self.incoming.drain(..discard);
             match outcome {
                 Ok(Next::Again) => {}
                 Ok(Next::Stop) => {
-                    return if app_data.is_some() { Err(TlsError::Closed) } else { Ok(()) };
+                    return if app_data.is_some() {
+                        Err(TlsError::Closed)
+                    } else {
+                        Ok(())
+                    };
                 }
                 Err(e) => {
                     self.fail();
@@ -587,7 +651,9 @@ impl TlsConn {
             }
         }
         self.fail();
-        Err(TlsError::Protocol(rustls::Error::General(String::from("TLS state loop made no progress"))))
+        Err(TlsError::Protocol(rustls::Error::General(String::from(
+            "TLS state loop made no progress",
+        ))))
     }
 
     /// Marks the connection dead and moves any alert rustls queued into `outgoing`.
@@ -603,11 +669,14 @@ impl TlsConn {
             let status = self.conn.process_tls_records(&mut self.incoming);
             match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    let r = encode_into(&mut self.outgoing, self.limits.max_outgoing, |buf| match e.encode(buf) {
-                        Ok(n) => Ok(n),
-                        Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
-                        Err(_) => Err(None),
-                    });
+                    let r =
+                        encode_into(&mut self.outgoing, self.limits.max_outgoing, |buf| match e
+                            .encode(buf)
+                        {
+                            Ok(n) => Ok(n),
+                            Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
+                            Err(_) => Err(None),
+                        });
                     if r.is_err() {
                         break;
                     }
@@ -673,7 +742,11 @@ pub struct HttpsConn {
 
 impl HttpsConn {
     /// A new connection with the given TLS configuration and HTTP limits.
-    pub fn new(config: &TlsConfig, http_limits: crate::http::Limits, fallback_user: Option<String>) -> Result<Self, TlsError> {
+    pub fn new(
+        config: &TlsConfig,
+        http_limits: crate::http::Limits,
+        fallback_user: Option<String>,
+    ) -> Result<Self, TlsError> {
         Ok(HttpsConn {
             tls: TlsConn::new(config)?,
             http: Connection::new(http_limits),
@@ -687,7 +760,12 @@ impl HttpsConn {
     /// Feeds ciphertext; answers every complete request. Returns [`Action::Close`] when the
     /// connection should be closed after sending [`HttpsConn::pending_tls`] (TLS failure, HTTP
     /// framing error, the client closed).
-    pub fn on_ciphertext<S: Store>(&mut self, kms: &Kms<S>, env: &mut Env<'_>, input: &[u8]) -> Action {
+    pub fn on_ciphertext<S: Store>(
+        &mut self,
+        kms: &Kms<S>,
+        env: &mut Env<'_>,
+        input: &[u8],
+    ) -> Action {
         use zeroize::Zeroize;
         self.plaintext.zeroize();
         self.plaintext.clear();
@@ -695,12 +773,21 @@ impl HttpsConn {
             return Action::Close;
         }
         if self.user.is_none() && self.tls.state() != TlsState::Handshaking {
-            self.user = self.tls.peer_common_name().or_else(|| self.fallback_user.clone());
+            self.user = self
+                .tls
+                .peer_common_name()
+                .or_else(|| self.fallback_user.clone());
         }
         let mut action = Action::Continue;
         if !self.plaintext.is_empty() {
             self.response.clear();
-            action = self.http.on_bytes(kms, env, self.user.as_deref(), &self.plaintext, &mut self.response);
+            action = self.http.on_bytes(
+                kms,
+                env,
+                self.user.as_deref(),
+                &self.plaintext,
+                &mut self.response,
+            );
             self.plaintext.zeroize();
             self.plaintext.clear();
             let written = self.tls.write_plaintext(&self.response);

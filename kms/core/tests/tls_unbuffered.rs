@@ -11,7 +11,9 @@ use kms::crypto::{Random, RngError};
 use kms::http::Limits;
 use kms::server::Action;
 use kms::store::memory::MemoryStore;
-use kms::tls::{ClientAuth, HttpsConn, SharedClock, TlsConfig, TlsConn, TlsError, TlsLimits, TlsState};
+use kms::tls::{
+    ClientAuth, HttpsConn, SharedClock, TlsConfig, TlsConn, TlsError, TlsLimits, TlsState,
+};
 use kms::{Env, Kms, KmsConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -56,7 +58,9 @@ impl Pki {
     fn new(name: &str) -> Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.distinguished_name.push(DnType::CommonName, format!("{name} test CA"));
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let server_key = KeyPair::generate().unwrap();
@@ -90,7 +94,14 @@ impl Pki {
     }
 
     fn config(&self, auth: ClientAuth) -> TlsConfig {
-        TlsConfig::new(&self.server_chain, &self.server_key, auth, clock(NOW), TlsLimits::default()).unwrap()
+        TlsConfig::new(
+            &self.server_chain,
+            &self.server_key,
+            auth,
+            clock(NOW),
+            TlsLimits::default(),
+        )
+        .unwrap()
     }
 }
 
@@ -107,14 +118,19 @@ fn client_config(
 ) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(pki.ca_der.clone())).unwrap();
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[version])
-        .unwrap()
-        .with_root_certificates(roots);
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[version])
+    .unwrap()
+    .with_root_certificates(roots);
     let mut cfg = match client {
         Some(c) => b
             .with_client_auth_cert(
-                c.chain.iter().map(|d| CertificateDer::from(d.clone())).collect(),
+                c.chain
+                    .iter()
+                    .map(|d| CertificateDer::from(d.clone()))
+                    .collect(),
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.key.clone())),
             )
             .unwrap(),
@@ -145,7 +161,11 @@ impl Server {
 
 /// Moves bytes both ways until neither side has anything to say. Returns the server's last
 /// action and whether the client saw a TLS error.
-fn pump(client: &mut rustls::ClientConnection, conn: &mut HttpsConn, srv: &mut Server) -> (Action, Option<rustls::Error>) {
+fn pump(
+    client: &mut rustls::ClientConnection,
+    conn: &mut HttpsConn,
+    srv: &mut Server,
+) -> (Action, Option<rustls::Error>) {
     let mut action = Action::Continue;
     for _ in 0..64 {
         let mut to_server = Vec::new();
@@ -180,7 +200,12 @@ fn pump(client: &mut rustls::ClientConnection, conn: &mut HttpsConn, srv: &mut S
 }
 
 /// Sends one HTTP request through TLS and returns the raw HTTP response.
-fn request(client: &mut rustls::ClientConnection, conn: &mut HttpsConn, srv: &mut Server, req: &[u8]) -> String {
+fn request(
+    client: &mut rustls::ClientConnection,
+    conn: &mut HttpsConn,
+    srv: &mut Server,
+    req: &[u8],
+) -> String {
     client.writer().write_all(req).unwrap();
     let (action, err) = pump(client, conn, srv);
     assert!(err.is_none(), "client TLS error {err:?}");
@@ -217,7 +242,9 @@ fn uid_of(response: &str) -> String {
 }
 
 fn get(uid: &str) -> String {
-    format!(r#"{{"tag":"Get","value":[{{"tag":"UniqueIdentifier","type":"TextString","value":"{uid}"}}]}}"#)
+    format!(
+        r#"{{"tag":"Get","value":[{{"tag":"UniqueIdentifier","type":"TextString","value":"{uid}"}}]}}"#
+    )
 }
 
 fn mtls_roundtrip(version: &'static rustls::SupportedProtocolVersion) {
@@ -232,7 +259,12 @@ fn mtls_roundtrip(version: &'static rustls::SupportedProtocolVersion) {
 
     let mut c = connect(client_config(&pki, Some(&alice), version));
     let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
-    let health = request(&mut c, &mut conn, &mut srv, b"GET /health HTTP/1.1\r\nHost: kms.test\r\n\r\n");
+    let health = request(
+        &mut c,
+        &mut conn,
+        &mut srv,
+        b"GET /health HTTP/1.1\r\nHost: kms.test\r\n\r\n",
+    );
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert_eq!(c.protocol_version(), Some(version.version));
     assert_eq!(conn.tls().state(), TlsState::Open);
@@ -243,12 +275,20 @@ fn mtls_roundtrip(version: &'static rustls::SupportedProtocolVersion) {
     assert!(created.contains("CreateResponse"), "{created}");
     let uid = uid_of(&created);
     let got = request(&mut c, &mut conn, &mut srv, &post("/kmip/2_1", &get(&uid)));
-    assert!(got.starts_with("HTTP/1.1 200") && got.contains("GetResponse"), "{got}");
+    assert!(
+        got.starts_with("HTTP/1.1 200") && got.contains("GetResponse"),
+        "{got}"
+    );
 
     // bob is a different identity: the KMS refuses him alice's key.
     let mut c2 = connect(client_config(&pki, Some(&bob), version));
     let mut conn2 = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
-    let denied = request(&mut c2, &mut conn2, &mut srv, &post("/kmip/2_1", &get(&uid)));
+    let denied = request(
+        &mut c2,
+        &mut conn2,
+        &mut srv,
+        &post("/kmip/2_1", &get(&uid)),
+    );
     assert!(denied.starts_with("HTTP/1.1 422"), "{denied}");
 
     // The client closes: the server answers with its own close_notify and Close.
@@ -287,12 +327,17 @@ fn mandatory_client_auth_refuses_anonymous_and_foreign_clients() {
         let cfg = client_config(&pki, client, &rustls::version::TLS13);
         let mut c = connect(cfg);
         let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
-        c.writer().write_all(b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+        c.writer()
+            .write_all(b"GET /health HTTP/1.1\r\n\r\n")
+            .unwrap();
         let (action, err) = pump(&mut c, &mut conn, &mut srv);
         assert_eq!(action, Action::Close);
         assert_eq!(conn.tls().state(), TlsState::Closed);
         // The server told the client why (a fatal alert), and never answered the request.
-        assert!(matches!(err, Some(rustls::Error::AlertReceived(_))), "{err:?}");
+        assert!(
+            matches!(err, Some(rustls::Error::AlertReceived(_))),
+            "{err:?}"
+        );
     }
 }
 
@@ -316,7 +361,9 @@ fn clock_decides_certificate_validity() {
         .unwrap();
         let mut c = connect(client_config(&pki, Some(&alice), &rustls::version::TLS13));
         let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
-        c.writer().write_all(b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+        c.writer()
+            .write_all(b"GET /health HTTP/1.1\r\n\r\n")
+            .unwrap();
         let (action, _) = pump(&mut c, &mut conn, &mut srv);
         let mut resp = String::new();
         let _ = c.reader().read_to_string(&mut resp);
@@ -365,12 +412,21 @@ fn pinned_spki_accepts_only_the_provisioner_key() {
     assert_eq!(conn.tls().peer_spki_der(), None);
 
     // Same CN, same CA, other key: refused in the handshake.
-    let mut c = connect(client_config(&pki, Some(&intruder), &rustls::version::TLS13));
+    let mut c = connect(client_config(
+        &pki,
+        Some(&intruder),
+        &rustls::version::TLS13,
+    ));
     let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
-    c.writer().write_all(b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+    c.writer()
+        .write_all(b"GET /health HTTP/1.1\r\n\r\n")
+        .unwrap();
     let (action, err) = pump(&mut c, &mut conn, &mut srv);
     assert_eq!(action, Action::Close);
-    assert!(matches!(err, Some(rustls::Error::AlertReceived(_))), "{err:?}");
+    assert!(
+        matches!(err, Some(rustls::Error::AlertReceived(_))),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -381,11 +437,16 @@ fn garbage_gives_errors_not_panics() {
 
     // Plain HTTP to the TLS port: a protocol error and a fatal alert record (content type 21).
     let mut t = TlsConn::new(&config).unwrap();
-    let e = t.read_tls(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &mut plain).unwrap_err();
+    let e = t
+        .read_tls(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &mut plain)
+        .unwrap_err();
     assert!(matches!(e, TlsError::Protocol(_)), "{e}");
     assert_eq!(t.pending_tls().first(), Some(&21));
     assert_eq!(t.state(), TlsState::Closed);
-    assert!(matches!(t.read_tls(b"more", &mut plain), Err(TlsError::Closed)));
+    assert!(matches!(
+        t.read_tls(b"more", &mut plain),
+        Err(TlsError::Closed)
+    ));
     assert!(matches!(t.write_plaintext(b"x"), Err(TlsError::Closed)));
 
     // A real ClientHello, then mutated copies of it and random bytes: never a panic, never
@@ -423,7 +484,10 @@ fn garbage_gives_errors_not_panics() {
         }
         assert!(plain.is_empty());
     }
-    assert!(errors > 1000, "only {errors} of 2000 garbage inputs were refused");
+    assert!(
+        errors > 1000,
+        "only {errors} of 2000 garbage inputs were refused"
+    );
 
     // Garbage after a completed handshake: a forged application-data record fails the AEAD.
     let mut srv = Server::new();
@@ -437,7 +501,10 @@ fn garbage_gives_errors_not_panics() {
         now: NOW,
         rng: &mut srv.rng,
     };
-    assert_eq!(conn.on_ciphertext(&srv.kms, &mut env, &forged), Action::Close);
+    assert_eq!(
+        conn.on_ciphertext(&srv.kms, &mut env, &forged),
+        Action::Close
+    );
     assert_eq!(conn.tls().state(), TlsState::Closed);
     assert_eq!(conn.pending_tls().first(), Some(&23)); // the alert, encrypted
 }
@@ -449,8 +516,14 @@ fn oversized_handshake_message_hits_the_incoming_limit() {
         max_incoming: 20 * 1024,
         ..TlsLimits::default()
     };
-    let config =
-        TlsConfig::new(&pki.server_chain, &pki.server_key, ClientAuth::None, clock(NOW), limits).unwrap();
+    let config = TlsConfig::new(
+        &pki.server_chain,
+        &pki.server_key,
+        ClientAuth::None,
+        clock(NOW),
+        limits,
+    )
+    .unwrap();
     // A 60 000-byte ClientHello announced in its header, sent as full 16 KiB handshake records:
     // rustls must buffer the whole message before parsing it.
     let body_len: usize = 60_000;
@@ -492,11 +565,23 @@ fn oversized_body_gets_413_then_close() {
 #[test]
 fn config_errors_are_typed() {
     let pki = Pki::new("users");
-    let bad = TlsConfig::new(&[], &pki.server_key, ClientAuth::None, clock(NOW), TlsLimits::default());
+    let bad = TlsConfig::new(
+        &[],
+        &pki.server_key,
+        ClientAuth::None,
+        clock(NOW),
+        TlsLimits::default(),
+    );
     assert!(matches!(bad, Err(TlsError::BadInput(_))));
     // A key that does not match the certificate.
     let other = KeyPair::generate().unwrap().serialize_der();
-    let bad = TlsConfig::new(&pki.server_chain, &other, ClientAuth::None, clock(NOW), TlsLimits::default());
+    let bad = TlsConfig::new(
+        &pki.server_chain,
+        &other,
+        ClientAuth::None,
+        clock(NOW),
+        TlsLimits::default(),
+    );
     assert!(matches!(bad, Err(TlsError::Config(_))), "{bad:?}");
     let bad = TlsConfig::new(
         &pki.server_chain,

@@ -10,10 +10,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use embedded_io::ErrorKind;
+use kms_redis::Pool;
 use kms_redis::client::{Client, Transport};
 use kms_redis::resp::Limits;
 use kms_redis::url::RedisUrl;
-use kms_redis::Pool;
 use netstack::{ConnId, ConnState, Duration, IpAddress, IpEndpoint, Ipv4Address, Nic, TcpError};
 
 use crate::net::{Clock, SharedStack, poll_and_idle};
@@ -89,7 +89,10 @@ impl<N: Nic> Transport for NetTransport<N> {
         };
         let deadline = self.clock.now() + self.timeouts.connect;
         loop {
-            let state = self.stack.with(|s| s.state(conn)).map_err(|_| ErrorKind::Other)?;
+            let state = self
+                .stack
+                .with(|s| s.state(conn))
+                .map_err(|_| ErrorKind::Other)?;
             match state.map_err(tcp_kind)? {
                 ConnState::Established | ConnState::PeerClosed => return Ok(stream),
                 ConnState::Reset => return Err(ErrorKind::ConnectionRefused),
@@ -114,10 +117,16 @@ pub struct NetStream<N: Nic> {
 impl<N: Nic> NetStream<N> {
     /// Retries `op` (a non-blocking stack call) while it would block, polling the stack between
     /// attempts, until the I/O deadline.
-    fn blocking<R>(&mut self, mut op: impl FnMut(&mut netstack::Stack<N>, ConnId) -> Result<R, TcpError>) -> Result<R, ErrorKind> {
+    fn blocking<R>(
+        &mut self,
+        mut op: impl FnMut(&mut netstack::Stack<N>, ConnId) -> Result<R, TcpError>,
+    ) -> Result<R, ErrorKind> {
         let deadline = self.clock.now() + self.io_timeout;
         loop {
-            let r = self.stack.with(|s| op(s, self.conn)).map_err(|_| ErrorKind::Other)?;
+            let r = self
+                .stack
+                .with(|s| op(s, self.conn))
+                .map_err(|_| ErrorKind::Other)?;
             match r {
                 Err(TcpError::WouldBlock) => {}
                 other => return other.map_err(tcp_kind),
@@ -183,7 +192,11 @@ impl<N: Nic> NetPool<N> {
         limits: Limits,
     ) -> Self {
         NetPool {
-            transport: NetTransport { stack, clock, timeouts },
+            transport: NetTransport {
+                stack,
+                clock,
+                timeouts,
+            },
             url,
             limits,
             idle: spin::Mutex::new(Vec::new()),
@@ -218,8 +231,18 @@ mod tests {
 
     #[test]
     fn ipv4_literals_only() {
-        assert_eq!(parse_ipv4("10.0.2.100").map(|a| a.octets()), Some([10, 0, 2, 100]));
-        for bad in ["", "10.0.2", "10.0.2.100.1", "256.0.0.1", "redis.local", "10.0.2.-1"] {
+        assert_eq!(
+            parse_ipv4("10.0.2.100").map(|a| a.octets()),
+            Some([10, 0, 2, 100])
+        );
+        for bad in [
+            "",
+            "10.0.2",
+            "10.0.2.100.1",
+            "256.0.0.1",
+            "redis.local",
+            "10.0.2.-1",
+        ] {
             assert_eq!(parse_ipv4(bad), None, "{bad}");
         }
     }

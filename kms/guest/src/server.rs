@@ -21,7 +21,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use kms::bootstrap::platform::{DatabaseProbe, Evidence, ProbeError};
-use kms::bootstrap::{self as boot, Bootstrap, DbSecret, Identity, ProvisionerPolicy, Started, Step};
+use kms::bootstrap::{
+    self as boot, Bootstrap, DbSecret, Identity, ProvisionerPolicy, Started, Step,
+};
 use kms::crypto::Random;
 use kms::http::{HttpError, Limits as HttpLimits, Method, Response, parse_request};
 use kms::server::{Action, Connection as HttpConn};
@@ -251,7 +253,8 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
     ) -> Result<Self, ServiceError> {
         let tls_clock = tls_clock(&*clock);
         let identity = Arc::new(
-            Identity::create(&mut evidence, random_sk, clock.unix_seconds()).map_err(ServiceError::Bootstrap)?,
+            Identity::create(&mut evidence, random_sk, clock.unix_seconds())
+                .map_err(ServiceError::Bootstrap)?,
         );
         let tls = bootstrap_tls(&identity, &settings, tls_clock.clone())?;
         let main = stack
@@ -309,7 +312,9 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
         let accepted = self.stats.accepted;
         self.active = matches!(self.stack.with(|s| s.poll(now)), Ok(true));
         if self.pending_start.is_some()
-            && self.last_start_attempt.is_none_or(|t| now - t > Duration::from_secs(5))
+            && self
+                .last_start_attempt
+                .is_none_or(|t| now - t > Duration::from_secs(5))
         {
             self.try_start();
         }
@@ -350,7 +355,8 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
             let Some(l) = *l else { continue };
             while let Ok(Some(id)) = self.stack.with(|s| s.accept(l)) {
                 self.stats.accepted += 1;
-                if self.conns.len() >= self.settings.limits.max_connections && !self.evict_idle(now) {
+                if self.conns.len() >= self.settings.limits.max_connections && !self.evict_idle(now)
+                {
                     self.stats.refused += 1;
                     log::warn!(
                         "connection limit ({}) reached: closing a new connection",
@@ -403,12 +409,16 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
                 pending: Vec::new(),
                 close_after_write: false,
             }))),
-            Phase::Serving { ratls: Some(r), .. } if ratls_port => Ok(Kind::RaTls(Box::new(ApiConn {
-                tls: TlsConn::new(r)?,
-                pending: Vec::new(),
-                close_after_write: false,
-            }))),
-            Phase::Serving { tls, fallback_user, .. } => Ok(Kind::Kms(Box::new(KmsConn {
+            Phase::Serving { ratls: Some(r), .. } if ratls_port => {
+                Ok(Kind::RaTls(Box::new(ApiConn {
+                    tls: TlsConn::new(r)?,
+                    pending: Vec::new(),
+                    close_after_write: false,
+                })))
+            }
+            Phase::Serving {
+                tls, fallback_user, ..
+            } => Ok(Kind::Kms(Box::new(KmsConn {
                 tls: TlsConn::new(tls)?,
                 http: HttpConn::new(self.settings.limits.http),
                 limits: self.settings.limits.http,
@@ -426,7 +436,9 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
         if !self.flush(i) {
             return false;
         }
-        let Some(conn) = self.conns.get(i) else { return false };
+        let Some(conn) = self.conns.get(i) else {
+            return false;
+        };
         if !conn.pending_tls().is_empty() {
             return true;
         }
@@ -465,7 +477,9 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
 
     /// Writes pending TLS bytes to the socket; false if the socket failed.
     fn flush(&mut self, i: usize) -> bool {
-        let Some(conn) = self.conns.get_mut(i) else { return false };
+        let Some(conn) = self.conns.get_mut(i) else {
+            return false;
+        };
         if conn.pending_tls().is_empty() {
             return true;
         }
@@ -485,37 +499,54 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
     /// Handles received ciphertext; true when the connection should close after its output.
     fn on_input(&mut self, i: usize, input: &[u8], rng: &mut dyn Random) -> bool {
         let unix = self.clock.unix_seconds();
-        let Some(conn) = self.conns.get_mut(i) else { return true };
+        let Some(conn) = self.conns.get_mut(i) else {
+            return true;
+        };
         let mut started = None;
         let close = match (&mut conn.kind, &mut self.phase) {
             (Kind::Kms(c), Phase::Serving { kms, .. }) => {
                 let mut env = Env { now: unix, rng };
                 let identity = self.identity.clone();
                 let evidence = &mut self.evidence;
-                kms_input(c, input, &mut self.stats, |http, chunk, req, user, out| match req {
-                    Some(req) if req.method == Method::Get && req.path == "/attestation" => {
-                        let query = req.query.as_deref().unwrap_or("");
-                        let r = boot::routes::attestation_response(&identity, evidence, query);
-                        let mut resp = Response::json(r.status, r.body);
-                        resp.close = !req.keep_alive;
-                        resp.encode(out);
-                        if resp.close { Action::Close } else { Action::Continue }
-                    }
-                    _ => http.on_bytes(&**kms, &mut env, user, chunk, out),
-                })
+                kms_input(
+                    c,
+                    input,
+                    &mut self.stats,
+                    |http, chunk, req, user, out| match req {
+                        Some(req) if req.method == Method::Get && req.path == "/attestation" => {
+                            let query = req.query.as_deref().unwrap_or("");
+                            let r = boot::routes::attestation_response(&identity, evidence, query);
+                            let mut resp = Response::json(r.status, r.body);
+                            resp.close = !req.keep_alive;
+                            resp.encode(out);
+                            if resp.close {
+                                Action::Close
+                            } else {
+                                Action::Continue
+                            }
+                        }
+                        _ => http.on_bytes(&**kms, &mut env, user, chunk, out),
+                    },
+                )
             }
             (Kind::RaTls(c), _) => {
                 let identity = self.identity.clone();
                 let evidence = &mut self.evidence;
-                api_input(c, input, &mut self.stats, self.settings.limits.http, |req, _| {
-                    if req.method == Method::Get && req.path == "/attestation" {
-                        let query = req.query.as_deref().unwrap_or("");
-                        let r = boot::routes::attestation_response(&identity, evidence, query);
-                        Response::json(r.status, r.body)
-                    } else {
-                        Response::text(404, "only GET /attestation on this port")
-                    }
-                })
+                api_input(
+                    c,
+                    input,
+                    &mut self.stats,
+                    self.settings.limits.http,
+                    |req, _| {
+                        if req.method == Method::Get && req.path == "/attestation" {
+                            let query = req.query.as_deref().unwrap_or("");
+                            let r = boot::routes::attestation_response(&identity, evidence, query);
+                            Response::json(r.status, r.body)
+                        } else {
+                            Response::text(404, "only GET /attestation on this port")
+                        }
+                    },
+                )
             }
             (Kind::Bootstrap(c), Phase::Bootstrap { core, .. }) => {
                 let evidence = &mut self.evidence;
@@ -524,37 +555,43 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
                     clock: self.clock.clone(),
                     limits: self.settings.limits,
                 };
-                api_input(c, input, &mut self.stats, bootstrap_limits(), |req, spki| {
-                    let Some(machine) = core.take() else {
-                        return Response::text(503, "bootstrap finished; the KMS is starting");
-                    };
-                    let target = match &req.query {
-                        Some(q) => alloc::format!("{}?{}", req.path, q),
-                        None => req.path.clone(),
-                    };
-                    let breq = boot::Request {
-                        method: method_name(req.method),
-                        target: &target,
-                        body: &req.body,
-                        client_spki_der: spki,
-                    };
-                    let mut cx = boot::Context {
-                        evidence: &mut *evidence,
-                        probe: &mut probe,
-                    };
-                    match machine.handle(&breq, &mut cx) {
-                        Step::Continue(next, r) => {
-                            *core = Some(next);
-                            Response::json(r.status, r.body)
+                api_input(
+                    c,
+                    input,
+                    &mut self.stats,
+                    bootstrap_limits(),
+                    |req, spki| {
+                        let Some(machine) = core.take() else {
+                            return Response::text(503, "bootstrap finished; the KMS is starting");
+                        };
+                        let target = match &req.query {
+                            Some(q) => alloc::format!("{}?{}", req.path, q),
+                            None => req.path.clone(),
+                        };
+                        let breq = boot::Request {
+                            method: method_name(req.method),
+                            target: &target,
+                            body: &req.body,
+                            client_spki_der: spki,
+                        };
+                        let mut cx = boot::Context {
+                            evidence: &mut *evidence,
+                            probe: &mut probe,
+                        };
+                        match machine.handle(&breq, &mut cx) {
+                            Step::Continue(next, r) => {
+                                *core = Some(next);
+                                Response::json(r.status, r.body)
+                            }
+                            Step::Start(s, r) => {
+                                started = Some(s);
+                                let mut resp = Response::json(r.status, r.body);
+                                resp.close = true;
+                                resp
+                            }
                         }
-                        Step::Start(s, r) => {
-                            started = Some(s);
-                            let mut resp = Response::json(r.status, r.body);
-                            resp.close = true;
-                            resp
-                        }
-                    }
-                })
+                    },
+                )
             }
             // A connection from the previous phase: close it.
             _ => true,
@@ -569,14 +606,20 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
     /// Opens the store and switches to the KMS; on failure (Redis went away since the probe)
     /// keeps the provisioned state and retries on later steps.
     fn try_start(&mut self) {
-        let Some(started) = self.pending_start.take() else { return };
+        let Some(started) = self.pending_start.take() else {
+            return;
+        };
         self.last_start_attempt = Some(self.clock.now());
         match self.build_serving(&started) {
             Ok(phase) => {
                 log::info!(
                     "bootstrap finished: the KMS serves on port {}{}",
                     self.settings.port,
-                    if self.ratls.is_some() { " (and RA-TLS on its port)" } else { "" }
+                    if self.ratls.is_some() {
+                        " (and RA-TLS on its port)"
+                    } else {
+                        ""
+                    }
                 );
                 self.phase = phase;
                 // Bootstrap connections end with their current output.
@@ -602,9 +645,14 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
             self.settings.limits.redis,
             self.settings.limits.redis_reply,
         );
-        let store = RedisFindexStore::open(pool, started.database.secret.expose()).map_err(ServiceError::Store)?;
+        let store = RedisFindexStore::open(pool, started.database.secret.expose())
+            .map_err(ServiceError::Store)?;
         let kms = Box::new(Kms::new(store, KmsConfig::default()));
-        let key = started.identity.key().to_pkcs8_der().map_err(|_| ServiceError::Key)?;
+        let key = started
+            .identity
+            .key()
+            .to_pkcs8_der()
+            .map_err(|_| ServiceError::Key)?;
         let (auth, fallback_user) = match &started.client_ca {
             Some(ca) => (
                 // Optional at the TLS layer so `GET /attestation` stays public; every KMS route
@@ -616,12 +664,20 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
                 None,
             ),
             None => {
-                log::warn!("no client CA was provisioned: clients are NOT authenticated; every request runs as `admin`");
+                log::warn!(
+                    "no client CA was provisioned: clients are NOT authenticated; every request runs as `admin`"
+                );
                 (ClientAuth::None, Some(String::from("admin")))
             }
         };
-        let tls = TlsConfig::new(&started.chain.der, &key, auth, self.tls_clock.clone(), self.settings.limits.tls)
-            .map_err(ServiceError::Tls)?;
+        let tls = TlsConfig::new(
+            &started.chain.der,
+            &key,
+            auth,
+            self.tls_clock.clone(),
+            self.settings.limits.tls,
+        )
+        .map_err(ServiceError::Tls)?;
         let ratls = if started.needs_ra_tls_port() {
             let l = self
                 .stack
@@ -629,10 +685,14 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
                 .map_err(|_| ServiceError::Busy)?
                 .map_err(ServiceError::Listen)?;
             self.ratls = Some(l);
-            Some(bootstrap_tls(&self.identity, &Settings {
-                provisioner: ProvisionerPolicy::Open,
-                ..self.settings.clone()
-            }, self.tls_clock.clone())?)
+            Some(bootstrap_tls(
+                &self.identity,
+                &Settings {
+                    provisioner: ProvisionerPolicy::Open,
+                    ..self.settings.clone()
+                },
+                self.tls_clock.clone(),
+            )?)
         } else {
             None
         };
@@ -731,7 +791,13 @@ fn kms_input(
     c: &mut KmsConn,
     input: &[u8],
     stats: &mut Stats,
-    mut handle: impl FnMut(&mut HttpConn, &[u8], Option<&kms::http::Request>, Option<&str>, &mut Vec<u8>) -> Action,
+    mut handle: impl FnMut(
+        &mut HttpConn,
+        &[u8],
+        Option<&kms::http::Request>,
+        Option<&str>,
+        &mut Vec<u8>,
+    ) -> Action,
 ) -> bool {
     if c.tls.read_tls(input, &mut c.pending).is_err() {
         stats.tls_failed += 1;
@@ -747,7 +813,8 @@ fn kms_input(
             Ok(None) => break,
             Ok(Some((req, used))) => {
                 let mut chunk: Vec<u8> = c.pending.drain(..used.min(c.pending.len())).collect();
-                close = handle(&mut c.http, &chunk, Some(&req), c.user.as_deref(), &mut out) == Action::Close;
+                close = handle(&mut c.http, &chunk, Some(&req), c.user.as_deref(), &mut out)
+                    == Action::Close;
                 chunk.zeroize();
             }
             Err(_) => {
@@ -771,8 +838,15 @@ fn kms_input(
     close || c.tls.is_finished()
 }
 
-fn bootstrap_tls(identity: &Identity, settings: &Settings, clock: Arc<SharedClock>) -> Result<TlsConfig, ServiceError> {
-    let key = identity.key().to_pkcs8_der().map_err(|_| ServiceError::Key)?;
+fn bootstrap_tls(
+    identity: &Identity,
+    settings: &Settings,
+    clock: Arc<SharedClock>,
+) -> Result<TlsConfig, ServiceError> {
+    let key = identity
+        .key()
+        .to_pkcs8_der()
+        .map_err(|_| ServiceError::Key)?;
     let auth = match &settings.provisioner {
         ProvisionerPolicy::Open => ClientAuth::None,
         ProvisionerPolicy::Pinned(h) => ClientAuth::PinnedSpki(*h),
@@ -791,7 +865,13 @@ struct RedisProbe<N: Nic> {
 impl<N: Nic + Send> DatabaseProbe for RedisProbe<N> {
     fn probe(&mut self, url: &str, secret: &DbSecret) -> Result<(), ProbeError> {
         let url = RedisUrl::parse(url).map_err(|_| ProbeError::BadUrl)?;
-        let pool = NetPool::new(self.stack.clone(), self.clock.clone(), url, self.limits.redis, self.limits.redis_reply);
+        let pool = NetPool::new(
+            self.stack.clone(),
+            self.clock.clone(),
+            url,
+            self.limits.redis,
+            self.limits.redis_reply,
+        );
         match RedisFindexStore::open(pool, secret.expose()) {
             Ok(_) => Ok(()),
             Err(OpenError::WrongSecret) => Err(ProbeError::WrongSecret),

@@ -18,8 +18,8 @@ use kms::crypto::{Random, RngError};
 use kms_guest::server::Limits as ServiceLimits;
 use kms_guest::{Clock, Server, Settings, SharedStack};
 use netstack::{
-    Config, ConnId, Duration, Instant, IpEndpoint, Ipv4Address, Ipv4Cidr, Ipv4Mode, ListenerId, Nic, NicError,
-    Stack, StaticIpv4, TcpError,
+    Config, ConnId, Duration, Instant, IpEndpoint, Ipv4Address, Ipv4Cidr, Ipv4Mode, ListenerId,
+    Nic, NicError, Stack, StaticIpv4, TcpError,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
@@ -41,8 +41,12 @@ impl Nic for PipeNic {
         1500
     }
     fn receive(&mut self, frame: &mut [u8]) -> Result<Option<usize>, NicError> {
-        let Some(f) = self.rx.lock().unwrap().pop_front() else { return Ok(None) };
-        let dst = frame.get_mut(..f.len()).ok_or(NicError::FrameTooLarge { len: f.len() })?;
+        let Some(f) = self.rx.lock().unwrap().pop_front() else {
+            return Ok(None);
+        };
+        let dst = frame
+            .get_mut(..f.len())
+            .ok_or(NicError::FrameTooLarge { len: f.len() })?;
         dst.copy_from_slice(&f);
         Ok(Some(f.len()))
     }
@@ -86,11 +90,25 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("kms-guest-test-{}-{port}", std::process::id()));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("kms-guest-test-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--dir", dir.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -136,7 +154,11 @@ impl World {
         while let Some(conn) = self.stack.accept(self.redis_listener) {
             let tcp = TcpStream::connect(("127.0.0.1", self.redis_port)).unwrap();
             tcp.set_nonblocking(true).unwrap();
-            self.proxies.push(Proxy { conn, tcp, to_guest: Vec::new() });
+            self.proxies.push(Proxy {
+                conn,
+                tcp,
+                to_guest: Vec::new(),
+            });
         }
         let mut buf = vec![0u8; 65536];
         let stack = &mut self.stack;
@@ -247,8 +269,24 @@ impl Harness {
         let redis = Redis::start();
         let a: Queue = Arc::default();
         let b: Queue = Arc::default();
-        let guest = stack(PipeNic { mac: [2, 0, 0, 0, 0, 1], rx: a.clone(), tx: b.clone() }, 1, 64);
-        let mut world_stack = stack(PipeNic { mac: [2, 0, 0, 0, 0, 2], rx: b, tx: a }, 2, 64);
+        let guest = stack(
+            PipeNic {
+                mac: [2, 0, 0, 0, 0, 1],
+                rx: a.clone(),
+                tx: b.clone(),
+            },
+            1,
+            64,
+        );
+        let mut world_stack = stack(
+            PipeNic {
+                mac: [2, 0, 0, 0, 0, 2],
+                rx: b,
+                tx: a,
+            },
+            2,
+            64,
+        );
         let redis_listener = world_stack.listen(6379, 4).unwrap();
         let world = Arc::new(Mutex::new(World {
             stack: world_stack,
@@ -263,7 +301,14 @@ impl Harness {
             provisioner,
             limits,
         };
-        let server = Server::new(SharedStack::new(guest), clock, NoPlatform, settings, [9u8; 32]).unwrap();
+        let server = Server::new(
+            SharedStack::new(guest),
+            clock,
+            NoPlatform,
+            settings,
+            [9u8; 32],
+        )
+        .unwrap();
         Harness {
             _redis: redis,
             world,
@@ -292,7 +337,12 @@ impl Harness {
 
     /// Sends `request` over a TLS client on TCP `conn`; returns the HTTP response (or what
     /// arrived before the server closed) and whether the server closed.
-    fn exchange(&mut self, tls: &mut rustls::ClientConnection, conn: ConnId, request: &[u8]) -> (String, bool) {
+    fn exchange(
+        &mut self,
+        tls: &mut rustls::ClientConnection,
+        conn: ConnId,
+        request: &[u8],
+    ) -> (String, bool) {
         if !request.is_empty() {
             tls.writer().write_all(request).unwrap();
         }
@@ -352,11 +402,16 @@ impl Harness {
 
 /// A full HTTP/1.1 response (head and Content-Length body) is in `buf`.
 fn complete(buf: &[u8]) -> bool {
-    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let len = head
         .lines()
-        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+        .find_map(|l| {
+            l.strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        })
         .unwrap_or(0);
     buf.len() >= head_end + 4 + len
 }
@@ -378,20 +433,27 @@ fn client(roots_der: &[Vec<u8>], cert: Option<(&[Vec<u8>], &[u8])>) -> rustls::C
     for r in roots_der {
         roots.add(CertificateDer::from(r.clone())).unwrap();
     }
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
     let cfg = match cert {
         Some((chain, key)) => b
             .with_client_auth_cert(
-                chain.iter().map(|c| CertificateDer::from(c.clone())).collect(),
+                chain
+                    .iter()
+                    .map(|c| CertificateDer::from(c.clone()))
+                    .collect(),
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
             )
             .unwrap(),
         None => b.with_no_client_auth(),
     };
-    let mut c = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("kms.test").unwrap()).unwrap();
+    let mut c =
+        rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("kms.test").unwrap())
+            .unwrap();
     c.set_buffer_limit(None);
     c
 }
@@ -416,7 +478,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         c: &CertificateDer<'_>,
         d: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &rustls::crypto::ring::default_provider().signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -424,29 +491,43 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         c: &CertificateDer<'_>,
         d: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &rustls::crypto::ring::default_provider().signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
 fn bootstrap_client(cert: Option<(&[Vec<u8>], &[u8])>) -> rustls::ClientConnection {
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny));
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AcceptAny));
     let cfg = match cert {
         Some((chain, key)) => b
             .with_client_auth_cert(
-                chain.iter().map(|c| CertificateDer::from(c.clone())).collect(),
+                chain
+                    .iter()
+                    .map(|c| CertificateDer::from(c.clone()))
+                    .collect(),
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
             )
             .unwrap(),
         None => b.with_no_client_auth(),
     };
-    let mut c = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("kms.test").unwrap()).unwrap();
+    let mut c =
+        rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from("kms.test").unwrap())
+            .unwrap();
     c.set_buffer_limit(None);
     c
 }
@@ -462,21 +543,32 @@ impl Ca {
     fn new(cn: &str) -> Ca {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let cert = params.self_signed(&key).unwrap();
-        Ca { der: cert.der().to_vec(), pem: cert.pem(), params, key }
+        Ca {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            params,
+            key,
+        }
     }
     fn issue(&self, cn: &str) -> (Vec<Vec<u8>>, Vec<u8>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        let cert = p.signed_by(&key, &rcgen::Issuer::from_params(&self.params, &self.key)).unwrap();
+        let cert = p
+            .signed_by(&key, &rcgen::Issuer::from_params(&self.params, &self.key))
+            .unwrap();
         (vec![cert.der().to_vec()], key.serialize_der())
     }
     fn sign_csr(&self, csr_pem: &str) -> String {
         let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).unwrap();
-        let cert = csr.signed_by(&rcgen::Issuer::from_params(&self.params, &self.key)).unwrap();
+        let cert = csr
+            .signed_by(&rcgen::Issuer::from_params(&self.params, &self.key))
+            .unwrap();
         format!("{}{}", cert.pem(), self.pem)
     }
 }
@@ -515,7 +607,10 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
     let (resp, _) = h.exchange(
         &mut tls,
         c,
-        &post("/csr", r#"{"subject":"CN=kms.test","dns_names":["kms.test"]}"#),
+        &post(
+            "/csr",
+            r#"{"subject":"CN=kms.test","dns_names":["kms.test"]}"#,
+        ),
     );
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let csr = body(&resp)["csr_pem"].as_str().unwrap().to_string();
@@ -524,11 +619,18 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
     let (resp, _) = h.exchange(&mut tls, c, &post("/certificate", &req));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let (resp, _) = h.exchange(&mut tls, c, &post("/start", ""));
-    assert!(resp.starts_with("HTTP/1.1 409"), "start before the database: {resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 409"),
+        "start before the database: {resp}"
+    );
     let secret = <base64ct::Base64 as base64ct::Encoding>::encode_string(&[42u8; 32]);
-    let bad = serde_json::json!({ "url": "redis://10.0.2.2:6380", "db_secret": secret }).to_string();
+    let bad =
+        serde_json::json!({ "url": "redis://10.0.2.2:6380", "db_secret": secret }).to_string();
     let (resp, _) = h.exchange(&mut tls, c, &post("/redis-findex", &bad));
-    assert!(!resp.starts_with("HTTP/1.1 200"), "unreachable Redis accepted: {resp}");
+    assert!(
+        !resp.starts_with("HTTP/1.1 200"),
+        "unreachable Redis accepted: {resp}"
+    );
     let good = serde_json::json!({ "url": h.redis_url, "db_secret": secret }).to_string();
     let (resp, _) = h.exchange(&mut tls, c, &post("/redis-findex", &good));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -545,21 +647,35 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
     // The KMS: mTLS with a user certificate, the server certificate chains to the server CA.
     let (alice_chain, alice_key) = users.issue("alice");
     let c = h.tcp_connect(PORT);
-    let mut tls = client(std::slice::from_ref(&server_ca.der), Some((&alice_chain, &alice_key)));
+    let mut tls = client(
+        std::slice::from_ref(&server_ca.der),
+        Some((&alice_chain, &alice_key)),
+    );
     let (resp, _) = h.exchange(&mut tls, c, &post("/kmip/2_1", CREATE));
-    assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("CreateResponse"), "{resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 200") && resp.contains("CreateResponse"),
+        "{resp}"
+    );
     let marker = r#""UniqueIdentifier","type":"TextString","value":""#;
     let at = resp.find(marker).unwrap() + marker.len();
     let uid = resp[at..at + 36].to_string();
-    let get = format!(r#"{{"tag":"Get","value":[{{"tag":"UniqueIdentifier","type":"TextString","value":"{uid}"}}]}}"#);
+    let get = format!(
+        r#"{{"tag":"Get","value":[{{"tag":"UniqueIdentifier","type":"TextString","value":"{uid}"}}]}}"#
+    );
     let (resp, _) = h.exchange(&mut tls, c, &post("/kmip/2_1", &get));
-    assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("GetResponse"), "{resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 200") && resp.contains("GetResponse"),
+        "{resp}"
+    );
 
     // The key is in Redis (sealed): a second KMS on the same Redis and secret would find it;
     // here: another user cannot read it.
     let (bob_chain, bob_key) = users.issue("bob");
     let c2 = h.tcp_connect(PORT);
-    let mut tls2 = client(std::slice::from_ref(&server_ca.der), Some((&bob_chain, &bob_key)));
+    let mut tls2 = client(
+        std::slice::from_ref(&server_ca.der),
+        Some((&bob_chain, &bob_key)),
+    );
     let (resp, _) = h.exchange(&mut tls2, c2, &post("/kmip/2_1", &get));
     assert!(resp.starts_with("HTTP/1.1 422"), "{resp}");
 
@@ -573,16 +689,27 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
     let nonce = "ab".repeat(32);
     let req = format!("GET /attestation?nonce={nonce} HTTP/1.1\r\nhost: kms\r\n\r\n");
     let (resp, _) = h.exchange(&mut tls3, c3, req.as_bytes());
-    assert!(resp.starts_with("HTTP/1.1 501") && resp.contains("error"), "{resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 501") && resp.contains("error"),
+        "{resp}"
+    );
     // Alice's connection too, between KMIP requests.
     let (resp, _) = h.exchange(&mut tls, c, req.as_bytes());
-    assert!(resp.starts_with("HTTP/1.1 501") && resp.contains("error"), "{resp}");
+    assert!(
+        resp.starts_with("HTTP/1.1 501") && resp.contains("error"),
+        "{resp}"
+    );
     let (resp, _) = h.exchange(&mut tls, c, b"GET /bootstrap HTTP/1.1\r\nhost: kms\r\n\r\n");
     assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
 
     // Garbage on the KMS port: closed; the service keeps serving alice.
     let c4 = h.tcp_connect(PORT);
-    h.world.lock().unwrap().stack.write(c4, b"\x16\x03\x01\xff\xffgarbage garbage").unwrap();
+    h.world
+        .lock()
+        .unwrap()
+        .stack
+        .write(c4, b"\x16\x03\x01\xff\xffgarbage garbage")
+        .unwrap();
     for _ in 0..200 {
         h.step();
     }
@@ -619,7 +746,11 @@ fn limits_refuse_cleanly() {
     for _ in 0..50 {
         h.step();
     }
-    assert!(h.server.stats().refused > refused_before, "{:?}", h.server.stats());
+    assert!(
+        h.server.stats().refused > refused_before,
+        "{:?}",
+        h.server.stats()
+    );
 
     // Idle (slowloris) connections are closed after the idle timeout; then new clients get in.
     let t0 = StdInstant::now();
@@ -647,7 +778,12 @@ fn idle_connections_make_room_for_new_clients() {
     // Two slowloris connections: a partial TLS record each, then silence.
     for _ in 0..2 {
         let c = h.tcp_connect(PORT);
-        h.world.lock().unwrap().stack.write(c, b"\x16\x03\x01\x02").unwrap();
+        h.world
+            .lock()
+            .unwrap()
+            .stack
+            .write(c, b"\x16\x03\x01\x02")
+            .unwrap();
     }
     for _ in 0..50 {
         h.step();

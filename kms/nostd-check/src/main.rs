@@ -201,16 +201,22 @@ fn tls_check(kms: &Kms<MemoryStore>, env: &mut Env<'_>) -> Result<(), &'static s
     let clock = Arc::new(SharedClock::new());
     clock.set(TLS_NOW);
     let chain = alloc::vec![Vec::from(SERVER_DER), Vec::from(CA_DER)];
-    let config = TlsConfig::new(&chain, SERVER_KEY_PKCS8, ClientAuth::None, clock, TlsLimits::default())
-        .map_err(|_| "TLS server config")?;
+    let config = TlsConfig::new(
+        &chain,
+        SERVER_KEY_PKCS8,
+        ClientAuth::None,
+        clock,
+        TlsLimits::default(),
+    )
+    .map_err(|_| "TLS server config")?;
 
     #[derive(Debug)]
     struct Fixed;
     impl rustls::time_provider::TimeProvider for Fixed {
         fn current_time(&self) -> Option<rustls::pki_types::UnixTime> {
-            Some(rustls::pki_types::UnixTime::since_unix_epoch(core::time::Duration::from_secs(
-                TLS_NOW as u64,
-            )))
+            Some(rustls::pki_types::UnixTime::since_unix_epoch(
+                core::time::Duration::from_secs(TLS_NOW as u64),
+            ))
         }
     }
     let mut roots = rustls::RootCertStore::empty();
@@ -229,11 +235,18 @@ fn tls_check(kms: &Kms<MemoryStore>, env: &mut Env<'_>) -> Result<(), &'static s
     let mut client = rustls::client::UnbufferedClientConnection::new(Arc::new(client_config), name)
         .map_err(|_| "TLS client")?;
 
-    let mut server = HttpsConn::new(&config, kms::http::Limits::DEFAULT, None).map_err(|_| "TLS conn")?;
+    let mut server =
+        HttpsConn::new(&config, kms::http::Limits::DEFAULT, None).map_err(|_| "TLS conn")?;
     let mut request: Option<&[u8]> = Some(b"GET /health HTTP/1.1\r\nHost: kms.test\r\n\r\n");
     let (mut to_client, mut to_server, mut answer) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..16 {
-        client_step(&mut client, &mut to_client, &mut to_server, &mut request, &mut answer)?;
+        client_step(
+            &mut client,
+            &mut to_client,
+            &mut to_server,
+            &mut request,
+            &mut answer,
+        )?;
         if !to_server.is_empty() {
             if server.on_ciphertext(kms, env, &to_server) == Action::Close {
                 return Err("TLS server closed the connection");

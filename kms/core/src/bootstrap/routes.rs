@@ -333,7 +333,9 @@ impl Bootstrap {
                     Phase::AwaitingCertificate(_) => {
                         "not ready: post the API certificate and the database first"
                     }
-                    Phase::AwaitingDatabase(_) => "not ready: post the database configuration first",
+                    Phase::AwaitingDatabase(_) => {
+                        "not ready: post the database configuration first"
+                    }
                     Phase::Ready(_) => {
                         "not ready: post the client CA first (users authenticate with its certificates)"
                     }

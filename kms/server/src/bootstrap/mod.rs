@@ -529,7 +529,9 @@ fn build_kms(shared: &Shared, started: &Started) -> Result<Mode, String> {
     });
     // The core refuses `/start` without a client CA; never serve unauthenticated after bootstrap.
     if client_ca.is_none() {
-        return Err("no client CA was provisioned: refusing to serve unauthenticated clients".into());
+        return Err(
+            "no client CA was provisioned: refusing to serve unauthenticated clients".into(),
+        );
     }
     let identity = IdentityPolicy::ClientCertCn;
     let key = key_der(&started.identity).map_err(|e| e.to_string())?;

@@ -24,7 +24,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("ckms_objects_and_access", ckms_objects_and_access),
     ("ckms_errors", ckms_errors),
     ("ckms_config_file", ckms_config_file),
-    ("query_discover_and_locate_by_type", query_discover_and_locate_by_type),
+    (
+        "query_discover_and_locate_by_type",
+        query_discover_and_locate_by_type,
+    ),
 ];
 
 /// Start a server with `extra_args` and run every scenario against it.
@@ -838,16 +841,36 @@ fn query_discover_and_locate_by_type(h: &mut Harness) {
         "Query",
     );
     let ops: Vec<&str> = q.children("Operation").filter_map(TtlvExt::text).collect();
-    for op in ["Create", "CreateKeyPair", "Encrypt", "Decrypt", "Sign", "SignatureVerify", "Locate", "ReKey"] {
+    for op in [
+        "Create",
+        "CreateKeyPair",
+        "Encrypt",
+        "Decrypt",
+        "Sign",
+        "SignatureVerify",
+        "Locate",
+        "ReKey",
+    ] {
         assert!(ops.contains(&op), "{op} missing from {ops:?}");
     }
     let d = ok_json(
-        kmip(&mut c, r#"{"tag":"DiscoverVersions","type":"Structure","value":[]}"#),
+        kmip(
+            &mut c,
+            r#"{"tag":"DiscoverVersions","type":"Structure","value":[]}"#,
+        ),
         "DiscoverVersions",
     );
     let pv = d.child("ProtocolVersion").expect("ProtocolVersion");
-    assert_eq!(pv.child("ProtocolVersionMajor").and_then(|v| v.get("value")), Some(&json!(2)));
-    assert_eq!(pv.child("ProtocolVersionMinor").and_then(|v| v.get("value")), Some(&json!(1)));
+    assert_eq!(
+        pv.child("ProtocolVersionMajor")
+            .and_then(|v| v.get("value")),
+        Some(&json!(2))
+    );
+    assert_eq!(
+        pv.child("ProtocolVersionMinor")
+            .and_then(|v| v.get("value")),
+        Some(&json!(1))
+    );
 
     // Locate by object type: the new symmetric key is found as a SymmetricKey only.
     let created = ok_json(kmip(&mut c, &create_aes_request("by-type")), "Create");
@@ -865,7 +888,12 @@ fn query_discover_and_locate_by_type(h: &mut Harness) {
         )
     };
     let sym = locate(&mut c, "SymmetricKey");
-    assert!(sym.children("UniqueIdentifier").filter_map(TtlvExt::text).any(|u| u == uid), "{sym}");
+    assert!(
+        sym.children("UniqueIdentifier")
+            .filter_map(TtlvExt::text)
+            .any(|u| u == uid),
+        "{sym}"
+    );
     let private = locate(&mut c, "PrivateKey");
     assert!(!private.to_string().contains(&uid), "{private}");
 }
