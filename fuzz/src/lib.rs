@@ -196,36 +196,47 @@ pub fn http_request(data: &[u8]) {
     }
 }
 
-fn run_connection(chunks: &[&[u8]], user: Option<&str>) -> (Vec<u8>, kms::server::Action) {
-    use kms::server::{Action, Connection};
-    let kms = Kms::new(MemoryStore::new(), KmsConfig::default());
+fn run_connection(chunks: &[&[u8]], user: Option<&str>) -> (Vec<u8>, kms::conn::Action) {
+    use kms::app::{App, AppConfig, Generation, Listener, Peer};
+    use kms::conn::{Action, Http};
+    let app: App<MemoryStore> = App::without_tls(MemoryStore::new(), AppConfig::default());
+    let peer = Peer {
+        user: user.map(String::from),
+        spki_der: None,
+    };
     let mut rng = FuzzRng(0x2545_f491_4f6c_dd1d);
     let mut env = Env {
         now: NOW,
         rng: &mut rng,
     };
-    let mut conn = Connection::new(kms::http::Limits {
+    let mut conn = Http::new(kms::http::Limits {
         max_head_bytes: 2048,
         max_headers: 16,
         max_body_bytes: 16 * 1024,
     });
+    let (main, serving) = (Listener::Main, Generation::Serving);
     let mut out = Vec::new();
     let mut action = Action::Continue;
     for c in chunks {
         let before = out.len();
-        action = conn.on_bytes(&kms, &mut env, user, c, &mut out);
+        action = conn
+            .on_plaintext(&app, main, serving, &peer, &mut env, c, &mut out)
+            .0;
         if action == Action::Close {
             assert!(out.len() > before, "closed without an answer");
             // Once closed, the connection ignores input.
             let n = out.len();
             assert_eq!(
-                conn.on_bytes(
-                    &kms,
+                conn.on_plaintext(
+                    &app,
+                    main,
+                    serving,
+                    &peer,
                     &mut env,
-                    user,
                     b"GET /health HTTP/1.1\r\n\r\n",
                     &mut out
-                ),
+                )
+                .0,
                 Action::Close
             );
             assert_eq!(out.len(), n, "answered after close");
@@ -238,7 +249,7 @@ fn run_connection(chunks: &[&[u8]], user: Option<&str>) -> (Vec<u8>, kms::server
     (out, action)
 }
 
-/// `kms::server::Connection` over a `Kms<MemoryStore>`: arbitrary bytes never panic; the
+/// `kms::conn::Http` (framing) over an `App<MemoryStore>`: arbitrary bytes never panic; the
 /// answer is HTTP; a close always comes with an answer; and the bytes split in three at points
 /// derived from the input give the same answers as in one piece.
 pub fn server_connection(data: &[u8]) {

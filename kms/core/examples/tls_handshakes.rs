@@ -1,7 +1,7 @@
 //! Full TLS 1.3 handshakes per second (P-256 server certificate, X25519, one thread, client and
 //! server in the same process, each handshake followed by one `GET /health`): a std rustls
-//! client against (a) std rustls `ServerConnection` and (b) `kms::tls::HttpsConn` (unbuffered
-//! API + the KMS router). Run with
+//! client against (a) std rustls `ServerConnection` and (b) `kms::conn::Conn` (unbuffered
+//! API + the App's router). Run with
 //! `cargo run --release -p kms --features tls --example tls_handshakes [-- SECONDS]`.
 
 #[cfg(feature = "tls")]
@@ -11,10 +11,11 @@ mod bench {
     use std::time::{Duration, Instant};
 
     use kms::crypto::{Random, RngError};
-    use kms::http::Limits;
+    use kms::app::{App, AppConfig, Listener, ServerTls};
+    use kms::conn::Conn;
     use kms::store::memory::MemoryStore;
-    use kms::tls::{ClientAuth, HttpsConn, SharedClock, TlsConfig, TlsLimits};
-    use kms::{Env, Kms, KmsConfig};
+    use kms::x509::PrivateKey;
+    use kms::Env;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
     const REQ: &[u8] = b"GET /health HTTP/1.1\r\nHost: kms.test\r\n\r\n";
@@ -137,18 +138,15 @@ mod bench {
             panic!("std server: no answer");
         });
 
-        // (b) kms::tls::HttpsConn with the KMS router behind it.
-        let clock = Arc::new(SharedClock::new());
-        clock.set(1_750_000_000);
-        let config = TlsConfig::new(
-            &chain,
-            &key_der,
-            ClientAuth::None,
-            clock,
-            TlsLimits::default(),
-        )
-        .unwrap();
-        let kms = Kms::new(MemoryStore::new(), KmsConfig::default());
+        // (b) kms::conn::Conn with the App behind it.
+        let tls = ServerTls {
+            chain: chain.clone(),
+            key: PrivateKey::Pkcs8(key_der.clone()),
+            client_ca: None,
+            fixed_user: None,
+        };
+        let app: App<MemoryStore> =
+            App::serving(MemoryStore::new(), tls, AppConfig::default()).unwrap();
         let mut rng = Counter(1);
         let ours_rate = rate(seconds, || {
             let mut env = Env {
@@ -156,12 +154,12 @@ mod bench {
                 rng: &mut rng,
             };
             let mut c = rustls::ClientConnection::new(client_cfg.clone(), name.clone()).unwrap();
-            let mut s = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
+            let mut s = Conn::accept(&app, Listener::Main).unwrap();
             c.writer().write_all(REQ).unwrap();
             let mut to_s = Vec::new();
             client_round(&mut c, &mut to_s, &[]);
             for _ in 0..8 {
-                let _ = s.on_ciphertext(&kms, &mut env, &to_s);
+                let _ = s.on_tls(&app, &mut env, &to_s);
                 to_s.clear();
                 let to_c = s.pending_tls().to_vec();
                 s.consume_tls(to_c.len());

@@ -9,7 +9,11 @@
 //! - [`object`]: a managed object and its record serialization; [`access`]: rights and the
 //!   `/access/*` JSON shapes; [`error`]: [`KmsError`] and its HTTP/KMIP mapping;
 //! - [`Kms`]: operation semantics (lifecycle, usage masks, access rights) over a store;
-//! - `http` (HTTP/1.1 framing), `server` (per-connection driver and router), `bootstrap`.
+//! - [`http`] (HTTP/1.1 framing), [`x509`] (peer identity, SPKI, PEM chains and keys),
+//!   [`bootstrap`] (the zero-trust start);
+//! - with the `tls` feature: [`tls`] (rustls, the only place that names it), [`app`] (the
+//!   application: phases, TLS configurations, the one router) and [`conn`] (one connection: TLS →
+//!   HTTP framing → App), which both servers drive.
 //!
 //! This crate does no I/O and reads no clock: time and randomness are inputs ([`Env`]). It
 //! does not do KMIP binary TTLV, key wrapping, certificates as KMIP objects, or RSA.
@@ -58,11 +62,15 @@ pub mod error;
 pub mod http;
 pub mod kmip;
 pub mod object;
-pub mod server;
 mod service;
 pub mod store;
 #[cfg(feature = "tls")]
+pub mod app;
+#[cfg(feature = "tls")]
+pub mod conn;
+#[cfg(feature = "tls")]
 pub mod tls;
+pub mod x509;
 
 pub use error::KmsError;
 pub use service::{Env, Kms, KmsConfig};

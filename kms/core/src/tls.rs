@@ -11,8 +11,8 @@
 //!   ([`TlsConn::pending_tls`], [`TlsConn::consume_tls`]). Buffers are bounded by
 //!   [`TlsLimits`]; garbage gets a typed [`TlsError`] (and a fatal alert when rustls queued one),
 //!   never a panic.
-//! - [`HttpsConn`]: [`TlsConn`] + [`crate::server::Connection`], identity = subject CN of the
-//!   verified client certificate: what a network loop needs to serve the KMS.
+//! - [`crate::conn::Conn`] (outside this module) puts HTTP framing and the [`crate::app::App`]
+//!   on top of a [`TlsConn`]: what both servers drive.
 //!
 //! Not done here: sockets (the caller moves bytes), session resumption (no ticketer or session
 //! cache without std: every connection does a full handshake), early data, client side.
@@ -24,22 +24,19 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use der::{Decode, Encode};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer, UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, UnbufferedServerConnection, WebPkiClientVerifier};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use crate::server::{Action, Connection};
-use crate::store::Store;
-use crate::{Env, Kms};
+use crate::x509::{PrivateKey, spki_der, subject_common_name};
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -84,6 +81,14 @@ impl fmt::Display for TlsError {
 }
 
 impl core::error::Error for TlsError {}
+
+impl TlsError {
+    /// The peer ended the handshake on purpose (it sent an alert, e.g. a client that only
+    /// fetched the certificate): a normal end, not worth a log line.
+    pub fn is_peer_abort(&self) -> bool {
+        matches!(self, TlsError::Protocol(rustls::Error::AlertReceived(_)))
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Time
@@ -150,12 +155,12 @@ pub enum ClientAuth {
         /// Refuse the handshake without a client certificate.
         mandatory: bool,
     },
-    /// The provisioner restriction of the bootstrap port: a certificate is requested but not
-    /// required (so `GET /attestation` stays public); a presented certificate is accepted only
-    /// if SHA-256 of its SubjectPublicKeyInfo DER equals this value, and the handshake proves
-    /// possession of its key. No CA is involved; the bootstrap core checks the pin again on
-    /// [`TlsConn::peer_spki_der`].
-    PinnedSpki([u8; 32]),
+    /// The bootstrap port with a pinned provisioner: a certificate is requested but not
+    /// required (so `GET /attestation` stays public); any well-formed certificate is accepted and
+    /// the handshake proves possession of its key. No CA is involved: the bootstrap core checks
+    /// the pin ([`crate::bootstrap::ProvisionerPolicy::authorize`]) on the SubjectPublicKeyInfo
+    /// this handshake proved, and answers a clear 403 to anyone else.
+    ProofOfPossession,
 }
 
 /// Per-connection buffer limits.
@@ -192,11 +197,11 @@ fn provider() -> Arc<CryptoProvider> {
 
 impl TlsConfig {
     /// Builds a configuration from the certificate chain (DER, leaf first), the leaf's private
-    /// key (PKCS#8 DER), the client authentication policy, a clock and the limits. TLS 1.3 and
+    /// key, the client authentication policy, a clock and the limits. TLS 1.3 and
     /// 1.2 with rustls' safe defaults, ALPN `http/1.1`, no resumption, no early data.
     pub fn new(
         cert_chain: &[Vec<u8>],
-        key_pkcs8: &[u8],
+        key: &PrivateKey,
         client_auth: ClientAuth,
         clock: Arc<dyn Clock>,
         limits: TlsLimits,
@@ -232,15 +237,19 @@ impl TlsConfig {
                     .map_err(|_| TlsError::BadInput("client CA set refused"))?;
                 builder.with_client_cert_verifier(verifier)
             }
-            ClientAuth::PinnedSpki(sha256) => {
-                builder.with_client_cert_verifier(Arc::new(PinnedSpkiVerifier { sha256, provider }))
+            ClientAuth::ProofOfPossession => {
+                builder.with_client_cert_verifier(Arc::new(ProofOfPossession { provider }))
             }
         };
         let chain = cert_chain
             .iter()
             .map(|c| CertificateDer::from(c.clone()))
             .collect();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8.to_vec()));
+        let key = match key {
+            PrivateKey::Pkcs8(d) => PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(d.clone())),
+            PrivateKey::Sec1(d) => PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(d.clone())),
+            PrivateKey::Pkcs1(d) => PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(d.clone())),
+        };
         let mut config = builder
             .with_single_cert(chain, key)
             .map_err(TlsError::Config)?;
@@ -264,14 +273,13 @@ impl TlsConfig {
 /// One full record: 2^14 plaintext + 256 expansion + 5 header (RFC 8446 §5.2).
 const MIN_INCOMING: usize = 16 * 1024 + 256 + 5;
 
-/// Client-certificate verifier of [`ClientAuth::PinnedSpki`].
+/// Client-certificate verifier of [`ClientAuth::ProofOfPossession`].
 #[derive(Debug)]
-struct PinnedSpkiVerifier {
-    sha256: [u8; 32],
+struct ProofOfPossession {
     provider: Arc<CryptoProvider>,
 }
 
-impl ClientCertVerifier for PinnedSpkiVerifier {
+impl ClientCertVerifier for ProofOfPossession {
     fn offer_client_auth(&self) -> bool {
         true
     }
@@ -287,17 +295,10 @@ impl ClientCertVerifier for PinnedSpkiVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let spki = spki_der(end_entity.as_ref()).ok_or(rustls::Error::InvalidCertificate(
+        spki_der(end_entity.as_ref()).ok_or(rustls::Error::InvalidCertificate(
             rustls::CertificateError::BadEncoding,
         ))?;
-        let got: [u8; 32] = Sha256::digest(&spki).into();
-        if bool::from(got.ct_eq(&self.sha256)) {
-            Ok(ClientCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
+        Ok(ClientCertVerified::assertion())
     }
     fn verify_tls12_signature(
         &self,
@@ -335,44 +336,6 @@ impl ClientCertVerifier for PinnedSpkiVerifier {
 // ---------------------------------------------------------------------------------------------
 // Certificates
 
-/// SubjectPublicKeyInfo DER of a certificate (DER).
-pub fn spki_der(cert_der: &[u8]) -> Option<Vec<u8>> {
-    let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
-    cert.tbs_certificate()
-        .subject_public_key_info()
-        .to_der()
-        .ok()
-}
-
-/// The subject common name (X.520 commonName, OID 2.5.4.3; RFC 5280 §4.1.2.6) of a certificate:
-/// the last CN attribute, as UTF8String, PrintableString or IA5String; `None` if absent or empty.
-pub fn subject_common_name(cert_der: &[u8]) -> Option<String> {
-    const CN: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
-    let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
-    let mut found = None;
-    for rdn in cert.tbs_certificate().subject().as_ref().iter() {
-        for atv in rdn.as_ref().iter() {
-            if atv.oid != CN {
-                continue;
-            }
-            let v = &atv.value;
-            let text = v
-                .decode_as::<der::asn1::Utf8StringRef<'_>>()
-                .map(|s| String::from(s.as_str()))
-                .or_else(|_| {
-                    v.decode_as::<der::asn1::PrintableStringRef<'_>>()
-                        .map(|s| String::from(s.as_str()))
-                })
-                .or_else(|_| {
-                    v.decode_as::<der::asn1::Ia5StringRef<'_>>()
-                        .map(|s| String::from(s.as_str()))
-                })
-                .ok()?;
-            found = Some(text);
-        }
-    }
-    found.filter(|cn| !cn.is_empty())
-}
 
 // ---------------------------------------------------------------------------------------------
 // One connection
@@ -722,100 +685,4 @@ fn encode_into(
     }
     out.truncate(start);
     Err(TlsError::Closed)
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTPS = TLS + the KMS HTTP connection
-
-/// One HTTPS connection of the KMS: [`TlsConn`] around a [`Connection`]. The user identity is
-/// the subject CN of the verified client certificate, else `fallback_user` (e.g. a deployment
-/// without client authentication), else none (the router then answers 401).
-#[derive(Debug)]
-pub struct HttpsConn {
-    tls: TlsConn,
-    http: Connection,
-    fallback_user: Option<String>,
-    user: Option<String>,
-    plaintext: Vec<u8>,
-    response: Vec<u8>,
-}
-
-impl HttpsConn {
-    /// A new connection with the given TLS configuration and HTTP limits.
-    pub fn new(
-        config: &TlsConfig,
-        http_limits: crate::http::Limits,
-        fallback_user: Option<String>,
-    ) -> Result<Self, TlsError> {
-        Ok(HttpsConn {
-            tls: TlsConn::new(config)?,
-            http: Connection::new(http_limits),
-            fallback_user,
-            user: None,
-            plaintext: Vec::new(),
-            response: Vec::new(),
-        })
-    }
-
-    /// Feeds ciphertext; answers every complete request. Returns [`Action::Close`] when the
-    /// connection should be closed after sending [`HttpsConn::pending_tls`] (TLS failure, HTTP
-    /// framing error, the client closed).
-    pub fn on_ciphertext<S: Store>(
-        &mut self,
-        kms: &Kms<S>,
-        env: &mut Env<'_>,
-        input: &[u8],
-    ) -> Action {
-        use zeroize::Zeroize;
-        self.plaintext.zeroize();
-        self.plaintext.clear();
-        if self.tls.read_tls(input, &mut self.plaintext).is_err() {
-            return Action::Close;
-        }
-        if self.user.is_none() && self.tls.state() != TlsState::Handshaking {
-            self.user = self
-                .tls
-                .peer_common_name()
-                .or_else(|| self.fallback_user.clone());
-        }
-        let mut action = Action::Continue;
-        if !self.plaintext.is_empty() {
-            self.response.clear();
-            action = self.http.on_bytes(
-                kms,
-                env,
-                self.user.as_deref(),
-                &self.plaintext,
-                &mut self.response,
-            );
-            self.plaintext.zeroize();
-            self.plaintext.clear();
-            let written = self.tls.write_plaintext(&self.response);
-            self.response.zeroize();
-            self.response.clear();
-            if written.is_err() {
-                return Action::Close;
-            }
-        }
-        if action == Action::Close || self.tls.is_finished() {
-            let _ = self.tls.send_close_notify();
-            return Action::Close;
-        }
-        Action::Continue
-    }
-
-    /// Ciphertext to send.
-    pub fn pending_tls(&self) -> &[u8] {
-        self.tls.pending_tls()
-    }
-
-    /// Marks `n` bytes of [`HttpsConn::pending_tls`] as sent.
-    pub fn consume_tls(&mut self, n: usize) {
-        self.tls.consume_tls(n)
-    }
-
-    /// The TLS layer (peer certificate, state).
-    pub fn tls(&self) -> &TlsConn {
-        &self.tls
-    }
 }

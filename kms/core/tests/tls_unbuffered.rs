@@ -1,5 +1,5 @@
 //! `kms::tls` on the host: a std rustls client talks through in-memory pipes to `TlsConn` /
-//! `HttpsConn` + `kms::server::Connection` + `Kms<MemoryStore>`: mTLS identities, TLS 1.2 and
+//! `kms::conn::Conn` + `kms::app::App` + `Kms<MemoryStore>`: mTLS identities, TLS 1.2 and
 //! 1.3, the pinned-SPKI provisioner mode, the injected clock, and garbage that must give a typed
 //! error (and an alert) rather than a panic.
 #![cfg(feature = "tls")]
@@ -9,15 +9,16 @@ use std::sync::Arc;
 
 use kms::crypto::{Random, RngError};
 use kms::http::Limits;
-use kms::server::Action;
+use kms::app::{App, AppConfig, Listener};
+use kms::conn::{Action, Conn};
 use kms::store::memory::MemoryStore;
+use kms::x509::PrivateKey;
 use kms::tls::{
-    ClientAuth, HttpsConn, SharedClock, TlsConfig, TlsConn, TlsError, TlsLimits, TlsState,
+    ClientAuth, SharedClock, TlsConfig, TlsConn, TlsError, TlsLimits, TlsState,
 };
-use kms::{Env, Kms, KmsConfig};
+use kms::Env;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use sha2::{Digest, Sha256};
 
 const NOW: i64 = 1_750_000_000;
 
@@ -46,7 +47,7 @@ struct Pki {
     ca_key: KeyPair,
     ca_der: Vec<u8>,
     server_chain: Vec<Vec<u8>>,
-    server_key: Vec<u8>,
+    server_key: PrivateKey,
 }
 
 struct Client {
@@ -71,7 +72,7 @@ impl Pki {
         Pki {
             ca_der: ca.der().to_vec(),
             server_chain: vec![server.der().to_vec(), ca.der().to_vec()],
-            server_key: server_key.serialize_der(),
+            server_key: PrivateKey::Pkcs8(server_key.serialize_der()),
             ca_params,
             ca_key,
         }
@@ -144,18 +145,50 @@ fn connect(cfg: Arc<rustls::ClientConfig>) -> rustls::ClientConnection {
     rustls::ClientConnection::new(cfg, ServerName::try_from("kms.test").unwrap()).unwrap()
 }
 
-/// The server side under test, with its KMS.
+/// The server side under test: one store shared by every connection's App.
 struct Server {
-    kms: Kms<MemoryStore>,
+    store: Arc<MemoryStore>,
     rng: TestRng,
 }
 
 impl Server {
     fn new() -> Server {
         Server {
-            kms: Kms::new(MemoryStore::new(), KmsConfig::default()),
+            store: Arc::new(MemoryStore::new()),
             rng: TestRng(0x1234_5678_9abc_def1),
         }
+    }
+}
+
+/// A KMS served with the TLS configuration a test chose: an [`App`] over the server's store and
+/// one [`Conn`] of it.
+struct HttpsConn {
+    app: App<Arc<MemoryStore>>,
+    conn: Conn,
+}
+
+impl HttpsConn {
+    fn new(srv: &Server, config: &TlsConfig, http: Limits, fixed_user: Option<String>) -> Option<Self> {
+        let app_config = AppConfig { http, tls: config.limits() };
+        let app = App::serving_with_tls(srv.store.clone(), config.clone(), fixed_user, app_config);
+        let conn = Conn::accept(&app, Listener::Main).ok()?;
+        Some(HttpsConn { app, conn })
+    }
+    fn on_ciphertext(&mut self, env: &mut Env<'_>, input: &[u8]) -> Action {
+        let p = self.conn.on_tls(&self.app, env, input);
+        if p.close { Action::Close } else { Action::Continue }
+    }
+    fn pending_tls(&self) -> &[u8] {
+        self.conn.pending_tls()
+    }
+    fn consume_tls(&mut self, n: usize) {
+        self.conn.consume_tls(n)
+    }
+    fn user(&self) -> Option<&str> {
+        self.conn.peer().and_then(|p| p.user.as_deref())
+    }
+    fn spki(&self) -> Option<&[u8]> {
+        self.conn.peer().and_then(|p| p.spki_der.as_deref())
     }
 }
 
@@ -177,7 +210,7 @@ fn pump(
                 now: NOW,
                 rng: &mut srv.rng,
             };
-            action = conn.on_ciphertext(&srv.kms, &mut env, &to_server);
+            action = conn.on_ciphertext(&mut env, &to_server);
         }
         let to_client = conn.pending_tls().to_vec();
         conn.consume_tls(to_client.len());
@@ -258,7 +291,7 @@ fn mtls_roundtrip(version: &'static rustls::SupportedProtocolVersion) {
     let bob = pki.client("bob", false);
 
     let mut c = connect(client_config(&pki, Some(&alice), version));
-    let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
+    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let health = request(
         &mut c,
         &mut conn,
@@ -267,8 +300,8 @@ fn mtls_roundtrip(version: &'static rustls::SupportedProtocolVersion) {
     );
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert_eq!(c.protocol_version(), Some(version.version));
-    assert_eq!(conn.tls().state(), TlsState::Open);
-    assert_eq!(conn.tls().peer_common_name().as_deref(), Some("alice"));
+    assert_eq!(conn.conn.tls_state(), TlsState::Open);
+    assert_eq!(conn.user(), Some("alice"));
     // Pipelined on the same connection: Create then Get as alice.
     let created = request(&mut c, &mut conn, &mut srv, &post("/kmip/2_1", CREATE));
     assert!(created.starts_with("HTTP/1.1 200"), "{created}");
@@ -282,7 +315,7 @@ fn mtls_roundtrip(version: &'static rustls::SupportedProtocolVersion) {
 
     // bob is a different identity: the KMS refuses him alice's key.
     let mut c2 = connect(client_config(&pki, Some(&bob), version));
-    let mut conn2 = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
+    let mut conn2 = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let denied = request(
         &mut c2,
         &mut conn2,
@@ -296,7 +329,7 @@ fn mtls_roundtrip(version: &'static rustls::SupportedProtocolVersion) {
     let (action, err) = pump(&mut c, &mut conn, &mut srv);
     assert!(err.is_none());
     assert_eq!(action, Action::Close);
-    assert_eq!(conn.tls().state(), TlsState::Closed);
+    assert_eq!(conn.conn.tls_state(), TlsState::Closed);
 }
 
 #[test]
@@ -326,13 +359,13 @@ fn mandatory_client_auth_refuses_anonymous_and_foreign_clients() {
         // The client trusts the server's CA; only its own certificate differs.
         let cfg = client_config(&pki, client, &rustls::version::TLS13);
         let mut c = connect(cfg);
-        let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
+        let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
         c.writer()
             .write_all(b"GET /health HTTP/1.1\r\n\r\n")
             .unwrap();
         let (action, err) = pump(&mut c, &mut conn, &mut srv);
         assert_eq!(action, Action::Close);
-        assert_eq!(conn.tls().state(), TlsState::Closed);
+        assert_eq!(conn.conn.tls_state(), TlsState::Closed);
         // The server told the client why (a fatal alert), and never answered the request.
         assert!(
             matches!(err, Some(rustls::Error::AlertReceived(_))),
@@ -360,7 +393,7 @@ fn clock_decides_certificate_validity() {
         )
         .unwrap();
         let mut c = connect(client_config(&pki, Some(&alice), &rustls::version::TLS13));
-        let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
+        let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
         c.writer()
             .write_all(b"GET /health HTTP/1.1\r\n\r\n")
             .unwrap();
@@ -378,55 +411,48 @@ fn without_client_auth_the_fallback_user_or_none() {
     let config = pki.config(ClientAuth::None);
     let mut srv = Server::new();
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
+    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, &post("/kmip/2_1", CREATE));
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&config, Limits::DEFAULT, Some("admin".into())).unwrap();
+    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, Some("admin".into())).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, &post("/kmip/2_1", CREATE));
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }
 
 #[test]
-fn pinned_spki_accepts_only_the_provisioner_key() {
+fn proof_of_possession_records_the_key_the_handshake_proved() {
     let pki = Pki::new("users");
     let admin = pki.client("admin", false);
     let intruder = pki.client("admin", false);
-    let admin_spki = kms::tls::spki_der(&admin.chain[0]).unwrap();
-    let pin: [u8; 32] = Sha256::digest(&admin_spki).into();
-    let config = pki.config(ClientAuth::PinnedSpki(pin));
-    let mut srv = Server::new();
+    let admin_spki = kms::x509::spki_der(&admin.chain[0]).unwrap();
+    let config = pki.config(ClientAuth::ProofOfPossession);
+    let srv = Server::new();
 
     // The provisioner: the handshake proves its key; the SPKI is what the bootstrap core checks.
+    let mut srv = srv;
     let mut c = connect(client_config(&pki, Some(&admin), &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
+    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, b"GET /health HTTP/1.1\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    assert_eq!(conn.tls().peer_spki_der().as_deref(), Some(&admin_spki[..]));
+    assert_eq!(conn.spki(), Some(&admin_spki[..]));
 
     // Anyone without a certificate still gets in (GET /attestation is public), with no SPKI.
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
+    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, b"GET /health HTTP/1.1\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    assert_eq!(conn.tls().peer_spki_der(), None);
+    assert_eq!(conn.spki(), None);
 
-    // Same CN, same CA, other key: refused in the handshake.
-    let mut c = connect(client_config(
-        &pki,
-        Some(&intruder),
-        &rustls::version::TLS13,
-    ));
-    let mut conn = HttpsConn::new(&config, Limits::DEFAULT, None).unwrap();
-    c.writer()
-        .write_all(b"GET /health HTTP/1.1\r\n\r\n")
-        .unwrap();
-    let (action, err) = pump(&mut c, &mut conn, &mut srv);
-    assert_eq!(action, Action::Close);
-    assert!(
-        matches!(err, Some(rustls::Error::AlertReceived(_))),
-        "{err:?}"
-    );
+    // Same CN, same CA, other key: the recorded key is the intruder's, not the admin's (the
+    // bootstrap core then refuses it with 403: kms/core/src/bootstrap/tests.rs).
+    let mut c = connect(client_config(&pki, Some(&intruder), &rustls::version::TLS13));
+    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
+    let r = request(&mut c, &mut conn, &mut srv, b"GET /health HTTP/1.1\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let intruder_spki = kms::x509::spki_der(&intruder.chain[0]).unwrap();
+    assert_eq!(conn.spki(), Some(&intruder_spki[..]));
+    assert_ne!(conn.spki(), Some(&admin_spki[..]));
 }
 
 #[test]
@@ -492,7 +518,7 @@ fn garbage_gives_errors_not_panics() {
     // Garbage after a completed handshake: a forged application-data record fails the AEAD.
     let mut srv = Server::new();
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&config, Limits::DEFAULT, Some("admin".into())).unwrap();
+    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, Some("admin".into())).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, b"GET /health HTTP/1.1\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let mut forged = vec![23, 3, 3, 0, 40];
@@ -502,10 +528,10 @@ fn garbage_gives_errors_not_panics() {
         rng: &mut srv.rng,
     };
     assert_eq!(
-        conn.on_ciphertext(&srv.kms, &mut env, &forged),
+        conn.on_ciphertext(&mut env, &forged),
         Action::Close
     );
-    assert_eq!(conn.tls().state(), TlsState::Closed);
+    assert_eq!(conn.conn.tls_state(), TlsState::Closed);
     assert_eq!(conn.pending_tls().first(), Some(&23)); // the alert, encrypted
 }
 
@@ -551,7 +577,7 @@ fn oversized_body_gets_413_then_close() {
         ..Limits::DEFAULT
     };
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&config, limits, Some("admin".into())).unwrap();
+    let mut conn = HttpsConn::new(&srv, &config, limits, Some("admin".into())).unwrap();
     let body = "x".repeat(4096);
     c.writer().write_all(&post("/kmip/2_1", &body)).unwrap();
     let (action, err) = pump(&mut c, &mut conn, &mut srv);
@@ -574,7 +600,7 @@ fn config_errors_are_typed() {
     );
     assert!(matches!(bad, Err(TlsError::BadInput(_))));
     // A key that does not match the certificate.
-    let other = KeyPair::generate().unwrap().serialize_der();
+    let other = PrivateKey::Pkcs8(KeyPair::generate().unwrap().serialize_der());
     let bad = TlsConfig::new(
         &pki.server_chain,
         &other,

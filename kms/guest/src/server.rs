@@ -1,38 +1,33 @@
-//! The server loop: netstack listeners → [`kms::tls`] → the bootstrap API, then the KMS.
+//! The server loop: netstack listeners → [`kms::conn::Conn`] (TLS → HTTP → [`kms::app::App`]).
 //!
 //! One call to [`Server::step`] polls the stack, accepts connections (beyond
 //! [`Limits::max_connections`] they are closed at once), moves bytes between each socket and
-//! its TLS connection, answers complete requests and closes idle connections (slowloris). A
-//! connection is read only when its previous output was fully handed to TCP, so a client that
-//! does not read cannot make the server buffer without bound.
+//! its connection, and closes idle connections (slowloris). A connection is read only when its
+//! previous output was fully handed to TCP, so a client that does not read cannot make the
+//! server buffer without bound.
 //!
-//! Phases: *bootstrap* (port `port`, bootstrap certificate, [`ProvisionerPolicy`]) until
-//! `POST /start` succeeds; then the store is opened on Redis (blocking, over the same stack) and
-//! the KMS serves on `port` with the API certificate, plus the RA-TLS port when the API
-//! certificate carries no quote (`GET /attestation` and the bootstrap certificate). After `/start`
-//! the main port also answers `GET /attestation` itself (a fresh report bound to the same key);
-//! client certificates are then optional at the TLS layer so that this stays public, and every
-//! KMS route still requires one (401 without).
+//! Everything above TCP is the core's: the phases (bootstrap on `port` until `POST /start`,
+//! then the KMS), the TLS configurations, the routes (`GET /attestation` on both ports), the
+//! identities. This loop only carries out the App's [`Effect`]s: open the provisioned Redis
+//! store (over the same stack; retried every 5 s while it fails) and close the RA-TLS port when
+//! the API certificate carries the quote.
 
 use alloc::boxed::Box;
-use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
+use kms::app::{App, AppConfig, AppError, Effect, Generation, Listener, Platform};
 use kms::bootstrap::platform::{DatabaseProbe, Evidence, ProbeError};
-use kms::bootstrap::{
-    self as boot, Bootstrap, DbSecret, Identity, ProvisionerPolicy, Started, Step,
-};
+use kms::bootstrap::{self as boot, DbSecret, Identity, ProvisionerPolicy};
+use kms::conn::Conn as AppConn;
 use kms::crypto::Random;
-use kms::http::{HttpError, Limits as HttpLimits, Method, Response, parse_request};
-use kms::server::{Action, Connection as HttpConn};
-use kms::tls::{ClientAuth, SharedClock, TlsConfig, TlsConn, TlsError, TlsLimits, TlsState};
-use kms::{Env, Kms, KmsConfig};
+use kms::http::Limits as HttpLimits;
+use kms::tls::TlsLimits;
+use kms::Env;
 use kms_redis::url::RedisUrl;
 use kms_redis::{OpenError, RedisFindexStore};
 use netstack::{ConnId, Duration, Instant, ListenerId, Nic, TcpError};
-use zeroize::Zeroize;
 
 use crate::net::{Clock, SharedStack};
 use crate::redis::{NetPool, RedisTimeouts};
@@ -106,14 +101,12 @@ pub enum ServiceError {
     Busy,
     /// The bootstrap identity could not be made (platform, key, certificate).
     Bootstrap(boot::BootstrapError),
-    /// A TLS configuration was refused.
-    Tls(TlsError),
+    /// The application refused its configuration or the phase switch.
+    App(AppError),
     /// The provisioned database could not be opened.
     Store(OpenError),
     /// The provisioned Redis URL does not parse.
     RedisUrl,
-    /// A key could not be encoded.
-    Key,
 }
 
 impl fmt::Display for ServiceError {
@@ -122,10 +115,9 @@ impl fmt::Display for ServiceError {
             ServiceError::Listen(e) => write!(f, "listen: {e}"),
             ServiceError::Busy => f.write_str("network stack locked re-entrantly"),
             ServiceError::Bootstrap(e) => write!(f, "bootstrap: {e}"),
-            ServiceError::Tls(e) => write!(f, "{e}"),
+            ServiceError::App(e) => write!(f, "{e}"),
             ServiceError::Store(e) => write!(f, "store: {e}"),
             ServiceError::RedisUrl => f.write_str("the provisioned Redis URL does not parse"),
-            ServiceError::Key => f.write_str("cannot encode the server key"),
         }
     }
 }
@@ -149,149 +141,91 @@ pub struct Stats {
 
 type Store<N> = RedisFindexStore<NetPool<N>>;
 
-enum Phase<N: Nic + Send> {
-    Bootstrap {
-        core: Option<Bootstrap>,
-        tls: TlsConfig,
-    },
-    Serving {
-        kms: Box<Kms<Store<N>>>,
-        tls: TlsConfig,
-        fallback_user: Option<String>,
-        ratls: Option<TlsConfig>,
-    },
-}
-
-/// A bootstrap-API (or RA-TLS port) connection: TLS + request framing.
-struct ApiConn {
-    tls: TlsConn,
-    pending: Vec<u8>,
-    close_after_write: bool,
-}
-
-/// A KMS-port connection after `/start`: TLS, request framing (`GET /attestation` is answered
-/// here), the KMS HTTP connection for every other request.
-struct KmsConn {
-    tls: TlsConn,
-    http: HttpConn,
-    limits: HttpLimits,
-    fallback_user: Option<String>,
-    user: Option<String>,
-    pending: Vec<u8>,
-    close_after_write: bool,
-}
-
-impl Drop for KmsConn {
-    fn drop(&mut self) {
-        self.pending.zeroize();
-    }
-}
-
-enum Kind {
-    Kms(Box<KmsConn>),
-    Bootstrap(Box<ApiConn>),
-    RaTls(Box<ApiConn>),
-}
-
 struct Conn {
     id: ConnId,
     last_input: Instant,
-    kind: Kind,
+    conn: Box<AppConn>,
     closing: bool,
 }
 
-impl Conn {
-    fn pending_tls(&self) -> &[u8] {
-        match &self.kind {
-            Kind::Kms(c) => c.tls.pending_tls(),
-            Kind::Bootstrap(c) | Kind::RaTls(c) => c.tls.pending_tls(),
-        }
-    }
-    fn consume_tls(&mut self, n: usize) {
-        match &mut self.kind {
-            Kind::Kms(c) => c.tls.consume_tls(n),
-            Kind::Bootstrap(c) | Kind::RaTls(c) => c.tls.consume_tls(n),
-        }
-    }
-}
-
 /// The KMS service of the image.
-pub struct Server<N: Nic + Send, E: Evidence> {
+pub struct Server<N: Nic + Send + 'static> {
     stack: Arc<SharedStack<N>>,
     clock: Arc<dyn Clock>,
-    tls_clock: Arc<SharedClock>,
-    evidence: E,
     settings: Settings,
-    identity: Arc<Identity>,
+    app: App<Store<N>>,
     main: ListenerId,
     ratls: Option<ListenerId>,
-    phase: Phase<N>,
     conns: Vec<Conn>,
     buf: Vec<u8>,
     stats: Stats,
-    pending_start: Option<Started>,
+    start_pending: bool,
     last_start_attempt: Option<Instant>,
     /// Bytes moved during the current step.
     active: bool,
 }
 
-fn tls_clock(clock: &dyn Clock) -> Arc<SharedClock> {
-    let c = Arc::new(SharedClock::new());
-    c.set(clock.unix_seconds());
-    c
-}
-
-impl<N: Nic + Send, E: Evidence> Server<N, E> {
+impl<N: Nic + Send + 'static> Server<N> {
     /// Creates the bootstrap identity (sk from the platform's derived key, else `random_sk`; a
-    /// report binding its key), and listens on the bootstrap port.
-    pub fn new(
+    /// report binding its key), and listens on the bootstrap and RA-TLS ports.
+    pub fn new<E: Evidence + Send + 'static>(
         stack: Arc<SharedStack<N>>,
         clock: Arc<dyn Clock>,
         mut evidence: E,
         settings: Settings,
         random_sk: [u8; 32],
     ) -> Result<Self, ServiceError> {
-        let tls_clock = tls_clock(&*clock);
         let identity = Arc::new(
             Identity::create(&mut evidence, random_sk, clock.unix_seconds())
                 .map_err(ServiceError::Bootstrap)?,
         );
-        let tls = bootstrap_tls(&identity, &settings, tls_clock.clone())?;
-        let main = stack
-            .with(|s| s.listen(settings.port, 4))
-            .map_err(|_| ServiceError::Busy)?
-            .map_err(ServiceError::Listen)?;
-        let core = Bootstrap::new(identity.clone(), settings.provisioner.clone());
+        let platform = Platform {
+            evidence: Box::new(evidence),
+            probe: Box::new(RedisProbe {
+                stack: stack.clone(),
+                clock: clock.clone(),
+                limits: settings.limits,
+            }),
+        };
+        let config = AppConfig {
+            http: settings.limits.http,
+            tls: settings.limits.tls,
+        };
+        let app = App::bootstrap(identity, settings.provisioner.clone(), platform, config)
+            .map_err(ServiceError::App)?;
+        app.set_time(clock.unix_seconds());
+        let listen = |port: u16, backlog: usize| {
+            stack
+                .with(|s| s.listen(port, backlog))
+                .map_err(|_| ServiceError::Busy)?
+                .map_err(ServiceError::Listen)
+        };
+        let main = listen(settings.port, 4)?;
+        let ratls = Some(listen(settings.ratls_port, 2)?);
         Ok(Server {
+            buf: alloc::vec![0; settings.limits.read_chunk],
             stack,
             clock,
-            tls_clock,
-            evidence,
-            buf: alloc::vec![0; settings.limits.read_chunk],
             settings,
-            identity,
+            app,
             main,
-            ratls: None,
-            phase: Phase::Bootstrap {
-                core: Some(core),
-                tls,
-            },
+            ratls,
             conns: Vec::new(),
             stats: Stats::default(),
-            pending_start: None,
+            start_pending: false,
             last_start_attempt: None,
             active: false,
         })
     }
 
     /// The bootstrap identity (its public key hash is printed on the console).
-    pub fn identity(&self) -> &Arc<Identity> {
-        &self.identity
+    pub fn identity(&self) -> Option<&Arc<Identity>> {
+        self.app.identity()
     }
 
     /// True once `/start` succeeded and the KMS serves.
     pub fn serving(&self) -> bool {
-        matches!(self.phase, Phase::Serving { .. })
+        self.app.is_serving()
     }
 
     /// Counters.
@@ -307,11 +241,11 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
     /// One round of work. Returns how long the caller may idle before the next call: zero
     /// when anything moved (call again at once), else the stack's next deadline (at most 100 ms).
     pub fn step(&mut self, rng: &mut dyn Random) -> Duration {
-        self.tls_clock.set(self.clock.unix_seconds());
+        self.app.set_time(self.clock.unix_seconds());
         let now = self.clock.now();
         let accepted = self.stats.accepted;
         self.active = matches!(self.stack.with(|s| s.poll(now)), Ok(true));
-        if self.pending_start.is_some()
+        if self.start_pending
             && self
                 .last_start_attempt
                 .is_none_or(|t| now - t > Duration::from_secs(5))
@@ -350,12 +284,13 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
     }
 
     fn accept(&mut self, now: Instant) {
-        let listeners = [Some(self.main), self.ratls];
-        for (n, l) in listeners.iter().enumerate() {
-            let Some(l) = *l else { continue };
+        let listeners = [(Some(self.main), Listener::Main), (self.ratls, Listener::RaTls)];
+        for (l, which) in listeners {
+            let Some(l) = l else { continue };
             while let Ok(Some(id)) = self.stack.with(|s| s.accept(l)) {
                 self.stats.accepted += 1;
-                if self.conns.len() >= self.settings.limits.max_connections && !self.evict_idle(now)
+                if self.conns.len() >= self.settings.limits.max_connections
+                    && !self.evict_idle(now)
                 {
                     self.stats.refused += 1;
                     log::warn!(
@@ -365,11 +300,11 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
                     let _ = self.stack.with(|s| s.abort(id));
                     continue;
                 }
-                match self.new_conn(n == 1) {
-                    Ok(kind) => self.conns.push(Conn {
+                match AppConn::accept(&self.app, which) {
+                    Ok(conn) => self.conns.push(Conn {
                         id,
                         last_input: now,
-                        kind,
+                        conn: Box::new(conn),
                         closing: false,
                     }),
                     Err(e) => {
@@ -402,34 +337,6 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
         }
     }
 
-    fn new_conn(&self, ratls_port: bool) -> Result<Kind, TlsError> {
-        match &self.phase {
-            Phase::Bootstrap { tls, .. } => Ok(Kind::Bootstrap(Box::new(ApiConn {
-                tls: TlsConn::new(tls)?,
-                pending: Vec::new(),
-                close_after_write: false,
-            }))),
-            Phase::Serving { ratls: Some(r), .. } if ratls_port => {
-                Ok(Kind::RaTls(Box::new(ApiConn {
-                    tls: TlsConn::new(r)?,
-                    pending: Vec::new(),
-                    close_after_write: false,
-                })))
-            }
-            Phase::Serving {
-                tls, fallback_user, ..
-            } => Ok(Kind::Kms(Box::new(KmsConn {
-                tls: TlsConn::new(tls)?,
-                http: HttpConn::new(self.settings.limits.http),
-                limits: self.settings.limits.http,
-                fallback_user: fallback_user.clone(),
-                user: None,
-                pending: Vec::new(),
-                close_after_write: false,
-            }))),
-        }
-    }
-
     /// Moves bytes for connection `i`; false when it is finished.
     fn service(&mut self, i: usize, now: Instant, rng: &mut dyn Random) -> bool {
         // 1. Flush what is pending; read only when nothing is.
@@ -439,7 +346,7 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
         let Some(conn) = self.conns.get(i) else {
             return false;
         };
-        if !conn.pending_tls().is_empty() {
+        if !conn.conn.pending_tls().is_empty() {
             return true;
         }
         if conn.closing {
@@ -464,14 +371,8 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
             Ok(Err(_)) => return false,
         };
         let input = core::mem::take(&mut self.buf);
-        let close = self.on_input(i, input.get(..n).unwrap_or(&[]), rng);
+        self.on_input(i, input.get(..n).unwrap_or(&[]), now, rng);
         self.buf = input;
-        if let Some(c) = self.conns.get_mut(i) {
-            c.last_input = now;
-            if close {
-                c.closing = true;
-            }
-        }
         self.flush(i)
     }
 
@@ -480,14 +381,14 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
         let Some(conn) = self.conns.get_mut(i) else {
             return false;
         };
-        if conn.pending_tls().is_empty() {
+        if conn.conn.pending_tls().is_empty() {
             return true;
         }
         let id = conn.id;
-        let written = self.stack.with(|s| s.write(id, conn.pending_tls()));
+        let written = self.stack.with(|s| s.write(id, conn.conn.pending_tls()));
         match written {
             Ok(Ok(n)) => {
-                conn.consume_tls(n);
+                conn.conn.consume_tls(n);
                 self.active |= n > 0;
                 true
             }
@@ -496,122 +397,44 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
         }
     }
 
-    /// Handles received ciphertext; true when the connection should close after its output.
-    fn on_input(&mut self, i: usize, input: &[u8], rng: &mut dyn Random) -> bool {
-        let unix = self.clock.unix_seconds();
-        let Some(conn) = self.conns.get_mut(i) else {
-            return true;
+    /// Hands received ciphertext to connection `i` and carries out what the App asks for.
+    fn on_input(&mut self, i: usize, input: &[u8], now: Instant, rng: &mut dyn Random) {
+        let Some(c) = self.conns.get_mut(i) else {
+            return;
         };
-        let mut started = None;
-        let close = match (&mut conn.kind, &mut self.phase) {
-            (Kind::Kms(c), Phase::Serving { kms, .. }) => {
-                let mut env = Env { now: unix, rng };
-                let identity = self.identity.clone();
-                let evidence = &mut self.evidence;
-                kms_input(
-                    c,
-                    input,
-                    &mut self.stats,
-                    |http, chunk, req, user, out| match req {
-                        Some(req) if req.method == Method::Get && req.path == "/attestation" => {
-                            let query = req.query.as_deref().unwrap_or("");
-                            let r = boot::routes::attestation_response(&identity, evidence, query);
-                            let mut resp = Response::json(r.status, r.body);
-                            resp.close = !req.keep_alive;
-                            resp.encode(out);
-                            if resp.close {
-                                Action::Close
-                            } else {
-                                Action::Continue
-                            }
-                        }
-                        _ => http.on_bytes(&**kms, &mut env, user, chunk, out),
-                    },
-                )
-            }
-            (Kind::RaTls(c), _) => {
-                let identity = self.identity.clone();
-                let evidence = &mut self.evidence;
-                api_input(
-                    c,
-                    input,
-                    &mut self.stats,
-                    self.settings.limits.http,
-                    |req, _| {
-                        if req.method == Method::Get && req.path == "/attestation" {
-                            let query = req.query.as_deref().unwrap_or("");
-                            let r = boot::routes::attestation_response(&identity, evidence, query);
-                            Response::json(r.status, r.body)
-                        } else {
-                            Response::text(404, "only GET /attestation on this port")
-                        }
-                    },
-                )
-            }
-            (Kind::Bootstrap(c), Phase::Bootstrap { core, .. }) => {
-                let evidence = &mut self.evidence;
-                let mut probe = RedisProbe {
-                    stack: self.stack.clone(),
-                    clock: self.clock.clone(),
-                    limits: self.settings.limits,
-                };
-                api_input(
-                    c,
-                    input,
-                    &mut self.stats,
-                    bootstrap_limits(),
-                    |req, spki| {
-                        let Some(machine) = core.take() else {
-                            return Response::text(503, "bootstrap finished; the KMS is starting");
-                        };
-                        let target = match &req.query {
-                            Some(q) => alloc::format!("{}?{}", req.path, q),
-                            None => req.path.clone(),
-                        };
-                        let breq = boot::Request {
-                            method: method_name(req.method),
-                            target: &target,
-                            body: &req.body,
-                            client_spki_der: spki,
-                        };
-                        let mut cx = boot::Context {
-                            evidence: &mut *evidence,
-                            probe: &mut probe,
-                        };
-                        match machine.handle(&breq, &mut cx) {
-                            Step::Continue(next, r) => {
-                                *core = Some(next);
-                                Response::json(r.status, r.body)
-                            }
-                            Step::Start(s, r) => {
-                                started = Some(s);
-                                let mut resp = Response::json(r.status, r.body);
-                                resp.close = true;
-                                resp
-                            }
-                        }
-                    },
-                )
-            }
-            // A connection from the previous phase: close it.
-            _ => true,
+        let mut env = Env {
+            now: self.clock.unix_seconds(),
+            rng,
         };
-        if let Some(s) = started {
-            self.pending_start = Some(s);
-            self.try_start();
+        let progress = c.conn.on_tls(&self.app, &mut env, input);
+        c.last_input = now;
+        if progress.close {
+            c.closing = true;
         }
-        close
+        if progress.tls_error.is_some() {
+            self.stats.tls_failed += 1;
+        }
+        match progress.effect {
+            Some(Effect::OpenStore) => {
+                self.start_pending = true;
+                self.last_start_attempt = None;
+                self.try_start();
+            }
+            Some(Effect::CloseRaTlsPort) => self.close_ratls(),
+            None => {}
+        }
     }
 
     /// Opens the store and switches to the KMS; on failure (Redis went away since the probe)
     /// keeps the provisioned state and retries on later steps.
     fn try_start(&mut self) {
-        let Some(started) = self.pending_start.take() else {
-            return;
-        };
         self.last_start_attempt = Some(self.clock.now());
-        match self.build_serving(&started) {
-            Ok(phase) => {
+        match self.open_and_serve() {
+            Ok(effect) => {
+                self.start_pending = false;
+                if effect == Some(Effect::CloseRaTlsPort) {
+                    self.close_ratls();
+                }
                 log::info!(
                     "bootstrap finished: the KMS serves on port {}{}",
                     self.settings.port,
@@ -621,23 +444,26 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
                         ""
                     }
                 );
-                self.phase = phase;
-                // Bootstrap connections end with their current output.
+                // Bootstrap connections of the main port end with their current output.
                 for c in &mut self.conns {
-                    if matches!(c.kind, Kind::Bootstrap(_)) {
+                    if c.conn.listener() == Listener::Main
+                        && c.conn.generation() == Generation::Bootstrap
+                    {
+                        c.conn.close();
                         c.closing = true;
                     }
                 }
             }
-            Err(e) => {
-                log::error!("cannot start the KMS yet: {e}; retrying");
-                self.pending_start = Some(started);
-            }
+            Err(e) => log::error!("cannot start the KMS yet: {e}; retrying"),
         }
     }
 
-    fn build_serving(&mut self, started: &Started) -> Result<Phase<N>, ServiceError> {
-        let url = RedisUrl::parse(&started.database.url).map_err(|_| ServiceError::RedisUrl)?;
+    fn open_and_serve(&mut self) -> Result<Option<Effect>, ServiceError> {
+        let (url, secret) = self
+            .app
+            .database()
+            .ok_or(ServiceError::App(AppError::NotStarting))?;
+        let url = RedisUrl::parse(&url).map_err(|_| ServiceError::RedisUrl)?;
         let pool = NetPool::new(
             self.stack.clone(),
             self.clock.clone(),
@@ -645,214 +471,21 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
             self.settings.limits.redis,
             self.settings.limits.redis_reply,
         );
-        let store = RedisFindexStore::open(pool, started.database.secret.expose())
-            .map_err(ServiceError::Store)?;
-        let kms = Box::new(Kms::new(store, KmsConfig::default()));
-        let key = started
-            .identity
-            .key()
-            .to_pkcs8_der()
-            .map_err(|_| ServiceError::Key)?;
-        let (auth, fallback_user) = match &started.client_ca {
-            Some(ca) => (
-                // Optional at the TLS layer so `GET /attestation` stays public; every KMS route
-                // answers 401 without a verified client certificate.
-                ClientAuth::WebPki {
-                    roots: ca.der.clone(),
-                    mandatory: false,
-                },
-                None,
-            ),
-            None => {
-                log::warn!(
-                    "no client CA was provisioned: clients are NOT authenticated; every request runs as `admin`"
-                );
-                (ClientAuth::None, Some(String::from("admin")))
-            }
-        };
-        let tls = TlsConfig::new(
-            &started.chain.der,
-            &key,
-            auth,
-            self.tls_clock.clone(),
-            self.settings.limits.tls,
-        )
-        .map_err(ServiceError::Tls)?;
-        let ratls = if started.needs_ra_tls_port() {
-            let l = self
-                .stack
-                .with(|s| s.listen(self.settings.ratls_port, 2))
-                .map_err(|_| ServiceError::Busy)?
-                .map_err(ServiceError::Listen)?;
-            self.ratls = Some(l);
-            Some(bootstrap_tls(
-                &self.identity,
-                &Settings {
-                    provisioner: ProvisionerPolicy::Open,
-                    ..self.settings.clone()
-                },
-                self.tls_clock.clone(),
-            )?)
-        } else {
-            None
-        };
-        Ok(Phase::Serving {
-            kms,
-            tls,
-            fallback_user,
-            ratls,
-        })
+        let store = RedisFindexStore::open(pool, secret.expose()).map_err(ServiceError::Store)?;
+        self.app.serve(store).map_err(ServiceError::App)
     }
-}
 
-/// Bootstrap API framing limits: JSON bodies up to the core's limit.
-fn bootstrap_limits() -> HttpLimits {
-    HttpLimits {
-        max_body_bytes: boot::routes::MAX_BODY,
-        ..HttpLimits::DEFAULT
-    }
-}
-
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Get => "GET",
-        Method::Head => "HEAD",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Delete => "DELETE",
-        Method::Other => "OTHER",
-    }
-}
-
-/// Runs the TLS input of an API connection through HTTP framing and `handle`; true when the
-/// connection should close after its output.
-fn api_input(
-    c: &mut ApiConn,
-    input: &[u8],
-    stats: &mut Stats,
-    limits: HttpLimits,
-    mut handle: impl FnMut(&kms::http::Request, Option<&[u8]>) -> Response,
-) -> bool {
-    if c.tls.read_tls(input, &mut c.pending).is_err() {
-        stats.tls_failed += 1;
-        return true;
-    }
-    // The client's key, proven in the handshake that may just have completed.
-    let spki = c.tls.peer_spki_der();
-    let mut out = Vec::new();
-    let mut consumed = 0;
-    let mut close = c.close_after_write;
-    loop {
-        let rest = c.pending.get(consumed..).unwrap_or(&[]);
-        match parse_request(rest, &limits) {
-            Ok(None) => break,
-            Ok(Some((req, used))) => {
-                consumed += used;
-                let mut resp = handle(&req, spki.as_deref());
-                if !req.keep_alive {
-                    resp.close = true;
+    fn close_ratls(&mut self) {
+        if let Some(l) = self.ratls.take() {
+            let _ = self.stack.with(|s| s.unlisten(l));
+            for c in &mut self.conns {
+                if c.conn.listener() == Listener::RaTls {
+                    c.conn.close();
+                    c.closing = true;
                 }
-                resp.encode(&mut out);
-                if resp.close {
-                    close = true;
-                    break;
-                }
-            }
-            Err(e) => {
-                let e: HttpError = e;
-                let mut resp = Response::text(e.status(), &alloc::format!("{e}"));
-                resp.close = true;
-                resp.encode(&mut out);
-                close = true;
-                break;
             }
         }
     }
-    if let Some(done) = c.pending.get_mut(..consumed) {
-        done.zeroize();
-    }
-    c.pending.drain(..consumed);
-    let written = c.tls.write_plaintext(&out);
-    out.zeroize();
-    if written.is_err() {
-        return true;
-    }
-    if close {
-        let _ = c.tls.send_close_notify();
-        c.close_after_write = true;
-    }
-    close || c.tls.is_finished()
-}
-
-/// Runs the TLS input of a KMS connection: frames requests, hands each one (its exact bytes, the
-/// parsed request or `None` when it cannot be framed, the user) to `handle`, which writes the
-/// response. True when the connection should close after its output.
-fn kms_input(
-    c: &mut KmsConn,
-    input: &[u8],
-    stats: &mut Stats,
-    mut handle: impl FnMut(
-        &mut HttpConn,
-        &[u8],
-        Option<&kms::http::Request>,
-        Option<&str>,
-        &mut Vec<u8>,
-    ) -> Action,
-) -> bool {
-    if c.tls.read_tls(input, &mut c.pending).is_err() {
-        stats.tls_failed += 1;
-        return true;
-    }
-    if c.user.is_none() && c.tls.state() != TlsState::Handshaking {
-        c.user = c.tls.peer_common_name().or_else(|| c.fallback_user.clone());
-    }
-    let mut out = Vec::new();
-    let mut close = c.close_after_write;
-    while !close {
-        match parse_request(&c.pending, &c.limits) {
-            Ok(None) => break,
-            Ok(Some((req, used))) => {
-                let mut chunk: Vec<u8> = c.pending.drain(..used.min(c.pending.len())).collect();
-                close = handle(&mut c.http, &chunk, Some(&req), c.user.as_deref(), &mut out)
-                    == Action::Close;
-                chunk.zeroize();
-            }
-            Err(_) => {
-                // The KMS connection answers the framing error (400, 413, ...) and closes.
-                let mut rest = core::mem::take(&mut c.pending);
-                let _ = handle(&mut c.http, &rest, None, c.user.as_deref(), &mut out);
-                rest.zeroize();
-                close = true;
-            }
-        }
-    }
-    let written = c.tls.write_plaintext(&out);
-    out.zeroize();
-    if written.is_err() {
-        return true;
-    }
-    if close && !c.close_after_write {
-        let _ = c.tls.send_close_notify();
-        c.close_after_write = true;
-    }
-    close || c.tls.is_finished()
-}
-
-fn bootstrap_tls(
-    identity: &Identity,
-    settings: &Settings,
-    clock: Arc<SharedClock>,
-) -> Result<TlsConfig, ServiceError> {
-    let key = identity
-        .key()
-        .to_pkcs8_der()
-        .map_err(|_| ServiceError::Key)?;
-    let auth = match &settings.provisioner {
-        ProvisionerPolicy::Open => ClientAuth::None,
-        ProvisionerPolicy::Pinned(h) => ClientAuth::PinnedSpki(*h),
-    };
-    let chain = alloc::vec![Vec::from(identity.certificate_der())];
-    TlsConfig::new(&chain, &key, auth, clock, settings.limits.tls).map_err(ServiceError::Tls)
 }
 
 /// `/redis-findex`: open the store over the network and drop it.

@@ -256,7 +256,7 @@ impl Random for TestRng {
 struct Harness {
     _redis: Redis,
     world: Arc<Mutex<World>>,
-    server: Server<PipeNic, NoPlatform>,
+    server: Server<PipeNic>,
     rng: TestRng,
     redis_url: String,
 }
@@ -584,7 +584,7 @@ const CREATE: &str = r#"{"tag":"Create","value":[
 fn bootstrap_then_kms_on_redis_over_netstack() {
     let admin_ca = Ca::new("provisioner CA");
     let (admin_chain, admin_key) = admin_ca.issue("admin");
-    let spki = kms::tls::spki_der(&admin_chain[0]).unwrap();
+    let spki = kms::x509::spki_der(&admin_chain[0]).unwrap();
     let pin = {
         use sha2::Digest;
         let h: [u8; 32] = sha2::Sha256::digest(&spki).into();
@@ -594,12 +594,16 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
     let server_ca = Ca::new("server CA");
     let users = Ca::new("users CA");
 
-    // Someone else cannot provision (pinned SPKI): refused with 403-style error, before anything.
+    // Someone else cannot provision (pinned SPKI): 403 with the reason, before anything.
     let (intruder_chain, intruder_key) = admin_ca.issue("admin");
     let c = h.tcp_connect(PORT);
     let mut tls = bootstrap_client(Some((&intruder_chain, &intruder_key)));
-    let (resp, closed) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
-    assert!(closed && resp.is_empty(), "intruder got {resp:?}");
+    let (resp, _) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
+    assert!(
+        resp.starts_with("HTTP/1.1 403")
+            && resp.contains("the client certificate is not the provisioner's"),
+        "intruder got {resp:?}"
+    );
 
     // The provisioner: CSR, certificate, database, client CA, start.
     let c = h.tcp_connect(PORT);

@@ -2,7 +2,7 @@
 //! links the `kms` core and drives it: Create an AES key, Encrypt and Decrypt through
 //! `Kms::kmip_json`, CreateKeyPair and Sign, over a `MemoryStore` and a dummy RNG; then, with
 //! the `tls` feature, a full TLS 1.3 handshake (rustls unbuffered client, ring, RDRAND via the
-//! `getrandom-rdrand` patch) against `kms::tls::HttpsConn` and `GET /health` through it.
+//! `getrandom-rdrand` patch) against `kms::conn::Conn` (the App of both servers) and `GET /health` through it.
 //!
 //! If the core (or anything it depends on) needed std, this would not link; if it pulled a
 //! dynamic dependency, `scripts/nostd-check` finds undefined symbols or an INTERP segment.
@@ -190,25 +190,23 @@ fn client_step(
     Err("client: no progress")
 }
 
-/// A full TLS 1.3 handshake (rustls client, unbuffered) against `kms::tls::HttpsConn` with the
-/// ring provider and RDRAND randomness, then `GET /health` through it.
-fn tls_check(kms: &Kms<MemoryStore>, env: &mut Env<'_>) -> Result<(), &'static str> {
+/// A full TLS 1.3 handshake (rustls client, unbuffered) against `kms::conn::Conn` (the App of
+/// both servers) with the ring provider and RDRAND randomness, then `GET /health` through it.
+fn tls_check(env: &mut Env<'_>) -> Result<(), &'static str> {
     use alloc::sync::Arc;
     use alloc::vec::Vec;
-    use kms::server::Action;
-    use kms::tls::{ClientAuth, HttpsConn, SharedClock, TlsConfig, TlsLimits};
+    use kms::app::{App, AppConfig, Listener, ServerTls};
+    use kms::conn::Conn;
 
-    let clock = Arc::new(SharedClock::new());
-    clock.set(TLS_NOW);
-    let chain = alloc::vec![Vec::from(SERVER_DER), Vec::from(CA_DER)];
-    let config = TlsConfig::new(
-        &chain,
-        SERVER_KEY_PKCS8,
-        ClientAuth::None,
-        clock,
-        TlsLimits::default(),
-    )
-    .map_err(|_| "TLS server config")?;
+    let tls = ServerTls {
+        chain: alloc::vec![Vec::from(SERVER_DER), Vec::from(CA_DER)],
+        key: kms::x509::PrivateKey::Pkcs8(Vec::from(SERVER_KEY_PKCS8)),
+        client_ca: None,
+        fixed_user: None,
+    };
+    let app: App<MemoryStore> = App::serving(MemoryStore::new(), tls, AppConfig::default())
+        .map_err(|_| "TLS server config")?;
+    app.set_time(TLS_NOW);
 
     #[derive(Debug)]
     struct Fixed;
@@ -235,8 +233,7 @@ fn tls_check(kms: &Kms<MemoryStore>, env: &mut Env<'_>) -> Result<(), &'static s
     let mut client = rustls::client::UnbufferedClientConnection::new(Arc::new(client_config), name)
         .map_err(|_| "TLS client")?;
 
-    let mut server =
-        HttpsConn::new(&config, kms::http::Limits::DEFAULT, None).map_err(|_| "TLS conn")?;
+    let mut server = Conn::accept(&app, Listener::Main).map_err(|_| "TLS conn")?;
     let mut request: Option<&[u8]> = Some(b"GET /health HTTP/1.1\r\nHost: kms.test\r\n\r\n");
     let (mut to_client, mut to_server, mut answer) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..16 {
@@ -248,7 +245,7 @@ fn tls_check(kms: &Kms<MemoryStore>, env: &mut Env<'_>) -> Result<(), &'static s
             &mut answer,
         )?;
         if !to_server.is_empty() {
-            if server.on_ciphertext(kms, env, &to_server) == Action::Close {
+            if server.on_tls(&app, env, &to_server).close {
                 return Err("TLS server closed the connection");
             }
             to_server.clear();
@@ -271,7 +268,7 @@ fn main() -> i32 {
             now: TLS_NOW,
             rng: &mut rng,
         };
-        tls_check(&kms, &mut env)
+        tls_check(&mut env)
     };
     match run().and(tls) {
         Ok(()) => {

@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo run --release -p kms-server --example kms-bench -- [--seconds N]`
 //!
-//! The server runs in this process (same `serve` + `KmsHandler` code as the `kms-server`
+//! The server runs in this process (same `serve` + `App` code as the `kms-server`
 //! binary, on its own threads); clients are `ckms`'s HTTP client, one keep-alive connection
 //! per client thread.
 //!
@@ -30,13 +30,12 @@ use ckms::http::{ClientIdentity, HttpClient, client_config, load_certs};
 use ckms::kmip::{TtlvExt, hex_upper};
 use kms::crypto::Random;
 use kms::crypto::aead::{AeadAlg, encrypt};
-use kms::http::Limits;
 use kms::store::Store;
 use kms::store::memory::MemoryStore;
-use kms::{Kms, KmsConfig};
-use kms_server::kms_handler::{KmsHandler, OsRandom, unix_now};
-use kms_server::serve::{IdentityPolicy, ServeOptions, serve};
-use kms_server::tls::{load_certs as server_certs, load_key, server_config};
+
+use kms::app::{App, AppConfig, ServerTls};
+use kms_server::serve::{OsRandom, ServeOptions, serve, unix_now};
+use kms_server::tls::{load_certs as server_certs, load_key};
 
 const CREATE: &str = r#"{"tag":"Create","type":"Structure","value":[
   {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
@@ -273,23 +272,19 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = pki::Pki::new(dir.path(), "bench");
     let user = pki.client(Some("bench"));
-    let tls = server_config(
-        server_certs(&pki.server.cert).expect("cert"),
-        load_key(&pki.server.key).expect("key"),
-        Some(server_certs(&pki.ca_cert).expect("ca")),
-    )
-    .expect("server TLS");
+    let tls = ServerTls {
+        chain: server_certs(&pki.server.cert).expect("cert"),
+        key: load_key(&pki.server.key).expect("key"),
+        client_ca: Some(server_certs(&pki.ca_cert).expect("ca")),
+        fixed_user: None,
+    };
     let store: Arc<dyn Store> = Arc::new(MemoryStore::<parking_lot::RawMutex>::with_lock());
-    let kms = Arc::new(Kms::new(store, KmsConfig::default()));
-    let handler = Arc::new(KmsHandler::new(kms.clone(), Limits::DEFAULT));
+    let app = Arc::new(App::serving(store, tls, AppConfig::default()).expect("server TLS"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("https://{}", listener.local_addr().expect("addr"));
+    let served = app.clone();
     std::thread::spawn(move || {
-        let options = ServeOptions {
-            identity: IdentityPolicy::ClientCertCn,
-            ..ServeOptions::default()
-        };
-        serve(listener, tls, handler, options).expect("serve")
+        serve(served, listener, None, None, ServeOptions::default()).expect("serve")
     });
 
     let client_tls = client_config(
@@ -333,7 +328,7 @@ fn main() {
         floor,
     ));
     let core = {
-        let (kms, body) = (kms.clone(), enc_body.clone());
+        let (app, body) = (app.clone(), enc_body.clone());
         measure(
             1,
             secs,
@@ -343,6 +338,7 @@ fn main() {
                     now: unix_now(),
                     rng,
                 };
+                let kms = app.kms().expect("serving");
                 let out = kms
                     .kmip_json(&mut env, "bench", body.as_bytes())
                     .expect("kmip");

@@ -7,13 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kms::app::{App, AppConfig, ServerTls};
 use kms::http::Limits;
-use kms::{Kms, KmsConfig};
 
-use crate::kms_handler::KmsHandler;
-use crate::serve::{IdentityPolicy, ServeOptions, serve};
+use crate::serve::{ServeOptions, serve};
 use crate::store::{DatabaseArgs, OpenStoreError, open_store};
-use crate::tls::{TlsConfigError, load_certs, load_key, server_config};
+use crate::tls::{TlsFileError, load_certs, load_key};
 
 /// The user every request runs as under `--insecure-no-auth`.
 pub const INSECURE_USER: &str = "admin";
@@ -72,8 +71,10 @@ pub struct ServerArgs {
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// TLS material or configuration.
-    Tls(TlsConfigError),
+    /// TLS material.
+    TlsFiles(TlsFileError),
+    /// TLS configuration refused.
+    Tls(kms::app::AppError),
     /// Store could not be opened.
     Store(OpenStoreError),
     /// Binding or serving the socket.
@@ -83,6 +84,7 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StartError::TlsFiles(e) => write!(f, "TLS: {e}"),
             StartError::Tls(e) => write!(f, "TLS: {e}"),
             StartError::Store(e) => write!(f, "{e}"),
             StartError::Io(e) => write!(f, "network: {e}"),
@@ -94,31 +96,38 @@ impl std::error::Error for StartError {}
 
 /// Start the server described by `args` and serve until a fatal error.
 pub fn run(args: ServerArgs) -> Result<(), StartError> {
-    let certs = load_certs(&args.tls_cert).map_err(StartError::Tls)?;
-    let key = load_key(&args.tls_key).map_err(StartError::Tls)?;
+    let chain = load_certs(&args.tls_cert).map_err(StartError::TlsFiles)?;
+    let key = load_key(&args.tls_key).map_err(StartError::TlsFiles)?;
     let client_ca = match &args.client_ca {
-        Some(p) => Some(load_certs(p).map_err(StartError::Tls)?),
+        Some(p) => Some(load_certs(p).map_err(StartError::TlsFiles)?),
         None => None,
     };
-    let tls = server_config(certs, key, client_ca).map_err(StartError::Tls)?;
-    let identity = if args.insecure_no_auth {
+    let fixed_user = if args.insecure_no_auth {
         eprintln!(
             "\n************************************************************************\n\
              * WARNING: --insecure-no-auth: clients are NOT authenticated.          *\n\
              * Every request runs as user `{INSECURE_USER}`. Never use this in production. *\n\
              ************************************************************************\n"
         );
-        IdentityPolicy::Fixed(INSECURE_USER.into())
+        Some(INSECURE_USER.to_owned())
     } else {
-        IdentityPolicy::ClientCertCn
+        None
     };
     let store = open_store(&args.database).map_err(StartError::Store)?;
-    let kms = Arc::new(Kms::new(store, KmsConfig::default()));
-    let limits = Limits {
-        max_body_bytes: args.max_body_bytes,
-        ..Limits::DEFAULT
+    let config = AppConfig {
+        http: Limits {
+            max_body_bytes: args.max_body_bytes,
+            ..Limits::DEFAULT
+        },
+        ..AppConfig::default()
     };
-    let handler = Arc::new(KmsHandler::new(kms, limits));
+    let tls = ServerTls {
+        chain,
+        key,
+        client_ca,
+        fixed_user,
+    };
+    let app = Arc::new(App::serving(store, tls, config).map_err(StartError::Tls)?);
     let listener =
         TcpListener::bind(SocketAddr::new(args.bind, args.port)).map_err(StartError::Io)?;
     let local = listener.local_addr().map_err(StartError::Io)?;
@@ -128,10 +137,9 @@ pub fn run(args: ServerArgs) -> Result<(), StartError> {
         .and_then(|()| stdout.flush())
         .map_err(StartError::Io)?;
     let options = ServeOptions {
-        identity,
         read_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
         write_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
         max_connections: args.max_connections.max(1),
     };
-    serve(listener, tls, handler, options).map_err(StartError::Io)
+    serve(app, listener, None, None, options).map_err(StartError::Io)
 }

@@ -1,63 +1,44 @@
-//! The I/O driver: accept TCP connections, run TLS, and move plaintext bytes between the TLS
-//! stream and a sans-IO [`Session`]. It knows nothing about HTTP or KMIP.
+//! The I/O driver of the host: accept TCP connections on the [`App`]'s listeners and move bytes
+//! between each socket and its [`kms::conn::Conn`]. It knows nothing about TLS, HTTP or KMIP: the
+//! core does all of that, here as in the image.
 //!
-//! One thread per connection, with a cap on concurrent connections: beyond it, new
+//! One thread per connection, with a cap on concurrent connections per listener: beyond it, new
 //! connections are closed at once (before the TLS handshake). Reads have a timeout, so an idle
-//! or stalled client holds a thread for at most that long.
+//! or stalled client holds a thread for at most that long. Effects the App asks for (open the
+//! provisioned store, close the RA-TLS port) run on the connection thread that caused them,
+//! before its response is sent.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kms::server::Action;
-use zeroize::Zeroize;
+use kms::app::{App, Effect, Listener};
+use kms::conn::Conn;
+use kms::store::Store;
+use zeroize::Zeroizing;
 
-use crate::tls::subject_common_name;
+use crate::bootstrap::platform::StoreOpener;
 
-/// Per-connection protocol state, driven with the plaintext bytes of one TLS connection.
-pub trait Session: Send {
-    /// Consume `input` (possibly a partial request), append any response bytes to `out`, and
-    /// say whether the connection should stay open. `user` is the authenticated identity.
-    fn on_bytes(&mut self, user: Option<&str>, input: &[u8], out: &mut Vec<u8>) -> Action;
-}
-
-/// Creates one [`Session`] per accepted connection. Shared by all connection threads.
-pub trait Handler: Send + Sync + 'static {
-    /// The per-connection state.
-    type Session: Session + 'static;
-    /// A fresh session for a new connection.
-    fn session(&self) -> Self::Session;
-}
-
-/// Where the identity of a connection comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdentityPolicy {
-    /// Subject CN of the verified client certificate (mTLS). No certificate or no CN: `None`.
-    ClientCertCn,
-    /// Every connection runs as this user (`--insecure-no-auth` runs as `admin`).
-    Fixed(String),
-}
+/// The App of the host: any store chosen at run time, blocking locks.
+pub type HostApp = App<Arc<dyn Store>, parking_lot::RawMutex>;
 
 /// Knobs of [`serve`].
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// How identity is established.
-    pub identity: IdentityPolicy,
     /// Timeout of each socket read (handshake included); an idle keep-alive connection is
     /// closed after it.
     pub read_timeout: Duration,
     /// Timeout of each socket write.
     pub write_timeout: Duration,
-    /// Maximum number of connections served at once.
+    /// Maximum number of connections served at once, per listener.
     pub max_connections: usize,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
-            identity: IdentityPolicy::ClientCertCn,
             read_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(60),
             max_connections: 512,
@@ -65,20 +46,85 @@ impl Default for ServeOptions {
     }
 }
 
-/// Accept connections on `listener` forever (until accepting fails fatally).
-///
-/// Each connection gets its own thread, TLS session (`tls`) and [`Handler::session`]. Errors of
-/// one connection (bad TLS, no client certificate, timeouts, malformed requests) end only that
-/// connection.
-pub fn serve<H: Handler>(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    handler: Arc<H>,
+/// The operating system's CSPRNG (getrandom(2) through ring).
+pub struct OsRandom(pub ring::rand::SystemRandom);
+
+impl OsRandom {
+    /// A handle on the OS generator.
+    pub fn new() -> Self {
+        OsRandom(ring::rand::SystemRandom::new())
+    }
+}
+
+impl Default for OsRandom {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl kms::crypto::Random for OsRandom {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), kms::crypto::RngError> {
+        ring::rand::SecureRandom::fill(&self.0, buf).map_err(|_| kms::crypto::RngError)
+    }
+}
+
+/// Seconds since the Unix epoch from the host clock (0 if the clock is before 1970).
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Everything the connection threads share.
+struct Shared {
+    app: Arc<HostApp>,
+    opener: Option<Arc<dyn StoreOpener>>,
+    options: ServeOptions,
+    main_addr: SocketAddr,
+    ratls_addr: Option<SocketAddr>,
+    ratls_closed: AtomicBool,
+    ratls_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Serves `app` on `main` (and `ratls`, the RA-TLS port of bootstrap mode) until accepting on
+/// `main` fails fatally. `opener` opens the provisioned store after `/start`.
+pub fn serve(
+    app: Arc<HostApp>,
+    main: TcpListener,
+    ratls: Option<TcpListener>,
+    opener: Option<Arc<dyn StoreOpener>>,
     options: ServeOptions,
 ) -> io::Result<()> {
+    let shared = Arc::new(Shared {
+        app,
+        opener,
+        options,
+        main_addr: main.local_addr()?,
+        ratls_addr: ratls.as_ref().map(TcpListener::local_addr).transpose()?,
+        ratls_closed: AtomicBool::new(false),
+        ratls_thread: Mutex::new(None),
+    });
+    if let Some(ratls) = ratls {
+        let s = shared.clone();
+        let t = std::thread::Builder::new()
+            .name("kms-ratls".into())
+            .spawn(move || accept_loop(&s, ratls, Listener::RaTls))?;
+        *shared
+            .ratls_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(t);
+    }
+    accept_loop(&shared, main, Listener::Main);
+    Ok(())
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, which: Listener) {
     let active = Arc::new(AtomicUsize::new(0));
-    let options = Arc::new(options);
     for stream in listener.incoming() {
+        if which == Listener::RaTls && shared.ratls_closed.load(Ordering::Acquire) {
+            break;
+        }
         let stream = match stream {
             Ok(s) => s,
             // Transient accept errors (e.g. ECONNABORTED, EMFILE): keep serving.
@@ -88,19 +134,17 @@ pub fn serve<H: Handler>(
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::AcqRel) >= options.max_connections {
-            active.fetch_sub(1, Ordering::AcqRel);
+        let Some(slot) = Slot::take(&active, shared.options.max_connections) else {
             drop(stream);
             continue;
-        }
-        let guard = ActiveGuard(active.clone());
-        let (tls, handler, options) = (tls.clone(), handler.clone(), options.clone());
+        };
+        let shared = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("kms-conn".into())
             .spawn(move || {
-                let _guard = guard;
+                let _slot = slot;
                 let peer = stream.peer_addr().ok();
-                if let Err(e) = serve_connection(stream, tls, &*handler, &options)
+                if let Err(e) = serve_connection(stream, &shared, which)
                     && !is_quiet(&e)
                 {
                     match peer {
@@ -113,14 +157,8 @@ pub fn serve<H: Handler>(
             eprintln!("kms-server: cannot spawn a connection thread: {e}");
         }
     }
-    Ok(())
-}
-
-struct ActiveGuard(Arc<AtomicUsize>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+    if which == Listener::RaTls {
+        eprintln!("kms-server: RA-TLS port closed (the API certificate carries the quote)");
     }
 }
 
@@ -133,53 +171,117 @@ fn is_quiet(e: &io::Error) -> bool {
             | io::ErrorKind::BrokenPipe
             | io::ErrorKind::WouldBlock
             | io::ErrorKind::TimedOut
-    )
+    ) || e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<kms::tls::TlsError>())
+        .is_some_and(kms::tls::TlsError::is_peer_abort)
 }
 
-/// Serve one connection until the peer closes it, the session asks to close, or an error.
-pub fn serve_connection<H: Handler>(
-    mut tcp: TcpStream,
-    tls: Arc<rustls::ServerConfig>,
-    handler: &H,
-    options: &ServeOptions,
-) -> io::Result<()> {
-    tcp.set_read_timeout(Some(options.read_timeout))?;
-    tcp.set_write_timeout(Some(options.write_timeout))?;
-    tcp.set_nodelay(true)?;
-    let mut conn = rustls::ServerConnection::new(tls).map_err(io::Error::other)?;
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp)?;
+/// One of at most `max` concurrent connections; released on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        if active.fetch_add(1, Ordering::AcqRel) >= max.max(1) {
+            active.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(active.clone()))
     }
-    let user = match &options.identity {
-        IdentityPolicy::Fixed(u) => Some(u.clone()),
-        IdentityPolicy::ClientCertCn => conn
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(subject_common_name),
-    };
-    let mut session = handler.session();
-    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
-    let mut input = vec![0u8; 16 * 1024];
-    let mut out = Vec::with_capacity(16 * 1024);
-    let result = loop {
-        let n = match stream.read(&mut input) {
-            Ok(0) => break Ok(()),
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves one connection until the peer closes it, the App asks to close, or an error.
+fn serve_connection(mut tcp: TcpStream, shared: &Shared, which: Listener) -> io::Result<()> {
+    tcp.set_read_timeout(Some(shared.options.read_timeout))?;
+    tcp.set_write_timeout(Some(shared.options.write_timeout))?;
+    tcp.set_nodelay(true)?;
+    let app = &*shared.app;
+    let mut conn = Conn::accept(app, which).map_err(io::Error::other)?;
+    let mut rng = OsRandom::new();
+    let mut input = Zeroizing::new(vec![0u8; 16 * 1024]);
+    loop {
+        let n = match tcp.read(&mut input) {
+            Ok(0) => return Ok(()),
             Ok(n) => n,
-            Err(e) => break Err(e),
+            Err(e) => return Err(e),
         };
-        let action = session.on_bytes(user.as_deref(), input.get(..n).unwrap_or(&[]), &mut out);
-        let written = stream.write_all(&out).and_then(|()| stream.flush());
-        // Responses can carry key material: wipe before reuse.
-        out.zeroize();
-        if let Err(e) = written {
-            break Err(e);
+        let mut env = kms::Env {
+            now: unix_now(),
+            rng: &mut rng,
+        };
+        let progress = conn.on_tls(app, &mut env, input.get(..n).unwrap_or(&[]));
+        if let Some(effect) = progress.effect {
+            shared.run(effect);
         }
-        if action == Action::Close {
-            stream.conn.send_close_notify();
-            let _ = stream.conn.complete_io(stream.sock);
-            break Ok(());
+        let out = conn.pending_tls();
+        let sent = out.len();
+        tcp.write_all(out)?;
+        conn.consume_tls(sent);
+        if let Some(e) = progress.tls_error {
+            return Err(io::Error::other(e));
         }
-    };
-    input.zeroize();
-    result
+        if progress.close {
+            tcp.flush()?;
+            return Ok(());
+        }
+    }
+}
+
+impl Shared {
+    fn run(&self, effect: Effect) {
+        match effect {
+            Effect::OpenStore => self.start_kms(),
+            Effect::CloseRaTlsPort => self.close_ratls(),
+        }
+    }
+
+    /// Opens the provisioned store and switches the App to serving, before the client hears that
+    /// `/start` succeeded (so its next connection already reaches the KMS). A failure leaves no
+    /// bootstrap API to retry with: the process exits with the reason, and the operator restarts
+    /// it (the key is the same after a restart).
+    fn start_kms(&self) {
+        let result = match (&self.opener, self.app.database()) {
+            (Some(opener), Some((url, secret))) => opener
+                .open(&url, &secret)
+                .map_err(|e| e.to_string())
+                .and_then(|store| self.app.serve(store).map_err(|e| e.to_string())),
+            _ => Err("no provisioned database to open".into()),
+        };
+        match result {
+            Ok(effect) => {
+                println!("kms-server started: KMS listening on {}", self.main_addr);
+                if let Some(effect) = effect {
+                    self.run(effect);
+                }
+                let _ = io::stdout().flush();
+            }
+            Err(e) => {
+                eprintln!("kms-server: cannot start the KMS after /start: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+
+    /// Stops the RA-TLS accept loop and waits for it, so the port is closed before the
+    /// provisioner hears that `/start` succeeded.
+    fn close_ratls(&self) {
+        let Some(addr) = self.ratls_addr else { return };
+        self.ratls_closed.store(true, Ordering::Release);
+        // Wake the accept loop so it sees the flag and drops its listener.
+        let _ = TcpStream::connect(addr);
+        let thread = self
+            .ratls_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
 }

@@ -32,7 +32,7 @@ use core::fmt;
 use base64ct::{Base64, Encoding};
 use zeroize::Zeroizing;
 
-pub use routes::{Bootstrap, Context, Request, Response, Step};
+pub use routes::{Bootstrap, Response, Step};
 pub use state::{Identity, ProvisionerAuthorized, ProvisionerPolicy, Started};
 
 /// The 32-byte database secret (the root of the Redis-with-Findex key hierarchy). Zeroized on drop, never

@@ -1,5 +1,5 @@
-//! The bootstrap HTTP API, sans-IO: a request (method, target, body, the TLS client's public key) goes in; a
-//! JSON response and the next state come out. Framing and TLS are the driver's job.
+//! The bootstrap HTTP API, sans-IO: a framed request and the TLS client's public key go in; a JSON response
+//! and the next state come out. Framing, TLS and routing are [`crate::app`]'s job.
 
 use alloc::format;
 use alloc::string::ToString;
@@ -14,6 +14,7 @@ use super::api::{
     CsrResponse, ErrorResponse, RedisFindexRequest, StartResponse, StatusResponse,
 };
 use super::platform::{DatabaseProbe, Evidence, Platform};
+use crate::http::{Method, Request as HttpRequest};
 use super::state::{
     AwaitingCertificate, ClientCa, DatabaseConfig, Identity, Phase, ProvisionerAuthorized,
     ProvisionerPolicy, Started,
@@ -21,20 +22,6 @@ use super::state::{
 use super::x509::{self, CsrParams};
 use super::{BootstrapError, DbSecret};
 use attest::ratls::encode_snp_quote;
-
-/// One HTTP request, already framed by the driver.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    /// `GET`, `POST`, …
-    pub method: &'a str,
-    /// Path and query, e.g. `/attestation?nonce=…`.
-    pub target: &'a str,
-    /// Body bytes.
-    pub body: &'a [u8],
-    /// DER SubjectPublicKeyInfo of the TLS client certificate, if the client presented one (and proved
-    /// possession of its key in the handshake).
-    pub client_spki_der: Option<&'a [u8]>,
-}
 
 /// A JSON response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +43,11 @@ impl Response {
         }
     }
 
+    /// A 200 answer with `value` as JSON.
+    pub fn ok<T: Serialize>(value: &T) -> Response {
+        Response::json(200, value)
+    }
+
     /// The `{"error": "..."}` answer for `err`.
     pub fn error(err: &BootstrapError) -> Response {
         Response::json(
@@ -65,14 +57,6 @@ impl Response {
             },
         )
     }
-}
-
-/// The platform-facing callbacks a request may need.
-pub struct Context<'a> {
-    /// Attestation reports (for `/attestation`).
-    pub evidence: &'a mut dyn Evidence,
-    /// The database check (for `/redis-findex`).
-    pub probe: &'a mut dyn DatabaseProbe,
 }
 
 /// What a request led to.
@@ -117,35 +101,31 @@ impl Bootstrap {
         &self.phase
     }
 
-    /// Handles one request.
-    pub fn handle(self, req: &Request<'_>, cx: &mut Context<'_>) -> Step {
-        let (path, query) = match req.target.split_once('?') {
-            Some((p, q)) => (p, q),
-            None => (req.target, ""),
-        };
-        match (req.method, path) {
-            ("GET", "/attestation") => {
-                let resp = match attestation(&self.identity, cx.evidence, query) {
-                    Ok(a) => Response::json(200, &a),
-                    Err(e) => Response::error(&e),
-                };
-                Step::Continue(self, resp)
-            }
-            ("POST", "/csr" | "/certificate" | "/redis-findex" | "/client-ca" | "/start") => {
-                let auth = match self.policy.authorize(req.client_spki_der) {
+    /// Handles one request of the bootstrap API (`POST /csr`, `/certificate`, `/redis-findex`,
+    /// `/client-ca`, `/start`). `client_spki_der` is the SubjectPublicKeyInfo of the TLS client
+    /// certificate, when the client presented one and proved possession of its key. `GET
+    /// /attestation` is not here: [`crate::app::App`] serves it in every phase.
+    pub fn handle(
+        self,
+        req: &HttpRequest,
+        client_spki_der: Option<&[u8]>,
+        probe: &mut dyn DatabaseProbe,
+    ) -> Step {
+        match (req.method, req.path.as_str()) {
+            (Method::Post, "/csr" | "/certificate" | "/redis-findex" | "/client-ca" | "/start") => {
+                let auth = match self.policy.authorize(client_spki_der) {
                     Ok(a) => a,
                     Err(e) => return Step::Continue(self, Response::error(&e)),
                 };
                 if req.body.len() > MAX_BODY {
                     return Step::Continue(self, Response::error(&BootstrapError::BodyTooLarge));
                 }
-                self.post(&auth, path, req.body, cx)
+                let path = req.path.clone();
+                self.post(&auth, &path, &req.body, probe)
             }
-            (
-                _,
-                "/attestation" | "/csr" | "/certificate" | "/redis-findex" | "/client-ca"
-                | "/start",
-            ) => Step::Continue(self, Response::error(&BootstrapError::MethodNotAllowed)),
+            (_, "/csr" | "/certificate" | "/redis-findex" | "/client-ca" | "/start") => {
+                Step::Continue(self, Response::error(&BootstrapError::MethodNotAllowed))
+            }
             _ => Step::Continue(self, Response::error(&BootstrapError::NotFound)),
         }
     }
@@ -155,12 +135,12 @@ impl Bootstrap {
         auth: &ProvisionerAuthorized,
         path: &str,
         body: &[u8],
-        cx: &mut Context<'_>,
+        probe: &mut dyn DatabaseProbe,
     ) -> Step {
         let result = match path {
             "/csr" => self.csr(body).map(|r| Response::json(200, &r)),
             "/certificate" => return self.certificate(auth, body),
-            "/redis-findex" => return self.database(auth, body, cx.probe),
+            "/redis-findex" => return self.database(auth, body, probe),
             "/client-ca" => self.client_ca(body).map(|r| Response::json(200, &r)),
             "/start" => return self.start(auth),
             _ => Err(BootstrapError::NotFound),
@@ -394,16 +374,4 @@ pub fn attestation(
         nonce: base16ct::lower::encode_string(&nonce),
         quote: Base64::encode_string(&quote),
     })
-}
-
-/// `GET /attestation` as a complete [`Response`] (for drivers after `/start`).
-pub fn attestation_response(
-    identity: &Identity,
-    evidence: &mut dyn Evidence,
-    query: &str,
-) -> Response {
-    match attestation(identity, evidence, query) {
-        Ok(a) => Response::json(200, &a),
-        Err(e) => Response::error(&e),
-    }
 }

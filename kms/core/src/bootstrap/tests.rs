@@ -98,6 +98,44 @@ struct Harness {
     probe: TestProbe,
 }
 
+/// What [`crate::app::App`] does with a bootstrap-phase request: `GET /attestation` goes to
+/// [`routes::attestation`], the rest to [`Bootstrap::handle`].
+fn dispatch(
+    b: Bootstrap,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    spki: Option<&[u8]>,
+    ev: &mut dyn Evidence,
+    probe: &mut dyn DatabaseProbe,
+) -> Step {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == "/attestation" && method == "GET" {
+        let r = match routes::attestation(b.identity(), ev, query) {
+            Ok(a) => Response::ok(&a),
+            Err(e) => Response::error(&e),
+        };
+        return Step::Continue(b, r);
+    }
+    let method = match method {
+        "GET" => crate::http::Method::Get,
+        "POST" => crate::http::Method::Post,
+        "PUT" => crate::http::Method::Put,
+        "DELETE" => crate::http::Method::Delete,
+        _ => crate::http::Method::Other,
+    };
+    let req = crate::http::Request {
+        method,
+        path: path.into(),
+        query: (!query.is_empty()).then(|| query.into()),
+        minor_version: 1,
+        headers: Vec::new(),
+        body: body.to_vec(),
+        keep_alive: true,
+    };
+    b.handle(&req, spki, probe)
+}
+
 impl Harness {
     fn new() -> Self {
         Harness {
@@ -119,18 +157,14 @@ impl Harness {
         body: &str,
         spki: Option<&[u8]>,
     ) -> Step {
-        let req = Request {
+        dispatch(
+            b,
             method,
             target,
-            body: body.as_bytes(),
-            client_spki_der: spki,
-        };
-        b.handle(
-            &req,
-            &mut Context {
-                evidence: &mut self.ev,
-                probe: &mut self.probe,
-            },
+            body.as_bytes(),
+            spki,
+            &mut self.ev,
+            &mut self.probe,
         )
     }
     /// Calls and expects to stay in bootstrap; returns the machine, status and JSON.
@@ -293,36 +327,13 @@ fn platform_none_has_random_key_and_no_quote() {
     assert!(quote_extension(&cert).is_none());
     let mut probe = TestProbe { good: [9; 32] };
     let b = Bootstrap::new(alloc::sync::Arc::new(id), ProvisionerPolicy::Open);
-    let req = Request {
-        method: "GET",
-        target: &alloc::format!("/attestation?nonce={}", "ab".repeat(32)),
-        body: b"",
-        client_spki_der: None,
-    };
-    let Step::Continue(b, r) = b.handle(
-        &req,
-        &mut Context {
-            evidence: &mut ev,
-            probe: &mut probe,
-        },
-    ) else {
+    let target = alloc::format!("/attestation?nonce={}", "ab".repeat(32));
+    let Step::Continue(b, r) = dispatch(b, "GET", &target, b"", None, &mut ev, &mut probe) else {
         panic!()
     };
     assert_eq!(r.status, 501);
     let body = br#"{"subject":"CN=kms","include_quote":true}"#;
-    let req = Request {
-        method: "POST",
-        target: "/csr",
-        body,
-        client_spki_der: None,
-    };
-    let Step::Continue(_, r) = b.handle(
-        &req,
-        &mut Context {
-            evidence: &mut ev,
-            probe: &mut probe,
-        },
-    ) else {
+    let Step::Continue(_, r) = dispatch(b, "POST", "/csr", body, None, &mut ev, &mut probe) else {
         panic!()
     };
     assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
@@ -728,19 +739,7 @@ fn garbage_bodies_never_panic() {
         } else {
             "POST"
         };
-        let req = Request {
-            method,
-            target: path,
-            body: &body,
-            client_spki_der: None,
-        };
-        match b.handle(
-            &req,
-            &mut Context {
-                evidence: &mut h.ev,
-                probe: &mut h.probe,
-            },
-        ) {
+        match dispatch(b, method, path, &body, None, &mut h.ev, &mut h.probe) {
             Step::Continue(next_b, r) => {
                 assert!(
                     r.status >= 400,

@@ -13,7 +13,7 @@ use core::str::FromStr;
 use core::time::Duration;
 
 use der::asn1::{Ia5String, OctetString};
-use der::{Decode, DecodePem, Encode, EncodePem, pem::LineEnding};
+use der::{Decode, Encode, EncodePem, pem::LineEnding};
 use p256::ecdsa::DerSignature;
 use sha2::{Digest, Sha256};
 use spki::{EncodePublicKey, ObjectIdentifier, SubjectPublicKeyInfoOwned};
@@ -52,7 +52,7 @@ const NOT_BEFORE_SKEW: u64 = 3600;
 /// Lifetime of the bootstrap certificate after the given time.
 const LIFETIME: u64 = 365 * 24 * 3600;
 /// Largest posted chain we look at.
-pub const MAX_CHAIN_CERTS: usize = 8;
+pub use crate::x509::MAX_CHAIN_CERTS;
 
 /// Errors of certificate building and chain validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,29 +279,13 @@ pub fn csr_pem(
         .map_err(|_| X509Error::Build("pem"))
 }
 
-/// Splits a PEM bundle into its `CERTIFICATE` blocks and decodes each one.
+/// The certificates of a PEM bundle ([`crate::x509::pem_chain`]), with this module's errors.
 pub fn parse_pem_chain(pem: &str) -> Result<Vec<Certificate>, X509Error> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let mut certs = Vec::new();
-    let mut rest = pem;
-    while let Some(start) = rest.find(BEGIN) {
-        let tail = rest.get(start..).ok_or(X509Error::BadCertificate)?;
-        let end = tail.find(END).ok_or(X509Error::BadCertificate)?;
-        let block_end = end
-            .checked_add(END.len())
-            .ok_or(X509Error::BadCertificate)?;
-        let block = tail.get(..block_end).ok_or(X509Error::BadCertificate)?;
-        if certs.len() == MAX_CHAIN_CERTS {
-            return Err(X509Error::ChainTooLong);
-        }
-        certs.push(Certificate::from_pem(block.as_bytes()).map_err(|_| X509Error::BadCertificate)?);
-        rest = tail.get(block_end..).ok_or(X509Error::BadCertificate)?;
-    }
-    if certs.is_empty() {
-        return Err(X509Error::NoCertificate);
-    }
-    Ok(certs)
+    crate::x509::pem_chain(pem.as_bytes()).map_err(|e| match e {
+        crate::x509::PemError::Empty => X509Error::NoCertificate,
+        crate::x509::PemError::TooMany => X509Error::ChainTooLong,
+        _ => X509Error::BadCertificate,
+    })
 }
 
 /// The RA-TLS quote carried by a certificate, if any.
@@ -376,7 +360,5 @@ pub fn validate_api_chain(key: &BootstrapKey, chain_pem: &str) -> Result<ApiChai
 
 /// PEM of one DER certificate.
 pub fn cert_pem(der: &[u8]) -> Result<String, X509Error> {
-    let cert = Certificate::from_der(der).map_err(|_| X509Error::BadCertificate)?;
-    cert.to_pem(LineEnding::LF)
-        .map_err(|_| X509Error::Build("pem"))
+    crate::x509::cert_pem(der).map_err(|_| X509Error::BadCertificate)
 }

@@ -28,6 +28,7 @@ mod lifecycle;
 mod objects;
 mod rights;
 
+#[cfg(feature = "tls")]
 pub use rights::to_json;
 
 /// Time and randomness, supplied by the caller for each call.

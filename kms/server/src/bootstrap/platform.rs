@@ -1,9 +1,9 @@
 //! Platform and database backends of the host: `snp-emu` over its unix socket ([`EmulatedEvidence`]), no
 //! platform ([`NoEvidence`]), and the Redis-with-Findex store behind the `/redis-findex` check
-//! ([`RedisOpener`], [`RedisProbe`]).
+//! ([`RedisOpener`], [`OpenerProbe`]).
 
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kms::bootstrap::DbSecret;
@@ -90,9 +90,6 @@ impl Evidence for NoEvidence {
     }
 }
 
-/// The platform, shared by every connection (reports are requested one at a time).
-pub type SharedEvidence = Arc<Mutex<Box<dyn Evidence + Send>>>;
-
 /// Opens the Redis-with-Findex store for a URL and secret; used by the probe and at `/start`.
 pub trait StoreOpener: Send + Sync {
     /// Connects (and checks the secret against an existing database).
@@ -123,9 +120,9 @@ impl StoreOpener for RedisOpener {
 }
 
 /// The [`DatabaseProbe`] of the host: open the store (connect, AUTH, secret check) and drop it.
-pub struct RedisProbe<'a>(pub &'a dyn StoreOpener);
+pub struct OpenerProbe(pub Arc<dyn StoreOpener>);
 
-impl DatabaseProbe for RedisProbe<'_> {
+impl DatabaseProbe for OpenerProbe {
     fn probe(&mut self, url: &str, secret: &DbSecret) -> Result<(), ProbeError> {
         self.0.open(url, secret).map(drop)
     }

@@ -1,0 +1,523 @@
+//! The application: one type that owns the phase (bootstrap → serving), the TLS configurations of
+//! each phase and port, the platform, and the one router for every route.
+//!
+//! Both servers (the host's `kms-server` and the image's `kms-guest`) hold one [`App`], accept
+//! connections as [`crate::conn::Conn`]s on its [`Listener`]s, and feed bytes; the App answers and,
+//! rarely, asks the driver for an [`Effect`] (open the provisioned store, close the RA-TLS port).
+//!
+//! Routes (method, path → who may call → what answers):
+//!
+//! | listener | phase | route | identity | answer |
+//! |---|---|---|---|---|
+//! | main, RA-TLS | any | `GET /attestation?nonce=` | none | fresh report bound to the bootstrap key |
+//! | main | any | `GET /health`, `GET /version` | none | `{"status":"UP"}`, version string |
+//! | main | bootstrap | `POST /csr`, `/certificate`, `/redis-findex`, `/client-ca`, `/start` | provisioner | [`crate::bootstrap`] |
+//! | main | serving | `POST /kmip/2_1` | client certificate | KMIP 2.1 JSON TTLV |
+//! | main | serving | `POST /access/grant`, `/access/revoke`; `GET /access/list/{uid}`, `/access/owned`, `/access/obtained` | client certificate | access rights |
+//!
+//! A connection belongs to the phase it was accepted in: after `/start`, bootstrap-phase
+//! connections get 503 and are closed; the RA-TLS listener only ever serves `/attestation`.
+//! KMS errors are a status with a plain-text body (401 without identity, 404, 405,
+//! [`crate::KmsError::http_status`]); bootstrap errors are `{"error": ...}` JSON.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+use lock_api::{Mutex, RawMutex};
+
+use crate::bootstrap::platform::{DatabaseProbe, Evidence};
+use crate::bootstrap::routes::{MAX_BODY, attestation};
+use crate::bootstrap::{
+    self as boot, Bootstrap, BootstrapError, DbSecret, Identity, ProvisionerPolicy, Started, Step,
+};
+use crate::http::{Limits, Method, Request, Response, percent_decode};
+use crate::service::to_json;
+use crate::store::Store;
+use crate::tls::{ClientAuth, SharedClock, TlsConfig, TlsError, TlsLimits};
+use crate::x509::PrivateKey;
+use crate::{Env, Kms, KmsConfig};
+
+/// Version string answered by `GET /version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The listeners of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The bootstrap API, then the KMS.
+    Main,
+    /// `GET /attestation` with the bootstrap certificate; closed after `/start` when the API
+    /// certificate itself carries the quote.
+    RaTls,
+}
+
+/// What the driver must do after a request (rare; returned by [`crate::conn::Conn::on_tls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// `/start` succeeded: open the provisioned store ([`App::database`]) and call
+    /// [`App::serve`]. Until then, KMS requests wait with 503.
+    OpenStore,
+    /// The API certificate carries the quote: stop listening on the RA-TLS port.
+    CloseRaTlsPort,
+}
+
+/// What the transport established about the peer (after the TLS handshake).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// The user identity for authorization (subject CN of the verified client certificate, or
+    /// the fixed user of an unauthenticated development deployment).
+    pub user: Option<String>,
+    /// SubjectPublicKeyInfo DER of the client certificate (whose key the handshake proved).
+    pub spki_der: Option<Vec<u8>>,
+}
+
+/// The phase a connection was accepted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// Before `/start`: bootstrap certificate, bootstrap API.
+    Bootstrap,
+    /// After `/start` (or a server started without bootstrap): API certificate, KMS.
+    Serving,
+}
+
+/// Why an [`App`] could not be built or switch phase.
+#[derive(Debug)]
+pub enum AppError {
+    /// The bootstrap key could not be encoded.
+    Key(boot::keys::KeyError),
+    /// A TLS configuration was refused.
+    Tls(TlsError),
+    /// `/start` has not happened, or the KMS already serves.
+    NotStarting,
+    /// `/start` came without a client CA (the core refuses it; never serve unauthenticated).
+    NoClientCa,
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppError::Key(e) => write!(f, "bootstrap key: {e}"),
+            AppError::Tls(e) => write!(f, "{e}"),
+            AppError::NotStarting => f.write_str("the server is not between /start and serving"),
+            AppError::NoClientCa => f.write_str("no client CA was provisioned"),
+        }
+    }
+}
+
+impl core::error::Error for AppError {}
+
+/// The platform as the bootstrap phase sees it: attestation reports and the database check.
+pub struct Platform {
+    /// Reports, certificate table, derived key.
+    pub evidence: Box<dyn Evidence + Send>,
+    /// `/redis-findex`: does the database answer and is the secret right.
+    pub probe: Box<dyn DatabaseProbe + Send>,
+}
+
+/// Limits the App applies.
+#[derive(Debug, Clone, Copy)]
+pub struct AppConfig {
+    /// HTTP framing of the KMS (body size → 413). The bootstrap API uses its own 64 KiB limit.
+    pub http: Limits,
+    /// TLS buffers per connection.
+    pub tls: TlsLimits,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            http: Limits::DEFAULT,
+            tls: TlsLimits::default(),
+        }
+    }
+}
+
+/// The TLS identity of a server started without bootstrap (host mode with PEM files).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// Certificate chain, DER, leaf first.
+    pub chain: Vec<Vec<u8>>,
+    /// The leaf's private key.
+    pub key: PrivateKey,
+    /// Client CA certificates (DER): mandatory mTLS. `None`: no client authentication, every
+    /// request runs as `fixed_user` (development only).
+    pub client_ca: Option<Vec<Vec<u8>>>,
+    /// The identity of every request when there is no client CA.
+    pub fixed_user: Option<String>,
+}
+
+enum BootState {
+    Provisioning(Bootstrap),
+    Starting(Box<Started>),
+}
+
+struct Serving<S: Store> {
+    kms: Kms<S>,
+    tls: Option<TlsConfig>,
+    fixed_user: Option<String>,
+}
+
+/// The application. Shared by every connection (`&self` everywhere; the bootstrap state and the
+/// platform sit behind locks of type `L`, a spin lock by default, a blocking one on a host).
+pub struct App<S: Store, L: RawMutex = spin::Mutex<()>> {
+    identity: Option<Arc<Identity>>,
+    platform: Option<Mutex<L, Platform>>,
+    boot: Mutex<L, Option<BootState>>,
+    serving: spin::Once<Serving<S>>,
+    bootstrap_tls: Option<TlsConfig>,
+    ratls_tls: Option<TlsConfig>,
+    clock: Arc<SharedClock>,
+    config: AppConfig,
+}
+
+impl<S: Store, L: RawMutex> fmt::Debug for App<S, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("serving", &self.serving.is_completed())
+            .finish_non_exhaustive()
+    }
+}
+
+fn bootstrap_tls(
+    identity: &Identity,
+    auth: ClientAuth,
+    clock: &Arc<SharedClock>,
+    limits: TlsLimits,
+) -> Result<TlsConfig, AppError> {
+    let key = identity.key().to_pkcs8_der().map_err(AppError::Key)?;
+    let key = PrivateKey::Pkcs8(key.to_vec());
+    let chain = alloc::vec![Vec::from(identity.certificate_der())];
+    TlsConfig::new(&chain, &key, auth, clock.clone(), limits).map_err(AppError::Tls)
+}
+
+impl<S: Store, L: RawMutex> App<S, L> {
+    /// A server that starts in bootstrap mode: the main port serves the bootstrap API with the
+    /// RA-TLS bootstrap certificate (client certificates requested only to check the pinned
+    /// provisioner), the RA-TLS port serves `/attestation`.
+    pub fn bootstrap(
+        identity: Arc<Identity>,
+        policy: ProvisionerPolicy,
+        platform: Platform,
+        config: AppConfig,
+    ) -> Result<Self, AppError> {
+        let clock = Arc::new(SharedClock::new());
+        let auth = match &policy {
+            ProvisionerPolicy::Open => ClientAuth::None,
+            ProvisionerPolicy::Pinned(_) => ClientAuth::ProofOfPossession,
+        };
+        let bootstrap = bootstrap_tls(&identity, auth, &clock, config.tls)?;
+        let ratls = bootstrap_tls(&identity, ClientAuth::None, &clock, config.tls)?;
+        Ok(App {
+            boot: Mutex::new(Some(BootState::Provisioning(Bootstrap::new(
+                identity.clone(),
+                policy,
+            )))),
+            identity: Some(identity),
+            platform: Some(Mutex::new(platform)),
+            serving: spin::Once::new(),
+            bootstrap_tls: Some(bootstrap),
+            ratls_tls: Some(ratls),
+            clock,
+            config,
+        })
+    }
+
+    /// A server that serves the KMS at once (no bootstrap, no attestation), with the given TLS
+    /// identity.
+    pub fn serving(store: S, tls: ServerTls, config: AppConfig) -> Result<Self, AppError> {
+        let clock = Arc::new(SharedClock::new());
+        let auth = match tls.client_ca {
+            Some(roots) => ClientAuth::WebPki {
+                roots,
+                mandatory: true,
+            },
+            None => ClientAuth::None,
+        };
+        let config_tls = TlsConfig::new(&tls.chain, &tls.key, auth, clock.clone(), config.tls)
+            .map_err(AppError::Tls)?;
+        let mut app = Self::serving_with_tls(store, config_tls, tls.fixed_user, config);
+        app.clock = clock;
+        Ok(app)
+    }
+
+    /// [`App::serving`] with a TLS configuration built by the caller (any [`ClientAuth`]).
+    pub fn serving_with_tls(
+        store: S,
+        tls: TlsConfig,
+        fixed_user: Option<String>,
+        config: AppConfig,
+    ) -> Self {
+        let app = App {
+            identity: None,
+            platform: None,
+            boot: Mutex::new(None),
+            serving: spin::Once::new(),
+            bootstrap_tls: None,
+            ratls_tls: None,
+            clock: Arc::new(SharedClock::new()),
+            config,
+        };
+        app.serving.call_once(|| Serving {
+            kms: Kms::new(store, KmsConfig::default()),
+            tls: Some(tls),
+            fixed_user,
+        });
+        app
+    }
+
+    /// A KMS App without TLS (no listener accepts): for driving [`crate::conn::Http`] with
+    /// plaintext in tests and fuzzing. Every request runs as the peer the caller passes.
+    pub fn without_tls(store: S, config: AppConfig) -> Self {
+        let app = App {
+            identity: None,
+            platform: None,
+            boot: Mutex::new(None),
+            serving: spin::Once::new(),
+            bootstrap_tls: None,
+            ratls_tls: None,
+            clock: Arc::new(SharedClock::new()),
+            config,
+        };
+        app.serving.call_once(|| Serving {
+            kms: Kms::new(store, KmsConfig::default()),
+            tls: None,
+            fixed_user: None,
+        });
+        app
+    }
+
+    /// The bootstrap identity, when the server started in bootstrap mode.
+    pub fn identity(&self) -> Option<&Arc<Identity>> {
+        self.identity.as_ref()
+    }
+
+    /// True once the KMS serves.
+    pub fn is_serving(&self) -> bool {
+        self.serving.is_completed()
+    }
+
+    /// The KMS, once it serves.
+    pub fn kms(&self) -> Option<&Kms<S>> {
+        self.serving.get().map(|s| &s.kms)
+    }
+
+    /// Sets the (untrusted) wall-clock time used for certificate validity checks.
+    pub fn set_time(&self, unix_seconds: i64) {
+        self.clock.set(unix_seconds);
+    }
+
+    /// The TLS configuration and phase of a new connection on `listener`; `None` when that
+    /// listener has nothing to serve (a closed RA-TLS port, a server without bootstrap).
+    pub fn accept(&self, listener: Listener) -> Option<(TlsConfig, Generation)> {
+        match listener {
+            Listener::RaTls => self.ratls_tls.clone().map(|t| (t, Generation::Bootstrap)),
+            Listener::Main => match self.serving.get() {
+                Some(s) => s.tls.clone().map(|t| (t, Generation::Serving)),
+                None => self
+                    .bootstrap_tls
+                    .clone()
+                    .map(|t| (t, Generation::Bootstrap)),
+            },
+        }
+    }
+
+    /// The HTTP limits of a connection of this phase.
+    pub fn http_limits(&self, listener: Listener, generation: Generation) -> Limits {
+        match (listener, generation) {
+            (Listener::Main, Generation::Serving) => self.config.http,
+            _ => Limits {
+                max_body_bytes: MAX_BODY,
+                ..Limits::DEFAULT
+            },
+        }
+    }
+
+    /// The TLS limits.
+    pub fn tls_limits(&self) -> TlsLimits {
+        self.config.tls
+    }
+
+    /// The provisioned database, between `/start` ([`Effect::OpenStore`]) and [`App::serve`].
+    pub fn database(&self) -> Option<(String, DbSecret)> {
+        match &*self.boot.lock() {
+            Some(BootState::Starting(s)) => {
+                Some((s.database.url.clone(), s.database.secret.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Switches to serving with the opened store: builds the KMS and the API TLS configuration
+    /// (client certificates from the provisioned CA, optional at the TLS layer so that
+    /// `/attestation` stays public; every KMS route requires one). Returns
+    /// [`Effect::CloseRaTlsPort`] when the API certificate carries the quote.
+    pub fn serve(&self, store: S) -> Result<Option<Effect>, AppError> {
+        let mut boot = self.boot.lock();
+        let Some(BootState::Starting(started)) = &*boot else {
+            return Err(AppError::NotStarting);
+        };
+        let ca = started.client_ca.as_ref().ok_or(AppError::NoClientCa)?;
+        let key = started.identity.key().to_pkcs8_der().map_err(AppError::Key)?;
+        let tls = TlsConfig::new(
+            &started.chain.der,
+            &PrivateKey::Pkcs8(key.to_vec()),
+            ClientAuth::WebPki {
+                roots: ca.der.clone(),
+                mandatory: false,
+            },
+            self.clock.clone(),
+            self.config.tls,
+        )
+        .map_err(AppError::Tls)?;
+        let close_ratls = !started.needs_ra_tls_port();
+        self.serving.call_once(|| Serving {
+            kms: Kms::new(store, KmsConfig::default()),
+            tls: Some(tls),
+            fixed_user: None,
+        });
+        *boot = None;
+        Ok(close_ratls.then_some(Effect::CloseRaTlsPort))
+    }
+
+    /// The identity of a connection's peer, from its verified client certificate.
+    pub fn peer(&self, generation: Generation, cert_der: Option<&[u8]>) -> Peer {
+        let fixed = match generation {
+            Generation::Serving => self.serving.get().and_then(|s| s.fixed_user.clone()),
+            Generation::Bootstrap => None,
+        };
+        Peer {
+            user: fixed.or_else(|| cert_der.and_then(crate::x509::subject_common_name)),
+            spki_der: cert_der.and_then(crate::x509::spki_der),
+        }
+    }
+
+    /// Answers one framed request of a connection accepted on `listener` in `generation`.
+    pub fn handle(
+        &self,
+        listener: Listener,
+        generation: Generation,
+        peer: &Peer,
+        env: &mut Env<'_>,
+        req: &Request,
+    ) -> (Response, Option<Effect>) {
+        let path = req.path.as_str();
+        match (req.method, path, listener) {
+            (Method::Get, "/attestation", _) => return (self.attestation(req), None),
+            (_, "/attestation", _) => return (method_not_allowed(), None),
+            (_, _, Listener::RaTls) => {
+                return (
+                    Response::text(404, "only GET /attestation on this port"),
+                    None,
+                );
+            }
+            (Method::Get, "/health", _) => {
+                return (Response::json(200, br#"{"status":"UP"}"#.to_vec()), None);
+            }
+            (Method::Get, "/version", _) => {
+                return (Response::json(200, json_string(VERSION)), None);
+            }
+            (_, "/health" | "/version", _) => return (method_not_allowed(), None),
+            _ => {}
+        }
+        match (generation, self.serving.get()) {
+            (Generation::Serving, Some(s)) => (kms_route(&s.kms, env, peer, req), None),
+            (Generation::Serving, None) => (Response::text(503, "the KMS is not serving"), None),
+            (Generation::Bootstrap, Some(_)) => {
+                let mut r = Response::text(503, "bootstrap finished: reconnect to reach the KMS");
+                r.close = true;
+                (r, None)
+            }
+            (Generation::Bootstrap, None) => self.bootstrap_route(peer, req),
+        }
+    }
+
+    fn attestation(&self, req: &Request) -> Response {
+        let (Some(identity), Some(platform)) = (&self.identity, &self.platform) else {
+            return Response::text(404, "this server has no attestation (started without bootstrap)");
+        };
+        let query = req.query.as_deref().unwrap_or("");
+        let mut platform = platform.lock();
+        let r = match attestation(identity, platform.evidence.as_mut(), query) {
+            Ok(a) => boot::Response::ok(&a),
+            Err(e) => boot::Response::error(&e),
+        };
+        Response::json(r.status, r.body)
+    }
+
+    fn bootstrap_route(&self, peer: &Peer, req: &Request) -> (Response, Option<Effect>) {
+        let mut boot = self.boot.lock();
+        let machine = match boot.take() {
+            Some(BootState::Provisioning(m)) => m,
+            other => {
+                *boot = other;
+                let e = BootstrapError::Conflict("bootstrap finished; the KMS is starting");
+                let r = boot::Response::error(&e);
+                return (Response::json(503, r.body), None);
+            }
+        };
+        let Some(platform) = &self.platform else {
+            return (Response::text(404, "no such route"), None);
+        };
+        let mut platform = platform.lock();
+        match machine.handle(req, peer.spki_der.as_deref(), platform.probe.as_mut()) {
+            Step::Continue(next, r) => {
+                *boot = Some(BootState::Provisioning(next));
+                (Response::json(r.status, r.body), None)
+            }
+            Step::Start(started, r) => {
+                *boot = Some(BootState::Starting(Box::new(started)));
+                let mut resp = Response::json(r.status, r.body);
+                resp.close = true;
+                (resp, Some(Effect::OpenStore))
+            }
+        }
+    }
+}
+
+/// The KMS routes.
+fn kms_route<S: Store>(kms: &Kms<S>, env: &mut Env<'_>, peer: &Peer, req: &Request) -> Response {
+    let path = req.path.as_str();
+    let known = matches!(
+        path,
+        "/kmip/2_1" | "/access/grant" | "/access/revoke" | "/access/owned" | "/access/obtained"
+    ) || path.starts_with("/access/list/");
+    if !known {
+        return Response::text(404, "no such route");
+    }
+    let Some(user) = peer.user.as_deref().filter(|u| !u.is_empty()) else {
+        return Response::text(401, "authentication required: no client identity");
+    };
+    let result = match (req.method, path) {
+        (Method::Post, "/kmip/2_1") => kms.kmip_json(env, user, &req.body),
+        (Method::Post, "/access/grant") => kms.grant_access_json(env, user, &req.body),
+        (Method::Post, "/access/revoke") => kms.revoke_access_json(env, user, &req.body),
+        (Method::Get, "/access/owned") => kms.owned(user).and_then(|v| to_json(&v)),
+        (Method::Get, "/access/obtained") => kms.obtained(user).and_then(|v| to_json(&v)),
+        (Method::Get, p) => match p.strip_prefix("/access/list/") {
+            Some(uid) => match percent_decode(uid) {
+                Ok(uid) if !uid.is_empty() && !uid.contains('/') => {
+                    kms.list_access(user, &uid).and_then(|v| to_json(&v))
+                }
+                Ok(_) => return Response::text(404, "no such route"),
+                Err(e) => return Response::text(e.status(), &format!("{e}")),
+            },
+            None => return method_not_allowed(),
+        },
+        _ => return method_not_allowed(),
+    };
+    match result {
+        Ok(body) => Response::json(200, body),
+        Err(e) => Response::text(e.http_status(), &format!("{e}")),
+    }
+}
+
+fn json_string(s: &str) -> Vec<u8> {
+    serde_json::to_vec(s).unwrap_or_default()
+}
+
+fn method_not_allowed() -> Response {
+    Response::text(405, "method not allowed on this route")
+}
