@@ -250,7 +250,8 @@ pub unsafe fn save_and_exit(
     // Configuration tables.
     info.config_table_total = st.number_of_configuration_table_entries;
     for i in 0..st.number_of_configuration_table_entries {
-        // SAFETY: the system table advertises `number_of_table_entries` entries.
+        // SAFETY: the system table advertises `number_of_configuration_table_entries` entries
+        // at `configuration_table`, and `i` is below that count.
         let t = unsafe { &*st.configuration_table.add(i) };
         let addr = t.vendor_table as u64;
         if t.vendor_guid == ACPI_20_GUID || (t.vendor_guid == ACPI_10_GUID && info.rsdp.is_none()) {
