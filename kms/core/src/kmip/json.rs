@@ -657,8 +657,9 @@ fn secs_to_civil(secs: i64) -> Option<(u16, der::DateTime)> {
 /// 9999-12-31T23:59:59Z.
 const RFC3339_SECS: core::ops::RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
 
-/// Format POSIX seconds as `YYYY-MM-DDTHH:MM:SSZ`. Seconds outside [`RFC3339_SECS`] (years
-/// outside 0000..=9999, not RFC 3339) are clamped to its ends; the encoder refuses them before.
+/// Format POSIX seconds as `YYYY-MM-DDTHH:MM:SSZ`. Seconds outside 0000-01-01T00:00:00Z ..=
+/// 9999-12-31T23:59:59Z (not RFC 3339) are clamped to those ends; the encoder writes such
+/// times in the `0x` form instead.
 pub fn format_rfc3339(secs: i64) -> String {
     let secs = secs.clamp(*RFC3339_SECS.start(), *RFC3339_SECS.end());
     match secs_to_civil(secs) {
