@@ -318,7 +318,9 @@ fn main() {
     put("bootstrap_x509", "vcek.der", &vcek);
 
     // snp-emu frames (requests to the emulator).
-    let frame = |cmd: u8, p: &[u8]| snp_emu::frame::encode(snp_emu::frame::REQ_MAGIC, cmd, 0, p);
+    let frame = |cmd: u8, p: &[u8]| {
+        snp_emu_proto::emit_frame(snp_emu_proto::REQ_MAGIC, cmd, 0, p).expect("seed frame")
+    };
     let mut page = report_req.clone();
     page.resize(4096, 0);
     put("snp_emu_frame", "get_vmpck", &frame(1, &[]));

@@ -571,8 +571,8 @@ pub fn bootstrap_x509(data: &[u8]) {
 // ---------------------------------------------------------------------------------------------
 // snp-emu and the kernel's host-facing parsers
 
-fn decode_all(chunks: &[&[u8]]) -> Vec<snp_emu::frame::Event> {
-    let mut d = snp_emu::frame::Decoder::new(snp_emu::frame::REQ_MAGIC);
+fn decode_all(chunks: &[&[u8]]) -> Vec<snp_emu_proto::Event> {
+    let mut d = snp_emu_proto::Decoder::new(snp_emu_proto::REQ_MAGIC);
     let mut events = Vec::new();
     for c in chunks {
         d.push(c);
@@ -584,12 +584,12 @@ fn decode_all(chunks: &[&[u8]]) -> Vec<snp_emu::frame::Event> {
     events
 }
 
-/// The emulator's frame decoder (any split of the stream gives the same events, once garbage
-/// reports are merged) and the emulator's answers to the decoded frames; the guest side's
-/// reply-header parser and magic scanner on the same bytes.
+/// The shared protocol crate (`snp-emu-proto`): the emulator's frame decoder (any split of the
+/// stream gives the same events, once garbage reports are merged) and the emulator's answers to
+/// the decoded frames; the guest side's header parser (whose `Ok` must emit back to the same
+/// bytes) and magic scanner on the same bytes.
 pub fn snp_emu_frame(data: &[u8]) {
-    use bootparams::emu_frame::{HEADER_LEN, MagicScanner, ReplyHeader};
-    use snp_emu::frame::Event;
+    use snp_emu_proto::{Event, HEADER_LEN, Header, MagicScanner, RSP_MAGIC};
     let whole = decode_all(&[data]);
     let p = split_points(data, 2);
     let parts = decode_all(&[&data[..p[0]], &data[p[0]..p[1]], &data[p[1]..]]);
@@ -622,7 +622,10 @@ pub fn snp_emu_frame(data: &[u8]) {
     let answer = |psp: &mut snp_emu::psp::Psp| {
         for e in whole.into_iter().take(8) {
             let reply = snp_emu::server::handle(psp, e);
-            let _ = reply.encode();
+            // Every reply the emulator builds must be framable.
+            if let Err(e) = reply.encode() {
+                panic!("reply to cmd {} cannot be framed: {e}", reply.cmd);
+            }
         }
     };
     if stateful {
@@ -641,12 +644,16 @@ pub fn snp_emu_frame(data: &[u8]) {
         });
     }
     if let Some(h) = data
-        .get(4..HEADER_LEN)
-        .and_then(|h| <&[u8; 8]>::try_from(h).ok())
+        .get(..HEADER_LEN)
+        .and_then(|h| <&[u8; HEADER_LEN]>::try_from(h).ok())
     {
-        let _ = ReplyHeader::parse(h);
+        for magic in [RSP_MAGIC, snp_emu_proto::REQ_MAGIC] {
+            if let Ok(parsed) = Header::parse(h, magic) {
+                assert_eq!(&parsed.emit(), h, "header parse/emit round trip");
+            }
+        }
     }
-    let mut scan = MagicScanner::default();
+    let mut scan = MagicScanner::new(RSP_MAGIC);
     for b in data {
         if scan.push(*b).is_err() {
             break;
@@ -737,11 +744,6 @@ pub fn boot_tables(data: &[u8]) {
                 status_b: r(7),
             };
             let _ = regs.unix_seconds();
-            let _ = bootparams::rtc::days_from_civil(
-                i64::from(r(8)) * 100 + i64::from(r(5)),
-                r(4),
-                r(3),
-            );
         }
     }
 }

@@ -22,15 +22,22 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         .join("seeds")
         .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
+        .unwrap_or_else(|e| panic!("seed folder of {target} ({}): {e}", dir.display()))
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path()
+        })
         .collect();
     files.sort();
     let seeds: Vec<Vec<u8>> = files
         .iter()
-        .map(|f| std::fs::read(f).expect("seed"))
+        .map(|f| std::fs::read(f).unwrap_or_else(|e| panic!("seed {}: {e}", f.display())))
         .collect();
-    assert!(!seeds.is_empty(), "no seeds for {target}");
+    assert!(
+        !seeds.is_empty(),
+        "no seeds for {target} in {}",
+        dir.display()
+    );
     seeds
 }
 
@@ -45,11 +52,7 @@ fn save(target: &str, input: &[u8]) -> PathBuf {
 }
 
 fn smoke(target: &str) {
-    let body = kms_fuzz::TARGETS
-        .iter()
-        .find(|(n, _)| *n == target)
-        .expect("target")
-        .1;
+    let body = target_body(target);
     let seeds = seeds(target);
     let per_seed = env_usize("FUZZ_SMOKE_MUTATIONS", 300);
     let cap = env_usize("FUZZ_SMOKE_MAX_EXECS", 30_000);
@@ -127,21 +130,90 @@ smoke_tests!(
     boot_tables,
 );
 
+fn target_body(target: &str) -> fn(&[u8]) {
+    kms_fuzz::TARGETS
+        .iter()
+        .find(|(n, _)| *n == target)
+        .unwrap_or_else(|| {
+            let known: Vec<&str> = kms_fuzz::TARGETS.iter().map(|(n, _)| *n).collect();
+            panic!(
+                "unknown fuzz target {target:?} (known: {})",
+                known.join(", ")
+            )
+        })
+        .1
+}
+
 /// Replays the files named by `FUZZ_REPLAY` (`target:path,target:path`): reproduces a crash
-/// found by libFuzzer or the smoke driver without the libFuzzer runtime.
+/// found by libFuzzer or the smoke driver without the libFuzzer runtime. Without
+/// `FUZZ_REPLAY` it replays the committed seed corpus of every target instead, so it never
+/// passes without running anything: a target without a seed folder, an empty folder or a
+/// folder no target reads fails the test, naming it; so does a malformed item, an unknown
+/// target or a missing file in `FUZZ_REPLAY`.
 #[test]
 fn replay() {
-    let Ok(list) = std::env::var("FUZZ_REPLAY") else {
-        return;
+    let list = match std::env::var("FUZZ_REPLAY") {
+        Ok(list) => list,
+        Err(std::env::VarError::NotPresent) => {
+            replay_seed_corpus();
+            return;
+        }
+        Err(e) => panic!("FUZZ_REPLAY: {e}"),
     };
-    for item in list.split(',').filter(|s| !s.is_empty()) {
-        let (target, path) = item.split_once(':').expect("target:path");
-        let body = kms_fuzz::TARGETS
-            .iter()
-            .find(|(n, _)| *n == target)
-            .expect("target")
-            .1;
-        body(&std::fs::read(path).expect("input"));
+    let items: Vec<&str> = list.split(',').filter(|s| !s.trim().is_empty()).collect();
+    assert!(
+        !items.is_empty(),
+        "FUZZ_REPLAY is set but names no input (expected target:path[,target:path...])"
+    );
+    for item in items {
+        let (target, path) = item
+            .split_once(':')
+            .unwrap_or_else(|| panic!("FUZZ_REPLAY item {item:?} is not target:path"));
+        let body = target_body(target);
+        let input = std::fs::read(path)
+            .unwrap_or_else(|e| panic!("FUZZ_REPLAY input {path} (target {target}): {e}"));
+        body(&input);
+        println!("replayed {target}: {path} ({} bytes)", input.len());
+    }
+}
+
+/// Every target's committed seeds, once each; the seed folders and the targets must match.
+fn replay_seed_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    let folders: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("seed corpus {} is missing: {e}", dir.display()))
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let targets: Vec<&str> = kms_fuzz::TARGETS.iter().map(|(n, _)| *n).collect();
+    let missing: Vec<&&str> = targets
+        .iter()
+        .filter(|t| !folders.iter().any(|f| f == *t))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no seed folder in {} for the targets {missing:?}",
+        dir.display()
+    );
+    let stray: Vec<&String> = folders
+        .iter()
+        .filter(|f| !targets.contains(&f.as_str()))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "seed folders {stray:?} in {} belong to no target",
+        dir.display()
+    );
+    for (target, body) in kms_fuzz::TARGETS {
+        let inputs = seeds(target);
+        for input in &inputs {
+            body(input);
+        }
+        println!("replayed {target}: {} seeds", inputs.len());
     }
 }
 

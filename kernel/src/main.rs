@@ -15,6 +15,8 @@
 #![no_main]
 
 extern crate alloc;
+// memcpy & co. (C ABI symbols): linked only if named.
+extern crate freestanding_rt;
 
 mod arch;
 mod boot;

@@ -18,7 +18,8 @@ struct KernelAlloc {
 // counters.
 unsafe impl GlobalAlloc for KernelAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as ours.
+        // SAFETY: our caller upholds `GlobalAlloc::alloc`'s contract (non-zero size), which
+        // is the one talc's `alloc` needs.
         let p = unsafe { self.talc.alloc(layout) };
         if !p.is_null() {
             let now = self.in_use.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
@@ -28,13 +29,15 @@ unsafe impl GlobalAlloc for KernelAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
+        // SAFETY: `ptr` came from this allocator (hence from talc) with `layout`, as our
+        // caller guarantees.
         unsafe { self.talc.dealloc(ptr, layout) };
         self.in_use.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as ours.
+        // SAFETY: `ptr` came from talc with `layout` and `new_size` is non-zero (our caller's
+        // `GlobalAlloc::realloc` contract, passed through unchanged).
         let p = unsafe { self.talc.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             self.in_use.fetch_sub(layout.size(), Ordering::Relaxed);

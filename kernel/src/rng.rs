@@ -67,7 +67,7 @@ fn rdrand64() -> Option<u64> {
 }
 
 impl HwRng {
-    /// Detects RDSEED (CPUID.(EAX=7,ECX=0):EBX[18]) and RDRAND (CPUID.1:ECX[30]).
+    /// Detects RDSEED (CPUID.(EAX=7,ECX=0):EBX bit 18) and RDRAND (CPUID.1:ECX bit 30).
     pub fn detect() -> Result<Self, RngError> {
         let rdrand = cpuid(1, 0).ecx & (1 << 30) != 0;
         let rdseed = cpuid(0, 0).eax >= 7 && cpuid(7, 0).ebx & (1 << 18) != 0;

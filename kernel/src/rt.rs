@@ -1,5 +1,6 @@
-//! Runtime glue that libc and the C runtime would otherwise provide: the entry point with
-//! self-relocation, and the memory intrinsics LLVM emits calls to.
+//! Runtime glue that the C runtime would otherwise provide: the entry point with
+//! self-relocation, and `_Unwind_Resume`. The memory intrinsics LLVM emits calls to come from
+//! the shared `freestanding-rt` crate (`runtime/`).
 //!
 //! The kernel is linked as a static PIE at address 0 (`link.ld`) and converted to a PE32+
 //! image by `objcopy`. The PE carries only a placeholder base-relocation block (so the
@@ -88,99 +89,9 @@ unsafe extern "C" fn relocate(base: u64, start: *const Rela, end: *const Rela) {
     }
 }
 
-/// # Safety
-/// Standard C `memcpy` contract: non-overlapping valid regions of `n` bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: caller contract; `rep movsb` copies exactly `n` bytes forwards (DF is clear
-    // per the ABI).
-    unsafe {
-        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
-            options(nostack, preserves_flags));
-    }
-    dest
-}
-
-/// # Safety
-/// Standard C `memmove` contract: valid regions of `n` bytes, possibly overlapping.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    if (dest as usize).wrapping_sub(src as usize) >= n {
-        // Forward copy is safe: dest is before src, or the regions do not overlap.
-        // SAFETY: caller contract.
-        unsafe {
-            asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
-                options(nostack, preserves_flags));
-        }
-    } else if n > 0 {
-        // SAFETY: caller contract; copies backwards from the last byte, then restores DF=0
-        // as the ABI requires.
-        unsafe {
-            asm!("std", "rep movsb", "cld",
-                inout("rcx") n => _,
-                inout("rdi") dest.add(n - 1) => _,
-                inout("rsi") src.add(n - 1) => _,
-                options(nostack));
-        }
-    }
-    dest
-}
-
-/// # Safety
-/// Standard C `memset` contract: a valid writable region of `n` bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memset(dest: *mut u8, c: i32, n: usize) -> *mut u8 {
-    // SAFETY: caller contract.
-    unsafe {
-        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") c as u8,
-            options(nostack, preserves_flags));
-    }
-    dest
-}
-
-/// # Safety
-/// Standard C `memcmp` contract: two valid readable regions of `n` bytes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    let mut i = 0;
-    while i < n {
-        // SAFETY: `i < n`, caller contract. Volatile reads keep LLVM from turning this loop
-        // back into a call to `memcmp`.
-        let (x, y) = unsafe { (a.add(i).read_volatile(), b.add(i).read_volatile()) };
-        if x != y {
-            return i32::from(x) - i32::from(y);
-        }
-        i += 1;
-    }
-    0
-}
-
-/// # Safety
-/// Standard `bcmp` contract, see [`memcmp`].
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: same contract as `memcmp`.
-    unsafe { memcmp(a, b, n) }
-}
-
-/// # Safety
-/// Standard C `strlen` contract: a NUL-terminated string.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
-    let mut n = 0;
-    // SAFETY: caller guarantees a terminating NUL, so every byte up to it is readable.
-    while unsafe { s.add(n).read_volatile() } != 0 {
-        n += 1;
-    }
-    n
-}
-
 /// Referenced by the precompiled `alloc`/`core` (built with unwinding) once formatting code
-/// from the KMS crates is linked; never called with `panic = "abort"`.
-#[unsafe(no_mangle)]
-pub extern "C" fn rust_eh_personality() {}
-
-/// See [`rust_eh_personality`]; stops the VM if it is ever reached.
+/// from the KMS crates is linked; never called with `panic = "abort"`. Stops the VM if it is
+/// ever reached. (The `mem*` functions and `rust_eh_personality` come from `freestanding-rt`.)
 #[unsafe(no_mangle)]
 pub extern "C" fn _Unwind_Resume() -> ! {
     crate::arch::stop(crate::arch::ExitCode::Fault)

@@ -6,189 +6,50 @@
 //! configuration tables (ACPI RSDP, SEV-SNP CC blob, confidential-computing secret area),
 //! the memory map, and the stacks the kernel switches to. Nothing here runs after boot
 //! services are gone.
+//!
+//! The table and descriptor layouts are `uefi-raw`'s; this file keeps the safe wrapper around
+//! them ([`save_and_exit`] → [`BootInfo`]) and pins the offsets it relies on.
 
 use core::ffi::c_void;
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 use core::ptr;
 
 use bootparams::memmap::{MAX_REGIONS, MemoryRegion};
+use uefi_raw::guid;
+use uefi_raw::protocol::loaded_image::LoadedImageProtocol;
+use uefi_raw::table::boot::{AllocateType, BootServices, MemoryDescriptor, MemoryType};
+use uefi_raw::table::configuration::ConfigurationTable;
+pub use uefi_raw::table::system::SystemTable;
+pub use uefi_raw::{Guid, Handle, Status};
 
-/// `EFI_STATUS`.
-pub type Status = usize;
-/// `EFI_HANDLE`.
-pub type Handle = *mut c_void;
-
-const EFI_SUCCESS: Status = 0;
-const ERROR_BIT: usize = 1 << 63;
-const EFI_BUFFER_TOO_SMALL: Status = ERROR_BIT | 5;
-
-/// `EFI_GUID` (UEFI 2.10, Appendix A).
-#[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Guid {
-    d1: u32,
-    d2: u16,
-    d3: u16,
-    d4: [u8; 8],
-}
-
-impl Guid {
-    /// Builds a GUID from its textual fields.
-    pub const fn new(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> Self {
-        Self { d1, d2, d3, d4 }
-    }
-}
-
-impl core::fmt::Display for Guid {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let d = &self.d4;
-        write!(
-            f,
-            "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-            self.d1, self.d2, self.d3, d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
-        )
-    }
-}
-
-/// `EFI_LOADED_IMAGE_PROTOCOL_GUID` (UEFI 2.10, 9.1).
-const LOADED_IMAGE_GUID: Guid = Guid::new(
-    0x5b1b31a1,
-    0x9562,
-    0x11d2,
-    [0x8e, 0x3f, 0x00, 0xa0, 0xc9, 0x69, 0x72, 0x3b],
-);
 /// `EFI_ACPI_20_TABLE_GUID` (UEFI 2.10, 4.6.1.1).
-pub const ACPI_20_GUID: Guid = Guid::new(
-    0x8868e871,
-    0xe4f1,
-    0x11d3,
-    [0xbc, 0x22, 0x00, 0x80, 0xc7, 0x3c, 0x88, 0x81],
-);
+pub const ACPI_20_GUID: Guid = guid!("8868e871-e4f1-11d3-bc22-0080c73c8881");
 /// `ACPI_TABLE_GUID` (ACPI 1.0 RSDP).
-pub const ACPI_10_GUID: Guid = Guid::new(
-    0xeb9d2d30,
-    0x2d88,
-    0x11d3,
-    [0x9a, 0x16, 0x00, 0x90, 0x27, 0x3f, 0xc1, 0x4d],
-);
+pub const ACPI_10_GUID: Guid = guid!("eb9d2d30-2d88-11d3-9a16-0090273fc14d");
 /// EDK2 `gConfidentialComputingSevSnpBlobGuid`: the SEV-SNP "CC blob" (secrets and CPUID
 /// page addresses), published by OVMF when it runs as an SNP guest.
-pub const SEV_SNP_CC_BLOB_GUID: Guid = Guid::new(
-    0x067b1f5f,
-    0xcf26,
-    0x44c5,
-    [0x85, 0x54, 0x93, 0xd7, 0x77, 0x91, 0x2d, 0x42],
-);
+pub const SEV_SNP_CC_BLOB_GUID: Guid = guid!("067b1f5f-cf26-44c5-8554-93d777912d42");
 /// EDK2 `gConfidentialComputingSecretGuid`: the launch-secret area.
-pub const COCO_SECRET_GUID: Guid = Guid::new(
-    0xadf956ad,
-    0xe98c,
-    0x484c,
-    [0xae, 0x11, 0xb5, 0x1c, 0x7d, 0x33, 0x64, 0x47],
-);
+pub const COCO_SECRET_GUID: Guid = guid!("adf956ad-e98c-484c-ae11-b51c7d336447");
 
-/// `EFI_TABLE_HEADER`.
-#[repr(C)]
-struct TableHeader {
-    signature: u64,
-    revision: u32,
-    header_size: u32,
-    crc32: u32,
-    reserved: u32,
-}
-
-/// `EFI_SYSTEM_TABLE` (UEFI 2.10, 4.3).
-#[repr(C)]
-pub struct SystemTable {
-    hdr: TableHeader,
-    firmware_vendor: *const u16,
-    firmware_revision: u32,
-    console_in_handle: Handle,
-    con_in: *mut c_void,
-    console_out_handle: Handle,
-    con_out: *mut c_void,
-    standard_error_handle: Handle,
-    std_err: *mut c_void,
-    runtime_services: *mut c_void,
-    boot_services: *const BootServices,
-    number_of_table_entries: usize,
-    configuration_table: *const ConfigurationTable,
-}
-
-/// `EFI_CONFIGURATION_TABLE`.
-#[repr(C)]
-struct ConfigurationTable {
-    vendor_guid: Guid,
-    vendor_table: *mut c_void,
-}
-
-type Unused = usize;
-
-/// `EFI_BOOT_SERVICES` (UEFI 2.10, 4.4), up to `ExitBootServices`.
-#[repr(C)]
-struct BootServices {
-    hdr: TableHeader,
-    raise_tpl: Unused,
-    restore_tpl: Unused,
-    allocate_pages: unsafe extern "efiapi" fn(u32, u32, usize, *mut u64) -> Status,
-    free_pages: Unused,
-    get_memory_map:
-        unsafe extern "efiapi" fn(*mut usize, *mut u8, *mut usize, *mut usize, *mut u32) -> Status,
-    allocate_pool: unsafe extern "efiapi" fn(u32, usize, *mut *mut u8) -> Status,
-    free_pool: unsafe extern "efiapi" fn(*mut u8) -> Status,
-    create_event: Unused,
-    set_timer: Unused,
-    wait_for_event: Unused,
-    signal_event: Unused,
-    close_event: Unused,
-    check_event: Unused,
-    install_protocol_interface: Unused,
-    reinstall_protocol_interface: Unused,
-    uninstall_protocol_interface: Unused,
-    handle_protocol: unsafe extern "efiapi" fn(Handle, *const Guid, *mut *mut c_void) -> Status,
-    reserved: Unused,
-    register_protocol_notify: Unused,
-    locate_handle: Unused,
-    locate_device_path: Unused,
-    install_configuration_table: Unused,
-    load_image: Unused,
-    start_image: Unused,
-    exit: Unused,
-    unload_image: Unused,
-    exit_boot_services: unsafe extern "efiapi" fn(Handle, usize) -> Status,
-}
-
-/// `EFI_LOADED_IMAGE_PROTOCOL` (UEFI 2.10, 9.1).
-#[repr(C)]
-struct LoadedImage {
-    revision: u32,
-    parent_handle: Handle,
-    system_table: *mut SystemTable,
-    device_handle: Handle,
-    file_path: *mut c_void,
-    reserved: *mut c_void,
-    load_options_size: u32,
-    load_options: *const u16,
-    image_base: *mut c_void,
-    image_size: u64,
-    image_code_type: u32,
-    image_data_type: u32,
-    unload: Unused,
-}
-
-/// `EFI_MEMORY_DESCRIPTOR` (UEFI 2.10, 7.2); the firmware's stride is `descriptor_size`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct MemoryDescriptor {
-    kind: u32,
-    physical_start: u64,
-    virtual_start: u64,
-    number_of_pages: u64,
-    attribute: u64,
-}
-
-const EFI_LOADER_DATA: u32 = 2;
-const ALLOCATE_ANY_PAGES: u32 = 0;
+// The table layouts come from `uefi-raw`. These offsets (UEFI 2.10, 4.3, 4.4 and 9.1) are the
+// ones this file dereferences or calls through before any console exists: a wrong one would
+// jump into the firmware at random, so they are pinned at compile time.
+const _: () = {
+    assert!(offset_of!(SystemTable, boot_services) == 0x60);
+    assert!(offset_of!(SystemTable, number_of_configuration_table_entries) == 0x68);
+    assert!(offset_of!(SystemTable, configuration_table) == 0x70);
+    assert!(size_of::<ConfigurationTable>() == 24);
+    assert!(offset_of!(BootServices, allocate_pages) == 0x28);
+    assert!(offset_of!(BootServices, get_memory_map) == 0x38);
+    assert!(offset_of!(BootServices, allocate_pool) == 0x40);
+    assert!(offset_of!(BootServices, handle_protocol) == 0x98);
+    assert!(offset_of!(BootServices, exit_boot_services) == 0xe8);
+    assert!(offset_of!(LoadedImageProtocol, load_options_size) == 0x30);
+    assert!(offset_of!(LoadedImageProtocol, load_options) == 0x38);
+    assert!(offset_of!(LoadedImageProtocol, image_base) == 0x40);
+    assert!(offset_of!(LoadedImageProtocol, image_size) == 0x48);
+};
 
 /// Longest command line kept (bytes); a longer one is a boot error, not silently cut.
 pub const CMDLINE_MAX: usize = 2048;
@@ -287,21 +148,22 @@ impl BootInfo {
 /// Why leaving the firmware failed. Reported by halting: there is no console of ours yet.
 #[derive(Clone, Copy, Debug)]
 pub enum ExitError {
-    /// A boot service returned this status.
-    Firmware(&'static str, Status),
+    /// A boot service returned this status (`EFI_STATUS` value).
+    Firmware(&'static str, usize),
 }
 
 fn check(what: &'static str, status: Status) -> Result<(), ExitError> {
-    if status == EFI_SUCCESS {
+    if status == Status::SUCCESS {
         Ok(())
     } else {
-        Err(ExitError::Firmware(what, status))
+        Err(ExitError::Firmware(what, status.0))
     }
 }
 
 /// Converts UCS-2 LoadOptions into the ASCII command line (trailing NULs and the spaces
 /// around the line are dropped; an embedded NUL ends the line).
-fn save_cmdline(info: &mut BootInfo, options: *const u16, size_bytes: u32) {
+fn save_cmdline(info: &mut BootInfo, options: *const c_void, size_bytes: u32) {
+    let options = options.cast::<u16>();
     info.cmdline_len = 0;
     if options.is_null() || size_bytes == 0 {
         return;
@@ -355,15 +217,15 @@ pub unsafe fn save_and_exit(
     // SAFETY: a plain allocation request with a valid out-pointer.
     check("AllocatePages(BootInfo)", unsafe {
         (bs.allocate_pages)(
-            ALLOCATE_ANY_PAGES,
-            EFI_LOADER_DATA,
+            AllocateType::ANY_PAGES,
+            MemoryType::LOADER_DATA,
             info_pages,
             &mut info_addr,
         )
     })?;
     let info_ptr = info_addr as *mut BootInfo;
     // SAFETY: freshly allocated, page-aligned and large enough. All-zero bytes are valid for
-    // every field (integers, arrays of integers, `Option<u64>` = None) except
+    // every field (integers, arrays of integers and byte-array `Guid`s, `Option<u64>` = None) except
     // `cmdline_error`, whose niche encodes `None`: it is written before any reference to
     // the whole struct exists.
     let info = unsafe {
@@ -377,18 +239,19 @@ pub unsafe fn save_and_exit(
     let mut li: *mut c_void = ptr::null_mut();
     // SAFETY: valid handle and out-pointer; the firmware returns its protocol instance.
     check("HandleProtocol(LoadedImage)", unsafe {
-        (bs.handle_protocol)(image, &LOADED_IMAGE_GUID, &mut li)
+        (bs.handle_protocol)(image, &LoadedImageProtocol::GUID, &mut li)
     })?;
     // SAFETY: HandleProtocol succeeded, so `li` points to the image's protocol instance.
-    let li = unsafe { &*li.cast::<LoadedImage>() };
+    let li = unsafe { &*li.cast::<LoadedImageProtocol>() };
     info.image_base = li.image_base as u64;
     info.image_size = li.image_size;
     save_cmdline(info, li.load_options, li.load_options_size);
 
     // Configuration tables.
-    info.config_table_total = st.number_of_table_entries;
-    for i in 0..st.number_of_table_entries {
-        // SAFETY: the system table advertises `number_of_table_entries` entries.
+    info.config_table_total = st.number_of_configuration_table_entries;
+    for i in 0..st.number_of_configuration_table_entries {
+        // SAFETY: the system table advertises `number_of_configuration_table_entries` entries
+        // at `configuration_table`, and `i` is below that count.
         let t = unsafe { &*st.configuration_table.add(i) };
         let addr = t.vendor_table as u64;
         if t.vendor_guid == ACPI_20_GUID || (t.vendor_guid == ACPI_10_GUID && info.rsdp.is_none()) {
@@ -411,8 +274,8 @@ pub unsafe fn save_and_exit(
         // SAFETY: plain allocation with a valid out-pointer.
         check("AllocatePages(stack)", unsafe {
             (bs.allocate_pages)(
-                ALLOCATE_ANY_PAGES,
-                EFI_LOADER_DATA,
+                AllocateType::ANY_PAGES,
+                MemoryType::LOADER_DATA,
                 size / 4096 + 1,
                 &mut base,
             )
@@ -447,14 +310,14 @@ pub unsafe fn save_and_exit(
             &mut desc_version,
         )
     };
-    if status != EFI_BUFFER_TOO_SMALL {
+    if status != Status::BUFFER_TOO_SMALL {
         check("GetMemoryMap(size)", status)?;
     }
     let capacity = map_size + 16 * desc_size.max(size_of::<MemoryDescriptor>());
     let mut buf: *mut u8 = ptr::null_mut();
     // SAFETY: plain pool allocation with a valid out-pointer.
     check("AllocatePool(memory map)", unsafe {
-        (bs.allocate_pool)(EFI_LOADER_DATA, capacity, &mut buf)
+        (bs.allocate_pool)(MemoryType::LOADER_DATA, capacity, &mut buf)
     })?;
     info.loader_allocations += capacity as u64;
     let mut attempts = 0;
@@ -464,7 +327,7 @@ pub unsafe fn save_and_exit(
         check("GetMemoryMap", unsafe {
             (bs.get_memory_map)(
                 &mut map_size,
-                buf,
+                buf.cast::<MemoryDescriptor>(),
                 &mut key,
                 &mut desc_size,
                 &mut desc_version,
@@ -473,7 +336,7 @@ pub unsafe fn save_and_exit(
         // SAFETY: valid image handle; `key` is from the map just read. No allocation happens
         // between the two calls.
         let status = unsafe { (bs.exit_boot_services)(image, key) };
-        if status == EFI_SUCCESS {
+        if status == Status::SUCCESS {
             break;
         }
         // The map changed under us (an event allocated memory): read it again, once more.
@@ -495,10 +358,10 @@ pub unsafe fn save_and_exit(
         match info.memory_map.get_mut(info.memory_map_len) {
             Some(slot) => {
                 *slot = MemoryRegion {
-                    kind: d.kind,
-                    start: d.physical_start,
-                    pages: d.number_of_pages,
-                    attribute: d.attribute,
+                    kind: d.ty.0,
+                    start: d.phys_start,
+                    pages: d.page_count,
+                    attribute: d.att.bits(),
                 };
                 info.memory_map_len += 1;
             }

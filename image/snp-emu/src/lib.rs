@@ -9,16 +9,16 @@
 //! Modules, in dependency order:
 //! - [`chain`]: the test chain (generation from a seed, fixtures, export) and the TCB layout.
 //! - [`psp`]: the emulated PSP: reports, derived keys, VMPCK handout, certificate table.
-//! - [`frame`]: the byte-stream framing and its resynchronising decoder (sans-IO).
 //! - [`server`]: dispatch of frames to the PSP and the unix-socket loop.
-//! - [`client`]: a guest-side client (tests, host tools) over `attest`'s `GuestMessenger`.
+//!
+//! The wire protocol (framing, resynchronising decoder, command and status codes) and the
+//! guest-side client live in the shared `snp-emu-proto` crate (`image/emu-proto`), which the
+//! kernel and `kms-server` use too; this crate is the firmware side only.
 //!
 //! Not done: VMPCK1..3 and VMPL>0 guests, VLEK and VMRK keys, ID blocks (FAMILY_ID, IMAGE_ID,
 //! ID_KEY_DIGEST are zero), migration agents, extended reports over one request (the certificate
 //! table is its own command). Nothing here is secure: the chain's root is a test key whose
 //! private half is derivable from a public seed.
 pub mod chain;
-pub mod client;
-pub mod frame;
 pub mod psp;
 pub mod server;

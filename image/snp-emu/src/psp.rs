@@ -471,10 +471,13 @@ mod tests {
             2
         );
         // Replay of 1 fails; a wrong key fails and does not move the counter; 3 then works.
-        assert!(
-            psp.guest_request(&req(1, KEY, 0, MsgType::ReportReq))
-                .is_err()
-        );
+        assert!(matches!(
+            psp.guest_request(&req(1, KEY, 0, MsgType::ReportReq)),
+            Err(RequestError::Msg(GuestMsgError::SeqnoMismatch {
+                got: 1,
+                ..
+            }))
+        ));
         assert_eq!(
             psp.guest_request(&req(3, [9; 32], 0, MsgType::ReportReq)),
             Err(RequestError::Msg(GuestMsgError::AuthFailed))

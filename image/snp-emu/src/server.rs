@@ -7,10 +7,9 @@ use std::{
 
 use attest::snp::guest_msg::GuestMsgError;
 
-use crate::{
-    frame::{self, Cmd, Decoder, Event, REQ_MAGIC, RSP_MAGIC, Status},
-    psp::{PAGE_SIZE, Psp, RequestError},
-};
+use snp_emu_proto::{Cmd, Decoder, Event, FrameError, REQ_MAGIC, RSP_MAGIC, Status, emit_frame};
+
+use crate::psp::{PAGE_SIZE, Psp, RequestError};
 
 /// One reply frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,9 +23,10 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The wire bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        frame::encode(RSP_MAGIC, self.cmd, self.status as u16, &self.payload)
+    /// The wire bytes; fails only for a payload over `MAX_PAYLOAD` (never produced by
+    /// [`handle`]: the largest is the certificate table, a few KiB).
+    pub fn encode(&self) -> Result<Vec<u8>, FrameError> {
+        emit_frame(RSP_MAGIC, self.cmd, self.status as u16, &self.payload)
     }
 }
 
@@ -89,7 +89,7 @@ pub fn serve_connection(psp: &mut Psp, stream: &mut UnixStream) -> io::Result<()
             let what = describe(&event);
             let reply = handle(psp, event);
             eprintln!("snp-emu: {what} -> {}", reply.status);
-            stream.write_all(&reply.encode())?;
+            stream.write_all(&reply.encode().map_err(io::Error::other)?)?;
         }
     }
 }
@@ -168,7 +168,7 @@ mod tests {
         let certs = handle(&mut p, frame(3, b""));
         assert_eq!(certs.status, Status::Ok);
         assert_eq!(certs.payload, p.cert_table());
-        let wire = certs.encode();
+        let wire = certs.encode().unwrap();
         assert_eq!(&wire[..8], b"SNPR\x01\x03\x00\x00");
         assert_eq!(wire.len(), 12 + certs.payload.len());
     }

@@ -1,5 +1,5 @@
 //! CMOS RTC register decoding (MC146818A datasheet: registers 0x00–0x09, status B bit 1 =
-//! 24-hour mode, bit 2 = binary mode) and civil date to Unix time.
+//! 24-hour mode, bit 2 = binary mode) and civil date to Unix time (through `der::DateTime`).
 //!
 //! The RTC is host-controlled: the kernel documents the result as untrusted wall-clock time.
 
@@ -34,7 +34,8 @@ fn bcd(v: u8) -> Option<u8> {
 }
 
 impl RtcRegisters {
-    /// Unix seconds, or `None` for an impossible date.
+    /// Unix seconds, or `None` for an impossible date (including a day the month does not
+    /// have) or one before 1970.
     pub fn unix_seconds(&self) -> Option<i64> {
         let binary = self.status_b & 0x04 != 0;
         let h24 = self.status_b & 0x02 != 0;
@@ -50,47 +51,48 @@ impl RtcRegisters {
                 hour += 12;
             }
         }
-        let century = match conv(self.century) {
-            Some(c @ 19..=99) => i64::from(c),
-            _ => 20,
-        };
-        let year = century * 100 + i64::from(conv(self.year)?);
-        let month = conv(self.month)?;
-        let day = conv(self.day)?;
+        let century = conv(self.century)
+            .filter(|c| (19..=99).contains(c))
+            .unwrap_or(20);
+        let year = u16::from(century) * 100 + u16::from(conv(self.year)?);
+        let (month, day) = (conv(self.month)?, conv(self.day)?);
         let (minute, second) = (conv(self.minutes)?, conv(self.seconds)?);
-        if !(1..=12).contains(&month)
-            || !(1..=31).contains(&day)
-            || hour > 23
-            || minute > 59
-            || second > 59
-        {
-            return None;
-        }
-        let days = days_from_civil(year, month, day);
-        Some(days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second))
+        let t = der::DateTime::new(year, month, day, hour, minute, second).ok()?;
+        i64::try_from(t.unix_duration().as_secs()).ok()
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-pub fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn binary(year: u8, month: u8, day: u8) -> RtcRegisters {
+        RtcRegisters {
+            seconds: 0,
+            minutes: 0,
+            hours: 0,
+            day,
+            month,
+            year,
+            century: 20,
+            status_b: 0x06,
+        }
+    }
+
     #[test]
     fn civil_dates() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2026, 11, 29), 20_786);
+        assert_eq!(binary(0, 3, 1).unix_seconds(), Some(11_017 * 86_400));
+        assert_eq!(binary(26, 11, 29).unix_seconds(), Some(20_786 * 86_400));
+        assert_eq!(binary(24, 2, 29).unix_seconds(), Some(19_782 * 86_400));
+        // Days the month does not have.
+        assert_eq!(binary(25, 2, 29).unix_seconds(), None);
+        assert_eq!(binary(26, 4, 31).unix_seconds(), None);
+        // Before 1970.
+        let r = RtcRegisters {
+            century: 19,
+            ..binary(69, 12, 31)
+        };
+        assert_eq!(r.unix_seconds(), None);
     }
 
     #[test]

@@ -44,7 +44,7 @@ static ROOT: spin::Mutex<Option<Root>> = spin::Mutex::new(None);
 
 fn new_table() -> Result<*mut u64, PagingError> {
     let layout = Layout::from_size_align(4096, 4096).map_err(|_| PagingError::OutOfMemory)?;
-    // SAFETY: non-zero size layout.
+    // SAFETY: `alloc_zeroed` only requires a layout of non-zero size; this one is 4096 bytes.
     let p = unsafe { alloc_zeroed(layout) };
     if p.is_null() {
         Err(PagingError::OutOfMemory)
@@ -60,7 +60,7 @@ fn new_table() -> Result<*mut u64, PagingError> {
 unsafe fn next(table: *mut u64, index: usize) -> Result<Option<*mut u64>, PagingError> {
     // SAFETY: `index < 512` (callers mask it) and `table` is a 512-entry table.
     let entry = unsafe { table.add(index) };
-    // SAFETY: as above.
+    // SAFETY: `entry` is inside the live, identity-mapped table page (above), aligned to 8.
     let value = unsafe { entry.read_volatile() };
     if value & PRESENT != 0 {
         if value & HUGE != 0 {

@@ -1,6 +1,7 @@
 //! The `emulated` backend: `snp-emu` (an emulated AMD secure processor) reached over COM2.
 //!
-//! Wire format: the emulator's framing (`bootparams::emu_frame`, host-tested). Commands:
+//! Wire format: the emulator's framing (`snp-emu-proto`, shared with the emulator and
+//! host-tested there). Commands:
 //! `GET_VMPCK` (answered once per emulator lifetime), `GUEST_REQUEST` (one 4 KiB SNP
 //! guest-message page each way), `GET_CERTS` (the certificate table).
 //!
@@ -13,7 +14,7 @@
 use alloc::vec::Vec;
 
 use attest::snp::guest_msg::{GuestMessenger, KeyReq, PAGE_SIZE, Vmpck, field_select};
-use bootparams::emu_frame;
+use snp_emu_proto::{Cmd, HEADER_LEN, Header, MagicScanner, RSP_MAGIC, Status};
 
 use super::{Capabilities, DerivedKey, PlatformError, PlatformKind, PlatformOps};
 use crate::console::Uart;
@@ -36,7 +37,7 @@ impl Emulated {
         uart.init();
         // Drop whatever is waiting (stale bytes from an earlier boot).
         while uart.try_read_byte().is_some() {}
-        let key = call(&uart, emu_frame::CMD_GET_VMPCK, &[])?;
+        let key = call(&uart, Cmd::GetVmpck, &[])?;
         let key: [u8; 32] = key
             .as_slice()
             .try_into()
@@ -51,7 +52,7 @@ impl Emulated {
     /// failure the messenger abandons its key: the sequence number's fate is unknown.
     fn exchange(&mut self, mut msg: Vec<u8>) -> Result<Vec<u8>, PlatformError> {
         msg.resize(PAGE_SIZE, 0);
-        match call(&self.uart, emu_frame::CMD_GUEST_REQUEST, &msg) {
+        match call(&self.uart, Cmd::GuestRequest, &msg) {
             Ok(rsp) => Ok(rsp),
             Err(e) => {
                 self.messenger.abandon();
@@ -62,11 +63,10 @@ impl Emulated {
 }
 
 /// One request/reply exchange.
-fn call(uart: &Uart, cmd: u8, payload: &[u8]) -> Result<Vec<u8>, PlatformError> {
-    let header = emu_frame::request_header(cmd, payload.len())
+fn call(uart: &Uart, cmd: Cmd, payload: &[u8]) -> Result<Vec<u8>, PlatformError> {
+    let request = snp_emu_proto::emit_frame(snp_emu_proto::REQ_MAGIC, cmd as u8, 0, payload)
         .map_err(|_| PlatformError::Protocol("request too large"))?;
-    uart.write_all(&header);
-    uart.write_all(payload);
+    uart.write_all(&request);
 
     let start = Instant::now();
     let read = |buf: &mut [u8]| -> Result<(), PlatformError> {
@@ -87,7 +87,7 @@ fn call(uart: &Uart, cmd: u8, payload: &[u8]) -> Result<Vec<u8>, PlatformError> 
     // Replies to unframed bytes (the firmware's console output on COM2 before we took over)
     // may come first: skip them and wait for the reply to our command.
     loop {
-        let mut scanner = emu_frame::MagicScanner::default();
+        let mut scanner = MagicScanner::new(RSP_MAGIC);
         loop {
             let mut b = [0u8; 1];
             read(&mut b)?;
@@ -98,23 +98,25 @@ fn call(uart: &Uart, cmd: u8, payload: &[u8]) -> Result<Vec<u8>, PlatformError> 
                 break;
             }
         }
-        let mut rest = [0u8; emu_frame::HEADER_LEN - 4];
-        read(&mut rest)?;
-        let reply = emu_frame::ReplyHeader::parse(&rest)
+        let mut head = [0u8; HEADER_LEN];
+        let (magic, rest) = head.split_at_mut(RSP_MAGIC.len());
+        magic.copy_from_slice(&RSP_MAGIC);
+        read(rest)?;
+        let reply = Header::parse(&head, RSP_MAGIC)
             .map_err(|_| PlatformError::Protocol("bad reply header"))?;
-        let mut body = alloc::vec![0u8; reply.len];
+        let mut body = alloc::vec![0u8; reply.payload_len()];
         read(&mut body)?;
-        if reply.cmd == emu_frame::CMD_INVALID && cmd != emu_frame::CMD_INVALID {
+        if reply.cmd == Cmd::Invalid as u8 {
             log::debug!(
                 "snp-emu: skipped a reply to unframed bytes (status {})",
                 reply.status
             );
             continue;
         }
-        if reply.cmd != cmd {
+        if reply.cmd != cmd as u8 {
             return Err(PlatformError::Protocol("reply to another command"));
         }
-        if reply.status != 0 {
+        if reply.status != Status::Ok as u16 {
             return Err(PlatformError::Firmware(u32::from(reply.status)));
         }
         return Ok(body);
@@ -165,7 +167,7 @@ impl PlatformOps for Emulated {
 
     fn cert_table(&mut self) -> Result<Vec<u8>, PlatformError> {
         // Hardware returns it with the extended report request; the emulator has its own command.
-        call(&self.uart, emu_frame::CMD_GET_CERTS, &[])
+        call(&self.uart, Cmd::GetCerts, &[])
     }
 
     fn share(&self, _addr: u64, _len: usize) -> Result<(), PlatformError> {

@@ -5,7 +5,7 @@
 //! - [`snp`] / [`tdx`]: detected from the CPU (SEV status MSR / CPUID leaf 0x21). Their
 //!   backends are not implemented yet, so detection stops the boot with a clear message
 //!   rather than running unprotected code paths (port I/O and shared DMA would be wrong).
-//! - [`emulated`]: the `snp-emu` firmware emulator over COM2; compiled in only with the
+//! - `emulated`: the `snp-emu` firmware emulator over COM2; compiled in only with the
 //!   `emulated-attestation` feature and used only when the measured command line says
 //!   `ckms.attestation=emulated`.
 //! - [`none`]: no attestation, no derived key.

@@ -2,7 +2,7 @@
 //! PVALIDATE and page-state changes for shared DMA pages) is a later issue.
 //!
 //! Detection follows AMD APM vol. 2, 15.34.10 "SEV_STATUS MSR": read MSR 0xC001_0131 only when
-//! CPUID Fn8000_001F EAX[1] (SEV) says the MSR exists; bit 0 = SEV, bit 1 = SEV-ES,
+//! CPUID Fn8000_001F EAX bit 1 (SEV) says the MSR exists; bit 0 = SEV, bit 1 = SEV-ES,
 //! bit 2 = SNP active.
 
 use crate::arch::{cpuid, rdmsr};

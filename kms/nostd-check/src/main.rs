@@ -8,9 +8,9 @@
 //! dynamic dependency, `scripts/nostd-check` finds undefined symbols or an INTERP segment.
 //! It prints `nostd-check: ok` and exits 0, or prints what failed and exits 1.
 //!
-//! This crate is the one place outside the kernel that needs `unsafe`: the entry point, the
-//! raw system calls, the `mem*` functions a freestanding link must provide, and the global
-//! allocator. Each block says why it is sound.
+//! This crate is one of the few places outside the kernel that need `unsafe`: the entry
+//! point, the raw system calls and the global allocator (the `mem*` functions a freestanding
+//! link must provide come from `freestanding-rt`). Each block says why it is sound.
 #![no_std]
 #![no_main]
 
@@ -373,88 +373,12 @@ static ALLOC: Bump = Bump {
 
 // ------------------------------------------------------------------ what libc would provide
 
-/// # Safety
-/// `dst` and `src` are valid for `n` bytes and do not overlap (C `memcpy` contract).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: per the contract; `rep movsb` copies exactly rcx bytes forward (DF is clear per
-    // the System V ABI).
-    unsafe {
-        core::arch::asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _,
-            inout("rsi") src => _, options(nostack, preserves_flags));
-    }
-    dst
-}
-
-/// # Safety
-/// `dst` and `src` are valid for `n` bytes; they may overlap (C `memmove` contract).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    if (dst as usize) <= (src as usize) || (dst as usize) >= (src as usize).wrapping_add(n) {
-        // SAFETY: forward copy is correct when dst is below src or the ranges are disjoint.
-        return unsafe { memcpy(dst, src, n) };
-    }
-    // SAFETY: dst > src and the ranges overlap: copy backwards from the last byte with DF set,
-    // then clear DF again as the ABI requires.
-    unsafe {
-        core::arch::asm!("std", "rep movsb", "cld", inout("rcx") n => _,
-            inout("rdi") dst.add(n - 1) => _, inout("rsi") src.add(n - 1) => _, options(nostack));
-    }
-    dst
-}
-
-/// # Safety
-/// `dst` is valid for `n` bytes (C `memset` contract).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
-    // SAFETY: per the contract; `rep stosb` stores al into exactly rcx bytes.
-    unsafe {
-        core::arch::asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _,
-            in("al") c as u8, options(nostack, preserves_flags));
-    }
-    dst
-}
-
-/// # Safety
-/// `a` and `b` are valid for `n` bytes (C `memcmp` contract).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    for i in 0..n {
-        // SAFETY: i < n; volatile reads keep LLVM from turning this loop into a memcmp call.
-        let (x, y) = unsafe { (a.add(i).read_volatile(), b.add(i).read_volatile()) };
-        if x != y {
-            return i32::from(x) - i32::from(y);
-        }
-    }
-    0
-}
-
-/// # Safety
-/// Same as [`memcmp`].
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: same contract as memcmp.
-    unsafe { memcmp(a, b, n) }
-}
-
-/// # Safety
-/// `s` points to a NUL-terminated string (C `strlen` contract).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
-    let mut n = 0;
-    // SAFETY: the string is NUL-terminated, so every byte up to the NUL is readable.
-    while unsafe { s.add(n).read_volatile() } != 0 {
-        n += 1;
-    }
-    n
-}
+// memcpy, memmove, memset, memcmp, bcmp, strlen and rust_eh_personality: the shared
+// `freestanding-rt` crate (`runtime/`), linked only if named.
+extern crate freestanding_rt;
 
 /// Referenced by the precompiled `core` (built with unwinding); never called with
 /// `panic = "abort"`.
-#[unsafe(no_mangle)]
-pub extern "C" fn rust_eh_personality() {}
-
-/// See [`rust_eh_personality`].
 #[unsafe(no_mangle)]
 pub extern "C" fn _Unwind_Resume() -> ! {
     exit(134)

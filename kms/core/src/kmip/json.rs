@@ -616,46 +616,64 @@ pub fn json_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-// --- RFC 3339 date-time <-> POSIX seconds (proleptic Gregorian, days-from-civil) ---
+// --- RFC 3339 date-time <-> POSIX seconds (proleptic Gregorian, through `der::DateTime`) ---
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// `der::DateTime` covers 1970..=9999. The Gregorian calendar repeats every 400 years
+/// (146 097 days, a whole number of weeks), so a date in 0000..=1969 is handled 2000 years
+/// later and shifted back.
+const SHIFT_YEARS: u16 = 2000;
+/// [`SHIFT_YEARS`] in seconds: five 400-year cycles.
+const SHIFT_SECS: i64 = 5 * 146_097 * 86_400;
+
+/// POSIX seconds of a UTC civil date and time (`None` for an impossible date or a year past
+/// 9999).
+fn civil_to_secs(y: u16, mo: u8, d: u8, h: u8, mi: u8, se: u8) -> Option<i64> {
+    let (year, shift) = if y < 1970 {
+        (y + SHIFT_YEARS, SHIFT_SECS)
+    } else {
+        (y, 0)
+    };
+    let dt = der::DateTime::new(year, mo, d, h, mi, se).ok()?;
+    i64::try_from(dt.unix_duration().as_secs())
+        .ok()?
+        .checked_sub(shift)
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// The UTC civil date and time of POSIX seconds in [`RFC3339_SECS`].
+fn secs_to_civil(secs: i64) -> Option<(u16, der::DateTime)> {
+    let (secs, shift) = if secs < 0 {
+        (secs.checked_add(SHIFT_SECS)?, SHIFT_YEARS)
+    } else {
+        (secs, 0)
+    };
+    let dt = der::DateTime::from_unix_duration(core::time::Duration::from_secs(
+        u64::try_from(secs).ok()?,
+    ))
+    .ok()?;
+    Some((dt.year().checked_sub(shift)?, dt))
 }
 
 /// The seconds [`format_rfc3339`] can write with a four-digit year: 0000-01-01T00:00:00Z to
 /// 9999-12-31T23:59:59Z.
 const RFC3339_SECS: core::ops::RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
 
-/// Format POSIX seconds as `YYYY-MM-DDTHH:MM:SSZ` (years outside 0000..=9999 are not RFC 3339).
+/// Format POSIX seconds as `YYYY-MM-DDTHH:MM:SSZ`. Seconds outside 0000-01-01T00:00:00Z ..=
+/// 9999-12-31T23:59:59Z (not RFC 3339) are clamped to those ends; the encoder writes such
+/// times in the `0x` form instead.
 pub fn format_rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    alloc::format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let secs = secs.clamp(*RFC3339_SECS.start(), *RFC3339_SECS.end());
+    match secs_to_civil(secs) {
+        Some((y, dt)) => alloc::format!(
+            "{y:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            dt.month(),
+            dt.day(),
+            dt.hour(),
+            dt.minutes(),
+            dt.seconds()
+        ),
+        // Unreachable for clamped input (both ends convert); a fixed, valid value otherwise.
+        None => String::from("1970-01-01T00:00:00Z"),
+    }
 }
 
 /// Parse an RFC 3339 `date-time` (§5.6): `YYYY-MM-DD[Tt ]HH:MM:SS[.frac](Z|±HH:MM)`.
@@ -680,7 +698,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
         return None;
     }
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+    if se > 60 {
         return None;
     }
     let mut i = 19;
@@ -707,7 +725,18 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se.min(59) - offset)
+    // A leap second (60) counts as 59: POSIX time has none. `der::DateTime` checks the rest
+    // (month, day of that month, hour, minute).
+    let narrow = |v: i64| u8::try_from(v).ok();
+    let t = civil_to_secs(
+        u16::try_from(y).ok()?,
+        narrow(mo)?,
+        narrow(d)?,
+        narrow(h)?,
+        narrow(mi)?,
+        narrow(se.min(59))?,
+    )?;
+    t.checked_sub(offset)
 }
 
 #[cfg(test)]
@@ -774,7 +803,7 @@ mod tests {
         );
         assert_eq!(
             t.get("ActivationDate").unwrap().value,
-            Value::DateTime(days_from_civil(2024, 2, 29) * 86400 + 11 * 3600)
+            Value::DateTime(1_709_204_400) // 2024-02-29T11:00:00Z
         );
         assert_eq!(
             t.get("ObjectType").unwrap().value,
@@ -938,6 +967,28 @@ mod tests {
             "0000-01-01T00:00:00Z"
         );
         assert_eq!(format_rfc3339(*RFC3339_SECS.end()), "9999-12-31T23:59:59Z");
+        // Days that do not exist in that month are refused; leap years follow the Gregorian
+        // rule on both sides of 1970 (dates before it go through the 400-year shift).
+        assert_eq!(parse_rfc3339("2024-02-30T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("1900-02-29T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2023-04-31T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("1600-02-29T12:00:00Z"), Some(-11_670_955_200));
+        assert_eq!(format_rfc3339(-11_670_955_200), "1600-02-29T12:00:00Z");
+        assert_eq!(parse_rfc3339("0000-02-29T00:00:00Z"), Some(-62_162_121_600));
+        assert_eq!(parse_rfc3339("1998-12-31T23:59:60Z"), Some(915_148_799));
+        assert_eq!(
+            parse_rfc3339("0000-01-01T00:00:00+01:00"),
+            Some(*RFC3339_SECS.start() - 3600)
+        );
+        for s in [
+            -1i64,
+            -86_400,
+            -2_208_988_800,
+            -62_135_596_800,
+            -30_000_000_000,
+        ] {
+            assert_eq!(parse_rfc3339(&format_rfc3339(s)), Some(s), "{s}");
+        }
     }
 
     /// Found by `fuzz/` (kmip_json): a DateTime outside years 0000..=9999 was emitted as a

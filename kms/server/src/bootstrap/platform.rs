@@ -19,7 +19,7 @@ const KEY_FIELDS: u64 = attest::snp::guest_msg::field_select::GUEST_POLICY
 
 /// `snp-emu` over its unix socket, speaking real SNP guest messages with VMPCK0.
 pub struct EmulatedEvidence {
-    client: snp_emu::client::Client<UnixStream>,
+    client: snp_emu_proto::client::Client<UnixStream>,
 }
 
 impl EmulatedEvidence {
@@ -29,18 +29,19 @@ impl EmulatedEvidence {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .map_err(|e| e.to_string())?;
-        let mut client = snp_emu::client::Client::new(stream);
+        let mut client = snp_emu_proto::client::Client::new(stream);
         client.get_vmpck().map_err(|e| format!("GET_VMPCK: {e}"))?;
         Ok(EmulatedEvidence { client })
     }
 }
 
-fn client_error(e: snp_emu::client::ClientError) -> EvidenceError {
-    use snp_emu::client::ClientError as C;
+fn client_error(e: snp_emu_proto::client::ClientError) -> EvidenceError {
+    use snp_emu_proto::client::ClientError as C;
     match e {
         C::Io(_) | C::Closed => EvidenceError::Transport("snp-emu socket"),
         C::Status(s) => EvidenceError::Firmware(u32::from(s)),
         C::BadReply(w) => EvidenceError::Malformed(w),
+        C::Frame(_) => EvidenceError::Transport("request too large for snp-emu"),
         C::Msg(_) => {
             EvidenceError::Malformed("guest message failed (VMPCK wiped or firmware error)")
         }

@@ -1,10 +1,12 @@
-//! A guest-side client of the emulator protocol over any byte stream (tests and host tools; the
-//! kernel has its own no_std implementation of the same protocol). The SNP messages are built
-//! and checked by `attest`'s `GuestMessenger`, the code a guest uses with real hardware.
+//! A guest-side client of the emulator protocol over any byte stream (feature `std`): the host
+//! server's emulated platform (`kms-server`, unix socket), tests and host tools. The kernel
+//! drives the same framing over COM2 itself. The SNP messages are built and checked by
+//! `attest`'s `GuestMessenger`, the code a guest uses with real hardware.
 
 use std::{
     fmt,
     io::{self, Read, Write},
+    vec::Vec,
 };
 
 use attest::snp::{
@@ -13,7 +15,7 @@ use attest::snp::{
 };
 use zeroize::Zeroizing;
 
-use crate::frame::{self, Cmd, Decoder, Event, REQ_MAGIC, RSP_MAGIC, Status};
+use crate::{Cmd, Decoder, Event, FrameError, REQ_MAGIC, RSP_MAGIC, Status, emit_frame};
 
 /// Client errors.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub enum ClientError {
     Status(u16),
     /// The reply could not be decoded.
     BadReply(&'static str),
+    /// The request could not be framed (payload too large).
+    Frame(FrameError),
     /// The guest-message layer failed (includes a non-zero firmware STATUS).
     Msg(GuestMsgError),
     /// No VMPCK yet (call `get_vmpck` first).
@@ -42,6 +46,7 @@ impl fmt::Display for ClientError {
                 None => write!(f, "emulator error status {s}"),
             },
             ClientError::BadReply(w) => write!(f, "bad reply: {w}"),
+            ClientError::Frame(e) => write!(f, "request: {e}"),
             ClientError::Msg(e) => write!(f, "guest message: {e}"),
             ClientError::NoVmpck => f.write_str("no VMPCK"),
         }
@@ -117,7 +122,8 @@ impl<S: Read + Write> Client<S> {
 
     /// Sends one request frame and returns the payload of a successful reply.
     pub fn call(&mut self, cmd: Cmd, payload: &[u8]) -> Result<Vec<u8>, ClientError> {
-        self.send_raw(&frame::encode(REQ_MAGIC, cmd as u8, 0, payload))?;
+        let request = emit_frame(REQ_MAGIC, cmd as u8, 0, payload).map_err(ClientError::Frame)?;
+        self.send_raw(&request)?;
         let (rcmd, status, payload) = self.read_reply()?;
         if rcmd != cmd as u8 {
             return Err(ClientError::BadReply("reply to another command"));
