@@ -52,11 +52,10 @@ impl ChildGuard {
 
     /// The lines of the child's piped stdout (taken: call once).
     pub fn stdout_lines(&mut self) -> Lines<BufReader<ChildStdout>> {
-        let stdout = self
-            .0
-            .stdout
-            .take()
-            .unwrap_or_else(|| panic!("stdout of {} is not piped or already taken", self.0.id()));
+        let stdout =
+            self.0.stdout.take().unwrap_or_else(|| {
+                panic!("stdout of {} is not piped or already taken", self.0.id())
+            });
         BufReader::new(stdout).lines()
     }
 

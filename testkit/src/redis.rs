@@ -16,12 +16,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct RedisBuilder {
     password: Option<String>,
     append_only: bool,
+    users: Vec<String>,
 }
 
 impl RedisBuilder {
     /// Require this password (`--requirepass`).
     pub fn password(mut self, password: &str) -> RedisBuilder {
         self.password = Some(password.to_owned());
+        self
+    }
+
+    /// Add an ACL user from a rule line without the `user` keyword (`--user kms on >pw ~kms:* …`).
+    pub fn acl_user(mut self, rule: &str) -> RedisBuilder {
+        self.users.push(rule.to_owned());
         self
     }
 
@@ -132,6 +139,9 @@ impl RedisServer {
         }
         if let Some(pw) = &self.options.password {
             cmd.args(["--requirepass", pw]);
+        }
+        for rule in &self.options.users {
+            cmd.arg("--user").args(rule.split(' '));
         }
         cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
         let child = match cmd.spawn() {

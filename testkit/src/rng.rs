@@ -11,7 +11,11 @@ pub struct TestRng(u64);
 impl TestRng {
     /// A generator started from `seed` (0, a fixed point of xorshift, is replaced by a constant).
     pub fn new(seed: u64) -> TestRng {
-        TestRng(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+        TestRng(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
     }
 
     /// The next 32 bits (the high half of xorshift64*'s output).
