@@ -257,7 +257,7 @@ fn wrong_secret_is_refused() {
 
 #[test]
 fn unreachable_redis_is_a_clear_error() {
-    let port = common::free_port();
+    let port = testkit::free_port();
     let opts = ConnectOptions {
         connect_timeout: Duration::from_millis(500),
         ..Default::default()

@@ -9,7 +9,7 @@ use kms_redis::resp::{Limits, Reply};
 use kms_redis::url::RedisUrl;
 use std::time::Duration;
 
-pub use testkit::{RedisServer, free_port};
+pub use testkit::RedisServer;
 
 /// A server persisting every write (`appendonly yes`, `appendfsync always`).
 pub fn start() -> RedisServer {
