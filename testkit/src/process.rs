@@ -117,7 +117,7 @@ pub struct SnpEmu {
 
 impl SnpEmu {
     /// Start `bin serve --socket <socket> <args…>` and wait for its `measurement` and `listening`
-    /// lines; the rest of its stdout is drained, its stderr inherited.
+    /// lines; the rest of its stdout is drained, its stderr (a log line per command) discarded.
     pub fn serve<I, S>(bin: &Path, socket: PathBuf, args: I) -> SnpEmu
     where
         I: IntoIterator<Item = S>,
@@ -131,7 +131,7 @@ impl SnpEmu {
                 .args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit()),
+                .stderr(Stdio::null()),
             "snp-emu",
         );
         let mut lines = guard.stdout_lines();
