@@ -513,13 +513,13 @@ fn register_symmetric_and_get_formats() {
         {"tag":"Attributes","value":[{"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}]},
         {"tag":"Object","value":[{"tag":"KeyBlock","value":[
             {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"},
-            {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex::encode_upper(&[0; 32])}]}]}]}]}));
+            {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex::encode_upper([0; 32])}]}]}]}]}));
     let e = t.ok(
         "alice",
         encrypt(
             &text(&zero, "UniqueIdentifier"),
             b"",
-            vec![json!({"tag":"IVCounterNonce","type":"ByteString","value":hex::encode_upper(&[0; 12])})],
+            vec![json!({"tag":"IVCounterNonce","type":"ByteString","value":hex::encode_upper([0; 12])})],
         ),
     );
     // AES-256-GCM, K = 0^256, IV = 0^96, P = A = empty (McGrew & Viega test case 13).
@@ -1152,7 +1152,7 @@ fn sign_digested_data() {
         "alice",
         json!({"tag":"Sign","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":sk},
-        {"tag":"DigestedData","type":"ByteString","value":hex::encode_upper(&digest)}]}),
+        {"tag":"DigestedData","type":"ByteString","value":hex::encode_upper(digest)}]}),
     );
     // Verifiable as a signature over the message itself.
     let v = t.ok(

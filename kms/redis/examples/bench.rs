@@ -140,7 +140,7 @@ impl<S: Store + 'static> Driver for KmsDriver<S> {
                     {"tag":"CryptographicParameters","type":"Structure","value":[
                         {"tag":"BlockCipherMode","type":"Enumeration","value":"GCM"},
                         {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"}]},
-                    {"tag":"Data","type":"ByteString","value":hex::encode_upper(&[7u8; 64])}]}));
+                    {"tag":"Data","type":"ByteString","value":hex::encode_upper([7u8; 64])}]}));
             }
             Op::Locate1 => assert_eq!(self.located(&tags("pre", i % PRELOADED)[..1]), 1),
             Op::Locate3 => assert_eq!(self.located(&tags("pre", i % PRELOADED)), 1),
