@@ -60,7 +60,7 @@ impl ChildGuard {
     }
 
     /// Kill the child by PID (SIGKILL) and reap it; nothing when it has already exited.
-    pub fn kill(&mut self) {
+    fn kill_and_reap(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -81,7 +81,7 @@ impl DerefMut for ChildGuard {
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        self.kill();
+        self.kill_and_reap();
     }
 }
 
@@ -108,7 +108,7 @@ pub fn drain_lines<R: BufRead + Send + 'static>(lines: Lines<R>) {
 
 /// `snp-emu serve --socket …` (the emulated AMD secure processor), killed by PID on drop.
 pub struct SnpEmu {
-    guard: ChildGuard,
+    _guard: ChildGuard,
     /// The unix socket it serves on.
     pub socket: PathBuf,
     /// The launch measurement it printed (hex).
@@ -139,14 +139,9 @@ impl SnpEmu {
         wait_line(&mut lines, "listening", "snp-emu");
         drain_lines(lines);
         SnpEmu {
-            guard,
+            _guard: guard,
             socket,
             measurement,
         }
-    }
-
-    /// The emulator process.
-    pub fn child(&mut self) -> &mut Child {
-        &mut self.guard
     }
 }
