@@ -21,9 +21,9 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ use image::build::{self, BuildOptions};
 #[path = "../../kms/server/tests/common/mod.rs"]
 mod common;
 use image::run::{RunOptions, Vm};
+use testkit::{RedisServer, workspace_bin};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -41,21 +42,6 @@ fn repo() -> PathBuf {
         .parent()
         .expect("image/ has a parent")
         .to_path_buf()
-}
-
-fn workspace_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        bin.display()
-    );
-    bin
 }
 
 /// Copies the working tree without build outputs, git metadata and fuzzing corpora; files that
@@ -80,56 +66,6 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A redis-server on a free loopback port, killed by PID on drop.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start(dir: &Path) -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -293,12 +229,6 @@ fn vm_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn redis(name: &str) -> Redis {
-    let redis_dir = setup().base.join(name);
-    fs::create_dir_all(&redis_dir).expect("mkdir");
-    Redis::start(&redis_dir)
-}
-
 /// `ckms verify` against `vm` with `manifest` as the expectation.
 fn verify(vm: &Vm, dir: &Path, manifest: &Path) -> Output {
     let ratls = vm.ratls_port.expect("RA-TLS port forwarded");
@@ -335,11 +265,8 @@ fn text(out: &Output) -> String {
 fn variant_fails_verification(variant: &Path) {
     let s = setup();
     let _vm = vm_lock();
-    let redis = redis(&format!(
-        "redis-{}",
-        variant.file_name().and_then(|n| n.to_str()).unwrap_or("v")
-    ));
-    let vm = start_vm(variant, redis.port);
+    let redis = RedisServer::start();
+    let vm = start_vm(variant, redis.port());
     let out = provision(&vm, &s.dir, variant);
     assert!(out.contains("verified"), "{out}");
     // The variant's own manifest matches what runs ...
@@ -367,10 +294,10 @@ fn variant_fails_verification(variant: &Path) {
 fn kmip_suite_against_the_image() {
     let s = setup();
     let _lock = vm_lock();
-    let redis = redis("redis-suite");
+    let redis = RedisServer::start();
     let tmp = tempfile::tempdir().expect("tempdir");
     let pki = common::pki::Pki::new(tmp.path(), "vm");
-    let vm = start_vm(&s.image_dir, redis.port);
+    let vm = start_vm(&s.image_dir, redis.port());
     let ratls = vm.ratls_port.expect("RA-TLS port forwarded");
     // The suite's CA signs the VM's API certificate and is its client CA.
     let out = run(Command::new(workspace_bin("ckms"))
@@ -507,9 +434,9 @@ fn bootstrap_verify_and_kmip_in_the_image() {
     let s = setup();
     let _lock = vm_lock();
     let (dir, image_dir) = (s.dir.clone(), s.image_dir.clone());
-    let redis = redis("redis");
+    let redis = RedisServer::start();
 
-    let vm = start_vm(&image_dir, redis.port);
+    let vm = start_vm(&image_dir, redis.port());
     let out = provision(&vm, &dir, &image_dir);
     assert!(out.contains("verified"), "{out}");
     assert!(
@@ -586,7 +513,7 @@ fn bootstrap_verify_and_kmip_in_the_image() {
 
     // Reboot on the same Redis, re-provision with the same secret: the key is still there.
     vm.stop();
-    let vm = start_vm(&image_dir, redis.port);
+    let vm = start_vm(&image_dir, redis.port());
     let out = provision(&vm, &dir, &image_dir);
     assert!(out.contains("verified"), "{out}");
     ok(ckms(

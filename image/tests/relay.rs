@@ -1,59 +1,14 @@
 //! `image relay` against a real Redis: the byte stream on stdin/stdout reaches the server and back.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-/// Kills the child by PID when dropped, then removes its directory.
-struct Guard(Child, #[allow(dead_code)] tempfile::TempDir);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn start_redis() -> (Guard, u16) {
-    let port = free_port();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start redis-server (Debian package redis-server)");
-    let guard = Guard(child, dir);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        thread::sleep(Duration::from_millis(20));
-    }
-    (guard, port)
-}
+use testkit::RedisServer;
 
 #[test]
 fn relay_carries_a_redis_session_and_ends_with_it() {
-    let (_redis, port) = start_redis();
+    let redis = RedisServer::start();
+    let port = redis.port();
     let mut relay = Command::new(env!("CARGO_BIN_EXE_image"))
         .args(["relay", &format!("127.0.0.1:{port}")])
         .stdin(Stdio::piped())
@@ -80,7 +35,11 @@ fn relay_carries_a_redis_session_and_ends_with_it() {
 
 #[test]
 fn relay_refuses_non_loopback_targets() {
-    for target in ["10.0.2.2:6379", "not-an-address", "[::1]"] {
+    for (target, why) in [
+        ("10.0.2.2:6379", "is not a loopback address"),
+        ("not-an-address", "is not IP:PORT"),
+        ("[::1]", "is not IP:PORT"),
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_image"))
             .args(["relay", target])
             .stdin(Stdio::null())
@@ -88,5 +47,7 @@ fn relay_refuses_non_loopback_targets() {
             .expect("run relay");
         assert!(!out.status.success(), "{target} accepted");
         assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{target}: {err}");
     }
 }

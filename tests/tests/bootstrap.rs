@@ -4,122 +4,32 @@
 //! Each test starts its own processes on free loopback ports in a temporary directory; guards stop them by
 //! PID when the test ends (also on failure).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
-};
+use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
 use sha2::Digest;
+use testkit::{ChildGuard, RedisServer, SnpEmu, drain_lines, free_port, wait_line, workspace_bin};
 
 // ------------------------------------------------------------------------------------------------
 // Processes
 
 fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} missing: run `cargo build --workspace --bins` first",
-        path.display()
-    );
-    path
-}
-
-/// Kills and reaps its child on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Reads stdout lines until one starts with `prefix`; returns the rest of that line.
-fn wait_line(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    prefix: &str,
-    what: &str,
-) -> String {
-    for line in lines {
-        let line = line.expect("read stdout");
-        if let Some(rest) = line.strip_prefix(prefix) {
-            return rest.trim().to_owned();
-        }
-    }
-    panic!("{what} exited before printing {prefix:?}");
-}
-
-struct Redis {
-    _guard: Guard,
-    port: u16,
-}
-
-impl Redis {
-    fn start(dir: &Path) -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        let guard = Guard(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                let mut buf = [0u8; 7];
-                if s.write_all(b"PING\r\n").is_ok()
-                    && s.read_exact(&mut buf).is_ok()
-                    && &buf == b"+PONG\r\n"
-                {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis {
-            _guard: guard,
-            port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
+    workspace_bin(name)
 }
 
 /// `snp-emu serve` for one "VM".
-struct Emu {
-    _guard: Guard,
-    socket: PathBuf,
-    measurement: String,
+struct Emu(SnpEmu);
+
+impl std::ops::Deref for Emu {
+    type Target = SnpEmu;
+    fn deref(&self) -> &SnpEmu {
+        &self.0
+    }
 }
 
 impl Emu {
@@ -135,59 +45,42 @@ impl Emu {
         }
         let firmware = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../attest/testdata/snp/ovmf_AmdSev_suffix.bin");
-        let mut cmd = Command::new(bin("snp-emu"));
-        cmd.arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--firmware")
-            .arg(firmware)
-            .arg("--kernel")
-            .arg(&kernel);
-        cmd.args(["--cmdline", cmdline]);
+        let mut args = vec![
+            "--firmware".into(),
+            firmware.into_os_string(),
+            "--kernel".into(),
+            kernel.into_os_string(),
+            "--cmdline".into(),
+            cmdline.into(),
+        ];
         if let Some(s) = secret_file {
-            cmd.arg("--secret-file").arg(s);
+            args.extend(["--secret-file".into(), s.as_os_str().to_owned()]);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("snp-emu");
-        let stdout = child.stdout.take().expect("stdout");
-        let guard = Guard(child);
-        let mut lines = BufReader::new(stdout).lines();
-        let measurement = wait_line(&mut lines, "measurement ", "snp-emu");
-        wait_line(&mut lines, "listening", "snp-emu");
-        std::thread::spawn(move || lines.for_each(drop));
-        Emu {
-            _guard: guard,
-            socket,
-            measurement,
-        }
+        Emu(SnpEmu::serve(&bin("snp-emu"), socket, args))
     }
 }
 
 /// `kms-server --bootstrap`.
 struct Server {
-    guard: Guard,
+    guard: ChildGuard,
     main: u16,
     ratls: u16,
 }
 
 impl Server {
     fn start(emu: &Emu, extra: &[&str]) -> Server {
-        let mut child = Command::new(bin("kms-server"))
-            .arg("--bootstrap")
-            .arg("--attestation")
-            .arg(format!("emulated:{}", emu.socket.display()))
-            .args(["--bootstrap-port", "0", "--ratls-port", "0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("kms-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let guard = Guard(child);
-        let mut lines = BufReader::new(stdout).lines();
+        let mut guard = ChildGuard::spawn(
+            Command::new(bin("kms-server"))
+                .arg("--bootstrap")
+                .arg("--attestation")
+                .arg(format!("emulated:{}", emu.socket.display()))
+                .args(["--bootstrap-port", "0", "--ratls-port", "0"])
+                .args(extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+            "kms-server",
+        );
+        let mut lines = guard.stdout_lines();
         let port = |addr: String| {
             addr.rsplit(':')
                 .next()
@@ -204,7 +97,7 @@ impl Server {
             "kms-server ra-tls listening on ",
             "kms-server",
         ));
-        std::thread::spawn(move || lines.for_each(drop));
+        drain_lines(lines);
         Server { guard, main, ratls }
     }
 
@@ -220,28 +113,20 @@ impl Server {
 // ------------------------------------------------------------------------------------------------
 // Certificates and files
 
+/// The test CA ([`testkit::Pki`]) with its files in a directory.
 struct Pki {
     dir: PathBuf,
-    ca_key: KeyPair,
-    ca_params: CertificateParams,
+    pki: testkit::Pki,
 }
 
 impl Pki {
     /// A P-256 CA; its certificate and key are written to `ca.pem` / `ca.key`.
     fn new(dir: &Path) -> Pki {
-        let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("ca");
-        std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
-        std::fs::write(dir.join("ca.key"), ca_key.serialize_pem()).expect("write");
+        let pki = testkit::Pki::new("Test CA");
+        pki.ca().write(dir, "ca");
         Pki {
             dir: dir.to_owned(),
-            ca_key,
-            ca_params,
+            pki,
         }
     }
 
@@ -252,24 +137,10 @@ impl Pki {
     /// A client certificate `CN=<cn>` issued by the CA, written to `<cn>.pem` / `<cn>.key`; returns the
     /// SHA-256 (hex) of its SubjectPublicKeyInfo.
     fn client(&self, cn: &str) -> String {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        std::fs::write(self.path(&format!("{cn}.pem")), cert.pem()).expect("write");
-        std::fs::write(self.path(&format!("{cn}.key")), key.serialize_pem()).expect("write");
-        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-        sha256_hex(&spki)
+        let cert = self.pki.client(Some(cn));
+        cert.write(&self.dir, cn);
+        hex::encode(sha2::Sha256::digest(&cert.spki_der))
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn write_secret(dir: &Path, name: &str, byte: u8) -> PathBuf {
@@ -361,7 +232,7 @@ fn s(p: &Path) -> String {
 /// Everything a test needs: temp dir, Redis, emulator (with its exported test ARK), CA, one server.
 struct Env {
     dir: tempfile::TempDir,
-    redis: Redis,
+    redis: RedisServer,
     emu: Emu,
     pki: Pki,
     ark: PathBuf,
@@ -373,7 +244,7 @@ const CMDLINE: &str = "console=ttyS0 ckms.attestation=emulated";
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
-        let redis = Redis::start(dir.path());
+        let redis = RedisServer::start();
         let emu = Emu::start(dir.path(), "vm1", CMDLINE, None);
         let chain = dir.path().join("chain");
         let out = Command::new(bin("snp-emu"))
@@ -752,8 +623,9 @@ fn certificate_for_another_key_and_early_start_are_refused() {
     params
         .distinguished_name
         .push(DnType::CommonName, "kms.test");
-    let issuer = Issuer::from_params(&env.pki.ca_params, &env.pki.ca_key);
-    let cert = params.signed_by(&other, &issuer).expect("sign");
+    let cert = params
+        .signed_by(&other, env.pki.pki.issuer())
+        .expect("sign");
     let body = serde_json::json!({"chain_pem": cert.pem()}).to_string();
     let r = http.post("/certificate", body.as_bytes()).expect("post");
     assert_eq!(r.status, 422);
@@ -987,10 +859,9 @@ fn server_without_attestation_is_not_provisioned() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("kms-server");
-    let stdout_pipe = child.stdout.take().expect("stdout");
     let mut stderr_pipe = child.stderr.take().expect("stderr");
-    let guard = Guard(child);
-    let mut lines = BufReader::new(stdout_pipe).lines();
+    let mut guard = ChildGuard::new(child);
+    let mut lines = guard.stdout_lines();
     let addr = wait_line(
         &mut lines,
         "kms-server bootstrap listening on ",

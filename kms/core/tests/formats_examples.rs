@@ -2,8 +2,9 @@
 //! `Kms::kmip_json` and the access-rights entry points, in order.
 
 use kms::crypto::{Random, RngError};
+use kms::kmip::types::ResultReason;
 use kms::store::memory::MemoryStore;
-use kms::{Env, Kms, KmsConfig};
+use kms::{Env, Kms, KmsConfig, KmsError};
 use serde_json::Value;
 
 struct Counter(u8);
@@ -39,7 +40,7 @@ fn formats_examples_replay() {
         now: 1_750_000_000,
         rng: &mut rng,
     };
-    let mut call = |user: &str, file: &str| -> Result<Value, kms::KmsError> {
+    let mut call = |user: &str, file: &str| -> Result<Value, KmsError> {
         let out = kms.kmip_json(&mut env, user, &data(file))?;
         Ok(serde_json::from_slice(&out).unwrap())
     };
@@ -53,6 +54,13 @@ fn formats_examples_replay() {
         .to_string();
     // Created without an ActivationDate: PreActive, not usable yet.
     let e = call("alice", "encrypt_aes_gcm_tag.json").unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            KmsError::Kmip(k) if k.reason == ResultReason::WrongKeyLifecycleState
+        ),
+        "{e:?}"
+    );
     assert_eq!(e.http_status(), 422);
     assert!(e.to_string().contains("PreActive"), "{e}");
     let r = call("alice", "activate_tag.json").unwrap();
@@ -85,8 +93,13 @@ fn formats_examples_replay() {
     for i in &items {
         assert_eq!(child(i, "ResultStatus")["value"], "Success");
     }
-    // Bob cannot use the key until alice grants him encrypt (by tag, singular operation_type).
-    assert!(call("bob", "encrypt_aes_gcm_tag.json").is_err());
+    // Bob cannot use the key until alice grants him encrypt (by tag, singular operation_type): a
+    // tag he has no right on finds nothing.
+    let r = call("bob", "encrypt_aes_gcm_tag.json");
+    assert!(
+        matches!(&r, Err(KmsError::Kmip(k)) if k.reason == ResultReason::ItemNotFound),
+        "{r:?}"
+    );
     let mut rng2 = Counter(9);
     let mut env2 = Env {
         now: 1_750_000_000,

@@ -3,29 +3,15 @@
 
 use std::sync::Arc;
 
-use kms::crypto::{Random, RngError};
 use kms::kmip::types::ResultReason;
 use kms::object::ManagedObject;
 use kms::store::Store;
 use kms::store::memory::MemoryStore;
 use kms::{Env, Kms, KmsConfig, KmsError};
 use serde_json::{Value, json};
+use testkit::TestRng;
 
 const NOW: i64 = 1_750_000_000;
-
-/// xorshift64*: deterministic test randomness.
-struct TestRng(u64);
-impl Random for TestRng {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8;
-        }
-        Ok(())
-    }
-}
 
 struct T {
     kms: Kms<MemoryStore>,
@@ -37,7 +23,7 @@ impl T {
     fn new() -> Self {
         T {
             kms: Kms::new(MemoryStore::new(), KmsConfig::default()),
-            rng: TestRng(0x1234_5678_9abc_def1),
+            rng: TestRng::new(0x1234_5678_9abc_def1),
             now: NOW,
         }
     }
@@ -73,17 +59,6 @@ fn reason(e: &KmsError) -> ResultReason {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 fn field<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
     v["value"].as_array()?.iter().find(|c| c["tag"] == tag)
 }
@@ -96,7 +71,7 @@ fn text(v: &Value, tag: &str) -> String {
 }
 
 fn bytes(v: &Value, tag: &str) -> Vec<u8> {
-    unhex(&text(v, tag))
+    hex::decode(text(v, tag)).unwrap()
 }
 
 fn tag_attr(tags: &[&str]) -> Value {
@@ -105,7 +80,7 @@ fn tag_attr(tags: &[&str]) -> Value {
         {"tag":"VendorAttributes","type":"Structure","value":[
             {"tag":"VendorIdentification","type":"TextString","value":"cosmian"},
             {"tag":"AttributeName","type":"TextString","value":"tag"},
-            {"tag":"AttributeValue","type":"ByteString","value":hex(j.as_bytes())}]}]})
+            {"tag":"AttributeValue","type":"ByteString","value":hex::encode_upper(j.as_bytes())}]}]})
 }
 
 fn create_sym(alg: &str, bits: i64, mask: i64, tags: &[&str], activate: bool) -> Value {
@@ -134,7 +109,7 @@ fn uid_req(op: &str, uid: &str) -> Value {
 fn encrypt(uid: &str, data: &[u8], extra: Vec<Value>) -> Value {
     let mut v = vec![
         json!({"tag":"UniqueIdentifier","type":"TextString","value":uid}),
-        json!({"tag":"Data","type":"ByteString","value":hex(data)}),
+        json!({"tag":"Data","type":"ByteString","value":hex::encode_upper(data)}),
     ];
     v.extend(extra);
     json!({"tag":"Encrypt","type":"Structure","value":v})
@@ -143,9 +118,9 @@ fn encrypt(uid: &str, data: &[u8], extra: Vec<Value>) -> Value {
 fn decrypt(uid: &str, data: &[u8], nonce_tag: &str, nonce: &[u8], tag: &[u8]) -> Value {
     json!({"tag":"Decrypt","type":"Structure","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"Data","type":"ByteString","value":hex(data)},
-        {"tag":nonce_tag,"type":"ByteString","value":hex(nonce)},
-        {"tag":"AuthenticatedEncryptionTag","type":"ByteString","value":hex(tag)}]})
+        {"tag":"Data","type":"ByteString","value":hex::encode_upper(data)},
+        {"tag":nonce_tag,"type":"ByteString","value":hex::encode_upper(nonce)},
+        {"tag":"AuthenticatedEncryptionTag","type":"ByteString","value":hex::encode_upper(tag)}]})
 }
 
 fn create_pair(alg: &str, curve: Option<&str>, tags: &[&str]) -> Value {
@@ -239,7 +214,7 @@ fn chacha20_and_nonce_spelling() {
         "alice",
         json!({"tag":"Decrypt","type":"Structure","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-        {"tag":"Data","type":"ByteString","value":hex(&blob)}]}),
+        {"tag":"Data","type":"ByteString","value":hex::encode_upper(&blob)}]}),
     );
     assert_eq!(bytes(&d, "Data"), b"hi");
     // Wrong lengths are refused.
@@ -377,7 +352,7 @@ fn key_pairs_sign_verify_export_import() {
             json!({"tag":"Sign","value":[
             {"tag":"UniqueIdentifier","type":"TextString","value":sk},
             params.clone(),
-            {"tag":"Data","type":"ByteString","value":hex(b"to be signed")}]}),
+            {"tag":"Data","type":"ByteString","value":hex::encode_upper(b"to be signed")}]}),
         );
         let sig = bytes(&s, "SignatureData");
         let verify = |t: &mut T, uid: &str, data: &[u8]| {
@@ -385,8 +360,8 @@ fn key_pairs_sign_verify_export_import() {
                 "alice",
                 json!({"tag":"SignatureVerify","value":[
                 {"tag":"UniqueIdentifier","type":"TextString","value":uid},
-                {"tag":"Data","type":"ByteString","value":hex(data)},
-                {"tag":"SignatureData","type":"ByteString","value":hex(&sig)}]}),
+                {"tag":"Data","type":"ByteString","value":hex::encode_upper(data)},
+                {"tag":"SignatureData","type":"ByteString","value":hex::encode_upper(&sig)}]}),
             );
             text(&v, "ValidityIndicator")
         };
@@ -413,20 +388,20 @@ fn key_pairs_sign_verify_export_import() {
                 {"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}]},
             {"tag":"Object","value":[{"tag":"KeyBlock","value":[
                 {"tag":"KeyFormatType","type":"Enumeration","value":"PKCS8"},
-                {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex(&der)}]}]}]}]}));
+                {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex::encode_upper(&der)}]}]}]}]}));
         let imported = text(&imp, "UniqueIdentifier");
         assert_eq!(imported, format!("imported-{alg}"));
         let s2 = t.ok(
             "alice",
             json!({"tag":"Sign","value":[
             {"tag":"UniqueIdentifier","type":"TextString","value":imported},
-            {"tag":"Data","type":"ByteString","value":hex(b"again")}]}),
+            {"tag":"Data","type":"ByteString","value":hex::encode_upper(b"again")}]}),
         );
         let v = t.ok(
             "alice",
             json!({"tag":"SignatureVerify","value":[
             {"tag":"UniqueIdentifier","type":"TextString","value":pk},
-            {"tag":"Data","type":"ByteString","value":hex(b"again")},
+            {"tag":"Data","type":"ByteString","value":hex::encode_upper(b"again")},
             {"tag":"SignatureData","type":"ByteString","value":text(&s2, "SignatureData")}]}),
         );
         assert_eq!(text(&v, "ValidityIndicator"), "Valid");
@@ -450,7 +425,7 @@ fn key_pairs_sign_verify_export_import() {
                 {"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}]},
             {"tag":"PublicKey","value":[{"tag":"KeyBlock","value":[
                 {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"},
-                {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex(&raw)}]}]}]}]}));
+                {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex::encode_upper(&raw)}]}]}]}]}));
         assert_eq!(r["tag"], "RegisterResponse");
         let pk2 = text(&r, "UniqueIdentifier");
         assert_eq!(verify(&mut t, &pk2, b"to be signed"), "Valid");
@@ -486,7 +461,7 @@ fn register_symmetric_and_get_formats() {
         {"tag":"SymmetricKey","value":[{"tag":"KeyBlock","value":[
             {"tag":"KeyFormatType","type":"Enumeration","value":"TransparentSymmetricKey"},
             {"tag":"KeyValue","value":[{"tag":"KeyMaterial","value":[
-                {"tag":"Key","type":"ByteString","value":hex(&key)}]}]}]}]}]}),
+                {"tag":"Key","type":"ByteString","value":hex::encode_upper(&key)}]}]}]}]}]}),
     );
     let uid = text(&r, "UniqueIdentifier");
     // Raw by default (as the Cosmian KMS answers), TransparentSymmetricKey on request.
@@ -538,13 +513,13 @@ fn register_symmetric_and_get_formats() {
         {"tag":"Attributes","value":[{"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}]},
         {"tag":"Object","value":[{"tag":"KeyBlock","value":[
             {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"},
-            {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex(&[0; 32])}]}]}]}]}));
+            {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex::encode_upper([0; 32])}]}]}]}]}));
     let e = t.ok(
         "alice",
         encrypt(
             &text(&zero, "UniqueIdentifier"),
             b"",
-            vec![json!({"tag":"IVCounterNonce","type":"ByteString","value":hex(&[0; 12])})],
+            vec![json!({"tag":"IVCounterNonce","type":"ByteString","value":hex::encode_upper([0; 12])})],
         ),
     );
     // AES-256-GCM, K = 0^256, IV = 0^96, P = A = empty (McGrew & Viega test case 13).
@@ -804,7 +779,7 @@ fn access_rights_like_cosmian() {
         .grant_access(
             &mut Env {
                 now: NOW,
-                rng: &mut TestRng(1),
+                rng: &mut TestRng::new(1),
             },
             "bob",
             &uid,
@@ -813,7 +788,7 @@ fn access_rights_like_cosmian() {
         )
         .unwrap_err();
     assert_eq!(reason(&e), ResultReason::PermissionDenied);
-    let ok = t.kms.grant_access_json(&mut Env { now: NOW, rng: &mut TestRng(7) }, "alice", format!(
+    let ok = t.kms.grant_access_json(&mut Env { now: NOW, rng: &mut TestRng::new(7) }, "alice", format!(
         r#"{{"unique_identifier":"{uid}","user_id":"bob","operation_types":["encrypt","get_attributes"]}}"#).as_bytes()).unwrap();
     let ok: Value = serde_json::from_slice(&ok).unwrap();
     assert!(ok["success"].as_str().unwrap().contains("bob"));
@@ -821,7 +796,7 @@ fn access_rights_like_cosmian() {
         .grant_access_json(
             &mut Env {
                 now: NOW,
-                rng: &mut TestRng(7),
+                rng: &mut TestRng::new(7),
             },
             "alice",
             format!(
@@ -884,7 +859,7 @@ fn access_rights_like_cosmian() {
         .revoke_access(
             &mut Env {
                 now: NOW,
-                rng: &mut TestRng(7),
+                rng: &mut TestRng::new(7),
             },
             "alice",
             &uid,
@@ -902,7 +877,7 @@ fn access_rights_like_cosmian() {
         .grant_access(
             &mut Env {
                 now: NOW,
-                rng: &mut TestRng(7),
+                rng: &mut TestRng::new(7),
             },
             "alice",
             &uid,
@@ -916,7 +891,7 @@ fn access_rights_like_cosmian() {
         .grant_access_json(
             &mut Env {
                 now: NOW,
-                rng: &mut TestRng(7),
+                rng: &mut TestRng::new(7),
             },
             "alice",
             b"{not json",
@@ -1058,7 +1033,7 @@ fn concurrent_grants_are_all_kept() {
             let kms = Arc::clone(&kms);
             let uid = uid.clone();
             std::thread::spawn(move || {
-                let mut rng = TestRng(i + 1);
+                let mut rng = TestRng::new(i + 1);
                 let mut env = Env {
                     now: NOW,
                     rng: &mut rng,
@@ -1177,14 +1152,14 @@ fn sign_digested_data() {
         "alice",
         json!({"tag":"Sign","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":sk},
-        {"tag":"DigestedData","type":"ByteString","value":hex(&digest)}]}),
+        {"tag":"DigestedData","type":"ByteString","value":hex::encode_upper(digest)}]}),
     );
     // Verifiable as a signature over the message itself.
     let v = t.ok(
         "alice",
         json!({"tag":"SignatureVerify","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":pk},
-        {"tag":"Data","type":"ByteString","value":hex(b"hello")},
+        {"tag":"Data","type":"ByteString","value":hex::encode_upper(b"hello")},
         {"tag":"SignatureData","type":"ByteString","value":text(&s, "SignatureData")}]}),
     );
     assert_eq!(text(&v, "ValidityIndicator"), "Valid");

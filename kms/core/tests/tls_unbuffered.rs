@@ -7,7 +7,6 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use kms::crypto::{Random, RngError};
 use kms::http::Limits;
 use kms::app::{App, AppConfig, Listener};
 use kms::conn::{Action, Conn};
@@ -17,34 +16,15 @@ use kms::tls::{
     ClientAuth, SharedClock, TlsConfig, TlsConn, TlsError, TlsLimits, TlsState,
 };
 use kms::Env;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::KeyPair;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use testkit::TestRng;
 
 const NOW: i64 = 1_750_000_000;
 
-/// xorshift64*: deterministic test randomness.
-struct TestRng(u64);
-impl Random for TestRng {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
-        for b in buf {
-            *b = self.next() as u8;
-        }
-        Ok(())
-    }
-}
-impl TestRng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32
-    }
-}
-
 /// A CA, the server certificate it signed, and helpers to issue client certificates.
 struct Pki {
-    ca_params: CertificateParams,
-    ca_key: KeyPair,
+    pki: testkit::Pki,
     ca_der: Vec<u8>,
     server_chain: Vec<Vec<u8>>,
     server_key: PrivateKey,
@@ -57,40 +37,26 @@ struct Client {
 
 impl Pki {
     fn new(name: &str) -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} test CA"));
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let mut sp = CertificateParams::new(vec!["kms.test".to_string()]).unwrap();
-        sp.distinguished_name.push(DnType::CommonName, "kms.test");
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-        let server = sp.signed_by(&server_key, &issuer).unwrap();
+        let pki = testkit::Pki::new(&format!("{name} test CA"));
+        let server = pki.server("kms.test", &["kms.test"]);
         Pki {
-            ca_der: ca.der().to_vec(),
-            server_chain: vec![server.der().to_vec(), ca.der().to_vec()],
-            server_key: PrivateKey::Pkcs8(server_key.serialize_der()),
-            ca_params,
-            ca_key,
+            ca_der: pki.ca().der.clone(),
+            server_chain: vec![server.der.clone(), pki.ca().der.clone()],
+            server_key: PrivateKey::Pkcs8(server.key_der.to_vec()),
+            pki,
         }
     }
 
     fn client(&self, cn: &str, expired: bool) -> Client {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
+        let mut p = testkit::Pki::client_params(Some(cn));
         if expired {
             p.not_before = rcgen::date_time_ymd(2000, 1, 1);
             p.not_after = rcgen::date_time_ymd(2001, 1, 1);
         }
-        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
-        let cert = p.signed_by(&key, &issuer).unwrap();
+        let cert = self.pki.issue(&p);
         Client {
-            chain: vec![cert.der().to_vec()],
-            key: key.serialize_der(),
+            chain: vec![cert.der.clone()],
+            key: cert.key_der.to_vec(),
         }
     }
 
@@ -155,7 +121,7 @@ impl Server {
     fn new() -> Server {
         Server {
             store: Arc::new(MemoryStore::new()),
-            rng: TestRng(0x1234_5678_9abc_def1),
+            rng: TestRng::new(0x1234_5678_9abc_def1),
         }
     }
 }
@@ -480,21 +446,25 @@ fn garbage_gives_errors_not_panics() {
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
     let mut hello = Vec::new();
     c.write_tls(&mut hello).unwrap();
-    let mut rng = TestRng(7);
+    let mut rng = TestRng::new(7);
     let mut errors = 0;
     for round in 0..2000 {
         let mut input = hello.clone();
         match round % 4 {
             0 => {
-                let i = (rng.next() as usize) % input.len();
-                input[i] ^= 1 << (rng.next() % 8);
+                let i = (rng.next_u32() as usize) % input.len();
+                input[i] ^= 1 << (rng.next_u32() % 8);
             }
-            1 => input.truncate((rng.next() as usize) % input.len()),
-            2 => input = (0..(rng.next() % 300)).map(|_| rng.next() as u8).collect(),
+            1 => input.truncate((rng.next_u32() as usize) % input.len()),
+            2 => {
+                input = (0..(rng.next_u32() % 300))
+                    .map(|_| rng.next_u32() as u8)
+                    .collect()
+            }
             _ => {
-                let i = (rng.next() as usize) % input.len();
-                input[i] = rng.next() as u8;
-                input.extend((0..(rng.next() % 64)).map(|_| rng.next() as u8));
+                let i = (rng.next_u32() as usize) % input.len();
+                input[i] = rng.next_u32() as u8;
+                input.extend((0..(rng.next_u32() % 64)).map(|_| rng.next_u32() as u8));
             }
         }
         let mut t = TlsConn::new(&config).unwrap();

@@ -7,14 +7,12 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use kms::bootstrap::ProvisionerPolicy;
 use kms::bootstrap::platform::{CertTableEntry, Evidence, EvidenceError, Platform};
-use kms::crypto::{Random, RngError};
 use kms_guest::server::Limits as ServiceLimits;
 use kms_guest::{Clock, Server, Settings, SharedStack};
 use netstack::{
@@ -22,6 +20,7 @@ use netstack::{
     Nic, NicError, Stack, StaticIpv4, TcpError,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use testkit::{Pki, RedisServer, TestRng};
 
 // ------------------------------------------------------------------------------- the cable
 
@@ -78,57 +77,6 @@ fn now() -> Instant {
     static START: std::sync::OnceLock<StdInstant> = std::sync::OnceLock::new();
     let start = *START.get_or_init(StdInstant::now);
     Instant::from_micros(start.elapsed().as_micros() as i64 + 1_000_000)
-}
-
-// ------------------------------------------------------------------------------- real Redis
-
-struct Redis {
-    port: u16,
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("kms-guest-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--dir", dir.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed");
-        let deadline = StdInstant::now() + StdDuration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(StdInstant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(StdDuration::from_millis(20));
-        }
-        Redis { port, child, dir }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 // ------------------------------------------------------------------------------- the world
@@ -238,23 +186,10 @@ impl Evidence for NoPlatform {
     }
 }
 
-struct TestRng(u64);
-impl Random for TestRng {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = (self.0 >> 24) as u8;
-        }
-        Ok(())
-    }
-}
-
 // ------------------------------------------------------------------------------- harness
 
 struct Harness {
-    _redis: Redis,
+    _redis: RedisServer,
     world: Arc<Mutex<World>>,
     server: Server<PipeNic>,
     rng: TestRng,
@@ -266,7 +201,7 @@ const RATLS_PORT: u16 = 9999;
 
 impl Harness {
     fn new(limits: ServiceLimits, provisioner: ProvisionerPolicy) -> Harness {
-        let redis = Redis::start();
+        let redis = RedisServer::start();
         let a: Queue = Arc::default();
         let b: Queue = Arc::default();
         let guest = stack(
@@ -290,7 +225,7 @@ impl Harness {
         let redis_listener = world_stack.listen(6379, 4).unwrap();
         let world = Arc::new(Mutex::new(World {
             stack: world_stack,
-            redis_port: redis.port,
+            redis_port: redis.port(),
             redis_listener,
             proxies: Vec::new(),
         }));
@@ -313,7 +248,7 @@ impl Harness {
             _redis: redis,
             world,
             server,
-            rng: TestRng(0x9e37_79b9_7f4a_7c15),
+            rng: TestRng::new(0x9e37_79b9_7f4a_7c15),
             redis_url: "redis://10.0.2.2:6379".into(),
         }
     }
@@ -532,43 +467,29 @@ fn bootstrap_client(cert: Option<(&[Vec<u8>], &[u8])>) -> rustls::ClientConnecti
     c
 }
 
+/// A CA of the test (certificates from [`testkit::Pki`]).
 struct Ca {
-    params: rcgen::CertificateParams,
-    key: rcgen::KeyPair,
+    pki: Pki,
     der: Vec<u8>,
     pem: String,
 }
 
 impl Ca {
     fn new(cn: &str) -> Ca {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key).unwrap();
+        let pki = Pki::new(cn);
         Ca {
-            der: cert.der().to_vec(),
-            pem: cert.pem(),
-            params,
-            key,
+            der: pki.ca().der.clone(),
+            pem: pki.ca().pem.clone(),
+            pki,
         }
     }
     fn issue(&self, cn: &str) -> (Vec<Vec<u8>>, Vec<u8>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        let cert = p
-            .signed_by(&key, &rcgen::Issuer::from_params(&self.params, &self.key))
-            .unwrap();
-        (vec![cert.der().to_vec()], key.serialize_der())
+        let cert = self.pki.client(Some(cn));
+        (vec![cert.der.clone()], cert.key_der.to_vec())
     }
     fn sign_csr(&self, csr_pem: &str) -> String {
         let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).unwrap();
-        let cert = csr
-            .signed_by(&rcgen::Issuer::from_params(&self.params, &self.key))
-            .unwrap();
+        let cert = csr.signed_by(self.pki.issuer()).unwrap();
         format!("{}{}", cert.pem(), self.pem)
     }
 }

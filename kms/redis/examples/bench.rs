@@ -48,17 +48,13 @@ trait Driver: Send + Sync + 'static {
 
 // ---------------------------------------------------------------- KMS level
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
-
 fn tag_attr(tags: &[String]) -> Value {
     let j = serde_json::to_string(tags).expect("json");
     json!({"tag":"VendorAttributes","type":"Structure","value":[
         {"tag":"VendorAttributes","type":"Structure","value":[
             {"tag":"VendorIdentification","type":"TextString","value":"cosmian"},
             {"tag":"AttributeName","type":"TextString","value":"tag"},
-            {"tag":"AttributeValue","type":"ByteString","value":hex(j.as_bytes())}]}]})
+            {"tag":"AttributeValue","type":"ByteString","value":hex::encode_upper(j.as_bytes())}]}]})
 }
 
 fn tags(prefix: &str, i: usize) -> [String; 3] {
@@ -144,7 +140,7 @@ impl<S: Store + 'static> Driver for KmsDriver<S> {
                     {"tag":"CryptographicParameters","type":"Structure","value":[
                         {"tag":"BlockCipherMode","type":"Enumeration","value":"GCM"},
                         {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"}]},
-                    {"tag":"Data","type":"ByteString","value":hex(&[7u8; 64])}]}));
+                    {"tag":"Data","type":"ByteString","value":hex::encode_upper([7u8; 64])}]}));
             }
             Op::Locate1 => assert_eq!(self.located(&tags("pre", i % PRELOADED)[..1]), 1),
             Op::Locate3 => assert_eq!(self.located(&tags("pre", i % PRELOADED)), 1),

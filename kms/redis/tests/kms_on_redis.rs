@@ -4,44 +4,13 @@
 
 mod common;
 
-use common::RedisServer;
-use kms::crypto::{Random, RngError};
+use base64ct::{Base64Unpadded, Encoding};
+use common::Admin;
 use kms::{Env, Kms, KmsConfig};
 use kms_redis::RedisFindexStore;
 use kms_redis::host::ConnectOptions;
 use serde_json::{Value, json};
-
-struct TestRng(u64);
-impl Random for TestRng {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
-        for b in buf {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            *b = (self.0 >> 24) as u8;
-        }
-        Ok(())
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
-
-fn b64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let n = c
-            .iter()
-            .enumerate()
-            .fold(0u32, |a, (i, b)| a | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=c.len() {
-            s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    s
-}
+use testkit::TestRng;
 
 fn tag_attr(tags: &[&str]) -> Value {
     let j = serde_json::to_string(tags).unwrap();
@@ -49,7 +18,7 @@ fn tag_attr(tags: &[&str]) -> Value {
         {"tag":"VendorAttributes","type":"Structure","value":[
             {"tag":"VendorIdentification","type":"TextString","value":"cosmian"},
             {"tag":"AttributeName","type":"TextString","value":"tag"},
-            {"tag":"AttributeValue","type":"ByteString","value":hex(j.as_bytes())}]}]})
+            {"tag":"AttributeValue","type":"ByteString","value":hex::encode_upper(j.as_bytes())}]}]})
 }
 
 fn name(n: &str) -> Value {
@@ -72,10 +41,10 @@ fn uid_of(v: &Value) -> String {
 
 #[test]
 fn kms_objects_on_redis_leave_nothing_in_the_clear() {
-    let r = RedisServer::start();
+    let r = common::start();
     let store = RedisFindexStore::connect(&r.url(), &[9u8; 32], ConnectOptions::default()).unwrap();
     let kms = Kms::new(store, KmsConfig::default());
-    let mut rng = TestRng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = TestRng::new(0x9e37_79b9_7f4a_7c15);
     let mut call = |user: &str, req: Value| -> Value {
         let mut env = Env {
             now: 1_800_000_000,
@@ -90,9 +59,9 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
     let mut needles: Vec<Vec<u8>> = Vec::new();
     fn push(needles: &mut Vec<Vec<u8>>, s: &[u8]) {
         needles.push(s.to_vec());
-        needles.push(hex(s).into_bytes());
-        needles.push(hex(s).to_lowercase().into_bytes());
-        needles.push(b64(s).into_bytes());
+        needles.push(hex::encode_upper(s).into_bytes());
+        needles.push(hex::encode(s).into_bytes());
+        needles.push(Base64Unpadded::encode_string(s).into_bytes());
     }
     let mut registered = Vec::new();
     for i in 0..8u8 {
@@ -116,7 +85,7 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
             {"tag":"SymmetricKey","type":"Structure","value":[{"tag":"KeyBlock","type":"Structure","value":[
                 {"tag":"KeyFormatType","type":"Enumeration","value":"TransparentSymmetricKey"},
                 {"tag":"KeyValue","type":"Structure","value":[{"tag":"KeyMaterial","type":"Structure","value":[
-                    {"tag":"Key","type":"ByteString","value":hex(&key)}]}]}]}]}]}),
+                    {"tag":"Key","type":"ByteString","value":hex::encode_upper(&key)}]}]}]}]}]}),
         );
         let uid = uid_of(&reg);
         for w in key.windows(8) {
@@ -191,7 +160,7 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
             {"tag":"UniqueIdentifier","type":"TextString","value":by_tag}]}),
         );
         assert!(
-            g.to_string().contains(&hex(key)),
+            g.to_string().contains(&hex::encode_upper(key)),
             "Get by tag returns the key"
         );
     }

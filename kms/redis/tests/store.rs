@@ -4,8 +4,10 @@
 
 mod common;
 
-use common::RedisServer;
+use base64ct::{Base64Unpadded, Encoding};
+use common::{Admin, RedisServer};
 use kms::store::{Record, Store, StoreError, Version};
+use kms_redis::client::ClientError;
 use kms_redis::host::ConnectOptions;
 use kms_redis::resp::Reply;
 use kms_redis::{ConnectError, OpenError, RedisFindexStore, StdPool};
@@ -38,7 +40,7 @@ fn open(r: &RedisServer) -> RedisFindexStore<StdPool> {
 
 #[test]
 fn store_semantics() {
-    let r = RedisServer::start();
+    let r = common::start();
     let s = open(&r);
     assert_eq!(
         s.insert(&rec("a", b"A1", &["tag=x", "type=SymmetricKey"])),
@@ -128,24 +130,9 @@ fn contains_any(hay: &[u8], needles: &[Vec<u8>]) -> Option<usize> {
         .position(|n| hay.windows(n.len()).any(|w| w == n.as_slice()))
 }
 
-fn b64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let n = c
-            .iter()
-            .enumerate()
-            .fold(0u32, |a, (i, b)| a | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=c.len() {
-            s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    s
-}
-
 #[test]
 fn nothing_in_the_clear() {
-    let r = RedisServer::start();
+    let r = common::start();
     let s = open(&r);
     let key_bytes: Vec<u8> = (0u8..32)
         .map(|i| i.wrapping_mul(37).wrapping_add(11))
@@ -177,8 +164,8 @@ fn nothing_in_the_clear() {
         }
         for t in [tag.as_str(), name.as_str(), uid.as_str()] {
             needles.push(t.as_bytes().to_vec());
-            needles.push(hex(t.as_bytes()).into_bytes());
-            needles.push(b64(t.as_bytes()).into_bytes());
+            needles.push(hex::encode(t.as_bytes()).into_bytes());
+            needles.push(Base64Unpadded::encode_string(t.as_bytes()).into_bytes());
         }
     }
     for n in [
@@ -190,14 +177,14 @@ fn nothing_in_the_clear() {
         "owner=",
     ] {
         needles.push(n.as_bytes().to_vec());
-        needles.push(b64(n.as_bytes()).into_bytes());
-        needles.push(hex(n.as_bytes()).into_bytes());
+        needles.push(Base64Unpadded::encode_string(n.as_bytes()).into_bytes());
+        needles.push(hex::encode(n.as_bytes()).into_bytes());
     }
     // key material: raw, hex (both cases), base64, and any 8-byte window of it raw
     needles.push(key_bytes.clone());
-    needles.push(hex(&key_bytes).into_bytes());
-    needles.push(hex(&key_bytes).to_uppercase().into_bytes());
-    needles.push(b64(&key_bytes).into_bytes());
+    needles.push(hex::encode(&key_bytes).into_bytes());
+    needles.push(hex::encode_upper(&key_bytes).into_bytes());
+    needles.push(Base64Unpadded::encode_string(&key_bytes).into_bytes());
     for w in key_bytes.windows(8) {
         needles.push(w.to_vec());
     }
@@ -230,7 +217,7 @@ fn nothing_in_the_clear() {
     }
     // The AOF file is what Redis writes to disk: same check on it.
     let mut aof = Vec::new();
-    collect_files(&r.dir, &mut aof);
+    collect_files(r.dir(), &mut aof);
     assert!(!aof.is_empty());
     if let Some(i) = contains_any(&aof, &needles) {
         panic!(
@@ -251,13 +238,9 @@ fn collect_files(dir: &std::path::Path, out: &mut Vec<u8>) {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[test]
 fn wrong_secret_is_refused() {
-    let r = RedisServer::start();
+    let r = common::start();
     let s = open(&r);
     s.insert(&rec("k", b"v", &["tag=t"])).unwrap();
     drop(s);
@@ -274,13 +257,20 @@ fn wrong_secret_is_refused() {
 
 #[test]
 fn unreachable_redis_is_a_clear_error() {
-    let port = common::free_port();
+    let port = testkit::free_port();
     let opts = ConnectOptions {
         connect_timeout: Duration::from_millis(500),
         ..Default::default()
     };
     let e =
         RedisFindexStore::connect(&format!("redis://127.0.0.1:{port}"), &SECRET, opts).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConnectError::Open(OpenError::Unavailable(ClientError::Connect(_)))
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("cannot connect to Redis"), "{e}");
     assert!(matches!(
         RedisFindexStore::connect("redis://127.0.0.1:0", &SECRET, opts),
@@ -290,7 +280,7 @@ fn unreachable_redis_is_a_clear_error() {
 
 #[test]
 fn reconnects_after_kill9_and_keeps_acknowledged_writes() {
-    let mut r = RedisServer::start();
+    let mut r = common::start();
     let opts = ConnectOptions {
         io_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(1),
@@ -331,7 +321,7 @@ fn reconnects_after_kill9_and_keeps_acknowledged_writes() {
 
 #[test]
 fn client_pause_times_out_cleanly() {
-    let r = RedisServer::start();
+    let r = common::start();
     let opts = ConnectOptions {
         io_timeout: Duration::from_millis(400),
         ..Default::default()
@@ -362,7 +352,7 @@ fn client_pause_times_out_cleanly() {
 
 #[test]
 fn script_cache_flush_is_survived() {
-    let r = RedisServer::start();
+    let r = common::start();
     let s = open(&r);
     s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
     r.admin().request(&[b"SCRIPT", b"FLUSH"]).unwrap();
@@ -376,14 +366,19 @@ fn script_cache_flush_is_survived() {
 
 #[test]
 fn auth_and_select_from_url() {
-    let r = RedisServer::start_with(&["--requirepass", "s3cret-pw"]);
+    let r = RedisServer::builder().password("s3cret-pw").start();
     let bad = RedisFindexStore::connect(
-        &format!("redis://:wrong@127.0.0.1:{}/2", r.port),
+        &format!("redis://:wrong@127.0.0.1:{}/2", r.port()),
         &SECRET,
         ConnectOptions::default(),
     );
-    assert!(bad.unwrap_err().to_string().contains("AUTH"));
-    let url = format!("redis://default:s3cret-pw@127.0.0.1:{}/2", r.port);
+    match bad {
+        Err(e @ ConnectError::Open(OpenError::Unavailable(ClientError::Auth))) => {
+            assert!(e.to_string().contains("AUTH"), "{e}")
+        }
+        other => panic!("expected AUTH refused, got {:?}", other.map(|_| ())),
+    }
+    let url = format!("redis://default:s3cret-pw@127.0.0.1:{}/2", r.port());
     let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
     s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
     // Everything went to database 2.
@@ -392,7 +387,7 @@ fn auth_and_select_from_url() {
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(2),
         },
-        kms_redis::url::RedisUrl::parse(&format!("redis://:s3cret-pw@127.0.0.1:{}", r.port))
+        kms_redis::url::RedisUrl::parse(&format!("redis://:s3cret-pw@127.0.0.1:{}", r.port()))
             .unwrap(),
         Default::default(),
     );
@@ -403,7 +398,7 @@ fn auth_and_select_from_url() {
 
 #[test]
 fn round_trips_per_operation() {
-    let r = RedisServer::start();
+    let r = common::start();
     let s = open(&r);
     s.insert(&rec("a", b"1", &["tag=a", "tag=b", "tag=c", "type=T"]))
         .unwrap();
@@ -443,7 +438,7 @@ fn round_trips_per_operation() {
 
 #[test]
 fn concurrent_writers_lose_no_update() {
-    let r = RedisServer::start();
+    let r = common::start();
     let s = Arc::new(open(&r));
     const THREADS: usize = 16;
     const PER: usize = 20;
@@ -528,10 +523,8 @@ fn concurrent_writers_lose_no_update() {
 fn least_privilege_acl_user_from_the_docs_is_enough() {
     // The ACL line recommended in docs/security.md.
     let acl = "kms on >kms-pw ~kms:* +get +set +mget +scan +evalsha +script|load +select";
-    let mut args = vec!["--user"];
-    args.extend(acl.split(' '));
-    let r = RedisServer::start_with(&args);
-    let url = format!("redis://kms:kms-pw@127.0.0.1:{}/0", r.port);
+    let r = RedisServer::builder().acl_user(acl).start();
+    let url = format!("redis://kms:kms-pw@127.0.0.1:{}/0", r.port());
     let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
     s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
     let (_, v) = s.get("a").unwrap().unwrap();
@@ -544,7 +537,7 @@ fn least_privilege_acl_user_from_the_docs_is_enough() {
 
 #[test]
 fn search_with_a_hot_keyword_uses_the_small_list_and_rechecks_records() {
-    let r = RedisServer::start();
+    let r = common::start();
     let s = open(&r);
     for i in 0..150 {
         s.insert(&rec(
@@ -610,7 +603,7 @@ fn search_with_a_hot_keyword_uses_the_small_list_and_rechecks_records() {
 
 #[test]
 fn kill9_during_concurrent_load_keeps_every_acknowledged_write() {
-    let mut r = RedisServer::start();
+    let mut r = common::start();
     let opts = ConnectOptions {
         io_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_millis(500),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ckms::http::HttpClient;
 use common::{Harness, ServerProcess, client_for, kmip};
-use redis_harness::RedisServer;
+use redis_harness::{Admin, RedisServer};
 use serde_json::{Value, json};
 
 const SECRET_B64: &str = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="; // 32 × 0x42
@@ -39,17 +39,13 @@ fn redis_args(redis: &RedisServer, secret: &std::path::Path) -> Vec<String> {
     ]
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
-
 fn tag_attr(tags: &[&str]) -> Value {
     let j = serde_json::to_string(tags).unwrap();
     json!({"tag":"VendorAttributes","type":"Structure","value":[
         {"tag":"VendorAttributes","type":"Structure","value":[
             {"tag":"VendorIdentification","type":"TextString","value":"cosmian"},
             {"tag":"AttributeName","type":"TextString","value":"tag"},
-            {"tag":"AttributeValue","type":"ByteString","value":hex(j.as_bytes())}]}]})
+            {"tag":"AttributeValue","type":"ByteString","value":hex::encode_upper(j.as_bytes())}]}]})
 }
 
 fn create_aes(tags: &[&str]) -> Value {
@@ -140,8 +136,8 @@ fn destroy(c: &mut HttpClient, uid: &str) {
 
 #[test]
 fn kmip_suite_redis_findex() {
-    let redis = RedisServer::start();
-    let secret = write_secret(&redis.dir, "secret.b64", SECRET_B64);
+    let redis = redis_harness::start();
+    let secret = write_secret(redis.dir(), "secret.b64", SECRET_B64);
     let args = redis_args(&redis, &secret);
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     common::suite::run_kmip_suite(&args);
@@ -149,8 +145,8 @@ fn kmip_suite_redis_findex() {
 
 #[test]
 fn two_servers_eight_clients_each_one_redis() {
-    let redis = RedisServer::start();
-    let secret = write_secret(&redis.dir, "secret.b64", SECRET_B64);
+    let redis = redis_harness::start();
+    let secret = write_secret(redis.dir(), "secret.b64", SECRET_B64);
     let rargs = redis_args(&redis, &secret);
     let rargs_ref: Vec<&str> = rargs.iter().map(|s| s.as_str()).collect();
     let mut h = Harness::start(&rargs_ref);
@@ -245,8 +241,8 @@ fn two_servers_eight_clients_each_one_redis() {
 
 #[test]
 fn restart_same_secret_finds_objects_other_secret_refused() {
-    let redis = RedisServer::start();
-    let secret = write_secret(&redis.dir, "secret.b64", SECRET_B64);
+    let redis = redis_harness::start();
+    let secret = write_secret(redis.dir(), "secret.b64", SECRET_B64);
     let rargs = redis_args(&redis, &secret);
     let rargs_ref: Vec<&str> = rargs.iter().map(|s| s.as_str()).collect();
     let mut h = Harness::start(&rargs_ref);
@@ -275,16 +271,16 @@ fn restart_same_secret_finds_objects_other_secret_refused() {
     ok(&mut c2, &uid_req("Get", &uid));
 
     // Another secret: refuses to start, with a clear message.
-    let other = write_secret(&redis.dir, "other.b64", OTHER_SECRET_B64);
+    let other = write_secret(redis.dir(), "other.b64", OTHER_SECRET_B64);
     let out = run_server_expect_exit(&server_args(&other, &h));
     assert!(out.contains("different database secret"), "{out}");
     // Missing, short and unreadable secrets: refused with a clear message.
-    let out = run_server_expect_exit(&server_args(&redis.dir.join("nope.b64"), &h));
+    let out = run_server_expect_exit(&server_args(&redis.dir().join("nope.b64"), &h));
     assert!(
         out.contains("cannot read the database secret file"),
         "{out}"
     );
-    let short = write_secret(&redis.dir, "short.b64", "QkJC");
+    let short = write_secret(redis.dir(), "short.b64", "QkJC");
     let out = run_server_expect_exit(&server_args(&short, &h));
     assert!(out.contains("must be 32 bytes"), "{out}");
 }
@@ -315,8 +311,8 @@ fn assert_storage_error(status: u16, body: &str) {
 
 #[test]
 fn redis_killed_and_stalled_under_a_running_server() {
-    let mut redis = RedisServer::start();
-    let secret = write_secret(&redis.dir, "secret.b64", SECRET_B64);
+    let mut redis = redis_harness::start();
+    let secret = write_secret(redis.dir(), "secret.b64", SECRET_B64);
     let rargs = redis_args(&redis, &secret);
     let rargs_ref: Vec<&str> = rargs.iter().map(|s| s.as_str()).collect();
     let mut h = Harness::start(&rargs_ref);

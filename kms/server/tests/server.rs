@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 
-use ckms::http::{client_config, load_certs};
+use ckms::http::{HttpError, client_config, load_certs};
 use common::pki::Pki;
 use common::{Harness, ServerProcess, client_for, kmip, ok_json};
 use rustls_pki_types::ServerName;
@@ -93,16 +93,21 @@ fn client_authentication() {
     let mut h = Harness::start(&["--database", "memory"]);
     // No client certificate: the TLS handshake fails.
     let mut anonymous = client_for(&h.server.url(), &h.pki.ca_cert, None);
+    let r = anonymous.get("/version");
     assert!(
-        anonymous.get("/version").is_err(),
-        "no client cert accepted"
+        matches!(r, Err(HttpError::Io(_))),
+        "no client cert accepted: {r:?}"
     );
 
     // A certificate from another CA: rejected as well.
     let rogue = Pki::new(h.dir.path(), "rogue");
     let mallory = rogue.client(Some("alice"));
     let mut c = client_for(&h.server.url(), &h.pki.ca_cert, Some(&mallory));
-    assert!(c.get("/version").is_err(), "foreign client cert accepted");
+    let r = c.get("/version");
+    assert!(
+        matches!(r, Err(HttpError::Io(_))),
+        "foreign client cert accepted: {r:?}"
+    );
 
     // A valid certificate without a subject CN: connected, but no identity, 401 on the API.
     let no_cn = h.pki.client(None);

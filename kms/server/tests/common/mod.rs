@@ -8,18 +8,19 @@ pub mod pki;
 pub mod suite;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufReader, Lines};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 
 use ckms::http::{ClientIdentity, HttpClient, HttpResponse, client_config, load_certs};
 use pki::{CertFiles, Pki};
+use testkit::{ChildGuard, wait_line};
 
 /// A running `kms-server`, killed on drop; or an external server (not ours to stop).
 pub struct ServerProcess {
-    child: Option<Child>,
-    _stdout: Option<BufReader<ChildStdout>>,
+    child: Option<ChildGuard>,
+    _stdout: Option<Lines<BufReader<ChildStdout>>>,
     /// Where it listens.
     pub addr: SocketAddr,
 }
@@ -30,28 +31,19 @@ impl ServerProcess {
         let bin = option_env!("CARGO_BIN_EXE_kms-server")
             .map(PathBuf::from)
             .unwrap_or_else(|| sibling_binary("kms-server"));
-        let mut child = Command::new(bin)
-            .args(args)
-            .args(["--port", "0", "--bind", "127.0.0.1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn kms-server");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            let n = stdout.read_line(&mut line).expect("read kms-server stdout");
-            if n == 0 {
-                let status = child.wait().expect("wait kms-server");
-                panic!("kms-server exited before it was ready: {status}");
-            }
-            if let Some(a) = line.trim().strip_prefix("kms-server listening on ") {
-                break a.parse().expect("address in the ready line");
-            }
-        };
+        let mut child = ChildGuard::spawn(
+            Command::new(bin)
+                .args(args)
+                .args(["--port", "0", "--bind", "127.0.0.1"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+            "kms-server",
+        );
+        let mut stdout = child.stdout_lines();
+        let addr = wait_line(&mut stdout, "kms-server listening on ", "kms-server")
+            .parse()
+            .expect("address in the ready line");
         ServerProcess {
             child: Some(child),
             _stdout: Some(stdout),
@@ -82,15 +74,6 @@ impl ServerProcess {
     }
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// The `ckms` binary, built next to this test executable (`cargo build -p ckms` first).
 pub fn ckms_binary() -> PathBuf {
     sibling_binary("ckms")
@@ -98,18 +81,7 @@ pub fn ckms_binary() -> PathBuf {
 
 /// A workspace binary next to this test executable (`cargo build --workspace --bins` first).
 pub fn sibling_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} not found: build it first with `cargo build --workspace --bins`",
-        bin.display()
-    );
-    bin
+    testkit::workspace_bin(name)
 }
 
 /// Result of one `ckms` run.

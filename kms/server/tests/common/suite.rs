@@ -557,11 +557,13 @@ fn ckms_ec_round_trip(h: &mut Harness) {
             )
             .expect_ok("verify");
         assert!(out.contains("valid"), "{curve}: {out}");
-        h.ckms(
-            "dave",
-            &["ec", "verify", "--key", &public, "-i", &other, "-s", &sig],
-        )
-        .expect_err("verify of another document");
+        let err = h
+            .ckms(
+                "dave",
+                &["ec", "verify", "--key", &public, "-i", &other, "-s", &sig],
+            )
+            .expect_err("verify of another document");
+        assert!(err.contains("signature is invalid"), "{err}");
 
         // Export the public key (SPKI DER) and import it back as a new object.
         let der = h.path(&format!("{curve}-pub.der")).display().to_string();
@@ -606,11 +608,13 @@ fn ckms_ec_round_trip(h: &mut Harness) {
 
         h.ckms("dave", &["ec", "keys", "revoke", &private])
             .expect_ok("revoke");
-        h.ckms(
-            "dave",
-            &["ec", "sign", "--key", &private, "-i", &doc, "-o", &sig],
-        )
-        .expect_err("sign with a revoked key");
+        let err = h
+            .ckms(
+                "dave",
+                &["ec", "sign", "--key", &private, "-i", &doc, "-o", &sig],
+            )
+            .expect_err("sign with a revoked key");
+        assert!(err.contains("WrongKeyLifecycleState"), "{err}");
         h.ckms("dave", &["ec", "keys", "destroy", &private])
             .expect_ok("destroy");
     }
@@ -715,18 +719,22 @@ fn ckms_objects_and_access(h: &mut Harness) {
         &["sym", "encrypt", "--key", &uid, "-i", &fi, "-o", &fo],
     )
     .expect_ok("frank encrypts with a granted key");
-    h.ckms("frank", &["sym", "keys", "revoke", &uid])
+    let err = h
+        .ckms("frank", &["sym", "keys", "revoke", &uid])
         .expect_err("frank revokes erin's key");
+    assert!(err.contains("PermissionDenied"), "{err}");
     h.ckms(
         "erin",
         &["access-rights", "revoke", "frank", &uid, "encrypt", "get"],
     )
     .expect_ok("revoke access");
-    h.ckms(
-        "frank",
-        &["sym", "encrypt", "--key", &uid, "-i", &fi, "-o", &fo],
-    )
-    .expect_err("frank encrypts after revoke");
+    let err = h
+        .ckms(
+            "frank",
+            &["sym", "encrypt", "--key", &uid, "-i", &fi, "-o", &fo],
+        )
+        .expect_err("frank encrypts after revoke");
+    assert!(err.contains("PermissionDenied"), "{err}");
 
     let v = h
         .ckms("erin", &["server-version"])
@@ -812,8 +820,10 @@ fn ckms_config_file(h: &mut Harness) {
         .json("owned with ~/.config");
     assert!(owned.to_string().contains(&uid), "{owned}");
     // A flag wins over the file: a wrong URL fails.
-    h.ckms_bare(&["--url", "https://127.0.0.1:1", "server-version"], &[])
+    let err = h
+        .ckms_bare(&["--url", "https://127.0.0.1:1", "server-version"], &[])
         .expect_err("flag overrides file");
+    assert!(err.contains("cannot talk to the KMS"), "{err}");
     // A broken file is an error with its path.
     let bad = h.path("bad.toml");
     std::fs::write(&bad, "url = [").unwrap();

@@ -1,0 +1,16 @@
+//! Dev-only helpers shared by the workspace's integration tests: a real `redis-server`
+//! ([`RedisServer`]), deterministic randomness ([`TestRng`]), a throw-away PKI ([`Pki`]), and child
+//! processes killed by PID on drop ([`ChildGuard`], [`SnpEmu`], [`wait_line`]).
+//!
+//! Used only as a dev-dependency: production crates never depend on this crate. Everything here
+//! panics with a clear message instead of returning errors, which is what a test wants.
+
+mod pki;
+mod process;
+mod redis;
+mod rng;
+
+pub use pki::{Cert, CertFiles, Pki};
+pub use process::{ChildGuard, SnpEmu, drain_lines, free_port, wait_line, workspace_bin};
+pub use redis::{RedisBuilder, RedisServer};
+pub use rng::TestRng;
