@@ -276,3 +276,252 @@ impl Conn {
         self.tls.state()
     }
 }
+#[cfg(test)]
+mod tests {
+    use alloc::format;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::app::{AppConfig, VERSION};
+    use crate::crypto::{Random, RngError};
+    use crate::store::memory::MemoryStore;
+
+    /// Deterministic test generator (xorshift): tests only. (`testkit::TestRng` cannot be used
+    /// by the core's own unit tests: it links a second copy of this crate.)
+    struct TestRng(u64);
+    impl Random for TestRng {
+        fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
+            for b in buf {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                *b = self.0 as u8;
+            }
+            Ok(())
+        }
+    }
+
+    struct Fixture {
+        app: App<MemoryStore>,
+        rng: TestRng,
+        conn: Http,
+    }
+
+    impl Fixture {
+        fn new(limits: Limits) -> Self {
+            Fixture {
+                app: App::without_tls(MemoryStore::new(), AppConfig::default()),
+                rng: TestRng(0x9E37_79B9_7F4A_7C15),
+                conn: Http::new(limits),
+            }
+        }
+        fn feed(&mut self, user: Option<&str>, input: &[u8]) -> (Action, Vec<u8>) {
+            self.feed_on(Listener::Main, user, input)
+        }
+        fn feed_on(
+            &mut self,
+            listener: Listener,
+            user: Option<&str>,
+            input: &[u8],
+        ) -> (Action, Vec<u8>) {
+            let mut out = Vec::new();
+            let mut env = Env {
+                now: 1_700_000_000,
+                rng: &mut self.rng,
+            };
+            let peer = Peer {
+                user: user.map(String::from),
+                spki_der: None,
+            };
+            let (action, effect) = self.conn.on_plaintext(
+                &self.app,
+                listener,
+                Generation::Serving,
+                &peer,
+                &mut env,
+                input,
+                &mut out,
+            );
+            assert_eq!(effect, None);
+            (action, out)
+        }
+    }
+
+    /// Split an output buffer into (status, body) pairs.
+    fn responses(mut out: &[u8]) -> Vec<(u16, String)> {
+        let mut v = Vec::new();
+        while !out.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let mut r = httparse::Response::new(&mut headers);
+            let httparse::Status::Complete(n) = r.parse(out).unwrap() else {
+                panic!("partial")
+            };
+            let len: usize = r
+                .headers
+                .iter()
+                .find(|h| h.name == "content-length")
+                .map(|h| core::str::from_utf8(h.value).unwrap().parse().unwrap())
+                .unwrap();
+            let code = r.code.unwrap();
+            v.push((code, String::from_utf8(out[n..n + len].to_vec()).unwrap()));
+            out = &out[n + len..];
+        }
+        v
+    }
+
+    #[test]
+    fn health_exact_bytes() {
+        let mut f = Fixture::new(Limits::DEFAULT);
+        let (action, out) = f.feed(None, b"GET /health HTTP/1.1\r\nHost: kms\r\n\r\n");
+        assert_eq!(action, Action::Continue);
+        assert_eq!(
+            out,
+            &b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n{\"status\":\"UP\"}"[..]
+        );
+    }
+
+    #[test]
+    fn byte_by_byte_pipelined_requests() {
+        let mut f = Fixture::new(Limits::DEFAULT);
+        let input =
+            b"GET /version HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let mut all = Vec::new();
+        let mut last = Action::Continue;
+        for b in input.iter() {
+            let (a, out) = f.feed(None, core::slice::from_ref(b));
+            all.extend_from_slice(&out);
+            last = a;
+        }
+        assert_eq!(last, Action::Close);
+        let r = responses(&all);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0], (200, format!("\"{VERSION}\"")));
+        assert_eq!(r[1].0, 200);
+        // Closed: nothing more is answered.
+        assert_eq!(
+            f.feed(None, b"GET /health HTTP/1.1\r\n\r\n"),
+            (Action::Close, Vec::new())
+        );
+    }
+
+    #[test]
+    fn routing_errors() {
+        let mut f = Fixture::new(Limits::DEFAULT);
+        let (_, out) = f.feed(Some("alice"), b"GET /nope HTTP/1.1\r\n\r\n");
+        assert_eq!(responses(&out)[0].0, 404);
+        let (_, out) = f.feed(
+            None,
+            b"POST /kmip/2_1 HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}",
+        );
+        assert_eq!(responses(&out)[0].0, 401);
+        let (_, out) = f.feed(Some(""), b"GET /access/owned HTTP/1.1\r\n\r\n");
+        assert_eq!(responses(&out)[0].0, 401);
+        let (_, out) = f.feed(Some("alice"), b"GET /kmip/2_1 HTTP/1.1\r\n\r\n");
+        assert_eq!(responses(&out)[0].0, 405);
+        let (_, out) = f.feed(Some("alice"), b"GET /access/list/%ZZ HTTP/1.1\r\n\r\n");
+        assert_eq!(responses(&out)[0].0, 400);
+        let (a, out) = f.feed(
+            Some("alice"),
+            b"POST /access/grant HTTP/1.1\r\ncontent-length: 3\r\n\r\n{x}",
+        );
+        assert_eq!(a, Action::Continue);
+        assert_eq!(responses(&out)[0].0, 400);
+        let (_, out) = f.feed(
+            Some("alice"),
+            b"GET /access/list/unknown-uid HTTP/1.1\r\n\r\n",
+        );
+        assert_eq!(responses(&out)[0].0, 404);
+    }
+
+    #[test]
+    fn malformed_and_oversized_close_the_connection() {
+        let mut f = Fixture::new(Limits {
+            max_body_bytes: 10,
+            ..Limits::DEFAULT
+        });
+        let (a, out) = f.feed(
+            Some("alice"),
+            b"POST /kmip/2_1 HTTP/1.1\r\ncontent-length: 11\r\n\r\n",
+        );
+        assert_eq!(a, Action::Close);
+        let r = responses(&out);
+        assert_eq!(r[0].0, 413);
+        assert!(out.windows(17).any(|w| w == b"connection: close"));
+
+        let mut f = Fixture::new(Limits::DEFAULT);
+        let (a, out) = f.feed(Some("alice"), b"\x16\x03\x01 not http\r\n\r\n");
+        assert_eq!(a, Action::Close);
+        assert_eq!(responses(&out)[0].0, 400);
+    }
+
+    #[test]
+    fn kmip_create_and_access_through_the_router() {
+        let mut f = Fixture::new(Limits::DEFAULT);
+        let create = br#"{"tag":"Create","type":"Structure","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+            {"tag":"Attributes","type":"Structure","value":[
+              {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+              {"tag":"CryptographicLength","type":"Integer","value":256}]}]}"#;
+        let mut req = format!(
+            "POST /kmip/2_1 HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+            create.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(create);
+        let (_, out) = f.feed(Some("alice"), &req);
+        let (status, body) = responses(&out).remove(0);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["tag"], "CreateResponse");
+        let uid = v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["tag"] == "UniqueIdentifier")
+            .unwrap()["value"]
+            .as_str()
+            .map(String::from)
+            .unwrap();
+
+        let grant =
+            format!(r#"{{"unique_identifier":"{uid}","user_id":"bob","operation_types":["get"]}}"#);
+        let req = format!(
+            "POST /access/grant HTTP/1.1\r\ncontent-length: {}\r\n\r\n{grant}",
+            grant.len()
+        );
+        let (_, out) = f.feed(Some("alice"), req.as_bytes());
+        let (status, body) = responses(&out).remove(0);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("success"));
+
+        let (_, out) = f.feed(Some("bob"), b"GET /access/obtained HTTP/1.1\r\n\r\n");
+        let (status, body) = responses(&out).remove(0);
+        assert_eq!(status, 200);
+        assert!(body.contains(&uid), "{body}");
+        let (_, out) = f.feed(
+            Some("alice"),
+            format!("GET /access/list/{uid} HTTP/1.1\r\n\r\n").as_bytes(),
+        );
+        let (status, body) = responses(&out).remove(0);
+        assert_eq!(status, 200);
+        assert!(body.contains("bob"), "{body}");
+    }
+
+    #[test]
+    fn attestation_needs_a_bootstrap_identity_and_ratls_serves_nothing_else() {
+        let mut f = Fixture::new(Limits::DEFAULT);
+        let (_, out) = f.feed(None, b"GET /attestation?nonce=00 HTTP/1.1\r\n\r\n");
+        let (status, body) = responses(&out).remove(0);
+        assert_eq!(status, 404);
+        assert!(body.contains("started without bootstrap"), "{body}");
+        let (_, out) = f.feed_on(
+            Listener::RaTls,
+            Some("alice"),
+            b"GET /health HTTP/1.1\r\n\r\nPOST /attestation HTTP/1.1\r\ncontent-length: 0\r\n\r\n",
+        );
+        let r = responses(&out);
+        assert_eq!((r[0].0, r[0].1.as_str()), (404, "only GET /attestation on this port"));
+        assert_eq!(r[1].0, 405);
+    }
+}

@@ -194,37 +194,9 @@ fn split_host_port(hp: &str) -> Result<(String, u16), UrlError> {
     Ok((String::from(host), port))
 }
 
+/// `%XX` escapes of the userinfo, with the core's decoder (the one the HTTP paths use).
 fn percent_decode(s: &str) -> Result<String, UrlError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if c == b'%' {
-            let hi = b
-                .get(i + 1)
-                .and_then(|h| hex_val(*h))
-                .ok_or(UrlError::Userinfo)?;
-            let lo = b
-                .get(i + 2)
-                .and_then(|h| hex_val(*h))
-                .ok_or(UrlError::Userinfo)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| UrlError::Userinfo)
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    kms::http::percent_decode(s).map_err(|_| UrlError::Userinfo)
 }
 
 #[cfg(test)]
