@@ -10,12 +10,12 @@ mod bench {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use kms::crypto::{Random, RngError};
+    use kms::Env;
     use kms::app::{App, AppConfig, Listener, ServerTls};
     use kms::conn::Conn;
+    use kms::crypto::{Random, RngError};
     use kms::store::memory::MemoryStore;
     use kms::x509::PrivateKey;
-    use kms::Env;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
     const REQ: &[u8] = b"GET /health HTTP/1.1\r\nHost: kms.test\r\n\r\n";

@@ -360,7 +360,11 @@ impl<S: Store, L: RawMutex> App<S, L> {
             return Err(AppError::NotStarting);
         };
         let ca = started.client_ca.as_ref().ok_or(AppError::NoClientCa)?;
-        let key = started.identity.key().to_pkcs8_der().map_err(AppError::Key)?;
+        let key = started
+            .identity
+            .key()
+            .to_pkcs8_der()
+            .map_err(AppError::Key)?;
         let tls = TlsConfig::new(
             &started.chain.der,
             &PrivateKey::Pkcs8(key.to_vec()),
@@ -436,7 +440,10 @@ impl<S: Store, L: RawMutex> App<S, L> {
 
     fn attestation(&self, req: &Request) -> Response {
         let (Some(identity), Some(platform)) = (&self.identity, &self.platform) else {
-            return Response::text(404, "this server has no attestation (started without bootstrap)");
+            return Response::text(
+                404,
+                "this server has no attestation (started without bootstrap)",
+            );
         };
         let query = req.query.as_deref().unwrap_or("");
         let mut platform = platform.lock();

@@ -521,7 +521,10 @@ mod tests {
             b"GET /health HTTP/1.1\r\n\r\nPOST /attestation HTTP/1.1\r\ncontent-length: 0\r\n\r\n",
         );
         let r = responses(&out);
-        assert_eq!((r[0].0, r[0].1.as_str()), (404, "only GET /attestation on this port"));
+        assert_eq!(
+            (r[0].0, r[0].1.as_str()),
+            (404, "only GET /attestation on this port")
+        );
         assert_eq!(r[1].0, 405);
     }
 }

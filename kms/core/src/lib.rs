@@ -56,7 +56,11 @@
 extern crate alloc;
 
 pub mod access;
+#[cfg(feature = "tls")]
+pub mod app;
 pub mod bootstrap;
+#[cfg(feature = "tls")]
+pub mod conn;
 pub mod crypto;
 pub mod error;
 pub mod http;
@@ -64,10 +68,6 @@ pub mod kmip;
 pub mod object;
 mod service;
 pub mod store;
-#[cfg(feature = "tls")]
-pub mod app;
-#[cfg(feature = "tls")]
-pub mod conn;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod x509;

@@ -27,7 +27,8 @@ use core::time::Duration;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{
-    CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer, UnixTime,
+    CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+    UnixTime,
 };
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, UnbufferedServerConnection, WebPkiClientVerifier};
@@ -335,7 +336,6 @@ impl ClientCertVerifier for ProofOfPossession {
 
 // ---------------------------------------------------------------------------------------------
 // Certificates
-
 
 // ---------------------------------------------------------------------------------------------
 // One connection

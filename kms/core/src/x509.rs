@@ -154,7 +154,8 @@ impl PrivateKey {
                 "ENCRYPTED PRIVATE KEY" => return Err(PemError::UnsupportedKey),
                 _ => continue,
             };
-            let (_, der) = der::pem::decode_vec(whole.as_bytes()).map_err(|_| PemError::Malformed)?;
+            let (_, der) =
+                der::pem::decode_vec(whole.as_bytes()).map_err(|_| PemError::Malformed)?;
             return Ok(wrap(der));
         }
         Err(PemError::Empty)
@@ -212,7 +213,10 @@ mod tests {
         let (a, a_pem, key_pem) = cert(&[(rcgen::DnType::CommonName, "a")]);
         let (b, b_pem, _) = cert(&[(rcgen::DnType::CommonName, "b")]);
         let both = alloc::format!("{a_pem}\n{b_pem}");
-        assert_eq!(pem_chain_der(both.as_bytes()).unwrap(), alloc::vec![a.clone(), b]);
+        assert_eq!(
+            pem_chain_der(both.as_bytes()).unwrap(),
+            alloc::vec![a.clone(), b]
+        );
         assert_eq!(pem_chain_der(b""), Err(PemError::Empty));
         assert_eq!(
             pem_chain_der(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),

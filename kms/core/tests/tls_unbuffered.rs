@@ -7,15 +7,13 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use kms::http::Limits;
+use kms::Env;
 use kms::app::{App, AppConfig, Listener};
 use kms::conn::{Action, Conn};
+use kms::http::Limits;
 use kms::store::memory::MemoryStore;
+use kms::tls::{ClientAuth, SharedClock, TlsConfig, TlsConn, TlsError, TlsLimits, TlsState};
 use kms::x509::PrivateKey;
-use kms::tls::{
-    ClientAuth, SharedClock, TlsConfig, TlsConn, TlsError, TlsLimits, TlsState,
-};
-use kms::Env;
 use rcgen::KeyPair;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use testkit::TestRng;
@@ -134,15 +132,27 @@ struct HttpsConn {
 }
 
 impl HttpsConn {
-    fn new(srv: &Server, config: &TlsConfig, http: Limits, fixed_user: Option<String>) -> Option<Self> {
-        let app_config = AppConfig { http, tls: config.limits() };
+    fn new(
+        srv: &Server,
+        config: &TlsConfig,
+        http: Limits,
+        fixed_user: Option<String>,
+    ) -> Option<Self> {
+        let app_config = AppConfig {
+            http,
+            tls: config.limits(),
+        };
         let app = App::serving_with_tls(srv.store.clone(), config.clone(), fixed_user, app_config);
         let conn = Conn::accept(&app, Listener::Main).ok()?;
         Some(HttpsConn { app, conn })
     }
     fn on_ciphertext(&mut self, env: &mut Env<'_>, input: &[u8]) -> Action {
         let p = self.conn.on_tls(&self.app, env, input);
-        if p.close { Action::Close } else { Action::Continue }
+        if p.close {
+            Action::Close
+        } else {
+            Action::Continue
+        }
     }
     fn pending_tls(&self) -> &[u8] {
         self.conn.pending_tls()
@@ -412,7 +422,11 @@ fn proof_of_possession_records_the_key_the_handshake_proved() {
 
     // Same CN, same CA, other key: the recorded key is the intruder's, not the admin's (the
     // bootstrap core then refuses it with 403: kms/core/src/bootstrap/tests.rs).
-    let mut c = connect(client_config(&pki, Some(&intruder), &rustls::version::TLS13));
+    let mut c = connect(client_config(
+        &pki,
+        Some(&intruder),
+        &rustls::version::TLS13,
+    ));
     let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, b"GET /health HTTP/1.1\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
@@ -497,10 +511,7 @@ fn garbage_gives_errors_not_panics() {
         now: NOW,
         rng: &mut srv.rng,
     };
-    assert_eq!(
-        conn.on_ciphertext(&mut env, &forged),
-        Action::Close
-    );
+    assert_eq!(conn.on_ciphertext(&mut env, &forged), Action::Close);
     assert_eq!(conn.conn.tls_state(), TlsState::Closed);
     assert_eq!(conn.pending_tls().first(), Some(&23)); // the alert, encrypted
 }

@@ -17,6 +17,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
+use kms::Env;
 use kms::app::{App, AppConfig, AppError, Effect, Generation, Listener, Platform};
 use kms::bootstrap::platform::{DatabaseProbe, Evidence, ProbeError};
 use kms::bootstrap::{self as boot, DbSecret, Identity, ProvisionerPolicy};
@@ -24,7 +25,6 @@ use kms::conn::Conn as AppConn;
 use kms::crypto::Random;
 use kms::http::Limits as HttpLimits;
 use kms::tls::TlsLimits;
-use kms::Env;
 use kms_redis::url::RedisUrl;
 use kms_redis::{OpenError, RedisFindexStore};
 use netstack::{ConnId, Duration, Instant, ListenerId, Nic, TcpError};
@@ -284,13 +284,15 @@ impl<N: Nic + Send + 'static> Server<N> {
     }
 
     fn accept(&mut self, now: Instant) {
-        let listeners = [(Some(self.main), Listener::Main), (self.ratls, Listener::RaTls)];
+        let listeners = [
+            (Some(self.main), Listener::Main),
+            (self.ratls, Listener::RaTls),
+        ];
         for (l, which) in listeners {
             let Some(l) = l else { continue };
             while let Ok(Some(id)) = self.stack.with(|s| s.accept(l)) {
                 self.stats.accepted += 1;
-                if self.conns.len() >= self.settings.limits.max_connections
-                    && !self.evict_idle(now)
+                if self.conns.len() >= self.settings.limits.max_connections && !self.evict_idle(now)
                 {
                     self.stats.refused += 1;
                     log::warn!(

@@ -7,7 +7,6 @@
 //! Percent-encoding in the userinfo is decoded. `rediss://` (TLS) is not supported.
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt;
 use zeroize::Zeroize;
 

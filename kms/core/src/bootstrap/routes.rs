@@ -14,13 +14,13 @@ use super::api::{
     CsrResponse, ErrorResponse, RedisFindexRequest, StartResponse, StatusResponse,
 };
 use super::platform::{DatabaseProbe, Evidence, Platform};
-use crate::http::{Method, Request as HttpRequest};
 use super::state::{
     AwaitingCertificate, ClientCa, DatabaseConfig, Identity, Phase, ProvisionerAuthorized,
     ProvisionerPolicy, Started,
 };
 use super::x509::{self, CsrParams};
 use super::{BootstrapError, DbSecret};
+use crate::http::{Method, Request as HttpRequest};
 use attest::ratls::encode_snp_quote;
 
 /// A JSON response.

@@ -202,8 +202,7 @@ pub fn run_with(
         write_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
         max_connections: args.max_connections.max(1),
     };
-    serve(Arc::new(app), main, Some(ratls), Some(opener), options)
-        .map_err(BootstrapStartError::Io)
+    serve(Arc::new(app), main, Some(ratls), Some(opener), options).map_err(BootstrapStartError::Io)
 }
 
 #[cfg(test)]
