@@ -68,6 +68,9 @@ impl Connection {
     /// transport authenticated nobody. Returns [`Action::Close`] after a request that cannot be
     /// framed (the error response is in `out`) or when the client asked to close; once closed,
     /// further input is ignored.
+    ///
+    /// Each request runs to completion ([`crate::block_on`] without an idle step): for stores
+    /// that never wait (memory) or block inside their futures (the host's Redis transport).
     pub fn on_bytes<S: Store>(
         &mut self,
         kms: &Kms<S>,
@@ -75,6 +78,20 @@ impl Connection {
         user: Option<&str>,
         input: &[u8],
         out: &mut Vec<u8>,
+    ) -> Action {
+        self.on_bytes_with(kms, env, user, input, out, &mut || {})
+    }
+
+    /// [`Connection::on_bytes`] for a store that waits on a network: `idle` runs whenever a
+    /// request's store call is pending (for example: poll the network stack, wait briefly).
+    pub fn on_bytes_with<S: Store>(
+        &mut self,
+        kms: &Kms<S>,
+        env: &mut Env<'_>,
+        user: Option<&str>,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        idle: &mut dyn FnMut(),
     ) -> Action {
         if self.closed {
             return Action::Close;
@@ -87,7 +104,7 @@ impl Connection {
                 Ok(None) => break Action::Continue,
                 Ok(Some((request, used))) => {
                     consumed += used;
-                    let mut response = route(kms, env, user, &request);
+                    let mut response = crate::block_on(route(kms, env, user, &request), &mut *idle);
                     if !request.keep_alive {
                         response.close = true;
                     }
@@ -124,7 +141,12 @@ impl Drop for Connection {
 }
 
 /// Dispatch one framed request.
-fn route<S: Store>(kms: &Kms<S>, env: &mut Env<'_>, user: Option<&str>, req: &Request) -> Response {
+async fn route<S: Store>(
+    kms: &Kms<S>,
+    env: &mut Env<'_>,
+    user: Option<&str>,
+    req: &Request,
+) -> Response {
     let path = req.path.as_str();
     // Public endpoints: liveness and version need no identity.
     match (req.method, path) {
@@ -146,15 +168,15 @@ fn route<S: Store>(kms: &Kms<S>, env: &mut Env<'_>, user: Option<&str>, req: &Re
         return Response::text(401, "authentication required: no client identity");
     };
     let result = match (req.method, path) {
-        (Method::Post, "/kmip/2_1") => kms.kmip_json(env, user, &req.body),
-        (Method::Post, "/access/grant") => kms.grant_access_json(env, user, &req.body),
-        (Method::Post, "/access/revoke") => kms.revoke_access_json(env, user, &req.body),
-        (Method::Get, "/access/owned") => kms.owned(user).and_then(|v| to_json(&v)),
-        (Method::Get, "/access/obtained") => kms.obtained(user).and_then(|v| to_json(&v)),
+        (Method::Post, "/kmip/2_1") => kms.kmip_json(env, user, &req.body).await,
+        (Method::Post, "/access/grant") => kms.grant_access_json(env, user, &req.body).await,
+        (Method::Post, "/access/revoke") => kms.revoke_access_json(env, user, &req.body).await,
+        (Method::Get, "/access/owned") => kms.owned(user).await.and_then(|v| to_json(&v)),
+        (Method::Get, "/access/obtained") => kms.obtained(user).await.and_then(|v| to_json(&v)),
         (Method::Get, p) => match p.strip_prefix("/access/list/") {
             Some(uid) => match percent_decode(uid) {
                 Ok(uid) if !uid.is_empty() && !uid.contains('/') => {
-                    kms.list_access(user, &uid).and_then(|v| to_json(&v))
+                    kms.list_access(user, &uid).await.and_then(|v| to_json(&v))
                 }
                 Ok(_) => return Response::text(404, "no such route"),
                 Err(e) => return Response::text(e.status(), &format!("{e}")),
