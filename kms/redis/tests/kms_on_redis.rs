@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::RedisServer;
+use common::{RedisServer, Run};
 use kms::crypto::{Random, RngError};
 use kms::{Env, Kms, KmsConfig};
 use kms_redis::RedisFindexStore;
@@ -83,6 +83,7 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
         };
         let out = kms
             .kmip_json(&mut env, user, req.to_string().as_bytes())
+            .run()
             .unwrap_or_else(|e| panic!("{req}: {e}"));
         serde_json::from_slice(&out).unwrap()
     };

@@ -15,6 +15,14 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Runs a future to completion (the host transport blocks inside its futures).
+pub trait Run: std::future::Future + Sized {
+    fn run(self) -> Self::Output {
+        kms::block_on(self, || {})
+    }
+}
+impl<F: std::future::Future> Run for F {}
+
 pub struct RedisServer {
     pub port: u16,
     pub dir: PathBuf,
@@ -150,6 +158,7 @@ impl RedisServer {
         loop {
             let Reply::Array(mut parts) = c
                 .request(&[b"SCAN", &cursor, b"COUNT", b"1000"])
+                .run()
                 .expect("scan")
             else {
                 panic!("SCAN reply")
@@ -170,7 +179,7 @@ impl RedisServer {
         }
         keys.into_iter()
             .map(|k| {
-                let v = match c.request(&[b"GET", &k]).expect("get") {
+                let v = match c.request(&[b"GET", &k]).run().expect("get") {
                     Reply::Bulk(v) => v,
                     other => panic!(
                         "non-string key {:?}: {other:?}",
