@@ -31,12 +31,18 @@ use ckms::kmip::{TtlvExt, hex_upper};
 use kms::crypto::Random;
 use kms::crypto::aead::{AeadAlg, encrypt};
 use kms::http::Limits;
-use kms::store::Store;
-use kms::store::memory::MemoryStore;
 use kms::{Kms, KmsConfig};
 use kms_server::kms_handler::{KmsHandler, OsRandom, unix_now};
 use kms_server::serve::{IdentityPolicy, ServeOptions, serve};
 use kms_server::tls::{load_certs as server_certs, load_key, server_config};
+
+/// Runs a future to completion (the host transport blocks inside its futures).
+trait Run: std::future::Future + Sized {
+    fn run(self) -> Self::Output {
+        kms::block_on(self, || {})
+    }
+}
+impl<F: std::future::Future> Run for F {}
 
 const CREATE: &str = r#"{"tag":"Create","type":"Structure","value":[
   {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
@@ -279,7 +285,7 @@ fn main() {
         Some(server_certs(&pki.ca_cert).expect("ca")),
     )
     .expect("server TLS");
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::<parking_lot::RawMutex>::with_lock());
+    let store = Arc::new(kms_server::store::HostStore::memory());
     let kms = Arc::new(Kms::new(store, KmsConfig::default()));
     let handler = Arc::new(KmsHandler::new(kms.clone(), Limits::DEFAULT));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -345,6 +351,7 @@ fn main() {
                 };
                 let out = kms
                     .kmip_json(&mut env, "bench", body.as_bytes())
+                    .run()
                     .expect("kmip");
                 std::hint::black_box(out);
             },

@@ -7,12 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kms::Kms;
 use kms::http::Limits;
 use kms::server::{Action, Connection};
-use kms::store::Store;
 
 use crate::serve::{Handler, Session};
+use crate::store::HostStore;
 
 /// The store type the host server runs with (any backend chosen at run time).
-pub type DynKms = Kms<Arc<dyn Store>>;
+pub type DynKms = Kms<Arc<HostStore>>;
 
 /// Shares one [`Kms`] between all connections.
 pub struct KmsHandler {

@@ -145,7 +145,7 @@ mod tests {
         let mut ev = NoEvidence;
         let identity = Arc::new(Identity::create(&mut ev, [1; 32], 1_790_000_000).unwrap());
         let kms = with_kms.then(|| {
-            let store: Arc<dyn kms::store::Store> = Arc::new(MemoryStore::new());
+            let store = Arc::new(crate::store::HostStore::Memory(MemoryStore::with_lock()));
             KmsHandler::new(
                 Arc::new(Kms::new(store, KmsConfig::default())),
                 Limits::DEFAULT,
