@@ -19,8 +19,8 @@ pub enum HostStore {
     /// `--database memory`, behind a blocking lock (threads do not spin while the holder is
     /// descheduled).
     Memory(MemoryStore<parking_lot::RawMutex>),
-    /// `--database redis-findex`.
-    RedisFindex(RedisFindexStore<StdPool>),
+    /// `--database redis-findex` (boxed: it is much larger than the memory store).
+    RedisFindex(Box<RedisFindexStore<StdPool>>),
 }
 
 impl fmt::Debug for HostStore {
@@ -148,5 +148,5 @@ fn open_redis_findex(args: &DatabaseArgs) -> Result<Arc<HostStore>, OpenStoreErr
     };
     let store = kms_redis::RedisFindexStore::connect(url, &secret, opts)
         .map_err(|e| OpenStoreError::Backend(e.to_string()))?;
-    Ok(Arc::new(HostStore::RedisFindex(store)))
+    Ok(Arc::new(HostStore::RedisFindex(Box::new(store))))
 }

@@ -110,7 +110,7 @@ impl StoreOpener for RedisOpener {
             ..Default::default()
         };
         match kms_redis::RedisFindexStore::connect(url, secret.expose(), opts) {
-            Ok(store) => Ok(Arc::new(HostStore::RedisFindex(store))),
+            Ok(store) => Ok(Arc::new(HostStore::RedisFindex(Box::new(store)))),
             Err(kms_redis::host::ConnectError::Url(_)) => Err(ProbeError::BadUrl),
             Err(kms_redis::host::ConnectError::Open(kms_redis::OpenError::WrongSecret)) => {
                 Err(ProbeError::WrongSecret)
