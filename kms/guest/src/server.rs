@@ -34,7 +34,7 @@ use kms_redis::{OpenError, RedisFindexStore};
 use netstack::{ConnId, Duration, Instant, ListenerId, Nic, TcpError};
 use zeroize::Zeroize;
 
-use crate::net::{Clock, SharedStack};
+use crate::net::{Clock, SharedStack, block_on_stack, poll_and_idle};
 use crate::redis::{NetPool, RedisTimeouts};
 
 /// Every resource limit of the service.
@@ -149,7 +149,7 @@ pub struct Stats {
 
 type Store<N> = RedisFindexStore<NetPool<N>>;
 
-enum Phase<N: Nic + Send> {
+enum Phase<N: Nic> {
     Bootstrap {
         core: Option<Bootstrap>,
         tls: TlsConfig,
@@ -216,7 +216,7 @@ impl Conn {
 }
 
 /// The KMS service of the image.
-pub struct Server<N: Nic + Send, E: Evidence> {
+pub struct Server<N: Nic, E: Evidence> {
     stack: Arc<SharedStack<N>>,
     clock: Arc<dyn Clock>,
     tls_clock: Arc<SharedClock>,
@@ -241,7 +241,7 @@ fn tls_clock(clock: &dyn Clock) -> Arc<SharedClock> {
     c
 }
 
-impl<N: Nic + Send, E: Evidence> Server<N, E> {
+impl<N: Nic, E: Evidence> Server<N, E> {
     /// Creates the bootstrap identity (sk from the platform's derived key, else `random_sk`; a
     /// report binding its key), and listens on the bootstrap port.
     pub fn new(
@@ -508,6 +508,8 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
                 let mut env = Env { now: unix, rng };
                 let identity = self.identity.clone();
                 let evidence = &mut self.evidence;
+                let (stack, clock) = (self.stack.clone(), self.clock.clone());
+                let mut idle = || poll_and_idle(&stack, &*clock, Duration::from_millis(1));
                 kms_input(
                     c,
                     input,
@@ -525,7 +527,7 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
                                 Action::Continue
                             }
                         }
-                        _ => http.on_bytes(&**kms, &mut env, user, chunk, out),
+                        _ => http.on_bytes_with(&**kms, &mut env, user, chunk, out, &mut idle),
                     },
                 )
             }
@@ -645,8 +647,8 @@ impl<N: Nic + Send, E: Evidence> Server<N, E> {
             self.settings.limits.redis,
             self.settings.limits.redis_reply,
         );
-        let store = RedisFindexStore::open(pool, started.database.secret.expose())
-            .map_err(ServiceError::Store)?;
+        let open = RedisFindexStore::open(pool, started.database.secret.expose());
+        let store = block_on_stack(&self.stack, &*self.clock, open).map_err(ServiceError::Store)?;
         let kms = Box::new(Kms::new(store, KmsConfig::default()));
         let key = started
             .identity
@@ -862,7 +864,7 @@ struct RedisProbe<N: Nic> {
     limits: Limits,
 }
 
-impl<N: Nic + Send> DatabaseProbe for RedisProbe<N> {
+impl<N: Nic> DatabaseProbe for RedisProbe<N> {
     fn probe(&mut self, url: &str, secret: &DbSecret) -> Result<(), ProbeError> {
         let url = RedisUrl::parse(url).map_err(|_| ProbeError::BadUrl)?;
         let pool = NetPool::new(
@@ -872,7 +874,8 @@ impl<N: Nic + Send> DatabaseProbe for RedisProbe<N> {
             self.limits.redis,
             self.limits.redis_reply,
         );
-        match RedisFindexStore::open(pool, secret.expose()) {
+        let open = RedisFindexStore::open(pool, secret.expose());
+        match block_on_stack(&self.stack, &*self.clock, open) {
             Ok(_) => Ok(()),
             Err(OpenError::WrongSecret) => Err(ProbeError::WrongSecret),
             Err(OpenError::Unavailable(_)) => Err(ProbeError::Unreachable),
