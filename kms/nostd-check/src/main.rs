@@ -1,8 +1,9 @@
 //! `kms-nostd-check`: a freestanding x86-64 Linux binary (no std, no libc, no C runtime) that
 //! links the `kms` core and drives it: Create an AES key, Encrypt and Decrypt through
 //! `Kms::kmip_json` (run with `kms::block_on`), CreateKeyPair and Sign, over a `MemoryStore` and
-//! a dummy RNG; then, with the `tls` feature, a full TLS 1.3 handshake (rustls unbuffered client, ring, RDRAND via the
-//! `getrandom-rdrand` patch) against `kms::tls::HttpsConn` and `GET /health` through it.
+//! a dummy RNG; then, with the `tls` feature, a full TLS 1.3 handshake (rustls unbuffered client,
+//! ring, RDRAND via the `getrandom-rdrand` patch) against `kms::tls::HttpsConn` and `GET /health`
+//! through it.
 //!
 //! If the core (or anything it depends on) needed std, this would not link; if it pulled a
 //! dynamic dependency, `scripts/nostd-check` finds undefined symbols or an INTERP segment.
