@@ -134,7 +134,7 @@ fn kms_answer(body: &[u8], must_refuse: bool) {
         now: NOW,
         rng: &mut rng,
     };
-    match kms.kmip_json(&mut env, "alice", body) {
+    match kms::block_on(kms.kmip_json(&mut env, "alice", body), || {}) {
         Ok(out) => {
             assert!(
                 !must_refuse,
