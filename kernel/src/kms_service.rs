@@ -14,14 +14,8 @@ use kms::crypto::{Random, RngError};
 use kms_guest::{Clock, Server, Settings, SharedStack};
 use zeroize::Zeroizing;
 
-use crate::drivers::virtio_net::VirtioNic;
 use crate::net::NetStack;
 use crate::platform::{self, PlatformError, PlatformKind};
-
-// SAFETY: the kernel runs on one CPU with interrupts disabled and has no threads: a VirtioNic
-// is only ever used by the code that owns it. `Send` is required because the Redis client pool
-// of `kms-redis` is `Send + Sync` (it is shared through the KMS, which is `Sync`).
-unsafe impl Send for VirtioNic {}
 
 /// Monotonic TSC clock, the RTC-aligned wall clock (untrusted) and `hlt` until the APIC timer.
 struct KernelClock;

@@ -145,8 +145,8 @@ mod bench {
             client_ca: None,
             fixed_user: None,
         };
-        let app: App<MemoryStore> =
-            App::serving(MemoryStore::new(), tls, AppConfig::default()).unwrap();
+        let app: Arc<App<MemoryStore>> =
+            Arc::new(App::serving(MemoryStore::new(), tls, AppConfig::default()).unwrap());
         let mut rng = Counter(1);
         let ours_rate = rate(seconds, || {
             let mut env = Env {

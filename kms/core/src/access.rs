@@ -82,7 +82,12 @@ pub fn mask_rights(mask: u32) -> Vec<Right> {
         .collect()
 }
 
-/// The right an operation on an existing object needs (`None`: not object-scoped).
+/// The right an operation on an existing object needs (`None`: not object-scoped). This is the
+/// one table [`crate::Kms`] checks against.
+///
+/// ModifyAttribute is served as SetAttribute (same semantics here) and needs the SetAttribute
+/// right; the `modifyattribute` right can be granted (Cosmian clients send it) but allows
+/// nothing beyond it. Locate lists the objects a user owns or holds any right on.
 pub fn right_for(op: Operation) -> Option<Right> {
     Some(match op {
         Operation::Get => Right::Get,
@@ -97,8 +102,7 @@ pub fn right_for(op: Operation) -> Option<Right> {
         Operation::GetAttributes | Operation::GetAttributeList => Right::GetAttributes,
         Operation::Activate => Right::Activate,
         Operation::AddAttribute => Right::AddAttribute,
-        Operation::SetAttribute => Right::SetAttribute,
-        Operation::ModifyAttribute => Right::ModifyAttribute,
+        Operation::SetAttribute | Operation::ModifyAttribute => Right::SetAttribute,
         Operation::DeleteAttribute => Right::DeleteAttribute,
         Operation::Import | Operation::Register => Right::Import,
         Operation::Locate => Right::Locate,

@@ -26,14 +26,21 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
 
 use lock_api::{Mutex, RawMutex};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use zeroize::Zeroizing;
 
 use crate::bootstrap::platform::{DatabaseProbe, Evidence};
 use crate::bootstrap::routes::{MAX_BODY, attestation};
 use crate::bootstrap::{
     self as boot, Bootstrap, BootstrapError, DbSecret, Identity, ProvisionerPolicy, Started, Step,
 };
+use crate::crypto::{Random, RngError};
 use crate::http::{Limits, Method, Request, Response, percent_decode};
 use crate::service::to_json;
 use crate::store::Store;
@@ -62,6 +69,46 @@ pub enum Effect {
     OpenStore,
     /// The API certificate carries the quote: stop listening on the RA-TLS port.
     CloseRaTlsPort,
+}
+
+/// A KMS request in flight: a plain future that the connection polls until it is ready. It owns
+/// what it needs (the App, the request, its own randomness), so a driver can keep it across
+/// poll-loop rounds while a store call waits on the network.
+pub struct KmsFuture(Pin<Box<dyn Future<Output = Response>>>);
+
+impl KmsFuture {
+    /// Polls the request once (with any waker: drivers re-poll on their own schedule).
+    pub fn poll(&mut self) -> Poll<Response> {
+        self.0
+            .as_mut()
+            .poll(&mut Context::from_waker(core::task::Waker::noop()))
+    }
+}
+
+impl fmt::Debug for KmsFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KmsFuture(..)")
+    }
+}
+
+/// The answer to one request: ready now, or a KMS operation to poll.
+#[derive(Debug)]
+pub enum Handled {
+    /// The response, and what the driver must do (rare).
+    Ready(Response, Option<Effect>),
+    /// A KMS operation that may wait on the store.
+    Pending(KmsFuture),
+}
+
+/// The randomness of one request in flight: ChaCha20 seeded from the driver's generator when
+/// the request starts, so the future owns it.
+struct RequestRng(ChaCha20Rng);
+
+impl Random for RequestRng {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
+        self.0.fill_bytes(buf);
+        Ok(())
+    }
 }
 
 /// What the transport established about the peer (after the TLS handshake).
@@ -398,44 +445,71 @@ impl<S: Store, L: RawMutex> App<S, L> {
         }
     }
 
-    /// Answers one framed request of a connection accepted on `listener` in `generation`.
+    /// Answers one framed request of a connection accepted on `listener` in `generation`. KMS
+    /// requests come back as a [`KmsFuture`]: they may wait on the store.
     pub fn handle(
-        &self,
+        self: &Arc<Self>,
         listener: Listener,
         generation: Generation,
         peer: &Peer,
         env: &mut Env<'_>,
-        req: &Request,
-    ) -> (Response, Option<Effect>) {
+        req: Request,
+    ) -> Handled
+    where
+        S: 'static,
+        L: 'static,
+    {
+        let ready = |r: Response| Handled::Ready(r, None);
         let path = req.path.as_str();
         match (req.method, path, listener) {
-            (Method::Get, "/attestation", _) => return (self.attestation(req), None),
-            (_, "/attestation", _) => return (method_not_allowed(), None),
+            (Method::Get, "/attestation", _) => return ready(self.attestation(&req)),
+            (_, "/attestation", _) => return ready(method_not_allowed()),
             (_, _, Listener::RaTls) => {
-                return (
-                    Response::text(404, "only GET /attestation on this port"),
-                    None,
-                );
+                return ready(Response::text(404, "only GET /attestation on this port"));
             }
             (Method::Get, "/health", _) => {
-                return (Response::json(200, br#"{"status":"UP"}"#.to_vec()), None);
+                return ready(Response::json(200, br#"{"status":"UP"}"#.to_vec()));
             }
             (Method::Get, "/version", _) => {
-                return (Response::json(200, json_string(VERSION)), None);
+                return ready(Response::json(200, json_string(VERSION)));
             }
-            (_, "/health" | "/version", _) => return (method_not_allowed(), None),
+            (_, "/health" | "/version", _) => return ready(method_not_allowed()),
             _ => {}
         }
-        match (generation, self.serving.get()) {
-            (Generation::Serving, Some(s)) => (kms_route(&s.kms, env, peer, req), None),
-            (Generation::Serving, None) => (Response::text(503, "the KMS is not serving"), None),
-            (Generation::Bootstrap, Some(_)) => {
+        match (generation, self.serving.is_completed()) {
+            (Generation::Serving, true) => self.kms_request(peer, env, req),
+            (Generation::Serving, false) => ready(Response::text(503, "the KMS is not serving")),
+            (Generation::Bootstrap, true) => {
                 let mut r = Response::text(503, "bootstrap finished: reconnect to reach the KMS");
                 r.close = true;
-                (r, None)
+                ready(r)
             }
-            (Generation::Bootstrap, None) => self.bootstrap_route(peer, req),
+            (Generation::Bootstrap, false) => {
+                let (r, e) = self.bootstrap_route(peer, &req);
+                Handled::Ready(r, e)
+            }
         }
+    }
+
+    /// A KMS request as a future that owns the App, the request and its randomness.
+    fn kms_request(self: &Arc<Self>, peer: &Peer, env: &mut Env<'_>, req: Request) -> Handled
+    where
+        S: 'static,
+        L: 'static,
+    {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        if env.rng.fill(seed.as_mut_slice()).is_err() {
+            return Handled::Ready(Response::text(500, "no randomness"), None);
+        }
+        let mut rng = RequestRng(ChaCha20Rng::from_seed(*seed));
+        let (app, user, now) = (self.clone(), peer.user.clone(), env.now);
+        Handled::Pending(KmsFuture(Box::pin(async move {
+            let Some(s) = app.serving.get() else {
+                return Response::text(503, "the KMS is not serving");
+            };
+            let mut env = Env { now, rng: &mut rng };
+            kms_route(&s.kms, &mut env, user.as_deref(), &req).await
+        })))
     }
 
     fn attestation(&self, req: &Request) -> Response {
@@ -485,7 +559,12 @@ impl<S: Store, L: RawMutex> App<S, L> {
 }
 
 /// The KMS routes.
-fn kms_route<S: Store>(kms: &Kms<S>, env: &mut Env<'_>, peer: &Peer, req: &Request) -> Response {
+async fn kms_route<S: Store>(
+    kms: &Kms<S>,
+    env: &mut Env<'_>,
+    user: Option<&str>,
+    req: &Request,
+) -> Response {
     let path = req.path.as_str();
     let known = matches!(
         path,
@@ -494,19 +573,19 @@ fn kms_route<S: Store>(kms: &Kms<S>, env: &mut Env<'_>, peer: &Peer, req: &Reque
     if !known {
         return Response::text(404, "no such route");
     }
-    let Some(user) = peer.user.as_deref().filter(|u| !u.is_empty()) else {
+    let Some(user) = user.filter(|u| !u.is_empty()) else {
         return Response::text(401, "authentication required: no client identity");
     };
     let result = match (req.method, path) {
-        (Method::Post, "/kmip/2_1") => kms.kmip_json(env, user, &req.body),
-        (Method::Post, "/access/grant") => kms.grant_access_json(env, user, &req.body),
-        (Method::Post, "/access/revoke") => kms.revoke_access_json(env, user, &req.body),
-        (Method::Get, "/access/owned") => kms.owned(user).and_then(|v| to_json(&v)),
-        (Method::Get, "/access/obtained") => kms.obtained(user).and_then(|v| to_json(&v)),
+        (Method::Post, "/kmip/2_1") => kms.kmip_json(env, user, &req.body).await,
+        (Method::Post, "/access/grant") => kms.grant_access_json(env, user, &req.body).await,
+        (Method::Post, "/access/revoke") => kms.revoke_access_json(env, user, &req.body).await,
+        (Method::Get, "/access/owned") => kms.owned(user).await.and_then(|v| to_json(&v)),
+        (Method::Get, "/access/obtained") => kms.obtained(user).await.and_then(|v| to_json(&v)),
         (Method::Get, p) => match p.strip_prefix("/access/list/") {
             Some(uid) => match percent_decode(uid) {
                 Ok(uid) if !uid.is_empty() && !uid.contains('/') => {
-                    kms.list_access(user, &uid).and_then(|v| to_json(&v))
+                    kms.list_access(user, &uid).await.and_then(|v| to_json(&v))
                 }
                 Ok(_) => return Response::text(404, "no such route"),
                 Err(e) => return Response::text(e.status(), &format!("{e}")),

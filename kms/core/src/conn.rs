@@ -8,14 +8,16 @@
 //! plaintext is wiped (requests and responses can carry key material).
 
 use alloc::format;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
+use core::task::Poll;
 
 use lock_api::RawMutex;
 use zeroize::Zeroize;
 
 use crate::Env;
-use crate::app::{App, Effect, Generation, Listener, Peer};
+use crate::app::{App, Effect, Generation, Handled, KmsFuture, Listener, Peer};
 use crate::http::{Limits, Response, parse_request};
 use crate::store::Store;
 use crate::tls::{TlsConn, TlsError, TlsState};
@@ -30,12 +32,27 @@ pub enum Action {
     Close,
 }
 
-/// HTTP/1.1 framing of one connection's plaintext, routed to the [`App`].
+/// What [`Http::on_plaintext`] and [`Http::drive`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Outcome {
+    /// Continue or close after the output.
+    pub action: Action,
+    /// What the driver must do (rare).
+    pub effect: Option<Effect>,
+    /// A KMS request is in flight (waiting on the store): call [`Http::drive`] again later.
+    pub waiting: bool,
+}
+
+/// HTTP/1.1 framing of one connection's plaintext, routed to the [`App`]. Requests are answered
+/// in order: while a KMS request waits on the store, the requests behind it wait too.
 #[derive(Debug)]
 pub struct Http {
     limits: Limits,
     pending: Vec<u8>,
     closed: bool,
+    /// The request in flight, and whether the connection closes after it.
+    in_flight: Option<(KmsFuture, bool)>,
 }
 
 impl Http {
@@ -45,42 +62,91 @@ impl Http {
             limits,
             pending: Vec::new(),
             closed: false,
+            in_flight: None,
         }
     }
 
     /// Feeds plaintext received from the peer; appends the response to every request it
     /// completes (in order) to `out`. Once closed, input is ignored.
     #[allow(clippy::too_many_arguments)]
-    pub fn on_plaintext<S: Store, L: RawMutex>(
+    pub fn on_plaintext<S: Store + 'static, L: RawMutex + 'static>(
         &mut self,
-        app: &App<S, L>,
+        app: &Arc<App<S, L>>,
         listener: Listener,
         generation: Generation,
         peer: &Peer,
         env: &mut Env<'_>,
         input: &[u8],
         out: &mut Vec<u8>,
-    ) -> (Action, Option<Effect>) {
+    ) -> Outcome {
         if self.closed {
-            return (Action::Close, None);
+            return Outcome {
+                action: Action::Close,
+                effect: None,
+                waiting: false,
+            };
         }
         self.pending.extend_from_slice(input);
-        let mut consumed = 0;
+        self.drive(app, listener, generation, peer, env, out)
+    }
+
+    /// True while a KMS request waits on the store.
+    pub fn is_waiting(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Polls the request in flight, then frames and answers the requests buffered behind it,
+    /// until one waits or none is complete.
+    pub fn drive<S: Store + 'static, L: RawMutex + 'static>(
+        &mut self,
+        app: &Arc<App<S, L>>,
+        listener: Listener,
+        generation: Generation,
+        peer: &Peer,
+        env: &mut Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         let mut effect = None;
         let action = loop {
-            let rest = self.pending.get(consumed..).unwrap_or(&[]);
-            match parse_request(rest, &self.limits) {
+            if self.closed {
+                break Action::Close;
+            }
+            if let Some((future, close)) = &mut self.in_flight {
+                let close = *close;
+                let Poll::Ready(mut response) = future.poll() else {
+                    return Outcome {
+                        action: Action::Continue,
+                        effect,
+                        waiting: true,
+                    };
+                };
+                self.in_flight = None;
+                response.close |= close;
+                response.encode(out);
+                if response.close {
+                    break Action::Close;
+                }
+            }
+            match parse_request(&self.pending, &self.limits) {
                 Ok(None) => break Action::Continue,
                 Ok(Some((request, used))) => {
-                    consumed += used;
-                    let (mut response, e) = app.handle(listener, generation, peer, env, &request);
-                    effect = effect.or(e);
-                    if !request.keep_alive {
-                        response.close = true;
+                    // Requests can carry key material: wipe what was consumed before shifting.
+                    let used = used.min(self.pending.len());
+                    if let Some(done) = self.pending.get_mut(..used) {
+                        done.zeroize();
                     }
-                    response.encode(out);
-                    if response.close {
-                        break Action::Close;
+                    self.pending.drain(..used);
+                    let keep_alive = request.keep_alive;
+                    match app.handle(listener, generation, peer, env, request) {
+                        Handled::Ready(mut response, e) => {
+                            effect = effect.or(e);
+                            response.close |= !keep_alive;
+                            response.encode(out);
+                            if response.close {
+                                break Action::Close;
+                            }
+                        }
+                        Handled::Pending(future) => self.in_flight = Some((future, !keep_alive)),
                     }
                 }
                 Err(e) => {
@@ -91,15 +157,16 @@ impl Http {
                 }
             }
         };
-        if let Some(done) = self.pending.get_mut(..consumed) {
-            done.zeroize();
-        }
-        self.pending.drain(..consumed);
         if action == Action::Close {
             self.closed = true;
+            self.in_flight = None;
             self.pending.zeroize();
         }
-        (action, effect)
+        Outcome {
+            action,
+            effect,
+            waiting: false,
+        }
     }
 }
 
@@ -139,6 +206,9 @@ pub struct Progress {
     pub effect: Option<Effect>,
     /// The TLS layer failed (garbage, bad certificate, limits); a fatal alert may be pending.
     pub tls_error: Option<TlsError>,
+    /// A KMS request waits on the store: call [`Conn::poll`] on a later round (and do not feed
+    /// more input until it is done).
+    pub waiting: bool,
 }
 
 static NO_PEER: Peer = Peer {
@@ -175,9 +245,9 @@ impl Conn {
     }
 
     /// Feeds ciphertext received from the peer: handshake, then requests to the [`App`].
-    pub fn on_tls<S: Store, L: RawMutex>(
+    pub fn on_tls<S: Store + 'static, L: RawMutex + 'static>(
         &mut self,
-        app: &App<S, L>,
+        app: &Arc<App<S, L>>,
         env: &mut Env<'_>,
         input: &[u8],
     ) -> Progress {
@@ -189,16 +259,21 @@ impl Conn {
                 close: true,
                 effect: None,
                 tls_error: Some(e),
+                waiting: false,
             };
         }
         if self.peer.is_none() && self.tls.state() != TlsState::Handshaking {
             self.peer = Some(app.peer(self.generation, self.tls.peer_certificate()));
         }
         let mut out = Vec::new();
-        let mut effect = None;
-        let mut close = self.close_after_write;
-        if !plain.is_empty() && !close {
-            let (action, e) = self.http.on_plaintext(
+        let outcome = if plain.is_empty() || self.close_after_write {
+            Outcome {
+                action: Action::Continue,
+                effect: None,
+                waiting: self.http.is_waiting(),
+            }
+        } else {
+            self.http.on_plaintext(
                 app,
                 self.listener,
                 self.generation,
@@ -206,30 +281,59 @@ impl Conn {
                 env,
                 &plain,
                 &mut out,
-            );
-            effect = e;
-            close = action == Action::Close;
-        }
+            )
+        };
         plain.zeroize();
+        self.finish(outcome, out)
+    }
+
+    /// Polls the KMS request in flight (and the requests buffered behind it).
+    pub fn poll<S: Store + 'static, L: RawMutex + 'static>(
+        &mut self,
+        app: &Arc<App<S, L>>,
+        env: &mut Env<'_>,
+    ) -> Progress {
+        let mut out = Vec::new();
+        let outcome = self.http.drive(
+            app,
+            self.listener,
+            self.generation,
+            self.peer.as_ref().unwrap_or(&NO_PEER),
+            env,
+            &mut out,
+        );
+        self.finish(outcome, out)
+    }
+
+    /// True while a KMS request waits on the store.
+    pub fn is_waiting(&self) -> bool {
+        self.http.is_waiting()
+    }
+
+    /// Encrypts the output; closes when asked or when the peer sent close_notify.
+    fn finish(&mut self, outcome: Outcome, mut out: Vec<u8>) -> Progress {
         let written = self.tls.write_plaintext(&out);
         out.zeroize();
         if let Err(e) = written {
             return Progress {
                 close: true,
-                effect,
+                effect: outcome.effect,
                 tls_error: Some(e),
+                waiting: false,
             };
         }
-        // Closing, or the peer sent close_notify: answer with ours (RFC 8446 §6.1).
-        let close = close || self.tls.is_finished();
+        // Closing, or the peer sent close_notify (answer with ours, RFC 8446 §6.1) once nothing
+        // is in flight.
+        let close = outcome.action == Action::Close || (self.tls.is_finished() && !outcome.waiting);
         if close && !self.close_after_write {
             let _ = self.tls.send_close_notify();
             self.close_after_write = true;
         }
         Progress {
             close,
-            effect,
+            effect: outcome.effect,
             tls_error: None,
+            waiting: outcome.waiting && !close,
         }
     }
 
@@ -303,7 +407,7 @@ mod tests {
     }
 
     struct Fixture {
-        app: App<MemoryStore>,
+        app: Arc<App<MemoryStore>>,
         rng: TestRng,
         conn: Http,
     }
@@ -311,7 +415,7 @@ mod tests {
     impl Fixture {
         fn new(limits: Limits) -> Self {
             Fixture {
-                app: App::without_tls(MemoryStore::new(), AppConfig::default()),
+                app: Arc::new(App::without_tls(MemoryStore::new(), AppConfig::default())),
                 rng: TestRng(0x9E37_79B9_7F4A_7C15),
                 conn: Http::new(limits),
             }
@@ -334,7 +438,7 @@ mod tests {
                 user: user.map(String::from),
                 spki_der: None,
             };
-            let (action, effect) = self.conn.on_plaintext(
+            let outcome = self.conn.on_plaintext(
                 &self.app,
                 listener,
                 Generation::Serving,
@@ -343,8 +447,9 @@ mod tests {
                 input,
                 &mut out,
             );
-            assert_eq!(effect, None);
-            (action, out)
+            // The memory store never waits.
+            assert_eq!((outcome.effect, outcome.waiting), (None, false));
+            (outcome.action, out)
         }
     }
 
@@ -526,5 +631,93 @@ mod tests {
             (404, "only GET /attestation on this port")
         );
         assert_eq!(r[1].0, 405);
+    }
+
+    #[test]
+    fn requests_of_several_connections_wait_on_the_store_together() {
+        use crate::store::testing::SlowStore;
+        let store = SlowStore {
+            inner: MemoryStore::new(),
+            delay: 3,
+            pendings: core::cell::Cell::new(0),
+        };
+        let app: Arc<App<SlowStore>> = Arc::new(App::without_tls(store, AppConfig::default()));
+        let mut rng = TestRng(7);
+        let create = br#"{"tag":"Create","type":"Structure","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+            {"tag":"Attributes","type":"Structure","value":[
+              {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+              {"tag":"CryptographicLength","type":"Integer","value":256}]}]}"#;
+        let mut req = format!(
+            "POST /kmip/2_1 HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+            create.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(create);
+        // Two pipelined requests on the first connection, one on the second.
+        let mut twice = req.clone();
+        twice.extend_from_slice(&req);
+        let peers = [
+            Peer {
+                user: Some("alice".into()),
+                spki_der: None,
+            },
+            Peer {
+                user: Some("bob".into()),
+                spki_der: None,
+            },
+        ];
+        let mut conns = [Http::new(Limits::DEFAULT), Http::new(Limits::DEFAULT)];
+        let mut outs = [Vec::new(), Vec::new()];
+        let mut waiting = [false; 2];
+        for (i, input) in [&twice, &req].into_iter().enumerate() {
+            let mut env = Env {
+                now: 1_700_000_000,
+                rng: &mut rng,
+            };
+            let o = conns[i].on_plaintext(
+                &app,
+                Listener::Main,
+                Generation::Serving,
+                &peers[i],
+                &mut env,
+                input,
+                &mut outs[i],
+            );
+            waiting[i] = o.waiting;
+        }
+        // Both connections have a request in flight at the same time, nothing answered yet.
+        assert_eq!(waiting, [true, true]);
+        assert!(outs.iter().all(Vec::is_empty));
+        let mut rounds = 0;
+        while waiting.iter().any(|w| *w) {
+            rounds += 1;
+            assert!(rounds < 1000, "no progress");
+            for i in 0..2 {
+                let mut env = Env {
+                    now: 1_700_000_000,
+                    rng: &mut rng,
+                };
+                let o = conns[i].drive(
+                    &app,
+                    Listener::Main,
+                    Generation::Serving,
+                    &peers[i],
+                    &mut env,
+                    &mut outs[i],
+                );
+                assert_eq!(o.action, Action::Continue);
+                waiting[i] = o.waiting;
+            }
+        }
+        let a = responses(&outs[0]);
+        let b = responses(&outs[1]);
+        assert_eq!(a.len(), 2, "both pipelined requests answered in order");
+        assert_eq!(b.len(), 1);
+        for (status, body) in a.iter().chain(&b) {
+            assert_eq!(*status, 200, "{body}");
+            assert!(body.starts_with(r#"{"tag":"CreateResponse""#), "{body}");
+        }
+        assert!(app.kms().is_some_and(|k| k.store().pendings.get() > 0));
     }
 }

@@ -8,20 +8,23 @@
 //!   typed operation payloads;
 //! - [`object`]: a managed object and its record serialization; [`access`]: rights and the
 //!   `/access/*` JSON shapes; [`error`]: [`KmsError`] and its HTTP/KMIP mapping;
-//! - [`Kms`]: operation semantics (lifecycle, usage masks, access rights) over a store;
+//! - [`Kms`]: operation semantics (lifecycle, usage masks, access rights) over a store; the
+//!   operations that touch the store are `async` (plain futures, no executor), [`block_on`]
+//!   runs one to completion;
 //! - [`http`] (HTTP/1.1 framing), [`x509`] (peer identity, SPKI, PEM chains and keys),
 //!   [`bootstrap`] (the zero-trust start);
 //! - with the `tls` feature: [`tls`] (rustls, the only place that names it), [`app`] (the
 //!   application: phases, TLS configurations, the one router) and [`conn`] (one connection: TLS →
 //!   HTTP framing → App), which both servers drive.
 //!
-//! This crate does no I/O and reads no clock: time and randomness are inputs ([`Env`]). It
+//! This crate does no I/O and reads no clock: time and randomness are inputs ([`Env`]), and a
+//! store that waits on a network returns `Poll::Pending` to whoever polls the operation. It
 //! does not do KMIP binary TTLV, key wrapping, certificates as KMIP objects, or RSA.
 //!
 //! ```
 //! use kms::crypto::{Random, RngError};
 //! use kms::store::memory::MemoryStore;
-//! use kms::{Env, Kms, KmsConfig};
+//! use kms::{Env, Kms, KmsConfig, block_on};
 //!
 //! struct NotRandom(u8); // tests only: use a real CSPRNG
 //! impl Random for NotRandom {
@@ -40,15 +43,17 @@
 //!     {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
 //!     {"tag":"CryptographicLength","type":"Integer","value":256},
 //!     {"tag":"ActivationDate","type":"DateTime","value":"2025-01-01T00:00:00Z"}]}]}"#;
-//! let out = kms.kmip_json(&mut env, "alice", create).unwrap();
+//! // The memory store never waits: run each operation to completion.
+//! let out = block_on(kms.kmip_json(&mut env, "alice", create), || {}).unwrap();
 //! assert!(out.starts_with(br#"{"tag":"CreateResponse""#));
 //! // Bob has no right on alice's key.
 //! let uid = String::from_utf8(out).unwrap();
 //! let uid = uid.split("\"UniqueIdentifier\",\"type\":\"TextString\",\"value\":\"").nth(1).unwrap();
 //! let uid = &uid[..36];
 //! let get = format!(r#"{{"tag":"Get","value":[{{"tag":"UniqueIdentifier","type":"TextString","value":"{uid}"}}]}}"#);
-//! assert_eq!(kms.kmip_json(&mut env, "bob", get.as_bytes()).unwrap_err().http_status(), 422);
-//! assert!(kms.kmip_json(&mut env, "alice", get.as_bytes()).is_ok());
+//! let denied = block_on(kms.kmip_json(&mut env, "bob", get.as_bytes()), || {});
+//! assert_eq!(denied.unwrap_err().http_status(), 422);
+//! assert!(block_on(kms.kmip_json(&mut env, "alice", get.as_bytes()), || {}).is_ok());
 //! ```
 #![no_std]
 #![warn(missing_docs)]
@@ -63,6 +68,7 @@ pub mod bootstrap;
 pub mod conn;
 pub mod crypto;
 pub mod error;
+mod exec;
 pub mod http;
 pub mod kmip;
 pub mod object;
@@ -73,4 +79,5 @@ pub mod tls;
 pub mod x509;
 
 pub use error::KmsError;
+pub use exec::block_on;
 pub use service::{Env, Kms, KmsConfig};

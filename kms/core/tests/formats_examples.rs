@@ -7,6 +7,14 @@ use kms::store::memory::MemoryStore;
 use kms::{Env, Kms, KmsConfig, KmsError};
 use serde_json::Value;
 
+/// Runs a KMS future to completion (the memory store never waits).
+trait Run: std::future::Future + Sized {
+    fn run(self) -> Self::Output {
+        kms::block_on(self, || {})
+    }
+}
+impl<F: std::future::Future> Run for F {}
+
 struct Counter(u8);
 impl Random for Counter {
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
@@ -40,8 +48,8 @@ fn formats_examples_replay() {
         now: 1_750_000_000,
         rng: &mut rng,
     };
-    let mut call = |user: &str, file: &str| -> Result<Value, KmsError> {
-        let out = kms.kmip_json(&mut env, user, &data(file))?;
+    let mut call = |user: &str, file: &str| -> Result<Value, kms::KmsError> {
+        let out = kms.kmip_json(&mut env, user, &data(file)).run()?;
         Ok(serde_json::from_slice(&out).unwrap())
     };
     // Create AES-256 with the tag MyTag -> CreateResponse{ObjectType, UniqueIdentifier}.
@@ -107,11 +115,13 @@ fn formats_examples_replay() {
     };
     let ok = kms
         .grant_access_json(&mut env2, "alice", &data("access_grant.json"))
+        .run()
         .unwrap();
     let ok: Value = serde_json::from_slice(&ok).unwrap();
     assert!(ok["success"].is_string());
     let out = kms
         .kmip_json(&mut env2, "bob", &data("encrypt_aes_gcm_tag.json"))
+        .run()
         .unwrap();
     let r: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(r["tag"], "EncryptResponse");

@@ -11,6 +11,14 @@ use kms::{Env, Kms, KmsConfig, KmsError};
 use serde_json::{Value, json};
 use testkit::TestRng;
 
+/// Runs a KMS future to completion (the memory store never waits).
+trait Run: std::future::Future + Sized {
+    fn run(self) -> Self::Output {
+        kms::block_on(self, || {})
+    }
+}
+impl<F: std::future::Future> Run for F {}
+
 const NOW: i64 = 1_750_000_000;
 
 struct T {
@@ -32,7 +40,7 @@ impl T {
             now: self.now,
             rng: &mut self.rng,
         };
-        let out = self.kms.kmip_json(&mut env, user, body)?;
+        let out = self.kms.kmip_json(&mut env, user, body).run()?;
         Ok(serde_json::from_slice(&out).expect("response is JSON"))
     }
     fn call(&mut self, user: &str, req: Value) -> Result<Value, KmsError> {
@@ -258,7 +266,7 @@ fn lifecycle_preactive_activate_revoke_destroy() {
     assert_eq!(text(a, "State"), "Deactivated");
     t.ok("alice", uid_req("Destroy", &uid));
     // The material is gone from the stored record, not just hidden.
-    let (rec, _) = t.kms.store().get(&uid).unwrap().unwrap();
+    let (rec, _) = t.kms.store().get(&uid).run().unwrap().unwrap();
     let o = ManagedObject::from_record(&rec).unwrap();
     assert!(o.material.is_none());
     assert_eq!(
@@ -786,10 +794,11 @@ fn access_rights_like_cosmian() {
             "bob",
             &["encrypt".into()],
         )
+        .run()
         .unwrap_err();
     assert_eq!(reason(&e), ResultReason::PermissionDenied);
     let ok = t.kms.grant_access_json(&mut Env { now: NOW, rng: &mut TestRng::new(7) }, "alice", format!(
-        r#"{{"unique_identifier":"{uid}","user_id":"bob","operation_types":["encrypt","get_attributes"]}}"#).as_bytes()).unwrap();
+        r#"{{"unique_identifier":"{uid}","user_id":"bob","operation_types":["encrypt","get_attributes"]}}"#).as_bytes()).run().unwrap();
     let ok: Value = serde_json::from_slice(&ok).unwrap();
     assert!(ok["success"].as_str().unwrap().contains("bob"));
     t.kms
@@ -804,6 +813,7 @@ fn access_rights_like_cosmian() {
             )
             .as_bytes(),
         )
+        .run()
         .unwrap();
     let e = t.ok("bob", encrypt("[\"shared\"]", b"x", vec![]));
     let e = t.err(
@@ -822,33 +832,34 @@ fn access_rights_like_cosmian() {
         reason(&t.err("bob", uid_req("Destroy", &uid))),
         ResultReason::PermissionDenied
     );
-    let list = serde_json::to_value(t.kms.list_access("alice", &uid).unwrap()).unwrap();
+    let list = serde_json::to_value(t.kms.list_access("alice", &uid).run().unwrap()).unwrap();
     assert_eq!(
         list,
         json!([{"user_id":"bob","operations":["encrypt","getattributes"]},{"user_id":"carol","operations":["decrypt"]}])
     );
     assert_eq!(
-        reason(&t.kms.list_access("bob", &uid).unwrap_err()),
+        reason(&t.kms.list_access("bob", &uid).run().unwrap_err()),
         ResultReason::PermissionDenied
     );
     assert_eq!(
         t.kms
             .list_access("alice", "no-such-object")
+            .run()
             .unwrap_err()
             .http_status(),
         404
     );
-    let obtained = serde_json::to_value(t.kms.obtained("bob").unwrap()).unwrap();
+    let obtained = serde_json::to_value(t.kms.obtained("bob").run().unwrap()).unwrap();
     assert_eq!(
         obtained,
         json!([{"object_id":uid,"owner_id":"alice","state":"Active","operations":["encrypt","getattributes"],"is_wrapped":false}])
     );
-    let owned = serde_json::to_value(t.kms.owned("alice").unwrap()).unwrap();
+    let owned = serde_json::to_value(t.kms.owned("alice").run().unwrap()).unwrap();
     assert_eq!(owned[0]["object_id"], uid);
     assert_eq!(owned[0]["state"], "Active");
     assert_eq!(owned[0]["attributes"]["CryptographicAlgorithm"], "AES");
     assert_eq!(owned[0]["is_wrapped"], false);
-    assert_eq!(t.kms.owned("bob").unwrap().len(), 0);
+    assert_eq!(t.kms.owned("bob").run().unwrap().len(), 0);
     // Bob locates what was shared with him.
     let l = t.ok(
         "bob",
@@ -866,12 +877,13 @@ fn access_rights_like_cosmian() {
             "bob",
             &["encrypt".into(), "get_attributes".into()],
         )
+        .run()
         .unwrap();
     assert_eq!(
         reason(&t.err("bob", encrypt(&uid, b"x", vec![]))),
         ResultReason::PermissionDenied
     );
-    assert!(t.kms.obtained("bob").unwrap().is_empty());
+    assert!(t.kms.obtained("bob").run().unwrap().is_empty());
     let e = t
         .kms
         .grant_access(
@@ -884,6 +896,7 @@ fn access_rights_like_cosmian() {
             "bob",
             &["fly".into()],
         )
+        .run()
         .unwrap_err();
     assert_eq!(reason(&e), ResultReason::InvalidField);
     let e = t
@@ -896,6 +909,7 @@ fn access_rights_like_cosmian() {
             "alice",
             b"{not json",
         )
+        .run()
         .unwrap_err();
     assert_eq!(e.http_status(), 400);
 }
@@ -1040,6 +1054,7 @@ fn concurrent_grants_are_all_kept() {
                 };
                 for op in ["get", "encrypt", "decrypt"] {
                     kms.grant_access(&mut env, "alice", &uid, &format!("user{i}"), &[op.into()])
+                        .run()
                         .unwrap();
                 }
             })
@@ -1048,7 +1063,7 @@ fn concurrent_grants_are_all_kept() {
     for th in threads {
         th.join().unwrap();
     }
-    let list = kms.list_access("alice", &uid).unwrap();
+    let list = kms.list_access("alice", &uid).run().unwrap();
     assert_eq!(list.len(), 8);
     assert!(
         list.iter()

@@ -127,7 +127,7 @@ impl Server {
 /// A KMS served with the TLS configuration a test chose: an [`App`] over the server's store and
 /// one [`Conn`] of it.
 struct HttpsConn {
-    app: App<Arc<MemoryStore>>,
+    app: Arc<App<Arc<MemoryStore>>>,
     conn: Conn,
 }
 
@@ -142,12 +142,20 @@ impl HttpsConn {
             http,
             tls: config.limits(),
         };
-        let app = App::serving_with_tls(srv.store.clone(), config.clone(), fixed_user, app_config);
+        let app = Arc::new(App::serving_with_tls(
+            srv.store.clone(),
+            config.clone(),
+            fixed_user,
+            app_config,
+        ));
         let conn = Conn::accept(&app, Listener::Main).ok()?;
         Some(HttpsConn { app, conn })
     }
     fn on_ciphertext(&mut self, env: &mut Env<'_>, input: &[u8]) -> Action {
-        let p = self.conn.on_tls(&self.app, env, input);
+        let mut p = self.conn.on_tls(&self.app, env, input);
+        while p.waiting {
+            p = self.conn.poll(&self.app, env);
+        }
         if p.close {
             Action::Close
         } else {

@@ -7,8 +7,10 @@
 //! Modules, lowest first:
 //! - [`net`]: [`net::SharedStack`] (the stack behind a lock, shared by the server loop and the
 //!   Redis transport) and the platform [`net::Clock`].
-//! - [`redis`]: a blocking RESP transport for `kms-redis` over netstack TCP, with timeouts, and
-//!   the image's client pool.
+//! - [`redis`]: a non-blocking RESP transport for `kms-redis` over netstack TCP (`Poll::Pending`
+//!   while the socket would block, deadlines checked on every poll), and the image's client pool.
+//!   Until the server loop keeps requests pending, each store call runs to completion with
+//!   [`net::block_on_stack`], which polls the stack between polls of the request.
 //! - [`server`]: listeners → `kms::tls` → the bootstrap API (`kms::bootstrap`), then the KMS
 //!   (`kms::server::Connection`) on `RedisFindexStore` over [`redis`]; connection, request,
 //!   buffer and reply limits; idle timeouts.

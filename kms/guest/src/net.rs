@@ -1,12 +1,15 @@
 //! The network stack shared between the server loop and the Redis client, and the clock.
 //!
-//! One vCPU, no threads: the server loop and a blocking store call never run at the same time,
-//! but the store call happens *inside* request handling, so both reach the stack through a
-//! [`SharedStack`] lock that each holds only for one non-blocking stack operation (never across
-//! a call into the KMS). A second lock attempt while one is held is a logic error, reported as
-//! [`Busy`] instead of spinning forever: see [`SharedStack::with`].
+//! One vCPU, no threads. The Redis transport's futures never poll the stack (they return
+//! `Pending`); for now each request still runs to completion inside request handling, with
+//! [`block_on_stack`] polling the stack between polls of the request. So the server loop and
+//! the Redis transport both reach the stack through a [`SharedStack`] lock that each holds only
+//! for one non-blocking stack operation (never across a call into the KMS). A second lock
+//! attempt while one is held is a logic error, reported as [`Busy`] instead of spinning forever:
+//! see [`SharedStack::with`].
 
 use alloc::sync::Arc;
+use core::future::Future;
 
 use netstack::{Duration, Instant, Nic, Stack};
 
@@ -43,6 +46,19 @@ impl<N: Nic> SharedStack<N> {
         let mut guard = self.inner.try_lock().ok_or(Busy)?;
         Ok(f(&mut guard))
     }
+}
+
+/// Runs `future` (a store call over the Redis transport) to completion: between its polls,
+/// polls the stack and idles until the stack's next deadline (at most 1 ms). Other connections
+/// wait meanwhile; a driver that keeps the future pending instead would serve them.
+pub fn block_on_stack<N: Nic, F: Future>(
+    stack: &SharedStack<N>,
+    clock: &dyn Clock,
+    future: F,
+) -> F::Output {
+    kms::block_on(future, || {
+        poll_and_idle(stack, clock, Duration::from_millis(1))
+    })
 }
 
 /// Polls the stack once and idles until its next deadline (bounded by `max`).

@@ -1,22 +1,31 @@
-//! A blocking RESP transport for `kms-redis` over netstack TCP: each read or write runs the
-//! stack's poll loop until it makes progress or its deadline passes (then
-//! [`embedded_io::ErrorKind::TimedOut`], which the Redis client turns into a clean
-//! "Redis did not answer in time" store error).
+//! A non-blocking RESP transport for `kms-redis` over netstack TCP: a read, write or connect
+//! that would block returns `Poll::Pending` instead of spinning the stack, so whoever drives the
+//! request (the server loop) can poll the stack and serve other connections meanwhile. Every
+//! poll checks the operation's deadline (taken at its first poll) and fails with
+//! [`embedded_io::ErrorKind::TimedOut`] after it, which the Redis client turns into a clean
+//! "Redis did not answer in time" store error.
+//!
+//! The futures do not poll the stack themselves: the driver must poll it between polls of a
+//! pending request (today [`crate::net::block_on_stack`] does both). A pending future wakes its
+//! waker at once (there is no interrupt to wait for), meaning "poll me after the next stack
+//! poll".
 //!
 //! The Redis host must be an IPv4 literal (there is no DNS in the image); under QEMU it is the
 //! `guestfwd` address.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::task::Poll;
 
 use embedded_io::ErrorKind;
-use kms_redis::Pool;
-use kms_redis::client::{Client, Transport};
+use kms_redis::client::{Client, Stream, Transport};
 use kms_redis::resp::Limits;
 use kms_redis::url::RedisUrl;
+use kms_redis::{NoBatcher, Pool};
 use netstack::{ConnId, ConnState, Duration, IpAddress, IpEndpoint, Ipv4Address, Nic, TcpError};
 
-use crate::net::{Clock, SharedStack, poll_and_idle};
+use crate::net::{Clock, SharedStack};
 
 /// Timeouts of the Redis transport.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +82,7 @@ fn tcp_kind(e: TcpError) -> ErrorKind {
 impl<N: Nic> Transport for NetTransport<N> {
     type Stream = NetStream<N>;
 
-    fn connect(&self, host: &str, port: u16) -> Result<NetStream<N>, ErrorKind> {
+    async fn connect(&self, host: &str, port: u16) -> Result<NetStream<N>, ErrorKind> {
         let ip = parse_ipv4(host).ok_or(ErrorKind::InvalidInput)?;
         let remote = IpEndpoint::new(IpAddress::Ipv4(ip), port);
         let conn = self
@@ -88,21 +97,26 @@ impl<N: Nic> Transport for NetTransport<N> {
             conn,
         };
         let deadline = self.clock.now() + self.timeouts.connect;
-        loop {
-            let state = self
-                .stack
-                .with(|s| s.state(conn))
-                .map_err(|_| ErrorKind::Other)?;
-            match state.map_err(tcp_kind)? {
-                ConnState::Established | ConnState::PeerClosed => return Ok(stream),
-                ConnState::Reset => return Err(ErrorKind::ConnectionRefused),
-                ConnState::Connecting => {}
+        poll_fn(|cx| {
+            let state = match self.stack.with(|s| s.state(conn)) {
+                Ok(Ok(state)) => state,
+                Ok(Err(e)) => return Poll::Ready(Err(tcp_kind(e))),
+                Err(_) => return Poll::Ready(Err(ErrorKind::Other)),
+            };
+            match state {
+                ConnState::Established | ConnState::PeerClosed => Poll::Ready(Ok(())),
+                ConnState::Reset => Poll::Ready(Err(ErrorKind::ConnectionRefused)),
+                ConnState::Connecting if self.clock.now() >= deadline => {
+                    Poll::Ready(Err(ErrorKind::TimedOut))
+                }
+                ConnState::Connecting => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
             }
-            if self.clock.now() >= deadline {
-                return Err(ErrorKind::TimedOut);
-            }
-            poll_and_idle(&self.stack, &*self.clock, Duration::from_millis(1));
-        }
+        })
+        .await?;
+        Ok(stream)
     }
 }
 
@@ -115,27 +129,25 @@ pub struct NetStream<N: Nic> {
 }
 
 impl<N: Nic> NetStream<N> {
-    /// Retries `op` (a non-blocking stack call) while it would block, polling the stack between
-    /// attempts, until the I/O deadline.
-    fn blocking<R>(
+    /// Tries `op` (a non-blocking stack call) on every poll: `Pending` while it would block,
+    /// [`ErrorKind::TimedOut`] once the I/O deadline (from the first poll) has passed.
+    async fn io<R>(
         &mut self,
         mut op: impl FnMut(&mut netstack::Stack<N>, ConnId) -> Result<R, TcpError>,
     ) -> Result<R, ErrorKind> {
         let deadline = self.clock.now() + self.io_timeout;
-        loop {
-            let r = self
-                .stack
-                .with(|s| op(s, self.conn))
-                .map_err(|_| ErrorKind::Other)?;
-            match r {
-                Err(TcpError::WouldBlock) => {}
-                other => return other.map_err(tcp_kind),
+        poll_fn(|cx| match self.stack.with(|s| op(s, self.conn)) {
+            Err(_) => Poll::Ready(Err(ErrorKind::Other)),
+            Ok(Err(TcpError::WouldBlock)) if self.clock.now() >= deadline => {
+                Poll::Ready(Err(ErrorKind::TimedOut))
             }
-            if self.clock.now() >= deadline {
-                return Err(ErrorKind::TimedOut);
+            Ok(Err(TcpError::WouldBlock)) => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
-            poll_and_idle(&self.stack, &*self.clock, Duration::from_millis(1));
-        }
+            Ok(r) => Poll::Ready(r.map_err(tcp_kind)),
+        })
+        .await
     }
 }
 
@@ -145,28 +157,22 @@ impl<N: Nic> Drop for NetStream<N> {
     }
 }
 
-impl<N: Nic> embedded_io::ErrorType for NetStream<N> {
-    type Error = ErrorKind;
-}
-
-impl<N: Nic> embedded_io::Read for NetStream<N> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
+impl<N: Nic> Stream for NetStream<N> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.blocking(|s, c| s.read(c, buf))
+        self.io(|s, c| s.read(c, buf)).await
     }
-}
 
-impl<N: Nic> embedded_io::Write for NetStream<N> {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.blocking(|s, c| s.write(c, buf))
+        self.io(|s, c| s.write(c, buf)).await
     }
 
-    fn flush(&mut self) -> Result<(), ErrorKind> {
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
         // Data is handed to smoltcp's send buffer; the next polls transmit it. Waiting for the
         // ACK would only add a round trip before the reply can arrive.
         Ok(())
@@ -205,8 +211,9 @@ impl<N: Nic> NetPool<N> {
     }
 }
 
-impl<N: Nic + Send> Pool for NetPool<N> {
+impl<N: Nic> Pool for NetPool<N> {
     type Transport = NetTransport<N>;
+    type Batcher = NoBatcher;
 
     fn acquire(&self) -> Client<NetTransport<N>> {
         let reused = self.idle.try_lock().and_then(|mut v| v.pop());

@@ -29,7 +29,7 @@ use kms_redis::url::RedisUrl;
 use kms_redis::{OpenError, RedisFindexStore};
 use netstack::{ConnId, Duration, Instant, ListenerId, Nic, TcpError};
 
-use crate::net::{Clock, SharedStack};
+use crate::net::{Clock, SharedStack, block_on_stack};
 use crate::redis::{NetPool, RedisTimeouts};
 
 /// Every resource limit of the service.
@@ -137,6 +137,10 @@ pub struct Stats {
     pub evicted: u64,
     /// Connections whose TLS failed (garbage, bad certificate, ...).
     pub tls_failed: u64,
+    /// Polls after which a request was still waiting on the store (the loop served others).
+    pub store_waits: u64,
+    /// Most requests waiting on the store at the same time.
+    pub waiting_peak: u64,
 }
 
 type Store<N> = RedisFindexStore<NetPool<N>>;
@@ -153,7 +157,7 @@ pub struct Server<N: Nic + Send + 'static> {
     stack: Arc<SharedStack<N>>,
     clock: Arc<dyn Clock>,
     settings: Settings,
-    app: App<Store<N>>,
+    app: Arc<App<Store<N>>>,
     main: ListenerId,
     ratls: Option<ListenerId>,
     conns: Vec<Conn>,
@@ -191,8 +195,10 @@ impl<N: Nic + Send + 'static> Server<N> {
             http: settings.limits.http,
             tls: settings.limits.tls,
         };
-        let app = App::bootstrap(identity, settings.provisioner.clone(), platform, config)
-            .map_err(ServiceError::App)?;
+        let app = Arc::new(
+            App::bootstrap(identity, settings.provisioner.clone(), platform, config)
+                .map_err(ServiceError::App)?,
+        );
         app.set_time(clock.unix_seconds());
         let listen = |port: u16, backlog: usize| {
             stack
@@ -269,6 +275,8 @@ impl<N: Nic + Send + 'static> Server<N> {
                 });
             }
         }
+        let waiting = self.conns.iter().filter(|c| c.conn.is_waiting()).count() as u64;
+        self.stats.waiting_peak = self.stats.waiting_peak.max(waiting);
         let now = self.clock.now();
         let delay = self.stack.with(|s| {
             let polled = s.poll(now);
@@ -276,6 +284,10 @@ impl<N: Nic + Send + 'static> Server<N> {
         });
         if self.active || self.stats.accepted != accepted || matches!(delay, Ok((true, _))) {
             return Duration::ZERO;
+        }
+        if waiting > 0 {
+            // Requests wait on Redis: come back soon (the reply wakes the idle CPU anyway).
+            return Duration::from_millis(1);
         }
         match delay.map(|(_, d)| d) {
             Ok(Some(d)) if d < Duration::from_millis(100) => d,
@@ -354,6 +366,12 @@ impl<N: Nic + Send + 'static> Server<N> {
         if conn.closing {
             return false;
         }
+        // A request waiting on the store: poll it (its Redis reply may have arrived with this
+        // round's stack poll); read nothing more from this client until it is answered.
+        if conn.conn.is_waiting() {
+            self.poll_waiting(i, rng);
+            return self.flush(i);
+        }
         let id = conn.id;
         let buf = &mut self.buf;
         let read = self.stack.with(|s| s.read(id, buf));
@@ -399,6 +417,19 @@ impl<N: Nic + Send + 'static> Server<N> {
         }
     }
 
+    /// Polls the request connection `i` has in flight.
+    fn poll_waiting(&mut self, i: usize, rng: &mut dyn Random) {
+        let Some(c) = self.conns.get_mut(i) else {
+            return;
+        };
+        let mut env = Env {
+            now: self.clock.unix_seconds(),
+            rng,
+        };
+        let progress = c.conn.poll(&self.app, &mut env);
+        self.after(i, progress);
+    }
+
     /// Hands received ciphertext to connection `i` and carries out what the App asks for.
     fn on_input(&mut self, i: usize, input: &[u8], now: Instant, rng: &mut dyn Random) {
         let Some(c) = self.conns.get_mut(i) else {
@@ -410,8 +441,21 @@ impl<N: Nic + Send + 'static> Server<N> {
         };
         let progress = c.conn.on_tls(&self.app, &mut env, input);
         c.last_input = now;
-        if progress.close {
-            c.closing = true;
+        self.after(i, progress);
+    }
+
+    fn after(&mut self, i: usize, progress: kms::conn::Progress) {
+        if let Some(c) = self.conns.get_mut(i) {
+            c.closing |= progress.close;
+            // While its request waits on the store the client is not idle.
+            if progress.waiting {
+                c.last_input = self.clock.now();
+            }
+        }
+        if progress.waiting {
+            self.stats.store_waits += 1;
+        } else {
+            self.active = true;
         }
         if progress.tls_error.is_some() {
             self.stats.tls_failed += 1;
@@ -473,7 +517,8 @@ impl<N: Nic + Send + 'static> Server<N> {
             self.settings.limits.redis,
             self.settings.limits.redis_reply,
         );
-        let store = RedisFindexStore::open(pool, secret.expose()).map_err(ServiceError::Store)?;
+        let open = RedisFindexStore::open(pool, secret.expose());
+        let store = block_on_stack(&self.stack, &*self.clock, open).map_err(ServiceError::Store)?;
         self.app.serve(store).map_err(ServiceError::App)
     }
 
@@ -497,7 +542,7 @@ struct RedisProbe<N: Nic> {
     limits: Limits,
 }
 
-impl<N: Nic + Send> DatabaseProbe for RedisProbe<N> {
+impl<N: Nic> DatabaseProbe for RedisProbe<N> {
     fn probe(&mut self, url: &str, secret: &DbSecret) -> Result<(), ProbeError> {
         let url = RedisUrl::parse(url).map_err(|_| ProbeError::BadUrl)?;
         let pool = NetPool::new(
@@ -507,7 +552,8 @@ impl<N: Nic + Send> DatabaseProbe for RedisProbe<N> {
             self.limits.redis,
             self.limits.redis_reply,
         );
-        match RedisFindexStore::open(pool, secret.expose()) {
+        let open = RedisFindexStore::open(pool, secret.expose());
+        match block_on_stack(&self.stack, &*self.clock, open) {
             Ok(_) => Ok(()),
             Err(OpenError::WrongSecret) => Err(ProbeError::WrongSecret),
             Err(OpenError::Unavailable(_)) => Err(ProbeError::Unreachable),

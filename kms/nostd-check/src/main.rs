@@ -1,6 +1,6 @@
 //! `kms-nostd-check`: a freestanding x86-64 Linux binary (no std, no libc, no C runtime) that
 //! links the `kms` core and drives it: Create an AES key, Encrypt and Decrypt through
-//! `Kms::kmip_json`, CreateKeyPair and Sign, over a `MemoryStore` and a dummy RNG; then, with
+//! `Kms::kmip_json` (run with `kms::block_on`), CreateKeyPair and Sign, over a `MemoryStore` and a dummy RNG; then, with
 //! the `tls` feature, a full TLS 1.3 handshake (rustls unbuffered client, ring, RDRAND via the
 //! `getrandom-rdrand` patch) against `kms::conn::Conn` (the App of both servers) and `GET /health` through it.
 //!
@@ -98,14 +98,12 @@ fn run() -> Result<(), &'static str> {
         now: 1_750_000_000,
         rng: &mut rng,
     };
-    let out = kms
-        .kmip_json(&mut env, "admin", CREATE)
+    let out = kms::block_on(kms.kmip_json(&mut env, "admin", CREATE), || {})
         .map_err(|_| "Create failed")?;
     if !contains(&out, b"CreateResponse") {
         return Err("no CreateResponse");
     }
-    let enc = kms
-        .kmip_json(&mut env, "admin", ENCRYPT)
+    let enc = kms::block_on(kms.kmip_json(&mut env, "admin", ENCRYPT), || {})
         .map_err(|_| "Encrypt failed")?;
     let ct = value_of(&enc, b"Data").ok_or("no ciphertext")?;
     let tag = value_of(&enc, b"AuthenticatedEncryptionTag").ok_or("no tag")?;
@@ -117,21 +115,18 @@ fn run() -> Result<(), &'static str> {
     );
     dec.extend_from_slice(tag);
     dec.extend_from_slice(br#""}]}"#);
-    let pt = kms
-        .kmip_json(&mut env, "admin", &dec)
+    let pt = kms::block_on(kms.kmip_json(&mut env, "admin", &dec), || {})
         .map_err(|_| "Decrypt failed")?;
     if value_of(&pt, b"Data") != Some(b"48656C6C6F") {
         return Err("Decrypt gave the wrong plaintext");
     }
-    let pair = kms
-        .kmip_json(&mut env, "admin", CREATE_PAIR)
+    let pair = kms::block_on(kms.kmip_json(&mut env, "admin", CREATE_PAIR), || {})
         .map_err(|_| "CreateKeyPair failed")?;
     if !contains(&pair, b"PublicKeyUniqueIdentifier") {
         return Err("no key pair");
     }
-    let sig = kms
-        .kmip_json(&mut env, "admin", SIGN)
-        .map_err(|_| "Sign failed")?;
+    let sig =
+        kms::block_on(kms.kmip_json(&mut env, "admin", SIGN), || {}).map_err(|_| "Sign failed")?;
     if value_of(&sig, b"SignatureData").is_none() {
         return Err("no signature");
     }
@@ -204,8 +199,10 @@ fn tls_check(env: &mut Env<'_>) -> Result<(), &'static str> {
         client_ca: None,
         fixed_user: None,
     };
-    let app: App<MemoryStore> = App::serving(MemoryStore::new(), tls, AppConfig::default())
-        .map_err(|_| "TLS server config")?;
+    let app: Arc<App<MemoryStore>> = Arc::new(
+        App::serving(MemoryStore::new(), tls, AppConfig::default())
+            .map_err(|_| "TLS server config")?,
+    );
     app.set_time(TLS_NOW);
 
     #[derive(Debug)]

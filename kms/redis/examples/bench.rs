@@ -23,6 +23,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+/// Runs a future to completion (the host transport blocks inside its futures).
+trait Run: std::future::Future + Sized {
+    fn run(self) -> Self::Output {
+        kms::block_on(self, || {})
+    }
+}
+impl<F: std::future::Future> Run for F {}
+
 const SECRET: [u8; 32] = [0x5a; 32];
 const PRELOADED: usize = 1000;
 
@@ -80,6 +88,7 @@ impl<S: Store + 'static> KmsDriver<S> {
         match self
             .kms
             .kmip_json(&mut env, "bench", req.to_string().as_bytes())
+            .run()
         {
             Ok(out) => serde_json::from_slice(&out).expect("JSON response"),
             Err(e) => panic!("{req}: {e}"),
@@ -123,7 +132,7 @@ impl<S: Store + 'static> KmsDriver<S> {
     }
 }
 
-impl<S: Store + 'static> Driver for KmsDriver<S> {
+impl<S: Store + Send + Sync + 'static> Driver for KmsDriver<S> {
     fn run(&self, op: Op, i: usize, prefix: &str) {
         let uid = &self.uids[i % PRELOADED];
         match op {
@@ -173,30 +182,36 @@ fn record(i: usize, prefix: &str) -> Record {
 impl<S: Store + 'static> StoreDriver<S> {
     fn new(s: S) -> Self {
         for i in 0..PRELOADED {
-            s.insert(&record(i, "pre")).expect("preload");
+            s.insert(&record(i, "pre")).run().expect("preload");
         }
         StoreDriver(s)
     }
 }
 
-impl<S: Store + 'static> Driver for StoreDriver<S> {
+impl<S: Store + Send + Sync + 'static> Driver for StoreDriver<S> {
     fn run(&self, op: Op, i: usize, prefix: &str) {
         let s = &self.0;
         let n = i % PRELOADED;
         match op {
             Op::Create => {
-                s.insert(&record(i, prefix)).expect("insert");
+                s.insert(&record(i, prefix)).run().expect("insert");
             }
             Op::Get | Op::Encrypt => {
-                s.get(&format!("pre-{n:08}")).expect("get").expect("exists");
+                s.get(&format!("pre-{n:08}"))
+                    .run()
+                    .expect("get")
+                    .expect("exists");
             }
             Op::Locate1 => assert_eq!(
-                s.search(&[format!("tag=u-pre-{n}")]).expect("search").len(),
+                s.search(&[format!("tag=u-pre-{n}")])
+                    .run()
+                    .expect("search")
+                    .len(),
                 1
             ),
             Op::Locate3 => {
                 let q: Vec<String> = tags("pre", n).iter().map(|t| format!("tag={t}")).collect();
-                assert_eq!(s.search(&q).expect("search").len(), 1);
+                assert_eq!(s.search(&q).run().expect("search").len(), 1);
             }
         }
     }
@@ -237,7 +252,7 @@ fn commandstats(url: &str) -> BTreeMap<String, u64> {
         kms_redis::url::RedisUrl::parse(url).expect("url"),
         Default::default(),
     );
-    let Reply::Bulk(text) = c.request(&[b"INFO", b"commandstats"]).expect("INFO") else {
+    let Reply::Bulk(text) = c.request(&[b"INFO", b"commandstats"]).run().expect("INFO") else {
         panic!("INFO reply")
     };
     let mut out = BTreeMap::new();

@@ -1,25 +1,58 @@
-//! A Redis client over any `embedded-io` byte stream: connection set-up (`AUTH`, `SELECT`,
+//! A Redis client over any async byte [`Stream`]: connection set-up (`AUTH`, `SELECT`,
 //! `SCRIPT LOAD`), pipelining, `EVALSHA` with reload on `NOSCRIPT`, and reconnection.
 //!
-//! The client is synchronous and single-connection; a pool of clients gives concurrency
-//! (`crate::host::StdPool` on the host). Timeouts belong to the stream: a read or write that
-//! times out must fail with [`ErrorKind::TimedOut`] (the std transport sets socket timeouts; the
-//! unikernel's smoltcp stream checks its clock). After any I/O failure the connection is dropped
-//! (a late reply would desynchronize the pipeline) and the next request reconnects.
+//! The client is single-connection and `async`: every round trip is awaited, so a stream that
+//! would block returns `Poll::Pending` up to whoever drives the request (the unikernel's poll
+//! loop), and a stream that blocks inside its futures (the host's std socket) simply completes
+//! on the first poll. A pool of clients gives concurrency (`crate::host::StdPool` on the host).
+//! Timeouts belong to the stream: a read or write that times out must fail with
+//! [`ErrorKind::TimedOut`] (the std transport sets socket timeouts; the unikernel's smoltcp
+//! stream checks its clock on every poll). After any I/O failure the connection is dropped (a
+//! late reply would desynchronize the pipeline) and the next request reconnects; so is a
+//! connection whose exchange was abandoned half-way (its future dropped while pending).
 
 use crate::resp::{Decoded, Limits, Reply, RespError, decode_reply, encode_command};
 use crate::url::RedisUrl;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
-use embedded_io::{Error as _, ErrorKind, Read, Write};
+use embedded_io::ErrorKind;
+
+/// A byte stream to Redis, with async reads and writes.
+///
+/// A stream that has to wait returns `Poll::Pending` from these futures (and must be ready to
+/// be polled again at any time: drivers may poll without a waker, see `kms::block_on`); one that
+/// blocks inside them (std sockets with timeouts) is fine where blocking is acceptable.
+// `async fn` in a public trait: the futures carry no `Send` bound on purpose (single-threaded
+// drivers; the host's futures never cross threads either).
+#[allow(async_fn_in_trait)]
+pub trait Stream {
+    /// Read at least one byte into `buf` (0: the peer closed the connection).
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind>;
+    /// Write some of `buf` (at least one byte unless `buf` is empty).
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind>;
+    /// Push buffered bytes towards the peer.
+    async fn flush(&mut self) -> Result<(), ErrorKind>;
+}
+
+/// Write all of `buf`.
+async fn write_all<S: Stream>(stream: &mut S, mut buf: &[u8]) -> Result<(), ErrorKind> {
+    while !buf.is_empty() {
+        match stream.write(buf).await? {
+            0 => return Err(ErrorKind::WriteZero),
+            n => buf = buf.get(n..).unwrap_or(&[]),
+        }
+    }
+    Ok(())
+}
 
 /// Opens byte streams to Redis.
+#[allow(async_fn_in_trait)]
 pub trait Transport {
     /// The stream type.
-    type Stream: Read + Write;
+    type Stream: Stream;
     /// Open a connection (with the transport's connect timeout).
-    fn connect(&self, host: &str, port: u16) -> Result<Self::Stream, ErrorKind>;
+    async fn connect(&self, host: &str, port: u16) -> Result<Self::Stream, ErrorKind>;
 }
 
 /// Why a request failed.
@@ -106,6 +139,9 @@ pub struct Client<T: Transport> {
     limits: Limits,
     conn: Option<T::Stream>,
     rx: Vec<u8>,
+    /// An exchange started and has not finished: if it never does (its future was dropped),
+    /// replies may still be on the way and the connection must not be reused.
+    in_flight: bool,
     scripts: Vec<Script>,
     /// Number of connections opened (tests and benchmarks read it).
     pub connects: u64,
@@ -122,6 +158,7 @@ impl<T: Transport> Client<T> {
             limits,
             conn: None,
             rx: Vec::new(),
+            in_flight: false,
             scripts: Vec::new(),
             connects: 0,
             round_trips: 0,
@@ -141,17 +178,18 @@ impl<T: Transport> Client<T> {
     pub fn disconnect(&mut self) {
         self.conn = None;
         self.rx.clear();
+        self.in_flight = false;
     }
 
-    /// True when a connection is open.
+    /// True when a connection is open and usable (not left half-way through an exchange).
     pub fn is_connected(&self) -> bool {
-        self.conn.is_some()
+        self.conn.is_some() && !self.in_flight
     }
 
     /// Send commands in one write and read their replies in order (one round trip).
     /// Error replies are returned as [`Reply::Error`] values; `NOSCRIPT` is handled here.
-    pub fn pipeline(&mut self, cmds: &[Command]) -> Result<Vec<Reply>, ClientError> {
-        let mut replies = self.pipeline_with_retry(cmds)?;
+    pub async fn pipeline(&mut self, cmds: &[Command]) -> Result<Vec<Reply>, ClientError> {
+        let mut replies = self.pipeline_with_retry(cmds).await?;
         // NOSCRIPT: the script cache was flushed; reload and resend those commands (they did not run).
         let again: Vec<usize> = replies
             .iter()
@@ -160,9 +198,9 @@ impl<T: Transport> Client<T> {
             .map(|(i, _)| i)
             .collect();
         if !again.is_empty() {
-            self.load_scripts()?;
+            self.load_scripts().await?;
             let resend: Vec<Command> = again.iter().filter_map(|i| cmds.get(*i).cloned()).collect();
-            let second = self.pipeline_with_retry(&resend)?;
+            let second = self.pipeline_with_retry(&resend).await?;
             for (i, r) in again.into_iter().zip(second) {
                 if r.is_error_code("NOSCRIPT") {
                     return Err(ClientError::Script);
@@ -176,28 +214,32 @@ impl<T: Transport> Client<T> {
     }
 
     /// One command, one reply.
-    pub fn request(&mut self, args: &[&[u8]]) -> Result<Reply, ClientError> {
-        let mut r = self.pipeline(&[Command::new(args)])?;
+    pub async fn request(&mut self, args: &[&[u8]]) -> Result<Reply, ClientError> {
+        let mut r = self.pipeline(&[Command::new(args)]).await?;
         r.pop().ok_or(ClientError::Closed)
     }
 
-    fn pipeline_with_retry(&mut self, cmds: &[Command]) -> Result<Vec<Reply>, ClientError> {
-        let fresh = self.ensure_connected()?;
-        match self.exchange(cmds) {
+    async fn pipeline_with_retry(&mut self, cmds: &[Command]) -> Result<Vec<Reply>, ClientError> {
+        let fresh = self.ensure_connected().await?;
+        match self.exchange(cmds).await {
             Ok(r) => Ok(r),
             // A reused connection that the server had already closed (restart, idle timeout):
             // nothing was read back, so nothing ran; retry once on a new connection.
             Err((e, 0)) if !fresh && !e.is_timeout() && !matches!(e, ClientError::Protocol(_)) => {
                 self.disconnect();
-                self.ensure_connected()?;
-                self.exchange(cmds).map_err(|(e, _)| e)
+                self.ensure_connected().await?;
+                self.exchange(cmds).await.map_err(|(e, _)| e)
             }
             Err((e, _)) => Err(e),
         }
     }
 
     /// Connect and set up the session if needed; returns true if a new connection was made.
-    fn ensure_connected(&mut self) -> Result<bool, ClientError> {
+    async fn ensure_connected(&mut self) -> Result<bool, ClientError> {
+        if self.in_flight {
+            // The previous exchange was abandoned half-way: its replies may still arrive.
+            self.disconnect();
+        }
         if self.conn.is_some() {
             return Ok(false);
         }
@@ -205,17 +247,18 @@ impl<T: Transport> Client<T> {
         let stream = self
             .transport
             .connect(&self.url.host, self.url.port)
+            .await
             .map_err(ClientError::Connect)?;
         self.conn = Some(stream);
         self.connects += 1;
-        let r = self.handshake();
+        let r = self.handshake().await;
         if r.is_err() {
             self.disconnect();
         }
         r.map(|_| true)
     }
 
-    fn handshake(&mut self) -> Result<(), ClientError> {
+    async fn handshake(&mut self) -> Result<(), ClientError> {
         let mut setup = Vec::new();
         let auth = match (&self.url.user, &self.url.password) {
             (Some(u), Some(p)) => Some(Command::new(&[b"AUTH", u.as_bytes(), p.as_bytes()])),
@@ -230,7 +273,7 @@ impl<T: Transport> Client<T> {
             setup.push(Command::new(&[b"SELECT", db.as_bytes()]));
         }
         if !setup.is_empty() {
-            let replies = self.exchange(&setup).map_err(|(e, _)| e)?;
+            let replies = self.exchange(&setup).await.map_err(|(e, _)| e)?;
             let mut it = replies.iter();
             if has_auth && !matches!(it.next(), Some(Reply::Status(_))) {
                 return Err(ClientError::Auth);
@@ -239,10 +282,10 @@ impl<T: Transport> Client<T> {
                 return Err(ClientError::Select);
             }
         }
-        self.load_scripts()
+        self.load_scripts().await
     }
 
-    fn load_scripts(&mut self) -> Result<(), ClientError> {
+    async fn load_scripts(&mut self) -> Result<(), ClientError> {
         if self.scripts.is_empty() {
             return Ok(());
         }
@@ -251,7 +294,7 @@ impl<T: Transport> Client<T> {
             .iter()
             .map(|s| Command::new(&[b"SCRIPT", b"LOAD", s.source.as_bytes()]))
             .collect();
-        let replies = self.exchange(&cmds).map_err(|(e, _)| e)?;
+        let replies = self.exchange(&cmds).await.map_err(|(e, _)| e)?;
         for (s, r) in self.scripts.iter_mut().zip(replies) {
             match r {
                 Reply::Bulk(sha) if sha.len() == 40 => s.sha = Some(sha),
@@ -264,15 +307,20 @@ impl<T: Transport> Client<T> {
 
     /// Write all commands, read as many replies. On error returns the error and the number of
     /// reply bytes received, and drops the connection.
-    fn exchange(&mut self, cmds: &[Command]) -> Result<Vec<Reply>, (ClientError, usize)> {
-        let r = self.exchange_inner(cmds);
+    async fn exchange(&mut self, cmds: &[Command]) -> Result<Vec<Reply>, (ClientError, usize)> {
+        self.in_flight = true;
+        let r = self.exchange_inner(cmds).await;
+        self.in_flight = false;
         if r.is_err() {
             self.disconnect();
         }
         r
     }
 
-    fn exchange_inner(&mut self, cmds: &[Command]) -> Result<Vec<Reply>, (ClientError, usize)> {
+    async fn exchange_inner(
+        &mut self,
+        cmds: &[Command],
+    ) -> Result<Vec<Reply>, (ClientError, usize)> {
         let mut out = Vec::new();
         for c in cmds {
             match c {
@@ -295,9 +343,10 @@ impl<T: Transport> Client<T> {
             }
         }
         let conn = self.conn.as_mut().ok_or((ClientError::Closed, 0))?;
-        conn.write_all(&out)
-            .map_err(|e| (ClientError::Io(e.kind()), 0))?;
-        conn.flush().map_err(|e| (ClientError::Io(e.kind()), 0))?;
+        write_all(conn, &out)
+            .await
+            .map_err(|e| (ClientError::Io(e), 0))?;
+        conn.flush().await.map_err(|e| (ClientError::Io(e), 0))?;
         self.round_trips += 1;
         let mut replies = Vec::with_capacity(cmds.len());
         let mut received = 0usize;
@@ -314,7 +363,8 @@ impl<T: Transport> Client<T> {
             }
             let n = conn
                 .read(&mut chunk)
-                .map_err(|e| (ClientError::Io(e.kind()), received))?;
+                .await
+                .map_err(|e| (ClientError::Io(e), received))?;
             if n == 0 {
                 return Err((ClientError::Closed, received));
             }

@@ -1,7 +1,13 @@
 //! Host (std) transport: TCP with connect/read/write timeouts, a mutex-protected pool of
 //! clients, and [`RedisFindexStore::connect`].
+//!
+//! **This transport blocks inside its futures**: a read waits on the socket (up to the I/O
+//! timeout) instead of returning `Poll::Pending`, and [`GroupCommit`] waits on a condition
+//! variable. That is right for the host server, which runs one thread per connection and runs
+//! each request with `kms::block_on` (the futures complete on their first poll); do not drive
+//! these futures from a single-threaded poll loop that serves other connections.
 
-use crate::client::{Client, Transport};
+use crate::client::{Client, Stream, Transport};
 use crate::resp::Limits;
 use crate::store::{AppendBatcher, Changes, OpenError, Pool, RedisFindexStore};
 use crate::url::{RedisUrl, UrlError};
@@ -14,39 +20,32 @@ use std::sync::Condvar;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// A std TCP stream seen through `embedded-io`.
+/// A blocking std TCP stream (socket timeouts) behind the async [`Stream`] trait.
 pub struct Tcp(TcpStream);
 
-impl embedded_io::ErrorType for Tcp {
-    type Error = std::io::Error;
-}
-
-impl embedded_io::Read for Tcp {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, std::io::Error> {
+impl Stream for Tcp {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         loop {
             match std::io::Read::read(&mut self.0, buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // Socket read timeouts surface as WouldBlock on Unix: report them as timeouts.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    return Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+                    return Err(ErrorKind::TimedOut);
                 }
-                r => return r,
+                r => return r.map_err(|e| kind(&e)),
             }
         }
     }
-}
 
-impl embedded_io::Write for Tcp {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, std::io::Error> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
         match std::io::Write::write(&mut self.0, buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
-            }
-            r => r,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(ErrorKind::TimedOut),
+            r => r.map_err(|e| kind(&e)),
         }
     }
-    fn flush(&mut self) -> Result<(), std::io::Error> {
-        std::io::Write::flush(&mut self.0)
+
+    async fn flush(&mut self) -> Result<(), ErrorKind> {
+        std::io::Write::flush(&mut self.0).map_err(|e| kind(&e))
     }
 }
 
@@ -65,7 +64,8 @@ fn kind(e: &std::io::Error) -> ErrorKind {
 
 impl Transport for TcpTransport {
     type Stream = Tcp;
-    fn connect(&self, host: &str, port: u16) -> Result<Tcp, ErrorKind> {
+    /// Blocks for up to the connect timeout (per resolved address).
+    async fn connect(&self, host: &str, port: u16) -> Result<Tcp, ErrorKind> {
         let addrs = (host, port).to_socket_addrs().map_err(|e| kind(&e))?;
         let mut last = ErrorKind::NotFound;
         for a in addrs {
@@ -154,14 +154,15 @@ impl StdPool {
 
 impl Pool for StdPool {
     type Transport = TcpTransport;
+    type Batcher = GroupCommit;
 
     fn acquire(&self) -> Client<TcpTransport> {
         let reused = self.idle.lock().ok().and_then(|mut v| v.pop());
         reused.unwrap_or_else(|| Client::new(self.transport, self.url.clone(), self.limits))
     }
 
-    fn batcher(&self) -> Option<&dyn AppendBatcher> {
-        self.batcher.as_ref().map(|b| b as &dyn AppendBatcher)
+    fn batcher(&self) -> Option<&GroupCommit> {
+        self.batcher.as_ref()
     }
 
     fn release(&self, mut client: Client<TcpTransport>) {
@@ -183,7 +184,8 @@ impl Pool for StdPool {
 }
 
 /// [`AppendBatcher`] on a `Mutex` + `Condvar`: the first caller to find no batch in flight
-/// becomes the leader of everything queued so far; the others wait for their batch's result.
+/// becomes the leader of everything queued so far; the others wait for their batch's result,
+/// blocking their thread (host only: see the module documentation).
 #[derive(Default)]
 pub struct GroupCommit {
     state: Mutex<BatchState>,
@@ -203,43 +205,51 @@ struct BatchState {
 }
 
 impl AppendBatcher for GroupCommit {
-    fn submit(
-        &self,
-        changes: Changes,
-        run: &mut dyn FnMut(&Changes) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    async fn submit<F>(&self, changes: Changes, mut run: F) -> Result<(), StoreError>
+    where
+        F: AsyncFnMut(&Changes) -> Result<(), StoreError>,
+    {
         let poisoned = || StoreError::Backend("index batcher lock poisoned");
-        let mut st = self.state.lock().map_err(|_| poisoned())?;
-        let mine = st.open;
-        st.queue.extend(changes);
-        st.open_callers += 1;
+        let mine = {
+            let mut st = self.state.lock().map_err(|_| poisoned())?;
+            st.queue.extend(changes);
+            st.open_callers += 1;
+            st.open
+        };
         loop {
-            if let Some(i) = st.results.iter().position(|(n, _, _)| *n == mine) {
-                let entry = st.results.get_mut(i).ok_or_else(poisoned)?;
-                entry.2 = entry.2.saturating_sub(1);
-                let r = entry.1.clone();
-                if entry.2 == 0 {
-                    let _ = st.results.swap_remove(i);
+            // Under the lock: our batch's result, or the batch we lead. The guard never lives
+            // across the `.await` below.
+            let (batch, callers, number) = {
+                let mut st = self.state.lock().map_err(|_| poisoned())?;
+                loop {
+                    if let Some(i) = st.results.iter().position(|(n, _, _)| *n == mine) {
+                        let entry = st.results.get_mut(i).ok_or_else(poisoned)?;
+                        entry.2 = entry.2.saturating_sub(1);
+                        let r = entry.1.clone();
+                        if entry.2 == 0 {
+                            let _ = st.results.swap_remove(i);
+                        }
+                        return r;
+                    }
+                    if !st.busy {
+                        // Lead the open batch: it is batch `mine` (ours is not finished, and a
+                        // batch is only taken by a leader, which then finishes it before `busy`
+                        // clears).
+                        st.busy = true;
+                        let batch = core::mem::take(&mut st.queue);
+                        let callers = core::mem::take(&mut st.open_callers);
+                        let number = st.open;
+                        st.open += 1;
+                        break (batch, callers, number);
+                    }
+                    st = self.done.wait(st).map_err(|_| poisoned())?;
                 }
-                return r;
-            }
-            if !st.busy {
-                // Lead the open batch: it is batch `mine` (ours is not finished, and a batch
-                // is only taken by a leader, which then finishes it before `busy` clears).
-                st.busy = true;
-                let batch = core::mem::take(&mut st.queue);
-                let callers = core::mem::take(&mut st.open_callers);
-                let number = st.open;
-                st.open += 1;
-                drop(st);
-                let r = run(&batch);
-                st = self.state.lock().map_err(|_| poisoned())?;
-                st.busy = false;
-                st.results.push((number, r, callers));
-                self.done.notify_all();
-                continue;
-            }
-            st = self.done.wait(st).map_err(|_| poisoned())?;
+            };
+            let r = run(&batch).await;
+            let mut st = self.state.lock().map_err(|_| poisoned())?;
+            st.busy = false;
+            st.results.push((number, r, callers));
+            self.done.notify_all();
         }
     }
 }
@@ -268,8 +278,8 @@ mod batch_tests {
                             uid: alloc::vec![1],
                         };
                         let fail = t == 3 && i == 7;
-                        let r =
-                            g.submit(alloc::vec![(b"k".to_vec(), e)], &mut |batch: &Changes| {
+                        let submit =
+                            g.submit(alloc::vec![(b"k".to_vec(), e)], async |batch: &Changes| {
                                 runs.fetch_add(1, Ordering::SeqCst);
                                 std::thread::yield_now();
                                 if batch.iter().any(|(_, e)| e.version == 3007) {
@@ -281,6 +291,7 @@ mod batch_tests {
                                     .extend(batch.iter().map(|(_, e)| e.version));
                                 Ok(())
                             });
+                        let r = kms::block_on(submit, || {});
                         let injected = StoreError::Unavailable("injected");
                         match r {
                             // the failing batch fails every caller in it, and only those
@@ -332,13 +343,16 @@ impl core::error::Error for ConnectError {}
 impl RedisFindexStore<StdPool> {
     /// Connect to `redis://[user:pass@]host:port[/db]` with the 32-byte database secret.
     /// Refuses a database created with another secret ([`OpenError::WrongSecret`]).
+    ///
+    /// Blocking (the transport blocks): [`RedisFindexStore::open`] run with `kms::block_on`.
     pub fn connect(
         url: &str,
         db_secret: &[u8; 32],
         opts: ConnectOptions,
     ) -> Result<Self, ConnectError> {
         let url = RedisUrl::parse(url).map_err(ConnectError::Url)?;
-        RedisFindexStore::open(StdPool::new(url, &opts), db_secret).map_err(ConnectError::Open)
+        let open = RedisFindexStore::open(StdPool::new(url, &opts), db_secret);
+        kms::block_on(open, || {}).map_err(ConnectError::Open)
     }
 }
 

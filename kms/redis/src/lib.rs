@@ -10,14 +10,19 @@
 //! Modules, in dependency order:
 //! - [`url`]: URLs of the form `redis://[user:pass@]host:port[/db]`.
 //! - [`resp`]: sans-IO RESP2 framing with reply limits (`Incomplete` is not an error).
-//! - [`client`]: one connection over an `embedded-io` stream: AUTH, SELECT, pipelining,
+//! - [`client`]: one connection over an async [`client::Stream`]: AUTH, SELECT, pipelining,
 //!   `SCRIPT LOAD`/`EVALSHA` with reload on `NOSCRIPT`, reconnection.
 //! - [`keys`]: the key hierarchy.
 //! - [`findex`]: the searchable index, generic over a small memory trait.
 //! - [`seal`]: sealed object records, tombstones, the wrong-secret canary.
 //! - [`store`]: [`RedisFindexStore`], the `kms::store::Store` implementation.
-//! - `host` (feature `std`): TCP transport with timeouts, a connection pool with group commit
-//!   of concurrent index appends, `RedisFindexStore::connect`, the secret-file reader.
+//!
+//! Everything that talks to Redis is `async` (plain futures, no executor, not `Send`): a
+//! transport whose socket would block returns `Poll::Pending` and the caller's driver polls
+//! again later (the unikernel); the host transport blocks inside its futures instead, and
+//! `kms::block_on` runs them.
+//! - `host` (feature `std`): blocking TCP transport with timeouts, a connection pool with group
+//!   commit of concurrent index appends, `RedisFindexStore::connect`, the secret-file reader.
 //!
 //! It does not: talk TLS to Redis, support Redis Cluster, compact the index, or detect a Redis
 //! that rolls a whole object back to an older version it once held (see `docs/security.md`).
@@ -30,8 +35,10 @@
 //! let index = Findex::new(&keys.findex);
 //! let mut memory = InMemory::default(); // Redis in production
 //! let entry = Entry { op: Op::Insert, version: 1, uid: b"uid-1".to_vec() };
-//! index.append(&mut memory, &[(b"tag=payroll".as_slice(), entry)]).unwrap();
-//! let hits = index.search(&mut memory, &[b"tag=payroll".as_slice()]).unwrap();
+//! // The in-memory memory never waits: run each call to completion.
+//! let changes = [(b"tag=payroll".as_slice(), entry)];
+//! kms::block_on(index.append(&mut memory, &changes), || {}).unwrap();
+//! let hits = kms::block_on(index.search(&mut memory, &[b"tag=payroll".as_slice()]), || {}).unwrap();
 //! assert!(hits[0].contains_key(b"uid-1".as_slice()));
 //! ```
 #![no_std]
@@ -54,4 +61,4 @@ pub mod url;
 
 #[cfg(feature = "std")]
 pub use host::{ConnectError, ConnectOptions, StdPool};
-pub use store::{OpenError, Pool, RedisFindexStore};
+pub use store::{NoBatcher, OpenError, Pool, RedisFindexStore};

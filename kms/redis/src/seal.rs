@@ -82,11 +82,13 @@ impl fmt::Debug for Sealer {
     }
 }
 
+/// Append the lowercase hex of `bytes` (constant-time: `base16ct`).
 fn hex(bytes: &[u8], out: &mut Vec<u8>) {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(H[usize::from(b >> 4)]);
-        out.push(H[usize::from(b & 15)]);
+    let start = out.len();
+    out.resize(start + 2 * bytes.len(), 0);
+    // The room is exactly twice the input, so encoding cannot fail.
+    if let Some(dst) = out.get_mut(start..) {
+        let _ = base16ct::lower::encode(bytes, dst);
     }
 }
 

@@ -15,6 +15,12 @@
 //! candidate objects in one `MGET` and keeps those whose current record still carries every
 //! keyword: index hits that do not resolve, were left by a crash or a lost CAS, or were tampered
 //! with are filtered out.
+//!
+//! Every Redis round trip is awaited (`kms::store::Store` is async): over a stream that returns
+//! `Poll::Pending`, a pending store call holds its pooled connection and lets the driver serve
+//! others. The steps above stay sequential because each depends on the previous one's reply
+//! (or on its ordering, for crash safety); independent commands of one step are pipelined
+//! (the `MGET` chunks of a search or of a full listing, the guarded writes of an append).
 
 use crate::client::{Client, ClientError, Command, Transport};
 use crate::findex::{Entry, Findex, FindexError, GuardedWrite, Memory, Op, Token, WORD_LEN, Word};
@@ -91,16 +97,21 @@ impl fmt::Display for OpenError {
 impl core::error::Error for OpenError {}
 
 /// Hands out Redis clients; implementations provide the locking (std `Mutex` on the host).
-pub trait Pool: Send + Sync {
+///
+/// No `Send`/`Sync` bound: a pool shared between threads (the host's) is `Sync` by its type, a
+/// single-threaded one (the unikernel's) need not be.
+pub trait Pool {
     /// The transport of the clients.
     type Transport: Transport;
+    /// The group commit of index appends ([`NoBatcher`] when there is none).
+    type Batcher: AppendBatcher;
     /// Take an idle client or make a new one (connecting lazily).
     fn acquire(&self) -> Client<Self::Transport>;
     /// Give a client back.
     fn release(&self, client: Client<Self::Transport>);
     /// Optional group commit of index appends between the threads of this process
     /// ([`AppendBatcher`]); `None` appends each caller's entries on its own.
-    fn batcher(&self) -> Option<&dyn AppendBatcher> {
+    fn batcher(&self) -> Option<&Self::Batcher> {
         None
     }
 }
@@ -111,15 +122,28 @@ pub type Changes = Vec<(Vec<u8>, Entry)>;
 /// Group commit of Findex appends: concurrent callers in one process hand their changes to one
 /// leader, which appends them all with one guarded write per keyword. Without it, writers that
 /// share a hot keyword (`owner=…`, `type=…`) retry each other's compare-and-swap many times.
-pub trait AppendBatcher: Send + Sync {
+// `async fn` in a public trait: no `Send` bound on the futures, on purpose.
+#[allow(async_fn_in_trait)]
+pub trait AppendBatcher {
     /// Append `changes` merged with those of concurrent callers. `run` performs one append of a
     /// merged batch; it is called by exactly one caller per batch. Returns when the batch that
     /// holds `changes` is appended (or failed: then every caller of that batch gets the error).
-    fn submit(
-        &self,
-        changes: Changes,
-        run: &mut dyn FnMut(&Changes) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError>;
+    async fn submit<F>(&self, changes: Changes, run: F) -> Result<(), StoreError>
+    where
+        F: AsyncFnMut(&Changes) -> Result<(), StoreError>;
+}
+
+/// The [`Pool::Batcher`] of a pool without group commit (it has no value).
+#[derive(Debug)]
+pub enum NoBatcher {}
+
+impl AppendBatcher for NoBatcher {
+    async fn submit<F>(&self, _: Changes, _: F) -> Result<(), StoreError>
+    where
+        F: AsyncFnMut(&Changes) -> Result<(), StoreError>,
+    {
+        match *self {}
+    }
 }
 
 struct Scripts {
@@ -232,7 +256,7 @@ fn word_of(r: Reply) -> Result<Option<Word>, StoreError> {
 impl<T: Transport> Memory for RedisMemory<'_, T> {
     type Error = StoreError;
 
-    fn batch_read(&mut self, tokens: &[Token]) -> Result<Vec<Option<Word>>, StoreError> {
+    async fn batch_read(&mut self, tokens: &[Token]) -> Result<Vec<Option<Word>>, StoreError> {
         let cmds: Vec<Command> = tokens
             .chunks(MGET_CHUNK)
             .map(|c| {
@@ -241,7 +265,11 @@ impl<T: Transport> Memory for RedisMemory<'_, T> {
                 Command::Plain(a)
             })
             .collect();
-        let replies = self.client.pipeline(&cmds).map_err(|e| unavailable(&e))?;
+        let replies = self
+            .client
+            .pipeline(&cmds)
+            .await
+            .map_err(|e| unavailable(&e))?;
         let mut out = Vec::with_capacity(tokens.len());
         for (r, c) in replies.into_iter().zip(tokens.chunks(MGET_CHUNK)) {
             match r {
@@ -256,7 +284,7 @@ impl<T: Transport> Memory for RedisMemory<'_, T> {
         Ok(out)
     }
 
-    fn batch_guarded_write(
+    async fn batch_guarded_write(
         &mut self,
         writes: &[GuardedWrite],
     ) -> Result<Vec<Option<Word>>, StoreError> {
@@ -276,7 +304,11 @@ impl<T: Transport> Memory for RedisMemory<'_, T> {
                 }
             })
             .collect();
-        let replies = self.client.pipeline(&cmds).map_err(|e| unavailable(&e))?;
+        let replies = self
+            .client
+            .pipeline(&cmds)
+            .await
+            .map_err(|e| unavailable(&e))?;
         replies.into_iter().map(word_of).collect()
     }
 }
@@ -304,14 +336,14 @@ enum Cas {
 impl<P: Pool> RedisFindexStore<P> {
     /// Open the store: derive the keys, check the canary (creating it on an empty database).
     /// Fails with [`OpenError::WrongSecret`] when the database belongs to another secret.
-    pub fn open(pool: P, db_secret: &[u8; 32]) -> Result<Self, OpenError> {
+    pub async fn open(pool: P, db_secret: &[u8; 32]) -> Result<Self, OpenError> {
         let keys = KeySet::derive(db_secret);
         let store = RedisFindexStore {
             pool,
             sealer: Sealer::new(&keys),
             findex: Findex::new(&keys.findex),
         };
-        store.check_canary()?;
+        store.check_canary().await?;
         Ok(store)
     }
 
@@ -320,7 +352,7 @@ impl<P: Pool> RedisFindexStore<P> {
         &self.pool
     }
 
-    fn check_canary(&self) -> Result<(), OpenError> {
+    async fn check_canary(&self) -> Result<(), OpenError> {
         let mut l = self.lease();
         let c = l.c().map_err(|_| OpenError::Backend("no client"))?;
         let canary = self.sealer.canary();
@@ -330,6 +362,7 @@ impl<P: Pool> RedisFindexStore<P> {
                 Command::new(&[b"SET", CANARY_KEY, &canary, b"NX"]),
                 Command::new(&[b"GET", CANARY_KEY]),
             ])
+            .await
             .map_err(OpenError::Unavailable)?;
         match r.get(1) {
             Some(Reply::Bulk(v)) if self.sealer.canary_matches(v) => Ok(()),
@@ -355,11 +388,12 @@ impl<P: Pool> RedisFindexStore<P> {
         }
     }
 
-    fn read(&self, l: &mut Lease<'_, P>, uid: &str) -> Result<Option<Stored>, StoreError> {
+    async fn read(&self, l: &mut Lease<'_, P>, uid: &str) -> Result<Option<Stored>, StoreError> {
         let key = self.sealer.object_key(uid);
         match l
             .c()?
             .request(&[b"GET", &key])
+            .await
             .map_err(|e| unavailable(&e))?
         {
             Reply::Nil => Ok(None),
@@ -368,7 +402,7 @@ impl<P: Pool> RedisFindexStore<P> {
         }
     }
 
-    fn cas(
+    async fn cas(
         &self,
         l: &mut Lease<'_, P>,
         uid: &str,
@@ -382,7 +416,7 @@ impl<P: Pool> RedisFindexStore<P> {
             keys: vec![key],
             args: vec![expect, value],
         };
-        let mut r = l.c()?.pipeline(&[cmd]).map_err(|e| unavailable(&e))?;
+        let mut r = l.c()?.pipeline(&[cmd]).await.map_err(|e| unavailable(&e))?;
         match r.pop() {
             Some(Reply::Integer(1)) => Ok(Cas::Written),
             Some(Reply::Integer(0)) => Ok(Cas::Conflict),
@@ -395,7 +429,7 @@ impl<P: Pool> RedisFindexStore<P> {
         }
     }
 
-    fn index(
+    async fn index(
         &self,
         l: &mut Lease<'_, P>,
         op: Op,
@@ -419,7 +453,7 @@ impl<P: Pool> RedisFindexStore<P> {
             .collect();
         let script = l.scripts.guarded;
         let client = l.c()?;
-        let mut run = |batch: &Changes| {
+        let mut run = async |batch: &Changes| {
             let refs: Vec<(&[u8], Entry)> = batch
                 .iter()
                 .map(|(k, e)| (k.as_slice(), e.clone()))
@@ -428,15 +462,18 @@ impl<P: Pool> RedisFindexStore<P> {
                 client: &mut *client,
                 script,
             };
-            self.findex.append(&mut mem, &refs).map_err(findex_err)
+            self.findex
+                .append(&mut mem, &refs)
+                .await
+                .map_err(findex_err)
         };
         match self.pool.batcher() {
-            Some(b) => b.submit(changes, &mut run),
-            None => run(&changes),
+            Some(b) => b.submit(changes, run).await,
+            None => run(&changes).await,
         }
     }
 
-    fn all_uids(&self, l: &mut Lease<'_, P>) -> Result<Vec<String>, StoreError> {
+    async fn all_uids(&self, l: &mut Lease<'_, P>) -> Result<Vec<String>, StoreError> {
         // SCAN the object keys, then MGET them; the uid is only known after opening.
         let mut cursor = b"0".to_vec();
         let mut keys = Vec::new();
@@ -446,6 +483,7 @@ impl<P: Pool> RedisFindexStore<P> {
             let r = l
                 .c()?
                 .request(&[b"SCAN", &cursor, b"MATCH", &pattern, b"COUNT", b"1000"])
+                .await
                 .map_err(|e| unavailable(&e))?;
             let Reply::Array(mut parts) = r else {
                 return Err(reply_error(&r));
@@ -467,11 +505,27 @@ impl<P: Pool> RedisFindexStore<P> {
                 return Err(StoreError::Backend("too many objects to list"));
             }
         }
+        // Every chunk's MGET in one pipeline (one round trip).
+        let cmds: Vec<Command> = keys
+            .chunks(MGET_CHUNK)
+            .map(|chunk| {
+                let mut a = vec![b"MGET".to_vec()];
+                a.extend(chunk.iter().cloned());
+                Command::Plain(a)
+            })
+            .collect();
+        let replies = if cmds.is_empty() {
+            Vec::new()
+        } else {
+            l.c()?.pipeline(&cmds).await.map_err(|e| unavailable(&e))?
+        };
+        if replies.len() != cmds.len() {
+            return Err(StoreError::Corrupt(
+                "Redis answered the wrong number of replies",
+            ));
+        }
         let mut out = Vec::new();
-        for chunk in keys.chunks(MGET_CHUNK) {
-            let mut a: Vec<&[u8]> = vec![b"MGET"];
-            a.extend(chunk.iter().map(|k| k.as_slice()));
-            let r = l.c()?.request(&a).map_err(|e| unavailable(&e))?;
+        for (r, chunk) in replies.into_iter().zip(keys.chunks(MGET_CHUNK)) {
             let Reply::Array(vals) = r else {
                 return Err(reply_error(&r));
             };
@@ -489,15 +543,16 @@ impl<P: Pool> RedisFindexStore<P> {
 }
 
 impl<P: Pool> Store for RedisFindexStore<P> {
-    fn insert(&self, record: &Record) -> Result<Version, StoreError> {
+    async fn insert(&self, record: &Record) -> Result<Version, StoreError> {
         let mut l = self.lease();
         let kws: Vec<&String> = dedup(&record.keywords);
         let mut version = Version(1);
-        self.index(&mut l, Op::Insert, version, &record.uid, &kws)?;
+        self.index(&mut l, Op::Insert, version, &record.uid, &kws)
+            .await?;
         let mut expect = Vec::new();
         for _ in 0..8 {
             let value = self.sealer.seal(record, version).map_err(seal_err)?;
-            match self.cas(&mut l, &record.uid, expect.clone(), value)? {
+            match self.cas(&mut l, &record.uid, expect.clone(), value).await? {
                 Cas::Written => return Ok(version),
                 Cas::Conflict => return Err(StoreError::AlreadyExists),
                 Cas::NotFound => {
@@ -509,7 +564,8 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                     // Re-insert of a deleted uid: continue its version numbering so the old
                     // incarnation's index entries stay obsolete.
                     version = t;
-                    self.index(&mut l, Op::Insert, version, &record.uid, &kws)?;
+                    self.index(&mut l, Op::Insert, version, &record.uid, &kws)
+                        .await?;
                     expect = vec![b'T'];
                     expect.extend_from_slice(&t.0.to_be_bytes());
                 }
@@ -520,17 +576,17 @@ impl<P: Pool> Store for RedisFindexStore<P> {
         ))
     }
 
-    fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
+    async fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
         let mut l = self.lease();
-        match self.read(&mut l, uid)? {
+        match self.read(&mut l, uid).await? {
             Some(Stored::Live(r, v)) => Ok(Some((r, v))),
             _ => Ok(None),
         }
     }
 
-    fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError> {
+    async fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError> {
         let mut l = self.lease();
-        let old = match self.read(&mut l, &record.uid)? {
+        let old = match self.read(&mut l, &record.uid).await? {
             Some(Stored::Live(r, v)) => {
                 if v != expected {
                     return Err(StoreError::Conflict);
@@ -549,26 +605,32 @@ impl<P: Pool> Store for RedisFindexStore<P> {
         let new_set: BTreeSet<&String> = record.keywords.iter().collect();
         let added: Vec<&String> = new_set.difference(&old_set).copied().collect();
         let removed: Vec<&String> = old_set.difference(&new_set).copied().collect();
-        self.index(&mut l, Op::Insert, next, &record.uid, &added)?;
+        self.index(&mut l, Op::Insert, next, &record.uid, &added)
+            .await?;
         let value = self.sealer.seal(record, next).map_err(seal_err)?;
-        match self.cas(
-            &mut l,
-            &record.uid,
-            expected.0.to_be_bytes().to_vec(),
-            value,
-        )? {
+        match self
+            .cas(
+                &mut l,
+                &record.uid,
+                expected.0.to_be_bytes().to_vec(),
+                value,
+            )
+            .await?
+        {
             Cas::Written => {}
             Cas::Conflict => return Err(StoreError::Conflict),
             Cas::NotFound | Cas::Tombstone(_) => return Err(StoreError::NotFound),
         }
         // The object is committed; a failure now leaves stale hits that search filters out.
-        let _ = self.index(&mut l, Op::Delete, next, &record.uid, &removed);
+        let _ = self
+            .index(&mut l, Op::Delete, next, &record.uid, &removed)
+            .await;
         Ok(next)
     }
 
-    fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError> {
+    async fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError> {
         let mut l = self.lease();
-        let old = match self.read(&mut l, uid)? {
+        let old = match self.read(&mut l, uid).await? {
             Some(Stored::Live(r, v)) => {
                 if v != expected {
                     return Err(StoreError::Conflict);
@@ -583,25 +645,28 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                 .checked_add(1)
                 .ok_or(StoreError::Backend("version overflow"))?,
         );
-        match self.cas(
-            &mut l,
-            uid,
-            expected.0.to_be_bytes().to_vec(),
-            seal::tombstone(gone),
-        )? {
+        match self
+            .cas(
+                &mut l,
+                uid,
+                expected.0.to_be_bytes().to_vec(),
+                seal::tombstone(gone),
+            )
+            .await?
+        {
             Cas::Written => {}
             Cas::Conflict => return Err(StoreError::Conflict),
             Cas::NotFound | Cas::Tombstone(_) => return Err(StoreError::NotFound),
         }
         let kws: Vec<&String> = dedup(&old.keywords);
-        let _ = self.index(&mut l, Op::Delete, gone, uid, &kws);
+        let _ = self.index(&mut l, Op::Delete, gone, uid, &kws).await;
         Ok(())
     }
 
-    fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
+    async fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
         let mut l = self.lease();
         if all_of.is_empty() {
-            return self.all_uids(&mut l);
+            return self.all_uids(&mut l).await;
         }
         let kws: Vec<&[u8]> = all_of.iter().map(|k| k.as_bytes()).collect();
         let script = l.scripts.guarded;
@@ -613,7 +678,11 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             // Query plan: the headers give each list's size. Every result is in every list, and
             // results are re-checked against their sealed record below, so reading only the
             // small lists is enough: the smallest, plus any other list not much larger.
-            let lists = self.findex.lists(&mut mem, &kws).map_err(findex_err)?;
+            let lists = self
+                .findex
+                .lists(&mut mem, &kws)
+                .await
+                .map_err(findex_err)?;
             let Some(smallest) = lists.iter().map(|l| l.words).min() else {
                 return Ok(Vec::new());
             };
@@ -629,6 +698,7 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             chosen.dedup_by_key(|l| l.address);
             self.findex
                 .read_lists(&mut mem, &chosen)
+                .await
                 .map_err(findex_err)?
         };
         // Intersect, smallest list first.
@@ -654,7 +724,7 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                 Command::Plain(a)
             })
             .collect();
-        let replies = l.c()?.pipeline(&cmds).map_err(|e| unavailable(&e))?;
+        let replies = l.c()?.pipeline(&cmds).await.map_err(|e| unavailable(&e))?;
         let mut out = Vec::new();
         for (r, chunk) in replies.into_iter().zip(candidates.chunks(MGET_CHUNK)) {
             let Reply::Array(vals) = r else {

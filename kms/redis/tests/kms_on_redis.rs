@@ -5,7 +5,7 @@
 mod common;
 
 use base64ct::{Base64Unpadded, Encoding};
-use common::Admin;
+use common::{Admin, Run};
 use kms::{Env, Kms, KmsConfig};
 use kms_redis::RedisFindexStore;
 use kms_redis::host::ConnectOptions;
@@ -52,6 +52,7 @@ fn kms_objects_on_redis_leave_nothing_in_the_clear() {
         };
         let out = kms
             .kmip_json(&mut env, user, req.to_string().as_bytes())
+            .run()
             .unwrap_or_else(|e| panic!("{req}: {e}"));
         serde_json::from_slice(&out).unwrap()
     };

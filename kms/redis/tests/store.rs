@@ -5,7 +5,7 @@
 mod common;
 
 use base64ct::{Base64Unpadded, Encoding};
-use common::{Admin, RedisServer};
+use common::{Admin, RedisServer, Run};
 use kms::store::{Record, Store, StoreError, Version};
 use kms_redis::client::ClientError;
 use kms_redis::host::ConnectOptions;
@@ -43,85 +43,98 @@ fn store_semantics() {
     let r = common::start();
     let s = open(&r);
     assert_eq!(
-        s.insert(&rec("a", b"A1", &["tag=x", "type=SymmetricKey"])),
+        s.insert(&rec("a", b"A1", &["tag=x", "type=SymmetricKey"]))
+            .run(),
         Ok(Version(1))
     );
     assert_eq!(
-        s.insert(&rec("b", b"B1", &["tag=x", "tag=y"])),
+        s.insert(&rec("b", b"B1", &["tag=x", "tag=y"])).run(),
         Ok(Version(1))
     );
     assert_eq!(
-        s.insert(&rec("a", b"again", &[])),
+        s.insert(&rec("a", b"again", &[])).run(),
         Err(StoreError::AlreadyExists)
     );
-    let (got, v) = s.get("a").unwrap().unwrap();
+    let (got, v) = s.get("a").run().unwrap().unwrap();
     assert_eq!((got.body.as_slice(), v), (b"A1".as_slice(), Version(1)));
     assert_eq!(got.keywords, kw(&["tag=x", "type=SymmetricKey"]));
-    assert!(s.get("missing").unwrap().is_none());
+    assert!(s.get("missing").run().unwrap().is_none());
 
-    assert_eq!(sorted(s.search(&kw(&["tag=x"])).unwrap()), kw(&["a", "b"]));
-    assert_eq!(s.search(&kw(&["tag=x", "tag=y"])).unwrap(), kw(&["b"]));
     assert_eq!(
-        s.search(&kw(&["tag=x", "type=SymmetricKey"])).unwrap(),
+        sorted(s.search(&kw(&["tag=x"])).run().unwrap()),
+        kw(&["a", "b"])
+    );
+    assert_eq!(
+        s.search(&kw(&["tag=x", "tag=y"])).run().unwrap(),
+        kw(&["b"])
+    );
+    assert_eq!(
+        s.search(&kw(&["tag=x", "type=SymmetricKey"]))
+            .run()
+            .unwrap(),
         kw(&["a"])
     );
-    assert!(s.search(&kw(&["tag=nope"])).unwrap().is_empty());
-    assert_eq!(sorted(s.search(&[]).unwrap()), kw(&["a", "b"]));
+    assert!(s.search(&kw(&["tag=nope"])).run().unwrap().is_empty());
+    assert_eq!(sorted(s.search(&[]).run().unwrap()), kw(&["a", "b"]));
 
     // CAS: update at the current version wins once; the stale writer gets Conflict.
     assert_eq!(
         s.update(
             &rec("a", b"A2", &["tag=z", "type=SymmetricKey"]),
             Version(1)
-        ),
+        )
+        .run(),
         Ok(Version(2))
     );
     assert_eq!(
-        s.update(&rec("a", b"A2'", &["tag=x"]), Version(1)),
+        s.update(&rec("a", b"A2'", &["tag=x"]), Version(1)).run(),
         Err(StoreError::Conflict)
     );
     assert_eq!(
-        s.update(&rec("zz", b"", &[]), Version(1)),
+        s.update(&rec("zz", b"", &[]), Version(1)).run(),
         Err(StoreError::NotFound)
     );
     assert_eq!(
-        s.search(&kw(&["tag=x"])).unwrap(),
+        s.search(&kw(&["tag=x"])).run().unwrap(),
         kw(&["b"]),
         "re-tag removes the old tag"
     );
-    assert_eq!(s.search(&kw(&["tag=z"])).unwrap(), kw(&["a"]));
+    assert_eq!(s.search(&kw(&["tag=z"])).run().unwrap(), kw(&["a"]));
     // tag removed then added back
     assert_eq!(
-        s.update(&rec("a", b"A3", &["tag=x"]), Version(2)),
+        s.update(&rec("a", b"A3", &["tag=x"]), Version(2)).run(),
         Ok(Version(3))
     );
-    assert_eq!(sorted(s.search(&kw(&["tag=x"])).unwrap()), kw(&["a", "b"]));
-    assert!(s.search(&kw(&["tag=z"])).unwrap().is_empty());
+    assert_eq!(
+        sorted(s.search(&kw(&["tag=x"])).run().unwrap()),
+        kw(&["a", "b"])
+    );
+    assert!(s.search(&kw(&["tag=z"])).run().unwrap().is_empty());
 
     // delete: CAS on the version; the object disappears from search
-    assert_eq!(s.delete("b", Version(7)), Err(StoreError::Conflict));
-    assert_eq!(s.delete("b", Version(1)), Ok(()));
-    assert_eq!(s.delete("b", Version(1)), Err(StoreError::NotFound));
-    assert!(s.get("b").unwrap().is_none());
-    assert_eq!(s.search(&kw(&["tag=x"])).unwrap(), kw(&["a"]));
-    assert!(s.search(&kw(&["tag=y"])).unwrap().is_empty());
-    assert_eq!(s.search(&[]).unwrap(), kw(&["a"]));
+    assert_eq!(s.delete("b", Version(7)).run(), Err(StoreError::Conflict));
+    assert_eq!(s.delete("b", Version(1)).run(), Ok(()));
+    assert_eq!(s.delete("b", Version(1)).run(), Err(StoreError::NotFound));
+    assert!(s.get("b").run().unwrap().is_none());
+    assert_eq!(s.search(&kw(&["tag=x"])).run().unwrap(), kw(&["a"]));
+    assert!(s.search(&kw(&["tag=y"])).run().unwrap().is_empty());
+    assert_eq!(s.search(&[]).run().unwrap(), kw(&["a"]));
 
     // re-insert of a deleted uid: found again, old tags stay gone
-    let v = s.insert(&rec("b", b"B2", &["tag=w"])).unwrap();
+    let v = s.insert(&rec("b", b"B2", &["tag=w"])).run().unwrap();
     assert!(v >= Version(1));
-    assert_eq!(s.get("b").unwrap().unwrap().1, v);
-    assert_eq!(s.search(&kw(&["tag=w"])).unwrap(), kw(&["b"]));
-    assert!(s.search(&kw(&["tag=y"])).unwrap().is_empty());
+    assert_eq!(s.get("b").run().unwrap().unwrap().1, v);
+    assert_eq!(s.search(&kw(&["tag=w"])).run().unwrap(), kw(&["b"]));
+    assert!(s.search(&kw(&["tag=y"])).run().unwrap().is_empty());
     assert_eq!(
-        s.update(&rec("b", b"B3", &["tag=y"]), v),
+        s.update(&rec("b", b"B3", &["tag=y"]), v).run(),
         Ok(Version(v.0 + 1))
     );
-    assert_eq!(s.search(&kw(&["tag=y"])).unwrap(), kw(&["b"]));
+    assert_eq!(s.search(&kw(&["tag=y"])).run().unwrap(), kw(&["b"]));
 
     // a second store on the same Redis sees everything (shared database)
     let s2 = open(&r);
-    assert_eq!(s2.get("a").unwrap().unwrap().0.body, b"A3");
+    assert_eq!(s2.get("a").run().unwrap().unwrap().0.body, b"A3");
 }
 
 fn contains_any(hay: &[u8], needles: &[Vec<u8>]) -> Option<usize> {
@@ -156,11 +169,11 @@ fn nothing_in_the_clear() {
             body,
             keywords: kws.to_vec(),
         };
-        let v = s.insert(&record).unwrap();
+        let v = s.insert(&record).run().unwrap();
         if i % 2 == 0 {
             let mut r2 = record.clone();
             r2.keywords.push(format!("tag=Retag{i}-Finance"));
-            s.update(&r2, v).unwrap();
+            s.update(&r2, v).run().unwrap();
         }
         for t in [tag.as_str(), name.as_str(), uid.as_str()] {
             needles.push(t.as_bytes().to_vec());
@@ -190,7 +203,7 @@ fn nothing_in_the_clear() {
     }
     // sanity: the search still works, so the data is there
     assert_eq!(
-        s.search(&kw(&["tag=SecretTag3-Finance"])).unwrap(),
+        s.search(&kw(&["tag=SecretTag3-Finance"])).run().unwrap(),
         kw(&["0b5d2f4e-uid-0003"])
     );
     let dump = r.dump();
@@ -242,7 +255,7 @@ fn collect_files(dir: &std::path::Path, out: &mut Vec<u8>) {
 fn wrong_secret_is_refused() {
     let r = common::start();
     let s = open(&r);
-    s.insert(&rec("k", b"v", &["tag=t"])).unwrap();
+    s.insert(&rec("k", b"v", &["tag=t"])).run().unwrap();
     drop(s);
     let other = [0x43u8; 32];
     match RedisFindexStore::connect(&r.url(), &other, ConnectOptions::default()) {
@@ -252,7 +265,7 @@ fn wrong_secret_is_refused() {
     let msg = ConnectError::Open(OpenError::WrongSecret).to_string();
     assert!(msg.contains("different database secret"), "{msg}");
     // same secret still works and finds the data
-    assert_eq!(open(&r).search(&kw(&["tag=t"])).unwrap(), kw(&["k"]));
+    assert_eq!(open(&r).search(&kw(&["tag=t"])).run().unwrap(), kw(&["k"]));
 }
 
 #[test]
@@ -291,32 +304,35 @@ fn reconnects_after_kill9_and_keeps_acknowledged_writes() {
     for i in 0..50 {
         let uid = format!("obj-{i}");
         s.insert(&rec(&uid, format!("body{i}").as_bytes(), &["tag=durable"]))
+            .run()
             .unwrap();
         acked.push(uid);
     }
     r.kill9();
     // During the outage: clean storage errors, no hang.
     for i in 0..3 {
-        match s.get(&format!("obj-{i}")) {
+        match s.get(&format!("obj-{i}")).run() {
             Err(StoreError::Unavailable(m)) => assert!(m.contains("Redis"), "{m}"),
             other => panic!("expected Unavailable, got {other:?}"),
         }
         assert!(matches!(
-            s.insert(&rec("during", b"x", &["tag=durable"])),
+            s.insert(&rec("during", b"x", &["tag=durable"])).run(),
             Err(StoreError::Unavailable(_))
         ));
     }
     r.restart();
     // Same store object: reconnects by itself; every acknowledged write is there.
     for (i, uid) in acked.iter().enumerate() {
-        let (got, _) = s.get(uid).unwrap().expect("acknowledged write lost");
+        let (got, _) = s.get(uid).run().unwrap().expect("acknowledged write lost");
         assert_eq!(got.body, format!("body{i}").as_bytes());
     }
     assert_eq!(
-        sorted(s.search(&kw(&["tag=durable"])).unwrap()),
+        sorted(s.search(&kw(&["tag=durable"])).run().unwrap()),
         sorted(acked.clone())
     );
-    s.insert(&rec("after", b"y", &["tag=durable"])).unwrap();
+    s.insert(&rec("after", b"y", &["tag=durable"]))
+        .run()
+        .unwrap();
 }
 
 #[test]
@@ -327,25 +343,27 @@ fn client_pause_times_out_cleanly() {
         ..Default::default()
     };
     let s = RedisFindexStore::connect(&r.url(), &SECRET, opts).unwrap();
-    s.insert(&rec("p", b"v", &["tag=p"])).unwrap();
+    s.insert(&rec("p", b"v", &["tag=p"])).run().unwrap();
     let mut admin = r.admin();
     assert!(matches!(
         admin
             .request(&[b"CLIENT", b"PAUSE", b"3000", b"ALL"])
+            .run()
             .unwrap(),
         Reply::Status(_)
     ));
-    let e = s.get("p").unwrap_err();
+    let e = s.get("p").run().unwrap_err();
     assert_eq!(e, StoreError::Unavailable("Redis did not answer in time"));
     let e = s
         .update(&rec("p", b"w", &["tag=q"]), Version(1))
+        .run()
         .unwrap_err();
     assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
-    admin.request(&[b"CLIENT", b"UNPAUSE"]).unwrap();
+    admin.request(&[b"CLIENT", b"UNPAUSE"]).run().unwrap();
     // After the stall the store works again (new connections; the stale replies are discarded).
-    assert_eq!(s.get("p").unwrap().unwrap().0.body, b"v");
+    assert_eq!(s.get("p").run().unwrap().unwrap().0.body, b"v");
     assert_eq!(
-        s.update(&rec("p", b"w", &["tag=q"]), Version(1)),
+        s.update(&rec("p", b"w", &["tag=q"]), Version(1)).run(),
         Ok(Version(2))
     );
 }
@@ -354,14 +372,14 @@ fn client_pause_times_out_cleanly() {
 fn script_cache_flush_is_survived() {
     let r = common::start();
     let s = open(&r);
-    s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
-    r.admin().request(&[b"SCRIPT", b"FLUSH"]).unwrap();
+    s.insert(&rec("a", b"1", &["tag=a"])).run().unwrap();
+    r.admin().request(&[b"SCRIPT", b"FLUSH"]).run().unwrap();
     // EVALSHA answers NOSCRIPT: the client reloads and retries.
     assert_eq!(
-        s.update(&rec("a", b"2", &["tag=b"]), Version(1)),
+        s.update(&rec("a", b"2", &["tag=b"]), Version(1)).run(),
         Ok(Version(2))
     );
-    assert_eq!(s.search(&kw(&["tag=b"])).unwrap(), kw(&["a"]));
+    assert_eq!(s.search(&kw(&["tag=b"])).run().unwrap(), kw(&["a"]));
 }
 
 #[test]
@@ -380,7 +398,7 @@ fn auth_and_select_from_url() {
     }
     let url = format!("redis://default:s3cret-pw@127.0.0.1:{}/2", r.port());
     let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
-    s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
+    s.insert(&rec("a", b"1", &["tag=a"])).run().unwrap();
     // Everything went to database 2.
     let mut admin = kms_redis::client::Client::new(
         kms_redis::host::TcpTransport {
@@ -391,9 +409,12 @@ fn auth_and_select_from_url() {
             .unwrap(),
         Default::default(),
     );
-    assert_eq!(admin.request(&[b"DBSIZE"]).unwrap(), Reply::Integer(0));
-    admin.request(&[b"SELECT", b"2"]).unwrap();
-    assert!(matches!(admin.request(&[b"DBSIZE"]).unwrap(), Reply::Integer(n) if n > 2));
+    assert_eq!(
+        admin.request(&[b"DBSIZE"]).run().unwrap(),
+        Reply::Integer(0)
+    );
+    admin.request(&[b"SELECT", b"2"]).run().unwrap();
+    assert!(matches!(admin.request(&[b"DBSIZE"]).run().unwrap(), Reply::Integer(n) if n > 2));
 }
 
 #[test]
@@ -401,26 +422,30 @@ fn round_trips_per_operation() {
     let r = common::start();
     let s = open(&r);
     s.insert(&rec("a", b"1", &["tag=a", "tag=b", "tag=c", "type=T"]))
+        .run()
         .unwrap();
     let rt = |f: &dyn Fn()| {
         let before = s.pool().stats().1;
         f();
         s.pool().stats().1 - before
     };
-    assert_eq!(rt(&|| drop(s.get("a").unwrap())), 1, "get = one GET");
+    assert_eq!(rt(&|| drop(s.get("a").run().unwrap())), 1, "get = one GET");
     assert_eq!(
-        rt(&|| drop(s.search(&kw(&["tag=a"])).unwrap())),
+        rt(&|| drop(s.search(&kw(&["tag=a"])).run().unwrap())),
         3,
         "search = headers, values, objects"
     );
     assert_eq!(
-        rt(&|| drop(s.search(&kw(&["tag=a", "tag=b", "tag=c"])).unwrap())),
+        rt(&|| drop(s.search(&kw(&["tag=a", "tag=b", "tag=c"])).run().unwrap())),
         3,
         "constant in the tag count"
     );
     assert_eq!(
         rt(&|| {
-            let _ = s.insert(&rec("b", b"1", &["tag=a", "tag=b"])).unwrap();
+            let _ = s
+                .insert(&rec("b", b"1", &["tag=a", "tag=b"]))
+                .run()
+                .unwrap();
         }),
         3,
         "insert = headers, guarded writes, CAS"
@@ -429,6 +454,7 @@ fn round_trips_per_operation() {
         rt(&|| {
             let _ = s
                 .update(&rec("b", b"2", &["tag=a", "tag=b"]), Version(1))
+                .run()
                 .unwrap();
         }),
         2,
@@ -443,6 +469,7 @@ fn concurrent_writers_lose_no_update() {
     const THREADS: usize = 16;
     const PER: usize = 20;
     s.insert(&rec("counter", &0u64.to_be_bytes(), &["tag=shared"]))
+        .run()
         .unwrap();
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -453,13 +480,17 @@ fn concurrent_writers_lose_no_update() {
                     // each thread creates its own objects, all under one hot tag
                     let uid = format!("t{t}-o{i}");
                     s.insert(&rec(&uid, b"x", &["tag=shared", &format!("tag=thread{t}")]))
+                        .run()
                         .unwrap();
                     mine.insert(uid);
                     // and increments the shared counter with a CAS retry loop
                     loop {
-                        let (cur, v) = s.get("counter").unwrap().unwrap();
+                        let (cur, v) = s.get("counter").run().unwrap().unwrap();
                         let n = u64::from_be_bytes(cur.body[..8].try_into().unwrap()) + 1;
-                        match s.update(&rec("counter", &n.to_be_bytes(), &["tag=shared"]), v) {
+                        match s
+                            .update(&rec("counter", &n.to_be_bytes(), &["tag=shared"]), v)
+                            .run()
+                        {
                             Ok(_) => break,
                             Err(StoreError::Conflict) => continue,
                             Err(e) => panic!("{e:?}"),
@@ -469,8 +500,9 @@ fn concurrent_writers_lose_no_update() {
                 // re-tag half of them
                 for i in (0..PER).step_by(2) {
                     let uid = format!("t{t}-o{i}");
-                    let (_, v) = s.get(&uid).unwrap().unwrap();
+                    let (_, v) = s.get(&uid).run().unwrap().unwrap();
                     s.update(&rec(&uid, b"y", &["tag=shared", "tag=retagged"]), v)
+                        .run()
                         .unwrap();
                 }
                 mine
@@ -481,7 +513,7 @@ fn concurrent_writers_lose_no_update() {
     for h in handles {
         all.extend(h.join().unwrap());
     }
-    let (c, _) = s.get("counter").unwrap().unwrap();
+    let (c, _) = s.get("counter").run().unwrap().unwrap();
     assert_eq!(
         u64::from_be_bytes(c.body[..8].try_into().unwrap()),
         (THREADS * PER) as u64
@@ -490,6 +522,7 @@ fn concurrent_writers_lose_no_update() {
     expected_shared.insert("counter".into());
     assert_eq!(
         s.search(&kw(&["tag=shared"]))
+            .run()
             .unwrap()
             .into_iter()
             .collect::<BTreeSet<_>>(),
@@ -502,6 +535,7 @@ fn concurrent_writers_lose_no_update() {
         .collect();
     assert_eq!(
         s.search(&kw(&["tag=retagged"]))
+            .run()
             .unwrap()
             .into_iter()
             .collect::<BTreeSet<_>>(),
@@ -511,6 +545,7 @@ fn concurrent_writers_lose_no_update() {
         let expect: BTreeSet<String> = (1..PER).step_by(2).map(|i| format!("t{t}-o{i}")).collect();
         assert_eq!(
             s.search(&kw(&[&format!("tag=thread{t}")]))
+                .run()
                 .unwrap()
                 .into_iter()
                 .collect::<BTreeSet<_>>(),
@@ -526,13 +561,13 @@ fn least_privilege_acl_user_from_the_docs_is_enough() {
     let r = RedisServer::builder().acl_user(acl).start();
     let url = format!("redis://kms:kms-pw@127.0.0.1:{}/0", r.port());
     let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
-    s.insert(&rec("a", b"1", &["tag=a"])).unwrap();
-    let (_, v) = s.get("a").unwrap().unwrap();
-    s.update(&rec("a", b"2", &["tag=b"]), v).unwrap();
-    assert_eq!(s.search(&kw(&["tag=b"])).unwrap(), kw(&["a"]));
-    assert_eq!(s.search(&[]).unwrap(), kw(&["a"]));
-    s.delete("a", Version(2)).unwrap();
-    assert!(s.search(&kw(&["tag=b"])).unwrap().is_empty());
+    s.insert(&rec("a", b"1", &["tag=a"])).run().unwrap();
+    let (_, v) = s.get("a").run().unwrap().unwrap();
+    s.update(&rec("a", b"2", &["tag=b"]), v).run().unwrap();
+    assert_eq!(s.search(&kw(&["tag=b"])).run().unwrap(), kw(&["a"]));
+    assert_eq!(s.search(&[]).run().unwrap(), kw(&["a"]));
+    s.delete("a", Version(2)).run().unwrap();
+    assert!(s.search(&kw(&["tag=b"])).run().unwrap().is_empty());
 }
 
 #[test]
@@ -545,6 +580,7 @@ fn search_with_a_hot_keyword_uses_the_small_list_and_rechecks_records() {
             b"x",
             &["owner=hot", "type=SymmetricKey"],
         ))
+        .run()
         .unwrap();
     }
     s.insert(&rec(
@@ -552,51 +588,58 @@ fn search_with_a_hot_keyword_uses_the_small_list_and_rechecks_records() {
         b"x",
         &["owner=hot", "tag=rare", "type=SymmetricKey"],
     ))
+    .run()
     .unwrap();
     s.insert(&rec(
         "rare-cold",
         b"x",
         &["owner=cold", "tag=rare", "type=SymmetricKey"],
     ))
+    .run()
     .unwrap();
     assert_eq!(
-        s.search(&kw(&["tag=rare", "owner=hot"])).unwrap(),
+        s.search(&kw(&["tag=rare", "owner=hot"])).run().unwrap(),
         kw(&["rare-hot"])
     );
     assert_eq!(
         s.search(&kw(&["owner=hot", "tag=rare", "type=SymmetricKey"]))
+            .run()
             .unwrap(),
         kw(&["rare-hot"])
     );
     assert_eq!(
-        s.search(&kw(&["owner=cold", "tag=rare"])).unwrap(),
+        s.search(&kw(&["owner=cold", "tag=rare"])).run().unwrap(),
         kw(&["rare-cold"])
     );
     assert!(
         s.search(&kw(&["owner=nobody", "tag=rare"]))
+            .run()
             .unwrap()
             .is_empty()
     );
-    assert_eq!(s.search(&kw(&["owner=hot"])).unwrap().len(), 151);
+    assert_eq!(s.search(&kw(&["owner=hot"])).run().unwrap().len(), 151);
     // An empty list answers after reading the headers alone.
     let before = s.pool().stats().1;
     assert!(
         s.search(&kw(&["grant=nobody", "owner=hot"]))
+            .run()
             .unwrap()
             .is_empty()
     );
     assert_eq!(s.pool().stats().1 - before, 1);
     // The rare object loses owner=hot: the small list still names it, the record check drops it.
-    let (_, v) = s.get("rare-hot").unwrap().unwrap();
+    let (_, v) = s.get("rare-hot").run().unwrap().unwrap();
     s.update(&rec("rare-hot", b"x", &["owner=cold", "tag=rare"]), v)
+        .run()
         .unwrap();
     assert!(
         s.search(&kw(&["tag=rare", "owner=hot"]))
+            .run()
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        sorted(s.search(&kw(&["tag=rare", "owner=cold"])).unwrap()),
+        sorted(s.search(&kw(&["tag=rare", "owner=cold"])).run().unwrap()),
         kw(&["rare-cold", "rare-hot"])
     );
 }
@@ -620,11 +663,14 @@ fn kill9_during_concurrent_load_keeps_every_acknowledged_write() {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let uid = format!("w{t}-{i}");
                     i += 1;
-                    match s.insert(&rec(
-                        &uid,
-                        uid.as_bytes(),
-                        &["tag=load", &format!("tag=w{t}")],
-                    )) {
+                    match s
+                        .insert(&rec(
+                            &uid,
+                            uid.as_bytes(),
+                            &["tag=load", &format!("tag=w{t}")],
+                        ))
+                        .run()
+                    {
                         Ok(_) => acked.push(uid),
                         Err(StoreError::Unavailable(_)) => failed += 1,
                         Err(e) => panic!("unexpected error during the outage: {e:?}"),
@@ -635,7 +681,13 @@ fn kill9_during_concurrent_load_keeps_every_acknowledged_write() {
         })
         .collect();
     // Let the load run until some writes are acknowledged, then kill -9 in the middle of it.
-    while s.search(&kw(&["tag=load"])).map(|v| v.len()).unwrap_or(0) < 40 {
+    while s
+        .search(&kw(&["tag=load"]))
+        .run()
+        .map(|v| v.len())
+        .unwrap_or(0)
+        < 40
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     r.kill9();
@@ -652,16 +704,22 @@ fn kill9_during_concurrent_load_keeps_every_acknowledged_write() {
     }
     assert!(failed > 0, "the outage should have failed some requests");
     // Every acknowledged insert is present and findable; nothing half-written is visible.
-    let found: BTreeSet<String> = s.search(&kw(&["tag=load"])).unwrap().into_iter().collect();
+    let found: BTreeSet<String> = s
+        .search(&kw(&["tag=load"]))
+        .run()
+        .unwrap()
+        .into_iter()
+        .collect();
     for uid in &acked {
         let (got, _) = s
             .get(uid)
+            .run()
             .unwrap()
             .unwrap_or_else(|| panic!("acknowledged {uid} lost"));
         assert_eq!(got.body, uid.as_bytes());
         assert!(found.contains(uid), "{uid} not found by tag");
     }
     for uid in &found {
-        assert!(s.get(uid).unwrap().is_some());
+        assert!(s.get(uid).run().unwrap().is_some());
     }
 }

@@ -30,12 +30,18 @@ use ckms::http::{ClientIdentity, HttpClient, client_config, load_certs};
 use ckms::kmip::{TtlvExt, hex_upper};
 use kms::crypto::Random;
 use kms::crypto::aead::{AeadAlg, encrypt};
-use kms::store::Store;
-use kms::store::memory::MemoryStore;
 
 use kms::app::{App, AppConfig, ServerTls};
 use kms_server::serve::{OsRandom, ServeOptions, serve, unix_now};
 use kms_server::tls::{load_certs as server_certs, load_key};
+
+/// Runs a future to completion (the host transport blocks inside its futures).
+trait Run: std::future::Future + Sized {
+    fn run(self) -> Self::Output {
+        kms::block_on(self, || {})
+    }
+}
+impl<F: std::future::Future> Run for F {}
 
 const CREATE: &str = r#"{"tag":"Create","type":"Structure","value":[
   {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
@@ -278,7 +284,7 @@ fn main() {
         client_ca: Some(server_certs(&pki.ca_cert).expect("ca")),
         fixed_user: None,
     };
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::<parking_lot::RawMutex>::with_lock());
+    let store = Arc::new(kms_server::store::HostStore::memory());
     let app = Arc::new(App::serving(store, tls, AppConfig::default()).expect("server TLS"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("https://{}", listener.local_addr().expect("addr"));
@@ -341,6 +347,7 @@ fn main() {
                 let kms = app.kms().expect("serving");
                 let out = kms
                     .kmip_json(&mut env, "bench", body.as_bytes())
+                    .run()
                     .expect("kmip");
                 std::hint::black_box(out);
             },

@@ -16,13 +16,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kms::app::{App, Effect, Listener};
 use kms::conn::Conn;
-use kms::store::Store;
 use zeroize::Zeroizing;
 
 use crate::bootstrap::platform::StoreOpener;
+use crate::store::HostStore;
 
-/// The App of the host: any store chosen at run time, blocking locks.
-pub type HostApp = App<Arc<dyn Store>, parking_lot::RawMutex>;
+/// The App of the host: the store chosen at run time, blocking locks.
+pub type HostApp = App<Arc<HostStore>, parking_lot::RawMutex>;
 
 /// Knobs of [`serve`].
 #[derive(Debug, Clone)]
@@ -201,7 +201,7 @@ fn serve_connection(mut tcp: TcpStream, shared: &Shared, which: Listener) -> io:
     tcp.set_read_timeout(Some(shared.options.read_timeout))?;
     tcp.set_write_timeout(Some(shared.options.write_timeout))?;
     tcp.set_nodelay(true)?;
-    let app = &*shared.app;
+    let app = &shared.app;
     let mut conn = Conn::accept(app, which).map_err(io::Error::other)?;
     let mut rng = OsRandom::new();
     let mut input = Zeroizing::new(vec![0u8; 16 * 1024]);
@@ -215,7 +215,13 @@ fn serve_connection(mut tcp: TcpStream, shared: &Shared, which: Listener) -> io:
             now: unix_now(),
             rng: &mut rng,
         };
-        let progress = conn.on_tls(app, &mut env, input.get(..n).unwrap_or(&[]));
+        let mut progress = conn.on_tls(app, &mut env, input.get(..n).unwrap_or(&[]));
+        // The host's stores block inside their futures: a request completes on its first
+        // poll, this loop is for the general contract.
+        while progress.waiting {
+            std::thread::yield_now();
+            progress = conn.poll(app, &mut env);
+        }
         if let Some(effect) = progress.effect {
             shared.run(effect);
         }

@@ -1,13 +1,76 @@
 //! Choice and opening of the storage backend (`--database`).
 //!
-//! Adding a backend: a variant of [`Database`], its options in [`DatabaseArgs`], and an arm in
-//! [`open_store`].
+//! Adding a backend: a variant of [`Database`], its options in [`DatabaseArgs`], a variant of
+//! [`HostStore`] (and its arm in each `Store` method), and an arm in [`open_store`].
 
 use std::fmt;
 use std::sync::Arc;
 
-use kms::store::Store;
 use kms::store::memory::MemoryStore;
+use kms::store::{Record, Store, StoreError, Version};
+use kms_redis::{RedisFindexStore, StdPool};
+
+/// The store of the host server, chosen at run time. An enum rather than `dyn Store`: the
+/// store's methods are `async fn`s, which trait objects cannot have.
+///
+/// Both backends block inside their futures (a lock; std sockets with timeouts), which is what
+/// the host wants: one thread per connection, each request run with `kms::block_on`.
+pub enum HostStore {
+    /// `--database memory`, behind a blocking lock (threads do not spin while the holder is
+    /// descheduled).
+    Memory(MemoryStore<parking_lot::RawMutex>),
+    /// `--database redis-findex` (boxed: it is much larger than the memory store).
+    RedisFindex(Box<RedisFindexStore<StdPool>>),
+}
+
+impl fmt::Debug for HostStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostStore::Memory(s) => write!(f, "HostStore::Memory({} records)", s.len()),
+            HostStore::RedisFindex(s) => write!(f, "HostStore::RedisFindex({s:?})"),
+        }
+    }
+}
+
+impl HostStore {
+    /// An empty memory store.
+    pub fn memory() -> Self {
+        HostStore::Memory(MemoryStore::with_lock())
+    }
+}
+
+impl Store for HostStore {
+    async fn insert(&self, record: &Record) -> Result<Version, StoreError> {
+        match self {
+            HostStore::Memory(s) => s.insert(record).await,
+            HostStore::RedisFindex(s) => s.insert(record).await,
+        }
+    }
+    async fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
+        match self {
+            HostStore::Memory(s) => s.get(uid).await,
+            HostStore::RedisFindex(s) => s.get(uid).await,
+        }
+    }
+    async fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError> {
+        match self {
+            HostStore::Memory(s) => s.update(record, expected).await,
+            HostStore::RedisFindex(s) => s.update(record, expected).await,
+        }
+    }
+    async fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError> {
+        match self {
+            HostStore::Memory(s) => s.delete(uid, expected).await,
+            HostStore::RedisFindex(s) => s.delete(uid, expected).await,
+        }
+    }
+    async fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
+        match self {
+            HostStore::Memory(s) => s.search(all_of).await,
+            HostStore::RedisFindex(s) => s.search(all_of).await,
+        }
+    }
+}
 
 /// Storage backends.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,15 +120,15 @@ impl fmt::Display for OpenStoreError {
 impl std::error::Error for OpenStoreError {}
 
 /// Open the store selected by `args`.
-pub fn open_store(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenStoreError> {
+pub fn open_store(args: &DatabaseArgs) -> Result<Arc<HostStore>, OpenStoreError> {
     match args.database {
         // A blocking lock: the host server runs one thread per connection on few cores.
-        Database::Memory => Ok(Arc::new(MemoryStore::<parking_lot::RawMutex>::with_lock())),
+        Database::Memory => Ok(Arc::new(HostStore::memory())),
         Database::RedisFindex => open_redis_findex(args),
     }
 }
 
-fn open_redis_findex(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenStoreError> {
+fn open_redis_findex(args: &DatabaseArgs) -> Result<Arc<HostStore>, OpenStoreError> {
     let url = args.redis_url.as_deref().ok_or_else(|| {
         OpenStoreError::Config(
             "--database redis-findex needs --redis-url redis://host:port[/db]".into(),
@@ -85,5 +148,5 @@ fn open_redis_findex(args: &DatabaseArgs) -> Result<Arc<dyn Store>, OpenStoreErr
     };
     let store = kms_redis::RedisFindexStore::connect(url, &secret, opts)
         .map_err(|e| OpenStoreError::Backend(e.to_string()))?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(HostStore::RedisFindex(Box::new(store))))
 }

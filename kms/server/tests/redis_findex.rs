@@ -17,6 +17,14 @@ use common::{Harness, ServerProcess, client_for, kmip};
 use redis_harness::{Admin, RedisServer};
 use serde_json::{Value, json};
 
+/// Runs a future to completion (the host transport blocks inside its futures).
+trait Run: std::future::Future + Sized {
+    fn run(self) -> Self::Output {
+        kms::block_on(self, || {})
+    }
+}
+impl<F: std::future::Future> Run for F {}
+
 const SECRET_B64: &str = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="; // 32 × 0x42
 const OTHER_SECRET_B64: &str = "Q0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0M="; // 32 × 0x43
 
@@ -340,12 +348,14 @@ fn redis_killed_and_stalled_under_a_running_server() {
     let mut admin = redis.admin();
     admin
         .request(&[b"CLIENT", b"PAUSE", b"4000", b"ALL"])
+        .run()
         .expect("CLIENT PAUSE");
     let (status, body) = call(&mut cl, &uid_req("Get", &acked[1]));
     assert_storage_error(status, &body);
     assert!(body.contains("did not answer in time"), "{body}");
     admin
         .request(&[b"CLIENT", b"UNPAUSE"])
+        .run()
         .expect("CLIENT UNPAUSE");
     ok(&mut cl, &uid_req("Get", &acked[1]));
 }

@@ -3,13 +3,14 @@
 use super::*;
 
 impl<S: Store> Kms<S> {
-    pub(super) fn revoke(
+    pub(super) async fn revoke(
         &self,
-        env: &mut Env,
+        env: &mut Env<'_>,
         user: &str,
         uid: Option<&str>,
         reason: RevocationReasonCode,
         compromise: Option<i64>,
+        right: Right,
     ) -> KResult<String> {
         let now = env.now;
         let compromised = matches!(
@@ -37,15 +38,21 @@ impl<S: Store> Kms<S> {
             o.state = next;
             Ok(pair_links(o))
         };
-        let (uid, linked) = self.update(user, uid, Right::Revoke, apply, now)?;
+        let (uid, linked) = self.update(user, uid, right, apply, now).await?;
         // The other half of a key pair follows (KMIP 2.1 §6.1.48 leaves it to the server).
         for l in linked {
-            let _ = self.update(user, Some(&l), Right::Revoke, apply, now);
+            let _ = self.update(user, Some(&l), right, apply, now).await;
         }
         Ok(uid)
     }
 
-    pub(super) fn destroy(&self, env: &mut Env, user: &str, uid: Option<&str>) -> KResult<String> {
+    pub(super) async fn destroy(
+        &self,
+        env: &mut Env<'_>,
+        user: &str,
+        uid: Option<&str>,
+        right: Right,
+    ) -> KResult<String> {
         let now = env.now;
         let apply = |o: &mut ManagedObject| -> KResult<Vec<String>> {
             o.state = match o.effective_state(now) {
@@ -64,22 +71,23 @@ impl<S: Store> Kms<S> {
             o.attributes.destroy_date = Some(now);
             Ok(pair_links(o))
         };
-        let (uid, linked) = self.update(user, uid, Right::Destroy, apply, now)?;
+        let (uid, linked) = self.update(user, uid, right, apply, now).await?;
         for l in linked {
-            let _ = self.update(user, Some(&l), Right::Destroy, apply, now);
+            let _ = self.update(user, Some(&l), right, apply, now).await;
         }
         Ok(uid)
     }
 
-    pub(super) fn rekey(
+    pub(super) async fn rekey(
         &self,
-        env: &mut Env,
+        env: &mut Env<'_>,
         user: &str,
         uid: Option<&str>,
         attrs: &Attributes,
+        right: Right,
     ) -> KResult<Response> {
         let now = env.now;
-        let (old, _) = self.resolve(user, uid, Right::Rekey)?;
+        let (old, _) = self.resolve(user, uid, right).await?;
         if old.object_type != ObjectType::SymmetricKey {
             return Err(kerr(
                 ResultReason::InvalidObjectType,
@@ -130,14 +138,14 @@ impl<S: Store> Kms<S> {
             grants: old.grants.clone(),
             attributes: a,
         };
-        self.insert(&new)?;
+        self.insert(&new).await?;
         // The old key keeps its material and state (old data stays decryptable) but hands its
         // tags and names to the new key, so `["tag"]` keeps selecting one object.
         let nu = new_uid.clone();
         self.update(
             user,
             Some(&old.uid),
-            Right::Rekey,
+            right,
             |o| {
                 o.attributes.tags.retain(|t| is_system_tag(t));
                 o.attributes.names.clear();
@@ -151,7 +159,8 @@ impl<S: Store> Kms<S> {
                 Ok(())
             },
             now,
-        )?;
+        )
+        .await?;
         Ok(Response::ReKey { uid: new_uid })
     }
 }

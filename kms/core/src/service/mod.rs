@@ -10,7 +10,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use zeroize::Zeroizing;
 
-use crate::access::{ObtainedAccess, OwnedObject, Right, SuccessResponse, UserAccess};
+use crate::access::{ObtainedAccess, OwnedObject, Right, SuccessResponse, UserAccess, right_for};
 use crate::crypto::Random;
 use crate::crypto::aead::{self, AeadAlg};
 use crate::crypto::asym::{self, Curve};
@@ -104,7 +104,7 @@ fn is_system_tag(t: &str) -> bool {
     t.starts_with('_')
 }
 
-fn new_uid(env: &mut Env) -> KResult<String> {
+fn new_uid(env: &mut Env<'_>) -> KResult<String> {
     // RFC 9562 §5.4 UUID version 4.
     let mut b = [0u8; 16];
     env.rng
@@ -245,7 +245,7 @@ impl<S: Store> Kms<S> {
 
     /// Handle a `POST /kmip/2_1` body: one operation (`{"tag":"Create",...}`) answered with its
     /// `...Response` payload, or a `RequestMessage` answered with a `ResponseMessage`.
-    pub fn kmip_json(&self, env: &mut Env, user: &str, body: &[u8]) -> KResult<Vec<u8>> {
+    pub async fn kmip_json(&self, env: &mut Env<'_>, user: &str, body: &[u8]) -> KResult<Vec<u8>> {
         if user.is_empty() {
             return Err(KmsError::Unauthenticated);
         }
@@ -253,27 +253,27 @@ impl<S: Store> Kms<S> {
             return Err(KmsError::TooLarge);
         }
         let t = json::from_slice(body, &self.config.json_limits)?;
-        let out = self.kmip(env, user, &t)?;
+        let out = self.kmip(env, user, &t).await?;
         Ok(json::to_vec(&out))
     }
 
     /// Handle a parsed request item (see [`Kms::kmip_json`]).
-    pub fn kmip(&self, env: &mut Env, user: &str, t: &Ttlv) -> KResult<Ttlv> {
+    pub async fn kmip(&self, env: &mut Env<'_>, user: &str, t: &Ttlv) -> KResult<Ttlv> {
         if user.is_empty() {
             return Err(KmsError::Unauthenticated);
         }
         if t.tag == "RequestMessage" {
-            return self.batch(env, user, t);
+            return self.batch(env, user, t).await;
         }
         let op = operation_from_tag(&t.tag).ok_or(kerr(
             ResultReason::OperationNotSupported,
             "unknown or unsupported operation",
         ))?;
-        let resp = self.execute(env, user, op, t)?;
+        let resp = self.execute(env, user, op, t).await?;
         Ok(resp.to_ttlv(None))
     }
 
-    fn batch(&self, env: &mut Env, user: &str, msg: &Ttlv) -> KResult<Ttlv> {
+    async fn batch(&self, env: &mut Env<'_>, user: &str, msg: &Ttlv) -> KResult<Ttlv> {
         let header = msg.req("RequestHeader")?;
         if let Some(pv) = header.get("ProtocolVersion") {
             let major = pv.opt_int("ProtocolVersionMajor")?.unwrap_or(2);
@@ -332,7 +332,7 @@ impl<S: Store> Kms<S> {
                         None => {
                             Err(crate::kmip::ttlv::FieldError::Missing("RequestPayload").into())
                         }
-                        Some(p) => self.execute(env, user, op, p),
+                        Some(p) => self.execute(env, user, op, p).await,
                     },
                 }
             };
@@ -360,24 +360,34 @@ impl<S: Store> Kms<S> {
         Ok(Ttlv::structure("ResponseMessage", out))
     }
 
-    fn execute(
+    async fn execute(
         &self,
-        env: &mut Env,
+        env: &mut Env<'_>,
         user: &str,
         op: Operation,
         payload: &Ttlv,
     ) -> KResult<Response> {
         let req = Request::parse(op, payload)?;
+        // The right each operation needs on the object it names: one table, `right_for`
+        // (operations that only create objects, or touch none, have no entry and never ask).
+        let right = || {
+            right_for(op).ok_or(KmsError::Internal(
+                "no access right is defined for this operation",
+            ))
+        };
         match req {
             Request::Create {
                 object_type,
                 attributes,
-            } => self.create(env, user, object_type, &attributes),
+            } => self.create(env, user, object_type, &attributes).await,
             Request::CreateKeyPair {
                 common,
                 private,
                 public,
-            } => self.create_key_pair(env, user, &common, &private, &public),
+            } => {
+                self.create_key_pair(env, user, &common, &private, &public)
+                    .await
+            }
             Request::Register {
                 import,
                 uid,
@@ -385,23 +395,30 @@ impl<S: Store> Kms<S> {
                 replace,
                 attributes,
                 mut key,
-            } => self.register(
-                env,
-                user,
-                import,
-                uid,
-                object_type,
-                replace,
-                &attributes,
-                &mut key,
-            ),
+            } => {
+                self.register(
+                    env,
+                    user,
+                    import,
+                    uid,
+                    object_type,
+                    replace,
+                    &attributes,
+                    &mut key,
+                    right()?,
+                )
+                .await
+            }
             Request::Get {
                 uid,
                 key_format_type,
                 export,
-            } => self.get(env, user, uid.as_deref(), key_format_type, export),
+            } => {
+                self.get(env, user, uid.as_deref(), key_format_type, export, right()?)
+                    .await
+            }
             Request::GetAttributes { uid, references } => {
-                let (o, _) = self.resolve(user, uid.as_deref(), Right::GetAttributes)?;
+                let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
                 let all = self.full_attributes(&o, env.now);
                 let attributes = if references.is_empty() {
                     all
@@ -414,7 +431,7 @@ impl<S: Store> Kms<S> {
                 })
             }
             Request::GetAttributeList { uid } => {
-                let (o, _) = self.resolve(user, uid.as_deref(), Right::GetAttributes)?;
+                let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
                 let all = self.full_attributes(&o, env.now).to_ttlv("Attributes");
                 let mut references = Vec::new();
                 let mut seen = BTreeSet::new();
@@ -440,13 +457,27 @@ impl<S: Store> Kms<S> {
                 })
             }
             Request::AddAttribute { uid, attribute } => {
-                let o =
-                    self.modify_attribute(env, user, uid.as_deref(), AttrEdit::Add(&attribute))?;
+                let o = self
+                    .modify_attribute(
+                        env,
+                        user,
+                        uid.as_deref(),
+                        AttrEdit::Add(&attribute),
+                        right()?,
+                    )
+                    .await?;
                 Ok(Response::AddAttribute { uid: o })
             }
             Request::SetAttribute { uid, attribute } => {
-                let o =
-                    self.modify_attribute(env, user, uid.as_deref(), AttrEdit::Set(&attribute))?;
+                let o = self
+                    .modify_attribute(
+                        env,
+                        user,
+                        uid.as_deref(),
+                        AttrEdit::Set(&attribute),
+                        right()?,
+                    )
+                    .await?;
                 Ok(Response::SetAttribute { uid: o })
             }
             Request::DeleteAttribute {
@@ -454,38 +485,46 @@ impl<S: Store> Kms<S> {
                 current,
                 reference,
             } => {
-                let o = self.modify_attribute(
-                    env,
-                    user,
-                    uid.as_deref(),
-                    AttrEdit::Delete(current.as_ref(), reference.as_deref()),
-                )?;
+                let o = self
+                    .modify_attribute(
+                        env,
+                        user,
+                        uid.as_deref(),
+                        AttrEdit::Delete(current.as_ref(), reference.as_deref()),
+                        right()?,
+                    )
+                    .await?;
                 Ok(Response::DeleteAttribute { uid: o })
             }
             Request::Locate {
                 max_items,
                 offset_items,
                 attributes,
-            } => self.locate(env, user, max_items, offset_items, &attributes),
+            } => {
+                self.locate(env, user, max_items, offset_items, &attributes)
+                    .await
+            }
             Request::Activate { uid } => {
                 let now = env.now;
-                let (uid, _) = self.update(
-                    user,
-                    uid.as_deref(),
-                    Right::Activate,
-                    |o| {
-                        if o.effective_state(now) != State::PreActive {
-                            return Err(kerr(
-                                ResultReason::WrongKeyLifecycleState,
-                                "only a PreActive object can be activated",
-                            ));
-                        }
-                        o.state = State::Active;
-                        o.attributes.activation_date = Some(now);
-                        Ok(())
-                    },
-                    now,
-                )?;
+                let (uid, _) = self
+                    .update(
+                        user,
+                        uid.as_deref(),
+                        right()?,
+                        |o| {
+                            if o.effective_state(now) != State::PreActive {
+                                return Err(kerr(
+                                    ResultReason::WrongKeyLifecycleState,
+                                    "only a PreActive object can be activated",
+                                ));
+                            }
+                            o.state = State::Active;
+                            o.attributes.activation_date = Some(now);
+                            Ok(())
+                        },
+                        now,
+                    )
+                    .await?;
                 Ok(Response::Activate { uid })
             }
             Request::Revoke {
@@ -493,15 +532,18 @@ impl<S: Store> Kms<S> {
                 reason,
                 compromise_date,
             } => {
-                let uid = self.revoke(env, user, uid.as_deref(), reason, compromise_date)?;
+                let uid = self
+                    .revoke(env, user, uid.as_deref(), reason, compromise_date, right()?)
+                    .await?;
                 Ok(Response::Revoke { uid })
             }
             Request::Destroy { uid } => {
-                let uid = self.destroy(env, user, uid.as_deref())?;
+                let uid = self.destroy(env, user, uid.as_deref(), right()?).await?;
                 Ok(Response::Destroy { uid })
             }
             Request::ReKey { uid, attributes } => {
-                self.rekey(env, user, uid.as_deref(), &attributes)
+                self.rekey(env, user, uid.as_deref(), &attributes, right()?)
+                    .await
             }
             Request::Encrypt {
                 uid,
@@ -513,7 +555,7 @@ impl<S: Store> Kms<S> {
             } => {
                 // The plaintext is wiped whichever way this returns.
                 let data = Zeroizing::new(data);
-                let (o, _) = self.resolve(user, uid.as_deref(), Right::Encrypt)?;
+                let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
                 let nonce = match nonce {
@@ -545,7 +587,7 @@ impl<S: Store> Kms<S> {
                 aad,
                 ..
             } => {
-                let (o, _) = self.resolve(user, uid.as_deref(), Right::Decrypt)?;
+                let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::DECRYPT, params.as_ref())?;
                 let aad = aad.as_deref().unwrap_or(&[]);
@@ -577,7 +619,7 @@ impl<S: Store> Kms<S> {
                 })
             }
             Request::Sign { uid, params, input } => {
-                let (o, _) = self.resolve(user, uid.as_deref(), Right::Sign)?;
+                let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
                 if o.object_type != ObjectType::PrivateKey {
                     return Err(kerr(
                         ResultReason::InvalidObjectType,
@@ -606,7 +648,7 @@ impl<S: Store> Kms<S> {
                 input,
                 signature,
             } => {
-                let (o, _) = self.resolve(user, uid.as_deref(), Right::SignatureVerify)?;
+                let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
                 let mask = match o.object_type {
                     ObjectType::PublicKey => usage::VERIFY,
                     ObjectType::PrivateKey => usage::VERIFY | usage::SIGN,
@@ -676,27 +718,27 @@ impl<S: Store> Kms<S> {
 
     // ---------------------------------------------------------------- object access
 
-    fn load(&self, uid: &str) -> KResult<Option<(ManagedObject, Version)>> {
-        match self.store.get(uid)? {
+    async fn load(&self, uid: &str) -> KResult<Option<(ManagedObject, Version)>> {
+        match self.store.get(uid).await? {
             None => Ok(None),
             Some((r, v)) => Ok(Some((ManagedObject::from_record(&r)?, v))),
         }
     }
 
     /// Uids visible to `user` (owned or granted) matching every keyword.
-    fn visible(&self, user: &str, keywords: &[String]) -> KResult<Vec<String>> {
+    async fn visible(&self, user: &str, keywords: &[String]) -> KResult<Vec<String>> {
         let mut q = keywords.to_vec();
         q.push(alloc::format!("owner={user}"));
-        let mut uids: BTreeSet<String> = self.store.search(&q)?.into_iter().collect();
+        let mut uids: BTreeSet<String> = self.store.search(&q).await?.into_iter().collect();
         if let Some(last) = q.last_mut() {
             *last = alloc::format!("grant={user}");
         }
-        uids.extend(self.store.search(&q)?);
+        uids.extend(self.store.search(&q).await?);
         Ok(uids.into_iter().collect())
     }
 
     /// Find the object `uid` names (a uid, or `["tag", ...]`) and check `user` holds `right`.
-    fn resolve(
+    async fn resolve(
         &self,
         user: &str,
         uid: Option<&str>,
@@ -727,8 +769,8 @@ impl<S: Store> Kms<S> {
             }
             let kw: Vec<String> = tags.iter().map(|t| alloc::format!("tag={t}")).collect();
             let mut found = None;
-            for u in self.visible(user, &kw)? {
-                if let Some((o, v)) = self.load(&u)?
+            for u in self.visible(user, &kw).await? {
+                if let Some((o, v)) = self.load(&u).await?
                     && allowed(&o)
                 {
                     if found.is_some() {
@@ -742,7 +784,7 @@ impl<S: Store> Kms<S> {
             }
             return found.ok_or(NOT_FOUND);
         }
-        let (o, v) = self.load(uid)?.ok_or(NOT_FOUND)?;
+        let (o, v) = self.load(uid).await?.ok_or(NOT_FOUND)?;
         if !allowed(&o) {
             return Err(DENIED);
         }
@@ -751,7 +793,7 @@ impl<S: Store> Kms<S> {
 
     /// Compare-and-swap update of one object with bounded retries; returns the uid and `f`'s
     /// result.
-    fn update<R>(
+    async fn update<R>(
         &self,
         user: &str,
         uid: Option<&str>,
@@ -760,10 +802,10 @@ impl<S: Store> Kms<S> {
         now: i64,
     ) -> KResult<(String, R)> {
         for _ in 0..self.config.max_cas_retries {
-            let (mut o, v) = self.resolve(user, uid, right)?;
+            let (mut o, v) = self.resolve(user, uid, right).await?;
             let r = f(&mut o)?;
             o.attributes.last_change_date = Some(now);
-            match self.store.update(&o.to_record(), v) {
+            match self.store.update(&o.to_record(), v).await {
                 Ok(_) => return Ok((o.uid.clone(), r)),
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound) => return Err(NOT_FOUND),
@@ -773,8 +815,8 @@ impl<S: Store> Kms<S> {
         Err(KmsError::Store(StoreError::Conflict))
     }
 
-    fn insert(&self, o: &ManagedObject) -> KResult<()> {
-        match self.store.insert(&o.to_record()) {
+    async fn insert(&self, o: &ManagedObject) -> KResult<()> {
+        match self.store.insert(&o.to_record()).await {
             Ok(_) => Ok(()),
             Err(StoreError::AlreadyExists) => Err(kerr(
                 ResultReason::ObjectAlreadyExists,

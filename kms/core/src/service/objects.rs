@@ -6,7 +6,7 @@ use super::*;
 impl<S: Store> Kms<S> {
     pub(super) fn prepare_attributes(
         &self,
-        env: &mut Env,
+        env: &mut Env<'_>,
         attrs: &Attributes,
         object_type: ObjectType,
     ) -> KResult<(String, Attributes)> {
@@ -33,9 +33,9 @@ impl<S: Store> Kms<S> {
         Ok((uid, a))
     }
 
-    pub(super) fn create(
+    pub(super) async fn create(
         &self,
-        env: &mut Env,
+        env: &mut Env<'_>,
         user: &str,
         object_type: ObjectType,
         attrs: &Attributes,
@@ -96,13 +96,13 @@ impl<S: Store> Kms<S> {
             grants: Vec::new(),
             attributes: a,
         };
-        self.insert(&o)?;
+        self.insert(&o).await?;
         Ok(Response::Create { object_type, uid })
     }
 
-    pub(super) fn create_key_pair(
+    pub(super) async fn create_key_pair(
         &self,
-        env: &mut Env,
+        env: &mut Env<'_>,
         user: &str,
         common: &Attributes,
         private: &Attributes,
@@ -199,11 +199,11 @@ impl<S: Store> Kms<S> {
             grants: Vec::new(),
             attributes: pb,
         };
-        self.insert(&sk)?;
-        if let Err(e) = self.insert(&pk) {
+        self.insert(&sk).await?;
+        if let Err(e) = self.insert(&pk).await {
             // Do not leave half a pair behind.
-            if let Ok(Some((_, v))) = self.store.get(&sk_uid) {
-                let _ = self.store.delete(&sk_uid, v);
+            if let Ok(Some((_, v))) = self.store.get(&sk_uid).await {
+                let _ = self.store.delete(&sk_uid, v).await;
             }
             return Err(e);
         }
@@ -214,9 +214,9 @@ impl<S: Store> Kms<S> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn register(
+    pub(super) async fn register(
         &self,
-        env: &mut Env,
+        env: &mut Env<'_>,
         user: &str,
         import: bool,
         uid: Option<String>,
@@ -224,6 +224,7 @@ impl<S: Store> Kms<S> {
         replace: bool,
         attributes: &Attributes,
         key: &mut KeyBlock,
+        right: Right,
     ) -> KResult<Response> {
         let mut attrs = match &key.attributes {
             Some(inner) => merge(inner, attributes),
@@ -355,7 +356,7 @@ impl<S: Store> Kms<S> {
             grants: Vec::new(),
             attributes: a,
         };
-        match self.insert(&o) {
+        match self.insert(&o).await {
             Ok(()) => {}
             Err(KmsError::Kmip(KmipError {
                 reason: ResultReason::ObjectAlreadyExists,
@@ -365,7 +366,7 @@ impl<S: Store> Kms<S> {
                 self.update(
                     user,
                     Some(&uid),
-                    Right::Import,
+                    right,
                     |old| {
                         o.owner = old.owner.clone();
                         o.grants = old.grants.clone();
@@ -373,22 +374,24 @@ impl<S: Store> Kms<S> {
                         Ok(())
                     },
                     now,
-                )?;
+                )
+                .await?;
             }
             Err(e) => return Err(e),
         }
         Ok(Response::Register { import, uid })
     }
 
-    pub(super) fn get(
+    pub(super) async fn get(
         &self,
-        env: &mut Env,
+        env: &mut Env<'_>,
         user: &str,
         uid: Option<&str>,
         kft: Option<KeyFormatType>,
         export: bool,
+        right: Right,
     ) -> KResult<Response> {
-        let (o, _) = self.resolve(user, uid, if export { Right::Export } else { Right::Get })?;
+        let (o, _) = self.resolve(user, uid, right).await?;
         let material = o.material.as_ref().ok_or(DESTROYED)?;
         let unsupported = kerr(
             ResultReason::KeyFormatTypeNotSupported,
@@ -462,12 +465,13 @@ impl<S: Store> Kms<S> {
         })
     }
 
-    pub(super) fn modify_attribute(
+    pub(super) async fn modify_attribute(
         &self,
-        env: &mut Env,
+        env: &mut Env<'_>,
         user: &str,
         uid: Option<&str>,
         edit: AttrEdit<'_>,
+        right: Right,
     ) -> KResult<String> {
         let now = env.now;
         let target = match edit {
@@ -483,118 +487,115 @@ impl<S: Store> Kms<S> {
                 "this attribute is read-only",
             ));
         }
-        let right = match edit {
-            AttrEdit::Add(_) => Right::AddAttribute,
-            AttrEdit::Set(_) => Right::SetAttribute,
-            AttrEdit::Delete(..) => Right::DeleteAttribute,
-        };
-        let (uid, ()) = self.update(
-            user,
-            uid,
-            right,
-            |o| {
-                let a = &mut o.attributes;
-                match edit {
-                    AttrEdit::Add(item) => {
-                        let mut single = Attributes::default();
-                        single.absorb(item)?;
-                        let clash = (single.activation_date.is_some()
-                            && a.activation_date.is_some())
-                            || (single.deactivation_date.is_some()
-                                && a.deactivation_date.is_some())
-                            || (single.cryptographic_usage_mask.is_some()
-                                && a.cryptographic_usage_mask.is_some())
-                            || single
-                                .other
-                                .iter()
-                                .any(|x| a.other.iter().any(|y| y.tag == x.tag));
-                        if clash {
-                            return Err(kerr(
-                                ResultReason::InvalidField,
-                                "the attribute is already set: use SetAttribute",
-                            ));
-                        }
-                        *a = merge(a, &single);
-                    }
-                    AttrEdit::Set(item) => {
-                        let mut single = Attributes::default();
-                        single.absorb(item)?;
-                        if item.tag == "Name" {
-                            a.names.clear();
-                        }
-                        if matches!(item.tag.as_str(), "VendorAttribute" | "VendorAttributes")
-                            && !single.tags.is_empty()
-                        {
-                            a.tags.retain(|t| is_system_tag(t));
-                        }
-                        if item.tag == "Link" {
-                            for l in &single.links {
-                                a.links.retain(|x| x.link_type != l.link_type);
+        let (uid, ()) = self
+            .update(
+                user,
+                uid,
+                right,
+                |o| {
+                    let a = &mut o.attributes;
+                    match edit {
+                        AttrEdit::Add(item) => {
+                            let mut single = Attributes::default();
+                            single.absorb(item)?;
+                            let clash = (single.activation_date.is_some()
+                                && a.activation_date.is_some())
+                                || (single.deactivation_date.is_some()
+                                    && a.deactivation_date.is_some())
+                                || (single.cryptographic_usage_mask.is_some()
+                                    && a.cryptographic_usage_mask.is_some())
+                                || single
+                                    .other
+                                    .iter()
+                                    .any(|x| a.other.iter().any(|y| y.tag == x.tag));
+                            if clash {
+                                return Err(kerr(
+                                    ResultReason::InvalidField,
+                                    "the attribute is already set: use SetAttribute",
+                                ));
                             }
+                            *a = merge(a, &single);
                         }
-                        *a = merge(a, &single);
-                    }
-                    AttrEdit::Delete(Some(item), _) => {
-                        let mut single = Attributes::default();
-                        single.absorb(item)?;
-                        a.names.retain(|n| !single.names.contains(n));
-                        a.tags
-                            .retain(|t| !single.tags.contains(t) || is_system_tag(t));
-                        a.links.retain(|l| !single.links.contains(l));
-                        for v in &single.vendor_attributes {
-                            a.vendor_attributes
-                                .retain(|x| !(x.vendor == v.vendor && x.name == v.name));
-                        }
-                        if single.activation_date.is_some() {
-                            a.activation_date = None;
-                        }
-                        if single.deactivation_date.is_some() {
-                            a.deactivation_date = None;
-                        }
-                        if single.cryptographic_usage_mask.is_some() {
-                            a.cryptographic_usage_mask = None;
-                        }
-                        a.other.retain(|x| x.tag != item.tag);
-                    }
-                    AttrEdit::Delete(None, Some(name)) => match name {
-                        "Name" => a.names.clear(),
-                        "tag" | "VendorAttribute" | "VendorAttributes" => {
-                            a.tags.retain(|t| is_system_tag(t));
-                            if name != "tag" {
-                                a.vendor_attributes.clear();
+                        AttrEdit::Set(item) => {
+                            let mut single = Attributes::default();
+                            single.absorb(item)?;
+                            if item.tag == "Name" {
+                                a.names.clear();
                             }
-                        }
-                        "Link" => a.links.clear(),
-                        "ActivationDate" => a.activation_date = None,
-                        "DeactivationDate" => a.deactivation_date = None,
-                        "CryptographicUsageMask" => a.cryptographic_usage_mask = None,
-                        other => {
-                            let before = a.other.len();
-                            a.other.retain(|x| x.tag != other);
-                            a.vendor_attributes.retain(|x| x.name != other);
-                            if a.other.len() == before {
-                                // Nothing named so: KMIP 2.1 §6.1.13 says Attribute Not Found.
+                            if matches!(item.tag.as_str(), "VendorAttribute" | "VendorAttributes")
+                                && !single.tags.is_empty()
+                            {
+                                a.tags.retain(|t| is_system_tag(t));
                             }
+                            if item.tag == "Link" {
+                                for l in &single.links {
+                                    a.links.retain(|x| x.link_type != l.link_type);
+                                }
+                            }
+                            *a = merge(a, &single);
                         }
-                    },
-                    AttrEdit::Delete(None, None) => {}
-                }
-                // An Activation Date set in the past on a PreActive object makes it Active.
-                if o.state == State::PreActive
-                    && o.attributes.activation_date.is_some_and(|d| d <= now)
-                {
-                    o.state = State::Active;
-                }
-                Ok(())
-            },
-            now,
-        )?;
+                        AttrEdit::Delete(Some(item), _) => {
+                            let mut single = Attributes::default();
+                            single.absorb(item)?;
+                            a.names.retain(|n| !single.names.contains(n));
+                            a.tags
+                                .retain(|t| !single.tags.contains(t) || is_system_tag(t));
+                            a.links.retain(|l| !single.links.contains(l));
+                            for v in &single.vendor_attributes {
+                                a.vendor_attributes
+                                    .retain(|x| !(x.vendor == v.vendor && x.name == v.name));
+                            }
+                            if single.activation_date.is_some() {
+                                a.activation_date = None;
+                            }
+                            if single.deactivation_date.is_some() {
+                                a.deactivation_date = None;
+                            }
+                            if single.cryptographic_usage_mask.is_some() {
+                                a.cryptographic_usage_mask = None;
+                            }
+                            a.other.retain(|x| x.tag != item.tag);
+                        }
+                        AttrEdit::Delete(None, Some(name)) => match name {
+                            "Name" => a.names.clear(),
+                            "tag" | "VendorAttribute" | "VendorAttributes" => {
+                                a.tags.retain(|t| is_system_tag(t));
+                                if name != "tag" {
+                                    a.vendor_attributes.clear();
+                                }
+                            }
+                            "Link" => a.links.clear(),
+                            "ActivationDate" => a.activation_date = None,
+                            "DeactivationDate" => a.deactivation_date = None,
+                            "CryptographicUsageMask" => a.cryptographic_usage_mask = None,
+                            other => {
+                                let before = a.other.len();
+                                a.other.retain(|x| x.tag != other);
+                                a.vendor_attributes.retain(|x| x.name != other);
+                                if a.other.len() == before {
+                                    // Nothing named so: KMIP 2.1 §6.1.13 says Attribute Not Found.
+                                }
+                            }
+                        },
+                        AttrEdit::Delete(None, None) => {}
+                    }
+                    // An Activation Date set in the past on a PreActive object makes it Active.
+                    if o.state == State::PreActive
+                        && o.attributes.activation_date.is_some_and(|d| d <= now)
+                    {
+                        o.state = State::Active;
+                    }
+                    Ok(())
+                },
+                now,
+            )
+            .await?;
         Ok(uid)
     }
 
-    pub(super) fn locate(
+    pub(super) async fn locate(
         &self,
-        env: &mut Env,
+        env: &mut Env<'_>,
         user: &str,
         max_items: Option<i32>,
         offset_items: Option<i32>,
@@ -615,14 +616,15 @@ impl<S: Store> Kms<S> {
         }
         let mut uids: Vec<String> = match a.state {
             Some(s @ (State::Destroyed | State::DestroyedCompromised)) => {
-                self.visible(user, &[alloc::format!("state={}", s.name())])?
+                self.visible(user, &[alloc::format!("state={}", s.name())])
+                    .await?
             }
             Some(s) => {
                 // States depend on dates: filter on the effective state of each candidate.
-                let cands = self.candidates(user, &kw, a.object_type.is_none())?;
+                let cands = self.candidates(user, &kw, a.object_type.is_none()).await?;
                 let mut out = Vec::new();
                 for u in cands {
-                    if let Some((o, _)) = self.load(&u)?
+                    if let Some((o, _)) = self.load(&u).await?
                         && o.effective_state(env.now) == s
                     {
                         out.push(u);
@@ -630,7 +632,7 @@ impl<S: Store> Kms<S> {
                 }
                 out
             }
-            None => self.candidates(user, &kw, a.object_type.is_none())?,
+            None => self.candidates(user, &kw, a.object_type.is_none()).await?,
         };
         uids.sort();
         uids.dedup();
@@ -645,14 +647,14 @@ impl<S: Store> Kms<S> {
     }
 
     /// Live objects (never destroyed ones: those only carry `state=`, `owner=`, `grant=`).
-    pub(super) fn candidates(
+    pub(super) async fn candidates(
         &self,
         user: &str,
         kw: &[String],
         any_type: bool,
     ) -> KResult<Vec<String>> {
         if !any_type || kw.iter().any(|k| !k.starts_with("type=")) && !kw.is_empty() {
-            return self.visible(user, kw);
+            return self.visible(user, kw).await;
         }
         let mut out = Vec::new();
         for t in [
@@ -662,7 +664,7 @@ impl<S: Store> Kms<S> {
         ] {
             let mut q = kw.to_vec();
             q.push(alloc::format!("type={}", t.name()));
-            out.extend(self.visible(user, &q)?);
+            out.extend(self.visible(user, &q).await?);
         }
         Ok(out)
     }

@@ -4,12 +4,16 @@
 use super::*;
 
 impl<S: Store> Kms<S> {
-    pub(super) fn owned_object(&self, user: &str, uid: &str) -> KResult<(ManagedObject, Version)> {
+    pub(super) async fn owned_object(
+        &self,
+        user: &str,
+        uid: &str,
+    ) -> KResult<(ManagedObject, Version)> {
         if user.is_empty() {
             return Err(KmsError::Unauthenticated);
         }
         let (o, v) = if uid.starts_with('[') {
-            match self.resolve(user, Some(uid), Right::Get) {
+            match self.resolve(user, Some(uid), Right::Get).await {
                 Ok(x) => x,
                 Err(KmsError::Kmip(KmipError {
                     reason: ResultReason::ItemNotFound,
@@ -18,7 +22,7 @@ impl<S: Store> Kms<S> {
                 Err(e) => return Err(e),
             }
         } else {
-            self.load(uid)?.ok_or(KmsError::UnknownObject)?
+            self.load(uid).await?.ok_or(KmsError::UnknownObject)?
         };
         if o.owner != user {
             return Err(kerr(
@@ -29,7 +33,7 @@ impl<S: Store> Kms<S> {
         Ok((o, v))
     }
 
-    pub(super) fn edit_grants(
+    pub(super) async fn edit_grants(
         &self,
         user: &str,
         uid: &str,
@@ -55,7 +59,7 @@ impl<S: Store> Kms<S> {
             mask |= r.bit();
         }
         for _ in 0..self.config.max_cas_retries {
-            let (mut o, v) = self.owned_object(user, uid)?;
+            let (mut o, v) = self.owned_object(user, uid).await?;
             if grantee == o.owner {
                 return Err(kerr(
                     ResultReason::InvalidField,
@@ -69,7 +73,7 @@ impl<S: Store> Kms<S> {
                 None => {}
             }
             o.grants.retain(|(_, m)| *m != 0);
-            match self.store.update(&o.to_record(), v) {
+            match self.store.update(&o.to_record(), v).await {
                 Ok(_) => return Ok(o.uid),
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound) => return Err(KmsError::UnknownObject),
@@ -80,38 +84,38 @@ impl<S: Store> Kms<S> {
     }
 
     /// `POST /access/grant`: the owner `user` gives `grantee` the rights named in `ops`.
-    pub fn grant_access(
+    pub async fn grant_access(
         &self,
-        _env: &mut Env,
+        _env: &mut Env<'_>,
         user: &str,
         uid: &str,
         grantee: &str,
         ops: &[String],
     ) -> KResult<SuccessResponse> {
-        let uid = self.edit_grants(user, uid, grantee, ops, true)?;
+        let uid = self.edit_grants(user, uid, grantee, ops, true).await?;
         Ok(SuccessResponse {
             success: alloc::format!("Access for {grantee} successfully added to object {uid}"),
         })
     }
 
     /// `POST /access/revoke`: the owner `user` takes the rights named in `ops` from `grantee`.
-    pub fn revoke_access(
+    pub async fn revoke_access(
         &self,
-        _env: &mut Env,
+        _env: &mut Env<'_>,
         user: &str,
         uid: &str,
         grantee: &str,
         ops: &[String],
     ) -> KResult<SuccessResponse> {
-        let uid = self.edit_grants(user, uid, grantee, ops, false)?;
+        let uid = self.edit_grants(user, uid, grantee, ops, false).await?;
         Ok(SuccessResponse {
             success: alloc::format!("Access for {grantee} successfully deleted from object {uid}"),
         })
     }
 
     /// `GET /access/list/{uid}`: who holds which rights on an object (owner only).
-    pub fn list_access(&self, user: &str, uid: &str) -> KResult<Vec<UserAccess>> {
-        let (o, _) = self.owned_object(user, uid)?;
+    pub async fn list_access(&self, user: &str, uid: &str) -> KResult<Vec<UserAccess>> {
+        let (o, _) = self.owned_object(user, uid).await?;
         Ok(o.grants
             .iter()
             .map(|(u, m)| UserAccess {
@@ -122,15 +126,15 @@ impl<S: Store> Kms<S> {
     }
 
     /// `GET /access/owned`: the objects `user` owns.
-    pub fn owned(&self, user: &str) -> KResult<Vec<OwnedObject>> {
+    pub async fn owned(&self, user: &str) -> KResult<Vec<OwnedObject>> {
         if user.is_empty() {
             return Err(KmsError::Unauthenticated);
         }
         let mut out = Vec::new();
-        let mut uids = self.store.search(&[alloc::format!("owner={user}")])?;
+        let mut uids = self.store.search(&[alloc::format!("owner={user}")]).await?;
         uids.sort();
         for u in uids {
-            if let Some((o, _)) = self.load(&u)? {
+            if let Some((o, _)) = self.load(&u).await? {
                 if o.owner != user {
                     continue;
                 }
@@ -164,15 +168,15 @@ impl<S: Store> Kms<S> {
     }
 
     /// `GET /access/obtained`: the objects other owners granted `user` rights on.
-    pub fn obtained(&self, user: &str) -> KResult<Vec<ObtainedAccess>> {
+    pub async fn obtained(&self, user: &str) -> KResult<Vec<ObtainedAccess>> {
         if user.is_empty() {
             return Err(KmsError::Unauthenticated);
         }
         let mut out = Vec::new();
-        let mut uids = self.store.search(&[alloc::format!("grant={user}")])?;
+        let mut uids = self.store.search(&[alloc::format!("grant={user}")]).await?;
         uids.sort();
         for u in uids {
-            if let Some((o, _)) = self.load(&u)? {
+            if let Some((o, _)) = self.load(&u).await? {
                 let m = o
                     .grants
                     .iter()
@@ -194,21 +198,33 @@ impl<S: Store> Kms<S> {
     }
 
     /// `POST /access/grant` with its JSON body; returns the JSON answer.
-    pub fn grant_access_json(&self, env: &mut Env, user: &str, body: &[u8]) -> KResult<Vec<u8>> {
+    pub async fn grant_access_json(
+        &self,
+        env: &mut Env<'_>,
+        user: &str,
+        body: &[u8],
+    ) -> KResult<Vec<u8>> {
         let r = parse_access(body)?;
-        to_json(&self.grant_access(env, user, &r.unique_identifier, &r.user_id, &r.operations())?)
+        to_json(
+            &self
+                .grant_access(env, user, &r.unique_identifier, &r.user_id, &r.operations())
+                .await?,
+        )
     }
 
     /// `POST /access/revoke` with its JSON body; returns the JSON answer.
-    pub fn revoke_access_json(&self, env: &mut Env, user: &str, body: &[u8]) -> KResult<Vec<u8>> {
+    pub async fn revoke_access_json(
+        &self,
+        env: &mut Env<'_>,
+        user: &str,
+        body: &[u8],
+    ) -> KResult<Vec<u8>> {
         let r = parse_access(body)?;
-        to_json(&self.revoke_access(
-            env,
-            user,
-            &r.unique_identifier,
-            &r.user_id,
-            &r.operations(),
-        )?)
+        to_json(
+            &self
+                .revoke_access(env, user, &r.unique_identifier, &r.user_id, &r.operations())
+                .await?,
+        )
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! Used by the host server's `--database memory`, by tests, and by the freestanding no_std
 //! check. Versions and compare-and-swap behave exactly as the trait documents, so code that is
-//! correct against this store is correct against a shared remote one.
+//! correct against this store is correct against a shared remote one. Its futures complete on
+//! their first poll (the lock is never held across an `.await`).
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
@@ -76,8 +77,8 @@ impl<L: RawMutex> MemoryStore<L> {
     }
 }
 
-impl<L: RawMutex + Send + Sync> Store for MemoryStore<L> {
-    fn insert(&self, record: &Record) -> Result<Version, StoreError> {
+impl<L: RawMutex> Store for MemoryStore<L> {
+    async fn insert(&self, record: &Record) -> Result<Version, StoreError> {
         let mut g = self.inner.lock();
         if g.records.contains_key(&record.uid) {
             return Err(StoreError::AlreadyExists);
@@ -88,11 +89,11 @@ impl<L: RawMutex + Send + Sync> Store for MemoryStore<L> {
         Ok(Version(1))
     }
 
-    fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
+    async fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
         Ok(self.inner.lock().records.get(uid).cloned())
     }
 
-    fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError> {
+    async fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError> {
         let mut g = self.inner.lock();
         let old_keywords = match g.records.get(&record.uid) {
             None => return Err(StoreError::NotFound),
@@ -111,7 +112,7 @@ impl<L: RawMutex + Send + Sync> Store for MemoryStore<L> {
         Ok(next)
     }
 
-    fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError> {
+    async fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError> {
         let mut g = self.inner.lock();
         match g.records.get(uid) {
             None => return Err(StoreError::NotFound),
@@ -124,7 +125,7 @@ impl<L: RawMutex + Send + Sync> Store for MemoryStore<L> {
         Ok(())
     }
 
-    fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
+    async fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
         let g = self.inner.lock();
         let Some((first, rest)) = all_of.split_first() else {
             return Ok(g.records.keys().cloned().collect());
@@ -156,40 +157,40 @@ mod tests {
         }
     }
 
+    fn run<F: core::future::Future>(f: F) -> F::Output {
+        crate::block_on(f, || {})
+    }
+
     #[test]
     fn cas_and_index() {
         let s = MemoryStore::new();
-        assert_eq!(s.insert(&rec("a", &["tag=x", "owner=u"])), Ok(Version(1)));
-        assert_eq!(s.insert(&rec("a", &[])), Err(StoreError::AlreadyExists));
-        s.insert(&rec("b", &["tag=x"])).unwrap();
-        let mut hits = s.search(&["tag=x".into()]).unwrap();
+        let search = |q: &[&str]| {
+            let q: Vec<String> = q.iter().map(|k| String::from(*k)).collect();
+            run(s.search(&q)).unwrap()
+        };
+        assert_eq!(
+            run(s.insert(&rec("a", &["tag=x", "owner=u"]))),
+            Ok(Version(1))
+        );
+        assert_eq!(
+            run(s.insert(&rec("a", &[]))),
+            Err(StoreError::AlreadyExists)
+        );
+        assert_eq!(run(s.insert(&rec("b", &["tag=x"]))), Ok(Version(1)));
+        let mut hits = search(&["tag=x"]);
         hits.sort();
         assert_eq!(hits, vec![String::from("a"), String::from("b")]);
-        assert_eq!(
-            s.search(&["tag=x".into(), "owner=u".into()]).unwrap(),
-            vec![String::from("a")]
-        );
-        assert_eq!(s.update(&rec("a", &["tag=y"]), Version(1)), Ok(Version(2)));
-        assert_eq!(
-            s.update(&rec("a", &["tag=z"]), Version(1)),
-            Err(StoreError::Conflict)
-        );
-        assert_eq!(
-            s.search(&["tag=x".into()]).unwrap(),
-            vec![String::from("b")]
-        );
-        assert_eq!(
-            s.search(&["tag=y".into()]).unwrap(),
-            vec![String::from("a")]
-        );
-        assert_eq!(s.delete("a", Version(1)), Err(StoreError::Conflict));
-        assert_eq!(s.delete("a", Version(2)), Ok(()));
-        assert_eq!(s.get("a"), Ok(None));
-        assert_eq!(s.search(&["tag=y".into()]).unwrap(), Vec::<String>::new());
-        assert_eq!(s.search(&[]).unwrap(), vec![String::from("b")]);
-        assert_eq!(
-            s.update(&rec("zz", &[]), Version(1)),
-            Err(StoreError::NotFound)
-        );
+        assert_eq!(search(&["tag=x", "owner=u"]), vec![String::from("a")]);
+        let update = |r: Record, v: u64| run(s.update(&r, Version(v)));
+        assert_eq!(update(rec("a", &["tag=y"]), 1), Ok(Version(2)));
+        assert_eq!(update(rec("a", &["tag=z"]), 1), Err(StoreError::Conflict));
+        assert_eq!(search(&["tag=x"]), vec![String::from("b")]);
+        assert_eq!(search(&["tag=y"]), vec![String::from("a")]);
+        assert_eq!(run(s.delete("a", Version(1))), Err(StoreError::Conflict));
+        assert_eq!(run(s.delete("a", Version(2))), Ok(()));
+        assert_eq!(run(s.get("a")), Ok(None));
+        assert_eq!(search(&["tag=y"]), Vec::<String>::new());
+        assert_eq!(search(&[]), vec![String::from("b")]);
+        assert_eq!(update(rec("zz", &[]), 1), Err(StoreError::NotFound));
     }
 }

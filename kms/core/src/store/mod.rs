@@ -7,6 +7,8 @@
 //! grants) that an untrusted backend must encrypt before it leaves the process.
 
 pub mod memory;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -87,38 +89,53 @@ impl fmt::Display for StoreError {
 
 impl core::error::Error for StoreError {}
 
-/// What the KMS needs from a database. Implementations are shared between threads.
-pub trait Store: Send + Sync {
+/// What the KMS needs from a database.
+///
+/// Every method is an `async fn`: a backend behind a network (Redis) returns
+/// [`Poll::Pending`](core::task::Poll::Pending) while it waits for the peer, so a single-threaded
+/// driver can keep one request pending and serve others; a local backend ([`memory::MemoryStore`])
+/// completes on the first poll. The futures are plain Rust futures (no executor is assumed,
+/// [`crate::block_on`] runs one to completion) and are **not** required to be `Send`: the trait
+/// has no `Send`/`Sync` bound either, a server that shares a store between threads picks a store
+/// type that is `Sync` (the host's memory and Redis stores are).
+///
+/// Semantics do not depend on how the futures are polled: each call is one logical operation,
+/// and the compare-and-swap on [`Version`] is what keeps concurrent writers (several pending
+/// futures, threads or KMS nodes) from losing each other's writes.
+// `async fn` in a public trait: the futures carry no `Send` bound on purpose (see above).
+#[allow(async_fn_in_trait)]
+pub trait Store {
     /// Store a new record at version 1. Fails with [`StoreError::AlreadyExists`] if the uid is taken.
-    fn insert(&self, record: &Record) -> Result<Version, StoreError>;
+    async fn insert(&self, record: &Record) -> Result<Version, StoreError>;
     /// Read a record and its current version.
-    fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError>;
+    async fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError>;
     /// Replace a record if its current version is `expected` (compare-and-swap); returns the new
     /// version. The index is updated from the old keywords to the new ones.
-    fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError>;
+    async fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError>;
     /// Remove a record and its index entries if its current version is `expected`.
-    fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError>;
+    async fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError>;
     /// Uids of the records whose keywords include **all** of `all_of` (an empty query returns
     /// every record). Hits that no longer resolve are filtered out by the implementation.
-    fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError>;
+    async fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError>;
 }
 
-/// A shared store is a store: lets a server pick its backend at run time
-/// (`Kms<Arc<dyn Store>>`).
-impl<T: Store + ?Sized> Store for alloc::sync::Arc<T> {
-    fn insert(&self, record: &Record) -> Result<Version, StoreError> {
-        (**self).insert(record)
+/// A shared store is a store (`Kms<Arc<S>>`). `dyn Store` is not possible with `async fn`
+/// methods: a server that picks its backend at run time uses an enum of the backends that
+/// implements `Store` by delegating.
+impl<T: Store> Store for alloc::sync::Arc<T> {
+    async fn insert(&self, record: &Record) -> Result<Version, StoreError> {
+        (**self).insert(record).await
     }
-    fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
-        (**self).get(uid)
+    async fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
+        (**self).get(uid).await
     }
-    fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError> {
-        (**self).update(record, expected)
+    async fn update(&self, record: &Record, expected: Version) -> Result<Version, StoreError> {
+        (**self).update(record, expected).await
     }
-    fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError> {
-        (**self).delete(uid, expected)
+    async fn delete(&self, uid: &str, expected: Version) -> Result<(), StoreError> {
+        (**self).delete(uid, expected).await
     }
-    fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
-        (**self).search(all_of)
+    async fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
+        (**self).search(all_of).await
     }
 }

@@ -3,7 +3,7 @@
 //! Contract: `batch_read(tokens) -> words` and `guarded_write(guard, expected, bindings) -> word
 //! seen at guard`, where the write is atomic and happens only if the word at `guard` equals
 //! `expected` (`None`: absent). The Redis implementation is `MGET` plus a Lua script
-//! (`crate::store`).
+//! (`crate::store`). Both calls are `async`: a memory behind a network awaits its round trip.
 
 use super::{Token, Word};
 use alloc::boxed::Box;
@@ -22,14 +22,16 @@ pub struct GuardedWrite {
 }
 
 /// An untrusted key-value memory of fixed-size words.
+// `async fn` in a public trait: no `Send` bound on the futures, on purpose.
+#[allow(async_fn_in_trait)]
 pub trait Memory {
     /// Error of the memory.
     type Error;
     /// Read words (absent: `None`), one per token, in order.
-    fn batch_read(&mut self, tokens: &[Token]) -> Result<Vec<Option<Word>>, Self::Error>;
+    async fn batch_read(&mut self, tokens: &[Token]) -> Result<Vec<Option<Word>>, Self::Error>;
     /// Perform guarded writes (each atomic on its own) and return the word each guard held
     /// before (equal to `expected` exactly when the write happened).
-    fn batch_guarded_write(
+    async fn batch_guarded_write(
         &mut self,
         writes: &[GuardedWrite],
     ) -> Result<Vec<Option<Word>>, Self::Error>;
@@ -62,11 +64,11 @@ impl InMemory {
 impl Memory for InMemory {
     type Error = core::convert::Infallible;
 
-    fn batch_read(&mut self, tokens: &[Token]) -> Result<Vec<Option<Word>>, Self::Error> {
+    async fn batch_read(&mut self, tokens: &[Token]) -> Result<Vec<Option<Word>>, Self::Error> {
         Ok(tokens.iter().map(|t| self.words.get(t).copied()).collect())
     }
 
-    fn batch_guarded_write(
+    async fn batch_guarded_write(
         &mut self,
         writes: &[GuardedWrite],
     ) -> Result<Vec<Option<Word>>, Self::Error> {

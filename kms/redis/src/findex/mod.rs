@@ -169,7 +169,7 @@ impl Findex {
 
     /// Append entries to the lists of their keywords (lock-free, one guarded write per keyword,
     /// all keywords in one batch per round).
-    pub fn append<M: Memory>(
+    pub async fn append<M: Memory>(
         &self,
         mem: &mut M,
         changes: &[(&[u8], Entry)],
@@ -190,6 +190,7 @@ impl Findex {
         let header_tokens: Vec<Token> = pending.iter().map(|p| p.1).collect();
         let mut seen: Vec<Option<Word>> = mem
             .batch_read(&header_tokens)
+            .await
             .map_err(FindexError::Memory)?;
         if seen.len() != pending.len() {
             return Err(FindexError::Corrupt(
@@ -222,6 +223,7 @@ impl Findex {
             }
             let results = mem
                 .batch_guarded_write(&writes)
+                .await
                 .map_err(FindexError::Memory)?;
             if results.len() != writes.len() {
                 return Err(FindexError::Corrupt(
@@ -247,18 +249,18 @@ impl Findex {
     }
 
     /// Live uids of each keyword (same order as `keywords`): two memory batches in all.
-    pub fn search<M: Memory>(
+    pub async fn search<M: Memory>(
         &self,
         mem: &mut M,
         keywords: &[&[u8]],
     ) -> Result<Vec<Hits>, FindexError<M::Error>> {
-        let lists = self.lists(mem, keywords)?;
-        self.read_lists(mem, &lists)
+        let lists = self.lists(mem, keywords).await?;
+        self.read_lists(mem, &lists).await
     }
 
     /// First phase of a search: read the list headers of the keywords (one memory batch). The
     /// sizes let a caller read only the lists worth reading (see [`Findex::read_lists`]).
-    pub fn lists<M: Memory>(
+    pub async fn lists<M: Memory>(
         &self,
         mem: &mut M,
         keywords: &[&[u8]],
@@ -267,6 +269,7 @@ impl Findex {
         let header_tokens: Vec<Token> = addrs.iter().map(|a| self.token(*a)).collect();
         let headers = mem
             .batch_read(&header_tokens)
+            .await
             .map_err(FindexError::Memory)?;
         if headers.len() != addrs.len() {
             return Err(FindexError::Corrupt(
@@ -288,7 +291,7 @@ impl Findex {
     }
 
     /// Second phase: read and decode the value words of the given lists (one memory batch).
-    pub fn read_lists<M: Memory>(
+    pub async fn read_lists<M: Memory>(
         &self,
         mem: &mut M,
         lists: &[List],
@@ -309,7 +312,9 @@ impl Findex {
         let values = if value_tokens.is_empty() {
             Vec::new()
         } else {
-            mem.batch_read(&value_tokens).map_err(FindexError::Memory)?
+            mem.batch_read(&value_tokens)
+                .await
+                .map_err(FindexError::Memory)?
         };
         if values.len() != value_tokens.len() {
             return Err(FindexError::Corrupt(
@@ -370,6 +375,14 @@ mod tests {
     use super::*;
     use alloc::vec;
 
+    /// Runs a future to completion (the in-memory memory never waits).
+    trait Run: core::future::Future + Sized {
+        fn run(self) -> Self::Output {
+            kms::block_on(self, || {})
+        }
+    }
+    impl<F: core::future::Future> Run for F {}
+
     fn fx() -> Findex {
         Findex::new(&Key32([3u8; 32]))
     }
@@ -401,8 +414,12 @@ mod tests {
                 (b"tag=a", ins("u2", 1)),
             ],
         )
+        .run()
         .unwrap();
-        let r = f.search(&mut m, &[b"tag=a", b"tag=b", b"tag=c"]).unwrap();
+        let r = f
+            .search(&mut m, &[b"tag=a", b"tag=b", b"tag=c"])
+            .run()
+            .unwrap();
         assert_eq!(
             r[0].keys().cloned().collect::<Vec<_>>(),
             vec![b"u1".to_vec(), b"u2".to_vec()]
@@ -413,11 +430,11 @@ mod tests {
         );
         assert!(r[2].is_empty());
         // u1 loses tag=a at version 2, gets it back at version 3
-        f.append(&mut m, &[(b"tag=a", del("u1", 2))]).unwrap();
-        assert_eq!(f.search(&mut m, &[b"tag=a"]).unwrap()[0].len(), 1);
-        f.append(&mut m, &[(b"tag=a", ins("u1", 3))]).unwrap();
+        f.append(&mut m, &[(b"tag=a", del("u1", 2))]).run().unwrap();
+        assert_eq!(f.search(&mut m, &[b"tag=a"]).run().unwrap()[0].len(), 1);
+        f.append(&mut m, &[(b"tag=a", ins("u1", 3))]).run().unwrap();
         assert_eq!(
-            f.search(&mut m, &[b"tag=a"]).unwrap()[0].get(b"u1".as_slice()),
+            f.search(&mut m, &[b"tag=a"]).run().unwrap()[0].get(b"u1".as_slice()),
             Some(&3)
         );
     }
@@ -436,6 +453,7 @@ mod tests {
         let f = fx();
         let mut m = InMemory::default();
         f.append(&mut m, &[(b"tag=SECRETTAG", ins("uid-PLAIN", 1))])
+            .run()
             .unwrap();
         for (k, v) in m.iter() {
             for needle in [b"SECRETTAG".as_slice(), b"uid-PLAIN", b"tag="] {
@@ -445,7 +463,7 @@ mod tests {
         }
         // another seed finds nothing (different addresses)
         let g = Findex::new(&Key32([4u8; 32]));
-        assert!(g.search(&mut m, &[b"tag=SECRETTAG"]).unwrap()[0].is_empty());
+        assert!(g.search(&mut m, &[b"tag=SECRETTAG"]).run().unwrap()[0].is_empty());
     }
 
     #[test]
@@ -455,11 +473,14 @@ mod tests {
         // Before our first guarded write lands, another writer appends to the same keyword.
         let other = fx();
         m.before_write = Some(alloc::boxed::Box::new(move |mem: &mut InMemory| {
-            other.append(mem, &[(b"k", ins("theirs", 1))]).unwrap();
+            other
+                .append(mem, &[(b"k", ins("theirs", 1))])
+                .run()
+                .unwrap();
         }));
-        f.append(&mut m, &[(b"k", ins("ours", 1))]).unwrap();
+        f.append(&mut m, &[(b"k", ins("ours", 1))]).run().unwrap();
         assert!(m.conflicts >= 1);
-        let r = f.search(&mut m, &[b"k"]).unwrap();
+        let r = f.search(&mut m, &[b"k"]).run().unwrap();
         assert_eq!(r[0].len(), 2);
     }
 
@@ -467,19 +488,19 @@ mod tests {
     fn tampered_header_is_corrupt_not_panic() {
         let f = fx();
         let mut m = InMemory::default();
-        f.append(&mut m, &[(b"k", ins("u", 1))]).unwrap();
+        f.append(&mut m, &[(b"k", ins("u", 1))]).run().unwrap();
         let tok = f.token(f.address(b"k"));
         m.poke(tok, [0xAA; WORD_LEN]);
         assert!(matches!(
-            f.search(&mut m, &[b"k"]),
+            f.search(&mut m, &[b"k"]).run(),
             Err(FindexError::Corrupt(_))
         ));
         // a value word replaced by garbage: decodes to junk or fails, never panics
         let f2 = fx();
         let mut m2 = InMemory::default();
-        f2.append(&mut m2, &[(b"k", ins("u", 1))]).unwrap();
+        f2.append(&mut m2, &[(b"k", ins("u", 1))]).run().unwrap();
         let vt = f2.token(f2.address(b"k").wrapping_add(1));
         m2.poke(vt, [0x55; WORD_LEN]);
-        let _ = f2.search(&mut m2, &[b"k"]);
+        let _ = f2.search(&mut m2, &[b"k"]).run();
     }
 }

@@ -11,6 +11,14 @@ use std::time::Duration;
 
 pub use testkit::RedisServer;
 
+/// Runs a future to completion (the host transport blocks inside its futures).
+pub trait Run: std::future::Future + Sized {
+    fn run(self) -> Self::Output {
+        kms::block_on(self, || {})
+    }
+}
+impl<F: std::future::Future> Run for F {}
+
 /// A server persisting every write (`appendonly yes`, `appendfsync always`).
 pub fn start() -> RedisServer {
     RedisServer::builder().append_only().start()
@@ -44,6 +52,7 @@ impl Admin for RedisServer {
         loop {
             let Reply::Array(mut parts) = c
                 .request(&[b"SCAN", &cursor, b"COUNT", b"1000"])
+                .run()
                 .expect("scan")
             else {
                 panic!("SCAN reply")
@@ -64,7 +73,7 @@ impl Admin for RedisServer {
         }
         keys.into_iter()
             .map(|k| {
-                let v = match c.request(&[b"GET", &k]).expect("get") {
+                let v = match c.request(&[b"GET", &k]).run().expect("get") {
                     Reply::Bulk(v) => v,
                     other => panic!(
                         "non-string key {:?}: {other:?}",

@@ -6,6 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::HostStore;
 use kms::bootstrap::DbSecret;
 use kms::bootstrap::platform::{
     CertTableEntry, DatabaseProbe, Evidence, EvidenceError, Platform, ProbeError, parse_cert_table,
@@ -94,20 +95,20 @@ impl Evidence for NoEvidence {
 /// Opens the Redis-with-Findex store for a URL and secret; used by the probe and at `/start`.
 pub trait StoreOpener: Send + Sync {
     /// Connects (and checks the secret against an existing database).
-    fn open(&self, url: &str, secret: &DbSecret) -> Result<Arc<dyn kms::store::Store>, ProbeError>;
+    fn open(&self, url: &str, secret: &DbSecret) -> Result<Arc<HostStore>, ProbeError>;
 }
 
 /// The real store: `kms_redis::RedisFindexStore`.
 pub struct RedisOpener;
 
 impl StoreOpener for RedisOpener {
-    fn open(&self, url: &str, secret: &DbSecret) -> Result<Arc<dyn kms::store::Store>, ProbeError> {
+    fn open(&self, url: &str, secret: &DbSecret) -> Result<Arc<HostStore>, ProbeError> {
         let opts = kms_redis::ConnectOptions {
             io_timeout: Duration::from_secs(10),
             ..Default::default()
         };
         match kms_redis::RedisFindexStore::connect(url, secret.expose(), opts) {
-            Ok(store) => Ok(Arc::new(store)),
+            Ok(store) => Ok(Arc::new(HostStore::RedisFindex(Box::new(store)))),
             Err(kms_redis::host::ConnectError::Url(_)) => Err(ProbeError::BadUrl),
             Err(kms_redis::host::ConnectError::Open(kms_redis::OpenError::WrongSecret)) => {
                 Err(ProbeError::WrongSecret)
