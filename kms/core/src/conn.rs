@@ -641,6 +641,8 @@ mod tests {
             delay: 3,
             pendings: core::cell::Cell::new(0),
         };
+        // Single-threaded test: the fake store is not `Sync`, the App only needs an `Arc`.
+        #[allow(clippy::arc_with_non_send_sync)]
         let app: Arc<App<SlowStore>> = Arc::new(App::without_tls(store, AppConfig::default()));
         let mut rng = TestRng(7);
         let create = br#"{"tag":"Create","type":"Structure","value":[

@@ -3,13 +3,13 @@
 //! ([`kms::bootstrap`]) over RA-TLS, and, after `POST /start`, serves the KMS on the same port with the
 //! provisioned API certificate, Redis-with-Findex store and client CA.
 //!
-//! This module is the I/O driver around the sans-IO core: sockets, rustls, the `snp-emu` unix socket (the
-//! emulated platform, [`EmulatedEvidence`]), and the Redis check ([`RedisProbe`]).
+//! This module provides the platform to the sans-IO core: the `snp-emu` unix socket (the emulated
+//! platform, [`EmulatedEvidence`]) or none, and the Redis check ([`OpenerProbe`]).
 //!
 //! Ports:
 //! - `--bootstrap-port` (9998): the bootstrap API with the bootstrap certificate; after `/start` the KMS with
-//!   the API certificate (plus `GET /attestation`). Bootstrap endpoints then answer 404 (the KMS router does
-//!   not know them).
+//!   the API certificate (plus `GET /attestation`). Bootstrap endpoints then answer 404 on new connections;
+//!   connections opened before `/start` get 503 and are closed.
 //! - `--ratls-port` (9999): the bootstrap certificate and `GET /attestation` only. It is open from the start
 //!   and closed at `/start` when the API certificate itself carries a quote.
 //!
