@@ -17,9 +17,9 @@ use attest::{
 };
 use clap::{Args, Subcommand};
 use der::Encode;
-use x509_cert::Certificate;
 use serde_json::json;
 use sha2::{Digest, Sha256, Sha384};
+use x509_cert::Certificate;
 
 use crate::cmd::Output;
 use crate::error::{CliError, read_file};
@@ -397,14 +397,21 @@ mod tests {
             .unwrap();
         assert_eq!(one_cert(ark_pem.as_bytes(), "x").unwrap(), certs[1]);
         assert_eq!(one_cert(&certs[1], "x").unwrap(), certs[1]);
-        assert!(matches!(one_cert(&chain, "x"), Err(CliError::Usage(m)) if m.contains("one certificate")));
-        assert!(matches!(pem_chain(b"-----BEGIN CERTIFICATE-----\nAAAA\n", "x"), Err(CliError::Usage(_))));
+        assert!(
+            matches!(one_cert(&chain, "x"), Err(CliError::Usage(m)) if m.contains("one certificate"))
+        );
+        assert!(matches!(
+            pem_chain(b"-----BEGIN CERTIFICATE-----\nAAAA\n", "x"),
+            Err(CliError::Usage(_))
+        ));
     }
 
     #[test]
     fn hex_arguments_are_length_checked() {
         assert_eq!(parse_hex::<2>("0x0aff", "x").unwrap(), [0x0a, 0xff]);
-        assert!(matches!(parse_hex::<2>("0aff00", "x"), Err(CliError::Usage(m)) if m == "x: expected 4 hex digits"));
+        assert!(
+            matches!(parse_hex::<2>("0aff00", "x"), Err(CliError::Usage(m)) if m == "x: expected 4 hex digits")
+        );
         assert!(matches!(
             parse_hex::<2>("zz00", "x"),
             Err(CliError::Usage(_))

@@ -35,7 +35,7 @@ pub enum CliError {
     /// The operation ran, and its answer is negative (e.g. a signature that does not verify).
     Negative(String),
     /// A server's attestation evidence failed a check (`attest::verify::ratls`).
-    Attestation(AttestationFailure),
+    Attestation(Box<AttestationFailure>),
 }
 
 impl fmt::Display for CliError {

@@ -20,7 +20,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// Largest response head and body the client accepts.
 const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Largest response body the client accepts.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// Client-side errors.
 #[derive(Debug)]

@@ -144,8 +144,8 @@ impl fmt::Display for AttestationFailure {
             RaTlsVerifyError::Measurement { expected, reported } => write!(
                 f,
                 "measurement differs from the expected one (expected {}, server reports {})",
-                hex::encode(expected),
-                hex::encode(reported),
+                hex::encode(expected.as_slice()),
+                hex::encode(reported.as_slice()),
             ),
             RaTlsVerifyError::Report(VerifyError::UntrustedRoot) => f.write_str(
                 "the VCEK chain does not end at an AMD root (for snp-emu pass its ARK with --trust-root)",
@@ -172,7 +172,7 @@ impl std::error::Error for AttestationFailure {
 
 impl From<AttestationFailure> for CliError {
     fn from(e: AttestationFailure) -> Self {
-        CliError::Attestation(e)
+        CliError::Attestation(Box::new(e))
     }
 }
 
@@ -185,15 +185,8 @@ pub fn verify_quote(
     exp: &Expectation,
     context: &str,
 ) -> Result<VerifiedReport, AttestationFailure> {
-    verify_snp_quote(
-        quote,
-        public_key,
-        nonce,
-        None,
-        exp.roots(),
-        &exp.policy(),
-    )
-    .map_err(|e| AttestationFailure::new(context, nonce, e))
+    verify_snp_quote(quote, public_key, nonce, None, exp.roots(), &exp.policy())
+        .map_err(|e| AttestationFailure::new(context, nonce, e))
 }
 
 /// The P-256 public key (uncompressed SEC1) of a certificate.
@@ -470,7 +463,10 @@ fn run_verify(
             }
             rep.pass(
                 "same key on both ports",
-                format!("SHA-256 of the key {}", hex::encode(Sha256::digest(api_key))),
+                format!(
+                    "SHA-256 of the key {}",
+                    hex::encode(Sha256::digest(api_key))
+                ),
             );
             (ra.to_owned(), a)
         }
@@ -604,7 +600,7 @@ mod tests {
         };
         let e = verify_quote(&q, &KEY, &nonce, &wrong, "t").unwrap_err();
         assert!(
-            matches!(e.error, RaTlsVerifyError::Measurement { reported, .. } if reported == MEASUREMENT),
+            matches!(&e.error, RaTlsVerifyError::Measurement { reported, .. } if **reported == MEASUREMENT),
             "{e}"
         );
         assert!(
@@ -655,8 +651,11 @@ mod tests {
         assert!(e.to_string().contains("quote does not parse"), "{e}");
         // The CLI error keeps the message.
         let cli = CliError::from(e.clone());
-        assert!(matches!(&cli, CliError::Attestation(f) if *f == e));
-        assert!(cli.to_string().starts_with("attestation failed: t: "), "{cli}");
+        assert!(matches!(&cli, CliError::Attestation(f) if **f == e));
+        assert!(
+            cli.to_string().starts_with("attestation failed: t: "),
+            "{cli}"
+        );
     }
 
     #[test]

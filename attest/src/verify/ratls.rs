@@ -13,6 +13,7 @@
 //!
 //! Every failure is a [`RaTlsVerifyError`] naming the check that failed.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -55,9 +56,9 @@ pub enum RaTlsVerifyError {
     /// The report verified up to its measurement, which is not the expected one.
     Measurement {
         /// The policy's measurement.
-        expected: [u8; 48],
+        expected: Box<[u8; 48]>,
         /// The report's.
-        reported: [u8; 48],
+        reported: Box<[u8; 48]>,
     },
     /// The report failed verification: chain, VCEK, signature or policy.
     Report(VerifyError),
@@ -137,9 +138,7 @@ fn p256_key(cert: &Certificate) -> Result<[u8; 65], RaTlsVerifyError> {
         .subject_public_key
         .as_bytes()
         .ok_or(RaTlsVerifyError::KeyAlgorithm)?;
-    let public_key: [u8; 65] = key
-        .try_into()
-        .map_err(|_| RaTlsVerifyError::KeyAlgorithm)?;
+    let public_key: [u8; 65] = key.try_into().map_err(|_| RaTlsVerifyError::KeyAlgorithm)?;
     if public_key[0] != 0x04 {
         return Err(RaTlsVerifyError::KeyAlgorithm);
     }
@@ -232,8 +231,8 @@ pub fn verify_snp_quote(
     let report = zerocopy::IntoBytes::as_bytes(&quote.report);
     let verified = verify_snp_report(report, vcek, chain, policy).map_err(|e| match e {
         VerifyError::MeasurementMismatch => RaTlsVerifyError::Measurement {
-            expected: *policy.measurement(),
-            reported: quote.report.measurement,
+            expected: Box::new(*policy.measurement()),
+            reported: Box::new(quote.report.measurement),
         },
         other => RaTlsVerifyError::Report(other),
     })?;
@@ -436,8 +435,8 @@ mod tests {
         let other = Policy::new([7; 48]);
         match verify_ratls_snp(&c, None, chain, &other, &[0; 32]) {
             Err(RaTlsVerifyError::Measurement { expected, reported }) => {
-                assert_eq!(expected, [7; 48]);
-                assert_eq!(reported, measurement());
+                assert_eq!(*expected, [7; 48]);
+                assert_eq!(*reported, measurement());
             }
             r => panic!("expected a measurement mismatch, got {r:?}"),
         }
@@ -464,7 +463,8 @@ mod tests {
     fn the_quote_chain_is_picked_from_its_table() {
         let ask = b"ask".to_vec();
         let ark = b"ark".to_vec();
-        let quote = |certs: &[CertEntry]| parse_snp_quote(&encode_snp_quote(&milan_report(), certs));
+        let quote =
+            |certs: &[CertEntry]| parse_snp_quote(&encode_snp_quote(&milan_report(), certs));
         let with_ask = quote(&[
             CertEntry::new(CertKind::Ask, ask.clone()),
             CertEntry::new(CertKind::Ark, ark.clone()),
@@ -480,7 +480,10 @@ mod tests {
         ));
         let bare = quote(&[]).unwrap();
         assert!(matches!(
-            select_chain(&bare, RaTlsRoots::Chain(ChainSource::BuiltIn(Generation::Genoa))),
+            select_chain(
+                &bare,
+                RaTlsRoots::Chain(ChainSource::BuiltIn(Generation::Genoa))
+            ),
             Ok(ChainSource::BuiltIn(Generation::Genoa))
         ));
     }

@@ -609,4 +609,3 @@ mod test_chain {
         );
     }
 }
-
