@@ -1,6 +1,6 @@
 use super::*;
 use crate::test_util::milan_report;
-use der::Encode;
+use der::{Encode, EncodePem};
 
 const VCEK: &[u8] = include_bytes!("../../testdata/snp/vcek_milan.der");
 const CHAIN: &[u8] = include_bytes!("../../testdata/snp/cert_chain_milan");
@@ -41,20 +41,35 @@ fn real_milan_report_verifies() {
         assert!(v.checks().iter().any(|c| c.contains("report signature")));
     }
     // The ASK alone: the root is found among the built-in ARKs.
-    let ask_only = &CHAIN[..CHAIN.windows(5).rposition(|w| w == b"-----").unwrap() + 5];
-    let ask_end = core::str::from_utf8(ask_only)
-        .unwrap()
-        .find("-----END CERTIFICATE-----")
-        .unwrap()
-        + 25;
+    let chain = certs::load_pem_bundle(CHAIN).unwrap();
+    let ask_pem = chain[0].to_pem(der::pem::LineEnding::LF).unwrap();
     let v = verify_snp_report(
         &report,
         VCEK,
-        ChainSource::AmdPem(&CHAIN[..ask_end]),
+        ChainSource::AmdPem(ask_pem.as_bytes()),
         &policy(),
     )
     .unwrap();
     assert_eq!(v.anchor(), TrustAnchor::Amd(Generation::Milan));
+    // The same as DER certificates (an RA-TLS quote's table), with or without the ARK.
+    let (ask_der, ark_der) = (chain[0].to_der().unwrap(), chain[1].to_der().unwrap());
+    for ark in [None, Some(&ark_der[..])] {
+        let src = ChainSource::AmdCerts {
+            intermediate: &ask_der,
+            ark,
+        };
+        let v = verify_snp_report(&report, VCEK, src, &policy()).unwrap();
+        assert_eq!(v.anchor(), TrustAnchor::Amd(Generation::Milan));
+    }
+    // The ARK in place of the intermediate is refused.
+    let src = ChainSource::AmdCerts {
+        intermediate: &ark_der,
+        ark: None,
+    };
+    assert_eq!(
+        verify_snp_report(&report, VCEK, src, &policy()).unwrap_err(),
+        VerifyError::ChainShape
+    );
     // Explicit root: same certificates, but recorded as custom.
     let (ark, ask) = builtin_pems(Generation::Milan);
     let v = verify_snp_report(

@@ -121,10 +121,11 @@ pub fn get_attributes(ctx: &Ctx, a: &GetAttributesArgs) -> Result<Output, CliErr
         }
         lines.push(format!("{}: {}", a.tag, render(a)));
     }
-    // The Cosmian `tag` vendor attribute, decoded by the core's Attributes.
+    // The Cosmian `tag` vendor attribute, decoded by the core's Attributes. Display only: attributes this
+    // client cannot interpret are still listed above.
     let tags = Attributes::parse(attrs)
         .map(|parsed| parsed.tags)
-        .map_err(|e| bad_field(what, e))?;
+        .unwrap_or_default();
     if !tags.is_empty() {
         lines.push(format!("Tags: {}", tags.join(", ")));
     }
