@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use attest::verify::ratls::{
-    RaTlsRoots, RaTlsVerifyError, certificate_public_key, extract_evidence, verify_ratls_snp,
-    verify_snp_quote,
+    RaTlsEvidence, RaTlsQuote, RaTlsRoots, RaTlsVerifyError, certificate_public_key,
+    extract_evidence, verify_ratls_snp, verify_snp_quote,
 };
 use attest::verify::{Policy, VerifiedReport, VerifyError};
 use base64ct::{Base64, Encoding};
@@ -194,12 +194,17 @@ pub fn p256_public_key(cert_der: &[u8], context: &str) -> Result<[u8; 65], Attes
     certificate_public_key(cert_der).map_err(|e| AttestationFailure::new(context, &[0; 32], e))
 }
 
-/// Whether a certificate carries an RA-TLS quote (`Ok(false)`: none at all).
-pub fn has_quote(cert_der: &[u8], context: &str) -> Result<bool, AttestationFailure> {
+/// The RA-TLS SEV-SNP quote carried by a certificate (`Ok(None)`: no quote at all).
+pub fn quote_of(cert_der: &[u8]) -> Result<Option<Vec<u8>>, AttestationFailure> {
+    let fail = |e| AttestationFailure::new("server certificate", &[0; 32], e);
     match extract_evidence(cert_der) {
-        Ok(_) => Ok(true),
-        Err(RaTlsVerifyError::NoQuote) => Ok(false),
-        Err(e) => Err(AttestationFailure::new(context, &[0; 32], e)),
+        Ok(RaTlsEvidence {
+            quote: RaTlsQuote::Snp(q),
+            ..
+        }) => Ok(Some(q)),
+        Ok(_) => Err(fail(RaTlsVerifyError::NotSnp)),
+        Err(RaTlsVerifyError::NoQuote) => Ok(None),
+        Err(e) => Err(fail(e)),
     }
 }
 
@@ -433,9 +438,8 @@ fn run_verify(
         .map_err(|e| rep.fail("API certificate key", e.to_string()))?;
 
     // 2. The quote: in the API certificate, or on the RA-TLS port with the same key.
-    let quote = has_quote(&leaf, "API certificate")
-        .map_err(|e| rep.fail("API certificate", e.to_string()))?;
-    let (attested_url, attested) = if quote {
+    let quote = quote_of(&leaf).map_err(|e| rep.fail("API certificate", e.to_string()))?;
+    let (attested_url, attested) = if quote.is_some() {
         {
             let a = attest_certificate(&leaf, exp, "API certificate quote")
                 .map_err(|e| rep.fail("quote in the API certificate", e.to_string()))?;
