@@ -16,7 +16,8 @@
 //! - `verify` (feature `std`): certificate chains ARK → ASK → VCEK / ARK → ASVK → VLEK with AMD's
 //!   roots built in, the report signature, and a `Policy` that always names the expected
 //!   measurement; the result is a `VerifiedReport` only `verify` can build. `verify::ratls`
-//!   does the same for an RA-TLS certificate and checks its key binding.
+//!   does the same for an RA-TLS certificate or quote: it picks the VCEK chain from the quote's
+//!   certificate table and checks the binding of the key (and nonce) in `report_data`.
 //!
 //! The core is `no_std` + `alloc` and has no `unsafe`. Everything that parses takes untrusted
 //! bytes and returns typed errors; nothing panics on input.

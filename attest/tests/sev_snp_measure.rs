@@ -127,10 +127,6 @@ impl Rng {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 #[test]
 fn agrees_with_sev_snp_measure() {
     let tmp = TempDir::new();
@@ -157,7 +153,7 @@ fn agrees_with_sev_snp_measure() {
         ]);
         assert_eq!(
             theirs,
-            hex(&firmware_digest(bytes).unwrap()),
+            hex::encode(firmware_digest(bytes).unwrap()),
             "ovmf hash of {}",
             path.display()
         );
@@ -236,7 +232,7 @@ fn agrees_with_sev_snp_measure() {
             args.push(format!("--append={cmdline}"));
         }
         let theirs = tool.run(&args);
-        assert_eq!(theirs, hex(&ours), "case {i}: {args:?}");
+        assert_eq!(theirs, hex::encode(ours), "case {i}: {args:?}");
         cases += 1;
     }
 
@@ -264,7 +260,7 @@ fn agrees_with_sev_snp_measure() {
             "--vcpus=2".into(),
             "--vcpu-type=EPYC-Milan".into(),
         ]);
-        assert_eq!(theirs, hex(&ours), "{}", ovmf_fd.display());
+        assert_eq!(theirs, hex::encode(ours), "{}", ovmf_fd.display());
         cases += 1;
     }
     eprintln!("{cases} launch digests agree with sev-snp-measure");

@@ -16,8 +16,10 @@ use attest::{
     verify::{ChainSource, Policy, TrustAnchor, VerifyError, verify_snp_report},
 };
 use clap::{Args, Subcommand};
+use der::Encode;
 use serde_json::json;
 use sha2::{Digest, Sha256, Sha384};
+use x509_cert::Certificate;
 
 use crate::cmd::Output;
 use crate::error::{CliError, read_file};
@@ -117,7 +119,8 @@ fn parse_u64(s: &str) -> Result<u64, CliError> {
     r.map_err(|_| CliError::Usage(format!("not a number: `{s}`")))
 }
 
-fn parse_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], CliError> {
+/// Exactly `N` bytes of hex (either case, optional `0x`), e.g. a measurement; `what` names the argument.
+pub(crate) fn parse_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], CliError> {
     let mut out = [0u8; N];
     let t = s.trim();
     let t = t.strip_prefix("0x").unwrap_or(t);
@@ -216,25 +219,27 @@ fn load_report(path: &Path) -> Result<(Vec<u8>, Option<Vec<u8>>), CliError> {
     Ok((report, vcek))
 }
 
-/// PEM blocks of a bundle, in order.
-fn pem_blocks(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur: Option<String> = None;
-    for line in text.lines() {
-        if line.starts_with("-----BEGIN ") {
-            cur = Some(String::new());
+/// The certificates of a PEM bundle, in order, each as DER.
+fn pem_chain(pem: &[u8], what: &str) -> Result<Vec<Vec<u8>>, CliError> {
+    let bad = || CliError::Usage(format!("{what}: not a PEM certificate chain"));
+    Certificate::load_pem_chain(pem.trim_ascii())
+        .map_err(|_| bad())?
+        .iter()
+        .map(|c| c.to_der().map_err(|_| bad()))
+        .collect()
+}
+
+/// One certificate, PEM or DER, as DER.
+fn one_cert(bytes: &[u8], what: &str) -> Result<Vec<u8>, CliError> {
+    if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let mut all = pem_chain(bytes, what)?;
+        match (all.pop(), all.is_empty()) {
+            (Some(one), true) => Ok(one),
+            _ => Err(CliError::Usage(format!("{what}: expected one certificate"))),
         }
-        if let Some(c) = cur.as_mut() {
-            c.push_str(line);
-            c.push('\n');
-        }
-        if line.starts_with("-----END ")
-            && let Some(c) = cur.take()
-        {
-            out.push(c);
-        }
+    } else {
+        Ok(bytes.to_vec())
     }
-    out
 }
 
 /// `ckms attestation verify-report`.
@@ -266,22 +271,21 @@ pub fn verify_report(a: &VerifyArgs) -> Result<Output, CliError> {
     let intermediate: Vec<u8>;
     let source = match (&trust_root, &chain_pem, &a.product) {
         (Some(root), Some(chain), _) => {
-            let blocks = pem_blocks(&String::from_utf8_lossy(chain));
-            let Some(first) = blocks.first() else {
+            let mut certs = pem_chain(chain, "--chain")?.into_iter();
+            let Some(first) = certs.next() else {
                 return Err(CliError::Usage(
                     "--chain: no PEM certificate in the file".into(),
                 ));
             };
-            if let Some(ark) = blocks.get(1) {
-                let given = pem_blocks(&String::from_utf8_lossy(root));
-                if given.first().is_some_and(|r| r != ark) {
-                    return Err(CliError::Negative(
-                        "verification failed: the chain's ARK is not the --trust-root certificate"
-                            .into(),
-                    ));
-                }
+            if let Some(ark) = certs.next()
+                && ark != one_cert(root, "--trust-root")?
+            {
+                return Err(CliError::Negative(
+                    "verification failed: the chain's ARK is not the --trust-root certificate"
+                        .into(),
+                ));
             }
-            intermediate = first.clone().into_bytes();
+            intermediate = first;
             ChainSource::TrustRoot {
                 ark: root,
                 intermediate: &intermediate,
@@ -377,23 +381,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pem_blocks_split_a_bundle() {
-        let a = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        let b = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n";
-        assert_eq!(
-            pem_blocks(&format!("junk\n{a}\n{b}")),
-            vec![a.to_string(), b.to_string()]
+    fn pem_chains_are_split() {
+        use der::EncodePem;
+        let chain = read_file(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/cert_chain_milan"
+        )))
+        .unwrap();
+        let certs = pem_chain(&chain, "x").unwrap();
+        assert_eq!(certs.len(), 2);
+        // The second one (the ARK) alone, as PEM or DER, is the same certificate.
+        let ark_pem = <Certificate as der::Decode>::from_der(&certs[1])
+            .unwrap()
+            .to_pem(der::pem::LineEnding::LF)
+            .unwrap();
+        assert_eq!(one_cert(ark_pem.as_bytes(), "x").unwrap(), certs[1]);
+        assert_eq!(one_cert(&certs[1], "x").unwrap(), certs[1]);
+        assert!(
+            matches!(one_cert(&chain, "x"), Err(CliError::Usage(m)) if m.contains("one certificate"))
         );
-        assert!(pem_blocks("no pem here").is_empty());
+        assert!(matches!(
+            pem_chain(b"-----BEGIN CERTIFICATE-----\nAAAA\n", "x"),
+            Err(CliError::Usage(_))
+        ));
     }
 
     #[test]
     fn hex_arguments_are_length_checked() {
         assert_eq!(parse_hex::<2>("0x0aff", "x").unwrap(), [0x0a, 0xff]);
-        assert!(parse_hex::<2>("0aff00", "x").is_err());
-        assert!(parse_hex::<2>("zz00", "x").is_err());
+        assert!(
+            matches!(parse_hex::<2>("0aff00", "x"), Err(CliError::Usage(m)) if m == "x: expected 4 hex digits")
+        );
+        assert!(matches!(
+            parse_hex::<2>("zz00", "x"),
+            Err(CliError::Usage(_))
+        ));
         assert_eq!(parse_u64("0x21").unwrap(), 0x21);
         assert_eq!(parse_u64("33").unwrap(), 33);
-        assert!(parse_u64("0xg").is_err());
+        assert!(matches!(parse_u64("0xg"), Err(CliError::Usage(m)) if m.contains("0xg")));
     }
 }

@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 use crate::cmd::{Ctx, Output};
 use crate::error::{CliError, read_file, write_file};
 use crate::http::HttpClient;
-use crate::verify::{self, ExpectationArgs, VerifyArgs, to_hex};
+use crate::verify::{self, ExpectationArgs, VerifyArgs};
 
 /// `ckms bootstrap …`.
 #[derive(clap::Subcommand, Debug)]
@@ -132,7 +132,7 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
     let attested = verify::attest_certificate(&cert, &exp, "bootstrap certificate")?;
     steps.push(format!(
         "bootstrap certificate attested (measurement {})",
-        to_hex(attested.report.measurement())
+        hex::encode(attested.report.measurement())
     ));
 
     // 2. Pin, 3. fresh report.
@@ -364,20 +364,11 @@ pub fn sign_csr(
     signature::Verifier::verify(&vk, &info, &sig)
         .map_err(|_| CliError::Negative("the CSR signature does not verify".into()))?;
 
-    let ca_text = std::str::from_utf8(ca_cert_pem)
-        .map_err(|_| CliError::Usage("CA certificate is not PEM".into()))?;
-    let ca = Certificate::from_pem(ca_text.trim().as_bytes())
-        .or_else(|_| {
-            // A bundle: use its first certificate.
-            let end = ca_text
-                .find("-----END CERTIFICATE-----")
-                .map(|i| i + "-----END CERTIFICATE-----".len());
-            end.and_then(|e| ca_text.get(..e))
-                .map_or(Err(der::Error::from(der::ErrorKind::Failed)), |first| {
-                    Certificate::from_pem(first.trim().as_bytes())
-                })
-        })
-        .map_err(|_| CliError::Usage("the CA certificate does not parse (PEM)".into()))?;
+    // A single certificate or a bundle: the CA is its first certificate.
+    let ca = Certificate::load_pem_chain(ca_cert_pem.trim_ascii())
+        .ok()
+        .and_then(|chain| chain.into_iter().next())
+        .ok_or_else(|| CliError::Usage("the CA certificate does not parse (PEM)".into()))?;
     let key_text = Zeroizing::new(
         std::str::from_utf8(ca_key_pem)
             .map_err(|_| CliError::Usage("CA key is not PEM".into()))?
@@ -506,8 +497,9 @@ mod tests {
         let (ca_pem, ca_key) = ca();
         let quote = b"QUOTE-BYTES".to_vec();
         let chain = sign_csr(&csr(&quote), ca_pem.as_bytes(), ca_key.as_bytes(), 10).unwrap();
-        let leaf_end = chain.find("-----END CERTIFICATE-----").unwrap() + 25;
-        let leaf = Certificate::from_pem(chain[..leaf_end].trim().as_bytes()).unwrap();
+        let certs = Certificate::load_pem_chain(chain.as_bytes()).unwrap();
+        assert_eq!(certs.len(), 2, "leaf and CA");
+        let leaf = &certs[0];
         assert_eq!(leaf.tbs_certificate().subject().to_string(), "CN=kms.unit");
         assert_eq!(leaf.tbs_certificate().issuer().to_string(), "CN=Unit CA");
         let der = leaf.to_der().unwrap();
@@ -542,10 +534,18 @@ mod tests {
         let tampered = req.to_pem(LineEnding::LF).unwrap();
         let err = sign_csr(&tampered, ca_pem.as_bytes(), ca_key.as_bytes(), 10).unwrap_err();
         assert!(
-            err.to_string().contains("CSR signature does not verify"),
+            matches!(&err, CliError::Negative(m) if m.contains("CSR signature does not verify")),
             "{err}"
         );
         let err = sign_csr(&pem, ca_pem.as_bytes(), b"not a key", 10).unwrap_err();
-        assert!(err.to_string().contains("not a P-256 private key"), "{err}");
+        assert!(
+            matches!(&err, CliError::Usage(m) if m.contains("not a P-256 private key")),
+            "{err}"
+        );
+        let err = sign_csr(&pem, b"not a certificate", ca_key.as_bytes(), 10).unwrap_err();
+        assert!(
+            matches!(&err, CliError::Usage(m) if m.contains("CA certificate does not parse")),
+            "{err}"
+        );
     }
 }

@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use crate::error::CliError;
 use crate::http::{HttpClient, HttpResponse};
+use crate::kmip::{self, Ttlv};
 
 /// A KMS client over one keep-alive HTTPS connection.
 pub struct KmsClient {
@@ -21,11 +22,13 @@ impl KmsClient {
         &mut self.http
     }
 
-    /// `POST /kmip/2_1` with a JSON TTLV request; the JSON TTLV response.
-    pub fn kmip(&mut self, request: &Value) -> Result<Value, CliError> {
-        let body = serde_json::to_vec(request).map_err(|e| CliError::Usage(e.to_string()))?;
+    /// `POST /kmip/2_1` with a JSON TTLV request; the JSON TTLV response (the core's codec).
+    pub fn kmip(&mut self, request: &Ttlv) -> Result<Ttlv, CliError> {
+        let body = zeroize::Zeroizing::new(kmip::encode(request));
         let response = self.http.post("/kmip/2_1", &body)?;
-        json_of(response)
+        let response = ok(response)?;
+        let body = zeroize::Zeroizing::new(response.body);
+        kmip::decode(&body).map_err(|e| CliError::Response(format!("invalid JSON TTLV: {e}")))
     }
 
     /// `GET path`, JSON answer.
@@ -42,13 +45,18 @@ impl KmsClient {
     }
 }
 
-fn json_of(response: HttpResponse) -> Result<Value, CliError> {
+fn ok(response: HttpResponse) -> Result<HttpResponse, CliError> {
     if response.status != 200 {
         return Err(CliError::Server {
             status: response.status,
             message: response.text(),
         });
     }
+    Ok(response)
+}
+
+fn json_of(response: HttpResponse) -> Result<Value, CliError> {
+    let response = ok(response)?;
     serde_json::from_slice(&response.body)
         .map_err(|e| CliError::Response(format!("invalid JSON: {e}")))
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::config::ConfigError;
 use crate::http::HttpError;
+use crate::verify::AttestationFailure;
 
 /// Why a command failed.
 #[derive(Debug)]
@@ -33,6 +34,8 @@ pub enum CliError {
     Usage(String),
     /// The operation ran, and its answer is negative (e.g. a signature that does not verify).
     Negative(String),
+    /// A server's attestation evidence failed a check (`attest::verify::ratls`).
+    Attestation(Box<AttestationFailure>),
 }
 
 impl fmt::Display for CliError {
@@ -47,6 +50,7 @@ impl fmt::Display for CliError {
             CliError::File { path, source } => write!(f, "{}: {source}", path.display()),
             CliError::Usage(m) => write!(f, "{m}"),
             CliError::Negative(m) => write!(f, "{m}"),
+            CliError::Attestation(e) => write!(f, "attestation failed: {e}"),
         }
     }
 }

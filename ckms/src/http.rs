@@ -20,7 +20,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// Largest response head and body the client accepts.
 const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Largest response body the client accepts.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// Client-side errors.
 #[derive(Debug)]
@@ -407,9 +408,14 @@ mod tests {
         );
         let u = ServerUrl::parse("https://[::1]:8443").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 8443));
-        assert!(ServerUrl::parse("http://x").is_err());
-        assert!(ServerUrl::parse("https://x:notaport").is_err());
-        assert!(ServerUrl::parse("https://:1").is_err());
+        for bad in ["http://x", "https://x:notaport", "https://:1"] {
+            let r = ServerUrl::parse(bad);
+            assert!(
+                matches!(&r, Err(HttpError::Url(m)) if m.starts_with(bad)),
+                "{bad}: {:?}",
+                r.err()
+            );
+        }
     }
 
     #[test]
@@ -423,7 +429,13 @@ mod tests {
         let (_, keep) = read_response(&mut &raw[..]).unwrap();
         assert!(!keep);
         let truncated = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc";
-        assert!(read_response(&mut &truncated[..]).is_err());
-        assert!(read_response(&mut &b"garbage\r\n\r\n"[..]).is_err());
+        assert!(matches!(
+            read_response(&mut &truncated[..]),
+            Err(HttpError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof
+        ));
+        assert!(matches!(
+            read_response(&mut &b"garbage\r\n\r\n"[..]),
+            Err(HttpError::Protocol("malformed response head"))
+        ));
     }
 }

@@ -1,160 +1,102 @@
-//! Building KMIP 2.1 JSON TTLV requests and reading responses (the Cosmian dialect: items are
-//! `{"tag", "type", "value"}`, byte strings are upper-case hex, enumerations by name).
+//! KMIP 2.1 JSON TTLV on the client side, with the KMS core's codec and types (`kms::kmip`): requests are
+//! built as [`Ttlv`] trees from the typed enumerations, [`Attributes`] and [`KeyBlock`], emitted by
+//! `kms::kmip::json`, and responses are parsed by the same codec (with [`LIMITS`]) and read with its typed
+//! accessors. This module adds only what is particular to a command-line client: selecting an object by id
+//! or tags, rendering values for people, and the JSON form of items for `--json`.
 
-use serde_json::{Value, json};
+use kms::kmip::json;
+use kms::kmip::ttlv::{EnumValue, Value};
+use kms::kmip::types::tags_json;
 
-/// Typed constructors of JSON TTLV items.
-pub mod item {
-    use super::*;
+pub use kms::kmip::json::JsonError;
+pub use kms::kmip::ops::KeyBlock;
+pub use kms::kmip::ttlv::{FieldError, Ttlv};
+pub use kms::kmip::types::Attributes;
 
-    /// A Structure.
-    pub fn structure(tag: &str, children: Vec<Value>) -> Value {
-        json!({"tag": tag, "type": "Structure", "value": children})
-    }
-    /// An Enumeration, by name.
-    pub fn enumeration(tag: &str, name: &str) -> Value {
-        json!({"tag": tag, "type": "Enumeration", "value": name})
-    }
-    /// An Integer.
-    pub fn integer(tag: &str, v: i32) -> Value {
-        json!({"tag": tag, "type": "Integer", "value": v})
-    }
-    /// A TextString.
-    pub fn text(tag: &str, v: &str) -> Value {
-        json!({"tag": tag, "type": "TextString", "value": v})
-    }
-    /// A ByteString (upper-case hex).
-    pub fn bytes(tag: &str, v: &[u8]) -> Value {
-        json!({"tag": tag, "type": "ByteString", "value": hex_upper(v)})
-    }
-    /// A Boolean.
-    pub fn boolean(tag: &str, v: bool) -> Value {
-        json!({"tag": tag, "type": "Boolean", "value": v})
-    }
-    /// A DateTime (RFC 3339, UTC).
-    pub fn datetime(tag: &str, unix_secs: i64) -> Value {
-        json!({"tag": tag, "type": "DateTime", "value": rfc3339(unix_secs)})
-    }
+/// Limits for parsing responses: the HTTP client's body limit, the core's depth and item limits.
+pub const LIMITS: json::Limits = json::Limits {
+    max_bytes: crate::http::MAX_BODY,
+    max_depth: 32,
+    max_items: 100_000,
+};
+
+/// Emit a request as compact JSON TTLV.
+pub fn encode(item: &Ttlv) -> Vec<u8> {
+    json::to_vec(item)
 }
 
-/// Upper-case hexadecimal.
-pub fn hex_upper(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xF)]));
-    }
-    s
+/// Parse a JSON TTLV response.
+pub fn decode(body: &[u8]) -> Result<Ttlv, JsonError> {
+    json::from_slice(body, &LIMITS)
 }
 
-/// Decode hexadecimal (either case).
-pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.as_bytes();
-    if !s.len().is_multiple_of(2) {
-        return None;
+/// The JSON form of an item (as the server wrote it), for `--json` output and exported files.
+pub fn to_json_value(item: &Ttlv) -> serde_json::Value {
+    // The core's emitter writes valid JSON; parsing it back cannot fail.
+    serde_json::from_slice(&json::to_vec(item)).unwrap_or(serde_json::Value::Null)
+}
+
+/// The Cosmian tag attribute alone (`VendorAttributes{VendorIdentification = "cosmian", AttributeName =
+/// "tag", AttributeValue = JSON array of the tags}`), as SetAttribute carries it.
+pub fn tag_attribute(tags: &[String]) -> Ttlv {
+    Attributes {
+        tags: tags.to_vec(),
+        ..Attributes::default()
     }
-    s.chunks(2)
-        .map(|p| {
-            let v = |c: u8| char::from(c).to_digit(16);
-            u8::try_from(v(*p.first()?)? << 4 | v(*p.get(1)?)?).ok()
+    .tag_vendor_attribute()
+    .to_ttlv("VendorAttributes")
+}
+
+/// Why a UniqueIdentifier argument is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectError {
+    /// Both an id and tags.
+    Both,
+    /// Neither an id nor a tag.
+    Neither,
+}
+
+impl std::fmt::Display for SelectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SelectError::Both => "give either a key id or --tag, not both",
+            SelectError::Neither => "give a key id or at least one --tag",
         })
-        .collect()
-}
-
-/// Format Unix seconds as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
-pub fn rfc3339(unix_secs: i64) -> String {
-    let days = unix_secs.div_euclid(86_400);
-    let rem = unix_secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// The Cosmian tag vendor attribute: `VendorAttributes{VendorAttributes{VendorIdentification =
-/// "cosmian", AttributeName = "tag", AttributeValue = hex of the JSON array of tags}}`.
-pub fn tags_attribute(tags: &[String]) -> Value {
-    let json = serde_json::to_vec(tags).unwrap_or_default();
-    item::structure(
-        "VendorAttributes",
-        vec![item::structure(
-            "VendorAttributes",
-            vec![
-                item::text("VendorIdentification", "cosmian"),
-                item::text("AttributeName", "tag"),
-                item::bytes("AttributeValue", &json),
-            ],
-        )],
-    )
+    }
 }
 
 /// A UniqueIdentifier argument: a uid, or `["tag1","tag2"]` built from `--tag` options.
-pub fn uid_or_tags(uid: Option<&str>, tags: &[String]) -> Result<String, String> {
+pub fn uid_or_tags(uid: Option<&str>, tags: &[String]) -> Result<String, SelectError> {
     match (uid, tags.is_empty()) {
         (Some(u), true) => Ok(u.to_owned()),
-        (None, false) => serde_json::to_string(tags).map_err(|e| e.to_string()),
-        (Some(_), false) => Err("give either a key id or --tag, not both".into()),
-        (None, true) => Err("give a key id or at least one --tag".into()),
+        (None, false) => Ok(String::from_utf8_lossy(&tags_json(tags)).into_owned()),
+        (Some(_), false) => Err(SelectError::Both),
+        (None, true) => Err(SelectError::Neither),
     }
 }
 
-/// Read-only helpers over a JSON TTLV item.
-pub trait TtlvExt {
-    /// The first direct child with this tag.
-    fn child(&self, tag: &str) -> Option<&Value>;
-    /// All direct children with this tag.
-    fn children<'a>(&'a self, tag: &'a str) -> Box<dyn Iterator<Item = &'a Value> + 'a>;
-    /// The first item with this tag anywhere below (depth-first).
-    fn find(&self, tag: &str) -> Option<&Value>;
-    /// The `value` as text (TextString, Enumeration name, DateTime).
-    fn text(&self) -> Option<&str>;
-    /// The `value` of a ByteString, decoded.
-    fn bytes(&self) -> Option<Vec<u8>>;
-}
-
-impl TtlvExt for Value {
-    fn child(&self, tag: &str) -> Option<&Value> {
-        self.get("value")?
-            .as_array()?
-            .iter()
-            .find(|c| c.get("tag").and_then(Value::as_str) == Some(tag))
-    }
-    fn children<'a>(&'a self, tag: &'a str) -> Box<dyn Iterator<Item = &'a Value> + 'a> {
-        match self.get("value").and_then(Value::as_array) {
-            Some(a) => Box::new(
-                a.iter()
-                    .filter(move |c| c.get("tag").and_then(Value::as_str) == Some(tag)),
-            ),
-            None => Box::new(std::iter::empty()),
+/// An item's value for people, as it reads in JSON TTLV: structures as `{Tag=value, ...}`, byte strings
+/// in upper-case hex, enumerations by name, dates in RFC 3339.
+pub fn render(item: &Ttlv) -> String {
+    match &item.value {
+        Value::Structure(children) => {
+            let inner: Vec<String> = children
+                .iter()
+                .map(|c| format!("{}={}", c.tag, render(c)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
         }
-    }
-    fn find(&self, tag: &str) -> Option<&Value> {
-        if self.get("tag").and_then(Value::as_str) == Some(tag) {
-            return Some(self);
-        }
-        self.get("value")?
-            .as_array()?
-            .iter()
-            .find_map(|c| c.find(tag))
-    }
-    fn text(&self) -> Option<&str> {
-        self.get("value")?.as_str()
-    }
-    fn bytes(&self) -> Option<Vec<u8>> {
-        hex_decode(self.get("value")?.as_str()?)
+        Value::TextString(s) => s.clone(),
+        Value::Enumeration(EnumValue::Name(n)) => n.clone(),
+        Value::Integer(v) => v.to_string(),
+        Value::Interval(v) => v.to_string(),
+        Value::Boolean(v) => v.to_string(),
+        // The other types read as the codec writes them (hex, dates).
+        _ => match to_json_value(item).get("value") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        },
     }
 }
 
@@ -163,49 +105,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_round_trip() {
-        assert_eq!(hex_upper(&[0x00, 0xAB, 0x5f]), "00AB5F");
-        assert_eq!(hex_decode("00ab5F").unwrap(), vec![0, 0xAB, 0x5F]);
-        assert!(hex_decode("0").is_none());
-        assert!(hex_decode("zz").is_none());
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
-
-    #[test]
     fn tag_attribute_is_the_formats_example() {
-        let v = tags_attribute(&["MyTag".into()]);
-        let inner = v.child("VendorAttributes").unwrap();
+        let v = tag_attribute(&["MyTag".into()]);
         assert_eq!(
-            inner.child("AttributeValue").unwrap().text(),
-            Some("5B224D79546167225D")
+            v.get("AttributeValue").map(|a| &a.value),
+            Some(&Value::ByteString(b"[\"MyTag\"]".to_vec()))
         );
+        let json = String::from_utf8(encode(&v)).unwrap();
+        assert!(json.contains("\"5B224D79546167225D\""), "{json}");
         assert_eq!(uid_or_tags(None, &["a".into()]).unwrap(), "[\"a\"]");
-        assert!(uid_or_tags(None, &[]).is_err());
+        assert_eq!(uid_or_tags(Some("u"), &[]).unwrap(), "u");
+        assert_eq!(uid_or_tags(None, &[]), Err(SelectError::Neither));
+        assert_eq!(
+            uid_or_tags(Some("u"), &["a".into()]),
+            Err(SelectError::Both)
+        );
     }
 
     #[test]
-    fn navigation() {
-        let v = item::structure(
-            "CreateResponse",
-            vec![
-                item::enumeration("ObjectType", "SymmetricKey"),
-                item::text("UniqueIdentifier", "u1"),
-            ],
+    fn responses_round_trip_and_render() {
+        let body = br#"{"tag":"GetAttributesResponse","type":"Structure","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":"u1"},
+            {"tag":"Attributes","type":"Structure","value":[
+                {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+                {"tag":"CryptographicLength","type":"Integer","value":256},
+                {"tag":"ActivationDate","type":"DateTime","value":"2023-11-14T22:13:20Z"},
+                {"tag":"Name","type":"Structure","value":[{"tag":"Name","type":"Structure","value":[
+                    {"tag":"NameValue","type":"TextString","value":"n"},
+                    {"tag":"NameType","type":"Enumeration","value":"UninterpretedTextString"}]}]},
+                {"tag":"Digest","type":"ByteString","value":"00ab"}]}]}"#;
+        let r = decode(body).unwrap();
+        assert_eq!(
+            r.req("UniqueIdentifier")
+                .unwrap()
+                .as_text("UniqueIdentifier"),
+            Ok("u1")
+        );
+        let attrs = r.req("Attributes").unwrap();
+        let shown: Vec<String> = attrs
+            .children()
+            .iter()
+            .map(|a| format!("{}: {}", a.tag, render(a)))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "CryptographicAlgorithm: AES",
+                "CryptographicLength: 256",
+                "ActivationDate: 2023-11-14T22:13:20Z",
+                "Name: {Name={NameValue=n, NameType=UninterpretedTextString}}",
+                "Digest: 00AB",
+            ]
         );
         assert_eq!(
-            v.child("UniqueIdentifier").and_then(TtlvExt::text),
-            Some("u1")
+            to_json_value(attrs)["value"][0],
+            serde_json::json!({"tag": "CryptographicAlgorithm", "type": "Enumeration", "value": "AES"})
         );
-        assert_eq!(
-            v.find("ObjectType").and_then(TtlvExt::text),
-            Some("SymmetricKey")
-        );
-        assert!(v.child("Nope").is_none());
+        assert_eq!(decode(b"{\"tag\":1}"), Err(JsonError::BadTag));
+        assert_eq!(decode(b"nope"), Err(JsonError::Syntax));
     }
 }

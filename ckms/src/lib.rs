@@ -5,12 +5,14 @@
 //! - [`http`]: HTTP/1.1 over rustls (ring): TLS client configurations (CA-verified, or any
 //!   custom verifier) and a keep-alive client.
 //! - [`config`]: settings from flags and the TOML file (`$CKMS_CONF`, `~/.config/ckms/ckms.toml`).
-//! - [`kmip`]: building KMIP 2.1 JSON TTLV requests and reading responses (Cosmian dialect).
+//! - [`kmip`]: KMIP 2.1 JSON TTLV (Cosmian dialect) with the KMS core's codec and typed items
+//!   (`kms::kmip`); requests are built and responses read with them.
 //! - [`client`]: the KMS REST API (`/kmip/2_1`, `/access/*`, `/version`).
 //! - [`error`]: the command error type.
 //! - [`cmd`]: the KMIP and access-rights subcommands.
 //! - [`pinned`]: TLS verifiers for attested servers (capture without trust, pinned key, recording).
-//! - [`verify`]: attestation of RA-TLS certificates and fresh reports; `ckms verify`.
+//! - [`verify`]: attestation of RA-TLS certificates and fresh reports (`attest::verify::ratls`);
+//!   `ckms verify`.
 //! - [`bootstrap`]: `ckms bootstrap start` (attest, provision, start, verify).
 //! - [`attestation`]: `ckms attestation measure | verify-report` (local, no KMS connection).
 //!

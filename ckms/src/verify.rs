@@ -1,12 +1,14 @@
 //! Attesting a KMS: RA-TLS certificates, fresh-nonce `/attestation` reports, and `ckms verify`.
 //!
-//! What "attested" means here (checks in this order, each reported):
+//! What "attested" means here is `attest::verify::ratls` (checks in this order; the first failure is a typed
+//! `RaTlsVerifyError`, which [`AttestationFailure`] turns into a message naming the check):
 //! 1. the SNP quote parses (report ‖ certificate table, `attest::ratls`);
-//! 2. `attest::verify::verify_snp_report`: ARK → ASK → VCEK chain (AMD's built-in roots, or the `--trust-root`
-//!    given explicitly, e.g. the emulator's test ARK), VCEK TCB/chip id, the report signature, debug off, and
+//! 2. the VCEK chain: the quote's ASK (and ARK) anchored at AMD's built-in roots, AMD's built-in chain of the
+//!    report's product, or only the `--trust-root` given explicitly (e.g. the emulator's test ARK);
+//! 3. `attest::verify::verify_snp_report`: the chain, VCEK TCB/chip id, the report signature, debug off, and
 //!    the **expected measurement** (from `--manifest` or `--expected-measurement`; there is no way to skip it);
-//! 3. report_data[0..32] = SHA-256 of the certificate's uncompressed P-256 public key (the key is bound);
-//! 4. report_data[32..64] = zeros in a certificate, the verifier's fresh random nonce in `/attestation`
+//! 4. report_data[0..32] = SHA-256 of the certificate's uncompressed P-256 public key (the key is bound);
+//! 5. report_data[32..64] = zeros in a certificate, the verifier's fresh random nonce in `/attestation`
 //!    (a replayed or stale report fails).
 //!
 //! `ckms verify` then also checks the API certificate chain against `--ca-cert` (WebPKI rules, by a normal
@@ -17,10 +19,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use attest::ratls::{CertKind, parse_snp_quote};
-use attest::verify::{ChainSource, Policy, VerifiedReport, verify_snp_report};
+use attest::verify::ratls::{
+    RaTlsEvidence, RaTlsQuote, RaTlsRoots, RaTlsVerifyError, certificate_public_key,
+    extract_evidence, verify_ratls_snp, verify_snp_quote,
+};
+use attest::verify::{Policy, VerifiedReport, VerifyError};
 use base64ct::{Base64, Encoding};
-use der::{Decode, EncodePem, pem::LineEnding};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -28,10 +32,6 @@ use crate::cmd::{Ctx, Output};
 use crate::error::CliError;
 use crate::http::{self, ClientIdentity, HttpClient, HttpError};
 use crate::pinned::{CAPTURED, CaptureVerifier, PinnedKeyVerifier, RecordingVerifier, spki_of};
-
-/// RA-TLS SEV-SNP quote extension OID.
-const OID_SNP: der::asn1::ObjectIdentifier =
-    der::asn1::ObjectIdentifier::new_unwrap(attest::ratls::OID_SNP_QUOTE);
 
 /// What the verifier expects of the server.
 #[derive(Debug, Clone)]
@@ -60,30 +60,26 @@ pub struct ExpectationArgs {
     pub trust_root: Option<PathBuf>,
 }
 
-fn parse_hex<const N: usize>(hex: &str, what: &str) -> Result<[u8; N], CliError> {
-    let hex = hex.trim();
-    let bad = || CliError::Usage(format!("{what} must be {} hex digits", 2 * N));
-    if hex.len() != 2 * N {
-        return Err(bad());
+impl Expectation {
+    /// The VCEK chains accepted: AMD's, or only the explicit trust root.
+    pub fn roots(&self) -> RaTlsRoots<'_> {
+        match &self.trust_root {
+            Some(root) => RaTlsRoots::TrustRoot(root),
+            None => RaTlsRoots::Amd,
+        }
     }
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        let pair = hex.get(2 * i..2 * i + 2).ok_or_else(bad)?;
-        *o = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
-}
 
-/// Lower-case hex.
-pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    /// The policy: the expected measurement, debug off.
+    pub fn policy(&self) -> Policy {
+        Policy::new(self.measurement)
+    }
 }
 
 impl ExpectationArgs {
     /// Reads the manifest or the hex value, and the trust root.
     pub fn load(&self) -> Result<Expectation, CliError> {
         let measurement = match (&self.manifest, &self.expected_measurement) {
-            (_, Some(hex)) => parse_hex::<48>(hex, "--expected-measurement")?,
+            (_, Some(hex)) => crate::attestation::parse_hex::<48>(hex, "--expected-measurement")?,
             (Some(path), None) => {
                 let text = crate::error::read_file(path)?;
                 let v: Value = serde_json::from_slice(&text)
@@ -97,7 +93,7 @@ impl ExpectationArgs {
                             path.display()
                         ))
                     })?;
-                parse_hex::<48>(digest, "manifest snp.launch_digest")?
+                crate::attestation::parse_hex::<48>(digest, "manifest snp.launch_digest")?
             }
             (None, None) => {
                 return Err(CliError::Usage(
@@ -116,35 +112,72 @@ impl ExpectationArgs {
     }
 }
 
-/// Why a server failed attestation; the message names the failed check.
+/// Why a server failed attestation: where (`context`, e.g. "bootstrap certificate", "/attestation") and
+/// which check (`error`). The message names the check and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttestationFailure(pub String);
+pub struct AttestationFailure {
+    /// The evidence that failed.
+    pub context: String,
+    /// The check that failed.
+    pub error: RaTlsVerifyError,
+    /// The expected nonce was zero (a certificate's quote), not a fresh one.
+    pub zero_nonce: bool,
+}
+
+impl AttestationFailure {
+    fn new(context: &str, nonce: &[u8; 32], error: RaTlsVerifyError) -> Self {
+        AttestationFailure {
+            context: context.to_owned(),
+            error,
+            zero_nonce: nonce.iter().all(|b| *b == 0),
+        }
+    }
+}
 
 impl fmt::Display for AttestationFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{}: ", self.context)?;
+        match &self.error {
+            RaTlsVerifyError::NoQuote => f.write_str(
+                "the certificate carries no RA-TLS quote (not an attested server)",
+            ),
+            RaTlsVerifyError::Measurement { expected, reported } => write!(
+                f,
+                "measurement differs from the expected one (expected {}, server reports {})",
+                hex::encode(expected.as_slice()),
+                hex::encode(reported.as_slice()),
+            ),
+            RaTlsVerifyError::Report(VerifyError::UntrustedRoot) => f.write_str(
+                "the VCEK chain does not end at an AMD root (for snp-emu pass its ARK with --trust-root)",
+            ),
+            RaTlsVerifyError::KeyNotBound => f.write_str(
+                "report_data does not bind the server's TLS public key (SHA-256 of the key is not in report_data)",
+            ),
+            RaTlsVerifyError::NonceMismatch if self.zero_nonce => {
+                f.write_str("report_data[32..64] is not zero as a certificate's must be")
+            }
+            RaTlsVerifyError::NonceMismatch => f.write_str(
+                "report_data does not carry this request's nonce (stale or replayed report)",
+            ),
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+impl std::error::Error for AttestationFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }
 
 impl From<AttestationFailure> for CliError {
     fn from(e: AttestationFailure) -> Self {
-        CliError::Negative(format!("attestation failed: {e}"))
+        CliError::Attestation(Box::new(e))
     }
 }
 
-fn fail(what: impl Into<String>) -> AttestationFailure {
-    AttestationFailure(what.into())
-}
-
-fn pem_of(der_bytes: &[u8]) -> Result<String, AttestationFailure> {
-    let cert = x509_cert::Certificate::from_der(der_bytes)
-        .map_err(|_| fail("a certificate of the quote does not parse"))?;
-    cert.to_pem(LineEnding::LF)
-        .map_err(|_| fail("PEM encoding"))
-}
-
-/// Verifies an SNP quote whose report must carry SHA-256(`public_key`) ‖ `nonce`. `context` names the source
-/// in messages ("bootstrap certificate", "/attestation").
+/// Verifies an SNP quote whose report must carry SHA-256(`public_key`) ‖ `nonce` (`attest::verify::ratls`).
+/// `context` names the source in messages ("bootstrap certificate", "/attestation").
 pub fn verify_quote(
     quote: &[u8],
     public_key: &[u8; 65],
@@ -152,94 +185,27 @@ pub fn verify_quote(
     exp: &Expectation,
     context: &str,
 ) -> Result<VerifiedReport, AttestationFailure> {
-    let q = parse_snp_quote(quote)
-        .map_err(|e| fail(format!("{context}: quote does not parse: {e}")))?;
-    let report = q.report.to_bytes();
-    let vcek = q
-        .cert(CertKind::Vcek)
-        .or_else(|| q.cert(CertKind::Vlek))
-        .ok_or_else(|| fail(format!("{context}: the quote has no VCEK/VLEK certificate")))?;
-    let ask = q.cert(CertKind::Ask);
-    let mut amd_pem = String::new();
-    let chain = match (&exp.trust_root, ask) {
-        (Some(root), Some(ask)) => ChainSource::TrustRoot {
-            ark: root,
-            intermediate: ask,
-        },
-        (Some(_), None) => {
-            return Err(fail(format!(
-                "{context}: the quote has no ASK to chain to the trust root"
-            )));
-        }
-        (None, Some(ask)) => {
-            amd_pem.push_str(&pem_of(ask)?);
-            if let Some(ark) = q.cert(CertKind::Ark) {
-                amd_pem.push_str(&pem_of(ark)?);
-            }
-            ChainSource::AmdPem(amd_pem.as_bytes())
-        }
-        (None, None) => match q.report.generation() {
-            Some(g) => ChainSource::BuiltIn(g),
-            None => {
-                return Err(fail(format!(
-                    "{context}: the quote has no ASK and the report names no product"
-                )));
-            }
-        },
-    };
-    let policy = Policy::new(exp.measurement);
-    let verified = verify_snp_report(&report, vcek, chain, &policy).map_err(|e| match e {
-        attest::verify::VerifyError::MeasurementMismatch => fail(format!(
-            "{context}: measurement differs from the expected one (expected {}, server reports {})",
-            to_hex(&exp.measurement),
-            to_hex(&q.report.measurement),
-        )),
-        attest::verify::VerifyError::UntrustedRoot => fail(format!(
-            "{context}: the VCEK chain does not end at an AMD root (for snp-emu pass its ARK with --trust-root)"
-        )),
-        other => fail(format!("{context}: {other}")),
-    })?;
-    let rd = verified.report_data();
-    let key_hash: [u8; 32] = Sha256::digest(public_key).into();
-    if rd.get(..32) != Some(&key_hash[..]) {
-        return Err(fail(format!(
-            "{context}: report_data does not bind the server's TLS public key (SHA-256 of the key is not in report_data)"
-        )));
-    }
-    if rd.get(32..) != Some(&nonce[..]) {
-        return Err(fail(if nonce.iter().all(|b| *b == 0) {
-            format!("{context}: report_data[32..64] is not zero as a certificate's must be")
-        } else {
-            format!(
-                "{context}: report_data does not carry this request's nonce (stale or replayed report)"
-            )
-        }));
-    }
-    Ok(verified)
+    verify_snp_quote(quote, public_key, nonce, None, exp.roots(), &exp.policy())
+        .map_err(|e| AttestationFailure::new(context, nonce, e))
 }
 
 /// The P-256 public key (uncompressed SEC1) of a certificate.
-pub fn p256_public_key(cert_der: &[u8]) -> Result<[u8; 65], AttestationFailure> {
-    let cert = x509_cert::Certificate::from_der(cert_der)
-        .map_err(|_| fail("server certificate does not parse"))?;
-    let bits = cert
-        .tbs_certificate()
-        .subject_public_key_info()
-        .subject_public_key
-        .raw_bytes();
-    bits.try_into()
-        .map_err(|_| fail("server key is not an uncompressed P-256 public key"))
+pub fn p256_public_key(cert_der: &[u8], context: &str) -> Result<[u8; 65], AttestationFailure> {
+    certificate_public_key(cert_der).map_err(|e| AttestationFailure::new(context, &[0; 32], e))
 }
 
-/// The RA-TLS quote carried by a certificate.
+/// The RA-TLS SEV-SNP quote carried by a certificate (`Ok(None)`: no quote at all).
 pub fn quote_of(cert_der: &[u8]) -> Result<Option<Vec<u8>>, AttestationFailure> {
-    let cert = x509_cert::Certificate::from_der(cert_der)
-        .map_err(|_| fail("server certificate does not parse"))?;
-    Ok(cert
-        .tbs_certificate()
-        .extensions()
-        .and_then(|exts| exts.iter().find(|e| e.extn_id == OID_SNP))
-        .map(|e| e.extn_value.as_bytes().to_vec()))
+    let fail = |e| AttestationFailure::new("server certificate", &[0; 32], e);
+    match extract_evidence(cert_der) {
+        Ok(RaTlsEvidence {
+            quote: RaTlsQuote::Snp(q),
+            ..
+        }) => Ok(Some(q)),
+        Ok(_) => Err(fail(RaTlsVerifyError::NotSnp)),
+        Err(RaTlsVerifyError::NoQuote) => Ok(None),
+        Err(e) => Err(fail(e)),
+    }
 }
 
 /// An RA-TLS certificate that passed [`attest_certificate`].
@@ -259,18 +225,14 @@ pub fn attest_certificate(
     exp: &Expectation,
     context: &str,
 ) -> Result<AttestedKey, AttestationFailure> {
-    let quote = quote_of(cert_der)?.ok_or_else(|| {
-        fail(format!(
-            "{context}: the certificate carries no RA-TLS quote (not an attested server)"
-        ))
-    })?;
-    let public_key = p256_public_key(cert_der)?;
-    let report = verify_quote(&quote, &public_key, &[0u8; 32], exp, context)?;
-    let spki_der = spki_of(cert_der).ok_or_else(|| fail("server certificate does not parse"))?;
+    let zero = [0u8; 32];
+    let fail = |e| AttestationFailure::new(context, &zero, e);
+    let v = verify_ratls_snp(cert_der, None, exp.roots(), &exp.policy(), &zero).map_err(fail)?;
+    let spki_der = spki_of(cert_der).ok_or_else(|| fail(RaTlsVerifyError::Certificate))?;
     Ok(AttestedKey {
         spki_der,
-        public_key,
-        report,
+        public_key: v.public_key,
+        report: v.report,
     })
 }
 
@@ -327,7 +289,7 @@ pub fn fresh_attestation(
     nonce: &[u8; 32],
     exp: &Expectation,
 ) -> Result<VerifiedReport, CliError> {
-    let resp = client.get(&format!("/attestation?nonce={}", to_hex(nonce)))?;
+    let resp = client.get(&format!("/attestation?nonce={}", hex::encode(nonce)))?;
     if resp.status != 200 {
         return Err(CliError::Server {
             status: resp.status,
@@ -448,7 +410,7 @@ pub fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output, CliError> {
         .as_deref()
         .ok_or_else(|| CliError::Usage("--url is required".into()))?;
     let mut rep = Report { checks: Vec::new() };
-    rep.pass("expected measurement", to_hex(&exp.measurement));
+    rep.pass("expected measurement", hex::encode(exp.measurement));
     let failure = run_verify(ctx, args, &exp, url, &mut rep).err();
     rep.output(failure)
 }
@@ -472,18 +434,20 @@ fn run_verify(
         "API certificate chain",
         format!("{url} presents a certificate issued by {}", ca.display()),
     );
-    let api_key = p256_public_key(&leaf).map_err(|e| rep.fail("API certificate key", e.0))?;
+    let api_key = p256_public_key(&leaf, "API certificate")
+        .map_err(|e| rep.fail("API certificate key", e.to_string()))?;
 
     // 2. The quote: in the API certificate, or on the RA-TLS port with the same key.
-    let quote = quote_of(&leaf).map_err(|e| rep.fail("API certificate", e.0))?;
-    let (attested_url, attested) = match quote {
-        Some(_) => {
+    let quote = quote_of(&leaf).map_err(|e| rep.fail("API certificate", e.to_string()))?;
+    let (attested_url, attested) = if quote.is_some() {
+        {
             let a = attest_certificate(&leaf, exp, "API certificate quote")
-                .map_err(|e| rep.fail("quote in the API certificate", e.0))?;
+                .map_err(|e| rep.fail("quote in the API certificate", e.to_string()))?;
             rep.pass("quote in the API certificate", quote_summary(&a.report));
             (url.to_owned(), a)
         }
-        None => {
+    } else {
+        {
             let ra = args.ra_tls_url.as_deref().ok_or_else(|| {
                 rep.fail(
                     "quote",
@@ -493,7 +457,7 @@ fn run_verify(
             let cert = capture_certificate(ra)
                 .map_err(|e| rep.fail("RA-TLS certificate", e.to_string()))?;
             let a = attest_certificate(&cert, exp, "RA-TLS certificate quote")
-                .map_err(|e| rep.fail("quote on the RA-TLS port", e.0))?;
+                .map_err(|e| rep.fail("quote on the RA-TLS port", e.to_string()))?;
             rep.pass("quote on the RA-TLS port", quote_summary(&a.report));
             if a.public_key != api_key {
                 return Err(rep.fail(
@@ -503,7 +467,10 @@ fn run_verify(
             }
             rep.pass(
                 "same key on both ports",
-                format!("SHA-256 of the key {}", to_hex(&Sha256::digest(api_key))),
+                format!(
+                    "SHA-256 of the key {}",
+                    hex::encode(Sha256::digest(api_key))
+                ),
             );
             (ra.to_owned(), a)
         }
@@ -520,7 +487,7 @@ fn run_verify(
         "fresh attestation",
         format!(
             "nonce {} answered; {}",
-            to_hex(&nonce),
+            hex::encode(nonce),
             quote_summary(&fresh)
         ),
     );
@@ -534,7 +501,7 @@ fn quote_summary(r: &VerifiedReport) -> String {
     };
     format!(
         "signed by a VCEK chaining to {anchor}, measurement {}, key bound",
-        to_hex(r.measurement())
+        hex::encode(r.measurement())
     )
 }
 
@@ -567,7 +534,7 @@ fn api_leaf(ctx: &Ctx, url: &str, ca: &Path) -> Result<Vec<u8>, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use attest::ratls::{CertEntry, encode_snp_quote};
+    use attest::ratls::{CertEntry, CertKind, encode_snp_quote};
     use snp_emu::chain::Chain;
     use snp_emu::psp::{LaunchInfo, Psp};
     use zeroize::Zeroizing;
@@ -637,7 +604,15 @@ mod tests {
         };
         let e = verify_quote(&q, &KEY, &nonce, &wrong, "t").unwrap_err();
         assert!(
-            e.0.contains("measurement differs from the expected one"),
+            matches!(&e.error, RaTlsVerifyError::Measurement { reported, .. } if **reported == MEASUREMENT),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains(&format!(
+                "measurement differs from the expected one (expected {}, server reports {})",
+                "00".repeat(48),
+                "4d".repeat(48)
+            )),
             "{e}"
         );
         let no_root = Expectation {
@@ -645,27 +620,46 @@ mod tests {
             ..exp.clone()
         };
         let e = verify_quote(&q, &KEY, &nonce, &no_root, "t").unwrap_err();
-        assert!(e.0.contains("does not end at an AMD root"), "{e}");
+        assert_eq!(
+            e.error,
+            RaTlsVerifyError::Report(VerifyError::UntrustedRoot),
+            "{e}"
+        );
+        assert!(e.to_string().contains("does not end at an AMD root"), "{e}");
         let e = verify_quote(&q, &[5; 65], &nonce, &exp, "t").unwrap_err();
+        assert_eq!(e.error, RaTlsVerifyError::KeyNotBound, "{e}");
         assert!(
-            e.0.contains("does not bind the server's TLS public key"),
+            e.to_string()
+                .contains("does not bind the server's TLS public key"),
             "{e}"
         );
         let e = verify_quote(&q, &KEY, &[8; 32], &exp, "t").unwrap_err();
-        assert!(e.0.contains("stale or replayed"), "{e}");
+        assert_eq!(e.error, RaTlsVerifyError::NonceMismatch, "{e}");
+        assert!(e.to_string().contains("stale or replayed"), "{e}");
         let e = verify_quote(&q, &KEY, &[0; 32], &exp, "t").unwrap_err();
-        assert!(e.0.contains("is not zero"), "{e}");
+        assert_eq!(e.error, RaTlsVerifyError::NonceMismatch, "{e}");
+        assert!(e.to_string().contains("is not zero"), "{e}");
         // Any flipped bit in the signed part or the signature fails.
         for at in [0x50, 0x90, 0x2A0, 0x2A8] {
             let mut bad = q.clone();
             bad[at] ^= 1;
-            assert!(
-                verify_quote(&bad, &KEY, &nonce, &exp, "t").is_err(),
-                "flip at {at:#x}"
+            let e = verify_quote(&bad, &KEY, &nonce, &exp, "t").unwrap_err();
+            assert_eq!(
+                e.error,
+                RaTlsVerifyError::Report(VerifyError::ReportSignature),
+                "flip at {at:#x}: {e}"
             );
         }
         let e = verify_quote(&q[..100], &KEY, &nonce, &exp, "t").unwrap_err();
-        assert!(e.0.contains("quote does not parse"), "{e}");
+        assert!(matches!(e.error, RaTlsVerifyError::Quote(_)), "{e}");
+        assert!(e.to_string().contains("quote does not parse"), "{e}");
+        // The CLI error keeps the message.
+        let cli = CliError::from(e.clone());
+        assert!(matches!(&cli, CliError::Attestation(f) if **f == e));
+        assert!(
+            cli.to_string().starts_with("attestation failed: t: "),
+            "{cli}"
+        );
     }
 
     #[test]
@@ -675,13 +669,13 @@ mod tests {
             expected_measurement: None,
             trust_root: None,
         };
-        assert!(args.load().is_err());
+        assert!(matches!(args.load(), Err(CliError::Usage(_))));
         let args = ExpectationArgs {
             manifest: None,
             expected_measurement: Some("ab".repeat(47)),
             trust_root: None,
         };
-        assert!(args.load().is_err());
+        assert!(matches!(args.load(), Err(CliError::Usage(m)) if m.contains("96 hex digits")));
         let args = ExpectationArgs {
             manifest: None,
             expected_measurement: Some("AB".repeat(48)),

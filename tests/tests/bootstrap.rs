@@ -716,7 +716,7 @@ fn replayed_attestation_is_refused() {
         "/attestation",
     )
     .expect_err("replay must fail");
-    assert!(err.0.contains("stale or replayed"), "{err}");
+    assert!(err.to_string().contains("stale or replayed"), "{err}");
 }
 
 /// `ckms verify` against an API port and an RA-TLS port of another server (same image, another chip): both

@@ -229,15 +229,13 @@ mod tests {
             );
         }
         // After the collateral's nextUpdate.
-        assert!(
-            verify_tdx_quote(
-                QUOTE,
-                COLLATERAL,
-                NOW + 60 * 86_400,
-                &TdxPolicy::new(mr_td())
-            )
-            .is_err()
+        let e = verify_tdx_quote(
+            QUOTE,
+            COLLATERAL,
+            NOW + 60 * 86_400,
+            &TdxPolicy::new(mr_td()),
         );
+        assert!(matches!(e, Err(TdxVerifyError::Dcap(_))), "{e:?}");
         assert_eq!(
             verify_tdx_quote(QUOTE, b"{}", NOW, &TdxPolicy::new(mr_td())).unwrap_err(),
             TdxVerifyError::Collateral

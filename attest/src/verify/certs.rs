@@ -10,7 +10,8 @@
 use alloc::vec::Vec;
 
 use der::asn1::{Any, ObjectIdentifier};
-use der::{Decode, Encode};
+use der::pem::LineEnding;
+use der::{Decode, Encode, EncodePem};
 use p384::ecdsa::VerifyingKey as P384VerifyingKey;
 use rsa::pkcs1::{DecodeRsaPublicKey, RsaPssParams, TrailerField};
 use rsa::signature::Verifier;
@@ -106,35 +107,30 @@ pub(crate) fn load_one(bytes: &[u8], which: &'static str) -> Result<Certificate,
     }
 }
 
-/// Parse a PEM bundle (e.g. AMD's `cert_chain`: ASK then ARK). Only `CERTIFICATE` blocks and
-/// whitespace between them are accepted.
+/// Parse a PEM bundle (e.g. AMD's `cert_chain`: ASK then ARK) of `CERTIFICATE` blocks with
+/// `x509_cert`'s chain loader. At least one certificate is required, and, as for DER input
+/// ([`parse_der`]), the bundle must be exactly the canonical encoding of what was decoded: apart
+/// from whitespace, it must equal the certificates' re-encoding as PEM.
 pub(crate) fn load_pem_bundle(pem: &[u8]) -> Result<Vec<Certificate>, VerifyError> {
-    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
-    const END: &[u8] = b"-----END CERTIFICATE-----";
-    let err = VerifyError::Certificate("chain PEM");
-    let mut out = Vec::new();
-    let mut rest = pem.trim_ascii();
-    while !rest.is_empty() {
-        if !rest.starts_with(BEGIN) {
-            return Err(err);
-        }
-        let end = rest
-            .windows(END.len())
-            .position(|w| w == END)
-            .ok_or(err.clone())?
-            + END.len();
-        let (block, tail) = rest.split_at(end);
-        let (label, der) = der::pem::decode_vec(block).map_err(|_| err.clone())?;
-        if label != "CERTIFICATE" {
-            return Err(err);
-        }
-        out.push(parse_der(&der, "chain PEM")?);
-        rest = tail.trim_ascii_start();
+    let err = || VerifyError::Certificate("chain PEM");
+    let certs = Certificate::load_pem_chain(pem.trim_ascii()).map_err(|_| err())?;
+    if certs.is_empty() {
+        return Err(err());
     }
-    if out.is_empty() {
-        return Err(err);
+    let mut canonical = Vec::new();
+    for c in &certs {
+        canonical.extend_from_slice(c.to_pem(LineEnding::LF).map_err(|_| err())?.as_bytes());
     }
-    Ok(out)
+    let squeeze = |b: &[u8]| -> Vec<u8> {
+        b.iter()
+            .filter(|c| !c.is_ascii_whitespace())
+            .copied()
+            .collect()
+    };
+    if squeeze(&canonical) != squeeze(pem) {
+        return Err(err());
+    }
+    Ok(certs)
 }
 
 pub(crate) fn is_self_issued(c: &Certificate) -> bool {

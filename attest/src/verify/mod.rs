@@ -142,6 +142,16 @@ pub enum ChainSource<'a> {
     /// A PEM bundle as served by AMD's KDS (`cert_chain`: ASK or ASVK, then ARK; the ARK may be
     /// left out). The root must be one of the built-in AMD ARKs.
     AmdPem(&'a [u8]),
+    /// AMD certificates given one by one, each PEM or DER (e.g. the entries of an RA-TLS quote's
+    /// certificate table): the intermediate (ASK or ASVK) and optionally the ARK, which must be
+    /// one of the built-in AMD ARKs. Without an ARK, the built-in ARK that issued the
+    /// intermediate is used.
+    AmdCerts {
+        /// The intermediate (ASK or ASVK).
+        intermediate: &'a [u8],
+        /// The ARK, if given.
+        ark: Option<&'a [u8]>,
+    },
     /// A root the caller explicitly trusts (e.g. an emulator's test ARK) and its intermediate,
     /// each PEM or DER. Never used unless the caller asks for it.
     TrustRoot {
@@ -483,29 +493,44 @@ fn load_chain(
             if roots.len() > 1 {
                 return Err(VerifyError::ChainShape);
             }
-            match roots.into_iter().next() {
-                Some(ark) => {
-                    let g =
-                        certs::builtin_ark_generation(&ark)?.ok_or(VerifyError::UntrustedRoot)?;
-                    Ok((ark, inter, TrustAnchor::Amd(g)))
-                }
-                None => {
-                    // No root given: the built-in ARK whose subject issued the intermediate.
-                    for g in [Generation::Milan, Generation::Genoa, Generation::Turin] {
-                        let ark = certs::load_one(builtin_pems(g).0.as_bytes(), "ARK")?;
-                        if ark.tbs_certificate().subject() == inter.tbs_certificate().issuer() {
-                            return Ok((ark, inter, TrustAnchor::Amd(g)));
-                        }
-                    }
-                    Err(VerifyError::UntrustedRoot)
-                }
+            amd_chain(inter, roots.into_iter().next())
+        }
+        ChainSource::AmdCerts { intermediate, ark } => {
+            let inter = certs::load_one(intermediate, "ASK/ASVK")?;
+            if certs::is_self_issued(&inter) {
+                return Err(VerifyError::ChainShape);
             }
+            let ark = ark.map(|a| certs::load_one(a, "ARK")).transpose()?;
+            amd_chain(inter, ark)
         }
         ChainSource::TrustRoot { ark, intermediate } => Ok((
             certs::load_one(ark, "trust root")?,
             certs::load_one(intermediate, "intermediate")?,
             TrustAnchor::Custom,
         )),
+    }
+}
+
+/// An AMD chain from its intermediate and (optionally) its ARK, which must be a built-in one;
+/// without an ARK, the built-in ARK whose subject issued the intermediate.
+fn amd_chain(
+    inter: Certificate,
+    ark: Option<Certificate>,
+) -> Result<(Certificate, Certificate, TrustAnchor), VerifyError> {
+    match ark {
+        Some(ark) => {
+            let g = certs::builtin_ark_generation(&ark)?.ok_or(VerifyError::UntrustedRoot)?;
+            Ok((ark, inter, TrustAnchor::Amd(g)))
+        }
+        None => {
+            for g in [Generation::Milan, Generation::Genoa, Generation::Turin] {
+                let ark = certs::load_one(builtin_pems(g).0.as_bytes(), "ARK")?;
+                if ark.tbs_certificate().subject() == inter.tbs_certificate().issuer() {
+                    return Ok((ark, inter, TrustAnchor::Amd(g)));
+                }
+            }
+            Err(VerifyError::UntrustedRoot)
+        }
     }
 }
 

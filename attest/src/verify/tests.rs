@@ -1,6 +1,6 @@
 use super::*;
 use crate::test_util::milan_report;
-use der::Encode;
+use der::{Encode, EncodePem};
 
 const VCEK: &[u8] = include_bytes!("../../testdata/snp/vcek_milan.der");
 const CHAIN: &[u8] = include_bytes!("../../testdata/snp/cert_chain_milan");
@@ -41,20 +41,35 @@ fn real_milan_report_verifies() {
         assert!(v.checks().iter().any(|c| c.contains("report signature")));
     }
     // The ASK alone: the root is found among the built-in ARKs.
-    let ask_only = &CHAIN[..CHAIN.windows(5).rposition(|w| w == b"-----").unwrap() + 5];
-    let ask_end = core::str::from_utf8(ask_only)
-        .unwrap()
-        .find("-----END CERTIFICATE-----")
-        .unwrap()
-        + 25;
+    let chain = certs::load_pem_bundle(CHAIN).unwrap();
+    let ask_pem = chain[0].to_pem(der::pem::LineEnding::LF).unwrap();
     let v = verify_snp_report(
         &report,
         VCEK,
-        ChainSource::AmdPem(&CHAIN[..ask_end]),
+        ChainSource::AmdPem(ask_pem.as_bytes()),
         &policy(),
     )
     .unwrap();
     assert_eq!(v.anchor(), TrustAnchor::Amd(Generation::Milan));
+    // The same as DER certificates (an RA-TLS quote's table), with or without the ARK.
+    let (ask_der, ark_der) = (chain[0].to_der().unwrap(), chain[1].to_der().unwrap());
+    for ark in [None, Some(&ark_der[..])] {
+        let src = ChainSource::AmdCerts {
+            intermediate: &ask_der,
+            ark,
+        };
+        let v = verify_snp_report(&report, VCEK, src, &policy()).unwrap();
+        assert_eq!(v.anchor(), TrustAnchor::Amd(Generation::Milan));
+    }
+    // The ARK in place of the intermediate is refused.
+    let src = ChainSource::AmdCerts {
+        intermediate: &ark_der,
+        ark: None,
+    };
+    assert_eq!(
+        verify_snp_report(&report, VCEK, src, &policy()).unwrap_err(),
+        VerifyError::ChainShape
+    );
     // Explicit root: same certificates, but recorded as custom.
     let (ark, ask) = builtin_pems(Generation::Milan);
     let v = verify_snp_report(
@@ -166,7 +181,14 @@ fn wrong_chain_fails() {
         );
     }
     // The Turin chain in PEM anchors to the Turin ARK, which did not sign the Milan VCEK.
-    assert!(verify_snp_report(&report, VCEK, ChainSource::AmdPem(TURIN_CHAIN), &policy()).is_err());
+    let e = verify_snp_report(&report, VCEK, ChainSource::AmdPem(TURIN_CHAIN), &policy());
+    assert!(
+        matches!(
+            e,
+            Err(VerifyError::NameChain(_) | VerifyError::ChainSignature(_))
+        ),
+        "{e:?}"
+    );
     // A self-signed root that is not AMD's is refused unless given as TrustRoot: use the ASK
     // in place of the ARK (not self-issued -> chain shape) and a bundle with two ARKs.
     let (milan_ark, _) = builtin_pems(Generation::Milan);
@@ -177,9 +199,18 @@ fn wrong_chain_fails() {
         VerifyError::ChainShape
     );
     // Empty inputs.
-    assert!(verify_snp_report(&report, b"", ChainSource::AmdPem(CHAIN), &policy()).is_err());
-    assert!(verify_snp_report(&[], VCEK, ChainSource::AmdPem(CHAIN), &policy()).is_err());
-    assert!(verify_snp_report(&report, VCEK, ChainSource::AmdPem(b""), &policy()).is_err());
+    assert_eq!(
+        verify_snp_report(&report, b"", ChainSource::AmdPem(CHAIN), &policy()).unwrap_err(),
+        VerifyError::Certificate("VCEK")
+    );
+    assert!(matches!(
+        verify_snp_report(&[], VCEK, ChainSource::AmdPem(CHAIN), &policy()),
+        Err(VerifyError::Report(_))
+    ));
+    assert_eq!(
+        verify_snp_report(&report, VCEK, ChainSource::AmdPem(b""), &policy()).unwrap_err(),
+        VerifyError::Certificate("chain PEM")
+    );
 }
 
 #[test]
@@ -215,7 +246,10 @@ fn turin_chain_and_extensions() {
         64
     );
     assert!(certs::p384_key(&m).is_ok());
-    assert!(certs::p384_key(&ark).is_err());
+    assert!(matches!(
+        certs::p384_key(&ark),
+        Err(VerifyError::UnsupportedAlgorithm("VCEK key"))
+    ));
 }
 
 /// Positions to flip in a buffer: every `step`-th byte, all of the first 64 (the DER headers of
@@ -243,9 +277,21 @@ fn any_flipped_report_byte_fails() {
     for p in pos {
         let mut r = report.clone();
         r[p] ^= 0x01;
+        let e = verify_snp_report(&r, VCEK, chain, &policy()).map(|_| ());
         assert!(
-            verify_snp_report(&r, VCEK, chain, &policy()).is_err(),
-            "report byte {p:#x}"
+            matches!(
+                e,
+                Err(VerifyError::Report(_)
+                    | VerifyError::ReportSignature
+                    | VerifyError::TcbMismatch { .. }
+                    | VerifyError::ChipIdMismatch
+                    | VerifyError::SigningKeyMismatch
+                    | VerifyError::ProductMismatch
+                    | VerifyError::DebugAllowed
+                    | VerifyError::MeasurementMismatch
+                    | VerifyError::ReportDataMismatch)
+            ),
+            "report byte {p:#x}: {e:?}"
         );
     }
 }
@@ -257,11 +303,37 @@ fn any_flipped_vcek_byte_fails() {
     for p in positions(VCEK.len(), 5) {
         let mut v = VCEK.to_vec();
         v[p] ^= 0x01;
+        let e = verify_snp_report(&report, &v, chain, &policy()).map(|_| ());
         assert!(
-            verify_snp_report(&report, &v, chain, &policy()).is_err(),
-            "VCEK byte {p}"
+            matches!(
+                e,
+                Err(VerifyError::Certificate(_)
+                    | VerifyError::UnsupportedAlgorithm(_)
+                    | VerifyError::NameChain(_)
+                    | VerifyError::ChainSignature(_)
+                    | VerifyError::MissingExtension(_)
+                    | VerifyError::TcbMismatch { .. }
+                    | VerifyError::ChipIdMismatch
+                    | VerifyError::SigningKeyMismatch
+                    | VerifyError::ProductMismatch
+                    | VerifyError::ReportSignature)
+            ),
+            "VCEK byte {p}: {e:?}"
         );
     }
+}
+
+/// The errors a damaged ARK/ASK (PEM or DER) may cause.
+fn is_chain_error(e: &VerifyError) -> bool {
+    matches!(
+        e,
+        VerifyError::Certificate(_)
+            | VerifyError::UnsupportedAlgorithm(_)
+            | VerifyError::UntrustedRoot
+            | VerifyError::ChainShape
+            | VerifyError::NameChain(_)
+            | VerifyError::ChainSignature(_)
+    )
 }
 
 #[test]
@@ -277,9 +349,10 @@ fn any_flipped_chain_byte_fails() {
             b'\n' => b'x',
             x => x ^ 0x01,
         };
+        let e = verify_snp_report(&report, VCEK, ChainSource::AmdPem(&c), &policy()).map(|_| ());
         assert!(
-            verify_snp_report(&report, VCEK, ChainSource::AmdPem(&c), &policy()).is_err(),
-            "chain byte {p} ({:?})",
+            matches!(e, Err(ref e) if is_chain_error(e)),
+            "chain byte {p} ({:?}): {e:?}",
             CHAIN[p] as char
         );
     }
@@ -305,9 +378,10 @@ fn any_flipped_der_chain_byte_fails() {
                 ark: &a,
                 intermediate: &i,
             };
+            let e = verify_snp_report(&report, VCEK, src, &policy()).map(|_| ());
             assert!(
-                verify_snp_report(&report, VCEK, src, &policy()).is_err(),
-                "{which} byte {p}"
+                matches!(e, Err(ref e) if is_chain_error(e)),
+                "{which} byte {p}: {e:?}"
             );
         }
     }
@@ -392,7 +466,16 @@ mod test_chain {
             ChainSource::BuiltIn(Generation::Genoa),
             ChainSource::AmdPem(&[ASK, ARK].concat()),
         ] {
-            assert!(verify_snp_report(&report, GENOA_VCEK, src, &Policy::new([0x42; 48])).is_err());
+            let e = verify_snp_report(&report, GENOA_VCEK, src, &Policy::new([0x42; 48]));
+            assert!(
+                matches!(
+                    e,
+                    Err(VerifyError::UntrustedRoot
+                        | VerifyError::NameChain(_)
+                        | VerifyError::ChainSignature(_))
+                ),
+                "{e:?}"
+            );
         }
         assert_eq!(
             verify_snp_report(

@@ -3,14 +3,16 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
+use kms::kmip::ttlv::EnumValue;
+use kms::kmip::types::{CryptographicAlgorithm, KeyFormatType, ObjectType, RecommendedCurve};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 use serde_json::json;
 
-use super::sym::{KeyRef, RevokeArgs};
-use super::{Ctx, Output, now, usage_mask};
+use super::sym::{KeyRef, RevokeArgs, response_file};
+use super::{Ctx, Output, bad_field, now, response_text, usage_mask};
 use crate::error::{CliError, read_file, write_file};
-use crate::kmip::{TtlvExt, item, tags_attribute, uid_or_tags};
+use crate::kmip::{Attributes, KeyBlock, Ttlv, uid_or_tags};
 
 /// `ckms ec`.
 #[derive(Subcommand, Debug)]
@@ -72,12 +74,25 @@ pub enum Curve {
 }
 
 impl Curve {
-    /// (CryptographicAlgorithm, RecommendedCurve, CryptographicLength).
-    fn kmip(self) -> (&'static str, &'static str, i32) {
-        match self {
-            Curve::P256 => ("ECDSA", "P256", 256),
-            Curve::P384 => ("ECDSA", "P384", 384),
-            Curve::Ed25519 => ("Ed25519", "CURVEED25519", 256),
+    /// The attributes of a key on this curve: CryptographicAlgorithm, RecommendedCurve (as
+    /// CryptographicDomainParameters), CryptographicLength, and ActivationDate now.
+    fn attributes(self, tags: &[String]) -> Attributes {
+        let (alg, curve, length) = match self {
+            Curve::P256 => (CryptographicAlgorithm::ECDSA, RecommendedCurve::P256, 256),
+            Curve::P384 => (CryptographicAlgorithm::ECDSA, RecommendedCurve::P384, 384),
+            Curve::Ed25519 => (
+                CryptographicAlgorithm::Ed25519,
+                RecommendedCurve::CURVEED25519,
+                256,
+            ),
+        };
+        Attributes {
+            cryptographic_algorithm: Some(alg),
+            cryptographic_length: Some(length),
+            recommended_curve: Some(curve),
+            activation_date: Some(now()),
+            tags: tags.to_vec(),
+            ..Attributes::default()
         }
     }
 }
@@ -175,45 +190,25 @@ pub fn run(ctx: &Ctx, cmd: EcCommand) -> Result<Output, CliError> {
 }
 
 fn create(ctx: &Ctx, a: &EcCreateArgs) -> Result<Output, CliError> {
-    let (alg, curve, length) = a.curve.kmip();
-    let mut common = vec![
-        item::enumeration("CryptographicAlgorithm", alg),
-        item::integer("CryptographicLength", length),
-        item::structure(
-            "CryptographicDomainParameters",
-            vec![item::enumeration("RecommendedCurve", curve)],
-        ),
-        item::datetime("ActivationDate", now()),
-    ];
-    if !a.tags.is_empty() {
-        common.push(tags_attribute(&a.tags));
-    }
-    let sign = usage_mask(&["sign".into()])?;
-    let verify = usage_mask(&["verify".into()])?;
-    let request = item::structure(
+    let common = a.curve.attributes(&a.tags);
+    let usage = |name: &str| -> Result<Attributes, CliError> {
+        Ok(Attributes {
+            cryptographic_usage_mask: Some(usage_mask(&[name.into()])?),
+            ..Attributes::default()
+        })
+    };
+    let request = Ttlv::structure(
         "CreateKeyPair",
         vec![
-            item::structure("CommonAttributes", common),
-            item::structure(
-                "PrivateKeyAttributes",
-                vec![item::integer("CryptographicUsageMask", sign)],
-            ),
-            item::structure(
-                "PublicKeyAttributes",
-                vec![item::integer("CryptographicUsageMask", verify)],
-            ),
+            common.to_ttlv("CommonAttributes"),
+            usage("sign")?.to_ttlv("PrivateKeyAttributes"),
+            usage("verify")?.to_ttlv("PublicKeyAttributes"),
         ],
     );
     let response = ctx.client()?.kmip(&request)?;
-    let get = |tag: &str| {
-        response
-            .child(tag)
-            .and_then(TtlvExt::text)
-            .map(str::to_owned)
-            .ok_or_else(|| CliError::Response(format!("CreateKeyPairResponse: no {tag}")))
-    };
-    let private = get("PrivateKeyUniqueIdentifier")?;
-    let public = get("PublicKeyUniqueIdentifier")?;
+    let what = "CreateKeyPairResponse";
+    let private = response_text(&response, "PrivateKeyUniqueIdentifier", what)?;
+    let public = response_text(&response, "PublicKeyUniqueIdentifier", what)?;
     Ok(Output::new(
         format!("created key pair\n  private key: {private}\n  public key:  {public}"),
         json!({"private_key_unique_identifier": private, "public_key_unique_identifier": public}),
@@ -222,11 +217,14 @@ fn create(ctx: &Ctx, a: &EcCreateArgs) -> Result<Output, CliError> {
 
 fn import(ctx: &Ctx, a: &EcImportArgs) -> Result<Output, CliError> {
     let data = read_file(&a.file)?;
-    let (object_type, format, der, usage) = if data.starts_with(b"-----BEGIN") {
+    const PRIVATE: (ObjectType, KeyFormatType) = (ObjectType::PrivateKey, KeyFormatType::PKCS8);
+    const PUBLIC: (ObjectType, KeyFormatType) = (ObjectType::PublicKey, KeyFormatType::X509);
+    let data = zeroize::Zeroizing::new(data);
+    let ((object_type, format), der, usage) = if data.starts_with(b"-----BEGIN") {
         if let Ok(k) = PrivatePkcs8KeyDer::from_pem_slice(&data) {
-            ("PrivateKey", "PKCS8", k.secret_pkcs8_der().to_vec(), "sign")
+            (PRIVATE, k.secret_pkcs8_der().to_vec(), "sign")
         } else if let Ok(k) = SubjectPublicKeyInfoDer::from_pem_slice(&data) {
-            ("PublicKey", "X509", k.as_ref().to_vec(), "verify")
+            (PUBLIC, k.as_ref().to_vec(), "verify")
         } else {
             return Err(CliError::Usage(format!(
                 "{}: no PRIVATE KEY (PKCS#8) or PUBLIC KEY (SPKI) PEM block",
@@ -249,8 +247,8 @@ fn import(ctx: &Ctx, a: &EcImportArgs) -> Result<Output, CliError> {
             _ => None,
         };
         match second_is_integer {
-            Some(true) => ("PrivateKey", "PKCS8", data.clone(), "sign"),
-            Some(false) => ("PublicKey", "X509", data.clone(), "verify"),
+            Some(true) => (PRIVATE, data.to_vec(), "sign"),
+            Some(false) => (PUBLIC, data.to_vec(), "verify"),
             None => {
                 return Err(CliError::Usage(format!(
                     "{}: not a DER key",
@@ -259,66 +257,59 @@ fn import(ctx: &Ctx, a: &EcImportArgs) -> Result<Output, CliError> {
             }
         }
     };
-    let (alg, curve, length) = a.curve.kmip();
-    let mut attrs = vec![
-        item::enumeration("CryptographicAlgorithm", alg),
-        item::integer("CryptographicLength", length),
-        item::structure(
-            "CryptographicDomainParameters",
-            vec![item::enumeration("RecommendedCurve", curve)],
-        ),
-        item::integer("CryptographicUsageMask", usage_mask(&[usage.into()])?),
-        item::enumeration("KeyFormatType", format),
-        item::enumeration("ObjectType", object_type),
-        item::datetime("ActivationDate", now()),
-    ];
-    if !a.tags.is_empty() {
-        attrs.push(tags_attribute(&a.tags));
+    let attrs = Attributes {
+        cryptographic_usage_mask: Some(usage_mask(&[usage.into()])?),
+        key_format_type: Some(format),
+        object_type: Some(object_type),
+        ..a.curve.attributes(&a.tags)
+    };
+    // The KeyBlock wipes the DER (a private key) when dropped.
+    let object = KeyBlock {
+        key_format_type: format,
+        material: der,
+        curve: None,
+        cryptographic_algorithm: attrs.cryptographic_algorithm,
+        cryptographic_length: attrs.cryptographic_length,
+        attributes: None,
     }
-    let object = item::structure(
-        "Object",
-        vec![item::structure(
-            "KeyBlock",
-            vec![
-                item::enumeration("KeyFormatType", format),
-                item::structure("KeyValue", vec![item::bytes("KeyMaterial", &der)]),
-                item::enumeration("CryptographicAlgorithm", alg),
-                item::integer("CryptographicLength", length),
-            ],
-        )],
-    );
-    let request = item::structure(
+    .to_object();
+    let request = Ttlv::structure(
         "Import",
         vec![
-            item::text("UniqueIdentifier", a.key_id.as_deref().unwrap_or("")),
-            item::enumeration("ObjectType", object_type),
-            item::boolean("ReplaceExisting", false),
-            item::structure("Attributes", attrs),
+            Ttlv::text("UniqueIdentifier", a.key_id.as_deref().unwrap_or("")),
+            object_type.to_ttlv(),
+            Ttlv::boolean("ReplaceExisting", false),
+            attrs.to_ttlv("Attributes"),
             object,
         ],
     );
     let response = ctx.client()?.kmip(&request)?;
     let uid = super::response_uid(&response, "ImportResponse")?;
     Ok(Output::new(
-        format!("imported {} {uid}", object_type.to_lowercase()),
+        format!("imported {} {uid}", object_type.name().to_lowercase()),
         json!({"unique_identifier": uid}),
     ))
 }
 
 fn export(ctx: &Ctx, a: &EcExportArgs) -> Result<Output, CliError> {
-    let uid = uid_or_tags(a.key_id.as_deref(), &a.tags).map_err(CliError::Usage)?;
+    let uid =
+        uid_or_tags(a.key_id.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
     let response = super::sym::get(ctx, &uid, None)?;
     let got = super::response_uid(&response, "GetResponse")?;
     if a.json {
-        let text =
-            serde_json::to_vec_pretty(&response).map_err(|e| CliError::Response(e.to_string()))?;
-        write_file(&a.file, &text)?;
+        write_file(&a.file, &response_file(&response)?)?;
     } else {
-        let der = response
-            .find("KeyMaterial")
-            .and_then(TtlvExt::bytes)
-            .ok_or_else(|| CliError::Response("GetResponse: no DER KeyMaterial".into()))?;
-        write_file(&a.file, &der)?;
+        let key = KeyBlock::parse_object(&response).map_err(|e| bad_field("GetResponse", e))?;
+        // The transparent formats are not DER.
+        if matches!(
+            key.key_format_type,
+            KeyFormatType::TransparentSymmetricKey
+                | KeyFormatType::TransparentECPrivateKey
+                | KeyFormatType::TransparentECPublicKey
+        ) {
+            return Err(CliError::Response("GetResponse: no DER KeyMaterial".into()));
+        }
+        write_file(&a.file, &key.material)?;
     }
     Ok(Output::new(
         format!("exported {got} to {}", a.file.display()),
@@ -327,21 +318,21 @@ fn export(ctx: &Ctx, a: &EcExportArgs) -> Result<Output, CliError> {
 }
 
 fn sign(ctx: &Ctx, a: &SignArgs) -> Result<Output, CliError> {
-    let uid = uid_or_tags(a.key.as_deref(), &a.tags).map_err(CliError::Usage)?;
+    let uid = uid_or_tags(a.key.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
     let data = read_file(&a.input)?;
-    let request = item::structure(
+    let request = Ttlv::structure(
         "Sign",
         vec![
-            item::text("UniqueIdentifier", &uid),
-            item::bytes("Data", &data),
+            Ttlv::text("UniqueIdentifier", &uid),
+            Ttlv::bytes("Data", &data),
         ],
     );
     let response = ctx.client()?.kmip(&request)?;
     let signature = response
-        .child("SignatureData")
-        .and_then(TtlvExt::bytes)
-        .ok_or_else(|| CliError::Response("SignResponse: no SignatureData".into()))?;
-    write_file(&a.output, &signature)?;
+        .req("SignatureData")
+        .and_then(|t| t.as_bytes("SignatureData"))
+        .map_err(|e| bad_field("SignResponse", e))?;
+    write_file(&a.output, signature)?;
     Ok(Output::new(
         format!("signature written to {}", a.output.display()),
         json!({"unique_identifier": uid, "file": a.output}),
@@ -349,24 +340,29 @@ fn sign(ctx: &Ctx, a: &SignArgs) -> Result<Output, CliError> {
 }
 
 fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<Output, CliError> {
-    let uid = uid_or_tags(a.key.as_deref(), &a.tags).map_err(CliError::Usage)?;
+    let uid = uid_or_tags(a.key.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
     let data = read_file(&a.input)?;
     let signature = read_file(&a.signature)?;
-    let request = item::structure(
+    let request = Ttlv::structure(
         "SignatureVerify",
         vec![
-            item::text("UniqueIdentifier", &uid),
-            item::bytes("Data", &data),
-            item::bytes("SignatureData", &signature),
+            Ttlv::text("UniqueIdentifier", &uid),
+            Ttlv::bytes("Data", &data),
+            Ttlv::bytes("SignatureData", &signature),
         ],
     );
     let response = ctx.client()?.kmip(&request)?;
-    let validity = response
-        .child("ValidityIndicator")
-        .and_then(TtlvExt::text)
-        .ok_or_else(|| {
-            CliError::Response("SignatureVerifyResponse: no ValidityIndicator".into())
-        })?;
+    // KMIP 2.1 §11.57 Validity Indicator: Valid = 0, Invalid = 1, Unknown = 2.
+    let validity = match response
+        .req("ValidityIndicator")
+        .and_then(|t| t.as_enum("ValidityIndicator"))
+        .map_err(|e| bad_field("SignatureVerifyResponse", e))?
+    {
+        EnumValue::Name(n) => n.clone(),
+        EnumValue::Code(0) => "Valid".to_owned(),
+        EnumValue::Code(1) => "Invalid".to_owned(),
+        EnumValue::Code(_) => "Unknown".to_owned(),
+    };
     if validity == "Valid" {
         Ok(Output::new("valid", json!({"valid": true})))
     } else {

@@ -6,12 +6,13 @@ pub mod ec;
 pub mod objects;
 pub mod sym;
 
+use kms::kmip::types::RevocationReasonCode;
 use serde_json::{Value, json};
 
 use crate::client::KmsClient;
 use crate::config::Settings;
 use crate::error::CliError;
-use crate::kmip::{TtlvExt, item};
+use crate::kmip::{FieldError, Ttlv};
 
 /// What a command needs: the connection settings.
 pub struct Ctx {
@@ -46,7 +47,7 @@ impl Output {
 }
 
 /// KMIP Cryptographic Usage Mask bits (KMIP 2.1 §11.15).
-pub const USAGE_BITS: &[(&str, i32)] = &[
+pub const USAGE_BITS: &[(&str, u32)] = &[
     ("sign", 0x1),
     ("verify", 0x2),
     ("encrypt", 0x4),
@@ -60,7 +61,7 @@ pub const USAGE_BITS: &[(&str, i32)] = &[
 ];
 
 /// Parse `encrypt,decrypt` style usage names into a mask.
-pub fn usage_mask(names: &[String]) -> Result<i32, CliError> {
+pub fn usage_mask(names: &[String]) -> Result<u32, CliError> {
     let mut mask = 0;
     for n in names {
         let bit = USAGE_BITS
@@ -84,13 +85,23 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The UniqueIdentifier text of a response, or an error naming the response.
-pub fn response_uid(response: &Value, what: &str) -> Result<String, CliError> {
+/// A response field that is missing or malformed, as a command error naming the response.
+pub fn bad_field(what: &str, e: FieldError) -> CliError {
+    CliError::Response(format!("{what}: {e}"))
+}
+
+/// The text of a required TextString child of a response (e.g. its UniqueIdentifier).
+pub fn response_text(response: &Ttlv, tag: &'static str, what: &str) -> Result<String, CliError> {
     response
-        .child("UniqueIdentifier")
-        .and_then(TtlvExt::text)
+        .req(tag)
+        .and_then(|t| t.as_text(tag))
         .map(str::to_owned)
-        .ok_or_else(|| CliError::Response(format!("{what}: no UniqueIdentifier")))
+        .map_err(|e| bad_field(what, e))
+}
+
+/// The UniqueIdentifier text of a response, or an error naming the response.
+pub fn response_uid(response: &Ttlv, what: &str) -> Result<String, CliError> {
+    response_text(response, "UniqueIdentifier", what)
 }
 
 /// `Revoke{UniqueIdentifier, RevocationReason{RevocationReasonCode, RevocationMessage?}}`.
@@ -100,22 +111,20 @@ pub fn revoke(
     reason: Option<&str>,
     compromised: bool,
 ) -> Result<Output, CliError> {
-    let mut rr = vec![item::enumeration(
-        "RevocationReasonCode",
-        if compromised {
-            "KeyCompromise"
-        } else {
-            "Unspecified"
-        },
-    )];
+    let code = if compromised {
+        RevocationReasonCode::KeyCompromise
+    } else {
+        RevocationReasonCode::Unspecified
+    };
+    let mut rr = vec![code.to_ttlv()];
     if let Some(m) = reason {
-        rr.push(item::text("RevocationMessage", m));
+        rr.push(Ttlv::text("RevocationMessage", m));
     }
-    let request = item::structure(
+    let request = Ttlv::structure(
         "Revoke",
         vec![
-            item::text("UniqueIdentifier", uid),
-            item::structure("RevocationReason", rr),
+            Ttlv::text("UniqueIdentifier", uid),
+            Ttlv::structure("RevocationReason", rr),
         ],
     );
     let response = ctx.client()?.kmip(&request)?;
@@ -128,7 +137,7 @@ pub fn revoke(
 
 /// `Destroy{UniqueIdentifier}`.
 pub fn destroy(ctx: &Ctx, uid: &str) -> Result<Output, CliError> {
-    let request = item::structure("Destroy", vec![item::text("UniqueIdentifier", uid)]);
+    let request = Ttlv::structure("Destroy", vec![Ttlv::text("UniqueIdentifier", uid)]);
     let response = ctx.client()?.kmip(&request)?;
     let uid = response_uid(&response, "DestroyResponse")?;
     Ok(Output::new(

@@ -1,11 +1,12 @@
 //! `ckms locate`, `ckms get-attributes`, `ckms set-attribute`.
 
 use clap::Args;
-use serde_json::{Value, json};
+use kms::kmip::types::{CryptographicAlgorithm, NameType, ObjectType, State};
+use serde_json::json;
 
-use super::{Ctx, Output, response_uid};
+use super::{Ctx, Output, bad_field, response_uid};
 use crate::error::CliError;
-use crate::kmip::{TtlvExt, hex_decode, item, tags_attribute};
+use crate::kmip::{Attributes, Ttlv, render, tag_attribute, to_json_value, uid_or_tags};
 
 /// `locate` options: every given criterion must match.
 #[derive(Args, Debug)]
@@ -53,41 +54,50 @@ pub struct SetAttributeArgs {
     pub activation_date: Option<i64>,
 }
 
-fn name_attribute(name: &str) -> Value {
-    item::structure(
+fn name_attribute(name: &str) -> Ttlv {
+    Ttlv::structure(
         "Name",
         vec![
-            item::text("NameValue", name),
-            item::enumeration("NameType", "UninterpretedTextString"),
+            Ttlv::text("NameValue", name),
+            NameType::UninterpretedTextString.to_ttlv(),
         ],
     )
 }
 
+/// An enumeration value named on the command line (spec or Cosmian spelling, any case).
+fn named<T>(value: &str, what: &str, parse: fn(&str) -> Option<T>) -> Result<T, CliError> {
+    parse(value).ok_or_else(|| CliError::Usage(format!("unknown {what} `{value}`")))
+}
+
 /// Run `locate`.
 pub fn locate(ctx: &Ctx, a: &LocateArgs) -> Result<Output, CliError> {
-    let mut attrs = Vec::new();
-    if let Some(t) = &a.object_type {
-        attrs.push(item::enumeration("ObjectType", t));
-    }
-    if let Some(alg) = &a.algorithm {
-        attrs.push(item::enumeration("CryptographicAlgorithm", alg));
-    }
-    if let Some(s) = &a.state {
-        attrs.push(item::enumeration("State", s));
-    }
-    if let Some(n) = &a.name {
-        attrs.push(name_attribute(n));
-    }
-    if !a.tags.is_empty() {
-        attrs.push(tags_attribute(&a.tags));
-    }
-    let request = item::structure("Locate", vec![item::structure("Attributes", attrs)]);
+    let attrs = Attributes {
+        object_type: a
+            .object_type
+            .as_deref()
+            .map(|t| named(t, "object type", ObjectType::from_name))
+            .transpose()?,
+        cryptographic_algorithm: a
+            .algorithm
+            .as_deref()
+            .map(|t| named(t, "algorithm", CryptographicAlgorithm::from_name))
+            .transpose()?,
+        state: a
+            .state
+            .as_deref()
+            .map(|t| named(t, "state", State::from_name))
+            .transpose()?,
+        names: a.name.iter().cloned().collect(),
+        tags: a.tags.clone(),
+        ..Attributes::default()
+    };
+    let request = Ttlv::structure("Locate", vec![attrs.to_ttlv("Attributes")]);
     let response = ctx.client()?.kmip(&request)?;
-    let ids: Vec<String> = response
-        .children("UniqueIdentifier")
-        .filter_map(TtlvExt::text)
-        .map(str::to_owned)
-        .collect();
+    let ids = response
+        .all("UniqueIdentifier")
+        .map(|t| t.as_text("UniqueIdentifier").map(str::to_owned))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|e| bad_field("LocateResponse", e))?;
     let human = if ids.is_empty() {
         "no object found".to_owned()
     } else {
@@ -96,71 +106,32 @@ pub fn locate(ctx: &Ctx, a: &LocateArgs) -> Result<Output, CliError> {
     Ok(Output::new(human, json!({"unique_identifiers": ids})))
 }
 
-/// Render a JSON TTLV attribute value for people.
-fn render(v: &Value) -> String {
-    match v.get("value") {
-        Some(Value::Array(children)) => {
-            let inner: Vec<String> = children
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{}={}",
-                        c.get("tag").and_then(Value::as_str).unwrap_or("?"),
-                        render(c)
-                    )
-                })
-                .collect();
-            format!("{{{}}}", inner.join(", "))
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
-}
-
-/// Tags from the Cosmian `tag` vendor attribute of an Attributes structure.
-fn tags_of(attrs: &Value) -> Option<Vec<String>> {
-    let va = attrs.children("VendorAttributes").find_map(|outer| {
-        // Either VendorAttributes{VendorAttributes{...}} or a flat VendorAttribute structure.
-        let inner = outer.child("VendorAttributes").unwrap_or(outer);
-        (inner.child("AttributeName").and_then(TtlvExt::text) == Some("tag"))
-            .then(|| inner.child("AttributeValue").and_then(TtlvExt::text))
-            .flatten()
-    })?;
-    serde_json::from_slice(&hex_decode(va)?).ok()
-}
-
 /// Run `get-attributes`.
 pub fn get_attributes(ctx: &Ctx, a: &GetAttributesArgs) -> Result<Output, CliError> {
-    let uid = crate::kmip::uid_or_tags(a.id.as_deref(), &a.tags).map_err(CliError::Usage)?;
-    let request = item::structure("GetAttributes", vec![item::text("UniqueIdentifier", &uid)]);
+    let uid = uid_or_tags(a.id.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
+    let request = Ttlv::structure("GetAttributes", vec![Ttlv::text("UniqueIdentifier", &uid)]);
     let response = ctx.client()?.kmip(&request)?;
-    let attrs = response
-        .child("Attributes")
-        .ok_or_else(|| CliError::Response("GetAttributesResponse: no Attributes".into()))?;
-    let mut lines = vec![format!(
-        "UniqueIdentifier: {}",
-        response_uid(&response, "GetAttributesResponse")?
-    )];
-    for a in attrs
-        .get("value")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let tag = a.get("tag").and_then(Value::as_str).unwrap_or("?");
-        if tag == "VendorAttributes" {
+    let what = "GetAttributesResponse";
+    let attrs = response.req("Attributes").map_err(|e| bad_field(what, e))?;
+    let uid = response_uid(&response, what)?;
+    let mut lines = vec![format!("UniqueIdentifier: {uid}")];
+    for a in attrs.children() {
+        if a.tag == "VendorAttributes" {
             continue;
         }
-        lines.push(format!("{tag}: {}", render(a)));
+        lines.push(format!("{}: {}", a.tag, render(a)));
     }
-    let tags = tags_of(attrs);
-    if let Some(t) = &tags {
-        lines.push(format!("Tags: {}", t.join(", ")));
+    // The Cosmian `tag` vendor attribute, decoded by the core's Attributes. Display only: attributes this
+    // client cannot interpret are still listed above.
+    let tags = Attributes::parse(attrs)
+        .map(|parsed| parsed.tags)
+        .unwrap_or_default();
+    if !tags.is_empty() {
+        lines.push(format!("Tags: {}", tags.join(", ")));
     }
-    let mut json = json!({"unique_identifier": response_uid(&response, "GetAttributesResponse")?, "attributes": attrs});
-    if let Some(t) = tags {
-        json["tags"] = json!(t);
+    let mut json = json!({"unique_identifier": uid, "attributes": to_json_value(attrs)});
+    if !tags.is_empty() {
+        json["tags"] = json!(tags);
     }
     Ok(Output::new(lines.join("\n"), json))
 }
@@ -172,13 +143,11 @@ pub fn set_attribute(ctx: &Ctx, a: &SetAttributeArgs) -> Result<Output, CliError
         new_attributes.push(name_attribute(n));
     }
     if !a.tags.is_empty() {
-        let va = tags_attribute(&a.tags);
-        // SetAttribute carries one attribute: the inner vendor attribute structure.
-        let inner = va.child("VendorAttributes").cloned().unwrap_or(va);
-        new_attributes.push(inner);
+        // SetAttribute carries one attribute: the vendor attribute structure itself.
+        new_attributes.push(tag_attribute(&a.tags));
     }
     if let Some(t) = a.activation_date {
-        new_attributes.push(item::datetime("ActivationDate", t));
+        new_attributes.push(Ttlv::datetime("ActivationDate", t));
     }
     if new_attributes.is_empty() {
         return Err(CliError::Usage(
@@ -187,11 +156,11 @@ pub fn set_attribute(ctx: &Ctx, a: &SetAttributeArgs) -> Result<Output, CliError
     }
     let mut client = ctx.client()?;
     for attr in new_attributes {
-        let request = item::structure(
+        let request = Ttlv::structure(
             "SetAttribute",
             vec![
-                item::text("UniqueIdentifier", &a.id),
-                item::structure("NewAttribute", vec![attr]),
+                Ttlv::text("UniqueIdentifier", &a.id),
+                Ttlv::structure("NewAttribute", vec![attr]),
             ],
         );
         client.kmip(&request)?;

@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
+use kms::kmip::types::{BlockCipherMode, CryptographicAlgorithm, KeyFormatType, ObjectType};
 use serde_json::json;
 
-use super::{Ctx, Output, now, response_uid, usage_mask};
+use super::{Ctx, Output, bad_field, now, response_uid, usage_mask};
 use crate::error::{CliError, read_file, write_file};
-use crate::kmip::{TtlvExt, item, tags_attribute, uid_or_tags};
+use crate::kmip::{Attributes, KeyBlock, Ttlv, to_json_value, uid_or_tags};
 
 /// Nonce and tag sizes of every AEAD the KMS offers (AES-GCM, AES-GCM-SIV, ChaCha20-Poly1305).
 pub const NONCE_LEN: usize = 12;
@@ -106,7 +107,7 @@ pub struct KeyRef {
 impl KeyRef {
     /// The UniqueIdentifier to send.
     pub fn uid(&self) -> Result<String, CliError> {
-        uid_or_tags(self.key_id.as_deref(), &self.tags).map_err(CliError::Usage)
+        uid_or_tags(self.key_id.as_deref(), &self.tags).map_err(|e| CliError::Usage(e.to_string()))
     }
 }
 
@@ -199,35 +200,36 @@ pub struct CryptArgs {
     pub mode: Option<AeadMode>,
 }
 
-fn algorithm_name(a: SymAlgorithm) -> &'static str {
+fn algorithm(a: SymAlgorithm) -> CryptographicAlgorithm {
     match a {
-        SymAlgorithm::Aes => "AES",
-        SymAlgorithm::Chacha20 => "ChaCha20",
+        SymAlgorithm::Aes => CryptographicAlgorithm::AES,
+        SymAlgorithm::Chacha20 => CryptographicAlgorithm::ChaCha20,
     }
 }
 
+/// Default usage: encrypt, decrypt, wrap-key, unwrap-key, key-agreement.
+const DEFAULT_USAGE: u32 = 2108;
+
 fn common_attributes(
-    algorithm: SymAlgorithm,
+    alg: SymAlgorithm,
     length: i32,
     usage: &[String],
     tags: &[String],
-) -> Result<Vec<serde_json::Value>, CliError> {
+) -> Result<Attributes, CliError> {
     let mask = if usage.is_empty() {
-        2108
+        DEFAULT_USAGE
     } else {
         usage_mask(usage)?
     };
-    let mut attrs = vec![
-        item::enumeration("CryptographicAlgorithm", algorithm_name(algorithm)),
-        item::integer("CryptographicLength", length),
-        item::integer("CryptographicUsageMask", mask),
-        item::enumeration("KeyFormatType", "TransparentSymmetricKey"),
-        item::enumeration("ObjectType", "SymmetricKey"),
-    ];
-    if !tags.is_empty() {
-        attrs.push(tags_attribute(tags));
-    }
-    Ok(attrs)
+    Ok(Attributes {
+        cryptographic_algorithm: Some(algorithm(alg)),
+        cryptographic_length: Some(length),
+        cryptographic_usage_mask: Some(mask),
+        key_format_type: Some(KeyFormatType::TransparentSymmetricKey),
+        object_type: Some(ObjectType::SymmetricKey),
+        tags: tags.to_vec(),
+        ..Attributes::default()
+    })
 }
 
 /// Run `ckms sym ...`.
@@ -249,13 +251,13 @@ pub fn run(ctx: &Ctx, cmd: SymCommand) -> Result<Output, CliError> {
 fn create(ctx: &Ctx, a: &CreateArgs) -> Result<Output, CliError> {
     let mut attrs = common_attributes(a.algorithm, a.length, &a.usage, &a.tags)?;
     if !a.no_activate {
-        attrs.push(item::datetime("ActivationDate", now()));
+        attrs.activation_date = Some(now());
     }
-    let request = item::structure(
+    let request = Ttlv::structure(
         "Create",
         vec![
-            item::enumeration("ObjectType", "SymmetricKey"),
-            item::structure("Attributes", attrs),
+            ObjectType::SymmetricKey.to_ttlv(),
+            attrs.to_ttlv("Attributes"),
         ],
     );
     let response = ctx.client()?.kmip(&request)?;
@@ -267,36 +269,28 @@ fn create(ctx: &Ctx, a: &CreateArgs) -> Result<Output, CliError> {
 }
 
 fn import(ctx: &Ctx, a: &ImportArgs) -> Result<Output, CliError> {
+    // Moved into the KeyBlock, which wipes it.
     let key = read_file(&a.file)?;
     let length =
         i32::try_from(key.len() * 8).map_err(|_| CliError::Usage("key file too large".into()))?;
     let mut attrs = common_attributes(a.algorithm, length, &a.usage, &a.tags)?;
-    attrs.push(item::datetime("ActivationDate", now()));
-    let object = item::structure(
-        "Object",
-        vec![item::structure(
-            "KeyBlock",
-            vec![
-                item::enumeration("KeyFormatType", "TransparentSymmetricKey"),
-                item::structure(
-                    "KeyValue",
-                    vec![item::structure(
-                        "KeyMaterial",
-                        vec![item::bytes("Key", &key)],
-                    )],
-                ),
-                item::enumeration("CryptographicAlgorithm", algorithm_name(a.algorithm)),
-                item::integer("CryptographicLength", length),
-            ],
-        )],
-    );
-    let request = item::structure(
+    attrs.activation_date = Some(now());
+    let object = KeyBlock {
+        key_format_type: KeyFormatType::TransparentSymmetricKey,
+        material: key,
+        curve: None,
+        cryptographic_algorithm: Some(algorithm(a.algorithm)),
+        cryptographic_length: Some(length),
+        attributes: None,
+    }
+    .to_object();
+    let request = Ttlv::structure(
         "Import",
         vec![
-            item::text("UniqueIdentifier", a.key_id.as_deref().unwrap_or("")),
-            item::enumeration("ObjectType", "SymmetricKey"),
-            item::boolean("ReplaceExisting", false),
-            item::structure("Attributes", attrs),
+            Ttlv::text("UniqueIdentifier", a.key_id.as_deref().unwrap_or("")),
+            ObjectType::SymmetricKey.to_ttlv(),
+            Ttlv::boolean("ReplaceExisting", false),
+            attrs.to_ttlv("Attributes"),
             object,
         ],
     );
@@ -309,35 +303,32 @@ fn import(ctx: &Ctx, a: &ImportArgs) -> Result<Output, CliError> {
 }
 
 /// `Get` the key in `format` and return the response.
-pub fn get(ctx: &Ctx, uid: &str, key_format: Option<&str>) -> Result<serde_json::Value, CliError> {
-    let mut fields = vec![item::text("UniqueIdentifier", uid)];
+pub fn get(ctx: &Ctx, uid: &str, key_format: Option<KeyFormatType>) -> Result<Ttlv, CliError> {
+    let mut fields = vec![Ttlv::text("UniqueIdentifier", uid)];
     if let Some(f) = key_format {
-        fields.push(item::enumeration("KeyFormatType", f));
+        fields.push(f.to_ttlv());
     }
-    ctx.client()?.kmip(&item::structure("Get", fields))
+    ctx.client()?.kmip(&Ttlv::structure("Get", fields))
+}
+
+/// The whole `GetResponse` as pretty JSON TTLV (`--format json` exports).
+pub fn response_file(response: &Ttlv) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
+    serde_json::to_vec_pretty(&to_json_value(response))
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| CliError::Response(e.to_string()))
 }
 
 fn export(ctx: &Ctx, a: &ExportArgs) -> Result<Output, CliError> {
-    let uid = uid_or_tags(a.key_id.as_deref(), &a.tags).map_err(CliError::Usage)?;
-    let response = get(ctx, &uid, Some("TransparentSymmetricKey"))?;
+    let uid =
+        uid_or_tags(a.key_id.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
+    let response = get(ctx, &uid, Some(KeyFormatType::TransparentSymmetricKey))?;
     let got = response_uid(&response, "GetResponse")?;
     match a.format {
-        ExportFormat::Json => {
-            let text = serde_json::to_vec_pretty(&response)
-                .map_err(|e| CliError::Response(e.to_string()))?;
-            write_file(&a.file, &text)?;
-        }
+        ExportFormat::Json => write_file(&a.file, &response_file(&response)?)?,
         ExportFormat::Raw => {
-            let material = response
-                .find("KeyMaterial")
-                .ok_or_else(|| CliError::Response("GetResponse: no KeyMaterial".into()))?;
             // TransparentSymmetricKey: KeyMaterial{Key}; Raw: KeyMaterial is the bytes.
-            let key = material
-                .child("Key")
-                .and_then(TtlvExt::bytes)
-                .or_else(|| material.bytes())
-                .ok_or_else(|| CliError::Response("GetResponse: no key bytes".into()))?;
-            write_file(&a.file, &key)?;
+            let key = KeyBlock::parse_object(&response).map_err(|e| bad_field("GetResponse", e))?;
+            write_file(&a.file, &key.material)?;
         }
     }
     Ok(Output::new(
@@ -347,7 +338,7 @@ fn export(ctx: &Ctx, a: &ExportArgs) -> Result<Output, CliError> {
 }
 
 fn rekey(ctx: &Ctx, uid: &str) -> Result<Output, CliError> {
-    let request = item::structure("ReKey", vec![item::text("UniqueIdentifier", uid)]);
+    let request = Ttlv::structure("ReKey", vec![Ttlv::text("UniqueIdentifier", uid)]);
     let response = ctx.client()?.kmip(&request)?;
     let new = response_uid(&response, "ReKeyResponse")?;
     Ok(Output::new(
@@ -356,35 +347,34 @@ fn rekey(ctx: &Ctx, uid: &str) -> Result<Output, CliError> {
     ))
 }
 
-fn crypto_parameters(mode: AeadMode) -> serde_json::Value {
+fn crypto_parameters(mode: AeadMode) -> Ttlv {
     let (alg, block) = match mode {
-        AeadMode::AesGcm => ("AES", Some("GCM")),
-        AeadMode::AesGcmSiv => ("AES", Some("GCMSIV")),
-        AeadMode::Chacha20Poly1305 => ("ChaCha20Poly1305", None),
+        AeadMode::AesGcm => (CryptographicAlgorithm::AES, Some(BlockCipherMode::GCM)),
+        AeadMode::AesGcmSiv => (CryptographicAlgorithm::AES, Some(BlockCipherMode::GCMSIV)),
+        AeadMode::Chacha20Poly1305 => (CryptographicAlgorithm::ChaCha20Poly1305, None),
     };
-    let mut params = vec![item::enumeration("CryptographicAlgorithm", alg)];
-    if let Some(b) = block {
-        params.insert(0, item::enumeration("BlockCipherMode", b));
-    }
-    item::structure("CryptographicParameters", params)
+    let mut params: Vec<Ttlv> = block.map(BlockCipherMode::to_ttlv).into_iter().collect();
+    params.push(alg.to_ttlv());
+    Ttlv::structure("CryptographicParameters", params)
 }
 
 fn encrypt(ctx: &Ctx, a: &CryptArgs) -> Result<Output, CliError> {
-    let uid = uid_or_tags(a.key.as_deref(), &a.tags).map_err(CliError::Usage)?;
-    let data = read_file(&a.input)?;
-    let mut fields = vec![item::text("UniqueIdentifier", &uid)];
+    let uid = uid_or_tags(a.key.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
+    let data = zeroize::Zeroizing::new(read_file(&a.input)?);
+    let mut fields = vec![Ttlv::text("UniqueIdentifier", &uid)];
     if let Some(m) = a.mode {
         fields.push(crypto_parameters(m));
     }
-    fields.push(item::bytes("Data", &data));
-    let response = ctx.client()?.kmip(&item::structure("Encrypt", fields))?;
-    let field = |tag: &str| {
+    fields.push(Ttlv::bytes("Data", &data));
+    let response = ctx.client()?.kmip(&Ttlv::structure("Encrypt", fields))?;
+    let field = |tag: &'static str| {
         response
-            .child(tag)
-            .and_then(TtlvExt::bytes)
-            .ok_or_else(|| CliError::Response(format!("EncryptResponse: no {tag}")))
+            .req(tag)
+            .and_then(|t| t.as_bytes(tag))
+            .map_err(|e| bad_field("EncryptResponse", e))
     };
     let ciphertext = field("Data")?;
+    // KMIP 2.1 spelling, or older Cosmian servers'.
     let nonce = field("IVCounterNonce").or_else(|_| field("IvCounterNonce"))?;
     let tag = field("AuthenticatedEncryptionTag")?;
     if nonce.len() != NONCE_LEN || tag.len() != TAG_LEN {
@@ -394,9 +384,9 @@ fn encrypt(ctx: &Ctx, a: &CryptArgs) -> Result<Output, CliError> {
             tag.len()
         )));
     }
-    let mut out = nonce;
-    out.extend_from_slice(&ciphertext);
-    out.extend_from_slice(&tag);
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(ciphertext);
+    out.extend_from_slice(tag);
     write_file(&a.output, &out)?;
     Ok(Output::new(
         format!(
@@ -409,7 +399,7 @@ fn encrypt(ctx: &Ctx, a: &CryptArgs) -> Result<Output, CliError> {
 }
 
 fn decrypt(ctx: &Ctx, a: &CryptArgs) -> Result<Output, CliError> {
-    let uid = uid_or_tags(a.key.as_deref(), &a.tags).map_err(CliError::Usage)?;
+    let uid = uid_or_tags(a.key.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
     let data = read_file(&a.input)?;
     if data.len() < NONCE_LEN + TAG_LEN {
         return Err(CliError::Usage(format!(
@@ -419,19 +409,20 @@ fn decrypt(ctx: &Ctx, a: &CryptArgs) -> Result<Output, CliError> {
     }
     let (nonce, rest) = data.split_at(NONCE_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut fields = vec![item::text("UniqueIdentifier", &uid)];
+    let mut fields = vec![Ttlv::text("UniqueIdentifier", &uid)];
     if let Some(m) = a.mode {
         fields.push(crypto_parameters(m));
     }
-    fields.push(item::bytes("Data", ciphertext));
-    fields.push(item::bytes("IVCounterNonce", nonce));
-    fields.push(item::bytes("AuthenticatedEncryptionTag", tag));
-    let response = ctx.client()?.kmip(&item::structure("Decrypt", fields))?;
+    fields.push(Ttlv::bytes("Data", ciphertext));
+    fields.push(Ttlv::bytes("IVCounterNonce", nonce));
+    fields.push(Ttlv::bytes("AuthenticatedEncryptionTag", tag));
+    let response = ctx.client()?.kmip(&Ttlv::structure("Decrypt", fields))?;
+    // The response wipes the plaintext when dropped.
     let plaintext = response
-        .child("Data")
-        .and_then(TtlvExt::bytes)
-        .ok_or_else(|| CliError::Response("DecryptResponse: no Data".into()))?;
-    write_file(&a.output, &plaintext)?;
+        .req("Data")
+        .and_then(|t| t.as_bytes("Data"))
+        .map_err(|e| bad_field("DecryptResponse", e))?;
+    write_file(&a.output, plaintext)?;
     Ok(Output::new(
         format!(
             "decrypted {} into {}",

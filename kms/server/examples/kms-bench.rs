@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ckms::http::{ClientIdentity, HttpClient, client_config, load_certs};
-use ckms::kmip::{TtlvExt, hex_upper};
 use kms::crypto::Random;
 use kms::crypto::aead::{AeadAlg, encrypt};
 
@@ -58,7 +57,7 @@ fn encrypt_body(uid: &str) -> String {
     {{"tag":"BlockCipherMode","type":"Enumeration","value":"GCM"}},
     {{"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"}}]}},
   {{"tag":"Data","type":"ByteString","value":"{}"}}]}}"#,
-        hex_upper(&[0xA5; 64])
+        "A5".repeat(64)
     )
 }
 
@@ -110,6 +109,16 @@ fn measure<S: Send + 'static>(
         h.join().expect("bench thread");
     }
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The UniqueIdentifier of a JSON TTLV response.
+fn uid_of(response: &serde_json::Value) -> String {
+    response["value"]
+        .as_array()
+        .and_then(|items| items.iter().find(|c| c["tag"] == "UniqueIdentifier"))
+        .and_then(|c| c["value"].as_str())
+        .expect("uid")
+        .to_owned()
 }
 
 fn post_ok(c: &mut HttpClient, body: &str) -> serde_json::Value {
@@ -181,11 +190,7 @@ fn run_remote(r: &Remote, secs: f64) {
 
     let mut c = load("client", HttpClient::new(&r.url, tls.clone()));
     let created = post_ok(&mut c, CREATE);
-    let uid = created
-        .child("UniqueIdentifier")
-        .and_then(TtlvExt::text)
-        .expect("uid")
-        .to_owned();
+    let uid = uid_of(&created);
     post_ok(&mut c, &activate_body(&uid));
     let enc_body = Arc::new(encrypt_body(&uid));
     if !r.tsv {
@@ -306,11 +311,7 @@ fn main() {
     // One active AES-256 key for Encrypt.
     let mut c = new_client();
     let created = post_ok(&mut c, CREATE);
-    let uid = created
-        .child("UniqueIdentifier")
-        .and_then(TtlvExt::text)
-        .expect("uid")
-        .to_owned();
+    let uid = uid_of(&created);
     post_ok(&mut c, &activate_body(&uid));
     let enc_body = Arc::new(encrypt_body(&uid));
 

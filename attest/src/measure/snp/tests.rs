@@ -89,7 +89,7 @@ fn vcpu_names_and_signatures() {
         "EPYC-Genoa-v1".parse::<VcpuType>().unwrap(),
         VcpuType::EpycGenoaV1
     );
-    assert!("epyc".parse::<VcpuType>().is_err());
+    assert_eq!("epyc".parse::<VcpuType>(), Err(UnknownName));
     // Family 17h model 1 stepping 2 -> 0x00800F12; family 19h model 11h -> 0x00A10F10.
     assert_eq!(VcpuType::Epyc.signature(), 0x0080_0F12);
     assert_eq!(VcpuType::EpycGenoa.signature(), 0x00A1_0F10);

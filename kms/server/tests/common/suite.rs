@@ -3,7 +3,6 @@
 //! arguments (e.g. `--database memory`) and runs every scenario against it, so the same suite
 //! checks every storage backend.
 
-use ckms::kmip::{TtlvExt, hex_upper};
 use serde_json::{Value, json};
 
 use super::{Harness, kmip, ok_json};
@@ -906,4 +905,43 @@ fn query_discover_and_locate_by_type(h: &mut Harness) {
     );
     let private = locate(&mut c, "PrivateKey");
     assert!(!private.to_string().contains(&uid), "{private}");
+}
+
+/// Upper-case hex, as JSON TTLV byte strings are written (the core's encoder).
+fn hex_upper(bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    kms::kmip::json::hex_upper(bytes, &mut out);
+    String::from_utf8(out).expect("hex is ASCII")
+}
+
+/// Reads raw JSON TTLV answers as they are on the wire (this suite checks the wire format itself,
+/// so it looks at the JSON rather than at the decoded items).
+trait TtlvExt {
+    /// The first direct child with this tag.
+    fn child(&self, tag: &str) -> Option<&Value>;
+    /// All direct children with this tag.
+    fn children<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = &'a Value> + 'a;
+    /// The `value` as text.
+    fn text(&self) -> Option<&str>;
+    /// The `value` of a ByteString, decoded.
+    fn bytes(&self) -> Option<Vec<u8>>;
+}
+
+impl TtlvExt for Value {
+    fn child(&self, tag: &str) -> Option<&Value> {
+        self["value"].as_array()?.iter().find(|c| c["tag"] == tag)
+    }
+    fn children<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(move |c| c["tag"] == tag)
+    }
+    fn text(&self) -> Option<&str> {
+        self["value"].as_str()
+    }
+    fn bytes(&self) -> Option<Vec<u8>> {
+        kms::kmip::json::unhex(self.text()?)
+    }
 }
