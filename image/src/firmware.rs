@@ -228,7 +228,10 @@ mod tests {
             classify(&blank),
             Err(FirmwareError::NoKernelHashesSection)
         ));
-        assert!(HashesTable::for_boot(&blank, b"k", "c").is_err());
+        assert!(matches!(
+            HashesTable::for_boot(&blank, b"k", "c"),
+            Err(FirmwareError::NoKernelHashesSection)
+        ));
         assert!(matches!(classify(&[0u8; 100]), Err(FirmwareError::Ovmf(_))));
     }
 }

@@ -308,25 +308,35 @@ mod tests {
     #[test]
     fn rejects_bad_manifests() {
         let good = Manifest::compute(&inputs(b"k", "x")).expect("compute");
-        assert!(
+        assert!(matches!(
             Manifest::compute(&ManifestInputs {
                 vcpu_type: "Pentium",
                 ..inputs(b"k", "x")
-            })
-            .is_err()
-        );
+            }),
+            Err(ManifestError::UnknownVcpuType(t)) if t == "Pentium"
+        ));
+        let field = |m: &Manifest| match Manifest::from_json(&m.to_json()) {
+            Err(ManifestError::Field(f)) => f,
+            other => panic!("expected a field error, got {other:?}"),
+        };
         let mut m = good.clone();
         m.kernel.file = "../../etc/passwd".into();
-        assert!(Manifest::from_json(&m.to_json()).is_err());
+        assert_eq!(field(&m), "kernel.file must be a plain file name");
         let mut m = good.clone();
         m.snp.launch_digest.pop();
-        assert!(Manifest::from_json(&m.to_json()).is_err());
+        assert_eq!(field(&m), "hash is not lowercase hex of the right length");
         let mut m = good.clone();
         m.firmware.kind = "plain".into();
-        assert!(Manifest::from_json(&m.to_json()).is_err());
+        assert_eq!(
+            field(&m),
+            "firmware.kind must be amdsev-ovmf or amdsev-suffix"
+        );
         let mut m = good;
         m.format = 2;
-        assert!(Manifest::from_json(&m.to_json()).is_err());
-        assert!(Manifest::from_json("{}").is_err());
+        assert_eq!(field(&m), "unsupported format version");
+        assert!(matches!(
+            Manifest::from_json("{}"),
+            Err(ManifestError::Json(e)) if e.is_data()
+        ));
     }
 }

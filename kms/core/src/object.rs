@@ -426,8 +426,9 @@ mod tests {
         put_ttlv(&mut b, &t);
         assert_eq!(get_ttlv(&mut Reader { buf: &b }, 1).unwrap(), t);
         for cut in 0..b.len() {
-            assert!(
-                get_ttlv(&mut Reader { buf: &b[..cut] }, 1).is_err(),
+            assert_eq!(
+                get_ttlv(&mut Reader { buf: &b[..cut] }, 1),
+                Err(DecodeError::Truncated),
                 "cut {cut}"
             );
         }
@@ -452,7 +453,10 @@ mod tests {
                 body: r.body[..cut].to_vec(),
                 keywords: vec![],
             };
-            assert!(ManagedObject::from_record(&t).is_err(), "cut {cut}");
+            assert!(
+                matches!(ManagedObject::from_record(&t), Err(DecodeError::Truncated)),
+                "cut {cut}"
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use kms::kmip::json::JsonError;
 use kms::kmip::types::ResultReason;
 use kms::object::ManagedObject;
 use kms::store::Store;
@@ -841,14 +842,13 @@ fn access_rights_like_cosmian() {
         reason(&t.kms.list_access("bob", &uid).run().unwrap_err()),
         ResultReason::PermissionDenied
     );
-    assert_eq!(
-        t.kms
-            .list_access("alice", "no-such-object")
-            .run()
-            .unwrap_err()
-            .http_status(),
-        404
-    );
+    let e = t
+        .kms
+        .list_access("alice", "no-such-object")
+        .run()
+        .unwrap_err();
+    assert!(matches!(e, KmsError::UnknownObject), "{e:?}");
+    assert_eq!(e.http_status(), 404);
     let obtained = serde_json::to_value(t.kms.obtained("bob").run().unwrap()).unwrap();
     assert_eq!(
         obtained,
@@ -911,6 +911,7 @@ fn access_rights_like_cosmian() {
         )
         .run()
         .unwrap_err();
+    assert!(matches!(e, KmsError::Malformed(JsonError::Syntax)), "{e:?}");
     assert_eq!(e.http_status(), 400);
 }
 
@@ -918,6 +919,7 @@ fn access_rights_like_cosmian() {
 fn malformed_and_unknown_requests() {
     let mut t = T::new();
     let e = t.call_raw("alice", b"{\"tag\":").unwrap_err();
+    assert!(matches!(e, KmsError::Malformed(JsonError::Syntax)), "{e:?}");
     assert_eq!(e.http_status(), 400);
     let e = t.err("alice", json!({"tag":"Frobnicate","value":[]}));
     assert_eq!(reason(&e), ResultReason::OperationNotSupported);
@@ -944,9 +946,12 @@ fn malformed_and_unknown_requests() {
     let e = t.err("alice", json!({"tag":"Get","value":[{"tag":"UniqueIdentifier","type":"TextString","value":"nope"}]}));
     assert_eq!(reason(&e), ResultReason::ItemNotFound);
     let e = t.call_raw("", b"{}").unwrap_err();
+    assert!(matches!(e, KmsError::Unauthenticated), "{e:?}");
     assert_eq!(e.http_status(), 401);
     let big = vec![b' '; KmsConfig::default().json_limits.max_bytes + 1];
-    assert_eq!(t.call_raw("alice", &big).unwrap_err().http_status(), 413);
+    let e = t.call_raw("alice", &big).unwrap_err();
+    assert!(matches!(e, KmsError::TooLarge), "{e:?}");
+    assert_eq!(e.http_status(), 413);
     let e = t.err("alice", json!({"tag":"Create","value":[
         {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
         {"tag":"Attributes","value":[{"tag":"CryptographicAlgorithm","type":"Enumeration","value":"RSA"}]}]}));

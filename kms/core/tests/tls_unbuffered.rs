@@ -608,5 +608,13 @@ fn config_errors_are_typed() {
         clock(NOW),
         TlsLimits::default(),
     );
-    assert!(bad.is_err());
+    assert!(
+        matches!(
+            bad,
+            Err(TlsError::Config(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::BadEncoding
+            )))
+        ),
+        "{bad:?}"
+    );
 }

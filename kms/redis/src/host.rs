@@ -434,6 +434,10 @@ mod tests {
         ));
         let e = read_secret_file(std::path::Path::new("/nonexistent/secret")).unwrap_err();
         assert!(
+            matches!(&e, SecretFileError::Read(io) if io.kind() == std::io::ErrorKind::NotFound),
+            "{e}"
+        );
+        assert!(
             e.to_string()
                 .contains("cannot read the database secret file")
         );

@@ -189,8 +189,19 @@ mod tests {
     #[test]
     fn cert_table_rejects_bad_bounds() {
         let t = table(&[([1; 16], b"vcek")]);
-        for cut in [0, 10, 24, 47, t.len() - 1] {
-            assert!(parse_cert_table(&t[..cut]).is_err(), "cut {cut}");
+        // Cut inside the first entry: no terminator; cut after it: its certificate is missing.
+        for (cut, reason) in [
+            (0, "certificate table not terminated"),
+            (10, "certificate table not terminated"),
+            (24, "certificate outside the table"),
+            (47, "certificate outside the table"),
+            (t.len() - 1, "certificate outside the table"),
+        ] {
+            assert_eq!(
+                parse_cert_table(&t[..cut]),
+                Err(EvidenceError::Malformed(reason)),
+                "cut {cut}"
+            );
         }
         let mut t2 = t.clone();
         t2[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -205,6 +216,11 @@ mod tests {
             many.extend_from_slice(&0u32.to_le_bytes());
         }
         many.extend_from_slice(&[0; 24]);
-        assert!(parse_cert_table(&many).is_err());
+        assert_eq!(
+            parse_cert_table(&many),
+            Err(EvidenceError::Malformed(
+                "certificate table has too many entries"
+            ))
+        );
     }
 }

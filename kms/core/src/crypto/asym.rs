@@ -433,9 +433,21 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(from_pkcs8(None, b"\x30\x03\x02\x01\x00").is_err());
-        assert!(public_from_spki(None, b"nope").is_err());
-        assert!(from_raw_private(Curve::P256, &[0u8; 32]).is_err());
-        assert!(from_raw_private(Curve::P256, &[1u8; 31]).is_err());
+        assert!(matches!(
+            from_pkcs8(None, b"\x30\x03\x02\x01\x00"),
+            Err(CryptoError::InvalidKey)
+        ));
+        assert_eq!(
+            public_from_spki(None, b"nope"),
+            Err(CryptoError::InvalidKey)
+        );
+        assert!(matches!(
+            from_raw_private(Curve::P256, &[0u8; 32]),
+            Err(CryptoError::InvalidKey)
+        ));
+        assert!(matches!(
+            from_raw_private(Curve::P256, &[1u8; 31]),
+            Err(CryptoError::InvalidKey)
+        ));
     }
 }

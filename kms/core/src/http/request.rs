@@ -342,16 +342,35 @@ mod tests {
 
     #[test]
     fn malformed_heads() {
-        for raw in [
-            &b"\x00\x01\x02 garbage\r\n\r\n"[..],
-            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-            b"GET http://x/ HTTP/1.1\r\n\r\n",
+        for (raw, reason) in [
+            (
+                &b"\x00\x01\x02 garbage\r\n\r\n"[..],
+                "invalid token in request line",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+                "invalid header name",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+                "invalid Content-Length",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+                "conflicting Content-Length",
+            ),
+            (
+                b"GET http://x/ HTTP/1.1\r\n\r\n",
+                "request target must start with '/'",
+            ),
         ] {
-            let err = parse_request(raw, &LIMITS).unwrap_err();
-            assert_eq!(err.status(), 400, "{raw:?} -> {err:?}");
+            assert_eq!(
+                parse_request(raw, &LIMITS),
+                Err(HttpError::Malformed(reason)),
+                "{raw:?}"
+            );
         }
+        assert_eq!(HttpError::Malformed("x").status(), 400);
         assert_eq!(
             parse_request(b"GET / HTTP/2.0\r\n\r\n", &LIMITS),
             Err(HttpError::UnsupportedVersion)
@@ -369,8 +388,12 @@ mod tests {
     fn percent_decoding() {
         assert_eq!(percent_decode("%5B%22t%22%5D").unwrap(), "[\"t\"]");
         assert_eq!(percent_decode("plain-uid").unwrap(), "plain-uid");
-        assert!(percent_decode("%2").is_err());
-        assert!(percent_decode("%zz").is_err());
-        assert!(percent_decode("%FF").is_err());
+        for bad in ["%2", "%zz", "%FF"] {
+            assert_eq!(
+                percent_decode(bad),
+                Err(HttpError::Malformed("invalid percent-encoding in path")),
+                "{bad}"
+            );
+        }
     }
 }
