@@ -285,17 +285,39 @@ impl<S: Store, L: RawMutex> App<S, L> {
         };
         let config_tls = TlsConfig::new(&tls.chain, &tls.key, auth, clock.clone(), config.tls)
             .map_err(AppError::Tls)?;
-        let mut app = Self::serving_with_tls(store, config_tls, tls.fixed_user, config);
-        app.clock = clock;
-        Ok(app)
+        Ok(Self::serving_inner(
+            store,
+            Some(config_tls),
+            tls.fixed_user,
+            config,
+            clock,
+        ))
     }
 
-    /// [`App::serving`] with a TLS configuration built by the caller (any [`ClientAuth`]).
+    /// [`App::serving`] with a TLS configuration built by the caller (any [`ClientAuth`], the
+    /// caller's clock).
     pub fn serving_with_tls(
         store: S,
         tls: TlsConfig,
         fixed_user: Option<String>,
         config: AppConfig,
+    ) -> Self {
+        let clock = Arc::new(SharedClock::new());
+        Self::serving_inner(store, Some(tls), fixed_user, config, clock)
+    }
+
+    /// A KMS App without TLS (no listener accepts): for driving [`crate::conn::Http`] with
+    /// plaintext in tests and fuzzing. Every request runs as the peer the caller passes.
+    pub fn without_tls(store: S, config: AppConfig) -> Self {
+        Self::serving_inner(store, None, None, config, Arc::new(SharedClock::new()))
+    }
+
+    fn serving_inner(
+        store: S,
+        tls: Option<TlsConfig>,
+        fixed_user: Option<String>,
+        config: AppConfig,
+        clock: Arc<SharedClock>,
     ) -> Self {
         let app = App {
             identity: None,
@@ -304,34 +326,13 @@ impl<S: Store, L: RawMutex> App<S, L> {
             serving: spin::Once::new(),
             bootstrap_tls: None,
             ratls_tls: None,
-            clock: Arc::new(SharedClock::new()),
+            clock,
             config,
         };
         app.serving.call_once(|| Serving {
             kms: Kms::new(store, KmsConfig::default()),
-            tls: Some(tls),
+            tls,
             fixed_user,
-        });
-        app
-    }
-
-    /// A KMS App without TLS (no listener accepts): for driving [`crate::conn::Http`] with
-    /// plaintext in tests and fuzzing. Every request runs as the peer the caller passes.
-    pub fn without_tls(store: S, config: AppConfig) -> Self {
-        let app = App {
-            identity: None,
-            platform: None,
-            boot: Mutex::new(None),
-            serving: spin::Once::new(),
-            bootstrap_tls: None,
-            ratls_tls: None,
-            clock: Arc::new(SharedClock::new()),
-            config,
-        };
-        app.serving.call_once(|| Serving {
-            kms: Kms::new(store, KmsConfig::default()),
-            tls: None,
-            fixed_user: None,
         });
         app
     }

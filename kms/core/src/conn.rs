@@ -475,6 +475,22 @@ mod tests {
         v
     }
 
+    /// `POST /kmip/2_1` with a Create of an AES-256 key.
+    fn create_request() -> Vec<u8> {
+        let create = br#"{"tag":"Create","type":"Structure","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+            {"tag":"Attributes","type":"Structure","value":[
+              {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+              {"tag":"CryptographicLength","type":"Integer","value":256}]}]}"#;
+        let mut req = format!(
+            "POST /kmip/2_1 HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
+            create.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(create);
+        req
+    }
+
     #[test]
     fn health_exact_bytes() {
         let mut f = Fixture::new(Limits::DEFAULT);
@@ -563,17 +579,7 @@ mod tests {
     #[test]
     fn kmip_create_and_access_through_the_router() {
         let mut f = Fixture::new(Limits::DEFAULT);
-        let create = br#"{"tag":"Create","type":"Structure","value":[
-            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
-            {"tag":"Attributes","type":"Structure","value":[
-              {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
-              {"tag":"CryptographicLength","type":"Integer","value":256}]}]}"#;
-        let mut req = format!(
-            "POST /kmip/2_1 HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
-            create.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(create);
+        let req = create_request();
         let (_, out) = f.feed(Some("alice"), &req);
         let (status, body) = responses(&out).remove(0);
         assert_eq!(status, 200, "{body}");
@@ -645,17 +651,7 @@ mod tests {
         #[allow(clippy::arc_with_non_send_sync)]
         let app: Arc<App<SlowStore>> = Arc::new(App::without_tls(store, AppConfig::default()));
         let mut rng = TestRng(7);
-        let create = br#"{"tag":"Create","type":"Structure","value":[
-            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
-            {"tag":"Attributes","type":"Structure","value":[
-              {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
-              {"tag":"CryptographicLength","type":"Integer","value":256}]}]}"#;
-        let mut req = format!(
-            "POST /kmip/2_1 HTTP/1.1\r\ncontent-length: {}\r\n\r\n",
-            create.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(create);
+        let req = create_request();
         // Two pipelined requests on the first connection, one on the second.
         let mut twice = req.clone();
         twice.extend_from_slice(&req);

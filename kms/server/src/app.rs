@@ -5,12 +5,10 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use kms::app::{App, AppConfig, ServerTls};
-use kms::http::Limits;
+use kms::app::{App, ServerTls};
 
-use crate::serve::{ServeOptions, serve};
+use crate::serve::{ConnectionArgs, serve};
 use crate::store::{DatabaseArgs, OpenStoreError, open_store};
 use crate::tls::{TlsFileError, load_certs, load_key};
 
@@ -57,15 +55,9 @@ pub struct ServerArgs {
     /// Storage backend and its options.
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// Largest request body accepted (bytes); larger requests get 413.
-    #[arg(long, default_value_t = Limits::DEFAULT.max_body_bytes)]
-    pub max_body_bytes: usize,
-    /// Most connections served at once.
-    #[arg(long, default_value_t = 512)]
-    pub max_connections: usize,
-    /// Seconds a connection may stay silent before it is closed.
-    #[arg(long, default_value_t = 60)]
-    pub read_timeout_secs: u64,
+    /// Request, connection and timeout limits.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// Why the server could not start.
@@ -114,13 +106,7 @@ pub fn run(args: ServerArgs) -> Result<(), StartError> {
         None
     };
     let store = open_store(&args.database).map_err(StartError::Store)?;
-    let config = AppConfig {
-        http: Limits {
-            max_body_bytes: args.max_body_bytes,
-            ..Limits::DEFAULT
-        },
-        ..AppConfig::default()
-    };
+    let config = args.connections.app_config();
     let tls = ServerTls {
         chain,
         key,
@@ -136,10 +122,6 @@ pub fn run(args: ServerArgs) -> Result<(), StartError> {
     writeln!(stdout, "kms-server listening on {local}")
         .and_then(|()| stdout.flush())
         .map_err(StartError::Io)?;
-    let options = ServeOptions {
-        read_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
-        write_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
-        max_connections: args.max_connections.max(1),
-    };
+    let options = args.connections.serve_options();
     serve(app, listener, None, None, options).map_err(StartError::Io)
 }

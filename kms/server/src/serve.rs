@@ -24,6 +24,43 @@ use crate::store::HostStore;
 /// The App of the host: the store chosen at run time, blocking locks.
 pub type HostApp = App<Arc<HostStore>, parking_lot::RawMutex>;
 
+/// The connection options both modes of `kms-server` take on the command line.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// Largest KMS request body accepted (bytes); larger requests get 413.
+    #[arg(long, default_value_t = kms::http::Limits::DEFAULT.max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Most connections served at once (per port).
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    #[arg(long, default_value_t = 60)]
+    pub read_timeout_secs: u64,
+}
+
+impl ConnectionArgs {
+    /// The App's limits.
+    pub fn app_config(&self) -> kms::app::AppConfig {
+        kms::app::AppConfig {
+            http: kms::http::Limits {
+                max_body_bytes: self.max_body_bytes,
+                ..kms::http::Limits::DEFAULT
+            },
+            ..kms::app::AppConfig::default()
+        }
+    }
+
+    /// The driver's options.
+    pub fn serve_options(&self) -> ServeOptions {
+        let timeout = Duration::from_secs(self.read_timeout_secs.max(1));
+        ServeOptions {
+            read_timeout: timeout,
+            write_timeout: timeout,
+            max_connections: self.max_connections.max(1),
+        }
+    }
+}
+
 /// Knobs of [`serve`].
 #[derive(Debug, Clone)]
 pub struct ServeOptions {

@@ -24,17 +24,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use kms::app::{App, AppConfig, Platform};
+use kms::app::{App, Platform};
 use kms::bootstrap::platform::Evidence;
 use kms::bootstrap::{Identity, ProvisionerPolicy};
-use kms::http::Limits;
 use zeroize::Zeroize;
 
 pub use platform::{EmulatedEvidence, NoEvidence, OpenerProbe, RedisOpener, StoreOpener};
 
-use crate::serve::{ServeOptions, serve, unix_now};
+use crate::serve::{ConnectionArgs, serve, unix_now};
 
 /// Where attestation evidence comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,15 +87,9 @@ pub struct BootstrapArgs {
     /// Only a TLS client whose certificate's SubjectPublicKeyInfo has this SHA-256 (hex) may provision.
     #[arg(long, value_name = "HEX")]
     pub provisioner_spki_sha256: Option<String>,
-    /// Largest request body accepted by the KMS after start (bytes).
-    #[arg(long, default_value_t = Limits::DEFAULT.max_body_bytes)]
-    pub max_body_bytes: usize,
-    /// Most connections served at once (per port).
-    #[arg(long, default_value_t = 512)]
-    pub max_connections: usize,
-    /// Seconds a connection may stay silent before it is closed.
-    #[arg(long, default_value_t = 60)]
-    pub read_timeout_secs: u64,
+    /// Request, connection and timeout limits.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// Why bootstrap mode could not start.
@@ -172,13 +164,7 @@ pub fn run_with(
         },
         base16ct::lower::encode_string(&identity.key().public_key_hash()),
     );
-    let config = AppConfig {
-        http: Limits {
-            max_body_bytes: args.max_body_bytes,
-            ..Limits::DEFAULT
-        },
-        ..AppConfig::default()
-    };
+    let config = args.connections.app_config();
     let platform = Platform {
         evidence,
         probe: Box::new(OpenerProbe(opener.clone())),
@@ -197,11 +183,7 @@ pub fn run_with(
         .and_then(|()| writeln!(stdout, "kms-server ra-tls listening on {ratls_addr}"))
         .and_then(|()| stdout.flush())
         .map_err(BootstrapStartError::Io)?;
-    let options = ServeOptions {
-        read_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
-        write_timeout: Duration::from_secs(args.read_timeout_secs.max(1)),
-        max_connections: args.max_connections.max(1),
-    };
+    let options = args.connections.serve_options();
     serve(Arc::new(app), main, Some(ratls), Some(opener), options).map_err(BootstrapStartError::Io)
 }
 
