@@ -312,6 +312,13 @@ impl Bootstrap {
         let req: ClientCaRequest =
             serde_json::from_slice(body).map_err(|_| BootstrapError::BadJson("ClientCaRequest"))?;
         let certs = x509::parse_pem_chain(&req.ca_pem).map_err(BootstrapError::X509)?;
+        if certs.len() != 1 {
+            // Identities are subject CNs: with several CAs, any of them could issue any user's name.
+            return Err(BootstrapError::BadRequest(
+                "the client CA must be exactly one certificate: with several CAs, any of them \
+                 could issue a certificate for any user name",
+            ));
+        }
         let mut der = Vec::with_capacity(certs.len());
         for c in &certs {
             der.push(

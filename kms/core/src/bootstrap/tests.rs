@@ -1074,3 +1074,35 @@ fn after_a_restart_the_first_provisioner_wins_and_the_second_is_told() {
     assert_eq!(status, 403);
     assert_eq!(b.locked_provisioner(), None);
 }
+
+/// Issue 12 #5: identity is the subject CN, so the client CA is one CA: a bundle of two (where the second CA
+/// could mint any user of the first) is refused, and nothing is set.
+#[test]
+fn client_ca_bundle_with_two_cas_is_refused() {
+    let mut h = Harness::new();
+    let b = h.bootstrap(ProvisionerPolicy::Open);
+    let (_, ca_a) = issue(our_spki(&b), 3, Vec::new());
+    let (_, ca_b) = issue(our_spki(&b), 4, Vec::new());
+    let both = alloc::format!("{ca_a}{ca_b}");
+    let (b, status, v) = h.ok(
+        b,
+        "POST",
+        "/client-ca",
+        &alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&both)),
+    );
+    assert_eq!(
+        (status, v["error"].as_str().unwrap()),
+        (
+            400,
+            "the client CA must be exactly one certificate: with several CAs, any of them \
+             could issue a certificate for any user name"
+        )
+    );
+    let (_, status, v) = h.ok(
+        b,
+        "POST",
+        "/client-ca",
+        &alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&ca_a)),
+    );
+    assert_eq!(status, 200, "{v}");
+}
