@@ -8,6 +8,12 @@
 //!    (`--csr-out`) and stop; a second run with `--cert-in` continues with the CA's answer.
 //! 5. `POST /certificate`, `/redis-findex`, `/client-ca`, `/start`.
 //! 6. `ckms verify` against the started KMS.
+//!
+//! The bootstrap API binds provisioning to one TLS client key: the pinned one, or else the first key that
+//! changes the server's state. So every request presents a client key: the configured `--client-cert` /
+//! `--client-key`, or an ephemeral P-256 key made for this run (its SPKI hash is printed). When the server
+//! answers that it is locked to another key, or is no longer in bootstrap mode, someone else is provisioning
+//! it: the command stops with [`CliError::ProvisionedByAnother`].
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64ct::{Base64, Encoding};
 use der::{Decode, DecodePem, Encode, EncodePem, pem::LineEnding};
 use serde_json::{Value, json};
+use sha2::Digest;
 use x509_cert::builder::profile::BuilderProfile;
 use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::{Certificate, TbsCertificate};
@@ -28,7 +35,7 @@ use zeroize::Zeroizing;
 
 use crate::cmd::{Ctx, Output};
 use crate::error::{CliError, read_file, write_file};
-use crate::http::HttpClient;
+use crate::http::{ClientIdentity, HttpClient};
 use crate::verify::{self, ExpectationArgs, VerifyArgs};
 
 /// `ckms bootstrap …`.
@@ -105,17 +112,137 @@ fn post(client: &mut HttpClient, path: &str, body: &Value) -> Result<Value, CliE
     let bytes =
         Zeroizing::new(serde_json::to_vec(body).map_err(|e| CliError::Usage(e.to_string()))?);
     let resp = client.post(path, &bytes)?;
-    if resp.status != 200 {
-        let msg = serde_json::from_slice::<Value>(&resp.body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_else(|| resp.text());
-        return Err(CliError::Server {
-            status: resp.status,
-            message: format!("{path}: {msg}"),
-        });
-    }
+    check(path, &resp)?;
     serde_json::from_slice(&resp.body).map_err(|e| CliError::Response(format!("{path}: {e}")))
+}
+
+/// Turns an error answer into a [`CliError`]: [`CliError::ProvisionedByAnother`] when the server is locked
+/// to another provisioner (403) or no longer has the bootstrap API (404: someone else started it).
+fn check(path: &str, resp: &crate::http::HttpResponse) -> Result<(), CliError> {
+    if resp.status == 200 {
+        return Ok(());
+    }
+    let msg = serde_json::from_slice::<Value>(&resp.body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| resp.text());
+    if resp.status == 403 && msg.starts_with(kms::bootstrap::LOCKED_TO_ANOTHER_PROVISIONER) {
+        return Err(CliError::ProvisionedByAnother(format!(
+            "the server answered {path} with: {msg}"
+        )));
+    }
+    if resp.status == 404 {
+        return Err(CliError::ProvisionedByAnother(format!(
+            "the server has no bootstrap API any more ({path}: HTTP 404 {msg}): it was already \
+             provisioned and started by someone"
+        )));
+    }
+    Err(CliError::Server {
+        status: resp.status,
+        message: format!("{path}: {msg}"),
+    })
+}
+
+/// The step printed when a value was set earlier in this bootstrap session by this same key.
+const KEPT: &str = "{} already set in this bootstrap session by this client key (an earlier run): \
+kept, not replaced (restart the server to provision it afresh)";
+
+/// `Ok(None)` when the server refused a value because this session already has one (409): only this
+/// provisioner's key can have set it (anyone else gets 403), so it is an earlier run's.
+fn kept<T>(r: Result<T, CliError>) -> Result<Option<T>, CliError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(CliError::Server {
+            status: 409,
+            message,
+        }) if message.contains(kms::bootstrap::ALREADY_SET) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The TLS client key this run provisions with: the configured client certificate, or an ephemeral
+/// self-signed P-256 certificate. Returns it with the SHA-256 (hex) of its SubjectPublicKeyInfo.
+fn provisioner_identity(ctx: &Ctx) -> Result<(ClientIdentity, String, bool), CliError> {
+    let (id, ephemeral) = match verify::identity(ctx)? {
+        Some(id) => (id, false),
+        None => (ephemeral_identity()?, true),
+    };
+    let spki = id
+        .chain
+        .first()
+        .and_then(|c| crate::pinned::spki_of(c.as_ref()))
+        .ok_or_else(|| CliError::Usage("the client certificate does not parse".into()))?;
+    Ok((id, hex::encode(sha2::Sha256::digest(&spki)), ephemeral))
+}
+
+/// A fresh P-256 key and a self-signed certificate for it (`CN=ckms provisioner`), valid for a day.
+pub fn ephemeral_identity() -> Result<ClientIdentity, CliError> {
+    struct SelfSigned(Name);
+    impl BuilderProfile for SelfSigned {
+        fn get_issuer(&self, _subject: &Name) -> Name {
+            self.0.clone()
+        }
+        fn get_subject(&self) -> Name {
+            self.0.clone()
+        }
+        fn build_extensions(
+            &self,
+            _spk: spki::SubjectPublicKeyInfoRef<'_>,
+            _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
+            tbs: &TbsCertificate,
+        ) -> x509_cert::builder::Result<Vec<Extension>> {
+            use x509_cert::ext::ToExtension;
+            // An extension makes it a v3 certificate (webpki parses only v3).
+            Ok(vec![
+                (&BasicConstraints {
+                    ca: false,
+                    path_len_constraint: None,
+                })
+                    .to_extension(tbs.subject(), &[])?,
+            ])
+        }
+    }
+    let key = loop {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        crate::http::provider()
+            .secure_random
+            .fill(seed.as_mut_slice())
+            .map_err(|_| CliError::Usage("no randomness".into()))?;
+        if let Ok(k) = p256::ecdsa::SigningKey::from_slice(seed.as_slice()) {
+            break k;
+        }
+    };
+    let name: Name = "CN=ckms provisioner"
+        .parse()
+        .map_err(|_| CliError::Usage("name".into()))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let time = |d: Duration| -> Result<Time, CliError> {
+        der::DateTime::from_unix_duration(d)
+            .map(Time::from)
+            .map_err(|_| CliError::Usage("time out of range".into()))
+    };
+    let validity = Validity::new(
+        time(now.saturating_sub(Duration::from_secs(3600)))?,
+        time(now + Duration::from_secs(86_400))?,
+    );
+    let spki = spki::SubjectPublicKeyInfoOwned::from_key(key.verifying_key())
+        .map_err(|_| CliError::Usage("key".into()))?;
+    let serial = SerialNumber::new(&[1]).map_err(|_| CliError::Usage("serial".into()))?;
+    let cert = CertificateBuilder::new(SelfSigned(name), serial, validity, spki)
+        .map_err(|e| CliError::Usage(format!("certificate: {e}")))?
+        .build::<_, p256::ecdsa::DerSignature>(&key)
+        .map_err(|e| CliError::Usage(format!("signing: {e}")))?;
+    let cert_der = cert
+        .to_der()
+        .map_err(|_| CliError::Usage("certificate encoding".into()))?;
+    let key_der = p256::pkcs8::EncodePrivateKey::to_pkcs8_der(&key)
+        .map_err(|_| CliError::Usage("key encoding".into()))?;
+    Ok(ClientIdentity {
+        chain: vec![rustls_pki_types::CertificateDer::from(cert_der)],
+        key: rustls_pki_types::PrivateKeyDer::Pkcs8(key_der.as_bytes().to_vec().into()),
+    })
 }
 
 fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
@@ -135,8 +262,26 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
         hex::encode(attested.report.measurement())
     ));
 
-    // 2. Pin, 3. fresh report.
-    let mut client = verify::pinned_client(url, &attested.spki_der, verify::identity(ctx)?)?;
+    // 2. Pin (presenting our provisioner key), 3. fresh report.
+    let (identity, spki_hash, ephemeral) = provisioner_identity(ctx)?;
+    // On stderr at once: if this run fails, the key the server is now locked to is on record.
+    eprintln!(
+        "ckms: provisioning with {} client key sha256:{spki_hash}",
+        if ephemeral {
+            "an ephemeral (this run only)"
+        } else {
+            "the configured"
+        }
+    );
+    steps.push(format!(
+        "provisioning as {} client key sha256:{spki_hash}",
+        if ephemeral {
+            "an ephemeral"
+        } else {
+            "the configured"
+        }
+    ));
+    let mut client = verify::pinned_client(url, &attested.spki_der, Some(identity))?;
     let nonce = verify::fresh_nonce()?;
     verify::fresh_attestation(&mut client, &attested.public_key, &nonce, &exp)?;
     steps.push("fresh /attestation verified (nonce bound, same key)".to_owned());
@@ -190,18 +335,22 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
             chain
         }
     };
-    let r = post(
+    match kept(post(
         &mut client,
         "/certificate",
         &json!({"chain_pem": chain_pem}),
-    )?;
-    let has_quote = r
-        .get("api_certificate_has_quote")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    steps.push(format!(
-        "API certificate accepted (quote inside: {has_quote})"
-    ));
+    ))? {
+        Some(r) => {
+            let has_quote = r
+                .get("api_certificate_has_quote")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            steps.push(format!(
+                "API certificate accepted (quote inside: {has_quote})"
+            ));
+        }
+        None => steps.push(KEPT.replace("{}", "API certificate")),
+    }
 
     // 5. Database, client CA, start.
     let redis_url = a
@@ -215,22 +364,17 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
     let secret = read_secret(secret_path)?;
     let body = Zeroizing::new(json!({"url": redis_url, "db_secret": secret.as_str()}).to_string());
     let resp = client.post("/redis-findex", body.as_bytes())?;
-    if resp.status != 200 {
-        let msg = serde_json::from_slice::<Value>(&resp.body)
-            .ok()
-            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_else(|| resp.text());
-        return Err(CliError::Server {
-            status: resp.status,
-            message: format!("/redis-findex: {msg}"),
-        });
+    match kept(check("/redis-findex", &resp))? {
+        Some(()) => steps.push("database configured".to_owned()),
+        None => steps.push(KEPT.replace("{}", "database")),
     }
-    steps.push("database configured".to_owned());
     if let Some(ca) = &a.client_ca {
         let pem = String::from_utf8(read_file(ca)?)
             .map_err(|_| CliError::Usage(format!("{}: not PEM", ca.display())))?;
-        post(&mut client, "/client-ca", &json!({"ca_pem": pem}))?;
-        steps.push(format!("client CA {} set", ca.display()));
+        match kept(post(&mut client, "/client-ca", &json!({"ca_pem": pem})))? {
+            Some(_) => steps.push(format!("client CA {} set", ca.display())),
+            None => steps.push(KEPT.replace("{}", "client CA")),
+        }
     }
     let started = post(&mut client, "/start", &json!({}))?;
     steps.push(format!("started: {started}"));

@@ -36,6 +36,9 @@ pub enum CliError {
     Negative(String),
     /// A server's attestation evidence failed a check (`attest::verify::ratls`).
     Attestation(Box<AttestationFailure>),
+    /// `ckms bootstrap start` found the server being (or already) provisioned by another client: someone
+    /// else controls what this server will trust. The message says what the server answered.
+    ProvisionedByAnother(String),
 }
 
 impl fmt::Display for CliError {
@@ -51,6 +54,16 @@ impl fmt::Display for CliError {
             CliError::Usage(m) => write!(f, "{m}"),
             CliError::Negative(m) => write!(f, "{m}"),
             CliError::Attestation(e) => write!(f, "attestation failed: {e}"),
+            CliError::ProvisionedByAnother(m) => write!(
+                f,
+                "!!! WARNING: SOMEONE ELSE IS PROVISIONING THIS SERVER !!!\n\
+                 {m}\n\
+                 Another client reached the bootstrap API first, so it chooses the database, the \
+                 API certificate and the users of this KMS. DO NOT TRUST THIS SERVER and send it \
+                 nothing. Find out who provisioned it; restart it and provision it again \
+                 (preferably with a pinned provisioner: --provisioner-spki-sha256 / \
+                 ckms.provisioner=), then run ckms bootstrap start again."
+            ),
         }
     }
 }

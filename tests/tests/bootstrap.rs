@@ -356,6 +356,10 @@ fn hex48(h: &str) -> [u8; 48] {
     out
 }
 
+/// How the bootstrap API's 403 begins when the session is locked to another client key
+/// (`kms::bootstrap::LOCKED_TO_ANOTHER_PROVISIONER`).
+const LOCKED_TO_ANOTHER: &str = "this server is already being provisioned by another client";
+
 fn error_of(r: &ckms::http::HttpResponse) -> String {
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON error body");
     v["error"].as_str().expect("error field").to_owned()
@@ -493,7 +497,7 @@ fn wrong_expected_measurement_is_refused() {
     let out = p.run();
     assert_fails_with(&out, "measurement differs from the expected one");
     // Nothing was provisioned: /start is still refused as not ready.
-    let (mut http, _) = pinned(&env, &server, None);
+    let (mut http, _) = pinned(&env, &server, Some("admin"));
     let r = http.post("/start", b"{}").expect("post");
     assert_eq!(r.status, 409);
 }
@@ -609,7 +613,7 @@ fn quote_not_binding_the_key_is_refused() {
 fn certificate_for_another_key_and_early_start_are_refused() {
     let env = Env::new();
     let server = Server::start(&env.emu, &[]);
-    let (mut http, _) = pinned(&env, &server, None);
+    let (mut http, _) = pinned(&env, &server, Some("admin"));
     let r = http.post("/start", b"{}").expect("post");
     assert_eq!(r.status, 409);
     assert_eq!(
@@ -687,6 +691,106 @@ fn only_the_pinned_provisioner_may_provision() {
     p.client = Some("provisioner");
     // The final verify talks to the KMS as `provisioner` (a certificate of the client CA too).
     assert_ok(&p.run(), "bootstrap start as the provisioner");
+}
+
+/// Issue 12 #1: without a pin, `POST /client-ca` without a client certificate answered 200 (anyone on the
+/// network could add their own user CA). It is refused and changes nothing.
+#[test]
+fn unauthenticated_client_ca_is_refused_without_pin() {
+    let env = Env::new();
+    let server = Server::start(&env.emu, &[]);
+    let (mut anonymous, _) = pinned(&env, &server, None);
+    let ca = std::fs::read_to_string(env.pki.path("ca.pem")).expect("ca");
+    let body = serde_json::json!({"ca_pem": ca}).to_string();
+    let r = anonymous.post("/client-ca", body.as_bytes()).expect("post");
+    assert_eq!(
+        (r.status, error_of(&r)),
+        (
+            403,
+            "provisioning needs a TLS client certificate: the first client key that provisions \
+             this server is locked in for the bootstrap session"
+                .to_owned()
+        )
+    );
+    // Nothing was set and nothing locked: the admin provisions normally.
+    assert_ok(
+        &env.provision(&server).run(),
+        "bootstrap start after the refusal",
+    );
+}
+
+/// Issue 12 #1, the race: an attacker posting between the admin's steps is refused (the session is locked to
+/// the admin's key), and the admin's run completes with the admin's values.
+#[test]
+fn attacker_between_the_admins_steps_is_refused() {
+    let env = Env::new();
+    env.pki.client("mallory");
+    let server = Server::start(&env.emu, &[]);
+    // The admin's first step (its own client CA) locks the session to the admin's key.
+    let (mut admin, _) = pinned(&env, &server, Some("admin"));
+    let ca = std::fs::read_to_string(env.pki.path("ca.pem")).expect("ca");
+    let r = admin
+        .post(
+            "/client-ca",
+            serde_json::json!({"ca_pem": ca}).to_string().as_bytes(),
+        )
+        .expect("post");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Mallory, between the admin's steps: her own user CA, her own Redis, /start. All refused.
+    let (mut mallory, _) = pinned(&env, &server, Some("mallory"));
+    let other_ca = testkit::Pki::new("Mallory CA");
+    let evil_ca = serde_json::json!({"ca_pem": other_ca.ca().pem}).to_string();
+    let evil_db = serde_json::json!({"url": "redis://127.0.0.1:1", "db_secret": Base64::encode_string(&[1u8; 32])})
+        .to_string();
+    for (path, body) in [
+        ("/client-ca", evil_ca.as_str()),
+        ("/redis-findex", evil_db.as_str()),
+        ("/start", "{}"),
+    ] {
+        let r = mallory.post(path, body.as_bytes()).expect("post");
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert!(
+            error_of(&r).starts_with(LOCKED_TO_ANOTHER),
+            "{path}: {}",
+            r.text()
+        );
+    }
+    // The admin's run continues (its client CA, set above, is kept) and the KMS starts.
+    let out = env.provision(&server).run();
+    assert_ok(&out, "bootstrap start as the admin");
+    assert!(
+        stdout(&out).contains("client CA already set in this bootstrap session by this client key"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Issue 12 #1, the restart: the host restarts the server (same image, same key, fresh bootstrap session) and
+/// someone else provisions first. The first provisioner wins, and the admin's `ckms bootstrap start` says so
+/// loudly instead of provisioning a server that trusts another party.
+#[test]
+fn after_a_restart_the_first_provisioner_wins_and_ckms_says_so() {
+    let env = Env::new();
+    env.pki.client("mallory");
+    let server = Server::start(&env.emu, &[]);
+    assert_ok(&env.provision(&server).run(), "first provisioning");
+    drop(server);
+    // The same VM restarted (same image, same chip: same bootstrap key).
+    let emu2 = Emu::start(env.dir.path(), "vm1-restarted", CMDLINE, None);
+    let restarted = Server::start(&emu2, &[]);
+    let (mut mallory, _) = pinned(&env, &restarted, Some("mallory"));
+    let r = mallory.post("/start", b"{}").expect("post");
+    assert_eq!(r.status, 409, "not ready, but the session is now Mallory's");
+    let out = env.provision(&restarted).run();
+    assert_fails_with(&out, "WARNING: SOMEONE ELSE IS PROVISIONING THIS SERVER");
+    assert_fails_with(&out, LOCKED_TO_ANOTHER);
+    assert_fails_with(&out, "DO NOT TRUST THIS SERVER");
+    // Without a configured client key, ckms provisions with an ephemeral one and detects it the same way.
+    let mut p = env.provision(&restarted);
+    p.client = None;
+    let out = p.run();
+    assert_fails_with(&out, "ephemeral (this run only) client key sha256:");
+    assert_fails_with(&out, "WARNING: SOMEONE ELSE IS PROVISIONING THIS SERVER");
 }
 
 #[test]

@@ -197,7 +197,7 @@ pub struct ServerTls {
 }
 
 enum BootState {
-    Provisioning(Bootstrap),
+    Provisioning(Box<Bootstrap>),
     Starting(Box<Started>),
 }
 
@@ -242,8 +242,8 @@ fn bootstrap_tls(
 
 impl<S: Store, L: RawMutex> App<S, L> {
     /// A server that starts in bootstrap mode: the main port serves the bootstrap API with the
-    /// RA-TLS bootstrap certificate (client certificates requested only to check the pinned
-    /// provisioner), the RA-TLS port serves `/attestation`.
+    /// RA-TLS bootstrap certificate (a client certificate is always requested: provisioning is bound
+    /// to the client key that [`ProvisionerPolicy`] admits), the RA-TLS port serves `/attestation`.
     pub fn bootstrap(
         identity: Arc<Identity>,
         policy: ProvisionerPolicy,
@@ -251,17 +251,16 @@ impl<S: Store, L: RawMutex> App<S, L> {
         config: AppConfig,
     ) -> Result<Self, AppError> {
         let clock = Arc::new(SharedClock::new());
-        let auth = match &policy {
-            ProvisionerPolicy::Open => ClientAuth::None,
-            ProvisionerPolicy::Pinned(_) => ClientAuth::ProofOfPossession,
-        };
-        let bootstrap = bootstrap_tls(&identity, auth, &clock, config.tls)?;
+        // Provisioning is always bound to a client key (pinned, or the first one that provisions), so
+        // the bootstrap port always asks for a client certificate; the core checks the key.
+        let bootstrap =
+            bootstrap_tls(&identity, ClientAuth::ProofOfPossession, &clock, config.tls)?;
         let ratls = bootstrap_tls(&identity, ClientAuth::None, &clock, config.tls)?;
         Ok(App {
-            boot: Mutex::new(Some(BootState::Provisioning(Bootstrap::new(
+            boot: Mutex::new(Some(BootState::Provisioning(Box::new(Bootstrap::new(
                 identity.clone(),
                 policy,
-            )))),
+            ))))),
             identity: Some(identity),
             platform: Some(Mutex::new(platform)),
             serving: spin::Once::new(),
@@ -532,7 +531,7 @@ impl<S: Store, L: RawMutex> App<S, L> {
     fn bootstrap_route(&self, peer: &Peer, req: &Request) -> (Response, Option<Effect>) {
         let mut boot = self.boot.lock();
         let machine = match boot.take() {
-            Some(BootState::Provisioning(m)) => m,
+            Some(BootState::Provisioning(m)) => *m,
             other => {
                 *boot = other;
                 let e = BootstrapError::Conflict("bootstrap finished; the KMS is starting");
@@ -546,7 +545,7 @@ impl<S: Store, L: RawMutex> App<S, L> {
         let mut platform = platform.lock();
         match machine.handle(req, peer.spki_der.as_deref(), platform.probe.as_mut()) {
             Step::Continue(next, r) => {
-                *boot = Some(BootState::Provisioning(next));
+                *boot = Some(BootState::Provisioning(Box::new(next)));
                 (Response::json(r.status, r.body), None)
             }
             Step::Start(started, r) => {

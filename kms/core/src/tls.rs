@@ -156,10 +156,10 @@ pub enum ClientAuth {
         /// Refuse the handshake without a client certificate.
         mandatory: bool,
     },
-    /// The bootstrap port with a pinned provisioner: a certificate is requested but not
-    /// required (so `GET /attestation` stays public); any well-formed certificate is accepted and
-    /// the handshake proves possession of its key. No CA is involved: the bootstrap core checks
-    /// the pin ([`crate::bootstrap::ProvisionerPolicy::authorize`]) on the SubjectPublicKeyInfo
+    /// The bootstrap port: a certificate is requested but not required (so `GET /attestation`
+    /// stays public); any well-formed certificate is accepted and the handshake proves possession
+    /// of its key. No CA is involved: the bootstrap core checks the pin, or the key the session is
+    /// locked to ([`crate::bootstrap::ProvisionerPolicy::authorize`]), on the SubjectPublicKeyInfo
     /// this handshake proved, and answers a clear 403 to anyone else.
     ProofOfPossession,
 }

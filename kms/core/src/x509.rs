@@ -78,8 +78,10 @@ pub fn spki_der(cert_der: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The user identity of a verified client certificate: the subject common name (OID 2.5.4.3,
-/// RFC 5280 §4.1.2.6), when it is a non-empty UTF8String, PrintableString or IA5String. With
-/// several CN attributes the last one is used.
+/// RFC 5280 §4.1.2.6), when it is a non-empty UTF8String, PrintableString or IA5String. A subject
+/// with several CN attributes (`CN=bob,CN=alice`) has no identity: which one is meant is ambiguous,
+/// so none is used (the KMS answers 401). The identity is bound to the issuing CA because the
+/// bootstrap API accepts exactly one client CA (see docs/security.md).
 pub fn subject_common_name(cert_der: &[u8]) -> Option<String> {
     const CN: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
     let cert = Certificate::from_der(cert_der).ok()?;
@@ -102,6 +104,9 @@ pub fn subject_common_name(cert_der: &[u8]) -> Option<String> {
                         .map(|s| String::from(s.as_str()))
                 })
                 .ok()?;
+            if found.is_some() {
+                return None;
+            }
             found = Some(text);
         }
     }
@@ -206,6 +211,54 @@ mod tests {
         let (c, _, _) = cert(&[(rcgen::DnType::CommonName, "")]);
         assert_eq!(subject_common_name(&c), None);
         assert_eq!(subject_common_name(&[0x30, 0x00]), None);
+    }
+
+    /// Issue 12 #5: `CN=bob,CN=alice` mapped to alice; a subject with several CNs has no identity.
+    #[test]
+    fn several_common_names_are_no_identity() {
+        use core::str::FromStr;
+        use x509_cert::builder::{Builder, CertificateBuilder, profile::BuilderProfile};
+        struct Profile(x509_cert::name::Name);
+        impl BuilderProfile for Profile {
+            fn get_issuer(&self, _: &x509_cert::name::Name) -> x509_cert::name::Name {
+                self.0.clone()
+            }
+            fn get_subject(&self) -> x509_cert::name::Name {
+                self.0.clone()
+            }
+            fn build_extensions(
+                &self,
+                _: spki::SubjectPublicKeyInfoRef<'_>,
+                _: spki::SubjectPublicKeyInfoRef<'_>,
+                _: &x509_cert::TbsCertificate,
+            ) -> x509_cert::builder::Result<alloc::vec::Vec<x509_cert::ext::Extension>>
+            {
+                Ok(alloc::vec::Vec::new())
+            }
+        }
+        let key = p256::ecdsa::SigningKey::from_slice(&[0x31; 32]).unwrap();
+        let t = |s| {
+            x509_cert::time::Time::from(
+                der::DateTime::from_unix_duration(core::time::Duration::from_secs(s)).unwrap(),
+            )
+        };
+        for (dn, want) in [
+            ("CN=bob,CN=alice", None),
+            ("CN=alice+CN=bob", None),
+            ("O=Org,CN=alice", Some("alice")),
+        ] {
+            let cert = CertificateBuilder::new(
+                Profile(x509_cert::name::Name::from_str(dn).unwrap()),
+                x509_cert::serial_number::SerialNumber::new(&[1]).unwrap(),
+                x509_cert::time::Validity::new(t(1_700_000_000), t(1_900_000_000)),
+                spki::SubjectPublicKeyInfoOwned::from_key(key.verifying_key()).unwrap(),
+            )
+            .unwrap()
+            .build::<_, p256::ecdsa::DerSignature>(&key)
+            .unwrap();
+            let der = cert.to_der().unwrap();
+            assert_eq!(subject_common_name(&der).as_deref(), want, "{dn}");
+        }
     }
 
     #[test]

@@ -652,9 +652,11 @@ fn limits_refuse_cleanly() {
         ..ServiceLimits::default()
     };
     let mut h = Harness::new(limits, ProvisionerPolicy::Open);
+    // Provisioning always needs a client key (the first one is locked in).
+    let (ac, ak) = Ca::new("admin CA").issue("admin");
     // An oversized bootstrap body: 413 then close.
     let c = h.tcp_connect(PORT);
-    let mut tls = bootstrap_client(None);
+    let mut tls = bootstrap_client(Some((&ac, &ak)));
     let big = "x".repeat(kms::bootstrap::routes::MAX_BODY + 1);
     let (resp, _) = h.exchange(&mut tls, c, &post("/csr", &big));
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
@@ -686,7 +688,7 @@ fn limits_refuse_cleanly() {
     assert_eq!(h.server.connections(), 0);
     assert!(h.server.stats().idle_closed >= 2);
     let c = h.tcp_connect(PORT);
-    let mut tls = bootstrap_client(None);
+    let mut tls = bootstrap_client(Some((&ac, &ak)));
     let (resp, _) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
@@ -700,6 +702,8 @@ fn idle_connections_make_room_for_new_clients() {
         ..ServiceLimits::default()
     };
     let mut h = Harness::new(limits, ProvisionerPolicy::Open);
+    // Provisioning always needs a client key (the first one is locked in).
+    let (ac, ak) = Ca::new("admin CA").issue("admin");
     // Two slowloris connections: a partial TLS record each, then silence.
     for _ in 0..2 {
         let c = h.tcp_connect(PORT);
@@ -717,8 +721,50 @@ fn idle_connections_make_room_for_new_clients() {
     std::thread::sleep(StdDuration::from_millis(300));
     // A real client still gets served: the quietest slowloris connection makes room.
     let c = h.tcp_connect(PORT);
-    let mut tls = bootstrap_client(None);
+    let mut tls = bootstrap_client(Some((&ac, &ak)));
     let (resp, _) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(h.server.stats().evicted >= 1, "{:?}", h.server.stats());
+}
+
+/// Issue 12 #1 on the guest: without a pin, the bootstrap port asks every client for a certificate; a request
+/// without one is refused (it answered 200 before), and once a client key has provisioned, every other key
+/// is refused with the lock message.
+#[test]
+fn unpinned_guest_locks_provisioning_to_the_first_client_key() {
+    let mut h = Harness::new(ServiceLimits::default(), ProvisionerPolicy::Open);
+    let users = Ca::new("users CA");
+    let ca_req = serde_json::json!({ "ca_pem": users.pem }).to_string();
+
+    let c = h.tcp_connect(PORT);
+    let mut anonymous = bootstrap_client(None);
+    let (resp, _) = h.exchange(&mut anonymous, c, &post("/client-ca", &ca_req));
+    assert!(
+        resp.starts_with("HTTP/1.1 403") && resp.contains("needs a TLS client certificate"),
+        "anonymous /client-ca got {resp:?}"
+    );
+
+    let (admin_chain, admin_key) = Ca::new("admin CA").issue("admin");
+    let c = h.tcp_connect(PORT);
+    let mut admin = bootstrap_client(Some((&admin_chain, &admin_key)));
+    let (resp, _) = h.exchange(&mut admin, c, &post("/client-ca", &ca_req));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    let (other_chain, other_key) = Ca::new("mallory CA").issue("mallory");
+    let c = h.tcp_connect(PORT);
+    let mut mallory = bootstrap_client(Some((&other_chain, &other_key)));
+    let (resp, _) = h.exchange(&mut mallory, c, &post("/client-ca", &ca_req));
+    assert!(
+        resp.starts_with("HTTP/1.1 403")
+            && resp.contains(kms::bootstrap::LOCKED_TO_ANOTHER_PROVISIONER),
+        "second key got {resp:?}"
+    );
+    // The admin's own second /client-ca is not a silent replacement either.
+    let c = h.tcp_connect(PORT);
+    let mut admin = bootstrap_client(Some((&admin_chain, &admin_key)));
+    let (resp, _) = h.exchange(&mut admin, c, &post("/client-ca", &ca_req));
+    assert!(
+        resp.starts_with("HTTP/1.1 409") && resp.contains(kms::bootstrap::ALREADY_SET),
+        "{resp}"
+    );
 }

@@ -74,6 +74,15 @@ impl fmt::Debug for DbSecret {
     }
 }
 
+/// How the answer to [`BootstrapError::LockedToAnotherProvisioner`] begins (clients look for it to warn that
+/// someone else is provisioning the server).
+pub const LOCKED_TO_ANOTHER_PROVISIONER: &str =
+    "this server is already being provisioned by another client";
+
+/// What the 409 answer to a second `/certificate`, `/redis-findex` or `/client-ca` contains: accepted values are
+/// never replaced (the only reset is a restart of the server).
+pub const ALREADY_SET: &str = "is already set for this bootstrap session";
+
 /// Everything that can go wrong in the bootstrap API; each maps to one HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootstrapError {
@@ -89,6 +98,11 @@ pub enum BootstrapError {
     BodyTooLarge,
     /// The TLS client is not the pinned provisioner (403).
     NotProvisioner,
+    /// No pin and no TLS client certificate: provisioning is always bound to a client key (403).
+    NoClientCertificate,
+    /// No pin, and this bootstrap session is already locked to another client key (SHA-256 of its SPKI)
+    /// (403): someone else is provisioning this server.
+    LockedToAnotherProvisioner([u8; 32]),
     /// The request does not fit the current state (409).
     Conflict(&'static str),
     /// A quote was asked for but the platform has none (409).
@@ -111,7 +125,9 @@ impl BootstrapError {
             BootstrapError::MethodNotAllowed => 405,
             BootstrapError::BadJson(_) | BootstrapError::BadRequest(_) => 400,
             BootstrapError::BodyTooLarge => 413,
-            BootstrapError::NotProvisioner => 403,
+            BootstrapError::NotProvisioner
+            | BootstrapError::NoClientCertificate
+            | BootstrapError::LockedToAnotherProvisioner(_) => 403,
             BootstrapError::Conflict(_) | BootstrapError::NoQuote => 409,
             BootstrapError::X509(x509::X509Error::LeafKeyMismatch) => 422,
             BootstrapError::X509(_) => 400,
@@ -137,6 +153,16 @@ impl fmt::Display for BootstrapError {
             }
             BootstrapError::NotProvisioner => f.write_str(
                 "provisioning is restricted: the client certificate is not the provisioner's",
+            ),
+            BootstrapError::NoClientCertificate => f.write_str(
+                "provisioning needs a TLS client certificate: the first client key that provisions \
+                 this server is locked in for the bootstrap session",
+            ),
+            BootstrapError::LockedToAnotherProvisioner(hash) => write!(
+                f,
+                "{LOCKED_TO_ANOTHER_PROVISIONER} (key sha256:{}); only that key may continue this \
+                 bootstrap session",
+                base16ct::lower::encode_string(hash)
             ),
             BootstrapError::Conflict(what) => f.write_str(what),
             BootstrapError::NoQuote => {

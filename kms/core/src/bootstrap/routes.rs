@@ -73,6 +73,8 @@ pub enum Step {
 pub struct Bootstrap {
     identity: Arc<Identity>,
     policy: ProvisionerPolicy,
+    /// Under [`ProvisionerPolicy::Open`]: SHA-256 of the SPKI of the client that provisions this session.
+    locked: Option<[u8; 32]>,
     client_ca: Option<ClientCa>,
     phase: Phase,
 }
@@ -86,6 +88,7 @@ impl Bootstrap {
         Bootstrap {
             identity,
             policy,
+            locked: None,
             client_ca: None,
             phase: Phase::AwaitingCertificate(AwaitingCertificate::new()),
         }
@@ -94,6 +97,12 @@ impl Bootstrap {
     /// The identity (certificate and key for the TLS server; shared with the RA-TLS port and `/attestation`).
     pub fn identity(&self) -> &Arc<Identity> {
         &self.identity
+    }
+
+    /// Under [`ProvisionerPolicy::Open`], SHA-256 of the SPKI of the client key this session is locked to
+    /// (`None` until a client changed the state; always `None` under a pin).
+    pub fn locked_provisioner(&self) -> Option<&[u8; 32]> {
+        self.locked.as_ref()
     }
 
     /// The current state.
@@ -105,15 +114,23 @@ impl Bootstrap {
     /// `/client-ca`, `/start`). `client_spki_der` is the SubjectPublicKeyInfo of the TLS client
     /// certificate, when the client presented one and proved possession of its key. `GET
     /// /attestation` is not here: [`crate::app::App`] serves it in every phase.
+    ///
+    /// Every POST needs the provisioner's key ([`ProvisionerPolicy::authorize`]); without a pin, the first
+    /// request that changes the state (every route but `/csr`, which only reads) locks the session to the
+    /// client's key, even when the request is then refused.
     pub fn handle(
-        self,
+        mut self,
         req: &HttpRequest,
         client_spki_der: Option<&[u8]>,
         probe: &mut dyn DatabaseProbe,
     ) -> Step {
         match (req.method, req.path.as_str()) {
             (Method::Post, "/csr" | "/certificate" | "/redis-findex" | "/client-ca" | "/start") => {
-                let auth = match self.policy.authorize(client_spki_der) {
+                let lock = req.path != "/csr";
+                let auth = match self
+                    .policy
+                    .authorize(client_spki_der, &mut self.locked, lock)
+                {
                     Ok(a) => a,
                     Err(e) => return Step::Continue(self, Response::error(&e)),
                 };
@@ -173,6 +190,15 @@ impl Bootstrap {
     }
 
     fn certificate(self, auth: &ProvisionerAuthorized, body: &[u8]) -> Step {
+        if !matches!(self.phase, Phase::AwaitingCertificate(_)) {
+            return Step::Continue(
+                self,
+                Response::error(&BootstrapError::Conflict(
+                    "the API certificate is already set for this bootstrap session and cannot be \
+                     replaced (restart the server to start over)",
+                )),
+            );
+        }
         let chain = serde_json::from_slice::<CertificateRequest>(body)
             .map_err(|_| BootstrapError::BadJson("CertificateRequest"))
             .and_then(|r| {
@@ -194,18 +220,19 @@ impl Bootstrap {
         let Bootstrap {
             identity,
             policy,
+            locked,
             client_ca,
             phase,
         } = self;
         let phase = match phase {
             Phase::AwaitingCertificate(s) => Phase::AwaitingDatabase(s.certificate(auth, chain)),
-            Phase::AwaitingDatabase(s) => Phase::AwaitingDatabase(s.certificate(auth, chain)),
-            Phase::Ready(s) => Phase::Ready(s.certificate(auth, chain)),
+            other @ (Phase::AwaitingDatabase(_) | Phase::Ready(_)) => other,
         };
         Step::Continue(
             Bootstrap {
                 identity,
                 policy,
+                locked,
                 client_ca,
                 phase,
             },
@@ -219,11 +246,16 @@ impl Bootstrap {
         body: &[u8],
         probe: &mut dyn DatabaseProbe,
     ) -> Step {
-        if let Phase::AwaitingCertificate(_) = self.phase {
-            return Step::Continue(
-                self,
-                Response::error(&BootstrapError::Conflict("post the API certificate first")),
-            );
+        let refuse = match self.phase {
+            Phase::AwaitingCertificate(_) => Some("post the API certificate first"),
+            Phase::Ready(_) => Some(
+                "the database is already set for this bootstrap session and cannot be \
+                 replaced (restart the server to start over)",
+            ),
+            Phase::AwaitingDatabase(_) => None,
+        };
+        if let Some(why) = refuse {
+            return Step::Continue(self, Response::error(&BootstrapError::Conflict(why)));
         }
         let db = serde_json::from_slice::<RedisFindexRequest>(body)
             .map_err(|_| BootstrapError::BadJson("RedisFindexRequest"))
@@ -250,18 +282,19 @@ impl Bootstrap {
         let Bootstrap {
             identity,
             policy,
+            locked,
             client_ca,
             phase,
         } = self;
         let phase = match phase {
             Phase::AwaitingDatabase(s) => Phase::Ready(s.database(auth, db)),
-            Phase::Ready(s) => Phase::Ready(s.database(auth, db)),
-            other @ Phase::AwaitingCertificate(_) => other,
+            other @ (Phase::AwaitingCertificate(_) | Phase::Ready(_)) => other,
         };
         Step::Continue(
             Bootstrap {
                 identity,
                 policy,
+                locked,
                 client_ca,
                 phase,
             },
@@ -270,9 +303,22 @@ impl Bootstrap {
     }
 
     fn client_ca(&mut self, body: &[u8]) -> Result<StatusResponse, BootstrapError> {
+        if self.client_ca.is_some() {
+            return Err(BootstrapError::Conflict(
+                "the client CA is already set for this bootstrap session and cannot be replaced \
+                 (restart the server to start over)",
+            ));
+        }
         let req: ClientCaRequest =
             serde_json::from_slice(body).map_err(|_| BootstrapError::BadJson("ClientCaRequest"))?;
         let certs = x509::parse_pem_chain(&req.ca_pem).map_err(BootstrapError::X509)?;
+        if certs.len() != 1 {
+            // Identities are subject CNs: with several CAs, any of them could issue any user's name.
+            return Err(BootstrapError::BadRequest(
+                "the client CA must be exactly one certificate: with several CAs, any of them \
+                 could issue a certificate for any user name",
+            ));
+        }
         let mut der = Vec::with_capacity(certs.len());
         for c in &certs {
             der.push(
@@ -291,6 +337,7 @@ impl Bootstrap {
         let Bootstrap {
             identity,
             policy,
+            locked,
             client_ca,
             phase,
         } = self;
@@ -324,6 +371,7 @@ impl Bootstrap {
                     Bootstrap {
                         identity,
                         policy,
+                        locked,
                         client_ca,
                         phase,
                     },

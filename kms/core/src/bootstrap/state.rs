@@ -2,11 +2,16 @@
 //!
 //! ```text
 //!   AwaitingCertificate --POST /certificate--> AwaitingDatabase --POST /redis-findex--> Ready --POST /start--> Started
-//!                                                   ^  |  /certificate (replace)           |  /certificate, /redis-findex (replace)
 //! ```
-//! `/client-ca` may be posted in any state. Every transition takes a [`ProvisionerAuthorized`] token, which only
-//! [`ProvisionerPolicy::authorize`] creates, so no handler can skip the provisioner check. [`Ready::start`]
-//! consumes `Ready`: once started, the bootstrap API cannot be driven again.
+//! `/client-ca` may be posted once, in any state. Nothing accepted can be replaced: the states have no
+//! "replace" transition, and the routes answer 409 to a second `/certificate`, `/redis-findex` or
+//! `/client-ca`. The only reset is a restart of the server (a fresh bootstrap session).
+//!
+//! Every transition takes a [`ProvisionerAuthorized`] token, which only [`ProvisionerPolicy::authorize`]
+//! creates, so no handler can skip the provisioner check. That check always needs a TLS client key: the pinned
+//! one ([`ProvisionerPolicy::Pinned`]) or, without a pin, the first key that changed the state of this session
+//! ([`ProvisionerPolicy::Open`], trust on first use). [`Ready::start`] consumes `Ready`: once started, the
+//! bootstrap API cannot be driven again.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -106,10 +111,13 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// Who may provision.
+/// Who may provision. Either way, provisioning is bound to one authenticated client key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProvisionerPolicy {
-    /// Anyone who reaches the port (the provisioner relies on attesting the server first).
+    /// No pin (trust on first use): the first TLS client key that changes the state of the bootstrap session
+    /// (`/certificate`, `/redis-findex`, `/client-ca`, `/start`) is locked in, and every later provisioning
+    /// request must come from that key. A client that finds the session locked to another key
+    /// ([`BootstrapError::LockedToAnotherProvisioner`]) knows that someone else is provisioning the server.
     Open,
     /// Only a TLS client whose certificate's SubjectPublicKeyInfo (DER) hashes (SHA-256) to this value.
     Pinned([u8; 32]),
@@ -134,12 +142,31 @@ impl ProvisionerPolicy {
 
     /// Checks the TLS client. The driver passes the client certificate's SubjectPublicKeyInfo DER only after
     /// the TLS layer verified the handshake signature with that key.
+    ///
+    /// `locked` is the session's provisioner under [`ProvisionerPolicy::Open`] (SHA-256 of its SPKI); `lock`
+    /// says whether this request changes the state, in which case a still-unlocked session is locked to this
+    /// client's key. Under [`ProvisionerPolicy::Pinned`], `locked` is not used.
     pub fn authorize(
         &self,
         client_spki_der: Option<&[u8]>,
+        locked: &mut Option<[u8; 32]>,
+        lock: bool,
     ) -> Result<ProvisionerAuthorized, BootstrapError> {
         match self {
-            ProvisionerPolicy::Open => Ok(ProvisionerAuthorized(())),
+            ProvisionerPolicy::Open => {
+                let spki = client_spki_der.ok_or(BootstrapError::NoClientCertificate)?;
+                let got: [u8; 32] = Sha256::digest(spki).into();
+                match locked {
+                    Some(want) if bool::from(got.ct_eq(want)) => Ok(ProvisionerAuthorized(())),
+                    Some(want) => Err(BootstrapError::LockedToAnotherProvisioner(*want)),
+                    None => {
+                        if lock {
+                            *locked = Some(got);
+                        }
+                        Ok(ProvisionerAuthorized(()))
+                    }
+                }
+            }
             ProvisionerPolicy::Pinned(want) => {
                 let spki = client_spki_der.ok_or(BootstrapError::NotProvisioner)?;
                 let got: [u8; 32] = Sha256::digest(spki).into();
@@ -240,11 +267,6 @@ impl Default for AwaitingCertificate {
 }
 
 impl AwaitingDatabase {
-    /// Replaces the API certificate.
-    pub fn certificate(self, _auth: &ProvisionerAuthorized, chain: ApiChain) -> AwaitingDatabase {
-        AwaitingDatabase { chain }
-    }
-
     /// Accepts the (probed) database.
     pub fn database(self, _auth: &ProvisionerAuthorized, db: DatabaseConfig) -> Ready {
         Ready {
@@ -260,19 +282,6 @@ impl AwaitingDatabase {
 }
 
 impl Ready {
-    /// Replaces the API certificate.
-    pub fn certificate(self, _auth: &ProvisionerAuthorized, chain: ApiChain) -> Ready {
-        Ready { chain, db: self.db }
-    }
-
-    /// Replaces the database.
-    pub fn database(self, _auth: &ProvisionerAuthorized, db: DatabaseConfig) -> Ready {
-        Ready {
-            chain: self.chain,
-            db,
-        }
-    }
-
     /// Ends the bootstrap phase.
     pub fn start(
         self,

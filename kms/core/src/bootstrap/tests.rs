@@ -96,6 +96,14 @@ impl DatabaseProbe for TestProbe {
 struct Harness {
     ev: TestEvidence,
     probe: TestProbe,
+    /// The admin's TLS client key (SPKI DER), presented by [`Harness::ok`].
+    admin: Vec<u8>,
+}
+
+/// SPKI DER of the P-256 key with this scalar.
+fn spki_of_seed(seed: u8) -> Vec<u8> {
+    let key = SigningKey::from_slice(&[seed; 32]).unwrap();
+    der::Encode::to_der(&SubjectPublicKeyInfoOwned::from_key(key.verifying_key()).unwrap()).unwrap()
 }
 
 /// What [`crate::app::App`] does with a bootstrap-phase request: `GET /attestation` goes to
@@ -141,6 +149,7 @@ impl Harness {
         Harness {
             ev: TestEvidence::snp(7),
             probe: TestProbe { good: [9; 32] },
+            admin: spki_of_seed(0x11),
         }
     }
     fn bootstrap(&mut self, policy: ProvisionerPolicy) -> Bootstrap {
@@ -175,7 +184,19 @@ impl Harness {
         target: &str,
         body: &str,
     ) -> (Bootstrap, u16, serde_json::Value) {
-        match self.call(b, method, target, body, None) {
+        let admin = self.admin.clone();
+        self.as_client(b, method, target, body, Some(&admin))
+    }
+    /// [`Harness::ok`] with another TLS client key (or none).
+    fn as_client(
+        &mut self,
+        b: Bootstrap,
+        method: &str,
+        target: &str,
+        body: &str,
+        spki: Option<&[u8]>,
+    ) -> (Bootstrap, u16, serde_json::Value) {
+        match self.call(b, method, target, body, spki) {
             Step::Continue(b, r) => (b, r.status, serde_json::from_slice(&r.body).unwrap()),
             Step::Start(..) => panic!("unexpected start"),
         }
@@ -333,7 +354,9 @@ fn platform_none_has_random_key_and_no_quote() {
     };
     assert_eq!(r.status, 501);
     let body = br#"{"subject":"CN=kms","include_quote":true}"#;
-    let Step::Continue(_, r) = dispatch(b, "POST", "/csr", body, None, &mut ev, &mut probe) else {
+    let admin = spki_of_seed(0x11);
+    let Step::Continue(_, r) = dispatch(b, "POST", "/csr", body, Some(&admin), &mut ev, &mut probe)
+    else {
         panic!()
     };
     assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
@@ -497,7 +520,8 @@ fn full_provisioning_sequence_starts_once() {
     );
     assert_eq!(status, 200, "{v}");
 
-    match h.call(b, "POST", "/start", "", None) {
+    let admin = h.admin.clone();
+    match h.call(b, "POST", "/start", "", Some(&admin)) {
         Step::Start(started, r) => {
             assert_eq!(r.status, 200);
             let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -600,7 +624,8 @@ fn broken_chain_is_refused_and_quote_in_api_cert_is_seen() {
         &alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&ca)),
     );
     assert_eq!(status, 200, "{v}");
-    let Step::Start(started, r) = h.call(b, "POST", "/start", "", None) else {
+    let admin = h.admin.clone();
+    let Step::Start(started, r) = h.call(b, "POST", "/start", "", Some(&admin)) else {
         panic!()
     };
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -759,7 +784,16 @@ fn garbage_bodies_never_panic() {
         } else {
             "POST"
         };
-        match dispatch(b, method, path, &body, None, &mut h.ev, &mut h.probe) {
+        let admin = h.admin.clone();
+        match dispatch(
+            b,
+            method,
+            path,
+            &body,
+            Some(&admin),
+            &mut h.ev,
+            &mut h.probe,
+        ) {
             Step::Continue(next_b, r) => {
                 assert!(
                     r.status >= 400,
@@ -829,4 +863,246 @@ fn api_bodies_round_trip_and_default() {
         alloc::format!("{e}").starts_with("missing field `subject`"),
         "{e}"
     );
+}
+
+fn sha(spki: &[u8]) -> [u8; 32] {
+    Sha256::digest(spki).into()
+}
+
+fn locked_message(spki: &[u8]) -> String {
+    alloc::format!("{}", BootstrapError::LockedToAnotherProvisioner(sha(spki)))
+}
+
+fn db_body() -> String {
+    alloc::format!(
+        r#"{{"url":"redis://127.0.0.1:6379","db_secret":"{}"}}"#,
+        secret_b64(9)
+    )
+}
+
+/// Issue 12 #1: without a pin, a `POST /client-ca` without a client certificate answered 200 (anyone could add
+/// their own user CA). It is refused, and nothing is set.
+#[test]
+fn unauthenticated_client_ca_is_refused_without_pin() {
+    let mut h = Harness::new();
+    let b = h.bootstrap(ProvisionerPolicy::Open);
+    let (_, ca) = issue(our_spki(&b), 3, Vec::new());
+    let ca_body = alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&ca));
+    for path in [
+        "/csr",
+        "/certificate",
+        "/redis-findex",
+        "/client-ca",
+        "/start",
+    ] {
+        let (_, status, v) = h.as_client(fresh(), "POST", path, &ca_body, None);
+        assert_eq!(status, 403, "{path}: {v}");
+        assert_eq!(
+            v["error"].as_str().unwrap(),
+            alloc::format!("{}", BootstrapError::NoClientCertificate),
+            "{path}"
+        );
+    }
+    let (b, status, _) = h.as_client(b, "POST", "/client-ca", &ca_body, None);
+    assert_eq!(status, 403);
+    assert_eq!(b.locked_provisioner(), None, "no key, no lock");
+    // The admin can still set it: the refused request changed nothing.
+    let (b, status, v) = h.ok(b, "POST", "/client-ca", &ca_body);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(b.locked_provisioner(), Some(&sha(&h.admin)));
+}
+
+/// Issue 12 #1, the race: an attacker posting between the admin's steps is refused on every route, and the
+/// admin finishes with their own values.
+#[test]
+fn attacker_between_the_admins_steps_is_refused() {
+    let mut h = Harness::new();
+    let attacker = spki_of_seed(0x66);
+    let b = h.bootstrap(ProvisionerPolicy::Open);
+    let (chain, ca) = issue(our_spki(&b), 3, Vec::new());
+    let (_, evil_ca) = issue(our_spki(&b), 4, Vec::new());
+    let cert_body = alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(&chain));
+    // The attacker may read a CSR before anyone provisions (it changes nothing and locks nothing).
+    let (b, status, _) = h.as_client(b, "POST", "/csr", r#"{"subject":"CN=x"}"#, Some(&attacker));
+    assert_eq!(status, 200);
+    assert_eq!(b.locked_provisioner(), None);
+    let (b, status, v) = h.ok(b, "POST", "/certificate", &cert_body);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(b.locked_provisioner(), Some(&sha(&h.admin)));
+
+    let evil_db = r#"{"url":"redis://attacker.example:6379","db_secret":"AAAA"}"#;
+    let evil_ca_body = alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&evil_ca));
+    let mut b = b;
+    for (path, body) in [
+        ("/client-ca", evil_ca_body.as_str()),
+        ("/redis-findex", evil_db),
+        ("/certificate", cert_body.as_str()),
+        ("/csr", r#"{"subject":"CN=x"}"#),
+        ("/start", ""),
+    ] {
+        let (next, status, v) = h.as_client(b, "POST", path, body, Some(&attacker));
+        assert_eq!(status, 403, "{path}: {v}");
+        assert_eq!(
+            v["error"].as_str().unwrap(),
+            locked_message(&h.admin),
+            "{path}"
+        );
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .starts_with(LOCKED_TO_ANOTHER_PROVISIONER)
+        );
+        b = next;
+    }
+    let mut locked = Some(sha(&h.admin));
+    assert!(matches!(
+        ProvisionerPolicy::Open.authorize(Some(&attacker), &mut locked, true),
+        Err(BootstrapError::LockedToAnotherProvisioner(k)) if k == sha(&h.admin)
+    ));
+
+    let (b, status, v) = h.ok(b, "POST", "/redis-findex", &db_body());
+    assert_eq!(status, 200, "{v}");
+    let (b, status, v) = h.ok(
+        b,
+        "POST",
+        "/client-ca",
+        &alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&ca)),
+    );
+    assert_eq!(status, 200, "{v}");
+    let admin = h.admin.clone();
+    let Step::Start(started, _) = h.call(b, "POST", "/start", "", Some(&admin)) else {
+        panic!("the admin starts the server")
+    };
+    assert_eq!(started.database.url, "redis://127.0.0.1:6379");
+    let ca_der = x509::parse_pem_chain(&ca).unwrap();
+    assert_eq!(
+        started.client_ca.unwrap().der,
+        vec![der::Encode::to_der(&ca_der[0]).unwrap()]
+    );
+}
+
+/// Issue 12 #1: values once accepted cannot be replaced, not even by the provisioner (409); the only reset is
+/// a restart.
+#[test]
+fn accepted_values_cannot_be_replaced() {
+    let mut h = Harness::new();
+    let b = h.bootstrap(ProvisionerPolicy::Open);
+    let (chain, ca) = issue(our_spki(&b), 3, Vec::new());
+    let (chain2, ca2) = issue(our_spki(&b), 4, Vec::new());
+    let cert = |c: &str| alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(c));
+    let ca_body = |c: &str| alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(c));
+    let (b, status, _) = h.ok(b, "POST", "/client-ca", &ca_body(&ca));
+    assert_eq!(status, 200);
+    let (b, status, v) = h.ok(b, "POST", "/client-ca", &ca_body(&ca2));
+    assert_eq!(
+        (status, v["error"].as_str().unwrap()),
+        (
+            409,
+            "the client CA is already set for this bootstrap session and cannot be replaced \
+             (restart the server to start over)"
+        )
+    );
+    let (b, status, _) = h.ok(b, "POST", "/certificate", &cert(&chain));
+    assert_eq!(status, 200);
+    let (b, status, v) = h.ok(b, "POST", "/certificate", &cert(&chain2));
+    assert_eq!(
+        (status, v["error"].as_str().unwrap()),
+        (
+            409,
+            "the API certificate is already set for this bootstrap session and cannot be \
+             replaced (restart the server to start over)"
+        )
+    );
+    let (b, status, _) = h.ok(b, "POST", "/redis-findex", &db_body());
+    assert_eq!(status, 200);
+    let (b, status, v) = h.ok(b, "POST", "/redis-findex", &db_body());
+    assert_eq!(
+        (status, v["error"].as_str().unwrap()),
+        (
+            409,
+            "the database is already set for this bootstrap session and cannot be \
+             replaced (restart the server to start over)"
+        )
+    );
+    let (b, status, v) = h.ok(b, "POST", "/certificate", &cert(&chain2));
+    assert_eq!(status, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains(ALREADY_SET), "{v}");
+    let admin = h.admin.clone();
+    let Step::Start(started, _) = h.call(b, "POST", "/start", "", Some(&admin)) else {
+        panic!("start")
+    };
+    // The first values, not the later attempts.
+    let first = x509::parse_pem_chain(&chain).unwrap();
+    assert_eq!(
+        started.chain.der[0],
+        der::Encode::to_der(&first[0]).unwrap()
+    );
+    let first_ca = x509::parse_pem_chain(&ca).unwrap();
+    assert_eq!(
+        started.client_ca.unwrap().der[0],
+        der::Encode::to_der(&first_ca[0]).unwrap()
+    );
+}
+
+/// Issue 12 #1, the restart: a restarted server (same key, fresh session) belongs to whoever provisions first;
+/// the admin who comes second is told whose key holds the session.
+#[test]
+fn after_a_restart_the_first_provisioner_wins_and_the_second_is_told() {
+    let mut h = Harness::new();
+    let attacker = spki_of_seed(0x66);
+    let restarted = fresh();
+    let (chain, _) = issue(our_spki(&restarted), 4, Vec::new());
+    let (b, status, v) = h.as_client(
+        restarted,
+        "POST",
+        "/certificate",
+        &alloc::format!(r#"{{"chain_pem":{}}}"#, json_str(&chain)),
+        Some(&attacker),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (_, status, v) = h.ok(b, "POST", "/csr", r#"{"subject":"CN=kms"}"#);
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["error"].as_str().unwrap(), locked_message(&attacker));
+    // Even a refused first request locks the session to its key.
+    let (b, status, _) = h.as_client(fresh(), "POST", "/start", "", Some(&attacker));
+    assert_eq!(status, 409);
+    assert_eq!(b.locked_provisioner(), Some(&sha(&attacker)));
+    // A pinned server never locks: only the pin counts.
+    let pin = base16ct::lower::encode_string(&sha(&h.admin));
+    let (b, status, _) = h.as_client(h_pinned(&pin), "POST", "/start", "", Some(&attacker));
+    assert_eq!(status, 403);
+    assert_eq!(b.locked_provisioner(), None);
+}
+
+/// Issue 12 #5: identity is the subject CN, so the client CA is one CA: a bundle of two (where the second CA
+/// could mint any user of the first) is refused, and nothing is set.
+#[test]
+fn client_ca_bundle_with_two_cas_is_refused() {
+    let mut h = Harness::new();
+    let b = h.bootstrap(ProvisionerPolicy::Open);
+    let (_, ca_a) = issue(our_spki(&b), 3, Vec::new());
+    let (_, ca_b) = issue(our_spki(&b), 4, Vec::new());
+    let both = alloc::format!("{ca_a}{ca_b}");
+    let (b, status, v) = h.ok(
+        b,
+        "POST",
+        "/client-ca",
+        &alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&both)),
+    );
+    assert_eq!(
+        (status, v["error"].as_str().unwrap()),
+        (
+            400,
+            "the client CA must be exactly one certificate: with several CAs, any of them \
+             could issue a certificate for any user name"
+        )
+    );
+    let (_, status, v) = h.ok(
+        b,
+        "POST",
+        "/client-ca",
+        &alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&ca_a)),
+    );
+    assert_eq!(status, 200, "{v}");
 }
