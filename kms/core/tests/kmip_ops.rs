@@ -53,6 +53,17 @@ impl T {
             Err(e) => panic!("{req} failed: {e}"),
         }
     }
+    fn grant(&mut self, owner: &str, uid: &str, grantee: &str, ops: &[&str]) {
+        let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        let mut env = Env {
+            now: self.now,
+            rng: &mut self.rng,
+        };
+        self.kms
+            .grant_access(&mut env, owner, uid, grantee, &ops)
+            .run()
+            .expect("grant");
+    }
     fn err(&mut self, user: &str, req: Value) -> KmsError {
         match self.call(user, req.clone()) {
             Ok(v) => panic!("{req} unexpectedly succeeded: {v}"),
@@ -1196,4 +1207,60 @@ fn sign_digested_data() {
         {"tag":"UniqueIdentifier","type":"TextString","value":sk}]}),
     );
     assert_eq!(reason(&e), ResultReason::MissingData);
+}
+
+fn nonce_param(n: &[u8]) -> Value {
+    json!({"tag":"IVCounterNonce","type":"ByteString","value":hex::encode_upper(n)})
+}
+
+fn mode_param(mode: &str) -> Value {
+    json!({"tag":"CryptographicParameters","type":"Structure","value":[
+        {"tag":"BlockCipherMode","type":"Enumeration","value":mode}]})
+}
+
+/// Issue 12, High #2: a grantee holding only `encrypt` re-uses the owner's nonce on zeros and
+/// XORs the owner's ciphertext back to plaintext. Refused for AES-GCM and ChaCha20-Poly1305.
+#[test]
+fn encrypt_only_grantee_cannot_reuse_a_nonce() {
+    let mut t = T::new();
+    for (alg, mode) in [("AES", None), ("AES", Some("GCM")), ("ChaCha20", None)] {
+        let uid = text(
+            &t.ok("alice", create_sym(alg, 256, 12, &[], true)),
+            "UniqueIdentifier",
+        );
+        let extra: Vec<Value> = mode.map(mode_param).into_iter().collect();
+        let secret = b"the owner's secret";
+        let e = t.ok("alice", encrypt(&uid, secret, extra.clone()));
+        let (ct, nonce) = (bytes(&e, "Data"), bytes(&e, "IVCounterNonce"));
+        t.grant("alice", &uid, "bob", &["encrypt"]);
+        // The attack: encrypt zeros under the owner's nonce.
+        let mut req = extra.clone();
+        req.push(nonce_param(&nonce));
+        let r = t.call("bob", encrypt(&uid, &vec![0u8; ct.len()], req.clone()));
+        assert!(
+            matches!(&r, Err(KmsError::Kmip(k)) if k.reason == ResultReason::PermissionDenied
+                && k.detail.to_string().contains("IVCounterNonce")),
+            "{alg} {mode:?}: {r:?}"
+        );
+        // Without a nonce bob still encrypts (the server picks a fresh one).
+        t.ok("bob", encrypt(&uid, b"x", extra.clone()));
+        // Who may decrypt anyway may choose the nonce: the owner and a decrypt grantee.
+        t.ok("alice", encrypt(&uid, b"x", req.clone()));
+        t.grant("alice", &uid, "carol", &["encrypt", "decrypt"]);
+        t.ok("carol", encrypt(&uid, b"x", req));
+    }
+    // AES-GCM-SIV is nonce-misuse resistant: a caller nonce stays allowed.
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &[], true)),
+        "UniqueIdentifier",
+    );
+    t.grant("alice", &uid, "bob", &["encrypt"]);
+    t.ok(
+        "bob",
+        encrypt(
+            &uid,
+            b"x",
+            vec![mode_param("GCMSIV"), nonce_param(&[7; 12])],
+        ),
+    );
 }

@@ -84,6 +84,11 @@ const DENIED: KmsError = kerr(
     ResultReason::PermissionDenied,
     "permission denied: the user has no right for this operation on this object",
 );
+const CALLER_NONCE_DENIED: KmsError = kerr(
+    ResultReason::PermissionDenied,
+    "permission denied: a caller-supplied IVCounterNonce for AES-GCM or ChaCha20-Poly1305 needs \
+     the decrypt right on the key; omit the nonce (the server picks a random one) or use GCM-SIV",
+);
 const DESTROYED: KmsError = kerr(
     ResultReason::ObjectDestroyed,
     "the object is destroyed: its key material is gone",
@@ -558,6 +563,15 @@ impl<S: Store> Kms<S> {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
+                // A caller who picks the nonce of a GCM or ChaCha20-Poly1305 encryption can
+                // re-use the nonce of someone else's ciphertext and read it back by XOR (issue
+                // 12, High #2): only callers who may decrypt anyway choose nonces for these.
+                if nonce.is_some()
+                    && !alg.nonce_misuse_resistant()
+                    && o.rights_of(user) & Right::Decrypt.bit() == 0
+                {
+                    return Err(CALLER_NONCE_DENIED);
+                }
                 let nonce = match nonce {
                     Some(n) => n,
                     None => {
