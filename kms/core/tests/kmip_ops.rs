@@ -1264,3 +1264,72 @@ fn encrypt_only_grantee_cannot_reuse_a_nonce() {
         ),
     );
 }
+
+fn create_activated_at(alg: &str, activation: i64) -> Value {
+    json!({"tag":"Create","value":[
+        {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+        {"tag":"Attributes","value":[
+            {"tag":"CryptographicAlgorithm","type":"Enumeration","value":alg},
+            {"tag":"ActivationDate","type":"DateTime","value":format!("0x{activation:016X}")}]}]})
+}
+
+/// Issue 12, Medium #9: ckms stamps ActivationDate with its own clock; the server's clock (the
+/// guest RTC, set by the host) may lag or lead it. A fresh key must be usable either way, within
+/// the documented tolerance (`KmsConfig::activation_skew_secs`, 300 s).
+#[test]
+fn activation_does_not_depend_on_clocks_agreeing() {
+    let client_now = NOW;
+    let mut t = T::new();
+    assert_eq!(t.kms.config().activation_skew_secs, 300);
+    // Server clock behind the client's (the quickstart failure), then ahead of it.
+    for server_skew in [-1, -60, -299, -300, 1, 3600, 86_400] {
+        t.now = client_now + server_skew;
+        let uid = text(
+            &t.ok("alice", create_activated_at("AES", client_now)),
+            "UniqueIdentifier",
+        );
+        t.ok("alice", encrypt(&uid, b"x", vec![]));
+        let a = t.ok("alice", uid_req("GetAttributes", &uid));
+        assert_eq!(text(field(&a, "Attributes").unwrap(), "State"), "Active");
+        // The same through a key pair and through SetAttribute on a PreActive key.
+        let pair = t.ok(
+            "alice",
+            json!({"tag":"CreateKeyPair","value":[{"tag":"CommonAttributes","value":[
+                {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"ECDSA"},
+                {"tag":"RecommendedCurve","type":"Enumeration","value":"P_256"},
+                {"tag":"ActivationDate","type":"DateTime","value":format!("0x{client_now:016X}")}]}]}),
+        );
+        let sk = text(&pair, "PrivateKeyUniqueIdentifier");
+        t.ok(
+            "alice",
+            json!({"tag":"Sign","value":[
+                {"tag":"UniqueIdentifier","type":"TextString","value":sk},
+                {"tag":"Data","type":"ByteString","value":"00"}]}),
+        );
+        let uid = text(
+            &t.ok("alice", create_sym("AES", 256, 12, &[], false)),
+            "UniqueIdentifier",
+        );
+        t.ok(
+            "alice",
+            json!({"tag":"SetAttribute","value":[
+                {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+                {"tag":"NewAttribute","value":[
+                    {"tag":"ActivationDate","type":"DateTime","value":format!("0x{client_now:016X}")}]}]}),
+        );
+        t.ok("alice", encrypt(&uid, b"x", vec![]));
+    }
+    // Beyond the tolerance a future date is a planned activation: the key waits for it.
+    t.now = client_now - 301;
+    let uid = text(
+        &t.ok("alice", create_activated_at("AES", client_now)),
+        "UniqueIdentifier",
+    );
+    let r = t.call("alice", encrypt(&uid, b"x", vec![]));
+    assert!(
+        matches!(&r, Err(KmsError::Kmip(k)) if k.reason == ResultReason::WrongKeyLifecycleState),
+        "{r:?}"
+    );
+    t.now = client_now;
+    t.ok("alice", encrypt(&uid, b"x", vec![]));
+}

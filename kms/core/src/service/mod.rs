@@ -33,8 +33,9 @@ pub use rights::to_json;
 
 /// Time and randomness, supplied by the caller for each call.
 pub struct Env<'a> {
-    /// Current time, POSIX seconds. Comes from an untrusted clock: it decides only when
-    /// activation/deactivation dates take effect, never anything security-critical.
+    /// Current time, POSIX seconds. Comes from an untrusted clock (in the image, the RTC the
+    /// host sets): it decides when activation/deactivation dates take effect and stamps
+    /// dates; docs/security.md ("Time inside the CVM") says what a host can shift with it.
     pub now: i64,
     /// The random source.
     pub rng: &'a mut dyn Random,
@@ -53,6 +54,12 @@ pub struct KmsConfig {
     pub vendor: &'static str,
     /// Server name reported by Query.
     pub server_name: &'static str,
+    /// Clock skew absorbed on activation, in seconds: an `ActivationDate` that a request sets
+    /// at most this far ahead of the server's clock counts as "now" (the object is Active at
+    /// once and the stored date is the server's now). Clients stamp "now" from their own clock,
+    /// and the server's clock (the guest RTC, set by the host) may lag it; without this a fresh
+    /// key would stay PreActive. Dates further ahead keep their meaning (a planned activation).
+    pub activation_skew_secs: i64,
 }
 
 impl Default for KmsConfig {
@@ -63,6 +70,8 @@ impl Default for KmsConfig {
             max_cas_retries: 16,
             vendor: "cvm-kms",
             server_name: concat!("cvm-kms ", env!("CARGO_PKG_VERSION")),
+            // Kerberos's default tolerance for clocks that disagree (RFC 4120 §1.6 suggests 5 min).
+            activation_skew_secs: 300,
         }
     }
 }
@@ -142,6 +151,17 @@ fn initial_state(a: &Attributes, now: i64) -> State {
     match a.activation_date {
         Some(d) if d <= now => State::Active,
         _ => State::PreActive,
+    }
+}
+
+/// An `ActivationDate` at most `skew` seconds ahead of `now` becomes `now` (see
+/// [`KmsConfig::activation_skew_secs`]); dates in the past or further ahead are kept.
+fn absorb_activation_skew(a: &mut Attributes, now: i64, skew: i64) {
+    if let Some(d) = a.activation_date
+        && d > now
+        && d <= now.saturating_add(skew.max(0))
+    {
+        a.activation_date = Some(now);
     }
 }
 

@@ -25,6 +25,7 @@ impl<S: Store> Kms<S> {
         a.last_change_date = Some(env.now);
         a.destroy_date = None;
         a.compromise_date = None;
+        absorb_activation_skew(&mut a, env.now, self.config.activation_skew_secs);
         if let Some(t) = system_tag(object_type)
             && !a.tags.iter().any(|x| x == t)
         {
@@ -474,6 +475,7 @@ impl<S: Store> Kms<S> {
         right: Right,
     ) -> KResult<String> {
         let now = env.now;
+        let skew = self.config.activation_skew_secs;
         let target = match edit {
             AttrEdit::Add(a) | AttrEdit::Set(a) | AttrEdit::Delete(Some(a), _) => a.tag.as_str(),
             AttrEdit::Delete(None, Some(r)) => r,
@@ -578,6 +580,9 @@ impl<S: Store> Kms<S> {
                             }
                         },
                         AttrEdit::Delete(None, None) => {}
+                    }
+                    if target == "ActivationDate" && !matches!(edit, AttrEdit::Delete(..)) {
+                        absorb_activation_skew(a, now, skew);
                     }
                     // An Activation Date set in the past on a PreActive object makes it Active.
                     if o.state == State::PreActive
