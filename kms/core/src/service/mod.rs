@@ -154,6 +154,34 @@ fn initial_state(a: &Attributes, now: i64) -> State {
     }
 }
 
+/// A Boolean attribute we keep among the uninterpreted ones (`Sensitive`, `Extractable`).
+fn flag(a: &Attributes, tag: &str) -> Option<bool> {
+    a.other
+        .iter()
+        .find(|x| x.tag == tag)
+        .map(|x| match x.value {
+            Value::Boolean(b) => b,
+            // Refused on input (`check_flags`); a stored odd value counts as the strict one.
+            _ => tag == "Sensitive",
+        })
+}
+
+/// `Sensitive` and `Extractable` must be Booleans.
+fn check_flags(a: &Attributes) -> KResult<()> {
+    for t in ["Sensitive", "Extractable"] {
+        if a.other
+            .iter()
+            .any(|x| x.tag == t && !matches!(x.value, Value::Boolean(_)))
+        {
+            return Err(kerr(
+                ResultReason::InvalidAttributeValue,
+                "Sensitive and Extractable are Booleans",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An `ActivationDate` at most `skew` seconds ahead of `now` becomes `now` (see
 /// [`KmsConfig::activation_skew_secs`]); dates in the past or further ahead are kept.
 fn absorb_activation_skew(a: &mut Attributes, now: i64, skew: i64) {
@@ -761,13 +789,41 @@ impl<S: Store> Kms<S> {
 
     /// Uids visible to `user` (owned or granted) matching every keyword.
     async fn visible(&self, user: &str, keywords: &[String]) -> KResult<Vec<String>> {
+        self.visible_with(user, keywords, None).await
+    }
+
+    /// Uids `user` owns, or was granted `right` on (any right when `None`), matching every
+    /// keyword. Granted objects are loaded to check the right (the index knows only that a
+    /// grant exists); owned ones are not.
+    async fn visible_with(
+        &self,
+        user: &str,
+        keywords: &[String],
+        right: Option<Right>,
+    ) -> KResult<Vec<String>> {
         let mut q = keywords.to_vec();
         q.push(alloc::format!("owner={user}"));
         let mut uids: BTreeSet<String> = self.store.search(&q).await?.into_iter().collect();
         if let Some(last) = q.last_mut() {
             *last = alloc::format!("grant={user}");
         }
-        uids.extend(self.store.search(&q).await?);
+        for u in self.store.search(&q).await? {
+            if uids.contains(&u) {
+                continue;
+            }
+            match right {
+                None => {
+                    uids.insert(u);
+                }
+                Some(r) => {
+                    if let Some((o, _)) = self.load(&u).await?
+                        && o.rights_of(user) & r.bit() != 0
+                    {
+                        uids.insert(u);
+                    }
+                }
+            }
+        }
         Ok(uids.into_iter().collect())
     }
 
@@ -785,8 +841,11 @@ impl<S: Store> Kms<S> {
         let allowed = |o: &ManagedObject| {
             let m = o.rights_of(user);
             m & right.bit() != 0
-                // Get implies Export and GetAttributes, as in the Cosmian KMS.
-                || (matches!(right, Right::Export | Right::GetAttributes) && m & Right::Get.bit() != 0)
+                // Get implies GetAttributes, and Export except of private keys (whose material
+                // needs the export right, see `get`).
+                || (m & Right::Get.bit() != 0
+                    && (right == Right::GetAttributes
+                        || (right == Right::Export && o.object_type != ObjectType::PrivateKey)))
         };
         if uid.starts_with('[') {
             let tags = parse_tags(uid.as_bytes()).map_err(|_| {
@@ -820,7 +879,13 @@ impl<S: Store> Kms<S> {
         }
         let (o, v) = self.load(uid).await?.ok_or(NOT_FOUND)?;
         if !allowed(&o) {
-            return Err(DENIED);
+            // To a user holding no right on it, an object that exists looks exactly like one
+            // that does not: uids can be guessed, and existence is metadata.
+            return Err(if o.rights_of(user) == 0 {
+                NOT_FOUND
+            } else {
+                DENIED
+            });
         }
         Ok((o, v))
     }
