@@ -37,9 +37,10 @@ macro_rules! rights {
 
 // Names as the Cosmian KMS serializes its `KmipOperation` (serde `rename_all = "lowercase"`).
 rights! {
-    /// Get (and Export, GetAttributes).
+    /// Get (and GetAttributes; Export of symmetric and public keys). Private key material
+    /// needs [`Right::Export`].
     Get = 0x0001, "get";
-    /// Export.
+    /// Export (and Get of a private key's material).
     Export = 0x0002, "export";
     /// Encrypt.
     Encrypt = 0x0004, "encrypt";
@@ -63,7 +64,8 @@ rights! {
     Activate = 0x0800, "activate";
     /// SetAttribute.
     SetAttribute = 0x1000, "setattribute";
-    /// Import (replace an existing object).
+    /// Import. Accepted for Cosmian clients; allows nothing: replacing an existing object
+    /// (Import with ReplaceExisting) is the owner's alone.
     Import = 0x2000, "import";
     /// AddAttribute.
     AddAttribute = 0x4000, "addattribute";
@@ -87,7 +89,8 @@ pub fn mask_rights(mask: u32) -> Vec<Right> {
 ///
 /// ModifyAttribute is served as SetAttribute (same semantics here) and needs the SetAttribute
 /// right; the `modifyattribute` right can be granted (Cosmian clients send it) but allows
-/// nothing beyond it. Locate lists the objects a user owns or holds any right on.
+/// nothing beyond it. Locate lists the objects a user owns or holds the Locate right on.
+/// A user holding no right at all on an object is told it does not exist.
 pub fn right_for(op: Operation) -> Option<Right> {
     Some(match op {
         Operation::Get => Right::Get,

@@ -53,6 +53,17 @@ impl T {
             Err(e) => panic!("{req} failed: {e}"),
         }
     }
+    fn grant(&mut self, owner: &str, uid: &str, grantee: &str, ops: &[&str]) {
+        let ops: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        let mut env = Env {
+            now: self.now,
+            rng: &mut self.rng,
+        };
+        self.kms
+            .grant_access(&mut env, owner, uid, grantee, &ops)
+            .run()
+            .expect("grant");
+    }
     fn err(&mut self, user: &str, req: Value) -> KmsError {
         match self.call(user, req.clone()) {
             Ok(v) => panic!("{req} unexpectedly succeeded: {v}"),
@@ -769,13 +780,14 @@ fn access_rights_like_cosmian() {
         &t.ok("alice", create_sym("AES", 256, 12, &["shared"], true)),
         "UniqueIdentifier",
     );
-    // Bob has no right at all.
+    // Bob has no right at all: to him the object does not exist (issue 12; this was
+    // PermissionDenied, which told him the guessed uid exists).
     let e = t.err("bob", encrypt(&uid, b"x", vec![]));
-    assert_eq!(reason(&e), ResultReason::PermissionDenied);
+    assert_eq!(reason(&e), ResultReason::ItemNotFound);
     assert_eq!(e.http_status(), 422);
     assert_eq!(
         reason(&t.err("bob", uid_req("Get", &uid))),
-        ResultReason::PermissionDenied
+        ResultReason::ItemNotFound
     );
     // By tag, bob cannot even see it.
     assert_eq!(
@@ -797,7 +809,7 @@ fn access_rights_like_cosmian() {
         )
         .run()
         .unwrap_err();
-    assert_eq!(reason(&e), ResultReason::PermissionDenied);
+    assert!(matches!(e, KmsError::UnknownObject), "{e:?}");
     let ok = t.kms.grant_access_json(&mut Env { now: NOW, rng: &mut TestRng::new(7) }, "alice", format!(
         r#"{{"unique_identifier":"{uid}","user_id":"bob","operation_types":["encrypt","get_attributes"]}}"#).as_bytes()).run().unwrap();
     let ok: Value = serde_json::from_slice(&ok).unwrap();
@@ -860,7 +872,14 @@ fn access_rights_like_cosmian() {
     assert_eq!(owned[0]["attributes"]["CryptographicAlgorithm"], "AES");
     assert_eq!(owned[0]["is_wrapped"], false);
     assert_eq!(t.kms.owned("bob").run().unwrap().len(), 0);
-    // Bob locates what was shared with him.
+    // Bob locates what was shared with him, once he holds the locate right (issue 12: any
+    // right used to be enough).
+    let l = t.ok(
+        "bob",
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[tag_attr(&["shared"])]}]}),
+    );
+    assert_eq!(field(&l, "LocatedItems").unwrap()["value"], 0);
+    t.grant("alice", &uid, "bob", &["locate"]);
     let l = t.ok(
         "bob",
         json!({"tag":"Locate","value":[{"tag":"Attributes","value":[tag_attr(&["shared"])]}]}),
@@ -875,13 +894,13 @@ fn access_rights_like_cosmian() {
             "alice",
             &uid,
             "bob",
-            &["encrypt".into(), "get_attributes".into()],
+            &["encrypt".into(), "get_attributes".into(), "locate".into()],
         )
         .run()
         .unwrap();
     assert_eq!(
         reason(&t.err("bob", encrypt(&uid, b"x", vec![]))),
-        ResultReason::PermissionDenied
+        ResultReason::ItemNotFound
     );
     assert!(t.kms.obtained("bob").run().unwrap().is_empty());
     let e = t
@@ -1196,4 +1215,415 @@ fn sign_digested_data() {
         {"tag":"UniqueIdentifier","type":"TextString","value":sk}]}),
     );
     assert_eq!(reason(&e), ResultReason::MissingData);
+}
+
+fn nonce_param(n: &[u8]) -> Value {
+    json!({"tag":"IVCounterNonce","type":"ByteString","value":hex::encode_upper(n)})
+}
+
+fn mode_param(mode: &str) -> Value {
+    json!({"tag":"CryptographicParameters","type":"Structure","value":[
+        {"tag":"BlockCipherMode","type":"Enumeration","value":mode}]})
+}
+
+/// Issue 12, High #2: a grantee holding only `encrypt` re-uses the owner's nonce on zeros and
+/// XORs the owner's ciphertext back to plaintext. Refused for AES-GCM and ChaCha20-Poly1305.
+#[test]
+fn encrypt_only_grantee_cannot_reuse_a_nonce() {
+    let mut t = T::new();
+    for (alg, mode) in [("AES", None), ("AES", Some("GCM")), ("ChaCha20", None)] {
+        let uid = text(
+            &t.ok("alice", create_sym(alg, 256, 12, &[], true)),
+            "UniqueIdentifier",
+        );
+        let extra: Vec<Value> = mode.map(mode_param).into_iter().collect();
+        let secret = b"the owner's secret";
+        let e = t.ok("alice", encrypt(&uid, secret, extra.clone()));
+        let (ct, nonce) = (bytes(&e, "Data"), bytes(&e, "IVCounterNonce"));
+        t.grant("alice", &uid, "bob", &["encrypt"]);
+        // The attack: encrypt zeros under the owner's nonce.
+        let mut req = extra.clone();
+        req.push(nonce_param(&nonce));
+        let r = t.call("bob", encrypt(&uid, &vec![0u8; ct.len()], req.clone()));
+        assert!(
+            matches!(&r, Err(KmsError::Kmip(k)) if k.reason == ResultReason::PermissionDenied
+                && k.detail.to_string().contains("IVCounterNonce")),
+            "{alg} {mode:?}: {r:?}"
+        );
+        // Without a nonce bob still encrypts (the server picks a fresh one).
+        t.ok("bob", encrypt(&uid, b"x", extra.clone()));
+        // Who may decrypt anyway may choose the nonce: the owner and a decrypt grantee.
+        t.ok("alice", encrypt(&uid, b"x", req.clone()));
+        t.grant("alice", &uid, "carol", &["encrypt", "decrypt"]);
+        t.ok("carol", encrypt(&uid, b"x", req));
+    }
+    // AES-GCM-SIV is nonce-misuse resistant: a caller nonce stays allowed.
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &[], true)),
+        "UniqueIdentifier",
+    );
+    t.grant("alice", &uid, "bob", &["encrypt"]);
+    t.ok(
+        "bob",
+        encrypt(
+            &uid,
+            b"x",
+            vec![mode_param("GCMSIV"), nonce_param(&[7; 12])],
+        ),
+    );
+}
+
+fn create_activated_at(alg: &str, activation: i64) -> Value {
+    json!({"tag":"Create","value":[
+        {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+        {"tag":"Attributes","value":[
+            {"tag":"CryptographicAlgorithm","type":"Enumeration","value":alg},
+            {"tag":"ActivationDate","type":"DateTime","value":format!("0x{activation:016X}")}]}]})
+}
+
+/// Issue 12, Medium #9: ckms stamps ActivationDate with its own clock; the server's clock (the
+/// guest RTC, set by the host) may lag or lead it. A fresh key must be usable either way, within
+/// the documented tolerance (`KmsConfig::activation_skew_secs`, 300 s).
+#[test]
+fn activation_does_not_depend_on_clocks_agreeing() {
+    let client_now = NOW;
+    let mut t = T::new();
+    assert_eq!(t.kms.config().activation_skew_secs, 300);
+    // Server clock behind the client's (the quickstart failure), then ahead of it.
+    for server_skew in [-1, -60, -299, -300, 1, 3600, 86_400] {
+        t.now = client_now + server_skew;
+        let uid = text(
+            &t.ok("alice", create_activated_at("AES", client_now)),
+            "UniqueIdentifier",
+        );
+        t.ok("alice", encrypt(&uid, b"x", vec![]));
+        let a = t.ok("alice", uid_req("GetAttributes", &uid));
+        assert_eq!(text(field(&a, "Attributes").unwrap(), "State"), "Active");
+        // The same through a key pair and through SetAttribute on a PreActive key.
+        let pair = t.ok(
+            "alice",
+            json!({"tag":"CreateKeyPair","value":[{"tag":"CommonAttributes","value":[
+                {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"ECDSA"},
+                {"tag":"RecommendedCurve","type":"Enumeration","value":"P_256"},
+                {"tag":"ActivationDate","type":"DateTime","value":format!("0x{client_now:016X}")}]}]}),
+        );
+        let sk = text(&pair, "PrivateKeyUniqueIdentifier");
+        t.ok(
+            "alice",
+            json!({"tag":"Sign","value":[
+                {"tag":"UniqueIdentifier","type":"TextString","value":sk},
+                {"tag":"Data","type":"ByteString","value":"00"}]}),
+        );
+        let uid = text(
+            &t.ok("alice", create_sym("AES", 256, 12, &[], false)),
+            "UniqueIdentifier",
+        );
+        t.ok(
+            "alice",
+            json!({"tag":"SetAttribute","value":[
+                {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+                {"tag":"NewAttribute","value":[
+                    {"tag":"ActivationDate","type":"DateTime","value":format!("0x{client_now:016X}")}]}]}),
+        );
+        t.ok("alice", encrypt(&uid, b"x", vec![]));
+    }
+    // Beyond the tolerance a future date is a planned activation: the key waits for it.
+    t.now = client_now - 301;
+    let uid = text(
+        &t.ok("alice", create_activated_at("AES", client_now)),
+        "UniqueIdentifier",
+    );
+    let r = t.call("alice", encrypt(&uid, b"x", vec![]));
+    assert!(
+        matches!(&r, Err(KmsError::Kmip(k)) if k.reason == ResultReason::WrongKeyLifecycleState),
+        "{r:?}"
+    );
+    t.now = client_now;
+    t.ok("alice", encrypt(&uid, b"x", vec![]));
+}
+
+fn locate_tag(tag: &str) -> Value {
+    json!({"tag":"Locate","value":[{"tag":"Attributes","value":[tag_attr(&[tag])]}]})
+}
+
+fn located(v: &Value) -> Vec<String> {
+    v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tag"] == "UniqueIdentifier")
+        .map(|c| c["value"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn set_attr(uid: &str, attr: Value) -> Value {
+    json!({"tag":"SetAttribute","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+        {"tag":"NewAttribute","value":[attr]}]})
+}
+
+fn delete_attr(uid: &str, name: &str) -> Value {
+    json!({"tag":"DeleteAttribute","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+        {"tag":"AttributeReference","type":"Enumeration","value":name}]})
+}
+
+/// Issue 12 (Low): Locate lists only objects the caller owns or holds the `locate` right on.
+#[test]
+fn locate_honours_the_locate_right() {
+    let mut t = T::new();
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &["loc"], true)),
+        "UniqueIdentifier",
+    );
+    t.grant("alice", &uid, "bob", &["encrypt", "get"]);
+    for req in [
+        locate_tag("loc"),
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"}]}]}),
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[]}]}),
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[
+            {"tag":"State","type":"Enumeration","value":"Active"}]}]}),
+    ] {
+        assert!(located(&t.ok("bob", req.clone())).is_empty(), "{req}");
+        assert_eq!(located(&t.ok("alice", req.clone())), vec![uid.clone()]);
+    }
+    // Bob's other rights still work on the uid he was given.
+    t.ok("bob", encrypt(&uid, b"x", vec![]));
+    t.grant("alice", &uid, "carol", &["locate"]);
+    assert_eq!(
+        located(&t.ok("carol", locate_tag("loc"))),
+        vec![uid.clone()]
+    );
+}
+
+/// Issue 12 (Low): to a user without any right on it, an existing object and a missing uid
+/// answer the same error.
+#[test]
+fn no_right_means_the_same_error_as_no_object() {
+    let mut t = T::new();
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &[], true)),
+        "UniqueIdentifier",
+    );
+    for op in ["Get", "GetAttributes", "Revoke", "Destroy", "Activate"] {
+        let exists = t.err("mallory", uid_req(op, &uid));
+        let missing = t.err(
+            "mallory",
+            uid_req(op, "00000000-0000-4000-8000-000000000000"),
+        );
+        assert_eq!(reason(&exists), ResultReason::ItemNotFound, "{op}");
+        assert_eq!(exists, missing, "{op}");
+        assert_eq!(exists.to_string(), missing.to_string(), "{op}");
+    }
+    let exists = t.kms.list_access("mallory", &uid).run();
+    let missing = t.kms.list_access("mallory", "no-such-object").run();
+    assert!(matches!(exists, Err(KmsError::UnknownObject)), "{exists:?}");
+    assert!(
+        matches!(missing, Err(KmsError::UnknownObject)),
+        "{missing:?}"
+    );
+    // A grantee knows the object exists: a missing right is PermissionDenied.
+    t.grant("alice", &uid, "bob", &["encrypt"]);
+    assert_eq!(
+        reason(&t.err("bob", uid_req("Get", &uid))),
+        ResultReason::PermissionDenied
+    );
+    let r = t.kms.list_access("bob", &uid).run();
+    assert!(
+        matches!(&r, Err(KmsError::Kmip(k)) if k.reason == ResultReason::PermissionDenied),
+        "{r:?}"
+    );
+}
+
+/// Issue 12 (Low): `Sensitive` and `Extractable` are enforced on Get and Export, and cannot be
+/// undone once set.
+#[test]
+fn sensitive_and_non_extractable_keys_are_not_released() {
+    let mut t = T::new();
+    for (flag, value, why) in [
+        ("Sensitive", true, ResultReason::Sensitive),
+        ("Extractable", false, ResultReason::NotExtractable),
+    ] {
+        let mut req = create_sym("AES", 256, 12, &[], true);
+        req["value"][1]["value"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"tag":flag,"type":"Boolean","value":value}));
+        let uid = text(&t.ok("alice", req), "UniqueIdentifier");
+        for op in ["Get", "Export"] {
+            assert_eq!(
+                reason(&t.err("alice", uid_req(op, &uid))),
+                why,
+                "{flag} {op}"
+            );
+        }
+        // The key still works inside the KMS, and its attributes are readable.
+        t.ok("alice", encrypt(&uid, b"x", vec![]));
+        t.ok("alice", uid_req("GetAttributes", &uid));
+        // The flag is one-way, for the owner too.
+        let undo = json!({"tag":flag,"type":"Boolean","value":!value});
+        assert_eq!(
+            reason(&t.err("alice", set_attr(&uid, undo))),
+            ResultReason::PermissionDenied
+        );
+        assert_eq!(
+            reason(&t.err("alice", delete_attr(&uid, flag))),
+            ResultReason::PermissionDenied
+        );
+        assert_eq!(reason(&t.err("alice", uid_req("Get", &uid))), why);
+    }
+    // Setting them later (the tightening direction) works and takes effect.
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &[], true)),
+        "UniqueIdentifier",
+    );
+    t.ok("alice", uid_req("Get", &uid));
+    t.ok(
+        "alice",
+        set_attr(
+            &uid,
+            json!({"tag":"Sensitive","type":"Boolean","value":true}),
+        ),
+    );
+    assert_eq!(
+        reason(&t.err("alice", uid_req("Get", &uid))),
+        ResultReason::Sensitive
+    );
+    // Not a Boolean: refused.
+    assert_eq!(
+        reason(&t.err(
+            "alice",
+            set_attr(
+                &uid,
+                json!({"tag":"Extractable","type":"Integer","value":1})
+            )
+        )),
+        ResultReason::InvalidAttributeValue
+    );
+}
+
+/// Issue 12 (Low): the `get` right alone does not release a private key (neither Export nor
+/// Get); the `export` right does. Public halves and symmetric keys keep Cosmian's rule (`get`
+/// implies Export).
+#[test]
+fn get_right_alone_does_not_release_private_keys() {
+    let mut t = T::new();
+    let r = t.ok("alice", create_pair("ECDSA", Some("P256"), &[]));
+    let (sk, pk) = (
+        text(&r, "PrivateKeyUniqueIdentifier"),
+        text(&r, "PublicKeyUniqueIdentifier"),
+    );
+    t.grant("alice", &sk, "bob", &["get"]);
+    t.grant("alice", &pk, "bob", &["get"]);
+    for op in ["Export", "Get"] {
+        assert_eq!(
+            reason(&t.err("bob", uid_req(op, &sk))),
+            ResultReason::PermissionDenied,
+            "{op}"
+        );
+        t.ok("bob", uid_req(op, &pk));
+    }
+    t.ok("bob", uid_req("GetAttributes", &sk));
+    let sym = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &[], true)),
+        "UniqueIdentifier",
+    );
+    t.grant("alice", &sym, "bob", &["get"]);
+    t.ok("bob", uid_req("Export", &sym));
+    // The export right releases the private key; the owner always may.
+    t.grant("alice", &sk, "carol", &["export"]);
+    t.ok("carol", uid_req("Export", &sk));
+    t.grant("alice", &sk, "bob", &["export"]);
+    t.ok("bob", uid_req("Get", &sk));
+    t.ok("alice", uid_req("Export", &sk));
+}
+
+/// Issue 12 (Low): a grantee with setattribute/addattribute/deleteattribute cannot widen the
+/// usage mask or remove/postpone the DeactivationDate; it may narrow them. The owner may all.
+#[test]
+fn attribute_grantee_cannot_widen_usage_or_drop_deactivation() {
+    let mut t = T::new();
+    // Encrypt-only key (mask 4) with a DeactivationDate.
+    let uid = text(
+        &t.ok("alice", create_sym("AES", 256, 4, &[], true)),
+        "UniqueIdentifier",
+    );
+    let deact = NOW + 1000;
+    let date =
+        |d: i64| json!({"tag":"DeactivationDate","type":"DateTime","value":format!("0x{d:016X}")});
+    let mask = |m: i64| json!({"tag":"CryptographicUsageMask","type":"Integer","value":m});
+    t.ok("alice", set_attr(&uid, date(deact)));
+    t.grant(
+        "alice",
+        &uid,
+        "bob",
+        &["setattribute", "deleteattribute", "addattribute", "encrypt"],
+    );
+    for req in [
+        set_attr(&uid, mask(12)),
+        delete_attr(&uid, "CryptographicUsageMask"),
+        delete_attr(&uid, "DeactivationDate"),
+        set_attr(&uid, date(deact + 1)),
+    ] {
+        assert_eq!(
+            reason(&t.err("bob", req.clone())),
+            ResultReason::PermissionDenied,
+            "{req}"
+        );
+    }
+    // Nothing changed: decrypt is still outside the mask, the date still stands.
+    let a = t.ok("alice", uid_req("GetAttributes", &uid));
+    let a = field(&a, "Attributes").unwrap();
+    assert_eq!(field(a, "CryptographicUsageMask").unwrap()["value"], 4);
+    assert!(field(a, "DeactivationDate").is_some());
+    // Narrowing is allowed: an earlier deactivation.
+    t.ok("bob", set_attr(&uid, date(deact - 1)));
+    // The owner may widen and remove.
+    t.ok("alice", set_attr(&uid, mask(12)));
+    t.ok("alice", delete_attr(&uid, "DeactivationDate"));
+}
+
+/// Issue 12 (Low): a grantee with the `import` right cannot replace the key material behind
+/// the owner's uid (Import with ReplaceExisting is the owner's).
+#[test]
+fn import_grantee_cannot_replace_key_material() {
+    let mut t = T::new();
+    let import = |uid: &str, key: &[u8]| {
+        json!({"tag":"Import","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+            {"tag":"ReplaceExisting","type":"Boolean","value":true},
+            {"tag":"Attributes","value":[
+                {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+                {"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}]},
+            {"tag":"Object","value":[{"tag":"KeyBlock","value":[
+                {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"},
+                {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex::encode_upper(key)}]}]}]}]})
+    };
+    t.ok("alice", import("owned-by-alice", &[1; 32]));
+    t.grant("alice", "owned-by-alice", "bob", &["import", "get"]);
+    assert_eq!(
+        reason(&t.err("bob", import("owned-by-alice", &[2; 32]))),
+        ResultReason::PermissionDenied
+    );
+    // Without any right, the uid is not even found for replacement.
+    assert_eq!(
+        reason(&t.err("mallory", import("owned-by-alice", &[3; 32]))),
+        ResultReason::ItemNotFound
+    );
+    let g = t.ok("alice", uid_req("Get", "owned-by-alice"));
+    let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+    assert_eq!(
+        bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial"),
+        vec![1; 32]
+    );
+    // The owner replaces her own key.
+    t.ok("alice", import("owned-by-alice", &[4; 32]));
+    let g = t.ok("alice", uid_req("Get", "owned-by-alice"));
+    let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+    assert_eq!(
+        bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial"),
+        vec![4; 32]
+    );
 }

@@ -25,6 +25,15 @@ pub enum AeadAlg {
     ChaCha20Poly1305,
 }
 
+impl AeadAlg {
+    /// Whether encrypting twice under one (key, nonce) pair keeps confidentiality (RFC 8452:
+    /// it reveals only that the two plaintexts are equal). AES-GCM and ChaCha20-Poly1305 lose
+    /// it: the XOR of the two plaintexts leaks, and the authentication key with it.
+    pub fn nonce_misuse_resistant(self) -> bool {
+        matches!(self, AeadAlg::AesGcmSiv)
+    }
+}
+
 type Aes192Gcm = aes_gcm::AesGcm<aes_gcm::aes::Aes192, aes_gcm::aead::consts::U12>;
 
 fn seal<C: AeadInOut + KeyInit>(

@@ -33,8 +33,9 @@ pub use rights::to_json;
 
 /// Time and randomness, supplied by the caller for each call.
 pub struct Env<'a> {
-    /// Current time, POSIX seconds. Comes from an untrusted clock: it decides only when
-    /// activation/deactivation dates take effect, never anything security-critical.
+    /// Current time, POSIX seconds. Comes from an untrusted clock (in the image, the RTC the
+    /// host sets): it decides when activation/deactivation dates take effect and stamps
+    /// dates; docs/security.md ("Time inside the CVM") says what a host can shift with it.
     pub now: i64,
     /// The random source.
     pub rng: &'a mut dyn Random,
@@ -53,6 +54,12 @@ pub struct KmsConfig {
     pub vendor: &'static str,
     /// Server name reported by Query.
     pub server_name: &'static str,
+    /// Clock skew absorbed on activation, in seconds: an `ActivationDate` that a request sets
+    /// at most this far ahead of the server's clock counts as "now" (the object is Active at
+    /// once and the stored date is the server's now). Clients stamp "now" from their own clock,
+    /// and the server's clock (the guest RTC, set by the host) may lag it; without this a fresh
+    /// key would stay PreActive. Dates further ahead keep their meaning (a planned activation).
+    pub activation_skew_secs: i64,
 }
 
 impl Default for KmsConfig {
@@ -63,6 +70,8 @@ impl Default for KmsConfig {
             max_cas_retries: 16,
             vendor: "cvm-kms",
             server_name: concat!("cvm-kms ", env!("CARGO_PKG_VERSION")),
+            // Kerberos's default tolerance for clocks that disagree (RFC 4120 §1.6 suggests 5 min).
+            activation_skew_secs: 300,
         }
     }
 }
@@ -83,6 +92,11 @@ const NOT_FOUND: KmsError = kerr(ResultReason::ItemNotFound, "object not found")
 const DENIED: KmsError = kerr(
     ResultReason::PermissionDenied,
     "permission denied: the user has no right for this operation on this object",
+);
+const CALLER_NONCE_DENIED: KmsError = kerr(
+    ResultReason::PermissionDenied,
+    "permission denied: a caller-supplied IVCounterNonce for AES-GCM or ChaCha20-Poly1305 needs \
+     the decrypt right on the key; omit the nonce (the server picks a random one) or use GCM-SIV",
 );
 const DESTROYED: KmsError = kerr(
     ResultReason::ObjectDestroyed,
@@ -137,6 +151,45 @@ fn initial_state(a: &Attributes, now: i64) -> State {
     match a.activation_date {
         Some(d) if d <= now => State::Active,
         _ => State::PreActive,
+    }
+}
+
+/// A Boolean attribute we keep among the uninterpreted ones (`Sensitive`, `Extractable`).
+fn flag(a: &Attributes, tag: &str) -> Option<bool> {
+    a.other
+        .iter()
+        .find(|x| x.tag == tag)
+        .map(|x| match x.value {
+            Value::Boolean(b) => b,
+            // Refused on input (`check_flags`); a stored odd value counts as the strict one.
+            _ => tag == "Sensitive",
+        })
+}
+
+/// `Sensitive` and `Extractable` must be Booleans.
+fn check_flags(a: &Attributes) -> KResult<()> {
+    for t in ["Sensitive", "Extractable"] {
+        if a.other
+            .iter()
+            .any(|x| x.tag == t && !matches!(x.value, Value::Boolean(_)))
+        {
+            return Err(kerr(
+                ResultReason::InvalidAttributeValue,
+                "Sensitive and Extractable are Booleans",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An `ActivationDate` at most `skew` seconds ahead of `now` becomes `now` (see
+/// [`KmsConfig::activation_skew_secs`]); dates in the past or further ahead are kept.
+fn absorb_activation_skew(a: &mut Attributes, now: i64, skew: i64) {
+    if let Some(d) = a.activation_date
+        && d > now
+        && d <= now.saturating_add(skew.max(0))
+    {
+        a.activation_date = Some(now);
     }
 }
 
@@ -558,6 +611,15 @@ impl<S: Store> Kms<S> {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
+                // A caller who picks the nonce of a GCM or ChaCha20-Poly1305 encryption can
+                // re-use the nonce of someone else's ciphertext and read it back by XOR (issue
+                // 12, High #2): only callers who may decrypt anyway choose nonces for these.
+                if nonce.is_some()
+                    && !alg.nonce_misuse_resistant()
+                    && o.rights_of(user) & Right::Decrypt.bit() == 0
+                {
+                    return Err(CALLER_NONCE_DENIED);
+                }
                 let nonce = match nonce {
                     Some(n) => n,
                     None => {
@@ -727,13 +789,41 @@ impl<S: Store> Kms<S> {
 
     /// Uids visible to `user` (owned or granted) matching every keyword.
     async fn visible(&self, user: &str, keywords: &[String]) -> KResult<Vec<String>> {
+        self.visible_with(user, keywords, None).await
+    }
+
+    /// Uids `user` owns, or was granted `right` on (any right when `None`), matching every
+    /// keyword. Granted objects are loaded to check the right (the index knows only that a
+    /// grant exists); owned ones are not.
+    async fn visible_with(
+        &self,
+        user: &str,
+        keywords: &[String],
+        right: Option<Right>,
+    ) -> KResult<Vec<String>> {
         let mut q = keywords.to_vec();
         q.push(alloc::format!("owner={user}"));
         let mut uids: BTreeSet<String> = self.store.search(&q).await?.into_iter().collect();
         if let Some(last) = q.last_mut() {
             *last = alloc::format!("grant={user}");
         }
-        uids.extend(self.store.search(&q).await?);
+        for u in self.store.search(&q).await? {
+            if uids.contains(&u) {
+                continue;
+            }
+            match right {
+                None => {
+                    uids.insert(u);
+                }
+                Some(r) => {
+                    if let Some((o, _)) = self.load(&u).await?
+                        && o.rights_of(user) & r.bit() != 0
+                    {
+                        uids.insert(u);
+                    }
+                }
+            }
+        }
         Ok(uids.into_iter().collect())
     }
 
@@ -751,8 +841,11 @@ impl<S: Store> Kms<S> {
         let allowed = |o: &ManagedObject| {
             let m = o.rights_of(user);
             m & right.bit() != 0
-                // Get implies Export and GetAttributes, as in the Cosmian KMS.
-                || (matches!(right, Right::Export | Right::GetAttributes) && m & Right::Get.bit() != 0)
+                // Get implies GetAttributes, and Export except of private keys (whose material
+                // needs the export right, see `get`).
+                || (m & Right::Get.bit() != 0
+                    && (right == Right::GetAttributes
+                        || (right == Right::Export && o.object_type != ObjectType::PrivateKey)))
         };
         if uid.starts_with('[') {
             let tags = parse_tags(uid.as_bytes()).map_err(|_| {
@@ -786,7 +879,13 @@ impl<S: Store> Kms<S> {
         }
         let (o, v) = self.load(uid).await?.ok_or(NOT_FOUND)?;
         if !allowed(&o) {
-            return Err(DENIED);
+            // To a user holding no right on it, an object that exists looks exactly like one
+            // that does not: uids can be guessed, and existence is metadata.
+            return Err(if o.rights_of(user) == 0 {
+                NOT_FOUND
+            } else {
+                DENIED
+            });
         }
         Ok((o, v))
     }

@@ -17,6 +17,7 @@ impl<S: Store> Kms<S> {
             }
             None => new_uid(env)?,
         };
+        check_flags(attrs)?;
         let mut a = attrs.clone();
         a.unique_identifier = None;
         a.state = None;
@@ -25,6 +26,7 @@ impl<S: Store> Kms<S> {
         a.last_change_date = Some(env.now);
         a.destroy_date = None;
         a.compromise_date = None;
+        absorb_activation_skew(&mut a, env.now, self.config.activation_skew_secs);
         if let Some(t) = system_tag(object_type)
             && !a.tags.iter().any(|x| x == t)
         {
@@ -368,6 +370,15 @@ impl<S: Store> Kms<S> {
                     Some(&uid),
                     right,
                     |old| {
+                        // The `import` right does not let a grantee swap the key material
+                        // behind the owner's uid (issue 12): replacing is the owner's.
+                        if old.owner != user {
+                            return Err(kerr(
+                                ResultReason::PermissionDenied,
+                                "permission denied: only the owner replaces an object \
+                                 (Import with ReplaceExisting)",
+                            ));
+                        }
                         o.owner = old.owner.clone();
                         o.grants = old.grants.clone();
                         *old = o.clone();
@@ -392,6 +403,29 @@ impl<S: Store> Kms<S> {
         right: Right,
     ) -> KResult<Response> {
         let (o, _) = self.resolve(user, uid, right).await?;
+        // Private key material leaves the KMS only to its owner or to a holder of the export
+        // right: the get right alone lets a grantee read attributes and public or symmetric
+        // keys, not the private half of a pair (for Get as for Export, or Get would bypass it).
+        if o.object_type == ObjectType::PrivateKey && o.rights_of(user) & Right::Export.bit() == 0 {
+            return Err(kerr(
+                ResultReason::PermissionDenied,
+                "permission denied: private key material needs the export right",
+            ));
+        }
+        // KMIP 2.1 §4.47/§4.21: Sensitive keys only leave wrapped, non-extractable ones never;
+        // this KMS does not wrap, so both are refused to everyone, the owner included.
+        if flag(&o.attributes, "Sensitive") == Some(true) {
+            return Err(kerr(
+                ResultReason::Sensitive,
+                "the object is Sensitive: its key material is not released",
+            ));
+        }
+        if flag(&o.attributes, "Extractable") == Some(false) {
+            return Err(kerr(
+                ResultReason::NotExtractable,
+                "the object is not Extractable: its key material is not released",
+            ));
+        }
         let material = o.material.as_ref().ok_or(DESTROYED)?;
         let unsupported = kerr(
             ResultReason::KeyFormatTypeNotSupported,
@@ -474,6 +508,7 @@ impl<S: Store> Kms<S> {
         right: Right,
     ) -> KResult<String> {
         let now = env.now;
+        let skew = self.config.activation_skew_secs;
         let target = match edit {
             AttrEdit::Add(a) | AttrEdit::Set(a) | AttrEdit::Delete(Some(a), _) => a.tag.as_str(),
             AttrEdit::Delete(None, Some(r)) => r,
@@ -493,6 +528,8 @@ impl<S: Store> Kms<S> {
                 uid,
                 right,
                 |o| {
+                    let owner = o.owner == user;
+                    let before = o.attributes.clone();
                     let a = &mut o.attributes;
                     match edit {
                         AttrEdit::Add(item) => {
@@ -579,6 +616,11 @@ impl<S: Store> Kms<S> {
                         },
                         AttrEdit::Delete(None, None) => {}
                     }
+                    if target == "ActivationDate" && !matches!(edit, AttrEdit::Delete(..)) {
+                        absorb_activation_skew(a, now, skew);
+                    }
+                    check_flags(a)?;
+                    check_attribute_edit(&before, a, owner)?;
                     // An Activation Date set in the past on a PreActive object makes it Active.
                     if o.state == State::PreActive
                         && o.attributes.activation_date.is_some_and(|d| d <= now)
@@ -616,8 +658,12 @@ impl<S: Store> Kms<S> {
         }
         let mut uids: Vec<String> = match a.state {
             Some(s @ (State::Destroyed | State::DestroyedCompromised)) => {
-                self.visible(user, &[alloc::format!("state={}", s.name())])
-                    .await?
+                self.visible_with(
+                    user,
+                    &[alloc::format!("state={}", s.name())],
+                    Some(Right::Locate),
+                )
+                .await?
             }
             Some(s) => {
                 // States depend on dates: filter on the effective state of each candidate.
@@ -646,15 +692,16 @@ impl<S: Store> Kms<S> {
         Ok(Response::Locate { total, uids })
     }
 
-    /// Live objects (never destroyed ones: those only carry `state=`, `owner=`, `grant=`).
+    /// Live objects the caller owns or may locate (never destroyed ones: those only carry `state=`, `owner=`, `grant=`).
     pub(super) async fn candidates(
         &self,
         user: &str,
         kw: &[String],
         any_type: bool,
     ) -> KResult<Vec<String>> {
+        let locate = Some(Right::Locate);
         if !any_type || kw.iter().any(|k| !k.starts_with("type=")) && !kw.is_empty() {
-            return self.visible(user, kw).await;
+            return self.visible_with(user, kw, locate).await;
         }
         let mut out = Vec::new();
         for t in [
@@ -664,8 +711,48 @@ impl<S: Store> Kms<S> {
         ] {
             let mut q = kw.to_vec();
             q.push(alloc::format!("type={}", t.name()));
-            out.extend(self.visible(user, &q).await?);
+            out.extend(self.visible_with(user, &q, locate).await?);
         }
         Ok(out)
     }
+}
+
+/// What an attribute edit may not do (issue 12). For everyone: `Sensitive` only goes from false
+/// to true and `Extractable` only from true to false (PKCS#11's rule for the same flags), so
+/// neither can be undone to release key material. For a grantee (setattribute, addattribute,
+/// deleteattribute): no usage bit the key did not have (an absent mask allows every use, so a
+/// grantee may not delete one), and no removing or postponing a `DeactivationDate`.
+fn check_attribute_edit(before: &Attributes, after: &Attributes, owner: bool) -> KResult<()> {
+    if flag(before, "Sensitive") == Some(true) && flag(after, "Sensitive") != Some(true) {
+        return Err(kerr(
+            ResultReason::PermissionDenied,
+            "permission denied: Sensitive cannot be cleared once set",
+        ));
+    }
+    if flag(before, "Extractable") == Some(false) && flag(after, "Extractable") != Some(false) {
+        return Err(kerr(
+            ResultReason::PermissionDenied,
+            "permission denied: Extractable cannot be set again once cleared",
+        ));
+    }
+    if owner {
+        return Ok(());
+    }
+    let old_mask = before.cryptographic_usage_mask.unwrap_or(u32::MAX);
+    let new_mask = after.cryptographic_usage_mask.unwrap_or(u32::MAX);
+    if new_mask & !old_mask != 0 {
+        return Err(kerr(
+            ResultReason::PermissionDenied,
+            "permission denied: only the owner widens a CryptographicUsageMask",
+        ));
+    }
+    if let Some(d) = before.deactivation_date
+        && after.deactivation_date.is_none_or(|n| n > d)
+    {
+        return Err(kerr(
+            ResultReason::PermissionDenied,
+            "permission denied: only the owner removes or postpones a DeactivationDate",
+        ));
+    }
+    Ok(())
 }

@@ -25,6 +25,11 @@ impl<S: Store> Kms<S> {
             self.load(uid).await?.ok_or(KmsError::UnknownObject)?
         };
         if o.owner != user {
+            // Without any right on it, the object does not exist for this user (as in
+            // `resolve`): a guessed uid tells nothing.
+            if o.rights_of(user) == 0 {
+                return Err(KmsError::UnknownObject);
+            }
             return Err(kerr(
                 ResultReason::PermissionDenied,
                 "only the owner of an object manages its access rights",
