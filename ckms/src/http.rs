@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// Largest response head and body the client accepts.
@@ -70,26 +69,36 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Read every certificate of a PEM file (at least one).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpError> {
-    let err = |reason: String| HttpError::Pem {
-        path: path.to_owned(),
-        reason,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(err("no CERTIFICATE in file".into()));
-    }
-    Ok(certs)
+    let pem = read_pem(path)?;
+    let certs = kms::x509::pem_chain_der(&pem).map_err(|e| pem_error(path, e))?;
+    Ok(certs.into_iter().map(CertificateDer::from).collect())
 }
 
-/// Read the first private key of a PEM file.
+/// Read the first private key (PKCS#8, SEC1 or PKCS#1) of a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, HttpError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| HttpError::Pem {
+    let pem = read_pem(path)?;
+    let key = kms::x509::PrivateKey::from_pem(&pem).map_err(|e| pem_error(path, e))?;
+    Ok(match &key {
+        kms::x509::PrivateKey::Pkcs8(d) => PrivateKeyDer::Pkcs8(d.clone().into()),
+        kms::x509::PrivateKey::Sec1(d) => PrivateKeyDer::Sec1(d.clone().into()),
+        kms::x509::PrivateKey::Pkcs1(d) => PrivateKeyDer::Pkcs1(d.clone().into()),
+    })
+}
+
+fn read_pem(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>, HttpError> {
+    std::fs::read(path)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| HttpError::Pem {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+fn pem_error(path: &Path, e: kms::x509::PemError) -> HttpError {
+    HttpError::Pem {
         path: path.to_owned(),
         reason: e.to_string(),
-    })
+    }
 }
 
 /// A client certificate chain and its key (mTLS).

@@ -10,7 +10,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use der::{Decode, Encode};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -59,13 +58,9 @@ macro_rules! provider_signature_checks {
     };
 }
 
-/// DER SubjectPublicKeyInfo of a certificate.
+/// DER SubjectPublicKeyInfo of a certificate (the core's [`kms::x509::spki_der`]).
 pub fn spki_of(cert_der: &[u8]) -> Option<Vec<u8>> {
-    let cert = x509_cert::Certificate::from_der(cert_der).ok()?;
-    cert.tbs_certificate()
-        .subject_public_key_info()
-        .to_der()
-        .ok()
+    kms::x509::spki_der(cert_der)
 }
 
 /// Records the server's certificate chain and refuses the connection.

@@ -388,23 +388,9 @@ mod tests {
 
     use super::*;
     use crate::app::{AppConfig, VERSION};
-    use crate::crypto::{Random, RngError};
     use crate::store::memory::MemoryStore;
 
-    /// Deterministic test generator (xorshift): tests only. (`testkit::TestRng` cannot be used
-    /// by the core's own unit tests: it links a second copy of this crate.)
-    struct TestRng(u64);
-    impl Random for TestRng {
-        fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
-            for b in buf {
-                self.0 ^= self.0 << 13;
-                self.0 ^= self.0 >> 7;
-                self.0 ^= self.0 << 17;
-                *b = self.0 as u8;
-            }
-            Ok(())
-        }
-    }
+    use crate::crypto::testing::TestRng;
 
     struct Fixture {
         app: Arc<App<MemoryStore>>,

@@ -41,7 +41,6 @@ mod tests {
     //! calls take several polls (a fake network), polled alternately by one thread.
 
     use super::*;
-    use crate::crypto::{Random, RngError};
     use crate::store::Store;
     use crate::store::memory::MemoryStore;
     use crate::{Env, Kms, KmsConfig};
@@ -52,16 +51,7 @@ mod tests {
 
     use crate::store::testing::{Delay, SlowStore};
 
-    struct Counter(u8);
-    impl Random for Counter {
-        fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError> {
-            for b in buf {
-                self.0 = self.0.wrapping_add(41);
-                *b = self.0;
-            }
-            Ok(())
-        }
-    }
+    use crate::crypto::testing::TestRng as Counter;
 
     const NOW: i64 = 1_750_000_000;
 

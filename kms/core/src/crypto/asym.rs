@@ -369,16 +369,7 @@ pub fn verify(curve: Curve, spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<bool,
 mod tests {
     use super::*;
 
-    struct Counter(u8);
-    impl Random for Counter {
-        fn fill(&mut self, buf: &mut [u8]) -> Result<(), super::super::RngError> {
-            for b in buf {
-                self.0 = self.0.wrapping_add(1);
-                *b = self.0;
-            }
-            Ok(())
-        }
-    }
+    use crate::crypto::testing::TestRng as Counter;
 
     #[test]
     fn sign_verify_and_encodings_round_trip() {

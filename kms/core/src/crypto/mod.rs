@@ -11,6 +11,8 @@
 
 pub mod aead;
 pub mod asym;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use core::fmt;
 

@@ -492,34 +492,18 @@ fn hex_u32(h: &str) -> Option<u32> {
     u32::from_str_radix(h, 16).ok()
 }
 
-/// Decode hex (either case); `None` on odd length or a non-hex digit.
+/// Decode hex (either case); `None` on odd length or a non-hex digit (`base16ct`, constant time).
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(2) {
-        return None;
-    }
-    let nib = |c: u8| -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    };
-    let mut out = Vec::with_capacity(b.len() / 2);
-    for pair in b.chunks_exact(2) {
-        let (hi, lo) = (pair.first()?, pair.get(1)?);
-        out.push(nib(*hi)? << 4 | nib(*lo)?);
-    }
-    Some(out)
+    base16ct::mixed::decode_vec(s).ok()
 }
 
-/// Encode upper-case hex.
+/// Append upper-case hex (`base16ct`, constant time).
 pub fn hex_upper(b: &[u8], out: &mut Vec<u8>) {
-    const D: &[u8; 16] = b"0123456789ABCDEF";
-    for x in b {
-        out.push(D[usize::from(x >> 4)]);
-        out.push(D[usize::from(x & 15)]);
+    let start = out.len();
+    out.resize(start + 2 * b.len(), 0);
+    // The room is exactly twice the input, so encoding cannot fail.
+    if let Some(dst) = out.get_mut(start..) {
+        let _ = base16ct::upper::encode(b, dst);
     }
 }
 
