@@ -259,7 +259,6 @@ fn tls_check(env: &mut Env<'_>) -> Result<(), &'static str> {
 
 fn main() -> i32 {
     let tls = {
-        let kms = Kms::new(MemoryStore::new(), KmsConfig::default());
         let mut rng = DummyRng(7);
         let mut env = Env {
             now: TLS_NOW,
