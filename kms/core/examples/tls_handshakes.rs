@@ -175,7 +175,7 @@ mod bench {
         );
         println!("  std rustls ServerConnection : {std_rate:8.0}/s");
         println!(
-            "  kms::tls::HttpsConn         : {ours_rate:8.0}/s  (ratio {:.2})",
+            "  kms::conn::Conn + App       : {ours_rate:8.0}/s  (ratio {:.2})",
             ours_rate / std_rate
         );
     }

@@ -126,12 +126,12 @@ impl Server {
 
 /// A KMS served with the TLS configuration a test chose: an [`App`] over the server's store and
 /// one [`Conn`] of it.
-struct HttpsConn {
+struct Served {
     app: Arc<App<Arc<MemoryStore>>>,
     conn: Conn,
 }
 
-impl HttpsConn {
+impl Served {
     fn new(
         srv: &Server,
         config: &TlsConfig,
@@ -149,7 +149,7 @@ impl HttpsConn {
             app_config,
         ));
         let conn = Conn::accept(&app, Listener::Main).ok()?;
-        Some(HttpsConn { app, conn })
+        Some(Served { app, conn })
     }
     fn on_ciphertext(&mut self, env: &mut Env<'_>, input: &[u8]) -> Action {
         let mut p = self.conn.on_tls(&self.app, env, input);
@@ -180,7 +180,7 @@ impl HttpsConn {
 /// action and whether the client saw a TLS error.
 fn pump(
     client: &mut rustls::ClientConnection,
-    conn: &mut HttpsConn,
+    conn: &mut Served,
     srv: &mut Server,
 ) -> (Action, Option<rustls::Error>) {
     let mut action = Action::Continue;
@@ -219,7 +219,7 @@ fn pump(
 /// Sends one HTTP request through TLS and returns the raw HTTP response.
 fn request(
     client: &mut rustls::ClientConnection,
-    conn: &mut HttpsConn,
+    conn: &mut Served,
     srv: &mut Server,
     req: &[u8],
 ) -> String {
@@ -275,7 +275,7 @@ fn mtls_roundtrip(version: &'static rustls::SupportedProtocolVersion) {
     let bob = pki.client("bob", false);
 
     let mut c = connect(client_config(&pki, Some(&alice), version));
-    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
+    let mut conn = Served::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let health = request(
         &mut c,
         &mut conn,
@@ -299,7 +299,7 @@ fn mtls_roundtrip(version: &'static rustls::SupportedProtocolVersion) {
 
     // bob is a different identity: the KMS refuses him alice's key.
     let mut c2 = connect(client_config(&pki, Some(&bob), version));
-    let mut conn2 = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
+    let mut conn2 = Served::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let denied = request(
         &mut c2,
         &mut conn2,
@@ -343,7 +343,7 @@ fn mandatory_client_auth_refuses_anonymous_and_foreign_clients() {
         // The client trusts the server's CA; only its own certificate differs.
         let cfg = client_config(&pki, client, &rustls::version::TLS13);
         let mut c = connect(cfg);
-        let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
+        let mut conn = Served::new(&srv, &config, Limits::DEFAULT, None).unwrap();
         c.writer()
             .write_all(b"GET /health HTTP/1.1\r\n\r\n")
             .unwrap();
@@ -377,7 +377,7 @@ fn clock_decides_certificate_validity() {
         )
         .unwrap();
         let mut c = connect(client_config(&pki, Some(&alice), &rustls::version::TLS13));
-        let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
+        let mut conn = Served::new(&srv, &config, Limits::DEFAULT, None).unwrap();
         c.writer()
             .write_all(b"GET /health HTTP/1.1\r\n\r\n")
             .unwrap();
@@ -395,11 +395,11 @@ fn without_client_auth_the_fallback_user_or_none() {
     let config = pki.config(ClientAuth::None);
     let mut srv = Server::new();
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
+    let mut conn = Served::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, &post("/kmip/2_1", CREATE));
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, Some("admin".into())).unwrap();
+    let mut conn = Served::new(&srv, &config, Limits::DEFAULT, Some("admin".into())).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, &post("/kmip/2_1", CREATE));
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
 }
@@ -416,14 +416,14 @@ fn proof_of_possession_records_the_key_the_handshake_proved() {
     // The provisioner: the handshake proves its key; the SPKI is what the bootstrap core checks.
     let mut srv = srv;
     let mut c = connect(client_config(&pki, Some(&admin), &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
+    let mut conn = Served::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, b"GET /health HTTP/1.1\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert_eq!(conn.spki(), Some(&admin_spki[..]));
 
     // Anyone without a certificate still gets in (GET /attestation is public), with no SPKI.
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
+    let mut conn = Served::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, b"GET /health HTTP/1.1\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert_eq!(conn.spki(), None);
@@ -435,7 +435,7 @@ fn proof_of_possession_records_the_key_the_handshake_proved() {
         Some(&intruder),
         &rustls::version::TLS13,
     ));
-    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, None).unwrap();
+    let mut conn = Served::new(&srv, &config, Limits::DEFAULT, None).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, b"GET /health HTTP/1.1\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let intruder_spki = kms::x509::spki_der(&intruder.chain[0]).unwrap();
@@ -510,7 +510,7 @@ fn garbage_gives_errors_not_panics() {
     // Garbage after a completed handshake: a forged application-data record fails the AEAD.
     let mut srv = Server::new();
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&srv, &config, Limits::DEFAULT, Some("admin".into())).unwrap();
+    let mut conn = Served::new(&srv, &config, Limits::DEFAULT, Some("admin".into())).unwrap();
     let r = request(&mut c, &mut conn, &mut srv, b"GET /health HTTP/1.1\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let mut forged = vec![23, 3, 3, 0, 40];
@@ -566,7 +566,7 @@ fn oversized_body_gets_413_then_close() {
         ..Limits::DEFAULT
     };
     let mut c = connect(client_config(&pki, None, &rustls::version::TLS13));
-    let mut conn = HttpsConn::new(&srv, &config, limits, Some("admin".into())).unwrap();
+    let mut conn = Served::new(&srv, &config, limits, Some("admin".into())).unwrap();
     let body = "x".repeat(4096);
     c.writer().write_all(&post("/kmip/2_1", &body)).unwrap();
     let (action, err) = pump(&mut c, &mut conn, &mut srv);

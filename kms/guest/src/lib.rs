@@ -9,11 +9,10 @@
 //!   Redis transport) and the platform [`net::Clock`].
 //! - [`redis`]: a non-blocking RESP transport for `kms-redis` over netstack TCP (`Poll::Pending`
 //!   while the socket would block, deadlines checked on every poll), and the image's client pool.
-//!   Until the server loop keeps requests pending, each store call runs to completion with
-//!   [`net::block_on_stack`], which polls the stack between polls of the request.
-//! - [`server`]: listeners → `kms::tls` → the bootstrap API (`kms::bootstrap`), then the KMS
-//!   (`kms::server::Connection`) on `RedisFindexStore` over [`redis`]; connection, request,
-//!   buffer and reply limits; idle timeouts.
+//! - [`server`]: listeners → `kms::conn::Conn` (TLS → HTTP → `kms::app::App`: the bootstrap API,
+//!   then the KMS on `RedisFindexStore` over [`redis`]); requests waiting on Redis stay pending
+//!   while the other connections are served; connection, request, buffer and reply limits; idle
+//!   timeouts.
 //!
 //! It does no attestation itself (the kernel passes a `kms::bootstrap::platform::Evidence`),
 //! reads no clock directly, and has no DNS (the Redis host is an IPv4 literal).

@@ -1,12 +1,14 @@
 //! The network stack shared between the server loop and the Redis client, and the clock.
 //!
 //! One vCPU, no threads. The Redis transport's futures never poll the stack (they return
-//! `Pending`); for now each request still runs to completion inside request handling, with
-//! [`block_on_stack`] polling the stack between polls of the request. So the server loop and
-//! the Redis transport both reach the stack through a [`SharedStack`] lock that each holds only
-//! for one non-blocking stack operation (never across a call into the KMS). A second lock
-//! attempt while one is held is a logic error, reported as [`Busy`] instead of spinning forever:
-//! see [`SharedStack::with`].
+//! `Pending`): a KMS request waiting on Redis stays pending in its connection while the server
+//! loop polls the stack and serves the others. Only the two provisioning steps (the
+//! `/redis-findex` probe and opening the store at `/start`) run to completion with
+//! [`block_on_stack`], which polls the stack between polls. The server loop and the Redis
+//! transport reach the stack through a [`SharedStack`] lock that each holds only for one
+//! non-blocking stack operation (never across a call into the KMS); a second lock attempt while
+//! one is held is a logic error, reported as [`Busy`] instead of spinning forever: see
+//! [`SharedStack::with`].
 
 use alloc::sync::Arc;
 use core::future::Future;
