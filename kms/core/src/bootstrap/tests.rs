@@ -55,7 +55,10 @@ impl Evidence for TestEvidence {
             return Err(EvidenceError::Unsupported);
         }
         self.asked.push(*report_data);
+        // A format-valid (unsigned) report: VERSION 3, SIGNATURE_ALGO 1 (ECDSA P-384), REPORT_DATA.
         let mut r = vec![0u8; 0x4A0];
+        r[0..4].copy_from_slice(&3u32.to_le_bytes());
+        r[0x34..0x38].copy_from_slice(&1u32.to_le_bytes());
         r[0x50..0x90].copy_from_slice(report_data);
         Ok(r)
     }
@@ -1105,4 +1108,50 @@ fn client_ca_bundle_with_two_cas_is_refused() {
         &alloc::format!(r#"{{"ca_pem":{}}}"#, json_str(&ca_a)),
     );
     assert_eq!(status, 200, "{v}");
+}
+
+/// Issue 12 (low): an extension with the SNP quote OID but garbage content, or a genuine quote
+/// of another key, does not count as "the API certificate carries the quote" (which would close
+/// the RA-TLS port at `/start`).
+#[test]
+fn garbage_or_foreign_quote_does_not_close_the_ratls_port() {
+    let mut h = Harness::new();
+    let b = h.bootstrap(ProvisionerPolicy::Open);
+    let garbage = Extension {
+        extn_id: OID_SNP_QUOTE,
+        critical: false,
+        extn_value: der::asn1::OctetString::new(vec![0xAB; 64]).unwrap(),
+    };
+    // Another platform key, so another bootstrap key.
+    let mut h2 = Harness {
+        ev: TestEvidence::snp(8),
+        ..Harness::new()
+    };
+    let other = h2.bootstrap(ProvisionerPolicy::Open);
+    assert_ne!(
+        other.identity().key().public_key_hash(),
+        b.identity().key().public_key_hash()
+    );
+    let foreign_quote = other.identity().quote().expect("snp quote").quote.clone();
+    let foreign = Extension {
+        extn_id: OID_SNP_QUOTE,
+        critical: false,
+        extn_value: der::asn1::OctetString::new(foreign_quote).unwrap(),
+    };
+    for ext in [garbage, foreign] {
+        let (chain, _) = issue(our_spki(&b), 1, vec![ext]);
+        let key = b.identity().key();
+        let accepted = x509::validate_api_chain(key, &chain).expect("chain accepted");
+        assert!(!accepted.leaf_has_quote, "RA-TLS port would close");
+    }
+    // The genuine quote of this server's own key counts.
+    let own = b.identity().quote().expect("snp quote").quote.clone();
+    let ext = Extension {
+        extn_id: OID_SNP_QUOTE,
+        critical: false,
+        extn_value: der::asn1::OctetString::new(own).unwrap(),
+    };
+    let (chain, _) = issue(our_spki(&b), 1, vec![ext]);
+    let accepted = x509::validate_api_chain(b.identity().key(), &chain).expect("chain accepted");
+    assert!(accepted.leaf_has_quote);
 }

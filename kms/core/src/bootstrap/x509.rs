@@ -301,6 +301,27 @@ pub fn quote_extension(cert: &Certificate) -> Option<QuoteExtension> {
         })
 }
 
+/// Whether `cert` carries an SNP quote that parses and whose report_data binds `key` (zero nonce,
+/// as in the bootstrap certificate). Only then may the RA-TLS port close at `/start`: an extension
+/// with a quote OID and garbage content, or a quote for another key, keeps it open. (The
+/// signature of the report is the verifier's business; the port stays a convenience for it.)
+fn quote_binds_key(cert: &Certificate, key: &BootstrapKey) -> bool {
+    let Some(q) = quote_extension(cert) else {
+        return false;
+    };
+    if q.oid != OID_SNP_QUOTE {
+        return false;
+    }
+    attest::ratls::parse_snp_quote(&q.quote).is_ok_and(|sq| {
+        attest::ratls::check_report_data_binding(
+            &sq.report.report_data,
+            key.public_uncompressed(),
+            &[0u8; 32],
+        )
+        .is_ok()
+    })
+}
+
 /// A posted API certificate chain that passed [`validate_api_chain`].
 #[derive(Clone)]
 pub struct ApiChain {
@@ -352,7 +373,7 @@ pub fn validate_api_chain(key: &BootstrapKey, chain_pem: &str) -> Result<ApiChai
     }
     let leaf_der = der.first().ok_or(X509Error::NoCertificate)?;
     Ok(ApiChain {
-        leaf_has_quote: quote_extension(leaf).is_some(),
+        leaf_has_quote: quote_binds_key(leaf, key),
         leaf_sha256: Sha256::digest(leaf_der).into(),
         der,
     })
