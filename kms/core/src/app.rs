@@ -234,10 +234,14 @@ fn bootstrap_tls(
     clock: &Arc<SharedClock>,
     limits: TlsLimits,
 ) -> Result<TlsConfig, AppError> {
-    let key = identity.key().to_pkcs8_der().map_err(AppError::Key)?;
-    let key = PrivateKey::Pkcs8(key.to_vec());
     let chain = alloc::vec![Vec::from(identity.certificate_der())];
-    TlsConfig::new(&chain, &key, auth, clock.clone(), limits).map_err(AppError::Tls)
+    TlsConfig::new(&chain, &tls_key(identity)?, auth, clock.clone(), limits).map_err(AppError::Tls)
+}
+
+/// The bootstrap key as a TLS key: the bootstrap certificate and the API certificate both carry it.
+fn tls_key(identity: &Identity) -> Result<PrivateKey, AppError> {
+    let key = identity.key().to_pkcs8_der().map_err(AppError::Key)?;
+    Ok(PrivateKey::Pkcs8(key.to_vec()))
 }
 
 impl<S: Store, L: RawMutex> App<S, L> {
@@ -407,14 +411,9 @@ impl<S: Store, L: RawMutex> App<S, L> {
             return Err(AppError::NotStarting);
         };
         let ca = started.client_ca.as_ref().ok_or(AppError::NoClientCa)?;
-        let key = started
-            .identity
-            .key()
-            .to_pkcs8_der()
-            .map_err(AppError::Key)?;
         let tls = TlsConfig::new(
             &started.chain.der,
-            &PrivateKey::Pkcs8(key.to_vec()),
+            &tls_key(&started.identity)?,
             ClientAuth::WebPki {
                 roots: ca.der.clone(),
                 mandatory: false,

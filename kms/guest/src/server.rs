@@ -199,7 +199,6 @@ impl<N: Nic + Send + 'static> Server<N> {
             App::bootstrap(identity, settings.provisioner.clone(), platform, config)
                 .map_err(ServiceError::App)?,
         );
-        app.set_time(clock.unix_seconds());
         let listen = |port: u16, backlog: usize| {
             stack
                 .with(|s| s.listen(port, backlog))
@@ -247,7 +246,6 @@ impl<N: Nic + Send + 'static> Server<N> {
     /// One round of work. Returns how long the caller may idle before the next call: zero
     /// when anything moved (call again at once), else the stack's next deadline (at most 100 ms).
     pub fn step(&mut self, rng: &mut dyn Random) -> Duration {
-        self.app.set_time(self.clock.unix_seconds());
         let now = self.clock.now();
         let accepted = self.stats.accepted;
         self.active = matches!(self.stack.with(|s| s.poll(now)), Ok(true));
