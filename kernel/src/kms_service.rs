@@ -150,7 +150,7 @@ pub fn run(stack: NetStack, cfg: &BootConfig, kind: PlatformKind) -> ! {
             let hs = crate::mm::stats();
             let st = server.stats();
             log::info!(
-                "kms: heap {} KiB in use, peak {} KiB; connections {} open, {} accepted, {} refused, {} evicted, {} idle-closed, {} TLS failures",
+                "kms: heap {} KiB in use, peak {} KiB; connections {} open, {} accepted, {} refused, {} evicted, {} idle-closed, {} slow-closed, {} TLS failures",
                 hs.in_use / 1024,
                 hs.peak / 1024,
                 server.connections(),
@@ -158,6 +158,7 @@ pub fn run(stack: NetStack, cfg: &BootConfig, kind: PlatformKind) -> ! {
                 st.refused,
                 st.evicted,
                 st.idle_closed,
+                st.slow_closed,
                 st.tls_failed
             );
         }

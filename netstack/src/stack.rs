@@ -30,6 +30,11 @@ use crate::tcp::{ConnId, ConnState, ListenerId, TcpError, TcpStream};
 pub struct Limits {
     /// Maximum number of TCP sockets: listening, connected and closing together.
     pub max_sockets: usize,
+    /// Of `max_sockets`, how many only outgoing connections ([`Stack::connect`]) may use:
+    /// listeners (and so clients, however many connect, linger or half-open) stop at
+    /// `max_sockets - reserved_outbound`, and the service's own connections (its database)
+    /// always find a socket.
+    pub reserved_outbound: usize,
     /// Receive buffer per TCP socket, in bytes (the largest advertised window).
     pub rx_buffer: usize,
     /// Transmit buffer per TCP socket, in bytes.
@@ -52,6 +57,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_sockets: 64,
+            reserved_outbound: 8,
             rx_buffer: 64 * 1024,
             tx_buffer: 64 * 1024,
             timeout: Some(Duration::from_secs(60)),
@@ -202,6 +208,11 @@ impl<N: Nic> fmt::Debug for Stack<N> {
 fn check_limits(l: &Limits) -> Result<(), StackError> {
     if l.max_sockets == 0 {
         return Err(StackError::BadLimits("max_sockets is zero"));
+    }
+    if l.reserved_outbound >= l.max_sockets {
+        return Err(StackError::BadLimits(
+            "reserved_outbound leaves no socket for listeners",
+        ));
     }
     // smoltcp's window scaling covers up to 2^30 bytes (RFC 7323 §2.3); tiny buffers would stall.
     let range = 536..=(1 << 30);
@@ -416,8 +427,14 @@ impl<N: Nic> Stack<N> {
         self.tcp_sockets -= before - self.closing.len();
     }
 
-    fn new_tcp_socket(&mut self) -> Result<SocketHandle, StackError> {
-        if self.tcp_sockets >= self.limits.max_sockets {
+    /// A new socket; one for a listener (`outbound` false) leaves the reserved ones free.
+    fn new_tcp_socket(&mut self, outbound: bool) -> Result<SocketHandle, StackError> {
+        let limit = if outbound {
+            self.limits.max_sockets
+        } else {
+            self.limits.max_sockets - self.limits.reserved_outbound
+        };
+        if self.tcp_sockets >= limit {
             return Err(StackError::TooManySockets);
         }
         let mut s = tcp::Socket::new(
@@ -466,7 +483,9 @@ impl<N: Nic> Stack<N> {
             }
             let missing = l.backlog.saturating_sub(listening);
             for _ in 0..missing {
-                let Ok(h) = self.new_tcp_socket() else { return };
+                let Ok(h) = self.new_tcp_socket(false) else {
+                    return;
+                };
                 // Port is non-zero (checked in `listen`): cannot fail on a new socket.
                 let _ = self.sockets.get_mut::<tcp::Socket>(h).listen(port);
                 if let Some(Some(l)) = self.listeners.get_mut(i) {
@@ -548,7 +567,7 @@ impl<N: Nic> Stack<N> {
         };
         let backlog = backlog.max(1);
         // At least one listening socket now, so the caller learns about a full stack immediately.
-        let h = self.new_tcp_socket()?;
+        let h = self.new_tcp_socket(false)?;
         let _ = self.sockets.get_mut::<tcp::Socket>(h).listen(port);
         if let Some(slot) = self.listeners.get_mut(id) {
             *slot = Some(Listener {
@@ -676,7 +695,7 @@ impl<N: Nic> Stack<N> {
             return Err(StackError::NoAddress);
         }
         let port = self.next_local_port()?;
-        let h = self.new_tcp_socket()?;
+        let h = self.new_tcp_socket(true)?;
         let result =
             self.sockets
                 .get_mut::<tcp::Socket>(h)

@@ -120,6 +120,7 @@ fn many_concurrent_connections_echo() {
     const N: usize = 48;
     let small = Limits {
         max_sockets: N + 8,
+        reserved_outbound: 0,
         rx_buffer: 4096,
         tx_buffer: 4096,
         ..Limits::default()
@@ -195,6 +196,7 @@ fn many_concurrent_connections_echo() {
 fn socket_limit_refuses_connections_cleanly() {
     let tight = Limits {
         max_sockets: 3,
+        reserved_outbound: 0,
         ..Limits::default()
     };
     let mut net = Net::new(None, tight, Limits::default());
@@ -242,6 +244,55 @@ fn socket_limit_refuses_connections_cleanly() {
         }
     }
     assert_eq!(net.b.state(again), Ok(ConnState::Established));
+}
+
+#[test]
+fn clients_cannot_take_the_sockets_reserved_for_outgoing_connections() {
+    let limits = Limits {
+        max_sockets: 6,
+        reserved_outbound: 2,
+        ..Limits::default()
+    };
+    let mut net = Net::new(None, limits, Limits::default());
+    let l = net.a.listen(PORT, 2).expect("listen");
+    // A flood of clients that connect and never leave.
+    let clients: Vec<ConnId> = (0..10)
+        .map(|_| net.b.connect(endpoint(1, PORT)).expect("connect"))
+        .collect();
+    let mut accepted = Vec::new();
+    for _ in 0..2000 {
+        net.step();
+        while let Some(c) = net.a.accept(l) {
+            accepted.push(c);
+        }
+    }
+    // Listeners and their connections stop at 6 - 2 sockets.
+    assert_eq!(accepted.len(), 4, "{} accepted", accepted.len());
+    assert_eq!(net.a.tcp_sockets(), 4);
+    // The service's own connections still get their two sockets, and no more.
+    let out1 = net.a.connect(endpoint(2, 1)).expect("reserved socket 1");
+    let out2 = net.a.connect(endpoint(2, 2)).expect("reserved socket 2");
+    assert_eq!(
+        net.a.connect(endpoint(2, 3)),
+        Err(netstack::StackError::TooManySockets)
+    );
+    assert_ne!(out1, out2);
+    assert_eq!(clients.len(), 10);
+}
+
+#[test]
+fn a_reservation_that_leaves_no_listener_socket_is_refused() {
+    let limits = Limits {
+        max_sockets: 4,
+        reserved_outbound: 4,
+        ..Limits::default()
+    };
+    let nic = common::PipeNic::pair(None).0;
+    let config = common::static_config(1, 1, limits);
+    assert!(matches!(
+        Stack::new(nic, config, netstack::Instant::from_millis(0)),
+        Err(netstack::StackError::BadLimits(_))
+    ));
 }
 
 #[test]

@@ -42,6 +42,7 @@ use crate::bootstrap::{
 };
 use crate::crypto::{Random, RngError};
 use crate::http::{Limits, Method, Request, Response, percent_decode};
+use crate::pace::{Bucket, Rate};
 use crate::service::to_json;
 use crate::store::Store;
 use crate::tls::{ClientAuth, SharedClock, TlsConfig, TlsError, TlsLimits};
@@ -171,6 +172,9 @@ pub struct AppConfig {
     pub http: Limits,
     /// TLS buffers per connection.
     pub tls: TlsLimits,
+    /// `GET /attestation` (unauthenticated, a firmware round trip each): beyond this rate,
+    /// 429 without asking the platform.
+    pub attestation_rate: Rate,
 }
 
 impl Default for AppConfig {
@@ -178,6 +182,10 @@ impl Default for AppConfig {
         AppConfig {
             http: Limits::DEFAULT,
             tls: TlsLimits::default(),
+            attestation_rate: Rate {
+                burst: 8,
+                per_second: 4,
+            },
         }
     }
 }
@@ -212,6 +220,7 @@ struct Serving<S: Store> {
 pub struct App<S: Store, L: RawMutex = spin::Mutex<()>> {
     identity: Option<Arc<Identity>>,
     platform: Option<Mutex<L, Platform>>,
+    attestations: Mutex<L, Bucket>,
     boot: Mutex<L, Option<BootState>>,
     serving: spin::Once<Serving<S>>,
     bootstrap_tls: Option<TlsConfig>,
@@ -267,6 +276,7 @@ impl<S: Store, L: RawMutex> App<S, L> {
             ))))),
             identity: Some(identity),
             platform: Some(Mutex::new(platform)),
+            attestations: Mutex::new(Bucket::new(config.attestation_rate)),
             serving: spin::Once::new(),
             bootstrap_tls: Some(bootstrap),
             ratls_tls: Some(ratls),
@@ -325,6 +335,7 @@ impl<S: Store, L: RawMutex> App<S, L> {
         let app = App {
             identity: None,
             platform: None,
+            attestations: Mutex::new(Bucket::new(config.attestation_rate)),
             boot: Mutex::new(None),
             serving: spin::Once::new(),
             bootstrap_tls: None,
@@ -461,7 +472,7 @@ impl<S: Store, L: RawMutex> App<S, L> {
         let ready = |r: Response| Handled::Ready(r, None);
         let path = req.path.as_str();
         match (req.method, path, listener) {
-            (Method::Get, "/attestation", _) => return ready(self.attestation(&req)),
+            (Method::Get, "/attestation", _) => return ready(self.attestation(env.now, &req)),
             (_, "/attestation", _) => return ready(method_not_allowed()),
             (_, _, Listener::RaTls) => {
                 return ready(Response::text(404, "only GET /attestation on this port"));
@@ -511,13 +522,16 @@ impl<S: Store, L: RawMutex> App<S, L> {
         })))
     }
 
-    fn attestation(&self, req: &Request) -> Response {
+    fn attestation(&self, now: i64, req: &Request) -> Response {
         let (Some(identity), Some(platform)) = (&self.identity, &self.platform) else {
             return Response::text(
                 404,
                 "this server has no attestation (started without bootstrap)",
             );
         };
+        if !self.attestations.lock().take(now) {
+            return Response::text(429, "too many attestation requests: retry in a second");
+        }
         let query = req.query.as_deref().unwrap_or("");
         let mut platform = platform.lock();
         let r = match attestation(identity, platform.evidence.as_mut(), query) {

@@ -19,6 +19,7 @@ use zeroize::Zeroize;
 use crate::Env;
 use crate::app::{App, Effect, Generation, Handled, KmsFuture, Listener, Peer};
 use crate::http::{Limits, Response, parse_request};
+use crate::pace::Phase;
 use crate::store::Store;
 use crate::tls::{TlsConn, TlsError, TlsState};
 
@@ -53,6 +54,8 @@ pub struct Http {
     closed: bool,
     /// The request in flight, and whether the connection closes after it.
     in_flight: Option<(KmsFuture, bool)>,
+    /// Requests framed so far.
+    framed: u64,
 }
 
 impl Http {
@@ -63,6 +66,7 @@ impl Http {
             pending: Vec::new(),
             closed: false,
             in_flight: None,
+            framed: 0,
         }
     }
 
@@ -86,13 +90,23 @@ impl Http {
                 waiting: false,
             };
         }
-        self.pending.extend_from_slice(input);
+        crate::wipe::extend(&mut self.pending, input);
         self.drive(app, listener, generation, peer, env, out)
     }
 
     /// True while a KMS request waits on the store.
     pub fn is_waiting(&self) -> bool {
         self.in_flight.is_some()
+    }
+
+    /// True while part of a request is buffered.
+    pub fn has_partial(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Requests framed so far.
+    pub fn framed(&self) -> u64 {
+        self.framed
     }
 
     /// Polls the request in flight, then frames and answers the requests buffered behind it,
@@ -130,12 +144,10 @@ impl Http {
             match parse_request(&self.pending, &self.limits) {
                 Ok(None) => break Action::Continue,
                 Ok(Some((request, used))) => {
-                    // Requests can carry key material: wipe what was consumed before shifting.
-                    let used = used.min(self.pending.len());
-                    if let Some(done) = self.pending.get_mut(..used) {
-                        done.zeroize();
-                    }
-                    self.pending.drain(..used);
+                    self.framed += 1;
+                    // Requests can carry key material: wipe what was consumed and what the
+                    // shift leaves behind.
+                    crate::wipe::drain_front(&mut self.pending, used);
                     let keep_alive = request.keep_alive;
                     match app.handle(listener, generation, peer, env, request) {
                         Handled::Ready(mut response, e) => {
@@ -308,6 +320,22 @@ impl Conn {
     /// True while a KMS request waits on the store.
     pub fn is_waiting(&self) -> bool {
         self.http.is_waiting()
+    }
+
+    /// Where the connection is, for its deadlines ([`crate::pace`]).
+    pub fn phase(&self) -> Phase {
+        let request = self.http.framed();
+        if self.tls.state() == TlsState::Handshaking {
+            Phase::Handshake
+        } else if !self.pending_tls().is_empty() {
+            Phase::Sending { request }
+        } else if self.http.is_waiting() {
+            Phase::Waiting
+        } else if self.tls.has_partial_input() || self.http.has_partial() {
+            Phase::Receiving { request }
+        } else {
+            Phase::Idle
+        }
     }
 
     /// Encrypts the output; closes when asked or when the peer sent close_notify.

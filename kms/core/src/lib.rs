@@ -11,7 +11,8 @@
 //! - [`Kms`]: operation semantics (lifecycle, usage masks, access rights) over a store; the
 //!   operations that touch the store are `async` (plain futures, no executor), [`block_on`]
 //!   runs one to completion;
-//! - [`http`] (HTTP/1.1 framing), [`x509`] (peer identity, SPKI, PEM chains and keys),
+//! - [`http`] (HTTP/1.1 framing), [`pace`] (per-phase connection deadlines), [`wipe`] (buffers
+//!   that grow and shift without leaving plaintext behind), [`x509`] (peer identity, SPKI, PEM chains and keys),
 //!   [`bootstrap`] (the zero-trust start);
 //! - with the `tls` feature: [`tls`] (rustls, the only place that names it), [`app`] (the
 //!   application: phases, TLS configurations, the one router) and [`conn`] (one connection: TLS →
@@ -72,10 +73,12 @@ mod exec;
 pub mod http;
 pub mod kmip;
 pub mod object;
+pub mod pace;
 mod service;
 pub mod store;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod wipe;
 pub mod x509;
 
 pub use error::KmsError;

@@ -36,6 +36,7 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedS
 use rustls::{
     DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
+use zeroize::Zeroize;
 
 use crate::x509::{PrivateKey, spki_der, subject_common_name};
 
@@ -405,6 +406,11 @@ impl TlsConn {
         })
     }
 
+    /// True while part of a TLS record (or handshake message) is buffered.
+    pub fn has_partial_input(&self) -> bool {
+        !self.incoming.is_empty()
+    }
+
     /// Where the connection is.
     pub fn state(&self) -> TlsState {
         if self.closed || self.failed {
@@ -434,7 +440,7 @@ impl TlsConn {
         if self.failed || self.closed {
             return Err(TlsError::Closed);
         }
-        plaintext.append(&mut self.stash);
+        crate::wipe::append(plaintext, &mut self.stash);
         loop {
             let room = self.limits.max_incoming.saturating_sub(self.incoming.len());
             if room == 0 {
@@ -442,7 +448,7 @@ impl TlsConn {
                 return Err(TlsError::IncomingTooLarge);
             }
             let (now, rest) = input.split_at(room.min(input.len()));
-            self.incoming.extend_from_slice(now);
+            crate::wipe::extend(&mut self.incoming, now);
             input = rest;
             self.pump(plaintext, None, false)?;
             if input.is_empty() {
@@ -525,7 +531,7 @@ impl TlsConn {
                         match rec {
                             Ok(rec) => {
                                 discard = discard.saturating_add(rec.discard);
-                                plaintext.extend_from_slice(rec.payload);
+                                crate::wipe::extend(plaintext, rec.payload);
                             }
                             Err(e) => {
                                 res = Err(TlsError::Protocol(e));
@@ -596,8 +602,8 @@ impl TlsConn {
                     "unexpected TLS state",
                 )))),
             };
-            let discard = discard.min(self.incoming.len());
-            self.incoming.drain(..discard);
+            // rustls decrypts records in place: what is discarded held plaintext.
+            crate::wipe::drain_front(&mut self.incoming, discard);
             match outcome {
                 Ok(Next::Again) => {}
                 Ok(Next::Stop) => {
@@ -648,7 +654,16 @@ impl TlsConn {
                 _ => break,
             }
         }
+        self.incoming.zeroize();
         self.incoming.clear();
+    }
+}
+
+impl Drop for TlsConn {
+    fn drop(&mut self) {
+        // Decrypted records (in place) and plaintext decrypted while writing.
+        self.incoming.zeroize();
+        self.stash.zeroize();
     }
 }
 

@@ -141,6 +141,7 @@ impl Served {
         let app_config = AppConfig {
             http,
             tls: config.limits(),
+            ..AppConfig::default()
         };
         let app = Arc::new(App::serving_with_tls(
             srv.store.clone(),

@@ -2,9 +2,13 @@
 //!
 //! One call to [`Server::step`] polls the stack, accepts connections (beyond
 //! [`Limits::max_connections`] they are closed at once), moves bytes between each socket and
-//! its connection, and closes idle connections (slowloris). A connection is read only when its
-//! previous output was fully handed to TCP, so a client that does not read cannot make the
-//! server buffer without bound.
+//! its connection, and closes connections that overrun their phase's deadline
+//! ([`kms::pace`]: handshake, idle, minimum byte rate of a request or response — a byte now and
+//! then does not keep a connection). A connection is read only when its previous output was
+//! fully handed to TCP, so a client that does not read cannot make the server buffer without
+//! bound. Unauthenticated `GET /attestation` (a firmware round trip in this single-threaded
+//! loop) is rate-limited by the App; Redis has sockets of its own that clients cannot take
+//! (`netstack::Limits::reserved_outbound`).
 //!
 //! Everything above TCP is the core's: the phases (bootstrap on `port` until `POST /start`,
 //! then the KMS), the TLS configurations, the routes (`GET /attestation` on both ports), the
@@ -24,6 +28,7 @@ use kms::bootstrap::{self as boot, DbSecret, Identity, ProvisionerPolicy};
 use kms::conn::Conn as AppConn;
 use kms::crypto::Random;
 use kms::http::Limits as HttpLimits;
+use kms::pace::{Deadlines, Expired, Pace, Rate};
 use kms::tls::TlsLimits;
 use kms_redis::url::RedisUrl;
 use kms_redis::{OpenError, RedisFindexStore};
@@ -37,8 +42,11 @@ use crate::redis::{NetPool, RedisTimeouts};
 pub struct Limits {
     /// Open client connections, all ports together; more are closed on accept.
     pub max_connections: usize,
-    /// A connection with no byte received for this long is closed.
-    pub idle_timeout: Duration,
+    /// Deadlines per connection phase (handshake, idle, request byte rate).
+    pub deadlines: Deadlines,
+    /// `GET /attestation` rate (a firmware round trip each, in this single-threaded loop).
+    pub attestation_rate: Rate,
+
     /// With the table full, a new connection replaces the longest-quiet one if that one has
     /// been quiet this long (else the new one is closed).
     pub evict_after: Duration,
@@ -58,7 +66,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 32,
-            idle_timeout: Duration::from_secs(30),
+            deadlines: Deadlines::default(),
+            attestation_rate: AppConfig::default().attestation_rate,
+
             evict_after: Duration::from_secs(2),
             http: HttpLimits {
                 max_body_bytes: 1024 * 1024,
@@ -131,8 +141,10 @@ pub struct Stats {
     pub accepted: u64,
     /// Connections closed at accept because of `max_connections`.
     pub refused: u64,
-    /// Connections closed for idleness.
+    /// Connections closed for idleness between requests.
     pub idle_closed: u64,
+    /// Connections closed for a slow handshake, request or response ([`kms::pace`]).
+    pub slow_closed: u64,
     /// Quiet connections closed to make room for a new one (table full).
     pub evicted: u64,
     /// Connections whose TLS failed (garbage, bad certificate, ...).
@@ -148,6 +160,7 @@ type Store<N> = RedisFindexStore<NetPool<N>>;
 struct Conn {
     id: ConnId,
     last_input: Instant,
+    pace: Pace,
     conn: Box<AppConn>,
     closing: bool,
 }
@@ -194,6 +207,7 @@ impl<N: Nic + Send + 'static> Server<N> {
         let config = AppConfig {
             http: settings.limits.http,
             tls: settings.limits.tls,
+            attestation_rate: settings.limits.attestation_rate,
         };
         let app = Arc::new(
             App::bootstrap(identity, settings.provisioner.clone(), platform, config)
@@ -316,6 +330,7 @@ impl<N: Nic + Send + 'static> Server<N> {
                     Ok(conn) => self.conns.push(Conn {
                         id,
                         last_input: now,
+                        pace: Pace::new(mono(now)),
                         conn: Box::new(conn),
                         closing: false,
                     }),
@@ -349,10 +364,33 @@ impl<N: Nic + Send + 'static> Server<N> {
         }
     }
 
-    /// Moves bytes for connection `i`; false when it is finished.
+    /// Moves bytes for connection `i`; false when it is finished (or overran a deadline).
     fn service(&mut self, i: usize, now: Instant, rng: &mut dyn Random) -> bool {
+        let keep = self.move_bytes(i, now, rng);
+        let Some(c) = self.conns.get_mut(i) else {
+            return false;
+        };
+        c.pace.observe(mono(now), c.conn.phase(), 0);
+        if !keep || c.closing {
+            return keep;
+        }
+        match c.pace.check(mono(now), &self.settings.limits.deadlines) {
+            Ok(()) => true,
+            Err(e) => {
+                if e == Expired::Idle {
+                    self.stats.idle_closed += 1;
+                } else {
+                    self.stats.slow_closed += 1;
+                }
+                log::debug!("closing a connection: {e}");
+                false
+            }
+        }
+    }
+
+    fn move_bytes(&mut self, i: usize, now: Instant, rng: &mut dyn Random) -> bool {
         // 1. Flush what is pending; read only when nothing is.
-        if !self.flush(i) {
+        if !self.flush(i, now) {
             return false;
         }
         let Some(conn) = self.conns.get(i) else {
@@ -368,7 +406,7 @@ impl<N: Nic + Send + 'static> Server<N> {
         // round's stack poll); read nothing more from this client until it is answered.
         if conn.conn.is_waiting() {
             self.poll_waiting(i, rng);
-            return self.flush(i);
+            return self.flush(i, now);
         }
         let id = conn.id;
         let buf = &mut self.buf;
@@ -379,23 +417,17 @@ impl<N: Nic + Send + 'static> Server<N> {
                 self.active = true;
                 n
             }
-            Ok(Err(TcpError::WouldBlock)) | Err(_) => {
-                if now - conn.last_input > self.settings.limits.idle_timeout {
-                    self.stats.idle_closed += 1;
-                    return false;
-                }
-                return true;
-            }
+            Ok(Err(TcpError::WouldBlock)) | Err(_) => return true,
             Ok(Err(_)) => return false,
         };
         let input = core::mem::take(&mut self.buf);
         self.on_input(i, input.get(..n).unwrap_or(&[]), now, rng);
         self.buf = input;
-        self.flush(i)
+        self.flush(i, now)
     }
 
     /// Writes pending TLS bytes to the socket; false if the socket failed.
-    fn flush(&mut self, i: usize) -> bool {
+    fn flush(&mut self, i: usize, now: Instant) -> bool {
         let Some(conn) = self.conns.get_mut(i) else {
             return false;
         };
@@ -406,6 +438,8 @@ impl<N: Nic + Send + 'static> Server<N> {
         let written = self.stack.with(|s| s.write(id, conn.conn.pending_tls()));
         match written {
             Ok(Ok(n)) => {
+                // Bytes sent count for the response's rate (before the phase can change).
+                conn.pace.observe(mono(now), conn.conn.phase(), n);
                 conn.conn.consume_tls(n);
                 self.active |= n > 0;
                 true
@@ -439,6 +473,8 @@ impl<N: Nic + Send + 'static> Server<N> {
         };
         let progress = c.conn.on_tls(&self.app, &mut env, input);
         c.last_input = now;
+        // The bytes count for the request they belong to (or start).
+        c.pace.observe(mono(now), c.conn.phase(), input.len());
         self.after(i, progress);
     }
 
@@ -531,6 +567,11 @@ impl<N: Nic + Send + 'static> Server<N> {
             }
         }
     }
+}
+
+/// The netstack clock as the monotonic time [`kms::pace`] takes.
+fn mono(now: Instant) -> core::time::Duration {
+    core::time::Duration::from_micros(u64::try_from(now.total_micros()).unwrap_or(0))
 }
 
 /// `/redis-findex`: open the store over the network and drop it.

@@ -8,11 +8,13 @@
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use kms::bootstrap::ProvisionerPolicy;
 use kms::bootstrap::platform::{CertTableEntry, Evidence, EvidenceError, Platform};
+use kms::pace::{Deadlines, Rate};
 use kms_guest::server::Limits as ServiceLimits;
 use kms_guest::{Clock, Server, Settings, SharedStack};
 use netstack::{
@@ -158,7 +160,8 @@ impl Clock for TestClock {
         now()
     }
     fn unix_seconds(&self) -> i64 {
-        1_800_000_000
+        // A fixed date that advances with the test.
+        1_800_000_000 + (now().total_millis() / 1000)
     }
     fn idle(&self, max: Duration) {
         if let Ok(mut w) = self.0.try_lock() {
@@ -169,13 +172,16 @@ impl Clock for TestClock {
 }
 
 /// The `none` platform: no reports, random sk.
-struct NoPlatform;
+/// No attestation hardware; counts how often the platform was asked anything.
+struct NoPlatform(Arc<AtomicUsize>);
 
 impl Evidence for NoPlatform {
     fn platform(&self) -> Platform {
+        self.0.fetch_add(1, Ordering::SeqCst);
         Platform::None
     }
     fn report(&mut self, _: &[u8; 64]) -> Result<Vec<u8>, EvidenceError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
         Err(EvidenceError::Unsupported)
     }
     fn cert_table(&mut self) -> Result<Vec<CertTableEntry>, EvidenceError> {
@@ -194,6 +200,8 @@ struct Harness {
     server: Server<PipeNic>,
     rng: TestRng,
     redis_url: String,
+    /// Reports asked of the platform.
+    reports: Arc<AtomicUsize>,
 }
 
 const PORT: u16 = 9998;
@@ -230,6 +238,7 @@ impl Harness {
             proxies: Vec::new(),
         }));
         let clock: Arc<dyn Clock> = Arc::new(TestClock(world.clone()));
+        let reports = Arc::new(AtomicUsize::new(0));
         let settings = Settings {
             port: PORT,
             ratls_port: RATLS_PORT,
@@ -239,7 +248,7 @@ impl Harness {
         let server = Server::new(
             SharedStack::new(guest),
             clock,
-            NoPlatform,
+            NoPlatform(reports.clone()),
             settings,
             [9u8; 32],
         )
@@ -250,12 +259,70 @@ impl Harness {
             server,
             rng: TestRng::new(0x9e37_79b9_7f4a_7c15),
             redis_url: "redis://10.0.2.2:6379".into(),
+            reports,
         }
     }
 
     fn step(&mut self) {
         self.server.step(&mut self.rng);
         self.world.lock().unwrap().pump();
+    }
+
+    /// One round of a TLS client on TCP `conn`: sends what it has (through `out`, which keeps
+    /// what TCP did not take), reads what arrived. True when the server closed.
+    fn pump_client(
+        &mut self,
+        tls: &mut rustls::ClientConnection,
+        conn: ConnId,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let mut w = self.world.lock().unwrap();
+        let mut closed = false;
+        while tls.wants_write() {
+            tls.write_tls(out).unwrap();
+        }
+        if !out.is_empty() {
+            match w.stack.write(conn, out) {
+                Ok(n) => {
+                    out.drain(..n);
+                }
+                Err(TcpError::WouldBlock) => {}
+                Err(_) => closed = true,
+            }
+        }
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match w.stack.read(conn, &mut buf) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    let mut rd = &buf[..n];
+                    while !rd.is_empty() {
+                        tls.read_tls(&mut rd).unwrap();
+                        if tls.process_new_packets().is_err() {
+                            return true;
+                        }
+                    }
+                }
+                Err(TcpError::WouldBlock) => return closed,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Runs the TLS handshake of `tls` on TCP `conn` to completion.
+    fn handshake(&mut self, tls: &mut rustls::ClientConnection, conn: ConnId) {
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            assert!(
+                !self.pump_client(tls, conn, &mut out),
+                "closed in the handshake"
+            );
+            if !tls.is_handshaking() && out.is_empty() {
+                return;
+            }
+            self.step();
+        }
+        panic!("handshake did not complete");
     }
 
     fn tcp_connect(&mut self, port: u16) -> ConnId {
@@ -285,46 +352,8 @@ impl Harness {
         let mut closed = false;
         let mut out = Vec::new();
         let deadline = StdInstant::now() + StdDuration::from_secs(60);
-        let mut buf = vec![0u8; 65536];
         while StdInstant::now() < deadline {
-            {
-                let mut w = self.world.lock().unwrap();
-                while tls.wants_write() {
-                    tls.write_tls(&mut out).unwrap();
-                }
-                if !out.is_empty() && !closed {
-                    match w.stack.write(conn, &out) {
-                        Ok(n) => {
-                            out.drain(..n);
-                        }
-                        Err(TcpError::WouldBlock) => {}
-                        Err(_) => closed = true,
-                    }
-                }
-                loop {
-                    match w.stack.read(conn, &mut buf) {
-                        Ok(0) => {
-                            closed = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            let mut rd = &buf[..n];
-                            while !rd.is_empty() {
-                                tls.read_tls(&mut rd).unwrap();
-                                if tls.process_new_packets().is_err() {
-                                    closed = true;
-                                    break;
-                                }
-                            }
-                        }
-                        Err(TcpError::WouldBlock) => break,
-                        Err(_) => {
-                            closed = true;
-                            break;
-                        }
-                    }
-                }
-            }
+            closed |= self.pump_client(tls, conn, &mut out);
             let _ = tls.reader().read_to_end(&mut answer);
             if complete(&answer) || closed {
                 break;
@@ -647,7 +676,11 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
 fn limits_refuse_cleanly() {
     let limits = ServiceLimits {
         max_connections: 2,
-        idle_timeout: Duration::from_millis(300),
+        deadlines: Deadlines {
+            handshake: StdDuration::from_millis(300),
+            idle: StdDuration::from_millis(300),
+            ..Deadlines::default()
+        },
         evict_after: Duration::from_secs(3600),
         ..ServiceLimits::default()
     };
@@ -679,14 +712,15 @@ fn limits_refuse_cleanly() {
         h.server.stats()
     );
 
-    // Idle (slowloris) connections are closed after the idle timeout; then new clients get in.
+    // Connections that never handshake are closed at the handshake deadline; then new clients
+    // get in.
     let t0 = StdInstant::now();
     while h.server.connections() > 0 && t0.elapsed() < StdDuration::from_secs(20) {
         h.step();
         std::thread::sleep(StdDuration::from_millis(5));
     }
     assert_eq!(h.server.connections(), 0);
-    assert!(h.server.stats().idle_closed >= 2);
+    assert!(h.server.stats().slow_closed >= 2, "{:?}", h.server.stats());
     let c = h.tcp_connect(PORT);
     let mut tls = bootstrap_client(Some((&ac, &ak)));
     let (resp, _) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
@@ -697,7 +731,10 @@ fn limits_refuse_cleanly() {
 fn idle_connections_make_room_for_new_clients() {
     let limits = ServiceLimits {
         max_connections: 2,
-        idle_timeout: Duration::from_secs(3600),
+        deadlines: Deadlines {
+            handshake: StdDuration::from_secs(3600),
+            ..Deadlines::default()
+        },
         evict_after: Duration::from_millis(200),
         ..ServiceLimits::default()
     };
@@ -725,6 +762,138 @@ fn idle_connections_make_room_for_new_clients() {
     let (resp, _) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(h.server.stats().evicted >= 1, "{:?}", h.server.stats());
+}
+
+/// Issue 12 #7: a slowloris attack against the guest service. Eviction is off, so only the
+/// deadlines free the table. Two attackers trickle their ClientHello a byte at a time, two
+/// complete the handshake and trickle a request; each byte used to reset the idle timer, so
+/// they held the table forever. Now the handshake deadline and the minimum request byte rate
+/// cut them, and a legitimate client is served.
+#[test]
+fn slowloris_attackers_are_cut_and_a_client_is_served() {
+    let limits = ServiceLimits {
+        max_connections: 4,
+        deadlines: Deadlines {
+            handshake: StdDuration::from_millis(1500),
+            idle: StdDuration::from_secs(3600),
+            grace: StdDuration::from_millis(500),
+            min_rate: 2000,
+            request: StdDuration::from_secs(30),
+        },
+        evict_after: Duration::from_secs(3600),
+        ..ServiceLimits::default()
+    };
+    let mut h = Harness::new(limits, ProvisionerPolicy::Open);
+    let (ac, ak) = Ca::new("admin CA").issue("admin");
+
+    // Two request tricklers: a real handshake, then one byte of a request per TLS record.
+    let mut tricklers = Vec::new();
+    for _ in 0..2 {
+        let c = h.tcp_connect(PORT);
+        let mut tls = bootstrap_client(Some((&ac, &ak)));
+        h.handshake(&mut tls, c);
+        tricklers.push((
+            c,
+            tls,
+            post("/csr", r#"{"subject":"CN=kms.test"}"#),
+            Vec::new(),
+        ));
+    }
+    // Two handshake tricklers: a ClientHello a byte at a time.
+    let mut hello_tricklers = Vec::new();
+    for _ in 0..2 {
+        let c = h.tcp_connect(PORT);
+        let mut hello = Vec::new();
+        bootstrap_client(None).write_tls(&mut hello).unwrap();
+        hello_tricklers.push((c, hello));
+    }
+    for _ in 0..20 {
+        h.step();
+    }
+    assert_eq!(h.server.connections(), 4, "{:?}", h.server.stats());
+
+    // A byte every 50 ms from each attacker, for up to 10 s: the table stays full until the
+    // deadlines cut them.
+    let t0 = StdInstant::now();
+    let mut tick = StdInstant::now();
+    while h.server.connections() > 0 && t0.elapsed() < StdDuration::from_secs(10) {
+        if tick.elapsed() >= StdDuration::from_millis(50) {
+            tick = StdInstant::now();
+            for (c, tls, request, out) in &mut tricklers {
+                if !request.is_empty() {
+                    let byte = request.remove(0);
+                    tls.writer().write_all(&[byte]).unwrap();
+                }
+                let mut w = h.world.lock().unwrap();
+                while tls.wants_write() {
+                    tls.write_tls(out).unwrap();
+                }
+                if let Ok(n) = w.stack.write(*c, out) {
+                    out.drain(..n);
+                }
+            }
+            for (c, hello) in &mut hello_tricklers {
+                if !hello.is_empty() {
+                    let byte = hello.remove(0);
+                    let _ = h.world.lock().unwrap().stack.write(*c, &[byte]);
+                }
+            }
+        }
+        h.step();
+        std::thread::sleep(StdDuration::from_millis(2));
+    }
+    let stats = h.server.stats();
+    assert_eq!(h.server.connections(), 0, "{stats:?}");
+    assert!(stats.slow_closed >= 4, "{stats:?}");
+    assert_eq!((stats.idle_closed, stats.evicted), (0, 0), "{stats:?}");
+    assert!(
+        t0.elapsed() < StdDuration::from_secs(5),
+        "cut after {:?}",
+        t0.elapsed()
+    );
+
+    // A legitimate client is served.
+    let c = h.tcp_connect(PORT);
+    let mut tls = bootstrap_client(Some((&ac, &ak)));
+    let (resp, _) = h.exchange(&mut tls, c, &post("/csr", r#"{"subject":"CN=kms.test"}"#));
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
+/// Issue 12 #7: unauthenticated `GET /attestation` is a firmware round trip in the guest's
+/// single-threaded loop. Beyond the configured rate the App answers 429 without asking the
+/// platform; the rate refills with time.
+#[test]
+fn attestation_requests_are_rate_limited() {
+    let limits = ServiceLimits {
+        attestation_rate: Rate {
+            burst: 2,
+            per_second: 1,
+        },
+        ..ServiceLimits::default()
+    };
+    let mut h = Harness::new(limits, ProvisionerPolicy::Open);
+    let before = h.reports.load(Ordering::SeqCst);
+    let c = h.tcp_connect(RATLS_PORT);
+    let mut tls = bootstrap_client(None);
+    let get = format!(
+        "GET /attestation?nonce={} HTTP/1.1\r\nhost: kms\r\n\r\n",
+        "ab".repeat(32)
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (resp, _) = h.exchange(&mut tls, c, get.as_bytes());
+        statuses.push(resp.get(9..12).unwrap_or("").to_string());
+    }
+    // Two reach the platform (which has no attestation: 501), the rest are refused before it.
+    let after_burst = h.reports.load(Ordering::SeqCst);
+    assert_eq!(after_burst - before, 2, "{statuses:?}");
+    assert!(statuses[..2].iter().all(|s| s != "429"), "{statuses:?}");
+    assert!(statuses[2..].iter().all(|s| s == "429"), "{statuses:?}");
+    // The service clock is the RTC (whole seconds): after two seconds the bucket refilled.
+    std::thread::sleep(StdDuration::from_millis(2100));
+    let (resp, _) = h.exchange(&mut tls, c, get.as_bytes());
+    assert!(!resp.starts_with("HTTP/1.1 429"), "{resp}");
+    assert_eq!(h.reports.load(Ordering::SeqCst), after_burst + 1);
 }
 
 /// Issue 12 #1 on the guest: without a pin, the bootstrap port asks every client for a certificate; a request

@@ -3,8 +3,9 @@
 //! core does all of that, here as in the image.
 //!
 //! One thread per connection, with a cap on concurrent connections per listener: beyond it, new
-//! connections are closed at once (before the TLS handshake). Reads have a timeout, so an idle
-//! or stalled client holds a thread for at most that long. Effects the App asks for (open the
+//! connections are closed at once (before the TLS handshake). Each connection has the core's
+//! per-phase deadlines ([`kms::pace`]: handshake, idle, minimum byte rate of a request), so a
+//! stalled or slowloris client holds a thread for a bounded time whatever it trickles. Effects the App asks for (open the
 //! provisioned store, close the RA-TLS port) run on the connection thread that caused them,
 //! before its response is sent.
 
@@ -12,10 +13,11 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kms::app::{App, Effect, Listener};
 use kms::conn::Conn;
+use kms::pace::{Deadlines, Pace};
 use zeroize::Zeroizing;
 
 use crate::bootstrap::platform::StoreOpener;
@@ -33,9 +35,16 @@ pub struct ConnectionArgs {
     /// Most connections served at once (per port).
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
-    /// Seconds a connection may stay silent before it is closed.
-    #[arg(long, default_value_t = 60)]
-    pub read_timeout_secs: u64,
+    /// Seconds a connection may stay between requests before it is closed.
+    #[arg(long, default_value_t = 30)]
+    pub idle_timeout_secs: u64,
+    /// Seconds from accept to a completed TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
+    /// Lowest average rate (bytes/s) of a request arriving or a response being read, after a
+    /// 10-second grace period: slower clients (slowloris) are disconnected.
+    #[arg(long, default_value_t = 1024)]
+    pub min_rate: u32,
 }
 
 impl ConnectionArgs {
@@ -52,11 +61,14 @@ impl ConnectionArgs {
 
     /// The driver's options.
     pub fn serve_options(&self) -> ServeOptions {
-        let timeout = Duration::from_secs(self.read_timeout_secs.max(1));
         ServeOptions {
-            read_timeout: timeout,
-            write_timeout: timeout,
-            max_connections: self.max_connections.max(1),
+            deadlines: Deadlines {
+                idle: Duration::from_secs(self.idle_timeout_secs.max(1)),
+                handshake: Duration::from_secs(self.handshake_timeout_secs.max(1)),
+                min_rate: self.min_rate,
+                ..Deadlines::default()
+            },
+            ..ServeOptions::default()
         }
     }
 }
@@ -64,9 +76,9 @@ impl ConnectionArgs {
 /// Knobs of [`serve`].
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Timeout of each socket read (handshake included); an idle keep-alive connection is
-    /// closed after it.
-    pub read_timeout: Duration,
+    /// Deadlines of each connection's phases (handshake, idle, request/response byte rate),
+    /// the core's rule ([`kms::pace`]).
+    pub deadlines: Deadlines,
     /// Timeout of each socket write.
     pub write_timeout: Duration,
     /// Maximum number of connections served at once, per listener.
@@ -76,7 +88,7 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
-            read_timeout: Duration::from_secs(60),
+            deadlines: Deadlines::default(),
             write_timeout: Duration::from_secs(60),
             max_connections: 512,
         }
@@ -235,17 +247,39 @@ impl Drop for Slot {
 
 /// Serves one connection until the peer closes it, the App asks to close, or an error.
 fn serve_connection(mut tcp: TcpStream, shared: &Shared, which: Listener) -> io::Result<()> {
-    tcp.set_read_timeout(Some(shared.options.read_timeout))?;
     tcp.set_write_timeout(Some(shared.options.write_timeout))?;
     tcp.set_nodelay(true)?;
     let app = &shared.app;
     let mut conn = Conn::accept(app, which).map_err(io::Error::other)?;
     let mut rng = OsRandom::new();
     let mut input = Zeroizing::new(vec![0u8; 16 * 1024]);
+    let accepted = Instant::now();
+    let deadlines = &shared.options.deadlines;
+    let mut pace = Pace::new(Duration::ZERO);
     loop {
+        // The read waits at most until the phase's deadline; past it, the connection closes
+        // (a byte now and then does not move the deadline).
+        let now = accepted.elapsed();
+        pace.observe(now, conn.phase(), 0);
+        if pace.check(now, deadlines).is_err() {
+            return Ok(());
+        }
+        let wait = pace
+            .remaining(now, deadlines)
+            .unwrap_or(deadlines.idle)
+            .max(Duration::from_millis(1));
+        tcp.set_read_timeout(Some(wait))?;
         let n = match tcp.read(&mut input) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let mut env = kms::Env {
@@ -253,6 +287,7 @@ fn serve_connection(mut tcp: TcpStream, shared: &Shared, which: Listener) -> io:
             rng: &mut rng,
         };
         let mut progress = conn.on_tls(app, &mut env, input.get(..n).unwrap_or(&[]));
+        pace.observe(accepted.elapsed(), conn.phase(), n);
         // The host's stores block inside their futures: a request completes on its first
         // poll, this loop is for the general contract.
         while progress.waiting {

@@ -192,3 +192,75 @@ fn sixty_four_concurrent_keep_alive_clients() {
     }
     assert!(h.server.is_running());
 }
+
+/// Issue 12 #7 on the host: slowloris. Each byte used to restart a 60 s read timeout, so a
+/// client trickling bytes held a connection (and a thread) forever. Now the core's per-phase
+/// deadlines cut a trickled handshake at `--handshake-timeout-secs` and a trickled request
+/// below `--min-rate` (after the 10 s grace period), and the slots are free for real clients.
+#[test]
+fn slowloris_clients_are_cut_and_real_clients_served() {
+    use std::time::{Duration, Instant};
+    let mut h = Harness::start(&[
+        "--database",
+        "memory",
+        "--max-connections",
+        "4",
+        "--handshake-timeout-secs",
+        "1",
+        "--min-rate",
+        "2000",
+    ]);
+    let addr = h.server.addr;
+    let limit = Duration::from_secs(30);
+    let mut attackers = Vec::new();
+    // Two trickle a TLS record header and body, a byte every 50 ms (never a full handshake).
+    for _ in 0..2 {
+        attackers.push(std::thread::spawn(move || {
+            let mut tcp = TcpStream::connect(addr).unwrap();
+            let t0 = Instant::now();
+            let record = [&[0x16u8, 0x03, 0x01, 0x40, 0x00][..], &[0u8; 1024][..]].concat();
+            for b in record.iter().cycle() {
+                if tcp.write_all(&[*b]).is_err() || t0.elapsed() > limit {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            t0.elapsed()
+        }));
+    }
+    // Two complete the handshake, then trickle a request a byte (one TLS record) at a time.
+    for _ in 0..2 {
+        let files = h.user("mallory");
+        let identity = ckms::http::ClientIdentity::from_pem_files(&files.cert, &files.key).unwrap();
+        let tls = client_config(load_certs(&h.pki.ca_cert).unwrap(), Some(identity)).unwrap();
+        attackers.push(std::thread::spawn(move || {
+            let tcp = TcpStream::connect(addr).unwrap();
+            let conn =
+                rustls::ClientConnection::new(tls, ServerName::try_from("127.0.0.1").unwrap())
+                    .unwrap();
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            let t0 = Instant::now();
+            let request = b"POST /kmip/2_1 HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n";
+            for b in request.iter().chain(std::iter::repeat(&b' ')) {
+                if s.write_all(&[*b]).and_then(|()| s.flush()).is_err() || t0.elapsed() > limit {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            t0.elapsed()
+        }));
+    }
+    let held: Vec<Duration> = attackers.into_iter().map(|t| t.join().unwrap()).collect();
+    // Handshake tricklers: about 1 s; request tricklers: the grace period and a bit.
+    assert!(
+        held.iter().all(|d| *d < Duration::from_secs(20)),
+        "{held:?}"
+    );
+    assert!(
+        held[..2].iter().all(|d| *d < Duration::from_secs(5)),
+        "{held:?}"
+    );
+    let mut c = h.client("alice");
+    ok_json(c.get("/version").unwrap(), "a real client after the attack");
+    assert!(h.server.is_running());
+}

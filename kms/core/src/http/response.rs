@@ -47,7 +47,8 @@ impl Response {
         }
     }
 
-    /// Append the encoded response (status line, headers, body) to `out`.
+    /// Append the encoded response (status line, headers, body) to `out` (growing it with
+    /// [`crate::wipe::extend`]: earlier responses in `out` can hold key material).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let _ = fmt::Write::write_fmt(
             &mut VecWriter(out),
@@ -64,7 +65,7 @@ impl Response {
                 },
             ),
         );
-        out.extend_from_slice(&self.body);
+        crate::wipe::extend(out, &self.body);
     }
 }
 
@@ -89,7 +90,7 @@ struct VecWriter<'a>(&'a mut Vec<u8>);
 
 impl fmt::Write for VecWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
+        crate::wipe::extend(self.0, s.as_bytes());
         Ok(())
     }
 }
