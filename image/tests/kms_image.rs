@@ -511,6 +511,41 @@ fn bootstrap_verify_and_kmip_in_the_image() {
     drop(idle);
     drop(garbage);
 
+    // Slowloris (issue 12 #7): 40 connections trickle a TLS record a byte every 200 ms. They
+    // are never quiet, so none is evicted, and each byte used to restart the idle timer: the
+    // table stayed full. The handshake deadline (10 s from accept) cuts them all.
+    let addr = vm.addr();
+    let tricklers: Vec<_> = (0..40)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let Ok(mut tcp) = TcpStream::connect(addr) else {
+                    return Duration::ZERO;
+                };
+                let _ = tcp.set_read_timeout(Some(Duration::from_millis(1)));
+                let mut byte = [0u8; 1];
+                for b in [0x16u8, 3, 1, 0x40, 0].iter().chain([0u8; 4096].iter()) {
+                    let closed = tcp.write_all(&[*b]).is_err()
+                        || matches!(tcp.read(&mut byte), Ok(0))
+                        || t0.elapsed() > Duration::from_secs(60);
+                    if closed {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                t0.elapsed()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(14));
+    let located = ok(ckms(&vm, &dir, &["locate", "--tag", "e2e"]));
+    assert!(located.contains(&uid), "{located}");
+    let held: Vec<Duration> = tricklers.into_iter().map(|t| t.join().expect("join")).collect();
+    assert!(
+        held.iter().all(|d| *d < Duration::from_secs(40)),
+        "tricklers held their connections: {held:?}"
+    );
+
     // Reboot on the same Redis, re-provision with the same secret: the key is still there.
     vm.stop();
     let vm = start_vm(&image_dir, redis.port());
