@@ -540,7 +540,10 @@ fn bootstrap_verify_and_kmip_in_the_image() {
     std::thread::sleep(Duration::from_secs(14));
     let located = ok(ckms(&vm, &dir, &["locate", "--tag", "e2e"]));
     assert!(located.contains(&uid), "{located}");
-    let held: Vec<Duration> = tricklers.into_iter().map(|t| t.join().expect("join")).collect();
+    let held: Vec<Duration> = tricklers
+        .into_iter()
+        .map(|t| t.join().expect("join"))
+        .collect();
     assert!(
         held.iter().all(|d| *d < Duration::from_secs(40)),
         "tricklers held their connections: {held:?}"

@@ -1,0 +1,277 @@
+//! Compares a server's response with the one a test case expects.
+//!
+//! Tolerances (what may differ and still pass), and nothing else:
+//! 1. **Placeholders.** An expected value `$NAME` matches any value of the right type the first
+//!    time and is captured (later requests send it); afterwards it must equal the captured
+//!    value. This covers generated uids, IVs, tags, signatures and random bytes.
+//! 2. **Times.** `$NOW`, `$NOW±N` match any DateTime (the server's clock is its own); literal
+//!    dates must be equal.
+//! 3. **Extra fields.** A structure may hold fields the case does not list (servers return more
+//!    attributes than the reference); every listed field must be there. Repeated fields are
+//!    matched without regard to order (attribute lists are unordered).
+//! 4. **Messages.** `ResultMessage` text is free (the `ResultReason` must match); the header's
+//!    `TimeStamp` and `ServerHashedPassword`-like free-form fields are not compared.
+//!
+//! Masks compare as numbers (flag names resolved), enumerations by name or by code.
+
+use std::fmt;
+
+use kms::kmip::ttlv::{EnumValue, Ttlv, Value, tag_code};
+
+use crate::resolve::{Context, now_offset, value};
+use crate::xml::Node;
+
+/// Where and why a response differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Path of tags to the difference.
+    pub path: String,
+    /// What differs.
+    pub reason: String,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Fields whose content is free-form.
+const FREE: &[&str] = &["ResultMessage", "TimeStamp"];
+
+fn same_tag(expected: &str, actual: &str) -> bool {
+    expected == actual
+        || matches!((tag_code(expected), tag_code(actual)), (Some(a), Some(b)) if a == b)
+}
+
+/// Compares `actual` with `expected`, capturing placeholders into `ctx` (only on success).
+pub fn compare(expected: &Node, actual: &Ttlv, ctx: &mut Context) -> Result<(), Mismatch> {
+    let mut trial = ctx.clone();
+    walk(expected, actual, &mut trial, &expected.tag)?;
+    *ctx = trial;
+    Ok(())
+}
+
+fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatch> {
+    let fail = |reason: String| Mismatch {
+        path: path.to_owned(),
+        reason,
+    };
+    if !same_tag(&e.tag, &a.tag) {
+        return Err(fail(format!("tag {} instead of {}", a.tag, e.tag)));
+    }
+    let Some(ty) = e.ty.as_deref() else {
+        let Value::Structure(children) = &a.value else {
+            return Err(fail(format!(
+                "{} instead of a structure",
+                a.value.type_name()
+            )));
+        };
+        let mut used = vec![false; children.len()];
+        for ec in &e.children {
+            let child_path = format!("{path}/{}", ec.tag);
+            let mut first_error = None;
+            let mut matched = false;
+            for (i, ac) in children.iter().enumerate() {
+                if used[i] || !same_tag(&ec.tag, &ac.tag) {
+                    continue;
+                }
+                let mut trial = ctx.clone();
+                match walk(ec, ac, &mut trial, &child_path) {
+                    Ok(()) => {
+                        *ctx = trial;
+                        used[i] = true;
+                        matched = true;
+                        break;
+                    }
+                    Err(m) => {
+                        first_error.get_or_insert(m);
+                    }
+                }
+            }
+            if !matched {
+                return Err(first_error.unwrap_or(Mismatch {
+                    path: child_path,
+                    reason: "missing".into(),
+                }));
+            }
+        }
+        return Ok(());
+    };
+    if a.value.type_name() != ty {
+        return Err(fail(format!("{} instead of {ty}", a.value.type_name())));
+    }
+    if FREE.contains(&e.tag.as_str()) {
+        return Ok(());
+    }
+    if ty == "DateTime" && now_offset(&e.value, 0).is_some() {
+        return Ok(());
+    }
+    if e.value.starts_with('$') {
+        return match ctx.captures.get(&e.value) {
+            Some(v) if *v == a.value => Ok(()),
+            Some(_) => Err(fail(format!(
+                "{} differs from the value captured earlier",
+                e.value
+            ))),
+            None => {
+                ctx.captures.insert(e.value.clone(), a.value.clone());
+                Ok(())
+            }
+        };
+    }
+    let want = value(e, ctx).map_err(|err| fail(err.to_string()))?;
+    if equal(&want, &a.value) {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "{} instead of {}",
+            show(&a.value),
+            show(&want)
+        )))
+    }
+}
+
+fn equal(want: &Value, got: &Value) -> bool {
+    match (want, got) {
+        (Value::Enumeration(EnumValue::Name(w)), Value::Enumeration(EnumValue::Name(g))) => {
+            norm(w) == norm(g)
+        }
+        _ => want == got,
+    }
+}
+
+/// Enumeration names as the spec writes them (`SHA_256`, `RSA`) and as JSON dialects spell them
+/// (`SHA256`) compare equal: the case and underscores carry no meaning.
+fn norm(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::TextString(s) => format!("{s:?}"),
+        Value::Integer(i) => format!("{i} (0x{i:x})"),
+        Value::Enumeration(EnumValue::Name(n)) => n.clone(),
+        Value::Enumeration(EnumValue::Code(c)) => format!("0x{c:08x}"),
+        Value::ByteString(b) => {
+            let head: String = b.iter().take(8).map(|x| format!("{x:02x}")).collect();
+            format!("{} bytes ({head}…)", b.len())
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::parse_case;
+
+    fn t(tag: &str, value: Value) -> Ttlv {
+        Ttlv {
+            tag: tag.into(),
+            value,
+        }
+    }
+
+    fn expected(xml: &str) -> Node {
+        let case = parse_case("T", &format!("<KMIP><RequestMessage/>{xml}</KMIP>")).unwrap();
+        case.steps[0].response.clone()
+    }
+
+    #[test]
+    fn placeholders_capture_then_must_repeat() {
+        let e = expected(
+            r#"<ResponseMessage><UniqueIdentifier type="TextString" value="$UNIQUE_IDENTIFIER_0"/>
+               <TimeStamp type="DateTime" value="$NOW"/></ResponseMessage>"#,
+        );
+        let a = |uid: &str| {
+            t(
+                "ResponseMessage",
+                Value::Structure(vec![
+                    t("UniqueIdentifier", Value::TextString(uid.into())),
+                    t("TimeStamp", Value::DateTime(5)),
+                    t("Extra", Value::Boolean(true)),
+                ]),
+            )
+        };
+        let mut ctx = Context::default();
+        compare(&e, &a("u1"), &mut ctx).unwrap();
+        assert_eq!(
+            ctx.captures.get("$UNIQUE_IDENTIFIER_0"),
+            Some(&Value::TextString("u1".into()))
+        );
+        compare(&e, &a("u1"), &mut ctx).unwrap();
+        let m = compare(&e, &a("u2"), &mut ctx).unwrap_err();
+        assert_eq!(m.path, "ResponseMessage/UniqueIdentifier");
+        assert!(m.reason.contains("captured earlier"), "{m}");
+    }
+
+    #[test]
+    fn missing_fields_wrong_values_and_types_fail() {
+        let e = expected(
+            r#"<ResponseMessage><ResultStatus type="Enumeration" value="Success"/>
+               <CryptographicUsageMask type="Integer" value="Encrypt Decrypt"/></ResponseMessage>"#,
+        );
+        let mut ctx = Context::default();
+        let ok = t(
+            "ResponseMessage",
+            Value::Structure(vec![
+                t("CryptographicUsageMask", Value::Integer(12)),
+                t(
+                    "ResultStatus",
+                    Value::Enumeration(EnumValue::Name("Success".into())),
+                ),
+            ]),
+        );
+        compare(&e, &ok, &mut ctx).unwrap();
+        let failed = t(
+            "ResponseMessage",
+            Value::Structure(vec![t(
+                "ResultStatus",
+                Value::Enumeration(EnumValue::Name("OperationFailed".into())),
+            )]),
+        );
+        let m = compare(&e, &failed, &mut ctx).unwrap_err();
+        assert_eq!(m.path, "ResponseMessage/ResultStatus");
+        let missing = t(
+            "ResponseMessage",
+            Value::Structure(vec![t(
+                "ResultStatus",
+                Value::Enumeration(EnumValue::Name("Success".into())),
+            )]),
+        );
+        let m = compare(&e, &missing, &mut ctx).unwrap_err();
+        assert_eq!(
+            (m.path.as_str(), m.reason.as_str()),
+            ("ResponseMessage/CryptographicUsageMask", "missing")
+        );
+        let wrong_type = t(
+            "ResponseMessage",
+            Value::Structure(vec![
+                t("ResultStatus", Value::TextString("Success".into())),
+                t("CryptographicUsageMask", Value::Integer(12)),
+            ]),
+        );
+        assert!(
+            compare(&e, &wrong_type, &mut ctx)
+                .unwrap_err()
+                .reason
+                .contains("TextString instead of Enumeration")
+        );
+    }
+
+    #[test]
+    fn enumeration_spellings_compare_equal() {
+        assert!(equal(
+            &Value::Enumeration(EnumValue::Name("SHA_256".into())),
+            &Value::Enumeration(EnumValue::Name("SHA256".into()))
+        ));
+        assert!(!equal(
+            &Value::Enumeration(EnumValue::Name("SHA_256".into())),
+            &Value::Enumeration(EnumValue::Name("SHA384".into()))
+        ));
+    }
+}
