@@ -126,7 +126,7 @@ pub fn now_offset(value: &str, now: i64) -> Option<i64> {
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let s = s.strip_prefix("0x").unwrap_or(s);
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -153,10 +153,10 @@ pub fn value(node: &Node, ctx: &Context) -> Result<Value, ResolveError> {
         ));
     };
     let v = node.value.as_str();
-    if ty == "DateTime" {
-        if let Some(t) = now_offset(v, ctx.now) {
-            return Ok(Value::DateTime(t));
-        }
+    if ty == "DateTime"
+        && let Some(t) = now_offset(v, ctx.now)
+    {
+        return Ok(Value::DateTime(t));
     }
     if v.starts_with('$') {
         return ctx
