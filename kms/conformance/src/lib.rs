@@ -2,8 +2,8 @@
 //! response with the one the case expects.
 //!
 //! - [`xml`]: the test-case files (KMIP's XML encoding) as a raw tree with placeholders;
-//! - [`resolve`]: XML values and placeholders → the TTLV request that is sent;
-//! - [`compare`]: actual vs expected response, with the documented tolerances;
+//! - [`mod@resolve`]: XML values and placeholders → the TTLV request that is sent;
+//! - [`mod@compare`]: actual vs expected response, with the documented tolerances;
 //! - [`run_case`]: one case, step by step, over a [`Transport`] ([`JsonHttps`]: `POST /kmip/2_1`
 //!   with the JSON TTLV encoding).
 //!
