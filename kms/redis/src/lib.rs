@@ -61,4 +61,4 @@ pub mod url;
 
 #[cfg(feature = "std")]
 pub use host::{ConnectError, ConnectOptions, StdPool};
-pub use store::{NoBatcher, OpenError, Pool, RedisFindexStore};
+pub use store::{NoBatcher, OpenError, Pool, RedisFindexStore, StoreOptions};

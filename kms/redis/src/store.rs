@@ -96,6 +96,21 @@ impl fmt::Display for OpenError {
 
 impl core::error::Error for OpenError {}
 
+/// Tunables of [`RedisFindexStore::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Longest Findex list, in value words ([`crate::findex::MAX_LIST_WORDS`] by default).
+    pub max_list_words: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_list_words: crate::findex::MAX_LIST_WORDS,
+        }
+    }
+}
+
 /// Hands out Redis clients; implementations provide the locking (std `Mutex` on the host).
 ///
 /// No `Send`/`Sync` bound: a pool shared between threads (the host's) is `Sync` by its type, a
@@ -337,11 +352,20 @@ impl<P: Pool> RedisFindexStore<P> {
     /// Open the store: derive the keys, check the canary (creating it on an empty database).
     /// Fails with [`OpenError::WrongSecret`] when the database belongs to another secret.
     pub async fn open(pool: P, db_secret: &[u8; 32]) -> Result<Self, OpenError> {
+        Self::open_with(pool, db_secret, StoreOptions::default()).await
+    }
+
+    /// [`RedisFindexStore::open`] with explicit [`StoreOptions`].
+    pub async fn open_with(
+        pool: P,
+        db_secret: &[u8; 32],
+        options: StoreOptions,
+    ) -> Result<Self, OpenError> {
         let keys = KeySet::derive(db_secret);
         let store = RedisFindexStore {
             pool,
             sealer: Sealer::new(&keys),
-            findex: Findex::new(&keys.findex),
+            findex: Findex::new(&keys.findex).with_max_list_words(options.max_list_words),
         };
         store.check_canary().await?;
         Ok(store)

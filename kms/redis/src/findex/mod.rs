@@ -49,7 +49,8 @@ pub const WORD_LEN: usize = 32;
 pub type Word = [u8; WORD_LEN];
 /// A 16-byte address token: what the memory sees instead of an address.
 pub type Token = [u8; 16];
-/// Longest list we accept, in value words (a header announcing more is treated as corrupt).
+/// Default of [`Findex::with_max_list_words`]: longest list, in value words (a header announcing more is
+/// treated as corrupt).
 pub const MAX_LIST_WORDS: u64 = 1 << 20;
 /// Attempts of the lock-free append loop before giving up with [`FindexError::Contention`].
 pub const MAX_ATTEMPTS: usize = 10_000;
@@ -85,6 +86,7 @@ pub struct Findex {
     keyword_key: Key32,
     token: Aes256,
     xts: Xts128<Aes256>,
+    max_list_words: u64,
 }
 
 impl fmt::Debug for Findex {
@@ -118,7 +120,14 @@ impl Findex {
             keyword_key: Key32(kw),
             token,
             xts,
+            max_list_words: MAX_LIST_WORDS,
         }
+    }
+
+    /// Set the longest list, in value words ([`MAX_LIST_WORDS`] by default; tests lower it).
+    pub fn with_max_list_words(mut self, words: u64) -> Self {
+        self.max_list_words = words;
+        self
     }
 
     /// Address of a keyword's header word.
@@ -161,7 +170,7 @@ impl Findex {
         let mut c = [0u8; 8];
         c.copy_from_slice(&w[..8]);
         let n = u64::from_be_bytes(c);
-        if n > MAX_LIST_WORDS {
+        if n > self.max_list_words {
             return Err(FindexError::Corrupt("index list too long"));
         }
         Ok(n)
@@ -203,7 +212,7 @@ impl Findex {
                 let n = self.header_count(tok, old.as_ref())?;
                 let new_n = n
                     .checked_add(words.len() as u64)
-                    .filter(|c| *c <= MAX_LIST_WORDS)
+                    .filter(|c| *c <= self.max_list_words)
                     .ok_or(FindexError::Corrupt("index list too long"))?;
                 let mut bindings = Vec::with_capacity(words.len() + 1);
                 for (i, w) in words.iter().enumerate() {
@@ -299,7 +308,7 @@ impl Findex {
         let total = lists
             .iter()
             .try_fold(0u64, |acc, l| acc.checked_add(l.words));
-        if total.is_none_or(|t| t > MAX_LIST_WORDS) {
+        if total.is_none_or(|t| t > self.max_list_words) {
             return Err(FindexError::Corrupt("index lists too long"));
         }
         let mut value_tokens = Vec::new();
