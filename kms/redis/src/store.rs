@@ -99,14 +99,15 @@ impl core::error::Error for OpenError {}
 /// Tunables of [`RedisFindexStore::open_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Longest Findex list, in value words ([`crate::findex::MAX_LIST_WORDS`] by default).
-    pub max_list_words: u64,
+    /// Most Findex value words one search reads ([`crate::findex::MAX_READ_WORDS`] by
+    /// default). A query whose every list is longer is refused; lists have no length limit.
+    pub max_read_words: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            max_list_words: crate::findex::MAX_LIST_WORDS,
+            max_read_words: crate::findex::MAX_READ_WORDS,
         }
     }
 }
@@ -244,6 +245,9 @@ fn findex_err(e: FindexError<StoreError>) -> StoreError {
         FindexError::Corrupt(m) => StoreError::Corrupt(m),
         FindexError::EntryTooLong => StoreError::Backend("uid too long for the index"),
         FindexError::Contention => StoreError::Unavailable("index contention: too many retries"),
+        FindexError::TooLarge => {
+            StoreError::Backend("index list too long to read: add a narrower keyword to the query")
+        }
     }
 }
 
@@ -333,6 +337,7 @@ pub struct RedisFindexStore<P: Pool> {
     pool: P,
     sealer: Sealer,
     findex: Findex,
+    max_read_words: u64,
 }
 
 impl<P: Pool> fmt::Debug for RedisFindexStore<P> {
@@ -365,7 +370,8 @@ impl<P: Pool> RedisFindexStore<P> {
         let store = RedisFindexStore {
             pool,
             sealer: Sealer::new(&keys),
-            findex: Findex::new(&keys.findex).with_max_list_words(options.max_list_words),
+            findex: Findex::new(&keys.findex).with_max_read_words(options.max_read_words),
+            max_read_words: options.max_read_words,
         };
         store.check_canary().await?;
         Ok(store)
@@ -714,12 +720,19 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                 return Ok(Vec::new());
             }
             let budget = smallest.max(SMALL_LIST_WORDS);
-            let mut chosen: Vec<_> = lists
-                .iter()
-                .copied()
-                .filter(|l| l.words <= budget)
-                .collect();
-            chosen.dedup_by_key(|l| l.address);
+            let mut by_size: Vec<_> = lists.iter().copied().filter(|l| l.words <= budget).collect();
+            by_size.sort_by_key(|l| (l.words, l.address));
+            by_size.dedup_by_key(|l| l.address);
+            // The smallest list is always read (over the read limit, Findex refuses the query);
+            // the other small ones only while the total stays within the limit.
+            let mut chosen = Vec::new();
+            let mut total = 0u64;
+            for l in by_size {
+                if chosen.is_empty() || total.saturating_add(l.words) <= self.max_read_words {
+                    total = total.saturating_add(l.words);
+                    chosen.push(l);
+                }
+            }
             self.findex
                 .read_lists(&mut mem, &chosen)
                 .await
