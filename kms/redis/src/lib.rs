@@ -14,7 +14,8 @@
 //!   `SCRIPT LOAD`/`EVALSHA` with reload on `NOSCRIPT`, reconnection.
 //! - [`keys`]: the key hierarchy.
 //! - [`findex`]: the searchable index, generic over a small memory trait.
-//! - [`seal`]: sealed object records, tombstones, the wrong-secret canary.
+//! - [`seal`]: sealed object records and tombstones, the wrong-secret canary.
+//! - [`rollback`]: the newest object versions and index lengths this process has seen.
 //! - [`store`]: [`RedisFindexStore`], the `kms::store::Store` implementation.
 //!
 //! Everything that talks to Redis is `async` (plain futures, no executor, not `Send`): a
@@ -55,6 +56,7 @@ pub mod findex;
 pub mod host;
 pub mod keys;
 pub mod resp;
+pub mod rollback;
 pub mod seal;
 pub mod store;
 pub mod url;

@@ -26,6 +26,7 @@ use crate::client::{Client, ClientError, Command, Transport};
 use crate::findex::{Entry, Findex, FindexError, GuardedWrite, Memory, Op, Token, WORD_LEN, Word};
 use crate::keys::KeySet;
 use crate::resp::Reply;
+use crate::rollback::Floors;
 use crate::seal::{self, CANARY_KEY, OBJECT_PREFIX, SealError, Sealer, Stored, index_key};
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
@@ -47,23 +48,23 @@ return cur
 "#;
 
 /// Object compare-and-swap. `KEYS[1]` object key; `ARGV[1]` expectation: `""` = absent,
-/// `"T"` + 8 bytes = this tombstone, 8 bytes = live at this version; `ARGV[2]` new value.
-/// Returns 1 written, 0 conflict (or exists), -1 not found, or the tombstone (bulk) when an
-/// insert expected "absent" and found one.
+/// `"T"` + tombstone = this tombstone, 8 bytes = live at this version; `ARGV[2]` new value.
+/// Returns 1 written, 0 conflict (or exists), -1 not found, or the value (bulk) when an insert
+/// expected "absent" and found a tombstone. A value of at most 24 bytes
+/// ([`seal::TOMBSTONE_LEN`]) is a tombstone to the script, sealed or not: the store opens it.
 pub const LUA_OBJECT_CAS: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 local e = ARGV[1]
 if e == '' then
   if cur then
-    if string.len(cur) == 8 then return cur end
+    if string.len(cur) <= 24 then return cur end
     return 0
   end
-elseif string.sub(e, 1, 1) == 'T' and string.len(e) == 9 then
+elseif string.sub(e, 1, 1) == 'T' then
   if not cur then return -1 end
-  if string.len(cur) ~= 8 then return 0 end
   if cur ~= string.sub(e, 2) then return 0 end
 else
-  if not cur or string.len(cur) == 8 then return -1 end
+  if not cur or string.len(cur) <= 24 then return -1 end
   if string.sub(cur, 1, 8) ~= e then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[2])
@@ -102,12 +103,17 @@ pub struct StoreOptions {
     /// Most Findex value words one search reads ([`crate::findex::MAX_READ_WORDS`] by
     /// default). A query whose every list is longer is refused; lists have no length limit.
     pub max_read_words: u64,
+    /// Objects, and index lists, whose newest state the store remembers to refuse a Redis
+    /// rollback ([`crate::rollback`]; [`crate::rollback::DEFAULT_REMEMBERED`] by default, least
+    /// recently used forgotten first, 0 disables the detection).
+    pub remembered: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_read_words: crate::findex::MAX_READ_WORDS,
+            remembered: crate::rollback::DEFAULT_REMEMBERED,
         }
     }
 }
@@ -236,6 +242,9 @@ fn seal_err(e: SealError) -> StoreError {
             StoreError::Corrupt("stored object does not authenticate (tampered or wrong secret)")
         }
         SealError::WrongUid => StoreError::Corrupt("stored object belongs to another uid"),
+        SealError::Tombstone => {
+            StoreError::Corrupt("tombstone does not authenticate (forged or unsealed)")
+        }
     }
 }
 
@@ -338,6 +347,7 @@ pub struct RedisFindexStore<P: Pool> {
     sealer: Sealer,
     findex: Findex,
     max_read_words: u64,
+    objects: Floors,
 }
 
 impl<P: Pool> fmt::Debug for RedisFindexStore<P> {
@@ -350,7 +360,17 @@ enum Cas {
     Written,
     Conflict,
     NotFound,
-    Tombstone(Version),
+    /// The value found where an insert expected none (a tombstone, not yet authenticated).
+    Tombstone(Vec<u8>),
+}
+
+const ROLLBACK: StoreError =
+    StoreError::Rollback("Redis returned an object older than a version already seen");
+
+fn version_in(s: &Stored) -> Version {
+    match s {
+        Stored::Live(_, v) | Stored::Tombstone(v) => *v,
+    }
 }
 
 impl<P: Pool> RedisFindexStore<P> {
@@ -372,6 +392,7 @@ impl<P: Pool> RedisFindexStore<P> {
             sealer: Sealer::new(&keys),
             findex: Findex::new(&keys.findex).with_max_read_words(options.max_read_words),
             max_read_words: options.max_read_words,
+            objects: Floors::new(options.remembered),
         };
         store.check_canary().await?;
         Ok(store)
@@ -418,16 +439,32 @@ impl<P: Pool> RedisFindexStore<P> {
         }
     }
 
+    /// Check an opened value against the newest version of that object seen before the request
+    /// (`before`), and remember it.
+    fn observe(&self, id: &[u8; 16], before: u64, s: &Stored) -> Result<(), StoreError> {
+        self.objects
+            .observe(id, before, version_in(s).0)
+            .map_err(|_| ROLLBACK)
+    }
+
     async fn read(&self, l: &mut Lease<'_, P>, uid: &str) -> Result<Option<Stored>, StoreError> {
         let key = self.sealer.object_key(uid);
+        let id = self.sealer.object_id(uid);
+        let before = self.objects.get(&id);
         match l
             .c()?
             .request(&[b"GET", &key])
             .await
             .map_err(|e| unavailable(&e))?
         {
+            // Absent after a version was seen: Redis deleted the key (as it may); an insert
+            // then continues after the version seen (`insert`).
             Reply::Nil => Ok(None),
-            Reply::Bulk(v) => self.sealer.open(uid, &v).map(Some).map_err(seal_err),
+            Reply::Bulk(v) => {
+                let s = self.sealer.open(uid, &v).map_err(seal_err)?;
+                self.observe(&id, before, &s)?;
+                Ok(Some(s))
+            }
             other => Err(reply_error(&other)),
         }
     }
@@ -451,9 +488,7 @@ impl<P: Pool> RedisFindexStore<P> {
             Some(Reply::Integer(1)) => Ok(Cas::Written),
             Some(Reply::Integer(0)) => Ok(Cas::Conflict),
             Some(Reply::Integer(-1)) => Ok(Cas::NotFound),
-            Some(Reply::Bulk(t)) => seal::version_of(&t)
-                .map(Cas::Tombstone)
-                .ok_or(StoreError::Corrupt("bad tombstone")),
+            Some(Reply::Bulk(t)) => Ok(Cas::Tombstone(t)),
             Some(other) => Err(reply_error(&other)),
             None => Err(StoreError::Unavailable("Redis connection lost")),
         }
@@ -536,6 +571,11 @@ impl<P: Pool> RedisFindexStore<P> {
             }
         }
         // Every chunk's MGET in one pipeline (one round trip).
+        let ids: Vec<Option<[u8; 16]>> = keys.iter().map(|k| seal::object_id_of_key(k)).collect();
+        let before: Vec<u64> = ids
+            .iter()
+            .map(|id| id.map_or(0, |id| self.objects.get(&id)))
+            .collect();
         let cmds: Vec<Command> = keys
             .chunks(MGET_CHUNK)
             .map(|chunk| {
@@ -555,13 +595,20 @@ impl<P: Pool> RedisFindexStore<P> {
             ));
         }
         let mut out = Vec::new();
-        for (r, chunk) in replies.into_iter().zip(keys.chunks(MGET_CHUNK)) {
+        let checks = ids.chunks(MGET_CHUNK).zip(before.chunks(MGET_CHUNK));
+        for ((r, chunk), (ids, before)) in
+            replies.into_iter().zip(keys.chunks(MGET_CHUNK)).zip(checks)
+        {
             let Reply::Array(vals) = r else {
                 return Err(reply_error(&r));
             };
-            for (v, k) in vals.into_iter().zip(chunk) {
+            for (((v, k), id), before) in vals.into_iter().zip(chunk).zip(ids).zip(before) {
                 let Reply::Bulk(v) = v else { continue };
-                if let Stored::Live(r, _) = self.sealer.open_at(k, &v).map_err(seal_err)? {
+                let s = self.sealer.open_at(k, &v).map_err(seal_err)?;
+                if let Some(id) = id {
+                    self.observe(id, *before, &s)?;
+                }
+                if let Stored::Live(r, _) = s {
                     out.push(r.uid.clone());
                 }
             }
@@ -576,28 +623,47 @@ impl<P: Pool> Store for RedisFindexStore<P> {
     async fn insert(&self, record: &Record) -> Result<Version, StoreError> {
         let mut l = self.lease();
         let kws: Vec<&String> = dedup(&record.keywords);
-        let mut version = Version(1);
+        let id = self.sealer.object_id(&record.uid);
+        // A uid this process has seen before (then Redis dropped its key) continues after the
+        // version seen, so that no older value of it can pass for the new one.
+        let first = |floor: u64| Version(floor.saturating_add(1).max(1));
+        let mut version = first(self.objects.get(&id));
         self.index(&mut l, Op::Insert, version, &record.uid, &kws)
             .await?;
         let mut expect = Vec::new();
         for _ in 0..8 {
             let value = self.sealer.seal(record, version).map_err(seal_err)?;
+            let before = self.objects.get(&id);
             match self.cas(&mut l, &record.uid, expect.clone(), value).await? {
-                Cas::Written => return Ok(version),
+                Cas::Written => {
+                    self.objects
+                        .observe(&id, 0, version.0)
+                        .map_err(|_| ROLLBACK)?;
+                    return Ok(version);
+                }
                 Cas::Conflict => return Err(StoreError::AlreadyExists),
                 Cas::NotFound => {
                     // The tombstone vanished between our two tries: start again from "absent".
                     expect = Vec::new();
-                    version = Version(1);
+                    version = first(self.objects.get(&id));
                 }
-                Cas::Tombstone(t) => {
-                    // Re-insert of a deleted uid: continue its version numbering so the old
-                    // incarnation's index entries stay obsolete.
-                    version = t;
+                Cas::Tombstone(raw) => {
+                    // Re-insert of a deleted uid: continue its version numbering after the
+                    // (authenticated) tombstone so the old incarnation's index entries stay
+                    // obsolete and its older values cannot pass for the new one.
+                    let s = self.sealer.open(&record.uid, &raw).map_err(seal_err)?;
+                    let Stored::Tombstone(t) = s else {
+                        return Err(StoreError::AlreadyExists);
+                    };
+                    self.observe(&id, before, &s)?;
+                    version = Version(
+                        t.0.checked_add(1)
+                            .ok_or(StoreError::Backend("version overflow"))?,
+                    );
                     self.index(&mut l, Op::Insert, version, &record.uid, &kws)
                         .await?;
                     expect = vec![b'T'];
-                    expect.extend_from_slice(&t.0.to_be_bytes());
+                    expect.extend_from_slice(&raw);
                 }
             }
         }
@@ -647,7 +713,10 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             )
             .await?
         {
-            Cas::Written => {}
+            Cas::Written => {
+                let id = self.sealer.object_id(&record.uid);
+                self.objects.observe(&id, 0, next.0).map_err(|_| ROLLBACK)?;
+            }
             Cas::Conflict => return Err(StoreError::Conflict),
             Cas::NotFound | Cas::Tombstone(_) => return Err(StoreError::NotFound),
         }
@@ -680,11 +749,14 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                 &mut l,
                 uid,
                 expected.0.to_be_bytes().to_vec(),
-                seal::tombstone(gone),
+                self.sealer.tombstone(&self.sealer.object_key(uid), gone),
             )
             .await?
         {
-            Cas::Written => {}
+            Cas::Written => {
+                let id = self.sealer.object_id(uid);
+                self.objects.observe(&id, 0, gone.0).map_err(|_| ROLLBACK)?;
+            }
             Cas::Conflict => return Err(StoreError::Conflict),
             Cas::NotFound | Cas::Tombstone(_) => return Err(StoreError::NotFound),
         }
@@ -720,7 +792,11 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                 return Ok(Vec::new());
             }
             let budget = smallest.max(SMALL_LIST_WORDS);
-            let mut by_size: Vec<_> = lists.iter().copied().filter(|l| l.words <= budget).collect();
+            let mut by_size: Vec<_> = lists
+                .iter()
+                .copied()
+                .filter(|l| l.words <= budget)
+                .collect();
             by_size.sort_by_key(|l| (l.words, l.address));
             by_size.dedup_by_key(|l| l.address);
             // The smallest list is always read (over the read limit, Findex refuses the query);
@@ -753,6 +829,11 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             return Ok(Vec::new());
         }
         // Resolve: one MGET per chunk, all in one pipeline.
+        let ids: Vec<[u8; 16]> = candidates
+            .iter()
+            .map(|u| self.sealer.object_id(u))
+            .collect();
+        let before: Vec<u64> = ids.iter().map(|id| self.objects.get(id)).collect();
         let cmds: Vec<Command> = candidates
             .chunks(MGET_CHUNK)
             .map(|c| {
@@ -763,7 +844,12 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             .collect();
         let replies = l.c()?.pipeline(&cmds).await.map_err(|e| unavailable(&e))?;
         let mut out = Vec::new();
-        for (r, chunk) in replies.into_iter().zip(candidates.chunks(MGET_CHUNK)) {
+        let checks = ids.chunks(MGET_CHUNK).zip(before.chunks(MGET_CHUNK));
+        for ((r, chunk), (ids, before)) in replies
+            .into_iter()
+            .zip(candidates.chunks(MGET_CHUNK))
+            .zip(checks)
+        {
             let Reply::Array(vals) = r else {
                 return Err(reply_error(&r));
             };
@@ -772,9 +858,11 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                     "MGET answered the wrong number of values",
                 ));
             }
-            for (v, uid) in vals.into_iter().zip(chunk) {
+            for (((v, uid), id), before) in vals.into_iter().zip(chunk).zip(ids).zip(before) {
                 let Reply::Bulk(v) = v else { continue };
-                if let Stored::Live(rec, _) = self.sealer.open(uid, &v).map_err(seal_err)?
+                let s = self.sealer.open(uid, &v).map_err(seal_err)?;
+                self.observe(id, *before, &s)?;
+                if let Stored::Live(rec, _) = s
                     && all_of.iter().all(|k| rec.keywords.contains(k))
                 {
                     out.push(uid.clone());
