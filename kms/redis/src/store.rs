@@ -76,6 +76,9 @@ return 1
 pub enum OpenError {
     /// The database was created with another secret (its canary does not open).
     WrongSecret,
+    /// The database holds KMS objects or index words but no canary: someone deleted it, which
+    /// would disable the wrong-secret check.
+    CanaryMissing,
     /// Redis could not be reached or refused the session set-up.
     Unavailable(ClientError),
     /// Redis answered something unexpected.
@@ -88,6 +91,10 @@ impl fmt::Display for OpenError {
             OpenError::WrongSecret => f.write_str(
                 "the Redis database was created with a different database secret (canary does not decrypt): \
                  refusing to use it",
+            ),
+            OpenError::CanaryMissing => f.write_str(
+                "the Redis database holds KMS data but its canary (kms:canary) is missing: refusing \
+                 to use it (restore the canary from a backup of this database)",
             ),
             OpenError::Unavailable(e) => write!(f, "Redis unavailable: {e}"),
             OpenError::Backend(m) => write!(f, "Redis error: {m}"),
@@ -407,6 +414,14 @@ impl<P: Pool> RedisFindexStore<P> {
         let mut l = self.lease();
         let c = l.c().map_err(|_| OpenError::Backend("no client"))?;
         let canary = self.sealer.canary();
+        if self.read_canary(c).await?.is_none() && holds_data(c).await? {
+            // A server creates the canary before it writes anything: data without a canary
+            // means someone deleted it, unless a server created both since our first look.
+            return match self.read_canary(c).await? {
+                Some(r) => r,
+                None => Err(OpenError::CanaryMissing),
+            };
+        }
         // SET NX then GET in one round trip: whoever created it first, we verify what is there.
         let r = c
             .pipeline(&[
@@ -422,6 +437,24 @@ impl<P: Pool> RedisFindexStore<P> {
                 Err(OpenError::Unavailable(ClientError::Loading))
             }
             Some(Reply::Error(_)) => Err(OpenError::Backend("Redis refused to store the canary")),
+            _ => Err(OpenError::Backend("unexpected reply reading the canary")),
+        }
+    }
+
+    /// The canary's verdict, `None` when there is no canary.
+    async fn read_canary(
+        &self,
+        c: &mut Client<P::Transport>,
+    ) -> Result<Option<Result<(), OpenError>>, OpenError> {
+        let r = c
+            .request(&[b"GET", CANARY_KEY])
+            .await
+            .map_err(OpenError::Unavailable)?;
+        match r {
+            Reply::Nil => Ok(None),
+            Reply::Bulk(v) if self.sealer.canary_matches(&v) => Ok(Some(Ok(()))),
+            Reply::Bulk(_) => Ok(Some(Err(OpenError::WrongSecret))),
+            r if r.is_error_code("LOADING") => Err(OpenError::Unavailable(ClientError::Loading)),
             _ => Err(OpenError::Backend("unexpected reply reading the canary")),
         }
     }
@@ -870,6 +903,32 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             }
         }
         Ok(out)
+    }
+}
+
+/// True if the database holds an object or an index word (`SCAN MATCH kms:[of]:*`, stopping at
+/// the first key found; only run when the canary is missing).
+async fn holds_data<T: Transport>(c: &mut Client<T>) -> Result<bool, OpenError> {
+    let mut cursor = b"0".to_vec();
+    loop {
+        let r = c
+            .request(&[b"SCAN", &cursor, b"MATCH", b"kms:[of]:*", b"COUNT", b"1000"])
+            .await
+            .map_err(OpenError::Unavailable)?;
+        let Reply::Array(mut parts) = r else {
+            return Err(OpenError::Backend("unexpected SCAN reply"));
+        };
+        let (Some(Reply::Array(batch)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop())
+        else {
+            return Err(OpenError::Backend("unexpected SCAN reply"));
+        };
+        if !batch.is_empty() {
+            return Ok(true);
+        }
+        if next == b"0" {
+            return Ok(false);
+        }
+        cursor = next;
     }
 }
 

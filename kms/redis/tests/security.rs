@@ -12,7 +12,7 @@ use kms_redis::host::ConnectOptions;
 use kms_redis::keys::KeySet;
 use kms_redis::resp::Reply;
 use kms_redis::seal::Sealer;
-use kms_redis::{RedisFindexStore, StdPool, StoreOptions};
+use kms_redis::{ConnectError, OpenError, RedisFindexStore, StdPool, StoreOptions};
 use serde_json::{Value, json};
 use testkit::TestRng;
 
@@ -277,4 +277,47 @@ fn undoing_a_grant_revocation_is_refused() {
     restore(&r, &snapshot);
     assert_eq!(s.search(&kw(&["grant=bob"])).run(), Err(ROLLBACK));
     assert_eq!(s.get("k").run().map(|_| ()), Err(ROLLBACK));
+}
+
+/// Low: deleting `kms:canary` used to disable the wrong-secret check (the next server, with any
+/// secret, created a new canary and mixed its objects in). A keyspace with KMS data and no
+/// canary is refused, whatever the secret; an empty one (or one with foreign keys) still opens.
+#[test]
+fn a_deleted_canary_is_refused_when_data_exists() {
+    let r = common::start();
+    r.admin()
+        .request(&[b"SET", b"someone-else:key", b"x"])
+        .run()
+        .unwrap();
+    let s = open_with(&r, StoreOptions::default());
+    s.insert(&rec("k", b"K", &["tag=a"])).run().unwrap();
+    drop(s);
+    r.admin().request(&[b"DEL", b"kms:canary"]).run().unwrap();
+    for secret in [SECRET, [0x43; 32]] {
+        let e = RedisFindexStore::connect(&r.url(), &secret, ConnectOptions::default())
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(e, ConnectError::Open(OpenError::CanaryMissing));
+        assert!(
+            e.to_string().contains("canary (kms:canary) is missing"),
+            "{e}"
+        );
+    }
+    // nothing was written by the refused servers
+    assert!(r.dump().iter().all(|(k, _)| k.as_slice() != b"kms:canary"));
+    // index words alone count as data too
+    let mut c = r.admin();
+    let objects: Vec<Vec<u8>> = r
+        .dump()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(b"kms:o:"))
+        .collect();
+    for k in &objects {
+        c.request(&[b"DEL", k]).run().unwrap();
+    }
+    assert_eq!(
+        RedisFindexStore::connect(&r.url(), &SECRET, ConnectOptions::default()).map(|_| ()),
+        Err(ConnectError::Open(OpenError::CanaryMissing))
+    );
 }
