@@ -26,7 +26,8 @@
 //!   commit of concurrent index appends, `RedisFindexStore::connect`, the secret-file reader.
 //!
 //! It does not: talk TLS to Redis, support Redis Cluster, compact the index, or detect a Redis
-//! that rolls a whole object back to an older version it once held (see `docs/security.md`).
+//! rollback across a restart (within a process lifetime, [`rollback`] refuses one; see
+//! `docs/security.md`).
 //! The core reads no clock: timeouts belong to the stream (socket timeouts on the host).
 //!
 //! ```

@@ -2,7 +2,11 @@
 //!
 //! Redis layout (all keys and values opaque to Redis):
 //! - `kms:canary` → a fixed plaintext sealed under the canary key: detects another secret.
-//! - `kms:o:<hex PRF(uid)>` → `version ‖ AES-256-GCM-SIV(record)` or an 8-byte tombstone.
+//! - `kms:o:<hex PRF(uid)>` → `version ‖ AES-256-GCM-SIV(record)` or a sealed 24-byte tombstone.
+//!
+//! Every object value read or written is checked against, then recorded as, the newest version
+//! this process has seen of that object ([`crate::rollback`]): an older one is
+//! `StoreError::Rollback`. A keyspace with data but no canary does not open.
 //! - `kms:f:<hex token>` → a 32-byte XTS-encrypted Findex word (list header or values).
 //!
 //! Write ordering (a crash between steps never shows a half-written object):
