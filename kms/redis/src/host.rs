@@ -9,7 +9,7 @@
 
 use crate::client::{Client, Stream, Transport};
 use crate::resp::Limits;
-use crate::store::{AppendBatcher, Changes, OpenError, Pool, RedisFindexStore};
+use crate::store::{AppendBatcher, Changes, OpenError, Pool, RedisFindexStore, StoreOptions};
 use crate::url::{RedisUrl, UrlError};
 use alloc::vec::Vec;
 use core::fmt;
@@ -98,6 +98,8 @@ pub struct ConnectOptions {
     pub limits: Limits,
     /// Merge the index appends of concurrent requests of this process (group commit).
     pub group_commit: bool,
+    /// Store tunables (index and rollback-detection limits).
+    pub store: StoreOptions,
 }
 
 impl Default for ConnectOptions {
@@ -108,6 +110,7 @@ impl Default for ConnectOptions {
             max_idle: 32,
             limits: Limits::default(),
             group_commit: true,
+            store: StoreOptions::default(),
         }
     }
 }
@@ -351,7 +354,7 @@ impl RedisFindexStore<StdPool> {
         opts: ConnectOptions,
     ) -> Result<Self, ConnectError> {
         let url = RedisUrl::parse(url).map_err(ConnectError::Url)?;
-        let open = RedisFindexStore::open(StdPool::new(url, &opts), db_secret);
+        let open = RedisFindexStore::open_with(StdPool::new(url, &opts), db_secret, opts.store);
         kms::block_on(open, || {}).map_err(ConnectError::Open)
     }
 }

@@ -14,7 +14,8 @@
 //!   `SCRIPT LOAD`/`EVALSHA` with reload on `NOSCRIPT`, reconnection.
 //! - [`keys`]: the key hierarchy.
 //! - [`findex`]: the searchable index, generic over a small memory trait.
-//! - [`seal`]: sealed object records, tombstones, the wrong-secret canary.
+//! - [`seal`]: sealed object records and tombstones, the wrong-secret canary.
+//! - [`rollback`]: the newest object versions and index lengths this process has seen.
 //! - [`store`]: [`RedisFindexStore`], the `kms::store::Store` implementation.
 //!
 //! Everything that talks to Redis is `async` (plain futures, no executor, not `Send`): a
@@ -25,7 +26,8 @@
 //!   commit of concurrent index appends, `RedisFindexStore::connect`, the secret-file reader.
 //!
 //! It does not: talk TLS to Redis, support Redis Cluster, compact the index, or detect a Redis
-//! that rolls a whole object back to an older version it once held (see `docs/security.md`).
+//! rollback across a restart (within a process lifetime, [`rollback`] refuses one; see
+//! `docs/security.md`).
 //! The core reads no clock: timeouts belong to the stream (socket timeouts on the host).
 //!
 //! ```
@@ -55,10 +57,11 @@ pub mod findex;
 pub mod host;
 pub mod keys;
 pub mod resp;
+pub mod rollback;
 pub mod seal;
 pub mod store;
 pub mod url;
 
 #[cfg(feature = "std")]
 pub use host::{ConnectError, ConnectOptions, StdPool};
-pub use store::{NoBatcher, OpenError, Pool, RedisFindexStore};
+pub use store::{NoBatcher, OpenError, Pool, RedisFindexStore, StoreOptions};

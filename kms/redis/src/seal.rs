@@ -4,8 +4,11 @@
 //! ciphertext ‖ tag`.
 //! The clear version lets the compare-and-swap script compare versions without keys; it is also
 //! bound into the associated data, so Redis cannot present an old ciphertext under a new version
-//! (it can still roll a whole value back: see docs/security.md). A value of exactly 8 bytes is a
-//! *tombstone*: the object was deleted and the next insert of that uid continues from that
+//! (it can still roll a whole value back: `crate::rollback` detects that within a process
+//! lifetime, see docs/security.md). A value of [`TOMBSTONE_LEN`] bytes is a *tombstone*:
+//! `version ‖ AES-256-GCM-SIV tag` over an empty message with associated data
+//! `"kms-redis tombstone v1" ‖ version ‖ key name`, so Redis can neither forge one nor change its
+//! version. The object was deleted and the next insert of that uid continues after that
 //! version, so index entries of the old incarnation stay obsolete.
 //!
 //! Plaintext: `u32 uid length ‖ uid ‖ u32 keyword count ‖ (u32 length ‖ keyword)* ‖ body`, all
@@ -25,6 +28,10 @@ use core::fmt;
 use kms::store::{Record, Version, wipe};
 
 const AD_LABEL: &[u8] = b"kms-redis object v1";
+const TOMBSTONE_LABEL: &[u8] = b"kms-redis tombstone v1";
+/// Length of a sealed tombstone: version (8) and AEAD tag (16). Sealed records are longer (at
+/// least 44 bytes); the object CAS script tells them apart by this length.
+pub const TOMBSTONE_LEN: usize = 24;
 const CANARY_PLAIN: &[u8] = b"kms-redis canary v1: this database is sealed with this secret";
 /// Redis key of the canary record.
 pub const CANARY_KEY: &[u8] = b"kms:canary";
@@ -45,6 +52,9 @@ pub enum SealError {
     Authentication,
     /// The record inside belongs to another uid.
     WrongUid,
+    /// A tombstone that does not authenticate (forged, unsealed, or moved between keys or
+    /// versions).
+    Tombstone,
 }
 
 impl fmt::Display for SealError {
@@ -53,6 +63,7 @@ impl fmt::Display for SealError {
             SealError::Malformed => "malformed sealed object",
             SealError::Authentication => "sealed object does not authenticate",
             SealError::WrongUid => "sealed object belongs to another uid",
+            SealError::Tombstone => "tombstone does not authenticate",
         })
     }
 }
@@ -111,13 +122,51 @@ impl Sealer {
         }
     }
 
-    /// Redis key of an object: `kms:o:<hex of the first 16 bytes of HMAC(k_name, uid)>`.
-    pub fn object_key(&self, uid: &str) -> Vec<u8> {
+    /// Key name of an object: the first 16 bytes of `HMAC(k_name, uid)`.
+    pub fn object_id(&self, uid: &str) -> [u8; 16] {
         let h = prf(&self.names_key, &[b"object", uid.as_bytes()]);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h[..16]);
+        id
+    }
+
+    /// Redis key of an object: `kms:o:<hex of its key name>`.
+    pub fn object_key(&self, uid: &str) -> Vec<u8> {
         let mut k = Vec::with_capacity(OBJECT_PREFIX.len() + 32);
         k.extend_from_slice(OBJECT_PREFIX);
-        hex(&h[..16], &mut k);
+        hex(&self.object_id(uid), &mut k);
         k
+    }
+
+    /// The sealed tombstone of the object at Redis key `key`, deleted at version `v`.
+    pub fn tombstone(&self, key: &[u8], v: Version) -> Vec<u8> {
+        let nonce = self.tombstone_nonce(key, v);
+        let tag = self.aead.encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &[],
+                aad: &Self::tombstone_ad(key, v),
+            },
+        );
+        let mut out = Vec::with_capacity(TOMBSTONE_LEN);
+        out.extend_from_slice(&v.0.to_be_bytes());
+        out.extend_from_slice(&tag.unwrap_or_default());
+        out
+    }
+
+    fn tombstone_nonce(&self, key: &[u8], v: Version) -> [u8; 12] {
+        let h = prf(&self.nonce_key, &[b"tombstone", &v.0.to_be_bytes(), key]);
+        let mut n = [0u8; 12];
+        n.copy_from_slice(&h[..12]);
+        n
+    }
+
+    fn tombstone_ad(key: &[u8], v: Version) -> Vec<u8> {
+        let mut ad = Vec::with_capacity(TOMBSTONE_LABEL.len() + 8 + key.len());
+        ad.extend_from_slice(TOMBSTONE_LABEL);
+        ad.extend_from_slice(&v.0.to_be_bytes());
+        ad.extend_from_slice(key);
+        ad
     }
 
     fn nonce(&self, uid: &[u8], v: Version) -> [u8; 12] {
@@ -188,8 +237,20 @@ impl Sealer {
     pub fn open_at(&self, key: &[u8], value: &[u8]) -> Result<Stored, SealError> {
         let v = version_of(value).ok_or(SealError::Malformed)?;
         let rest = value.get(8..).ok_or(SealError::Malformed)?;
-        if rest.is_empty() {
-            return Ok(Stored::Tombstone(v));
+        if value.len() <= TOMBSTONE_LEN {
+            // Sealed records are longer: this is a tombstone, authentic or not.
+            let nonce = self.tombstone_nonce(key, v);
+            let ad = Self::tombstone_ad(key, v);
+            return match self.aead.decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: rest,
+                    aad: &ad,
+                },
+            ) {
+                Ok(p) if p.is_empty() => Ok(Stored::Tombstone(v)),
+                _ => Err(SealError::Tombstone),
+            };
         }
         let nonce: [u8; 12] = rest
             .get(..12)
@@ -238,9 +299,14 @@ impl Sealer {
     }
 }
 
-/// Tombstone value for a version.
-pub fn tombstone(v: Version) -> Vec<u8> {
-    v.0.to_be_bytes().to_vec()
+/// Key name of the object at Redis key `kms:o:<32 hex>` (`None` for other keys).
+pub fn object_id_of_key(key: &[u8]) -> Option<[u8; 16]> {
+    let hex = key.strip_prefix(OBJECT_PREFIX)?;
+    let mut id = [0u8; 16];
+    match base16ct::lower::decode(hex, &mut id) {
+        Ok(d) if d.len() == 16 => Some(id),
+        _ => None,
+    }
 }
 
 /// The clear version prefix of a stored value.
@@ -315,11 +381,33 @@ mod tests {
         // other secret: refused
         let o = Sealer::new(&KeySet::derive(&[2; 32]));
         assert_eq!(o.open("uid-1", &v).unwrap_err(), SealError::Authentication);
+        let key = s.object_key("uid-1");
+        let t = s.tombstone(&key, Version(9));
+        assert_eq!(t.len(), TOMBSTONE_LEN);
         assert!(matches!(
-            s.open("uid-1", &tombstone(Version(9))).unwrap(),
+            s.open("uid-1", &t).unwrap(),
             Stored::Tombstone(Version(9))
         ));
+        // unsealed (8 bytes, the old format), another version, another key, another secret
+        assert_eq!(
+            s.open("uid-1", &9u64.to_be_bytes()).unwrap_err(),
+            SealError::Tombstone
+        );
+        let mut bumped_t = t.clone();
+        bumped_t[7] = 10;
+        assert_eq!(
+            s.open("uid-1", &bumped_t).unwrap_err(),
+            SealError::Tombstone
+        );
+        assert_eq!(s.open("uid-2", &t).unwrap_err(), SealError::Tombstone);
+        assert_eq!(o.open("uid-1", &t).unwrap_err(), SealError::Tombstone);
+        assert_eq!(object_id_of_key(&key), Some(s.object_id("uid-1")));
+        assert_eq!(object_id_of_key(b"kms:canary"), None);
         assert_eq!(s.open("uid-1", b"short").unwrap_err(), SealError::Malformed);
+        assert!(
+            v.len() > TOMBSTONE_LEN,
+            "records are longer than tombstones"
+        );
     }
 
     #[test]

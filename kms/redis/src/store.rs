@@ -2,7 +2,11 @@
 //!
 //! Redis layout (all keys and values opaque to Redis):
 //! - `kms:canary` → a fixed plaintext sealed under the canary key: detects another secret.
-//! - `kms:o:<hex PRF(uid)>` → `version ‖ AES-256-GCM-SIV(record)` or an 8-byte tombstone.
+//! - `kms:o:<hex PRF(uid)>` → `version ‖ AES-256-GCM-SIV(record)` or a sealed 24-byte tombstone.
+//!
+//! Every object value read or written is checked against, then recorded as, the newest version
+//! this process has seen of that object ([`crate::rollback`]): an older one is
+//! `StoreError::Rollback`. A keyspace with data but no canary does not open.
 //! - `kms:f:<hex token>` → a 32-byte XTS-encrypted Findex word (list header or values).
 //!
 //! Write ordering (a crash between steps never shows a half-written object):
@@ -26,6 +30,7 @@ use crate::client::{Client, ClientError, Command, Transport};
 use crate::findex::{Entry, Findex, FindexError, GuardedWrite, Memory, Op, Token, WORD_LEN, Word};
 use crate::keys::KeySet;
 use crate::resp::Reply;
+use crate::rollback::Floors;
 use crate::seal::{self, CANARY_KEY, OBJECT_PREFIX, SealError, Sealer, Stored, index_key};
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
@@ -47,23 +52,23 @@ return cur
 "#;
 
 /// Object compare-and-swap. `KEYS[1]` object key; `ARGV[1]` expectation: `""` = absent,
-/// `"T"` + 8 bytes = this tombstone, 8 bytes = live at this version; `ARGV[2]` new value.
-/// Returns 1 written, 0 conflict (or exists), -1 not found, or the tombstone (bulk) when an
-/// insert expected "absent" and found one.
+/// `"T"` + tombstone = this tombstone, 8 bytes = live at this version; `ARGV[2]` new value.
+/// Returns 1 written, 0 conflict (or exists), -1 not found, or the value (bulk) when an insert
+/// expected "absent" and found a tombstone. A value of at most 24 bytes
+/// ([`seal::TOMBSTONE_LEN`]) is a tombstone to the script, sealed or not: the store opens it.
 pub const LUA_OBJECT_CAS: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 local e = ARGV[1]
 if e == '' then
   if cur then
-    if string.len(cur) == 8 then return cur end
+    if string.len(cur) <= 24 then return cur end
     return 0
   end
-elseif string.sub(e, 1, 1) == 'T' and string.len(e) == 9 then
+elseif string.sub(e, 1, 1) == 'T' then
   if not cur then return -1 end
-  if string.len(cur) ~= 8 then return 0 end
   if cur ~= string.sub(e, 2) then return 0 end
 else
-  if not cur or string.len(cur) == 8 then return -1 end
+  if not cur or string.len(cur) <= 24 then return -1 end
   if string.sub(cur, 1, 8) ~= e then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[2])
@@ -75,6 +80,9 @@ return 1
 pub enum OpenError {
     /// The database was created with another secret (its canary does not open).
     WrongSecret,
+    /// The database holds KMS objects or index words but no canary: someone deleted it, which
+    /// would disable the wrong-secret check.
+    CanaryMissing,
     /// Redis could not be reached or refused the session set-up.
     Unavailable(ClientError),
     /// Redis answered something unexpected.
@@ -88,6 +96,10 @@ impl fmt::Display for OpenError {
                 "the Redis database was created with a different database secret (canary does not decrypt): \
                  refusing to use it",
             ),
+            OpenError::CanaryMissing => f.write_str(
+                "the Redis database holds KMS data but its canary (kms:canary) is missing: refusing \
+                 to use it (restore the canary from a backup of this database)",
+            ),
             OpenError::Unavailable(e) => write!(f, "Redis unavailable: {e}"),
             OpenError::Backend(m) => write!(f, "Redis error: {m}"),
         }
@@ -95,6 +107,27 @@ impl fmt::Display for OpenError {
 }
 
 impl core::error::Error for OpenError {}
+
+/// Tunables of [`RedisFindexStore::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Most Findex value words one search reads ([`crate::findex::MAX_READ_WORDS`] by
+    /// default). A query whose every list is longer is refused; lists have no length limit.
+    pub max_read_words: u64,
+    /// Objects, and index lists, whose newest state the store remembers to refuse a Redis
+    /// rollback ([`crate::rollback`]; [`crate::rollback::DEFAULT_REMEMBERED`] by default, least
+    /// recently used forgotten first, 0 disables the detection).
+    pub remembered: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_read_words: crate::findex::MAX_READ_WORDS,
+            remembered: crate::rollback::DEFAULT_REMEMBERED,
+        }
+    }
+}
 
 /// Hands out Redis clients; implementations provide the locking (std `Mutex` on the host).
 ///
@@ -220,6 +253,9 @@ fn seal_err(e: SealError) -> StoreError {
             StoreError::Corrupt("stored object does not authenticate (tampered or wrong secret)")
         }
         SealError::WrongUid => StoreError::Corrupt("stored object belongs to another uid"),
+        SealError::Tombstone => {
+            StoreError::Corrupt("tombstone does not authenticate (forged or unsealed)")
+        }
     }
 }
 
@@ -229,6 +265,9 @@ fn findex_err(e: FindexError<StoreError>) -> StoreError {
         FindexError::Corrupt(m) => StoreError::Corrupt(m),
         FindexError::EntryTooLong => StoreError::Backend("uid too long for the index"),
         FindexError::Contention => StoreError::Unavailable("index contention: too many retries"),
+        FindexError::TooLarge => {
+            StoreError::Backend("index list too long to read: add a narrower keyword to the query")
+        }
     }
 }
 
@@ -318,6 +357,8 @@ pub struct RedisFindexStore<P: Pool> {
     pool: P,
     sealer: Sealer,
     findex: Findex,
+    max_read_words: u64,
+    objects: Floors,
 }
 
 impl<P: Pool> fmt::Debug for RedisFindexStore<P> {
@@ -330,18 +371,39 @@ enum Cas {
     Written,
     Conflict,
     NotFound,
-    Tombstone(Version),
+    /// The value found where an insert expected none (a tombstone, not yet authenticated).
+    Tombstone(Vec<u8>),
+}
+
+const ROLLBACK: StoreError =
+    StoreError::Rollback("Redis returned an object older than a version already seen");
+
+fn version_in(s: &Stored) -> Version {
+    match s {
+        Stored::Live(_, v) | Stored::Tombstone(v) => *v,
+    }
 }
 
 impl<P: Pool> RedisFindexStore<P> {
     /// Open the store: derive the keys, check the canary (creating it on an empty database).
     /// Fails with [`OpenError::WrongSecret`] when the database belongs to another secret.
     pub async fn open(pool: P, db_secret: &[u8; 32]) -> Result<Self, OpenError> {
+        Self::open_with(pool, db_secret, StoreOptions::default()).await
+    }
+
+    /// [`RedisFindexStore::open`] with explicit [`StoreOptions`].
+    pub async fn open_with(
+        pool: P,
+        db_secret: &[u8; 32],
+        options: StoreOptions,
+    ) -> Result<Self, OpenError> {
         let keys = KeySet::derive(db_secret);
         let store = RedisFindexStore {
             pool,
             sealer: Sealer::new(&keys),
-            findex: Findex::new(&keys.findex),
+            findex: Findex::new(&keys.findex).with_max_read_words(options.max_read_words),
+            max_read_words: options.max_read_words,
+            objects: Floors::new(options.remembered),
         };
         store.check_canary().await?;
         Ok(store)
@@ -356,6 +418,14 @@ impl<P: Pool> RedisFindexStore<P> {
         let mut l = self.lease();
         let c = l.c().map_err(|_| OpenError::Backend("no client"))?;
         let canary = self.sealer.canary();
+        if self.read_canary(c).await?.is_none() && holds_data(c).await? {
+            // A server creates the canary before it writes anything: data without a canary
+            // means someone deleted it, unless a server created both since our first look.
+            return match self.read_canary(c).await? {
+                Some(r) => r,
+                None => Err(OpenError::CanaryMissing),
+            };
+        }
         // SET NX then GET in one round trip: whoever created it first, we verify what is there.
         let r = c
             .pipeline(&[
@@ -375,6 +445,24 @@ impl<P: Pool> RedisFindexStore<P> {
         }
     }
 
+    /// The canary's verdict, `None` when there is no canary.
+    async fn read_canary(
+        &self,
+        c: &mut Client<P::Transport>,
+    ) -> Result<Option<Result<(), OpenError>>, OpenError> {
+        let r = c
+            .request(&[b"GET", CANARY_KEY])
+            .await
+            .map_err(OpenError::Unavailable)?;
+        match r {
+            Reply::Nil => Ok(None),
+            Reply::Bulk(v) if self.sealer.canary_matches(&v) => Ok(Some(Ok(()))),
+            Reply::Bulk(_) => Ok(Some(Err(OpenError::WrongSecret))),
+            r if r.is_error_code("LOADING") => Err(OpenError::Unavailable(ClientError::Loading)),
+            _ => Err(OpenError::Backend("unexpected reply reading the canary")),
+        }
+    }
+
     fn lease(&self) -> Lease<'_, P> {
         let mut client = self.pool.acquire();
         let scripts = Scripts {
@@ -388,16 +476,32 @@ impl<P: Pool> RedisFindexStore<P> {
         }
     }
 
+    /// Check an opened value against the newest version of that object seen before the request
+    /// (`before`), and remember it.
+    fn observe(&self, id: &[u8; 16], before: u64, s: &Stored) -> Result<(), StoreError> {
+        self.objects
+            .observe(id, before, version_in(s).0)
+            .map_err(|_| ROLLBACK)
+    }
+
     async fn read(&self, l: &mut Lease<'_, P>, uid: &str) -> Result<Option<Stored>, StoreError> {
         let key = self.sealer.object_key(uid);
+        let id = self.sealer.object_id(uid);
+        let before = self.objects.get(&id);
         match l
             .c()?
             .request(&[b"GET", &key])
             .await
             .map_err(|e| unavailable(&e))?
         {
+            // Absent after a version was seen: Redis deleted the key (as it may); an insert
+            // then continues after the version seen (`insert`).
             Reply::Nil => Ok(None),
-            Reply::Bulk(v) => self.sealer.open(uid, &v).map(Some).map_err(seal_err),
+            Reply::Bulk(v) => {
+                let s = self.sealer.open(uid, &v).map_err(seal_err)?;
+                self.observe(&id, before, &s)?;
+                Ok(Some(s))
+            }
             other => Err(reply_error(&other)),
         }
     }
@@ -421,9 +525,7 @@ impl<P: Pool> RedisFindexStore<P> {
             Some(Reply::Integer(1)) => Ok(Cas::Written),
             Some(Reply::Integer(0)) => Ok(Cas::Conflict),
             Some(Reply::Integer(-1)) => Ok(Cas::NotFound),
-            Some(Reply::Bulk(t)) => seal::version_of(&t)
-                .map(Cas::Tombstone)
-                .ok_or(StoreError::Corrupt("bad tombstone")),
+            Some(Reply::Bulk(t)) => Ok(Cas::Tombstone(t)),
             Some(other) => Err(reply_error(&other)),
             None => Err(StoreError::Unavailable("Redis connection lost")),
         }
@@ -506,6 +608,11 @@ impl<P: Pool> RedisFindexStore<P> {
             }
         }
         // Every chunk's MGET in one pipeline (one round trip).
+        let ids: Vec<Option<[u8; 16]>> = keys.iter().map(|k| seal::object_id_of_key(k)).collect();
+        let before: Vec<u64> = ids
+            .iter()
+            .map(|id| id.map_or(0, |id| self.objects.get(&id)))
+            .collect();
         let cmds: Vec<Command> = keys
             .chunks(MGET_CHUNK)
             .map(|chunk| {
@@ -525,13 +632,20 @@ impl<P: Pool> RedisFindexStore<P> {
             ));
         }
         let mut out = Vec::new();
-        for (r, chunk) in replies.into_iter().zip(keys.chunks(MGET_CHUNK)) {
+        let checks = ids.chunks(MGET_CHUNK).zip(before.chunks(MGET_CHUNK));
+        for ((r, chunk), (ids, before)) in
+            replies.into_iter().zip(keys.chunks(MGET_CHUNK)).zip(checks)
+        {
             let Reply::Array(vals) = r else {
                 return Err(reply_error(&r));
             };
-            for (v, k) in vals.into_iter().zip(chunk) {
+            for (((v, k), id), before) in vals.into_iter().zip(chunk).zip(ids).zip(before) {
                 let Reply::Bulk(v) = v else { continue };
-                if let Stored::Live(r, _) = self.sealer.open_at(k, &v).map_err(seal_err)? {
+                let s = self.sealer.open_at(k, &v).map_err(seal_err)?;
+                if let Some(id) = id {
+                    self.observe(id, *before, &s)?;
+                }
+                if let Stored::Live(r, _) = s {
                     out.push(r.uid.clone());
                 }
             }
@@ -546,28 +660,47 @@ impl<P: Pool> Store for RedisFindexStore<P> {
     async fn insert(&self, record: &Record) -> Result<Version, StoreError> {
         let mut l = self.lease();
         let kws: Vec<&String> = dedup(&record.keywords);
-        let mut version = Version(1);
+        let id = self.sealer.object_id(&record.uid);
+        // A uid this process has seen before (then Redis dropped its key) continues after the
+        // version seen, so that no older value of it can pass for the new one.
+        let first = |floor: u64| Version(floor.saturating_add(1).max(1));
+        let mut version = first(self.objects.get(&id));
         self.index(&mut l, Op::Insert, version, &record.uid, &kws)
             .await?;
         let mut expect = Vec::new();
         for _ in 0..8 {
             let value = self.sealer.seal(record, version).map_err(seal_err)?;
+            let before = self.objects.get(&id);
             match self.cas(&mut l, &record.uid, expect.clone(), value).await? {
-                Cas::Written => return Ok(version),
+                Cas::Written => {
+                    self.objects
+                        .observe(&id, 0, version.0)
+                        .map_err(|_| ROLLBACK)?;
+                    return Ok(version);
+                }
                 Cas::Conflict => return Err(StoreError::AlreadyExists),
                 Cas::NotFound => {
                     // The tombstone vanished between our two tries: start again from "absent".
                     expect = Vec::new();
-                    version = Version(1);
+                    version = first(self.objects.get(&id));
                 }
-                Cas::Tombstone(t) => {
-                    // Re-insert of a deleted uid: continue its version numbering so the old
-                    // incarnation's index entries stay obsolete.
-                    version = t;
+                Cas::Tombstone(raw) => {
+                    // Re-insert of a deleted uid: continue its version numbering after the
+                    // (authenticated) tombstone so the old incarnation's index entries stay
+                    // obsolete and its older values cannot pass for the new one.
+                    let s = self.sealer.open(&record.uid, &raw).map_err(seal_err)?;
+                    let Stored::Tombstone(t) = s else {
+                        return Err(StoreError::AlreadyExists);
+                    };
+                    self.observe(&id, before, &s)?;
+                    version = Version(
+                        t.0.checked_add(1)
+                            .ok_or(StoreError::Backend("version overflow"))?,
+                    );
                     self.index(&mut l, Op::Insert, version, &record.uid, &kws)
                         .await?;
                     expect = vec![b'T'];
-                    expect.extend_from_slice(&t.0.to_be_bytes());
+                    expect.extend_from_slice(&raw);
                 }
             }
         }
@@ -617,7 +750,10 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             )
             .await?
         {
-            Cas::Written => {}
+            Cas::Written => {
+                let id = self.sealer.object_id(&record.uid);
+                self.objects.observe(&id, 0, next.0).map_err(|_| ROLLBACK)?;
+            }
             Cas::Conflict => return Err(StoreError::Conflict),
             Cas::NotFound | Cas::Tombstone(_) => return Err(StoreError::NotFound),
         }
@@ -650,11 +786,14 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                 &mut l,
                 uid,
                 expected.0.to_be_bytes().to_vec(),
-                seal::tombstone(gone),
+                self.sealer.tombstone(&self.sealer.object_key(uid), gone),
             )
             .await?
         {
-            Cas::Written => {}
+            Cas::Written => {
+                let id = self.sealer.object_id(uid);
+                self.objects.observe(&id, 0, gone.0).map_err(|_| ROLLBACK)?;
+            }
             Cas::Conflict => return Err(StoreError::Conflict),
             Cas::NotFound | Cas::Tombstone(_) => return Err(StoreError::NotFound),
         }
@@ -690,12 +829,23 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                 return Ok(Vec::new());
             }
             let budget = smallest.max(SMALL_LIST_WORDS);
-            let mut chosen: Vec<_> = lists
+            let mut by_size: Vec<_> = lists
                 .iter()
                 .copied()
                 .filter(|l| l.words <= budget)
                 .collect();
-            chosen.dedup_by_key(|l| l.address);
+            by_size.sort_by_key(|l| (l.words, l.address));
+            by_size.dedup_by_key(|l| l.address);
+            // The smallest list is always read (over the read limit, Findex refuses the query);
+            // the other small ones only while the total stays within the limit.
+            let mut chosen = Vec::new();
+            let mut total = 0u64;
+            for l in by_size {
+                if chosen.is_empty() || total.saturating_add(l.words) <= self.max_read_words {
+                    total = total.saturating_add(l.words);
+                    chosen.push(l);
+                }
+            }
             self.findex
                 .read_lists(&mut mem, &chosen)
                 .await
@@ -716,6 +866,11 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             return Ok(Vec::new());
         }
         // Resolve: one MGET per chunk, all in one pipeline.
+        let ids: Vec<[u8; 16]> = candidates
+            .iter()
+            .map(|u| self.sealer.object_id(u))
+            .collect();
+        let before: Vec<u64> = ids.iter().map(|id| self.objects.get(id)).collect();
         let cmds: Vec<Command> = candidates
             .chunks(MGET_CHUNK)
             .map(|c| {
@@ -726,7 +881,12 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             .collect();
         let replies = l.c()?.pipeline(&cmds).await.map_err(|e| unavailable(&e))?;
         let mut out = Vec::new();
-        for (r, chunk) in replies.into_iter().zip(candidates.chunks(MGET_CHUNK)) {
+        let checks = ids.chunks(MGET_CHUNK).zip(before.chunks(MGET_CHUNK));
+        for ((r, chunk), (ids, before)) in replies
+            .into_iter()
+            .zip(candidates.chunks(MGET_CHUNK))
+            .zip(checks)
+        {
             let Reply::Array(vals) = r else {
                 return Err(reply_error(&r));
             };
@@ -735,9 +895,11 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                     "MGET answered the wrong number of values",
                 ));
             }
-            for (v, uid) in vals.into_iter().zip(chunk) {
+            for (((v, uid), id), before) in vals.into_iter().zip(chunk).zip(ids).zip(before) {
                 let Reply::Bulk(v) = v else { continue };
-                if let Stored::Live(rec, _) = self.sealer.open(uid, &v).map_err(seal_err)?
+                let s = self.sealer.open(uid, &v).map_err(seal_err)?;
+                self.observe(id, *before, &s)?;
+                if let Stored::Live(rec, _) = s
                     && all_of.iter().all(|k| rec.keywords.contains(k))
                 {
                     out.push(uid.clone());
@@ -745,6 +907,32 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             }
         }
         Ok(out)
+    }
+}
+
+/// True if the database holds an object or an index word (`SCAN MATCH kms:[of]:*`, stopping at
+/// the first key found; only run when the canary is missing).
+async fn holds_data<T: Transport>(c: &mut Client<T>) -> Result<bool, OpenError> {
+    let mut cursor = b"0".to_vec();
+    loop {
+        let r = c
+            .request(&[b"SCAN", &cursor, b"MATCH", b"kms:[of]:*", b"COUNT", b"1000"])
+            .await
+            .map_err(OpenError::Unavailable)?;
+        let Reply::Array(mut parts) = r else {
+            return Err(OpenError::Backend("unexpected SCAN reply"));
+        };
+        let (Some(Reply::Array(batch)), Some(Reply::Bulk(next))) = (parts.pop(), parts.pop())
+        else {
+            return Err(OpenError::Backend("unexpected SCAN reply"));
+        };
+        if !batch.is_empty() {
+            return Ok(true);
+        }
+        if next == b"0" {
+            return Ok(false);
+        }
+        cursor = next;
     }
 }
 

@@ -70,6 +70,10 @@ pub enum StoreError {
     /// The backend answered with data that does not authenticate or parse (tampering, wrong
     /// database secret, corruption).
     Corrupt(&'static str),
+    /// The backend answered with a state older than one this process has already seen (an
+    /// older version of a record, a deleted record brought back, a shortened index): a replay
+    /// by an untrusted backend. Retrying does not help; the backend's operator must be asked.
+    Rollback(&'static str),
     /// Any other backend failure.
     Backend(&'static str),
 }
@@ -82,6 +86,10 @@ impl fmt::Display for StoreError {
             StoreError::NotFound => f.write_str("object not found"),
             StoreError::Unavailable(m) => write!(f, "storage unavailable: {m}"),
             StoreError::Corrupt(m) => write!(f, "storage integrity error: {m}"),
+            StoreError::Rollback(m) => write!(
+                f,
+                "storage rollback detected: {m} (the database served an older state than this server has already seen)"
+            ),
             StoreError::Backend(m) => write!(f, "storage error: {m}"),
         }
     }

@@ -49,8 +49,9 @@ pub const WORD_LEN: usize = 32;
 pub type Word = [u8; WORD_LEN];
 /// A 16-byte address token: what the memory sees instead of an address.
 pub type Token = [u8; 16];
-/// Longest list we accept, in value words (a header announcing more is treated as corrupt).
-pub const MAX_LIST_WORDS: u64 = 1 << 20;
+/// Default of [`Findex::with_max_read_words`]: most value words one search reads (32 MiB of
+/// words). Lists themselves have no length limit: an append never reads value words.
+pub const MAX_READ_WORDS: u64 = 1 << 20;
 /// Attempts of the lock-free append loop before giving up with [`FindexError::Contention`].
 pub const MAX_ATTEMPTS: usize = 10_000;
 
@@ -65,6 +66,8 @@ pub enum FindexError<E> {
     EntryTooLong,
     /// Too many retries of the append loop.
     Contention,
+    /// The lists to read hold more words than the read limit ([`Findex::with_max_read_words`]).
+    TooLarge,
 }
 
 impl<E: fmt::Display> fmt::Display for FindexError<E> {
@@ -74,6 +77,7 @@ impl<E: fmt::Display> fmt::Display for FindexError<E> {
             FindexError::Corrupt(m) => write!(f, "index corrupt: {m}"),
             FindexError::EntryTooLong => f.write_str("index entry too long"),
             FindexError::Contention => f.write_str("index contention: too many retries"),
+            FindexError::TooLarge => f.write_str("index lists too long to read"),
         }
     }
 }
@@ -85,6 +89,7 @@ pub struct Findex {
     keyword_key: Key32,
     token: Aes256,
     xts: Xts128<Aes256>,
+    max_read_words: u64,
 }
 
 impl fmt::Debug for Findex {
@@ -118,7 +123,15 @@ impl Findex {
             keyword_key: Key32(kw),
             token,
             xts,
+            max_read_words: MAX_READ_WORDS,
         }
+    }
+
+    /// Set the most value words one [`Findex::read_lists`] reads ([`MAX_READ_WORDS`] by
+    /// default; tests lower it). Appends are not limited.
+    pub fn with_max_read_words(mut self, words: u64) -> Self {
+        self.max_read_words = words;
+        self
     }
 
     /// Address of a keyword's header word.
@@ -160,11 +173,7 @@ impl Findex {
         }
         let mut c = [0u8; 8];
         c.copy_from_slice(&w[..8]);
-        let n = u64::from_be_bytes(c);
-        if n > MAX_LIST_WORDS {
-            return Err(FindexError::Corrupt("index list too long"));
-        }
-        Ok(n)
+        Ok(u64::from_be_bytes(c))
     }
 
     /// Append entries to the lists of their keywords (lock-free, one guarded write per keyword,
@@ -201,10 +210,11 @@ impl Findex {
             let mut writes = Vec::with_capacity(pending.len());
             for ((addr, tok, words), old) in pending.iter().zip(seen.iter()) {
                 let n = self.header_count(tok, old.as_ref())?;
+                // No length limit: appending reads no value word, whatever the list's size, so
+                // a list one user fills never blocks the appends of others (issue 12 #6).
                 let new_n = n
                     .checked_add(words.len() as u64)
-                    .filter(|c| *c <= MAX_LIST_WORDS)
-                    .ok_or(FindexError::Corrupt("index list too long"))?;
+                    .ok_or(FindexError::Corrupt("index list count overflows"))?;
                 let mut bindings = Vec::with_capacity(words.len() + 1);
                 for (i, w) in words.iter().enumerate() {
                     let a = addr
@@ -299,8 +309,8 @@ impl Findex {
         let total = lists
             .iter()
             .try_fold(0u64, |acc, l| acc.checked_add(l.words));
-        if total.is_none_or(|t| t > MAX_LIST_WORDS) {
-            return Err(FindexError::Corrupt("index lists too long"));
+        if total.is_none_or(|t| t > self.max_read_words) {
+            return Err(FindexError::TooLarge);
         }
         let mut value_tokens = Vec::new();
         for l in lists {
