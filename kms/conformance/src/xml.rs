@@ -1,7 +1,7 @@
 //! The OASIS test-case files: KMIP's XML encoding (KMIP 2.1 profiles §5.4 "XML Encoding") read
 //! into a raw tree that keeps the placeholders (`$UNIQUE_IDENTIFIER_0`, `$NOW-3600`, …) the
-//! test cases use. Values are interpreted only when a request is sent ([`crate::resolve`]) or
-//! a response compared ([`crate::compare`]).
+//! test cases use. Values are interpreted only when a request is sent ([`mod@crate::resolve`]) or
+//! a response compared ([`mod@crate::compare`]).
 
 use std::fmt;
 
