@@ -112,7 +112,11 @@ impl CcBlob {
         if raw.magic.get() != CC_BLOB_MAGIC {
             return Err(CcBlobError::BadMagic(raw.magic.get()));
         }
-        check_page(raw.secrets_phys.get(), raw.secrets_len.get(), "secrets page")?;
+        check_page(
+            raw.secrets_phys.get(),
+            raw.secrets_len.get(),
+            "secrets page",
+        )?;
         check_page(raw.cpuid_phys.get(), raw.cpuid_len.get(), "CPUID page")?;
         Ok(Self {
             version: raw.version.get(),

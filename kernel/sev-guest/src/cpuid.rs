@@ -23,7 +23,9 @@ pub const MAX_ENTRIES: usize = 64;
 
 /// One entry (56860 Table 14).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 pub struct CpuidFunction {
     /// 00h `EAX_IN`: the leaf.
     pub eax_in: U32,
@@ -263,7 +265,10 @@ pub(crate) mod tests {
         assert_eq!(c.get(0x7, 1, 0, 0).unwrap().eax, 0x10);
         assert_eq!(
             c.get(0x7, 2, 0, 0),
-            Err(CpuidError::LeafAbsent { leaf: 7, subleaf: 2 })
+            Err(CpuidError::LeafAbsent {
+                leaf: 7,
+                subleaf: 2
+            })
         );
         assert_eq!(c.get(0xD, 0, 0x7, 0).unwrap().ebx, 0x340);
         assert_eq!(c.get(0xD, 0, 0x1, 0).unwrap().ebx, 0x240);
@@ -287,7 +292,10 @@ pub(crate) mod tests {
     fn malformed_pages() {
         let mut bytes = page(&[]);
         bytes[0] = 65;
-        assert!(matches!(Cpuid::parse(&bytes), Err(CpuidError::BadCount(65))));
+        assert!(matches!(
+            Cpuid::parse(&bytes),
+            Err(CpuidError::BadCount(65))
+        ));
         let mut bytes = page(&[]);
         bytes[8] = 1;
         assert!(matches!(Cpuid::parse(&bytes), Err(CpuidError::Reserved)));

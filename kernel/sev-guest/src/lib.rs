@@ -43,6 +43,8 @@ pub mod session;
 
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod tests;
 
 use core::fmt;
 
@@ -69,7 +71,8 @@ pub trait Vmgexit {
 
     /// PVALIDATE the page at `gpa` (validate or rescind). The kernel maps rFLAGS.CF = 1 ("not
     /// updated") to [`PvalidateError::NoUpdate`].
-    fn pvalidate(&mut self, gpa: u64, size: PageSize, validate: bool) -> Result<(), PvalidateError>;
+    fn pvalidate(&mut self, gpa: u64, size: PageSize, validate: bool)
+    -> Result<(), PvalidateError>;
 
     /// Copy out of shared memory at `gpa` (mapped C=0). The kernel refuses any range outside
     /// its shared pool.

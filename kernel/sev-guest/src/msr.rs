@@ -297,7 +297,10 @@ pub fn parse_psc_request(value: u64) -> Option<(u64, PageOp)> {
     if value & INFO_MASK != u64::from(info::PSC_REQ) || value >> 56 != 0 {
         return None;
     }
-    Some(((value >> 12) & GFN_40, PageOp::from_bits((value >> 52) & 0xF)?))
+    Some((
+        (value >> 12) & GFN_40,
+        PageOp::from_bits((value >> 52) & 0xF)?,
+    ))
 }
 
 /// Checks a page-state change response (`0x015`, `[63:32]` error code, 0 = success).
@@ -428,10 +431,7 @@ mod tests {
             future.negotiate(),
             Err(MsrProtocolError::ProtocolVersion { min: 3, max: 9 })
         ));
-        let bad = SevInfo {
-            cbit: 12,
-            ..i
-        };
+        let bad = SevInfo { cbit: 12, ..i };
         assert_eq!(bad.negotiate(), Err(MsrProtocolError::CbitOutOfRange(12)));
         assert_eq!(
             SevInfo::parse(v | 0x1000),
@@ -513,7 +513,10 @@ mod tests {
     #[test]
     fn terminate() {
         assert_eq!(terminate_request(TerminateReason::General), 0x100);
-        assert_eq!(terminate_request(TerminateReason::ProtocolVersion), 0x2_0100);
+        assert_eq!(
+            terminate_request(TerminateReason::ProtocolVersion),
+            0x2_0100
+        );
         let v = terminate_request(TerminateReason::Kms(KmsReason::VcNested));
         assert_eq!(v, 0x09_C100);
         assert_eq!(parse_terminate_request(v), Some((0xC, 0x09)));

@@ -338,10 +338,7 @@ mod tests {
             IoioInfo::decode(1 << 40 | 0x90),
             Err(IoioDecodeError::Reserved)
         );
-        assert_eq!(
-            IoioInfo::decode(0x0000_1890),
-            Err(IoioDecodeError::Segment)
-        );
+        assert_eq!(IoioInfo::decode(0x0000_1890), Err(IoioDecodeError::Segment));
         assert_eq!(IoSize::B16.bytes(), 2);
         assert_eq!(IoSize::B16.mask(), 0xFFFF);
     }

@@ -169,9 +169,7 @@ impl SharedPool {
         if pages == 0 {
             return Err(PoolError::ZeroSize.into());
         }
-        let start = self
-            .find_run(pages)
-            .ok_or(PoolError::Exhausted { pages })?;
+        let start = self.find_run(pages).ok_or(PoolError::Exhausted { pages })?;
         let to_share: Vec<usize> = (start..start + pages)
             .filter(|i| self.state.get(*i) == Some(&PageState::Private))
             .collect();

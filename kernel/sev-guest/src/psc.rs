@@ -195,10 +195,7 @@ pub fn write_descriptor(
         reserved: 0,
     };
     hdr.write(buf);
-    for (slot, e) in buf[HEADER..]
-        .chunks_exact_mut(8)
-        .zip(entries.iter())
-    {
+    for (slot, e) in buf[HEADER..].chunks_exact_mut(8).zip(entries.iter()) {
         slot.copy_from_slice(&e.encode()?.to_le_bytes());
     }
     Ok(hdr)
@@ -257,18 +254,23 @@ mod tests {
     #[test]
     fn descriptor_and_progress() {
         let mut buf = [0xEEu8; SHARED_BUFFER_SIZE];
-        let entries: [PscEntry; 3] = core::array::from_fn(|i| {
-            PscEntry::page(0x100 + i as u64, PageOp::Shared)
-        });
+        let entries: [PscEntry; 3] =
+            core::array::from_fn(|i| PscEntry::page(0x100 + i as u64, PageOp::Shared));
         let hdr = write_descriptor(&mut buf, 0, &entries).unwrap();
         assert_eq!(buf[..8], [0, 0, 2, 0, 0, 0, 0, 0]);
         assert_eq!(read_entry(&buf, 1), Some(entries[1].encode().unwrap()));
         assert_eq!(PscHeader::read(&buf), hdr);
         assert_eq!(read_entry(&buf, PSC_MAX_ENTRIES + 1), None);
         // Partial progress, then completion.
-        let mid = PscHeader { cur_entry: 2, ..hdr };
+        let mid = PscHeader {
+            cur_entry: 2,
+            ..hdr
+        };
         assert_eq!(check_progress(hdr, mid), Ok(2));
-        let done = PscHeader { cur_entry: 3, ..hdr };
+        let done = PscHeader {
+            cur_entry: 3,
+            ..hdr
+        };
         assert_eq!(check_progress(mid, done), Ok(3));
         // Backwards, stalled, tampered.
         assert_eq!(
@@ -297,7 +299,10 @@ mod tests {
             ..hdr
         };
         assert_eq!(check_progress(hdr, rsv), Err(PscError::HeaderTampered));
-        let past = PscHeader { cur_entry: 7, ..hdr };
+        let past = PscHeader {
+            cur_entry: 7,
+            ..hdr
+        };
         assert_eq!(check_progress(hdr, past), Err(PscError::HeaderTampered));
         assert_eq!(
             write_descriptor(&mut buf, 0, &[]),

@@ -122,10 +122,7 @@ impl<H: Vmgexit> GhcbSession<H> {
         let gfn = gpa >> 12;
         hv.pvalidate(gpa, PageSize::Size4K, false)?;
         msr::parse_psc_response(hv.msr_protocol(msr::psc_request(gfn, PageOp::Shared)?))?;
-        msr::parse_register_ghcb_response(
-            hv.msr_protocol(msr::register_ghcb_request(gfn)?),
-            gfn,
-        )?;
+        msr::parse_register_ghcb_response(hv.msr_protocol(msr::register_ghcb_request(gfn)?), gfn)?;
         Ok(Self {
             hv,
             ghcb: Box::new(Ghcb::new()),
