@@ -96,7 +96,7 @@ pub struct CcBlob {
 }
 
 fn check_page(gpa: u64, len: u32, what: &'static str) -> Result<(), CcBlobError> {
-    if gpa == 0 || gpa % 4096 != 0 {
+    if gpa == 0 || !gpa.is_multiple_of(4096) {
         return Err(CcBlobError::BadAddress(what));
     }
     if len != 4096 {

@@ -462,7 +462,7 @@ impl Vmgexit for FakeHv {
         if let Some(e) = self.inject.pvalidate.take() {
             return Err(e);
         }
-        if size != PageSize::Size4K || gpa % 4096 != 0 {
+        if size != PageSize::Size4K || !gpa.is_multiple_of(4096) {
             return Err(PvalidateError::FailInput);
         }
         let Some(r) = self.rmp.get_mut(&(gpa >> 12)) else {

@@ -465,8 +465,8 @@ mod tests {
 
     #[test]
     fn register_ghcb() {
-        assert_eq!(register_ghcb_request(0x1234), Ok(0x1234_012));
-        assert_eq!(parse_register_ghcb_response(0x1234_013, 0x1234), Ok(()));
+        assert_eq!(register_ghcb_request(0x1234), Ok(0x0123_4012));
+        assert_eq!(parse_register_ghcb_response(0x0123_4013, 0x1234), Ok(()));
         // KVM answers all ones in GHCBData on failure.
         assert_eq!(
             parse_register_ghcb_response(0xFFFF_FFFF_FFFF_F013, 0x1234),

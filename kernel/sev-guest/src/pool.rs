@@ -111,7 +111,7 @@ impl SharedPool {
         let bytes = (pages as u64)
             .checked_mul(PAGE)
             .ok_or(PoolError::BadRegion)?;
-        if pages == 0 || base_gpa % PAGE != 0 || base_gpa.checked_add(bytes).is_none() {
+        if pages == 0 || !base_gpa.is_multiple_of(PAGE) || base_gpa.checked_add(bytes).is_none() {
             return Err(PoolError::BadRegion);
         }
         Ok(Self {
