@@ -182,7 +182,9 @@ impl<H: Vmgexit> GhcbSession<H> {
         self.ghcb.set(GhcbField::SwExitInfo2, info2);
         fill(&mut self.ghcb);
         self.hv.exit(&mut self.ghcb);
-        // KVM leaves SW_EXITINFO1/2 unmarked when it answers 0; an unmarked field reads as 0.
+        // SW_EXITINFO1/2 are read whether or not the hypervisor marked them valid (as Linux's
+        // `verify_exception_info` does): an unanswered exit still holds the guest's own
+        // values, which decode as an error for every exit whose SW_EXITINFO1 is not zero.
         let r1 = self.ghcb.page().sw_exit_info_1.get();
         let r2 = self.ghcb.page().sw_exit_info_2.get();
         nae::check_response(r1, r2)
