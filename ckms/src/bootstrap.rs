@@ -568,7 +568,7 @@ pub fn sign_csr(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use der::asn1::{Ia5String, OctetString};
     use p256::pkcs8::EncodePrivateKey;
@@ -577,7 +577,7 @@ mod tests {
     use x509_cert::request::RequestBuilder;
 
     /// A self-signed P-256 CA: (certificate PEM, PKCS#8 key PEM).
-    fn ca() -> (String, String) {
+    pub(crate) fn ca() -> (String, String) {
         struct Root(Name);
         impl BuilderProfile for Root {
             fn get_issuer(&self, _: &Name) -> Name {

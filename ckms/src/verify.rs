@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use crate::cmd::{Ctx, Output};
 use crate::error::CliError;
 use crate::http::{self, ClientIdentity, HttpClient, HttpError};
-use crate::pinned::{CAPTURED, CaptureVerifier, PinnedKeyVerifier, RecordingVerifier, spki_of};
+use crate::pinned::{CAPTURED, CaptureVerifier, PinnedKeyVerifier, spki_of};
 
 /// What the verifier expects of the server.
 #[derive(Debug, Clone)]
@@ -742,8 +742,17 @@ fn quote_summary(r: &VerifiedReport) -> String {
     )
 }
 
-/// Connects with CA verification and returns the server's leaf certificate.
+/// Connects with CA verification and returns the server's leaf certificate, taken from the completed
+/// handshake: a server that presents the genuine certificate without holding its key fails here.
 fn api_leaf(ctx: &Ctx, url: &str, ca: &Path) -> Result<Vec<u8>, CliError> {
+    api_leaf_with(url, ca, identity(ctx)?)
+}
+
+fn api_leaf_with(
+    url: &str,
+    ca: &Path,
+    identity: Option<ClientIdentity>,
+) -> Result<Vec<u8>, CliError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in http::load_certs(ca)? {
         roots.add(c).map_err(|e| HttpError::Tls(e.to_string()))?;
@@ -754,18 +763,9 @@ fn api_leaf(ctx: &Ctx, url: &str, ca: &Path) -> Result<Vec<u8>, CliError> {
     )
     .build()
     .map_err(|e| HttpError::Tls(e.to_string()))?;
-    let recorder = Arc::new(RecordingVerifier::new(webpki));
-    let tls = http::client_config_with_verifier(recorder.clone(), identity(ctx)?)?;
+    let tls = http::client_config_with_verifier(webpki, identity)?;
     let mut client = HttpClient::new(url, tls)?;
-    // Any answer will do (even 401 without a client certificate): the handshake verified the chain.
-    let result = client.get("/version");
-    match recorder.take() {
-        Some(leaf) => Ok(leaf),
-        None => Err(result.err().map_or_else(
-            || CliError::Response("no server certificate".into()),
-            CliError::from,
-        )),
-    }
+    Ok(client.handshake()?)
 }
 
 #[cfg(test)]
@@ -1042,6 +1042,102 @@ mod tests {
             strict.load(),
             Err(CliError::Usage(m)) if m.contains("snp.policy") && m.contains("allow_debug")
         ));
+    }
+
+    /// A one-connection TLS server on 127.0.0.1 presenting `chain_pem` and signing the handshake with
+    /// `key` (which need not be the certificate's key). Returns its URL.
+    fn tls_server(chain_pem: &str, key: &p256::ecdsa::SigningKey) -> String {
+        use p256::pkcs8::EncodePrivateKey;
+        use rustls::server::{ClientHello, ResolvesServerCert};
+        use rustls::sign::CertifiedKey;
+        #[derive(Debug)]
+        struct Fixed(Arc<CertifiedKey>);
+        impl ResolvesServerCert for Fixed {
+            fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+                Some(self.0.clone())
+            }
+        }
+        let chain: Vec<_> = x509_cert::Certificate::load_pem_chain(chain_pem.as_bytes())
+            .expect("chain")
+            .iter()
+            .map(|c| rustls_pki_types::CertificateDer::from(der::Encode::to_der(c).expect("der")))
+            .collect();
+        let der = key.to_pkcs8_der().expect("pkcs8");
+        let signer = http::provider()
+            .key_provider
+            .load_private_key(rustls_pki_types::PrivateKeyDer::Pkcs8(
+                der.as_bytes().to_vec().into(),
+            ))
+            .expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(http::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Fixed(Arc::new(CertifiedKey::new(chain, signer)))));
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            if let Ok((tcp, _)) = listener.accept() {
+                let conn = rustls::ServerConnection::new(config).expect("conn");
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = [0u8; 512];
+                if std::io::Read::read(&mut s, &mut buf).is_ok() {
+                    let _ = std::io::Write::write_all(
+                        &mut s,
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+                    );
+                }
+            }
+        });
+        format!("https://localhost:{port}")
+    }
+
+    /// Issue 12 #4: the API leaf comes only from a completed handshake. A server presenting the
+    /// genuine (CA-issued) chain but holding another key fails, where the leaf used to be recorded
+    /// before CertificateVerify and used anyway.
+    #[test]
+    fn api_leaf_needs_a_server_holding_the_key() {
+        use x509_cert::builder::Builder;
+        use x509_cert::ext::pkix::SubjectAltName;
+        use x509_cert::ext::pkix::name::GeneralName;
+        let (ca_pem, ca_key) = crate::bootstrap::tests::ca();
+        let key = p256::ecdsa::SigningKey::from_slice(&[0x31; 32]).expect("key");
+        let mut b = x509_cert::request::RequestBuilder::new("CN=localhost".parse().expect("name"))
+            .expect("builder");
+        b.add_extension(&SubjectAltName(vec![GeneralName::DnsName(
+            der::asn1::Ia5String::new("localhost").expect("dns"),
+        )]))
+        .expect("san");
+        let csr = der::EncodePem::to_pem(
+            &b.build::<_, p256::ecdsa::DerSignature>(&key).expect("csr"),
+            der::pem::LineEnding::LF,
+        )
+        .expect("pem");
+        let chain = crate::bootstrap::sign_csr(&csr, ca_pem.as_bytes(), ca_key.as_bytes(), 1)
+            .expect("sign");
+        let dir = tempfile::tempdir().expect("dir");
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, &ca_pem).expect("write");
+
+        // The genuine server: the leaf is returned.
+        let leaf = api_leaf_with(&tls_server(&chain, &key), &ca_path, None).expect("genuine");
+        assert_eq!(
+            crate::pinned::spki_of(&leaf),
+            crate::pinned::spki_of(
+                &der::Encode::to_der(
+                    &x509_cert::Certificate::load_pem_chain(chain.as_bytes()).expect("chain")[0]
+                )
+                .expect("der")
+            )
+        );
+        // The same chain, another key: no leaf.
+        let other = p256::ecdsa::SigningKey::from_slice(&[0x32; 32]).expect("key");
+        let e = api_leaf_with(&tls_server(&chain, &other), &ca_path, None).unwrap_err();
+        assert!(
+            matches!(&e, CliError::Http(HttpError::Io(_) | HttpError::Tls(_))),
+            "{e}"
+        );
     }
 
     #[test]

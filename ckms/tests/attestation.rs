@@ -387,7 +387,13 @@ fn emulator_report_below_the_tcb_floor_or_revoked_fails() {
         platform_info: 1,
         report_id: [1; 32],
     };
-    let psp = Psp::new(chain, launch, Zeroizing::new([1; 32]), Zeroizing::new([2; 32])).unwrap();
+    let psp = Psp::new(
+        chain,
+        launch,
+        Zeroizing::new([1; 32]),
+        Zeroizing::new([2; 32]),
+    )
+    .unwrap();
     let report = psp.report(&[0; 64], 0).unwrap().to_bytes();
     let report_path = dir.path().join("report.bin");
     std::fs::write(&report_path, report).unwrap();
@@ -432,7 +438,11 @@ fn emulator_report_below_the_tcb_floor_or_revoked_fails() {
         .as_secs();
     for (name, revoked, expect) in [
         ("ask.crl", ask_serial.clone(), Some("revokes the ASK/ASVK")),
-        ("vcek.crl", vcek_serial.clone(), Some("revokes the VCEK/VLEK")),
+        (
+            "vcek.crl",
+            vcek_serial.clone(),
+            Some("revokes the VCEK/VLEK"),
+        ),
         ("other.crl", vec![0x55, 0x55], None),
     ] {
         let crl = ca.crl(&[&revoked], now - 3600, now + 86_400).unwrap();
