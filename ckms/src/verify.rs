@@ -5,14 +5,17 @@
 //! 1. the SNP quote parses (report ‖ certificate table, `attest::ratls`);
 //! 2. the VCEK chain: the quote's ASK (and ARK) anchored at AMD's built-in roots, AMD's built-in chain of the
 //!    report's product, or only the `--trust-root` given explicitly (e.g. the emulator's test ARK);
-//! 3. `attest::verify::verify_snp_report`: the chain, VCEK TCB/chip id, the report signature, debug off, and
-//!    the **expected measurement** (from `--manifest` or `--expected-measurement`; there is no way to skip it);
+//! 3. `attest::verify::verify_snp_report`: the chain (validity periods, `--amd-crl`), VCEK TCB/chip id, the
+//!    report signature, the [`Policy`] (guest policy bits, firmware version, VMPL 0, per-product minimum
+//!    reported/committed/launch TCB; [`PolicyOverrides`] from the manifest's `snp.policy`/`snp.min_tcb` and
+//!    the command line), and the **expected measurement** (from `--manifest` or `--expected-measurement`;
+//!    there is no way to skip it);
 //! 4. report_data[0..32] = SHA-256 of the certificate's uncompressed P-256 public key (the key is bound);
 //! 5. report_data[32..64] = zeros in a certificate, the verifier's fresh random nonce in `/attestation`
 //!    (a replayed or stale report fails).
 //!
 //! `ckms verify` then also checks the API certificate chain against `--ca-cert` (WebPKI rules, by a normal
-//! TLS handshake), and, when the API certificate has no quote, that the RA-TLS port's certificate carries the
+//! TLS handshake, the leaf taken only once the handshake completed), and, when the API certificate has no quote, that the RA-TLS port's certificate carries the
 //! same public key.
 
 use std::fmt;
