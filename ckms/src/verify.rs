@@ -116,7 +116,7 @@ pub struct PolicyArgs {
     /// Require the guest policy's SINGLE_SOCKET bit (bit 20). Default: not required.
     #[arg(long)]
     pub require_single_socket: bool,
-    /// An AMD CRL file (DER or PEM, e.g. from https://kdsintf.amd.com/vcek/v1/Milan/crl), signed by the
+    /// An AMD CRL file (DER or PEM, e.g. from <https://kdsintf.amd.com/vcek/v1/Milan/crl>), signed by the
     /// chain's ARK: verification fails if it revokes the ASK or the VCEK, or is not current.
     #[arg(long, value_name = "FILE")]
     pub amd_crl: Option<PathBuf>,
