@@ -51,16 +51,17 @@
 //! # Verification
 //!
 //! With feature `std`, `attest::verify::verify_snp_report(report, vcek_der, chain, &policy)`
-//! checks the chain to a built-in AMD root (or an explicitly given test root), the VCEK's TCB and
-//! hwID extensions, the report signature and the policy (debug, minimum TCB, measurement,
-//! report_data).
+//! checks the chain to a built-in AMD root (or an explicitly given test root), the certificates'
+//! validity periods at the verifier's clock and optionally an AMD CRL, the VCEK's TCB and hwID
+//! extensions, the report signature and the policy (guest policy bits, firmware version, VMPL,
+//! per-product minimum reported/committed/launch TCB, measurement, report_data).
 //!
 //! # Not done here
 //!
 //! No I/O: fetching certificates from AMD's KDS or collateral from Intel's PCS, talking to
 //! `/dev/sev-guest` or the GHCB, and TDX guest calls belong to the callers. SEV and SEV-ES
-//! (non-SNP) digests and SVSM launches are not computed; AMD certificate validity dates and
-//! CRLs are not checked.
+//! (non-SNP) digests and SVSM launches are not computed; CRLs are not fetched (the caller passes
+//! an offline AMD CRL file to `Policy::amd_crl`).
 #![no_std]
 #![forbid(unsafe_code)]
 

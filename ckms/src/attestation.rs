@@ -35,10 +35,13 @@ Example:\n  ckms attestation measure --firmware OVMF.fd --kernel kms.efi --cmdli
     Measure(MeasureArgs),
     /// Verify an SEV-SNP attestation report: chain, signature, TCB, chip id, policy, measurement.
     #[command(long_about = "Verify an SEV-SNP attestation report.\n\n\
-Checks, in order: report format; the chain ARK -> ASK -> VCEK (AMD's built-in roots, or --trust-root); \
-the VCEK's TCB and hwID against the report; the report signature; debug disabled (unless \
---allow-debug); the expected measurement; the expected report_data. Exits non-zero naming the \
-first check that fails.\n\n\
+Checks, in order: report format; the chain ARK -> ASK -> VCEK (AMD's built-in roots, or --trust-root), \
+each certificate valid now, and none revoked by --amd-crl if given; the VCEK's TCB and hwID against the \
+report; the report signature; the guest policy (DEBUG off unless --allow-debug, MIGRATE_MA off, SMT off \
+with --forbid-smt, SINGLE_SOCKET with --require-single-socket); firmware current and committed >= \
+--min-abi (1.51); VMPL 0; reported, committed and launch TCB >= the product's floor (--min-tcb); \
+the expected measurement; the expected report_data. Exits non-zero naming the first check that fails \
+with the expected and the actual value.\n\n\
 Examples:\n  ckms attestation verify-report --report report.bin --vcek vcek.der --product milan \\\n      --expected-measurement <96 hex digits>\n  \
 ckms attestation verify-report --report quote.bin --chain cert_chain --trust-root ark.pem \\\n      --expected-measurement <hex> --report-data <128 hex digits>")]
     VerifyReport(VerifyArgs),
@@ -101,6 +104,9 @@ pub struct VerifyArgs {
     /// Trust this root (PEM or DER) instead of AMD's, e.g. the snp-emu test ARK. Never implied.
     #[arg(long, value_name = "ARK.pem", conflicts_with = "product")]
     pub trust_root: Option<PathBuf>,
+    /// Policy: minimum TCB and firmware, SMT, single socket, AMD CRL.
+    #[command(flatten)]
+    pub policy: crate::verify::PolicyArgs,
 }
 
 /// Runs an attestation subcommand.
@@ -255,7 +261,10 @@ pub fn verify_report(a: &VerifyArgs) -> Result<Output, CliError> {
         }
     };
     let measurement: [u8; 48] = parse_hex(&a.expected_measurement, "--expected-measurement")?;
-    let mut policy = Policy::new(measurement).allow_debug(a.allow_debug);
+    let mut policy = a
+        .policy
+        .load()?
+        .apply(Policy::new(measurement).allow_debug(a.allow_debug));
     if let Some(rd) = &a.report_data {
         policy = policy.report_data(parse_hex::<64>(rd, "--report-data")?);
     }
@@ -371,6 +380,9 @@ fn describe(e: &VerifyError) -> String {
     match e {
         VerifyError::UntrustedRoot => {
             format!("{e}; a test root such as snp-emu's is accepted only with --trust-root")
+        }
+        VerifyError::TcbTooOld { .. } | VerifyError::AbiTooOld { .. } => {
+            format!("{e} (change the floor with --min-tcb / --min-abi)")
         }
         _ => e.to_string(),
     }

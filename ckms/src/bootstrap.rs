@@ -288,8 +288,23 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
 
     // 4. Certificate.
     let chain_pem = match (&a.cert_in, &a.csr_out) {
-        (Some(path), _) => String::from_utf8(read_file(path)?)
-            .map_err(|_| CliError::Usage(format!("{}: not PEM text", path.display())))?,
+        (Some(path), _) => {
+            let pem = String::from_utf8(read_file(path)?)
+                .map_err(|_| CliError::Usage(format!("{}: not PEM text", path.display())))?;
+            // The CA's leaf must certify the attested key.
+            let leaf_spki = kms::x509::pem_chain_der(pem.as_bytes())
+                .ok()
+                .and_then(|c| c.first().and_then(|l| crate::pinned::spki_of(l)))
+                .ok_or_else(|| {
+                    CliError::Usage(format!("{}: no PEM certificate", path.display()))
+                })?;
+            check_spki_is_attested(
+                &leaf_spki,
+                &attested.spki_der,
+                "the --cert-in leaf certificate's key",
+            )?;
+            pem
+        }
         (None, csr_out) => {
             let subject = a
                 .subject
@@ -306,6 +321,7 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
                 .ok_or_else(|| CliError::Response("/csr: no csr_pem".into()))?
                 .to_owned();
             if let Some(out) = csr_out {
+                check_csr_key(&csr_pem, &attested.spki_der)?;
                 write_file(out, csr_pem.as_bytes())?;
                 steps.push(format!("CSR written to {}", out.display()));
                 let human = format!(
@@ -317,6 +333,8 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
                     json!({"steps": steps, "csr_pem": csr_pem}),
                 ));
             }
+            check_csr_key(&csr_pem, &attested.spki_der)?;
+            steps.push("CSR key = the attested key (SubjectPublicKeyInfo, P-256)".to_owned());
             let (ca_cert, ca_key) = match (&ctx.settings.ca_cert, &a.ca_key) {
                 (Some(c), Some(k)) => (c, k),
                 _ => {
@@ -482,6 +500,48 @@ fn requested_extensions(csr: &CertReq) -> Result<Vec<Extension>, CliError> {
     Ok(out)
 }
 
+/// id-ecPublicKey (RFC 5480).
+const OID_EC_PUBLIC_KEY: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+/// prime256v1 / secp256r1 (RFC 5480).
+const OID_PRIME256V1: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+
+/// Checks that a DER SubjectPublicKeyInfo is an id-ecPublicKey on prime256v1 (the OIDs, not only
+/// the key bytes) and byte-equal to `attested_spki`.
+pub fn check_spki_is_attested(
+    spki_der: &[u8],
+    attested_spki: &[u8],
+    what: &'static str,
+) -> Result<(), CliError> {
+    let spki = spki::SubjectPublicKeyInfoRef::from_der(spki_der)
+        .map_err(|_| CliError::NotAttestedKey { what })?;
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok());
+    if spki.algorithm.oid != OID_EC_PUBLIC_KEY
+        || curve != Some(OID_PRIME256V1)
+        || spki_der != attested_spki
+    {
+        return Err(CliError::NotAttestedKey { what });
+    }
+    Ok(())
+}
+
+/// Checks, before it is signed or handed to a CA, that a PEM CSR asks to certify the attested key.
+pub fn check_csr_key(csr_pem: &str, attested_spki: &[u8]) -> Result<(), CliError> {
+    let csr = CertReq::from_pem(csr_pem.as_bytes())
+        .map_err(|_| CliError::Response("the CSR does not parse".into()))?;
+    let spki = csr
+        .info
+        .public_key
+        .to_der()
+        .map_err(|_| CliError::Response("CSR key".into()))?;
+    check_spki_is_attested(&spki, attested_spki, "the CSR's key")
+}
+
 /// Signs a PEM CSR with a local P-256 CA; returns the chain PEM (leaf then CA certificate).
 pub fn sign_csr(
     csr_pem: &str,
@@ -568,7 +628,7 @@ pub fn sign_csr(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use der::asn1::{Ia5String, OctetString};
     use p256::pkcs8::EncodePrivateKey;
@@ -577,7 +637,7 @@ mod tests {
     use x509_cert::request::RequestBuilder;
 
     /// A self-signed P-256 CA: (certificate PEM, PKCS#8 key PEM).
-    fn ca() -> (String, String) {
+    pub(crate) fn ca() -> (String, String) {
         struct Root(Name);
         impl BuilderProfile for Root {
             fn get_issuer(&self, _: &Name) -> Name {
@@ -667,6 +727,51 @@ mod tests {
         let sig = p256::ecdsa::DerSignature::from_bytes(leaf.signature().raw_bytes()).unwrap();
         signature::Verifier::verify(&vk, &leaf.tbs_certificate().to_der().unwrap(), &sig).unwrap();
         assert!(chain.ends_with(&ca_pem), "chain = leaf then CA");
+    }
+
+    /// Issue 12 (low): the CSR must carry the attested key, compared as a whole SPKI: the same key
+    /// bytes under another curve OID are refused too.
+    #[test]
+    fn csr_key_must_be_the_attested_key() {
+        let attested = p256::ecdsa::SigningKey::from_slice(&[0x22; 32]).unwrap();
+        let attested_spki = spki::SubjectPublicKeyInfoOwned::from_key(attested.verifying_key())
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let pem = csr(b"Q");
+        check_csr_key(&pem, &attested_spki).unwrap();
+        let other = p256::ecdsa::SigningKey::from_slice(&[0x23; 32]).unwrap();
+        let other_spki = spki::SubjectPublicKeyInfoOwned::from_key(other.verifying_key())
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let e = check_csr_key(&pem, &other_spki).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CliError::NotAttestedKey {
+                    what: "the CSR's key"
+                }
+            ),
+            "{e}"
+        );
+        // Same point, curve OID secp256k1 (1.3.132.0.10) instead of prime256v1: refused before
+        // any byte comparison could be fooled by a pin made from the same bytes.
+        let mut k1 = attested_spki.clone();
+        let p256_oid = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+        let at = k1.windows(10).position(|w| w == p256_oid).unwrap();
+        let k1_oid = [0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x0A];
+        k1.splice(at..at + 10, k1_oid);
+        k1[1] -= 3;
+        k1[3] -= 3;
+        assert!(matches!(
+            check_spki_is_attested(&k1, &k1, "x"),
+            Err(CliError::NotAttestedKey { what: "x" })
+        ));
+        assert!(matches!(
+            check_spki_is_attested(&k1, &attested_spki, "x"),
+            Err(CliError::NotAttestedKey { .. })
+        ));
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub enum CliError {
     Negative(String),
     /// A server's attestation evidence failed a check (`attest::verify::ratls`).
     Attestation(Box<AttestationFailure>),
+    /// A key the server presented for signing or pinning is not the attested one (`what` names it): the
+    /// SubjectPublicKeyInfo, algorithm and curve OIDs included, differs from the attested certificate's.
+    NotAttestedKey {
+        /// Which key (e.g. "the CSR's key").
+        what: &'static str,
+    },
     /// `ckms bootstrap start` found the server being (or already) provisioned by another client: someone
     /// else controls what this server will trust. The message says what the server answered.
     ProvisionedByAnother(String),
@@ -54,6 +60,11 @@ impl fmt::Display for CliError {
             CliError::Usage(m) => write!(f, "{m}"),
             CliError::Negative(m) => write!(f, "{m}"),
             CliError::Attestation(e) => write!(f, "attestation failed: {e}"),
+            CliError::NotAttestedKey { what } => write!(
+                f,
+                "{what} is not the attested key (its SubjectPublicKeyInfo, algorithm and curve \
+                 included, differs from the one the RA-TLS quote binds): refusing to certify it"
+            ),
             CliError::ProvisionedByAnother(m) => write!(
                 f,
                 "!!! WARNING: SOMEONE ELSE IS PROVISIONING THIS SERVER !!!\n\

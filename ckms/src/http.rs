@@ -323,6 +323,25 @@ impl HttpClient {
         Ok(response)
     }
 
+    /// Connects and completes a TLS handshake, and returns the server's leaf certificate (DER) as
+    /// the completed handshake authenticated it: the verifier accepted it, the server proved
+    /// possession of its key (CertificateVerify) and the Finished messages checked. The connection
+    /// is kept for the next request.
+    pub fn handshake(&mut self) -> Result<Vec<u8>, HttpError> {
+        let stream = match self.conn.take() {
+            Some(s) => s,
+            None => self.connect()?,
+        };
+        let leaf = stream
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec())
+            .ok_or_else(|| HttpError::Tls("the server sent no certificate".into()))?;
+        self.conn = Some(stream);
+        Ok(leaf)
+    }
+
     /// `GET path`.
     pub fn get(&mut self, path: &str) -> Result<HttpResponse, HttpError> {
         self.request("GET", path, None)

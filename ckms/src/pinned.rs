@@ -7,6 +7,10 @@
 //!   byte-equal to the attested one. Name, validity and issuer are not what proves the server here (the quote
 //!   does), but the handshake signature is still checked with that key (RFC 8446 §4.4.3), so only the holder
 //!   of the attested private key completes the handshake.
+//!
+//! A certificate seen in `verify_server_cert` is not yet proven: the server's CertificateVerify comes after
+//! it. So nothing here records a leaf for later use; `ckms verify` takes the API leaf from a *completed*
+//! handshake ([`crate::http::HttpClient::handshake`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -140,72 +144,4 @@ impl ServerCertVerifier for PinnedKeyVerifier {
     }
 
     provider_signature_checks!();
-}
-
-/// Verifies the server with a normal CA-based verifier and records the leaf it accepted (for `ckms verify`,
-/// which inspects the API certificate after checking its chain).
-#[derive(Debug)]
-pub struct RecordingVerifier {
-    inner: Arc<dyn ServerCertVerifier>,
-    seen: Mutex<Option<Vec<u8>>>,
-}
-
-impl RecordingVerifier {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn ServerCertVerifier>) -> Self {
-        RecordingVerifier {
-            inner,
-            seen: Mutex::new(None),
-        }
-    }
-
-    /// The leaf accepted by the last successful verification.
-    pub fn take(&self) -> Option<Vec<u8>> {
-        self.seen.lock().ok()?.take()
-    }
-}
-
-impl ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ok = self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
-        if let Ok(mut slot) = self.seen.lock() {
-            *slot = Some(end_entity.as_ref().to_vec());
-        }
-        Ok(ok)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }

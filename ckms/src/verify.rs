@@ -5,20 +5,24 @@
 //! 1. the SNP quote parses (report ‖ certificate table, `attest::ratls`);
 //! 2. the VCEK chain: the quote's ASK (and ARK) anchored at AMD's built-in roots, AMD's built-in chain of the
 //!    report's product, or only the `--trust-root` given explicitly (e.g. the emulator's test ARK);
-//! 3. `attest::verify::verify_snp_report`: the chain, VCEK TCB/chip id, the report signature, debug off, and
-//!    the **expected measurement** (from `--manifest` or `--expected-measurement`; there is no way to skip it);
+//! 3. `attest::verify::verify_snp_report`: the chain (validity periods, `--amd-crl`), VCEK TCB/chip id, the
+//!    report signature, the [`Policy`] (guest policy bits, firmware version, VMPL 0, per-product minimum
+//!    reported/committed/launch TCB; [`PolicyOverrides`] from the manifest's `snp.policy`/`snp.min_tcb` and
+//!    the command line), and the **expected measurement** (from `--manifest` or `--expected-measurement`;
+//!    there is no way to skip it);
 //! 4. report_data[0..32] = SHA-256 of the certificate's uncompressed P-256 public key (the key is bound);
 //! 5. report_data[32..64] = zeros in a certificate, the verifier's fresh random nonce in `/attestation`
 //!    (a replayed or stale report fails).
 //!
 //! `ckms verify` then also checks the API certificate chain against `--ca-cert` (WebPKI rules, by a normal
-//! TLS handshake), and, when the API certificate has no quote, that the RA-TLS port's certificate carries the
+//! TLS handshake, the leaf taken only once the handshake completed), and, when the API certificate has no quote, that the RA-TLS port's certificate carries the
 //! same public key.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use attest::snp::{FirmwareVersion, Generation, TcbVersion};
 use attest::verify::ratls::{
     RaTlsEvidence, RaTlsQuote, RaTlsRoots, RaTlsVerifyError, certificate_public_key,
     extract_evidence, verify_ratls_snp, verify_snp_quote,
@@ -31,7 +35,7 @@ use sha2::{Digest, Sha256};
 use crate::cmd::{Ctx, Output};
 use crate::error::CliError;
 use crate::http::{self, ClientIdentity, HttpClient, HttpError};
-use crate::pinned::{CAPTURED, CaptureVerifier, PinnedKeyVerifier, RecordingVerifier, spki_of};
+use crate::pinned::{CAPTURED, CaptureVerifier, PinnedKeyVerifier, spki_of};
 
 /// What the verifier expects of the server.
 #[derive(Debug, Clone)]
@@ -40,6 +44,209 @@ pub struct Expectation {
     pub measurement: [u8; 48],
     /// An explicitly trusted root (PEM or DER), e.g. `snp-emu`'s test ARK. `None`: AMD's roots only.
     pub trust_root: Option<Vec<u8>>,
+    /// Changes to `attest`'s default policy (manifest `snp.policy` / `snp.min_tcb`, command line).
+    pub policy: PolicyOverrides,
+}
+
+/// Changes to the default [`Policy`] of `attest::verify` (debug and migration agent off, SMT
+/// allowed, single socket not required, firmware >= 1.51, VMPL 0, per-product TCB floors): from
+/// the manifest's optional `snp.policy` and `snp.min_tcb`, then the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyOverrides {
+    /// `Some(false)`: require the guest policy's SMT bit clear.
+    pub allow_smt: Option<bool>,
+    /// `Some(true)`: require the guest policy's SINGLE_SOCKET bit.
+    pub require_single_socket: Option<bool>,
+    /// Minimum current and committed firmware version.
+    pub min_abi: Option<FirmwareVersion>,
+    /// Per-product TCB floors (replacing the defaults of those products).
+    pub min_tcb: Vec<(Generation, TcbVersion)>,
+    /// An offline AMD CRL (DER or PEM), checked against the ASK and VCEK.
+    pub amd_crl: Option<Vec<u8>>,
+}
+
+impl PolicyOverrides {
+    /// `policy` with these changes.
+    pub fn apply(&self, mut policy: Policy) -> Policy {
+        if let Some(a) = self.allow_smt {
+            policy = policy.allow_smt(a);
+        }
+        if let Some(r) = self.require_single_socket {
+            policy = policy.require_single_socket(r);
+        }
+        if let Some(m) = self.min_abi {
+            policy = policy.min_abi(m);
+        }
+        for (g, t) in &self.min_tcb {
+            policy = policy.min_tcb_for(*g, *t);
+        }
+        if let Some(crl) = &self.amd_crl {
+            policy = policy.amd_crl(crl.clone());
+        }
+        policy
+    }
+
+    /// `self` (the manifest's) with `over` (the command line's) taking precedence.
+    fn overridden_by(mut self, over: PolicyOverrides) -> PolicyOverrides {
+        self.allow_smt = over.allow_smt.or(self.allow_smt);
+        self.require_single_socket = over.require_single_socket.or(self.require_single_socket);
+        self.min_abi = over.min_abi.or(self.min_abi);
+        self.min_tcb.extend(over.min_tcb);
+        self.amd_crl = over.amd_crl.or(self.amd_crl);
+        self
+    }
+}
+
+/// Policy options shared by `bootstrap start`, `verify` and `attestation verify-report`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PolicyArgs {
+    /// Minimum TCB of one product, replacing its default floor (repeatable, one per product). Every SVN
+    /// of the report's reported, committed and launch TCB must be at least this. Components: bl
+    /// (boot loader), tee, snp, ucode (microcode), and fmc (Turin); the first four are required.
+    /// Defaults: milan:bl=3,tee=0,snp=8,ucode=115 genoa:bl=7,tee=0,snp=14,ucode=72
+    /// turin:fmc=0,bl=0,tee=0,snp=0,ucode=9.
+    #[arg(long, value_name = "PRODUCT:bl=N,tee=N,snp=N,ucode=N[,fmc=N]")]
+    pub min_tcb: Vec<String>,
+    /// Minimum firmware version (current and committed), MAJOR.MINOR. Default 1.51.
+    #[arg(long, value_name = "MAJOR.MINOR")]
+    pub min_abi: Option<String>,
+    /// Require the guest policy to forbid SMT (policy bit 16 clear). Default: SMT allowed.
+    #[arg(long)]
+    pub forbid_smt: bool,
+    /// Require the guest policy's SINGLE_SOCKET bit (bit 20). Default: not required.
+    #[arg(long)]
+    pub require_single_socket: bool,
+    /// An AMD CRL file (DER or PEM, e.g. from <https://kdsintf.amd.com/vcek/v1/Milan/crl>), signed by the
+    /// chain's ARK: verification fails if it revokes the ASK or the VCEK, or is not current.
+    #[arg(long, value_name = "FILE")]
+    pub amd_crl: Option<PathBuf>,
+}
+
+/// Parses `PRODUCT:bl=N,tee=N,snp=N,ucode=N[,fmc=N]` (full names bootloader/microcode accepted).
+pub fn parse_min_tcb(s: &str) -> Result<(Generation, TcbVersion), CliError> {
+    let usage = || {
+        CliError::Usage(format!(
+            "--min-tcb `{s}`: expected PRODUCT:bl=N,tee=N,snp=N,ucode=N[,fmc=N] (PRODUCT milan, genoa or turin; N 0-255)"
+        ))
+    };
+    let (product, rest) = s.split_once(':').ok_or_else(usage)?;
+    let g: Generation = product.trim().parse().map_err(|()| usage())?;
+    let (mut bl, mut tee, mut snp, mut ucode, mut fmc) = (None, None, None, None, None);
+    for part in rest.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(usage)?;
+        let v: u8 = v.trim().parse().map_err(|_| usage())?;
+        let slot = match k.trim() {
+            "bl" | "bootloader" => &mut bl,
+            "tee" => &mut tee,
+            "snp" => &mut snp,
+            "ucode" | "microcode" => &mut ucode,
+            "fmc" => &mut fmc,
+            _ => return Err(usage()),
+        };
+        if slot.replace(v).is_some() {
+            return Err(usage());
+        }
+    }
+    Ok((
+        g,
+        TcbVersion {
+            fmc: fmc.unwrap_or(0),
+            bootloader: bl.ok_or_else(usage)?,
+            tee: tee.ok_or_else(usage)?,
+            snp: snp.ok_or_else(usage)?,
+            microcode: ucode.ok_or_else(usage)?,
+        },
+    ))
+}
+
+fn parse_min_abi(s: &str, what: &str) -> Result<FirmwareVersion, CliError> {
+    s.trim()
+        .parse()
+        .map_err(|()| CliError::Usage(format!("{what} `{s}`: expected MAJOR.MINOR, e.g. 1.51")))
+}
+
+impl PolicyArgs {
+    /// The overrides these options give.
+    pub fn load(&self) -> Result<PolicyOverrides, CliError> {
+        Ok(PolicyOverrides {
+            allow_smt: self.forbid_smt.then_some(false),
+            require_single_socket: self.require_single_socket.then_some(true),
+            min_abi: self
+                .min_abi
+                .as_deref()
+                .map(|s| parse_min_abi(s, "--min-abi"))
+                .transpose()?,
+            min_tcb: self
+                .min_tcb
+                .iter()
+                .map(|s| parse_min_tcb(s))
+                .collect::<Result<_, _>>()?,
+            amd_crl: match &self.amd_crl {
+                Some(p) => Some(crate::error::read_file(p)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// The manifest's optional `snp.policy` section.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestPolicy {
+    allow_smt: Option<bool>,
+    require_single_socket: Option<bool>,
+    min_abi: Option<String>,
+}
+
+/// One product's entry of the manifest's optional `snp.min_tcb` section.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestTcb {
+    #[serde(default)]
+    fmc: u8,
+    bootloader: u8,
+    tee: u8,
+    snp: u8,
+    microcode: u8,
+}
+
+/// The policy overrides of a manifest (`snp.policy`, `snp.min_tcb`; both optional).
+pub fn manifest_policy(v: &Value, path: &Path) -> Result<PolicyOverrides, CliError> {
+    let bad = |what: &str, e: &dyn fmt::Display| {
+        CliError::Usage(format!("{}: manifest {what}: {e}", path.display()))
+    };
+    let mut out = PolicyOverrides::default();
+    if let Some(p) = v.pointer("/snp/policy") {
+        let p: ManifestPolicy =
+            serde_json::from_value(p.clone()).map_err(|e| bad("snp.policy", &e))?;
+        out.allow_smt = p.allow_smt;
+        out.require_single_socket = p.require_single_socket;
+        out.min_abi = p
+            .min_abi
+            .as_deref()
+            .map(|s| parse_min_abi(s, "manifest snp.policy.min_abi"))
+            .transpose()?;
+    }
+    if let Some(t) = v.pointer("/snp/min_tcb") {
+        let map: std::collections::BTreeMap<String, ManifestTcb> =
+            serde_json::from_value(t.clone()).map_err(|e| bad("snp.min_tcb", &e))?;
+        for (product, t) in map {
+            let g: Generation = product
+                .parse()
+                .map_err(|()| bad("snp.min_tcb", &format!("unknown product `{product}`")))?;
+            out.min_tcb.push((
+                g,
+                TcbVersion {
+                    fmc: t.fmc,
+                    bootloader: t.bootloader,
+                    tee: t.tee,
+                    snp: t.snp,
+                    microcode: t.microcode,
+                },
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Options shared by `bootstrap start` and `verify`.
@@ -58,6 +265,9 @@ pub struct ExpectationArgs {
     /// Trust this ARK (PEM or DER) as the root of the VCEK chain. Needed for `snp-emu`; never implied.
     #[arg(long, value_name = "ARK.pem")]
     pub trust_root: Option<PathBuf>,
+    /// Policy: minimum TCB and firmware, SMT, single socket, AMD CRL (over the manifest's).
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 impl Expectation {
@@ -69,15 +279,17 @@ impl Expectation {
         }
     }
 
-    /// The policy: the expected measurement, debug off.
+    /// The policy: the expected measurement and `attest`'s defaults (debug and migration agent
+    /// off, firmware >= 1.51, VMPL 0, per-product TCB floors) with [`PolicyOverrides`] applied.
     pub fn policy(&self) -> Policy {
-        Policy::new(self.measurement)
+        self.policy.apply(Policy::new(self.measurement))
     }
 }
 
 impl ExpectationArgs {
     /// Reads the manifest or the hex value, and the trust root.
     pub fn load(&self) -> Result<Expectation, CliError> {
+        let mut from_manifest = PolicyOverrides::default();
         let measurement = match (&self.manifest, &self.expected_measurement) {
             (_, Some(hex)) => crate::attestation::parse_hex::<48>(hex, "--expected-measurement")?,
             (Some(path), None) => {
@@ -93,6 +305,7 @@ impl ExpectationArgs {
                             path.display()
                         ))
                     })?;
+                from_manifest = manifest_policy(&v, path)?;
                 crate::attestation::parse_hex::<48>(digest, "manifest snp.launch_digest")?
             }
             (None, None) => {
@@ -108,6 +321,7 @@ impl ExpectationArgs {
         Ok(Expectation {
             measurement,
             trust_root,
+            policy: from_manifest.overridden_by(self.policy.load()?),
         })
     }
 }
@@ -150,6 +364,23 @@ impl fmt::Display for AttestationFailure {
             RaTlsVerifyError::Report(VerifyError::UntrustedRoot) => f.write_str(
                 "the VCEK chain does not end at an AMD root (for snp-emu pass its ARK with --trust-root)",
             ),
+            RaTlsVerifyError::Report(
+                e @ (VerifyError::TcbTooOld { .. } | VerifyError::AbiTooOld { .. }),
+            ) => write!(
+                f,
+                "{e} (the platform's firmware or microcode is older than required: update it, or \
+                 change the floor with the manifest's snp.min_tcb / snp.policy.min_abi or --min-tcb / --min-abi)"
+            ),
+            RaTlsVerifyError::Report(
+                e @ (VerifyError::DebugAllowed
+                | VerifyError::MigrateMaAllowed
+                | VerifyError::SmtAllowed
+                | VerifyError::SingleSocketNotRequired
+                | VerifyError::VmplTooHigh { .. }),
+            ) => write!(f, "guest policy check failed: {e}"),
+            RaTlsVerifyError::Report(e @ VerifyError::Revoked(_)) => {
+                write!(f, "{e} (given with --amd-crl): do not trust this platform")
+            }
             RaTlsVerifyError::KeyNotBound => f.write_str(
                 "report_data does not bind the server's TLS public key (SHA-256 of the key is not in report_data)",
             ),
@@ -499,14 +730,32 @@ fn quote_summary(r: &VerifiedReport) -> String {
         attest::verify::TrustAnchor::Amd(g) => format!("AMD {} root", g.name()),
         attest::verify::TrustAnchor::Custom => "the given --trust-root".into(),
     };
+    let t = r.reported_tcb();
     format!(
-        "signed by a VCEK chaining to {anchor}, measurement {}, key bound",
-        hex::encode(r.measurement())
+        "signed by a VCEK chaining to {anchor}, measurement {}, key bound; guest policy {:#x}, \
+         VMPL {}, {} TCB bl {} tee {} snp {} ucode {} (>= floor)",
+        hex::encode(r.measurement()),
+        r.report().policy.get(),
+        r.report().vmpl.get(),
+        r.generation().name(),
+        t.bootloader,
+        t.tee,
+        t.snp,
+        t.microcode
     )
 }
 
-/// Connects with CA verification and returns the server's leaf certificate.
+/// Connects with CA verification and returns the server's leaf certificate, taken from the completed
+/// handshake: a server that presents the genuine certificate without holding its key fails here.
 fn api_leaf(ctx: &Ctx, url: &str, ca: &Path) -> Result<Vec<u8>, CliError> {
+    api_leaf_with(url, ca, identity(ctx)?)
+}
+
+fn api_leaf_with(
+    url: &str,
+    ca: &Path,
+    identity: Option<ClientIdentity>,
+) -> Result<Vec<u8>, CliError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in http::load_certs(ca)? {
         roots.add(c).map_err(|e| HttpError::Tls(e.to_string()))?;
@@ -517,18 +766,9 @@ fn api_leaf(ctx: &Ctx, url: &str, ca: &Path) -> Result<Vec<u8>, CliError> {
     )
     .build()
     .map_err(|e| HttpError::Tls(e.to_string()))?;
-    let recorder = Arc::new(RecordingVerifier::new(webpki));
-    let tls = http::client_config_with_verifier(recorder.clone(), identity(ctx)?)?;
+    let tls = http::client_config_with_verifier(webpki, identity)?;
     let mut client = HttpClient::new(url, tls)?;
-    // Any answer will do (even 401 without a client certificate): the handshake verified the chain.
-    let result = client.get("/version");
-    match recorder.take() {
-        Some(leaf) => Ok(leaf),
-        None => Err(result.err().map_or_else(
-            || CliError::Response("no server certificate".into()),
-            CliError::from,
-        )),
-    }
+    Ok(client.handshake()?)
 }
 
 #[cfg(test)]
@@ -577,6 +817,7 @@ mod tests {
         Expectation {
             measurement: MEASUREMENT,
             trust_root: Some(psp.chain().ark_der.clone()),
+            policy: PolicyOverrides::default(),
         }
     }
 
@@ -662,24 +903,267 @@ mod tests {
         );
     }
 
+    /// Issue 12 #3: an emulator report with MIGRATE_MA set, or from a platform below the TCB
+    /// floor, fails with the check named and the expected/actual values; --min-tcb and the
+    /// manifest's snp.min_tcb / snp.policy change the floor and the requirements.
+    #[test]
+    fn policy_and_tcb_failures_name_the_check() {
+        use snp_emu::chain::{Tcb, TestCa};
+        let nonce = [9; 32];
+        let migratable = {
+            let launch = LaunchInfo {
+                measurement: MEASUREMENT,
+                policy: 0x30000 | 1 << 18,
+                host_data: [0; 32],
+                report_version: 3,
+                platform_info: 0,
+                report_id: [1; 32],
+            };
+            let chain = Chain::builtin().expect("chain");
+            Psp::new(
+                chain,
+                launch,
+                Zeroizing::new([2; 32]),
+                Zeroizing::new([3; 32]),
+            )
+            .expect("psp")
+        };
+        let e = verify_quote(
+            &quote(&migratable, &KEY, &nonce),
+            &KEY,
+            &nonce,
+            &expect(&migratable),
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.error,
+            RaTlsVerifyError::Report(VerifyError::MigrateMaAllowed)
+        );
+        assert!(
+            e.to_string()
+                .contains("guest policy check failed: guest policy allows a migration agent (POLICY bit 18 MIGRATE_MA = 1, expected 0)"),
+            "{e}"
+        );
+
+        // A platform at SNP SVN 7, below Milan's floor of 8.
+        let ca = TestCa::builtin().expect("ca");
+        let old = Tcb {
+            snp: 7,
+            ..Tcb::TEST
+        };
+        let p = psp();
+        let lowered = Psp::new(
+            ca.with_tcb(&Chain::builtin().expect("chain"), old)
+                .expect("reissue"),
+            p.launch().clone(),
+            Zeroizing::new([2; 32]),
+            Zeroizing::new([3; 32]),
+        )
+        .expect("psp");
+        let q = quote(&lowered, &KEY, &nonce);
+        let e = verify_quote(&q, &KEY, &nonce, &expect(&lowered), "t").unwrap_err();
+        assert_eq!(
+            e.error,
+            RaTlsVerifyError::Report(VerifyError::TcbTooOld {
+                tcb: "reported",
+                field: "snp",
+                min: 8,
+                got: 7
+            })
+        );
+        assert!(
+            e.to_string()
+                .contains("reported TCB snp SVN 7 is below the minimum 8 (the platform's firmware"),
+            "{e}"
+        );
+        // The command line lowers the floor.
+        let args = PolicyArgs {
+            min_tcb: vec!["milan:bl=4,tee=0,snp=7,ucode=213".into()],
+            ..PolicyArgs::default()
+        };
+        let mut exp = expect(&lowered);
+        exp.policy = args.load().expect("args");
+        assert!(verify_quote(&q, &KEY, &nonce, &exp, "t").is_ok());
+        // So does the manifest; its snp.policy can also require SINGLE_SOCKET, which this guest
+        // policy (0x30000) does not set.
+        let dir = tempfile::tempdir().expect("dir");
+        let manifest = dir.path().join("manifest.json");
+        let text = serde_json::json!({"snp": {
+            "launch_digest": hex::encode(MEASUREMENT),
+            "min_tcb": {"milan": {"bootloader": 4, "tee": 0, "snp": 7, "microcode": 213}},
+        }});
+        std::fs::write(&manifest, text.to_string()).expect("write");
+        let margs = ExpectationArgs {
+            manifest: Some(manifest.clone()),
+            expected_measurement: None,
+            trust_root: None,
+            policy: PolicyArgs::default(),
+        };
+        let mut exp = margs.load().expect("manifest");
+        exp.trust_root = Some(lowered.chain().ark_der.clone());
+        assert!(verify_quote(&q, &KEY, &nonce, &exp, "t").is_ok());
+        // ... but the command line wins over the manifest.
+        let strict = ExpectationArgs {
+            policy: PolicyArgs {
+                min_tcb: vec!["milan:bl=4,tee=0,snp=8,ucode=213".into()],
+                ..PolicyArgs::default()
+            },
+            ..margs
+        };
+        let mut exp = strict.load().expect("manifest");
+        exp.trust_root = Some(lowered.chain().ark_der.clone());
+        assert!(matches!(
+            verify_quote(&q, &KEY, &nonce, &exp, "t").unwrap_err().error,
+            RaTlsVerifyError::Report(VerifyError::TcbTooOld { min: 8, got: 7, .. })
+        ));
+        let text = serde_json::json!({"snp": {
+            "launch_digest": hex::encode(MEASUREMENT),
+            "policy": {"require_single_socket": true, "min_abi": "1.51"},
+        }});
+        std::fs::write(&manifest, text.to_string()).expect("write");
+        let mut exp = strict.load().expect("manifest");
+        exp.trust_root = Some(p.chain().ark_der.clone());
+        let e = verify_quote(&quote(&p, &KEY, &nonce), &KEY, &nonce, &exp, "t").unwrap_err();
+        assert_eq!(
+            e.error,
+            RaTlsVerifyError::Report(VerifyError::SingleSocketNotRequired)
+        );
+        // Malformed overrides are usage errors naming the option.
+        assert!(matches!(
+            parse_min_tcb("milan:bl=4,snp=7"),
+            Err(CliError::Usage(m)) if m.contains("--min-tcb `milan:bl=4,snp=7`")
+        ));
+        assert!(matches!(
+            parse_min_tcb("epyc:bl=1,tee=1,snp=1,ucode=1"),
+            Err(CliError::Usage(_))
+        ));
+        let text = serde_json::json!({"snp": {"launch_digest": hex::encode(MEASUREMENT),
+            "policy": {"allow_debug": true}}});
+        std::fs::write(&manifest, text.to_string()).expect("write");
+        assert!(matches!(
+            strict.load(),
+            Err(CliError::Usage(m)) if m.contains("snp.policy") && m.contains("allow_debug")
+        ));
+    }
+
+    /// A one-connection TLS server on 127.0.0.1 presenting `chain_pem` and signing the handshake with
+    /// `key` (which need not be the certificate's key). Returns its URL.
+    fn tls_server(chain_pem: &str, key: &p256::ecdsa::SigningKey) -> String {
+        use p256::pkcs8::EncodePrivateKey;
+        use rustls::server::{ClientHello, ResolvesServerCert};
+        use rustls::sign::CertifiedKey;
+        #[derive(Debug)]
+        struct Fixed(Arc<CertifiedKey>);
+        impl ResolvesServerCert for Fixed {
+            fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+                Some(self.0.clone())
+            }
+        }
+        let chain: Vec<_> = x509_cert::Certificate::load_pem_chain(chain_pem.as_bytes())
+            .expect("chain")
+            .iter()
+            .map(|c| rustls_pki_types::CertificateDer::from(der::Encode::to_der(c).expect("der")))
+            .collect();
+        let der = key.to_pkcs8_der().expect("pkcs8");
+        let signer = http::provider()
+            .key_provider
+            .load_private_key(rustls_pki_types::PrivateKeyDer::Pkcs8(
+                der.as_bytes().to_vec().into(),
+            ))
+            .expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(http::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Fixed(Arc::new(CertifiedKey::new(chain, signer)))));
+        let config = Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            if let Ok((tcp, _)) = listener.accept() {
+                let conn = rustls::ServerConnection::new(config).expect("conn");
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                let mut buf = [0u8; 512];
+                if std::io::Read::read(&mut s, &mut buf).is_ok() {
+                    let _ = std::io::Write::write_all(
+                        &mut s,
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+                    );
+                }
+            }
+        });
+        format!("https://localhost:{port}")
+    }
+
+    /// Issue 12 #4: the API leaf comes only from a completed handshake. A server presenting the
+    /// genuine (CA-issued) chain but holding another key fails, where the leaf used to be recorded
+    /// before CertificateVerify and used anyway.
+    #[test]
+    fn api_leaf_needs_a_server_holding_the_key() {
+        use x509_cert::builder::Builder;
+        use x509_cert::ext::pkix::SubjectAltName;
+        use x509_cert::ext::pkix::name::GeneralName;
+        let (ca_pem, ca_key) = crate::bootstrap::tests::ca();
+        let key = p256::ecdsa::SigningKey::from_slice(&[0x31; 32]).expect("key");
+        let mut b = x509_cert::request::RequestBuilder::new("CN=localhost".parse().expect("name"))
+            .expect("builder");
+        b.add_extension(&SubjectAltName(vec![GeneralName::DnsName(
+            der::asn1::Ia5String::new("localhost").expect("dns"),
+        )]))
+        .expect("san");
+        let csr = der::EncodePem::to_pem(
+            &b.build::<_, p256::ecdsa::DerSignature>(&key).expect("csr"),
+            der::pem::LineEnding::LF,
+        )
+        .expect("pem");
+        let chain = crate::bootstrap::sign_csr(&csr, ca_pem.as_bytes(), ca_key.as_bytes(), 1)
+            .expect("sign");
+        let dir = tempfile::tempdir().expect("dir");
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, &ca_pem).expect("write");
+
+        // The genuine server: the leaf is returned.
+        let leaf = api_leaf_with(&tls_server(&chain, &key), &ca_path, None).expect("genuine");
+        assert_eq!(
+            crate::pinned::spki_of(&leaf),
+            crate::pinned::spki_of(
+                &der::Encode::to_der(
+                    &x509_cert::Certificate::load_pem_chain(chain.as_bytes()).expect("chain")[0]
+                )
+                .expect("der")
+            )
+        );
+        // The same chain, another key: no leaf.
+        let other = p256::ecdsa::SigningKey::from_slice(&[0x32; 32]).expect("key");
+        let e = api_leaf_with(&tls_server(&chain, &other), &ca_path, None).unwrap_err();
+        assert!(
+            matches!(&e, CliError::Http(HttpError::Io(_) | HttpError::Tls(_))),
+            "{e}"
+        );
+    }
+
     #[test]
     fn expectation_needs_a_measurement() {
         let args = ExpectationArgs {
             manifest: None,
             expected_measurement: None,
             trust_root: None,
+            policy: PolicyArgs::default(),
         };
         assert!(matches!(args.load(), Err(CliError::Usage(_))));
         let args = ExpectationArgs {
             manifest: None,
             expected_measurement: Some("ab".repeat(47)),
             trust_root: None,
+            policy: PolicyArgs::default(),
         };
         assert!(matches!(args.load(), Err(CliError::Usage(m)) if m.contains("96 hex digits")));
         let args = ExpectationArgs {
             manifest: None,
             expected_measurement: Some("AB".repeat(48)),
             trust_root: None,
+            policy: PolicyArgs::default(),
         };
         assert_eq!(args.load().unwrap().measurement, [0xAB; 48]);
     }

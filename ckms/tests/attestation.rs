@@ -347,3 +347,117 @@ fn measure_matches_known_digests() {
     ]);
     assert!(!bad.status.success());
 }
+
+/// Issue 12 #3 and low: `verify-report` refuses a platform below the TCB floor (naming the
+/// component and both values) unless `--min-tcb` lowers it, and an `--amd-crl` that revokes the
+/// ASK or the VCEK.
+#[test]
+fn emulator_report_below_the_tcb_floor_or_revoked_fails() {
+    use snp_emu::chain::{Tcb, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::builtin().unwrap();
+    let chain = ca
+        .with_tcb(
+            &Chain::builtin().unwrap(),
+            Tcb {
+                snp: 7,
+                ..Tcb::TEST
+            },
+        )
+        .unwrap();
+    chain.export(dir.path()).unwrap();
+    let (ask_serial, vcek_serial) = {
+        use x509_cert::{Certificate, der::Decode};
+        let s = |d: &[u8]| {
+            Certificate::from_der(d)
+                .unwrap()
+                .tbs_certificate()
+                .serial_number()
+                .as_bytes()
+                .to_vec()
+        };
+        (s(&chain.ask_der), s(&chain.vcek_der))
+    };
+    let measurement = [0x5C; 48];
+    let launch = LaunchInfo {
+        measurement,
+        policy: 0x30000,
+        host_data: [0; 32],
+        report_version: 3,
+        platform_info: 1,
+        report_id: [1; 32],
+    };
+    let psp = Psp::new(
+        chain,
+        launch,
+        Zeroizing::new([1; 32]),
+        Zeroizing::new([2; 32]),
+    )
+    .unwrap();
+    let report = psp.report(&[0; 64], 0).unwrap().to_bytes();
+    let report_path = dir.path().join("report.bin");
+    std::fs::write(&report_path, report).unwrap();
+    let m = hex::encode(measurement);
+    let (ark, chain_pem, vcek) = (
+        dir.path().join("ark.pem"),
+        dir.path().join("cert_chain"),
+        dir.path().join("vcek.der"),
+    );
+    let base = vec![
+        "attestation",
+        "verify-report",
+        "--report",
+        p(&report_path),
+        "--vcek",
+        p(&vcek),
+        "--chain",
+        p(&chain_pem),
+        "--trust-root",
+        p(&ark),
+        "--expected-measurement",
+        &m,
+    ];
+    let low = ckms(&base);
+    assert!(!low.status.success());
+    assert!(
+        text(&low).contains("reported TCB snp SVN 7 is below the minimum 8")
+            && text(&low).contains("--min-tcb"),
+        "{}",
+        text(&low)
+    );
+    let mut args = base.clone();
+    args.extend(["--min-tcb", "milan:bl=4,tee=0,snp=7,ucode=213"]);
+    let ok = ckms(&args);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("reported, committed and launch TCB >= Milan minimum"));
+
+    // CRLs signed by the test ARK: one revoking the ASK, one the VCEK, one neither.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (name, revoked, expect) in [
+        ("ask.crl", ask_serial.clone(), Some("revokes the ASK/ASVK")),
+        (
+            "vcek.crl",
+            vcek_serial.clone(),
+            Some("revokes the VCEK/VLEK"),
+        ),
+        ("other.crl", vec![0x55, 0x55], None),
+    ] {
+        let crl = ca.crl(&[&revoked], now - 3600, now + 86_400).unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, crl).unwrap();
+        let mut args = base.clone();
+        args.extend(["--min-tcb", "milan:bl=4,tee=0,snp=7,ucode=213"]);
+        args.extend(["--amd-crl", p(&path)]);
+        let out = ckms(&args);
+        match expect {
+            Some(msg) => {
+                assert!(!out.status.success(), "{name}");
+                assert!(text(&out).contains(msg), "{name}: {}", text(&out));
+            }
+            None => assert!(out.status.success(), "{name}: {}", text(&out)),
+        }
+    }
+}

@@ -332,6 +332,7 @@ fn pinned(
     let exp = ckms::verify::Expectation {
         measurement: hex48(&env.emu.measurement),
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
+        policy: Default::default(),
     };
     let cert = ckms::verify::capture_certificate(&server.url()).expect("capture");
     let attested =
@@ -801,6 +802,7 @@ fn replayed_attestation_is_refused() {
     let exp = ckms::verify::Expectation {
         measurement: hex48(&env.emu.measurement),
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
+        policy: Default::default(),
     };
     let old_nonce = [7u8; 32];
     ckms::verify::fresh_attestation(&mut http, &attested.public_key, &old_nonce, &exp)
@@ -861,6 +863,7 @@ fn two_ports_with_different_keys_fail_verify() {
     let exp = ckms::verify::Expectation {
         measurement: hex48(&env.emu.measurement),
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
+        policy: Default::default(),
     };
     let cert = ckms::verify::capture_certificate(&server.ratls_url()).expect("capture");
     let attested =

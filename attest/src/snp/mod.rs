@@ -4,4 +4,6 @@
 pub mod guest_msg;
 pub mod report;
 
-pub use report::{AttestationReport, Generation, GuestPolicy, ReportError, TcbVersion};
+pub use report::{
+    AttestationReport, FirmwareVersion, Generation, GuestPolicy, ReportError, TcbVersion,
+};

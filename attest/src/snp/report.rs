@@ -185,6 +185,43 @@ impl TcbVersion {
     }
 }
 
+/// A firmware (SNP ABI) version, `major.minor`: the report's `CURRENT_MAJOR`/`CURRENT_MINOR`
+/// and `COMMITTED_MAJOR`/`COMMITTED_MINOR` (56860 Table 23, offsets 1EAh/1E9h and 1EEh/1EDh), and
+/// the guest policy's `ABI_MAJOR`/`ABI_MINOR` (Table 9, bits 15:8 and 7:0). Ordered by major,
+/// then minor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct FirmwareVersion {
+    /// Major version.
+    pub major: u8,
+    /// Minor version.
+    pub minor: u8,
+}
+
+impl FirmwareVersion {
+    /// `major.minor`.
+    pub const fn new(major: u8, minor: u8) -> Self {
+        Self { major, minor }
+    }
+}
+
+impl fmt::Display for FirmwareVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl core::str::FromStr for FirmwareVersion {
+    type Err = ();
+    /// Parses `major.minor` (decimal, e.g. `1.51`).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (major, minor) = s.split_once('.').ok_or(())?;
+        Ok(Self {
+            major: major.parse().map_err(|_| ())?,
+            minor: minor.parse().map_err(|_| ())?,
+        })
+    }
+}
+
 /// Guest policy (56860 Table 9, "Guest Policy Structure"), the raw u64 with typed accessors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GuestPolicy(pub u64);
@@ -192,6 +229,18 @@ pub struct GuestPolicy(pub u64);
 impl GuestPolicy {
     /// Bit 17 is reserved and must be one.
     pub const RESERVED_MUST_BE_ONE: u64 = 1 << 17;
+    /// Bit 16: SMT is allowed.
+    pub const SMT: u64 = 1 << 16;
+    /// Bit 18: association with a migration agent is allowed.
+    pub const MIGRATE_MA: u64 = 1 << 18;
+    /// Bit 19: debugging is allowed.
+    pub const DEBUG: u64 = 1 << 19;
+    /// Bit 20: the guest may only be activated on one socket.
+    pub const SINGLE_SOCKET: u64 = 1 << 20;
+    /// The minimum ABI version the guest owner required at launch (bits 15:0).
+    pub fn abi(self) -> FirmwareVersion {
+        FirmwareVersion::new(self.abi_major(), self.abi_minor())
+    }
     /// Minimum ABI minor version (bits 7:0).
     pub fn abi_minor(self) -> u8 {
         self.0 as u8
@@ -549,6 +598,17 @@ impl AttestationReport {
     /// `COMMITTED_TCB` decoded for `generation`.
     pub fn committed_tcb(&self, generation: Generation) -> TcbVersion {
         TcbVersion::decode(self.committed_tcb.get(), generation)
+    }
+
+    /// The firmware version the report was produced with (`CURRENT_MAJOR.CURRENT_MINOR`).
+    pub fn current_firmware(&self) -> FirmwareVersion {
+        FirmwareVersion::new(self.current_version[2], self.current_version[1])
+    }
+
+    /// The committed firmware version (`COMMITTED_MAJOR.COMMITTED_MINOR`): the oldest firmware
+    /// the host can still roll the platform back to.
+    pub fn committed_firmware(&self) -> FirmwareVersion {
+        FirmwareVersion::new(self.committed_version[2], self.committed_version[1])
     }
 
     /// `LAUNCH_TCB` decoded for `generation`.

@@ -166,8 +166,20 @@ fn rsa_key(c: &Certificate, which: &'static str) -> Result<PublicKey, VerifyErro
 /// Check the signature algorithm is RSASSA-PSS / SHA-384 / MGF1-SHA-384 / salt 48 / trailer 1,
 /// and that the outer and to-be-signed algorithm identifiers agree (RFC 5280 §4.1.1.2).
 fn check_pss_sha384(c: &Certificate, which: &'static str) -> Result<(), VerifyError> {
-    let outer = c.signature_algorithm();
-    if outer != c.tbs_certificate().signature() {
+    check_pss_alg(
+        c.signature_algorithm(),
+        c.tbs_certificate().signature(),
+        which,
+    )
+}
+
+/// [`check_pss_sha384`] on an outer and a to-be-signed algorithm identifier (certificate or CRL).
+fn check_pss_alg(
+    outer: &AlgorithmIdentifier<Any>,
+    inner: &AlgorithmIdentifier<Any>,
+    which: &'static str,
+) -> Result<(), VerifyError> {
+    if outer != inner {
         return Err(VerifyError::Certificate(which));
     }
     if outer.oid != OID_RSASSA_PSS {
@@ -195,6 +207,88 @@ fn check_pss_sha384(c: &Certificate, which: &'static str) -> Result<(), VerifyEr
 
 fn hash_ok(a: &AlgorithmIdentifier<Any>) -> bool {
     a.oid == OID_SHA384 && a.parameters.as_ref().is_none_or(|p| p.is_null())
+}
+
+/// Check that `now` (seconds since the Unix epoch, the verifier's clock) lies within the
+/// certificate's validity period (RFC 5280 §4.1.2.5: notBefore and notAfter inclusive).
+pub(crate) fn check_validity(
+    c: &Certificate,
+    now: u64,
+    which: &'static str,
+) -> Result<(), VerifyError> {
+    let v = c.tbs_certificate().validity();
+    let not_before = v.not_before.to_unix_duration().as_secs();
+    let not_after = v.not_after.to_unix_duration().as_secs();
+    if now < not_before || now > not_after {
+        return Err(VerifyError::CertificateNotValidAt {
+            which,
+            now,
+            not_before,
+            not_after,
+        });
+    }
+    Ok(())
+}
+
+/// An AMD CRL (RFC 5280 §5, as served by AMD's KDS at `/vcek/v1/{product}/crl`): DER or PEM
+/// (`X509 CRL`), signed by the ARK with RSASSA-PSS SHA-384 like the certificates, not stale at
+/// `now`. Returns the revoked serial numbers (DER INTEGER contents).
+pub(crate) fn crl_revoked_serials(
+    crl: &[u8],
+    ark: &Certificate,
+    now: u64,
+) -> Result<Vec<Vec<u8>>, VerifyError> {
+    use x509_cert::crl::CertificateList;
+    let bad = VerifyError::Crl("the CRL does not parse (DER or PEM X509 CRL)");
+    let list = if crl.trim_ascii_start().starts_with(b"-----BEGIN") {
+        <CertificateList as der::DecodePem>::from_pem(crl.trim_ascii()).map_err(|_| bad.clone())?
+    } else {
+        let l = CertificateList::from_der(crl).map_err(|_| bad.clone())?;
+        if l.to_der().map_err(|_| bad.clone())? != crl {
+            return Err(bad);
+        }
+        l
+    };
+    let tbs = &list.tbs_cert_list;
+    if tbs.issuer != *ark.tbs_certificate().subject() {
+        return Err(VerifyError::Crl("the CRL is not issued by the ARK"));
+    }
+    check_pss_alg(&list.signature_algorithm, &tbs.signature, "CRL")
+        .map_err(|_| VerifyError::Crl("the CRL is not signed with RSASSA-PSS SHA-384"))?;
+    let key = rsa_key(ark, "ARK")?;
+    let tbs_der = tbs
+        .to_der()
+        .map_err(|_| VerifyError::Crl("the CRL does not encode"))?;
+    let sig = list
+        .signature
+        .as_bytes()
+        .and_then(|b| pss::Signature::try_from(b).ok())
+        .ok_or(VerifyError::Crl(
+            "the CRL signature does not verify with the ARK",
+        ))?;
+    pss::VerifyingKey::<Sha384>::new(key)
+        .verify(&tbs_der, &sig)
+        .map_err(|_| VerifyError::Crl("the CRL signature does not verify with the ARK"))?;
+    let this_update = tbs.this_update.to_unix_duration().as_secs();
+    let next_update = tbs.next_update.map(|t| t.to_unix_duration().as_secs());
+    if now < this_update || next_update.is_some_and(|n| now > n) {
+        return Err(VerifyError::CrlNotCurrent {
+            now,
+            this_update,
+            next_update,
+        });
+    }
+    Ok(tbs
+        .revoked_certificates
+        .iter()
+        .flatten()
+        .map(|r| r.serial_number.as_bytes().to_vec())
+        .collect())
+}
+
+/// The serial number (DER INTEGER contents) of a certificate.
+pub(crate) fn serial(c: &Certificate) -> &[u8] {
+    c.tbs_certificate().serial_number().as_bytes()
 }
 
 /// Verify that `issuer` signed `subject` (RSASSA-PSS SHA-384) and that the names chain.

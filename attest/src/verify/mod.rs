@@ -3,30 +3,40 @@
 //! [`verify_snp_report`] checks, in order, and stops at the first failure:
 //! 1. the report's format ([`AttestationReport::validate`]);
 //! 2. the certificate chain: ARK (a built-in AMD root, or a root the caller explicitly trusts)
-//!    → ASK/ASVK → VCEK/VLEK, each link RSASSA-PSS SHA-384 with matching names;
+//!    → ASK/ASVK → VCEK/VLEK, each link RSASSA-PSS SHA-384 with matching names; each
+//!    certificate valid at the verifier's time ([`Policy::at_time`], else the system clock); and,
+//!    with [`Policy::amd_crl`], an AMD CRL signed by the ARK and current that revokes neither the
+//!    ASK/ASVK nor the VCEK/VLEK serial;
 //! 3. the VCEK against the report: its TCB extensions equal `REPORTED_TCB`, its hwID equals
 //!    `CHIP_ID` (VCEK only), and the report's `SIGNING_KEY` names the kind of certificate given;
 //! 4. the report signature: ECDSA P-384 over SHA-384 of bytes `[0, 0x2A0)`;
-//! 5. the [`Policy`]: the expected measurement (always), debug off unless allowed, minimum TCB,
-//!    expected `REPORT_DATA`, and optional host data, VMPL and guest SVN bounds.
+//! 5. the [`Policy`] (see the `policy` module for the AMD 56860 table of every field): guest
+//!    policy bits (debug and migration agent off, SMT / single socket as configured), minimum
+//!    firmware (ABI) version, VMPL, the per-product minimum TCB for the reported, committed and
+//!    launch TCB, the expected measurement (always), and the optional expected `REPORT_DATA`,
+//!    host data and guest SVN bound.
 //!
 //! Success yields a [`VerifiedReport`], which only this module can construct.
 //!
 //! [`ratls`] applies this to an RA-TLS server certificate (quote extension + key binding).
 
 mod certs;
+mod policy;
 pub mod ratls;
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use subtle::ConstantTimeEq;
 use x509_cert::Certificate;
 
 pub use certs::{builtin, builtin_pems, oid};
+use policy::check_policy;
+pub use policy::{DEFAULT_MIN_ABI, Policy, default_min_tcb};
 
-use crate::snp::report::{AttestationReport, Generation, ReportError, SigningKey, TcbVersion};
+use crate::snp::report::{
+    AttestationReport, FirmwareVersion, Generation, ReportError, SigningKey, TcbVersion,
+};
 
 /// Why verification failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +74,23 @@ pub enum VerifyError {
     ReportSignature,
     /// The guest policy allows debugging and the verification policy does not.
     DebugAllowed,
-    /// `REPORTED_TCB` is below the minimum (component named).
+    /// The guest policy allows a migration agent (`MIGRATE_MA`) and the verification policy
+    /// does not.
+    MigrateMaAllowed,
+    /// The guest policy allows SMT and the verification policy requires it off.
+    SmtAllowed,
+    /// The verification policy requires `SINGLE_SOCKET` and the guest policy does not set it.
+    SingleSocketNotRequired,
+    /// The firmware version (`which`: "current" or "committed") is below the minimum.
+    AbiTooOld {
+        which: &'static str,
+        min: FirmwareVersion,
+        got: FirmwareVersion,
+    },
+    /// A TCB (`tcb`: "reported", "committed" or "launch") is below the minimum in one component
+    /// (`field`).
     TcbTooOld {
+        tcb: &'static str,
         field: &'static str,
         min: u8,
         got: u8,
@@ -77,9 +102,28 @@ pub enum VerifyError {
     /// `HOST_DATA` is not the expected one.
     HostDataMismatch,
     /// The report was requested from a VMPL above the maximum.
-    VmplTooHigh(u32),
+    VmplTooHigh { max: u32, got: u32 },
     /// `GUEST_SVN` is below the minimum.
     GuestSvnTooLow(u32),
+    /// A certificate (named) is not valid at the verifier's time `now` (seconds since the Unix
+    /// epoch): before its notBefore or after its notAfter.
+    CertificateNotValidAt {
+        which: &'static str,
+        now: u64,
+        not_before: u64,
+        not_after: u64,
+    },
+    /// The AMD CRL given is unusable (the reason is named): it does not parse, is not issued or
+    /// signed by the chain's ARK.
+    Crl(&'static str),
+    /// The AMD CRL is not current at `now`: before its thisUpdate or after its nextUpdate.
+    CrlNotCurrent {
+        now: u64,
+        this_update: u64,
+        next_update: Option<u64>,
+    },
+    /// The AMD CRL revokes a certificate of the chain (named: "ASK/ASVK" or "VCEK/VLEK").
+    Revoked(&'static str),
 }
 
 impl fmt::Display for VerifyError {
@@ -113,15 +157,66 @@ impl fmt::Display for VerifyError {
                 f.write_str("report, VCEK and chain are for different products")
             }
             Self::ReportSignature => f.write_str("report signature does not verify with the VCEK"),
-            Self::DebugAllowed => f.write_str("guest policy allows debugging"),
-            Self::TcbTooOld { field, min, got } => {
-                write!(f, "reported TCB {field} {got} is below the minimum {min}")
+            Self::DebugAllowed => f.write_str(
+                "guest policy allows debugging (POLICY bit 19 DEBUG = 1, expected 0)",
+            ),
+            Self::MigrateMaAllowed => f.write_str(
+                "guest policy allows a migration agent (POLICY bit 18 MIGRATE_MA = 1, expected 0)",
+            ),
+            Self::SmtAllowed => {
+                f.write_str("guest policy allows SMT (POLICY bit 16 SMT = 1, expected 0)")
+            }
+            Self::SingleSocketNotRequired => f.write_str(
+                "guest policy does not require a single socket (POLICY bit 20 SINGLE_SOCKET = 0, expected 1)",
+            ),
+            Self::AbiTooOld { which, min, got } => write!(
+                f,
+                "{which} firmware version {got} is below the minimum {min}"
+            ),
+            Self::TcbTooOld {
+                tcb,
+                field,
+                min,
+                got,
+            } => {
+                write!(
+                    f,
+                    "{tcb} TCB {field} SVN {got} is below the minimum {min}"
+                )
             }
             Self::MeasurementMismatch => f.write_str("measurement differs from the expected one"),
             Self::ReportDataMismatch => f.write_str("report_data differs from the expected one"),
             Self::HostDataMismatch => f.write_str("host_data differs from the expected one"),
-            Self::VmplTooHigh(v) => write!(f, "report requested from VMPL {v}"),
+            Self::VmplTooHigh { max, got } => write!(
+                f,
+                "report requested from VMPL {got}, expected VMPL {max} or lower"
+            ),
             Self::GuestSvnTooLow(v) => write!(f, "guest SVN {v} is below the minimum"),
+            Self::CertificateNotValidAt {
+                which,
+                now,
+                not_before,
+                not_after,
+            } => write!(
+                f,
+                "{which} certificate is not valid now (unix time {now}): valid from {not_before} to {not_after}"
+            ),
+            Self::Crl(why) => write!(f, "AMD CRL: {why}"),
+            Self::CrlNotCurrent {
+                now,
+                this_update,
+                next_update,
+            } => match next_update {
+                Some(n) => write!(
+                    f,
+                    "AMD CRL is not current (unix time {now}): thisUpdate {this_update}, nextUpdate {n}; fetch a fresh one"
+                ),
+                None => write!(
+                    f,
+                    "AMD CRL is not current (unix time {now}): thisUpdate {this_update} is in the future"
+                ),
+            },
+            Self::Revoked(which) => write!(f, "the AMD CRL revokes the {which} certificate"),
         }
     }
 }
@@ -160,68 +255,6 @@ pub enum ChainSource<'a> {
         /// The intermediate it signed (ASK or ASVK).
         intermediate: &'a [u8],
     },
-}
-
-/// What to require of a report. Built with [`Policy::new`], which takes the expected
-/// measurement: there is no policy without one.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    measurement: [u8; 48],
-    report_data: Option<[u8; 64]>,
-    host_data: Option<[u8; 32]>,
-    allow_debug: bool,
-    min_tcb: Option<TcbVersion>,
-    max_vmpl: Option<u32>,
-    min_guest_svn: Option<u32>,
-}
-
-impl Policy {
-    /// A policy requiring `expected_measurement`, debug off, and nothing else.
-    pub fn new(expected_measurement: [u8; 48]) -> Self {
-        Self {
-            measurement: expected_measurement,
-            report_data: None,
-            host_data: None,
-            allow_debug: false,
-            min_tcb: None,
-            max_vmpl: None,
-            min_guest_svn: None,
-        }
-    }
-    /// Require this `REPORT_DATA`.
-    pub fn report_data(mut self, report_data: [u8; 64]) -> Self {
-        self.report_data = Some(report_data);
-        self
-    }
-    /// Require this `HOST_DATA`.
-    pub fn host_data(mut self, host_data: [u8; 32]) -> Self {
-        self.host_data = Some(host_data);
-        self
-    }
-    /// Accept guests whose policy allows debugging (their memory is readable by the host).
-    pub fn allow_debug(mut self, allow: bool) -> Self {
-        self.allow_debug = allow;
-        self
-    }
-    /// Require every component of `REPORTED_TCB` to be at least `min`.
-    pub fn min_tcb(mut self, min: TcbVersion) -> Self {
-        self.min_tcb = Some(min);
-        self
-    }
-    /// Require the report to come from VMPL `max` or a more privileged one.
-    pub fn max_vmpl(mut self, max: u32) -> Self {
-        self.max_vmpl = Some(max);
-        self
-    }
-    /// Require `GUEST_SVN >= min`.
-    pub fn min_guest_svn(mut self, min: u32) -> Self {
-        self.min_guest_svn = Some(min);
-        self
-    }
-    /// The expected measurement.
-    pub fn measurement(&self) -> &[u8; 48] {
-        &self.measurement
-    }
 }
 
 /// The root a verified report chains to.
@@ -303,6 +336,10 @@ pub fn verify_snp_report(
     certs::verify_rsa_link(&ark, &inter, "ASK/ASVK")?;
     let vcek = certs::load_one(vcek_der, "VCEK")?;
     certs::verify_rsa_link(&inter, &vcek, "VCEK/VLEK")?;
+    let now = policy.now();
+    for (c, which) in [(&ark, "ARK"), (&inter, "ASK/ASVK"), (&vcek, "VCEK/VLEK")] {
+        certs::check_validity(c, now, which)?;
+    }
     checks.push(match anchor {
         TrustAnchor::Amd(g) => format!(
             "certificate chain: AMD {} ARK -> ASK/ASVK -> VCEK/VLEK",
@@ -312,6 +349,21 @@ pub fn verify_snp_report(
             String::from("certificate chain: caller-supplied root -> intermediate -> VCEK/VLEK")
         }
     });
+    checks.push(format!(
+        "ARK, ASK/ASVK and VCEK/VLEK valid at unix time {now}"
+    ));
+    if let Some(crl) = policy.crl() {
+        let revoked = certs::crl_revoked_serials(crl, &ark, now)?;
+        for (c, which) in [(&inter, "ASK/ASVK"), (&vcek, "VCEK/VLEK")] {
+            if revoked.iter().any(|s| s.as_slice() == certs::serial(c)) {
+                return Err(VerifyError::Revoked(which));
+            }
+        }
+        checks.push(format!(
+            "AMD CRL signed by the ARK, current; ASK/ASVK and VCEK/VLEK not among its {} revoked serials",
+            revoked.len()
+        ));
+    }
 
     // Product: the report (v3+), the VCEK's productName and the AMD root must agree.
     let from_report = report.generation();
@@ -402,74 +454,6 @@ pub fn verify_snp_report(
         signing_key,
         checks,
     })
-}
-
-/// The policy part of verification (after the signature has been checked).
-fn check_policy(
-    report: &AttestationReport,
-    generation: Generation,
-    policy: &Policy,
-    checks: &mut Vec<String>,
-) -> Result<(), VerifyError> {
-    use alloc::format;
-    let rep_tcb = report.reported_tcb(generation);
-    if report.policy().debug_allowed() && !policy.allow_debug {
-        return Err(VerifyError::DebugAllowed);
-    }
-    checks.push(format!(
-        "guest policy debug = {}",
-        report.policy().debug_allowed()
-    ));
-    if let Some(min) = &policy.min_tcb {
-        for (field, m, g) in [
-            ("fmc", min.fmc, rep_tcb.fmc),
-            ("bootloader", min.bootloader, rep_tcb.bootloader),
-            ("tee", min.tee, rep_tcb.tee),
-            ("snp", min.snp, rep_tcb.snp),
-            ("microcode", min.microcode, rep_tcb.microcode),
-        ] {
-            if g < m {
-                return Err(VerifyError::TcbTooOld {
-                    field,
-                    min: m,
-                    got: g,
-                });
-            }
-        }
-        checks.push(String::from("reported TCB >= minimum TCB"));
-    }
-    if !bool::from(report.measurement.ct_eq(&policy.measurement)) {
-        return Err(VerifyError::MeasurementMismatch);
-    }
-    checks.push(String::from("measurement = expected measurement"));
-    if let Some(rd) = &policy.report_data {
-        if !bool::from(report.report_data.ct_eq(rd)) {
-            return Err(VerifyError::ReportDataMismatch);
-        }
-        checks.push(String::from("report_data = expected report_data"));
-    }
-    if let Some(hd) = &policy.host_data {
-        if !bool::from(report.host_data.ct_eq(hd)) {
-            return Err(VerifyError::HostDataMismatch);
-        }
-        checks.push(String::from("host_data = expected host_data"));
-    }
-    if let Some(max) = policy.max_vmpl {
-        let vmpl = report.vmpl.get();
-        if vmpl > max {
-            return Err(VerifyError::VmplTooHigh(vmpl));
-        }
-        checks.push(format!("VMPL {vmpl} <= {max}"));
-    }
-    if let Some(min) = policy.min_guest_svn {
-        let svn = report.guest_svn.get();
-        if svn < min {
-            return Err(VerifyError::GuestSvnTooLow(svn));
-        }
-        checks.push(format!("guest SVN {svn} >= {min}"));
-    }
-
-    Ok(())
 }
 
 fn load_chain(

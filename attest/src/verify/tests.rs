@@ -116,6 +116,7 @@ fn wrong_expectations_fail() {
     assert_eq!(
         verify_snp_report(&report, VCEK, chain, &policy().min_tcb(min)).unwrap_err(),
         VerifyError::TcbTooOld {
+            tcb: "reported",
             field: "snp",
             min: 9,
             got: 8
@@ -163,7 +164,7 @@ fn debug_policy() {
             &mut checks
         )
         .unwrap_err(),
-        VerifyError::VmplTooHigh(2)
+        VerifyError::VmplTooHigh { max: 1, got: 2 }
     );
 }
 
@@ -433,6 +434,11 @@ mod test_chain {
         };
         r.reported_tcb = tcb.encode(Generation::Genoa).into();
         r.current_tcb = r.reported_tcb;
+        r.committed_tcb = r.reported_tcb;
+        r.launch_tcb = r.reported_tcb;
+        // Firmware 1.55 build 3, current and committed.
+        r.current_version = [3, 55, 1, 0];
+        r.committed_version = r.current_version;
         r.chip_id = chip_id(64);
         r.measurement = [0x42; 48];
         r.report_data = [0x24; 64];
@@ -582,7 +588,20 @@ mod test_chain {
         .into();
         r.chip_id = chip_id(8);
         r.launch_mit_vector = 3.into();
-        let v = verify_snp_report(&sign(r), TURIN_VCEK, chain(), &Policy::new([0x42; 48])).unwrap();
+        r.committed_tcb = r.reported_tcb;
+        r.launch_tcb = r.reported_tcb;
+        // The test VCEK's microcode SVN (5) is below the default Turin floor (9).
+        assert_eq!(
+            verify_snp_report(&sign(r), TURIN_VCEK, chain(), &Policy::new([0x42; 48])).unwrap_err(),
+            VerifyError::TcbTooOld {
+                tcb: "reported",
+                field: "microcode",
+                min: 9,
+                got: 5
+            }
+        );
+        let policy = Policy::new([0x42; 48]).min_tcb_for(Generation::Turin, TcbVersion::default());
+        let v = verify_snp_report(&sign(r), TURIN_VCEK, chain(), &policy).unwrap();
         assert_eq!(v.generation(), Generation::Turin);
         assert_eq!(
             v.reported_tcb(),
@@ -623,4 +642,157 @@ mod test_chain {
             VerifyError::ChipIdMismatch
         );
     }
+
+    fn verify(r: AttestationReport, policy: &Policy) -> Result<VerifiedReport, VerifyError> {
+        verify_snp_report(&sign(r), GENOA_VCEK, chain(), policy)
+    }
+
+    /// Issue 12 #3: the guest policy bits, the VMPL and the firmware version are checked, each
+    /// with its own error (56860 Tables 9 and 23).
+    #[test]
+    fn guest_policy_vmpl_and_abi_are_checked() {
+        use crate::snp::report::{FirmwareVersion, GuestPolicy};
+        let m = || Policy::new([0x42; 48]);
+        assert!(verify(genoa_report(), &m()).is_ok());
+        // MIGRATE_MA (bit 18): refused unless allowed.
+        let mut r = genoa_report();
+        r.policy = (0x30000 | GuestPolicy::MIGRATE_MA).into();
+        assert_eq!(verify(r, &m()).unwrap_err(), VerifyError::MigrateMaAllowed);
+        assert!(verify(r, &m().allow_migrate_ma(true)).is_ok());
+        // SMT (bit 16, set in 0x30000): accepted by default, refused when SMT must be off.
+        assert_eq!(
+            verify(genoa_report(), &m().allow_smt(false)).unwrap_err(),
+            VerifyError::SmtAllowed
+        );
+        let mut r = genoa_report();
+        r.policy = 0x20000.into();
+        assert!(verify(r, &m().allow_smt(false)).is_ok());
+        // SINGLE_SOCKET (bit 20): required only when configured.
+        assert_eq!(
+            verify(genoa_report(), &m().require_single_socket(true)).unwrap_err(),
+            VerifyError::SingleSocketNotRequired
+        );
+        let mut r = genoa_report();
+        r.policy = (0x30000 | GuestPolicy::SINGLE_SOCKET).into();
+        assert!(verify(r, &m().require_single_socket(true)).is_ok());
+        // VMPL: 0 by default.
+        let mut r = genoa_report();
+        r.vmpl = 1.into();
+        assert_eq!(
+            verify(r, &m()).unwrap_err(),
+            VerifyError::VmplTooHigh { max: 0, got: 1 }
+        );
+        assert!(verify(r, &m().max_vmpl(1)).is_ok());
+        // Firmware versions: current, then committed, against 1.51 by default.
+        let mut r = genoa_report();
+        r.current_version = [0, 50, 1, 0];
+        assert_eq!(
+            verify(r, &m()).unwrap_err(),
+            VerifyError::AbiTooOld {
+                which: "current",
+                min: FirmwareVersion::new(1, 51),
+                got: FirmwareVersion::new(1, 50)
+            }
+        );
+        let mut r = genoa_report();
+        r.committed_version = [0, 49, 1, 0];
+        assert_eq!(
+            verify(r, &m()).unwrap_err(),
+            VerifyError::AbiTooOld {
+                which: "committed",
+                min: FirmwareVersion::new(1, 51),
+                got: FirmwareVersion::new(1, 49)
+            }
+        );
+        assert_eq!(
+            verify(genoa_report(), &m().min_abi(FirmwareVersion::new(1, 56))).unwrap_err(),
+            VerifyError::AbiTooOld {
+                which: "current",
+                min: FirmwareVersion::new(1, 56),
+                got: FirmwareVersion::new(1, 55)
+            }
+        );
+        assert!(alloc::format!("{}", VerifyError::SmtAllowed).contains("SMT = 1, expected 0"));
+    }
+
+    /// Issue 12 #3: reported, committed and launch TCB each meet the per-product floor.
+    #[test]
+    fn reported_committed_and_launch_tcb_are_checked() {
+        let lower = TcbVersion {
+            fmc: 0,
+            bootloader: 7,
+            tee: 0,
+            snp: 13,
+            microcode: 72,
+        }
+        .encode(Generation::Genoa);
+        let m = || Policy::new([0x42; 48]);
+        let mut r = genoa_report();
+        r.committed_tcb = lower.into();
+        assert_eq!(
+            verify(r, &m()).unwrap_err(),
+            VerifyError::TcbTooOld {
+                tcb: "committed",
+                field: "snp",
+                min: 14,
+                got: 13
+            }
+        );
+        let mut r = genoa_report();
+        r.launch_tcb = lower.into();
+        assert_eq!(
+            verify(r, &m()).unwrap_err(),
+            VerifyError::TcbTooOld {
+                tcb: "launch",
+                field: "snp",
+                min: 14,
+                got: 13
+            }
+        );
+        // The reported TCB (= the VCEK's) under a raised Genoa floor; Milan's floor is not used.
+        let raised = TcbVersion {
+            fmc: 0,
+            bootloader: 8,
+            tee: 0,
+            snp: 14,
+            microcode: 72,
+        };
+        assert_eq!(
+            verify(genoa_report(), &m().min_tcb_for(Generation::Genoa, raised)).unwrap_err(),
+            VerifyError::TcbTooOld {
+                tcb: "reported",
+                field: "bootloader",
+                min: 8,
+                got: 7
+            }
+        );
+        assert!(verify(genoa_report(), &m().min_tcb_for(Generation::Milan, raised)).is_ok());
+        assert_eq!(
+            m().min_tcb_of(Generation::Genoa),
+            default_min_tcb(Generation::Genoa)
+        );
+    }
+}
+
+/// Issue 12 (low): the AMD certificates' validity periods are checked at the verifier's time.
+#[test]
+fn certificate_validity_is_checked() {
+    let report = milan_report();
+    let chain = ChainSource::BuiltIn(Generation::Milan);
+    // 2026-01-01: everything valid.
+    assert!(verify_snp_report(&report, VCEK, chain, &policy().at_time(1_767_225_600)).is_ok());
+    // 2031-01-01: the VCEK (2023-04-03 .. 2030-04-03) has expired.
+    assert!(matches!(
+        verify_snp_report(&report, VCEK, chain, &policy().at_time(1_924_992_000)),
+        Err(VerifyError::CertificateNotValidAt {
+            which: "VCEK/VLEK",
+            not_after: 1_901_474_623,
+            ..
+        })
+    ));
+    // 2020-01-01: before the ARK's notBefore (2020-10-22).
+    assert!(matches!(
+        verify_snp_report(&report, VCEK, chain, &policy().at_time(1_577_836_800)),
+        Err(VerifyError::CertificateNotValidAt { which: "ARK", .. })
+    ));
 }

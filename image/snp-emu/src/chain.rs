@@ -11,7 +11,9 @@
 //! Generating two RSA-4096 keys takes a while, so the chain is generated once
 //! ([`generate`], `snp-emu gen-chain --seed`) from a seeded ChaCha20 RNG and the result is kept
 //! as fixtures in `fixtures/` that are compiled into the binary ([`Chain::builtin`]).
-//! The ARK and ASK private keys are not kept: only the VCEK key is needed to sign reports.
+//! The ARK and ASK private keys are kept too (`fixtures/ark_key.pem`, `ask_key.pem`; they are
+//! derivable from the public seed anyway): [`TestCa`] uses them in tests to issue a VCEK for
+//! another TCB and to sign CRLs.
 
 use std::{fmt, fs, path::Path, time::Duration};
 
@@ -53,6 +55,8 @@ const FIXTURE_ARK: &str = include_str!("../fixtures/ark.pem");
 const FIXTURE_ASK: &str = include_str!("../fixtures/ask.pem");
 const FIXTURE_VCEK: &[u8] = include_bytes!("../fixtures/vcek.der");
 const FIXTURE_VCEK_KEY: &str = include_str!("../fixtures/vcek_key.pem");
+const FIXTURE_ARK_KEY: &str = include_str!("../fixtures/ark_key.pem");
+const FIXTURE_ASK_KEY: &str = include_str!("../fixtures/ask_key.pem");
 
 /// AMD VCEK extension OIDs (KDS interface spec #57230, "VCEK certificate extensions").
 pub mod oid {
@@ -281,6 +285,14 @@ fn sign_pss(
 
 /// Generates the whole chain deterministically from `seed` (slow: two RSA-4096 keys).
 pub fn generate(seed: &str, tcb: Tcb) -> Result<(Chain, String), ChainError> {
+    generate_with_ca_keys(seed, tcb).map(|(chain, vcek_key_pem, _)| (chain, vcek_key_pem))
+}
+
+/// [`generate`], also returning the ARK and ASK private keys as PKCS#8 PEM (ARK, ASK).
+pub fn generate_with_ca_keys(
+    seed: &str,
+    tcb: Tcb,
+) -> Result<(Chain, String, (String, String)), ChainError> {
     let mut rng_seed = [0u8; 32];
     rng_seed.copy_from_slice(&Sha256::digest(
         format!("snp-emu chain seed\0{seed}").as_bytes(),
@@ -348,9 +360,38 @@ pub fn generate(seed: &str, tcb: Tcb) -> Result<(Chain, String), ChainError> {
     };
     let ask_der = sign_pss(ask_tbs, &ark_signer, &mut rng)?;
 
-    // VCEK: leaf, signed by the ASK, with AMD's extensions in AMD's order.
+    let vcek_tbs = vcek_tbs(pss_alg, &vcek_key, &chip_id, tcb)?;
+    let vcek_der = sign_pss(vcek_tbs, &ask_signer, &mut rng)?;
+    let key_pem = vcek_key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|_| ChainError::Signature)?;
+    let ca_pem = |k: &rsa::PrivateKey| -> Result<String, ChainError> {
+        Ok(k.to_pkcs8_pem(LineEnding::LF)
+            .map_err(|_| ChainError::Signature)?
+            .to_string())
+    };
+    let ca_keys = (ca_pem(&ark_priv)?, ca_pem(&ask_priv)?);
+    let chain = Chain {
+        ark_der,
+        ask_der,
+        vcek_der,
+        vcek_key,
+        chip_id,
+        tcb,
+    };
+    Ok((chain, key_pem.to_string(), ca_keys))
+}
+
+/// The VCEK's to-be-signed certificate: a leaf signed by the ASK, with AMD's extensions in AMD's
+/// order, for `tcb`.
+fn vcek_tbs(
+    pss_alg: AlgorithmIdentifierOwned,
+    vcek_key: &VcekKey,
+    chip_id: &[u8; 64],
+    tcb: Tcb,
+) -> Result<Tbs, ChainError> {
     let int = |v: u8| -> Result<Uint, ChainError> { serial(u32::from(v)) };
-    let vcek_tbs = Tbs {
+    Ok(Tbs {
         version: 2,
         serial: serial(0)?,
         signature: pss_alg,
@@ -372,23 +413,10 @@ pub fn generate(seed: &str, tcb: Tcb) -> Result<(Chain, String), ChainError> {
             Extension {
                 extn_id: oid::HW_ID,
                 critical: false,
-                extn_value: OctetString::new(chip_id)?,
+                extn_value: OctetString::new(chip_id.as_slice())?,
             },
         ],
-    };
-    let vcek_der = sign_pss(vcek_tbs, &ask_signer, &mut rng)?;
-    let key_pem = vcek_key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|_| ChainError::Signature)?;
-    let chain = Chain {
-        ark_der,
-        ask_der,
-        vcek_der,
-        vcek_key,
-        chip_id,
-        tcb,
-    };
-    Ok((chain, key_pem.to_string()))
+    })
 }
 
 fn u8_ext(cert: &Certificate, id: ObjectIdentifier) -> Result<u8, ChainError> {
@@ -512,6 +540,102 @@ impl Chain {
             unreachable!("HKDF-SHA-256 expand of 32 bytes");
         }
         out
+    }
+}
+
+/// The test chain's ARK and ASK private keys (tests only: they let a test issue a VCEK for another
+/// TCB, as AMD's KDS does for each TCB, and sign an AMD-style CRL).
+pub struct TestCa {
+    ark: PssSigningKey<Sha384>,
+    ask: PssSigningKey<Sha384>,
+}
+
+impl fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TestCa")
+    }
+}
+
+impl TestCa {
+    /// The keys of the built-in fixture chain ([`Chain::builtin`]).
+    pub fn builtin() -> Result<TestCa, ChainError> {
+        let key = |pem: &str| -> Result<PssSigningKey<Sha384>, ChainError> {
+            let k = rsa::PrivateKey::from_pkcs8_pem(pem)
+                .map_err(|_| ChainError::Inconsistent("CA key PEM"))?;
+            Ok(PssSigningKey::<Sha384>::new_with_salt_len(k, 48))
+        };
+        Ok(TestCa {
+            ark: key(FIXTURE_ARK_KEY)?,
+            ask: key(FIXTURE_ASK_KEY)?,
+        })
+    }
+
+    fn rng() -> ChaCha20Rng {
+        ChaCha20Rng::from_seed(*b"snp-emu TestCa signatures rng v1")
+    }
+
+    /// `chain` with its VCEK reissued for `tcb` (same key and chip id): the reports it then signs
+    /// carry `tcb` as REPORTED_TCB, like a platform whose firmware or microcode is at `tcb`.
+    pub fn with_tcb(&self, chain: &Chain, tcb: Tcb) -> Result<Chain, ChainError> {
+        let alg = self.ask.signature_algorithm_identifier()?;
+        let tbs = vcek_tbs(alg, &chain.vcek_key, &chain.chip_id, tcb)?;
+        let vcek_der = sign_pss(tbs, &self.ask, &mut Self::rng())?;
+        Ok(Chain {
+            ark_der: chain.ark_der.clone(),
+            ask_der: chain.ask_der.clone(),
+            vcek_der,
+            vcek_key: chain.vcek_key.clone(),
+            chip_id: chain.chip_id,
+            tcb,
+        })
+    }
+
+    /// An AMD-style CRL (RFC 5280 §5, DER), issued and signed by the ARK with RSASSA-PSS SHA-384,
+    /// revoking the certificates with these serial numbers (big-endian bytes), valid from
+    /// `this_update` to `next_update` (seconds since the Unix epoch).
+    pub fn crl(
+        &self,
+        revoked: &[&[u8]],
+        this_update: u64,
+        next_update: u64,
+    ) -> Result<Vec<u8>, ChainError> {
+        use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+        use x509_cert::serial_number::SerialNumber;
+        let t = |s: u64| -> Result<Time, ChainError> {
+            Ok(Time::UtcTime(UtcTime::from_unix_duration(
+                Duration::from_secs(s),
+            )?))
+        };
+        let entries = revoked
+            .iter()
+            .map(|s| {
+                Ok(RevokedCert {
+                    serial_number: SerialNumber::<x509_cert::certificate::Rfc5280>::new(s)?,
+                    revocation_date: t(this_update)?,
+                    crl_entry_extensions: None,
+                })
+            })
+            .collect::<Result<Vec<_>, ChainError>>()?;
+        let alg = self.ark.signature_algorithm_identifier()?;
+        let tbs = TbsCertList {
+            version: x509_cert::Version::V2,
+            signature: alg.clone(),
+            issuer: name("ARK-Milan")?,
+            this_update: t(this_update)?,
+            next_update: Some(t(next_update)?),
+            revoked_certificates: (!entries.is_empty()).then_some(entries),
+            crl_extensions: None,
+        };
+        let sig: PssSignature = self
+            .ark
+            .try_sign_with_rng(&mut Self::rng(), &tbs.to_der()?)
+            .map_err(|_| ChainError::Signature)?;
+        Ok(CertificateList {
+            tbs_cert_list: tbs,
+            signature_algorithm: alg,
+            signature: BitString::from_bytes(&sig.to_bytes())?,
+        }
+        .to_der()?)
     }
 }
 

@@ -247,8 +247,13 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::ExportChain { dir, chain_dir } => load_chain(chain_dir.as_ref())?
             .export(&dir)
             .map_err(|e| format!("export: {e}")),
-        Command::GenChain { seed, out } => chain::generate(&seed, Tcb::TEST)
-            .and_then(|(c, key)| c.write_fixtures(&out, &key))
+        Command::GenChain { seed, out } => chain::generate_with_ca_keys(&seed, Tcb::TEST)
+            .and_then(|(c, key, (ark_key, ask_key))| {
+                c.write_fixtures(&out, &key)?;
+                std::fs::write(out.join("ark_key.pem"), ark_key)?;
+                std::fs::write(out.join("ask_key.pem"), ask_key)?;
+                Ok(())
+            })
             .map_err(|e| format!("gen-chain: {e}")),
     }
 }

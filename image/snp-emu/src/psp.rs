@@ -114,6 +114,9 @@ pub struct Psp {
     vmpck0: Zeroizing<[u8; 32]>,
     vmpck_handed_out: bool,
     firmware: FirmwareMessenger,
+    /// COMMITTED_TCB and LAUNCH_TCB of the reports (the chain's TCB unless set otherwise).
+    committed_tcb: Tcb,
+    launch_tcb: Tcb,
 }
 
 impl fmt::Debug for Psp {
@@ -147,7 +150,10 @@ impl Psp {
             return Err(LaunchError::ReportVersion(launch.report_version));
         }
         let firmware = FirmwareMessenger::new(Vmpck::new(*vmpck0), 0);
+        let tcb = chain.tcb;
         Ok(Psp {
+            committed_tcb: tcb,
+            launch_tcb: tcb,
             chain,
             launch,
             root_secret,
@@ -160,6 +166,15 @@ impl Psp {
     /// The chain the reports are signed with.
     pub fn chain(&self) -> &Chain {
         &self.chain
+    }
+
+    /// Report `committed` as COMMITTED_TCB and `launch` as LAUNCH_TCB (56860 Table 23), e.g. a
+    /// platform whose firmware was updated after the guest launched (launch below reported) or
+    /// whose update is not committed yet (committed below reported, so the host can roll back).
+    /// REPORTED_TCB is the chain's (reissue the VCEK with `chain::TestCa::with_tcb` to lower it).
+    pub fn set_tcbs(&mut self, committed: Tcb, launch: Tcb) {
+        self.committed_tcb = committed;
+        self.launch_tcb = launch;
     }
 
     /// The launch information.
@@ -250,10 +265,10 @@ impl Psp {
             (r.cpuid_fam_id, r.cpuid_mod_id, r.cpuid_step) = (0x19, 0x01, 0x01);
         }
         r.chip_id = self.chain.chip_id;
-        r.committed_tcb = tcb.into();
+        r.committed_tcb = self.committed_tcb.to_u64().into();
         r.current_version = [0x0F, 0x37, 0x01, 0]; // firmware 1.55 build 15
         r.committed_version = r.current_version;
-        r.launch_tcb = tcb.into();
+        r.launch_tcb = self.launch_tcb.to_u64().into();
         let digest = Sha384::digest(r.signed_bytes());
         let sig: EcdsaSignature = self.chain.vcek_key().sign_prehash(&digest).ok()?;
         let (rb, sb) = sig.split_bytes();

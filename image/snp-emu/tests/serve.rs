@@ -369,6 +369,8 @@ fn gen_chain_reproduces_the_committed_fixtures() {
         "vcek.der",
         "vcek_key.pem",
         "cert_chain",
+        "ark_key.pem",
+        "ask_key.pem",
     ] {
         assert_eq!(
             std::fs::read(dir.path().join(f)).unwrap(),

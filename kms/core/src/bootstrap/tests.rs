@@ -318,6 +318,32 @@ fn bootstrap_certificate_carries_quote_binding_its_key() {
     signature::Verifier::verify(&vk, &tbs, &sig).unwrap();
 }
 
+/// Issue 12 (low): a certificate with two quote extensions (a duplicate) carries no quote.
+#[test]
+fn two_quote_extensions_are_no_quote() {
+    let oid: Vec<u64> = OID_SNP_QUOTE.arcs().map(u64::from).collect();
+    let make = |n: usize| {
+        let mut params =
+            rcgen::CertificateParams::new(vec![alloc::string::String::from("kms")]).unwrap();
+        for i in 0..n {
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &oid,
+                    vec![0x30, 0x01, i as u8],
+                ));
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        Certificate::from_der(&der).unwrap()
+    };
+    assert_eq!(
+        quote_extension(&make(1)).unwrap().quote,
+        vec![0x30, 0x01, 0]
+    );
+    assert!(quote_extension(&make(2)).is_none());
+}
+
 #[test]
 fn same_platform_key_same_bootstrap_key_across_restarts() {
     let mut a = TestEvidence::snp(7);

@@ -291,14 +291,18 @@ pub fn parse_pem_chain(pem: &str) -> Result<Vec<Certificate>, X509Error> {
 /// The RA-TLS quote carried by a certificate, if any.
 pub fn quote_extension(cert: &Certificate) -> Option<QuoteExtension> {
     let exts = cert.tbs_certificate().extensions()?;
-    exts.iter()
-        .find(|e| {
-            e.extn_id == OID_SNP_QUOTE || e.extn_id == OID_TDX_QUOTE || e.extn_id == OID_SGX_QUOTE
-        })
-        .map(|e| QuoteExtension {
-            oid: e.extn_id,
-            quote: e.extn_value.as_bytes().to_vec(),
-        })
+    let mut quotes = exts.iter().filter(|e| {
+        e.extn_id == OID_SNP_QUOTE || e.extn_id == OID_TDX_QUOTE || e.extn_id == OID_SGX_QUOTE
+    });
+    let e = quotes.next()?;
+    // Two quote extensions (a duplicate, or two kinds) are ambiguous: no quote at all.
+    if quotes.next().is_some() {
+        return None;
+    }
+    Some(QuoteExtension {
+        oid: e.extn_id,
+        quote: e.extn_value.as_bytes().to_vec(),
+    })
 }
 
 /// Whether `cert` carries an SNP quote that parses and whose report_data binds `key` (zero nonce,
