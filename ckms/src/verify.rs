@@ -513,6 +513,9 @@ pub fn fresh_nonce() -> Result<[u8; 32], CliError> {
     Ok(nonce)
 }
 
+/// Retries of `GET /attestation` answered 429 (rate-limited), a second apart.
+const ATTESTATION_RETRIES: usize = 5;
+
 /// `GET /attestation?nonce=…` over `client`, verified against `public_key` and `nonce`.
 pub fn fresh_attestation(
     client: &mut HttpClient,
@@ -520,7 +523,17 @@ pub fn fresh_attestation(
     nonce: &[u8; 32],
     exp: &Expectation,
 ) -> Result<VerifiedReport, CliError> {
-    let resp = client.get(&format!("/attestation?nonce={}", hex::encode(nonce)))?;
+    let path = format!("/attestation?nonce={}", hex::encode(nonce));
+    let mut resp = client.get(&path)?;
+    // The server rate-limits attestation (each is a firmware round trip): 429 means "retry in a
+    // second"; give up after a few tries.
+    for _ in 0..ATTESTATION_RETRIES {
+        if resp.status != 429 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        resp = client.get(&path)?;
+    }
     if resp.status != 200 {
         return Err(CliError::Server {
             status: resp.status,
