@@ -86,6 +86,30 @@ fn main() {
         br#"{"tag":"Attributes","value":[{"tag":"ActivationDate","type":"DateTime","value":"0x7FFFFFFFFFFFFFFF"},{"tag":"DeactivationDate","type":"DateTime","value":"0000-01-01T00:00:00+23:59"},{"tag":"X","type":"Integer","value":-2147483648},{"tag":"Y","type":"LongInteger","value":"0x8000000000000000"}]}"#,
     );
 
+    // Binary TTLV: the KMIP JSON seeds in the binary encoding, and KMIP 2.1 §9.1.2's Structure
+    // example.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join("kmip_json");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("kmip_json seeds")
+        .map(|e| e.expect("seed").path())
+        .collect();
+    names.sort();
+    for f in names {
+        let t = kms::kmip::json::from_slice(&std::fs::read(&f).expect("seed"), &Default::default())
+            .expect("JSON seed");
+        if let Ok(b) = kms::kmip::binary::to_vec(&t) {
+            let stem = f.file_stem().and_then(|s| s.to_str()).expect("name");
+            put("kmip_binary", &format!("{stem}.ttlv"), &b);
+        }
+    }
+    put(
+        "kmip_binary",
+        "spec_structure.ttlv",
+        &unhex("42002001000000204200040500000004000000FE000000004200050200000004000000FF00000000"),
+    );
+
     // HTTP and the server: the same bodies framed, plus the other routes and pipelining.
     let create = &kmip[2].1;
     let reqs: Vec<(&str, Vec<u8>)> = vec![
