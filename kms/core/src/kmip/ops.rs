@@ -104,7 +104,8 @@ const OBJECT_TAGS: &[&str] = &[
 ];
 
 impl KeyBlock {
-    /// Parse the object (`Object`, or `SymmetricKey`/`PrivateKey`/... in the spec dialect).
+    /// Parse the object: under its object-type tag (`SymmetricKey`, `PrivateKey`, ..., as KMIP
+    /// and the Cosmian KMS send it), or under `Object` (older Cosmian clients).
     pub fn parse_object(parent: &Ttlv) -> Result<Self, FieldError> {
         let obj = OBJECT_TAGS
             .iter()
@@ -149,8 +150,9 @@ impl KeyBlock {
         })
     }
 
-    /// Emit as `Object { KeyBlock { ... } }`.
-    pub fn to_object(&self) -> Ttlv {
+    /// Emit the object under its object-type tag (`SymmetricKey { KeyBlock { ... } }`), as
+    /// KMIP 2.1 §2 and the Cosmian KMS (its `Object` enum, serialized by variant) do.
+    pub fn to_object(&self, object_type: ObjectType) -> Ttlv {
         let km = match self.key_format_type {
             KeyFormatType::TransparentSymmetricKey => Ttlv::structure(
                 "KeyMaterial",
@@ -190,7 +192,10 @@ impl KeyBlock {
         if let Some(l) = self.cryptographic_length {
             kb.push(Ttlv::int("CryptographicLength", l));
         }
-        Ttlv::structure("Object", alloc::vec![Ttlv::structure("KeyBlock", kb)])
+        Ttlv::structure(
+            object_type.name(),
+            alloc::vec![Ttlv::structure("KeyBlock", kb)],
+        )
     }
 }
 
@@ -676,7 +681,7 @@ impl Response {
                 if let Some(a) = attributes {
                     v.push(a.to_ttlv("Attributes"));
                 }
-                v.push(key.to_object());
+                v.push(key.to_object(*object_type));
                 v
             }
             Response::GetAttributes { uid: u, attributes } => {
