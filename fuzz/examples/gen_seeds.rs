@@ -46,6 +46,40 @@ fn post(path: &str, body: &[u8]) -> Vec<u8> {
     r
 }
 
+/// A bare operation (`{"tag":"Create",...}`, the Cosmian JSON shortcut) as the one batch item
+/// of a KMIP 2.1 RequestMessage: binary TTLV has only messages.
+fn as_message(t: kms::kmip::ttlv::Ttlv) -> kms::kmip::ttlv::Ttlv {
+    use kms::kmip::ttlv::Ttlv;
+    let Some(op) = kms::kmip::ops::operation_from_tag(&t.tag) else {
+        return t;
+    };
+    Ttlv::structure(
+        "RequestMessage",
+        vec![
+            Ttlv::structure(
+                "RequestHeader",
+                vec![
+                    Ttlv::structure(
+                        "ProtocolVersion",
+                        vec![
+                            Ttlv::int("ProtocolVersionMajor", 2),
+                            Ttlv::int("ProtocolVersionMinor", 1),
+                        ],
+                    ),
+                    Ttlv::int("BatchCount", 1),
+                ],
+            ),
+            Ttlv::structure(
+                "BatchItem",
+                vec![
+                    op.to_ttlv(),
+                    Ttlv::structure("RequestPayload", t.children().to_vec()),
+                ],
+            ),
+        ],
+    )
+}
+
 fn main() {
     // KMIP JSON: the Cosmian-dialect examples, plus a few operations on a fixed uid.
     let mut kmip = Vec::new();
@@ -99,7 +133,7 @@ fn main() {
     for f in names {
         let t = kms::kmip::json::from_slice(&std::fs::read(&f).expect("seed"), &Default::default())
             .expect("JSON seed");
-        if let Ok(b) = kms::kmip::binary::to_vec(&t) {
+        if let Ok(b) = kms::kmip::binary::to_vec(&kms::kmip::binary::wire_shape(&as_message(t))) {
             let stem = f.file_stem().and_then(|s| s.to_str()).expect("name");
             put("kmip_binary", &format!("{stem}.ttlv"), &b);
         }

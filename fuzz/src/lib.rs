@@ -127,8 +127,10 @@ pub fn kmip_json(data: &[u8]) {
 }
 
 /// Binary TTLV (`kms::kmip::binary`): whatever decodes re-encodes to the same bytes, is framed
-/// at its exact length when it is a message, and survives the JSON form unchanged.
+/// at its exact length when it is a message, and survives the JSON form unchanged; the KMS
+/// answers any input with a binary ResponseMessage or a 4xx error.
 pub fn kmip_binary(data: &[u8]) {
+    kms_binary_answer(data);
     use kms::kmip::binary::{from_slice, message_len, to_vec};
     use kms::kmip::json::{self, Limits};
     use kms::kmip::ttlv::Value;
@@ -163,6 +165,27 @@ pub fn kmip_binary(data: &[u8]) {
             String::from_utf8_lossy(&j)
         ),
         Err(e) => panic!("JSON of a binary tree does not parse: {e}"),
+    }
+}
+
+/// The KMS's answer to a binary `body` from alice on an empty store: a ResponseMessage that
+/// decodes, or a 4xx error (a 5xx here would be a response with no binary form).
+fn kms_binary_answer(body: &[u8]) {
+    let kms = Kms::new(MemoryStore::new(), KmsConfig::default());
+    let mut rng = FuzzRng(0x9e37_79b9_7f4a_7c15);
+    let mut env = Env {
+        now: NOW,
+        rng: &mut rng,
+    };
+    match kms::block_on(kms.kmip_binary(&mut env, "alice", body), || {}) {
+        Ok(out) => match kms::kmip::binary::from_slice(&out, &Default::default()) {
+            Ok(t) => assert!(t.tag == "ResponseMessage", "answer is {}", t.tag),
+            Err(e) => panic!("the binary answer does not decode: {e}"),
+        },
+        Err(e) => {
+            let status = e.http_status();
+            assert!((400..500).contains(&status), "{status}: {e}");
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 //! | main, RA-TLS | any | `GET /attestation?nonce=` | none | fresh report bound to the bootstrap key |
 //! | main | any | `GET /health`, `GET /version` | none | `{"status":"UP"}`, version string |
 //! | main | bootstrap | `POST /csr`, `/certificate`, `/redis-findex`, `/client-ca`, `/start` | provisioner | [`crate::bootstrap`] |
-//! | main | serving | `POST /kmip/2_1` | client certificate | KMIP 2.1 JSON TTLV |
+//! | main | serving | `POST /kmip/2_1`, `POST /kmip` | client certificate | KMIP 2.1 JSON TTLV; binary TTLV `RequestMessage` when `Content-Type: application/octet-stream` |
 //! | main | serving | `POST /access/grant`, `/access/revoke`; `GET /access/list/{uid}`, `/access/owned`, `/access/obtained` | client certificate | access rights |
 //!
 //! A connection belongs to the phase it was accepted in: after `/start`, bootstrap-phase
@@ -567,7 +567,12 @@ async fn kms_route<S: Store>(
     let path = req.path.as_str();
     let known = matches!(
         path,
-        "/kmip/2_1" | "/access/grant" | "/access/revoke" | "/access/owned" | "/access/obtained"
+        "/kmip/2_1"
+            | "/kmip"
+            | "/access/grant"
+            | "/access/revoke"
+            | "/access/owned"
+            | "/access/obtained"
     ) || path.starts_with("/access/list/");
     if !known {
         return Response::text(404, "no such route");
@@ -576,7 +581,15 @@ async fn kms_route<S: Store>(
         return Response::text(401, "authentication required: no client identity");
     };
     let result = match (req.method, path) {
-        (Method::Post, "/kmip/2_1") => kms.kmip_json(env, user, &req.body).await,
+        // Binary TTLV (as the Cosmian KMS's `POST /kmip`): the answer, even a failure, is a
+        // binary ResponseMessage (with the error's status).
+        (Method::Post, "/kmip/2_1" | "/kmip") if is_octet_stream(req) => {
+            return match kms.kmip_binary(env, user, &req.body).await {
+                Ok(body) => Response::binary(200, body),
+                Err(e) => binary_error(env.now, &e),
+            };
+        }
+        (Method::Post, "/kmip/2_1" | "/kmip") => kms.kmip_json(env, user, &req.body).await,
         (Method::Post, "/access/grant") => kms.grant_access_json(env, user, &req.body).await,
         (Method::Post, "/access/revoke") => kms.revoke_access_json(env, user, &req.body).await,
         (Method::Get, "/access/owned") => kms.owned(user).await.and_then(|v| to_json(&v)),
@@ -596,6 +609,24 @@ async fn kms_route<S: Store>(
     match result {
         Ok(body) => Response::json(200, body),
         Err(e) => Response::text(e.http_status(), &format!("{e}")),
+    }
+}
+
+/// Whether the body is binary TTLV (`Content-Type: application/octet-stream`, any parameters).
+fn is_octet_stream(req: &Request) -> bool {
+    req.header("content-type").is_some_and(|v| {
+        let essence = v.split(|b| *b == b';').next().unwrap_or(v);
+        essence
+            .trim_ascii()
+            .eq_ignore_ascii_case(crate::http::OCTET_STREAM.as_bytes())
+    })
+}
+
+/// A binary KMIP client's answer to a failed message: a `ResponseMessage` with the reason.
+fn binary_error(now: i64, e: &crate::KmsError) -> Response {
+    match crate::kmip::binary::to_vec(&crate::kmip_error_response(now, e)) {
+        Ok(body) => Response::binary(e.http_status(), body),
+        Err(_) => Response::text(e.http_status(), &format!("{e}")),
     }
 }
 

@@ -605,6 +605,116 @@ mod tests {
         assert!(body.contains("bob"), "{body}");
     }
 
+    /// One response's status, content type and raw body.
+    fn raw_response(out: &[u8]) -> (u16, String, Vec<u8>) {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut r = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(n) = r.parse(out).unwrap() else {
+            panic!("partial")
+        };
+        let ct = r
+            .headers
+            .iter()
+            .find(|h| h.name == "content-type")
+            .map(|h| String::from_utf8(h.value.to_vec()).unwrap())
+            .unwrap();
+        (r.code.unwrap(), ct, out[n..].to_vec())
+    }
+
+    #[test]
+    fn binary_kmip_through_the_router() {
+        use crate::kmip::binary;
+        use crate::kmip::json::Limits as TtlvLimits;
+        use crate::kmip::ttlv::{EnumValue, Ttlv, Value};
+        let en = |t: &str, c: u32| Ttlv::new(t, Value::Enumeration(EnumValue::Code(c)));
+        let msg = Ttlv::structure(
+            "RequestMessage",
+            alloc::vec![
+                Ttlv::structure(
+                    "RequestHeader",
+                    alloc::vec![
+                        Ttlv::structure(
+                            "ProtocolVersion",
+                            alloc::vec![
+                                Ttlv::int("ProtocolVersionMajor", 2),
+                                Ttlv::int("ProtocolVersionMinor", 0)
+                            ],
+                        ),
+                        Ttlv::int("BatchCount", 1),
+                    ],
+                ),
+                Ttlv::structure(
+                    "BatchItem",
+                    alloc::vec![
+                        en("Operation", 1),
+                        Ttlv::structure(
+                            "RequestPayload",
+                            alloc::vec![
+                                en("ObjectType", 2),
+                                Ttlv::structure(
+                                    "Attributes",
+                                    alloc::vec![
+                                        en("CryptographicAlgorithm", 3),
+                                        Ttlv::int("CryptographicLength", 128)
+                                    ],
+                                ),
+                            ],
+                        ),
+                    ],
+                ),
+            ],
+        );
+        let body = binary::to_vec(&msg).unwrap();
+        let post = |path: &str, ct: &str, body: &[u8]| {
+            let mut r = format!(
+                "POST {path} HTTP/1.1\r\ncontent-type: {ct}\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(body);
+            r
+        };
+        let mut f = Fixture::new(Limits::DEFAULT);
+        for path in ["/kmip", "/kmip/2_1"] {
+            let (_, out) = f.feed(
+                Some("alice"),
+                &post(path, "application/octet-stream", &body),
+            );
+            let (status, ct, b) = raw_response(&out);
+            assert_eq!((status, ct.as_str()), (200, "application/octet-stream"));
+            let r = binary::from_slice(&b, &TtlvLimits::default()).unwrap();
+            assert_eq!(r.tag, "ResponseMessage");
+            let item = r.get("BatchItem").unwrap();
+            assert_eq!(
+                item.get("ResultStatus").unwrap().value,
+                Value::Enumeration(EnumValue::Code(0))
+            );
+        }
+        // Garbage: 422 with a binary ResponseMessage naming Invalid Message.
+        let (_, out) = f.feed(
+            Some("alice"),
+            &post(
+                "/kmip",
+                "Application/Octet-Stream; x=y",
+                b"\x42\x00\x78\x01\x00",
+            ),
+        );
+        let (status, ct, b) = raw_response(&out);
+        assert_eq!((status, ct.as_str()), (422, "application/octet-stream"));
+        let r = binary::from_slice(&b, &TtlvLimits::default()).unwrap();
+        assert_eq!(
+            r.get("BatchItem")
+                .unwrap()
+                .get("ResultReason")
+                .unwrap()
+                .value,
+            Value::Enumeration(EnumValue::Code(4))
+        );
+        // No identity: 401, as for JSON.
+        let (_, out) = f.feed(None, &post("/kmip", "application/octet-stream", &body));
+        assert_eq!(raw_response(&out).0, 401);
+    }
+
     #[test]
     fn attestation_needs_a_bootstrap_identity_and_ratls_serves_nothing_else() {
         let mut f = Fixture::new(Limits::DEFAULT);

@@ -380,6 +380,33 @@ fn pad(out: &mut Vec<u8>, len: usize) {
     out.resize(out.len() + (len.next_multiple_of(8) - len), 0);
 }
 
+/// A response in KMIP's own shapes, for the binary encoding: the Cosmian JSON dialect's
+/// wrappers have no tag code. `VendorAttributes { VendorAttributes {..}, .. }` becomes one
+/// `Attribute { VendorIdentification, AttributeName, AttributeValue }` per vendor attribute
+/// (KMIP 2.1 §7.2 Attribute), and list wrappers (`Name { Name {..}, .. }`, same for `Link`)
+/// become the repeated items. [`super::types::Attributes::parse`] reads both shapes.
+pub fn wire_shape(t: &Ttlv) -> Ttlv {
+    let Value::Structure(children) = &t.value else {
+        return t.clone();
+    };
+    let mut out = Vec::with_capacity(children.len());
+    for c in children {
+        let wrapped = |inner: &str| matches!(&c.value, Value::Structure(v) if !v.is_empty() && v.iter().all(|x| x.tag == inner));
+        if c.tag == "VendorAttributes" && wrapped("VendorAttributes") {
+            for v in c.children() {
+                let mut a = wire_shape(v);
+                a.tag = String::from("Attribute");
+                out.push(a);
+            }
+        } else if (c.tag == "Name" || c.tag == "Link") && wrapped(&c.tag) {
+            out.extend(c.children().iter().map(wire_shape));
+        } else {
+            out.push(wire_shape(c));
+        }
+    }
+    Ttlv::structure(&t.tag, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +549,29 @@ mod tests {
             to_vec(&Ttlv::bytes("IvCounterNonce", &[])).unwrap(),
             hex("42003D 08 00000000")
         );
+    }
+
+    #[test]
+    fn cosmian_wrappers_get_kmip_shapes() {
+        use super::super::types::{Attributes, Link, LinkType};
+        let a = Attributes {
+            names: vec!["n1".into(), "n2".into()],
+            tags: vec!["t".into()],
+            links: vec![Link {
+                link_type: LinkType::PublicKeyLink,
+                uid: "u".into(),
+            }],
+            ..Default::default()
+        };
+        let t = a.to_ttlv("Attributes");
+        let w = wire_shape(&t);
+        let tags: Vec<&str> = w.children().iter().map(|c| c.tag.as_str()).collect();
+        assert_eq!(tags, ["Name", "Name", "Link", "Attribute"]);
+        let b = to_vec(&w).unwrap();
+        let back = from_slice(&b, &lim()).unwrap();
+        assert_eq!(Attributes::parse(&back).unwrap(), a);
+        // The Cosmian shape itself has no binary form.
+        assert_eq!(to_vec(&t), Err(EncodeError::UnknownTag));
     }
 
     #[test]
