@@ -20,8 +20,9 @@ pub const INSECURE_USER: &str = "admin";
 #[command(
     name = "kms-server",
     version,
-    about = "KMIP 2.1 (JSON TTLV, Cosmian dialect) key management server over HTTPS",
-    long_about = "KMIP 2.1 (JSON TTLV, Cosmian dialect) key management server over HTTPS.\n\n\
+    about = "KMIP 2.1 (JSON TTLV, Cosmian dialect; binary TTLV) key management server over HTTPS",
+    long_about = "KMIP 2.1 (JSON TTLV, Cosmian dialect; binary TTLV) key management server over HTTPS, \
+and binary TTLV on the KMIP port (--kmip-port).\n\n\
 TLS is always on. Clients authenticate with a certificate issued by --client-ca; the subject CN of \
 that certificate is the user identity (owner of the objects it creates, subject of access rights).\n\n\
 Examples:\n  \
