@@ -384,7 +384,9 @@ fn pad(out: &mut Vec<u8>, len: usize) {
 /// wrappers have no tag code. `VendorAttributes { VendorAttributes {..}, .. }` becomes one
 /// `Attribute { VendorIdentification, AttributeName, AttributeValue }` per vendor attribute
 /// (KMIP 2.1 §7.2 Attribute), and list wrappers (`Name { Name {..}, .. }`, same for `Link`)
-/// become the repeated items. [`super::types::Attributes::parse`] reads both shapes.
+/// become the repeated items; the attributes the Cosmian dialect copies into a `KeyValue` are
+/// left out (binary clients such as PyKMIP read only the Key Material there).
+/// [`super::types::Attributes::parse`] reads both shapes.
 pub fn wire_shape(t: &Ttlv) -> Ttlv {
     let Value::Structure(children) = &t.value else {
         return t.clone();
@@ -400,6 +402,9 @@ pub fn wire_shape(t: &Ttlv) -> Ttlv {
             }
         } else if (c.tag == "Name" || c.tag == "Link") && wrapped(&c.tag) {
             out.extend(c.children().iter().map(wire_shape));
+        } else if t.tag == "KeyValue" && c.tag == "Attributes" {
+            // The Cosmian KMS copies the attributes into the Key Value; binary clients
+            // (PyKMIP) read only the Key Material there. GetAttributes has them.
         } else {
             out.push(wire_shape(c));
         }
@@ -572,6 +577,15 @@ mod tests {
         assert_eq!(Attributes::parse(&back).unwrap(), a);
         // The Cosmian shape itself has no binary form.
         assert_eq!(to_vec(&t), Err(EncodeError::UnknownTag));
+        // Attributes copied into a Key Value are left out; the Key Material stays.
+        let kv = Ttlv::structure(
+            "KeyValue",
+            vec![Ttlv::bytes("KeyMaterial", &[1; 16]), t.clone()],
+        );
+        assert_eq!(
+            wire_shape(&kv),
+            Ttlv::structure("KeyValue", vec![Ttlv::bytes("KeyMaterial", &[1; 16])])
+        );
     }
 
     #[test]
