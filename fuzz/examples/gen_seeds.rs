@@ -46,6 +46,40 @@ fn post(path: &str, body: &[u8]) -> Vec<u8> {
     r
 }
 
+/// A bare operation (`{"tag":"Create",...}`, the Cosmian JSON shortcut) as the one batch item
+/// of a KMIP 2.1 RequestMessage: binary TTLV has only messages.
+fn as_message(t: kms::kmip::ttlv::Ttlv) -> kms::kmip::ttlv::Ttlv {
+    use kms::kmip::ttlv::Ttlv;
+    let Some(op) = kms::kmip::ops::operation_from_tag(&t.tag) else {
+        return t;
+    };
+    Ttlv::structure(
+        "RequestMessage",
+        vec![
+            Ttlv::structure(
+                "RequestHeader",
+                vec![
+                    Ttlv::structure(
+                        "ProtocolVersion",
+                        vec![
+                            Ttlv::int("ProtocolVersionMajor", 2),
+                            Ttlv::int("ProtocolVersionMinor", 1),
+                        ],
+                    ),
+                    Ttlv::int("BatchCount", 1),
+                ],
+            ),
+            Ttlv::structure(
+                "BatchItem",
+                vec![
+                    op.to_ttlv(),
+                    Ttlv::structure("RequestPayload", t.children().to_vec()),
+                ],
+            ),
+        ],
+    )
+}
+
 fn main() {
     // KMIP JSON: the Cosmian-dialect examples, plus a few operations on a fixed uid.
     let mut kmip = Vec::new();
@@ -84,6 +118,30 @@ fn main() {
         "kmip_json",
         "datetime_extremes.json",
         br#"{"tag":"Attributes","value":[{"tag":"ActivationDate","type":"DateTime","value":"0x7FFFFFFFFFFFFFFF"},{"tag":"DeactivationDate","type":"DateTime","value":"0000-01-01T00:00:00+23:59"},{"tag":"X","type":"Integer","value":-2147483648},{"tag":"Y","type":"LongInteger","value":"0x8000000000000000"}]}"#,
+    );
+
+    // Binary TTLV: the KMIP JSON seeds in the binary encoding, and KMIP 2.1 §9.1.2's Structure
+    // example.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join("kmip_json");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("kmip_json seeds")
+        .map(|e| e.expect("seed").path())
+        .collect();
+    names.sort();
+    for f in names {
+        let t = kms::kmip::json::from_slice(&std::fs::read(&f).expect("seed"), &Default::default())
+            .expect("JSON seed");
+        if let Ok(b) = kms::kmip::binary::to_vec(&kms::kmip::binary::wire_shape(&as_message(t))) {
+            let stem = f.file_stem().and_then(|s| s.to_str()).expect("name");
+            put("kmip_binary", &format!("{stem}.ttlv"), &b);
+        }
+    }
+    put(
+        "kmip_binary",
+        "spec_structure.ttlv",
+        &unhex("42002001000000204200040500000004000000FE000000004200050200000004000000FF00000000"),
     );
 
     // HTTP and the server: the same bodies framed, plus the other routes and pipelining.

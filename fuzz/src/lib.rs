@@ -32,6 +32,7 @@ pub type Target = (&'static str, fn(&[u8]));
 /// Every target, in the order the smoke driver runs them.
 pub const TARGETS: &[Target] = &[
     ("kmip_json", kmip_json),
+    ("kmip_binary", kmip_binary),
     ("http_request", http_request),
     ("server_connection", server_connection),
     ("resp_reply", resp_reply),
@@ -123,6 +124,69 @@ pub fn kmip_json(data: &[u8]) {
         let _ = kms::kmip::ops::Request::parse(op, &t);
     }
     kms_answer(data, false);
+}
+
+/// Binary TTLV (`kms::kmip::binary`): whatever decodes re-encodes to the same bytes, is framed
+/// at its exact length when it is a message, and survives the JSON form unchanged; the KMS
+/// answers any input with a binary ResponseMessage or a 4xx error.
+pub fn kmip_binary(data: &[u8]) {
+    kms_binary_answer(data);
+    use kms::kmip::binary::{from_slice, message_len, to_vec};
+    use kms::kmip::json::{self, Limits};
+    use kms::kmip::ttlv::Value;
+    let limits = Limits {
+        max_bytes: 64 * 1024,
+        max_depth: 8,
+        max_items: 512,
+    };
+    let framed = message_len(data, limits.max_bytes);
+    let Ok(t) = from_slice(data, &limits) else {
+        return;
+    };
+    match to_vec(&t) {
+        Ok(enc) => assert!(enc == data, "binary TTLV changed in a round trip"),
+        Err(e) => panic!("a decoded tree does not encode: {e}"),
+    }
+    if matches!(t.value, Value::Structure(_)) {
+        assert!(
+            framed == Ok(Some(data.len())),
+            "framing disagrees with the decoder: {framed:?}"
+        );
+    }
+    let j = json::to_vec(&t);
+    let unbounded = Limits {
+        max_bytes: usize::MAX,
+        ..Limits::default()
+    };
+    match json::from_slice(&j, &unbounded) {
+        Ok(t2) => assert!(
+            t2 == t,
+            "binary TTLV changed through JSON: {}",
+            String::from_utf8_lossy(&j)
+        ),
+        Err(e) => panic!("JSON of a binary tree does not parse: {e}"),
+    }
+}
+
+/// The KMS's answer to a binary `body` from alice on an empty store: a ResponseMessage that
+/// decodes, or a 4xx error (a 5xx here would be a response with no binary form).
+fn kms_binary_answer(body: &[u8]) {
+    let kms = Kms::new(MemoryStore::new(), KmsConfig::default());
+    let mut rng = FuzzRng(0x9e37_79b9_7f4a_7c15);
+    let mut env = Env {
+        now: NOW,
+        rng: &mut rng,
+    };
+    match kms::block_on(kms.kmip_binary(&mut env, "alice", body), || {}) {
+        Ok(out) => match kms::kmip::binary::from_slice(&out, &Default::default()) {
+            Ok(t) => assert!(t.tag == "ResponseMessage", "answer is {}", t.tag),
+            Err(e) => panic!("the binary answer does not decode: {e}"),
+        },
+        Err(e) => {
+            let status = e.http_status();
+            assert!((400..500).contains(&status), "{status}: {e}");
+        }
+    }
 }
 
 /// The KMS's answer to `body` from alice on an empty store: JSON, or an error with a 4xx/5xx

@@ -113,6 +113,7 @@ macro_rules! smoke_tests {
 
 smoke_tests!(
     kmip_json,
+    kmip_binary,
     http_request,
     server_connection,
     resp_reply,

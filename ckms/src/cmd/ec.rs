@@ -272,7 +272,7 @@ fn import(ctx: &Ctx, a: &EcImportArgs) -> Result<Output, CliError> {
         cryptographic_length: attrs.cryptographic_length,
         attributes: None,
     }
-    .to_object();
+    .to_object(object_type);
     let request = Ttlv::structure(
         "Import",
         vec![

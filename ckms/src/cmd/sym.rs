@@ -283,7 +283,7 @@ fn import(ctx: &Ctx, a: &ImportArgs) -> Result<Output, CliError> {
         cryptographic_length: Some(length),
         attributes: None,
     }
-    .to_object();
+    .to_object(ObjectType::SymmetricKey);
     let request = Ttlv::structure(
         "Import",
         vec![

@@ -12,8 +12,13 @@
 //! | main, RA-TLS | any | `GET /attestation?nonce=` | none | fresh report bound to the bootstrap key |
 //! | main | any | `GET /health`, `GET /version` | none | `{"status":"UP"}`, version string |
 //! | main | bootstrap | `POST /csr`, `/certificate`, `/redis-findex`, `/client-ca`, `/start` | provisioner | [`crate::bootstrap`] |
-//! | main | serving | `POST /kmip/2_1` | client certificate | KMIP 2.1 JSON TTLV |
+//! | main | serving | `POST /kmip/2_1`, `POST /kmip` | client certificate | KMIP 2.1 JSON TTLV; binary TTLV `RequestMessage` when `Content-Type: application/octet-stream` |
 //! | main | serving | `POST /access/grant`, `/access/revoke`; `GET /access/list/{uid}`, `/access/owned`, `/access/obtained` | client certificate | access rights |
+//!
+//! The KMIP listener (port 5696 by default) carries no HTTP: binary TTLV `RequestMessage`s framed
+//! by their 8-byte header ([`crate::conn::TtlvStream`]), each answered with a `ResponseMessage`
+//! by [`App::handle_ttlv`]; it serves only once the KMS serves, with the API certificate and
+//! client authentication of the main port (same identities and rights).
 //!
 //! A connection belongs to the phase it was accepted in: after `/start`, bootstrap-phase
 //! connections get 503 and are closed; the RA-TLS listener only ever serves `/attestation`.
@@ -60,6 +65,9 @@ pub enum Listener {
     /// `GET /attestation` with the bootstrap certificate; closed after `/start` when the API
     /// certificate itself carries the quote.
     RaTls,
+    /// Binary TTLV KMIP (no HTTP), with the main port's serving TLS identity and client
+    /// authentication; nothing before the KMS serves.
+    Kmip,
 }
 
 /// What the driver must do after a request (rare; returned by [`crate::conn::Conn::on_tls`]).
@@ -376,6 +384,11 @@ impl<S: Store, L: RawMutex> App<S, L> {
     pub fn accept(&self, listener: Listener) -> Option<(TlsConfig, Generation)> {
         match listener {
             Listener::RaTls => self.ratls_tls.clone().map(|t| (t, Generation::Bootstrap)),
+            Listener::Kmip => self
+                .serving
+                .get()
+                .and_then(|s| s.tls.clone())
+                .map(|t| (t, Generation::Serving)),
             Listener::Main => match self.serving.get() {
                 Some(s) => s.tls.clone().map(|t| (t, Generation::Serving)),
                 None => self
@@ -395,6 +408,11 @@ impl<S: Store, L: RawMutex> App<S, L> {
                 ..Limits::DEFAULT
             },
         }
+    }
+
+    /// The largest binary TTLV message of the KMIP listener: the KMS's HTTP body limit.
+    pub fn ttlv_max_bytes(&self) -> usize {
+        self.config.http.max_body_bytes
     }
 
     /// The TLS limits.
@@ -477,6 +495,9 @@ impl<S: Store, L: RawMutex> App<S, L> {
             (_, _, Listener::RaTls) => {
                 return ready(Response::text(404, "only GET /attestation on this port"));
             }
+            (_, _, Listener::Kmip) => {
+                return ready(Response::text(404, "only binary TTLV on this port"));
+            }
             (Method::Get, "/health", _) => {
                 return ready(Response::json(200, br#"{"status":"UP"}"#.to_vec()));
             }
@@ -487,7 +508,7 @@ impl<S: Store, L: RawMutex> App<S, L> {
             _ => {}
         }
         match (generation, self.serving.is_completed()) {
-            (Generation::Serving, true) => self.kms_request(peer, env, req),
+            (Generation::Serving, true) => self.kms_request(peer, env, KmsCall::Http(req)),
             (Generation::Serving, false) => ready(Response::text(503, "the KMS is not serving")),
             (Generation::Bootstrap, true) => {
                 let mut r = Response::text(503, "bootstrap finished: reconnect to reach the KMS");
@@ -501,8 +522,36 @@ impl<S: Store, L: RawMutex> App<S, L> {
         }
     }
 
+    /// Answers one binary TTLV message of a connection on the KMIP listener: the future's
+    /// [`Response::body`] is the binary `ResponseMessage` (a failed one for a message that
+    /// fails as a whole; `close` set when the connection should end: no identity, not serving).
+    pub fn handle_ttlv(
+        self: &Arc<Self>,
+        generation: Generation,
+        peer: &Peer,
+        env: &mut Env<'_>,
+        message: Vec<u8>,
+    ) -> Handled
+    where
+        S: 'static,
+        L: 'static,
+    {
+        let message = Zeroizing::new(message);
+        if generation != Generation::Serving || !self.serving.is_completed() {
+            let mut r = binary_error(
+                env.now,
+                &crate::KmsError::Store(crate::store::StoreError::Unavailable(
+                    "the KMS is not serving",
+                )),
+            );
+            r.close = true;
+            return Handled::Ready(r, None);
+        }
+        self.kms_request(peer, env, KmsCall::Ttlv(message))
+    }
+
     /// A KMS request as a future that owns the App, the request and its randomness.
-    fn kms_request(self: &Arc<Self>, peer: &Peer, env: &mut Env<'_>, req: Request) -> Handled
+    fn kms_request(self: &Arc<Self>, peer: &Peer, env: &mut Env<'_>, call: KmsCall) -> Handled
     where
         S: 'static,
         L: 'static,
@@ -518,7 +567,20 @@ impl<S: Store, L: RawMutex> App<S, L> {
                 return Response::text(503, "the KMS is not serving");
             };
             let mut env = Env { now, rng: &mut rng };
-            kms_route(&s.kms, &mut env, user.as_deref(), &req).await
+            match call {
+                KmsCall::Http(req) => kms_route(&s.kms, &mut env, user.as_deref(), &req).await,
+                KmsCall::Ttlv(message) => {
+                    let user = user.as_deref().filter(|u| !u.is_empty()).unwrap_or("");
+                    match s.kms.kmip_binary(&mut env, user, &message).await {
+                        Ok(body) => Response::binary(200, body),
+                        Err(e) => {
+                            let mut r = binary_error(env.now, &e);
+                            r.close = matches!(e, crate::KmsError::Unauthenticated);
+                            r
+                        }
+                    }
+                }
+            }
         })))
     }
 
@@ -571,6 +633,14 @@ impl<S: Store, L: RawMutex> App<S, L> {
     }
 }
 
+/// What a KMS request in flight answers.
+enum KmsCall {
+    /// An HTTP request ([`kms_route`]).
+    Http(Request),
+    /// A binary TTLV message of the KMIP listener.
+    Ttlv(Zeroizing<Vec<u8>>),
+}
+
 /// The KMS routes.
 async fn kms_route<S: Store>(
     kms: &Kms<S>,
@@ -581,7 +651,12 @@ async fn kms_route<S: Store>(
     let path = req.path.as_str();
     let known = matches!(
         path,
-        "/kmip/2_1" | "/access/grant" | "/access/revoke" | "/access/owned" | "/access/obtained"
+        "/kmip/2_1"
+            | "/kmip"
+            | "/access/grant"
+            | "/access/revoke"
+            | "/access/owned"
+            | "/access/obtained"
     ) || path.starts_with("/access/list/");
     if !known {
         return Response::text(404, "no such route");
@@ -590,7 +665,15 @@ async fn kms_route<S: Store>(
         return Response::text(401, "authentication required: no client identity");
     };
     let result = match (req.method, path) {
-        (Method::Post, "/kmip/2_1") => kms.kmip_json(env, user, &req.body).await,
+        // Binary TTLV (as the Cosmian KMS's `POST /kmip`): the answer, even a failure, is a
+        // binary ResponseMessage (with the error's status).
+        (Method::Post, "/kmip/2_1" | "/kmip") if is_octet_stream(req) => {
+            return match kms.kmip_binary(env, user, &req.body).await {
+                Ok(body) => Response::binary(200, body),
+                Err(e) => binary_error(env.now, &e),
+            };
+        }
+        (Method::Post, "/kmip/2_1" | "/kmip") => kms.kmip_json(env, user, &req.body).await,
         (Method::Post, "/access/grant") => kms.grant_access_json(env, user, &req.body).await,
         (Method::Post, "/access/revoke") => kms.revoke_access_json(env, user, &req.body).await,
         (Method::Get, "/access/owned") => kms.owned(user).await.and_then(|v| to_json(&v)),
@@ -610,6 +693,24 @@ async fn kms_route<S: Store>(
     match result {
         Ok(body) => Response::json(200, body),
         Err(e) => Response::text(e.http_status(), &format!("{e}")),
+    }
+}
+
+/// Whether the body is binary TTLV (`Content-Type: application/octet-stream`, any parameters).
+fn is_octet_stream(req: &Request) -> bool {
+    req.header("content-type").is_some_and(|v| {
+        let essence = v.split(|b| *b == b';').next().unwrap_or(v);
+        essence
+            .trim_ascii()
+            .eq_ignore_ascii_case(crate::http::OCTET_STREAM.as_bytes())
+    })
+}
+
+/// A binary KMIP client's answer to a failed message: a `ResponseMessage` with the reason.
+fn binary_error(now: i64, e: &crate::KmsError) -> Response {
+    match crate::kmip::binary::to_vec(&crate::kmip_error_response(now, e)) {
+        Ok(body) => Response::binary(e.http_status(), body),
+        Err(_) => Response::text(e.http_status(), &format!("{e}")),
     }
 }
 

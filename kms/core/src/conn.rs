@@ -1,6 +1,12 @@
-//! One client connection, sans-IO: TLS ([`crate::tls::TlsConn`]) → HTTP/1.1 framing ([`Http`]) →
-//! the [`App`]. The one connection type of both servers: the driver feeds received ciphertext to
-//! [`Conn::on_tls`], sends [`Conn::pending_tls`], and closes the socket when told.
+//! One client connection, sans-IO: TLS ([`crate::tls::TlsConn`]) → HTTP/1.1 framing ([`Http`]), or
+//! binary TTLV framing ([`TtlvStream`]) on the KMIP listener → the [`App`]. The one connection type
+//! of both servers: the driver feeds received ciphertext to [`Conn::on_tls`], sends
+//! [`Conn::pending_tls`], and closes the socket when told.
+//!
+//! On the KMIP listener, a message is framed by its 8-byte TTLV header
+//! ([`crate::kmip::binary::message_len`]): the length is checked against the limit before the
+//! body is buffered; messages are answered in order; a header that is not a KMIP message (wrong
+//! tag or type, too long) gets a failed `ResponseMessage` and closes the connection.
 //!
 //! Requests are framed with [`crate::http::parse_request`] (limits per phase from
 //! [`App::http_limits`]); pipelined requests are answered in order; a request that cannot be
@@ -19,6 +25,7 @@ use zeroize::Zeroize;
 use crate::Env;
 use crate::app::{App, Effect, Generation, Handled, KmsFuture, Listener, Peer};
 use crate::http::{Limits, Response, parse_request};
+use crate::kmip::binary::message_len;
 use crate::pace::Phase;
 use crate::store::Store;
 use crate::tls::{TlsConn, TlsError, TlsState};
@@ -188,6 +195,150 @@ impl Drop for Http {
     }
 }
 
+/// Binary TTLV framing of one KMIP-listener connection's plaintext, routed to
+/// [`App::handle_ttlv`]. Messages are answered in order: while one waits on the store, the
+/// ones behind it wait too.
+#[derive(Debug)]
+pub struct TtlvStream {
+    max_bytes: usize,
+    pending: Vec<u8>,
+    closed: bool,
+    /// The message in flight.
+    in_flight: Option<KmsFuture>,
+    /// Messages framed so far.
+    framed: u64,
+}
+
+impl TtlvStream {
+    /// A new connection taking messages of at most `max_bytes` (header included).
+    pub fn new(max_bytes: usize) -> Self {
+        TtlvStream {
+            max_bytes,
+            pending: Vec::new(),
+            closed: false,
+            in_flight: None,
+            framed: 0,
+        }
+    }
+
+    /// True while part of a message is buffered.
+    pub fn has_partial(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Messages framed so far.
+    pub fn framed(&self) -> u64 {
+        self.framed
+    }
+
+    /// Feeds plaintext received from the peer; appends the answer to every message it
+    /// completes (in order) to `out`. Once closed, input is ignored.
+    pub fn on_plaintext<S: Store + 'static, L: RawMutex + 'static>(
+        &mut self,
+        app: &Arc<App<S, L>>,
+        generation: Generation,
+        peer: &Peer,
+        env: &mut Env<'_>,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        if !self.closed {
+            crate::wipe::extend(&mut self.pending, input);
+        }
+        self.drive(app, generation, peer, env, out)
+    }
+
+    /// True while a message waits on the store.
+    pub fn is_waiting(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Polls the message in flight, then frames and answers the messages buffered behind it,
+    /// until one waits or none is complete.
+    pub fn drive<S: Store + 'static, L: RawMutex + 'static>(
+        &mut self,
+        app: &Arc<App<S, L>>,
+        generation: Generation,
+        peer: &Peer,
+        env: &mut Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let action = loop {
+            if self.closed {
+                break Action::Close;
+            }
+            if let Some(future) = &mut self.in_flight {
+                let Poll::Ready(response) = future.poll() else {
+                    return Outcome {
+                        action: Action::Continue,
+                        effect: None,
+                        waiting: true,
+                    };
+                };
+                self.in_flight = None;
+                crate::wipe::extend(out, &response.body);
+                if response.close {
+                    break Action::Close;
+                }
+            }
+            let len = match message_len(&self.pending, self.max_bytes) {
+                Ok(Some(len)) if len <= self.pending.len() => len,
+                Ok(_) => break Action::Continue,
+                Err(e) => {
+                    let e = crate::KmsError::MalformedBinary(e);
+                    if let Ok(b) =
+                        crate::kmip::binary::to_vec(&crate::kmip_error_response(env.now, &e))
+                    {
+                        crate::wipe::extend(out, &b);
+                    }
+                    break Action::Close;
+                }
+            };
+            let message = self
+                .pending
+                .get(..len)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            // Messages can carry key material: wipe what was consumed and what the shift
+            // leaves behind.
+            crate::wipe::drain_front(&mut self.pending, len);
+            self.framed += 1;
+            match app.handle_ttlv(generation, peer, env, message) {
+                Handled::Ready(response, _) => {
+                    crate::wipe::extend(out, &response.body);
+                    if response.close {
+                        break Action::Close;
+                    }
+                }
+                Handled::Pending(future) => self.in_flight = Some(future),
+            }
+        };
+        if action == Action::Close {
+            self.closed = true;
+            self.in_flight = None;
+            self.pending.zeroize();
+        }
+        Outcome {
+            action,
+            effect: None,
+            waiting: false,
+        }
+    }
+}
+
+impl Drop for TtlvStream {
+    fn drop(&mut self) {
+        self.pending.zeroize();
+    }
+}
+
+/// The framing of a connection: HTTP, or binary TTLV on the KMIP listener.
+#[derive(Debug)]
+enum Framing {
+    Http(Http),
+    Ttlv(TtlvStream),
+}
+
 /// Why a connection could not be accepted.
 #[derive(Debug, Clone)]
 pub enum AcceptError {
@@ -232,7 +383,7 @@ static NO_PEER: Peer = Peer {
 #[derive(Debug)]
 pub struct Conn {
     tls: TlsConn,
-    http: Http,
+    framing: Framing,
     listener: Listener,
     generation: Generation,
     peer: Option<Peer>,
@@ -248,7 +399,10 @@ impl Conn {
         let (config, generation) = app.accept(listener).ok_or(AcceptError::NotListening)?;
         Ok(Conn {
             tls: TlsConn::new(&config).map_err(AcceptError::Tls)?,
-            http: Http::new(app.http_limits(listener, generation)),
+            framing: match listener {
+                Listener::Kmip => Framing::Ttlv(TtlvStream::new(app.ttlv_max_bytes())),
+                _ => Framing::Http(Http::new(app.http_limits(listener, generation))),
+            },
             listener,
             generation,
             peer: None,
@@ -282,18 +436,24 @@ impl Conn {
             Outcome {
                 action: Action::Continue,
                 effect: None,
-                waiting: self.http.is_waiting(),
+                waiting: self.is_waiting(),
             }
         } else {
-            self.http.on_plaintext(
-                app,
-                self.listener,
-                self.generation,
-                self.peer.as_ref().unwrap_or(&NO_PEER),
-                env,
-                &plain,
-                &mut out,
-            )
+            let peer = self.peer.as_ref().unwrap_or(&NO_PEER);
+            match &mut self.framing {
+                Framing::Http(h) => h.on_plaintext(
+                    app,
+                    self.listener,
+                    self.generation,
+                    peer,
+                    env,
+                    &plain,
+                    &mut out,
+                ),
+                Framing::Ttlv(t) => {
+                    t.on_plaintext(app, self.generation, peer, env, &plain, &mut out)
+                }
+            }
         };
         plain.zeroize();
         self.finish(outcome, out)
@@ -306,32 +466,35 @@ impl Conn {
         env: &mut Env<'_>,
     ) -> Progress {
         let mut out = Vec::new();
-        let outcome = self.http.drive(
-            app,
-            self.listener,
-            self.generation,
-            self.peer.as_ref().unwrap_or(&NO_PEER),
-            env,
-            &mut out,
-        );
+        let peer = self.peer.as_ref().unwrap_or(&NO_PEER);
+        let outcome = match &mut self.framing {
+            Framing::Http(h) => h.drive(app, self.listener, self.generation, peer, env, &mut out),
+            Framing::Ttlv(t) => t.drive(app, self.generation, peer, env, &mut out),
+        };
         self.finish(outcome, out)
     }
 
     /// True while a KMS request waits on the store.
     pub fn is_waiting(&self) -> bool {
-        self.http.is_waiting()
+        match &self.framing {
+            Framing::Http(h) => h.is_waiting(),
+            Framing::Ttlv(t) => t.is_waiting(),
+        }
     }
 
     /// Where the connection is, for its deadlines ([`crate::pace`]).
     pub fn phase(&self) -> Phase {
-        let request = self.http.framed();
+        let (request, partial) = match &self.framing {
+            Framing::Http(h) => (h.framed(), h.has_partial()),
+            Framing::Ttlv(t) => (t.framed(), t.has_partial()),
+        };
         if self.tls.state() == TlsState::Handshaking {
             Phase::Handshake
         } else if !self.pending_tls().is_empty() {
             Phase::Sending { request }
-        } else if self.http.is_waiting() {
+        } else if self.is_waiting() {
             Phase::Waiting
-        } else if self.tls.has_partial_input() || self.http.has_partial() {
+        } else if self.tls.has_partial_input() || partial {
             Phase::Receiving { request }
         } else {
             Phase::Idle
@@ -631,6 +794,279 @@ mod tests {
         let (status, body) = responses(&out).remove(0);
         assert_eq!(status, 200);
         assert!(body.contains("bob"), "{body}");
+    }
+
+    /// One response's status, content type and raw body.
+    fn raw_response(out: &[u8]) -> (u16, String, Vec<u8>) {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut r = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(n) = r.parse(out).unwrap() else {
+            panic!("partial")
+        };
+        let ct = r
+            .headers
+            .iter()
+            .find(|h| h.name == "content-type")
+            .map(|h| String::from_utf8(h.value.to_vec()).unwrap())
+            .unwrap();
+        (r.code.unwrap(), ct, out[n..].to_vec())
+    }
+
+    #[test]
+    fn binary_kmip_through_the_router() {
+        use crate::kmip::binary;
+        use crate::kmip::json::Limits as TtlvLimits;
+        use crate::kmip::ttlv::{EnumValue, Ttlv, Value};
+        let en = |t: &str, c: u32| Ttlv::new(t, Value::Enumeration(EnumValue::Code(c)));
+        let msg = Ttlv::structure(
+            "RequestMessage",
+            alloc::vec![
+                Ttlv::structure(
+                    "RequestHeader",
+                    alloc::vec![
+                        Ttlv::structure(
+                            "ProtocolVersion",
+                            alloc::vec![
+                                Ttlv::int("ProtocolVersionMajor", 2),
+                                Ttlv::int("ProtocolVersionMinor", 0)
+                            ],
+                        ),
+                        Ttlv::int("BatchCount", 1),
+                    ],
+                ),
+                Ttlv::structure(
+                    "BatchItem",
+                    alloc::vec![
+                        en("Operation", 1),
+                        Ttlv::structure(
+                            "RequestPayload",
+                            alloc::vec![
+                                en("ObjectType", 2),
+                                Ttlv::structure(
+                                    "Attributes",
+                                    alloc::vec![
+                                        en("CryptographicAlgorithm", 3),
+                                        Ttlv::int("CryptographicLength", 128)
+                                    ],
+                                ),
+                            ],
+                        ),
+                    ],
+                ),
+            ],
+        );
+        let body = binary::to_vec(&msg).unwrap();
+        let post = |path: &str, ct: &str, body: &[u8]| {
+            let mut r = format!(
+                "POST {path} HTTP/1.1\r\ncontent-type: {ct}\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            r.extend_from_slice(body);
+            r
+        };
+        let mut f = Fixture::new(Limits::DEFAULT);
+        for path in ["/kmip", "/kmip/2_1"] {
+            let (_, out) = f.feed(
+                Some("alice"),
+                &post(path, "application/octet-stream", &body),
+            );
+            let (status, ct, b) = raw_response(&out);
+            assert_eq!((status, ct.as_str()), (200, "application/octet-stream"));
+            let r = binary::from_slice(&b, &TtlvLimits::default()).unwrap();
+            assert_eq!(r.tag, "ResponseMessage");
+            let item = r.get("BatchItem").unwrap();
+            assert_eq!(
+                item.get("ResultStatus").unwrap().value,
+                Value::Enumeration(EnumValue::Code(0))
+            );
+        }
+        // Garbage: 422 with a binary ResponseMessage naming Invalid Message.
+        let (_, out) = f.feed(
+            Some("alice"),
+            &post(
+                "/kmip",
+                "Application/Octet-Stream; x=y",
+                b"\x42\x00\x78\x01\x00",
+            ),
+        );
+        let (status, ct, b) = raw_response(&out);
+        assert_eq!((status, ct.as_str()), (422, "application/octet-stream"));
+        let r = binary::from_slice(&b, &TtlvLimits::default()).unwrap();
+        assert_eq!(
+            r.get("BatchItem")
+                .unwrap()
+                .get("ResultReason")
+                .unwrap()
+                .value,
+            Value::Enumeration(EnumValue::Code(4))
+        );
+        // No identity: 401, as for JSON.
+        let (_, out) = f.feed(None, &post("/kmip", "application/octet-stream", &body));
+        assert_eq!(raw_response(&out).0, 401);
+    }
+
+    /// A KMIP 2.1 RequestMessage holding one Create of an AES-128 key, in binary TTLV.
+    fn ttlv_create() -> Vec<u8> {
+        use crate::kmip::ttlv::{EnumValue, Ttlv, Value};
+        let en = |t: &str, c: u32| Ttlv::new(t, Value::Enumeration(EnumValue::Code(c)));
+        let msg = Ttlv::structure(
+            "RequestMessage",
+            alloc::vec![
+                Ttlv::structure(
+                    "RequestHeader",
+                    alloc::vec![
+                        Ttlv::structure(
+                            "ProtocolVersion",
+                            alloc::vec![
+                                Ttlv::int("ProtocolVersionMajor", 2),
+                                Ttlv::int("ProtocolVersionMinor", 1)
+                            ],
+                        ),
+                        Ttlv::int("BatchCount", 1),
+                    ],
+                ),
+                Ttlv::structure(
+                    "BatchItem",
+                    alloc::vec![
+                        en("Operation", 1),
+                        Ttlv::structure(
+                            "RequestPayload",
+                            alloc::vec![
+                                en("ObjectType", 2),
+                                Ttlv::structure(
+                                    "Attributes",
+                                    alloc::vec![
+                                        en("CryptographicAlgorithm", 3),
+                                        Ttlv::int("CryptographicLength", 128)
+                                    ],
+                                ),
+                            ],
+                        ),
+                    ],
+                ),
+            ],
+        );
+        crate::kmip::binary::to_vec(&msg).unwrap()
+    }
+
+    /// Splits a TTLV output stream into its messages, decoded.
+    fn ttlv_messages(mut out: &[u8]) -> Vec<crate::kmip::ttlv::Ttlv> {
+        let mut v = Vec::new();
+        while !out.is_empty() {
+            let n = message_len(out, usize::MAX).unwrap().unwrap();
+            v.push(crate::kmip::binary::from_slice(&out[..n], &Default::default()).unwrap());
+            out = &out[n..];
+        }
+        v
+    }
+
+    fn result(m: &crate::kmip::ttlv::Ttlv, tag: &str) -> Option<u32> {
+        match &m.get("BatchItem")?.get(tag)?.value {
+            crate::kmip::ttlv::Value::Enumeration(crate::kmip::ttlv::EnumValue::Code(c)) => {
+                Some(*c)
+            }
+            _ => None,
+        }
+    }
+
+    struct TtlvFixture {
+        app: Arc<App<MemoryStore>>,
+        rng: TestRng,
+        conn: TtlvStream,
+    }
+
+    impl TtlvFixture {
+        fn new(max: usize) -> Self {
+            TtlvFixture {
+                app: Arc::new(App::without_tls(MemoryStore::new(), AppConfig::default())),
+                rng: TestRng(7),
+                conn: TtlvStream::new(max),
+            }
+        }
+        fn feed(&mut self, user: Option<&str>, input: &[u8]) -> (Action, Vec<u8>) {
+            let mut out = Vec::new();
+            let mut env = Env {
+                now: 1_700_000_000,
+                rng: &mut self.rng,
+            };
+            let peer = Peer {
+                user: user.map(String::from),
+                spki_der: None,
+            };
+            let o = self.conn.on_plaintext(
+                &self.app,
+                Generation::Serving,
+                &peer,
+                &mut env,
+                input,
+                &mut out,
+            );
+            assert!(!o.waiting);
+            (o.action, out)
+        }
+    }
+
+    #[test]
+    fn ttlv_stream_frames_by_header_in_any_split() {
+        let one = ttlv_create();
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        // Byte by byte: nothing until each message is complete, then its answer.
+        let mut f = TtlvFixture::new(1 << 20);
+        let mut answers = Vec::new();
+        for (i, b) in two.iter().enumerate() {
+            let (action, out) = f.feed(Some("alice"), core::slice::from_ref(b));
+            assert_eq!(action, Action::Continue);
+            if i + 1 != one.len() && i + 1 != two.len() {
+                assert!(out.is_empty(), "answer before the message was complete");
+            }
+            answers.extend_from_slice(&out);
+        }
+        let msgs = ttlv_messages(&answers);
+        assert_eq!(msgs.len(), 2);
+        for m in &msgs {
+            assert_eq!(m.tag, "ResponseMessage");
+            assert_eq!(result(m, "ResultStatus"), Some(0));
+        }
+        // Both pipelined in one read.
+        let mut f = TtlvFixture::new(1 << 20);
+        let (action, out) = f.feed(Some("alice"), &two);
+        assert_eq!(action, Action::Continue);
+        assert_eq!(ttlv_messages(&out).len(), 2);
+    }
+
+    #[test]
+    fn ttlv_stream_refuses_what_is_not_a_kmip_message() {
+        // HTTP on the KMIP port: Invalid Message, then close; later input is ignored.
+        let mut f = TtlvFixture::new(1 << 20);
+        let (action, out) = f.feed(Some("alice"), b"GET /health HTTP/1.1\r\n\r\n");
+        assert_eq!(action, Action::Close);
+        let m = ttlv_messages(&out);
+        assert_eq!(result(&m[0], "ResultReason"), Some(4));
+        assert_eq!(
+            f.feed(Some("alice"), &ttlv_create()),
+            (Action::Close, Vec::new())
+        );
+        // A header announcing more than the limit: refused before the body arrives.
+        let msg = ttlv_create();
+        let mut f = TtlvFixture::new(msg.len() - 8);
+        let (action, out) = f.feed(Some("alice"), &msg[..8]);
+        assert_eq!(action, Action::Close);
+        assert_eq!(result(&ttlv_messages(&out)[0], "ResultReason"), Some(4));
+        // A well-framed message whose inside is not TTLV: answered, connection kept.
+        let mut f = TtlvFixture::new(1 << 20);
+        let bad = [
+            0x42, 0x00, 0x78, 0x01, 0, 0, 0, 8, 0x42, 0, 0x77, 0x01, 0, 0, 0, 9,
+        ];
+        let (action, out) = f.feed(Some("alice"), &bad);
+        assert_eq!(action, Action::Continue);
+        assert_eq!(result(&ttlv_messages(&out)[0], "ResultReason"), Some(4));
+        // No identity: Authentication Not Successful, then close.
+        let mut f = TtlvFixture::new(1 << 20);
+        let (action, out) = f.feed(None, &ttlv_create());
+        assert_eq!(action, Action::Close);
+        assert_eq!(result(&ttlv_messages(&out)[0], "ResultReason"), Some(3));
     }
 
     #[test]

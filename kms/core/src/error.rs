@@ -7,6 +7,7 @@
 use core::fmt;
 
 use crate::crypto::CryptoError;
+use crate::kmip::binary::{BinaryError, EncodeError};
 use crate::kmip::json::JsonError;
 use crate::kmip::ops::RequestError;
 use crate::kmip::ttlv::FieldError;
@@ -49,6 +50,8 @@ pub struct KmipError {
 pub enum KmsError {
     /// The body is not JSON, or not JSON TTLV (400; 413 when too large).
     Malformed(JsonError),
+    /// The body is not binary TTLV (422; 413 when too large).
+    MalformedBinary(BinaryError),
     /// A KMIP error: invalid request, unsupported operation, object not found, permission
     /// denied, wrong state, usage mask, authentication failure of a ciphertext... (422).
     Kmip(KmipError),
@@ -78,7 +81,8 @@ impl KmsError {
         match self {
             KmsError::Malformed(JsonError::TooLarge) | KmsError::TooLarge => 413,
             KmsError::Malformed(JsonError::Syntax) => 400,
-            KmsError::Malformed(_) | KmsError::Kmip(_) => 422,
+            KmsError::MalformedBinary(BinaryError::TooLarge) => 413,
+            KmsError::Malformed(_) | KmsError::MalformedBinary(_) | KmsError::Kmip(_) => 422,
             KmsError::UnknownObject => 404,
             KmsError::Unauthenticated => 401,
             KmsError::Store(StoreError::Unavailable(_)) => 503,
@@ -90,7 +94,7 @@ impl KmsError {
     pub fn result_reason(&self) -> ResultReason {
         match self {
             KmsError::Kmip(k) => k.reason,
-            KmsError::Malformed(_) => ResultReason::InvalidMessage,
+            KmsError::Malformed(_) | KmsError::MalformedBinary(_) => ResultReason::InvalidMessage,
             KmsError::UnknownObject => ResultReason::ItemNotFound,
             KmsError::Unauthenticated => ResultReason::AuthenticationNotSuccessful,
             KmsError::TooLarge => ResultReason::ResponseTooLarge,
@@ -103,6 +107,7 @@ impl fmt::Display for KmsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KmsError::Malformed(e) => write!(f, "invalid request: {e}"),
+            KmsError::MalformedBinary(e) => write!(f, "invalid request: {e}"),
             KmsError::Kmip(k) => write!(f, "{}: {}", k.reason.name(), k.detail),
             KmsError::UnknownObject => f.write_str("object not found"),
             KmsError::Unauthenticated => f.write_str("authentication required"),
@@ -118,6 +123,24 @@ impl core::error::Error for KmsError {}
 impl From<JsonError> for KmsError {
     fn from(e: JsonError) -> Self {
         KmsError::Malformed(e)
+    }
+}
+
+impl From<BinaryError> for KmsError {
+    fn from(e: BinaryError) -> Self {
+        KmsError::MalformedBinary(e)
+    }
+}
+
+impl From<EncodeError> for KmsError {
+    fn from(e: EncodeError) -> Self {
+        KmsError::Internal(match e {
+            EncodeError::UnknownTag => "the response has a tag with no binary TTLV code",
+            EncodeError::UnknownEnumeration => {
+                "the response has an enumeration name with no binary TTLV code"
+            }
+            EncodeError::TooLong => "the response is too long for binary TTLV",
+        })
     }
 }
 

@@ -83,4 +83,4 @@ pub mod x509;
 
 pub use error::KmsError;
 pub use exec::block_on;
-pub use service::{Env, Kms, KmsConfig};
+pub use service::{Env, Kms, KmsConfig, kmip_error_response};

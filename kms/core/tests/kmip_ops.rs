@@ -395,7 +395,7 @@ fn key_pairs_sign_verify_export_import() {
             {"tag":"KeyFormatType","type":"Enumeration","value":"PKCS8"}]}),
         );
         assert_eq!(g["tag"], "ExportResponse");
-        let obj = field(&g, "Object").unwrap();
+        let obj = field(&g, "PrivateKey").unwrap();
         let kb = field(obj, "KeyBlock").unwrap();
         assert_eq!(text(kb, "KeyFormatType"), "PKCS8");
         let der = bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial");
@@ -427,7 +427,7 @@ fn key_pairs_sign_verify_export_import() {
         assert_eq!(text(&v, "ValidityIndicator"), "Valid");
         // Public key: SPKI (X509) by default, raw on request; re-import the raw form.
         let g = t.ok("alice", uid_req("Get", &pk));
-        let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+        let kb = field(field(&g, "PublicKey").unwrap(), "KeyBlock").unwrap();
         assert_eq!(text(kb, "KeyFormatType"), "X509");
         let g = t.ok(
             "alice",
@@ -435,7 +435,7 @@ fn key_pairs_sign_verify_export_import() {
             {"tag":"UniqueIdentifier","type":"TextString","value":pk},
             {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"}]}),
         );
-        let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+        let kb = field(field(&g, "PublicKey").unwrap(), "KeyBlock").unwrap();
         let raw = bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial");
         let curve_name = curve.unwrap_or("CURVEED25519");
         let r = t.ok("alice", json!({"tag":"Register","value":[
@@ -488,7 +488,9 @@ fn register_symmetric_and_get_formats() {
     let g = t.ok("alice", uid_req("Get", &uid));
     assert_eq!(g["tag"], "GetResponse");
     assert_eq!(text(&g, "ObjectType"), "SymmetricKey");
-    let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+    let kb = field(field(&g, "SymmetricKey").unwrap(), "KeyBlock").unwrap();
+    // KMIP and the Cosmian KMS carry the key under its object-type tag, not `Object`.
+    assert!(field(&g, "Object").is_none());
     assert_eq!(text(kb, "KeyFormatType"), "Raw");
     assert_eq!(bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial"), key);
     let g = t.ok(
@@ -498,7 +500,7 @@ fn register_symmetric_and_get_formats() {
         {"tag":"KeyFormatType","type":"Enumeration","value":"TransparentSymmetricKey"},
         {"tag":"KeyWrapType","type":"Enumeration","value":"AsRegistered"}]}),
     );
-    let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+    let kb = field(field(&g, "SymmetricKey").unwrap(), "KeyBlock").unwrap();
     assert_eq!(text(kb, "CryptographicAlgorithm"), "AES");
     assert_eq!(field(kb, "CryptographicLength").unwrap()["value"], 256);
     let km = field(field(kb, "KeyValue").unwrap(), "KeyMaterial").unwrap();
@@ -509,7 +511,7 @@ fn register_symmetric_and_get_formats() {
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
         {"tag":"KeyFormatType","type":"Enumeration","value":"0x00000001"}]}),
     );
-    let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+    let kb = field(field(&g, "SymmetricKey").unwrap(), "KeyBlock").unwrap();
     assert_eq!(text(kb, "KeyFormatType"), "Raw");
     assert_eq!(bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial"), key);
     let e = t.err(
@@ -531,7 +533,7 @@ fn register_symmetric_and_get_formats() {
     let zero = t.ok("alice", json!({"tag":"Register","value":[
         {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
         {"tag":"Attributes","value":[{"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}]},
-        {"tag":"Object","value":[{"tag":"KeyBlock","value":[
+        {"tag":"SymmetricKey","value":[{"tag":"KeyBlock","value":[
             {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"},
             {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString","value":hex::encode_upper([0; 32])}]}]}]}]}));
     let e = t.ok(
@@ -769,7 +771,7 @@ fn rekey_moves_tags_and_keeps_old_key_usable() {
         json!({"tag":"Get","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":new}]}),
     );
-    let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+    let kb = field(field(&g, "SymmetricKey").unwrap(), "KeyBlock").unwrap();
     assert_eq!(field(kb, "CryptographicLength").unwrap()["value"], 128);
 }
 
@@ -1613,7 +1615,7 @@ fn import_grantee_cannot_replace_key_material() {
         ResultReason::ItemNotFound
     );
     let g = t.ok("alice", uid_req("Get", "owned-by-alice"));
-    let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+    let kb = field(field(&g, "SymmetricKey").unwrap(), "KeyBlock").unwrap();
     assert_eq!(
         bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial"),
         vec![1; 32]
@@ -1621,7 +1623,7 @@ fn import_grantee_cannot_replace_key_material() {
     // The owner replaces her own key.
     t.ok("alice", import("owned-by-alice", &[4; 32]));
     let g = t.ok("alice", uid_req("Get", "owned-by-alice"));
-    let kb = field(field(&g, "Object").unwrap(), "KeyBlock").unwrap();
+    let kb = field(field(&g, "SymmetricKey").unwrap(), "KeyBlock").unwrap();
     assert_eq!(
         bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial"),
         vec![4; 32]

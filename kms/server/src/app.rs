@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use kms::app::{App, ServerTls};
 
-use crate::serve::{ConnectionArgs, serve};
+use crate::serve::{ConnectionArgs, serve_with_kmip};
 use crate::store::{DatabaseArgs, OpenStoreError, open_store};
 use crate::tls::{TlsFileError, load_certs, load_key};
 
@@ -20,8 +20,9 @@ pub const INSECURE_USER: &str = "admin";
 #[command(
     name = "kms-server",
     version,
-    about = "KMIP 2.1 (JSON TTLV, Cosmian dialect) key management server over HTTPS",
-    long_about = "KMIP 2.1 (JSON TTLV, Cosmian dialect) key management server over HTTPS.\n\n\
+    about = "KMIP 2.1 (JSON TTLV, Cosmian dialect; binary TTLV) key management server over HTTPS",
+    long_about = "KMIP 2.1 (JSON TTLV, Cosmian dialect; binary TTLV) key management server over HTTPS, \
+and binary TTLV on the KMIP port (--kmip-port).\n\n\
 TLS is always on. Clients authenticate with a certificate issued by --client-ca; the subject CN of \
 that certificate is the user identity (owner of the objects it creates, subject of access rights).\n\n\
 Examples:\n  \
@@ -37,6 +38,11 @@ pub struct ServerArgs {
     /// TCP port (0 picks a free port; the ready line tells which).
     #[arg(long, default_value_t = 9998)]
     pub port: u16,
+    /// Also serve KMIP in binary TTLV (no HTTP) on this TCP port, with the same TLS identity,
+    /// client authentication and access rights: `--kmip-port` alone is the KMIP port, 5696; 0
+    /// picks a free port (a second ready line tells which). Absent: no KMIP port.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "5696")]
+    pub kmip_port: Option<u16>,
     /// Address to listen on.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
@@ -117,11 +123,20 @@ pub fn run(args: ServerArgs) -> Result<(), StartError> {
     let listener =
         TcpListener::bind(SocketAddr::new(args.bind, args.port)).map_err(StartError::Io)?;
     let local = listener.local_addr().map_err(StartError::Io)?;
-    // The machine-readable ready line: scripts and tests wait for it.
+    let kmip = match args.kmip_port {
+        Some(port) => {
+            Some(TcpListener::bind(SocketAddr::new(args.bind, port)).map_err(StartError::Io)?)
+        }
+        None => None,
+    };
+    // The machine-readable ready lines: scripts and tests wait for them.
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "kms-server listening on {local}")
-        .and_then(|()| stdout.flush())
-        .map_err(StartError::Io)?;
+    writeln!(stdout, "kms-server listening on {local}").map_err(StartError::Io)?;
+    if let Some(k) = &kmip {
+        let addr = k.local_addr().map_err(StartError::Io)?;
+        writeln!(stdout, "kms-server KMIP listening on {addr}").map_err(StartError::Io)?;
+    }
+    stdout.flush().map_err(StartError::Io)?;
     let options = args.connections.serve_options();
-    serve(app, listener, None, None, options).map_err(StartError::Io)
+    serve_with_kmip(app, listener, None, kmip, None, options).map_err(StartError::Io)
 }

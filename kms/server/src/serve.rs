@@ -2,6 +2,9 @@
 //! between each socket and its [`kms::conn::Conn`]. It knows nothing about TLS, HTTP or KMIP: the
 //! core does all of that, here as in the image.
 //!
+//! Listeners: the main port (HTTPS), the RA-TLS port of bootstrap mode, and the KMIP port
+//! (binary TTLV, [`serve_with_kmip`]).
+//!
 //! One thread per connection, with a cap on concurrent connections per listener: beyond it, new
 //! connections are closed at once (before the TLS handshake). Each connection has the core's
 //! per-phase deadlines ([`kms::pace`]: handshake, idle, minimum byte rate of a request), so a
@@ -145,6 +148,19 @@ pub fn serve(
     opener: Option<Arc<dyn StoreOpener>>,
     options: ServeOptions,
 ) -> io::Result<()> {
+    serve_with_kmip(app, main, ratls, None, opener, options)
+}
+
+/// [`serve`], plus `kmip`: the KMIP port (binary TTLV over the main port's TLS, with the same
+/// client authentication), accepted on its own thread with its own connection cap.
+pub fn serve_with_kmip(
+    app: Arc<HostApp>,
+    main: TcpListener,
+    ratls: Option<TcpListener>,
+    kmip: Option<TcpListener>,
+    opener: Option<Arc<dyn StoreOpener>>,
+    options: ServeOptions,
+) -> io::Result<()> {
     let shared = Arc::new(Shared {
         app,
         opener,
@@ -163,6 +179,12 @@ pub fn serve(
             .ratls_thread
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(t);
+    }
+    if let Some(kmip) = kmip {
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("kms-kmip".into())
+            .spawn(move || accept_loop(&s, kmip, Listener::Kmip))?;
     }
     accept_loop(&shared, main, Listener::Main);
     Ok(())

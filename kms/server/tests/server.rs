@@ -12,6 +12,8 @@ use std::sync::{Arc, Barrier};
 use ckms::http::{HttpError, client_config, load_certs};
 use common::pki::Pki;
 use common::{Harness, ServerProcess, client_for, kmip, ok_json};
+use kms::kmip::binary;
+use kms::kmip::ttlv::{EnumValue, Ttlv, Value};
 use rustls_pki_types::ServerName;
 
 #[test]
@@ -34,6 +36,163 @@ fn raw_exchange(h: &mut Harness, user: &str, bytes: &[u8]) -> Vec<u8> {
     // The server closes after an error response: read to the end.
     let _ = s.read_to_end(&mut out);
     out
+}
+
+/// A TLS stream to the KMIP port as `user` (`None`: no client certificate).
+fn kmip_port(
+    h: &mut Harness,
+    user: Option<&str>,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let identity = user.map(|u| {
+        let files = h.user(u);
+        ckms::http::ClientIdentity::from_pem_files(&files.cert, &files.key).unwrap()
+    });
+    let tls = client_config(load_certs(&h.pki.ca_cert).unwrap(), identity).unwrap();
+    let tcp = TcpStream::connect(h.server.kmip_addr.expect("KMIP port")).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let conn =
+        rustls::ClientConnection::new(tls, ServerName::try_from("127.0.0.1").unwrap()).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// One binary TTLV request/response exchange: the response framed by its header.
+fn ttlv_call<S: Read + Write>(s: &mut S, request: &Ttlv) -> std::io::Result<Ttlv> {
+    s.write_all(&binary::to_vec(request).unwrap())?;
+    s.flush()?;
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head)?;
+    let len = binary::message_len(&head, 1 << 24).unwrap().unwrap();
+    let mut msg = head.to_vec();
+    msg.resize(len, 0);
+    s.read_exact(&mut msg[8..])?;
+    Ok(binary::from_slice(&msg, &Default::default()).unwrap())
+}
+
+fn en(tag: &str, code: u32) -> Ttlv {
+    Ttlv::new(tag, Value::Enumeration(EnumValue::Code(code)))
+}
+
+/// A KMIP 2.1 RequestMessage of one operation (by code) and its payload.
+fn request(op: u32, payload: Vec<Ttlv>) -> Ttlv {
+    Ttlv::structure(
+        "RequestMessage",
+        vec![
+            Ttlv::structure(
+                "RequestHeader",
+                vec![
+                    Ttlv::structure(
+                        "ProtocolVersion",
+                        vec![
+                            Ttlv::int("ProtocolVersionMajor", 2),
+                            Ttlv::int("ProtocolVersionMinor", 1),
+                        ],
+                    ),
+                    Ttlv::int("BatchCount", 1),
+                ],
+            ),
+            Ttlv::structure(
+                "BatchItem",
+                vec![
+                    en("Operation", op),
+                    Ttlv::structure("RequestPayload", payload),
+                ],
+            ),
+        ],
+    )
+}
+
+fn item(r: &Ttlv) -> &Ttlv {
+    assert_eq!(r.tag, "ResponseMessage");
+    r.get("BatchItem").expect("BatchItem")
+}
+
+fn enum_code(t: &Ttlv, tag: &str) -> u32 {
+    match t.get(tag).map(|c| &c.value) {
+        Some(Value::Enumeration(EnumValue::Code(c))) => *c,
+        other => panic!("{tag}: {other:?}"),
+    }
+}
+
+#[test]
+fn kmip_port_binary_ttlv_with_mtls() {
+    let mut h = Harness::start(&["--database", "memory", "--kmip-port", "0"]);
+    let mut alice = kmip_port(&mut h, Some("alice"));
+    // Create an AES-256 key, then Get it, on one connection.
+    let r = ttlv_call(
+        &mut alice,
+        &request(
+            0x01,
+            vec![
+                en("ObjectType", 2),
+                Ttlv::structure(
+                    "Attributes",
+                    vec![
+                        en("CryptographicAlgorithm", 3),
+                        Ttlv::int("CryptographicLength", 256),
+                        Ttlv::int("CryptographicUsageMask", 12),
+                    ],
+                ),
+            ],
+        ),
+    )
+    .unwrap();
+    assert_eq!(enum_code(item(&r), "ResultStatus"), 0, "{r:?}");
+    let uid = item(&r)
+        .get("ResponsePayload")
+        .and_then(|p| p.opt_text("UniqueIdentifier").ok().flatten())
+        .expect("uid")
+        .to_owned();
+    let r = ttlv_call(
+        &mut alice,
+        &request(0x0A, vec![Ttlv::text("UniqueIdentifier", &uid)]),
+    )
+    .unwrap();
+    let key = item(&r)
+        .get("ResponsePayload")
+        .and_then(|p| p.get("SymmetricKey"))
+        .and_then(|k| k.get("KeyBlock"))
+        .and_then(|b| b.get("KeyValue"))
+        .and_then(|v| v.opt_bytes("KeyMaterial").ok().flatten())
+        .expect("key material");
+    assert_eq!(key.len(), 32);
+    // The same object over HTTPS/JSON: same identities, same store.
+    let mut https = h.client("alice");
+    let g = ok_json(
+        kmip(
+            &mut https,
+            &format!(
+                r#"{{"tag":"GetAttributes","value":[{{"tag":"UniqueIdentifier","type":"TextString","value":"{uid}"}}]}}"#
+            ),
+        ),
+        "GetAttributes",
+    );
+    assert!(g.to_string().contains("SymmetricKey"), "{g}");
+    // Same rights: bob does not see alice's key.
+    let mut bob = kmip_port(&mut h, Some("bob"));
+    let r = ttlv_call(
+        &mut bob,
+        &request(0x0A, vec![Ttlv::text("UniqueIdentifier", &uid)]),
+    )
+    .unwrap();
+    assert_eq!(enum_code(item(&r), "ResultStatus"), 1);
+    assert_eq!(enum_code(item(&r), "ResultReason"), 0x01, "Item Not Found");
+    // No client certificate: no TLS session, so no KMIP.
+    let mut anonymous = kmip_port(&mut h, None);
+    assert!(ttlv_call(&mut anonymous, &request(0x18, vec![])).is_err());
+    // HTTP on the KMIP port: a failed ResponseMessage (Invalid Message), then the close.
+    let mut c = kmip_port(&mut h, Some("alice"));
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    c.flush().unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let n = binary::message_len(&out, 1 << 24).unwrap().unwrap();
+    let r = binary::from_slice(&out[..n], &Default::default()).unwrap();
+    assert_eq!(enum_code(item(&r), "ResultReason"), 0x04, "Invalid Message");
+    assert_eq!(out.len(), n);
+    // The HTTPS port still serves.
+    ok_json(https.get("/access/owned").unwrap(), "owned");
 }
 
 #[test]

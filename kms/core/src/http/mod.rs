@@ -14,7 +14,7 @@ mod request;
 mod response;
 
 pub use request::{Header, Method, Request, parse_request, percent_decode};
-pub use response::Response;
+pub use response::{JSON, OCTET_STREAM, Response, TEXT};
 
 use core::fmt;
 

@@ -9,6 +9,8 @@ use super::reason_phrase;
 
 /// Content type of JSON bodies.
 pub const JSON: &str = "application/json";
+/// Content type of binary TTLV bodies (`POST /kmip`).
+pub const OCTET_STREAM: &str = "application/octet-stream";
 /// Content type of plain-text (error message) bodies.
 pub const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -32,6 +34,16 @@ impl Response {
         Response {
             status,
             content_type: JSON,
+            body,
+            close: false,
+        }
+    }
+
+    /// A binary (TTLV) response.
+    pub fn binary(status: u16, body: Vec<u8>) -> Self {
+        Response {
+            status,
+            content_type: OCTET_STREAM,
             body,
             close: false,
         }

@@ -1,12 +1,16 @@
-//! KMIP 2.1 over JSON, split like rustls's `msgs/`: the format apart from the semantics.
+//! KMIP 2.1 over JSON and binary TTLV, split like rustls's `msgs/`: the formats apart from the
+//! semantics.
 //!
-//! - [`ttlv`]: the TTLV data model (tag, type, value) and typed accessors.
+//! - [`ttlv`]: the TTLV data model (tag, type, value), typed accessors and the tag table.
 //! - [`json`]: the JSON TTLV codec with limits.
+//! - [`binary`]: the binary TTLV codec (KMIP 2.1 §9.1) with the same limits, and the framing
+//!   of a TTLV stream.
 //! - [`types`]: enumerations and the `Attributes` structure.
 //! - [`ops`]: typed request/response payloads of the operations we implement.
 //!
 //! The semantics (what an operation does to the store) live in [`crate::Kms`].
 
+pub mod binary;
 pub mod json;
 pub mod ops;
 pub mod ttlv;

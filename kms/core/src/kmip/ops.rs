@@ -104,7 +104,8 @@ const OBJECT_TAGS: &[&str] = &[
 ];
 
 impl KeyBlock {
-    /// Parse the object (`Object`, or `SymmetricKey`/`PrivateKey`/... in the spec dialect).
+    /// Parse the object: under its object-type tag (`SymmetricKey`, `PrivateKey`, ..., as KMIP
+    /// and the Cosmian KMS send it), or under `Object` (older Cosmian clients).
     pub fn parse_object(parent: &Ttlv) -> Result<Self, FieldError> {
         let obj = OBJECT_TAGS
             .iter()
@@ -149,8 +150,9 @@ impl KeyBlock {
         })
     }
 
-    /// Emit as `Object { KeyBlock { ... } }`.
-    pub fn to_object(&self) -> Ttlv {
+    /// Emit the object under its object-type tag (`SymmetricKey { KeyBlock { ... } }`), as
+    /// KMIP 2.1 §2 and the Cosmian KMS (its `Object` enum, serialized by variant) do.
+    pub fn to_object(&self, object_type: ObjectType) -> Ttlv {
         let km = match self.key_format_type {
             KeyFormatType::TransparentSymmetricKey => Ttlv::structure(
                 "KeyMaterial",
@@ -190,7 +192,10 @@ impl KeyBlock {
         if let Some(l) = self.cryptographic_length {
             kb.push(Ttlv::int("CryptographicLength", l));
         }
-        Ttlv::structure("Object", alloc::vec![Ttlv::structure("KeyBlock", kb)])
+        Ttlv::structure(
+            object_type.name(),
+            alloc::vec![Ttlv::structure("KeyBlock", kb)],
+        )
     }
 }
 
@@ -313,7 +318,54 @@ pub enum Request {
     Query {
         functions: Vec<QueryFunction>,
     },
-    DiscoverVersions,
+    /// The versions the client offers (empty: it asks for all the server's).
+    DiscoverVersions {
+        offered: Vec<ProtocolVersion>,
+    },
+}
+
+/// A KMIP protocol version (KMIP 2.1 §7.1 Protocol Version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProtocolVersion {
+    /// Protocol Version Major.
+    pub major: i32,
+    /// Protocol Version Minor.
+    pub minor: i32,
+}
+
+impl ProtocolVersion {
+    /// The versions this server speaks, most preferred first (the message layer and operations
+    /// are KMIP 2.x; KMIP 1.x's attribute model is not mapped yet).
+    pub const SUPPORTED: &'static [ProtocolVersion] = &[
+        ProtocolVersion { major: 2, minor: 1 },
+        ProtocolVersion { major: 2, minor: 0 },
+    ];
+
+    /// Parse a `ProtocolVersion` structure (a missing minor is 0).
+    pub fn parse(t: &Ttlv) -> Result<Self, FieldError> {
+        Ok(ProtocolVersion {
+            major: t
+                .req("ProtocolVersionMajor")?
+                .as_int("ProtocolVersionMajor")?,
+            minor: t.opt_int("ProtocolVersionMinor")?.unwrap_or(0),
+        })
+    }
+
+    /// Emit as a `ProtocolVersion` structure.
+    pub fn to_ttlv(self) -> Ttlv {
+        Ttlv::structure(
+            "ProtocolVersion",
+            alloc::vec![
+                Ttlv::int("ProtocolVersionMajor", self.major),
+                Ttlv::int("ProtocolVersionMinor", self.minor),
+            ],
+        )
+    }
+
+    /// Whether this server speaks it.
+    pub fn is_supported(self) -> bool {
+        Self::SUPPORTED.contains(&self)
+    }
 }
 
 fn nonce(t: &Ttlv) -> Result<(Option<Vec<u8>>, NonceSpelling), FieldError> {
@@ -378,7 +430,7 @@ impl Request {
                 let mut references = Vec::new();
                 for r in p.all("AttributeReference") {
                     references.push(match &r.value {
-                        Value::Enumeration(super::ttlv::EnumValue::Name(n)) => n.clone(),
+                        Value::Enumeration(e) => attribute_reference(e),
                         Value::TextString(n) => n.clone(),
                         Value::Structure(_) => r
                             .req("AttributeName")?
@@ -422,7 +474,7 @@ impl Request {
                 };
                 let reference = match p.get("AttributeReference") {
                     Some(r) => Some(match &r.value {
-                        Value::Enumeration(super::ttlv::EnumValue::Name(n)) => n.clone(),
+                        Value::Enumeration(e) => attribute_reference(e),
                         Value::TextString(n) => n.clone(),
                         Value::Structure(_) => r
                             .req("AttributeName")?
@@ -520,7 +572,13 @@ impl Request {
                 }
                 Request::Query { functions }
             }
-            Operation::DiscoverVersions => Request::DiscoverVersions,
+            Operation::DiscoverVersions => {
+                let mut offered = Vec::new();
+                for v in p.all("ProtocolVersion") {
+                    offered.push(ProtocolVersion::parse(v)?);
+                }
+                Request::DiscoverVersions { offered }
+            }
         })
     }
 }
@@ -608,7 +666,8 @@ pub enum Response {
         vendor: String,
         server: String,
     },
-    DiscoverVersions,
+    /// The versions both sides speak, the server's preference first.
+    DiscoverVersions(Vec<ProtocolVersion>),
 }
 
 impl Drop for Response {
@@ -644,7 +703,7 @@ impl Response {
             Response::Sign { .. } => Operation::Sign,
             Response::SignatureVerify { .. } => Operation::SignatureVerify,
             Response::Query { .. } => Operation::Query,
-            Response::DiscoverVersions => Operation::DiscoverVersions,
+            Response::DiscoverVersions(_) => Operation::DiscoverVersions,
         }
     }
 
@@ -676,7 +735,7 @@ impl Response {
                 if let Some(a) = attributes {
                     v.push(a.to_ttlv("Attributes"));
                 }
-                v.push(key.to_object());
+                v.push(key.to_object(*object_type));
                 v
             }
             Response::GetAttributes { uid: u, attributes } => {
@@ -738,15 +797,21 @@ impl Response {
                 ));
                 v
             }
-            Response::DiscoverVersions => alloc::vec![Ttlv::structure(
-                "ProtocolVersion",
-                alloc::vec![
-                    Ttlv::int("ProtocolVersionMajor", 2),
-                    Ttlv::int("ProtocolVersionMinor", 1)
-                ],
-            )],
+            Response::DiscoverVersions(versions) => versions.iter().map(|v| v.to_ttlv()).collect(),
         };
         Ttlv::structure(tag, v)
+    }
+}
+
+/// The tag name an `AttributeReference` enumeration names: by name (JSON), or by tag code
+/// (binary TTLV, KMIP 2.1 §11.51 Tag).
+fn attribute_reference(e: &super::ttlv::EnumValue) -> String {
+    match e {
+        super::ttlv::EnumValue::Name(n) => n.clone(),
+        super::ttlv::EnumValue::Code(c) => match super::ttlv::tag_name(*c) {
+            Some(n) => n.to_string(),
+            None => alloc::format!("0x{c:06X}"),
+        },
     }
 }
 

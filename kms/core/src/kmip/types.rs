@@ -146,7 +146,7 @@ kmip_enum!(
 kmip_enum!(
     /// KMIP 2.1 §11.44 Recommended Curve (subset; CURVEED25519 is the Cosmian extension code).
     RecommendedCurve: "RecommendedCurve" {
-        P192 = 0x01, P224 = 0x02, P256 = 0x03, P384 = 0x04, P521 = 0x05,
+        P192 = 0x01, P224 = 0x04, P256 = 0x07, P384 = 0x0A, P521 = 0x0D,
         CURVE25519 = 0x45, CURVE448 = 0x46, CURVEED25519 = 0x8000_0001 | "Ed25519",
     }
 );
@@ -218,6 +218,52 @@ kmip_enum!(
     /// KMIP 2.1 §11.32 Name Type.
     NameType: "NameType" { UninterpretedTextString = 0x01, URI = 0x02 }
 );
+
+kmip_enum!(
+    /// KMIP 2.1 §11.4 Batch Error Continuation Option.
+    BatchErrorContinuationOption: "BatchErrorContinuationOption" {
+        Continue = 0x01, Stop = 0x02, Undo = 0x03,
+    }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.57 Validity Indicator.
+    ValidityIndicator: "ValidityIndicator" { Valid = 0x01, Invalid = 0x02, Unknown = 0x03 }
+);
+
+/// The code of an enumeration given by name, for the binary encoding: the enumeration is the
+/// one of the item's tag (an `AttributeReference` or `Tag` names a tag: its code is the tag's,
+/// KMIP 2.1 §11.51). `None` for a tag with no enumeration we know, or a name it does not have.
+pub fn enum_code(tag: &str, name: &str) -> Option<u32> {
+    macro_rules! by_tag {
+        ($($e:ident),+) => {
+            match tag {
+                $(t if t == $e::TAG => $e::from_name(name).map($e::code),)+
+                "AttributeReference" | "Tag" => super::ttlv::tag_code(name),
+                _ => None,
+            }
+        };
+    }
+    by_tag!(
+        ObjectType,
+        CryptographicAlgorithm,
+        KeyFormatType,
+        State,
+        BlockCipherMode,
+        HashingAlgorithm,
+        DigitalSignatureAlgorithm,
+        RecommendedCurve,
+        RevocationReasonCode,
+        Operation,
+        ResultStatus,
+        ResultReason,
+        QueryFunction,
+        LinkType,
+        NameType,
+        BatchErrorContinuationOption,
+        ValidityIndicator
+    )
+}
 
 /// KMIP 2.1 §11.12 Cryptographic Usage Mask bits we enforce.
 pub mod usage {

@@ -15,9 +15,11 @@ use crate::crypto::Random;
 use crate::crypto::aead::{self, AeadAlg};
 use crate::crypto::asym::{self, Curve};
 use crate::error::{KmipError, KmsError};
+use crate::kmip::binary;
 use crate::kmip::json::{self, Limits};
 use crate::kmip::ops::{
-    CryptographicParameters, KeyBlock, Request, Response, SignInput, operation_from_tag,
+    CryptographicParameters, KeyBlock, ProtocolVersion, Request, Response, SignInput,
+    operation_from_tag,
 };
 use crate::kmip::ttlv::{Ttlv, Value};
 use crate::kmip::types::*;
@@ -102,6 +104,38 @@ const DESTROYED: KmsError = kerr(
     ResultReason::ObjectDestroyed,
     "the object is destroyed: its key material is gone",
 );
+
+/// The `ResponseMessage` a KMIP client gets for a request that failed as a whole (not
+/// TTLV, no identity, too large, ...): one failed batch item with the error's reason
+/// (KMIP 2.1 §9.2), in the server's preferred protocol version.
+pub fn kmip_error_response(now: i64, e: &KmsError) -> Ttlv {
+    Ttlv::structure(
+        "ResponseMessage",
+        alloc::vec![
+            response_header(now, ProtocolVersion::SUPPORTED[0], 1),
+            Ttlv::structure(
+                "BatchItem",
+                alloc::vec![
+                    ResultStatus::OperationFailed.to_ttlv(),
+                    e.result_reason().to_ttlv(),
+                    Ttlv::text("ResultMessage", &e.to_string()),
+                ],
+            ),
+        ],
+    )
+}
+
+/// A `ResponseHeader` (KMIP 2.1 §8.2): protocol version, time stamp, batch count.
+fn response_header(now: i64, version: ProtocolVersion, batch_count: usize) -> Ttlv {
+    Ttlv::structure(
+        "ResponseHeader",
+        alloc::vec![
+            version.to_ttlv(),
+            Ttlv::datetime("TimeStamp", now),
+            Ttlv::int("BatchCount", i32::try_from(batch_count).unwrap_or(i32::MAX)),
+        ],
+    )
+}
 
 /// System tags the Cosmian KMS puts on objects by type.
 fn system_tag(t: ObjectType) -> Option<&'static str> {
@@ -310,6 +344,33 @@ impl<S: Store> Kms<S> {
         Ok(json::to_vec(&out))
     }
 
+    /// Handle a binary TTLV `RequestMessage` (KMIP 2.1 §9.1: `POST /kmip` with
+    /// `application/octet-stream`, and the KMIP port), answered with a binary
+    /// `ResponseMessage` in the request's protocol version. Same limits, identities and rights
+    /// as [`Kms::kmip_json`]; the answer is in KMIP's own shapes ([`binary::wire_shape`]).
+    pub async fn kmip_binary(
+        &self,
+        env: &mut Env<'_>,
+        user: &str,
+        body: &[u8],
+    ) -> KResult<Vec<u8>> {
+        if user.is_empty() {
+            return Err(KmsError::Unauthenticated);
+        }
+        if body.len() > self.config.json_limits.max_bytes {
+            return Err(KmsError::TooLarge);
+        }
+        let t = binary::from_slice(body, &self.config.json_limits)?;
+        if t.tag != "RequestMessage" {
+            return Err(kerr(
+                ResultReason::InvalidMessage,
+                "a binary KMIP request must be a RequestMessage",
+            ));
+        }
+        let out = self.kmip(env, user, &t).await?;
+        Ok(binary::to_vec(&binary::wire_shape(&out))?)
+    }
+
     /// Handle a parsed request item (see [`Kms::kmip_json`]).
     pub async fn kmip(&self, env: &mut Env<'_>, user: &str, t: &Ttlv) -> KResult<Ttlv> {
         if user.is_empty() {
@@ -328,14 +389,20 @@ impl<S: Store> Kms<S> {
 
     async fn batch(&self, env: &mut Env<'_>, user: &str, msg: &Ttlv) -> KResult<Ttlv> {
         let header = msg.req("RequestHeader")?;
-        if let Some(pv) = header.get("ProtocolVersion") {
-            let major = pv.opt_int("ProtocolVersionMajor")?.unwrap_or(2);
-            if major != 2 {
-                return Err(kerr(
+        // KMIP 2.1 §8 (Protocol Version): answer in the request's version when we speak it;
+        // otherwise a failed message in ours, and the client may DiscoverVersions.
+        let version = match header.get("ProtocolVersion") {
+            Some(pv) => ProtocolVersion::parse(pv)?,
+            None => ProtocolVersion::SUPPORTED[0],
+        };
+        if !version.is_supported() {
+            return Ok(kmip_error_response(
+                env.now,
+                &kerr(
                     ResultReason::UnsupportedProtocolVersion,
-                    "only KMIP 2.x JSON is supported",
-                ));
-            }
+                    "unsupported protocol version: this server speaks KMIP 2.1 and 2.0",
+                ),
+            ));
         }
         let stop_on_error = match header.get("BatchErrorContinuationOption") {
             // KMIP 2.1 §11.4: 1 Continue, 2 Stop, 3 Undo.
@@ -349,20 +416,7 @@ impl<S: Store> Kms<S> {
             return Err(kerr(ResultReason::InvalidMessage, "too many batch items"));
         }
         let mut out = Vec::with_capacity(items.len() + 1);
-        out.push(Ttlv::structure(
-            "ResponseHeader",
-            alloc::vec![
-                Ttlv::structure(
-                    "ProtocolVersion",
-                    alloc::vec![
-                        Ttlv::int("ProtocolVersionMajor", 2),
-                        Ttlv::int("ProtocolVersionMinor", 1)
-                    ],
-                ),
-                Ttlv::datetime("TimeStamp", env.now),
-                Ttlv::int("BatchCount", i32::try_from(items.len()).unwrap_or(i32::MAX)),
-            ],
-        ));
+        out.push(response_header(env.now, version, items.len()));
         let mut failed = false;
         for item in items {
             let id = item.get("UniqueBatchItemID").cloned();
@@ -774,7 +828,13 @@ impl<S: Store> Kms<S> {
                     server: self.config.server_name.into(),
                 })
             }
-            Request::DiscoverVersions => Ok(Response::DiscoverVersions),
+            Request::DiscoverVersions { offered } => Ok(Response::DiscoverVersions(
+                ProtocolVersion::SUPPORTED
+                    .iter()
+                    .copied()
+                    .filter(|v| offered.is_empty() || offered.contains(v))
+                    .collect(),
+            )),
         }
     }
 

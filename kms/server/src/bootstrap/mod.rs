@@ -12,6 +12,8 @@
 //!   connections opened before `/start` get 503 and are closed.
 //! - `--ratls-port` (9999): the bootstrap certificate and `GET /attestation` only. It is open from the start
 //!   and closed at `/start` when the API certificate itself carries a quote.
+//! - `--kmip-port` (optional; 5696 when given alone): binary TTLV KMIP with the API certificate and client
+//!   CA, once the KMS serves; connections before `/start` are closed at once.
 //!
 //! Modules: [`platform`] (snp-emu, none, Redis check); this file holds the options and start-up. The
 //! phases, TLS and routes are the core's [`kms::app::App`]; [`crate::serve`] moves the bytes.
@@ -32,7 +34,7 @@ use zeroize::Zeroize;
 
 pub use platform::{EmulatedEvidence, NoEvidence, OpenerProbe, RedisOpener, StoreOpener};
 
-use crate::serve::{ConnectionArgs, serve, unix_now};
+use crate::serve::{ConnectionArgs, serve_with_kmip, unix_now};
 
 /// Where attestation evidence comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +83,10 @@ pub struct BootstrapArgs {
     /// Port serving the bootstrap certificate and GET /attestation (0 picks a free port).
     #[arg(long, default_value_t = 9999)]
     pub ratls_port: u16,
+    /// Also serve KMIP in binary TTLV on this port once the KMS serves (after /start), with the
+    /// API certificate and client CA: `--kmip-port` alone is 5696; 0 picks a free port.
+    #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "5696")]
+    pub kmip_port: Option<u16>,
     /// Address to listen on.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
@@ -178,13 +184,32 @@ pub fn run_with(
         .map_err(BootstrapStartError::Io)?;
     let main_addr = main.local_addr().map_err(BootstrapStartError::Io)?;
     let ratls_addr = ratls.local_addr().map_err(BootstrapStartError::Io)?;
+    let kmip = match args.kmip_port {
+        Some(port) => Some(
+            TcpListener::bind(SocketAddr::new(args.bind, port)).map_err(BootstrapStartError::Io)?,
+        ),
+        None => None,
+    };
     let mut stdout = io::stdout();
     writeln!(stdout, "kms-server bootstrap listening on {main_addr}")
         .and_then(|()| writeln!(stdout, "kms-server ra-tls listening on {ratls_addr}"))
-        .and_then(|()| stdout.flush())
         .map_err(BootstrapStartError::Io)?;
+    if let Some(k) = &kmip {
+        let addr = k.local_addr().map_err(BootstrapStartError::Io)?;
+        writeln!(stdout, "kms-server KMIP listening on {addr} (after /start)")
+            .map_err(BootstrapStartError::Io)?;
+    }
+    stdout.flush().map_err(BootstrapStartError::Io)?;
     let options = args.connections.serve_options();
-    serve(Arc::new(app), main, Some(ratls), Some(opener), options).map_err(BootstrapStartError::Io)
+    serve_with_kmip(
+        Arc::new(app),
+        main,
+        Some(ratls),
+        kmip,
+        Some(opener),
+        options,
+    )
+    .map_err(BootstrapStartError::Io)
 }
 
 #[cfg(test)]

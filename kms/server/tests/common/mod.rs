@@ -23,6 +23,8 @@ pub struct ServerProcess {
     _stdout: Option<Lines<BufReader<ChildStdout>>>,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its KMIP port (binary TTLV) listens, when started with `--kmip-port`.
+    pub kmip_addr: Option<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -44,10 +46,16 @@ impl ServerProcess {
         let addr = wait_line(&mut stdout, "kms-server listening on ", "kms-server")
             .parse()
             .expect("address in the ready line");
+        let kmip_addr = args.iter().any(|a| a == "--kmip-port").then(|| {
+            wait_line(&mut stdout, "kms-server KMIP listening on ", "kms-server")
+                .parse()
+                .expect("address in the KMIP ready line")
+        });
         ServerProcess {
             child: Some(child),
             _stdout: Some(stdout),
             addr,
+            kmip_addr,
         }
     }
 
@@ -57,6 +65,7 @@ impl ServerProcess {
             child: None,
             _stdout: None,
             addr,
+            kmip_addr: None,
         }
     }
 
