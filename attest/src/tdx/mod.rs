@@ -1,7 +1,8 @@
-//! Intel TDX evidence: the DCAP quote v4 ([`quote`]), the TD's `TDREPORT` ([`report`]), and
+//! Intel TDX evidence: the CC event log and its RTMR replay ([`eventlog`]), the DCAP quote v4 ([`quote`]), the TD's `TDREPORT` ([`report`]), and
 //! with feature `tdx-verify` quote verification against Intel collateral (`verify`). The MRTD
 //! of a TDVF image is computed in [`crate::measure::tdx`].
 
+pub mod eventlog;
 pub mod quote;
 pub mod report;
 #[cfg(feature = "tdx-verify")]
