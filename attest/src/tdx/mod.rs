@@ -3,6 +3,8 @@
 //! of a TDVF image is computed in [`crate::measure::tdx`].
 
 pub mod eventlog;
+#[cfg(feature = "std")]
+pub mod local;
 pub mod quote;
 pub mod report;
 #[cfg(feature = "tdx-verify")]
