@@ -6,13 +6,15 @@
 //! - [`snp`]: AMD SEV-SNP wire formats: [`snp::report`] (the 0x4A0-byte attestation report, TCB and
 //!   policy decoding) and [`snp::guest_msg`] (the encrypted guest-request envelope with sequence
 //!   numbers, and the `MSG_REPORT_*` / `MSG_KEY_*` payloads).
-//! - [`tdx`]: Intel TDX quote v4 parsing (header, TD report body); with feature `tdx-verify`,
-//!   verification against Intel collateral through `dcap-qvl`.
+//! - [`tdx`]: Intel TDX quote v4 parsing (header, TD report body), the CC event log (CCEL) and
+//!   its RTMR replay; with feature `tdx-verify`, verification against Intel collateral through
+//!   `dcap-qvl`.
 //! - [`ratls`]: the RA-TLS certificate extension (OIDs, SNP quote encoding) and the binding of a
 //!   TLS public key into `report_data`.
 //! - [`measure`]: expected launch measurements computed from the inputs of a launch:
 //!   [`measure::snp`] (OVMF metadata, kernel hashes, VMSAs; agrees with `sev-snp-measure`) and
-//!   [`measure::tdx`] (MRTD from TDVF metadata).
+//!   [`measure::tdx`] (MRTD from TDVF metadata; RTMR1 from the kernel's Authenticode SHA-384,
+//!   RTMR2 from the command line).
 //! - `verify` (feature `std`): certificate chains ARK → ASK → VCEK / ARK → ASVK → VLEK with AMD's
 //!   roots built in, the report signature, and a `Policy` that always names the expected
 //!   measurement; the result is a `VerifiedReport` only `verify` can build. `verify::ratls`

@@ -1,4 +1,5 @@
-//! TDX build-time measurement (MRTD) of a TDVF image, and RTMR extension.
+//! TDX build-time measurement (MRTD) of a TDVF image, RTMR extension, and the RTMR1/RTMR2
+//! values a direct boot produces (Authenticode SHA-384 of the kernel, the command line).
 //!
 //! The image declares what the VMM loads in its TDVF metadata (Intel "TDX Virtual Firmware
 //! Design Guide", rev 1.01, §11.1: the OVMF footer-table entry
@@ -299,6 +300,165 @@ pub fn rtmr_replay<'a>(digests: impl IntoIterator<Item = &'a [u8; 48]>) -> [u8; 
         .fold([0u8; 48], |r, d| rtmr_extend(&r, d))
 }
 
+/// Why a PE image cannot be hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeError {
+    /// No "MZ" / "PE\0\0" signature, or an unknown optional-header magic.
+    NotPe,
+    /// A header, the section table or the certificate table lies outside the file.
+    Truncated,
+    /// Section `index`'s raw data lies outside the file or overlaps the headers.
+    BadSection(usize),
+}
+
+impl fmt::Display for PeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotPe => f.write_str("not a PE image"),
+            Self::Truncated => f.write_str("PE headers are truncated"),
+            Self::BadSection(i) => write!(f, "PE section {i} lies outside the file"),
+        }
+    }
+}
+
+impl core::error::Error for PeError {}
+
+fn le_u16(b: &[u8], at: usize) -> Result<u16, PeError> {
+    let x = b.get(at..at + 2).ok_or(PeError::Truncated)?;
+    Ok(u16::from_le_bytes([x[0], x[1]]))
+}
+
+fn le_u32(b: &[u8], at: usize) -> Result<u32, PeError> {
+    let x = b.get(at..at + 4).ok_or(PeError::Truncated)?;
+    Ok(u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
+}
+
+/// The Authenticode SHA-384 of a PE/COFF image: what UEFI firmware with measured boot logs as
+/// the digest of an `EV_EFI_BOOT_SERVICES_APPLICATION` event (TCG PFP §10.4.4; the TDVF logs
+/// it to RTMR1).
+///
+/// Algorithm of Microsoft's "Windows Authenticode Portable Executable Signature Format",
+/// "Calculating the PE Image Hash": hash the headers up to `SizeOfHeaders` except the
+/// CheckSum field and the Certificate Table data-directory entry, then the raw data of every
+/// section in ascending `PointerToRawData` order, then whatever follows the last section up
+/// to the attribute certificate table (excluded). PE32 and PE32+ are both handled.
+pub fn authenticode_sha384(pe: &[u8]) -> Result<[u8; 48], PeError> {
+    if pe.get(..2) != Some(b"MZ") {
+        return Err(PeError::NotPe);
+    }
+    let pe_off = le_u32(pe, 0x3C)? as usize;
+    let sig_end = pe_off.checked_add(4).ok_or(PeError::Truncated)?;
+    if pe.get(pe_off..sig_end).ok_or(PeError::Truncated)? != b"PE\0\0" {
+        return Err(PeError::NotPe);
+    }
+    let coff = pe_off + 4;
+    let sections = usize::from(le_u16(pe, coff + 2)?);
+    let opt_size = usize::from(le_u16(pe, coff + 16)?);
+    let opt = coff + 20;
+    // Offsets of NumberOfRvaAndSizes and the data directories (PE/COFF spec §3.4).
+    let (n_dirs_at, dirs_at) = match le_u16(pe, opt)? {
+        0x10B => (opt + 92, opt + 96),
+        0x20B => (opt + 108, opt + 112),
+        _ => return Err(PeError::NotPe),
+    };
+    let checksum_at = opt + 64;
+    let size_of_headers = le_u32(pe, opt + 60)? as usize;
+    if size_of_headers > pe.len() || size_of_headers < checksum_at + 4 {
+        return Err(PeError::Truncated);
+    }
+    let n_dirs = le_u32(pe, n_dirs_at)?;
+    let mut h = Sha384::new();
+    h.update(&pe[..checksum_at]);
+    // Certificate table: data directory 4 (a file offset and a size, not an RVA).
+    let (cert_off, cert_size) = if n_dirs > 4 {
+        let entry = dirs_at + 4 * 8;
+        if entry + 8 > size_of_headers {
+            return Err(PeError::Truncated);
+        }
+        h.update(&pe[checksum_at + 4..entry]);
+        h.update(&pe[entry + 8..size_of_headers]);
+        (le_u32(pe, entry)? as usize, le_u32(pe, entry + 4)? as usize)
+    } else {
+        h.update(&pe[checksum_at + 4..size_of_headers]);
+        (0, 0)
+    };
+    let table = opt.checked_add(opt_size).ok_or(PeError::Truncated)?;
+    let mut raw: Vec<(usize, usize, usize)> = Vec::with_capacity(sections);
+    for i in 0..sections {
+        let s = table + i * 40;
+        let size = le_u32(pe, s + 16)? as usize;
+        let ptr = le_u32(pe, s + 20)? as usize;
+        if size == 0 {
+            continue;
+        }
+        match ptr.checked_add(size) {
+            Some(end) if end <= pe.len() && ptr >= size_of_headers => raw.push((ptr, size, i)),
+            _ => return Err(PeError::BadSection(i)),
+        }
+    }
+    raw.sort_unstable();
+    let mut hashed = size_of_headers;
+    for &(ptr, size, _) in &raw {
+        h.update(&pe[ptr..ptr + size]);
+        hashed += size;
+    }
+    // Data after the sections, excluding the certificate table (which, when present, is last).
+    let end = if cert_size != 0 {
+        if cert_off.checked_add(cert_size) != Some(pe.len()) {
+            return Err(PeError::Truncated);
+        }
+        cert_off
+    } else {
+        pe.len()
+    };
+    if end > hashed {
+        h.update(&pe[hashed..end]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// The RTMR1 a TDVF (OVMF IntelTdx) direct boot of `kernel` produces when the kernel is a UEFI
+/// application loaded with QEMU's `-kernel`: the firmware logs, in this order, the kernel's
+/// Authenticode SHA-384 (`EV_EFI_BOOT_SERVICES_APPLICATION`, PCR 4), `EV_EFI_ACTION` "Calling
+/// EFI Application from Boot Option" (PCR 4), the `EV_SEPARATOR` of PCR 4 (four zero bytes),
+/// and `EV_EFI_ACTION` "Exit Boot Services Invocation" and "Exit Boot Services Returned with
+/// Success" (PCR 5); PCRs 2–6 map to RTMR1 (TDVF Design Guide §10.1.2, Table 10-2).
+///
+/// This is the sequence virtee's `tdx-measure` replays for a direct boot (read for comparison,
+/// no code taken); it has not been checked here against a CCEL captured from a TDX boot of our
+/// pinned firmware, so the event log the kernel ships is what a verifier should replay.
+pub fn rtmr1_direct_boot(kernel: &[u8]) -> Result<[u8; 48], PeError> {
+    let sha = |b: &[u8]| -> [u8; 48] { Sha384::digest(b).into() };
+    let log = [
+        authenticode_sha384(kernel)?,
+        sha(b"Calling EFI Application from Boot Option"),
+        sha(&[0, 0, 0, 0]),
+        sha(b"Exit Boot Services Invocation"),
+        sha(b"Exit Boot Services Returned with Success"),
+    ];
+    Ok(rtmr_replay(log.iter()))
+}
+
+/// The digest of a command line as UEFI passes it to the loaded image: the LoadOptions buffer,
+/// UCS-2 little-endian with its terminating NUL (UEFI spec §9.1 `EFI_LOADED_IMAGE_PROTOCOL`;
+/// OVMF's QEMU loader converts `-append` this way). Linux's EFI stub measures exactly this
+/// buffer into PCR 9 (`EV_EVENT_TAG`), i.e. RTMR2; our kernel must do the same (through
+/// `EFI_CC_MEASUREMENT_PROTOCOL` before ExitBootServices, so the CCEL records it) for RTMR2 to
+/// identify the command line. Characters outside the BMP are encoded as UTF-16 surrogates.
+pub fn cmdline_digest(cmdline: &str) -> [u8; 48] {
+    let mut h = Sha384::new();
+    for u in cmdline.encode_utf16().chain([0]) {
+        h.update(u.to_le_bytes());
+    }
+    h.finalize().into()
+}
+
+/// RTMR2 after the command-line event alone: `extend(0, cmdline_digest(cmdline))`.
+pub fn rtmr2_cmdline(cmdline: &str) -> [u8; 48] {
+    rtmr_extend(&[0; 48], &cmdline_digest(cmdline))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +594,91 @@ mod tests {
         assert_eq!(
             rtmr_replay([&d, &d]),
             rtmr_extend(&rtmr_extend(&[0; 48], &d), &d)
+        );
+    }
+    /// A 1568-byte PE32+ (`testdata/tdx/tiny_pe.py`: two sections listed out of file order,
+    /// 32 bytes after the last section). Expected digest from osslsigncode 2.9 (`sign -h
+    /// sha384` with a throwaway key, then `verify`: "Current message digest"), an independent
+    /// Authenticode implementation.
+    const TINY_PE: &[u8] = include_bytes!("../../testdata/tdx/tiny_pe.efi");
+    const TINY_PE_AUTHENTICODE: &str = "9cb50b9f1cc8195a7db656493f977b4c7b950bf078fd014816faf7eeb24cbce76563466797a1d8782bee326f62b58624";
+
+    #[test]
+    fn authenticode_matches_osslsigncode() {
+        let d = authenticode_sha384(TINY_PE).unwrap();
+        assert_eq!(hex::encode(d), TINY_PE_AUTHENTICODE);
+        // CheckSum and the certificate directory entry are not hashed.
+        let mut p = TINY_PE.to_vec();
+        p[0x40 + 24 + 64] ^= 0xFF;
+        assert_eq!(authenticode_sha384(&p).unwrap(), d);
+        // Everything else is.
+        let mut p = TINY_PE.to_vec();
+        p[0x300] ^= 1;
+        assert_ne!(authenticode_sha384(&p).unwrap(), d);
+        let mut p = TINY_PE.to_vec();
+        *p.last_mut().unwrap() ^= 1;
+        assert_ne!(authenticode_sha384(&p).unwrap(), d);
+    }
+
+    #[test]
+    fn authenticode_refuses_malformed() {
+        assert_eq!(authenticode_sha384(b"MZ"), Err(PeError::Truncated));
+        assert_eq!(
+            authenticode_sha384(&TINY_PE[..0x100]),
+            Err(PeError::Truncated)
+        );
+        let mut p = TINY_PE.to_vec();
+        p[0] = b'X';
+        assert_eq!(authenticode_sha384(&p), Err(PeError::NotPe));
+        let mut p = TINY_PE.to_vec();
+        p[0x40 + 24] = 0x07; // optional-header magic
+        assert_eq!(authenticode_sha384(&p), Err(PeError::NotPe));
+        let mut p = TINY_PE.to_vec();
+        p[0x3C..0x40].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(authenticode_sha384(&p), Err(PeError::Truncated));
+        // Section 1's raw data pointer beyond the file.
+        let s1 = 0x40 + 24 + 240 + 40;
+        let mut p = TINY_PE.to_vec();
+        p[s1 + 20..s1 + 24].copy_from_slice(&0x10_0000u32.to_le_bytes());
+        assert_eq!(authenticode_sha384(&p), Err(PeError::BadSection(1)));
+        // A certificate table that does not end the file.
+        let cert = 0x40 + 24 + 112 + 32;
+        let mut p = TINY_PE.to_vec();
+        p[cert..cert + 8].copy_from_slice(&[0, 6, 0, 0, 8, 0, 0, 0]);
+        assert_eq!(authenticode_sha384(&p), Err(PeError::Truncated));
+    }
+
+    #[test]
+    fn rtmr1_and_rtmr2_from_inputs() {
+        let sha = |b: &[u8]| -> [u8; 48] { Sha384::digest(b).into() };
+        // RTMR1: written out as the extend chain, independently of rtmr_replay.
+        let mut r = [0u8; 48];
+        for d in [
+            authenticode_sha384(TINY_PE).unwrap(),
+            sha(b"Calling EFI Application from Boot Option"),
+            sha(&[0; 4]),
+            sha(b"Exit Boot Services Invocation"),
+            sha(b"Exit Boot Services Returned with Success"),
+        ] {
+            let mut h = Sha384::new();
+            h.update(r);
+            h.update(d);
+            r = h.finalize().into();
+        }
+        assert_eq!(rtmr1_direct_boot(TINY_PE).unwrap(), r);
+        assert_eq!(rtmr1_direct_boot(b"not a PE"), Err(PeError::NotPe));
+        // RTMR2: UCS-2 LE with the terminating NUL.
+        let c = "ckms.ip=dhcp ckms.log=info";
+        let mut ucs2 = Vec::new();
+        for b in c.bytes() {
+            ucs2.extend_from_slice(&[b, 0]);
+        }
+        ucs2.extend_from_slice(&[0, 0]);
+        assert_eq!(cmdline_digest(c), sha(&ucs2));
+        assert_eq!(rtmr2_cmdline(c), rtmr_extend(&[0; 48], &sha(&ucs2)));
+        assert_ne!(
+            rtmr2_cmdline(c),
+            rtmr2_cmdline("ckms.ip=dhcp ckms.log=debug")
         );
     }
 }

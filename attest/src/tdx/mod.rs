@@ -1,7 +1,12 @@
-//! Intel TDX evidence: the DCAP quote v4 ([`quote`]), the TD's `TDREPORT` ([`report`]), and
-//! with feature `tdx-verify` quote verification against Intel collateral (`verify`). The MRTD
-//! of a TDVF image is computed in [`crate::measure::tdx`].
+//! Intel TDX evidence: the CC event log and its RTMR replay ([`eventlog`]), the DCAP quote v4
+//! ([`quote`]), the TD's `TDREPORT` ([`report`]); with feature `std`, the quote's signature
+//! checks to an explicitly given root (`local`, used for `tdx-emu`'s test chain); with feature
+//! `tdx-verify`, quote verification against Intel collateral (`verify`). The MRTD of a TDVF
+//! image and the RTMR1/RTMR2 of a direct boot are computed in [`crate::measure::tdx`].
 
+pub mod eventlog;
+#[cfg(feature = "std")]
+pub mod local;
 pub mod quote;
 pub mod report;
 #[cfg(feature = "tdx-verify")]
