@@ -26,6 +26,7 @@
 //! (or on its ordering, for crash safety); independent commands of one step are pipelined
 //! (the `MGET` chunks of a search or of a full listing, the guarded writes of an append).
 
+use crate::cache::RecordCache;
 use crate::client::{Client, ClientError, Command, Transport};
 use crate::findex::{Entry, Findex, FindexError, GuardedWrite, Memory, Op, Token, WORD_LEN, Word};
 use crate::keys::KeySet;
@@ -118,6 +119,10 @@ pub struct StoreOptions {
     /// rollback ([`crate::rollback`]; [`crate::rollback::DEFAULT_REMEMBERED`] by default, least
     /// recently used forgotten first, 0 disables the detection).
     pub remembered: usize,
+    /// Opened records cached in memory, invalidated through `CLIENT TRACKING`
+    /// ([`crate::cache`]; [`crate::cache::DEFAULT_CACHED`] by default, 0 disables the cache and
+    /// its tracking connection).
+    pub cached: usize,
 }
 
 impl Default for StoreOptions {
@@ -125,6 +130,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_read_words: crate::findex::MAX_READ_WORDS,
             remembered: crate::rollback::DEFAULT_REMEMBERED,
+            cached: crate::cache::DEFAULT_CACHED,
         }
     }
 }
@@ -220,6 +226,7 @@ pub fn unavailable(e: &ClientError) -> StoreError {
         ClientError::Select => StoreError::Unavailable("Redis refused SELECT"),
         ClientError::Script => StoreError::Backend("Redis refused to load a Lua script"),
         ClientError::Loading => StoreError::Unavailable("Redis is loading its dataset"),
+        ClientError::Tracking => StoreError::Backend("Redis refused CLIENT TRACKING"),
     }
 }
 
@@ -359,6 +366,19 @@ pub struct RedisFindexStore<P: Pool> {
     findex: Findex,
     max_read_words: u64,
     objects: Floors,
+    cache: Option<RecordCache>,
+    tracker: spin::Mutex<Tracker<P::Transport>>,
+}
+
+/// The connection that receives invalidation messages for the cache, and its reconnection
+/// back-off (counted in store reads: the core reads no clock).
+struct Tracker<T: Transport> {
+    client: Option<Client<T>>,
+    /// A task is opening the connection (outside the lock).
+    connecting: bool,
+    /// Reads to let pass before the next attempt, and the current back-off (doubles to 1024).
+    wait: u32,
+    backoff: u32,
 }
 
 impl<P: Pool> fmt::Debug for RedisFindexStore<P> {
@@ -404,9 +424,86 @@ impl<P: Pool> RedisFindexStore<P> {
             findex: Findex::new(&keys.findex).with_max_read_words(options.max_read_words),
             max_read_words: options.max_read_words,
             objects: Floors::new(options.remembered),
+            cache: (options.cached > 0).then(|| RecordCache::new(options.cached)),
+            tracker: spin::Mutex::new(Tracker {
+                client: None,
+                connecting: false,
+                wait: 0,
+                backoff: 1,
+            }),
         };
         store.check_canary().await?;
+        store.refresh_cache().await;
         Ok(store)
+    }
+
+    /// The record cache's counters (`None` when the cache is disabled).
+    pub fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        self.cache.as_ref().map(RecordCache::stats)
+    }
+
+    /// Apply the invalidation messages that have arrived (never waits), or (re)open the tracking
+    /// connection when it is down and its back-off has passed. See [`crate::cache`].
+    async fn refresh_cache(&self) {
+        let Some(cache) = &self.cache else { return };
+        let mut client = {
+            let mut t = self.tracker.lock();
+            if let Some(c) = t.client.as_mut() {
+                let polled = c.poll_invalidations(|keys| match keys {
+                    Some(list) => {
+                        for k in list {
+                            match k {
+                                Reply::Bulk(k) => match seal::object_id_of_key(k) {
+                                    Some(id) => cache.invalidate(&id),
+                                    None => cache.flush(),
+                                },
+                                _ => cache.flush(),
+                            }
+                        }
+                    }
+                    None => cache.flush(),
+                });
+                if polled.is_err() {
+                    // Messages may have been lost: no cache until tracking is back.
+                    t.client = None;
+                    cache.set_live(false);
+                    t.backoff = 1;
+                    t.wait = 0;
+                }
+                return;
+            }
+            if t.connecting {
+                return;
+            }
+            if t.wait > 0 {
+                t.wait -= 1;
+                return;
+            }
+            t.connecting = true;
+            self.pool.acquire()
+        };
+        // Outside the lock: the connection may take several polls (or block, on the host).
+        let r = client.track_invalidations(OBJECT_PREFIX).await;
+        let mut t = self.tracker.lock();
+        t.connecting = false;
+        match r {
+            Ok(()) => {
+                cache.set_live(true);
+                t.client = Some(client);
+                t.backoff = 1;
+            }
+            Err(_) => {
+                t.backoff = t.backoff.saturating_mul(2).min(1024);
+                t.wait = t.backoff;
+            }
+        }
+    }
+
+    /// A write of this process changed (or may have changed) `uid`'s record.
+    fn invalidate(&self, id: &[u8; 16]) {
+        if let Some(c) = &self.cache {
+            c.invalidate(id);
+        }
     }
 
     /// The pool (tests read connection counters through it).
@@ -673,6 +770,7 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             let before = self.objects.get(&id);
             match self.cas(&mut l, &record.uid, expect.clone(), value).await? {
                 Cas::Written => {
+                    self.invalidate(&id);
                     self.objects
                         .observe(&id, 0, version.0)
                         .map_err(|_| ROLLBACK)?;
@@ -710,9 +808,23 @@ impl<P: Pool> Store for RedisFindexStore<P> {
     }
 
     async fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
+        let mut ticket = None;
+        if let Some(cache) = &self.cache {
+            self.refresh_cache().await;
+            let id = self.sealer.object_id(uid);
+            if let Some(hit) = cache.lookup(&id, self.objects.get(&id)) {
+                return Ok(Some(hit));
+            }
+            ticket = cache.ticket().map(|t| (t, id));
+        }
         let mut l = self.lease();
         match self.read(&mut l, uid).await? {
-            Some(Stored::Live(r, v)) => Ok(Some((r, v))),
+            Some(Stored::Live(r, v)) => {
+                if let (Some(cache), Some((t, id))) = (&self.cache, ticket) {
+                    cache.fill(&id, t, &r, v);
+                }
+                Ok(Some((r, v)))
+            }
             _ => Ok(None),
         }
     }
@@ -752,6 +864,7 @@ impl<P: Pool> Store for RedisFindexStore<P> {
         {
             Cas::Written => {
                 let id = self.sealer.object_id(&record.uid);
+                self.invalidate(&id);
                 self.objects.observe(&id, 0, next.0).map_err(|_| ROLLBACK)?;
             }
             Cas::Conflict => return Err(StoreError::Conflict),
@@ -792,6 +905,7 @@ impl<P: Pool> Store for RedisFindexStore<P> {
         {
             Cas::Written => {
                 let id = self.sealer.object_id(uid);
+                self.invalidate(&id);
                 self.objects.observe(&id, 0, gone.0).map_err(|_| ROLLBACK)?;
             }
             Cas::Conflict => return Err(StoreError::Conflict),

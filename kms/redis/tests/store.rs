@@ -398,6 +398,10 @@ fn auth_and_select_from_url() {
     }
     let url = format!("redis://default:s3cret-pw@127.0.0.1:{}/2", r.port());
     let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
+    assert!(
+        s.cache_stats().unwrap().live,
+        "the ACL allows the cache's tracking connection"
+    );
     s.insert(&rec("a", b"1", &["tag=a"])).run().unwrap();
     // Everything went to database 2.
     let mut admin = kms_redis::client::Client::new(
@@ -557,10 +561,14 @@ fn concurrent_writers_lose_no_update() {
 #[test]
 fn least_privilege_acl_user_from_the_docs_is_enough() {
     // The ACL line recommended in docs/security.md.
-    let acl = "kms on >kms-pw ~kms:* +get +set +mget +scan +evalsha +script|load +select";
+    let acl = "kms on >kms-pw ~kms:* &__redis__:invalidate +get +set +mget +scan +evalsha +script|load +select +client|id +client|tracking +subscribe";
     let r = RedisServer::builder().acl_user(acl).start();
     let url = format!("redis://kms:kms-pw@127.0.0.1:{}/0", r.port());
     let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
+    assert!(
+        s.cache_stats().unwrap().live,
+        "the ACL allows the cache's tracking connection"
+    );
     s.insert(&rec("a", b"1", &["tag=a"])).run().unwrap();
     let (_, v) = s.get("a").run().unwrap().unwrap();
     s.update(&rec("a", b"2", &["tag=b"]), v).run().unwrap();
@@ -568,6 +576,16 @@ fn least_privilege_acl_user_from_the_docs_is_enough() {
     assert_eq!(s.search(&[]).run().unwrap(), kw(&["a"]));
     s.delete("a", Version(2)).run().unwrap();
     assert!(s.search(&kw(&["tag=b"])).run().unwrap().is_empty());
+    // The ACL of earlier releases (no CLIENT TRACKING): the store works, without its cache.
+    let old = "kms on >kms-pw ~kms:* +get +set +mget +scan +evalsha +script|load +select";
+    let r = RedisServer::builder().acl_user(old).start();
+    let url = format!("redis://kms:kms-pw@127.0.0.1:{}/0", r.port());
+    let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
+    s.insert(&rec("a", b"1", &["tag=a"])).run().unwrap();
+    assert_eq!(s.get("a").run().unwrap().unwrap().1, Version(1));
+    assert_eq!(s.get("a").run().unwrap().unwrap().1, Version(1));
+    let c = s.cache_stats().unwrap();
+    assert!(!c.live && c.hits == 0 && c.len == 0, "{c:?}");
 }
 
 #[test]
