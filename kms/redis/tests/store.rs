@@ -435,6 +435,20 @@ fn round_trips_per_operation() {
     };
     assert_eq!(rt(&|| drop(s.get("a").run().unwrap())), 1, "get = one GET");
     assert_eq!(
+        rt(&|| drop(s.get("a").run().unwrap())),
+        0,
+        "then from the cache"
+    );
+    assert_eq!(
+        rt(&|| drop(
+            s.search_each(&kw(&["tag=a"]), &kw(&["tag=b", "type=T"]))
+                .run()
+                .unwrap()
+        )),
+        3,
+        "a disjunction is one search"
+    );
+    assert_eq!(
         rt(&|| drop(s.search(&kw(&["tag=a"])).run().unwrap())),
         3,
         "search = headers, values, objects"
@@ -464,6 +478,47 @@ fn round_trips_per_operation() {
         2,
         "same keywords: GET + CAS"
     );
+}
+
+/// `search_each` answers each alternative as `search` would, in one pass.
+#[test]
+fn search_each_matches_one_search_per_alternative() {
+    let r = common::start();
+    let s = open(&r);
+    let objects: [(&str, &[&str]); 6] = [
+        ("a1", &["owner=alice", "type=K", "tag=x"]),
+        ("a2", &["owner=alice", "type=K"]),
+        ("b1", &["owner=bob", "type=K", "grant=alice", "tag=x"]),
+        ("b2", &["owner=bob", "type=P", "grant=alice"]),
+        ("b3", &["owner=bob", "type=K", "tag=x"]),
+        ("c1", &["owner=carol", "grant=alice", "grant=bob", "type=K"]),
+    ];
+    for (uid, k) in objects {
+        s.insert(&rec(uid, b"o", k)).run().unwrap();
+    }
+    let who = kw(&["owner=alice", "grant=alice", "owner=nobody"]);
+    for all_of in [
+        kw(&[]),
+        kw(&["type=K"]),
+        kw(&["type=K", "tag=x"]),
+        kw(&["tag=none"]),
+    ] {
+        let each = s.search_each(&all_of, &who).run().unwrap();
+        let one: Vec<Vec<String>> = who
+            .iter()
+            .map(|w| {
+                let mut q = all_of.clone();
+                q.push(w.clone());
+                s.search(&q).run().unwrap()
+            })
+            .collect();
+        assert_eq!(each, one, "{all_of:?}");
+    }
+    assert_eq!(
+        s.search_each(&kw(&["type=K"]), &who).run().unwrap(),
+        vec![kw(&["a1", "a2"]), kw(&["b1", "c1"]), kw(&[])]
+    );
+    assert_eq!(s.search_each(&kw(&["type=K"]), &[]).run(), Ok(vec![]));
 }
 
 #[test]

@@ -70,6 +70,16 @@ impl Store for HostStore {
             HostStore::RedisFindex(s) => s.search(all_of).await,
         }
     }
+    async fn search_each(
+        &self,
+        all_of: &[String],
+        alternatives: &[String],
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        match self {
+            HostStore::Memory(s) => s.search_each(all_of, alternatives).await,
+            HostStore::RedisFindex(s) => s.search_each(all_of, alternatives).await,
+        }
+    }
 }
 
 /// Storage backends.
