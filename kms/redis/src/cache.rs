@@ -31,7 +31,7 @@
 use crate::rollback::Id;
 use alloc::collections::BTreeMap;
 use kms::store::{Record, Version, wipe};
-use spin::Mutex;
+use lock_api::{Mutex, RawMutex};
 
 /// Default number of records a store caches.
 pub const DEFAULT_CACHED: usize = 1024;
@@ -103,13 +103,14 @@ impl Inner {
     }
 }
 
-/// Opened records by object id, bounded, invalidated from Redis (see the module docs).
-pub struct RecordCache {
-    inner: Mutex<Inner>,
+/// Opened records by object id, bounded, invalidated from Redis (see the module docs). The lock
+/// is any [`lock_api::RawMutex`] (the store's `Pool::Lock`): a spin lock by default.
+pub struct RecordCache<L: RawMutex = spin::Mutex<()>> {
+    inner: Mutex<L, Inner>,
     capacity: usize,
 }
 
-impl core::fmt::Debug for RecordCache {
+impl<L: RawMutex> core::fmt::Debug for RecordCache<L> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RecordCache")
             .field("capacity", &self.capacity)
@@ -118,7 +119,7 @@ impl core::fmt::Debug for RecordCache {
     }
 }
 
-impl RecordCache {
+impl<L: RawMutex> RecordCache<L> {
     /// A cache of at most `capacity` records (at least 1), not live until
     /// [`RecordCache::set_live`].
     pub fn new(capacity: usize) -> Self {
@@ -240,7 +241,7 @@ mod tests {
 
     #[test]
     fn serves_only_while_live_and_never_below_the_floor() {
-        let c = RecordCache::new(4);
+        let c: RecordCache = RecordCache::new(4);
         let id = [1u8; 16];
         assert_eq!(c.ticket(), None, "not live: no fills");
         c.set_live(true);
@@ -259,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_fill_racing_an_invalidation_is_refused() {
-        let c = RecordCache::new(4);
+        let c: RecordCache = RecordCache::new(4);
         c.set_live(true);
         let (a, b) = ([1u8; 16], [2u8; 16]);
         let t = c.ticket().unwrap();
@@ -285,7 +286,7 @@ mod tests {
 
     #[test]
     fn bounded_least_recently_used_first_out() {
-        let c = RecordCache::new(2);
+        let c: RecordCache = RecordCache::new(2);
         c.set_live(true);
         let ids = [[1u8; 16], [2u8; 16], [3u8; 16]];
         for (i, id) in ids.iter().take(2).enumerate() {

@@ -181,6 +181,7 @@ impl StdPool {
 impl Pool for StdPool {
     type Transport = TcpTransport;
     type Batcher = GroupCommit;
+    type Lock = parking_lot::RawMutex;
 
     fn acquire(&self) -> Client<TcpTransport> {
         let reused = self.idle.lock().ok().and_then(|mut v| v.pop());

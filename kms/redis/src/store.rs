@@ -144,6 +144,10 @@ pub trait Pool {
     type Transport: Transport;
     /// The group commit of index appends ([`NoBatcher`] when there is none).
     type Batcher: AppendBatcher;
+    /// The lock of the store's shared state (record cache, rollback floors, tracking
+    /// connection), held for short, non-blocking sections: a spin lock when one thread drives
+    /// everything (the image), a blocking one when threads outnumber cores (the host).
+    type Lock: lock_api::RawMutex;
     /// Take an idle client or make a new one (connecting lazily).
     fn acquire(&self) -> Client<Self::Transport>;
     /// Give a client back.
@@ -365,9 +369,9 @@ pub struct RedisFindexStore<P: Pool> {
     sealer: Sealer,
     findex: Findex,
     max_read_words: u64,
-    objects: Floors,
-    cache: Option<RecordCache>,
-    tracker: spin::Mutex<Tracker<P::Transport>>,
+    objects: Floors<P::Lock>,
+    cache: Option<RecordCache<P::Lock>>,
+    tracker: lock_api::Mutex<P::Lock, Tracker<P::Transport>>,
 }
 
 /// The connection that receives invalidation messages for the cache, and its reconnection
@@ -425,7 +429,7 @@ impl<P: Pool> RedisFindexStore<P> {
             max_read_words: options.max_read_words,
             objects: Floors::new(options.remembered),
             cache: (options.cached > 0).then(|| RecordCache::new(options.cached)),
-            tracker: spin::Mutex::new(Tracker {
+            tracker: lock_api::Mutex::new(Tracker {
                 client: None,
                 connecting: false,
                 wait: 0,
