@@ -327,6 +327,20 @@ impl<S: Store, L: RawMutex> App<S, L> {
         Self::serving_inner(store, Some(tls), fixed_user, config, clock)
     }
 
+    /// Resume TLS sessions of the KMS listener with stateless tickets
+    /// ([`TlsConfig::with_tickets`]; host servers, which have a std ticketer).
+    pub fn with_session_tickets(
+        mut self,
+        ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    ) -> Self {
+        if let Some(serving) = self.serving.get_mut()
+            && let Some(tls) = serving.tls.take()
+        {
+            serving.tls = Some(tls.with_tickets(ticketer));
+        }
+        self
+    }
+
     /// A KMS App without TLS (no listener accepts): for driving [`crate::conn::Http`] with
     /// plaintext in tests and fuzzing. Every request runs as the peer the caller passes.
     pub fn without_tls(store: S, config: AppConfig) -> Self {

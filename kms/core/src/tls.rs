@@ -14,8 +14,11 @@
 //! - [`crate::conn::Conn`] (outside this module) puts HTTP framing and the [`crate::app::App`]
 //!   on top of a [`TlsConn`]: what both servers drive.
 //!
-//! Not done here: sockets (the caller moves bytes), session resumption (no ticketer or session
-//! cache without std: every connection does a full handshake), early data, client side.
+//! Session resumption: none by default (rustls has no ticketer without std, and the image has
+//! no trusted clock to rotate ticket keys); a std host hands a ticketer to
+//! [`TlsConfig::with_tickets`] (stateless tickets, TLS 1.3 and 1.2; no server-side cache).
+//!
+//! Not done here: sockets (the caller moves bytes), early data, client side.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -264,6 +267,21 @@ impl TlsConfig {
             inner: Arc::new(config),
             limits,
         })
+    }
+
+    /// The same configuration, resuming sessions with stateless tickets from `ticketer` (the
+    /// host's `rustls::crypto::ring::Ticketer`, whose keys live in memory and rotate every 6
+    /// hours): a reconnecting client skips the certificate exchange and signatures. The ticket
+    /// carries the client certificate chain of the full handshake, so a resumed connection runs
+    /// as the same user. Sends one TLS 1.3 ticket per full handshake.
+    pub fn with_tickets(self, ticketer: Arc<dyn rustls::server::ProducesTickets>) -> Self {
+        let mut config = (*self.inner).clone();
+        config.ticketer = ticketer;
+        config.send_tls13_tickets = 1;
+        TlsConfig {
+            inner: Arc::new(config),
+            limits: self.limits,
+        }
     }
 
     /// The limits each connection gets.

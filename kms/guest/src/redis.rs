@@ -214,6 +214,7 @@ impl<N: Nic> NetPool<N> {
 impl<N: Nic> Pool for NetPool<N> {
     type Transport = NetTransport<N>;
     type Batcher = NoBatcher;
+    type Lock = spin::Mutex<()>;
 
     fn acquire(&self) -> Client<NetTransport<N>> {
         let reused = self.idle.try_lock().and_then(|mut v| v.pop());

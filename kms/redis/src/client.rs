@@ -16,6 +16,7 @@ use crate::url::RedisUrl;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
+use core::future::Future;
 use embedded_io::ErrorKind;
 
 /// A byte stream to Redis, with async reads and writes.
@@ -33,6 +34,19 @@ pub trait Stream {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind>;
     /// Push buffered bytes towards the peer.
     async fn flush(&mut self) -> Result<(), ErrorKind>;
+    /// Read what has already arrived, without waiting: `Ok(None)` when nothing has.
+    ///
+    /// The default polls [`Stream::read`] once (a stream that would wait returns
+    /// `Poll::Pending`, and the future is dropped). A stream whose `read` blocks must override
+    /// it (the host's [`crate::host::Tcp`] switches its socket to non-blocking mode).
+    fn try_read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ErrorKind> {
+        let fut = core::pin::pin!(self.read(buf));
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        match fut.poll(&mut cx) {
+            core::task::Poll::Ready(r) => r.map(Some),
+            core::task::Poll::Pending => Ok(None),
+        }
+    }
 }
 
 /// Write all of `buf`.
@@ -74,7 +88,12 @@ pub enum ClientError {
     Script,
     /// Redis is still loading its dataset after a restart (`-LOADING`): retry later.
     Loading,
+    /// `CLIENT TRACKING` or `SUBSCRIBE` was refused (ACL, or a Redis older than 6).
+    Tracking,
 }
+
+/// The channel Redis publishes invalidation messages on to RESP2 connections.
+pub const INVALIDATE_CHANNEL: &[u8] = b"__redis__:invalidate";
 
 impl ClientError {
     /// True when the failure is a timeout.
@@ -98,6 +117,7 @@ impl fmt::Display for ClientError {
             ClientError::Select => f.write_str("Redis refused SELECT"),
             ClientError::Script => f.write_str("Redis refused to load a script"),
             ClientError::Loading => f.write_str("Redis is loading its dataset"),
+            ClientError::Tracking => f.write_str("Redis refused CLIENT TRACKING"),
         }
     }
 }
@@ -303,6 +323,104 @@ impl<T: Transport> Client<T> {
             }
         }
         Ok(())
+    }
+
+    /// Turn this connection into the receiver of Redis's invalidation messages for every key
+    /// starting with `prefix` (server-assisted client-side caching, broadcasting mode):
+    /// `CLIENT ID`, then `CLIENT TRACKING ON REDIRECT <own id> BCAST PREFIX <prefix>` and
+    /// `SUBSCRIBE __redis__:invalidate` pipelined (2 round trips). The connection stays RESP2 (a
+    /// connection may redirect to itself); afterwards it only receives, through
+    /// [`Client::poll_invalidations`]. A refusal (ACL, Redis older than 6) is
+    /// [`ClientError::Tracking`].
+    pub async fn track_invalidations(&mut self, prefix: &[u8]) -> Result<(), ClientError> {
+        self.ensure_connected().await?;
+        let id = match self.exchange(&[Command::new(&[b"CLIENT", b"ID"])]).await {
+            Ok(mut r) => match r.pop() {
+                Some(Reply::Integer(id)) => alloc::format!("{id}"),
+                _ => return Err(ClientError::Tracking),
+            },
+            Err((e, _)) => return Err(e),
+        };
+        let cmds = [
+            Command::new(&[
+                b"CLIENT",
+                b"TRACKING",
+                b"ON",
+                b"REDIRECT",
+                id.as_bytes(),
+                b"BCAST",
+                b"PREFIX",
+                prefix,
+            ]),
+            Command::new(&[b"SUBSCRIBE", INVALIDATE_CHANNEL]),
+        ];
+        let r = self.exchange(&cmds).await.map_err(|(e, _)| e)?;
+        match r.as_slice() {
+            [Reply::Status(_), Reply::Array(sub)]
+                if sub.first() == Some(&Reply::Bulk(b"subscribe".to_vec())) =>
+            {
+                Ok(())
+            }
+            _ => {
+                self.disconnect();
+                Err(ClientError::Tracking)
+            }
+        }
+    }
+
+    /// Apply every invalidation message that has already arrived on a connection set up by
+    /// [`Client::track_invalidations`], without waiting: `keys(Some(list))` for each message,
+    /// `keys(None)` when Redis invalidates everything (`FLUSHALL`/`FLUSHDB`) or sends something
+    /// else (treated as "everything"). An error means the connection is gone (and dropped):
+    /// messages may have been lost.
+    pub fn poll_invalidations(
+        &mut self,
+        mut keys: impl FnMut(Option<&[Reply]>),
+    ) -> Result<(), ClientError> {
+        if self.in_flight {
+            self.disconnect();
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(ClientError::Closed);
+        };
+        let mut chunk = [0u8; 4096];
+        loop {
+            match conn.try_read(&mut chunk) {
+                Ok(None) => break,
+                Ok(Some(0)) => {
+                    self.disconnect();
+                    return Err(ClientError::Closed);
+                }
+                Ok(Some(n)) => self.rx.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+                Err(e) => {
+                    self.disconnect();
+                    return Err(ClientError::Io(e));
+                }
+            }
+        }
+        loop {
+            match decode_reply(&self.rx, &self.limits) {
+                Ok(Decoded::Frame(r, used)) => {
+                    self.rx.drain(..used);
+                    match &r {
+                        Reply::Array(m) => match m.as_slice() {
+                            [Reply::Bulk(kind), Reply::Bulk(ch), Reply::Array(list)]
+                                if kind == b"message" && ch == INVALIDATE_CHANNEL =>
+                            {
+                                keys(Some(list))
+                            }
+                            _ => keys(None),
+                        },
+                        _ => keys(None),
+                    }
+                }
+                Ok(Decoded::Incomplete) => return Ok(()),
+                Err(e) => {
+                    self.disconnect();
+                    return Err(ClientError::Protocol(e));
+                }
+            }
+        }
     }
 
     /// Write all commands, read as many replies. On error returns the error and the number of

@@ -21,12 +21,18 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// A blocking std TCP stream (socket timeouts) behind the async [`Stream`] trait.
-pub struct Tcp(TcpStream);
+///
+/// [`Stream::try_read`] switches the socket to non-blocking mode for good (it is only called
+/// on the connection that receives invalidation messages, which then sends nothing more).
+pub struct Tcp {
+    socket: TcpStream,
+    nonblocking: bool,
+}
 
 impl Stream for Tcp {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
         loop {
-            match std::io::Read::read(&mut self.0, buf) {
+            match std::io::Read::read(&mut self.socket, buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // Socket read timeouts surface as WouldBlock on Unix: report them as timeouts.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -38,14 +44,28 @@ impl Stream for Tcp {
     }
 
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        match std::io::Write::write(&mut self.0, buf) {
+        match std::io::Write::write(&mut self.socket, buf) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(ErrorKind::TimedOut),
             r => r.map_err(|e| kind(&e)),
         }
     }
 
     async fn flush(&mut self) -> Result<(), ErrorKind> {
-        std::io::Write::flush(&mut self.0).map_err(|e| kind(&e))
+        std::io::Write::flush(&mut self.socket).map_err(|e| kind(&e))
+    }
+
+    fn try_read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ErrorKind> {
+        if !self.nonblocking {
+            self.socket.set_nonblocking(true).map_err(|e| kind(&e))?;
+            self.nonblocking = true;
+        }
+        loop {
+            match std::io::Read::read(&mut self.socket, buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                r => return r.map(Some).map_err(|e| kind(&e)),
+            }
+        }
     }
 }
 
@@ -76,7 +96,10 @@ impl Transport for TcpTransport {
                     s.set_write_timeout(Some(self.io_timeout))
                         .map_err(|e| kind(&e))?;
                     s.set_nodelay(true).map_err(|e| kind(&e))?;
-                    return Ok(Tcp(s));
+                    return Ok(Tcp {
+                        socket: s,
+                        nonblocking: false,
+                    });
                 }
                 Err(e) => last = kind(&e),
             }
@@ -158,6 +181,7 @@ impl StdPool {
 impl Pool for StdPool {
     type Transport = TcpTransport;
     type Batcher = GroupCommit;
+    type Lock = parking_lot::RawMutex;
 
     fn acquire(&self) -> Client<TcpTransport> {
         let reused = self.idle.lock().ok().and_then(|mut v| v.pop());

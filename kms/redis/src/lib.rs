@@ -16,6 +16,7 @@
 //! - [`findex`]: the searchable index, generic over a small memory trait.
 //! - [`seal`]: sealed object records and tombstones, the wrong-secret canary.
 //! - [`rollback`]: the newest object versions and index lengths this process has seen.
+//! - [`cache`]: opened records in memory, invalidated by Redis (`CLIENT TRACKING`).
 //! - [`store`]: [`RedisFindexStore`], the `kms::store::Store` implementation.
 //!
 //! Everything that talks to Redis is `async` (plain futures, no executor, not `Send`): a
@@ -51,6 +52,7 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod cache;
 pub mod client;
 pub mod findex;
 #[cfg(feature = "std")]

@@ -13,7 +13,7 @@
 //! docs/security.md, "The database").
 
 use alloc::collections::BTreeMap;
-use spin::Mutex;
+use lock_api::{Mutex, RawMutex};
 
 /// Default number of objects, and of index lists, whose newest state a store remembers.
 pub const DEFAULT_REMEMBERED: usize = 65_536;
@@ -30,9 +30,10 @@ pub struct Older {
     pub got: u64,
 }
 
-/// The newest state seen per [`Id`], least recently used first out.
-pub struct Floors {
-    inner: Mutex<Inner>,
+/// The newest state seen per [`Id`], least recently used first out. The lock is any
+/// [`lock_api::RawMutex`] (the store's `Pool::Lock`): a spin lock by default.
+pub struct Floors<L: RawMutex = spin::Mutex<()>> {
+    inner: Mutex<L, Inner>,
     capacity: usize,
 }
 
@@ -45,7 +46,7 @@ struct Inner {
     tick: u64,
 }
 
-impl core::fmt::Debug for Floors {
+impl<L: RawMutex> core::fmt::Debug for Floors<L> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Floors")
             .field("capacity", &self.capacity)
@@ -54,7 +55,7 @@ impl core::fmt::Debug for Floors {
     }
 }
 
-impl Floors {
+impl<L: RawMutex> Floors<L> {
     /// Remember at most `capacity` ids (0 disables the detection).
     pub fn new(capacity: usize) -> Self {
         Floors {
@@ -119,7 +120,7 @@ mod tests {
 
     #[test]
     fn older_than_seen_before_the_request_is_refused() {
-        let f = Floors::new(8);
+        let f: Floors = Floors::new(8);
         let a = [1u8; 16];
         assert_eq!(f.get(&a), 0);
         f.observe(&a, f.get(&a), 3).unwrap();
@@ -134,7 +135,7 @@ mod tests {
 
     #[test]
     fn bounded_least_recently_used_first_out() {
-        let f = Floors::new(2);
+        let f: Floors = Floors::new(2);
         let (a, b, c) = ([1u8; 16], [2u8; 16], [3u8; 16]);
         f.observe(&a, 0, 1).unwrap();
         f.observe(&b, 0, 1).unwrap();
@@ -142,7 +143,7 @@ mod tests {
         f.observe(&c, 0, 1).unwrap(); // b goes
         assert_eq!((f.get(&a), f.get(&b), f.get(&c)), (2, 0, 1));
         assert_eq!(f.len(), 2);
-        let off = Floors::new(0);
+        let off: Floors = Floors::new(0);
         off.observe(&a, 0, 9).unwrap();
         assert!(off.is_empty());
     }

@@ -26,6 +26,7 @@
 //! (or on its ordering, for crash safety); independent commands of one step are pipelined
 //! (the `MGET` chunks of a search or of a full listing, the guarded writes of an append).
 
+use crate::cache::RecordCache;
 use crate::client::{Client, ClientError, Command, Transport};
 use crate::findex::{Entry, Findex, FindexError, GuardedWrite, Memory, Op, Token, WORD_LEN, Word};
 use crate::keys::KeySet;
@@ -118,6 +119,10 @@ pub struct StoreOptions {
     /// rollback ([`crate::rollback`]; [`crate::rollback::DEFAULT_REMEMBERED`] by default, least
     /// recently used forgotten first, 0 disables the detection).
     pub remembered: usize,
+    /// Opened records cached in memory, invalidated through `CLIENT TRACKING`
+    /// ([`crate::cache`]; [`crate::cache::DEFAULT_CACHED`] by default, 0 disables the cache and
+    /// its tracking connection).
+    pub cached: usize,
 }
 
 impl Default for StoreOptions {
@@ -125,6 +130,7 @@ impl Default for StoreOptions {
         StoreOptions {
             max_read_words: crate::findex::MAX_READ_WORDS,
             remembered: crate::rollback::DEFAULT_REMEMBERED,
+            cached: crate::cache::DEFAULT_CACHED,
         }
     }
 }
@@ -138,6 +144,10 @@ pub trait Pool {
     type Transport: Transport;
     /// The group commit of index appends ([`NoBatcher`] when there is none).
     type Batcher: AppendBatcher;
+    /// The lock of the store's shared state (record cache, rollback floors, tracking
+    /// connection), held for short, non-blocking sections: a spin lock when one thread drives
+    /// everything (the image), a blocking one when threads outnumber cores (the host).
+    type Lock: lock_api::RawMutex;
     /// Take an idle client or make a new one (connecting lazily).
     fn acquire(&self) -> Client<Self::Transport>;
     /// Give a client back.
@@ -220,6 +230,7 @@ pub fn unavailable(e: &ClientError) -> StoreError {
         ClientError::Select => StoreError::Unavailable("Redis refused SELECT"),
         ClientError::Script => StoreError::Backend("Redis refused to load a Lua script"),
         ClientError::Loading => StoreError::Unavailable("Redis is loading its dataset"),
+        ClientError::Tracking => StoreError::Backend("Redis refused CLIENT TRACKING"),
     }
 }
 
@@ -358,7 +369,20 @@ pub struct RedisFindexStore<P: Pool> {
     sealer: Sealer,
     findex: Findex,
     max_read_words: u64,
-    objects: Floors,
+    objects: Floors<P::Lock>,
+    cache: Option<RecordCache<P::Lock>>,
+    tracker: lock_api::Mutex<P::Lock, Tracker<P::Transport>>,
+}
+
+/// The connection that receives invalidation messages for the cache, and its reconnection
+/// back-off (counted in store reads: the core reads no clock).
+struct Tracker<T: Transport> {
+    client: Option<Client<T>>,
+    /// A task is opening the connection (outside the lock).
+    connecting: bool,
+    /// Reads to let pass before the next attempt, and the current back-off (doubles to 1024).
+    wait: u32,
+    backoff: u32,
 }
 
 impl<P: Pool> fmt::Debug for RedisFindexStore<P> {
@@ -404,9 +428,86 @@ impl<P: Pool> RedisFindexStore<P> {
             findex: Findex::new(&keys.findex).with_max_read_words(options.max_read_words),
             max_read_words: options.max_read_words,
             objects: Floors::new(options.remembered),
+            cache: (options.cached > 0).then(|| RecordCache::new(options.cached)),
+            tracker: lock_api::Mutex::new(Tracker {
+                client: None,
+                connecting: false,
+                wait: 0,
+                backoff: 1,
+            }),
         };
         store.check_canary().await?;
+        store.refresh_cache().await;
         Ok(store)
+    }
+
+    /// The record cache's counters (`None` when the cache is disabled).
+    pub fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        self.cache.as_ref().map(RecordCache::stats)
+    }
+
+    /// Apply the invalidation messages that have arrived (never waits), or (re)open the tracking
+    /// connection when it is down and its back-off has passed. See [`crate::cache`].
+    async fn refresh_cache(&self) {
+        let Some(cache) = &self.cache else { return };
+        let mut client = {
+            let mut t = self.tracker.lock();
+            if let Some(c) = t.client.as_mut() {
+                let polled = c.poll_invalidations(|keys| match keys {
+                    Some(list) => {
+                        for k in list {
+                            match k {
+                                Reply::Bulk(k) => match seal::object_id_of_key(k) {
+                                    Some(id) => cache.invalidate(&id),
+                                    None => cache.flush(),
+                                },
+                                _ => cache.flush(),
+                            }
+                        }
+                    }
+                    None => cache.flush(),
+                });
+                if polled.is_err() {
+                    // Messages may have been lost: no cache until tracking is back.
+                    t.client = None;
+                    cache.set_live(false);
+                    t.backoff = 1;
+                    t.wait = 0;
+                }
+                return;
+            }
+            if t.connecting {
+                return;
+            }
+            if t.wait > 0 {
+                t.wait -= 1;
+                return;
+            }
+            t.connecting = true;
+            self.pool.acquire()
+        };
+        // Outside the lock: the connection may take several polls (or block, on the host).
+        let r = client.track_invalidations(OBJECT_PREFIX).await;
+        let mut t = self.tracker.lock();
+        t.connecting = false;
+        match r {
+            Ok(()) => {
+                cache.set_live(true);
+                t.client = Some(client);
+                t.backoff = 1;
+            }
+            Err(_) => {
+                t.backoff = t.backoff.saturating_mul(2).min(1024);
+                t.wait = t.backoff;
+            }
+        }
+    }
+
+    /// A write of this process changed (or may have changed) `uid`'s record.
+    fn invalidate(&self, id: &[u8; 16]) {
+        if let Some(c) = &self.cache {
+            c.invalidate(id);
+        }
     }
 
     /// The pool (tests read connection counters through it).
@@ -673,6 +774,7 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             let before = self.objects.get(&id);
             match self.cas(&mut l, &record.uid, expect.clone(), value).await? {
                 Cas::Written => {
+                    self.invalidate(&id);
                     self.objects
                         .observe(&id, 0, version.0)
                         .map_err(|_| ROLLBACK)?;
@@ -710,9 +812,23 @@ impl<P: Pool> Store for RedisFindexStore<P> {
     }
 
     async fn get(&self, uid: &str) -> Result<Option<(Record, Version)>, StoreError> {
+        let mut ticket = None;
+        if let Some(cache) = &self.cache {
+            self.refresh_cache().await;
+            let id = self.sealer.object_id(uid);
+            if let Some(hit) = cache.lookup(&id, self.objects.get(&id)) {
+                return Ok(Some(hit));
+            }
+            ticket = cache.ticket().map(|t| (t, id));
+        }
         let mut l = self.lease();
         match self.read(&mut l, uid).await? {
-            Some(Stored::Live(r, v)) => Ok(Some((r, v))),
+            Some(Stored::Live(r, v)) => {
+                if let (Some(cache), Some((t, id))) = (&self.cache, ticket) {
+                    cache.fill(&id, t, &r, v);
+                }
+                Ok(Some((r, v)))
+            }
             _ => Ok(None),
         }
     }
@@ -752,6 +868,7 @@ impl<P: Pool> Store for RedisFindexStore<P> {
         {
             Cas::Written => {
                 let id = self.sealer.object_id(&record.uid);
+                self.invalidate(&id);
                 self.objects.observe(&id, 0, next.0).map_err(|_| ROLLBACK)?;
             }
             Cas::Conflict => return Err(StoreError::Conflict),
@@ -792,6 +909,7 @@ impl<P: Pool> Store for RedisFindexStore<P> {
         {
             Cas::Written => {
                 let id = self.sealer.object_id(uid);
+                self.invalidate(&id);
                 self.objects.observe(&id, 0, gone.0).map_err(|_| ROLLBACK)?;
             }
             Cas::Conflict => return Err(StoreError::Conflict),
@@ -803,69 +921,143 @@ impl<P: Pool> Store for RedisFindexStore<P> {
     }
 
     async fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
-        let mut l = self.lease();
         if all_of.is_empty() {
+            let mut l = self.lease();
             return self.all_uids(&mut l).await;
         }
-        let kws: Vec<&[u8]> = all_of.iter().map(|k| k.as_bytes()).collect();
+        let set: Vec<&String> = all_of.iter().collect();
+        let mut r = self.search_sets(&[set]).await?;
+        Ok(r.pop().unwrap_or_default())
+    }
+
+    async fn search_each(
+        &self,
+        all_of: &[String],
+        alternatives: &[String],
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let sets: Vec<Vec<&String>> = alternatives
+            .iter()
+            .map(|a| all_of.iter().chain(core::iter::once(a)).collect())
+            .collect();
+        self.search_sets(&sets).await
+    }
+}
+
+impl<P: Pool> RedisFindexStore<P> {
+    /// For each keyword set, the uids whose record carries every keyword of the set: one
+    /// search for all of them (3 round trips: list headers, list values, candidate records).
+    async fn search_sets(&self, sets: &[Vec<&String>]) -> Result<Vec<Vec<String>>, StoreError> {
+        let mut out: Vec<Vec<String>> = sets.iter().map(|_| Vec::new()).collect();
+        if sets.is_empty() {
+            return Ok(out);
+        }
+        let mut l = self.lease();
+        // Every distinct keyword once.
+        let all: BTreeSet<&[u8]> = sets.iter().flatten().map(|k| k.as_bytes()).collect();
+        let kws: Vec<&[u8]> = all.into_iter().collect();
+        if kws.is_empty() || sets.iter().any(|s| s.is_empty()) {
+            return Err(StoreError::Backend("empty keyword set"));
+        }
         let script = l.scripts.guarded;
-        let hits = {
+        // per set: the positions (in `chosen`) of the lists read for it
+        let (chosen, plan, hits) = {
             let mut mem = RedisMemory {
                 client: l.c()?,
                 script,
             };
-            // Query plan: the headers give each list's size. Every result is in every list, and
-            // results are re-checked against their sealed record below, so reading only the
-            // small lists is enough: the smallest, plus any other list not much larger.
             let lists = self
                 .findex
                 .lists(&mut mem, &kws)
                 .await
                 .map_err(findex_err)?;
-            let Some(smallest) = lists.iter().map(|l| l.words).min() else {
-                return Ok(Vec::new());
-            };
-            if smallest == 0 {
-                return Ok(Vec::new());
-            }
-            let budget = smallest.max(SMALL_LIST_WORDS);
-            let mut by_size: Vec<_> = lists
-                .iter()
-                .copied()
-                .filter(|l| l.words <= budget)
-                .collect();
-            by_size.sort_by_key(|l| (l.words, l.address));
-            by_size.dedup_by_key(|l| l.address);
-            // The smallest list is always read (over the read limit, Findex refuses the query);
-            // the other small ones only while the total stays within the limit.
-            let mut chosen = Vec::new();
+            let size: BTreeMap<&[u8], crate::findex::List> =
+                kws.iter().copied().zip(lists.iter().copied()).collect();
+            // Query plan, per set: every result is in every list of its set and is re-checked
+            // against its sealed record below, so reading the small lists is enough: the
+            // smallest, plus any other list not much larger (within the read limit).
+            let mut chosen: Vec<crate::findex::List> = Vec::new();
+            let mut plan: Vec<Option<Vec<usize>>> = Vec::new();
             let mut total = 0u64;
-            for l in by_size {
-                if chosen.is_empty() || total.saturating_add(l.words) <= self.max_read_words {
-                    total = total.saturating_add(l.words);
-                    chosen.push(l);
+            for set in sets {
+                let mut mine: Vec<crate::findex::List> = set
+                    .iter()
+                    .filter_map(|k| size.get(k.as_bytes()).copied())
+                    .collect();
+                mine.sort_by_key(|l| (l.words, l.address));
+                mine.dedup_by_key(|l| l.address);
+                let Some(smallest) = mine.first().map(|l| l.words) else {
+                    plan.push(None);
+                    continue;
+                };
+                if smallest == 0 {
+                    plan.push(None);
+                    continue;
                 }
+                let budget = smallest.max(SMALL_LIST_WORDS);
+                let mut idx = Vec::new();
+                for (i, list) in mine.iter().enumerate() {
+                    if list.words > budget {
+                        break;
+                    }
+                    let pos = match chosen.iter().position(|c| c.address == list.address) {
+                        Some(p) => Some(p),
+                        // The smallest list is always read (over the read limit, Findex
+                        // refuses the query); the others only while the total stays within it.
+                        None if i == 0
+                            || total.saturating_add(list.words) <= self.max_read_words =>
+                        {
+                            total = total.saturating_add(list.words);
+                            chosen.push(*list);
+                            Some(chosen.len() - 1)
+                        }
+                        None => None,
+                    };
+                    idx.extend(pos);
+                }
+                plan.push(Some(idx));
             }
-            self.findex
-                .read_lists(&mut mem, &chosen)
-                .await
-                .map_err(findex_err)?
+            let hits = if chosen.is_empty() {
+                Vec::new()
+            } else {
+                self.findex
+                    .read_lists(&mut mem, &chosen)
+                    .await
+                    .map_err(findex_err)?
+            };
+            (chosen, plan, hits)
         };
-        // Intersect, smallest list first.
-        let mut lists: Vec<&BTreeMap<Vec<u8>, u64>> = hits.iter().collect();
-        lists.sort_by_key(|h| h.len());
-        let Some((first, rest)) = lists.split_first() else {
-            return Ok(Vec::new());
-        };
-        let candidates: Vec<String> = first
-            .keys()
-            .filter(|u| rest.iter().all(|h| h.contains_key(*u)))
-            .filter_map(|u| String::from_utf8(u.clone()).ok())
-            .collect();
+        if hits.len() != chosen.len() {
+            return Err(StoreError::Corrupt(
+                "index answered the wrong number of lists",
+            ));
+        }
+        // Intersect per set, smallest list first; candidates of all sets resolved together.
+        let mut per_set: Vec<Vec<String>> = Vec::with_capacity(sets.len());
+        let mut candidates: BTreeSet<String> = BTreeSet::new();
+        for p in &plan {
+            let Some(idx) = p else {
+                per_set.push(Vec::new());
+                continue;
+            };
+            let mut lists: Vec<&BTreeMap<Vec<u8>, u64>> =
+                idx.iter().filter_map(|i| hits.get(*i)).collect();
+            lists.sort_by_key(|h| h.len());
+            let mine: Vec<String> = match lists.split_first() {
+                Some((first, rest)) => first
+                    .keys()
+                    .filter(|u| rest.iter().all(|h| h.contains_key(*u)))
+                    .filter_map(|u| String::from_utf8(u.clone()).ok())
+                    .collect(),
+                None => Vec::new(),
+            };
+            candidates.extend(mine.iter().cloned());
+            per_set.push(mine);
+        }
         if candidates.is_empty() {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         // Resolve: one MGET per chunk, all in one pipeline.
+        let candidates: Vec<String> = candidates.into_iter().collect();
         let ids: Vec<[u8; 16]> = candidates
             .iter()
             .map(|u| self.sealer.object_id(u))
@@ -880,7 +1072,8 @@ impl<P: Pool> Store for RedisFindexStore<P> {
             })
             .collect();
         let replies = l.c()?.pipeline(&cmds).await.map_err(|e| unavailable(&e))?;
-        let mut out = Vec::new();
+        // uid → the keywords of its current live record
+        let mut live: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let checks = ids.chunks(MGET_CHUNK).zip(before.chunks(MGET_CHUNK));
         for ((r, chunk), (ids, before)) in replies
             .into_iter()
@@ -899,10 +1092,17 @@ impl<P: Pool> Store for RedisFindexStore<P> {
                 let Reply::Bulk(v) = v else { continue };
                 let s = self.sealer.open(uid, &v).map_err(seal_err)?;
                 self.observe(id, *before, &s)?;
-                if let Stored::Live(rec, _) = s
-                    && all_of.iter().all(|k| rec.keywords.contains(k))
+                if let Stored::Live(rec, _) = s {
+                    let _ = live.insert(uid.as_str(), rec.keywords.clone());
+                }
+            }
+        }
+        for ((set, mine), slot) in sets.iter().zip(per_set).zip(out.iter_mut()) {
+            for uid in mine {
+                if let Some(k) = live.get(uid.as_str())
+                    && set.iter().all(|w| k.contains(w))
                 {
-                    out.push(uid.clone());
+                    slot.push(uid);
                 }
             }
         }

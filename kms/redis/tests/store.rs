@@ -398,6 +398,10 @@ fn auth_and_select_from_url() {
     }
     let url = format!("redis://default:s3cret-pw@127.0.0.1:{}/2", r.port());
     let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
+    assert!(
+        s.cache_stats().unwrap().live,
+        "the ACL allows the cache's tracking connection"
+    );
     s.insert(&rec("a", b"1", &["tag=a"])).run().unwrap();
     // Everything went to database 2.
     let mut admin = kms_redis::client::Client::new(
@@ -431,6 +435,20 @@ fn round_trips_per_operation() {
     };
     assert_eq!(rt(&|| drop(s.get("a").run().unwrap())), 1, "get = one GET");
     assert_eq!(
+        rt(&|| drop(s.get("a").run().unwrap())),
+        0,
+        "then from the cache"
+    );
+    assert_eq!(
+        rt(&|| drop(
+            s.search_each(&kw(&["tag=a"]), &kw(&["tag=b", "type=T"]))
+                .run()
+                .unwrap()
+        )),
+        3,
+        "a disjunction is one search"
+    );
+    assert_eq!(
         rt(&|| drop(s.search(&kw(&["tag=a"])).run().unwrap())),
         3,
         "search = headers, values, objects"
@@ -460,6 +478,47 @@ fn round_trips_per_operation() {
         2,
         "same keywords: GET + CAS"
     );
+}
+
+/// `search_each` answers each alternative as `search` would, in one pass.
+#[test]
+fn search_each_matches_one_search_per_alternative() {
+    let r = common::start();
+    let s = open(&r);
+    let objects: [(&str, &[&str]); 6] = [
+        ("a1", &["owner=alice", "type=K", "tag=x"]),
+        ("a2", &["owner=alice", "type=K"]),
+        ("b1", &["owner=bob", "type=K", "grant=alice", "tag=x"]),
+        ("b2", &["owner=bob", "type=P", "grant=alice"]),
+        ("b3", &["owner=bob", "type=K", "tag=x"]),
+        ("c1", &["owner=carol", "grant=alice", "grant=bob", "type=K"]),
+    ];
+    for (uid, k) in objects {
+        s.insert(&rec(uid, b"o", k)).run().unwrap();
+    }
+    let who = kw(&["owner=alice", "grant=alice", "owner=nobody"]);
+    for all_of in [
+        kw(&[]),
+        kw(&["type=K"]),
+        kw(&["type=K", "tag=x"]),
+        kw(&["tag=none"]),
+    ] {
+        let each = s.search_each(&all_of, &who).run().unwrap();
+        let one: Vec<Vec<String>> = who
+            .iter()
+            .map(|w| {
+                let mut q = all_of.clone();
+                q.push(w.clone());
+                s.search(&q).run().unwrap()
+            })
+            .collect();
+        assert_eq!(each, one, "{all_of:?}");
+    }
+    assert_eq!(
+        s.search_each(&kw(&["type=K"]), &who).run().unwrap(),
+        vec![kw(&["a1", "a2"]), kw(&["b1", "c1"]), kw(&[])]
+    );
+    assert_eq!(s.search_each(&kw(&["type=K"]), &[]).run(), Ok(vec![]));
 }
 
 #[test]
@@ -557,10 +616,14 @@ fn concurrent_writers_lose_no_update() {
 #[test]
 fn least_privilege_acl_user_from_the_docs_is_enough() {
     // The ACL line recommended in docs/security.md.
-    let acl = "kms on >kms-pw ~kms:* +get +set +mget +scan +evalsha +script|load +select";
+    let acl = "kms on >kms-pw ~kms:* &__redis__:invalidate +get +set +mget +scan +evalsha +script|load +select +client|id +client|tracking +subscribe";
     let r = RedisServer::builder().acl_user(acl).start();
     let url = format!("redis://kms:kms-pw@127.0.0.1:{}/0", r.port());
     let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
+    assert!(
+        s.cache_stats().unwrap().live,
+        "the ACL allows the cache's tracking connection"
+    );
     s.insert(&rec("a", b"1", &["tag=a"])).run().unwrap();
     let (_, v) = s.get("a").run().unwrap().unwrap();
     s.update(&rec("a", b"2", &["tag=b"]), v).run().unwrap();
@@ -568,6 +631,16 @@ fn least_privilege_acl_user_from_the_docs_is_enough() {
     assert_eq!(s.search(&[]).run().unwrap(), kw(&["a"]));
     s.delete("a", Version(2)).run().unwrap();
     assert!(s.search(&kw(&["tag=b"])).run().unwrap().is_empty());
+    // The ACL of earlier releases (no CLIENT TRACKING): the store works, without its cache.
+    let old = "kms on >kms-pw ~kms:* +get +set +mget +scan +evalsha +script|load +select";
+    let r = RedisServer::builder().acl_user(old).start();
+    let url = format!("redis://kms:kms-pw@127.0.0.1:{}/0", r.port());
+    let s = RedisFindexStore::connect(&url, &SECRET, ConnectOptions::default()).unwrap();
+    s.insert(&rec("a", b"1", &["tag=a"])).run().unwrap();
+    assert_eq!(s.get("a").run().unwrap().unwrap().1, Version(1));
+    assert_eq!(s.get("a").run().unwrap().unwrap().1, Version(1));
+    let c = s.cache_stats().unwrap();
+    assert!(!c.live && c.hits == 0 && c.len == 0, "{c:?}");
 }
 
 #[test]

@@ -77,6 +77,8 @@ pub enum StartError {
     Store(OpenStoreError),
     /// Binding or serving the socket.
     Io(std::io::Error),
+    /// The TLS session-ticket key could not be generated.
+    Ticketer(rustls::Error),
 }
 
 impl fmt::Display for StartError {
@@ -86,6 +88,7 @@ impl fmt::Display for StartError {
             StartError::Tls(e) => write!(f, "TLS: {e}"),
             StartError::Store(e) => write!(f, "{e}"),
             StartError::Io(e) => write!(f, "network: {e}"),
+            StartError::Ticketer(e) => write!(f, "TLS session tickets: {e}"),
         }
     }
 }
@@ -119,7 +122,10 @@ pub fn run(args: ServerArgs) -> Result<(), StartError> {
         client_ca,
         fixed_user,
     };
-    let app = Arc::new(App::serving(store, tls, config).map_err(StartError::Tls)?);
+    // Reconnecting clients resume their TLS session (stateless tickets, keys in memory).
+    let ticketer = rustls::crypto::ring::Ticketer::new().map_err(StartError::Ticketer)?;
+    let app = App::serving(store, tls, config).map_err(StartError::Tls)?;
+    let app = Arc::new(app.with_session_tickets(ticketer));
     let listener =
         TcpListener::bind(SocketAddr::new(args.bind, args.port)).map_err(StartError::Io)?;
     let local = listener.local_addr().map_err(StartError::Io)?;

@@ -70,6 +70,16 @@ impl Store for HostStore {
             HostStore::RedisFindex(s) => s.search(all_of).await,
         }
     }
+    async fn search_each(
+        &self,
+        all_of: &[String],
+        alternatives: &[String],
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        match self {
+            HostStore::Memory(s) => s.search_each(all_of, alternatives).await,
+            HostStore::RedisFindex(s) => s.search_each(all_of, alternatives).await,
+        }
+    }
 }
 
 /// Storage backends.
@@ -97,6 +107,10 @@ pub struct DatabaseArgs {
     /// Seconds a Redis request may take before it fails with a storage error.
     #[arg(long, default_value_t = 5)]
     pub redis_timeout_secs: u64,
+    /// Objects kept decrypted in memory (`--database redis-findex`), invalidated by Redis
+    /// (`CLIENT TRACKING`) when any server changes them; 0 disables the cache.
+    #[arg(long, default_value_t = kms_redis::cache::DEFAULT_CACHED)]
+    pub redis_cache_entries: usize,
 }
 
 /// Why the store could not be opened.
@@ -144,6 +158,10 @@ fn open_redis_findex(args: &DatabaseArgs) -> Result<Arc<HostStore>, OpenStoreErr
     let timeout = std::time::Duration::from_secs(args.redis_timeout_secs.max(1));
     let opts = kms_redis::ConnectOptions {
         io_timeout: timeout,
+        store: kms_redis::StoreOptions {
+            cached: args.redis_cache_entries,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let store = kms_redis::RedisFindexStore::connect(url, &secret, opts)

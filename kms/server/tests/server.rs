@@ -423,3 +423,41 @@ fn slowloris_clients_are_cut_and_real_clients_served() {
     ok_json(c.get("/version").unwrap(), "a real client after the attack");
     assert!(h.server.is_running());
 }
+
+/// A reconnecting client resumes its TLS session with the ticket of its first connection
+/// (issue 15), and the resumed connection still runs as the same user.
+#[test]
+fn reconnecting_clients_resume_their_tls_session() {
+    let mut h = Harness::start(&[]);
+    let files = h.user("alice");
+    let identity = ckms::http::ClientIdentity::from_pem_files(&files.cert, &files.key).unwrap();
+    let config = client_config(load_certs(&h.pki.ca_cert).unwrap(), Some(identity)).unwrap();
+    let addr = h.server.url().trim_start_matches("https://").to_string();
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(&addr).unwrap());
+        // An authenticated request: the KMS answers 200 only to a known client certificate.
+        let body = br#"{"tag":"Locate","type":"Structure","value":[]}"#;
+        let head = format!(
+            "POST /kmip/2_1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).unwrap();
+        tls.write_all(body).unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        kinds.push(tls.conn.handshake_kind());
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}

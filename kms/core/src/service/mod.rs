@@ -861,13 +861,14 @@ impl<S: Store> Kms<S> {
         keywords: &[String],
         right: Option<Right>,
     ) -> KResult<Vec<String>> {
-        let mut q = keywords.to_vec();
-        q.push(alloc::format!("owner={user}"));
-        let mut uids: BTreeSet<String> = self.store.search(&q).await?.into_iter().collect();
-        if let Some(last) = q.last_mut() {
-            *last = alloc::format!("grant={user}");
-        }
-        for u in self.store.search(&q).await? {
+        // One disjunctive search: owned, or granted (the backend answers both in one pass).
+        let who = [
+            alloc::format!("owner={user}"),
+            alloc::format!("grant={user}"),
+        ];
+        let mut found = self.store.search_each(keywords, &who).await?.into_iter();
+        let mut uids: BTreeSet<String> = found.next().unwrap_or_default().into_iter().collect();
+        for u in found.next().unwrap_or_default() {
             if uids.contains(&u) {
                 continue;
             }

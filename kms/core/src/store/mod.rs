@@ -125,6 +125,24 @@ pub trait Store {
     /// Uids of the records whose keywords include **all** of `all_of` (an empty query returns
     /// every record). Hits that no longer resolve are filtered out by the implementation.
     async fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError>;
+    /// For each keyword `a` of `alternatives`, the uids [`Store::search`] returns for `all_of`
+    /// plus `a` (one list per alternative, in order): a disjunction, such as "owned by or
+    /// granted to the caller", that a backend can answer in one pass. The default runs one
+    /// search per alternative.
+    async fn search_each(
+        &self,
+        all_of: &[String],
+        alternatives: &[String],
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let mut out = Vec::with_capacity(alternatives.len());
+        let mut q = all_of.to_vec();
+        for a in alternatives {
+            q.push(a.clone());
+            out.push(self.search(&q).await?);
+            q.pop();
+        }
+        Ok(out)
+    }
 }
 
 /// A shared store is a store (`Kms<Arc<S>>`). `dyn Store` is not possible with `async fn`
@@ -145,5 +163,12 @@ impl<T: Store> Store for alloc::sync::Arc<T> {
     }
     async fn search(&self, all_of: &[String]) -> Result<Vec<String>, StoreError> {
         (**self).search(all_of).await
+    }
+    async fn search_each(
+        &self,
+        all_of: &[String],
+        alternatives: &[String],
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        (**self).search_each(all_of, alternatives).await
     }
 }

@@ -64,4 +64,12 @@ impl Store for SlowStore {
         self.wait().await;
         self.inner.search(all_of).await
     }
+    async fn search_each(
+        &self,
+        all_of: &[String],
+        alternatives: &[String],
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        self.wait().await;
+        self.inner.search_each(all_of, alternatives).await
+    }
 }
