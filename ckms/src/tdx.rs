@@ -498,4 +498,100 @@ mod tests {
         assert!(is_tdx_quote(&[4, 0, 2, 0, 0x81, 0, 0, 0, 9]));
         assert!(!is_tdx_quote(&[3, 0, 0, 0, 0, 0, 0, 0]));
     }
+
+    const TINY_PE: &[u8] = include_bytes!("../../attest/testdata/tdx/tiny_pe.efi");
+
+    /// A manifest as `image build --tdx-firmware` writes it, with kms.efi next to it; quotes of a
+    /// TD booted with that kernel and command line pass, a changed kernel or command line fails.
+    #[test]
+    fn manifest_values_accept_the_image_and_refuse_a_changed_kernel_or_cmdline() {
+        use crate::verify::{ExpectationArgs, PolicyArgs};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kms.efi"), TINY_PE).unwrap();
+        let rtmr1 = rtmr1_direct_boot(TINY_PE).unwrap();
+        let manifest = serde_json::json!({
+            "cmdline": CMDLINE,
+            "kernel": {"file": "kms.efi", "size": TINY_PE.len(), "sha256": hex::encode(Sha256::digest(TINY_PE))},
+            "snp": {"launch_digest": hex::encode([0x5A; 48]), "vmm": "QEMU"},
+            "tdx": {"firmware": {"name": "OVMF.inteltdx.fd", "sha256": "00"},
+                    "mrtd": hex::encode(MRTD), "rtmr1": hex::encode(rtmr1),
+                    "rtmr2": hex::encode(rtmr2_cmdline(CMDLINE))},
+        });
+        let path = dir.path().join("manifest.json");
+        std::fs::write(&path, manifest.to_string()).unwrap();
+        let root_path = dir.path().join("root.der");
+        std::fs::write(&root_path, root().unwrap()).unwrap();
+        let args = ExpectationArgs {
+            manifest: Some(path.clone()),
+            expected_measurement: None,
+            expected_mrtd: None,
+            trust_root: Some(root_path),
+            tdx_collateral: None,
+            min_tee_tcb_svn: None,
+            policy: PolicyArgs::default(),
+        };
+        let exp = args.load().unwrap();
+        assert_eq!(exp.measurement, Some([0x5A; 48]));
+        let t = exp.tdx.clone().unwrap();
+        assert_eq!(t.rtmr[1], Some(rtmr1));
+        let pk = *key().public_uncompressed();
+        let nonce = [3; 32];
+        let booted = |kernel: &[u8], cmdline: &str| {
+            emu(TdMeasurements {
+                mr_td: MRTD,
+                rtmr: [
+                    [0; 48],
+                    rtmr1_direct_boot(kernel).unwrap(),
+                    rtmr2_cmdline(cmdline),
+                    [0; 48],
+                ],
+                ..TdMeasurements::default()
+            })
+        };
+        let e = booted(TINY_PE, CMDLINE);
+        assert!(verify_quote(&quote(&e, &pk, &nonce), &pk, &nonce, &exp, "t").is_ok());
+        // Another kernel (one byte of its image changed).
+        let mut other = TINY_PE.to_vec();
+        let last = other.len() - 1;
+        other[last] ^= 0xFF;
+        assert_ne!(rtmr1_direct_boot(&other).unwrap(), rtmr1);
+        let e = booted(&other, CMDLINE);
+        assert!(matches!(
+            tdx_err(verify_quote(
+                &quote(&e, &pk, &nonce),
+                &pk,
+                &nonce,
+                &exp,
+                "t"
+            )),
+            RaTlsVerifyError::Tdx(TdxEvidenceError::Policy(TdxPolicyError::Mismatch {
+                field: TdField::Rtmr(1),
+                ..
+            }))
+        ));
+        // Another command line.
+        let e = booted(
+            TINY_PE,
+            "console=ttyS0 ckms.attestation=emulated init=/bin/sh",
+        );
+        assert!(matches!(
+            tdx_err(verify_quote(
+                &quote(&e, &pk, &nonce),
+                &pk,
+                &nonce,
+                &exp,
+                "t"
+            )),
+            RaTlsVerifyError::Tdx(TdxEvidenceError::Policy(TdxPolicyError::Mismatch {
+                field: TdField::Rtmr(2),
+                ..
+            }))
+        ));
+        // A manifest whose rtmr1 was edited to match the other kernel is refused when kms.efi is
+        // next to it.
+        let mut edited = manifest.clone();
+        edited["tdx"]["rtmr1"] = hex::encode(rtmr1_direct_boot(&other).unwrap()).into();
+        std::fs::write(&path, edited.to_string()).unwrap();
+        assert!(matches!(args.load(), Err(CliError::Usage(m)) if m.contains("tdx.rtmr1")));
+    }
 }
