@@ -32,9 +32,11 @@ use attest::snp::{FirmwareVersion, Generation, TcbVersion};
 use attest::tdx::evidence::{TdxEvidenceError, VerifiedTdx};
 use attest::tdx::local::LocalVerifyError;
 use attest::tdx::policy::TdxPolicyError;
+/// The quote a certificate carries ([`quote_of`]): SEV-SNP or TDX.
+pub use attest::verify::ratls::RaTlsQuote;
 use attest::verify::ratls::{
-    RaTlsEvidence, RaTlsQuote, RaTlsRoots, RaTlsVerifyError, certificate_public_key,
-    extract_evidence, verify_snp_quote,
+    RaTlsEvidence, RaTlsRoots, RaTlsVerifyError, certificate_public_key, extract_evidence,
+    verify_snp_quote,
 };
 use attest::verify::{Policy, VerifiedReport, VerifyError};
 use base64ct::{Base64, Encoding};
