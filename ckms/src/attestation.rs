@@ -80,7 +80,8 @@ pub struct MeasureArgs {
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// The report: 0x4A0 bytes binary, hex text, or an SNP quote (report + certificate table, the
-    /// RA-TLS encoding) that carries the VCEK.
+    /// RA-TLS encoding) that carries the VCEK; or a TDX DCAP quote v4 (binary), verified against
+    /// --trust-root or Intel's root with --tdx-collateral, its MRTD against --expected-measurement.
     #[arg(long, value_name = "FILE")]
     pub report: PathBuf,
     /// The VCEK certificate (DER or PEM); optional when the report file is a quote with a VCEK.
@@ -92,7 +93,7 @@ pub struct VerifyArgs {
     /// Use AMD's built-in ARK and ASK of this product: milan, genoa or turin.
     #[arg(long)]
     pub product: Option<String>,
-    /// Expected launch measurement (96 hex digits). Always required.
+    /// Expected launch measurement (96 hex digits; the MRTD for a TDX quote). Always required.
     #[arg(long, value_name = "HEX")]
     pub expected_measurement: String,
     /// Expected report_data (128 hex digits).
@@ -107,6 +108,15 @@ pub struct VerifyArgs {
     /// Policy: minimum TCB and firmware, SMT, single socket, AMD CRL.
     #[command(flatten)]
     pub policy: crate::verify::PolicyArgs,
+    /// TDX: require RTMR N (0..=3) to be HEX (repeatable), e.g. `2:<96 hex digits>`.
+    #[arg(long, value_name = "N:HEX")]
+    pub expected_rtmr: Vec<String>,
+    /// TDX: Intel PCS collateral JSON (verification against Intel's root, without --trust-root).
+    #[arg(long, value_name = "JSON")]
+    pub tdx_collateral: Option<PathBuf>,
+    /// TDX: minimum TEE_TCB_SVN (32 hex digits).
+    #[arg(long, value_name = "HEX")]
+    pub min_tee_tcb_svn: Option<String>,
 }
 
 /// Runs an attestation subcommand.
@@ -248,8 +258,72 @@ fn one_cert(bytes: &[u8], what: &str) -> Result<Vec<u8>, CliError> {
     }
 }
 
+/// `ckms attestation verify-report` of a TDX quote.
+fn verify_tdx_report(a: &VerifyArgs, quote: &[u8]) -> Result<Output, CliError> {
+    use attest::tdx::evidence::{TdxRoots, verify_tdx_quote_with};
+    use attest::tdx::policy::TdxPolicy;
+    let mr_td: [u8; 48] = parse_hex(&a.expected_measurement, "--expected-measurement")?;
+    let mut policy = TdxPolicy::new(mr_td).allow_debug(a.allow_debug);
+    for r in &a.expected_rtmr {
+        let (i, h) = r
+            .split_once(':')
+            .and_then(|(i, h)| Some((i.parse::<usize>().ok().filter(|i| *i < 4)?, h)))
+            .ok_or_else(|| {
+                CliError::Usage(format!("--expected-rtmr `{r}`: expected N:HEX, N in 0..=3"))
+            })?;
+        policy = policy.rtmr(i, parse_hex::<48>(h, "--expected-rtmr")?);
+    }
+    if let Some(rd) = &a.report_data {
+        policy = policy.report_data(parse_hex::<64>(rd, "--report-data")?);
+    }
+    if let Some(s) = &a.min_tee_tcb_svn {
+        policy = policy.min_tee_tcb_svn(parse_hex::<16>(s, "--min-tee-tcb-svn")?);
+    }
+    let root;
+    let collateral;
+    let roots = match (&a.trust_root, &a.tdx_collateral) {
+        (Some(p), _) => {
+            root = read_file(p)?;
+            TdxRoots::TrustRoot(&root)
+        }
+        (None, Some(p)) => {
+            collateral = read_file(p)?;
+            TdxRoots::Intel {
+                collateral_json: &collateral,
+                now_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            }
+        }
+        (None, None) => {
+            return Err(CliError::Usage(
+                "a TDX quote is verified against --trust-root (e.g. tdx-emu's root.pem) or Intel's root with --tdx-collateral FILE".into(),
+            ));
+        }
+    };
+    let v = verify_tdx_quote_with(quote, roots, &policy)
+        .map_err(|e| CliError::Negative(format!("TDX quote verification failed: {e}")))?;
+    let b = v.body();
+    Ok(Output::new(
+        format!("TDX quote verified\n  {}", crate::tdx::summary_unbound(&v)),
+        json!({
+            "verified": true,
+            "platform": "tdx",
+            "mrtd": hex::encode(b.mr_td),
+            "rtmr": b.rtmr.iter().map(hex::encode).collect::<Vec<_>>(),
+            "report_data": hex::encode(b.report_data),
+            "td_attributes": format!("{:#x}", u64::from_le_bytes(b.td_attributes)),
+            "tee_tcb_svn": hex::encode(b.tee_tcb_svn),
+        }),
+    ))
+}
+
 /// `ckms attestation verify-report`.
 pub fn verify_report(a: &VerifyArgs) -> Result<Output, CliError> {
+    let raw = read_file(&a.report)?;
+    if crate::tdx::is_tdx_quote(&raw) {
+        return verify_tdx_report(a, &raw);
+    }
     let (report, quote_vcek) = load_report(&a.report)?;
     let vcek = match (&a.vcek, quote_vcek) {
         (Some(p), _) => read_file(p)?,

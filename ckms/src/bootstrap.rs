@@ -259,7 +259,7 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
     let attested = verify::attest_certificate(&cert, &exp, "bootstrap certificate")?;
     steps.push(format!(
         "bootstrap certificate attested (measurement {})",
-        hex::encode(attested.report.measurement())
+        attested.report.measurement_hex()
     ));
 
     // 2. Pin (presenting our provisioner key), 3. fresh report.

@@ -11,8 +11,10 @@
 //! - [`error`]: the command error type.
 //! - [`cmd`]: the KMIP and access-rights subcommands.
 //! - [`pinned`]: TLS verifiers for attested servers (capture without trust, pinned key, recording).
-//! - [`verify`]: attestation of RA-TLS certificates and fresh reports (`attest::verify::ratls`);
-//!   `ckms verify`.
+//! - [`tdx`]: the TDX expectation (manifest `tdx` section) and TDX quote verification
+//!   (`attest::tdx::evidence`: dcap-qvl with Intel collateral, or an explicit `--trust-root`).
+//! - [`verify`]: attestation of RA-TLS certificates and fresh reports of either platform
+//!   (`attest::verify::ratls`, [`tdx`]); `ckms verify`.
 //! - [`bootstrap`]: `ckms bootstrap start` (attest, provision, start, verify).
 //! - [`attestation`]: `ckms attestation measure | verify-report` (local, no KMS connection).
 //!
@@ -28,4 +30,5 @@ pub mod error;
 pub mod http;
 pub mod kmip;
 pub mod pinned;
+pub mod tdx;
 pub mod verify;

@@ -84,12 +84,12 @@ Examples:\n  ckms set-attribute <id> --name backup-key\n  ckms set-attribute <id
     ServerVersion,
     /// SEV-SNP launch measurement and attestation-report verification (local).
     #[command(subcommand)]
-    Attestation(ckms::attestation::AttestationCommand),
+    Attestation(Box<ckms::attestation::AttestationCommand>),
     /// Zero-trust provisioning of a KMS in bootstrap mode.
     #[command(subcommand)]
-    Bootstrap(ckms::bootstrap::BootstrapCommand),
+    Bootstrap(Box<ckms::bootstrap::BootstrapCommand>),
     /// Verify a running KMS: API certificate chain, quote, fresh attestation.
-    Verify(ckms::verify::VerifyArgs),
+    Verify(Box<ckms::verify::VerifyArgs>),
 }
 
 fn dispatch(ctx: &Ctx, command: Command) -> Result<Output, CliError> {
@@ -100,8 +100,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Output, CliError> {
         Command::GetAttributes(a) => cmd::objects::get_attributes(ctx, &a),
         Command::SetAttribute(a) => cmd::objects::set_attribute(ctx, &a),
         Command::AccessRights(c) => cmd::access::run(ctx, c),
-        Command::Attestation(c) => ckms::attestation::run(c),
-        Command::Bootstrap(c) => ckms::bootstrap::run(ctx, c),
+        Command::Attestation(c) => ckms::attestation::run(*c),
+        Command::Bootstrap(c) => ckms::bootstrap::run(ctx, *c),
         Command::Verify(a) => ckms::verify::verify(ctx, &a),
         Command::ServerVersion => {
             let v = ctx.client()?.get_json("/version")?;

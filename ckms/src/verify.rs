@@ -14,6 +14,12 @@
 //! 5. report_data[32..64] = zeros in a certificate, the verifier's fresh random nonce in `/attestation`
 //!    (a replayed or stale report fails).
 //!
+//! A TDX quote (DCAP v4, RA-TLS OID `1.2.840.113741.1337.8`, or `/attestation`'s quote told apart by its
+//! header) goes through [`crate::tdx`] instead: dcap-qvl with Intel's root and `--tdx-collateral`, or the
+//! explicit `--trust-root`; the policy on MRTD / RTMR0–2 / owner fields / attributes / TEE TCB SVN from the
+//! manifest's `tdx` section or `--expected-mrtd`; the same key binding and nonce (`RaTlsVerifyError::Tdx`).
+//! Evidence of a platform the expectation names no measurement for is refused (`NoExpectationFor`).
+//!
 //! `ckms verify` then also checks the API certificate chain against `--ca-cert` (WebPKI rules, by a normal
 //! TLS handshake, the leaf taken only once the handshake completed), and, when the API certificate has no quote, that the RA-TLS port's certificate carries the
 //! same public key.
@@ -23,9 +29,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use attest::snp::{FirmwareVersion, Generation, TcbVersion};
+use attest::tdx::evidence::{TdxEvidenceError, VerifiedTdx};
+use attest::tdx::local::LocalVerifyError;
+use attest::tdx::policy::TdxPolicyError;
+/// The quote a certificate carries ([`quote_of`]): SEV-SNP or TDX.
+pub use attest::verify::ratls::RaTlsQuote;
 use attest::verify::ratls::{
-    RaTlsEvidence, RaTlsQuote, RaTlsRoots, RaTlsVerifyError, certificate_public_key,
-    extract_evidence, verify_ratls_snp, verify_snp_quote,
+    RaTlsEvidence, RaTlsRoots, RaTlsVerifyError, certificate_public_key, extract_evidence,
+    verify_snp_quote,
 };
 use attest::verify::{Policy, VerifiedReport, VerifyError};
 use base64ct::{Base64, Encoding};
@@ -36,13 +47,17 @@ use crate::cmd::{Ctx, Output};
 use crate::error::CliError;
 use crate::http::{self, ClientIdentity, HttpClient, HttpError};
 use crate::pinned::{CAPTURED, CaptureVerifier, PinnedKeyVerifier, spki_of};
+use crate::tdx::TdxExpectation;
 
 /// What the verifier expects of the server.
 #[derive(Debug, Clone)]
 pub struct Expectation {
-    /// The SNP launch digest.
-    pub measurement: [u8; 48],
-    /// An explicitly trusted root (PEM or DER), e.g. `snp-emu`'s test ARK. `None`: AMD's roots only.
+    /// The SNP launch digest (`None`: SEV-SNP evidence is refused).
+    pub measurement: Option<[u8; 48]>,
+    /// What a TD must report (`None`: TDX evidence is refused).
+    pub tdx: Option<TdxExpectation>,
+    /// An explicitly trusted root (PEM or DER), e.g. `snp-emu`'s test ARK or `tdx-emu`'s test root.
+    /// `None`: AMD's roots only (SEV-SNP), Intel's root with `--tdx-collateral` (TDX).
     pub trust_root: Option<Vec<u8>>,
     /// Changes to `attest`'s default policy (manifest `snp.policy` / `snp.min_tcb`, command line).
     pub policy: PolicyOverrides,
@@ -252,19 +267,31 @@ pub fn manifest_policy(v: &Value, path: &Path) -> Result<PolicyOverrides, CliErr
 /// Options shared by `bootstrap start` and `verify`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExpectationArgs {
-    /// Image manifest (`image build` output): its `snp.launch_digest` is the expected measurement.
+    /// Image manifest (`image build` output): its `snp.launch_digest` is the expected SEV-SNP measurement,
+    /// its `tdx` section (MRTD, RTMR1, RTMR2, optional policy) what a TD must report.
     #[arg(
         long,
         value_name = "JSON",
-        required_unless_present = "expected_measurement"
+        required_unless_present_any = ["expected_measurement", "expected_mrtd"]
     )]
     pub manifest: Option<PathBuf>,
     /// Expected SNP launch measurement, 96 hex digits.
     #[arg(long, value_name = "HEX", conflicts_with = "manifest")]
     pub expected_measurement: Option<String>,
-    /// Trust this ARK (PEM or DER) as the root of the VCEK chain. Needed for `snp-emu`; never implied.
-    #[arg(long, value_name = "ARK.pem")]
+    /// Expected TDX MRTD, 96 hex digits (TDX evidence without a manifest; no RTMR is then checked).
+    #[arg(long, value_name = "HEX", conflicts_with = "manifest")]
+    pub expected_mrtd: Option<String>,
+    /// Trust this root (PEM or DER): the ARK of the VCEK chain (SEV-SNP, e.g. `snp-emu`'s) or the root of
+    /// the PCK chain (TDX, e.g. `tdx-emu export-chain`'s root.pem). Never implied.
+    #[arg(long, value_name = "ROOT.pem")]
     pub trust_root: Option<PathBuf>,
+    /// Intel PCS collateral (JSON: TCB info, QE identity, CRLs, as dcap-qvl's QuoteCollateralV3) to verify
+    /// TDX quotes against Intel's root. Not needed with --trust-root.
+    #[arg(long, value_name = "JSON")]
+    pub tdx_collateral: Option<PathBuf>,
+    /// Minimum TDX TEE_TCB_SVN (32 hex digits, each byte a component; over the manifest's).
+    #[arg(long, value_name = "HEX")]
+    pub min_tee_tcb_svn: Option<String>,
     /// Policy: minimum TCB and firmware, SMT, single socket, AMD CRL (over the manifest's).
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -279,10 +306,25 @@ impl Expectation {
         }
     }
 
-    /// The policy: the expected measurement and `attest`'s defaults (debug and migration agent
-    /// off, firmware >= 1.51, VMPL 0, per-product TCB floors) with [`PolicyOverrides`] applied.
-    pub fn policy(&self) -> Policy {
-        self.policy.apply(Policy::new(self.measurement))
+    /// The SEV-SNP policy: the expected measurement and `attest`'s defaults (debug and migration
+    /// agent off, firmware >= 1.51, VMPL 0, per-product TCB floors) with [`PolicyOverrides`]
+    /// applied; an error without an expected SEV-SNP measurement.
+    pub fn policy(&self) -> Result<Policy, RaTlsVerifyError> {
+        self.measurement
+            .map(|m| self.policy.apply(Policy::new(m)))
+            .ok_or(RaTlsVerifyError::NoExpectationFor("SEV-SNP"))
+    }
+
+    /// What is expected, for reports.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(m) = &self.measurement {
+            parts.push(format!("SEV-SNP {}", hex::encode(m)));
+        }
+        if let Some(t) = &self.tdx {
+            parts.push(t.describe());
+        }
+        parts.join("; ")
     }
 }
 
@@ -290,36 +332,62 @@ impl ExpectationArgs {
     /// Reads the manifest or the hex value, and the trust root.
     pub fn load(&self) -> Result<Expectation, CliError> {
         let mut from_manifest = PolicyOverrides::default();
+        let mut tdx = match &self.expected_mrtd {
+            Some(h) => Some(TdxExpectation::new(crate::attestation::parse_hex::<48>(
+                h,
+                "--expected-mrtd",
+            )?)),
+            None => None,
+        };
         let measurement = match (&self.manifest, &self.expected_measurement) {
-            (_, Some(hex)) => crate::attestation::parse_hex::<48>(hex, "--expected-measurement")?,
+            (_, Some(hex)) => Some(crate::attestation::parse_hex::<48>(
+                hex,
+                "--expected-measurement",
+            )?),
             (Some(path), None) => {
                 let text = crate::error::read_file(path)?;
                 let v: Value = serde_json::from_slice(&text)
                     .map_err(|e| CliError::Usage(format!("{}: not JSON: {e}", path.display())))?;
-                let digest = v
-                    .pointer("/snp/launch_digest")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        CliError::Usage(format!(
-                            "{}: no snp.launch_digest in the manifest",
+                tdx = crate::tdx::manifest_tdx(&v, path)?;
+                match v.pointer("/snp/launch_digest").and_then(Value::as_str) {
+                    Some(digest) => {
+                        from_manifest = manifest_policy(&v, path)?;
+                        Some(crate::attestation::parse_hex::<48>(
+                            digest,
+                            "manifest snp.launch_digest",
+                        )?)
+                    }
+                    None if tdx.is_some() => None,
+                    None => {
+                        return Err(CliError::Usage(format!(
+                            "{}: no snp.launch_digest and no tdx section in the manifest",
                             path.display()
-                        ))
-                    })?;
-                from_manifest = manifest_policy(&v, path)?;
-                crate::attestation::parse_hex::<48>(digest, "manifest snp.launch_digest")?
+                        )));
+                    }
+                }
             }
+            (None, None) if tdx.is_some() => None,
             (None, None) => {
                 return Err(CliError::Usage(
-                    "an expected measurement is required: --manifest FILE or --expected-measurement HEX".into(),
+                    "an expected measurement is required: --manifest FILE, --expected-measurement HEX or --expected-mrtd HEX".into(),
                 ));
             }
         };
+        if let Some(t) = &mut tdx {
+            if let Some(p) = &self.tdx_collateral {
+                t.collateral = Some(crate::error::read_file(p)?);
+            }
+            if let Some(s) = &self.min_tee_tcb_svn {
+                t.min_tee_tcb_svn = crate::attestation::parse_hex::<16>(s, "--min-tee-tcb-svn")?;
+            }
+        }
         let trust_root = match &self.trust_root {
             Some(p) => Some(crate::error::read_file(p)?),
             None => None,
         };
         Ok(Expectation {
             measurement,
+            tdx,
             trust_root,
             policy: from_manifest.overridden_by(self.policy.load()?),
         })
@@ -381,6 +449,30 @@ impl fmt::Display for AttestationFailure {
             RaTlsVerifyError::Report(e @ VerifyError::Revoked(_)) => {
                 write!(f, "{e} (given with --amd-crl): do not trust this platform")
             }
+            RaTlsVerifyError::Tdx(TdxEvidenceError::Policy(TdxPolicyError::Mismatch {
+                field,
+                expected,
+                reported,
+            })) => write!(
+                f,
+                "TDX {field} differs from the expected one (expected {}, server reports {})",
+                hex::encode(expected.as_slice()),
+                hex::encode(reported.as_slice()),
+            ),
+            RaTlsVerifyError::Tdx(TdxEvidenceError::Signatures(LocalVerifyError::UntrustedRoot)) => {
+                f.write_str(
+                    "the TDX quote's PCK chain does not end at the --trust-root given (for tdx-emu pass its root.pem)",
+                )
+            }
+            RaTlsVerifyError::Tdx(TdxEvidenceError::NoCollateral) => f.write_str(
+                "a TDX quote is verified against Intel's root with PCS collateral (--tdx-collateral FILE), \
+                 or against an explicit --trust-root",
+            ),
+            RaTlsVerifyError::NoExpectationFor(p) => write!(
+                f,
+                "the server presents {p} evidence but no {p} measurement is expected (manifest section or \
+                 --expected-measurement / --expected-mrtd)"
+            ),
             RaTlsVerifyError::KeyNotBound => f.write_str(
                 "report_data does not bind the server's TLS public key (SHA-256 of the key is not in report_data)",
             ),
@@ -407,16 +499,84 @@ impl From<AttestationFailure> for CliError {
     }
 }
 
-/// Verifies an SNP quote whose report must carry SHA-256(`public_key`) ‖ `nonce` (`attest::verify::ratls`).
-/// `context` names the source in messages ("bootstrap certificate", "/attestation").
+/// A verified quote of either platform.
+#[derive(Debug, Clone)]
+pub enum Verified {
+    /// An SEV-SNP report.
+    Snp(Box<VerifiedReport>),
+    /// A TDX quote.
+    Tdx(Box<VerifiedTdx>),
+}
+
+impl Verified {
+    /// The measurement that identifies the image (SNP: launch digest; TDX: MRTD), hex.
+    pub fn measurement_hex(&self) -> String {
+        match self {
+            Self::Snp(r) => hex::encode(r.measurement()),
+            Self::Tdx(t) => format!("MRTD {}", hex::encode(t.body().mr_td)),
+        }
+    }
+
+    /// The SEV-SNP report, if this is one.
+    pub fn snp(&self) -> Option<&VerifiedReport> {
+        match self {
+            Self::Snp(r) => Some(r),
+            Self::Tdx(_) => None,
+        }
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn verify_evidence(
+    quote: &RaTlsQuote,
+    public_key: &[u8; 65],
+    nonce: &[u8; 32],
+    exp: &Expectation,
+) -> Result<Verified, RaTlsVerifyError> {
+    match quote {
+        RaTlsQuote::Snp(q) => {
+            verify_snp_quote(q, public_key, nonce, None, exp.roots(), &exp.policy()?)
+                .map(|r| Verified::Snp(Box::new(r)))
+        }
+        RaTlsQuote::Tdx(q) => {
+            let tdx = exp
+                .tdx
+                .as_ref()
+                .ok_or(RaTlsVerifyError::NoExpectationFor("TDX"))?;
+            crate::tdx::verify_tdx_quote(
+                q,
+                public_key,
+                nonce,
+                tdx,
+                exp.trust_root.as_deref(),
+                now_unix(),
+            )
+            .map(|v| Verified::Tdx(Box::new(v)))
+        }
+    }
+}
+
+/// Verifies a quote — SEV-SNP (`attest::verify::ratls`) or TDX DCAP v4 (`crate::tdx`), told
+/// apart by its header — whose report data must be SHA-256(`public_key`) ‖ `nonce`. `context`
+/// names the source in messages ("bootstrap certificate", "/attestation").
 pub fn verify_quote(
     quote: &[u8],
     public_key: &[u8; 65],
     nonce: &[u8; 32],
     exp: &Expectation,
     context: &str,
-) -> Result<VerifiedReport, AttestationFailure> {
-    verify_snp_quote(quote, public_key, nonce, None, exp.roots(), &exp.policy())
+) -> Result<Verified, AttestationFailure> {
+    let q = if crate::tdx::is_tdx_quote(quote) {
+        RaTlsQuote::Tdx(quote.to_vec())
+    } else {
+        RaTlsQuote::Snp(quote.to_vec())
+    };
+    verify_evidence(&q, public_key, nonce, exp)
         .map_err(|e| AttestationFailure::new(context, nonce, e))
 }
 
@@ -425,15 +585,11 @@ pub fn p256_public_key(cert_der: &[u8], context: &str) -> Result<[u8; 65], Attes
     certificate_public_key(cert_der).map_err(|e| AttestationFailure::new(context, &[0; 32], e))
 }
 
-/// The RA-TLS SEV-SNP quote carried by a certificate (`Ok(None)`: no quote at all).
-pub fn quote_of(cert_der: &[u8]) -> Result<Option<Vec<u8>>, AttestationFailure> {
+/// The RA-TLS quote (SEV-SNP or TDX) carried by a certificate (`Ok(None)`: no quote at all).
+pub fn quote_of(cert_der: &[u8]) -> Result<Option<RaTlsQuote>, AttestationFailure> {
     let fail = |e| AttestationFailure::new("server certificate", &[0; 32], e);
     match extract_evidence(cert_der) {
-        Ok(RaTlsEvidence {
-            quote: RaTlsQuote::Snp(q),
-            ..
-        }) => Ok(Some(q)),
-        Ok(_) => Err(fail(RaTlsVerifyError::NotSnp)),
+        Ok(RaTlsEvidence { quote, .. }) => Ok(Some(quote)),
         Err(RaTlsVerifyError::NoQuote) => Ok(None),
         Err(e) => Err(fail(e)),
     }
@@ -446,8 +602,8 @@ pub struct AttestedKey {
     pub spki_der: Vec<u8>,
     /// Uncompressed P-256 public key.
     pub public_key: [u8; 65],
-    /// The verified report of the certificate.
-    pub report: VerifiedReport,
+    /// The verified report (SEV-SNP) or quote (TDX) of the certificate.
+    pub report: Verified,
 }
 
 /// Attests an RA-TLS certificate: its quote verifies and binds its key (zero nonce).
@@ -458,12 +614,13 @@ pub fn attest_certificate(
 ) -> Result<AttestedKey, AttestationFailure> {
     let zero = [0u8; 32];
     let fail = |e| AttestationFailure::new(context, &zero, e);
-    let v = verify_ratls_snp(cert_der, None, exp.roots(), &exp.policy(), &zero).map_err(fail)?;
+    let ev = extract_evidence(cert_der).map_err(fail)?;
+    let report = verify_evidence(&ev.quote, &ev.public_key, &zero, exp).map_err(fail)?;
     let spki_der = spki_of(cert_der).ok_or_else(|| fail(RaTlsVerifyError::Certificate))?;
     Ok(AttestedKey {
         spki_der,
-        public_key: v.public_key,
-        report: v.report,
+        public_key: ev.public_key,
+        report,
     })
 }
 
@@ -522,7 +679,7 @@ pub fn fresh_attestation(
     public_key: &[u8; 65],
     nonce: &[u8; 32],
     exp: &Expectation,
-) -> Result<VerifiedReport, CliError> {
+) -> Result<Verified, CliError> {
     let path = format!("/attestation?nonce={}", hex::encode(nonce));
     let mut resp = client.get(&path)?;
     // The server rate-limits attestation (each is a firmware round trip): 429 means "retry in a
@@ -654,7 +811,7 @@ pub fn verify(ctx: &Ctx, args: &VerifyArgs) -> Result<Output, CliError> {
         .as_deref()
         .ok_or_else(|| CliError::Usage("--url is required".into()))?;
     let mut rep = Report { checks: Vec::new() };
-    rep.pass("expected measurement", hex::encode(exp.measurement));
+    rep.pass("expected measurement", exp.describe());
     let failure = run_verify(ctx, args, &exp, url, &mut rep).err();
     rep.output(failure)
 }
@@ -738,7 +895,11 @@ fn run_verify(
     Ok(())
 }
 
-fn quote_summary(r: &VerifiedReport) -> String {
+fn quote_summary(v: &Verified) -> String {
+    let r = match v {
+        Verified::Snp(r) => r,
+        Verified::Tdx(t) => return crate::tdx::summary(t),
+    };
     let anchor = match r.anchor() {
         attest::verify::TrustAnchor::Amd(g) => format!("AMD {} root", g.name()),
         attest::verify::TrustAnchor::Custom => "the given --trust-root".into(),
@@ -828,7 +989,8 @@ mod tests {
 
     fn expect(psp: &Psp) -> Expectation {
         Expectation {
-            measurement: MEASUREMENT,
+            measurement: Some(MEASUREMENT),
+            tdx: None,
             trust_root: Some(psp.chain().ark_der.clone()),
             policy: PolicyOverrides::default(),
         }
@@ -842,6 +1004,7 @@ mod tests {
         let nonce = [9; 32];
         let v = verify_quote(&quote(&p, &KEY, &nonce), &KEY, &nonce, &expect(&p), "t")
             .expect("verifies");
+        let v = v.snp().unwrap();
         assert_eq!(v.anchor(), attest::verify::TrustAnchor::Custom);
         assert_eq!(v.measurement(), &MEASUREMENT);
     }
@@ -853,7 +1016,8 @@ mod tests {
         let nonce = [9; 32];
         let q = quote(&p, &KEY, &nonce);
         let wrong = Expectation {
-            measurement: [0; 48],
+            measurement: Some([0; 48]),
+            tdx: None,
             ..exp.clone()
         };
         let e = verify_quote(&q, &KEY, &nonce, &wrong, "t").unwrap_err();
@@ -1010,7 +1174,10 @@ mod tests {
         let margs = ExpectationArgs {
             manifest: Some(manifest.clone()),
             expected_measurement: None,
+            expected_mrtd: None,
             trust_root: None,
+            tdx_collateral: None,
+            min_tee_tcb_svn: None,
             policy: PolicyArgs::default(),
         };
         let mut exp = margs.load().expect("manifest");
@@ -1161,23 +1328,32 @@ mod tests {
         let args = ExpectationArgs {
             manifest: None,
             expected_measurement: None,
+            expected_mrtd: None,
             trust_root: None,
+            tdx_collateral: None,
+            min_tee_tcb_svn: None,
             policy: PolicyArgs::default(),
         };
         assert!(matches!(args.load(), Err(CliError::Usage(_))));
         let args = ExpectationArgs {
             manifest: None,
             expected_measurement: Some("ab".repeat(47)),
+            expected_mrtd: None,
             trust_root: None,
+            tdx_collateral: None,
+            min_tee_tcb_svn: None,
             policy: PolicyArgs::default(),
         };
         assert!(matches!(args.load(), Err(CliError::Usage(m)) if m.contains("96 hex digits")));
         let args = ExpectationArgs {
             manifest: None,
             expected_measurement: Some("AB".repeat(48)),
+            expected_mrtd: None,
             trust_root: None,
+            tdx_collateral: None,
+            min_tee_tcb_svn: None,
             policy: PolicyArgs::default(),
         };
-        assert_eq!(args.load().unwrap().measurement, [0xAB; 48]);
+        assert_eq!(args.load().unwrap().measurement, Some([0xAB; 48]));
     }
 }

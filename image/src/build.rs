@@ -17,6 +17,8 @@ pub const MAX_IMAGE_SIZE: u64 = 4 * 1024 * 1024;
 pub const KERNEL_FILE: &str = "kms.efi";
 /// File name of the manifest in the image directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The name of the TDVF copy in the image directory (the manifest's `tdx.firmware.name`).
+pub const TDX_FIRMWARE_FILE: &str = "OVMF.inteltdx.fd";
 /// The pinned firmware descriptor, relative to the repository root.
 pub const DEFAULT_FIRMWARE: &str = "ovmf-config/amdsev-suffix.bin";
 /// The default kernel command line: DHCP with QEMU user networking's address as fallback, emulated
@@ -43,6 +45,9 @@ pub struct BuildOptions {
     pub guest_features: u64,
     /// Firmware descriptor; `None`: [`DEFAULT_FIRMWARE`].
     pub firmware: Option<PathBuf>,
+    /// TDVF (IntelTdx OVMF, from ovmf-config/build-inteltdx.sh) for the manifest's `tdx` section;
+    /// `None`: no `tdx` section.
+    pub tdx_firmware: Option<PathBuf>,
     /// Kernel cargo features.
     pub kernel_features: Vec<String>,
     /// Cargo target directory for the kernel build; `None`: `kernel/target`.
@@ -61,6 +66,7 @@ impl BuildOptions {
             vcpu_type: "EPYC-v4".to_owned(),
             guest_features: 0x1,
             firmware: None,
+            tdx_firmware: None,
             kernel_features: DEFAULT_FEATURES.iter().map(|s| (*s).to_owned()).collect(),
             cargo_target_dir: None,
         }
@@ -203,6 +209,10 @@ pub fn write_image(opts: &BuildOptions, kernel_path: &Path) -> Result<Built, Bui
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("firmware.bin");
+    let tdx_firmware = match &opts.tdx_firmware {
+        Some(p) => Some(read(p)?),
+        None => None,
+    };
     let manifest = Manifest::compute(&ManifestInputs {
         kernel_file: KERNEL_FILE,
         kernel: &kernel,
@@ -213,6 +223,7 @@ pub fn write_image(opts: &BuildOptions, kernel_path: &Path) -> Result<Built, Bui
         vcpus: opts.vcpus,
         vcpu_type: &opts.vcpu_type,
         guest_features: opts.guest_features,
+        tdx_firmware: tdx_firmware.as_deref().map(|fw| (TDX_FIRMWARE_FILE, fw)),
     })
     .map_err(BuildError::Manifest)?;
     fs::create_dir_all(&opts.out_dir).map_err(|e| BuildError::Io(opts.out_dir.clone(), e))?;
@@ -222,6 +233,9 @@ pub fn write_image(opts: &BuildOptions, kernel_path: &Path) -> Result<Built, Bui
     write_atomic(&manifest_path, manifest.to_json().as_bytes())?;
     // The runner hands the same descriptor to snp-emu, so the image directory is self-contained.
     write_atomic(&opts.out_dir.join(fw_name), &firmware)?;
+    if let Some(fw) = &tdx_firmware {
+        write_atomic(&opts.out_dir.join(TDX_FIRMWARE_FILE), fw)?;
+    }
     Ok(Built {
         kernel: kernel_out,
         manifest_path,

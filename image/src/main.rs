@@ -52,6 +52,10 @@ struct BuildArgs {
     /// then boots it) or the 4 KiB descriptor (default: ovmf-config/amdsev-suffix.bin; measured only).
     #[arg(long)]
     firmware: Option<PathBuf>,
+    /// IntelTdx OVMF (from ovmf-config/build-inteltdx.sh): adds the manifest's `tdx` section (MRTD of this
+    /// firmware, RTMR1 of the kernel, RTMR2 of the command line) and copies it as OVMF.inteltdx.fd.
+    #[arg(long)]
+    tdx_firmware: Option<PathBuf>,
     /// Kernel cargo features (comma-separated; empty for none).
     #[arg(long, default_value = "emulated-attestation")]
     features: String,
@@ -134,6 +138,7 @@ fn do_build(repo: PathBuf, a: BuildArgs) -> Result<(), String> {
     opts.vcpu_type = a.vcpu_type;
     opts.guest_features = a.guest_features;
     opts.firmware = a.firmware;
+    opts.tdx_firmware = a.tdx_firmware;
     opts.cargo_target_dir = a.kernel_target_dir;
     opts.kernel_features = a
         .features
@@ -155,6 +160,11 @@ fn do_build(repo: PathBuf, a: BuildArgs) -> Result<(), String> {
         built.manifest.firmware.name, built.manifest.firmware.kind, built.manifest.firmware.sha256
     );
     println!("SNP launch digest: {}", built.manifest.snp.launch_digest);
+    if let Some(t) = &built.manifest.tdx {
+        println!("TDX MRTD:  {} ({})", t.mrtd, t.firmware.name);
+        println!("TDX RTMR1: {}", t.rtmr1);
+        println!("TDX RTMR2: {}", t.rtmr2);
+    }
     Ok(())
 }
 

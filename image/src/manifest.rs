@@ -1,4 +1,6 @@
-//! `manifest.json`: what `image build` produced and the SEV-SNP launch digest a verifier must expect.
+//! `manifest.json`: what `image build` produced and the SEV-SNP launch digest a verifier must expect; with
+//! an IntelTdx OVMF (`image build --tdx-firmware`), also the `tdx` section: MRTD of that firmware and the
+//! RTMR1/RTMR2 a direct boot of the kernel with the command line produces (`attest::measure::tdx`).
 //!
 //! The manifest is a pure function of its inputs (kernel bytes, firmware descriptor bytes and name, command
 //! line, vCPU count and type, guest features): no paths, no timestamps, fixed field order. That is what makes
@@ -8,6 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use attest::measure::snp::{SnpLaunch, VcpuType, VmmType, launch_digest};
+use attest::measure::tdx::{PeError, TdxMeasureError, mrtd, rtmr1_direct_boot, rtmr2_cmdline};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -49,6 +52,29 @@ pub struct SnpInfo {
     pub vmm: String,
 }
 
+/// The TDX firmware (TDVF: the pinned IntelTdx OVMF) the `tdx` values were computed with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TdxFirmwareInfo {
+    /// File name.
+    pub name: String,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+}
+
+/// Intel TDX values (what a TD booted from this image reports), SHA-384, lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TdxInfo {
+    /// The TDVF.
+    pub firmware: TdxFirmwareInfo,
+    /// MRTD: the TDVF's build-time measurement (`attest::measure::tdx::mrtd`).
+    pub mrtd: String,
+    /// RTMR1 of a direct boot of the kernel: its Authenticode SHA-384 and the boot-services events
+    /// (`attest::measure::tdx::rtmr1_direct_boot`).
+    pub rtmr1: String,
+    /// RTMR2: the command line (`attest::measure::tdx::rtmr2_cmdline`).
+    pub rtmr2: String,
+}
+
 /// The manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -73,6 +99,9 @@ pub struct Manifest {
     pub guest_features: String,
     /// SEV-SNP values.
     pub snp: SnpInfo,
+    /// Intel TDX values (only when built with a TDVF).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tdx: Option<TdxInfo>,
 }
 
 /// Inputs of [`Manifest::compute`].
@@ -96,6 +125,8 @@ pub struct ManifestInputs<'a> {
     pub vcpu_type: &'a str,
     /// Guest features.
     pub guest_features: u64,
+    /// The TDVF (IntelTdx OVMF) name and bytes, for the `tdx` section.
+    pub tdx_firmware: Option<(&'a str, &'a [u8])>,
 }
 
 /// Errors of manifest computation and parsing.
@@ -111,6 +142,10 @@ pub enum ManifestError {
     Json(serde_json::Error),
     /// A field has an invalid value.
     Field(&'static str),
+    /// MRTD: the TDVF metadata is missing or malformed.
+    Mrtd(TdxMeasureError),
+    /// RTMR1: the kernel is not a PE image.
+    Rtmr1(PeError),
 }
 
 impl fmt::Display for ManifestError {
@@ -121,6 +156,8 @@ impl fmt::Display for ManifestError {
             Self::Firmware(e) => write!(f, "{e}"),
             Self::Json(e) => write!(f, "manifest JSON: {e}"),
             Self::Field(what) => write!(f, "manifest field: {what}"),
+            Self::Mrtd(e) => write!(f, "TDX MRTD: {e}"),
+            Self::Rtmr1(e) => write!(f, "TDX RTMR1 (kernel Authenticode): {e}"),
         }
     }
 }
@@ -168,6 +205,18 @@ impl Manifest {
             vmm,
         })
         .map_err(ManifestError::Measure)?;
+        let tdx = match i.tdx_firmware {
+            None => None,
+            Some((name, fw)) => Some(TdxInfo {
+                firmware: TdxFirmwareInfo {
+                    name: name.to_owned(),
+                    sha256: sha256_hex(fw),
+                },
+                mrtd: hex::encode(mrtd(fw).map_err(ManifestError::Mrtd)?),
+                rtmr1: hex::encode(rtmr1_direct_boot(i.kernel).map_err(ManifestError::Rtmr1)?),
+                rtmr2: hex::encode(rtmr2_cmdline(i.cmdline)),
+            }),
+        };
         Ok(Self {
             generated: GENERATED.to_owned(),
             format: FORMAT,
@@ -190,6 +239,7 @@ impl Manifest {
                 launch_digest: hex::encode(digest),
                 vmm: vmm.to_string(),
             },
+            tdx,
         })
     }
 
@@ -243,6 +293,16 @@ impl Manifest {
             ));
         }
         parse_u64(&m.guest_features).map_err(|_| ManifestError::Field("guest_features"))?;
+        if let Some(t) = &m.tdx
+            && (!is_hex(&t.firmware.sha256, 64)
+                || !is_hex(&t.mrtd, 96)
+                || !is_hex(&t.rtmr1, 96)
+                || !is_hex(&t.rtmr2, 96))
+        {
+            return Err(ManifestError::Field(
+                "tdx: hash is not lowercase hex of the right length",
+            ));
+        }
         Ok(m)
     }
 
@@ -269,6 +329,7 @@ mod tests {
             vcpus: 1,
             vcpu_type: "EPYC-v4",
             guest_features: 0x1,
+            tdx_firmware: None,
         }
     }
 
@@ -339,4 +400,122 @@ mod tests {
             Err(ManifestError::Json(e)) if e.is_data()
         ));
     }
+
+    const TINY_PE: &[u8] = include_bytes!("../../attest/testdata/tdx/tiny_pe.efi");
+
+    /// A TDVF stand-in: one 4 KiB BFV section (MR.EXTEND) described by TDVF metadata behind the
+    /// OVMF footer GUID table (TDVF Design Guide rev 1.01 §11.1), 8 KiB in all.
+    fn tiny_tdvf() -> Vec<u8> {
+        let guid = |d1: u32, d2: u16, d3: u16, d4: [u8; 8]| {
+            let mut g = d1.to_le_bytes().to_vec();
+            g.extend_from_slice(&d2.to_le_bytes());
+            g.extend_from_slice(&d3.to_le_bytes());
+            g.extend_from_slice(&d4);
+            g
+        };
+        let mut img = vec![0xA5u8; 8192];
+        // TDVF descriptor at offset 4096: "TDVF", length, version 1, 1 section.
+        let mut d = b"TDVF".to_vec();
+        d.extend_from_slice(&(16u32 + 32).to_le_bytes());
+        d.extend_from_slice(&1u32.to_le_bytes());
+        d.extend_from_slice(&1u32.to_le_bytes());
+        // Section: data offset 0, raw size 4096, GPA 0xFFFF_E000, memory size 4096, type BFV (0),
+        // attributes MR.EXTEND.
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.extend_from_slice(&4096u32.to_le_bytes());
+        d.extend_from_slice(&0xFFFF_E000u64.to_le_bytes());
+        d.extend_from_slice(&4096u64.to_le_bytes());
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.extend_from_slice(&1u32.to_le_bytes());
+        img[4096..4096 + d.len()].copy_from_slice(&d);
+        // Footer table ending 32 bytes before the end: one entry (TDX metadata offset) then the
+        // table header entry; each entry is {data, u16 length, GUID}, read backwards.
+        let meta = guid(
+            0xe47a6535,
+            0x984a,
+            0x4798,
+            [0x86, 0x5e, 0x46, 0x85, 0xa7, 0xbf, 0x8e, 0xc2],
+        );
+        let table = guid(
+            0x96b582de,
+            0x1fb2,
+            0x45f7,
+            [0xba, 0xea, 0xa3, 0x66, 0xc5, 0x5a, 0x08, 0x2d],
+        );
+        let mut entry = ((8192 - 4096) as u32).to_le_bytes().to_vec();
+        entry.extend_from_slice(&(4u16 + 18).to_le_bytes());
+        entry.extend_from_slice(&meta);
+        let total = entry.len() + 18;
+        let mut tail = entry;
+        tail.extend_from_slice(&(total as u16).to_le_bytes());
+        tail.extend_from_slice(&table);
+        let end = 8192 - 32;
+        img[end - tail.len()..end].copy_from_slice(&tail);
+        img
+    }
+
+    #[test]
+    fn tdx_section_follows_kernel_and_cmdline() {
+        let fw = tiny_tdvf();
+        let with = |kernel: &'static [u8], cmdline: &'static str| {
+            Manifest::compute(&ManifestInputs {
+                tdx_firmware: Some(("OVMF.inteltdx.fd", &fw)),
+                ..inputs(kernel, cmdline)
+            })
+        };
+        let a = with(TINY_PE, "ckms.ip=dhcp").expect("compute");
+        let t = a.tdx.clone().expect("tdx section");
+        assert_eq!(t.mrtd, hex::encode(mrtd(&fw).unwrap()));
+        assert_eq!(t.rtmr1, hex::encode(rtmr1_direct_boot(TINY_PE).unwrap()));
+        assert_eq!(t.rtmr2, hex::encode(rtmr2_cmdline("ckms.ip=dhcp")));
+        assert_eq!(t.firmware.sha256, sha256_hex(&fw));
+        assert_eq!(Manifest::from_json(&a.to_json()).expect("parse"), a);
+        // Another command line changes RTMR2 only; without a TDVF there is no section.
+        let b = with(TINY_PE, "ckms.ip=dhcp ").expect("compute");
+        let tb = b.tdx.expect("tdx");
+        assert_eq!((tb.mrtd, tb.rtmr1), (t.mrtd.clone(), t.rtmr1.clone()));
+        assert_ne!(tb.rtmr2, t.rtmr2);
+        let plain = Manifest::compute(&inputs(TINY_PE, "x")).expect("compute");
+        assert!(plain.tdx.is_none() && !plain.to_json().contains("\"tdx\""));
+        // A kernel that is not a PE, a firmware without TDVF metadata.
+        assert!(matches!(
+            with(b"not a PE", "x"),
+            Err(ManifestError::Rtmr1(_))
+        ));
+        assert!(matches!(
+            Manifest::compute(&ManifestInputs {
+                tdx_firmware: Some(("x", SUFFIX)),
+                ..inputs(TINY_PE, "x")
+            }),
+            Err(ManifestError::Mrtd(_))
+        ));
+        let mut m = a;
+        if let Some(t) = m.tdx.as_mut() {
+            t.rtmr2.pop();
+        }
+        assert!(matches!(
+            Manifest::from_json(&m.to_json()),
+            Err(ManifestError::Field(f)) if f.starts_with("tdx:")
+        ));
+    }
+
+    /// MRTD of the pinned IntelTdx OVMF (ovmf-config/inteltdx-ovmf.sha256), when
+    /// `ovmf-config/build-inteltdx.sh` has built it into target/ovmf/IntelTdx (it is not in git).
+    #[test]
+    fn pinned_inteltdx_ovmf_mrtd() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let pin = std::fs::read_to_string(root.join("ovmf-config/inteltdx-ovmf.sha256")).unwrap();
+        let pinned_sha = pin.split_whitespace().next().unwrap();
+        let Ok(fw) = std::fs::read(root.join("target/ovmf/IntelTdx/OVMF.fd")) else {
+            eprintln!(
+                "target/ovmf/IntelTdx/OVMF.fd absent (ovmf-config/build-inteltdx.sh): MRTD not checked"
+            );
+            return;
+        };
+        assert_eq!(sha256_hex(&fw), pinned_sha);
+        assert_eq!(hex::encode(mrtd(&fw).unwrap()), INTELTDX_MRTD);
+    }
+
+    /// MRTD of the pinned IntelTdx OVMF, computed by `attest::measure::tdx::mrtd`.
+    const INTELTDX_MRTD: &str = "9830faab912a6b371ff014df496ae93a3692e6e50c56be9fc3b9d4e2f84be515b98e5ee9672da78132a4af84fad3d8fb";
 }

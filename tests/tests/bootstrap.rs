@@ -330,7 +330,8 @@ fn pinned(
     client: Option<&str>,
 ) -> (ckms::http::HttpClient, ckms::verify::AttestedKey) {
     let exp = ckms::verify::Expectation {
-        measurement: hex48(&env.emu.measurement),
+        measurement: Some(hex48(&env.emu.measurement)),
+        tdx: None,
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
         policy: Default::default(),
     };
@@ -555,9 +556,13 @@ fn quote_not_binding_the_key_is_refused() {
     let env = Env::new();
     let server = Server::start(&env.emu, &[]);
     let genuine = ckms::verify::capture_certificate(&server.url()).expect("capture");
-    let quote = ckms::verify::quote_of(&genuine)
+    let quote = match ckms::verify::quote_of(&genuine)
         .expect("parse")
-        .expect("quote");
+        .expect("quote")
+    {
+        ckms::verify::RaTlsQuote::Snp(q) => q,
+        other => panic!("not an SNP quote: {other:?}"),
+    };
 
     // Same quote, another key.
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
@@ -800,7 +805,8 @@ fn replayed_attestation_is_refused() {
     let server = Server::start(&env.emu, &[]);
     let (mut http, attested) = pinned(&env, &server, None);
     let exp = ckms::verify::Expectation {
-        measurement: hex48(&env.emu.measurement),
+        measurement: Some(hex48(&env.emu.measurement)),
+        tdx: None,
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
         policy: Default::default(),
     };
@@ -861,7 +867,8 @@ fn two_ports_with_different_keys_fail_verify() {
 
     // A connection pinned to the first server's attested key refuses the second server outright.
     let exp = ckms::verify::Expectation {
-        measurement: hex48(&env.emu.measurement),
+        measurement: Some(hex48(&env.emu.measurement)),
+        tdx: None,
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
         policy: Default::default(),
     };

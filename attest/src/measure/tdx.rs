@@ -16,7 +16,8 @@
 //! metadata order, extending each page right after adding it.
 //!
 //! Not cross-checked against hardware here (no public TDVF image with a published MRTD was
-//! available); see the tests for what is covered.
+//! available). The MRTD of the pinned IntelTdx OVMF agrees with `ovmf-config/tdvf-mrtd.py`, a
+//! second implementation written from the specifications; see the tests for what is covered.
 
 use alloc::vec::Vec;
 use core::fmt;

@@ -479,4 +479,45 @@ mod tests {
         b[32 + 28] = 0x0B; // the only algorithm becomes SHA-256
         assert_eq!(EventLog::parse(&b), Err(EventLogError::NoSha384));
     }
+
+    /// `testdata/tdx/ccel_synthetic.bin` (written by `ccel_synthetic.py` in the same directory: the
+    /// event sequence of a TDVF direct boot, SHA-384 only, 0xFF fill) replays to the RTMRs Intel's
+    /// pytdxmeasure 0.0.9 (`TDEventLogActor.replay`, an independent parser and replay) printed.
+    #[test]
+    fn synthetic_ccel_matches_pytdxmeasure() {
+        let bytes = include_bytes!("../../testdata/tdx/ccel_synthetic.bin");
+        let log = EventLog::parse(bytes).unwrap();
+        let expected = [
+            "4831bc6b5c18403015b3b29d53253f5501dbf3a5422833e98e53778c972a9da82ffa0a2399fb6b6d331352ceabae09a8",
+            "8f450cd2f1ff2ee03e02cb8ef94f0b0a2241f87f1d8545d2c8adddfccdc38592d60b0134fae04341a9f3c720dd1bb4d0",
+            "80643275409c10b9947290c0d041627f4d7bee55d0dd7fb7b778ae75377b51e712d4a6e4fc73877ffd4d9f45cec047b6",
+            "b592ccecd032c87f14d351f5408140602b24919fd7a9d57ba1be541e4ca54c20c3588d4420bccdb93b9b4e5a2c9f18df",
+        ];
+        let replayed = log.replay();
+        for (i, want) in expected.iter().enumerate() {
+            let mut w = [0u8; 48];
+            for (j, b) in w.iter_mut().enumerate() {
+                *b = u8::from_str_radix(&want[2 * j..2 * j + 2], 16).unwrap();
+            }
+            assert_eq!(replayed[i], w, "RTMR{i}");
+        }
+        // RTMR1 is the direct-boot sequence `measure::tdx::rtmr1_direct_boot` assumes, with the
+        // kernel digest of the log.
+        let rtmr1 = rtmr_replay(
+            [
+                h(b"kms.efi authenticode stand-in"),
+                h(b"Calling EFI Application from Boot Option"),
+                h(&[0, 0, 0, 0]),
+                h(b"Exit Boot Services Invocation"),
+                h(b"Exit Boot Services Returned with Success"),
+            ]
+            .iter(),
+        );
+        assert_eq!(replayed[1], rtmr1);
+        // RTMR2: the command-line event as `measure::tdx::rtmr2_cmdline` computes it.
+        assert_eq!(
+            replayed[2],
+            crate::measure::tdx::rtmr2_cmdline("ckms.ip=dhcp")
+        );
+    }
 }

@@ -10,8 +10,8 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use subtle::ConstantTimeEq;
-
+pub use super::policy::TdxPolicy;
+use super::policy::{TdxPolicyError, check_body};
 use super::quote::{Quote, QuoteError, TdQuoteBody};
 
 /// Why TDX verification failed.
@@ -26,14 +26,8 @@ pub enum TdxVerifyError {
     Dcap(String),
     /// The platform TCB status is not one the policy accepts.
     TcbStatus(String),
-    /// The TD is debuggable and the policy does not allow it.
-    DebugTd,
-    /// MRTD is not the expected one.
-    MrTdMismatch,
-    /// An RTMR (index) is not the expected one.
-    RtmrMismatch(usize),
-    /// REPORTDATA is not the expected one.
-    ReportDataMismatch,
+    /// The TD fields do not satisfy the policy.
+    Policy(TdxPolicyError),
 }
 
 impl fmt::Display for TdxVerifyError {
@@ -43,10 +37,7 @@ impl fmt::Display for TdxVerifyError {
             Self::Collateral => f.write_str("collateral JSON does not parse"),
             Self::Dcap(e) => write!(f, "quote verification failed: {e}"),
             Self::TcbStatus(s) => write!(f, "platform TCB status {s} is not accepted"),
-            Self::DebugTd => f.write_str("the TD is debuggable"),
-            Self::MrTdMismatch => f.write_str("MRTD differs from the expected one"),
-            Self::RtmrMismatch(i) => write!(f, "RTMR{i} differs from the expected one"),
-            Self::ReportDataMismatch => f.write_str("report_data differs from the expected one"),
+            Self::Policy(e) => write!(f, "{e}"),
         }
     }
 }
@@ -56,51 +47,6 @@ impl core::error::Error for TdxVerifyError {}
 impl From<QuoteError> for TdxVerifyError {
     fn from(e: QuoteError) -> Self {
         Self::Quote(e)
-    }
-}
-
-/// What to require of a TD. Built with [`TdxPolicy::new`], which takes the expected MRTD.
-#[derive(Debug, Clone)]
-pub struct TdxPolicy {
-    mr_td: [u8; 48],
-    rtmr: [Option<[u8; 48]>; 4],
-    report_data: Option<[u8; 64]>,
-    allow_debug: bool,
-    accepted_tcb_status: Vec<String>,
-}
-
-impl TdxPolicy {
-    /// Require `expected_mr_td`, a non-debug TD and TCB status `UpToDate`.
-    pub fn new(expected_mr_td: [u8; 48]) -> Self {
-        Self {
-            mr_td: expected_mr_td,
-            rtmr: [None; 4],
-            report_data: None,
-            allow_debug: false,
-            accepted_tcb_status: alloc::vec!["UpToDate".to_string()],
-        }
-    }
-    /// Require RTMR `index` (0..=3; others are ignored) to equal `value`.
-    pub fn rtmr(mut self, index: usize, value: [u8; 48]) -> Self {
-        if let Some(slot) = self.rtmr.get_mut(index) {
-            *slot = Some(value);
-        }
-        self
-    }
-    /// Require this REPORTDATA.
-    pub fn report_data(mut self, report_data: [u8; 64]) -> Self {
-        self.report_data = Some(report_data);
-        self
-    }
-    /// Accept debuggable TDs.
-    pub fn allow_debug(mut self, allow: bool) -> Self {
-        self.allow_debug = allow;
-        self
-    }
-    /// Also accept this TCB status (e.g. "SWHardeningNeeded", "OutOfDate").
-    pub fn accept_tcb_status(mut self, status: &str) -> Self {
-        self.accepted_tcb_status.push(status.to_string());
-        self
     }
 }
 
@@ -145,24 +91,7 @@ pub fn verify_tdx_quote(
         return Err(TdxVerifyError::TcbStatus(verified.status));
     }
     let body = *parsed.body;
-    if body.debug() && !policy.allow_debug {
-        return Err(TdxVerifyError::DebugTd);
-    }
-    if !bool::from(body.mr_td.ct_eq(&policy.mr_td)) {
-        return Err(TdxVerifyError::MrTdMismatch);
-    }
-    for (i, (got, want)) in body.rtmr.iter().zip(policy.rtmr.iter()).enumerate() {
-        if let Some(want) = want
-            && !bool::from(got.ct_eq(want))
-        {
-            return Err(TdxVerifyError::RtmrMismatch(i));
-        }
-    }
-    if let Some(rd) = &policy.report_data
-        && !bool::from(body.report_data.ct_eq(rd))
-    {
-        return Err(TdxVerifyError::ReportDataMismatch);
-    }
+    check_body(&body, policy).map_err(TdxVerifyError::Policy)?;
     Ok(VerifiedTdxQuote {
         body,
         tcb_status: verified.status,
@@ -179,17 +108,26 @@ mod tests {
     /// 2025-07-01T00:00:00Z, inside the sample collateral's validity (2025-06-19 .. 2025-07-19).
     const NOW: u64 = 1_751_328_000;
 
+    use crate::tdx::policy::TdField;
+
     fn mr_td() -> [u8; 48] {
         Quote::parse(QUOTE).unwrap().body.mr_td
     }
 
+    /// The sample quote's TD: does it have SEPT_VE_DISABLE? The policy follows it so the
+    /// other checks are reached.
+    fn policy(m: [u8; 48]) -> TdxPolicy {
+        let attrs = u64::from_le_bytes(Quote::parse(QUOTE).unwrap().body.td_attributes);
+        TdxPolicy::new(m).require_sept_ve_disable(attrs & (1 << 28) != 0)
+    }
+
     #[test]
     fn sample_quote_verifies() {
-        let v = verify_tdx_quote(QUOTE, COLLATERAL, NOW, &TdxPolicy::new(mr_td())).unwrap();
+        let v = verify_tdx_quote(QUOTE, COLLATERAL, NOW, &policy(mr_td())).unwrap();
         assert_eq!(v.tcb_status(), "UpToDate");
         assert_eq!(v.body().mr_td, mr_td());
         let body = *Quote::parse(QUOTE).unwrap().body;
-        let p = TdxPolicy::new(mr_td())
+        let p = policy(mr_td())
             .rtmr(0, body.rtmr[0])
             .rtmr(3, body.rtmr[3])
             .report_data(body.report_data);
@@ -200,19 +138,25 @@ mod tests {
     fn policy_mismatches_fail() {
         let mut m = mr_td();
         m[0] ^= 1;
-        assert_eq!(
-            verify_tdx_quote(QUOTE, COLLATERAL, NOW, &TdxPolicy::new(m)).unwrap_err(),
-            TdxVerifyError::MrTdMismatch
-        );
-        let p = TdxPolicy::new(mr_td()).rtmr(2, [7; 48]);
+        assert!(matches!(
+            verify_tdx_quote(QUOTE, COLLATERAL, NOW, &policy(m)).unwrap_err(),
+            TdxVerifyError::Policy(TdxPolicyError::Mismatch {
+                field: TdField::MrTd,
+                ..
+            })
+        ));
+        let p = policy(mr_td()).rtmr(2, [7; 48]);
+        assert!(matches!(
+            verify_tdx_quote(QUOTE, COLLATERAL, NOW, &p).unwrap_err(),
+            TdxVerifyError::Policy(TdxPolicyError::Mismatch {
+                field: TdField::Rtmr(2),
+                ..
+            })
+        ));
+        let p = policy(mr_td()).report_data([7; 64]);
         assert_eq!(
             verify_tdx_quote(QUOTE, COLLATERAL, NOW, &p).unwrap_err(),
-            TdxVerifyError::RtmrMismatch(2)
-        );
-        let p = TdxPolicy::new(mr_td()).report_data([7; 64]);
-        assert_eq!(
-            verify_tdx_quote(QUOTE, COLLATERAL, NOW, &p).unwrap_err(),
-            TdxVerifyError::ReportDataMismatch
+            TdxVerifyError::Policy(TdxPolicyError::ReportDataMismatch)
         );
     }
 
@@ -222,22 +166,17 @@ mod tests {
         for pos in [48 + 136, 48 + 520, 48 + 584 + 4 + 10, 48 + 584 + 4 + 100] {
             let mut q = QUOTE.to_vec();
             q[pos] ^= 1;
-            let e = verify_tdx_quote(&q, COLLATERAL, NOW, &TdxPolicy::new(mr_td()));
+            let e = verify_tdx_quote(&q, COLLATERAL, NOW, &policy(mr_td()));
             assert!(
                 matches!(e, Err(TdxVerifyError::Dcap(_))),
                 "pos {pos}: {e:?}"
             );
         }
         // After the collateral's nextUpdate.
-        let e = verify_tdx_quote(
-            QUOTE,
-            COLLATERAL,
-            NOW + 60 * 86_400,
-            &TdxPolicy::new(mr_td()),
-        );
+        let e = verify_tdx_quote(QUOTE, COLLATERAL, NOW + 60 * 86_400, &policy(mr_td()));
         assert!(matches!(e, Err(TdxVerifyError::Dcap(_))), "{e:?}");
         assert_eq!(
-            verify_tdx_quote(QUOTE, b"{}", NOW, &TdxPolicy::new(mr_td())).unwrap_err(),
+            verify_tdx_quote(QUOTE, b"{}", NOW, &policy(mr_td())).unwrap_err(),
             TdxVerifyError::Collateral
         );
     }

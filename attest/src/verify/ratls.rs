@@ -66,6 +66,11 @@ pub enum RaTlsVerifyError {
     KeyNotBound,
     /// `REPORT_DATA[32..64]` is not the expected nonce (zero in a certificate).
     NonceMismatch,
+    /// The quote is a TDX quote and the verifier expects an SEV-SNP one, or the reverse (the
+    /// expectation names no measurement for that platform).
+    NoExpectationFor(&'static str),
+    /// TDX evidence failed ([`crate::tdx::evidence`]).
+    Tdx(crate::tdx::evidence::TdxEvidenceError),
 }
 
 impl fmt::Display for RaTlsVerifyError {
@@ -88,6 +93,8 @@ impl fmt::Display for RaTlsVerifyError {
             Self::Report(e) => write!(f, "{e}"),
             Self::KeyNotBound => f.write_str("report_data does not bind the certificate key"),
             Self::NonceMismatch => f.write_str("report_data does not carry the expected nonce"),
+            Self::NoExpectationFor(p) => write!(f, "no expected {p} measurement was given"),
+            Self::Tdx(e) => write!(f, "{e}"),
         }
     }
 }
@@ -97,6 +104,7 @@ impl core::error::Error for RaTlsVerifyError {
         match self {
             Self::Quote(e) => Some(e),
             Self::Report(e) => Some(e),
+            Self::Tdx(e) => Some(e),
             _ => None,
         }
     }

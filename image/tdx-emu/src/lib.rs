@@ -9,15 +9,22 @@
 //!   of the attestation key ‖ QE authentication data), the QE report signed by the PCK key, and
 //!   the PEM chain — as DCAP's quoting enclave lays it out.
 //!
+//! - [`proto`] and [`server`]: the framed protocol `tdx-emu serve` speaks on a unix socket
+//!   (GetQuote: TDREPORT in, quote v4 out; see docs/tdx-emu.md).
+//!
 //! **Nothing it produces is evidence of anything**: the keys come from a public seed. The
 //! quotes pass `attest::tdx::local::verify_quote_signatures` with the emulator's root given
 //! explicitly; they do not pass `dcap-qvl` (no TCB info, QE identity or CRLs are signed by the
 //! test chain, and the PCK carries no SGX extensions; see docs/tdx-emu.md).
 
+pub mod proto;
+pub mod server;
+
 use der::asn1::{BitString, OctetString, UtcTime};
 use der::{Encode, Sequence, oid::ObjectIdentifier};
+use hmac::{Hmac, KeyInit, Mac};
 use p256::ecdsa::{Signature, SigningKey, signature::Signer};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha384};
 use spki::{AlgorithmIdentifierOwned, EncodePublicKey, SubjectPublicKeyInfoOwned};
 use std::time::Duration;
 use x509_cert::ext::Extension;
@@ -44,6 +51,9 @@ pub enum EmuError {
     Der(der::Error),
     /// A key could not be derived or encoded.
     Key,
+    /// A TDREPORT given to the quoting enclave is not one this TDX module made (its MAC does
+    /// not verify, or it is not a TDX report): the QE's local report check.
+    ReportMac,
 }
 
 impl std::fmt::Display for EmuError {
@@ -51,6 +61,7 @@ impl std::fmt::Display for EmuError {
         match self {
             Self::Der(e) => write!(f, "DER: {e}"),
             Self::Key => f.write_str("key derivation failed"),
+            Self::ReportMac => f.write_str("TDREPORT MAC does not verify"),
         }
     }
 }
@@ -155,6 +166,7 @@ pub struct Chain {
     pub pck_der: Vec<u8>,
     pck_key: SigningKey,
     attestation_key: SigningKey,
+    report_mac_key: [u8; 32],
 }
 
 impl Chain {
@@ -176,7 +188,27 @@ impl Chain {
             pck_der: cert(3, "tdx-emu platform CA", "tdx-emu PCK", &pck, &inter, false)?,
             pck_key: pck,
             attestation_key: key(seed, "attestation key")?,
+            report_mac_key: Sha256::digest(format!("{seed}\0report MAC key").as_bytes()).into(),
         })
+    }
+
+    /// The private keys as PKCS#8 PEM: `(name, pem)` for root, intermediate, pck and
+    /// attestation (the root and intermediate keys are re-derived from `seed`).
+    pub fn key_pems_for(seed: &str) -> Result<Vec<(&'static str, String)>, EmuError> {
+        use p256::pkcs8::EncodePrivateKey;
+        let mut out = Vec::new();
+        for (name, label) in [
+            ("root", "root"),
+            ("intermediate", "intermediate"),
+            ("pck", "pck"),
+            ("attestation", "attestation key"),
+        ] {
+            let pem = key(seed, label)?
+                .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+                .map_err(|_| EmuError::Key)?;
+            out.push((name, pem.to_string()));
+        }
+        Ok(out)
     }
 
     /// PCK ‖ intermediate ‖ root as PEM (the certification data of type 5).
@@ -191,6 +223,11 @@ impl Chain {
     }
 }
 
+/// `ATTRIBUTES.DEBUG` (bit 0): the TD is debuggable, so its evidence means nothing.
+pub const ATTR_DEBUG: u64 = 1 << 0;
+/// `ATTRIBUTES.SEPT_VE_DISABLE` (bit 28): EPT violations on pending pages do not become #VE.
+pub const ATTR_SEPT_VE_DISABLE: u64 = 1 << 28;
+
 /// What the emulated TD reports.
 #[derive(Debug, Clone)]
 pub struct TdMeasurements {
@@ -202,7 +239,35 @@ pub struct TdMeasurements {
     pub attributes: u64,
     /// TEE_TCB_SVN.
     pub tee_tcb_svn: [u8; 16],
+    /// MRCONFIGID (zero unless the VMM sets one).
+    pub mr_config_id: [u8; 48],
+    /// MROWNER.
+    pub mr_owner: [u8; 48],
+    /// MROWNERCONFIG.
+    pub mr_owner_config: [u8; 48],
 }
+
+impl Default for TdMeasurements {
+    /// All zero, with `SEPT_VE_DISABLE` set and DEBUG clear (what a production TD has).
+    fn default() -> Self {
+        Self {
+            mr_td: [0; 48],
+            rtmr: [[0; 48]; 4],
+            attributes: ATTR_SEPT_VE_DISABLE,
+            tee_tcb_svn: [0; 16],
+            mr_config_id: [0; 48],
+            mr_owner: [0; 48],
+            mr_owner_config: [0; 48],
+        }
+    }
+}
+
+/// Byte ranges of a TDREPORT_STRUCT (`attest::tdx::report`): REPORTMACSTRUCT, TEE_TCB_INFO,
+/// TDINFO, and the MAC inside REPORTMACSTRUCT.
+const MAC_COVERED: core::ops::Range<usize> = 0..224;
+const MAC: core::ops::Range<usize> = 224..256;
+const TEE_TCB_INFO: core::ops::Range<usize> = 256..495;
+const TD_INFO: core::ops::Range<usize> = 512..1024;
 
 /// The emulated TDX module + quoting enclave.
 pub struct Emulator {
@@ -221,26 +286,63 @@ impl Emulator {
         &self.chain
     }
 
-    /// TDG.MR.REPORT: a TDREPORT_STRUCT for `report_data` (the MAC is zero: nothing local
-    /// checks it, the quote is what is verified).
-    pub fn td_report(&self, report_data: &[u8; 64]) -> [u8; 1024] {
+    /// What the TD reports.
+    pub fn measurements(&self) -> &TdMeasurements {
+        &self.td
+    }
+
+    /// TDG.MR.REPORT: a TDREPORT_STRUCT for `report_data`. As in the TDX module, the
+    /// REPORTMACSTRUCT carries SHA-384 of TEE_TCB_INFO and of TDINFO, and a MAC over itself
+    /// under a key only this module (and its quoting enclave) knows — here HMAC-SHA-256 with a
+    /// key derived from the seed — so the QE quotes only reports made by this module.
+    pub fn td_report(&self, report_data: &[u8; 64]) -> Result<[u8; 1024], EmuError> {
         let mut r = [0u8; 1024];
         r[0] = 0x81; // REPORTTYPE: TDX
         r[128..192].copy_from_slice(report_data);
+        r[256..264].copy_from_slice(&u64::MAX.to_le_bytes()); // TEE_TCB_INFO.VALID
         r[256 + 8..256 + 24].copy_from_slice(&self.td.tee_tcb_svn);
         let ti = 512;
         r[ti..ti + 8].copy_from_slice(&self.td.attributes.to_le_bytes());
         r[ti + 8..ti + 16].copy_from_slice(&0xE7u64.to_le_bytes()); // XFAM
         r[ti + 16..ti + 64].copy_from_slice(&self.td.mr_td);
+        r[ti + 64..ti + 112].copy_from_slice(&self.td.mr_config_id);
+        r[ti + 112..ti + 160].copy_from_slice(&self.td.mr_owner);
+        r[ti + 160..ti + 208].copy_from_slice(&self.td.mr_owner_config);
         for (i, m) in self.td.rtmr.iter().enumerate() {
             let o = ti + 208 + 48 * i;
             r[o..o + 48].copy_from_slice(m);
         }
-        r
+        let tcb_hash = Sha384::digest(&r[TEE_TCB_INFO]);
+        r[32..80].copy_from_slice(&tcb_hash);
+        let info_hash = Sha384::digest(&r[TD_INFO]);
+        r[80..128].copy_from_slice(&info_hash);
+        let mac = self.report_mac(&r)?;
+        r[MAC].copy_from_slice(&mac);
+        Ok(r)
     }
 
-    /// The quoting enclave: a quote v4 over a TDREPORT made by [`Emulator::td_report`].
+    fn report_mac(&self, r: &[u8; 1024]) -> Result<[u8; 32], EmuError> {
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.chain.report_mac_key)
+            .map_err(|_| EmuError::Key)?;
+        m.update(&r[MAC_COVERED]);
+        Ok(m.finalize().into_bytes().into())
+    }
+
+    /// The quoting enclave's local check of a TDREPORT (EVERIFYREPORT2 on hardware): type TDX,
+    /// the two hashes match TEE_TCB_INFO and TDINFO, the MAC verifies.
+    pub fn check_report(&self, r: &[u8; 1024]) -> Result<(), EmuError> {
+        let mac = self.report_mac(r)?;
+        let ok = r[0] == 0x81
+            && r[32..80] == Sha384::digest(&r[TEE_TCB_INFO])[..]
+            && r[80..128] == Sha384::digest(&r[TD_INFO])[..]
+            && bool::from(subtle::ConstantTimeEq::ct_eq(&r[MAC], &mac[..]));
+        if ok { Ok(()) } else { Err(EmuError::ReportMac) }
+    }
+
+    /// The quoting enclave: a quote v4 over a TDREPORT made by [`Emulator::td_report`] (any
+    /// other TDREPORT is refused with [`EmuError::ReportMac`]).
     pub fn quote(&self, td_report: &[u8; 1024]) -> Result<Vec<u8>, EmuError> {
+        self.check_report(td_report)?;
         let mut q = Vec::with_capacity(5000);
         // Header (48 bytes).
         q.extend_from_slice(&QUOTE_VERSION_4.to_le_bytes());

@@ -12,6 +12,7 @@ fn emu(seed: &str) -> Emulator {
             rtmr: [[0x20; 48], [0x21; 48], [0x22; 48], [0x23; 48]],
             attributes: 1 << 28,
             tee_tcb_svn: [3; 16],
+            ..TdMeasurements::default()
         },
     )
 }
@@ -19,7 +20,7 @@ fn emu(seed: &str) -> Emulator {
 #[test]
 fn quote_verifies_with_the_test_root() {
     let e = emu(DEFAULT_SEED);
-    let quote = e.quote(&e.td_report(&[0xAB; 64])).unwrap();
+    let quote = e.quote(&e.td_report(&[0xAB; 64]).unwrap()).unwrap();
     let body = verify_quote_signatures(&quote, &e.chain().root_der).unwrap();
     assert_eq!(body.mr_td, [0x11; 48]);
     assert_eq!(body.rtmr[2], [0x22; 48]);
@@ -27,14 +28,17 @@ fn quote_verifies_with_the_test_root() {
     assert!(!body.debug());
     // Deterministic: same seed, same bytes.
     let again = emu(DEFAULT_SEED);
-    assert_eq!(again.quote(&again.td_report(&[0xAB; 64])).unwrap(), quote);
+    assert_eq!(
+        again.quote(&again.td_report(&[0xAB; 64]).unwrap()).unwrap(),
+        quote
+    );
     assert_eq!(again.chain().root_der, e.chain().root_der);
 }
 
 #[test]
 fn tampered_quotes_and_wrong_roots_are_refused() {
     let e = emu(DEFAULT_SEED);
-    let quote = e.quote(&e.td_report(&[0xAB; 64])).unwrap();
+    let quote = e.quote(&e.td_report(&[0xAB; 64]).unwrap()).unwrap();
     let root = &e.chain().root_der;
     // Body bytes (MRTD, REPORTDATA): the attestation key's signature breaks.
     for pos in [48 + 136, 48 + 520] {
@@ -66,7 +70,7 @@ fn tampered_quotes_and_wrong_roots_are_refused() {
         verify_quote_signatures(&quote, &other.chain().root_der),
         Err(LocalVerifyError::UntrustedRoot)
     ));
-    let foreign = other.quote(&other.td_report(&[0; 64])).unwrap();
+    let foreign = other.quote(&other.td_report(&[0; 64]).unwrap()).unwrap();
     assert!(matches!(
         verify_quote_signatures(&foreign, root),
         Err(LocalVerifyError::UntrustedRoot)
