@@ -174,7 +174,10 @@ pub fn run_case(case: &Case, transport: &mut dyn Transport, now: i64) -> CaseRes
     let failure = case.steps.iter().enumerate().find_map(|(i, step)| {
         let outcome = resolve(&step.request, &ctx)
             .map_err(|e| format!("request: {e}"))
-            .and_then(|req| transport.send(&req))
+            .and_then(|req| {
+                ctx.note_sent(&req);
+                transport.send(&req)
+            })
             .and_then(|resp| {
                 compare(&step.response, &resp, &mut ctx)
                     .map_err(|m| format!("{m}{}", server_message(&resp)))

@@ -987,6 +987,7 @@ fn batch_request_message() {
             {"tag":"ProtocolVersion","value":[
                 {"tag":"ProtocolVersionMajor","type":"Integer","value":2},
                 {"tag":"ProtocolVersionMinor","type":"Integer","value":1}]},
+            {"tag":"BatchErrorContinuationOption","type":"Enumeration","value":"Continue"},
             {"tag":"BatchCount","type":"Integer","value":3}]},
         {"tag":"BatchItem","value":[
             {"tag":"Operation","type":"Enumeration","value":"Create"},
@@ -1024,6 +1025,199 @@ fn batch_request_message() {
     );
     let header = field(&r, "ResponseHeader").unwrap();
     assert_eq!(field(header, "BatchCount").unwrap()["value"], 3);
+}
+
+fn message(option: Option<&str>, items: Vec<Value>) -> Value {
+    let mut header = vec![json!({"tag":"ProtocolVersion","value":[
+        {"tag":"ProtocolVersionMajor","type":"Integer","value":2},
+        {"tag":"ProtocolVersionMinor","type":"Integer","value":1}]})];
+    if let Some(o) = option {
+        header.push(json!({"tag":"BatchErrorContinuationOption","type":"Enumeration","value":o}));
+    }
+    header.push(json!({"tag":"ClientCorrelationValue","type":"TextString","value":"c-1"}));
+    header.push(json!({"tag":"BatchCount","type":"Integer","value":items.len()}));
+    let mut v = vec![json!({"tag":"RequestHeader","value":header})];
+    v.extend(items);
+    json!({"tag":"RequestMessage","value":v})
+}
+
+fn item(op: &str, payload: Value) -> Value {
+    json!({"tag":"BatchItem","value":[
+        {"tag":"Operation","type":"Enumeration","value":op},
+        {"tag":"RequestPayload","value":payload}]})
+}
+
+fn batch_items(r: &Value) -> Vec<Value> {
+    r["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tag"] == "BatchItem")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn batch_id_placeholder_check_interop_log_and_header() {
+    let mut t = T::new();
+    // Create, then Get / Check / Activate naming no object: the ID placeholder (the uid the
+    // Create returned) is theirs. Interop and Log answer empty payloads.
+    let r = t.ok(
+        "alice",
+        message(
+            None,
+            vec![
+                item(
+                    "Interop",
+                    json!([
+                    {"tag":"InteropFunction","type":"Enumeration","value":"Begin"},
+                    {"tag":"InteropIdentifier","type":"TextString","value":"T-1"}]),
+                ),
+                item(
+                    "Create",
+                    create_sym("AES", 128, 4, &[], false)["value"].clone(),
+                ),
+                item(
+                    "Check",
+                    json!([{"tag":"CryptographicUsageMask","type":"Integer","value":4}]),
+                ),
+                item("Get", json!([])),
+                item(
+                    "Log",
+                    json!([{"tag":"LogMessage","type":"TextString","value":"hi"}]),
+                ),
+            ],
+        ),
+    );
+    let items = batch_items(&r);
+    assert_eq!(items.len(), 5);
+    for i in &items {
+        assert_eq!(text(i, "ResultStatus"), "Success", "{i}");
+    }
+    assert_eq!(
+        field(&items[0], "ResponsePayload").unwrap()["value"],
+        json!([])
+    );
+    let uid = text(
+        field(&items[1], "ResponsePayload").unwrap(),
+        "UniqueIdentifier",
+    );
+    assert_eq!(
+        text(
+            field(&items[2], "ResponsePayload").unwrap(),
+            "UniqueIdentifier"
+        ),
+        uid
+    );
+    assert_eq!(
+        text(
+            field(&items[3], "ResponsePayload").unwrap(),
+            "UniqueIdentifier"
+        ),
+        uid
+    );
+    let header = field(&r, "ResponseHeader").unwrap();
+    assert_eq!(text(header, "ClientCorrelationValue"), "c-1");
+    assert_eq!(text(header, "ServerCorrelationValue").len(), 16);
+
+    // Check with a use the mask does not allow; by default (Stop) what follows is not run.
+    let r = t.ok(
+        "alice",
+        message(
+            None,
+            vec![
+                item(
+                    "Check",
+                    json!([
+                    {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+                    {"tag":"CryptographicUsageMask","type":"Integer","value":8}]),
+                ),
+                item(
+                    "Activate",
+                    json!([{"tag":"UniqueIdentifier","type":"TextString","value":uid}]),
+                ),
+            ],
+        ),
+    );
+    let items = batch_items(&r);
+    assert_eq!(
+        text(&items[0], "ResultReason"),
+        "IncompatibleCryptographicUsageMask"
+    );
+    assert_eq!(
+        text(&items[1], "ResultReason"),
+        "OperationCanceledByRequester"
+    );
+}
+
+#[test]
+fn batch_undo_restores_what_earlier_items_did() {
+    let mut t = T::new();
+    let created = t.ok("alice", create_sym("AES", 128, 4, &[], false));
+    let uid = text(&created, "UniqueIdentifier");
+    // Activate succeeds, Create succeeds, Check fails: Undo rolls both back.
+    let r = t.ok(
+        "alice",
+        message(
+            Some("Undo"),
+            vec![
+                item(
+                    "Activate",
+                    json!([{"tag":"UniqueIdentifier","type":"TextString","value":uid}]),
+                ),
+                item(
+                    "Create",
+                    create_sym("AES", 128, 4, &[], false)["value"].clone(),
+                ),
+                item(
+                    "Check",
+                    json!([
+                    {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+                    {"tag":"CryptographicUsageMask","type":"Integer","value":8}]),
+                ),
+            ],
+        ),
+    );
+    let items = batch_items(&r);
+    assert_eq!(text(&items[0], "ResultStatus"), "OperationUndone");
+    assert_eq!(text(&items[1], "ResultStatus"), "OperationUndone");
+    assert_eq!(text(&items[2], "ResultStatus"), "OperationFailed");
+    let other = text(
+        field(&items[1], "ResponsePayload").unwrap(),
+        "UniqueIdentifier",
+    );
+    let a = t.ok(
+        "alice",
+        json!({"tag":"GetAttributes","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"AttributeReference","type":"Enumeration","value":"State"}]}),
+    );
+    assert_eq!(text(field(&a, "Attributes").unwrap(), "State"), "PreActive");
+    let e = t.err(
+        "alice",
+        json!({"tag":"Get","value":[{"tag":"UniqueIdentifier","type":"TextString","value":other}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+}
+
+#[test]
+fn maximum_response_size_fails_every_item() {
+    let mut t = T::new();
+    let mut m = message(
+        None,
+        vec![item(
+            "Query",
+            json!([
+            {"tag":"QueryFunction","type":"Enumeration","value":"QueryOperations"}]),
+        )],
+    );
+    m["value"][0]["value"].as_array_mut().unwrap().insert(
+        1,
+        json!({"tag":"MaximumResponseSize","type":"Integer","value":64}),
+    );
+    let r = t.ok("alice", m);
+    let items = batch_items(&r);
+    assert_eq!(text(&items[0], "ResultReason"), "ResponseTooLarge");
 }
 
 #[test]
