@@ -1823,3 +1823,70 @@ fn import_grantee_cannot_replace_key_material() {
         vec![4; 32]
     );
 }
+
+#[test]
+fn derived_attributes_digest_short_uid_original_creation_date() {
+    use sha2::Digest as _;
+    let mut t = T::new();
+    let r = t.ok(
+        "alice",
+        json!({"tag":"Register","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+            {"tag":"Attributes","value":[
+                {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+                {"tag":"CryptographicLength","type":"Integer","value":128}]},
+            {"tag":"SymmetricKey","value":[{"tag":"KeyBlock","value":[
+                {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"},
+                {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString",
+                    "value":"000102030405060708090A0B0C0D0E0F"}]},
+                {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+                {"tag":"CryptographicLength","type":"Integer","value":128}]}]}]}),
+    );
+    let uid = text(&r, "UniqueIdentifier");
+    let a = t.ok(
+        "alice",
+        json!({"tag":"GetAttributes","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"AttributeReference","type":"Enumeration","value":"Digest"},
+            {"tag":"AttributeReference","type":"Enumeration","value":"ShortUniqueIdentifier"},
+            {"tag":"AttributeReference","type":"Enumeration","value":"OriginalCreationDate"}]}),
+    );
+    let attrs = field(&a, "Attributes").unwrap();
+    let digest = field(attrs, "Digest").unwrap();
+    let key: Vec<u8> = (0u8..16).collect();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
+    assert_eq!(
+        text(digest, "DigestValue"),
+        hex(&sha2::Sha256::digest(&key))
+    );
+    assert_eq!(text(digest, "HashingAlgorithm"), "SHA256");
+    assert_eq!(
+        text(attrs, "ShortUniqueIdentifier"),
+        hex(&sha2::Sha256::digest(uid.as_bytes()))
+    );
+    assert!(field(attrs, "OriginalCreationDate").is_some());
+    // Asking for every attribute keeps the Cosmian set (its clients know those).
+    let all = t.ok(
+        "alice",
+        json!({"tag":"GetAttributes","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid}]}),
+    );
+    assert!(field(field(&all, "Attributes").unwrap(), "Digest").is_none());
+    // GetAttributeList names them.
+    let list = t.ok(
+        "alice",
+        json!({"tag":"GetAttributeList","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid}]}),
+    );
+    let names: Vec<&str> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tag"] == "AttributeReference")
+        .filter_map(|c| c["value"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"Digest") && names.contains(&"ShortUniqueIdentifier"),
+        "{names:?}"
+    );
+}

@@ -610,11 +610,10 @@ impl<S: Store> Kms<S> {
             }
             Request::GetAttributes { uid, references } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
-                let all = self.full_attributes(&o, env.now);
                 let attributes = if references.is_empty() {
-                    all
+                    self.full_attributes(&o, env.now)
                 } else {
-                    filter_attributes(&all, &references)
+                    filter_attributes(&self.derived_attributes(&o, env.now), &references)
                 };
                 Ok(Response::GetAttributes {
                     uid: o.uid.clone(),
@@ -623,7 +622,7 @@ impl<S: Store> Kms<S> {
             }
             Request::GetAttributeList { uid } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
-                let all = self.full_attributes(&o, env.now).to_ttlv("Attributes");
+                let all = self.derived_attributes(&o, env.now).to_ttlv("Attributes");
                 let mut references = Vec::new();
                 let mut seen = BTreeSet::new();
                 for c in all.children() {
@@ -1093,6 +1092,19 @@ impl<S: Store> Kms<S> {
         a
     }
 
+    /// [`Kms::full_attributes`] and the ones the server derives ([`maintained_attributes`]):
+    /// for GetAttributes naming attributes and GetAttributeList. (A GetAttributes asking for
+    /// all attributes keeps the Cosmian KMS's set: its clients know those.)
+    fn derived_attributes(&self, o: &ManagedObject, now: i64) -> Attributes {
+        let mut a = self.full_attributes(o, now);
+        for m in maintained_attributes(o) {
+            if !a.other.iter().any(|x| x.tag == m.tag) {
+                a.other.push(m);
+            }
+        }
+        a
+    }
+
     /// Lifecycle and usage-mask checks before a cryptographic use.
     fn usable(&self, o: &ManagedObject, now: i64, mask: u32) -> KResult<()> {
         match o.effective_state(now) {
@@ -1366,4 +1378,35 @@ impl Undo {
         }
         Ok(())
     }
+}
+
+/// Attributes the server maintains and derives on request (KMIP 2.1 §4): Short Unique
+/// Identifier (SHA-256 of the uid, §4.51), Original Creation Date (the Initial Date), and the
+/// Digest (§4.13: SHA-256 of the key material in its default format, Raw for symmetric keys and
+/// secret data) while the material exists.
+fn maintained_attributes(o: &ManagedObject) -> Vec<Ttlv> {
+    use sha2::Digest as _;
+    let mut v = alloc::vec![Ttlv::bytes(
+        "ShortUniqueIdentifier",
+        &sha2::Sha256::digest(o.uid.as_bytes())
+    )];
+    if let Some(d) = o.attributes.initial_date {
+        v.push(Ttlv::datetime("OriginalCreationDate", d));
+    }
+    if let Some(m) = &o.material
+        && matches!(
+            o.object_type,
+            ObjectType::SymmetricKey | ObjectType::SecretData
+        )
+    {
+        v.push(Ttlv::structure(
+            "Digest",
+            alloc::vec![
+                HashingAlgorithm::SHA256.to_ttlv(),
+                Ttlv::bytes("DigestValue", &sha2::Sha256::digest(m.as_slice())),
+                KeyFormatType::Raw.to_ttlv(),
+            ],
+        ));
+    }
+    v
 }
