@@ -1890,3 +1890,42 @@ fn derived_attributes_digest_short_uid_original_creation_date() {
         "{names:?}"
     );
 }
+
+#[test]
+fn secret_data_register_and_get() {
+    let mut t = T::new();
+    let r = t.ok(
+        "alice",
+        json!({"tag":"Register","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"SecretData"},
+            {"tag":"Attributes","value":[]},
+            {"tag":"SecretData","value":[
+                {"tag":"SecretDataType","type":"Enumeration","value":"Password"},
+                {"tag":"KeyBlock","value":[
+                    {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"},
+                    {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString",
+                        "value":"70617373776F7264"}]}]}]}]}),
+    );
+    let uid = text(&r, "UniqueIdentifier");
+    let g = t.ok(
+        "alice",
+        json!({"tag":"Get","value":[{"tag":"UniqueIdentifier","type":"TextString","value":uid}]}),
+    );
+    assert_eq!(text(&g, "ObjectType"), "SecretData");
+    let sd = field(&g, "SecretData").unwrap();
+    assert_eq!(text(sd, "SecretDataType"), "Password");
+    let kb = field(sd, "KeyBlock").unwrap();
+    assert_eq!(text(kb, "KeyFormatType"), "Raw");
+    assert_eq!(
+        text(field(kb, "KeyValue").unwrap(), "KeyMaterial"),
+        "70617373776F7264"
+    );
+    // A format a secret cannot take.
+    let e = t.err(
+        "alice",
+        json!({"tag":"Get","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"KeyFormatType","type":"Enumeration","value":"TransparentSymmetricKey"}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::KeyFormatTypeNotSupported);
+}

@@ -139,7 +139,15 @@ impl KeyBlock {
             }
             _ => return Err(FieldError::Invalid("KeyMaterial")),
         };
-        let attributes = kv.get("Attributes").map(Attributes::parse).transpose()?;
+        let mut attributes = kv.get("Attributes").map(Attributes::parse).transpose()?;
+        // KMIP 2.1 §2.2.7: Secret Data carries its Secret Data Type beside the Key Block; it
+        // travels with the object's attributes (and comes back in a Get).
+        if let Some(t) = obj.get("SecretDataType") {
+            SecretDataType::parse(t)?;
+            let a = attributes.get_or_insert_with(Attributes::default);
+            a.other.retain(|x| x.tag != "SecretDataType");
+            a.other.push(t.clone());
+        }
         Ok(KeyBlock {
             key_format_type,
             material,
@@ -192,10 +200,18 @@ impl KeyBlock {
         if let Some(l) = self.cryptographic_length {
             kb.push(Ttlv::int("CryptographicLength", l));
         }
-        Ttlv::structure(
-            object_type.name(),
-            alloc::vec![Ttlv::structure("KeyBlock", kb)],
-        )
+        let mut object = Vec::with_capacity(2);
+        if object_type == ObjectType::SecretData {
+            object.push(
+                self.attributes
+                    .as_ref()
+                    .and_then(|a| a.other.iter().find(|x| x.tag == "SecretDataType"))
+                    .cloned()
+                    .unwrap_or_else(|| SecretDataType::Seed.to_ttlv()),
+            );
+        }
+        object.push(Ttlv::structure("KeyBlock", kb));
+        Ttlv::structure(object_type.name(), object)
     }
 }
 

@@ -895,7 +895,8 @@ impl<S: Store> Kms<S> {
                     alloc::vec![
                         ObjectType::SymmetricKey,
                         ObjectType::PrivateKey,
-                        ObjectType::PublicKey
+                        ObjectType::PublicKey,
+                        ObjectType::SecretData
                     ]
                 } else {
                     Vec::new()
