@@ -1929,3 +1929,42 @@ fn secret_data_register_and_get() {
     );
     assert_eq!(reason(&e), ResultReason::KeyFormatTypeNotSupported);
 }
+
+#[test]
+fn locate_by_other_attributes_and_activation_date_only_while_preactive() {
+    let mut t = T::new();
+    let asi = |ns: &str| {
+        json!({"tag":"ApplicationSpecificInformation","value":[
+            {"tag":"ApplicationNamespace","type":"TextString","value":ns},
+            {"tag":"ApplicationData","type":"TextString","value":"d"}]})
+    };
+    let mut uids = Vec::new();
+    for ns in ["A", "B"] {
+        let mut c = create_sym("AES", 128, 12, &[], false);
+        c["value"][1]["value"].as_array_mut().unwrap().push(asi(ns));
+        uids.push(text(&t.ok("alice", c), "UniqueIdentifier"));
+    }
+    let found = t.ok(
+        "alice",
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"}, asi("B")]}]}),
+    );
+    let located: Vec<&str> = found["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tag"] == "UniqueIdentifier")
+        .filter_map(|c| c["value"].as_str())
+        .collect();
+    assert_eq!(located, vec![uids[1].as_str()]);
+
+    t.ok("alice", uid_req("Activate", &uids[0]));
+    let e = t.err(
+        "alice",
+        json!({"tag":"SetAttribute","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uids[0]},
+            {"tag":"NewAttribute","value":[
+                {"tag":"ActivationDate","type":"DateTime","value":"2030-01-01T00:00:00Z"}]}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
+}
