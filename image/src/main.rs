@@ -85,6 +85,10 @@ struct RunArgs {
     /// Host port forwarded to guest port 9999 (RA-TLS); 0 picks a free one.
     #[arg(long)]
     ratls_port: Option<u16>,
+    /// Host port forwarded to guest port 5696 (KMIP, binary TTLV; the command line must open it
+    /// with `ckms.kmip_port=5696`); 0 picks a free one.
+    #[arg(long)]
+    kmip_port: Option<u16>,
     /// Start snp-emu on COM2 (found next to this binary unless --snp-emu-bin is given). The default when
     /// the command line says `ckms.attestation=emulated`.
     #[arg(long)]
@@ -175,6 +179,7 @@ fn do_run(repo: PathBuf, a: RunArgs) -> Result<(), String> {
     opts.memory = a.memory;
     opts.port = a.port;
     opts.ratls_port = a.ratls_port;
+    opts.kmip_port = a.kmip_port;
     opts.redis_port = a.redis;
     if a.redis_relay {
         opts.redis_relay =
@@ -217,6 +222,9 @@ fn do_run(repo: PathBuf, a: RunArgs) -> Result<(), String> {
     println!("ckms service: https://{}", vm.addr());
     if let Some(p) = vm.ratls_port {
         println!("RA-TLS:       https://127.0.0.1:{p}");
+    }
+    if let Some(p) = vm.kmip_port {
+        println!("KMIP:         127.0.0.1:{p} (binary TTLV, mutual TLS)");
     }
     eprintln!("image: running; Ctrl-C (or SIGTERM) stops QEMU and snp-emu");
     loop {

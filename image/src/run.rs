@@ -36,6 +36,8 @@ pub const READY_PREFIX: &str = "ckms: ready";
 pub const GUEST_PORT: u16 = 9998;
 /// Guest port of the RA-TLS service.
 pub const GUEST_RATLS_PORT: u16 = 9999;
+/// Guest KMIP port (binary TTLV), when the command line opens it (`ckms.kmip_port=5696`).
+pub const GUEST_KMIP_PORT: u16 = 5696;
 /// Address under which the guest reaches the host's Redis (QEMU `guestfwd`).
 pub const GUEST_REDIS: &str = "10.0.2.100:6379";
 
@@ -52,6 +54,9 @@ pub struct RunOptions {
     pub port: Option<u16>,
     /// Host port forwarded to guest port 9999 (`None`: no forward; 0: a free port).
     pub ratls_port: Option<u16>,
+    /// Host port forwarded to guest port 5696, the KMIP port the command line opens with
+    /// `ckms.kmip_port=5696` (`None`: no forward; 0: a free port).
+    pub kmip_port: Option<u16>,
     /// Host port of Redis, reachable from the guest at 10.0.2.100:6379 (`None`: no forward).
     pub redis_port: Option<u16>,
     /// An `image` binary to run as `image relay` for each guest connection to Redis (`guestfwd=…-cmd:`).
@@ -83,6 +88,7 @@ impl RunOptions {
             memory: "128M".to_owned(),
             port: None,
             ratls_port: None,
+            kmip_port: None,
             redis_port: None,
             redis_relay: None,
             snp_emu: None,
@@ -296,6 +302,8 @@ pub struct Vm {
     pub port: u16,
     /// 127.0.0.1 port forwarded to guest 9999, if any.
     pub ratls_port: Option<u16>,
+    /// 127.0.0.1 port forwarded to guest 5696 (KMIP), if any.
+    pub kmip_port: Option<u16>,
     started: Instant,
 }
 
@@ -348,6 +356,11 @@ impl Vm {
             Some(0) => Some(free_port().map_err(io_err("free port"))?),
             Some(p) => Some(p),
         };
+        let kmip_port = match opts.kmip_port {
+            None => None,
+            Some(0) => Some(free_port().map_err(io_err("free port"))?),
+            Some(p) => Some(p),
+        };
 
         let (boot, table) = choose_boot(opts, &manifest, &cmdline, dir.path())?;
         let mut vm = Self {
@@ -363,6 +376,7 @@ impl Vm {
             table,
             port,
             ratls_port,
+            kmip_port,
             started: Instant::now(),
         };
         let socket = vm.dir.path().join("snp-emu.sock");
@@ -443,6 +457,9 @@ impl Vm {
         );
         if let Some(p) = self.ratls_port {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{p}-:{GUEST_RATLS_PORT}"));
+        }
+        if let Some(p) = self.kmip_port {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{p}-:{GUEST_KMIP_PORT}"));
         }
         match (opts.redis_port, &opts.redis_relay) {
             (Some(r), None) => {

@@ -106,6 +106,7 @@ pub fn run(stack: NetStack, cfg: &BootConfig, kind: PlatformKind) -> ! {
     let settings = Settings {
         port: cfg.port,
         ratls_port: cfg.ratls_port,
+        kmip_port: cfg.kmip_port,
         provisioner,
         limits: kms_guest::Limits::default(),
     };

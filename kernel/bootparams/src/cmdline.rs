@@ -12,6 +12,7 @@
 //! | `ckms.gw` | `A.B.C.D`: gateway for the static or fallback address | none |
 //! | `ckms.port` | KMS (and bootstrap) TCP port, 1–65535 | 9998 |
 //! | `ckms.ratls_port` | second RA-TLS port, 1–65535, distinct from `ckms.port` | 9999 |
+//! | `ckms.kmip_port` | KMIP port (binary TTLV over mutual TLS, after provisioning), 1–65535, distinct from the two above; 5696 is KMIP's | none (closed) |
 //! | `ckms.provisioner` | `sha256:<64 hex>`: SPKI hash of the only client allowed to provision | none |
 //! | `ckms.attestation` | `none` or `emulated` | `none` |
 //! | `ckms.log` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `info` |
@@ -73,6 +74,8 @@ pub struct BootConfig {
     pub port: u16,
     /// RA-TLS port.
     pub ratls_port: u16,
+    /// KMIP port (binary TTLV), if opened.
+    pub kmip_port: Option<u16>,
     /// SHA-256 of the provisioner's SPKI.
     pub provisioner: Option<[u8; 32]>,
     /// Attestation backend.
@@ -94,6 +97,7 @@ impl Default for BootConfig {
             },
             port: DEFAULT_PORT,
             ratls_port: DEFAULT_RATLS_PORT,
+            kmip_port: None,
             provisioner: None,
             attestation: AttestationMode::None,
             log: LogLevel::Info,
@@ -195,6 +199,7 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
             "ckms.log" => 6,
             "ckms.test" => 7,
             "ckms.test_report_data" => 8,
+            "ckms.kmip_port" => 9,
             _ => return Err(err(ErrorKind::UnknownKey)),
         };
         if seen & (1 << bit) != 0 {
@@ -255,6 +260,10 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
                     _ => return Err(err(ErrorKind::BadValue("echo, attest or fault"))),
                 })
             }
+            9 => {
+                cfg.kmip_port =
+                    Some(parse_port(value).ok_or(err(ErrorKind::BadValue("a port 1-65535")))?)
+            }
             _ => {
                 cfg.test_report_data =
                     Some(parse_hex::<64>(value).ok_or(err(ErrorKind::BadValue("128 hex digits")))?);
@@ -287,6 +296,15 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
             kind: ErrorKind::Conflict("must differ from ckms.port"),
         });
     }
+    if cfg
+        .kmip_port
+        .is_some_and(|k| k == cfg.port || k == cfg.ratls_port)
+    {
+        return Err(ParseError {
+            item: "ckms.kmip_port",
+            kind: ErrorKind::Conflict("must differ from ckms.port and ckms.ratls_port"),
+        });
+    }
     match (cfg.test, cfg.test_report_data.is_some()) {
         (Some(TestService::Attest), false) => {
             return Err(ParseError {
@@ -317,6 +335,12 @@ mod tests {
     fn empty_gives_defaults() {
         assert_eq!(parse(""), Ok(BootConfig::default()));
         assert_eq!(parse("   "), Ok(BootConfig::default()));
+    }
+
+    #[test]
+    fn kmip_port() {
+        assert_eq!(BootConfig::default().kmip_port, None);
+        assert_eq!(parse("ckms.kmip_port=5696").unwrap().kmip_port, Some(5696));
     }
 
     #[test]
@@ -436,6 +460,16 @@ mod tests {
                 "ckms.test=fuzz",
                 "ckms.test=fuzz",
                 ErrorKind::BadValue("echo, attest or fault"),
+            ),
+            (
+                "ckms.kmip_port=9999",
+                "ckms.kmip_port",
+                ErrorKind::Conflict("must differ from ckms.port and ckms.ratls_port"),
+            ),
+            (
+                "ckms.kmip_port=0",
+                "ckms.kmip_port=0",
+                ErrorKind::BadValue("a port 1-65535"),
             ),
             (
                 "ckms.ip=10.0.2.15",

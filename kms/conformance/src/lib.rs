@@ -5,7 +5,8 @@
 //! - [`mod@resolve`]: XML values and placeholders → the TTLV request that is sent;
 //! - [`mod@compare`]: actual vs expected response, with the documented tolerances;
 //! - [`run_case`]: one case, step by step, over a [`Transport`] ([`JsonHttps`]: `POST /kmip/2_1`
-//!   with the JSON TTLV encoding).
+//!   with the JSON TTLV encoding; [`BinaryKmip`]: binary TTLV over mutual TLS on the KMIP
+//!   port).
 //!
 //! The vendored cases live in `cases/` (see its README for origin and licence).
 
@@ -13,10 +14,14 @@ pub mod compare;
 pub mod resolve;
 pub mod xml;
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use kms::kmip::json;
 use kms::kmip::ttlv::Ttlv;
+use kms::kmip::{binary, json};
 
 use crate::compare::compare;
 use crate::resolve::{Context, resolve};
@@ -52,6 +57,96 @@ impl Transport for JsonHttps {
     }
 }
 
+/// Binary TTLV (KMIP 2.1 §9.1) over mutual TLS on the KMIP port (5696 by default): each
+/// `RequestMessage` framed by its own 8-byte header, answered in order on one connection
+/// (reopened after the server closes it).
+pub struct BinaryKmip {
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    conn: Option<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
+}
+
+impl BinaryKmip {
+    /// A client of the KMIP port at `addr`, with `tls` (CA roots and client identity).
+    pub fn new(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Self {
+        BinaryKmip {
+            addr,
+            tls,
+            conn: None,
+        }
+    }
+
+    fn connect(&self) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+        let tcp = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| format!("socket: {e}"))?;
+        let name = rustls_pki_types::ServerName::from(self.addr.ip());
+        let conn = rustls::ClientConnection::new(self.tls.clone(), name)
+            .map_err(|e| format!("TLS: {e}"))?;
+        Ok(rustls::StreamOwned::new(conn, tcp))
+    }
+
+    fn exchange(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let mut s = match self.conn.take() {
+            Some(s) => s,
+            None => self.connect()?,
+        };
+        let io = |e: std::io::Error| format!("transport: {e}");
+        s.write_all(bytes).map_err(io)?;
+        s.flush().map_err(io)?;
+        let mut head = [0u8; binary::HEADER_LEN];
+        s.read_exact(&mut head).map_err(io)?;
+        let len = binary::message_len(&head, 1 << 26)
+            .map_err(|e| format!("response header: {e}"))?
+            .ok_or("response header is not a TTLV message")?;
+        let mut msg = head.to_vec();
+        msg.resize(len, 0);
+        s.read_exact(msg.get_mut(binary::HEADER_LEN..).unwrap_or_default())
+            .map_err(io)?;
+        self.conn = Some(s);
+        Ok(msg)
+    }
+}
+
+impl Transport for BinaryKmip {
+    fn name(&self) -> &'static str {
+        "binary"
+    }
+
+    fn send(&mut self, request: &Ttlv) -> Result<Ttlv, String> {
+        let bytes = binary::to_vec(request)
+            .map_err(|e| format!("request encoding: {e}{}", unencodable(request)))?;
+        let msg = self.exchange(&bytes)?;
+        let limits = json::Limits {
+            max_bytes: 1 << 26,
+            ..json::Limits::default()
+        };
+        binary::from_slice(&msg, &limits).map_err(|e| format!("response does not parse: {e}"))
+    }
+}
+
+/// What the binary encoding cannot carry in `t` (for the error message): the first tag with
+/// no code, or enumeration name its tag's enumeration does not know.
+fn unencodable(t: &Ttlv) -> String {
+    use kms::kmip::ttlv::{EnumValue, Value};
+    if binary::code_of(&t.tag).is_none() {
+        return format!(" (tag {})", t.tag);
+    }
+    match &t.value {
+        Value::Enumeration(EnumValue::Name(n))
+            if kms::kmip::types::enum_code(&t.tag, n).is_none() =>
+        {
+            format!(" ({} {n})", t.tag)
+        }
+        Value::Structure(c) => c
+            .iter()
+            .map(unencodable)
+            .find(|s| !s.is_empty())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 /// How one case went.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
@@ -79,7 +174,10 @@ pub fn run_case(case: &Case, transport: &mut dyn Transport, now: i64) -> CaseRes
     let failure = case.steps.iter().enumerate().find_map(|(i, step)| {
         let outcome = resolve(&step.request, &ctx)
             .map_err(|e| format!("request: {e}"))
-            .and_then(|req| transport.send(&req))
+            .and_then(|req| {
+                ctx.note_sent(&req);
+                transport.send(&req)
+            })
             .and_then(|resp| {
                 compare(&step.response, &resp, &mut ctx)
                     .map_err(|m| format!("{m}{}", server_message(&resp)))

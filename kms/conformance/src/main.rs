@@ -5,16 +5,24 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kmip_conformance::{JsonHttps, load_dir, mandatory_2_1, run_case};
+use kmip_conformance::{BinaryKmip, JsonHttps, Transport, load_dir, mandatory_2_1, run_case};
 
 /// Replays the OASIS KMIP 2.1 mandatory test cases (vendored in the repo) against a KMS over
-/// HTTPS with mutual TLS, and compares every response with the expected one (tolerances: see
-/// the crate docs). Prints `PASS name` or `FAIL name step N: reason`, then a summary.
+/// HTTPS (JSON TTLV) or the KMIP port (binary TTLV) with mutual TLS, and compares every
+/// response with the expected one (tolerances: see the crate docs). Prints `PASS name` or
+/// `FAIL name step N: reason`, then a summary.
 #[derive(Parser)]
 struct Args {
-    /// Server URL, e.g. https://127.0.0.1:9998
+    /// Server URL, e.g. https://127.0.0.1:9998 (JSON TTLV, `POST /kmip/2_1`).
+    #[arg(
+        long,
+        required_unless_present = "kmip_addr",
+        conflicts_with = "kmip_addr"
+    )]
+    url: Option<String>,
+    /// KMIP port address, e.g. 127.0.0.1:5696 (binary TTLV) instead of --url.
     #[arg(long)]
-    url: String,
+    kmip_addr: Option<std::net::SocketAddr>,
     /// CA certificate (PEM) that signed the server's certificate.
     #[arg(long)]
     ca_cert: PathBuf,
@@ -48,8 +56,13 @@ fn run(args: &Args) -> Result<(), String> {
     let identity = ckms::http::ClientIdentity::from_pem_files(&args.client_cert, &args.client_key)
         .map_err(|e| e.to_string())?;
     let tls = ckms::http::client_config(roots, Some(identity)).map_err(|e| e.to_string())?;
-    let client = ckms::http::HttpClient::new(&args.url, tls).map_err(|e| e.to_string())?;
-    let mut transport = JsonHttps(client);
+    let mut transport: Box<dyn Transport> = match (&args.url, args.kmip_addr) {
+        (_, Some(addr)) => Box::new(BinaryKmip::new(addr, tls)),
+        (Some(url), None) => Box::new(JsonHttps(
+            ckms::http::HttpClient::new(url, tls).map_err(|e| e.to_string())?,
+        )),
+        (None, None) => return Err("--url or --kmip-addr is required".into()),
+    };
     let dir = args.cases.clone().unwrap_or_else(mandatory_2_1);
     let cases = load_dir(&dir)?;
     let now = std::time::SystemTime::now()
@@ -65,7 +78,7 @@ fn run(args: &Args) -> Result<(), String> {
             continue;
         }
         total += 1;
-        let r = run_case(case, &mut transport, now);
+        let r = run_case(case, transport.as_mut(), now);
         match &r.failure {
             None => {
                 passed += 1;
@@ -74,6 +87,6 @@ fn run(args: &Args) -> Result<(), String> {
             Some((step, why)) => println!("FAIL {} step {step}/{}: {why}", r.name, r.steps),
         }
     }
-    println!("json: {passed}/{total} cases passed");
+    println!("{}: {passed}/{total} cases passed", transport.name());
     Ok(())
 }

@@ -1,18 +1,49 @@
-//! The vendored OASIS KMIP 2.1 mandatory test cases against `kms-server` (memory store) over
-//! JSON/HTTPS with mutual TLS. Every case listed in `expected-pass.txt` must pass (a case that
-//! starts failing is a regression); the score is printed. Cases not listed yet fail for a
-//! reason the conformance work has still to fix (see README.md).
+//! The vendored OASIS KMIP 2.1 mandatory test cases against `kms-server` (memory store), with
+//! mutual TLS, over JSON (`POST /kmip/2_1`) and over binary TTLV (the KMIP port). Every case
+//! listed in `expected-pass.txt` (JSON) and `expected-pass-binary.txt` (binary) must pass (a
+//! case that starts failing is a regression); both scores are printed. Cases not listed yet
+//! fail for a reason the conformance work has still to fix (see README.md).
 //!
 //! Needs the `kms-server` binary: `cargo build -p kms-server` first.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use kmip_conformance::{JsonHttps, load_dir, mandatory_2_1, run_case};
+use kmip_conformance::{BinaryKmip, JsonHttps, Transport, load_dir, mandatory_2_1, run_case};
 use testkit::{ChildGuard, Pki, drain_lines, free_port, wait_line, workspace_bin};
 
+fn expected(list: &str) -> BTreeSet<String> {
+    list.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs every case over `transport`, prints one line per case and the score; the cases that
+/// passed.
+fn score(transport: &mut dyn Transport, now: i64) -> BTreeSet<String> {
+    let cases = load_dir(&mandatory_2_1()).expect("vendored cases");
+    assert_eq!(cases.len(), 86, "the KMIP 2.1 mandatory set has 86 cases");
+    let name = transport.name();
+    let mut passed = BTreeSet::new();
+    for case in &cases {
+        let r = run_case(case, transport, now);
+        match &r.failure {
+            None => {
+                println!("{name} PASS {}", r.name);
+                passed.insert(r.name.clone());
+            }
+            Some((step, why)) => println!("{name} FAIL {} step {step}/{}: {why}", r.name, r.steps),
+        }
+    }
+    println!("{name}: {}/{} cases passed", passed.len(), cases.len());
+    passed
+}
+
 #[test]
-fn oasis_kmip_2_1_mandatory_cases_over_json() {
+fn oasis_kmip_2_1_mandatory_cases_over_json_and_binary() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pki = Pki::new("conformance CA");
     let ca = pki.ca().write(dir.path(), "ca");
@@ -24,6 +55,7 @@ fn oasis_kmip_2_1_mandatory_cases_over_json() {
     let mut child = ChildGuard::spawn(
         Command::new(workspace_bin("kms-server"))
             .args(["--database", "memory", "--port", &port.to_string()])
+            .args(["--kmip-port", "0"])
             .arg("--tls-cert")
             .arg(&server.cert)
             .arg("--tls-key")
@@ -35,44 +67,38 @@ fn oasis_kmip_2_1_mandatory_cases_over_json() {
     );
     let mut lines = child.stdout_lines();
     wait_line(&mut lines, "kms-server listening on", "kms-server");
+    let kmip_addr: SocketAddr =
+        wait_line(&mut lines, "kms-server KMIP listening on ", "kms-server")
+            .trim()
+            .parse()
+            .expect("address in the KMIP ready line");
     drain_lines(lines);
 
     let roots = ckms::http::load_certs(&ca.cert).expect("CA");
     let identity =
         ckms::http::ClientIdentity::from_pem_files(&client.cert, &client.key).expect("client");
     let tls = ckms::http::client_config(roots, Some(identity)).expect("TLS");
-    let http =
-        ckms::http::HttpClient::new(&format!("https://127.0.0.1:{port}"), tls).expect("client");
-    let mut transport = JsonHttps(http);
-
-    let cases = load_dir(&mandatory_2_1()).expect("vendored cases");
-    assert_eq!(cases.len(), 86, "the KMIP 2.1 mandatory set has 86 cases");
+    let http = ckms::http::HttpClient::new(&format!("https://127.0.0.1:{port}"), tls.clone())
+        .expect("client");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64;
-    let mut passed = BTreeSet::new();
-    for case in &cases {
-        let r = run_case(case, &mut transport, now);
-        match &r.failure {
-            None => {
-                println!("PASS {}", r.name);
-                passed.insert(r.name.clone());
-            }
-            Some((step, why)) => println!("FAIL {} step {step}/{}: {why}", r.name, r.steps),
-        }
-    }
-    println!("json: {}/{} cases passed", passed.len(), cases.len());
 
-    let expected: BTreeSet<String> = include_str!("../expected-pass.txt")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
+    let json = score(&mut JsonHttps(http), now);
+    let binary = score(&mut BinaryKmip::new(kmip_addr, tls), now);
+    println!("score: json {}/86, binary {}/86", json.len(), binary.len());
+
+    let json_regressed: Vec<_> = expected(include_str!("../expected-pass.txt"))
+        .difference(&json)
+        .cloned()
         .collect();
-    let regressed: Vec<_> = expected.difference(&passed).collect();
+    let binary_regressed: Vec<_> = expected(include_str!("../expected-pass-binary.txt"))
+        .difference(&binary)
+        .cloned()
+        .collect();
     assert!(
-        regressed.is_empty(),
-        "cases that passed before fail now: {regressed:?}"
+        json_regressed.is_empty() && binary_regressed.is_empty(),
+        "cases that passed before fail now: json {json_regressed:?}, binary {binary_regressed:?}"
     );
 }

@@ -987,6 +987,7 @@ fn batch_request_message() {
             {"tag":"ProtocolVersion","value":[
                 {"tag":"ProtocolVersionMajor","type":"Integer","value":2},
                 {"tag":"ProtocolVersionMinor","type":"Integer","value":1}]},
+            {"tag":"BatchErrorContinuationOption","type":"Enumeration","value":"Continue"},
             {"tag":"BatchCount","type":"Integer","value":3}]},
         {"tag":"BatchItem","value":[
             {"tag":"Operation","type":"Enumeration","value":"Create"},
@@ -1024,6 +1025,199 @@ fn batch_request_message() {
     );
     let header = field(&r, "ResponseHeader").unwrap();
     assert_eq!(field(header, "BatchCount").unwrap()["value"], 3);
+}
+
+fn message(option: Option<&str>, items: Vec<Value>) -> Value {
+    let mut header = vec![json!({"tag":"ProtocolVersion","value":[
+        {"tag":"ProtocolVersionMajor","type":"Integer","value":2},
+        {"tag":"ProtocolVersionMinor","type":"Integer","value":1}]})];
+    if let Some(o) = option {
+        header.push(json!({"tag":"BatchErrorContinuationOption","type":"Enumeration","value":o}));
+    }
+    header.push(json!({"tag":"ClientCorrelationValue","type":"TextString","value":"c-1"}));
+    header.push(json!({"tag":"BatchCount","type":"Integer","value":items.len()}));
+    let mut v = vec![json!({"tag":"RequestHeader","value":header})];
+    v.extend(items);
+    json!({"tag":"RequestMessage","value":v})
+}
+
+fn item(op: &str, payload: Value) -> Value {
+    json!({"tag":"BatchItem","value":[
+        {"tag":"Operation","type":"Enumeration","value":op},
+        {"tag":"RequestPayload","value":payload}]})
+}
+
+fn batch_items(r: &Value) -> Vec<Value> {
+    r["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tag"] == "BatchItem")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn batch_id_placeholder_check_interop_log_and_header() {
+    let mut t = T::new();
+    // Create, then Get / Check / Activate naming no object: the ID placeholder (the uid the
+    // Create returned) is theirs. Interop and Log answer empty payloads.
+    let r = t.ok(
+        "alice",
+        message(
+            None,
+            vec![
+                item(
+                    "Interop",
+                    json!([
+                    {"tag":"InteropFunction","type":"Enumeration","value":"Begin"},
+                    {"tag":"InteropIdentifier","type":"TextString","value":"T-1"}]),
+                ),
+                item(
+                    "Create",
+                    create_sym("AES", 128, 4, &[], false)["value"].clone(),
+                ),
+                item(
+                    "Check",
+                    json!([{"tag":"CryptographicUsageMask","type":"Integer","value":4}]),
+                ),
+                item("Get", json!([])),
+                item(
+                    "Log",
+                    json!([{"tag":"LogMessage","type":"TextString","value":"hi"}]),
+                ),
+            ],
+        ),
+    );
+    let items = batch_items(&r);
+    assert_eq!(items.len(), 5);
+    for i in &items {
+        assert_eq!(text(i, "ResultStatus"), "Success", "{i}");
+    }
+    assert_eq!(
+        field(&items[0], "ResponsePayload").unwrap()["value"],
+        json!([])
+    );
+    let uid = text(
+        field(&items[1], "ResponsePayload").unwrap(),
+        "UniqueIdentifier",
+    );
+    assert_eq!(
+        text(
+            field(&items[2], "ResponsePayload").unwrap(),
+            "UniqueIdentifier"
+        ),
+        uid
+    );
+    assert_eq!(
+        text(
+            field(&items[3], "ResponsePayload").unwrap(),
+            "UniqueIdentifier"
+        ),
+        uid
+    );
+    let header = field(&r, "ResponseHeader").unwrap();
+    assert_eq!(text(header, "ClientCorrelationValue"), "c-1");
+    assert_eq!(text(header, "ServerCorrelationValue").len(), 16);
+
+    // Check with a use the mask does not allow; by default (Stop) what follows is not run.
+    let r = t.ok(
+        "alice",
+        message(
+            None,
+            vec![
+                item(
+                    "Check",
+                    json!([
+                    {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+                    {"tag":"CryptographicUsageMask","type":"Integer","value":8}]),
+                ),
+                item(
+                    "Activate",
+                    json!([{"tag":"UniqueIdentifier","type":"TextString","value":uid}]),
+                ),
+            ],
+        ),
+    );
+    let items = batch_items(&r);
+    assert_eq!(
+        text(&items[0], "ResultReason"),
+        "IncompatibleCryptographicUsageMask"
+    );
+    assert_eq!(
+        text(&items[1], "ResultReason"),
+        "OperationCanceledByRequester"
+    );
+}
+
+#[test]
+fn batch_undo_restores_what_earlier_items_did() {
+    let mut t = T::new();
+    let created = t.ok("alice", create_sym("AES", 128, 4, &[], false));
+    let uid = text(&created, "UniqueIdentifier");
+    // Activate succeeds, Create succeeds, Check fails: Undo rolls both back.
+    let r = t.ok(
+        "alice",
+        message(
+            Some("Undo"),
+            vec![
+                item(
+                    "Activate",
+                    json!([{"tag":"UniqueIdentifier","type":"TextString","value":uid}]),
+                ),
+                item(
+                    "Create",
+                    create_sym("AES", 128, 4, &[], false)["value"].clone(),
+                ),
+                item(
+                    "Check",
+                    json!([
+                    {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+                    {"tag":"CryptographicUsageMask","type":"Integer","value":8}]),
+                ),
+            ],
+        ),
+    );
+    let items = batch_items(&r);
+    assert_eq!(text(&items[0], "ResultStatus"), "OperationUndone");
+    assert_eq!(text(&items[1], "ResultStatus"), "OperationUndone");
+    assert_eq!(text(&items[2], "ResultStatus"), "OperationFailed");
+    let other = text(
+        field(&items[1], "ResponsePayload").unwrap(),
+        "UniqueIdentifier",
+    );
+    let a = t.ok(
+        "alice",
+        json!({"tag":"GetAttributes","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"AttributeReference","type":"Enumeration","value":"State"}]}),
+    );
+    assert_eq!(text(field(&a, "Attributes").unwrap(), "State"), "PreActive");
+    let e = t.err(
+        "alice",
+        json!({"tag":"Get","value":[{"tag":"UniqueIdentifier","type":"TextString","value":other}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+}
+
+#[test]
+fn maximum_response_size_fails_every_item() {
+    let mut t = T::new();
+    let mut m = message(
+        None,
+        vec![item(
+            "Query",
+            json!([
+            {"tag":"QueryFunction","type":"Enumeration","value":"QueryOperations"}]),
+        )],
+    );
+    m["value"][0]["value"].as_array_mut().unwrap().insert(
+        1,
+        json!({"tag":"MaximumResponseSize","type":"Integer","value":64}),
+    );
+    let r = t.ok("alice", m);
+    let items = batch_items(&r);
+    assert_eq!(text(&items[0], "ResultReason"), "ResponseTooLarge");
 }
 
 #[test]
@@ -1628,4 +1822,149 @@ fn import_grantee_cannot_replace_key_material() {
         bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial"),
         vec![4; 32]
     );
+}
+
+#[test]
+fn derived_attributes_digest_short_uid_original_creation_date() {
+    use sha2::Digest as _;
+    let mut t = T::new();
+    let r = t.ok(
+        "alice",
+        json!({"tag":"Register","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"},
+            {"tag":"Attributes","value":[
+                {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+                {"tag":"CryptographicLength","type":"Integer","value":128}]},
+            {"tag":"SymmetricKey","value":[{"tag":"KeyBlock","value":[
+                {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"},
+                {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString",
+                    "value":"000102030405060708090A0B0C0D0E0F"}]},
+                {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"AES"},
+                {"tag":"CryptographicLength","type":"Integer","value":128}]}]}]}),
+    );
+    let uid = text(&r, "UniqueIdentifier");
+    let a = t.ok(
+        "alice",
+        json!({"tag":"GetAttributes","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"AttributeReference","type":"Enumeration","value":"Digest"},
+            {"tag":"AttributeReference","type":"Enumeration","value":"ShortUniqueIdentifier"},
+            {"tag":"AttributeReference","type":"Enumeration","value":"OriginalCreationDate"}]}),
+    );
+    let attrs = field(&a, "Attributes").unwrap();
+    let digest = field(attrs, "Digest").unwrap();
+    let key: Vec<u8> = (0u8..16).collect();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
+    assert_eq!(
+        text(digest, "DigestValue"),
+        hex(&sha2::Sha256::digest(&key))
+    );
+    assert_eq!(text(digest, "HashingAlgorithm"), "SHA256");
+    assert_eq!(
+        text(attrs, "ShortUniqueIdentifier"),
+        hex(&sha2::Sha256::digest(uid.as_bytes()))
+    );
+    assert!(field(attrs, "OriginalCreationDate").is_some());
+    // Asking for every attribute keeps the Cosmian set (its clients know those).
+    let all = t.ok(
+        "alice",
+        json!({"tag":"GetAttributes","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid}]}),
+    );
+    assert!(field(field(&all, "Attributes").unwrap(), "Digest").is_none());
+    // GetAttributeList names them.
+    let list = t.ok(
+        "alice",
+        json!({"tag":"GetAttributeList","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid}]}),
+    );
+    let names: Vec<&str> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tag"] == "AttributeReference")
+        .filter_map(|c| c["value"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"Digest") && names.contains(&"ShortUniqueIdentifier"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn secret_data_register_and_get() {
+    let mut t = T::new();
+    let r = t.ok(
+        "alice",
+        json!({"tag":"Register","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"SecretData"},
+            {"tag":"Attributes","value":[]},
+            {"tag":"SecretData","value":[
+                {"tag":"SecretDataType","type":"Enumeration","value":"Password"},
+                {"tag":"KeyBlock","value":[
+                    {"tag":"KeyFormatType","type":"Enumeration","value":"Raw"},
+                    {"tag":"KeyValue","value":[{"tag":"KeyMaterial","type":"ByteString",
+                        "value":"70617373776F7264"}]}]}]}]}),
+    );
+    let uid = text(&r, "UniqueIdentifier");
+    let g = t.ok(
+        "alice",
+        json!({"tag":"Get","value":[{"tag":"UniqueIdentifier","type":"TextString","value":uid}]}),
+    );
+    assert_eq!(text(&g, "ObjectType"), "SecretData");
+    let sd = field(&g, "SecretData").unwrap();
+    assert_eq!(text(sd, "SecretDataType"), "Password");
+    let kb = field(sd, "KeyBlock").unwrap();
+    assert_eq!(text(kb, "KeyFormatType"), "Raw");
+    assert_eq!(
+        text(field(kb, "KeyValue").unwrap(), "KeyMaterial"),
+        "70617373776F7264"
+    );
+    // A format a secret cannot take.
+    let e = t.err(
+        "alice",
+        json!({"tag":"Get","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"KeyFormatType","type":"Enumeration","value":"TransparentSymmetricKey"}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::KeyFormatTypeNotSupported);
+}
+
+#[test]
+fn locate_by_other_attributes_and_activation_date_only_while_preactive() {
+    let mut t = T::new();
+    let asi = |ns: &str| {
+        json!({"tag":"ApplicationSpecificInformation","value":[
+            {"tag":"ApplicationNamespace","type":"TextString","value":ns},
+            {"tag":"ApplicationData","type":"TextString","value":"d"}]})
+    };
+    let mut uids = Vec::new();
+    for ns in ["A", "B"] {
+        let mut c = create_sym("AES", 128, 12, &[], false);
+        c["value"][1]["value"].as_array_mut().unwrap().push(asi(ns));
+        uids.push(text(&t.ok("alice", c), "UniqueIdentifier"));
+    }
+    let found = t.ok(
+        "alice",
+        json!({"tag":"Locate","value":[{"tag":"Attributes","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"SymmetricKey"}, asi("B")]}]}),
+    );
+    let located: Vec<&str> = found["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tag"] == "UniqueIdentifier")
+        .filter_map(|c| c["value"].as_str())
+        .collect();
+    assert_eq!(located, vec![uids[1].as_str()]);
+
+    t.ok("alice", uid_req("Activate", &uids[0]));
+    let e = t.err(
+        "alice",
+        json!({"tag":"SetAttribute","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uids[0]},
+            {"tag":"NewAttribute","value":[
+                {"tag":"ActivationDate","type":"DateTime","value":"2030-01-01T00:00:00Z"}]}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
 }

@@ -14,7 +14,8 @@
 //! then the KMS), the TLS configurations, the routes (`GET /attestation` on both ports), the
 //! identities. This loop only carries out the App's [`Effect`]s: open the provisioned Redis
 //! store (over the same stack; retried every 5 s while it fails) and close the RA-TLS port when
-//! the API certificate carries the quote.
+//! the API certificate carries the quote. The KMIP port (`Settings::kmip_port`), when opened,
+//! serves binary TTLV ([`Listener::Kmip`]) with the KMS port's TLS, once the KMS serves.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -96,6 +97,10 @@ pub struct Settings {
     pub port: u16,
     /// RA-TLS port after `/start` (when the API certificate has no quote).
     pub ratls_port: u16,
+    /// KMIP port (binary TTLV over mutual TLS, `ckms.kmip_port`), if opened: it serves once the
+    /// KMS does (after `/start`), with the KMS port's certificate, client CA, limits and
+    /// rights; connections before that are closed at once.
+    pub kmip_port: Option<u16>,
     /// Who may provision (`ckms.provisioner=sha256:<hex>`).
     pub provisioner: ProvisionerPolicy,
     /// Limits.
@@ -173,6 +178,7 @@ pub struct Server<N: Nic + Send + 'static> {
     app: Arc<App<Store<N>>>,
     main: ListenerId,
     ratls: Option<ListenerId>,
+    kmip: Option<ListenerId>,
     conns: Vec<Conn>,
     buf: Vec<u8>,
     stats: Stats,
@@ -221,6 +227,7 @@ impl<N: Nic + Send + 'static> Server<N> {
         };
         let main = listen(settings.port, 4)?;
         let ratls = Some(listen(settings.ratls_port, 2)?);
+        let kmip = settings.kmip_port.map(|p| listen(p, 4)).transpose()?;
         Ok(Server {
             buf: alloc::vec![0; settings.limits.read_chunk],
             stack,
@@ -229,6 +236,7 @@ impl<N: Nic + Send + 'static> Server<N> {
             app,
             main,
             ratls,
+            kmip,
             conns: Vec::new(),
             stats: Stats::default(),
             start_pending: false,
@@ -311,6 +319,7 @@ impl<N: Nic + Send + 'static> Server<N> {
         let listeners = [
             (Some(self.main), Listener::Main),
             (self.ratls, Listener::RaTls),
+            (self.kmip, Listener::Kmip),
         ];
         for (l, which) in listeners {
             let Some(l) = l else { continue };

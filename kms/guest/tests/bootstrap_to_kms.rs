@@ -14,6 +14,8 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use kms::bootstrap::ProvisionerPolicy;
 use kms::bootstrap::platform::{CertTableEntry, Evidence, EvidenceError, Platform};
+use kms::kmip::binary;
+use kms::kmip::ttlv::{EnumValue, Ttlv, Value};
 use kms::pace::{Deadlines, Rate};
 use kms_guest::server::Limits as ServiceLimits;
 use kms_guest::{Clock, Server, Settings, SharedStack};
@@ -206,6 +208,7 @@ struct Harness {
 
 const PORT: u16 = 9998;
 const RATLS_PORT: u16 = 9999;
+const KMIP_PORT: u16 = 5696;
 
 impl Harness {
     fn new(limits: ServiceLimits, provisioner: ProvisionerPolicy) -> Harness {
@@ -242,6 +245,7 @@ impl Harness {
         let settings = Settings {
             port: PORT,
             ratls_port: RATLS_PORT,
+            kmip_port: Some(KMIP_PORT),
             provisioner,
             limits,
         };
@@ -362,6 +366,65 @@ impl Harness {
         }
         (String::from_utf8_lossy(&answer).into_owned(), closed)
     }
+}
+
+impl Harness {
+    /// Sends one binary TTLV message over a TLS client on TCP `conn` (the KMIP port); returns
+    /// the response message framed by its TTLV header (`None` if the server closed first).
+    fn exchange_ttlv(
+        &mut self,
+        tls: &mut rustls::ClientConnection,
+        conn: ConnId,
+        request: &Ttlv,
+    ) -> Option<Ttlv> {
+        tls.writer()
+            .write_all(&binary::to_vec(request).unwrap())
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut out = Vec::new();
+        let deadline = StdInstant::now() + StdDuration::from_secs(60);
+        while StdInstant::now() < deadline {
+            let closed = self.pump_client(tls, conn, &mut out);
+            let _ = tls.reader().read_to_end(&mut answer);
+            if let Ok(Some(len)) = binary::message_len(&answer, 1 << 24)
+                && answer.len() >= len
+            {
+                return Some(binary::from_slice(&answer[..len], &Default::default()).unwrap());
+            }
+            if closed {
+                return None;
+            }
+            self.step();
+        }
+        panic!("no TTLV answer");
+    }
+}
+
+/// A KMIP 2.1 `RequestMessage` of `items` (operation, payload).
+fn request_message(items: Vec<(&str, Vec<Ttlv>)>) -> Ttlv {
+    let mut v = vec![Ttlv::structure(
+        "RequestHeader",
+        vec![
+            Ttlv::structure(
+                "ProtocolVersion",
+                vec![
+                    Ttlv::int("ProtocolVersionMajor", 2),
+                    Ttlv::int("ProtocolVersionMinor", 1),
+                ],
+            ),
+            Ttlv::int("BatchCount", items.len() as i32),
+        ],
+    )];
+    for (op, payload) in items {
+        v.push(Ttlv::structure(
+            "BatchItem",
+            vec![
+                Ttlv::enumeration("Operation", op),
+                Ttlv::structure("RequestPayload", payload),
+            ],
+        ));
+    }
+    Ttlv::structure("RequestMessage", v)
 }
 
 /// A full HTTP/1.1 response (head and Content-Length body) is in `buf`.
@@ -555,6 +618,22 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
         "intruder got {resp:?}"
     );
 
+    // The KMIP port serves only once the KMS does: before `/start`, closed at once.
+    let k = h.tcp_connect(KMIP_PORT);
+    let mut closed = false;
+    for _ in 0..200 {
+        h.step();
+        let mut buf = [0u8; 16];
+        if matches!(
+            h.world.lock().unwrap().stack.read(k, &mut buf),
+            Ok(0) | Err(TcpError::Reset | TcpError::InvalidConnection)
+        ) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the KMIP port accepted a connection before /start");
+
     // The provisioner: CSR, certificate, database, client CA, start.
     let c = h.tcp_connect(PORT);
     let mut tls = bootstrap_client(Some((&admin_chain, &admin_key)));
@@ -620,6 +699,71 @@ fn bootstrap_then_kms_on_redis_over_netstack() {
     assert!(
         resp.starts_with("HTTP/1.1 200") && resp.contains("GetResponse"),
         "{resp}"
+    );
+
+    // Binary TTLV on the KMIP port, same identity and store: Create, then Get by the ID
+    // placeholder, then Get of the key made over JSON.
+    let k = h.tcp_connect(KMIP_PORT);
+    let mut ktls = client(
+        std::slice::from_ref(&server_ca.der),
+        Some((&alice_chain, &alice_key)),
+    );
+    let create = vec![
+        Ttlv::enumeration("ObjectType", "SymmetricKey"),
+        Ttlv::structure(
+            "Attributes",
+            vec![
+                Ttlv::enumeration("CryptographicAlgorithm", "AES"),
+                Ttlv::int("CryptographicLength", 256),
+                Ttlv::int("CryptographicUsageMask", 12),
+            ],
+        ),
+    ];
+    let r = h
+        .exchange_ttlv(
+            &mut ktls,
+            k,
+            &request_message(vec![("Create", create), ("Get", vec![])]),
+        )
+        .expect("KMIP answer");
+    let items: Vec<&Ttlv> = r.all("BatchItem").collect();
+    assert_eq!(items.len(), 2, "{r:?}");
+    for i in &items {
+        assert!(
+            matches!(
+                &i.get("ResultStatus").unwrap().value,
+                Value::Enumeration(EnumValue::Code(0))
+            ),
+            "{i:?}"
+        );
+    }
+    let key = items[1]
+        .get("ResponsePayload")
+        .unwrap()
+        .get("SymmetricKey")
+        .unwrap();
+    let material = key
+        .get("KeyBlock")
+        .unwrap()
+        .get("KeyValue")
+        .unwrap()
+        .get("KeyMaterial")
+        .unwrap();
+    assert!(matches!(&material.value, Value::ByteString(b) if b.len() == 32));
+    let r = h
+        .exchange_ttlv(
+            &mut ktls,
+            k,
+            &request_message(vec![("Get", vec![Ttlv::text("UniqueIdentifier", &uid)])]),
+        )
+        .expect("KMIP answer");
+    let item = r.get("BatchItem").unwrap();
+    assert!(
+        matches!(
+            &item.get("ResultStatus").unwrap().value,
+            Value::Enumeration(EnumValue::Code(0))
+        ),
+        "{item:?}"
     );
 
     // The key is in Redis (sealed): a second KMS on the same Redis and secret would find it;

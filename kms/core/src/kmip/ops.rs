@@ -139,7 +139,15 @@ impl KeyBlock {
             }
             _ => return Err(FieldError::Invalid("KeyMaterial")),
         };
-        let attributes = kv.get("Attributes").map(Attributes::parse).transpose()?;
+        let mut attributes = kv.get("Attributes").map(Attributes::parse).transpose()?;
+        // KMIP 2.1 §2.2.7: Secret Data carries its Secret Data Type beside the Key Block; it
+        // travels with the object's attributes (and comes back in a Get).
+        if let Some(t) = obj.get("SecretDataType") {
+            SecretDataType::parse(t)?;
+            let a = attributes.get_or_insert_with(Attributes::default);
+            a.other.retain(|x| x.tag != "SecretDataType");
+            a.other.push(t.clone());
+        }
         Ok(KeyBlock {
             key_format_type,
             material,
@@ -192,10 +200,18 @@ impl KeyBlock {
         if let Some(l) = self.cryptographic_length {
             kb.push(Ttlv::int("CryptographicLength", l));
         }
-        Ttlv::structure(
-            object_type.name(),
-            alloc::vec![Ttlv::structure("KeyBlock", kb)],
-        )
+        let mut object = Vec::with_capacity(2);
+        if object_type == ObjectType::SecretData {
+            object.push(
+                self.attributes
+                    .as_ref()
+                    .and_then(|a| a.other.iter().find(|x| x.tag == "SecretDataType"))
+                    .cloned()
+                    .unwrap_or_else(|| SecretDataType::Seed.to_ttlv()),
+            );
+        }
+        object.push(Ttlv::structure("KeyBlock", kb));
+        Ttlv::structure(object_type.name(), object)
     }
 }
 
@@ -322,6 +338,22 @@ pub enum Request {
     DiscoverVersions {
         offered: Vec<ProtocolVersion>,
     },
+    /// KMIP 2.1 §6.1.32 Interop: marks the begin/end of a client's test case (no effect).
+    Interop {
+        function: InteropFunction,
+        id: String,
+    },
+    /// KMIP 2.1 §6.1.33 Log: a client's message for the server's log (no effect here).
+    Log {
+        message: String,
+    },
+    /// KMIP 2.1 §6.1.4 Check: may the object be used so?
+    Check {
+        uid: Option<String>,
+        mask: Option<u32>,
+    },
+    /// KMIP 2.1 §6.1.52 Set Endpoint Role: accepted, no effect (the server has one role).
+    SetEndpointRole,
 }
 
 /// A KMIP protocol version (KMIP 2.1 §7.1 Protocol Version).
@@ -579,6 +611,24 @@ impl Request {
                 }
                 Request::DiscoverVersions { offered }
             }
+            Operation::Interop => Request::Interop {
+                function: InteropFunction::parse(p.req("InteropFunction")?)?,
+                id: p
+                    .req("InteropIdentifier")?
+                    .as_text("InteropIdentifier")?
+                    .to_string(),
+            },
+            Operation::Log => Request::Log {
+                message: p.req("LogMessage")?.as_text("LogMessage")?.to_string(),
+            },
+            Operation::Check => Request::Check {
+                uid: uid_opt(p)?,
+                mask: p
+                    .opt_int("CryptographicUsageMask")?
+                    .map(|m| u32::from_ne_bytes(m.to_ne_bytes())),
+            },
+            Operation::SetEndpointRole => Request::SetEndpointRole,
+            _ => return Err(RequestError::UnknownOperation),
         })
     }
 }
@@ -668,6 +718,12 @@ pub enum Response {
     },
     /// The versions both sides speak, the server's preference first.
     DiscoverVersions(Vec<ProtocolVersion>),
+    /// Check passed.
+    Check {
+        uid: String,
+    },
+    /// An operation whose response payload is empty (Interop, Log, Set Endpoint Role).
+    Empty(Operation),
 }
 
 impl Drop for Response {
@@ -679,6 +735,33 @@ impl Drop for Response {
 }
 
 impl Response {
+    /// The uid that becomes the batch's ID placeholder (KMIP 2.1 §7.1) after this response:
+    /// the object it created, returned or named (a Locate's first; CreateKeyPair's private key).
+    pub fn placeholder_uid(&self) -> Option<&str> {
+        match self {
+            Response::Create { uid, .. }
+            | Response::Register { uid, .. }
+            | Response::Get { uid, .. }
+            | Response::GetAttributes { uid, .. }
+            | Response::GetAttributeList { uid, .. }
+            | Response::AddAttribute { uid }
+            | Response::SetAttribute { uid }
+            | Response::DeleteAttribute { uid }
+            | Response::Activate { uid }
+            | Response::Revoke { uid }
+            | Response::Destroy { uid }
+            | Response::ReKey { uid }
+            | Response::Encrypt { uid, .. }
+            | Response::Decrypt { uid, .. }
+            | Response::Sign { uid, .. }
+            | Response::SignatureVerify { uid, .. }
+            | Response::Check { uid } => Some(uid),
+            Response::CreateKeyPair { private_uid, .. } => Some(private_uid),
+            Response::Locate { uids, .. } => uids.first().map(String::as_str),
+            Response::Query { .. } | Response::DiscoverVersions(_) | Response::Empty(_) => None,
+        }
+    }
+
     /// The operation this answers.
     pub fn operation(&self) -> Operation {
         match self {
@@ -704,6 +787,8 @@ impl Response {
             Response::SignatureVerify { .. } => Operation::SignatureVerify,
             Response::Query { .. } => Operation::Query,
             Response::DiscoverVersions(_) => Operation::DiscoverVersions,
+            Response::Check { .. } => Operation::Check,
+            Response::Empty(op) => *op,
         }
     }
 
@@ -753,7 +838,9 @@ impl Response {
             | Response::Activate { uid: u }
             | Response::Revoke { uid: u }
             | Response::Destroy { uid: u }
-            | Response::ReKey { uid: u } => alloc::vec![uid(u)],
+            | Response::ReKey { uid: u }
+            | Response::Check { uid: u } => alloc::vec![uid(u)],
+            Response::Empty(_) => Vec::new(),
             Response::Locate { total, uids } => {
                 let mut v = alloc::vec![Ttlv::int("LocatedItems", *total)];
                 v.extend(uids.iter().map(|u| uid(u)));

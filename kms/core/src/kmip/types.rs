@@ -105,7 +105,10 @@ kmip_enum!(
     /// KMIP 2.1 §11.28 Key Format Type (subset).
     KeyFormatType: "KeyFormatType" {
         Raw = 0x01, Opaque = 0x02, PKCS1 = 0x03, PKCS8 = 0x04, X509 = 0x05,
-        ECPrivateKey = 0x06, TransparentSymmetricKey = 0x07,
+        ECPrivateKey = 0x06, TransparentSymmetricKey = 0x07, TransparentDSAPrivateKey = 0x08,
+        TransparentDSAPublicKey = 0x09, TransparentRSAPrivateKey = 0x0A,
+        TransparentRSAPublicKey = 0x0B, TransparentDHPrivateKey = 0x0C,
+        TransparentDHPublicKey = 0x0D,
         TransparentECPrivateKey = 0x14, TransparentECPublicKey = 0x15, PKCS12 = 0x16,
         PKCS10 = 0x17,
     }
@@ -123,7 +126,7 @@ kmip_enum!(
     /// KMIP 2.1 §11.5 Block Cipher Mode (subset; GCMSIV is the Cosmian extension code).
     BlockCipherMode: "BlockCipherMode" {
         CBC = 0x01, ECB = 0x02, CTR = 0x06, CCM = 0x08, GCM = 0x09, XTS = 0x0B,
-        AEAD = 0x12, GCMSIV = 0x8000_0002,
+        NISTKeyWrap = 0x0D, AEAD = 0x12, GCMSIV = 0x8000_0002,
     }
 );
 
@@ -161,16 +164,58 @@ kmip_enum!(
 );
 
 kmip_enum!(
-    /// KMIP 2.1 §11.30 Operation (the ones we implement, plus a few we name in Query).
+    /// KMIP 2.1 §11.30 Operation (every code; [`Operation::SUPPORTED`] lists the ones served).
     Operation: "Operation" {
-        Create = 0x01, CreateKeyPair = 0x02, Register = 0x03, ReKey = 0x04, Locate = 0x08,
+        Create = 0x01, CreateKeyPair = 0x02, Register = 0x03, ReKey = 0x04, DeriveKey = 0x05,
+        Certify = 0x06, ReCertify = 0x07, Locate = 0x08, Check = 0x09, Get = 0x0A,
         GetAttributes = 0x0B, GetAttributeList = 0x0C, AddAttribute = 0x0D,
-        ModifyAttribute = 0x0E, DeleteAttribute = 0x0F, Activate = 0x12, Revoke = 0x13,
-        Destroy = 0x14, Query = 0x18, DiscoverVersions = 0x1E, Encrypt = 0x1F,
-        Decrypt = 0x20, Sign = 0x21, SignatureVerify = 0x22, Get = 0x0A,
-        SetAttribute = 0x31, Import = 0x2A, Export = 0x2B,
+        ModifyAttribute = 0x0E, DeleteAttribute = 0x0F, ObtainLease = 0x10,
+        GetUsageAllocation = 0x11, Activate = 0x12, Revoke = 0x13, Destroy = 0x14,
+        Archive = 0x15, Recover = 0x16, Validate = 0x17, Query = 0x18, Cancel = 0x19,
+        Poll = 0x1A, Notify = 0x1B, Put = 0x1C, ReKeyKeyPair = 0x1D, DiscoverVersions = 0x1E,
+        Encrypt = 0x1F, Decrypt = 0x20, Sign = 0x21, SignatureVerify = 0x22, MAC = 0x23,
+        MACVerify = 0x24, RNGRetrieve = 0x25, RNGSeed = 0x26, Hash = 0x27,
+        CreateSplitKey = 0x28, JoinSplitKey = 0x29, Import = 0x2A, Export = 0x2B, Log = 0x2C,
+        Login = 0x2D, Logout = 0x2E, DelegatedLogin = 0x2F, AdjustAttribute = 0x30,
+        SetAttribute = 0x31, SetEndpointRole = 0x32, PKCS_11 = 0x33, Interop = 0x34,
+        ReProvision = 0x35, SetDefaults = 0x36, SetConstraints = 0x37, GetConstraints = 0x38,
+        QueryAsynchronousRequests = 0x39, Process = 0x3A, Ping = 0x3B,
     }
 );
+
+impl Operation {
+    /// The operations this server serves (Query's answer, in code order).
+    pub const SUPPORTED: &'static [Operation] = &[
+        Operation::Create,
+        Operation::CreateKeyPair,
+        Operation::Register,
+        Operation::ReKey,
+        Operation::Locate,
+        Operation::Check,
+        Operation::Get,
+        Operation::GetAttributes,
+        Operation::GetAttributeList,
+        Operation::AddAttribute,
+        Operation::ModifyAttribute,
+        Operation::DeleteAttribute,
+        Operation::Activate,
+        Operation::Revoke,
+        Operation::Destroy,
+        Operation::Query,
+        Operation::DiscoverVersions,
+        Operation::Encrypt,
+        Operation::Decrypt,
+        Operation::Sign,
+        Operation::SignatureVerify,
+        Operation::Import,
+        Operation::Export,
+        Operation::Log,
+        Operation::AdjustAttribute,
+        Operation::SetAttribute,
+        Operation::SetEndpointRole,
+        Operation::Interop,
+    ];
+}
 
 kmip_enum!(
     /// KMIP 2.1 §11.46 Result Status.
@@ -201,6 +246,10 @@ kmip_enum!(
     /// KMIP 2.1 §11.41 Query Function (subset).
     QueryFunction: "QueryFunction" {
         QueryOperations = 0x01, QueryObjects = 0x02, QueryServerInformation = 0x03,
+        QueryApplicationNamespaces = 0x04, QueryExtensionList = 0x05, QueryExtensionMap = 0x06,
+        QueryAttestationTypes = 0x07, QueryRNGs = 0x08, QueryValidations = 0x09,
+        QueryProfiles = 0x0A, QueryCapabilities = 0x0B, QueryClientRegistrationMethods = 0x0C,
+        QueryDefaultsInformation = 0x0D, QueryStorageProtectionMasks = 0x0E,
     }
 );
 
@@ -227,6 +276,69 @@ kmip_enum!(
 );
 
 kmip_enum!(
+    /// KMIP 2.1 §11.25 Interop Function.
+    InteropFunction: "InteropFunction" { Begin = 0x01, End = 0x02, Reset = 0x03 }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.2 Alternative Name Type.
+    AlternativeNameType: "AlternativeNameType" {
+        UninterpretedTextString = 0x01, URI = 0x02, ObjectSerialNumber = 0x03,
+        EmailAddress = 0x04, DNSName = 0x05, X500DistinguishedName = 0x06, IPAddress = 0x07,
+    }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.50 Secret Data Type.
+    SecretDataType: "SecretDataType" { Password = 0x01, Seed = 0x02 }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.38 Protection Level.
+    ProtectionLevel: "ProtectionLevel" { High = 0x01, Low = 0x02 }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.56 Usage Limits Unit.
+    UsageLimitsUnit: "UsageLimitsUnit" { Byte = 0x01, Object = 0x02 }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.9 Certificate Type.
+    CertificateType: "CertificateType" { X509 = 0x01, PGP = 0x02 }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.34 Padding Method.
+    PaddingMethod: "PaddingMethod" {
+        None = 0x01, OAEP = 0x02, PKCS5 = 0x03, SSL3 = 0x04, Zeros = 0x05,
+        ANSIX923 = 0x06, ISO10126 = 0x07, PKCS1v15 = 0x08 | "PKCS1 v1.5", X931 = 0x09,
+        PSS = 0x0A,
+    }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.29 Mask Generator.
+    MaskGenerator: "MaskGenerator" { MGF1 = 0x01 }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.59 Wrapping Method.
+    WrappingMethod: "WrappingMethod" {
+        Encrypt = 0x01, MACSign = 0x02, EncryptThenMACSign = 0x03, MACSignThenEncrypt = 0x04,
+        TR31 = 0x05,
+    }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.44 RNG Algorithm.
+    RNGAlgorithm: "RNGAlgorithm" {
+        Unspecified = 0x01, FIPS186_2 = 0x02, DRBG = 0x03, NRBG = 0x04, ANSIX9_31 = 0x05,
+        ANSIX9_62 = 0x06,
+    }
+);
+
+kmip_enum!(
     /// KMIP 2.1 §11.57 Validity Indicator.
     ValidityIndicator: "ValidityIndicator" { Valid = 0x01, Invalid = 0x02, Unknown = 0x03 }
 );
@@ -240,6 +352,7 @@ pub fn enum_code(tag: &str, name: &str) -> Option<u32> {
             match tag {
                 $(t if t == $e::TAG => $e::from_name(name).map($e::code),)+
                 "AttributeReference" | "Tag" => super::ttlv::tag_code(name),
+                "MaskGeneratorHashingAlgorithm" => HashingAlgorithm::from_name(name).map(HashingAlgorithm::code),
                 _ => None,
             }
         };
@@ -261,7 +374,17 @@ pub fn enum_code(tag: &str, name: &str) -> Option<u32> {
         LinkType,
         NameType,
         BatchErrorContinuationOption,
-        ValidityIndicator
+        ValidityIndicator,
+        InteropFunction,
+        AlternativeNameType,
+        SecretDataType,
+        ProtectionLevel,
+        UsageLimitsUnit,
+        CertificateType,
+        PaddingMethod,
+        MaskGenerator,
+        WrappingMethod,
+        RNGAlgorithm
     )
 }
 

@@ -404,24 +404,47 @@ impl<S: Store> Kms<S> {
                 ),
             ));
         }
-        let stop_on_error = match header.get("BatchErrorContinuationOption") {
-            // KMIP 2.1 §11.4: 1 Continue, 2 Stop, 3 Undo.
-            Some(o) => matches!(&o.value, Value::Enumeration(e) if matches!(e,
-                crate::kmip::ttlv::EnumValue::Code(2))
-                || matches!(e, crate::kmip::ttlv::EnumValue::Name(n) if n == "Stop")),
-            None => false,
-        };
+        // KMIP 2.1 §7.8 Batch Error Continuation Option: Stop when absent.
+        let on_error = BatchErrorContinuationOption::opt(header)?
+            .unwrap_or(BatchErrorContinuationOption::Stop);
+        let max_response = header.opt_int("MaximumResponseSize")?;
         let items: Vec<&Ttlv> = msg.all("BatchItem").collect();
         if items.len() > self.config.max_batch_items {
             return Err(kerr(ResultReason::InvalidMessage, "too many batch items"));
         }
-        let mut out = Vec::with_capacity(items.len() + 1);
-        out.push(response_header(env.now, version, items.len()));
+        let mut head = response_header(env.now, version, items.len());
+        if let Value::Structure(h) = &mut head.value {
+            // KMIP 2.1 §8.2: the client's correlation value comes back; the server's is new
+            // for every message (for the server's log).
+            if let Some(c) = header.get("ClientCorrelationValue") {
+                h.insert(1, c.clone());
+            }
+            let mut r = [0u8; 8];
+            env.rng
+                .fill(&mut r)
+                .map_err(|_| KmsError::Internal("random number generator failure"))?;
+            let mut hex = Vec::with_capacity(16);
+            json::hex_upper(&r, &mut hex);
+            h.insert(
+                h.len() - 1,
+                Ttlv::text("ServerCorrelationValue", &String::from_utf8_lossy(&hex)),
+            );
+        }
+        // KMIP 2.1 §7.1 ID Placeholder: the uid the last item returned, used by an item that
+        // names no object. Undo: the records touched and the objects created, to restore.
+        let mut placeholder: Option<String> = None;
+        let mut undo = Undo::default();
+        let mut results: Vec<(Vec<Ttlv>, KResult<Response>)> = Vec::with_capacity(items.len());
         let mut failed = false;
         for item in items {
-            let id = item.get("UniqueBatchItemID").cloned();
-            let op_item = item.get("Operation").cloned();
-            let result = if failed && stop_on_error {
+            let mut v = Vec::new();
+            if let Some(o) = item.get("Operation") {
+                v.push(o.clone());
+            }
+            if let Some(i) = item.get("UniqueBatchItemID") {
+                v.push(i.clone());
+            }
+            let result = if failed && on_error != BatchErrorContinuationOption::Continue {
                 Err(kerr(
                     ResultReason::OperationCanceledByRequester,
                     "not executed: an earlier batch item failed",
@@ -439,24 +462,55 @@ impl<S: Store> Kms<S> {
                         None => {
                             Err(crate::kmip::ttlv::FieldError::Missing("RequestPayload").into())
                         }
-                        Some(p) => self.execute(env, user, op, p).await,
+                        Some(p) => {
+                            let p = with_placeholder(op, p, placeholder.as_deref());
+                            if on_error == BatchErrorContinuationOption::Undo {
+                                undo.snapshot(&self.store, &p).await?;
+                            }
+                            let r = self.execute(env, user, op, &p).await;
+                            if let Ok(resp) = &r {
+                                if let Some(u) = resp.placeholder_uid() {
+                                    placeholder = Some(u.into());
+                                }
+                                if let Response::Create { uid, .. }
+                                | Response::Register { uid, .. } = resp
+                                {
+                                    undo.created.push(uid.clone());
+                                }
+                                if let Response::CreateKeyPair {
+                                    private_uid,
+                                    public_uid,
+                                } = resp
+                                {
+                                    undo.created.push(private_uid.clone());
+                                    undo.created.push(public_uid.clone());
+                                }
+                            }
+                            r
+                        }
                     },
                 }
             };
-            let mut v = Vec::new();
-            if let Some(o) = op_item {
-                v.push(o);
-            }
-            if let Some(i) = id {
-                v.push(i);
-            }
+            failed |= result.is_err();
+            results.push((v, result));
+        }
+        let undone = failed && on_error == BatchErrorContinuationOption::Undo;
+        if undone {
+            undo.restore(&self.store).await?;
+        }
+        let mut out = Vec::with_capacity(results.len() + 1);
+        out.push(head);
+        for (mut v, result) in results {
             match result {
                 Ok(resp) => {
-                    v.push(ResultStatus::Success.to_ttlv());
+                    v.push(if undone {
+                        ResultStatus::OperationUndone.to_ttlv()
+                    } else {
+                        ResultStatus::Success.to_ttlv()
+                    });
                     v.push(resp.to_ttlv(Some("ResponsePayload")));
                 }
                 Err(e) => {
-                    failed = true;
                     v.push(ResultStatus::OperationFailed.to_ttlv());
                     v.push(e.result_reason().to_ttlv());
                     v.push(Ttlv::text("ResultMessage", &e.to_string()));
@@ -464,7 +518,37 @@ impl<S: Store> Kms<S> {
             }
             out.push(Ttlv::structure("BatchItem", v));
         }
-        Ok(Ttlv::structure("ResponseMessage", out))
+        let message = Ttlv::structure("ResponseMessage", out);
+        // KMIP 2.1 §7.17 Maximum Response Size (bytes of the binary encoding): too large, every
+        // item fails with Response Too Large.
+        if let Some(max) = max_response
+            && binary::to_vec(&binary::wire_shape(&message)).map_or(0, |b| b.len())
+                > usize::try_from(max).unwrap_or(0)
+        {
+            let too_large = kerr(
+                ResultReason::ResponseTooLarge,
+                "the response exceeds the request's MaximumResponseSize",
+            );
+            let mut v = Vec::new();
+            for c in message.children() {
+                if c.tag == "BatchItem" {
+                    let mut i: Vec<Ttlv> = c
+                        .children()
+                        .iter()
+                        .filter(|x| x.tag == "Operation" || x.tag == "UniqueBatchItemID")
+                        .cloned()
+                        .collect();
+                    i.push(ResultStatus::OperationFailed.to_ttlv());
+                    i.push(too_large.result_reason().to_ttlv());
+                    i.push(Ttlv::text("ResultMessage", &too_large.to_string()));
+                    v.push(Ttlv::structure("BatchItem", i));
+                } else {
+                    v.push(c.clone());
+                }
+            }
+            return Ok(Ttlv::structure("ResponseMessage", v));
+        }
+        Ok(message)
     }
 
     async fn execute(
@@ -526,11 +610,10 @@ impl<S: Store> Kms<S> {
             }
             Request::GetAttributes { uid, references } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
-                let all = self.full_attributes(&o, env.now);
                 let attributes = if references.is_empty() {
-                    all
+                    self.full_attributes(&o, env.now)
                 } else {
-                    filter_attributes(&all, &references)
+                    filter_attributes(&self.derived_attributes(&o, env.now), &references)
                 };
                 Ok(Response::GetAttributes {
                     uid: o.uid.clone(),
@@ -539,7 +622,7 @@ impl<S: Store> Kms<S> {
             }
             Request::GetAttributeList { uid } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
-                let all = self.full_attributes(&o, env.now).to_ttlv("Attributes");
+                let all = self.derived_attributes(&o, env.now).to_ttlv("Attributes");
                 let mut references = Vec::new();
                 let mut seen = BTreeSet::new();
                 for c in all.children() {
@@ -804,11 +887,7 @@ impl<S: Store> Kms<S> {
             Request::Query { functions } => {
                 let all = functions.is_empty();
                 let operations = if all || functions.contains(&QueryFunction::QueryOperations) {
-                    Operation::ALL
-                        .iter()
-                        .copied()
-                        .filter(|o| *o != Operation::ModifyAttribute)
-                        .collect()
+                    Operation::SUPPORTED.to_vec()
                 } else {
                     Vec::new()
                 };
@@ -816,7 +895,8 @@ impl<S: Store> Kms<S> {
                     alloc::vec![
                         ObjectType::SymmetricKey,
                         ObjectType::PrivateKey,
-                        ObjectType::PublicKey
+                        ObjectType::PublicKey,
+                        ObjectType::SecretData
                     ]
                 } else {
                     Vec::new()
@@ -827,6 +907,25 @@ impl<S: Store> Kms<S> {
                     vendor: self.config.vendor.into(),
                     server: self.config.server_name.into(),
                 })
+            }
+            // Interop and Log mark and comment a client's test run: accepted, no effect.
+            Request::Interop { .. } => Ok(Response::Empty(Operation::Interop)),
+            Request::Log { .. } => Ok(Response::Empty(Operation::Log)),
+            Request::SetEndpointRole => Ok(Response::Empty(Operation::SetEndpointRole)),
+            Request::Check { uid, mask } => {
+                // KMIP 2.1 §6.1.4: the object exists and its usage mask allows every asked use.
+                let (o, _) = self
+                    .resolve(user, uid.as_deref(), Right::GetAttributes)
+                    .await?;
+                if let (Some(asked), Some(allowed)) = (mask, o.attributes.cryptographic_usage_mask)
+                    && asked & allowed != asked
+                {
+                    return Err(kerr(
+                        ResultReason::IncompatibleCryptographicUsageMask,
+                        "Check failed: the object's usage mask does not allow this use",
+                    ));
+                }
+                Ok(Response::Check { uid: o.uid.clone() })
             }
             Request::DiscoverVersions { offered } => Ok(Response::DiscoverVersions(
                 ProtocolVersion::SUPPORTED
@@ -992,6 +1091,19 @@ impl<S: Store> Kms<S> {
         a.unique_identifier = Some(o.uid.clone());
         a.object_type = Some(o.object_type);
         a.state = Some(o.effective_state(now));
+        a
+    }
+
+    /// [`Kms::full_attributes`] and the ones the server derives ([`maintained_attributes`]):
+    /// for GetAttributes naming attributes and GetAttributeList. (A GetAttributes asking for
+    /// all attributes keeps the Cosmian KMS's set: its clients know those.)
+    fn derived_attributes(&self, o: &ManagedObject, now: i64) -> Attributes {
+        let mut a = self.full_attributes(o, now);
+        for m in maintained_attributes(o) {
+            if !a.other.iter().any(|x| x.tag == m.tag) {
+                a.other.push(m);
+            }
+        }
         a
     }
 
@@ -1185,4 +1297,118 @@ fn filter_attributes(a: &Attributes, refs: &[String]) -> Attributes {
         .collect();
     f.other = a.other.iter().filter(|o| has(&o.tag)).cloned().collect();
     f
+}
+
+/// Operations that never name an existing object: the ID placeholder is not theirs.
+fn names_no_object(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::Create
+            | Operation::CreateKeyPair
+            | Operation::Register
+            | Operation::Import
+            | Operation::Locate
+            | Operation::Query
+            | Operation::DiscoverVersions
+            | Operation::Interop
+            | Operation::Log
+            | Operation::SetEndpointRole
+    )
+}
+
+/// The payload of a batch item, with the ID placeholder (KMIP 2.1 §7.1, the uid an earlier
+/// item of the batch returned) as its `UniqueIdentifier` when it names none.
+fn with_placeholder(op: Operation, p: &Ttlv, placeholder: Option<&str>) -> Ttlv {
+    match (placeholder, &p.value) {
+        (Some(uid), Value::Structure(c))
+            if !names_no_object(op) && p.get("UniqueIdentifier").is_none() =>
+        {
+            let mut c = c.clone();
+            c.insert(0, Ttlv::text("UniqueIdentifier", uid));
+            Ttlv::structure(&p.tag, c)
+        }
+        _ => p.clone(),
+    }
+}
+
+/// What a batch with `BatchErrorContinuationOption` Undo restores when an item fails: the
+/// stored records of the objects its items named (as they were before the batch), and the
+/// objects it created.
+#[derive(Default)]
+struct Undo {
+    before: Vec<(String, Option<crate::store::Record>)>,
+    created: Vec<String>,
+}
+
+impl Undo {
+    /// Remembers the record of the object `payload` names, the first time it is named.
+    async fn snapshot<S: Store>(&mut self, store: &S, payload: &Ttlv) -> KResult<()> {
+        let Some(uid) = payload
+            .get("UniqueIdentifier")
+            .and_then(|u| match &u.value {
+                Value::TextString(s) => Some(s.clone()),
+                _ => None,
+            })
+        else {
+            return Ok(());
+        };
+        if self.before.iter().any(|(u, _)| *u == uid) || self.created.contains(&uid) {
+            return Ok(());
+        }
+        let record = store.get(&uid).await?.map(|(r, _)| r);
+        self.before.push((uid, record));
+        Ok(())
+    }
+
+    /// Puts every remembered record back and deletes the created objects.
+    async fn restore<S: Store>(&self, store: &S) -> KResult<()> {
+        for uid in &self.created {
+            if let Some((_, v)) = store.get(uid).await? {
+                store.delete(uid, v).await?;
+            }
+        }
+        for (uid, record) in &self.before {
+            match (record, store.get(uid).await?) {
+                (Some(old), Some((now, v))) if now != *old => {
+                    store.update(old, v).await?;
+                }
+                (Some(old), None) => {
+                    store.insert(old).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Attributes the server maintains and derives on request (KMIP 2.1 §4): Short Unique
+/// Identifier (SHA-256 of the uid, §4.51), Original Creation Date (the Initial Date), and the
+/// Digest (§4.13: SHA-256 of the key material in its default format, Raw for symmetric keys and
+/// secret data) while the material exists.
+fn maintained_attributes(o: &ManagedObject) -> Vec<Ttlv> {
+    use sha2::Digest as _;
+    let mut v = alloc::vec![Ttlv::bytes(
+        "ShortUniqueIdentifier",
+        &sha2::Sha256::digest(o.uid.as_bytes())
+    )];
+    if let Some(d) = o.attributes.initial_date {
+        v.push(Ttlv::datetime("OriginalCreationDate", d));
+    }
+    if let Some(m) = &o.material
+        && matches!(
+            o.object_type,
+            ObjectType::SymmetricKey | ObjectType::SecretData
+        )
+    {
+        v.push(Ttlv::structure(
+            "Digest",
+            alloc::vec![
+                HashingAlgorithm::SHA256.to_ttlv(),
+                Ttlv::bytes("DigestValue", &sha2::Sha256::digest(m.as_slice())),
+                KeyFormatType::Raw.to_ttlv(),
+            ],
+        ));
+    }
+    v
 }

@@ -283,6 +283,14 @@ impl<S: Store> Kms<S> {
                     .get_or_insert(usage::ENCRYPT | usage::DECRYPT);
                 raw
             }
+            // KMIP 2.1 §2.2.7 Secret Data: opaque bytes (a password, a seed), kept as given.
+            ObjectType::SecretData => {
+                if !matches!(kft, KeyFormatType::Raw | KeyFormatType::Opaque) {
+                    return Err(unsupported_format);
+                }
+                attrs.key_format_type = Some(kft);
+                raw
+            }
             ObjectType::PrivateKey => {
                 let (curve, kp) = match kft {
                     KeyFormatType::PKCS8 => asym::from_pkcs8(curve_of(&attrs), &raw)?,
@@ -344,7 +352,7 @@ impl<S: Store> Kms<S> {
             _ => {
                 return Err(kerr(
                     ResultReason::InvalidObjectType,
-                    "only symmetric, private and public keys can be registered",
+                    "only symmetric, private and public keys and secret data can be registered",
                 ));
             }
         };
@@ -434,16 +442,30 @@ impl<S: Store> Kms<S> {
         let curve = curve_of(&o.attributes);
         let (format, bytes, tcurve): (KeyFormatType, Zeroizing<Vec<u8>>, Option<RecommendedCurve>) =
             match o.object_type {
-                ObjectType::SymmetricKey => {
-                    // Raw is KMIP's default for symmetric keys, and what the Cosmian KMS answers.
-                    let f = kft.unwrap_or(KeyFormatType::Raw);
-                    if !matches!(
-                        f,
-                        KeyFormatType::Raw | KeyFormatType::TransparentSymmetricKey
-                    ) {
-                        return Err(unsupported);
+                ObjectType::SymmetricKey | ObjectType::SecretData => {
+                    // Raw is what the Cosmian KMS answers for symmetric keys (also those
+                    // registered as TransparentSymmetricKey); secret data in its own format.
+                    let f = kft.unwrap_or(match o.attributes.key_format_type {
+                        Some(KeyFormatType::Opaque) if o.object_type == ObjectType::SecretData => {
+                            KeyFormatType::Opaque
+                        }
+                        _ => KeyFormatType::Raw,
+                    });
+                    if o.object_type == ObjectType::SecretData
+                        && matches!(f, KeyFormatType::Raw | KeyFormatType::Opaque)
+                    {
+                        (f, material.clone(), None)
+                    } else {
+                        if o.object_type != ObjectType::SymmetricKey
+                            || !matches!(
+                                f,
+                                KeyFormatType::Raw | KeyFormatType::TransparentSymmetricKey
+                            )
+                        {
+                            return Err(unsupported);
+                        }
+                        (f, material.clone(), None)
                     }
-                    (f, material.clone(), None)
                 }
                 ObjectType::PrivateKey => {
                     let c = curve.ok_or(unsupported.clone())?;
@@ -529,6 +551,16 @@ impl<S: Store> Kms<S> {
                 right,
                 |o| {
                     let owner = o.owner == user;
+                    // KMIP 2.1 §4.1 Activation Date: set or changed only while PreActive.
+                    if target == "ActivationDate"
+                        && !matches!(edit, AttrEdit::Delete(..))
+                        && o.effective_state(now) != State::PreActive
+                    {
+                        return Err(kerr(
+                            ResultReason::WrongKeyLifecycleState,
+                            "the Activation Date can only be set while the object is PreActive",
+                        ));
+                    }
                     let before = o.attributes.clone();
                     let a = &mut o.attributes;
                     match edit {
@@ -682,6 +714,22 @@ impl<S: Store> Kms<S> {
         };
         uids.sort();
         uids.dedup();
+        // Filters the index does not carry: compare with each candidate's attributes.
+        if !a.other.is_empty()
+            || !a.vendor_attributes.is_empty()
+            || a.cryptographic_length.is_some()
+            || a.cryptographic_usage_mask.is_some()
+        {
+            let mut kept = Vec::with_capacity(uids.len());
+            for u in uids {
+                if let Some((o, _)) = self.load(&u).await?
+                    && locate_matches(&o.attributes, a)
+                {
+                    kept.push(u);
+                }
+            }
+            uids = kept;
+        }
         let total = i32::try_from(uids.len()).unwrap_or(i32::MAX);
         let offset = usize::try_from(offset_items.unwrap_or(0).max(0)).unwrap_or(0);
         let max = match max_items {
@@ -755,4 +803,21 @@ fn check_attribute_edit(before: &Attributes, after: &Attributes, owner: bool) ->
         ));
     }
     Ok(())
+}
+
+/// Locate's filters on attributes the index does not carry (KMIP 2.1 §6.1.27): every other
+/// attribute given must be among the object's (equal), vendor attributes likewise; the length
+/// must be equal; the usage mask's bits must all be set on the object.
+fn locate_matches(have: &Attributes, want: &Attributes) -> bool {
+    want.other.iter().all(|w| have.other.contains(w))
+        && want
+            .vendor_attributes
+            .iter()
+            .all(|w| have.vendor_attributes.contains(w))
+        && want
+            .cryptographic_length
+            .is_none_or(|l| have.cryptographic_length == Some(l))
+        && want
+            .cryptographic_usage_mask
+            .is_none_or(|m| have.cryptographic_usage_mask.is_some_and(|h| h & m == m))
 }
