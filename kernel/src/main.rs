@@ -2,15 +2,16 @@
 //! firmware early and then owns the machine.
 //!
 //! Boot sequence ([`kernel_main`], one call per step, the steps in [`boot`]): firmware
-//! hand-off ([`uefi`]) → console ([`console`]) → descriptor tables and exceptions ([`arch`]) →
+//! hand-off ([`uefi`]) → console ([`console`]) → SEV/SNP/TDX detection under the firmware's
+//! exception handlers ([`platform::detect_hardware`]) → descriptor tables and exceptions ([`arch`]) →
 //! command line (`bootparams::cmdline`) → memory (heap from the memory map, [`mm`]; own page
-//! tables, [`arch::paging`]) → clocks ([`time`], [`arch::apic`]) → platform detection
+//! tables, [`arch::paging`]) → clocks ([`time`], [`arch::apic`]) → attestation backend
 //! ([`platform`]) → entropy ([`rng`]) → PCI, virtio-net and the network ([`drivers`],
 //! [`net`]) → services ([`services`]).
 //!
 //! The kernel runs on one CPU with interrupts disabled (but for idle wake-ups) and polls its
-//! devices. It does not implement SMP, device interrupts or the SNP/TDX backends (detected,
-//! then refused).
+//! devices. It does not implement SMP, device interrupts or the SNP/TDX backends: SEV-ES/SNP
+//! is detected and terminated through the GHCB MSR protocol, TDX detected and refused.
 #![no_std]
 #![no_main]
 
@@ -74,7 +75,11 @@ extern "C" fn kernel_main(info: usize) -> ! {
     // 1. Console first, so every later failure is visible.
     console::init();
     println!("ckms: kernel {} starting", env!("CARGO_PKG_VERSION"));
-    // 2. CPU state of our own: SSE on, PIC masked, our GDT/TSS/IDT with IST stacks.
+    // 2. SEV/SNP/TDX detection while the firmware's #VC/#VE handlers are still live: a
+    //    confidential platform this build cannot run stops here (GHCB MSR termination on
+    //    SEV-ES/SNP), before our IDT would turn its first port I/O into an unanswerable #VC.
+    let _hardware = boot::early_platform();
+    // 2b. CPU state of our own: SSE on, PIC masked, our GDT/TSS/IDT with IST stacks.
     boot::cpu(info);
     // 3. The measured command line decides everything else: parsed before any device is
     //    touched; a bad one stops the boot here.
@@ -85,7 +90,7 @@ extern "C" fn kernel_main(info: usize) -> ! {
     // 5. Clocks: TSC against the PIT (needed by the RNG reseed timer and the network), the
     //    APIC timer for idle wake-ups.
     boot::clocks();
-    // 6. Platform: SNP/TDX detection (refused until implemented), then the attestation mode.
+    // 6. Platform: the attestation backend the command line asks for.
     let platform = boot::platform(&cfg);
     // 7. Entropy: refuse to run without a hardware source.
     boot::entropy();

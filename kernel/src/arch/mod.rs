@@ -5,6 +5,7 @@ pub mod gdt;
 pub mod idt;
 pub mod paging;
 pub mod port;
+pub mod sev;
 
 use core::arch::asm;
 
@@ -52,6 +53,19 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
         asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
     };
     (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// `msr` must exist on this CPU (else #GP), and writing `value` must not break an invariant
+/// the kernel relies on (the callers name the MSR and why).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: caller contract.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+            options(nostack, preserves_flags))
+    };
 }
 
 /// Reads CR2 (the faulting address of the last page fault).
@@ -132,8 +146,13 @@ pub enum ExitCode {
 pub fn stop(code: ExitCode) -> ! {
     disable_interrupts();
     port::outb(0xf4, code as u8);
+    halt_forever()
+}
+
+/// Halts this CPU forever (interrupts should be masked by the caller).
+pub fn halt_forever() -> ! {
     loop {
-        // SAFETY: halting with interrupts disabled parks this CPU.
+        // SAFETY: `hlt` only waits for an interrupt; with interrupts disabled it parks the CPU.
         unsafe { asm!("hlt", options(nomem, nostack)) };
     }
 }

@@ -1,10 +1,14 @@
 //! The platform seam: one trait, [`PlatformOps`], and the backend chosen at run time.
 //!
 //! One image boots on SEV-SNP, TDX and ordinary (TCG) VMs, so the backend is data
-//! ([`Platform`]), picked once at boot by [`select`]:
-//! - [`snp`] / [`tdx`]: detected from the CPU (SEV status MSR / CPUID leaf 0x21). Their
-//!   backends are not implemented yet, so detection stops the boot with a clear message
-//!   rather than running unprotected code paths (port I/O and shared DMA would be wrong).
+//! ([`Platform`]), picked once at boot:
+//! - [`detect_hardware`] runs first, before the kernel replaces the firmware's IDT
+//!   ([`crate::boot::early_platform`]): [`snp`] (CPUID 0x8000_001F + `SEV_STATUS`) and [`tdx`]
+//!   (CPUID leaf 0x21). Their backends are not complete in this build, so a confidential
+//!   guest stops there: SEV-ES/SNP with the GHCB MSR protocol termination request (reason
+//!   set 0xC, see `sev-guest`'s README), TDX and plain SEV with a console message. Nothing
+//!   after that point would be correct on them (port I/O would raise #VC/#VE, the page tables
+//!   carry no C-bit, DMA is not bounced).
 //! - `emulated`: the `snp-emu` firmware emulator over COM2; compiled in only with the
 //!   `emulated-attestation` feature and used only when the measured command line says
 //!   `ckms.attestation=emulated`.
@@ -13,8 +17,7 @@
 //! Backends report what they can do ([`Capabilities`]) instead of callers inferring it.
 //! The selected backend is installed once by [`select`] and used through [`with`]. DMA
 //! memory is made host-visible through [`share`] / [`unshare`] (the trait's methods on the
-//! installed backend): identity on `none` and `emulated` (no memory encryption), shared pages
-//! on SNP/TDX once those exist.
+//! installed backend): identity on `none` and `emulated` (no memory encryption).
 
 #[cfg(feature = "emulated-attestation")]
 pub mod emulated;
@@ -139,15 +142,45 @@ impl Platform {
     }
 }
 
+/// The confidential-computing hardware under the kernel, as [`detect_hardware`] found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hardware {
+    /// An ordinary VM (or TCG): no memory encryption.
+    Plain,
+    /// SEV without SEV-ES.
+    Sev,
+    /// SEV-ES without SNP (the GHCB MSR protocol exists).
+    SevEs(snp::GhcbMsr),
+    /// SEV-SNP.
+    Snp {
+        /// The GHCB MSR protocol exists.
+        ghcb: snp::GhcbMsr,
+        /// `SEV_STATUS`.
+        status: u64,
+    },
+    /// An Intel TDX trust domain.
+    Tdx,
+}
+
+/// Detects SEV/SEV-ES/SNP, then TDX. Call it while the firmware's exception handlers are
+/// still installed: on SEV-ES/SNP the `cpuid` raises #VC (and on TDX a leaf the TDX module
+/// does not handle raises #VE), which only the firmware can answer at that point.
+pub fn detect_hardware() -> Hardware {
+    match snp::detect() {
+        snp::SevState::Snp { ghcb, status } => return Hardware::Snp { ghcb, status },
+        snp::SevState::SevEs(ghcb) => return Hardware::SevEs(ghcb),
+        snp::SevState::SevOnly => return Hardware::Sev,
+        snp::SevState::Absent => {}
+    }
+    if tdx::detect() {
+        return Hardware::Tdx;
+    }
+    Hardware::Plain
+}
+
 /// Why no backend could be selected: the boot stops with this message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SelectError {
-    /// SEV-SNP hardware detected; backend missing.
-    SnpNotImplemented,
-    /// SEV or SEV-ES without SNP.
-    SevWithoutSnp,
-    /// TDX detected; backend missing.
-    TdxNotImplemented,
     /// `ckms.attestation=emulated` in an image built without the feature.
     #[cfg(not(feature = "emulated-attestation"))]
     EmulationNotBuilt,
@@ -161,9 +194,6 @@ pub enum SelectError {
 impl fmt::Display for SelectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::SnpNotImplemented => f.write_str("SEV-SNP hardware backend not implemented yet"),
-            Self::SevWithoutSnp => f.write_str("SEV/SEV-ES without SNP is not supported"),
-            Self::TdxNotImplemented => f.write_str("TDX hardware backend not implemented yet"),
             #[cfg(not(feature = "emulated-attestation"))]
             Self::EmulationNotBuilt => f.write_str(
                 "ckms.attestation=emulated, but this image was built without the emulated-attestation feature",
@@ -179,7 +209,8 @@ impl fmt::Display for SelectError {
 /// reaches it through [`share`] / [`unshare`]; everything else through [`with`].
 static PLATFORM: spin::Once<spin::Mutex<Platform>> = spin::Once::new();
 
-/// Detects the hardware, picks the backend the command line asks for and installs it.
+/// Picks the backend the command line asks for and installs it. The hardware was detected
+/// (and any confidential platform stopped) by [`detect_hardware`] before.
 pub fn select(mode: AttestationMode) -> Result<PlatformKind, SelectError> {
     if PLATFORM.is_completed() {
         return Err(SelectError::AlreadySelected);
@@ -201,14 +232,6 @@ pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformE
 }
 
 fn detect_and_create(mode: AttestationMode) -> Result<Platform, SelectError> {
-    match snp::detect() {
-        snp::SevState::Snp => return Err(SelectError::SnpNotImplemented),
-        snp::SevState::SevOnly => return Err(SelectError::SevWithoutSnp),
-        snp::SevState::Absent => {}
-    }
-    if tdx::detect() {
-        return Err(SelectError::TdxNotImplemented);
-    }
     Ok(match mode {
         AttestationMode::None => Platform::None(none::NoPlatform),
         #[cfg(feature = "emulated-attestation")]
@@ -222,8 +245,6 @@ fn detect_and_create(mode: AttestationMode) -> Result<Platform, SelectError> {
 
 /// Makes `[addr, addr + len)` visible to the host for device DMA. Identity (nothing to do)
 /// on the backends that exist: their memory is not encrypted.
-/// All DMA memory goes through here, so the SNP/TDX backends can convert the pages
-/// (page-state change / MapGPA) when they exist.
 pub fn share(addr: u64, len: usize) -> Result<(), PlatformError> {
     with(|p| p.share(addr, len))?
 }
