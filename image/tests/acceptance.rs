@@ -333,6 +333,25 @@ fn malformed_command_line_stops_the_boot() {
     assert!(!status.success(), "QEMU exit status {status}");
 }
 
+/// The #VC handler on synthetic frames whose RIP points at real `in`/`cpuid`/`rdmsr`
+/// instructions (TCG raises no #VC): RIP advance, registers, nesting guard, refusals.
+#[test]
+fn vc_handler_emulates_real_instructions_and_refuses_nesting() {
+    let imgs = images();
+    let _vm = vm_lock();
+    let cmdline = format!("{DEFAULT_CMDLINE} ckms.test=vc");
+    let mut vm = Vm::start(&run_options(&imgs.a, Some(cmdline))).unwrap_or_else(|e| panic!("{e}"));
+    let line = vm
+        .wait_for_line("the vc self-test", BOOT_TIMEOUT, |l| {
+            l.starts_with("ckms: test vc") || l.starts_with("ckms: boot stopped:")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        line,
+        "ckms: test vc ok in-rip+1 cpuid-rip+2 rdmsr-rip+2 nested=refused mismatch=refused mmio=refused"
+    );
+}
+
 /// The xorshift64 stream both sides of the echo test generate.
 struct Pattern(u64);
 impl Pattern {

@@ -36,6 +36,12 @@ mod uefi;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 static IMAGE_BASE: AtomicU64 = AtomicU64::new(0);
+static IMAGE_END: AtomicU64 = AtomicU64::new(0);
+
+/// One past the last byte of the loaded image.
+pub fn image_end() -> u64 {
+    IMAGE_END.load(Ordering::Relaxed)
+}
 
 /// Load address of the image (for exception reports: `rip - base` is an offset in the ELF).
 pub fn image_base() -> u64 {
@@ -71,6 +77,10 @@ extern "C" fn kernel_main(info: usize) -> ! {
     // SAFETY: `efi_main` passes the address of the BootInfo it owns, now handed over.
     let info: &'static uefi::BootInfo = unsafe { &*(info as *const uefi::BootInfo) };
     IMAGE_BASE.store(info.image_base, Ordering::Relaxed);
+    IMAGE_END.store(
+        info.image_base.saturating_add(info.image_size),
+        Ordering::Relaxed,
+    );
 
     // 1. Console first, so every later failure is visible.
     console::init();
@@ -78,7 +88,7 @@ extern "C" fn kernel_main(info: usize) -> ! {
     // 2. SEV/SNP/TDX detection while the firmware's #VC/#VE handlers are still live: a
     //    confidential platform this build cannot run stops here (GHCB MSR termination on
     //    SEV-ES/SNP), before our IDT would turn its first port I/O into an unanswerable #VC.
-    let _hardware = boot::early_platform();
+    platform::record_hardware(boot::early_platform());
     // 2b. CPU state of our own: SSE on, PIC masked, our GDT/TSS/IDT with IST stacks.
     boot::cpu(info);
     // 3. The measured command line decides everything else: parsed before any device is

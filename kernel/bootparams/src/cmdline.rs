@@ -15,7 +15,7 @@
 //! | `ckms.provisioner` | `sha256:<64 hex>`: SPKI hash of the only client allowed to provision | none |
 //! | `ckms.attestation` | `none` or `emulated` | `none` |
 //! | `ckms.log` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `info` |
-//! | `ckms.test` | `echo`, `attest` or `fault`: run a test service instead of the KMS | none |
+//! | `ckms.test` | `echo`, `attest`, `fault` or `vc`: run a test service instead of the KMS | none |
 //! | `ckms.test_report_data` | 128 hex digits: report_data for the `attest` self-test | none |
 
 use core::fmt;
@@ -62,6 +62,8 @@ pub enum TestService {
     Attest,
     /// Raise a page fault after boot, to exercise the exception report.
     Fault,
+    /// Drive the #VC handler with synthetic frames on real instructions, print the result.
+    Vc,
 }
 
 /// The parsed command line.
@@ -252,7 +254,8 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
                     "echo" => TestService::Echo,
                     "attest" => TestService::Attest,
                     "fault" => TestService::Fault,
-                    _ => return Err(err(ErrorKind::BadValue("echo, attest or fault"))),
+                    "vc" => TestService::Vc,
+                    _ => return Err(err(ErrorKind::BadValue("echo, attest, fault or vc"))),
                 })
             }
             _ => {
@@ -294,7 +297,7 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
                 kind: ErrorKind::Conflict("needs ckms.test_report_data"),
             });
         }
-        (Some(TestService::Echo | TestService::Fault) | None, true) => {
+        (Some(TestService::Echo | TestService::Fault | TestService::Vc) | None, true) => {
             return Err(ParseError {
                 item: "ckms.test_report_data",
                 kind: ErrorKind::Conflict("only meaningful with ckms.test=attest"),
@@ -317,6 +320,23 @@ mod tests {
     fn empty_gives_defaults() {
         assert_eq!(parse(""), Ok(BootConfig::default()));
         assert_eq!(parse("   "), Ok(BootConfig::default()));
+    }
+
+    #[test]
+    fn vc_self_test_service() {
+        assert_eq!(
+            parse("ckms.test=vc").map(|c| c.test),
+            Ok(Some(TestService::Vc))
+        );
+        let line = format!("ckms.test=vc ckms.test_report_data={}", "00".repeat(64));
+        let r = parse(&line);
+        assert!(matches!(
+            r,
+            Err(ParseError {
+                item: "ckms.test_report_data",
+                kind: ErrorKind::Conflict(_)
+            })
+        ));
     }
 
     #[test]
@@ -435,7 +455,7 @@ mod tests {
             (
                 "ckms.test=fuzz",
                 "ckms.test=fuzz",
-                ErrorKind::BadValue("echo, attest or fault"),
+                ErrorKind::BadValue("echo, attest, fault or vc"),
             ),
             (
                 "ckms.ip=10.0.2.15",

@@ -6,6 +6,7 @@ pub mod idt;
 pub mod paging;
 pub mod port;
 pub mod sev;
+pub mod vc;
 
 use core::arch::asm;
 

@@ -178,6 +178,21 @@ pub fn detect_hardware() -> Hardware {
     Hardware::Plain
 }
 
+static HARDWARE: spin::Once<Hardware> = spin::Once::new();
+
+/// Keeps what [`detect_hardware`] found (once), for the exception paths.
+pub fn record_hardware(hw: Hardware) {
+    HARDWARE.call_once(|| hw);
+}
+
+/// The GHCB MSR protocol, when SEV-ES/SNP was detected: fatal paths terminate through it.
+pub fn ghcb_msr() -> Option<snp::GhcbMsr> {
+    match HARDWARE.get()? {
+        Hardware::Snp { ghcb, .. } | Hardware::SevEs(ghcb) => Some(*ghcb),
+        Hardware::Plain | Hardware::Sev | Hardware::Tdx => None,
+    }
+}
+
 /// Why no backend could be selected: the boot stops with this message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SelectError {
