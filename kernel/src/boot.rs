@@ -8,7 +8,7 @@ use crate::drivers::{pci, virtio_net::VirtioNic};
 use crate::net::NetStack;
 use crate::platform::{self, Hardware, PlatformKind};
 use crate::uefi::BootInfo;
-use crate::{arch, console, mm, net, println, refuse, rng, time};
+use crate::{arch, console, dma, mm, net, println, refuse, rng, time};
 
 /// Detects the confidential-computing hardware while the firmware's exception handlers are
 /// still installed (they answer the #VC/#VE that `cpuid` and the console's port I/O raise on
@@ -130,6 +130,15 @@ pub fn memory(info: &BootInfo) {
             refuse(format_args!("guard page at {page:#x}: {e}"));
         }
     }
+    // The shared DMA pool: the only memory devices are ever given (virtqueues and bounce
+    // buffers), carved from the heap once.
+    match dma::init(dma::POOL_PAGES) {
+        Ok(base) => log::info!(
+            "dma: shared pool {} KiB at {base:#x} (virtio rings and bounce buffers)",
+            dma::POOL_PAGES * 4
+        ),
+        Err(e) => refuse(format_args!("{e}")),
+    }
     log::debug!(
         "firmware: {} configuration tables, rsdp {:x?}, snp cc blob {:x?}, coco secret {:x?}",
         info.config_table_total,
@@ -212,6 +221,11 @@ pub fn network(cfg: &BootConfig) -> NetStack {
         Ok(nic) => nic,
         Err(e) => refuse(format_args!("{e}")),
     };
+    let (used, shared) = dma::usage();
+    log::info!(
+        "dma: {used} of {} pool pages in use after virtio-net bring-up ({shared} shared)",
+        dma::POOL_PAGES
+    );
     match net::up(nic, cfg) {
         Ok(s) => s,
         Err(e) => refuse(format_args!("{e}")),

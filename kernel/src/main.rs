@@ -22,6 +22,7 @@ extern crate freestanding_rt;
 mod arch;
 mod boot;
 mod console;
+mod dma;
 mod drivers;
 mod kms_service;
 mod mm;

@@ -15,9 +15,9 @@
 //! - [`none`]: no attestation, no derived key.
 //!
 //! Backends report what they can do ([`Capabilities`]) instead of callers inferring it.
-//! The selected backend is installed once by [`select`] and used through [`with`]. DMA
-//! memory is made host-visible through [`share`] / [`unshare`] (the trait's methods on the
-//! installed backend): identity on `none` and `emulated` (no memory encryption).
+//! The selected backend is installed once by [`select`] and used through [`with`]. Memory
+//! made visible to the host (virtio rings and bounce buffers) is not the backends' business
+//! here: it all lives in the shared DMA pool ([`crate::dma`]).
 
 #[cfg(feature = "emulated-attestation")]
 pub mod emulated;
@@ -115,11 +115,6 @@ pub trait PlatformOps {
     fn cert_table(&mut self) -> Result<Vec<u8>, PlatformError> {
         Ok(Vec::new())
     }
-    /// Makes `[addr, addr + len)` (page-aligned, identity-mapped) visible to the host for
-    /// device DMA. Identity where memory is not encrypted.
-    fn share(&self, addr: u64, len: usize) -> Result<(), PlatformError>;
-    /// Makes a shared region private again.
-    fn unshare(&self, addr: u64, len: usize) -> Result<(), PlatformError>;
 }
 
 /// The selected backend.
@@ -220,8 +215,7 @@ impl fmt::Display for SelectError {
     }
 }
 
-/// The backend selected at boot. The DMA glue (a `virtio-drivers` `Hal`, static methods only)
-/// reaches it through [`share`] / [`unshare`]; everything else through [`with`].
+/// The backend selected at boot, reached through [`with`].
 static PLATFORM: spin::Once<spin::Mutex<Platform>> = spin::Once::new();
 
 /// Picks the backend the command line asks for and installs it. The hardware was detected
@@ -238,8 +232,7 @@ pub fn select(mode: AttestationMode) -> Result<PlatformKind, SelectError> {
 
 /// Runs `f` on the selected backend; `NotSupported` before [`select`].
 ///
-/// `f` must not call [`share`] / [`unshare`] (the backend is locked meanwhile); a backend
-/// that needs shared pages for its own requests uses its `share` method directly.
+/// `f` must not call [`with`] again (the backend is locked meanwhile).
 pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformError> {
     let cell = PLATFORM.get().ok_or(PlatformError::NotSupported)?;
     let mut guard = cell.lock();
@@ -256,15 +249,4 @@ fn detect_and_create(mode: AttestationMode) -> Result<Platform, SelectError> {
         #[cfg(not(feature = "emulated-attestation"))]
         AttestationMode::Emulated => return Err(SelectError::EmulationNotBuilt),
     })
-}
-
-/// Makes `[addr, addr + len)` visible to the host for device DMA. Identity (nothing to do)
-/// on the backends that exist: their memory is not encrypted.
-pub fn share(addr: u64, len: usize) -> Result<(), PlatformError> {
-    with(|p| p.share(addr, len))?
-}
-
-/// Makes a region private again after DMA. Identity on the existing backends.
-pub fn unshare(addr: u64, len: usize) -> Result<(), PlatformError> {
-    with(|p| p.unshare(addr, len))?
 }
