@@ -193,6 +193,17 @@ fn build_is_reproducible_and_within_limits() {
         kernel.len()
     );
     assert_eq!(m.kernel.size, kernel.len() as u64);
+    // The production image carries no loopback-GHCB stub (the build checks it too).
+    assert!(
+        !m.kernel_features
+            .iter()
+            .any(|f| f == image::build::LOOPBACK_FEATURE)
+    );
+    assert!(
+        !kernel
+            .windows(image::build::LOOPBACK_MARKER.len())
+            .any(|w| w == image::build::LOOPBACK_MARKER)
+    );
     assert_eq!(m.kernel.sha256, image::manifest::sha256_hex(&kernel));
     assert_eq!(m.cmdline, attest_cmdline());
     assert_eq!(m.firmware.name, "amdsev-suffix.bin");

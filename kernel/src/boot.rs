@@ -151,6 +151,24 @@ pub fn memory(info: &BootInfo) {
     }
 }
 
+/// The loopback-GHCB test build: establishes the GHCB session with the stub and moves the DMA
+/// pool onto it.
+#[cfg(feature = "loopback-ghcb")]
+pub fn loopback_ghcb() {
+    println!("ckms: {}", crate::loopback::MARKER);
+    match platform::ghcb::establish() {
+        Ok((version, cbit)) => log::info!(
+            "platform: snp backend over the loopback GHCB: protocol v{version}, C-bit {cbit} \
+             (not set in the page tables: TCG has no memory encryption); port I/O, MSRs and \
+             page-state changes are GHCB calls from here on"
+        ),
+        Err(e) => refuse(format_args!("{e}")),
+    }
+    if let Err(e) = dma::use_ghcb() {
+        refuse(format_args!("{e}"));
+    }
+}
+
 /// TSC calibration against the PIT; the RTC only for the (untrusted) date; the APIC timer.
 pub fn clocks() {
     match time::calibrate() {
@@ -226,6 +244,17 @@ pub fn network(cfg: &BootConfig) -> NetStack {
         "dma: {used} of {} pool pages in use after virtio-net bring-up ({shared} shared)",
         dma::POOL_PAGES
     );
+    if let Some(s) = platform::ghcb::stats() {
+        log::info!(
+            "ghcb: exits so far: {} msr-protocol, {} ioio, {} msr, {} mmio, {} psc, {} guest-request",
+            s.msr_protocol,
+            s.ioio,
+            s.msr,
+            s.mmio,
+            s.psc,
+            s.guest_request
+        );
+    }
     match net::up(nic, cfg) {
         Ok(s) => s,
         Err(e) => refuse(format_args!("{e}")),

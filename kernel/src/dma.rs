@@ -7,10 +7,11 @@
 //!
 //! The pool's conversions and copies go through a [`PoolBackend`]. On the `none` and
 //! `emulated` platforms (no memory encryption) that is [`PlainMemory`]: conversions are
-//! no-ops, copies are plain memory copies restricted to the pool's region. The SNP backend
-//! (PVALIDATE rescind + page-state change through the GHCB, region mapped C=0) plugs in at the
-//! same place, so the allocation, bounce and "is this address shared" code is one on every
-//! platform.
+//! no-ops, copies are plain memory copies restricted to the pool's region. Once a GHCB session
+//! is established ([`crate::platform::ghcb`], the loopback-GHCB build), [`use_ghcb`] switches
+//! to the session: PVALIDATE rescind + page-state change through the GHCB before a page is
+//! shared, the reverse before it is private again. The allocation, bounce and "is this
+//! address shared" code is one on every platform.
 
 use alloc::alloc::{Layout, alloc_zeroed};
 use alloc::collections::BTreeMap;
@@ -109,9 +110,59 @@ impl PoolBackend for PlainMemory {
     }
 }
 
+/// The backend in use.
+enum Backend {
+    /// No memory encryption.
+    Plain(PlainMemory),
+    /// Conversions through the GHCB session (set up only by the loopback-GHCB build until the
+    /// production SNP boot path exists).
+    #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+    Ghcb,
+}
+
+fn no_session() -> sev_guest::Error {
+    sev_guest::Error::InvalidArgument("no GHCB session")
+}
+
+impl PoolBackend for Backend {
+    fn make_shared(&mut self, gpas: &[u64]) -> Result<(), sev_guest::Error> {
+        match self {
+            Self::Plain(p) => p.make_shared(gpas),
+            Self::Ghcb => crate::platform::ghcb::with(|s| s.make_shared(gpas))
+                .unwrap_or_else(|| Err(no_session())),
+        }
+    }
+
+    fn make_private(&mut self, gpas: &[u64]) -> Result<(), sev_guest::Error> {
+        match self {
+            Self::Plain(p) => p.make_private(gpas),
+            Self::Ghcb => crate::platform::ghcb::with(|s| s.make_private(gpas))
+                .unwrap_or_else(|| Err(no_session())),
+        }
+    }
+
+    fn write_shared(&mut self, gpa: u64, data: &[u8]) -> Result<(), sev_guest::Error> {
+        match self {
+            Self::Plain(p) => p.write_shared(gpa, data),
+            Self::Ghcb => crate::platform::ghcb::with(|s| PoolBackend::write_shared(s, gpa, data))
+                .unwrap_or_else(|| Err(no_session())),
+        }
+    }
+
+    fn read_shared(&mut self, gpa: u64, out: &mut [u8]) -> Result<(), sev_guest::Error> {
+        match self {
+            Self::Plain(p) => p.read_shared(gpa, out),
+            Self::Ghcb => crate::platform::ghcb::with(|s| PoolBackend::read_shared(s, gpa, out))
+                .unwrap_or_else(|| Err(no_session())),
+        }
+    }
+}
+
 struct Dma {
     pool: SharedPool,
-    backend: PlainMemory,
+    /// `(base, bytes)` of the pool's region.
+    region: (u64, u64),
+    backend: Backend,
     /// Live allocations by first address.
     bufs: BTreeMap<u64, SharedBuf>,
 }
@@ -156,10 +207,11 @@ pub fn init(pages: usize) -> Result<u64, DmaError> {
     DMA.call_once(|| {
         spin::Mutex::new(Dma {
             pool,
-            backend: PlainMemory {
+            region: (base, bytes as u64),
+            backend: Backend::Plain(PlainMemory {
                 base,
                 len: bytes as u64,
-            },
+            }),
             bufs: BTreeMap::new(),
         })
     });
@@ -216,5 +268,26 @@ pub fn usage() -> (usize, usize) {
     DMA.get().map_or((0, 0), |d| {
         let d = d.lock();
         (d.pool.used_pages(), d.pool.shared_pages())
+    })
+}
+
+/// The pool's region `(base, length in bytes)`, once [`init`] ran.
+pub fn region() -> Option<(u64, u64)> {
+    Some(DMA.get()?.lock().region)
+}
+
+/// Converts the pool's pages through the GHCB session from now on (called by the
+/// loopback-GHCB build only, until the production SNP boot path exists). Only before the first
+/// allocation (every page is still private and validated, as the session expects).
+#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+pub fn use_ghcb() -> Result<(), DmaError> {
+    with(|d| {
+        if d.pool.shared_pages() != 0 {
+            return Err(DmaError::Pool(sev_guest::Error::InvalidArgument(
+                "pool already in use",
+            )));
+        }
+        d.backend = Backend::Ghcb;
+        Ok(())
     })
 }

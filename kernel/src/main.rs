@@ -25,6 +25,8 @@ mod console;
 mod dma;
 mod drivers;
 mod kms_service;
+#[cfg(feature = "loopback-ghcb")]
+mod loopback;
 mod mm;
 mod net;
 mod platform;
@@ -98,6 +100,10 @@ extern "C" fn kernel_main(info: usize) -> ! {
     // 4. Memory: heap from the free RAM of the saved map (never unaccepted memory), then our
     //    own page tables (their pages come from the heap) with guard pages.
     boot::memory(info);
+    // 4b. The loopback-GHCB test build only: the SNP backend's GHCB session (stubbed VMGEXIT and
+    //     PVALIDATE); from here on port I/O, MSRs and the DMA pool's conversions are GHCB calls.
+    #[cfg(feature = "loopback-ghcb")]
+    boot::loopback_ghcb();
     // 5. Clocks: TSC against the PIT (needed by the RNG reseed timer and the network), the
     //    APIC timer for idle wake-ups.
     boot::clocks();

@@ -43,11 +43,39 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
     Cpuid { eax, ebx, ecx, edx }
 }
 
-/// Reads a model-specific register.
+/// Reads a model-specific register: through the GHCB (an MSR exit, 56421 §4.1.3) when a
+/// GHCB session is established ([`crate::platform::ghcb`]), else the instruction.
 ///
 /// # Safety
 /// `msr` must exist on this CPU (else #GP).
 pub unsafe fn rdmsr(msr: u32) -> u64 {
+    if let Some(v) = crate::platform::ghcb::rdmsr(msr) {
+        return v;
+    }
+    // SAFETY: caller contract.
+    unsafe { rdmsr_instruction(msr) }
+}
+
+/// Writes a model-specific register: through the GHCB when a session is established, else
+/// the instruction.
+///
+/// # Safety
+/// `msr` must exist on this CPU (else #GP), and writing `value` must not break an invariant
+/// the kernel relies on (the callers name the MSR and why).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    if crate::platform::ghcb::wrmsr(msr, value) {
+        return;
+    }
+    // SAFETY: caller contract.
+    unsafe { wrmsr_instruction(msr, value) }
+}
+
+/// The `rdmsr` instruction itself, for MSRs that must never be asked of the hypervisor
+/// (`SEV_STATUS`, the GHCB MSR) and for the loopback stub.
+///
+/// # Safety
+/// `msr` must exist on this CPU (else #GP).
+pub unsafe fn rdmsr_instruction(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: caller guarantees the MSR exists; reading it has no side effect on memory.
     unsafe {
@@ -56,12 +84,11 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
-/// Writes a model-specific register.
+/// The `wrmsr` instruction itself (see [`rdmsr_instruction`]).
 ///
 /// # Safety
-/// `msr` must exist on this CPU (else #GP), and writing `value` must not break an invariant
-/// the kernel relies on (the callers name the MSR and why).
-pub unsafe fn wrmsr(msr: u32, value: u64) {
+/// As [`wrmsr`].
+pub unsafe fn wrmsr_instruction(msr: u32, value: u64) {
     // SAFETY: caller contract.
     unsafe {
         asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,

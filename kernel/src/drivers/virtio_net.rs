@@ -45,6 +45,11 @@ fn dma_fatal(what: &str, e: dma::DmaError) -> ! {
 unsafe impl Hal for KernelHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         match dma::alloc(pages) {
+            #[cfg(feature = "loopback-ghcb")]
+            Ok(gpa) if !crate::loopback::host_sees(gpa, (pages * PAGE_SIZE) as u64) => dma_fatal(
+                "ring pages not shared with the host",
+                dma::DmaError::UnknownBuffer(gpa),
+            ),
             Ok(gpa) => match NonNull::new(gpa as *mut u8) {
                 Some(ptr) => (gpa, ptr),
                 None => dma_fatal("dma_alloc", dma::DmaError::UnknownBuffer(0)),
@@ -84,6 +89,13 @@ unsafe impl Hal for KernelHal {
             if let Err(e) = dma::write(gpa, data) {
                 dma_fatal("bounce in", e);
             }
+        }
+        #[cfg(feature = "loopback-ghcb")]
+        if !crate::loopback::host_sees(gpa, len.max(1) as u64) {
+            dma_fatal(
+                "bounce page not shared with the host",
+                dma::DmaError::UnknownBuffer(gpa),
+            );
         }
         if !dma::is_shared(gpa, len.max(1) as u64) {
             dma_fatal(

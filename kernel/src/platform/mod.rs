@@ -21,6 +21,7 @@
 
 #[cfg(feature = "emulated-attestation")]
 pub mod emulated;
+pub mod ghcb;
 pub mod none;
 pub mod snp;
 pub mod tdx;

@@ -14,7 +14,7 @@
 
 use sev_guest::msr::{self, MSR_SEV_STATUS, SEV_STATUS_SEV, SEV_STATUS_SEV_ES, SEV_STATUS_SNP};
 
-use crate::arch::{self, cpuid, rdmsr};
+use crate::arch::{self, cpuid, rdmsr_instruction};
 
 /// Proof that SEV-ES or SNP is active, so the GHCB MSR and VMGEXIT exist. Only [`detect`]
 /// makes one.
@@ -48,7 +48,8 @@ pub fn detect() -> SevState {
         return SevState::Absent;
     }
     // SAFETY: CPUID Fn8000_001F EAX[1] says SEV is supported, so the SEV_STATUS MSR exists.
-    let status = unsafe { rdmsr(MSR_SEV_STATUS) };
+    // The instruction, never an MSR exit: the hypervisor must not answer this one.
+    let status = unsafe { rdmsr_instruction(MSR_SEV_STATUS) };
     if status & SEV_STATUS_SNP != 0 {
         SevState::Snp {
             ghcb: GhcbMsr(()),
