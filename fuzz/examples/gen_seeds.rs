@@ -228,11 +228,10 @@ fn main() {
     v.extend_from_slice(&key);
     v.extend_from_slice(&sealed);
     put("redis_seal", "sealed", &v);
-    put(
-        "redis_seal",
-        "tombstone",
-        &kms_redis::seal::tombstone(kms::store::Version(9)),
-    );
+    let mut t = vec![key.len() as u8];
+    t.extend_from_slice(&key);
+    t.extend_from_slice(&sealer.tombstone(&key, kms::store::Version(9)));
+    put("redis_seal", "tombstone", &t);
     put(
         "redis_seal",
         "record",

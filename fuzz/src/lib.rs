@@ -403,6 +403,19 @@ pub fn redis_seal(data: &[u8]) {
     );
     let _ = s.open_at(key, value);
     let _ = s.open("uid", data);
+    // A sealed tombstone opens as itself under its key, and under no other key.
+    let tv = Version(u64::from(data.len() as u32));
+    let t = s.tombstone(key, tv);
+    assert!(
+        matches!(s.open_at(key, &t), Ok(Stored::Tombstone(v)) if v == tv),
+        "sealed tombstone does not open"
+    );
+    let mut other = key.to_vec();
+    other.push(0);
+    assert!(
+        !matches!(s.open_at(&other, &t), Ok(Stored::Tombstone(_))),
+        "a tombstone opened under another key"
+    );
     let _ = s.canary_matches(data);
     let mut parts = data.split(|b| *b == 0);
     let uid = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
