@@ -244,17 +244,7 @@ pub fn network(cfg: &BootConfig) -> NetStack {
         "dma: {used} of {} pool pages in use after virtio-net bring-up ({shared} shared)",
         dma::POOL_PAGES
     );
-    if let Some(s) = platform::ghcb::stats() {
-        log::info!(
-            "ghcb: exits so far: {} msr-protocol, {} ioio, {} msr, {} mmio, {} psc, {} guest-request",
-            s.msr_protocol,
-            s.ioio,
-            s.msr,
-            s.mmio,
-            s.psc,
-            s.guest_request
-        );
-    }
+    platform::ghcb::log_stats("after virtio-net bring-up");
     match net::up(nic, cfg) {
         Ok(s) => s,
         Err(e) => refuse(format_args!("{e}")),

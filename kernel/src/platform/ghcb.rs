@@ -181,6 +181,21 @@ pub fn stats() -> Option<ExitStats> {
     SESSION.get().map(|s| s.lock().stats())
 }
 
+/// Logs the exit counters (`when` says at which point), when a session is established.
+pub fn log_stats(when: &str) {
+    if let Some(s) = stats() {
+        log::info!(
+            "ghcb: exits {when}: {} msr-protocol, {} ioio, {} msr, {} mmio, {} psc, {} guest-request",
+            s.msr_protocol,
+            s.ioio,
+            s.msr,
+            s.mmio,
+            s.psc,
+            s.guest_request
+        );
+    }
+}
+
 /// A failed exit: the hypervisor broke the protocol. Terminate with the reason `sev-guest`
 /// maps the error to.
 fn fatal(s: &mut GhcbSession<KernelVmgexit>, e: sev_guest::Error) -> ! {
