@@ -97,6 +97,14 @@ pub enum BuildError {
     Manifest(ManifestError),
     /// The command line cannot be passed to QEMU's `-append` (non-ASCII, NUL or newline).
     BadCmdline,
+    /// The kernel binary does (`found`) or does not carry the loopback-GHCB stub, and the
+    /// features the manifest would record say otherwise (`declared`).
+    StubMismatch {
+        /// `loopback-ghcb` is among the kernel features.
+        declared: bool,
+        /// The binary contains [`LOOPBACK_MARKER`].
+        found: bool,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -110,6 +118,16 @@ impl fmt::Display for BuildError {
             ),
             Self::Manifest(e) => write!(f, "{e}"),
             Self::BadCmdline => f.write_str("command line must be printable ASCII"),
+            Self::StubMismatch { declared, found } => write!(
+                f,
+                "kernel binary {} the loopback-GHCB stub but its features {} {LOOPBACK_FEATURE}",
+                if *found { "contains" } else { "lacks" },
+                if *declared {
+                    "include"
+                } else {
+                    "do not include"
+                }
+            ),
         }
     }
 }
@@ -121,6 +139,26 @@ impl std::error::Error for BuildError {
             Self::Manifest(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// The kernel feature of the loopback-GHCB test build (VMGEXIT and PVALIDATE stubbed).
+pub const LOOPBACK_FEATURE: &str = "loopback-ghcb";
+/// A string only the loopback-GHCB kernel contains (`kernel/src/loopback.rs`, `MARKER`).
+pub const LOOPBACK_MARKER: &[u8] = b"LOOPBACK-GHCB TEST BUILD";
+
+/// Checks that the kernel binary carries the loopback stub exactly when `features` say so, so
+/// the manifest (which records the features) names the build that boots: a production
+/// manifest can never describe a kernel with the stub.
+pub fn check_stub(kernel: &[u8], features: &[String]) -> Result<(), BuildError> {
+    let declared = features.iter().any(|f| f == LOOPBACK_FEATURE);
+    let found = kernel
+        .windows(LOOPBACK_MARKER.len())
+        .any(|w| w == LOOPBACK_MARKER);
+    if declared == found {
+        Ok(())
+    } else {
+        Err(BuildError::StubMismatch { declared, found })
     }
 }
 
@@ -200,6 +238,7 @@ pub fn write_image(opts: &BuildOptions, kernel_path: &Path) -> Result<Built, Bui
     if size > MAX_IMAGE_SIZE {
         return Err(BuildError::TooLarge(size));
     }
+    check_stub(&kernel, &opts.kernel_features)?;
     let fw_path = opts
         .firmware
         .clone()
@@ -256,4 +295,34 @@ pub fn find_repo(start: &Path) -> Option<PathBuf> {
         .ancestors()
         .find(|d| d.join("kernel/build.sh").is_file() && d.join("ovmf-config").is_dir())
         .map(Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stub_must_match_the_declared_features() {
+        let prod = b"MZ...kernel...".to_vec();
+        let mut loopback = prod.clone();
+        loopback.extend_from_slice(LOOPBACK_MARKER);
+        let none: Vec<String> = vec!["emulated-attestation".into()];
+        let with: Vec<String> = vec!["emulated-attestation".into(), LOOPBACK_FEATURE.into()];
+        assert!(matches!(check_stub(&prod, &none), Ok(())));
+        assert!(matches!(check_stub(&loopback, &with), Ok(())));
+        assert!(matches!(
+            check_stub(&loopback, &none),
+            Err(BuildError::StubMismatch {
+                declared: false,
+                found: true
+            })
+        ));
+        assert!(matches!(
+            check_stub(&prod, &with),
+            Err(BuildError::StubMismatch {
+                declared: true,
+                found: false
+            })
+        ));
+    }
 }

@@ -193,6 +193,17 @@ fn build_is_reproducible_and_within_limits() {
         kernel.len()
     );
     assert_eq!(m.kernel.size, kernel.len() as u64);
+    // The production image carries no loopback-GHCB stub (the build checks it too).
+    assert!(
+        !m.kernel_features
+            .iter()
+            .any(|f| f == image::build::LOOPBACK_FEATURE)
+    );
+    assert!(
+        !kernel
+            .windows(image::build::LOOPBACK_MARKER.len())
+            .any(|w| w == image::build::LOOPBACK_MARKER)
+    );
     assert_eq!(m.kernel.sha256, image::manifest::sha256_hex(&kernel));
     assert_eq!(m.cmdline, attest_cmdline());
     assert_eq!(m.firmware.name, "amdsev-suffix.bin");
@@ -331,6 +342,25 @@ fn malformed_command_line_stops_the_boot() {
         .wait_exit(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!status.success(), "QEMU exit status {status}");
+}
+
+/// The #VC handler on synthetic frames whose RIP points at real `in`/`cpuid`/`rdmsr`
+/// instructions (TCG raises no #VC): RIP advance, registers, nesting guard, refusals.
+#[test]
+fn vc_handler_emulates_real_instructions_and_refuses_nesting() {
+    let imgs = images();
+    let _vm = vm_lock();
+    let cmdline = format!("{DEFAULT_CMDLINE} ckms.test=vc");
+    let mut vm = Vm::start(&run_options(&imgs.a, Some(cmdline))).unwrap_or_else(|e| panic!("{e}"));
+    let line = vm
+        .wait_for_line("the vc self-test", BOOT_TIMEOUT, |l| {
+            l.starts_with("ckms: test vc") || l.starts_with("ckms: boot stopped:")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        line,
+        "ckms: test vc ok in-rip+1 cpuid-rip+2 rdmsr-rip+2 nested=refused mismatch=refused mmio=refused"
+    );
 }
 
 /// The xorshift64 stream both sides of the echo test generate.

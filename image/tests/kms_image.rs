@@ -201,6 +201,16 @@ fn setup() -> &'static Setup {
         copy_tree(&repo(), &src).expect("copy the source tree");
         let mut opts = BuildOptions::new(&src);
         opts.out_dir = base.join("out");
+        // CKMS_KERNEL_FEATURES (comma-separated) replaces the default kernel features:
+        // `emulated-attestation,loopback-ghcb` runs this suite on the loopback-GHCB build.
+        if let Ok(features) = std::env::var("CKMS_KERNEL_FEATURES") {
+            opts.kernel_features = features
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned)
+                .collect();
+            eprintln!("kernel features: {:?}", opts.kernel_features);
+        }
         // Outside `base` (which is wiped): later runs rebuild the kernel incrementally.
         opts.cargo_target_dir =
             Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("kms-image-kernel-target"));

@@ -6,9 +6,45 @@ use bootparams::cmdline::{self, BootConfig, LogLevel};
 
 use crate::drivers::{pci, virtio_net::VirtioNic};
 use crate::net::NetStack;
-use crate::platform::{self, PlatformKind};
+use crate::platform::{self, Hardware, PlatformKind};
 use crate::uefi::BootInfo;
-use crate::{arch, console, mm, net, refuse, rng, time};
+use crate::{arch, console, dma, mm, net, println, refuse, rng, time};
+
+/// Detects the confidential-computing hardware while the firmware's exception handlers are
+/// still installed (they answer the #VC/#VE that `cpuid` and the console's port I/O raise on
+/// SEV-ES/SNP/TDX), and stops a configuration this build cannot run, cleanly:
+/// - SEV-SNP: the SNP backend is not complete in this build: GHCB MSR protocol termination,
+///   reason set 0xC code 0x0C (`SnpBackendIncomplete`);
+/// - SEV-ES without SNP: termination, set 0xC code 0x01 (`SnpNotActive`);
+/// - plain SEV (no #VC) and TDX (the firmware's #VE handler still answers): a console message
+///   and the usual refusal.
+///
+/// Never returns on a confidential platform; the message is printed first in every case.
+pub fn early_platform() -> Hardware {
+    use sev_guest::msr::{KmsReason, TerminateReason};
+    let hw = platform::detect_hardware();
+    match hw {
+        Hardware::Plain => hw,
+        Hardware::Snp { ghcb, status } => {
+            println!(
+                "ckms: boot stopped: SEV-SNP detected (SEV_STATUS {status:#x}); this build does not \
+                 run the SNP backend: GHCB MSR termination, reason set 0xC code 0x0C"
+            );
+            platform::snp::terminate(ghcb, TerminateReason::Kms(KmsReason::SnpBackendIncomplete))
+        }
+        Hardware::SevEs(ghcb) => {
+            println!(
+                "ckms: boot stopped: SEV-ES without SNP is not supported: GHCB MSR termination, \
+                 reason set 0xC code 0x01"
+            );
+            platform::snp::terminate(ghcb, TerminateReason::Kms(KmsReason::SnpNotActive))
+        }
+        Hardware::Sev => refuse(format_args!("SEV without SNP is not supported")),
+        Hardware::Tdx => refuse(format_args!(
+            "Intel TDX detected; this build does not run a TDX backend"
+        )),
+    }
+}
 
 /// CPU state of our own: SSE on, PIC masked, GDT/TSS with IST stacks, IDT.
 pub fn cpu(info: &BootInfo) {
@@ -94,6 +130,15 @@ pub fn memory(info: &BootInfo) {
             refuse(format_args!("guard page at {page:#x}: {e}"));
         }
     }
+    // The shared DMA pool: the only memory devices are ever given (virtqueues and bounce
+    // buffers), carved from the heap once.
+    match dma::init(dma::POOL_PAGES) {
+        Ok(base) => log::info!(
+            "dma: shared pool {} KiB at {base:#x} (virtio rings and bounce buffers)",
+            dma::POOL_PAGES * 4
+        ),
+        Err(e) => refuse(format_args!("{e}")),
+    }
     log::debug!(
         "firmware: {} configuration tables, rsdp {:x?}, snp cc blob {:x?}, coco secret {:x?}",
         info.config_table_total,
@@ -103,6 +148,24 @@ pub fn memory(info: &BootInfo) {
     );
     for (guid, addr) in info.config_tables() {
         log::debug!("firmware: table {guid} at {addr:#x}");
+    }
+}
+
+/// The loopback-GHCB test build: establishes the GHCB session with the stub and moves the DMA
+/// pool onto it.
+#[cfg(feature = "loopback-ghcb")]
+pub fn loopback_ghcb() {
+    println!("ckms: {}", crate::loopback::MARKER);
+    match platform::ghcb::establish() {
+        Ok((version, cbit)) => log::info!(
+            "platform: snp backend over the loopback GHCB: protocol v{version}, C-bit {cbit} \
+             (not set in the page tables: TCG has no memory encryption); port I/O, MSRs and \
+             page-state changes are GHCB calls from here on"
+        ),
+        Err(e) => refuse(format_args!("{e}")),
+    }
+    if let Err(e) = dma::use_ghcb() {
+        refuse(format_args!("{e}"));
     }
 }
 
@@ -128,7 +191,7 @@ pub fn clocks() {
     }
 }
 
-/// Detects SNP/TDX (refused until implemented) and selects the attestation backend.
+/// Selects the attestation backend (the hardware was checked by [`early_platform`]).
 pub fn platform(cfg: &BootConfig) -> PlatformKind {
     let kind = match platform::select(cfg.attestation) {
         Ok(kind) => kind,
@@ -176,6 +239,12 @@ pub fn network(cfg: &BootConfig) -> NetStack {
         Ok(nic) => nic,
         Err(e) => refuse(format_args!("{e}")),
     };
+    let (used, shared) = dma::usage();
+    log::info!(
+        "dma: {used} of {} pool pages in use after virtio-net bring-up ({shared} shared)",
+        dma::POOL_PAGES
+    );
+    platform::ghcb::log_stats("after virtio-net bring-up");
     match net::up(nic, cfg) {
         Ok(s) => s,
         Err(e) => refuse(format_args!("{e}")),

@@ -162,6 +162,7 @@ pub fn run(stack: NetStack, cfg: &BootConfig, kind: PlatformKind) -> ! {
                 st.slow_closed,
                 st.tls_failed
             );
+            crate::platform::ghcb::log_stats("so far");
         }
         if !was_serving && server.serving() {
             was_serving = true;

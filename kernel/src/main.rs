@@ -2,15 +2,16 @@
 //! firmware early and then owns the machine.
 //!
 //! Boot sequence ([`kernel_main`], one call per step, the steps in [`boot`]): firmware
-//! hand-off ([`uefi`]) → console ([`console`]) → descriptor tables and exceptions ([`arch`]) →
+//! hand-off ([`uefi`]) → console ([`console`]) → SEV/SNP/TDX detection under the firmware's
+//! exception handlers ([`platform::detect_hardware`]) → descriptor tables and exceptions ([`arch`]) →
 //! command line (`bootparams::cmdline`) → memory (heap from the memory map, [`mm`]; own page
-//! tables, [`arch::paging`]) → clocks ([`time`], [`arch::apic`]) → platform detection
+//! tables, [`arch::paging`]) → clocks ([`time`], [`arch::apic`]) → attestation backend
 //! ([`platform`]) → entropy ([`rng`]) → PCI, virtio-net and the network ([`drivers`],
 //! [`net`]) → services ([`services`]).
 //!
 //! The kernel runs on one CPU with interrupts disabled (but for idle wake-ups) and polls its
-//! devices. It does not implement SMP, device interrupts or the SNP/TDX backends (detected,
-//! then refused).
+//! devices. It does not implement SMP, device interrupts or the SNP/TDX backends: SEV-ES/SNP
+//! is detected and terminated through the GHCB MSR protocol, TDX detected and refused.
 #![no_std]
 #![no_main]
 
@@ -21,8 +22,11 @@ extern crate freestanding_rt;
 mod arch;
 mod boot;
 mod console;
+mod dma;
 mod drivers;
 mod kms_service;
+#[cfg(feature = "loopback-ghcb")]
+mod loopback;
 mod mm;
 mod net;
 mod platform;
@@ -35,6 +39,12 @@ mod uefi;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 static IMAGE_BASE: AtomicU64 = AtomicU64::new(0);
+static IMAGE_END: AtomicU64 = AtomicU64::new(0);
+
+/// One past the last byte of the loaded image.
+pub fn image_end() -> u64 {
+    IMAGE_END.load(Ordering::Relaxed)
+}
 
 /// Load address of the image (for exception reports: `rip - base` is an offset in the ELF).
 pub fn image_base() -> u64 {
@@ -70,11 +80,19 @@ extern "C" fn kernel_main(info: usize) -> ! {
     // SAFETY: `efi_main` passes the address of the BootInfo it owns, now handed over.
     let info: &'static uefi::BootInfo = unsafe { &*(info as *const uefi::BootInfo) };
     IMAGE_BASE.store(info.image_base, Ordering::Relaxed);
+    IMAGE_END.store(
+        info.image_base.saturating_add(info.image_size),
+        Ordering::Relaxed,
+    );
 
     // 1. Console first, so every later failure is visible.
     console::init();
     println!("ckms: kernel {} starting", env!("CARGO_PKG_VERSION"));
-    // 2. CPU state of our own: SSE on, PIC masked, our GDT/TSS/IDT with IST stacks.
+    // 2. SEV/SNP/TDX detection while the firmware's #VC/#VE handlers are still live: a
+    //    confidential platform this build cannot run stops here (GHCB MSR termination on
+    //    SEV-ES/SNP), before our IDT would turn its first port I/O into an unanswerable #VC.
+    platform::record_hardware(boot::early_platform());
+    // 2b. CPU state of our own: SSE on, PIC masked, our GDT/TSS/IDT with IST stacks.
     boot::cpu(info);
     // 3. The measured command line decides everything else: parsed before any device is
     //    touched; a bad one stops the boot here.
@@ -82,10 +100,14 @@ extern "C" fn kernel_main(info: usize) -> ! {
     // 4. Memory: heap from the free RAM of the saved map (never unaccepted memory), then our
     //    own page tables (their pages come from the heap) with guard pages.
     boot::memory(info);
+    // 4b. The loopback-GHCB test build only: the SNP backend's GHCB session (stubbed VMGEXIT and
+    //     PVALIDATE); from here on port I/O, MSRs and the DMA pool's conversions are GHCB calls.
+    #[cfg(feature = "loopback-ghcb")]
+    boot::loopback_ghcb();
     // 5. Clocks: TSC against the PIT (needed by the RNG reseed timer and the network), the
     //    APIC timer for idle wake-ups.
     boot::clocks();
-    // 6. Platform: SNP/TDX detection (refused until implemented), then the attestation mode.
+    // 6. Platform: the attestation backend the command line asks for.
     let platform = boot::platform(&cfg);
     // 7. Entropy: refuse to run without a hardware source.
     boot::entropy();

@@ -2,6 +2,7 @@
 //!
 //! - [`Echo`]: a TCP echo server on the KMS port, for the transfer test.
 //! - [`attest_selftest`]: obtains a report for `ckms.test_report_data` and prints it.
+//! - `vc`: the #VC handler on synthetic frames over real instructions ([`crate::arch::vc`]).
 //! - [`fault`]: reads from page 0 (unmapped), so the guard page and the exception report can
 //!   be checked.
 
@@ -27,7 +28,7 @@ pub fn start(
             Ok(echo) => services.push(Box::new(echo)),
             Err(e) => crate::refuse(format_args!("echo service: {e}")),
         },
-        Some(TestService::Attest | TestService::Fault) => {}
+        Some(TestService::Attest | TestService::Fault | TestService::Vc) => {}
         None => log::warn!("no KMS service in this build yet: only the network is up"),
     }
     let ip = stack.ipv4_address().map(|a| a.octets()).unwrap_or([0; 4]);
@@ -44,6 +45,7 @@ pub fn start(
     match (cfg.test, cfg.test_report_data) {
         (Some(TestService::Attest), Some(rd)) => attest_selftest(&rd),
         (Some(TestService::Fault), _) => fault(),
+        (Some(TestService::Vc), _) => vc_selftest(),
         _ => {}
     }
     let hs = crate::mm::stats();
@@ -184,6 +186,19 @@ fn derived_key_verdict(platform: &mut dyn PlatformOps) -> &'static str {
         }
         (Ok(None), _) | (_, Ok(None)) => "none",
         (Err(_), _) | (_, Err(_)) => "error",
+    }
+}
+
+/// The `vc` test: the #VC handler on synthetic frames (see [`crate::arch::vc::self_test`]).
+fn vc_selftest() {
+    match crate::arch::vc::self_test() {
+        Ok(t) => crate::println!(
+            "ckms: test vc ok in-rip+{} cpuid-rip+{} rdmsr-rip+{} nested=refused mismatch=refused mmio=refused",
+            t.in_len,
+            t.cpuid_len,
+            t.rdmsr_len
+        ),
+        Err(e) => crate::println!("ckms: test vc failed: {e}"),
     }
 }
 

@@ -16,7 +16,7 @@
 //! | `ckms.provisioner` | `sha256:<64 hex>`: SPKI hash of the only client allowed to provision | none |
 //! | `ckms.attestation` | `none` or `emulated` | `none` |
 //! | `ckms.log` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `info` |
-//! | `ckms.test` | `echo`, `attest` or `fault`: run a test service instead of the KMS | none |
+//! | `ckms.test` | `echo`, `attest`, `fault` or `vc`: run a test service instead of the KMS | none |
 //! | `ckms.test_report_data` | 128 hex digits: report_data for the `attest` self-test | none |
 
 use core::fmt;
@@ -63,6 +63,8 @@ pub enum TestService {
     Attest,
     /// Raise a page fault after boot, to exercise the exception report.
     Fault,
+    /// Drive the #VC handler with synthetic frames on real instructions, print the result.
+    Vc,
 }
 
 /// The parsed command line.
@@ -257,7 +259,8 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
                     "echo" => TestService::Echo,
                     "attest" => TestService::Attest,
                     "fault" => TestService::Fault,
-                    _ => return Err(err(ErrorKind::BadValue("echo, attest or fault"))),
+                    "vc" => TestService::Vc,
+                    _ => return Err(err(ErrorKind::BadValue("echo, attest, fault or vc"))),
                 })
             }
             9 => {
@@ -312,7 +315,7 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
                 kind: ErrorKind::Conflict("needs ckms.test_report_data"),
             });
         }
-        (Some(TestService::Echo | TestService::Fault) | None, true) => {
+        (Some(TestService::Echo | TestService::Fault | TestService::Vc) | None, true) => {
             return Err(ParseError {
                 item: "ckms.test_report_data",
                 kind: ErrorKind::Conflict("only meaningful with ckms.test=attest"),
@@ -341,6 +344,23 @@ mod tests {
     fn kmip_port() {
         assert_eq!(BootConfig::default().kmip_port, None);
         assert_eq!(parse("ckms.kmip_port=5696").unwrap().kmip_port, Some(5696));
+    }
+
+    #[test]
+    fn vc_self_test_service() {
+        assert_eq!(
+            parse("ckms.test=vc").map(|c| c.test),
+            Ok(Some(TestService::Vc))
+        );
+        let line = format!("ckms.test=vc ckms.test_report_data={}", "00".repeat(64));
+        let r = parse(&line);
+        assert!(matches!(
+            r,
+            Err(ParseError {
+                item: "ckms.test_report_data",
+                kind: ErrorKind::Conflict(_)
+            })
+        ));
     }
 
     #[test]
@@ -459,7 +479,7 @@ mod tests {
             (
                 "ckms.test=fuzz",
                 "ckms.test=fuzz",
-                ErrorKind::BadValue("echo, attest or fault"),
+                ErrorKind::BadValue("echo, attest, fault or vc"),
             ),
             (
                 "ckms.kmip_port=9999",

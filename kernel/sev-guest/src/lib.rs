@@ -17,6 +17,8 @@
 //! - [`pool`]: the shared pool: the only memory ever made shared, with bounce-buffer access.
 //! - [`greq`]: the guest-request driver over `attest::snp::guest_msg` (sequence numbers,
 //!   BUSY, INVALID_LEN, VMPCK wipe).
+//! - [`vc`]: the #VC safety net: decoding `in`/`out`/`rdmsr`/`wrmsr`/`cpuid` at `RIP`,
+//!   emulating them on the saved registers, the nesting guard.
 //!
 //! No `unsafe`, no hardware access, no I/O: the kernel owns the instructions and the memory
 //! mapping and passes them in through [`Vmgexit`]. Allocation (`alloc`) is used for the
@@ -40,6 +42,7 @@ pub mod nae;
 pub mod pool;
 pub mod psc;
 pub mod session;
+pub mod vc;
 
 #[cfg(test)]
 mod fake;

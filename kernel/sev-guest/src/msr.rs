@@ -364,6 +364,9 @@ pub enum KmsReason {
     HvProtocol = 0x0A,
     /// The C-bit position of the hypervisor and of the CPUID page differ.
     CbitMismatch = 0x0B,
+    /// SEV-SNP detected, but this kernel build does not run its SNP backend (it stops at
+    /// detection, before replacing the firmware's exception handlers).
+    SnpBackendIncomplete = 0x0C,
     /// A kernel panic.
     Panic = 0x0F,
 }
@@ -521,5 +524,10 @@ mod tests {
         assert_eq!(v, 0x09_C100);
         assert_eq!(parse_terminate_request(v), Some((0xC, 0x09)));
         assert_eq!(parse_terminate_request(0x101), None);
+        // The two reasons the kernel's early detection uses.
+        let v = terminate_request(TerminateReason::Kms(KmsReason::SnpBackendIncomplete));
+        assert_eq!(v, 0x0C_C100);
+        let v = terminate_request(TerminateReason::Kms(KmsReason::SnpNotActive));
+        assert_eq!(parse_terminate_request(v), Some((0xC, 0x01)));
     }
 }

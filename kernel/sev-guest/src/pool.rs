@@ -12,9 +12,13 @@
 //!
 //! Pages start private (validated launch RAM). [`SharedPool::alloc`] converts lazily;
 //! [`SharedPool::free`] keeps pages shared for reuse (and zeroes them on the next alloc);
-//! [`SharedPool::reclaim`] makes every free page private again. On the emulated and the
-//! "none" platforms the kernel uses the same pool with a backend whose conversions are
-//! no-ops, so the code path is one.
+//! [`SharedPool::reclaim`] makes every free page private again.
+//!
+//! The conversions and the copies go through [`PoolBackend`]: on SNP that is the
+//! [`GhcbSession`] (PVALIDATE through [`Vmgexit`], page-state change through the GHCB); on the
+//! emulated and the "none" platforms the kernel passes a backend (plain memory) whose
+//! conversions are no-ops, so the pool's code path (allocation, bounce copies, the
+//! "is this address shared" check) is one on every platform.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -23,6 +27,60 @@ use core::fmt;
 use crate::psc::{PageOp, PscEntry};
 use crate::session::GhcbSession;
 use crate::{Error, PageSize, Vmgexit};
+
+/// What the pool needs from the platform: page conversions and copies in and out of shared
+/// memory.
+pub trait PoolBackend {
+    /// Makes the private, validated pages at `gpas` shared: PVALIDATE rescind of each page,
+    /// then one page-state change (AMD 56421 §4.1.6).
+    fn make_shared(&mut self, gpas: &[u64]) -> Result<(), Error>;
+    /// Makes the shared pages at `gpas` private again: page-state change first, then
+    /// PVALIDATE of each page.
+    fn make_private(&mut self, gpas: &[u64]) -> Result<(), Error>;
+    /// Copies `data` into shared memory at `gpa`.
+    fn write_shared(&mut self, gpa: u64, data: &[u8]) -> Result<(), Error>;
+    /// Copies out of shared memory at `gpa`.
+    fn read_shared(&mut self, gpa: u64, out: &mut [u8]) -> Result<(), Error>;
+}
+
+impl<H: Vmgexit> PoolBackend for GhcbSession<H> {
+    fn make_shared(&mut self, gpas: &[u64]) -> Result<(), Error> {
+        for &gpa in gpas {
+            self.hv().pvalidate(gpa, PageSize::Size4K, false)?;
+        }
+        if gpas.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<PscEntry> = gpas
+            .iter()
+            .map(|&gpa| PscEntry::page(gpa / PAGE, PageOp::Shared))
+            .collect();
+        self.page_state_change(&entries)
+    }
+
+    fn make_private(&mut self, gpas: &[u64]) -> Result<(), Error> {
+        if gpas.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<PscEntry> = gpas
+            .iter()
+            .map(|&gpa| PscEntry::page(gpa / PAGE, PageOp::Private))
+            .collect();
+        self.page_state_change(&entries)?;
+        for &gpa in gpas {
+            self.hv().pvalidate(gpa, PageSize::Size4K, true)?;
+        }
+        Ok(())
+    }
+
+    fn write_shared(&mut self, gpa: u64, data: &[u8]) -> Result<(), Error> {
+        Ok(self.hv().write_shared(gpa, data)?)
+    }
+
+    fn read_shared(&mut self, gpa: u64, out: &mut [u8]) -> Result<(), Error> {
+        Ok(self.hv().read_shared(gpa, out)?)
+    }
+}
 
 /// Page size of the pool.
 pub const PAGE: u64 = 4096;
@@ -161,30 +219,20 @@ impl SharedPool {
 
     /// Allocates `pages` contiguous shared pages, converting private ones (PVALIDATE rescind,
     /// then one batched page-state change), and zeroes them.
-    pub fn alloc<H: Vmgexit>(
+    pub fn alloc<B: PoolBackend + ?Sized>(
         &mut self,
-        session: &mut GhcbSession<H>,
+        backend: &mut B,
         pages: usize,
     ) -> Result<SharedBuf, Error> {
         if pages == 0 {
             return Err(PoolError::ZeroSize.into());
         }
         let start = self.find_run(pages).ok_or(PoolError::Exhausted { pages })?;
-        let to_share: Vec<usize> = (start..start + pages)
+        let to_share: Vec<u64> = (start..start + pages)
             .filter(|i| self.state.get(*i) == Some(&PageState::Private))
+            .map(|i| self.gpa_of(i))
             .collect();
-        for &i in &to_share {
-            session
-                .hv()
-                .pvalidate(self.gpa_of(i), PageSize::Size4K, false)?;
-        }
-        if !to_share.is_empty() {
-            let entries: Vec<PscEntry> = to_share
-                .iter()
-                .map(|&i| PscEntry::page(self.gpa_of(i) / PAGE, PageOp::Shared))
-                .collect();
-            session.page_state_change(&entries)?;
-        }
+        backend.make_shared(&to_share)?;
         for (n, s) in self.state[start..start + pages].iter_mut().enumerate() {
             *s = PageState::Used { first: n == 0 };
         }
@@ -194,9 +242,7 @@ impl SharedPool {
         };
         let zero = [0u8; PAGE as usize];
         for p in 0..pages {
-            session
-                .hv()
-                .write_shared(buf.gpa + p as u64 * PAGE, &zero)?;
+            backend.write_shared(buf.gpa + p as u64 * PAGE, &zero)?;
         }
         Ok(buf)
     }
@@ -247,22 +293,16 @@ impl SharedPool {
 
     /// Makes every free shared page private again (page-state change first, then PVALIDATE);
     /// returns how many.
-    pub fn reclaim<H: Vmgexit>(&mut self, session: &mut GhcbSession<H>) -> Result<usize, Error> {
+    pub fn reclaim<B: PoolBackend + ?Sized>(&mut self, backend: &mut B) -> Result<usize, Error> {
         let free: Vec<usize> = (0..self.state.len())
             .filter(|i| self.state.get(*i) == Some(&PageState::Free))
             .collect();
         if free.is_empty() {
             return Ok(0);
         }
-        let entries: Vec<PscEntry> = free
-            .iter()
-            .map(|&i| PscEntry::page(self.gpa_of(i) / PAGE, PageOp::Private))
-            .collect();
-        session.page_state_change(&entries)?;
+        let gpas: Vec<u64> = free.iter().map(|&i| self.gpa_of(i)).collect();
+        backend.make_private(&gpas)?;
         for &i in &free {
-            session
-                .hv()
-                .pvalidate(self.gpa_of(i), PageSize::Size4K, true)?;
             if let Some(s) = self.state.get_mut(i) {
                 *s = PageState::Private;
             }
@@ -280,26 +320,26 @@ impl SharedPool {
     }
 
     /// Copies `data` into the buffer at `offset` (bounce in).
-    pub fn write<H: Vmgexit>(
+    pub fn write<B: PoolBackend + ?Sized>(
         &self,
-        session: &mut GhcbSession<H>,
+        backend: &mut B,
         buf: &SharedBuf,
         offset: usize,
         data: &[u8],
     ) -> Result<(), Error> {
         let gpa = self.range(buf, offset, data.len())?;
-        Ok(session.hv().write_shared(gpa, data)?)
+        backend.write_shared(gpa, data)
     }
 
     /// Copies out of the buffer at `offset` (bounce out).
-    pub fn read<H: Vmgexit>(
+    pub fn read<B: PoolBackend + ?Sized>(
         &self,
-        session: &mut GhcbSession<H>,
+        backend: &mut B,
         buf: &SharedBuf,
         offset: usize,
         out: &mut [u8],
     ) -> Result<(), Error> {
         let gpa = self.range(buf, offset, out.len())?;
-        Ok(session.hv().read_shared(gpa, out)?)
+        backend.read_shared(gpa, out)
     }
 }

@@ -454,3 +454,59 @@ fn terminate_request_reaches_the_hypervisor() {
     s.terminate(TerminateReason::SevNotSupported);
     assert_eq!(s.hv().terminated, Some((0, 1)));
 }
+
+/// A backend over plain memory (the kernel's "none"/emulated platforms): conversions are
+/// no-ops, copies go to a byte array.
+struct PlainBackend {
+    base: u64,
+    mem: alloc::vec::Vec<u8>,
+    conversions: usize,
+}
+
+impl crate::pool::PoolBackend for PlainBackend {
+    fn make_shared(&mut self, gpas: &[u64]) -> Result<(), Error> {
+        self.conversions += gpas.len();
+        Ok(())
+    }
+    fn make_private(&mut self, gpas: &[u64]) -> Result<(), Error> {
+        self.conversions += gpas.len();
+        Ok(())
+    }
+    fn write_shared(&mut self, gpa: u64, data: &[u8]) -> Result<(), Error> {
+        let off = (gpa - self.base) as usize;
+        self.mem[off..off + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn read_shared(&mut self, gpa: u64, out: &mut [u8]) -> Result<(), Error> {
+        let off = (gpa - self.base) as usize;
+        out.copy_from_slice(&self.mem[off..off + out.len()]);
+        Ok(())
+    }
+}
+
+#[test]
+fn pool_on_plain_memory_is_the_same_code_path() {
+    let mut b = PlainBackend {
+        base: POOL_BASE,
+        mem: alloc::vec![0xEE; 4 * 4096],
+        conversions: 0,
+    };
+    let mut pool = SharedPool::new(POOL_BASE, 4).unwrap();
+    let x = pool.alloc(&mut b, 2).unwrap();
+    assert_eq!(b.conversions, 2);
+    // Allocation zeroes (the 0xEE filler is gone).
+    assert!(b.mem[..2 * 4096].iter().all(|v| *v == 0));
+    pool.write(&mut b, &x, 10, b"abc").unwrap();
+    let mut out = [0u8; 3];
+    pool.read(&mut b, &x, 10, &mut out).unwrap();
+    assert_eq!(&out, b"abc");
+    assert!(pool.is_shared(x.gpa() + 10, 3));
+    pool.free(x).unwrap();
+    assert!(!pool.is_shared(POOL_BASE, 1));
+    // Freed pages stay shared: reallocating them converts nothing.
+    let y = pool.alloc(&mut b, 2).unwrap();
+    assert_eq!(b.conversions, 2);
+    pool.free(y).unwrap();
+    assert_eq!(pool.reclaim(&mut b), Ok(2));
+    assert_eq!(b.conversions, 4);
+}

@@ -9,7 +9,7 @@
 use core::arch::{asm, naked_asm};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::{cpuid, rdmsr};
+use super::{cpuid, rdmsr, wrmsr};
 
 /// IDT vector of the timer.
 pub const TIMER_VECTOR: u8 = 0x20;
@@ -44,9 +44,7 @@ fn read(reg: u32) -> u32 {
 fn write(reg: u32, value: u32) {
     if X2APIC.load(Ordering::Relaxed) {
         // SAFETY: as in `read`; APIC register writes do not touch memory.
-        unsafe {
-            asm!("wrmsr", in("ecx") 0x800 + (reg >> 4), in("eax") value, in("edx") 0u32, options(nostack))
-        };
+        unsafe { wrmsr(0x800 + (reg >> 4), u64::from(value)) };
     } else {
         let base = MMIO_BASE.load(Ordering::Relaxed);
         // SAFETY: as in `read`.

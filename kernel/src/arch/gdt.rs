@@ -14,6 +14,9 @@ const TSS_SELECTOR: u16 = 0x18;
 pub const IST_EXCEPTION: u8 = 1;
 /// IST index used by #DF.
 pub const IST_DOUBLE_FAULT: u8 = 2;
+/// IST index used by #VC (its own stack: a #VC raised by another exception's handler does
+/// not run on that handler's stack).
+pub const IST_VC: u8 = 3;
 
 /// 64-bit TSS (SDM vol. 3A, figure 8-11).
 #[repr(C, packed(4))]
@@ -44,11 +47,12 @@ struct Pointer {
 }
 
 /// Builds and loads the GDT and TSS, with `ist_tops[i]` as IST `i + 1`.
-pub fn init(ist_tops: &[u64; 2]) {
+pub fn init(ist_tops: &[u64; crate::uefi::IST_STACKS]) {
     let tss = TSS.call_once(|| {
         let mut ist = [0u64; 7];
-        ist[0] = ist_tops[0];
-        ist[1] = ist_tops[1];
+        for (slot, top) in ist.iter_mut().zip(ist_tops) {
+            *slot = *top;
+        }
         Tss {
             _reserved0: 0,
             rsp: [0; 3],

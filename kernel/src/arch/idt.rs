@@ -2,8 +2,9 @@
 //!
 //! Each of the 32 exception vectors has a naked stub that pushes a uniform frame (a zero
 //! error code where the CPU pushes none, the vector number, then the general registers) and
-//! calls [`exception`], which prints a readable report on COM1 and stops the VM. Every gate
-//! runs on an IST stack, so a fault with a corrupt or exhausted stack (or code that uses the
+//! calls [`exception`], which prints a readable report on COM1 and stops the VM (#VC goes to
+//! [`super::vc`] first, which emulates and resumes). Every gate runs on an IST stack (#DF
+//! and #VC on their own), so a fault with a corrupt or exhausted stack (or code that uses the
 //! red zone) still gets reported. No external interrupt is ever enabled: the kernel polls.
 
 use core::arch::{asm, naked_asm};
@@ -15,28 +16,59 @@ use super::gdt;
 #[repr(C)]
 #[derive(Debug)]
 pub struct Frame {
-    r15: u64,
-    r14: u64,
-    r13: u64,
-    r12: u64,
-    r11: u64,
-    r10: u64,
-    r9: u64,
-    r8: u64,
-    rbp: u64,
-    rdi: u64,
-    rsi: u64,
-    rdx: u64,
-    rcx: u64,
-    rbx: u64,
-    rax: u64,
-    vector: u64,
-    error_code: u64,
-    rip: u64,
-    cs: u64,
-    rflags: u64,
-    rsp: u64,
-    ss: u64,
+    pub(super) r15: u64,
+    pub(super) r14: u64,
+    pub(super) r13: u64,
+    pub(super) r12: u64,
+    pub(super) r11: u64,
+    pub(super) r10: u64,
+    pub(super) r9: u64,
+    pub(super) r8: u64,
+    pub(super) rbp: u64,
+    pub(super) rdi: u64,
+    pub(super) rsi: u64,
+    pub(super) rdx: u64,
+    pub(super) rcx: u64,
+    pub(super) rbx: u64,
+    pub(super) rax: u64,
+    pub(super) vector: u64,
+    pub(super) error_code: u64,
+    pub(super) rip: u64,
+    pub(super) cs: u64,
+    pub(super) rflags: u64,
+    pub(super) rsp: u64,
+    pub(super) ss: u64,
+}
+
+impl Frame {
+    /// A frame as the stubs would save it for `vector` with `error_code` at `rip`, every
+    /// register zero (for the #VC self-test's synthetic frames).
+    pub(super) fn synthetic(vector: u64, error_code: u64, rip: u64) -> Self {
+        Self {
+            r15: 0,
+            r14: 0,
+            r13: 0,
+            r12: 0,
+            r11: 0,
+            r10: 0,
+            r9: 0,
+            r8: 0,
+            rbp: 0,
+            rdi: 0,
+            rsi: 0,
+            rdx: 0,
+            rcx: 0,
+            rbx: 0,
+            rax: 0,
+            vector,
+            error_code,
+            rip,
+            cs: u64::from(gdt::CODE),
+            rflags: 0x2,
+            rsp: 0,
+            ss: u64::from(gdt::DATA),
+        }
+    }
 }
 
 /// Saves the registers, calls `exception` with the frame, restores and returns (`iretq`),
@@ -123,6 +155,16 @@ const NAMES: [&str; 32] = [
 ];
 
 extern "C" fn exception(frame: &mut Frame) {
+    if frame.vector == 29 {
+        // #VC: emulate and resume, or terminate (never returns then).
+        super::vc::on_vc(frame);
+        return;
+    }
+    report_and_stop(frame)
+}
+
+/// Prints the exception report on COM1 and stops the VM.
+pub(super) fn report_and_stop(frame: &Frame) -> ! {
     let name = NAMES
         .get(frame.vector as usize)
         .copied()
@@ -227,10 +269,10 @@ pub fn init() {
     let idt = IDT.call_once(|| {
         let mut entries = [Entry::MISSING; 256];
         for (i, stub) in STUBS.iter().enumerate() {
-            let ist = if i == 8 {
-                gdt::IST_DOUBLE_FAULT
-            } else {
-                gdt::IST_EXCEPTION
+            let ist = match i {
+                8 => gdt::IST_DOUBLE_FAULT,
+                29 => gdt::IST_VC,
+                _ => gdt::IST_EXCEPTION,
             };
             if let Some(e) = entries.get_mut(i) {
                 *e = Entry::gate(*stub as usize as u64, ist);

@@ -5,6 +5,8 @@ pub mod gdt;
 pub mod idt;
 pub mod paging;
 pub mod port;
+pub mod sev;
+pub mod vc;
 
 use core::arch::asm;
 
@@ -41,17 +43,57 @@ pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
     Cpuid { eax, ebx, ecx, edx }
 }
 
-/// Reads a model-specific register.
+/// Reads a model-specific register: through the GHCB (an MSR exit, 56421 §4.1.3) when a
+/// GHCB session is established ([`crate::platform::ghcb`]), else the instruction.
 ///
 /// # Safety
 /// `msr` must exist on this CPU (else #GP).
 pub unsafe fn rdmsr(msr: u32) -> u64 {
+    if let Some(v) = crate::platform::ghcb::rdmsr(msr) {
+        return v;
+    }
+    // SAFETY: caller contract.
+    unsafe { rdmsr_instruction(msr) }
+}
+
+/// Writes a model-specific register: through the GHCB when a session is established, else
+/// the instruction.
+///
+/// # Safety
+/// `msr` must exist on this CPU (else #GP), and writing `value` must not break an invariant
+/// the kernel relies on (the callers name the MSR and why).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    if crate::platform::ghcb::wrmsr(msr, value) {
+        return;
+    }
+    // SAFETY: caller contract.
+    unsafe { wrmsr_instruction(msr, value) }
+}
+
+/// The `rdmsr` instruction itself, for MSRs that must never be asked of the hypervisor
+/// (`SEV_STATUS`, the GHCB MSR) and for the loopback stub.
+///
+/// # Safety
+/// `msr` must exist on this CPU (else #GP).
+pub unsafe fn rdmsr_instruction(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: caller guarantees the MSR exists; reading it has no side effect on memory.
     unsafe {
         asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
     };
     (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// The `wrmsr` instruction itself (see [`rdmsr_instruction`]).
+///
+/// # Safety
+/// As [`wrmsr`].
+pub unsafe fn wrmsr_instruction(msr: u32, value: u64) {
+    // SAFETY: caller contract.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+            options(nostack, preserves_flags))
+    };
 }
 
 /// Reads CR2 (the faulting address of the last page fault).
@@ -132,8 +174,13 @@ pub enum ExitCode {
 pub fn stop(code: ExitCode) -> ! {
     disable_interrupts();
     port::outb(0xf4, code as u8);
+    halt_forever()
+}
+
+/// Halts this CPU forever (interrupts should be masked by the caller).
+pub fn halt_forever() -> ! {
     loop {
-        // SAFETY: halting with interrupts disabled parks this CPU.
+        // SAFETY: `hlt` only waits for an interrupt; with interrupts disabled it parks the CPU.
         unsafe { asm!("hlt", options(nomem, nostack)) };
     }
 }

@@ -50,7 +50,12 @@ pub struct Function {
 
 fn read_header(cam: &PortCam, df: DeviceFunction) -> Option<Header> {
     let mut dw = [0u32; 16];
-    for (i, d) in dw.iter_mut().enumerate() {
+    dw[0] = cam.read_word(df, 0);
+    // No function here (vendor 0xFFFF): skip the other 15 reads (each is a GHCB exit on SNP).
+    if dw[0] as u16 == 0xffff {
+        return None;
+    }
+    for (i, d) in dw.iter_mut().enumerate().skip(1) {
         *d = cam.read_word(df, (i * 4) as u8);
     }
     Header::parse(&dw)

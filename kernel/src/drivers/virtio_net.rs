@@ -1,12 +1,12 @@
 //! virtio-net (modern PCI transport, virtio 1.2 section 5.1) through `virtio-drivers`, as a
 //! `netstack::Nic`.
 //!
-//! All DMA memory goes through [`KernelHal`], which allocates page-aligned heap memory and
-//! asks the platform to share it with the host ([`crate::platform::share`]): identity today,
-//! host-visible bounce pages on SNP/TDX later. Received frames are copied into the stack's
-//! private buffer before smoltcp parses them.
+//! All DMA memory goes through [`KernelHal`] and lives in the shared pool ([`crate::dma`]):
+//! the virtqueues are allocated there, and every buffer the driver hands to the device is a
+//! bounce copy there (copied in before a driver-to-device transfer, copied out after a
+//! device-to-driver one). No heap object is ever visible to the device or the host. Received
+//! frames are then copied into the stack's private buffer before smoltcp parses them.
 
-use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -20,6 +20,7 @@ use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
 use super::pci::PortCam;
 use crate::arch::paging;
+use crate::dma;
 
 /// Descriptors per virtqueue.
 const QUEUE_SIZE: usize = 256;
@@ -28,46 +29,43 @@ const RX_BUFFER_LEN: usize = 2048;
 /// Largest Ethernet payload (no VIRTIO_NET_F_MTU negotiation).
 const MTU: usize = 1500;
 
-/// The DMA/MMIO glue for `virtio-drivers`.
+/// The DMA/MMIO glue for `virtio-drivers`: every DMA address it returns is in the shared pool.
 pub struct KernelHal;
 
-fn dma_layout(pages: usize) -> Option<Layout> {
-    Layout::from_size_align(pages.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()
+/// A bounce-buffer failure inside a `Hal` method, which cannot return an error: handing the
+/// device an address outside the pool would expose private memory, so the kernel stops.
+fn dma_fatal(what: &str, e: dma::DmaError) -> ! {
+    panic!("virtio: {what}: {e}")
 }
 
-// SAFETY: `dma_alloc` returns zeroed, page-aligned memory owned by the caller until
+// SAFETY: `dma_alloc` returns zeroed, page-aligned pool memory owned by the caller until
 // `dma_dealloc`, identity-mapped (physical = virtual); `mmio_phys_to_virt` maps the BAR
-// before returning its identity address; `share` returns the buffer's identity address,
-// valid for device access once the platform shared it.
+// before returning its identity address; `share` returns the address of a pool bounce copy
+// of the buffer, valid for device access until `unshare` copies it back and frees it.
 unsafe impl Hal for KernelHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        let Some(layout) = dma_layout(pages) else {
-            return (0, NonNull::dangling());
-        };
-        // SAFETY: non-zero size (virtio-drivers never asks for 0 pages; checked by layout).
-        let p = unsafe { alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(p) else {
-            log::error!("virtio: out of memory for {pages} DMA pages");
-            return (0, NonNull::dangling());
-        };
-        if crate::platform::share(p as u64, layout.size()).is_err() {
-            // SAFETY: allocated just above with this layout.
-            unsafe { dealloc(p, layout) };
-            return (0, NonNull::dangling());
+        match dma::alloc(pages) {
+            #[cfg(feature = "loopback-ghcb")]
+            Ok(gpa) if !crate::loopback::host_sees(gpa, (pages * PAGE_SIZE) as u64) => dma_fatal(
+                "ring pages not shared with the host",
+                dma::DmaError::UnknownBuffer(gpa),
+            ),
+            Ok(gpa) => match NonNull::new(gpa as *mut u8) {
+                Some(ptr) => (gpa, ptr),
+                None => dma_fatal("dma_alloc", dma::DmaError::UnknownBuffer(0)),
+            },
+            Err(e) => {
+                log::error!("virtio: no {pages} DMA pages: {e}");
+                (0, NonNull::dangling())
+            }
         }
-        (p as u64, ptr)
     }
 
-    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        let Some(layout) = dma_layout(pages) else {
-            return -1;
-        };
-        if crate::platform::unshare(vaddr.as_ptr() as u64, layout.size()).is_err() {
-            return -1;
+    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
+        match dma::free(paddr) {
+            Ok(()) => 0,
+            Err(_) => -1,
         }
-        // SAFETY: the caller returns memory from `dma_alloc` with the same page count.
-        unsafe { dealloc(vaddr.as_ptr(), layout) };
-        0
     }
 
     unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
@@ -77,15 +75,50 @@ unsafe impl Hal for KernelHal {
         NonNull::new(paddr as *mut u8).unwrap_or(NonNull::dangling())
     }
 
-    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        let addr = buffer.as_ptr().cast::<u8>() as u64;
-        // Identity on the current backends; the SNP/TDX backends will copy into shared
-        // bounce pages here and return their address.
-        let _ = crate::platform::share(addr, buffer.len());
-        addr
+    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        let len = buffer.len();
+        let pages = len.div_ceil(PAGE_SIZE).max(1);
+        let gpa = match dma::alloc(pages) {
+            Ok(gpa) => gpa,
+            Err(e) => dma_fatal("bounce buffer", e),
+        };
+        if direction != BufferDirection::DeviceToDriver {
+            // SAFETY: virtio-drivers passes a buffer valid for reads for the duration of
+            // this call (the `Hal::share` contract).
+            let data = unsafe { buffer.as_ref() };
+            if let Err(e) = dma::write(gpa, data) {
+                dma_fatal("bounce in", e);
+            }
+        }
+        #[cfg(feature = "loopback-ghcb")]
+        if !crate::loopback::host_sees(gpa, len.max(1) as u64) {
+            dma_fatal(
+                "bounce page not shared with the host",
+                dma::DmaError::UnknownBuffer(gpa),
+            );
+        }
+        if !dma::is_shared(gpa, len.max(1) as u64) {
+            dma_fatal(
+                "device address outside the pool",
+                dma::DmaError::UnknownBuffer(gpa),
+            );
+        }
+        gpa
     }
 
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+    unsafe fn unshare(paddr: PhysAddr, mut buffer: NonNull<[u8]>, direction: BufferDirection) {
+        if direction != BufferDirection::DriverToDevice {
+            // SAFETY: virtio-drivers passes the buffer it shared, valid for writes and not
+            // accessed elsewhere for the duration of this call (the `Hal::unshare` contract).
+            let out = unsafe { buffer.as_mut() };
+            if let Err(e) = dma::read(paddr, out) {
+                dma_fatal("bounce out", e);
+            }
+        }
+        if let Err(e) = dma::free(paddr) {
+            dma_fatal("bounce free", e);
+        }
+    }
 }
 
 /// Errors bringing the device up.

@@ -169,12 +169,4 @@ impl PlatformOps for Emulated {
         // Hardware returns it with the extended report request; the emulator has its own command.
         call(&self.uart, Cmd::GetCerts, &[])
     }
-
-    fn share(&self, _addr: u64, _len: usize) -> Result<(), PlatformError> {
-        Ok(()) // no memory encryption: the host sees guest memory anyway
-    }
-
-    fn unshare(&self, _addr: u64, _len: usize) -> Result<(), PlatformError> {
-        Ok(())
-    }
 }

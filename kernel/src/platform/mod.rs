@@ -1,23 +1,27 @@
 //! The platform seam: one trait, [`PlatformOps`], and the backend chosen at run time.
 //!
 //! One image boots on SEV-SNP, TDX and ordinary (TCG) VMs, so the backend is data
-//! ([`Platform`]), picked once at boot by [`select`]:
-//! - [`snp`] / [`tdx`]: detected from the CPU (SEV status MSR / CPUID leaf 0x21). Their
-//!   backends are not implemented yet, so detection stops the boot with a clear message
-//!   rather than running unprotected code paths (port I/O and shared DMA would be wrong).
+//! ([`Platform`]), picked once at boot:
+//! - [`detect_hardware`] runs first, before the kernel replaces the firmware's IDT
+//!   ([`crate::boot::early_platform`]): [`snp`] (CPUID 0x8000_001F + `SEV_STATUS`) and [`tdx`]
+//!   (CPUID leaf 0x21). Their backends are not complete in this build, so a confidential
+//!   guest stops there: SEV-ES/SNP with the GHCB MSR protocol termination request (reason
+//!   set 0xC, see `sev-guest`'s README), TDX and plain SEV with a console message. Nothing
+//!   after that point would be correct on them (port I/O would raise #VC/#VE, the page tables
+//!   carry no C-bit, DMA is not bounced).
 //! - `emulated`: the `snp-emu` firmware emulator over COM2; compiled in only with the
 //!   `emulated-attestation` feature and used only when the measured command line says
 //!   `ckms.attestation=emulated`.
 //! - [`none`]: no attestation, no derived key.
 //!
 //! Backends report what they can do ([`Capabilities`]) instead of callers inferring it.
-//! The selected backend is installed once by [`select`] and used through [`with`]. DMA
-//! memory is made host-visible through [`share`] / [`unshare`] (the trait's methods on the
-//! installed backend): identity on `none` and `emulated` (no memory encryption), shared pages
-//! on SNP/TDX once those exist.
+//! The selected backend is installed once by [`select`] and used through [`with`]. Memory
+//! made visible to the host (virtio rings and bounce buffers) is not the backends' business
+//! here: it all lives in the shared DMA pool ([`crate::dma`]).
 
 #[cfg(feature = "emulated-attestation")]
 pub mod emulated;
+pub mod ghcb;
 pub mod none;
 pub mod snp;
 pub mod tdx;
@@ -112,11 +116,6 @@ pub trait PlatformOps {
     fn cert_table(&mut self) -> Result<Vec<u8>, PlatformError> {
         Ok(Vec::new())
     }
-    /// Makes `[addr, addr + len)` (page-aligned, identity-mapped) visible to the host for
-    /// device DMA. Identity where memory is not encrypted.
-    fn share(&self, addr: u64, len: usize) -> Result<(), PlatformError>;
-    /// Makes a shared region private again.
-    fn unshare(&self, addr: u64, len: usize) -> Result<(), PlatformError>;
 }
 
 /// The selected backend.
@@ -139,15 +138,60 @@ impl Platform {
     }
 }
 
+/// The confidential-computing hardware under the kernel, as [`detect_hardware`] found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hardware {
+    /// An ordinary VM (or TCG): no memory encryption.
+    Plain,
+    /// SEV without SEV-ES.
+    Sev,
+    /// SEV-ES without SNP (the GHCB MSR protocol exists).
+    SevEs(snp::GhcbMsr),
+    /// SEV-SNP.
+    Snp {
+        /// The GHCB MSR protocol exists.
+        ghcb: snp::GhcbMsr,
+        /// `SEV_STATUS`.
+        status: u64,
+    },
+    /// An Intel TDX trust domain.
+    Tdx,
+}
+
+/// Detects SEV/SEV-ES/SNP, then TDX. Call it while the firmware's exception handlers are
+/// still installed: on SEV-ES/SNP the `cpuid` raises #VC (and on TDX a leaf the TDX module
+/// does not handle raises #VE), which only the firmware can answer at that point.
+pub fn detect_hardware() -> Hardware {
+    match snp::detect() {
+        snp::SevState::Snp { ghcb, status } => return Hardware::Snp { ghcb, status },
+        snp::SevState::SevEs(ghcb) => return Hardware::SevEs(ghcb),
+        snp::SevState::SevOnly => return Hardware::Sev,
+        snp::SevState::Absent => {}
+    }
+    if tdx::detect() {
+        return Hardware::Tdx;
+    }
+    Hardware::Plain
+}
+
+static HARDWARE: spin::Once<Hardware> = spin::Once::new();
+
+/// Keeps what [`detect_hardware`] found (once), for the exception paths.
+pub fn record_hardware(hw: Hardware) {
+    HARDWARE.call_once(|| hw);
+}
+
+/// The GHCB MSR protocol, when SEV-ES/SNP was detected: fatal paths terminate through it.
+pub fn ghcb_msr() -> Option<snp::GhcbMsr> {
+    match HARDWARE.get()? {
+        Hardware::Snp { ghcb, .. } | Hardware::SevEs(ghcb) => Some(*ghcb),
+        Hardware::Plain | Hardware::Sev | Hardware::Tdx => None,
+    }
+}
+
 /// Why no backend could be selected: the boot stops with this message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SelectError {
-    /// SEV-SNP hardware detected; backend missing.
-    SnpNotImplemented,
-    /// SEV or SEV-ES without SNP.
-    SevWithoutSnp,
-    /// TDX detected; backend missing.
-    TdxNotImplemented,
     /// `ckms.attestation=emulated` in an image built without the feature.
     #[cfg(not(feature = "emulated-attestation"))]
     EmulationNotBuilt,
@@ -161,9 +205,6 @@ pub enum SelectError {
 impl fmt::Display for SelectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::SnpNotImplemented => f.write_str("SEV-SNP hardware backend not implemented yet"),
-            Self::SevWithoutSnp => f.write_str("SEV/SEV-ES without SNP is not supported"),
-            Self::TdxNotImplemented => f.write_str("TDX hardware backend not implemented yet"),
             #[cfg(not(feature = "emulated-attestation"))]
             Self::EmulationNotBuilt => f.write_str(
                 "ckms.attestation=emulated, but this image was built without the emulated-attestation feature",
@@ -175,11 +216,11 @@ impl fmt::Display for SelectError {
     }
 }
 
-/// The backend selected at boot. The DMA glue (a `virtio-drivers` `Hal`, static methods only)
-/// reaches it through [`share`] / [`unshare`]; everything else through [`with`].
+/// The backend selected at boot, reached through [`with`].
 static PLATFORM: spin::Once<spin::Mutex<Platform>> = spin::Once::new();
 
-/// Detects the hardware, picks the backend the command line asks for and installs it.
+/// Picks the backend the command line asks for and installs it. The hardware was detected
+/// (and any confidential platform stopped) by [`detect_hardware`] before.
 pub fn select(mode: AttestationMode) -> Result<PlatformKind, SelectError> {
     if PLATFORM.is_completed() {
         return Err(SelectError::AlreadySelected);
@@ -192,8 +233,7 @@ pub fn select(mode: AttestationMode) -> Result<PlatformKind, SelectError> {
 
 /// Runs `f` on the selected backend; `NotSupported` before [`select`].
 ///
-/// `f` must not call [`share`] / [`unshare`] (the backend is locked meanwhile); a backend
-/// that needs shared pages for its own requests uses its `share` method directly.
+/// `f` must not call [`with`] again (the backend is locked meanwhile).
 pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformError> {
     let cell = PLATFORM.get().ok_or(PlatformError::NotSupported)?;
     let mut guard = cell.lock();
@@ -201,14 +241,6 @@ pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformE
 }
 
 fn detect_and_create(mode: AttestationMode) -> Result<Platform, SelectError> {
-    match snp::detect() {
-        snp::SevState::Snp => return Err(SelectError::SnpNotImplemented),
-        snp::SevState::SevOnly => return Err(SelectError::SevWithoutSnp),
-        snp::SevState::Absent => {}
-    }
-    if tdx::detect() {
-        return Err(SelectError::TdxNotImplemented);
-    }
     Ok(match mode {
         AttestationMode::None => Platform::None(none::NoPlatform),
         #[cfg(feature = "emulated-attestation")]
@@ -218,17 +250,4 @@ fn detect_and_create(mode: AttestationMode) -> Result<Platform, SelectError> {
         #[cfg(not(feature = "emulated-attestation"))]
         AttestationMode::Emulated => return Err(SelectError::EmulationNotBuilt),
     })
-}
-
-/// Makes `[addr, addr + len)` visible to the host for device DMA. Identity (nothing to do)
-/// on the backends that exist: their memory is not encrypted.
-/// All DMA memory goes through here, so the SNP/TDX backends can convert the pages
-/// (page-state change / MapGPA) when they exist.
-pub fn share(addr: u64, len: usize) -> Result<(), PlatformError> {
-    with(|p| p.share(addr, len))?
-}
-
-/// Makes a region private again after DMA. Identity on the existing backends.
-pub fn unshare(addr: u64, len: usize) -> Result<(), PlatformError> {
-    with(|p| p.unshare(addr, len))?
 }

@@ -27,12 +27,4 @@ impl PlatformOps for NoPlatform {
     fn derived_key(&mut self) -> Result<Option<DerivedKey>, PlatformError> {
         Ok(None)
     }
-
-    fn share(&self, _addr: u64, _len: usize) -> Result<(), PlatformError> {
-        Ok(()) // no memory encryption: the host sees guest memory anyway
-    }
-
-    fn unshare(&self, _addr: u64, _len: usize) -> Result<(), PlatformError> {
-        Ok(())
-    }
 }

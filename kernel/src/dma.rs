@@ -1,0 +1,293 @@
+//! The shared DMA pool: the only memory a device (or the host) is ever given.
+//!
+//! One page-aligned region is carved out of the heap at boot ([`init`]) and handed to
+//! `sev-guest`'s [`SharedPool`]; it is never returned to the heap. Virtio rings are allocated
+//! in it, and every buffer the driver shares is a *bounce copy* in it
+//! ([`crate::drivers::virtio_net::KernelHal`]): no heap object is ever visible to the host.
+//!
+//! The pool's conversions and copies go through a [`PoolBackend`]. On the `none` and
+//! `emulated` platforms (no memory encryption) that is [`PlainMemory`]: conversions are
+//! no-ops, copies are plain memory copies restricted to the pool's region. Once a GHCB session
+//! is established ([`crate::platform::ghcb`], the loopback-GHCB build), [`use_ghcb`] switches
+//! to the session: PVALIDATE rescind + page-state change through the GHCB before a page is
+//! shared, the reverse before it is private again. The allocation, bounce and "is this
+//! address shared" code is one on every platform.
+
+use alloc::alloc::{Layout, alloc_zeroed};
+use alloc::collections::BTreeMap;
+use core::fmt;
+
+use sev_guest::pool::{PAGE, PoolBackend, SharedBuf, SharedPool};
+
+/// Pool size: 256 receive + 128 transmit bounce pages, the virtqueues, and headroom.
+pub const POOL_PAGES: usize = 512;
+
+/// DMA pool failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DmaError {
+    /// [`init`] has not run.
+    NotInitialised,
+    /// [`init`] ran twice.
+    AlreadyInitialised,
+    /// The heap has no room for the pool.
+    NoMemory,
+    /// No pool allocation starts at or contains this address.
+    UnknownBuffer(u64),
+    /// The pool (or its backend) refused.
+    Pool(sev_guest::Error),
+}
+
+impl fmt::Display for DmaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotInitialised => f.write_str("dma pool: not initialised"),
+            Self::AlreadyInitialised => f.write_str("dma pool: initialised twice"),
+            Self::NoMemory => f.write_str("dma pool: no memory for the region"),
+            Self::UnknownBuffer(a) => write!(f, "dma pool: no buffer at {a:#x}"),
+            Self::Pool(e) => write!(f, "dma pool: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for DmaError {}
+
+impl From<sev_guest::Error> for DmaError {
+    fn from(e: sev_guest::Error) -> Self {
+        Self::Pool(e)
+    }
+}
+
+impl From<sev_guest::pool::PoolError> for DmaError {
+    fn from(e: sev_guest::pool::PoolError) -> Self {
+        Self::Pool(e.into())
+    }
+}
+
+/// The pool backend where memory is not encrypted: no conversions; copies only inside the
+/// pool's region (identity-mapped, owned by the pool for the kernel's lifetime).
+pub struct PlainMemory {
+    base: u64,
+    len: u64,
+}
+
+impl PlainMemory {
+    fn check(&self, gpa: u64, len: usize) -> Result<(), sev_guest::Error> {
+        let inside = gpa >= self.base
+            && gpa
+                .checked_add(len as u64)
+                .is_some_and(|end| end <= self.base + self.len);
+        if inside {
+            Ok(())
+        } else {
+            Err(sev_guest::SharedAccessError::NotShared { gpa }.into())
+        }
+    }
+}
+
+impl PoolBackend for PlainMemory {
+    fn make_shared(&mut self, _gpas: &[u64]) -> Result<(), sev_guest::Error> {
+        Ok(()) // not encrypted: the host sees this memory anyway
+    }
+
+    fn make_private(&mut self, _gpas: &[u64]) -> Result<(), sev_guest::Error> {
+        Ok(())
+    }
+
+    fn write_shared(&mut self, gpa: u64, data: &[u8]) -> Result<(), sev_guest::Error> {
+        self.check(gpa, data.len())?;
+        // SAFETY: `[gpa, gpa + len)` lies in the pool's region (checked above), which is
+        // identity-mapped RAM owned by the pool (leaked from the heap in `init`); `data` is a
+        // kernel slice, never inside the pool, so the ranges do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), gpa as *mut u8, data.len()) };
+        Ok(())
+    }
+
+    fn read_shared(&mut self, gpa: u64, out: &mut [u8]) -> Result<(), sev_guest::Error> {
+        self.check(gpa, out.len())?;
+        // SAFETY: as in `write_shared`, with the copy in the other direction.
+        unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+}
+
+/// The backend in use.
+enum Backend {
+    /// No memory encryption.
+    Plain(PlainMemory),
+    /// Conversions through the GHCB session (set up only by the loopback-GHCB build until the
+    /// production SNP boot path exists).
+    #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+    Ghcb,
+}
+
+fn no_session() -> sev_guest::Error {
+    sev_guest::Error::InvalidArgument("no GHCB session")
+}
+
+impl PoolBackend for Backend {
+    fn make_shared(&mut self, gpas: &[u64]) -> Result<(), sev_guest::Error> {
+        match self {
+            Self::Plain(p) => p.make_shared(gpas),
+            Self::Ghcb => crate::platform::ghcb::with(|s| s.make_shared(gpas))
+                .unwrap_or_else(|| Err(no_session())),
+        }
+    }
+
+    fn make_private(&mut self, gpas: &[u64]) -> Result<(), sev_guest::Error> {
+        match self {
+            Self::Plain(p) => p.make_private(gpas),
+            Self::Ghcb => crate::platform::ghcb::with(|s| s.make_private(gpas))
+                .unwrap_or_else(|| Err(no_session())),
+        }
+    }
+
+    fn write_shared(&mut self, gpa: u64, data: &[u8]) -> Result<(), sev_guest::Error> {
+        match self {
+            Self::Plain(p) => p.write_shared(gpa, data),
+            Self::Ghcb => crate::platform::ghcb::with(|s| PoolBackend::write_shared(s, gpa, data))
+                .unwrap_or_else(|| Err(no_session())),
+        }
+    }
+
+    fn read_shared(&mut self, gpa: u64, out: &mut [u8]) -> Result<(), sev_guest::Error> {
+        match self {
+            Self::Plain(p) => p.read_shared(gpa, out),
+            Self::Ghcb => crate::platform::ghcb::with(|s| PoolBackend::read_shared(s, gpa, out))
+                .unwrap_or_else(|| Err(no_session())),
+        }
+    }
+}
+
+struct Dma {
+    pool: SharedPool,
+    /// `(base, bytes)` of the pool's region.
+    region: (u64, u64),
+    backend: Backend,
+    /// Live allocations by first address.
+    bufs: BTreeMap<u64, SharedBuf>,
+}
+
+/// The allocation containing `[addr, addr + len)`, and the offset of `addr` in it.
+fn containing(
+    bufs: &BTreeMap<u64, SharedBuf>,
+    addr: u64,
+    len: usize,
+) -> Result<(&SharedBuf, usize), DmaError> {
+    let (_, buf) = bufs
+        .range(..=addr)
+        .next_back()
+        .ok_or(DmaError::UnknownBuffer(addr))?;
+    let offset = (addr - buf.gpa()) as usize;
+    if offset.saturating_add(len) > buf.len() {
+        return Err(DmaError::UnknownBuffer(addr));
+    }
+    Ok((buf, offset))
+}
+
+static DMA: spin::Once<spin::Mutex<Dma>> = spin::Once::new();
+
+/// Carves the pool's region out of the heap (never returned) and installs the pool.
+pub fn init(pages: usize) -> Result<u64, DmaError> {
+    if DMA.is_completed() {
+        return Err(DmaError::AlreadyInitialised);
+    }
+    let bytes = pages.checked_mul(PAGE as usize).ok_or(DmaError::NoMemory)?;
+    let layout = Layout::from_size_align(bytes, PAGE as usize).map_err(|_| DmaError::NoMemory)?;
+    if bytes == 0 {
+        return Err(DmaError::NoMemory);
+    }
+    // SAFETY: non-zero size (checked above). The region is never deallocated: the pool owns
+    // it for the kernel's lifetime.
+    let base = unsafe { alloc_zeroed(layout) };
+    if base.is_null() {
+        return Err(DmaError::NoMemory);
+    }
+    let base = base as u64;
+    let pool = SharedPool::new(base, pages)?;
+    DMA.call_once(|| {
+        spin::Mutex::new(Dma {
+            pool,
+            region: (base, bytes as u64),
+            backend: Backend::Plain(PlainMemory {
+                base,
+                len: bytes as u64,
+            }),
+            bufs: BTreeMap::new(),
+        })
+    });
+    Ok(base)
+}
+
+fn with<R>(f: impl FnOnce(&mut Dma) -> Result<R, DmaError>) -> Result<R, DmaError> {
+    let cell = DMA.get().ok_or(DmaError::NotInitialised)?;
+    f(&mut cell.lock())
+}
+
+/// Allocates `pages` zeroed shared pages; returns their address (identity-mapped).
+pub fn alloc(pages: usize) -> Result<u64, DmaError> {
+    with(|d| {
+        let buf = d.pool.alloc(&mut d.backend, pages)?;
+        let gpa = buf.gpa();
+        d.bufs.insert(gpa, buf);
+        Ok(gpa)
+    })
+}
+
+/// Returns the allocation that starts at `gpa` to the pool.
+pub fn free(gpa: u64) -> Result<(), DmaError> {
+    with(|d| {
+        let buf = d.bufs.remove(&gpa).ok_or(DmaError::UnknownBuffer(gpa))?;
+        Ok(d.pool.free(buf)?)
+    })
+}
+
+/// Copies `data` into the pool at `gpa` (bounce in).
+pub fn write(gpa: u64, data: &[u8]) -> Result<(), DmaError> {
+    with(|d| {
+        let (buf, offset) = containing(&d.bufs, gpa, data.len())?;
+        Ok(d.pool.write(&mut d.backend, buf, offset, data)?)
+    })
+}
+
+/// Copies out of the pool at `gpa` (bounce out).
+pub fn read(gpa: u64, out: &mut [u8]) -> Result<(), DmaError> {
+    with(|d| {
+        let (buf, offset) = containing(&d.bufs, gpa, out.len())?;
+        Ok(d.pool.read(&mut d.backend, buf, offset, out)?)
+    })
+}
+
+/// Whether `[gpa, gpa + len)` lies entirely in allocated shared pages: checked on every
+/// address handed to a device.
+pub fn is_shared(gpa: u64, len: u64) -> bool {
+    DMA.get().is_some_and(|d| d.lock().pool.is_shared(gpa, len))
+}
+
+/// `(allocated pages, shared pages)` for the console.
+pub fn usage() -> (usize, usize) {
+    DMA.get().map_or((0, 0), |d| {
+        let d = d.lock();
+        (d.pool.used_pages(), d.pool.shared_pages())
+    })
+}
+
+/// The pool's region `(base, length in bytes)`, once [`init`] ran.
+pub fn region() -> Option<(u64, u64)> {
+    Some(DMA.get()?.lock().region)
+}
+
+/// Converts the pool's pages through the GHCB session from now on (called by the
+/// loopback-GHCB build only, until the production SNP boot path exists). Only before the first
+/// allocation (every page is still private and validated, as the session expects).
+#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+pub fn use_ghcb() -> Result<(), DmaError> {
+    with(|d| {
+        if d.pool.shared_pages() != 0 {
+            return Err(DmaError::Pool(sev_guest::Error::InvalidArgument(
+                "pool already in use",
+            )));
+        }
+        d.backend = Backend::Ghcb;
+        Ok(())
+    })
+}
