@@ -88,7 +88,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub vcek: Option<PathBuf>,
     /// Without --vcek and a VCEK in the quote: fetch it from AMD's KDS at this base URL (by the report's
-    /// product, chip id and reported TCB). Without a value: https://kdsintf.amd.com.
+    /// product, chip id and reported TCB). Without a value: <https://kdsintf.amd.com>.
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = crate::kds::DEFAULT_KDS_URL)]
     pub kds_url: Option<String>,
     /// CA certificates (PEM) that verify the KDS's HTTPS server.

@@ -290,7 +290,7 @@ pub struct ExpectationArgs {
     pub cert_chain: Option<PathBuf>,
     /// Fetch a missing VCEK (and cert_chain) from AMD's Key Distribution Service at this base URL
     /// (`/vcek/v1/{product}/{hwid}?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=..`, `/vcek/v1/{product}/cert_chain`).
-    /// Without a value: https://kdsintf.amd.com. Not asked unless given.
+    /// Without a value: <https://kdsintf.amd.com>. Not asked unless given.
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = crate::kds::DEFAULT_KDS_URL)]
     pub kds_url: Option<String>,
     /// CA certificates (PEM) that verify the KDS's HTTPS server.
