@@ -8,7 +8,7 @@
 //! 3. `attest::verify::verify_snp_report`: the chain (validity periods, `--amd-crl`), VCEK TCB/chip id, the
 //!    report signature, the [`Policy`] (guest policy bits, firmware version, VMPL 0, per-product minimum
 //!    reported/committed/launch TCB; [`PolicyOverrides`] from the manifest's `snp.policy`/`snp.min_tcb` and
-//!    the command line), and the **expected measurement** (from `--manifest` or `--expected-measurement`;
+//!    the command line; the manifest's `guest_policy`, when present, as the exact `POLICY`), and the **expected measurement** (from `--manifest` or `--expected-measurement`;
 //!    there is no way to skip it);
 //! 4. report_data[0..32] = SHA-256 of the certificate's uncompressed P-256 public key (the key is bound);
 //! 5. report_data[32..64] = zeros in a certificate, the verifier's fresh random nonce in `/attestation`
@@ -79,6 +79,8 @@ pub struct PolicyOverrides {
     pub min_tcb: Vec<(Generation, TcbVersion)>,
     /// An offline AMD CRL (DER or PEM), checked against the ASK and VCEK.
     pub amd_crl: Option<Vec<u8>>,
+    /// The exact guest policy (the image manifest's `guest_policy`, format 2).
+    pub guest_policy: Option<u64>,
 }
 
 impl PolicyOverrides {
@@ -99,6 +101,9 @@ impl PolicyOverrides {
         if let Some(crl) = &self.amd_crl {
             policy = policy.amd_crl(crl.clone());
         }
+        if let Some(gp) = self.guest_policy {
+            policy = policy.guest_policy(gp);
+        }
         policy
     }
 
@@ -109,6 +114,7 @@ impl PolicyOverrides {
         self.min_abi = over.min_abi.or(self.min_abi);
         self.min_tcb.extend(over.min_tcb);
         self.amd_crl = over.amd_crl.or(self.amd_crl);
+        self.guest_policy = over.guest_policy.or(self.guest_policy);
         self
     }
 }
@@ -201,6 +207,7 @@ impl PolicyArgs {
                 Some(p) => Some(crate::error::read_file(p)?),
                 None => None,
             },
+            guest_policy: None,
         })
     }
 }
@@ -226,12 +233,22 @@ struct ManifestTcb {
     microcode: u8,
 }
 
-/// The policy overrides of a manifest (`snp.policy`, `snp.min_tcb`; both optional).
+/// The policy overrides of a manifest (`snp.policy`, `snp.min_tcb`, and `guest_policy`, the exact launch
+/// policy `image build` pins; all optional).
 pub fn manifest_policy(v: &Value, path: &Path) -> Result<PolicyOverrides, CliError> {
     let bad = |what: &str, e: &dyn fmt::Display| {
         CliError::Usage(format!("{}: manifest {what}: {e}", path.display()))
     };
     let mut out = PolicyOverrides::default();
+    if let Some(gp) = v.get("guest_policy") {
+        let text = gp
+            .as_str()
+            .ok_or_else(|| bad("guest_policy", &"not a string"))?;
+        let hex = text
+            .strip_prefix("0x")
+            .ok_or_else(|| bad("guest_policy", &"not 0x-prefixed hex"))?;
+        out.guest_policy = Some(u64::from_str_radix(hex, 16).map_err(|e| bad("guest_policy", &e))?);
+    }
     if let Some(p) = v.pointer("/snp/policy") {
         let p: ManifestPolicy =
             serde_json::from_value(p.clone()).map_err(|e| bad("snp.policy", &e))?;
@@ -489,6 +506,7 @@ impl fmt::Display for AttestationFailure {
                 | VerifyError::MigrateMaAllowed
                 | VerifyError::SmtAllowed
                 | VerifyError::SingleSocketNotRequired
+                | VerifyError::GuestPolicyMismatch { .. }
                 | VerifyError::VmplTooHigh { .. }),
             ) => write!(f, "guest policy check failed: {e}"),
             RaTlsVerifyError::Report(e @ VerifyError::Revoked(_)) => {
@@ -1372,6 +1390,38 @@ mod tests {
             e.error,
             RaTlsVerifyError::Report(VerifyError::SingleSocketNotRequired)
         );
+        // The manifest's guest_policy (image build, format 2) must be the report's POLICY exactly.
+        for (gp, ok) in [("0x30000", true), ("0x20000", false)] {
+            let text = serde_json::json!({"guest_policy": gp, "snp": {
+                "launch_digest": hex::encode(MEASUREMENT),
+            }});
+            std::fs::write(&manifest, text.to_string()).expect("write");
+            let mut exp = margs_plain(&manifest).load().expect("manifest");
+            exp.trust_root = Some(p.chain().ark_der.clone());
+            let r = verify_quote(&quote(&p, &KEY, &nonce), &KEY, &nonce, &exp, "t");
+            if ok {
+                assert!(r.is_ok(), "{r:?}");
+            } else {
+                let e = r.unwrap_err();
+                assert_eq!(
+                    e.error,
+                    RaTlsVerifyError::Report(VerifyError::GuestPolicyMismatch {
+                        expected: 0x20000,
+                        reported: 0x30000
+                    })
+                );
+                assert!(e.to_string().contains("guest policy check failed"), "{e}");
+            }
+        }
+        std::fs::write(
+            &manifest,
+            r#"{"guest_policy": 196608, "snp": {"launch_digest": ""}}"#,
+        )
+        .expect("write");
+        assert!(matches!(
+            margs_plain(&manifest).load(),
+            Err(CliError::Usage(m)) if m.contains("manifest guest_policy")
+        ));
         // Malformed overrides are usage errors naming the option.
         assert!(matches!(
             parse_min_tcb("milan:bl=4,snp=7"),
@@ -1484,6 +1534,19 @@ mod tests {
             matches!(&e, CliError::Http(HttpError::Io(_) | HttpError::Tls(_))),
             "{e}"
         );
+    }
+
+    fn margs_plain(manifest: &Path) -> ExpectationArgs {
+        ExpectationArgs {
+            manifest: Some(manifest.to_owned()),
+            expected_measurement: None,
+            trust_root: None,
+            vcek: None,
+            cert_chain: None,
+            kds_url: None,
+            kds_ca: crate::kds::SYSTEM_CA_BUNDLE.into(),
+            policy: PolicyArgs::default(),
+        }
     }
 
     #[test]

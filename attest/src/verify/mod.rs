@@ -81,6 +81,13 @@ pub enum VerifyError {
     SmtAllowed,
     /// The verification policy requires `SINGLE_SOCKET` and the guest policy does not set it.
     SingleSocketNotRequired,
+    /// The guest policy is not the one required ([`Policy::guest_policy`]).
+    GuestPolicyMismatch {
+        /// The required `POLICY`.
+        expected: u64,
+        /// The report's `POLICY`.
+        reported: u64,
+    },
     /// The firmware version (`which`: "current" or "committed") is below the minimum.
     AbiTooOld {
         which: &'static str,
@@ -168,6 +175,10 @@ impl fmt::Display for VerifyError {
             }
             Self::SingleSocketNotRequired => f.write_str(
                 "guest policy does not require a single socket (POLICY bit 20 SINGLE_SOCKET = 0, expected 1)",
+            ),
+            Self::GuestPolicyMismatch { expected, reported } => write!(
+                f,
+                "guest policy {reported:#x} is not the expected {expected:#x}"
             ),
             Self::AbiTooOld { which, min, got } => write!(
                 f,

@@ -825,3 +825,24 @@ fn certificate_validity_is_checked() {
         Err(VerifyError::CertificateNotValidAt { which: "ARK", .. })
     ));
 }
+
+#[test]
+fn exact_guest_policy_when_required() {
+    let report = milan_report();
+    let gp = u64::from_le_bytes(report[0x08..0x10].try_into().unwrap());
+    let chain = || ChainSource::BuiltIn(Generation::Milan);
+    let v = verify_snp_report(&report, VCEK, chain(), &policy().guest_policy(gp)).unwrap();
+    assert!(
+        v.checks()
+            .iter()
+            .any(|c| c == &alloc::format!("guest policy {gp:#x} as expected"))
+    );
+    assert_eq!(
+        verify_snp_report(&report, VCEK, chain(), &policy().guest_policy(gp ^ 1 << 20))
+            .unwrap_err(),
+        VerifyError::GuestPolicyMismatch {
+            expected: gp ^ 1 << 20,
+            reported: gp
+        }
+    );
+}
