@@ -84,9 +84,17 @@ pub struct VerifyArgs {
     /// --trust-root or Intel's root with --tdx-collateral, its MRTD against --expected-measurement.
     #[arg(long, value_name = "FILE")]
     pub report: PathBuf,
-    /// The VCEK certificate (DER or PEM); optional when the report file is a quote with a VCEK.
+    /// The VCEK certificate (DER or PEM); optional when the report file is a quote with a VCEK, or with
+    /// --kds-url.
     #[arg(long, value_name = "FILE")]
     pub vcek: Option<PathBuf>,
+    /// Without --vcek and a VCEK in the quote: fetch it from AMD's KDS at this base URL (by the report's
+    /// product, chip id and reported TCB). Without a value: <https://kdsintf.amd.com>.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = crate::kds::DEFAULT_KDS_URL)]
+    pub kds_url: Option<String>,
+    /// CA certificates (PEM) that verify the KDS's HTTPS server.
+    #[arg(long, value_name = "PEM", default_value = crate::kds::SYSTEM_CA_BUNDLE, requires = "kds_url")]
+    pub kds_ca: PathBuf,
     /// AMD KDS `cert_chain` PEM (ASK then ARK); with --trust-root, its first certificate is the ASK.
     #[arg(long, value_name = "PEM", conflicts_with = "product")]
     pub chain: Option<PathBuf>,
@@ -328,9 +336,14 @@ pub fn verify_report(a: &VerifyArgs) -> Result<Output, CliError> {
     let vcek = match (&a.vcek, quote_vcek) {
         (Some(p), _) => read_file(p)?,
         (None, Some(v)) => v,
+        (None, None) if a.kds_url.is_some() => {
+            let url = a.kds_url.as_deref().unwrap_or(crate::kds::DEFAULT_KDS_URL);
+            crate::kds::Kds::new(url, crate::http::load_certs(&a.kds_ca)?)?
+                .vcek_for_report(&report)?
+        }
         (None, None) => {
             return Err(CliError::Usage(
-                "the VCEK certificate is needed: --vcek FILE (from AMD KDS or `snp-emu export-chain`)".into(),
+                "the VCEK certificate is needed: --vcek FILE (from AMD KDS or `snp-emu export-chain`) or --kds-url".into(),
             ));
         }
     };

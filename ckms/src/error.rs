@@ -36,6 +36,8 @@ pub enum CliError {
     Negative(String),
     /// A server's attestation evidence failed a check (`attest::verify::ratls`).
     Attestation(Box<AttestationFailure>),
+    /// The VCEK or AMD chain for a quote without a certificate table could not be had from the KDS.
+    Kds(crate::kds::KdsError),
     /// A key the server presented for signing or pinning is not the attested one (`what` names it): the
     /// SubjectPublicKeyInfo, algorithm and curve OIDs included, differs from the attested certificate's.
     NotAttestedKey {
@@ -60,6 +62,7 @@ impl fmt::Display for CliError {
             CliError::Usage(m) => write!(f, "{m}"),
             CliError::Negative(m) => write!(f, "{m}"),
             CliError::Attestation(e) => write!(f, "attestation failed: {e}"),
+            CliError::Kds(e) => write!(f, "VCEK from AMD KDS: {e}"),
             CliError::NotAttestedKey { what } => write!(
                 f,
                 "{what} is not the attested key (its SubjectPublicKeyInfo, algorithm and curve \
@@ -84,6 +87,12 @@ impl std::error::Error for CliError {}
 impl From<ConfigError> for CliError {
     fn from(e: ConfigError) -> Self {
         CliError::Config(e)
+    }
+}
+
+impl From<crate::kds::KdsError> for CliError {
+    fn from(e: crate::kds::KdsError) -> Self {
+        CliError::Kds(e)
     }
 }
 

@@ -11,6 +11,8 @@
 //! - [`error`]: the command error type.
 //! - [`cmd`]: the KMIP and access-rights subcommands.
 //! - [`pinned`]: TLS verifiers for attested servers (capture without trust, pinned key, recording).
+//! - [`kds`]: the VCEK and ASK/ARK from AMD's Key Distribution Service URL layout, for quotes without a
+//!   certificate table.
 //! - [`tdx`]: the TDX expectation (manifest `tdx` section) and TDX quote verification
 //!   (`attest::tdx::evidence`: dcap-qvl with Intel collateral, or an explicit `--trust-root`).
 //! - [`verify`]: attestation of RA-TLS certificates and fresh reports of either platform
@@ -28,6 +30,7 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod kds;
 pub mod kmip;
 pub mod pinned;
 pub mod tdx;

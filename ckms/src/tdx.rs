@@ -272,6 +272,7 @@ mod tests {
             tdx: Some(t),
             trust_root: root,
             policy: PolicyOverrides::default(),
+            extra: Default::default(),
         }
     }
 
@@ -323,7 +324,10 @@ mod tests {
             quote: quote(&e, &pk, &nonce),
         };
         let cert = bootstrap_certificate(&k, 1_800_000_000, Some(&ext)).unwrap();
-        let err = attest_certificate(&cert, &exp, "bootstrap certificate").unwrap_err();
+        let err = match attest_certificate(&cert, &exp, "bootstrap certificate") {
+            Err(crate::error::CliError::Attestation(a)) => *a,
+            other => panic!("expected an attestation failure, got {other:?}"),
+        };
         assert_eq!(
             err.error,
             RaTlsVerifyError::Tdx(TdxEvidenceError::NonceMismatch)
@@ -528,6 +532,10 @@ mod tests {
             trust_root: Some(root_path),
             tdx_collateral: None,
             min_tee_tcb_svn: None,
+            vcek: None,
+            cert_chain: None,
+            kds_url: None,
+            kds_ca: crate::kds::SYSTEM_CA_BUNDLE.into(),
             policy: PolicyArgs::default(),
         };
         let exp = args.load().unwrap();

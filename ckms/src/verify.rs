@@ -8,7 +8,7 @@
 //! 3. `attest::verify::verify_snp_report`: the chain (validity periods, `--amd-crl`), VCEK TCB/chip id, the
 //!    report signature, the [`Policy`] (guest policy bits, firmware version, VMPL 0, per-product minimum
 //!    reported/committed/launch TCB; [`PolicyOverrides`] from the manifest's `snp.policy`/`snp.min_tcb` and
-//!    the command line), and the **expected measurement** (from `--manifest` or `--expected-measurement`;
+//!    the command line; the manifest's `guest_policy`, when present, as the exact `POLICY`), and the **expected measurement** (from `--manifest` or `--expected-measurement`;
 //!    there is no way to skip it);
 //! 4. report_data[0..32] = SHA-256 of the certificate's uncompressed P-256 public key (the key is bound);
 //! 5. report_data[32..64] = zeros in a certificate, the verifier's fresh random nonce in `/attestation`
@@ -28,6 +28,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use attest::ratls::{CertKind, SnpQuote, parse_snp_quote};
 use attest::snp::{FirmwareVersion, Generation, TcbVersion};
 use attest::tdx::evidence::{TdxEvidenceError, VerifiedTdx};
 use attest::tdx::local::LocalVerifyError;
@@ -38,10 +39,11 @@ use attest::verify::ratls::{
     RaTlsEvidence, RaTlsRoots, RaTlsVerifyError, certificate_public_key, extract_evidence,
     verify_snp_quote,
 };
-use attest::verify::{Policy, VerifiedReport, VerifyError};
+use attest::verify::{ChainSource, Policy, VerifiedReport, VerifyError};
 use base64ct::{Base64, Encoding};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
 
 use crate::cmd::{Ctx, Output};
 use crate::error::CliError;
@@ -61,6 +63,20 @@ pub struct Expectation {
     pub trust_root: Option<Vec<u8>>,
     /// Changes to `attest`'s default policy (manifest `snp.policy` / `snp.min_tcb`, command line).
     pub policy: PolicyOverrides,
+    /// Certificates for quotes that carry no certificate table.
+    pub extra: ExtraCerts,
+}
+
+/// Where the VCEK and the intermediate come from when a quote's certificate table lacks them: files
+/// (`--vcek`, `--cert-chain`), else AMD's KDS (`--kds-url`, [`crate::kds`]), fetched per quote.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraCerts {
+    /// The VCEK (DER or PEM), used when the quote carries none.
+    pub vcek: Option<Vec<u8>>,
+    /// A KDS `cert_chain` (PEM: ASK then ARK), used when the quote carries no ASK.
+    pub cert_chain: Option<Vec<u8>>,
+    /// The KDS to ask for what is still missing: base URL and the CA certificates of its HTTPS server.
+    pub kds: Option<(String, Vec<rustls_pki_types::CertificateDer<'static>>)>,
 }
 
 /// Changes to the default [`Policy`] of `attest::verify` (debug and migration agent off, SMT
@@ -78,6 +94,8 @@ pub struct PolicyOverrides {
     pub min_tcb: Vec<(Generation, TcbVersion)>,
     /// An offline AMD CRL (DER or PEM), checked against the ASK and VCEK.
     pub amd_crl: Option<Vec<u8>>,
+    /// The exact guest policy (the image manifest's `guest_policy`, format 2).
+    pub guest_policy: Option<u64>,
 }
 
 impl PolicyOverrides {
@@ -98,6 +116,9 @@ impl PolicyOverrides {
         if let Some(crl) = &self.amd_crl {
             policy = policy.amd_crl(crl.clone());
         }
+        if let Some(gp) = self.guest_policy {
+            policy = policy.guest_policy(gp);
+        }
         policy
     }
 
@@ -108,6 +129,7 @@ impl PolicyOverrides {
         self.min_abi = over.min_abi.or(self.min_abi);
         self.min_tcb.extend(over.min_tcb);
         self.amd_crl = over.amd_crl.or(self.amd_crl);
+        self.guest_policy = over.guest_policy.or(self.guest_policy);
         self
     }
 }
@@ -200,6 +222,7 @@ impl PolicyArgs {
                 Some(p) => Some(crate::error::read_file(p)?),
                 None => None,
             },
+            guest_policy: None,
         })
     }
 }
@@ -225,12 +248,22 @@ struct ManifestTcb {
     microcode: u8,
 }
 
-/// The policy overrides of a manifest (`snp.policy`, `snp.min_tcb`; both optional).
+/// The policy overrides of a manifest (`snp.policy`, `snp.min_tcb`, and `guest_policy`, the exact launch
+/// policy `image build` pins; all optional).
 pub fn manifest_policy(v: &Value, path: &Path) -> Result<PolicyOverrides, CliError> {
     let bad = |what: &str, e: &dyn fmt::Display| {
         CliError::Usage(format!("{}: manifest {what}: {e}", path.display()))
     };
     let mut out = PolicyOverrides::default();
+    if let Some(gp) = v.get("guest_policy") {
+        let text = gp
+            .as_str()
+            .ok_or_else(|| bad("guest_policy", &"not a string"))?;
+        let hex = text
+            .strip_prefix("0x")
+            .ok_or_else(|| bad("guest_policy", &"not 0x-prefixed hex"))?;
+        out.guest_policy = Some(u64::from_str_radix(hex, 16).map_err(|e| bad("guest_policy", &e))?);
+    }
     if let Some(p) = v.pointer("/snp/policy") {
         let p: ManifestPolicy =
             serde_json::from_value(p.clone()).map_err(|e| bad("snp.policy", &e))?;
@@ -292,6 +325,21 @@ pub struct ExpectationArgs {
     /// Minimum TDX TEE_TCB_SVN (32 hex digits, each byte a component; over the manifest's).
     #[arg(long, value_name = "HEX")]
     pub min_tee_tcb_svn: Option<String>,
+    /// The VCEK (DER or PEM) for quotes without a certificate table (the host ran no extended guest
+    /// request), e.g. downloaded once from AMD's KDS. Offline alternative to --kds-url.
+    #[arg(long, value_name = "FILE")]
+    pub vcek: Option<PathBuf>,
+    /// AMD's `cert_chain` (PEM: ASK then ARK) for quotes without an ASK.
+    #[arg(long, value_name = "PEM")]
+    pub cert_chain: Option<PathBuf>,
+    /// Fetch a missing VCEK (and cert_chain) from AMD's Key Distribution Service at this base URL
+    /// (`/vcek/v1/{product}/{hwid}?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=..`, `/vcek/v1/{product}/cert_chain`).
+    /// Without a value: <https://kdsintf.amd.com>. Not asked unless given.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = crate::kds::DEFAULT_KDS_URL)]
+    pub kds_url: Option<String>,
+    /// CA certificates (PEM) that verify the KDS's HTTPS server.
+    #[arg(long, value_name = "PEM", default_value = crate::kds::SYSTEM_CA_BUNDLE, requires = "kds_url")]
+    pub kds_ca: PathBuf,
     /// Policy: minimum TCB and firmware, SMT, single socket, AMD CRL (over the manifest's).
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -304,6 +352,71 @@ impl Expectation {
             Some(root) => RaTlsRoots::TrustRoot(root),
             None => RaTlsRoots::Amd,
         }
+    }
+
+    /// The VCEK and chain for `quote`: its own certificate table first; what it lacks from
+    /// [`ExtraCerts`] (`--vcek`, `--cert-chain`: an intermediate under `--trust-root`, else a KDS chain
+    /// anchored at AMD's built-in roots).
+    fn evidence_for<'a>(
+        &'a self,
+        quote: &SnpQuote,
+        ask: &'a mut Option<Vec<u8>>,
+    ) -> (Option<&'a [u8]>, RaTlsRoots<'a>) {
+        let has_vcek = quote.cert(CertKind::Vcek).is_some() || quote.cert(CertKind::Vlek).is_some();
+        let vcek = if has_vcek {
+            None
+        } else {
+            self.extra.vcek.as_deref()
+        };
+        let roots = match (&self.extra.cert_chain, quote.cert(CertKind::Ask)) {
+            (Some(chain), None) => match &self.trust_root {
+                Some(ark) => {
+                    *ask = Certificate::load_pem_chain(chain.trim_ascii())
+                        .ok()
+                        .and_then(|c| c.first().and_then(|c| der::Encode::to_der(c).ok()));
+                    match ask.as_deref() {
+                        Some(intermediate) => {
+                            RaTlsRoots::Chain(ChainSource::TrustRoot { ark, intermediate })
+                        }
+                        None => RaTlsRoots::TrustRoot(ark),
+                    }
+                }
+                None => RaTlsRoots::Chain(ChainSource::AmdPem(chain)),
+            },
+            _ => self.roots(),
+        };
+        (vcek, roots)
+    }
+
+    /// This expectation with what `quote` lacks fetched from the KDS (if one is configured and the
+    /// files do not already provide it).
+    pub fn with_kds(&self, quote: &[u8]) -> Result<Expectation, CliError> {
+        let mut out = self.clone();
+        let (Some((url, ca)), Ok(q)) = (&self.extra.kds, parse_snp_quote(quote)) else {
+            return Ok(out);
+        };
+        let need_vcek = q.cert(CertKind::Vcek).is_none()
+            && q.cert(CertKind::Vlek).is_none()
+            && self.extra.vcek.is_none();
+        let need_chain = q.cert(CertKind::Ask).is_none() && self.extra.cert_chain.is_none();
+        if !need_vcek && !need_chain {
+            return Ok(out);
+        }
+        let mut kds = crate::kds::Kds::new(url, ca.clone())?;
+        let report = quote
+            .get(..attest::snp::report::REPORT_SIZE)
+            .unwrap_or_default();
+        if need_vcek {
+            out.extra.vcek = Some(kds.vcek_for_report(report)?);
+        }
+        if need_chain {
+            let g = q
+                .report
+                .generation()
+                .ok_or(crate::kds::KdsError::UnknownProduct)?;
+            out.extra.cert_chain = Some(kds.cert_chain(g)?);
+        }
+        Ok(out)
     }
 
     /// The SEV-SNP policy: the expected measurement and `attest`'s defaults (debug and migration
@@ -385,11 +498,28 @@ impl ExpectationArgs {
             Some(p) => Some(crate::error::read_file(p)?),
             None => None,
         };
+        let extra = ExtraCerts {
+            vcek: self
+                .vcek
+                .as_deref()
+                .map(crate::error::read_file)
+                .transpose()?,
+            cert_chain: self
+                .cert_chain
+                .as_deref()
+                .map(crate::error::read_file)
+                .transpose()?,
+            kds: match &self.kds_url {
+                Some(url) => Some((url.clone(), http::load_certs(&self.kds_ca)?)),
+                None => None,
+            },
+        };
         Ok(Expectation {
             measurement,
             tdx,
             trust_root,
             policy: from_manifest.overridden_by(self.policy.load()?),
+            extra,
         })
     }
 }
@@ -444,6 +574,7 @@ impl fmt::Display for AttestationFailure {
                 | VerifyError::MigrateMaAllowed
                 | VerifyError::SmtAllowed
                 | VerifyError::SingleSocketNotRequired
+                | VerifyError::GuestPolicyMismatch { .. }
                 | VerifyError::VmplTooHigh { .. }),
             ) => write!(f, "guest policy check failed: {e}"),
             RaTlsVerifyError::Report(e @ VerifyError::Revoked(_)) => {
@@ -540,7 +671,10 @@ fn verify_evidence(
 ) -> Result<Verified, RaTlsVerifyError> {
     match quote {
         RaTlsQuote::Snp(q) => {
-            verify_snp_quote(q, public_key, nonce, None, exp.roots(), &exp.policy()?)
+            let parsed = parse_snp_quote(q).map_err(RaTlsVerifyError::Quote)?;
+            let mut ask = None;
+            let (vcek, roots) = exp.evidence_for(&parsed, &mut ask);
+            verify_snp_quote(q, public_key, nonce, vcek, roots, &exp.policy()?)
                 .map(|r| Verified::Snp(Box::new(r)))
         }
         RaTlsQuote::Tdx(q) => {
@@ -606,16 +740,21 @@ pub struct AttestedKey {
     pub report: Verified,
 }
 
-/// Attests an RA-TLS certificate: its quote verifies and binds its key (zero nonce).
+/// Attests an RA-TLS certificate: its quote verifies and binds its key (zero nonce). A VCEK or ASK the
+/// quote lacks comes from `exp`'s files or the KDS ([`Expectation::with_kds`]).
 pub fn attest_certificate(
     cert_der: &[u8],
     exp: &Expectation,
     context: &str,
-) -> Result<AttestedKey, AttestationFailure> {
+) -> Result<AttestedKey, CliError> {
     let zero = [0u8; 32];
     let fail = |e| AttestationFailure::new(context, &zero, e);
     let ev = extract_evidence(cert_der).map_err(fail)?;
-    let report = verify_evidence(&ev.quote, &ev.public_key, &zero, exp).map_err(fail)?;
+    let exp = match &ev.quote {
+        RaTlsQuote::Snp(q) => exp.with_kds(q)?,
+        RaTlsQuote::Tdx(_) => exp.clone(),
+    };
+    let report = verify_evidence(&ev.quote, &ev.public_key, &zero, &exp).map_err(fail)?;
     let spki_der = spki_of(cert_der).ok_or_else(|| fail(RaTlsVerifyError::Certificate))?;
     Ok(AttestedKey {
         spki_der,
@@ -704,11 +843,12 @@ pub fn fresh_attestation(
         .and_then(Value::as_str)
         .and_then(|q| Base64::decode_vec(q).ok())
         .ok_or_else(|| CliError::Response("/attestation: no base64 quote".into()))?;
+    let exp = exp.with_kds(&quote)?;
     Ok(verify_quote(
         &quote,
         public_key,
         nonce,
-        exp,
+        &exp,
         "/attestation",
     )?)
 }
@@ -993,10 +1133,213 @@ mod tests {
             tdx: None,
             trust_root: Some(psp.chain().ark_der.clone()),
             policy: PolicyOverrides::default(),
+            extra: ExtraCerts::default(),
         }
     }
 
     const KEY: [u8; 65] = [4; 65];
+
+    /// A quote with an empty certificate table (the host ran no extended guest request).
+    fn bare_quote(psp: &Psp, key: &[u8; 65], nonce: &[u8; 32]) -> Vec<u8> {
+        let rd = attest::ratls::report_data_for_key(key, nonce);
+        encode_snp_quote(&psp.report(&rd, 0).expect("report").to_bytes(), &[])
+    }
+
+    /// The KDS routes of the emulator's chain for `report` (VCEK at its chip and TCB, cert_chain).
+    fn kds_routes(
+        report: &[u8],
+        vcek: &[u8],
+        psp: &Psp,
+    ) -> std::collections::HashMap<String, (u16, Vec<u8>)> {
+        use der::EncodePem;
+        let r = attest::snp::AttestationReport::parse(report).expect("report");
+        let g = r.generation().expect("product");
+        let pem = |d: &[u8]| {
+            <Certificate as der::Decode>::from_der(d)
+                .expect("cert")
+                .to_pem(der::pem::LineEnding::LF)
+                .expect("pem")
+        };
+        let c = psp.chain();
+        [
+            (
+                crate::kds::vcek_path(g, &r.chip_id, &r.reported_tcb(g)),
+                (200, vcek.to_vec()),
+            ),
+            (
+                crate::kds::cert_chain_path(g),
+                (
+                    200,
+                    format!("{}{}", pem(&c.ask_der), pem(&c.ark_der)).into_bytes(),
+                ),
+            ),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn with_kds(exp: &Expectation, kds: &crate::kds::stand_in::StandIn) -> Expectation {
+        let mut e = exp.clone();
+        e.extra.kds = Some((kds.url.clone(), kds.ca.clone()));
+        e
+    }
+
+    #[test]
+    fn a_quote_without_certificates_needs_a_vcek_source() {
+        let p = psp();
+        let nonce = [9; 32];
+        let q = bare_quote(&p, &KEY, &nonce);
+        let e = verify_quote(&q, &KEY, &nonce, &expect(&p), "t").unwrap_err();
+        assert_eq!(e.error, RaTlsVerifyError::NoVcek, "{e}");
+        // Offline: the VCEK and the cert_chain from files, as AMD's KDS serves them.
+        let routes = kds_routes(&q[..0x4A0], &p.chain().vcek_der, &p);
+        let chain = routes
+            .iter()
+            .find(|(k, _)| k.ends_with("/cert_chain"))
+            .map(|(_, (_, b))| b.clone());
+        let mut exp = expect(&p);
+        exp.extra.vcek = Some(p.chain().vcek_der.clone());
+        // The VCEK alone is not enough under a test root: the quote has no ASK either.
+        let e = verify_quote(&q, &KEY, &nonce, &exp, "t").unwrap_err();
+        assert_eq!(e.error, RaTlsVerifyError::NoIntermediate, "{e}");
+        exp.extra.cert_chain = chain;
+        let v = verify_quote(&q, &KEY, &nonce, &exp, "t").expect("offline VCEK verifies");
+        assert_eq!(v.snp().map(|r| *r.measurement()), Some(MEASUREMENT));
+        // Without the trust root, the test chain is not AMD's.
+        exp.trust_root = None;
+        let e = verify_quote(&q, &KEY, &nonce, &exp, "t").unwrap_err();
+        assert!(
+            matches!(
+                e.error,
+                RaTlsVerifyError::Report(VerifyError::UntrustedRoot)
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_vcek_and_chain_come_from_the_kds_url_layout() {
+        let p = psp();
+        let nonce = [9; 32];
+        let q = bare_quote(&p, &KEY, &nonce);
+        let routes = kds_routes(&q[..0x4A0], &p.chain().vcek_der, &p);
+        let kds = crate::kds::stand_in::StandIn::start(routes.clone());
+        let exp = with_kds(&expect(&p), &kds)
+            .with_kds(&q)
+            .expect("KDS answers");
+        let v = verify_quote(&q, &KEY, &nonce, &exp, "t").expect("verifies");
+        assert_eq!(v.snp().map(|r| *r.measurement()), Some(MEASUREMENT));
+        let asked = kds.asked();
+        assert_eq!(asked.len(), 2, "{asked:?}");
+        assert!(
+            asked[0].starts_with(&format!(
+                "/vcek/v1/Milan/{}?blSPL=",
+                hex::encode(p.chain().chip_id)
+            )),
+            "{asked:?}"
+        );
+        assert_eq!(asked[1], "/vcek/v1/Milan/cert_chain");
+        // A quote that carries its certificates asks nothing.
+        let full = quote(&p, &KEY, &nonce);
+        with_kds(&expect(&p), &kds)
+            .with_kds(&full)
+            .expect("no fetch");
+        assert_eq!(kds.asked().len(), 2);
+    }
+
+    #[test]
+    fn kds_failures_are_typed() {
+        use crate::kds::KdsError;
+        use snp_emu::chain::{Tcb, TestCa};
+        let p = psp();
+        let nonce = [9; 32];
+        let q = bare_quote(&p, &KEY, &nonce);
+        let report = &q[..0x4A0];
+        let vcek_path = |r: &[u8]| {
+            let r = attest::snp::AttestationReport::parse(r).expect("report");
+            crate::kds::vcek_path(
+                attest::snp::Generation::Milan,
+                &r.chip_id,
+                &r.reported_tcb(attest::snp::Generation::Milan),
+            )
+        };
+        let fetch = |routes| {
+            let kds = crate::kds::stand_in::StandIn::start(routes);
+            with_kds(&expect(&p), &kds).with_kds(&q).map(|_| ())
+        };
+        // Nothing served: not found.
+        let r = fetch(Default::default());
+        assert!(
+            matches!(&r, Err(CliError::Kds(KdsError::NotFound { url })) if url.contains("/vcek/v1/Milan/")),
+            "{r:?}"
+        );
+        // Not a certificate.
+        let mut routes = kds_routes(report, b"not DER", &p);
+        let r = fetch(routes.clone());
+        assert!(
+            matches!(&r, Err(CliError::Kds(KdsError::BadDer { .. }))),
+            "{r:?}"
+        );
+        // A rate limit or server error keeps its status.
+        routes.insert(vcek_path(report), (503, Vec::new()));
+        let r = fetch(routes);
+        assert!(
+            matches!(&r, Err(CliError::Kds(KdsError::Status { status: 503, .. }))),
+            "{r:?}"
+        );
+        // The same chip's VCEK for another TCB.
+        let other = TestCa::builtin()
+            .expect("test CA")
+            .with_tcb(
+                p.chain(),
+                Tcb {
+                    snp: Tcb::TEST.snp - 1,
+                    ..Tcb::TEST
+                },
+            )
+            .expect("reissue");
+        let r = fetch(kds_routes(report, &other.vcek_der, &p));
+        assert!(
+            matches!(
+                &r,
+                Err(CliError::Kds(KdsError::WrongTcb { field: "snpSPL", cert, report }))
+                    if *cert + 1 == *report
+            ),
+            "{r:?}"
+        );
+        // Another chip: the KDS answers the report's chip-id path with a VCEK whose hwID differs.
+        let mut flipped = q.clone();
+        flipped[0x1A0] ^= 1;
+        let kds = crate::kds::stand_in::StandIn::start(kds_routes(
+            &flipped[..0x4A0],
+            &p.chain().vcek_der,
+            &p,
+        ));
+        let r = with_kds(&expect(&p), &kds).with_kds(&flipped).map(|_| ());
+        assert!(
+            matches!(&r, Err(CliError::Kds(KdsError::WrongChip))),
+            "{r:?}"
+        );
+        // A bad cert_chain.
+        let mut routes = kds_routes(report, &p.chain().vcek_der, &p);
+        routes.insert(
+            crate::kds::cert_chain_path(attest::snp::Generation::Milan),
+            (200, b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+        );
+        let r = fetch(routes);
+        assert!(
+            matches!(&r, Err(CliError::Kds(KdsError::BadChain { .. }))),
+            "{r:?}"
+        );
+        // An unreachable KDS.
+        let mut exp = expect(&p);
+        exp.extra.kds = Some(("https://127.0.0.1:1".into(), Vec::new()));
+        let r = exp.with_kds(&q).map(|_| ());
+        assert!(
+            matches!(&r, Err(CliError::Kds(KdsError::Http { .. }))),
+            "{r:?}"
+        );
+    }
 
     #[test]
     fn genuine_quote_verifies_with_the_explicit_root() {
@@ -1178,6 +1521,10 @@ mod tests {
             trust_root: None,
             tdx_collateral: None,
             min_tee_tcb_svn: None,
+            vcek: None,
+            cert_chain: None,
+            kds_url: None,
+            kds_ca: crate::kds::SYSTEM_CA_BUNDLE.into(),
             policy: PolicyArgs::default(),
         };
         let mut exp = margs.load().expect("manifest");
@@ -1209,6 +1556,38 @@ mod tests {
             e.error,
             RaTlsVerifyError::Report(VerifyError::SingleSocketNotRequired)
         );
+        // The manifest's guest_policy (image build, format 2) must be the report's POLICY exactly.
+        for (gp, ok) in [("0x30000", true), ("0x20000", false)] {
+            let text = serde_json::json!({"guest_policy": gp, "snp": {
+                "launch_digest": hex::encode(MEASUREMENT),
+            }});
+            std::fs::write(&manifest, text.to_string()).expect("write");
+            let mut exp = margs_plain(&manifest).load().expect("manifest");
+            exp.trust_root = Some(p.chain().ark_der.clone());
+            let r = verify_quote(&quote(&p, &KEY, &nonce), &KEY, &nonce, &exp, "t");
+            if ok {
+                assert!(r.is_ok(), "{r:?}");
+            } else {
+                let e = r.unwrap_err();
+                assert_eq!(
+                    e.error,
+                    RaTlsVerifyError::Report(VerifyError::GuestPolicyMismatch {
+                        expected: 0x20000,
+                        reported: 0x30000
+                    })
+                );
+                assert!(e.to_string().contains("guest policy check failed"), "{e}");
+            }
+        }
+        std::fs::write(
+            &manifest,
+            r#"{"guest_policy": 196608, "snp": {"launch_digest": ""}}"#,
+        )
+        .expect("write");
+        assert!(matches!(
+            margs_plain(&manifest).load(),
+            Err(CliError::Usage(m)) if m.contains("manifest guest_policy")
+        ));
         // Malformed overrides are usage errors naming the option.
         assert!(matches!(
             parse_min_tcb("milan:bl=4,snp=7"),
@@ -1323,6 +1702,22 @@ mod tests {
         );
     }
 
+    fn margs_plain(manifest: &Path) -> ExpectationArgs {
+        ExpectationArgs {
+            manifest: Some(manifest.to_owned()),
+            expected_measurement: None,
+            expected_mrtd: None,
+            tdx_collateral: None,
+            min_tee_tcb_svn: None,
+            trust_root: None,
+            vcek: None,
+            cert_chain: None,
+            kds_url: None,
+            kds_ca: crate::kds::SYSTEM_CA_BUNDLE.into(),
+            policy: PolicyArgs::default(),
+        }
+    }
+
     #[test]
     fn expectation_needs_a_measurement() {
         let args = ExpectationArgs {
@@ -1332,6 +1727,10 @@ mod tests {
             trust_root: None,
             tdx_collateral: None,
             min_tee_tcb_svn: None,
+            vcek: None,
+            cert_chain: None,
+            kds_url: None,
+            kds_ca: crate::kds::SYSTEM_CA_BUNDLE.into(),
             policy: PolicyArgs::default(),
         };
         assert!(matches!(args.load(), Err(CliError::Usage(_))));
@@ -1342,6 +1741,10 @@ mod tests {
             trust_root: None,
             tdx_collateral: None,
             min_tee_tcb_svn: None,
+            vcek: None,
+            cert_chain: None,
+            kds_url: None,
+            kds_ca: crate::kds::SYSTEM_CA_BUNDLE.into(),
             policy: PolicyArgs::default(),
         };
         assert!(matches!(args.load(), Err(CliError::Usage(m)) if m.contains("96 hex digits")));
@@ -1352,6 +1755,10 @@ mod tests {
             trust_root: None,
             tdx_collateral: None,
             min_tee_tcb_svn: None,
+            vcek: None,
+            cert_chain: None,
+            kds_url: None,
+            kds_ca: crate::kds::SYSTEM_CA_BUNDLE.into(),
             policy: PolicyArgs::default(),
         };
         assert_eq!(args.load().unwrap().measurement, Some([0xAB; 48]));

@@ -2,6 +2,13 @@
 //!
 //! The kernel is built by `kernel/build.sh` (the kernel's own documented build: freestanding flags, path
 //! remapping, PE conversion, PE timestamp zeroed). This module adds the manifest and the output directory.
+//!
+//! [`BuildOptions::new`] describes a real deployment: no firmware (the caller must name the AmdSevX64 OVMF
+//! the host boots, [`Firmware::File`]), no kernel features (no emulated attestation), and a command line
+//! without emulated attestation. [`BuildOptions::dev`] is the test and quickstart configuration: the 4 KiB
+//! descriptor fixture ([`Firmware::DevFixture`]), the `emulated-attestation` feature and
+//! `ckms.attestation=emulated`. [`write_image`] refuses a command line that asks for emulated attestation
+//! from a kernel built without the feature (the kernel would refuse to start).
 
 use std::fmt;
 use std::fs;
@@ -19,14 +26,31 @@ pub const KERNEL_FILE: &str = "kms.efi";
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// The name of the TDVF copy in the image directory (the manifest's `tdx.firmware.name`).
 pub const TDX_FIRMWARE_FILE: &str = "OVMF.inteltdx.fd";
-/// The pinned firmware descriptor, relative to the repository root.
-pub const DEFAULT_FIRMWARE: &str = "ovmf-config/amdsev-suffix.bin";
-/// The default kernel command line: DHCP with QEMU user networking's address as fallback, emulated
+/// The firmware descriptor fixture of development and test builds, relative to the repository root: a 4 KiB
+/// AmdSev descriptor that is measured but not booted ([`Firmware::DevFixture`]).
+pub const DEV_FIRMWARE: &str = "ovmf-config/amdsev-suffix.bin";
+/// The command line of a deployment build: DHCP; attestation is whatever the hardware provides (no
+/// `ckms.attestation=emulated`).
+pub const DEFAULT_CMDLINE: &str = "ckms.ip=dhcp";
+/// The command line of a development build: DHCP with QEMU user networking's address as fallback, emulated
 /// attestation through `snp-emu`.
-pub const DEFAULT_CMDLINE: &str =
+pub const DEV_CMDLINE: &str =
     "ckms.ip=dhcp,fallback=10.0.2.15/24,gw=10.0.2.2 ckms.attestation=emulated";
-/// Default kernel features: the emulated attestation backend (needed under TCG).
-pub const DEFAULT_FEATURES: &[&str] = &["emulated-attestation"];
+/// The kernel feature of the emulated attestation backend (`snp-emu` on COM2, TCG only).
+pub const EMULATED_FEATURE: &str = "emulated-attestation";
+/// Kernel features of a development build.
+pub const DEV_FEATURES: &[&str] = &[EMULATED_FEATURE];
+
+/// Which firmware the manifest is computed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// None chosen: [`build`] and [`write_image`] fail with [`BuildError::NoFirmware`].
+    Unset,
+    /// The firmware the host boots (a whole AmdSevX64 OVMF for a deployment).
+    File(PathBuf),
+    /// The test fixture [`DEV_FIRMWARE`] (development and tests only).
+    DevFixture,
+}
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -41,10 +65,12 @@ pub struct BuildOptions {
     pub vcpus: u32,
     /// vCPU model name.
     pub vcpu_type: String,
+    /// Guest policy (`POLICY`).
+    pub guest_policy: u64,
     /// Guest features (`SEV_FEATURES`).
     pub guest_features: u64,
-    /// Firmware descriptor; `None`: [`DEFAULT_FIRMWARE`].
-    pub firmware: Option<PathBuf>,
+    /// Firmware the manifest is computed over.
+    pub firmware: Firmware,
     /// TDVF (IntelTdx OVMF, from ovmf-config/build-inteltdx.sh) for the manifest's `tdx` section;
     /// `None`: no `tdx` section.
     pub tdx_firmware: Option<PathBuf>,
@@ -55,7 +81,9 @@ pub struct BuildOptions {
 }
 
 impl BuildOptions {
-    /// Defaults for the repository at `repo`, output in `repo/target/image`.
+    /// A deployment build of the repository at `repo`, output in `repo/target/image`: no kernel features,
+    /// [`DEFAULT_CMDLINE`], 1 vCPU `EPYC-v4`, the default guest policy, and no firmware yet (set
+    /// [`BuildOptions::firmware`] to [`Firmware::File`]).
     pub fn new(repo: impl Into<PathBuf>) -> Self {
         let repo = repo.into();
         Self {
@@ -64,11 +92,22 @@ impl BuildOptions {
             cmdline: DEFAULT_CMDLINE.to_owned(),
             vcpus: 1,
             vcpu_type: "EPYC-v4".to_owned(),
+            guest_policy: crate::manifest::DEFAULT_GUEST_POLICY,
             guest_features: 0x1,
-            firmware: None,
+            firmware: Firmware::Unset,
+            kernel_features: Vec::new(),
             tdx_firmware: None,
-            kernel_features: DEFAULT_FEATURES.iter().map(|s| (*s).to_owned()).collect(),
             cargo_target_dir: None,
+        }
+    }
+
+    /// A development build (tests, quickstart): [`Firmware::DevFixture`], [`DEV_FEATURES`], [`DEV_CMDLINE`].
+    pub fn dev(repo: impl Into<PathBuf>) -> Self {
+        Self {
+            cmdline: DEV_CMDLINE.to_owned(),
+            firmware: Firmware::DevFixture,
+            kernel_features: DEV_FEATURES.iter().map(|s| (*s).to_owned()).collect(),
+            ..Self::new(repo)
         }
     }
 }
@@ -105,6 +144,11 @@ pub enum BuildError {
         /// The binary contains [`LOOPBACK_MARKER`].
         found: bool,
     },
+    /// No firmware was chosen ([`Firmware::Unset`]): a deployment names the OVMF it boots.
+    NoFirmware,
+    /// The command line asks for `ckms.attestation=emulated` but the kernel is built without the
+    /// [`EMULATED_FEATURE`] feature (it would refuse to start).
+    EmulatedWithoutFeature,
 }
 
 impl fmt::Display for BuildError {
@@ -127,6 +171,15 @@ impl fmt::Display for BuildError {
                 } else {
                     "do not include"
                 }
+            ),
+            Self::NoFirmware => f.write_str(
+                "no firmware: pass --firmware <AmdSevX64 OVMF.fd> (ovmf-config/build-amdsev.sh), or \
+                 --dev-firmware for a development build measured over the test descriptor",
+            ),
+            Self::EmulatedWithoutFeature => write!(
+                f,
+                "the command line asks for ckms.attestation=emulated but the kernel is built without \
+                 the {EMULATED_FEATURE} feature (pass --features {EMULATED_FEATURE})"
             ),
         }
     }
@@ -230,19 +283,18 @@ pub fn build_kernel(opts: &BuildOptions) -> Result<PathBuf, BuildError> {
 
 /// Writes the image directory for an already built kernel: copies it and computes the manifest.
 pub fn write_image(opts: &BuildOptions, kernel_path: &Path) -> Result<Built, BuildError> {
-    if !opts.cmdline.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(BuildError::BadCmdline);
-    }
+    check_options(opts)?;
     let kernel = read(kernel_path)?;
     let size = kernel.len() as u64;
     if size > MAX_IMAGE_SIZE {
         return Err(BuildError::TooLarge(size));
     }
     check_stub(&kernel, &opts.kernel_features)?;
-    let fw_path = opts
-        .firmware
-        .clone()
-        .unwrap_or_else(|| opts.repo.join(DEFAULT_FIRMWARE));
+    let fw_path = match &opts.firmware {
+        Firmware::Unset => return Err(BuildError::NoFirmware),
+        Firmware::File(p) => p.clone(),
+        Firmware::DevFixture => opts.repo.join(DEV_FIRMWARE),
+    };
     let firmware = read(&fw_path)?;
     let fw_name = fw_path
         .file_name()
@@ -261,6 +313,7 @@ pub fn write_image(opts: &BuildOptions, kernel_path: &Path) -> Result<Built, Bui
         cmdline: &opts.cmdline,
         vcpus: opts.vcpus,
         vcpu_type: &opts.vcpu_type,
+        guest_policy: opts.guest_policy,
         guest_features: opts.guest_features,
         tdx_firmware: tdx_firmware.as_deref().map(|fw| (TDX_FIRMWARE_FILE, fw)),
     })
@@ -282,9 +335,31 @@ pub fn write_image(opts: &BuildOptions, kernel_path: &Path) -> Result<Built, Bui
     })
 }
 
+/// The rules checked before anything is built: printable command line, a firmware chosen, emulated
+/// attestation only with its feature, and a launchable guest policy.
+pub fn check_options(opts: &BuildOptions) -> Result<(), BuildError> {
+    if !opts.cmdline.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(BuildError::BadCmdline);
+    }
+    if opts.firmware == Firmware::Unset {
+        return Err(BuildError::NoFirmware);
+    }
+    if opts
+        .cmdline
+        .split(' ')
+        .any(|item| item == "ckms.attestation=emulated")
+        && !opts.kernel_features.iter().any(|f| f == EMULATED_FEATURE)
+    {
+        return Err(BuildError::EmulatedWithoutFeature);
+    }
+    crate::manifest::check_guest_policy(opts.guest_policy).map_err(BuildError::Manifest)?;
+    Ok(())
+}
+
 /// `image build`: builds the kernel and writes `kms.efi`, `manifest.json` and the firmware descriptor into
-/// `opts.out_dir`.
+/// `opts.out_dir`. The options are checked ([`check_options`]) before the kernel is built.
 pub fn build(opts: &BuildOptions) -> Result<Built, BuildError> {
+    check_options(opts)?;
     let kernel = build_kernel(opts)?;
     write_image(opts, &kernel)
 }
@@ -324,5 +399,90 @@ mod tests {
                 found: false
             })
         ));
+    }
+
+    fn repo() -> PathBuf {
+        find_repo(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap_or_else(|| panic!("no repo"))
+    }
+
+    /// A stand-in kernel file (the manifest hashes any bytes; nothing is booted here).
+    fn fake_kernel(dir: &Path) -> PathBuf {
+        let p = dir.join("k.efi");
+        fs::write(&p, b"MZ not really a kernel").unwrap_or_else(|e| panic!("{e}"));
+        p
+    }
+
+    #[test]
+    fn a_deployment_build_names_its_firmware() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut opts = BuildOptions::new(repo());
+        opts.out_dir = tmp.path().join("out");
+        assert!(opts.kernel_features.is_empty());
+        assert!(!opts.cmdline.contains("ckms.attestation=emulated"));
+        assert!(matches!(check_options(&opts), Err(BuildError::NoFirmware)));
+        // build() refuses before running the kernel build.
+        assert!(matches!(build(&opts), Err(BuildError::NoFirmware)));
+        let kernel = fake_kernel(tmp.path());
+        assert!(matches!(
+            write_image(&opts, &kernel),
+            Err(BuildError::NoFirmware)
+        ));
+        assert!(!opts.out_dir.exists());
+        // With a firmware file it builds, without the emulated feature.
+        opts.firmware = Firmware::File(opts.repo.join(DEV_FIRMWARE));
+        let built = write_image(&opts, &kernel).unwrap_or_else(|e| panic!("{e}"));
+        assert!(built.manifest.kernel_features.is_empty());
+        assert_eq!(built.manifest.cmdline, DEFAULT_CMDLINE);
+        assert_eq!(built.manifest.guest_policy, "0x30000");
+    }
+
+    #[test]
+    fn emulated_attestation_needs_its_feature() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut opts = BuildOptions::new(repo());
+        opts.out_dir = tmp.path().join("out");
+        opts.firmware = Firmware::DevFixture;
+        opts.cmdline = DEV_CMDLINE.to_owned();
+        assert!(matches!(
+            check_options(&opts),
+            Err(BuildError::EmulatedWithoutFeature)
+        ));
+        assert!(matches!(
+            build(&opts),
+            Err(BuildError::EmulatedWithoutFeature)
+        ));
+        // The development configuration is consistent and records the fixture and the feature.
+        let dev = BuildOptions {
+            out_dir: tmp.path().join("dev"),
+            ..BuildOptions::dev(repo())
+        };
+        let built = write_image(&dev, &fake_kernel(tmp.path())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(built.manifest.kernel_features, [EMULATED_FEATURE]);
+        assert_eq!(built.manifest.firmware.name, "amdsev-suffix.bin");
+        assert_eq!(built.manifest.firmware.kind, "amdsev-suffix");
+    }
+
+    #[test]
+    fn refuses_an_open_or_unlaunchable_guest_policy() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for policy in [0x0, 0x10000, 0xb0000, 0x70000] {
+            let opts = BuildOptions {
+                out_dir: tmp.path().join("out"),
+                guest_policy: policy,
+                ..BuildOptions::dev(repo())
+            };
+            assert!(
+                matches!(
+                    check_options(&opts),
+                    Err(BuildError::Manifest(ManifestError::GuestPolicy(p))) if p == policy
+                ),
+                "{policy:#x}"
+            );
+        }
+        let opts = BuildOptions {
+            cmdline: "ckms.ip=dhcp\n".into(),
+            ..BuildOptions::dev(repo())
+        };
+        assert!(matches!(check_options(&opts), Err(BuildError::BadCmdline)));
     }
 }

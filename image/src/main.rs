@@ -45,19 +45,27 @@ struct BuildArgs {
     /// vCPU model (sev-snp-measure names).
     #[arg(long, default_value = "EPYC-v4")]
     vcpu_type: String,
+    /// Guest policy of the launch (SEV-SNP POLICY; bit 17 set, debug and migration agent clear).
+    #[arg(long, default_value = "0x30000", value_parser = parse_u64)]
+    guest_policy: u64,
     /// SEV_FEATURES of the VMSAs.
     #[arg(long, default_value = "0x1", value_parser = parse_u64)]
     guest_features: u64,
-    /// Firmware to measure with: a whole AmdSevX64 OVMF (from ovmf-config/build-amdsev.sh; `image run`
-    /// then boots it) or the 4 KiB descriptor (default: ovmf-config/amdsev-suffix.bin; measured only).
-    #[arg(long)]
+    /// Firmware the host boots and the measurement is computed over: the AmdSevX64 OVMF built by
+    /// ovmf-config/build-amdsev.sh (`image run` boots it too). Required unless --dev-firmware.
+    #[arg(long, required_unless_present = "dev_firmware")]
     firmware: Option<PathBuf>,
     /// IntelTdx OVMF (from ovmf-config/build-inteltdx.sh): adds the manifest's `tdx` section (MRTD of this
     /// firmware, RTMR1 of the kernel, RTMR2 of the command line) and copies it as OVMF.inteltdx.fd.
     #[arg(long)]
     tdx_firmware: Option<PathBuf>,
-    /// Kernel cargo features (comma-separated; empty for none).
-    #[arg(long, default_value = "emulated-attestation")]
+    /// Development/test build: measure over the 4 KiB descriptor fixture ovmf-config/amdsev-suffix.bin
+    /// (measured only; `image run` boots Debian's plain OVMF). Not for a deployment.
+    #[arg(long, conflicts_with = "firmware")]
+    dev_firmware: bool,
+    /// Kernel cargo features (comma-separated; default none). `emulated-attestation` adds the snp-emu
+    /// backend (development and tests; required by `ckms.attestation=emulated`).
+    #[arg(long, default_value = "")]
     features: String,
     /// Output directory (default: <repo>/target/image).
     #[arg(long)]
@@ -140,8 +148,13 @@ fn do_build(repo: PathBuf, a: BuildArgs) -> Result<(), String> {
     opts.cmdline = a.cmdline;
     opts.vcpus = a.vcpus;
     opts.vcpu_type = a.vcpu_type;
+    opts.guest_policy = a.guest_policy;
     opts.guest_features = a.guest_features;
-    opts.firmware = a.firmware;
+    opts.firmware = match (a.firmware, a.dev_firmware) {
+        (Some(f), _) => build::Firmware::File(f),
+        (None, true) => build::Firmware::DevFixture,
+        (None, false) => build::Firmware::Unset,
+    };
     opts.tdx_firmware = a.tdx_firmware;
     opts.cargo_target_dir = a.kernel_target_dir;
     opts.kernel_features = a
@@ -163,6 +176,14 @@ fn do_build(repo: PathBuf, a: BuildArgs) -> Result<(), String> {
         "firmware: {} ({}, sha256 {})",
         built.manifest.firmware.name, built.manifest.firmware.kind, built.manifest.firmware.sha256
     );
+    println!(
+        "vCPUs:    {} x {}, guest policy {}, guest features {}",
+        built.manifest.vcpus,
+        built.manifest.vcpu_type,
+        built.manifest.guest_policy,
+        built.manifest.guest_features
+    );
+    println!("features: {}", built.manifest.kernel_features.join(","));
     println!("SNP launch digest: {}", built.manifest.snp.launch_digest);
     if let Some(t) = &built.manifest.tdx {
         println!("TDX MRTD:  {} ({})", t.mrtd, t.firmware.name);
@@ -211,6 +232,7 @@ fn do_run(repo: PathBuf, a: RunArgs) -> Result<(), String> {
 
     let mut vm = Vm::start(&opts).map_err(|e| e.to_string())?;
     eprintln!("image: firmware: {}", vm.boot());
+    eprintln!("image: vCPU: {}", vm.cpu());
     eprintln!("image: console -> {}", vm.log_path().display());
     let ready = vm
         .wait_ready(Duration::from_secs(a.timeout))

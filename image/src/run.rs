@@ -71,8 +71,9 @@ pub struct RunOptions {
     pub plain_ovmf: bool,
     /// QEMU binary.
     pub qemu: PathBuf,
-    /// QEMU CPU model (TCG needs one with RDRAND/RDSEED, e.g. `max`).
-    pub cpu: String,
+    /// QEMU CPU model. `None`: the manifest's `vcpu_type` when this QEMU has that model (its TCG then
+    /// emulates what it can of it), else `max` ([`choose_cpu`]; [`Vm::cpu`] says which and why).
+    pub cpu: Option<String>,
     /// Console log file (`None`: `console.log` in the temp directory).
     pub log: Option<PathBuf>,
     /// Also copy the console to our stderr.
@@ -95,7 +96,7 @@ impl RunOptions {
             bios: PathBuf::from(DEFAULT_BIOS),
             plain_ovmf: false,
             qemu: PathBuf::from("qemu-system-x86_64"),
-            cpu: "max".to_owned(),
+            cpu: None,
             log: None,
             echo_console: false,
         }
@@ -178,6 +179,93 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
+}
+
+/// The QEMU CPU model a VM runs with, and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuChoice {
+    /// The manifest's `vcpu_type` (QEMU and `sev-snp-measure` use the same names).
+    Manifest(String),
+    /// Given by the caller ([`RunOptions::cpu`]).
+    Explicit(String),
+    /// This QEMU has no model of the manifest's vCPU type: `max` (every feature TCG emulates), and why.
+    Fallback {
+        /// The manifest's vCPU type.
+        wanted: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+}
+
+impl CpuChoice {
+    /// The `-cpu` argument.
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Manifest(m) | Self::Explicit(m) => m,
+            Self::Fallback { .. } => "max",
+        }
+    }
+}
+
+impl fmt::Display for CpuChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Manifest(m) => write!(
+                f,
+                "-cpu {m} (the manifest's vCPU type; TCG drops the features it cannot emulate, see qemu.stderr)"
+            ),
+            Self::Explicit(m) => write!(f, "-cpu {m} (given explicitly)"),
+            Self::Fallback { wanted, reason } => write!(
+                f,
+                "-cpu max: cannot run the manifest's vCPU type {wanted} ({reason}); the measurement still \
+                 uses {wanted}"
+            ),
+        }
+    }
+}
+
+/// The x86 CPU model names in the output of `qemu-system-x86_64 -cpu help` (lines `x86 NAME  description`).
+pub fn parse_cpu_help(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("x86")).then(|| w.next()).flatten()
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Picks the `-cpu` model: `explicit` if given, else the manifest's `vcpu_type` when it is one of QEMU's
+/// `models`, else `max` with the reason.
+pub fn choose_cpu(explicit: Option<&str>, vcpu_type: &str, models: &[String]) -> CpuChoice {
+    if let Some(m) = explicit {
+        return CpuChoice::Explicit(m.to_owned());
+    }
+    if vcpu_type.parse::<attest::measure::snp::VcpuType>().is_err() {
+        return CpuChoice::Fallback {
+            wanted: vcpu_type.to_owned(),
+            reason: "not a named model".into(),
+        };
+    }
+    if models.iter().any(|m| m == vcpu_type) {
+        CpuChoice::Manifest(vcpu_type.to_owned())
+    } else {
+        CpuChoice::Fallback {
+            wanted: vcpu_type.to_owned(),
+            reason: "this QEMU has no such model (see `qemu-system-x86_64 -cpu help`)".into(),
+        }
+    }
+}
+
+/// The CPU models `qemu` offers (empty if it cannot be asked).
+fn qemu_cpu_models(qemu: &Path) -> Vec<String> {
+    Command::new(qemu)
+        .args(["-cpu", "help"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| parse_cpu_help(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_default()
 }
 
 /// Which firmware QEMU boots.
@@ -298,6 +386,7 @@ pub struct Vm {
     cmdline: String,
     boot: Boot,
     table: Option<PathBuf>,
+    cpu: CpuChoice,
     /// 127.0.0.1 port forwarded to guest 9998.
     pub port: u16,
     /// 127.0.0.1 port forwarded to guest 9999, if any.
@@ -363,6 +452,10 @@ impl Vm {
         };
 
         let (boot, table) = choose_boot(opts, &manifest, &cmdline, dir.path())?;
+        let cpu = match &opts.cpu {
+            Some(c) => choose_cpu(Some(c), &manifest.vcpu_type, &[]),
+            None => choose_cpu(None, &manifest.vcpu_type, &qemu_cpu_models(&opts.qemu)),
+        };
         let mut vm = Self {
             qemu: None,
             emulator: None,
@@ -374,6 +467,7 @@ impl Vm {
             cmdline,
             boot,
             table,
+            cpu,
             port,
             ratls_port,
             kmip_port,
@@ -417,6 +511,8 @@ impl Vm {
             .arg(&self.manifest.vcpu_type)
             .arg("--guest-features")
             .arg(&self.manifest.guest_features)
+            .arg("--policy")
+            .arg(&self.manifest.guest_policy)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err_file)
@@ -493,7 +589,7 @@ impl Vm {
             "-display",
             "none",
         ])
-        .args(["-no-reboot", "-cpu", &opts.cpu, "-m", &opts.memory])
+        .args(["-no-reboot", "-cpu", self.cpu.model(), "-m", &opts.memory])
         .args(["-smp", &self.manifest.vcpus.to_string()])
         .arg("-bios")
         .arg(match &self.boot {
@@ -733,6 +829,11 @@ impl Vm {
         &self.boot
     }
 
+    /// The QEMU CPU model and why.
+    pub fn cpu(&self) -> &CpuChoice {
+        &self.cpu
+    }
+
     /// The image's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
@@ -755,5 +856,50 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELP: &str = "Available CPUs:\nx86 EPYC                  (alias configured by machine type)\n\
+x86 EPYC-Milan-v1         AMD EPYC-Milan Processor\nx86 EPYC-v3               AMD EPYC Processor\n\
+x86 max                   Enables all features supported by the accelerator in the current host\n\
+\nRecognized CPUID flags:\n  3dnow 3dnowext\n";
+
+    #[test]
+    fn parses_qemu_cpu_help() {
+        assert_eq!(
+            parse_cpu_help(HELP),
+            ["EPYC", "EPYC-Milan-v1", "EPYC-v3", "max"]
+        );
+    }
+
+    #[test]
+    fn runs_the_manifest_vcpu_type_where_qemu_has_it() {
+        let models = parse_cpu_help(HELP);
+        assert_eq!(
+            choose_cpu(None, "EPYC-Milan-v1", &models),
+            CpuChoice::Manifest("EPYC-Milan-v1".into())
+        );
+        assert_eq!(choose_cpu(None, "EPYC-v3", &models).model(), "EPYC-v3");
+        // QEMU 7.2 has no EPYC-v4: `max`, and the reason is printed.
+        let c = choose_cpu(None, "EPYC-v4", &models);
+        assert!(matches!(&c, CpuChoice::Fallback { wanted, .. } if wanted == "EPYC-v4"));
+        assert_eq!(c.model(), "max");
+        assert!(
+            c.to_string()
+                .contains("cannot run the manifest's vCPU type EPYC-v4")
+        );
+        // A name sev-snp-measure does not know is never passed to QEMU.
+        assert!(matches!(
+            choose_cpu(None, "max", &models),
+            CpuChoice::Fallback { reason, .. } if reason == "not a named model"
+        ));
+        assert_eq!(
+            choose_cpu(Some("host"), "EPYC-v4", &models),
+            CpuChoice::Explicit("host".into())
+        );
     }
 }

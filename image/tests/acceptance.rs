@@ -20,9 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use attest::snp::report::AttestationReport;
-use image::build::{
-    self, BuildOptions, DEFAULT_CMDLINE, KERNEL_FILE, MANIFEST_FILE, MAX_IMAGE_SIZE,
-};
+use image::build::{self, BuildOptions, DEV_CMDLINE, KERNEL_FILE, MANIFEST_FILE, MAX_IMAGE_SIZE};
 use image::manifest::{Manifest, ManifestInputs};
 use image::run::{RunOptions, Vm};
 use sha2::{Digest, Sha512};
@@ -47,13 +45,13 @@ fn chosen_report_data() -> [u8; 64] {
 /// The command line the test image is built (and measured) with.
 fn attest_cmdline() -> String {
     format!(
-        "{DEFAULT_CMDLINE} ckms.test=attest ckms.test_report_data={}",
+        "{DEV_CMDLINE} ckms.test=attest ckms.test_report_data={}",
         hex::encode(chosen_report_data())
     )
 }
 
 fn echo_cmdline() -> String {
-    format!("{DEFAULT_CMDLINE} ckms.test=echo")
+    format!("{DEV_CMDLINE} ckms.test=echo")
 }
 
 /// Copies the working tree (without build outputs and git metadata).
@@ -98,7 +96,7 @@ fn images() -> &'static Images {
         copy_tree(&a.join("src"), &b.join("src")).map_err(|e| format!("copy source tree: {e}"))?;
         let build_in = |dir: &Path| -> Result<PathBuf, String> {
             let src = dir.join("src");
-            let mut opts = BuildOptions::new(&src);
+            let mut opts = BuildOptions::dev(&src);
             opts.out_dir = dir.join("out");
             opts.cmdline = attest_cmdline();
             opts.cargo_target_dir = Some(dir.join("kernel-target"));
@@ -317,6 +315,7 @@ fn changed_command_line_changes_the_measurement() {
         cmdline: &changed,
         vcpus: m.vcpus,
         vcpu_type: &m.vcpu_type,
+        guest_policy: m.guest_policy_u64().expect("policy"),
         guest_features: m.guest_features_u64().expect("features"),
     })
     .expect("compute");
@@ -327,7 +326,7 @@ fn changed_command_line_changes_the_measurement() {
 fn malformed_command_line_stops_the_boot() {
     let imgs = images();
     let _vm = vm_lock();
-    let bad = format!("{DEFAULT_CMDLINE} ckms.bogus=1");
+    let bad = format!("{DEV_CMDLINE} ckms.bogus=1");
     let mut vm = Vm::start(&run_options(&imgs.a, Some(bad))).unwrap_or_else(|e| panic!("{e}"));
     let line = vm
         .wait_for_line("the refusal", BOOT_TIMEOUT, |l| {
@@ -497,10 +496,10 @@ fn amdsev_image() -> &'static Path {
     let result = IMG.get_or_init(|| {
         let imgs = images();
         let fw = amdsev_firmware();
-        let mut opts = BuildOptions::new(repo());
+        let mut opts = BuildOptions::dev(repo());
         opts.out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-acceptance/amdsev");
         opts.cmdline = attest_cmdline();
-        opts.firmware = Some(fw.to_path_buf());
+        opts.firmware = build::Firmware::File(fw.to_path_buf());
         build::write_image(&opts, &imgs.a.join(KERNEL_FILE))
             .map_err(|e| format!("image with the AmdSev firmware: {e}"))?;
         Ok(opts.out_dir)

@@ -199,7 +199,7 @@ fn setup() -> &'static Setup {
         // Build from a snapshot of the tree (other work may change files meanwhile).
         let src = base.join("src");
         copy_tree(&repo(), &src).expect("copy the source tree");
-        let mut opts = BuildOptions::new(&src);
+        let mut opts = BuildOptions::dev(&src);
         opts.out_dir = base.join("out");
         // CKMS_KERNEL_FEATURES (comma-separated) replaces the default kernel features:
         // `emulated-attestation,loopback-ghcb` runs this suite on the loopback-GHCB build.

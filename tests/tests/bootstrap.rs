@@ -334,6 +334,7 @@ fn pinned(
         tdx: None,
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
         policy: Default::default(),
+        extra: Default::default(),
     };
     let cert = ckms::verify::capture_certificate(&server.url()).expect("capture");
     let attested =
@@ -809,6 +810,7 @@ fn replayed_attestation_is_refused() {
         tdx: None,
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
         policy: Default::default(),
+        extra: Default::default(),
     };
     let old_nonce = [7u8; 32];
     ckms::verify::fresh_attestation(&mut http, &attested.public_key, &old_nonce, &exp)
@@ -871,6 +873,7 @@ fn two_ports_with_different_keys_fail_verify() {
         tdx: None,
         trust_root: Some(std::fs::read(&env.ark).expect("ark")),
         policy: Default::default(),
+        extra: Default::default(),
     };
     let cert = ckms::verify::capture_certificate(&server.ratls_url()).expect("capture");
     let attested =

@@ -81,6 +81,13 @@ pub enum VerifyError {
     SmtAllowed,
     /// The verification policy requires `SINGLE_SOCKET` and the guest policy does not set it.
     SingleSocketNotRequired,
+    /// The guest policy is not the one required ([`Policy::guest_policy`]).
+    GuestPolicyMismatch {
+        /// The required `POLICY`.
+        expected: u64,
+        /// The report's `POLICY`.
+        reported: u64,
+    },
     /// The firmware version (`which`: "current" or "committed") is below the minimum.
     AbiTooOld {
         which: &'static str,
@@ -168,6 +175,10 @@ impl fmt::Display for VerifyError {
             }
             Self::SingleSocketNotRequired => f.write_str(
                 "guest policy does not require a single socket (POLICY bit 20 SINGLE_SOCKET = 0, expected 1)",
+            ),
+            Self::GuestPolicyMismatch { expected, reported } => write!(
+                f,
+                "guest policy {reported:#x} is not the expected {expected:#x}"
             ),
             Self::AbiTooOld { which, min, got } => write!(
                 f,
@@ -311,6 +322,67 @@ impl VerifiedReport {
     }
 }
 
+/// The VCEK/VLEK against the report: its TCB extensions equal `REPORTED_TCB` (in `generation`'s
+/// layout), and for a VCEK its hwID equals `CHIP_ID` (Turin's hwID is the first 8 bytes). Returns the
+/// reported TCB.
+fn match_vcek(
+    report: &AttestationReport,
+    vcek: &Certificate,
+    generation: Generation,
+    is_vlek: bool,
+) -> Result<TcbVersion, VerifyError> {
+    let cert_tcb = certs::cert_tcb(vcek, generation)?;
+    let rep_tcb = report.reported_tcb(generation);
+    for (field, c, r) in [
+        ("fmcSPL", cert_tcb.fmc, rep_tcb.fmc),
+        ("blSPL", cert_tcb.bootloader, rep_tcb.bootloader),
+        ("teeSPL", cert_tcb.tee, rep_tcb.tee),
+        ("snpSPL", cert_tcb.snp, rep_tcb.snp),
+        ("ucodeSPL", cert_tcb.microcode, rep_tcb.microcode),
+    ] {
+        if c != r {
+            return Err(VerifyError::TcbMismatch {
+                field,
+                cert: c,
+                report: r,
+            });
+        }
+    }
+    if !is_vlek {
+        let hwid =
+            certs::extension(vcek, &oid::HW_ID)?.ok_or(VerifyError::MissingExtension("hwID"))?;
+        let (head, tail) = report
+            .chip_id
+            .split_at_checked(hwid.len())
+            .ok_or(VerifyError::ChipIdMismatch)?;
+        if hwid.is_empty() || head != hwid || tail.iter().any(|b| *b != 0) {
+            return Err(VerifyError::ChipIdMismatch);
+        }
+    }
+    Ok(rep_tcb)
+}
+
+/// Whether `vcek_der` (DER or PEM) is the VCEK of the chip and TCB `report` names: the VCEK part of
+/// [`verify_snp_report`]'s step 3 (TCB extensions = `REPORTED_TCB`, hwID = `CHIP_ID`), without the
+/// chain or the signature. For a VCEK obtained by chip id and TCB (AMD's KDS), before the full
+/// verification. The product comes from the report (version 3 and later), else the VCEK's
+/// productName, else Milan; it is returned.
+pub fn check_vcek_for_report(report: &[u8], vcek_der: &[u8]) -> Result<Generation, VerifyError> {
+    let report = AttestationReport::parse(report)?;
+    let vcek = certs::load_one(vcek_der, "VCEK")?;
+    let from_cert = certs::cert_generation(&vcek)?;
+    let generation = match (report.generation(), from_cert) {
+        (Some(r), Some(c)) if r != c => return Err(VerifyError::ProductMismatch),
+        (Some(g), _) | (None, Some(g)) => g,
+        (None, None) => Generation::Milan,
+    };
+    if certs::extension(&vcek, &oid::CSP_ID)?.is_some() {
+        return Err(VerifyError::SigningKeyMismatch);
+    }
+    match_vcek(&report, &vcek, generation, false)?;
+    Ok(generation)
+}
+
 /// Verify an SNP attestation report with its VCEK (or VLEK) certificate (DER or PEM).
 ///
 /// The product (which selects the TCB layout) comes from the report's CPUID fields (version 3
@@ -390,24 +462,7 @@ pub fn verify_snp_report(
         _ => return Err(VerifyError::SigningKeyMismatch),
     }
 
-    // TCB extensions equal REPORTED_TCB.
-    let cert_tcb = certs::cert_tcb(&vcek, generation)?;
-    let rep_tcb = report.reported_tcb(generation);
-    for (field, c, r) in [
-        ("fmcSPL", cert_tcb.fmc, rep_tcb.fmc),
-        ("blSPL", cert_tcb.bootloader, rep_tcb.bootloader),
-        ("teeSPL", cert_tcb.tee, rep_tcb.tee),
-        ("snpSPL", cert_tcb.snp, rep_tcb.snp),
-        ("ucodeSPL", cert_tcb.microcode, rep_tcb.microcode),
-    ] {
-        if c != r {
-            return Err(VerifyError::TcbMismatch {
-                field,
-                cert: c,
-                report: r,
-            });
-        }
-    }
+    let rep_tcb = match_vcek(&report, &vcek, generation, is_vlek)?;
     checks.push(format!(
         "VCEK TCB = reported TCB ({} layout): fmc {} bl {} tee {} snp {} ucode {}",
         generation.name(),
@@ -417,18 +472,7 @@ pub fn verify_snp_report(
         rep_tcb.snp,
         rep_tcb.microcode
     ));
-
-    // hwID = CHIP_ID (VCEK only; Turin's hwID is the first 8 bytes).
     if !is_vlek {
-        let hwid =
-            certs::extension(&vcek, &oid::HW_ID)?.ok_or(VerifyError::MissingExtension("hwID"))?;
-        let (head, tail) = report
-            .chip_id
-            .split_at_checked(hwid.len())
-            .ok_or(VerifyError::ChipIdMismatch)?;
-        if hwid.is_empty() || head != hwid || tail.iter().any(|b| *b != 0) {
-            return Err(VerifyError::ChipIdMismatch);
-        }
         checks.push(String::from("VCEK hwID = report chip_id"));
     }
 

@@ -84,6 +84,8 @@ pub struct Policy {
     min_tcb: [TcbVersion; 3],
     max_vmpl: u32,
     min_guest_svn: Option<u32>,
+    /// The exact `POLICY` the launch must have used (e.g. an image manifest's `guest_policy`).
+    guest_policy: Option<u64>,
     /// Unix seconds; `None`: the system clock.
     now: Option<u64>,
     crl: Option<Vec<u8>>,
@@ -116,6 +118,7 @@ impl Policy {
             ],
             max_vmpl: 0,
             min_guest_svn: None,
+            guest_policy: None,
             now: None,
             crl: None,
         }
@@ -180,6 +183,12 @@ impl Policy {
     /// Require `GUEST_SVN >= min`.
     pub fn min_guest_svn(mut self, min: u32) -> Self {
         self.min_guest_svn = Some(min);
+        self
+    }
+    /// Require the report's `POLICY` to be exactly `expected` (what the deployment launched with, e.g.
+    /// an image manifest's `guest_policy`), in addition to the bit checks above.
+    pub fn guest_policy(mut self, expected: u64) -> Self {
+        self.guest_policy = Some(expected);
         self
     }
     /// Check certificate validity periods (and the CRL's) at this time, in seconds since the
@@ -264,6 +273,15 @@ pub(super) fn check_policy(
     }
     if !gp.single_socket_required() && policy.require_single_socket {
         return Err(VerifyError::SingleSocketNotRequired);
+    }
+    if let Some(expected) = policy.guest_policy {
+        if gp.0 != expected {
+            return Err(VerifyError::GuestPolicyMismatch {
+                expected,
+                reported: gp.0,
+            });
+        }
+        checks.push(format!("guest policy {expected:#x} as expected"));
     }
     checks.push(format!(
         "guest policy {:#x}: debug {}, migration agent {}, SMT {}, single socket {}",

@@ -541,6 +541,35 @@ mod test_chain {
             verify_snp_report(&sign(r), GENOA_VCEK, chain(), &Policy::new([0x42; 48])).unwrap_err(),
             VerifyError::ChipIdMismatch
         );
+        // The same checks without chain or signature (a VCEK fetched by chip id and TCB).
+        assert_eq!(
+            check_vcek_for_report(&sign(genoa_report()), GENOA_VCEK),
+            Ok(Generation::Genoa)
+        );
+        let mut r = genoa_report();
+        r.chip_id[0] ^= 1;
+        assert_eq!(
+            check_vcek_for_report(&sign(r), GENOA_VCEK),
+            Err(VerifyError::ChipIdMismatch)
+        );
+        let mut r = genoa_report();
+        r.reported_tcb = TcbVersion {
+            fmc: 0,
+            bootloader: 8,
+            tee: 0,
+            snp: 14,
+            microcode: 72,
+        }
+        .encode(Generation::Genoa)
+        .into();
+        assert_eq!(
+            check_vcek_for_report(&sign(r), GENOA_VCEK),
+            Err(VerifyError::TcbMismatch {
+                field: "blSPL",
+                cert: 7,
+                report: 8
+            })
+        );
         // A version-3 report from a Milan CPU with a Genoa VCEK.
         let mut r = genoa_report();
         r.cpuid_mod_id = 0x01;
@@ -795,4 +824,25 @@ fn certificate_validity_is_checked() {
         verify_snp_report(&report, VCEK, chain, &policy().at_time(1_577_836_800)),
         Err(VerifyError::CertificateNotValidAt { which: "ARK", .. })
     ));
+}
+
+#[test]
+fn exact_guest_policy_when_required() {
+    let report = milan_report();
+    let gp = u64::from_le_bytes(report[0x08..0x10].try_into().unwrap());
+    let chain = || ChainSource::BuiltIn(Generation::Milan);
+    let v = verify_snp_report(&report, VCEK, chain(), &policy().guest_policy(gp)).unwrap();
+    assert!(
+        v.checks()
+            .iter()
+            .any(|c| c == &alloc::format!("guest policy {gp:#x} as expected"))
+    );
+    assert_eq!(
+        verify_snp_report(&report, VCEK, chain(), &policy().guest_policy(gp ^ 1 << 20))
+            .unwrap_err(),
+        VerifyError::GuestPolicyMismatch {
+            expected: gp ^ 1 << 20,
+            reported: gp
+        }
+    );
 }
