@@ -6,11 +6,13 @@
 //! - [`aead`]: AES-GCM (128/192/256), AES-GCM-SIV (128/256), ChaCha20-Poly1305, detached tags.
 //! - [`asym`]: ECDSA P-256/P-384 (SHA-256/SHA-384) and Ed25519: key generation, PKCS#8 / SPKI
 //!   encoding, raw import/export, sign and verify.
+//! - [`mac`]: SHA-1/SHA-2 digests and HMAC over them.
 //!
 //! Secret key material is held in [`zeroize::Zeroizing`] buffers and never printed.
 
 pub mod aead;
 pub mod asym;
+pub mod mac;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -20,6 +22,14 @@ use core::fmt;
 pub trait Random {
     /// Fill `buf` with random bytes.
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError>;
+
+    /// Offer `seed` as additional input (the KMIP `RNGSeed` operation); returns how many bytes
+    /// were mixed in. The default accepts none: a source that is not built to take outside
+    /// input must not let a client steer it.
+    fn reseed(&mut self, seed: &[u8]) -> usize {
+        let _ = seed;
+        0
+    }
 }
 
 /// The random source failed (for example RDRAND kept returning CF=0).

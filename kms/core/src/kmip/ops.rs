@@ -318,6 +318,32 @@ pub enum Request {
     Query {
         functions: Vec<QueryFunction>,
     },
+    /// MAC (KMIP 2.1 §6.1.30), one-shot.
+    Mac {
+        uid: Option<String>,
+        params: Option<CryptographicParameters>,
+        data: Vec<u8>,
+    },
+    /// MAC Verify (KMIP 2.1 §6.1.31), one-shot.
+    MacVerify {
+        uid: Option<String>,
+        params: Option<CryptographicParameters>,
+        data: Vec<u8>,
+        mac: Vec<u8>,
+    },
+    /// RNG Retrieve (KMIP 2.1 §6.1.44): `length` random bytes.
+    RngRetrieve {
+        length: i32,
+    },
+    /// RNG Seed (KMIP 2.1 §6.1.45).
+    RngSeed {
+        data: Vec<u8>,
+    },
+    /// Hash (KMIP 2.1 §6.1.26), one-shot.
+    Hash {
+        params: Option<CryptographicParameters>,
+        data: Vec<u8>,
+    },
     /// The versions the client offers (empty: it asks for all the server's).
     DiscoverVersions {
         offered: Vec<ProtocolVersion>,
@@ -378,6 +404,17 @@ fn nonce(t: &Ttlv) -> Result<(Option<Vec<u8>>, NonceSpelling), FieldError> {
     Ok((None, NonceSpelling::Spec))
 }
 
+/// Streamed MAC/Hash (`CorrelationValue`, `InitIndicator`, `FinalIndicator`) is not
+/// implemented: refused rather than answered as if the chunk were the whole message.
+fn one_shot(p: &Ttlv) -> Result<(), FieldError> {
+    for tag in ["CorrelationValue", "InitIndicator", "FinalIndicator"] {
+        if p.get(tag).is_some() {
+            return Err(FieldError::Invalid(tag));
+        }
+    }
+    Ok(())
+}
+
 /// Why a request could not be turned into a typed operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestError {
@@ -398,6 +435,9 @@ impl Request {
     pub fn parse(op: Operation, p: &Ttlv) -> Result<Self, RequestError> {
         if !matches!(p.value, Value::Structure(_)) {
             return Err(FieldError::WrongType("RequestPayload").into());
+        }
+        if matches!(op, Operation::MAC | Operation::MACVerify | Operation::Hash) {
+            one_shot(p)?;
         }
         Ok(match op {
             Operation::Create => Request::Create {
@@ -572,6 +612,27 @@ impl Request {
                 }
                 Request::Query { functions }
             }
+            Operation::MAC => Request::Mac {
+                uid: uid_opt(p)?,
+                params: CryptographicParameters::opt(p)?,
+                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+            },
+            Operation::MACVerify => Request::MacVerify {
+                uid: uid_opt(p)?,
+                params: CryptographicParameters::opt(p)?,
+                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+                mac: p.req("MACData")?.as_bytes("MACData")?.to_vec(),
+            },
+            Operation::RNGRetrieve => Request::RngRetrieve {
+                length: p.req("DataLength")?.as_int("DataLength")?,
+            },
+            Operation::RNGSeed => Request::RngSeed {
+                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+            },
+            Operation::Hash => Request::Hash {
+                params: CryptographicParameters::opt(p)?,
+                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+            },
             Operation::DiscoverVersions => {
                 let mut offered = Vec::new();
                 for v in p.all("ProtocolVersion") {
@@ -668,11 +729,30 @@ pub enum Response {
     },
     /// The versions both sides speak, the server's preference first.
     DiscoverVersions(Vec<ProtocolVersion>),
+    Mac {
+        uid: String,
+        mac: Vec<u8>,
+    },
+    MacVerify {
+        uid: String,
+        valid: bool,
+    },
+    /// Random bytes (wiped on drop: callers may use them as keys).
+    RngRetrieve {
+        data: Vec<u8>,
+    },
+    /// How many seed bytes were accepted.
+    RngSeed {
+        accepted: i32,
+    },
+    Hash {
+        digest: Vec<u8>,
+    },
 }
 
 impl Drop for Response {
     fn drop(&mut self) {
-        if let Response::Decrypt { data, .. } = self {
+        if let Response::Decrypt { data, .. } | Response::RngRetrieve { data } = self {
             crate::store::wipe(data);
         }
     }
@@ -704,6 +784,11 @@ impl Response {
             Response::SignatureVerify { .. } => Operation::SignatureVerify,
             Response::Query { .. } => Operation::Query,
             Response::DiscoverVersions(_) => Operation::DiscoverVersions,
+            Response::Mac { .. } => Operation::MAC,
+            Response::MacVerify { .. } => Operation::MACVerify,
+            Response::RngRetrieve { .. } => Operation::RNGRetrieve,
+            Response::RngSeed { .. } => Operation::RNGSeed,
+            Response::Hash { .. } => Operation::Hash,
         }
     }
 
@@ -775,13 +860,21 @@ impl Response {
             Response::Sign { uid: u, signature } => {
                 alloc::vec![uid(u), Ttlv::bytes("SignatureData", signature)]
             }
-            Response::SignatureVerify { uid: u, valid } => alloc::vec![
-                uid(u),
-                Ttlv::enumeration(
-                    "ValidityIndicator",
-                    if *valid { "Valid" } else { "Invalid" }
-                ),
-            ],
+            Response::Mac { uid: u, mac } => {
+                alloc::vec![uid(u), Ttlv::bytes("MACData", mac)]
+            }
+            Response::RngRetrieve { data } => alloc::vec![Ttlv::bytes("Data", data)],
+            Response::RngSeed { accepted } => alloc::vec![Ttlv::int("DataLength", *accepted)],
+            Response::Hash { digest } => alloc::vec![Ttlv::bytes("Data", digest)],
+            Response::SignatureVerify { uid: u, valid } | Response::MacVerify { uid: u, valid } => {
+                alloc::vec![
+                    uid(u),
+                    Ttlv::enumeration(
+                        "ValidityIndicator",
+                        if *valid { "Valid" } else { "Invalid" }
+                    ),
+                ]
+            }
             Response::Query {
                 operations,
                 object_types,

@@ -96,7 +96,8 @@ kmip_enum!(
     /// KMIP 2.1 §11.11 Cryptographic Algorithm (subset).
     CryptographicAlgorithm: "CryptographicAlgorithm" {
         DES = 0x01, THREE_DES = 0x02 | "3DES" | "DES3", AES = 0x03, RSA = 0x04, DSA = 0x05,
-        ECDSA = 0x06, HMACSHA256 = 0x09, DH = 0x0D, ECDH = 0x0E, EC = 0x1A,
+        ECDSA = 0x06, HMACSHA1 = 0x07, HMACSHA224 = 0x08, HMACSHA256 = 0x09,
+        HMACSHA384 = 0x0A, HMACSHA512 = 0x0B, DH = 0x0D, ECDH = 0x0E, EC = 0x1A,
         ChaCha20 = 0x1C, Poly1305 = 0x1D, ChaCha20Poly1305 = 0x1E, Ed25519 = 0x38, Ed448 = 0x39,
     }
 );
@@ -169,6 +170,7 @@ kmip_enum!(
         Destroy = 0x14, Query = 0x18, DiscoverVersions = 0x1E, Encrypt = 0x1F,
         Decrypt = 0x20, Sign = 0x21, SignatureVerify = 0x22, Get = 0x0A,
         SetAttribute = 0x31, Import = 0x2A, Export = 0x2B,
+        MAC = 0x23, MACVerify = 0x24, RNGRetrieve = 0x25, RNGSeed = 0x26, Hash = 0x27,
     }
 );
 
@@ -279,6 +281,10 @@ pub mod usage {
     pub const WRAP_KEY: u32 = 0x0000_0010;
     /// Unwrap Key.
     pub const UNWRAP_KEY: u32 = 0x0000_0020;
+    /// MAC Generate.
+    pub const MAC_GENERATE: u32 = 0x0000_0080;
+    /// MAC Verify.
+    pub const MAC_VERIFY: u32 = 0x0000_0100;
 }
 
 /// The vendor identification of the Cosmian tag attribute.

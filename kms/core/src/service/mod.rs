@@ -26,6 +26,7 @@ use crate::kmip::types::*;
 use crate::object::ManagedObject;
 use crate::store::{Store, StoreError, Version};
 
+mod crypto_ops;
 mod lifecycle;
 mod objects;
 mod rights;
@@ -828,6 +829,30 @@ impl<S: Store> Kms<S> {
                     server: self.config.server_name.into(),
                 })
             }
+            Request::Mac { uid, params, data } => {
+                self.mac(env, user, uid.as_deref(), params.as_ref(), &data, right()?)
+                    .await
+            }
+            Request::MacVerify {
+                uid,
+                params,
+                data,
+                mac,
+            } => {
+                self.mac_verify(
+                    env,
+                    user,
+                    uid.as_deref(),
+                    params.as_ref(),
+                    &data,
+                    &mac,
+                    right()?,
+                )
+                .await
+            }
+            Request::Hash { params, data } => self.hash(params.as_ref(), &data),
+            Request::RngRetrieve { length } => self.rng_retrieve(env, length),
+            Request::RngSeed { data } => self.rng_seed(env, &data),
             Request::DiscoverVersions { offered } => Ok(Response::DiscoverVersions(
                 ProtocolVersion::SUPPORTED
                     .iter()

@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// Shortest HMAC key Create and Register accept (see [`crate::crypto::mac::MIN_HMAC_KEY_LEN`]).
+const MIN_HMAC_BITS: usize = crate::crypto::mac::MIN_HMAC_KEY_LEN * 8;
+/// Longest HMAC key Create and Register accept.
+const MAX_HMAC_BITS: usize = 4096;
+
 impl<S: Store> Kms<S> {
     pub(super) fn prepare_attributes(
         &self,
@@ -70,10 +75,25 @@ impl<S: Store> Kms<S> {
                     "unsupported CryptographicLength for this algorithm",
                 ));
             }
+            (a, l) if crypto_ops::hmac_hash(a).is_some() => {
+                let h = crypto_ops::hmac_hash(a).map_or(32, |h| h.output_len());
+                match l.map(usize::try_from) {
+                    None => i32::try_from(h * 8).unwrap_or(256),
+                    Some(Ok(l)) if l % 8 == 0 && (MIN_HMAC_BITS..=MAX_HMAC_BITS).contains(&l) => {
+                        i32::try_from(l).unwrap_or(256)
+                    }
+                    _ => {
+                        return Err(kerr(
+                            ResultReason::InvalidField,
+                            "an HMAC key is 112 to 4096 bits, a multiple of 8",
+                        ));
+                    }
+                }
+            }
             _ => {
                 return Err(kerr(
                     ResultReason::UnsupportedCryptographicParameters,
-                    "Create supports AES and ChaCha20 keys",
+                    "Create supports AES, ChaCha20 and HMAC-SHA-* keys",
                 ));
             }
         };
@@ -84,7 +104,11 @@ impl<S: Store> Kms<S> {
             _ => KeyFormatType::TransparentSymmetricKey,
         });
         a.cryptographic_usage_mask
-            .get_or_insert(usage::ENCRYPT | usage::DECRYPT | usage::WRAP_KEY | usage::UNWRAP_KEY);
+            .get_or_insert(if crypto_ops::hmac_hash(alg).is_some() {
+                usage::MAC_GENERATE | usage::MAC_VERIFY
+            } else {
+                usage::ENCRYPT | usage::DECRYPT | usage::WRAP_KEY | usage::UNWRAP_KEY
+            });
         let mut key = Zeroizing::new(alloc::vec![0u8; usize::try_from(bits / 8).unwrap_or(32)]);
         env.rng
             .fill(&mut key)
@@ -263,10 +287,13 @@ impl<S: Store> Kms<S> {
                     CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305 => {
                         raw.len() == 32
                     }
+                    a if crypto_ops::hmac_hash(a).is_some() => {
+                        (MIN_HMAC_BITS / 8..=MAX_HMAC_BITS / 8).contains(&raw.len())
+                    }
                     _ => {
                         return Err(kerr(
                             ResultReason::UnsupportedCryptographicParameters,
-                            "symmetric keys must be AES or ChaCha20",
+                            "symmetric keys must be AES, ChaCha20 or HMAC-SHA-*",
                         ));
                     }
                 };
@@ -278,9 +305,13 @@ impl<S: Store> Kms<S> {
                 }
                 attrs.cryptographic_length = Some(i32::try_from(raw.len() * 8).unwrap_or(0));
                 attrs.key_format_type = Some(kft);
-                attrs
-                    .cryptographic_usage_mask
-                    .get_or_insert(usage::ENCRYPT | usage::DECRYPT);
+                attrs.cryptographic_usage_mask.get_or_insert(
+                    if crypto_ops::hmac_hash(alg).is_some() {
+                        usage::MAC_GENERATE | usage::MAC_VERIFY
+                    } else {
+                        usage::ENCRYPT | usage::DECRYPT
+                    },
+                );
                 raw
             }
             ObjectType::PrivateKey => {
