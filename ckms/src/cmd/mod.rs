@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod ec;
+pub mod mac;
 pub mod objects;
 pub mod sym;
 
