@@ -7,12 +7,15 @@
 //! - [`asym`]: ECDSA P-256/P-384 (SHA-256/SHA-384) and Ed25519: key generation, PKCS#8 / SPKI
 //!   encoding, raw import/export, sign and verify.
 //! - [`mac`]: SHA-1/SHA-2 digests and HMAC over them.
+//! - [`rsa`]: RSA 2048/3072/4096: generation, PKCS#1/PKCS#8/SPKI, OAEP and PKCS#1 v1.5
+//!   encryption, PSS and PKCS#1 v1.5 signatures.
 //!
 //! Secret key material is held in [`zeroize::Zeroizing`] buffers and never printed.
 
 pub mod aead;
 pub mod asym;
 pub mod mac;
+pub mod rsa;
 #[cfg(test)]
 pub(crate) mod testing;
 
