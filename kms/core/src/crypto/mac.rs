@@ -50,7 +50,7 @@ pub fn digest(alg: HashAlg, data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Shortest HMAC key accepted by [`hmac`]: 112 bits, the smallest security strength NIST
+/// Shortest HMAC key accepted by [`hmac()`]: 112 bits, the smallest security strength NIST
 /// SP 800-131A still allows for HMAC keys (SP 800-107 r1 §5.3.4).
 pub const MIN_HMAC_KEY_LEN: usize = 14;
 
