@@ -328,3 +328,254 @@ fn rng_retrieve_and_seed() {
     let n = field(&r, "DataLength").unwrap()["value"].as_i64().unwrap();
     assert_eq!(n, 0);
 }
+
+fn rsa_params(v: &[(&str, &str, &str)]) -> Value {
+    let items: Vec<Value> = v
+        .iter()
+        .map(|(t, ty, val)| json!({"tag":t,"type":ty,"value":val}))
+        .collect();
+    json!({"tag":"CryptographicParameters","type":"Structure","value":items})
+}
+
+fn sign_req(uid: &str, data: &[u8], params: Option<Value>) -> Value {
+    let mut v = vec![
+        json!({"tag":"UniqueIdentifier","type":"TextString","value":uid}),
+        json!({"tag":"Data","type":"ByteString","value":hex::encode_upper(data)}),
+    ];
+    v.extend(params);
+    json!({"tag":"Sign","type":"Structure","value":v})
+}
+
+fn verify_req(uid: &str, data: &[u8], sig: &[u8], params: Option<Value>) -> Value {
+    let mut v = vec![
+        json!({"tag":"UniqueIdentifier","type":"TextString","value":uid}),
+        json!({"tag":"Data","type":"ByteString","value":hex::encode_upper(data)}),
+        json!({"tag":"SignatureData","type":"ByteString","value":hex::encode_upper(sig)}),
+    ];
+    v.extend(params);
+    json!({"tag":"SignatureVerify","type":"Structure","value":v})
+}
+
+fn get_req(uid: &str, format: &str) -> Value {
+    json!({"tag":"Get","type":"Structure","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+        {"tag":"KeyFormatType","type":"Enumeration","value":format}]})
+}
+
+/// The key bytes and format of a Get response.
+fn got_key(v: &Value) -> (String, Vec<u8>) {
+    let obj = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tag"] == "PrivateKey" || c["tag"] == "PublicKey")
+        .expect("key object");
+    let kb = field(obj, "KeyBlock").unwrap();
+    let kv = field(kb, "KeyValue").unwrap();
+    (text(kb, "KeyFormatType"), bytes(kv, "KeyMaterial"))
+}
+
+fn register_rsa(object_type: &str, format: &str, der: &[u8], params: Option<Value>) -> Value {
+    let mut attrs =
+        vec![json!({"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"})];
+    attrs.extend(params);
+    json!({"tag":"Register","type":"Structure","value":[
+        {"tag":"ObjectType","type":"Enumeration","value":object_type},
+        {"tag":"Attributes","type":"Structure","value":attrs},
+        {"tag":object_type,"type":"Structure","value":[
+            {"tag":"KeyBlock","type":"Structure","value":[
+                {"tag":"KeyFormatType","type":"Enumeration","value":format},
+                {"tag":"KeyValue","type":"Structure","value":[
+                    {"tag":"KeyMaterial","type":"ByteString","value":hex::encode_upper(der)}]},
+                {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"RSA"}]}]}]})
+}
+
+#[test]
+fn rsa_key_pairs_encrypt_decrypt_sign_verify_and_formats() {
+    let mut t = T::new();
+    let mut req = create_pair("RSA", None, &[]);
+    req["value"][0]["value"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"tag":"CryptographicLength","type":"Integer","value":2048}));
+    let r = t.ok("alice", req);
+    let sk = text(&r, "PrivateKeyUniqueIdentifier");
+    let pk = text(&r, "PublicKeyUniqueIdentifier");
+    let attrs = t.ok("alice", uid_req("GetAttributes", &sk));
+    let a = field(&attrs, "Attributes").unwrap();
+    assert_eq!(text(a, "CryptographicAlgorithm"), "RSA");
+    assert_eq!(field(a, "CryptographicLength").unwrap()["value"], 2048);
+    assert_eq!(text(a, "KeyFormatType"), "PKCS1");
+
+    // OAEP (default SHA-256), OAEP SHA-1 with a label, PKCS#1 v1.5.
+    for params in [
+        None,
+        Some(rsa_params(&[
+            ("PaddingMethod", "Enumeration", "OAEP"),
+            ("HashingAlgorithm", "Enumeration", "SHA_1"),
+            ("PSource", "ByteString", "4C4142454C"),
+        ])),
+        Some(rsa_params(&[(
+            "PaddingMethod",
+            "Enumeration",
+            "PKCS1_v1_5",
+        )])),
+    ] {
+        let r = t.ok(
+            "alice",
+            encrypt(&pk, b"attack at dawn", params.clone().into_iter().collect()),
+        );
+        assert!(field(&r, "IVCounterNonce").is_none());
+        let ct = bytes(&r, "Data");
+        assert_eq!(ct.len(), 256);
+        let mut v = vec![
+            json!({"tag":"UniqueIdentifier","type":"TextString","value":sk}),
+            json!({"tag":"Data","type":"ByteString","value":hex::encode_upper(&ct)}),
+        ];
+        v.extend(params);
+        let r = t.ok(
+            "alice",
+            json!({"tag":"Decrypt","type":"Structure","value":v}),
+        );
+        assert_eq!(bytes(&r, "Data"), b"attack at dawn");
+    }
+
+    // PSS (default), PKCS#1 v1.5 through DigitalSignatureAlgorithm.
+    for params in [
+        None,
+        Some(rsa_params(&[(
+            "DigitalSignatureAlgorithm",
+            "Enumeration",
+            "SHA256WithRSAEncryption",
+        )])),
+        Some(rsa_params(&[
+            ("PaddingMethod", "Enumeration", "PSS"),
+            ("HashingAlgorithm", "Enumeration", "SHA_512"),
+        ])),
+    ] {
+        let r = t.ok("alice", sign_req(&sk, b"msg", params.clone()));
+        let sig = bytes(&r, "SignatureData");
+        let r = t.ok("alice", verify_req(&pk, b"msg", &sig, params.clone()));
+        assert_eq!(validity(&r), "Valid");
+        let r = t.ok("alice", verify_req(&pk, b"msh", &sig, params));
+        assert_eq!(validity(&r), "Invalid");
+    }
+
+    // Export in every format, and back in.
+    let (f, pkcs1) = got_key(&t.ok("alice", get_req(&sk, "PKCS1")));
+    assert_eq!(f, "PKCS1");
+    let (f, pkcs8) = got_key(&t.ok("alice", get_req(&sk, "PKCS8")));
+    assert_eq!(f, "PKCS8");
+    assert_ne!(pkcs1, pkcs8);
+    let (_, spki) = got_key(&t.ok("alice", get_req(&pk, "X509")));
+    let (_, pub1) = got_key(&t.ok("alice", get_req(&pk, "PKCS1")));
+    assert_eq!(pkcs1[..4], [0x30, 0x82, 0x04, pkcs1[3]]);
+    let e = t.err("alice", get_req(&pk, "TransparentECPublicKey"));
+    assert_eq!(reason(&e), ResultReason::KeyFormatTypeNotSupported);
+
+    let sk2 = text(
+        &t.ok("alice", register_rsa("PrivateKey", "PKCS8", &pkcs8, None)),
+        "UniqueIdentifier",
+    );
+    let pk2 = text(
+        &t.ok("alice", register_rsa("PublicKey", "PKCS1", &pub1, None)),
+        "UniqueIdentifier",
+    );
+    let (_, spki2) = got_key(&t.ok("alice", get_req(&pk2, "X509")));
+    assert_eq!(spki2, spki);
+    let ct = bytes(&t.ok("alice", encrypt(&pk2, b"x", vec![])), "Data");
+    let mut d = uid_req("Decrypt", &sk2);
+    d["value"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"tag":"Data","type":"ByteString","value":hex::encode_upper(&ct)}));
+    assert_eq!(bytes(&t.ok("alice", d), "Data"), b"x");
+
+    // Refusals.
+    let e = t.err(
+        "alice",
+        encrypt(
+            &pk,
+            b"x",
+            vec![rsa_params(&[("BlockCipherMode", "Enumeration", "CBC")])],
+        ),
+    );
+    assert_eq!(reason(&e), ResultReason::UnsupportedCryptographicParameters);
+    let e = t.err(
+        "alice",
+        encrypt(
+            &pk,
+            b"x",
+            vec![json!({"tag":"IVCounterNonce","type":"ByteString","value":"00"})],
+        ),
+    );
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    let e = t.err("alice", encrypt(&pk, &[0u8; 300], vec![]));
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    let e = t.err("alice", decrypt(&pk, &ct, "IVCounterNonce", &[], &[]));
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    let mut d = uid_req("Decrypt", &pk);
+    d["value"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"tag":"Data","type":"ByteString","value":hex::encode_upper(&ct)}));
+    assert_eq!(reason(&t.err("alice", d)), ResultReason::InvalidObjectType);
+    let e = t.err(
+        "alice",
+        sign_req(
+            &sk,
+            b"m",
+            Some(rsa_params(&[("PaddingMethod", "Enumeration", "OAEP")])),
+        ),
+    );
+    assert_eq!(reason(&e), ResultReason::UnsupportedCryptographicParameters);
+    let mut req = create_pair("RSA", None, &[]);
+    req["value"][0]["value"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"tag":"CryptographicLength","type":"Integer","value":1024}));
+    assert_eq!(reason(&t.err("alice", req)), ResultReason::InvalidField);
+    let e = t.err("alice", register_rsa("PrivateKey", "PKCS1", b"junk", None));
+    assert_eq!(reason(&e), ResultReason::CryptographicFailure);
+}
+
+/// OASIS CS-AC-M-OAEP-{2,4,6,8}-21 through the service: register the PKCS#1 private key with
+/// its CryptographicParameters, decrypt the published ciphertext with no parameters in the
+/// request (the stored ones apply).
+#[test]
+fn rsa_oaep_oasis_vectors_through_register_and_decrypt() {
+    let v: Value =
+        serde_json::from_str(include_str!("data/oasis-rsa-oaep.json")).expect("vector file");
+    let mut t = T::new();
+    for c in v["tests"].as_array().unwrap() {
+        let s = |k: &str| c[k].as_str().unwrap().to_string();
+        let params = rsa_params(&[
+            ("PaddingMethod", "Enumeration", "OAEP"),
+            ("HashingAlgorithm", "Enumeration", &s("hash")),
+            ("MaskGenerator", "Enumeration", "MGF1"),
+            ("MaskGeneratorHashingAlgorithm", "Enumeration", &s("mgf")),
+        ]);
+        let r = t.ok(
+            "alice",
+            register_rsa(
+                "PrivateKey",
+                "PKCS1",
+                &hex::decode(s("pkcs1")).unwrap(),
+                Some(params),
+            ),
+        );
+        let uid = text(&r, "UniqueIdentifier");
+        let mut d = uid_req("Decrypt", &uid);
+        d["value"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"tag":"Data","type":"ByteString","value":s("ciphertext")}));
+        let r = t.ok("alice", d);
+        assert_eq!(
+            bytes(&r, "Data"),
+            hex::decode(s("plaintext")).unwrap(),
+            "{}",
+            s("case")
+        );
+    }
+}

@@ -65,8 +65,10 @@ pub enum EncPadding {
 /// Signature scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigPadding {
-    /// RSASSA-PSS with MGF1 over the same hash, salt as long as the hash.
-    Pss(HashAlg),
+    /// RSASSA-PSS with MGF1 over the same hash and a salt of the given length: signing
+    /// defaults to the hash length, verification with `None` accepts any salt length
+    /// (RFC 8017 §9.1.2 recovers it from the encoding).
+    Pss(HashAlg, Option<usize>),
     /// RSASSA-PKCS1-v1_5 with a DigestInfo for the hash.
     Pkcs1v15(HashAlg),
 }
@@ -74,7 +76,7 @@ pub enum SigPadding {
 impl SigPadding {
     fn hash(self) -> HashAlg {
         match self {
-            SigPadding::Pss(h) | SigPadding::Pkcs1v15(h) => h,
+            SigPadding::Pss(h, _) | SigPadding::Pkcs1v15(h) => h,
         }
     }
 }
@@ -285,9 +287,13 @@ pub fn sign(
         prehash(h, Some(input), None)?
     };
     let r = match padding {
-        SigPadding::Pss(h) => {
-            with_hash!(h, D => sk.sign_with_rng(&mut Rng(rng), Pss::<D>::new(), &hashed))
-        }
+        SigPadding::Pss(h, salt) => with_hash!(h, D => {
+            let p = match salt {
+                Some(n) => Pss::<D>::new_with_salt(n),
+                None => Pss::<D>::new(),
+            };
+            sk.sign_with_rng(&mut Rng(rng), p, &hashed)
+        }),
         SigPadding::Pkcs1v15(h) => {
             with_hash!(h, D => sk.sign_with_rng(&mut Rng(rng), Pkcs1v15Sign::new::<D>(), &hashed))
         }
@@ -314,8 +320,11 @@ pub fn verify(
         prehash(h, Some(input), None)?
     };
     let r = match padding {
-        // Salt length is recovered from the encoding (RFC 8017 §9.1.2 allows any).
-        SigPadding::Pss(h) => with_hash!(h, D => pk.verify(Pss::<D>::new(), &hashed, sig)),
+        SigPadding::Pss(h, salt) => with_hash!(h, D => {
+            let mut p = Pss::<D>::new();
+            p.salt_len = salt;
+            pk.verify(p, &hashed, sig)
+        }),
         SigPadding::Pkcs1v15(h) => {
             with_hash!(h, D => pk.verify(Pkcs1v15Sign::new::<D>(), &hashed, sig))
         }
@@ -407,8 +416,10 @@ mod tests {
         );
 
         for pad in [
-            SigPadding::Pss(HashAlg::Sha256),
-            SigPadding::Pss(HashAlg::Sha512),
+            SigPadding::Pss(HashAlg::Sha256, None),
+            SigPadding::Pss(HashAlg::Sha512, None),
+            SigPadding::Pss(HashAlg::Sha256, Some(222)),
+            SigPadding::Pss(HashAlg::Sha1, Some(0)),
             SigPadding::Pkcs1v15(HashAlg::Sha256),
             SigPadding::Pkcs1v15(HashAlg::Sha384),
         ] {

@@ -43,6 +43,14 @@ pub struct CryptographicParameters {
     pub digital_signature_algorithm: Option<DigitalSignatureAlgorithm>,
     /// Tag length in bytes.
     pub tag_length: Option<i32>,
+    /// Padding Method.
+    pub padding_method: Option<PaddingMethod>,
+    /// Mask Generator Hashing Algorithm (MGF1's hash for OAEP and PSS).
+    pub mask_generator_hashing_algorithm: Option<HashingAlgorithm>,
+    /// Salt Length (PSS) in bytes.
+    pub salt_length: Option<i32>,
+    /// P Source (the OAEP label).
+    pub p_source: Option<Vec<u8>>,
 }
 
 impl CryptographicParameters {
@@ -57,6 +65,16 @@ impl CryptographicParameters {
             hashing_algorithm: HashingAlgorithm::opt(c)?,
             digital_signature_algorithm: DigitalSignatureAlgorithm::opt(c)?,
             tag_length: c.opt_int("TagLength")?,
+            padding_method: PaddingMethod::opt(c)?,
+            mask_generator_hashing_algorithm: match c.get("MaskGeneratorHashingAlgorithm") {
+                Some(h) => Some(HashingAlgorithm::parse(h)?),
+                None => None,
+            },
+            salt_length: c.opt_int("SaltLength")?,
+            p_source: match c.get("PSource") {
+                Some(p) => Some(p.as_bytes("PSource")?.to_vec()),
+                None => None,
+            },
         }))
     }
 }
@@ -850,12 +868,17 @@ impl Response {
                 nonce,
                 tag,
                 spelling,
-            } => alloc::vec![
-                uid(u),
-                Ttlv::bytes("Data", data),
-                Ttlv::bytes(spelling.tag(), nonce),
-                Ttlv::bytes("AuthenticatedEncryptionTag", tag),
-            ],
+            } => {
+                let mut v = alloc::vec![uid(u), Ttlv::bytes("Data", data)];
+                // RSA has neither nonce nor tag.
+                if !nonce.is_empty() {
+                    v.push(Ttlv::bytes(spelling.tag(), nonce));
+                }
+                if !tag.is_empty() {
+                    v.push(Ttlv::bytes("AuthenticatedEncryptionTag", tag));
+                }
+                v
+            }
             Response::Decrypt { uid: u, data } => alloc::vec![uid(u), Ttlv::bytes("Data", data)],
             Response::Sign { uid: u, signature } => {
                 alloc::vec![uid(u), Ttlv::bytes("SignatureData", signature)]

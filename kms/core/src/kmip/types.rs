@@ -139,9 +139,26 @@ kmip_enum!(
 kmip_enum!(
     /// KMIP 2.1 §11.15 Digital Signature Algorithm (subset).
     DigitalSignatureAlgorithm: "DigitalSignatureAlgorithm" {
+        SHA1WithRSAEncryption = 0x03, SHA224WithRSAEncryption = 0x04,
+        SHA256WithRSAEncryption = 0x05, SHA384WithRSAEncryption = 0x06,
+        SHA512WithRSAEncryption = 0x07, RSASSAPSS = 0x08 | "RSASSA-PSS",
         ECDSAWithSHA256 = 0x0E | "ECDSA with SHA256", ECDSAWithSHA384 = 0x0F | "ECDSA with SHA384",
         Ed25519 = 0x8000_0001,
     }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.38 Padding Method.
+    PaddingMethod: "PaddingMethod" {
+        None = 0x01, OAEP = 0x02, PKCS5 = 0x03, SSL3 = 0x04, Zeros = 0x05,
+        ANSIX923 = 0x06 | "ANSI X9.23", ISO10126 = 0x07, PKCS1v15 = 0x08 | "PKCS1 v1.5",
+        X931 = 0x09 | "X9.31", PSS = 0x0A,
+    }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.33 Mask Generator.
+    MaskGenerator: "MaskGenerator" { MGF1 = 0x01 }
 );
 
 kmip_enum!(
@@ -242,6 +259,9 @@ pub fn enum_code(tag: &str, name: &str) -> Option<u32> {
             match tag {
                 $(t if t == $e::TAG => $e::from_name(name).map($e::code),)+
                 "AttributeReference" | "Tag" => super::ttlv::tag_code(name),
+                "MaskGeneratorHashingAlgorithm" => {
+                    HashingAlgorithm::from_name(name).map(HashingAlgorithm::code)
+                }
                 _ => None,
             }
         };
@@ -254,6 +274,8 @@ pub fn enum_code(tag: &str, name: &str) -> Option<u32> {
         BlockCipherMode,
         HashingAlgorithm,
         DigitalSignatureAlgorithm,
+        PaddingMethod,
+        MaskGenerator,
         RecommendedCurve,
         RevocationReasonCode,
         Operation,

@@ -30,6 +30,7 @@ mod crypto_ops;
 mod lifecycle;
 mod objects;
 mod rights;
+mod rsa_ops;
 
 #[cfg(feature = "tls")]
 pub use rights::to_json;
@@ -100,6 +101,11 @@ const CALLER_NONCE_DENIED: KmsError = kerr(
     ResultReason::PermissionDenied,
     "permission denied: a caller-supplied IVCounterNonce for AES-GCM or ChaCha20-Poly1305 needs \
      the decrypt right on the key; omit the nonce (the server picks a random one) or use GCM-SIV",
+);
+const RSA_NO_NONCE: KmsError = kerr(
+    ResultReason::InvalidField,
+    "RSA encryption takes no IVCounterNonce, AuthenticatedEncryptionTag or \
+     AuthenticatedEncryptionAdditionalData (an OAEP label goes in CryptographicParameters' PSource)",
 );
 const DESTROYED: KmsError = kerr(
     ResultReason::ObjectDestroyed,
@@ -664,6 +670,18 @@ impl<S: Store> Kms<S> {
                 // The plaintext is wiped whichever way this returns.
                 let data = Zeroizing::new(data);
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
+                if rsa_ops::is_rsa(&o) {
+                    if nonce.is_some() || aad.is_some() {
+                        return Err(RSA_NO_NONCE);
+                    }
+                    return Ok(Response::Encrypt {
+                        uid: o.uid.clone(),
+                        data: self.rsa_encrypt(env, &o, params.as_ref(), &data)?,
+                        nonce: Vec::new(),
+                        tag: Vec::new(),
+                        spelling,
+                    });
+                }
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
                 // A caller who picks the nonce of a GCM or ChaCha20-Poly1305 encryption can
@@ -705,6 +723,15 @@ impl<S: Store> Kms<S> {
                 ..
             } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
+                if rsa_ops::is_rsa(&o) {
+                    if nonce.is_some() || tag.is_some() || aad.is_some() {
+                        return Err(RSA_NO_NONCE);
+                    }
+                    return Ok(Response::Decrypt {
+                        uid: o.uid.clone(),
+                        data: self.rsa_decrypt(env, &o, params.as_ref(), &data)?.to_vec(),
+                    });
+                }
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::DECRYPT, params.as_ref())?;
                 let aad = aad.as_deref().unwrap_or(&[]);
@@ -744,6 +771,12 @@ impl<S: Store> Kms<S> {
                     ));
                 }
                 self.usable(&o, env.now, usage::SIGN)?;
+                if rsa_ops::is_rsa(&o) {
+                    return Ok(Response::Sign {
+                        uid: o.uid.clone(),
+                        signature: self.rsa_sign(env, &o, params.as_ref(), &input)?,
+                    });
+                }
                 let curve = curve_of(&o.attributes).ok_or(kerr(
                     ResultReason::CryptographicFailure,
                     "unknown key curve",
@@ -777,6 +810,12 @@ impl<S: Store> Kms<S> {
                     }
                 };
                 self.usable(&o, env.now, mask)?;
+                if rsa_ops::is_rsa(&o) {
+                    return Ok(Response::SignatureVerify {
+                        uid: o.uid.clone(),
+                        valid: self.rsa_verify(&o, params.as_ref(), &input, &signature)?,
+                    });
+                }
                 let curve = curve_of(&o.attributes).ok_or(kerr(
                     ResultReason::CryptographicFailure,
                     "unknown key curve",
