@@ -67,6 +67,9 @@ enum Command {
     /// Elliptic-curve key pairs, signatures.
     #[command(subcommand)]
     Ec(cmd::ec::EcCommand),
+    /// RSA key pairs, encryption (OAEP, PKCS#1 v1.5) and signatures (PSS, PKCS#1 v1.5).
+    #[command(subcommand)]
+    Rsa(cmd::rsa::RsaCommand),
     /// HMAC keys, MAC computation and verification.
     #[command(subcommand)]
     Mac(cmd::mac::MacCommand),
@@ -108,6 +111,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Output, CliError> {
     match command {
         Command::Sym(c) => cmd::sym::run(ctx, c),
         Command::Ec(c) => cmd::ec::run(ctx, c),
+        Command::Rsa(c) => cmd::rsa::run(ctx, c),
         Command::Mac(c) => cmd::mac::run(ctx, c),
         Command::Rng(a) => cmd::mac::rng(ctx, &a),
         Command::Locate(a) => cmd::objects::locate(ctx, &a),

@@ -5,6 +5,7 @@ pub mod access;
 pub mod ec;
 pub mod mac;
 pub mod objects;
+pub mod rsa;
 pub mod sym;
 
 use kms::kmip::types::RevocationReasonCode;

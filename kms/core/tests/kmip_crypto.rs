@@ -579,3 +579,22 @@ fn rsa_oaep_oasis_vectors_through_register_and_decrypt() {
         );
     }
 }
+
+/// KMIP 2.1 §4.37/§4.38 (OASIS CS-AC-M-8): no Sign/Encrypt after the Protect Stop Date, no
+/// Decrypt/Verify before the Process Start Date.
+#[test]
+fn protect_stop_and_process_start_dates_are_enforced() {
+    let mut t = T::new();
+    let mut req = create_sym("AES", 256, 12, &[], true);
+    let attrs = req["value"][1]["value"].as_array_mut().unwrap();
+    attrs.push(json!({"tag":"ProtectStopDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}));
+    attrs.push(json!({"tag":"ProcessStartDate","type":"DateTime","value":"2099-01-01T00:00:00Z"}));
+    let uid = text(&t.ok("alice", req), "UniqueIdentifier");
+    let e = t.err("alice", encrypt(&uid, b"x", vec![]));
+    assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
+    let e = t.err(
+        "alice",
+        decrypt(&uid, &[0; 16], "IVCounterNonce", &[0; 12], &[0; 16]),
+    );
+    assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
+}

@@ -1084,6 +1084,34 @@ impl<S: Store> Kms<S> {
                 "the key's usage mask does not allow this operation",
             ));
         }
+        // KMIP 2.1 §4.37/§4.38: no protection (encrypt, sign, wrap, MAC) after the Protect
+        // Stop Date, no processing (decrypt, verify, unwrap, MAC verify) before the Process
+        // Start Date.
+        let date = |tag: &str| {
+            o.attributes
+                .other
+                .iter()
+                .find(|t| t.tag == tag)
+                .and_then(|t| match t.value {
+                    Value::DateTime(d) | Value::DateTimeExtended(d) => Some(d),
+                    _ => None,
+                })
+        };
+        const PROTECT: u32 = usage::ENCRYPT | usage::SIGN | usage::WRAP_KEY | usage::MAC_GENERATE;
+        const PROCESS: u32 = usage::DECRYPT | usage::VERIFY | usage::UNWRAP_KEY | usage::MAC_VERIFY;
+        if mask & !PROTECT == 0 && date("ProtectStopDate").is_some_and(|d| d <= now) {
+            return Err(kerr(
+                ResultReason::WrongKeyLifecycleState,
+                "the key's Protect Stop Date has passed: it no longer encrypts, signs or wraps",
+            ));
+        }
+        if mask & !PROCESS == 0 && date("ProcessStartDate").is_some_and(|d| d > now) {
+            return Err(kerr(
+                ResultReason::WrongKeyLifecycleState,
+                "the key's Process Start Date has not come: it does not decrypt, verify or \
+                 unwrap yet",
+            ));
+        }
         Ok(())
     }
 

@@ -105,3 +105,103 @@ pub fn ckms_mac_and_rng(h: &mut Harness) {
         .expect_err("zero random bytes");
     assert!(err.contains("InvalidField"), "{err}");
 }
+
+pub fn ckms_rsa(h: &mut Harness) {
+    let pair = h
+        .ckms(
+            "frank",
+            &["--json", "rsa", "keys", "create", "--tag", "frank-rsa"],
+        )
+        .json("rsa keys create");
+    let sk = pair["private_key_unique_identifier"]
+        .as_str()
+        .expect("private uid")
+        .to_owned();
+    let pk = pair["public_key_unique_identifier"]
+        .as_str()
+        .expect("public uid")
+        .to_owned();
+    let p = |n: &str| h.path(n).display().to_string();
+    let (msg, enc, dec, sig) = (p("rsa-msg"), p("rsa-enc"), p("rsa-dec"), p("rsa-sig"));
+    std::fs::write(&msg, b"the rsa secret").unwrap();
+
+    for extra in [
+        &[][..],
+        &["--hash", "sha384", "--label", "app-v1"][..],
+        &["--padding", "pkcs1v15"][..],
+    ] {
+        let mut a = vec!["rsa", "encrypt", "--key", &pk, "-i", &msg, "-o", &enc];
+        a.extend_from_slice(extra);
+        h.ckms("frank", &a).expect_ok("rsa encrypt");
+        assert_eq!(std::fs::read(&enc).unwrap().len(), 256);
+        let mut a = vec!["rsa", "decrypt", "--key", &sk, "-i", &enc, "-o", &dec];
+        a.extend_from_slice(extra);
+        h.ckms("frank", &a).expect_ok("rsa decrypt");
+        assert_eq!(std::fs::read(&dec).unwrap(), b"the rsa secret");
+    }
+    // The wrong label is an OAEP failure.
+    h.ckms(
+        "frank",
+        &[
+            "rsa", "encrypt", "--key", &pk, "--label", "a", "-i", &msg, "-o", &enc,
+        ],
+    )
+    .expect_ok("rsa encrypt with a label");
+    let err = h
+        .ckms(
+            "frank",
+            &[
+                "rsa", "decrypt", "--key", &sk, "--label", "b", "-i", &enc, "-o", &dec,
+            ],
+        )
+        .expect_err("decrypt with another label");
+    assert!(err.contains("CryptographicFailure"), "{err}");
+
+    for scheme in ["pss", "pkcs1v15"] {
+        h.ckms(
+            "frank",
+            &[
+                "rsa", "sign", "--key", &sk, "--scheme", scheme, "-i", &msg, "-o", &sig,
+            ],
+        )
+        .expect_ok("rsa sign");
+        h.ckms(
+            "frank",
+            &[
+                "rsa", "verify", "--key", &pk, "--scheme", scheme, "-i", &msg, "-s", &sig,
+            ],
+        )
+        .expect_ok("rsa verify");
+    }
+    let err = h
+        .ckms(
+            "frank",
+            &[
+                "rsa", "verify", "--key", &pk, "--scheme", "pss", "-i", &msg, "-s", &sig,
+            ],
+        )
+        .expect_err("a v1.5 signature checked as PSS");
+    assert!(err.contains("invalid"), "{err}");
+
+    let der = p("rsa-pub.der");
+    h.ckms(
+        "frank",
+        &[
+            "rsa", "keys", "export", "--key-id", &pk, "--format", "pkcs1", &der,
+        ],
+    )
+    .expect_ok("rsa export pkcs1");
+    let pkcs1 = std::fs::read(&der).unwrap();
+    assert_eq!(pkcs1[0], 0x30);
+    h.ckms("frank", &["rsa", "keys", "export", "--key-id", &sk, &der])
+        .expect_ok("rsa export pkcs8");
+    assert!(std::fs::read(&der).unwrap().len() > 1000);
+    // Another user sees nothing.
+    let err = h
+        .ckms(
+            "grace",
+            &["rsa", "decrypt", "--key", &sk, "-i", &enc, "-o", &dec],
+        )
+        .expect_err("decrypt with someone else's key");
+    assert!(err.contains("ItemNotFound"), "{err}");
+}
