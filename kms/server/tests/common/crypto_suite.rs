@@ -122,7 +122,13 @@ pub fn ckms_rsa(h: &mut Harness) {
         .expect("public uid")
         .to_owned();
     let p = |n: &str| h.path(n).display().to_string();
-    let (msg, enc, dec, sig) = (p("rsa-msg"), p("rsa-enc"), p("rsa-dec"), p("rsa-sig"));
+    let (msg, enc, dec, sig, der) = (
+        p("rsa-msg"),
+        p("rsa-enc"),
+        p("rsa-dec"),
+        p("rsa-sig"),
+        p("rsa-key.der"),
+    );
     std::fs::write(&msg, b"the rsa secret").unwrap();
 
     for extra in [
@@ -183,7 +189,6 @@ pub fn ckms_rsa(h: &mut Harness) {
         .expect_err("a v1.5 signature checked as PSS");
     assert!(err.contains("invalid"), "{err}");
 
-    let der = p("rsa-pub.der");
     h.ckms(
         "frank",
         &[
