@@ -598,3 +598,142 @@ fn protect_stop_and_process_start_dates_are_enforced() {
     );
     assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
 }
+
+fn bc_params(mode: &str, pad: Option<&str>) -> Value {
+    let mut v = vec![json!({"tag":"BlockCipherMode","type":"Enumeration","value":mode})];
+    if let Some(p) = pad {
+        v.push(json!({"tag":"PaddingMethod","type":"Enumeration","value":p}));
+    }
+    json!({"tag":"CryptographicParameters","type":"Structure","value":v})
+}
+
+fn iv(tag: &str, iv: &[u8]) -> Value {
+    json!({"tag":tag,"type":"ByteString","value":hex::encode_upper(iv)})
+}
+
+/// ECB, CBC and CTR through Encrypt/Decrypt (OASIS CS-BC): NIST SP 800-38A F.2.1 (CBC-AES128)
+/// and F.5.1 (CTR-AES128) through the service, PKCS#5 round trips, and the refusals.
+#[test]
+fn block_cipher_modes_follow_sp800_38a_and_refuse_unsafe_combinations() {
+    let v: Value =
+        serde_json::from_str(include_str!("data/sp800-38a-modes.json")).expect("vector file");
+    let pt = hex::decode(v["plaintext"].as_str().unwrap()).unwrap();
+    let mut t = T::new();
+    let key = hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap();
+    let uid = text(
+        &t.ok("alice", register_sym(None, "AES", &key, 12)),
+        "UniqueIdentifier",
+    );
+    for c in v["tests"].as_array().unwrap() {
+        if c["key"] != "2b7e151628aed2a6abf7158809cf4f3c" {
+            continue;
+        }
+        let mode = c["mode"].as_str().unwrap();
+        let mut extra = vec![bc_params(mode, None)];
+        let ivb = c["iv"].as_str().map(|s| hex::decode(s).unwrap());
+        if let Some(i) = &ivb {
+            extra.push(iv("IVCounterNonce", i));
+        }
+        let r = t.ok("alice", encrypt(&uid, &pt, extra.clone()));
+        assert_eq!(
+            hex::encode(bytes(&r, "Data")),
+            c["ciphertext"].as_str().unwrap(),
+            "{}",
+            c["name"]
+        );
+        assert!(field(&r, "AuthenticatedEncryptionTag").is_none());
+        let mut d = vec![
+            json!({"tag":"UniqueIdentifier","type":"TextString","value":uid}),
+            json!({"tag":"Data","type":"ByteString","value":c["ciphertext"]}),
+        ];
+        d.extend(extra);
+        let r = t.ok(
+            "alice",
+            json!({"tag":"Decrypt","type":"Structure","value":d}),
+        );
+        assert_eq!(bytes(&r, "Data"), pt);
+    }
+
+    // PKCS#5: the server draws the IV for CBC and returns it.
+    for mode in ["ECB", "CBC"] {
+        let r = t.ok(
+            "alice",
+            encrypt(
+                &uid,
+                b"seventeen bytes!!",
+                vec![bc_params(mode, Some("PKCS5"))],
+            ),
+        );
+        let ct = bytes(&r, "Data");
+        assert_eq!(ct.len(), 32);
+        let mut d = vec![
+            json!({"tag":"UniqueIdentifier","type":"TextString","value":uid}),
+            json!({"tag":"Data","type":"ByteString","value":hex::encode_upper(&ct)}),
+            bc_params(mode, Some("PKCS5")),
+        ];
+        if mode == "CBC" {
+            let n = bytes(&r, "IVCounterNonce");
+            assert_eq!(n.len(), 16);
+            d.push(iv("IVCounterNonce", &n));
+        }
+        let r = t.ok(
+            "alice",
+            json!({"tag":"Decrypt","type":"Structure","value":d}),
+        );
+        assert_eq!(bytes(&r, "Data"), b"seventeen bytes!!");
+    }
+
+    let e = t.err(
+        "alice",
+        encrypt(&uid, b"x", vec![bc_params("CTR", Some("PKCS5"))]),
+    );
+    assert_eq!(reason(&e), ResultReason::UnsupportedCryptographicParameters);
+    let e = t.err(
+        "alice",
+        encrypt(&uid, b"x", vec![bc_params("CBC", Some("OAEP"))]),
+    );
+    assert_eq!(reason(&e), ResultReason::UnsupportedCryptographicParameters);
+    let e = t.err(
+        "alice",
+        encrypt(&uid, &[0; 17], vec![bc_params("CBC", None)]),
+    );
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    let e = t.err(
+        "alice",
+        encrypt(
+            &uid,
+            &[0; 16],
+            vec![bc_params("ECB", None), iv("IVCounterNonce", &[1; 16])],
+        ),
+    );
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    let e = t.err(
+        "alice",
+        encrypt(
+            &uid,
+            &[0; 16],
+            vec![
+                bc_params("CBC", None),
+                json!({"tag":"AuthenticatedEncryptionAdditionalData","type":"ByteString","value":"00"}),
+            ],
+        ),
+    );
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    let mut d = uid_req("Decrypt", &uid);
+    let a = d["value"].as_array_mut().unwrap();
+    a.push(json!({"tag":"Data","type":"ByteString","value":"00".repeat(16)}));
+    a.push(bc_params("CBC", None));
+    assert_eq!(reason(&t.err("alice", d)), ResultReason::MissingData);
+    // A grantee without the decrypt right does not pick CTR counters.
+    t.grant("alice", &uid, "bob", &["encrypt"]);
+    let e = t.err(
+        "bob",
+        encrypt(
+            &uid,
+            b"x",
+            vec![bc_params("CTR", None), iv("IVCounterNonce", &[0; 16])],
+        ),
+    );
+    assert_eq!(reason(&e), ResultReason::PermissionDenied);
+    t.ok("bob", encrypt(&uid, b"x", vec![bc_params("CTR", None)]));
+}

@@ -7,6 +7,7 @@
 //! - [`asym`]: ECDSA P-256/P-384 (SHA-256/SHA-384) and Ed25519: key generation, PKCS#8 / SPKI
 //!   encoding, raw import/export, sign and verify.
 //! - [`mac`]: SHA-1/SHA-2 digests and HMAC over them.
+//! - [`modes`]: AES ECB/CBC (PKCS#5 or no padding) and CTR, unauthenticated, for CS-BC.
 //! - [`rsa`]: RSA 2048/3072/4096: generation, PKCS#1/PKCS#8/SPKI, OAEP and PKCS#1 v1.5
 //!   encryption, PSS and PKCS#1 v1.5 signatures.
 //!
@@ -15,6 +16,7 @@
 pub mod aead;
 pub mod asym;
 pub mod mac;
+pub mod modes;
 pub mod rsa;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -66,6 +68,8 @@ pub enum CryptoError {
     Unsupported,
     /// Encoding a key failed.
     Encoding,
+    /// The data length does not fit the mode and padding (not a whole number of blocks).
+    InvalidLength,
 }
 
 impl fmt::Display for CryptoError {
@@ -79,6 +83,9 @@ impl fmt::Display for CryptoError {
             CryptoError::InvalidSignature => "malformed signature",
             CryptoError::Unsupported => "unsupported cryptographic algorithm or parameters",
             CryptoError::Encoding => "key encoding failed",
+            CryptoError::InvalidLength => {
+                "data length does not fit the mode and padding (whole 16-byte blocks)"
+            }
         })
     }
 }

@@ -1,8 +1,10 @@
 //! Cryptographic services beyond Encrypt/Decrypt/Sign: MAC, MACVerify, Hash, RNGRetrieve,
-//! RNGSeed.
+//! RNGSeed; and Encrypt/Decrypt in the unauthenticated AES modes (ECB, CBC, CTR).
 
 use super::*;
+use crate::crypto::CryptoError;
 use crate::crypto::mac::{self, HashAlg};
+use crate::crypto::modes::{self, Mode};
 
 /// Most bytes one RNGRetrieve returns.
 pub(super) const MAX_RNG_BYTES: usize = 64 * 1024;
@@ -154,6 +156,138 @@ impl<S: Store> Kms<S> {
         let accepted = env.rng.reseed(data);
         Ok(Response::RngSeed {
             accepted: i32::try_from(accepted).unwrap_or(i32::MAX),
+        })
+    }
+}
+
+/// The unauthenticated AES mode (ECB, CBC, CTR) named by the request's CryptographicParameters,
+/// else by the key's stored ones; `None` when they name none of these (the AEAD path then
+/// applies). Padding: PKCS#5 only when asked for (PaddingMethod PKCS5), none otherwise; any
+/// other padding, or padding with CTR, is refused.
+pub(super) fn block_mode(
+    o: &ManagedObject,
+    params: Option<&CryptographicParameters>,
+) -> KResult<Option<Mode>> {
+    if o.object_type != ObjectType::SymmetricKey
+        || o.algorithm() != Some(CryptographicAlgorithm::AES)
+    {
+        return Ok(None);
+    }
+    let stored = stored_params(&o.attributes)?.unwrap_or_default();
+    let p = params.cloned().unwrap_or_default();
+    let bad_pad = kerr(
+        ResultReason::UnsupportedCryptographicParameters,
+        "ECB and CBC take PaddingMethod PKCS5 or None, CTR takes no padding",
+    );
+    let pad = p.padding_method.or(stored.padding_method);
+    let padded = match pad {
+        None | Some(PaddingMethod::None) => false,
+        Some(PaddingMethod::PKCS5) => true,
+        Some(_) => return Err(bad_pad),
+    };
+    Ok(Some(
+        match p.block_cipher_mode.or(stored.block_cipher_mode) {
+            Some(BlockCipherMode::ECB) => Mode::Ecb(padded),
+            Some(BlockCipherMode::CBC) => Mode::Cbc(padded),
+            Some(BlockCipherMode::CTR) if !padded => Mode::Ctr,
+            Some(BlockCipherMode::CTR) => return Err(bad_pad),
+            _ => return Ok(None),
+        },
+    ))
+}
+
+const NO_AEAD_FIELDS: KmsError = kerr(
+    ResultReason::InvalidField,
+    "ECB, CBC and CTR take no AuthenticatedEncryptionTag or AdditionalData (they do not \
+     authenticate; use GCM for that)",
+);
+
+fn block_error(e: CryptoError) -> KmsError {
+    match e {
+        CryptoError::InvalidNonce => kerr(
+            ResultReason::InvalidField,
+            "the IVCounterNonce must be 16 bytes for CBC and CTR, absent for ECB",
+        ),
+        CryptoError::InvalidLength => kerr(
+            ResultReason::InvalidField,
+            "without padding, ECB and CBC data must be whole 16-byte blocks",
+        ),
+        e => e.into(),
+    }
+}
+
+impl<S: Store> Kms<S> {
+    /// Encrypt with an unauthenticated AES mode; the IV (CBC, CTR) is drawn here unless the
+    /// caller gives one (a caller-chosen CTR counter needs the decrypt right, as GCM nonces do:
+    /// re-using one exposes the XOR of two plaintexts).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn block_encrypt(
+        &self,
+        env: &mut Env<'_>,
+        user: &str,
+        o: &ManagedObject,
+        mode: Mode,
+        nonce: Option<Vec<u8>>,
+        aad: bool,
+        data: &[u8],
+        spelling: crate::kmip::ops::NonceSpelling,
+    ) -> KResult<Response> {
+        self.usable(o, env.now, usage::ENCRYPT)?;
+        if aad {
+            return Err(NO_AEAD_FIELDS);
+        }
+        let key = o.material.as_ref().ok_or(DESTROYED)?;
+        let iv = match nonce {
+            Some(n) => {
+                if mode == Mode::Ctr && o.rights_of(user) & Right::Decrypt.bit() == 0 {
+                    return Err(CALLER_NONCE_DENIED);
+                }
+                n
+            }
+            None => {
+                let mut n = alloc::vec![0u8; mode.iv_len()];
+                env.rng
+                    .fill(&mut n)
+                    .map_err(|_| KmsError::Internal("random number generator failure"))?;
+                n
+            }
+        };
+        let ct = modes::encrypt(mode, key, &iv, data).map_err(block_error)?;
+        Ok(Response::Encrypt {
+            uid: o.uid.clone(),
+            data: ct,
+            nonce: iv,
+            tag: Vec::new(),
+            spelling,
+        })
+    }
+
+    /// Decrypt with an unauthenticated AES mode.
+    pub(super) fn block_decrypt(
+        &self,
+        env: &mut Env<'_>,
+        o: &ManagedObject,
+        mode: Mode,
+        nonce: Option<&[u8]>,
+        tag_or_aad: bool,
+        data: &[u8],
+    ) -> KResult<Response> {
+        self.usable(o, env.now, usage::DECRYPT)?;
+        if tag_or_aad {
+            return Err(NO_AEAD_FIELDS);
+        }
+        let key = o.material.as_ref().ok_or(DESTROYED)?;
+        let iv = nonce.unwrap_or(&[]);
+        if iv.is_empty() && mode.iv_len() != 0 {
+            return Err(kerr(
+                ResultReason::MissingData,
+                "CBC and CTR decryption need the IVCounterNonce",
+            ));
+        }
+        let pt = modes::decrypt(mode, key, iv, data).map_err(block_error)?;
+        Ok(Response::Decrypt {
+            uid: o.uid.clone(),
+            data: pt.to_vec(),
         })
     }
 }

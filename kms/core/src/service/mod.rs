@@ -682,6 +682,18 @@ impl<S: Store> Kms<S> {
                         spelling,
                     });
                 }
+                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref())? {
+                    return self.block_encrypt(
+                        env,
+                        user,
+                        &o,
+                        mode,
+                        nonce,
+                        aad.is_some(),
+                        &data,
+                        spelling,
+                    );
+                }
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
                 // A caller who picks the nonce of a GCM or ChaCha20-Poly1305 encryption can
@@ -731,6 +743,16 @@ impl<S: Store> Kms<S> {
                         uid: o.uid.clone(),
                         data: self.rsa_decrypt(env, &o, params.as_ref(), &data)?.to_vec(),
                     });
+                }
+                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref())? {
+                    return self.block_decrypt(
+                        env,
+                        &o,
+                        mode,
+                        nonce.as_deref(),
+                        tag.is_some() || aad.is_some(),
+                        &data,
+                    );
                 }
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::DECRYPT, params.as_ref())?;
