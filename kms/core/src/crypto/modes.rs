@@ -66,7 +66,7 @@ fn check(mode: Mode, iv: &[u8], len: usize, decrypt: bool) -> Result<(), CryptoE
     if iv.len() != mode.iv_len() {
         return Err(CryptoError::InvalidNonce);
     }
-    let whole = len % BLOCK == 0;
+    let whole = len.is_multiple_of(BLOCK);
     match mode {
         Mode::Ecb(false) | Mode::Cbc(false) if !whole => Err(CryptoError::InvalidLength),
         Mode::Ecb(true) | Mode::Cbc(true) if decrypt && (!whole || len == 0) => {
