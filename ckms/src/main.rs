@@ -67,6 +67,21 @@ enum Command {
     /// Elliptic-curve key pairs, signatures.
     #[command(subcommand)]
     Ec(cmd::ec::EcCommand),
+    /// RSA key pairs, encryption (OAEP, PKCS#1 v1.5) and signatures (PSS, PKCS#1 v1.5).
+    #[command(subcommand)]
+    Rsa(cmd::rsa::RsaCommand),
+    /// HMAC keys, MAC computation and verification.
+    #[command(subcommand)]
+    Mac(cmd::mac::MacCommand),
+    /// Random bytes from the KMS's generator (RNGRetrieve).
+    #[command(
+        long_about = "Fetch random bytes from the KMS's generator (KMIP RNGRetrieve).
+
+Examples:
+  ckms rng
+  ckms rng --bytes 64 -o seed.bin"
+    )]
+    Rng(cmd::mac::RngArgs),
     /// Find objects by tags, type, algorithm, state or name.
     #[command(long_about = "Find objects; every criterion given must match.\n\n\
 Examples:\n  ckms locate --tag payroll\n  ckms locate --type SymmetricKey --algorithm AES --state Active")]
@@ -96,6 +111,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Output, CliError> {
     match command {
         Command::Sym(c) => cmd::sym::run(ctx, c),
         Command::Ec(c) => cmd::ec::run(ctx, c),
+        Command::Rsa(c) => cmd::rsa::run(ctx, c),
+        Command::Mac(c) => cmd::mac::run(ctx, c),
+        Command::Rng(a) => cmd::mac::rng(ctx, &a),
         Command::Locate(a) => cmd::objects::locate(ctx, &a),
         Command::GetAttributes(a) => cmd::objects::get_attributes(ctx, &a),
         Command::SetAttribute(a) => cmd::objects::set_attribute(ctx, &a),

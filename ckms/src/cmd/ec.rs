@@ -318,15 +318,17 @@ fn export(ctx: &Ctx, a: &EcExportArgs) -> Result<Output, CliError> {
 }
 
 fn sign(ctx: &Ctx, a: &SignArgs) -> Result<Output, CliError> {
+    sign_with(ctx, a, None)
+}
+
+/// Sign with optional `CryptographicParameters` (`ckms rsa sign` names its scheme).
+pub(super) fn sign_with(ctx: &Ctx, a: &SignArgs, params: Option<Ttlv>) -> Result<Output, CliError> {
     let uid = uid_or_tags(a.key.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
     let data = read_file(&a.input)?;
-    let request = Ttlv::structure(
-        "Sign",
-        vec![
-            Ttlv::text("UniqueIdentifier", &uid),
-            Ttlv::bytes("Data", &data),
-        ],
-    );
+    let mut fields = vec![Ttlv::text("UniqueIdentifier", &uid)];
+    fields.extend(params);
+    fields.push(Ttlv::bytes("Data", &data));
+    let request = Ttlv::structure("Sign", fields);
     let response = ctx.client()?.kmip(&request)?;
     let signature = response
         .req("SignatureData")
@@ -340,17 +342,23 @@ fn sign(ctx: &Ctx, a: &SignArgs) -> Result<Output, CliError> {
 }
 
 fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<Output, CliError> {
+    verify_with(ctx, a, None)
+}
+
+/// Verify with optional `CryptographicParameters` (`ckms rsa verify` names its scheme).
+pub(super) fn verify_with(
+    ctx: &Ctx,
+    a: &VerifyArgs,
+    params: Option<Ttlv>,
+) -> Result<Output, CliError> {
     let uid = uid_or_tags(a.key.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
     let data = read_file(&a.input)?;
     let signature = read_file(&a.signature)?;
-    let request = Ttlv::structure(
-        "SignatureVerify",
-        vec![
-            Ttlv::text("UniqueIdentifier", &uid),
-            Ttlv::bytes("Data", &data),
-            Ttlv::bytes("SignatureData", &signature),
-        ],
-    );
+    let mut fields = vec![Ttlv::text("UniqueIdentifier", &uid)];
+    fields.extend(params);
+    fields.push(Ttlv::bytes("Data", &data));
+    fields.push(Ttlv::bytes("SignatureData", &signature));
+    let request = Ttlv::structure("SignatureVerify", fields);
     let response = ctx.client()?.kmip(&request)?;
     // KMIP 2.1 §11.57 Validity Indicator: Valid = 0, Invalid = 1, Unknown = 2.
     let validity = match response

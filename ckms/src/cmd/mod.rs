@@ -3,7 +3,9 @@
 
 pub mod access;
 pub mod ec;
+pub mod mac;
 pub mod objects;
+pub mod rsa;
 pub mod sym;
 
 use kms::kmip::types::RevocationReasonCode;

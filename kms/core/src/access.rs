@@ -91,14 +91,18 @@ pub fn mask_rights(mask: u32) -> Vec<Right> {
 /// right; the `modifyattribute` right can be granted (Cosmian clients send it) but allows
 /// nothing beyond it. Locate lists the objects a user owns or holds the Locate right on.
 /// A user holding no right at all on an object is told it does not exist.
+///
+/// MAC and MACVerify are the symmetric counterparts of signing: they need the `sign` and
+/// `signatureverify` rights. RNGRetrieve, RNGSeed and Hash touch no object (any authenticated
+/// user).
 pub fn right_for(op: Operation) -> Option<Right> {
     Some(match op {
         Operation::Get => Right::Get,
         Operation::Export => Right::Export,
         Operation::Encrypt => Right::Encrypt,
         Operation::Decrypt => Right::Decrypt,
-        Operation::Sign => Right::Sign,
-        Operation::SignatureVerify => Right::SignatureVerify,
+        Operation::Sign | Operation::MAC => Right::Sign,
+        Operation::SignatureVerify | Operation::MACVerify => Right::SignatureVerify,
         Operation::Destroy => Right::Destroy,
         Operation::Revoke => Right::Revoke,
         Operation::ReKey => Right::Rekey,

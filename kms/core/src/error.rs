@@ -191,12 +191,13 @@ impl From<CryptoError> for KmsError {
                 reason: ResultReason::UnsupportedCryptographicParameters,
                 detail: Detail::Crypto(e),
             }),
-            CryptoError::InvalidNonce | CryptoError::InvalidTag | CryptoError::InvalidSignature => {
-                KmsError::Kmip(KmipError {
-                    reason: ResultReason::InvalidField,
-                    detail: Detail::Crypto(e),
-                })
-            }
+            CryptoError::InvalidNonce
+            | CryptoError::InvalidTag
+            | CryptoError::InvalidSignature
+            | CryptoError::InvalidLength => KmsError::Kmip(KmipError {
+                reason: ResultReason::InvalidField,
+                detail: Detail::Crypto(e),
+            }),
             CryptoError::InvalidKey | CryptoError::AuthenticationFailed => {
                 KmsError::Kmip(KmipError {
                     reason: ResultReason::CryptographicFailure,

@@ -6,11 +6,18 @@
 //! - [`aead`]: AES-GCM (128/192/256), AES-GCM-SIV (128/256), ChaCha20-Poly1305, detached tags.
 //! - [`asym`]: ECDSA P-256/P-384 (SHA-256/SHA-384) and Ed25519: key generation, PKCS#8 / SPKI
 //!   encoding, raw import/export, sign and verify.
+//! - [`mac`]: SHA-1/SHA-2 digests and HMAC over them.
+//! - [`modes`]: AES ECB/CBC (PKCS#5 or no padding) and CTR, unauthenticated, for CS-BC.
+//! - [`rsa`]: RSA 2048/3072/4096: generation, PKCS#1/PKCS#8/SPKI, OAEP and PKCS#1 v1.5
+//!   encryption, PSS and PKCS#1 v1.5 signatures.
 //!
 //! Secret key material is held in [`zeroize::Zeroizing`] buffers and never printed.
 
 pub mod aead;
 pub mod asym;
+pub mod mac;
+pub mod modes;
+pub mod rsa;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -20,6 +27,14 @@ use core::fmt;
 pub trait Random {
     /// Fill `buf` with random bytes.
     fn fill(&mut self, buf: &mut [u8]) -> Result<(), RngError>;
+
+    /// Offer `seed` as additional input (the KMIP `RNGSeed` operation); returns how many bytes
+    /// were mixed in. The default accepts none: a source that is not built to take outside
+    /// input must not let a client steer it.
+    fn reseed(&mut self, seed: &[u8]) -> usize {
+        let _ = seed;
+        0
+    }
 }
 
 /// The random source failed (for example RDRAND kept returning CF=0).
@@ -53,6 +68,8 @@ pub enum CryptoError {
     Unsupported,
     /// Encoding a key failed.
     Encoding,
+    /// The data length does not fit the mode and padding (not a whole number of blocks).
+    InvalidLength,
 }
 
 impl fmt::Display for CryptoError {
@@ -66,6 +83,9 @@ impl fmt::Display for CryptoError {
             CryptoError::InvalidSignature => "malformed signature",
             CryptoError::Unsupported => "unsupported cryptographic algorithm or parameters",
             CryptoError::Encoding => "key encoding failed",
+            CryptoError::InvalidLength => {
+                "data length does not fit the mode and padding (whole 16-byte blocks)"
+            }
         })
     }
 }

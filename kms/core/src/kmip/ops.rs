@@ -43,6 +43,14 @@ pub struct CryptographicParameters {
     pub digital_signature_algorithm: Option<DigitalSignatureAlgorithm>,
     /// Tag length in bytes.
     pub tag_length: Option<i32>,
+    /// Padding Method.
+    pub padding_method: Option<PaddingMethod>,
+    /// Mask Generator Hashing Algorithm (MGF1's hash for OAEP and PSS).
+    pub mask_generator_hashing_algorithm: Option<HashingAlgorithm>,
+    /// Salt Length (PSS) in bytes.
+    pub salt_length: Option<i32>,
+    /// P Source (the OAEP label).
+    pub p_source: Option<Vec<u8>>,
 }
 
 impl CryptographicParameters {
@@ -57,6 +65,16 @@ impl CryptographicParameters {
             hashing_algorithm: HashingAlgorithm::opt(c)?,
             digital_signature_algorithm: DigitalSignatureAlgorithm::opt(c)?,
             tag_length: c.opt_int("TagLength")?,
+            padding_method: PaddingMethod::opt(c)?,
+            mask_generator_hashing_algorithm: match c.get("MaskGeneratorHashingAlgorithm") {
+                Some(h) => Some(HashingAlgorithm::parse(h)?),
+                None => None,
+            },
+            salt_length: c.opt_int("SaltLength")?,
+            p_source: match c.get("PSource") {
+                Some(p) => Some(p.as_bytes("PSource")?.to_vec()),
+                None => None,
+            },
         }))
     }
 }
@@ -334,6 +352,32 @@ pub enum Request {
     Query {
         functions: Vec<QueryFunction>,
     },
+    /// MAC (KMIP 2.1 §6.1.30), one-shot.
+    Mac {
+        uid: Option<String>,
+        params: Option<CryptographicParameters>,
+        data: Vec<u8>,
+    },
+    /// MAC Verify (KMIP 2.1 §6.1.31), one-shot.
+    MacVerify {
+        uid: Option<String>,
+        params: Option<CryptographicParameters>,
+        data: Vec<u8>,
+        mac: Vec<u8>,
+    },
+    /// RNG Retrieve (KMIP 2.1 §6.1.44): `length` random bytes.
+    RngRetrieve {
+        length: i32,
+    },
+    /// RNG Seed (KMIP 2.1 §6.1.45).
+    RngSeed {
+        data: Vec<u8>,
+    },
+    /// Hash (KMIP 2.1 §6.1.26), one-shot.
+    Hash {
+        params: Option<CryptographicParameters>,
+        data: Vec<u8>,
+    },
     /// The versions the client offers (empty: it asks for all the server's).
     DiscoverVersions {
         offered: Vec<ProtocolVersion>,
@@ -410,6 +454,17 @@ fn nonce(t: &Ttlv) -> Result<(Option<Vec<u8>>, NonceSpelling), FieldError> {
     Ok((None, NonceSpelling::Spec))
 }
 
+/// Streamed MAC/Hash (`CorrelationValue`, `InitIndicator`, `FinalIndicator`) is not
+/// implemented: refused rather than answered as if the chunk were the whole message.
+fn one_shot(p: &Ttlv) -> Result<(), FieldError> {
+    for tag in ["CorrelationValue", "InitIndicator", "FinalIndicator"] {
+        if p.get(tag).is_some() {
+            return Err(FieldError::Invalid(tag));
+        }
+    }
+    Ok(())
+}
+
 /// Why a request could not be turned into a typed operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestError {
@@ -430,6 +485,9 @@ impl Request {
     pub fn parse(op: Operation, p: &Ttlv) -> Result<Self, RequestError> {
         if !matches!(p.value, Value::Structure(_)) {
             return Err(FieldError::WrongType("RequestPayload").into());
+        }
+        if matches!(op, Operation::MAC | Operation::MACVerify | Operation::Hash) {
+            one_shot(p)?;
         }
         Ok(match op {
             Operation::Create => Request::Create {
@@ -604,6 +662,27 @@ impl Request {
                 }
                 Request::Query { functions }
             }
+            Operation::MAC => Request::Mac {
+                uid: uid_opt(p)?,
+                params: CryptographicParameters::opt(p)?,
+                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+            },
+            Operation::MACVerify => Request::MacVerify {
+                uid: uid_opt(p)?,
+                params: CryptographicParameters::opt(p)?,
+                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+                mac: p.req("MACData")?.as_bytes("MACData")?.to_vec(),
+            },
+            Operation::RNGRetrieve => Request::RngRetrieve {
+                length: p.req("DataLength")?.as_int("DataLength")?,
+            },
+            Operation::RNGSeed => Request::RngSeed {
+                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+            },
+            Operation::Hash => Request::Hash {
+                params: CryptographicParameters::opt(p)?,
+                data: p.req("Data")?.as_bytes("Data")?.to_vec(),
+            },
             Operation::DiscoverVersions => {
                 let mut offered = Vec::new();
                 for v in p.all("ProtocolVersion") {
@@ -724,11 +803,30 @@ pub enum Response {
     },
     /// An operation whose response payload is empty (Interop, Log, Set Endpoint Role).
     Empty(Operation),
+    Mac {
+        uid: String,
+        mac: Vec<u8>,
+    },
+    MacVerify {
+        uid: String,
+        valid: bool,
+    },
+    /// Random bytes (wiped on drop: callers may use them as keys).
+    RngRetrieve {
+        data: Vec<u8>,
+    },
+    /// How many seed bytes were accepted.
+    RngSeed {
+        accepted: i32,
+    },
+    Hash {
+        digest: Vec<u8>,
+    },
 }
 
 impl Drop for Response {
     fn drop(&mut self) {
-        if let Response::Decrypt { data, .. } = self {
+        if let Response::Decrypt { data, .. } | Response::RngRetrieve { data } = self {
             crate::store::wipe(data);
         }
     }
@@ -755,10 +853,17 @@ impl Response {
             | Response::Decrypt { uid, .. }
             | Response::Sign { uid, .. }
             | Response::SignatureVerify { uid, .. }
+            | Response::Mac { uid, .. }
+            | Response::MacVerify { uid, .. }
             | Response::Check { uid } => Some(uid),
             Response::CreateKeyPair { private_uid, .. } => Some(private_uid),
             Response::Locate { uids, .. } => uids.first().map(String::as_str),
-            Response::Query { .. } | Response::DiscoverVersions(_) | Response::Empty(_) => None,
+            Response::Query { .. }
+            | Response::DiscoverVersions(_)
+            | Response::Empty(_)
+            | Response::RngRetrieve { .. }
+            | Response::RngSeed { .. }
+            | Response::Hash { .. } => None,
         }
     }
 
@@ -789,6 +894,11 @@ impl Response {
             Response::DiscoverVersions(_) => Operation::DiscoverVersions,
             Response::Check { .. } => Operation::Check,
             Response::Empty(op) => *op,
+            Response::Mac { .. } => Operation::MAC,
+            Response::MacVerify { .. } => Operation::MACVerify,
+            Response::RngRetrieve { .. } => Operation::RNGRetrieve,
+            Response::RngSeed { .. } => Operation::RNGSeed,
+            Response::Hash { .. } => Operation::Hash,
         }
     }
 
@@ -852,23 +962,36 @@ impl Response {
                 nonce,
                 tag,
                 spelling,
-            } => alloc::vec![
-                uid(u),
-                Ttlv::bytes("Data", data),
-                Ttlv::bytes(spelling.tag(), nonce),
-                Ttlv::bytes("AuthenticatedEncryptionTag", tag),
-            ],
+            } => {
+                let mut v = alloc::vec![uid(u), Ttlv::bytes("Data", data)];
+                // RSA has neither nonce nor tag.
+                if !nonce.is_empty() {
+                    v.push(Ttlv::bytes(spelling.tag(), nonce));
+                }
+                if !tag.is_empty() {
+                    v.push(Ttlv::bytes("AuthenticatedEncryptionTag", tag));
+                }
+                v
+            }
             Response::Decrypt { uid: u, data } => alloc::vec![uid(u), Ttlv::bytes("Data", data)],
             Response::Sign { uid: u, signature } => {
                 alloc::vec![uid(u), Ttlv::bytes("SignatureData", signature)]
             }
-            Response::SignatureVerify { uid: u, valid } => alloc::vec![
-                uid(u),
-                Ttlv::enumeration(
-                    "ValidityIndicator",
-                    if *valid { "Valid" } else { "Invalid" }
-                ),
-            ],
+            Response::Mac { uid: u, mac } => {
+                alloc::vec![uid(u), Ttlv::bytes("MACData", mac)]
+            }
+            Response::RngRetrieve { data } => alloc::vec![Ttlv::bytes("Data", data)],
+            Response::RngSeed { accepted } => alloc::vec![Ttlv::int("DataLength", *accepted)],
+            Response::Hash { digest } => alloc::vec![Ttlv::bytes("Data", digest)],
+            Response::SignatureVerify { uid: u, valid } | Response::MacVerify { uid: u, valid } => {
+                alloc::vec![
+                    uid(u),
+                    Ttlv::enumeration(
+                        "ValidityIndicator",
+                        if *valid { "Valid" } else { "Invalid" }
+                    ),
+                ]
+            }
             Response::Query {
                 operations,
                 object_types,

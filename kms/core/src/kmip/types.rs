@@ -96,7 +96,8 @@ kmip_enum!(
     /// KMIP 2.1 §11.11 Cryptographic Algorithm (subset).
     CryptographicAlgorithm: "CryptographicAlgorithm" {
         DES = 0x01, THREE_DES = 0x02 | "3DES" | "DES3", AES = 0x03, RSA = 0x04, DSA = 0x05,
-        ECDSA = 0x06, HMACSHA256 = 0x09, DH = 0x0D, ECDH = 0x0E, EC = 0x1A,
+        ECDSA = 0x06, HMACSHA1 = 0x07, HMACSHA224 = 0x08, HMACSHA256 = 0x09,
+        HMACSHA384 = 0x0A, HMACSHA512 = 0x0B, DH = 0x0D, ECDH = 0x0E, EC = 0x1A,
         ChaCha20 = 0x1C, Poly1305 = 0x1D, ChaCha20Poly1305 = 0x1E, Ed25519 = 0x38, Ed448 = 0x39,
     }
 );
@@ -141,9 +142,26 @@ kmip_enum!(
 kmip_enum!(
     /// KMIP 2.1 §11.15 Digital Signature Algorithm (subset).
     DigitalSignatureAlgorithm: "DigitalSignatureAlgorithm" {
+        SHA1WithRSAEncryption = 0x03, SHA224WithRSAEncryption = 0x04,
+        SHA256WithRSAEncryption = 0x05, SHA384WithRSAEncryption = 0x06,
+        SHA512WithRSAEncryption = 0x07, RSASSAPSS = 0x08 | "RSASSA-PSS",
         ECDSAWithSHA256 = 0x0E | "ECDSA with SHA256", ECDSAWithSHA384 = 0x0F | "ECDSA with SHA384",
         Ed25519 = 0x8000_0001,
     }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.38 Padding Method.
+    PaddingMethod: "PaddingMethod" {
+        None = 0x01, OAEP = 0x02, PKCS5 = 0x03, SSL3 = 0x04, Zeros = 0x05,
+        ANSIX923 = 0x06 | "ANSI X9.23", ISO10126 = 0x07, PKCS1v15 = 0x08 | "PKCS1 v1.5",
+        X931 = 0x09 | "X9.31", PSS = 0x0A,
+    }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.33 Mask Generator.
+    MaskGenerator: "MaskGenerator" { MGF1 = 0x01 }
 );
 
 kmip_enum!(
@@ -309,20 +327,6 @@ kmip_enum!(
 );
 
 kmip_enum!(
-    /// KMIP 2.1 §11.34 Padding Method.
-    PaddingMethod: "PaddingMethod" {
-        None = 0x01, OAEP = 0x02, PKCS5 = 0x03, SSL3 = 0x04, Zeros = 0x05,
-        ANSIX923 = 0x06, ISO10126 = 0x07, PKCS1v15 = 0x08 | "PKCS1 v1.5", X931 = 0x09,
-        PSS = 0x0A,
-    }
-);
-
-kmip_enum!(
-    /// KMIP 2.1 §11.29 Mask Generator.
-    MaskGenerator: "MaskGenerator" { MGF1 = 0x01 }
-);
-
-kmip_enum!(
     /// KMIP 2.1 §11.59 Wrapping Method.
     WrappingMethod: "WrappingMethod" {
         Encrypt = 0x01, MACSign = 0x02, EncryptThenMACSign = 0x03, MACSignThenEncrypt = 0x04,
@@ -352,7 +356,9 @@ pub fn enum_code(tag: &str, name: &str) -> Option<u32> {
             match tag {
                 $(t if t == $e::TAG => $e::from_name(name).map($e::code),)+
                 "AttributeReference" | "Tag" => super::ttlv::tag_code(name),
-                "MaskGeneratorHashingAlgorithm" => HashingAlgorithm::from_name(name).map(HashingAlgorithm::code),
+                "MaskGeneratorHashingAlgorithm" => {
+                    HashingAlgorithm::from_name(name).map(HashingAlgorithm::code)
+                }
                 _ => None,
             }
         };
@@ -365,6 +371,8 @@ pub fn enum_code(tag: &str, name: &str) -> Option<u32> {
         BlockCipherMode,
         HashingAlgorithm,
         DigitalSignatureAlgorithm,
+        PaddingMethod,
+        MaskGenerator,
         RecommendedCurve,
         RevocationReasonCode,
         Operation,
@@ -381,8 +389,6 @@ pub fn enum_code(tag: &str, name: &str) -> Option<u32> {
         ProtectionLevel,
         UsageLimitsUnit,
         CertificateType,
-        PaddingMethod,
-        MaskGenerator,
         WrappingMethod,
         RNGAlgorithm
     )
@@ -402,6 +408,10 @@ pub mod usage {
     pub const WRAP_KEY: u32 = 0x0000_0010;
     /// Unwrap Key.
     pub const UNWRAP_KEY: u32 = 0x0000_0020;
+    /// MAC Generate.
+    pub const MAC_GENERATE: u32 = 0x0000_0080;
+    /// MAC Verify.
+    pub const MAC_VERIFY: u32 = 0x0000_0100;
 }
 
 /// The vendor identification of the Cosmian tag attribute.

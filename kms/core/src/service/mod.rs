@@ -26,9 +26,11 @@ use crate::kmip::types::*;
 use crate::object::ManagedObject;
 use crate::store::{Store, StoreError, Version};
 
+mod crypto_ops;
 mod lifecycle;
 mod objects;
 mod rights;
+mod rsa_ops;
 
 #[cfg(feature = "tls")]
 pub use rights::to_json;
@@ -99,6 +101,11 @@ const CALLER_NONCE_DENIED: KmsError = kerr(
     ResultReason::PermissionDenied,
     "permission denied: a caller-supplied IVCounterNonce for AES-GCM or ChaCha20-Poly1305 needs \
      the decrypt right on the key; omit the nonce (the server picks a random one) or use GCM-SIV",
+);
+const RSA_NO_NONCE: KmsError = kerr(
+    ResultReason::InvalidField,
+    "RSA encryption takes no IVCounterNonce, AuthenticatedEncryptionTag or \
+     AuthenticatedEncryptionAdditionalData (an OAEP label goes in CryptographicParameters' PSource)",
 );
 const DESTROYED: KmsError = kerr(
     ResultReason::ObjectDestroyed,
@@ -746,6 +753,30 @@ impl<S: Store> Kms<S> {
                 // The plaintext is wiped whichever way this returns.
                 let data = Zeroizing::new(data);
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
+                if rsa_ops::is_rsa(&o) {
+                    if nonce.is_some() || aad.is_some() {
+                        return Err(RSA_NO_NONCE);
+                    }
+                    return Ok(Response::Encrypt {
+                        uid: o.uid.clone(),
+                        data: self.rsa_encrypt(env, &o, params.as_ref(), &data)?,
+                        nonce: Vec::new(),
+                        tag: Vec::new(),
+                        spelling,
+                    });
+                }
+                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref())? {
+                    return self.block_encrypt(
+                        env,
+                        user,
+                        &o,
+                        mode,
+                        nonce,
+                        aad.is_some(),
+                        &data,
+                        spelling,
+                    );
+                }
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
                 // A caller who picks the nonce of a GCM or ChaCha20-Poly1305 encryption can
@@ -787,6 +818,25 @@ impl<S: Store> Kms<S> {
                 ..
             } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
+                if rsa_ops::is_rsa(&o) {
+                    if nonce.is_some() || tag.is_some() || aad.is_some() {
+                        return Err(RSA_NO_NONCE);
+                    }
+                    return Ok(Response::Decrypt {
+                        uid: o.uid.clone(),
+                        data: self.rsa_decrypt(env, &o, params.as_ref(), &data)?.to_vec(),
+                    });
+                }
+                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref())? {
+                    return self.block_decrypt(
+                        env,
+                        &o,
+                        mode,
+                        nonce.as_deref(),
+                        tag.is_some() || aad.is_some(),
+                        &data,
+                    );
+                }
                 let (alg, key) =
                     self.symmetric_for(&o, env.now, usage::DECRYPT, params.as_ref())?;
                 let aad = aad.as_deref().unwrap_or(&[]);
@@ -826,6 +876,12 @@ impl<S: Store> Kms<S> {
                     ));
                 }
                 self.usable(&o, env.now, usage::SIGN)?;
+                if rsa_ops::is_rsa(&o) {
+                    return Ok(Response::Sign {
+                        uid: o.uid.clone(),
+                        signature: self.rsa_sign(env, &o, params.as_ref(), &input)?,
+                    });
+                }
                 let curve = curve_of(&o.attributes).ok_or(kerr(
                     ResultReason::CryptographicFailure,
                     "unknown key curve",
@@ -859,6 +915,12 @@ impl<S: Store> Kms<S> {
                     }
                 };
                 self.usable(&o, env.now, mask)?;
+                if rsa_ops::is_rsa(&o) {
+                    return Ok(Response::SignatureVerify {
+                        uid: o.uid.clone(),
+                        valid: self.rsa_verify(&o, params.as_ref(), &input, &signature)?,
+                    });
+                }
                 let curve = curve_of(&o.attributes).ok_or(kerr(
                     ResultReason::CryptographicFailure,
                     "unknown key curve",
@@ -927,6 +989,30 @@ impl<S: Store> Kms<S> {
                 }
                 Ok(Response::Check { uid: o.uid.clone() })
             }
+            Request::Mac { uid, params, data } => {
+                self.mac(env, user, uid.as_deref(), params.as_ref(), &data, right()?)
+                    .await
+            }
+            Request::MacVerify {
+                uid,
+                params,
+                data,
+                mac,
+            } => {
+                self.mac_verify(
+                    env,
+                    user,
+                    uid.as_deref(),
+                    params.as_ref(),
+                    &data,
+                    &mac,
+                    right()?,
+                )
+                .await
+            }
+            Request::Hash { params, data } => self.hash(params.as_ref(), &data),
+            Request::RngRetrieve { length } => self.rng_retrieve(env, length),
+            Request::RngSeed { data } => self.rng_seed(env, &data),
             Request::DiscoverVersions { offered } => Ok(Response::DiscoverVersions(
                 ProtocolVersion::SUPPORTED
                     .iter()
@@ -1131,6 +1217,34 @@ impl<S: Store> Kms<S> {
             return Err(kerr(
                 ResultReason::IncompatibleCryptographicUsageMask,
                 "the key's usage mask does not allow this operation",
+            ));
+        }
+        // KMIP 2.1 §4.37/§4.38: no protection (encrypt, sign, wrap, MAC) after the Protect
+        // Stop Date, no processing (decrypt, verify, unwrap, MAC verify) before the Process
+        // Start Date.
+        let date = |tag: &str| {
+            o.attributes
+                .other
+                .iter()
+                .find(|t| t.tag == tag)
+                .and_then(|t| match t.value {
+                    Value::DateTime(d) | Value::DateTimeExtended(d) => Some(d),
+                    _ => None,
+                })
+        };
+        const PROTECT: u32 = usage::ENCRYPT | usage::SIGN | usage::WRAP_KEY | usage::MAC_GENERATE;
+        const PROCESS: u32 = usage::DECRYPT | usage::VERIFY | usage::UNWRAP_KEY | usage::MAC_VERIFY;
+        if mask & !PROTECT == 0 && date("ProtectStopDate").is_some_and(|d| d <= now) {
+            return Err(kerr(
+                ResultReason::WrongKeyLifecycleState,
+                "the key's Protect Stop Date has passed: it no longer encrypts, signs or wraps",
+            ));
+        }
+        if mask & !PROCESS == 0 && date("ProcessStartDate").is_some_and(|d| d > now) {
+            return Err(kerr(
+                ResultReason::WrongKeyLifecycleState,
+                "the key's Process Start Date has not come: it does not decrypt, verify or \
+                 unwrap yet",
             ));
         }
         Ok(())

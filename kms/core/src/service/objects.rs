@@ -3,6 +3,41 @@
 
 use super::*;
 
+/// Shortest HMAC key Create and Register accept (see [`crate::crypto::mac::MIN_HMAC_KEY_LEN`]).
+const MIN_HMAC_BITS: usize = crate::crypto::mac::MIN_HMAC_KEY_LEN * 8;
+/// Longest HMAC key Create and Register accept.
+const MAX_HMAC_BITS: usize = 4096;
+
+/// Does a Register of a private or public key hold an RSA key? Yes when the attributes or the
+/// key block say RSA, or the format is PKCS#1; a PKCS#8 / SPKI key with no algorithm is RSA
+/// when it parses as RSA (the curve formats are tried first).
+fn rsa_import(a: &Attributes, kft: KeyFormatType, raw: &[u8]) -> bool {
+    match a.cryptographic_algorithm {
+        Some(CryptographicAlgorithm::RSA) => true,
+        Some(_) => false,
+        None if a.recommended_curve.is_some() => false,
+        None => match kft {
+            KeyFormatType::PKCS1 => true,
+            KeyFormatType::PKCS8 => {
+                asym::from_pkcs8(None, raw).is_err()
+                    && crate::crypto::rsa::import_private(raw, false).is_ok()
+            }
+            KeyFormatType::X509 => {
+                asym::public_from_spki(None, raw).is_err()
+                    && crate::crypto::rsa::import_public(raw, false).is_ok()
+            }
+            _ => false,
+        },
+    }
+}
+
+/// What kind of key pair [`Kms::store_pair`] stores.
+#[derive(Clone, Copy)]
+enum KeyKind {
+    Curve(Curve),
+    Rsa(usize),
+}
+
 impl<S: Store> Kms<S> {
     pub(super) fn prepare_attributes(
         &self,
@@ -70,10 +105,25 @@ impl<S: Store> Kms<S> {
                     "unsupported CryptographicLength for this algorithm",
                 ));
             }
+            (a, l) if crypto_ops::hmac_hash(a).is_some() => {
+                let h = crypto_ops::hmac_hash(a).map_or(32, |h| h.output_len());
+                match l.map(usize::try_from) {
+                    None => i32::try_from(h * 8).unwrap_or(256),
+                    Some(Ok(l)) if l % 8 == 0 && (MIN_HMAC_BITS..=MAX_HMAC_BITS).contains(&l) => {
+                        i32::try_from(l).unwrap_or(256)
+                    }
+                    _ => {
+                        return Err(kerr(
+                            ResultReason::InvalidField,
+                            "an HMAC key is 112 to 4096 bits, a multiple of 8",
+                        ));
+                    }
+                }
+            }
             _ => {
                 return Err(kerr(
                     ResultReason::UnsupportedCryptographicParameters,
-                    "Create supports AES and ChaCha20 keys",
+                    "Create supports AES, ChaCha20 and HMAC-SHA-* keys",
                 ));
             }
         };
@@ -84,7 +134,11 @@ impl<S: Store> Kms<S> {
             _ => KeyFormatType::TransparentSymmetricKey,
         });
         a.cryptographic_usage_mask
-            .get_or_insert(usage::ENCRYPT | usage::DECRYPT | usage::WRAP_KEY | usage::UNWRAP_KEY);
+            .get_or_insert(if crypto_ops::hmac_hash(alg).is_some() {
+                usage::MAC_GENERATE | usage::MAC_VERIFY
+            } else {
+                usage::ENCRYPT | usage::DECRYPT | usage::WRAP_KEY | usage::UNWRAP_KEY
+            });
         let mut key = Zeroizing::new(alloc::vec![0u8; usize::try_from(bits / 8).unwrap_or(32)]);
         env.rng
             .fill(&mut key)
@@ -124,6 +178,28 @@ impl<S: Store> Kms<S> {
             )
         };
         let (alg, rc) = (pa.cryptographic_algorithm, pa.recommended_curve);
+        if alg == Some(CryptographicAlgorithm::RSA) {
+            let bits = match pa.cryptographic_length.map(usize::try_from) {
+                None => 2048,
+                Some(Ok(b)) if crate::crypto::rsa::SIZES.contains(&b) => b,
+                _ => {
+                    return Err(kerr(
+                        ResultReason::InvalidField,
+                        "an RSA key is 2048, 3072 or 4096 bits",
+                    ));
+                }
+            };
+            if rc.is_some() {
+                return Err(kerr(
+                    ResultReason::InvalidField,
+                    "RecommendedCurve does not apply to RSA",
+                ));
+            }
+            let kp = crate::crypto::rsa::generate(bits, env.rng)?;
+            return self
+                .store_pair(env, user, &pa, &qa, kp, KeyKind::Rsa(bits))
+                .await;
+        }
         let curve = match rc {
             _ if alg == Some(CryptographicAlgorithm::Ed25519)
                 && matches!(rc, None | Some(RecommendedCurve::CURVEED25519)) =>
@@ -148,33 +224,75 @@ impl<S: Store> Kms<S> {
             }
         };
         let kp = asym::generate(curve, env.rng)?;
-        let (sk_uid, mut sa) = self.prepare_attributes(env, &pa, ObjectType::PrivateKey)?;
-        let (pk_uid, mut pb) = self.prepare_attributes(env, &qa, ObjectType::PublicKey)?;
+        self.store_pair(env, user, &pa, &qa, kp, KeyKind::Curve(curve))
+            .await
+    }
+
+    /// Store a freshly generated pair as two linked objects.
+    async fn store_pair(
+        &self,
+        env: &mut Env<'_>,
+        user: &str,
+        pa: &Attributes,
+        qa: &Attributes,
+        kp: asym::KeyPair,
+        kind: KeyKind,
+    ) -> KResult<Response> {
+        let (sk_uid, mut sa) = self.prepare_attributes(env, pa, ObjectType::PrivateKey)?;
+        let (pk_uid, mut pb) = self.prepare_attributes(env, qa, ObjectType::PublicKey)?;
         if sk_uid == pk_uid {
             return Err(kerr(
                 ResultReason::InvalidField,
                 "the two keys need different UniqueIdentifiers",
             ));
         }
+        // RSA keys report PKCS#1 as their format (what the OASIS AKLC cases expect); the stored
+        // form is PKCS#8 / SPKI either way, and Get converts.
+        let rsa = matches!(kind, KeyKind::Rsa(_));
         for (a, kft, mask, link, other) in [
             (
                 &mut sa,
-                KeyFormatType::PKCS8,
-                usage::SIGN,
+                if rsa {
+                    KeyFormatType::PKCS1
+                } else {
+                    KeyFormatType::PKCS8
+                },
+                if rsa {
+                    usage::SIGN | usage::DECRYPT
+                } else {
+                    usage::SIGN
+                },
                 LinkType::PublicKeyLink,
                 &pk_uid,
             ),
             (
                 &mut pb,
-                KeyFormatType::X509,
-                usage::VERIFY,
+                if rsa {
+                    KeyFormatType::PKCS1
+                } else {
+                    KeyFormatType::X509
+                },
+                if rsa {
+                    usage::VERIFY | usage::ENCRYPT
+                } else {
+                    usage::VERIFY
+                },
                 LinkType::PrivateKeyLink,
                 &sk_uid,
             ),
         ] {
-            a.cryptographic_algorithm = Some(curve_alg(curve, pa.cryptographic_algorithm));
-            a.cryptographic_length = Some(curve.bits());
-            a.recommended_curve = Some(curve_enum(curve));
+            match kind {
+                KeyKind::Curve(curve) => {
+                    a.cryptographic_algorithm = Some(curve_alg(curve, pa.cryptographic_algorithm));
+                    a.cryptographic_length = Some(curve.bits());
+                    a.recommended_curve = Some(curve_enum(curve));
+                }
+                KeyKind::Rsa(bits) => {
+                    a.cryptographic_algorithm = Some(CryptographicAlgorithm::RSA);
+                    a.cryptographic_length = Some(i32::try_from(bits).unwrap_or(0));
+                    a.recommended_curve = None;
+                }
+            }
             a.key_format_type = Some(kft);
             a.cryptographic_usage_mask.get_or_insert(mask);
             a.links.retain(|l| l.link_type != link);
@@ -263,10 +381,13 @@ impl<S: Store> Kms<S> {
                     CryptographicAlgorithm::ChaCha20 | CryptographicAlgorithm::ChaCha20Poly1305 => {
                         raw.len() == 32
                     }
+                    a if crypto_ops::hmac_hash(a).is_some() => {
+                        (MIN_HMAC_BITS / 8..=MAX_HMAC_BITS / 8).contains(&raw.len())
+                    }
                     _ => {
                         return Err(kerr(
                             ResultReason::UnsupportedCryptographicParameters,
-                            "symmetric keys must be AES or ChaCha20",
+                            "symmetric keys must be AES, ChaCha20 or HMAC-SHA-*",
                         ));
                     }
                 };
@@ -278,9 +399,13 @@ impl<S: Store> Kms<S> {
                 }
                 attrs.cryptographic_length = Some(i32::try_from(raw.len() * 8).unwrap_or(0));
                 attrs.key_format_type = Some(kft);
-                attrs
-                    .cryptographic_usage_mask
-                    .get_or_insert(usage::ENCRYPT | usage::DECRYPT);
+                attrs.cryptographic_usage_mask.get_or_insert(
+                    if crypto_ops::hmac_hash(alg).is_some() {
+                        usage::MAC_GENERATE | usage::MAC_VERIFY
+                    } else {
+                        usage::ENCRYPT | usage::DECRYPT
+                    },
+                );
                 raw
             }
             // KMIP 2.1 §2.2.7 Secret Data: opaque bytes (a password, a seed), kept as given.
@@ -290,6 +415,32 @@ impl<S: Store> Kms<S> {
                 }
                 attrs.key_format_type = Some(kft);
                 raw
+            }
+            ObjectType::PrivateKey | ObjectType::PublicKey if rsa_import(&attrs, kft, &raw) => {
+                let private = object_type == ObjectType::PrivateKey;
+                let (bits, material) = match (private, kft) {
+                    (true, KeyFormatType::PKCS1 | KeyFormatType::PKCS8) => {
+                        let (b, kp) =
+                            crate::crypto::rsa::import_private(&raw, kft == KeyFormatType::PKCS1)?;
+                        (b, Zeroizing::new(kp.private_pkcs8.to_vec()))
+                    }
+                    (false, KeyFormatType::PKCS1 | KeyFormatType::X509) => {
+                        let (b, spki) =
+                            crate::crypto::rsa::import_public(&raw, kft == KeyFormatType::PKCS1)?;
+                        (b, Zeroizing::new(spki))
+                    }
+                    _ => return Err(unsupported_format),
+                };
+                attrs.cryptographic_algorithm = Some(CryptographicAlgorithm::RSA);
+                attrs.recommended_curve = None;
+                attrs.cryptographic_length = Some(i32::try_from(bits).unwrap_or(0));
+                attrs.key_format_type = Some(kft);
+                attrs.cryptographic_usage_mask.get_or_insert(if private {
+                    usage::SIGN | usage::DECRYPT
+                } else {
+                    usage::VERIFY | usage::ENCRYPT
+                });
+                material
             }
             ObjectType::PrivateKey => {
                 let (curve, kp) = match kft {
@@ -440,6 +591,8 @@ impl<S: Store> Kms<S> {
             "this key cannot be exported in that format",
         );
         let curve = curve_of(&o.attributes);
+        let rsa = o.algorithm() == Some(CryptographicAlgorithm::RSA);
+        let stored_kft = o.attributes.key_format_type;
         let (format, bytes, tcurve): (KeyFormatType, Zeroizing<Vec<u8>>, Option<RecommendedCurve>) =
             match o.object_type {
                 ObjectType::SymmetricKey | ObjectType::SecretData => {
@@ -465,6 +618,28 @@ impl<S: Store> Kms<S> {
                             return Err(unsupported);
                         }
                         (f, material.clone(), None)
+                    }
+                }
+                ObjectType::PrivateKey if rsa => {
+                    match kft.or(stored_kft).unwrap_or(KeyFormatType::PKCS8) {
+                        KeyFormatType::PKCS8 => (KeyFormatType::PKCS8, material.clone(), None),
+                        KeyFormatType::PKCS1 => (
+                            KeyFormatType::PKCS1,
+                            crate::crypto::rsa::private_to_pkcs1(material)?,
+                            None,
+                        ),
+                        _ => return Err(unsupported),
+                    }
+                }
+                ObjectType::PublicKey if rsa => {
+                    match kft.or(stored_kft).unwrap_or(KeyFormatType::X509) {
+                        KeyFormatType::X509 => (KeyFormatType::X509, material.clone(), None),
+                        KeyFormatType::PKCS1 => (
+                            KeyFormatType::PKCS1,
+                            Zeroizing::new(crate::crypto::rsa::public_to_pkcs1(material)?),
+                            None,
+                        ),
+                        _ => return Err(unsupported),
                     }
                 }
                 ObjectType::PrivateKey => {

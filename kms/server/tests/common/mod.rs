@@ -4,6 +4,7 @@
 //! image's VM test includes this module by path (`image/tests/kms_image.rs`).
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod crypto_suite;
 pub mod pki;
 pub mod suite;
 

@@ -23,6 +23,8 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("ckms_objects_and_access", ckms_objects_and_access),
     ("ckms_errors", ckms_errors),
     ("ckms_config_file", ckms_config_file),
+    ("ckms_mac_and_rng", super::crypto_suite::ckms_mac_and_rng),
+    ("ckms_rsa", super::crypto_suite::ckms_rsa),
     (
         "query_discover_and_locate_by_type",
         query_discover_and_locate_by_type,

@@ -1,0 +1,293 @@
+//! Cryptographic services beyond Encrypt/Decrypt/Sign: MAC, MACVerify, Hash, RNGRetrieve,
+//! RNGSeed; and Encrypt/Decrypt in the unauthenticated AES modes (ECB, CBC, CTR).
+
+use super::*;
+use crate::crypto::CryptoError;
+use crate::crypto::mac::{self, HashAlg};
+use crate::crypto::modes::{self, Mode};
+
+/// Most bytes one RNGRetrieve returns.
+pub(super) const MAX_RNG_BYTES: usize = 64 * 1024;
+
+/// The `CryptographicParameters` attribute stored on an object (KMIP 2.1 §4.11: the defaults
+/// its cryptographic operations use when a request names none).
+pub(super) fn stored_params(a: &Attributes) -> KResult<Option<CryptographicParameters>> {
+    match a.other.iter().find(|x| x.tag == "CryptographicParameters") {
+        None => Ok(None),
+        Some(p) => Ok(CryptographicParameters::opt(&Ttlv::structure(
+            "Attributes",
+            alloc::vec![p.clone()],
+        ))?),
+    }
+}
+
+/// The hash of an HMAC algorithm.
+pub(super) fn hmac_hash(a: CryptographicAlgorithm) -> Option<HashAlg> {
+    Some(match a {
+        CryptographicAlgorithm::HMACSHA1 => HashAlg::Sha1,
+        CryptographicAlgorithm::HMACSHA224 => HashAlg::Sha224,
+        CryptographicAlgorithm::HMACSHA256 => HashAlg::Sha256,
+        CryptographicAlgorithm::HMACSHA384 => HashAlg::Sha384,
+        CryptographicAlgorithm::HMACSHA512 => HashAlg::Sha512,
+        _ => return None,
+    })
+}
+
+/// A KMIP hashing algorithm we compute.
+pub(super) fn hash_alg(h: HashingAlgorithm) -> KResult<HashAlg> {
+    Ok(match h {
+        HashingAlgorithm::SHA1 => HashAlg::Sha1,
+        HashingAlgorithm::SHA224 => HashAlg::Sha224,
+        HashingAlgorithm::SHA256 => HashAlg::Sha256,
+        HashingAlgorithm::SHA384 => HashAlg::Sha384,
+        HashingAlgorithm::SHA512 => HashAlg::Sha512,
+        _ => {
+            return Err(kerr(
+                ResultReason::UnsupportedCryptographicParameters,
+                "unsupported HashingAlgorithm (SHA-1, SHA-224, SHA-256, SHA-384, SHA-512)",
+            ));
+        }
+    })
+}
+
+impl<S: Store> Kms<S> {
+    /// The HMAC hash and key for a MAC/MACVerify with `o`: the algorithm named by the request,
+    /// else by the key's stored CryptographicParameters, else the key's own algorithm.
+    fn mac_key<'o>(
+        &self,
+        o: &'o ManagedObject,
+        now: i64,
+        mask: u32,
+        params: Option<&CryptographicParameters>,
+    ) -> KResult<(HashAlg, &'o [u8])> {
+        if o.object_type != ObjectType::SymmetricKey {
+            return Err(kerr(
+                ResultReason::InvalidObjectType,
+                "MAC and MACVerify need a symmetric key",
+            ));
+        }
+        self.usable(o, now, mask)?;
+        let stored = stored_params(&o.attributes)?;
+        let alg = params
+            .and_then(|p| p.cryptographic_algorithm)
+            .or(stored.and_then(|p| p.cryptographic_algorithm))
+            .or(o.algorithm());
+        let h = alg.and_then(hmac_hash).ok_or(kerr(
+            ResultReason::UnsupportedCryptographicParameters,
+            "MAC supports HMAC-SHA-1/224/256/384/512: name one in CryptographicParameters \
+             (CMAC is not implemented)",
+        ))?;
+        let key = o.material.as_ref().ok_or(DESTROYED)?;
+        Ok((h, key))
+    }
+
+    pub(super) async fn mac(
+        &self,
+        env: &mut Env<'_>,
+        user: &str,
+        uid: Option<&str>,
+        params: Option<&CryptographicParameters>,
+        data: &[u8],
+        right: Right,
+    ) -> KResult<Response> {
+        let (o, _) = self.resolve(user, uid, right).await?;
+        let (h, key) = self.mac_key(&o, env.now, usage::MAC_GENERATE, params)?;
+        Ok(Response::Mac {
+            uid: o.uid.clone(),
+            mac: mac::hmac(h, key, data)?,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn mac_verify(
+        &self,
+        env: &mut Env<'_>,
+        user: &str,
+        uid: Option<&str>,
+        params: Option<&CryptographicParameters>,
+        data: &[u8],
+        tag: &[u8],
+        right: Right,
+    ) -> KResult<Response> {
+        let (o, _) = self.resolve(user, uid, right).await?;
+        let (h, key) = self.mac_key(&o, env.now, usage::MAC_VERIFY, params)?;
+        let valid = match mac::hmac_verify(h, key, data, tag) {
+            Ok(v) => v,
+            // A tag of an impossible length is simply not valid.
+            Err(crate::crypto::CryptoError::InvalidTag) => false,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Response::MacVerify {
+            uid: o.uid.clone(),
+            valid,
+        })
+    }
+
+    pub(super) fn hash(
+        &self,
+        params: Option<&CryptographicParameters>,
+        data: &[u8],
+    ) -> KResult<Response> {
+        let h = params.and_then(|p| p.hashing_algorithm).ok_or(kerr(
+            ResultReason::MissingData,
+            "Hash needs CryptographicParameters with a HashingAlgorithm",
+        ))?;
+        Ok(Response::Hash {
+            digest: mac::digest(hash_alg(h)?, data),
+        })
+    }
+
+    pub(super) fn rng_retrieve(&self, env: &mut Env<'_>, length: i32) -> KResult<Response> {
+        let n = usize::try_from(length)
+            .ok()
+            .filter(|n| (1..=MAX_RNG_BYTES).contains(n))
+            .ok_or(kerr(
+                ResultReason::InvalidField,
+                "DataLength must be between 1 and 65536",
+            ))?;
+        let mut data = alloc::vec![0u8; n];
+        env.rng
+            .fill(&mut data)
+            .map_err(|_| KmsError::Internal("random number generator failure"))?;
+        Ok(Response::RngRetrieve { data })
+    }
+
+    pub(super) fn rng_seed(&self, env: &mut Env<'_>, data: &[u8]) -> KResult<Response> {
+        let accepted = env.rng.reseed(data);
+        Ok(Response::RngSeed {
+            accepted: i32::try_from(accepted).unwrap_or(i32::MAX),
+        })
+    }
+}
+
+/// The unauthenticated AES mode (ECB, CBC, CTR) named by the request's CryptographicParameters,
+/// else by the key's stored ones; `None` when they name none of these (the AEAD path then
+/// applies). Padding: PKCS#5 only when asked for (PaddingMethod PKCS5), none otherwise; any
+/// other padding, or padding with CTR, is refused.
+pub(super) fn block_mode(
+    o: &ManagedObject,
+    params: Option<&CryptographicParameters>,
+) -> KResult<Option<Mode>> {
+    if o.object_type != ObjectType::SymmetricKey
+        || o.algorithm() != Some(CryptographicAlgorithm::AES)
+    {
+        return Ok(None);
+    }
+    let stored = stored_params(&o.attributes)?.unwrap_or_default();
+    let p = params.cloned().unwrap_or_default();
+    let bad_pad = kerr(
+        ResultReason::UnsupportedCryptographicParameters,
+        "ECB and CBC take PaddingMethod PKCS5 or None, CTR takes no padding",
+    );
+    let pad = p.padding_method.or(stored.padding_method);
+    let padded = match pad {
+        None | Some(PaddingMethod::None) => false,
+        Some(PaddingMethod::PKCS5) => true,
+        Some(_) => return Err(bad_pad),
+    };
+    Ok(Some(
+        match p.block_cipher_mode.or(stored.block_cipher_mode) {
+            Some(BlockCipherMode::ECB) => Mode::Ecb(padded),
+            Some(BlockCipherMode::CBC) => Mode::Cbc(padded),
+            Some(BlockCipherMode::CTR) if !padded => Mode::Ctr,
+            Some(BlockCipherMode::CTR) => return Err(bad_pad),
+            _ => return Ok(None),
+        },
+    ))
+}
+
+const NO_AEAD_FIELDS: KmsError = kerr(
+    ResultReason::InvalidField,
+    "ECB, CBC and CTR take no AuthenticatedEncryptionTag or AdditionalData (they do not \
+     authenticate; use GCM for that)",
+);
+
+fn block_error(e: CryptoError) -> KmsError {
+    match e {
+        CryptoError::InvalidNonce => kerr(
+            ResultReason::InvalidField,
+            "the IVCounterNonce must be 16 bytes for CBC and CTR, absent for ECB",
+        ),
+        CryptoError::InvalidLength => kerr(
+            ResultReason::InvalidField,
+            "without padding, ECB and CBC data must be whole 16-byte blocks",
+        ),
+        e => e.into(),
+    }
+}
+
+impl<S: Store> Kms<S> {
+    /// Encrypt with an unauthenticated AES mode; the IV (CBC, CTR) is drawn here unless the
+    /// caller gives one (a caller-chosen CTR counter needs the decrypt right, as GCM nonces do:
+    /// re-using one exposes the XOR of two plaintexts).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn block_encrypt(
+        &self,
+        env: &mut Env<'_>,
+        user: &str,
+        o: &ManagedObject,
+        mode: Mode,
+        nonce: Option<Vec<u8>>,
+        aad: bool,
+        data: &[u8],
+        spelling: crate::kmip::ops::NonceSpelling,
+    ) -> KResult<Response> {
+        self.usable(o, env.now, usage::ENCRYPT)?;
+        if aad {
+            return Err(NO_AEAD_FIELDS);
+        }
+        let key = o.material.as_ref().ok_or(DESTROYED)?;
+        let iv = match nonce {
+            Some(n) => {
+                if mode == Mode::Ctr && o.rights_of(user) & Right::Decrypt.bit() == 0 {
+                    return Err(CALLER_NONCE_DENIED);
+                }
+                n
+            }
+            None => {
+                let mut n = alloc::vec![0u8; mode.iv_len()];
+                env.rng
+                    .fill(&mut n)
+                    .map_err(|_| KmsError::Internal("random number generator failure"))?;
+                n
+            }
+        };
+        let ct = modes::encrypt(mode, key, &iv, data).map_err(block_error)?;
+        Ok(Response::Encrypt {
+            uid: o.uid.clone(),
+            data: ct,
+            nonce: iv,
+            tag: Vec::new(),
+            spelling,
+        })
+    }
+
+    /// Decrypt with an unauthenticated AES mode.
+    pub(super) fn block_decrypt(
+        &self,
+        env: &mut Env<'_>,
+        o: &ManagedObject,
+        mode: Mode,
+        nonce: Option<&[u8]>,
+        tag_or_aad: bool,
+        data: &[u8],
+    ) -> KResult<Response> {
+        self.usable(o, env.now, usage::DECRYPT)?;
+        if tag_or_aad {
+            return Err(NO_AEAD_FIELDS);
+        }
+        let key = o.material.as_ref().ok_or(DESTROYED)?;
+        let iv = nonce.unwrap_or(&[]);
+        if iv.is_empty() && mode.iv_len() != 0 {
+            return Err(kerr(
+                ResultReason::MissingData,
+                "CBC and CTR decryption need the IVCounterNonce",
+            ));
+        }
+        let pt = modes::decrypt(mode, key, iv, data).map_err(block_error)?;
+        Ok(Response::Decrypt {
+            uid: o.uid.clone(),
+            data: pt.to_vec(),
+        })
+    }
+}
