@@ -317,6 +317,7 @@ fn changed_command_line_changes_the_measurement() {
         vcpu_type: &m.vcpu_type,
         guest_policy: m.guest_policy_u64().expect("policy"),
         guest_features: m.guest_features_u64().expect("features"),
+        tdx_firmware: None,
     })
     .expect("compute");
     assert_eq!(measured, expected.snp.launch_digest);
@@ -349,7 +350,7 @@ fn malformed_command_line_stops_the_boot() {
 fn vc_handler_emulates_real_instructions_and_refuses_nesting() {
     let imgs = images();
     let _vm = vm_lock();
-    let cmdline = format!("{DEFAULT_CMDLINE} ckms.test=vc");
+    let cmdline = format!("{DEV_CMDLINE} ckms.test=vc");
     let mut vm = Vm::start(&run_options(&imgs.a, Some(cmdline))).unwrap_or_else(|e| panic!("{e}"));
     let line = vm
         .wait_for_line("the vc self-test", BOOT_TIMEOUT, |l| {
