@@ -59,27 +59,10 @@ impl Tool {
                 prefix: vec!["-m".into(), "sevsnpmeasure.cli".into()],
             };
         }
-        let venv = tmp.join("venv");
-        let ok = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "cannot create a Python venv for sev-snp-measure (set SEV_SNP_MEASURE to an installed tool)"
-        );
-        let out = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("sev-snp-measure=={TOOL_VERSION}"))
-            .output()
-            .expect("run pip");
-        assert!(
-            out.status.success(),
-            "pip install sev-snp-measure=={TOOL_VERSION} failed (is PyPI reachable? or set SEV_SNP_MEASURE):\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let venv = testkit::pip_venv(
+            tmp,
+            &format!("sev-snp-measure=={TOOL_VERSION}"),
+            "set SEV_SNP_MEASURE to an installed tool",
         );
         Tool {
             program: venv.join("bin/sev-snp-measure"),

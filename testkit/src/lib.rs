@@ -1,6 +1,7 @@
 //! Dev-only helpers shared by the workspace's integration tests: a real `redis-server`
 //! ([`RedisServer`]), deterministic randomness ([`TestRng`]), a throw-away PKI ([`Pki`]), and child
-//! processes killed by PID on drop ([`ChildGuard`], [`SnpEmu`], [`wait_line`]).
+//! processes killed by PID on drop ([`ChildGuard`], [`SnpEmu`], [`wait_line`]), and a PyPI tool in a Python
+//! venv ([`pip_venv`]).
 //!
 //! Used only as a dev-dependency: production crates never depend on this crate. Everything here
 //! panics with a clear message instead of returning errors, which is what a test wants.
@@ -11,6 +12,6 @@ mod redis;
 mod rng;
 
 pub use pki::{Cert, CertFiles, Pki};
-pub use process::{ChildGuard, SnpEmu, drain_lines, free_port, wait_line, workspace_bin};
+pub use process::{ChildGuard, SnpEmu, drain_lines, free_port, pip_venv, wait_line, workspace_bin};
 pub use redis::{RedisBuilder, RedisServer};
 pub use rng::TestRng;

@@ -145,3 +145,36 @@ impl SnpEmu {
         }
     }
 }
+
+/// A Python venv under `dir` with `requirement` (e.g. `pykmip==0.11.0`) installed from PyPI; returns
+/// the venv's directory (`bin/python`, `bin/<tool>`). Panics naming `override_hint` (how to use an
+/// installed copy instead) when the venv or the install fails.
+pub fn pip_venv(dir: &Path, requirement: &str, override_hint: &str) -> PathBuf {
+    let venv = dir.join("venv");
+    let ok = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "cannot create a Python venv for {requirement} ({override_hint})"
+    );
+    let out = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            requirement,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("run pip: {e}"));
+    assert!(
+        out.status.success(),
+        "pip install {requirement} failed (is PyPI reachable? or {override_hint}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    venv
+}

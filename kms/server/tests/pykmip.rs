@@ -30,27 +30,10 @@ fn python_with_pykmip(tmp: &Path) -> PathBuf {
     if imports(Path::new("python3")) {
         return PathBuf::from("python3");
     }
-    let venv = tmp.join("venv");
-    let ok = Command::new("python3")
-        .arg("-m")
-        .arg("venv")
-        .arg(&venv)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "cannot create a Python venv for PyKMIP (set PYKMIP_PYTHON to a Python that imports kmip)"
-    );
-    let out = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check"])
-        .arg(format!("pykmip=={PYKMIP_VERSION}"))
-        .output()
-        .expect("run pip");
-    assert!(
-        out.status.success(),
-        "pip install pykmip=={PYKMIP_VERSION} failed (is PyPI reachable? or set PYKMIP_PYTHON):\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let venv = testkit::pip_venv(
+        tmp,
+        &format!("pykmip=={PYKMIP_VERSION}"),
+        "set PYKMIP_PYTHON to a Python that imports kmip",
     );
     let python = venv.join("bin/python");
     assert!(imports(&python), "PyKMIP installed but not importable");
