@@ -151,11 +151,18 @@ pub fn memory(info: &BootInfo) {
     }
 }
 
-/// The loopback-GHCB test build: establishes the GHCB session with the stub and moves the DMA
-/// pool onto it.
+/// The loopback-GHCB test build: the stub plays the SNP launch (VMPCK0 from `snp-emu` into a
+/// secrets page, a CC blob naming it), then the kernel establishes the GHCB session with the
+/// stub and moves the DMA pool onto it.
 #[cfg(feature = "loopback-ghcb")]
 pub fn loopback_ghcb() {
     println!("ckms: {}", crate::loopback::MARKER);
+    match crate::loopback::launch() {
+        Ok(blob) => log::info!(
+            "loopback-ghcb: launch played: secrets page with snp-emu's VMPCK0, CC blob at {blob:#x}"
+        ),
+        Err(e) => refuse(format_args!("{e}")),
+    }
     match platform::ghcb::establish() {
         Ok((version, cbit)) => log::info!(
             "platform: snp backend over the loopback GHCB: protocol v{version}, C-bit {cbit} \
@@ -192,8 +199,12 @@ pub fn clocks() {
 }
 
 /// Selects the attestation backend (the hardware was checked by [`early_platform`]).
-pub fn platform(cfg: &BootConfig) -> PlatformKind {
-    let kind = match platform::select(cfg.attestation) {
+pub fn platform(cfg: &BootConfig, info: &BootInfo) -> PlatformKind {
+    let cc_blob = info.snp_cc_blob;
+    // The loopback stub published the CC blob OVMF would (TCG's OVMF has none).
+    #[cfg(feature = "loopback-ghcb")]
+    let cc_blob = crate::loopback::cc_blob().or(cc_blob);
+    let kind = match platform::select(cfg.attestation, cc_blob) {
         Ok(kind) => kind,
         Err(e) => refuse(format_args!("{e}")),
     };

@@ -291,3 +291,21 @@ pub fn use_ghcb() -> Result<(), DmaError> {
         Ok(())
     })
 }
+
+/// Runs `f` on the pool and the GHCB session together (the guest-request driver allocates its
+/// pages from the pool and bounces through the session). Only once [`use_ghcb`] ran; lock
+/// order: the pool, then the session (as every pool conversion takes them).
+#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+pub fn with_ghcb_pool<R>(
+    f: impl FnOnce(
+        &mut SharedPool,
+        &mut sev_guest::GhcbSession<crate::platform::ghcb::KernelVmgexit>,
+    ) -> R,
+) -> Result<R, DmaError> {
+    with(|d| {
+        if !matches!(d.backend, Backend::Ghcb) {
+            return Err(DmaError::Pool(no_session()));
+        }
+        crate::platform::ghcb::with(|s| f(&mut d.pool, s)).ok_or(DmaError::Pool(no_session()))
+    })
+}
