@@ -157,19 +157,30 @@ pub fn memory(info: &BootInfo) {
 #[cfg(feature = "loopback-ghcb")]
 pub fn loopback_ghcb() {
     println!("ckms: {}", crate::loopback::MARKER);
-    match crate::loopback::launch() {
-        Ok(blob) => log::info!(
-            "loopback-ghcb: launch played: secrets page with snp-emu's VMPCK0, CC blob at {blob:#x}"
-        ),
+    let blob = match crate::loopback::launch() {
+        Ok(blob) => {
+            log::info!(
+                "loopback-ghcb: launch played: secrets page with snp-emu's VMPCK0, CPUID page \
+                 from the cpuid instruction, CC blob at {blob:#x}"
+            );
+            blob
+        }
         Err(e) => refuse(format_args!("{e}")),
-    }
-    match platform::ghcb::establish() {
-        Ok((version, cbit)) => log::info!(
-            "platform: snp backend over the loopback GHCB: protocol v{version}, C-bit {cbit} \
-             (not set in the page tables: TCG has no memory encryption); port I/O, MSRs and \
-             page-state changes are GHCB calls from here on"
-        ),
+    };
+    let hv_cbit = match platform::ghcb::establish() {
+        Ok((version, cbit)) => {
+            log::info!(
+                "platform: snp backend over the loopback GHCB: protocol v{version}, C-bit {cbit} \
+                 (not set in the page tables: TCG has no memory encryption); port I/O, MSRs and \
+                 page-state changes are GHCB calls from here on"
+            );
+            cbit
+        }
         Err(e) => refuse(format_args!("{e}")),
+    };
+    if let Err(e) = platform::snp::install_cpuid_page(Some(blob), hv_cbit) {
+        println!("ckms: boot stopped: {e}");
+        platform::ghcb::terminate(e.terminate_reason());
     }
     if let Err(e) = dma::use_ghcb() {
         refuse(format_args!("{e}"));

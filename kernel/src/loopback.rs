@@ -126,11 +126,71 @@ fn leak_page() -> Result<*mut u8, LaunchError> {
     }
 }
 
+/// The C-bit position the stub's "hypervisor" reports (SEV information) and its CPUID page
+/// holds (CPUID 0x8000_001F EBX\[5:0\]), as on EPYC Milan/Genoa.
+pub const CBIT: u8 = 51;
+
+/// The CPUID page as the hypervisor fills it and the PSP checks it (56860 §8.17.2): the real
+/// `cpuid` instruction's answers for the basic leaves up to 0x1F and the extended leaves up to
+/// 0x8000_0021 (sub-leaf 0; leaf 7 also its other sub-leaves), leaves answering all zeros
+/// left out, at most 64 entries; 0x8000_001F as an SNP host advertises it (SEV, SEV-ES, SNP;
+/// C-bit [`CBIT`]), which TCG does not.
+fn fill_cpuid_page() -> [u8; 4096] {
+    use sev_guest::cpuid::{CpuidFunction, CpuidPageBuilder, CpuidResult};
+    let mut b = CpuidPageBuilder::new();
+    let mut push = |leaf: u32, sub: u32, r: arch::Cpuid| {
+        if r.eax | r.ebx | r.ecx | r.edx == 0 {
+            return true;
+        }
+        let out = CpuidResult {
+            eax: r.eax,
+            ebx: r.ebx,
+            ecx: r.ecx,
+            edx: r.edx,
+        };
+        b.push(CpuidFunction::new(leaf, sub, 0, 0, out)).is_ok()
+    };
+    let max_ext = arch::cpuid_instruction(0x8000_0000, 0).eax;
+    let mut full = false;
+    for leaf in 0x8000_0000..=max_ext.clamp(0x8000_001F, 0x8000_0021) {
+        let r = match leaf {
+            0x8000_0000 => arch::Cpuid {
+                eax: max_ext.max(0x8000_001F),
+                ..arch::cpuid_instruction(leaf, 0)
+            },
+            // EAX: SEV (bit 1), SEV-ES (3), SNP (4); EBX[5:0] the C-bit, [11:6] no
+            // physical-address reduction. APM vol. 3, CPUID Fn8000_001F.
+            0x8000_001F => arch::Cpuid {
+                eax: (1 << 1) | (1 << 3) | (1 << 4),
+                ebx: u32::from(CBIT),
+                ecx: 1,
+                edx: 1,
+            },
+            _ => arch::cpuid_instruction(leaf, 0),
+        };
+        full |= !push(leaf, 0, r);
+    }
+    let max_basic = arch::cpuid_instruction(0, 0).eax.min(0x1F);
+    for leaf in 0..=max_basic {
+        let r = arch::cpuid_instruction(leaf, 0);
+        full |= !push(leaf, 0, r);
+        if leaf == 7 {
+            for sub in 1..=r.eax.min(2) {
+                full |= !push(7, sub, arch::cpuid_instruction(7, sub));
+            }
+        }
+    }
+    if full {
+        raw_print("ckms: loopback-ghcb: CPUID page full (64 entries); later leaves left out\n");
+    }
+    b.to_bytes()
+}
+
 /// Plays the PSP's and OVMF's part of an SNP launch: VMPCK0 from `snp-emu` into a secrets
 /// page (56860 Table 73: `VERSION` 3, `VMPCK0` at 20h), the certificate table kept for
-/// extended guest requests, and a CC blob (`"AMDE"`, version 1, the secrets page; no CPUID
-/// page yet: `CPUID_PHYS` names an all-zero page) published for [`cc_blob`]. Returns the
-/// blob's address. Runs before the GHCB session (raw COM2).
+/// extended guest requests, the CPUID page ([`fill_cpuid_page`]) and a CC blob (`"AMDE"`,
+/// version 1, naming both pages) published for [`cc_blob`]. Returns the blob's address. Runs
+/// before the GHCB session (raw COM2).
 pub fn launch() -> Result<u64, LaunchError> {
     if CC_BLOB.is_completed() {
         return Err(LaunchError::Twice);
@@ -147,8 +207,9 @@ pub fn launch() -> Result<u64, LaunchError> {
     let secrets_page = leak_page()?;
     let cpuid_page = leak_page()?;
     let blob = leak_page()?;
+    let cpuid = fill_cpuid_page();
     // SAFETY: three fresh, distinct, zeroed 4 KiB heap pages this function owns; every write
-    // is inside its page (VMPCK0 ends at 40h; the blob is 40 bytes).
+    // is inside its page (VMPCK0 ends at 40h; the CPUID page is 4096 bytes; the blob 40).
     unsafe {
         secrets_page.cast::<u32>().write(3); // VERSION
         core::ptr::copy_nonoverlapping(
@@ -156,6 +217,7 @@ pub fn launch() -> Result<u64, LaunchError> {
             secrets_page.add(secrets::VMPCK0),
             secrets::VMPCK_LEN,
         );
+        core::ptr::copy_nonoverlapping(cpuid.as_ptr(), cpuid_page, cpuid.len());
         blob.cast::<u32>().write(CC_BLOB_MAGIC);
         blob.add(0x04).cast::<u16>().write(1); // VERSION
         blob.add(0x08).cast::<u64>().write(secrets_page as u64);
@@ -290,7 +352,7 @@ impl State {
             msr::info::SEV_INFO_REQ => SevInfo {
                 max_version: 2,
                 min_version: 1,
-                cbit: 51,
+                cbit: CBIT,
             }
             .emit(),
             msr::info::HV_FEATURES_REQ => HvFeatures(HvFeatures::SNP).emit(),

@@ -204,6 +204,20 @@ fn fatal(s: &mut GhcbSession<KernelVmgexit>, e: sev_guest::Error) -> ! {
     arch::halt_forever()
 }
 
+/// Terminates through the session's GHCB MSR protocol request (or, without a session, the
+/// early detection's; else the usual stop).
+pub fn terminate(reason: sev_guest::msr::TerminateReason) -> ! {
+    arch::disable_interrupts();
+    if let Some(mut s) = SESSION.get().and_then(|s| s.try_lock()) {
+        s.terminate(reason);
+        arch::halt_forever()
+    }
+    if let Some(g) = crate::platform::ghcb_msr() {
+        crate::platform::snp::terminate(g, reason)
+    }
+    arch::stop(arch::ExitCode::Fault)
+}
+
 /// `OUT` through the GHCB; `false` when no session is established (do the instruction).
 pub fn io_out(port: u16, size: IoSize, value: u32) -> bool {
     with(|s| {
