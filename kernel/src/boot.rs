@@ -120,7 +120,16 @@ pub fn memory(info: &BootInfo) {
         "image: {image:x?}; {} KiB allocated before exit (stacks, boot info, map)",
         info.loader_allocations / 1024
     );
-    if let Err(e) = arch::paging::init(limit, &image) {
+    let mask = match platform::snp::encryption_mask() {
+        Ok(m) => m,
+        Err(e) => refuse(format_args!("page tables: {e}")),
+    };
+    log::info!(
+        "paging: encryption mask {:#x} (RAM and tables C=1; GHCB page, shared pool pages and \
+         device BARs C=0)",
+        mask.bits()
+    );
+    if let Err(e) = arch::paging::init(limit, &image, mask) {
         refuse(format_args!("page tables: {e}"));
     }
     // Guard pages: page 0 (null dereferences fault) and the page below every stack
@@ -178,9 +187,17 @@ pub fn loopback_ghcb() {
         }
         Err(e) => refuse(format_args!("{e}")),
     };
-    if let Err(e) = platform::snp::install_cpuid_page(Some(blob), hv_cbit) {
-        println!("ckms: boot stopped: {e}");
-        platform::ghcb::terminate(e.terminate_reason());
+    match platform::snp::install_cpuid_page(Some(blob), hv_cbit) {
+        Ok(cbit) => println!(
+            "ckms: loopback-ghcb: C-bit {cbit} from the CPUID page; page-table encryption mask \
+             {:#x}: TCG encrypts nothing (SEV_STATUS 0) and its physical-address width makes bit \
+             {cbit} reserved, so the same page-table code runs with mask 0",
+            arch::paging::encryption_mask().bits()
+        ),
+        Err(e) => {
+            println!("ckms: boot stopped: {e}");
+            platform::ghcb::terminate(e.terminate_reason());
+        }
     }
     if let Err(e) = dma::use_ghcb() {
         refuse(format_args!("{e}"));

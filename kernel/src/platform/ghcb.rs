@@ -132,6 +132,8 @@ pub enum GhcbSetupError {
     NoMemory,
     /// The protocol could not be established.
     Establish(EstablishError),
+    /// The GHCB page could not be mapped C=0.
+    Paging(arch::paging::PagingError),
 }
 
 impl fmt::Display for GhcbSetupError {
@@ -140,6 +142,7 @@ impl fmt::Display for GhcbSetupError {
             Self::AlreadyEstablished => f.write_str("GHCB session established twice"),
             Self::NoMemory => f.write_str("GHCB: no memory for the GHCB page or no shared pool"),
             Self::Establish(e) => e.fmt(f),
+            Self::Paging(e) => write!(f, "GHCB page: {e}"),
         }
     }
 }
@@ -165,6 +168,8 @@ pub fn establish() -> Result<(u16, u8), GhcbSetupError> {
         pool_len,
     };
     let session = GhcbSession::establish(hv).map_err(GhcbSetupError::Establish)?;
+    // Made shared and registered: the kernel reaches it through C=0 from now on.
+    arch::paging::set_encrypted(page as u64, false).map_err(GhcbSetupError::Paging)?;
     let answer = (session.version(), session.cbit());
     SESSION.call_once(|| spin::Mutex::new(session));
     Ok(answer)

@@ -198,6 +198,11 @@ pub fn record_hardware(hw: Hardware) {
     HARDWARE.call_once(|| hw);
 }
 
+/// What [`detect_hardware`] found, once recorded.
+pub fn hardware() -> Option<Hardware> {
+    HARDWARE.get().copied()
+}
+
 /// The GHCB MSR protocol, when SEV-ES/SNP was detected: fatal paths terminate through it.
 pub fn ghcb_msr() -> Option<snp::GhcbMsr> {
     match HARDWARE.get()? {

@@ -20,6 +20,7 @@ use sev_guest::msr::{
     self, KmsReason, MSR_SEV_STATUS, SEV_STATUS_SEV, SEV_STATUS_SEV_ES, SEV_STATUS_SNP,
     TerminateReason,
 };
+use sev_guest::pte::{EncryptionMask, MaskError};
 
 use crate::arch::{self, cpuid, rdmsr_instruction};
 
@@ -167,6 +168,18 @@ pub fn install_cpuid_page(cc_blob_gpa: Option<u64>, hv_cbit: u8) -> Result<u8, C
     CPUID_PAGE.call_once(|| cpuid);
     log::info!("snp: CPUID from the CPUID page ({entries} entries) from now on, C-bit {cbit}");
     Ok(cbit)
+}
+
+/// The page-table encryption mask (`sev_guest::pte`): the CPUID page's C-bit when
+/// `SEV_STATUS` (as detected at boot) says memory encryption is active, else none (TCG, the
+/// loopback-GHCB build included).
+pub fn encryption_mask() -> Result<EncryptionMask, MaskError> {
+    let status = match super::hardware() {
+        Some(super::Hardware::Snp { status, .. }) => status,
+        _ => 0,
+    };
+    let cbit = CPUID_PAGE.get().and_then(|c| c.cbit().ok());
+    EncryptionMask::for_platform(status, cbit)
 }
 
 /// CPUID from the installed page; `None` when no page is installed.
