@@ -120,7 +120,16 @@ pub fn memory(info: &BootInfo) {
         "image: {image:x?}; {} KiB allocated before exit (stacks, boot info, map)",
         info.loader_allocations / 1024
     );
-    if let Err(e) = arch::paging::init(limit, &image) {
+    let mask = match platform::snp::encryption_mask() {
+        Ok(m) => m,
+        Err(e) => refuse(format_args!("page tables: {e}")),
+    };
+    log::info!(
+        "paging: encryption mask {:#x} (RAM and tables C=1; GHCB page, shared pool pages and \
+         device BARs C=0)",
+        mask.bits()
+    );
+    if let Err(e) = arch::paging::init(limit, &image, mask) {
         refuse(format_args!("page tables: {e}"));
     }
     // Guard pages: page 0 (null dereferences fault) and the page below every stack
@@ -151,18 +160,44 @@ pub fn memory(info: &BootInfo) {
     }
 }
 
-/// The loopback-GHCB test build: establishes the GHCB session with the stub and moves the DMA
-/// pool onto it.
+/// The loopback-GHCB test build: the stub plays the SNP launch (VMPCK0 from `snp-emu` into a
+/// secrets page, a CC blob naming it), then the kernel establishes the GHCB session with the
+/// stub and moves the DMA pool onto it.
 #[cfg(feature = "loopback-ghcb")]
 pub fn loopback_ghcb() {
     println!("ckms: {}", crate::loopback::MARKER);
-    match platform::ghcb::establish() {
-        Ok((version, cbit)) => log::info!(
-            "platform: snp backend over the loopback GHCB: protocol v{version}, C-bit {cbit} \
-             (not set in the page tables: TCG has no memory encryption); port I/O, MSRs and \
-             page-state changes are GHCB calls from here on"
-        ),
+    let blob = match crate::loopback::launch() {
+        Ok(blob) => {
+            log::info!(
+                "loopback-ghcb: launch played: secrets page with snp-emu's VMPCK0, CPUID page \
+                 from the cpuid instruction, CC blob at {blob:#x}"
+            );
+            blob
+        }
         Err(e) => refuse(format_args!("{e}")),
+    };
+    let hv_cbit = match platform::ghcb::establish() {
+        Ok((version, cbit)) => {
+            log::info!(
+                "platform: snp backend over the loopback GHCB: protocol v{version}, C-bit {cbit} \
+                 (not set in the page tables: TCG has no memory encryption); port I/O, MSRs and \
+                 page-state changes are GHCB calls from here on"
+            );
+            cbit
+        }
+        Err(e) => refuse(format_args!("{e}")),
+    };
+    match platform::snp::install_cpuid_page(Some(blob), hv_cbit) {
+        Ok(cbit) => println!(
+            "ckms: loopback-ghcb: C-bit {cbit} from the CPUID page; page-table encryption mask \
+             {:#x}: TCG encrypts nothing (SEV_STATUS 0) and its physical-address width makes bit \
+             {cbit} reserved, so the same page-table code runs with mask 0",
+            arch::paging::encryption_mask().bits()
+        ),
+        Err(e) => {
+            println!("ckms: boot stopped: {e}");
+            platform::ghcb::terminate(e.terminate_reason());
+        }
     }
     if let Err(e) = dma::use_ghcb() {
         refuse(format_args!("{e}"));
@@ -192,8 +227,12 @@ pub fn clocks() {
 }
 
 /// Selects the attestation backend (the hardware was checked by [`early_platform`]).
-pub fn platform(cfg: &BootConfig) -> PlatformKind {
-    let kind = match platform::select(cfg.attestation) {
+pub fn platform(cfg: &BootConfig, info: &BootInfo) -> PlatformKind {
+    let cc_blob = info.snp_cc_blob;
+    // The loopback stub published the CC blob OVMF would (TCG's OVMF has none).
+    #[cfg(feature = "loopback-ghcb")]
+    let cc_blob = crate::loopback::cc_blob().or(cc_blob);
+    let kind = match platform::select(cfg.attestation, cc_blob) {
         Ok(kind) => kind,
         Err(e) => refuse(format_args!("{e}")),
     };

@@ -14,41 +14,67 @@ const COM1: u16 = 0x3f8;
 #[derive(Clone, Copy)]
 pub struct Uart {
     base: u16,
+    /// Port I/O with the instructions even when a GHCB session exists (the loopback stub's
+    /// own transport to `snp-emu`, used from inside an exit).
+    raw: bool,
 }
 
 impl Uart {
     /// The UART at `base`. Nothing is touched until [`Uart::init`].
     pub const fn new(base: u16) -> Self {
-        Self { base }
+        Self { base, raw: false }
+    }
+
+    /// The UART at `base`, driven with the port instructions, never through the platform HAL:
+    /// for the loopback-GHCB stub, which plays the host and runs inside an exit.
+    #[cfg(feature = "loopback-ghcb")]
+    pub const fn raw(base: u16) -> Self {
+        Self { base, raw: true }
+    }
+
+    fn outb(&self, port: u16, value: u8) {
+        if self.raw {
+            port::raw_outb(port, value)
+        } else {
+            port::outb(port, value)
+        }
+    }
+
+    fn inb(&self, port: u16) -> u8 {
+        if self.raw {
+            port::raw_inb(port)
+        } else {
+            port::inb(port)
+        }
     }
 
     /// 115200 8N1, FIFOs on, interrupts off.
     pub fn init(&self) {
         let b = self.base;
-        port::outb(b + 1, 0x00); // IER: no interrupts
-        port::outb(b + 3, 0x80); // LCR: DLAB
-        port::outb(b, 0x01); // divisor 1 = 115200
-        port::outb(b + 1, 0x00);
-        port::outb(b + 3, 0x03); // 8N1
-        port::outb(b + 2, 0xc7); // FIFO on, cleared, 14-byte threshold
-        port::outb(b + 4, 0x03); // DTR | RTS
+        self.outb(b + 1, 0x00); // IER: no interrupts
+        self.outb(b + 3, 0x80); // LCR: DLAB
+        self.outb(b, 0x01); // divisor 1 = 115200
+        self.outb(b + 1, 0x00);
+        self.outb(b + 3, 0x03); // 8N1
+        self.outb(b + 2, 0xc7); // FIFO on, cleared, 14-byte threshold
+        self.outb(b + 4, 0x03); // DTR | RTS
     }
 
     /// Writes one byte, waiting for the transmit holding register.
     pub fn write_byte(&self, byte: u8) {
         let mut spins = 0u32;
-        while port::inb(self.base + 5) & 0x20 == 0 && spins < 1_000_000 {
+        while self.inb(self.base + 5) & 0x20 == 0 && spins < 1_000_000 {
             spins += 1;
             core::hint::spin_loop();
         }
-        port::outb(self.base, byte);
+        self.outb(self.base, byte);
     }
 
     /// Reads one byte if one is waiting.
     #[cfg(feature = "emulated-attestation")]
     pub fn try_read_byte(&self) -> Option<u8> {
-        if port::inb(self.base + 5) & 0x01 != 0 {
-            Some(port::inb(self.base))
+        if self.inb(self.base + 5) & 0x01 != 0 {
+            Some(self.inb(self.base))
         } else {
             None
         }

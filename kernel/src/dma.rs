@@ -124,20 +124,34 @@ fn no_session() -> sev_guest::Error {
     sev_guest::Error::InvalidArgument("no GHCB session")
 }
 
+/// Maps `gpas` private (C=1) or shared (C=0) in the page tables.
+fn remap(gpas: &[u64], private: bool) -> Result<(), sev_guest::Error> {
+    for &gpa in gpas {
+        crate::arch::paging::set_encrypted(gpa, private)
+            .map_err(|_| sev_guest::Error::InvalidArgument("page-table C-bit update"))?;
+    }
+    Ok(())
+}
+
 impl PoolBackend for Backend {
     fn make_shared(&mut self, gpas: &[u64]) -> Result<(), sev_guest::Error> {
         match self {
             Self::Plain(p) => p.make_shared(gpas),
+            // PVALIDATE rescind + page-state change, then C=0 (Linux's order).
             Self::Ghcb => crate::platform::ghcb::with(|s| s.make_shared(gpas))
-                .unwrap_or_else(|| Err(no_session())),
+                .unwrap_or_else(|| Err(no_session()))
+                .and_then(|()| remap(gpas, false)),
         }
     }
 
     fn make_private(&mut self, gpas: &[u64]) -> Result<(), sev_guest::Error> {
         match self {
             Self::Plain(p) => p.make_private(gpas),
-            Self::Ghcb => crate::platform::ghcb::with(|s| s.make_private(gpas))
-                .unwrap_or_else(|| Err(no_session())),
+            // C=1 first, then page-state change + PVALIDATE.
+            Self::Ghcb => remap(gpas, true).and_then(|()| {
+                crate::platform::ghcb::with(|s| s.make_private(gpas))
+                    .unwrap_or_else(|| Err(no_session()))
+            }),
         }
     }
 
@@ -289,5 +303,23 @@ pub fn use_ghcb() -> Result<(), DmaError> {
         }
         d.backend = Backend::Ghcb;
         Ok(())
+    })
+}
+
+/// Runs `f` on the pool and the GHCB session together (the guest-request driver allocates its
+/// pages from the pool and bounces through the session). Only once [`use_ghcb`] ran; lock
+/// order: the pool, then the session (as every pool conversion takes them).
+#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+pub fn with_ghcb_pool<R>(
+    f: impl FnOnce(
+        &mut SharedPool,
+        &mut sev_guest::GhcbSession<crate::platform::ghcb::KernelVmgexit>,
+    ) -> R,
+) -> Result<R, DmaError> {
+    with(|d| {
+        if !matches!(d.backend, Backend::Ghcb) {
+            return Err(DmaError::Pool(no_session()));
+        }
+        crate::platform::ghcb::with(|s| f(&mut d.pool, s)).ok_or(DmaError::Pool(no_session()))
     })
 }

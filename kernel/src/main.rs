@@ -108,7 +108,7 @@ extern "C" fn kernel_main(info: usize) -> ! {
     //    APIC timer for idle wake-ups.
     boot::clocks();
     // 6. Platform: the attestation backend the command line asks for.
-    let platform = boot::platform(&cfg);
+    let platform = boot::platform(&cfg, info);
     // 7. Entropy: refuse to run without a hardware source.
     boot::entropy();
     // 8. Devices: PCI scan, the virtio-net NIC, then the network stack with an address.

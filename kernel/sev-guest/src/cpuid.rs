@@ -16,7 +16,7 @@ use core::fmt;
 use core::mem::{offset_of, size_of};
 
 use zerocopy::little_endian::{U32, U64};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// Most entries a CPUID page holds.
 pub const MAX_ENTRIES: usize = 64;
@@ -121,6 +121,77 @@ pub struct CpuidResult {
     pub ecx: u32,
     /// EDX.
     pub edx: u32,
+}
+
+impl CpuidFunction {
+    /// An entry: `leaf`.`subleaf` answers `out`; `xcr0`/`xss` are the inputs it was computed
+    /// for (they matter only for leaf 0xD sub-leaves 0 and 1, zero elsewhere).
+    pub fn new(leaf: u32, subleaf: u32, xcr0: u64, xss: u64, out: CpuidResult) -> Self {
+        Self {
+            eax_in: leaf.into(),
+            ecx_in: subleaf.into(),
+            xcr0_in: xcr0.into(),
+            xss_in: xss.into(),
+            eax: out.eax.into(),
+            ebx: out.ebx.into(),
+            ecx: out.ecx.into(),
+            edx: out.edx.into(),
+            _reserved_0: 0.into(),
+        }
+    }
+}
+
+/// Builds a CPUID page as the hypervisor fills it before `SNP_LAUNCH_UPDATE` (56860 §8.17.2,
+/// page type CPUID), which the PSP then checks against the CPU. The loopback-GHCB stub uses it
+/// to play that launch; [`Cpuid::parse`] reads what it builds.
+#[derive(Clone)]
+pub struct CpuidPageBuilder {
+    page: CpuidPage,
+}
+
+impl Default for CpuidPageBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuidPageBuilder {
+    /// An empty page (`COUNT` 0).
+    pub fn new() -> Self {
+        Self {
+            page: CpuidPage::new_zeroed(),
+        }
+    }
+
+    /// Entries so far.
+    pub fn len(&self) -> usize {
+        self.page.count.get() as usize
+    }
+
+    /// No entries yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends an entry; `BadCount` once the page holds [`MAX_ENTRIES`].
+    pub fn push(&mut self, f: CpuidFunction) -> Result<(), CpuidError> {
+        let n = self.len();
+        let slot = self
+            .page
+            .functions
+            .get_mut(n)
+            .ok_or(CpuidError::BadCount(n as u32 + 1))?;
+        *slot = f;
+        self.page.count = (n as u32 + 1).into();
+        Ok(())
+    }
+
+    /// The 4 KiB page.
+    pub fn to_bytes(&self) -> [u8; 4096] {
+        let mut out = [0u8; 4096];
+        out[..size_of::<CpuidPage>()].copy_from_slice(self.page.as_bytes());
+        out
+    }
 }
 
 /// Leaves whose output depends on ECX (Intel SDM / AMD APM CPUID chapters; the same list
@@ -286,6 +357,57 @@ pub(crate) mod tests {
             })
         );
         assert_eq!(c.cbit(), Ok(51));
+    }
+
+    #[test]
+    fn builder_round_trip() {
+        let r = |eax| CpuidResult {
+            eax,
+            ebx: eax + 1,
+            ecx: eax + 2,
+            edx: eax + 3,
+        };
+        let mut b = CpuidPageBuilder::new();
+        assert!(b.is_empty());
+        b.push(CpuidFunction::new(0, 0, 0, 0, r(0x10))).unwrap();
+        b.push(CpuidFunction::new(7, 1, 0, 0, r(0x70))).unwrap();
+        b.push(CpuidFunction::new(0xD, 0, 0x7, 0, r(0xD0))).unwrap();
+        b.push(CpuidFunction::new(0x8000_001F, 0, 0, 0, r(0x1B)))
+            .unwrap();
+        let bytes = b.to_bytes();
+        // Layout: COUNT at 0, the second entry at 10h + 30h with EAX_IN, ECX_IN, outputs at 18h.
+        assert_eq!(bytes[0], 4);
+        assert_eq!(bytes[0x40..0x48], [7, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(bytes[0x58..0x5C], 0x70u32.to_le_bytes());
+        assert_eq!(bytes[0x70 + 8..0x70 + 16], 7u64.to_le_bytes()); // XCR0_IN of the third
+        let c = Cpuid::parse(&bytes).unwrap();
+        assert_eq!(c.get(7, 1, 0, 0), Ok(r(0x70)));
+        assert_eq!(c.get(0xD, 0, 0x7, 0), Ok(r(0xD0)));
+        assert_eq!(
+            c.get(0xD, 0, 0x1, 0),
+            Err(CpuidError::XsaveMismatch { xcr0: 1 })
+        );
+        assert_eq!(c.cbit(), Ok(0x1C & 0x3F));
+        assert_eq!(
+            c.get(7, 0, 0, 0),
+            Err(CpuidError::LeafAbsent {
+                leaf: 7,
+                subleaf: 0
+            })
+        );
+        // Full at 64 entries: the 65th is refused, the page stays parseable.
+        let mut full = CpuidPageBuilder::new();
+        for leaf in 0..MAX_ENTRIES as u32 {
+            full.push(CpuidFunction::new(leaf, 0, 0, 0, r(leaf)))
+                .unwrap();
+        }
+        assert_eq!(
+            full.push(CpuidFunction::new(0x99, 0, 0, 0, r(0))),
+            Err(CpuidError::BadCount(65))
+        );
+        let c = Cpuid::parse(&full.to_bytes()).unwrap();
+        assert_eq!(c.entries().len(), MAX_ENTRIES);
+        assert_eq!(c.get(63, 0, 0, 0), Ok(r(63)));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`ccblob`]: the Confidential Computing blob (UEFI configuration table) and the secrets page.
 //! - [`session`]: [`GhcbSession`], the exits built on the trait (I/O, MSR, MMIO, page-state
 //!   change, guest request) with their answers checked.
+//! - [`pte`]: the encryption mask (C-bit) in page-table entries: private C=1, shared C=0.
 //! - [`pool`]: the shared pool: the only memory ever made shared, with bounce-buffer access.
 //! - [`greq`]: the guest-request driver over `attest::snp::guest_msg` (sequence numbers,
 //!   BUSY, INVALID_LEN, VMPCK wipe).
@@ -41,6 +42,7 @@ pub mod msr;
 pub mod nae;
 pub mod pool;
 pub mod psc;
+pub mod pte;
 pub mod session;
 pub mod vc;
 

@@ -23,8 +23,25 @@ pub struct Cpuid {
     pub edx: u32,
 }
 
-/// Executes `cpuid` for `leaf`/`subleaf`.
+/// CPUID for `leaf`/`subleaf` through the platform HAL: from the SNP CPUID page once one is
+/// installed ([`crate::platform::snp::install_cpuid_page`]; never from the hypervisor then: a
+/// leaf the page does not hold terminates the guest, reason 0x06), else the instruction.
 pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
+    match crate::platform::snp::page_cpuid(leaf, subleaf) {
+        None => cpuid_instruction(leaf, subleaf),
+        Some(Ok(r)) => Cpuid {
+            eax: r.eax,
+            ebx: r.ebx,
+            ecx: r.ecx,
+            edx: r.edx,
+        },
+        Some(Err(e)) => crate::platform::snp::cpuid_page_fatal(e),
+    }
+}
+
+/// Executes the `cpuid` instruction for `leaf`/`subleaf` (under SEV-ES/SNP it raises #VC:
+/// only the early detection, under the firmware's handlers, and the loopback stub use it).
+pub fn cpuid_instruction(leaf: u32, subleaf: u32) -> Cpuid {
     // `rbx` is reserved by LLVM, so it is saved around the instruction.
     let (eax, ebx, ecx, edx): (u32, u32, u32, u32);
     // SAFETY: `cpuid` only writes the four registers declared here.

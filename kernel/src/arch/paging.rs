@@ -6,9 +6,20 @@
 //! Table pages come from the kernel heap, which is itself identity-mapped (by the firmware's
 //! tables before the switch, by ours after), so a table's virtual address is its physical
 //! address.
+//!
+//! Memory encryption: every entry goes through `sev_guest::pte::EncryptionMask` (host-tested
+//! there): RAM and the tables themselves are mapped private (C=1), device BARs mapped on
+//! demand ([`map_mmio`]) and the pages [`set_encrypted`] makes shared (the GHCB page, the DMA
+//! pool's shared pages) C=0. The mask is the CPUID page's C-bit when `SEV_STATUS` says memory
+//! encryption is active, else zero: under TCG (the loopback-GHCB build included) the same
+//! code runs with mask 0, because TCG encrypts nothing and its physical-address width makes
+//! bit 51 a reserved bit. Not done yet: the low MMIO holes below 4 GiB (LAPIC, IOAPIC, 32-bit
+//! BARs) lie in the private identity map; on SNP hardware they need C=0 too.
 
 use alloc::alloc::{Layout, alloc_zeroed};
 use core::arch::asm;
+
+use sev_guest::pte::{EncryptionMask, MaskError};
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
@@ -16,7 +27,8 @@ const WRITE_THROUGH: u64 = 1 << 3;
 const CACHE_DISABLE: u64 = 1 << 4;
 const HUGE: u64 = 1 << 7;
 const NO_EXECUTE: u64 = 1 << 63;
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// The attribute bits a split 2 MiB page passes to its 4 KiB entries.
+const KEEP: u64 = WRITABLE | WRITE_THROUGH | CACHE_DISABLE | NO_EXECUTE;
 
 const SIZE_2M: u64 = 2 << 20;
 
@@ -27,20 +39,43 @@ pub enum PagingError {
     OutOfMemory,
     /// The range wraps or lies beyond 4-level paging's 256 TiB.
     BadRange,
+    /// An address does not fit an entry with the encryption mask.
+    Mask(MaskError),
 }
 
 impl core::fmt::Display for PagingError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            Self::OutOfMemory => "out of memory for page tables",
-            Self::BadRange => "address range not mappable",
-        })
+        match self {
+            Self::OutOfMemory => f.write_str("out of memory for page tables"),
+            Self::BadRange => f.write_str("address range not mappable"),
+            Self::Mask(e) => e.fmt(f),
+        }
     }
 }
 
 struct Root(u64);
 
 static ROOT: spin::Mutex<Option<Root>> = spin::Mutex::new(None);
+
+/// The encryption mask, fixed by [`init`].
+static MASK: spin::Once<EncryptionMask> = spin::Once::new();
+
+fn mask() -> EncryptionMask {
+    MASK.get().copied().unwrap_or(EncryptionMask::NONE)
+}
+
+/// The encryption mask the page tables use (zero before [`init`]).
+#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+pub fn encryption_mask() -> EncryptionMask {
+    mask()
+}
+
+/// An entry for `phys` with `flags`, private (C=1) or shared (C=0).
+fn entry(phys: u64, flags: u64, private: bool) -> Result<u64, PagingError> {
+    mask()
+        .entry(phys, flags, private)
+        .map_err(PagingError::Mask)
+}
 
 fn new_table() -> Result<*mut u64, PagingError> {
     let layout = Layout::from_size_align(4096, 4096).map_err(|_| PagingError::OutOfMemory)?;
@@ -66,16 +101,24 @@ unsafe fn next(table: *mut u64, index: usize) -> Result<Option<*mut u64>, Paging
         if value & HUGE != 0 {
             return Ok(None); // already covered by a large page
         }
-        return Ok(Some((value & ADDR_MASK) as *mut u64));
+        return Ok(Some(mask().address(value) as *mut u64));
     }
     let t = new_table()?;
+    // Tables live in private heap memory: reached through C=1.
+    let value = self::entry(t as u64, PRESENT | WRITABLE, true)?;
     // SAFETY: as above; the new table is zeroed (all entries not present).
-    unsafe { entry.write_volatile(t as u64 | PRESENT | WRITABLE) };
+    unsafe { entry.write_volatile(value) };
     Ok(Some(t))
 }
 
-/// Identity-maps `[start, end)` rounded out to 2 MiB with `flags`.
-fn map_range(root: u64, start: u64, end: u64, flags: u64) -> Result<(), PagingError> {
+/// Identity-maps `[start, end)` rounded out to 2 MiB with `flags`, private (C=1) or shared.
+fn map_range(
+    root: u64,
+    start: u64,
+    end: u64,
+    flags: u64,
+    private: bool,
+) -> Result<(), PagingError> {
     if end <= start || end > (1 << 47) {
         return Err(PagingError::BadRange);
     }
@@ -91,7 +134,7 @@ fn map_range(root: u64, start: u64, end: u64, flags: u64) -> Result<(), PagingEr
             {
                 let e = pd.add(i2);
                 if e.read_volatile() & PRESENT == 0 {
-                    e.write_volatile(addr | PRESENT | WRITABLE | HUGE | flags);
+                    e.write_volatile(entry(addr, PRESENT | WRITABLE | HUGE | flags, private)?);
                 }
             }
         }
@@ -134,12 +177,39 @@ impl ImageLayout {
     }
 }
 
-/// Sets the 4 KiB mapping of `addr` to `addr | flags`, splitting its 2 MiB page first.
+/// The 4 KiB page table behind directory entry `pde`, splitting a 2 MiB page into 512 4 KiB
+/// entries with the same attributes and encryption first.
 ///
 /// # Safety
-/// `root` must be our root table, and the new permissions must not remove access that
-/// running code relies on.
-unsafe fn set_4k(root: u64, addr: u64, flags: u64) -> Result<(), PagingError> {
+/// `pde` must be a present entry of one of our page directories.
+unsafe fn split(pde: *mut u64) -> Result<*mut u64, PagingError> {
+    // SAFETY: caller contract: a live, aligned entry of our tables.
+    let value = unsafe { pde.read_volatile() };
+    if value & HUGE == 0 {
+        return Ok(mask().address(value) as *mut u64);
+    }
+    let m = mask();
+    let pt = new_table()?;
+    let base = m.address(value) & !(SIZE_2M - 1);
+    let (keep, private) = (value & KEEP, m.is_private(value));
+    for i in 0..512u64 {
+        let e = entry(base + i * 4096, PRESENT | keep, private)?;
+        // SAFETY: `pt` is a fresh 512-entry table of ours; `i < 512`.
+        unsafe { pt.add(i as usize).write_volatile(e) };
+    }
+    // The directory entry grants everything; the table entries restrict. Same frames, same
+    // attributes: nothing changes for running code.
+    let e = entry(pt as u64, PRESENT | WRITABLE, true)?;
+    // SAFETY: caller contract.
+    unsafe { pde.write_volatile(e) };
+    Ok(pt)
+}
+
+/// The 4 KiB entry for `addr` (splitting its 2 MiB page).
+///
+/// # Safety
+/// `root` must be our root table.
+unsafe fn pte_of(root: u64, addr: u64) -> Result<*mut u64, PagingError> {
     let i4 = ((addr >> 39) & 511) as usize;
     let i3 = ((addr >> 30) & 511) as usize;
     let i2 = ((addr >> 21) & 511) as usize;
@@ -153,35 +223,37 @@ unsafe fn set_4k(root: u64, addr: u64, flags: u64) -> Result<(), PagingError> {
             return Err(PagingError::BadRange);
         };
         let pde = pd.add(i2);
-        let value = pde.read_volatile();
-        if value & PRESENT == 0 {
+        if pde.read_volatile() & PRESENT == 0 {
             return Err(PagingError::BadRange);
         }
-        let pt = if value & HUGE != 0 {
-            let pt = new_table()?;
-            let base = value & ADDR_MASK & !(SIZE_2M - 1);
-            let keep = value & (WRITABLE | WRITE_THROUGH | CACHE_DISABLE | NO_EXECUTE);
-            for i in 0..512u64 {
-                pt.add(i as usize)
-                    .write_volatile((base + i * 4096) | PRESENT | keep);
-            }
-            // The directory entry grants everything; the table entries restrict.
-            pde.write_volatile(pt as u64 | PRESENT | WRITABLE);
-            pt
-        } else {
-            (value & ADDR_MASK) as *mut u64
-        };
-        pt.add(i1).write_volatile(addr | flags);
+        Ok(split(pde)?.add(i1))
+    }
+}
+
+/// Sets the 4 KiB mapping of `addr` to `addr | flags` (private), splitting its 2 MiB page first.
+///
+/// # Safety
+/// `root` must be our root table, and the new permissions must not remove access that
+/// running code relies on.
+unsafe fn set_4k(root: u64, addr: u64, flags: u64) -> Result<(), PagingError> {
+    // SAFETY: caller contract.
+    unsafe {
+        let pte = pte_of(root, addr)?;
+        pte.write_volatile(entry(addr, flags, true)?);
     }
     Ok(())
 }
 
 /// Builds the identity map of `[0, limit)` (write-back; the firmware's MTRRs keep MMIO holes
 /// uncached) with W^X: nothing is executable except our `.text`, which is read-only; the
-/// image headers, `.reloc` and `.rodata` are read-only. Then switches CR3 to it.
-pub fn init(limit: u64, image: &ImageLayout) -> Result<(), PagingError> {
+/// image headers, `.reloc` and `.rodata` are read-only. Everything is private (C=1 under
+/// `mask`, which stays fixed from here on). Then switches CR3 to it.
+pub fn init(limit: u64, image: &ImageLayout, mask: EncryptionMask) -> Result<(), PagingError> {
+    if *MASK.call_once(|| mask) != mask {
+        return Err(PagingError::BadRange);
+    }
     let root = new_table()? as u64;
-    map_range(root, 0, limit, NO_EXECUTE)?;
+    map_range(root, 0, limit, NO_EXECUTE, true)?;
     let mut page = image.base;
     while page < image.end {
         let flags = if (image.text_start..image.text_end).contains(&page) {
@@ -230,40 +302,42 @@ pub fn unmap_page(addr: u64) -> Result<(), PagingError> {
     let Some(root) = guard.as_ref() else {
         return Err(PagingError::BadRange);
     };
-    let i4 = ((addr >> 39) & 511) as usize;
-    let i3 = ((addr >> 30) & 511) as usize;
-    let i2 = ((addr >> 21) & 511) as usize;
-    let i1 = ((addr >> 12) & 511) as usize;
     // SAFETY: every table reached from our root is ours. Splitting replaces a 2 MiB mapping
     // by 512 4 KiB mappings of the same frames with the same flags, so nothing but the
     // guard page changes for code running now.
     unsafe {
-        let Some(pdpt) = next(root.0 as *mut u64, i4)? else {
-            return Err(PagingError::BadRange);
-        };
-        let Some(pd) = next(pdpt, i3)? else {
-            return Err(PagingError::BadRange);
-        };
-        let pde = pd.add(i2);
-        let value = pde.read_volatile();
+        pte_of(root.0, addr)?.write_volatile(0);
+        asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags));
+    }
+    Ok(())
+}
+
+/// Maps the 4 KiB page at `addr` private (C=1) or shared (C=0), keeping its other attributes,
+/// and flushes it from the TLB. The caller converts the page itself (PVALIDATE and page-state
+/// change, `sev_guest::pool`): shared pages are mapped C=0 after the conversion, private
+/// pages C=1 before it (the order of Linux's `set_memory_decrypted`/`encrypted`). Without
+/// memory encryption the entry is unchanged but for the 2 MiB split.
+pub fn set_encrypted(addr: u64, private: bool) -> Result<(), PagingError> {
+    if !addr.is_multiple_of(4096) || addr >= (1 << 47) {
+        return Err(PagingError::BadRange);
+    }
+    let guard = ROOT.lock();
+    let Some(root) = guard.as_ref() else {
+        return Err(PagingError::BadRange);
+    };
+    // SAFETY: every table reached from our root is ours; the entry keeps its frame and
+    // attributes and changes only the C-bit of a page the caller owns and has converted (or
+    // is about to), so no other memory changes meaning. `invlpg` flushes that one page.
+    unsafe {
+        let pte = pte_of(root.0, addr)?;
+        let value = pte.read_volatile();
         if value & PRESENT == 0 {
             return Err(PagingError::BadRange);
         }
-        let pt = if value & HUGE != 0 {
-            let pt = new_table()?;
-            let base = value & ADDR_MASK & !(SIZE_2M - 1);
-            let flags = value & (WRITABLE | WRITE_THROUGH | CACHE_DISABLE | NO_EXECUTE);
-            for i in 0..512u64 {
-                pt.add(i as usize)
-                    .write_volatile((base + i * 4096) | PRESENT | flags);
-            }
-            pde.write_volatile(pt as u64 | PRESENT | WRITABLE);
-            pt
-        } else {
-            (value & ADDR_MASK) as *mut u64
-        };
-        pt.add(i1).write_volatile(0);
-        asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags));
+        let m = mask();
+        let flags = value & (PRESENT | KEEP);
+        pte.write_volatile(entry(m.address(value), flags, private)?);
+        asm!("invlpg [{0}]", in(reg) addr, options(nostack, preserves_flags));
     }
     Ok(())
 }
@@ -275,7 +349,8 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<(), PagingError> {
     let Some(root) = guard.as_ref() else {
         return Err(PagingError::BadRange);
     };
-    map_range(root.0, phys, end, WRITE_THROUGH | CACHE_DISABLE)?;
+    // Devices are never encrypted: C=0.
+    map_range(root.0, phys, end, WRITE_THROUGH | CACHE_DISABLE, false)?;
     // New mappings only (never changed ones), but flush anyway to be plain about it.
     // SAFETY: reloading CR3 with the same root only flushes the TLB.
     unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };

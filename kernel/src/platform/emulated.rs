@@ -20,9 +20,13 @@ use super::{Capabilities, DerivedKey, PlatformError, PlatformKind, PlatformOps};
 use crate::console::Uart;
 use crate::time::Instant;
 
-const COM2: u16 = 0x2f8;
+/// COM2, where `snp-emu` listens.
+pub(crate) const COM2: u16 = 0x2f8;
 /// How long one reply may take.
 const REPLY_TIMEOUT_US: u64 = 30 * 1_000_000;
+/// Polls of the UART before giving up while the clock is not calibrated yet (the
+/// loopback-GHCB stub fetches VMPCK0 before the clocks step): tens of seconds under TCG.
+const REPLY_TIMEOUT_POLLS: u64 = 1 << 27;
 
 /// The emulated platform.
 pub struct Emulated {
@@ -32,11 +36,10 @@ pub struct Emulated {
 
 impl Emulated {
     /// Opens COM2 and fetches VMPCK0 from the emulator.
+    #[cfg_attr(feature = "loopback-ghcb", allow(dead_code))]
     pub fn connect() -> Result<Self, PlatformError> {
         let uart = Uart::new(COM2);
-        uart.init();
-        // Drop whatever is waiting (stale bytes from an earlier boot).
-        while uart.try_read_byte().is_some() {}
+        open(&uart);
         let key = call(&uart, Cmd::GetVmpck, &[])?;
         let key: [u8; 32] = key
             .as_slice()
@@ -62,21 +65,35 @@ impl Emulated {
     }
 }
 
-/// One request/reply exchange.
-fn call(uart: &Uart, cmd: Cmd, payload: &[u8]) -> Result<Vec<u8>, PlatformError> {
+/// Initialises the UART and drops whatever is waiting (stale bytes from an earlier boot).
+pub(crate) fn open(uart: &Uart) {
+    uart.init();
+    while uart.try_read_byte().is_some() {}
+}
+
+/// One request/reply exchange (also the loopback-GHCB stub's transport, over a raw UART).
+pub(crate) fn call(uart: &Uart, cmd: Cmd, payload: &[u8]) -> Result<Vec<u8>, PlatformError> {
     let request = snp_emu_proto::emit_frame(snp_emu_proto::REQ_MAGIC, cmd as u8, 0, payload)
         .map_err(|_| PlatformError::Protocol("request too large"))?;
     uart.write_all(&request);
 
     let start = Instant::now();
-    let read = |buf: &mut [u8]| -> Result<(), PlatformError> {
+    let mut polls = 0u64;
+    let mut read = |buf: &mut [u8]| -> Result<(), PlatformError> {
         for b in buf.iter_mut() {
             loop {
                 if let Some(v) = uart.try_read_byte() {
                     *b = v;
                     break;
                 }
-                if Instant::now().micros_since(start) > REPLY_TIMEOUT_US {
+                polls += 1;
+                let now = Instant::now();
+                let timed_out = if now.micros_since_boot() == 0 {
+                    polls > REPLY_TIMEOUT_POLLS
+                } else {
+                    now.micros_since(start) > REPLY_TIMEOUT_US
+                };
+                if timed_out {
                     return Err(PlatformError::Transport("no reply from snp-emu on COM2"));
                 }
                 core::hint::spin_loop();

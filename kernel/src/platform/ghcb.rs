@@ -132,6 +132,8 @@ pub enum GhcbSetupError {
     NoMemory,
     /// The protocol could not be established.
     Establish(EstablishError),
+    /// The GHCB page could not be mapped C=0.
+    Paging(arch::paging::PagingError),
 }
 
 impl fmt::Display for GhcbSetupError {
@@ -140,6 +142,7 @@ impl fmt::Display for GhcbSetupError {
             Self::AlreadyEstablished => f.write_str("GHCB session established twice"),
             Self::NoMemory => f.write_str("GHCB: no memory for the GHCB page or no shared pool"),
             Self::Establish(e) => e.fmt(f),
+            Self::Paging(e) => write!(f, "GHCB page: {e}"),
         }
     }
 }
@@ -165,6 +168,8 @@ pub fn establish() -> Result<(u16, u8), GhcbSetupError> {
         pool_len,
     };
     let session = GhcbSession::establish(hv).map_err(GhcbSetupError::Establish)?;
+    // Made shared and registered: the kernel reaches it through C=0 from now on.
+    arch::paging::set_encrypted(page as u64, false).map_err(GhcbSetupError::Paging)?;
     let answer = (session.version(), session.cbit());
     SESSION.call_once(|| spin::Mutex::new(session));
     Ok(answer)
@@ -202,6 +207,20 @@ fn fatal(s: &mut GhcbSession<KernelVmgexit>, e: sev_guest::Error) -> ! {
     arch::disable_interrupts();
     s.terminate(e.terminate_reason());
     arch::halt_forever()
+}
+
+/// Terminates through the session's GHCB MSR protocol request (or, without a session, the
+/// early detection's; else the usual stop).
+pub fn terminate(reason: sev_guest::msr::TerminateReason) -> ! {
+    arch::disable_interrupts();
+    if let Some(mut s) = SESSION.get().and_then(|s| s.try_lock()) {
+        s.terminate(reason);
+        arch::halt_forever()
+    }
+    if let Some(g) = crate::platform::ghcb_msr() {
+        crate::platform::snp::terminate(g, reason)
+    }
+    arch::stop(arch::ExitCode::Fault)
 }
 
 /// `OUT` through the GHCB; `false` when no session is established (do the instruction).

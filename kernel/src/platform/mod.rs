@@ -24,6 +24,8 @@ pub mod emulated;
 pub mod ghcb;
 pub mod none;
 pub mod snp;
+#[cfg(feature = "emulated-attestation")]
+pub mod snp_guest;
 pub mod tdx;
 
 use alloc::vec::Vec;
@@ -40,6 +42,11 @@ pub enum PlatformKind {
     /// `snp-emu` over COM2.
     #[cfg(feature = "emulated-attestation")]
     Emulated,
+    /// SEV-SNP guest requests through the GHCB (the loopback-GHCB build: its stub forwards
+    /// them to `snp-emu`).
+    #[cfg(feature = "emulated-attestation")]
+    #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+    Snp,
 }
 
 impl fmt::Display for PlatformKind {
@@ -48,6 +55,8 @@ impl fmt::Display for PlatformKind {
             Self::None => "none",
             #[cfg(feature = "emulated-attestation")]
             Self::Emulated => "emulated",
+            #[cfg(feature = "emulated-attestation")]
+            Self::Snp => "snp",
         })
     }
 }
@@ -122,9 +131,15 @@ pub trait PlatformOps {
 pub enum Platform {
     /// No attestation.
     None(none::NoPlatform),
-    /// `snp-emu` over COM2.
+    /// `snp-emu` over COM2 (not in the loopback-GHCB build, whose firmware is reached through
+    /// the GHCB).
     #[cfg(feature = "emulated-attestation")]
+    #[cfg_attr(feature = "loopback-ghcb", allow(dead_code))]
     Emulated(emulated::Emulated),
+    /// SEV-SNP guest requests through the GHCB.
+    #[cfg(feature = "emulated-attestation")]
+    #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+    Snp(snp_guest::SnpGuest),
 }
 
 impl Platform {
@@ -134,6 +149,8 @@ impl Platform {
             Self::None(p) => p,
             #[cfg(feature = "emulated-attestation")]
             Self::Emulated(p) => p,
+            #[cfg(feature = "emulated-attestation")]
+            Self::Snp(p) => p,
         }
     }
 }
@@ -181,6 +198,11 @@ pub fn record_hardware(hw: Hardware) {
     HARDWARE.call_once(|| hw);
 }
 
+/// What [`detect_hardware`] found, once recorded.
+pub fn hardware() -> Option<Hardware> {
+    HARDWARE.get().copied()
+}
+
 /// The GHCB MSR protocol, when SEV-ES/SNP was detected: fatal paths terminate through it.
 pub fn ghcb_msr() -> Option<snp::GhcbMsr> {
     match HARDWARE.get()? {
@@ -197,7 +219,11 @@ pub enum SelectError {
     EmulationNotBuilt,
     /// The emulator did not answer on COM2.
     #[cfg(feature = "emulated-attestation")]
+    #[cfg_attr(feature = "loopback-ghcb", allow(dead_code))]
     Emulator(PlatformError),
+    /// The SNP backend could not start (loopback-GHCB build).
+    #[cfg(feature = "loopback-ghcb")]
+    Snp(snp_guest::SnpSetupError),
     /// A platform was already selected.
     AlreadySelected,
 }
@@ -211,6 +237,8 @@ impl fmt::Display for SelectError {
             ),
             #[cfg(feature = "emulated-attestation")]
             Self::Emulator(e) => write!(f, "emulated attestation: {e}"),
+            #[cfg(feature = "loopback-ghcb")]
+            Self::Snp(e) => e.fmt(f),
             Self::AlreadySelected => f.write_str("platform selected twice"),
         }
     }
@@ -220,12 +248,14 @@ impl fmt::Display for SelectError {
 static PLATFORM: spin::Once<spin::Mutex<Platform>> = spin::Once::new();
 
 /// Picks the backend the command line asks for and installs it. The hardware was detected
-/// (and any confidential platform stopped) by [`detect_hardware`] before.
-pub fn select(mode: AttestationMode) -> Result<PlatformKind, SelectError> {
+/// (and any confidential platform stopped) by [`detect_hardware`] before. `cc_blob` is the
+/// SNP Confidential Computing blob's address (the firmware's configuration table; the
+/// loopback stub's in that build).
+pub fn select(mode: AttestationMode, cc_blob: Option<u64>) -> Result<PlatformKind, SelectError> {
     if PLATFORM.is_completed() {
         return Err(SelectError::AlreadySelected);
     }
-    let mut platform = detect_and_create(mode)?;
+    let mut platform = detect_and_create(mode, cc_blob)?;
     let kind = platform.ops().kind();
     PLATFORM.call_once(|| spin::Mutex::new(platform));
     Ok(kind)
@@ -240,10 +270,17 @@ pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformE
     Ok(f(guard.ops()))
 }
 
-fn detect_and_create(mode: AttestationMode) -> Result<Platform, SelectError> {
+fn detect_and_create(mode: AttestationMode, cc_blob: Option<u64>) -> Result<Platform, SelectError> {
+    let _ = cc_blob;
     Ok(match mode {
         AttestationMode::None => Platform::None(none::NoPlatform),
-        #[cfg(feature = "emulated-attestation")]
+        // The loopback-GHCB build: the SNP backend, whose firmware is `snp-emu` behind the
+        // stub (the emulated backend's COM2 protocol is not used).
+        #[cfg(feature = "loopback-ghcb")]
+        AttestationMode::Emulated => {
+            Platform::Snp(snp_guest::SnpGuest::new(cc_blob).map_err(SelectError::Snp)?)
+        }
+        #[cfg(all(feature = "emulated-attestation", not(feature = "loopback-ghcb")))]
         AttestationMode::Emulated => {
             Platform::Emulated(emulated::Emulated::connect().map_err(SelectError::Emulator)?)
         }

@@ -12,7 +12,15 @@
 //! `sev_guest::msr`), never with port I/O: after the firmware's handlers are gone, `out`
 //! would raise a #VC nobody can answer.
 
-use sev_guest::msr::{self, MSR_SEV_STATUS, SEV_STATUS_SEV, SEV_STATUS_SEV_ES, SEV_STATUS_SNP};
+use core::fmt;
+
+use sev_guest::ccblob::{CcBlob, CcBlobError};
+use sev_guest::cpuid::{Cpuid, CpuidError, CpuidResult};
+use sev_guest::msr::{
+    self, KmsReason, MSR_SEV_STATUS, SEV_STATUS_SEV, SEV_STATUS_SEV_ES, SEV_STATUS_SNP,
+    TerminateReason,
+};
+use sev_guest::pte::{EncryptionMask, MaskError};
 
 use crate::arch::{self, cpuid, rdmsr_instruction};
 
@@ -72,4 +80,116 @@ pub fn terminate(_proof: GhcbMsr, reason: msr::TerminateReason) -> ! {
     // request changes no page state.
     unsafe { arch::sev::msr_protocol_exit(msr::terminate_request(reason)) };
     arch::halt_forever()
+}
+
+/// The SNP CPUID page, once installed: the only CPUID source from then on.
+static CPUID_PAGE: spin::Once<Cpuid> = spin::Once::new();
+
+/// XCR0 the CPUID page is looked up with (leaf 0xD sub-leaves 0/1): this kernel never sets
+/// CR4.OSXSAVE, so XCR0 keeps its reset value, x87 only.
+const XCR0: u64 = 1;
+
+/// Why the CPUID page could not be installed.
+#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuidPageError {
+    /// No CC blob.
+    NoCcBlob,
+    /// The CC blob is malformed.
+    CcBlob(CcBlobError),
+    /// The CPUID page is malformed or lacks leaf 0x8000_001F.
+    Page(CpuidError),
+    /// The page's C-bit (CPUID 0x8000_001F EBX\[5:0\]) differs from the hypervisor's (SEV
+    /// information, GHCB MSR protocol).
+    CbitMismatch {
+        /// From the CPUID page.
+        page: u8,
+        /// From the hypervisor.
+        hypervisor: u8,
+    },
+    /// Installed twice.
+    Twice,
+}
+
+#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+impl CpuidPageError {
+    /// The termination reason (set 0xC).
+    pub fn terminate_reason(&self) -> TerminateReason {
+        TerminateReason::Kms(match self {
+            Self::CbitMismatch { .. } => KmsReason::CbitMismatch,
+            _ => KmsReason::CpuidPage,
+        })
+    }
+}
+
+impl fmt::Display for CpuidPageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoCcBlob => f.write_str("SNP CPUID page: no Confidential Computing blob"),
+            Self::CcBlob(e) => write!(f, "SNP CPUID page: {e}"),
+            Self::Page(e) => write!(f, "SNP CPUID page: {e}"),
+            Self::CbitMismatch { page, hypervisor } => write!(
+                f,
+                "SNP CPUID page: C-bit {page} differs from the hypervisor's {hypervisor}"
+            ),
+            Self::Twice => f.write_str("SNP CPUID page installed twice"),
+        }
+    }
+}
+
+/// Copies the CPUID page the CC blob at `cc_blob_gpa` names (AMD 56860 §8.17.2: the page the
+/// PSP checked at launch) into kernel memory, checks its C-bit against the hypervisor's
+/// `hv_cbit`, and makes it the only CPUID source ([`crate::arch::cpuid`]). Returns the C-bit.
+/// (Called by the loopback-GHCB build's boot, until the production SNP boot path exists.)
+#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+pub fn install_cpuid_page(cc_blob_gpa: Option<u64>, hv_cbit: u8) -> Result<u8, CpuidPageError> {
+    if CPUID_PAGE.is_completed() {
+        return Err(CpuidPageError::Twice);
+    }
+    let gpa = cc_blob_gpa.ok_or(CpuidPageError::NoCcBlob)?;
+    let mut raw = [0u8; 40];
+    // SAFETY: the CC blob's address comes from the firmware's configuration table (the
+    // loopback stub's in that build): identity-mapped RAM holding the 40-byte layout.
+    unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, raw.as_mut_ptr(), raw.len()) };
+    let blob = CcBlob::parse(&raw).map_err(CpuidPageError::CcBlob)?;
+    let mut page = alloc::vec![0u8; 4096];
+    // SAFETY: `CcBlob::parse` checked the CPUID page is non-zero, page-aligned and 4 KiB;
+    // identity-mapped RAM the firmware reserved for it (validated private on SNP).
+    unsafe { core::ptr::copy_nonoverlapping(blob.cpuid_gpa as *const u8, page.as_mut_ptr(), 4096) };
+    let cpuid = Cpuid::parse(&page).map_err(CpuidPageError::Page)?;
+    let cbit = cpuid.cbit().map_err(CpuidPageError::Page)?;
+    if cbit != hv_cbit {
+        return Err(CpuidPageError::CbitMismatch {
+            page: cbit,
+            hypervisor: hv_cbit,
+        });
+    }
+    let entries = cpuid.entries().len();
+    CPUID_PAGE.call_once(|| cpuid);
+    log::info!("snp: CPUID from the CPUID page ({entries} entries) from now on, C-bit {cbit}");
+    Ok(cbit)
+}
+
+/// The page-table encryption mask (`sev_guest::pte`): the CPUID page's C-bit when
+/// `SEV_STATUS` (as detected at boot) says memory encryption is active, else none (TCG, the
+/// loopback-GHCB build included).
+pub fn encryption_mask() -> Result<EncryptionMask, MaskError> {
+    let status = match super::hardware() {
+        Some(super::Hardware::Snp { status, .. }) => status,
+        _ => 0,
+    };
+    let cbit = CPUID_PAGE.get().and_then(|c| c.cbit().ok());
+    EncryptionMask::for_platform(status, cbit)
+}
+
+/// CPUID from the installed page; `None` when no page is installed.
+pub fn page_cpuid(leaf: u32, subleaf: u32) -> Option<Result<CpuidResult, CpuidError>> {
+    Some(CPUID_PAGE.get()?.get(leaf, subleaf, XCR0, 0))
+}
+
+/// A CPUID leaf the page does not hold: never asked of the hypervisor; the guest ends
+/// (reason set 0xC code 0x06) after saying which.
+pub fn cpuid_page_fatal(e: CpuidError) -> ! {
+    crate::console::emergency(format_args!("ckms: boot stopped: SNP CPUID page: {e}\n"));
+    super::ghcb::terminate(TerminateReason::Kms(KmsReason::CpuidPage))
 }
