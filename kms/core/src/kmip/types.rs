@@ -127,7 +127,7 @@ kmip_enum!(
     /// KMIP 2.1 §11.5 Block Cipher Mode (subset; GCMSIV is the Cosmian extension code).
     BlockCipherMode: "BlockCipherMode" {
         CBC = 0x01, ECB = 0x02, CTR = 0x06, CCM = 0x08, GCM = 0x09, XTS = 0x0B,
-        NISTKeyWrap = 0x0D, AEAD = 0x12, GCMSIV = 0x8000_0002,
+        AESKeyWrapPadding = 0x0C, NISTKeyWrap = 0x0D, AEAD = 0x12, GCMSIV = 0x8000_0002,
     }
 );
 
@@ -335,6 +335,11 @@ kmip_enum!(
 );
 
 kmip_enum!(
+    /// KMIP 2.1 §11.20 Encoding Option (of a wrapped Key Value).
+    EncodingOption: "EncodingOption" { NoEncoding = 0x01, TTLVEncoding = 0x02 }
+);
+
+kmip_enum!(
     /// KMIP 2.1 §11.44 RNG Algorithm.
     RNGAlgorithm: "RNGAlgorithm" {
         Unspecified = 0x01, FIPS186_2 = 0x02, DRBG = 0x03, NRBG = 0x04, ANSIX9_31 = 0x05,
@@ -390,6 +395,7 @@ pub fn enum_code(tag: &str, name: &str) -> Option<u32> {
         UsageLimitsUnit,
         CertificateType,
         WrappingMethod,
+        EncodingOption,
         RNGAlgorithm
     )
 }
