@@ -282,6 +282,7 @@ fn import(ctx: &Ctx, a: &ImportArgs) -> Result<Output, CliError> {
         cryptographic_algorithm: Some(algorithm(a.algorithm)),
         cryptographic_length: Some(length),
         attributes: None,
+        wrapping: None,
     }
     .to_object(ObjectType::SymmetricKey);
     let request = Ttlv::structure(
