@@ -39,7 +39,9 @@ fn get_wrapped(uid: &str, spec: Value) -> Value {
 }
 
 fn key_block(get: &Value, object: &str) -> Value {
-    field(field(get, object).unwrap(), "KeyBlock").unwrap().clone()
+    field(field(get, object).unwrap(), "KeyBlock")
+        .unwrap()
+        .clone()
 }
 
 /// The plain Raw key bytes of a symmetric key.
@@ -52,7 +54,10 @@ fn plain(t: &mut T, uid: &str) -> Vec<u8> {
 }
 
 fn new_sym(t: &mut T, mask: i64) -> String {
-    text(&t.ok("alice", create_sym("AES", 256, mask, &[], true)), "UniqueIdentifier")
+    text(
+        &t.ok("alice", create_sym("AES", 256, mask, &[], true)),
+        "UniqueIdentifier",
+    )
 }
 
 /// A Register of a wrapped symmetric key block.
@@ -88,7 +93,10 @@ fn aes_wrapping_modes_round_trip_through_get_and_register() {
         (None, WrapAlg::AesKwp),
     ] {
         let params = m.map(mode).unwrap_or_default();
-        let g = t.ok("alice", get_wrapped(&key, spec(&kek, params.clone(), vec![])));
+        let g = t.ok(
+            "alice",
+            get_wrapped(&key, spec(&kek, params.clone(), vec![])),
+        );
         let kb = key_block(&g, "SymmetricKey");
         assert_eq!(text(&kb, "KeyFormatType"), "Raw");
         // KMIP 2.1 §2.1.4: the wrapped Key Value is a ByteString.
@@ -127,14 +135,14 @@ fn aes_wrapping_modes_round_trip_through_get_and_register() {
         register_wrapped(&wrapped, &known_kek, mode("NISTKeyWrap")),
     );
     let uid = text(&r, "UniqueIdentifier");
-    assert_eq!(
-        hex::encode(plain(&mut t, &uid)),
-        c["key"].as_str().unwrap()
-    );
+    assert_eq!(hex::encode(plain(&mut t, &uid)), c["key"].as_str().unwrap());
     // Tampered: the integrity check fails, nothing is stored.
     let mut bad = wrapped.clone();
     bad[9] ^= 1;
-    let e = t.err("alice", register_wrapped(&bad, &known_kek, mode("NISTKeyWrap")));
+    let e = t.err(
+        "alice",
+        register_wrapped(&bad, &known_kek, mode("NISTKeyWrap")),
+    );
     assert_eq!(reason(&e), ResultReason::CryptographicFailure);
 }
 
@@ -158,7 +166,10 @@ fn rsa_oaep_wrapping_with_a_key_pair() {
             json!({"tag":"HashingAlgorithm","type":"Enumeration","value":h}),
         ]
     };
-    let g = t.ok("alice", get_wrapped(&key, spec(&pk, oaep("SHA256"), vec![])));
+    let g = t.ok(
+        "alice",
+        get_wrapped(&key, spec(&pk, oaep("SHA256"), vec![])),
+    );
     let wrapped = bytes(&key_block(&g, "SymmetricKey"), "KeyValue");
     assert_eq!(wrapped.len(), 256);
     // Decrypt outside the KMS with the private key's PKCS#8.
@@ -302,6 +313,9 @@ fn unsupported_wrapping_requests_are_refused() {
     let e = t.err("alice", get_wrapped(&key, spec(&chacha, vec![], vec![])));
     assert_eq!(reason(&e), ResultReason::UnsupportedCryptographicParameters);
     // RFC 3394 needs whole 8-byte blocks: garbage lengths are refused, not unwrapped.
-    let e = t.err("alice", register_wrapped(&[0u8; 23], &kek, mode("NISTKeyWrap")));
+    let e = t.err(
+        "alice",
+        register_wrapped(&[0u8; 23], &kek, mode("NISTKeyWrap")),
+    );
     assert_eq!(reason(&e), ResultReason::InvalidField);
 }

@@ -19,9 +19,9 @@ pub mod asym;
 pub mod mac;
 pub mod modes;
 pub mod rsa;
-pub mod wrap;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod wrap;
 
 use core::fmt;
 

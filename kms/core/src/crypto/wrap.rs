@@ -101,11 +101,7 @@ pub fn wrap(
 
 /// Unwrap `wrapped` under `kek`. Any integrity failure is
 /// [`CryptoError::AuthenticationFailed`]; no partial plaintext is returned.
-pub fn unwrap(
-    alg: WrapAlg,
-    kek: &[u8],
-    wrapped: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+pub fn unwrap(alg: WrapAlg, kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     match alg {
         WrapAlg::AesKw => {
             if wrapped.len() < 24 || wrapped.len() % KW_OVERHEAD != 0 {
@@ -151,9 +147,10 @@ mod tests {
     }
 
     fn vectors(kind: &str) -> Vec<(String, Vec<u8>, Vec<u8>, Vec<u8>)> {
-        let v: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/data/rfc3394-rfc5649-keywrap.json"))
-                .unwrap();
+        let v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../tests/data/rfc3394-rfc5649-keywrap.json"
+        ))
+        .unwrap();
         v[kind]
             .as_array()
             .unwrap()

@@ -91,8 +91,7 @@ fn rsa_padding(p: Option<&CryptographicParameters>) -> KResult<crate::crypto::rs
 }
 
 fn is_aes(o: &ManagedObject) -> bool {
-    o.object_type == ObjectType::SymmetricKey
-        && o.algorithm() == Some(CryptographicAlgorithm::AES)
+    o.object_type == ObjectType::SymmetricKey && o.algorithm() == Some(CryptographicAlgorithm::AES)
 }
 
 impl<S: Store> Kms<S> {
