@@ -63,7 +63,7 @@ pub fn wrap(
     match alg {
         WrapAlg::AesKw => {
             // RFC 3394 §2: n >= 2 semiblocks.
-            if key.len() < 16 || key.len() % KW_OVERHEAD != 0 {
+            if key.len() < 16 || !key.len().is_multiple_of(KW_OVERHEAD) {
                 return Err(CryptoError::InvalidLength);
             }
             let mut out = alloc::vec![0u8; key.len() + KW_OVERHEAD];
@@ -104,7 +104,7 @@ pub fn wrap(
 pub fn unwrap(alg: WrapAlg, kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     match alg {
         WrapAlg::AesKw => {
-            if wrapped.len() < 24 || wrapped.len() % KW_OVERHEAD != 0 {
+            if wrapped.len() < 24 || !wrapped.len().is_multiple_of(KW_OVERHEAD) {
                 return Err(CryptoError::InvalidLength);
             }
             let mut out = Zeroizing::new(alloc::vec![0u8; wrapped.len() - KW_OVERHEAD]);
@@ -114,7 +114,7 @@ pub fn unwrap(alg: WrapAlg, kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<
             Ok(out)
         }
         WrapAlg::AesKwp => {
-            if wrapped.len() < 16 || wrapped.len() % KW_OVERHEAD != 0 {
+            if wrapped.len() < 16 || !wrapped.len().is_multiple_of(KW_OVERHEAD) {
                 return Err(CryptoError::InvalidLength);
             }
             let mut out = Zeroizing::new(alloc::vec![0u8; wrapped.len() - KW_OVERHEAD]);
@@ -146,7 +146,10 @@ mod tests {
         hex::decode(s).unwrap()
     }
 
-    fn vectors(kind: &str) -> Vec<(String, Vec<u8>, Vec<u8>, Vec<u8>)> {
+    /// (section, KEK, key, wrapped key).
+    type Vector = (String, Vec<u8>, Vec<u8>, Vec<u8>);
+
+    fn vectors(kind: &str) -> Vec<Vector> {
         let v: serde_json::Value = serde_json::from_str(include_str!(
             "../../tests/data/rfc3394-rfc5649-keywrap.json"
         ))

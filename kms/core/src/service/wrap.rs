@@ -90,8 +90,28 @@ fn rsa_padding(p: Option<&CryptographicParameters>) -> KResult<crate::crypto::rs
     enc_padding(&p).map_err(|_| UNSUPPORTED_RSA)
 }
 
-fn is_aes(o: &ManagedObject) -> bool {
-    o.object_type == ObjectType::SymmetricKey && o.algorithm() == Some(CryptographicAlgorithm::AES)
+/// What a wrapping key is.
+enum Kek {
+    Aes,
+    Rsa,
+}
+
+/// An AES key wraps and unwraps; an RSA public key wraps, its private key unwraps.
+fn kek_kind(o: &ManagedObject, unwrap: bool) -> KResult<Kek> {
+    if o.object_type == ObjectType::SymmetricKey
+        && o.algorithm() == Some(CryptographicAlgorithm::AES)
+    {
+        return Ok(Kek::Aes);
+    }
+    let half = if unwrap {
+        ObjectType::PrivateKey
+    } else {
+        ObjectType::PublicKey
+    };
+    if is_rsa(o) && o.object_type == half {
+        return Ok(Kek::Rsa);
+    }
+    Err(UNSUPPORTED_KEY)
 }
 
 impl<S: Store> Kms<S> {
@@ -114,19 +134,16 @@ impl<S: Store> Kms<S> {
                 "a key cannot be wrapped with itself",
             ));
         }
-        if !is_aes(&w) && !(is_rsa(&w) && w.object_type == ObjectType::PublicKey) {
-            return Err(UNSUPPORTED_KEY);
-        }
+        let kind = kek_kind(&w, false)?;
         self.usable(&w, env.now, usage::WRAP_KEY)?;
         let kek = w.material.as_ref().ok_or(DESTROYED)?;
         let params = spec.params.as_ref();
-        let wrapped = if is_aes(&w) {
-            wrap::wrap(sym_alg(params)?, kek, &key.material, env.rng)?
-        } else if is_rsa(&w) && w.object_type == ObjectType::PublicKey {
-            let padding = rsa_padding(params)?;
-            crate::crypto::rsa::encrypt(kek, &padding, &key.material, env.rng)?
-        } else {
-            return Err(UNSUPPORTED_KEY);
+        let wrapped = match kind {
+            Kek::Aes => wrap::wrap(sym_alg(params)?, kek, &key.material, env.rng)?,
+            Kek::Rsa => {
+                let padding = rsa_padding(params)?;
+                crate::crypto::rsa::encrypt(kek, &padding, &key.material, env.rng)?
+            }
         };
         crate::store::wipe(&mut key.material);
         key.material = wrapped;
@@ -152,19 +169,16 @@ impl<S: Store> Kms<S> {
         };
         let uid = check_spec(&spec)?;
         let (w, _) = self.resolve(user, Some(uid), Right::Decrypt).await?;
-        if !is_aes(&w) && !(is_rsa(&w) && w.object_type == ObjectType::PrivateKey) {
-            return Err(UNSUPPORTED_KEY);
-        }
+        let kind = kek_kind(&w, true)?;
         self.usable(&w, env.now, usage::UNWRAP_KEY)?;
         let kek = w.material.as_ref().ok_or(DESTROYED)?;
         let params = spec.params.as_ref();
-        let plain = if is_aes(&w) {
-            wrap::unwrap(sym_alg(params)?, kek, &key.material)?
-        } else if is_rsa(&w) && w.object_type == ObjectType::PrivateKey {
-            let padding = rsa_padding(params)?;
-            crate::crypto::rsa::decrypt(kek, &padding, &key.material, env.rng)?
-        } else {
-            return Err(UNSUPPORTED_KEY);
+        let plain = match kind {
+            Kek::Aes => wrap::unwrap(sym_alg(params)?, kek, &key.material)?,
+            Kek::Rsa => {
+                let padding = rsa_padding(params)?;
+                crate::crypto::rsa::decrypt(kek, &padding, &key.material, env.rng)?
+            }
         };
         key.material = plain.to_vec();
         Ok(())
