@@ -271,6 +271,7 @@ fn import(ctx: &Ctx, a: &EcImportArgs) -> Result<Output, CliError> {
         cryptographic_algorithm: attrs.cryptographic_algorithm,
         cryptographic_length: attrs.cryptographic_length,
         attributes: None,
+        wrapping: None,
     }
     .to_object(object_type);
     let request = Ttlv::structure(

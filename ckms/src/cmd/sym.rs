@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use kms::kmip::types::{BlockCipherMode, CryptographicAlgorithm, KeyFormatType, ObjectType};
+use kms::kmip::ops::{CryptographicParameters, KeyWrappingData};
+use kms::kmip::types::{
+    BlockCipherMode, CryptographicAlgorithm, HashingAlgorithm, KeyFormatType, ObjectType,
+    PaddingMethod, WrappingMethod,
+};
 use serde_json::json;
 
 use super::{Ctx, Output, bad_field, now, response_uid, usage_mask};
@@ -46,15 +50,26 @@ Examples:\n  ckms sym keys create\n  ckms sym keys create --algorithm aes --leng
 ckms sym keys create --algorithm chacha20 --usage encrypt"
     )]
     Create(CreateArgs),
-    /// Import key bytes from a file.
+    /// Import key bytes from a file (plain, or wrapped with `--unwrap-key-id`).
     #[command(
         long_about = "Import a symmetric key from a file of raw key bytes.\n\n\
-Example:\n  head -c 32 /dev/urandom > k.bin && ckms sym keys import k.bin --tag imported"
+With --unwrap-key-id the file holds a wrapped key (as `export --wrap-key-id` writes it): the KMS \
+unwraps it with that key (an AES key with the unwrap-key usage, or an RSA private key) and stores \
+the key inside; the key bytes never travel in the clear. --wrapping-algorithm must be the one \
+used to wrap.\n\n\
+Examples:\n  head -c 32 /dev/urandom > k.bin && ckms sym keys import k.bin --tag imported\n  \
+ckms sym keys import k.wrapped --unwrap-key-id 9c1e... --wrapping-algorithm nist-key-wrap"
     )]
     Import(ImportArgs),
-    /// Export a key to a file (raw bytes or the KMIP JSON object).
+    /// Export a key to a file (raw bytes or the KMIP JSON object), optionally wrapped.
     #[command(long_about = "Export a key from the KMS into a file.\n\n\
-Examples:\n  ckms sym keys export --key-id 3f2a... k.bin\n  ckms sym keys export --tag payroll k.json --format json")]
+With --wrap-key-id the KMS wraps the key under another key before it leaves, and the file holds \
+the wrapped bytes: an AES key with the wrap-key usage (RFC 5649 by default; RFC 3394 or AES-GCM \
+with --wrapping-algorithm) or an RSA public key (OAEP with SHA-256). You need the encrypt right \
+on the wrapping key. A key marked Sensitive can only be exported wrapped.\n\n\
+Examples:\n  ckms sym keys export --key-id 3f2a... k.bin\n  ckms sym keys export --tag payroll k.json --format json\n  \
+ckms sym keys export --key-id 3f2a... --wrap-key-id 9c1e... k.wrapped\n  \
+ckms sym keys export --key-id 3f2a... --wrap-key-id 9c1e... --wrapping-algorithm aes-gcm k.wrapped")]
     Export(ExportArgs),
     /// Revoke a key: it can no longer be used to encrypt.
     Revoke(RevokeArgs),
@@ -142,6 +157,55 @@ pub struct ImportArgs {
     /// Allowed usages (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub usage: Vec<String>,
+    /// The file holds a key wrapped with this key: the KMS unwraps it (needs the decrypt right
+    /// and the unwrap-key usage on that key).
+    #[arg(long, visible_alias = "unwrap")]
+    pub unwrap_key_id: Option<String>,
+    /// How the file was wrapped (with --unwrap-key-id).
+    #[arg(long, value_enum, requires = "unwrap_key_id")]
+    pub wrapping_algorithm: Option<WrappingAlgorithm>,
+}
+
+/// Key wrapping constructions (`--wrapping-algorithm`).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrappingAlgorithm {
+    /// AES key wrap, RFC 3394 (NIST SP 800-38F KW): keys of whole 8-byte blocks.
+    NistKeyWrap,
+    /// AES key wrap with padding, RFC 5649 (KWP): the default for an AES wrapping key.
+    AesKeyWrapPadding,
+    /// AES-GCM: nonce (12) ‖ ciphertext ‖ tag (16), as the Cosmian KMS writes it.
+    AesGcm,
+    /// RSA-OAEP with SHA-256 (MGF1-SHA-256): the default for an RSA wrapping key.
+    RsaOaep,
+}
+
+/// The Key Wrapping Specification / Data for wrapping key `uid`.
+pub fn wrapping_data(uid: &str, alg: Option<WrappingAlgorithm>) -> KeyWrappingData {
+    let params = alg.map(|a| {
+        let mut p = CryptographicParameters::default();
+        match a {
+            WrappingAlgorithm::NistKeyWrap => {
+                p.block_cipher_mode = Some(BlockCipherMode::NISTKeyWrap)
+            }
+            WrappingAlgorithm::AesKeyWrapPadding => {
+                p.block_cipher_mode = Some(BlockCipherMode::AESKeyWrapPadding)
+            }
+            WrappingAlgorithm::AesGcm => p.block_cipher_mode = Some(BlockCipherMode::GCM),
+            WrappingAlgorithm::RsaOaep => {
+                p.padding_method = Some(PaddingMethod::OAEP);
+                p.hashing_algorithm = Some(HashingAlgorithm::SHA256);
+            }
+        }
+        p
+    });
+    KeyWrappingData {
+        method: WrappingMethod::Encrypt,
+        key_uid: Some(uid.to_string()),
+        params,
+        mac_signature: false,
+        attribute_names: false,
+        encoding: None,
+    }
 }
 
 /// Export formats.
@@ -167,6 +231,13 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "raw")]
     pub format: ExportFormat,
+    /// Wrap the key with this key before it leaves the KMS (needs the encrypt right and the
+    /// wrap-key usage on it); the file then holds the wrapped bytes.
+    #[arg(long)]
+    pub wrap_key_id: Option<String>,
+    /// Wrapping construction (default: RFC 5649 for an AES key, RSA-OAEP SHA-256 for RSA).
+    #[arg(long, value_enum, requires = "wrap_key_id")]
+    pub wrapping_algorithm: Option<WrappingAlgorithm>,
 }
 
 /// AEAD modes.
@@ -275,13 +346,30 @@ fn import(ctx: &Ctx, a: &ImportArgs) -> Result<Output, CliError> {
         i32::try_from(key.len() * 8).map_err(|_| CliError::Usage("key file too large".into()))?;
     let mut attrs = common_attributes(a.algorithm, length, &a.usage, &a.tags)?;
     attrs.activation_date = Some(now());
+    let wrapping = a
+        .unwrap_key_id
+        .as_deref()
+        .map(|u| wrapping_data(u, a.wrapping_algorithm));
+    if wrapping.is_some() {
+        // The length is the unwrapped key's: the KMS sets it.
+        attrs.cryptographic_length = None;
+    }
     let object = KeyBlock {
-        key_format_type: KeyFormatType::TransparentSymmetricKey,
+        key_format_type: if wrapping.is_some() {
+            KeyFormatType::Raw
+        } else {
+            KeyFormatType::TransparentSymmetricKey
+        },
         material: key,
         curve: None,
         cryptographic_algorithm: Some(algorithm(a.algorithm)),
-        cryptographic_length: Some(length),
+        cryptographic_length: if wrapping.is_some() {
+            None
+        } else {
+            Some(length)
+        },
         attributes: None,
+        wrapping,
     }
     .to_object(ObjectType::SymmetricKey);
     let request = Ttlv::structure(
@@ -321,12 +409,27 @@ pub fn response_file(response: &Ttlv) -> Result<zeroize::Zeroizing<Vec<u8>>, Cli
 fn export(ctx: &Ctx, a: &ExportArgs) -> Result<Output, CliError> {
     let uid =
         uid_or_tags(a.key_id.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
-    let response = get(ctx, &uid, Some(KeyFormatType::TransparentSymmetricKey))?;
+    let response = match &a.wrap_key_id {
+        None => get(ctx, &uid, Some(KeyFormatType::TransparentSymmetricKey))?,
+        Some(w) => {
+            let spec = wrapping_data(w, a.wrapping_algorithm).to_ttlv();
+            let spec = Ttlv::structure("KeyWrappingSpecification", spec.children().to_vec());
+            ctx.client()?.kmip(&Ttlv::structure(
+                "Get",
+                vec![
+                    Ttlv::text("UniqueIdentifier", &uid),
+                    KeyFormatType::Raw.to_ttlv(),
+                    spec,
+                ],
+            ))?
+        }
+    };
     let got = response_uid(&response, "GetResponse")?;
     match a.format {
         ExportFormat::Json => write_file(&a.file, &response_file(&response)?)?,
         ExportFormat::Raw => {
-            // TransparentSymmetricKey: KeyMaterial{Key}; Raw: KeyMaterial is the bytes.
+            // TransparentSymmetricKey: KeyMaterial{Key}; Raw: KeyMaterial is the bytes; wrapped:
+            // KeyValue is the wrapped bytes.
             let key = KeyBlock::parse_object(&response).map_err(|e| bad_field("GetResponse", e))?;
             write_file(&a.file, &key.material)?;
         }

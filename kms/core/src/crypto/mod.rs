@@ -10,6 +10,7 @@
 //! - [`modes`]: AES ECB/CBC (PKCS#5 or no padding) and CTR, unauthenticated, for CS-BC.
 //! - [`rsa`]: RSA 2048/3072/4096: generation, PKCS#1/PKCS#8/SPKI, OAEP and PKCS#1 v1.5
 //!   encryption, PSS and PKCS#1 v1.5 signatures.
+//! - [`wrap`]: AES Key Wrap (RFC 3394), with padding (RFC 5649), AES-GCM key wrapping.
 //!
 //! Secret key material is held in [`zeroize::Zeroizing`] buffers and never printed.
 
@@ -20,6 +21,7 @@ pub mod modes;
 pub mod rsa;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod wrap;
 
 use core::fmt;
 

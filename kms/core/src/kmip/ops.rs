@@ -79,6 +79,97 @@ impl CryptographicParameters {
     }
 }
 
+impl CryptographicParameters {
+    /// Emit as a `CryptographicParameters` structure (fields in KMIP 2.1 §7.6 order).
+    pub fn to_ttlv(&self) -> Ttlv {
+        let mut v = Vec::new();
+        if let Some(m) = self.block_cipher_mode {
+            v.push(m.to_ttlv());
+        }
+        if let Some(p) = self.padding_method {
+            v.push(p.to_ttlv());
+        }
+        if let Some(h) = self.hashing_algorithm {
+            v.push(h.to_ttlv());
+        }
+        if let Some(d) = self.digital_signature_algorithm {
+            v.push(d.to_ttlv());
+        }
+        if let Some(a) = self.cryptographic_algorithm {
+            v.push(a.to_ttlv());
+        }
+        if let Some(l) = self.tag_length {
+            v.push(Ttlv::int("TagLength", l));
+        }
+        if let Some(h) = self.mask_generator_hashing_algorithm {
+            v.push(Ttlv::enumeration("MaskGeneratorHashingAlgorithm", h.name()));
+        }
+        if let Some(l) = self.salt_length {
+            v.push(Ttlv::int("SaltLength", l));
+        }
+        if let Some(p) = &self.p_source {
+            v.push(Ttlv::bytes("PSource", p));
+        }
+        Ttlv::structure("CryptographicParameters", v)
+    }
+}
+
+/// KMIP 2.1 §2.1.5 Key Wrapping Data / §2.1.7 Key Wrapping Specification: how a key is (to be)
+/// wrapped. Only `Encrypt` with an `EncryptionKeyInformation` is implemented; the parse keeps
+/// what the request said so that the service refuses the rest with a precise error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyWrappingData {
+    /// Wrapping Method.
+    pub method: WrappingMethod,
+    /// The wrapping key (Encryption Key Information / Unique Identifier).
+    pub key_uid: Option<String>,
+    /// Its Cryptographic Parameters.
+    pub params: Option<CryptographicParameters>,
+    /// A MAC/Signature Key Information was given (not implemented: refused).
+    pub mac_signature: bool,
+    /// Attribute Name(s) to wrap with the key (not implemented: refused).
+    pub attribute_names: bool,
+    /// Encoding Option.
+    pub encoding: Option<EncodingOption>,
+}
+
+impl KeyWrappingData {
+    /// Parse a `KeyWrappingSpecification` or `KeyWrappingData` structure.
+    pub fn parse(t: &Ttlv) -> Result<Self, FieldError> {
+        if !matches!(t.value, Value::Structure(_)) {
+            return Err(FieldError::WrongType("KeyWrappingData"));
+        }
+        let (key_uid, params) = match t.get("EncryptionKeyInformation") {
+            Some(e) => (uid_opt(e)?, CryptographicParameters::opt(e)?),
+            None => (None, None),
+        };
+        Ok(KeyWrappingData {
+            method: WrappingMethod::parse(t.req("WrappingMethod")?)?,
+            key_uid,
+            params,
+            mac_signature: t.get("MACSignatureKeyInformation").is_some(),
+            attribute_names: t.get("AttributeName").is_some(),
+            encoding: EncodingOption::opt(t)?,
+        })
+    }
+
+    /// Emit as `KeyWrappingData` (in a Key Block).
+    pub fn to_ttlv(&self) -> Ttlv {
+        let mut v = alloc::vec![self.method.to_ttlv()];
+        if let Some(u) = &self.key_uid {
+            let mut e = alloc::vec![Ttlv::text("UniqueIdentifier", u)];
+            if let Some(p) = &self.params {
+                e.push(p.to_ttlv());
+            }
+            v.push(Ttlv::structure("EncryptionKeyInformation", e));
+        }
+        if let Some(o) = self.encoding {
+            v.push(o.to_ttlv());
+        }
+        Ttlv::structure("KeyWrappingData", v)
+    }
+}
+
 fn uid_opt(t: &Ttlv) -> Result<Option<String>, FieldError> {
     Ok(t.opt_text("UniqueIdentifier")?.map(ToString::to_string))
 }
@@ -105,6 +196,9 @@ pub struct KeyBlock {
     pub cryptographic_length: Option<i32>,
     /// Attributes embedded in the Key Value (Cosmian puts them there).
     pub attributes: Option<Attributes>,
+    /// Set when `material` is a wrapped key (KMIP 2.1 §2.1.5): then the Key Value is the
+    /// wrapped ByteString and `key_format_type` the format of the key inside.
+    pub wrapping: Option<KeyWrappingData>,
 }
 
 impl Drop for KeyBlock {
@@ -130,11 +224,30 @@ impl KeyBlock {
             .find_map(|t| parent.get(t))
             .ok_or(FieldError::Missing("Object"))?;
         let kb = obj.req("KeyBlock")?;
-        if kb.get("KeyWrappingData").is_some() {
-            return Err(FieldError::Invalid("KeyWrappingData"));
-        }
         let key_format_type = KeyFormatType::parse(kb.req("KeyFormatType")?)?;
         let kv = kb.req("KeyValue")?;
+        if let Some(w) = kb.get("KeyWrappingData") {
+            // KMIP 2.1 §2.1.4: a wrapped Key Value is a ByteString; the Cosmian KMS keeps a
+            // `KeyValue { KeyMaterial: ByteString }` structure. Both are taken.
+            let material = match &kv.value {
+                Value::ByteString(b) => b.clone(),
+                Value::Structure(_) => kv.req("KeyMaterial")?.as_bytes("KeyMaterial")?.to_vec(),
+                _ => return Err(FieldError::WrongType("KeyValue")),
+            };
+            let attributes = match &kv.value {
+                Value::Structure(_) => kv.get("Attributes").map(Attributes::parse).transpose()?,
+                _ => None,
+            };
+            return Ok(KeyBlock {
+                key_format_type,
+                material,
+                curve: None,
+                cryptographic_algorithm: CryptographicAlgorithm::opt(kb)?,
+                cryptographic_length: kb.opt_int("CryptographicLength")?,
+                attributes,
+                wrapping: Some(KeyWrappingData::parse(w)?),
+            });
+        }
         // KMIP 2.1 §2.1.4: Key Value is a Structure, or a ByteString when wrapped.
         let km = kv.req("KeyMaterial")?;
         let mut curve = None;
@@ -173,6 +286,7 @@ impl KeyBlock {
             cryptographic_algorithm: CryptographicAlgorithm::opt(kb)?,
             cryptographic_length: kb.opt_int("CryptographicLength")?,
             attributes,
+            wrapping: None,
         })
     }
 
@@ -180,6 +294,7 @@ impl KeyBlock {
     /// KMIP 2.1 §2 and the Cosmian KMS (its `Object` enum, serialized by variant) do.
     pub fn to_object(&self, object_type: ObjectType) -> Ttlv {
         let km = match self.key_format_type {
+            _ if self.wrapping.is_some() => Ttlv::bytes("KeyValue", &self.material),
             KeyFormatType::TransparentSymmetricKey => Ttlv::structure(
                 "KeyMaterial",
                 alloc::vec![Ttlv::bytes("Key", &self.material)],
@@ -204,19 +319,25 @@ impl KeyBlock {
             }
             _ => Ttlv::bytes("KeyMaterial", &self.material),
         };
-        let mut kv = alloc::vec![km];
-        if let Some(a) = &self.attributes {
-            kv.push(a.to_ttlv("Attributes"));
-        }
-        let mut kb = alloc::vec![
-            self.key_format_type.to_ttlv(),
+        // A wrapped key's Key Value is the wrapped ByteString itself (KMIP 2.1 §2.1.4).
+        let kv = if self.wrapping.is_some() {
+            km
+        } else {
+            let mut kv = alloc::vec![km];
+            if let Some(a) = &self.attributes {
+                kv.push(a.to_ttlv("Attributes"));
+            }
             Ttlv::structure("KeyValue", kv)
-        ];
+        };
+        let mut kb = alloc::vec![self.key_format_type.to_ttlv(), kv];
         if let Some(a) = self.cryptographic_algorithm {
             kb.push(a.to_ttlv());
         }
         if let Some(l) = self.cryptographic_length {
             kb.push(Ttlv::int("CryptographicLength", l));
+        }
+        if let Some(w) = &self.wrapping {
+            kb.push(w.to_ttlv());
         }
         let mut object = Vec::with_capacity(2);
         if object_type == ObjectType::SecretData {
@@ -280,6 +401,8 @@ pub enum Request {
         uid: Option<String>,
         key_format_type: Option<KeyFormatType>,
         export: bool,
+        /// Key Wrapping Specification: answer the key wrapped so.
+        wrap: Option<KeyWrappingData>,
     },
     GetAttributes {
         uid: Option<String>,
@@ -507,14 +630,14 @@ impl Request {
                 attributes: attrs_opt(p, "Attributes")?,
                 key: KeyBlock::parse_object(p)?,
             },
-            // Wrapped export is not implemented: refuse rather than hand out the plain key.
-            Operation::Get | Operation::Export if p.get("KeyWrappingSpecification").is_some() => {
-                return Err(FieldError::Invalid("KeyWrappingSpecification").into());
-            }
             Operation::Get | Operation::Export => Request::Get {
                 uid: uid_opt(p)?,
                 key_format_type: KeyFormatType::opt(p)?,
                 export: op == Operation::Export,
+                wrap: p
+                    .get("KeyWrappingSpecification")
+                    .map(KeyWrappingData::parse)
+                    .transpose()?,
             },
             Operation::GetAttributes => {
                 let mut references = Vec::new();

@@ -127,7 +127,7 @@ kmip_enum!(
     /// KMIP 2.1 §11.5 Block Cipher Mode (subset; GCMSIV is the Cosmian extension code).
     BlockCipherMode: "BlockCipherMode" {
         CBC = 0x01, ECB = 0x02, CTR = 0x06, CCM = 0x08, GCM = 0x09, XTS = 0x0B,
-        NISTKeyWrap = 0x0D, AEAD = 0x12, GCMSIV = 0x8000_0002,
+        AESKeyWrapPadding = 0x0C, NISTKeyWrap = 0x0D, AEAD = 0x12, GCMSIV = 0x8000_0002,
     }
 );
 
@@ -249,7 +249,8 @@ kmip_enum!(
         InvalidMessage = 0x04, OperationNotSupported = 0x05, MissingData = 0x06,
         InvalidField = 0x07, FeatureNotSupported = 0x08, OperationCanceledByRequester = 0x09,
         CryptographicFailure = 0x0A, PermissionDenied = 0x0C, ObjectArchived = 0x0D,
-        KeyFormatTypeNotSupported = 0x10, Sensitive = 0x16, NotExtractable = 0x17,
+        KeyFormatTypeNotSupported = 0x10, EncodingOptionError = 0x12, Sensitive = 0x16,
+        NotExtractable = 0x17,
         ObjectAlreadyExists = 0x18,
         BadCryptographicParameters = 0x24, CodecError = 0x26,
         IncompatibleCryptographicUsageMask = 0x29, InternalServerError = 0x2A,
@@ -335,6 +336,11 @@ kmip_enum!(
 );
 
 kmip_enum!(
+    /// KMIP 2.1 §11.20 Encoding Option (of a wrapped Key Value).
+    EncodingOption: "EncodingOption" { NoEncoding = 0x01, TTLVEncoding = 0x02 }
+);
+
+kmip_enum!(
     /// KMIP 2.1 §11.44 RNG Algorithm.
     RNGAlgorithm: "RNGAlgorithm" {
         Unspecified = 0x01, FIPS186_2 = 0x02, DRBG = 0x03, NRBG = 0x04, ANSIX9_31 = 0x05,
@@ -390,6 +396,7 @@ pub fn enum_code(tag: &str, name: &str) -> Option<u32> {
         UsageLimitsUnit,
         CertificateType,
         WrappingMethod,
+        EncodingOption,
         RNGAlgorithm
     )
 }

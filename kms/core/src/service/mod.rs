@@ -31,6 +31,7 @@ mod lifecycle;
 mod objects;
 mod rights;
 mod rsa_ops;
+mod wrap;
 
 #[cfg(feature = "tls")]
 pub use rights::to_json;
@@ -611,9 +612,18 @@ impl<S: Store> Kms<S> {
                 uid,
                 key_format_type,
                 export,
+                wrap,
             } => {
-                self.get(env, user, uid.as_deref(), key_format_type, export, right()?)
-                    .await
+                self.get(
+                    env,
+                    user,
+                    uid.as_deref(),
+                    key_format_type,
+                    export,
+                    wrap.as_ref(),
+                    right()?,
+                )
+                .await
             }
             Request::GetAttributes { uid, references } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;

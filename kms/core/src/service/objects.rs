@@ -346,6 +346,8 @@ impl<S: Store> Kms<S> {
         key: &mut KeyBlock,
         right: Right,
     ) -> KResult<Response> {
+        // A wrapped key is unwrapped first (KMIP 2.1 §2.1.5), then registered as any other.
+        self.unwrap_block(env, user, key).await?;
         let mut attrs = match &key.attributes {
             Some(inner) => merge(inner, attributes),
             None => attributes.clone(),
@@ -552,6 +554,7 @@ impl<S: Store> Kms<S> {
         Ok(Response::Register { import, uid })
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn get(
         &self,
         env: &mut Env<'_>,
@@ -559,6 +562,7 @@ impl<S: Store> Kms<S> {
         uid: Option<&str>,
         kft: Option<KeyFormatType>,
         export: bool,
+        wrap: Option<&crate::kmip::ops::KeyWrappingData>,
         right: Right,
     ) -> KResult<Response> {
         let (o, _) = self.resolve(user, uid, right).await?;
@@ -571,9 +575,9 @@ impl<S: Store> Kms<S> {
                 "permission denied: private key material needs the export right",
             ));
         }
-        // KMIP 2.1 §4.47/§4.21: Sensitive keys only leave wrapped, non-extractable ones never;
-        // this KMS does not wrap, so both are refused to everyone, the owner included.
-        if flag(&o.attributes, "Sensitive") == Some(true) {
+        // KMIP 2.1 §4.47/§4.21: Sensitive keys only leave wrapped, non-extractable ones never
+        // (both to everyone, the owner included).
+        if wrap.is_none() && flag(&o.attributes, "Sensitive") == Some(true) {
             return Err(kerr(
                 ResultReason::Sensitive,
                 "the object is Sensitive: its key material is not released",
@@ -679,14 +683,18 @@ impl<S: Store> Kms<S> {
                 _ => return Err(unsupported),
             };
         let full = self.full_attributes(&o, env.now);
-        let key = KeyBlock {
+        let mut key = KeyBlock {
             key_format_type: format,
             material: bytes.to_vec(),
             curve: tcurve,
             cryptographic_algorithm: o.attributes.cryptographic_algorithm,
             cryptographic_length: o.attributes.cryptographic_length,
             attributes: Some(full.clone()),
+            wrapping: None,
         };
+        if let Some(spec) = wrap {
+            self.wrap_block(env, user, &mut key, spec, &o.uid).await?;
+        }
         Ok(Response::Get {
             export,
             object_type: o.object_type,

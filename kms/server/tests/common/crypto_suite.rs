@@ -210,3 +210,125 @@ pub fn ckms_rsa(h: &mut Harness) {
         .expect_err("decrypt with someone else's key");
     assert!(err.contains("ItemNotFound"), "{err}");
 }
+
+/// `ckms sym keys export --wrap-key-id` and `import --unwrap-key-id` through the server: each
+/// wrapping construction round-trips to the same key bytes, and a key without the wrap-key usage
+/// is refused.
+pub fn ckms_key_wrapping(h: &mut Harness) {
+    let create = |h: &mut Harness, extra: &[&str]| {
+        let mut a = vec!["--json", "sym", "keys", "create"];
+        a.extend_from_slice(extra);
+        h.ckms("grace", &a).json("sym keys create")["unique_identifier"]
+            .as_str()
+            .expect("uid")
+            .to_owned()
+    };
+    // The default usage (2108) includes wrap-key and unwrap-key.
+    let kek = create(h, &[]);
+    let key = create(h, &[]);
+    let p = |n: &str| h.path(n).display().to_string();
+    let (plain, wrapped, plain2) = (p("wrap-plain"), p("wrap-wrapped"), p("wrap-plain2"));
+    h.ckms(
+        "grace",
+        &["sym", "keys", "export", "--key-id", &key, &plain],
+    )
+    .expect_ok("plain export");
+    let key_bytes = std::fs::read(&plain).unwrap();
+    assert_eq!(key_bytes.len(), 32);
+    for (alg, len) in [
+        (None, 40),
+        (Some("nist-key-wrap"), 40),
+        (Some("aes-key-wrap-padding"), 40),
+        (Some("aes-gcm"), 12 + 32 + 16),
+    ] {
+        let mut a = vec![
+            "sym",
+            "keys",
+            "export",
+            "--key-id",
+            &key,
+            "--wrap-key-id",
+            &kek,
+            &wrapped,
+        ];
+        let mut b = vec![
+            "--json",
+            "sym",
+            "keys",
+            "import",
+            &wrapped,
+            "--unwrap-key-id",
+            &kek,
+        ];
+        if let Some(alg) = alg {
+            a.extend_from_slice(&["--wrapping-algorithm", alg]);
+            b.extend_from_slice(&["--wrapping-algorithm", alg]);
+        }
+        h.ckms("grace", &a).expect_ok("wrapped export");
+        let w = std::fs::read(&wrapped).unwrap();
+        assert_eq!(w.len(), len, "{alg:?}");
+        assert!(
+            !w.windows(32).any(|x| x == key_bytes),
+            "{alg:?}: key in clear"
+        );
+        let uid = h.ckms("grace", &b).json("unwrapping import")["unique_identifier"]
+            .as_str()
+            .expect("uid")
+            .to_owned();
+        h.ckms(
+            "grace",
+            &["sym", "keys", "export", "--key-id", &uid, &plain2],
+        )
+        .expect_ok("export of the unwrapped import");
+        assert_eq!(std::fs::read(&plain2).unwrap(), key_bytes, "{alg:?}");
+    }
+    // The wrong construction fails the integrity check.
+    h.ckms(
+        "grace",
+        &[
+            "sym",
+            "keys",
+            "export",
+            "--key-id",
+            &key,
+            "--wrap-key-id",
+            &kek,
+            &wrapped,
+        ],
+    )
+    .expect_ok("wrapped export");
+    let err = h
+        .ckms(
+            "grace",
+            &[
+                "sym",
+                "keys",
+                "import",
+                &wrapped,
+                "--unwrap-key-id",
+                &kek,
+                "--wrapping-algorithm",
+                "aes-gcm",
+            ],
+        )
+        .expect_err("unwrap with the wrong construction");
+    assert!(err.contains("CryptographicFailure"), "{err}");
+    // A key without the wrap-key usage does not wrap.
+    let enc_only = create(h, &["--usage", "encrypt,decrypt"]);
+    let err = h
+        .ckms(
+            "grace",
+            &[
+                "sym",
+                "keys",
+                "export",
+                "--key-id",
+                &key,
+                "--wrap-key-id",
+                &enc_only,
+                &wrapped,
+            ],
+        )
+        .expect_err("wrap with an encrypt-only key");
+    assert!(err.contains("IncompatibleCryptographicUsageMask"), "{err}");
+}
