@@ -642,6 +642,13 @@ impl Attributes {
                     }
                 }
             }
+            // Kept in `other`, in our spelling, so that Locate compares like with like
+            // (`X_509` and `X509` are one value).
+            "CertificateType" => {
+                let t = CertificateType::parse(c)?;
+                self.other.retain(|x| x.tag != c.tag);
+                self.other.push(t.to_ttlv());
+            }
             // Structures wrapping attributes in older dialects.
             "Attribute" => {
                 for x in c.children() {
