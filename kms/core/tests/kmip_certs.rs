@@ -44,7 +44,10 @@ fn uids(r: &Value) -> Vec<String> {
 fn register_get_export_certificate() {
     let mut t = T::new();
     let der = certificate("alice.example", &[0x42]);
-    let uid = text(&t.ok("alice", register_cert(&der, vec![])), "UniqueIdentifier");
+    let uid = text(
+        &t.ok("alice", register_cert(&der, vec![])),
+        "UniqueIdentifier",
+    );
 
     for op in ["Get", "Export"] {
         let r = t.ok("alice", uid_req(op, &uid));
@@ -164,7 +167,10 @@ fn locate_by_certificate_attributes_and_links() {
         ),
         "UniqueIdentifier",
     );
-    let ub = text(&t.ok("alice", register_cert(&b, vec![])), "UniqueIdentifier");
+    let ub = text(
+        &t.ok("alice", register_cert(&b, vec![])),
+        "UniqueIdentifier",
+    );
     let locate = |t: &mut T, attrs: Vec<Value>| {
         uids(&t.ok(
             "alice",
@@ -208,9 +214,12 @@ fn locate_by_certificate_attributes_and_links() {
             {"tag":"UniqueIdentifier","type":"TextString","value":ua},
             {"tag":"AttributeReference","type":"Enumeration","value":"X509CertificateIdentifier"}]}),
     );
-    let id = field(field(&r, "Attributes").unwrap(), "X509CertificateIdentifier")
-        .unwrap()
-        .clone();
+    let id = field(
+        field(&r, "Attributes").unwrap(),
+        "X509CertificateIdentifier",
+    )
+    .unwrap()
+    .clone();
     assert_eq!(bytes(&id, "CertificateSerialNumber"), vec![0x0a]);
     assert_eq!(locate(&mut t, vec![id]), vec![ua.clone()]);
     // The link to the key is kept and returned.

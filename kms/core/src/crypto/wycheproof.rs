@@ -26,7 +26,11 @@ struct Case<'a> {
 
 impl Case<'_> {
     fn hex(&self, k: &str) -> Vec<u8> {
-        unhex(self.t[k].as_str().unwrap_or_else(|| panic!("tc {}: no {k}", self.id)))
+        unhex(
+            self.t[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("tc {}: no {k}", self.id)),
+        )
     }
     fn valid(&self) -> bool {
         self.result == "valid"

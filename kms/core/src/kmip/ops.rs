@@ -134,7 +134,10 @@ impl KeyBlock {
             }
             return Ok(KeyBlock {
                 key_format_type: KeyFormatType::X509,
-                material: c.req("CertificateValue")?.as_bytes("CertificateValue")?.to_vec(),
+                material: c
+                    .req("CertificateValue")?
+                    .as_bytes("CertificateValue")?
+                    .to_vec(),
                 curve: None,
                 cryptographic_algorithm: None,
                 cryptographic_length: None,
