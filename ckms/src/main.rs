@@ -73,6 +73,9 @@ enum Command {
     /// HMAC keys, MAC computation and verification.
     #[command(subcommand)]
     Mac(cmd::mac::MacCommand),
+    /// X.509 certificates: import (Register) and export.
+    #[command(subcommand)]
+    Certificates(cmd::certs::CertCommand),
     /// Random bytes from the KMS's generator (RNGRetrieve).
     #[command(
         long_about = "Fetch random bytes from the KMS's generator (KMIP RNGRetrieve).
@@ -113,6 +116,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<Output, CliError> {
         Command::Ec(c) => cmd::ec::run(ctx, c),
         Command::Rsa(c) => cmd::rsa::run(ctx, c),
         Command::Mac(c) => cmd::mac::run(ctx, c),
+        Command::Certificates(c) => cmd::certs::run(ctx, c),
         Command::Rng(a) => cmd::mac::rng(ctx, &a),
         Command::Locate(a) => cmd::objects::locate(ctx, &a),
         Command::GetAttributes(a) => cmd::objects::get_attributes(ctx, &a),

@@ -2,6 +2,7 @@
 //! JSON value for `--json`.
 
 pub mod access;
+pub mod certs;
 pub mod ec;
 pub mod mac;
 pub mod objects;

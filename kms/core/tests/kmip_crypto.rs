@@ -84,10 +84,34 @@ fn mac_and_mac_verify_follow_oasis_cs_ac_m_4_to_6() {
     // The request's parameters win over the stored ones.
     let r = t.ok("alice", mac_req(&uid, Some("HMAC_SHA512"), &data));
     assert_eq!(bytes(&r, "MACData").len(), 64);
-    // An AES key with no HMAC anywhere: CMAC is not implemented, refused clearly.
-    let r = t.ok("alice", register_sym(None, "AES", &key, 0x18c));
+    // An AES key with no HMAC anywhere: CMAC-AES (RFC 4493 §4 example 2: 16-byte message).
+    let cmac_key = hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap();
+    let msg = hex::decode("6bc1bee22e409f96e93d7e117393172a").unwrap();
+    let tag = hex::decode("070a16b46b4d4144f79bdd9dd04a287c").unwrap();
+    let r = t.ok("alice", register_sym(None, "AES", &cmac_key, 0x18c));
     let aes = text(&r, "UniqueIdentifier");
-    let e = t.err("alice", mac_req(&aes, None, &data));
+    let r = t.ok("alice", mac_req(&aes, None, &msg));
+    assert_eq!(bytes(&r, "MACData"), tag);
+    let r = t.ok("alice", mac_req(&aes, Some("AES"), &msg));
+    assert_eq!(bytes(&r, "MACData"), tag);
+    let r = t.ok("alice", mac_verify_req(&aes, &msg, &tag));
+    assert_eq!(validity(&r), "Valid");
+    // Truncated to 64 bits (SP 800-38B Appendix A) still verifies; shorter does not.
+    let r = t.ok("alice", mac_verify_req(&aes, &msg, &tag[..8]));
+    assert_eq!(validity(&r), "Valid");
+    let r = t.ok("alice", mac_verify_req(&aes, &msg, &tag[..7]));
+    assert_eq!(validity(&r), "Invalid");
+    let r = t.ok("alice", mac_verify_req(&aes, &data, &tag));
+    assert_eq!(validity(&r), "Invalid");
+    // CMAC on an HMAC key is refused, not run over the HMAC key bytes.
+    let r = t.ok("alice", register_sym(None, "HMAC_SHA256", &key, 0x180));
+    let hk = text(&r, "UniqueIdentifier");
+    let e = t.err("alice", mac_req(&hk, Some("AES"), &data));
+    assert_eq!(reason(&e), ResultReason::UnsupportedCryptographicParameters);
+    // No MAC for a ChaCha20 key.
+    let r = t.ok("alice", register_sym(None, "ChaCha20", &[7; 32], 0x180));
+    let cc = text(&r, "UniqueIdentifier");
+    let e = t.err("alice", mac_req(&cc, None, &data));
     assert_eq!(reason(&e), ResultReason::UnsupportedCryptographicParameters);
     // Usage mask: Encrypt|Decrypt only.
     let r = t.ok(

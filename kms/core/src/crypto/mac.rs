@@ -1,6 +1,6 @@
 //! Hashes and MACs: SHA-1 / SHA-2 digests (FIPS 180-4, the KMIP `Hash` operation and the
-//! hashes RSA padding names) and HMAC (RFC 2104 / FIPS 198-1) over them, from the RustCrypto
-//! `sha1`, `sha2` and `hmac` crates.
+//! hashes RSA padding names), HMAC (RFC 2104 / FIPS 198-1) over them and CMAC-AES (NIST
+//! SP 800-38B, RFC 4493), from the RustCrypto `sha1`, `sha2`, `hmac` and `cmac` crates.
 //!
 //! SHA-1 is here for RSA-OAEP with SHA-1 (still the most common OAEP parameter set) and for
 //! interoperability in `Hash`/HMAC; nothing in the KMS relies on its collision resistance.
@@ -91,6 +91,49 @@ pub fn hmac_verify(alg: HashAlg, key: &[u8], data: &[u8], tag: &[u8]) -> Result<
     Ok(super::ct_eq(expected.get(..tag.len()).unwrap_or(&[]), tag))
 }
 
+/// Shortest CMAC tag [`cmac_aes_verify`] accepts: 64 bits, the floor NIST SP 800-38B
+/// Appendix A sets for truncated tags.
+pub const MIN_CMAC_TAG_LEN: usize = 8;
+
+fn cmac_with<C>(key: &[u8], data: &[u8]) -> Result<[u8; 16], CryptoError>
+where
+    cmac::Cmac<C>: KeyInit + Mac,
+    C: cmac::block_api::CmacCipher,
+{
+    let mut m =
+        <cmac::Cmac<C> as KeyInit>::new_from_slice(key).map_err(|_| CryptoError::InvalidKey)?;
+    m.update(data);
+    let tag = m.finalize().into_bytes();
+    let mut out = [0u8; 16];
+    if tag.len() != out.len() {
+        return Err(CryptoError::Unsupported);
+    }
+    out.copy_from_slice(&tag);
+    Ok(out)
+}
+
+/// CMAC-AES (NIST SP 800-38B) of `data` under a 128-, 192- or 256-bit AES `key`: the full
+/// 16-byte tag. Other key lengths are [`CryptoError::InvalidKey`].
+pub fn cmac_aes(key: &[u8], data: &[u8]) -> Result<[u8; 16], CryptoError> {
+    match key.len() {
+        16 => cmac_with::<aes::Aes128>(key, data),
+        24 => cmac_with::<aes::Aes192>(key, data),
+        32 => cmac_with::<aes::Aes256>(key, data),
+        _ => Err(CryptoError::InvalidKey),
+    }
+}
+
+/// Check `tag` against the CMAC-AES of `data` in constant time. A tag may be truncated to its
+/// leading bytes, no shorter than [`MIN_CMAC_TAG_LEN`] (SP 800-38B §5.5 / Appendix A); other
+/// lengths are [`CryptoError::InvalidTag`].
+pub fn cmac_aes_verify(key: &[u8], data: &[u8], tag: &[u8]) -> Result<bool, CryptoError> {
+    if !(MIN_CMAC_TAG_LEN..=16).contains(&tag.len()) {
+        return Err(CryptoError::InvalidTag);
+    }
+    let expected = cmac_aes(key, data)?;
+    Ok(super::ct_eq(expected.get(..tag.len()).unwrap_or(&[]), tag))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +187,67 @@ mod tests {
         );
         assert_eq!(
             hmac_verify(HashAlg::Sha256, &key, &data, &[0; 4]),
+            Err(CryptoError::InvalidTag)
+        );
+    }
+
+    /// RFC 4493 §4 (AES-128) and NIST SP 800-38B Appendix D.2/D.3 (AES-192/256): every key
+    /// on the empty message and on 16, 40 and 64 bytes of the SP 800-38A plaintext.
+    #[test]
+    fn sp800_38b_cmac_vectors() {
+        let msg = unhex(
+            "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51\
+             30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710",
+        );
+        let cases: [(&str, [&str; 4]); 3] = [
+            (
+                "2b7e151628aed2a6abf7158809cf4f3c",
+                [
+                    "bb1d6929e95937287fa37d129b756746",
+                    "070a16b46b4d4144f79bdd9dd04a287c",
+                    "dfa66747de9ae63030ca32611497c827",
+                    "51f0bebf7e3b9d92fc49741779363cfe",
+                ],
+            ),
+            (
+                "8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b",
+                [
+                    "d17ddf46adaacde531cac483de7a9367",
+                    "9e99a7bf31e710900662f65e617c5184",
+                    "8a1de5be2eb31aad089a82e6ee908b0e",
+                    "a1d5df0eed790f794d77589659f39a11",
+                ],
+            ),
+            (
+                "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
+                [
+                    "028962f61b7bf89efc6b551f4667d983",
+                    "28a7023f452e8f82bd4bf28d8c37c35c",
+                    "aaf3d8f1de5640c232f5b169b9c911e6",
+                    "e1992190549f6ed5696a2c056c315410",
+                ],
+            ),
+        ];
+        for (key, tags) in cases {
+            let key = unhex(key);
+            for (len, want) in [0usize, 16, 40, 64].into_iter().zip(tags) {
+                let want = unhex(want);
+                assert_eq!(cmac_aes(&key, &msg[..len]).unwrap().to_vec(), want);
+                assert_eq!(cmac_aes_verify(&key, &msg[..len], &want), Ok(true));
+                assert_eq!(cmac_aes_verify(&key, &msg[..len], &want[..8]), Ok(true));
+                let mut bad = want.clone();
+                bad[15] ^= 0x80;
+                assert_eq!(cmac_aes_verify(&key, &msg[..len], &bad), Ok(false));
+            }
+        }
+        let k = unhex("2b7e151628aed2a6abf7158809cf4f3c");
+        assert_eq!(cmac_aes(&k[..15], b""), Err(CryptoError::InvalidKey));
+        assert_eq!(
+            cmac_aes_verify(&k, b"", &[0; 7]),
+            Err(CryptoError::InvalidTag)
+        );
+        assert_eq!(
+            cmac_aes_verify(&k, b"", &[0; 17]),
             Err(CryptoError::InvalidTag)
         );
     }

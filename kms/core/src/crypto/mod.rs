@@ -6,7 +6,7 @@
 //! - [`aead`]: AES-GCM (128/192/256), AES-GCM-SIV (128/256), ChaCha20-Poly1305, detached tags.
 //! - [`asym`]: ECDSA P-256/P-384 (SHA-256/SHA-384) and Ed25519: key generation, PKCS#8 / SPKI
 //!   encoding, raw import/export, sign and verify.
-//! - [`mac`]: SHA-1/SHA-2 digests and HMAC over them.
+//! - [`mac`]: SHA-1/SHA-2 digests, HMAC over them, CMAC-AES.
 //! - [`modes`]: AES ECB/CBC (PKCS#5 or no padding) and CTR, unauthenticated, for CS-BC.
 //! - [`rsa`]: RSA 2048/3072/4096: generation, PKCS#1/PKCS#8/SPKI, OAEP and PKCS#1 v1.5
 //!   encryption, PSS and PKCS#1 v1.5 signatures.
@@ -22,6 +22,8 @@ pub mod rsa;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod wrap;
+#[cfg(test)]
+mod wycheproof;
 
 use core::fmt;
 

@@ -251,7 +251,16 @@ pub fn decrypt(
     let sk = private(pkcs8)?;
     let r = match padding {
         EncPadding::Oaep { hash, mgf, label } => {
-            with_oaep!(*hash, *mgf, label.as_deref(), p => sk.decrypt_blinded(&mut Rng(rng), p, data))
+            // Both checks always run and fail alike: one error, whichever failed.
+            let lead = oaep_leading_octet_is_zero(&sk, data, rng)?;
+            let r = with_oaep!(*hash, *mgf, label.as_deref(), p => sk.decrypt_blinded(&mut Rng(rng), p, data));
+            match r {
+                Ok(m) if !lead => {
+                    drop(Zeroizing::new(m));
+                    Err(rsa::Error::Decryption)
+                }
+                r => r,
+            }
         }
         EncPadding::Pkcs1v15 => sk.decrypt_blinded(&mut Rng(rng), Pkcs1v15Encrypt, data),
     };
@@ -259,6 +268,36 @@ pub fn decrypt(
         rsa::Error::Rng => CryptoError::Rng,
         _ => CryptoError::AuthenticationFailed,
     })
+}
+
+/// RFC 8017 §7.1.2 step 3g: the first octet `Y` of the OAEP encoded message must be zero.
+/// The `rsa` crate (0.10) ignores that octet on purpose, so it accepts ciphertexts of messages
+/// `m >= 256^(k-1)` that RFC 8017 (and Wycheproof's "First byte is 1" cases) reject. This
+/// recomputes `m = c^d mod n` (blinded, with the crate's CRT check) and tests the leading
+/// octets without branching on them; `false` for a ciphertext the crate refuses anyway (wrong
+/// length, `c >= n`). It doubles the cost of an OAEP decryption, which only unwraps keys.
+fn oaep_leading_octet_is_zero(
+    sk: &PrivateKey,
+    ct: &[u8],
+    rng: &mut dyn Random,
+) -> Result<bool, CryptoError> {
+    let k = sk.size();
+    if ct.len() != k {
+        return Ok(false);
+    }
+    let Ok(c) = rsa::BoxedUint::from_be_slice(ct, sk.n_bits_precision()) else {
+        return Ok(false);
+    };
+    let m = match rsa::hazmat::rsa_decrypt_and_check(sk, Some(&mut Rng(rng)), &c) {
+        Ok(m) => Zeroizing::new(m),
+        Err(rsa::Error::Rng) => return Err(CryptoError::Rng),
+        Err(_) => return Ok(false),
+    };
+    let be = Zeroizing::new(m.to_be_bytes());
+    // Every octet above the low k-1 ones (Y and the limb padding) must be zero.
+    let high = be.len().saturating_sub(k.saturating_sub(1));
+    let acc = be.get(..high).unwrap_or(&[]).iter().fold(0u8, |a, b| a | b);
+    Ok(bool::from(subtle::ConstantTimeEq::ct_eq(&acc, &0u8)))
 }
 
 /// The hash a signature covers: the message's digest, or the caller's digest checked for

@@ -219,6 +219,25 @@ impl KeyBlock {
     /// Parse the object: under its object-type tag (`SymmetricKey`, `PrivateKey`, ..., as KMIP
     /// and the Cosmian KMS send it), or under `Object` (older Cosmian clients).
     pub fn parse_object(parent: &Ttlv) -> Result<Self, FieldError> {
+        // KMIP 2.1 §2.2.1 Certificate: no Key Block, a type and a DER value. It is carried
+        // as an X509-format block whose material is the certificate.
+        if let Some(c) = parent.get("Certificate") {
+            let t = c.req(CertificateType::TAG)?;
+            if CertificateType::parse(t)? != CertificateType::X509 {
+                return Err(FieldError::Invalid(CertificateType::TAG));
+            }
+            return Ok(KeyBlock {
+                key_format_type: KeyFormatType::X509,
+                material: c
+                    .req("CertificateValue")?
+                    .as_bytes("CertificateValue")?
+                    .to_vec(),
+                curve: None,
+                cryptographic_algorithm: None,
+                cryptographic_length: None,
+                attributes: None,
+            });
+        }
         let obj = OBJECT_TAGS
             .iter()
             .find_map(|t| parent.get(t))
@@ -293,6 +312,15 @@ impl KeyBlock {
     /// Emit the object under its object-type tag (`SymmetricKey { KeyBlock { ... } }`), as
     /// KMIP 2.1 §2 and the Cosmian KMS (its `Object` enum, serialized by variant) do.
     pub fn to_object(&self, object_type: ObjectType) -> Ttlv {
+        if object_type == ObjectType::Certificate {
+            return Ttlv::structure(
+                "Certificate",
+                alloc::vec![
+                    CertificateType::X509.to_ttlv(),
+                    Ttlv::bytes("CertificateValue", &self.material),
+                ],
+            );
+        }
         let km = match self.key_format_type {
             _ if self.wrapping.is_some() => Ttlv::bytes("KeyValue", &self.material),
             KeyFormatType::TransparentSymmetricKey => Ttlv::structure(

@@ -50,16 +50,48 @@ pub(super) fn hash_alg(h: HashingAlgorithm) -> KResult<HashAlg> {
     })
 }
 
+/// The MAC a key computes: HMAC over a hash, or CMAC-AES (an AES key; KMIP has no CMAC
+/// algorithm code, so an AES key or `CryptographicParameters` naming AES selects it, as PyKMIP
+/// does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MacAlg {
+    Hmac(HashAlg),
+    CmacAes,
+}
+
+impl MacAlg {
+    fn of(a: CryptographicAlgorithm) -> Option<Self> {
+        match a {
+            CryptographicAlgorithm::AES => Some(MacAlg::CmacAes),
+            a => hmac_hash(a).map(MacAlg::Hmac),
+        }
+    }
+
+    fn compute(self, key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        match self {
+            MacAlg::Hmac(h) => mac::hmac(h, key, data),
+            MacAlg::CmacAes => mac::cmac_aes(key, data).map(|t| t.to_vec()),
+        }
+    }
+
+    fn verify(self, key: &[u8], data: &[u8], tag: &[u8]) -> Result<bool, CryptoError> {
+        match self {
+            MacAlg::Hmac(h) => mac::hmac_verify(h, key, data, tag),
+            MacAlg::CmacAes => mac::cmac_aes_verify(key, data, tag),
+        }
+    }
+}
+
 impl<S: Store> Kms<S> {
-    /// The HMAC hash and key for a MAC/MACVerify with `o`: the algorithm named by the request,
-    /// else by the key's stored CryptographicParameters, else the key's own algorithm.
+    /// The MAC algorithm and key for a MAC/MACVerify with `o`: the algorithm named by the
+    /// request, else by the key's stored CryptographicParameters, else the key's own algorithm.
     fn mac_key<'o>(
         &self,
         o: &'o ManagedObject,
         now: i64,
         mask: u32,
         params: Option<&CryptographicParameters>,
-    ) -> KResult<(HashAlg, &'o [u8])> {
+    ) -> KResult<(MacAlg, &'o [u8])> {
         if o.object_type != ObjectType::SymmetricKey {
             return Err(kerr(
                 ResultReason::InvalidObjectType,
@@ -72,13 +104,20 @@ impl<S: Store> Kms<S> {
             .and_then(|p| p.cryptographic_algorithm)
             .or(stored.and_then(|p| p.cryptographic_algorithm))
             .or(o.algorithm());
-        let h = alg.and_then(hmac_hash).ok_or(kerr(
+        let m = alg.and_then(MacAlg::of).ok_or(kerr(
             ResultReason::UnsupportedCryptographicParameters,
-            "MAC supports HMAC-SHA-1/224/256/384/512: name one in CryptographicParameters \
-             (CMAC is not implemented)",
+            "MAC supports HMAC-SHA-1/224/256/384/512 and CMAC-AES (an AES key): name one in \
+             CryptographicParameters",
         ))?;
+        // CMAC runs on the key's own AES material: an HMAC key is not an AES key.
+        if m == MacAlg::CmacAes && o.algorithm() != Some(CryptographicAlgorithm::AES) {
+            return Err(kerr(
+                ResultReason::UnsupportedCryptographicParameters,
+                "CMAC-AES needs an AES key",
+            ));
+        }
         let key = o.material.as_ref().ok_or(DESTROYED)?;
-        Ok((h, key))
+        Ok((m, key))
     }
 
     pub(super) async fn mac(
@@ -91,10 +130,10 @@ impl<S: Store> Kms<S> {
         right: Right,
     ) -> KResult<Response> {
         let (o, _) = self.resolve(user, uid, right).await?;
-        let (h, key) = self.mac_key(&o, env.now, usage::MAC_GENERATE, params)?;
+        let (m, key) = self.mac_key(&o, env.now, usage::MAC_GENERATE, params)?;
         Ok(Response::Mac {
             uid: o.uid.clone(),
-            mac: mac::hmac(h, key, data)?,
+            mac: m.compute(key, data)?,
         })
     }
 
@@ -110,11 +149,11 @@ impl<S: Store> Kms<S> {
         right: Right,
     ) -> KResult<Response> {
         let (o, _) = self.resolve(user, uid, right).await?;
-        let (h, key) = self.mac_key(&o, env.now, usage::MAC_VERIFY, params)?;
-        let valid = match mac::hmac_verify(h, key, data, tag) {
+        let (m, key) = self.mac_key(&o, env.now, usage::MAC_VERIFY, params)?;
+        let valid = match m.verify(key, data, tag) {
             Ok(v) => v,
             // A tag of an impossible length is simply not valid.
-            Err(crate::crypto::CryptoError::InvalidTag) => false,
+            Err(CryptoError::InvalidTag) => false,
             Err(e) => return Err(e.into()),
         };
         Ok(Response::MacVerify {

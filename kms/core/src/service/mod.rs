@@ -26,6 +26,7 @@ use crate::kmip::types::*;
 use crate::object::ManagedObject;
 use crate::store::{Store, StoreError, Version};
 
+mod certs;
 mod crypto_ops;
 mod lifecycle;
 mod objects;

@@ -502,10 +502,19 @@ impl<S: Store> Kms<S> {
                 attrs.cryptographic_usage_mask.get_or_insert(usage::VERIFY);
                 Zeroizing::new(spki)
             }
+            // KMIP 2.1 §2.2.1: an X.509 certificate, kept as its DER value.
+            ObjectType::Certificate => {
+                if kft != KeyFormatType::X509 {
+                    return Err(unsupported_format);
+                }
+                certs::absorb_registered(&mut attrs, &raw)?;
+                raw
+            }
             _ => {
                 return Err(kerr(
                     ResultReason::InvalidObjectType,
-                    "only symmetric, private and public keys and secret data can be registered",
+                    "only symmetric, private and public keys, certificates and secret data \
+                     can be registered",
                 ));
             }
         };
@@ -680,6 +689,10 @@ impl<S: Store> Kms<S> {
                         _ => return Err(unsupported),
                     }
                 }
+                ObjectType::Certificate => match kft.unwrap_or(KeyFormatType::X509) {
+                    KeyFormatType::X509 => (KeyFormatType::X509, material.clone(), None),
+                    _ => return Err(unsupported),
+                },
                 _ => return Err(unsupported),
             };
         let full = self.full_attributes(&o, env.now);
@@ -721,9 +734,9 @@ impl<S: Store> Kms<S> {
                 return Err(kerr(ResultReason::MissingData, "no attribute named"));
             }
         };
-        if READ_ONLY.contains(&target) {
+        if READ_ONLY.contains(&target) || certs::read_only(target) {
             return Err(kerr(
-                ResultReason::InvalidField,
+                ResultReason::AttributeReadOnly,
                 "this attribute is read-only",
             ));
         }
@@ -939,6 +952,7 @@ impl<S: Store> Kms<S> {
             ObjectType::SymmetricKey,
             ObjectType::PrivateKey,
             ObjectType::PublicKey,
+            ObjectType::Certificate,
         ] {
             let mut q = kw.to_vec();
             q.push(alloc::format!("type={}", t.name()));

@@ -332,3 +332,75 @@ pub fn ckms_key_wrapping(h: &mut Harness) {
         .expect_err("wrap with an encrypt-only key");
     assert!(err.contains("IncompatibleCryptographicUsageMask"), "{err}");
 }
+
+/// `ckms certificates import|export`: a PEM certificate goes in, comes back as the same PEM and
+/// as the same DER, is found by its subject CN, and a non-certificate file is refused.
+pub fn ckms_certificates(h: &mut Harness) {
+    let mut p = rcgen::CertificateParams::new(vec!["grace.example".to_owned()]).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "grace-e2e.example");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    let pem_in = h.path("grace-cert.pem");
+    std::fs::write(&pem_in, cert.pem()).unwrap();
+    let i = pem_in.display().to_string();
+    let uid = h
+        .ckms(
+            "grace",
+            &[
+                "--json",
+                "certificates",
+                "import",
+                &i,
+                "--tag",
+                "grace-cert",
+            ],
+        )
+        .json("certificates import")["unique_identifier"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let der_out = h.path("grace-cert.der");
+    let d = der_out.display().to_string();
+    h.ckms(
+        "grace",
+        &[
+            "certificates",
+            "export",
+            "--certificate-id",
+            &uid,
+            "--der",
+            &d,
+        ],
+    )
+    .expect_ok("certificates export --der");
+    assert_eq!(std::fs::read(&der_out).unwrap(), cert.der().to_vec());
+    let pem_out = h.path("grace-cert-out.pem");
+    let o = pem_out.display().to_string();
+    h.ckms(
+        "grace",
+        &["certificates", "export", "--tag", "grace-cert", &o],
+    )
+    .expect_ok("certificates export by tag");
+    let back = std::fs::read_to_string(&pem_out).unwrap();
+    assert!(back.starts_with("-----BEGIN CERTIFICATE-----"), "{back}");
+    assert_eq!(
+        kms::x509::pem_chain_der(back.as_bytes()).unwrap(),
+        vec![cert.der().to_vec()]
+    );
+    // Another user does not see it.
+    h.ckms(
+        "heidi",
+        &["certificates", "export", "--certificate-id", &uid, &o],
+    )
+    .expect_err("export by a stranger");
+    // Garbage is refused by ckms before it reaches the server.
+    let junk = h.path("junk.bin");
+    std::fs::write(&junk, b"not a certificate").unwrap();
+    let j = junk.display().to_string();
+    let err = h
+        .ckms("grace", &["certificates", "import", &j])
+        .expect_err("import garbage");
+    assert!(err.contains("certificate"), "{err}");
+}
