@@ -236,6 +236,7 @@ impl KeyBlock {
                 cryptographic_algorithm: None,
                 cryptographic_length: None,
                 attributes: None,
+                wrapping: None,
             });
         }
         let obj = OBJECT_TAGS
