@@ -36,7 +36,10 @@ pub const ATTRIBUTE_NAMES: &[(&str, &str)] = &[
     ("Cryptographic Algorithm", "CryptographicAlgorithm"),
     ("Cryptographic Length", "CryptographicLength"),
     ("Cryptographic Parameters", "CryptographicParameters"),
-    ("Cryptographic Domain Parameters", "CryptographicDomainParameters"),
+    (
+        "Cryptographic Domain Parameters",
+        "CryptographicDomainParameters",
+    ),
     ("Certificate Type", "CertificateType"),
     ("Certificate Length", "CertificateLength"),
     ("X.509 Certificate Identifier", "X509CertificateIdentifier"),
@@ -65,7 +68,10 @@ pub const ATTRIBUTE_NAMES: &[(&str, &str)] = &[
     ("Object Group", "ObjectGroup"),
     ("Fresh", "Fresh"),
     ("Link", "Link"),
-    ("Application Specific Information", "ApplicationSpecificInformation"),
+    (
+        "Application Specific Information",
+        "ApplicationSpecificInformation",
+    ),
     ("Contact Information", "ContactInformation"),
     ("Last Change Date", "LastChangeDate"),
     ("Alternative Name", "AlternativeName"),
@@ -316,12 +322,48 @@ pub fn response_to_v1(msg: &Ttlv, echo: &Echo) -> Ttlv {
             .iter()
             .map(|f| match op {
                 Some(op) if f.tag == "ResponsePayload" => payload_to_v1(op, f, e),
+                _ if f.tag == "ResultReason" => result_reason_v1(f),
                 _ => f.clone(),
             })
             .collect();
         out.push(Ttlv::structure(&c.tag, item));
     }
     Ttlv::structure(&msg.tag, out)
+}
+
+/// KMIP 1.4 §9.1.3.2.29 Result Reason stops at Object Already Exists (0x18) and General
+/// Failure (0x100); the reasons 2.0 added are answered with the 1.x reason for the same
+/// failure (a state or usage violation was Permission Denied in 1.x).
+fn result_reason_v1(f: &Ttlv) -> Ttlv {
+    let code = match &f.value {
+        Value::Enumeration(EnumValue::Code(c)) => Some(*c),
+        Value::Enumeration(EnumValue::Name(n)) => enum_code("ResultReason", n),
+        _ => None,
+    };
+    let Some(code) = code else {
+        return f.clone();
+    };
+    let mapped = match ResultReason::from_code(code) {
+        _ if code <= 0x18 || code == ResultReason::GeneralFailure.code() => return f.clone(),
+        Some(
+            ResultReason::WrongKeyLifecycleState | ResultReason::IncompatibleCryptographicUsageMask,
+        ) => ResultReason::PermissionDenied,
+        Some(
+            ResultReason::BadCryptographicParameters
+            | ResultReason::InvalidAttributeValue
+            | ResultReason::InvalidObjectType
+            | ResultReason::CodecError,
+        ) => ResultReason::InvalidField,
+        Some(ResultReason::UnsupportedCryptographicParameters) => ResultReason::FeatureNotSupported,
+        Some(ResultReason::ObjectDestroyed | ResultReason::ObjectNotFound) => {
+            ResultReason::ItemNotFound
+        }
+        _ => ResultReason::GeneralFailure,
+    };
+    Ttlv {
+        tag: f.tag.clone(),
+        value: Value::Enumeration(EnumValue::Code(mapped.code())),
+    }
 }
 
 fn payload_to_v1(op: Operation, p: &Ttlv, echo: Option<&Ttlv>) -> Ttlv {
@@ -345,7 +387,10 @@ fn payload_to_v1(op: Operation, p: &Ttlv, echo: Option<&Ttlv>) -> Ttlv {
                 ));
             }
             (_, "PublicKeyAttributes") => {
-                out.push(Ttlv::structure("PublicKeyTemplateAttribute", untyped_all(c)));
+                out.push(Ttlv::structure(
+                    "PublicKeyTemplateAttribute",
+                    untyped_all(c),
+                ));
             }
             _ => out.push(c.clone()),
         }
@@ -430,9 +475,9 @@ fn untyped(a: &Ttlv) -> Option<(String, Ttlv)> {
 fn reference_name(r: &Ttlv) -> Option<String> {
     match &r.value {
         Value::Enumeration(EnumValue::Name(tag)) => name_of(tag).map(ToString::to_string),
-        Value::Enumeration(EnumValue::Code(c)) => {
-            super::ttlv::tag_name(*c).and_then(name_of).map(ToString::to_string)
-        }
+        Value::Enumeration(EnumValue::Code(c)) => super::ttlv::tag_name(*c)
+            .and_then(name_of)
+            .map(ToString::to_string),
         Value::Structure(_) => {
             let (name, value) = untyped(&Ttlv::structure(
                 "VendorAttribute",
@@ -642,9 +687,7 @@ mod tests {
                 vec![
                     Ttlv {
                         tag: "Operation".into(),
-                        value: Value::Enumeration(EnumValue::Code(
-                            Operation::GetAttributes.code(),
-                        )),
+                        value: Value::Enumeration(EnumValue::Code(Operation::GetAttributes.code())),
                     },
                     Ttlv::structure(
                         "ResponsePayload",
@@ -660,14 +703,8 @@ mod tests {
                                         )),
                                     },
                                     Ttlv::text("KeyFormatType", "dropped"),
-                                    Ttlv::structure(
-                                        "Name",
-                                        vec![Ttlv::text("NameValue", "a")],
-                                    ),
-                                    Ttlv::structure(
-                                        "Name",
-                                        vec![Ttlv::text("NameValue", "b")],
-                                    ),
+                                    Ttlv::structure("Name", vec![Ttlv::text("NameValue", "a")]),
+                                    Ttlv::structure("Name", vec![Ttlv::text("NameValue", "b")]),
                                     Ttlv::structure(
                                         "Attribute",
                                         vec![
@@ -705,8 +742,48 @@ mod tests {
     }
 
     #[test]
+    fn result_reasons_2x_added_are_answered_the_1x_way() {
+        let item = |reason: &str| {
+            Ttlv::structure(
+                "ResponseMessage",
+                vec![Ttlv::structure(
+                    "BatchItem",
+                    vec![
+                        Ttlv::enumeration("Operation", "Destroy"),
+                        Ttlv::enumeration("ResultStatus", "OperationFailed"),
+                        Ttlv::enumeration("ResultReason", reason),
+                    ],
+                )],
+            )
+        };
+        let reason = |m: &Ttlv| {
+            m.get("BatchItem")
+                .and_then(|b| b.get("ResultReason"))
+                .map(|r| r.value.clone())
+        };
+        let code = |r: ResultReason| Some(Value::Enumeration(EnumValue::Code(r.code())));
+        let none = Echo(vec![None]);
+        assert_eq!(
+            reason(&response_to_v1(&item("WrongKeyLifecycleState"), &none)),
+            code(ResultReason::PermissionDenied)
+        );
+        assert_eq!(
+            reason(&response_to_v1(&item("ObjectNotFound"), &none)),
+            code(ResultReason::ItemNotFound)
+        );
+        // 1.x reasons are kept as they are.
+        assert_eq!(
+            reason(&response_to_v1(&item("ItemNotFound"), &none)),
+            Some(Value::Enumeration(EnumValue::Name("ItemNotFound".into())))
+        );
+    }
+
+    #[test]
     fn add_attribute_answers_with_the_attribute() {
-        let link = attr("Link", Value::Structure(vec![Ttlv::text("LinkedObjectIdentifier", "k2")]));
+        let link = attr(
+            "Link",
+            Value::Structure(vec![Ttlv::text("LinkedObjectIdentifier", "k2")]),
+        );
         let m = message(
             1,
             Operation::AddAttribute.code(),
