@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use kms::kmip::ttlv::{Ttlv, Value};
 use kmip_conformance::{BinaryKmip, JsonHttps, Transport};
+use kms::kmip::ttlv::{Ttlv, Value};
 use testkit::{ChildGuard, Pki, drain_lines, free_port, wait_line, workspace_bin};
 
 fn message(op: &str, payload: Vec<Ttlv>) -> Ttlv {
@@ -111,10 +111,11 @@ fn main() -> Result<(), String> {
     );
     let mut lines = child.stdout_lines();
     wait_line(&mut lines, "kms-server listening on", "kms-server");
-    let kmip_addr: SocketAddr = wait_line(&mut lines, "kms-server KMIP listening on ", "kms-server")
-        .trim()
-        .parse()
-        .map_err(|e| format!("KMIP ready line: {e}"))?;
+    let kmip_addr: SocketAddr =
+        wait_line(&mut lines, "kms-server KMIP listening on ", "kms-server")
+            .trim()
+            .parse()
+            .map_err(|e| format!("KMIP ready line: {e}"))?;
     drain_lines(lines);
 
     let roots = ckms::http::load_certs(&ca.cert).map_err(|e| e.to_string())?;

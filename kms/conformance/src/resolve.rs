@@ -241,7 +241,9 @@ pub fn type_attribute_values(node: &mut Node) {
                         v.value = format!("0x{code:08x}");
                     }
                 }
-                Some("Integer") if v.value.parse::<i32>().is_err() && !v.value.starts_with("0x") => {
+                Some("Integer")
+                    if v.value.parse::<i32>().is_err() && !v.value.starts_with("0x") =>
+                {
                     let bits = v
                         .value
                         .split([' ', '|'])
