@@ -18,5 +18,6 @@ _need_pkgs() {
 ensure_test_deps() {
   _need_pkgs redis-server:redis-server redis-cli:redis-tools \
              qemu-system-x86_64:qemu-system-x86 /usr/share/ovmf/OVMF.fd:ovmf \
-             objcopy:binutils openssl:openssl curl:curl
+             objcopy:binutils openssl:openssl curl:curl \
+             pkg-config:pkg-config /usr/include/openssl/ssl.h:libssl-dev  # libssl-dev: tests/cosmian-client
 }

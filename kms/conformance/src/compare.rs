@@ -20,7 +20,9 @@
 //!    does a `DigestValue` that is not the SHA-256 of a byte string the case sent.
 //!
 //! Masks compare as numbers (flag names resolved), enumerations by name or by code (a binary
-//! response carries codes: the expected name is looked up in the enumeration of its tag).
+//! response carries codes: the expected name is looked up in the enumeration of its tag; in a
+//! KMIP 1.x `Attribute`, in the enumeration of the attribute its `AttributeName` names, resolved
+//! when the case is loaded: [`crate::resolve::type_attribute_values`]).
 
 use std::fmt;
 

@@ -208,6 +208,11 @@ pub fn mandatory_2_1() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/kmip-2.1/mandatory")
 }
 
+/// The vendored KMIP 1.4 mandatory cases (protocol version 1.4 in every request header).
+pub fn mandatory_1_4() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/kmip-1.4/mandatory")
+}
+
 /// Reads every `*.xml` case in `dir`, sorted by name.
 pub fn load_dir(dir: &Path) -> Result<Vec<Case>, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -221,8 +226,13 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Case>, String> {
         .map(|p| {
             let name = p.file_stem().map(|s| s.to_string_lossy().into_owned());
             let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            parse_case(name.as_deref().unwrap_or("?"), &text)
-                .map_err(|e| format!("{}: {e}", p.display()))
+            let mut case = parse_case(name.as_deref().unwrap_or("?"), &text)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            for step in &mut case.steps {
+                resolve::type_attribute_values(&mut step.request);
+                resolve::type_attribute_values(&mut step.response);
+            }
+            Ok(case)
         })
         .collect()
 }

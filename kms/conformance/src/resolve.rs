@@ -220,6 +220,47 @@ pub fn value(node: &Node, ctx: &Context) -> Result<Value, ResolveError> {
     })
 }
 
+/// KMIP 1.x `Attribute { AttributeName, AttributeValue }`: the value's enumeration (or mask)
+/// is the one of the attribute its name stands for (`"State"` → `State`), which the generic
+/// encoders cannot know from the `AttributeValue` tag. Rewrites, in place, such enumeration
+/// names to their codes (`0x…`) and mask names to their numbers, in every `Attribute` of
+/// `node` whose name KMIP 1.4 defines ([`kms::kmip::v1::tag_of`]); other values are kept.
+pub fn type_attribute_values(node: &mut Node) {
+    if node.tag == "Attribute" {
+        let tag = node
+            .children
+            .iter()
+            .find(|c| c.tag == "AttributeName")
+            .and_then(|n| kms::kmip::v1::tag_of(&n.value));
+        if let Some(tag) = tag
+            && let Some(v) = node.children.iter_mut().find(|c| c.tag == "AttributeValue")
+        {
+            match v.ty.as_deref() {
+                Some("Enumeration") if !v.value.starts_with("0x") && !v.value.starts_with('$') => {
+                    if let Some(code) = kms::kmip::types::enum_code(tag, &v.value) {
+                        v.value = format!("0x{code:08x}");
+                    }
+                }
+                Some("Integer")
+                    if v.value.parse::<i32>().is_err() && !v.value.starts_with("0x") =>
+                {
+                    let bits = v
+                        .value
+                        .split([' ', '|'])
+                        .filter(|s| !s.is_empty())
+                        .map(|n| mask_bit(tag, n))
+                        .try_fold(0u32, |acc, b| b.map(|b| acc | b));
+                    if let Some(bits) = bits {
+                        v.value = bits.to_string();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    node.children.iter_mut().for_each(type_attribute_values);
+}
+
 /// The TTLV item an XML element stands for.
 pub fn resolve(node: &Node, ctx: &Context) -> Result<Ttlv, ResolveError> {
     Ok(Ttlv {

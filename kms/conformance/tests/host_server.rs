@@ -1,7 +1,9 @@
 //! The vendored OASIS KMIP 2.1 mandatory test cases against `kms-server` (memory store), with
-//! mutual TLS, over JSON (`POST /kmip/2_1`) and over binary TTLV (the KMIP port). Every case
-//! listed in `expected-pass.txt` (JSON) and `expected-pass-binary.txt` (binary) must pass (a
-//! case that starts failing is a regression); both scores are printed. Cases not listed yet
+//! mutual TLS, over JSON (`POST /kmip/2_1`) and over binary TTLV (the KMIP port), and the KMIP
+//! 1.4 mandatory cases over binary (protocol version 1.4 in the header). Every case listed in
+//! `expected-pass.txt` (2.1 JSON), `expected-pass-binary.txt` (2.1 binary) and
+//! `expected-pass-1.4.txt` (1.4 binary) must pass (a case that starts failing is a
+//! regression); the scores are printed. Cases not listed yet
 //! fail for a reason the conformance work has still to fix (see README.md).
 //!
 //! Needs the `kms-server` binary: `cargo build -p kms-server` first.
@@ -10,7 +12,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use kmip_conformance::{BinaryKmip, JsonHttps, Transport, load_dir, mandatory_2_1, run_case};
+use kmip_conformance::{
+    BinaryKmip, JsonHttps, Transport, load_dir, mandatory_1_4, mandatory_2_1, run_case,
+};
 use testkit::{ChildGuard, Pki, drain_lines, free_port, wait_line, workspace_bin};
 
 fn expected(list: &str) -> BTreeSet<String> {
@@ -21,11 +25,16 @@ fn expected(list: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Runs every case over `transport`, prints one line per case and the score; the cases that
-/// passed.
-fn score(transport: &mut dyn Transport, now: i64) -> BTreeSet<String> {
-    let cases = load_dir(&mandatory_2_1()).expect("vendored cases");
-    assert_eq!(cases.len(), 86, "the KMIP 2.1 mandatory set has 86 cases");
+/// Runs every case of `dir` (`count` of them) over `transport`, prints one line per case and
+/// the score; the cases that passed.
+fn score(
+    transport: &mut dyn Transport,
+    now: i64,
+    dir: &std::path::Path,
+    count: usize,
+) -> BTreeSet<String> {
+    let cases = load_dir(dir).expect("vendored cases");
+    assert_eq!(cases.len(), count, "cases in {}", dir.display());
     let name = transport.name();
     let mut passed = BTreeSet::new();
     for case in &cases {
@@ -85,9 +94,25 @@ fn oasis_kmip_2_1_mandatory_cases_over_json_and_binary() {
         .expect("clock")
         .as_secs() as i64;
 
-    let json = score(&mut JsonHttps(http), now);
-    let binary = score(&mut BinaryKmip::new(kmip_addr, tls), now);
-    println!("score: json {}/86, binary {}/86", json.len(), binary.len());
+    let json = score(&mut JsonHttps(http), now, &mandatory_2_1(), 86);
+    let binary = score(
+        &mut BinaryKmip::new(kmip_addr, tls.clone()),
+        now,
+        &mandatory_2_1(),
+        86,
+    );
+    let v1_4 = score(
+        &mut BinaryKmip::new(kmip_addr, tls),
+        now,
+        &mandatory_1_4(),
+        68,
+    );
+    println!(
+        "score: json {}/86, binary {}/86, KMIP 1.4 binary {}/68",
+        json.len(),
+        binary.len(),
+        v1_4.len()
+    );
 
     let json_regressed: Vec<_> = expected(include_str!("../expected-pass.txt"))
         .difference(&json)
@@ -97,8 +122,13 @@ fn oasis_kmip_2_1_mandatory_cases_over_json_and_binary() {
         .difference(&binary)
         .cloned()
         .collect();
+    let v1_4_regressed: Vec<_> = expected(include_str!("../expected-pass-1.4.txt"))
+        .difference(&v1_4)
+        .cloned()
+        .collect();
     assert!(
-        json_regressed.is_empty() && binary_regressed.is_empty(),
-        "cases that passed before fail now: json {json_regressed:?}, binary {binary_regressed:?}"
+        json_regressed.is_empty() && binary_regressed.is_empty() && v1_4_regressed.is_empty(),
+        "cases that passed before fail now: json {json_regressed:?}, binary {binary_regressed:?}, \
+         KMIP 1.4 binary {v1_4_regressed:?}"
     );
 }

@@ -225,8 +225,11 @@ fn protocol_version_is_echoed_and_negotiated() {
             )
         })
         .collect();
-    assert_eq!(offered, [(2, 1), (2, 0)]);
-    // A client offering 1.4 and 2.0 gets 2.0 only.
+    assert_eq!(
+        offered,
+        [(2, 1), (2, 0), (1, 4), (1, 3), (1, 2), (1, 1), (1, 0)]
+    );
+    // A client offering 0.9 and 2.0 gets 2.0 only.
     let pv = |a: i32, b: i32| {
         Ttlv::structure(
             "ProtocolVersion",
@@ -238,15 +241,18 @@ fn protocol_version_is_echoed_and_negotiated() {
     };
     let r = t.send(
         (2, 0),
-        vec![(Operation::DiscoverVersions, vec![pv(1, 4), pv(2, 0)])],
+        vec![(Operation::DiscoverVersions, vec![pv(0, 9), pv(2, 0)])],
     );
     let p = r
         .get("BatchItem")
         .and_then(|i| i.get("ResponsePayload"))
         .unwrap();
     assert_eq!(p.all("ProtocolVersion").count(), 1);
-    // A version we do not speak: a failed message in ours.
+    // KMIP 1.4 is answered in 1.4 (its attribute model is mapped: kms::kmip::v1).
     let r = t.send((1, 4), vec![(Operation::Create, create_aes(false))]);
+    assert_eq!(version_of(&r), (1, 4));
+    // A version we do not speak: a failed message in ours.
+    let r = t.send((3, 0), vec![(Operation::Create, create_aes(false))]);
     assert_eq!(version_of(&r), (2, 1));
     let item = r.get("BatchItem").unwrap();
     assert_eq!(
@@ -330,4 +336,98 @@ fn the_error_answer_is_a_response_message() {
         ResultReason::InvalidMessage.code()
     );
     assert_eq!(version_of(&back), (2, 1));
+}
+
+/// KMIP 1.4 over binary (kms::kmip::v1): Create with a `TemplateAttribute` of text-named
+/// attributes, GetAttributes by name answered with `Attribute { AttributeName,
+/// AttributeValue }` (enumerations as codes), an unknown attribute name refused.
+#[test]
+fn kmip_1_4_attribute_model() {
+    let mut t = T::new();
+    let attr = |name: &str, value: Ttlv| {
+        Ttlv::structure("Attribute", vec![Ttlv::text("AttributeName", name), value])
+    };
+    let r = t.send(
+        (1, 4),
+        vec![(
+            Operation::Create,
+            vec![
+                en("ObjectType", 2),
+                Ttlv::structure(
+                    "TemplateAttribute",
+                    vec![
+                        attr("Cryptographic Algorithm", en("AttributeValue", 3)),
+                        attr("Cryptographic Length", Ttlv::int("AttributeValue", 128)),
+                        attr("Cryptographic Usage Mask", Ttlv::int("AttributeValue", 12)),
+                    ],
+                ),
+            ],
+        )],
+    );
+    assert_eq!(version_of(&r), (1, 4));
+    let item = r.get("BatchItem").unwrap();
+    assert_eq!(code(item, "ResultStatus"), 0, "{item:?}");
+    let uid = match &item
+        .get("ResponsePayload")
+        .unwrap()
+        .get("UniqueIdentifier")
+        .unwrap()
+        .value
+    {
+        Value::TextString(s) => s.clone(),
+        other => panic!("{other:?}"),
+    };
+    let r = t.send(
+        (1, 4),
+        vec![(
+            Operation::GetAttributes,
+            vec![
+                Ttlv::text("UniqueIdentifier", &uid),
+                Ttlv::text("AttributeName", "Cryptographic Length"),
+                Ttlv::text("AttributeName", "State"),
+            ],
+        )],
+    );
+    let p = r
+        .get("BatchItem")
+        .and_then(|i| i.get("ResponsePayload"))
+        .unwrap();
+    let value_of = |name: &str| {
+        p.all("Attribute")
+            .find(|a| {
+                a.get("AttributeName").map(|n| &n.value) == Some(&Value::TextString(name.into()))
+            })
+            .and_then(|a| a.get("AttributeValue"))
+            .map(|v| v.value.clone())
+    };
+    assert_eq!(value_of("Cryptographic Length"), Some(Value::Integer(128)));
+    assert_eq!(
+        value_of("State"),
+        Some(Value::Enumeration(EnumValue::Code(1))),
+        "PreActive"
+    );
+    assert!(
+        p.get("Attributes").is_none(),
+        "no 2.x Attributes in a 1.x answer"
+    );
+    let e = t
+        .raw(
+            "alice",
+            &binary::to_vec(&message(
+                (1, 4),
+                vec![(
+                    Operation::GetAttributes,
+                    vec![
+                        Ttlv::text("UniqueIdentifier", &uid),
+                        Ttlv::text("AttributeName", "Colour"),
+                    ],
+                )],
+            ))
+            .unwrap(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, KmsError::Kmip(k) if k.reason == ResultReason::InvalidField),
+        "{e:?}"
+    );
 }

@@ -7,6 +7,7 @@
 //!   of a TTLV stream.
 //! - [`types`]: enumerations and the `Attributes` structure.
 //! - [`ops`]: typed request/response payloads of the operations we implement.
+//! - [`v1`]: KMIP 1.x messages (text-named attributes) mapped to and from the 2.x model.
 //!
 //! The semantics (what an operation does to the store) live in [`crate::Kms`].
 
@@ -15,3 +16,4 @@ pub mod json;
 pub mod ops;
 pub mod ttlv;
 pub mod types;
+pub mod v1;

@@ -562,11 +562,16 @@ pub struct ProtocolVersion {
 }
 
 impl ProtocolVersion {
-    /// The versions this server speaks, most preferred first (the message layer and operations
-    /// are KMIP 2.x; KMIP 1.x's attribute model is not mapped yet).
+    /// The versions this server speaks, most preferred first (the operations are KMIP 2.x; a
+    /// KMIP 1.x message is mapped to and from them by [`super::v1`]).
     pub const SUPPORTED: &'static [ProtocolVersion] = &[
         ProtocolVersion { major: 2, minor: 1 },
         ProtocolVersion { major: 2, minor: 0 },
+        ProtocolVersion { major: 1, minor: 4 },
+        ProtocolVersion { major: 1, minor: 3 },
+        ProtocolVersion { major: 1, minor: 2 },
+        ProtocolVersion { major: 1, minor: 1 },
+        ProtocolVersion { major: 1, minor: 0 },
     ];
 
     /// Parse a `ProtocolVersion` structure (a missing minor is 0).

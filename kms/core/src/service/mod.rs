@@ -386,6 +386,15 @@ impl<S: Store> Kms<S> {
             return Err(KmsError::Unauthenticated);
         }
         if t.tag == "RequestMessage" {
+            // KMIP 1.x: text-named attributes mapped to the 2.x model and back (kmip::v1).
+            if crate::kmip::v1::request_version(t).is_some() {
+                let (v2, echo) = crate::kmip::v1::request_to_v2(t)?;
+                let out = self.batch(env, user, &v2).await?;
+                return Ok(crate::kmip::v1::response_to_v1(
+                    &binary::wire_shape(&out),
+                    &echo,
+                ));
+            }
             return self.batch(env, user, t).await;
         }
         let op = operation_from_tag(&t.tag).ok_or(kerr(
@@ -409,7 +418,7 @@ impl<S: Store> Kms<S> {
                 env.now,
                 &kerr(
                     ResultReason::UnsupportedProtocolVersion,
-                    "unsupported protocol version: this server speaks KMIP 2.1 and 2.0",
+                    "unsupported protocol version: this server speaks KMIP 2.1, 2.0 and 1.4 to 1.0",
                 ),
             ));
         }
