@@ -10,6 +10,13 @@
 //! - ECB takes no IV, CBC and CTR a 16-byte one (CTR: the initial counter block, incremented
 //!   as a 128-bit big-endian integer);
 //! - CTR takes no padding.
+//!
+//! Plus the plain ChaCha20 stream cipher (no Poly1305), with the RustCrypto `chacha20` crate,
+//! for the OASIS CS-BC ChaCha20 cases. Its IV says which variant:
+//! - 8 bytes: the original ChaCha20 of D. J. Bernstein (64-bit nonce, 64-bit block counter from
+//!   0), as in draft-agl-tls-chacha20poly1305 §7 and the OASIS cases;
+//! - 16 bytes: RFC 8439 §2.4 ChaCha20, the IV being the initial 32-bit block counter
+//!   (little-endian) followed by the 96-bit nonce (OpenSSL's `chacha20` layout).
 
 use alloc::vec::Vec;
 use cipher::block_padding::{NoPadding, Pkcs7};
@@ -30,14 +37,27 @@ pub enum Mode {
     Cbc(bool),
     /// Counter mode (no padding).
     Ctr,
+    /// The ChaCha20 stream cipher with a 256-bit key; the IV (8 or 16 bytes) picks the variant.
+    ChaCha20,
 }
 
+/// IV lengths of [`Mode::ChaCha20`]: the original 64-bit nonce, RFC 8439 counter ‖ nonce.
+pub const CHACHA20_IV_LENS: [usize; 2] = [8, 16];
+
 impl Mode {
-    /// Length of the IV the mode takes (0 for ECB).
+    /// Length of the IV the mode takes, or draws when the caller gives none (0 for ECB).
     pub fn iv_len(self) -> usize {
         match self {
             Mode::Ecb(_) => 0,
-            Mode::Cbc(_) | Mode::Ctr => BLOCK,
+            Mode::Cbc(_) | Mode::Ctr | Mode::ChaCha20 => BLOCK,
+        }
+    }
+
+    /// Whether the mode takes an IV of `len` bytes.
+    pub fn iv_len_ok(self, len: usize) -> bool {
+        match self {
+            Mode::ChaCha20 => CHACHA20_IV_LENS.contains(&len),
+            m => len == m.iv_len(),
         }
     }
 }
@@ -63,7 +83,7 @@ macro_rules! by_key {
 }
 
 fn check(mode: Mode, iv: &[u8], len: usize, decrypt: bool) -> Result<(), CryptoError> {
-    if iv.len() != mode.iv_len() {
+    if !mode.iv_len_ok(iv.len()) {
         return Err(CryptoError::InvalidNonce);
     }
     let whole = len.is_multiple_of(BLOCK);
@@ -76,9 +96,36 @@ fn check(mode: Mode, iv: &[u8], len: usize, decrypt: bool) -> Result<(), CryptoE
     }
 }
 
-/// Encrypt `data` with the AES key `key` (16, 24 or 32 bytes).
+/// ChaCha20 keystream XOR (encryption and decryption are the same).
+fn chacha20(key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    use cipher::StreamCipherSeek;
+    let bad = |_| CryptoError::InvalidKey;
+    let mut out = data.to_vec();
+    let r = match iv.len() {
+        8 => chacha20::ChaCha20Legacy::new_from_slices(key, iv)
+            .map_err(bad)?
+            .try_apply_keystream(&mut out),
+        16 => {
+            let (counter, nonce) = iv.split_at(4);
+            let mut c = chacha20::ChaCha20::new_from_slices(key, nonce).map_err(bad)?;
+            let mut block = [0u8; 4];
+            block.copy_from_slice(counter);
+            c.try_seek(u64::from(u32::from_le_bytes(block)) * 64)
+                .map_err(|_| CryptoError::InvalidLength)?;
+            c.try_apply_keystream(&mut out)
+        }
+        _ => return Err(CryptoError::InvalidNonce),
+    };
+    r.map_err(|_| CryptoError::InvalidLength)?;
+    Ok(out)
+}
+
+/// Encrypt `data` with the AES key `key` (16, 24 or 32 bytes), or the ChaCha20 key (32 bytes).
 pub fn encrypt(mode: Mode, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
     check(mode, iv, data.len(), false)?;
+    if mode == Mode::ChaCha20 {
+        return chacha20(key, iv, data);
+    }
     by_key!(key, A => {
         let bad = |_| CryptoError::InvalidKey;
         Ok(match mode {
@@ -105,6 +152,7 @@ pub fn encrypt(mode: Mode, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>
                     .map_err(|_| CryptoError::InvalidLength)?;
                 out
             }
+            Mode::ChaCha20 => return Err(CryptoError::Unsupported),
         })
     })
 }
@@ -119,6 +167,9 @@ pub fn decrypt(
     data: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     check(mode, iv, data.len(), true)?;
+    if mode == Mode::ChaCha20 {
+        return chacha20(key, iv, data).map(Zeroizing::new);
+    }
     by_key!(key, A => {
         let bad = |_| CryptoError::InvalidKey;
         let unpad = |_| CryptoError::AuthenticationFailed;
@@ -146,6 +197,7 @@ pub fn decrypt(
                     .map_err(|_| CryptoError::InvalidLength)?;
                 out
             }
+            Mode::ChaCha20 => return Err(CryptoError::Unsupported),
         }))
     })
 }

@@ -160,21 +160,35 @@ impl<S: Store> Kms<S> {
     }
 }
 
-/// The unauthenticated AES mode (ECB, CBC, CTR) named by the request's CryptographicParameters,
-/// else by the key's stored ones; `None` when they name none of these (the AEAD path then
-/// applies). Padding: PKCS#5 only when asked for (PaddingMethod PKCS5), none otherwise; any
-/// other padding, or padding with CTR, is refused.
+/// The unauthenticated mode named by the request's CryptographicParameters, else by the key's
+/// stored ones; `None` when they name none of these (the AEAD path then applies):
+/// - AES keys: ECB, CBC, CTR. Padding: PKCS#5 only when asked for (PaddingMethod PKCS5), none
+///   otherwise; any other padding, or padding with CTR, is refused.
+/// - ChaCha20 keys (not ChaCha20Poly1305 ones): the plain ChaCha20 stream cipher when the
+///   `IVCounterNonce` is 8 or 16 bytes and the parameters name no AEAD (no BlockCipherMode
+///   AEAD, no CryptographicAlgorithm ChaCha20Poly1305); a 12-byte nonce, or none, keeps
+///   ChaCha20-Poly1305, this KMS's default for ChaCha20 keys.
 pub(super) fn block_mode(
     o: &ManagedObject,
     params: Option<&CryptographicParameters>,
+    nonce: Option<&[u8]>,
 ) -> KResult<Option<Mode>> {
-    if o.object_type != ObjectType::SymmetricKey
-        || o.algorithm() != Some(CryptographicAlgorithm::AES)
-    {
+    if o.object_type != ObjectType::SymmetricKey {
         return Ok(None);
     }
     let stored = stored_params(&o.attributes)?.unwrap_or_default();
     let p = params.cloned().unwrap_or_default();
+    if o.algorithm() == Some(CryptographicAlgorithm::ChaCha20) {
+        let aead = p.block_cipher_mode.or(stored.block_cipher_mode).is_some()
+            || p.cryptographic_algorithm
+                .or(stored.cryptographic_algorithm)
+                .is_some_and(|a| a != CryptographicAlgorithm::ChaCha20);
+        let plain = nonce.is_some_and(|n| Mode::ChaCha20.iv_len_ok(n.len()));
+        return Ok((plain && !aead).then_some(Mode::ChaCha20));
+    }
+    if o.algorithm() != Some(CryptographicAlgorithm::AES) {
+        return Ok(None);
+    }
     let bad_pad = kerr(
         ResultReason::UnsupportedCryptographicParameters,
         "ECB and CBC take PaddingMethod PKCS5 or None, CTR takes no padding",
@@ -206,7 +220,8 @@ fn block_error(e: CryptoError) -> KmsError {
     match e {
         CryptoError::InvalidNonce => kerr(
             ResultReason::InvalidField,
-            "the IVCounterNonce must be 16 bytes for CBC and CTR, absent for ECB",
+            "the IVCounterNonce must be 16 bytes for CBC and CTR, absent for ECB, 8 or 16 for \
+             ChaCha20",
         ),
         CryptoError::InvalidLength => kerr(
             ResultReason::InvalidField,
@@ -239,7 +254,7 @@ impl<S: Store> Kms<S> {
         let key = o.material.as_ref().ok_or(DESTROYED)?;
         let iv = match nonce {
             Some(n) => {
-                if mode == Mode::Ctr && o.rights_of(user) & Right::Decrypt.bit() == 0 {
+                if matches!(mode, Mode::Ctr | Mode::ChaCha20) && o.rights_of(user) & Right::Decrypt.bit() == 0 {
                     return Err(CALLER_NONCE_DENIED);
                 }
                 n
@@ -278,10 +293,11 @@ impl<S: Store> Kms<S> {
         }
         let key = o.material.as_ref().ok_or(DESTROYED)?;
         let iv = nonce.unwrap_or(&[]);
+        // Invalid Message, as the OASIS cases CS-BC-M-11/12/13 expect for a missing IV.
         if iv.is_empty() && mode.iv_len() != 0 {
             return Err(kerr(
-                ResultReason::MissingData,
-                "CBC and CTR decryption need the IVCounterNonce",
+                ResultReason::InvalidMessage,
+                "missing IVCounterNonce: CBC and CTR decryption need the IV used to encrypt",
             ));
         }
         let pt = modes::decrypt(mode, key, iv, data).map_err(block_error)?;

@@ -765,7 +765,7 @@ impl<S: Store> Kms<S> {
                         spelling,
                     });
                 }
-                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref())? {
+                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref(), nonce.as_deref())? {
                     return self.block_encrypt(
                         env,
                         user,
@@ -777,7 +777,7 @@ impl<S: Store> Kms<S> {
                         spelling,
                     );
                 }
-                let (alg, key) =
+                let (alg, key, tag_len) =
                     self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
                 // A caller who picks the nonce of a GCM or ChaCha20-Poly1305 encryption can
                 // re-use the nonce of someone else's ciphertext and read it back by XOR (issue
@@ -798,13 +798,19 @@ impl<S: Store> Kms<S> {
                         n
                     }
                 };
-                let (ct, tag) =
-                    aead::encrypt(alg, key, &nonce, aad.as_deref().unwrap_or(&[]), &data)?;
+                let (ct, tag) = aead::encrypt(
+                    alg,
+                    key,
+                    &nonce,
+                    aad.as_deref().unwrap_or(&[]),
+                    &data,
+                    tag_len.unwrap_or(aead::TAG_LEN),
+                )?;
                 Ok(Response::Encrypt {
                     uid: o.uid.clone(),
                     data: ct,
                     nonce,
-                    tag: tag.to_vec(),
+                    tag,
                     spelling,
                 })
             }
@@ -827,7 +833,7 @@ impl<S: Store> Kms<S> {
                         data: self.rsa_decrypt(env, &o, params.as_ref(), &data)?.to_vec(),
                     });
                 }
-                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref())? {
+                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref(), nonce.as_deref())? {
                     return self.block_decrypt(
                         env,
                         &o,
@@ -837,10 +843,17 @@ impl<S: Store> Kms<S> {
                         &data,
                     );
                 }
-                let (alg, key) =
+                let (alg, key, tag_len) =
                     self.symmetric_for(&o, env.now, usage::DECRYPT, params.as_ref())?;
                 let aad = aad.as_deref().unwrap_or(&[]);
                 let pt = match (nonce, tag) {
+                    // A truncated tag only when TagLength says so (never guessed from the tag).
+                    (Some(_), Some(t)) if t.len() != tag_len.unwrap_or(aead::TAG_LEN) => {
+                        return Err(kerr(
+                            ResultReason::InvalidField,
+                            "the AuthenticatedEncryptionTag is not TagLength (default 16) bytes",
+                        ));
+                    }
                     (Some(n), Some(t)) => aead::decrypt(alg, key, &n, aad, &data, &t)?,
                     // Cosmian's file format: nonce ‖ ciphertext ‖ tag in Data.
                     (None, None) => {
@@ -1256,7 +1269,7 @@ impl<S: Store> Kms<S> {
         now: i64,
         mask: u32,
         params: Option<&CryptographicParameters>,
-    ) -> KResult<(AeadAlg, &'o [u8])> {
+    ) -> KResult<(AeadAlg, &'o [u8], Option<usize>)> {
         if o.object_type != ObjectType::SymmetricKey {
             return Err(kerr(
                 ResultReason::InvalidObjectType,
@@ -1270,11 +1283,6 @@ impl<S: Store> Kms<S> {
             "unsupported cryptographic parameters for this key",
         );
         let p = params.cloned().unwrap_or_default();
-        if p.tag_length
-            .is_some_and(|t| usize::try_from(t).ok() != Some(aead::TAG_LEN))
-        {
-            return Err(unsupported);
-        }
         let alg = match o.algorithm() {
             Some(CryptographicAlgorithm::AES) => {
                 if p.cryptographic_algorithm
@@ -1302,7 +1310,19 @@ impl<S: Store> Kms<S> {
             }
             _ => return Err(unsupported),
         };
-        Ok((alg, key))
+        // The OASIS cases (CS-BC-M-GCM-1, CHACHA20POLY1305-1) expect General Failure here.
+        let tag_len = match p.tag_length.map(usize::try_from) {
+            None => None,
+            Some(Ok(t)) if alg.tag_len_ok(t) => Some(t),
+            Some(_) => {
+                return Err(kerr(
+                    ResultReason::GeneralFailure,
+                    "invalid TagLength: AES-GCM and ChaCha20-Poly1305 take 12 to 16 bytes, \
+                     AES-GCM-SIV 16",
+                ));
+            }
+        };
+        Ok((alg, key, tag_len))
     }
 }
 
