@@ -154,8 +154,12 @@ fn sha2_256(b: &[u8]) -> Vec<u8> {
 
 fn equal(tag: &str, want: &Value, got: &Value) -> bool {
     match (want, got) {
+        // Two spellings of one value of the tag's enumeration (`DES3` and `THREE_DES`, KMIP's
+        // and the Cosmian dialect's names of 3DES) are equal too.
         (Value::Enumeration(EnumValue::Name(w)), Value::Enumeration(EnumValue::Name(g))) => {
             norm(w) == norm(g)
+                || kms::kmip::types::enum_code(tag, w)
+                    .is_some_and(|c| kms::kmip::types::enum_code(tag, g) == Some(c))
         }
         (Value::Enumeration(EnumValue::Name(n)), Value::Enumeration(EnumValue::Code(c)))
         | (Value::Enumeration(EnumValue::Code(c)), Value::Enumeration(EnumValue::Name(n))) => {
@@ -330,6 +334,17 @@ mod tests {
             "HashingAlgorithm",
             &Value::Enumeration(EnumValue::Name("SHA_256".into())),
             &Value::Enumeration(EnumValue::Name("SHA384".into()))
+        ));
+        // Aliases of one code: KMIP's DES3 is the Cosmian dialect's THREE_DES; not DES.
+        assert!(equal(
+            "CryptographicAlgorithm",
+            &Value::Enumeration(EnumValue::Name("DES3".into())),
+            &Value::Enumeration(EnumValue::Name("THREE_DES".into()))
+        ));
+        assert!(!equal(
+            "CryptographicAlgorithm",
+            &Value::Enumeration(EnumValue::Name("DES3".into())),
+            &Value::Enumeration(EnumValue::Name("DES".into()))
         ));
     }
 }

@@ -280,4 +280,64 @@ mod tests {
         assert_eq!(ct.len(), 3);
         assert_eq!(&decrypt(Mode::Ctr, &key, &iv, &ct).unwrap()[..], b"abc");
     }
+
+    /// ChaCha20 without Poly1305. 8-byte IVs: the original construction's test vectors of
+    /// draft-agl-tls-chacha20poly1305-04 §7 (TC1 all-zero key and nonce, TC2 key ..01, TC4
+    /// nonce ..01; the ones the OASIS cases CS-BC-M-CHACHA20-1/2/3 use). 16-byte IV: RFC 8439
+    /// §2.4.2 (initial counter 1 ‖ nonce 000000000000004a00000000, the "sunscreen" text).
+    #[test]
+    fn chacha20_vectors() {
+        let zero = [0u8; 32];
+        let mut key2 = [0u8; 32];
+        key2[31] = 1;
+        for (key, iv, len, ct) in [
+            (
+                &zero,
+                "0000000000000000",
+                64,
+                "76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7\
+                 da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586",
+            ),
+            (
+                &key2,
+                "0000000000000000",
+                64,
+                "4540f05a9f1fb296d7736e7b208e3c96eb4fe1834688d2604f450952ed432d41\
+                 bbe2a0b6ea7566d2a5d1e7e20d42af2c53d792b1c43fea817e9ad275ae546963",
+            ),
+            (
+                &zero,
+                "0000000000000001",
+                60,
+                "de9cba7bf3d69ef5e786dc63973f653a0b49e015adbff7134fcb7df137821031\
+                 e85a050278a7084527214f73efc7fa5b5277062eb7a0433e445f41e3",
+            ),
+        ] {
+            let pt = alloc::vec![0u8; len];
+            let c = encrypt(Mode::ChaCha20, key, &unhex(iv), &pt).unwrap();
+            assert_eq!(c, unhex(ct));
+            assert_eq!(&decrypt(Mode::ChaCha20, key, &unhex(iv), &c).unwrap()[..], &pt[..]);
+        }
+        let key: Vec<u8> = (0u8..32).collect();
+        let iv = unhex("01000000000000000000004a00000000");
+        let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let ct = unhex(concat!(
+            "6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0b",
+            "f91b65c5524733ab8f593dabcd62b3571639d624e65152ab8f530c359f0861d8",
+            "07ca0dbf500d6a6156a38e088a22b65e52bc514d16ccf806818ce91ab7793736",
+            "5af90bbf74a35be6b40b8eedf2785e42874d",
+        ));
+        assert_eq!(encrypt(Mode::ChaCha20, &key, &iv, pt).unwrap(), ct);
+        assert_eq!(&decrypt(Mode::ChaCha20, &key, &iv, &ct).unwrap()[..], &pt[..]);
+        for n in [0, 12, 24] {
+            assert_eq!(
+                encrypt(Mode::ChaCha20, &key, &alloc::vec![0; n], b"x").err(),
+                Some(CryptoError::InvalidNonce)
+            );
+        }
+        assert_eq!(
+            encrypt(Mode::ChaCha20, &key[..16], &[0; 8], b"x").err(),
+            Some(CryptoError::InvalidKey)
+        );
+    }
 }

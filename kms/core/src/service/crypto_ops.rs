@@ -307,3 +307,48 @@ impl<S: Store> Kms<S> {
         })
     }
 }
+
+/// KMIP 2.1 §4.56 Usage Limits: take `bytes` (Unit Byte) or one use (Unit Object) from the
+/// key's remaining `UsageLimitsCount` (the `UsageLimitsTotal` until the first use), or refuse
+/// with Permission Denied (as the OASIS case CS-BC-M-7 expects) when not enough is left. Usage
+/// Limits count only the applying of protection (Encrypt here), not Decrypt. A key without
+/// Usage Limits is not limited.
+pub(super) fn consume_usage(o: &mut ManagedObject, bytes: usize) -> KResult<()> {
+    let Some(limits) = o
+        .attributes
+        .other
+        .iter_mut()
+        .find(|t| t.tag == "UsageLimits")
+    else {
+        return Ok(());
+    };
+    let bad = kerr(
+        ResultReason::InvalidField,
+        "UsageLimits needs a UsageLimitsTotal (LongInteger) and a UsageLimitsUnit (Byte or \
+         Object)",
+    );
+    let long = |tag: &str| match limits.get(tag).map(|t| &t.value) {
+        Some(Value::LongInteger(v)) => Some(*v),
+        _ => None,
+    };
+    let left = long("UsageLimitsCount")
+        .or(long("UsageLimitsTotal"))
+        .ok_or(bad.clone())?;
+    let need = match UsageLimitsUnit::opt(limits).map_err(|_| bad.clone())? {
+        Some(UsageLimitsUnit::Byte) => i64::try_from(bytes).unwrap_or(i64::MAX),
+        Some(UsageLimitsUnit::Object) => 1,
+        None => return Err(bad),
+    };
+    if need > left {
+        return Err(kerr(
+            ResultReason::PermissionDenied,
+            "the key's Usage Limits are used up: it no longer encrypts",
+        ));
+    }
+    let count = Ttlv::new("UsageLimitsCount", Value::LongInteger(left - need));
+    if let Value::Structure(items) = &mut limits.value {
+        items.retain(|t| t.tag != "UsageLimitsCount");
+        items.push(count);
+    }
+    Ok(())
+}

@@ -752,7 +752,25 @@ impl<S: Store> Kms<S> {
             } => {
                 // The plaintext is wiped whichever way this returns.
                 let data = Zeroizing::new(data);
-                let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
+                let (mut o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
+                // Usage Limits are taken (and stored) before the encryption, so that
+                // concurrent requests cannot overspend them.
+                if o.attributes.other.iter().any(|t| t.tag == "UsageLimits") {
+                    self.usable(&o, env.now, usage::ENCRYPT)?;
+                    let (n, id) = (data.len(), o.uid.clone());
+                    (_, o) = self
+                        .update(
+                            user,
+                            Some(&id),
+                            right()?,
+                            |o| {
+                                crypto_ops::consume_usage(o, n)?;
+                                Ok(o.clone())
+                            },
+                            env.now,
+                        )
+                        .await?;
+                }
                 if rsa_ops::is_rsa(&o) {
                     if nonce.is_some() || aad.is_some() {
                         return Err(RSA_NO_NONCE);
@@ -1307,6 +1325,13 @@ impl<S: Store> Kms<S> {
                     return Err(unsupported);
                 }
                 AeadAlg::ChaCha20Poly1305
+            }
+            Some(CryptographicAlgorithm::THREE_DES) => {
+                return Err(kerr(
+                    ResultReason::UnsupportedCryptographicParameters,
+                    "3DES keys are kept for legacy use only: this KMS does not encrypt or \
+                     decrypt with them (NIST SP 800-131A Rev. 2)",
+                ));
             }
             _ => return Err(unsupported),
         };
