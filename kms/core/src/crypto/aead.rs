@@ -155,7 +155,10 @@ pub fn encrypt(
     }
     let mut buf = plaintext.to_vec();
     let tag = by_alg!(alg, key, nonce, seal(key, nonce, aad, &mut buf))?;
-    Ok((buf, tag.get(..tag_len).ok_or(CryptoError::InvalidTag)?.to_vec()))
+    Ok((
+        buf,
+        tag.get(..tag_len).ok_or(CryptoError::InvalidTag)?.to_vec(),
+    ))
 }
 
 /// Decrypt `ciphertext` and check `tag` (12 to 16 bytes: a truncated tag is compared with the
@@ -236,11 +239,15 @@ mod tests {
         let mut tags = alloc::collections::BTreeSet::new();
         for t in v["tests"].as_array().unwrap() {
             let h = |k: &str| unhex(t[k].as_str().unwrap());
-            let (key, iv, pt, aad, ct, tag) = (h("key"), h("iv"), h("pt"), h("aad"), h("ct"), h("tag"));
+            let (key, iv, pt, aad, ct, tag) =
+                (h("key"), h("iv"), h("pt"), h("aad"), h("ct"), h("tag"));
             let tl = usize::try_from(t["tag_len"].as_u64().unwrap()).unwrap();
             let (c, g) = encrypt(AeadAlg::AesGcm, &key, &iv, &aad, &pt, tl).unwrap();
             assert_eq!((&c, &g), (&ct, &tag), "{t}");
-            assert_eq!(decrypt(AeadAlg::AesGcm, &key, &iv, &aad, &ct, &tag).unwrap(), pt);
+            assert_eq!(
+                decrypt(AeadAlg::AesGcm, &key, &iv, &aad, &ct, &tag).unwrap(),
+                pt
+            );
             let mut bad = tag.clone();
             bad[tl - 1] ^= 1;
             assert_eq!(
@@ -280,7 +287,10 @@ mod tests {
             "3ff4def08e4b7a9de576d26586cec64b6116",
         ));
         assert_eq!(ct, expected);
-        assert_eq!(decrypt(alg, &key, &nonce, &aad, &ct, &tag[..12]).unwrap(), pt);
+        assert_eq!(
+            decrypt(alg, &key, &nonce, &aad, &ct, &tag[..12]).unwrap(),
+            pt
+        );
         let (_, short) = encrypt(alg, &key, &nonce, &aad, pt, 12).unwrap();
         assert_eq!(short, tag[..12]);
         let mut bad = tag[..12].to_vec();

@@ -316,7 +316,10 @@ mod tests {
             let pt = alloc::vec![0u8; len];
             let c = encrypt(Mode::ChaCha20, key, &unhex(iv), &pt).unwrap();
             assert_eq!(c, unhex(ct));
-            assert_eq!(&decrypt(Mode::ChaCha20, key, &unhex(iv), &c).unwrap()[..], &pt[..]);
+            assert_eq!(
+                &decrypt(Mode::ChaCha20, key, &unhex(iv), &c).unwrap()[..],
+                &pt[..]
+            );
         }
         let key: Vec<u8> = (0u8..32).collect();
         let iv = unhex("01000000000000000000004a00000000");
@@ -328,7 +331,10 @@ mod tests {
             "5af90bbf74a35be6b40b8eedf2785e42874d",
         ));
         assert_eq!(encrypt(Mode::ChaCha20, &key, &iv, pt).unwrap(), ct);
-        assert_eq!(&decrypt(Mode::ChaCha20, &key, &iv, &ct).unwrap()[..], &pt[..]);
+        assert_eq!(
+            &decrypt(Mode::ChaCha20, &key, &iv, &ct).unwrap()[..],
+            &pt[..]
+        );
         for n in [0, 12, 24] {
             assert_eq!(
                 encrypt(Mode::ChaCha20, &key, &alloc::vec![0; n], b"x").err(),

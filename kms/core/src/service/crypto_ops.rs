@@ -254,7 +254,9 @@ impl<S: Store> Kms<S> {
         let key = o.material.as_ref().ok_or(DESTROYED)?;
         let iv = match nonce {
             Some(n) => {
-                if matches!(mode, Mode::Ctr | Mode::ChaCha20) && o.rights_of(user) & Right::Decrypt.bit() == 0 {
+                if matches!(mode, Mode::Ctr | Mode::ChaCha20)
+                    && o.rights_of(user) & Right::Decrypt.bit() == 0
+                {
                     return Err(CALLER_NONCE_DENIED);
                 }
                 n
@@ -274,6 +276,7 @@ impl<S: Store> Kms<S> {
             nonce: iv,
             tag: Vec::new(),
             spelling,
+            correlation: None,
         })
     }
 

@@ -31,6 +31,7 @@ mod lifecycle;
 mod objects;
 mod rights;
 mod rsa_ops;
+mod streams;
 
 #[cfg(feature = "tls")]
 pub use rights::to_json;
@@ -84,6 +85,8 @@ impl Default for KmsConfig {
 pub struct Kms<S: Store> {
     store: S,
     config: KmsConfig,
+    /// Unfinished multi-part Encrypt operations (`streams.rs`).
+    streams: streams::Streams,
 }
 
 type KResult<T> = Result<T, KmsError>;
@@ -324,7 +327,11 @@ const READ_ONLY: &[&str] = &[
 impl<S: Store> Kms<S> {
     /// A KMS over `store`.
     pub fn new(store: S, config: KmsConfig) -> Self {
-        Kms { store, config }
+        Kms {
+            store,
+            config,
+            streams: streams::Streams::default(),
+        }
     }
 
     /// The store.
@@ -749,6 +756,7 @@ impl<S: Store> Kms<S> {
                 nonce,
                 aad,
                 spelling,
+                part,
             } => {
                 // The plaintext is wiped whichever way this returns.
                 let data = Zeroizing::new(data);
@@ -771,6 +779,19 @@ impl<S: Store> Kms<S> {
                         )
                         .await?;
                 }
+                if let Some(part) = part {
+                    return self.encrypt_part(
+                        env,
+                        user,
+                        &o,
+                        params.as_ref(),
+                        &data,
+                        nonce,
+                        aad,
+                        part,
+                        spelling,
+                    );
+                }
                 if rsa_ops::is_rsa(&o) {
                     if nonce.is_some() || aad.is_some() {
                         return Err(RSA_NO_NONCE);
@@ -781,6 +802,7 @@ impl<S: Store> Kms<S> {
                         nonce: Vec::new(),
                         tag: Vec::new(),
                         spelling,
+                        correlation: None,
                     });
                 }
                 if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref(), nonce.as_deref())? {
@@ -830,6 +852,7 @@ impl<S: Store> Kms<S> {
                     nonce,
                     tag,
                     spelling,
+                    correlation: None,
                 })
             }
             Request::Decrypt {
