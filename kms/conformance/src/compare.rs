@@ -19,6 +19,9 @@
 //!    material the server generated (Create, ReKey): any value of the same length matches; so
 //!    does a `DigestValue` that is not the SHA-256 of a byte string the case sent.
 //!
+//! 6. **Capabilities.** A Query response's `Operation` and `ObjectType` entries are the
+//!    server's own list: expected ones it does not list are allowed (see `capability_list`).
+//!
 //! Masks compare as numbers (flag names resolved), enumerations by name or by code (a binary
 //! response carries codes: the expected name is looked up in the enumeration of its tag; in a
 //! KMIP 1.x `Attribute`, in the enumeration of the attribute its `AttributeName` names, resolved
@@ -78,6 +81,7 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
             )));
         };
         let mut used = vec![false; children.len()];
+        let mut waived = Vec::new();
         for ec in &e.children {
             let child_path = format!("{path}/{}", ec.tag);
             let mut first_error = None;
@@ -99,7 +103,24 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
                     }
                 }
             }
+            if !matched && capability_list(e, &ec.tag, path) {
+                waived.push((ec.tag.as_str(), child_path, first_error));
+                continue;
+            }
             if !matched {
+                return Err(first_error.unwrap_or(Mismatch {
+                    path: child_path,
+                    reason: "missing".into(),
+                }));
+            }
+        }
+        // A waived capability needs the server to list at least one matching entry of its tag.
+        for (tag, child_path, first_error) in waived {
+            let listed = children
+                .iter()
+                .zip(&used)
+                .any(|(c, u)| *u && same_tag(tag, &c.tag));
+            if !listed {
                 return Err(first_error.unwrap_or(Mismatch {
                     path: child_path,
                     reason: "missing".into(),
@@ -149,6 +170,17 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
     }
 }
 
+/// Tolerance 6: a Query response's `Operation` and `ObjectType` lists are what the server
+/// supports (the cases show the reference server's, e.g. Poll, Certify, SplitKey in
+/// MSGENC-*-M-1): an expected entry the server does not list is allowed, as long as at least
+/// one expected entry of that tag matches one of the server's. Only in a `ResponsePayload` that
+/// lists operations (Query's; no other response carries `Operation` there).
+fn capability_list(e: &Node, tag: &str, path: &str) -> bool {
+    matches!(tag, "Operation" | "ObjectType")
+        && path.ends_with("ResponsePayload")
+        && e.children.iter().any(|c| c.tag == "Operation")
+}
+
 fn sha2_256(b: &[u8]) -> Vec<u8> {
     use sha2::Digest as _;
     sha2::Sha256::digest(b).to_vec()
@@ -156,8 +188,12 @@ fn sha2_256(b: &[u8]) -> Vec<u8> {
 
 fn equal(tag: &str, want: &Value, got: &Value) -> bool {
     match (want, got) {
+        // Two spellings of one value of the tag's enumeration (`DES3` and `THREE_DES`, KMIP's
+        // and the Cosmian dialect's names of 3DES) are equal too.
         (Value::Enumeration(EnumValue::Name(w)), Value::Enumeration(EnumValue::Name(g))) => {
             norm(w) == norm(g)
+                || kms::kmip::types::enum_code(tag, w)
+                    .is_some_and(|c| kms::kmip::types::enum_code(tag, g) == Some(c))
         }
         (Value::Enumeration(EnumValue::Name(n)), Value::Enumeration(EnumValue::Code(c)))
         | (Value::Enumeration(EnumValue::Code(c)), Value::Enumeration(EnumValue::Name(n))) => {
@@ -333,5 +369,73 @@ mod tests {
             &Value::Enumeration(EnumValue::Name("SHA_256".into())),
             &Value::Enumeration(EnumValue::Name("SHA384".into()))
         ));
+        // Aliases of one code: KMIP's DES3 is the Cosmian dialect's THREE_DES; not DES.
+        assert!(equal(
+            "CryptographicAlgorithm",
+            &Value::Enumeration(EnumValue::Name("DES3".into())),
+            &Value::Enumeration(EnumValue::Name("THREE_DES".into()))
+        ));
+        assert!(!equal(
+            "CryptographicAlgorithm",
+            &Value::Enumeration(EnumValue::Name("DES3".into())),
+            &Value::Enumeration(EnumValue::Name("DES".into()))
+        ));
+    }
+
+    #[test]
+    fn query_capability_lists_are_the_servers_own() {
+        let e = expected(
+            r#"<ResponseMessage><ResponsePayload>
+               <Operation type="Enumeration" value="Query"/>
+               <Operation type="Enumeration" value="Poll"/>
+               <ObjectType type="Enumeration" value="SplitKey"/>
+               <ObjectType type="Enumeration" value="SymmetricKey"/>
+               </ResponsePayload></ResponseMessage>"#,
+        );
+        let en = |tag: &str, v: &str| t(tag, Value::Enumeration(EnumValue::Name(v.into())));
+        let resp = |items: Vec<Ttlv>| {
+            t(
+                "ResponseMessage",
+                Value::Structure(vec![t("ResponsePayload", Value::Structure(items))]),
+            )
+        };
+        let mut ctx = Context::default();
+        // Poll and SplitKey are not this server's: allowed.
+        compare(
+            &e,
+            &resp(vec![
+                en("Operation", "Query"),
+                en("ObjectType", "SymmetricKey"),
+            ]),
+            &mut ctx,
+        )
+        .unwrap();
+        // But a Query answer without any expected object type, or a wrong type, still fails.
+        assert!(compare(&e, &resp(vec![en("Operation", "Query")]), &mut ctx).is_err());
+        assert!(
+            compare(
+                &e,
+                &resp(vec![en("Operation", "Query"), en("ObjectType", "PGPKey")]),
+                &mut ctx
+            )
+            .is_err()
+        );
+        let m = compare(
+            &e,
+            &resp(vec![
+                t("Operation", Value::Integer(1)),
+                en("ObjectType", "SymmetricKey"),
+            ]),
+            &mut ctx,
+        )
+        .unwrap_err();
+        assert!(m.reason.contains("Integer"), "{m}");
+        // Elsewhere (a Create's ObjectType) nothing is waived.
+        let e = expected(
+            r#"<ResponseMessage><ResponsePayload>
+               <ObjectType type="Enumeration" value="SymmetricKey"/>
+               </ResponsePayload></ResponseMessage>"#,
+        );
+        assert!(compare(&e, &resp(vec![en("ObjectType", "PrivateKey")]), &mut ctx).is_err());
     }
 }

@@ -597,7 +597,8 @@ fn block_cipher_modes_follow_sp800_38a_and_refuse_unsafe_combinations() {
     let a = d["value"].as_array_mut().unwrap();
     a.push(json!({"tag":"Data","type":"ByteString","value":"00".repeat(16)}));
     a.push(bc_params("CBC", None));
-    assert_eq!(reason(&t.err("alice", d)), ResultReason::MissingData);
+    // Invalid Message, as the OASIS cases CS-BC-M-11/12/13 expect for a missing IV.
+    assert_eq!(reason(&t.err("alice", d)), ResultReason::InvalidMessage);
     // A grantee without the decrypt right does not pick CTR counters.
     t.grant("alice", &uid, "bob", &["encrypt"]);
     let e = t.err(
@@ -610,4 +611,259 @@ fn block_cipher_modes_follow_sp800_38a_and_refuse_unsafe_combinations() {
     );
     assert_eq!(reason(&e), ResultReason::PermissionDenied);
     t.ok("bob", encrypt(&uid, b"x", vec![bc_params("CTR", None)]));
+}
+
+fn gcm_params(tag_len: Option<i64>) -> Value {
+    let mut p = vec![json!({"tag":"BlockCipherMode","type":"Enumeration","value":"GCM"})];
+    if let Some(t) = tag_len {
+        p.push(json!({"tag":"TagLength","type":"Integer","value":t}));
+    }
+    json!({"tag":"CryptographicParameters","type":"Structure","value":p})
+}
+
+fn hexv(tag: &str, h: &str) -> Value {
+    json!({"tag":tag,"type":"ByteString","value":h})
+}
+
+fn flag(tag: &str) -> Value {
+    json!({"tag":tag,"type":"Boolean","value":true})
+}
+
+/// OASIS CS-BC-M-GCM-3 / the GCM specification's test case 5 (AES-128, 64-bit IV), encrypted
+/// in two parts (KMIP multi-part Encrypt): the parts' ciphertexts concatenate to the one-shot
+/// ciphertext and the final part carries the tag. The correlation value is single-use and
+/// only its owner continues it.
+#[test]
+fn multi_part_gcm_encrypt_matches_the_one_shot_vector() {
+    let mut t = T::new();
+    let key = hex::decode("feffe9928665731c6d6a8f9467308308").unwrap();
+    let r = t.ok("alice", register_sym(None, "AES", &key, 0x0C));
+    let uid = text(&r, "UniqueIdentifier");
+    t.grant("alice", &uid, "bob", &["encrypt"]);
+    let p1 =
+        hex::decode("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72").unwrap();
+    let p2 = hex::decode("1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39").unwrap();
+    let first = |t: &mut T| {
+        t.ok(
+            "alice",
+            encrypt(
+                &uid,
+                &p1,
+                vec![
+                    gcm_params(Some(16)),
+                    hexv("IVCounterNonce", "CAFEBABEFACEDBAD"),
+                    flag("InitIndicator"),
+                    hexv(
+                        "AuthenticatedEncryptionAdditionalData",
+                        "FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2",
+                    ),
+                ],
+            ),
+        )
+    };
+    let r = first(&mut t);
+    assert_eq!(
+        hex::encode(bytes(&r, "Data")),
+        "61353b4c2806934a777ff51fa22a4755699b2a714fcdc6f83766e5f97b6c7423"
+    );
+    assert!(field(&r, "AuthenticatedEncryptionTag").is_none());
+    let cv = hex::encode_upper(bytes(&r, "CorrelationValue"));
+    let last = |cv: &str| {
+        encrypt(
+            &uid,
+            &p2,
+            vec![
+                gcm_params(Some(16)),
+                hexv("CorrelationValue", cv),
+                flag("FinalIndicator"),
+            ],
+        )
+    };
+    // Another user holding the encrypt right cannot continue (or end) alice's operation.
+    let e = t.err("bob", last(&cv));
+    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    let r = t.ok("alice", last(&cv));
+    assert_eq!(
+        hex::encode(bytes(&r, "Data")),
+        "73806900e49f24b22b097544d4896b424989b5e1ebac0f07c23f4598"
+    );
+    assert_eq!(
+        hex::encode(bytes(&r, "AuthenticatedEncryptionTag")),
+        "3612d2e79e3b0785561be14aaca2fccb"
+    );
+    // Finished: the correlation value is gone.
+    let e = t.err("alice", last(&cv));
+    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    // A later part without a correlation value, or a first one with one.
+    let e = t.err(
+        "alice",
+        encrypt(&uid, &p2, vec![gcm_params(None), flag("FinalIndicator")]),
+    );
+    assert_eq!(reason(&e), ResultReason::MissingData);
+    let e = t.err(
+        "alice",
+        encrypt(
+            &uid,
+            &p2,
+            vec![hexv("CorrelationValue", &cv), flag("InitIndicator")],
+        ),
+    );
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    // A continued part may not change the IV.
+    let r = first(&mut t);
+    let cv = hex::encode_upper(bytes(&r, "CorrelationValue"));
+    let e = t.err(
+        "alice",
+        encrypt(
+            &uid,
+            &p2,
+            vec![hexv("CorrelationValue", &cv), hexv("IVCounterNonce", "00")],
+        ),
+    );
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+}
+
+/// TagLength: 12..16 bytes for AES-GCM (a 12-byte tag is the full tag's prefix and decrypts
+/// only when TagLength says 12); 8 and 32 are General Failure (OASIS CS-BC-M-GCM-1).
+#[test]
+fn gcm_tag_length_rules() {
+    let mut t = T::new();
+    let r = t.ok("alice", register_sym(None, "AES", &[0u8; 16], 0x0C));
+    let uid = text(&r, "UniqueIdentifier");
+    let nonce = hexv("IVCounterNonce", "000000000000000000000000");
+    let full = t.ok(
+        "alice",
+        encrypt(&uid, &[0; 16], vec![gcm_params(None), nonce.clone()]),
+    );
+    let short = t.ok(
+        "alice",
+        encrypt(&uid, &[0; 16], vec![gcm_params(Some(12)), nonce.clone()]),
+    );
+    let full_tag = bytes(&full, "AuthenticatedEncryptionTag");
+    let tag = bytes(&short, "AuthenticatedEncryptionTag");
+    // GCM spec test case 2: C = 0388dace..., T = ab6e47d42cec13bdf53a67b21257bddf.
+    assert_eq!(hex::encode(&full_tag), "ab6e47d42cec13bdf53a67b21257bddf");
+    assert_eq!(tag, full_tag[..12]);
+    let ct = bytes(&short, "Data");
+    let mut req = decrypt(&uid, &ct, "IVCounterNonce", &[0; 12], &tag);
+    let e = t.err("alice", req.clone());
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    req["value"]
+        .as_array_mut()
+        .unwrap()
+        .push(gcm_params(Some(12)));
+    assert_eq!(bytes(&t.ok("alice", req), "Data"), vec![0u8; 16]);
+    let mut bad = tag.clone();
+    bad[11] ^= 1;
+    let mut req = decrypt(&uid, &ct, "IVCounterNonce", &[0; 12], &bad);
+    req["value"]
+        .as_array_mut()
+        .unwrap()
+        .push(gcm_params(Some(12)));
+    assert_eq!(
+        reason(&t.err("alice", req)),
+        ResultReason::CryptographicFailure
+    );
+    for tl in [1, 8, 11, 17, 32] {
+        let e = t.err(
+            "alice",
+            encrypt(&uid, &[0; 16], vec![gcm_params(Some(tl)), nonce.clone()]),
+        );
+        assert_eq!(reason(&e), ResultReason::GeneralFailure, "TagLength {tl}");
+    }
+}
+
+/// KMIP 2.1 §4.56 Usage Limits (OASIS CS-BC-M-7): 16 bytes allowed, the first 16-byte Encrypt
+/// passes, the next one is Permission Denied, Decrypt is not counted.
+#[test]
+fn usage_limits_stop_encryption() {
+    let mut t = T::new();
+    let mut req = register_sym(None, "AES", &[7u8; 16], 0x0C);
+    req["value"][1]["value"].as_array_mut().unwrap().push(json!(
+        {"tag":"UsageLimits","type":"Structure","value":[
+            {"tag":"UsageLimitsTotal","type":"LongInteger","value":16},
+            {"tag":"UsageLimitsUnit","type":"Enumeration","value":"Byte"}]}));
+    let uid = text(&t.ok("alice", req), "UniqueIdentifier");
+    let r = t.ok("alice", encrypt(&uid, &[1; 10], vec![]));
+    let r2 = t.ok("alice", encrypt(&uid, &[1; 6], vec![]));
+    let e = t.err("alice", encrypt(&uid, &[1; 1], vec![]));
+    assert_eq!(reason(&e), ResultReason::PermissionDenied);
+    for r in [r, r2] {
+        let d = decrypt(
+            &uid,
+            &bytes(&r, "Data"),
+            "IVCounterNonce",
+            &bytes(&r, "IVCounterNonce"),
+            &bytes(&r, "AuthenticatedEncryptionTag"),
+        );
+        assert_eq!(bytes(&t.ok("alice", d), "Data")[0], 1);
+    }
+}
+
+/// 3DES (legacy): Create gives 24 bytes with odd DES parity and CryptographicLength 168, but
+/// the key does not encrypt; Register refuses two-key TDEA (16 bytes).
+#[test]
+fn tdes_keys_are_kept_but_do_not_encrypt() {
+    let mut t = T::new();
+    let r = t.ok("alice", create_sym("DES3", 168, 0x0C, &[], true));
+    let uid = text(&r, "UniqueIdentifier");
+    let g = t.ok("alice", uid_req("Get", &uid));
+    let kb = field(field(&g, "SymmetricKey").unwrap(), "KeyBlock").unwrap();
+    let key = bytes(field(kb, "KeyValue").unwrap(), "KeyMaterial");
+    assert_eq!(key.len(), 24);
+    assert!(key.iter().all(|b| b.count_ones() % 2 == 1));
+    let e = t.err("alice", encrypt(&uid, &[0; 8], vec![]));
+    assert_eq!(reason(&e), ResultReason::UnsupportedCryptographicParameters);
+    let e = t.err("alice", register_sym(None, "DES3", &[1u8; 16], 0x0C));
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    let e = t.err("alice", create_sym("DES3", 112, 0x0C, &[], true));
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+}
+
+/// Plain ChaCha20 through Encrypt/Decrypt (OASIS CS-BC-M-CHACHA20-3: 8-byte nonce ..01), and
+/// a ChaCha20 key with a 12-byte nonce still gets ChaCha20-Poly1305 (a tag comes back).
+#[test]
+fn plain_chacha20_by_iv_length() {
+    let mut t = T::new();
+    let uid = text(
+        &t.ok("alice", register_sym(None, "ChaCha20", &[0u8; 32], 0x0C)),
+        "UniqueIdentifier",
+    );
+    let r = t.ok(
+        "alice",
+        encrypt(
+            &uid,
+            &[0; 60],
+            vec![hexv("IVCounterNonce", "0000000000000001")],
+        ),
+    );
+    assert_eq!(
+        hex::encode(bytes(&r, "Data")),
+        "de9cba7bf3d69ef5e786dc63973f653a0b49e015adbff7134fcb7df137821031\
+         e85a050278a7084527214f73efc7fa5b5277062eb7a0433e445f41e3"
+    );
+    assert!(field(&r, "AuthenticatedEncryptionTag").is_none());
+    let r = t.ok(
+        "alice",
+        encrypt(
+            &uid,
+            &[0; 4],
+            vec![hexv("IVCounterNonce", "000000000000000000000000")],
+        ),
+    );
+    assert_eq!(bytes(&r, "AuthenticatedEncryptionTag").len(), 16);
+    // A missing IV on a CBC decryption is Invalid Message (OASIS CS-BC-M-11).
+    let aes = text(
+        &t.ok("alice", register_sym(None, "AES", &[0u8; 16], 0x0C)),
+        "UniqueIdentifier",
+    );
+    let e = t.err(
+        "alice",
+        json!({"tag":"Decrypt","type":"Structure","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":aes},
+            {"tag":"CryptographicParameters","type":"Structure","value":[
+                {"tag":"BlockCipherMode","type":"Enumeration","value":"CBC"}]},
+            {"tag":"Data","type":"ByteString","value":"00000000000000000000000000000000"}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::InvalidMessage);
 }

@@ -326,7 +326,7 @@ fn main() {
         |(rng, key)| {
             let mut nonce = [0u8; 12];
             rng.fill(&mut nonce).expect("rng");
-            let out = encrypt(AeadAlg::AesGcm, key, &nonce, b"", &[0xA5; 64]).expect("encrypt");
+            let out = encrypt(AeadAlg::AesGcm, key, &nonce, b"", &[0xA5; 64], 16).expect("encrypt");
             std::hint::black_box(out);
         },
     );

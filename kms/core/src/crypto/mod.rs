@@ -3,11 +3,13 @@
 //!
 //! - [`Random`]: randomness is an input (the unikernel's RDRAND/ChaCha20 generator, the host's
 //!   OS generator); nothing here draws entropy by itself.
-//! - [`aead`]: AES-GCM (128/192/256), AES-GCM-SIV (128/256), ChaCha20-Poly1305, detached tags.
+//! - [`aead`]: AES-GCM (128/192/256; 96-bit and other IV lengths), AES-GCM-SIV (128/256),
+//!   ChaCha20-Poly1305, detached tags of 12 to 16 bytes.
 //! - [`asym`]: ECDSA P-256/P-384 (SHA-256/SHA-384) and Ed25519: key generation, PKCS#8 / SPKI
 //!   encoding, raw import/export, sign and verify.
 //! - [`mac`]: SHA-1/SHA-2 digests, HMAC over them, CMAC-AES.
-//! - [`modes`]: AES ECB/CBC (PKCS#5 or no padding) and CTR, unauthenticated, for CS-BC.
+//! - [`modes`]: AES ECB/CBC (PKCS#5 or no padding) and CTR, and plain ChaCha20 (original
+//!   64-bit nonce, RFC 8439), unauthenticated, for CS-BC.
 //! - [`rsa`]: RSA 2048/3072/4096: generation, PKCS#1/PKCS#8/SPKI, OAEP and PKCS#1 v1.5
 //!   encryption, PSS and PKCS#1 v1.5 signatures.
 //! - [`wrap`]: AES Key Wrap (RFC 3394), with padding (RFC 5649), AES-GCM key wrapping.

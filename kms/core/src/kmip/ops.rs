@@ -404,6 +404,34 @@ impl SignInput {
     }
 }
 
+/// The multi-part fields of an Encrypt (KMIP 2.1 §6.1.19: `CorrelationValue`, `InitIndicator`,
+/// `FinalIndicator`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPart {
+    /// The operation this part continues (absent on the first part).
+    pub correlation: Option<Vec<u8>>,
+    /// First part.
+    pub init: bool,
+    /// Last part.
+    pub last: bool,
+}
+
+impl StreamPart {
+    fn parse(p: &Ttlv) -> Result<Option<Self>, FieldError> {
+        let correlation = p.opt_bytes("CorrelationValue")?.map(<[u8]>::to_vec);
+        let init = p.opt_bool("InitIndicator")?;
+        let last = p.opt_bool("FinalIndicator")?;
+        if correlation.is_none() && init.is_none() && last.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(StreamPart {
+            correlation,
+            init: init.unwrap_or(false),
+            last: last.unwrap_or(false),
+        }))
+    }
+}
+
 /// A parsed request payload.
 #[derive(Debug)]
 #[allow(missing_docs)]
@@ -480,6 +508,8 @@ pub enum Request {
         nonce: Option<Vec<u8>>,
         aad: Option<Vec<u8>>,
         spelling: NonceSpelling,
+        /// Multi-part (streaming) encryption, when the request has any of its fields.
+        part: Option<StreamPart>,
     },
     Decrypt {
         uid: Option<String>,
@@ -783,6 +813,7 @@ impl Request {
                         .opt_bytes("AuthenticatedEncryptionAdditionalData")?
                         .map(<[u8]>::to_vec),
                     spelling,
+                    part: StreamPart::parse(p)?,
                 }
             }
             Operation::Decrypt => {
@@ -933,6 +964,8 @@ pub enum Response {
         nonce: Vec<u8>,
         tag: Vec<u8>,
         spelling: NonceSpelling,
+        /// The multi-part operation to continue (answer to a first, non-final part).
+        correlation: Option<Vec<u8>>,
     },
     Decrypt {
         uid: String,
@@ -1119,8 +1152,12 @@ impl Response {
                 nonce,
                 tag,
                 spelling,
+                correlation,
             } => {
                 let mut v = alloc::vec![uid(u), Ttlv::bytes("Data", data)];
+                if let Some(c) = correlation {
+                    v.push(Ttlv::bytes("CorrelationValue", c));
+                }
                 // RSA has neither nonce nor tag.
                 if !nonce.is_empty() {
                     v.push(Ttlv::bytes(spelling.tag(), nonce));

@@ -199,21 +199,35 @@ impl<S: Store> Kms<S> {
     }
 }
 
-/// The unauthenticated AES mode (ECB, CBC, CTR) named by the request's CryptographicParameters,
-/// else by the key's stored ones; `None` when they name none of these (the AEAD path then
-/// applies). Padding: PKCS#5 only when asked for (PaddingMethod PKCS5), none otherwise; any
-/// other padding, or padding with CTR, is refused.
+/// The unauthenticated mode named by the request's CryptographicParameters, else by the key's
+/// stored ones; `None` when they name none of these (the AEAD path then applies):
+/// - AES keys: ECB, CBC, CTR. Padding: PKCS#5 only when asked for (PaddingMethod PKCS5), none
+///   otherwise; any other padding, or padding with CTR, is refused.
+/// - ChaCha20 keys (not ChaCha20Poly1305 ones): the plain ChaCha20 stream cipher when the
+///   `IVCounterNonce` is 8 or 16 bytes and the parameters name no AEAD (no BlockCipherMode
+///   AEAD, no CryptographicAlgorithm ChaCha20Poly1305); a 12-byte nonce, or none, keeps
+///   ChaCha20-Poly1305, this KMS's default for ChaCha20 keys.
 pub(super) fn block_mode(
     o: &ManagedObject,
     params: Option<&CryptographicParameters>,
+    nonce: Option<&[u8]>,
 ) -> KResult<Option<Mode>> {
-    if o.object_type != ObjectType::SymmetricKey
-        || o.algorithm() != Some(CryptographicAlgorithm::AES)
-    {
+    if o.object_type != ObjectType::SymmetricKey {
         return Ok(None);
     }
     let stored = stored_params(&o.attributes)?.unwrap_or_default();
     let p = params.cloned().unwrap_or_default();
+    if o.algorithm() == Some(CryptographicAlgorithm::ChaCha20) {
+        let aead = p.block_cipher_mode.or(stored.block_cipher_mode).is_some()
+            || p.cryptographic_algorithm
+                .or(stored.cryptographic_algorithm)
+                .is_some_and(|a| a != CryptographicAlgorithm::ChaCha20);
+        let plain = nonce.is_some_and(|n| Mode::ChaCha20.iv_len_ok(n.len()));
+        return Ok((plain && !aead).then_some(Mode::ChaCha20));
+    }
+    if o.algorithm() != Some(CryptographicAlgorithm::AES) {
+        return Ok(None);
+    }
     let bad_pad = kerr(
         ResultReason::UnsupportedCryptographicParameters,
         "ECB and CBC take PaddingMethod PKCS5 or None, CTR takes no padding",
@@ -245,7 +259,8 @@ fn block_error(e: CryptoError) -> KmsError {
     match e {
         CryptoError::InvalidNonce => kerr(
             ResultReason::InvalidField,
-            "the IVCounterNonce must be 16 bytes for CBC and CTR, absent for ECB",
+            "the IVCounterNonce must be 16 bytes for CBC and CTR, absent for ECB, 8 or 16 for \
+             ChaCha20",
         ),
         CryptoError::InvalidLength => kerr(
             ResultReason::InvalidField,
@@ -278,7 +293,9 @@ impl<S: Store> Kms<S> {
         let key = o.material.as_ref().ok_or(DESTROYED)?;
         let iv = match nonce {
             Some(n) => {
-                if mode == Mode::Ctr && o.rights_of(user) & Right::Decrypt.bit() == 0 {
+                if matches!(mode, Mode::Ctr | Mode::ChaCha20)
+                    && o.rights_of(user) & Right::Decrypt.bit() == 0
+                {
                     return Err(CALLER_NONCE_DENIED);
                 }
                 n
@@ -298,6 +315,7 @@ impl<S: Store> Kms<S> {
             nonce: iv,
             tag: Vec::new(),
             spelling,
+            correlation: None,
         })
     }
 
@@ -317,10 +335,11 @@ impl<S: Store> Kms<S> {
         }
         let key = o.material.as_ref().ok_or(DESTROYED)?;
         let iv = nonce.unwrap_or(&[]);
+        // Invalid Message, as the OASIS cases CS-BC-M-11/12/13 expect for a missing IV.
         if iv.is_empty() && mode.iv_len() != 0 {
             return Err(kerr(
-                ResultReason::MissingData,
-                "CBC and CTR decryption need the IVCounterNonce",
+                ResultReason::InvalidMessage,
+                "missing IVCounterNonce: CBC and CTR decryption need the IV used to encrypt",
             ));
         }
         let pt = modes::decrypt(mode, key, iv, data).map_err(block_error)?;
@@ -329,4 +348,49 @@ impl<S: Store> Kms<S> {
             data: pt.to_vec(),
         })
     }
+}
+
+/// KMIP 2.1 §4.56 Usage Limits: take `bytes` (Unit Byte) or one use (Unit Object) from the
+/// key's remaining `UsageLimitsCount` (the `UsageLimitsTotal` until the first use), or refuse
+/// with Permission Denied (as the OASIS case CS-BC-M-7 expects) when not enough is left. Usage
+/// Limits count only the applying of protection (Encrypt here), not Decrypt. A key without
+/// Usage Limits is not limited.
+pub(super) fn consume_usage(o: &mut ManagedObject, bytes: usize) -> KResult<()> {
+    let Some(limits) = o
+        .attributes
+        .other
+        .iter_mut()
+        .find(|t| t.tag == "UsageLimits")
+    else {
+        return Ok(());
+    };
+    let bad = kerr(
+        ResultReason::InvalidField,
+        "UsageLimits needs a UsageLimitsTotal (LongInteger) and a UsageLimitsUnit (Byte or \
+         Object)",
+    );
+    let long = |tag: &str| match limits.get(tag).map(|t| &t.value) {
+        Some(Value::LongInteger(v)) => Some(*v),
+        _ => None,
+    };
+    let left = long("UsageLimitsCount")
+        .or(long("UsageLimitsTotal"))
+        .ok_or(bad.clone())?;
+    let need = match UsageLimitsUnit::opt(limits).map_err(|_| bad.clone())? {
+        Some(UsageLimitsUnit::Byte) => i64::try_from(bytes).unwrap_or(i64::MAX),
+        Some(UsageLimitsUnit::Object) => 1,
+        None => return Err(bad),
+    };
+    if need > left {
+        return Err(kerr(
+            ResultReason::PermissionDenied,
+            "the key's Usage Limits are used up: it no longer encrypts",
+        ));
+    }
+    let count = Ttlv::new("UsageLimitsCount", Value::LongInteger(left - need));
+    if let Value::Structure(items) = &mut limits.value {
+        items.retain(|t| t.tag != "UsageLimitsCount");
+        items.push(count);
+    }
+    Ok(())
 }

@@ -32,6 +32,7 @@ mod lifecycle;
 mod objects;
 mod rights;
 mod rsa_ops;
+mod streams;
 mod wrap;
 
 #[cfg(feature = "tls")]
@@ -86,6 +87,8 @@ impl Default for KmsConfig {
 pub struct Kms<S: Store> {
     store: S,
     config: KmsConfig,
+    /// Unfinished multi-part Encrypt operations (`streams.rs`).
+    streams: streams::Streams,
 }
 
 type KResult<T> = Result<T, KmsError>;
@@ -326,7 +329,11 @@ const READ_ONLY: &[&str] = &[
 impl<S: Store> Kms<S> {
     /// A KMS over `store`.
     pub fn new(store: S, config: KmsConfig) -> Self {
-        Kms { store, config }
+        Kms {
+            store,
+            config,
+            streams: streams::Streams::default(),
+        }
     }
 
     /// The store.
@@ -769,10 +776,42 @@ impl<S: Store> Kms<S> {
                 nonce,
                 aad,
                 spelling,
+                part,
             } => {
                 // The plaintext is wiped whichever way this returns.
                 let data = Zeroizing::new(data);
-                let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
+                let (mut o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
+                // Usage Limits are taken (and stored) before the encryption, so that
+                // concurrent requests cannot overspend them.
+                if o.attributes.other.iter().any(|t| t.tag == "UsageLimits") {
+                    self.usable(&o, env.now, usage::ENCRYPT)?;
+                    let (n, id) = (data.len(), o.uid.clone());
+                    (_, o) = self
+                        .update(
+                            user,
+                            Some(&id),
+                            right()?,
+                            |o| {
+                                crypto_ops::consume_usage(o, n)?;
+                                Ok(o.clone())
+                            },
+                            env.now,
+                        )
+                        .await?;
+                }
+                if let Some(part) = part {
+                    return self.encrypt_part(
+                        env,
+                        user,
+                        &o,
+                        params.as_ref(),
+                        &data,
+                        nonce,
+                        aad,
+                        part,
+                        spelling,
+                    );
+                }
                 if rsa_ops::is_rsa(&o) {
                     if nonce.is_some() || aad.is_some() {
                         return Err(RSA_NO_NONCE);
@@ -783,9 +822,10 @@ impl<S: Store> Kms<S> {
                         nonce: Vec::new(),
                         tag: Vec::new(),
                         spelling,
+                        correlation: None,
                     });
                 }
-                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref())? {
+                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref(), nonce.as_deref())? {
                     return self.block_encrypt(
                         env,
                         user,
@@ -797,7 +837,7 @@ impl<S: Store> Kms<S> {
                         spelling,
                     );
                 }
-                let (alg, key) =
+                let (alg, key, tag_len) =
                     self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
                 // A caller who picks the nonce of a GCM or ChaCha20-Poly1305 encryption can
                 // re-use the nonce of someone else's ciphertext and read it back by XOR (issue
@@ -818,14 +858,21 @@ impl<S: Store> Kms<S> {
                         n
                     }
                 };
-                let (ct, tag) =
-                    aead::encrypt(alg, key, &nonce, aad.as_deref().unwrap_or(&[]), &data)?;
+                let (ct, tag) = aead::encrypt(
+                    alg,
+                    key,
+                    &nonce,
+                    aad.as_deref().unwrap_or(&[]),
+                    &data,
+                    tag_len.unwrap_or(aead::TAG_LEN),
+                )?;
                 Ok(Response::Encrypt {
                     uid: o.uid.clone(),
                     data: ct,
                     nonce,
-                    tag: tag.to_vec(),
+                    tag,
                     spelling,
+                    correlation: None,
                 })
             }
             Request::Decrypt {
@@ -847,7 +894,7 @@ impl<S: Store> Kms<S> {
                         data: self.rsa_decrypt(env, &o, params.as_ref(), &data)?.to_vec(),
                     });
                 }
-                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref())? {
+                if let Some(mode) = crypto_ops::block_mode(&o, params.as_ref(), nonce.as_deref())? {
                     return self.block_decrypt(
                         env,
                         &o,
@@ -857,10 +904,17 @@ impl<S: Store> Kms<S> {
                         &data,
                     );
                 }
-                let (alg, key) =
+                let (alg, key, tag_len) =
                     self.symmetric_for(&o, env.now, usage::DECRYPT, params.as_ref())?;
                 let aad = aad.as_deref().unwrap_or(&[]);
                 let pt = match (nonce, tag) {
+                    // A truncated tag only when TagLength says so (never guessed from the tag).
+                    (Some(_), Some(t)) if t.len() != tag_len.unwrap_or(aead::TAG_LEN) => {
+                        return Err(kerr(
+                            ResultReason::InvalidField,
+                            "the AuthenticatedEncryptionTag is not TagLength (default 16) bytes",
+                        ));
+                    }
                     (Some(n), Some(t)) => aead::decrypt(alg, key, &n, aad, &data, &t)?,
                     // Cosmian's file format: nonce ‖ ciphertext ‖ tag in Data.
                     (None, None) => {
@@ -1276,7 +1330,7 @@ impl<S: Store> Kms<S> {
         now: i64,
         mask: u32,
         params: Option<&CryptographicParameters>,
-    ) -> KResult<(AeadAlg, &'o [u8])> {
+    ) -> KResult<(AeadAlg, &'o [u8], Option<usize>)> {
         if o.object_type != ObjectType::SymmetricKey {
             return Err(kerr(
                 ResultReason::InvalidObjectType,
@@ -1290,11 +1344,6 @@ impl<S: Store> Kms<S> {
             "unsupported cryptographic parameters for this key",
         );
         let p = params.cloned().unwrap_or_default();
-        if p.tag_length
-            .is_some_and(|t| usize::try_from(t).ok() != Some(aead::TAG_LEN))
-        {
-            return Err(unsupported);
-        }
         let alg = match o.algorithm() {
             Some(CryptographicAlgorithm::AES) => {
                 if p.cryptographic_algorithm
@@ -1320,9 +1369,28 @@ impl<S: Store> Kms<S> {
                 }
                 AeadAlg::ChaCha20Poly1305
             }
+            Some(CryptographicAlgorithm::THREE_DES) => {
+                return Err(kerr(
+                    ResultReason::UnsupportedCryptographicParameters,
+                    "3DES keys are kept for legacy use only: this KMS does not encrypt or \
+                     decrypt with them (NIST SP 800-131A Rev. 2)",
+                ));
+            }
             _ => return Err(unsupported),
         };
-        Ok((alg, key))
+        // The OASIS cases (CS-BC-M-GCM-1, CHACHA20POLY1305-1) expect General Failure here.
+        let tag_len = match p.tag_length.map(usize::try_from) {
+            None => None,
+            Some(Ok(t)) if alg.tag_len_ok(t) => Some(t),
+            Some(_) => {
+                return Err(kerr(
+                    ResultReason::GeneralFailure,
+                    "invalid TagLength: AES-GCM and ChaCha20-Poly1305 take 12 to 16 bytes, \
+                     AES-GCM-SIV 16",
+                ));
+            }
+        };
+        Ok((alg, key, tag_len))
     }
 }
 
