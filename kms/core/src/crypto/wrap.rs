@@ -89,7 +89,7 @@ pub fn wrap(
             }
             let mut nonce = [0u8; NONCE_LEN];
             rng.fill(&mut nonce)?;
-            let (ct, tag) = aead::encrypt(AeadAlg::AesGcm, kek, &nonce, &[], key)?;
+            let (ct, tag) = aead::encrypt(AeadAlg::AesGcm, kek, &nonce, &[], key, TAG_LEN)?;
             let mut out = Vec::with_capacity(NONCE_LEN + ct.len() + TAG_LEN);
             out.extend_from_slice(&nonce);
             out.extend_from_slice(&ct);
