@@ -19,6 +19,14 @@
 //!    material the server generated (Create, ReKey): any value of the same length matches; so
 //!    does a `DigestValue` that is not the SHA-256 of a byte string the case sent.
 //!
+//! 6. **`$MAC_DATA`.** CS-AC-M-6 sends `$MAC_DATA`, which no response defines as a placeholder:
+//!    it stands for the `MACData` of the last MAC response that matched (the case's literal).
+//! 7. **Server-chosen `Data`** ([`mod@crate::chosen`]): random bytes (RNGRetrieve), RSA-OAEP
+//!    ciphertexts, and the output of Encrypt/Decrypt with a key the server generated match any
+//!    byte string of the expected length, unless the expected value is one the case sent; the
+//!    server's value then replaces the literal in later requests (a later Decrypt of the
+//!    reference's ciphertext decrypts the server's, and must give the plaintext exactly).
+//!
 //! Masks compare as numbers (flag names resolved), enumerations by name or by code (a binary
 //! response carries codes: the expected name is looked up in the enumeration of its tag).
 
@@ -131,12 +139,22 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
     let want = value(e, ctx).map_err(|err| fail(err.to_string()))?;
     if let (Value::ByteString(w), Value::ByteString(g)) = (&want, &a.value)
         && w.len() == g.len()
-        && ((e.tag == "KeyMaterial" && !ctx.sent.contains(w))
-            || (e.tag == "DigestValue" && !ctx.sent.iter().any(|s| sha2_256(s) == *w)))
     {
-        return Ok(());
+        if (e.tag == "KeyMaterial" && !ctx.sent.contains(w))
+            || (e.tag == "DigestValue" && !ctx.sent.iter().any(|s| sha2_256(s) == *w))
+        {
+            return Ok(());
+        }
+        if ctx.free_data && path.ends_with("ResponsePayload/Data") && !ctx.sent.contains(w) {
+            ctx.substitutes.insert(w.clone(), g.clone());
+            return Ok(());
+        }
     }
     if equal(&e.tag, &want, &a.value) {
+        if e.tag == "MACData" {
+            // CS-AC-M-6 verifies "$MAC_DATA", which no response defines: the MAC just made.
+            ctx.captures.insert("$MAC_DATA".into(), a.value.clone());
+        }
         Ok(())
     } else {
         Err(fail(format!(
@@ -306,6 +324,70 @@ mod tests {
         let m = compare(&e, &a(&[1, 2, 3, 4]), &mut ctx).unwrap_err();
         assert_eq!(m.path, "ResponseMessage/KeyMaterial");
         compare(&e, &a(&[0x2a; 4]), &mut ctx).unwrap();
+    }
+
+    #[test]
+    fn server_chosen_data_matches_by_length_unless_the_case_sent_it() {
+        let e = expected(
+            r#"<ResponseMessage><ResponsePayload><Data type="ByteString" value="fd912d10"/>
+               </ResponsePayload></ResponseMessage>"#,
+        );
+        let a = |b: &[u8]| {
+            t(
+                "ResponseMessage",
+                Value::Structure(vec![t(
+                    "ResponsePayload",
+                    Value::Structure(vec![t("Data", Value::ByteString(b.to_vec()))]),
+                )]),
+            )
+        };
+        let mut ctx = Context::default();
+        // Not server-chosen: the literal must be there.
+        let m = compare(&e, &a(&[9, 9, 9, 9]), &mut ctx).unwrap_err();
+        assert_eq!(m.path, "ResponseMessage/ResponsePayload/Data");
+        ctx.free_data = true;
+        let m = compare(&e, &a(&[9, 9, 9]), &mut ctx).unwrap_err();
+        assert!(m.reason.contains("3 bytes"), "{m}");
+        compare(&e, &a(&[9, 9, 9, 9]), &mut ctx).unwrap();
+        // The server's value now replaces the literal in requests.
+        let literal = vec![0xfd, 0x91, 0x2d, 0x10];
+        assert_eq!(ctx.substitutes.get(&literal), Some(&vec![9, 9, 9, 9]));
+        let req = crate::resolve::resolve(
+            &Node {
+                tag: "Data".into(),
+                ty: Some("ByteString".into()),
+                value: "fd912d10".into(),
+                children: vec![],
+            },
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(req.value, Value::ByteString(vec![9, 9, 9, 9]));
+        // A plaintext the case sent must come back exactly.
+        ctx.sent.insert(literal.clone());
+        assert!(compare(&e, &a(&[8, 8, 8, 8]), &mut ctx).is_err());
+        compare(&e, &a(&literal), &mut ctx).unwrap();
+    }
+
+    #[test]
+    fn mac_data_is_captured_for_the_mac_verify_step() {
+        let e = expected(
+            r#"<ResponseMessage><MACData type="ByteString" value="c911"/></ResponseMessage>"#,
+        );
+        let a = |b: &[u8]| {
+            t(
+                "ResponseMessage",
+                Value::Structure(vec![t("MACData", Value::ByteString(b.to_vec()))]),
+            )
+        };
+        let mut ctx = Context::default();
+        assert!(compare(&e, &a(&[0xc9, 0x12]), &mut ctx).is_err());
+        assert!(!ctx.captures.contains_key("$MAC_DATA"));
+        compare(&e, &a(&[0xc9, 0x11]), &mut ctx).unwrap();
+        assert_eq!(
+            ctx.captures.get("$MAC_DATA"),
+            Some(&Value::ByteString(vec![0xc9, 0x11]))
+        );
     }
 
     #[test]
