@@ -26,6 +26,9 @@
 //!    byte string of the expected length, unless the expected value is one the case sent; the
 //!    server's value then replaces the literal in later requests (a later Decrypt of the
 //!    reference's ciphertext decrypts the server's, and must give the plaintext exactly).
+//! 8. **Random Number Generator.** A `RandomNumberGenerator` attribute describes the server's
+//!    own generator (the cases show the reference server's ANSI X9.31 AES-256): it must be a
+//!    structure with an `RNGAlgorithm`; its fields are not compared.
 //!
 //! Masks compare as numbers (flag names resolved), enumerations by name or by code (a binary
 //! response carries codes: the expected name is looked up in the enumeration of its tag).
@@ -83,6 +86,13 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
                 a.value.type_name()
             )));
         };
+        if e.tag == "RandomNumberGenerator" {
+            // The server describes its own generator (tolerance 8).
+            return match children.iter().any(|c| same_tag("RNGAlgorithm", &c.tag)) {
+                true => Ok(()),
+                false => Err(fail("no RNGAlgorithm".into())),
+            };
+        }
         let mut used = vec![false; children.len()];
         for ec in &e.children {
             let child_path = format!("{path}/{}", ec.tag);
@@ -367,6 +377,34 @@ mod tests {
         ctx.sent.insert(literal.clone());
         assert!(compare(&e, &a(&[8, 8, 8, 8]), &mut ctx).is_err());
         compare(&e, &a(&literal), &mut ctx).unwrap();
+    }
+
+    #[test]
+    fn random_number_generator_needs_an_algorithm_not_the_reference_one() {
+        let e = expected(
+            r#"<ResponseMessage><RandomNumberGenerator>
+               <RNGAlgorithm type="Enumeration" value="ANSIX9_31"/>
+               <CryptographicLength type="Integer" value="256"/>
+               </RandomNumberGenerator></ResponseMessage>"#,
+        );
+        let a = |c: Vec<Ttlv>| {
+            t(
+                "ResponseMessage",
+                Value::Structure(vec![t("RandomNumberGenerator", Value::Structure(c))]),
+            )
+        };
+        let mut ctx = Context::default();
+        compare(
+            &e,
+            &a(vec![t(
+                "RNGAlgorithm",
+                Value::Enumeration(EnumValue::Name("Unspecified".into())),
+            )]),
+            &mut ctx,
+        )
+        .unwrap();
+        let m = compare(&e, &a(vec![]), &mut ctx).unwrap_err();
+        assert_eq!(m.reason, "no RNGAlgorithm");
     }
 
     #[test]

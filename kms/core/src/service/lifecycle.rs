@@ -30,8 +30,21 @@ impl<S: Store> Kms<S> {
                 (State::Destroyed | State::DestroyedCompromised, _) => return Err(DESTROYED),
             };
             if next == State::Compromised {
-                o.attributes.compromise_date = Some(compromise.unwrap_or(now));
+                // §4.10 Compromise Date: when the server learnt it; §4.11 Compromise
+                // Occurrence Date: when the client says it happened.
+                o.attributes.compromise_date = Some(now);
+                o.attributes.other.retain(|x| x.tag != "CompromiseOccurrenceDate");
+                o.attributes.other.push(Ttlv::datetime(
+                    "CompromiseOccurrenceDate",
+                    compromise.unwrap_or(now),
+                ));
             }
+            // §4.48 Revocation Reason.
+            o.attributes.other.retain(|x| x.tag != "RevocationReason");
+            o.attributes.other.push(Ttlv::structure(
+                "RevocationReason",
+                alloc::vec![reason.to_ttlv()],
+            ));
             if o.attributes.deactivation_date.is_none_or(|d| d > now) {
                 o.attributes.deactivation_date = Some(now);
             }

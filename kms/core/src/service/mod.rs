@@ -317,6 +317,14 @@ const READ_ONLY: &[&str] = &[
     "LastChangeDate",
     "DestroyDate",
     "CompromiseDate",
+    "CompromiseOccurrenceDate",
+    "RevocationReason",
+    "AlwaysSensitive",
+    "NeverExtractable",
+    "Fresh",
+    "RandomNumberGenerator",
+    "Digest",
+    "LeaseTime",
     "RecommendedCurve",
     "CryptographicDomainParameters",
 ];
@@ -1498,8 +1506,7 @@ impl Undo {
 
 /// Attributes the server maintains and derives on request (KMIP 2.1 §4): Short Unique
 /// Identifier (SHA-256 of the uid, §4.51), Original Creation Date (the Initial Date), and the
-/// Digest (§4.13: SHA-256 of the key material in its default format, Raw for symmetric keys and
-/// secret data) while the material exists.
+/// Digest while the material exists ([`digest`]).
 fn maintained_attributes(o: &ManagedObject) -> Vec<Ttlv> {
     use sha2::Digest as _;
     let mut v = alloc::vec![Ttlv::bytes(
@@ -1509,20 +1516,60 @@ fn maintained_attributes(o: &ManagedObject) -> Vec<Ttlv> {
     if let Some(d) = o.attributes.initial_date {
         v.push(Ttlv::datetime("OriginalCreationDate", d));
     }
-    if let Some(m) = &o.material
-        && matches!(
-            o.object_type,
-            ObjectType::SymmetricKey | ObjectType::SecretData
-        )
-    {
-        v.push(Ttlv::structure(
-            "Digest",
-            alloc::vec![
-                HashingAlgorithm::SHA256.to_ttlv(),
-                Ttlv::bytes("DigestValue", &sha2::Sha256::digest(m.as_slice())),
-                KeyFormatType::Raw.to_ttlv(),
-            ],
-        ));
+    if let Some(d) = digest(o) {
+        v.push(d);
+    }
+    // §4.25 Lease Time: this server grants no leases (a client may keep what it got): the
+    // longest Interval.
+    v.push(Ttlv::new("LeaseTime", Value::Interval(u32::MAX)));
+    // §4.42 Protection Storage Mask, unless the client asked for one: software, on this system.
+    if !o.attributes.other.iter().any(|x| x.tag == "ProtectionStorageMask") {
+        v.push(Ttlv::int("ProtectionStorageMask", 0x1 | 0x8));
     }
     v
+}
+
+/// The Digest attribute (KMIP 2.1 §4.13): SHA-256 of the key material in the object's Key
+/// Format Type: Raw for symmetric keys and secret data, the stored format of an asymmetric key
+/// (PKCS#1 for RSA keys, whose material is kept as PKCS#8 / SPKI and converted; PKCS#8 and
+/// X.509 SPKI for the others). `None` once the material is destroyed, or if it does not convert.
+fn digest(o: &ManagedObject) -> Option<Ttlv> {
+    use sha2::Digest as _;
+    let m = o.material.as_ref()?;
+    let stored = o.attributes.key_format_type;
+    let rsa = o.algorithm() == Some(CryptographicAlgorithm::RSA);
+    let (format, value) = match o.object_type {
+        ObjectType::SymmetricKey | ObjectType::SecretData | ObjectType::OpaqueObject => (
+            KeyFormatType::Raw,
+            sha2::Sha256::digest(m.as_slice()).to_vec(),
+        ),
+        ObjectType::PrivateKey if rsa && stored == Some(KeyFormatType::PKCS1) => {
+            let der = crate::crypto::rsa::private_to_pkcs1(m).ok()?;
+            (
+                KeyFormatType::PKCS1,
+                sha2::Sha256::digest(der.as_slice()).to_vec(),
+            )
+        }
+        ObjectType::PublicKey if rsa && stored == Some(KeyFormatType::PKCS1) => {
+            let der = crate::crypto::rsa::public_to_pkcs1(m).ok()?;
+            (KeyFormatType::PKCS1, sha2::Sha256::digest(&der).to_vec())
+        }
+        ObjectType::PrivateKey => (
+            KeyFormatType::PKCS8,
+            sha2::Sha256::digest(m.as_slice()).to_vec(),
+        ),
+        ObjectType::PublicKey => (
+            KeyFormatType::X509,
+            sha2::Sha256::digest(m.as_slice()).to_vec(),
+        ),
+        _ => return None,
+    };
+    Some(Ttlv::structure(
+        "Digest",
+        alloc::vec![
+            HashingAlgorithm::SHA256.to_ttlv(),
+            Ttlv::bytes("DigestValue", &value),
+            format.to_ttlv(),
+        ],
+    ))
 }

@@ -62,6 +62,7 @@ impl<S: Store> Kms<S> {
         a.destroy_date = None;
         a.compromise_date = None;
         absorb_activation_skew(&mut a, env.now, self.config.activation_skew_secs);
+        set_server_flags(&mut a);
         if let Some(t) = system_tag(object_type)
             && !a.tags.iter().any(|x| x == t)
         {
@@ -128,6 +129,7 @@ impl<S: Store> Kms<S> {
             }
         };
         let (uid, mut a) = self.prepare_attributes(env, attrs, object_type)?;
+        set_random_number_generator(&mut a);
         a.cryptographic_length = Some(bits);
         a.key_format_type = Some(match attrs.key_format_type {
             Some(KeyFormatType::Raw) => KeyFormatType::Raw,
@@ -294,6 +296,7 @@ impl<S: Store> Kms<S> {
                 }
             }
             a.key_format_type = Some(kft);
+            set_random_number_generator(a);
             a.cryptographic_usage_mask.get_or_insert(mask);
             a.links.retain(|l| l.link_type != link);
             a.links.push(Link {
@@ -679,6 +682,16 @@ impl<S: Store> Kms<S> {
                 _ => return Err(unsupported),
             };
         let full = self.full_attributes(&o, env.now);
+        // KMIP 2.1 §4.21: served once, the object is no longer Fresh.
+        if flag(&o.attributes, "Fresh") == Some(true) {
+            let stale = |o: &mut ManagedObject| -> KResult<Vec<String>> {
+                o.attributes.other.retain(|x| x.tag != "Fresh");
+                o.attributes.other.push(Ttlv::boolean("Fresh", false));
+                Ok(Vec::new())
+            };
+            self.update(user, Some(&o.uid), right, stale, env.now)
+                .await?;
+        }
         let key = KeyBlock {
             key_format_type: format,
             material: bytes.to_vec(),
@@ -945,6 +958,32 @@ impl<S: Store> Kms<S> {
 /// neither can be undone to release key material. For a grantee (setattribute, addattribute,
 /// deleteattribute): no usage bit the key did not have (an absent mask allows every use, so a
 /// grantee may not delete one), and no removing or postponing a `DeactivationDate`.
+/// The Boolean attributes the server sets when an object is created or registered (KMIP 2.1
+/// §4.3 Always Sensitive: the Sensitive value, which only ever goes false → true afterwards;
+/// §4.34 Never Extractable: not Extractable, which only ever goes true → false; §4.21 Fresh:
+/// true until the object is first served by Get or Export). What the client sent for them is
+/// replaced.
+fn set_server_flags(a: &mut Attributes) {
+    let always_sensitive = flag(a, "Sensitive") == Some(true);
+    let never_extractable = flag(a, "Extractable") == Some(false);
+    a.other
+        .retain(|x| !matches!(x.tag.as_str(), "AlwaysSensitive" | "NeverExtractable" | "Fresh"));
+    a.other.push(Ttlv::boolean("AlwaysSensitive", always_sensitive));
+    a.other.push(Ttlv::boolean("NeverExtractable", never_extractable));
+    a.other.push(Ttlv::boolean("Fresh", true));
+}
+
+/// KMIP 2.1 §4.46 Random Number Generator of a key the server generates: the driver's CSPRNG
+/// ([`crate::crypto::Random`]: the host's OS generator, RDRAND in the image), which no KMIP RNG
+/// Algorithm names, so `Unspecified`. Replaces what the client sent: the server made the key.
+fn set_random_number_generator(a: &mut Attributes) {
+    a.other.retain(|x| x.tag != "RandomNumberGenerator");
+    a.other.push(Ttlv::structure(
+        "RandomNumberGenerator",
+        alloc::vec![RNGAlgorithm::Unspecified.to_ttlv()],
+    ));
+}
+
 fn check_attribute_edit(before: &Attributes, after: &Attributes, owner: bool) -> KResult<()> {
     if flag(before, "Sensitive") == Some(true) && flag(after, "Sensitive") != Some(true) {
         return Err(kerr(
