@@ -443,7 +443,7 @@ fn attributes_get_list_add_set_delete() {
     let e = t.err("alice", json!({"tag":"AddAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
         {"tag":"NewAttribute","value":[{"tag":"Description","type":"TextString","value":"again"}]}]}));
-    assert_eq!(reason(&e), ResultReason::InvalidField);
+    assert_eq!(reason(&e), ResultReason::AttributeSingleValued);
     let e = t.err("alice", json!({"tag":"SetAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
         {"tag":"NewAttribute","value":[{"tag":"CryptographicLength","type":"Integer","value":128}]}]}));
@@ -1200,7 +1200,8 @@ fn compromise_and_key_pair_cascade() {
         text(field(&g, "Attributes").unwrap(), "State")
     };
     assert_eq!(state(&mut t, &sk), "Compromised");
-    assert_eq!(state(&mut t, &pk), "Compromised", "the public half follows");
+    // Each half keeps its own lifecycle (OASIS AKLC-M-3): the public key is still PreActive.
+    assert_eq!(state(&mut t, &pk), "PreActive", "the public half is untouched");
     let e = t.err(
         "alice",
         json!({"tag":"SignatureVerify","value":[
@@ -1210,6 +1211,9 @@ fn compromise_and_key_pair_cascade() {
     );
     assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
     t.ok("alice", uid_req("Destroy", &pk));
+    assert_eq!(state(&mut t, &pk), "Destroyed");
+    assert_eq!(state(&mut t, &sk), "Compromised");
+    t.ok("alice", uid_req("Destroy", &sk));
     assert_eq!(state(&mut t, &sk), "DestroyedCompromised");
     let uid = text(
         &t.ok("alice", create_sym("AES", 128, 12, &[], true)),

@@ -7,7 +7,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use super::ttlv::{FieldError, Ttlv, Value};
+use super::ttlv::{EnumValue, FieldError, Ttlv, Value};
 use super::types::*;
 
 /// How a request spelled the nonce tag; responses answer in the same spelling.
@@ -125,6 +125,9 @@ impl KeyBlock {
     /// Parse the object: under its object-type tag (`SymmetricKey`, `PrivateKey`, ..., as KMIP
     /// and the Cosmian KMS send it), or under `Object` (older Cosmian clients).
     pub fn parse_object(parent: &Ttlv) -> Result<Self, FieldError> {
+        if let Some(o) = parent.get("OpaqueObject") {
+            return Self::parse_opaque(o);
+        }
         let obj = OBJECT_TAGS
             .iter()
             .find_map(|t| parent.get(t))
@@ -176,9 +179,44 @@ impl KeyBlock {
         })
     }
 
+    /// KMIP 2.1 §2.2.8 Opaque Object: `OpaqueDataType` (an enumeration, often an extension
+    /// code such as 0x80123456) and `OpaqueDataValue`. Carried as Opaque material, the data
+    /// type among the attributes (it comes back in a Get).
+    fn parse_opaque(o: &Ttlv) -> Result<Self, FieldError> {
+        let data_type = o.req("OpaqueDataType")?;
+        data_type.as_enum("OpaqueDataType")?;
+        let material = o.req("OpaqueDataValue")?.as_bytes("OpaqueDataValue")?.to_vec();
+        let attributes = Attributes {
+            other: alloc::vec![data_type.clone()],
+            ..Attributes::default()
+        };
+        Ok(KeyBlock {
+            key_format_type: KeyFormatType::Opaque,
+            material,
+            curve: None,
+            cryptographic_algorithm: None,
+            cryptographic_length: None,
+            attributes: Some(attributes),
+        })
+    }
+
     /// Emit the object under its object-type tag (`SymmetricKey { KeyBlock { ... } }`), as
     /// KMIP 2.1 §2 and the Cosmian KMS (its `Object` enum, serialized by variant) do.
     pub fn to_object(&self, object_type: ObjectType) -> Ttlv {
+        if object_type == ObjectType::OpaqueObject {
+            let data_type = self
+                .attributes
+                .as_ref()
+                .and_then(|a| a.other.iter().find(|x| x.tag == "OpaqueDataType"))
+                .cloned()
+                .unwrap_or_else(|| {
+                    Ttlv::new("OpaqueDataType", Value::Enumeration(EnumValue::Code(0)))
+                });
+            return Ttlv::structure(
+                "OpaqueObject",
+                alloc::vec![data_type, Ttlv::bytes("OpaqueDataValue", &self.material)],
+            );
+        }
         let km = match self.key_format_type {
             KeyFormatType::TransparentSymmetricKey => Ttlv::structure(
                 "KeyMaterial",

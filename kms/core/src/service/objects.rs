@@ -128,6 +128,8 @@ impl<S: Store> Kms<S> {
                 ));
             }
         };
+        // Grover's search halves a symmetric key's strength: 256 bits keep 128.
+        check_quantum_safe(attrs, bits >= 256)?;
         let (uid, mut a) = self.prepare_attributes(env, attrs, object_type)?;
         set_random_number_generator(&mut a);
         a.cryptographic_length = Some(bits);
@@ -168,6 +170,9 @@ impl<S: Store> Kms<S> {
     ) -> KResult<Response> {
         let pa = merge(common, private);
         let qa = merge(common, public);
+        // RSA and elliptic-curve keys fall to a quantum computer (Shor).
+        check_quantum_safe(&pa, false)?;
+        check_quantum_safe(&qa, false)?;
         // The Cosmian CLI asks for EC keys as `ECDH`; the spec uses `EC` or `ECDSA`.
         let ec = |a: Option<CryptographicAlgorithm>| {
             matches!(
@@ -419,6 +424,13 @@ impl<S: Store> Kms<S> {
                 attrs.key_format_type = Some(kft);
                 raw
             }
+            // KMIP 2.1 §2.2.8 Opaque Object: bytes the server does not interpret.
+            ObjectType::OpaqueObject => {
+                if kft != KeyFormatType::Opaque {
+                    return Err(unsupported_format);
+                }
+                raw
+            }
             ObjectType::PrivateKey | ObjectType::PublicKey if rsa_import(&attrs, kft, &raw) => {
                 let private = object_type == ObjectType::PrivateKey;
                 let (bits, material) = match (private, kft) {
@@ -506,7 +518,8 @@ impl<S: Store> Kms<S> {
             _ => {
                 return Err(kerr(
                     ResultReason::InvalidObjectType,
-                    "only symmetric, private and public keys and secret data can be registered",
+                    "only symmetric, private and public keys, secret data and opaque objects \
+                     can be registered",
                 ));
             }
         };
@@ -598,6 +611,12 @@ impl<S: Store> Kms<S> {
         let stored_kft = o.attributes.key_format_type;
         let (format, bytes, tcurve): (KeyFormatType, Zeroizing<Vec<u8>>, Option<RecommendedCurve>) =
             match o.object_type {
+                ObjectType::OpaqueObject => match kft {
+                    None | Some(KeyFormatType::Opaque) => {
+                        (KeyFormatType::Opaque, material.clone(), None)
+                    }
+                    _ => return Err(unsupported),
+                },
                 ObjectType::SymmetricKey | ObjectType::SecretData => {
                     // Raw is what the Cosmian KMS answers for symmetric keys (also those
                     // registered as TransparentSymmetricKey); secret data in its own format.
@@ -767,8 +786,9 @@ impl<S: Store> Kms<S> {
                                     .any(|x| a.other.iter().any(|y| y.tag == x.tag));
                             if clash {
                                 return Err(kerr(
-                                    ResultReason::InvalidField,
-                                    "the attribute is already set: use SetAttribute",
+                                    ResultReason::AttributeSingleValued,
+                                    "the attribute is single-valued and already set: use \
+                                     SetAttribute",
                                 ));
                             }
                             *a = merge(a, &single);
@@ -958,6 +978,18 @@ impl<S: Store> Kms<S> {
 /// neither can be undone to release key material. For a grantee (setattribute, addattribute,
 /// deleteattribute): no usage bit the key did not have (an absent mask allows every use, so a
 /// grantee may not delete one), and no removing or postponing a `DeactivationDate`.
+/// KMIP 2.1 §4.44 Quantum Safe: a client asking for a quantum-safe key gets one or an error
+/// (OASIS QS-M-2: AES-128 → General Failure). `safe`: whether the key to be made is.
+fn check_quantum_safe(a: &Attributes, safe: bool) -> KResult<()> {
+    if flag(a, "QuantumSafe") == Some(true) && !safe {
+        return Err(kerr(
+            ResultReason::GeneralFailure,
+            "QuantumSafe: this key would not be quantum safe (use a 256-bit symmetric key)",
+        ));
+    }
+    Ok(())
+}
+
 /// The Boolean attributes the server sets when an object is created or registered (KMIP 2.1
 /// §4.3 Always Sensitive: the Sensitive value, which only ever goes false → true afterwards;
 /// §4.34 Never Extractable: not Extractable, which only ever goes true → false; §4.21 Fresh:
@@ -971,6 +1003,12 @@ fn set_server_flags(a: &mut Attributes) {
     a.other.push(Ttlv::boolean("AlwaysSensitive", always_sensitive));
     a.other.push(Ttlv::boolean("NeverExtractable", never_extractable));
     a.other.push(Ttlv::boolean("Fresh", true));
+    // §4.47 Sensitive and §4.20 Extractable default to false and true.
+    for (tag, default) in [("Sensitive", false), ("Extractable", true)] {
+        if flag(a, tag).is_none() {
+            a.other.push(Ttlv::boolean(tag, default));
+        }
+    }
 }
 
 /// KMIP 2.1 §4.46 Random Number Generator of a key the server generates: the driver's CSPRNG
