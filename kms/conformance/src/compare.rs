@@ -29,6 +29,8 @@
 //! 8. **Random Number Generator.** A `RandomNumberGenerator` attribute describes the server's
 //!    own generator (the cases show the reference server's ANSI X9.31 AES-256): it must be a
 //!    structure with an `RNGAlgorithm`; its fields are not compared.
+//! 9. **Lease Time.** How long a client may keep what it got is the server's policy (the
+//!    reference server grants 3600 s): any `Interval` matches.
 //!
 //! Masks compare as numbers (flag names resolved), enumerations by name or by code (a binary
 //! response carries codes: the expected name is looked up in the enumeration of its tag).
@@ -128,6 +130,10 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
         return Err(fail(format!("{} instead of {ty}", a.value.type_name())));
     }
     if FREE.contains(&e.tag.as_str()) || path.ends_with("ResponsePayload/VendorIdentification") {
+        return Ok(());
+    }
+    if e.tag == "LeaseTime" {
+        // The server's lease policy (tolerance 9).
         return Ok(());
     }
     if ty == "DateTime" && now_offset(&e.value, 0).is_some() {

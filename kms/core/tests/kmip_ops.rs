@@ -590,7 +590,7 @@ fn locate_filters_and_paging() {
     let e = t.err("alice", encrypt("[\"x\"]", b"x", vec![]));
     assert_eq!(reason(&e), ResultReason::InvalidField);
     let e = t.err("alice", encrypt("[\"nope\"]", b"x", vec![]));
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
 }
 
 #[test]
@@ -639,16 +639,16 @@ fn access_rights_like_cosmian() {
     // Bob has no right at all: to him the object does not exist (issue 12; this was
     // PermissionDenied, which told him the guessed uid exists).
     let e = t.err("bob", encrypt(&uid, b"x", vec![]));
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
     assert_eq!(e.http_status(), 422);
     assert_eq!(
         reason(&t.err("bob", uid_req("Get", &uid))),
-        ResultReason::ItemNotFound
+        ResultReason::ObjectNotFound
     );
     // By tag, bob cannot even see it.
     assert_eq!(
         reason(&t.err("bob", encrypt("[\"shared\"]", b"x", vec![]))),
-        ResultReason::ItemNotFound
+        ResultReason::ObjectNotFound
     );
     // Only the owner grants.
     let e = t
@@ -756,7 +756,7 @@ fn access_rights_like_cosmian() {
         .unwrap();
     assert_eq!(
         reason(&t.err("bob", encrypt(&uid, b"x", vec![]))),
-        ResultReason::ItemNotFound
+        ResultReason::ObjectNotFound
     );
     assert!(t.kms.obtained("bob").run().unwrap().is_empty());
     let e = t
@@ -819,7 +819,7 @@ fn malformed_and_unknown_requests() {
     let e = t.err("alice", json!({"tag":"Create","type":"Integer","value":1}));
     assert_eq!(reason(&e), ResultReason::InvalidField);
     let e = t.err("alice", json!({"tag":"Get","value":[{"tag":"UniqueIdentifier","type":"TextString","value":"nope"}]}));
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
     let e = t.call_raw("", b"{}").unwrap_err();
     assert!(matches!(e, KmsError::Unauthenticated), "{e:?}");
     assert_eq!(e.http_status(), 401);
@@ -868,7 +868,7 @@ fn batch_request_message() {
         "UniqueIdentifier",
     );
     assert_eq!(text(items[1], "ResultStatus"), "OperationFailed");
-    assert_eq!(text(items[1], "ResultReason"), "ItemNotFound");
+    assert_eq!(text(items[1], "ResultReason"), "ObjectNotFound");
     assert!(text(items[1], "ResultMessage").contains("not found"));
     assert_eq!(
         text(
@@ -1051,7 +1051,7 @@ fn batch_undo_restores_what_earlier_items_did() {
         "alice",
         json!({"tag":"Get","value":[{"tag":"UniqueIdentifier","type":"TextString","value":other}]}),
     );
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
 }
 
 #[test]
@@ -1466,7 +1466,7 @@ fn no_right_means_the_same_error_as_no_object() {
             "mallory",
             uid_req(op, "00000000-0000-4000-8000-000000000000"),
         );
-        assert_eq!(reason(&exists), ResultReason::ItemNotFound, "{op}");
+        assert_eq!(reason(&exists), ResultReason::ObjectNotFound, "{op}");
         assert_eq!(exists, missing, "{op}");
         assert_eq!(exists.to_string(), missing.to_string(), "{op}");
     }
@@ -1664,7 +1664,7 @@ fn import_grantee_cannot_replace_key_material() {
     // Without any right, the uid is not even found for replacement.
     assert_eq!(
         reason(&t.err("mallory", import("owned-by-alice", &[3; 32]))),
-        ResultReason::ItemNotFound
+        ResultReason::ObjectNotFound
     );
     let g = t.ok("alice", uid_req("Get", "owned-by-alice"));
     let kb = field(field(&g, "SymmetricKey").unwrap(), "KeyBlock").unwrap();

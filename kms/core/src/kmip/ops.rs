@@ -271,6 +271,50 @@ impl KeyBlock {
     }
 }
 
+/// A Locate range on a date attribute (KMIP 2.1 §6.1.27: a DateTime attribute given twice
+/// selects the objects whose value lies between the two, bounds included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateRange {
+    /// The attribute's tag (`ProtectStopDate`, `ActivationDate`, ...).
+    pub tag: String,
+    /// Earliest date (Unix seconds).
+    pub from: i64,
+    /// Latest date (Unix seconds).
+    pub to: i64,
+}
+
+/// Locate's `Attributes`: the date attributes given twice become [`DateRange`]s, the rest is
+/// matched as given. A date given more than twice is an error.
+fn locate_attributes(t: &Ttlv) -> Result<(Attributes, Vec<DateRange>), FieldError> {
+    let mut ranges: Vec<DateRange> = Vec::new();
+    let mut seen: Vec<(&str, i64, usize)> = Vec::new();
+    for c in t.children() {
+        if let Value::DateTime(d) = c.value {
+            match seen.iter_mut().find(|(tag, _, _)| *tag == c.tag) {
+                Some(entry) => {
+                    entry.2 += 1;
+                    if entry.2 > 2 {
+                        return Err(FieldError::Invalid("Attributes"));
+                    }
+                    ranges.push(DateRange {
+                        tag: c.tag.clone(),
+                        from: entry.1.min(d),
+                        to: entry.1.max(d),
+                    });
+                }
+                None => seen.push((&c.tag, d, 1)),
+            }
+        }
+    }
+    let mut a = Attributes::default();
+    for c in t.children() {
+        if !ranges.iter().any(|r| r.tag == c.tag) {
+            a.absorb(c)?;
+        }
+    }
+    Ok((a, ranges))
+}
+
 /// What Sign / SignatureVerify sign: the message (`Data`), or its hash (`DigestedData`,
 /// KMIP 2.1 §6.1.50).
 #[derive(Debug)]
@@ -343,6 +387,7 @@ pub enum Request {
         max_items: Option<i32>,
         offset_items: Option<i32>,
         attributes: Attributes,
+        date_ranges: Vec<DateRange>,
     },
     Activate {
         uid: Option<String>,
@@ -621,11 +666,18 @@ impl Request {
                     reference,
                 }
             }
-            Operation::Locate => Request::Locate {
-                max_items: p.opt_int("MaximumItems")?,
-                offset_items: p.opt_int("OffsetItems")?,
-                attributes: attrs_opt(p, "Attributes")?,
-            },
+            Operation::Locate => {
+                let (attributes, date_ranges) = match p.get("Attributes") {
+                    Some(a) => locate_attributes(a)?,
+                    None => (Attributes::default(), Vec::new()),
+                };
+                Request::Locate {
+                    max_items: p.opt_int("MaximumItems")?,
+                    offset_items: p.opt_int("OffsetItems")?,
+                    attributes,
+                    date_ranges,
+                }
+            }
             Operation::Activate => Request::Activate { uid: uid_opt(p)? },
             Operation::Revoke => {
                 let (reason, compromise_date) = match p.get("RevocationReason") {

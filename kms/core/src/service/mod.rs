@@ -18,7 +18,7 @@ use crate::error::{KmipError, KmsError};
 use crate::kmip::binary;
 use crate::kmip::json::{self, Limits};
 use crate::kmip::ops::{
-    CryptographicParameters, KeyBlock, ProtocolVersion, Request, Response, SignInput,
+    CryptographicParameters, DateRange, KeyBlock, ProtocolVersion, Request, Response, SignInput,
     operation_from_tag,
 };
 use crate::kmip::ttlv::{Ttlv, Value};
@@ -92,7 +92,7 @@ const fn kerr(reason: ResultReason, msg: &'static str) -> KmsError {
     KmsError::kmip(reason, msg)
 }
 
-const NOT_FOUND: KmsError = kerr(ResultReason::ItemNotFound, "object not found");
+const NOT_FOUND: KmsError = kerr(ResultReason::ObjectNotFound, "object not found");
 const DENIED: KmsError = kerr(
     ResultReason::PermissionDenied,
     "permission denied: the user has no right for this operation on this object",
@@ -193,6 +193,17 @@ fn initial_state(a: &Attributes, now: i64) -> State {
         Some(d) if d <= now => State::Active,
         _ => State::PreActive,
     }
+}
+
+/// Which dialect a request speaks: a bare operation (`{"tag":"Create",...}`) is the Cosmian
+/// KMS's (ckms and its clients); a `RequestMessage` batch item is KMIP's own (binary clients,
+/// the OASIS test cases). They differ in the defaults KMIP leaves to the server: a created
+/// symmetric key is TransparentSymmetricKey for Cosmian, Raw for KMIP; Get without a Key Format
+/// Type answers Raw for Cosmian, the format the key was registered in for KMIP (BL-M-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Cosmian,
+    Kmip,
 }
 
 /// A Boolean attribute we keep among the uninterpreted ones (`Sensitive`, `Extractable`).
@@ -404,7 +415,7 @@ impl<S: Store> Kms<S> {
             ResultReason::OperationNotSupported,
             "unknown or unsupported operation",
         ))?;
-        let resp = self.execute(env, user, op, t).await?;
+        let resp = self.execute(env, user, op, t, Dialect::Cosmian).await?;
         Ok(resp.to_ttlv(None))
     }
 
@@ -488,7 +499,7 @@ impl<S: Store> Kms<S> {
                             if on_error == BatchErrorContinuationOption::Undo {
                                 undo.snapshot(&self.store, &p).await?;
                             }
-                            let r = self.execute(env, user, op, &p).await;
+                            let r = self.execute(env, user, op, &p, Dialect::Kmip).await;
                             if let Ok(resp) = &r {
                                 if let Some(u) = resp.placeholder_uid() {
                                     placeholder = Some(u.into());
@@ -578,6 +589,7 @@ impl<S: Store> Kms<S> {
         user: &str,
         op: Operation,
         payload: &Ttlv,
+        dialect: Dialect,
     ) -> KResult<Response> {
         let req = Request::parse(op, payload)?;
         // The right each operation needs on the object it names: one table, `right_for`
@@ -591,7 +603,10 @@ impl<S: Store> Kms<S> {
             Request::Create {
                 object_type,
                 attributes,
-            } => self.create(env, user, object_type, &attributes).await,
+            } => {
+                self.create(env, user, object_type, &attributes, dialect)
+                    .await
+            }
             Request::CreateKeyPair {
                 common,
                 private,
@@ -626,13 +641,21 @@ impl<S: Store> Kms<S> {
                 key_format_type,
                 export,
             } => {
-                self.get(env, user, uid.as_deref(), key_format_type, export, right()?)
+                self.get(
+                    env,
+                    user,
+                    uid.as_deref(),
+                    key_format_type,
+                    export,
+                    right()?,
+                    dialect,
+                )
                     .await
             }
             Request::GetAttributes { uid, references } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
                 let attributes = if references.is_empty() {
-                    self.full_attributes(&o, env.now)
+                    self.derived_attributes(&o, env.now)
                 } else {
                     filter_attributes(&self.derived_attributes(&o, env.now), &references)
                 };
@@ -711,9 +734,17 @@ impl<S: Store> Kms<S> {
                 max_items,
                 offset_items,
                 attributes,
+                date_ranges,
             } => {
-                self.locate(env, user, max_items, offset_items, &attributes)
-                    .await
+                self.locate(
+                    env,
+                    user,
+                    max_items,
+                    offset_items,
+                    &attributes,
+                    &date_ranges,
+                )
+                .await
             }
             Request::Activate { uid } => {
                 let now = env.now;
@@ -1195,8 +1226,8 @@ impl<S: Store> Kms<S> {
     }
 
     /// [`Kms::full_attributes`] and the ones the server derives ([`maintained_attributes`]):
-    /// for GetAttributes naming attributes and GetAttributeList. (A GetAttributes asking for
-    /// all attributes keeps the Cosmian KMS's set: its clients know those.)
+    /// for GetAttributes (all attributes, as OASIS TL-M-3 expects, or those named) and
+    /// GetAttributeList.
     fn derived_attributes(&self, o: &ManagedObject, now: i64) -> Attributes {
         let mut a = self.full_attributes(o, now);
         for m in maintained_attributes(o) {
@@ -1514,9 +1545,9 @@ fn maintained_attributes(o: &ManagedObject) -> Vec<Ttlv> {
     // §4.25 Lease Time: this server grants no leases (a client may keep what it got): the
     // longest Interval.
     v.push(Ttlv::new("LeaseTime", Value::Interval(u32::MAX)));
-    // §4.42 Protection Storage Mask, unless the client asked for one: software, on this system.
+    // §4.42 Protection Storage Mask, unless the client asked for one: Software.
     if !o.attributes.other.iter().any(|x| x.tag == "ProtectionStorageMask") {
-        v.push(Ttlv::int("ProtectionStorageMask", 0x1 | 0x8));
+        v.push(Ttlv::int("ProtectionStorageMask", 0x1));
     }
     v
 }

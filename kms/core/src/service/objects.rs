@@ -77,6 +77,7 @@ impl<S: Store> Kms<S> {
         user: &str,
         object_type: ObjectType,
         attrs: &Attributes,
+        dialect: Dialect,
     ) -> KResult<Response> {
         if object_type != ObjectType::SymmetricKey {
             return Err(kerr(
@@ -133,9 +134,10 @@ impl<S: Store> Kms<S> {
         let (uid, mut a) = self.prepare_attributes(env, attrs, object_type)?;
         set_random_number_generator(&mut a);
         a.cryptographic_length = Some(bits);
-        a.key_format_type = Some(match attrs.key_format_type {
-            Some(KeyFormatType::Raw) => KeyFormatType::Raw,
-            _ => KeyFormatType::TransparentSymmetricKey,
+        a.key_format_type = Some(match (attrs.key_format_type, dialect) {
+            (Some(f @ (KeyFormatType::Raw | KeyFormatType::TransparentSymmetricKey)), _) => f,
+            (_, Dialect::Cosmian) => KeyFormatType::TransparentSymmetricKey,
+            (_, Dialect::Kmip) => KeyFormatType::Raw,
         });
         a.cryptographic_usage_mask
             .get_or_insert(if crypto_ops::hmac_hash(alg).is_some() {
@@ -576,6 +578,7 @@ impl<S: Store> Kms<S> {
         kft: Option<KeyFormatType>,
         export: bool,
         right: Right,
+        dialect: Dialect,
     ) -> KResult<Response> {
         let (o, _) = self.resolve(user, uid, right).await?;
         // Private key material leaves the KMS only to its owner or to a holder of the export
@@ -620,9 +623,17 @@ impl<S: Store> Kms<S> {
                 ObjectType::SymmetricKey | ObjectType::SecretData => {
                     // Raw is what the Cosmian KMS answers for symmetric keys (also those
                     // registered as TransparentSymmetricKey); secret data in its own format.
-                    let f = kft.unwrap_or(match o.attributes.key_format_type {
-                        Some(KeyFormatType::Opaque) if o.object_type == ObjectType::SecretData => {
+                    let f = kft.unwrap_or(match (stored_kft, dialect) {
+                        (Some(KeyFormatType::Opaque), _)
+                            if o.object_type == ObjectType::SecretData =>
+                        {
                             KeyFormatType::Opaque
+                        }
+                        // KMIP: as registered (BL-M-3).
+                        (Some(KeyFormatType::TransparentSymmetricKey), Dialect::Kmip)
+                            if o.object_type == ObjectType::SymmetricKey =>
+                        {
+                            KeyFormatType::TransparentSymmetricKey
                         }
                         _ => KeyFormatType::Raw,
                     });
@@ -882,6 +893,7 @@ impl<S: Store> Kms<S> {
         max_items: Option<i32>,
         offset_items: Option<i32>,
         a: &Attributes,
+        ranges: &[DateRange],
     ) -> KResult<Response> {
         let mut kw = Vec::new();
         if let Some(t) = a.object_type {
@@ -927,11 +939,15 @@ impl<S: Store> Kms<S> {
             || !a.vendor_attributes.is_empty()
             || a.cryptographic_length.is_some()
             || a.cryptographic_usage_mask.is_some()
+            || !ranges.is_empty()
         {
             let mut kept = Vec::with_capacity(uids.len());
             for u in uids {
                 if let Some((o, _)) = self.load(&u).await?
                     && locate_matches(&o.attributes, a)
+                    && ranges.iter().all(|r| {
+                        date_of(&o.attributes, &r.tag).is_some_and(|d| (r.from..=r.to).contains(&d))
+                    })
                 {
                     kept.push(u);
                 }
@@ -1060,6 +1076,22 @@ fn check_attribute_edit(before: &Attributes, after: &Attributes, owner: bool) ->
 /// Locate's filters on attributes the index does not carry (KMIP 2.1 §6.1.27): every other
 /// attribute given must be among the object's (equal), vendor attributes likewise; the length
 /// must be equal; the usage mask's bits must all be set on the object.
+/// The value of a date attribute of `a`, by tag.
+fn date_of(a: &Attributes, tag: &str) -> Option<i64> {
+    match tag {
+        "ActivationDate" => a.activation_date,
+        "DeactivationDate" => a.deactivation_date,
+        "CompromiseDate" => a.compromise_date,
+        "DestroyDate" => a.destroy_date,
+        "InitialDate" => a.initial_date,
+        "LastChangeDate" => a.last_change_date,
+        _ => a.other.iter().find(|x| x.tag == tag).and_then(|x| match x.value {
+            Value::DateTime(d) => Some(d),
+            _ => None,
+        }),
+    }
+}
+
 fn locate_matches(have: &Attributes, want: &Attributes) -> bool {
     want.other.iter().all(|w| have.other.contains(w))
         && want
