@@ -86,8 +86,10 @@ pub fn learn(request: &Ttlv, response: &Ttlv, ctx: &mut Context) {
             operation(req),
             Some("Create" | "CreateKeyPair" | "ReKey" | "ReKeyKeyPair")
         );
-        let oaep = matches!(operation(req), Some("Register" | "Create" | "CreateKeyPair"))
-            && req.get("RequestPayload").is_some_and(names_oaep);
+        let oaep = matches!(
+            operation(req),
+            Some("Register" | "Create" | "CreateKeyPair")
+        ) && req.get("RequestPayload").is_some_and(names_oaep);
         for uid in uids {
             if oaep {
                 ctx.randomized.insert(uid.clone());
@@ -138,12 +140,20 @@ mod tests {
         assert!(!free_data(&message(vec![item("Encrypt", uid("k1"))]), &ctx));
         assert!(free_data(&message(vec![item("RNGRetrieve", vec![])]), &ctx));
 
-        learn(&message(vec![item("Create", vec![])]), &answer("k1"), &mut ctx);
+        learn(
+            &message(vec![item("Create", vec![])]),
+            &answer("k1"),
+            &mut ctx,
+        );
         assert!(free_data(&message(vec![item("Encrypt", uid("k1"))]), &ctx));
         assert!(free_data(&message(vec![item("Decrypt", uid("k1"))]), &ctx));
 
         // A registered key: its outputs are the case's (known key, deterministic).
-        learn(&message(vec![item("Register", vec![])]), &answer("k2"), &mut ctx);
+        learn(
+            &message(vec![item("Register", vec![])]),
+            &answer("k2"),
+            &mut ctx,
+        );
         assert!(!free_data(&message(vec![item("Encrypt", uid("k2"))]), &ctx));
         assert!(!free_data(&message(vec![item("Decrypt", uid("k2"))]), &ctx));
 
@@ -155,7 +165,11 @@ mod tests {
                 vec![Ttlv::enumeration("PaddingMethod", "OAEP")],
             )],
         )];
-        learn(&message(vec![item("Register", oaep)]), &answer("k3"), &mut ctx);
+        learn(
+            &message(vec![item("Register", oaep)]),
+            &answer("k3"),
+            &mut ctx,
+        );
         assert!(free_data(&message(vec![item("Encrypt", uid("k3"))]), &ctx));
         assert!(!free_data(&message(vec![item("Decrypt", uid("k3"))]), &ctx));
         assert!(!ctx.generated.contains("k3"));

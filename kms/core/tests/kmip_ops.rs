@@ -1181,7 +1181,7 @@ fn mutated_requests_never_panic() {
 }
 
 #[test]
-fn compromise_and_key_pair_cascade() {
+fn compromise_and_key_pair_halves() {
     let mut t = T::new();
     let r = t.ok("alice", create_pair("Ed25519", None, &["cp"]));
     let (sk, pk) = (
@@ -1193,15 +1193,37 @@ fn compromise_and_key_pair_cascade() {
         "alice",
         json!({"tag":"Revoke","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":sk},
-        {"tag":"RevocationReason","type":"Enumeration","value":"KeyCompromise"}]}),
+        {"tag":"RevocationReason","type":"Enumeration","value":"KeyCompromise"},
+        {"tag":"CompromiseOccurrenceDate","type":"DateTime","value":"1970-01-01T00:00:06Z"}]}),
     );
     let state = |t: &mut T, uid: &str| {
         let g = t.ok("alice", uid_req("GetAttributes", uid));
         text(field(&g, "Attributes").unwrap(), "State")
     };
     assert_eq!(state(&mut t, &sk), "Compromised");
-    // Each half keeps its own lifecycle (OASIS AKLC-M-3): the public key is still PreActive.
-    assert_eq!(state(&mut t, &pk), "PreActive", "the public half is untouched");
+    // The revocation is recorded: reason, when the client says it happened, when we learnt it.
+    let g = t.ok("alice", uid_req("GetAttributes", &sk));
+    let a = field(&g, "Attributes").unwrap();
+    assert_eq!(
+        text(
+            field(a, "RevocationReason").unwrap(),
+            "RevocationReasonCode"
+        ),
+        "KeyCompromise"
+    );
+    assert_eq!(text(a, "CompromiseOccurrenceDate"), "1970-01-01T00:00:06Z");
+    assert_ne!(text(a, "CompromiseDate"), "1970-01-01T00:00:06Z");
+    // Each half keeps its own lifecycle (OASIS AKLC-M-1/3): the public key is untouched until
+    // it is revoked and destroyed by itself.
+    let before = state(&mut t, &pk);
+    assert!(before == "Active" || before == "PreActive", "{before}");
+    t.ok(
+        "alice",
+        json!({"tag":"Revoke","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":pk},
+        {"tag":"RevocationReason","type":"Enumeration","value":"Superseded"}]}),
+    );
+    assert_eq!(state(&mut t, &pk), "Deactivated");
     let e = t.err(
         "alice",
         json!({"tag":"SignatureVerify","value":[
@@ -1212,7 +1234,11 @@ fn compromise_and_key_pair_cascade() {
     assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
     t.ok("alice", uid_req("Destroy", &pk));
     assert_eq!(state(&mut t, &pk), "Destroyed");
-    assert_eq!(state(&mut t, &sk), "Compromised");
+    assert_eq!(
+        state(&mut t, &sk),
+        "Compromised",
+        "the private half is untouched"
+    );
     t.ok("alice", uid_req("Destroy", &sk));
     assert_eq!(state(&mut t, &sk), "DestroyedCompromised");
     let uid = text(
@@ -1723,7 +1749,7 @@ fn derived_attributes_digest_short_uid_original_creation_date() {
         hex(&sha2::Sha256::digest(uid.as_bytes()))
     );
     assert!(field(attrs, "OriginalCreationDate").is_some());
-    // Asking for every attribute keeps the Cosmian set (its clients know those).
+    // Asking for every attribute in a bare (Cosmian) operation keeps the Cosmian set.
     let all = t.ok(
         "alice",
         json!({"tag":"GetAttributes","value":[

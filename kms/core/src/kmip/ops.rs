@@ -185,7 +185,10 @@ impl KeyBlock {
     fn parse_opaque(o: &Ttlv) -> Result<Self, FieldError> {
         let data_type = o.req("OpaqueDataType")?;
         data_type.as_enum("OpaqueDataType")?;
-        let material = o.req("OpaqueDataValue")?.as_bytes("OpaqueDataValue")?.to_vec();
+        let material = o
+            .req("OpaqueDataValue")?
+            .as_bytes("OpaqueDataValue")?
+            .to_vec();
         let attributes = Attributes {
             other: alloc::vec![data_type.clone()],
             ..Attributes::default()

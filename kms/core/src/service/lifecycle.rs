@@ -33,7 +33,9 @@ impl<S: Store> Kms<S> {
                 // §4.10 Compromise Date: when the server learnt it; §4.11 Compromise
                 // Occurrence Date: when the client says it happened.
                 o.attributes.compromise_date = Some(now);
-                o.attributes.other.retain(|x| x.tag != "CompromiseOccurrenceDate");
+                o.attributes
+                    .other
+                    .retain(|x| x.tag != "CompromiseOccurrenceDate");
                 o.attributes.other.push(Ttlv::datetime(
                     "CompromiseOccurrenceDate",
                     compromise.unwrap_or(now),

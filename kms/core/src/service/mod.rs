@@ -650,14 +650,18 @@ impl<S: Store> Kms<S> {
                     right()?,
                     dialect,
                 )
-                    .await
+                .await
             }
             Request::GetAttributes { uid, references } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
-                let attributes = if references.is_empty() {
-                    self.derived_attributes(&o, env.now)
-                } else {
-                    filter_attributes(&self.derived_attributes(&o, env.now), &references)
+                // All attributes: the Cosmian set for its clients, with the derived ones for
+                // KMIP's (OASIS TL-M-3).
+                let attributes = match (references.is_empty(), dialect) {
+                    (true, Dialect::Cosmian) => self.full_attributes(&o, env.now),
+                    (true, Dialect::Kmip) => self.derived_attributes(&o, env.now),
+                    (false, _) => {
+                        filter_attributes(&self.derived_attributes(&o, env.now), &references)
+                    }
                 };
                 Ok(Response::GetAttributes {
                     uid: o.uid.clone(),
@@ -1226,8 +1230,9 @@ impl<S: Store> Kms<S> {
     }
 
     /// [`Kms::full_attributes`] and the ones the server derives ([`maintained_attributes`]):
-    /// for GetAttributes (all attributes, as OASIS TL-M-3 expects, or those named) and
-    /// GetAttributeList.
+    /// for GetAttributes naming attributes or asking for all in KMIP's dialect (OASIS TL-M-3),
+    /// and GetAttributeList. (A bare Cosmian GetAttributes of all attributes keeps the Cosmian
+    /// KMS's set: its clients know those.)
     fn derived_attributes(&self, o: &ManagedObject, now: i64) -> Attributes {
         let mut a = self.full_attributes(o, now);
         for m in maintained_attributes(o) {
@@ -1546,7 +1551,12 @@ fn maintained_attributes(o: &ManagedObject) -> Vec<Ttlv> {
     // longest Interval.
     v.push(Ttlv::new("LeaseTime", Value::Interval(u32::MAX)));
     // §4.42 Protection Storage Mask, unless the client asked for one: Software.
-    if !o.attributes.other.iter().any(|x| x.tag == "ProtectionStorageMask") {
+    if !o
+        .attributes
+        .other
+        .iter()
+        .any(|x| x.tag == "ProtectionStorageMask")
+    {
         v.push(Ttlv::int("ProtectionStorageMask", 0x1));
     }
     v

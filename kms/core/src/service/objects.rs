@@ -1014,10 +1014,16 @@ fn check_quantum_safe(a: &Attributes, safe: bool) -> KResult<()> {
 fn set_server_flags(a: &mut Attributes) {
     let always_sensitive = flag(a, "Sensitive") == Some(true);
     let never_extractable = flag(a, "Extractable") == Some(false);
+    a.other.retain(|x| {
+        !matches!(
+            x.tag.as_str(),
+            "AlwaysSensitive" | "NeverExtractable" | "Fresh"
+        )
+    });
     a.other
-        .retain(|x| !matches!(x.tag.as_str(), "AlwaysSensitive" | "NeverExtractable" | "Fresh"));
-    a.other.push(Ttlv::boolean("AlwaysSensitive", always_sensitive));
-    a.other.push(Ttlv::boolean("NeverExtractable", never_extractable));
+        .push(Ttlv::boolean("AlwaysSensitive", always_sensitive));
+    a.other
+        .push(Ttlv::boolean("NeverExtractable", never_extractable));
     a.other.push(Ttlv::boolean("Fresh", true));
     // §4.47 Sensitive and §4.20 Extractable default to false and true.
     for (tag, default) in [("Sensitive", false), ("Extractable", true)] {
@@ -1085,10 +1091,14 @@ fn date_of(a: &Attributes, tag: &str) -> Option<i64> {
         "DestroyDate" => a.destroy_date,
         "InitialDate" => a.initial_date,
         "LastChangeDate" => a.last_change_date,
-        _ => a.other.iter().find(|x| x.tag == tag).and_then(|x| match x.value {
-            Value::DateTime(d) => Some(d),
-            _ => None,
-        }),
+        _ => a
+            .other
+            .iter()
+            .find(|x| x.tag == tag)
+            .and_then(|x| match x.value {
+                Value::DateTime(d) => Some(d),
+                _ => None,
+            }),
     }
 }
 
