@@ -570,6 +570,7 @@ impl<S: Store> Kms<S> {
         Ok(Response::Register { import, uid })
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn get(
         &self,
         env: &mut Env<'_>,
@@ -622,7 +623,8 @@ impl<S: Store> Kms<S> {
                 },
                 ObjectType::SymmetricKey | ObjectType::SecretData => {
                     // Raw is what the Cosmian KMS answers for symmetric keys (also those
-                    // registered as TransparentSymmetricKey); secret data in its own format.
+                    // registered as TransparentSymmetricKey); KMIP's dialect answers in the
+                    // registered format; secret data in its own format.
                     let f = kft.unwrap_or(match (stored_kft, dialect) {
                         (Some(KeyFormatType::Opaque), _)
                             if o.object_type == ObjectType::SecretData =>
