@@ -1,4 +1,4 @@
-//! Outputs the server chooses, so that no two servers answer them alike (tolerance 7 of
+//! Outputs the server chooses, so that no two servers answer them alike (tolerance 8 of
 //! [`mod@crate::compare`]): what a step's request says about its response's `Data`, and what
 //! a step teaches the rest of the case.
 //!

@@ -18,22 +18,21 @@
 //! 5. **Generated keys.** A `KeyMaterial` byte string that no request of the case sent is key
 //!    material the server generated (Create, ReKey): any value of the same length matches; so
 //!    does a `DigestValue` that is not the SHA-256 of a byte string the case sent.
-//!
-//! 6. **`$MAC_DATA`.** CS-AC-M-6 sends `$MAC_DATA`, which no response defines as a placeholder:
+//! 6. **Enumerations and masks.** Masks compare as numbers (flag names resolved), enumerations
+//!    by name or by code (a binary response carries codes: the expected name is looked up in
+//!    the enumeration of its tag).
+//! 7. **`$MAC_DATA`.** CS-AC-M-6 sends `$MAC_DATA`, which no response defines as a placeholder:
 //!    it stands for the `MACData` of the last MAC response that matched (the case's literal).
-//! 7. **Server-chosen `Data`** ([`mod@crate::chosen`]): random bytes (RNGRetrieve), RSA-OAEP
+//! 8. **Server-chosen `Data`** ([`mod@crate::chosen`]): random bytes (RNGRetrieve), RSA-OAEP
 //!    ciphertexts, and the output of Encrypt/Decrypt with a key the server generated match any
 //!    byte string of the expected length, unless the expected value is one the case sent; the
 //!    server's value then replaces the literal in later requests (a later Decrypt of the
 //!    reference's ciphertext decrypts the server's, and must give the plaintext exactly).
-//! 8. **Random Number Generator.** A `RandomNumberGenerator` attribute describes the server's
+//! 9. **Random Number Generator.** A `RandomNumberGenerator` attribute describes the server's
 //!    own generator (the cases show the reference server's ANSI X9.31 AES-256): it must be a
 //!    structure with an `RNGAlgorithm`; its fields are not compared.
-//! 9. **Lease Time.** How long a client may keep what it got is the server's policy (the
+//! 10. **Lease Time.** How long a client may keep what it got is the server's policy (the
 //!    reference server grants 3600 s): any `Interval` matches.
-//!
-//! Masks compare as numbers (flag names resolved), enumerations by name or by code (a binary
-//! response carries codes: the expected name is looked up in the enumeration of its tag).
 
 use std::fmt;
 
@@ -89,7 +88,7 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
             )));
         };
         if e.tag == "RandomNumberGenerator" {
-            // The server describes its own generator (tolerance 8).
+            // The server describes its own generator (tolerance 9).
             return match children.iter().any(|c| same_tag("RNGAlgorithm", &c.tag)) {
                 true => Ok(()),
                 false => Err(fail("no RNGAlgorithm".into())),
@@ -133,7 +132,7 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
         return Ok(());
     }
     if e.tag == "LeaseTime" {
-        // The server's lease policy (tolerance 9).
+        // The server's lease policy (tolerance 10).
         return Ok(());
     }
     if ty == "DateTime" && now_offset(&e.value, 0).is_some() {

@@ -714,15 +714,16 @@ impl<S: Store> Kms<S> {
                 _ => return Err(unsupported),
             };
         let full = self.full_attributes(&o, env.now);
-        // KMIP 2.1 §4.21: served once, the object is no longer Fresh.
+        // KMIP 2.1 §4.21: served once, the object is no longer Fresh. The first Get of an
+        // object is thus a write; best effort: a store that cannot take it (Redis stalled)
+        // does not stop the key from being served, it stays Fresh until a later Get.
         if flag(&o.attributes, "Fresh") == Some(true) {
             let stale = |o: &mut ManagedObject| -> KResult<Vec<String>> {
                 o.attributes.other.retain(|x| x.tag != "Fresh");
                 o.attributes.other.push(Ttlv::boolean("Fresh", false));
                 Ok(Vec::new())
             };
-            self.update(user, Some(&o.uid), right, stale, env.now)
-                .await?;
+            let _ = self.update(user, Some(&o.uid), right, stale, env.now).await;
         }
         let key = KeyBlock {
             key_format_type: format,
