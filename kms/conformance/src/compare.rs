@@ -32,7 +32,7 @@
 //!    own generator (the cases show the reference server's ANSI X9.31 AES-256): it must be a
 //!    structure with an `RNGAlgorithm`; its fields are not compared.
 //! 10. **Lease Time.** How long a client may keep what it got is the server's policy (the
-//!    reference server grants 3600 s): any `Interval` matches.
+//!     reference server grants 3600 s): any `Interval` matches.
 
 use std::fmt;
 
