@@ -18,14 +18,25 @@
 //! 5. **Generated keys.** A `KeyMaterial` byte string that no request of the case sent is key
 //!    material the server generated (Create, ReKey): any value of the same length matches; so
 //!    does a `DigestValue` that is not the SHA-256 of a byte string the case sent.
-//!
-//! 6. **Capabilities.** A Query response's `Operation` and `ObjectType` entries are the
-//!    server's own list: expected ones it does not list are allowed (see `capability_list`).
-//!
-//! Masks compare as numbers (flag names resolved), enumerations by name or by code (a binary
-//! response carries codes: the expected name is looked up in the enumeration of its tag; in a
-//! KMIP 1.x `Attribute`, in the enumeration of the attribute its `AttributeName` names, resolved
-//! when the case is loaded: [`crate::resolve::type_attribute_values`]).
+//! 6. **Enumerations and masks.** Masks compare as numbers (flag names resolved), enumerations
+//!    by name or by code (a binary response carries codes: the expected name is looked up in
+//!    the enumeration of its tag; in a KMIP 1.x `Attribute`, in the enumeration of the
+//!    attribute its `AttributeName` names, resolved when the case is loaded:
+//!    [`crate::resolve::type_attribute_values`]).
+//! 7. **`$MAC_DATA`.** CS-AC-M-6 sends `$MAC_DATA`, which no response defines as a placeholder:
+//!    it stands for the `MACData` of the last MAC response that matched (the case's literal).
+//! 8. **Server-chosen `Data`** ([`mod@crate::chosen`]): random bytes (RNGRetrieve), RSA-OAEP
+//!    ciphertexts, and the output of Encrypt/Decrypt with a key the server generated match any
+//!    byte string of the expected length, unless the expected value is one the case sent; the
+//!    server's value then replaces the literal in later requests (a later Decrypt of the
+//!    reference's ciphertext decrypts the server's, and must give the plaintext exactly).
+//! 9. **Random Number Generator.** A `RandomNumberGenerator` attribute describes the server's
+//!    own generator (the cases show the reference server's ANSI X9.31 AES-256): it must be a
+//!    structure with an `RNGAlgorithm`; its fields are not compared.
+//! 10. **Lease Time.** How long a client may keep what it got is the server's policy (the
+//!     reference server grants 3600 s): any `Interval` matches.
+//! 11. **Capabilities.** A Query response's `Operation` and `ObjectType` entries are the
+//!     server's own list: expected ones it does not list are allowed (see `capability_list`).
 
 use std::fmt;
 
@@ -80,6 +91,13 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
                 a.value.type_name()
             )));
         };
+        if e.tag == "RandomNumberGenerator" {
+            // The server describes its own generator (tolerance 9).
+            return match children.iter().any(|c| same_tag("RNGAlgorithm", &c.tag)) {
+                true => Ok(()),
+                false => Err(fail("no RNGAlgorithm".into())),
+            };
+        }
         let mut used = vec![false; children.len()];
         let mut waived = Vec::new();
         for ec in &e.children {
@@ -135,6 +153,10 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
     if FREE.contains(&e.tag.as_str()) || path.ends_with("ResponsePayload/VendorIdentification") {
         return Ok(());
     }
+    if e.tag == "LeaseTime" {
+        // The server's lease policy (tolerance 10).
+        return Ok(());
+    }
     if ty == "DateTime" && now_offset(&e.value, 0).is_some() {
         return Ok(());
     }
@@ -154,12 +176,22 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
     let want = value(e, ctx).map_err(|err| fail(err.to_string()))?;
     if let (Value::ByteString(w), Value::ByteString(g)) = (&want, &a.value)
         && w.len() == g.len()
-        && ((e.tag == "KeyMaterial" && !ctx.sent.contains(w))
-            || (e.tag == "DigestValue" && !ctx.sent.iter().any(|s| sha2_256(s) == *w)))
     {
-        return Ok(());
+        if (e.tag == "KeyMaterial" && !ctx.sent.contains(w))
+            || (e.tag == "DigestValue" && !ctx.sent.iter().any(|s| sha2_256(s) == *w))
+        {
+            return Ok(());
+        }
+        if ctx.free_data && path.ends_with("ResponsePayload/Data") && !ctx.sent.contains(w) {
+            ctx.substitutes.insert(w.clone(), g.clone());
+            return Ok(());
+        }
     }
     if equal(&e.tag, &want, &a.value) {
+        if e.tag == "MACData" {
+            // CS-AC-M-6 verifies "$MAC_DATA", which no response defines: the MAC just made.
+            ctx.captures.insert("$MAC_DATA".into(), a.value.clone());
+        }
         Ok(())
     } else {
         Err(fail(format!(
@@ -344,6 +376,98 @@ mod tests {
         let m = compare(&e, &a(&[1, 2, 3, 4]), &mut ctx).unwrap_err();
         assert_eq!(m.path, "ResponseMessage/KeyMaterial");
         compare(&e, &a(&[0x2a; 4]), &mut ctx).unwrap();
+    }
+
+    #[test]
+    fn server_chosen_data_matches_by_length_unless_the_case_sent_it() {
+        let e = expected(
+            r#"<ResponseMessage><ResponsePayload><Data type="ByteString" value="fd912d10"/>
+               </ResponsePayload></ResponseMessage>"#,
+        );
+        let a = |b: &[u8]| {
+            t(
+                "ResponseMessage",
+                Value::Structure(vec![t(
+                    "ResponsePayload",
+                    Value::Structure(vec![t("Data", Value::ByteString(b.to_vec()))]),
+                )]),
+            )
+        };
+        let mut ctx = Context::default();
+        // Not server-chosen: the literal must be there.
+        let m = compare(&e, &a(&[9, 9, 9, 9]), &mut ctx).unwrap_err();
+        assert_eq!(m.path, "ResponseMessage/ResponsePayload/Data");
+        ctx.free_data = true;
+        let m = compare(&e, &a(&[9, 9, 9]), &mut ctx).unwrap_err();
+        assert!(m.reason.contains("3 bytes"), "{m}");
+        compare(&e, &a(&[9, 9, 9, 9]), &mut ctx).unwrap();
+        // The server's value now replaces the literal in requests.
+        let literal = vec![0xfd, 0x91, 0x2d, 0x10];
+        assert_eq!(ctx.substitutes.get(&literal), Some(&vec![9, 9, 9, 9]));
+        let req = crate::resolve::resolve(
+            &Node {
+                tag: "Data".into(),
+                ty: Some("ByteString".into()),
+                value: "fd912d10".into(),
+                children: vec![],
+            },
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(req.value, Value::ByteString(vec![9, 9, 9, 9]));
+        // A plaintext the case sent must come back exactly.
+        ctx.sent.insert(literal.clone());
+        assert!(compare(&e, &a(&[8, 8, 8, 8]), &mut ctx).is_err());
+        compare(&e, &a(&literal), &mut ctx).unwrap();
+    }
+
+    #[test]
+    fn random_number_generator_needs_an_algorithm_not_the_reference_one() {
+        let e = expected(
+            r#"<ResponseMessage><RandomNumberGenerator>
+               <RNGAlgorithm type="Enumeration" value="ANSIX9_31"/>
+               <CryptographicLength type="Integer" value="256"/>
+               </RandomNumberGenerator></ResponseMessage>"#,
+        );
+        let a = |c: Vec<Ttlv>| {
+            t(
+                "ResponseMessage",
+                Value::Structure(vec![t("RandomNumberGenerator", Value::Structure(c))]),
+            )
+        };
+        let mut ctx = Context::default();
+        compare(
+            &e,
+            &a(vec![t(
+                "RNGAlgorithm",
+                Value::Enumeration(EnumValue::Name("Unspecified".into())),
+            )]),
+            &mut ctx,
+        )
+        .unwrap();
+        let m = compare(&e, &a(vec![]), &mut ctx).unwrap_err();
+        assert_eq!(m.reason, "no RNGAlgorithm");
+    }
+
+    #[test]
+    fn mac_data_is_captured_for_the_mac_verify_step() {
+        let e = expected(
+            r#"<ResponseMessage><MACData type="ByteString" value="c911"/></ResponseMessage>"#,
+        );
+        let a = |b: &[u8]| {
+            t(
+                "ResponseMessage",
+                Value::Structure(vec![t("MACData", Value::ByteString(b.to_vec()))]),
+            )
+        };
+        let mut ctx = Context::default();
+        assert!(compare(&e, &a(&[0xc9, 0x12]), &mut ctx).is_err());
+        assert!(!ctx.captures.contains_key("$MAC_DATA"));
+        compare(&e, &a(&[0xc9, 0x11]), &mut ctx).unwrap();
+        assert_eq!(
+            ctx.captures.get("$MAC_DATA"),
+            Some(&Value::ByteString(vec![0xc9, 0x11]))
+        );
     }
 
     #[test]

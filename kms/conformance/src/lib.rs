@@ -4,12 +4,15 @@
 //! - [`xml`]: the test-case files (KMIP's XML encoding) as a raw tree with placeholders;
 //! - [`mod@resolve`]: XML values and placeholders → the TTLV request that is sent;
 //! - [`mod@compare`]: actual vs expected response, with the documented tolerances;
+//! - [`mod@chosen`]: which outputs of a step the server chooses (random, randomized, or made
+//!   with a key it generated);
 //! - [`run_case`]: one case, step by step, over a [`Transport`] ([`JsonHttps`]: `POST /kmip/2_1`
 //!   with the JSON TTLV encoding; [`BinaryKmip`]: binary TTLV over mutual TLS on the KMIP
 //!   port).
 //!
 //! The vendored cases live in `cases/` (see its README for origin and licence).
 
+pub mod chosen;
 pub mod compare;
 pub mod resolve;
 pub mod xml;
@@ -176,11 +179,14 @@ pub fn run_case(case: &Case, transport: &mut dyn Transport, now: i64) -> CaseRes
             .map_err(|e| format!("request: {e}"))
             .and_then(|req| {
                 ctx.note_sent(&req);
-                transport.send(&req)
+                ctx.free_data = chosen::free_data(&req, &ctx);
+                transport.send(&req).map(|resp| (req, resp))
             })
-            .and_then(|resp| {
+            .and_then(|(req, resp)| {
                 compare(&step.response, &resp, &mut ctx)
-                    .map_err(|m| format!("{m}{}", server_message(&resp)))
+                    .map_err(|m| format!("{m}{}", server_message(&resp)))?;
+                chosen::learn(&req, &resp, &mut ctx);
+                Ok(())
             });
         outcome.err().map(|e| (i, e))
     });

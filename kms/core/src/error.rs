@@ -95,7 +95,7 @@ impl KmsError {
         match self {
             KmsError::Kmip(k) => k.reason,
             KmsError::Malformed(_) | KmsError::MalformedBinary(_) => ResultReason::InvalidMessage,
-            KmsError::UnknownObject => ResultReason::ItemNotFound,
+            KmsError::UnknownObject => ResultReason::ObjectNotFound,
             KmsError::Unauthenticated => ResultReason::AuthenticationNotSuccessful,
             KmsError::TooLarge => ResultReason::ResponseTooLarge,
             KmsError::Store(_) | KmsError::Internal(_) => ResultReason::GeneralFailure,

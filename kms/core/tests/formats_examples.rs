@@ -105,7 +105,7 @@ fn formats_examples_replay() {
     // tag he has no right on finds nothing.
     let r = call("bob", "encrypt_aes_gcm_tag.json");
     assert!(
-        matches!(&r, Err(KmsError::Kmip(k)) if k.reason == ResultReason::ItemNotFound),
+        matches!(&r, Err(KmsError::Kmip(k)) if k.reason == ResultReason::ObjectNotFound),
         "{r:?}"
     );
     let mut rng2 = Counter(9);

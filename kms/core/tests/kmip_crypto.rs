@@ -123,7 +123,7 @@ fn mac_and_mac_verify_follow_oasis_cs_ac_m_4_to_6() {
     assert_eq!(reason(&e), ResultReason::IncompatibleCryptographicUsageMask);
     // Rights: MAC needs `sign`, MACVerify `signatureverify`.
     let e = t.err("bob", mac_req(&uid, None, &data));
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
     t.grant("alice", &uid, "bob", &["signatureverify"]);
     let r = t.ok("bob", mac_verify_req(&uid, &data, &want));
     assert_eq!(validity(&r), "Valid");

@@ -444,7 +444,7 @@ fn attributes_get_list_add_set_delete() {
     let e = t.err("alice", json!({"tag":"AddAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
         {"tag":"NewAttribute","value":[{"tag":"Description","type":"TextString","value":"again"}]}]}));
-    assert_eq!(reason(&e), ResultReason::InvalidField);
+    assert_eq!(reason(&e), ResultReason::AttributeSingleValued);
     let e = t.err("alice", json!({"tag":"SetAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
         {"tag":"NewAttribute","value":[{"tag":"CryptographicLength","type":"Integer","value":128}]}]}));
@@ -591,7 +591,7 @@ fn locate_filters_and_paging() {
     let e = t.err("alice", encrypt("[\"x\"]", b"x", vec![]));
     assert_eq!(reason(&e), ResultReason::InvalidField);
     let e = t.err("alice", encrypt("[\"nope\"]", b"x", vec![]));
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
 }
 
 #[test]
@@ -640,16 +640,16 @@ fn access_rights_like_cosmian() {
     // Bob has no right at all: to him the object does not exist (issue 12; this was
     // PermissionDenied, which told him the guessed uid exists).
     let e = t.err("bob", encrypt(&uid, b"x", vec![]));
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
     assert_eq!(e.http_status(), 422);
     assert_eq!(
         reason(&t.err("bob", uid_req("Get", &uid))),
-        ResultReason::ItemNotFound
+        ResultReason::ObjectNotFound
     );
     // By tag, bob cannot even see it.
     assert_eq!(
         reason(&t.err("bob", encrypt("[\"shared\"]", b"x", vec![]))),
-        ResultReason::ItemNotFound
+        ResultReason::ObjectNotFound
     );
     // Only the owner grants.
     let e = t
@@ -757,7 +757,7 @@ fn access_rights_like_cosmian() {
         .unwrap();
     assert_eq!(
         reason(&t.err("bob", encrypt(&uid, b"x", vec![]))),
-        ResultReason::ItemNotFound
+        ResultReason::ObjectNotFound
     );
     assert!(t.kms.obtained("bob").run().unwrap().is_empty());
     let e = t
@@ -820,7 +820,7 @@ fn malformed_and_unknown_requests() {
     let e = t.err("alice", json!({"tag":"Create","type":"Integer","value":1}));
     assert_eq!(reason(&e), ResultReason::InvalidField);
     let e = t.err("alice", json!({"tag":"Get","value":[{"tag":"UniqueIdentifier","type":"TextString","value":"nope"}]}));
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
     let e = t.call_raw("", b"{}").unwrap_err();
     assert!(matches!(e, KmsError::Unauthenticated), "{e:?}");
     assert_eq!(e.http_status(), 401);
@@ -869,7 +869,7 @@ fn batch_request_message() {
         "UniqueIdentifier",
     );
     assert_eq!(text(items[1], "ResultStatus"), "OperationFailed");
-    assert_eq!(text(items[1], "ResultReason"), "ItemNotFound");
+    assert_eq!(text(items[1], "ResultReason"), "ObjectNotFound");
     assert!(text(items[1], "ResultMessage").contains("not found"));
     assert_eq!(
         text(
@@ -1052,7 +1052,7 @@ fn batch_undo_restores_what_earlier_items_did() {
         "alice",
         json!({"tag":"Get","value":[{"tag":"UniqueIdentifier","type":"TextString","value":other}]}),
     );
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
 }
 
 #[test]
@@ -1182,7 +1182,7 @@ fn mutated_requests_never_panic() {
 }
 
 #[test]
-fn compromise_and_key_pair_cascade() {
+fn compromise_and_key_pair_halves() {
     let mut t = T::new();
     let r = t.ok("alice", create_pair("Ed25519", None, &["cp"]));
     let (sk, pk) = (
@@ -1194,14 +1194,37 @@ fn compromise_and_key_pair_cascade() {
         "alice",
         json!({"tag":"Revoke","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":sk},
-        {"tag":"RevocationReason","type":"Enumeration","value":"KeyCompromise"}]}),
+        {"tag":"RevocationReason","type":"Enumeration","value":"KeyCompromise"},
+        {"tag":"CompromiseOccurrenceDate","type":"DateTime","value":"1970-01-01T00:00:06Z"}]}),
     );
     let state = |t: &mut T, uid: &str| {
         let g = t.ok("alice", uid_req("GetAttributes", uid));
         text(field(&g, "Attributes").unwrap(), "State")
     };
     assert_eq!(state(&mut t, &sk), "Compromised");
-    assert_eq!(state(&mut t, &pk), "Compromised", "the public half follows");
+    // The revocation is recorded: reason, when the client says it happened, when we learnt it.
+    let g = t.ok("alice", uid_req("GetAttributes", &sk));
+    let a = field(&g, "Attributes").unwrap();
+    assert_eq!(
+        text(
+            field(a, "RevocationReason").unwrap(),
+            "RevocationReasonCode"
+        ),
+        "KeyCompromise"
+    );
+    assert_eq!(text(a, "CompromiseOccurrenceDate"), "1970-01-01T00:00:06Z");
+    assert_ne!(text(a, "CompromiseDate"), "1970-01-01T00:00:06Z");
+    // Each half keeps its own lifecycle (OASIS AKLC-M-1/3): the public key is untouched until
+    // it is revoked and destroyed by itself.
+    let before = state(&mut t, &pk);
+    assert!(before == "Active" || before == "PreActive", "{before}");
+    t.ok(
+        "alice",
+        json!({"tag":"Revoke","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":pk},
+        {"tag":"RevocationReason","type":"Enumeration","value":"Superseded"}]}),
+    );
+    assert_eq!(state(&mut t, &pk), "Deactivated");
     let e = t.err(
         "alice",
         json!({"tag":"SignatureVerify","value":[
@@ -1211,6 +1234,13 @@ fn compromise_and_key_pair_cascade() {
     );
     assert_eq!(reason(&e), ResultReason::WrongKeyLifecycleState);
     t.ok("alice", uid_req("Destroy", &pk));
+    assert_eq!(state(&mut t, &pk), "Destroyed");
+    assert_eq!(
+        state(&mut t, &sk),
+        "Compromised",
+        "the private half is untouched"
+    );
+    t.ok("alice", uid_req("Destroy", &sk));
     assert_eq!(state(&mut t, &sk), "DestroyedCompromised");
     let uid = text(
         &t.ok("alice", create_sym("AES", 128, 12, &[], true)),
@@ -1463,7 +1493,7 @@ fn no_right_means_the_same_error_as_no_object() {
             "mallory",
             uid_req(op, "00000000-0000-4000-8000-000000000000"),
         );
-        assert_eq!(reason(&exists), ResultReason::ItemNotFound, "{op}");
+        assert_eq!(reason(&exists), ResultReason::ObjectNotFound, "{op}");
         assert_eq!(exists, missing, "{op}");
         assert_eq!(exists.to_string(), missing.to_string(), "{op}");
     }
@@ -1661,7 +1691,7 @@ fn import_grantee_cannot_replace_key_material() {
     // Without any right, the uid is not even found for replacement.
     assert_eq!(
         reason(&t.err("mallory", import("owned-by-alice", &[3; 32]))),
-        ResultReason::ItemNotFound
+        ResultReason::ObjectNotFound
     );
     let g = t.ok("alice", uid_req("Get", "owned-by-alice"));
     let kb = field(field(&g, "SymmetricKey").unwrap(), "KeyBlock").unwrap();
@@ -1720,7 +1750,7 @@ fn derived_attributes_digest_short_uid_original_creation_date() {
         hex(&sha2::Sha256::digest(uid.as_bytes()))
     );
     assert!(field(attrs, "OriginalCreationDate").is_some());
-    // Asking for every attribute keeps the Cosmian set (its clients know those).
+    // Asking for every attribute in a bare (Cosmian) operation keeps the Cosmian set.
     let all = t.ok(
         "alice",
         json!({"tag":"GetAttributes","value":[

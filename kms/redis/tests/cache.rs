@@ -137,7 +137,7 @@ fn revoke_destroy_and_grant_removal_through_another_server_take_effect() {
         .unwrap();
     let e = call(&kb, "bob", get.clone()).unwrap_err();
     assert!(
-        matches!(&e, KmsError::Kmip(k) if k.reason == ResultReason::ItemNotFound),
+        matches!(&e, KmsError::Kmip(k) if k.reason == ResultReason::ObjectNotFound),
         "{e:?}"
     );
 

@@ -346,7 +346,9 @@ fn redis_killed_and_stalled_under_a_running_server() {
 
     // Stall: requests that need Redis time out cleanly (--redis-timeout-secs 1), then work
     // again. A key read since the restart is in the key cache and is still served: no write
-    // can happen while Redis is paused, so the cached record is current.
+    // can happen while Redis is paused, so the cached record is current. (The first Get of a
+    // key clears its Fresh attribute, a write that drops it from the cache: read it again.)
+    ok(&mut cl, &uid_req("Get", &acked[1]));
     let fresh = create(&mut cl, &["after-restart"]);
     let mut admin = redis.admin();
     admin

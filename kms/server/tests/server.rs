@@ -176,7 +176,11 @@ fn kmip_port_binary_ttlv_with_mtls() {
     )
     .unwrap();
     assert_eq!(enum_code(item(&r), "ResultStatus"), 1);
-    assert_eq!(enum_code(item(&r), "ResultReason"), 0x01, "Item Not Found");
+    assert_eq!(
+        enum_code(item(&r), "ResultReason"),
+        0x37,
+        "Object Not Found"
+    );
     // No client certificate: no TLS session, so no KMIP.
     let mut anonymous = kmip_port(&mut h, None);
     assert!(ttlv_call(&mut anonymous, &request(0x18, vec![])).is_err());

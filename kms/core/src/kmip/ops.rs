@@ -7,7 +7,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use super::ttlv::{FieldError, Ttlv, Value};
+use super::ttlv::{EnumValue, FieldError, Ttlv, Value};
 use super::types::*;
 
 /// How a request spelled the nonce tag; responses answer in the same spelling.
@@ -239,6 +239,9 @@ impl KeyBlock {
                 wrapping: None,
             });
         }
+        if let Some(o) = parent.get("OpaqueObject") {
+            return Self::parse_opaque(o);
+        }
         let obj = OBJECT_TAGS
             .iter()
             .find_map(|t| parent.get(t))
@@ -310,6 +313,31 @@ impl KeyBlock {
         })
     }
 
+    /// KMIP 2.1 §2.2.8 Opaque Object: `OpaqueDataType` (an enumeration, often an extension
+    /// code such as 0x80123456) and `OpaqueDataValue`. Carried as Opaque material, the data
+    /// type among the attributes (it comes back in a Get).
+    fn parse_opaque(o: &Ttlv) -> Result<Self, FieldError> {
+        let data_type = o.req("OpaqueDataType")?;
+        data_type.as_enum("OpaqueDataType")?;
+        let material = o
+            .req("OpaqueDataValue")?
+            .as_bytes("OpaqueDataValue")?
+            .to_vec();
+        let attributes = Attributes {
+            other: alloc::vec![data_type.clone()],
+            ..Attributes::default()
+        };
+        Ok(KeyBlock {
+            key_format_type: KeyFormatType::Opaque,
+            material,
+            curve: None,
+            cryptographic_algorithm: None,
+            cryptographic_length: None,
+            attributes: Some(attributes),
+            wrapping: None,
+        })
+    }
+
     /// Emit the object under its object-type tag (`SymmetricKey { KeyBlock { ... } }`), as
     /// KMIP 2.1 §2 and the Cosmian KMS (its `Object` enum, serialized by variant) do.
     pub fn to_object(&self, object_type: ObjectType) -> Ttlv {
@@ -320,6 +348,20 @@ impl KeyBlock {
                     CertificateType::X509.to_ttlv(),
                     Ttlv::bytes("CertificateValue", &self.material),
                 ],
+            );
+        }
+        if object_type == ObjectType::OpaqueObject {
+            let data_type = self
+                .attributes
+                .as_ref()
+                .and_then(|a| a.other.iter().find(|x| x.tag == "OpaqueDataType"))
+                .cloned()
+                .unwrap_or_else(|| {
+                    Ttlv::new("OpaqueDataType", Value::Enumeration(EnumValue::Code(0)))
+                });
+            return Ttlv::structure(
+                "OpaqueObject",
+                alloc::vec![data_type, Ttlv::bytes("OpaqueDataValue", &self.material)],
             );
         }
         let km = match self.key_format_type {
@@ -381,6 +423,50 @@ impl KeyBlock {
         object.push(Ttlv::structure("KeyBlock", kb));
         Ttlv::structure(object_type.name(), object)
     }
+}
+
+/// A Locate range on a date attribute (KMIP 2.1 §6.1.27: a DateTime attribute given twice
+/// selects the objects whose value lies between the two, bounds included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateRange {
+    /// The attribute's tag (`ProtectStopDate`, `ActivationDate`, ...).
+    pub tag: String,
+    /// Earliest date (Unix seconds).
+    pub from: i64,
+    /// Latest date (Unix seconds).
+    pub to: i64,
+}
+
+/// Locate's `Attributes`: the date attributes given twice become [`DateRange`]s, the rest is
+/// matched as given. A date given more than twice is an error.
+fn locate_attributes(t: &Ttlv) -> Result<(Attributes, Vec<DateRange>), FieldError> {
+    let mut ranges: Vec<DateRange> = Vec::new();
+    let mut seen: Vec<(&str, i64, usize)> = Vec::new();
+    for c in t.children() {
+        if let Value::DateTime(d) = c.value {
+            match seen.iter_mut().find(|(tag, _, _)| *tag == c.tag) {
+                Some(entry) => {
+                    entry.2 += 1;
+                    if entry.2 > 2 {
+                        return Err(FieldError::Invalid("Attributes"));
+                    }
+                    ranges.push(DateRange {
+                        tag: c.tag.clone(),
+                        from: entry.1.min(d),
+                        to: entry.1.max(d),
+                    });
+                }
+                None => seen.push((&c.tag, d, 1)),
+            }
+        }
+    }
+    let mut a = Attributes::default();
+    for c in t.children() {
+        if !ranges.iter().any(|r| r.tag == c.tag) {
+            a.absorb(c)?;
+        }
+    }
+    Ok((a, ranges))
 }
 
 /// What Sign / SignatureVerify sign: the message (`Data`), or its hash (`DigestedData`,
@@ -485,6 +571,7 @@ pub enum Request {
         max_items: Option<i32>,
         offset_items: Option<i32>,
         attributes: Attributes,
+        date_ranges: Vec<DateRange>,
     },
     Activate {
         uid: Option<String>,
@@ -770,11 +857,18 @@ impl Request {
                     reference,
                 }
             }
-            Operation::Locate => Request::Locate {
-                max_items: p.opt_int("MaximumItems")?,
-                offset_items: p.opt_int("OffsetItems")?,
-                attributes: attrs_opt(p, "Attributes")?,
-            },
+            Operation::Locate => {
+                let (attributes, date_ranges) = match p.get("Attributes") {
+                    Some(a) => locate_attributes(a)?,
+                    None => (Attributes::default(), Vec::new()),
+                };
+                Request::Locate {
+                    max_items: p.opt_int("MaximumItems")?,
+                    offset_items: p.opt_int("OffsetItems")?,
+                    attributes,
+                    date_ranges,
+                }
+            }
             Operation::Activate => Request::Activate { uid: uid_opt(p)? },
             Operation::Revoke => {
                 let (reason, compromise_date) = match p.get("RevocationReason") {

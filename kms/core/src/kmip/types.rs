@@ -251,7 +251,7 @@ kmip_enum!(
         CryptographicFailure = 0x0A, PermissionDenied = 0x0C, ObjectArchived = 0x0D,
         KeyFormatTypeNotSupported = 0x10, EncodingOptionError = 0x12, Sensitive = 0x16,
         NotExtractable = 0x17,
-        ObjectAlreadyExists = 0x18, AttributeReadOnly = 0x22,
+        ObjectAlreadyExists = 0x18, AttributeReadOnly = 0x22, AttributeSingleValued = 0x23,
         BadCryptographicParameters = 0x24, CodecError = 0x26,
         IncompatibleCryptographicUsageMask = 0x29, InternalServerError = 0x2A,
         InvalidAttributeValue = 0x2D, InvalidObjectType = 0x30, ObjectDestroyed = 0x36,

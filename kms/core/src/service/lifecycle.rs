@@ -30,19 +30,33 @@ impl<S: Store> Kms<S> {
                 (State::Destroyed | State::DestroyedCompromised, _) => return Err(DESTROYED),
             };
             if next == State::Compromised {
-                o.attributes.compromise_date = Some(compromise.unwrap_or(now));
+                // §4.10 Compromise Date: when the server learnt it; §4.11 Compromise
+                // Occurrence Date: when the client says it happened.
+                o.attributes.compromise_date = Some(now);
+                o.attributes
+                    .other
+                    .retain(|x| x.tag != "CompromiseOccurrenceDate");
+                o.attributes.other.push(Ttlv::datetime(
+                    "CompromiseOccurrenceDate",
+                    compromise.unwrap_or(now),
+                ));
             }
+            // §4.48 Revocation Reason.
+            o.attributes.other.retain(|x| x.tag != "RevocationReason");
+            o.attributes.other.push(Ttlv::structure(
+                "RevocationReason",
+                alloc::vec![reason.to_ttlv()],
+            ));
             if o.attributes.deactivation_date.is_none_or(|d| d > now) {
                 o.attributes.deactivation_date = Some(now);
             }
             o.state = next;
-            Ok(pair_links(o))
+            Ok(Vec::new())
         };
-        let (uid, linked) = self.update(user, uid, right, apply, now).await?;
-        // The other half of a key pair follows (KMIP 2.1 §6.1.48 leaves it to the server).
-        for l in linked {
-            let _ = self.update(user, Some(&l), right, apply, now).await;
-        }
+        // Only the object named: the other half of a key pair keeps its own lifecycle (KMIP
+        // 2.1 §6.1.48 leaves it to the server; the OASIS AKLC-M-1/3 cases revoke and destroy
+        // each half by itself and expect the other untouched).
+        let (uid, _) = self.update(user, uid, right, apply, now).await?;
         Ok(uid)
     }
 
@@ -69,12 +83,9 @@ impl<S: Store> Kms<S> {
             // Dropping the Zeroizing buffer wipes the key material.
             o.material = None;
             o.attributes.destroy_date = Some(now);
-            Ok(pair_links(o))
+            Ok(Vec::new())
         };
-        let (uid, linked) = self.update(user, uid, right, apply, now).await?;
-        for l in linked {
-            let _ = self.update(user, Some(&l), right, apply, now).await;
-        }
+        let (uid, _) = self.update(user, uid, right, apply, now).await?;
         Ok(uid)
     }
 

@@ -18,7 +18,7 @@ use crate::error::{KmipError, KmsError};
 use crate::kmip::binary;
 use crate::kmip::json::{self, Limits};
 use crate::kmip::ops::{
-    CryptographicParameters, KeyBlock, ProtocolVersion, Request, Response, SignInput,
+    CryptographicParameters, DateRange, KeyBlock, ProtocolVersion, Request, Response, SignInput,
     operation_from_tag,
 };
 use crate::kmip::ttlv::{Ttlv, Value};
@@ -97,7 +97,7 @@ const fn kerr(reason: ResultReason, msg: &'static str) -> KmsError {
     KmsError::kmip(reason, msg)
 }
 
-const NOT_FOUND: KmsError = kerr(ResultReason::ItemNotFound, "object not found");
+const NOT_FOUND: KmsError = kerr(ResultReason::ObjectNotFound, "object not found");
 const DENIED: KmsError = kerr(
     ResultReason::PermissionDenied,
     "permission denied: the user has no right for this operation on this object",
@@ -198,6 +198,17 @@ fn initial_state(a: &Attributes, now: i64) -> State {
         Some(d) if d <= now => State::Active,
         _ => State::PreActive,
     }
+}
+
+/// Which dialect a request speaks: a bare operation (`{"tag":"Create",...}`) is the Cosmian
+/// KMS's (ckms and its clients); a `RequestMessage` batch item is KMIP's own (binary clients,
+/// the OASIS test cases). They differ in the defaults KMIP leaves to the server: a created
+/// symmetric key is TransparentSymmetricKey for Cosmian, Raw for KMIP; Get without a Key Format
+/// Type answers Raw for Cosmian, the format the key was registered in for KMIP (BL-M-3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Cosmian,
+    Kmip,
 }
 
 /// A Boolean attribute we keep among the uninterpreted ones (`Sensitive`, `Extractable`).
@@ -322,6 +333,14 @@ const READ_ONLY: &[&str] = &[
     "LastChangeDate",
     "DestroyDate",
     "CompromiseDate",
+    "CompromiseOccurrenceDate",
+    "RevocationReason",
+    "AlwaysSensitive",
+    "NeverExtractable",
+    "Fresh",
+    "RandomNumberGenerator",
+    "Digest",
+    "LeaseTime",
     "RecommendedCurve",
     "CryptographicDomainParameters",
 ];
@@ -357,6 +376,12 @@ impl<S: Store> Kms<S> {
         }
         let t = json::from_slice(body, &self.config.json_limits)?;
         let out = self.kmip(env, user, &t).await?;
+        // A `RequestMessage` is KMIP's own protocol (the OASIS JSON test cases, KMIP clients):
+        // its answer is in KMIP's shapes, as over binary. A bare operation is the Cosmian
+        // dialect (ckms and the Cosmian clients) and keeps its wrappers.
+        if t.tag == "RequestMessage" {
+            return Ok(json::to_vec(&binary::wire_shape(&out)));
+        }
         Ok(json::to_vec(&out))
     }
 
@@ -408,7 +433,7 @@ impl<S: Store> Kms<S> {
             ResultReason::OperationNotSupported,
             "unknown or unsupported operation",
         ))?;
-        let resp = self.execute(env, user, op, t).await?;
+        let resp = self.execute(env, user, op, t, Dialect::Cosmian).await?;
         Ok(resp.to_ttlv(None))
     }
 
@@ -492,7 +517,7 @@ impl<S: Store> Kms<S> {
                             if on_error == BatchErrorContinuationOption::Undo {
                                 undo.snapshot(&self.store, &p).await?;
                             }
-                            let r = self.execute(env, user, op, &p).await;
+                            let r = self.execute(env, user, op, &p, Dialect::Kmip).await;
                             if let Ok(resp) = &r {
                                 if let Some(u) = resp.placeholder_uid() {
                                     placeholder = Some(u.into());
@@ -582,6 +607,7 @@ impl<S: Store> Kms<S> {
         user: &str,
         op: Operation,
         payload: &Ttlv,
+        dialect: Dialect,
     ) -> KResult<Response> {
         let req = Request::parse(op, payload)?;
         // The right each operation needs on the object it names: one table, `right_for`
@@ -595,7 +621,10 @@ impl<S: Store> Kms<S> {
             Request::Create {
                 object_type,
                 attributes,
-            } => self.create(env, user, object_type, &attributes).await,
+            } => {
+                self.create(env, user, object_type, &attributes, dialect)
+                    .await
+            }
             Request::CreateKeyPair {
                 common,
                 private,
@@ -639,15 +668,20 @@ impl<S: Store> Kms<S> {
                     export,
                     wrap.as_ref(),
                     right()?,
+                    dialect,
                 )
                 .await
             }
             Request::GetAttributes { uid, references } => {
                 let (o, _) = self.resolve(user, uid.as_deref(), right()?).await?;
-                let attributes = if references.is_empty() {
-                    self.full_attributes(&o, env.now)
-                } else {
-                    filter_attributes(&self.derived_attributes(&o, env.now), &references)
+                // All attributes: the Cosmian set for its clients, with the derived ones for
+                // KMIP's (OASIS TL-M-3).
+                let attributes = match (references.is_empty(), dialect) {
+                    (true, Dialect::Cosmian) => self.full_attributes(&o, env.now),
+                    (true, Dialect::Kmip) => self.derived_attributes(&o, env.now),
+                    (false, _) => {
+                        filter_attributes(&self.derived_attributes(&o, env.now), &references)
+                    }
                 };
                 Ok(Response::GetAttributes {
                     uid: o.uid.clone(),
@@ -724,9 +758,17 @@ impl<S: Store> Kms<S> {
                 max_items,
                 offset_items,
                 attributes,
+                date_ranges,
             } => {
-                self.locate(env, user, max_items, offset_items, &attributes)
-                    .await
+                self.locate(
+                    env,
+                    user,
+                    max_items,
+                    offset_items,
+                    &attributes,
+                    &date_ranges,
+                )
+                .await
             }
             Request::Activate { uid } => {
                 let now = env.now;
@@ -1255,8 +1297,9 @@ impl<S: Store> Kms<S> {
     }
 
     /// [`Kms::full_attributes`] and the ones the server derives ([`maintained_attributes`]):
-    /// for GetAttributes naming attributes and GetAttributeList. (A GetAttributes asking for
-    /// all attributes keeps the Cosmian KMS's set: its clients know those.)
+    /// for GetAttributes naming attributes or asking for all in KMIP's dialect (OASIS TL-M-3),
+    /// and GetAttributeList. (A bare Cosmian GetAttributes of all attributes keeps the Cosmian
+    /// KMS's set: its clients know those.)
     fn derived_attributes(&self, o: &ManagedObject, now: i64) -> Attributes {
         let mut a = self.full_attributes(o, now);
         for m in maintained_attributes(o) {
@@ -1392,20 +1435,6 @@ impl<S: Store> Kms<S> {
         };
         Ok((alg, key, tag_len))
     }
-}
-
-fn pair_links(o: &ManagedObject) -> Vec<String> {
-    o.attributes
-        .links
-        .iter()
-        .filter(|l| {
-            matches!(
-                l.link_type,
-                LinkType::PublicKeyLink | LinkType::PrivateKeyLink
-            )
-        })
-        .map(|l| l.uid.clone())
-        .collect()
 }
 
 fn check_sig_params(curve: Curve, p: Option<&CryptographicParameters>) -> KResult<()> {
@@ -1586,8 +1615,7 @@ impl Undo {
 
 /// Attributes the server maintains and derives on request (KMIP 2.1 §4): Short Unique
 /// Identifier (SHA-256 of the uid, §4.51), Original Creation Date (the Initial Date), and the
-/// Digest (§4.13: SHA-256 of the key material in its default format, Raw for symmetric keys and
-/// secret data) while the material exists.
+/// Digest while the material exists ([`digest`]).
 fn maintained_attributes(o: &ManagedObject) -> Vec<Ttlv> {
     use sha2::Digest as _;
     let mut v = alloc::vec![Ttlv::bytes(
@@ -1597,20 +1625,69 @@ fn maintained_attributes(o: &ManagedObject) -> Vec<Ttlv> {
     if let Some(d) = o.attributes.initial_date {
         v.push(Ttlv::datetime("OriginalCreationDate", d));
     }
-    if let Some(m) = &o.material
-        && matches!(
-            o.object_type,
-            ObjectType::SymmetricKey | ObjectType::SecretData
-        )
+    if let Some(d) = digest(o) {
+        v.push(d);
+    }
+    // §4.25 Lease Time: this server grants no leases (a client may keep what it got): the
+    // longest Interval.
+    v.push(Ttlv::new("LeaseTime", Value::Interval(u32::MAX)));
+    // §4.42 Protection Storage Mask, unless the client asked for one: Software.
+    if !o
+        .attributes
+        .other
+        .iter()
+        .any(|x| x.tag == "ProtectionStorageMask")
     {
-        v.push(Ttlv::structure(
-            "Digest",
-            alloc::vec![
-                HashingAlgorithm::SHA256.to_ttlv(),
-                Ttlv::bytes("DigestValue", &sha2::Sha256::digest(m.as_slice())),
-                KeyFormatType::Raw.to_ttlv(),
-            ],
-        ));
+        v.push(Ttlv::int("ProtectionStorageMask", 0x1));
     }
     v
+}
+
+/// The Digest attribute (KMIP 2.1 §4.13): SHA-256 of the key material in the object's Key
+/// Format Type: Raw for symmetric keys and secret data, the stored format of an asymmetric key
+/// (PKCS#1 for RSA keys, whose material is kept as PKCS#8 / SPKI and converted; PKCS#8 and
+/// X.509 SPKI for the others). `None` once the material is destroyed, or if it does not convert.
+fn digest(o: &ManagedObject) -> Option<Ttlv> {
+    use sha2::Digest as _;
+    let m = o.material.as_ref()?;
+    let stored = o.attributes.key_format_type;
+    let rsa = o.algorithm() == Some(CryptographicAlgorithm::RSA);
+    let (format, value) = match o.object_type {
+        ObjectType::OpaqueObject => (
+            KeyFormatType::Opaque,
+            sha2::Sha256::digest(m.as_slice()).to_vec(),
+        ),
+        ObjectType::SymmetricKey | ObjectType::SecretData => (
+            KeyFormatType::Raw,
+            sha2::Sha256::digest(m.as_slice()).to_vec(),
+        ),
+        ObjectType::PrivateKey if rsa && stored == Some(KeyFormatType::PKCS1) => {
+            let der = crate::crypto::rsa::private_to_pkcs1(m).ok()?;
+            (
+                KeyFormatType::PKCS1,
+                sha2::Sha256::digest(der.as_slice()).to_vec(),
+            )
+        }
+        ObjectType::PublicKey if rsa && stored == Some(KeyFormatType::PKCS1) => {
+            let der = crate::crypto::rsa::public_to_pkcs1(m).ok()?;
+            (KeyFormatType::PKCS1, sha2::Sha256::digest(&der).to_vec())
+        }
+        ObjectType::PrivateKey => (
+            KeyFormatType::PKCS8,
+            sha2::Sha256::digest(m.as_slice()).to_vec(),
+        ),
+        ObjectType::PublicKey => (
+            KeyFormatType::X509,
+            sha2::Sha256::digest(m.as_slice()).to_vec(),
+        ),
+        _ => return None,
+    };
+    Some(Ttlv::structure(
+        "Digest",
+        alloc::vec![
+            HashingAlgorithm::SHA256.to_ttlv(),
+            Ttlv::bytes("DigestValue", &value),
+            format.to_ttlv(),
+        ],
+    ))
 }

@@ -62,6 +62,7 @@ impl<S: Store> Kms<S> {
         a.destroy_date = None;
         a.compromise_date = None;
         absorb_activation_skew(&mut a, env.now, self.config.activation_skew_secs);
+        set_server_flags(&mut a);
         if let Some(t) = system_tag(object_type)
             && !a.tags.iter().any(|x| x == t)
         {
@@ -76,6 +77,7 @@ impl<S: Store> Kms<S> {
         user: &str,
         object_type: ObjectType,
         attrs: &Attributes,
+        dialect: Dialect,
     ) -> KResult<Response> {
         if object_type != ObjectType::SymmetricKey {
             return Err(kerr(
@@ -130,11 +132,15 @@ impl<S: Store> Kms<S> {
                 ));
             }
         };
+        // Grover's search halves a symmetric key's strength: 256 bits keep 128.
+        check_quantum_safe(attrs, bits >= 256)?;
         let (uid, mut a) = self.prepare_attributes(env, attrs, object_type)?;
+        set_random_number_generator(&mut a);
         a.cryptographic_length = Some(bits);
-        a.key_format_type = Some(match attrs.key_format_type {
-            Some(KeyFormatType::Raw) => KeyFormatType::Raw,
-            _ => KeyFormatType::TransparentSymmetricKey,
+        a.key_format_type = Some(match (attrs.key_format_type, dialect) {
+            (Some(f @ (KeyFormatType::Raw | KeyFormatType::TransparentSymmetricKey)), _) => f,
+            (_, Dialect::Cosmian) => KeyFormatType::TransparentSymmetricKey,
+            (_, Dialect::Kmip) => KeyFormatType::Raw,
         });
         a.cryptographic_usage_mask
             .get_or_insert(if crypto_ops::hmac_hash(alg).is_some() {
@@ -177,6 +183,9 @@ impl<S: Store> Kms<S> {
     ) -> KResult<Response> {
         let pa = merge(common, private);
         let qa = merge(common, public);
+        // RSA and elliptic-curve keys fall to a quantum computer (Shor).
+        check_quantum_safe(&pa, false)?;
+        check_quantum_safe(&qa, false)?;
         // The Cosmian CLI asks for EC keys as `ECDH`; the spec uses `EC` or `ECDSA`.
         let ec = |a: Option<CryptographicAlgorithm>| {
             matches!(
@@ -305,6 +314,7 @@ impl<S: Store> Kms<S> {
                 }
             }
             a.key_format_type = Some(kft);
+            set_random_number_generator(a);
             a.cryptographic_usage_mask.get_or_insert(mask);
             a.links.retain(|l| l.link_type != link);
             a.links.push(Link {
@@ -434,6 +444,13 @@ impl<S: Store> Kms<S> {
                 attrs.key_format_type = Some(kft);
                 raw
             }
+            // KMIP 2.1 §2.2.8 Opaque Object: bytes the server does not interpret.
+            ObjectType::OpaqueObject => {
+                if kft != KeyFormatType::Opaque {
+                    return Err(unsupported_format);
+                }
+                raw
+            }
             ObjectType::PrivateKey | ObjectType::PublicKey if rsa_import(&attrs, kft, &raw) => {
                 let private = object_type == ObjectType::PrivateKey;
                 let (bits, material) = match (private, kft) {
@@ -529,7 +546,7 @@ impl<S: Store> Kms<S> {
             _ => {
                 return Err(kerr(
                     ResultReason::InvalidObjectType,
-                    "only symmetric, private and public keys, certificates and secret data \
+                    "only symmetric, private and public keys, certificates, secret data and opaque objects \
                      can be registered",
                 ));
             }
@@ -589,6 +606,7 @@ impl<S: Store> Kms<S> {
         export: bool,
         wrap: Option<&crate::kmip::ops::KeyWrappingData>,
         right: Right,
+        dialect: Dialect,
     ) -> KResult<Response> {
         let (o, _) = self.resolve(user, uid, right).await?;
         // Private key material leaves the KMS only to its owner or to a holder of the export
@@ -624,12 +642,27 @@ impl<S: Store> Kms<S> {
         let stored_kft = o.attributes.key_format_type;
         let (format, bytes, tcurve): (KeyFormatType, Zeroizing<Vec<u8>>, Option<RecommendedCurve>) =
             match o.object_type {
+                ObjectType::OpaqueObject => match kft {
+                    None | Some(KeyFormatType::Opaque) => {
+                        (KeyFormatType::Opaque, material.clone(), None)
+                    }
+                    _ => return Err(unsupported),
+                },
                 ObjectType::SymmetricKey | ObjectType::SecretData => {
                     // Raw is what the Cosmian KMS answers for symmetric keys (also those
-                    // registered as TransparentSymmetricKey); secret data in its own format.
-                    let f = kft.unwrap_or(match o.attributes.key_format_type {
-                        Some(KeyFormatType::Opaque) if o.object_type == ObjectType::SecretData => {
+                    // registered as TransparentSymmetricKey); KMIP's dialect answers in the
+                    // registered format; secret data in its own format.
+                    let f = kft.unwrap_or(match (stored_kft, dialect) {
+                        (Some(KeyFormatType::Opaque), _)
+                            if o.object_type == ObjectType::SecretData =>
+                        {
                             KeyFormatType::Opaque
+                        }
+                        // KMIP: as registered (BL-M-3).
+                        (Some(KeyFormatType::TransparentSymmetricKey), Dialect::Kmip)
+                            if o.object_type == ObjectType::SymmetricKey =>
+                        {
+                            KeyFormatType::TransparentSymmetricKey
                         }
                         _ => KeyFormatType::Raw,
                     });
@@ -712,6 +745,17 @@ impl<S: Store> Kms<S> {
                 _ => return Err(unsupported),
             };
         let full = self.full_attributes(&o, env.now);
+        // KMIP 2.1 §4.21: served once, the object is no longer Fresh. The first Get of an
+        // object is thus a write; best effort: a store that cannot take it (Redis stalled)
+        // does not stop the key from being served, it stays Fresh until a later Get.
+        if flag(&o.attributes, "Fresh") == Some(true) {
+            let stale = |o: &mut ManagedObject| -> KResult<Vec<String>> {
+                o.attributes.other.retain(|x| x.tag != "Fresh");
+                o.attributes.other.push(Ttlv::boolean("Fresh", false));
+                Ok(Vec::new())
+            };
+            let _ = self.update(user, Some(&o.uid), right, stale, env.now).await;
+        }
         let mut key = KeyBlock {
             key_format_type: format,
             material: bytes.to_vec(),
@@ -791,8 +835,9 @@ impl<S: Store> Kms<S> {
                                     .any(|x| a.other.iter().any(|y| y.tag == x.tag));
                             if clash {
                                 return Err(kerr(
-                                    ResultReason::InvalidField,
-                                    "the attribute is already set: use SetAttribute",
+                                    ResultReason::AttributeSingleValued,
+                                    "the attribute is single-valued and already set: use \
+                                     SetAttribute",
                                 ));
                             }
                             *a = merge(a, &single);
@@ -886,6 +931,7 @@ impl<S: Store> Kms<S> {
         max_items: Option<i32>,
         offset_items: Option<i32>,
         a: &Attributes,
+        ranges: &[DateRange],
     ) -> KResult<Response> {
         let mut kw = Vec::new();
         if let Some(t) = a.object_type {
@@ -931,11 +977,15 @@ impl<S: Store> Kms<S> {
             || !a.vendor_attributes.is_empty()
             || a.cryptographic_length.is_some()
             || a.cryptographic_usage_mask.is_some()
+            || !ranges.is_empty()
         {
             let mut kept = Vec::with_capacity(uids.len());
             for u in uids {
                 if let Some((o, _)) = self.load(&u).await?
                     && locate_matches(&o.attributes, a)
+                    && ranges.iter().all(|r| {
+                        date_of(&o.attributes, &r.tag).is_some_and(|d| (r.from..=r.to).contains(&d))
+                    })
                 {
                     kept.push(u);
                 }
@@ -983,6 +1033,56 @@ impl<S: Store> Kms<S> {
 /// neither can be undone to release key material. For a grantee (setattribute, addattribute,
 /// deleteattribute): no usage bit the key did not have (an absent mask allows every use, so a
 /// grantee may not delete one), and no removing or postponing a `DeactivationDate`.
+/// KMIP 2.1 §4.44 Quantum Safe: a client asking for a quantum-safe key gets one or an error
+/// (OASIS QS-M-2: AES-128 → General Failure). `safe`: whether the key to be made is.
+fn check_quantum_safe(a: &Attributes, safe: bool) -> KResult<()> {
+    if flag(a, "QuantumSafe") == Some(true) && !safe {
+        return Err(kerr(
+            ResultReason::GeneralFailure,
+            "QuantumSafe: this key would not be quantum safe (use a 256-bit symmetric key)",
+        ));
+    }
+    Ok(())
+}
+
+/// The Boolean attributes the server sets when an object is created or registered (KMIP 2.1
+/// §4.3 Always Sensitive: the Sensitive value, which only ever goes false → true afterwards;
+/// §4.34 Never Extractable: not Extractable, which only ever goes true → false; §4.21 Fresh:
+/// true until the object is first served by Get or Export). What the client sent for them is
+/// replaced.
+fn set_server_flags(a: &mut Attributes) {
+    let always_sensitive = flag(a, "Sensitive") == Some(true);
+    let never_extractable = flag(a, "Extractable") == Some(false);
+    a.other.retain(|x| {
+        !matches!(
+            x.tag.as_str(),
+            "AlwaysSensitive" | "NeverExtractable" | "Fresh"
+        )
+    });
+    a.other
+        .push(Ttlv::boolean("AlwaysSensitive", always_sensitive));
+    a.other
+        .push(Ttlv::boolean("NeverExtractable", never_extractable));
+    a.other.push(Ttlv::boolean("Fresh", true));
+    // §4.47 Sensitive and §4.20 Extractable default to false and true.
+    for (tag, default) in [("Sensitive", false), ("Extractable", true)] {
+        if flag(a, tag).is_none() {
+            a.other.push(Ttlv::boolean(tag, default));
+        }
+    }
+}
+
+/// KMIP 2.1 §4.46 Random Number Generator of a key the server generates: the driver's CSPRNG
+/// ([`crate::crypto::Random`]: the host's OS generator, RDRAND in the image), which no KMIP RNG
+/// Algorithm names, so `Unspecified`. Replaces what the client sent: the server made the key.
+fn set_random_number_generator(a: &mut Attributes) {
+    a.other.retain(|x| x.tag != "RandomNumberGenerator");
+    a.other.push(Ttlv::structure(
+        "RandomNumberGenerator",
+        alloc::vec![RNGAlgorithm::Unspecified.to_ttlv()],
+    ));
+}
+
 fn check_attribute_edit(before: &Attributes, after: &Attributes, owner: bool) -> KResult<()> {
     if flag(before, "Sensitive") == Some(true) && flag(after, "Sensitive") != Some(true) {
         return Err(kerr(
@@ -1021,6 +1121,26 @@ fn check_attribute_edit(before: &Attributes, after: &Attributes, owner: bool) ->
 /// Locate's filters on attributes the index does not carry (KMIP 2.1 §6.1.27): every other
 /// attribute given must be among the object's (equal), vendor attributes likewise; the length
 /// must be equal; the usage mask's bits must all be set on the object.
+/// The value of a date attribute of `a`, by tag.
+fn date_of(a: &Attributes, tag: &str) -> Option<i64> {
+    match tag {
+        "ActivationDate" => a.activation_date,
+        "DeactivationDate" => a.deactivation_date,
+        "CompromiseDate" => a.compromise_date,
+        "DestroyDate" => a.destroy_date,
+        "InitialDate" => a.initial_date,
+        "LastChangeDate" => a.last_change_date,
+        _ => a
+            .other
+            .iter()
+            .find(|x| x.tag == tag)
+            .and_then(|x| match x.value {
+                Value::DateTime(d) => Some(d),
+                _ => None,
+            }),
+    }
+}
+
 fn locate_matches(have: &Attributes, want: &Attributes) -> bool {
     want.other.iter().all(|w| have.other.contains(w))
         && want

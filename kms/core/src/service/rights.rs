@@ -16,7 +16,7 @@ impl<S: Store> Kms<S> {
             match self.resolve(user, Some(uid), Right::Get).await {
                 Ok(x) => x,
                 Err(KmsError::Kmip(KmipError {
-                    reason: ResultReason::ItemNotFound,
+                    reason: ResultReason::ObjectNotFound,
                     ..
                 })) => return Err(KmsError::UnknownObject),
                 Err(e) => return Err(e),

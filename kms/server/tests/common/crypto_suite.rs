@@ -89,7 +89,7 @@ pub fn ckms_mac_and_rng(h: &mut Harness) {
     let err = h
         .ckms("grace", &["mac", "compute", "--key-id", &uid, "-i", &m])
         .expect_err("MAC with someone else's key");
-    assert!(err.contains("ItemNotFound"), "{err}");
+    assert!(err.contains("ObjectNotFound"), "{err}");
 
     let a = h
         .ckms("frank", &["--json", "rng", "--bytes", "48"])
@@ -208,7 +208,7 @@ pub fn ckms_rsa(h: &mut Harness) {
             &["rsa", "decrypt", "--key", &sk, "-i", &enc, "-o", &dec],
         )
         .expect_err("decrypt with someone else's key");
-    assert!(err.contains("ItemNotFound"), "{err}");
+    assert!(err.contains("ObjectNotFound"), "{err}");
 }
 
 /// `ckms sym keys export --wrap-key-id` and `import --unwrap-key-id` through the server: each

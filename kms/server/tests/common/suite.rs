@@ -742,7 +742,7 @@ fn ckms_objects_and_access(h: &mut Harness) {
         .expect_err("frank encrypts after revoke");
     // With no right left the key does not exist for frank (issue 12: PermissionDenied told
     // a user without rights that the uid exists).
-    assert!(err.contains("ItemNotFound"), "{err}");
+    assert!(err.contains("ObjectNotFound"), "{err}");
 
     let v = h
         .ckms("erin", &["server-version"])
@@ -781,7 +781,7 @@ fn ckms_errors(h: &mut Harness) {
         )
         .expect_err("export of an unknown key");
     assert!(
-        err.contains("(HTTP 422)") && err.contains("ItemNotFound"),
+        err.contains("(HTTP 422)") && err.contains("ObjectNotFound"),
         "{err}"
     );
     let err = h
@@ -795,7 +795,7 @@ fn ckms_errors(h: &mut Harness) {
     assert!(
         v["error"]
             .as_str()
-            .is_some_and(|e| e.contains("ItemNotFound")),
+            .is_some_and(|e| e.contains("ObjectNotFound")),
         "{v}"
     );
 }
