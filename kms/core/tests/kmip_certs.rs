@@ -103,7 +103,7 @@ fn register_get_export_certificate() {
 
     // Another user sees nothing until granted `get`.
     let e = t.err("bob", uid_req("Get", &uid));
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
     t.grant("alice", &uid, "bob", &["get"]);
     let r = t.ok("bob", uid_req("Get", &uid));
     assert_eq!(

@@ -236,7 +236,7 @@ fn usage_mask_rights_and_sensitive_are_enforced() {
     // Bob may get the key but holds no right on the KEK: it does not exist for him.
     t.grant("alice", &key, "bob", &["get"]);
     let e = t.err("bob", get_wrapped(&key, spec(&kek, vec![], vec![])));
-    assert_eq!(reason(&e), ResultReason::ItemNotFound);
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
     // With `get` only on the KEK he may not use it to wrap; with `encrypt` he may.
     t.grant("alice", &kek, "bob", &["get"]);
     let e = t.err("bob", get_wrapped(&key, spec(&kek, vec![], vec![])));
@@ -298,7 +298,7 @@ fn unsupported_wrapping_requests_are_refused() {
         ),
         (
             spec("no-such-key", vec![], vec![]),
-            ResultReason::ItemNotFound,
+            ResultReason::ObjectNotFound,
         ),
     ];
     for (s, want) in cases {
