@@ -118,6 +118,10 @@ enum Backend {
     /// production SNP boot path exists).
     #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
     Ghcb,
+    /// Conversions through TDX MapGPA / accept ([`crate::platform::tdx::TdxPool`]; set up
+    /// only by the loopback-TDX build until the production TDX boot path exists).
+    #[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+    Tdx(crate::platform::tdx::TdxPool),
 }
 
 fn no_session() -> sev_guest::Error {
@@ -130,6 +134,7 @@ impl PoolBackend for Backend {
             Self::Plain(p) => p.make_shared(gpas),
             Self::Ghcb => crate::platform::ghcb::with(|s| s.make_shared(gpas))
                 .unwrap_or_else(|| Err(no_session())),
+            Self::Tdx(t) => t.make_shared(gpas),
         }
     }
 
@@ -138,6 +143,7 @@ impl PoolBackend for Backend {
             Self::Plain(p) => p.make_private(gpas),
             Self::Ghcb => crate::platform::ghcb::with(|s| s.make_private(gpas))
                 .unwrap_or_else(|| Err(no_session())),
+            Self::Tdx(t) => t.make_private(gpas),
         }
     }
 
@@ -146,6 +152,7 @@ impl PoolBackend for Backend {
             Self::Plain(p) => p.write_shared(gpa, data),
             Self::Ghcb => crate::platform::ghcb::with(|s| PoolBackend::write_shared(s, gpa, data))
                 .unwrap_or_else(|| Err(no_session())),
+            Self::Tdx(t) => t.write_shared(gpa, data),
         }
     }
 
@@ -154,6 +161,7 @@ impl PoolBackend for Backend {
             Self::Plain(p) => p.read_shared(gpa, out),
             Self::Ghcb => crate::platform::ghcb::with(|s| PoolBackend::read_shared(s, gpa, out))
                 .unwrap_or_else(|| Err(no_session())),
+            Self::Tdx(t) => t.read_shared(gpa, out),
         }
     }
 }
@@ -288,6 +296,26 @@ pub fn use_ghcb() -> Result<(), DmaError> {
             )));
         }
         d.backend = Backend::Ghcb;
+        Ok(())
+    })
+}
+
+/// Converts the pool's pages through TDX MapGPA / accept from now on (called by the
+/// loopback-TDX build only, until the production TDX boot path exists). Only before the first
+/// allocation, and only once the TDX backend is established.
+#[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+pub fn use_tdx() -> Result<(), DmaError> {
+    with(|d| {
+        if d.pool.shared_pages() != 0 {
+            return Err(DmaError::Pool(sev_guest::Error::InvalidArgument(
+                "pool already in use",
+            )));
+        }
+        let (base, len) = d.region;
+        let backend = crate::platform::tdx::TdxPool::new(base, len).ok_or(DmaError::Pool(
+            sev_guest::Error::InvalidArgument("no TDX backend"),
+        ))?;
+        d.backend = Backend::Tdx(backend);
         Ok(())
     })
 }

@@ -40,6 +40,8 @@ pub enum PlatformKind {
     /// `snp-emu` over COM2.
     #[cfg(feature = "emulated-attestation")]
     Emulated,
+    /// Intel TDX: TDREPORT + GetQuote ([`tdx`]).
+    Tdx,
 }
 
 impl fmt::Display for PlatformKind {
@@ -48,6 +50,7 @@ impl fmt::Display for PlatformKind {
             Self::None => "none",
             #[cfg(feature = "emulated-attestation")]
             Self::Emulated => "emulated",
+            Self::Tdx => "tdx",
         })
     }
 }
@@ -125,6 +128,9 @@ pub enum Platform {
     /// `snp-emu` over COM2.
     #[cfg(feature = "emulated-attestation")]
     Emulated(emulated::Emulated),
+    /// Intel TDX (only once the TDX backend is established: the loopback-TDX build today).
+    #[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+    Tdx(tdx::Tdx),
 }
 
 impl Platform {
@@ -134,6 +140,7 @@ impl Platform {
             Self::None(p) => p,
             #[cfg(feature = "emulated-attestation")]
             Self::Emulated(p) => p,
+            Self::Tdx(p) => p,
         }
     }
 }
@@ -241,6 +248,14 @@ pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformE
 }
 
 fn detect_and_create(mode: AttestationMode) -> Result<Platform, SelectError> {
+    // An established TDX backend (the loopback-TDX build) is the platform whatever the
+    // command line says, except `ckms.attestation=none`: its evidence comes from the TDX
+    // module (TDREPORT) and the host's quote generation service (GetQuote), not from COM2.
+    if mode != AttestationMode::None
+        && let Some(t) = tdx::Tdx::new()
+    {
+        return Ok(Platform::Tdx(t));
+    }
     Ok(match mode {
         AttestationMode::None => Platform::None(none::NoPlatform),
         #[cfg(feature = "emulated-attestation")]
