@@ -19,11 +19,16 @@
 //!   registers are written back. MMIO (an EPT violation on a shared GPA, GHCI §3.7
 //!   #VE.RequestMMIO) needs an instruction decoder for `mov` forms, which the decoder shared
 //!   with the SNP #VC path (`sev_guest::vc`) does not have yet: the TD ends
-//!   (TDG.VP.VMCALL<ReportFatalError>, GHCI §3.4) with the reason on the console.
+//!   (`TDG.VP.VMCALL<ReportFatalError>`, GHCI §3.4) with the reason on the console.
 
+use sev_guest::vc::NestingGuard;
 use tdx_td::{Regs, Tdcall};
 
 use super::idt::Frame;
+
+/// A #VE raised while one is handled (after VEINFO.GET) would reuse the IST4 stack and
+/// overwrite the outer frame: it is never serviced, the TD ends.
+static GUARD: NestingGuard = NestingGuard::new();
 
 /// The kernel's `TDCALL` (the loopback stub's in the test build).
 pub struct KernelTdcall;
@@ -69,6 +74,9 @@ impl Tdcall for KernelTdcall {
 /// resumes at the advanced `RIP`), or ends the TD. Without an established TDX backend a #VE
 /// is reported like any other exception.
 pub fn on_ve(frame: &mut Frame) {
+    let Ok(_token) = GUARD.enter() else {
+        crate::platform::tdx::fatal("#VE inside the #VE handler", &"nested");
+    };
     let mut ve = tdx_td::ve::VeFrame {
         rax: frame.rax,
         rbx: frame.rbx,
@@ -85,10 +93,8 @@ pub fn on_ve(frame: &mut Frame) {
             frame.rdx = ve.rdx;
             frame.rip = ve.rip;
         }
-        Err(e) => {
-            crate::console::emergency(format_args!("\nckms: #VE not handled: {e}\n"));
-            super::idt::report_and_stop(frame)
-        }
+        Err(crate::platform::tdx::VeError::NoBackend) => super::idt::report_and_stop(frame),
+        Err(e) => crate::platform::tdx::fatal("#VE not handled", &e),
     }
 }
 
@@ -110,7 +116,7 @@ pub struct SelfTest {
 /// services it through TDVMCALL and skips the instruction, exactly as for a hardware #VE
 /// (where `RIP` would point at the instruction itself; after `int` it points there too).
 #[cfg(feature = "loopback-tdx")]
-pub fn self_test() -> Result<SelfTest, &'static str> {
+pub fn self_test() -> SelfTest {
     use tdx_td::ve::{EXIT_CPUID, EXIT_IO, VeInfo};
 
     let direct = super::cpuid(0, 0);
@@ -169,9 +175,9 @@ pub fn self_test() -> Result<SelfTest, &'static str> {
         tdx_td::ve::veinfo_get(&mut KernelTdcall),
         Err(tdx_td::Error::NoVeInfo)
     );
-    Ok(SelfTest {
+    SelfTest {
         cpuid,
         io,
         consumed_once,
-    })
+    }
 }

@@ -14,14 +14,14 @@
 //!   exits on SNP (`crate::arch::port`, `crate::arch::rdmsr` ask here first).
 //! - #VE ([`handle_ve`], reached from `crate::arch::tdx::on_ve`): VEINFO.GET first, then
 //!   `tdx_td::ve::handle_ve`; a #VE the kernel does not service ends the TD through
-//!   TDG.VP.VMCALL<ReportFatalError> (GHCI §3.4).
+//!   `TDG.VP.VMCALL<ReportFatalError>` (GHCI §3.4).
 //! - The shared DMA pool ([`TdxPool`], `crate::dma`'s backend once [`crate::dma::use_tdx`]
-//!   ran): pages made shared with TDG.VP.VMCALL<MapGPA> (GHCI §3.2, shared bit set) and made
+//!   ran): pages made shared with `TDG.VP.VMCALL<MapGPA>` (GHCI §3.2, shared bit set) and made
 //!   private again with MapGPA (shared bit clear) plus TDG.MEM.PAGE.ACCEPT of every page (ABI
 //!   "TDG.MEM.PAGE.ACCEPT Leaf"; an already-accepted page is refused: `tdx_td::mem`).
 //! - Evidence ([`Tdx`], `PlatformOps`): TDG.MR.REPORT (ABI "TDG.MR.REPORT Leaf") with the
 //!   caller's 64-byte REPORTDATA — the bootstrap's key binding, the same bytes the SNP report
-//!   carries — then TDG.VP.VMCALL<GetQuote> (GHCI §3.3) with the TDREPORT in a GetQuote
+//!   carries — then `TDG.VP.VMCALL<GetQuote>` (GHCI §3.3) with the TDREPORT in a GetQuote
 //!   buffer allocated in the shared pool, polled until the host completes it. The evidence is
 //!   the DCAP quote v4 (it contains the TD quote body copied from the TDREPORT). TDX has no
 //!   sealing key: `derived_key` is `None`.
@@ -123,12 +123,18 @@ pub fn info() -> Option<TdInfo> {
     INFO.get().copied()
 }
 
+/// Set by the first [`fatal`]: a second one (the console's own port I/O failing) skips the
+/// message instead of recursing.
+static FATAL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// The host broke the protocol (or refused an access the kernel needs): ask it to end the TD
 /// (ReportFatalError, GHCI §3.4), then halt whatever it does.
-fn fatal(what: &str, e: tdx_td::Error) -> ! {
+pub fn fatal(what: &str, e: &dyn fmt::Display) -> ! {
     crate::arch::disable_interrupts();
-    // The console is port I/O, i.e. TDVMCALLs: it works as long as the host answers those.
-    crate::console::emergency(format_args!("\nckms: TDX: {what}: {e}\n"));
+    if !FATAL.swap(true, Ordering::SeqCst) {
+        // The console is port I/O, i.e. TDVMCALLs: it works as long as the host answers those.
+        crate::console::emergency(format_args!("\nckms: TDX: {what}: {e}\n"));
+    }
     let _ = vmcall::report_fatal_error(&mut KernelTdcall, 0);
     crate::arch::halt_forever()
 }
@@ -140,7 +146,7 @@ pub fn io_out(port: u16, size: u8, value: u32) -> bool {
     }
     count(&COUNTERS.io, 1);
     if let Err(e) = vmcall::io_out(&mut KernelTdcall, port, size, value) {
-        fatal("port output", e);
+        fatal("port output", &e);
     }
     true
 }
@@ -151,7 +157,7 @@ pub fn io_in(port: u16, size: u8) -> Option<u32> {
     count(&COUNTERS.io, 1);
     match vmcall::io_in(&mut KernelTdcall, port, size) {
         Ok(v) => Some(v),
-        Err(e) => fatal("port input", e),
+        Err(e) => fatal("port input", &e),
     }
 }
 
@@ -161,7 +167,7 @@ pub fn rdmsr(msr: u32) -> Option<u64> {
     count(&COUNTERS.msr, 1);
     match vmcall::rdmsr(&mut KernelTdcall, msr) {
         Ok(v) => Some(v),
-        Err(e) => fatal("rdmsr", e),
+        Err(e) => fatal("rdmsr", &e),
     }
 }
 
@@ -172,7 +178,7 @@ pub fn wrmsr(msr: u32, value: u64) -> bool {
     }
     count(&COUNTERS.msr, 1);
     if let Err(e) = vmcall::wrmsr(&mut KernelTdcall, msr, value) {
-        fatal("wrmsr", e);
+        fatal("wrmsr", &e);
     }
     true
 }
@@ -356,7 +362,13 @@ impl Tdx {
         count(&COUNTERS.report, 1);
         tdx_td::mr::mr_report(&mut KernelTdcall, report_gpa, data_gpa).map_err(|e| {
             log::error!("tdx: TDG.MR.REPORT: {e}");
-            PlatformError::Firmware(0)
+            match e {
+                // The status class (bits 63:32) is the TDX module's error code.
+                tdx_td::Error::Tdcall { status, .. } => {
+                    PlatformError::Firmware((status.0 >> 32) as u32)
+                }
+                _ => PlatformError::Protocol("TDG.MR.REPORT buffers"),
+            }
         })?;
         Ok(bufs)
     }
