@@ -136,12 +136,15 @@ pub enum BuildError {
     Manifest(ManifestError),
     /// The command line cannot be passed to QEMU's `-append` (non-ASCII, NUL or newline).
     BadCmdline,
-    /// The kernel binary does (`found`) or does not carry the loopback-GHCB stub, and the
-    /// features the manifest would record say otherwise (`declared`).
+    /// The kernel binary does (`found`) or does not carry a loopback stub (loopback-GHCB or
+    /// loopback-TDX, [`LOOPBACK_STUBS`]), and the features the manifest would record say
+    /// otherwise (`declared`).
     StubMismatch {
-        /// `loopback-ghcb` is among the kernel features.
+        /// The stub's feature (`loopback-ghcb` / `loopback-tdx`).
+        feature: &'static str,
+        /// `feature` is among the kernel features.
         declared: bool,
-        /// The binary contains [`LOOPBACK_MARKER`].
+        /// The binary contains the stub's marker.
         found: bool,
     },
     /// No firmware was chosen ([`Firmware::Unset`]): a deployment names the OVMF it boots.
@@ -162,9 +165,13 @@ impl fmt::Display for BuildError {
             ),
             Self::Manifest(e) => write!(f, "{e}"),
             Self::BadCmdline => f.write_str("command line must be printable ASCII"),
-            Self::StubMismatch { declared, found } => write!(
+            Self::StubMismatch {
+                feature,
+                declared,
+                found,
+            } => write!(
                 f,
-                "kernel binary {} the loopback-GHCB stub but its features {} {LOOPBACK_FEATURE}",
+                "kernel binary {} the {feature} stub but its features {} {feature}",
                 if *found { "contains" } else { "lacks" },
                 if *declared {
                     "include"
@@ -199,20 +206,32 @@ impl std::error::Error for BuildError {
 pub const LOOPBACK_FEATURE: &str = "loopback-ghcb";
 /// A string only the loopback-GHCB kernel contains (`kernel/src/loopback.rs`, `MARKER`).
 pub const LOOPBACK_MARKER: &[u8] = b"LOOPBACK-GHCB TEST BUILD";
+/// The kernel feature of the loopback-TDX test build (TDCALL stubbed).
+pub const LOOPBACK_TDX_FEATURE: &str = "loopback-tdx";
+/// A string only the loopback-TDX kernel contains (`kernel/src/loopback_tdx.rs`, `MARKER`).
+pub const LOOPBACK_TDX_MARKER: &[u8] = b"LOOPBACK-TDX TEST BUILD";
+/// Every loopback stub: `(kernel feature, marker only that build contains)`.
+pub const LOOPBACK_STUBS: [(&str, &[u8]); 2] = [
+    (LOOPBACK_FEATURE, LOOPBACK_MARKER),
+    (LOOPBACK_TDX_FEATURE, LOOPBACK_TDX_MARKER),
+];
 
 /// Checks that the kernel binary carries the loopback stub exactly when `features` say so, so
 /// the manifest (which records the features) names the build that boots: a production
 /// manifest can never describe a kernel with the stub.
 pub fn check_stub(kernel: &[u8], features: &[String]) -> Result<(), BuildError> {
-    let declared = features.iter().any(|f| f == LOOPBACK_FEATURE);
-    let found = kernel
-        .windows(LOOPBACK_MARKER.len())
-        .any(|w| w == LOOPBACK_MARKER);
-    if declared == found {
-        Ok(())
-    } else {
-        Err(BuildError::StubMismatch { declared, found })
+    for (feature, marker) in LOOPBACK_STUBS {
+        let declared = features.iter().any(|f| f == feature);
+        let found = kernel.windows(marker.len()).any(|w| w == marker);
+        if declared != found {
+            return Err(BuildError::StubMismatch {
+                feature,
+                declared,
+                found,
+            });
+        }
     }
+    Ok(())
 }
 
 fn read(p: &Path) -> Result<Vec<u8>, BuildError> {
@@ -388,6 +407,7 @@ mod tests {
         assert!(matches!(
             check_stub(&loopback, &none),
             Err(BuildError::StubMismatch {
+                feature: LOOPBACK_FEATURE,
                 declared: false,
                 found: true
             })
@@ -395,6 +415,43 @@ mod tests {
         assert!(matches!(
             check_stub(&prod, &with),
             Err(BuildError::StubMismatch {
+                feature: LOOPBACK_FEATURE,
+                declared: true,
+                found: false
+            })
+        ));
+    }
+
+    #[test]
+    fn tdx_stub_must_match_the_declared_features() {
+        let prod = b"MZ...kernel...".to_vec();
+        let mut tdx = prod.clone();
+        tdx.extend_from_slice(LOOPBACK_TDX_MARKER);
+        let none: Vec<String> = vec!["emulated-attestation".into()];
+        let with: Vec<String> = vec!["emulated-attestation".into(), LOOPBACK_TDX_FEATURE.into()];
+        assert!(matches!(check_stub(&tdx, &with), Ok(())));
+        assert!(matches!(
+            check_stub(&tdx, &none),
+            Err(BuildError::StubMismatch {
+                feature: LOOPBACK_TDX_FEATURE,
+                declared: false,
+                found: true
+            })
+        ));
+        assert!(matches!(
+            check_stub(&prod, &with),
+            Err(BuildError::StubMismatch {
+                feature: LOOPBACK_TDX_FEATURE,
+                declared: true,
+                found: false
+            })
+        ));
+        // A TDX stub declared as the GHCB one is refused too.
+        let ghcb: Vec<String> = vec![LOOPBACK_FEATURE.into()];
+        assert!(matches!(
+            check_stub(&tdx, &ghcb),
+            Err(BuildError::StubMismatch {
+                feature: LOOPBACK_FEATURE,
                 declared: true,
                 found: false
             })

@@ -191,17 +191,14 @@ fn build_is_reproducible_and_within_limits() {
         kernel.len()
     );
     assert_eq!(m.kernel.size, kernel.len() as u64);
-    // The production image carries no loopback-GHCB stub (the build checks it too).
-    assert!(
-        !m.kernel_features
-            .iter()
-            .any(|f| f == image::build::LOOPBACK_FEATURE)
-    );
-    assert!(
-        !kernel
-            .windows(image::build::LOOPBACK_MARKER.len())
-            .any(|w| w == image::build::LOOPBACK_MARKER)
-    );
+    // The production image carries no loopback stub, GHCB or TDX (the build checks it too).
+    for (feature, marker) in image::build::LOOPBACK_STUBS {
+        assert!(!m.kernel_features.iter().any(|f| f == feature), "{feature}");
+        assert!(
+            !kernel.windows(marker.len()).any(|w| w == marker),
+            "the production kernel contains the {feature} stub"
+        );
+    }
     assert_eq!(m.kernel.sha256, image::manifest::sha256_hex(&kernel));
     assert_eq!(m.cmdline, attest_cmdline());
     assert_eq!(m.firmware.name, "amdsev-suffix.bin");

@@ -204,6 +204,34 @@ pub fn loopback_ghcb() {
     }
 }
 
+/// The loopback-TDX test build: establishes the TDX backend with the stub (TDG.VP.INFO and the
+/// policy), moves the DMA pool onto MapGPA/accept and runs the #VE self-test through the real
+/// IDT gate.
+#[cfg(feature = "loopback-tdx")]
+pub fn loopback_tdx() {
+    println!("ckms: {}", crate::loopback_tdx::MARKER);
+    match platform::tdx::establish() {
+        Ok(info) => log::info!(
+            "platform: tdx backend over the loopback TDCALL: gpaw {}, shared bit {} (not set in \
+             the page tables: TCG has no private memory), attributes {:#x}; port I/O and MSRs \
+             are TDVMCALLs from here on",
+            info.gpaw,
+            info.shared_bit(),
+            info.attributes.0
+        ),
+        Err(e) => refuse(format_args!("{e}")),
+    }
+    if let Err(e) = dma::use_tdx() {
+        refuse(format_args!("{e}"));
+    }
+    match arch::tdx::self_test() {
+        t if t.cpuid && t.io && t.consumed_once => {
+            log::info!("tdx: #VE self-test ok: cpuid, in al/dx, veinfo consumed once")
+        }
+        t => refuse(format_args!("tdx: #VE self-test failed: {t:?}")),
+    }
+}
+
 /// TSC calibration against the PIT; the RTC only for the (untrusted) date; the APIC timer.
 pub fn clocks() {
     match time::calibrate() {
@@ -284,6 +312,7 @@ pub fn network(cfg: &BootConfig) -> NetStack {
         dma::POOL_PAGES
     );
     platform::ghcb::log_stats("after virtio-net bring-up");
+    platform::tdx::log_stats("after virtio-net bring-up");
     match net::up(nic, cfg) {
         Ok(s) => s,
         Err(e) => refuse(format_args!("{e}")),

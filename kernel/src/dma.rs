@@ -118,6 +118,10 @@ enum Backend {
     /// production SNP boot path exists).
     #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
     Ghcb,
+    /// Conversions through TDX MapGPA / accept ([`crate::platform::tdx::TdxPool`]; set up
+    /// only by the loopback-TDX build until the production TDX boot path exists).
+    #[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+    Tdx(crate::platform::tdx::TdxPool),
 }
 
 fn no_session() -> sev_guest::Error {
@@ -141,6 +145,7 @@ impl PoolBackend for Backend {
             Self::Ghcb => crate::platform::ghcb::with(|s| s.make_shared(gpas))
                 .unwrap_or_else(|| Err(no_session()))
                 .and_then(|()| remap(gpas, false)),
+            Self::Tdx(t) => t.make_shared(gpas),
         }
     }
 
@@ -152,6 +157,7 @@ impl PoolBackend for Backend {
                 crate::platform::ghcb::with(|s| s.make_private(gpas))
                     .unwrap_or_else(|| Err(no_session()))
             }),
+            Self::Tdx(t) => t.make_private(gpas),
         }
     }
 
@@ -160,6 +166,7 @@ impl PoolBackend for Backend {
             Self::Plain(p) => p.write_shared(gpa, data),
             Self::Ghcb => crate::platform::ghcb::with(|s| PoolBackend::write_shared(s, gpa, data))
                 .unwrap_or_else(|| Err(no_session())),
+            Self::Tdx(t) => t.write_shared(gpa, data),
         }
     }
 
@@ -168,6 +175,7 @@ impl PoolBackend for Backend {
             Self::Plain(p) => p.read_shared(gpa, out),
             Self::Ghcb => crate::platform::ghcb::with(|s| PoolBackend::read_shared(s, gpa, out))
                 .unwrap_or_else(|| Err(no_session())),
+            Self::Tdx(t) => t.read_shared(gpa, out),
         }
     }
 }
@@ -321,5 +329,25 @@ pub fn with_ghcb_pool<R>(
             return Err(DmaError::Pool(no_session()));
         }
         crate::platform::ghcb::with(|s| f(&mut d.pool, s)).ok_or(DmaError::Pool(no_session()))
+    })
+}
+
+/// Converts the pool's pages through TDX MapGPA / accept from now on (called by the
+/// loopback-TDX build only, until the production TDX boot path exists). Only before the first
+/// allocation, and only once the TDX backend is established.
+#[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+pub fn use_tdx() -> Result<(), DmaError> {
+    with(|d| {
+        if d.pool.shared_pages() != 0 {
+            return Err(DmaError::Pool(sev_guest::Error::InvalidArgument(
+                "pool already in use",
+            )));
+        }
+        let (base, len) = d.region;
+        let backend = crate::platform::tdx::TdxPool::new(base, len).ok_or(DmaError::Pool(
+            sev_guest::Error::InvalidArgument("no TDX backend"),
+        ))?;
+        d.backend = Backend::Tdx(backend);
+        Ok(())
     })
 }

@@ -27,6 +27,11 @@ mod drivers;
 mod kms_service;
 #[cfg(feature = "loopback-ghcb")]
 mod loopback;
+#[cfg(feature = "loopback-tdx")]
+mod loopback_tdx;
+
+#[cfg(all(feature = "loopback-ghcb", feature = "loopback-tdx"))]
+compile_error!("loopback-ghcb and loopback-tdx are two different test platforms: pick one");
 mod mm;
 mod net;
 mod platform;
@@ -104,6 +109,10 @@ extern "C" fn kernel_main(info: usize) -> ! {
     //     PVALIDATE); from here on port I/O, MSRs and the DMA pool's conversions are GHCB calls.
     #[cfg(feature = "loopback-ghcb")]
     boot::loopback_ghcb();
+    // 4c. The loopback-TDX test build only: the TDX backend (stubbed TDCALL); from here on port
+    //     I/O and MSRs are TDVMCALLs, the DMA pool converts with MapGPA/accept, #VE is served.
+    #[cfg(feature = "loopback-tdx")]
+    boot::loopback_tdx();
     // 5. Clocks: TSC against the PIT (needed by the RNG reseed timer and the network), the
     //    APIC timer for idle wake-ups.
     boot::clocks();

@@ -60,8 +60,8 @@ pub const MAX_CONFIG_TABLES: usize = 32;
 pub const BOOT_STACK_SIZE: usize = 512 * 1024;
 /// Size of each interrupt stack (IST).
 pub const IST_STACK_SIZE: usize = 64 * 1024;
-/// Interrupt stacks: IST1 for exceptions, IST2 for double faults, IST3 for #VC.
-pub const IST_STACKS: usize = 3;
+/// Interrupt stacks: IST1 for exceptions, IST2 for double faults, IST3 for #VC, IST4 for #VE.
+pub const IST_STACKS: usize = 4;
 
 /// How the LoadOptions failed to become an ASCII command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

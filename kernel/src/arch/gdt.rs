@@ -17,6 +17,8 @@ pub const IST_DOUBLE_FAULT: u8 = 2;
 /// IST index used by #VC (its own stack: a #VC raised by another exception's handler does
 /// not run on that handler's stack).
 pub const IST_VC: u8 = 3;
+/// IST index used by #VE (its own stack, for the same reason as #VC).
+pub const IST_VE: u8 = 4;
 
 /// 64-bit TSS (SDM vol. 3A, figure 8-11).
 #[repr(C, packed(4))]

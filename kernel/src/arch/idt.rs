@@ -160,6 +160,11 @@ extern "C" fn exception(frame: &mut Frame) {
         super::vc::on_vc(frame);
         return;
     }
+    if frame.vector == 20 {
+        // #VE: service through TDVMCALL and resume, or stop (never returns then).
+        super::tdx::on_ve(frame);
+        return;
+    }
     report_and_stop(frame)
 }
 
@@ -272,6 +277,7 @@ pub fn init() {
             let ist = match i {
                 8 => gdt::IST_DOUBLE_FAULT,
                 29 => gdt::IST_VC,
+                20 => gdt::IST_VE,
                 _ => gdt::IST_EXCEPTION,
             };
             if let Some(e) = entries.get_mut(i) {

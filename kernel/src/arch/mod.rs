@@ -6,6 +6,7 @@ pub mod idt;
 pub mod paging;
 pub mod port;
 pub mod sev;
+pub mod tdx;
 pub mod vc;
 
 use core::arch::asm;
@@ -61,12 +62,14 @@ pub fn cpuid_instruction(leaf: u32, subleaf: u32) -> Cpuid {
 }
 
 /// Reads a model-specific register: through the GHCB (an MSR exit, 56421 §4.1.3) when a
-/// GHCB session is established ([`crate::platform::ghcb`]), else the instruction.
+/// GHCB session is established ([`crate::platform::ghcb`]), through TDG.VP.VMCALL<Instruction.RDMSR>
+/// (GHCI 348552 §3.10) when the TDX backend is ([`crate::platform::tdx`]), else the instruction.
 ///
 /// # Safety
 /// `msr` must exist on this CPU (else #GP).
 pub unsafe fn rdmsr(msr: u32) -> u64 {
-    if let Some(v) = crate::platform::ghcb::rdmsr(msr) {
+    if let Some(v) = crate::platform::ghcb::rdmsr(msr).or_else(|| crate::platform::tdx::rdmsr(msr))
+    {
         return v;
     }
     // SAFETY: caller contract.
@@ -80,7 +83,7 @@ pub unsafe fn rdmsr(msr: u32) -> u64 {
 /// `msr` must exist on this CPU (else #GP), and writing `value` must not break an invariant
 /// the kernel relies on (the callers name the MSR and why).
 pub unsafe fn wrmsr(msr: u32, value: u64) {
-    if crate::platform::ghcb::wrmsr(msr, value) {
+    if crate::platform::ghcb::wrmsr(msr, value) || crate::platform::tdx::wrmsr(msr, value) {
         return;
     }
     // SAFETY: caller contract.

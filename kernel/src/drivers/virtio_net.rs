@@ -50,6 +50,13 @@ unsafe impl Hal for KernelHal {
                 "ring pages not shared with the host",
                 dma::DmaError::UnknownBuffer(gpa),
             ),
+            #[cfg(feature = "loopback-tdx")]
+            Ok(gpa) if !crate::loopback_tdx::host_sees(gpa, (pages * PAGE_SIZE) as u64) => {
+                dma_fatal(
+                    "ring pages not shared with the host (MapGPA)",
+                    dma::DmaError::UnknownBuffer(gpa),
+                )
+            }
             Ok(gpa) => match NonNull::new(gpa as *mut u8) {
                 Some(ptr) => (gpa, ptr),
                 None => dma_fatal("dma_alloc", dma::DmaError::UnknownBuffer(0)),
@@ -94,6 +101,13 @@ unsafe impl Hal for KernelHal {
         if !crate::loopback::host_sees(gpa, len.max(1) as u64) {
             dma_fatal(
                 "bounce page not shared with the host",
+                dma::DmaError::UnknownBuffer(gpa),
+            );
+        }
+        #[cfg(feature = "loopback-tdx")]
+        if !crate::loopback_tdx::host_sees(gpa, len.max(1) as u64) {
+            dma_fatal(
+                "bounce page not shared with the host (MapGPA)",
                 dma::DmaError::UnknownBuffer(gpa),
             );
         }

@@ -47,6 +47,8 @@ pub enum PlatformKind {
     #[cfg(feature = "emulated-attestation")]
     #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
     Snp,
+    /// Intel TDX: TDREPORT + GetQuote ([`tdx`]).
+    Tdx,
 }
 
 impl fmt::Display for PlatformKind {
@@ -57,6 +59,7 @@ impl fmt::Display for PlatformKind {
             Self::Emulated => "emulated",
             #[cfg(feature = "emulated-attestation")]
             Self::Snp => "snp",
+            Self::Tdx => "tdx",
         })
     }
 }
@@ -140,6 +143,9 @@ pub enum Platform {
     #[cfg(feature = "emulated-attestation")]
     #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
     Snp(snp_guest::SnpGuest),
+    /// Intel TDX (only once the TDX backend is established: the loopback-TDX build today).
+    #[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+    Tdx(tdx::Tdx),
 }
 
 impl Platform {
@@ -151,6 +157,7 @@ impl Platform {
             Self::Emulated(p) => p,
             #[cfg(feature = "emulated-attestation")]
             Self::Snp(p) => p,
+            Self::Tdx(p) => p,
         }
     }
 }
@@ -271,7 +278,14 @@ pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformE
 }
 
 fn detect_and_create(mode: AttestationMode, cc_blob: Option<u64>) -> Result<Platform, SelectError> {
-    let _ = cc_blob;
+    // An established TDX backend (the loopback-TDX build) is the platform whatever the
+    // command line says, except `ckms.attestation=none`: its evidence comes from the TDX
+    // module (TDREPORT) and the host's quote generation service (GetQuote), not from COM2.
+    if mode != AttestationMode::None
+        && let Some(t) = tdx::Tdx::new()
+    {
+        return Ok(Platform::Tdx(t));
+    }
     Ok(match mode {
         AttestationMode::None => Platform::None(none::NoPlatform),
         // The loopback-GHCB build: the SNP backend, whose firmware is `snp-emu` behind the

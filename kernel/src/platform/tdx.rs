@@ -1,10 +1,52 @@
-//! Intel TDX detection. The backend (TDCALL/TDVMCALL, MapGPA for shared DMA pages, TDREPORT
-//! and quotes) is a later issue.
+//! Intel TDX: detection, and the TDX backend behind the platform seam.
 //!
-//! Detection per the Intel TDX Guest-Hypervisor Communication Interface spec, 2.4.1: CPUID
-//! leaf 0x21, sub-leaf 0 returns the vendor string "IntelTDX    " in EBX, EDX, ECX.
+//! Detection per the Intel TDX Guest-Hypervisor Communication Interface (GHCI, 348552) §2.4.1:
+//! CPUID leaf 0x21, sub-leaf 0 returns the vendor string "IntelTDX    " in EBX, EDX, ECX.
+//!
+//! The backend ([`establish`], then everything below) runs `tdx-td`'s host-tested logic over
+//! [`KernelTdcall`] (`crate::arch::tdx`: the `TDCALL` instruction, or the loopback stub):
+//! - TDG.VP.INFO (TDX Module ABI 348551, "TDG.VP.INFO Leaf"): GPAW gives the shared bit
+//!   (GHCI §1.3: bit GPAW − 1); the TD is refused if its ATTRIBUTES allow DEBUG or leave
+//!   SEPT_VE_DISABLE clear (ABI "ATTRIBUTES Definition"; `tdx_td::info::TdInfo::check_policy`).
+//! - The platform HAL: port I/O ([`io_in`]/[`io_out`], GHCI §3.9 TDG.VP.VMCALL<Instruction.IO>)
+//!   and MSRs ([`rdmsr`]/[`wrmsr`], GHCI §3.10/§3.11 Instruction.RDMSR/WRMSR) are explicit
+//!   TDVMCALLs once the backend is established, the way the GHCB session makes them IOIO/MSR
+//!   exits on SNP (`crate::arch::port`, `crate::arch::rdmsr` ask here first).
+//! - #VE ([`handle_ve`], reached from `crate::arch::tdx::on_ve`): VEINFO.GET first, then
+//!   `tdx_td::ve::handle_ve`; a #VE the kernel does not service ends the TD through
+//!   `TDG.VP.VMCALL<ReportFatalError>` (GHCI §3.4).
+//! - The shared DMA pool ([`TdxPool`], `crate::dma`'s backend once [`crate::dma::use_tdx`]
+//!   ran): pages made shared with `TDG.VP.VMCALL<MapGPA>` (GHCI §3.2, shared bit set) and made
+//!   private again with MapGPA (shared bit clear) plus TDG.MEM.PAGE.ACCEPT of every page (ABI
+//!   "TDG.MEM.PAGE.ACCEPT Leaf"; an already-accepted page is refused: `tdx_td::mem`).
+//! - Evidence ([`Tdx`], `PlatformOps`): TDG.MR.REPORT (ABI "TDG.MR.REPORT Leaf") with the
+//!   caller's 64-byte REPORTDATA — the bootstrap's key binding, the same bytes the SNP report
+//!   carries — then `TDG.VP.VMCALL<GetQuote>` (GHCI §3.3) with the TDREPORT in a GetQuote
+//!   buffer allocated in the shared pool, polled until the host completes it. The evidence is
+//!   the DCAP quote v4 (it contains the TD quote body copied from the TDREPORT). TDX has no
+//!   sealing key: `derived_key` is `None`.
+//!
+//! Where it runs: only in the loopback-TDX test build (`loopback-tdx`), whose stub services
+//! each TDCALL under TCG. The production build still stops on TDX at detection
+//! (`crate::boot::early_platform`): on hardware the pool and the GetQuote buffer must also be
+//! mapped with the shared bit set in the page tables, and MMIO needs a decoder (see
+//! kernel/README.md, "The loopback-TDX build").
 
+#![cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use tdx_td::info::TdInfo;
+use tdx_td::mr::ReportBuffers;
+use tdx_td::quote::{self, GetQuoteStatus, QuoteBufferError};
+use tdx_td::ve::{VeFrame, VeOutcome};
+use tdx_td::vmcall;
+
+use super::{Capabilities, DerivedKey, PlatformError, PlatformKind, PlatformOps};
 use crate::arch::cpuid;
+use crate::arch::tdx::KernelTdcall;
 
 /// Whether we run inside a TD.
 pub fn detect() -> bool {
@@ -17,4 +59,401 @@ pub fn detect() -> bool {
     id[4..8].copy_from_slice(&r.edx.to_le_bytes());
     id[8..].copy_from_slice(&r.ecx.to_le_bytes());
     &id == b"IntelTDX    "
+}
+
+/// The established backend: what TDG.VP.INFO said (immutable afterwards).
+static INFO: spin::Once<TdInfo> = spin::Once::new();
+
+/// TDCALL counters, for the console.
+#[derive(Default)]
+struct Counters {
+    io: AtomicU64,
+    msr: AtomicU64,
+    map_gpa_pages: AtomicU64,
+    accept_pages: AtomicU64,
+    ve: AtomicU64,
+    report: AtomicU64,
+    quote: AtomicU64,
+}
+
+static COUNTERS: Counters = Counters {
+    io: AtomicU64::new(0),
+    msr: AtomicU64::new(0),
+    map_gpa_pages: AtomicU64::new(0),
+    accept_pages: AtomicU64::new(0),
+    ve: AtomicU64::new(0),
+    report: AtomicU64::new(0),
+    quote: AtomicU64::new(0),
+};
+
+fn count(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Why [`establish`] failed.
+#[derive(Debug)]
+pub enum TdxSetupError {
+    /// Already established.
+    AlreadyEstablished,
+    /// TDG.VP.INFO failed or the TD's attributes are refused (`tdx_td::Error::Policy`).
+    Info(tdx_td::Error),
+}
+
+impl fmt::Display for TdxSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyEstablished => f.write_str("TDX backend established twice"),
+            Self::Info(e) => write!(f, "TDG.VP.INFO: {e}"),
+        }
+    }
+}
+
+/// TDG.VP.INFO with the policy check; installs the backend: from here on port I/O and MSR
+/// accesses are TDVMCALLs and #VE is serviced.
+pub fn establish() -> Result<TdInfo, TdxSetupError> {
+    if INFO.is_completed() {
+        return Err(TdxSetupError::AlreadyEstablished);
+    }
+    let info = tdx_td::info::vp_info(&mut KernelTdcall).map_err(TdxSetupError::Info)?;
+    Ok(*INFO.call_once(|| info))
+}
+
+/// The TD information, once [`establish`] ran.
+pub fn info() -> Option<TdInfo> {
+    INFO.get().copied()
+}
+
+/// Set by the first [`fatal`]: a second one (the console's own port I/O failing) skips the
+/// message instead of recursing.
+static FATAL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The host broke the protocol (or refused an access the kernel needs): ask it to end the TD
+/// (ReportFatalError, GHCI §3.4), then halt whatever it does.
+pub fn fatal(what: &str, e: &dyn fmt::Display) -> ! {
+    crate::arch::disable_interrupts();
+    if !FATAL.swap(true, Ordering::SeqCst) {
+        // The console is port I/O, i.e. TDVMCALLs: it works as long as the host answers those.
+        crate::console::emergency(format_args!("\nckms: TDX: {what}: {e}\n"));
+    }
+    let _ = vmcall::report_fatal_error(&mut KernelTdcall, 0);
+    crate::arch::halt_forever()
+}
+
+/// `OUT` through TDVMCALL<Instruction.IO>; `false` when the backend is not established.
+pub fn io_out(port: u16, size: u8, value: u32) -> bool {
+    if INFO.get().is_none() {
+        return false;
+    }
+    count(&COUNTERS.io, 1);
+    if let Err(e) = vmcall::io_out(&mut KernelTdcall, port, size, value) {
+        fatal("port output", &e);
+    }
+    true
+}
+
+/// `IN` through TDVMCALL<Instruction.IO>; `None` when the backend is not established.
+pub fn io_in(port: u16, size: u8) -> Option<u32> {
+    INFO.get()?;
+    count(&COUNTERS.io, 1);
+    match vmcall::io_in(&mut KernelTdcall, port, size) {
+        Ok(v) => Some(v),
+        Err(e) => fatal("port input", &e),
+    }
+}
+
+/// RDMSR through TDVMCALL<Instruction.RDMSR>; `None` when the backend is not established.
+pub fn rdmsr(msr: u32) -> Option<u64> {
+    INFO.get()?;
+    count(&COUNTERS.msr, 1);
+    match vmcall::rdmsr(&mut KernelTdcall, msr) {
+        Ok(v) => Some(v),
+        Err(e) => fatal("rdmsr", &e),
+    }
+}
+
+/// WRMSR through TDVMCALL<Instruction.WRMSR>; `false` when the backend is not established.
+pub fn wrmsr(msr: u32, value: u64) -> bool {
+    if INFO.get().is_none() {
+        return false;
+    }
+    count(&COUNTERS.msr, 1);
+    if let Err(e) = vmcall::wrmsr(&mut KernelTdcall, msr, value) {
+        fatal("wrmsr", &e);
+    }
+    true
+}
+
+/// Why a #VE was not serviced.
+#[derive(Debug)]
+pub enum VeError {
+    /// No TDX backend: the #VE is not expected at all.
+    NoBackend,
+    /// `tdx-td` refused it (VEINFO.GET failed, an exit the kernel does not service, a
+    /// TDVMCALL the host failed).
+    Td(tdx_td::Error),
+    /// MMIO at a shared GPA: the decoder shared with the SNP #VC path has no `mov` forms.
+    MmioNotDecoded(u64),
+}
+
+impl fmt::Display for VeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoBackend => f.write_str("#VE without an established TDX backend"),
+            Self::Td(e) => e.fmt(f),
+            Self::MmioNotDecoded(gpa) => {
+                write!(f, "MMIO #VE at shared GPA {gpa:#x}: no MMIO decoder yet")
+            }
+        }
+    }
+}
+
+/// The #VE handler body: VEINFO.GET first (inside `tdx_td::ve::handle_ve`), then the
+/// service. On an error the TD is asked to end (ReportFatalError) after the caller printed
+/// the reason; returning `Err` leaves that to the caller's report.
+pub fn handle_ve(frame: &mut VeFrame) -> Result<(), VeError> {
+    let info = INFO.get().ok_or(VeError::NoBackend)?;
+    count(&COUNTERS.ve, 1);
+    match tdx_td::ve::handle_ve(&mut KernelTdcall, frame, info.shared_bit()) {
+        Ok(VeOutcome::Done) => Ok(()),
+        Ok(VeOutcome::Mmio { gpa }) => Err(VeError::MmioNotDecoded(gpa)),
+        Err(e) => Err(VeError::Td(e)),
+    }
+}
+
+/// Logs the TDCALL counters (`when` says at which point), when the backend is established.
+pub fn log_stats(when: &str) {
+    if INFO.get().is_none() {
+        return;
+    }
+    let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    log::info!(
+        "tdx: tdcalls {when}: {} io, {} msr, {} map-gpa pages, {} accepted pages, {} #ve, {} report, {} quote",
+        c(&COUNTERS.io),
+        c(&COUNTERS.msr),
+        c(&COUNTERS.map_gpa_pages),
+        c(&COUNTERS.accept_pages),
+        c(&COUNTERS.ve),
+        c(&COUNTERS.report),
+        c(&COUNTERS.quote),
+    );
+}
+
+/// The shared pool's backend on TDX: MapGPA / accept conversions, copies inside the pool's
+/// region (identity-mapped; see the module doc for the shared-bit mapping hardware needs).
+pub struct TdxPool {
+    base: u64,
+    len: u64,
+    shared_bit: u32,
+}
+
+impl TdxPool {
+    /// The backend for the pool region `[base, base + len)`; `None` before [`establish`].
+    pub fn new(base: u64, len: u64) -> Option<Self> {
+        let info = INFO.get()?;
+        Some(Self {
+            base,
+            len,
+            shared_bit: info.shared_bit(),
+        })
+    }
+
+    fn check(&self, gpa: u64, len: usize) -> Result<(), sev_guest::Error> {
+        let inside = gpa >= self.base
+            && gpa
+                .checked_add(len as u64)
+                .is_some_and(|end| end <= self.base + self.len);
+        if inside {
+            Ok(())
+        } else {
+            Err(sev_guest::SharedAccessError::NotShared { gpa }.into())
+        }
+    }
+
+    /// Runs `f` on each run of consecutive pages in `gpas` (`(start, bytes)`).
+    fn runs(
+        &self,
+        gpas: &[u64],
+        mut f: impl FnMut(u64, u64) -> Result<(), tdx_td::Error>,
+    ) -> Result<(), sev_guest::Error> {
+        let page = tdx_td::PAGE_SIZE;
+        let mut i = 0;
+        while let Some(&start) = gpas.get(i) {
+            self.check(start, page as usize)?;
+            let mut n = 1u64;
+            while gpas
+                .get(i + n as usize)
+                .is_some_and(|&g| Some(g) == start.checked_add(n * page))
+            {
+                self.check(start + n * page, page as usize)?;
+                n += 1;
+            }
+            if let Err(e) = f(start, n * page) {
+                log::error!("tdx: conversion of {start:#x}+{:#x} failed: {e}", n * page);
+                return Err(sev_guest::Error::InvalidArgument(
+                    "TDX page conversion failed (see the log)",
+                ));
+            }
+            i += n as usize;
+        }
+        Ok(())
+    }
+}
+
+impl sev_guest::pool::PoolBackend for TdxPool {
+    fn make_shared(&mut self, gpas: &[u64]) -> Result<(), sev_guest::Error> {
+        let sb = self.shared_bit;
+        self.runs(gpas, |start, len| {
+            count(&COUNTERS.map_gpa_pages, len / tdx_td::PAGE_SIZE);
+            tdx_td::mem::make_shared(&mut KernelTdcall, start, len, sb)
+        })
+    }
+
+    fn make_private(&mut self, gpas: &[u64]) -> Result<(), sev_guest::Error> {
+        let sb = self.shared_bit;
+        self.runs(gpas, |start, len| {
+            count(&COUNTERS.map_gpa_pages, len / tdx_td::PAGE_SIZE);
+            count(&COUNTERS.accept_pages, len / tdx_td::PAGE_SIZE);
+            tdx_td::mem::make_private(&mut KernelTdcall, start, len, sb)
+        })
+    }
+
+    fn write_shared(&mut self, gpa: u64, data: &[u8]) -> Result<(), sev_guest::Error> {
+        self.check(gpa, data.len())?;
+        // SAFETY: `[gpa, gpa + len)` lies in the pool's region (checked), identity-mapped RAM
+        // the pool owns for the kernel's lifetime; `data` is a kernel slice outside it.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), gpa as *mut u8, data.len()) };
+        Ok(())
+    }
+
+    fn read_shared(&mut self, gpa: u64, out: &mut [u8]) -> Result<(), sev_guest::Error> {
+        self.check(gpa, out.len())?;
+        // SAFETY: as in `write_shared`, the other direction.
+        unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+}
+
+/// GetQuote buffer size: header + the quote (a v4 quote with its PEM chain is ~5 KiB; the
+/// emulator's is smaller than 8 KiB, hardware's usually below 16 KiB).
+const QUOTE_BUFFER_PAGES: usize = 8;
+/// How long the host may take to complete a GetQuote.
+const QUOTE_TIMEOUT_US: u64 = 60 * 1_000_000;
+
+/// The TDX attestation backend.
+pub struct Tdx {
+    info: TdInfo,
+}
+
+impl Tdx {
+    /// The backend, once [`establish`] ran.
+    pub fn new() -> Option<Self> {
+        Some(Self { info: info()? })
+    }
+
+    /// TDG.MR.REPORT for `report_data` into private, aligned kernel memory.
+    fn td_report(
+        &mut self,
+        report_data: &[u8; 64],
+    ) -> Result<alloc::boxed::Box<ReportBuffers>, PlatformError> {
+        let mut bufs = alloc::boxed::Box::new(ReportBuffers::default());
+        bufs.report_data = *report_data;
+        let report_gpa = core::ptr::from_ref(&bufs.report) as u64;
+        let data_gpa = core::ptr::from_ref(&bufs.report_data) as u64;
+        count(&COUNTERS.report, 1);
+        tdx_td::mr::mr_report(&mut KernelTdcall, report_gpa, data_gpa).map_err(|e| {
+            log::error!("tdx: TDG.MR.REPORT: {e}");
+            match e {
+                // The status class (bits 63:32) is the TDX module's error code.
+                tdx_td::Error::Tdcall { status, .. } => {
+                    PlatformError::Firmware((status.0 >> 32) as u32)
+                }
+                _ => PlatformError::Protocol("TDG.MR.REPORT buffers"),
+            }
+        })?;
+        Ok(bufs)
+    }
+
+    /// GetQuote with the TDREPORT in a shared-pool buffer, polled until the host is done.
+    fn quote(&mut self, td_report: &[u8]) -> Result<Vec<u8>, PlatformError> {
+        let pages = QUOTE_BUFFER_PAGES;
+        let len = pages * tdx_td::PAGE_SIZE as usize;
+        let gpa = crate::dma::alloc(pages)
+            .map_err(|_| PlatformError::Transport("no shared pages for GetQuote"))?;
+        let result = self.quote_in(gpa, len, td_report);
+        if let Err(e) = crate::dma::free(gpa) {
+            log::warn!("tdx: GetQuote buffer not returned to the pool: {e}");
+        }
+        result
+    }
+
+    fn quote_in(
+        &mut self,
+        gpa: u64,
+        len: usize,
+        td_report: &[u8],
+    ) -> Result<Vec<u8>, PlatformError> {
+        let mut buf = alloc::vec![0u8; len];
+        quote::emit_request(&mut buf, td_report).map_err(quote_error)?;
+        crate::dma::write(gpa, &buf).map_err(|_| PlatformError::Transport("GetQuote buffer"))?;
+        count(&COUNTERS.quote, 1);
+        let shared = gpa | self.info.shared_mask();
+        vmcall::get_quote(
+            &mut KernelTdcall,
+            shared,
+            len as u64,
+            self.info.shared_bit(),
+        )
+        .map_err(|e| {
+            log::error!("tdx: TDG.VP.VMCALL<GetQuote>: {e}");
+            PlatformError::Transport("GetQuote refused by the host")
+        })?;
+        let start = crate::time::Instant::now();
+        loop {
+            crate::dma::read(gpa, &mut buf)
+                .map_err(|_| PlatformError::Transport("GetQuote buffer"))?;
+            if let Some(q) = quote::poll(&buf).map_err(quote_error)? {
+                return Ok(q.to_vec());
+            }
+            if crate::time::Instant::now().micros_since(start) > QUOTE_TIMEOUT_US {
+                return Err(PlatformError::Transport("GetQuote did not complete"));
+            }
+            crate::arch::relax();
+        }
+    }
+}
+
+fn quote_error(e: QuoteBufferError) -> PlatformError {
+    log::error!("tdx: GetQuote buffer: {e}");
+    match e {
+        QuoteBufferError::Status(GetQuoteStatus::QgsUnavailable) => {
+            PlatformError::Transport("quote generation service unavailable")
+        }
+        QuoteBufferError::Status(_) => PlatformError::Protocol("quote generation failed"),
+        _ => PlatformError::Protocol("malformed GetQuote buffer"),
+    }
+}
+
+impl PlatformOps for Tdx {
+    fn kind(&self) -> PlatformKind {
+        PlatformKind::Tdx
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            attestation: true,
+            derived_key: false,
+            memory_encryption: true,
+        }
+    }
+
+    /// The DCAP quote v4 for a TDREPORT binding `report_data`.
+    fn attestation_report(&mut self, report_data: &[u8; 64]) -> Result<Vec<u8>, PlatformError> {
+        let bufs = self.td_report(report_data)?;
+        self.quote(&bufs.report)
+    }
+
+    fn derived_key(&mut self) -> Result<Option<DerivedKey>, PlatformError> {
+        // TDX has no sealing key (docs/operations.md).
+        Ok(None)
+    }
 }
