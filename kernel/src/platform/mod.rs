@@ -278,6 +278,7 @@ pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformE
 }
 
 fn detect_and_create(mode: AttestationMode, cc_blob: Option<u64>) -> Result<Platform, SelectError> {
+    let _ = cc_blob; // used by the loopback-GHCB build only
     // An established TDX backend (the loopback-TDX build) is the platform whatever the
     // command line says, except `ckms.attestation=none`: its evidence comes from the TDX
     // module (TDREPORT) and the host's quote generation service (GetQuote), not from COM2.
