@@ -100,10 +100,10 @@ extern "C" fn kernel_main(info: usize) -> ! {
     // 4. Memory: heap from the free RAM of the saved map (never unaccepted memory), then our
     //    own page tables (their pages come from the heap) with guard pages.
     boot::memory(info);
-    // 4b. The loopback-GHCB test build only: the SNP backend's GHCB session (stubbed VMGEXIT and
-    //     PVALIDATE); from here on port I/O, MSRs and the DMA pool's conversions are GHCB calls.
-    #[cfg(feature = "loopback-ghcb")]
-    boot::loopback_ghcb();
+    // 4b. SEV-SNP (and the loopback-GHCB test build, whose stub stands in for VMGEXIT and
+    //     PVALIDATE): the GHCB session; from here on port I/O, MSRs and the DMA pool's
+    //     conversions are GHCB calls, and the held console goes out.
+    boot::snp_session();
     // 5. Clocks: TSC against the PIT (needed by the RNG reseed timer and the network), the
     //    APIC timer for idle wake-ups.
     boot::clocks();

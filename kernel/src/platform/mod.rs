@@ -24,7 +24,6 @@ pub mod emulated;
 pub mod ghcb;
 pub mod none;
 pub mod snp;
-#[cfg(feature = "emulated-attestation")]
 pub mod snp_guest;
 pub mod tdx;
 
@@ -42,10 +41,8 @@ pub enum PlatformKind {
     /// `snp-emu` over COM2.
     #[cfg(feature = "emulated-attestation")]
     Emulated,
-    /// SEV-SNP guest requests through the GHCB (the loopback-GHCB build: its stub forwards
-    /// them to `snp-emu`).
-    #[cfg(feature = "emulated-attestation")]
-    #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+    /// SEV-SNP guest requests through the GHCB (on SNP hardware; in the loopback-GHCB build
+    /// its stub forwards them to `snp-emu`).
     Snp,
 }
 
@@ -55,7 +52,6 @@ impl fmt::Display for PlatformKind {
             Self::None => "none",
             #[cfg(feature = "emulated-attestation")]
             Self::Emulated => "emulated",
-            #[cfg(feature = "emulated-attestation")]
             Self::Snp => "snp",
         })
     }
@@ -137,8 +133,6 @@ pub enum Platform {
     #[cfg_attr(feature = "loopback-ghcb", allow(dead_code))]
     Emulated(emulated::Emulated),
     /// SEV-SNP guest requests through the GHCB.
-    #[cfg(feature = "emulated-attestation")]
-    #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
     Snp(snp_guest::SnpGuest),
 }
 
@@ -149,7 +143,6 @@ impl Platform {
             Self::None(p) => p,
             #[cfg(feature = "emulated-attestation")]
             Self::Emulated(p) => p,
-            #[cfg(feature = "emulated-attestation")]
             Self::Snp(p) => p,
         }
     }
@@ -221,9 +214,10 @@ pub enum SelectError {
     #[cfg(feature = "emulated-attestation")]
     #[cfg_attr(feature = "loopback-ghcb", allow(dead_code))]
     Emulator(PlatformError),
-    /// The SNP backend could not start (loopback-GHCB build).
-    #[cfg(feature = "loopback-ghcb")]
+    /// The SNP backend could not start.
     Snp(snp_guest::SnpSetupError),
+    /// `ckms.attestation=emulated` on SEV-SNP hardware: the hardware attests.
+    EmulatedOnSnp,
     /// A platform was already selected.
     AlreadySelected,
 }
@@ -237,8 +231,10 @@ impl fmt::Display for SelectError {
             ),
             #[cfg(feature = "emulated-attestation")]
             Self::Emulator(e) => write!(f, "emulated attestation: {e}"),
-            #[cfg(feature = "loopback-ghcb")]
             Self::Snp(e) => e.fmt(f),
+            Self::EmulatedOnSnp => f.write_str(
+                "ckms.attestation=emulated on SEV-SNP hardware: the hardware attests (drop it)",
+            ),
             Self::AlreadySelected => f.write_str("platform selected twice"),
         }
     }
@@ -271,7 +267,16 @@ pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformE
 }
 
 fn detect_and_create(mode: AttestationMode, cc_blob: Option<u64>) -> Result<Platform, SelectError> {
-    let _ = cc_blob;
+    // SEV-SNP hardware: the SNP backend whatever the command line says (`none` is the
+    // default); emulation there would be a lie and is refused.
+    if matches!(hardware(), Some(Hardware::Snp { .. })) {
+        return match mode {
+            AttestationMode::None => Ok(Platform::Snp(
+                snp_guest::SnpGuest::new(cc_blob).map_err(SelectError::Snp)?,
+            )),
+            AttestationMode::Emulated => Err(SelectError::EmulatedOnSnp),
+        };
+    }
     Ok(match mode {
         AttestationMode::None => Platform::None(none::NoPlatform),
         // The loopback-GHCB build: the SNP backend, whose firmware is `snp-emu` behind the
