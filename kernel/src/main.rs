@@ -10,8 +10,10 @@
 //! [`net`]) → services ([`services`]).
 //!
 //! The kernel runs on one CPU with interrupts disabled (but for idle wake-ups) and polls its
-//! devices. It does not implement SMP, device interrupts or the SNP/TDX backends: SEV-ES/SNP
-//! is detected and terminated through the GHCB MSR protocol, TDX detected and refused.
+//! devices. It does not implement SMP, device interrupts or a TDX backend (TDX is detected and
+//! refused; SEV-ES without SNP terminated through the GHCB MSR protocol). On SEV-SNP it sets
+//! up the SNP backend (CPUID page before the page tables, GHCB session after them,
+//! [`boot::snp_session`]); that path has not run on hardware, and MMIO exits are missing.
 #![no_std]
 #![no_main]
 

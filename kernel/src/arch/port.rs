@@ -6,7 +6,8 @@
 //! session is established ([`crate::platform::ghcb`]: the loopback-GHCB build today), and
 //! execute the instruction otherwise (`none`/`emulated`; before the session exists). Under
 //! SEV-ES/SNP a bare `in`/`out` traps (#VC; [`super::vc`] is the safety net) and under TDX
-//! (#VE) it would need TDVMCALL: the production build stops on those platforms at detection.
+//! (#VE) it would need TDVMCALL: the production build refuses TDX at detection, and on SNP
+//! holds the console until the GHCB session exists (`boot::snp_session`).
 //! The `raw_*` functions are the instructions themselves, for the loopback stub.
 
 use core::arch::asm;

@@ -4,11 +4,11 @@
 //! ([`Platform`]), picked once at boot:
 //! - [`detect_hardware`] runs first, before the kernel replaces the firmware's IDT
 //!   ([`crate::boot::early_platform`]): [`snp`] (CPUID 0x8000_001F + `SEV_STATUS`) and [`tdx`]
-//!   (CPUID leaf 0x21). Their backends are not complete in this build, so a confidential
-//!   guest stops there: SEV-ES/SNP with the GHCB MSR protocol termination request (reason
-//!   set 0xC, see `sev-guest`'s README), TDX and plain SEV with a console message. Nothing
-//!   after that point would be correct on them (port I/O would raise #VC/#VE, the page tables
-//!   carry no C-bit, DMA is not bounced).
+//!   (CPUID leaf 0x21). SEV-SNP continues into the SNP backend ([`snp`], [`ghcb`],
+//!   [`snp_guest`], selected by [`select`] whatever `ckms.attestation` says but `emulated`);
+//!   SEV-ES without SNP and SNP with features the guest would have to implement stop with the
+//!   GHCB MSR protocol termination request (reason set 0xC, see `sev-guest`'s README), TDX
+//!   and plain SEV with a console message.
 //! - `emulated`: the `snp-emu` firmware emulator over COM2; compiled in only with the
 //!   `emulated-attestation` feature and used only when the measured command line says
 //!   `ckms.attestation=emulated`.
