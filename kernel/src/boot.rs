@@ -13,29 +13,43 @@ use crate::{arch, console, dma, mm, net, println, refuse, rng, time};
 /// Detects the confidential-computing hardware while the firmware's exception handlers are
 /// still installed (they answer the #VC/#VE that `cpuid` and the console's port I/O raise on
 /// SEV-ES/SNP/TDX), and stops a configuration this build cannot run, cleanly:
-/// - SEV-SNP: the SNP backend is not complete in this build: GHCB MSR protocol termination,
-///   reason set 0xC code 0x0C (`SnpBackendIncomplete`);
+/// - SEV-SNP with a `SEV_STATUS` feature the guest would have to implement (vTOM, ReflectVC,
+///   restricted/alternate injection, VMPL supervisor shadow stacks, Secure TSC, VMGEXIT
+///   parameter, VMSA register protection, unknown bits; `sev_guest::msr::SEV_STATUS_SUPPORTED`):
+///   GHCB MSR protocol termination, reason set 0xC code 0x0C (`SnpFeatureUnsupported`);
 /// - SEV-ES without SNP: termination, set 0xC code 0x01 (`SnpNotActive`);
 /// - plain SEV (no #VC) and TDX (the firmware's #VE handler still answers): a console message
 ///   and the usual refusal.
 ///
-/// Never returns on a confidential platform; the message is printed first in every case.
+/// SEV-SNP otherwise continues: the console is held in memory ([`console::hold`]) from here
+/// until [`snp_session`] has a GHCB session (after our IDT is loaded, a bare `out` would raise
+/// a #VC only that session can answer), the CPUID page is installed before the page tables
+/// ([`memory`]) and the SNP backend is set up after them ([`snp_session`]).
 pub fn early_platform() -> Hardware {
-    use sev_guest::msr::{KmsReason, TerminateReason};
+    use sev_guest::msr::{KmsReason, TerminateReason, unsupported_snp_features};
     let hw = platform::detect_hardware();
     match hw {
         Hardware::Plain => hw,
         Hardware::Snp { ghcb, status } => {
+            let unsupported = unsupported_snp_features(status);
+            if unsupported != 0 {
+                println!(
+                    "ckms: boot stopped: SEV-SNP with features this kernel does not implement                      (SEV_STATUS {status:#x}, unsupported bits {unsupported:#x}): GHCB MSR                      termination, reason set 0xC code 0x0C"
+                );
+                platform::snp::terminate(
+                    ghcb,
+                    TerminateReason::Kms(KmsReason::SnpFeatureUnsupported),
+                )
+            }
             println!(
-                "ckms: boot stopped: SEV-SNP detected (SEV_STATUS {status:#x}); this build does not \
-                 run the SNP backend: GHCB MSR termination, reason set 0xC code 0x0C"
+                "ckms: SEV-SNP detected (SEV_STATUS {status:#x}): console held until the GHCB                  session exists"
             );
-            platform::snp::terminate(ghcb, TerminateReason::Kms(KmsReason::SnpBackendIncomplete))
+            console::hold();
+            hw
         }
         Hardware::SevEs(ghcb) => {
             println!(
-                "ckms: boot stopped: SEV-ES without SNP is not supported: GHCB MSR termination, \
-                 reason set 0xC code 0x01"
+                "ckms: boot stopped: SEV-ES without SNP is not supported: GHCB MSR termination,                  reason set 0xC code 0x01"
             );
             platform::snp::terminate(ghcb, TerminateReason::Kms(KmsReason::SnpNotActive))
         }
@@ -44,6 +58,31 @@ pub fn early_platform() -> Hardware {
             "Intel TDX detected; this build does not run a TDX backend"
         )),
     }
+}
+
+/// Whether this boot runs the SNP backend: SEV-SNP hardware, or the loopback-GHCB test build
+/// (whose stub stands in for the instructions under TCG).
+fn snp_boot() -> bool {
+    cfg!(feature = "loopback-ghcb") || matches!(platform::hardware(), Some(Hardware::Snp { .. }))
+}
+
+/// The SNP Confidential Computing blob: OVMF's (UEFI configuration table), or in the
+/// loopback-GHCB build the one its stub published at the launch it plays.
+fn cc_blob(info: &BootInfo) -> Option<u64> {
+    #[cfg(feature = "loopback-ghcb")]
+    return crate::loopback::cc_blob().or(info.snp_cc_blob);
+    #[cfg(not(feature = "loopback-ghcb"))]
+    info.snp_cc_blob
+}
+
+/// Ends an SNP boot with `reason` after saying why (the console is released first where a
+/// session can carry it; otherwise the message stays in the held buffer).
+fn snp_stop(what: core::fmt::Arguments<'_>, reason: sev_guest::msr::TerminateReason) -> ! {
+    println!("ckms: boot stopped: {what}");
+    if platform::ghcb::stats().is_some() {
+        console::release();
+    }
+    platform::ghcb::terminate(reason)
 }
 
 /// CPU state of our own: SSE on, PIC masked, GDT/TSS with IST stacks, IDT.
@@ -120,6 +159,11 @@ pub fn memory(info: &BootInfo) {
         "image: {image:x?}; {} KiB allocated before exit (stacks, boot info, map)",
         info.loader_allocations / 1024
     );
+    // SNP: the CPUID page from the CC blob before the page tables, so the encryption mask
+    // comes from its C-bit (and every `cpuid` from here on answers from it).
+    if snp_boot() {
+        snp_cpuid_page(info);
+    }
     let mask = match platform::snp::encryption_mask() {
         Ok(m) => m,
         Err(e) => refuse(format_args!("page tables: {e}")),
@@ -160,47 +204,71 @@ pub fn memory(info: &BootInfo) {
     }
 }
 
-/// The loopback-GHCB test build: the stub plays the SNP launch (VMPCK0 from `snp-emu` into a
-/// secrets page, a CC blob naming it), then the kernel establishes the GHCB session with the
-/// stub and moves the DMA pool onto it.
-#[cfg(feature = "loopback-ghcb")]
-pub fn loopback_ghcb() {
-    println!("ckms: {}", crate::loopback::MARKER);
-    let blob = match crate::loopback::launch() {
-        Ok(blob) => {
-            log::info!(
+/// SNP, before the page tables: the CPUID page the CC blob names becomes the only CPUID source.
+/// In the loopback-GHCB build the stub first plays the launch (VMPCK0 from `snp-emu` into a
+/// secrets page, the CPUID page, the CC blob), which on hardware the PSP and OVMF did.
+fn snp_cpuid_page(info: &BootInfo) {
+    #[cfg(feature = "loopback-ghcb")]
+    {
+        println!("ckms: {}", crate::loopback::MARKER);
+        match crate::loopback::launch() {
+            Ok(blob) => log::info!(
                 "loopback-ghcb: launch played: secrets page with snp-emu's VMPCK0, CPUID page \
                  from the cpuid instruction, CC blob at {blob:#x}"
-            );
-            blob
-        }
-        Err(e) => refuse(format_args!("{e}")),
-    };
-    let hv_cbit = match platform::ghcb::establish() {
-        Ok((version, cbit)) => {
-            log::info!(
-                "platform: snp backend over the loopback GHCB: protocol v{version}, C-bit {cbit} \
-                 (not set in the page tables: TCG has no memory encryption); port I/O, MSRs and \
-                 page-state changes are GHCB calls from here on"
-            );
-            cbit
-        }
-        Err(e) => refuse(format_args!("{e}")),
-    };
-    match platform::snp::install_cpuid_page(Some(blob), hv_cbit) {
-        Ok(cbit) => println!(
-            "ckms: loopback-ghcb: C-bit {cbit} from the CPUID page; page-table encryption mask \
-             {:#x}: TCG encrypts nothing (SEV_STATUS 0) and its physical-address width makes bit \
-             {cbit} reserved, so the same page-table code runs with mask 0",
-            arch::paging::encryption_mask().bits()
-        ),
-        Err(e) => {
-            println!("ckms: boot stopped: {e}");
-            platform::ghcb::terminate(e.terminate_reason());
+            ),
+            Err(e) => refuse(format_args!("{e}")),
         }
     }
+    if let Err(e) = platform::snp::install_cpuid_page(cc_blob(info)) {
+        snp_stop(format_args!("{e}"), e.terminate_reason());
+    }
+}
+
+/// SNP, after the page tables and the DMA pool: the GHCB session (SEV information, hypervisor
+/// features, GHCB page PVALIDATE-rescinded, made shared, registered, mapped C=0), the CPUID
+/// page's C-bit checked against the hypervisor's, the console released onto the session, and
+/// the DMA pool's conversions moved onto it. Nothing to do on other platforms.
+pub fn snp_session() {
+    if !snp_boot() {
+        return;
+    }
+    let (version, hv_cbit) = match platform::ghcb::establish() {
+        Ok(answer) => answer,
+        Err(e) => {
+            let reason = e.terminate_reason();
+            snp_stop(format_args!("{e}"), reason)
+        }
+    };
+    // Port I/O is an IOIO exit from here on: what was held goes out.
+    console::release();
+    let backend = if cfg!(feature = "loopback-ghcb") {
+        "the loopback GHCB"
+    } else {
+        "the GHCB"
+    };
+    log::info!(
+        "platform: snp backend over {backend}: protocol v{version}, C-bit {hv_cbit}; port I/O, \
+         MSRs and page-state changes are GHCB calls from here on"
+    );
+    match platform::snp::check_cbit(hv_cbit) {
+        Ok(cbit) => println!(
+            "ckms: snp: C-bit {cbit} from the CPUID page (the hypervisor agrees); page-table \
+             encryption mask {:#x}{}",
+            arch::paging::encryption_mask().bits(),
+            if arch::paging::encryption_mask().bits() == 0 {
+                ": no memory encryption (SEV_STATUS 0, TCG), the same page-table code runs \
+                 with mask 0"
+            } else {
+                ""
+            }
+        ),
+        Err(e) => snp_stop(format_args!("{e}"), e.terminate_reason()),
+    }
     if let Err(e) = dma::use_ghcb() {
-        refuse(format_args!("{e}"));
+        snp_stop(
+            format_args!("{e}"),
+            sev_guest::msr::TerminateReason::Kms(sev_guest::msr::KmsReason::PageStateChange),
+        );
     }
 }
 
@@ -256,11 +324,7 @@ pub fn clocks() {
 
 /// Selects the attestation backend (the hardware was checked by [`early_platform`]).
 pub fn platform(cfg: &BootConfig, info: &BootInfo) -> PlatformKind {
-    let cc_blob = info.snp_cc_blob;
-    // The loopback stub published the CC blob OVMF would (TCG's OVMF has none).
-    #[cfg(feature = "loopback-ghcb")]
-    let cc_blob = crate::loopback::cc_blob().or(cc_blob);
-    let kind = match platform::select(cfg.attestation, cc_blob) {
+    let kind = match platform::select(cfg.attestation, cc_blob(info)) {
         Ok(kind) => kind,
         Err(e) => refuse(format_args!("{e}")),
     };

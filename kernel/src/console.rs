@@ -101,11 +101,80 @@ impl Write for Uart {
     }
 }
 
-static CONSOLE: spin::Mutex<Uart> = spin::Mutex::new(Uart::new(COM1));
+static CONSOLE: spin::Mutex<Console> = spin::Mutex::new(Console {
+    uart: Uart::new(COM1),
+    held: None,
+});
+
+/// Bytes kept while the console is held ([`hold`]); what does not fit is counted, not kept.
+const HELD_CAPACITY: usize = 16 * 1024;
+
+/// Console output while the UART cannot be reached (SEV-SNP between the kernel's own IDT and
+/// the GHCB session: a bare `out` would raise a #VC only the session could answer).
+struct Held {
+    bytes: [u8; HELD_CAPACITY],
+    len: usize,
+    dropped: usize,
+}
+
+/// COM1, or the buffer that stands in for it while held.
+struct Console {
+    uart: Uart,
+    held: Option<Held>,
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match &mut self.held {
+            None => self.uart.write_str(s),
+            Some(h) => {
+                let room = HELD_CAPACITY - h.len;
+                let n = s.len().min(room);
+                if let (Some(dst), Some(src)) =
+                    (h.bytes.get_mut(h.len..h.len + n), s.as_bytes().get(..n))
+                {
+                    dst.copy_from_slice(src);
+                    h.len += n;
+                }
+                h.dropped += s.len() - n;
+                Ok(())
+            }
+        }
+    }
+}
 
 /// Initialises COM1.
 pub fn init() {
-    CONSOLE.lock().init();
+    CONSOLE.lock().uart.init();
+}
+
+/// Holds console output in memory instead of writing COM1 (SEV-SNP: from the kernel's own IDT
+/// until the GHCB session, see `boot::early_platform`). [`release`] writes it out.
+pub fn hold() {
+    let mut c = CONSOLE.lock();
+    if c.held.is_none() {
+        c.held = Some(Held {
+            bytes: [0; HELD_CAPACITY],
+            len: 0,
+            dropped: 0,
+        });
+    }
+}
+
+/// Writes what was held to COM1 (through the platform HAL, the GHCB once a session exists)
+/// and writes directly from then on.
+pub fn release() {
+    let mut c = CONSOLE.lock();
+    if let Some(h) = c.held.take() {
+        let mut uart = c.uart;
+        let text = h.bytes.get(..h.len).unwrap_or_default();
+        for chunk in text.utf8_chunks() {
+            let _ = uart.write_str(chunk.valid());
+        }
+        if h.dropped > 0 {
+            let _ = writeln!(uart, "ckms: console: {} held bytes dropped", h.dropped);
+        }
+    }
 }
 
 /// Prints to the console (no level, no prefix). Used for the lines tests wait for.

@@ -114,9 +114,7 @@ impl PoolBackend for PlainMemory {
 enum Backend {
     /// No memory encryption.
     Plain(PlainMemory),
-    /// Conversions through the GHCB session (set up only by the loopback-GHCB build until the
-    /// production SNP boot path exists).
-    #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+    /// Conversions through the GHCB session (SEV-SNP and the loopback-GHCB build).
     Ghcb,
     /// Conversions through TDX MapGPA / accept ([`crate::platform::tdx::TdxPool`]; set up
     /// only by the loopback-TDX build until the production TDX boot path exists).
@@ -298,10 +296,9 @@ pub fn region() -> Option<(u64, u64)> {
     Some(DMA.get()?.lock().region)
 }
 
-/// Converts the pool's pages through the GHCB session from now on (called by the
-/// loopback-GHCB build only, until the production SNP boot path exists). Only before the first
+/// Converts the pool's pages through the GHCB session from now on (`boot::snp_session`: SEV-SNP
+/// and the loopback-GHCB build). Only before the first
 /// allocation (every page is still private and validated, as the session expects).
-#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
 pub fn use_ghcb() -> Result<(), DmaError> {
     with(|d| {
         if d.pool.shared_pages() != 0 {
@@ -317,7 +314,6 @@ pub fn use_ghcb() -> Result<(), DmaError> {
 /// Runs `f` on the pool and the GHCB session together (the guest-request driver allocates its
 /// pages from the pool and bounces through the session). Only once [`use_ghcb`] ran; lock
 /// order: the pool, then the session (as every pool conversion takes them).
-#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
 pub fn with_ghcb_pool<R>(
     f: impl FnOnce(
         &mut SharedPool,

@@ -10,8 +10,10 @@
 //! [`net`]) → services ([`services`]).
 //!
 //! The kernel runs on one CPU with interrupts disabled (but for idle wake-ups) and polls its
-//! devices. It does not implement SMP, device interrupts or the SNP/TDX backends: SEV-ES/SNP
-//! is detected and terminated through the GHCB MSR protocol, TDX detected and refused.
+//! devices. It does not implement SMP, device interrupts or a TDX backend (TDX is detected and
+//! refused; SEV-ES without SNP terminated through the GHCB MSR protocol). On SEV-SNP it sets
+//! up the SNP backend (CPUID page before the page tables, GHCB session after them,
+//! [`boot::snp_session`]); that path has not run on hardware, and MMIO exits are missing.
 #![no_std]
 #![no_main]
 
@@ -105,10 +107,10 @@ extern "C" fn kernel_main(info: usize) -> ! {
     // 4. Memory: heap from the free RAM of the saved map (never unaccepted memory), then our
     //    own page tables (their pages come from the heap) with guard pages.
     boot::memory(info);
-    // 4b. The loopback-GHCB test build only: the SNP backend's GHCB session (stubbed VMGEXIT and
-    //     PVALIDATE); from here on port I/O, MSRs and the DMA pool's conversions are GHCB calls.
-    #[cfg(feature = "loopback-ghcb")]
-    boot::loopback_ghcb();
+    // 4b. SEV-SNP (and the loopback-GHCB test build, whose stub stands in for VMGEXIT and
+    //     PVALIDATE): the GHCB session; from here on port I/O, MSRs and the DMA pool's
+    //     conversions are GHCB calls, and the held console goes out.
+    boot::snp_session();
     // 4c. The loopback-TDX test build only: the TDX backend (stubbed TDCALL); from here on port
     //     I/O and MSRs are TDVMCALLs, the DMA pool converts with MapGPA/accept, #VE is served.
     #[cfg(feature = "loopback-tdx")]

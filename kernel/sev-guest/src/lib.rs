@@ -38,6 +38,7 @@ pub mod ccblob;
 pub mod cpuid;
 pub mod ghcb;
 pub mod greq;
+pub mod mmio;
 pub mod msr;
 pub mod nae;
 pub mod pool;

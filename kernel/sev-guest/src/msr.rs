@@ -25,6 +25,22 @@ pub const SEV_STATUS_SEV_ES: u64 = 1 << 1;
 /// `SEV_STATUS` bit 2: SEV-SNP is active.
 pub const SEV_STATUS_SNP: u64 = 1 << 2;
 
+/// The `SEV_STATUS` bits this guest runs with (APM vol. 2 §15.34.10, `SEV_STATUS` fields):
+/// SEV, SEV-ES, SNP (0–2), and the features that need nothing from the guest: DebugSwap (7),
+/// PreventHostIBS (8), BTBIsolation (9), IbsVirtualization (14), SmtProtection (17). Any
+/// other bit — vTOM (3), ReflectVC (4), Restricted/AlternateInjection (5, 6), VmplSSS (10),
+/// SecureTSC (11), VmgexitParameter (12), VmsaRegProt (16), and every bit not known here —
+/// changes what the guest must do (Linux keeps the same split, `SNP_FEATURES_IMPL_REQ`), so
+/// the guest refuses it (reason [`KmsReason::SnpFeatureUnsupported`]).
+pub const SEV_STATUS_SUPPORTED: u64 =
+    0b111 | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 14) | (1 << 17);
+
+/// The `SEV_STATUS` bits that enable SNP features this guest does not implement (0 when it can
+/// run).
+pub fn unsupported_snp_features(status: u64) -> u64 {
+    status & !SEV_STATUS_SUPPORTED
+}
+
 /// The GHCB protocol version this guest speaks: version 2 is the first with SNP (page-state
 /// change, guest requests, hypervisor features).
 pub const GHCB_PROTOCOL_VERSION: u16 = 2;
@@ -364,9 +380,10 @@ pub enum KmsReason {
     HvProtocol = 0x0A,
     /// The C-bit position of the hypervisor and of the CPUID page differ.
     CbitMismatch = 0x0B,
-    /// SEV-SNP detected, but this kernel build does not run its SNP backend (it stops at
-    /// detection, before replacing the firmware's exception handlers).
-    SnpBackendIncomplete = 0x0C,
+    /// SEV-SNP is active with a feature in `SEV_STATUS` this guest does not implement
+    /// ([`unsupported_snp_features`]); detected before the firmware's exception handlers are
+    /// replaced.
+    SnpFeatureUnsupported = 0x0C,
     /// A kernel panic.
     Panic = 0x0F,
 }
@@ -514,6 +531,28 @@ mod tests {
     }
 
     #[test]
+    fn snp_features() {
+        // SEV | SEV-ES | SNP: runs.
+        assert_eq!(unsupported_snp_features(0b111), 0);
+        // DebugSwap, PreventHostIBS, BTBIsolation, IbsVirtualization, SmtProtection: no guest
+        // support needed.
+        let harmless = 0b111 | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 14) | (1 << 17);
+        assert_eq!(unsupported_snp_features(harmless), 0);
+        // vTOM, ReflectVC, RestrictedInjection, AlternateInjection, VmplSSS, SecureTSC,
+        // VmgexitParameter, VmsaRegProt: each refused on its own.
+        for bit in [3, 4, 5, 6, 10, 11, 12, 16] {
+            assert_eq!(
+                unsupported_snp_features(0b111 | (1 << bit)),
+                1 << bit,
+                "bit {bit}"
+            );
+        }
+        // Reserved and unknown bits are refused too.
+        assert_eq!(unsupported_snp_features(0b111 | (1 << 13)), 1 << 13);
+        assert_eq!(unsupported_snp_features(0b111 | (1 << 40)), 1 << 40);
+    }
+
+    #[test]
     fn terminate() {
         assert_eq!(terminate_request(TerminateReason::General), 0x100);
         assert_eq!(
@@ -525,7 +564,7 @@ mod tests {
         assert_eq!(parse_terminate_request(v), Some((0xC, 0x09)));
         assert_eq!(parse_terminate_request(0x101), None);
         // The two reasons the kernel's early detection uses.
-        let v = terminate_request(TerminateReason::Kms(KmsReason::SnpBackendIncomplete));
+        let v = terminate_request(TerminateReason::Kms(KmsReason::SnpFeatureUnsupported));
         assert_eq!(v, 0x0C_C100);
         let v = terminate_request(TerminateReason::Kms(KmsReason::SnpNotActive));
         assert_eq!(parse_terminate_request(v), Some((0xC, 0x01)));

@@ -65,7 +65,6 @@ fn mask() -> EncryptionMask {
 }
 
 /// The encryption mask the page tables use (zero before [`init`]).
-#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
 pub fn encryption_mask() -> EncryptionMask {
     mask()
 }

@@ -5,11 +5,11 @@
 //! [`outb`] and friends go through the GHCB (an IOIO exit, AMD 56421 §4.1.2) once a GHCB
 //! session is established ([`crate::platform::ghcb`]: the loopback-GHCB build today), and
 //! execute the instruction otherwise (`none`/`emulated`; before the session exists). Under
-//! SEV-ES/SNP a bare `in`/`out` traps (#VC; [`super::vc`] is the safety net). Under TDX they
-//! are TDG.VP.VMCALL<Instruction.IO> (GHCI 348552 §3.9) once the TDX backend is established
+//! SEV-ES/SNP a bare `in`/`out` traps (#VC; [`super::vc`] is the safety net): on SNP the
+//! console is held until the GHCB session exists (`boot::snp_session`). Under TDX they are
+//! TDG.VP.VMCALL<Instruction.IO> (GHCI 348552 §3.9) once the TDX backend is established
 //! ([`crate::platform::tdx`]: the loopback-TDX build today; a stray `in`/`out` raises #VE,
-//! which [`super::tdx::on_ve`] services). The production build stops on SEV-ES/SNP and TDX at
-//! detection.
+//! which [`super::tdx::on_ve`] services); the production build refuses TDX at detection.
 //! The `raw_*` functions are the instructions themselves, for the loopback stub.
 
 use core::arch::asm;

@@ -10,11 +10,12 @@
 //!   outside the image) terminates through the GHCB MSR protocol with the reason
 //!   `sev_guest` maps the error to (0x08), or, without SEV-ES, is reported like any other
 //!   exception.
-//! - The backend here performs the plain instructions ([`Native`]). This build runs no GHCB
-//!   backend (it stops on SEV-ES/SNP at detection, before this IDT exists), so on real
-//!   hardware a #VC reaching this handler terminates: the native access traps again and the
-//!   nesting guard ends it. Under TCG no #VC ever happens; `ckms.test=vc` ([`self_test`])
-//!   drives the handler with synthetic frames on real instructions instead.
+//! - The backend ([`Native`]) performs the access through the platform HAL: the GHCB session's
+//!   IOIO/MSR exits and the CPUID page once `boot::snp_session` has set them up, the plain
+//!   instructions before that. On SNP hardware a #VC between this IDT and the session (the
+//!   console is held then, so none is expected) traps again and the nesting guard ends it.
+//!   Under TCG no #VC ever happens; `ckms.test=vc` ([`self_test`]) drives the handler with
+//!   synthetic frames on real instructions instead.
 
 use core::arch::naked_asm;
 

@@ -8,17 +8,14 @@
 //! page-state changes through this session ([`crate::dma`]). Before that (and on the `none` /
 //! `emulated` platforms, where no session exists) the HAL executes the instructions.
 //!
-//! Where it runs: only in the loopback-GHCB test build (`loopback-ghcb` feature), whose stub
-//! (`src/loopback.rs`) services each exit on QEMU's devices. The production build stops on
-//! SEV-ES/SNP at detection ([`crate::boot::early_platform`]); what it lacks before it could
-//! establish a session on hardware is listed in `kernel/README.md` (the GHCB page and the
-//! pool mapped C=0, the C-bit in the page tables, CPUID from the CPUID page).
+//! Where it runs: on SEV-SNP hardware ([`crate::boot::snp_session`], after the page tables and
+//! the DMA pool; not run on hardware here) and in the loopback-GHCB test build
+//! (`loopback-ghcb` feature), whose stub (`src/loopback.rs`) services each exit on QEMU's
+//! devices: the same code, only the instructions of [`crate::arch::sev`] differ.
 //!
 //! Re-entrancy: the session is behind a spin lock taken with `try_lock`. A port access made
 //! while an exit is in progress (a panic message printed from inside one) falls back to the
 //! instruction: under TCG it works, on hardware it raises #VC and the #VC gate terminates.
-
-#![cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
 
 use core::fmt;
 
@@ -143,6 +140,19 @@ impl fmt::Display for GhcbSetupError {
             Self::NoMemory => f.write_str("GHCB: no memory for the GHCB page or no shared pool"),
             Self::Establish(e) => e.fmt(f),
             Self::Paging(e) => write!(f, "GHCB page: {e}"),
+        }
+    }
+}
+
+impl GhcbSetupError {
+    /// The termination reason (set 0xC, or the protocol's own).
+    pub fn terminate_reason(&self) -> sev_guest::msr::TerminateReason {
+        use sev_guest::msr::{KmsReason, TerminateReason};
+        match self {
+            Self::Establish(e) => e.terminate_reason(),
+            Self::AlreadyEstablished | Self::NoMemory | Self::Paging(_) => {
+                TerminateReason::Kms(KmsReason::GhcbRegistration)
+            }
         }
     }
 }

@@ -4,11 +4,11 @@
 //! ([`Platform`]), picked once at boot:
 //! - [`detect_hardware`] runs first, before the kernel replaces the firmware's IDT
 //!   ([`crate::boot::early_platform`]): [`snp`] (CPUID 0x8000_001F + `SEV_STATUS`) and [`tdx`]
-//!   (CPUID leaf 0x21). Their backends are not complete in this build, so a confidential
-//!   guest stops there: SEV-ES/SNP with the GHCB MSR protocol termination request (reason
-//!   set 0xC, see `sev-guest`'s README), TDX and plain SEV with a console message. Nothing
-//!   after that point would be correct on them (port I/O would raise #VC/#VE, the page tables
-//!   carry no C-bit, DMA is not bounced).
+//!   (CPUID leaf 0x21). SEV-SNP continues into the SNP backend ([`snp`], [`ghcb`],
+//!   [`snp_guest`], selected by [`select`] whatever `ckms.attestation` says but `emulated`);
+//!   SEV-ES without SNP and SNP with features the guest would have to implement stop with the
+//!   GHCB MSR protocol termination request (reason set 0xC, see `sev-guest`'s README), TDX
+//!   and plain SEV with a console message.
 //! - `emulated`: the `snp-emu` firmware emulator over COM2; compiled in only with the
 //!   `emulated-attestation` feature and used only when the measured command line says
 //!   `ckms.attestation=emulated`.
@@ -24,7 +24,6 @@ pub mod emulated;
 pub mod ghcb;
 pub mod none;
 pub mod snp;
-#[cfg(feature = "emulated-attestation")]
 pub mod snp_guest;
 pub mod tdx;
 
@@ -42,10 +41,8 @@ pub enum PlatformKind {
     /// `snp-emu` over COM2.
     #[cfg(feature = "emulated-attestation")]
     Emulated,
-    /// SEV-SNP guest requests through the GHCB (the loopback-GHCB build: its stub forwards
-    /// them to `snp-emu`).
-    #[cfg(feature = "emulated-attestation")]
-    #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
+    /// SEV-SNP guest requests through the GHCB (on SNP hardware; in the loopback-GHCB build
+    /// its stub forwards them to `snp-emu`).
     Snp,
     /// Intel TDX: TDREPORT + GetQuote ([`tdx`]).
     Tdx,
@@ -57,7 +54,6 @@ impl fmt::Display for PlatformKind {
             Self::None => "none",
             #[cfg(feature = "emulated-attestation")]
             Self::Emulated => "emulated",
-            #[cfg(feature = "emulated-attestation")]
             Self::Snp => "snp",
             Self::Tdx => "tdx",
         })
@@ -140,8 +136,6 @@ pub enum Platform {
     #[cfg_attr(feature = "loopback-ghcb", allow(dead_code))]
     Emulated(emulated::Emulated),
     /// SEV-SNP guest requests through the GHCB.
-    #[cfg(feature = "emulated-attestation")]
-    #[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
     Snp(snp_guest::SnpGuest),
     /// Intel TDX (only once the TDX backend is established: the loopback-TDX build today).
     #[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
@@ -155,7 +149,6 @@ impl Platform {
             Self::None(p) => p,
             #[cfg(feature = "emulated-attestation")]
             Self::Emulated(p) => p,
-            #[cfg(feature = "emulated-attestation")]
             Self::Snp(p) => p,
             Self::Tdx(p) => p,
         }
@@ -228,9 +221,10 @@ pub enum SelectError {
     #[cfg(feature = "emulated-attestation")]
     #[cfg_attr(feature = "loopback-ghcb", allow(dead_code))]
     Emulator(PlatformError),
-    /// The SNP backend could not start (loopback-GHCB build).
-    #[cfg(feature = "loopback-ghcb")]
+    /// The SNP backend could not start.
     Snp(snp_guest::SnpSetupError),
+    /// `ckms.attestation=emulated` on SEV-SNP hardware: the hardware attests.
+    EmulatedOnSnp,
     /// A platform was already selected.
     AlreadySelected,
 }
@@ -244,8 +238,10 @@ impl fmt::Display for SelectError {
             ),
             #[cfg(feature = "emulated-attestation")]
             Self::Emulator(e) => write!(f, "emulated attestation: {e}"),
-            #[cfg(feature = "loopback-ghcb")]
             Self::Snp(e) => e.fmt(f),
+            Self::EmulatedOnSnp => f.write_str(
+                "ckms.attestation=emulated on SEV-SNP hardware: the hardware attests (drop it)",
+            ),
             Self::AlreadySelected => f.write_str("platform selected twice"),
         }
     }
@@ -278,7 +274,16 @@ pub fn with<R>(f: impl FnOnce(&mut dyn PlatformOps) -> R) -> Result<R, PlatformE
 }
 
 fn detect_and_create(mode: AttestationMode, cc_blob: Option<u64>) -> Result<Platform, SelectError> {
-    let _ = cc_blob; // used by the loopback-GHCB build only
+    // SEV-SNP hardware: the SNP backend whatever the command line says (`none` is the
+    // default); emulation there would be a lie and is refused.
+    if matches!(hardware(), Some(Hardware::Snp { .. })) {
+        return match mode {
+            AttestationMode::None => Ok(Platform::Snp(
+                snp_guest::SnpGuest::new(cc_blob).map_err(SelectError::Snp)?,
+            )),
+            AttestationMode::Emulated => Err(SelectError::EmulatedOnSnp),
+        };
+    }
     // An established TDX backend (the loopback-TDX build) is the platform whatever the
     // command line says, except `ckms.attestation=none`: its evidence comes from the TDX
     // module (TDREPORT) and the host's quote generation service (GetQuote), not from COM2.

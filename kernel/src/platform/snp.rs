@@ -90,7 +90,6 @@ static CPUID_PAGE: spin::Once<Cpuid> = spin::Once::new();
 const XCR0: u64 = 1;
 
 /// Why the CPUID page could not be installed.
-#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuidPageError {
     /// No CC blob.
@@ -109,9 +108,10 @@ pub enum CpuidPageError {
     },
     /// Installed twice.
     Twice,
+    /// The C-bit was checked before a CPUID page was installed.
+    NotInstalled,
 }
 
-#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
 impl CpuidPageError {
     /// The termination reason (set 0xC).
     pub fn terminate_reason(&self) -> TerminateReason {
@@ -133,16 +133,17 @@ impl fmt::Display for CpuidPageError {
                 "SNP CPUID page: C-bit {page} differs from the hypervisor's {hypervisor}"
             ),
             Self::Twice => f.write_str("SNP CPUID page installed twice"),
+            Self::NotInstalled => f.write_str("SNP CPUID page not installed"),
         }
     }
 }
 
 /// Copies the CPUID page the CC blob at `cc_blob_gpa` names (AMD 56860 §8.17.2: the page the
-/// PSP checked at launch) into kernel memory, checks its C-bit against the hypervisor's
-/// `hv_cbit`, and makes it the only CPUID source ([`crate::arch::cpuid`]). Returns the C-bit.
-/// (Called by the loopback-GHCB build's boot, until the production SNP boot path exists.)
-#[cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
-pub fn install_cpuid_page(cc_blob_gpa: Option<u64>, hv_cbit: u8) -> Result<u8, CpuidPageError> {
+/// PSP checked at launch) into kernel memory and makes it the only CPUID source
+/// ([`crate::arch::cpuid`]). Runs before the page tables are built, so their encryption mask
+/// comes from this page's C-bit ([`encryption_mask`]); [`check_cbit`] compares it with the
+/// hypervisor's once the GHCB session exists. Returns the C-bit.
+pub fn install_cpuid_page(cc_blob_gpa: Option<u64>) -> Result<u8, CpuidPageError> {
     if CPUID_PAGE.is_completed() {
         return Err(CpuidPageError::Twice);
     }
@@ -158,15 +159,23 @@ pub fn install_cpuid_page(cc_blob_gpa: Option<u64>, hv_cbit: u8) -> Result<u8, C
     unsafe { core::ptr::copy_nonoverlapping(blob.cpuid_gpa as *const u8, page.as_mut_ptr(), 4096) };
     let cpuid = Cpuid::parse(&page).map_err(CpuidPageError::Page)?;
     let cbit = cpuid.cbit().map_err(CpuidPageError::Page)?;
+    let entries = cpuid.entries().len();
+    CPUID_PAGE.call_once(|| cpuid);
+    log::info!("snp: CPUID from the CPUID page ({entries} entries) from now on, C-bit {cbit}");
+    Ok(cbit)
+}
+
+/// Checks the installed CPUID page's C-bit against the hypervisor's `hv_cbit` (SEV
+/// information, GHCB MSR protocol): a mismatch ends the guest (reason 0x0B).
+pub fn check_cbit(hv_cbit: u8) -> Result<u8, CpuidPageError> {
+    let page = CPUID_PAGE.get().ok_or(CpuidPageError::NotInstalled)?;
+    let cbit = page.cbit().map_err(CpuidPageError::Page)?;
     if cbit != hv_cbit {
         return Err(CpuidPageError::CbitMismatch {
             page: cbit,
             hypervisor: hv_cbit,
         });
     }
-    let entries = cpuid.entries().len();
-    CPUID_PAGE.call_once(|| cpuid);
-    log::info!("snp: CPUID from the CPUID page ({entries} entries) from now on, C-bit {cbit}");
     Ok(cbit)
 }
 

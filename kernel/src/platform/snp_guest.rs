@@ -17,13 +17,12 @@
 //!   (`sev_guest::greq::KEY_FIELDS`), at the `COMMITTED_TCB` of a fresh report: a firmware (TCB)
 //!   update changes the key, and the KMS must then be re-provisioned (docs/operations.md).
 //!
-//! Where it runs: the loopback-GHCB test build, whose stub plays the PSP at launch (secrets
-//! page, CC blob) and forwards each guest request to `snp-emu` (`src/loopback.rs`). The
-//! production build stops on SNP at detection before a platform is selected.
+//! Where it runs: on SEV-SNP hardware (selected whatever `ckms.attestation` says but
+//! `emulated`, which is refused there; not run on hardware here), and in the loopback-GHCB
+//! test build, whose stub plays the PSP at launch (secrets page, CC blob) and forwards each
+//! guest request to `snp-emu` (`src/loopback.rs`).
 //!
 //! [`GhcbSession`]: sev_guest::GhcbSession
-
-#![cfg_attr(not(feature = "loopback-ghcb"), allow(dead_code))]
 
 use alloc::vec::Vec;
 use core::fmt;
