@@ -336,14 +336,9 @@ pub fn ckms_key_wrapping(h: &mut Harness) {
 /// `ckms certificates import|export`: a PEM certificate goes in, comes back as the same PEM and
 /// as the same DER, is found by its subject CN, and a non-certificate file is refused.
 pub fn ckms_certificates(h: &mut Harness) {
-    let mut p = rcgen::CertificateParams::new(vec!["grace.example".to_owned()]).unwrap();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "grace-e2e.example");
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = p.self_signed(&key).unwrap();
+    let cert = testkit::Pki::new("grace CA").client(Some("grace-e2e.example"));
     let pem_in = h.path("grace-cert.pem");
-    std::fs::write(&pem_in, cert.pem()).unwrap();
+    std::fs::write(&pem_in, &cert.pem).unwrap();
     let i = pem_in.display().to_string();
     let uid = h
         .ckms(
@@ -375,7 +370,7 @@ pub fn ckms_certificates(h: &mut Harness) {
         ],
     )
     .expect_ok("certificates export --der");
-    assert_eq!(std::fs::read(&der_out).unwrap(), cert.der().to_vec());
+    assert_eq!(std::fs::read(&der_out).unwrap(), cert.der.clone());
     let pem_out = h.path("grace-cert-out.pem");
     let o = pem_out.display().to_string();
     h.ckms(
@@ -387,7 +382,7 @@ pub fn ckms_certificates(h: &mut Harness) {
     assert!(back.starts_with("-----BEGIN CERTIFICATE-----"), "{back}");
     assert_eq!(
         kms::x509::pem_chain_der(back.as_bytes()).unwrap(),
-        vec![cert.der().to_vec()]
+        vec![cert.der.clone()]
     );
     // Another user does not see it.
     h.ckms(
