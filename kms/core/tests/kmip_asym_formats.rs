@@ -65,7 +65,10 @@ fn key_of(r: &Value) -> (String, Value) {
         .expect("key object");
     let kb = field(obj, "KeyBlock").unwrap();
     let kv = field(kb, "KeyValue").unwrap();
-    (text(kb, "KeyFormatType"), field(kv, "KeyMaterial").unwrap().clone())
+    (
+        text(kb, "KeyFormatType"),
+        field(kv, "KeyMaterial").unwrap().clone(),
+    )
 }
 
 fn big_of(km: &Value, tag: &str) -> String {
@@ -91,13 +94,24 @@ fn sign(uid: &str) -> Value {
 #[test]
 fn oasis_rsa_1024_key_in_every_format() {
     let mut t = T::new();
-    let fields: Vec<(&str, String)> = RSA_FIELDS.iter().map(|f| (*f, case_hex(BL_M_9, f))).collect();
+    let fields: Vec<(&str, String)> = RSA_FIELDS
+        .iter()
+        .map(|f| (*f, case_hex(BL_M_9, f)))
+        .collect();
     let r = t.ok(
         "alice",
-        register("PrivateKey", "TransparentRSAPrivateKey", "RSA", transparent(&fields), vec![]),
+        register(
+            "PrivateKey",
+            "TransparentRSAPrivateKey",
+            "RSA",
+            transparent(&fields),
+            vec![],
+        ),
     );
     let uid = text(&r, "UniqueIdentifier");
-    let a = field(&t.ok("alice", uid_req("GetAttributes", &uid)), "Attributes").unwrap().clone();
+    let a = field(&t.ok("alice", uid_req("GetAttributes", &uid)), "Attributes")
+        .unwrap()
+        .clone();
     assert_eq!(field(&a, "CryptographicLength").unwrap()["value"], 1024);
 
     // As registered by default: the fields come back as canonical Big Integers, the
@@ -112,7 +126,10 @@ fn oasis_rsa_1024_key_in_every_format() {
     // PKCS#1 is BL-M-7's key, PKCS#8 BL-M-11's: the same published key.
     let (f, km) = key_of(&t.ok("alice", get(&uid, Some("PKCS1"))));
     assert_eq!(f, "PKCS1");
-    assert_eq!(km["value"].as_str().unwrap().to_lowercase(), case_hex(BL_M_7, "KeyMaterial"));
+    assert_eq!(
+        km["value"].as_str().unwrap().to_lowercase(),
+        case_hex(BL_M_7, "KeyMaterial")
+    );
     let (f, km) = key_of(&t.ok("alice", get(&uid, Some("PKCS8"))));
     assert_eq!(f, "PKCS8");
     let pkcs8 = km["value"].as_str().unwrap().to_lowercase();
@@ -120,7 +137,13 @@ fn oasis_rsa_1024_key_in_every_format() {
     // Registered as PKCS#8 (BL-M-11) it is the same key again.
     let r = t.ok(
         "alice",
-        register("PrivateKey", "PKCS8", "RSA", bytes_km(&case_hex(BL_M_11, "KeyMaterial")), vec![]),
+        register(
+            "PrivateKey",
+            "PKCS8",
+            "RSA",
+            bytes_km(&case_hex(BL_M_11, "KeyMaterial")),
+            vec![],
+        ),
     );
     let uid11 = text(&r, "UniqueIdentifier");
     let (_, km) = key_of(&t.ok("alice", get(&uid11, Some("PKCS8"))));
@@ -136,15 +159,23 @@ fn oasis_rsa_1024_key_in_every_format() {
 #[test]
 fn inconsistent_or_malformed_transparent_rsa_is_refused() {
     let mut t = T::new();
-    let mut fields: Vec<(&str, String)> =
-        RSA_FIELDS.iter().map(|f| (*f, case_hex(BL_M_9, f))).collect();
+    let mut fields: Vec<(&str, String)> = RSA_FIELDS
+        .iter()
+        .map(|f| (*f, case_hex(BL_M_9, f)))
+        .collect();
     // A wrong CRT exponent (last hex digit changed).
     let dp = &mut fields[5].1;
     let last = dp.pop().unwrap();
     dp.push(if last == '0' { '2' } else { '0' });
     let e = t.err(
         "alice",
-        register("PrivateKey", "TransparentRSAPrivateKey", "RSA", transparent(&fields), vec![]),
+        register(
+            "PrivateKey",
+            "TransparentRSAPrivateKey",
+            "RSA",
+            transparent(&fields),
+            vec![],
+        ),
     );
     assert_eq!(reason(&e), ResultReason::CryptographicFailure);
     // A public key without its exponent.
@@ -167,7 +198,11 @@ fn inconsistent_or_malformed_transparent_rsa_is_refused() {
             "PublicKey",
             "TransparentRSAPublicKey",
             "RSA",
-            transparent(&[("Modulus", n), ("PublicExponent", "010001".into()), ("G", "02".into())]),
+            transparent(&[
+                ("Modulus", n),
+                ("PublicExponent", "010001".into()),
+                ("G", "02".into()),
+            ]),
             vec![],
         ),
     );
@@ -207,10 +242,19 @@ fn transparent_rsa_public_key_round_trips_and_encrypts() {
 #[test]
 fn dsa_keys_are_stored_and_returned_as_transparent_fields() {
     let mut t = T::new();
-    let f: Vec<(&str, String)> = ["P", "Q", "G", "X"].iter().map(|x| (*x, case_hex(BL_M_13, x))).collect();
+    let f: Vec<(&str, String)> = ["P", "Q", "G", "X"]
+        .iter()
+        .map(|x| (*x, case_hex(BL_M_13, x)))
+        .collect();
     let r = t.ok(
         "alice",
-        register("PrivateKey", "TransparentDSAPrivateKey", "DSA", transparent(&f), vec![]),
+        register(
+            "PrivateKey",
+            "TransparentDSAPrivateKey",
+            "DSA",
+            transparent(&f),
+            vec![],
+        ),
     );
     let uid = text(&r, "UniqueIdentifier");
     let (fmt, km) = key_of(&t.ok("alice", get(&uid, None)));
@@ -226,13 +270,25 @@ fn dsa_keys_are_stored_and_returned_as_transparent_fields() {
     bad[3].1 = f[1].1.clone();
     let e = t.err(
         "alice",
-        register("PrivateKey", "TransparentDSAPrivateKey", "DSA", transparent(&bad), vec![]),
+        register(
+            "PrivateKey",
+            "TransparentDSAPrivateKey",
+            "DSA",
+            transparent(&bad),
+            vec![],
+        ),
     );
     assert_eq!(reason(&e), ResultReason::InvalidField);
     // A DSA public key under the private format.
     let e = t.err(
         "alice",
-        register("PublicKey", "TransparentDSAPrivateKey", "DSA", transparent(&f), vec![]),
+        register(
+            "PublicKey",
+            "TransparentDSAPrivateKey",
+            "DSA",
+            transparent(&f),
+            vec![],
+        ),
     );
     assert_eq!(reason(&e), ResultReason::KeyFormatTypeNotSupported);
 }

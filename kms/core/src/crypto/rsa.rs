@@ -623,7 +623,9 @@ mod tests {
 
     /// The `value` of the first `<tag type=...` element of an OASIS test case (hex).
     fn case_value(xml: &str, tag: &str) -> Vec<u8> {
-        let start = xml.find(&alloc::format!("<{tag} type=")).expect("tag in case");
+        let start = xml
+            .find(&alloc::format!("<{tag} type="))
+            .expect("tag in case");
         let v = &xml[start..];
         let v = &v[v.find("value=\"").unwrap() + 7..];
         unhex(&v[..v.find('"').unwrap()])
@@ -685,7 +687,10 @@ mod tests {
         // Public half: Modulus and PublicExponent round trip through SPKI.
         let spki = public_of(&from_fields.private_pkcs8).unwrap();
         let (n, e) = public_fields(&spki).unwrap();
-        assert_eq!((n.as_slice(), e.as_slice()), (strip(&given[0]), strip(&given[2])));
+        assert_eq!(
+            (n.as_slice(), e.as_slice()),
+            (strip(&given[0]), strip(&given[2]))
+        );
         assert_eq!(import_public_fields(&n, &e).unwrap(), (1024, spki.clone()));
 
         // Stored, exported, but refused for every operation.
@@ -704,8 +709,13 @@ mod tests {
             Some(CryptoError::KeyTooShort)
         );
         assert_eq!(
-            decrypt(&from_fields.private_pkcs8, &EncPadding::Pkcs1v15, &[1u8; 128], &mut rng)
-                .err(),
+            decrypt(
+                &from_fields.private_pkcs8,
+                &EncPadding::Pkcs1v15,
+                &[1u8; 128],
+                &mut rng
+            )
+            .err(),
             Some(CryptoError::KeyTooShort)
         );
     }
@@ -716,7 +726,10 @@ mod tests {
         let kp = generate(2048, &mut rng).unwrap();
         let out = private_fields(&kp.private_pkcs8).unwrap();
         let all: Vec<Option<&[u8]>> = out.iter().map(|v| Some(v.as_slice())).collect();
-        assert_eq!(*import_private_fields(&all).unwrap().1.private_pkcs8, *kp.private_pkcs8);
+        assert_eq!(
+            *import_private_fields(&all).unwrap().1.private_pkcs8,
+            *kp.private_pkcs8
+        );
         // Each field changed by one bit: refused (wrong CRT value, n != p*q, d*e != 1, ...).
         for i in 0..8 {
             let mut bad = out[i].clone();
@@ -733,10 +746,19 @@ mod tests {
         // Missing the public exponent, or both d and the primes.
         let mut f = all.clone();
         f[2] = None;
-        assert_eq!(import_private_fields(&f).err(), Some(CryptoError::InvalidKey));
+        assert_eq!(
+            import_private_fields(&f).err(),
+            Some(CryptoError::InvalidKey)
+        );
         let only_n = [all[0], None, all[2], None, None, None, None, None];
-        assert_eq!(import_private_fields(&only_n).err(), Some(CryptoError::InvalidKey));
-        assert_eq!(import_private_fields(&all[..7]).err(), Some(CryptoError::InvalidKey));
+        assert_eq!(
+            import_private_fields(&only_n).err(),
+            Some(CryptoError::InvalidKey)
+        );
+        assert_eq!(
+            import_private_fields(&all[..7]).err(),
+            Some(CryptoError::InvalidKey)
+        );
         // A 512-bit modulus is below what the crate takes at all.
         assert_eq!(
             import_public_fields(&[0xC5; 64], &[1, 0, 1]).err(),

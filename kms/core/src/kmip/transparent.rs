@@ -162,7 +162,10 @@ mod tests {
 
     #[test]
     fn big_integer_is_canonical() {
-        assert_eq!(big_integer(&[0x01, 0x00, 0x01]), vec![0, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!(
+            big_integer(&[0x01, 0x00, 0x01]),
+            vec![0, 0, 0, 0, 0, 1, 0, 1]
+        );
         // Top bit set: a sign octet, then padding to 16.
         let m = [0xABu8; 8];
         let b = big_integer(&m);

@@ -517,9 +517,11 @@ impl<S: Store> Kms<S> {
                 attrs.recommended_curve = None;
                 attrs.cryptographic_length = Some(i32::try_from(bits).unwrap_or(0));
                 attrs.key_format_type = Some(kft);
-                attrs
-                    .cryptographic_usage_mask
-                    .get_or_insert(if private { usage::SIGN } else { usage::VERIFY });
+                attrs.cryptographic_usage_mask.get_or_insert(if private {
+                    usage::SIGN
+                } else {
+                    usage::VERIFY
+                });
                 raw
             }
             ObjectType::PrivateKey => {
