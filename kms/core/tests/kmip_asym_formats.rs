@@ -6,8 +6,10 @@
 mod common;
 use common::*;
 
+use kms::kmip::ttlv::{Ttlv, Value as TValue};
 use kms::kmip::types::ResultReason;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 const BL_M_7: &str = include_str!("../../conformance/cases/kmip-2.1/mandatory/BL-M-7-21.xml");
 const BL_M_8: &str = include_str!("../../conformance/cases/kmip-2.1/mandatory/BL-M-8-21.xml");
@@ -265,6 +267,23 @@ fn dsa_keys_are_stored_and_returned_as_transparent_fields() {
     }
     let e = t.err("alice", get(&uid, Some("PKCS8")));
     assert_eq!(reason(&e), ResultReason::KeyFormatTypeNotSupported);
+    // Digest: SHA-256 of the binary TTLV KeyMaterial structure, in the transparent format.
+    let r = t.ok(
+        "alice",
+        json!({"tag":"GetAttributes","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"AttributeReference","type":"Enumeration","value":"Digest"}]}),
+    );
+    let d = field(field(&r, "Attributes").unwrap(), "Digest").unwrap();
+    assert_eq!(text(d, "KeyFormatType"), "TransparentDSAPrivateKey");
+    let km = Ttlv::structure(
+        "KeyMaterial",
+        f.iter()
+            .map(|(tag, h)| Ttlv::new(tag, TValue::BigInteger(hex::decode(h).unwrap())))
+            .collect(),
+    );
+    let want = sha2::Sha256::digest(kms::kmip::binary::to_vec(&km).unwrap());
+    assert_eq!(bytes(d, "DigestValue"), want.to_vec());
     // X must be below Q.
     let mut bad = f.clone();
     bad[3].1 = f[1].1.clone();
