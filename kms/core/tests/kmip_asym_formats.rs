@@ -267,6 +267,21 @@ fn dsa_keys_are_stored_and_returned_as_transparent_fields() {
     }
     let e = t.err("alice", get(&uid, Some("PKCS8")));
     assert_eq!(reason(&e), ResultReason::KeyFormatTypeNotSupported);
+    // Wrapped bytes are a DER key; a transparent structure is not wrapped.
+    let kek = text(
+        &t.ok("alice", create_sym("AES", 256, 0x10, &[], true)),
+        "UniqueIdentifier",
+    );
+    let e = t.err(
+        "alice",
+        json!({"tag":"Get","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"KeyWrappingSpecification","value":[
+                {"tag":"WrappingMethod","type":"Enumeration","value":"Encrypt"},
+                {"tag":"EncryptionKeyInformation","value":[
+                    {"tag":"UniqueIdentifier","type":"TextString","value":kek}]}]}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::KeyFormatTypeNotSupported);
     // Digest: SHA-256 of the binary TTLV KeyMaterial structure, in the transparent format.
     let r = t.ok(
         "alice",

@@ -832,6 +832,13 @@ impl<S: Store> Kms<S> {
             wrapping: None,
         };
         if let Some(spec) = wrap {
+            // Wrapped bytes are a key encoding; transparent RSA/DSA material is a structure.
+            if transparent::fields(format).is_some() {
+                return Err(kerr(
+                    ResultReason::KeyFormatTypeNotSupported,
+                    "a transparent RSA/DSA key cannot be wrapped: ask for PKCS1, PKCS8 or X509",
+                ));
+            }
             self.wrap_block(env, user, &mut key, spec, &o.uid).await?;
         }
         Ok(Response::Get {
