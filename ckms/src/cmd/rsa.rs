@@ -62,7 +62,8 @@ Examples:\n  ckms rsa keys create\n  ckms rsa keys create --size 4096 --tag back
     /// Export a key as DER (PKCS#1, PKCS#8 or SPKI) or as the KMIP JSON object.
     #[command(
         long_about = "Export an RSA key to a file: a private key as PKCS#8 (default) or PKCS#1 \
-DER, a public key as SPKI (default) or PKCS#1 DER.\n\n\
+DER, a public key as SPKI (default) or PKCS#1 DER; with --json also as the KMIP Transparent \
+RSA key (--format transparent: modulus, exponents and primes as Big Integers).\n\n\
 Example:\n  ckms rsa keys export --key-id <public key id> --format pkcs1 pub.der"
     )]
     Export(RsaExportArgs),
@@ -140,6 +141,9 @@ pub enum Format {
     Pkcs8,
     /// SubjectPublicKeyInfo DER (public keys).
     Spki,
+    /// KMIP Transparent RSA Private/Public Key (Modulus, exponents, primes as Big Integers);
+    /// a KMIP structure, so only with --json.
+    Transparent,
 }
 
 /// `rsa keys create` options.
@@ -164,7 +168,8 @@ pub struct RsaExportArgs {
     /// Select the key by tag instead (repeatable).
     #[arg(long = "tag", short = 't')]
     pub tags: Vec<String>,
-    /// DER format (default: PKCS#8 for a private key, SPKI for a public key).
+    /// Format (default: PKCS#8 DER for a private key, SPKI DER for a public key;
+    /// `transparent` only with --json).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// Write the whole KMIP JSON `GetResponse` instead of the DER key.
@@ -286,23 +291,26 @@ fn create(ctx: &Ctx, a: &RsaCreateArgs) -> Result<Output, CliError> {
 fn export(ctx: &Ctx, a: &RsaExportArgs) -> Result<Output, CliError> {
     let uid =
         uid_or_tags(a.key_id.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
-    let format = a.format.map(|f| match f {
-        Format::Pkcs1 => KeyFormatType::PKCS1,
-        Format::Pkcs8 => KeyFormatType::PKCS8,
-        Format::Spki => KeyFormatType::X509,
-    });
-    // Without --format, ask for the DER form of the key's type (not its stored attribute).
-    let format = match format {
-        Some(f) => Some(f),
-        None => {
-            let probe = super::sym::get(ctx, &uid, None)?;
-            Some(if probe.get("PrivateKey").is_some() {
-                KeyFormatType::PKCS8
-            } else {
-                KeyFormatType::X509
-            })
-        }
+    if a.format == Some(Format::Transparent) && !a.json {
+        return Err(CliError::Usage(
+            "--format transparent is a KMIP structure, not DER: add --json".into(),
+        ));
+    }
+    let is_private = || -> Result<bool, CliError> {
+        Ok(super::sym::get(ctx, &uid, None)?
+            .get("PrivateKey")
+            .is_some())
     };
+    // Without --format, ask for the DER form of the key's type (not its stored attribute).
+    let format = Some(match a.format {
+        Some(Format::Pkcs1) => KeyFormatType::PKCS1,
+        Some(Format::Pkcs8) => KeyFormatType::PKCS8,
+        Some(Format::Spki) => KeyFormatType::X509,
+        Some(Format::Transparent) if is_private()? => KeyFormatType::TransparentRSAPrivateKey,
+        Some(Format::Transparent) => KeyFormatType::TransparentRSAPublicKey,
+        None if is_private()? => KeyFormatType::PKCS8,
+        None => KeyFormatType::X509,
+    });
     let response = super::sym::get(ctx, &uid, format)?;
     let got = super::response_uid(&response, "GetResponse")?;
     if a.json {
@@ -393,4 +401,25 @@ fn sign(ctx: &Ctx, a: &RsaSignArgs) -> Result<Output, CliError> {
 
 fn verify(ctx: &Ctx, a: &RsaVerifyArgs) -> Result<Output, CliError> {
     super::ec::verify_with(ctx, &a.common, Some(sig_params(a.scheme, a.hash)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transparent_export_needs_json() {
+        let ctx = Ctx {
+            settings: crate::config::Settings::default(),
+        };
+        let args = RsaExportArgs {
+            key_id: Some("k".into()),
+            file: PathBuf::from("/nonexistent/out"),
+            tags: Vec::new(),
+            format: Some(Format::Transparent),
+            json: false,
+        };
+        // Refused before any request: no server is configured here.
+        assert!(matches!(export(&ctx, &args), Err(CliError::Usage(m)) if m.contains("--json")));
+    }
 }

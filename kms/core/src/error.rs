@@ -187,7 +187,7 @@ impl From<CryptoError> for KmsError {
         match e {
             CryptoError::Rng => KmsError::Internal("random number generator failure"),
             CryptoError::Encoding => KmsError::Internal("key encoding failure"),
-            CryptoError::Unsupported => KmsError::Kmip(KmipError {
+            CryptoError::Unsupported | CryptoError::KeyTooShort => KmsError::Kmip(KmipError {
                 reason: ResultReason::UnsupportedCryptographicParameters,
                 detail: Detail::Crypto(e),
             }),

@@ -76,6 +76,8 @@ pub enum CryptoError {
     Encoding,
     /// The data length does not fit the mode and padding (not a whole number of blocks).
     InvalidLength,
+    /// The key is stored and exported but too short to be used (RSA below 2048 bits).
+    KeyTooShort,
 }
 
 impl fmt::Display for CryptoError {
@@ -91,6 +93,9 @@ impl fmt::Display for CryptoError {
             CryptoError::Encoding => "key encoding failed",
             CryptoError::InvalidLength => {
                 "data length does not fit the mode and padding (whole 16-byte blocks)"
+            }
+            CryptoError::KeyTooShort => {
+                "key too short for this operation (RSA keys below 2048 bits are only stored and exported)"
             }
         })
     }

@@ -21,8 +21,15 @@ use super::asym::KeyPair;
 use super::mac::{self, HashAlg};
 use super::{CryptoError, Random, RngError};
 
-/// Key sizes the KMS generates and accepts.
+/// Key sizes the KMS generates.
 pub const SIZES: [usize; 3] = [2048, 3072, 4096];
+
+/// Key sizes Register/Import accept: legacy 1024-bit keys (the OASIS KMIP test cases register
+/// them) can be stored and exported, but every operation needs [`MIN_OPERATION_BITS`].
+pub const IMPORT_BITS: core::ops::RangeInclusive<usize> = 1024..=4096;
+
+/// The smallest key encrypt, decrypt, sign and verify use (NIST SP 800-131A: 2048 bits).
+pub const MIN_OPERATION_BITS: usize = 2048;
 
 /// The caller's [`Random`] as a `rand_core` generator.
 struct Rng<'a>(&'a mut dyn Random);
@@ -101,6 +108,22 @@ fn check_size(bits: usize) -> Result<(), CryptoError> {
     }
 }
 
+fn check_import_size(bits: usize) -> Result<(), CryptoError> {
+    if IMPORT_BITS.contains(&bits) {
+        Ok(())
+    } else {
+        Err(CryptoError::Unsupported)
+    }
+}
+
+fn check_operation_size(bits: usize) -> Result<(), CryptoError> {
+    if bits < MIN_OPERATION_BITS {
+        Err(CryptoError::KeyTooShort)
+    } else {
+        Ok(())
+    }
+}
+
 /// Generate a key pair of `bits` (one of [`SIZES`]), public exponent 65537.
 pub fn generate(bits: usize, rng: &mut dyn Random) -> Result<KeyPair, CryptoError> {
     check_size(bits)?;
@@ -119,6 +142,20 @@ fn public(spki: &[u8]) -> Result<PublicKey, CryptoError> {
     PublicKey::from_public_key_der(spki).map_err(|_| CryptoError::InvalidKey)
 }
 
+/// A private key for an operation: refused below [`MIN_OPERATION_BITS`].
+fn operation_private(pkcs8: &[u8]) -> Result<PrivateKey, CryptoError> {
+    let sk = private(pkcs8)?;
+    check_operation_size(sk.size() * 8)?;
+    Ok(sk)
+}
+
+/// A public key for an operation: refused below [`MIN_OPERATION_BITS`].
+fn operation_public(spki: &[u8]) -> Result<PublicKey, CryptoError> {
+    let pk = public(spki)?;
+    check_operation_size(pk.size() * 8)?;
+    Ok(pk)
+}
+
 /// Key size in bits of a canonical private (PKCS#8) or public (SPKI) key.
 pub fn bits_of_private(pkcs8: &[u8]) -> Result<usize, CryptoError> {
     Ok(private(pkcs8)?.size() * 8)
@@ -130,7 +167,7 @@ pub fn bits_of_public(spki: &[u8]) -> Result<usize, CryptoError> {
 }
 
 /// A private key from PKCS#8 or PKCS#1 (`RSAPrivateKey`) DER, re-encoded canonically and
-/// checked (consistent CRT values, a size in [`SIZES`]).
+/// checked (consistent CRT values, a size in [`IMPORT_BITS`]).
 pub fn import_private(der: &[u8], pkcs1: bool) -> Result<(usize, KeyPair), CryptoError> {
     let sk = if pkcs1 {
         PrivateKey::from_pkcs1_der(der).map_err(|_| CryptoError::InvalidKey)?
@@ -139,7 +176,7 @@ pub fn import_private(der: &[u8], pkcs1: bool) -> Result<(usize, KeyPair), Crypt
     };
     sk.validate().map_err(|_| CryptoError::InvalidKey)?;
     let bits = sk.size() * 8;
-    check_size(bits)?;
+    check_import_size(bits)?;
     Ok((bits, pair(&sk)?))
 }
 
@@ -151,7 +188,7 @@ pub fn import_public(der: &[u8], pkcs1: bool) -> Result<(usize, Vec<u8>), Crypto
         PublicKey::from_public_key_der(der).map_err(|_| CryptoError::InvalidKey)?
     };
     let bits = pk.size() * 8;
-    check_size(bits)?;
+    check_import_size(bits)?;
     let spki = pk.to_public_key_der().map_err(|_| CryptoError::Encoding)?;
     Ok((bits, spki.as_bytes().to_vec()))
 }
@@ -175,6 +212,114 @@ pub fn public_to_pkcs1(spki: &[u8]) -> Result<Vec<u8>, CryptoError> {
 /// The SPKI of a canonical private key's public half.
 pub fn public_of(pkcs8: &[u8]) -> Result<Vec<u8>, CryptoError> {
     Ok(pair(&private(pkcs8)?)?.public_spki)
+}
+
+/// The fields of a Transparent RSA Private Key (KMIP 2.1 §2.1.7.5), in its table order.
+const PRIVATE_FIELDS: usize = 8;
+
+fn uint(v: &[u8], bits: usize) -> Result<rsa::BoxedUint, CryptoError> {
+    let bits = u32::try_from(bits).map_err(|_| CryptoError::InvalidKey)?;
+    rsa::BoxedUint::from_be_slice(v, bits).map_err(|_| CryptoError::InvalidKey)
+}
+
+/// The eight fields (Modulus, PrivateExponent, PublicExponent, P, Q, PrimeExponentP,
+/// PrimeExponentQ, CRTCoefficient) of a PKCS#1 `RSAPrivateKey`, as big-endian magnitudes.
+fn pkcs1_fields(pkcs1: &[u8]) -> Result<Zeroizing<Vec<Vec<u8>>>, CryptoError> {
+    use rsa::pkcs1::der::Decode;
+    let k = rsa::pkcs1::RsaPrivateKeyRef::from_der(pkcs1).map_err(|_| CryptoError::Encoding)?;
+    Ok(Zeroizing::new(
+        [
+            k.modulus,
+            k.private_exponent,
+            k.public_exponent,
+            k.prime1,
+            k.prime2,
+            k.exponent1,
+            k.exponent2,
+            k.coefficient,
+        ]
+        .iter()
+        .map(|u| u.as_bytes().to_vec())
+        .collect(),
+    ))
+}
+
+/// The Transparent RSA Private Key fields (KMIP 2.1 §2.1.7.5, all eight, in its table
+/// order) of a canonical private key.
+pub fn private_fields(pkcs8: &[u8]) -> Result<Zeroizing<Vec<Vec<u8>>>, CryptoError> {
+    pkcs1_fields(&private_to_pkcs1(pkcs8)?)
+}
+
+/// The (Modulus, PublicExponent) of an SPKI public key.
+pub fn public_fields(spki: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+    use rsa::pkcs1::der::Decode;
+    let der = public_to_pkcs1(spki)?;
+    let k = rsa::pkcs1::RsaPublicKeyRef::from_der(&der).map_err(|_| CryptoError::Encoding)?;
+    Ok((
+        k.modulus.as_bytes().to_vec(),
+        k.public_exponent.as_bytes().to_vec(),
+    ))
+}
+
+/// A public key from its Modulus and PublicExponent (magnitudes), as canonical SPKI.
+pub fn import_public_fields(n: &[u8], e: &[u8]) -> Result<(usize, Vec<u8>), CryptoError> {
+    let pk = PublicKey::new(uint(n, n.len() * 8)?, uint(e, e.len() * 8)?)
+        .map_err(|_| CryptoError::InvalidKey)?;
+    let bits = pk.size() * 8;
+    check_import_size(bits)?;
+    let spki = pk.to_public_key_der().map_err(|_| CryptoError::Encoding)?;
+    Ok((bits, spki.as_bytes().to_vec()))
+}
+
+/// A private key from Transparent RSA Private Key fields (magnitudes, `None` = absent, in the
+/// order of [`private_fields`]). Modulus and PublicExponent are needed, and P and Q or the
+/// PrivateExponent (the primes are then recovered, NIST SP 800-56B Appendix C.2); every field
+/// given must equal the one of the key they define (a wrong CRT exponent or coefficient is
+/// [`CryptoError::InvalidKey`], compared in constant time).
+pub fn import_private_fields(f: &[Option<&[u8]>]) -> Result<(usize, KeyPair), CryptoError> {
+    if f.len() != PRIVATE_FIELDS {
+        return Err(CryptoError::InvalidKey);
+    }
+    let get = |i: usize| f.get(i).copied().flatten();
+    let n = get(0).ok_or(CryptoError::InvalidKey)?;
+    let e = get(2).ok_or(CryptoError::InvalidKey)?;
+    let bits = n.len() * 8;
+    let e_uint = uint(e, e.len() * 8)?;
+    let sk = match (get(1), get(3), get(4)) {
+        (Some(d), Some(p), Some(q)) => PrivateKey::from_components(
+            uint(n, bits)?,
+            e_uint,
+            uint(d, bits)?,
+            alloc::vec![uint(p, bits)?, uint(q, bits)?],
+        ),
+        (None, Some(p), Some(q)) => PrivateKey::from_p_q(uint(p, bits)?, uint(q, bits)?, e_uint),
+        (Some(d), None, None) => {
+            PrivateKey::from_components(uint(n, bits)?, e_uint, uint(d, bits)?, Vec::new())
+        }
+        _ => return Err(CryptoError::InvalidKey),
+    }
+    .map_err(|_| CryptoError::InvalidKey)?;
+    sk.validate().map_err(|_| CryptoError::InvalidKey)?;
+    let bits = sk.size() * 8;
+    check_import_size(bits)?;
+    let pkcs1 = Zeroizing::new(
+        sk.to_pkcs1_der()
+            .map_err(|_| CryptoError::Encoding)?
+            .as_bytes()
+            .to_vec(),
+    );
+    let have = pkcs1_fields(&pkcs1)?;
+    let mut same = subtle::Choice::from(1u8);
+    for (given, ours) in f.iter().zip(have.iter()) {
+        if let Some(g) = given {
+            let start = g.iter().position(|b| *b != 0).unwrap_or(g.len());
+            same &= subtle::ConstantTimeEq::ct_eq(g.get(start..).unwrap_or(&[]), &ours[..]);
+        }
+    }
+    if !bool::from(same) {
+        return Err(CryptoError::InvalidKey);
+    }
+    Ok((bits, pair(&sk)?))
 }
 
 /// `$body` with `$t` bound to the hash type of `$h`.
@@ -225,7 +370,7 @@ pub fn encrypt(
     data: &[u8],
     rng: &mut dyn Random,
 ) -> Result<Vec<u8>, CryptoError> {
-    let pk = public(spki)?;
+    let pk = operation_public(spki)?;
     let r = match padding {
         EncPadding::Oaep { hash, mgf, label } => {
             with_oaep!(*hash, *mgf, label.as_deref(), p => pk.encrypt(&mut Rng(rng), p, data))
@@ -248,7 +393,7 @@ pub fn decrypt(
     data: &[u8],
     rng: &mut dyn Random,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let sk = private(pkcs8)?;
+    let sk = operation_private(pkcs8)?;
     let r = match padding {
         EncPadding::Oaep { hash, mgf, label } => {
             // Both checks always run and fail alike: one error, whichever failed.
@@ -318,7 +463,7 @@ pub fn sign(
     digest: bool,
     rng: &mut dyn Random,
 ) -> Result<Vec<u8>, CryptoError> {
-    let sk = private(pkcs8)?;
+    let sk = operation_private(pkcs8)?;
     let h = padding.hash();
     let hashed = if digest {
         prehash(h, None, Some(input))?
@@ -351,7 +496,7 @@ pub fn verify(
     digest: bool,
     sig: &[u8],
 ) -> Result<bool, CryptoError> {
-    let pk = public(spki)?;
+    let pk = operation_public(spki)?;
     let h = padding.hash();
     let hashed = if digest {
         prehash(h, None, Some(input))?
@@ -474,6 +619,151 @@ mod tests {
                 Some(CryptoError::Unsupported)
             );
         }
+    }
+
+    /// The `value` of the first `<tag type=...` element of an OASIS test case (hex).
+    fn case_value(xml: &str, tag: &str) -> Vec<u8> {
+        let start = xml
+            .find(&alloc::format!("<{tag} type="))
+            .expect("tag in case");
+        let v = &xml[start..];
+        let v = &v[v.find("value=\"").unwrap() + 7..];
+        unhex(&v[..v.find('"').unwrap()])
+    }
+
+    fn strip(v: &[u8]) -> &[u8] {
+        &v[v.iter().position(|b| *b != 0).unwrap_or(v.len())..]
+    }
+
+    /// The 1024-bit RSA key OASIS KMIP 2.1 BL-M-7-21 registers as PKCS#1 and BL-M-9-21 as
+    /// Transparent fields (no CRTCoefficient): both give the same key, and every conversion
+    /// (PKCS#1 <-> PKCS#8 <-> Transparent) round-trips. The key is stored but not usable.
+    #[test]
+    fn oasis_1024_bit_key_pkcs1_and_transparent_agree() {
+        let m7 = include_str!("../../../conformance/cases/kmip-2.1/mandatory/BL-M-7-21.xml");
+        let m9 = include_str!("../../../conformance/cases/kmip-2.1/mandatory/BL-M-9-21.xml");
+        let m11 = include_str!("../../../conformance/cases/kmip-2.1/mandatory/BL-M-11-21.xml");
+        let (bits, from_pkcs1) = import_private(&case_value(m7, "KeyMaterial"), true).unwrap();
+        assert_eq!(bits, 1024);
+        let (_, from_pkcs8) = import_private(&case_value(m11, "KeyMaterial"), false).unwrap();
+        assert_eq!(bits_of_private(&from_pkcs8.private_pkcs8).unwrap(), 1024);
+
+        let tags = [
+            "Modulus",
+            "PrivateExponent",
+            "PublicExponent",
+            "P",
+            "Q",
+            "PrimeExponentP",
+            "PrimeExponentQ",
+        ];
+        let given: Vec<Vec<u8>> = tags.iter().map(|t| case_value(m9, t)).collect();
+        let mut f: Vec<Option<&[u8]>> = given.iter().map(|v| Some(strip(v))).collect();
+        f.push(None); // BL-M-9 sends no CRTCoefficient.
+        let (bits, from_fields) = import_private_fields(&f).unwrap();
+        assert_eq!(bits, 1024);
+        assert_eq!(*from_fields.private_pkcs8, *from_pkcs1.private_pkcs8);
+
+        // Export as Transparent: the seven fields given, plus the computed coefficient.
+        let out = private_fields(&from_fields.private_pkcs8).unwrap();
+        assert_eq!(out.len(), 8);
+        for (i, g) in given.iter().enumerate() {
+            assert_eq!(out[i], strip(g), "{}", tags[i]);
+        }
+        let all: Vec<Option<&[u8]>> = out.iter().map(|v| Some(v.as_slice())).collect();
+        assert_eq!(
+            *import_private_fields(&all).unwrap().1.private_pkcs8,
+            *from_pkcs1.private_pkcs8
+        );
+        // n, e and d alone: the primes are recovered (SP 800-56B C.2).
+        let ned = [all[0], all[1], all[2], None, None, None, None, None];
+        assert_eq!(
+            *import_private_fields(&ned).unwrap().1.private_pkcs8,
+            *from_pkcs1.private_pkcs8
+        );
+        let pq = [all[0], None, all[2], all[3], all[4], None, None, None];
+        assert!(import_private_fields(&pq).is_ok());
+
+        // Public half: Modulus and PublicExponent round trip through SPKI.
+        let spki = public_of(&from_fields.private_pkcs8).unwrap();
+        let (n, e) = public_fields(&spki).unwrap();
+        assert_eq!(
+            (n.as_slice(), e.as_slice()),
+            (strip(&given[0]), strip(&given[2]))
+        );
+        assert_eq!(import_public_fields(&n, &e).unwrap(), (1024, spki.clone()));
+
+        // Stored, exported, but refused for every operation.
+        let mut rng = TestRng(3);
+        let pad = SigPadding::Pkcs1v15(HashAlg::Sha256);
+        assert_eq!(
+            sign(&from_fields.private_pkcs8, pad, b"m", false, &mut rng).err(),
+            Some(CryptoError::KeyTooShort)
+        );
+        assert_eq!(
+            verify(&spki, pad, b"m", false, &[0u8; 128]).err(),
+            Some(CryptoError::KeyTooShort)
+        );
+        assert_eq!(
+            encrypt(&spki, &EncPadding::Pkcs1v15, b"m", &mut rng).err(),
+            Some(CryptoError::KeyTooShort)
+        );
+        assert_eq!(
+            decrypt(
+                &from_fields.private_pkcs8,
+                &EncPadding::Pkcs1v15,
+                &[1u8; 128],
+                &mut rng
+            )
+            .err(),
+            Some(CryptoError::KeyTooShort)
+        );
+    }
+
+    #[test]
+    fn inconsistent_transparent_fields_are_refused() {
+        let mut rng = TestRng(0x7a);
+        let kp = generate(2048, &mut rng).unwrap();
+        let out = private_fields(&kp.private_pkcs8).unwrap();
+        let all: Vec<Option<&[u8]>> = out.iter().map(|v| Some(v.as_slice())).collect();
+        assert_eq!(
+            *import_private_fields(&all).unwrap().1.private_pkcs8,
+            *kp.private_pkcs8
+        );
+        // Each field changed by one bit: refused (wrong CRT value, n != p*q, d*e != 1, ...).
+        for i in 0..8 {
+            let mut bad = out[i].clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 0x02;
+            let mut f = all.clone();
+            f[i] = Some(&bad);
+            assert_eq!(
+                import_private_fields(&f).err(),
+                Some(CryptoError::InvalidKey),
+                "field {i}"
+            );
+        }
+        // Missing the public exponent, or both d and the primes.
+        let mut f = all.clone();
+        f[2] = None;
+        assert_eq!(
+            import_private_fields(&f).err(),
+            Some(CryptoError::InvalidKey)
+        );
+        let only_n = [all[0], None, all[2], None, None, None, None, None];
+        assert_eq!(
+            import_private_fields(&only_n).err(),
+            Some(CryptoError::InvalidKey)
+        );
+        assert_eq!(
+            import_private_fields(&all[..7]).err(),
+            Some(CryptoError::InvalidKey)
+        );
+        // A 512-bit modulus is below what the crate takes at all.
+        assert_eq!(
+            import_public_fields(&[0xC5; 64], &[1, 0, 1]).err(),
+            Some(CryptoError::InvalidKey)
+        );
     }
 
     /// OASIS KMIP 2.1 CS-AC-M-OAEP-{2,4,6,8}-21 (published vectors: the registered key, the

@@ -7,6 +7,7 @@
 //!   of a TTLV stream.
 //! - [`types`]: enumerations and the `Attributes` structure.
 //! - [`ops`]: typed request/response payloads of the operations we implement.
+//! - [`transparent`]: the Big Integer fields of transparent RSA and DSA key material.
 //! - [`v1`]: KMIP 1.x messages (text-named attributes) mapped to and from the 2.x model.
 //!
 //! The semantics (what an operation does to the store) live in [`crate::Kms`].
@@ -14,6 +15,7 @@
 pub mod binary;
 pub mod json;
 pub mod ops;
+pub mod transparent;
 pub mod ttlv;
 pub mod types;
 pub mod v1;

@@ -291,6 +291,10 @@ impl KeyBlock {
                 curve = RecommendedCurve::opt(km)?;
                 km.req("QString")?.as_bytes("QString")?.to_vec()
             }
+            // KMIP 2.1 §2.1.7.3-6: RSA/DSA fields, kept in `transparent`'s encoding.
+            (Value::Structure(_), f) if super::transparent::fields(f).is_some() => {
+                super::transparent::parse(f, km)?
+            }
             _ => return Err(FieldError::Invalid("KeyMaterial")),
         };
         let mut attributes = kv.get("Attributes").map(Attributes::parse).transpose()?;
@@ -387,6 +391,12 @@ impl KeyBlock {
                 }
                 v.push(Ttlv::bytes("QString", &self.material));
                 Ttlv::structure("KeyMaterial", v)
+            }
+            f if super::transparent::fields(f).is_some() => {
+                // The service only emits material it encoded; an undecodable one becomes
+                // an empty structure rather than a panic.
+                super::transparent::emit(f, &self.material)
+                    .unwrap_or_else(|_| Ttlv::structure("KeyMaterial", Vec::new()))
             }
             _ => Ttlv::bytes("KeyMaterial", &self.material),
         };

@@ -1645,8 +1645,8 @@ fn maintained_attributes(o: &ManagedObject) -> Vec<Ttlv> {
 
 /// The Digest attribute (KMIP 2.1 §4.13): SHA-256 of the key material in the object's Key
 /// Format Type: Raw for symmetric keys and secret data, the stored format of an asymmetric key
-/// (PKCS#1 for RSA keys, whose material is kept as PKCS#8 / SPKI and converted; PKCS#8 and
-/// X.509 SPKI for the others). `None` once the material is destroyed, or if it does not convert.
+/// (PKCS#1 for RSA keys, whose material is kept as PKCS#8 / SPKI and converted; the binary
+/// TTLV of the Transparent key material for DSA keys; PKCS#8 and X.509 SPKI for the others). `None` once the material is destroyed, or if it does not convert.
 fn digest(o: &ManagedObject) -> Option<Ttlv> {
     use sha2::Digest as _;
     let m = o.material.as_ref()?;
@@ -1661,6 +1661,16 @@ fn digest(o: &ManagedObject) -> Option<Ttlv> {
             KeyFormatType::Raw,
             sha2::Sha256::digest(m.as_slice()).to_vec(),
         ),
+        // DSA keys are kept as their Transparent fields: the digest of the binary TTLV
+        // `KeyMaterial` structure (the Key Material of a transparent format is a structure).
+        ObjectType::PrivateKey | ObjectType::PublicKey
+            if o.algorithm() == Some(CryptographicAlgorithm::DSA) =>
+        {
+            let f = stored?;
+            let km = crate::kmip::transparent::emit(f, m).ok()?;
+            let ttlv = Zeroizing::new(binary::to_vec(&km).ok()?);
+            (f, sha2::Sha256::digest(ttlv.as_slice()).to_vec())
+        }
         ObjectType::PrivateKey if rsa && stored == Some(KeyFormatType::PKCS1) => {
             let der = crate::crypto::rsa::private_to_pkcs1(m).ok()?;
             (

@@ -2,6 +2,7 @@
 //! Get/Export, Add/Set/DeleteAttribute, Locate.
 
 use super::*;
+use crate::kmip::transparent;
 
 /// Shortest HMAC key Create and Register accept (see [`crate::crypto::mac::MIN_HMAC_KEY_LEN`]).
 const MIN_HMAC_BITS: usize = crate::crypto::mac::MIN_HMAC_KEY_LEN * 8;
@@ -17,7 +18,9 @@ fn rsa_import(a: &Attributes, kft: KeyFormatType, raw: &[u8]) -> bool {
         Some(_) => false,
         None if a.recommended_curve.is_some() => false,
         None => match kft {
-            KeyFormatType::PKCS1 => true,
+            KeyFormatType::PKCS1
+            | KeyFormatType::TransparentRSAPrivateKey
+            | KeyFormatType::TransparentRSAPublicKey => true,
             KeyFormatType::PKCS8 => {
                 asym::from_pkcs8(None, raw).is_err()
                     && crate::crypto::rsa::import_private(raw, false).is_ok()
@@ -464,6 +467,19 @@ impl<S: Store> Kms<S> {
                             crate::crypto::rsa::import_public(&raw, kft == KeyFormatType::PKCS1)?;
                         (b, Zeroizing::new(spki))
                     }
+                    (true, KeyFormatType::TransparentRSAPrivateKey) => {
+                        let f = transparent::decode(kft, &raw)?;
+                        let (b, kp) = crate::crypto::rsa::import_private_fields(&f)?;
+                        (b, Zeroizing::new(kp.private_pkcs8.to_vec()))
+                    }
+                    (false, KeyFormatType::TransparentRSAPublicKey) => {
+                        let f = transparent::decode(kft, &raw)?;
+                        let (Some(Some(n)), Some(Some(e))) = (f.first(), f.get(1)) else {
+                            return Err(unsupported_format);
+                        };
+                        let (b, spki) = crate::crypto::rsa::import_public_fields(n, e)?;
+                        (b, Zeroizing::new(spki))
+                    }
                     _ => return Err(unsupported_format),
                 };
                 attrs.cryptographic_algorithm = Some(CryptographicAlgorithm::RSA);
@@ -476,6 +492,37 @@ impl<S: Store> Kms<S> {
                     usage::VERIFY | usage::ENCRYPT
                 });
                 material
+            }
+            // KMIP 2.1 §2.1.7.3/4: DSA keys are stored as their transparent fields and only
+            // exported so; the KMS has no DSA operation.
+            ObjectType::PrivateKey | ObjectType::PublicKey
+                if attrs.cryptographic_algorithm == Some(CryptographicAlgorithm::DSA)
+                    || matches!(
+                        kft,
+                        KeyFormatType::TransparentDSAPrivateKey
+                            | KeyFormatType::TransparentDSAPublicKey
+                    ) =>
+            {
+                let private = object_type == ObjectType::PrivateKey;
+                let want = if private {
+                    KeyFormatType::TransparentDSAPrivateKey
+                } else {
+                    KeyFormatType::TransparentDSAPublicKey
+                };
+                if kft != want {
+                    return Err(unsupported_format);
+                }
+                let bits = dsa_check(&transparent::decode(kft, &raw)?, private)?;
+                attrs.cryptographic_algorithm = Some(CryptographicAlgorithm::DSA);
+                attrs.recommended_curve = None;
+                attrs.cryptographic_length = Some(i32::try_from(bits).unwrap_or(0));
+                attrs.key_format_type = Some(kft);
+                attrs.cryptographic_usage_mask.get_or_insert(if private {
+                    usage::SIGN
+                } else {
+                    usage::VERIFY
+                });
+                raw
             }
             ObjectType::PrivateKey => {
                 let (curve, kp) = match kft {
@@ -690,6 +737,12 @@ impl<S: Store> Kms<S> {
                             crate::crypto::rsa::private_to_pkcs1(material)?,
                             None,
                         ),
+                        f @ KeyFormatType::TransparentRSAPrivateKey => {
+                            let v = crate::crypto::rsa::private_fields(material)?;
+                            let refs: Vec<Option<&[u8]>> =
+                                v.iter().map(|x| Some(x.as_slice())).collect();
+                            (f, Zeroizing::new(transparent::encode(&refs)), None)
+                        }
                         _ => return Err(unsupported),
                     }
                 }
@@ -701,6 +754,19 @@ impl<S: Store> Kms<S> {
                             Zeroizing::new(crate::crypto::rsa::public_to_pkcs1(material)?),
                             None,
                         ),
+                        f @ KeyFormatType::TransparentRSAPublicKey => {
+                            let (n, e) = crate::crypto::rsa::public_fields(material)?;
+                            let m = transparent::encode(&[Some(&n), Some(&e)]);
+                            (f, Zeroizing::new(m), None)
+                        }
+                        _ => return Err(unsupported),
+                    }
+                }
+                ObjectType::PrivateKey | ObjectType::PublicKey
+                    if o.algorithm() == Some(CryptographicAlgorithm::DSA) =>
+                {
+                    match (kft.or(stored_kft), stored_kft) {
+                        (Some(f), Some(s)) if f == s => (f, material.clone(), None),
                         _ => return Err(unsupported),
                     }
                 }
@@ -766,6 +832,13 @@ impl<S: Store> Kms<S> {
             wrapping: None,
         };
         if let Some(spec) = wrap {
+            // Wrapped bytes are a key encoding; transparent RSA/DSA material is a structure.
+            if transparent::fields(format).is_some() {
+                return Err(kerr(
+                    ResultReason::KeyFormatTypeNotSupported,
+                    "a transparent RSA/DSA key cannot be wrapped: ask for PKCS1, PKCS8 or X509",
+                ));
+            }
             self.wrap_block(env, user, &mut key, spec, &o.uid).await?;
         }
         Ok(Response::Get {
@@ -823,6 +896,14 @@ impl<S: Store> Kms<S> {
                         AttrEdit::Add(item) => {
                             let mut single = Attributes::default();
                             single.absorb(item)?;
+                            // KMIP 2.1 Name (BL-M-8-21): a Name the object already has
+                            // is not added twice.
+                            if single.names.iter().any(|n| a.names.contains(n)) {
+                                return Err(kerr(
+                                    ResultReason::NonUniqueNameAttribute,
+                                    "the object already has this Name",
+                                ));
+                            }
                             let clash = (single.activation_date.is_some()
                                 && a.activation_date.is_some())
                                 || (single.deactivation_date.is_some()
@@ -1035,6 +1116,44 @@ impl<S: Store> Kms<S> {
 /// grantee may not delete one), and no removing or postponing a `DeactivationDate`.
 /// KMIP 2.1 §4.44 Quantum Safe: a client asking for a quantum-safe key gets one or an error
 /// (OASIS QS-M-2: AES-128 → General Failure). `safe`: whether the key to be made is.
+/// Big-endian magnitudes compared by value (public DSA parameters; X only against Q).
+fn magnitude_lt(a: &[u8], b: &[u8]) -> bool {
+    (a.len(), a) < (b.len(), b)
+}
+
+/// Bit length of a magnitude without leading zeros.
+fn magnitude_bits(a: &[u8]) -> usize {
+    a.first()
+        .map_or(0, |b| a.len() * 8 - b.leading_zeros() as usize)
+}
+
+/// FIPS 186-4 §4.1 domain shape of transparent DSA fields `[P, Q, G, X|Y]` (magnitudes):
+/// P of 512..=3072 bits, Q of 160..=256 bits and below P, 1 < G < P, 0 < X < Q or 1 < Y < P.
+/// Returns the bits of P (the key's length).
+fn dsa_check(f: &[Option<&[u8]>], private: bool) -> KResult<usize> {
+    let bad = |m: &'static str| kerr(ResultReason::InvalidField, m);
+    let [Some(p), Some(q), Some(g), Some(k)] = f else {
+        return Err(bad("DSA keys need P, Q, G and X or Y"));
+    };
+    let bits = magnitude_bits(p);
+    if !(512..=3072).contains(&bits) || !(160..=256).contains(&magnitude_bits(q)) {
+        return Err(bad("unsupported DSA domain parameter sizes"));
+    }
+    let one: &[u8] = &[1];
+    if !magnitude_lt(q, p) || !magnitude_lt(g, p) || !magnitude_lt(one, g) {
+        return Err(bad("inconsistent DSA domain parameters"));
+    }
+    let in_range = if private {
+        magnitude_lt(k, q)
+    } else {
+        magnitude_lt(one, k) && magnitude_lt(k, p)
+    };
+    if !in_range {
+        return Err(bad("DSA key value out of range"));
+    }
+    Ok(bits)
+}
+
 fn check_quantum_safe(a: &Attributes, safe: bool) -> KResult<()> {
     if flag(a, "QuantumSafe") == Some(true) && !safe {
         return Err(kerr(
