@@ -47,7 +47,7 @@ use testkit::{RedisServer, workspace_bin};
 /// asymmetric cryptography, AES-GCM, RNG, tape library, query server, attribute extensions,
 /// opaque objects, self-encrypting drives). Each passes against `kms-server` too
 /// (`kms/conformance/expected-pass-binary.txt`). Not here: the cases that generate RSA key
-/// pairs (minutes under TCG) and the rest of the 79, which the host runs on every CI build.
+/// pairs (slow under TCG) and the rest of the 79, which the host runs on every CI build.
 const IMAGE_CASES: &[&str] = &[
     "AX-M-1-21",
     "BL-M-1-21",
@@ -347,7 +347,10 @@ fn conformance_subset_against_the_image(vm: &Vm, dir: &Path) {
         match &r.failure {
             None => eprintln!("image binary PASS {}", r.name),
             Some((step, why)) => {
-                eprintln!("image binary FAIL {} step {step}/{}: {why}", r.name, r.steps);
+                eprintln!(
+                    "image binary FAIL {} step {step}/{}: {why}",
+                    r.name, r.steps
+                );
                 failed.push(r.name.clone());
             }
         }
@@ -358,7 +361,10 @@ fn conformance_subset_against_the_image(vm: &Vm, dir: &Path) {
         cases.len(),
         t.elapsed().as_secs_f64()
     );
-    assert!(failed.is_empty(), "cases failed against the image: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "cases failed against the image: {failed:?}"
+    );
 }
 
 fn text(out: &Output) -> String {
