@@ -6,7 +6,12 @@
 //!   passes; `GET /attestation` on the KMS port answers a fresh report for our nonce; a key is
 //!   created and used at once (no wait: the guest's wall clock is never behind ckms's
 //!   Activation Date); garbage, oversized and idle connections do not stop it from serving; a
-//!   second VM on the same Redis, re-provisioned with the same secret, finds the key.
+//!   second VM on the same Redis, re-provisioned with the same secret, finds the key. On the
+//!   first boot's KMIP port (binary TTLV over mutual TLS, `ckms.kmip_port=5696`, forwarded on
+//!   127.0.0.1), with a user certificate of the provisioned client CA: PyKMIP (PyPI, via
+//!   `testkit::pykmip`) creates, activates, gets, encrypts/decrypts with, revokes and destroys an
+//!   AES key, and the conformance runner replays a subset of the OASIS KMIP 2.1 mandatory cases
+//!   ([`IMAGE_CASES`], one or more per profile), each of which must pass.
 //! - `kmip_suite_against_the_image`: every scenario of the host server's KMIP suite
 //!   (`kms/server/tests/common/suite.rs`, included by path) against the VM.
 //! - `verify_fails_for_a_changed_command_line` / `..._kernel`: an image variant (same kernel
@@ -16,12 +21,13 @@
 //!
 //! Slow (a kernel build and five boots under TCG, one at a time): compiled only with
 //! `--features vm-tests`. Needs `cargo build --workspace --bins` first (`ckms`, `snp-emu`,
-//! `image`), `redis-server`, `openssl` and `curl`.
+//! `image`), `redis-server`, `openssl`, `curl`, and PyKMIP (`$PYKMIP_PYTHON`, or `python3` with
+//! `venv` and PyPI).
 #![cfg(feature = "vm-tests")]
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -32,8 +38,30 @@ use image::build::{self, BuildOptions};
 /// The KMIP suite of the host server (`kms/server/tests/common`), run here against the VM.
 #[path = "../../kms/server/tests/common/mod.rs"]
 mod common;
-use image::run::{RunOptions, Vm};
+use image::run::{GUEST_KMIP_PORT, RunOptions, Vm};
+use kmip_conformance::{BinaryKmip, load_dir, mandatory_2_1, run_case};
 use testkit::{RedisServer, workspace_bin};
+
+/// The OASIS KMIP 2.1 mandatory cases replayed over binary TTLV against the image: at least one
+/// per profile the server implements (baseline, symmetric key lifecycle and foundry, basic and
+/// asymmetric cryptography, AES-GCM, RNG, tape library, query server, attribute extensions,
+/// opaque objects, self-encrypting drives). Each passes against `kms-server` too
+/// (`kms/conformance/expected-pass-binary.txt`). Not here: the cases that generate RSA key
+/// pairs (slow under TCG) and the rest of the 79, which the host runs on every CI build.
+const IMAGE_CASES: &[&str] = &[
+    "AX-M-1-21",
+    "BL-M-1-21",
+    "CS-AC-M-1-21",
+    "CS-BC-M-1-21",
+    "CS-BC-M-GCM-1-21",
+    "CS-RNG-M-1-21",
+    "OMOS-M-1-21",
+    "QS-M-1-21",
+    "SASED-M-1-21",
+    "SKFF-M-1-21",
+    "SKLC-M-1-21",
+    "TL-M-1-21",
+];
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 
@@ -108,6 +136,7 @@ fn start_vm(image_dir: &Path, redis: u16) -> Vm {
     opts.redis_port = Some(redis);
     opts.redis_relay = Some(workspace_bin("image"));
     opts.ratls_port = Some(0);
+    opts.kmip_port = Some(0);
     let t = Instant::now();
     let mut vm = Vm::start(&opts).unwrap_or_else(|e| panic!("{e}"));
     let ready = vm
@@ -201,6 +230,8 @@ fn setup() -> &'static Setup {
         copy_tree(&repo(), &src).expect("copy the source tree");
         let mut opts = BuildOptions::dev(&src);
         opts.out_dir = base.join("out");
+        // The KMIP port (binary TTLV) is opened by the command line (and so measured).
+        opts.cmdline = format!("{} ckms.kmip_port={GUEST_KMIP_PORT}", opts.cmdline);
         // CKMS_KERNEL_FEATURES (comma-separated) replaces the default kernel features:
         // `emulated-attestation,loopback-ghcb` runs this suite on the loopback-GHCB build.
         if let Ok(features) = std::env::var("CKMS_KERNEL_FEATURES") {
@@ -259,6 +290,81 @@ fn verify(vm: &Vm, dir: &Path, manifest: &Path) -> Output {
         .args(["--ra-tls-url", &format!("https://127.0.0.1:{ratls}")])
         .output()
         .expect("run ckms verify")
+}
+
+/// The KMIP port of `vm` on the host.
+fn kmip_addr(vm: &Vm) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], vm.kmip_port.expect("KMIP port forwarded")))
+}
+
+/// PyKMIP over the image's KMIP port as alice (a certificate of the provisioned client CA):
+/// create, activate, get, encrypt/decrypt (AES-GCM, checked against a local computation with
+/// the key it got), revoke, destroy, and a refused get after that.
+fn pykmip_against_the_image(vm: &Vm, dir: &Path, python: &Path) {
+    let t = Instant::now();
+    let out = testkit::pykmip::run_client(
+        python,
+        kmip_addr(vm),
+        &dir.join("ca.pem"),
+        &dir.join("alice.pem"),
+        &dir.join("alice.key"),
+    );
+    eprintln!(
+        "PyKMIP against the VM: {:.1} s\n{out}",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// [`IMAGE_CASES`] over binary TTLV on the image's KMIP port as alice: every one must pass.
+fn conformance_subset_against_the_image(vm: &Vm, dir: &Path) {
+    let pinned = include_str!("../../kms/conformance/expected-pass-binary.txt");
+    for name in IMAGE_CASES {
+        assert!(
+            pinned.lines().any(|l| l.trim() == *name),
+            "{name} is not pinned as passing on the host"
+        );
+    }
+    let roots = ckms::http::load_certs(&dir.join("ca.pem")).expect("server CA");
+    let alice =
+        ckms::http::ClientIdentity::from_pem_files(&dir.join("alice.pem"), &dir.join("alice.key"))
+            .expect("alice's certificate");
+    let tls = ckms::http::client_config(roots, Some(alice)).expect("TLS config");
+    let cases: Vec<_> = load_dir(&mandatory_2_1())
+        .expect("vendored cases")
+        .into_iter()
+        .filter(|c| IMAGE_CASES.contains(&c.name.as_str()))
+        .collect();
+    assert_eq!(cases.len(), IMAGE_CASES.len(), "a case file is missing");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let mut transport = BinaryKmip::new(kmip_addr(vm), tls);
+    let t = Instant::now();
+    let mut failed = Vec::new();
+    for case in &cases {
+        let r = run_case(case, &mut transport, now);
+        match &r.failure {
+            None => eprintln!("image binary PASS {}", r.name),
+            Some((step, why)) => {
+                eprintln!(
+                    "image binary FAIL {} step {step}/{}: {why}",
+                    r.name, r.steps
+                );
+                failed.push(r.name.clone());
+            }
+        }
+    }
+    eprintln!(
+        "score: image binary {}/{} cases passed in {:.1} s",
+        cases.len() - failed.len(),
+        cases.len(),
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        failed.is_empty(),
+        "cases failed against the image: {failed:?}"
+    );
 }
 
 fn text(out: &Output) -> String {
@@ -445,6 +551,8 @@ fn bootstrap_verify_and_kmip_in_the_image() {
     let _lock = vm_lock();
     let (dir, image_dir) = (s.dir.clone(), s.image_dir.clone());
     let redis = RedisServer::start();
+    // Before the boot: a PyKMIP venv may take a while to install.
+    let python = testkit::pykmip::python_with_pykmip(&s.base);
 
     let vm = start_vm(&image_dir, redis.port());
     let out = provision(&vm, &dir, &image_dir);
@@ -497,6 +605,10 @@ fn bootstrap_verify_and_kmip_in_the_image() {
         fs::read(dir.join("plain.dec")).expect("read"),
         b"the unikernel keeps secrets"
     );
+
+    // Binary KMIP on the KMIP port: a real client, then the conformance subset.
+    pykmip_against_the_image(&vm, &dir, &python);
+    conformance_subset_against_the_image(&vm, &dir);
 
     // Hostile clients: TLS garbage, a plain-HTTP request, idle (slowloris) connections filling
     // the connection table. The KMS keeps serving.

@@ -1,13 +1,14 @@
 //! Dev-only helpers shared by the workspace's integration tests: a real `redis-server`
 //! ([`RedisServer`]), deterministic randomness ([`TestRng`]), a throw-away PKI ([`Pki`]), and child
 //! processes killed by PID on drop ([`ChildGuard`], [`SnpEmu`], [`wait_line`]), and a PyPI tool in a Python
-//! venv ([`pip_venv`]).
+//! venv ([`pip_venv`]), and the PyKMIP client run against a KMIP port ([`pykmip`]).
 //!
 //! Used only as a dev-dependency: production crates never depend on this crate. Everything here
 //! panics with a clear message instead of returning errors, which is what a test wants.
 
 mod pki;
 mod process;
+pub mod pykmip;
 mod redis;
 mod rng;
 

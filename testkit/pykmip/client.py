@@ -1,6 +1,6 @@
-"""PyKMIP (PyPI) against kms-server's KMIP port: binary TTLV over mutual TLS.
+"""PyKMIP (PyPI) against a KMIP port (kms-server or the image): binary TTLV over mutual TLS.
 
-Run by kms/server/tests/pykmip.rs:
+Run by testkit::pykmip (kms/server/tests/pykmip.rs, image/tests/kms_image.rs):
     python client.py HOST PORT CA_PEM CLIENT_CERT_PEM CLIENT_KEY_PEM
 Creates an AES-256 key, activates it, gets it, encrypts and decrypts with AES-GCM, revokes
 and destroys it; prints one line per step and exits non-zero on the first failure.
