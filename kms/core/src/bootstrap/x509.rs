@@ -314,12 +314,8 @@ fn quote_binds_key(cert: &Certificate, key: &BootstrapKey) -> bool {
         return false;
     };
     let binds = |report_data: &[u8; 64]| {
-        attest::ratls::check_report_data_binding(
-            report_data,
-            key.public_uncompressed(),
-            &[0u8; 32],
-        )
-        .is_ok()
+        attest::ratls::check_report_data_binding(report_data, key.public_uncompressed(), &[0u8; 32])
+            .is_ok()
     };
     if q.oid == OID_SNP_QUOTE {
         attest::ratls::parse_snp_quote(&q.quote).is_ok_and(|sq| binds(&sq.report.report_data))

@@ -123,7 +123,12 @@ fn tdx_attestation_answers_a_fresh_quote_with_the_nonce() {
     let Step::Continue(b, r) = dispatch(b, "GET", &target, b"", None, &mut ev, &mut probe) else {
         panic!("unexpected start")
     };
-    assert_eq!(r.status, 200, "{}", alloc::string::String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        200,
+        "{}",
+        alloc::string::String::from_utf8_lossy(&r.body)
+    );
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["platform"], "tdx");
     assert_eq!(v["nonce"], nonce.as_str());
@@ -139,7 +144,12 @@ fn tdx_attestation_answers_a_fresh_quote_with_the_nonce() {
     let Step::Continue(_, r) = dispatch(b, "GET", &target, b"", None, &mut ev, &mut probe) else {
         panic!("unexpected start")
     };
-    assert_eq!(r.status, 502, "{}", alloc::string::String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        502,
+        "{}",
+        alloc::string::String::from_utf8_lossy(&r.body)
+    );
 }
 
 #[test]
