@@ -9,11 +9,16 @@
 //!   must verify against tdx-emu's root (`attest::tdx::local::verify_quote_signatures`) and carry
 //!   our REPORTDATA, the emulator's RTMR1/RTMR2 of this kernel and command line, and
 //!   SEPT_VE_DISABLE without DEBUG.
-//! - `kms_service_refuses_tdx_until_the_core_has_a_tdx_evidence_type`: without `ckms.test`, the
-//!   boot stops with the named reason (status 35) instead of serving a TDX quote as SEV-SNP.
+//! - `kms_bootstrap_serves_tdx_evidence_that_ckms_verifies`: without `ckms.test`, the KMS starts
+//!   its bootstrap server with TDX evidence (`kms::bootstrap::platform::Platform::Tdx`: a random
+//!   key, the DCAP quote v4 in the RA-TLS certificate, fresh quotes at `/attestation`), and
+//!   `ckms bootstrap start --csr-out` attests it against tdx-emu's root (`--trust-root`) and a
+//!   manifest whose MRTD is the emulator's and whose RTMR1/RTMR2 ckms recomputes from the kernel
+//!   and the command line, then gets the CSR of the attested key. The same manifest with another
+//!   command line is refused (RTMR2) before anything is posted.
 //!
 //! Slow (a kernel build and two TCG boots): `--features vm-tests`. Needs
-//! `cargo build -p tdx-emu` first and `qemu-system-x86_64` with `/usr/share/ovmf/OVMF.fd`.
+//! `cargo build -p tdx-emu -p ckms` first and `qemu-system-x86_64` with `/usr/share/ovmf/OVMF.fd`.
 #![cfg(feature = "vm-tests")]
 
 use std::fs;
@@ -61,6 +66,18 @@ struct Boot {
 /// Boots `kernel()` with `cmdline`, `tdx-emu` on COM2, until `until` appears on the console
 /// (`None`: until QEMU exits).
 fn boot(name: &str, cmdline: &str, until: Option<&str>) -> Boot {
+    boot_then(name, cmdline, until, None, |_| ()).0
+}
+
+/// [`boot`], with host port `forward` (if any) forwarded to the guest's bootstrap port 9998,
+/// and `then` run while the VM and the emulator still run.
+fn boot_then<T>(
+    name: &str,
+    cmdline: &str,
+    until: Option<&str>,
+    forward: Option<u16>,
+    then: impl FnOnce(&str) -> T,
+) -> (Boot, T) {
     // One VM at a time: TCG boots compete for the same cores.
     static LOCK: Mutex<()> = Mutex::new(());
     let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -106,7 +123,11 @@ fn boot(name: &str, cmdline: &str, until: Option<&str>) -> Boot {
             .arg(format!("socket,id=att,path={}", socket.display()))
             .args(["-serial", "chardev:att"])
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-            .args(["-netdev", "user,id=n0,restrict=on"])
+            .arg("-netdev")
+            .arg(match forward {
+                Some(p) => format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{p}-:9998"),
+                None => "user,id=n0,restrict=on".into(),
+            })
             .args(["-device", "virtio-net-pci,netdev=n0,disable-legacy=on"])
             .stdin(Stdio::null())
             .stdout(Stdio::null()),
@@ -132,11 +153,16 @@ fn boot(name: &str, cmdline: &str, until: Option<&str>) -> Boot {
     // Let the line finish, then read everything.
     std::thread::sleep(Duration::from_millis(300));
     eprintln!("{name}: {:.1} s under TCG", t.elapsed().as_secs_f64());
-    Boot {
-        console: fs::read_to_string(&console).unwrap_or_default(),
-        status,
-        emu_stdout: fs::read_to_string(&emu_out).unwrap_or_default(),
-    }
+    let text = fs::read_to_string(&console).unwrap_or_default();
+    let out = then(&text);
+    (
+        Boot {
+            console: fs::read_to_string(&console).unwrap_or_default(),
+            status,
+            emu_stdout: fs::read_to_string(&emu_out).unwrap_or_default(),
+        },
+        out,
+    )
 }
 
 fn emu_value(out: &str, key: &str) -> [u8; 48] {
@@ -199,16 +225,102 @@ fn attest_boot_gives_a_verifiable_tdx_quote() {
     assert!(attest::tdx::local::verify_quote_signatures(&edited, &root).is_err());
 }
 
-#[test]
-fn kms_service_refuses_tdx_until_the_core_has_a_tdx_evidence_type() {
-    let b = boot("kms", "ckms.attestation=emulated ckms.ip=dhcp", None);
-    assert!(
-        b.console
-            .contains("KMS: the bootstrap core has no TDX evidence type yet"),
-        "{}",
-        b.console
+/// `tdx-emu export-chain` into `dir`; returns the path of its root (PEM).
+fn emu_root(dir: &Path) -> PathBuf {
+    let out = Command::new(workspace_bin("tdx-emu"))
+        .arg("export-chain")
+        .arg(dir)
+        .output()
+        .expect("tdx-emu export-chain");
+    assert!(out.status.success(), "{out:?}");
+    dir.join("root.pem")
+}
+
+/// What `image build` would write for this kernel and command line: ckms recomputes RTMR1 from
+/// the kernel next to the manifest (when its SHA-256 matches) and RTMR2 from `cmdline`.
+fn manifest(dir: &Path, kernel: &Path, cmdline: &str) -> PathBuf {
+    use sha2::Digest;
+    let bytes = fs::read(kernel).expect("read kernel");
+    fs::write(dir.join("kms.efi"), &bytes).expect("copy kernel");
+    let m = serde_json::json!({
+        "cmdline": cmdline,
+        "kernel": {"file": "kms.efi", "sha256": hex::encode(sha2::Sha256::digest(&bytes))},
+        "tdx": {"mrtd": "11".repeat(48)},
+    });
+    let name = format!(
+        "manifest-{:x}.json",
+        sha2::Sha256::digest(cmdline.as_bytes())[0]
     );
-    // After the TDX backend and the network came up; a refusal is isa-debug-exit 0x11 → 35.
-    assert!(b.console.contains("tdx: #VE self-test ok"), "{}", b.console);
-    assert_eq!(b.status, Some(35), "{}", b.console);
+    let path = dir.join(name);
+    fs::write(&path, m.to_string()).expect("write manifest");
+    path
+}
+
+#[test]
+fn kms_bootstrap_serves_tdx_evidence_that_ckms_verifies() {
+    let cmdline = "ckms.attestation=emulated ckms.ip=dhcp";
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("loopback-tdx-ckms");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("mkdir");
+    let root = emu_root(&dir.join("chain"));
+    let good = manifest(&dir, kernel(), cmdline);
+    let tampered = manifest(&dir, kernel(), &format!("{cmdline} ckms.port=9999"));
+    let port = testkit::free_port();
+    let ckms = |manifest: &Path| {
+        Command::new(workspace_bin("ckms"))
+            .current_dir(&dir)
+            .env_remove("CKMS_CONF")
+            .args(["--url", &format!("https://127.0.0.1:{port}")])
+            .args(["bootstrap", "start", "--manifest"])
+            .arg(manifest)
+            .arg("--trust-root")
+            .arg(&root)
+            .args(["--subject", "CN=kms.test", "--csr-out", "kms.csr"])
+            .output()
+            .expect("run ckms")
+    };
+    let (b, (refused, accepted)) =
+        boot_then("kms", cmdline, Some("ckms: ready ip="), Some(port), |_| {
+            // The tampered command line first: it is refused before anything is posted, so the
+            // session is not locked to its client key.
+            (ckms(&tampered), ckms(&good))
+        });
+    let c = &b.console;
+    for want in ["tdx: #VE self-test ok", "platform: tdx", "ckms: ready ip="] {
+        assert!(c.contains(want), "console lacks {want:?}:\n{c}");
+    }
+    for refusal in ["KMS: the bootstrap core", "KMS: cannot start"] {
+        assert!(!c.contains(refusal), "the KMS refused to start:\n{c}");
+    }
+    assert_eq!(b.status, None, "QEMU exited:\n{c}");
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(!refused.status.success(), "tampered manifest accepted");
+    assert!(
+        text(&refused).contains("TDX RTMR2 differs from the expected one"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        accepted.status.success(),
+        "ckms failed:\n{}",
+        text(&accepted)
+    );
+    let out = text(&accepted);
+    for want in [
+        "bootstrap certificate attested (measurement MRTD 1111",
+        "fresh /attestation verified (nonce bound, same key)",
+    ] {
+        assert!(out.contains(want), "ckms output lacks {want:?}:\n{out}");
+    }
+    let csr = fs::read_to_string(dir.join("kms.csr")).expect("CSR written");
+    assert!(
+        csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+        "{csr}"
+    );
 }

@@ -91,20 +91,14 @@ const STATS_EVERY_US: u64 = 30 * 1_000_000;
 
 /// Runs the bootstrap phase and then the KMS on `stack`, forever.
 pub fn run(stack: NetStack, cfg: &BootConfig, kind: PlatformKind) -> ! {
-    if kind == PlatformKind::Tdx {
-        // The bootstrap core labels evidence SEV-SNP or none (kms::bootstrap::platform::Platform)
-        // and its key schedule assumes a sealing key: a TDX quote must not be served as either.
-        crate::refuse(format_args!(
-            "KMS: the bootstrap core has no TDX evidence type yet (TDX quotes are produced: \
-             ckms.test=attest)"
-        ));
-    }
     let attests = platform::with(|p| p.capabilities().attestation).unwrap_or(false);
     let evidence = KernelEvidence {
-        kind: if attests {
-            Platform::SevSnp
-        } else {
-            Platform::None
+        kind: match (attests, kind) {
+            (false, _) => Platform::None,
+            // The DCAP quote v4 (TDG.MR.REPORT + GetQuote); no sealing key, so the core takes a
+            // random `sk` each boot (docs/operations.md, "TDX").
+            (true, PlatformKind::Tdx) => Platform::Tdx,
+            (true, _) => Platform::SevSnp,
         },
     };
     let provisioner = match cfg.provisioner {

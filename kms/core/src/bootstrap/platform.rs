@@ -15,6 +15,11 @@ use super::DbSecret;
 pub enum Platform {
     /// AMD SEV-SNP (real firmware or `snp-emu`): 0x4A0-byte reports, certificate table, derived keys.
     SevSnp,
+    /// Intel TDX (real TDX module and quoting enclave, or `tdx-emu`): [`Evidence::report`] is the raw DCAP quote
+    /// v4 whose REPORTDATA is the caller's `report_data`; no certificate table (the PCK chain is inside the
+    /// quote), and no derived key: TDX has no sealing key, so `sk` is random at every boot
+    /// (docs/operations.md, "TDX").
+    Tdx,
     /// No attestation at all (`--attestation none`): random `sk`, no quote. For development only.
     None,
 }
@@ -24,6 +29,7 @@ impl Platform {
     pub fn name(self) -> &'static str {
         match self {
             Platform::SevSnp => "sev-snp",
+            Platform::Tdx => "tdx",
             Platform::None => "none",
         }
     }
@@ -111,12 +117,13 @@ impl core::error::Error for EvidenceError {}
 pub trait Evidence {
     /// Which kind of evidence this is.
     fn platform(&self) -> Platform;
-    /// A fresh attestation report carrying `report_data` (SEV-SNP: MSG_REPORT_REQ, ABI spec 56860 §7.3).
+    /// A fresh attestation report carrying `report_data` (SEV-SNP: MSG_REPORT_REQ, ABI spec 56860 §7.3; TDX: the
+    /// DCAP quote v4 of a TDREPORT from TDG.MR.REPORT, obtained with the GetQuote TDVMCALL).
     fn report(&mut self, report_data: &[u8; 64]) -> Result<Vec<u8>, EvidenceError>;
-    /// The certificate table (VCEK and its chain) the verifier needs; may be empty.
+    /// The certificate table (VCEK and its chain) the verifier needs; may be empty. Not asked for on TDX.
     fn cert_table(&mut self) -> Result<Vec<CertTableEntry>, EvidenceError>;
     /// The measurement-bound derived key (SEV-SNP: MSG_KEY_REQ with the measurement mixed in, ABI spec 56860
-    /// §7.2); `None` when the platform has no such key.
+    /// §7.2); `None` when the platform has no such key. Not asked for on TDX (no sealing key).
     fn derived_key(&mut self) -> Result<Option<Zeroizing<[u8; 32]>>, EvidenceError>;
 }
 

@@ -399,7 +399,8 @@ pub fn parse_nonce(query: &str) -> Result<[u8; 32], BootstrapError> {
     Ok(nonce)
 }
 
-/// `GET /attestation?nonce=…`: a fresh report with report_data = SHA-256(public key) ‖ nonce. Served by the
+/// `GET /attestation?nonce=…`: a fresh report with report_data = SHA-256(public key) ‖ nonce (SEV-SNP: report ‖
+/// certificate table; TDX: the DCAP quote v4). Served by the
 /// bootstrap API and, after `/start`, by the KMS and the RA-TLS port.
 pub fn attestation(
     identity: &Identity,
@@ -407,16 +408,25 @@ pub fn attestation(
     query: &str,
 ) -> Result<AttestationResponse, BootstrapError> {
     let nonce = parse_nonce(query)?;
-    if evidence.platform() == Platform::None {
-        return Err(BootstrapError::Evidence(
-            super::platform::EvidenceError::Unsupported,
-        ));
-    }
-    let report = evidence
-        .report(&identity.key().report_data(&nonce))
-        .map_err(BootstrapError::Evidence)?;
-    let table = evidence.cert_table().map_err(BootstrapError::Evidence)?;
-    let quote = encode_snp_quote(&report, &table);
+    let report_data = identity.key().report_data(&nonce);
+    let quote = match evidence.platform() {
+        Platform::None => {
+            return Err(BootstrapError::Evidence(
+                super::platform::EvidenceError::Unsupported,
+            ));
+        }
+        Platform::SevSnp => {
+            let report = evidence
+                .report(&report_data)
+                .map_err(BootstrapError::Evidence)?;
+            let table = evidence.cert_table().map_err(BootstrapError::Evidence)?;
+            encode_snp_quote(&report, &table)
+        }
+        // The DCAP quote v4 as is: its signature data carries the PCK chain.
+        Platform::Tdx => evidence
+            .report(&report_data)
+            .map_err(BootstrapError::Evidence)?,
+    };
     Ok(AttestationResponse {
         platform: identity.platform().name().into(),
         nonce: base16ct::lower::encode_string(&nonce),

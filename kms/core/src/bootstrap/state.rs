@@ -23,7 +23,7 @@ use subtle::ConstantTimeEq;
 
 use super::keys::{BootstrapKey, Sk, SkOrigin};
 use super::platform::{Evidence, Platform};
-use super::x509::{self, ApiChain, OID_SNP_QUOTE, QuoteExtension};
+use super::x509::{self, ApiChain, OID_SNP_QUOTE, OID_TDX_QUOTE, QuoteExtension};
 use super::{BootstrapError, DbSecret};
 use attest::ratls::encode_snp_quote;
 
@@ -37,7 +37,9 @@ pub struct Identity {
 
 impl Identity {
     /// Creates the identity: `sk` from the platform's derived key (or from `random_sk` when the platform has
-    /// none), the key pair, a report with report_data = SHA-256(public key) ‖ zeros, and the certificate.
+    /// none; always on TDX, which has no sealing key), the key pair, a report with report_data =
+    /// SHA-256(public key) ‖ zeros, and the certificate (SEV-SNP: report ‖ certificate table under
+    /// [`OID_SNP_QUOTE`]; TDX: the DCAP quote v4 under [`OID_TDX_QUOTE`]).
     /// `now` (untrusted unix seconds) only sets the certificate's validity window.
     pub fn create(
         evidence: &mut dyn Evidence,
@@ -50,7 +52,8 @@ impl Identity {
                 Some(k) => Sk::from_platform_key(&k).map_err(BootstrapError::Key)?,
                 None => Sk::from_random(random_sk),
             },
-            Platform::None => Sk::from_random(random_sk),
+            // TDX has no sealing key: a fresh key each boot, re-provisioned (docs/operations.md, "TDX").
+            Platform::Tdx | Platform::None => Sk::from_random(random_sk),
         };
         let key = sk.key_pair().map_err(BootstrapError::Key)?;
         let quote = match platform {
@@ -62,6 +65,15 @@ impl Identity {
                 Some(QuoteExtension {
                     oid: OID_SNP_QUOTE,
                     quote: encode_snp_quote(&report, &table),
+                })
+            }
+            Platform::Tdx => {
+                let quote = evidence
+                    .report(&key.report_data(&[0u8; 32]))
+                    .map_err(BootstrapError::Evidence)?;
+                Some(QuoteExtension {
+                    oid: OID_TDX_QUOTE,
+                    quote,
                 })
             }
             Platform::None => None,

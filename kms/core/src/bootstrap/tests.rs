@@ -26,6 +26,8 @@ use super::platform::{
 use super::x509::{OID_SNP_QUOTE, quote_extension};
 use super::*;
 
+mod tdx;
+
 const NOW: i64 = 1_790_000_000;
 
 /// Evidence with a fixed derived key; its "report" is 0x4A0 bytes with report_data at 0x50 (SNP layout),
@@ -71,7 +73,7 @@ impl Evidence for TestEvidence {
     fn derived_key(&mut self) -> Result<Option<Zeroizing<[u8; 32]>>, EvidenceError> {
         Ok(match self.platform {
             Platform::SevSnp => Some(Zeroizing::new(self.derived)),
-            Platform::None => None,
+            Platform::Tdx | Platform::None => None,
         })
     }
 }

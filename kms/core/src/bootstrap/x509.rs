@@ -305,25 +305,25 @@ pub fn quote_extension(cert: &Certificate) -> Option<QuoteExtension> {
     })
 }
 
-/// Whether `cert` carries an SNP quote that parses and whose report_data binds `key` (zero nonce,
-/// as in the bootstrap certificate). Only then may the RA-TLS port close at `/start`: an extension
-/// with a quote OID and garbage content, or a quote for another key, keeps it open. (The
+/// Whether `cert` carries an SNP or TDX quote that parses and whose report_data binds `key` (zero
+/// nonce, as in the bootstrap certificate). Only then may the RA-TLS port close at `/start`: an
+/// extension with a quote OID and garbage content, or a quote for another key, keeps it open. (The
 /// signature of the report is the verifier's business; the port stays a convenience for it.)
 fn quote_binds_key(cert: &Certificate, key: &BootstrapKey) -> bool {
     let Some(q) = quote_extension(cert) else {
         return false;
     };
-    if q.oid != OID_SNP_QUOTE {
-        return false;
+    let binds = |report_data: &[u8; 64]| {
+        attest::ratls::check_report_data_binding(report_data, key.public_uncompressed(), &[0u8; 32])
+            .is_ok()
+    };
+    if q.oid == OID_SNP_QUOTE {
+        attest::ratls::parse_snp_quote(&q.quote).is_ok_and(|sq| binds(&sq.report.report_data))
+    } else if q.oid == OID_TDX_QUOTE {
+        attest::tdx::Quote::parse(&q.quote).is_ok_and(|tq| binds(&tq.body.report_data))
+    } else {
+        false
     }
-    attest::ratls::parse_snp_quote(&q.quote).is_ok_and(|sq| {
-        attest::ratls::check_report_data_binding(
-            &sq.report.report_data,
-            key.public_uncompressed(),
-            &[0u8; 32],
-        )
-        .is_ok()
-    })
 }
 
 /// A posted API certificate chain that passed [`validate_api_chain`].
