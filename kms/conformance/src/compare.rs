@@ -76,6 +76,14 @@ pub fn compare(expected: &Node, actual: &Ttlv, ctx: &mut Context) -> Result<(), 
     Ok(())
 }
 
+/// Tolerance 9: a `RandomNumberGenerator` structure the server filled with its own generator.
+fn rng_described(children: &[Ttlv]) -> Result<(), String> {
+    match children.iter().any(|c| same_tag("RNGAlgorithm", &c.tag)) {
+        true => Ok(()),
+        false => Err("no RNGAlgorithm".into()),
+    }
+}
+
 fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatch> {
     let fail = |reason: String| Mismatch {
         path: path.to_owned(),
@@ -93,15 +101,42 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
         };
         if e.tag == "RandomNumberGenerator" {
             // The server describes its own generator (tolerance 9).
-            return match children.iter().any(|c| same_tag("RNGAlgorithm", &c.tag)) {
-                true => Ok(()),
-                false => Err(fail("no RNGAlgorithm".into())),
-            };
+            return rng_described(children).map_err(fail);
         }
         let mut used = vec![false; children.len()];
         let mut waived = Vec::new();
+        // In a KMIP 1.x `Attribute`, the value of a server-policy attribute (tolerances 9 and
+        // 10) is `AttributeValue`, named by its sibling `AttributeName`.
+        let v1_policy = (e.tag == "Attribute")
+            .then(|| e.children.iter().find(|c| c.tag == "AttributeName"))
+            .flatten()
+            .and_then(|n| kms::kmip::v1::tag_of(&n.value))
+            .filter(|t| matches!(*t, "RandomNumberGenerator" | "LeaseTime"));
         for ec in &e.children {
             let child_path = format!("{path}/{}", ec.tag);
+            if let Some(policy) = v1_policy
+                && ec.tag == "AttributeValue"
+            {
+                let i = children
+                    .iter()
+                    .enumerate()
+                    .position(|(i, c)| !used[i] && c.tag == "AttributeValue")
+                    .ok_or_else(|| Mismatch {
+                        path: child_path.clone(),
+                        reason: "missing".into(),
+                    })?;
+                used[i] = true;
+                let check = match (policy, &children[i].value) {
+                    ("RandomNumberGenerator", Value::Structure(c)) => rng_described(c),
+                    ("LeaseTime", Value::Interval(_)) => Ok(()),
+                    (_, v) => Err(format!("{} instead of the attribute's type", v.type_name())),
+                };
+                check.map_err(|reason| Mismatch {
+                    path: child_path,
+                    reason,
+                })?;
+                continue;
+            }
             let mut first_error = None;
             let mut matched = false;
             for (i, ac) in children.iter().enumerate() {
