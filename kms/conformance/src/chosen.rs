@@ -5,7 +5,9 @@
 //! A response's `Data` is server-chosen when the request is
 //! - `RNGRetrieve` (random bytes);
 //! - `Encrypt` with a key whose encryption is randomized: its request, or the Register/Create
-//!   that made the key, names `PaddingMethod` OAEP (RSA-OAEP draws a random seed);
+//!   that made the key, names `PaddingMethod` OAEP (RSA-OAEP draws a random seed) or
+//!   `RandomIV` true (the server draws the IV, which the response returns: its
+//!   `IVCounterNonce` is server-chosen as well);
 //! - `Encrypt` or `Decrypt` with a key the server generated in this case (Create,
 //!   CreateKeyPair, ReKey): the reference server's output came from its own key.
 //!
@@ -32,9 +34,10 @@ fn text<'a>(t: &'a Ttlv, tag: &str) -> Option<&'a str> {
     }
 }
 
-/// True if `t` (at any depth) holds a `PaddingMethod` OAEP.
+/// True if `t` (at any depth) holds a `PaddingMethod` OAEP or a `RandomIV` true.
 fn names_oaep(t: &Ttlv) -> bool {
     match &t.value {
+        Value::Boolean(true) => t.tag == "RandomIV",
         Value::Enumeration(EnumValue::Name(n)) if t.tag == "PaddingMethod" => {
             n.eq_ignore_ascii_case("OAEP")
         }

@@ -217,7 +217,11 @@ fn walk(e: &Node, a: &Ttlv, ctx: &mut Context, path: &str) -> Result<(), Mismatc
         {
             return Ok(());
         }
-        if ctx.free_data && path.ends_with("ResponsePayload/Data") && !ctx.sent.contains(w) {
+        if ctx.free_data
+            && (path.ends_with("ResponsePayload/Data")
+                || path.ends_with("ResponsePayload/IVCounterNonce"))
+            && !ctx.sent.contains(w)
+        {
             ctx.substitutes.insert(w.clone(), g.clone());
             return Ok(());
         }

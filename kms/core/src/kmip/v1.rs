@@ -165,6 +165,35 @@ pub fn request_version(msg: &Ttlv) -> Option<ProtocolVersion> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Echo(Vec<Option<Ttlv>>);
 
+impl Echo {
+    /// The batch items (by position) that are a DeleteAttribute: their 1.x answer carries the
+    /// deleted attribute with its value (KMIP 1.4 §4.15), which the caller reads before the
+    /// batch runs and hands to [`Echo::set_deleted`].
+    pub fn deletes(v2: &Ttlv) -> Vec<(usize, Ttlv)> {
+        v2.children()
+            .iter()
+            .filter(|c| c.tag == "BatchItem")
+            .enumerate()
+            .filter(|(_, c)| {
+                c.get("Operation").and_then(|o| Operation::parse(o).ok())
+                    == Some(Operation::DeleteAttribute)
+            })
+            .filter_map(|(i, c)| Some((i, c.get("RequestPayload")?.clone())))
+            .collect()
+    }
+
+    /// Item `i` answers with `attribute` (a 2.x typed attribute, as GetAttributes returns it)
+    /// as a 1.x `Attribute { AttributeName, AttributeValue }`; nothing if it has no 1.x name.
+    pub fn set_deleted(&mut self, i: usize, attribute: &Ttlv) {
+        if let (Some(slot), Some((name, value))) = (self.0.get_mut(i), untyped(attribute)) {
+            *slot = Some(Ttlv::structure(
+                "Attribute",
+                alloc::vec![Ttlv::text("AttributeName", &name), value],
+            ));
+        }
+    }
+}
+
 /// A KMIP 1.x `RequestMessage` in 2.x shapes, and the echoes for [`response_to_v1`].
 pub fn request_to_v2(msg: &Ttlv) -> Result<(Ttlv, Echo), V1Error> {
     let mut echo = Vec::new();
@@ -814,5 +843,62 @@ mod tests {
             .and_then(|b| b.get("ResponsePayload"))
             .unwrap();
         assert_eq!(p.get("Attribute"), Some(&link));
+    }
+
+    #[test]
+    fn delete_attribute_answers_with_the_value_read_before() {
+        let m = message(
+            1,
+            Operation::DeleteAttribute.code(),
+            vec![
+                Ttlv::text("UniqueIdentifier", "k1"),
+                Ttlv::text("AttributeName", "x-attribute1"),
+            ],
+        );
+        let (v2, mut echo) = request_to_v2(&m).unwrap();
+        let deletes = Echo::deletes(&v2);
+        assert_eq!(deletes.len(), 1);
+        assert_eq!(deletes[0].0, 0);
+        assert!(deletes[0].1.get("AttributeReference").is_some());
+        // What GetAttributes answered before the delete, in the 2.x shape.
+        let vendor = Ttlv::structure(
+            "VendorAttribute",
+            vec![
+                Ttlv::text("VendorIdentification", "x"),
+                Ttlv::text("AttributeName", "attribute1"),
+                Ttlv::text("AttributeValue", "ModifiedValue1"),
+            ],
+        );
+        echo.set_deleted(0, &vendor);
+        let resp = Ttlv::structure(
+            "ResponseMessage",
+            vec![Ttlv::structure(
+                "BatchItem",
+                vec![
+                    Ttlv {
+                        tag: "Operation".into(),
+                        value: Value::Enumeration(EnumValue::Name("DeleteAttribute".into())),
+                    },
+                    Ttlv::structure(
+                        "ResponsePayload",
+                        vec![Ttlv::text("UniqueIdentifier", "k1")],
+                    ),
+                ],
+            )],
+        );
+        let v1 = response_to_v1(&resp, &echo);
+        let a = v1
+            .get("BatchItem")
+            .and_then(|b| b.get("ResponsePayload"))
+            .and_then(|p| p.get("Attribute"))
+            .unwrap();
+        assert_eq!(
+            a.get("AttributeName"),
+            Some(&Ttlv::text("AttributeName", "x-attribute1"))
+        );
+        assert_eq!(
+            a.get("AttributeValue"),
+            Some(&Ttlv::text("AttributeValue", "ModifiedValue1"))
+        );
     }
 }

@@ -420,7 +420,29 @@ impl<S: Store> Kms<S> {
         if t.tag == "RequestMessage" {
             // KMIP 1.x: text-named attributes mapped to the 2.x model and back (kmip::v1).
             if crate::kmip::v1::request_version(t).is_some() {
-                let (v2, echo) = crate::kmip::v1::request_to_v2(t)?;
+                let (v2, mut echo) = crate::kmip::v1::request_to_v2(t)?;
+                // A 1.x DeleteAttribute answers the deleted attribute with its value: read it
+                // first (as the caller; a refusal leaves the name-only answer, and the delete
+                // itself then meets the same rights check).
+                for (i, payload) in crate::kmip::v1::Echo::deletes(&v2) {
+                    let (Some(uid), Some(r)) = (
+                        payload.get("UniqueIdentifier"),
+                        payload.get("AttributeReference"),
+                    ) else {
+                        continue;
+                    };
+                    let req =
+                        Ttlv::structure("RequestPayload", alloc::vec![uid.clone(), r.clone()]);
+                    if let Ok(resp) = self
+                        .execute(env, user, Operation::GetAttributes, &req, Dialect::Kmip)
+                        .await
+                        && let Some(a) = binary::wire_shape(&resp.to_ttlv(None))
+                            .get("Attributes")
+                            .and_then(|a| a.children().first().cloned())
+                    {
+                        echo.set_deleted(i, &a);
+                    }
+                }
                 let out = self.batch(env, user, &v2).await?;
                 return Ok(crate::kmip::v1::response_to_v1(
                     &binary::wire_shape(&out),
