@@ -573,6 +573,23 @@ mod tests {
         )
     }
 
+    /// A 2.x `ResponseMessage` whose one item answers `op` with only the object's uid.
+    fn uid_answer(op: &str, uid: &str) -> Ttlv {
+        Ttlv::structure(
+            "ResponseMessage",
+            vec![Ttlv::structure(
+                "BatchItem",
+                vec![
+                    Ttlv {
+                        tag: "Operation".into(),
+                        value: Value::Enumeration(EnumValue::Name(op.into())),
+                    },
+                    Ttlv::structure("ResponsePayload", vec![Ttlv::text("UniqueIdentifier", uid)]),
+                ],
+            )],
+        )
+    }
+
     fn payload(m: &Ttlv) -> &Ttlv {
         m.get("BatchItem")
             .and_then(|b| b.get("RequestPayload"))
@@ -821,22 +838,7 @@ mod tests {
         let (v2, echo) = request_to_v2(&m).unwrap();
         let na = payload(&v2).get("NewAttribute").unwrap();
         assert!(na.get("Link").is_some());
-        let resp = Ttlv::structure(
-            "ResponseMessage",
-            vec![Ttlv::structure(
-                "BatchItem",
-                vec![
-                    Ttlv {
-                        tag: "Operation".into(),
-                        value: Value::Enumeration(EnumValue::Name("AddAttribute".into())),
-                    },
-                    Ttlv::structure(
-                        "ResponsePayload",
-                        vec![Ttlv::text("UniqueIdentifier", "k1")],
-                    ),
-                ],
-            )],
-        );
+        let resp = uid_answer("AddAttribute", "k1");
         let v1 = response_to_v1(&resp, &echo);
         let p = v1
             .get("BatchItem")
@@ -870,22 +872,7 @@ mod tests {
             ],
         );
         echo.set_deleted(0, &vendor);
-        let resp = Ttlv::structure(
-            "ResponseMessage",
-            vec![Ttlv::structure(
-                "BatchItem",
-                vec![
-                    Ttlv {
-                        tag: "Operation".into(),
-                        value: Value::Enumeration(EnumValue::Name("DeleteAttribute".into())),
-                    },
-                    Ttlv::structure(
-                        "ResponsePayload",
-                        vec![Ttlv::text("UniqueIdentifier", "k1")],
-                    ),
-                ],
-            )],
-        );
+        let resp = uid_answer("DeleteAttribute", "k1");
         let v1 = response_to_v1(&resp, &echo);
         let a = v1
             .get("BatchItem")
