@@ -1443,6 +1443,12 @@ fn set_attr(uid: &str, attr: Value) -> Value {
         {"tag":"NewAttribute","value":[attr]}]})
 }
 
+fn add_attr(uid: &str, attr: Value) -> Value {
+    json!({"tag":"AddAttribute","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+        {"tag":"NewAttribute","value":[attr]}]})
+}
+
 fn delete_attr(uid: &str, name: &str) -> Value {
     json!({"tag":"DeleteAttribute","value":[
         {"tag":"UniqueIdentifier","type":"TextString","value":uid},
@@ -1663,6 +1669,59 @@ fn attribute_grantee_cannot_widen_usage_or_drop_deactivation() {
     // The owner may widen and remove.
     t.ok("alice", set_attr(&uid, mask(12)));
     t.ok("alice", delete_attr(&uid, "DeactivationDate"));
+}
+
+/// Issue 12 (Low, left over): a grantee with `setattribute` cannot activate a PreActive key
+/// early by adding an ActivationDate or moving one earlier; postponing it is narrowing, allowed.
+#[test]
+fn attribute_grantee_cannot_advance_activation() {
+    let mut t = T::new();
+    let date =
+        |d: i64| json!({"tag":"ActivationDate","type":"DateTime","value":format!("0x{d:016X}")});
+    // No ActivationDate: PreActive until someone with the right activates it.
+    let none = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &[], false)),
+        "UniqueIdentifier",
+    );
+    let later = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &[], false)),
+        "UniqueIdentifier",
+    );
+    let act = NOW + 100_000;
+    t.ok("alice", set_attr(&later, date(act)));
+    for uid in [&none, &later] {
+        t.grant(
+            "alice",
+            uid,
+            "bob",
+            &["setattribute", "addattribute", "encrypt"],
+        );
+    }
+    for req in [
+        set_attr(&none, date(NOW - 10)),
+        add_attr(&none, date(NOW - 10)),
+        set_attr(&later, date(NOW - 10)),
+        set_attr(&later, date(act - 1)),
+    ] {
+        assert_eq!(
+            reason(&t.err("bob", req.clone())),
+            ResultReason::PermissionDenied,
+            "{req}"
+        );
+    }
+    // Both keys are still PreActive: bob cannot encrypt with them.
+    for uid in [&none, &later] {
+        let a = t.ok("alice", uid_req("GetAttributes", uid));
+        assert_eq!(text(field(&a, "Attributes").unwrap(), "State"), "PreActive");
+        assert_eq!(
+            reason(&t.err("bob", encrypt(uid, b"x", vec![]))),
+            ResultReason::WrongKeyLifecycleState
+        );
+    }
+    // Postponing is allowed to the grantee; advancing to now is the owner's.
+    t.ok("bob", set_attr(&later, date(act + 1)));
+    t.ok("alice", set_attr(&later, date(NOW - 10)));
+    t.ok("bob", encrypt(&later, b"x", vec![]));
 }
 
 /// Issue 12 (Low): a grantee with the `import` right cannot replace the key material behind

@@ -1109,13 +1109,6 @@ impl<S: Store> Kms<S> {
     }
 }
 
-/// What an attribute edit may not do (issue 12). For everyone: `Sensitive` only goes from false
-/// to true and `Extractable` only from true to false (PKCS#11's rule for the same flags), so
-/// neither can be undone to release key material. For a grantee (setattribute, addattribute,
-/// deleteattribute): no usage bit the key did not have (an absent mask allows every use, so a
-/// grantee may not delete one), and no removing or postponing a `DeactivationDate`.
-/// KMIP 2.1 §4.44 Quantum Safe: a client asking for a quantum-safe key gets one or an error
-/// (OASIS QS-M-2: AES-128 → General Failure). `safe`: whether the key to be made is.
 /// Big-endian magnitudes compared by value (public DSA parameters; X only against Q).
 fn magnitude_lt(a: &[u8], b: &[u8]) -> bool {
     (a.len(), a) < (b.len(), b)
@@ -1154,6 +1147,8 @@ fn dsa_check(f: &[Option<&[u8]>], private: bool) -> KResult<usize> {
     Ok(bits)
 }
 
+/// KMIP 2.1 §4.44 Quantum Safe: a client asking for a quantum-safe key gets one or an error
+/// (OASIS QS-M-2: AES-128 → General Failure). `safe`: whether the key to be made is.
 fn check_quantum_safe(a: &Attributes, safe: bool) -> KResult<()> {
     if flag(a, "QuantumSafe") == Some(true) && !safe {
         return Err(kerr(
@@ -1202,6 +1197,13 @@ fn set_random_number_generator(a: &mut Attributes) {
     ));
 }
 
+/// What an attribute edit may not do (issue 12). For everyone: `Sensitive` only goes from false
+/// to true and `Extractable` only from true to false (PKCS#11's rule for the same flags), so
+/// neither can be undone to release key material. For a grantee (setattribute, addattribute,
+/// deleteattribute) the dates and the mask may only narrow what the key allows: no usage bit
+/// the key did not have (an absent mask allows every use, so a grantee may not delete one), no
+/// removing or postponing a `DeactivationDate`, and no adding or advancing an `ActivationDate`
+/// (which would activate a PreActive key early: that is the owner's, or `activate`'s, call).
 fn check_attribute_edit(before: &Attributes, after: &Attributes, owner: bool) -> KResult<()> {
     if flag(before, "Sensitive") == Some(true) && flag(after, "Sensitive") != Some(true) {
         return Err(kerr(
@@ -1234,12 +1236,17 @@ fn check_attribute_edit(before: &Attributes, after: &Attributes, owner: bool) ->
             "permission denied: only the owner removes or postpones a DeactivationDate",
         ));
     }
+    if let Some(n) = after.activation_date
+        && before.activation_date.is_none_or(|d| n < d)
+    {
+        return Err(kerr(
+            ResultReason::PermissionDenied,
+            "permission denied: only the owner adds or advances an ActivationDate",
+        ));
+    }
     Ok(())
 }
 
-/// Locate's filters on attributes the index does not carry (KMIP 2.1 §6.1.27): every other
-/// attribute given must be among the object's (equal), vendor attributes likewise; the length
-/// must be equal; the usage mask's bits must all be set on the object.
 /// The value of a date attribute of `a`, by tag.
 fn date_of(a: &Attributes, tag: &str) -> Option<i64> {
     match tag {
@@ -1260,6 +1267,9 @@ fn date_of(a: &Attributes, tag: &str) -> Option<i64> {
     }
 }
 
+/// Locate's filters on attributes the index does not carry (KMIP 2.1 §6.1.27): every other
+/// attribute given must be among the object's (equal), vendor attributes likewise; the length
+/// must be equal; the usage mask's bits must all be set on the object.
 fn locate_matches(have: &Attributes, want: &Attributes) -> bool {
     want.other.iter().all(|w| have.other.contains(w))
         && want
