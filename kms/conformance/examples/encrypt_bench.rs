@@ -9,13 +9,11 @@
 //! (`--release` builds this client only; the server is the `target/debug` or `target/release`
 //! binary next to it: build `kms-server` in the same profile.)
 
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use kmip_conformance::{BinaryKmip, JsonHttps, Transport};
 use kms::kmip::ttlv::{Ttlv, Value};
-use testkit::{ChildGuard, Pki, drain_lines, free_port, wait_line, workspace_bin};
+use testkit::MemoryKmsServer;
 
 fn message(op: &str, payload: Vec<Ttlv>) -> Ttlv {
     Ttlv::structure(
@@ -89,43 +87,16 @@ fn main() -> Result<(), String> {
         None => 2000,
     };
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let pki = Pki::new("bench CA");
-    let ca = pki.ca().write(dir.path(), "ca");
-    let server = pki
-        .server("127.0.0.1", &["127.0.0.1"])
-        .write(dir.path(), "server");
-    let client = pki.client(Some("bench")).write(dir.path(), "client");
-    let port = free_port();
-    let mut child = ChildGuard::spawn(
-        Command::new(workspace_bin("kms-server"))
-            .args(["--database", "memory", "--port", &port.to_string()])
-            .args(["--kmip-port", "0"])
-            .arg("--tls-cert")
-            .arg(&server.cert)
-            .arg("--tls-key")
-            .arg(&server.key)
-            .arg("--client-ca")
-            .arg(&ca.cert)
-            .stdout(Stdio::piped()),
-        "kms-server",
-    );
-    let mut lines = child.stdout_lines();
-    wait_line(&mut lines, "kms-server listening on", "kms-server");
-    let kmip_addr: SocketAddr =
-        wait_line(&mut lines, "kms-server KMIP listening on ", "kms-server")
-            .trim()
-            .parse()
-            .map_err(|e| format!("KMIP ready line: {e}"))?;
-    drain_lines(lines);
+    let kms = MemoryKmsServer::start(dir.path(), "bench");
 
-    let roots = ckms::http::load_certs(&ca.cert).map_err(|e| e.to_string())?;
-    let identity = ckms::http::ClientIdentity::from_pem_files(&client.cert, &client.key)
+    let roots = ckms::http::load_certs(&kms.ca_cert).map_err(|e| e.to_string())?;
+    let identity = ckms::http::ClientIdentity::from_pem_files(&kms.client.cert, &kms.client.key)
         .map_err(|e| e.to_string())?;
     let tls = ckms::http::client_config(roots, Some(identity)).map_err(|e| e.to_string())?;
-    let http = ckms::http::HttpClient::new(&format!("https://127.0.0.1:{port}"), tls.clone())
+    let http = ckms::http::HttpClient::new(&format!("https://127.0.0.1:{}", kms.port), tls.clone())
         .map_err(|e| e.to_string())?;
     let mut json = JsonHttps(http);
-    let mut binary = BinaryKmip::new(kmip_addr, tls);
+    let mut binary = BinaryKmip::new(kms.kmip_addr, tls);
 
     let created = json.send(&message(
         "Create",

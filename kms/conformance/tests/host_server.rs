@@ -9,13 +9,11 @@
 //! Needs the `kms-server` binary: `cargo build -p kms-server` first.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 
 use kmip_conformance::{
     BinaryKmip, JsonHttps, Transport, load_dir, mandatory_1_4, mandatory_2_1, run_case,
 };
-use testkit::{ChildGuard, Pki, drain_lines, free_port, wait_line, workspace_bin};
+use testkit::MemoryKmsServer;
 
 fn expected(list: &str) -> BTreeSet<String> {
     list.lines()
@@ -54,40 +52,13 @@ fn score(
 #[test]
 fn oasis_kmip_2_1_mandatory_cases_over_json_and_binary() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let pki = Pki::new("conformance CA");
-    let ca = pki.ca().write(dir.path(), "ca");
-    let server = pki
-        .server("127.0.0.1", &["127.0.0.1"])
-        .write(dir.path(), "server");
-    let client = pki.client(Some("conformance")).write(dir.path(), "client");
-    let port = free_port();
-    let mut child = ChildGuard::spawn(
-        Command::new(workspace_bin("kms-server"))
-            .args(["--database", "memory", "--port", &port.to_string()])
-            .args(["--kmip-port", "0"])
-            .arg("--tls-cert")
-            .arg(&server.cert)
-            .arg("--tls-key")
-            .arg(&server.key)
-            .arg("--client-ca")
-            .arg(&ca.cert)
-            .stdout(Stdio::piped()),
-        "kms-server",
-    );
-    let mut lines = child.stdout_lines();
-    wait_line(&mut lines, "kms-server listening on", "kms-server");
-    let kmip_addr: SocketAddr =
-        wait_line(&mut lines, "kms-server KMIP listening on ", "kms-server")
-            .trim()
-            .parse()
-            .expect("address in the KMIP ready line");
-    drain_lines(lines);
+    let kms = MemoryKmsServer::start(dir.path(), "conformance");
 
-    let roots = ckms::http::load_certs(&ca.cert).expect("CA");
-    let identity =
-        ckms::http::ClientIdentity::from_pem_files(&client.cert, &client.key).expect("client");
+    let roots = ckms::http::load_certs(&kms.ca_cert).expect("CA");
+    let identity = ckms::http::ClientIdentity::from_pem_files(&kms.client.cert, &kms.client.key)
+        .expect("client");
     let tls = ckms::http::client_config(roots, Some(identity)).expect("TLS");
-    let http = ckms::http::HttpClient::new(&format!("https://127.0.0.1:{port}"), tls.clone())
+    let http = ckms::http::HttpClient::new(&format!("https://127.0.0.1:{}", kms.port), tls.clone())
         .expect("client");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -96,13 +67,13 @@ fn oasis_kmip_2_1_mandatory_cases_over_json_and_binary() {
 
     let json = score(&mut JsonHttps(http), now, &mandatory_2_1(), 86);
     let binary = score(
-        &mut BinaryKmip::new(kmip_addr, tls.clone()),
+        &mut BinaryKmip::new(kms.kmip_addr, tls.clone()),
         now,
         &mandatory_2_1(),
         86,
     );
     let v1_4 = score(
-        &mut BinaryKmip::new(kmip_addr, tls),
+        &mut BinaryKmip::new(kms.kmip_addr, tls),
         now,
         &mandatory_1_4(),
         68,
