@@ -49,35 +49,10 @@ fn post(path: &str, body: &[u8]) -> Vec<u8> {
 /// A bare operation (`{"tag":"Create",...}`, the Cosmian JSON shortcut) as the one batch item
 /// of a KMIP 2.1 RequestMessage: binary TTLV has only messages.
 fn as_message(t: kms::kmip::ttlv::Ttlv) -> kms::kmip::ttlv::Ttlv {
-    use kms::kmip::ttlv::Ttlv;
     let Some(op) = kms::kmip::ops::operation_from_tag(&t.tag) else {
         return t;
     };
-    Ttlv::structure(
-        "RequestMessage",
-        vec![
-            Ttlv::structure(
-                "RequestHeader",
-                vec![
-                    Ttlv::structure(
-                        "ProtocolVersion",
-                        vec![
-                            Ttlv::int("ProtocolVersionMajor", 2),
-                            Ttlv::int("ProtocolVersionMinor", 1),
-                        ],
-                    ),
-                    Ttlv::int("BatchCount", 1),
-                ],
-            ),
-            Ttlv::structure(
-                "BatchItem",
-                vec![
-                    op.to_ttlv(),
-                    Ttlv::structure("RequestPayload", t.children().to_vec()),
-                ],
-            ),
-        ],
-    )
+    kms::kmip::message::request(2, 1, vec![(op.to_ttlv(), t.children().to_vec())])
 }
 
 fn main() {

@@ -12,36 +12,9 @@
 use std::time::Instant;
 
 use kmip_conformance::{BinaryKmip, JsonHttps, Transport};
+use kms::kmip::message::request_2_1;
 use kms::kmip::ttlv::{Ttlv, Value};
 use testkit::MemoryKmsServer;
-
-fn message(op: &str, payload: Vec<Ttlv>) -> Ttlv {
-    Ttlv::structure(
-        "RequestMessage",
-        vec![
-            Ttlv::structure(
-                "RequestHeader",
-                vec![
-                    Ttlv::structure(
-                        "ProtocolVersion",
-                        vec![
-                            Ttlv::int("ProtocolVersionMajor", 2),
-                            Ttlv::int("ProtocolVersionMinor", 1),
-                        ],
-                    ),
-                    Ttlv::int("BatchCount", 1),
-                ],
-            ),
-            Ttlv::structure(
-                "BatchItem",
-                vec![
-                    Ttlv::enumeration("Operation", op),
-                    Ttlv::structure("RequestPayload", payload),
-                ],
-            ),
-        ],
-    )
-}
 
 /// The payload of the only batch item, if it succeeded.
 fn payload(r: &Ttlv) -> Result<&Ttlv, String> {
@@ -61,7 +34,7 @@ fn uid(p: &Ttlv) -> Result<String, String> {
 
 /// `n` Encrypt requests of 64 bytes over `t`; requests per second.
 fn run(t: &mut dyn Transport, key: &str, n: u32) -> Result<f64, String> {
-    let req = message(
+    let req = request_2_1(
         "Encrypt",
         vec![
             Ttlv::text("UniqueIdentifier", key),
@@ -98,7 +71,7 @@ fn main() -> Result<(), String> {
     let mut json = JsonHttps(http);
     let mut binary = BinaryKmip::new(kms.kmip_addr, tls);
 
-    let created = json.send(&message(
+    let created = json.send(&request_2_1(
         "Create",
         vec![
             Ttlv::enumeration("ObjectType", "SymmetricKey"),
@@ -113,7 +86,7 @@ fn main() -> Result<(), String> {
         ],
     ))?;
     let key = uid(payload(&created)?)?;
-    payload(&json.send(&message(
+    payload(&json.send(&request_2_1(
         "Activate",
         vec![Ttlv::text("UniqueIdentifier", &key)],
     ))?)?;

@@ -818,43 +818,17 @@ mod tests {
         use crate::kmip::json::Limits as TtlvLimits;
         use crate::kmip::ttlv::{EnumValue, Ttlv, Value};
         let en = |t: &str, c: u32| Ttlv::new(t, Value::Enumeration(EnumValue::Code(c)));
-        let msg = Ttlv::structure(
-            "RequestMessage",
-            alloc::vec![
-                Ttlv::structure(
-                    "RequestHeader",
-                    alloc::vec![
-                        Ttlv::structure(
-                            "ProtocolVersion",
-                            alloc::vec![
-                                Ttlv::int("ProtocolVersionMajor", 2),
-                                Ttlv::int("ProtocolVersionMinor", 0)
-                            ],
-                        ),
-                        Ttlv::int("BatchCount", 1),
-                    ],
-                ),
-                Ttlv::structure(
-                    "BatchItem",
-                    alloc::vec![
-                        en("Operation", 1),
-                        Ttlv::structure(
-                            "RequestPayload",
-                            alloc::vec![
-                                en("ObjectType", 2),
-                                Ttlv::structure(
-                                    "Attributes",
-                                    alloc::vec![
-                                        en("CryptographicAlgorithm", 3),
-                                        Ttlv::int("CryptographicLength", 128)
-                                    ],
-                                ),
-                            ],
-                        ),
-                    ],
-                ),
-            ],
-        );
+        let create = alloc::vec![
+            en("ObjectType", 2),
+            Ttlv::structure(
+                "Attributes",
+                alloc::vec![
+                    en("CryptographicAlgorithm", 3),
+                    Ttlv::int("CryptographicLength", 128)
+                ],
+            ),
+        ];
+        let msg = crate::kmip::message::request(2, 0, alloc::vec![(en("Operation", 1), create)]);
         let body = binary::to_vec(&msg).unwrap();
         let post = |path: &str, ct: &str, body: &[u8]| {
             let mut r = format!(
@@ -910,43 +884,17 @@ mod tests {
     fn ttlv_create() -> Vec<u8> {
         use crate::kmip::ttlv::{EnumValue, Ttlv, Value};
         let en = |t: &str, c: u32| Ttlv::new(t, Value::Enumeration(EnumValue::Code(c)));
-        let msg = Ttlv::structure(
-            "RequestMessage",
-            alloc::vec![
-                Ttlv::structure(
-                    "RequestHeader",
-                    alloc::vec![
-                        Ttlv::structure(
-                            "ProtocolVersion",
-                            alloc::vec![
-                                Ttlv::int("ProtocolVersionMajor", 2),
-                                Ttlv::int("ProtocolVersionMinor", 1)
-                            ],
-                        ),
-                        Ttlv::int("BatchCount", 1),
-                    ],
-                ),
-                Ttlv::structure(
-                    "BatchItem",
-                    alloc::vec![
-                        en("Operation", 1),
-                        Ttlv::structure(
-                            "RequestPayload",
-                            alloc::vec![
-                                en("ObjectType", 2),
-                                Ttlv::structure(
-                                    "Attributes",
-                                    alloc::vec![
-                                        en("CryptographicAlgorithm", 3),
-                                        Ttlv::int("CryptographicLength", 128)
-                                    ],
-                                ),
-                            ],
-                        ),
-                    ],
-                ),
-            ],
-        );
+        let create = alloc::vec![
+            en("ObjectType", 2),
+            Ttlv::structure(
+                "Attributes",
+                alloc::vec![
+                    en("CryptographicAlgorithm", 3),
+                    Ttlv::int("CryptographicLength", 128)
+                ],
+            ),
+        ];
+        let msg = crate::kmip::message::request(2, 1, alloc::vec![(en("Operation", 1), create)]);
         crate::kmip::binary::to_vec(&msg).unwrap()
     }
 

@@ -75,31 +75,7 @@ fn en(tag: &str, code: u32) -> Ttlv {
 
 /// A KMIP 2.1 RequestMessage of one operation (by code) and its payload.
 fn request(op: u32, payload: Vec<Ttlv>) -> Ttlv {
-    Ttlv::structure(
-        "RequestMessage",
-        vec![
-            Ttlv::structure(
-                "RequestHeader",
-                vec![
-                    Ttlv::structure(
-                        "ProtocolVersion",
-                        vec![
-                            Ttlv::int("ProtocolVersionMajor", 2),
-                            Ttlv::int("ProtocolVersionMinor", 1),
-                        ],
-                    ),
-                    Ttlv::int("BatchCount", 1),
-                ],
-            ),
-            Ttlv::structure(
-                "BatchItem",
-                vec![
-                    en("Operation", op),
-                    Ttlv::structure("RequestPayload", payload),
-                ],
-            ),
-        ],
-    )
+    kms::kmip::message::request(2, 1, vec![(en("Operation", op), payload)])
 }
 
 fn item(r: &Ttlv) -> &Ttlv {

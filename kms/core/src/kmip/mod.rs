@@ -6,6 +6,7 @@
 //! - [`binary`]: the binary TTLV codec (KMIP 2.1 §9.1) with the same limits, and the framing
 //!   of a TTLV stream.
 //! - [`types`]: enumerations and the `Attributes` structure.
+//! - [`message`]: building a `RequestMessage` (header and batch items).
 //! - [`ops`]: typed request/response payloads of the operations we implement.
 //! - [`transparent`]: the Big Integer fields of transparent RSA and DSA key material.
 //! - [`v1`]: KMIP 1.x messages (text-named attributes) mapped to and from the 2.x model.
@@ -14,6 +15,7 @@
 
 pub mod binary;
 pub mod json;
+pub mod message;
 pub mod ops;
 pub mod transparent;
 pub mod ttlv;

@@ -543,34 +543,8 @@ mod tests {
     }
 
     fn message(major: i32, op: u32, payload: Vec<Ttlv>) -> Ttlv {
-        Ttlv::structure(
-            "RequestMessage",
-            vec![
-                Ttlv::structure(
-                    "RequestHeader",
-                    vec![
-                        Ttlv::structure(
-                            "ProtocolVersion",
-                            vec![
-                                Ttlv::int("ProtocolVersionMajor", major),
-                                Ttlv::int("ProtocolVersionMinor", 4),
-                            ],
-                        ),
-                        Ttlv::int("BatchCount", 1),
-                    ],
-                ),
-                Ttlv::structure(
-                    "BatchItem",
-                    vec![
-                        Ttlv {
-                            tag: "Operation".into(),
-                            value: Value::Enumeration(EnumValue::Code(op)),
-                        },
-                        Ttlv::structure("RequestPayload", payload),
-                    ],
-                ),
-            ],
-        )
+        let operation = Ttlv::new("Operation", Value::Enumeration(EnumValue::Code(op)));
+        crate::kmip::message::request(major, 4, vec![(operation, payload)])
     }
 
     /// A 2.x `ResponseMessage` whose one item answers `op` with only the object's uid.

@@ -422,29 +422,11 @@ impl Harness {
 
 /// A KMIP 2.1 `RequestMessage` of `items` (operation, payload).
 pub fn request_message(items: Vec<(&str, Vec<Ttlv>)>) -> Ttlv {
-    let mut v = vec![Ttlv::structure(
-        "RequestHeader",
-        vec![
-            Ttlv::structure(
-                "ProtocolVersion",
-                vec![
-                    Ttlv::int("ProtocolVersionMajor", 2),
-                    Ttlv::int("ProtocolVersionMinor", 1),
-                ],
-            ),
-            Ttlv::int("BatchCount", items.len() as i32),
-        ],
-    )];
-    for (op, payload) in items {
-        v.push(Ttlv::structure(
-            "BatchItem",
-            vec![
-                Ttlv::enumeration("Operation", op),
-                Ttlv::structure("RequestPayload", payload),
-            ],
-        ));
-    }
-    Ttlv::structure("RequestMessage", v)
+    let items = items
+        .into_iter()
+        .map(|(op, payload)| (Ttlv::enumeration("Operation", op), payload))
+        .collect();
+    kms::kmip::message::request(2, 1, items)
 }
 
 /// A full HTTP/1.1 response (head and Content-Length body) is in `buf`.
