@@ -167,7 +167,9 @@ impl fmt::Display for MmioError {
                 "MMIO address {decoded:#x} from the instruction differs from the fault's {fault:#x}"
             ),
             Self::Backend => f.write_str("MMIO access refused by the backend"),
-            Self::OutsideWindows(a) => write!(f, "MMIO access at {a:#x} outside every device window"),
+            Self::OutsideWindows(a) => {
+                write!(f, "MMIO access at {a:#x} outside every device window")
+            }
             Self::Nested => f.write_str("MMIO fault while emulating an MMIO access"),
             Self::TooManyWindows => f.write_str("too many MMIO windows"),
         }
@@ -737,10 +739,7 @@ mod tests {
         assert!(!w.contains(0xFFF, 2), "straddles the start");
         assert!(!w.contains(u64::MAX, 2), "wraps");
         assert_eq!(w.add(0x2000, 0), Err(MmioError::OutsideWindows(0x2000)));
-        assert_eq!(
-            w.add(u64::MAX, 2),
-            Err(MmioError::OutsideWindows(u64::MAX))
-        );
+        assert_eq!(w.add(u64::MAX, 2), Err(MmioError::OutsideWindows(u64::MAX)));
         for i in 1..MAX_WINDOWS as u64 {
             w.add(0x10_0000 * i, 0x1000).unwrap();
         }
@@ -754,7 +753,15 @@ mod tests {
         // mov eax, dword ptr [rdi]   8b 07
         let mut g = regs();
         g.r[7] = 0x1004;
-        let i = handle(&guard, &[0x8b, 0x07], &mut g, Some(0x1004), &w, &mut Dev::new()).unwrap();
+        let i = handle(
+            &guard,
+            &[0x8b, 0x07],
+            &mut g,
+            Some(0x1004),
+            &w,
+            &mut Dev::new(),
+        )
+        .unwrap();
         assert_eq!(i.len, 2);
         assert_eq!(g.r[0], 0xA7A6_A5A4);
         assert_eq!(g.rip, 0x40_0002);

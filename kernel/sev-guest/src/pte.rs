@@ -238,7 +238,14 @@ mod tests {
         assert_eq!(backing(0xA_0000, 0x1000, &ram), Backing::Mmio);
         assert_eq!(backing(0x9_E000, 0x2000, &ram), Backing::Mixed);
         // Above RAM: the PCI hole, the IOAPIC, the LAPIC, the flash.
-        for hole in [0x800_0000u64, 0x8000_0000, 0xC000_0000, 0xFEC0_0000, 0xFEE0_0000, 0xFFE0_0000] {
+        for hole in [
+            0x800_0000u64,
+            0x8000_0000,
+            0xC000_0000,
+            0xFEC0_0000,
+            0xFEE0_0000,
+            0xFFE0_0000,
+        ] {
             assert_eq!(backing(hole, m, &ram), Backing::Mmio, "{hole:#x}");
             assert_eq!(backing(hole, m, &ram).private(), Some(false));
         }

@@ -14,8 +14,8 @@
 use alloc::boxed::Box;
 use core::fmt;
 
-use crate::mmio::{MmioBackend, MmioError, Width};
 use crate::ghcb::{Ghcb, GhcbField, SHARED_BUFFER_OFFSET, SHARED_BUFFER_SIZE};
+use crate::mmio::{MmioBackend, MmioError, Width};
 use crate::msr::{self, HvFeatures, PageOp, SevInfo, TerminateReason};
 use crate::nae::{self, HvError, IoSize, IoioInfo, exit_code};
 use crate::psc::{self, PSC_MAX_ENTRIES, PscEntry, PscError, PscHeader};

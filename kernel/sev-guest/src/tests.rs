@@ -519,7 +519,12 @@ fn mmio_exit_encodings() {
     let scratch = Some(GHCB_GPA + SHARED_BUFFER_OFFSET as u64);
     // 56421 §4.1.5: SW_EXITCODE 0x8000_0002 / 0x8000_0001, SW_EXITINFO1 = the GPA,
     // SW_EXITINFO2 = the length, SW_SCRATCH = the GHCB's shared buffer, where the data goes.
-    for (len, value) in [(1usize, 0xA5u64), (2, 0xBEEF), (4, 0xDEAD_BEEF), (8, u64::MAX - 7)] {
+    for (len, value) in [
+        (1usize, 0xA5u64),
+        (2, 0xBEEF),
+        (4, 0xDEAD_BEEF),
+        (8, u64::MAX - 7),
+    ] {
         let gpa = 0xFEB0_1000 + len as u64 * 0x10;
         s.mmio_write(gpa, &value.to_le_bytes()[..len]).unwrap();
         let mut out = [0u8; 8];
@@ -618,7 +623,10 @@ fn mmio_exit_errors() {
         (GHCB_GPA + 0x800, 3, MalformedReason::InvalidInput),
     ] {
         g.reset(2);
-        g.set(crate::ghcb::GhcbField::SwExitCode, crate::nae::exit_code::MMIO_READ);
+        g.set(
+            crate::ghcb::GhcbField::SwExitCode,
+            crate::nae::exit_code::MMIO_READ,
+        );
         g.set(crate::ghcb::GhcbField::SwExitInfo1, 0xFEB0_0000);
         g.set(crate::ghcb::GhcbField::SwExitInfo2, len);
         g.set(crate::ghcb::GhcbField::SwScratch, scratch);
@@ -645,7 +653,9 @@ fn mmio_fault_emulated_through_ghcb_exits() {
     let guard = NestingGuard::new();
     let mut w = Windows::new();
     w.add(0xFEB0_0000, 0x4000).unwrap();
-    s.hv().mmio.insert(0xFEB0_0014, 0x1122_3344u64.to_le_bytes());
+    s.hv()
+        .mmio
+        .insert(0xFEB0_0014, 0x1122_3344u64.to_le_bytes());
     let scratch = Some(GHCB_GPA + SHARED_BUFFER_OFFSET as u64);
     // mov eax, dword ptr [rdi + 0x14]   8b 47 14  → one MMIO read exit.
     let mut g = Gprs {
