@@ -206,7 +206,7 @@ fn vc_selftest() {
 }
 
 /// The `unmapped-bar` test (loopback build): real `mov`s on an unmapped BAR through the MMIO
-/// fault path (see [`crate::arch::vc::unmapped_bar_self_test`]); the echo service then runs.
+/// fault path (see `crate::arch::vc::unmapped_bar_self_test`); the echo service then runs.
 fn unmapped_bar_selftest() {
     #[cfg(feature = "loopback-ghcb")]
     match crate::arch::vc::unmapped_bar_self_test() {

@@ -1,5 +1,5 @@
 //! MMIO through the platform HAL: every device-register access of the kernel (virtio-drivers'
-//! through `safe-mmio`'s `custom-mmio` backend, the xAPIC's) is [`read`]/[`write`] here.
+//! through `safe-mmio`'s `custom-mmio` backend, the xAPIC's) is [`read()`]/[`write()`] here.
 //!
 //! - With a GHCB session (SEV-SNP, and the loopback-GHCB build), an access is an MMIO read or
 //!   write exit (AMD 56421 §4.1.5, `SVM_VMGEXIT_MMIO_READ`/`_WRITE` 0x8000_0001/2:
@@ -38,6 +38,7 @@ pub fn add_bar(start: u64, len: u64) -> Result<(), MmioError> {
 }
 
 /// The first BAR region registered.
+#[cfg(feature = "loopback-ghcb")]
 pub fn first_bar() -> Option<u64> {
     FIRST_BAR.get().copied()
 }

@@ -232,6 +232,7 @@ pub fn on_page_fault(frame: &mut Frame) -> bool {
 }
 
 /// What the MMIO path did: emulations so far, last `RIP`, last length.
+#[cfg(feature = "loopback-ghcb")]
 pub fn mmio_emulated() -> (u64, u64, u64) {
     (
         MMIO_EMULATED.load(Ordering::Relaxed),
