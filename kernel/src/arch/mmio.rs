@@ -30,11 +30,21 @@ static UNMAPPED_BARS: AtomicBool = AtomicBool::new(false);
 /// The first BAR region a driver mapped (virtio's common configuration), for the self-test.
 static FIRST_BAR: spin::Once<u64> = spin::Once::new();
 
+/// The windows that are drivers' BAR regions (`paging::map_mmio`).
+static BARS: spin::Mutex<Windows> = spin::Mutex::new(Windows::new());
+
 /// Registers a driver's BAR region (`paging::map_mmio`).
 pub fn add_bar(start: u64, len: u64) -> Result<(), MmioError> {
     add_window(start, len)?;
+    BARS.lock().add(start, len)?;
     FIRST_BAR.call_once(|| start);
     Ok(())
+}
+
+/// Whether `gpa` lies in a driver's BAR region.
+#[cfg(feature = "loopback-ghcb")]
+pub fn is_bar(gpa: u64) -> bool {
+    BARS.lock().contains(gpa, 1)
 }
 
 /// The first BAR region registered.

@@ -120,14 +120,27 @@ fn map_range(
     flags: u64,
     private: bool,
 ) -> Result<(), PagingError> {
-    if end <= start || end > (1 << 47) {
+    map_range_at(root, start, end, flags, private, 0)
+}
+
+/// Maps `[start, end)` (physical, rounded out to 2 MiB) at virtual `physical + va_offset`.
+fn map_range_at(
+    root: u64,
+    start: u64,
+    end: u64,
+    flags: u64,
+    private: bool,
+    va_offset: u64,
+) -> Result<(), PagingError> {
+    if end <= start || end.checked_add(va_offset).is_none_or(|e| e > (1 << 47)) {
         return Err(PagingError::BadRange);
     }
     let mut addr = start & !(SIZE_2M - 1);
     while addr < end {
-        let i4 = ((addr >> 39) & 511) as usize;
-        let i3 = ((addr >> 30) & 511) as usize;
-        let i2 = ((addr >> 21) & 511) as usize;
+        let va = addr + va_offset;
+        let i4 = ((va >> 39) & 511) as usize;
+        let i3 = ((va >> 30) & 511) as usize;
+        let i2 = ((va >> 21) & 511) as usize;
         // SAFETY: `root` and every table reached from it are ours (created by `new_table`).
         unsafe {
             if let Some(pdpt) = next(root as *mut u64, i4)?
@@ -375,6 +388,21 @@ pub fn set_encrypted(addr: u64, private: bool) -> Result<(), PagingError> {
     Ok(())
 }
 
+/// Where the loopback stub's alias of an unmapped BAR lies (`ckms.test=unmapped-bar`): virtual
+/// = physical + this (64 TiB; BARs lie below 64 TiB on q35).
+pub const HOST_VIEW_OFFSET: u64 = 1 << 46;
+
+/// The address the loopback stub uses to reach device memory at `phys`: the alias when BARs
+/// are left unmapped, else the identity address.
+#[cfg(feature = "loopback-ghcb")]
+pub fn host_view(phys: u64) -> u64 {
+    if super::mmio::unmapped_bars() && super::mmio::is_bar(phys) {
+        phys + HOST_VIEW_OFFSET
+    } else {
+        phys
+    }
+}
+
 /// Identity-maps a device region uncached (e.g. a PCI BAR above 4 GiB) and registers it as
 /// an MMIO window (`arch::mmio`). With `ckms.test=unmapped-bar` (loopback build) the region is
 /// registered but left unmapped (its pages made not present if the identity map covers them),
@@ -383,6 +411,22 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<(), PagingError> {
     let end = phys.checked_add(len).ok_or(PagingError::BadRange)?;
     super::mmio::add_bar(phys, len).map_err(|_| PagingError::BadRange)?;
     if super::mmio::unmapped_bars() {
+        // The stub (the "host") reaches the device through its own alias of the BAR; the
+        // guest's identity view stays not present.
+        {
+            let guard = ROOT.lock();
+            let Some(root) = guard.as_ref() else {
+                return Err(PagingError::BadRange);
+            };
+            map_range_at(
+                root.0,
+                phys,
+                end,
+                WRITE_THROUGH | CACHE_DISABLE | NO_EXECUTE,
+                false,
+                HOST_VIEW_OFFSET,
+            )?;
+        }
         let mut page = phys & !0xFFF;
         while page < end {
             // Not mapped at all (above the identity map) is as good as not present.
