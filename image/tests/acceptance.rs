@@ -356,7 +356,7 @@ fn vc_handler_emulates_real_instructions_and_refuses_nesting() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         line,
-        "ckms: test vc ok in-rip+1 cpuid-rip+2 rdmsr-rip+2 nested=refused mismatch=refused mmio=refused"
+        "ckms: test vc ok in-rip+1 cpuid-rip+2 rdmsr-rip+2 nested=refused mismatch=refused mmio=refused npf-outside-windows=refused"
     );
 }
 

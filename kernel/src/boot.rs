@@ -173,7 +173,13 @@ pub fn memory(info: &BootInfo) {
          device BARs C=0)",
         mask.bits()
     );
-    if let Err(e) = arch::paging::init(limit, &image, mask) {
+    // RAM (C=1): every memory-map type but MMIO; the rest below `limit` is an MMIO hole (C=0).
+    let ram: alloc::vec::Vec<(u64, u64)> = map
+        .iter()
+        .filter(|r| r.class() != bootparams::memmap::MemoryClass::Mmio)
+        .filter_map(|r| Some((r.start, r.end()?)))
+        .collect();
+    if let Err(e) = arch::paging::init(limit, &image, mask, &ram) {
         refuse(format_args!("page tables: {e}"));
     }
     // Guard pages: page 0 (null dereferences fault) and the page below every stack
@@ -344,6 +350,16 @@ pub fn entropy() {
 
 /// PCI scan, virtio-net bring-up, then the network stack with an address.
 pub fn network(cfg: &BootConfig) -> NetStack {
+    if cfg.test == Some(cmdline::TestService::UnmappedBar) {
+        if !cfg!(feature = "loopback-ghcb") {
+            refuse(format_args!(
+                "ckms.test=unmapped-bar needs the loopback-GHCB build (the BAR fault stands in \
+                 for the NPF #VC there)"
+            ));
+        }
+        arch::mmio::set_unmapped_bars();
+        log::info!("mmio: BARs left unmapped: MMIO by mov faults into the #VC/#PF MMIO path");
+    }
     let functions = pci::enumerate();
     for f in &functions {
         let h = &f.header;

@@ -515,9 +515,12 @@ impl State {
                     v[..len].copy_from_slice(&buf[..len]);
                 }
                 let v = u64::from_le_bytes(v);
-                // SAFETY: an MMIO address the kernel mapped and would access itself with
-                // this width (the stub does the access the guest asked for, as KVM would).
-                let r = unsafe { mmio(info1, len, code == exit_code::MMIO_WRITE, v) };
+                // (Through the host's alias when the guest's view of the BAR is unmapped.)
+                let addr = crate::arch::paging::host_view(info1);
+                // SAFETY: an MMIO address the kernel mapped (or its alias) and would access
+                // itself with this width (the stub does the access the guest asked for, as
+                // KVM would).
+                let r = unsafe { mmio(addr, len, code == exit_code::MMIO_WRITE, v) };
                 if code == exit_code::MMIO_READ {
                     buf[..len].copy_from_slice(&r.to_le_bytes()[..len]);
                 }

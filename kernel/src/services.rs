@@ -2,6 +2,8 @@
 //!
 //! - [`Echo`]: a TCP echo server on the KMS port, for the transfer test.
 //! - [`attest_selftest`]: obtains a report for `ckms.test_report_data` and prints it.
+//! - `unmapped-bar` (loopback-GHCB build): BARs left unmapped, real `mov`s through the MMIO
+//!   fault path (`crate::arch::vc::unmapped_bar_self_test`), then the echo service.
 //! - `vc`: the #VC handler on synthetic frames over real instructions ([`crate::arch::vc`]).
 //! - [`fault`]: reads from page 0 (unmapped), so the guard page and the exception report can
 //!   be checked.
@@ -24,7 +26,7 @@ pub fn start(
 ) -> Vec<Box<dyn Service>> {
     let mut services: Vec<Box<dyn Service>> = Vec::new();
     match cfg.test {
-        Some(TestService::Echo) => match Echo::new(stack, cfg.port) {
+        Some(TestService::Echo | TestService::UnmappedBar) => match Echo::new(stack, cfg.port) {
             Ok(echo) => services.push(Box::new(echo)),
             Err(e) => crate::refuse(format_args!("echo service: {e}")),
         },
@@ -46,6 +48,7 @@ pub fn start(
         (Some(TestService::Attest), Some(rd)) => attest_selftest(&rd),
         (Some(TestService::Fault), _) => fault(),
         (Some(TestService::Vc), _) => vc_selftest(),
+        (Some(TestService::UnmappedBar), _) => unmapped_bar_selftest(),
         _ => {}
     }
     let hs = crate::mm::stats();
@@ -193,12 +196,28 @@ fn derived_key_verdict(platform: &mut dyn PlatformOps) -> &'static str {
 fn vc_selftest() {
     match crate::arch::vc::self_test() {
         Ok(t) => crate::println!(
-            "ckms: test vc ok in-rip+{} cpuid-rip+{} rdmsr-rip+{} nested=refused mismatch=refused mmio=refused",
+            "ckms: test vc ok in-rip+{} cpuid-rip+{} rdmsr-rip+{} nested=refused mismatch=refused mmio=refused npf-outside-windows=refused",
             t.in_len,
             t.cpuid_len,
             t.rdmsr_len
         ),
         Err(e) => crate::println!("ckms: test vc failed: {e}"),
+    }
+}
+
+/// The `unmapped-bar` test (loopback build): real `mov`s on an unmapped BAR through the MMIO
+/// fault path (see `crate::arch::vc::unmapped_bar_self_test`); the echo service then runs.
+fn unmapped_bar_selftest() {
+    #[cfg(feature = "loopback-ghcb")]
+    match crate::arch::vc::unmapped_bar_self_test() {
+        Ok(t) => crate::println!(
+            "ckms: test unmapped-bar ok store-rip+{} load-rip+{} device-feature-hi={:#x} ghcb-mmio-exits={}",
+            t.store_len,
+            t.load_len,
+            t.value,
+            t.exits
+        ),
+        Err(e) => crate::println!("ckms: test unmapped-bar failed: {e}"),
     }
 }
 

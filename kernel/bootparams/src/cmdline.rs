@@ -16,7 +16,7 @@
 //! | `ckms.provisioner` | `sha256:<64 hex>`: SPKI hash of the only client allowed to provision | none |
 //! | `ckms.attestation` | `none` or `emulated` | `none` |
 //! | `ckms.log` | `off`, `error`, `warn`, `info`, `debug`, `trace` | `info` |
-//! | `ckms.test` | `echo`, `attest`, `fault` or `vc`: run a test service instead of the KMS | none |
+//! | `ckms.test` | `echo`, `attest`, `fault`, `vc` or `unmapped-bar` (loopback-GHCB build only): run a test service instead of the KMS | none |
 //! | `ckms.test_report_data` | 128 hex digits: report_data for the `attest` self-test | none |
 
 use core::fmt;
@@ -65,6 +65,9 @@ pub enum TestService {
     Fault,
     /// Drive the #VC handler with synthetic frames on real instructions, print the result.
     Vc,
+    /// Loopback-GHCB build only: leave the device BARs unmapped, so real `mov`s on them fault
+    /// into the MMIO emulation (decoder → GHCB MMIO exit), check it, then serve TCP echo.
+    UnmappedBar,
 }
 
 /// The parsed command line.
@@ -260,7 +263,12 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
                     "attest" => TestService::Attest,
                     "fault" => TestService::Fault,
                     "vc" => TestService::Vc,
-                    _ => return Err(err(ErrorKind::BadValue("echo, attest, fault or vc"))),
+                    "unmapped-bar" => TestService::UnmappedBar,
+                    _ => {
+                        return Err(err(ErrorKind::BadValue(
+                            "echo, attest, fault, vc or unmapped-bar",
+                        )));
+                    }
                 })
             }
             9 => {
@@ -315,7 +323,13 @@ pub fn parse(cmdline: &str) -> Result<BootConfig, ParseError<'_>> {
                 kind: ErrorKind::Conflict("needs ckms.test_report_data"),
             });
         }
-        (Some(TestService::Echo | TestService::Fault | TestService::Vc) | None, true) => {
+        (
+            Some(
+                TestService::Echo | TestService::Fault | TestService::Vc | TestService::UnmappedBar,
+            )
+            | None,
+            true,
+        ) => {
             return Err(ParseError {
                 item: "ckms.test_report_data",
                 kind: ErrorKind::Conflict("only meaningful with ckms.test=attest"),
@@ -344,6 +358,32 @@ mod tests {
     fn kmip_port() {
         assert_eq!(BootConfig::default().kmip_port, None);
         assert_eq!(parse("ckms.kmip_port=5696").unwrap().kmip_port, Some(5696));
+    }
+
+    #[test]
+    fn unmapped_bar_test_service() {
+        assert_eq!(
+            parse("ckms.test=unmapped-bar").map(|c| c.test),
+            Ok(Some(TestService::UnmappedBar))
+        );
+        assert!(matches!(
+            parse("ckms.test=unmapped"),
+            Err(ParseError {
+                item: "ckms.test=unmapped",
+                kind: ErrorKind::BadValue(_),
+            })
+        ));
+        let line = format!(
+            "ckms.test=unmapped-bar ckms.test_report_data={}",
+            "00".repeat(64)
+        );
+        assert!(matches!(
+            parse(&line),
+            Err(ParseError {
+                item: "ckms.test_report_data",
+                kind: ErrorKind::Conflict(_),
+            })
+        ));
     }
 
     #[test]
@@ -479,7 +519,7 @@ mod tests {
             (
                 "ckms.test=fuzz",
                 "ckms.test=fuzz",
-                ErrorKind::BadValue("echo, attest, fault or vc"),
+                ErrorKind::BadValue("echo, attest, fault, vc or unmapped-bar"),
             ),
             (
                 "ckms.kmip_port=9999",

@@ -63,6 +63,8 @@ pub struct FakeHv {
     pub port_writes: Vec<(u16, u32)>,
     pub msrs: BTreeMap<u32, u64>,
     pub mmio: BTreeMap<u64, [u8; 8]>,
+    /// Every MMIO exit as received: (exit code, `SW_EXITINFO1`, `SW_EXITINFO2`, `SW_SCRATCH`).
+    pub mmio_exits: Vec<(u64, u64, u64, Option<u64>)>,
     pub psp: Psp,
     pub inject: Inject,
     pub terminated: Option<(u8, u8)>,
@@ -110,6 +112,7 @@ impl FakeHv {
             port_writes: Vec::new(),
             msrs: BTreeMap::new(),
             mmio: BTreeMap::new(),
+            mmio_exits: Vec::new(),
             psp: psp(),
             inject: Inject::default(),
             terminated: None,
@@ -426,10 +429,16 @@ impl Vmgexit for FakeHv {
                 0
             }
             exit_code::MMIO_READ | exit_code::MMIO_WRITE => {
+                let len = req.page().sw_exit_info_2.get();
+                self.mmio_exits
+                    .push((code, info1, len, req.get(GhcbField::SwScratch)));
                 if !scratch_ok {
                     return self.malformed(g, MalformedReason::InvalidScratchArea);
                 }
-                let len = req.page().sw_exit_info_2.get() as usize;
+                if !matches!(len, 1 | 2 | 4 | 8) {
+                    return self.malformed(g, MalformedReason::InvalidInput);
+                }
+                let len = len as usize;
                 if code == exit_code::MMIO_READ {
                     let v = self.mmio.get(&info1).copied().unwrap_or([0xFF; 8]);
                     g.shared_buffer_mut()[..len].copy_from_slice(&v[..len]);

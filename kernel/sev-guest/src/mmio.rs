@@ -23,6 +23,9 @@
 
 use core::fmt;
 
+use crate::msr::{KmsReason, TerminateReason};
+use crate::vc::NestingGuard;
+
 /// The longest instruction decoded: `66` + REX + `0F B7` + ModRM + SIB + disp32 (+ imm32 for
 /// `C7`: 66/REX, C7, ModRM, SIB, disp32, imm32 = 12).
 pub const MAX_MMIO_INSN_LEN: usize = 12;
@@ -141,6 +144,13 @@ pub enum MmioError {
     },
     /// The backend refused the access.
     Backend,
+    /// The address is outside every registered MMIO window ([`Windows`]): a hypervisor that
+    /// makes RAM fault must not get its contents through an MMIO write exit.
+    OutsideWindows(u64),
+    /// A fault while an MMIO access was being emulated ([`crate::vc::NestingGuard`]).
+    Nested,
+    /// No room for another MMIO window.
+    TooManyWindows,
 }
 
 impl fmt::Display for MmioError {
@@ -157,11 +167,79 @@ impl fmt::Display for MmioError {
                 "MMIO address {decoded:#x} from the instruction differs from the fault's {fault:#x}"
             ),
             Self::Backend => f.write_str("MMIO access refused by the backend"),
+            Self::OutsideWindows(a) => {
+                write!(f, "MMIO access at {a:#x} outside every device window")
+            }
+            Self::Nested => f.write_str("MMIO fault while emulating an MMIO access"),
+            Self::TooManyWindows => f.write_str("too many MMIO windows"),
         }
     }
 }
 
 impl core::error::Error for MmioError {}
+
+impl MmioError {
+    /// The termination reason for this failure: the backend's (the hypervisor broke the
+    /// protocol) 0x0A, a nested fault 0x09, everything else (not emulated, not a device) 0x08.
+    pub fn terminate_reason(&self) -> TerminateReason {
+        match self {
+            Self::Backend => TerminateReason::Kms(KmsReason::HvProtocol),
+            Self::Nested => TerminateReason::Kms(KmsReason::VcNested),
+            _ => TerminateReason::Kms(KmsReason::VcUnsupported),
+        }
+    }
+}
+
+/// The most device windows [`Windows`] holds.
+pub const MAX_WINDOWS: usize = 16;
+
+/// The guest-physical ranges an MMIO fault may be emulated in (the device BARs the kernel
+/// mapped): anything else is refused ([`MmioError::OutsideWindows`]), as Linux refuses MMIO
+/// emulation on encrypted memory (`vc_handle_mmio` → `vc_slow_virt_to_phys`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Windows {
+    ranges: [(u64, u64); MAX_WINDOWS],
+    n: usize,
+}
+
+impl Windows {
+    /// No windows.
+    pub const fn new() -> Self {
+        Self {
+            ranges: [(0, 0); MAX_WINDOWS],
+            n: 0,
+        }
+    }
+
+    /// Adds `[start, start + len)`; an empty or wrapping range is refused as outside.
+    pub fn add(&mut self, start: u64, len: u64) -> Result<(), MmioError> {
+        let end = start
+            .checked_add(len)
+            .filter(|e| *e > start)
+            .ok_or(MmioError::OutsideWindows(start))?;
+        if self.contains(start, len) {
+            return Ok(());
+        }
+        let slot = self
+            .ranges
+            .get_mut(self.n)
+            .ok_or(MmioError::TooManyWindows)?;
+        *slot = (start, end);
+        self.n += 1;
+        Ok(())
+    }
+
+    /// Whether `[gpa, gpa + len)` lies inside one window.
+    pub fn contains(&self, gpa: u64, len: u64) -> bool {
+        let Some(end) = gpa.checked_add(len) else {
+            return false;
+        };
+        self.ranges
+            .iter()
+            .take(self.n)
+            .any(|(s, e)| *s <= gpa && end <= *e)
+    }
+}
 
 struct Cursor<'a> {
     bytes: &'a [u8],
@@ -402,6 +480,34 @@ pub fn emulate(
     Ok(())
 }
 
+/// The whole MMIO fault handler minus reading the bytes and the frame (the kernel's #VC
+/// `NPF` path, its #PF stand-in in the loopback build, TDX's #VE EPT-violation path): under
+/// `guard`, decode the `mov` at `RIP`, check its address lies in `windows` (and equals
+/// `fault` when the fault reports one), perform it through `backend` and advance `RIP`.
+/// Nothing changes on refusal.
+pub fn handle(
+    guard: &NestingGuard,
+    bytes: &[u8],
+    regs: &mut Gprs,
+    fault: Option<u64>,
+    windows: &Windows,
+    backend: &mut impl MmioBackend,
+) -> Result<MmioInsn, MmioError> {
+    let _token = guard.enter().map_err(|_| MmioError::Nested)?;
+    let insn = decode(bytes)?;
+    let gpa = insn.address(regs);
+    let width = match insn.op {
+        MmioOp::Load { width, .. }
+        | MmioOp::StoreReg { width, .. }
+        | MmioOp::StoreImm { width, .. } => width,
+    };
+    if !windows.contains(gpa, u64::from(width.bytes())) {
+        return Err(MmioError::OutsideWindows(gpa));
+    }
+    emulate(regs, &insn, fault, backend)?;
+    Ok(insn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,6 +727,82 @@ mod tests {
             }
         );
         assert_eq!(i.address(&regs()), 0x1004);
+    }
+
+    #[test]
+    fn windows_and_the_guarded_handler() {
+        let mut w = Windows::new();
+        w.add(0x1000, 16).unwrap();
+        assert!(w.contains(0x1000, 16));
+        assert!(w.contains(0x100C, 4));
+        assert!(!w.contains(0x100D, 4), "straddles the end");
+        assert!(!w.contains(0xFFF, 2), "straddles the start");
+        assert!(!w.contains(u64::MAX, 2), "wraps");
+        assert_eq!(w.add(0x2000, 0), Err(MmioError::OutsideWindows(0x2000)));
+        assert_eq!(w.add(u64::MAX, 2), Err(MmioError::OutsideWindows(u64::MAX)));
+        for i in 1..MAX_WINDOWS as u64 {
+            w.add(0x10_0000 * i, 0x1000).unwrap();
+        }
+        // Already covered: no new slot needed.
+        assert_eq!(w.add(0x1004, 4), Ok(()));
+        assert_eq!(w.add(0x900_0000, 8), Err(MmioError::TooManyWindows));
+
+        let guard = NestingGuard::new();
+        let mut w = Windows::new();
+        w.add(0x1000, 16).unwrap();
+        // mov eax, dword ptr [rdi]   8b 07
+        let mut g = regs();
+        g.r[7] = 0x1004;
+        let i = handle(
+            &guard,
+            &[0x8b, 0x07],
+            &mut g,
+            Some(0x1004),
+            &w,
+            &mut Dev::new(),
+        )
+        .unwrap();
+        assert_eq!(i.len, 2);
+        assert_eq!(g.r[0], 0xA7A6_A5A4);
+        assert_eq!(g.rip, 0x40_0002);
+        assert!(!guard.is_active(), "guard released");
+        // RAM outside the windows: refused before any access, registers unchanged.
+        let mut g = regs();
+        g.r[7] = 0x3000;
+        let before = g;
+        let mut d = Dev::new();
+        assert_eq!(
+            handle(&guard, &[0x89, 0x07], &mut g, None, &w, &mut d),
+            Err(MmioError::OutsideWindows(0x3000))
+        );
+        assert_eq!((g, d.n), (before, 0));
+        // Straddling the window's end (a dword at 0x100E).
+        g.r[7] = 0x100E;
+        assert_eq!(
+            handle(&guard, &[0x8b, 0x07], &mut g, None, &w, &mut d),
+            Err(MmioError::OutsideWindows(0x100E))
+        );
+        // A fault while one is handled.
+        let outer = guard.enter().unwrap();
+        g.r[7] = 0x1000;
+        assert_eq!(
+            handle(&guard, &[0x8b, 0x07], &mut g, None, &w, &mut d),
+            Err(MmioError::Nested)
+        );
+        drop(outer);
+        assert_eq!(d.n, 0);
+        assert_eq!(
+            MmioError::Nested.terminate_reason(),
+            TerminateReason::Kms(KmsReason::VcNested)
+        );
+        assert_eq!(
+            MmioError::Backend.terminate_reason(),
+            TerminateReason::Kms(KmsReason::HvProtocol)
+        );
+        assert_eq!(
+            MmioError::OutsideWindows(0).terminate_reason(),
+            TerminateReason::Kms(KmsReason::VcUnsupported)
+        );
     }
 
     #[test]

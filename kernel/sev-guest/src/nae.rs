@@ -21,6 +21,10 @@ pub mod exit_code {
     pub const IOIO: u64 = 0x7B;
     /// RDMSR/WRMSR.
     pub const MSR: u64 = 0x7C;
+    /// Nested page fault (`SVM_EXIT_NPF`, APM vol. 2 Table C-1): the #VC error code of an
+    /// access to MMIO the hypervisor reserved in the nested page tables (56421 §4.1.5: the guest
+    /// decodes the instruction and makes an MMIO read/write exit for it).
+    pub const NPF: u64 = 0x400;
     /// MMIO read.
     pub const MMIO_READ: u64 = 0x8000_0001;
     /// MMIO write.

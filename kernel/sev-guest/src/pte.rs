@@ -6,7 +6,8 @@
 //! (C-bit)"; on SNP the guest takes it from the CPUID page, never from the hypervisor). Every
 //! level's entry carries it: a table page in private memory is reached through an entry with
 //! C=1 (§15.34.5: the page-table walk follows the C-bit of each level). Memory the host must
-//! read or write (the GHCB page, the shared DMA pool, MMIO) is mapped with C=0.
+//! read or write (the GHCB page, the shared DMA pool, MMIO) is mapped with C=0. [`backing`]
+//! says which parts of the identity map are RAM (C=1) and which are MMIO holes (C=0).
 //!
 //! [`EncryptionMask::for_platform`] decides the mask: the C-bit when SEV memory encryption is
 //! active (`SEV_STATUS` bit 0), zero otherwise — including the loopback-GHCB build under TCG,
@@ -98,6 +99,58 @@ impl EncryptionMask {
     }
 }
 
+/// What backs a range of the identity map, from the firmware's memory map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    /// Entirely RAM: mapped private (C=1).
+    Ram,
+    /// No RAM at all (the low MMIO holes: LAPIC, IOAPIC, 32-bit BARs, flash; unpopulated
+    /// space): mapped shared (C=0). Device memory is never encrypted — an access through C=1
+    /// would hand the device ciphertext on SNP (APM vol. 2 §15.34.5; Linux maps ioremap'd
+    /// ranges decrypted, `pgprot_decrypted` in `__ioremap_caller`).
+    Mmio,
+    /// Both: split, and decide per 4 KiB page.
+    Mixed,
+}
+
+impl Backing {
+    /// The C-bit rule: private only for RAM. A mixed range has no single answer (`None`).
+    pub fn private(self) -> Option<bool> {
+        match self {
+            Self::Ram => Some(true),
+            Self::Mmio => Some(false),
+            Self::Mixed => None,
+        }
+    }
+}
+
+/// Classifies `[start, start + len)` against `ram`, the half-open RAM ranges of the memory map
+/// (every UEFI memory type but `EfiMemoryMappedIO`/`EfiMemoryMappedIOPortSpace`, in any order,
+/// possibly adjacent or overlapping). Address space the map does not describe counts as MMIO.
+/// An empty or wrapping range is `Mmio` (nothing of it is RAM).
+pub fn backing(start: u64, len: u64, ram: &[(u64, u64)]) -> Backing {
+    let Some(end) = start.checked_add(len).filter(|e| *e > start) else {
+        return Backing::Mmio;
+    };
+    if !ram.iter().any(|(s, e)| *s < end && start < *e) {
+        return Backing::Mmio;
+    }
+    // Walk from `start`, each step to the end of a RAM range containing the cursor.
+    let mut cursor = start;
+    while cursor < end {
+        match ram
+            .iter()
+            .filter(|(s, e)| *s <= cursor && cursor < *e)
+            .map(|(_, e)| *e)
+            .max()
+        {
+            Some(next) => cursor = next,
+            None => return Backing::Mixed,
+        }
+    }
+    Backing::Ram
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +214,51 @@ mod tests {
             assert!(!m.is_private(e));
             assert_eq!(m.address(e), 0xFEE0_0000);
         }
+    }
+
+    #[test]
+    fn mmio_holes_are_shared() {
+        // A q35 guest with 128 MiB under OVMF: RAM 0–0x9F000 and 1 MiB–128 MiB (several
+        // adjacent map entries), the VGA/ROM hole and the PCI hole not described, the flash
+        // as EfiMemoryMappedIO (left out of `ram`), an ACPI NVS/reserved range (RAM: the
+        // SNP CPUID and secrets pages are reserved memory and must stay private).
+        let ram = [
+            (0, 0x9_F000),
+            (0x10_0000, 0x80_0000),
+            (0x80_0000, 0x80_8000),
+            (0x80_8000, 0x800_0000),
+            (0x7F0_0000, 0x7F8_0000), // overlapping entry
+        ];
+        let m = 2 << 20;
+        assert_eq!(backing(0x20_0000, m, &ram), Backing::Ram);
+        assert_eq!(backing(0x7E0_0000, m, &ram), Backing::Ram);
+        // The first 2 MiB: RAM, the legacy hole 0xA0000–0xFFFFF, RAM again.
+        assert_eq!(backing(0, m, &ram), Backing::Mixed);
+        assert_eq!(backing(0, 0x9_F000, &ram), Backing::Ram);
+        assert_eq!(backing(0xA_0000, 0x1000, &ram), Backing::Mmio);
+        assert_eq!(backing(0x9_E000, 0x2000, &ram), Backing::Mixed);
+        // Above RAM: the PCI hole, the IOAPIC, the LAPIC, the flash.
+        for hole in [
+            0x800_0000u64,
+            0x8000_0000,
+            0xC000_0000,
+            0xFEC0_0000,
+            0xFEE0_0000,
+            0xFFE0_0000,
+        ] {
+            assert_eq!(backing(hole, m, &ram), Backing::Mmio, "{hole:#x}");
+            assert_eq!(backing(hole, m, &ram).private(), Some(false));
+        }
+        assert_eq!(backing(0x20_0000, m, &ram).private(), Some(true));
+        assert_eq!(Backing::Mixed.private(), None);
+        // RAM ending inside a block, and a gap in the middle of a block.
+        assert_eq!(backing(0x7E0_0000, 0x40_0000, &ram), Backing::Mixed);
+        let gap = [(0x20_0000, 0x30_0000), (0x30_1000, 0x40_0000)];
+        assert_eq!(backing(0x20_0000, m, &gap), Backing::Mixed);
+        // Empty, wrapping: nothing is RAM.
+        assert_eq!(backing(0x20_0000, 0, &ram), Backing::Mmio);
+        assert_eq!(backing(u64::MAX - 4095, 8192, &ram), Backing::Mmio);
+        assert_eq!(backing(0x20_0000, m, &[]), Backing::Mmio);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use alloc::boxed::Box;
 use core::fmt;
 
 use crate::ghcb::{Ghcb, GhcbField, SHARED_BUFFER_OFFSET, SHARED_BUFFER_SIZE};
+use crate::mmio::{MmioBackend, MmioError, Width};
 use crate::msr::{self, HvFeatures, PageOp, SevInfo, TerminateReason};
 use crate::nae::{self, HvError, IoSize, IoioInfo, exit_code};
 use crate::psc::{self, PSC_MAX_ENTRIES, PscEntry, PscError, PscHeader};
@@ -344,6 +345,28 @@ impl<H: Vmgexit> GhcbSession<H> {
             (0, fw) => GuestRequestStatus::FirmwareError(fw),
             (vmm, _) => GuestRequestStatus::VmmError(vmm),
         })
+    }
+}
+
+/// The MMIO fault handler's device side over the GHCB: each emulated `mov` is one MMIO
+/// read/write exit (56421 §4.1.5), its data in the GHCB shared buffer. Any failure of the
+/// exit is [`MmioError::Backend`] (the guest terminates, reason 0x0A).
+impl<H: Vmgexit> MmioBackend for GhcbSession<H> {
+    fn read(&mut self, gpa: u64, width: Width) -> Result<u64, MmioError> {
+        let mut v = [0u8; 8];
+        let out = v
+            .get_mut(..usize::from(width.bytes()))
+            .ok_or(MmioError::Backend)?;
+        self.mmio_read(gpa, out).map_err(|_| MmioError::Backend)?;
+        Ok(u64::from_le_bytes(v))
+    }
+
+    fn write(&mut self, gpa: u64, width: Width, value: u64) -> Result<(), MmioError> {
+        let v = value.to_le_bytes();
+        let data = v
+            .get(..usize::from(width.bytes()))
+            .ok_or(MmioError::Backend)?;
+        self.mmio_write(gpa, data).map_err(|_| MmioError::Backend)
     }
 }
 

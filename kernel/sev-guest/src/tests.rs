@@ -510,3 +510,197 @@ fn pool_on_plain_memory_is_the_same_code_path() {
     assert_eq!(pool.reclaim(&mut b), Ok(2));
     assert_eq!(b.conversions, 4);
 }
+
+#[test]
+fn mmio_exit_encodings() {
+    use crate::ghcb::SHARED_BUFFER_OFFSET;
+    use crate::nae::exit_code;
+    let mut s = session();
+    let scratch = Some(GHCB_GPA + SHARED_BUFFER_OFFSET as u64);
+    // 56421 §4.1.5: SW_EXITCODE 0x8000_0002 / 0x8000_0001, SW_EXITINFO1 = the GPA,
+    // SW_EXITINFO2 = the length, SW_SCRATCH = the GHCB's shared buffer, where the data goes.
+    for (len, value) in [
+        (1usize, 0xA5u64),
+        (2, 0xBEEF),
+        (4, 0xDEAD_BEEF),
+        (8, u64::MAX - 7),
+    ] {
+        let gpa = 0xFEB0_1000 + len as u64 * 0x10;
+        s.mmio_write(gpa, &value.to_le_bytes()[..len]).unwrap();
+        let mut out = [0u8; 8];
+        s.mmio_read(gpa, &mut out[..len]).unwrap();
+        assert_eq!(u64::from_le_bytes(out), value, "{len} bytes");
+        let n = s.hv().mmio_exits.len();
+        assert_eq!(
+            s.hv().mmio_exits[n - 2..],
+            [
+                (exit_code::MMIO_WRITE, gpa, len as u64, scratch),
+                (exit_code::MMIO_READ, gpa, len as u64, scratch)
+            ]
+        );
+    }
+    assert_eq!(exit_code::MMIO_READ, 0x8000_0001);
+    assert_eq!(exit_code::MMIO_WRITE, 0x8000_0002);
+    assert_eq!(exit_code::NPF, 0x400);
+    // A width the exit cannot carry is refused before any exit.
+    for bad in [0usize, 3, 5, 16] {
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            s.mmio_write(0xFEB0_1000, &buf[..bad]),
+            Err(Error::InvalidArgument("MMIO access length (1, 2, 4 or 8)"))
+        );
+        assert_eq!(
+            s.mmio_read(0xFEB0_1000, &mut buf[..bad]),
+            Err(Error::InvalidArgument("MMIO access length (1, 2, 4 or 8)"))
+        );
+    }
+    assert_eq!(s.hv().mmio_exits.len(), 8);
+    assert_eq!(s.stats().mmio, 8);
+}
+
+#[test]
+fn mmio_exit_errors() {
+    use crate::mmio::{MmioBackend, MmioError, Width};
+    let mut s = session();
+    let mut out = [0u8; 4];
+    // An exception to inject (#GP).
+    s.hv().inject.exception = Some(0x8000_030D);
+    assert_eq!(
+        s.mmio_read(0xFEB0_0000, &mut out),
+        Err(Error::Hv(HvError::Exception {
+            vector: 13,
+            event: 0x8000_030D
+        }))
+    );
+    // Every malformed-input reason, on reads and writes.
+    for r in [
+        MalformedReason::NotRegistered,
+        MalformedReason::InvalidUsage,
+        MalformedReason::InvalidScratchArea,
+        MalformedReason::MissingInput,
+        MalformedReason::InvalidInput,
+        MalformedReason::InvalidEvent,
+        MalformedReason::Unknown(42),
+    ] {
+        s.hv().inject.malformed = Some(r);
+        assert_eq!(
+            s.mmio_read(0xFEB0_0000, &mut out),
+            Err(Error::Hv(HvError::Malformed(r)))
+        );
+        s.hv().inject.malformed = Some(r);
+        assert_eq!(
+            s.mmio_write(0xFEB0_0000, &out),
+            Err(Error::Hv(HvError::Malformed(r)))
+        );
+    }
+    // An undefined SW_EXITINFO1.
+    s.hv().inject.undefined_info1 = Some(3);
+    assert_eq!(
+        s.mmio_write(0xFEB0_0000, &out),
+        Err(Error::Hv(HvError::UnknownResponse(3)))
+    );
+    // Through the fault handler's backend: every failure is `Backend`, reason 0x0A.
+    s.hv().inject.malformed = Some(MalformedReason::InvalidScratchArea);
+    assert_eq!(
+        MmioBackend::read(&mut s, 0xFEB0_0000, Width::B4),
+        Err(MmioError::Backend)
+    );
+    s.hv().inject.exception = Some(0x8000_030E);
+    assert_eq!(
+        MmioBackend::write(&mut s, 0xFEB0_0000, Width::B2, 1),
+        Err(MmioError::Backend)
+    );
+    assert_eq!(
+        MmioError::Backend.terminate_reason(),
+        TerminateReason::Kms(KmsReason::HvProtocol)
+    );
+    // The fake's own checks: an MMIO exit without the shared buffer as scratch area, or
+    // with a length the exit cannot carry, is malformed (what a real hypervisor answers).
+    let mut hv = FakeHv::new();
+    let mut g = crate::Ghcb::new();
+    for (scratch, len, want) in [
+        (0x1234u64, 4u64, MalformedReason::InvalidScratchArea),
+        (GHCB_GPA + 0x800, 3, MalformedReason::InvalidInput),
+    ] {
+        g.reset(2);
+        g.set(
+            crate::ghcb::GhcbField::SwExitCode,
+            crate::nae::exit_code::MMIO_READ,
+        );
+        g.set(crate::ghcb::GhcbField::SwExitInfo1, 0xFEB0_0000);
+        g.set(crate::ghcb::GhcbField::SwExitInfo2, len);
+        g.set(crate::ghcb::GhcbField::SwScratch, scratch);
+        let mut est = GhcbSession::establish(hv).unwrap();
+        est.hv().exit(&mut g);
+        assert_eq!(
+            crate::nae::check_response(
+                g.page().sw_exit_info_1.get(),
+                g.page().sw_exit_info_2.get()
+            ),
+            Err(HvError::Malformed(want))
+        );
+        hv = FakeHv::new();
+    }
+}
+
+#[test]
+fn mmio_fault_emulated_through_ghcb_exits() {
+    use crate::ghcb::SHARED_BUFFER_OFFSET;
+    use crate::mmio::{self, Gprs, MmioError, Windows};
+    use crate::nae::exit_code;
+    use crate::vc::NestingGuard;
+    let mut s = session();
+    let guard = NestingGuard::new();
+    let mut w = Windows::new();
+    w.add(0xFEB0_0000, 0x4000).unwrap();
+    s.hv()
+        .mmio
+        .insert(0xFEB0_0014, 0x1122_3344u64.to_le_bytes());
+    let scratch = Some(GHCB_GPA + SHARED_BUFFER_OFFSET as u64);
+    // mov eax, dword ptr [rdi + 0x14]   8b 47 14  → one MMIO read exit.
+    let mut g = Gprs {
+        rip: 0x20_0000,
+        ..Gprs::default()
+    };
+    g.r[0] = u64::MAX;
+    g.r[7] = 0xFEB0_0000;
+    let i = mmio::handle(&guard, &[0x8b, 0x47, 0x14], &mut g, None, &w, &mut s).unwrap();
+    assert_eq!((i.len, g.rip, g.r[0]), (3, 0x20_0003, 0x1122_3344));
+    assert_eq!(
+        s.hv().mmio_exits,
+        [(exit_code::MMIO_READ, 0xFEB0_0014, 4, scratch)]
+    );
+    // mov word ptr [rdi + 0x20], 0x7F   66 c7 47 20 7f 00  → one MMIO write exit.
+    let i = mmio::handle(
+        &guard,
+        &[0x66, 0xc7, 0x47, 0x20, 0x7f, 0x00],
+        &mut g,
+        Some(0xFEB0_0020),
+        &w,
+        &mut s,
+    )
+    .unwrap();
+    assert_eq!((i.len, g.rip), (6, 0x20_0009));
+    assert_eq!(s.hv().mmio[&0xFEB0_0020][..2], [0x7f, 0]);
+    assert_eq!(
+        s.hv().mmio_exits[1],
+        (exit_code::MMIO_WRITE, 0xFEB0_0020, 2, scratch)
+    );
+    // The hypervisor failing the exit: refused, RIP and registers unchanged.
+    s.hv().inject.malformed = Some(MalformedReason::InvalidInput);
+    let before = g;
+    assert_eq!(
+        mmio::handle(&guard, &[0x8b, 0x47, 0x14], &mut g, None, &w, &mut s),
+        Err(MmioError::Backend)
+    );
+    assert_eq!(g, before);
+    // Outside the device window: no exit at all.
+    g.r[7] = 0x10_0000;
+    assert_eq!(
+        mmio::handle(&guard, &[0x89, 0x07], &mut g, None, &w, &mut s),
+        Err(MmioError::OutsideWindows(0x10_0000))
+    );
+    // (The malformed answer came before the fake's device: it recorded two exits.)
+    assert_eq!(s.hv().mmio_exits.len(), 2);
+    assert_eq!(s.stats().mmio, 3);
+}

@@ -9,6 +9,8 @@
 use core::arch::{asm, naked_asm};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use sev_guest::mmio::Width;
+
 use super::{cpuid, rdmsr, wrmsr};
 
 /// IDT vector of the timer.
@@ -35,9 +37,9 @@ fn read(reg: u32) -> u32 {
         unsafe { rdmsr(0x800 + (reg >> 4)) as u32 }
     } else {
         let base = MMIO_BASE.load(Ordering::Relaxed);
-        // SAFETY: `base` is the xAPIC page from IA32_APIC_BASE, identity-mapped (below 4 GiB);
-        // the register offsets are architectural.
-        unsafe { ((base + u64::from(reg)) as *const u32).read_volatile() }
+        // SAFETY: `base` is the xAPIC page from IA32_APIC_BASE, identity-mapped (below 4 GiB)
+        // and registered as an MMIO window; the register offsets are architectural.
+        unsafe { super::mmio::read(base + u64::from(reg), Width::B4) as u32 }
     }
 }
 
@@ -48,7 +50,7 @@ fn write(reg: u32, value: u32) {
     } else {
         let base = MMIO_BASE.load(Ordering::Relaxed);
         // SAFETY: as in `read`.
-        unsafe { ((base + u64::from(reg)) as *mut u32).write_volatile(value) };
+        unsafe { super::mmio::write(base + u64::from(reg), Width::B4, u64::from(value)) };
     }
 }
 
@@ -93,6 +95,10 @@ pub fn init() -> Option<u64> {
     }
     X2APIC.store(base & (1 << 10) != 0, Ordering::Relaxed);
     MMIO_BASE.store(base & 0x000f_ffff_ffff_f000, Ordering::Relaxed);
+    if base & (1 << 10) == 0 && super::mmio::add_window(base & 0x000f_ffff_ffff_f000, 4096).is_err()
+    {
+        return None;
+    }
     write(REG_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
     write(REG_DIVIDE, 0b0011); // divide by 16
     write(REG_LVT_TIMER, 1 << 16); // masked while calibrating

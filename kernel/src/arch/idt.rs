@@ -160,6 +160,11 @@ extern "C" fn exception(frame: &mut Frame) {
         super::vc::on_vc(frame);
         return;
     }
+    #[cfg(feature = "loopback-ghcb")]
+    if frame.vector == 14 && super::vc::on_page_fault(frame) {
+        // The loopback build's stand-in for an NPF #VC on an unmapped BAR: emulated.
+        return;
+    }
     if frame.vector == 20 {
         // #VE: service through TDVMCALL and resume, or stop (never returns then).
         super::tdx::on_ve(frame);

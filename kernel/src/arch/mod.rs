@@ -3,6 +3,7 @@
 pub mod apic;
 pub mod gdt;
 pub mod idt;
+pub mod mmio;
 pub mod paging;
 pub mod port;
 pub mod sev;

@@ -13,13 +13,15 @@
 //! pool's shared pages) C=0. The mask is the CPUID page's C-bit when `SEV_STATUS` says memory
 //! encryption is active, else zero: under TCG (the loopback-GHCB build included) the same
 //! code runs with mask 0, because TCG encrypts nothing and its physical-address width makes
-//! bit 51 a reserved bit. Not done yet: the low MMIO holes below 4 GiB (LAPIC, IOAPIC, 32-bit
-//! BARs) lie in the private identity map; on SNP hardware they need C=0 too.
+//! bit 51 a reserved bit. The identity map follows the firmware's memory map
+//! (`sev_guest::pte::backing`): 2 MiB blocks entirely RAM are C=1, blocks with no RAM (the low
+//! MMIO holes: LAPIC, IOAPIC, 32-bit BARs, flash) C=0, and mixed blocks (the first 2 MiB with
+//! the legacy VGA/ROM hole) are split, each 4 KiB page C=1 only if it is RAM.
 
 use alloc::alloc::{Layout, alloc_zeroed};
 use core::arch::asm;
 
-use sev_guest::pte::{EncryptionMask, MaskError};
+use sev_guest::pte::{self, Backing, EncryptionMask, MaskError};
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
@@ -118,14 +120,27 @@ fn map_range(
     flags: u64,
     private: bool,
 ) -> Result<(), PagingError> {
-    if end <= start || end > (1 << 47) {
+    map_range_at(root, start, end, flags, private, 0)
+}
+
+/// Maps `[start, end)` (physical, rounded out to 2 MiB) at virtual `physical + va_offset`.
+fn map_range_at(
+    root: u64,
+    start: u64,
+    end: u64,
+    flags: u64,
+    private: bool,
+    va_offset: u64,
+) -> Result<(), PagingError> {
+    if end <= start || end.checked_add(va_offset).is_none_or(|e| e > (1 << 47)) {
         return Err(PagingError::BadRange);
     }
     let mut addr = start & !(SIZE_2M - 1);
     while addr < end {
-        let i4 = ((addr >> 39) & 511) as usize;
-        let i3 = ((addr >> 30) & 511) as usize;
-        let i2 = ((addr >> 21) & 511) as usize;
+        let va = addr + va_offset;
+        let i4 = ((va >> 39) & 511) as usize;
+        let i3 = ((va >> 30) & 511) as usize;
+        let i2 = ((va >> 21) & 511) as usize;
         // SAFETY: `root` and every table reached from it are ours (created by `new_table`).
         unsafe {
             if let Some(pdpt) = next(root as *mut u64, i4)?
@@ -247,12 +262,44 @@ unsafe fn set_4k(root: u64, addr: u64, flags: u64) -> Result<(), PagingError> {
 /// uncached) with W^X: nothing is executable except our `.text`, which is read-only; the
 /// image headers, `.reloc` and `.rodata` are read-only. Everything is private (C=1 under
 /// `mask`, which stays fixed from here on). Then switches CR3 to it.
-pub fn init(limit: u64, image: &ImageLayout, mask: EncryptionMask) -> Result<(), PagingError> {
+///
+/// `ram`: the memory map's RAM ranges (every type but MMIO); the rest of `[0, limit)` is an
+/// MMIO hole, mapped C=0.
+pub fn init(
+    limit: u64,
+    image: &ImageLayout,
+    mask: EncryptionMask,
+    ram: &[(u64, u64)],
+) -> Result<(), PagingError> {
     if *MASK.call_once(|| mask) != mask {
         return Err(PagingError::BadRange);
     }
     let root = new_table()? as u64;
-    map_range(root, 0, limit, NO_EXECUTE, true)?;
+    let mut block = 0;
+    while block < limit {
+        match pte::backing(block, SIZE_2M, ram) {
+            Backing::Ram => map_range(root, block, block + SIZE_2M, NO_EXECUTE, true)?,
+            Backing::Mmio => map_range(root, block, block + SIZE_2M, NO_EXECUTE, false)?,
+            Backing::Mixed => {
+                map_range(root, block, block + SIZE_2M, NO_EXECUTE, true)?;
+                let mut page = block;
+                while page < block + SIZE_2M {
+                    if pte::backing(page, 4096, ram) != Backing::Ram {
+                        // SAFETY: `root` is ours and not loaded yet.
+                        unsafe {
+                            pte_of(root, page)?.write_volatile(entry(
+                                page,
+                                PRESENT | WRITABLE | NO_EXECUTE,
+                                false,
+                            )?)
+                        };
+                    }
+                    page += 4096;
+                }
+            }
+        }
+        block += SIZE_2M;
+    }
     let mut page = image.base;
     while page < image.end {
         let flags = if (image.text_start..image.text_end).contains(&page) {
@@ -341,9 +388,56 @@ pub fn set_encrypted(addr: u64, private: bool) -> Result<(), PagingError> {
     Ok(())
 }
 
-/// Identity-maps a device region uncached (e.g. a PCI BAR above 4 GiB).
+/// Where the loopback stub's alias of an unmapped BAR lies (`ckms.test=unmapped-bar`): virtual
+/// = physical + this (64 TiB; BARs lie below 64 TiB on q35).
+pub const HOST_VIEW_OFFSET: u64 = 1 << 46;
+
+/// The address the loopback stub uses to reach device memory at `phys`: the alias when BARs
+/// are left unmapped, else the identity address.
+#[cfg(feature = "loopback-ghcb")]
+pub fn host_view(phys: u64) -> u64 {
+    if super::mmio::unmapped_bars() && super::mmio::is_bar(phys) {
+        phys + HOST_VIEW_OFFSET
+    } else {
+        phys
+    }
+}
+
+/// Identity-maps a device region uncached (e.g. a PCI BAR above 4 GiB) and registers it as
+/// an MMIO window (`arch::mmio`). With `ckms.test=unmapped-bar` (loopback build) the region is
+/// registered but left unmapped (its pages made not present if the identity map covers them),
+/// so a `mov` on it faults into the MMIO emulation.
 pub fn map_mmio(phys: u64, len: u64) -> Result<(), PagingError> {
     let end = phys.checked_add(len).ok_or(PagingError::BadRange)?;
+    super::mmio::add_bar(phys, len).map_err(|_| PagingError::BadRange)?;
+    if super::mmio::unmapped_bars() {
+        // The stub (the "host") reaches the device through its own alias of the BAR; the
+        // guest's identity view stays not present.
+        {
+            let guard = ROOT.lock();
+            let Some(root) = guard.as_ref() else {
+                return Err(PagingError::BadRange);
+            };
+            map_range_at(
+                root.0,
+                phys,
+                end,
+                WRITE_THROUGH | CACHE_DISABLE | NO_EXECUTE,
+                false,
+                HOST_VIEW_OFFSET,
+            )?;
+        }
+        let mut page = phys & !0xFFF;
+        while page < end {
+            // Not mapped at all (above the identity map) is as good as not present.
+            match unmap_page(page) {
+                Ok(()) | Err(PagingError::BadRange) => {}
+                Err(e) => return Err(e),
+            }
+            page += 4096;
+        }
+        return Ok(());
+    }
     let guard = ROOT.lock();
     let Some(root) = guard.as_ref() else {
         return Err(PagingError::BadRange);

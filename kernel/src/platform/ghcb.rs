@@ -3,8 +3,8 @@
 //! memory), and the HAL entry points port I/O ([`crate::arch::port`]) and MSR access
 //! ([`crate::arch::rdmsr`]) take when a session is established.
 //!
-//! Once [`establish`] has run, every port I/O and MSR access of the kernel is an IOIO/MSR exit
-//! (AMD 56421 §4.1.2, §4.1.3) and the shared DMA pool converts its pages with PVALIDATE and
+//! Once [`establish`] has run, every port I/O, MSR and MMIO access of the kernel is an
+//! IOIO/MSR/MMIO exit (AMD 56421 §4.1.2, §4.1.3, §4.1.5; MMIO through [`crate::arch::mmio`]) and the shared DMA pool converts its pages with PVALIDATE and
 //! page-state changes through this session ([`crate::dma`]). Before that (and on the `none` /
 //! `emulated` platforms, where no session exists) the HAL executes the instructions.
 //!
@@ -20,6 +20,7 @@
 use core::fmt;
 
 use sev_guest::ghcb::GHCB_SIZE;
+use sev_guest::mmio::{MmioBackend, MmioError, Width};
 use sev_guest::nae::IoSize;
 use sev_guest::session::ExitStats;
 use sev_guest::{
@@ -185,6 +186,11 @@ pub fn establish() -> Result<(u16, u8), GhcbSetupError> {
     Ok(answer)
 }
 
+/// Whether a session is established.
+pub fn established() -> bool {
+    SESSION.is_completed()
+}
+
 /// Runs `f` on the session, `None` without one (or on re-entry).
 pub fn with<R>(f: impl FnOnce(&mut GhcbSession<KernelVmgexit>) -> R) -> Option<R> {
     let mut s = SESSION.get()?.try_lock()?;
@@ -261,4 +267,39 @@ pub fn wrmsr(msr: u32, value: u64) -> bool {
         }
     })
     .is_some()
+}
+
+/// MMIO read through the GHCB (56421 §4.1.5); `None` when no session is established.
+pub fn mmio_read(gpa: u64, width: Width) -> Option<u64> {
+    with(|s| MmioBackend::read(s, gpa, width).unwrap_or_else(|_| mmio_fatal(s)))
+}
+
+/// MMIO write through the GHCB; `false` when no session is established.
+pub fn mmio_write(gpa: u64, width: Width, value: u64) -> bool {
+    with(|s| {
+        if MmioBackend::write(s, gpa, width, value).is_err() {
+            mmio_fatal(s)
+        }
+    })
+    .is_some()
+}
+
+fn mmio_fatal(s: &mut GhcbSession<KernelVmgexit>) -> ! {
+    arch::disable_interrupts();
+    s.terminate(MmioError::Backend.terminate_reason());
+    arch::halt_forever()
+}
+
+/// The device side of the #VC handler's MMIO path: the session's MMIO exits. A fault with no
+/// session (or inside an exit) is refused ([`MmioError::Backend`]).
+pub struct GhcbMmio;
+
+impl MmioBackend for GhcbMmio {
+    fn read(&mut self, gpa: u64, width: Width) -> Result<u64, MmioError> {
+        with(|s| MmioBackend::read(s, gpa, width)).ok_or(MmioError::Backend)?
+    }
+
+    fn write(&mut self, gpa: u64, width: Width, value: u64) -> Result<(), MmioError> {
+        with(|s| MmioBackend::write(s, gpa, width, value)).ok_or(MmioError::Backend)?
+    }
 }
