@@ -17,6 +17,9 @@
 //!   provisions it (CA-signed API certificate, Redis on 127.0.0.1 through QEMU's guestfwd,
 //!   `/redis-findex`, client CA, `/start`); `ckms verify` passes with that manifest and fails
 //!   with the other two, naming the RTMR; a user creates a key and encrypts/decrypts with it.
+//!   Both ckms runs replay the CC event log the kernel ships with `/attestation` (here the log
+//!   tdx-emu synthesises, fetched by the stub: plain OVMF writes no CCEL) against the quote's
+//!   RTMRs and the manifest's kms.efi and command line.
 //!
 //! Slow (a kernel build and two TCG boots): `--features vm-tests`. Needs
 //! `cargo build -p tdx-emu -p ckms -p image` first, `redis-server`, `openssl` and
@@ -360,6 +363,11 @@ fn tdx_kms_in_the_image() {
     for want in [
         "bootstrap certificate attested (measurement MRTD 1111",
         "fresh /attestation verified (nonce bound, same key)",
+        // The kernel shipped the CC event log (here tdx-emu's synthesised one, asked by the
+        // stub: plain OVMF writes no CCEL) and ckms replayed it against the quote and the
+        // manifest's kms.efi and command line.
+        "CC event log replayed: 6 events give the quote's RTMR0-3; it records the kernel load \
+         (Authenticode SHA-384 of the manifest's kms.efi) and the manifest's command line",
     ] {
         assert!(out.contains(want), "ckms output lacks {want:?}:\n{out}");
     }
@@ -368,6 +376,7 @@ fn tdx_kms_in_the_image() {
         "LOOPBACK-TDX TEST BUILD: TDCALL is stubbed",
         "tdx: #VE self-test ok",
         "platform: tdx",
+        "tdx: CC event log: no firmware CCEL (no ACPI CCEL table); the loopback stub's synthesised log",
         "ckms: kms started",
     ] {
         assert!(console.contains(want), "console lacks {want:?}:\n{console}");
@@ -375,6 +384,7 @@ fn tdx_kms_in_the_image() {
 
     let ok = verify(&vm, &work, &manifest, &root);
     assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("CC event log replayed"), "{}", text(&ok));
     for (m, rtmr) in [(&other_cmdline, "RTMR2"), (&other_kernel, "RTMR1")] {
         let out = verify(&vm, &work, m, &root);
         let msg = text(&out);
