@@ -283,8 +283,9 @@ fn start(ctx: &Ctx, a: &StartArgs) -> Result<Output, CliError> {
     ));
     let mut client = verify::pinned_client(url, &attested.spki_der, Some(identity))?;
     let nonce = verify::fresh_nonce()?;
-    verify::fresh_attestation(&mut client, &attested.public_key, &nonce, &exp)?;
+    let (_, log) = verify::fresh_attestation(&mut client, &attested.public_key, &nonce, &exp)?;
     steps.push("fresh /attestation verified (nonce bound, same key)".to_owned());
+    steps.extend(log);
 
     // 4. Certificate.
     let chain_pem = match (&a.cert_in, &a.csr_out) {

@@ -36,6 +36,9 @@ pub enum CliError {
     Negative(String),
     /// A server's attestation evidence failed a check (`attest::verify::ratls`).
     Attestation(Box<AttestationFailure>),
+    /// The TD's CC event log does not parse, does not replay to its quote's RTMRs, or records
+    /// another kernel or command line than the manifest's.
+    EventLog(crate::tdx::EventLogFailure),
     /// The VCEK or AMD chain for a quote without a certificate table could not be had from the KDS.
     Kds(crate::kds::KdsError),
     /// A key the server presented for signing or pinning is not the attested one (`what` names it): the
@@ -63,6 +66,7 @@ impl fmt::Display for CliError {
             CliError::Negative(m) => write!(f, "{m}"),
             CliError::Attestation(e) => write!(f, "attestation failed: {e}"),
             CliError::Kds(e) => write!(f, "VCEK from AMD KDS: {e}"),
+            CliError::EventLog(e) => write!(f, "the TD's CC event log is refused: {e}"),
             CliError::NotAttestedKey { what } => write!(
                 f,
                 "{what} is not the attested key (its SubjectPublicKeyInfo, algorithm and curve \

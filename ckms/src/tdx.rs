@@ -19,7 +19,8 @@
 
 use std::path::Path;
 
-use attest::measure::tdx::{rtmr1_direct_boot, rtmr2_cmdline};
+use attest::measure::tdx::{authenticode_sha384, cmdline_digest, rtmr1_direct_boot, rtmr2_cmdline};
+use attest::tdx::eventlog::{EventLog, EventLogError, LogExpectation, ReplayError};
 use attest::tdx::evidence::{TdxRoots, VerifiedTdx, verify_tdx_evidence};
 use attest::tdx::policy::TdxPolicy;
 use attest::verify::ratls::RaTlsVerifyError;
@@ -46,6 +47,9 @@ pub struct TdxExpectation {
     pub min_tee_tcb_svn: [u8; 16],
     /// PCS collateral JSON for verification against Intel's root.
     pub collateral: Option<Vec<u8>>,
+    /// What the TD's event log must record (the manifest's kernel and command line), when it
+    /// ships one.
+    pub log: LogExpectation,
 }
 
 impl TdxExpectation {
@@ -59,6 +63,7 @@ impl TdxExpectation {
             mr_owner_config: None,
             min_tee_tcb_svn: [0; 16],
             collateral: None,
+            log: LogExpectation::default(),
         }
     }
 
@@ -136,6 +141,7 @@ pub fn manifest_tdx(v: &Value, path: &Path) -> Result<Option<TdxExpectation>, Cl
         }
     }
     if let Some(cmdline) = v.get("cmdline").and_then(Value::as_str) {
+        exp.log.cmdline = Some(cmdline_digest(cmdline));
         let want = rtmr2_cmdline(cmdline);
         match exp.rtmr[2] {
             Some(r) if r != want => {
@@ -161,6 +167,10 @@ pub fn manifest_tdx(v: &Value, path: &Path) -> Result<Option<TdxExpectation>, Cl
                 ));
             }
             exp.rtmr[1] = Some(want);
+            exp.log.kernel = Some(
+                authenticode_sha384(&kernel)
+                    .map_err(|e| bad(&format!("kernel {}: {e}", kpath.display())))?,
+            );
         }
     }
     Ok(Some(exp))
@@ -195,6 +205,62 @@ pub fn verify_tdx_quote(
     };
     verify_tdx_evidence(quote, public_key, nonce, roots, &exp.policy())
         .map_err(RaTlsVerifyError::Tdx)
+}
+
+/// Why a TD's CC event log (`/attestation`'s `event_log`) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLogFailure {
+    /// Not base64.
+    NotBase64,
+    /// It does not parse (`attest::tdx::eventlog`).
+    Parse(EventLogError),
+    /// It does not replay to the quote's RTMRs, or does not record the manifest's kernel and
+    /// command line.
+    Replay(ReplayError),
+}
+
+impl std::fmt::Display for EventLogFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotBase64 => f.write_str("not base64"),
+            Self::Parse(e) => write!(f, "{e}"),
+            Self::Replay(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for EventLogFailure {}
+
+/// Replays the TD's CC event log (base64, as `/attestation` ships it) against the verified
+/// quote: RTMR0–3 recomputed from the events must equal the quote's (TDG.MR.RTMR.EXTEND
+/// semantics, MR index − 1 = RTMR, TDVF Design Guide §10.1.2), and its kernel-load and
+/// command-line events must be the manifest's ([`TdxExpectation::log`]). Returns a summary.
+pub fn check_event_log(
+    b64: &str,
+    v: &VerifiedTdx,
+    exp: &TdxExpectation,
+) -> Result<String, EventLogFailure> {
+    use base64ct::{Base64, Encoding};
+    let bytes = Base64::decode_vec(b64).map_err(|_| EventLogFailure::NotBase64)?;
+    let log = EventLog::parse(&bytes).map_err(EventLogFailure::Parse)?;
+    log.check(&v.body().rtmr, &exp.log)
+        .map_err(EventLogFailure::Replay)?;
+    let mut what = Vec::new();
+    if exp.log.kernel.is_some() {
+        what.push("the kernel load (Authenticode SHA-384 of the manifest's kms.efi)");
+    }
+    if exp.log.cmdline.is_some() {
+        what.push("the manifest's command line");
+    }
+    Ok(format!(
+        "CC event log replayed: {} events give the quote's RTMR0-3{}",
+        log.events.len(),
+        if what.is_empty() {
+            String::new()
+        } else {
+            format!("; it records {}", what.join(" and "))
+        }
+    ))
 }
 
 /// A one-line summary of a verified TDX quote whose key binding was checked.
@@ -542,6 +608,9 @@ mod tests {
         assert_eq!(exp.measurement, Some([0x5A; 48]));
         let t = exp.tdx.clone().unwrap();
         assert_eq!(t.rtmr[1], Some(rtmr1));
+        // What the TD's event log must record: this kernel, this command line.
+        assert_eq!(t.log.kernel, Some(authenticode_sha384(TINY_PE).unwrap()));
+        assert_eq!(t.log.cmdline, Some(cmdline_digest(CMDLINE)));
         let pk = *key().public_uncompressed();
         let nonce = [3; 32];
         let booted = |kernel: &[u8], cmdline: &str| {
@@ -601,5 +670,69 @@ mod tests {
         edited["tdx"]["rtmr1"] = hex::encode(rtmr1_direct_boot(&other).unwrap()).into();
         std::fs::write(&path, edited.to_string()).unwrap();
         assert!(matches!(args.load(), Err(CliError::Usage(m)) if m.contains("tdx.rtmr1")));
+    }
+
+    /// The TD's CC event log is replayed against the verified quote and the manifest: the log
+    /// of the booted kernel and command line passes; garbage, a log of another boot, or a log
+    /// naming another kernel or command line are refused by name.
+    #[test]
+    fn event_log_replay_against_the_quote_and_the_manifest() {
+        use attest::tdx::eventlog::direct_boot_log;
+        use base64ct::{Base64, Encoding};
+        let kernel = authenticode_sha384(TINY_PE).unwrap();
+        let booted = |cmdline: &str| {
+            emu(TdMeasurements {
+                mr_td: MRTD,
+                rtmr: [
+                    [0; 48],
+                    rtmr1_direct_boot(TINY_PE).unwrap(),
+                    rtmr2_cmdline(cmdline),
+                    [0; 48],
+                ],
+                ..TdMeasurements::default()
+            })
+        };
+        let mut exp = expectation(root());
+        let t = exp.tdx.as_mut().unwrap();
+        t.rtmr = [None; 4];
+        t.log = LogExpectation {
+            kernel: Some(kernel),
+            cmdline: Some(cmdline_digest(CMDLINE)),
+        };
+        let pk = *key().public_uncompressed();
+        let nonce = [4; 32];
+        let verified =
+            |e: &Emulator| match verify_quote(&quote(e, &pk, &nonce), &pk, &nonce, &exp, "t") {
+                Ok(Verified::Tdx(v)) => v,
+                other => panic!("{other:?}"),
+            };
+        let tdx = exp.tdx.as_ref().unwrap();
+        let v = verified(&booted(CMDLINE));
+        let log = Base64::encode_string(&direct_boot_log(&kernel, CMDLINE));
+        let note = check_event_log(&log, &v, tdx).unwrap();
+        assert!(note.contains("6 events give the quote's RTMR0-3"), "{note}");
+        assert_eq!(
+            check_event_log("not base64!", &v, tdx),
+            Err(EventLogFailure::NotBase64)
+        );
+        assert_eq!(
+            check_event_log(&Base64::encode_string(&[0xA5; 40]), &v, tdx),
+            Err(EventLogFailure::Parse(EventLogError::BadSpecId))
+        );
+        // The log of another command line does not replay to this quote's RTMR2.
+        let other = Base64::encode_string(&direct_boot_log(&kernel, "ckms.ip=dhcp"));
+        assert_eq!(
+            check_event_log(&other, &v, tdx),
+            Err(EventLogFailure::Replay(ReplayError::RtmrMismatch {
+                index: 2
+            }))
+        );
+        // A TD that booted (and logged) another command line: the log replays, but does not
+        // record the manifest's command line.
+        let v2 = verified(&booted("ckms.ip=dhcp"));
+        assert_eq!(
+            check_event_log(&other, &v2, tdx),
+            Err(EventLogFailure::Replay(ReplayError::NoCmdlineEvent))
+        );
     }
 }

@@ -812,13 +812,15 @@ pub fn fresh_nonce() -> Result<[u8; 32], CliError> {
 /// Retries of `GET /attestation` answered 429 (rate-limited), a second apart.
 const ATTESTATION_RETRIES: usize = 5;
 
-/// `GET /attestation?nonce=…` over `client`, verified against `public_key` and `nonce`.
+/// `GET /attestation?nonce=…` over `client`, verified against `public_key` and `nonce`. For
+/// TDX, the second value says what became of the TD's CC event log: replayed against the quote
+/// and the manifest ([`crate::tdx::check_event_log`]; a log that fails is an error), or absent.
 pub fn fresh_attestation(
     client: &mut HttpClient,
     public_key: &[u8; 65],
     nonce: &[u8; 32],
     exp: &Expectation,
-) -> Result<Verified, CliError> {
+) -> Result<(Verified, Option<String>), CliError> {
     let path = format!("/attestation?nonce={}", hex::encode(nonce));
     let mut resp = client.get(&path)?;
     // The server rate-limits attestation (each is a firmware round trip): 429 means "retry in a
@@ -844,13 +846,15 @@ pub fn fresh_attestation(
         .and_then(|q| Base64::decode_vec(q).ok())
         .ok_or_else(|| CliError::Response("/attestation: no base64 quote".into()))?;
     let exp = exp.with_kds(&quote)?;
-    Ok(verify_quote(
-        &quote,
-        public_key,
-        nonce,
-        &exp,
-        "/attestation",
-    )?)
+    let verified = verify_quote(&quote, public_key, nonce, &exp, "/attestation")?;
+    let log = match (&verified, &exp.tdx) {
+        (Verified::Tdx(t), Some(tdx)) => Some(match v.get("event_log").and_then(Value::as_str) {
+            Some(b64) => crate::tdx::check_event_log(b64, t, tdx).map_err(CliError::EventLog)?,
+            None => "no CC event log shipped: RTMRs checked against the manifest only".to_owned(),
+        }),
+        _ => None,
+    };
+    Ok((verified, log))
 }
 
 /// The client identity from the settings, if any.
@@ -1022,7 +1026,7 @@ fn run_verify(
     let mut client = pinned_client(&attested_url, &attested.spki_der, id)
         .map_err(|e| rep.fail("fresh attestation", e.to_string()))?;
     let nonce = fresh_nonce().map_err(|e| rep.fail("fresh attestation", e.to_string()))?;
-    let fresh = fresh_attestation(&mut client, &attested.public_key, &nonce, exp)
+    let (fresh, log) = fresh_attestation(&mut client, &attested.public_key, &nonce, exp)
         .map_err(|e| rep.fail("fresh attestation", e.to_string()))?;
     rep.pass(
         "fresh attestation",
@@ -1032,6 +1036,9 @@ fn run_verify(
             quote_summary(&fresh)
         ),
     );
+    if let Some(log) = log {
+        rep.pass("event log", log);
+    }
     Ok(())
 }
 

@@ -64,6 +64,10 @@ pub struct RunOptions {
     pub redis_relay: Option<PathBuf>,
     /// Path of the `snp-emu` binary (`None`: no emulator; COM2 stays unconnected).
     pub snp_emu: Option<PathBuf>,
+    /// Path of the `tdx-emu` binary, for a loopback-TDX image (`None`: no TDX emulator). It is
+    /// given the manifest's `tdx.mrtd` (the TDVF it stands for; QEMU boots `bios` under TCG) and
+    /// computes RTMR1/RTMR2 from the kernel and the command line booted. Exclusive with `snp_emu`.
+    pub tdx_emu: Option<PathBuf>,
     /// Plain firmware QEMU boots when the manifest's firmware is not bootable or `plain_ovmf` is set.
     pub bios: PathBuf,
     /// Boot `bios` even when the manifest's firmware is a bootable AmdSevX64 OVMF (then the emulated
@@ -93,6 +97,7 @@ impl RunOptions {
             redis_port: None,
             redis_relay: None,
             snp_emu: None,
+            tdx_emu: None,
             bios: PathBuf::from(DEFAULT_BIOS),
             plain_ovmf: false,
             qemu: PathBuf::from("qemu-system-x86_64"),
@@ -112,7 +117,7 @@ pub enum RunError {
     Manifest(ManifestError),
     /// The command line cannot be passed to QEMU (non-printable or non-ASCII).
     BadCmdline,
-    /// `snp-emu` exited or did not create its socket.
+    /// `snp-emu` / `tdx-emu` exited or did not create its socket.
     Emulator(String),
     /// QEMU exited before the awaited line appeared.
     Exited {
@@ -138,7 +143,7 @@ impl fmt::Display for RunError {
             Self::Io(what, e) => write!(f, "{what}: {e}"),
             Self::Manifest(e) => write!(f, "{e}"),
             Self::BadCmdline => f.write_str("command line must be printable ASCII"),
-            Self::Emulator(what) => write!(f, "snp-emu: {what}"),
+            Self::Emulator(what) => write!(f, "emulator: {what}"),
             Self::Firmware(what) => write!(f, "firmware: {what}"),
             Self::Exited { status, context } => {
                 write!(f, "QEMU exited")?;
@@ -474,14 +479,18 @@ impl Vm {
             started: Instant::now(),
         };
         let socket = vm.dir.path().join("snp-emu.sock");
-        if let Some(emu) = &opts.snp_emu {
-            vm.start_emulator(emu, &opts.image_dir, &kernel, &socket)?;
+        match (&opts.snp_emu, &opts.tdx_emu) {
+            (Some(_), Some(_)) => {
+                return Err(RunError::Emulator(
+                    "snp-emu and tdx-emu cannot both serve COM2".into(),
+                ));
+            }
+            (Some(emu), None) => vm.start_emulator(emu, &opts.image_dir, &kernel, &socket)?,
+            (None, Some(emu)) => vm.start_tdx_emulator(emu, &kernel, &socket)?,
+            (None, None) => {}
         }
-        vm.start_qemu(
-            opts,
-            &kernel,
-            opts.snp_emu.is_some().then_some(socket.as_path()),
-        )?;
+        let emulated = opts.snp_emu.is_some() || opts.tdx_emu.is_some();
+        vm.start_qemu(opts, &kernel, emulated.then_some(socket.as_path()))?;
         Ok(vm)
     }
 
@@ -495,8 +504,8 @@ impl Vm {
         let firmware = image_dir.join(&self.manifest.firmware.name);
         let err_log = self.dir.path().join("snp-emu.log");
         let err_file = File::create(&err_log).map_err(io_err("snp-emu log"))?;
-        let child = Command::new(emu)
-            .arg("serve")
+        let mut cmd = Command::new(emu);
+        cmd.arg("serve")
             .arg("--socket")
             .arg(socket)
             .arg("--firmware")
@@ -512,7 +521,49 @@ impl Vm {
             .arg("--guest-features")
             .arg(&self.manifest.guest_features)
             .arg("--policy")
-            .arg(&self.manifest.guest_policy)
+            .arg(&self.manifest.guest_policy);
+        self.spawn_emulator(emu, cmd, err_file, &err_log, socket)
+    }
+
+    /// `tdx-emu serve` for a loopback-TDX image: MRTD from the manifest's `tdx` section, RTMR1 and
+    /// RTMR2 from what is booted.
+    fn start_tdx_emulator(
+        &mut self,
+        emu: &Path,
+        kernel: &Path,
+        socket: &Path,
+    ) -> Result<(), RunError> {
+        let mrtd = match &self.manifest.tdx {
+            Some(t) => t.mrtd.clone(),
+            None => {
+                return Err(RunError::Emulator(
+                    "tdx-emu needs the manifest's tdx section (its MRTD)".into(),
+                ));
+            }
+        };
+        let err_log = self.dir.path().join("snp-emu.log");
+        let err_file = File::create(&err_log).map_err(io_err("tdx-emu log"))?;
+        let mut cmd = Command::new(emu);
+        cmd.arg("serve")
+            .arg("--socket")
+            .arg(socket)
+            .args(["--mrtd", &mrtd])
+            .arg("--kernel")
+            .arg(kernel)
+            .arg("--cmdline")
+            .arg(&self.cmdline);
+        self.spawn_emulator(emu, cmd, err_file, &err_log, socket)
+    }
+
+    fn spawn_emulator(
+        &mut self,
+        emu: &Path,
+        mut cmd: Command,
+        err_file: File,
+        err_log: &Path,
+        socket: &Path,
+    ) -> Result<(), RunError> {
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err_file)
@@ -525,7 +576,7 @@ impl Vm {
             if let Some(c) = self.emulator.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                let log = fs::read_to_string(&err_log).unwrap_or_default();
+                let log = fs::read_to_string(err_log).unwrap_or_default();
                 return Err(RunError::Emulator(format!(
                     "exited with {status}: {}",
                     log.trim()

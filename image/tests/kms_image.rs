@@ -30,7 +30,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use image::build::{self, BuildOptions};
@@ -41,6 +41,25 @@ mod common;
 use image::run::{GUEST_KMIP_PORT, RunOptions, Vm};
 use kmip_conformance::{BinaryKmip, load_dir, mandatory_2_1, run_case};
 use testkit::{RedisServer, workspace_bin};
+
+mod support;
+use support::{ckms, copy_tree, ok, pki, run, text, vm_lock};
+
+/// The emulator's root in the work directory (`snp-emu export-chain chain`).
+const TRUST_ROOT: &str = "chain/ark.pem";
+
+fn provision(vm: &Vm, dir: &Path, image_dir: &Path) -> String {
+    support::provision(
+        vm,
+        dir,
+        &image_dir.join("manifest.json"),
+        Path::new(TRUST_ROOT),
+    )
+}
+
+fn verify(vm: &Vm, dir: &Path, manifest: &Path) -> Output {
+    support::verify(vm, dir, manifest, Path::new(TRUST_ROOT))
+}
 
 /// The OASIS KMIP 2.1 mandatory cases replayed over binary TTLV against the image: at least one
 /// per profile the server implements (baseline, symmetric key lifecycle and foundry, basic and
@@ -72,63 +91,6 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// Copies the working tree without build outputs, git metadata and fuzzing corpora; files that
-/// vanish while copying (a fuzzer at work) are skipped.
-fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(dst)?;
-    for entry in fs::read_dir(src)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if matches!(name.to_str(), Some("target" | ".git" | ".tmp" | "fuzz")) {
-            continue;
-        }
-        let to = dst.join(&name);
-        let copied = match entry.file_type()? {
-            t if t.is_dir() => copy_tree(&entry.path(), &to),
-            t if t.is_file() => fs::copy(entry.path(), &to).map(drop),
-            _ => Ok(()),
-        };
-        match copied {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            other => other?,
-        }
-    }
-    Ok(())
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Test PKI with openssl: a server CA, a user CA and alice's certificate (valid from 2020: the
-/// guest's RTC may lag the host's clock by a few seconds).
-fn pki(dir: &Path) {
-    let sh = |script: &str| {
-        run(Command::new("sh").arg("-ec").arg(script).current_dir(dir));
-    };
-    sh("openssl ecparam -name prime256v1 -genkey -noout -out ca.key
-        openssl req -x509 -new -key ca.key -sha256 -days 30 -subj '/CN=test server CA' \
-          -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign -out ca.pem
-        openssl ecparam -name prime256v1 -genkey -noout -out users.key
-        openssl req -x509 -new -key users.key -sha256 -days 30 -subj '/CN=test users CA' \
-          -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign -out users.pem
-        openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt -out alice.key
-        openssl req -new -key alice.key -subj '/CN=alice' -out alice.csr
-        printf 'basicConstraints=CA:FALSE\\nkeyUsage=digitalSignature\\nextendedKeyUsage=clientAuth\\n' > ext
-        printf '[ca]\\ndefault_ca=d\\n[d]\\ndatabase=index.txt\\nnew_certs_dir=.\\nserial=serial\\ndefault_md=sha256\\npolicy=p\\n[p]\\ncommonName=supplied\\n' > ca.cnf
-        : > index.txt; echo 01 > serial
-        openssl ca -batch -config ca.cnf -cert users.pem -keyfile users.key -in alice.csr -out alice.pem \
-          -startdate 20200101000000Z -enddate 20350101000000Z -extfile ext -notext 2>/dev/null
-        head -c 32 /dev/urandom | base64 > db.secret");
-}
-
 fn start_vm(image_dir: &Path, redis: u16) -> Vm {
     let mut opts = RunOptions::new(image_dir);
     opts.memory = "128M".into();
@@ -147,65 +109,6 @@ fn start_vm(image_dir: &Path, redis: u16) -> Vm {
         t.elapsed().as_secs_f64()
     );
     vm
-}
-
-fn provision(vm: &Vm, dir: &Path, image_dir: &Path) -> String {
-    let ratls = vm.ratls_port.expect("RA-TLS port forwarded");
-    let out = run(Command::new(workspace_bin("ckms"))
-        .current_dir(dir)
-        .args([
-            "bootstrap",
-            "start",
-            "--url",
-            &format!("https://{}", vm.addr()),
-        ])
-        .arg("--manifest")
-        .arg(image_dir.join("manifest.json"))
-        .args([
-            "--trust-root",
-            "chain/ark.pem",
-            "--subject",
-            "CN=kms.test",
-            "--ip",
-            "127.0.0.1",
-        ])
-        .args([
-            "--ca-cert",
-            "ca.pem",
-            "--ca-key",
-            "ca.key",
-            "--redis-url",
-            "redis://10.0.2.100:6379",
-        ])
-        .args(["--db-secret-file", "db.secret", "--client-ca", "users.pem"])
-        .args(["--ra-tls-url", &format!("https://127.0.0.1:{ratls}")]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ckms(vm: &Vm, dir: &Path, args: &[&str]) -> Output {
-    Command::new(workspace_bin("ckms"))
-        .current_dir(dir)
-        .env_remove("CKMS_CONF")
-        .args([
-            "--url",
-            &format!("https://{}", vm.addr()),
-            "--ca-cert",
-            "ca.pem",
-        ])
-        .args(["--client-cert", "alice.pem", "--client-key", "alice.key"])
-        .args(args)
-        .output()
-        .expect("run ckms")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "ckms failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// What every test of this file shares: one kernel build, the test PKI and the emulator's chain.
@@ -262,34 +165,6 @@ fn setup() -> &'static Setup {
             dir,
         }
     })
-}
-
-/// One VM at a time: TCG boots compete for the same cores.
-fn vm_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `ckms verify` against `vm` with `manifest` as the expectation.
-fn verify(vm: &Vm, dir: &Path, manifest: &Path) -> Output {
-    let ratls = vm.ratls_port.expect("RA-TLS port forwarded");
-    Command::new(workspace_bin("ckms"))
-        .current_dir(dir)
-        .env_remove("CKMS_CONF")
-        .args([
-            "--url",
-            &format!("https://{}", vm.addr()),
-            "--ca-cert",
-            "ca.pem",
-        ])
-        .args(["--client-cert", "alice.pem", "--client-key", "alice.key"])
-        .arg("verify")
-        .arg("--manifest")
-        .arg(manifest)
-        .args(["--trust-root", "chain/ark.pem"])
-        .args(["--ra-tls-url", &format!("https://127.0.0.1:{ratls}")])
-        .output()
-        .expect("run ckms verify")
 }
 
 /// The KMIP port of `vm` on the host.
@@ -489,14 +364,6 @@ fn exits_per_kmip_request(vm: &Vm, dir: &Path, case_name: &str) {
     );
     // No request needs a guest request (attestation is at bootstrap and on /attestation).
     assert_eq!(per[4].1, 0.0, "{per:?}");
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Boots the image variant in `variant` (same kernel build, its own manifest), provisions it

@@ -9,26 +9,35 @@
 //!   must verify against tdx-emu's root (`attest::tdx::local::verify_quote_signatures`) and carry
 //!   our REPORTDATA, the emulator's RTMR1/RTMR2 of this kernel and command line, and
 //!   SEPT_VE_DISABLE without DEBUG.
-//! - `kms_bootstrap_serves_tdx_evidence_that_ckms_verifies`: without `ckms.test`, the KMS starts
-//!   its bootstrap server with TDX evidence (`kms::bootstrap::platform::Platform::Tdx`: a random
-//!   key, the DCAP quote v4 in the RA-TLS certificate, fresh quotes at `/attestation`), and
-//!   `ckms bootstrap start --csr-out` attests it against tdx-emu's root (`--trust-root`) and a
-//!   manifest whose MRTD is the emulator's and whose RTMR1/RTMR2 ckms recomputes from the kernel
-//!   and the command line, then gets the CSR of the attested key. The same manifest with another
-//!   command line is refused (RTMR2) before anything is posted.
+//! - `tdx_kms_in_the_image`: the KMS-in-image suite on one boot of the loopback-TDX image
+//!   (`image::run::Vm` with `tdx-emu`): `ckms bootstrap start` refuses, before posting anything,
+//!   a manifest with another command line (RTMR2) and one with another kernel (RTMR1), then
+//!   attests the image with TDX evidence against tdx-emu's root (`--trust-root`) and its own
+//!   manifest (MRTD; RTMR1/RTMR2 recomputed by ckms from `kms.efi` and the command line),
+//!   provisions it (CA-signed API certificate, Redis on 127.0.0.1 through QEMU's guestfwd,
+//!   `/redis-findex`, client CA, `/start`); `ckms verify` passes with that manifest and fails
+//!   with the other two, naming the RTMR; a user creates a key and encrypts/decrypts with it.
+//!   Both ckms runs replay the CC event log the kernel ships with `/attestation` (here the log
+//!   tdx-emu synthesises, fetched by the stub: plain OVMF writes no CCEL) against the quote's
+//!   RTMRs and the manifest's kms.efi and command line.
 //!
 //! Slow (a kernel build and two TCG boots): `--features vm-tests`. Needs
-//! `cargo build -p tdx-emu -p ckms` first and `qemu-system-x86_64` with `/usr/share/ovmf/OVMF.fd`.
+//! `cargo build -p tdx-emu -p ckms -p image` first, `redis-server`, `openssl` and
+//! `qemu-system-x86_64` with `/usr/share/ovmf/OVMF.fd`.
 #![cfg(feature = "vm-tests")]
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use image::build::{self, BuildOptions};
-use testkit::{ChildGuard, workspace_bin};
+use image::run::{RunOptions, Vm};
+use testkit::{ChildGuard, RedisServer, workspace_bin};
+
+mod support;
+use support::{provision, sym_round_trip, text, verify};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -36,30 +45,72 @@ fn repo() -> PathBuf {
     build::find_repo(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("repository root")
 }
 
-/// The loopback-TDX kernel, built once.
-fn kernel() -> &'static Path {
-    static K: OnceLock<PathBuf> = OnceLock::new();
-    K.get_or_init(|| {
+/// MRTD tdx-emu reports for the loopback image: a stand-in (QEMU boots plain OVMF under TCG;
+/// no TDVF is launched, so no real MRTD exists).
+const MRTD: [u8; 48] = [0x11; 48];
+
+/// The loopback-TDX image, built once: its directory and build options.
+struct Image {
+    dir: PathBuf,
+    opts: BuildOptions,
+}
+
+fn image_build() -> &'static Image {
+    static I: OnceLock<Image> = OnceLock::new();
+    I.get_or_init(|| {
         let mut opts = BuildOptions::dev(repo());
         opts.kernel_features = vec!["emulated-attestation".into(), "loopback-tdx".into()];
         opts.cargo_target_dir =
             Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("loopback-tdx-kernel-target"));
+        opts.out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("loopback-tdx-image");
+        let _ = fs::remove_dir_all(&opts.out_dir);
         let t = Instant::now();
-        let k = build::build_kernel(&opts).unwrap_or_else(|e| panic!("kernel build: {e}"));
+        let built = build::build(&opts).unwrap_or_else(|e| panic!("image build: {e}"));
         eprintln!(
-            "loopback-tdx kernel build: {:.0} s",
+            "loopback-tdx image build: {:.0} s",
             t.elapsed().as_secs_f64()
         );
-        let bytes = fs::read(&k).expect("read kernel");
+        let bytes = fs::read(&built.kernel).expect("read kernel");
         // The binary carries the stub's marker, which `image build` ties to the feature.
         build::check_stub(&bytes, &opts.kernel_features).expect("stub matches the features");
-        k
+        add_tdx_section(&opts.out_dir);
+        Image {
+            dir: opts.out_dir.clone(),
+            opts,
+        }
     })
+}
+
+/// The loopback-TDX kernel.
+fn kernel() -> &'static Path {
+    static K: OnceLock<PathBuf> = OnceLock::new();
+    K.get_or_init(|| image_build().dir.join(build::KERNEL_FILE))
+}
+
+/// Gives the manifest in `dir` the `tdx` section `image build --tdx-firmware` would write, with
+/// [`MRTD`] standing for the TDVF's (no IntelTdx OVMF is launched here): RTMR1 of its kernel,
+/// RTMR2 of its command line.
+fn add_tdx_section(dir: &Path) {
+    use image::manifest::{Manifest, TdxFirmwareInfo, TdxInfo};
+    use sha2::Digest;
+    let path = dir.join(build::MANIFEST_FILE);
+    let mut m = Manifest::from_json(&fs::read_to_string(&path).expect("manifest")).expect("parse");
+    let kernel = fs::read(dir.join(&m.kernel.file)).expect("kernel");
+    let rtmr1 = attest::measure::tdx::rtmr1_direct_boot(&kernel).expect("RTMR1");
+    m.tdx = Some(TdxInfo {
+        firmware: TdxFirmwareInfo {
+            name: "none (loopback-TDX: MRTD stand-in)".into(),
+            sha256: hex::encode(sha2::Sha256::digest(MRTD)),
+        },
+        mrtd: hex::encode(MRTD),
+        rtmr1: hex::encode(rtmr1),
+        rtmr2: hex::encode(attest::measure::tdx::rtmr2_cmdline(&m.cmdline)),
+    });
+    fs::write(&path, m.to_json()).expect("write manifest");
 }
 
 struct Boot {
     console: String,
-    status: Option<i32>,
     emu_stdout: String,
 }
 
@@ -78,9 +129,7 @@ fn boot_then<T>(
     forward: Option<u16>,
     then: impl FnOnce(&str) -> T,
 ) -> (Boot, T) {
-    // One VM at a time: TCG boots compete for the same cores.
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = support::vm_lock();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("loopback-tdx-{name}"));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("mkdir");
@@ -93,7 +142,7 @@ fn boot_then<T>(
             .arg("--socket")
             .arg(&socket)
             .arg("--mrtd")
-            .arg("11".repeat(48))
+            .arg(hex::encode(MRTD))
             .arg("--kernel")
             .arg(kernel)
             .arg("--cmdline")
@@ -134,14 +183,12 @@ fn boot_then<T>(
         "qemu",
     );
     let t = Instant::now();
-    let mut status = None;
     loop {
         let text = fs::read_to_string(&console).unwrap_or_default();
         if until.is_some_and(|u| text.contains(u)) {
             break;
         }
-        if let Ok(Some(s)) = qemu.try_wait() {
-            status = s.code();
+        if let Ok(Some(_)) = qemu.try_wait() {
             break;
         }
         assert!(
@@ -158,7 +205,6 @@ fn boot_then<T>(
     (
         Boot {
             console: fs::read_to_string(&console).unwrap_or_default(),
-            status,
             emu_stdout: fs::read_to_string(&emu_out).unwrap_or_default(),
         },
         out,
@@ -212,7 +258,7 @@ fn attest_boot_gives_a_verifiable_tdx_quote() {
     let body = attest::tdx::local::verify_quote_signatures(&quote, &root)
         .unwrap_or_else(|e| panic!("quote does not verify: {e:?}"));
     assert_eq!(body.report_data, report_data, "REPORTDATA not bound");
-    assert_eq!(body.mr_td, [0x11; 48]);
+    assert_eq!(body.mr_td, MRTD);
     assert_eq!(body.rtmr[1], emu_value(&b.emu_stdout, "rtmr1"));
     assert_eq!(body.rtmr[2], emu_value(&b.emu_stdout, "rtmr2"));
     let attributes = u64::from_le_bytes(body.td_attributes);
@@ -225,102 +271,141 @@ fn attest_boot_gives_a_verifiable_tdx_quote() {
     assert!(attest::tdx::local::verify_quote_signatures(&edited, &root).is_err());
 }
 
-/// `tdx-emu export-chain` into `dir`; returns the path of its root (PEM).
-fn emu_root(dir: &Path) -> PathBuf {
-    let out = Command::new(workspace_bin("tdx-emu"))
-        .arg("export-chain")
-        .arg(dir)
-        .output()
-        .expect("tdx-emu export-chain");
-    assert!(out.status.success(), "{out:?}");
-    dir.join("root.pem")
-}
-
-/// What `image build` would write for this kernel and command line: ckms recomputes RTMR1 from
-/// the kernel next to the manifest (when its SHA-256 matches) and RTMR2 from `cmdline`.
-fn manifest(dir: &Path, kernel: &Path, cmdline: &str) -> PathBuf {
-    use sha2::Digest;
-    let bytes = fs::read(kernel).expect("read kernel");
-    fs::write(dir.join("kms.efi"), &bytes).expect("copy kernel");
-    let m = serde_json::json!({
-        "cmdline": cmdline,
-        "kernel": {"file": "kms.efi", "sha256": hex::encode(sha2::Sha256::digest(&bytes))},
-        "tdx": {"mrtd": "11".repeat(48)},
-    });
-    let name = format!(
-        "manifest-{:x}.json",
-        sha2::Sha256::digest(cmdline.as_bytes())[0]
-    );
-    let path = dir.join(name);
-    fs::write(&path, m.to_string()).expect("write manifest");
-    path
+/// A variant of the image in `out` (its own manifest with a `tdx` section): `opts` with
+/// `kernel` (the original's unless given).
+fn variant(name: &str, opts: &BuildOptions, kernel: Option<&[u8]>) -> PathBuf {
+    let img = image_build();
+    let mut opts = opts.clone();
+    opts.out_dir = img.dir.with_file_name(format!("loopback-tdx-image-{name}"));
+    let _ = fs::remove_dir_all(&opts.out_dir);
+    let original = img.dir.join(build::KERNEL_FILE);
+    let kernel_path = match kernel {
+        Some(bytes) => {
+            let p = opts.out_dir.with_extension("efi");
+            fs::write(&p, bytes).expect("write kernel");
+            p
+        }
+        None => original,
+    };
+    build::write_image(&opts, &kernel_path).unwrap_or_else(|e| panic!("variant image: {e}"));
+    add_tdx_section(&opts.out_dir);
+    opts.out_dir.join(build::MANIFEST_FILE)
 }
 
 #[test]
-fn kms_bootstrap_serves_tdx_evidence_that_ckms_verifies() {
-    let cmdline = "ckms.attestation=emulated ckms.ip=dhcp";
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("loopback-tdx-ckms");
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("mkdir");
-    let root = emu_root(&dir.join("chain"));
-    let good = manifest(&dir, kernel(), cmdline);
-    let tampered = manifest(&dir, kernel(), &format!("{cmdline} ckms.port=9999"));
-    let port = testkit::free_port();
-    let ckms = |manifest: &Path| {
+fn tdx_kms_in_the_image() {
+    let img = image_build();
+    let manifest = img.dir.join(build::MANIFEST_FILE);
+    // Another command line (one more, valid item) and another kernel (trailing bytes after the
+    // PE image: the loader ignores them, the Authenticode hash covers them).
+    let mut cmdline_opts = img.opts.clone();
+    cmdline_opts.cmdline = format!("{} ckms.ratls_port=9999", img.opts.cmdline);
+    let other_cmdline = variant("cmdline", &cmdline_opts, None);
+    let mut k = fs::read(kernel()).expect("kernel");
+    k.extend_from_slice(&[0x5a; 512]);
+    let other_kernel = variant("kernel", &img.opts, Some(&k));
+
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("loopback-tdx-kms");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).expect("mkdir");
+    support::pki(&work);
+    support::run(
+        Command::new(workspace_bin("tdx-emu"))
+            .arg("export-chain")
+            .arg(work.join("chain")),
+    );
+    let root = work.join("chain/root.pem");
+
+    let _one = support::vm_lock();
+    let redis = RedisServer::start();
+    let mut opts = RunOptions::new(&img.dir);
+    opts.tdx_emu = Some(workspace_bin("tdx-emu"));
+    opts.cpu = Some("max".into());
+    opts.redis_port = Some(redis.port());
+    opts.redis_relay = Some(workspace_bin("image"));
+    opts.ratls_port = Some(0);
+    let t = Instant::now();
+    let mut vm = Vm::start(&opts).unwrap_or_else(|e| panic!("{e}"));
+    let ready = vm
+        .wait_ready(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!(
+        "loopback-tdx boot-to-ready under TCG: {:.1} s ({ready})",
+        t.elapsed().as_secs_f64()
+    );
+    let checks = Instant::now();
+    let bootstrap = |m: &Path| {
         Command::new(workspace_bin("ckms"))
-            .current_dir(&dir)
+            .current_dir(&work)
             .env_remove("CKMS_CONF")
-            .args(["--url", &format!("https://127.0.0.1:{port}")])
+            .args(["--url", &format!("https://{}", vm.addr())])
             .args(["bootstrap", "start", "--manifest"])
-            .arg(manifest)
+            .arg(m)
             .arg("--trust-root")
             .arg(&root)
-            .args(["--subject", "CN=kms.test", "--csr-out", "kms.csr"])
+            .args(["--subject", "CN=kms.test", "--csr-out", "refused.csr"])
             .output()
             .expect("run ckms")
     };
-    let (b, (refused, accepted)) =
-        boot_then("kms", cmdline, Some("ckms: ready ip="), Some(port), |_| {
-            // The tampered command line first: it is refused before anything is posted, so the
-            // session is not locked to its client key.
-            (ckms(&tampered), ckms(&good))
-        });
-    let c = &b.console;
-    for want in ["tdx: #VE self-test ok", "platform: tdx", "ckms: ready ip="] {
-        assert!(c.contains(want), "console lacks {want:?}:\n{c}");
+    // Refused before anything is posted (the session is not locked to a client key).
+    for (m, rtmr) in [(&other_cmdline, "RTMR2"), (&other_kernel, "RTMR1")] {
+        let out = bootstrap(m);
+        let msg = text(&out);
+        assert!(!out.status.success(), "{} accepted:\n{msg}", m.display());
+        assert!(
+            msg.contains(&format!("TDX {rtmr} differs from the expected one")),
+            "{msg}"
+        );
     }
-    for refusal in ["KMS: the bootstrap core", "KMS: cannot start"] {
-        assert!(!c.contains(refusal), "the KMS refused to start:\n{c}");
-    }
-    assert_eq!(b.status, None, "QEMU exited:\n{c}");
-    let text = |o: &std::process::Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
-    assert!(!refused.status.success(), "tampered manifest accepted");
-    assert!(
-        text(&refused).contains("TDX RTMR2 differs from the expected one"),
-        "{}",
-        text(&refused)
-    );
-    assert!(
-        accepted.status.success(),
-        "ckms failed:\n{}",
-        text(&accepted)
-    );
-    let out = text(&accepted);
+    assert!(!work.join("refused.csr").exists());
+
+    let out = provision(&vm, &work, &manifest, &root);
     for want in [
         "bootstrap certificate attested (measurement MRTD 1111",
         "fresh /attestation verified (nonce bound, same key)",
+        // The kernel shipped the CC event log (here tdx-emu's synthesised one, asked by the
+        // stub: plain OVMF writes no CCEL) and ckms replayed it against the quote and the
+        // manifest's kms.efi and command line.
+        "CC event log replayed: 6 events give the quote's RTMR0-3; it records the kernel load \
+         (Authenticode SHA-384 of the manifest's kms.efi) and the manifest's command line",
     ] {
         assert!(out.contains(want), "ckms output lacks {want:?}:\n{out}");
     }
-    let csr = fs::read_to_string(dir.join("kms.csr")).expect("CSR written");
-    assert!(
-        csr.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
-        "{csr}"
+    let console = vm.console_lines().join("\n");
+    for want in [
+        "LOOPBACK-TDX TEST BUILD: TDCALL is stubbed",
+        "tdx: #VE self-test ok",
+        "platform: tdx",
+        "tdx: CC event log: no firmware CCEL (no ACPI CCEL table); the loopback stub's synthesised log",
+        "ckms: kms started",
+    ] {
+        assert!(console.contains(want), "console lacks {want:?}:\n{console}");
+    }
+
+    let ok = verify(&vm, &work, &manifest, &root);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("CC event log replayed"), "{}", text(&ok));
+    for (m, rtmr) in [(&other_cmdline, "RTMR2"), (&other_kernel, "RTMR1")] {
+        let out = verify(&vm, &work, m, &root);
+        let msg = text(&out);
+        assert!(
+            !out.status.success(),
+            "verify passed with {}:\n{msg}",
+            m.display()
+        );
+        assert!(
+            msg.contains(&format!("TDX {rtmr} differs from the expected one")),
+            "{msg}"
+        );
+    }
+
+    let uid = sym_round_trip(&vm, &work, "tdx", b"a TD keeps secrets");
+    let located = support::ok(support::ckms(&vm, &work, &["locate", "--tag", "tdx"]));
+    assert!(located.contains(&uid), "{located}");
+    assert!(vm.is_running(), "the VM stopped");
+    eprintln!(
+        "loopback-tdx provisioning, verify and KMIP checks: {:.1} s",
+        checks.elapsed().as_secs_f64()
     );
+    vm.stop();
 }

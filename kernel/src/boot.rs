@@ -330,6 +330,8 @@ pub fn clocks() {
 
 /// Selects the attestation backend (the hardware was checked by [`early_platform`]).
 pub fn platform(cfg: &BootConfig, info: &BootInfo) -> PlatformKind {
+    // Where the TDX backend looks for the firmware's CC event log (ACPI CCEL).
+    platform::tdx::record_rsdp(info.rsdp);
     let kind = match platform::select(cfg.attestation, cc_blob(info)) {
         Ok(kind) => kind,
         Err(e) => refuse(format_args!("{e}")),

@@ -84,6 +84,11 @@ impl Evidence for KernelEvidence {
             .map_err(evidence_error)?;
         Ok(key.map(|k| Zeroizing::new(k.0)))
     }
+    fn event_log(&mut self) -> Result<Option<Vec<u8>>, EvidenceError> {
+        platform::with(|p| p.event_log())
+            .map_err(evidence_error)?
+            .map_err(evidence_error)
+    }
 }
 
 /// Period of the heap and connection counters line on the console.

@@ -59,6 +59,7 @@ const REQ_MAGIC: [u8; 4] = *b"TDXQ";
 const RSP_MAGIC: [u8; 4] = *b"TDXR";
 const CMD_GET_QUOTE: u8 = 1;
 const CMD_TD_REPORT: u8 = 2;
+const CMD_EVENT_LOG: u8 = 4;
 const COM2: u16 = 0x2f8;
 const REPLY_TIMEOUT_US: u64 = 30 * 1_000_000;
 
@@ -120,6 +121,23 @@ pub fn tdcall(regs: &mut Regs) {
 /// Arms the #VE information TDG.VP.VEINFO.GET returns next (the #VE self-test).
 pub fn inject_ve(v: VeInfo) {
     STATE.lock().ve = Some(v);
+}
+
+/// The CC event log the firmware would have left (plain OVMF outside a TD writes no CCEL):
+/// `tdx-emu`'s `EVENT_LOG`, synthesised from the kernel and command line it was given, so it
+/// replays to the RTMRs it reports (docs/tdx-emu.md).
+pub fn event_log() -> Result<Vec<u8>, super::platform::PlatformError> {
+    use super::platform::PlatformError;
+    match STATE.lock().emu_call(CMD_EVENT_LOG, &[]) {
+        Ok((0, log)) => Ok(log),
+        Ok((status, _)) => {
+            raw_print(format_args!(
+                "ckms: loopback-tdx: tdx-emu EVENT_LOG failed, status {status}\n"
+            ));
+            Err(PlatformError::Firmware(u32::from(status)))
+        }
+        Err(e) => Err(PlatformError::Transport(e)),
+    }
 }
 
 /// Whether the host could see `[gpa, gpa + len)`: every page of it was made shared.

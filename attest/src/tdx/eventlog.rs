@@ -22,6 +22,9 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use sha2::{Digest, Sha384};
+use subtle::ConstantTimeEq;
+
 use crate::measure::tdx::rtmr_extend;
 
 /// TCG algorithm id of SHA-384.
@@ -30,6 +33,15 @@ pub const TPM_ALG_SHA384: u16 = 0x000C;
 pub const TPM_ALG_SHA1: u16 = 0x0004;
 /// EV_NO_ACTION: informational, never extended.
 pub const EV_NO_ACTION: u32 = 0x0000_0003;
+/// EV_SEPARATOR (TCG PFP §10.4.1).
+pub const EV_SEPARATOR: u32 = 0x0000_0004;
+/// EV_EVENT_TAG: the command line (Linux's EFI stub and TDVF measure the LoadOptions this way).
+pub const EV_EVENT_TAG: u32 = 0x0000_0006;
+/// EV_EFI_BOOT_SERVICES_APPLICATION: a UEFI application loaded; the digest is its PE
+/// Authenticode hash (TCG PFP §10.4.4 / §3.3.4.4).
+pub const EV_EFI_BOOT_SERVICES_APPLICATION: u32 = 0x8000_0003;
+/// EV_EFI_ACTION: a string describing a firmware action, digested as is.
+pub const EV_EFI_ACTION: u32 = 0x8000_0007;
 /// Largest event data accepted (bounds what a hostile log can make a verifier allocate/hash).
 pub const MAX_EVENT_DATA: usize = 1 << 20;
 /// Most events accepted in one log.
@@ -101,6 +113,58 @@ impl fmt::Display for EventLogError {
 }
 
 impl core::error::Error for EventLogError {}
+
+/// Why a parsed event log does not vouch for the quote and the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// RTMR`index` recomputed from the events differs from the quote's.
+    RtmrMismatch {
+        /// RTMR number (0..=3).
+        index: usize,
+    },
+    /// RTMR1 has no EV_EFI_BOOT_SERVICES_APPLICATION event: the kernel load is not in the log.
+    NoKernelEvent,
+    /// An EV_EFI_BOOT_SERVICES_APPLICATION event of RTMR1 is not the expected kernel's
+    /// Authenticode SHA-384 (another or a second application was loaded).
+    KernelMismatch {
+        /// Event number (1 = the first after the Spec ID event).
+        index: usize,
+    },
+    /// RTMR2 has no event whose digest is the expected command line's.
+    NoCmdlineEvent,
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RtmrMismatch { index } => write!(
+                f,
+                "RTMR{index} replayed from the event log differs from the quote's"
+            ),
+            Self::NoKernelEvent => f.write_str("the event log records no kernel load in RTMR1"),
+            Self::KernelMismatch { index } => write!(
+                f,
+                "event {index} loads an application that is not the expected kernel"
+            ),
+            Self::NoCmdlineEvent => {
+                f.write_str("the event log records no event for the expected command line")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ReplayError {}
+
+/// What a replayed log must show besides the quote's RTMRs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogExpectation {
+    /// The kernel's Authenticode SHA-384 (`measure::tdx::authenticode_sha384`): every
+    /// EV_EFI_BOOT_SERVICES_APPLICATION event of RTMR1 must carry it, and there must be one.
+    pub kernel: Option<[u8; 48]>,
+    /// The command line's digest (`measure::tdx::cmdline_digest`): some RTMR2 event carries it.
+    pub cmdline: Option<[u8; 48]>,
+}
 
 /// One event, borrowing the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +313,85 @@ impl<'a> EventLog<'a> {
         }
         rtmr
     }
+
+    /// Replays the log and checks it against the quote's RTMR0..3 (all four must be equal) and
+    /// `want`: the kernel-load events of RTMR1 and the command-line event of RTMR2. Only after
+    /// this do the events' *meaning* (which kernel, which command line) follow from the quote.
+    pub fn check(
+        &self,
+        quote_rtmr: &[[u8; 48]; 4],
+        want: &LogExpectation,
+    ) -> Result<(), ReplayError> {
+        let replayed = self.replay();
+        for (index, (r, q)) in replayed.iter().zip(quote_rtmr).enumerate() {
+            if !bool::from(r.ct_eq(q)) {
+                return Err(ReplayError::RtmrMismatch { index });
+            }
+        }
+        let in_rtmr = |i: usize| {
+            self.events
+                .iter()
+                .enumerate()
+                .filter(move |(_, e)| e.rtmr() == Some(i))
+        };
+        if let Some(kernel) = &want.kernel {
+            let mut loads = in_rtmr(1)
+                .filter(|(_, e)| e.event_type == EV_EFI_BOOT_SERVICES_APPLICATION)
+                .peekable();
+            if loads.peek().is_none() {
+                return Err(ReplayError::NoKernelEvent);
+            }
+            if let Some((i, _)) = loads.find(|(_, e)| e.sha384 != *kernel) {
+                return Err(ReplayError::KernelMismatch { index: i + 1 });
+            }
+        }
+        if let Some(cmdline) = &want.cmdline
+            && !in_rtmr(2).any(|(_, e)| e.sha384 == *cmdline)
+        {
+            return Err(ReplayError::NoCmdlineEvent);
+        }
+        Ok(())
+    }
+}
+
+/// The log a TDVF direct boot of a UEFI kernel writes for RTMR1 and RTMR2 (the sequence
+/// [`crate::measure::tdx::rtmr1_direct_boot`] and [`crate::measure::tdx::rtmr2_cmdline`]
+/// assume): the kernel's Authenticode SHA-384 (EV_EFI_BOOT_SERVICES_APPLICATION), EV_EFI_ACTION
+/// "Calling EFI Application from Boot Option", the EV_SEPARATOR, the two ExitBootServices
+/// EV_EFI_ACTIONs (MR index 2 = RTMR1), then the command line as UCS-2 with its NUL
+/// (EV_EVENT_TAG, MR index 3 = RTMR2). TDVF Design Guide §10.1.2 (Table 10-2, PCR → RTMR).
+///
+/// `tdx-emu` serves it for the loopback-TDX build, whose firmware (plain OVMF outside a TD)
+/// writes no CCEL: a log *synthesised* to agree with the RTMRs the emulator reports, not one a
+/// firmware wrote.
+pub fn direct_boot_log(kernel_authenticode: &[u8; 48], cmdline: &str) -> Vec<u8> {
+    let action = |s: &[u8]| -> [u8; 48] { Sha384::digest(s).into() };
+    let calling = b"Calling EFI Application from Boot Option";
+    let exit = b"Exit Boot Services Invocation";
+    let exited = b"Exit Boot Services Returned with Success";
+    let ucs2: Vec<u8> = cmdline
+        .encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    EventLogBuilder::new()
+        .event(
+            2,
+            EV_EFI_BOOT_SERVICES_APPLICATION,
+            kernel_authenticode,
+            b"kms.efi (direct boot)",
+        )
+        .event(2, EV_EFI_ACTION, &action(calling), calling)
+        .event(2, EV_SEPARATOR, &action(&[0; 4]), &[0; 4])
+        .event(2, EV_EFI_ACTION, &action(exit), exit)
+        .event(2, EV_EFI_ACTION, &action(exited), exited)
+        .event(
+            3,
+            EV_EVENT_TAG,
+            &crate::measure::tdx::cmdline_digest(cmdline),
+            &ucs2,
+        )
+        .finish()
 }
 
 fn parse_spec_id(spec: &[u8]) -> Result<Vec<(u16, u16)>, EventLogError> {
@@ -333,15 +476,13 @@ impl EventLogBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::tdx::rtmr_replay;
-    use sha2::{Digest, Sha384};
+    use crate::measure::tdx::{
+        authenticode_sha384, cmdline_digest, rtmr_replay, rtmr1_direct_boot, rtmr2_cmdline,
+    };
 
     fn h(b: &[u8]) -> [u8; 48] {
         Sha384::digest(b).into()
     }
-
-    const EV_SEPARATOR: u32 = 4;
-    const EV_EFI_ACTION: u32 = 0x8000_0007;
 
     fn log() -> Vec<u8> {
         EventLogBuilder::new()
@@ -519,5 +660,91 @@ mod tests {
             replayed[2],
             crate::measure::tdx::rtmr2_cmdline("ckms.ip=dhcp")
         );
+    }
+
+    const TINY_PE: &[u8] = include_bytes!("../../testdata/tdx/tiny_pe.efi");
+
+    #[test]
+    fn direct_boot_log_replays_to_the_manifest_rtmrs_and_checks() {
+        let kernel = authenticode_sha384(TINY_PE).unwrap();
+        let bytes = direct_boot_log(&kernel, "ckms.ip=dhcp");
+        let log = EventLog::parse(&bytes).unwrap();
+        let rtmr = log.replay();
+        // The same values `image build` writes into the manifest (an independent fold).
+        assert_eq!(rtmr[1], rtmr1_direct_boot(TINY_PE).unwrap());
+        assert_eq!(rtmr[2], rtmr2_cmdline("ckms.ip=dhcp"));
+        assert_eq!((rtmr[0], rtmr[3]), ([0; 48], [0; 48]));
+        let want = LogExpectation {
+            kernel: Some(kernel),
+            cmdline: Some(cmdline_digest("ckms.ip=dhcp")),
+        };
+        assert_eq!(log.check(&rtmr, &want), Ok(()));
+        // The quote's RTMRs differ: named.
+        for i in 0..4 {
+            let mut q = rtmr;
+            q[i][7] ^= 1;
+            assert_eq!(
+                log.check(&q, &want),
+                Err(ReplayError::RtmrMismatch { index: i })
+            );
+        }
+        // Another kernel or command line expected.
+        let other = LogExpectation {
+            kernel: Some([7; 48]),
+            ..want
+        };
+        assert_eq!(
+            log.check(&rtmr, &other),
+            Err(ReplayError::KernelMismatch { index: 1 })
+        );
+        let other = LogExpectation {
+            cmdline: Some(cmdline_digest("ckms.ip=dhcp ckms.port=1")),
+            ..want
+        };
+        assert_eq!(log.check(&rtmr, &other), Err(ReplayError::NoCmdlineEvent));
+    }
+
+    #[test]
+    fn a_log_without_the_kernel_or_with_a_second_application_is_refused() {
+        let kernel = [3u8; 48];
+        let want = LogExpectation {
+            kernel: Some(kernel),
+            cmdline: None,
+        };
+        // No application load in RTMR1 (the kernel's digest only under another event type).
+        let b = EventLogBuilder::new()
+            .event(2, EV_EFI_ACTION, &kernel, b"")
+            .finish();
+        let l = EventLog::parse(&b).unwrap();
+        assert_eq!(l.check(&l.replay(), &want), Err(ReplayError::NoKernelEvent));
+        // The kernel, then a second application: the second is named.
+        let b = EventLogBuilder::new()
+            .event(2, EV_EFI_BOOT_SERVICES_APPLICATION, &kernel, b"")
+            .event(2, EV_EFI_BOOT_SERVICES_APPLICATION, &[4; 48], b"")
+            .finish();
+        let l = EventLog::parse(&b).unwrap();
+        assert_eq!(
+            l.check(&l.replay(), &want),
+            Err(ReplayError::KernelMismatch { index: 2 })
+        );
+        // The right digest in RTMR2 (MR index 3) is not a kernel load of RTMR1.
+        let b = EventLogBuilder::new()
+            .event(3, EV_EFI_BOOT_SERVICES_APPLICATION, &kernel, b"")
+            .finish();
+        let l = EventLog::parse(&b).unwrap();
+        assert_eq!(l.check(&l.replay(), &want), Err(ReplayError::NoKernelEvent));
+    }
+
+    /// The synthetic TDVF log checked against pytdxmeasure's RTMRs: its command-line event is
+    /// found, its kernel event carries the stand-in digest.
+    #[test]
+    fn synthetic_ccel_checks_against_its_own_rtmrs() {
+        let bytes = include_bytes!("../../testdata/tdx/ccel_synthetic.bin");
+        let log = EventLog::parse(bytes).unwrap();
+        let want = LogExpectation {
+            kernel: Some(h(b"kms.efi authenticode stand-in")),
+            cmdline: Some(cmdline_digest("ckms.ip=dhcp")),
+        };
+        assert_eq!(log.check(&log.replay(), &want), Ok(()));
     }
 }

@@ -273,12 +273,29 @@ const TD_INFO: core::ops::Range<usize> = 512..1024;
 pub struct Emulator {
     chain: Chain,
     td: TdMeasurements,
+    event_log: Option<Vec<u8>>,
 }
 
 impl Emulator {
-    /// An emulator with `chain` reporting `td`.
+    /// An emulator with `chain` reporting `td`, without an event log.
     pub fn new(chain: Chain, td: TdMeasurements) -> Self {
-        Self { chain, td }
+        Self {
+            chain,
+            td,
+            event_log: None,
+        }
+    }
+
+    /// Also serve `log` as the TD's CC event log (`EVENT_LOG`). The caller makes it agree with
+    /// the RTMRs (`attest::tdx::eventlog::direct_boot_log` of the same kernel and command line).
+    pub fn with_event_log(mut self, log: Vec<u8>) -> Self {
+        self.event_log = Some(log);
+        self
+    }
+
+    /// The event log served, if any.
+    pub fn event_log(&self) -> Option<&[u8]> {
+        self.event_log.as_deref()
     }
 
     /// The chain.

@@ -18,7 +18,8 @@ use std::{
     process::ExitCode,
 };
 
-use attest::measure::tdx::{mrtd, rtmr1_direct_boot, rtmr2_cmdline};
+use attest::measure::tdx::{authenticode_sha384, mrtd, rtmr1_direct_boot, rtmr2_cmdline};
+use attest::tdx::eventlog::direct_boot_log;
 use clap::{Parser, Subcommand};
 use tdx_emu::{ATTR_SEPT_VE_DISABLE, Chain, DEFAULT_SEED, Emulator, TdMeasurements, server};
 
@@ -166,7 +167,14 @@ fn serve(a: ServeArgs) -> Result<(), String> {
         let _ = writeln!(out, "rtmr{i} {}", hex::encode(r));
     }
     let _ = out.flush();
-    let emu = Emulator::new(chain, td);
+    let mut emu = Emulator::new(chain, td);
+    // The firmware's log of what it measured: only when the RTMRs come from the kernel and the
+    // command line (and RTMR0/RTMR3 stay zero), so that it replays to them.
+    if let (Some(k), Some(c), None, None) = (&a.kernel, &a.cmdline, &a.rtmr0, &a.rtmr3) {
+        let kernel = authenticode_sha384(&read(k)?)
+            .map_err(|e| format!("Authenticode of {}: {e}", k.display()))?;
+        emu = emu.with_event_log(direct_boot_log(&kernel, c));
+    }
     if let Some(path) = &a.connect {
         let mut stream = connect_with_retry(path)?;
         let _ = writeln!(out, "connected {}", path.display());

@@ -39,6 +39,9 @@ pub enum Cmd {
     TdReport = 2,
     /// The test chain's root certificate (DER), for `--trust-root`.
     GetRoot = 3,
+    /// The CC event log the TD's firmware would have written (the CCEL log area), synthesised
+    /// from `--kernel` and `--cmdline` (`attest::tdx::eventlog::direct_boot_log`).
+    EventLog = 4,
 }
 
 impl Cmd {
@@ -48,6 +51,7 @@ impl Cmd {
             1 => Some(Cmd::GetQuote),
             2 => Some(Cmd::TdReport),
             3 => Some(Cmd::GetRoot),
+            4 => Some(Cmd::EventLog),
             _ => None,
         }
     }
@@ -69,6 +73,9 @@ pub enum Status {
     BadReport = 4,
     /// The quote could not be produced (internal error).
     QuoteFailed = 5,
+    /// EVENT_LOG: the RTMRs were given as values, not as a kernel and a command line, so no
+    /// log agrees with them.
+    NoEventLog = 6,
 }
 
 impl Status {
@@ -81,6 +88,7 @@ impl Status {
             3 => Status::BadLength,
             4 => Status::BadReport,
             5 => Status::QuoteFailed,
+            6 => Status::NoEventLog,
             _ => return None,
         })
     }
@@ -95,6 +103,7 @@ impl std::fmt::Display for Status {
             Status::BadLength => "bad payload length",
             Status::BadReport => "TDREPORT not made by this TDX module",
             Status::QuoteFailed => "quote generation failed",
+            Status::NoEventLog => "no event log (RTMRs given as values)",
         })
     }
 }

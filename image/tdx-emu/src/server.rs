@@ -63,6 +63,11 @@ pub fn handle(emu: &Emulator, event: Event) -> Reply {
         },
         Some(Cmd::GetRoot) if !payload.is_empty() => reply(cmd, Status::BadLength, Vec::new()),
         Some(Cmd::GetRoot) => reply(cmd, Status::Ok, emu.chain().root_der.clone()),
+        Some(Cmd::EventLog) if !payload.is_empty() => reply(cmd, Status::BadLength, Vec::new()),
+        Some(Cmd::EventLog) => match emu.event_log() {
+            Some(log) => reply(cmd, Status::Ok, log.to_vec()),
+            None => reply(cmd, Status::NoEventLog, Vec::new()),
+        },
     }
 }
 
@@ -130,5 +135,14 @@ mod tests {
         assert_eq!(&wire[..6], b"TDXR\x01\x01");
         let root = handle(&emu, frame(3, b""));
         assert_eq!(root.payload, emu.chain().root_der);
+        // No event log unless one was given; a payload is refused.
+        assert_eq!(handle(&emu, frame(4, b"")).status, Status::NoEventLog);
+        let emu = emu.with_event_log(b"log".to_vec());
+        assert_eq!(handle(&emu, frame(4, b"x")).status, Status::BadLength);
+        let log = handle(&emu, frame(4, b""));
+        assert_eq!(
+            (log.status, log.payload.as_slice()),
+            (Status::Ok, &b"log"[..])
+        );
     }
 }

@@ -158,3 +158,41 @@ fn firmware_and_kernel_give_mrtd_and_rtmr1() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// With `--kernel` and `--cmdline`, `EVENT_LOG` serves a log that replays to the RTMRs of the
+/// emulator's own quotes and names that kernel and command line; with RTMRs given as values
+/// there is none (`NO_EVENT_LOG`).
+#[test]
+fn event_log_replays_to_the_quoted_rtmrs() {
+    use attest::measure::tdx::{authenticode_sha384, cmdline_digest};
+    use attest::tdx::eventlog::{EventLog, LogExpectation};
+    let kernel =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../attest/testdata/tdx/tiny_pe.efi");
+    let mrtd = format!("{MRTD}1");
+    let e = start(&[
+        "--mrtd",
+        &mrtd,
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--cmdline",
+        "ckms.ip=dhcp",
+    ]);
+    let mut c = client(&e);
+    let log = c.call(Cmd::EventLog, b"").unwrap();
+    let report = c.td_report(&[5; 64]).unwrap();
+    let quote = c.get_quote(&report).unwrap();
+    let root = c.root().unwrap();
+    let body = verify_quote_signatures(&quote, &root).unwrap();
+    let parsed = EventLog::parse(&log).unwrap();
+    let want = LogExpectation {
+        kernel: Some(authenticode_sha384(&std::fs::read(&kernel).unwrap()).unwrap()),
+        cmdline: Some(cmdline_digest("ckms.ip=dhcp")),
+    };
+    assert_eq!(parsed.check(&body.rtmr, &want), Ok(()));
+
+    let e = start(&["--mrtd", &mrtd, "--rtmr2", &mrtd]);
+    assert!(matches!(
+        client(&e).call(Cmd::EventLog, b""),
+        Err(ClientError::Status(Status::NoEventLog))
+    ));
+}

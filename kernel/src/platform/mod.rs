@@ -124,6 +124,11 @@ pub trait PlatformOps {
     fn cert_table(&mut self) -> Result<Vec<u8>, PlatformError> {
         Ok(Vec::new())
     }
+    /// The CC event log that explains the evidence's runtime measurements (TDX: the CCEL log
+    /// area); `None` where the platform has none.
+    fn event_log(&mut self) -> Result<Option<Vec<u8>>, PlatformError> {
+        Ok(None)
+    }
 }
 
 /// The selected backend.

@@ -339,15 +339,83 @@ const QUOTE_BUFFER_PAGES: usize = 8;
 /// How long the host may take to complete a GetQuote.
 const QUOTE_TIMEOUT_US: u64 = 60 * 1_000_000;
 
+/// The firmware's ACPI RSDP (from the UEFI configuration table), for the CCEL.
+static RSDP: spin::Once<Option<u64>> = spin::Once::new();
+
+/// Records the RSDP the firmware gave (once), where [`Tdx`] looks for the CCEL table.
+pub fn record_rsdp(rsdp: Option<u64>) {
+    RSDP.call_once(|| rsdp);
+}
+
+/// Lowest and highest address the CCEL walk reads: page 0 is our guard page, and the identity
+/// map covers at least 4 GiB (`arch::paging::init`), where firmware puts its ACPI tables.
+const FIRMWARE_MEMORY: core::ops::Range<u64> = 0x1000..(4 << 30);
+
+/// Reads firmware memory (ACPI tables, the log area) through the identity map.
+fn read_firmware(addr: u64, out: &mut [u8]) -> Result<(), tdx_td::ccel::CcelError> {
+    let end = addr.checked_add(out.len() as u64);
+    if addr < FIRMWARE_MEMORY.start || end.is_none_or(|e| e > FIRMWARE_MEMORY.end) {
+        return Err(tdx_td::ccel::CcelError::Unreadable(addr));
+    }
+    // SAFETY: the range lies in the identity map (checked above) and is only read; in a TD
+    // the ACPI tables and the CCEL log area are private memory the TDVF wrote and measured.
+    unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, out.as_mut_ptr(), out.len()) };
+    Ok(())
+}
+
+/// The CC event log: the ACPI CCEL log area (ACPI 6.5 §5.2.34, TDVF Design Guide §10.2); in
+/// the loopback-TDX build, whose plain OVMF writes none, the log `tdx-emu` synthesised for the
+/// RTMRs it reports (asked by the stub, as the firmware's part).
+fn read_event_log() -> Result<Vec<u8>, PlatformError> {
+    let found = match RSDP.get().copied().flatten() {
+        Some(rsdp) => tdx_td::ccel::find_log_area(rsdp, read_firmware),
+        None => Err(tdx_td::ccel::CcelError::BadRsdp),
+    };
+    match found {
+        Ok(area) => {
+            let mut log = alloc::vec![0u8; area.len as usize];
+            read_firmware(area.start, &mut log).map_err(|e| {
+                log::error!("tdx: CCEL: {e}");
+                PlatformError::Protocol("CCEL log area unreadable")
+            })?;
+            log::info!(
+                "tdx: CC event log: ACPI CCEL log area {:#x}+{:#x}",
+                area.start,
+                area.len
+            );
+            Ok(log)
+        }
+        #[cfg(feature = "loopback-tdx")]
+        Err(e) => {
+            let log = crate::loopback_tdx::event_log()?;
+            log::info!(
+                "tdx: CC event log: no firmware CCEL ({e}); the loopback stub's synthesised log, {} bytes",
+                log.len()
+            );
+            Ok(log)
+        }
+        #[cfg(not(feature = "loopback-tdx"))]
+        Err(e) => {
+            log::error!("tdx: CC event log: {e}");
+            Err(PlatformError::Protocol("no CC event log"))
+        }
+    }
+}
+
 /// The TDX attestation backend.
 pub struct Tdx {
     info: TdInfo,
+    /// The CC event log, read once.
+    event_log: Option<Vec<u8>>,
 }
 
 impl Tdx {
     /// The backend, once [`establish`] ran.
     pub fn new() -> Option<Self> {
-        Some(Self { info: info()? })
+        Some(Self {
+            info: info()?,
+            event_log: None,
+        })
     }
 
     /// TDG.MR.REPORT for `report_data` into private, aligned kernel memory.
@@ -455,5 +523,12 @@ impl PlatformOps for Tdx {
     fn derived_key(&mut self) -> Result<Option<DerivedKey>, PlatformError> {
         // TDX has no sealing key (docs/operations.md).
         Ok(None)
+    }
+
+    fn event_log(&mut self) -> Result<Option<Vec<u8>>, PlatformError> {
+        if self.event_log.is_none() {
+            self.event_log = Some(read_event_log()?);
+        }
+        Ok(self.event_log.clone())
     }
 }

@@ -13,12 +13,14 @@
 //!
 //! Modules, in dependency order:
 //! - [`tdcall`]: registers, leaf numbers, completion status, the [`Tdcall`] trait.
+//! - [`ccel`]: the ACPI CCEL table (where the firmware's CC event log lies), from the RSDP.
 //! - [`info`]: TDG.VP.INFO (GPAW → shared bit, TD attributes) and the TD policy.
 //! - [`vmcall`]: TDG.VP.VMCALL: status codes, the instruction exits (I/O, CPUID, MSR, HLT,
 //!   MMIO), MapGPA with its retry rule, GetQuote, ReportFatalError.
 //! - [`ve`]: TDG.VP.VEINFO.GET decoding, the #VE dispatch decision and the handler body.
 //! - [`mem`]: TDG.MEM.PAGE.ACCEPT and the shared ⇄ private conversions (MapGPA + accept).
 //! - [`mr`]: TDG.MR.REPORT and TDG.MR.RTMR.EXTEND.
+//! - [`pte`]: the shared bit (GPAW − 1) in page-table entries, the host-tested rule.
 //! - [`quote`]: the GetQuote shared-buffer header (parse/emit, every status code).
 //!
 //! The crate holds no state and touches no memory: guest physical addresses are numbers the
@@ -29,9 +31,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ccel;
 pub mod info;
 pub mod mem;
 pub mod mr;
+pub mod pte;
 pub mod quote;
 pub mod tdcall;
 pub mod ve;

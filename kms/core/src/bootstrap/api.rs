@@ -105,6 +105,11 @@ pub struct AttestationResponse {
     /// The RA-TLS quote encoding (report ‖ certificate table), base64; same format as the certificate
     /// extension, so one parser serves both.
     pub quote: String,
+    /// TDX: the CC event log (CCEL log area, TCG crypto-agile format), base64, when the platform
+    /// ships one; a verifier replays it into the quote's RTMRs (`attest::tdx::eventlog`). Absent
+    /// on SEV-SNP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<String>,
 }
 
 /// Every error answer.

@@ -125,6 +125,12 @@ pub trait Evidence {
     /// The measurement-bound derived key (SEV-SNP: MSG_KEY_REQ with the measurement mixed in, ABI spec 56860
     /// §7.2); `None` when the platform has no such key. Not asked for on TDX (no sealing key).
     fn derived_key(&mut self) -> Result<Option<Zeroizing<[u8; 32]>>, EvidenceError>;
+    /// The CC event log (TDX: the CCEL log area the firmware wrote, UEFI 2.10 §38.4 / TDVF
+    /// Design Guide §10.1) that a verifier replays into the quote's RTMRs; `None` where the
+    /// platform keeps none (SEV-SNP: the launch digest covers everything measured).
+    fn event_log(&mut self) -> Result<Option<Vec<u8>>, EvidenceError> {
+        Ok(None)
+    }
 }
 
 /// Why a database configuration was refused.

@@ -409,6 +409,7 @@ pub fn attestation(
 ) -> Result<AttestationResponse, BootstrapError> {
     let nonce = parse_nonce(query)?;
     let report_data = identity.key().report_data(&nonce);
+    let mut event_log = None;
     let quote = match evidence.platform() {
         Platform::None => {
             return Err(BootstrapError::Evidence(
@@ -422,14 +423,23 @@ pub fn attestation(
             let table = evidence.cert_table().map_err(BootstrapError::Evidence)?;
             encode_snp_quote(&report, &table)
         }
-        // The DCAP quote v4 as is: its signature data carries the PCK chain.
-        Platform::Tdx => evidence
-            .report(&report_data)
-            .map_err(BootstrapError::Evidence)?,
+        // The DCAP quote v4 as is: its signature data carries the PCK chain; and the event log
+        // that explains its RTMRs.
+        Platform::Tdx => {
+            let quote = evidence
+                .report(&report_data)
+                .map_err(BootstrapError::Evidence)?;
+            event_log = evidence
+                .event_log()
+                .map_err(BootstrapError::Evidence)?
+                .map(|l| Base64::encode_string(&l));
+            quote
+        }
     };
     Ok(AttestationResponse {
         platform: identity.platform().name().into(),
         nonce: base16ct::lower::encode_string(&nonce),
         quote: Base64::encode_string(&quote),
+        event_log,
     })
 }

@@ -877,7 +877,10 @@ fn api_bodies_round_trip_and_default() {
         platform: "sev-snp".into(),
         nonce: "00".into(),
         quote: "AA==".into(),
+        event_log: None,
     };
+    // No event_log key when there is none (SEV-SNP answers are unchanged).
+    assert!(!serde_json::to_string(&att).unwrap().contains("event_log"));
     assert_eq!(
         serde_json::from_slice::<AttestationResponse>(&serde_json::to_vec(&att).unwrap()).unwrap(),
         att

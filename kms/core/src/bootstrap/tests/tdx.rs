@@ -37,7 +37,8 @@ impl TdxEvidence {
                     mr_td: MRTD,
                     ..TdMeasurements::default()
                 },
-            ),
+            )
+            .with_event_log(event_log()),
             asked: Vec::new(),
             not_for_tdx: 0,
             fail: None,
@@ -69,6 +70,15 @@ impl Evidence for TdxEvidence {
         self.not_for_tdx += 1;
         Err(EvidenceError::Unsupported)
     }
+    fn event_log(&mut self) -> Result<Option<Vec<u8>>, EvidenceError> {
+        Ok(self.emu.event_log().map(<[u8]>::to_vec))
+    }
+}
+
+/// The log the test TD "firmware" wrote (its RTMRs do not matter here: the bootstrap ships
+/// the log, the verifier replays it).
+fn event_log() -> Vec<u8> {
+    attest::tdx::eventlog::direct_boot_log(&[1; 48], "ckms.ip=dhcp")
 }
 
 fn verified(quote: &[u8], root: &[u8]) -> TdQuoteBody {
@@ -138,6 +148,9 @@ fn tdx_attestation_answers_a_fresh_quote_with_the_nonce() {
     want.copy_from_slice(&hex::decode(&nonce).unwrap());
     assert_eq!(body.report_data, b.identity().key().report_data(&want));
     assert_eq!(ev.not_for_tdx, 0);
+    // The event log comes with the quote.
+    let log = Base64::decode_vec(v["event_log"].as_str().unwrap()).unwrap();
+    assert_eq!(log, event_log());
 
     // A failing GetQuote is the platform's error (502), not a quote.
     ev.fail = Some(EvidenceError::Firmware(1));
