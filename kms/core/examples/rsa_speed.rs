@@ -41,15 +41,34 @@ impl rand_core::TryRng for Bridge<'_> {
 
 impl rand_core::TryCryptoRng for Bridge<'_> {}
 
-/// Run `f` repeatedly for about `secs` seconds (at least `min` times); operations per second.
+/// CPU seconds (user + system) of this process (one thread), from `/proc/self/stat` in ticks of
+/// 1/100 s; `None` where it cannot be read.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some((tick(11)? + tick(12)?) as f64 / 100.0)
+}
+
+/// Run `f` repeatedly for about `secs` seconds (at least `min` times); operations per second
+/// of wall time. Also prints the operations per CPU second, which a loaded machine changes
+/// much less (`openssl speed` divides by CPU time too, unless `-elapsed`).
 fn rate(secs: f64, min: u32, mut f: impl FnMut()) -> (u32, f64) {
+    let cpu = cpu_seconds();
     let start = Instant::now();
     let mut n = 0u32;
     while n < min || start.elapsed() < Duration::from_secs_f64(secs) {
         f();
         n += 1;
     }
-    (n, f64::from(n) / start.elapsed().as_secs_f64())
+    let wall = f64::from(n) / start.elapsed().as_secs_f64();
+    if let (Some(a), Some(b)) = (cpu, cpu_seconds())
+        && b > a
+    {
+        println!("  (per CPU second: {:.2}/s)", f64::from(n) / (b - a));
+    }
+    (n, wall)
 }
 
 fn main() {

@@ -8,8 +8,11 @@
 //!
 //! Each row runs for at least `--seconds` and at least its minimum count (`--keygen-min`,
 //! default 3, for key pairs; `--min`, default 10, for the others), so a slow target (the image
-//! under QEMU TCG) still gives a few samples. `--tsv` prints
-//! `workload<TAB>count<TAB>seconds<TAB>ops/s` lines only. Any failed request stops the run.
+//! under QEMU TCG) still gives a few samples. With `--cpu-pid PID` (the server process, or QEMU
+//! for the image) each row also gives the CPU time that process spent (utime + stime from
+//! `/proc/PID/stat`), so that a loaded machine does not hide the cost per operation. `--tsv`
+//! prints `workload<TAB>count<TAB>seconds<TAB>ops/s<TAB>cpu-seconds` lines only (cpu-seconds 0
+//! without `--cpu-pid`). Any failed request stops the run.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 use ckms::http::{ClientIdentity, HttpClient, client_config, load_certs};
 
 const USAGE: &str = "usage: rsa-bench --url URL --ca-cert PEM --client-cert PEM --client-key PEM \
-[--seconds N] [--keygen-min K] [--min M] [--tsv]";
+[--seconds N] [--keygen-min K] [--min M] [--cpu-pid PID] [--tsv]";
 
 /// `CryptographicUsageMask` bits (KMIP 2.1 §11.15).
 const SIGN_DECRYPT: u32 = 0x01 | 0x08;
@@ -101,20 +104,44 @@ fn field(response: &serde_json::Value, tag: &str) -> String {
         .to_owned()
 }
 
-/// Run `f` for at least `secs` seconds and at least `min` times: (count, seconds).
-fn rate(secs: f64, min: u32, mut f: impl FnMut()) -> (u32, f64) {
+/// CPU seconds (user + system) process `pid` has used, from `/proc/PID/stat` (fields 14 and 15,
+/// in clock ticks of 1/100 s, Linux's USER_HZ on x86-64); 0 without a pid.
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| fail("--cpu-pid", e));
+    // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| -> f64 {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or_else(|| fail("--cpu-pid", "unreadable /proc/PID/stat")) as f64
+    };
+    // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Run `f` for at least `secs` seconds and at least `min` times: (count, seconds, CPU seconds
+/// of `pid`).
+fn rate(secs: f64, min: u32, pid: Option<u32>, mut f: impl FnMut()) -> (u32, f64, f64) {
+    let cpu = cpu_seconds(pid);
     let start = Instant::now();
     let mut n = 0u32;
     while n < min || start.elapsed() < Duration::from_secs_f64(secs) {
         f();
         n += 1;
     }
-    (n, start.elapsed().as_secs_f64())
+    (n, start.elapsed().as_secs_f64(), cpu_seconds(pid) - cpu)
 }
 
 fn main() {
     let (mut url, mut ca, mut cert, mut key) = (None, None, None, None);
     let (mut secs, mut keygen_min, mut min, mut tsv) = (5.0f64, 3u32, 10u32, false);
+    let mut pid = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -126,6 +153,7 @@ fn main() {
             "--seconds" => secs = value().parse().unwrap_or_else(|_| usage()),
             "--keygen-min" => keygen_min = value().parse().unwrap_or_else(|_| usage()),
             "--min" => min = value().parse().unwrap_or_else(|_| usage()),
+            "--cpu-pid" => pid = Some(value().parse().unwrap_or_else(|_| usage())),
             "--tsv" => tsv = true,
             _ => usage(),
         }
@@ -146,7 +174,7 @@ fn main() {
 
     let create = create_key_pair();
     let mut last = None;
-    let keygen = rate(secs, keygen_min, || {
+    let keygen = rate(secs, keygen_min, pid, || {
         last = Some(post(&mut c, "CreateKeyPair", &create))
     });
     let Some(pair) = last else { usage() };
@@ -159,7 +187,7 @@ fn main() {
 
     let message = [0x5Au8; 64];
     let sign = operation("Sign", &private, true, &message);
-    let signature = rate(secs, min, || {
+    let signature = rate(secs, min, pid, || {
         post(&mut c, "Sign", &sign);
     });
 
@@ -175,7 +203,7 @@ fn main() {
     if hex::decode(field(&answer, "Data")).ok().as_deref() != Some(&secret[..]) {
         fail("Decrypt", "the plaintext differs from what was encrypted");
     }
-    let decryption = rate(secs, min, || {
+    let decryption = rate(secs, min, pid, || {
         post(&mut c, "Decrypt", &decrypt);
     });
 
@@ -189,14 +217,15 @@ fn main() {
             "rsa-bench: RSA-2048 against {url}, one connection (sign: PSS SHA-256, decrypt: OAEP SHA-256)"
         );
     }
-    for (name, (n, s)) in rows {
+    for (name, (n, s, cpu)) in rows {
         let ops = f64::from(n) / s;
         if tsv {
-            println!("{name}\t{n}\t{s:.3}\t{ops:.3}");
+            println!("{name}\t{n}\t{s:.3}\t{ops:.3}\t{cpu:.2}");
         } else {
             println!(
-                "{name:<8} {ops:>10.2} ops/s  {:>10.2} ms/op  ({n} in {s:.1} s)",
-                1000.0 / ops
+                "{name:<8} {ops:>10.2} ops/s  {:>10.2} ms/op  ({n} in {s:.1} s; CPU of --cpu-pid: {:.2} ms/op)",
+                1000.0 / ops,
+                1000.0 * cpu / f64::from(n)
             );
         }
     }

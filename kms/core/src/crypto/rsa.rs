@@ -421,7 +421,7 @@ pub fn decrypt(
 /// recomputes `m = c^d mod n` (blinded, with the crate's CRT check) and tests the leading
 /// octets without branching on them; `false` for a ciphertext the crate refuses anyway (wrong
 /// length, `c >= n`). It costs a second private operation: `scripts/bench-rsa` measured an OAEP
-/// decryption at 2.3x the crate's alone (RSA-2048). The crate's API offers no way around it:
+/// decryption at 2.2x the crate's alone (RSA-2048, per CPU second). The crate's API offers no way around it:
 /// its OAEP decoding (`oaep_decrypt`) is private and always follows its own private operation,
 /// and the hazmat module gives the raw operation only, so a one-operation check would mean
 /// decoding OAEP here by hand.
