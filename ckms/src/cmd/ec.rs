@@ -5,14 +5,13 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use kms::kmip::ttlv::EnumValue;
 use kms::kmip::types::{CryptographicAlgorithm, KeyFormatType, ObjectType, RecommendedCurve};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 use serde_json::json;
 
-use super::sym::{KeyRef, RevokeArgs, response_file};
+use super::keys::{self, UnwrapArgs, WrapArgs};
+use super::sym::{KeyRef, RevokeArgs};
 use super::{Ctx, Output, bad_field, now, response_text, usage_mask};
 use crate::error::{CliError, read_file, write_file};
-use crate::kmip::{Attributes, KeyBlock, Ttlv, uid_or_tags};
+use crate::kmip::{Attributes, Ttlv, uid_or_tags};
 
 /// `ckms ec`.
 #[derive(Subcommand, Debug)]
@@ -47,13 +46,23 @@ Examples:\n  ckms ec keys create --curve p256 --tag signing\n  ckms ec keys crea
     /// Import a private key (PKCS#8) or a public key (SPKI), PEM or DER.
     #[command(
         long_about = "Import an EC key from a PEM or DER file: a PKCS#8 private key or an \
-SPKI (`PUBLIC KEY`) public key.\n\nExample:\n  openssl genpkey -algorithm ed25519 -out k.pem && ckms ec keys import k.pem"
+SPKI (`PUBLIC KEY`) public key.\n\n\
+With --unwrap-key-id the file holds a private key wrapped with that key (as `ckms ec keys export \
+--wrap-key-id` writes it): the KMS unwraps it and stores the PKCS#8 key inside, so the key never \
+travels in the clear; --wrapping-algorithm must be the one used to wrap.\n\n\
+Examples:\n  openssl genpkey -algorithm ed25519 -out k.pem && ckms ec keys import --curve ed25519 k.pem\n  \
+ckms ec keys import k.wrapped --unwrap-key-id <AES key id>"
     )]
     Import(EcImportArgs),
     /// Export a key (DER: PKCS#8 private key or SPKI public key, or the KMIP JSON object).
     #[command(
         long_about = "Export a private key (PKCS#8 DER) or a public key (SPKI DER) to a file.\n\n\
-Example:\n  ckms ec keys export --key-id <public key id> pub.der"
+With --wrap-key-id the KMS wraps the key under another key before it leaves (an AES key with the \
+wrap-key usage: RFC 5649 by default, RFC 3394 or AES-GCM with --wrapping-algorithm; or an RSA \
+public key: OAEP SHA-256) and the file holds the wrapped DER. You need the encrypt right on the \
+wrapping key. A key marked Sensitive can only be exported wrapped.\n\n\
+Examples:\n  ckms ec keys export --key-id <public key id> pub.der\n  \
+ckms ec keys export --key-id <private key id> --wrap-key-id <AES key id> k.wrapped"
     )]
     Export(EcExportArgs),
     /// Revoke a key.
@@ -122,6 +131,9 @@ pub struct EcImportArgs {
     /// Curve of the key.
     #[arg(long, value_enum, default_value = "p256")]
     pub curve: Curve,
+    /// A wrapped private key to unwrap.
+    #[command(flatten)]
+    pub unwrap: UnwrapArgs,
 }
 
 /// `ec keys export` options.
@@ -138,6 +150,9 @@ pub struct EcExportArgs {
     /// Write the whole KMIP JSON `GetResponse` instead of the DER key.
     #[arg(long)]
     pub json: bool,
+    /// Wrapping.
+    #[command(flatten)]
+    pub wrap: WrapArgs,
 }
 
 /// `ec sign` options.
@@ -216,106 +231,38 @@ fn create(ctx: &Ctx, a: &EcCreateArgs) -> Result<Output, CliError> {
 }
 
 fn import(ctx: &Ctx, a: &EcImportArgs) -> Result<Output, CliError> {
-    let data = read_file(&a.file)?;
-    const PRIVATE: (ObjectType, KeyFormatType) = (ObjectType::PrivateKey, KeyFormatType::PKCS8);
-    const PUBLIC: (ObjectType, KeyFormatType) = (ObjectType::PublicKey, KeyFormatType::X509);
-    let data = zeroize::Zeroizing::new(data);
-    let ((object_type, format), der, usage) = if data.starts_with(b"-----BEGIN") {
-        if let Ok(k) = PrivatePkcs8KeyDer::from_pem_slice(&data) {
-            (PRIVATE, k.secret_pkcs8_der().to_vec(), "sign")
-        } else if let Ok(k) = SubjectPublicKeyInfoDer::from_pem_slice(&data) {
-            (PUBLIC, k.as_ref().to_vec(), "verify")
-        } else {
-            return Err(CliError::Usage(format!(
-                "{}: no PRIVATE KEY (PKCS#8) or PUBLIC KEY (SPKI) PEM block",
-                a.file.display()
-            )));
-        }
+    let data = zeroize::Zeroizing::new(read_file(&a.file)?);
+    // A wrapped file is opaque: it holds a private key (PKCS#8) once unwrapped.
+    let (object_type, format, der) = if a.unwrap.unwrap_key_id.is_some() {
+        (ObjectType::PrivateKey, KeyFormatType::PKCS8, data)
     } else {
-        // DER: a PKCS#8 PrivateKeyInfo starts with SEQUENCE { INTEGER version, ... }, an SPKI
-        // with SEQUENCE { SEQUENCE AlgorithmIdentifier, ... } (RFC 5958 §2, RFC 5280 §4.1).
-        let second_is_integer = match (data.first(), data.get(1)) {
-            (Some(0x30), Some(len)) => {
-                // Short-form length: the first element follows at 2; long form 0x8N: at 2 + N.
-                let skip = if len & 0x80 != 0 {
-                    usize::from(len & 0x7F)
-                } else {
-                    0
-                };
-                Some(data.get(2 + skip) == Some(&0x02))
-            }
-            _ => None,
-        };
-        match second_is_integer {
-            Some(true) => (PRIVATE, data.to_vec(), "sign"),
-            Some(false) => (PUBLIC, data.to_vec(), "verify"),
-            None => {
-                return Err(CliError::Usage(format!(
-                    "{}: not a DER key",
-                    a.file.display()
-                )));
-            }
-        }
+        keys::parse_key_file(&data, &a.file)?
     };
-    let attrs = Attributes {
-        cryptographic_usage_mask: Some(usage_mask(&[usage.into()])?),
-        key_format_type: Some(format),
-        object_type: Some(object_type),
-        ..a.curve.attributes(&a.tags)
+    let usage = if object_type == ObjectType::PrivateKey {
+        "sign"
+    } else {
+        "verify"
     };
-    // The KeyBlock wipes the DER (a private key) when dropped.
-    let object = KeyBlock {
-        key_format_type: format,
-        material: der,
-        curve: None,
-        cryptographic_algorithm: attrs.cryptographic_algorithm,
-        cryptographic_length: attrs.cryptographic_length,
-        attributes: None,
-        wrapping: None,
-    }
-    .to_object(object_type);
-    let request = Ttlv::structure(
-        "Import",
-        vec![
-            Ttlv::text("UniqueIdentifier", a.key_id.as_deref().unwrap_or("")),
-            object_type.to_ttlv(),
-            Ttlv::boolean("ReplaceExisting", false),
-            attrs.to_ttlv("Attributes"),
-            object,
-        ],
-    );
-    let response = ctx.client()?.kmip(&request)?;
-    let uid = super::response_uid(&response, "ImportResponse")?;
-    Ok(Output::new(
-        format!("imported {} {uid}", object_type.name().to_lowercase()),
-        json!({"unique_identifier": uid}),
-    ))
+    keys::import(
+        ctx,
+        keys::Import {
+            object_type,
+            format,
+            material: der.to_vec(),
+            attributes: Attributes {
+                cryptographic_usage_mask: Some(usage_mask(&[usage.into()])?),
+                ..a.curve.attributes(&a.tags)
+            },
+            key_id: a.key_id.as_deref(),
+            unwrap: &a.unwrap,
+        },
+    )
 }
 
 fn export(ctx: &Ctx, a: &EcExportArgs) -> Result<Output, CliError> {
     let uid =
         uid_or_tags(a.key_id.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
-    let response = super::sym::get(ctx, &uid, None)?;
-    let got = super::response_uid(&response, "GetResponse")?;
-    if a.json {
-        write_file(&a.file, &response_file(&response)?)?;
-    } else {
-        let key = KeyBlock::parse_object(&response).map_err(|e| bad_field("GetResponse", e))?;
-        // The transparent formats are not DER.
-        if matches!(
-            key.key_format_type,
-            KeyFormatType::TransparentSymmetricKey
-                | KeyFormatType::TransparentECPrivateKey
-                | KeyFormatType::TransparentECPublicKey
-        ) {
-            return Err(CliError::Response("GetResponse: no DER KeyMaterial".into()));
-        }
-        write_file(&a.file, &key.material)?;
-    }
-    Ok(Output::new(
-        format!("exported {got} to {}", a.file.display()),
-        json!({"unique_identifier": got, "file": a.file}),
-    ))
+    keys::export(ctx, &uid, None, a.json, &a.wrap, &a.file)
 }
 
 fn sign(ctx: &Ctx, a: &SignArgs) -> Result<Output, CliError> {

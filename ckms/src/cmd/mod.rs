@@ -4,6 +4,7 @@
 pub mod access;
 pub mod certs;
 pub mod ec;
+pub mod keys;
 pub mod mac;
 pub mod objects;
 pub mod rsa;

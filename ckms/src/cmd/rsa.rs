@@ -4,14 +4,17 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use kms::kmip::types::{CryptographicAlgorithm, HashingAlgorithm, KeyFormatType, PaddingMethod};
+use kms::kmip::types::{
+    CryptographicAlgorithm, HashingAlgorithm, KeyFormatType, ObjectType, PaddingMethod,
+};
 use serde_json::json;
 
 use super::ec::{SignArgs, VerifyArgs};
-use super::sym::{KeyRef, RevokeArgs, response_file};
+use super::keys::{self, UnwrapArgs, WrapArgs};
+use super::sym::{KeyRef, RevokeArgs};
 use super::{Ctx, Output, bad_field, now, response_text, usage_mask};
 use crate::error::{CliError, read_file, write_file};
-use crate::kmip::{Attributes, KeyBlock, Ttlv, uid_or_tags};
+use crate::kmip::{Attributes, Ttlv, uid_or_tags};
 
 /// `ckms rsa`.
 #[derive(Subcommand, Debug)]
@@ -59,12 +62,29 @@ ids. The private key may sign and decrypt, the public key verify and encrypt.\n\
 Examples:\n  ckms rsa keys create\n  ckms rsa keys create --size 4096 --tag backup"
     )]
     Create(RsaCreateArgs),
-    /// Export a key as DER (PKCS#1, PKCS#8 or SPKI) or as the KMIP JSON object.
+    /// Import a private key (PKCS#8) or a public key (SPKI), PEM or DER, or a wrapped private key.
+    #[command(
+        long_about = "Import an RSA key (1024 to 4096 bits; operations need 2048) from a PEM or \
+DER file: a PKCS#8 private key or an SPKI (`PUBLIC KEY`) public key.\n\n\
+With --unwrap-key-id the file holds a private key wrapped with that key (as `ckms rsa keys export \
+--wrap-key-id` writes it): the KMS unwraps it and stores the PKCS#8 key inside, so the key never \
+travels in the clear; --wrapping-algorithm must be the one used to wrap.\n\n\
+Examples:\n  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out k.pem && ckms rsa keys import k.pem\n  \
+ckms rsa keys import k.wrapped --unwrap-key-id <AES key id>"
+    )]
+    Import(RsaImportArgs),
+    /// Export a key as DER (PKCS#1, PKCS#8 or SPKI) or as the KMIP JSON object, optionally wrapped.
     #[command(
         long_about = "Export an RSA key to a file: a private key as PKCS#8 (default) or PKCS#1 \
 DER, a public key as SPKI (default) or PKCS#1 DER; with --json also as the KMIP Transparent \
 RSA key (--format transparent: modulus, exponents and primes as Big Integers).\n\n\
-Example:\n  ckms rsa keys export --key-id <public key id> --format pkcs1 pub.der"
+With --wrap-key-id the KMS wraps the key under another key before it leaves (an AES key with the \
+wrap-key usage: RFC 5649 by default, RFC 3394 or AES-GCM with --wrapping-algorithm; or an RSA \
+public key: OAEP SHA-256, for keys short enough) and the file holds the wrapped DER. You need the \
+encrypt right on the wrapping key. A key marked Sensitive can only be exported wrapped; the \
+transparent format is never wrapped.\n\n\
+Examples:\n  ckms rsa keys export --key-id <public key id> --format pkcs1 pub.der\n  \
+ckms rsa keys export --key-id <private key id> --wrap-key-id <AES key id> k.wrapped"
     )]
     Export(RsaExportArgs),
     /// Revoke a key.
@@ -175,6 +195,25 @@ pub struct RsaExportArgs {
     /// Write the whole KMIP JSON `GetResponse` instead of the DER key.
     #[arg(long)]
     pub json: bool,
+    /// Wrapping.
+    #[command(flatten)]
+    pub wrap: WrapArgs,
+}
+
+/// `rsa keys import` options.
+#[derive(Args, Debug)]
+pub struct RsaImportArgs {
+    /// PEM or DER file (or the wrapped bytes, with --unwrap-key-id).
+    pub file: PathBuf,
+    /// Tag to attach (repeatable).
+    #[arg(long = "tag", short = 't')]
+    pub tags: Vec<String>,
+    /// Unique identifier to give the key (default: chosen by the server).
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// A wrapped private key to unwrap.
+    #[command(flatten)]
+    pub unwrap: UnwrapArgs,
 }
 
 /// `rsa encrypt` / `rsa decrypt` options.
@@ -238,6 +277,7 @@ pub struct RsaVerifyArgs {
 pub fn run(ctx: &Ctx, cmd: RsaCommand) -> Result<Output, CliError> {
     match cmd {
         RsaCommand::Keys(RsaKeys::Create(a)) => create(ctx, &a),
+        RsaCommand::Keys(RsaKeys::Import(a)) => import(ctx, &a),
         RsaCommand::Keys(RsaKeys::Export(a)) => export(ctx, &a),
         RsaCommand::Keys(RsaKeys::Revoke(a)) => {
             super::revoke(ctx, &a.key.uid()?, a.reason.as_deref(), a.compromised)
@@ -288,41 +328,65 @@ fn create(ctx: &Ctx, a: &RsaCreateArgs) -> Result<Output, CliError> {
     ))
 }
 
+fn import(ctx: &Ctx, a: &RsaImportArgs) -> Result<Output, CliError> {
+    let data = zeroize::Zeroizing::new(read_file(&a.file)?);
+    // A wrapped file is opaque: it holds a private key (PKCS#8) once unwrapped.
+    let (object_type, format, der) = if a.unwrap.unwrap_key_id.is_some() {
+        (ObjectType::PrivateKey, KeyFormatType::PKCS8, data)
+    } else {
+        keys::parse_key_file(&data, &a.file)?
+    };
+    let usage: &[String] = if object_type == ObjectType::PrivateKey {
+        &["sign".to_owned(), "decrypt".to_owned()]
+    } else {
+        &["verify".to_owned(), "encrypt".to_owned()]
+    };
+    keys::import(
+        ctx,
+        keys::Import {
+            object_type,
+            format,
+            material: der.to_vec(),
+            attributes: Attributes {
+                cryptographic_algorithm: Some(CryptographicAlgorithm::RSA),
+                cryptographic_usage_mask: Some(usage_mask(usage)?),
+                activation_date: Some(now()),
+                tags: a.tags.clone(),
+                ..Attributes::default()
+            },
+            key_id: a.key_id.as_deref(),
+            unwrap: &a.unwrap,
+        },
+    )
+}
+
 fn export(ctx: &Ctx, a: &RsaExportArgs) -> Result<Output, CliError> {
     let uid =
         uid_or_tags(a.key_id.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
-    if a.format == Some(Format::Transparent) && !a.json {
-        return Err(CliError::Usage(
-            "--format transparent is a KMIP structure, not DER: add --json".into(),
-        ));
+    if a.format == Some(Format::Transparent) {
+        if !a.json {
+            return Err(CliError::Usage(
+                "--format transparent is a KMIP structure, not DER: add --json".into(),
+            ));
+        }
+        if a.wrap.wrap_key_id.is_some() {
+            return Err(CliError::Usage(
+                "--format transparent cannot be wrapped: use pkcs1, pkcs8 or spki".into(),
+            ));
+        }
     }
-    let is_private = || -> Result<bool, CliError> {
-        Ok(super::sym::get(ctx, &uid, None)?
-            .get("PrivateKey")
-            .is_some())
-    };
     // Without --format, ask for the DER form of the key's type (not its stored attribute).
-    let format = Some(match a.format {
+    let private = || Ok::<_, CliError>(keys::object_type(ctx, &uid)? == ObjectType::PrivateKey);
+    let format = match a.format {
         Some(Format::Pkcs1) => KeyFormatType::PKCS1,
         Some(Format::Pkcs8) => KeyFormatType::PKCS8,
         Some(Format::Spki) => KeyFormatType::X509,
-        Some(Format::Transparent) if is_private()? => KeyFormatType::TransparentRSAPrivateKey,
+        Some(Format::Transparent) if private()? => KeyFormatType::TransparentRSAPrivateKey,
         Some(Format::Transparent) => KeyFormatType::TransparentRSAPublicKey,
-        None if is_private()? => KeyFormatType::PKCS8,
+        None if private()? => KeyFormatType::PKCS8,
         None => KeyFormatType::X509,
-    });
-    let response = super::sym::get(ctx, &uid, format)?;
-    let got = super::response_uid(&response, "GetResponse")?;
-    if a.json {
-        write_file(&a.file, &response_file(&response)?)?;
-    } else {
-        let key = KeyBlock::parse_object(&response).map_err(|e| bad_field("GetResponse", e))?;
-        write_file(&a.file, &key.material)?;
-    }
-    Ok(Output::new(
-        format!("exported {got} to {}", a.file.display()),
-        json!({"unique_identifier": got, "file": a.file}),
-    ))
+    };
+    keys::export(ctx, &uid, Some(format), a.json, &a.wrap, &a.file)
 }
 
 fn cipher(ctx: &Ctx, a: &CipherArgs, encrypt: bool) -> Result<Output, CliError> {
@@ -418,8 +482,31 @@ mod tests {
             tags: Vec::new(),
             format: Some(Format::Transparent),
             json: false,
+            wrap: WrapArgs::default(),
         };
         // Refused before any request: no server is configured here.
         assert!(matches!(export(&ctx, &args), Err(CliError::Usage(m)) if m.contains("--json")));
+    }
+
+    #[test]
+    fn transparent_export_is_never_wrapped() {
+        let ctx = Ctx {
+            settings: crate::config::Settings::default(),
+        };
+        let args = RsaExportArgs {
+            key_id: Some("k".into()),
+            file: PathBuf::from("/nonexistent/out"),
+            tags: Vec::new(),
+            format: Some(Format::Transparent),
+            json: true,
+            wrap: WrapArgs {
+                wrap_key_id: Some("kek".into()),
+                wrapping_algorithm: None,
+            },
+        };
+        // Refused before any request: the KMS would answer KeyFormatTypeNotSupported.
+        assert!(
+            matches!(export(&ctx, &args), Err(CliError::Usage(m)) if m.contains("cannot be wrapped"))
+        );
     }
 }

@@ -399,6 +399,23 @@ pub fn get(ctx: &Ctx, uid: &str, key_format: Option<KeyFormatType>) -> Result<Tt
     ctx.client()?.kmip(&Ttlv::structure("Get", fields))
 }
 
+/// `Get` the key in `format`, wrapped by the key `wrap_uid` (with `alg`, or the KMS's default
+/// for that key), and return the response.
+pub fn get_wrapped(
+    ctx: &Ctx,
+    uid: &str,
+    format: KeyFormatType,
+    wrap_uid: &str,
+    alg: Option<WrappingAlgorithm>,
+) -> Result<Ttlv, CliError> {
+    let spec = wrapping_data(wrap_uid, alg).to_ttlv();
+    let spec = Ttlv::structure("KeyWrappingSpecification", spec.children().to_vec());
+    ctx.client()?.kmip(&Ttlv::structure(
+        "Get",
+        vec![Ttlv::text("UniqueIdentifier", uid), format.to_ttlv(), spec],
+    ))
+}
+
 /// The whole `GetResponse` as pretty JSON TTLV (`--format json` exports).
 pub fn response_file(response: &Ttlv) -> Result<zeroize::Zeroizing<Vec<u8>>, CliError> {
     serde_json::to_vec_pretty(&to_json_value(response))
@@ -411,18 +428,7 @@ fn export(ctx: &Ctx, a: &ExportArgs) -> Result<Output, CliError> {
         uid_or_tags(a.key_id.as_deref(), &a.tags).map_err(|e| CliError::Usage(e.to_string()))?;
     let response = match &a.wrap_key_id {
         None => get(ctx, &uid, Some(KeyFormatType::TransparentSymmetricKey))?,
-        Some(w) => {
-            let spec = wrapping_data(w, a.wrapping_algorithm).to_ttlv();
-            let spec = Ttlv::structure("KeyWrappingSpecification", spec.children().to_vec());
-            ctx.client()?.kmip(&Ttlv::structure(
-                "Get",
-                vec![
-                    Ttlv::text("UniqueIdentifier", &uid),
-                    KeyFormatType::Raw.to_ttlv(),
-                    spec,
-                ],
-            ))?
-        }
+        Some(w) => get_wrapped(ctx, &uid, KeyFormatType::Raw, w, a.wrapping_algorithm)?,
     };
     let got = response_uid(&response, "GetResponse")?;
     match a.format {

@@ -420,7 +420,11 @@ pub fn decrypt(
 /// `m >= 256^(k-1)` that RFC 8017 (and Wycheproof's "First byte is 1" cases) reject. This
 /// recomputes `m = c^d mod n` (blinded, with the crate's CRT check) and tests the leading
 /// octets without branching on them; `false` for a ciphertext the crate refuses anyway (wrong
-/// length, `c >= n`). It doubles the cost of an OAEP decryption, which only unwraps keys.
+/// length, `c >= n`). It costs a second private operation: `scripts/bench-rsa` measured an OAEP
+/// decryption at 2.2x the crate's alone (RSA-2048, per CPU second). The crate's API offers no way around it:
+/// its OAEP decoding (`oaep_decrypt`) is private and always follows its own private operation,
+/// and the hazmat module gives the raw operation only, so a one-operation check would mean
+/// decoding OAEP here by hand.
 fn oaep_leading_octet_is_zero(
     sk: &PrivateKey,
     ct: &[u8],

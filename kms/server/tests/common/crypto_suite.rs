@@ -333,6 +333,212 @@ pub fn ckms_key_wrapping(h: &mut Harness) {
     assert!(err.contains("IncompatibleCryptographicUsageMask"), "{err}");
 }
 
+/// `ckms rsa|ec keys export --wrap-key-id` and `rsa|ec keys import --unwrap-key-id` through
+/// the server: an RSA-2048 and a P-256 private key leave wrapped under an AES key (RFC 5649 by
+/// default, AES-GCM), never in clear, come back through the unwrapping import as the same
+/// PKCS#8 key, and the imported key signs what the original public key verifies. Unwrapping
+/// with the wrong construction is `CryptographicFailure`; an EC key as the wrapping key is
+/// `UnsupportedCryptographicParameters`; a transparent RSA export is never wrapped.
+pub fn ckms_asym_key_wrapping(h: &mut Harness) {
+    let kek = h
+        .ckms("grace", &["--json", "sym", "keys", "create"])
+        .json("sym keys create")["unique_identifier"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let pair = |h: &mut Harness, args: &[&str]| {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let v = h.ckms("grace", &a).json("keys create");
+        (
+            v["private_key_unique_identifier"]
+                .as_str()
+                .expect("private uid")
+                .to_owned(),
+            v["public_key_unique_identifier"]
+                .as_str()
+                .expect("public uid")
+                .to_owned(),
+        )
+    };
+    let rsa = pair(h, &["rsa", "keys", "create"]);
+    let ec = pair(h, &["ec", "keys", "create", "--curve", "p256"]);
+    let p = |n: &str| h.path(n).display().to_string();
+    let (plain, wrapped, plain2, msg, sig) = (
+        p("awrap-plain"),
+        p("awrap-wrapped"),
+        p("awrap-plain2"),
+        p("awrap-msg"),
+        p("awrap-sig"),
+    );
+    std::fs::write(&msg, b"signed by an unwrapped key").unwrap();
+    for (kind, (sk, pk), import_extra) in [
+        ("rsa", &rsa, &[][..]),
+        ("ec", &ec, &["--curve", "p256"][..]),
+    ] {
+        h.ckms("grace", &[kind, "keys", "export", "--key-id", sk, &plain])
+            .expect_ok("plain export");
+        let der = std::fs::read(&plain).unwrap();
+        assert_eq!(der.first(), Some(&0x30), "{kind}: PKCS#8 DER");
+        for (alg, overhead) in [
+            (None, 8),
+            (Some("aes-key-wrap-padding"), 8),
+            (Some("aes-gcm"), 12 + 16),
+        ] {
+            let mut a = vec![
+                kind,
+                "keys",
+                "export",
+                "--key-id",
+                sk,
+                "--wrap-key-id",
+                &kek,
+                &wrapped,
+            ];
+            let mut b = vec![
+                "--json",
+                kind,
+                "keys",
+                "import",
+                &wrapped,
+                "--unwrap-key-id",
+                &kek,
+            ];
+            b.extend_from_slice(import_extra);
+            if let Some(alg) = alg {
+                a.extend_from_slice(&["--wrapping-algorithm", alg]);
+                b.extend_from_slice(&["--wrapping-algorithm", alg]);
+            }
+            h.ckms("grace", &a).expect_ok("wrapped export");
+            let w = std::fs::read(&wrapped).unwrap();
+            // RFC 5649 pads to whole 8-byte blocks and adds one; GCM adds nonce and tag.
+            let expected = if overhead == 8 {
+                der.len().div_ceil(8) * 8 + 8
+            } else {
+                der.len() + overhead
+            };
+            assert_eq!(w.len(), expected, "{kind} {alg:?}");
+            // 32 bytes from the middle of the key (secret material) do not appear.
+            let probe = &der[der.len() / 2..der.len() / 2 + 32];
+            assert!(
+                !w.windows(32).any(|x| x == probe),
+                "{kind} {alg:?}: key bytes in clear"
+            );
+            let uid = h.ckms("grace", &b).json("unwrapping import")["unique_identifier"]
+                .as_str()
+                .expect("uid")
+                .to_owned();
+            h.ckms(
+                "grace",
+                &[kind, "keys", "export", "--key-id", &uid, &plain2],
+            )
+            .expect_ok("export of the unwrapped import");
+            assert_eq!(std::fs::read(&plain2).unwrap(), der, "{kind} {alg:?}");
+            // The imported private key signs; the original public key verifies.
+            h.ckms(
+                "grace",
+                &[kind, "sign", "--key", &uid, "-i", &msg, "-o", &sig],
+            )
+            .expect_ok("sign with the unwrapped key");
+            h.ckms(
+                "grace",
+                &[kind, "verify", "--key", pk, "-i", &msg, "-s", &sig],
+            )
+            .expect_ok("verify with the original public key");
+        }
+        // A public key leaves wrapped too (SPKI inside).
+        h.ckms(
+            "grace",
+            &[
+                kind,
+                "keys",
+                "export",
+                "--key-id",
+                pk,
+                "--wrap-key-id",
+                &kek,
+                &wrapped,
+            ],
+        )
+        .expect_ok("wrapped public key export");
+        h.ckms("grace", &[kind, "keys", "export", "--key-id", pk, &plain])
+            .expect_ok("plain public key export");
+        let spki = std::fs::read(&plain).unwrap();
+        assert_eq!(
+            std::fs::read(&wrapped).unwrap().len(),
+            spki.len().div_ceil(8) * 8 + 8
+        );
+    }
+    // Unwrapping RFC 5649 bytes as AES-GCM fails the integrity check.
+    h.ckms(
+        "grace",
+        &[
+            "rsa",
+            "keys",
+            "export",
+            "--key-id",
+            &rsa.0,
+            "--wrap-key-id",
+            &kek,
+            &wrapped,
+        ],
+    )
+    .expect_ok("wrapped export");
+    let err = h
+        .ckms(
+            "grace",
+            &[
+                "rsa",
+                "keys",
+                "import",
+                &wrapped,
+                "--unwrap-key-id",
+                &kek,
+                "--wrapping-algorithm",
+                "aes-gcm",
+            ],
+        )
+        .expect_err("unwrap with the wrong construction");
+    assert!(err.contains("CryptographicFailure"), "{err}");
+    // An EC key does not wrap.
+    let err = h
+        .ckms(
+            "grace",
+            &[
+                "rsa",
+                "keys",
+                "export",
+                "--key-id",
+                &rsa.0,
+                "--wrap-key-id",
+                &ec.1,
+                &wrapped,
+            ],
+        )
+        .expect_err("wrap with an EC public key");
+    assert!(err.contains("UnsupportedCryptographicParameters"), "{err}");
+    // The transparent format is a KMIP structure: never wrapped (refused by ckms).
+    let err = h
+        .ckms(
+            "grace",
+            &[
+                "rsa",
+                "keys",
+                "export",
+                "--key-id",
+                &rsa.0,
+                "--format",
+                "transparent",
+                "--json",
+                "--wrap-key-id",
+                &kek,
+                &wrapped,
+            ],
+        )
+        .expect_err("wrapped transparent export");
+    assert!(err.contains("cannot be wrapped"), "{err}");
+}
+
 /// `ckms certificates import|export`: a PEM certificate goes in, comes back as the same PEM and
 /// as the same DER, is found by its subject CN, and a non-certificate file is refused.
 pub fn ckms_certificates(h: &mut Harness) {

@@ -26,6 +26,10 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("ckms_mac_and_rng", super::crypto_suite::ckms_mac_and_rng),
     ("ckms_rsa", super::crypto_suite::ckms_rsa),
     ("ckms_key_wrapping", super::crypto_suite::ckms_key_wrapping),
+    (
+        "ckms_asym_key_wrapping",
+        super::crypto_suite::ckms_asym_key_wrapping,
+    ),
     ("ckms_certificates", super::crypto_suite::ckms_certificates),
     (
         "query_discover_and_locate_by_type",
