@@ -26,6 +26,7 @@ use crate::kmip::types::*;
 use crate::object::ManagedObject;
 use crate::store::{Store, StoreError, Version};
 
+mod certify;
 mod certs;
 mod crypto_ops;
 mod lifecycle;
@@ -545,7 +546,8 @@ impl<S: Store> Kms<S> {
                                     placeholder = Some(u.into());
                                 }
                                 if let Response::Create { uid, .. }
-                                | Response::Register { uid, .. } = resp
+                                | Response::Register { uid, .. }
+                                | Response::Certify { uid } = resp
                                 {
                                     undo.created.push(uid.clone());
                                 }
@@ -1112,6 +1114,11 @@ impl<S: Store> Kms<S> {
             Request::Interop { .. } => Ok(Response::Empty(Operation::Interop)),
             Request::Log { .. } => Ok(Response::Empty(Operation::Log)),
             Request::SetEndpointRole => Ok(Response::Empty(Operation::SetEndpointRole)),
+            Request::Certify {
+                uid,
+                request,
+                attributes,
+            } => self.certify(env, user, uid, request, &attributes).await,
             Request::Check { uid, mask } => {
                 // KMIP 2.1 §6.1.4: the object exists and its usage mask allows every asked use.
                 let (o, _) = self

@@ -1,0 +1,422 @@
+//! KMIP Certify through `Kms::kmip_json`: a self-signed CA certificate, a certificate from a
+//! PKCS#10 request and from a public key, each checked by parsing it and verifying its signature
+//! with the CA public key; the automatic certificate ↔ public key links; the refusals (bad
+//! request signature, missing rights, a key that may not sign, no issuer).
+
+mod common;
+use common::*;
+
+use der::{Decode, Encode};
+use kms::kmip::types::ResultReason;
+use serde_json::{Value, json};
+use spki::DecodePublicKey;
+use x509_cert::Certificate;
+use x509_cert::ext::pkix::BasicConstraints;
+
+fn link(t: &str, uid: &str) -> Value {
+    json!({"tag":"Link","value":[
+        {"tag":"LinkType","type":"Enumeration","value":t},
+        {"tag":"LinkedObjectIdentifier","type":"TextString","value":uid}]})
+}
+
+fn cn(v: &str) -> Value {
+    json!({"tag":"CertificateSubjectCN","type":"TextString","value":v})
+}
+
+fn days(d: &str) -> Value {
+    json!({"tag":"VendorAttributes","type":"Structure","value":[
+        {"tag":"VendorAttributes","type":"Structure","value":[
+            {"tag":"VendorIdentification","type":"TextString","value":"cosmian"},
+            {"tag":"AttributeName","type":"TextString","value":"requested_validity_days"},
+            {"tag":"AttributeValue","type":"TextString","value":d}]}]})
+}
+
+fn certify_key(public_uid: &str, attrs: Vec<Value>) -> Value {
+    json!({"tag":"Certify","type":"Structure","value":[
+        {"tag":"UniqueIdentifier","type":"TextString","value":public_uid},
+        {"tag":"Attributes","type":"Structure","value":attrs}]})
+}
+
+fn certify_csr(csr: &[u8], attrs: Vec<Value>) -> Value {
+    json!({"tag":"Certify","type":"Structure","value":[
+        {"tag":"CertificateRequestType","type":"Enumeration","value":"PKCS10"},
+        {"tag":"CertificateRequestValue","type":"ByteString","value":hex::encode_upper(csr)},
+        {"tag":"Attributes","type":"Structure","value":attrs}]})
+}
+
+/// (private uid, public uid) of a new key pair.
+fn pair(t: &mut T, user: &str, alg: &str, curve: Option<&str>) -> (String, String) {
+    let r = t.ok(user, create_pair(alg, curve, &[]));
+    (
+        text(&r, "PrivateKeyUniqueIdentifier"),
+        text(&r, "PublicKeyUniqueIdentifier"),
+    )
+}
+
+fn der_of(t: &mut T, user: &str, uid: &str) -> Vec<u8> {
+    let r = t.ok(user, uid_req("Get", uid));
+    bytes(field(&r, "Certificate").unwrap(), "CertificateValue")
+}
+
+fn public_spki(t: &mut T, user: &str, uid: &str) -> Vec<u8> {
+    let r = t.ok(
+        user,
+        json!({"tag":"Get","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"KeyFormatType","type":"Enumeration","value":"X509"}]}),
+    );
+    let kb = field(field(&r, "PublicKey").unwrap(), "KeyBlock").unwrap();
+    let kv = field(kb, "KeyValue").unwrap();
+    bytes(kv, "KeyMaterial")
+}
+
+/// The links of an object, as (type, uid).
+fn links(t: &mut T, user: &str, uid: &str) -> Vec<(String, String)> {
+    let r = t.ok(
+        user,
+        json!({"tag":"GetAttributes","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":uid},
+            {"tag":"AttributeReference","type":"Enumeration","value":"Link"}]}),
+    );
+    let a = field(&r, "Attributes").unwrap();
+    let mut out = Vec::new();
+    for l in a["value"].as_array().unwrap() {
+        if l["tag"] != "Link" {
+            continue;
+        }
+        let inner: Vec<&Value> = match l["value"].as_array() {
+            Some(v) if v.iter().all(|x| x["tag"] == "Link") => v.iter().collect(),
+            _ => vec![l],
+        };
+        for x in inner {
+            out.push((text(x, "LinkType"), text(x, "LinkedObjectIdentifier")));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// ECDSA P-256 / SHA-256 check of a certificate's signature with the CA public key.
+fn verifies_p256(cert: &Certificate, ca_spki: &[u8]) -> bool {
+    use p256::ecdsa::signature::Verifier;
+    let vk = p256::ecdsa::VerifyingKey::from_public_key_der(ca_spki).unwrap();
+    let sig = p256::ecdsa::DerSignature::from_bytes(cert.signature().raw_bytes()).unwrap();
+    let tbs = cert.tbs_certificate().to_der().unwrap();
+    vk.verify(&tbs, &sig).is_ok()
+}
+
+fn is_ca(cert: &Certificate) -> bool {
+    cert.tbs_certificate()
+        .get_extension::<BasicConstraints>()
+        .unwrap()
+        .map(|(_, b)| b.ca)
+        .unwrap_or(false)
+}
+
+fn subject(cert: &Certificate) -> String {
+    cert.tbs_certificate().subject().to_string()
+}
+
+/// A CA on P-256: (private uid, public uid, self-signed certificate uid).
+fn ca(t: &mut T) -> (String, String, String) {
+    let (sk, pk) = pair(t, "alice", "ECDSA", Some("P_256"));
+    let r = t.ok(
+        "alice",
+        certify_key(&pk, vec![link("PrivateKeyLink", &sk), cn("Test CA")]),
+    );
+    (sk, pk, text(&r, "UniqueIdentifier"))
+}
+
+fn csr(cn: &str, alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
+    let mut p = rcgen::CertificateParams::new(vec!["leaf.example".to_string()]).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let key = rcgen::KeyPair::generate_for(alg).unwrap();
+    p.serialize_request(&key).unwrap().der().to_vec()
+}
+
+#[test]
+fn self_signed_ca_then_certificate_from_csr() {
+    let mut t = T::new();
+    let (sk, pk, ca_uid) = ca(&mut t);
+    let ca_spki = public_spki(&mut t, "alice", &pk);
+    let ca_der = der_of(&mut t, "alice", &ca_uid);
+    let ca_cert = Certificate::from_der(&ca_der).unwrap();
+    assert_eq!(subject(&ca_cert), "CN=Test CA");
+    assert_eq!(ca_cert.tbs_certificate().issuer().to_string(), "CN=Test CA");
+    assert!(is_ca(&ca_cert));
+    assert!(verifies_p256(&ca_cert, &ca_spki));
+    // The CA certificate and its public key are linked both ways (and to the private key).
+    assert_eq!(
+        links(&mut t, "alice", &ca_uid),
+        vec![
+            ("PrivateKeyLink".to_string(), sk.clone()),
+            ("PublicKeyLink".to_string(), pk.clone())
+        ]
+    );
+    assert!(links(&mut t, "alice", &pk).contains(&("CertificateLink".to_string(), ca_uid.clone())));
+
+    // A PKCS#10 request, the issuer named by its certificate only (the private key is found
+    // through the certificate's PrivateKeyLink).
+    let req = csr("leaf.example", &rcgen::PKCS_ED25519);
+    let r = t.ok(
+        "alice",
+        certify_csr(&req, vec![link("CertificateLink", &ca_uid), days("30")]),
+    );
+    let leaf_uid = text(&r, "UniqueIdentifier");
+    let leaf = Certificate::from_der(&der_of(&mut t, "alice", &leaf_uid)).unwrap();
+    let tbs = leaf.tbs_certificate();
+    assert_eq!(subject(&leaf), "CN=leaf.example");
+    assert_eq!(tbs.issuer().to_string(), "CN=Test CA");
+    assert!(!is_ca(&leaf));
+    assert!(verifies_p256(&leaf, &ca_spki));
+    // 16 random bytes, positive: 16 bytes without a sign octet.
+    assert_eq!(tbs.serial_number().as_bytes().len(), 16);
+    assert!(tbs.serial_number().as_bytes()[0] < 0x80);
+    assert_ne!(
+        tbs.serial_number().as_bytes(),
+        ca_cert.tbs_certificate().serial_number().as_bytes()
+    );
+    let v = tbs.validity();
+    assert_eq!(v.not_before.to_unix_duration().as_secs() as i64, NOW);
+    assert_eq!(
+        v.not_after.to_unix_duration().as_secs() as i64,
+        NOW + 30 * 86_400
+    );
+    // The request's public key is the certificate's.
+    let csr_key = x509_cert::request::CertReq::from_der(&req)
+        .unwrap()
+        .info
+        .public_key;
+    assert_eq!(tbs.subject_public_key_info(), &csr_key);
+    // Its key is not in the KMS: the certificate links only to its issuer.
+    assert_eq!(
+        links(&mut t, "alice", &leaf_uid),
+        vec![("CertificateLink".to_string(), ca_uid.clone())]
+    );
+    // The default validity is one year.
+    let r = t.ok(
+        "alice",
+        certify_csr(
+            &csr("p384.example", &rcgen::PKCS_ECDSA_P384_SHA384),
+            vec![link("PrivateKeyLink", &sk)],
+        ),
+    );
+    let c = Certificate::from_der(&der_of(&mut t, "alice", &text(&r, "UniqueIdentifier"))).unwrap();
+    assert_eq!(
+        c.tbs_certificate()
+            .validity()
+            .not_after
+            .to_unix_duration()
+            .as_secs() as i64,
+        NOW + 365 * 86_400
+    );
+    assert_eq!(c.tbs_certificate().issuer().to_string(), "CN=Test CA");
+}
+
+#[test]
+fn certify_a_kms_public_key_links_both_ways() {
+    let mut t = T::new();
+    let (sk, _, ca_uid) = ca(&mut t);
+    let (leaf_sk, leaf_pk) = pair(&mut t, "alice", "ECDSA", Some("P_384"));
+    let r = t.ok(
+        "alice",
+        certify_key(
+            &leaf_pk,
+            vec![
+                link("PrivateKeyLink", &sk),
+                cn("server.example"),
+                json!({"tag":"CertificateSubjectO","type":"TextString","value":"Example, Inc"}),
+            ],
+        ),
+    );
+    let cert_uid = text(&r, "UniqueIdentifier");
+    let der = der_of(&mut t, "alice", &cert_uid);
+    let cert = Certificate::from_der(&der).unwrap();
+    assert_eq!(subject(&cert), "CN=server.example,O=Example\\, Inc");
+    assert_eq!(
+        cert.tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .unwrap(),
+        public_spki(&mut t, "alice", &leaf_pk)
+    );
+    assert_eq!(
+        links(&mut t, "alice", &cert_uid),
+        vec![
+            ("CertificateLink".to_string(), ca_uid.clone()),
+            ("PrivateKeyLink".to_string(), leaf_sk.clone()),
+            ("PublicKeyLink".to_string(), leaf_pk.clone()),
+        ]
+    );
+    assert!(links(&mut t, "alice", &leaf_pk).contains(&("CertificateLink".to_string(), cert_uid)));
+
+    // Registering a certificate of a KMS public key links them too.
+    let r = t.ok(
+        "alice",
+        json!({"tag":"Register","type":"Structure","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"Certificate"},
+            {"tag":"Attributes","type":"Structure","value":[]},
+            {"tag":"Certificate","type":"Structure","value":[
+                {"tag":"CertificateType","type":"Enumeration","value":"X_509"},
+                {"tag":"CertificateValue","type":"ByteString","value":hex::encode_upper(&der)}]}]}),
+    );
+    let again = text(&r, "UniqueIdentifier");
+    assert!(
+        links(&mut t, "alice", &again).contains(&("PublicKeyLink".to_string(), leaf_pk.clone()))
+    );
+    assert!(links(&mut t, "alice", &leaf_pk).contains(&("CertificateLink".to_string(), again)));
+    // Another user's registration of the same certificate links nothing of alice's.
+    let r = t.ok(
+        "bob",
+        json!({"tag":"Register","type":"Structure","value":[
+            {"tag":"ObjectType","type":"Enumeration","value":"Certificate"},
+            {"tag":"Attributes","type":"Structure","value":[]},
+            {"tag":"Certificate","type":"Structure","value":[
+                {"tag":"CertificateType","type":"Enumeration","value":"X_509"},
+                {"tag":"CertificateValue","type":"ByteString","value":hex::encode_upper(&der)}]}]}),
+    );
+    assert_eq!(links(&mut t, "bob", &text(&r, "UniqueIdentifier")), vec![]);
+}
+
+#[test]
+fn bad_request_signature_is_refused() {
+    let mut t = T::new();
+    let (sk, _, _) = ca(&mut t);
+    let mut req = csr("x.example", &rcgen::PKCS_ECDSA_P256_SHA256);
+    // The signature is the last element: change a byte of its last integer.
+    let n = req.len();
+    req[n - 1] ^= 0x01;
+    let e = t.err(
+        "alice",
+        certify_csr(&req, vec![link("PrivateKeyLink", &sk)]),
+    );
+    assert_eq!(reason(&e), ResultReason::CryptographicFailure);
+    assert!(
+        e.to_string()
+            .contains("certificate request's signature does not verify"),
+        "{e}"
+    );
+    // Garbage is not a request.
+    let e = t.err(
+        "alice",
+        certify_csr(b"garbage", vec![link("PrivateKeyLink", &sk)]),
+    );
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    assert!(e.to_string().contains("not a DER or PEM PKCS#10"), "{e}");
+}
+
+#[test]
+fn issuer_rights_and_usage_are_enforced() {
+    let mut t = T::new();
+    let (sk, _, ca_uid) = ca(&mut t);
+    let req = csr("bob.example", &rcgen::PKCS_ECDSA_P256_SHA256);
+    // No right at all on the CA key: it does not exist for bob.
+    let e = t.err("bob", certify_csr(&req, vec![link("PrivateKeyLink", &sk)]));
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
+    // `get` is not enough: issuing is signing.
+    t.grant("alice", &sk, "bob", &["get"]);
+    let e = t.err("bob", certify_csr(&req, vec![link("PrivateKeyLink", &sk)]));
+    assert_eq!(reason(&e), ResultReason::PermissionDenied);
+    // `sign` on the key, but the CA certificate it links to is alice's alone.
+    t.grant("alice", &sk, "bob", &["sign"]);
+    let e = t.err(
+        "bob",
+        certify_csr(
+            &req,
+            vec![
+                link("PrivateKeyLink", &sk),
+                link("CertificateLink", &ca_uid),
+            ],
+        ),
+    );
+    assert_eq!(reason(&e), ResultReason::ObjectNotFound);
+    t.grant("alice", &ca_uid, "bob", &["get"]);
+    let r = t.ok(
+        "bob",
+        certify_csr(
+            &req,
+            vec![
+                link("PrivateKeyLink", &sk),
+                link("CertificateLink", &ca_uid),
+            ],
+        ),
+    );
+    let c = Certificate::from_der(&der_of(&mut t, "bob", &text(&r, "UniqueIdentifier"))).unwrap();
+    assert_eq!(c.tbs_certificate().issuer().to_string(), "CN=Test CA");
+
+    // A key whose usage mask does not allow signing is no CA.
+    let (sk2, _) = pair(&mut t, "alice", "ECDSA", Some("P_256"));
+    t.ok(
+        "alice",
+        json!({"tag":"SetAttribute","value":[
+            {"tag":"UniqueIdentifier","type":"TextString","value":sk2},
+            {"tag":"NewAttribute","value":[
+                {"tag":"CryptographicUsageMask","type":"Integer","value":2}]}]}),
+    );
+    let e = t.err(
+        "alice",
+        certify_csr(&req, vec![link("PrivateKeyLink", &sk2)]),
+    );
+    assert_eq!(reason(&e), ResultReason::IncompatibleCryptographicUsageMask);
+    // A symmetric key is no CA either.
+    let aes = text(
+        &t.ok("alice", create_sym("AES", 256, 12, &[], true)),
+        "UniqueIdentifier",
+    );
+    let e = t.err(
+        "alice",
+        certify_csr(&req, vec![link("PrivateKeyLink", &aes)]),
+    );
+    assert_eq!(reason(&e), ResultReason::InvalidObjectType);
+    assert!(e.to_string().contains("not a private key"), "{e}");
+}
+
+#[test]
+fn missing_issuer_subject_and_self_signature_are_refused() {
+    let mut t = T::new();
+    let (sk, pk) = pair(&mut t, "alice", "ECDSA", Some("P_256"));
+    let (_, other_pk) = pair(&mut t, "alice", "Ed25519", None);
+    let req = csr("x.example", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let e = t.err("alice", certify_csr(&req, vec![]));
+    assert_eq!(reason(&e), ResultReason::MissingData);
+    assert!(e.to_string().contains("needs the issuer"), "{e}");
+    let e = t.err("alice", certify_key(&pk, vec![link("PrivateKeyLink", &sk)]));
+    assert_eq!(reason(&e), ResultReason::MissingData);
+    assert!(e.to_string().contains("needs a subject"), "{e}");
+    // Without an issuer certificate, only the CA key's own public key can be certified.
+    let e = t.err(
+        "alice",
+        certify_key(&other_pk, vec![link("PrivateKeyLink", &sk), cn("y")]),
+    );
+    assert_eq!(reason(&e), ResultReason::InvalidField);
+    assert!(e.to_string().contains("self-signed"), "{e}");
+    let e = t.err(
+        "alice",
+        certify_key(&pk, vec![link("PrivateKeyLink", &sk), cn("y"), days("0")]),
+    );
+    assert!(e.to_string().contains("1 to 36500 days"), "{e}");
+    let e = t.err(
+        "alice",
+        json!({"tag":"Certify","type":"Structure","value":[
+            {"tag":"Attributes","type":"Structure","value":[link("PrivateKeyLink", &sk)]}]}),
+    );
+    assert_eq!(reason(&e), ResultReason::MissingData);
+}
+
+#[test]
+fn ed25519_ca() {
+    let mut t = T::new();
+    let (sk, pk) = pair(&mut t, "alice", "Ed25519", None);
+    let r = t.ok(
+        "alice",
+        certify_key(&pk, vec![link("PrivateKeyLink", &sk), cn("Ed CA")]),
+    );
+    let c = Certificate::from_der(&der_of(&mut t, "alice", &text(&r, "UniqueIdentifier"))).unwrap();
+    assert_eq!(c.signature_algorithm().oid.to_string(), "1.3.101.112");
+    let spki = public_spki(&mut t, "alice", &pk);
+    let vk = ed25519_dalek::VerifyingKey::from_public_key_der(&spki).unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(c.signature().raw_bytes()).unwrap();
+    vk.verify_strict(&c.tbs_certificate().to_der().unwrap(), &sig)
+        .unwrap();
+}
