@@ -399,3 +399,176 @@ pub fn ckms_certificates(h: &mut Harness) {
         .expect_err("import garbage");
     assert!(err.contains("certificate"), "{err}");
 }
+
+/// `ckms certificates certify`: a root CA from a KMS key pair (self-signed), then a server
+/// certificate from a PKCS#10 request made outside the KMS; rustls (webpki) accepts the issued
+/// certificate for the request's DNS name with the root as its only trust anchor. Issuing needs
+/// the `sign` right on the CA key, and a tampered request is refused.
+pub fn ckms_certify(h: &mut Harness) {
+    use rustls::client::danger::ServerCertVerifier;
+    use std::sync::Arc;
+
+    let pair = h
+        .ckms(
+            "ivan",
+            &["--json", "ec", "keys", "create", "--curve", "p256"],
+        )
+        .json("ec keys create");
+    let ca_sk = pair["private_key_unique_identifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ca_pk = pair["public_key_unique_identifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ca = h
+        .ckms(
+            "ivan",
+            &[
+                "--json",
+                "certificates",
+                "certify",
+                "--public-key-id",
+                &ca_pk,
+                "--issuer-private-key-id",
+                &ca_sk,
+                "--subject",
+                "CN=Ivan Root CA,O=Example",
+                "--days",
+                "3650",
+            ],
+        )
+        .json("certify root")["unique_identifier"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+
+    // A request made elsewhere, with a subjectAltName.
+    let mut params = rcgen::CertificateParams::new(vec!["leaf-e2e.example".to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "leaf-e2e.example");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = params.serialize_request(&key).unwrap();
+    let csr_path = h.path("leaf.csr");
+    std::fs::write(&csr_path, csr.pem().unwrap()).unwrap();
+    let c = csr_path.display().to_string();
+    let out = h
+        .ckms(
+            "ivan",
+            &[
+                "certificates",
+                "certify",
+                "--csr",
+                &c,
+                "--issuer-certificate-id",
+                &ca,
+                "--days",
+                "30",
+            ],
+        )
+        .expect_ok("certify csr");
+    let leaf = out
+        .trim()
+        .strip_prefix("issued certificate ")
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+
+    let export = |h: &mut Harness, uid: &str, name: &str| {
+        let f = h.path(name);
+        let fs = f.display().to_string();
+        h.ckms(
+            "ivan",
+            &[
+                "certificates",
+                "export",
+                "--certificate-id",
+                uid,
+                "--der",
+                &fs,
+            ],
+        )
+        .expect_ok("certificates export");
+        std::fs::read(&f).unwrap()
+    };
+    let ca_der = export(h, &ca, "ivan-ca.der");
+    let leaf_der = export(h, &leaf, "ivan-leaf.der");
+    assert_eq!(
+        kms::x509::subject_common_name(&leaf_der).as_deref(),
+        Some("leaf-e2e.example")
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(ca_der))
+        .expect("the root is a usable trust anchor");
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("leaf-e2e.example").unwrap();
+    verifier
+        .verify_server_cert(
+            &rustls_pki_types::CertificateDer::from(leaf_der.clone()),
+            &[],
+            &name,
+            &[],
+            rustls_pki_types::UnixTime::now(),
+        )
+        .expect("the issued certificate chains to the KMS root");
+    let other = rustls_pki_types::ServerName::try_from("other.example").unwrap();
+    assert!(
+        verifier
+            .verify_server_cert(
+                &rustls_pki_types::CertificateDer::from(leaf_der),
+                &[],
+                &other,
+                &[],
+                rustls_pki_types::UnixTime::now(),
+            )
+            .is_err()
+    );
+
+    // Another user without the `sign` right on the CA key cannot issue with it.
+    let err = h
+        .ckms(
+            "judy",
+            &[
+                "certificates",
+                "certify",
+                "--csr",
+                &c,
+                "--issuer-private-key-id",
+                &ca_sk,
+            ],
+        )
+        .expect_err("certify without rights");
+    assert!(
+        err.contains("ObjectNotFound") || err.contains("not found"),
+        "{err}"
+    );
+    // A tampered request (its signature no longer covers it) is refused by the server.
+    let mut der = csr.der().to_vec();
+    let n = der.len();
+    der[n - 1] ^= 0x01;
+    let bad = h.path("bad.csr");
+    std::fs::write(&bad, der).unwrap();
+    let b = bad.display().to_string();
+    let err = h
+        .ckms(
+            "ivan",
+            &[
+                "certificates",
+                "certify",
+                "--csr",
+                &b,
+                "--issuer-certificate-id",
+                &ca,
+            ],
+        )
+        .expect_err("certify a tampered request");
+    assert!(err.contains("signature does not verify"), "{err}");
+}

@@ -27,6 +27,7 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
     ("ckms_rsa", super::crypto_suite::ckms_rsa),
     ("ckms_key_wrapping", super::crypto_suite::ckms_key_wrapping),
     ("ckms_certificates", super::crypto_suite::ckms_certificates),
+    ("ckms_certify", super::crypto_suite::ckms_certify),
     (
         "query_discover_and_locate_by_type",
         query_discover_and_locate_by_type,
