@@ -420,3 +420,69 @@ fn ed25519_ca() {
     vk.verify_strict(&c.tbs_certificate().to_der().unwrap(), &sig)
         .unwrap();
 }
+
+#[test]
+fn rsa_ca_signs_with_pkcs1v15_sha256() {
+    use rsa::signature::Verifier;
+    let mut t = T::new();
+    let mut req = create_pair("RSA", None, &[]);
+    req["value"][0]["value"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"tag":"CryptographicLength","type":"Integer","value":2048}));
+    let r = t.ok("alice", req);
+    let sk = text(&r, "PrivateKeyUniqueIdentifier");
+    let pk = text(&r, "PublicKeyUniqueIdentifier");
+    let r = t.ok(
+        "alice",
+        certify_key(&pk, vec![link("PrivateKeyLink", &sk), cn("RSA CA")]),
+    );
+    let ca_uid = text(&r, "UniqueIdentifier");
+    let r = t.ok(
+        "alice",
+        certify_csr(
+            &csr("rsa-leaf.example", &rcgen::PKCS_ECDSA_P256_SHA256),
+            vec![link("CertificateLink", &ca_uid)],
+        ),
+    );
+    let leaf =
+        Certificate::from_der(&der_of(&mut t, "alice", &text(&r, "UniqueIdentifier"))).unwrap();
+    // sha256WithRSAEncryption, NULL parameters (RFC 4055 §5).
+    assert_eq!(
+        leaf.signature_algorithm().oid.to_string(),
+        "1.2.840.113549.1.1.11"
+    );
+    assert!(leaf.signature_algorithm().parameters.is_some());
+    assert_eq!(leaf.tbs_certificate().issuer().to_string(), "CN=RSA CA");
+    let spki = public_spki(&mut t, "alice", &pk);
+    let vk = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::from_public_key_der(&spki).unwrap();
+    let sig = rsa::pkcs1v15::Signature::try_from(leaf.signature().raw_bytes()).unwrap();
+    vk.verify(&leaf.tbs_certificate().to_der().unwrap(), &sig)
+        .expect("the RSA CA's signature verifies");
+    // A changed TBS does not verify with the signature.
+    let mut tbs = leaf.tbs_certificate().to_der().unwrap();
+    let n = tbs.len();
+    tbs[n - 1] ^= 1;
+    assert!(vk.verify(&tbs, &sig).is_err());
+}
+
+#[test]
+fn p384_ca_signs_with_sha384() {
+    let mut t = T::new();
+    let (sk, pk) = pair(&mut t, "alice", "ECDSA", Some("P_384"));
+    let r = t.ok(
+        "alice",
+        certify_key(&pk, vec![link("PrivateKeyLink", &sk), cn("P384 CA")]),
+    );
+    let c = Certificate::from_der(&der_of(&mut t, "alice", &text(&r, "UniqueIdentifier"))).unwrap();
+    assert_eq!(
+        c.signature_algorithm().oid.to_string(),
+        "1.2.840.10045.4.3.3"
+    );
+    use p384::ecdsa::signature::Verifier;
+    let vk =
+        p384::ecdsa::VerifyingKey::from_public_key_der(&public_spki(&mut t, "alice", &pk)).unwrap();
+    let sig = p384::ecdsa::DerSignature::from_bytes(c.signature().raw_bytes()).unwrap();
+    vk.verify(&c.tbs_certificate().to_der().unwrap(), &sig)
+        .expect("ECDSA P-384/SHA-384 verifies");
+}

@@ -847,3 +847,122 @@ fn link_to(a: &mut Attributes, t: LinkType, uid: &str) {
         uid: uid.to_string(),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject_attrs(parts: &[(&str, &str)]) -> Attributes {
+        let mut a = Attributes::default();
+        for (p, v) in parts {
+            a.other
+                .push(Ttlv::text(&alloc::format!("CertificateSubject{p}"), v));
+        }
+        a
+    }
+
+    #[test]
+    fn subject_in_x500_order_and_escaped() {
+        let a = subject_attrs(&[("CN", "a,b+c"), ("C", "FR"), ("O", "Org")]);
+        let n = subject_of(&a).unwrap().unwrap();
+        assert_eq!(n.to_string(), "CN=a\\,b\\+c,O=Org,C=FR");
+        // Inside a Cosmian CertificateAttributes structure too.
+        let mut b = Attributes::default();
+        b.other.push(Ttlv::structure(
+            "CertificateAttributes",
+            alloc::vec![Ttlv::text("CertificateSubjectCN", "x")],
+        ));
+        assert_eq!(subject_of(&b).unwrap().unwrap().to_string(), "CN=x");
+        assert_eq!(subject_of(&Attributes::default()).unwrap(), None);
+        let mut c = Attributes::default();
+        c.other.push(Ttlv::int("CertificateSubjectCN", 1));
+        assert_eq!(subject_of(&c), Err(CertifyError::BadSubject));
+    }
+
+    fn with_days(v: Ttlv) -> Attributes {
+        let mut a = Attributes::default();
+        a.vendor_attributes.push(VendorAttribute {
+            vendor: VENDOR_COSMIAN.into(),
+            name: VALIDITY_DAYS_ATTRIBUTE.into(),
+            value: v,
+        });
+        a
+    }
+
+    #[test]
+    fn validity_from_days_deactivation_or_default() {
+        let now = 1_000_000;
+        assert_eq!(
+            validity_secs(&Attributes::default(), now),
+            Ok(DEFAULT_DAYS * 86_400)
+        );
+        assert_eq!(
+            validity_secs(&with_days(Ttlv::text("AttributeValue", "7")), now),
+            Ok(7 * 86_400)
+        );
+        assert_eq!(
+            validity_secs(&with_days(Ttlv::int("AttributeValue", 2)), now),
+            Ok(2 * 86_400)
+        );
+        for bad in ["0", "36501", "-1", "ten"] {
+            assert_eq!(
+                validity_secs(&with_days(Ttlv::text("AttributeValue", bad)), now),
+                Err(CertifyError::BadValidity),
+                "{bad}"
+            );
+        }
+        let a = Attributes {
+            deactivation_date: Some(now + 3600),
+            ..Attributes::default()
+        };
+        assert_eq!(validity_secs(&a, now), Ok(3600));
+        let past = Attributes {
+            deactivation_date: Some(now - 1),
+            ..Attributes::default()
+        };
+        assert_eq!(validity_secs(&past, now), Err(CertifyError::BadValidity));
+    }
+
+    #[test]
+    fn request_types_and_garbage() {
+        assert_eq!(
+            check_request(CertificateRequestType::CRMF, b"\x30\x00").err(),
+            Some(CertifyError::UnsupportedRequestType)
+        );
+        assert_eq!(
+            check_request(CertificateRequestType::PKCS10, b"\x30\x03\x02\x01\x01").err(),
+            Some(CertifyError::BadRequest)
+        );
+        assert_eq!(
+            check_request(CertificateRequestType::PEM, b"-----BEGIN nothing").err(),
+            Some(CertifyError::BadRequest)
+        );
+    }
+
+    #[test]
+    fn pem_request_and_its_signature() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(alloc::vec!["a.example".to_string()]).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::CommonName, "a");
+        let csr = p.serialize_request(&key).unwrap();
+        let pem = csr.pem().unwrap();
+        let r = check_request(CertificateRequestType::PEM, pem.as_bytes()).unwrap();
+        assert_eq!(r.subject.to_string(), "CN=a");
+        assert_eq!(r.spki, rcgen::PublicKeyData::subject_public_key_info(&key));
+        assert!(r.san.is_some());
+        // The same request under another key's SPKI: its signature no longer verifies.
+        let other = rcgen::KeyPair::generate().unwrap();
+        let mut der = csr.der().to_vec();
+        let (old, new) = (
+            rcgen::PublicKeyData::subject_public_key_info(&key),
+            rcgen::PublicKeyData::subject_public_key_info(&other),
+        );
+        let at = der.windows(old.len()).position(|w| w == old).unwrap();
+        der[at..at + old.len()].copy_from_slice(&new);
+        assert_eq!(
+            check_request(CertificateRequestType::PKCS10, &der).err(),
+            Some(CertifyError::BadRequestSignature)
+        );
+    }
+}
