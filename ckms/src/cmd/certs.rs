@@ -317,3 +317,41 @@ fn certify(ctx: &Ctx, a: &CertifyArgs) -> Result<Output, CliError> {
         json!({"unique_identifier": uid}),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_becomes_certificate_subject_attributes() {
+        let v =
+            subject_attributes("CN=host.example,O=Example\\, Inc,C=FR,emailAddress=a@b.example")
+                .unwrap();
+        let got: Vec<(String, String)> = v
+            .iter()
+            .map(|t| (t.tag.clone(), t.as_text("x").unwrap().to_string()))
+            .collect();
+        let want = [
+            ("CertificateSubjectEmail", "a@b.example"),
+            ("CertificateSubjectC", "FR"),
+            ("CertificateSubjectO", "Example, Inc"),
+            ("CertificateSubjectCN", "host.example"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let mut g = got.clone();
+        g.sort();
+        let mut w = want.clone();
+        w.sort();
+        assert_eq!(g, w);
+        assert!(matches!(
+            subject_attributes("not a name"),
+            Err(CliError::Usage(_))
+        ));
+        // An attribute type KMIP has no CertificateSubject attribute for.
+        let e = subject_attributes("street=Main Street").unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
+    }
+}

@@ -22,8 +22,8 @@
 //! the CA certificate and on a named public key; the CA key must be Active with the Sign usage.
 //!
 //! Subject: the `CertificateSubject<part>` attributes (KMIP 2.1 §4.7, `CertificateSubjectCN`,
-//! `CertificateSubjectO`, ...; also inside a Cosmian `CertificateAttributes` structure), else the
-//! request's subject. Validity: from now to `now + days`, `days` from the vendor attribute
+//! `CertificateSubjectO`, ...; also inside a Cosmian `CertificateAttributes` structure; one RDN
+//! each, in [`SUBJECT_PARTS`] order, with RFC 5280's string types), else the request's subject. Validity: from now to `now + days`, `days` from the vendor attribute
 //! `requested_validity_days` (any vendor, an integer or its text, 1 to 36500), else up to the
 //! request's `DeactivationDate`, else [`DEFAULT_DAYS`]. Serial number: 16 random bytes, positive.
 //! Extensions: subject and authority key identifiers, basic constraints (CA only for a
@@ -37,7 +37,6 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
-use core::str::FromStr;
 use core::time::Duration;
 
 use der::asn1::BitString;
@@ -449,31 +448,45 @@ fn verify_request(
     }
 }
 
-/// Distinguished name attribute types for the `CertificateSubject<part>` attribute suffixes.
-const SUBJECT_PARTS: &[(&str, &str)] = &[
-    ("C", "C"),
-    ("ST", "ST"),
-    ("L", "L"),
-    ("O", "O"),
-    ("OU", "OU"),
-    ("CN", "CN"),
-    ("DC", "DC"),
-    ("UID", "UID"),
-    ("Email", "emailAddress"),
-    ("SerialNumber", "serialNumber"),
-    ("Title", "title"),
-    ("DNQualifier", "dnQualifier"),
+/// How a name attribute's value is encoded (RFC 5280 Appendix A: country, serial number and DN
+/// qualifier are PrintableString, e-mail and domain component IA5String, the rest UTF8String).
+#[derive(Clone, Copy)]
+enum Text {
+    Utf8,
+    Printable,
+    Ia5,
+}
+
+/// The `CertificateSubject<suffix>` attributes, their attribute types and encodings, in X.500
+/// order (most general first).
+const SUBJECT_PARTS: &[(&str, &str, Text)] = &[
+    ("DC", "0.9.2342.19200300.100.1.25", Text::Ia5),
+    ("C", "2.5.4.6", Text::Printable),
+    ("ST", "2.5.4.8", Text::Utf8),
+    ("L", "2.5.4.7", Text::Utf8),
+    ("O", "2.5.4.10", Text::Utf8),
+    ("OU", "2.5.4.11", Text::Utf8),
+    ("Title", "2.5.4.12", Text::Utf8),
+    ("CN", "2.5.4.3", Text::Utf8),
+    ("UID", "0.9.2342.19200300.100.1.1", Text::Utf8),
+    ("SerialNumber", "2.5.4.5", Text::Printable),
+    ("DNQualifier", "2.5.4.46", Text::Printable),
+    ("Email", "1.2.840.113549.1.9.1", Text::Ia5),
 ];
 
 /// The subject the attributes give (`CertificateSubject<part>`, directly or inside a
-/// `CertificateAttributes` structure), in X.500 order (C, ST, L, O, OU, CN, ...).
+/// `CertificateAttributes` structure), one RDN per value, in [`SUBJECT_PARTS`] order.
 fn subject_of(a: &Attributes) -> Result<Option<Name>, CertifyError> {
+    use der::asn1::{Any, Ia5StringRef, PrintableStringRef, Utf8StringRef};
+    use x509_cert::attr::AttributeTypeAndValue;
+    use x509_cert::name::{RdnSequence, RelativeDistinguishedName};
+
     let mut items: Vec<&Ttlv> = a.other.iter().collect();
     for c in a.other.iter().filter(|x| x.tag == "CertificateAttributes") {
         items.extend(c.children().iter());
     }
-    let mut rdns: Vec<String> = Vec::new();
-    for (suffix, key) in SUBJECT_PARTS {
+    let mut seq = RdnSequence::default();
+    for (suffix, oid, kind) in SUBJECT_PARTS {
         let tag = alloc::format!("CertificateSubject{suffix}");
         for t in items.iter().filter(|t| t.tag == tag) {
             let Value::TextString(s) = &t.value else {
@@ -482,32 +495,28 @@ fn subject_of(a: &Attributes) -> Result<Option<Name>, CertifyError> {
             if s.is_empty() {
                 continue;
             }
-            rdns.push(alloc::format!("{key}={}", escape_dn(s)));
+            let value = match kind {
+                Text::Utf8 => Utf8StringRef::new(s).and_then(|v| Any::encode_from(&v)),
+                Text::Printable => PrintableStringRef::new(s).and_then(|v| Any::encode_from(&v)),
+                Text::Ia5 => Ia5StringRef::new(s).and_then(|v| Any::encode_from(&v)),
+            }
+            .map_err(|_| CertifyError::BadSubject)?;
+            let mut rdn = RelativeDistinguishedName::default();
+            rdn.insert(AttributeTypeAndValue {
+                oid: ObjectIdentifier::new(oid).map_err(|_| CertifyError::BadSubject)?,
+                value,
+            })
+            .map_err(|_| CertifyError::BadSubject)?;
+            seq.push(rdn);
         }
     }
-    if rdns.is_empty() {
+    if seq.is_empty() {
         return Ok(None);
     }
-    // RFC 4514 strings list the most specific RDN first.
-    rdns.reverse();
-    Name::from_str(&rdns.join(","))
+    let der_name = seq.to_der().map_err(|_| CertifyError::BadSubject)?;
+    Name::from_der(&der_name)
         .map(Some)
         .map_err(|_| CertifyError::BadSubject)
-}
-
-/// RFC 4514 §2.4 escaping of an attribute value.
-fn escape_dn(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for (i, ch) in s.chars().enumerate() {
-        let special = matches!(ch, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=')
-            || (i == 0 && matches!(ch, ' ' | '#'))
-            || (i + 1 == s.chars().count() && ch == ' ');
-        if special {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// The validity in seconds after `now` (see the module documentation).
@@ -862,10 +871,15 @@ mod tests {
     }
 
     #[test]
-    fn subject_in_x500_order_and_escaped() {
+    fn subject_in_x500_order_with_rfc5280_string_types() {
         let a = subject_attrs(&[("CN", "a,b+c"), ("C", "FR"), ("O", "Org")]);
         let n = subject_of(&a).unwrap().unwrap();
         assert_eq!(n.to_string(), "CN=a\\,b\\+c,O=Org,C=FR");
+        // A country is a PrintableString: `@` is not printable.
+        assert_eq!(
+            subject_of(&subject_attrs(&[("C", "F@")])),
+            Err(CertifyError::BadSubject)
+        );
         // Inside a Cosmian CertificateAttributes structure too.
         let mut b = Attributes::default();
         b.other.push(Ttlv::structure(
