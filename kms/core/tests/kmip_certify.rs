@@ -486,3 +486,24 @@ fn p384_ca_signs_with_sha384() {
     vk.verify(&c.tbs_certificate().to_der().unwrap(), &sig)
         .expect("ECDSA P-384/SHA-384 verifies");
 }
+
+#[test]
+fn recertifying_the_ca_key_gives_a_new_root_and_certificates_are_active() {
+    let mut t = T::new();
+    let (sk, pk, first) = ca(&mut t);
+    // The CA key now links to its root; certifying its own key again is still self-signed.
+    let r = t.ok(
+        "alice",
+        certify_key(&pk, vec![link("PrivateKeyLink", &sk), cn("Test CA 2")]),
+    );
+    let second = text(&r, "UniqueIdentifier");
+    let c = Certificate::from_der(&der_of(&mut t, "alice", &second)).unwrap();
+    assert_eq!(c.tbs_certificate().issuer().to_string(), "CN=Test CA 2");
+    assert!(is_ca(&c));
+    assert_ne!(first, second);
+    let r = t.ok("alice", uid_req("GetAttributes", &second));
+    assert_eq!(text(field(&r, "Attributes").unwrap(), "State"), "Active");
+    // The keys link to the newest certificate.
+    assert!(links(&mut t, "alice", &pk).contains(&("CertificateLink".to_string(), second.clone())));
+    assert!(links(&mut t, "alice", &sk).contains(&("CertificateLink".to_string(), second)));
+}

@@ -8,8 +8,12 @@
 //! private key and/or `CertificateLink` naming the CA certificate (the Cosmian KMS's
 //! convention). A CA certificate without a private key link finds the key through its own
 //! `PrivateKeyLink`; a CA private key without a certificate link uses its `CertificateLink`, if
-//! any. The issuer name is the CA certificate's subject. Without a CA certificate the result is
-//! self-signed, which is only allowed when the certified key is the CA key's own public key.
+//! any. The issuer name is the CA certificate's subject. Certifying the CA key's own public key
+//! gives a self-signed certificate (a root; any CA certificate is then ignored); any other key
+//! needs a CA certificate.
+//!
+//! The new certificate is Active from now (its notBefore) unless the request gives an
+//! `ActivationDate`.
 //!
 //! Links (also on Register of a certificate): a certificate whose public key is a public key
 //! object the caller owns gets `PublicKeyLink` to it (and `PrivateKeyLink` to that key's private
@@ -683,7 +687,12 @@ impl<S: Store> Kms<S> {
         self.usable(&ca, env.now, usage::SIGN)?;
         let alg = CaAlg::of(&ca)?;
         let ca_pkcs8 = ca.material.as_ref().ok_or(super::DESTROYED)?;
-        if cert_link.is_none() {
+        let ca_public = alg.public(ca_pkcs8)?;
+        // The CA key's own public key: a self-signed certificate (a root), whatever
+        // certificate the key already has.
+        if same_key(&spki, &ca_public) {
+            cert_link = None;
+        } else if cert_link.is_none() {
             cert_link = link_of(&ca.attributes, LinkType::CertificateLink).map(String::from);
         }
         let issuer = match &cert_link {
@@ -700,7 +709,7 @@ impl<S: Store> Kms<S> {
                     .subject_public_key_info()
                     .to_der()
                     .map_err(|_| CertifyError::IssuerNotCertificate)?;
-                if !same_key(&cert_spki, &alg.public(ca_pkcs8)?) {
+                if !same_key(&cert_spki, &ca_public) {
                     return Err(CertifyError::IssuerMismatch.into());
                 }
                 Some(tbs.subject().clone())
@@ -726,6 +735,8 @@ impl<S: Store> Kms<S> {
         attrs.other.retain(|x| x.tag != "CertificateAttributes");
         attrs.deactivation_date = None;
         attrs.cryptographic_usage_mask = None;
+        // Valid from now (its notBefore): Active unless the request says otherwise.
+        attrs.activation_date.get_or_insert(env.now);
         certs::absorb_registered(&mut attrs, &der_cert)?;
         if let Some(c) = &cert_link {
             attrs.links.push(Link {
