@@ -507,3 +507,51 @@ fn recertifying_the_ca_key_gives_a_new_root_and_certificates_are_active() {
     assert!(links(&mut t, "alice", &pk).contains(&("CertificateLink".to_string(), second.clone())));
     assert!(links(&mut t, "alice", &sk).contains(&("CertificateLink".to_string(), second)));
 }
+
+/// Requests made by OpenSSL (tests/data/csr/README.md): RSA 2048 with SHA-256 (PEM, with a
+/// subjectAltName) and P-384 with SHA-256 (DER).
+#[test]
+fn openssl_requests_rsa_and_p384_with_sha256() {
+    let mut t = T::new();
+    let (sk, _, _) = ca(&mut t);
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/csr");
+    let rsa_pem = std::fs::read(data.join("rsa2048.csr.pem")).unwrap();
+    let r = t.ok(
+        "alice",
+        certify_csr(&rsa_pem, vec![link("PrivateKeyLink", &sk)]),
+    );
+    let c = Certificate::from_der(&der_of(&mut t, "alice", &text(&r, "UniqueIdentifier"))).unwrap();
+    assert_eq!(subject(&c), "O=Example,CN=rsa-csr.example");
+    let (_, san) = c
+        .tbs_certificate()
+        .get_extension::<x509_cert::ext::pkix::SubjectAltName>()
+        .unwrap()
+        .expect("the request's subjectAltName is kept");
+    assert_eq!(san.0.len(), 1);
+    let p384 = std::fs::read(data.join("p384-sha256.csr.der")).unwrap();
+    let r = t.ok(
+        "alice",
+        certify_csr(&p384, vec![link("PrivateKeyLink", &sk)]),
+    );
+    let c = Certificate::from_der(&der_of(&mut t, "alice", &text(&r, "UniqueIdentifier"))).unwrap();
+    assert_eq!(subject(&c), "CN=p384-csr.example");
+    // Changing a letter of the subject (still valid DER) breaks either request's signature.
+    for mut req in [p384, rsa_der(&rsa_pem)] {
+        let at = req.windows(8).position(|w| w == b"csr.exam").unwrap();
+        req[at] = b'C';
+        let e = t.err(
+            "alice",
+            certify_csr(&req, vec![link("PrivateKeyLink", &sk)]),
+        );
+        assert_eq!(reason(&e), ResultReason::CryptographicFailure, "{e}");
+        assert!(e.to_string().contains("signature does not verify"), "{e}");
+    }
+}
+
+fn rsa_der(pem: &[u8]) -> Vec<u8> {
+    use der::DecodePem;
+    x509_cert::request::CertReq::from_pem(pem)
+        .unwrap()
+        .to_der()
+        .unwrap()
+}

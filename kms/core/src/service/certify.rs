@@ -366,6 +366,15 @@ pub(super) struct CheckedRequest {
     san: Option<SubjectAltName>,
 }
 
+/// Parse a PKCS#10 request as Certify does (DER, or PEM `CERTIFICATE REQUEST`; CRMF is
+/// refused) and verify its self-signature: the key it asks to certify (SubjectPublicKeyInfo DER).
+pub fn check_certificate_request(
+    kind: CertificateRequestType,
+    value: &[u8],
+) -> Result<Vec<u8>, CertifyError> {
+    check_request(kind, value).map(|r| r.spki)
+}
+
 /// Parse a PKCS#10 request (DER, or PEM `CERTIFICATE REQUEST`) and verify its self-signature.
 pub(super) fn check_request(
     kind: CertificateRequestType,

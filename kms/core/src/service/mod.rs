@@ -36,6 +36,7 @@ mod rsa_ops;
 mod streams;
 mod wrap;
 
+pub use certify::{CertifyError, check_certificate_request};
 #[cfg(feature = "tls")]
 pub use rights::to_json;
 
