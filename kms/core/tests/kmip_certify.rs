@@ -555,3 +555,54 @@ fn rsa_der(pem: &[u8]) -> Vec<u8> {
         .to_der()
         .unwrap()
 }
+
+/// In a batch, Certify right after CreateKeyPair uses the ID placeholder (the new private key),
+/// which stands for its public key.
+#[test]
+fn batch_create_key_pair_then_certify_by_placeholder() {
+    let mut t = T::new();
+    let (ca_sk, _, _) = ca(&mut t);
+    let msg = json!({"tag":"RequestMessage","value":[
+        {"tag":"RequestHeader","value":[
+            {"tag":"ProtocolVersion","value":[
+                {"tag":"ProtocolVersionMajor","type":"Integer","value":2},
+                {"tag":"ProtocolVersionMinor","type":"Integer","value":1}]},
+            {"tag":"BatchCount","type":"Integer","value":2}]},
+        {"tag":"BatchItem","value":[
+            {"tag":"Operation","type":"Enumeration","value":"CreateKeyPair"},
+            {"tag":"RequestPayload","value":[
+                {"tag":"CommonAttributes","value":[
+                    {"tag":"CryptographicAlgorithm","type":"Enumeration","value":"ECDSA"},
+                    {"tag":"RecommendedCurve","type":"Enumeration","value":"P_256"},
+                    {"tag":"ActivationDate","type":"DateTime","value":"2024-01-01T00:00:00Z"}]}]}]},
+        {"tag":"BatchItem","value":[
+            {"tag":"Operation","type":"Enumeration","value":"Certify"},
+            {"tag":"RequestPayload","value":[
+                {"tag":"Attributes","value":[link("PrivateKeyLink", &ca_sk), cn("batch.example")]}]}]}]});
+    let r = t.ok("alice", msg);
+    let items: Vec<&Value> = r["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["tag"] == "BatchItem")
+        .collect();
+    assert_eq!(text(items[1], "ResultStatus"), "Success", "{r}");
+    let pk = text(
+        field(items[0], "ResponsePayload").unwrap(),
+        "PublicKeyUniqueIdentifier",
+    );
+    let cert = text(
+        field(items[1], "ResponsePayload").unwrap(),
+        "UniqueIdentifier",
+    );
+    assert!(links(&mut t, "alice", &cert).contains(&("PublicKeyLink".to_string(), pk.clone())));
+    let c = Certificate::from_der(&der_of(&mut t, "alice", &cert)).unwrap();
+    assert_eq!(subject(&c), "CN=batch.example");
+    assert_eq!(
+        c.tbs_certificate()
+            .subject_public_key_info()
+            .to_der()
+            .unwrap(),
+        public_spki(&mut t, "alice", &pk)
+    );
+}

@@ -2,7 +2,9 @@
 //!
 //! What is certified: the public key of a PKCS#10 certificate request (RFC 2986) carried in the
 //! request (`CertificateRequestType` PKCS10 with DER, or PEM, in `CertificateRequestValue`),
-//! whose self-signature must verify; or else the public key the `UniqueIdentifier` names.
+//! whose self-signature must verify; or else the public key the `UniqueIdentifier` names (a
+//! private key stands for the public key it links to, so a batch's ID placeholder after
+//! CreateKeyPair works).
 //!
 //! The issuer: the request's `Attributes` carry a `Link` of type `PrivateKeyLink` naming the CA
 //! private key and/or `CertificateLink` naming the CA certificate (the Cosmian KMS's
@@ -666,7 +668,15 @@ impl<S: Store> Kms<S> {
                 (r.spki, subject, r.san, None)
             }
             (None, Some(u)) => {
-                let (o, _) = self.resolve(user, Some(u), Right::Get).await?;
+                let (mut o, _) = self.resolve(user, Some(u), Right::Get).await?;
+                // A private key (the ID placeholder after CreateKeyPair) stands for its public
+                // key.
+                if o.object_type == ObjectType::PrivateKey
+                    && let Some(p) = link_of(&o.attributes, LinkType::PublicKeyLink)
+                {
+                    let p = String::from(p);
+                    o = self.resolve(user, Some(&p), Right::Get).await?.0;
+                }
                 if o.object_type != ObjectType::PublicKey {
                     return Err(CertifyError::NotPublicKey.into());
                 }
