@@ -29,7 +29,8 @@
 //!
 //! Subject: the `CertificateSubject<part>` attributes (KMIP 2.1 §4.7, `CertificateSubjectCN`,
 //! `CertificateSubjectO`, ...; also inside a Cosmian `CertificateAttributes` structure; one RDN
-//! each, in [`SUBJECT_PARTS`] order, with RFC 5280's string types), else the request's subject. Validity: from now to `now + days`, `days` from the vendor attribute
+//! each, in [`SUBJECT_PARTS`] order, with RFC 5280's string types), else the request's subject.
+//! Validity: from now to `now + days`, `days` from the vendor attribute
 //! `requested_validity_days` (any vendor, an integer or its text, 1 to 36500), else up to the
 //! request's `DeactivationDate`, else [`DEFAULT_DAYS`]. Serial number: 16 random bytes, positive.
 //! Extensions: subject and authority key identifiers, basic constraints (CA only for a
@@ -123,7 +124,7 @@ pub enum CertifyError {
     NoSubject,
     /// A subject attribute is not text, or the subject does not encode.
     BadSubject,
-    /// The validity is not 1 to [`MAX_DAYS`] days.
+    /// The validity is not 1 to 36500 days.
     BadValidity,
     /// Building or encoding the certificate failed.
     Build,
