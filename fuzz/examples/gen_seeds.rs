@@ -348,6 +348,14 @@ fn main() {
         .concat(),
     );
     put("bootstrap_x509", "vcek.der", &vcek);
+    // PKCS#10 requests made by OpenSSL (kms/core/tests/data/csr/README.md).
+    for f in ["rsa2048.csr.pem", "p384-sha256.csr.der"] {
+        put(
+            "certificate_request",
+            f,
+            &read(&format!("kms/core/tests/data/csr/{f}")),
+        );
+    }
 
     // snp-emu frames (requests to the emulator).
     let frame = |cmd: u8, p: &[u8]| {

@@ -33,6 +33,7 @@ pub type Target = (&'static str, fn(&[u8]));
 pub const TARGETS: &[Target] = &[
     ("kmip_json", kmip_json),
     ("kmip_binary", kmip_binary),
+    ("certificate_request", certificate_request),
     ("http_request", http_request),
     ("server_connection", server_connection),
     ("resp_reply", resp_reply),
@@ -630,6 +631,21 @@ fn bootstrap_key() -> &'static kms::bootstrap::keys::BootstrapKey {
 }
 
 /// The posted API certificate chain (PEM) and single DER certificates.
+/// Certify's PKCS#10 parser and self-signature check (`kms::check_certificate_request`) as DER,
+/// PEM and CRMF: a request that verifies names a key the KMS can hold (its SPKI canonicalizes).
+pub fn certificate_request(data: &[u8]) {
+    use kms::kmip::types::CertificateRequestType as K;
+    for kind in [K::PKCS10, K::PEM, K::CRMF] {
+        if let Ok(spki) = kms::check_certificate_request(kind, data) {
+            assert!(kind != K::CRMF, "CRMF is refused");
+            assert!(
+                kms::x509::canonical_spki(&spki).is_some(),
+                "a verified request has a usable key"
+            );
+        }
+    }
+}
+
 pub fn bootstrap_x509(data: &[u8]) {
     use kms::bootstrap::x509;
     if let Ok(s) = std::str::from_utf8(data) {

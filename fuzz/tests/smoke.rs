@@ -114,6 +114,7 @@ macro_rules! smoke_tests {
 smoke_tests!(
     kmip_json,
     kmip_binary,
+    certificate_request,
     http_request,
     server_connection,
     resp_reply,

@@ -83,4 +83,6 @@ pub mod x509;
 
 pub use error::KmsError;
 pub use exec::block_on;
-pub use service::{Env, Kms, KmsConfig, kmip_error_response};
+pub use service::{
+    CertifyError, Env, Kms, KmsConfig, check_certificate_request, kmip_error_response,
+};

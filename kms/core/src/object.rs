@@ -268,6 +268,16 @@ impl ManagedObject {
         for n in &self.attributes.names {
             k.push(alloc::format!("name={n}"));
         }
+        // The key of a public key or certificate, so that Register and Certify find the public
+        // key a certificate certifies (and link them).
+        let spki = match (self.object_type, &self.material) {
+            (ObjectType::PublicKey, Some(m)) => Some(m.to_vec()),
+            (ObjectType::Certificate, Some(m)) => crate::x509::spki_der(m),
+            _ => None,
+        };
+        if let Some(fp) = spki.as_deref().and_then(crate::x509::spki_fingerprint) {
+            k.push(alloc::format!("spki={fp}"));
+        }
         k.sort();
         k.dedup();
         k

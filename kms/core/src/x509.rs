@@ -77,6 +77,30 @@ pub fn spki_der(cert_der: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// The canonical DER of a public key (ECDSA P-256/P-384, Ed25519 or RSA SubjectPublicKeyInfo),
+/// as the KMS stores public keys; `None` for other keys or garbage.
+pub fn canonical_spki(spki: &[u8]) -> Option<Vec<u8>> {
+    if let Ok((_, c)) = crate::crypto::asym::public_from_spki(None, spki) {
+        return Some(c);
+    }
+    crate::crypto::rsa::import_public(spki, false)
+        .ok()
+        .map(|(_, c)| c)
+}
+
+/// Lower-case hex SHA-256 of [`canonical_spki`]: the store keyword (`spki=`) that finds the
+/// public key and the certificates of one key.
+pub fn spki_fingerprint(spki: &[u8]) -> Option<String> {
+    use sha2::Digest;
+    let c = canonical_spki(spki)?;
+    let h = sha2::Sha256::digest(&c);
+    let mut s = String::with_capacity(64);
+    for b in h.iter() {
+        s.push_str(&alloc::format!("{b:02x}"));
+    }
+    Some(s)
+}
+
 /// The user identity of a verified client certificate: the subject common name (OID 2.5.4.3,
 /// RFC 5280 §4.1.2.6), when it is a non-empty UTF8String, PrintableString or IA5String. A subject
 /// with several CN attributes (`CN=bob,CN=alice`) has no identity: which one is meant is ambiguous,

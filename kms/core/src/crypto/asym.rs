@@ -127,6 +127,14 @@ macro_rules! ec_impl {
                 Ok(vk.verify_prehash(digest, &sig).is_ok())
             }
 
+            pub fn verify_prehashed(spki: &[u8], digest: &[u8], sig: &[u8]) -> Result<bool, CryptoError> {
+                use $crate_::ecdsa::signature::hazmat::PrehashVerifier;
+                let vk = VerifyingKey::from_public_key_der(spki)
+                    .map_err(|_| CryptoError::InvalidKey)?;
+                let sig = Signature::from_der(sig).map_err(|_| CryptoError::InvalidSignature)?;
+                Ok(vk.verify_prehash(digest, &sig).is_ok())
+            }
+
             pub fn verify(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<bool, CryptoError> {
                 use $crate_::ecdsa::signature::Verifier;
                 let vk =
@@ -351,6 +359,22 @@ pub fn verify_digest(
     match curve {
         Curve::P256 => p256_impl::verify_digest(spki, digest, sig),
         Curve::P384 => p384_impl::verify_digest(spki, digest, sig),
+        Curve::Ed25519 => Err(CryptoError::Unsupported),
+    }
+}
+
+/// Verify a DER ECDSA signature over a digest of any SHA-2 length (X.509 and PKCS#10 pair
+/// P-384 with SHA-256 and P-256 with SHA-384 too: FIPS 186-5 §6.4 truncates or pads the
+/// digest). ECDSA only.
+pub fn verify_prehashed(
+    curve: Curve,
+    spki: &[u8],
+    digest: &[u8],
+    sig: &[u8],
+) -> Result<bool, CryptoError> {
+    match curve {
+        Curve::P256 => p256_impl::verify_prehashed(spki, digest, sig),
+        Curve::P384 => p384_impl::verify_prehashed(spki, digest, sig),
         Curve::Ed25519 => Err(CryptoError::Unsupported),
     }
 }

@@ -677,6 +677,17 @@ pub enum Request {
     },
     /// KMIP 2.1 §6.1.52 Set Endpoint Role: accepted, no effect (the server has one role).
     SetEndpointRole,
+    /// KMIP 2.1 §6.1.6 Certify: a certificate for the public key `uid` names, or for the
+    /// key of the certificate request carried in `request`.
+    Certify {
+        /// The public key to certify (when no request is given).
+        uid: Option<String>,
+        /// Certificate Request Type and Certificate Request Value.
+        request: Option<(CertificateRequestType, Vec<u8>)>,
+        /// Attributes: the issuer links, the subject, the validity, names and tags of the new
+        /// certificate.
+        attributes: Attributes,
+    },
 }
 
 /// A KMIP protocol version (KMIP 2.1 §7.1 Protocol Version).
@@ -999,6 +1010,17 @@ impl Request {
                     .map(|m| u32::from_ne_bytes(m.to_ne_bytes())),
             },
             Operation::SetEndpointRole => Request::SetEndpointRole,
+            Operation::Certify => Request::Certify {
+                uid: uid_opt(p)?,
+                request: match p.get("CertificateRequestValue") {
+                    Some(v) => Some((
+                        CertificateRequestType::parse(p.req(CertificateRequestType::TAG)?)?,
+                        v.as_bytes("CertificateRequestValue")?.to_vec(),
+                    )),
+                    None => None,
+                },
+                attributes: attrs_opt(p, "Attributes")?,
+            },
             _ => return Err(RequestError::UnknownOperation),
         })
     }
@@ -1020,6 +1042,10 @@ pub enum Response {
     },
     Register {
         import: bool,
+        uid: String,
+    },
+    /// Certify: the uid of the new certificate.
+    Certify {
         uid: String,
     },
     Get {
@@ -1133,6 +1159,7 @@ impl Response {
         match self {
             Response::Create { uid, .. }
             | Response::Register { uid, .. }
+            | Response::Certify { uid }
             | Response::Get { uid, .. }
             | Response::GetAttributes { uid, .. }
             | Response::GetAttributeList { uid, .. }
@@ -1168,6 +1195,7 @@ impl Response {
             Response::CreateKeyPair { .. } => Operation::CreateKeyPair,
             Response::Register { import: true, .. } => Operation::Import,
             Response::Register { .. } => Operation::Register,
+            Response::Certify { .. } => Operation::Certify,
             Response::Get { export: true, .. } => Operation::Export,
             Response::Get { .. } => Operation::Get,
             Response::GetAttributes { .. } => Operation::GetAttributes,
@@ -1236,6 +1264,7 @@ impl Response {
                 v
             }
             Response::Register { uid: u, .. }
+            | Response::Certify { uid: u }
             | Response::AddAttribute { uid: u }
             | Response::SetAttribute { uid: u }
             | Response::DeleteAttribute { uid: u }

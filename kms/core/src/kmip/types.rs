@@ -208,6 +208,7 @@ impl Operation {
         Operation::CreateKeyPair,
         Operation::Register,
         Operation::ReKey,
+        Operation::Certify,
         Operation::Locate,
         Operation::Check,
         Operation::Get,
@@ -326,6 +327,12 @@ kmip_enum!(
 kmip_enum!(
     /// KMIP 2.1 §11.9 Certificate Type.
     CertificateType: "CertificateType" { X509 = 0x01, PGP = 0x02 }
+);
+
+kmip_enum!(
+    /// KMIP 2.1 §11.8 Certificate Request Type (Certify: only PKCS#10, DER or PEM, is
+    /// implemented).
+    CertificateRequestType: "CertificateRequestType" { CRMF = 0x01, PKCS10 = 0x02, PEM = 0x03 }
 );
 
 kmip_enum!(

@@ -26,6 +26,7 @@ use crate::kmip::types::*;
 use crate::object::ManagedObject;
 use crate::store::{Store, StoreError, Version};
 
+mod certify;
 mod certs;
 mod crypto_ops;
 mod lifecycle;
@@ -35,6 +36,7 @@ mod rsa_ops;
 mod streams;
 mod wrap;
 
+pub use certify::{CertifyError, check_certificate_request};
 #[cfg(feature = "tls")]
 pub use rights::to_json;
 
@@ -545,7 +547,8 @@ impl<S: Store> Kms<S> {
                                     placeholder = Some(u.into());
                                 }
                                 if let Response::Create { uid, .. }
-                                | Response::Register { uid, .. } = resp
+                                | Response::Register { uid, .. }
+                                | Response::Certify { uid } = resp
                                 {
                                     undo.created.push(uid.clone());
                                 }
@@ -1112,6 +1115,11 @@ impl<S: Store> Kms<S> {
             Request::Interop { .. } => Ok(Response::Empty(Operation::Interop)),
             Request::Log { .. } => Ok(Response::Empty(Operation::Log)),
             Request::SetEndpointRole => Ok(Response::Empty(Operation::SetEndpointRole)),
+            Request::Certify {
+                uid,
+                request,
+                attributes,
+            } => self.certify(env, user, uid, request, &attributes).await,
             Request::Check { uid, mask } => {
                 // KMIP 2.1 §6.1.4: the object exists and its usage mask allows every asked use.
                 let (o, _) = self

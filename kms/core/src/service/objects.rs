@@ -598,6 +598,39 @@ impl<S: Store> Kms<S> {
                 ));
             }
         };
+        // A certificate of a public key the caller owns: linked both ways (certify.rs).
+        let public = if object_type == ObjectType::Certificate {
+            match crate::x509::spki_der(&material) {
+                Some(spki) => self.owned_public_key(user, &spki).await?,
+                None => None,
+            }
+        } else {
+            None
+        };
+        if let Some(p) = &public {
+            if !attrs
+                .links
+                .iter()
+                .any(|l| l.link_type == LinkType::PublicKeyLink)
+            {
+                attrs.links.push(Link {
+                    link_type: LinkType::PublicKeyLink,
+                    uid: p.uid.clone(),
+                });
+            }
+            if let Some(k) = p
+                .attributes
+                .links
+                .iter()
+                .find(|l| l.link_type == LinkType::PrivateKeyLink)
+                && !attrs
+                    .links
+                    .iter()
+                    .any(|l| l.link_type == LinkType::PrivateKeyLink)
+            {
+                attrs.links.push(k.clone());
+            }
+        }
         let (uid, a) = self.prepare_attributes(env, &attrs, object_type)?;
         let mut o = ManagedObject {
             uid: uid.clone(),
@@ -639,6 +672,9 @@ impl<S: Store> Kms<S> {
                 .await?;
             }
             Err(e) => return Err(e),
+        }
+        if let Some(p) = public {
+            self.link_public_key(user, &p, &uid, env.now).await?;
         }
         Ok(Response::Register { import, uid })
     }

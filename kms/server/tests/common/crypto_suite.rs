@@ -605,3 +605,186 @@ pub fn ckms_certificates(h: &mut Harness) {
         .expect_err("import garbage");
     assert!(err.contains("certificate"), "{err}");
 }
+
+/// The signed part and the signature of a DER certificate (`SEQUENCE {tbs, algorithm, BIT
+/// STRING}`), split by hand: the image's copy of this suite has no X.509 crate. Test data only.
+fn tbs_and_signature(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    // (header length, content length) of the TLV at the start of `b`.
+    fn tlv(b: &[u8]) -> (usize, usize) {
+        match b[1] {
+            n if n < 0x80 => (2, n as usize),
+            n => {
+                let k = (n & 0x7f) as usize;
+                let len = b[2..2 + k]
+                    .iter()
+                    .fold(0usize, |a, x| (a << 8) | *x as usize);
+                (2 + k, len)
+            }
+        }
+    }
+    let (h, _) = tlv(der);
+    let body = &der[h..];
+    let (th, tl) = tlv(body);
+    let tbs = body[..th + tl].to_vec();
+    let rest = &body[th + tl..];
+    let (ah, al) = tlv(rest);
+    let bits = &rest[ah + al..];
+    let (bh, bl) = tlv(bits);
+    // Skip the BIT STRING's unused-bits octet.
+    (tbs, bits[bh + 1..bh + bl].to_vec())
+}
+
+/// `ckms certificates certify`: a root CA from a KMS key pair (self-signed), then a certificate
+/// from a PKCS#10 request made by OpenSSL (kms/core/tests/data/csr); both signatures verify with
+/// the root's public key, the names are right. Issuing needs the `sign` right on the CA key, and
+/// a tampered request is refused.
+pub fn ckms_certify(h: &mut Harness) {
+    use kms::crypto::asym::{Curve, verify};
+
+    let pair = h
+        .ckms(
+            "ivan",
+            &["--json", "ec", "keys", "create", "--curve", "p256"],
+        )
+        .json("ec keys create");
+    let ca_sk = pair["private_key_unique_identifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ca_pk = pair["public_key_unique_identifier"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ca = h
+        .ckms(
+            "ivan",
+            &[
+                "--json",
+                "certificates",
+                "certify",
+                "--public-key-id",
+                &ca_pk,
+                "--issuer-private-key-id",
+                &ca_sk,
+                "--subject",
+                "CN=Ivan Root CA,O=Example",
+                "--days",
+                "3650",
+            ],
+        )
+        .json("certify root")["unique_identifier"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+
+    let csr: &[u8] = include_bytes!("../../../core/tests/data/csr/rsa2048.csr.pem");
+    let csr_path = h.path("rsa.csr");
+    std::fs::write(&csr_path, csr).unwrap();
+    let c = csr_path.display().to_string();
+    let out = h
+        .ckms(
+            "ivan",
+            &[
+                "certificates",
+                "certify",
+                "--csr",
+                &c,
+                "--issuer-certificate-id",
+                &ca,
+                "--days",
+                "30",
+            ],
+        )
+        .expect_ok("certify csr");
+    let leaf = out
+        .trim()
+        .strip_prefix("issued certificate ")
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+
+    let export = |h: &mut Harness, uid: &str, name: &str| {
+        let f = h.path(name);
+        let fs = f.display().to_string();
+        h.ckms(
+            "ivan",
+            &[
+                "certificates",
+                "export",
+                "--certificate-id",
+                uid,
+                "--der",
+                &fs,
+            ],
+        )
+        .expect_ok("certificates export");
+        std::fs::read(&f).unwrap()
+    };
+    let ca_der = export(h, &ca, "ivan-ca.der");
+    let leaf_der = export(h, &leaf, "ivan-leaf.der");
+    let ca_spki = kms::x509::spki_der(&ca_der).unwrap();
+    for der in [&ca_der, &leaf_der] {
+        let (tbs, sig) = tbs_and_signature(der);
+        assert_eq!(verify(Curve::P256, &ca_spki, &tbs, &sig), Ok(true));
+        let mut other = tbs.clone();
+        let n = other.len();
+        other[n - 1] ^= 1;
+        assert_eq!(verify(Curve::P256, &ca_spki, &other, &sig), Ok(false));
+    }
+    let leaf_cert = kms::x509::parse(&leaf_der).unwrap();
+    assert_eq!(
+        leaf_cert.tbs_certificate().issuer().to_string(),
+        "CN=Ivan Root CA,O=Example"
+    );
+    assert_eq!(
+        kms::x509::subject_common_name(&leaf_der).as_deref(),
+        Some("rsa-csr.example")
+    );
+    // The certificate holds the request's (RSA) key.
+    assert_eq!(
+        kms::x509::spki_der(&leaf_der).map(|k| kms::x509::canonical_spki(&k)),
+        Some(kms::x509::canonical_spki(
+            &kms::check_certificate_request(kms::kmip::types::CertificateRequestType::PEM, csr)
+                .unwrap()
+        ))
+    );
+
+    // Another user without the `sign` right on the CA key cannot issue with it.
+    let err = h
+        .ckms(
+            "judy",
+            &[
+                "certificates",
+                "certify",
+                "--csr",
+                &c,
+                "--issuer-private-key-id",
+                &ca_sk,
+            ],
+        )
+        .expect_err("certify without rights");
+    assert!(
+        err.contains("ObjectNotFound") || err.contains("not found"),
+        "{err}"
+    );
+    // A tampered request (a letter of its subject changed) is refused by the server.
+    let mut der = include_bytes!("../../../core/tests/data/csr/p384-sha256.csr.der").to_vec();
+    let at = der.windows(8).position(|w| w == b"csr.exam").unwrap();
+    der[at] = b'C';
+    let bad = h.path("bad.csr");
+    std::fs::write(&bad, der).unwrap();
+    let b = bad.display().to_string();
+    let err = h
+        .ckms(
+            "ivan",
+            &[
+                "certificates",
+                "certify",
+                "--csr",
+                &b,
+                "--issuer-certificate-id",
+                &ca,
+            ],
+        )
+        .expect_err("certify a tampered request");
+    assert!(err.contains("signature does not verify"), "{err}");
+}

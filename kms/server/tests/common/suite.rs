@@ -31,6 +31,7 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
         super::crypto_suite::ckms_asym_key_wrapping,
     ),
     ("ckms_certificates", super::crypto_suite::ckms_certificates),
+    ("ckms_certify", super::crypto_suite::ckms_certify),
     (
         "query_discover_and_locate_by_type",
         query_discover_and_locate_by_type,
