@@ -73,7 +73,7 @@ enum Command {
     /// HMAC keys, MAC computation and verification.
     #[command(subcommand)]
     Mac(cmd::mac::MacCommand),
-    /// X.509 certificates: import (Register) and export.
+    /// X.509 certificates: import (Register), export, and certify (issue one with a KMS-held CA key).
     #[command(subcommand)]
     Certificates(cmd::certs::CertCommand),
     /// Random bytes from the KMS's generator (RNGRetrieve).
