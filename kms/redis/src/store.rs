@@ -947,10 +947,13 @@ impl<P: Pool> RedisFindexStore<P> {
     /// For each keyword set, the uids whose record carries every keyword of the set: one
     /// search for all of them (3 round trips: list headers, list values, candidate records).
     async fn search_sets(&self, sets: &[Vec<&String>]) -> Result<Vec<Vec<String>>, StoreError> {
-        let mut out: Vec<Vec<String>> = sets.iter().map(|_| Vec::new()).collect();
+        let out: Vec<Vec<String>> = sets.iter().map(|_| Vec::new()).collect();
         if sets.is_empty() {
             return Ok(out);
         }
+        // Candidates in the record cache need no MGET: apply the invalidations that have
+        // arrived now, as `get` does before its lookup (same staleness window).
+        self.refresh_cache().await;
         let mut l = self.lease();
         // Every distinct keyword once.
         let all: BTreeSet<&[u8]> = sets.iter().flatten().map(|k| k.as_bytes()).collect();
@@ -1056,8 +1059,26 @@ impl<P: Pool> RedisFindexStore<P> {
         if candidates.is_empty() {
             return Ok(out);
         }
-        // Resolve: one MGET per chunk, all in one pipeline.
-        let candidates: Vec<String> = candidates.into_iter().collect();
+        // uid → the keywords of its current live record: from the record cache, else read
+        // (one MGET per chunk, all in one pipeline; no round trip when every candidate is cached).
+        let mut live: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut candidates: Vec<String> = candidates.into_iter().collect();
+        if let Some(cache) = &self.cache {
+            candidates.retain(|u| {
+                let id = self.sealer.object_id(u);
+                match cache.lookup(&id, self.objects.get(&id)) {
+                    Some((rec, _)) => {
+                        let _ = live.insert(u.clone(), rec.keywords.clone());
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
+        if candidates.is_empty() {
+            return Ok(Self::matching(sets, per_set, &live, out));
+        }
+        let ticket = self.cache.as_ref().and_then(RecordCache::ticket);
         let ids: Vec<[u8; 16]> = candidates
             .iter()
             .map(|u| self.sealer.object_id(u))
@@ -1072,8 +1093,6 @@ impl<P: Pool> RedisFindexStore<P> {
             })
             .collect();
         let replies = l.c()?.pipeline(&cmds).await.map_err(|e| unavailable(&e))?;
-        // uid → the keywords of its current live record
-        let mut live: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let checks = ids.chunks(MGET_CHUNK).zip(before.chunks(MGET_CHUNK));
         for ((r, chunk), (ids, before)) in replies
             .into_iter()
@@ -1092,11 +1111,24 @@ impl<P: Pool> RedisFindexStore<P> {
                 let Reply::Bulk(v) = v else { continue };
                 let s = self.sealer.open(uid, &v).map_err(seal_err)?;
                 self.observe(id, *before, &s)?;
-                if let Stored::Live(rec, _) = s {
-                    let _ = live.insert(uid.as_str(), rec.keywords.clone());
+                if let Stored::Live(rec, v) = s {
+                    if let (Some(cache), Some(t)) = (&self.cache, ticket) {
+                        cache.fill(id, t, &rec, v);
+                    }
+                    let _ = live.insert(uid.clone(), rec.keywords.clone());
                 }
             }
         }
+        Ok(Self::matching(sets, per_set, &live, out))
+    }
+
+    /// Each set's candidates whose live record carries every keyword of the set.
+    fn matching(
+        sets: &[Vec<&String>],
+        per_set: Vec<Vec<String>>,
+        live: &BTreeMap<String, Vec<String>>,
+        mut out: Vec<Vec<String>>,
+    ) -> Vec<Vec<String>> {
         for ((set, mine), slot) in sets.iter().zip(per_set).zip(out.iter_mut()) {
             for uid in mine {
                 if let Some(k) = live.get(uid.as_str())
@@ -1106,7 +1138,7 @@ impl<P: Pool> RedisFindexStore<P> {
                 }
             }
         }
-        Ok(out)
+        out
     }
 }
 

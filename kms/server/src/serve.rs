@@ -278,6 +278,9 @@ fn serve_connection(mut tcp: TcpStream, shared: &Shared, which: Listener) -> io:
     let accepted = Instant::now();
     let deadlines = &shared.options.deadlines;
     let mut pace = Pace::new(Duration::ZERO);
+    // The read timeout last set on the socket: set again only when it would overshoot the
+    // deadline or wake the thread far too early (one setsockopt less per request).
+    let mut timeout: Option<Duration> = None;
     loop {
         // The read waits at most until the phase's deadline; past it, the connection closes
         // (a byte now and then does not move the deadline).
@@ -290,7 +293,10 @@ fn serve_connection(mut tcp: TcpStream, shared: &Shared, which: Listener) -> io:
             .remaining(now, deadlines)
             .unwrap_or(deadlines.idle)
             .max(Duration::from_millis(1));
-        tcp.set_read_timeout(Some(wait))?;
+        if timeout.is_none_or(|t| t > wait || t < wait / 2) {
+            tcp.set_read_timeout(Some(wait))?;
+            timeout = Some(wait);
+        }
         let n = match tcp.read(&mut input) {
             Ok(0) => return Ok(()),
             Ok(n) => n,

@@ -29,6 +29,7 @@ use crate::store::{Store, StoreError, Version};
 mod certify;
 mod certs;
 mod crypto_ops;
+mod decoded;
 mod lifecycle;
 mod objects;
 mod rights;
@@ -91,6 +92,8 @@ pub struct Kms<S: Store> {
     config: KmsConfig,
     /// Unfinished multi-part Encrypt operations (`streams.rs`).
     streams: streams::Streams,
+    /// Decoded objects by uid and record body (`decoded.rs`).
+    decoded: decoded::Decoded,
 }
 
 type KResult<T> = Result<T, KmsError>;
@@ -354,6 +357,7 @@ impl<S: Store> Kms<S> {
             store,
             config,
             streams: streams::Streams::default(),
+            decoded: decoded::Decoded::default(),
         }
     }
 
@@ -1174,7 +1178,7 @@ impl<S: Store> Kms<S> {
     async fn load(&self, uid: &str) -> KResult<Option<(ManagedObject, Version)>> {
         match self.store.get(uid).await? {
             None => Ok(None),
-            Some((r, v)) => Ok(Some((ManagedObject::from_record(&r)?, v))),
+            Some((r, v)) => Ok(Some((self.decoded.decode(&r)?, v))),
         }
     }
 
