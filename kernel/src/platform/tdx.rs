@@ -12,8 +12,12 @@
 //!   and MSRs ([`rdmsr`]/[`wrmsr`], GHCI §3.10/§3.11 Instruction.RDMSR/WRMSR) are explicit
 //!   TDVMCALLs once the backend is established, the way the GHCB session makes them IOIO/MSR
 //!   exits on SNP (`crate::arch::port`, `crate::arch::rdmsr` ask here first).
+//! - MMIO ([`mmio_read`]/[`mmio_write`], asked by `crate::arch::mmio` inside its device
+//!   windows; [`TdxMmio`] for the #VE path): TDG.VP.VMCALL<#VE.RequestMMIO> (GHCI §3.7) at the
+//!   GPA with the shared bit set.
 //! - #VE ([`handle_ve`], reached from `crate::arch::tdx::on_ve`): VEINFO.GET first, then
-//!   `tdx_td::ve::handle_ve`; a #VE the kernel does not service ends the TD through
+//!   `tdx_td::ve::handle_ve`; an EPT violation at a shared GPA is returned to `on_ve`, which
+//!   decodes and completes the `mov`; a #VE the kernel does not service ends the TD through
 //!   `TDG.VP.VMCALL<ReportFatalError>` (GHCI §3.4).
 //! - The shared DMA pool ([`TdxPool`], `crate::dma`'s backend once [`crate::dma::use_tdx`]
 //!   ran): pages made shared with `TDG.VP.VMCALL<MapGPA>` (GHCI §3.2, shared bit set) and made
@@ -28,9 +32,9 @@
 //!
 //! Where it runs: only in the loopback-TDX test build (`loopback-tdx`), whose stub services
 //! each TDCALL under TCG. The production build still stops on TDX at detection
-//! (`crate::boot::early_platform`): on hardware the pool and the GetQuote buffer must also be
-//! mapped with the shared bit set in the page tables, and MMIO needs a decoder (see
-//! kernel/README.md, "The loopback-TDX build").
+//! (`crate::boot::early_platform`): on hardware the pool, the GetQuote buffer and the BARs must
+//! also be mapped with the shared bit set in the page tables (see kernel/README.md, "The
+//! loopback-TDX build").
 
 #![cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
 
