@@ -4,7 +4,9 @@
 //! - `attest_boot_gives_a_verifiable_tdx_quote`: the kernel establishes its TDX backend with
 //!   the stub (TDG.VP.INFO), passes the #VE self-test through the real IDT gate, brings the
 //!   network up with every DMA page converted by MapGPA (the stub asserts each virtio address is
-//!   in a shared page), then `ckms.test=attest` obtains TDREPORT (TDG.MR.REPORT → tdx-emu
+//!   in a shared page) and every virtio register access a TDVMCALL<#VE.RequestMMIO> (the stub
+//!   asserts it is a shared GPA inside a device window), passes the MMIO #VE self-test (real
+//!   `mov`s decoded and completed by TDVMCALL), then `ckms.test=attest` obtains TDREPORT (TDG.MR.REPORT → tdx-emu
 //!   `TD_REPORT`) and a quote (GetQuote in a shared pool buffer → tdx-emu `GET_QUOTE`). The quote
 //!   must verify against tdx-emu's root (`attest::tdx::local::verify_quote_signatures`) and carry
 //!   our REPORTDATA, the emulator's RTMR1/RTMR2 of this kernel and command line, and
@@ -235,12 +237,24 @@ fn attest_boot_gives_a_verifiable_tdx_quote() {
         "LOOPBACK-TDX TEST BUILD: TDCALL is stubbed",
         "platform: tdx backend over the loopback TDCALL: gpaw 48, shared bit 47",
         "tdx: #VE self-test ok",
+        // EPT-violation #VEs on virtio's common configuration: the store and the load are
+        // decoded (3- or 2-byte `mov`s), done by TDVMCALL<#VE.RequestMMIO> on the device, and
+        // the load equals the HAL's read (explicit TDVMCALL).
+        "tdx: MMIO #VE self-test ok: store rip+",
         "platform: tdx",
         "ckms: ready ip=",
         "ckms: attest derived-key=none",
     ] {
         assert!(c.contains(want), "console lacks {want:?}:\n{c}");
     }
+    // Every virtio register access of the bring-up went through TDVMCALL<#VE.RequestMMIO>.
+    let mmio_calls: u64 = c
+        .lines()
+        .find_map(|l| l.split("tdx: tdcalls after virtio-net bring-up: ").nth(1))
+        .and_then(|l| l.split(", ").find_map(|f| f.strip_suffix(" mmio")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no MMIO TDVMCALL count on the console:\n{c}"));
+    assert!(mmio_calls > 10, "{mmio_calls} MMIO TDVMCALLs:\n{c}");
     let hex_quote = c
         .lines()
         .find_map(|l| l.strip_prefix("ckms: attest report="))
@@ -375,6 +389,7 @@ fn tdx_kms_in_the_image() {
     for want in [
         "LOOPBACK-TDX TEST BUILD: TDCALL is stubbed",
         "tdx: #VE self-test ok",
+        "tdx: MMIO #VE self-test ok",
         "platform: tdx",
         "tdx: CC event log: no firmware CCEL (no ACPI CCEL table); the loopback stub's synthesised log",
         "ckms: kms started",

@@ -306,6 +306,26 @@ pub fn loopback_tdx() {
     }
 }
 
+/// The loopback-TDX build, once the drivers mapped their BARs: the MMIO #VE self-test
+/// (`arch::tdx::mmio_self_test`: EPT-violation #VEs decoded and completed by TDVMCALL).
+#[cfg(feature = "loopback-tdx")]
+pub fn loopback_tdx_mmio() {
+    match arch::tdx::mmio_self_test() {
+        Ok(t) if t.via_ve == t.via_hal && t.store_len > 0 && t.load_len > 0 && t.tdvmcalls >= 3 => {
+            log::info!(
+                "tdx: MMIO #VE self-test ok: store rip+{} load rip+{} device-feature-hi={:#x} \
+             mmio-tdvmcalls={}",
+                t.store_len,
+                t.load_len,
+                t.via_ve,
+                t.tdvmcalls
+            )
+        }
+        Ok(t) => refuse(format_args!("tdx: MMIO #VE self-test failed: {t:?}")),
+        Err(e) => refuse(format_args!("tdx: MMIO #VE self-test failed: {e}")),
+    }
+}
+
 /// TSC calibration against the PIT; the RTC only for the (untrusted) date; the APIC timer.
 pub fn clocks() {
     match time::calibrate() {

@@ -18,7 +18,11 @@
 //!   call, then RETRY with the resume GPA, so the guest's retry rule runs) scrambling every
 //!   converted page; GetQuote on a buffer that must lie entirely in shared pages, forwarded to
 //!   `tdx-emu` (`GET_QUOTE`), statuses mapped as docs/tdx-emu.md says; ReportFatalError
-//!   (printed, then isa-debug-exit). Anything else: TDG.VP.VMCALL_INVALID_OPERAND.
+//!   (printed, then isa-debug-exit); #VE.RequestMMIO (GHCI §3.7) performed on QEMU's device
+//!   with a volatile access, after asserting the GPA carries the shared bit and, without it,
+//!   lies in a registered device window (`crate::arch::mmio::windows`) — anything else is
+//!   printed and answered TDG.VP.VMCALL_INVALID_OPERAND, which ends the TD. Anything else:
+//!   TDG.VP.VMCALL_INVALID_OPERAND.
 //! - [`host_sees`]: whether a range is entirely in pages made shared, which the virtio DMA
 //!   glue asserts on every address it hands to the device.
 //!
@@ -40,7 +44,7 @@ use tdx_td::tdcall::{
 use tdx_td::ve::VeInfo;
 use tdx_td::vmcall::{
     EXPOSE_REGS, VMCALL_CPUID, VMCALL_GET_QUOTE, VMCALL_HLT, VMCALL_IO, VMCALL_MAP_GPA,
-    VMCALL_RDMSR, VMCALL_REPORT_FATAL_ERROR, VMCALL_WRMSR, VmcallStatus,
+    VMCALL_MMIO, VMCALL_RDMSR, VMCALL_REPORT_FATAL_ERROR, VMCALL_WRMSR, VmcallStatus,
 };
 
 use crate::arch::{self, port};
@@ -180,6 +184,37 @@ fn guest_write(gpa: u64, data: &[u8]) {
     unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), gpa as *mut u8, data.len()) };
 }
 
+/// GHCI §3.7 #VE.RequestMMIO as the VMM would do it on QEMU's device: R12 = size, R13 = 0
+/// read / 1 write, R14 = the GPA (shared bit set), R15 = the value; a read's value in R11.
+fn mmio(r: &mut Regs) -> VmcallStatus {
+    let (size, write, gpa, value) = (r.r12, r.r13, r.r14, r.r15);
+    let addr = gpa & !SHARED;
+    let in_window = crate::arch::mmio::windows().contains(addr, size);
+    if gpa & SHARED == 0 || !in_window || !matches!(size, 1 | 2 | 4 | 8) || write > 1 {
+        raw_print(format_args!(
+            "ckms: loopback-tdx: MMIO refused: gpa {gpa:#x} size {size} write {write} \
+             (shared bit {}, in a device window {in_window})\n",
+            gpa & SHARED != 0
+        ));
+        return VmcallStatus::InvalidOperand;
+    }
+    // SAFETY: `addr` lies in a device window the kernel registered (a BAR it mapped, the xAPIC
+    // page), identity-mapped, and is accessed with the width the guest asked for.
+    unsafe {
+        match (size, write) {
+            (1, 0) => r.r11 = u64::from((addr as *const u8).read_volatile()),
+            (2, 0) => r.r11 = u64::from((addr as *const u16).read_volatile()),
+            (4, 0) => r.r11 = u64::from((addr as *const u32).read_volatile()),
+            (8, 0) => r.r11 = (addr as *const u64).read_volatile(),
+            (1, _) => (addr as *mut u8).write_volatile(value as u8),
+            (2, _) => (addr as *mut u16).write_volatile(value as u16),
+            (4, _) => (addr as *mut u32).write_volatile(value as u32),
+            _ => (addr as *mut u64).write_volatile(value),
+        }
+    }
+    VmcallStatus::Success
+}
+
 impl State {
     fn scramble(&mut self, gfn: u64) {
         let page = (gfn << 12) as *mut u8;
@@ -303,6 +338,7 @@ impl State {
                 VmcallStatus::Success
             }
             VMCALL_MAP_GPA => self.map_gpa(r),
+            VMCALL_MMIO => mmio(r),
             VMCALL_GET_QUOTE => self.get_quote(r.r12, r.r13),
             VMCALL_REPORT_FATAL_ERROR => {
                 raw_print(format_args!(

@@ -124,6 +124,9 @@ extern "C" fn kernel_main(info: usize) -> ! {
     boot::entropy();
     // 8. Devices: PCI scan, the virtio-net NIC, then the network stack with an address.
     let mut stack = boot::network(&cfg);
+    // 8b. The loopback-TDX test build: MMIO through the #VE path on the NIC's BAR.
+    #[cfg(feature = "loopback-tdx")]
+    boot::loopback_tdx_mmio();
     // 9. The KMS (bootstrap first, then KMIP on Redis) unless a test service was asked for.
     if cfg.test.is_none() {
         kms_service::run(stack, &cfg, platform);

@@ -7,10 +7,16 @@
 //!   buffer, which carries the data; `sev_guest::session::GhcbSession::mmio_read`), and only
 //!   inside a registered device window ([`add_window`]): anything else terminates (reason 0x08),
 //!   since an MMIO exit hands the host what it reads or writes.
-//! - Without one (`none`, `emulated`, before the session) it is a volatile access.
+//! - With the TDX backend established (the loopback-TDX build), an access is
+//!   `TDG.VP.VMCALL<#VE.RequestMMIO>` (Intel GHCI 348552 §3.7, sub-function 48: R12 = size,
+//!   R13 = direction, R14 = the GPA with the shared bit set, R15 = the value written; R11 the
+//!   value read; `crate::platform::tdx::mmio_read`), under the same window rule: anything
+//!   else ends the TD (`TDG.VP.VMCALL<ReportFatalError>`).
+//! - Without either (`none`, `emulated`, before the session) it is a volatile access.
 //!
 //! The windows are also what the #VC handler's MMIO path (`arch::vc`, exit code NPF 0x400,
-//! decoded by `sev_guest::mmio`) accepts. The loopback build's `ckms.test=unmapped-bar` leaves
+//! decoded by `sev_guest::mmio`) and the #VE handler's (`arch::tdx`, EPT violation at a shared
+//! GPA, the same decoder) accept. The loopback build's `ckms.test=unmapped-bar` leaves
 //! the BARs unmapped ([`unmapped_bars`]) so real `mov`s fault into that path (as a #PF under TCG).
 //!
 //! Compared with (read, not copied): Linux `arch/x86/coco/sev/vc-handle.c` (`vc_do_mmio`) and
@@ -48,7 +54,7 @@ pub fn is_bar(gpa: u64) -> bool {
 }
 
 /// The first BAR region registered.
-#[cfg(feature = "loopback-ghcb")]
+#[cfg(any(feature = "loopback-ghcb", feature = "loopback-tdx"))]
 pub fn first_bar() -> Option<u64> {
     FIRST_BAR.get().copied()
 }
@@ -74,6 +80,12 @@ pub fn unmapped_bars() -> bool {
 }
 
 fn outside(gpa: u64) -> ! {
+    if crate::platform::tdx::established() {
+        crate::platform::tdx::fatal(
+            "MMIO outside every device window",
+            &format_args!("{gpa:#x}"),
+        );
+    }
     log::error!("mmio: access at {gpa:#x} outside every device window");
     crate::platform::ghcb::terminate(TerminateReason::Kms(KmsReason::VcUnsupported))
 }
@@ -81,13 +93,21 @@ fn outside(gpa: u64) -> ! {
 /// Reads `width` bytes of device memory at `gpa` (identity-mapped).
 ///
 /// # Safety
-/// Without a GHCB session this is a volatile read of `gpa`, which must be mapped device memory.
+/// Without a GHCB session or the TDX backend this is a volatile read of `gpa`, which must be mapped device memory.
 pub unsafe fn read(gpa: u64, width: Width) -> u64 {
     if crate::platform::ghcb::established() {
         if !windows().contains(gpa, u64::from(width.bytes())) {
             outside(gpa);
         }
         if let Some(v) = crate::platform::ghcb::mmio_read(gpa, width) {
+            return v;
+        }
+    }
+    if crate::platform::tdx::established() {
+        if !windows().contains(gpa, u64::from(width.bytes())) {
+            outside(gpa);
+        }
+        if let Some(v) = crate::platform::tdx::mmio_read(gpa, width) {
             return v;
         }
     }
@@ -112,6 +132,14 @@ pub unsafe fn write(gpa: u64, width: Width, value: u64) {
             outside(gpa);
         }
         if crate::platform::ghcb::mmio_write(gpa, width, value) {
+            return;
+        }
+    }
+    if crate::platform::tdx::established() {
+        if !windows().contains(gpa, u64::from(width.bytes())) {
+            outside(gpa);
+        }
+        if crate::platform::tdx::mmio_write(gpa, width, value) {
             return;
         }
     }

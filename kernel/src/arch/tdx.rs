@@ -16,10 +16,14 @@
 //!   TDG.VP.VEINFO.GET (ABI spec, "TDG.VP.VEINFO.GET Leaf": the information is valid once and
 //!   a #VE while it is unread escalates to #DF), then `tdx_td::ve::handle_ve` services port
 //!   I/O, CPUID, RDMSR/WRMSR and HLT through TDG.VP.VMCALL (GHCI 348552 §3.7–§3.11) and the
-//!   registers are written back. MMIO (an EPT violation on a shared GPA, GHCI §3.7
-//!   #VE.RequestMMIO) needs an instruction decoder for `mov` forms, which the decoder shared
-//!   with the SNP #VC path (`sev_guest::vc`) does not have yet: the TD ends
-//!   (`TDG.VP.VMCALL<ReportFatalError>`, GHCI §3.4) with the reason on the console.
+//!   registers are written back. MMIO (exit reason 48, an EPT violation on a shared GPA) takes
+//!   the SNP #VC handler's MMIO path (`super::vc::emulate_mmio_frame_with`): the `mov` at
+//!   `RIP` decoded by `sev_guest::mmio` over all sixteen registers, its address checked
+//!   against the device windows and against the #VE's GPA (shared bit cleared: the kernel's
+//!   identity map), performed as `TDG.VP.VMCALL<#VE.RequestMMIO>` (GHCI §3.7;
+//!   `crate::platform::tdx::TdxMmio`), `RIP` advanced by the decoded length (the #VE gives no
+//!   instruction length for an EPT violation), under its own nesting guard. Anything refused
+//!   ends the TD (`TDG.VP.VMCALL<ReportFatalError>`, GHCI §3.4) with the reason on the console.
 
 use sev_guest::vc::NestingGuard;
 use tdx_td::{Regs, Tdcall};
@@ -29,6 +33,9 @@ use super::idt::Frame;
 /// A #VE raised while one is handled (after VEINFO.GET) would reuse the IST4 stack and
 /// overwrite the outer frame: it is never serviced, the TD ends.
 static GUARD: NestingGuard = NestingGuard::new();
+
+/// The MMIO decoder's guard (taken inside the #VE's).
+static MMIO_GUARD: NestingGuard = NestingGuard::new();
 
 /// The kernel's `TDCALL` (the loopback stub's in the test build).
 pub struct KernelTdcall;
@@ -86,7 +93,19 @@ pub fn on_ve(frame: &mut Frame) {
         rflags: frame.rflags,
     };
     match crate::platform::tdx::handle_ve(&mut ve) {
-        Ok(()) => {
+        Ok(tdx_td::ve::VeOutcome::Mmio { gpa }) => {
+            let mask = crate::platform::tdx::info().map_or(0, |i| i.shared_mask());
+            let done = super::vc::emulate_mmio_frame_with(
+                frame,
+                Some(gpa & !mask),
+                &MMIO_GUARD,
+                &mut crate::platform::tdx::TdxMmio,
+            );
+            if let Err(e) = done {
+                crate::platform::tdx::fatal("MMIO #VE not emulated", &format_args!("{e:?}"));
+            }
+        }
+        Ok(tdx_td::ve::VeOutcome::Done) => {
             frame.rax = ve.rax;
             frame.rbx = ve.rbx;
             frame.rcx = ve.rcx;
@@ -180,4 +199,83 @@ pub fn self_test() -> SelfTest {
         io,
         consumed_once,
     }
+}
+
+/// What [`mmio_self_test`] checked.
+#[cfg(feature = "loopback-tdx")]
+#[derive(Clone, Copy, Debug)]
+pub struct MmioSelfTest {
+    /// The store's `RIP` advance (the decoded length of the `mov`).
+    pub store_len: u64,
+    /// The load's `RIP` advance.
+    pub load_len: u64,
+    /// What the load through the #VE returned.
+    pub via_ve: u32,
+    /// The same register read through the HAL (an explicit TDVMCALL).
+    pub via_hal: u32,
+    /// #VE.RequestMMIO TDVMCALLs the two `mov`s and the HAL read made.
+    pub tdvmcalls: u64,
+}
+
+/// The loopback-TDX build's MMIO #VE self-test, on virtio's common configuration (the first
+/// BAR a driver mapped): with the stub holding an EPT-violation #VE (exit reason 48) at the
+/// shared GPA, a real `int 0x14` followed by a `mov` store of 1 to `device_feature_select`,
+/// then the same for a `mov` load of `device_feature`. The handler reads the information with
+/// VEINFO.GET, decodes each `mov` at `RIP` with the #VC path's decoder, performs it as
+/// TDVMCALL<#VE.RequestMMIO> (the stub does it on QEMU's device) and skips it; the load must
+/// equal the HAL's own read.
+#[cfg(feature = "loopback-tdx")]
+pub fn mmio_self_test() -> Result<MmioSelfTest, &'static str> {
+    use sev_guest::mmio::Width;
+    use tdx_td::ve::{EXIT_EPT_VIOLATION, VeInfo};
+
+    let bar = super::mmio::first_bar().ok_or("no BAR registered")?;
+    let info = crate::platform::tdx::info().ok_or("no TDX backend")?;
+    let ept = |gpa: u64| VeInfo {
+        exit_reason: EXIT_EPT_VIOLATION,
+        qualification: 0,
+        gla: gpa,
+        gpa: gpa | info.shared_mask(),
+        instr_len: 0,
+        instr_info: 0,
+    };
+    let calls0 = crate::platform::tdx::mmio_calls();
+    let (n0, _, _) = super::vc::mmio_emulated();
+    crate::loopback_tdx::inject_ve(ept(bar));
+    // SAFETY: vector 20's gate consumes the injected #VE, emulates the `mov` that follows
+    // (a 32-bit store to virtio's device_feature_select, a read-write register) through
+    // TDVMCALL and resumes after it, so the `mov` is never executed itself.
+    unsafe {
+        core::arch::asm!(
+            "int 0x14",
+            "mov dword ptr [{p}], {v:e}",
+            p = in(reg) bar,
+            v = in(reg) 1u32,
+        )
+    };
+    let (n1, _, store_len) = super::vc::mmio_emulated();
+    crate::loopback_tdx::inject_ve(ept(bar + 4));
+    let via_ve: u32;
+    // SAFETY: as above, for a 32-bit load of device_feature (read-only).
+    unsafe {
+        core::arch::asm!(
+            "int 0x14",
+            "mov {v:e}, dword ptr [{p}]",
+            p = in(reg) bar + 4,
+            v = out(reg) via_ve,
+        )
+    };
+    let (n2, _, load_len) = super::vc::mmio_emulated();
+    if n1 != n0 + 1 || n2 != n1 + 1 {
+        return Err("the #VE MMIO path did not emulate both movs");
+    }
+    // SAFETY: the same register through the HAL (a window check, then TDVMCALL).
+    let via_hal = unsafe { super::mmio::read(bar + 4, Width::B4) } as u32;
+    Ok(MmioSelfTest {
+        store_len,
+        load_len,
+        via_ve,
+        via_hal,
+        tdvmcalls: crate::platform::tdx::mmio_calls() - calls0,
+    })
 }

@@ -141,6 +141,17 @@ static MMIO_LAST_LEN: AtomicU64 = AtomicU64::new(0);
 /// window ([`super::mmio::windows`]), performs it as a GHCB MMIO exit and advances `RIP`.
 /// `fault` is `CR2` for the loopback build's #PF stand-in.
 fn emulate_mmio_frame(frame: &mut Frame, fault: Option<u64>) -> Result<MmioInsn, VcFailure> {
+    emulate_mmio_frame_with(frame, fault, &GUARD, &mut crate::platform::ghcb::GhcbMmio)
+}
+
+/// The MMIO fault path over any device backend: the GHCB MMIO exits above, TDVMCALL
+/// #VE.RequestMMIO for TDX's EPT-violation #VE (`super::tdx::on_ve`, with its own `guard`).
+pub(super) fn emulate_mmio_frame_with(
+    frame: &mut Frame,
+    fault: Option<u64>,
+    guard: &NestingGuard,
+    backend: &mut impl mmio::MmioBackend,
+) -> Result<MmioInsn, VcFailure> {
     let rip = frame.rip;
     let in_image = rip >= crate::image_base()
         && rip
@@ -164,15 +175,8 @@ fn emulate_mmio_frame(frame: &mut Frame, fault: Option<u64>) -> Result<MmioInsn,
         rip,
     };
     let windows = super::mmio::windows();
-    let insn = mmio::handle(
-        &GUARD,
-        &bytes,
-        &mut g,
-        fault,
-        &windows,
-        &mut crate::platform::ghcb::GhcbMmio,
-    )
-    .map_err(VcFailure::Mmio)?;
+    let insn =
+        mmio::handle(guard, &bytes, &mut g, fault, &windows, backend).map_err(VcFailure::Mmio)?;
     let [
         rax,
         rcx,
@@ -232,7 +236,7 @@ pub fn on_page_fault(frame: &mut Frame) -> bool {
 }
 
 /// What the MMIO path did: emulations so far, last `RIP`, last length.
-#[cfg(feature = "loopback-ghcb")]
+#[cfg(any(feature = "loopback-ghcb", feature = "loopback-tdx"))]
 pub fn mmio_emulated() -> (u64, u64, u64) {
     (
         MMIO_EMULATED.load(Ordering::Relaxed),

@@ -12,8 +12,12 @@
 //!   and MSRs ([`rdmsr`]/[`wrmsr`], GHCI §3.10/§3.11 Instruction.RDMSR/WRMSR) are explicit
 //!   TDVMCALLs once the backend is established, the way the GHCB session makes them IOIO/MSR
 //!   exits on SNP (`crate::arch::port`, `crate::arch::rdmsr` ask here first).
+//! - MMIO ([`mmio_read`]/[`mmio_write`], asked by `crate::arch::mmio` inside its device
+//!   windows; [`TdxMmio`] for the #VE path): TDG.VP.VMCALL<#VE.RequestMMIO> (GHCI §3.7) at the
+//!   GPA with the shared bit set.
 //! - #VE ([`handle_ve`], reached from `crate::arch::tdx::on_ve`): VEINFO.GET first, then
-//!   `tdx_td::ve::handle_ve`; a #VE the kernel does not service ends the TD through
+//!   `tdx_td::ve::handle_ve`; an EPT violation at a shared GPA is returned to `on_ve`, which
+//!   decodes and completes the `mov`; a #VE the kernel does not service ends the TD through
 //!   `TDG.VP.VMCALL<ReportFatalError>` (GHCI §3.4).
 //! - The shared DMA pool ([`TdxPool`], `crate::dma`'s backend once [`crate::dma::use_tdx`]
 //!   ran): pages made shared with `TDG.VP.VMCALL<MapGPA>` (GHCI §3.2, shared bit set) and made
@@ -28,9 +32,9 @@
 //!
 //! Where it runs: only in the loopback-TDX test build (`loopback-tdx`), whose stub services
 //! each TDCALL under TCG. The production build still stops on TDX at detection
-//! (`crate::boot::early_platform`): on hardware the pool and the GetQuote buffer must also be
-//! mapped with the shared bit set in the page tables, and MMIO needs a decoder (see
-//! kernel/README.md, "The loopback-TDX build").
+//! (`crate::boot::early_platform`): on hardware the pool, the GetQuote buffer and the BARs must
+//! also be mapped with the shared bit set in the page tables (see kernel/README.md, "The
+//! loopback-TDX build").
 
 #![cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
 
@@ -38,6 +42,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use sev_guest::mmio::{MmioBackend, MmioError, Width};
 use tdx_td::info::TdInfo;
 use tdx_td::mr::ReportBuffers;
 use tdx_td::quote::{self, GetQuoteStatus, QuoteBufferError};
@@ -72,6 +77,7 @@ struct Counters {
     map_gpa_pages: AtomicU64,
     accept_pages: AtomicU64,
     ve: AtomicU64,
+    mmio: AtomicU64,
     report: AtomicU64,
     quote: AtomicU64,
 }
@@ -82,6 +88,7 @@ static COUNTERS: Counters = Counters {
     map_gpa_pages: AtomicU64::new(0),
     accept_pages: AtomicU64::new(0),
     ve: AtomicU64::new(0),
+    mmio: AtomicU64::new(0),
     report: AtomicU64::new(0),
     quote: AtomicU64::new(0),
 };
@@ -183,6 +190,76 @@ pub fn wrmsr(msr: u32, value: u64) -> bool {
     true
 }
 
+/// Whether the backend is established (port I/O, MSRs and MMIO are TDVMCALLs).
+pub fn established() -> bool {
+    INFO.get().is_some()
+}
+
+/// MMIO read through `TDG.VP.VMCALL<#VE.RequestMMIO>` (GHCI 348552 §3.7, sub-function 48:
+/// R12 = size, R13 = 0 read, R14 = the GPA, with the shared bit: device memory is shared),
+/// `None` when the backend is not established. The caller checked the device window.
+pub fn mmio_read(gpa: u64, width: Width) -> Option<u64> {
+    let info = INFO.get()?;
+    count(&COUNTERS.mmio, 1);
+    match vmcall::mmio_read(&mut KernelTdcall, gpa | info.shared_mask(), width.bytes()) {
+        Ok(v) => Some(v),
+        Err(e) => fatal("MMIO read", &e),
+    }
+}
+
+/// MMIO write through `TDG.VP.VMCALL<#VE.RequestMMIO>` (R13 = 1 write, R15 = the value);
+/// `false` when the backend is not established.
+pub fn mmio_write(gpa: u64, width: Width, value: u64) -> bool {
+    let Some(info) = INFO.get() else {
+        return false;
+    };
+    count(&COUNTERS.mmio, 1);
+    if let Err(e) = vmcall::mmio_write(
+        &mut KernelTdcall,
+        gpa | info.shared_mask(),
+        width.bytes(),
+        value,
+    ) {
+        fatal("MMIO write", &e);
+    }
+    true
+}
+
+/// The MMIO TDVMCALLs done so far (the #VE MMIO self-test counts its own).
+pub fn mmio_calls() -> u64 {
+    COUNTERS.mmio.load(Ordering::Relaxed)
+}
+
+/// The device side of the #VE MMIO path (`sev_guest::mmio::handle`): TDVMCALL
+/// #VE.RequestMMIO; a TDVMCALL the host fails is a `MmioError::Backend` (the TD then ends).
+pub struct TdxMmio;
+
+impl MmioBackend for TdxMmio {
+    fn read(&mut self, gpa: u64, width: Width) -> Result<u64, MmioError> {
+        let info = INFO.get().ok_or(MmioError::Backend)?;
+        count(&COUNTERS.mmio, 1);
+        vmcall::mmio_read(&mut KernelTdcall, gpa | info.shared_mask(), width.bytes()).map_err(|e| {
+            log::error!("tdx: TDVMCALL<#VE.RequestMMIO> read at {gpa:#x}: {e}");
+            MmioError::Backend
+        })
+    }
+
+    fn write(&mut self, gpa: u64, width: Width, value: u64) -> Result<(), MmioError> {
+        let info = INFO.get().ok_or(MmioError::Backend)?;
+        count(&COUNTERS.mmio, 1);
+        vmcall::mmio_write(
+            &mut KernelTdcall,
+            gpa | info.shared_mask(),
+            width.bytes(),
+            value,
+        )
+        .map_err(|e| {
+            log::error!("tdx: TDVMCALL<#VE.RequestMMIO> write at {gpa:#x}: {e}");
+            MmioError::Backend
+        })
+    }
+}
+
 /// Why a #VE was not serviced.
 #[derive(Debug)]
 pub enum VeError {
@@ -191,8 +268,6 @@ pub enum VeError {
     /// `tdx-td` refused it (VEINFO.GET failed, an exit the kernel does not service, a
     /// TDVMCALL the host failed).
     Td(tdx_td::Error),
-    /// MMIO at a shared GPA: the decoder shared with the SNP #VC path has no `mov` forms.
-    MmioNotDecoded(u64),
 }
 
 impl fmt::Display for VeError {
@@ -200,24 +275,18 @@ impl fmt::Display for VeError {
         match self {
             Self::NoBackend => f.write_str("#VE without an established TDX backend"),
             Self::Td(e) => e.fmt(f),
-            Self::MmioNotDecoded(gpa) => {
-                write!(f, "MMIO #VE at shared GPA {gpa:#x}: no MMIO decoder yet")
-            }
         }
     }
 }
 
 /// The #VE handler body: VEINFO.GET first (inside `tdx_td::ve::handle_ve`), then the
-/// service. On an error the TD is asked to end (ReportFatalError) after the caller printed
-/// the reason; returning `Err` leaves that to the caller's report.
-pub fn handle_ve(frame: &mut VeFrame) -> Result<(), VeError> {
+/// service. `VeOutcome::Mmio` (an EPT violation at a shared GPA) is left to the caller, which
+/// has all the registers the decoder needs (`crate::arch::tdx::on_ve`). On an error the TD is
+/// asked to end (ReportFatalError) after the caller printed the reason.
+pub fn handle_ve(frame: &mut VeFrame) -> Result<VeOutcome, VeError> {
     let info = INFO.get().ok_or(VeError::NoBackend)?;
     count(&COUNTERS.ve, 1);
-    match tdx_td::ve::handle_ve(&mut KernelTdcall, frame, info.shared_bit()) {
-        Ok(VeOutcome::Done) => Ok(()),
-        Ok(VeOutcome::Mmio { gpa }) => Err(VeError::MmioNotDecoded(gpa)),
-        Err(e) => Err(VeError::Td(e)),
-    }
+    tdx_td::ve::handle_ve(&mut KernelTdcall, frame, info.shared_bit()).map_err(VeError::Td)
 }
 
 /// Logs the TDCALL counters (`when` says at which point), when the backend is established.
@@ -227,9 +296,10 @@ pub fn log_stats(when: &str) {
     }
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
     log::info!(
-        "tdx: tdcalls {when}: {} io, {} msr, {} map-gpa pages, {} accepted pages, {} #ve, {} report, {} quote",
+        "tdx: tdcalls {when}: {} io, {} msr, {} mmio, {} map-gpa pages, {} accepted pages, {} #ve, {} report, {} quote",
         c(&COUNTERS.io),
         c(&COUNTERS.msr),
+        c(&COUNTERS.mmio),
         c(&COUNTERS.map_gpa_pages),
         c(&COUNTERS.accept_pages),
         c(&COUNTERS.ve),

@@ -11,8 +11,9 @@
 //! The polarity is the reverse of SEV's C-bit (`sev_guest::pte`: C=1 private): here the bit is
 //! set for the *shared* view. [`SharedBit::entry`] takes the same `private: bool` as
 //! `EncryptionMask::entry`, so the kernel's paging can call either one with the same meaning.
-//! Not wired into `arch::paging` yet (TCG's physical-address width has no bit 47, and the MMIO
-//! work on the paging code is in progress elsewhere): host-tested rule only.
+//! Not wired into `arch::paging` yet (TCG's physical-address width has no bit 47, so under the
+//! loopback stub it would have to be 0, as SEV's C-bit is under TCG; and the kernel builds its
+//! page tables before TDG.VP.INFO gives GPAW): host-tested rule only.
 
 use core::fmt;
 

@@ -506,4 +506,141 @@ mod tests {
         ));
         assert_eq!(f.rip, 0x2000);
     }
+
+    /// The kernel's device side for the #VE MMIO path: TDVMCALL #VE.RequestMMIO with the
+    /// shared bit (as `platform::tdx::TdxMmio`).
+    struct TdMmio<'a>(&'a mut FakeTdx, u64);
+
+    impl sev_guest::mmio::MmioBackend for TdMmio<'_> {
+        fn read(
+            &mut self,
+            gpa: u64,
+            width: sev_guest::mmio::Width,
+        ) -> Result<u64, sev_guest::mmio::MmioError> {
+            vmcall::mmio_read(self.0, gpa | self.1, width.bytes())
+                .map_err(|_| sev_guest::mmio::MmioError::Backend)
+        }
+        fn write(
+            &mut self,
+            gpa: u64,
+            width: sev_guest::mmio::Width,
+            value: u64,
+        ) -> Result<(), sev_guest::mmio::MmioError> {
+            vmcall::mmio_write(self.0, gpa | self.1, width.bytes(), value)
+                .map_err(|_| sev_guest::mmio::MmioError::Backend)
+        }
+    }
+
+    /// The whole #VE MMIO path as the kernel runs it (`arch::tdx::on_ve`): VEINFO.GET gives an
+    /// EPT violation at a shared GPA, the `mov` at RIP is decoded by sev-guest's decoder, its
+    /// address checked against the windows and the #VE's GPA (shared bit cleared), performed by
+    /// TDVMCALL on the fake VMM, RIP advanced by the decoded length.
+    #[test]
+    fn mmio_ve_is_decoded_and_completed_by_tdvmcall() {
+        use sev_guest::mmio::{Gprs, MmioError, Windows, handle};
+        use sev_guest::vc::NestingGuard;
+
+        let mut t = td();
+        let mask = 1u64 << SB;
+        let bar = 0xFEB0_0000u64;
+        let mut w = Windows::new();
+        w.add(bar, 0x1000).unwrap();
+        let guard = NestingGuard::new();
+        let mut f = VeFrame {
+            rip: 0x2000,
+            ..VeFrame::default()
+        };
+        let mut ve_gpa = |t: &mut FakeTdx, gpa: u64| {
+            t.raise_ve(ve(EXIT_EPT_VIOLATION, 0, gpa, 0));
+            match handle_ve(t, &mut f, SB) {
+                Ok(VeOutcome::Mmio { gpa }) => gpa & !mask,
+                other => panic!("{other:?}"),
+            }
+        };
+        let mut g = Gprs::default();
+        g.r[0] = 0xDEAD_BEEF_1234_5678; // RAX
+        g.r[1] = u64::MAX; // RCX
+        g.r[7] = bar; // RDI
+        g.rip = 0x2000;
+
+        // mov [rdi + 8], eax
+        let fault = ve_gpa(&mut t, mask | (bar + 8));
+        let insn = handle(
+            &guard,
+            &[0x89, 0x47, 0x08],
+            &mut g,
+            Some(fault),
+            &w,
+            &mut TdMmio(&mut t, mask),
+        )
+        .unwrap();
+        assert_eq!((insn.len, g.rip), (3, 0x2003));
+        assert_eq!(
+            vmcall::mmio_read(&mut t, mask | (bar + 8), 4),
+            Ok(0x1234_5678)
+        );
+
+        // mov ecx, [rdi + 8]: a 32-bit load zero-extends.
+        let fault = ve_gpa(&mut t, mask | (bar + 8));
+        let insn = handle(
+            &guard,
+            &[0x8b, 0x4f, 0x08],
+            &mut g,
+            Some(fault),
+            &w,
+            &mut TdMmio(&mut t, mask),
+        )
+        .unwrap();
+        assert_eq!((insn.len, g.rip, g.r[1]), (3, 0x2006, 0x1234_5678));
+
+        // The #VE names another GPA than the decoded `mov`: refused, nothing done.
+        let fault = ve_gpa(&mut t, mask | (bar + 0x10));
+        let before = g;
+        assert_eq!(
+            handle(
+                &guard,
+                &[0x89, 0x47, 0x08],
+                &mut g,
+                Some(fault),
+                &w,
+                &mut TdMmio(&mut t, mask)
+            ),
+            Err(MmioError::AddressMismatch {
+                decoded: bar + 8,
+                fault: bar + 0x10
+            })
+        );
+        assert_eq!(g, before);
+
+        // Outside every device window: refused before any TDVMCALL.
+        g.r[7] = bar + 0x1000;
+        let fault = ve_gpa(&mut t, mask | (bar + 0x1008));
+        assert_eq!(
+            handle(
+                &guard,
+                &[0x89, 0x47, 0x08],
+                &mut g,
+                Some(fault),
+                &w,
+                &mut TdMmio(&mut t, mask)
+            ),
+            Err(MmioError::OutsideWindows(bar + 0x1008))
+        );
+        assert_eq!(vmcall::mmio_read(&mut t, mask | (bar + 0x1008), 4), Ok(0));
+
+        // A #VE inside the MMIO path (its guard held) is refused as nested.
+        let _held = guard.enter().unwrap();
+        g.r[7] = bar;
+        assert_eq!(
+            handle(
+                &guard,
+                &[0x89, 0x47, 0x08],
+                &mut g,
+                Some(bar + 8),
+                &w,
+                &mut TdMmio(&mut t, mask)
+            ),
+            Err(MmioError::Nested)
+        );
+    }
 }
