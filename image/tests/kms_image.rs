@@ -356,14 +356,16 @@ fn exits_per_kmip_request(vm: &Vm, dir: &Path, case_name: &str) {
         conn(|e| e.psc),
         conn(|e| e.guest_request)
     );
-    // Each request is received and answered through virtio-net: at least one notification
-    // (an MMIO write exit through the HAL) per request on average.
+    // The per-request figures are a difference of two connections and depend on timing (a
+    // close or a retransmission can land in either window), so they are printed, not asserted.
+    // What must hold: a connection's traffic goes through virtio-net, whose register accesses
+    // are GHCB MMIO exits through the HAL, and no KMIP request needs a guest request
+    // (attestation is at bootstrap and on /attestation).
     assert!(
-        per[1].1 >= 1.0,
+        conn(|e| e.mmio) >= 1,
         "virtio MMIO does not go through GHCB MMIO exits: {per:?}"
     );
-    // No request needs a guest request (attestation is at bootstrap and on /attestation).
-    assert_eq!(per[4].1, 0.0, "{per:?}");
+    assert_eq!(conn(|e| e.guest_request), 0, "{per:?}");
 }
 
 /// Boots the image variant in `variant` (same kernel build, its own manifest), provisions it
