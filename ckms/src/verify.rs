@@ -814,7 +814,7 @@ const ATTESTATION_RETRIES: usize = 5;
 
 /// `GET /attestation?nonce=…` over `client`, verified against `public_key` and `nonce`. For
 /// TDX, the second value says what became of the TD's CC event log: replayed against the quote
-/// and the manifest ([`crate::tdx::check_event_log`]; a log that fails is an error), or absent.
+/// and the manifest ([`crate::tdx::require_event_log`]; a log that fails, or none, is an error).
 pub fn fresh_attestation(
     client: &mut HttpClient,
     public_key: &[u8; 65],
@@ -848,10 +848,10 @@ pub fn fresh_attestation(
     let exp = exp.with_kds(&quote)?;
     let verified = verify_quote(&quote, public_key, nonce, &exp, "/attestation")?;
     let log = match (&verified, &exp.tdx) {
-        (Verified::Tdx(t), Some(tdx)) => Some(match v.get("event_log").and_then(Value::as_str) {
-            Some(b64) => crate::tdx::check_event_log(b64, t, tdx).map_err(CliError::EventLog)?,
-            None => "no CC event log shipped: RTMRs checked against the manifest only".to_owned(),
-        }),
+        (Verified::Tdx(t), Some(tdx)) => Some(
+            crate::tdx::require_event_log(v.get("event_log").and_then(Value::as_str), t, tdx)
+                .map_err(CliError::EventLog)?,
+        ),
         _ => None,
     };
     Ok((verified, log))
