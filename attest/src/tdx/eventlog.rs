@@ -711,7 +711,6 @@ mod tests {
         assert_eq!(used_len(&[0xA5; 64]), Err(EventLogError::BadSpecId));
     }
 
-
     #[test]
     fn direct_boot_log_replays_to_the_manifest_rtmrs_and_checks() {
         let kernel = authenticode_sha384(TINY_PE).unwrap();
