@@ -210,6 +210,9 @@ pub fn verify_tdx_quote(
 /// Why a TD's CC event log (`/attestation`'s `event_log`) is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventLogFailure {
+    /// The TD shipped none: its RTMRs could only be compared as values, with nothing saying
+    /// which events made them. Refused (a kernel on a TDVF always ships the CCEL area).
+    Missing,
     /// Not base64.
     NotBase64,
     /// It does not parse (`attest::tdx::eventlog`).
@@ -222,6 +225,9 @@ pub enum EventLogFailure {
 impl std::fmt::Display for EventLogFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Missing => f.write_str(
+                "the TD shipped no CC event log with /attestation (a TDX verification replays it)",
+            ),
             Self::NotBase64 => f.write_str("not base64"),
             Self::Parse(e) => write!(f, "{e}"),
             Self::Replay(e) => write!(f, "{e}"),
@@ -230,6 +236,16 @@ impl std::fmt::Display for EventLogFailure {
 }
 
 impl std::error::Error for EventLogFailure {}
+
+/// [`check_event_log`] of `/attestation`'s `event_log` field: a TDX answer without one is
+/// refused ([`EventLogFailure::Missing`]).
+pub fn require_event_log(
+    b64: Option<&str>,
+    v: &VerifiedTdx,
+    exp: &TdxExpectation,
+) -> Result<String, EventLogFailure> {
+    check_event_log(b64.ok_or(EventLogFailure::Missing)?, v, exp)
+}
 
 /// Replays the TD's CC event log (base64, as `/attestation` ships it) against the verified
 /// quote: RTMR0–3 recomputed from the events must equal the quote's (TDG.MR.RTMR.EXTEND
@@ -711,6 +727,12 @@ mod tests {
         let log = Base64::encode_string(&direct_boot_log(&kernel, CMDLINE));
         let note = check_event_log(&log, &v, tdx).unwrap();
         assert!(note.contains("6 events give the quote's RTMR0-3"), "{note}");
+        assert_eq!(require_event_log(Some(&log), &v, tdx), Ok(note));
+        // An answer without the log is refused, even though the quote's RTMRs are the expected ones.
+        assert_eq!(
+            require_event_log(None, &v, tdx),
+            Err(EventLogFailure::Missing)
+        );
         assert_eq!(
             check_event_log("not base64!", &v, tdx),
             Err(EventLogFailure::NotBase64)

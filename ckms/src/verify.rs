@@ -17,7 +17,8 @@
 //! A TDX quote (DCAP v4, RA-TLS OID `1.2.840.113741.1337.8`, or `/attestation`'s quote told apart by its
 //! header) goes through [`crate::tdx`] instead: dcap-qvl with Intel's root and `--tdx-collateral`, or the
 //! explicit `--trust-root`; the policy on MRTD / RTMR0–2 / owner fields / attributes / TEE TCB SVN from the
-//! manifest's `tdx` section or `--expected-mrtd`; the same key binding and nonce (`RaTlsVerifyError::Tdx`).
+//! manifest's `tdx` section or `--expected-mrtd`; the same key binding and nonce (`RaTlsVerifyError::Tdx`);
+//! the CC event log of `/attestation`, required and replayed ([`crate::tdx::require_event_log`]).
 //! Evidence of a platform the expectation names no measurement for is refused (`NoExpectationFor`).
 //!
 //! `ckms verify` then also checks the API certificate chain against `--ca-cert` (WebPKI rules, by a normal
@@ -814,7 +815,7 @@ const ATTESTATION_RETRIES: usize = 5;
 
 /// `GET /attestation?nonce=…` over `client`, verified against `public_key` and `nonce`. For
 /// TDX, the second value says what became of the TD's CC event log: replayed against the quote
-/// and the manifest ([`crate::tdx::check_event_log`]; a log that fails is an error), or absent.
+/// and the manifest ([`crate::tdx::require_event_log`]; a log that fails, or none, is an error).
 pub fn fresh_attestation(
     client: &mut HttpClient,
     public_key: &[u8; 65],
@@ -848,10 +849,10 @@ pub fn fresh_attestation(
     let exp = exp.with_kds(&quote)?;
     let verified = verify_quote(&quote, public_key, nonce, &exp, "/attestation")?;
     let log = match (&verified, &exp.tdx) {
-        (Verified::Tdx(t), Some(tdx)) => Some(match v.get("event_log").and_then(Value::as_str) {
-            Some(b64) => crate::tdx::check_event_log(b64, t, tdx).map_err(CliError::EventLog)?,
-            None => "no CC event log shipped: RTMRs checked against the manifest only".to_owned(),
-        }),
+        (Verified::Tdx(t), Some(tdx)) => Some(
+            crate::tdx::require_event_log(v.get("event_log").and_then(Value::as_str), t, tdx)
+                .map_err(CliError::EventLog)?,
+        ),
         _ => None,
     };
     Ok((verified, log))
@@ -875,7 +876,9 @@ pub fn identity(ctx: &Ctx) -> Result<Option<ClientIdentity>, CliError> {
 #[derive(clap::Args, Debug, Clone)]
 #[command(
     long_about = "Verify a running KMS: the API certificate chain (against --ca-cert), the quote (in the \
-API certificate, or on the RA-TLS port with the same public key), and a fresh-nonce /attestation report.\n\n\
+API certificate, or on the RA-TLS port with the same public key), and a fresh-nonce /attestation report. \
+For TDX, /attestation must also carry the CC event log, which is replayed against the quote's RTMRs and the \
+manifest's kms.efi and command line (a TD without one is refused).\n\n\
 Examples:\n  ckms verify --url https://kms:9998 --ra-tls-url https://kms:9999 --ca-cert ca.pem --manifest manifest.json\n  \
 ckms verify --url https://127.0.0.1:9998 --ca-cert ca.pem --expected-measurement <96 hex> --trust-root ark.pem"
 )]

@@ -619,6 +619,7 @@ mod tests {
         assert_eq!(hex::encode(mrtd(&fw).unwrap()), INTELTDX_MRTD);
     }
 
-    /// MRTD of the pinned IntelTdx OVMF, computed by `attest::measure::tdx::mrtd`.
-    const INTELTDX_MRTD: &str = "9830faab912a6b371ff014df496ae93a3692e6e50c56be9fc3b9d4e2f84be515b98e5ee9672da78132a4af84fad3d8fb";
+    /// MRTD of the pinned IntelTdx OVMF, printed by `ovmf-config/tdvf-mrtd.py` (the independent
+    /// implementation) for `attest::measure::tdx::mrtd` to match.
+    const INTELTDX_MRTD: &str = "c1baba318f5f4caff9dd945aa719be5f057881960ecd6d62d1069972ee201745440850cffcfa49592273d24c7ee3eaef";
 }

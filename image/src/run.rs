@@ -64,9 +64,11 @@ pub struct RunOptions {
     pub redis_relay: Option<PathBuf>,
     /// Path of the `snp-emu` binary (`None`: no emulator; COM2 stays unconnected).
     pub snp_emu: Option<PathBuf>,
-    /// Path of the `tdx-emu` binary, for a loopback-TDX image (`None`: no TDX emulator). It is
-    /// given the manifest's `tdx.mrtd` (the TDVF it stands for; QEMU boots `bios` under TCG) and
-    /// computes RTMR1/RTMR2 from the kernel and the command line booted. Exclusive with `snp_emu`.
+    /// Path of the `tdx-emu` binary, for a loopback-TDX image (`None`: no TDX emulator). When the
+    /// image directory holds the manifest's TDX firmware (`image build --tdx-firmware`), QEMU boots
+    /// that file under TCG and tdx-emu computes MRTD from it ([`Boot::Tdvf`]); else QEMU boots
+    /// `bios` and tdx-emu is given the manifest's `tdx.mrtd`. It computes RTMR1/RTMR2 from the
+    /// kernel and the command line booted. Exclusive with `snp_emu`.
     pub tdx_emu: Option<PathBuf>,
     /// Plain firmware QEMU boots when the manifest's firmware is not bootable or `plain_ovmf` is set.
     pub bios: PathBuf,
@@ -285,6 +287,16 @@ pub enum Boot {
         /// Where the table was loaded.
         table_gpa: u64,
     },
+    /// The manifest's TDX firmware (the IntelTdx OVMF of its `tdx` section, copied into the image
+    /// directory by `image build --tdx-firmware`), for a loopback-TDX image with `tdx-emu`: the
+    /// emulator computes MRTD from this same file. Under TCG it is no TD: it measures nothing
+    /// into RTMRs and writes no CCEL (tdx-emu reports RTMR1/RTMR2 and synthesises the log).
+    Tdvf {
+        /// The firmware file (in the image directory).
+        firmware: PathBuf,
+        /// Its SHA-256 (hex), equal to the manifest's `tdx.firmware.sha256`.
+        sha256: String,
+    },
     /// A plain OVMF that does not check kernel hashes: the measurement covers kernel and command line, but
     /// describes the manifest's firmware, not this one.
     Plain {
@@ -306,6 +318,12 @@ impl fmt::Display for Boot {
                 f,
                 "AmdSevX64 OVMF {} (sha256 {sha256}), kernel-hashes table injected at {table_gpa:#x}; \
                  the measured firmware is the one that boots",
+                firmware.display()
+            ),
+            Self::Tdvf { firmware, sha256 } => write!(
+                f,
+                "IntelTdx OVMF {} (sha256 {sha256}), the manifest's TDX firmware; tdx-emu computes \
+                 MRTD from this file (under TCG no TD: it writes no CCEL)",
                 firmware.display()
             ),
             Self::Plain {
@@ -336,6 +354,29 @@ fn choose_boot(
         bios: opts.bios.clone(),
         measured_kind: manifest.firmware.kind.clone(),
     };
+    if let (Some(_), Some(tdx), false) = (&opts.tdx_emu, &manifest.tdx, opts.plain_ovmf) {
+        // The TDVF `image build --tdx-firmware` copied beside the kernel, when it is there (a
+        // manifest whose MRTD is a stand-in names no file).
+        let path = opts.image_dir.join(&tdx.firmware.name);
+        if let Ok(bytes) = fs::read(&path) {
+            let sha256 = sha256_hex(&bytes);
+            if sha256 != tdx.firmware.sha256 {
+                return Err(RunError::Firmware(format!(
+                    "{} has sha256 {sha256}, the manifest's tdx section says {}",
+                    path.display(),
+                    tdx.firmware.sha256
+                )));
+            }
+            return Ok((
+                Boot::Tdvf {
+                    firmware: path,
+                    sha256,
+                },
+                None,
+            ));
+        }
+        return Ok((plain(), None));
+    }
     if opts.plain_ovmf
         || FirmwareKind::from_manifest(&manifest.firmware.kind) != Some(FirmwareKind::AmdSevOvmf)
     {
@@ -544,11 +585,13 @@ impl Vm {
         let err_log = self.dir.path().join("snp-emu.log");
         let err_file = File::create(&err_log).map_err(io_err("tdx-emu log"))?;
         let mut cmd = Command::new(emu);
-        cmd.arg("serve")
-            .arg("--socket")
-            .arg(socket)
-            .args(["--mrtd", &mrtd])
-            .arg("--kernel")
+        cmd.arg("serve").arg("--socket").arg(socket);
+        match &self.boot {
+            // MRTD computed by tdx-emu from the firmware QEMU boots.
+            Boot::Tdvf { firmware, .. } => cmd.arg("--firmware").arg(firmware),
+            _ => cmd.args(["--mrtd", &mrtd]),
+        };
+        cmd.arg("--kernel")
             .arg(kernel)
             .arg("--cmdline")
             .arg(&self.cmdline);
@@ -644,7 +687,7 @@ impl Vm {
         .args(["-smp", &self.manifest.vcpus.to_string()])
         .arg("-bios")
         .arg(match &self.boot {
-            Boot::AmdSev { firmware, .. } => firmware,
+            Boot::AmdSev { firmware, .. } | Boot::Tdvf { firmware, .. } => firmware,
             Boot::Plain { bios, .. } => bios,
         });
         if let (Boot::AmdSev { table_gpa, .. }, Some(table)) = (&self.boot, &self.table) {

@@ -47,9 +47,64 @@ fn repo() -> PathBuf {
     build::find_repo(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("repository root")
 }
 
-/// MRTD tdx-emu reports for the loopback image: a stand-in (QEMU boots plain OVMF under TCG;
-/// no TDVF is launched, so no real MRTD exists).
-const MRTD: [u8; 48] = [0x11; 48];
+/// MRTD of the stand-in firmware, when the pinned IntelTdx OVMF is not built (QEMU then boots
+/// plain OVMF and the manifest's MRTD is this value).
+const STAND_IN_MRTD: [u8; 48] = [0x11; 48];
+
+/// Set to `1` (scripts/test does) to fail instead of falling back to the stand-in when the
+/// pinned IntelTdx OVMF is not in `target/ovmf/IntelTdx`.
+const REQUIRE_TDVF: &str = "CKMS_REQUIRE_TDVF";
+
+/// The pinned IntelTdx OVMF (`ovmf-config/build-inteltdx.sh` builds it into
+/// `target/ovmf/IntelTdx/OVMF.fd`), when it is there with the pinned SHA-256.
+fn tdvf() -> Option<&'static Path> {
+    static F: OnceLock<Option<PathBuf>> = OnceLock::new();
+    F.get_or_init(|| {
+        use sha2::Digest;
+        let root = repo();
+        let pin = fs::read_to_string(root.join("ovmf-config/inteltdx-ovmf.sha256")).expect("pin");
+        let pinned = pin.split_whitespace().next().expect("pinned sha256");
+        let path = root.join("target/ovmf/IntelTdx/OVMF.fd");
+        let found = fs::read(&path)
+            .ok()
+            .filter(|b| hex::encode(sha2::Sha256::digest(b)) == pinned);
+        match found {
+            Some(_) => eprintln!(
+                "loopback-tdx firmware: the pinned IntelTdx OVMF {} (sha256 {pinned}): QEMU boots \
+                 it, image build and tdx-emu compute MRTD from it",
+                path.display()
+            ),
+            None => {
+                assert!(
+                    std::env::var(REQUIRE_TDVF).as_deref() != Ok("1"),
+                    "{REQUIRE_TDVF}=1 but {} is absent or not the pinned {pinned} \
+                     (ovmf-config/build-inteltdx.sh)",
+                    path.display()
+                );
+                eprintln!(
+                    "loopback-tdx firmware: STAND-IN: {} absent or not the pinned {pinned} \
+                     (ovmf-config/build-inteltdx.sh); QEMU boots plain OVMF {}, MRTD {}",
+                    path.display(),
+                    image::run::DEFAULT_BIOS,
+                    hex::encode(STAND_IN_MRTD)
+                );
+            }
+        }
+        found.map(|_| path)
+    })
+    .as_deref()
+}
+
+/// The MRTD tdx-emu reports and the manifest holds: the pinned TDVF's (computed here from the
+/// file, as `image build` and tdx-emu do), or the stand-in.
+fn mrtd() -> [u8; 48] {
+    match tdvf() {
+        Some(fw) => {
+            attest::measure::tdx::mrtd(&fs::read(fw).expect("read TDVF")).expect("TDVF MRTD")
+        }
+        None => STAND_IN_MRTD,
+    }
+}
 
 /// The loopback-TDX image, built once: its directory and build options.
 struct Image {
@@ -65,6 +120,7 @@ fn image_build() -> &'static Image {
         opts.cargo_target_dir =
             Some(Path::new(env!("CARGO_TARGET_TMPDIR")).join("loopback-tdx-kernel-target"));
         opts.out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("loopback-tdx-image");
+        opts.tdx_firmware = tdvf().map(Path::to_path_buf);
         let _ = fs::remove_dir_all(&opts.out_dir);
         let t = Instant::now();
         let built = build::build(&opts).unwrap_or_else(|e| panic!("image build: {e}"));
@@ -89,22 +145,32 @@ fn kernel() -> &'static Path {
     K.get_or_init(|| image_build().dir.join(build::KERNEL_FILE))
 }
 
-/// Gives the manifest in `dir` the `tdx` section `image build --tdx-firmware` would write, with
-/// [`MRTD`] standing for the TDVF's (no IntelTdx OVMF is launched here): RTMR1 of its kernel,
-/// RTMR2 of its command line.
+/// With the pinned TDVF, checks the `tdx` section `image build --tdx-firmware` wrote in `dir`
+/// (MRTD of that file). Without it, gives the manifest the section `image build --tdx-firmware`
+/// would write, with [`STAND_IN_MRTD`] standing for the TDVF's: RTMR1 of its kernel, RTMR2 of its
+/// command line.
 fn add_tdx_section(dir: &Path) {
     use image::manifest::{Manifest, TdxFirmwareInfo, TdxInfo};
     use sha2::Digest;
     let path = dir.join(build::MANIFEST_FILE);
     let mut m = Manifest::from_json(&fs::read_to_string(&path).expect("manifest")).expect("parse");
+    if tdvf().is_some() {
+        let tdx = m
+            .tdx
+            .as_ref()
+            .expect("image build --tdx-firmware wrote a tdx section");
+        assert_eq!(tdx.mrtd, hex::encode(mrtd()), "manifest MRTD");
+        assert_eq!(tdx.firmware.name, build::TDX_FIRMWARE_FILE);
+        return;
+    }
     let kernel = fs::read(dir.join(&m.kernel.file)).expect("kernel");
     let rtmr1 = attest::measure::tdx::rtmr1_direct_boot(&kernel).expect("RTMR1");
     m.tdx = Some(TdxInfo {
         firmware: TdxFirmwareInfo {
             name: "none (loopback-TDX: MRTD stand-in)".into(),
-            sha256: hex::encode(sha2::Sha256::digest(MRTD)),
+            sha256: hex::encode(sha2::Sha256::digest(STAND_IN_MRTD)),
         },
-        mrtd: hex::encode(MRTD),
+        mrtd: hex::encode(STAND_IN_MRTD),
         rtmr1: hex::encode(rtmr1),
         rtmr2: hex::encode(attest::measure::tdx::rtmr2_cmdline(&m.cmdline)),
     });
@@ -138,14 +204,21 @@ fn boot_then<T>(
     let socket = dir.join("tdx.sock");
     let emu_out = dir.join("tdx-emu.out");
     let kernel = kernel();
+    let mut emu = Command::new(workspace_bin("tdx-emu"));
+    emu.arg("serve").arg("--socket").arg(&socket);
+    // tdx-emu computes MRTD from the firmware QEMU boots (or is given the stand-in).
+    let bios = match tdvf() {
+        Some(fw) => {
+            emu.arg("--firmware").arg(fw);
+            fw
+        }
+        None => {
+            emu.arg("--mrtd").arg(hex::encode(STAND_IN_MRTD));
+            Path::new(image::run::DEFAULT_BIOS)
+        }
+    };
     let _emu = ChildGuard::spawn(
-        Command::new(workspace_bin("tdx-emu"))
-            .arg("serve")
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--mrtd")
-            .arg(hex::encode(MRTD))
-            .arg("--kernel")
+        emu.arg("--kernel")
             .arg(kernel)
             .arg("--cmdline")
             .arg(cmdline)
@@ -163,7 +236,8 @@ fn boot_then<T>(
     let mut qemu = ChildGuard::spawn(
         Command::new("qemu-system-x86_64")
             .args(["-machine", "q35", "-cpu", "max", "-m", "128M", "-smp", "1"])
-            .args(["-bios", image::run::DEFAULT_BIOS])
+            .arg("-bios")
+            .arg(bios)
             .arg("-kernel")
             .arg(kernel)
             .args(["-append", cmdline])
@@ -272,7 +346,7 @@ fn attest_boot_gives_a_verifiable_tdx_quote() {
     let body = attest::tdx::local::verify_quote_signatures(&quote, &root)
         .unwrap_or_else(|e| panic!("quote does not verify: {e:?}"));
     assert_eq!(body.report_data, report_data, "REPORTDATA not bound");
-    assert_eq!(body.mr_td, MRTD);
+    assert_eq!(body.mr_td, mrtd(), "MRTD");
     assert_eq!(body.rtmr[1], emu_value(&b.emu_stdout, "rtmr1"));
     assert_eq!(body.rtmr[2], emu_value(&b.emu_stdout, "rtmr2"));
     let attributes = u64::from_le_bytes(body.td_attributes);
@@ -302,7 +376,9 @@ fn variant(name: &str, opts: &BuildOptions, kernel: Option<&[u8]>) -> PathBuf {
         None => original,
     };
     build::write_image(&opts, &kernel_path).unwrap_or_else(|e| panic!("variant image: {e}"));
-    add_tdx_section(&opts.out_dir);
+    if opts.tdx_firmware == img.opts.tdx_firmware {
+        add_tdx_section(&opts.out_dir);
+    }
     opts.out_dir.join(build::MANIFEST_FILE)
 }
 
@@ -318,6 +394,21 @@ fn tdx_kms_in_the_image() {
     let mut k = fs::read(kernel()).expect("kernel");
     k.extend_from_slice(&[0x5a; 512]);
     let other_kernel = variant("kernel", &img.opts, Some(&k));
+    // Another TDVF (the pinned one with one byte of its boot firmware volume, an MR.EXTEND
+    // section, changed): its MRTD differs. Only with the pinned TDVF (the stand-in has no file).
+    let mut refused = vec![(other_cmdline, "RTMR2"), (other_kernel, "RTMR1")];
+    if let Some(fw) = tdvf() {
+        let mut bytes = fs::read(fw).expect("TDVF");
+        let at = bytes.len() - 0x1000;
+        bytes[at] ^= 0x01;
+        let other_mrtd = attest::measure::tdx::mrtd(&bytes).expect("MRTD");
+        assert_ne!(other_mrtd, mrtd(), "the changed byte is not measured");
+        let path = img.dir.with_file_name("loopback-tdx-other-tdvf.fd");
+        fs::write(&path, &bytes).expect("write TDVF");
+        let mut fw_opts = img.opts.clone();
+        fw_opts.tdx_firmware = Some(path);
+        refused.push((variant("firmware", &fw_opts, None), "MRTD"));
+    }
 
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("loopback-tdx-kms");
     let _ = fs::remove_dir_all(&work);
@@ -344,8 +435,16 @@ fn tdx_kms_in_the_image() {
         .wait_ready(BOOT_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
-        "loopback-tdx boot-to-ready under TCG: {:.1} s ({ready})",
-        t.elapsed().as_secs_f64()
+        "loopback-tdx boot-to-ready under TCG: {:.1} s ({ready}); firmware: {}",
+        t.elapsed().as_secs_f64(),
+        vm.boot()
+    );
+    // The runner boots the TDVF the manifest names (and tdx-emu measures that file).
+    assert_eq!(
+        matches!(vm.boot(), image::run::Boot::Tdvf { .. }),
+        tdvf().is_some(),
+        "{}",
+        vm.boot()
     );
     let checks = Instant::now();
     let bootstrap = |m: &Path| {
@@ -362,7 +461,7 @@ fn tdx_kms_in_the_image() {
             .expect("run ckms")
     };
     // Refused before anything is posted (the session is not locked to a client key).
-    for (m, rtmr) in [(&other_cmdline, "RTMR2"), (&other_kernel, "RTMR1")] {
+    for (m, rtmr) in &refused {
         let out = bootstrap(m);
         let msg = text(&out);
         assert!(!out.status.success(), "{} accepted:\n{msg}", m.display());
@@ -374,8 +473,12 @@ fn tdx_kms_in_the_image() {
     assert!(!work.join("refused.csr").exists());
 
     let out = provision(&vm, &work, &manifest, &root);
+    let attested = format!(
+        "bootstrap certificate attested (measurement MRTD {}",
+        hex::encode(&mrtd()[..4])
+    );
     for want in [
-        "bootstrap certificate attested (measurement MRTD 1111",
+        attested.as_str(),
         "fresh /attestation verified (nonce bound, same key)",
         // The kernel shipped the CC event log (here tdx-emu's synthesised one, asked by the
         // stub: plain OVMF writes no CCEL) and ckms replayed it against the quote and the
@@ -400,7 +503,7 @@ fn tdx_kms_in_the_image() {
     let ok = verify(&vm, &work, &manifest, &root);
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(text(&ok).contains("CC event log replayed"), "{}", text(&ok));
-    for (m, rtmr) in [(&other_cmdline, "RTMR2"), (&other_kernel, "RTMR1")] {
+    for (m, rtmr) in &refused {
         let out = verify(&vm, &work, m, &root);
         let msg = text(&out);
         assert!(

@@ -237,6 +237,9 @@ pub struct EventLog<'a> {
     pub algorithms: Vec<(u16, u16)>,
     /// The events after the Spec ID event, in order.
     pub events: Vec<Event<'a>>,
+    /// Bytes the Spec ID event and the events occupy: the offset of the free space after the
+    /// last event (see [`used_len`]).
+    pub len: usize,
 }
 
 impl<'a> EventLog<'a> {
@@ -300,7 +303,12 @@ impl<'a> EventLog<'a> {
             }
             events.push(ev);
         }
-        Ok(Self { algorithms, events })
+        let len = bytes.len() - r.bytes.len();
+        Ok(Self {
+            algorithms,
+            events,
+            len,
+        })
     }
 
     /// Recompute RTMR0..3 from the events.
@@ -352,6 +360,13 @@ impl<'a> EventLog<'a> {
         }
         Ok(())
     }
+}
+
+/// The length of the log at the start of a CCEL log area (`area`): up to the end of its last
+/// event, without the free space (0xFF or zeros) after it. A TD ships only these bytes with its
+/// evidence; a verifier parses them exactly as the whole area ([`EventLog::parse`]).
+pub fn used_len(area: &[u8]) -> Result<usize, EventLogError> {
+    EventLog::parse(area).map(|l| l.len)
 }
 
 /// The log a TDVF direct boot of a UEFI kernel writes for RTMR1 and RTMR2 (the sequence
@@ -663,6 +678,38 @@ mod tests {
     }
 
     const TINY_PE: &[u8] = include_bytes!("../../testdata/tdx/tiny_pe.efi");
+
+    /// The kernel ships a CCEL log area trimmed to [`used_len`]: the synthetic vector's area is
+    /// its events then 512 bytes of 0xFF (`ccel_synthetic.py`), a 64 KiB area after a direct-boot
+    /// log is mostly zeros or 0xFF; the trimmed bytes parse to the same events, and a trim one
+    /// byte shorter no longer parses. A log area that does not parse has no used length.
+    #[test]
+    fn used_len_trims_the_log_area_to_its_last_event() {
+        let area = include_bytes!("../../testdata/tdx/ccel_synthetic.bin");
+        let used = used_len(area).unwrap();
+        assert_eq!(used, area.len() - 512);
+        let whole = EventLog::parse(area).unwrap();
+        let trimmed = EventLog::parse(&area[..used]).unwrap();
+        assert_eq!(trimmed.events, whole.events);
+        assert_eq!(trimmed.len, used);
+        assert_eq!(
+            EventLog::parse(&area[..used - 1]),
+            Err(EventLogError::Truncated {
+                index: whole.events.len()
+            })
+        );
+
+        let kernel = authenticode_sha384(TINY_PE).unwrap();
+        let log = direct_boot_log(&kernel, "ckms.ip=dhcp");
+        for fill in [0xFFu8, 0] {
+            let mut area = log.clone();
+            area.resize(64 << 10, fill);
+            assert_eq!(used_len(&area), Ok(log.len()), "fill {fill:#x}");
+        }
+        // Exactly full (no free space) is its own length.
+        assert_eq!(used_len(&log), Ok(log.len()));
+        assert_eq!(used_len(&[0xA5; 64]), Err(EventLogError::BadSpecId));
+    }
 
     #[test]
     fn direct_boot_log_replays_to_the_manifest_rtmrs_and_checks() {

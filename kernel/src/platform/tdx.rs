@@ -433,7 +433,8 @@ fn read_firmware(addr: u64, out: &mut [u8]) -> Result<(), tdx_td::ccel::CcelErro
     Ok(())
 }
 
-/// The CC event log: the ACPI CCEL log area (ACPI 6.5 §5.2.34, TDVF Design Guide §10.2); in
+/// The CC event log: the ACPI CCEL log area (ACPI 6.5 §5.2.34, TDVF Design Guide §10.2) up to
+/// the end of its last event (`attest::tdx::eventlog::used_len`); in
 /// the loopback-TDX build, whose plain OVMF writes none, the log `tdx-emu` synthesised for the
 /// RTMRs it reports (asked by the stub, as the firmware's part).
 fn read_event_log() -> Result<Vec<u8>, PlatformError> {
@@ -448,11 +449,24 @@ fn read_event_log() -> Result<Vec<u8>, PlatformError> {
                 log::error!("tdx: CCEL: {e}");
                 PlatformError::Protocol("CCEL log area unreadable")
             })?;
-            log::info!(
-                "tdx: CC event log: ACPI CCEL log area {:#x}+{:#x}",
-                area.start,
-                area.len
-            );
+            // Ship the log, not the whole area: the free space after the last event (a TDVF
+            // reserves 64 KiB and fills it with 0xFF) ends where the parser the verifier uses
+            // stops. A log that does not parse is shipped whole, so the verifier names why.
+            match attest::tdx::eventlog::used_len(&log) {
+                Ok(used) => {
+                    log.truncate(used);
+                    log::info!(
+                        "tdx: CC event log: ACPI CCEL log area {:#x}+{:#x}, {used} bytes used",
+                        area.start,
+                        area.len
+                    );
+                }
+                Err(e) => log::warn!(
+                    "tdx: CC event log: ACPI CCEL log area {:#x}+{:#x} does not parse ({e}); shipped whole",
+                    area.start,
+                    area.len
+                ),
+            }
             Ok(log)
         }
         #[cfg(feature = "loopback-tdx")]
