@@ -80,6 +80,15 @@ have_sources() {
     [ -f "$W/src/$DEB_TAR" ] && [ "$(sha_of "$W/src/$DEB_TAR")" = "$DEB_SHA" ]
 }
 if ! have_sources; then
+  # Another platform's build beside this one (target/ovmf/*/work/src) may hold them already:
+  # copied, then checked by SHA-256 like a download.
+  for d in "$(dirname "$OUT")"/*/work/src; do
+    [ "$d" -ef "$W/src" ] && continue
+    cp "$d/$ORIG_TAR" "$d/$DEB_TAR" "$W/src/" 2>/dev/null && have_sources && log "edk2 source tarballs from $d" && break
+  done
+fi
+if ! have_sources; then
+  rm -f "$W/src/$ORIG_TAR" "$W/src/$DEB_TAR"
   log "downloading edk2 $EDK2_VER source (trixie, ~30 MB)"
   # A private apt configuration: only trixie's deb-src, nothing of the system's sources changes.
   echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
