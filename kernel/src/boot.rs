@@ -18,8 +18,10 @@ use crate::{arch, console, dma, mm, net, println, refuse, rng, time};
 ///   parameter, VMSA register protection, unknown bits; `sev_guest::msr::SEV_STATUS_SUPPORTED`):
 ///   GHCB MSR protocol termination, reason set 0xC code 0x0C (`SnpFeatureUnsupported`);
 /// - SEV-ES without SNP: termination, set 0xC code 0x01 (`SnpNotActive`);
-/// - plain SEV (no #VC) and TDX (the firmware's #VE handler still answers): a console message
-///   and the usual refusal.
+/// - plain SEV (no #VC): a console message and the usual refusal.
+///
+/// TDX continues: [`tdx_backend`] establishes the backend next, still under the firmware's #VE
+/// handler.
 ///
 /// SEV-SNP otherwise continues: the console is held in memory ([`console::hold`]) from here
 /// until [`snp_session`] has a GHCB session (after our IDT is loaded, a bare `out` would raise
@@ -54,9 +56,43 @@ pub fn early_platform() -> Hardware {
             platform::snp::terminate(ghcb, TerminateReason::Kms(KmsReason::SnpNotActive))
         }
         Hardware::Sev => refuse(format_args!("SEV without SNP is not supported")),
-        Hardware::Tdx => refuse(format_args!(
-            "Intel TDX detected; this build does not run a TDX backend"
-        )),
+        Hardware::Tdx => {
+            println!("ckms: Intel TDX detected (CPUID leaf 0x21): establishing the TDX backend");
+            hw
+        }
+    }
+}
+
+/// Whether this boot runs the TDX backend: TDX hardware, or the loopback-TDX test build (whose
+/// stub stands in for `TDCALL` under TCG). The same code runs in both.
+fn tdx_boot() -> bool {
+    cfg!(feature = "loopback-tdx") || matches!(platform::hardware(), Some(Hardware::Tdx))
+}
+
+/// TDX, right after detection and before our IDT and the page tables: TDG.VP.INFO (TDX Module
+/// ABI 348551, "TDG.VP.INFO Leaf") and the policy (DEBUG clear, SEPT_VE_DISABLE set:
+/// `tdx_td::info::TdInfo::check_policy`). From here on port I/O and MSRs are explicit
+/// TDVMCALLs (GHCI 348552 §3.9–§3.11), so the console keeps working once our IDT replaces the
+/// firmware's #VE handler; and [`memory`] gets GPAW for the shared bit of its page tables
+/// (GHCI §1.3). Established before our IDT rather than after it so that a refused TD still
+/// prints why: until [`crate::boot::cpu`] loads our IDT the firmware's #VE handler answers the
+/// refusal's port I/O (after it, an `out` without a backend would be an unserviceable #VE).
+/// Nothing to do on other platforms.
+pub fn tdx_backend() {
+    if !tdx_boot() {
+        return;
+    }
+    #[cfg(feature = "loopback-tdx")]
+    println!("ckms: {}", crate::loopback_tdx::MARKER);
+    match platform::tdx::establish() {
+        Ok(info) => println!(
+            "ckms: tdx: TDG.VP.INFO gpaw {} (shared bit {}), attributes {:#x}: policy ok; port \
+             I/O and MSRs are TDVMCALLs from here on",
+            info.gpaw,
+            info.shared_bit(),
+            info.attributes.0
+        ),
+        Err(e) => refuse(format_args!("{e}")),
     }
 }
 
@@ -164,22 +200,38 @@ pub fn memory(info: &BootInfo) {
     if snp_boot() {
         snp_cpuid_page(info);
     }
-    let mask = match platform::snp::encryption_mask() {
-        Ok(m) => m,
+    // The page-attribute rule: TDX's shared bit once the TDX backend gave GPAW
+    // ([`tdx_backend`]), else SEV's C-bit (none without memory encryption).
+    let rule = if platform::tdx::established() {
+        platform::tdx::page_rule()
+    } else {
+        platform::snp::page_rule()
+    };
+    let rule = match rule {
+        Ok(r) => r,
         Err(e) => refuse(format_args!("page tables: {e}")),
     };
-    log::info!(
-        "paging: encryption mask {:#x} (RAM and tables C=1; GHCB page, shared pool pages and \
-         device BARs C=0)",
-        mask.bits()
-    );
-    // RAM (C=1): every memory-map type but MMIO; the rest below `limit` is an MMIO hole (C=0).
+    if rule.set_when_shared() {
+        log::info!(
+            "paging: tdx shared bit {:#x} (RAM and tables private, bit clear; shared pool \
+             pages, the GetQuote buffer, device BARs and MMIO holes shared, bit set)",
+            rule.bits()
+        );
+    } else {
+        log::info!(
+            "paging: encryption mask {:#x} (RAM and tables C=1; GHCB page, shared pool pages \
+             and device BARs C=0)",
+            rule.bits()
+        );
+    }
+    // RAM (private): every memory-map type but MMIO; the rest below `limit` is an MMIO hole
+    // (shared).
     let ram: alloc::vec::Vec<(u64, u64)> = map
         .iter()
         .filter(|r| r.class() != bootparams::memmap::MemoryClass::Mmio)
         .filter_map(|r| Some((r.start, r.end()?)))
         .collect();
-    if let Err(e) = arch::paging::init(limit, &image, mask, &ram) {
+    if let Err(e) = arch::paging::init(limit, &image, rule, &ram) {
         refuse(format_args!("page tables: {e}"));
     }
     // Guard pages: page 0 (null dereferences fault) and the page below every stack
@@ -260,8 +312,8 @@ pub fn snp_session() {
         Ok(cbit) => println!(
             "ckms: snp: C-bit {cbit} from the CPUID page (the hypervisor agrees); page-table \
              encryption mask {:#x}{}",
-            arch::paging::encryption_mask().bits(),
-            if arch::paging::encryption_mask().bits() == 0 {
+            arch::paging::rule().bits(),
+            if arch::paging::rule().bits() == 0 {
                 ": no memory encryption (SEV_STATUS 0, TCG), the same page-table code runs \
                  with mask 0"
             } else {
@@ -278,26 +330,34 @@ pub fn snp_session() {
     }
 }
 
-/// The loopback-TDX test build: establishes the TDX backend with the stub (TDG.VP.INFO and the
-/// policy), moves the DMA pool onto MapGPA/accept and runs the #VE self-test through the real
-/// IDT gate.
-#[cfg(feature = "loopback-tdx")]
-pub fn loopback_tdx() {
-    println!("ckms: {}", crate::loopback_tdx::MARKER);
-    match platform::tdx::establish() {
-        Ok(info) => log::info!(
-            "platform: tdx backend over the loopback TDCALL: gpaw {}, shared bit {} (not set in \
-             the page tables: TCG has no private memory), attributes {:#x}; port I/O and MSRs \
-             are TDVMCALLs from here on",
-            info.gpaw,
-            info.shared_bit(),
-            info.attributes.0
-        ),
-        Err(e) => refuse(format_args!("{e}")),
-    }
+/// TDX, after the page tables and the DMA pool (the backend was established by
+/// [`tdx_backend`]): the pool moves onto MapGPA/accept (`dma::use_tdx`), whose shared pages
+/// (virtio rings, bounce buffers, the GetQuote buffer) are mapped with the shared bit. The
+/// loopback-TDX build then runs the #VE self-test through the real IDT gate. Nothing to do on
+/// other platforms.
+pub fn tdx_session() {
+    let Some(info) = platform::tdx::info() else {
+        return;
+    };
+    let (backend, in_ptes) = if cfg!(feature = "loopback-tdx") {
+        (
+            "the loopback TDCALL",
+            "not set in the page tables: the stub reports no shared alias under TCG",
+        )
+    } else {
+        ("TDCALL", "set in the page tables of shared memory")
+    };
+    log::info!(
+        "platform: tdx backend over {backend}: gpaw {}, shared bit {} ({in_ptes}), attributes \
+         {:#x}; port I/O and MSRs are TDVMCALLs, #VE is serviced",
+        info.gpaw,
+        info.shared_bit(),
+        info.attributes.0
+    );
     if let Err(e) = dma::use_tdx() {
         refuse(format_args!("{e}"));
     }
+    #[cfg(feature = "loopback-tdx")]
     match arch::tdx::self_test() {
         t if t.cpuid && t.io && t.consumed_once => {
             log::info!("tdx: #VE self-test ok: cpuid, in al/dx, veinfo consumed once")

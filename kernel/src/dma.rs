@@ -10,7 +10,9 @@
 //! no-ops, copies are plain memory copies restricted to the pool's region. Once a GHCB session
 //! is established ([`crate::platform::ghcb`], the loopback-GHCB build), [`use_ghcb`] switches
 //! to the session: PVALIDATE rescind + page-state change through the GHCB before a page is
-//! shared, the reverse before it is private again. The allocation, bounce and "is this
+//! shared, the reverse before it is private again. On TDX (hardware and the loopback-TDX
+//! build) [`use_tdx`] switches to MapGPA / accept (`crate::platform::tdx::TdxPool`). Either
+//! way the page's entry is remapped around the conversion (shared after, private before). The allocation, bounce and "is this
 //! address shared" code is one on every platform.
 
 use alloc::alloc::{Layout, alloc_zeroed};
@@ -116,9 +118,9 @@ enum Backend {
     Plain(PlainMemory),
     /// Conversions through the GHCB session (SEV-SNP and the loopback-GHCB build).
     Ghcb,
-    /// Conversions through TDX MapGPA / accept ([`crate::platform::tdx::TdxPool`]; set up
-    /// only by the loopback-TDX build until the production TDX boot path exists).
-    #[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+    /// Conversions through TDX MapGPA / accept ([`crate::platform::tdx::TdxPool`]), with the
+    /// page's entry remapped around them (shared bit set after MapGPA to shared, cleared before
+    /// MapGPA to private and the accept).
     Tdx(crate::platform::tdx::TdxPool),
 }
 
@@ -126,11 +128,12 @@ fn no_session() -> sev_guest::Error {
     sev_guest::Error::InvalidArgument("no GHCB session")
 }
 
-/// Maps `gpas` private (C=1) or shared (C=0) in the page tables.
+/// Maps `gpas` private or shared in the page tables (SEV: C=1 / C=0; TDX: shared bit clear /
+/// set; `crate::arch::paging::set_encrypted`).
 fn remap(gpas: &[u64], private: bool) -> Result<(), sev_guest::Error> {
     for &gpa in gpas {
         crate::arch::paging::set_encrypted(gpa, private)
-            .map_err(|_| sev_guest::Error::InvalidArgument("page-table C-bit update"))?;
+            .map_err(|_| sev_guest::Error::InvalidArgument("page-table view-bit update"))?;
     }
     Ok(())
 }
@@ -143,7 +146,11 @@ impl PoolBackend for Backend {
             Self::Ghcb => crate::platform::ghcb::with(|s| s.make_shared(gpas))
                 .unwrap_or_else(|| Err(no_session()))
                 .and_then(|()| remap(gpas, false)),
-            Self::Tdx(t) => t.make_shared(gpas),
+            // MapGPA with the shared bit (GHCI 348552 §3.2), then the shared bit in the
+            // entries: the page is never reached through a view it is not in (Linux's
+            // `set_memory_decrypted` order; on hardware a private-view access to a page now
+            // shared would be an EPT violation).
+            Self::Tdx(t) => t.make_shared(gpas).and_then(|()| remap(gpas, false)),
         }
     }
 
@@ -155,7 +162,9 @@ impl PoolBackend for Backend {
                 crate::platform::ghcb::with(|s| s.make_private(gpas))
                     .unwrap_or_else(|| Err(no_session()))
             }),
-            Self::Tdx(t) => t.make_private(gpas),
+            // Shared bit cleared first, then MapGPA without it and TDG.MEM.PAGE.ACCEPT of each
+            // page (ABI 348551 "TDG.MEM.PAGE.ACCEPT Leaf"; `set_memory_encrypted`'s order).
+            Self::Tdx(t) => remap(gpas, true).and_then(|()| t.make_private(gpas)),
         }
     }
 
@@ -328,10 +337,9 @@ pub fn with_ghcb_pool<R>(
     })
 }
 
-/// Converts the pool's pages through TDX MapGPA / accept from now on (called by the
-/// loopback-TDX build only, until the production TDX boot path exists). Only before the first
-/// allocation, and only once the TDX backend is established.
-#[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+/// Converts the pool's pages through TDX MapGPA / accept from now on (`boot::tdx_session`: TDX
+/// and the loopback-TDX build). Only before the first allocation, and only once the TDX
+/// backend is established.
 pub fn use_tdx() -> Result<(), DmaError> {
     with(|d| {
         if d.pool.shared_pages() != 0 {

@@ -52,6 +52,15 @@ use crate::arch::{self, port};
 /// A string present only in this build (the production-image check looks for it).
 pub const MARKER: &str = "LOOPBACK-TDX TEST BUILD: TDCALL is stubbed";
 
+/// Whether the page tables select a shared alias with the shared bit
+/// (`crate::arch::tdx::KernelTdcall::SHARED_ALIAS`): no. TDG.VP.INFO reports GPAW 48 as
+/// hardware does, so MapGPA, #VE.RequestMMIO and GetQuote GPAs carry bit 47 (checked here and
+/// stripped), but TCG has one view of memory and its physical-address width (40 bits) makes
+/// bit 47 of a page-table entry a reserved bit: with it set every shared page would #PF. So
+/// the page-attribute rule is none in this build, as SEV's C-bit is none under TCG
+/// (`SEV_STATUS` 0), and the shared pages are reached at their identity address.
+pub const SHARED_ALIAS: bool = false;
+
 /// GPAW the stub reports (shared bit 47).
 const GPAW: u64 = 48;
 const SHARED: u64 = 1 << (GPAW - 1);

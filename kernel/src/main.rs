@@ -3,17 +3,19 @@
 //!
 //! Boot sequence ([`kernel_main`], one call per step, the steps in [`boot`]): firmware
 //! hand-off ([`uefi`]) → console ([`console`]) → SEV/SNP/TDX detection under the firmware's
-//! exception handlers ([`platform::detect_hardware`]) → descriptor tables and exceptions ([`arch`]) →
+//! exception handlers ([`platform::detect_hardware`]) → on TDX the TDX backend (TDG.VP.INFO and
+//! policy, [`boot::tdx_backend`]) → descriptor tables and exceptions ([`arch`]) →
 //! command line (`bootparams::cmdline`) → memory (heap from the memory map, [`mm`]; own page
 //! tables, [`arch::paging`]) → clocks ([`time`], [`arch::apic`]) → attestation backend
 //! ([`platform`]) → entropy ([`rng`]) → PCI, virtio-net and the network ([`drivers`],
 //! [`net`]) → services ([`services`]).
 //!
 //! The kernel runs on one CPU with interrupts disabled (but for idle wake-ups) and polls its
-//! devices. It does not implement SMP, device interrupts or a TDX backend (TDX is detected and
-//! refused; SEV-ES without SNP terminated through the GHCB MSR protocol). On SEV-SNP it sets
-//! up the SNP backend (CPUID page before the page tables, GHCB session after them,
-//! [`boot::snp_session`]); that path has not run on hardware, and MMIO exits are missing.
+//! devices. It does not implement SMP or device interrupts (SEV-ES without SNP is terminated
+//! through the GHCB MSR protocol). On SEV-SNP it sets up the SNP backend (CPUID page before
+//! the page tables, GHCB session after them, [`boot::snp_session`]); on TDX the TDX backend
+//! (before the page tables, so they carry the shared bit; the pool on MapGPA/accept after
+//! them, [`boot::tdx_session`]). Neither path has run on hardware.
 #![no_std]
 #![no_main]
 
@@ -99,6 +101,10 @@ extern "C" fn kernel_main(info: usize) -> ! {
     //    confidential platform this build cannot run stops here (GHCB MSR termination on
     //    SEV-ES/SNP), before our IDT would turn its first port I/O into an unanswerable #VC.
     platform::record_hardware(boot::early_platform());
+    // 2a. TDX (hardware, or the loopback-TDX test build's stub): TDG.VP.INFO and the TD policy
+    //     while the firmware's #VE handler still answers a refusal's port I/O; from here on
+    //     port I/O and MSRs are TDVMCALLs, and GPAW gives the page tables' shared bit.
+    boot::tdx_backend();
     // 2b. CPU state of our own: SSE on, PIC masked, our GDT/TSS/IDT with IST stacks.
     boot::cpu(info);
     // 3. The measured command line decides everything else: parsed before any device is
@@ -111,10 +117,9 @@ extern "C" fn kernel_main(info: usize) -> ! {
     //     PVALIDATE): the GHCB session; from here on port I/O, MSRs and the DMA pool's
     //     conversions are GHCB calls, and the held console goes out.
     boot::snp_session();
-    // 4c. The loopback-TDX test build only: the TDX backend (stubbed TDCALL); from here on port
-    //     I/O and MSRs are TDVMCALLs, the DMA pool converts with MapGPA/accept, #VE is served.
-    #[cfg(feature = "loopback-tdx")]
-    boot::loopback_tdx();
+    // 4c. TDX: the DMA pool converts with MapGPA/accept (its shared pages mapped with the shared
+    //     bit); the loopback-TDX build also runs its #VE self-test.
+    boot::tdx_session();
     // 5. Clocks: TSC against the PIT (needed by the RNG reseed timer and the network), the
     //    APIC timer for idle wake-ups.
     boot::clocks();

@@ -14,7 +14,9 @@
 //! - [`ccblob`]: the Confidential Computing blob (UEFI configuration table) and the secrets page.
 //! - [`session`]: [`GhcbSession`], the exits built on the trait (I/O, MSR, MMIO, page-state
 //!   change, guest request) with their answers checked.
-//! - [`pte`]: the encryption mask (C-bit) in page-table entries: private C=1, shared C=0.
+//! - [`pte`]: the page-attribute rule of both platforms (`PteRule`): SEV's C-bit (set for
+//!   private) and TDX's shared bit GPAW − 1 (set for shared), or none; and which parts of the
+//!   identity map are RAM (private) or MMIO (shared).
 //! - [`pool`]: the shared pool: the only memory ever made shared, with bounce-buffer access.
 //! - [`greq`]: the guest-request driver over `attest::snp::guest_msg` (sequence numbers,
 //!   BUSY, INVALID_LEN, VMPCK wipe).

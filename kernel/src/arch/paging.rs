@@ -7,21 +7,32 @@
 //! tables before the switch, by ours after), so a table's virtual address is its physical
 //! address.
 //!
-//! Memory encryption: every entry goes through `sev_guest::pte::EncryptionMask` (host-tested
-//! there): RAM and the tables themselves are mapped private (C=1), device BARs mapped on
-//! demand ([`map_mmio`]) and the pages [`set_encrypted`] makes shared (the GHCB page, the DMA
-//! pool's shared pages) C=0. The mask is the CPUID page's C-bit when `SEV_STATUS` says memory
-//! encryption is active, else zero: under TCG (the loopback-GHCB build included) the same
-//! code runs with mask 0, because TCG encrypts nothing and its physical-address width makes
-//! bit 51 a reserved bit. The identity map follows the firmware's memory map
-//! (`sev_guest::pte::backing`): 2 MiB blocks entirely RAM are C=1, blocks with no RAM (the low
-//! MMIO holes: LAPIC, IOAPIC, 32-bit BARs, flash) C=0, and mixed blocks (the first 2 MiB with
-//! the legacy VGA/ROM hole) are split, each 4 KiB page C=1 only if it is RAM.
+//! Memory encryption: every entry goes through one page-attribute rule,
+//! `sev_guest::pte::PteRule` (host-tested there), fixed by [`init`] for the whole boot:
+//! - SEV-SNP: the C-bit, set for private (RAM and the tables themselves C=1; the GHCB page,
+//!   the DMA pool's shared pages and device memory C=0). The CPUID page's C-bit when
+//!   `SEV_STATUS` says memory encryption is active, else none: under TCG (the loopback-GHCB
+//!   build included) the same code runs with no bit, because TCG encrypts nothing and its
+//!   physical-address width makes bit 51 a reserved bit.
+//! - TDX: the shared bit GPAW − 1 (GHCI 348552 §1.3), set for shared: RAM and the tables
+//!   bit-clear (private, Secure EPT), the DMA pool's shared pages (virtio rings, bounce
+//!   buffers, the GetQuote buffer) and device memory with the bit (the host's EPT). GPAW comes
+//!   from TDG.VP.INFO, which is why the TDX backend is established before this module's
+//!   [`init`] (`crate::boot::tdx_backend`). The loopback-TDX build's stub reports no shared
+//!   alias (`crate::arch::tdx::KernelTdcall::SHARED_ALIAS`): under TCG the rule is none, as
+//!   SEV's C-bit is none under TCG, because bit 47 lies beyond TCG's physical-address width
+//!   (a reserved bit: #PF) and TCG has one view of memory only.
+//! - Elsewhere: none.
+//!
+//! The identity map follows the firmware's memory map (`sev_guest::pte::backing`): 2 MiB
+//! blocks entirely RAM are private, blocks with no RAM (the low MMIO holes: LAPIC, IOAPIC,
+//! 32-bit BARs, flash) shared, and mixed blocks (the first 2 MiB with the legacy VGA/ROM hole)
+//! are split, each 4 KiB page private only if it is RAM.
 
 use alloc::alloc::{Layout, alloc_zeroed};
 use core::arch::asm;
 
-use sev_guest::pte::{self, Backing, EncryptionMask, MaskError};
+use sev_guest::pte::{self, Backing, MaskError, PteRule};
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
@@ -41,7 +52,7 @@ pub enum PagingError {
     OutOfMemory,
     /// The range wraps or lies beyond 4-level paging's 256 TiB.
     BadRange,
-    /// An address does not fit an entry with the encryption mask.
+    /// An address does not fit an entry under the page-attribute rule.
     Mask(MaskError),
 }
 
@@ -59,21 +70,22 @@ struct Root(u64);
 
 static ROOT: spin::Mutex<Option<Root>> = spin::Mutex::new(None);
 
-/// The encryption mask, fixed by [`init`].
-static MASK: spin::Once<EncryptionMask> = spin::Once::new();
+/// The page-attribute rule, fixed by [`init`].
+static RULE: spin::Once<PteRule> = spin::Once::new();
 
-fn mask() -> EncryptionMask {
-    MASK.get().copied().unwrap_or(EncryptionMask::NONE)
+fn current() -> PteRule {
+    RULE.get().copied().unwrap_or(PteRule::NONE)
 }
 
-/// The encryption mask the page tables use (zero before [`init`]).
-pub fn encryption_mask() -> EncryptionMask {
-    mask()
+/// The page-attribute rule the page tables use (none before [`init`]).
+pub fn rule() -> PteRule {
+    current()
 }
 
-/// An entry for `phys` with `flags`, private (C=1) or shared (C=0).
+/// An entry for `phys` with `flags`, private or shared (under the rule: C=1 private on SEV,
+/// shared bit set on TDX).
 fn entry(phys: u64, flags: u64, private: bool) -> Result<u64, PagingError> {
-    mask()
+    current()
         .entry(phys, flags, private)
         .map_err(PagingError::Mask)
 }
@@ -102,17 +114,18 @@ unsafe fn next(table: *mut u64, index: usize) -> Result<Option<*mut u64>, Paging
         if value & HUGE != 0 {
             return Ok(None); // already covered by a large page
         }
-        return Ok(Some(mask().address(value) as *mut u64));
+        return Ok(Some(current().address(value) as *mut u64));
     }
     let t = new_table()?;
-    // Tables live in private heap memory: reached through C=1.
+    // Tables live in private heap memory: reached through private entries (C=1 on SEV,
+    // shared bit clear on TDX).
     let value = self::entry(t as u64, PRESENT | WRITABLE, true)?;
     // SAFETY: as above; the new table is zeroed (all entries not present).
     unsafe { entry.write_volatile(value) };
     Ok(Some(t))
 }
 
-/// Identity-maps `[start, end)` rounded out to 2 MiB with `flags`, private (C=1) or shared.
+/// Identity-maps `[start, end)` rounded out to 2 MiB with `flags`, private or shared.
 fn map_range(
     root: u64,
     start: u64,
@@ -200,9 +213,9 @@ unsafe fn split(pde: *mut u64) -> Result<*mut u64, PagingError> {
     // SAFETY: caller contract: a live, aligned entry of our tables.
     let value = unsafe { pde.read_volatile() };
     if value & HUGE == 0 {
-        return Ok(mask().address(value) as *mut u64);
+        return Ok(current().address(value) as *mut u64);
     }
-    let m = mask();
+    let m = current();
     let pt = new_table()?;
     let base = m.address(value) & !(SIZE_2M - 1);
     let (keep, private) = (value & KEEP, m.is_private(value));
@@ -260,18 +273,18 @@ unsafe fn set_4k(root: u64, addr: u64, flags: u64) -> Result<(), PagingError> {
 
 /// Builds the identity map of `[0, limit)` (write-back; the firmware's MTRRs keep MMIO holes
 /// uncached) with W^X: nothing is executable except our `.text`, which is read-only; the
-/// image headers, `.reloc` and `.rodata` are read-only. Everything is private (C=1 under
-/// `mask`, which stays fixed from here on). Then switches CR3 to it.
+/// image headers, `.reloc` and `.rodata` are read-only. RAM is private under `rule`, which
+/// stays fixed from here on. Then switches CR3 to it.
 ///
 /// `ram`: the memory map's RAM ranges (every type but MMIO); the rest of `[0, limit)` is an
-/// MMIO hole, mapped C=0.
+/// MMIO hole, mapped shared.
 pub fn init(
     limit: u64,
     image: &ImageLayout,
-    mask: EncryptionMask,
+    rule: PteRule,
     ram: &[(u64, u64)],
 ) -> Result<(), PagingError> {
-    if *MASK.call_once(|| mask) != mask {
+    if *RULE.call_once(|| rule) != rule {
         return Err(PagingError::BadRange);
     }
     let root = new_table()? as u64;
@@ -318,16 +331,25 @@ pub fn init(
     // identity-map everything below `limit` (this code, the stacks, the heap and every
     // structure in use) with execute permission exactly for our `.text`, where all code we
     // run lives, and write permission everywhere but our read-only sections, which nothing
-    // writes after relocation; so execution continues unchanged.
+    // writes after relocation; so execution continues unchanged. EFER and CR0 are written only
+    // when the bit is not already set: in a TD, WRMSR(IA32_EFER) raises #VE (the TDX module
+    // owns EFER and the firmware left NXE set; Linux avoids the write for the same reason,
+    // "x86/boot: Avoid #VE during boot for TDX platforms").
     unsafe {
         asm!(
             "mov ecx, 0xc0000080",
             "rdmsr",
+            "bt eax, 11",
+            "jc 2f",
             "or eax, 1 << 11",
             "wrmsr",
+            "2:",
             "mov rax, cr0",
+            "bt rax, 16",
+            "jc 3f",
             "or rax, 1 << 16",
             "mov cr0, rax",
+            "3:",
             "mov cr3, {root}",
             root = in(reg) root,
             out("eax") _, out("ecx") _, out("edx") _,
@@ -358,11 +380,15 @@ pub fn unmap_page(addr: u64) -> Result<(), PagingError> {
     Ok(())
 }
 
-/// Maps the 4 KiB page at `addr` private (C=1) or shared (C=0), keeping its other attributes,
-/// and flushes it from the TLB. The caller converts the page itself (PVALIDATE and page-state
-/// change, `sev_guest::pool`): shared pages are mapped C=0 after the conversion, private
-/// pages C=1 before it (the order of Linux's `set_memory_decrypted`/`encrypted`). Without
-/// memory encryption the entry is unchanged but for the 2 MiB split.
+/// Maps the 4 KiB page at `addr` private or shared under the rule (SEV: C=1 / C=0; TDX:
+/// shared bit clear / set), keeping its other attributes, and flushes it from the TLB. The
+/// caller converts the page itself, in the order of Linux's `set_memory_decrypted` /
+/// `set_memory_encrypted`: a page is mapped shared *after* its conversion to shared (SEV:
+/// PVALIDATE rescind + page-state change, `sev_guest::pool`; TDX: `TDG.VP.VMCALL<MapGPA>` with
+/// the shared bit, GHCI 348552 §3.2) and mapped private *before* its conversion back (SEV:
+/// page-state change + PVALIDATE; TDX: MapGPA without the bit, then TDG.MEM.PAGE.ACCEPT, ABI
+/// 348551 "TDG.MEM.PAGE.ACCEPT Leaf"), so no access ever goes through a view the page is
+/// not in. Without memory encryption the entry is unchanged but for the 2 MiB split.
 pub fn set_encrypted(addr: u64, private: bool) -> Result<(), PagingError> {
     if !addr.is_multiple_of(4096) || addr >= (1 << 47) {
         return Err(PagingError::BadRange);
@@ -372,7 +398,7 @@ pub fn set_encrypted(addr: u64, private: bool) -> Result<(), PagingError> {
         return Err(PagingError::BadRange);
     };
     // SAFETY: every table reached from our root is ours; the entry keeps its frame and
-    // attributes and changes only the C-bit of a page the caller owns and has converted (or
+    // attributes and changes only the view bit of a page the caller owns and has converted (or
     // is about to), so no other memory changes meaning. `invlpg` flushes that one page.
     unsafe {
         let pte = pte_of(root.0, addr)?;
@@ -380,7 +406,7 @@ pub fn set_encrypted(addr: u64, private: bool) -> Result<(), PagingError> {
         if value & PRESENT == 0 {
             return Err(PagingError::BadRange);
         }
-        let m = mask();
+        let m = current();
         let flags = value & (PRESENT | KEEP);
         pte.write_volatile(entry(m.address(value), flags, private)?);
         asm!("invlpg [{0}]", in(reg) addr, options(nostack, preserves_flags));
@@ -442,7 +468,7 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<(), PagingError> {
     let Some(root) = guard.as_ref() else {
         return Err(PagingError::BadRange);
     };
-    // Devices are never encrypted: C=0.
+    // Devices are never encrypted: shared (C=0 on SEV, shared bit set on TDX).
     map_range(root.0, phys, end, WRITE_THROUGH | CACHE_DISABLE, false)?;
     // New mappings only (never changed ones), but flush anyway to be plain about it.
     // SAFETY: reloading CR3 with the same root only flushes the TLB.

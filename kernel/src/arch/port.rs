@@ -8,8 +8,8 @@
 //! SEV-ES/SNP a bare `in`/`out` traps (#VC; [`super::vc`] is the safety net): on SNP the
 //! console is held until the GHCB session exists (`boot::snp_session`). Under TDX they are
 //! TDG.VP.VMCALL<Instruction.IO> (GHCI 348552 §3.9) once the TDX backend is established
-//! ([`crate::platform::tdx`]: the loopback-TDX build today; a stray `in`/`out` raises #VE,
-//! which [`super::tdx::on_ve`] services); the production build refuses TDX at detection.
+//! ([`crate::platform::tdx`], right after detection: on TDX hardware and in the loopback-TDX
+//! build; a stray `in`/`out` raises #VE, which [`super::tdx::on_ve`] services).
 //! The `raw_*` functions are the instructions themselves, for the loopback stub.
 
 use core::arch::asm;

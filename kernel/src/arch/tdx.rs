@@ -40,6 +40,19 @@ static MMIO_GUARD: NestingGuard = NestingGuard::new();
 /// The kernel's `TDCALL` (the loopback stub's in the test build).
 pub struct KernelTdcall;
 
+impl KernelTdcall {
+    /// Whether the TD's GPA space has a shared alias the page tables select with the shared
+    /// bit (GHCI 348552 §1.3). On hardware it always has: the page-attribute rule is
+    /// `PteRule::tdx(GPAW)`. The loopback stub says no (`crate::loopback_tdx::SHARED_ALIAS`):
+    /// under TCG there is one view of memory and bit 47 lies beyond the physical-address width
+    /// (a reserved bit, #PF), so the rule is none, as SEV's C-bit is none under TCG.
+    #[cfg(not(feature = "loopback-tdx"))]
+    pub const SHARED_ALIAS: bool = true;
+    /// The loopback stub's answer (see the production item above).
+    #[cfg(feature = "loopback-tdx")]
+    pub const SHARED_ALIAS: bool = crate::loopback_tdx::SHARED_ALIAS;
+}
+
 #[cfg(not(feature = "loopback-tdx"))]
 impl Tdcall for KernelTdcall {
     fn tdcall(&mut self, regs: &mut Regs) {

@@ -7,8 +7,10 @@
 //!   (CPUID leaf 0x21). SEV-SNP continues into the SNP backend ([`snp`], [`ghcb`],
 //!   [`snp_guest`], selected by [`select`] whatever `ckms.attestation` says but `emulated`);
 //!   SEV-ES without SNP and SNP with features the guest would have to implement stop with the
-//!   GHCB MSR protocol termination request (reason set 0xC, see `sev-guest`'s README), TDX
-//!   and plain SEV with a console message.
+//!   GHCB MSR protocol termination request (reason set 0xC, see `sev-guest`'s README), plain
+//!   SEV with a console message. TDX continues into the TDX backend ([`tdx`], established
+//!   right after detection by `crate::boot::tdx_backend`, selected by [`select`] whatever
+//!   `ckms.attestation` says but `emulated`).
 //! - `emulated`: the `snp-emu` firmware emulator over COM2; compiled in only with the
 //!   `emulated-attestation` feature and used only when the measured command line says
 //!   `ckms.attestation=emulated`.
@@ -142,8 +144,7 @@ pub enum Platform {
     Emulated(emulated::Emulated),
     /// SEV-SNP guest requests through the GHCB.
     Snp(snp_guest::SnpGuest),
-    /// Intel TDX (only once the TDX backend is established: the loopback-TDX build today).
-    #[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+    /// Intel TDX (once the TDX backend is established: TDX hardware, the loopback-TDX build).
     Tdx(tdx::Tdx),
 }
 
@@ -230,6 +231,11 @@ pub enum SelectError {
     Snp(snp_guest::SnpSetupError),
     /// `ckms.attestation=emulated` on SEV-SNP hardware: the hardware attests.
     EmulatedOnSnp,
+    /// `ckms.attestation=emulated` on TDX hardware: the TDX module and the host's quote
+    /// generation service attest.
+    EmulatedOnTdx,
+    /// TDX hardware but no established TDX backend (`crate::boot::tdx_backend` did not run).
+    NoTdxBackend,
     /// A platform was already selected.
     AlreadySelected,
 }
@@ -247,6 +253,10 @@ impl fmt::Display for SelectError {
             Self::EmulatedOnSnp => f.write_str(
                 "ckms.attestation=emulated on SEV-SNP hardware: the hardware attests (drop it)",
             ),
+            Self::EmulatedOnTdx => f.write_str(
+                "ckms.attestation=emulated on TDX hardware: the hardware attests (drop it)",
+            ),
+            Self::NoTdxBackend => f.write_str("TDX hardware without an established TDX backend"),
             Self::AlreadySelected => f.write_str("platform selected twice"),
         }
     }
@@ -289,9 +299,20 @@ fn detect_and_create(mode: AttestationMode, cc_blob: Option<u64>) -> Result<Plat
             AttestationMode::Emulated => Err(SelectError::EmulatedOnSnp),
         };
     }
-    // An established TDX backend (the loopback-TDX build) is the platform whatever the
-    // command line says, except `ckms.attestation=none`: its evidence comes from the TDX
-    // module (TDREPORT) and the host's quote generation service (GetQuote), not from COM2.
+    // TDX hardware: the TDX backend whatever the command line says (`none` is the default);
+    // emulation there would be a lie and is refused, as on SEV-SNP.
+    if matches!(hardware(), Some(Hardware::Tdx)) {
+        return match mode {
+            AttestationMode::None => tdx::Tdx::new()
+                .map(Platform::Tdx)
+                .ok_or(SelectError::NoTdxBackend),
+            AttestationMode::Emulated => Err(SelectError::EmulatedOnTdx),
+        };
+    }
+    // The loopback-TDX build (TCG: no TDX hardware detected) with its established backend:
+    // the TDX platform whatever the command line says, except `ckms.attestation=none`: its
+    // evidence comes from the TDX module (TDREPORT) and the host's quote generation service
+    // (GetQuote), not from COM2.
     if mode != AttestationMode::None
         && let Some(t) = tdx::Tdx::new()
     {

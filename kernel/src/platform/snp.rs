@@ -20,7 +20,7 @@ use sev_guest::msr::{
     self, KmsReason, MSR_SEV_STATUS, SEV_STATUS_SEV, SEV_STATUS_SEV_ES, SEV_STATUS_SNP,
     TerminateReason,
 };
-use sev_guest::pte::{EncryptionMask, MaskError};
+use sev_guest::pte::{MaskError, PteRule};
 
 use crate::arch::{self, cpuid, rdmsr_instruction};
 
@@ -141,7 +141,7 @@ impl fmt::Display for CpuidPageError {
 /// Copies the CPUID page the CC blob at `cc_blob_gpa` names (AMD 56860 §8.17.2: the page the
 /// PSP checked at launch) into kernel memory and makes it the only CPUID source
 /// ([`crate::arch::cpuid`]). Runs before the page tables are built, so their encryption mask
-/// comes from this page's C-bit ([`encryption_mask`]); [`check_cbit`] compares it with the
+/// comes from this page's C-bit ([`page_rule`]); [`check_cbit`] compares it with the
 /// hypervisor's once the GHCB session exists. Returns the C-bit.
 pub fn install_cpuid_page(cc_blob_gpa: Option<u64>) -> Result<u8, CpuidPageError> {
     if CPUID_PAGE.is_completed() {
@@ -179,16 +179,16 @@ pub fn check_cbit(hv_cbit: u8) -> Result<u8, CpuidPageError> {
     Ok(cbit)
 }
 
-/// The page-table encryption mask (`sev_guest::pte`): the CPUID page's C-bit when
-/// `SEV_STATUS` (as detected at boot) says memory encryption is active, else none (TCG, the
-/// loopback-GHCB build included).
-pub fn encryption_mask() -> Result<EncryptionMask, MaskError> {
+/// The page-attribute rule on SEV (`sev_guest::pte::PteRule::for_snp`): the CPUID page's
+/// C-bit when `SEV_STATUS` (as detected at boot) says memory encryption is active, else none
+/// (TCG, the loopback-GHCB build included).
+pub fn page_rule() -> Result<PteRule, MaskError> {
     let status = match super::hardware() {
         Some(super::Hardware::Snp { status, .. }) => status,
         _ => 0,
     };
     let cbit = CPUID_PAGE.get().and_then(|c| c.cbit().ok());
-    EncryptionMask::for_platform(status, cbit)
+    PteRule::for_snp(status, cbit)
 }
 
 /// CPUID from the installed page; `None` when no page is installed.

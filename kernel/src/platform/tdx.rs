@@ -29,14 +29,18 @@
 //!   buffer allocated in the shared pool, polled until the host completes it. The evidence is
 //!   the DCAP quote v4 (it contains the TD quote body copied from the TDREPORT). TDX has no
 //!   sealing key: `derived_key` is `None`.
+//! - The page-attribute rule ([`page_rule`]): the shared bit GPAW − 1 set in the page-table
+//!   entries of shared memory (the pool's shared pages, hence the GetQuote buffer; device BARs
+//!   and the MMIO holes), clear for private RAM (`sev_guest::pte::PteRule::tdx`). The pool's
+//!   conversions remap the page around MapGPA in Linux's `set_memory_decrypted` order
+//!   (`crate::dma`).
 //!
-//! Where it runs: only in the loopback-TDX test build (`loopback-tdx`), whose stub services
-//! each TDCALL under TCG. The production build still stops on TDX at detection
-//! (`crate::boot::early_platform`): on hardware the pool, the GetQuote buffer and the BARs must
-//! also be mapped with the shared bit set in the page tables (see kernel/README.md, "The
-//! loopback-TDX build").
-
-#![cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
+//! Where it runs: on TDX hardware (CPUID leaf 0x21) and in the loopback-TDX test build, the
+//! same code: [`establish`] right after detection, under the firmware's #VE handler, before our
+//! IDT and before the page tables (`crate::boot::tdx_backend`), so a refused TD says why on
+//! the console and the page tables get GPAW. The loopback build differs only in
+//! [`KernelTdcall`] (a stub instead of the instruction), whose `SHARED_ALIAS` is false under
+//! TCG (the rule is then none; see `crate::loopback_tdx::SHARED_ALIAS`).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -123,6 +127,16 @@ pub fn establish() -> Result<TdInfo, TdxSetupError> {
     }
     let info = tdx_td::info::vp_info(&mut KernelTdcall).map_err(TdxSetupError::Info)?;
     Ok(*INFO.call_once(|| info))
+}
+
+/// The page-attribute rule of this TD (`sev_guest::pte::PteRule`): the shared bit GPAW − 1,
+/// set for shared mappings (GHCI 348552 §1.3), once [`establish`] ran; none when the TDCALL
+/// seam reports no shared alias (the loopback stub under TCG) or no TDX backend exists.
+pub fn page_rule() -> Result<sev_guest::pte::PteRule, sev_guest::pte::MaskError> {
+    match INFO.get() {
+        Some(info) if KernelTdcall::SHARED_ALIAS => sev_guest::pte::PteRule::tdx(info.gpaw),
+        _ => Ok(sev_guest::pte::PteRule::NONE),
+    }
 }
 
 /// The TD information, once [`establish`] ran.
@@ -226,6 +240,7 @@ pub fn mmio_write(gpa: u64, width: Width, value: u64) -> bool {
 }
 
 /// The MMIO TDVMCALLs done so far (the #VE MMIO self-test counts its own).
+#[cfg_attr(not(feature = "loopback-tdx"), allow(dead_code))]
 pub fn mmio_calls() -> u64 {
     COUNTERS.mmio.load(Ordering::Relaxed)
 }
@@ -309,7 +324,8 @@ pub fn log_stats(when: &str) {
 }
 
 /// The shared pool's backend on TDX: MapGPA / accept conversions, copies inside the pool's
-/// region (identity-mapped; see the module doc for the shared-bit mapping hardware needs).
+/// region (identity-mapped: a shared page's entry carries the shared bit once converted,
+/// `crate::dma` remaps it around the conversion).
 pub struct TdxPool {
     base: u64,
     len: u64,

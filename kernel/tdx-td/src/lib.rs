@@ -20,7 +20,8 @@
 //! - [`ve`]: TDG.VP.VEINFO.GET decoding, the #VE dispatch decision and the handler body.
 //! - [`mem`]: TDG.MEM.PAGE.ACCEPT and the shared ⇄ private conversions (MapGPA + accept).
 //! - [`mr`]: TDG.MR.REPORT and TDG.MR.RTMR.EXTEND.
-//! - [`pte`]: the shared bit (GPAW − 1) in page-table entries, the host-tested rule.
+//! - The shared bit (GPAW − 1) in page-table entries is `sev_guest::pte::PteRule::tdx`: one
+//!   page-attribute rule for both platforms (SEV's C-bit and TDX's shared bit), host-tested there.
 //! - [`quote`]: the GetQuote shared-buffer header (parse/emit, every status code).
 //!
 //! The crate holds no state and touches no memory: guest physical addresses are numbers the
@@ -35,7 +36,6 @@ pub mod ccel;
 pub mod info;
 pub mod mem;
 pub mod mr;
-pub mod pte;
 pub mod quote;
 pub mod tdcall;
 pub mod ve;
