@@ -12,16 +12,16 @@
 //! provisioned store, close the RA-TLS port) run on the connection thread that caused them,
 //! before its response is sent.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kms::app::{App, Effect, Listener};
-use kms::conn::Conn;
-use kms::pace::{Deadlines, Pace};
-use zeroize::Zeroizing;
+use kms::pace::Deadlines;
+
+mod worker;
 
 use crate::bootstrap::platform::StoreOpener;
 use crate::store::HostStore;
@@ -48,6 +48,9 @@ pub struct ConnectionArgs {
     /// 10-second grace period: slower clients (slowloris) are disconnected.
     #[arg(long, default_value_t = 1024)]
     pub min_rate: u32,
+    /// Threads serving connections, each with its own epoll (default: 4 per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 impl ConnectionArgs {
@@ -71,6 +74,8 @@ impl ConnectionArgs {
                 min_rate: self.min_rate,
                 ..Deadlines::default()
             },
+            max_connections: self.max_connections,
+            workers: self.workers.unwrap_or_else(default_workers).max(1),
             ..ServeOptions::default()
         }
     }
@@ -86,6 +91,9 @@ pub struct ServeOptions {
     pub write_timeout: Duration,
     /// Maximum number of connections served at once, per listener.
     pub max_connections: usize,
+    /// Threads serving connections (each with its own `epoll`); connections are spread over
+    /// them in turn.
+    pub workers: usize,
 }
 
 impl Default for ServeOptions {
@@ -94,8 +102,15 @@ impl Default for ServeOptions {
             deadlines: Deadlines::default(),
             write_timeout: Duration::from_secs(60),
             max_connections: 512,
+            workers: default_workers(),
         }
     }
+}
+
+/// Default number of connection workers: 4 per core. A request that waits on Redis blocks its
+/// worker's other connections, so there are more workers than cores.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from) * 4
 }
 
 /// The operating system's CSPRNG (getrandom(2) through ring).
@@ -161,6 +176,7 @@ pub fn serve_with_kmip(
     opener: Option<Arc<dyn StoreOpener>>,
     options: ServeOptions,
 ) -> io::Result<()> {
+    let workers = options.workers;
     let shared = Arc::new(Shared {
         app,
         opener,
@@ -170,27 +186,33 @@ pub fn serve_with_kmip(
         ratls_closed: AtomicBool::new(false),
         ratls_thread: Mutex::new(None),
     });
+    let workers = Arc::new(worker::Workers::start(workers, &shared)?);
     if let Some(ratls) = ratls {
-        let s = shared.clone();
+        let (s, w) = (shared.clone(), workers.clone());
         let t = std::thread::Builder::new()
             .name("kms-ratls".into())
-            .spawn(move || accept_loop(&s, ratls, Listener::RaTls))?;
+            .spawn(move || accept_loop(&s, &w, ratls, Listener::RaTls))?;
         *shared
             .ratls_thread
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(t);
     }
     if let Some(kmip) = kmip {
-        let s = shared.clone();
+        let (s, w) = (shared.clone(), workers.clone());
         std::thread::Builder::new()
             .name("kms-kmip".into())
-            .spawn(move || accept_loop(&s, kmip, Listener::Kmip))?;
+            .spawn(move || accept_loop(&s, &w, kmip, Listener::Kmip))?;
     }
-    accept_loop(&shared, main, Listener::Main);
+    accept_loop(&shared, &workers, main, Listener::Main);
     Ok(())
 }
 
-fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, which: Listener) {
+fn accept_loop(
+    shared: &Arc<Shared>,
+    workers: &worker::Workers,
+    listener: TcpListener,
+    which: Listener,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if which == Listener::RaTls && shared.ratls_closed.load(Ordering::Acquire) {
@@ -209,23 +231,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, which: Listener) {
             drop(stream);
             continue;
         };
-        let shared = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("kms-conn".into())
-            .spawn(move || {
-                let _slot = slot;
-                let peer = stream.peer_addr().ok();
-                if let Err(e) = serve_connection(stream, &shared, which)
-                    && !is_quiet(&e)
-                {
-                    match peer {
-                        Some(p) => eprintln!("kms-server: connection from {p}: {e}"),
-                        None => eprintln!("kms-server: connection: {e}"),
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            eprintln!("kms-server: cannot spawn a connection thread: {e}");
+        if let Err(e) = workers.hand(stream, slot, which) {
+            eprintln!("kms-server: cannot hand a connection to a worker: {e}");
         }
     }
     if which == Listener::RaTls {
@@ -264,78 +271,6 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Serves one connection until the peer closes it, the App asks to close, or an error.
-fn serve_connection(mut tcp: TcpStream, shared: &Shared, which: Listener) -> io::Result<()> {
-    tcp.set_write_timeout(Some(shared.options.write_timeout))?;
-    tcp.set_nodelay(true)?;
-    let app = &shared.app;
-    let mut conn = Conn::accept(app, which).map_err(io::Error::other)?;
-    let mut rng = OsRandom::new();
-    let mut input = Zeroizing::new(vec![0u8; 16 * 1024]);
-    let accepted = Instant::now();
-    let deadlines = &shared.options.deadlines;
-    let mut pace = Pace::new(Duration::ZERO);
-    // The read timeout last set on the socket: set again only when it would overshoot the
-    // deadline or wake the thread far too early (one setsockopt less per request).
-    let mut timeout: Option<Duration> = None;
-    loop {
-        // The read waits at most until the phase's deadline; past it, the connection closes
-        // (a byte now and then does not move the deadline).
-        let now = accepted.elapsed();
-        pace.observe(now, conn.phase(), 0);
-        if pace.check(now, deadlines).is_err() {
-            return Ok(());
-        }
-        let wait = pace
-            .remaining(now, deadlines)
-            .unwrap_or(deadlines.idle)
-            .max(Duration::from_millis(1));
-        if timeout.is_none_or(|t| t > wait || t < wait / 2) {
-            tcp.set_read_timeout(Some(wait))?;
-            timeout = Some(wait);
-        }
-        let n = match tcp.read(&mut input) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let mut env = kms::Env {
-            now: unix_now(),
-            rng: &mut rng,
-        };
-        let mut progress = conn.on_tls(app, &mut env, input.get(..n).unwrap_or(&[]));
-        pace.observe(accepted.elapsed(), conn.phase(), n);
-        // The host's stores block inside their futures: a request completes on its first
-        // poll, this loop is for the general contract.
-        while progress.waiting {
-            std::thread::yield_now();
-            progress = conn.poll(app, &mut env);
-        }
-        if let Some(effect) = progress.effect {
-            shared.run(effect);
-        }
-        let out = conn.pending_tls();
-        let sent = out.len();
-        tcp.write_all(out)?;
-        conn.consume_tls(sent);
-        if let Some(e) = progress.tls_error {
-            return Err(io::Error::other(e));
-        }
-        if progress.close {
-            tcp.flush()?;
-            return Ok(());
-        }
     }
 }
 
