@@ -27,7 +27,7 @@ use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use zeroize::Zeroizing;
 
-use super::{OsRandom, Shared, Slot, is_quiet, unix_now};
+use super::{BufferedOsRandom, Shared, Slot, is_quiet, unix_now};
 
 /// How often a worker checks the deadlines of connections that have no events.
 pub const SWEEP: Duration = Duration::from_millis(100);
@@ -114,7 +114,7 @@ fn run(shared: &Shared, mut poll: Poll, rx: &Receiver<Incoming>) {
     let mut conns: HashMap<usize, Entry> = HashMap::new();
     let mut next_token = 0usize;
     let mut events = Events::with_capacity(256);
-    let mut rng = OsRandom::new();
+    let mut rng = BufferedOsRandom::new();
     let mut buf = Zeroizing::new(vec![0u8; READ_BUF]);
     let mut next_sweep = Instant::now() + SWEEP;
     loop {
@@ -244,7 +244,12 @@ fn flush(e: &mut Entry) -> io::Result<bool> {
 
 /// Handles an event of one connection: sends what is pending, then reads and answers requests
 /// until the socket is drained (or output backs up).
-fn service(shared: &Shared, e: &mut Entry, rng: &mut OsRandom, buf: &mut [u8]) -> io::Result<Next> {
+fn service(
+    shared: &Shared,
+    e: &mut Entry,
+    rng: &mut BufferedOsRandom,
+    buf: &mut [u8],
+) -> io::Result<Next> {
     loop {
         if expired(shared, e, Instant::now()) {
             return Ok(Next::Close);
