@@ -441,3 +441,54 @@ fn reconnecting_clients_resume_their_tls_session() {
         ]
     );
 }
+
+/// Issue 15: connections share a few epoll workers. With a single worker, a connection holding
+/// half a request does not hold up another connection, and its request completes afterwards.
+#[test]
+fn one_worker_serves_interleaved_connections() {
+    let mut h = Harness::start(&["--database", "memory", "--workers", "1"]);
+    let files = h.user("alice");
+    let identity = ckms::http::ClientIdentity::from_pem_files(&files.cert, &files.key).unwrap();
+    let tls = client_config(load_certs(&h.pki.ca_cert).unwrap(), Some(identity)).unwrap();
+    let tcp = TcpStream::connect(h.server.addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let conn =
+        rustls::ClientConnection::new(tls, ServerName::try_from("127.0.0.1").unwrap()).unwrap();
+    let mut a = rustls::StreamOwned::new(conn, tcp);
+    let body = br#"{"tag":"Query","type":"Structure","value":[]}"#;
+    let head = format!(
+        "POST /kmip/2_1 HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let (first, rest) = body.split_at(10);
+    a.write_all(head.as_bytes()).unwrap();
+    a.write_all(first).unwrap();
+    a.flush().unwrap();
+    // Another connection on the same (only) worker is served meanwhile.
+    let mut b = h.client("alice");
+    for _ in 0..3 {
+        ok_json(
+            b.get("/version").unwrap(),
+            "second connection while the first waits",
+        );
+    }
+    a.write_all(rest).unwrap();
+    a.flush().unwrap();
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&response).contains("QueryResponse") {
+        let n = a.read(&mut chunk).expect("the first connection's response");
+        assert!(
+            n > 0,
+            "closed before the response: {:?}",
+            String::from_utf8_lossy(&response)
+        );
+        response.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&response)
+    );
+}
