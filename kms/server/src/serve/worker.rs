@@ -144,9 +144,18 @@ fn run(shared: &Shared, mut poll: Poll, rx: &Receiver<Incoming>) {
             let Some(entry) = conns.get_mut(&token.0) else {
                 continue;
             };
-            let next = match service(shared, entry, &mut rng, &mut buf) {
-                Ok(n) => n,
-                Err(e) => {
+            // A panic while serving one connection closes that connection only: the worker
+            // and its other connections go on (as with the thread per connection before).
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                service(shared, entry, &mut rng, &mut buf)
+            }));
+            let next = match served {
+                Ok(Ok(n)) => n,
+                Err(_) => {
+                    eprintln!("kms-server: a request panicked; its connection is closed");
+                    Next::Close
+                }
+                Ok(Err(e)) => {
                     if !is_quiet(&e) {
                         match entry.tcp.peer_addr() {
                             Ok(p) => eprintln!("kms-server: connection from {p}: {e}"),
