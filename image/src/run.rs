@@ -130,6 +130,8 @@ pub enum RunError {
     },
     /// The image directory's firmware does not match the manifest or cannot hold a kernel-hashes table.
     Firmware(String),
+    /// The loopback-TDX memory layout cannot be set up ([`tdx_alias_args`]).
+    TdxAlias(String),
     /// The awaited line did not appear in time.
     Timeout {
         /// What was awaited.
@@ -147,6 +149,7 @@ impl fmt::Display for RunError {
             Self::BadCmdline => f.write_str("command line must be printable ASCII"),
             Self::Emulator(what) => write!(f, "emulator: {what}"),
             Self::Firmware(what) => write!(f, "firmware: {what}"),
+            Self::TdxAlias(what) => write!(f, "loopback-TDX shared alias: {what}"),
             Self::Exited { status, context } => {
                 write!(f, "QEMU exited")?;
                 if let Some(s) = status {
@@ -162,6 +165,93 @@ impl fmt::Display for RunError {
 }
 
 impl std::error::Error for RunError {}
+
+/// Where the loopback-TDX layout plugs the alias of guest RAM: GPA 2^47, the shared bit of
+/// GPAW 48 (kernel/README.md, "The loopback-TDX build").
+pub const TDX_ALIAS_GPA: u64 = 1 << 47;
+
+/// The most guest memory the loopback-TDX layout takes: all of it must lie below q35's 4 GiB
+/// split (RAM above 4 GiB sits at another offset of the file than GPA − 4 GiB + 2^47).
+pub const TDX_ALIAS_MAX_MEMORY: u64 = 2 << 30;
+
+/// Guest memory in QEMU's `-m` syntax (a number with an optional `K`/`M`/`G`/`T` suffix,
+/// mebibytes without one), in bytes.
+pub fn parse_memory(memory: &str) -> Option<u64> {
+    let (digits, unit) = match memory.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&memory[..i], c.to_ascii_uppercase()),
+        _ => (memory, 'M'),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let shift = match unit {
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        'T' => 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// QEMU arguments that give a loopback-TDX guest a real shared alias (TCG has one view of
+/// memory): machine, CPU, memory and the alias, replacing `-machine q35 -cpu CPU -m MEMORY`.
+///
+/// - `-cpu CPU,phys-bits=48`: GPAs up to 2^48, so bit 47 (the shared bit of GPAW 48) is an
+///   address bit, not a reserved one;
+/// - guest RAM from `memory-backend-file` on `ram_file` with `share=on`, and a second backend on
+///   the same file plugged as a `pc-dimm` at [`TDX_ALIAS_GPA`]: GPA `x + 2^47` is the same byte
+///   of the file as GPA `x`, so a page-table entry with bit 47 reaches the frame through the
+///   alias, as a TD's shared view does on hardware (devices DMA to the plain GPA: same bytes);
+/// - `-m MEMORY,slots=1,maxmem=200T` to make room for the DIMM, on machine type
+///   `pc-q35-2.4`: its `broken_reserved_end` leaves fw_cfg `etc/reserved-memory-end` at the
+///   start of the device-memory region (4 GiB) instead of its end (~200 TiB). OVMF plans its
+///   address space from that value and hangs before the kernel when it lies beyond what it
+///   maps (seen with q35 7.2 and maxmem ≥ 63T, both the IntelTdx and the plain OVMF). The DIMM
+///   is in no E820 entry, so it is not in the UEFI memory map (the kernel refuses a map with
+///   memory above the shared bit). The old machine type's virtio default (legacy only) is
+///   undone with `-global virtio-net-pci.disable-modern=off`.
+///
+/// `ram_file` must not exist yet or be disposable (it is created or truncated to `memory`); the
+/// caller deletes it after QEMU exits.
+pub fn tdx_alias_args(cpu: &str, memory: &str, ram_file: &Path) -> Result<Vec<String>, RunError> {
+    let bytes = parse_memory(memory)
+        .filter(|&b| b > 0 && b <= TDX_ALIAS_MAX_MEMORY)
+        .ok_or_else(|| {
+            RunError::TdxAlias(format!(
+                "memory {memory:?}: must be a QEMU size of at most {} MiB",
+                TDX_ALIAS_MAX_MEMORY >> 20
+            ))
+        })?;
+    let path = ram_file
+        .to_str()
+        .filter(|p| !p.contains(','))
+        .ok_or_else(|| RunError::TdxAlias("RAM file path is not UTF-8 or has a comma".into()))?;
+    if cpu.contains(',') {
+        return Err(RunError::TdxAlias(format!("CPU model {cpu:?} has options")));
+    }
+    File::create(ram_file)
+        .and_then(|f| f.set_len(bytes))
+        .map_err(io_err(format!("guest RAM file {path}")))?;
+    let backend =
+        |id: &str| format!("memory-backend-file,id={id},size={bytes},mem-path={path},share=on");
+    Ok(vec![
+        "-machine".into(),
+        "pc-q35-2.4,memory-backend=ram0".into(),
+        "-cpu".into(),
+        format!("{cpu},phys-bits=48"),
+        "-m".into(),
+        format!("{bytes},slots=1,maxmem=200T"),
+        "-object".into(),
+        backend("ram0"),
+        "-object".into(),
+        backend("alias0"),
+        "-device".into(),
+        format!("pc-dimm,id=shared-alias,memdev=alias0,addr={TDX_ALIAS_GPA:#x}"),
+        "-global".into(),
+        "virtio-net-pci.disable-modern=off".into(),
+    ])
+}
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> RunError {
     let what = what.into();
@@ -673,23 +763,40 @@ impl Vm {
             (None, _) => {}
         }
         let mut cmd = Command::new(&opts.qemu);
-        cmd.args([
-            "-machine",
-            "q35",
-            "-accel",
-            "tcg",
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-        ])
-        .args(["-no-reboot", "-cpu", self.cpu.model(), "-m", &opts.memory])
-        .args(["-smp", &self.manifest.vcpus.to_string()])
-        .arg("-bios")
-        .arg(match &self.boot {
-            Boot::AmdSev { firmware, .. } | Boot::Tdvf { firmware, .. } => firmware,
-            Boot::Plain { bios, .. } => bios,
-        });
+        // The loopback-TDX kernel maps shared memory with bit 47: it needs the alias layout.
+        let machine = if opts.tdx_emu.is_some() {
+            tdx_alias_args(
+                self.cpu.model(),
+                &opts.memory,
+                &self.dir.path().join("guest-ram"),
+            )?
+        } else {
+            [
+                "-machine",
+                "q35",
+                "-cpu",
+                self.cpu.model(),
+                "-m",
+                &opts.memory,
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        cmd.args(machine)
+            .args([
+                "-accel",
+                "tcg",
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+            ])
+            .args(["-no-reboot", "-smp", &self.manifest.vcpus.to_string()])
+            .arg("-bios")
+            .arg(match &self.boot {
+                Boot::AmdSev { firmware, .. } | Boot::Tdvf { firmware, .. } => firmware,
+                Boot::Plain { bios, .. } => bios,
+            });
         if let (Boot::AmdSev { table_gpa, .. }, Some(table)) = (&self.boot, &self.table) {
             let path = table.to_str().filter(|p| !p.contains(',')).ok_or_else(|| {
                 RunError::Firmware("table path is not UTF-8 or has a comma".into())
@@ -995,5 +1102,72 @@ x86 max                   Enables all features supported by the accelerator in t
             choose_cpu(Some("host"), "EPYC-v4", &models),
             CpuChoice::Explicit("host".into())
         );
+    }
+
+    #[test]
+    fn parses_qemu_memory_sizes() {
+        assert_eq!(parse_memory("128M"), Some(128 << 20));
+        assert_eq!(parse_memory("512"), Some(512 << 20));
+        assert_eq!(parse_memory("2g"), Some(2 << 30));
+        assert_eq!(parse_memory("64K"), Some(64 << 10));
+        for bad in ["", "M", "12X", "1.5G", "-1M", "99999999999999999999T"] {
+            assert_eq!(parse_memory(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tdx_alias_layout_maps_the_ram_file_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("guest-ram");
+        let args = tdx_alias_args("max", "128M", &file).expect("layout");
+        let joined = args.join(" ");
+        for want in [
+            "-machine pc-q35-2.4,memory-backend=ram0",
+            "-cpu max,phys-bits=48",
+            "-m 134217728,slots=1,maxmem=200T",
+            "-device pc-dimm,id=shared-alias,memdev=alias0,addr=0x800000000000",
+            "-global virtio-net-pci.disable-modern=off",
+        ] {
+            assert!(joined.contains(want), "{want:?} not in {joined}");
+        }
+        let backends: Vec<&String> = args
+            .iter()
+            .filter(|a| a.starts_with("memory-backend-file"))
+            .collect();
+        assert_eq!(backends.len(), 2);
+        for b in backends {
+            assert!(
+                b.ends_with(&format!(
+                    "size=134217728,mem-path={},share=on",
+                    file.display()
+                )),
+                "{b}"
+            );
+        }
+        assert_eq!(fs::metadata(&file).expect("RAM file").len(), 128 << 20);
+    }
+
+    #[test]
+    fn tdx_alias_layout_refuses_what_it_cannot_alias() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("guest-ram");
+        // RAM above q35's 4 GiB split would not sit at GPA + 2^47 in the file.
+        assert!(matches!(
+            tdx_alias_args("max", "4G", &file),
+            Err(RunError::TdxAlias(_))
+        ));
+        assert!(matches!(
+            tdx_alias_args("max", "lots", &file),
+            Err(RunError::TdxAlias(_))
+        ));
+        assert!(matches!(
+            tdx_alias_args("max,phys-bits=40", "128M", &file),
+            Err(RunError::TdxAlias(_))
+        ));
+        assert!(matches!(
+            tdx_alias_args("max", "128M", &dir.path().join("a,b")),
+            Err(RunError::TdxAlias(_))
+        ));
+        assert!(!file.exists(), "a refused layout created the RAM file");
     }
 }

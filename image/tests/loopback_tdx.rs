@@ -233,9 +233,13 @@ fn boot_then<T>(
         std::thread::sleep(Duration::from_millis(50));
     }
     let console = dir.join("console.log");
+    // Guest RAM in a file mapped twice: at 0 and at the shared bit (image::run::tdx_alias_args).
+    let ram_file = dir.join("guest-ram");
+    let layout = image::run::tdx_alias_args("max", "128M", &ram_file).expect("alias layout");
     let mut qemu = ChildGuard::spawn(
         Command::new("qemu-system-x86_64")
-            .args(["-machine", "q35", "-cpu", "max", "-m", "128M", "-smp", "1"])
+            .args(&layout)
+            .args(["-smp", "1"])
             .arg("-bios")
             .arg(bios)
             .arg("-kernel")
@@ -278,6 +282,8 @@ fn boot_then<T>(
     eprintln!("{name}: {:.1} s under TCG", t.elapsed().as_secs_f64());
     let text = fs::read_to_string(&console).unwrap_or_default();
     let out = then(&text);
+    drop(qemu);
+    let _ = fs::remove_file(&ram_file);
     (
         Boot {
             console: fs::read_to_string(&console).unwrap_or_default(),

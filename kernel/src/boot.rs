@@ -212,6 +212,16 @@ pub fn memory(info: &BootInfo) {
         Err(e) => refuse(format_args!("page tables: {e}")),
     };
     if rule.set_when_shared() {
+        // A TD's memory lies below the shared bit (a GPA with it is the shared view, never
+        // memory of its own); a map that says otherwise (under TCG: the alias DIMM taken for
+        // RAM) is refused before anything is placed there.
+        if summary.ram_top > rule.bits() {
+            refuse(format_args!(
+                "memory map: memory up to {:#x}, at or above the shared bit {:#x}",
+                summary.ram_top,
+                rule.bits()
+            ));
+        }
         log::info!(
             "paging: tdx shared bit {:#x} (RAM and tables private, bit clear; shared pool \
              pages, the GetQuote buffer, device BARs and MMIO holes shared, bit set)",
@@ -342,7 +352,8 @@ pub fn tdx_session() {
     let (backend, in_ptes) = if cfg!(feature = "loopback-tdx") {
         (
             "the loopback TDCALL",
-            "not set in the page tables: the stub reports no shared alias under TCG",
+            "set in the page tables of shared memory: under TCG the alias is QEMU's second \
+             mapping of guest RAM at GPA 2^47",
         )
     } else {
         ("TDCALL", "set in the page tables of shared memory")
@@ -363,6 +374,22 @@ pub fn tdx_session() {
             log::info!("tdx: #VE self-test ok: cpuid, in al/dx, veinfo consumed once")
         }
         t => refuse(format_args!("tdx: #VE self-test failed: {t:?}")),
+    }
+    #[cfg(feature = "loopback-tdx")]
+    match crate::loopback_tdx::alias_check() {
+        Ok(c) => log::info!(
+            "tdx: shared alias ok: pool page {:#x} pte {:#x} (shared bit set): {:#04x} written \
+             through the shared mapping read back {:#04x} through the private view at {:#x}, \
+             {:#04x} written there read back {:#04x} through the shared mapping",
+            c.gpa,
+            c.pte,
+            c.shared_to_private.0,
+            c.shared_to_private.1,
+            c.private_va,
+            c.private_to_shared.0,
+            c.private_to_shared.1
+        ),
+        Err(e) => refuse(format_args!("tdx: shared alias check failed: {e}")),
     }
 }
 

@@ -53,13 +53,15 @@ use crate::arch::{self, port};
 pub const MARKER: &str = "LOOPBACK-TDX TEST BUILD: TDCALL is stubbed";
 
 /// Whether the page tables select a shared alias with the shared bit
-/// (`crate::arch::tdx::KernelTdcall::SHARED_ALIAS`): no. TDG.VP.INFO reports GPAW 48 as
-/// hardware does, so MapGPA, #VE.RequestMMIO and GetQuote GPAs carry bit 47 (checked here and
-/// stripped), but TCG has one view of memory and its physical-address width (40 bits) makes
-/// bit 47 of a page-table entry a reserved bit: with it set every shared page would #PF. So
-/// the page-attribute rule is none in this build, as SEV's C-bit is none under TCG
-/// (`SEV_STATUS` 0), and the shared pages are reached at their identity address.
-pub const SHARED_ALIAS: bool = false;
+/// (`crate::arch::tdx::KernelTdcall::SHARED_ALIAS`): yes, as on hardware. TDG.VP.INFO reports
+/// GPAW 48, so the page-attribute rule is `PteRule::tdx(48)`: shared pool pages, device BARs
+/// and the MMIO holes are mapped with bit 47 set. Under TCG that is real only because the
+/// runner (`image::run::tdx_alias_args`) starts QEMU with `phys-bits=48`, RAM in a shared
+/// file and a second backend on the same file plugged as a DIMM at GPA 2^47: an access through
+/// a bit-47 entry reaches the same frame through that alias ([`alias_check`] proves it at
+/// boot). Device memory has no alias: the stub reaches it through its private view
+/// (`crate::arch::paging::private_view`).
+pub const SHARED_ALIAS: bool = true;
 
 /// GPAW the stub reports (shared bit 47).
 const GPAW: u64 = 48;
@@ -162,6 +164,80 @@ pub fn host_sees(gpa: u64, len: u64) -> bool {
     (gpa >> 12..=last >> 12).all(|g| st.shared.contains(&g))
 }
 
+/// What [`alias_check`] saw.
+#[derive(Debug, Clone, Copy)]
+pub struct AliasCheck {
+    /// The pool page (its GPA, private view).
+    pub gpa: u64,
+    /// Its 4 KiB page-table entry (bit 47 set: the shared view).
+    pub pte: u64,
+    /// Where the private view of the same frame is mapped (bit 47 clear).
+    pub private_va: u64,
+    /// Written through the shared mapping, read back through the private view.
+    pub shared_to_private: (u8, u8),
+    /// Written through the private view, read back through the shared mapping.
+    pub private_to_shared: (u8, u8),
+}
+
+/// Proves the shared alias is real: takes a shared page from the DMA pool (converted by
+/// MapGPA, mapped with the shared bit by `paging::set_encrypted`), checks its entry carries
+/// bit 47 and that the stub counts it shared, then writes a byte through that mapping (which
+/// QEMU resolves in the DIMM at 2^47) and reads it back through the private view of the same
+/// frame (bit clear: QEMU's RAM), and the other way round. Without the alias the bit-47 access
+/// would hit unassigned space (reads all-ones, writes dropped) and the bytes would differ.
+pub fn alias_check() -> Result<AliasCheck, &'static str> {
+    let gpa = crate::dma::alloc(1).map_err(|_| "no pool page")?;
+    let result = alias_check_page(gpa);
+    crate::dma::free(gpa).map_err(|_| "pool page not returned")?;
+    result
+}
+
+fn alias_check_page(gpa: u64) -> Result<AliasCheck, &'static str> {
+    use crate::arch::paging;
+    let pte = paging::entry_of(gpa).map_err(|_| "no page-table entry")?;
+    if pte & SHARED == 0 || paging::rule().address(pte) != gpa {
+        return Err("the pool page's entry lacks the shared bit");
+    }
+    if !host_sees(gpa, 4096) {
+        return Err("the pool page is not shared (MapGPA)");
+    }
+    let private_va = paging::private_view(gpa, 4096, false).map_err(|_| "no private view")?;
+    let shared = (gpa + 0x123) as *mut u8;
+    let private = (private_va + 0x123) as *mut u8;
+    let mut seen = [(0u8, 0u8); 2];
+    for (i, byte) in [0xA5u8, 0x3C].into_iter().enumerate() {
+        // SAFETY: `gpa` is a pool page allocated above and owned by this check; `shared` is its
+        // identity (shared-view) mapping, `private` the private view of the same frame
+        // (`paging::private_view`, write-back). Byte accesses inside the page.
+        let read = unsafe {
+            if i == 0 {
+                shared.write_volatile(byte);
+                private.read_volatile()
+            } else {
+                private.write_volatile(byte);
+                shared.read_volatile()
+            }
+        };
+        if let Some(s) = seen.get_mut(i) {
+            *s = (byte, read);
+        }
+        if read != byte {
+            return Err(if i == 0 {
+                "a byte written through the shared mapping is not in the private view"
+            } else {
+                "a byte written through the private view is not in the shared mapping"
+            });
+        }
+    }
+    Ok(AliasCheck {
+        gpa,
+        pte,
+        private_va,
+        shared_to_private: seen[0],
+        private_to_shared: seen[1],
+    })
+}
+
 /// Prints on COM1 with the instructions (the stub runs inside a TDCALL: the HAL is busy).
 fn raw_print(args: core::fmt::Arguments<'_>) {
     let mut line = alloc::string::String::new();
@@ -207,8 +283,21 @@ fn mmio(r: &mut Regs) -> VmcallStatus {
         ));
         return VmcallStatus::InvalidOperand;
     }
-    // SAFETY: `addr` lies in a device window the kernel registered (a BAR it mapped, the xAPIC
-    // page), identity-mapped, and is accessed with the width the guest asked for.
+    // The VMM performs the access on the device at its plain GPA: through the private view,
+    // since the identity map reaches device memory with the shared bit, in QEMU's alias
+    // window, where there is no device.
+    let addr = match crate::arch::paging::private_view(addr, size, true) {
+        Ok(va) => va,
+        Err(e) => {
+            raw_print(format_args!(
+                "ckms: loopback-tdx: MMIO at {addr:#x}: no private view: {e}\n"
+            ));
+            return VmcallStatus::InvalidOperand;
+        }
+    };
+    // SAFETY: `addr` is the private view of a device window the kernel registered (a BAR it
+    // mapped, the xAPIC page), mapped uncached, and is accessed with the width the guest
+    // asked for.
     unsafe {
         match (size, write) {
             (1, 0) => r.r11 = u64::from((addr as *const u8).read_volatile()),

@@ -18,10 +18,10 @@
 //!   bit-clear (private, Secure EPT), the DMA pool's shared pages (virtio rings, bounce
 //!   buffers, the GetQuote buffer) and device memory with the bit (the host's EPT). GPAW comes
 //!   from TDG.VP.INFO, which is why the TDX backend is established before this module's
-//!   [`init`] (`crate::boot::tdx_backend`). The loopback-TDX build's stub reports no shared
-//!   alias (`crate::arch::tdx::KernelTdcall::SHARED_ALIAS`): under TCG the rule is none, as
-//!   SEV's C-bit is none under TCG, because bit 47 lies beyond TCG's physical-address width
-//!   (a reserved bit: #PF) and TCG has one view of memory only.
+//!   [`init`] (`crate::boot::tdx_backend`). The loopback-TDX build uses the same rule
+//!   (`crate::arch::tdx::KernelTdcall::SHARED_ALIAS`): its runner gives QEMU 48 physical
+//!   address bits and a second mapping of guest RAM at GPA 2^47, so a bit-47 entry reaches the
+//!   same frame through a real alias; the stub reaches devices through [`private_view`].
 //! - Elsewhere: none.
 //!
 //! The identity map follows the firmware's memory map (`sev_guest::pte::backing`): 2 MiB
@@ -414,8 +414,9 @@ pub fn set_encrypted(addr: u64, private: bool) -> Result<(), PagingError> {
     Ok(())
 }
 
-/// Where the loopback stub's alias of an unmapped BAR lies (`ckms.test=unmapped-bar`): virtual
-/// = physical + this (64 TiB; BARs lie below 64 TiB on q35).
+/// Where the loopback stubs' second view of memory lies: virtual = physical + this (64 TiB;
+/// BARs lie below 64 TiB on q35). The loopback-GHCB build's alias of an unmapped BAR
+/// (`ckms.test=unmapped-bar`); the loopback-TDX build's private view ([`private_view`]).
 pub const HOST_VIEW_OFFSET: u64 = 1 << 46;
 
 /// The address the loopback stub uses to reach device memory at `phys`: the alias when BARs
@@ -427,6 +428,50 @@ pub fn host_view(phys: u64) -> u64 {
     } else {
         phys
     }
+}
+
+/// The loopback-TDX stub's private view of `[phys, phys + len)` (rounded out to 2 MiB),
+/// mapped without the shared bit at `phys +` [`HOST_VIEW_OFFSET`] — the same second mapping
+/// the loopback-GHCB build uses for unmapped BARs — and its address. With the shared alias on
+/// (`crate::loopback_tdx::SHARED_ALIAS`), the identity map reaches device memory and the MMIO
+/// holes with bit 47 set, i.e. in QEMU's alias window, where there is no device: the stub,
+/// playing the VMM, performs #VE.RequestMMIO on the device at its plain GPA through this view
+/// (`device`: uncached). The alias self-test reads a shared pool page through it (`device`
+/// false: write-back), bypassing the alias.
+#[cfg(feature = "loopback-tdx")]
+pub fn private_view(phys: u64, len: u64, device: bool) -> Result<u64, PagingError> {
+    let end = phys
+        .checked_add(len.max(1))
+        .filter(|&e| e <= HOST_VIEW_OFFSET)
+        .ok_or(PagingError::BadRange)?;
+    let guard = ROOT.lock();
+    let Some(root) = guard.as_ref() else {
+        return Err(PagingError::BadRange);
+    };
+    let flags = if device {
+        WRITE_THROUGH | CACHE_DISABLE | NO_EXECUTE
+    } else {
+        NO_EXECUTE
+    };
+    // New entries only (`map_range_at` never changes a present one): no TLB flush needed.
+    map_range_at(root.0, phys, end, flags, true, HOST_VIEW_OFFSET)?;
+    Ok(phys + HOST_VIEW_OFFSET)
+}
+
+/// The 4 KiB page-table entry that maps `addr` (its 2 MiB page split first), for the
+/// loopback-TDX alias self-test, which checks it carries the shared bit.
+#[cfg(feature = "loopback-tdx")]
+pub fn entry_of(addr: u64) -> Result<u64, PagingError> {
+    if addr >= HOST_VIEW_OFFSET {
+        return Err(PagingError::BadRange);
+    }
+    let guard = ROOT.lock();
+    let Some(root) = guard.as_ref() else {
+        return Err(PagingError::BadRange);
+    };
+    // SAFETY: every table reached from our root is ours; splitting keeps frames and
+    // attributes, and the entry is only read.
+    unsafe { Ok(pte_of(root.0, addr & !0xFFF)?.read_volatile()) }
 }
 
 /// Identity-maps a device region uncached (e.g. a PCI BAR above 4 GiB) and registers it as

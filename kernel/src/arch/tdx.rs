@@ -43,9 +43,10 @@ pub struct KernelTdcall;
 impl KernelTdcall {
     /// Whether the TD's GPA space has a shared alias the page tables select with the shared
     /// bit (GHCI 348552 §1.3). On hardware it always has: the page-attribute rule is
-    /// `PteRule::tdx(GPAW)`. The loopback stub says no (`crate::loopback_tdx::SHARED_ALIAS`):
-    /// under TCG there is one view of memory and bit 47 lies beyond the physical-address width
-    /// (a reserved bit, #PF), so the rule is none, as SEV's C-bit is none under TCG.
+    /// `PteRule::tdx(GPAW)`. The loopback stub says yes too (`crate::loopback_tdx::SHARED_ALIAS`):
+    /// under TCG the runner gives QEMU 48 physical-address bits and a second mapping of guest
+    /// RAM at GPA 2^47 (`image::run::tdx_alias_args`), so bit 47 selects a real alias. The seam
+    /// stays so a build without that alias can say no (the rule is then none).
     #[cfg(not(feature = "loopback-tdx"))]
     pub const SHARED_ALIAS: bool = true;
     /// The loopback stub's answer (see the production item above).

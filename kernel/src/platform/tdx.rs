@@ -39,8 +39,9 @@
 //! same code: [`establish`] right after detection, under the firmware's #VE handler, before our
 //! IDT and before the page tables (`crate::boot::tdx_backend`), so a refused TD says why on
 //! the console and the page tables get GPAW. The loopback build differs only in
-//! [`KernelTdcall`] (a stub instead of the instruction), whose `SHARED_ALIAS` is false under
-//! TCG (the rule is then none; see `crate::loopback_tdx::SHARED_ALIAS`).
+//! [`KernelTdcall`] (a stub instead of the instruction); its `SHARED_ALIAS` is true as on
+//! hardware, because the loopback runner gives QEMU a real alias of guest RAM at GPA 2^47
+//! (see `crate::loopback_tdx::SHARED_ALIAS`).
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -131,7 +132,7 @@ pub fn establish() -> Result<TdInfo, TdxSetupError> {
 
 /// The page-attribute rule of this TD (`sev_guest::pte::PteRule`): the shared bit GPAW − 1,
 /// set for shared mappings (GHCI 348552 §1.3), once [`establish`] ran; none when the TDCALL
-/// seam reports no shared alias (the loopback stub under TCG) or no TDX backend exists.
+/// seam reports no shared alias or no TDX backend exists.
 pub fn page_rule() -> Result<sev_guest::pte::PteRule, sev_guest::pte::MaskError> {
     match INFO.get() {
         Some(info) if KernelTdcall::SHARED_ALIAS => sev_guest::pte::PteRule::tdx(info.gpaw),
