@@ -317,6 +317,10 @@ fn attest_boot_gives_a_verifiable_tdx_quote() {
         "LOOPBACK-TDX TEST BUILD: TDCALL is stubbed",
         "platform: tdx backend over the loopback TDCALL: gpaw 48, shared bit 47",
         "tdx: #VE self-test ok",
+        // The page tables run the production rule: shared memory is mapped with bit 47 ...
+        "paging: tdx shared bit 0x800000000000",
+        // ... and under this QEMU layout bit 47 selects a real alias of the same frames.
+        "tdx: shared alias ok: pool page ",
         // EPT-violation #VEs on virtio's common configuration: the store and the load are
         // decoded (3- or 2-byte `mov`s), done by TDVMCALL<#VE.RequestMMIO> on the device, and
         // the load equals the HAL's read (explicit TDVMCALL).
@@ -326,6 +330,29 @@ fn attest_boot_gives_a_verifiable_tdx_quote() {
         "ckms: attest derived-key=none",
     ] {
         assert!(c.contains(want), "console lacks {want:?}:\n{c}");
+    }
+    // The alias check's pool page: its entry carries the shared bit, and a byte written through
+    // it was read back through the private view of the same frame (and the other way round).
+    let alias = c
+        .lines()
+        .find_map(|l| l.split("tdx: shared alias ok: ").nth(1))
+        .unwrap_or_else(|| panic!("no shared alias line:\n{c}"));
+    let pte = alias
+        .split_whitespace()
+        .skip_while(|w| *w != "pte")
+        .nth(1)
+        .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(|| panic!("no pte in {alias:?}"));
+    assert_ne!(
+        pte & (1 << 47),
+        0,
+        "pool page entry {pte:#x} lacks the shared bit"
+    );
+    for want in [
+        "0xa5 written through the shared mapping read back 0xa5 through the private view",
+        "0x3c written there read back 0x3c through the shared mapping",
+    ] {
+        assert!(alias.contains(want), "{want:?} not in {alias:?}");
     }
     // Every virtio register access of the bring-up went through TDVMCALL<#VE.RequestMMIO>.
     let mmio_calls: u64 = c

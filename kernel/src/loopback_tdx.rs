@@ -19,10 +19,13 @@
 //!   converted page; GetQuote on a buffer that must lie entirely in shared pages, forwarded to
 //!   `tdx-emu` (`GET_QUOTE`), statuses mapped as docs/tdx-emu.md says; ReportFatalError
 //!   (printed, then isa-debug-exit); #VE.RequestMMIO (GHCI §3.7) performed on QEMU's device
-//!   with a volatile access, after asserting the GPA carries the shared bit and, without it,
+//!   with a volatile access through the private view (`crate::arch::paging::private_view`),
+//!   after asserting the GPA carries the shared bit and, without it,
 //!   lies in a registered device window (`crate::arch::mmio::windows`) — anything else is
 //!   printed and answered TDG.VP.VMCALL_INVALID_OPERAND, which ends the TD. Anything else:
 //!   TDG.VP.VMCALL_INVALID_OPERAND.
+//! - [`alias_check`]: the boot's proof that bit 47 selects a real alias of the same frames
+//!   (QEMU's second mapping of guest RAM at GPA 2^47, [`SHARED_ALIAS`]).
 //! - [`host_sees`]: whether a range is entirely in pages made shared, which the virtio DMA
 //!   glue asserts on every address it hands to the device.
 //!
