@@ -216,10 +216,10 @@ pub fn parse_memory(memory: &str) -> Option<u64> {
 /// caller deletes it after QEMU exits.
 pub fn tdx_alias_args(cpu: &str, memory: &str, ram_file: &Path) -> Result<Vec<String>, RunError> {
     let bytes = parse_memory(memory)
-        .filter(|&b| b > 0 && b <= TDX_ALIAS_MAX_MEMORY)
+        .filter(|&b| b > 0 && b <= TDX_ALIAS_MAX_MEMORY && b.is_multiple_of(1 << 20))
         .ok_or_else(|| {
             RunError::TdxAlias(format!(
-                "memory {memory:?}: must be a QEMU size of at most {} MiB",
+                "memory {memory:?}: must be a QEMU size of whole MiB, at most {} MiB",
                 TDX_ALIAS_MAX_MEMORY >> 20
             ))
         })?;
@@ -241,7 +241,8 @@ pub fn tdx_alias_args(cpu: &str, memory: &str, ram_file: &Path) -> Result<Vec<St
         "-cpu".into(),
         format!("{cpu},phys-bits=48"),
         "-m".into(),
-        format!("{bytes},slots=1,maxmem=200T"),
+        // `-m` without a suffix counts MiB.
+        format!("{}M,slots=1,maxmem=200T", bytes >> 20),
         "-object".into(),
         backend("ram0"),
         "-object".into(),
@@ -1124,7 +1125,7 @@ x86 max                   Enables all features supported by the accelerator in t
         for want in [
             "-machine pc-q35-2.4,memory-backend=ram0",
             "-cpu max,phys-bits=48",
-            "-m 134217728,slots=1,maxmem=200T",
+            "-m 128M,slots=1,maxmem=200T",
             "-device pc-dimm,id=shared-alias,memdev=alias0,addr=0x800000000000",
             "-global virtio-net-pci.disable-modern=off",
         ] {
@@ -1154,6 +1155,10 @@ x86 max                   Enables all features supported by the accelerator in t
         // RAM above q35's 4 GiB split would not sit at GPA + 2^47 in the file.
         assert!(matches!(
             tdx_alias_args("max", "4G", &file),
+            Err(RunError::TdxAlias(_))
+        ));
+        assert!(matches!(
+            tdx_alias_args("max", "1536K", &file),
             Err(RunError::TdxAlias(_))
         ));
         assert!(matches!(
