@@ -21,7 +21,7 @@
 //!   [`init`] (`crate::boot::tdx_backend`). The loopback-TDX build uses the same rule
 //!   (`crate::arch::tdx::KernelTdcall::SHARED_ALIAS`): its runner gives QEMU 48 physical
 //!   address bits and a second mapping of guest RAM at GPA 2^47, so a bit-47 entry reaches the
-//!   same frame through a real alias; the stub reaches devices through [`private_view`].
+//!   same frame through a real alias; the stub reaches devices through `private_view`.
 //! - Elsewhere: none.
 //!
 //! The identity map follows the firmware's memory map (`sev_guest::pte::backing`): 2 MiB
@@ -416,7 +416,7 @@ pub fn set_encrypted(addr: u64, private: bool) -> Result<(), PagingError> {
 
 /// Where the loopback stubs' second view of memory lies: virtual = physical + this (64 TiB;
 /// BARs lie below 64 TiB on q35). The loopback-GHCB build's alias of an unmapped BAR
-/// (`ckms.test=unmapped-bar`); the loopback-TDX build's private view ([`private_view`]).
+/// (`ckms.test=unmapped-bar`); the loopback-TDX build's private view (`private_view`).
 pub const HOST_VIEW_OFFSET: u64 = 1 << 46;
 
 /// The address the loopback stub uses to reach device memory at `phys`: the alias when BARs
