@@ -427,18 +427,25 @@ pub fn authenticode_sha384(pe: &[u8]) -> Result<[u8; 48], PeError> {
 /// Success" (PCR 5); PCRs 2–6 map to RTMR1 (TDVF Design Guide §10.1.2, Table 10-2).
 ///
 /// This is the sequence virtee's `tdx-measure` replays for a direct boot (read for comparison,
-/// no code taken); it has not been checked here against a CCEL captured from a TDX boot of our
-/// pinned firmware, so the event log the kernel ships is what a verifier should replay.
+/// no code taken), and the one a real TDX boot's CCEL shows (`attest/tests/real_ccel.rs`
+/// replays a log captured on TDX hardware through [`rtmr1_after_kernel`]). Our own pinned
+/// firmware writes no CCEL outside a TD, so for it this order is checked only by that vector.
 pub fn rtmr1_direct_boot(kernel: &[u8]) -> Result<[u8; 48], PeError> {
+    Ok(rtmr1_after_kernel(&authenticode_sha384(kernel)?))
+}
+
+/// [`rtmr1_direct_boot`] from the kernel's Authenticode SHA-384 (the digest of its
+/// `EV_EFI_BOOT_SERVICES_APPLICATION` event).
+pub fn rtmr1_after_kernel(kernel_authenticode: &[u8; 48]) -> [u8; 48] {
     let sha = |b: &[u8]| -> [u8; 48] { Sha384::digest(b).into() };
     let log = [
-        authenticode_sha384(kernel)?,
+        *kernel_authenticode,
         sha(b"Calling EFI Application from Boot Option"),
         sha(&[0, 0, 0, 0]),
         sha(b"Exit Boot Services Invocation"),
         sha(b"Exit Boot Services Returned with Success"),
     ];
-    Ok(rtmr_replay(log.iter()))
+    rtmr_replay(log.iter())
 }
 
 /// The digest of a command line as UEFI passes it to the loaded image: the LoadOptions buffer,
