@@ -49,7 +49,7 @@ pub struct ConnectionArgs {
     /// 10-second grace period: slower clients (slowloris) are disconnected.
     #[arg(long, default_value_t = 1024)]
     pub min_rate: u32,
-    /// Threads serving connections, each with its own epoll (default: one per core). A request
+    /// Threads serving connections, each with its own epoll (default: two per core). A request
     /// waiting on Redis holds up the other connections of its thread: more threads help a
     /// Redis-bound load (Create, Locate) at some CPU cost per request.
     #[arg(long)]
@@ -110,11 +110,14 @@ impl Default for ServeOptions {
     }
 }
 
-/// Default number of connection workers: one per core. More workers wake up more often for the
-/// same load (Encrypt 64 B at 16 connections on 2 cores: ~16-25 server CPU-µs/op with 2 workers,
-/// ~35 with 8); fewer let a request that waits on Redis hold up more of the other connections.
+/// Default number of connection workers: two per core. A request waiting on Redis holds up the
+/// other connections of its worker, so one per core starves a Redis-bound load; more wake up more
+/// often for the same load. `scripts/bench-peer --seconds 3 --conc 16`, two rounds on 2 cores
+/// (ops/s with 2 / 4 / 8 workers): Create 2,531–3,081 / 4,360–4,863 / 4,280–6,650, Locate
+/// 14,810–18,280 / 15,889–19,684 / 17,377–18,849, Encrypt 64 B at 20.0–21.4 / 20.6–21.3 /
+/// 25.2–28.4 server CPU-µs/op.
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from)
+    std::thread::available_parallelism().map_or(4, |n| 2 * usize::from(n))
 }
 
 /// The operating system's CSPRNG (getrandom(2) through ring).
