@@ -65,15 +65,18 @@ impl From<sev_guest::pool::PoolError> for DmaError {
     }
 }
 
-/// The pool backend where memory is not encrypted: no conversions; copies only inside the
-/// pool's region (identity-mapped, owned by the pool for the kernel's lifetime).
-pub struct PlainMemory {
+/// The shared pool's region `[base, base + len)`: identity-mapped RAM carved out of the heap by
+/// [`init`] and owned by the pool for the kernel's lifetime. Only [`init`] makes one, so every
+/// backend that copies to or from shared memory goes through this one bounds check and copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolRegion {
     base: u64,
     len: u64,
 }
 
-impl PlainMemory {
-    fn check(&self, gpa: u64, len: usize) -> Result<(), sev_guest::Error> {
+impl PoolRegion {
+    /// Whether `[gpa, gpa + len)` lies inside the region.
+    pub fn check(&self, gpa: u64, len: usize) -> Result<(), sev_guest::SharedAccessError> {
         let inside = gpa >= self.base
             && gpa
                 .checked_add(len as u64)
@@ -81,10 +84,32 @@ impl PlainMemory {
         if inside {
             Ok(())
         } else {
-            Err(sev_guest::SharedAccessError::NotShared { gpa }.into())
+            Err(sev_guest::SharedAccessError::NotShared { gpa })
         }
     }
+
+    /// Copies `out.len()` bytes from `gpa`, inside the region.
+    pub fn read(&self, gpa: u64, out: &mut [u8]) -> Result<(), sev_guest::SharedAccessError> {
+        self.check(gpa, out.len())?;
+        // SAFETY: `[gpa, gpa + len)` lies in the region (checked), identity-mapped RAM the
+        // pool owns for the kernel's lifetime (`init` leaked it from the heap, and only `init`
+        // makes a `PoolRegion`); `out` is a kernel buffer, never inside the pool.
+        unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` to `gpa`, inside the region.
+    pub fn write(&self, gpa: u64, data: &[u8]) -> Result<(), sev_guest::SharedAccessError> {
+        self.check(gpa, data.len())?;
+        // SAFETY: as in `read`, the other direction.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), gpa as *mut u8, data.len()) };
+        Ok(())
+    }
 }
+
+/// The pool backend where memory is not encrypted: no conversions; copies only inside the
+/// pool's region.
+pub struct PlainMemory(PoolRegion);
 
 impl PoolBackend for PlainMemory {
     fn make_shared(&mut self, _gpas: &[u64]) -> Result<(), sev_guest::Error> {
@@ -96,19 +121,11 @@ impl PoolBackend for PlainMemory {
     }
 
     fn write_shared(&mut self, gpa: u64, data: &[u8]) -> Result<(), sev_guest::Error> {
-        self.check(gpa, data.len())?;
-        // SAFETY: `[gpa, gpa + len)` lies in the pool's region (checked above), which is
-        // identity-mapped RAM owned by the pool (leaked from the heap in `init`); `data` is a
-        // kernel slice, never inside the pool, so the ranges do not overlap.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), gpa as *mut u8, data.len()) };
-        Ok(())
+        Ok(self.0.write(gpa, data)?)
     }
 
     fn read_shared(&mut self, gpa: u64, out: &mut [u8]) -> Result<(), sev_guest::Error> {
-        self.check(gpa, out.len())?;
-        // SAFETY: as in `write_shared`, with the copy in the other direction.
-        unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, out.as_mut_ptr(), out.len()) };
-        Ok(())
+        Ok(self.0.read(gpa, out)?)
     }
 }
 
@@ -190,7 +207,7 @@ impl PoolBackend for Backend {
 struct Dma {
     pool: SharedPool,
     /// `(base, bytes)` of the pool's region.
-    region: (u64, u64),
+    region: PoolRegion,
     backend: Backend,
     /// Live allocations by first address.
     bufs: BTreeMap<u64, SharedBuf>,
@@ -233,14 +250,15 @@ pub fn init(pages: usize) -> Result<u64, DmaError> {
     }
     let base = base as u64;
     let pool = SharedPool::new(base, pages)?;
+    let region = PoolRegion {
+        base,
+        len: bytes as u64,
+    };
     DMA.call_once(|| {
         spin::Mutex::new(Dma {
             pool,
-            region: (base, bytes as u64),
-            backend: Backend::Plain(PlainMemory {
-                base,
-                len: bytes as u64,
-            }),
+            region,
+            backend: Backend::Plain(PlainMemory(region)),
             bufs: BTreeMap::new(),
         })
     });
@@ -300,8 +318,8 @@ pub fn usage() -> (usize, usize) {
     })
 }
 
-/// The pool's region `(base, length in bytes)`, once [`init`] ran.
-pub fn region() -> Option<(u64, u64)> {
+/// The pool's region, once [`init`] ran.
+pub fn region() -> Option<PoolRegion> {
     Some(DMA.get()?.lock().region)
 }
 
@@ -347,8 +365,7 @@ pub fn use_tdx() -> Result<(), DmaError> {
                 "pool already in use",
             )));
         }
-        let (base, len) = d.region;
-        let backend = crate::platform::tdx::TdxPool::new(base, len).ok_or(DmaError::Pool(
+        let backend = crate::platform::tdx::TdxPool::new(d.region).ok_or(DmaError::Pool(
             sev_guest::Error::InvalidArgument("no TDX backend"),
         ))?;
         d.backend = Backend::Tdx(backend);

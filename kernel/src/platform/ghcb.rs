@@ -34,22 +34,7 @@ use crate::arch::{self, sev};
 pub struct KernelVmgexit {
     ghcb_gpa: u64,
     /// The shared pool's region: the only memory `read_shared`/`write_shared` touch.
-    pool_base: u64,
-    pool_len: u64,
-}
-
-impl KernelVmgexit {
-    fn check(&self, gpa: u64, len: usize) -> Result<(), SharedAccessError> {
-        let inside = gpa >= self.pool_base
-            && gpa
-                .checked_add(len as u64)
-                .is_some_and(|end| end <= self.pool_base + self.pool_len);
-        if inside {
-            Ok(())
-        } else {
-            Err(SharedAccessError::NotShared { gpa })
-        }
-    }
+    pool: crate::dma::PoolRegion,
 }
 
 impl Vmgexit for KernelVmgexit {
@@ -97,18 +82,11 @@ impl Vmgexit for KernelVmgexit {
     }
 
     fn read_shared(&mut self, gpa: u64, out: &mut [u8]) -> Result<(), SharedAccessError> {
-        self.check(gpa, out.len())?;
-        // SAFETY: inside the pool's region (checked), identity-mapped RAM the pool owns; `out`
-        // is a kernel buffer outside it.
-        unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, out.as_mut_ptr(), out.len()) };
-        Ok(())
+        self.pool.read(gpa, out)
     }
 
     fn write_shared(&mut self, gpa: u64, data: &[u8]) -> Result<(), SharedAccessError> {
-        self.check(gpa, data.len())?;
-        // SAFETY: as in `read_shared`.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), gpa as *mut u8, data.len()) };
-        Ok(())
+        self.pool.write(gpa, data)
     }
 
     fn busy_backoff(&mut self, attempt: u32) {
@@ -165,7 +143,7 @@ pub fn establish() -> Result<(u16, u8), GhcbSetupError> {
     if SESSION.is_completed() {
         return Err(GhcbSetupError::AlreadyEstablished);
     }
-    let (pool_base, pool_len) = crate::dma::region().ok_or(GhcbSetupError::NoMemory)?;
+    let pool = crate::dma::region().ok_or(GhcbSetupError::NoMemory)?;
     let layout = core::alloc::Layout::from_size_align(GHCB_SIZE, GHCB_SIZE)
         .map_err(|_| GhcbSetupError::NoMemory)?;
     // SAFETY: non-zero size. The page is never freed: it is the GHCB for the kernel's life.
@@ -175,8 +153,7 @@ pub fn establish() -> Result<(u16, u8), GhcbSetupError> {
     }
     let hv = KernelVmgexit {
         ghcb_gpa: page as u64,
-        pool_base,
-        pool_len,
+        pool,
     };
     let session = GhcbSession::establish(hv).map_err(GhcbSetupError::Establish)?;
     // Made shared and registered: the kernel reaches it through C=0 from now on.

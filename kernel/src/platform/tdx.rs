@@ -328,32 +328,18 @@ pub fn log_stats(when: &str) {
 /// region (identity-mapped: a shared page's entry carries the shared bit once converted,
 /// `crate::dma` remaps it around the conversion).
 pub struct TdxPool {
-    base: u64,
-    len: u64,
+    region: crate::dma::PoolRegion,
     shared_bit: u32,
 }
 
 impl TdxPool {
-    /// The backend for the pool region `[base, base + len)`; `None` before [`establish`].
-    pub fn new(base: u64, len: u64) -> Option<Self> {
+    /// The backend for the pool's region; `None` before [`establish`].
+    pub fn new(region: crate::dma::PoolRegion) -> Option<Self> {
         let info = INFO.get()?;
         Some(Self {
-            base,
-            len,
+            region,
             shared_bit: info.shared_bit(),
         })
-    }
-
-    fn check(&self, gpa: u64, len: usize) -> Result<(), sev_guest::Error> {
-        let inside = gpa >= self.base
-            && gpa
-                .checked_add(len as u64)
-                .is_some_and(|end| end <= self.base + self.len);
-        if inside {
-            Ok(())
-        } else {
-            Err(sev_guest::SharedAccessError::NotShared { gpa }.into())
-        }
     }
 
     /// Runs `f` on each run of consecutive pages in `gpas` (`(start, bytes)`).
@@ -365,13 +351,13 @@ impl TdxPool {
         let page = tdx_td::PAGE_SIZE;
         let mut i = 0;
         while let Some(&start) = gpas.get(i) {
-            self.check(start, page as usize)?;
+            self.region.check(start, page as usize)?;
             let mut n = 1u64;
             while gpas
                 .get(i + n as usize)
                 .is_some_and(|&g| Some(g) == start.checked_add(n * page))
             {
-                self.check(start + n * page, page as usize)?;
+                self.region.check(start + n * page, page as usize)?;
                 n += 1;
             }
             if let Err(e) = f(start, n * page) {
@@ -405,18 +391,11 @@ impl sev_guest::pool::PoolBackend for TdxPool {
     }
 
     fn write_shared(&mut self, gpa: u64, data: &[u8]) -> Result<(), sev_guest::Error> {
-        self.check(gpa, data.len())?;
-        // SAFETY: `[gpa, gpa + len)` lies in the pool's region (checked), identity-mapped RAM
-        // the pool owns for the kernel's lifetime; `data` is a kernel slice outside it.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), gpa as *mut u8, data.len()) };
-        Ok(())
+        Ok(self.region.write(gpa, data)?)
     }
 
     fn read_shared(&mut self, gpa: u64, out: &mut [u8]) -> Result<(), sev_guest::Error> {
-        self.check(gpa, out.len())?;
-        // SAFETY: as in `write_shared`, the other direction.
-        unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, out.as_mut_ptr(), out.len()) };
-        Ok(())
+        Ok(self.region.read(gpa, out)?)
     }
 }
 
