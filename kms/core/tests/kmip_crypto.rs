@@ -867,3 +867,41 @@ fn plain_chacha20_by_iv_length() {
     );
     assert_eq!(reason(&e), ResultReason::InvalidMessage);
 }
+
+/// Issue 12, High #2 on the two other paths that take a caller nonce: the first part of a
+/// multi-part AES-GCM encryption, and CTR IVs. An encrypt-only grantee who picks the nonce
+/// could re-use the owner's and read the owner's plaintext back by XOR: refused
+/// (PermissionDenied), while a server-drawn nonce, the owner, and a CBC IV stay allowed.
+#[test]
+fn encrypt_only_grantee_picks_no_nonce_for_streams_or_ctr() {
+    let mut t = T::new();
+    let uid = text(
+        &t.ok("alice", register_sym(None, "AES", &[7; 32], 12)),
+        "UniqueIdentifier",
+    );
+    t.grant("alice", &uid, "bob", &["encrypt"]);
+    let first_part = |nonce: bool| {
+        let mut p = vec![gcm_params(Some(16)), flag("InitIndicator")];
+        if nonce {
+            p.push(hexv("IVCounterNonce", "CAFEBABEFACEDBADDECAF888"));
+        }
+        encrypt(&uid, b"abc", p)
+    };
+    let e = t.err("bob", first_part(true));
+    assert_eq!(reason(&e), ResultReason::PermissionDenied);
+    t.ok("bob", first_part(false));
+    t.ok("alice", first_part(true));
+
+    let with_iv = |mode: &str| {
+        encrypt(
+            &uid,
+            &[0; 16],
+            vec![bc_params(mode, None), iv("IVCounterNonce", &[1; 16])],
+        )
+    };
+    let e = t.err("bob", with_iv("CTR"));
+    assert_eq!(reason(&e), ResultReason::PermissionDenied);
+    t.ok("bob", encrypt(&uid, &[0; 16], vec![bc_params("CTR", None)]));
+    t.ok("alice", with_iv("CTR"));
+    t.ok("bob", with_iv("CBC"));
+}

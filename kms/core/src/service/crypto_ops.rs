@@ -291,23 +291,14 @@ impl<S: Store> Kms<S> {
             return Err(NO_AEAD_FIELDS);
         }
         let key = o.material.as_ref().ok_or(DESTROYED)?;
-        let iv = match nonce {
-            Some(n) => {
-                if matches!(mode, Mode::Ctr | Mode::ChaCha20)
-                    && o.rights_of(user) & Right::Decrypt.bit() == 0
-                {
-                    return Err(CALLER_NONCE_DENIED);
-                }
-                n
-            }
-            None => {
-                let mut n = alloc::vec![0u8; mode.iv_len()];
-                env.rng
-                    .fill(&mut n)
-                    .map_err(|_| KmsError::Internal("random number generator failure"))?;
-                n
-            }
-        };
+        let iv = super::caller_nonce_or_random(
+            env,
+            user,
+            o,
+            matches!(mode, Mode::Ctr | Mode::ChaCha20),
+            mode.iv_len(),
+            nonce,
+        )?;
         let ct = modes::encrypt(mode, key, &iv, data).map_err(block_error)?;
         Ok(Response::Encrypt {
             uid: o.uid.clone(),

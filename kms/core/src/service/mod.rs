@@ -910,25 +910,14 @@ impl<S: Store> Kms<S> {
                 }
                 let (alg, key, tag_len) =
                     self.symmetric_for(&o, env.now, usage::ENCRYPT, params.as_ref())?;
-                // A caller who picks the nonce of a GCM or ChaCha20-Poly1305 encryption can
-                // re-use the nonce of someone else's ciphertext and read it back by XOR (issue
-                // 12, High #2): only callers who may decrypt anyway choose nonces for these.
-                if nonce.is_some()
-                    && !alg.nonce_misuse_resistant()
-                    && o.rights_of(user) & Right::Decrypt.bit() == 0
-                {
-                    return Err(CALLER_NONCE_DENIED);
-                }
-                let nonce = match nonce {
-                    Some(n) => n,
-                    None => {
-                        let mut n = alloc::vec![0u8; aead::NONCE_LEN];
-                        env.rng
-                            .fill(&mut n)
-                            .map_err(|_| KmsError::Internal("random number generator failure"))?;
-                        n
-                    }
-                };
+                let nonce = caller_nonce_or_random(
+                    env,
+                    user,
+                    &o,
+                    !alg.nonce_misuse_resistant(),
+                    aead::NONCE_LEN,
+                    nonce,
+                )?;
                 let (ct, tag) = aead::encrypt(
                     alg,
                     key,
@@ -1734,4 +1723,32 @@ fn digest(o: &ManagedObject) -> Option<Ttlv> {
             format.to_ttlv(),
         ],
     ))
+}
+
+/// The nonce (or IV) of an encryption with `o` by `user`: the caller's, or `len` fresh random
+/// bytes. `reuse_leaks` says whether a repeated nonce exposes plaintext (GCM, ChaCha20-Poly1305,
+/// CTR, ChaCha20): a caller who picks such a nonce can re-use the nonce of someone else's
+/// ciphertext and read it back by XOR (issue 12, High #2), so only callers who may decrypt
+/// anyway choose nonces for these.
+fn caller_nonce_or_random(
+    env: &mut Env<'_>,
+    user: &str,
+    o: &ManagedObject,
+    reuse_leaks: bool,
+    len: usize,
+    nonce: Option<Vec<u8>>,
+) -> KResult<Vec<u8>> {
+    match nonce {
+        Some(_) if reuse_leaks && o.rights_of(user) & Right::Decrypt.bit() == 0 => {
+            Err(CALLER_NONCE_DENIED)
+        }
+        Some(n) => Ok(n),
+        None => {
+            let mut n = alloc::vec![0u8; len];
+            env.rng
+                .fill(&mut n)
+                .map_err(|_| KmsError::Internal("random number generator failure"))?;
+            Ok(n)
+        }
+    }
 }

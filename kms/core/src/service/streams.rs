@@ -69,22 +69,14 @@ impl<S: Store> Kms<S> {
         let (alg, key, tag_len) = self.symmetric_for(o, env.now, usage::ENCRYPT, params)?;
         let mut st = match (part.init, part.correlation) {
             (true, None) => {
-                if nonce.is_some()
-                    && !alg.nonce_misuse_resistant()
-                    && o.rights_of(user) & Right::Decrypt.bit() == 0
-                {
-                    return Err(CALLER_NONCE_DENIED);
-                }
-                let nonce = match nonce {
-                    Some(n) => n,
-                    None => {
-                        let mut n = alloc::vec![0u8; aead::NONCE_LEN];
-                        env.rng
-                            .fill(&mut n)
-                            .map_err(|_| KmsError::Internal("random number generator failure"))?;
-                        n
-                    }
-                };
+                let nonce = super::caller_nonce_or_random(
+                    env,
+                    user,
+                    o,
+                    !alg.nonce_misuse_resistant(),
+                    aead::NONCE_LEN,
+                    nonce,
+                )?;
                 Stream {
                     user: user.into(),
                     uid: o.uid.clone(),
