@@ -206,7 +206,7 @@ impl PoolBackend for Backend {
 
 struct Dma {
     pool: SharedPool,
-    /// `(base, bytes)` of the pool's region.
+    /// The pool's region.
     region: PoolRegion,
     backend: Backend,
     /// Live allocations by first address.
